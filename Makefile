@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: MIT
+#
+# Thin wrapper over meson. Targets:
+#   make              install missing deps, build, programs in build/bin/
+#   make check        build with ASan+UBSan (clang) and run every test suite
+#   make demo         the main walk-through
+#   make bench-memnode | bench-pager   benchmarks (results in build/bench/)
+#   make clean
+#
+# Variables: SUITES="unit fuzz functional vm" limits `make check`.
+
+BUILD    := build
+REL      := $(BUILD)/release
+CHK      := $(BUILD)/check
+SUITES   ?= unit fuzz functional
+MESON    := meson
+PY       := /usr/bin/python3
+
+.PHONY: all deps build check demo bench bench-memnode bench-pager clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(REL)/build.ninja: | deps
+	@$(MESON) setup $(REL) -Dbuildtype=debugoptimized >/dev/null
+
+build: deps $(REL)/build.ninja
+	@ninja -C $(REL) --quiet
+	@scripts/link-bins.sh $(REL) $(BUILD)/bin
+
+$(CHK)/build.ninja: | deps
+	@CC=clang $(MESON) setup $(CHK) -Dbuildtype=debug \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true -Dwerror_ci=true >/dev/null
+
+check: build $(CHK)/build.ninja
+	@ninja -C $(CHK) --quiet
+	@scripts/link-bins.sh $(CHK) $(CHK)/bin
+	@rc=0; $(MESON) test -C $(CHK) --print-errorlogs --no-rebuild \
+		$(foreach s,$(SUITES),--suite $(s)) || rc=$$?; \
+	$(PY) scripts/test-summary.py $(CHK)/meson-logs/testlog.json; exit $$rc
+
+demo: build
+	@scripts/demo.sh
+
+bench: bench-memnode bench-pager
+
+bench-memnode: build
+	@mkdir -p $(BUILD)/bench
+	@$(BUILD)/bin/disagg-memnode-bench --json $(BUILD)/bench/memnode.json
+
+bench-pager: build
+	@mkdir -p $(BUILD)/bench
+	@$(BUILD)/bin/disagg-pagerbench --json $(BUILD)/bench/pager.json
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * disagg wire protocol: the one frame format spoken between compute nodes,
+ * memory nodes and device nodes.
+ *
+ * Every message is a 32-byte header followed by `len` bytes of payload.
+ * All integers are little-endian on the wire and every struct below has an
+ * explicit layout with no implicit padding (checked by _Static_assert).
+ * Requests carry a request id chosen by the sender; replies echo it and set
+ * PROTO_F_REPLY, so requests can be pipelined and answered out of order.
+ *
+ * A connection starts with HELLO (version and feature negotiation plus the
+ * server's proof that it knows the cluster key) and AUTH (the client's
+ * proof). Until AUTH succeeds, any other opcode is answered with
+ * PROTO_ST_NOAUTH and the connection is closed.
+ *
+ * Page data moves in 4 KiB pages. READ and WRITE address a single section
+ * through a grant (see struct proto_grant) and carry a vector of extents
+ * (first page, page count) inside that section.
+ *
+ * docs/protocol.md describes every message in prose; keep the two in step.
+ */
+#ifndef DISAGG_PROTO_H
+#define DISAGG_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC   0x31475344u /* "DSG1" as little-endian bytes */
+#define PROTO_VERSION 1u
+
+/* Every limit of the protocol, in one place. */
+enum proto_limits {
+	PROTO_HDR_SIZE        = 32,
+	PROTO_PAGE_SHIFT      = 12,
+	PROTO_PAGE_SIZE       = 1 << PROTO_PAGE_SHIFT,
+	PROTO_NONCE_SIZE      = 32,
+	PROTO_MAC_SIZE        = 32,    /* HMAC-SHA256 */
+	PROTO_KEY_SIZE        = 32,    /* cluster key */
+	PROTO_MAX_PAGES       = 256,   /* pages per READ/WRITE (1 MiB) */
+	PROTO_MAX_EXTENTS     = 256,   /* extents per READ/WRITE */
+	PROTO_MAX_INFLIGHT    = 256,   /* unanswered requests per connection */
+	PROTO_MAX_LIST        = 4096,  /* entries per SECTION_LIST reply */
+	PROTO_MAX_ADDR        = 256,   /* bytes of a "host:port" string */
+	/* Largest payload a peer may send: a full WRITE. */
+	PROTO_MAX_PAYLOAD     = 96 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
+	/* Largest reply payload: a full SECTION_LIST. */
+	PROTO_MAX_REPLY       = 8 + PROTO_MAX_LIST * 16,
+};
+
+/* Opcodes. 0 is never valid. Values are stable: never renumber. */
+enum proto_op {
+	PROTO_OP_INVALID       = 0,
+	PROTO_OP_HELLO         = 1,
+	PROTO_OP_AUTH          = 2,
+	PROTO_OP_PING          = 3,
+	PROTO_OP_SECTION_ALLOC = 4,
+	PROTO_OP_SECTION_FREE  = 5,
+	PROTO_OP_SECTION_LIST  = 6,
+	PROTO_OP_READ          = 7,
+	PROTO_OP_WRITE         = 8,
+	PROTO_OP_CAS           = 9,
+	PROTO_OP_FADD          = 10,
+	PROTO_OP_COPY          = 11,
+	PROTO_OP_STATS         = 12,
+	PROTO_OP_MAX,                 /* one past the last opcode */
+};
+
+/* Header flags. */
+enum proto_flags {
+	PROTO_F_REPLY = 1u << 0,      /* this frame answers request `req_id` */
+	PROTO_F_KNOWN = PROTO_F_REPLY,
+};
+
+/*
+ * Status codes in replies. Stable numbers, independent of the host's errno
+ * values; proto_status_to_errno() maps them for the C API.
+ */
+enum proto_status {
+	PROTO_ST_OK       = 0,
+	PROTO_ST_BADMSG   = 1,  /* malformed frame or payload */
+	PROTO_ST_VERSION  = 2,  /* no common protocol version */
+	PROTO_ST_NOAUTH   = 3,  /* not authenticated, or authentication failed */
+	PROTO_ST_GRANT    = 4,  /* grant missing, forged, expired or for someone else */
+	PROTO_ST_RIGHTS   = 5,  /* grant does not allow this access */
+	PROTO_ST_NOENT    = 6,  /* no such section */
+	PROTO_ST_RANGE    = 7,  /* page or offset outside the section */
+	PROTO_ST_NOSPC    = 8,  /* no free section */
+	PROTO_ST_TOOBIG   = 9,  /* count or size over a limit */
+	PROTO_ST_BUSY     = 10, /* resource busy (too many requests, copy running) */
+	PROTO_ST_IO       = 11, /* I/O error on the node or its peer */
+	PROTO_ST_NOTSUP   = 12, /* opcode or feature not supported */
+	PROTO_ST_STALE    = 13, /* section generation does not match */
+	PROTO_ST_INTERNAL = 14, /* bug or resource exhaustion on the server */
+	PROTO_ST_MAX,
+};
+
+/* Feature bits negotiated by HELLO (the intersection is used). */
+enum proto_features {
+	PROTO_FEAT_ATOMICS = 1u << 0, /* CAS and FADD */
+	PROTO_FEAT_COPY    = 1u << 1, /* memnode-to-memnode section copy */
+	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY,
+};
+
+/* Grant rights. */
+enum proto_rights {
+	PROTO_R_READ  = 1u << 0,
+	PROTO_R_WRITE = 1u << 1,
+	PROTO_R_ALL   = PROTO_R_READ | PROTO_R_WRITE,
+};
+
+/* ---- header ------------------------------------------------------------ */
+
+struct proto_hdr {
+	uint32_t magic;   /* PROTO_MAGIC */
+	uint16_t version; /* PROTO_VERSION (HELLO may carry any value) */
+	uint16_t opcode;  /* enum proto_op */
+	uint32_t flags;   /* enum proto_flags */
+	uint32_t len;     /* payload bytes after the header */
+	uint64_t req_id;  /* chosen by the requester, echoed in the reply */
+	uint32_t status;  /* enum proto_status; 0 in requests */
+	uint32_t rsvd;    /* must be 0 */
+};
+_Static_assert(sizeof(struct proto_hdr) == PROTO_HDR_SIZE, "proto_hdr size");
+
+/* ---- HELLO / AUTH ------------------------------------------------------ */
+
+/*
+ * HELLO request: the client's versions, features, identity and challenge.
+ * HELLO reply: the chosen version and features, the server's identity and
+ * limits, its own challenge, and
+ *   mac = HMAC(key, "disagg-hello-srv" | client_nonce | server_nonce |
+ *              le64(server node_id) | le64(client node_id))
+ * which proves the server holds the cluster key.
+ */
+struct proto_hello_req {
+	uint16_t ver_min;
+	uint16_t ver_max;
+	uint32_t features;
+	uint64_t node_id;
+	uint8_t nonce[PROTO_NONCE_SIZE];
+};
+_Static_assert(sizeof(struct proto_hello_req) == 48, "hello_req size");
+
+struct proto_hello_rep {
+	uint16_t version;
+	uint16_t rsvd;
+	uint32_t features;
+	uint64_t node_id;
+	uint32_t max_pages;      /* pages per READ/WRITE this server accepts */
+	uint32_t max_inflight;   /* unanswered requests it accepts */
+	uint64_t section_size;   /* bytes */
+	uint32_t nsections;      /* sections in the pool */
+	uint32_t rsvd2;
+	uint8_t nonce[PROTO_NONCE_SIZE];
+	uint8_t mac[PROTO_MAC_SIZE];
+};
+_Static_assert(sizeof(struct proto_hello_rep) == 104, "hello_rep size");
+
+/*
+ * AUTH request: mac = HMAC(key, "disagg-hello-cli" | server_nonce |
+ * client_nonce | le64(client node_id) | le64(server node_id)).
+ * AUTH reply: empty payload, status OK; or NOAUTH and the server closes.
+ */
+struct proto_auth_req {
+	uint8_t mac[PROTO_MAC_SIZE];
+};
+_Static_assert(sizeof(struct proto_auth_req) == 32, "auth_req size");
+
+/* ---- grants ------------------------------------------------------------ */
+
+/*
+ * A grant lets node `holder_id` access section `section` (of generation
+ * `generation`) on memory node `memnode_id` with `rights` until `expiry`
+ * (seconds since the Unix epoch; 0 = never). It is minted by the
+ * orchestrator and checked by the memory node:
+ *   mac = HMAC(key, "disagg-grant" | the first 40 bytes of this struct)
+ * The holder must be the node that authenticated the connection.
+ */
+struct proto_grant {
+	uint64_t memnode_id;
+	uint64_t holder_id;
+	uint32_t section;
+	uint32_t generation;
+	uint32_t rights;     /* enum proto_rights */
+	uint32_t rsvd;       /* must be 0 */
+	uint64_t expiry;
+	uint8_t mac[PROTO_MAC_SIZE];
+};
+_Static_assert(sizeof(struct proto_grant) == 72, "grant size");
+_Static_assert(offsetof(struct proto_grant, mac) == 40, "grant mac offset");
+
+/* ---- sections ---------------------------------------------------------- */
+
+/* SECTION_ALLOC request: allocate one zeroed section for `owner_id`. */
+struct proto_alloc_req {
+	uint64_t owner_id;
+	uint32_t flags;      /* must be 0 */
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_alloc_req) == 16, "alloc_req size");
+
+/* SECTION_ALLOC reply; also the SECTION_LIST entry. */
+struct proto_section {
+	uint32_t section;
+	uint32_t generation;
+	uint64_t owner_id;
+};
+_Static_assert(sizeof(struct proto_section) == 16, "section size");
+
+/* SECTION_FREE request: the section and the generation being freed. */
+struct proto_free_req {
+	uint32_t section;
+	uint32_t generation;
+};
+_Static_assert(sizeof(struct proto_free_req) == 8, "free_req size");
+
+/* SECTION_LIST request: entries starting at section index `start`. */
+struct proto_list_req {
+	uint32_t start;
+	uint32_t max;        /* at most PROTO_MAX_LIST */
+};
+_Static_assert(sizeof(struct proto_list_req) == 8, "list_req size");
+
+/* SECTION_LIST reply: header, then `count` struct proto_section (allocated only). */
+struct proto_list_rep {
+	uint32_t count;
+	uint32_t next;       /* index to continue from; == nsections when done */
+};
+_Static_assert(sizeof(struct proto_list_rep) == 8, "list_rep size");
+
+/* ---- page I/O ---------------------------------------------------------- */
+
+/* A run of pages inside a section. */
+struct proto_extent {
+	uint32_t page;       /* first page index within the section */
+	uint32_t count;      /* pages, >= 1 */
+};
+_Static_assert(sizeof(struct proto_extent) == 8, "extent size");
+
+/*
+ * READ request: this struct, then `nextents` extents.
+ * READ reply: the pages, in extent order (total pages * PROTO_PAGE_SIZE).
+ * WRITE request: this struct, the extents, then the pages in extent order.
+ * WRITE reply: empty.
+ * The total page count is at most the negotiated max_pages.
+ */
+struct proto_io_req {
+	struct proto_grant grant;
+	uint32_t nextents;
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_io_req) == 80, "io_req size");
+
+/*
+ * CAS: if the 8-byte word at `offset` equals `expect`, store `value`.
+ * FADD: add `value` to the word (wrapping). Both reply with the old value.
+ * `offset` is a byte offset in the section, 8-byte aligned.
+ */
+struct proto_atomic_req {
+	struct proto_grant grant;
+	uint64_t offset;
+	uint64_t expect;     /* CAS only; 0 for FADD */
+	uint64_t value;
+};
+_Static_assert(sizeof(struct proto_atomic_req) == 96, "atomic_req size");
+
+struct proto_atomic_rep {
+	uint64_t old;
+};
+_Static_assert(sizeof(struct proto_atomic_rep) == 8, "atomic_rep size");
+
+/*
+ * COPY: copy section `src` (checked against `src_generation`) to section
+ * `dst_grant.section` on the memory node at `addr` ("host:port", NUL
+ * padded). The serving node connects and authenticates to the target with
+ * the cluster key and writes with `dst_grant`, whose holder must be the
+ * serving node. The reply comes once every page is acknowledged.
+ */
+struct proto_copy_req {
+	uint32_t src;
+	uint32_t src_generation;
+	struct proto_grant dst_grant;
+	char addr[PROTO_MAX_ADDR];
+};
+_Static_assert(sizeof(struct proto_copy_req) == 336, "copy_req size");
+
+struct proto_copy_rep {
+	uint64_t pages;      /* pages that held data and were sent */
+	uint64_t usec;       /* time the copy took */
+};
+_Static_assert(sizeof(struct proto_copy_rep) == 16, "copy_rep size");
+
+/* STATS reply. */
+struct proto_stats_rep {
+	uint64_t node_id;
+	uint64_t section_size;
+	uint32_t nsections;
+	uint32_t nused;
+	uint64_t requests;
+	uint64_t errors;
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t connections;
+};
+_Static_assert(sizeof(struct proto_stats_rep) == 64, "stats_rep size");
+
+#endif /* DISAGG_PROTO_H */

@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Install the Debian 12 packages that building, testing and running disagg
+# need. Idempotent: it asks apt only for what is missing, runs
+# `apt-get update` only then, and prints nothing when all is present.
+#
+#   scripts/install-deps.sh            build + test dependencies
+#   scripts/install-deps.sh --list     print the package list and exit
+set -eu
+
+PKGS="
+build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+libssl-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
+libcurl4-openssl-dev liburing-dev
+python3 python3-pytest
+qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
+procps iproute2
+"
+
+if [ "${1:-}" = "--list" ]; then
+	echo $PKGS
+	exit 0
+fi
+
+missing=""
+for p in $PKGS; do
+	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	case "$st" in
+	*"install ok installed"*) ;;
+	*) missing="$missing $p" ;;
+	esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=sudo
+	else
+		echo "install-deps: missing packages:$missing (run as root)" >&2
+		exit 1
+	fi
+else
+	SUDO=
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

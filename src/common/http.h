@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Small HTTP server on libmicrohttpd for the control APIs of every daemon.
+ *
+ * A daemon registers a table of routes (method + path, exact or prefix)
+ * and handlers that fill a response. The server runs its own threads
+ * (a small pool); handlers must be thread-safe. Request bodies are capped
+ * (HTTP_MAX_BODY) and answered with 413 past the cap. Unknown paths get
+ * 404 and a wrong method 405, both with a JSON error body.
+ */
+#ifndef DISAGG_HTTP_H
+#define DISAGG_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HTTP_MAX_BODY (4u << 20)
+
+struct http_server;
+
+struct http_req {
+	const char *method;       /* "GET", "POST", ... */
+	const char *path;         /* without the query string */
+	const char *body;         /* NUL-terminated, may be "" */
+	size_t body_len;
+	void *conn;               /* for http_req_query() */
+};
+
+struct http_resp {
+	int status;               /* default 200 */
+	char *body;               /* malloc'd, freed by the server; NULL = empty */
+	const char *content_type; /* default "application/json" */
+};
+
+/* Value of a query parameter, or NULL. */
+const char *http_req_query(const struct http_req *req, const char *key);
+
+typedef void (*http_handler_fn)(void *opaque, const struct http_req *req,
+				struct http_resp *resp);
+
+struct http_route {
+	const char *method;       /* NULL = any */
+	const char *path;
+	bool prefix;              /* match path as a prefix */
+	http_handler_fn fn;
+};
+
+/* Listen on "host:port" (port 0 picks one; see http_server_addr()). */
+int http_server_start(const char *addr, const struct http_route *routes, size_t nroutes,
+		      void *opaque, struct http_server **ret);
+const char *http_server_addr(const struct http_server *s);
+void http_server_stop(struct http_server *s);   /* accepts NULL */
+
+/* Helpers for handlers: a JSON error body {"error":{"code":..,"message":..}}. */
+void http_resp_error(struct http_resp *resp, int status, const char *code,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void http_resp_text(struct http_resp *resp, int status, const char *content_type,
+		    char *body);
+
+#endif /* DISAGG_HTTP_H */

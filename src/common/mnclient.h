@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory-node client library.
+ *
+ * A `struct mnc` is one authenticated connection to a memory node. It is
+ * not thread-safe: use one connection per thread (the pager's fault
+ * threads each own theirs, which keeps the fault path free of cross-thread
+ * wakeups). Requests are pipelined: the *_async calls queue a request and
+ * return at once (sending what the socket takes), mnc_poll() reads replies
+ * and runs completion callbacks, in whatever order the server answers.
+ * The synchronous wrappers submit and wait.
+ *
+ * Buffers handed to an async call (data to write, space for read data)
+ * belong to the library until the completion callback has run. Read data
+ * is received straight into the caller's buffer.
+ *
+ * Errors: -errno. A reply with an error status maps through
+ * proto_status_to_errno() (e.g. -EKEYREJECTED for a bad grant). If the
+ * connection breaks or a wait times out, every outstanding request
+ * completes with that error (-EPIPE, -ECONNRESET, -ETIMEDOUT) and the
+ * connection stays broken (mnc_broken()); reconnect with mnc_connect().
+ */
+#ifndef DISAGG_MNCLIENT_H
+#define DISAGG_MNCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "macro.h"
+#include "disagg/proto.h"
+
+struct mnc;
+
+struct mnc_opts {
+	const char *addr;              /* "host:port" */
+	const struct auth_key *key;    /* cluster key */
+	uint64_t node_id;              /* our node id (grants name it as holder) */
+	int timeout_ms;                /* connect, handshake and sync waits; 0 = 5000 */
+};
+
+/* What the server told us in HELLO. */
+struct mnc_info {
+	uint64_t node_id;
+	uint64_t section_size;
+	uint32_t nsections;
+	uint32_t max_pages;
+	uint32_t max_inflight;
+	uint32_t features;
+	uint16_t version;
+};
+
+/* Completion: status is 0 or -errno; `len` bytes of reply payload were stored. */
+typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
+
+int mnc_connect(const struct mnc_opts *opts, struct mnc **ret);
+void mnc_close(struct mnc *c);                 /* accepts NULL; fails pending requests with -ECANCELED */
+DEFINE_CLEANUP_FUNC(struct mnc, mnc_close)
+#define _cleanup_mnc_ _cleanup_(mnc_closep)
+const struct mnc_info *mnc_info(const struct mnc *c);
+int mnc_fd(const struct mnc *c);               /* for an external poll loop */
+unsigned mnc_inflight(const struct mnc *c);
+bool mnc_broken(const struct mnc *c);
+
+/*
+ * Asynchronous page I/O inside one section. `ext` lists the pages (copied,
+ * need not outlive the call). READ stores the pages in extent order in
+ * `buf`; WRITE sends them from `data`. Returns 0 once queued.
+ */
+int mnc_read_async(struct mnc *c, const struct proto_grant *g, const struct proto_extent *ext,
+		   uint32_t next, void *buf, mnc_done_fn done, void *opaque);
+int mnc_write_async(struct mnc *c, const struct proto_grant *g, const struct proto_extent *ext,
+		    uint32_t next, const void *data, mnc_done_fn done, void *opaque);
+
+/* Process replies for up to timeout_ms (0 = don't block, <0 = forever). Returns completions run. */
+int mnc_poll(struct mnc *c, int timeout_ms);
+/* Wait until nothing is in flight (timeout from the options). */
+int mnc_drain(struct mnc *c);
+
+/* Synchronous calls. */
+int mnc_ping(struct mnc *c);
+int mnc_read(struct mnc *c, const struct proto_grant *g, const struct proto_extent *ext,
+	     uint32_t next, void *buf);
+int mnc_write(struct mnc *c, const struct proto_grant *g, const struct proto_extent *ext,
+	      uint32_t next, const void *data);
+/* Convenience: `npages` pages from `page`, split into max_pages requests, pipelined. */
+int mnc_read_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
+		   void *buf);
+int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
+		    const void *data);
+int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret);
+int mnc_free(struct mnc *c, uint32_t section, uint32_t generation);
+/* Allocated sections from index `start`: fills up to `max` entries, *ret_next continues. */
+int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
+	     uint32_t *ret_count, uint32_t *ret_next);
+int mnc_cas(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64_t expect,
+	    uint64_t value, uint64_t *ret_old);
+int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64_t add,
+	     uint64_t *ret_old);
+/* Ask this node to copy section src to `addr`'s section named by dst_grant. */
+int mnc_copy(struct mnc *c, uint32_t src, uint32_t src_generation,
+	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
+int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
+
+#endif /* DISAGG_MNCLIENT_H */

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TCP and UNIX socket helpers. Addresses are "host:port" strings
+ * ("127.0.0.1:7000", "[::1]:7000", "localhost:0"). Every fd is O_CLOEXEC.
+ */
+#ifndef DISAGG_NET_H
+#define DISAGG_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Split "host:port" (host may be [v6]) into its parts. */
+int net_split_addr(const char *addr, char *ret_host, size_t hostlen, uint16_t *ret_port);
+/* Listen on addr (TCP, SO_REUSEADDR). `nonblock` sets O_NONBLOCK. */
+int net_listen_tcp(const char *addr, bool nonblock);
+/* Connect to addr with a timeout in ms (<0: none); returns a blocking fd with TCP_NODELAY. */
+int net_connect_tcp(const char *addr, int timeout_ms);
+/* The "host:port" a socket is bound to (useful after listening on port 0). */
+int net_local_addr(int fd, char *ret, size_t len);
+/* Per-socket tuning. */
+int net_set_nonblock(int fd, bool on);
+int net_set_nodelay(int fd);
+/* Read or write exactly len bytes on a blocking fd (EINTR-safe); -EPIPE on EOF. */
+int net_read_full(int fd, void *buf, size_t len);
+int net_write_full(int fd, const void *buf, size_t len);
+/* Monotonic clock in ns and µs. */
+uint64_t now_ns(void);
+static inline uint64_t now_us(void)
+{
+	return now_ns() / 1000;
+}
+
+#endif /* DISAGG_NET_H */

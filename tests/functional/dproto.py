@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: MIT
+"""An independent Python implementation of the disagg wire protocol.
+
+Written from docs/protocol.md, not from the C code, so the functional tests
+also check that the two agree. Standard library only.
+"""
+import hashlib
+import hmac
+import os
+import socket
+import struct
+import time
+
+MAGIC = 0x31475344
+VERSION = 1
+HDR = struct.Struct("<IHHIIQII")
+PAGE = 4096
+
+OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
+          SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12)
+F_REPLY = 1
+ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
+          RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
+          INTERNAL=14)
+ST_NAME = {v: k for k, v in ST.items()}
+R_READ, R_WRITE = 1, 2
+
+GRANT = struct.Struct("<QQIIIIQ32s")      # 72 bytes
+HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
+HELLO_REP = struct.Struct("<HHIQIIQII32s32s")  # 104
+SECTION = struct.Struct("<IIQ")           # 16
+STATS = struct.Struct("<QQIIQQQQQ")       # 64
+
+
+class ProtoError(Exception):
+    def __init__(self, status, op=""):
+        self.status = status
+        super().__init__(f"{op}: status {ST_NAME.get(status, status)}")
+
+
+def mac(key, *parts):
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def mint_grant(key, memnode_id, holder_id, section, generation, rights,
+               expiry=0):
+    body = GRANT.pack(memnode_id, holder_id, section, generation, rights, 0,
+                      expiry, b"\0" * 32)[:40]
+    return body + mac(key, b"disagg-grant", body)
+
+
+def hdr(op, length, req_id, flags=0, status=0, version=VERSION,
+        magic=MAGIC, rsvd=0):
+    return HDR.pack(magic, version, op, flags, length, req_id, status, rsvd)
+
+
+class Conn:
+    """One connection; synchronous unless the caller uses send()/recv()."""
+
+    def __init__(self, addr, timeout=10.0):
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.next_id = 1
+        self.info = None
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, op, payload=b"", **kw):
+        rid = self.next_id
+        self.next_id += 1
+        self.sock.sendall(hdr(op, len(payload), rid, **kw) + payload)
+        return rid
+
+    def _read(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("peer closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self):
+        """Returns (req_id, status, payload, opcode)."""
+        h = self._read(HDR.size)
+        magic, ver, op, flags, length, rid, status, rsvd = HDR.unpack(h)
+        assert magic == MAGIC and flags & F_REPLY and rsvd == 0, h
+        payload = self._read(length) if length else b""
+        return rid, status, payload, op
+
+    def call(self, op, payload=b""):
+        rid = self.send(op, payload)
+        got, status, data, rop = self.recv()
+        assert got == rid and rop == op, (got, rid, rop, op)
+        if status != 0:
+            raise ProtoError(status, [k for k, v in OP.items() if v == op][0])
+        return data
+
+    # -- handshake ---------------------------------------------------------
+    def hello(self, key, node_id, check_server=True):
+        cnonce = os.urandom(32)
+        data = self.call(OP["HELLO"], HELLO_REQ.pack(1, 1, 3, node_id, cnonce))
+        (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
+         snonce, smac) = HELLO_REP.unpack(data)
+        expect = mac(key, b"disagg-hello-srv", cnonce, snonce,
+                     struct.pack("<Q", sid), struct.pack("<Q", node_id))
+        if check_server and not hmac.compare_digest(expect, smac):
+            raise ProtoError(ST["NOAUTH"], "server proof")
+        self.info = dict(version=ver, features=feats, node_id=sid,
+                         max_pages=max_pages, max_inflight=max_inflight,
+                         section_size=ssize, nsections=nsec)
+        return cnonce, snonce
+
+    def auth(self, key, node_id, cnonce, snonce):
+        m = mac(key, b"disagg-hello-cli", snonce, cnonce,
+                struct.pack("<Q", node_id),
+                struct.pack("<Q", self.info["node_id"]))
+        self.call(OP["AUTH"], m)
+
+    def login(self, key, node_id):
+        cn, sn = self.hello(key, node_id)
+        self.auth(key, node_id, cn, sn)
+        return self
+
+    # -- operations --------------------------------------------------------
+    def alloc(self, owner=0):
+        data = self.call(OP["SECTION_ALLOC"], struct.pack("<QII", owner, 0, 0))
+        sec, gen, own = SECTION.unpack(data)
+        return sec, gen
+
+    def free(self, sec, gen):
+        self.call(OP["SECTION_FREE"], struct.pack("<II", sec, gen))
+
+    def list(self):
+        out, start = [], 0
+        while True:
+            data = self.call(OP["SECTION_LIST"], struct.pack("<II", start, 4096))
+            count, nxt = struct.unpack_from("<II", data)
+            for i in range(count):
+                out.append(SECTION.unpack_from(data, 8 + 16 * i))
+            if nxt >= self.info["nsections"] or count == 0:
+                return out
+            start = nxt
+
+    @staticmethod
+    def io_req(grant, extents):
+        return (grant + struct.pack("<II", len(extents), 0) +
+                b"".join(struct.pack("<II", p, c) for p, c in extents))
+
+    def read(self, grant, extents):
+        return self.call(OP["READ"], self.io_req(grant, extents))
+
+    def write(self, grant, extents, data):
+        self.call(OP["WRITE"], self.io_req(grant, extents) + data)
+
+    def read_range(self, grant, first, count, chunk=256):
+        """Pipelined read of `count` pages from `first`."""
+        ids = {}
+        for p in range(first, first + count, chunk):
+            n = min(chunk, first + count - p)
+            ids[self.send(OP["READ"], self.io_req(grant, [(p, n)]))] = p
+        parts = {}
+        for _ in range(len(ids)):
+            rid, status, data, _ = self.recv()
+            if status:
+                raise ProtoError(status, "read")
+            parts[ids[rid]] = data
+        return b"".join(parts[p] for p in sorted(parts))
+
+    def write_range(self, grant, first, data, chunk=256):
+        count = len(data) // PAGE
+        sent = 0
+        for p in range(first, first + count, chunk):
+            n = min(chunk, first + count - p)
+            off = (p - first) * PAGE
+            self.send(OP["WRITE"], self.io_req(grant, [(p, n)]) +
+                      data[off:off + n * PAGE])
+            sent += 1
+        for _ in range(sent):
+            rid, status, _, _ = self.recv()
+            if status:
+                raise ProtoError(status, "write")
+
+    def cas(self, grant, offset, expect, value):
+        d = self.call(OP["CAS"], grant + struct.pack("<QQQ", offset, expect, value))
+        return struct.unpack("<Q", d)[0]
+
+    def fadd(self, grant, offset, value):
+        d = self.call(OP["FADD"], grant + struct.pack("<QQQ", offset, 0, value))
+        return struct.unpack("<Q", d)[0]
+
+    def copy(self, src, src_gen, dst_grant, addr):
+        a = addr.encode().ljust(256, b"\0")
+        d = self.call(OP["COPY"], struct.pack("<II", src, src_gen) + dst_grant + a)
+        return struct.unpack("<QQ", d)
+
+    def stats(self):
+        return STATS.unpack(self.call(OP["STATS"]))
+
+
+def pattern(seed, section, npages, first=0):
+    """Deterministic page contents, distinct per seed, section and page."""
+    import random
+    out = bytearray()
+    for p in range(first, first + npages):
+        r = random.Random((seed << 40) ^ (section << 24) ^ p)
+        out += r.randbytes(PAGE)
+    return bytes(out)
+
+
+def wait_for(pred, timeout=10.0, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False

@@ -55,15 +55,11 @@ int wire_hdr_decode(const void *buf, size_t len, struct proto_hdr *ret)
 	/* HELLO negotiates the version; every other frame must match it. */
 	if (h.opcode != PROTO_OP_HELLO && h.version != PROTO_VERSION)
 		return -EPROTONOSUPPORT;
-	if (h.flags & PROTO_F_REPLY) {
-		if (h.len > PROTO_MAX_PAYLOAD || h.status >= PROTO_ST_MAX)
-			return -E2BIG;
-	} else {
-		if (h.len > PROTO_MAX_PAYLOAD)
-			return -E2BIG;
-		if (h.status != 0)
-			return -EBADMSG;
-	}
+	/* A request never carries a status; a reply carries a known one. */
+	if (h.flags & PROTO_F_REPLY ? h.status >= PROTO_ST_MAX : h.status != 0)
+		return -EBADMSG;
+	if (h.len > PROTO_MAX_PAYLOAD)
+		return -E2BIG;
 	*ret = h;
 	return 0;
 }

@@ -26,6 +26,14 @@ def tap_counts(stdout):
     return passed, failed, skipped
 
 
+def is_tap(t):
+    """meson >= 1.1 records the protocol; 1.0 (Debian 12) does not, so fall
+    back to looking for a TAP plan line ("1..N") in the output."""
+    if "protocol" in t:
+        return t["protocol"] == "tap"
+    return re.search(r"^1\.\.\d+", t.get("stdout") or "", re.M) is not None
+
+
 def main(path):
     passed = failed = skipped = 0
     try:
@@ -39,7 +47,7 @@ def main(path):
             continue
         t = json.loads(line)
         res = t.get("result", "")
-        if t.get("protocol") == "tap" and res in ("OK", "FAIL", "SKIP"):
+        if is_tap(t) and res in ("OK", "FAIL", "SKIP"):
             p, f, s = tap_counts(t.get("stdout") or "")
             if p + f + s:
                 passed, failed, skipped = passed + p, failed + f, skipped + s

@@ -76,6 +76,7 @@ int auth_key_create(const char *path)
 	if (fd < 0)
 		return -errno;
 	/* Enforce the mode even under a permissive umask. */
+	errno = 0; /* a short write leaves errno alone */
 	if (fchmod(fd, 0600) < 0 || write(fd, key, sizeof(key)) != (ssize_t)sizeof(key)) {
 		r = errno ? -errno : -EIO;
 		unlink(path);

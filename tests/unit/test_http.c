@@ -181,7 +181,7 @@ int main(void)
 	char *msg = NULL;
 	int echoes = 0;
 
-	plan(47);
+	plan(49);
 
 	is(http_server_start("127.0.0.1:0", routes, ARRAY_SIZE(routes), &echoes, &srv), 0,
 	   "server starts on 127.0.0.1:0");
@@ -305,6 +305,20 @@ int main(void)
 	http_server_stop(NULL);
 	ok(net_connect_tcp(req, 1000) < 0, "stopped server no longer accepts");
 	ok(http_server_start("256.0.0.1:0", routes, 1, NULL, &srv) < 0, "bad address refused");
+
+	/* IPv6 loopback, where the machine has it. */
+	srv = NULL;
+	if (http_server_start("[::1]:0", routes, ARRAY_SIZE(routes), &echoes, &srv) < 0) {
+		skip("no IPv6 loopback");
+		skip("no IPv6 loopback");
+	} else {
+		addr = http_server_addr(srv);
+		ok(strncmp(addr, "[::1]:", 6) == 0, "IPv6 address reported: %s", addr);
+		ok(http_raw(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+			    0, &r) == 0 && r.status == 200, "GET over IPv6");
+		reply_free(&r);
+		http_server_stop(srv);
+	}
 
 	return tap_exit();
 }

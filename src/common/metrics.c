@@ -313,8 +313,17 @@ static void put_double(struct strbuf *sb, double v)
 		strbuf_printf(sb, "NaN");
 	else if (isinf(v))
 		strbuf_printf(sb, "%cInf", v > 0 ? '+' : '-');
-	else
-		strbuf_printf(sb, "%.17g", v);
+	else {
+		/* Shortest of %.15g..%.17g that reads back as the same double. */
+		char buf[32];
+
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, v);
+			if (strtod(buf, NULL) == v)
+				break;
+		}
+		strbuf_printf(sb, "%s", buf);
+	}
 }
 
 void metrics_counter(struct strbuf *sb, const char *name, const char *help,

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int tap_planned = -1;
@@ -39,13 +40,21 @@ static inline void plan_skip_all(const char *reason)
 
 __attribute__((format(printf, 1, 2))) static inline void diag(const char *fmt, ...)
 {
+	char *msg = NULL;
 	va_list ap;
+	int n;
 
-	fputs("# ", stdout);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stdout);
+	if (n < 0)
+		return;
+	/* Every line of a multi-line message gets its own "# ". */
+	for (char *line = msg, *nl; line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		printf("# %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+	}
+	free(msg);
 	fflush(stdout);
 }
 

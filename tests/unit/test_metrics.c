@@ -106,7 +106,7 @@ int main(void)
 	char *out;
 	uint64_t inf = 0;
 
-	plan(46);
+	plan(48);
 
 	/* Buckets: i counts values < 2^i. */
 	is(bucket_of(0), 0, "0 -> bucket 0");
@@ -183,6 +183,8 @@ int main(void)
 			"op=\"read\"", 42);
 	metrics_counter(&sb, "dsg_requests_total", NULL, "op=\"wr\"ite\",peer=\"a\\b\nc\"", 7);
 	metrics_gauge(&sb, "dsg_ratio", "A ratio.", "", 0.25);
+	metrics_gauge(&sb, "dsg_tenth", "A tenth.", "", 0.1);
+	metrics_gauge(&sb, "dsg_third", "A third.", "", 1.0 / 3);
 	metrics_gauge(&sb, "dsg_nan", "Not a number.", NULL, NAN);
 	metrics_gauge(&sb, "dsg_inf", "Infinite.", "", -INFINITY);
 	metrics_hist(&sb, "dsg_latency_seconds", "Latency.", "op=\"read\"", &h);
@@ -202,6 +204,8 @@ int main(void)
 	is(value_of(out, "dsg_requests_total{op=\"wr\\\"ite\",peer=\"a\\\\b\\nc\"}"), 7,
 	   "label values escaped (quote, backslash, newline)");
 	is(value_of(out, "dsg_ratio") * 100, 25, "gauge without labels has no braces");
+	ok(strstr(out, "\ndsg_tenth 0.1\n") != NULL, "gauge uses the shortest exact form");
+	ok(value_of(out, "dsg_third") == 1.0 / 3, "gauge value reads back exactly");
 	ok(strstr(out, "\ndsg_nan NaN\n") && strstr(out, "\ndsg_inf -Inf\n"), "NaN and -Inf spelled as Prometheus does");
 	is(count_lines(out, "# TYPE dsg_latency_seconds histogram"), 1, "TYPE histogram");
 	ok(hist_well_formed(out, "dsg_latency_seconds", &inf), "buckets cumulative, le increasing, +Inf last");

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-guest: the helper that runs inside test and demo guests (PID 1's
+ * successor in the guest initramfs). It is a static binary with no
+ * dependency on the rest of the project.
+ *
+ * - Onlines hot-added memory blocks as movable (the kernel command line
+ *   also sets memhp_default_state=online_movable; this catches the rest).
+ * - Answers a line protocol on a dedicated host channel: the virtio-serial
+ *   port named "org.disagg.guest" when present, else /dev/ttyS1. Tests and
+ *   the compute agent use this channel, never the human console.
+ *
+ * Protocol (docs/guest.md): the host sends one command per line; the guest
+ * answers each with one line starting "OK" or "ERR". Unsolicited lines
+ * start with an upper-case word of their own ("READY", "HB").
+ *
+ *   PING                     OK pong
+ *   MEMINFO                  OK memtotal_kb=N memfree_kb=N block_bytes=N online=N offline=N movable=N
+ *   ONLINE                   OK onlined=N         (offline blocks -> online_movable)
+ *   FILL ID SEED MB          OK id=ID mb=MB ms=T  (allocate MB MiB, write a pattern)
+ *   VERIFY ID                OK id=ID mismatches=0 ms=T | ERR id=ID mismatches=N first=PAGE
+ *   REWRITE ID SEED          OK ...               (write a new pattern over region ID)
+ *   FREE ID                  OK id=ID
+ *   LAYOUT                   OK blocks=<index:state:zone,...>
+ *   HEARTBEAT MS             OK                   then "HB SEQ NS" every MS ms (0 stops)
+ *   POWEROFF                 OK, then the guest powers off
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/reboot.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define MAX_REGIONS 64
+#define PORT_NAME "org.disagg.guest"
+#define MEMDIR "/sys/devices/system/memory"
+
+struct region {
+	uint8_t *mem;
+	size_t bytes;
+	uint64_t seed;
+};
+
+static struct region regions[MAX_REGIONS];
+static int chan = -1;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void reply(const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	for (int off = 0; off < n;) {
+		ssize_t w = write(chan, buf + off, (size_t)(n - off));
+
+		if (w < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return;
+		}
+		off += (int)w;
+	}
+}
+
+/* ---- memory blocks ----------------------------------------------------- */
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	while (n > 0 && isspace((unsigned char)buf[n - 1]))
+		buf[--n] = '\0';
+	return 0;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+struct block_counts {
+	int online, offline, movable;
+};
+
+/* Walk memory blocks; with `online`, bring offline ones up as movable. */
+static int scan_blocks(int online, struct block_counts *ret, char *layout, size_t laylen)
+{
+	DIR *d = opendir(MEMDIR);
+	struct dirent *de;
+	struct block_counts c = { 0 };
+	int onlined = 0;
+	size_t off = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char path[512], state[64], zones[128];
+
+		if (strncmp(de->d_name, "memory", 6) || !isdigit((unsigned char)de->d_name[6]))
+			continue;
+		snprintf(path, sizeof(path), MEMDIR "/%s/state", de->d_name);
+		if (read_file(path, state, sizeof(state)) < 0)
+			continue;
+		if (online && strcmp(state, "offline") == 0) {
+			if (write_file(path, "online_movable") == 0 ||
+			    write_file(path, "online") == 0) {
+				onlined++;
+				(void)read_file(path, state, sizeof(state));
+			}
+		}
+		snprintf(path, sizeof(path), MEMDIR "/%s/valid_zones", de->d_name);
+		if (read_file(path, zones, sizeof(zones)) < 0)
+			strcpy(zones, "?");
+		if (strcmp(state, "online") == 0) {
+			c.online++;
+			if (strstr(zones, "Movable") == zones)
+				c.movable++;
+		} else {
+			c.offline++;
+		}
+		if (layout && off < laylen) {
+			char *sp = strchr(zones, ' ');
+
+			if (sp)
+				*sp = '\0';
+			off += (size_t)snprintf(layout + off, laylen - off, "%s%s:%s:%s",
+						off ? "," : "", de->d_name + 6, state, zones);
+		}
+	}
+	closedir(d);
+	if (ret)
+		*ret = c;
+	return onlined;
+}
+
+static long meminfo_kb(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	long v = -1;
+	size_t kl = strlen(key);
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* ---- patterns ---------------------------------------------------------- */
+
+/* The word at (seed, page, index): cheap, and differs for every page. */
+static inline uint64_t pattern_word(uint64_t seed, uint64_t page, uint64_t i)
+{
+	uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (page << 9 | i);
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return x | 1; /* never zero: a page of zeros always mismatches */
+}
+
+static void fill_region(struct region *r)
+{
+	size_t pages = r->bytes / PAGE;
+
+	for (size_t p = 0; p < pages; p++) {
+		uint64_t *w = (uint64_t *)(r->mem + p * PAGE);
+
+		for (size_t i = 0; i < PAGE / 8; i++)
+			w[i] = pattern_word(r->seed, p, i);
+	}
+}
+
+static size_t verify_region(const struct region *r, size_t *ret_first)
+{
+	size_t pages = r->bytes / PAGE, bad = 0;
+
+	for (size_t p = 0; p < pages; p++) {
+		const uint64_t *w = (const uint64_t *)(r->mem + p * PAGE);
+
+		for (size_t i = 0; i < PAGE / 8; i++)
+			if (w[i] != pattern_word(r->seed, p, i)) {
+				if (!bad)
+					*ret_first = p;
+				bad++;
+				break;
+			}
+	}
+	return bad;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static long hb_interval_ms;
+static uint64_t hb_seq, hb_next_ns;
+
+static struct region *region_arg(const char *s, int *ret_id)
+{
+	char *end;
+	long id = strtol(s ? s : "", &end, 10);
+
+	if (!s || *end || id < 0 || id >= MAX_REGIONS)
+		return NULL;
+	*ret_id = (int)id;
+	return &regions[id];
+}
+
+static void cmd_fill(char **av, int ac)
+{
+	struct region *r;
+	int id;
+	uint64_t t0;
+	long mb;
+
+	if (ac != 4 || !(r = region_arg(av[1], &id)))
+		return reply("ERR usage: FILL ID SEED MB");
+	mb = strtol(av[3], NULL, 10);
+	if (mb <= 0 || mb > (1L << 20))
+		return reply("ERR bad size");
+	if (r->mem)
+		return reply("ERR id=%d in use", id);
+	t0 = mono_ns();
+	r->bytes = (size_t)mb << 20;
+	r->seed = strtoull(av[2], NULL, 10);
+	r->mem = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r->mem == MAP_FAILED) {
+		r->mem = NULL;
+		return reply("ERR mmap: %s", strerror(errno));
+	}
+	fill_region(r);
+	reply("OK id=%d mb=%ld ms=%llu", id, mb, (unsigned long long)((mono_ns() - t0) / 1000000));
+}
+
+static void cmd_rewrite(char **av, int ac)
+{
+	struct region *r;
+	int id;
+	uint64_t t0 = mono_ns();
+
+	if (ac != 3 || !(r = region_arg(av[1], &id)) || !r->mem)
+		return reply("ERR usage: REWRITE ID SEED (an existing region)");
+	r->seed = strtoull(av[2], NULL, 10);
+	fill_region(r);
+	reply("OK id=%d ms=%llu", id, (unsigned long long)((mono_ns() - t0) / 1000000));
+}
+
+static void cmd_verify(char **av, int ac)
+{
+	struct region *r;
+	size_t bad, first = 0;
+	uint64_t t0 = mono_ns();
+	int id;
+
+	if (ac != 2 || !(r = region_arg(av[1], &id)) || !r->mem)
+		return reply("ERR usage: VERIFY ID (an existing region)");
+	bad = verify_region(r, &first);
+	if (bad)
+		return reply("ERR id=%d mismatches=%zu first=%zu", id, bad, first);
+	reply("OK id=%d mismatches=0 ms=%llu", id,
+	      (unsigned long long)((mono_ns() - t0) / 1000000));
+}
+
+static void cmd_free(char **av, int ac)
+{
+	struct region *r;
+	int id;
+
+	if (ac != 2 || !(r = region_arg(av[1], &id)) || !r->mem)
+		return reply("ERR usage: FREE ID (an existing region)");
+	munmap(r->mem, r->bytes);
+	memset(r, 0, sizeof(*r));
+	reply("OK id=%d", id);
+}
+
+static void cmd_meminfo(void)
+{
+	struct block_counts c = { 0 };
+	char bs[64] = "0";
+
+	(void)read_file(MEMDIR "/block_size_bytes", bs, sizeof(bs));
+	(void)scan_blocks(0, &c, NULL, 0);
+	reply("OK memtotal_kb=%ld memfree_kb=%ld block_bytes=%llu online=%d offline=%d movable=%d",
+	      meminfo_kb("MemTotal"), meminfo_kb("MemFree"), strtoull(bs, NULL, 16), c.online,
+	      c.offline, c.movable);
+}
+
+static void cmd_layout(void)
+{
+	static char layout[65536];
+
+	layout[0] = '\0';
+	(void)scan_blocks(0, NULL, layout, sizeof(layout));
+	reply("OK blocks=%s", layout);
+}
+
+static void dispatch(char *line)
+{
+	char *av[8];
+	int ac = 0;
+
+	for (char *tok = strtok(line, " \t\r"); tok && ac < 8; tok = strtok(NULL, " \t\r"))
+		av[ac++] = tok;
+	if (ac == 0)
+		return;
+	if (!strcmp(av[0], "PING"))
+		reply("OK pong");
+	else if (!strcmp(av[0], "MEMINFO"))
+		cmd_meminfo();
+	else if (!strcmp(av[0], "ONLINE"))
+		reply("OK onlined=%d", scan_blocks(1, NULL, NULL, 0));
+	else if (!strcmp(av[0], "FILL"))
+		cmd_fill(av, ac);
+	else if (!strcmp(av[0], "REWRITE"))
+		cmd_rewrite(av, ac);
+	else if (!strcmp(av[0], "VERIFY"))
+		cmd_verify(av, ac);
+	else if (!strcmp(av[0], "FREE"))
+		cmd_free(av, ac);
+	else if (!strcmp(av[0], "LAYOUT"))
+		cmd_layout();
+	else if (!strcmp(av[0], "HEARTBEAT") && ac == 2) {
+		hb_interval_ms = strtol(av[1], NULL, 10);
+		hb_next_ns = mono_ns();
+		reply("OK");
+	} else if (!strcmp(av[0], "POWEROFF")) {
+		reply("OK");
+		sync();
+		reboot(RB_POWER_OFF);
+	} else
+		reply("ERR unknown command %s", av[0]);
+}
+
+/* ---- channel ----------------------------------------------------------- */
+
+static int open_channel(void)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *de;
+	struct termios t;
+	int fd;
+
+	if (d) {
+		while ((de = readdir(d))) {
+			char path[300], name[128];
+
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
+			if (read_file(path, name, sizeof(name)) == 0 && !strcmp(name, PORT_NAME)) {
+				snprintf(path, sizeof(path), "/dev/%s", de->d_name);
+				closedir(d);
+				return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+			}
+		}
+		closedir(d);
+	}
+	fd = open("/dev/ttyS1", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (fd >= 0 && tcgetattr(fd, &t) == 0) {
+		cfmakeraw(&t);
+		cfsetspeed(&t, B115200);
+		tcsetattr(fd, TCSANOW, &t);
+	}
+	return fd;
+}
+
+int main(void)
+{
+	char buf[4096];
+	size_t have = 0;
+
+	for (int i = 0; i < 50 && chan < 0; i++) {
+		chan = open_channel();
+		if (chan < 0)
+			usleep(100000);
+	}
+	if (chan < 0) {
+		fprintf(stderr, "disagg-guest: no host channel (%s port or ttyS1)\n", PORT_NAME);
+		for (;;)
+			pause();
+	}
+	(void)scan_blocks(1, NULL, NULL, 0);
+	reply("READY disagg-guest 1 memtotal_kb=%ld", meminfo_kb("MemTotal"));
+
+	for (;;) {
+		struct pollfd pfd = { .fd = chan, .events = POLLIN };
+		int timeout = 200;
+		ssize_t n;
+
+		if (hb_interval_ms > 0) {
+			uint64_t now = mono_ns();
+
+			if (now >= hb_next_ns) {
+				reply("HB %llu %llu", (unsigned long long)hb_seq++,
+				      (unsigned long long)now);
+				hb_next_ns = now + (uint64_t)hb_interval_ms * 1000000ull;
+			}
+			timeout = (int)((hb_next_ns - now) / 1000000);
+		}
+		n = poll(&pfd, 1, timeout);
+		if (n == 0) {
+			(void)scan_blocks(1, NULL, NULL, 0); /* online late blocks */
+			continue;
+		}
+		if (n < 0)
+			continue;
+		n = read(chan, buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0) {
+			usleep(10000);
+			continue;
+		}
+		have += (size_t)n;
+		for (;;) {
+			char *nl = memchr(buf, '\n', have);
+			size_t len;
+
+			if (!nl) {
+				if (have == sizeof(buf) - 1)
+					have = 0; /* over-long line: drop it */
+				break;
+			}
+			*nl = '\0';
+			len = (size_t)(nl - buf) + 1;
+			dispatch(buf);
+			memmove(buf, buf + len, have - len);
+			have -= len;
+		}
+	}
+}

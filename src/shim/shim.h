@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Messages between libdisagg-shim.so (inside QEMU) and the compute agent,
+ * over the SOCK_SEQPACKET socket named by $DISAGG_SHIM_SOCK.
+ *
+ * shim -> agent: one struct shim_msg per message; a MAP message carries the
+ *                userfaultfd (SCM_RIGHTS) registered for MISSING|WP faults
+ *                on [addr, addr + len).
+ * agent -> shim: an int32: 0 when the agent serves the range, else -errno
+ *                (the shim then fails the mmap with that error).
+ *
+ * Environment read by the shim:
+ *   DISAGG_SHIM_DIR            files under this directory are guest RAM
+ *   DISAGG_SHIM_SOCK           the agent's socket
+ *   DISAGG_SHIM_UFFD_FEATURES  UFFDIO_API features to request (number)
+ */
+#ifndef DISAGG_SHIM_H
+#define DISAGG_SHIM_H
+
+#include <stdint.h>
+
+enum shim_op {
+	SHIM_MSG_MAP   = 1,   /* a guest-RAM file was mapped; uffd attached */
+	SHIM_MSG_UNMAP = 2,   /* a registered range is about to be unmapped */
+};
+
+struct shim_msg {
+	uint32_t op;          /* enum shim_op */
+	uint32_t pid;         /* the mapping process */
+	uint64_t addr;        /* start of the mapping in that process */
+	uint64_t len;         /* bytes */
+	uint64_t offset;      /* file offset of addr */
+	char path[256];       /* the file, NUL-terminated (MAP only) */
+};
+_Static_assert(sizeof(struct shim_msg) == 288, "shim_msg size");
+
+#endif /* DISAGG_SHIM_H */

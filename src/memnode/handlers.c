@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One handle_<op>() per protocol opcode, reached through mn_ops[].
+ *
+ * A handler gets a frame whose header wire_hdr_decode() already accepted
+ * and its complete payload (h->len bytes). It validates the payload with
+ * the wire_* decoders, does the work and queues exactly one reply; or it
+ * returns -errno and mn_dispatch() queues an empty reply with the matching
+ * status (proto_errno_to_status()); or it returns MN_DEFERRED when the
+ * reply will come later from another thread (COPY).
+ *
+ * Grants are checked on every page I/O and atomic request. The last grant
+ * that verified on a connection is cached (compared byte for byte), so a
+ * pager hammering one section pays for the HMAC once; expiry, rights,
+ * generation and the section state are still checked on every request.
+ */
+#include "memnode.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+#include "wire.h"
+
+#define MN_DEFERRED 1
+
+typedef int (*mn_handler_fn)(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p);
+
+struct mn_op_desc {
+	mn_handler_fn fn;
+	bool before_auth;        /* allowed before AUTH succeeded */
+	uint32_t feature;        /* negotiated feature the op needs, or 0 */
+};
+
+void mn_reply_status(struct mn_conn *c, const struct proto_hdr *h, uint32_t status)
+{
+	struct mn_obuf *ob = mn_reply_new(h, status, 0);
+
+	if (!ob) {
+		mn_conn_close_after_reply(c);
+		return;
+	}
+	mn_conn_queue(c, ob);
+}
+
+/* Queue a reply with a fixed payload (already in wire byte order). */
+static int reply_with(struct mn_conn *c, const struct proto_hdr *h, const void *payload,
+		      size_t len)
+{
+	struct mn_obuf *ob = mn_reply_new(h, PROTO_ST_OK, len);
+
+	if (!ob)
+		return -ENOMEM;
+	if (len)
+		memcpy(ob->data + PROTO_HDR_SIZE, payload, len);
+	mn_conn_queue(c, ob);
+	return 0;
+}
+
+/* ---- handshake -------------------------------------------------------------- */
+
+static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct mn_conn_auth *a = mn_conn_auth(c);
+	struct proto_hello_req req;
+	struct proto_hello_rep rep = { 0 };
+	int r;
+
+	/* Whatever happens, a failed HELLO ends the connection. */
+	mn_conn_close_after_reply(c);
+	if (a->hello_done)
+		return -EBADMSG;
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_hello_req_swap(&req);
+	/* Highest common version of [ver_min, ver_max] and {PROTO_VERSION}. */
+	if (req.ver_min > req.ver_max || req.ver_min > PROTO_VERSION ||
+	    req.ver_max < PROTO_VERSION)
+		return -EPROTONOSUPPORT;
+
+	a->peer_id = req.node_id;
+	a->features = req.features & PROTO_FEAT_ALL;
+	memcpy(a->client_nonce, req.nonce, PROTO_NONCE_SIZE);
+	r = auth_random(a->server_nonce, PROTO_NONCE_SIZE);
+	if (r < 0)
+		return r;
+	rep.version = PROTO_VERSION;
+	rep.features = a->features;
+	rep.node_id = n->node_id;
+	rep.max_pages = PROTO_MAX_PAGES;
+	rep.max_inflight = PROTO_MAX_INFLIGHT;
+	rep.section_size = n->pool->section_size;
+	rep.nsections = n->pool->nsections;
+	memcpy(rep.nonce, a->server_nonce, PROTO_NONCE_SIZE);
+	r = auth_hello_mac(&n->key, true, a->client_nonce, a->server_nonce, a->peer_id,
+			   n->node_id, rep.mac);
+	if (r < 0)
+		return r;
+	wire_hello_rep_swap(&rep);
+	r = reply_with(c, h, &rep, sizeof(rep));
+	if (r < 0)
+		return r;
+	a->hello_done = true;
+	/* Keep the connection: AUTH comes next. */
+	mn_conn_keep_open(c);
+	return 0;
+}
+
+static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct mn_conn_auth *a = mn_conn_auth(c);
+	struct proto_auth_req req;
+	uint8_t mac[PROTO_MAC_SIZE];
+	int r;
+
+	if (a->authed)
+		return -EBADMSG;
+	mn_conn_close_after_reply(c);
+	if (!a->hello_done)
+		return -EACCES;
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	r = auth_hello_mac(&n->key, false, a->client_nonce, a->server_nonce, a->peer_id,
+			   n->node_id, mac);
+	if (r < 0)
+		return r;
+	if (!auth_mac_equal(mac, req.mac)) {
+		log_info("authentication failed for a client claiming node id %llu",
+			 (unsigned long long)a->peer_id);
+		return -EACCES;
+	}
+	a->authed = true;
+	mn_conn_keep_open(c);
+	log_debug("node %llu authenticated", (unsigned long long)a->peer_id);
+	return reply_with(c, h, NULL, 0);
+}
+
+static int handle_ping(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	return reply_with(c, h, NULL, 0);
+}
+
+/* ---- sections ------------------------------------------------------------- */
+
+static int handle_section_alloc(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_alloc_req req;
+	struct proto_section s;
+	int r;
+
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_alloc_req_swap(&req);
+	if (req.flags != 0 || req.rsvd != 0)
+		return -EBADMSG;
+	r = mn_table_alloc(&n->table, req.owner_id, &s);
+	if (r < 0) {
+		if (r != -ENOSPC)
+			log_error("allocating a section failed: %s", strerror(-r));
+		return r;
+	}
+	log_debug("section %u generation %u allocated to owner %llu", s.section, s.generation,
+		  (unsigned long long)s.owner_id);
+	wire_section_swap(&s);
+	return reply_with(c, h, &s, sizeof(s));
+}
+
+static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_free_req req;
+	int r;
+
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_free_req_swap(&req);
+	r = mn_table_free(&n->table, req.section, req.generation);
+	if (r < 0)
+		return r;
+	log_debug("section %u generation %u freed", req.section, req.generation);
+	return reply_with(c, h, NULL, 0);
+}
+
+static int handle_section_list(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_list_req req;
+	struct proto_list_rep rep;
+	struct mn_obuf *ob;
+	_cleanup_free_ struct proto_section *ents = NULL;
+	uint32_t count, next;
+	int r;
+
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_list_req_swap(&req);
+	if (req.max == 0 || req.max > PROTO_MAX_LIST)
+		req.max = PROTO_MAX_LIST;
+	ents = malloc((size_t)req.max * sizeof(*ents));
+	if (!ents)
+		return -ENOMEM;
+	count = mn_table_list(&n->table, req.start, req.max, ents, &next);
+	ob = mn_reply_new(h, PROTO_ST_OK, sizeof(rep) + (size_t)count * sizeof(*ents));
+	if (!ob)
+		return -ENOMEM;
+	rep = (struct proto_list_rep){ .count = count, .next = next };
+	wire_list_rep_swap(&rep);
+	memcpy(ob->data + PROTO_HDR_SIZE, &rep, sizeof(rep));
+	for (uint32_t i = 0; i < count; i++) {
+		wire_section_swap(&ents[i]);
+		memcpy(ob->data + PROTO_HDR_SIZE + sizeof(rep) + (size_t)i * sizeof(*ents),
+		       &ents[i], sizeof(*ents));
+	}
+	mn_conn_queue(c, ob);
+	return 0;
+}
+
+/* ---- grants and page I/O ------------------------------------------------------ */
+
+static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t rights)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct mn_conn_auth *a = mn_conn_auth(c);
+	uint64_t now = (uint64_t)time(NULL);
+	int r;
+
+	if (a->grant_valid && memcmp(&a->grant, g, sizeof(*g)) == 0) {
+		if (g->expiry != 0 && g->expiry <= now)
+			return -EKEYEXPIRED;
+		if ((g->rights & rights) != rights)
+			return -EPERM;
+		return 0;
+	}
+	r = grant_verify(&n->key, g, n->node_id, a->peer_id, rights, now);
+	if (r == 0 || r == -EPERM) {
+		/* Authentic and addressed to this peer: remember it. */
+		a->grant = *g;
+		a->grant_valid = true;
+	}
+	return r;
+}
+
+static int handle_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p, bool write)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct mn_pool *pool = n->pool;
+	struct mn_obuf *ob = NULL;
+	struct wire_io io;
+	const uint8_t *src;
+	uint8_t *base, *dst;
+	int r;
+
+	r = wire_io_decode(p, h->len, write, pool->section_pages, PROTO_MAX_PAGES, &io);
+	if (r < 0)
+		return r;
+	r = check_grant(c, &io.grant, write ? PROTO_R_WRITE : PROTO_R_READ);
+	if (r < 0)
+		return r;
+	if (!write) {
+		ob = mn_reply_new(h, PROTO_ST_OK, (size_t)io.npages * PROTO_PAGE_SIZE);
+		if (!ob)
+			return -ENOMEM;
+	}
+	r = mn_table_rdlock(&n->table, io.grant.section, io.grant.generation);
+	if (r < 0) {
+		free(ob);
+		return r;
+	}
+	base = mn_pool_section(pool, io.grant.section);
+	src = io.data;
+	dst = ob ? ob->data + PROTO_HDR_SIZE : NULL;
+	for (uint32_t i = 0; i < io.nextents; i++) {
+		struct proto_extent e = wire_io_extent(&io, i);
+		size_t off = (size_t)e.page * PROTO_PAGE_SIZE, len = (size_t)e.count * PROTO_PAGE_SIZE;
+
+		if (write) {
+			memcpy(base + off, src, len);
+			src += len;
+		} else {
+			memcpy(dst, base + off, len);
+			dst += len;
+		}
+	}
+	mn_table_unlock(&n->table, io.grant.section);
+	if (write) {
+		atomic_fetch_add(&n->stats.bytes_written, (uint64_t)io.npages * PROTO_PAGE_SIZE);
+		return reply_with(c, h, NULL, 0);
+	}
+	atomic_fetch_add(&n->stats.bytes_read, (uint64_t)io.npages * PROTO_PAGE_SIZE);
+	mn_conn_queue(c, ob);
+	return 0;
+}
+
+static int handle_read(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	return handle_io(c, h, p, false);
+}
+
+static int handle_write(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	return handle_io(c, h, p, true);
+}
+
+static int handle_atomic(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p, bool cas)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_atomic_req req;
+	struct proto_atomic_rep rep;
+	uint64_t *word;
+	int r;
+
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_atomic_req_swap(&req);
+	if (req.grant.rsvd != 0)
+		return -EBADMSG;
+	if (req.offset >= n->pool->section_size || n->pool->section_size - req.offset < 8)
+		return -ERANGE;
+	if (req.offset % 8 != 0)
+		return -EBADMSG;
+	r = check_grant(c, &req.grant, PROTO_R_READ | PROTO_R_WRITE);
+	if (r < 0)
+		return r;
+	r = mn_table_rdlock(&n->table, req.grant.section, req.grant.generation);
+	if (r < 0)
+		return r;
+	word = (uint64_t *)(void *)(mn_pool_section(n->pool, req.grant.section) + req.offset);
+	if (cas) {
+		rep.old = req.expect;
+		/* On failure `old` receives the current value; on success it equals expect. */
+		__atomic_compare_exchange_n(word, &rep.old, req.value, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+	} else {
+		rep.old = __atomic_fetch_add(word, req.value, __ATOMIC_SEQ_CST);
+	}
+	mn_table_unlock(&n->table, req.grant.section);
+	wire_u64_swap(&rep.old);
+	return reply_with(c, h, &rep, sizeof(rep));
+}
+
+static int handle_cas(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	return handle_atomic(c, h, p, true);
+}
+
+static int handle_fadd(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	return handle_atomic(c, h, p, false);
+}
+
+/* ---- copy and stats ------------------------------------------------------------- */
+
+static int handle_copy(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_copy_req req;
+	int r;
+
+	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (r < 0)
+		return r;
+	wire_copy_req_swap(&req);
+	if (!memchr(req.addr, '\0', sizeof(req.addr)) || req.addr[0] == '\0')
+		return -EBADMSG;
+	if (req.dst_grant.rsvd != 0)
+		return -EBADMSG;
+	/* Check the source now; the copy thread checks again for every chunk. */
+	r = mn_table_rdlock(&n->table, req.src, req.src_generation);
+	if (r < 0)
+		return r;
+	mn_table_unlock(&n->table, req.src);
+	r = mn_copy_start(c, h, &req);
+	if (r < 0)
+		return r;
+	return MN_DEFERRED;
+}
+
+static int handle_stats(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_stats_rep rep = {
+		.node_id = n->node_id,
+		.section_size = n->pool->section_size,
+		.nsections = n->pool->nsections,
+		.nused = atomic_load(&n->table.nused),
+		.errors = atomic_load(&n->stats.errors),
+		.bytes_read = atomic_load(&n->stats.bytes_read),
+		.bytes_written = atomic_load(&n->stats.bytes_written),
+		.connections = atomic_load(&n->stats.connections),
+	};
+
+	if (h->len != 0)
+		return -EBADMSG;
+	for (unsigned i = 0; i < PROTO_OP_MAX; i++)
+		rep.requests += atomic_load(&n->stats.requests[i]);
+	wire_stats_rep_swap(&rep);
+	return reply_with(c, h, &rep, sizeof(rep));
+}
+
+/* ---- dispatch -------------------------------------------------------------------- */
+
+static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
+	[PROTO_OP_HELLO] = { handle_hello, true, 0 },
+	[PROTO_OP_AUTH] = { handle_auth, true, 0 },
+	[PROTO_OP_PING] = { handle_ping, false, 0 },
+	[PROTO_OP_SECTION_ALLOC] = { handle_section_alloc, false, 0 },
+	[PROTO_OP_SECTION_FREE] = { handle_section_free, false, 0 },
+	[PROTO_OP_SECTION_LIST] = { handle_section_list, false, 0 },
+	[PROTO_OP_READ] = { handle_read, false, 0 },
+	[PROTO_OP_WRITE] = { handle_write, false, 0 },
+	[PROTO_OP_CAS] = { handle_cas, false, PROTO_FEAT_ATOMICS },
+	[PROTO_OP_FADD] = { handle_fadd, false, PROTO_FEAT_ATOMICS },
+	[PROTO_OP_COPY] = { handle_copy, false, PROTO_FEAT_COPY },
+	[PROTO_OP_STATS] = { handle_stats, false, 0 },
+};
+
+void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct mn_conn_auth *a = mn_conn_auth(c);
+	const struct mn_op_desc *d;
+	uint64_t t0 = now_ns();
+	int r;
+
+	/* wire_hdr_decode() guarantees 0 < opcode < PROTO_OP_MAX. */
+	atomic_fetch_add(&n->stats.requests[h->opcode], 1);
+	d = &mn_ops[h->opcode];
+	if (!a->authed && !d->before_auth) {
+		mn_reply_status(c, h, PROTO_ST_NOAUTH);
+		mn_conn_close_after_reply(c);
+		return;
+	}
+	if (!d->fn)
+		r = -EOPNOTSUPP;
+	else if (d->feature && !(a->features & d->feature))
+		r = -EOPNOTSUPP;
+	else
+		r = d->fn(c, h, payload);
+	if (r == MN_DEFERRED)
+		return;            /* latency observed when the reply is posted */
+	if (r < 0) {
+		if (r == -ENOMEM)
+			log_warn("out of memory answering %s", proto_op_name(h->opcode));
+		mn_reply_status(c, h, proto_errno_to_status(r));
+	}
+	hist_observe(&n->stats.latency[h->opcode], now_ns() - t0);
+}

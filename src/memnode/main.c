@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-memnode: the memory node daemon.
+ *
+ * Parses the options, loads the cluster key, opens the pool and its
+ * section table, starts the workers and the optional HTTP endpoint, prints
+ * the ready line ("disagg-memnode listening on ADDR [http ADDR]") on
+ * stdout, and accepts connections until SIGTERM or SIGINT. Shutdown stops
+ * the copies, the workers and the HTTP server, then releases everything,
+ * so a sanitizer build exits without leak reports. This is the boundary
+ * where errors are logged; the modules below only return -errno.
+ */
+#include "memnode.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+
+#include "http.h"
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+
+struct mn_opts {
+	const char *listen;
+	const char *http;
+	uint64_t pool_size;
+	uint64_t section_size;
+	enum mn_backing backing;
+	const char *path;
+	const char *keyfile;
+	uint64_t node_id;
+	unsigned workers;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: disagg-memnode --key FILE --node-id ID [options]\n"
+		"\n"
+		"Memory node of a disagg cluster: serves sections of a memory pool to\n"
+		"compute nodes over the disagg wire protocol.\n"
+		"\n"
+		"  --listen HOST:PORT     protocol address (default 127.0.0.1:7100; port 0 picks one)\n"
+		"  --http HOST:PORT       serve GET /healthz and GET /metrics here (default: off)\n"
+		"  --pool SIZE            pool size, a multiple of the section size (default 1G)\n"
+		"  --section-size SIZE    section size, a power of two >= 2M (default 128M)\n"
+		"  --backing KIND         anon (default), tmpfs:PATH or file:PATH (persistent)\n"
+		"  --key FILE             cluster key: 32 bytes, mode 0600 (required)\n"
+		"  --node-id ID           this node's id, nonzero (required)\n"
+		"  --workers N            network worker threads (default 2)\n"
+		"  --log-level LEVEL      error, warn, info (default) or debug\n"
+		"  --help                 show this help\n"
+		"\n"
+		"SIZE takes a K, M, G or T suffix (powers of 1024).\n");
+}
+
+/* "1G", "512M", "4096", "2MiB": bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (shift && (*end == 'i' || *end == 'I'))
+		end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (*end)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int parse_backing(const char *s, struct mn_opts *o)
+{
+	if (strcmp(s, "anon") == 0) {
+		o->backing = MN_BACK_ANON;
+		o->path = NULL;
+	} else if (strncmp(s, "tmpfs:", 6) == 0 && s[6]) {
+		o->backing = MN_BACK_TMPFS;
+		o->path = s + 6;
+	} else if (strncmp(s, "file:", 5) == 0 && s[5]) {
+		o->backing = MN_BACK_FILE;
+		o->path = s + 5;
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_HTTP,
+	OPT_POOL,
+	OPT_SECTION,
+	OPT_BACKING,
+	OPT_KEY,
+	OPT_NODE,
+	OPT_WORKERS,
+	OPT_LOG,
+};
+
+/* Returns 0 to run, 1 after --help, <0 on a bad option (already reported). */
+static int parse_args(int argc, char **argv, struct mn_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "pool", required_argument, NULL, OPT_POOL },
+		{ "section-size", required_argument, NULL, OPT_SECTION },
+		{ "backing", required_argument, NULL, OPT_BACKING },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "node-id", required_argument, NULL, OPT_NODE },
+		{ "workers", required_argument, NULL, OPT_WORKERS },
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	uint64_t v;
+	int c;
+
+	*o = (struct mn_opts){
+		.listen = "127.0.0.1:7100",
+		.pool_size = 1ull << 30,
+		.section_size = MN_DEFAULT_SECTION_SIZE,
+		.backing = MN_BACK_ANON,
+		.workers = 2,
+	};
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_LISTEN:
+			o->listen = optarg;
+			break;
+		case OPT_HTTP:
+			o->http = optarg;
+			break;
+		case OPT_POOL:
+			if (parse_size(optarg, &o->pool_size) < 0 || o->pool_size == 0) {
+				log_error("invalid --pool size '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_SECTION:
+			if (parse_size(optarg, &o->section_size) < 0) {
+				log_error("invalid --section-size '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_BACKING:
+			if (parse_backing(optarg, o) < 0) {
+				log_error("invalid --backing '%s': use anon, tmpfs:PATH or file:PATH",
+					  optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_KEY:
+			o->keyfile = optarg;
+			break;
+		case OPT_NODE:
+			if (parse_u64(optarg, &o->node_id) < 0 || o->node_id == 0) {
+				log_error("invalid --node-id '%s': a nonzero 64-bit number", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_WORKERS:
+			if (parse_u64(optarg, &v) < 0 || v == 0 || v > 256) {
+				log_error("invalid --workers '%s': 1 to 256", optarg);
+				return -EINVAL;
+			}
+			o->workers = (unsigned)v;
+			break;
+		case OPT_LOG:
+			if (log_set_level_str(optarg) < 0) {
+				log_error("invalid --log-level '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->keyfile) {
+		log_error("--key FILE is required");
+		return -EINVAL;
+	}
+	if (!o->node_id) {
+		log_error("--node-id ID is required");
+		return -EINVAL;
+	}
+	if (!IS_POW2(o->section_size) || o->section_size < MN_MIN_SECTION_SIZE) {
+		log_error("--section-size must be a power of two of at least 2M");
+		return -EINVAL;
+	}
+	if (o->pool_size % o->section_size != 0) {
+		log_error("--pool (%" PRIu64 " bytes) must be a multiple of the section size "
+			  "(%" PRIu64 " bytes)",
+			  o->pool_size, o->section_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void http_healthz(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	char *body = mn_health_render(opaque);
+
+	if (!body) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	http_resp_text(resp, 200, "application/json", body);
+}
+
+static void http_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	char *body = mn_stats_render(opaque);
+
+	if (!body) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+}
+
+static const struct http_route mn_routes[] = {
+	{ "GET", "/healthz", false, http_healthz },
+	{ "GET", "/metrics", false, http_metrics },
+};
+
+static int key_error(const char *path, int r)
+{
+	switch (r) {
+	case -EPERM:
+		log_error("cluster key %s is readable by group or others: chmod 600 it", path);
+		break;
+	case -EINVAL:
+		log_error("cluster key %s must be a regular file of exactly %d bytes", path,
+			  PROTO_KEY_SIZE);
+		break;
+	default:
+		log_error("cannot load cluster key %s: %s", path, strerror(-r));
+		break;
+	}
+	return 1;
+}
+
+static int run(const struct mn_opts *o)
+{
+	struct mn_node *n;
+	struct http_server *http = NULL;
+	struct mn_pool_opts po = {
+		.backing = o->backing,
+		.path = o->path,
+		.size = o->pool_size,
+		.section_size = o->section_size,
+		.node_id = o->node_id,
+	};
+	_cleanup_close_ int lfd = -1, sfd = -1;
+	char err[512] = "", addr[PROTO_MAX_ADDR];
+	sigset_t mask;
+	int r, rc = 1;
+
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return 1;
+	n->node_id = o->node_id;
+	n->max_conns = MN_MAX_CONNS;
+	n->listen_fd = -1;
+	pthread_mutex_init(&n->copy_mu, NULL);
+
+	r = auth_key_load(o->keyfile, &n->key);
+	if (r < 0) {
+		rc = key_error(o->keyfile, r);
+		goto out_free;
+	}
+	r = mn_pool_open(&po, &n->pool, err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err[0] ? err : strerror(-r));
+		goto out_free;
+	}
+	if (o->backing == MN_BACK_TMPFS && !n->pool->on_tmpfs)
+		log_warn("%s is not on tmpfs or hugetlbfs", o->path);
+	r = mn_table_init(&n->table, n->pool);
+	if (r < 0) {
+		log_error("section table: %s", strerror(-r));
+		goto out_pool;
+	}
+
+	/* Signals: SIGTERM/SIGINT through a signalfd; every thread inherits the mask. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		goto out_table;
+	}
+
+	lfd = net_listen_tcp(o->listen, true);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", o->listen, strerror(-lfd));
+		goto out_table;
+	}
+	r = net_local_addr(lfd, addr, sizeof(addr));
+	if (r < 0) {
+		log_error("getsockname: %s", strerror(-r));
+		goto out_table;
+	}
+	if (o->http) {
+		r = http_server_start(o->http, mn_routes, ARRAY_SIZE(mn_routes), n, &http);
+		if (r < 0) {
+			log_error("cannot serve HTTP on %s: %s", o->http, strerror(-r));
+			goto out_table;
+		}
+	}
+	r = mn_server_start(n, lfd, o->workers);
+	if (r < 0) {
+		log_error("cannot start workers: %s", strerror(-r));
+		goto out_server;
+	}
+
+	log_info("node %" PRIu64 ": %s pool of %" PRIu64 " MiB, %u sections of %" PRIu64
+		 " MiB, %u in use%s",
+		 n->node_id, mn_backing_name(o->backing), o->pool_size >> 20, n->pool->nsections,
+		 o->section_size >> 20, atomic_load(&n->table.nused),
+		 n->pool->recovered ? " (recovered from the pool file)" : "");
+	if (http)
+		printf("disagg-memnode listening on %s http %s\n", addr, http_server_addr(http));
+	else
+		printf("disagg-memnode listening on %s\n", addr);
+	fflush(stdout);
+
+	r = mn_server_run(n, sfd);
+	if (r < 0)
+		log_error("accept loop: %s", strerror(-r));
+	else
+		log_info("shutting down");
+	rc = r < 0 ? 1 : 0;
+
+	atomic_store(&n->stopping, true);
+	mn_copy_join_all(n);
+out_server:
+	mn_server_stop(n);
+	http_server_stop(http);
+out_table:
+	mn_table_destroy(&n->table);
+out_pool:
+	mn_pool_close(n->pool);
+out_free:
+	pthread_mutex_destroy(&n->copy_mu);
+	memset(&n->key, 0, sizeof(n->key));
+	free(n);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct mn_opts o;
+	int r;
+
+	log_init(argv[0]);
+	r = parse_args(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 2;
+	return run(&o);
+}

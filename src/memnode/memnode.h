@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal interfaces of disagg-memnode, the memory node daemon.
+ *
+ * The daemon is split into a few modules, each with its own prefix under
+ * the common `mn_`:
+ *   pool.c     the memory pool (one mmap) and its backing (anon, tmpfs or a
+ *              persistent file with an on-disk section table)
+ *   table.c    the section table: allocate, free, list, per-section locks
+ *   server.c   acceptor, worker threads, connections, framing, output queues
+ *   handlers.c one handle_<op>() per protocol opcode, through a table
+ *   copy.c     memnode-to-memnode section copy on its own threads
+ *   stats.c    counters, histograms, /metrics and /healthz
+ *   main.c     options, startup, signals, shutdown
+ */
+#ifndef DISAGG_MEMNODE_H
+#define DISAGG_MEMNODE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "metrics.h"
+#include "disagg/proto.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "disagg-memnode stores atomics and its on-disk table in host order: little-endian only"
+#endif
+
+#define MN_MIN_SECTION_SIZE (2ull << 20)
+#define MN_DEFAULT_SECTION_SIZE (128ull << 20)
+#define MN_DATA_ALIGN (2ull << 20)   /* data area offset alignment in a pool file */
+#define MN_MAX_CONNS 1024
+#define MN_OUTQ_CAP (8u << 20)       /* bytes queued to a client before we stop reading it */
+#define MN_MAX_COPIES 4              /* concurrent COPY operations per node */
+#define MN_COPY_TIMEOUT_MS 5000
+
+/* ---- pool (pool.c) ------------------------------------------------------ */
+
+enum mn_backing {
+	MN_BACK_ANON,
+	MN_BACK_TMPFS,
+	MN_BACK_FILE,
+};
+
+/* One on-disk (or in-memory, for anon) section record. */
+struct mn_rec {
+	uint32_t state;      /* enum mn_sec_state; written last, with one aligned store */
+	uint32_t generation;
+	uint64_t owner;
+};
+_Static_assert(sizeof(struct mn_rec) == 16, "mn_rec size");
+
+enum mn_sec_state {
+	MN_SEC_FREE = 0,
+	MN_SEC_USED = 1,
+};
+
+struct mn_pool_opts {
+	enum mn_backing backing;
+	const char *path;        /* tmpfs / file */
+	uint64_t size;           /* data bytes, a multiple of section_size */
+	uint64_t section_size;
+	uint64_t node_id;
+};
+
+struct mn_pool {
+	enum mn_backing backing;
+	int fd;                  /* -1 for anon */
+	uint8_t *data;           /* the pool: nsections * section_size bytes */
+	uint64_t size;
+	uint64_t section_size;
+	uint32_t nsections;
+	uint32_t section_pages;
+	uint64_t node_id;
+	void *meta;              /* mapped metadata (header + records), or NULL */
+	size_t meta_len;
+	struct mn_rec *recs;     /* nsections records (in meta, or malloc'd for anon) */
+	bool recovered;          /* opened an existing pool file */
+	bool on_tmpfs;           /* the backing file lives on tmpfs/hugetlbfs */
+	bool punch_ok;           /* fallocate(PUNCH_HOLE) works on the backing */
+};
+
+/* Open or create the pool. On failure `err` holds a message for the operator. */
+int mn_pool_open(const struct mn_pool_opts *o, struct mn_pool **ret, char *err, size_t errlen);
+void mn_pool_close(struct mn_pool *p);     /* accepts NULL; msyncs a file pool */
+static inline uint8_t *mn_pool_section(const struct mn_pool *p, uint32_t idx)
+{
+	return p->data + (size_t)idx * p->section_size;
+}
+/* Zero a whole section (punch hole / MADV_DONTNEED, memset as fallback). */
+int mn_pool_zero(struct mn_pool *p, uint32_t idx);
+/* Make record idx durable (msync of its page; no-op for anon). */
+int mn_pool_sync_rec(struct mn_pool *p, uint32_t idx);
+/*
+ * Find the next page at or after `page` (in section idx) that may hold data:
+ * holes are skipped with SEEK_DATA on file backings. Sets *ret_end to the
+ * end (exclusive) of that data run. Returns 0, or -ENXIO when no data follows.
+ */
+int mn_pool_next_data(struct mn_pool *p, uint32_t idx, uint32_t page, uint32_t *ret_page,
+		      uint32_t *ret_end);
+bool mn_page_is_zero(const void *page);
+const char *mn_backing_name(enum mn_backing b);
+
+/* ---- section table (table.c) ------------------------------------------- */
+
+struct mn_sec {
+	pthread_rwlock_t lock;   /* readers: page I/O; writer: alloc/free */
+	uint32_t state;          /* under lock */
+	uint32_t generation;
+	uint64_t owner;
+};
+
+struct mn_table {
+	pthread_mutex_t mu;      /* serializes alloc/free */
+	struct mn_pool *pool;
+	struct mn_sec *secs;
+	uint32_t nsections;
+	uint32_t hint;           /* next index to try on alloc */
+	_Atomic uint32_t nused;
+};
+
+int mn_table_init(struct mn_table *t, struct mn_pool *p);
+void mn_table_destroy(struct mn_table *t);
+int mn_table_alloc(struct mn_table *t, uint64_t owner, struct proto_section *ret);
+int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation);
+/* Allocated sections from `start`; returns count, *ret_next continues. */
+uint32_t mn_table_list(struct mn_table *t, uint32_t start, uint32_t max,
+		       struct proto_section *out, uint32_t *ret_next);
+/*
+ * Take the read lock of section idx if it is allocated with `generation`:
+ * -ENOENT (out of range or free), -ESTALE (other generation).
+ * On success the caller must call mn_table_unlock().
+ */
+int mn_table_rdlock(struct mn_table *t, uint32_t idx, uint32_t generation);
+void mn_table_unlock(struct mn_table *t, uint32_t idx);
+
+/* ---- statistics (stats.c) ---------------------------------------------- */
+
+struct mn_stats {
+	_Atomic uint64_t requests[PROTO_OP_MAX];
+	_Atomic uint64_t errors;
+	_Atomic uint64_t bytes_read;
+	_Atomic uint64_t bytes_written;
+	_Atomic uint64_t connections;        /* open now */
+	_Atomic uint64_t connections_total;  /* accepted since start */
+	_Atomic uint64_t rejected_conns;     /* refused over the cap */
+	_Atomic uint64_t copies;
+	_Atomic uint64_t copy_pages;
+	struct hist latency[PROTO_OP_MAX];
+};
+
+struct mn_node;
+char *mn_stats_render(struct mn_node *n);
+char *mn_health_render(struct mn_node *n);
+
+/* ---- the node ------------------------------------------------------------- */
+
+struct mn_worker;
+struct mn_copy;
+
+struct mn_node {
+	uint64_t node_id;
+	struct auth_key key;
+	struct mn_pool *pool;
+	struct mn_table table;
+	struct mn_stats stats;
+	unsigned nworkers;
+	struct mn_worker *workers;
+	unsigned next_worker;
+	int listen_fd;
+	int max_conns;
+	atomic_bool stopping;
+	/* copy slots (copy.c) */
+	pthread_mutex_t copy_mu;
+	struct mn_copy *copies[MN_MAX_COPIES];
+};
+
+/* ---- server (server.c) ------------------------------------------------- */
+
+struct mn_conn;
+
+/* An outgoing frame: header + payload, contiguous. */
+struct mn_obuf {
+	struct mn_obuf *next;
+	struct mn_conn *conn;    /* set while posted from another thread */
+	uint64_t start_ns;       /* posted: when the request arrived */
+	uint16_t op;             /* posted: its opcode */
+	size_t len, off;
+	uint8_t data[];
+};
+
+int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
+/* Accept loop of the calling thread until `stop_fd` is readable. */
+int mn_server_run(struct mn_node *n, int stop_fd);
+void mn_server_stop(struct mn_node *n);
+
+/* Allocate a reply frame for request `req` with `len` bytes of payload (at data + 32). */
+struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len);
+/* Queue a reply on a connection (worker thread only). */
+void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
+/* Connection accessors for the handlers. */
+struct mn_conn_auth {
+	bool hello_done;
+	bool authed;
+	uint64_t peer_id;
+	uint32_t features;
+	uint8_t client_nonce[PROTO_NONCE_SIZE];
+	uint8_t server_nonce[PROTO_NONCE_SIZE];
+	/* last grant that verified on this connection */
+	bool grant_valid;
+	struct proto_grant grant;
+};
+struct mn_conn_auth *mn_conn_auth(struct mn_conn *c);
+struct mn_node *mn_conn_node(struct mn_conn *c);
+/* Close once the queued replies are written (protocol errors), or cancel that. */
+void mn_conn_close_after_reply(struct mn_conn *c);
+void mn_conn_keep_open(struct mn_conn *c);
+/* Take a reference for a reply that another thread will post later (worker thread). */
+void mn_conn_hold(struct mn_conn *c);
+/*
+ * Hand a reply produced on another thread to the connection's worker and
+ * drop the reference taken by mn_conn_hold(). Safe from any thread; the
+ * reply is dropped if the connection has gone away meanwhile.
+ */
+void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
+
+/* ---- handlers (handlers.c) ----------------------------------------------- */
+
+/* Handle one complete request frame; queues the reply (or defers it). */
+void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload);
+/* Send an error reply for a frame the framing layer rejected. */
+void mn_reply_status(struct mn_conn *c, const struct proto_hdr *h, uint32_t status);
+
+/* ---- copy (copy.c) ----------------------------------------------------- */
+
+/* Start copying; takes a connection ref on success. -EBUSY if all slots run. */
+int mn_copy_start(struct mn_conn *c, const struct proto_hdr *h, const struct proto_copy_req *req);
+/* Wait for every copy thread (at shutdown; they see n->stopping). */
+void mn_copy_join_all(struct mn_node *n);
+
+#endif /* DISAGG_MEMNODE_H */

@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The network side of the memory node: an acceptor and N worker threads,
+ * each with its own epoll instance and its own connections.
+ *
+ * The acceptor (the main thread) accepts non-blocking sockets and hands
+ * them round-robin to the workers through a pipe per worker. A worker
+ * owns its connections completely: reading, framing, dispatching to the
+ * handlers and writing replies all happen on it, so connections need no
+ * locks. The only cross-thread path is mn_conn_post(): a COPY thread hands
+ * its finished reply to the worker through a locked list and an eventfd;
+ * connections are reference-counted so the reply is dropped if the client
+ * went away meanwhile.
+ *
+ * Framing: a connection reads into a 64 KiB buffer and takes as many
+ * complete frames out of it as it holds (pipelining). Each header is
+ * validated with wire_hdr_decode() before its payload is considered; a
+ * payload too large for the buffer gets its own allocation of exactly the
+ * validated length and is read straight into it. A frame that fails
+ * validation gets an error reply and the connection is closed once that
+ * reply is written.
+ *
+ * Backpressure: replies queue per connection and go out with sendmsg()
+ * of an iovec. While a connection has more than MN_OUTQ_CAP bytes or
+ * PROTO_MAX_INFLIGHT frames unanswered or unsent, it is not read (nor are
+ * the frames already buffered processed) until the queue drains, so a
+ * slow reader only ever holds a bounded amount of memory and never blocks
+ * anyone else.
+ */
+#include "memnode.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+#include "wire.h"
+
+#define MN_RBUF_SIZE (64u << 10)
+#define MN_IOV_BATCH 64
+
+struct mn_worker {
+	struct mn_node *node;
+	unsigned idx;
+	pthread_t thread;
+	bool started;
+	int epfd;
+	int pipe_rd, pipe_wr;    /* new connection fds from the acceptor */
+	int wakefd;              /* posts and stop */
+	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
+	pthread_mutex_t post_mu;
+	struct mn_obuf *posts, **posts_tail;
+	struct mn_conn *conns;
+};
+
+struct mn_conn {
+	int fd;
+	struct mn_worker *w;
+	struct mn_conn *prev, *next;
+	_Atomic int refs;
+	bool dead;
+	bool closing;            /* stop reading; close once the queue is written */
+	uint32_t ev;             /* epoll events registered */
+	struct mn_conn_auth auth;
+	/* input */
+	uint8_t *rbuf;
+	size_t rlen, rpos;
+	struct proto_hdr bighdr;
+	uint8_t *big;
+	size_t big_have;
+	/* output */
+	struct mn_obuf *oh, **ot;
+	size_t obytes;
+	unsigned oframes;
+	unsigned async;          /* requests answered later (COPY) */
+};
+
+/* ---- frames --------------------------------------------------------------- */
+
+struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len)
+{
+	struct mn_obuf *ob = malloc(sizeof(*ob) + PROTO_HDR_SIZE + len);
+	struct proto_hdr h = {
+		.magic = PROTO_MAGIC,
+		.version = PROTO_VERSION,
+		.opcode = req->opcode,
+		.flags = PROTO_F_REPLY,
+		.len = (uint32_t)len,
+		.req_id = req->req_id,
+		.status = status,
+	};
+
+	if (!ob)
+		return NULL;
+	ob->next = NULL;
+	ob->conn = NULL;
+	ob->len = PROTO_HDR_SIZE + len;
+	ob->off = 0;
+	wire_hdr_encode(&h, ob->data);
+	return ob;
+}
+
+static uint32_t obuf_status(const struct mn_obuf *ob)
+{
+	uint32_t st;
+
+	memcpy(&st, ob->data + offsetof(struct proto_hdr, status), sizeof(st));
+	return le32toh(st);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+struct mn_conn_auth *mn_conn_auth(struct mn_conn *c)
+{
+	return &c->auth;
+}
+
+struct mn_node *mn_conn_node(struct mn_conn *c)
+{
+	return c->w->node;
+}
+
+void mn_conn_close_after_reply(struct mn_conn *c)
+{
+	c->closing = true;
+}
+
+void mn_conn_keep_open(struct mn_conn *c)
+{
+	c->closing = false;
+}
+
+void mn_conn_hold(struct mn_conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+	c->async++;
+}
+
+static void conn_unref(struct mn_conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	free(c);
+}
+
+static bool conn_over_cap(const struct mn_conn *c)
+{
+	return c->obytes >= MN_OUTQ_CAP || c->oframes + c->async >= PROTO_MAX_INFLIGHT;
+}
+
+void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob)
+{
+	if (obuf_status(ob) != PROTO_ST_OK)
+		atomic_fetch_add(&c->w->node->stats.errors, 1);
+	ob->next = NULL;
+	*c->ot = ob;
+	c->ot = &ob->next;
+	c->obytes += ob->len;
+	c->oframes++;
+}
+
+static void conn_close(struct mn_conn *c)
+{
+	struct mn_worker *w = c->w;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	while (c->oh) {
+		struct mn_obuf *ob = c->oh;
+
+		c->oh = ob->next;
+		free(ob);
+	}
+	c->ot = &c->oh;
+	c->obytes = 0;
+	c->oframes = 0;
+	free(c->rbuf);
+	c->rbuf = NULL;
+	free(c->big);
+	c->big = NULL;
+	atomic_fetch_sub(&w->node->stats.connections, 1);
+	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
+	conn_unref(c);
+}
+
+static int conn_flush(struct mn_conn *c)
+{
+	while (c->oh) {
+		struct iovec iov[MN_IOV_BATCH];
+		struct msghdr mh = { .msg_iov = iov };
+		struct mn_obuf *ob;
+		size_t n = 0;
+		ssize_t wr;
+
+		for (ob = c->oh; ob && n < MN_IOV_BATCH; ob = ob->next) {
+			iov[n].iov_base = ob->data + ob->off;
+			iov[n].iov_len = ob->len - ob->off;
+			n++;
+		}
+		mh.msg_iovlen = n;
+		wr = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (wr < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -errno;
+		}
+		c->obytes -= (size_t)wr;
+		while (wr > 0) {
+			size_t left;
+
+			ob = c->oh;
+			left = ob->len - ob->off;
+			if ((size_t)wr < left) {
+				ob->off += (size_t)wr;
+				break;
+			}
+			wr -= (ssize_t)left;
+			c->oh = ob->next;
+			c->oframes--;
+			free(ob);
+		}
+		if (!c->oh)
+			c->ot = &c->oh;
+	}
+	return 0;
+}
+
+/* Register the events the connection needs now; close it when it is done. */
+static void conn_update(struct mn_conn *c)
+{
+	struct epoll_event ev = { .data.ptr = c };
+	uint32_t want = 0;
+
+	if (c->dead)
+		return;
+	if (!c->closing && !conn_over_cap(c))
+		want |= EPOLLIN;
+	if (c->oh)
+		want |= EPOLLOUT;
+	if (c->closing && !c->oh) {
+		conn_close(c);
+		return;
+	}
+	if (want == c->ev)
+		return;
+	ev.events = want;
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+		conn_close(c);
+		return;
+	}
+	c->ev = want;
+}
+
+/* A header that failed validation: answer with the matching status, then close. */
+static void conn_frame_error(struct mn_conn *c, const uint8_t *raw, int err)
+{
+	struct proto_hdr h = { 0 };
+	uint16_t op;
+	uint32_t st;
+
+	memcpy(&h.req_id, raw + offsetof(struct proto_hdr, req_id), sizeof(h.req_id));
+	h.req_id = le64toh(h.req_id);
+	memcpy(&op, raw + offsetof(struct proto_hdr, opcode), sizeof(op));
+	op = le16toh(op);
+	h.opcode = op > PROTO_OP_INVALID && op < PROTO_OP_MAX ? op : PROTO_OP_PING;
+	st = err == -E2BIG ? PROTO_ST_TOOBIG :
+	     err == -EPROTONOSUPPORT ? PROTO_ST_VERSION : PROTO_ST_BADMSG;
+	log_debug("bad frame from peer %llu: %s", (unsigned long long)c->auth.peer_id,
+		  strerror(-err));
+	mn_reply_status(c, &h, st);
+	c->closing = true;
+}
+
+/* Take every complete frame out of the input buffer. */
+static void conn_parse(struct mn_conn *c)
+{
+	while (!c->dead && !c->closing && !c->big && !conn_over_cap(c)) {
+		size_t avail = c->rlen - c->rpos;
+		const uint8_t *p = c->rbuf + c->rpos;
+		struct proto_hdr h;
+		int r;
+
+		if (avail < PROTO_HDR_SIZE)
+			break;
+		r = wire_hdr_decode(p, PROTO_HDR_SIZE, &h);
+		if (r == 0 && (h.flags & PROTO_F_REPLY))
+			r = -EBADMSG;      /* clients send requests only */
+		if (r < 0) {
+			conn_frame_error(c, p, r);
+			break;
+		}
+		if (h.len <= avail - PROTO_HDR_SIZE) {
+			c->rpos += PROTO_HDR_SIZE + h.len;
+			mn_dispatch(c, &h, p + PROTO_HDR_SIZE);
+			continue;
+		}
+		if (PROTO_HDR_SIZE + (size_t)h.len <= MN_RBUF_SIZE)
+			break;             /* fits the buffer: wait for the rest */
+		/* Large payload (validated length): read it into its own buffer. */
+		c->big = malloc(h.len);
+		if (!c->big) {
+			mn_reply_status(c, &h, PROTO_ST_INTERNAL);
+			c->closing = true;
+			break;
+		}
+		c->bighdr = h;
+		c->big_have = avail - PROTO_HDR_SIZE;
+		memcpy(c->big, p + PROTO_HDR_SIZE, c->big_have);
+		c->rpos = c->rlen;
+	}
+	if (c->rpos == c->rlen)
+		c->rpos = c->rlen = 0;
+}
+
+static void conn_read(struct mn_conn *c)
+{
+	ssize_t n;
+
+	if (c->big) {
+		n = read(c->fd, c->big + c->big_have, c->bighdr.len - c->big_have);
+		if (n > 0) {
+			c->big_have += (size_t)n;
+			if (c->big_have == c->bighdr.len) {
+				uint8_t *payload = TAKE_PTR(c->big);
+
+					mn_dispatch(c, &c->bighdr, payload);
+				free(payload);
+			}
+			return;
+		}
+	} else {
+		if (!c->rbuf) {
+			c->rbuf = malloc(MN_RBUF_SIZE);
+			if (!c->rbuf) {
+				conn_close(c);
+				return;
+			}
+		}
+		if (c->rpos > 0) {
+			memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+			c->rlen -= c->rpos;
+			c->rpos = 0;
+		}
+		if (c->rlen == MN_RBUF_SIZE)
+			return;        /* full of frames waiting for the queue to drain */
+		n = read(c->fd, c->rbuf + c->rlen, MN_RBUF_SIZE - c->rlen);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			conn_parse(c);
+			return;
+		}
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	conn_close(c);          /* EOF or error */
+}
+
+/*
+ * Process buffered frames and write replies until neither makes progress:
+ * parsing stops when the output queue is over its cap, and writing may
+ * bring it under again while no new input will arrive to wake us.
+ */
+static void conn_pump(struct mn_conn *c)
+{
+	for (;;) {
+		bool blocked;
+
+		conn_parse(c);
+		if (c->dead)
+			return;
+		blocked = conn_over_cap(c);    /* parsing stopped at the cap */
+		if (conn_flush(c) < 0) {
+			conn_close(c);
+			return;
+		}
+		if (!blocked || conn_over_cap(c))
+			break;
+	}
+	conn_update(c);
+}
+
+static void conn_event(struct mn_conn *c, uint32_t events)
+{
+	if (events & EPOLLERR) {
+		conn_close(c);
+		return;
+	}
+	if ((events & EPOLLOUT) && conn_flush(c) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (events & EPOLLIN)
+		conn_read(c);
+	else if (events & EPOLLHUP)
+		conn_close(c);
+	if (c->dead)
+		return;
+	conn_pump(c);
+}
+
+static void conn_new(struct mn_worker *w, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct mn_conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(fd);
+		atomic_fetch_sub(&w->node->stats.connections, 1);
+		return;
+	}
+	c->fd = fd;
+	c->w = w;
+	c->refs = 1;
+	c->ot = &c->oh;
+	c->ev = EPOLLIN;
+	ev.data.ptr = c;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		free(c);
+		atomic_fetch_sub(&w->node->stats.connections, 1);
+		return;
+	}
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+}
+
+/* ---- cross-thread replies --------------------------------------------------- */
+
+void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op)
+{
+	struct mn_worker *w = c->w;
+	uint64_t one = 1;
+
+	ob->conn = c;
+	ob->start_ns = start_ns;
+	ob->op = op;
+	ob->next = NULL;
+	pthread_mutex_lock(&w->post_mu);
+	*w->posts_tail = ob;
+	w->posts_tail = &ob->next;
+	pthread_mutex_unlock(&w->post_mu);
+	if (write(w->wakefd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow in practice; the worker polls posts anyway. */
+	}
+}
+
+static void worker_take_posts(struct mn_worker *w, bool deliver)
+{
+	struct mn_obuf *list;
+
+	pthread_mutex_lock(&w->post_mu);
+	list = w->posts;
+	w->posts = NULL;
+	w->posts_tail = &w->posts;
+	pthread_mutex_unlock(&w->post_mu);
+
+	while (list) {
+		struct mn_obuf *ob = list;
+		struct mn_conn *c = ob->conn;
+
+		list = ob->next;
+		ob->conn = NULL;
+		if (deliver && !c->dead) {
+			c->async--;
+			hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
+			mn_conn_queue(c, ob);
+			conn_pump(c);
+		} else {
+			free(ob);
+		}
+		conn_unref(c);
+	}
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void worker_new_conns(struct mn_worker *w)
+{
+	int fds[64];
+	ssize_t n = read(w->pipe_rd, fds, sizeof(fds));
+
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(int); i++)
+		conn_new(w, fds[i]);
+}
+
+static void *worker_main(void *arg)
+{
+	struct mn_worker *w = arg;
+	struct mn_node *n = w->node;
+	struct epoll_event evs[64];
+
+	while (!atomic_load(&n->stopping)) {
+		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), -1);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("worker %u: epoll_wait: %s", w->idx, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < k; i++) {
+			void *ptr = evs[i].data.ptr;
+
+			if (ptr == &w->pipe_tag) {
+				worker_new_conns(w);
+			} else if (ptr == &w->wake_tag) {
+				uint64_t v;
+
+				if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+					log_debug("worker %u: eventfd read: %s", w->idx,
+						  strerror(errno));
+				worker_take_posts(w, true);
+			} else {
+				conn_event(ptr, evs[i].events);
+			}
+		}
+	}
+	while (w->conns)
+		conn_close(w->conns);
+	return NULL;
+}
+
+static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int p[2];
+
+	w->node = n;
+	w->idx = idx;
+	w->epfd = w->pipe_rd = w->pipe_wr = w->wakefd = -1;
+	pthread_mutex_init(&w->post_mu, NULL);
+	w->posts_tail = &w->posts;
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return -errno;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	w->pipe_rd = p[0];
+	w->pipe_wr = p[1];
+	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->wakefd < 0)
+		return -errno;
+	ev.data.ptr = &w->pipe_tag;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->pipe_rd, &ev) < 0)
+		return -errno;
+	ev.data.ptr = &w->wake_tag;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+static void worker_destroy(struct mn_worker *w)
+{
+	int pending[64];
+	ssize_t k;
+
+	/* Connections handed over but never picked up. */
+	if (w->pipe_rd >= 0) {
+		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0) {
+			for (ssize_t i = 0; i < k / (ssize_t)sizeof(int); i++) {
+				close(pending[i]);
+				atomic_fetch_sub(&w->node->stats.connections, 1);
+			}
+		}
+	}
+	while (w->conns)
+		conn_close(w->conns);
+	worker_take_posts(w, false);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->pipe_rd >= 0)
+		close(w->pipe_rd);
+	if (w->pipe_wr >= 0)
+		close(w->pipe_wr);
+	if (w->wakefd >= 0)
+		close(w->wakefd);
+	pthread_mutex_destroy(&w->post_mu);
+}
+
+int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
+{
+	int r;
+
+	n->listen_fd = listen_fd;
+	n->workers = calloc(nworkers, sizeof(*n->workers));
+	if (!n->workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nworkers; i++) {
+		n->nworkers = i + 1;     /* mn_server_stop() cleans up what got this far */
+		r = worker_init(&n->workers[i], n, i);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < nworkers; i++) {
+		r = -pthread_create(&n->workers[i].thread, NULL, worker_main, &n->workers[i]);
+		if (r < 0)
+			return r;
+		n->workers[i].started = true;
+	}
+	return 0;
+}
+
+void mn_server_stop(struct mn_node *n)
+{
+	uint64_t one = 1;
+
+	atomic_store(&n->stopping, true);
+	for (unsigned i = 0; i < n->nworkers; i++) {
+		struct mn_worker *w = &n->workers[i];
+
+		if (w->wakefd >= 0 && write(w->wakefd, &one, sizeof(one)) < 0)
+			log_debug("worker %u: wake: %s", i, strerror(errno));
+	}
+	for (unsigned i = 0; i < n->nworkers; i++) {
+		if (n->workers[i].started)
+			pthread_join(n->workers[i].thread, NULL);
+		worker_destroy(&n->workers[i]);
+	}
+	free(n->workers);
+	n->workers = NULL;
+	n->nworkers = 0;
+}
+
+/* ---- acceptor ------------------------------------------------------------------- */
+
+static void reject_busy(int fd)
+{
+	struct proto_hdr req = { .opcode = PROTO_OP_HELLO };
+	struct mn_obuf *ob = mn_reply_new(&req, PROTO_ST_BUSY, 0);
+
+	if (ob) {
+		if (send(fd, ob->data, ob->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("busy reply: %s", strerror(errno));
+		free(ob);
+	}
+	close(fd);
+}
+
+static void accept_all(struct mn_node *n)
+{
+	for (;;) {
+		int fd = accept4(n->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct mn_worker *w;
+
+		if (fd < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				log_warn("accept: %s", strerror(errno));
+				if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+					usleep(10000);
+			}
+			return;
+		}
+		if (atomic_load(&n->stats.connections) >= (uint64_t)n->max_conns) {
+			atomic_fetch_add(&n->stats.rejected_conns, 1);
+			log_debug("connection refused: %d connections open", n->max_conns);
+			reject_busy(fd);
+			continue;
+		}
+		(void)net_set_nodelay(fd);
+		atomic_fetch_add(&n->stats.connections, 1);
+		atomic_fetch_add(&n->stats.connections_total, 1);
+		w = &n->workers[n->next_worker++ % n->nworkers];
+		if (write(w->pipe_wr, &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
+			log_warn("worker %u is not taking connections", w->idx);
+			atomic_fetch_sub(&n->stats.connections, 1);
+			close(fd);
+		}
+	}
+}
+
+int mn_server_run(struct mn_node *n, int stop_fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN }, evs[2];
+	_cleanup_close_ int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	if (epfd < 0)
+		return -errno;
+	ev.data.fd = n->listen_fd;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, n->listen_fd, &ev) < 0)
+		return -errno;
+	ev.data.fd = stop_fd;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0)
+		return -errno;
+	for (;;) {
+		int k = epoll_wait(epfd, evs, ARRAY_SIZE(evs), -1);
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < k; i++) {
+			if (evs[i].data.fd == stop_fd)
+				return 0;
+			accept_all(n);
+		}
+	}
+}

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Observability of the memory node: the Prometheus text for GET /metrics
+ * and the JSON for GET /healthz. The counters themselves (struct mn_stats)
+ * are atomics bumped by the workers; rendering reads them without locks,
+ * so a scrape never slows the data path.
+ *
+ * Metrics (all prefixed disagg_memnode_):
+ *   requests_total{op}              requests received, per opcode
+ *   errors_total                    replies with a status other than OK
+ *   bytes_read_total                page bytes served by READ
+ *   bytes_written_total             page bytes stored by WRITE
+ *   request_seconds{op}             histogram: request received -> reply queued
+ *   sections{state="used"|"free"}   sections of the pool
+ *   section_bytes                   section size
+ *   connections                     open client connections
+ *   connections_total               connections accepted
+ *   connections_rejected_total      connections refused over the cap
+ *   copies_total, copy_pages_total  completed COPY operations and pages sent
+ */
+#include "memnode.h"
+
+#include <stdio.h>
+
+#include "wire.h"
+
+char *mn_stats_render(struct mn_node *n)
+{
+	struct mn_stats *s = &n->stats;
+	uint32_t used = atomic_load(&n->table.nused);
+	struct strbuf sb;
+	char labels[64];
+	bool first;
+
+	strbuf_init(&sb);
+	first = true;
+	for (unsigned op = 1; op < PROTO_OP_MAX; op++) {
+		snprintf(labels, sizeof(labels), "op=\"%s\"", proto_op_name(op));
+		metrics_counter(&sb, "disagg_memnode_requests_total",
+				first ? "Requests received, by opcode." : NULL, labels,
+				atomic_load(&s->requests[op]));
+		first = false;
+	}
+	metrics_counter(&sb, "disagg_memnode_errors_total",
+			"Replies with an error status.", "", atomic_load(&s->errors));
+	metrics_counter(&sb, "disagg_memnode_bytes_read_total", "Page bytes served by READ.", "",
+			atomic_load(&s->bytes_read));
+	metrics_counter(&sb, "disagg_memnode_bytes_written_total",
+			"Page bytes stored by WRITE.", "", atomic_load(&s->bytes_written));
+	first = true;
+	for (unsigned op = 1; op < PROTO_OP_MAX; op++) {
+		snprintf(labels, sizeof(labels), "op=\"%s\"", proto_op_name(op));
+		metrics_hist(&sb, "disagg_memnode_request_seconds",
+			     first ? "Time from a request's arrival to its reply being queued." :
+				     NULL,
+			     labels, &s->latency[op]);
+		first = false;
+	}
+	metrics_gauge(&sb, "disagg_memnode_sections", "Sections of the pool, by state.",
+		      "state=\"used\"", used);
+	metrics_gauge(&sb, "disagg_memnode_sections", NULL, "state=\"free\"",
+		      n->pool->nsections - used);
+	metrics_gauge(&sb, "disagg_memnode_section_bytes", "Size of a section in bytes.", "",
+		      (double)n->pool->section_size);
+	metrics_gauge(&sb, "disagg_memnode_connections", "Open client connections.", "",
+		      (double)atomic_load(&s->connections));
+	metrics_counter(&sb, "disagg_memnode_connections_total", "Connections accepted.", "",
+			atomic_load(&s->connections_total));
+	metrics_counter(&sb, "disagg_memnode_connections_rejected_total",
+			"Connections refused because too many were open.", "",
+			atomic_load(&s->rejected_conns));
+	metrics_counter(&sb, "disagg_memnode_copies_total", "Section copies completed.", "",
+			atomic_load(&s->copies));
+	metrics_counter(&sb, "disagg_memnode_copy_pages_total",
+			"Pages sent by completed section copies.", "", atomic_load(&s->copy_pages));
+	return strbuf_steal(&sb);
+}
+
+char *mn_health_render(struct mn_node *n)
+{
+	struct strbuf sb;
+	uint32_t used = atomic_load(&n->table.nused);
+
+	strbuf_init(&sb);
+	strbuf_printf(&sb,
+		      "{\"status\":\"ok\",\"node_id\":%llu,\"backing\":\"%s\","
+		      "\"section_size\":%llu,\"sections\":%u,\"sections_used\":%u,"
+		      "\"connections\":%llu}\n",
+		      (unsigned long long)n->node_id, mn_backing_name(n->pool->backing),
+		      (unsigned long long)n->pool->section_size, n->pool->nsections, used,
+		      (unsigned long long)atomic_load(&n->stats.connections));
+	return strbuf_steal(&sb);
+}

@@ -402,21 +402,24 @@ static void conn_pump(struct mn_conn *c)
 
 static void conn_event(struct mn_conn *c, uint32_t events)
 {
+	/* Keep the memory alive while closing it on the way. */
+	atomic_fetch_add(&c->refs, 1);
 	if (events & EPOLLERR) {
 		conn_close(c);
-		return;
+		goto out;
 	}
 	if ((events & EPOLLOUT) && conn_flush(c) < 0) {
 		conn_close(c);
-		return;
+		goto out;
 	}
 	if (events & EPOLLIN)
 		conn_read(c);
 	else if (events & EPOLLHUP)
 		conn_close(c);
-	if (c->dead)
-		return;
-	conn_pump(c);
+	if (!c->dead)
+		conn_pump(c);
+out:
+	conn_unref(c);
 }
 
 static void conn_new(struct mn_worker *w, int fd)

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 
 #include "http.h"
@@ -398,6 +399,18 @@ out_free:
 	return rc;
 }
 
+/* Every connection is an fd: allow as many as the hard limit does. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_debug("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct mn_opts o;
@@ -407,5 +420,6 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &o);
 	if (r != 0)
 		return r > 0 ? 0 : 2;
+	raise_fd_limit();
 	return run(&o);
 }

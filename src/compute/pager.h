@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The pager: remote memory for any mapping of a tmpfs file, through
+ * userfaultfd.
+ *
+ * A `struct pager` serves one group of mappings (one VM) with one local
+ * cache budget. Each mapping ("region") is a tmpfs/memfd file mapped
+ * MAP_SHARED somewhere - usually in another process (QEMU) - and registered
+ * with a uffd for MISSING|WP. The pager only uses uffd ioctls on that uffd
+ * and pread/fallocate on the file fd: it never dereferences the mapping's
+ * addresses, so the mapping may live in any process.
+ *
+ * The region is cut into sections (pager_config.section_size). A section is
+ * local (served as zero pages, never evicted, not counted in the budget) or
+ * remote: section `grant.section` on a memory node, reached through the
+ * backend (ops table below: "memnode" through mnclient, or "local", a
+ * buffer in this process used as the uffd floor in benchmarks and tests).
+ *
+ * docs/pager.md describes the design, the thread model, the eviction policy
+ * and the failure behaviour.
+ */
+#ifndef DISAGG_PAGER_H
+#define DISAGG_PAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "metrics.h"
+#include "disagg/proto.h"
+
+#define PAGER_PAGE_SIZE      4096u
+#define PAGER_MAX_REGIONS    64
+#define PAGER_DEFAULT_SECTION (128u << 20)
+
+struct pager;
+
+/* ---- sections ----------------------------------------------------------- */
+
+enum pager_sec_kind {
+	PAGER_SEC_LOCAL  = 0,
+	PAGER_SEC_REMOTE = 1,
+};
+
+struct pager_section {
+	enum pager_sec_kind kind;
+	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
+	struct proto_grant grant;   /* names memnode, section and generation */
+};
+
+/* ---- backends ----------------------------------------------------------- */
+
+/*
+ * A backend moves pages between this node and wherever remote sections
+ * live. Every thread of the pager opens its own connection (`conn`), so
+ * implementations need no locking on a conn.
+ */
+struct pager_backend_ops {
+	const char *name;
+	int (*conn_open)(void *be, void **ret_conn);
+	void (*conn_close)(void *conn);
+	/* Read npages pages from `page` of section s into buf: one round trip. */
+	int (*fetch)(void *conn, const struct pager_section *s, uint32_t page, uint32_t npages,
+		     void *buf);
+	/* Queue a write of the extents' pages (data in extent order). data lives until write_wait. */
+	int (*write_submit)(void *conn, const struct pager_section *s,
+			    const struct proto_extent *ext, uint32_t next, const void *data);
+	/* Wait for every queued write: 0 when all acknowledged, else the first error. */
+	int (*write_wait)(void *conn);
+	/* Forget a broken connection; the next call reconnects. */
+	void (*reset)(void *conn);
+	/* Largest page count of one fetch or one write_submit. */
+	uint32_t (*max_pages)(void *conn);
+	void (*destroy)(void *be);
+};
+
+struct pager_backend {
+	const struct pager_backend_ops *ops;
+	void *priv;
+};
+
+/*
+ * "local" backend: sections live in anonymous memory of this process
+ * (allocated on first use, zero-filled). `delay_us` is added to every
+ * fetch and write (0: none).
+ */
+int pager_backend_local_new(size_t section_size, struct pager_backend **ret);
+/* Make every later fetch/write fail with err (0: work again). For tests. */
+void pager_backend_local_set_error(struct pager_backend *be, int err);
+void pager_backend_local_set_delay(struct pager_backend *be, unsigned delay_us);
+
+/*
+ * "memnode" backend: sections on memory nodes, through mnclient. Each
+ * connection (one per pager thread) holds one mnc per memory node address.
+ * `spin_us` busy-polls for a fetch reply that long before blocking.
+ */
+int pager_backend_memnode_new(const struct auth_key *key, uint64_t node_id, int timeout_ms,
+			      unsigned spin_us, struct pager_backend **ret);
+
+void pager_backend_free(struct pager_backend *be);
+
+/* ---- userfaultfd helpers ----------------------------------------------- */
+
+enum pager_dirty_mode {
+	PAGER_DIRTY_SYNC_WP  = 0, /* synchronous WP faults: safe with eviction (default) */
+	PAGER_DIRTY_ASYNC_WP = 1, /* UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN: no eviction */
+};
+
+/* Features the running kernel offers (probe through a throw-away uffd). */
+int pager_uffd_probe(uint64_t *ret_features);
+/*
+ * Open a uffd (O_CLOEXEC|O_NONBLOCK) and negotiate what the pager needs for
+ * `mode`: MISSING and WP on shmem, EVENT_REMOVE, THREAD_ID, and WP_ASYNC for
+ * the async mode. -EOPNOTSUPP if the kernel lacks a required feature.
+ */
+int pager_uffd_open(enum pager_dirty_mode mode, int *ret_fd, uint64_t *ret_features);
+/* Register [addr, addr+len) for MISSING|WP. */
+int pager_uffd_register(int uffd, uint64_t addr, uint64_t len);
+
+/* ---- the pager ---------------------------------------------------------- */
+
+enum pager_fail_mode {
+	PAGER_FAIL_BLOCK  = 0, /* faulting thread stays blocked; pager reports "failed" */
+	PAGER_FAIL_SIGBUS = 1, /* also tgkill(fail_pid, tid, SIGBUS) the faulting thread */
+};
+
+typedef void (*pager_fail_fn)(void *opaque, int err, uint64_t addr, uint32_t tid);
+
+struct pager_config {
+	const char *name;             /* for metrics labels and logs */
+	struct pager_backend *backend; /* not owned */
+	uint64_t section_size;        /* bytes; 0 = 128 MiB */
+	uint64_t budget;              /* bytes of remote pages resident; UINT64_MAX = no limit */
+	unsigned cluster_pages;       /* aligned cluster fetched per fault; 0 = 16 */
+	unsigned max_window_pages;    /* sequential prefetch window limit; 0 = 256 */
+	unsigned fault_threads;       /* 0 = 1 */
+	unsigned spin_us;             /* fault thread spins on the uffds before sleeping */
+	unsigned evict_batch;         /* pages per eviction batch; 0 = 64 */
+	int fail_timeout_ms;          /* retry/reconnect this long before failing; 0 = 10000 */
+	enum pager_fail_mode fail_mode;
+	pid_t fail_pid;               /* process of the faulting threads (SIGBUS); 0 = getpid() */
+	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
+	void *opaque;
+	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
+};
+
+struct pager_region_config {
+	int uffd;                     /* registered MISSING|WP for [base, base+length) */
+	uint64_t uffd_features;       /* features requested (enabled) in its UFFDIO_API */
+	int file_fd;                  /* the tmpfs file behind the mapping */
+	uint64_t file_offset;         /* file offset of base */
+	uint64_t base;                /* mapping address in its process */
+	uint64_t length;              /* multiple of section_size */
+	const struct pager_section *sections; /* length / section_size entries (copied) */
+	int pagemap_fd;               /* /proc/PID/pagemap of the mapping's process, or -1 */
+};
+
+int pager_new(const struct pager_config *cfg, struct pager **ret);
+/* Stops the threads (any blocked faulting thread stays blocked) and frees. Accepts NULL. */
+void pager_free(struct pager *p);
+DEFINE_CLEANUP_FUNC(struct pager, pager_free)
+#define _cleanup_pager_ _cleanup_(pager_freep)
+
+/* Add a mapping; may be called before or after pager_start(). Returns the region index. */
+int pager_add_region(struct pager *p, const struct pager_region_config *rc);
+int pager_start(struct pager *p);
+
+/* Change the budget (bytes of remote pages resident). Eviction starts at once. */
+int pager_set_budget(struct pager *p, uint64_t bytes);
+/* Wait until resident <= budget (or timeout_ms, <0 forever): -ETIMEDOUT. */
+int pager_wait_budget(struct pager *p, int timeout_ms);
+/* Write back every dirty page; returns once all are acknowledged. */
+int pager_flush(struct pager *p);
+
+struct pager_stats {
+	uint64_t faults;              /* uffd messages handled (missing + wp) */
+	uint64_t faults_missing;
+	uint64_t faults_wp;
+	uint64_t faults_local;        /* missing faults on local sections */
+	uint64_t pages_fetched;       /* pages installed from the backend */
+	uint64_t pages_prefetched;    /* of which beyond the faulting cluster */
+	uint64_t pages_zero;          /* installed as zeros (local or discarded) */
+	uint64_t pages_evicted;
+	uint64_t pages_written_back;
+	uint64_t remove_events;
+	uint64_t errors;              /* backend errors (each retry counts) */
+	uint64_t eexist, eagain;
+	uint64_t flushes;
+	uint64_t resident_pages;      /* remote pages resident now */
+	uint64_t max_resident_pages;
+	uint64_t budget_pages;
+	int failed;                   /* 0, or the -errno that failed the pager */
+	enum pager_dirty_mode mode;
+	struct hist fault, fetch, evict, writeback;
+};
+
+const char *pager_mode_name(enum pager_dirty_mode m);
+void pager_stats(struct pager *p, struct pager_stats *ret);
+/* Prometheus text; labels "" or `vm="x"`. */
+void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels);
+
+#endif /* DISAGG_PAGER_H */

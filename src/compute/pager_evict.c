@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Eviction, write-back and flush.
+ *
+ * The evictor thread keeps the resident remote pages of a pager within its
+ * budget. Victims are chosen by a CLOCK hand over the remote pages: a page
+ * that was installed or written since the hand last passed (REF) gets a
+ * second chance; among the rest clean pages are taken first because they
+ * need no write-back; dirty pages fill the batch when there are not enough
+ * clean ones. A batch (default 64 pages) is evicted with few syscalls:
+ *
+ *   1. mark the victims BUSY (fault threads then leave WP faults on them to us)
+ *   2. UFFDIO_WRITEPROTECT the dirty ones (runs): no write can land after this
+ *   3. pread their content from the file, write it to the memory node
+ *      (pipelined, one request per section run) and WAIT FOR THE ACKS
+ *   4. fallocate(PUNCH_HOLE) the victims (runs): this zaps every mapping
+ *   5. mark them absent and UFFDIO_WAKE the runs: a writer that faulted
+ *      during 2-4 retries, faults MISSING and gets the written-back data.
+ *
+ * If the write-back fails (after retries for fail_timeout_ms), nothing is
+ * punched: the victims stay resident and the writers are woken.
+ *
+ * pager_flush() runs the same batch without steps 4-5's punch: dirty pages
+ * are re-protected, written back and marked clean. It also writes zeros for
+ * discarded pages, so that after a flush the memory node holds the truth
+ * (migration relies on that). In the WP_ASYNC mode it finds dirty pages
+ * with PAGEMAP_SCAN (which re-protects them atomically) instead of state bits.
+ */
+#include "pager_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "net.h"
+
+struct victim {
+	struct pager_region *r;
+	uint64_t pg;
+	uint8_t st;
+	bool wb;          /* write back */
+};
+
+/* ---- retries ------------------------------------------------------------- */
+
+static bool err_fatal(int err)
+{
+	switch (-err) {
+	case EKEYREJECTED: case EKEYEXPIRED: case EPERM: case EACCES: case ERANGE:
+	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *arg), void *arg)
+{
+	const struct pager_backend_ops *ops = p->cfg.backend->ops;
+	uint64_t start = now_ns();
+	unsigned delay_ms = 2;
+
+	for (;;) {
+		int r;
+
+		if (!*connp) {
+			r = ops->conn_open(p->cfg.backend->priv, connp);
+			if (r < 0)
+				*connp = NULL;
+		} else {
+			r = 0;
+		}
+		if (r >= 0) {
+			r = fn(*connp, arg);
+			if (r >= 0)
+				return r;
+		}
+		CTR_ADD(p, errors, 1);
+		if (err_fatal(r))
+			return r;
+		if (*connp)
+			ops->reset(*connp);
+		if (atomic_load(&p->stop))
+			return -ECANCELED;
+		if ((now_ns() - start) / 1000000 >= (uint64_t)p->cfg.fail_timeout_ms)
+			return r;
+		usleep(delay_ms * 1000);
+		delay_ms = MIN(delay_ms * 2, 200u);
+	}
+}
+
+/* ---- one write-back batch ------------------------------------------------ */
+
+struct wb_group {
+	const struct pager_section *s;
+	struct proto_extent ext[PROTO_MAX_EXTENTS];
+	uint32_t next, npages;
+	const uint8_t *data;
+};
+
+struct wb_io {
+	struct pager *p;
+	struct wb_group *g;
+	unsigned ng;
+};
+
+static int wb_cb(void *conn, void *arg)
+{
+	struct wb_io *io = arg;
+	const struct pager_backend_ops *ops = io->p->cfg.backend->ops;
+
+	for (unsigned i = 0; i < io->ng; i++) {
+		int r = ops->write_submit(conn, io->g[i].s, io->g[i].ext, io->g[i].next, io->g[i].data);
+		if (r < 0)
+			return r;
+	}
+	return ops->write_wait(conn);
+}
+
+static int cmp_victim(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	if (x->r->idx != y->r->idx)
+		return x->r->idx < y->r->idx ? -1 : 1;
+	return x->pg < y->pg ? -1 : x->pg > y->pg;
+}
+
+/* Call fn on each run of consecutive victims (same region) with flag set. */
+static void for_runs(struct victim *v, unsigned nv, bool (*sel)(const struct victim *),
+		     void (*fn)(struct pager_region *r, uint64_t pg, uint64_t n, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < nv;) {
+		unsigned j = i + 1;
+
+		if (!sel(&v[i])) {
+			i++;
+			continue;
+		}
+		while (j < nv && sel(&v[j]) && v[j].r == v[i].r && v[j].pg == v[j - 1].pg + 1)
+			j++;
+		fn(v[i].r, v[i].pg, v[j - 1].pg - v[i].pg + 1, arg);
+		i = j;
+	}
+}
+
+static bool sel_all(const struct victim *v) { return true; }
+static bool sel_wp(const struct victim *v)
+{
+	return v->wb && (v->st & ST_PRESENT) && (v->st & ST_DIRTY);
+}
+
+static void run_wp(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	int *err = arg;
+
+	for (unsigned tries = 0;; tries++) {
+		int rc = pager_uffd_wp(r, pg, n, true);
+
+		if (rc != -EAGAIN || tries > 20000) {
+			if (rc < 0 && !*err)
+				*err = rc;
+			return;
+		}
+		usleep(50); /* an event is pending; a fault thread reads it */
+	}
+}
+
+static void run_punch(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	int *err = arg, rc = pager_punch(r, pg, n);
+
+	if (rc < 0 && !*err)
+		*err = rc;
+}
+
+static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	(void)pager_uffd_wake(r, pg, n);
+}
+
+/*
+ * Write back (v[i].wb) and, for an eviction, punch a batch of BUSY victims
+ * sorted by region and page. Returns pages written back or -errno.
+ */
+static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, bool skip_wp,
+		    uint8_t *buf, struct wb_group *groups)
+{
+	uint32_t maxp = p->cfg.backend->ops->max_pages(p->evict_conn ? p->evict_conn : NULL);
+	unsigned nwb = 0, ng = 0;
+	uint64_t t0 = now_ns();
+	int64_t dropped = 0;
+	int err = 0;
+
+	if (!maxp || maxp > PROTO_MAX_PAGES)
+		maxp = PROTO_MAX_PAGES;
+	/* 2. No write lands after this (sync mode). */
+	if (!skip_wp && p->mode == PAGER_DIRTY_SYNC_WP)
+		for_runs(v, nv, sel_wp, run_wp, &err);
+
+	/* 3. Content and write-back groups. */
+	for (unsigned i = 0; i < nv && !err; i++) {
+		uint8_t *d;
+		struct wb_group *g;
+		uint32_t sec, page;
+
+		if (!v[i].wb)
+			continue;
+		d = buf + (size_t)nwb * PS;
+		if (v[i].st & ST_PRESENT) {
+			/* Content is in the page cache: pread of a present page, no allocation. */
+			ssize_t n = pread(v[i].r->file_fd, d, PS,
+					  (off_t)(v[i].r->file_offset + v[i].pg * PS));
+			if (n < 0) {
+				err = -errno;
+				break;
+			}
+			if (n < (ssize_t)PS)
+				memset(d + n, 0, PS - (size_t)n);
+		} else {
+			memset(d, 0, PS);
+		}
+		sec = (uint32_t)(v[i].pg / p->sec_pages);
+		page = (uint32_t)(v[i].pg % p->sec_pages);
+		g = ng ? &groups[ng - 1] : NULL;
+		if (!g || g->s != &v[i].r->sections[sec] || g->npages >= maxp) {
+			g = &groups[ng++];
+			g->s = &v[i].r->sections[sec];
+			g->next = 0;
+			g->npages = 0;
+			g->data = d;
+		}
+		if (g->next && g->ext[g->next - 1].page + g->ext[g->next - 1].count == page) {
+			g->ext[g->next - 1].count++;
+		} else if (g->next < PROTO_MAX_EXTENTS) {
+			g->ext[g->next++] = (struct proto_extent){ page, 1 };
+		} else {
+			g = &groups[ng++];
+			*g = (struct wb_group){ .s = &v[i].r->sections[sec], .data = d };
+			g->ext[g->next++] = (struct proto_extent){ page, 1 };
+		}
+		g->npages++;
+		nwb++;
+	}
+	if (!err && ng) {
+		struct wb_io io = { p, groups, ng };
+		uint64_t w0 = now_ns();
+
+		err = pager_retry_io(p, &p->evict_conn, wb_cb, &io);
+		hist_observe(&p->h_writeback, now_ns() - w0);
+		if (err > 0)
+			err = 0;
+	}
+	if (err) {
+		/* Nothing is dropped: release the victims, the writers retry. */
+		pthread_mutex_lock(&p->lock);
+		for (unsigned i = 0; i < nv; i++) {
+			uint8_t cur = st_get(v[i].r, v[i].pg);
+
+			if (cur & ST_RMV) {
+				if (cur & ST_PRESENT)
+					dropped++;
+				st_set(v[i].r, v[i].pg, ST_DISCARD);
+			} else {
+				st_set(v[i].r, v[i].pg, cur & ~ST_BUSY);
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+		for_runs(v, nv, sel_all, run_wake, NULL);
+		if (dropped)
+			pager_resident_add(p, -dropped);
+		return err;
+	}
+
+	/* 4. Punch: the data is safe on the memory node. */
+	if (evict)
+		for_runs(v, nv, sel_all, run_punch, &err);
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < nv; i++) {
+		uint8_t cur = st_get(v[i].r, v[i].pg), nv8;
+
+		if (cur & ST_RMV) {
+			nv8 = ST_DISCARD;                /* removed meanwhile: zeros */
+			if (cur & ST_PRESENT)
+				dropped++;
+		} else if (evict) {
+			nv8 = v[i].wb ? 0 : (cur & ST_DISCARD);
+			if (cur & ST_PRESENT)
+				dropped++;
+		} else {
+			nv8 = cur & ~(ST_BUSY | ST_DIRTY);
+			if (v[i].wb)
+				nv8 &= (uint8_t)~ST_DISCARD;
+		}
+		if (evict && err) {
+			/* Punch failed: the page is still there, keep it (clean now). */
+			nv8 = (cur & ~(ST_BUSY | ST_DIRTY | ST_RMV)) |
+			      (v[i].wb ? 0 : (cur & ST_DISCARD));
+			if (cur & ST_PRESENT)
+				dropped--;
+		}
+		st_set(v[i].r, v[i].pg, nv8);
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* 5. Writers that faulted meanwhile retry now. */
+	for_runs(v, nv, sel_all, run_wake, NULL);
+	if (dropped)
+		pager_resident_add(p, -dropped);
+	CTR_ADD(p, pages_written_back, nwb);
+	if (evict) {
+		CTR_ADD(p, pages_evicted, nv);
+		hist_observe(&p->h_evict, now_ns() - t0);
+	}
+	return err ? err : (int)nwb;
+}
+
+/* ---- victim selection (CLOCK, clean first) ------------------------------- */
+
+static unsigned select_victims(struct pager *p, unsigned want, struct victim *v,
+			       struct victim *dirty)
+{
+	unsigned nr = atomic_load(&p->nregions), nclean = 0, ndirty = 0, n;
+	uint64_t scanned = 0, limit = 2 * atomic_load(&p->remote_pages) + 2;
+	bool async = p->mode == PAGER_DIRTY_ASYNC_WP;
+
+	if (!nr)
+		return 0;
+	while (nclean < want && scanned < limit) {
+		struct pager_region *r;
+		uint8_t s;
+
+		if (p->hand_region >= nr) {
+			p->hand_region = 0;
+			p->hand_page = 0;
+		}
+		r = p->regions[p->hand_region];
+		if (p->hand_page >= r->npages) {
+			p->hand_region++;
+			p->hand_page = 0;
+			scanned++;
+			continue;
+		}
+		if (!pager_sec_remote(p, r, p->hand_page)) {
+			p->hand_page = (p->hand_page / p->sec_pages + 1) * p->sec_pages;
+			scanned++;
+			continue;
+		}
+		s = st_get(r, p->hand_page);
+		if ((s & (ST_PRESENT | ST_BUSY)) == ST_PRESENT) {
+			if (s & ST_REF)
+				st_set(r, p->hand_page, s & ~ST_REF);
+			else if (!(s & ST_DIRTY) && !async)
+				v[nclean++] = (struct victim){ r, p->hand_page, s, false };
+			else if (ndirty < want)
+				dirty[ndirty++] = (struct victim){ r, p->hand_page, s, true };
+		}
+		p->hand_page++;
+		scanned++;
+		if (nclean + ndirty >= want && scanned >= (uint64_t)want * 64)
+			break;
+	}
+	n = nclean;
+	for (unsigned i = 0; i < ndirty && n < want; i++)
+		v[n++] = dirty[i];
+	for (unsigned i = 0; i < n; i++)
+		st_set(v[i].r, v[i].pg, v[i].st | ST_BUSY);
+	return n;
+}
+
+static int evict_batch(struct pager *p, unsigned want, uint8_t *buf, struct wb_group *groups,
+		       struct victim *v, struct victim *tmp)
+{
+	unsigned nv;
+
+	pthread_mutex_lock(&p->lock);
+	nv = select_victims(p, want, v, tmp);
+	pthread_mutex_unlock(&p->lock);
+	if (!nv)
+		return 0;
+	qsort(v, nv, sizeof(*v), cmp_victim);
+	return wb_batch(p, v, nv, true, false, buf, groups) < 0 ? -EIO : (int)nv;
+}
+
+struct evict_bufs {
+	uint8_t *buf;
+	struct wb_group *groups;
+	struct victim *v, *tmp;
+};
+
+static int bufs_alloc(struct pager *p, struct evict_bufs *b)
+{
+	b->buf = aligned_alloc(PS, (size_t)p->batch * PS);
+	b->groups = calloc(p->batch, sizeof(*b->groups));
+	b->v = calloc(p->batch, sizeof(*b->v));
+	b->tmp = calloc(p->batch, sizeof(*b->tmp));
+	return b->buf && b->groups && b->v && b->tmp ? 0 : -ENOMEM;
+}
+
+static void bufs_free(struct evict_bufs *b)
+{
+	free(b->buf);
+	free(b->groups);
+	free(b->v);
+	free(b->tmp);
+}
+
+void *pager_evictor_main(void *arg)
+{
+	struct pager *p = arg;
+	struct evict_bufs b = { 0 };
+	bool active = false;
+
+	if (bufs_alloc(p, &b) < 0) {
+		bufs_free(&b);
+		atomic_store(&p->failed, -ENOMEM);
+		return NULL;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (!atomic_load(&p->stop)) {
+		uint64_t res = atomic_load(&p->resident), bud = atomic_load(&p->budget_pages);
+		uint64_t low = bud == UINT64_MAX ? bud : bud - MIN(bud, (uint64_t)p->batch / 2);
+		struct timespec ts;
+		int n;
+
+		if (res > bud)
+			active = true;
+		if (active && res > low && !atomic_load(&p->failed)) {
+			unsigned want = (unsigned)MIN((uint64_t)p->batch, res - low);
+
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_lock(&p->io_lock);
+			n = evict_batch(p, want, b.buf, b.groups, b.v, b.tmp);
+			pthread_mutex_unlock(&p->io_lock);
+			pthread_mutex_lock(&p->lock);
+			pthread_cond_broadcast(&p->space_cond);
+			if (n > 0)
+				continue;
+			/* Nothing evictable right now (all busy/referenced), or an error. */
+		} else {
+			active = false;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (active ? 2 : 100) * 1000000L;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->evict_cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_lock(&p->io_lock);
+	if (p->evict_conn)
+		p->cfg.backend->ops->conn_close(p->evict_conn);
+	p->evict_conn = NULL;
+	pthread_mutex_unlock(&p->io_lock);
+	bufs_free(&b);
+	return NULL;
+}
+
+/* ---- budget --------------------------------------------------------------- */
+
+int pager_set_budget(struct pager *p, uint64_t bytes)
+{
+	uint64_t pages = bytes == UINT64_MAX ? UINT64_MAX : bytes / PS;
+
+	if (p->mode == PAGER_DIRTY_ASYNC_WP && !p->cfg.allow_async_evict &&
+	    pages < atomic_load(&p->remote_pages))
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&p->lock);
+	atomic_store(&p->budget_pages, pages);
+	pthread_cond_signal(&p->evict_cond);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int pager_wait_budget(struct pager *p, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->lock);
+	while (atomic_load(&p->resident) > atomic_load(&p->budget_pages)) {
+		struct timespec ts;
+
+		if (atomic_load(&p->failed)) {
+			rc = atomic_load(&p->failed);
+			break;
+		}
+		if (now_ns() >= deadline) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		pthread_cond_signal(&p->evict_cond);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000L;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->space_cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* ---- flush ---------------------------------------------------------------- */
+
+/* Claim up to `max` pages of r from *pg on that need writing back (sync mode). */
+static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *pg,
+			    struct victim *v, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (; *pg < r->npages && n < max; (*pg)++) {
+		uint8_t s;
+
+		if (!pager_sec_remote(p, r, *pg)) {
+			*pg = (*pg / p->sec_pages + 1) * p->sec_pages - 1;
+			continue;
+		}
+		s = st_get(r, *pg);
+		if (s & ST_BUSY)
+			continue;
+		if (((s & ST_PRESENT) && (s & ST_DIRTY)) || (s & ST_DISCARD)) {
+			v[n++] = (struct victim){ r, *pg, s, true };
+			st_set(r, *pg, s | ST_BUSY);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+/* Async mode: PAGEMAP_SCAN finds written pages and re-protects them atomically. */
+static int scan_written(struct pager *p, struct pager_region *r, uint64_t *pg, struct victim *v,
+			unsigned max, unsigned *ret_n)
+{
+	struct page_region vec[32];
+	uint64_t sec_end = (*pg / p->sec_pages + 1) * p->sec_pages;
+	struct pm_scan_arg a = {
+		.size = sizeof(a),
+		.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.start = r->base + *pg * PS,
+		.end = r->base + sec_end * PS,
+		.vec = (uintptr_t)vec,
+		.vec_len = ARRAY_SIZE(vec),
+		.max_pages = max,
+		.category_mask = PAGE_IS_WRITTEN,
+		.return_mask = PAGE_IS_WRITTEN,
+	};
+	long nreg = ioctl(r->pagemap_fd, PAGEMAP_SCAN, &a);
+	unsigned n = 0;
+
+	if (nreg < 0)
+		return -errno;
+	pthread_mutex_lock(&p->lock);
+	for (long i = 0; i < nreg; i++)
+		for (uint64_t ad = vec[i].start; ad < vec[i].end && n < max; ad += PS) {
+			uint64_t q = (ad - r->base) / PS;
+			uint8_t s = st_get(r, q);
+
+			if (s & ST_BUSY)
+				continue;
+			v[n++] = (struct victim){ r, q, (uint8_t)(s | ST_DIRTY), true };
+			st_set(r, q, s | ST_BUSY);
+		}
+	pthread_mutex_unlock(&p->lock);
+	*pg = (a.walk_end - r->base) / PS;
+	*ret_n = n;
+	return 0;
+}
+
+int pager_flush(struct pager *p)
+{
+	struct evict_bufs b = { 0 };
+	int rc = 0;
+
+	if (bufs_alloc(p, &b) < 0) {
+		bufs_free(&b);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&p->io_lock);
+	for (unsigned ri = 0; ri < atomic_load(&p->nregions) && rc >= 0; ri++) {
+		struct pager_region *r = p->regions[ri];
+		uint64_t pg;
+
+		if (p->mode == PAGER_DIRTY_ASYNC_WP) {
+			for (pg = 0; pg < r->npages && rc >= 0;) {
+				unsigned n = 0;
+
+				if (!pager_sec_remote(p, r, pg)) {
+					pg = (pg / p->sec_pages + 1) * p->sec_pages;
+					continue;
+				}
+				rc = scan_written(p, r, &pg, b.v, p->batch, &n);
+				if (rc >= 0 && n)
+					rc = wb_batch(p, b.v, n, false, true, b.buf, b.groups);
+			}
+		}
+		/* Sync mode dirty pages, and discarded pages in both modes. */
+		for (pg = 0; pg < r->npages && rc >= 0;) {
+			unsigned n = claim_dirty(p, r, &pg, b.v, p->batch);
+
+			if (!n)
+				break;
+			rc = wb_batch(p, b.v, n, false, false, b.buf, b.groups);
+		}
+	}
+	pthread_mutex_unlock(&p->io_lock);
+	CTR_ADD(p, flushes, 1);
+	bufs_free(&b);
+	return rc < 0 ? rc : 0;
+}

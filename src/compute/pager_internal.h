@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Internals shared by the pager's source files: per-page state, regions,
+ * counters, and the functions one file calls in another.
+ *
+ * Page state is one byte per page of a remote section (local sections have
+ * no state). Read-modify-write of a state byte happens under pager.lock;
+ * lock-free reads use __atomic loads and are hints only.
+ *   PRESENT  the page is in the file (counted in `resident`)
+ *   DIRTY    sync mode: the page is writable (not write-protected), so its
+ *            content may differ from the memory node's
+ *   BUSY     a fetch, eviction or flush owns the page; that owner wakes
+ *            any thread that faulted on it meanwhile
+ *   DISCARD  the content is zeros (UFFD_EVENT_REMOVE); the memory node's
+ *            copy is stale until the page is written back
+ *   REF      second-chance bit of the CLOCK eviction policy
+ *   RMV      a REMOVE event arrived while the page was BUSY; the owner
+ *            turns the page into an absent DISCARD page when it finishes
+ */
+#ifndef DISAGG_PAGER_INTERNAL_H
+#define DISAGG_PAGER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "pager.h"
+#include "uffd_compat.h"
+
+#define PS PAGER_PAGE_SIZE
+
+enum {
+	ST_PRESENT = 1u << 0,
+	ST_DIRTY   = 1u << 1,
+	ST_BUSY    = 1u << 2,
+	ST_DISCARD = 1u << 3,
+	ST_REF     = 1u << 4,
+	ST_RMV     = 1u << 5,
+};
+
+struct pager_region {
+	unsigned idx;
+	int uffd, file_fd, pagemap_fd;
+	uint64_t features;
+	uint64_t file_offset, base, length, npages;
+	uint32_t nsections;
+	struct pager_section *sections;
+	uint8_t *st;
+	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
+	_Atomic uint32_t window;     /* current prefetch window, pages */
+};
+
+struct pager_ctr {
+	_Atomic uint64_t faults, faults_missing, faults_wp, faults_local;
+	_Atomic uint64_t pages_fetched, pages_prefetched, pages_zero;
+	_Atomic uint64_t pages_evicted, pages_written_back, remove_events;
+	_Atomic uint64_t errors, eexist, eagain, flushes;
+};
+
+struct pager {
+	struct pager_config cfg;
+	char name[64];
+	enum pager_dirty_mode mode;
+	uint32_t sec_pages;
+	uint32_t cluster, max_window, batch;
+
+	pthread_mutex_t lock;          /* page state, clock hand, conditions */
+	pthread_cond_t evict_cond;     /* evictor: work to do */
+	pthread_cond_t space_cond;     /* resident went down */
+	pthread_mutex_t io_lock;       /* one write-back batch at a time (evictor vs flush) */
+
+	struct pager_region *regions[PAGER_MAX_REGIONS];
+	_Atomic unsigned nregions;
+
+	int epfd, stopfd;
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_t evictor;
+	bool started, evictor_started;
+	_Atomic bool stop;
+	void *evict_conn;              /* evictor's backend connection; flush borrows it under io_lock */
+
+	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
+	_Atomic int failed;
+
+	unsigned hand_region;          /* CLOCK hand, under lock */
+	uint64_t hand_page;
+
+	struct pager_ctr c;
+	struct hist h_fault, h_fetch, h_evict, h_writeback;
+};
+
+static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
+{
+	return __atomic_load_n(&r->st[pg], __ATOMIC_RELAXED);
+}
+
+static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
+{
+	__atomic_store_n(&r->st[pg], v, __ATOMIC_RELAXED);
+}
+
+static inline bool pager_sec_remote(const struct pager *p, const struct pager_region *r,
+				    uint64_t pg)
+{
+	return r->sections[pg / p->sec_pages].kind == PAGER_SEC_REMOTE;
+}
+
+static inline uint64_t pager_hard_limit(const struct pager *p)
+{
+	uint64_t b = atomic_load(&p->budget_pages);
+	uint64_t slack = MAX((uint64_t)p->batch * 2, (uint64_t)p->max_window + p->cluster);
+
+	return b > UINT64_MAX - slack ? UINT64_MAX : b + slack;
+}
+
+#define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)
+
+/* pager.c */
+int pager_uffd_wake(struct pager_region *r, uint64_t pg, uint64_t npages);
+int pager_uffd_wp(struct pager_region *r, uint64_t pg, uint64_t npages, bool protect);
+int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages);
+void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
+void pager_resident_add(struct pager *p, int64_t n);
+
+/* pager_evict.c */
+void *pager_evictor_main(void *arg);
+int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *arg), void *arg);
+
+#endif /* DISAGG_PAGER_INTERNAL_H */

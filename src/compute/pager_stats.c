@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+/*
+ * userfaultfd setup helpers (open, feature probe, register) and the pager's
+ * statistics: a snapshot struct for the agent and Prometheus text for its
+ * /metrics endpoint.
+ */
+#include "pager_internal.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/syscall.h>
+
+/* ---- userfaultfd ---------------------------------------------------------- */
+
+static int uffd_raw(int flags)
+{
+	int fd = (int)syscall(SYS_userfaultfd, flags), e, dev;
+
+	if (fd >= 0)
+		return fd;
+	e = errno;
+	/* Kernels with vm.unprivileged_userfaultfd=0 still offer /dev/userfaultfd. */
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -e;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+	e = errno;
+	close(dev);
+	return fd < 0 ? -e : fd;
+}
+
+int pager_uffd_probe(uint64_t *ret_features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int fd = uffd_raw(O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0)
+		*ret_features = api.features;
+	return r;
+}
+
+int pager_uffd_open(enum pager_dirty_mode mode, int *ret_fd, uint64_t *ret_features)
+{
+	uint64_t have, need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+			      UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
+			      UFFD_FEATURE_THREAD_ID;
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd, r;
+
+	if (mode == PAGER_DIRTY_ASYNC_WP)
+		need |= UFFD_FEATURE_WP_ASYNC;
+	r = pager_uffd_probe(&have);
+	if (r < 0)
+		return r;
+	if ((have & need) != need)
+		return -EOPNOTSUPP;
+	fd = uffd_raw(O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	api.features = need;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	/* The kernel answers with everything it supports; report what is enabled. */
+	*ret_features = api.features & need;
+	return 0;
+}
+
+int pager_uffd_register(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_register reg = {
+		.range = { .start = addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	uint64_t want = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_WAKE) |
+			(1ull << _UFFDIO_WRITEPROTECT) | (1ull << _UFFDIO_ZEROPAGE);
+
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	return (reg.ioctls & want) == want ? 0 : -EOPNOTSUPP;
+}
+
+/* ---- stats ---------------------------------------------------------------- */
+
+const char *pager_mode_name(enum pager_dirty_mode m)
+{
+	return m == PAGER_DIRTY_ASYNC_WP ? "async_wp" : "sync_wp";
+}
+
+#define LD(f) atomic_load_explicit(&p->c.f, memory_order_relaxed)
+
+void pager_stats(struct pager *p, struct pager_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->faults = LD(faults);
+	ret->faults_missing = LD(faults_missing);
+	ret->faults_wp = LD(faults_wp);
+	ret->faults_local = LD(faults_local);
+	ret->pages_fetched = LD(pages_fetched);
+	ret->pages_prefetched = LD(pages_prefetched);
+	ret->pages_zero = LD(pages_zero);
+	ret->pages_evicted = LD(pages_evicted);
+	ret->pages_written_back = LD(pages_written_back);
+	ret->remove_events = LD(remove_events);
+	ret->errors = LD(errors);
+	ret->eexist = LD(eexist);
+	ret->eagain = LD(eagain);
+	ret->flushes = LD(flushes);
+	ret->resident_pages = atomic_load(&p->resident);
+	ret->max_resident_pages = atomic_load(&p->max_resident);
+	ret->budget_pages = atomic_load(&p->budget_pages);
+	ret->failed = atomic_load(&p->failed);
+	ret->mode = p->mode;
+	hist_merge(&ret->fault, &p->h_fault);
+	hist_merge(&ret->fetch, &p->h_fetch);
+	hist_merge(&ret->evict, &p->h_evict);
+	hist_merge(&ret->writeback, &p->h_writeback);
+}
+
+void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
+{
+	struct pager_stats s;
+	char ml[512];
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} ctrs[] = {
+#define C(n, h) { "disagg_pager_" #n "_total", h, offsetof(struct pager_stats, n) }
+		C(faults, "uffd fault messages handled"),
+		C(faults_missing, "missing faults"),
+		C(faults_wp, "write-protect faults"),
+		C(faults_local, "missing faults on local sections"),
+		C(pages_fetched, "pages fetched from memory nodes"),
+		C(pages_prefetched, "pages fetched beyond the faulting cluster"),
+		C(pages_zero, "pages installed as zeros"),
+		C(pages_evicted, "pages evicted"),
+		C(pages_written_back, "pages written back to memory nodes"),
+		C(remove_events, "UFFD_EVENT_REMOVE events"),
+		C(errors, "backend and uffd errors"),
+		C(eexist, "UFFDIO_COPY/ZEROPAGE found the page present"),
+		C(eagain, "uffd ioctls retried on EAGAIN"),
+		C(flushes, "pager_flush calls"),
+#undef C
+	};
+
+	if (!labels)
+		labels = "";
+	pager_stats(p, &s);
+	for (size_t i = 0; i < ARRAY_SIZE(ctrs); i++)
+		metrics_counter(sb, ctrs[i].name, ctrs[i].help, labels,
+				*(const uint64_t *)((const char *)&s + ctrs[i].off));
+	metrics_gauge(sb, "disagg_pager_resident_bytes", "remote bytes resident locally", labels,
+		      (double)s.resident_pages * PS);
+	metrics_gauge(sb, "disagg_pager_budget_bytes", "local cache budget (-1: none)", labels,
+		      s.budget_pages == UINT64_MAX ? -1.0 : (double)s.budget_pages * PS);
+	metrics_gauge(sb, "disagg_pager_failed", "1 if a memory node failed the pager", labels,
+		      s.failed ? 1 : 0);
+	snprintf(ml, sizeof(ml), "%s%smode=\"%s\"", labels, *labels ? "," : "",
+		 pager_mode_name(s.mode));
+	metrics_gauge(sb, "disagg_pager_dirty_mode", "dirty tracking mode", ml, 1);
+	metrics_hist(sb, "disagg_pager_fault_seconds", "remote missing fault service time", labels,
+		     &s.fault);
+	metrics_hist(sb, "disagg_pager_fetch_seconds", "fetch round trip", labels, &s.fetch);
+	metrics_hist(sb, "disagg_pager_evict_seconds", "eviction batch time", labels, &s.evict);
+	metrics_hist(sb, "disagg_pager_writeback_seconds", "write-back batch until acknowledged",
+		     labels, &s.writeback);
+}

@@ -82,9 +82,11 @@ step "copy section $(sec "$S1") from memnode 11 to memnode 12 (memory migration'
 T=$(mnctl "$B" alloc --owner 1)
 mnctl "$A" copy "$(sec "$S1")" "$(gen "$S1")" --to "$B" --to-section "$(sec "$T")" \
 	--to-generation "$(gen "$T")" --to-node-id 12
+echo "    verify the copy on memnode 12, page by page:"
+mnctl "$B" verify "$(sec "$T")" "$(gen "$T")" --seed 1 --pattern-node 11 --pattern-section "$(sec "$S1")"
 done_step
 
-step "free the source section; a new owner gets it back zeroed"
+step "free the source section; sections are always handed out zeroed"
 mnctl "$A" free "$(sec "$S1")" "$(gen "$S1")"
 S3=$(mnctl "$A" alloc --owner 2)
 echo "    $S3"

@@ -43,7 +43,7 @@ enum proto_limits {
 	PROTO_MAX_LIST        = 4096,  /* entries per SECTION_LIST reply */
 	PROTO_MAX_ADDR        = 256,   /* bytes of a "host:port" string */
 	/* Largest payload a peer may send: a full WRITE. */
-	PROTO_MAX_PAYLOAD     = 96 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
+	PROTO_MAX_PAYLOAD     = 80 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
 	/* Largest reply payload: a full SECTION_LIST. */
 	PROTO_MAX_REPLY       = 8 + PROTO_MAX_LIST * 16,
 };
@@ -251,6 +251,9 @@ struct proto_io_req {
 	uint32_t rsvd;
 };
 _Static_assert(sizeof(struct proto_io_req) == 80, "io_req size");
+_Static_assert(PROTO_MAX_PAYLOAD == sizeof(struct proto_io_req) +
+			PROTO_MAX_EXTENTS * sizeof(struct proto_extent) +
+			PROTO_MAX_PAGES * PROTO_PAGE_SIZE, "a full WRITE is the largest payload");
 
 /*
  * CAS: if the 8-byte word at `offset` equals `expect`, store `value`.

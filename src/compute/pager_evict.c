@@ -207,8 +207,13 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 		if (!v[i].wb)
 			continue;
 		d = buf + (size_t)nwb * PS;
-		if (v[i].st & ST_PRESENT) {
-			/* Content is in the page cache: pread of a present page, no allocation. */
+		{
+			/*
+			 * The content is what the file holds: a present page from the
+			 * page cache, zeros for a hole (a discarded page; pread of a
+			 * tmpfs hole does not allocate). Never trust a state snapshot
+			 * to decide "zeros": the file is the truth.
+			 */
 			ssize_t n = pread(v[i].r->file_fd, d, PS,
 					  (off_t)(v[i].r->file_offset + v[i].pg * PS));
 			if (n < 0) {
@@ -217,8 +222,6 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 			}
 			if (n < (ssize_t)PS)
 				memset(d + n, 0, PS - (size_t)n);
-		} else {
-			memset(d, 0, PS);
 		}
 		sec = (uint32_t)(v[i].pg / p->sec_pages);
 		page = (uint32_t)(v[i].pg % p->sec_pages);
@@ -506,6 +509,25 @@ int pager_wait_budget(struct pager *p, int timeout_ms)
 
 /* ---- flush ---------------------------------------------------------------- */
 
+/*
+ * Called with p->lock held. A BUSY page during a flush is a fetch in flight
+ * (evictions hold io_lock, as the flush does): it has woken its thread
+ * already and is about to record the page's final state, which may be
+ * dirty. Wait for it (bounded), return the state.
+ */
+static uint8_t wait_not_busy(struct pager *p, struct pager_region *r, uint64_t pg)
+{
+	uint8_t s = st_get(r, pg);
+
+	for (unsigned w = 0; (s & ST_BUSY) && w < 20000; w++) {
+		pthread_mutex_unlock(&p->lock);
+		usleep(50);
+		pthread_mutex_lock(&p->lock);
+		s = st_get(r, pg);
+	}
+	return s;
+}
+
 /* Claim up to `max` pages of r from *pg on that need writing back (sync mode). */
 static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *pg,
 			    struct victim *v, unsigned max)
@@ -520,7 +542,7 @@ static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *p
 			*pg = (*pg / p->sec_pages + 1) * p->sec_pages - 1;
 			continue;
 		}
-		s = st_get(r, *pg);
+		s = wait_not_busy(p, r, *pg);
 		if (s & ST_BUSY)
 			continue;
 		if (((s & ST_PRESENT) && (s & ST_DIRTY)) || (s & ST_DISCARD)) {
@@ -532,33 +554,41 @@ static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *p
 	return n;
 }
 
-/* Async mode: PAGEMAP_SCAN finds written pages and re-protects them atomically. */
+/*
+ * Async mode: PAGEMAP_SCAN finds written pages of one section and
+ * re-protects them atomically. No max_pages limit: every page the kernel
+ * re-protects must reach us (a page re-protected but not reported would be
+ * lost), so the victim array holds a whole section.
+ */
 static int scan_written(struct pager *p, struct pager_region *r, uint64_t *pg, struct victim *v,
-			unsigned max, unsigned *ret_n)
+			unsigned *ret_n)
 {
-	struct page_region vec[32];
+	static const unsigned nvec = 256;
+	_cleanup_free_ struct page_region *vec = calloc(nvec, sizeof(*vec));
 	uint64_t sec_end = (*pg / p->sec_pages + 1) * p->sec_pages;
 	struct pm_scan_arg a = {
 		.size = sizeof(a),
 		.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
 		.start = r->base + *pg * PS,
 		.end = r->base + sec_end * PS,
-		.vec = (uintptr_t)vec,
-		.vec_len = ARRAY_SIZE(vec),
-		.max_pages = max,
+		.vec_len = nvec,
 		.category_mask = PAGE_IS_WRITTEN,
 		.return_mask = PAGE_IS_WRITTEN,
 	};
-	long nreg = ioctl(r->pagemap_fd, PAGEMAP_SCAN, &a);
+	long nreg;
 	unsigned n = 0;
 
+	if (!vec)
+		return -ENOMEM;
+	a.vec = (uintptr_t)vec;
+	nreg = ioctl(r->pagemap_fd, PAGEMAP_SCAN, &a);
 	if (nreg < 0)
 		return -errno;
 	pthread_mutex_lock(&p->lock);
 	for (long i = 0; i < nreg; i++)
-		for (uint64_t ad = vec[i].start; ad < vec[i].end && n < max; ad += PS) {
+		for (uint64_t ad = vec[i].start; ad < vec[i].end; ad += PS) {
 			uint64_t q = (ad - r->base) / PS;
-			uint8_t s = st_get(r, q);
+			uint8_t s = wait_not_busy(p, r, q);
 
 			if (s & ST_BUSY)
 				continue;
@@ -566,7 +596,9 @@ static int scan_written(struct pager *p, struct pager_region *r, uint64_t *pg, s
 			st_set(r, q, s | ST_BUSY);
 		}
 	pthread_mutex_unlock(&p->lock);
-	*pg = (a.walk_end - r->base) / PS;
+	*pg = a.walk_end > r->base ? (a.walk_end - r->base) / PS : sec_end;
+	if (*pg <= (a.start - r->base) / PS)
+		*pg = sec_end;
 	*ret_n = n;
 	return 0;
 }
@@ -586,6 +618,10 @@ int pager_flush(struct pager *p)
 		uint64_t pg;
 
 		if (p->mode == PAGER_DIRTY_ASYNC_WP) {
+			_cleanup_free_ struct victim *sv = calloc(p->sec_pages, sizeof(*sv));
+
+			if (!sv)
+				rc = -ENOMEM;
 			for (pg = 0; pg < r->npages && rc >= 0;) {
 				unsigned n = 0;
 
@@ -593,9 +629,13 @@ int pager_flush(struct pager *p)
 					pg = (pg / p->sec_pages + 1) * p->sec_pages;
 					continue;
 				}
-				rc = scan_written(p, r, &pg, b.v, p->batch, &n);
-				if (rc >= 0 && n)
-					rc = wb_batch(p, b.v, n, false, true, b.buf, b.groups);
+				rc = scan_written(p, r, &pg, sv, &n);
+				for (unsigned k = 0; k < n; k += p->batch) {
+					int w = wb_batch(p, sv + k, MIN(p->batch, n - k), false, true,
+							 b.buf, b.groups);
+					if (w < 0 && rc >= 0)
+						rc = w;
+				}
 			}
 		}
 		/* Sync mode dirty pages, and discarded pages in both modes. */

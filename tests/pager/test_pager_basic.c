@@ -51,8 +51,15 @@ static unsigned verify_backend(struct tmap *m)
 		if (!tmap_remote(m, pg))
 			continue;
 		if (tmap_backend_read(m, pg, buf) < 0 || pat_check(buf, pg, ver[pg], true)) {
-			if (bad++ < 3)
-				diag("backend page %llu wrong (ver %u)", (unsigned long long)pg, ver[pg]);
+			if (bad++ < 3) {
+				int found = -1;
+				for (uint32_t v = 0; v <= ver[pg] + 2; v++)
+					if (!pat_check(buf, pg, v, true))
+						found = (int)v;
+				diag("backend page %llu wrong (ver %u, has %d, mapping ok %d)",
+				     (unsigned long long)pg, ver[pg], found,
+				     !pat_check(m->mem + pg * PS, pg, ver[pg], true));
+			}
 		}
 	}
 	return bad;

@@ -22,6 +22,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -586,6 +587,15 @@ static void *fault_thread_main(void *arg)
 	struct pager *p = t->p;
 	int rc;
 
+	if (p->cfg.cpu_mask) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		for (unsigned c = 0; c < 8 * sizeof(p->cfg.cpu_mask); c++)
+			if (p->cfg.cpu_mask & (1ul << c))
+				CPU_SET(c, &set);
+		(void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
 	rc = p->cfg.backend->ops->conn_open(p->cfg.backend->priv, &t->conn);
 	if (rc < 0) {
 		log_debug("pager %s: fault thread connection: %s", p->name, strerror(-rc));

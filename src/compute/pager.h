@@ -137,6 +137,7 @@ struct pager_config {
 	unsigned max_window_pages;    /* sequential prefetch window limit; 0 = 256 */
 	unsigned fault_threads;       /* 0 = 1 */
 	unsigned spin_us;             /* fault thread spins on the uffds before sleeping */
+	unsigned long cpu_mask;       /* pin the fault threads to these CPUs; 0 = no pinning */
 	unsigned evict_batch;         /* pages per eviction batch; 0 = 64 */
 	int fail_timeout_ms;          /* retry/reconnect this long before failing; 0 = 10000 */
 	enum pager_fail_mode fail_mode;

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Start and stop a disagg-memnode for the pager benchmark and the pager's
+ * functional tests: a temporary cluster key (0600, 32 random bytes), a
+ * loopback listener on port 0, and the address it prints on stdout.
+ */
+#ifndef DISAGG_MNSPAWN_H
+#define DISAGG_MNSPAWN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "disagg/proto.h"
+
+struct mnspawn {
+	pid_t pid;
+	char addr[PROTO_MAX_ADDR];
+	char keypath[64];
+	struct auth_key key;
+	uint64_t node_id;
+};
+
+/*
+ * Find disagg-memnode: $DISAGG_MEMNODE, then next to argv0 (build/bin),
+ * then ../../src/memnode/ relative to the real executable (a meson build dir).
+ */
+int mnspawn_find(const char *argv0, char *ret, size_t len);
+int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint64_t section_size,
+		  uint64_t node_id);
+/* SIGKILL (hard) or SIGTERM, then reap. Removes the key file. */
+void mnspawn_stop(struct mnspawn *m, bool hard);
+
+#endif

@@ -104,12 +104,20 @@ num:
 	r = tool_rights(rights_s, &rights);
 	if (r < 0)
 		return 1;
-	if (have_ttl)
-		expiry = (uint64_t)time(NULL) + ttl;
+	if (have_ttl) {
+		uint64_t now = (uint64_t)time(NULL);
+
+		if (ttl > UINT64_MAX - now) {
+			fprintf(stderr, "disagg-grant: --ttl %" PRIu64 " is too large\n", ttl);
+			return 1;
+		}
+		expiry = now + ttl;
+	}
 
 	r = auth_key_load(keyfile, &key);
 	if (r < 0) {
-		fprintf(stderr, "disagg-grant: cannot load key %s: %s\n", keyfile, strerror(-r));
+		fprintf(stderr, "disagg-grant: cannot load key %s: %s%s\n", keyfile, strerror(-r),
+			tool_key_hint(r));
 		return 1;
 	}
 	r = grant_mint(&key, memnode, holder, (uint32_t)section, (uint32_t)generation, rights,

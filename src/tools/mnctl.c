@@ -34,6 +34,7 @@
 #include "mnclient.h"
 #include "net.h"
 #include "toolutil.h"
+#include "wire.h"
 
 #define QD 8 /* requests in flight for fill/verify */
 
@@ -50,7 +51,16 @@ struct args {
 
 static int fail(const char *what, int r)
 {
-	fprintf(stderr, "disagg-mnctl: %s: %s\n", what, strerror(-r));
+	const char *node = NULL;
+
+	/* Refusals by the node whose errno text alone is misleading ("Key was rejected"). */
+	switch (-r) {
+	case EKEYREJECTED: case EPERM: case ESTALE: case ENOENT:
+		node = proto_status_str(proto_errno_to_status(r));
+		break;
+	}
+	fprintf(stderr, "disagg-mnctl: %s: %s%s%s%s\n", what, strerror(-r), node ? " (" : "",
+		node ? node : "", node ? ")" : "");
 	return 1;
 }
 
@@ -459,8 +469,10 @@ static int parse(int argc, char **argv, struct args *a)
 		usage(stderr);
 		return -EINVAL;
 	}
-	if (a->timeout > INT32_MAX)
+	if (a->timeout > INT32_MAX) {
+		fprintf(stderr, "disagg-mnctl: --timeout %" PRIu64 " ms is too large\n", a->timeout);
 		return -EINVAL;
+	}
 	a->pos = argv + optind;
 	a->npos = argc - optind;
 	return 0;
@@ -489,7 +501,8 @@ int main(int argc, char **argv)
 	}
 	r = auth_key_load(a.keyfile, &key);
 	if (r < 0) {
-		fprintf(stderr, "disagg-mnctl: cannot load key %s: %s\n", a.keyfile, strerror(-r));
+		fprintf(stderr, "disagg-mnctl: cannot load key %s: %s%s\n", a.keyfile, strerror(-r),
+			tool_key_hint(r));
 		return 1;
 	}
 	struct mnc_opts o = {

@@ -4,6 +4,7 @@
  */
 #include "toolutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@ int tool_u64(const char *what, const char *s, uint64_t *ret)
 	char *end;
 
 	errno = 0;
-	if (!s || !*s || *s == '-')
+	/* strtoull() would skip blanks and accept a sign: " -1" must not become 2^64-1. */
+	if (!s || !isdigit((unsigned char)*s))
 		goto bad;
 	v = strtoull(s, &end, 0);
 	if (errno || *end)
@@ -27,6 +29,15 @@ int tool_u64(const char *what, const char *s, uint64_t *ret)
 bad:
 	fprintf(stderr, "invalid number for %s: '%s'\n", what, s ? s : "");
 	return -EINVAL;
+}
+
+const char *tool_key_hint(int r)
+{
+	if (r == -EPERM)
+		return " (group or others may access it; chmod 600 it)";
+	if (r == -EINVAL)
+		return " (a key is a regular file of exactly 32 bytes)";
+	return "";
 }
 
 int tool_rights(const char *s, uint32_t *ret)

@@ -71,8 +71,9 @@ void tmap_require_uffd(enum pager_dirty_mode mode)
 	close(fd);
 }
 
-int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
-	       uint64_t local_mask, struct pager_backend *be, enum pager_dirty_mode mode)
+static int setup(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
+		 uint64_t local_mask, const struct pager_section *secs, struct pager_backend *be,
+		 enum pager_dirty_mode mode)
 {
 	struct pager_config c = cfg ? *cfg : (struct pager_config){ .budget = UINT64_MAX };
 	struct pager_region_config rc = { 0 };
@@ -107,7 +108,9 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 	m->secs = calloc(m->nsec, sizeof(*m->secs));
 	if (!m->secs)
 		return -ENOMEM;
-	for (size_t i = 0; i < m->nsec; i++) {
+	for (size_t i = 0; i < m->nsec && secs; i++)
+		m->secs[i] = secs[i];
+	for (size_t i = 0; i < m->nsec && !secs; i++) {
 		m->secs[i].kind = (local_mask >> (i % 64)) & 1 ? PAGER_SEC_LOCAL : PAGER_SEC_REMOTE;
 		m->secs[i].grant.memnode_id = 1;
 		m->secs[i].grant.section = (uint32_t)i;
@@ -133,6 +136,19 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 	if (r < 0)
 		return r;
 	return pager_start(m->p);
+}
+
+int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
+	       uint64_t local_mask, struct pager_backend *be, enum pager_dirty_mode mode)
+{
+	return setup(m, len, secsize, cfg, local_mask, NULL, be, mode);
+}
+
+int tmap_setup_secs(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
+		    const struct pager_section *secs, struct pager_backend *be,
+		    enum pager_dirty_mode mode)
+{
+	return setup(m, len, secsize, cfg, 0, secs, be, mode);
 }
 
 void tmap_teardown(struct tmap *m)

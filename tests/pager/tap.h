@@ -78,6 +78,10 @@ void tmap_require_uffd(enum pager_dirty_mode mode);
  */
 int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
 	       uint64_t local_mask, struct pager_backend *be, enum pager_dirty_mode mode);
+/* Same with an explicit section map (len / secsize entries). */
+int tmap_setup_secs(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
+		    const struct pager_section *secs, struct pager_backend *be,
+		    enum pager_dirty_mode mode);
 void tmap_teardown(struct tmap *m);
 /* Write pattern version ver[pg] of every remote page straight to the backend. */
 int tmap_fill_backend(struct tmap *m, const uint32_t *ver);

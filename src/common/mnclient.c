@@ -8,12 +8,15 @@
  * yet fully written sit in a FIFO send queue; each one is a pre-encoded
  * "head" (frame header + fixed payload + extents) plus, for WRITE, the
  * caller's page data, which is sent from where it is (never copied).
- * Sends use sendmsg(MSG_DONTWAIT) over many queued requests at once.
+ * Sends use sendmsg(MSG_DONTWAIT) over many queued requests at once; requests
+ * submitted from completion callbacks go out together after the receive
+ * that completed them.
  *
- * Receiving goes through a small staging buffer: headers (and small payloads)
- * of several replies arrive in one recvmsg(); a READ payload is received
- * straight into the caller's buffer (at most STG_SIZE bytes of it are copied
- * out of staging when its header arrived together with the payload). For the
+ * Receiving goes through a 64 KiB staging buffer: with many requests in
+ * flight, one recvmsg() takes a batch of replies (a few dozen 4 KiB pages),
+ * whose payloads are copied out of staging. A READ payload whose header
+ * arrived alone, or whose rest did not fit, is received straight into the
+ * caller's buffer (the receive vector is [rest of payload, staging]). For the
  * common synchronous case, one READ in flight, the receive vector is
  * [32-byte header, caller's buffer], so one send and one blocking receive
  * serve a 4 KiB page. The socket stays in blocking mode (with a short
@@ -40,8 +43,9 @@
 #define SLOT_MASK        ((1u << SLOT_BITS) - 1)
 #define HEAD_MAX         (PROTO_HDR_SIZE + sizeof(struct proto_io_req) + \
 			  PROTO_MAX_EXTENTS * sizeof(struct proto_extent))
-#define STG_SIZE         1024
+#define STG_SIZE         (64u << 10)
 #define SEND_IOV         64
+#define SEND_BATCH       (64u << 10)  /* bytes a callback's submissions may hold back */
 #define RCVTIMEO_MS      100
 #define DEFAULT_TIMEOUT  5000
 #define NONE             (-1)
@@ -72,8 +76,10 @@ struct mnc {
 	uint64_t seq;
 	unsigned cap, inflight;
 	unsigned completions;        /* requests completed, ever (mnc_poll's count) */
+	unsigned in_callback;        /* completion callbacks running (submissions wait) */
 	int free_head, last;         /* last: most recently allocated slot */
 	int sq_head, sq_tail;        /* send queue */
+	size_t sq_bytes;             /* its unsent bytes */
 	struct mnc_req *slots;
 	/* receive state */
 	struct proto_hdr rh;         /* current reply header (when in_payload) */
@@ -130,8 +136,10 @@ static void complete(struct mnc *c, struct mnc_req *r, int status, size_t len)
 
 	slot_free(c, r);
 	c->completions++;
+	c->in_callback++;
 	if (done)
 		done(opaque, status, len);
+	c->in_callback--;
 }
 
 /* Break the connection: every outstanding request fails with err. */
@@ -140,6 +148,7 @@ static void fail_all(struct mnc *c, int err)
 	if (!c->err)
 		c->err = err;
 	c->sq_head = c->sq_tail = NONE;
+	c->sq_bytes = 0;
 	c->in_payload = false;
 	c->rreq = NULL;
 	c->stg_off = c->stg_len = 0;
@@ -191,6 +200,7 @@ static int flush_send(struct mnc *c)
 			size_t k = MIN((size_t)w, r->total - r->sent);
 
 			r->sent += k;
+			c->sq_bytes -= k;
 			w -= (ssize_t)k;
 			if (r->sent == r->total) {
 				c->sq_head = r->next;
@@ -208,6 +218,7 @@ static void sq_push(struct mnc *c, struct mnc_req *r)
 	int i = (int)(r - c->slots);
 
 	r->next = NONE;
+	c->sq_bytes += r->total - r->sent;
 	if (c->sq_tail == NONE)
 		c->sq_head = i;
 	else
@@ -393,8 +404,20 @@ static int recv_some(struct mnc *c, bool block)
 }
 
 /*
+ * After a receive: send what its completion callbacks submitted, in one
+ * go (see submit()). `r` is recv_some()'s result.
+ */
+static int recv_done(struct mnc *c, int r)
+{
+	if (r < 0)
+		return r;
+	return c->sq_head != NONE ? flush_send(c) : 0;
+}
+
+/*
  * One round of I/O: send what is queued, then receive, sleeping until
- * `deadline` (ns, 0 = don't sleep, UINT64_MAX = forever) if nothing comes.
+ * `deadline` (ns, 0 = don't sleep, UINT64_MAX = forever) if nothing comes,
+ * then send what the completions queued.
  * Returns 0 (progress made or deadline passed) or <0 when broken.
  */
 static int io_round(struct mnc *c, uint64_t deadline)
@@ -404,10 +427,8 @@ static int io_round(struct mnc *c, uint64_t deadline)
 	r = flush_send(c);
 	if (r < 0)
 		return r;
-	if (deadline == 0) {
-		r = recv_some(c, false);
-		return r < 0 ? r : 0;
-	}
+	if (deadline == 0)
+		return recv_done(c, recv_some(c, false));
 	for (;;) {
 		uint64_t now = now_ns();
 		int64_t left_ms;
@@ -419,7 +440,7 @@ static int io_round(struct mnc *c, uint64_t deadline)
 			/* Nothing to send: sleep in recvmsg itself (one syscall). */
 			r = recv_some(c, true);
 			if (r != 0)
-				return r < 0 ? r : 0;
+				return recv_done(c, r);
 			continue;
 		}
 		struct pollfd pfd = {
@@ -440,7 +461,7 @@ static int io_round(struct mnc *c, uint64_t deadline)
 		}
 		r = recv_some(c, false);
 		if (r != 0 || (pfd.revents & POLLOUT))
-			return r < 0 ? r : 0;
+			return recv_done(c, r);
 	}
 }
 
@@ -504,6 +525,15 @@ static int get_slot(struct mnc *c, struct mnc_req **ret)
  * Encode the header in front of the `fixed_len` payload bytes already in
  * r->head and queue the request. From here on its callback will run, also
  * if sending fails (then with the connection's error), so this returns 0.
+ *
+ * A request submitted from a completion callback is only queued (up to
+ * SEND_BATCH bytes): the receive that ran the callback sends everything its
+ * completions queued in one sendmsg() (recv_done()). Sending each one at
+ * once would make a pipelined client trickle one small segment per
+ * completion, each waking the server for a single request, and the replies
+ * then come back one per wakeup too (see bench/README.md). Large WRITEs
+ * gain nothing from waiting and go at once. Any wait flushes the queue
+ * first, so a callback may still wait on the connection.
  */
 static int submit(struct mnc *c, struct mnc_req *r, uint16_t op, size_t fixed_len,
 		  const void *data, size_t data_len)
@@ -523,7 +553,8 @@ static int submit(struct mnc *c, struct mnc_req *r, uint16_t op, size_t fixed_le
 	r->data = data;
 	r->sent = 0;
 	sq_push(c, r);
-	(void)flush_send(c);
+	if (!c->in_callback || c->sq_bytes >= SEND_BATCH)
+		(void)flush_send(c);
 	return 0;
 }
 

@@ -38,7 +38,7 @@
 struct opts {
 	uint64_t size, section;
 	const char *json, *memnode;
-	unsigned spin_us, net_spin_us, rand_ops, threads;
+	unsigned spin_us, net_spin_us, rand_ops, threads, pcluster;
 	bool pin, no_remote;
 };
 
@@ -137,6 +137,7 @@ static int bmap_setup(struct bmap *b, const struct opts *o, struct pager_backend
 		.spin_us = o->spin_us,
 		.fault_threads = o->threads,
 		.cpu_mask = o->pin ? 1ul : 0,
+		.pressure_cluster_pages = o->pcluster,
 	};
 	struct pager_region_config rc = { 0 };
 	uint64_t feat;
@@ -403,6 +404,7 @@ static void usage(void)
 	       "  --net-spin US       busy-poll for fetch replies (default 0)\n"
 	       "  --threads N         fault threads (default 1)\n"
 	       "  --pin               pin the fault thread to CPU 0 with the workload\n"
+	       "  --pressure-cluster N  pages per random fault while over budget (default 4)\n"
 	       "  --no-remote         skip the memory node runs\n");
 }
 
@@ -412,7 +414,7 @@ int main(int argc, char **argv)
 		{ "size", 1, 0, 's' },    { "section", 1, 0, 'S' }, { "json", 1, 0, 'j' },
 		{ "memnode", 1, 0, 'm' }, { "ops", 1, 0, 'o' },     { "spin", 1, 0, 'p' },
 		{ "net-spin", 1, 0, 'n' }, { "threads", 1, 0, 't' }, { "pin", 0, 0, 'P' },
-		{ "no-remote", 0, 0, 'R' }, { "help", 0, 0, 'h' },   { 0 } };
+		{ "no-remote", 0, 0, 'R' }, { "pressure-cluster", 1, 0, 'C' }, { "help", 0, 0, 'h' },   { 0 } };
 	struct opts o = { .size = 256ull << 20, .section = 32ull << 20, .rand_ops = 50000,
 			  .threads = 1 };
 	struct result res[16];
@@ -436,6 +438,7 @@ int main(int argc, char **argv)
 		case 't': o.threads = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'P': o.pin = true; break;
 		case 'R': o.no_remote = true; break;
+		case 'C': o.pcluster = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}

@@ -335,10 +335,21 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	/* Window: aligned cluster, extended forward while access is sequential. */
 	sequential = pg == atomic_load_explicit(&r->next_seq, memory_order_relaxed);
 	win = atomic_load_explicit(&r->window, memory_order_relaxed);
-	win = sequential ? MIN(MAX(win * 2, p->cluster), p->max_window) : p->cluster;
-	start = pg - pg % p->cluster;
-	end = MAX(start + p->cluster, pg + win);
 	budget = atomic_load(&p->budget_pages);
+	{
+		/*
+		 * Under budget pressure a random fault's neighbours mostly
+		 * evict pages that will be needed again: fetch a smaller cluster.
+		 */
+		uint32_t clu = p->cluster;
+
+		if (!sequential && budget != UINT64_MAX &&
+		    atomic_load(&p->resident) + p->cluster > budget)
+			clu = p->pcluster;
+		win = sequential ? MIN(MAX(win * 2, p->cluster), p->max_window) : clu;
+		start = pg - pg % clu;
+		end = MAX(start + clu, pg + win);
+	}
 	if (budget != UINT64_MAX)
 		end = MIN(end, pg + MAX(budget / 4, 1));
 	end = MIN(end, MIN(sec_end, start + MIN(maxp, p->max_window)));
@@ -482,7 +493,14 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 		(void)pager_punch(r, i, 1);
 		pager_resident_add(p, -1);
 	}
-	if (fault_wake)
+	if (p->nthreads > 1)
+		/*
+		 * Another fault thread may have deferred a fault on one of our
+		 * BUSY pages (a WP fault on a page we installed but had not yet
+		 * recorded): the COPY's own wake came too early for it.
+		 */
+		(void)pager_uffd_wake(r, start, end - start);
+	else if (fault_wake)
 		(void)pager_uffd_wake(r, pg, 1);
 	if (rc < 0)
 		CTR_ADD(p, errors, 1);
@@ -653,6 +671,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	p->max_window = cfg->max_window_pages ? cfg->max_window_pages : 256;
 	p->max_window = MIN(MAX(p->max_window, p->cluster), (uint32_t)PROTO_MAX_PAGES);
 	p->cluster = MIN(p->cluster, p->max_window);
+	p->pcluster = cfg->pressure_cluster_pages ? cfg->pressure_cluster_pages : 4;
+	p->pcluster = MIN(p->pcluster, p->cluster);
 	p->batch = cfg->evict_batch ? MIN(cfg->evict_batch, 1024u) : 64;
 	if (!p->cfg.fail_timeout_ms)
 		p->cfg.fail_timeout_ms = 10000;

@@ -135,6 +135,7 @@ struct pager_config {
 	uint64_t budget;              /* bytes of remote pages resident; UINT64_MAX = no limit */
 	unsigned cluster_pages;       /* aligned cluster fetched per fault; 0 = 16 */
 	unsigned max_window_pages;    /* sequential prefetch window limit; 0 = 256 */
+	unsigned pressure_cluster_pages; /* cluster of a non-sequential fault while over budget; 0 = 4 */
 	unsigned fault_threads;       /* 0 = 1 */
 	unsigned spin_us;             /* fault thread spins on the uffds before sleeping */
 	unsigned long cpu_mask;       /* pin the fault threads to these CPUs; 0 = no pinning */

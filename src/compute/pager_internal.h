@@ -61,7 +61,7 @@ struct pager {
 	char name[64];
 	enum pager_dirty_mode mode;
 	uint32_t sec_pages;
-	uint32_t cluster, max_window, batch;
+	uint32_t cluster, max_window, batch, pcluster;
 
 	pthread_mutex_t lock;          /* page state, clock hand, conditions */
 	pthread_cond_t evict_cond;     /* evictor: work to do */

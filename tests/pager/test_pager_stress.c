@@ -5,7 +5,7 @@
  *    after pager_flush() (straight from the backend) and again through the
  *    mapping after every local page was dropped (budget 0);
  *  - 4 threads faulting the same pages and different pages at once, with
- *    writes, under a 25% budget.
+ *    writes, under a 25% budget, served by 1 and by 2 fault threads.
  * PAGER_STRESS_MIB overrides the 1 GiB (e.g. for a quick run).
  */
 #include "tap.h"
@@ -140,9 +140,10 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void test_threads(void)
+static void test_threads(unsigned fault_threads)
 {
-	struct pager_config cfg = { .name = "threads", .budget = TLEN / 4 };
+	struct pager_config cfg = { .name = "threads", .budget = TLEN / 4,
+				    .fault_threads = fault_threads };
 	uint32_t *ver = calloc(TNPG, sizeof(*ver));
 	pthread_barrier_t bar;
 	pthread_t th[NT];
@@ -167,7 +168,8 @@ static void test_threads(void)
 		pthread_join(th[i], NULL);
 		bad += tc[i].bad;
 	}
-	ok(bad == 0, "4 threads, same and different pages: %llu mismatches", (unsigned long long)bad);
+	ok(bad == 0, "4 threads, same and different pages, %u fault thread(s): %llu mismatches",
+	   fault_threads, (unsigned long long)bad);
 	r = pager_flush(m.p);
 	ok(r == 0, "flush");
 	bad = 0;
@@ -189,7 +191,8 @@ static void test_threads(void)
 int main(void)
 {
 	tmap_require_uffd(PAGER_DIRTY_SYNC_WP);
-	test_threads();
+	test_threads(1);
+	test_threads(2);
 	test_1g();
 	return tap_done();
 }

@@ -24,7 +24,8 @@ deps:
 	@scripts/install-deps.sh
 
 $(REL)/build.ninja: | deps
-	@$(MESON) setup $(REL) -Dbuildtype=debugoptimized >/dev/null
+	@$(MESON) setup $(REL) -Dbuildtype=debugoptimized >$(BUILD)/setup-release.log 2>&1 || \
+		{ cat $(BUILD)/setup-release.log; rm -rf $(REL); exit 1; }
 
 build: deps $(REL)/build.ninja
 	@ninja -C $(REL) --quiet
@@ -32,7 +33,8 @@ build: deps $(REL)/build.ninja
 
 $(CHK)/build.ninja: | deps
 	@CC=clang $(MESON) setup $(CHK) -Dbuildtype=debug \
-		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true -Dwerror_ci=true >/dev/null
+		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true -Dwerror_ci=true \
+		>$(BUILD)/setup-check.log 2>&1 || { cat $(BUILD)/setup-check.log; rm -rf $(CHK); exit 1; }
 
 check: build $(CHK)/build.ninja
 	@ninja -C $(CHK) --quiet

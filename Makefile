@@ -24,6 +24,7 @@ deps:
 	@scripts/install-deps.sh
 
 $(REL)/build.ninja: | deps
+	@mkdir -p $(BUILD)
 	@$(MESON) setup $(REL) -Dbuildtype=debugoptimized >$(BUILD)/setup-release.log 2>&1 || \
 		{ cat $(BUILD)/setup-release.log; rm -rf $(REL); exit 1; }
 
@@ -32,6 +33,7 @@ build: deps $(REL)/build.ninja
 	@scripts/link-bins.sh $(REL) $(BUILD)/bin
 
 $(CHK)/build.ninja: | deps
+	@mkdir -p $(BUILD)
 	@CC=clang $(MESON) setup $(CHK) -Dbuildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzz=true -Dwerror_ci=true \
 		>$(BUILD)/setup-check.log 2>&1 || { cat $(BUILD)/setup-check.log; rm -rf $(CHK); exit 1; }

@@ -17,6 +17,17 @@
  *
  * The fault thread never waits for another thread on the fast path; it
  * spins on its uffds for cfg.spin_us before it sleeps in epoll_wait.
+ *
+ * A MISSING fault on a page the pager has as PRESENT is either stale (the
+ * page was installed after the fault was queued) or the page was punched
+ * behind the pager's back (fallocate on the file sends no uffd event): the
+ * file says which (SEEK_DATA), and a punched page is served again.
+ *
+ * Hotplug: pager_remove_region() and pager_region_set_section() (at the
+ * end of this file) unpublish what they change (empty slot, dead region,
+ * fenced section), wait for a grace period of the fault threads
+ * (pager_synchronize: every thread has left the critical section it was
+ * in), and hold io_lock so that no eviction or flush batch is in flight.
  */
 #include "pager_internal.h"
 
@@ -73,6 +84,54 @@ int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages)
 			   (off_t)(r->file_offset + pg * PS), (off_t)(npages * PS));
 
 	return rc < 0 ? -errno : 0;
+}
+
+/* Does the file hold data in pages [pg, pg+npages)? (tmpfs: exact per page) */
+bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages)
+{
+	off_t off = (off_t)(r->file_offset + pg * PS);
+	off_t d = lseek(r->file_fd, off, SEEK_DATA);
+
+	if (d < 0)
+		return errno != ENXIO;   /* ENXIO: only holes up to EOF; else assume data */
+	return (uint64_t)d < r->file_offset + (pg + npages) * PS;
+}
+
+/*
+ * Grace period: wait until every fault thread that was inside a read-side
+ * critical section when we were called has left it. Callers unpublish first
+ * (slot, dead, fence: seq_cst stores), so a thread entering later sees that.
+ */
+void pager_synchronize(struct pager *p)
+{
+	uint64_t snap[64], *sp = snap;
+	_cleanup_free_ uint64_t *heap = NULL;
+
+	if (!p->qs)
+		return;
+	if (p->nthreads > ARRAY_SIZE(snap)) {
+		heap = calloc(p->nthreads, sizeof(*heap));
+		if (!heap) {
+			/* No memory for snapshots: wait for each thread to be outside. */
+			for (unsigned i = 0; i < p->nthreads; i++)
+				while (atomic_load(&p->qs[i].seq) & 1)
+					usleep(50);
+			return;
+		}
+		sp = heap;
+	}
+	for (unsigned i = 0; i < p->nthreads; i++)
+		sp[i] = atomic_load(&p->qs[i].seq);
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		unsigned us = 10;
+
+		if (!(sp[i] & 1))
+			continue;
+		while (atomic_load(&p->qs[i].seq) == sp[i]) {
+			usleep(us);
+			us = MIN(us * 2, 1000u);
+		}
+	}
 }
 
 void pager_resident_add(struct pager *p, int64_t n)
@@ -272,13 +331,23 @@ struct fetch_arg {
 
 struct fetch_ctx {
 	struct pager *p;
+	struct pager_region *r;
+	uint64_t sec;
 	struct fetch_arg a;
 };
+
+/* The region is being removed or the section changed: stop retrying. */
+static bool fetch_cancelled(struct pager_region *r, uint64_t sec)
+{
+	return atomic_load(&r->dead) || pager_sec_fenced(r, sec);
+}
 
 static int fetch_cb(void *conn, void *arg)
 {
 	struct fetch_ctx *f = arg;
 
+	if (fetch_cancelled(f->r, f->sec))
+		return -ECANCELED;
 	return f->p->cfg.backend->ops->fetch(conn, f->a.s, f->a.page, f->a.npages, f->a.buf);
 }
 
@@ -304,6 +373,12 @@ static void wait_for_space(struct pager *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* State of a claimed page given up uninstalled: a REMOVE meanwhile means zeros. */
+static uint8_t release_claim(uint8_t sv)
+{
+	return (sv & ST_RMV) ? ST_DISCARD : (uint8_t)(sv & ~ST_BUSY);
+}
+
 static void handle_missing(struct pager_thread *t, struct pager_region *r, uint64_t addr,
 			   bool write, uint32_t tid)
 {
@@ -322,6 +397,13 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	int rc = 0;
 
 	CTR_ADD(p, faults_missing, 1);
+	/*
+	 * Region being removed or section being changed: leave the fault
+	 * blocked. pager_region_set_section() wakes the section when it is
+	 * done (the thread refaults and is served by the new section).
+	 */
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, sec))
+		return;
 	if (s->kind == PAGER_SEC_LOCAL) {
 		serve_local(t, r, pg);
 		return;
@@ -362,6 +444,18 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	{
 		uint8_t sf = st_get(r, pg);
 
+		if ((sf & (ST_BUSY | ST_PRESENT)) == ST_PRESENT && !pager_file_has_data(r, pg, 1)) {
+			/*
+			 * PRESENT but a hole: punched behind our back (fallocate
+			 * sends no event). A clean page comes back from the memory
+			 * node, as after an eviction; a dirty one never reached it,
+			 * so its content is what the punch left: zeros (DISCARD).
+			 */
+			st_set(r, pg, (sf & (ST_DIRTY | ST_DISCARD)) ? ST_DISCARD : 0);
+			added--;
+			CTR_ADD(p, pages_punched, 1);
+			sf = st_get(r, pg);
+		}
 		if (sf & (ST_BUSY | ST_PRESENT)) {
 			pthread_mutex_unlock(&p->lock);
 			/* BUSY: the owner wakes it. PRESENT: installed meanwhile. */
@@ -391,6 +485,8 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	if (nfetch_claimed) {
 		struct fetch_ctx f = {
 			.p = p,
+			.r = r,
+			.sec = sec,
 			.a = { s, (uint32_t)(first - sec_start), (uint32_t)(last - first + 1),
 			       t->buf + (first - start) * PS },
 		};
@@ -403,8 +499,12 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 		pthread_mutex_lock(&p->lock);
 		for (i = start; i < end; i++)
 			if (t->claimed[i - start])
-				st_set(r, i, st_get(r, i) & ~(ST_BUSY | ST_RMV));
+				st_set(r, i, release_claim(st_get(r, i)));
 		pthread_mutex_unlock(&p->lock);
+		if (added)
+			pager_resident_add(p, added);
+		if (rc == -ECANCELED && (fetch_cancelled(r, sec) || atomic_load(&p->stop)))
+			return;   /* removal/section change: the fault stays parked */
 		pager_fail(p, rc, addr, tid);
 		return;
 	}
@@ -459,7 +559,7 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 			sv = st_get(r, i);
 			if (rc < 0) {
 				/* Not installed (or unknown): release, let the thread refault. */
-				st_set(r, i, sv & ~(ST_BUSY | ST_RMV));
+				st_set(r, i, release_claim(sv));
 				continue;
 			}
 			if (exists[i - start]) {
@@ -517,6 +617,8 @@ static void handle_wp(struct pager_thread *t, struct pager_region *r, uint64_t a
 	unsigned tries = 0;
 
 	CTR_ADD(p, faults_wp, 1);
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, pg / p->sec_pages))
+		return;    /* parked: see handle_missing */
 	if (!pager_sec_remote(p, r, pg)) {
 		(void)pager_uffd_wp(r, pg, 1, false);
 		return;
@@ -577,9 +679,12 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 static int serve_region(struct pager_thread *t, struct pager_region *r)
 {
 	struct uffd_msg msgs[UMSG_BATCH];
-	ssize_t n = read(r->uffd, msgs, sizeof(msgs));
+	ssize_t n;
 	int k = 0;
 
+	if (atomic_load(&r->dead))
+		return 0;
+	n = read(r->uffd, msgs, sizeof(msgs));
 	if (n <= 0)
 		return 0;
 	for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++, k++)
@@ -621,24 +726,43 @@ static void *fault_thread_main(void *arg)
 	}
 	while (!atomic_load(&p->stop)) {
 		struct epoll_event ev[8];
-		unsigned nr = atomic_load(&p->nregions);
+		unsigned nr = atomic_load(&p->nslots);
 		uint64_t deadline = p->cfg.spin_us ? now_ns() + p->cfg.spin_us * 1000ull : 0;
 		int n, got;
 
-		/* Spin: poll every uffd without sleeping, restart the spin on work. */
+		/*
+		 * Spin: poll every uffd without sleeping, restart the spin on work.
+		 * A region pointer is only used inside qs_enter/qs_exit.
+		 */
 		do {
 			got = 0;
-			for (unsigned i = 0; i < nr; i++)
-				got += serve_region(t, p->regions[i]);
+			for (unsigned i = 0; i < nr; i++) {
+				struct pager_region *r;
+
+				pager_qs_enter(p, t->idx);
+				r = atomic_load(&p->regions[i]);
+				if (r)
+					got += serve_region(t, r);
+				pager_qs_exit(p, t->idx);
+			}
 			if (got && p->cfg.spin_us)
 				deadline = now_ns() + p->cfg.spin_us * 1000ull;
 		} while ((got || now_ns() < deadline) && !atomic_load(&p->stop));
 
+		/* Sleeping here is a quiescent state: no region pointer is held. */
 		n = epoll_wait(p->epfd, ev, ARRAY_SIZE(ev), -1);
 		for (int i = 0; i < n; i++) {
-			if (ev[i].data.u32 == UINT32_MAX)
+			uint32_t idx = (uint32_t)ev[i].data.u64, gen = (uint32_t)(ev[i].data.u64 >> 32);
+			struct pager_region *r;
+
+			if (ev[i].data.u64 == UINT64_MAX || idx >= PAGER_MAX_REGIONS)
 				continue;                 /* stop */
-			serve_region(t, p->regions[ev[i].data.u32]);
+			pager_qs_enter(p, t->idx);
+			/* The event may predate a removal (and a reuse of the slot). */
+			r = atomic_load(&p->regions[idx]);
+			if (r && r->gen == gen)
+				serve_region(t, r);
+			pager_qs_exit(p, t->idx);
 		}
 	}
 	if (t->conn)
@@ -680,6 +804,7 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->io_lock, NULL);
+	pthread_mutex_init(&p->admin_lock, NULL);
 	pthread_cond_init(&p->evict_cond, NULL);
 	pthread_cond_init(&p->space_cond, NULL);
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -690,11 +815,31 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 		return e;
 	}
 	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = UINT32_MAX };
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
 		epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
 	}
 	*ret = p;
 	return 0;
+}
+
+static void region_free(struct pager_region *r)
+{
+	if (!r)
+		return;
+	free(r->sections);
+	free(r->st);
+	free(r->fence);
+	free(r);
+}
+
+static bool sec_valid(const struct pager_section *s)
+{
+	return s->kind == PAGER_SEC_LOCAL || s->kind == PAGER_SEC_REMOTE;
+}
+
+static uint64_t region_epoll_data(const struct pager_region *r)
+{
+	return (uint64_t)r->gen << 32 | r->idx;
 }
 
 int pager_add_region(struct pager *p, const struct pager_region_config *rc)
@@ -702,17 +847,17 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	struct pager_region *r;
 	uint64_t secbytes = (uint64_t)p->sec_pages * PS;
 	unsigned idx;
-	int fl;
+	int fl, e;
 
-	if (!rc || rc->length == 0 || rc->length % secbytes || rc->base % PS || !rc->sections)
+	if (!rc || rc->length == 0 || rc->length % secbytes || rc->base % PS || !rc->sections ||
+	    rc->uffd < 0 || rc->file_fd < 0)
 		return -EINVAL;
-	idx = atomic_load(&p->nregions);
-	if (idx >= PAGER_MAX_REGIONS)
-		return -ENOSPC;
+	for (uint64_t i = 0; i < rc->length / secbytes; i++)
+		if (!sec_valid(&rc->sections[i]))
+			return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->idx = idx;
 	r->uffd = rc->uffd;
 	r->features = rc->uffd_features;
 	r->file_fd = rc->file_fd;
@@ -724,55 +869,83 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->nsections = (uint32_t)(rc->length / secbytes);
 	r->sections = calloc(r->nsections, sizeof(*r->sections));
 	r->st = calloc(r->npages, 1);
-	if (!r->sections || !r->st) {
-		free(r->sections);
-		free(r->st);
-		free(r);
+	r->fence = calloc(r->nsections, 1);
+	if (!r->sections || !r->st || !r->fence) {
+		region_free(r);
 		return -ENOMEM;
 	}
 	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
 	r->next_seq = UINT64_MAX;
-	for (uint32_t i = 0; i < r->nsections; i++)
-		if (r->sections[i].kind == PAGER_SEC_REMOTE)
-			atomic_fetch_add(&p->remote_pages, p->sec_pages);
 
-	/* The dirty mode follows the uffd: WP_ASYNC means the async mode. */
-	if (idx == 0)
+	pthread_mutex_lock(&p->admin_lock);
+	for (idx = 0; idx < PAGER_MAX_REGIONS && atomic_load(&p->regions[idx]); idx++)
+		;
+	if (idx >= PAGER_MAX_REGIONS) {
+		e = -ENOSPC;
+		goto fail;
+	}
+	/* The dirty mode follows the uffd of the first region: WP_ASYNC means async. */
+	if (!p->mode_set) {
 		p->mode = (rc->uffd_features & UFFD_FEATURE_WP_ASYNC) ? PAGER_DIRTY_ASYNC_WP
 								       : PAGER_DIRTY_SYNC_WP;
-	else if (((rc->uffd_features & UFFD_FEATURE_WP_ASYNC) != 0) !=
-		 (p->mode == PAGER_DIRTY_ASYNC_WP))
-		goto inval;
-	if (p->mode == PAGER_DIRTY_ASYNC_WP && rc->pagemap_fd < 0)
-		goto inval;
+	} else if (((rc->uffd_features & UFFD_FEATURE_WP_ASYNC) != 0) !=
+		   (p->mode == PAGER_DIRTY_ASYNC_WP)) {
+		e = -EINVAL;
+		goto fail;
+	}
+	if ((rc->uffd_features & UFFD_FEATURE_WP_ASYNC) && rc->pagemap_fd < 0) {
+		e = -EINVAL;
+		goto fail;
+	}
+	r->idx = idx;
+	r->gen = ++p->next_gen;
 
 	fl = fcntl(r->uffd, F_GETFL);
 	if (fl >= 0 && !(fl & O_NONBLOCK))
 		(void)fcntl(r->uffd, F_SETFL, fl | O_NONBLOCK);
-	p->regions[idx] = r;
-	atomic_store(&p->nregions, idx + 1);
+	for (uint32_t i = 0; i < r->nsections; i++)
+		if (r->sections[i].kind == PAGER_SEC_REMOTE)
+			atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	/* Publish before the epoll ADD: an event must find the region. */
+	atomic_store(&p->regions[idx], r);
+	if (idx + 1 > atomic_load(&p->nslots))
+		atomic_store(&p->nslots, idx + 1);
 	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = idx };
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = region_epoll_data(r) };
 
 		if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->uffd, &ev) < 0) {
-			int e = -errno;
-			atomic_store(&p->nregions, idx);
-			p->regions[idx] = NULL;
-			free(r->sections);
-			free(r->st);
-			free(r);
-			return e;
+			e = -errno;
+			atomic_store(&p->regions[idx], NULL);
+			for (uint32_t i = 0; i < r->nsections; i++)
+				if (r->sections[i].kind == PAGER_SEC_REMOTE)
+					atomic_fetch_sub(&p->remote_pages, p->sec_pages);
+			/* A fault thread may have picked it up in its spin loop. */
+			pager_synchronize(p);
+			goto fail;
 		}
 	}
+	p->mode_set = true;
+	pthread_mutex_unlock(&p->admin_lock);
 	return (int)idx;
-inval:
-	free(r->sections);
-	free(r->st);
-	free(r);
-	return -EINVAL;
+fail:
+	pthread_mutex_unlock(&p->admin_lock);
+	region_free(r);
+	return e;
 }
 
+static int start_locked(struct pager *p);
+
 int pager_start(struct pager *p)
+{
+	int rc;
+
+	pthread_mutex_lock(&p->admin_lock);
+	rc = start_locked(p);
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
+static int start_locked(struct pager *p)
 {
 	int rc;
 
@@ -782,7 +955,8 @@ int pager_start(struct pager *p)
 	    atomic_load(&p->budget_pages) != UINT64_MAX)
 		return -EOPNOTSUPP;
 	p->threads = calloc(p->nthreads, sizeof(*p->threads));
-	if (!p->threads)
+	p->qs = calloc(p->nthreads, sizeof(*p->qs));
+	if (!p->threads || !p->qs)
 		return -ENOMEM;
 	p->started = true;
 	rc = pthread_create(&p->evictor, NULL, pager_evictor_main, p);
@@ -841,19 +1015,211 @@ void pager_free(struct pager *p)
 	}
 	if (p->evictor_started)
 		pthread_join(p->evictor, NULL);
-	for (unsigned i = 0; i < atomic_load(&p->nregions); i++) {
-		free(p->regions[i]->sections);
-		free(p->regions[i]->st);
-		free(p->regions[i]);
-	}
+	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
+		region_free(atomic_load(&p->regions[i]));
 	free(p->threads);
+	free(p->qs);
 	if (p->epfd >= 0)
 		close(p->epfd);
 	if (p->stopfd >= 0)
 		close(p->stopfd);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->io_lock);
+	pthread_mutex_destroy(&p->admin_lock);
 	pthread_cond_destroy(&p->evict_cond);
 	pthread_cond_destroy(&p->space_cond);
 	free(p);
+}
+
+/* ---- hotplug: remove a region, change a section ---------------------------- */
+
+/* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
+static bool on_pager_thread(struct pager *p)
+{
+	pthread_t self = pthread_self();
+
+	if (p->evictor_started && pthread_equal(self, p->evictor))
+		return true;
+	for (unsigned i = 0; p->threads && i < p->nthreads; i++)
+		if (p->threads[i] && pthread_equal(self, p->threads[i]))
+			return true;
+	return false;
+}
+
+/*
+ * Read what is queued on the uffd of a region that no fault thread serves
+ * any more. Events are handled: their senders (madvise) wait until the
+ * event is read. Faults are dropped: their threads stay blocked, as for
+ * any fault on a removed region.
+ */
+static void drain_unserved(struct pager *p, struct pager_region *r)
+{
+	struct uffd_msg msgs[UMSG_BATCH];
+
+	for (unsigned round = 0; round < 4096; round++) {
+		ssize_t n = read(r->uffd, msgs, sizeof(msgs));
+
+		if (n <= 0)
+			break;
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_REMOVE)
+				handle_remove(p, r, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+	}
+}
+
+int pager_remove_region(struct pager *p, int region, bool writeback)
+{
+	struct pager_region *r;
+	uint64_t remote = 0;
+	int64_t dropped = 0;
+	int rc = 0;
+
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	if (on_pager_thread(p)) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EDEADLK;
+	}
+	r = atomic_load(&p->regions[region]);
+	if (!r) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -ENOENT;
+	}
+	/* 1. No eviction or flush batch is in flight while we hold io_lock. */
+	pthread_mutex_lock(&p->io_lock);
+	/* 2. Unpublish: fetches on r cancel, new fault-thread passes skip it. */
+	atomic_store(&r->dead, true);
+	atomic_store(&p->regions[region], NULL);
+	(void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, r->uffd, NULL);
+	/* 3. Grace period: every fault thread has let go of r. */
+	pager_synchronize(p);
+	/* From here on this thread is r's only user. */
+	drain_unserved(p, r);
+	if (writeback) {
+		rc = pager_flush_region_locked(p, r);
+		if (rc < 0) {
+			/* Nothing is removed: serve the region again, wake what was parked. */
+			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = region_epoll_data(r) };
+
+			atomic_store(&r->dead, false);
+			atomic_store(&p->regions[region], r);
+			if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->uffd, &ev) < 0)
+				log_debug("pager %s: region %d: epoll re-add: %s", p->name, region,
+					  strerror(errno));
+			pthread_mutex_unlock(&p->io_lock);
+			(void)pager_uffd_wake(r, 0, r->npages);
+			pthread_mutex_unlock(&p->admin_lock);
+			return rc;
+		}
+	}
+	/* 4. Drop the region's pages from the accounting; dirty ones are discarded. */
+	pthread_mutex_lock(&p->lock);
+	for (uint32_t sec = 0; sec < r->nsections; sec++) {
+		if (r->sections[sec].kind != PAGER_SEC_REMOTE)
+			continue;
+		remote++;
+		for (uint64_t pg = (uint64_t)sec * p->sec_pages; pg < (uint64_t)(sec + 1) * p->sec_pages;
+		     pg++)
+			if (st_get(r, pg) & ST_PRESENT)
+				dropped++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_sub(&p->remote_pages, remote * p->sec_pages);
+	if (dropped) {
+		pager_resident_add(p, -dropped);
+		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
+	}
+	/*
+	 * 5. Leave no remote page in the file: a later region over the same
+	 * file must not find pages it never fetched (they would be mapped
+	 * without a fault, so never checked). Local sections are the caller's.
+	 */
+	for (uint32_t sec = 0; sec < r->nsections; sec++)
+		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
+			(void)pager_punch(r, (uint64_t)sec * p->sec_pages, p->sec_pages);
+	pthread_mutex_unlock(&p->io_lock);
+	CTR_ADD(p, regions_removed, 1);
+	log_debug("pager %s: region %d removed (%lld resident pages dropped)", p->name, region,
+		  (long long)dropped);
+	region_free(r);
+	pthread_mutex_unlock(&p->admin_lock);
+	return 0;
+}
+
+static bool same_remote_section(const struct pager_section *a, const struct pager_section *b)
+{
+	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
+	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
+	       a->grant.generation == b->grant.generation;
+}
+
+int pager_region_set_section(struct pager *p, int region, unsigned index,
+			     const struct pager_section *sec, bool discard)
+{
+	struct pager_region *r;
+	uint64_t pg0, n;
+	int64_t dropped = 0;
+	bool same, busy = false;
+	int rc = 0;
+
+	if (!p || !sec || region < 0 || region >= PAGER_MAX_REGIONS || !sec_valid(sec))
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	r = atomic_load(&p->regions[region]);
+	if (on_pager_thread(p) || !r || index >= r->nsections) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return on_pager_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
+	}
+	pg0 = (uint64_t)index * p->sec_pages;
+	n = p->sec_pages;
+	/* No eviction/flush batch in flight; fence; wait out the fault threads. */
+	pthread_mutex_lock(&p->io_lock);
+	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
+	pager_synchronize(p);
+	/* Nobody claims, installs or reads the section's descriptor now. */
+
+	same = same_remote_section(&r->sections[index], sec);
+	if (!same) {
+		pthread_mutex_lock(&p->lock);
+		for (uint64_t pg = pg0; pg < pg0 + n && !busy; pg++)
+			busy = (st_get(r, pg) & (ST_PRESENT | ST_DIRTY | ST_BUSY)) != 0;
+		pthread_mutex_unlock(&p->lock);
+		/* Local sections have no page state: the file says what is there. */
+		if (!busy)
+			busy = pager_file_has_data(r, pg0, n);
+		if (busy && !discard)
+			rc = -EBUSY;
+		else if (busy)
+			rc = pager_punch(r, pg0, n);
+	}
+	if (rc == 0) {
+		bool was_remote = r->sections[index].kind == PAGER_SEC_REMOTE;
+		bool now_remote = sec->kind == PAGER_SEC_REMOTE;
+
+		pthread_mutex_lock(&p->lock);
+		if (!same) {
+			for (uint64_t pg = pg0; pg < pg0 + n; pg++) {
+				if (was_remote && (st_get(r, pg) & ST_PRESENT))
+					dropped++;
+				st_set(r, pg, 0);
+			}
+		}
+		r->sections[index] = *sec;
+		pthread_mutex_unlock(&p->lock);
+		if (was_remote && !now_remote)
+			atomic_fetch_sub(&p->remote_pages, p->sec_pages);
+		else if (!was_remote && now_remote)
+			atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	}
+	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&p->io_lock);
+	if (dropped) {
+		pager_resident_add(p, -dropped);
+		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
+	}
+	/* Faults parked while fenced refault now and meet the new section. */
+	(void)pager_uffd_wake(r, pg0, n);
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
 }

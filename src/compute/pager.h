@@ -16,8 +16,12 @@
  * backend (ops table below: "memnode" through mnclient, or "local", a
  * buffer in this process used as the uffd floor in benchmarks and tests).
  *
- * docs/pager.md describes the design, the thread model, the eviction policy
- * and the failure behaviour.
+ * Regions can be removed while the pager runs (DIMM hot-unplug) and a
+ * region's sections reassigned (virtio-mem plug/unplug): see
+ * pager_remove_region() and pager_region_set_section().
+ *
+ * docs/pager.md describes the design, the thread model, the eviction policy,
+ * hotplug and the failure behaviour.
  */
 #ifndef DISAGG_PAGER_H
 #define DISAGG_PAGER_H
@@ -165,9 +169,67 @@ void pager_free(struct pager *p);
 DEFINE_CLEANUP_FUNC(struct pager, pager_free)
 #define _cleanup_pager_ _cleanup_(pager_freep)
 
-/* Add a mapping; may be called before or after pager_start(). Returns the region index. */
+/*
+ * Add a mapping; may be called before or after pager_start(). Returns the
+ * region index (a free slot: the lowest one, slots of removed regions are
+ * reused) or -errno: -EINVAL, -ENOSPC (PAGER_MAX_REGIONS in use), -ENOMEM.
+ *
+ * Ownership: rc->uffd, rc->file_fd and rc->pagemap_fd stay the caller's.
+ * The pager never closes them; it sets O_NONBLOCK on the uffd's file
+ * description and moves the file_fd's file position (lseek SEEK_DATA/HOLE),
+ * so do not share those descriptions with code that relies on either. They
+ * must stay open until pager_remove_region() or pager_free() has returned.
+ */
 int pager_add_region(struct pager *p, const struct pager_region_config *rc);
 int pager_start(struct pager *p);
+
+/*
+ * Hot-unplug: stop serving region `region` and release its slot.
+ *
+ * Call it BEFORE the mapping is unmapped and after its user has stopped
+ * touching it (the guest has offlined the memory). On return:
+ *   - no pager thread uses the region any more: it is out of the fault
+ *     threads' epoll set, faults in flight on it have finished or were
+ *     abandoned (a fetch in retry is cancelled; its thread stays blocked),
+ *     and no eviction or flush batch holds its pages;
+ *   - its resident pages are out of the budget accounting and the remote
+ *     sections' range of the file is punched (a later region over the same
+ *     file starts empty; local sections' file content is left alone);
+ *   - the slot can be reused by pager_add_region();
+ *   - the fds are untouched: close them (after the munmap) when you like.
+ * writeback false: dirty pages are DISCARDED without write-back: the
+ * section is being released. Flush first (or pass true) to keep the data.
+ * writeback true: dirty and discarded pages are written back (and
+ * acknowledged) after the region stopped being served; if that fails the
+ * region is served again, nothing is removed, and the error is returned.
+ * A fault on the range after removal is never served (its thread stays
+ * blocked until the range is unmapped or unregistered or the uffd closed).
+ * Blocks for a grace period of the fault threads (microseconds normally;
+ * at most one backend attempt while a fetch is retrying, or 200 ms while a
+ * fault thread waits for budget space) and for an eviction batch in flight.
+ * -EINVAL, -ENOENT (no such region), -EDEADLK (called from a pager thread,
+ * e.g. from on_fail), or the write-back error.
+ */
+int pager_remove_region(struct pager *p, int region, bool writeback);
+
+/*
+ * Give section `index` of region `region` a new backing (virtio-mem plug:
+ * local, or remote with its grant; unplug: back to local). The section is
+ * fenced while it changes: faults on it wait and are served by the new
+ * section afterwards.
+ * discard false: the section must be idle: no page resident, dirty or in
+ * flight, and no data in the file range (a local section that was touched
+ * has data). Otherwise -EBUSY and nothing changes.
+ * discard true: whatever the section holds is dropped WITHOUT write-back
+ * and its file range punched (virtio-mem unplug: QEMU discards the memory
+ * anyway). The new section starts empty.
+ * Changing only the grant of the same remote section (same memory node id,
+ * section and generation; e.g. a renewed grant) keeps the resident pages
+ * and is always allowed.
+ * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK.
+ */
+int pager_region_set_section(struct pager *p, int region, unsigned index,
+			     const struct pager_section *sec, bool discard);
 
 /* Change the budget (bytes of remote pages resident). Eviction starts at once. */
 int pager_set_budget(struct pager *p, uint64_t bytes);
@@ -190,6 +252,9 @@ struct pager_stats {
 	uint64_t errors;              /* backend errors (each retry counts) */
 	uint64_t eexist, eagain;
 	uint64_t flushes;
+	uint64_t pages_punched;       /* resident pages found punched behind the pager's back */
+	uint64_t pages_dropped;       /* resident pages dropped by remove_region/set_section */
+	uint64_t regions_removed;
 	uint64_t resident_pages;      /* remote pages resident now */
 	uint64_t max_resident_pages;
 	uint64_t budget_pages;

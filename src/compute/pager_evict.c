@@ -25,14 +25,30 @@
  * discarded pages, so that after a flush the memory node holds the truth
  * (migration relies on that). In the WP_ASYNC mode it finds dirty pages
  * with PAGEMAP_SCAN (which re-protects them atomically) instead of state bits.
+ *
+ * Reconciliation: a punch of the file behind the pager's back (fallocate
+ * from the mapping's process) sends no uffd event. A page punched that way
+ * is found by its next MISSING fault (pager.c); one that is never touched
+ * again would stay counted as resident, so the idle evictor (about once a
+ * second) and pager_flush() compare the PRESENT pages with the file's holes
+ * (SEEK_HOLE/SEEK_DATA) and un-count the punched ones.
+ *
+ * Every region pointer used here is taken under io_lock, which
+ * pager_remove_region() and pager_region_set_section() hold while they
+ * change a region.
  */
 #include "pager_internal.h"
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "net.h"
+
+#define RECONCILE_NS (1000ull * 1000 * 1000)  /* idle evictor: compare with the file */
+
+static void reconcile_all(struct pager *p);
 
 struct victim {
 	struct pager_region *r;
@@ -323,7 +339,7 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 static unsigned select_victims(struct pager *p, unsigned want, struct victim *v,
 			       struct victim *dirty)
 {
-	unsigned nr = atomic_load(&p->nregions), nclean = 0, ndirty = 0, n;
+	unsigned nr = atomic_load(&p->nslots), nclean = 0, ndirty = 0, n;
 	uint64_t scanned = 0, limit = 2 * atomic_load(&p->remote_pages) + 2;
 	bool async = p->mode == PAGER_DIRTY_ASYNC_WP;
 
@@ -337,8 +353,8 @@ static unsigned select_victims(struct pager *p, unsigned want, struct victim *v,
 			p->hand_region = 0;
 			p->hand_page = 0;
 		}
-		r = p->regions[p->hand_region];
-		if (p->hand_page >= r->npages) {
+		r = atomic_load(&p->regions[p->hand_region]);
+		if (!r || p->hand_page >= r->npages) {
 			p->hand_region++;
 			p->hand_page = 0;
 			scanned++;
@@ -413,6 +429,7 @@ void *pager_evictor_main(void *arg)
 	struct pager *p = arg;
 	struct evict_bufs b = { 0 };
 	bool active = false;
+	uint64_t last_reconcile = now_ns();
 
 	if (bufs_alloc(p, &b) < 0) {
 		bufs_free(&b);
@@ -442,6 +459,15 @@ void *pager_evictor_main(void *arg)
 			/* Nothing evictable right now (all busy/referenced), or an error. */
 		} else {
 			active = false;
+			if (now_ns() - last_reconcile >= RECONCILE_NS && atomic_load(&p->resident)) {
+				pthread_mutex_unlock(&p->lock);
+				pthread_mutex_lock(&p->io_lock);
+				reconcile_all(p);
+				pthread_mutex_unlock(&p->io_lock);
+				pthread_mutex_lock(&p->lock);
+				last_reconcile = now_ns();
+				continue;
+			}
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (active ? 2 : 100) * 1000000L;
@@ -603,6 +629,60 @@ static int scan_written(struct pager *p, struct pager_region *r, uint64_t *pg, s
 	return 0;
 }
 
+static int flush_region(struct pager *p, struct pager_region *r, struct evict_bufs *b)
+{
+	uint64_t pg;
+	int rc = 0;
+
+	/* A page punched behind our back: its write-back is zeros, then absent. */
+	(void)pager_reconcile_region(p, r);
+	if (p->mode == PAGER_DIRTY_ASYNC_WP) {
+		_cleanup_free_ struct victim *sv = calloc(p->sec_pages, sizeof(*sv));
+
+		if (!sv)
+			rc = -ENOMEM;
+		for (pg = 0; pg < r->npages && rc >= 0;) {
+			unsigned n = 0;
+
+			if (!pager_sec_remote(p, r, pg)) {
+				pg = (pg / p->sec_pages + 1) * p->sec_pages;
+				continue;
+			}
+			rc = scan_written(p, r, &pg, sv, &n);
+			for (unsigned k = 0; k < n; k += p->batch) {
+				int w = wb_batch(p, sv + k, MIN(p->batch, n - k), false, true, b->buf,
+						 b->groups);
+				if (w < 0 && rc >= 0)
+					rc = w;
+			}
+		}
+	}
+	/* Sync mode dirty pages, and discarded pages in both modes. */
+	for (pg = 0; pg < r->npages && rc >= 0;) {
+		unsigned n = claim_dirty(p, r, &pg, b->v, p->batch);
+
+		if (!n)
+			break;
+		rc = wb_batch(p, b->v, n, false, false, b->buf, b->groups);
+	}
+	return rc < 0 ? rc : 0;
+}
+
+int pager_flush_region_locked(struct pager *p, struct pager_region *r)
+{
+	struct evict_bufs b = { 0 };
+	int rc;
+
+	if (bufs_alloc(p, &b) < 0) {
+		bufs_free(&b);
+		return -ENOMEM;
+	}
+	rc = flush_region(p, r, &b);
+	CTR_ADD(p, flushes, 1);
+	bufs_free(&b);
+	return rc;
+}
+
 int pager_flush(struct pager *p)
 {
 	struct evict_bufs b = { 0 };
@@ -613,42 +693,84 @@ int pager_flush(struct pager *p)
 		return -ENOMEM;
 	}
 	pthread_mutex_lock(&p->io_lock);
-	for (unsigned ri = 0; ri < atomic_load(&p->nregions) && rc >= 0; ri++) {
-		struct pager_region *r = p->regions[ri];
-		uint64_t pg;
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots) && rc >= 0; ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
 
-		if (p->mode == PAGER_DIRTY_ASYNC_WP) {
-			_cleanup_free_ struct victim *sv = calloc(p->sec_pages, sizeof(*sv));
-
-			if (!sv)
-				rc = -ENOMEM;
-			for (pg = 0; pg < r->npages && rc >= 0;) {
-				unsigned n = 0;
-
-				if (!pager_sec_remote(p, r, pg)) {
-					pg = (pg / p->sec_pages + 1) * p->sec_pages;
-					continue;
-				}
-				rc = scan_written(p, r, &pg, sv, &n);
-				for (unsigned k = 0; k < n; k += p->batch) {
-					int w = wb_batch(p, sv + k, MIN(p->batch, n - k), false, true,
-							 b.buf, b.groups);
-					if (w < 0 && rc >= 0)
-						rc = w;
-				}
-			}
-		}
-		/* Sync mode dirty pages, and discarded pages in both modes. */
-		for (pg = 0; pg < r->npages && rc >= 0;) {
-			unsigned n = claim_dirty(p, r, &pg, b.v, p->batch);
-
-			if (!n)
-				break;
-			rc = wb_batch(p, b.v, n, false, false, b.buf, b.groups);
-		}
+		if (r)
+			rc = flush_region(p, r, &b);
 	}
 	pthread_mutex_unlock(&p->io_lock);
 	CTR_ADD(p, flushes, 1);
 	bufs_free(&b);
 	return rc < 0 ? rc : 0;
+}
+
+/* ---- reconciliation with the file ------------------------------------------ */
+
+/*
+ * Pages [a, b) of r are holes in the file (per SEEK_HOLE): un-count the
+ * ones the state has as resident. Each candidate is re-checked under the
+ * lock: a PRESENT page that is not BUSY has finished its install, so a hole
+ * then means a punch behind our back, not an install in progress.
+ */
+static uint64_t reconcile_holes(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t pg = a; pg < b; pg++) {
+		uint8_t s = st_get(r, pg);
+
+		if ((s & (ST_PRESENT | ST_BUSY)) != ST_PRESENT || pager_file_has_data(r, pg, 1))
+			continue;
+		/* Clean: the memory node has it. Dirty: lost, the file says zeros. */
+		st_set(r, pg, (s & (ST_DIRTY | ST_DISCARD)) ? ST_DISCARD : 0);
+		n++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r)
+{
+	uint64_t n = 0;
+
+	if (!atomic_load(&p->resident))
+		return 0;
+	for (uint32_t sec = 0; sec < r->nsections; sec++) {
+		uint64_t pg0 = (uint64_t)sec * p->sec_pages, pgend = pg0 + p->sec_pages;
+		off_t end = (off_t)(r->file_offset + pgend * PS);
+		off_t off = (off_t)(r->file_offset + pg0 * PS);
+
+		if (r->sections[sec].kind != PAGER_SEC_REMOTE)
+			continue;
+		while (off < end) {
+			off_t hole = lseek(r->file_fd, off, SEEK_HOLE), data;
+
+			if (hole < 0 || hole >= end)
+				break;
+			data = lseek(r->file_fd, hole, SEEK_DATA);
+			if (data < 0 || data > end)
+				data = end;
+			n += reconcile_holes(p, r, ((uint64_t)hole - r->file_offset) / PS,
+					     ((uint64_t)data - r->file_offset + PS - 1) / PS);
+			off = data;
+		}
+	}
+	if (n) {
+		pager_resident_add(p, -(int64_t)n);
+		CTR_ADD(p, pages_punched, n);
+	}
+	return n;
+}
+
+/* The idle evictor's pass over every region; io_lock held. */
+static void reconcile_all(struct pager *p)
+{
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots); ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
+
+		if (r)
+			(void)pager_reconcile_region(p, r);
+	}
 }

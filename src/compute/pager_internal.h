@@ -16,6 +16,14 @@
  *   REF      second-chance bit of the CLOCK eviction policy
  *   RMV      a REMOVE event arrived while the page was BUSY; the owner
  *            turns the page into an absent DISCARD page when it finishes
+ *
+ * Regions live in slots (p->regions[]) that pager_remove_region() empties
+ * and pager_add_region() reuses. Fault threads reach a region only inside a
+ * read-side critical section (pager_qs_enter/exit around each use); removal
+ * and section changes unpublish first, then wait for a grace period
+ * (pager_synchronize) before they touch or free what fault threads might be
+ * using. The evictor and flush use regions only under io_lock, which the
+ * writers hold. docs/pager.md, "Hotplug", explains the protocol.
  */
 #ifndef DISAGG_PAGER_INTERNAL_H
 #define DISAGG_PAGER_INTERNAL_H
@@ -45,6 +53,9 @@ struct pager_region {
 	uint32_t nsections;
 	struct pager_section *sections;
 	uint8_t *st;
+	uint8_t *fence;              /* per section: being changed, fault threads keep off */
+	uint32_t gen;                /* slot generation (tags epoll events) */
+	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
 	_Atomic uint32_t window;     /* current prefetch window, pages */
 };
@@ -54,6 +65,13 @@ struct pager_ctr {
 	_Atomic uint64_t pages_fetched, pages_prefetched, pages_zero;
 	_Atomic uint64_t pages_evicted, pages_written_back, remove_events;
 	_Atomic uint64_t errors, eexist, eagain, flushes;
+	_Atomic uint64_t pages_punched, pages_dropped, regions_removed;
+};
+
+/* One per fault thread: odd while the thread may hold region pointers. */
+struct pager_qs {
+	_Atomic uint64_t seq;
+	char pad[64 - sizeof(uint64_t)];
 };
 
 struct pager {
@@ -67,9 +85,13 @@ struct pager {
 	pthread_cond_t evict_cond;     /* evictor: work to do */
 	pthread_cond_t space_cond;     /* resident went down */
 	pthread_mutex_t io_lock;       /* one write-back batch at a time (evictor vs flush) */
+	pthread_mutex_t admin_lock;    /* add/remove region, set section, start */
 
-	struct pager_region *regions[PAGER_MAX_REGIONS];
-	_Atomic unsigned nregions;
+	struct pager_region *_Atomic regions[PAGER_MAX_REGIONS]; /* NULL: free slot */
+	_Atomic unsigned nslots;       /* slots ever used (high-water mark) */
+	uint32_t next_gen;             /* under admin_lock */
+	bool mode_set;                 /* the first region fixed the dirty mode */
+	struct pager_qs *qs;           /* [nthreads], set before the threads start */
 
 	int epfd, stopfd;
 	pthread_t *threads;
@@ -105,6 +127,23 @@ static inline bool pager_sec_remote(const struct pager *p, const struct pager_re
 	return r->sections[pg / p->sec_pages].kind == PAGER_SEC_REMOTE;
 }
 
+/* Is section `sec` of r being changed (pager_region_set_section)? */
+static inline bool pager_sec_fenced(const struct pager_region *r, uint64_t sec)
+{
+	return __atomic_load_n(&r->fence[sec], __ATOMIC_SEQ_CST) != 0;
+}
+
+/* Read-side critical section of fault thread i (see pager_synchronize). */
+static inline void pager_qs_enter(struct pager *p, unsigned i)
+{
+	atomic_fetch_add(&p->qs[i].seq, 1);
+}
+
+static inline void pager_qs_exit(struct pager *p, unsigned i)
+{
+	atomic_fetch_add(&p->qs[i].seq, 1);
+}
+
 static inline uint64_t pager_hard_limit(const struct pager *p)
 {
 	uint64_t b = atomic_load(&p->budget_pages);
@@ -121,9 +160,15 @@ int pager_uffd_wp(struct pager_region *r, uint64_t pg, uint64_t npages, bool pro
 int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages);
 void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
 void pager_resident_add(struct pager *p, int64_t n);
+void pager_synchronize(struct pager *p);
+bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages);
 
 /* pager_evict.c */
 void *pager_evictor_main(void *arg);
 int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *arg), void *arg);
+/* Write back r's dirty and discarded pages; io_lock held. */
+int pager_flush_region_locked(struct pager *p, struct pager_region *r);
+/* Un-count resident pages of r that are holes in the file; io_lock held. */
+uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r);
 
 #endif /* DISAGG_PAGER_INTERNAL_H */

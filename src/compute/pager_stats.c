@@ -114,6 +114,9 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->eexist = LD(eexist);
 	ret->eagain = LD(eagain);
 	ret->flushes = LD(flushes);
+	ret->pages_punched = LD(pages_punched);
+	ret->pages_dropped = LD(pages_dropped);
+	ret->regions_removed = LD(regions_removed);
 	ret->resident_pages = atomic_load(&p->resident);
 	ret->max_resident_pages = atomic_load(&p->max_resident);
 	ret->budget_pages = atomic_load(&p->budget_pages);
@@ -148,6 +151,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(eexist, "UFFDIO_COPY/ZEROPAGE found the page present"),
 		C(eagain, "uffd ioctls retried on EAGAIN"),
 		C(flushes, "pager_flush calls"),
+		C(pages_punched, "resident pages found punched behind the pager's back"),
+		C(pages_dropped, "resident pages dropped without write-back (region removed, section discarded)"),
+		C(regions_removed, "regions removed"),
 #undef C
 	};
 

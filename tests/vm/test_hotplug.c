@@ -20,11 +20,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,8 +34,6 @@
 #include "hotplug.h"
 #include "net.h"
 #include "qmp.h"
-
-extern char **environ;
 
 #define BASE_MB 512ull
 #define MAX_MB 4096ull
@@ -108,7 +106,6 @@ static int start_qemu(const struct hotplug_config *c)
 {
 	char *argv[96], console[128], qmpopt[128], gch[128];
 	char **hp = NULL, **gc = NULL;
-	posix_spawn_file_actions_t fa;
 	char logpath[128];
 	int n = 0, r;
 
@@ -134,16 +131,25 @@ static int start_qemu(const struct hotplug_config *c)
 		argv[n++] = *p;
 	argv[n] = NULL;
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	r = posix_spawnp(&qemu_pid, "qemu-system-x86_64", &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
+	/* fork+exec rather than posix_spawn: QEMU must die with the test. */
+	qemu_pid = fork();
+	if (qemu_pid == 0) {
+		int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	r = qemu_pid < 0 ? -errno : 0;
 	hotplug_strv_free(hp);
 	guestchan_strv_free(gc);
-	if (r != 0) {
+	if (r < 0) {
 		qemu_pid = -1;
-		return -r;
+		return r;
 	}
 	return 0;
 }

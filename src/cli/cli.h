@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg, the command-line client: what the modules of src/cli share.
+ *
+ * main.c holds the one table of subcommands and parses the command line
+ * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
+ * output.c formats tables, sizes, ages and progress; commands.c implements
+ * the API subcommands; up.c and cluster.c start, stop and describe a
+ * one-machine cluster. Internally functions return >= 0 or -errno; the
+ * handlers return the process exit status (CLI_EXIT_*).
+ */
+#ifndef DISAGG_CLI_H
+#define DISAGG_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "macro.h"
+
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_ERROR = 1,       /* the server refused, or the operation failed */
+	CLI_EXIT_USAGE = 2,       /* bad command line */
+	CLI_EXIT_UNREACHABLE = 3, /* no orchestrator to talk to */
+};
+
+/* ---- command table (main.c) ------------------------------------------------ */
+
+#define CLI_MAX_OPTS 8
+#define CLI_MAX_ARGS 4
+
+struct cli_opt {
+	const char *name;    /* long name without "--" */
+	const char *metavar; /* NULL: a flag without a value */
+	const char *help;
+};
+
+struct cli_args;
+typedef int (*cli_handler_fn)(struct cli_args *a);
+
+struct cli_cmd {
+	const char *name;    /* "slot create": the words that select it */
+	const char *args;    /* positional synopsis, "NAME" */
+	int min_args, max_args;
+	const char *help;    /* one line */
+	const char *more;    /* longer help (may be NULL) */
+	cli_handler_fn fn;
+	struct cli_opt opts[CLI_MAX_OPTS];
+};
+
+/* Global state and the parsed command line, handed to every handler. */
+struct cli_args {
+	const struct cli_cmd *cmd;
+	const char *argv0;
+	int nargs;
+	const char *args[CLI_MAX_ARGS];
+	const char *optval[CLI_MAX_OPTS]; /* value, or "" for a flag that was given */
+	/* global options */
+	const char *url;        /* --url, or NULL */
+	const char *data_dir;   /* --data, or NULL */
+	bool json;
+	bool verbose;
+};
+
+/* The value of option `name` of the current command, or NULL. */
+const char *cli_opt(const struct cli_args *a, const char *name);
+bool cli_flag(const struct cli_args *a, const char *name);
+/* Print a usage error and the command's help on stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const struct cli_args *a, const char *fmt, ...) _printf_(2, 3);
+/* "error: ..." on stderr. */
+void cli_err(const char *fmt, ...) _printf_(1, 2);
+
+/* ---- HTTP client (client.c) ------------------------------------------------ */
+
+struct cli_resp {
+	long status;        /* HTTP status, 0 when no answer */
+	char *body;         /* NUL-terminated */
+	size_t len;
+	json_t *json;       /* parsed body, or NULL */
+	char request_id[80];
+};
+
+void cli_resp_clear(struct cli_resp *r);
+
+/* Where the orchestrator is: --url, $DISAGG_URL, DIR/cluster.json. NULL if nowhere. */
+int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_source);
+
+/*
+ * One request. `progress` (may be NULL) is a label for a long operation:
+ * progress is shown on stderr while waiting. Mutating requests carry a
+ * random X-Request-Id and are retried once, with the same id, when the
+ * connection is reset. Returns 0 when the server answered (any status),
+ * -errno when it could not be reached (the error already printed).
+ */
+int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
+	     const char *progress, struct cli_resp *ret);
+/* Print the server's error for a non-2xx answer; returns CLI_EXIT_ERROR. */
+int cli_server_error(const struct cli_resp *r);
+/* Bare GET against an arbitrary base URL (used by `up` to poll). */
+int cli_http_get_url(const char *url, long timeout_ms, struct cli_resp *ret);
+
+/* ---- output (output.c) ----------------------------------------------------- */
+
+#define TABLE_MAX_COLS 12
+
+struct table {
+	int ncols;
+	const char *head[TABLE_MAX_COLS];
+	bool right[TABLE_MAX_COLS]; /* right-align (numbers) */
+	char **cells;               /* nrows * ncols */
+	size_t nrows, cap;
+};
+
+void table_init(struct table *t, int ncols, const char *const *head);
+/* Add a row; a NULL cell prints as "-". */
+int table_row(struct table *t, const char *const *cells);
+/* Add a row of printf-formatted cells separated by '\t'. */
+int table_rowf(struct table *t, const char *fmt, ...) _printf_(2, 3);
+void table_print(const struct table *t);
+void table_free(struct table *t);
+
+/* 536870912 -> "512M", 1610612736 -> "1.5G". */
+void fmt_size(uint64_t bytes, char *buf, size_t len);
+/* Parse "512M", "1.5G", "1073741824", "2GiB" into bytes. */
+int parse_size(const char *s, uint64_t *ret);
+/* Seconds -> "5s", "3m12s", "2h5m", "4d". */
+void fmt_duration(double secs, char *buf, size_t len);
+/* RFC 3339 UTC time -> age "5s"/"3m"/...; "-" if unparsable. */
+void fmt_age(const char *rfc3339, char *buf, size_t len);
+/* RFC 3339 UTC time -> seconds since the epoch; -EINVAL if unparsable. */
+int parse_time(const char *rfc3339, int64_t *ret);
+/* Print JSON on stdout, indented. */
+void print_json(const json_t *j);
+
+/* Accessors that tolerate missing or mistyped fields. */
+const char *jstr(const json_t *o, const char *key);      /* NULL if absent */
+int64_t jint(const json_t *o, const char *key, int64_t dflt);
+/* A field printed as text: strings as is, integers in decimal, null/absent "-". */
+void jtext(const json_t *o, const char *key, char *buf, size_t len);
+
+/* Progress of a long operation on stderr: a spinner with the elapsed time on a TTY, plain lines otherwise. */
+struct progress {
+	const char *label;
+	uint64_t start_ns, last_ns, last_line_ns;
+	bool tty;
+	bool active;
+	unsigned frame;
+};
+void progress_start(struct progress *p, const char *label);
+void progress_tick(struct progress *p, const char *status); /* status may be NULL */
+/* End: "label: done in 1.2s" or "label: failed after 1.2s". */
+void progress_end(struct progress *p, bool ok, const char *note);
+double progress_elapsed(const struct progress *p);
+
+/* ---- commands (commands.c, up.c) ------------------------------------------- */
+
+int cmd_node_ls(struct cli_args *a);
+int cmd_node_show(struct cli_args *a);
+int cmd_node_drain(struct cli_args *a);
+int cmd_node_undrain(struct cli_args *a);
+int cmd_slot_create(struct cli_args *a);
+int cmd_slot_ls(struct cli_args *a);
+int cmd_slot_show(struct cli_args *a);
+int cmd_slot_console(struct cli_args *a);
+int cmd_slot_delete(struct cli_args *a);
+int cmd_slot_resize(struct cli_args *a);
+int cmd_section_ls(struct cli_args *a);
+int cmd_events(struct cli_args *a);
+int cmd_up(struct cli_args *a);
+int cmd_down(struct cli_args *a);
+int cmd_status(struct cli_args *a);
+
+/* ---- the local cluster (cluster.c) ----------------------------------------- */
+
+/* The data directory: --data, $DISAGG_DATA, $XDG_RUNTIME_DIR/disagg, /tmp/disagg-UID. */
+int cluster_data_dir(const struct cli_args *a, char **ret);
+/* Load DIR/cluster.json; -ENOENT if there is none. */
+int cluster_load(const char *dir, json_t **ret);
+/* Write DIR/cluster.json atomically. */
+int cluster_save(const char *dir, const json_t *cluster);
+/* Is the process `pid` still the one started at `starttime` (clock ticks since boot)? */
+bool cluster_pid_alive(int64_t pid, int64_t starttime);
+/* The start time of a process (field 22 of /proc/PID/stat), or -errno. */
+int64_t cluster_pid_starttime(int64_t pid);
+
+#endif /* DISAGG_CLI_H */

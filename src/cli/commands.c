@@ -1,0 +1,740 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The API subcommands of disagg: node, slot, section and events. Each one
+ * validates its arguments (usage errors exit 2 before anything is sent),
+ * makes its request through client.c, and prints either the server's JSON
+ * (--json) or a table / a short summary. Server errors are printed with
+ * their code and exit 1; an unreachable orchestrator exits 3.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+
+static void cli_resp_clearp(struct cli_resp *r)
+{
+	cli_resp_clear(r);
+}
+#define _cleanup_resp_ _cleanup_(cli_resp_clearp)
+
+/*
+ * Make a request and check the answer: 2xx with a JSON object body (unless
+ * `want_json` is false). Returns CLI_EXIT_OK or the exit status to return.
+ */
+static int call(const struct cli_args *a, const char *method, const char *path, json_t *body,
+		const char *progress, bool want_json, struct cli_resp *r)
+{
+	int ret = cli_http(a, method, path, body, progress, r);
+
+	if (ret < 0)
+		return CLI_EXIT_UNREACHABLE;
+	if (r->status < 200 || r->status >= 300)
+		return cli_server_error(r);
+	if (want_json && !json_is_object(r->json)) {
+		cli_err("unexpected answer from the orchestrator (%ld, %zu bytes, not a JSON object)",
+			r->status, r->len);
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* "/v1/slots/NAME..." with NAME escaped for a URL path. */
+static char *path_with(const char *prefix, const char *name, const char *suffix)
+{
+	char *esc = curl_easy_escape(NULL, name, 0), *p = NULL;
+
+	if (!esc)
+		return NULL;
+	if (asprintf(&p, "%s%s%s", prefix, esc, suffix ? suffix : "") < 0)
+		p = NULL;
+	curl_free(esc);
+	return p;
+}
+
+static int parse_u64_arg(const struct cli_args *a, const char *what, const char *s, uint64_t max,
+			 uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (!s || s[0] < '0' || s[0] > '9')
+		return cli_usage_error(a, "%s must be a number, not \"%s\"", what, s ? s : "");
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > max)
+		return cli_usage_error(a, "%s must be a number from 0 to %" PRIu64 ", not \"%s\"", what,
+				       max, s);
+	*ret = v;
+	return 0;
+}
+
+static int parse_size_arg(const struct cli_args *a, const char *what, const char *s,
+			  uint64_t *ret)
+{
+	if (parse_size(s, ret) < 0 || *ret == 0)
+		return cli_usage_error(a, "%s must be a size such as 512M, 1.5G or 1073741824, not \"%s\"",
+				       what, s);
+	return 0;
+}
+
+static void size_of(const json_t *o, const char *key, char *buf, size_t len)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (json_is_integer(v) && json_integer_value(v) >= 0)
+		fmt_size((uint64_t)json_integer_value(v), buf, len);
+	else
+		jtext(o, key, buf, len);
+}
+
+/* ---- nodes ----------------------------------------------------------------- */
+
+static void node_capacity(const json_t *n, char *free_s, char *total_s, char *vcpus, size_t len)
+{
+	int64_t ss = jint(n, "section_size", 0), tot = jint(n, "sections_total", -1),
+		fr = jint(n, "sections_free", -1);
+
+	snprintf(free_s, len, "-");
+	snprintf(total_s, len, "-");
+	if (ss > 0 && tot >= 0)
+		fmt_size((uint64_t)(ss * tot), total_s, len);
+	if (ss > 0 && fr >= 0)
+		fmt_size((uint64_t)(ss * fr), free_s, len);
+	jtext(n, "vcpus", vcpus, len);
+}
+
+int cmd_node_ls(struct cli_args *a)
+{
+	static const char *const head[] = { "ID", "KIND", "NAME", "STATE", "ADDRESS", "FREE",
+					    "TOTAL", "VCPUS", "SLOTS", "SEEN" };
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	struct table t;
+	json_t *nodes, *n;
+	size_t i;
+	int ret = call(a, "GET", "/v1/nodes", NULL, NULL, true, &r);
+
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+		return CLI_EXIT_OK;
+	}
+	nodes = json_object_get(r.json, "nodes");
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[0] = t.right[5] = t.right[6] = t.right[7] = t.right[8] = true;
+	json_array_foreach(nodes, i, n) {
+		char id[32], fr[32], tot[32], vc[32], slots[32], seen[32];
+		const char *kind = jstr(n, "kind"), *addr = jstr(n, "addr");
+		json_t *sl = json_object_get(n, "slots");
+
+		jtext(n, "node_id", id, sizeof(id));
+		node_capacity(n, fr, tot, vc, sizeof(fr));
+		if (json_is_array(sl))
+			snprintf(slots, sizeof(slots), "%zu", json_array_size(sl));
+		else
+			jtext(n, "slots", slots, sizeof(slots));
+		fmt_age(jstr(n, "last_heartbeat"), seen, sizeof(seen));
+		if (strcmp(seen, "-") != 0)
+			strncat(seen, " ago", sizeof(seen) - strlen(seen) - 1);
+		/* Compute nodes have no data address: show their control address. */
+		if (!addr || (kind && strcmp(kind, "compute") == 0 && jstr(n, "http")))
+			addr = jstr(n, "http");
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", id, kind ? kind : "",
+			   jstr(n, "name") ? jstr(n, "name") : "", jstr(n, "state") ? jstr(n, "state") : "",
+			   addr ? addr : "", fr, tot, vc, slots, seen);
+	}
+	if (t.nrows == 0)
+		fprintf(stderr, "no nodes\n");
+	else
+		table_print(&t);
+	table_free(&t);
+	return CLI_EXIT_OK;
+}
+
+static int node_id_arg(const struct cli_args *a, uint64_t *ret)
+{
+	return parse_u64_arg(a, "the node ID", a->args[0], INT64_MAX, ret);
+}
+
+/* "key: value" lines for the given fields, in order, skipping absent ones. */
+static void print_fields(const json_t *o, const char *const *keys, const char *const *labels,
+			 size_t n, bool sizes)
+{
+	for (size_t i = 0; i < n; i++) {
+		char v[256];
+
+		if (!json_object_get(o, keys[i]))
+			continue;
+		if (sizes)
+			size_of(o, keys[i], v, sizeof(v));
+		else
+			jtext(o, keys[i], v, sizeof(v));
+		printf("%-15s %s\n", labels[i], v);
+	}
+}
+
+static void print_section_table(json_t *secs, bool with_slot)
+{
+	static const char *const head[] = { "INDEX", "KIND", "MEMNODE", "SECTION", "GEN", "SLOT" };
+	struct table t;
+	json_t *s;
+	size_t i;
+
+	table_init(&t, with_slot ? 6 : 5, head);
+	t.right[0] = t.right[2] = t.right[3] = t.right[4] = true;
+	json_array_foreach(secs, i, s) {
+		char idx[32], mn[32], sec[32], gen[32], slot[128];
+		const char *kind = jstr(s, "kind");
+
+		jtext(s, "index", idx, sizeof(idx));
+		jtext(s, "memnode", mn, sizeof(mn));
+		jtext(s, "section", sec, sizeof(sec));
+		jtext(s, "generation", gen, sizeof(gen));
+		jtext(s, "slot", slot, sizeof(slot));
+		if (!kind)
+			kind = json_object_get(s, "memnode") ? "remote" : "";
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s", idx, kind, mn, sec, gen, slot);
+	}
+	if (t.nrows)
+		table_print(&t);
+	table_free(&t);
+}
+
+static void print_slot_table(json_t *slots);
+
+int cmd_node_show(struct cli_args *a)
+{
+	static const char *const keys[] = { "node_id", "kind", "name", "state", "addr", "http",
+					    "vcpus", "sections_total", "sections_free" };
+	static const char *const labels[] = { "id:", "kind:", "name:", "state:", "address:",
+					      "http:", "vcpus:", "sections:", "free sections:" };
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = NULL;
+	uint64_t id;
+	char seen[32], buf[64], buf2[64];
+	json_t *labels_o, *sl, *secs;
+	int ret = node_id_arg(a, &id);
+
+	if (ret)
+		return ret;
+	if (asprintf(&path, "/v1/nodes/%" PRIu64, id) < 0)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+		return CLI_EXIT_OK;
+	}
+	print_fields(r.json, keys, labels, ARRAY_SIZE(keys), false);
+	if (jint(r.json, "section_size", 0) > 0) {
+		size_of(r.json, "section_size", buf, sizeof(buf));
+		printf("%-15s %s\n", "section size:", buf);
+		node_capacity(r.json, buf, buf2, seen, sizeof(buf));
+		printf("%-15s %s free of %s\n", "memory:", buf, buf2);
+	}
+	labels_o = json_object_get(r.json, "labels");
+	if (json_object_size(labels_o)) {
+		const char *k;
+		json_t *v;
+		bool first = true;
+
+		printf("%-15s ", "labels:");
+		json_object_foreach(labels_o, k, v) {
+			printf("%s%s=%s", first ? "" : ",", k,
+			       json_is_string(v) ? json_string_value(v) : "?");
+			first = false;
+		}
+		putchar('\n');
+	}
+	fmt_age(jstr(r.json, "last_heartbeat"), seen, sizeof(seen));
+	if (jstr(r.json, "last_heartbeat"))
+		printf("%-15s %s (%s ago)\n", "last heartbeat:", jstr(r.json, "last_heartbeat"), seen);
+
+	secs = json_object_get(r.json, "sections");
+	if (json_is_array(secs)) {
+		printf("\nsections (%zu):\n", json_array_size(secs));
+		print_section_table(secs, true);
+	}
+	sl = json_object_get(r.json, "slots");
+	if (json_is_array(sl)) {
+		printf("\nslots (%zu):\n", json_array_size(sl));
+		print_slot_table(sl);
+	}
+	return CLI_EXIT_OK;
+}
+
+static int node_action(struct cli_args *a, const char *verb, const char *done)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = NULL;
+	uint64_t id;
+	int ret = node_id_arg(a, &id);
+
+	if (ret)
+		return ret;
+	if (asprintf(&path, "/v1/nodes/%" PRIu64 "/%s", id, verb) < 0)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "POST", path, NULL, NULL, false, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		r.json ? print_json(r.json) : (void)puts("{}");
+	else
+		printf("node %" PRIu64 " %s\n", id, done);
+	return CLI_EXIT_OK;
+}
+
+int cmd_node_drain(struct cli_args *a)
+{
+	return node_action(a, "drain", "drained: it takes no new slots or sections");
+}
+
+int cmd_node_undrain(struct cli_args *a)
+{
+	return node_action(a, "undrain", "undrained: it takes new slots and sections again");
+}
+
+/* ---- slots ----------------------------------------------------------------- */
+
+static void print_slot_table(json_t *slots)
+{
+	static const char *const head[] = { "NAME", "STATE", "VCPUS", "MEMORY", "REMOTE",
+					    "CACHE", "COMPUTE", "POLICY", "AGE" };
+	struct table t;
+	json_t *s;
+	size_t i;
+
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[2] = t.right[3] = t.right[4] = t.right[5] = t.right[6] = true;
+	json_array_foreach(slots, i, s) {
+		char vc[32], mem[32], rem[32], cache[32], comp[32], age[32];
+		const char *name = json_is_string(s) ? json_string_value(s) : jstr(s, "name");
+
+		jtext(s, "vcpus", vc, sizeof(vc));
+		size_of(s, "memory", mem, sizeof(mem));
+		if (json_is_integer(json_object_get(s, "remote_percent")))
+			snprintf(rem, sizeof(rem), "%" PRId64 "%%", jint(s, "remote_percent", 0));
+		else
+			snprintf(rem, sizeof(rem), "-");
+		size_of(s, "cache", cache, sizeof(cache));
+		jtext(s, "compute", comp, sizeof(comp));
+		fmt_age(jstr(s, "created"), age, sizeof(age));
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", name ? name : "",
+			   jstr(s, "state") ? jstr(s, "state") : "", vc, mem, rem, cache, comp,
+			   jstr(s, "policy") ? jstr(s, "policy") : "", age);
+	}
+	if (t.nrows == 0)
+		fprintf(stderr, "no slots\n");
+	else
+		table_print(&t);
+	table_free(&t);
+}
+
+int cmd_slot_ls(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	int ret = call(a, "GET", "/v1/slots", NULL, NULL, true, &r);
+
+	if (ret)
+		return ret;
+	if (a->json)
+		print_json(r.json);
+	else
+		print_slot_table(json_object_get(r.json, "slots"));
+	return CLI_EXIT_OK;
+}
+
+/* "2 local, 2 remote on memnodes 101, 102" */
+static void slot_memory_summary(const json_t *slot, char *buf, size_t len)
+{
+	json_t *secs = json_object_get(slot, "sections"), *s;
+	int64_t nodes[16];
+	size_t i, nnodes = 0, local = 0, remote = 0, off;
+
+	json_array_foreach(secs, i, s) {
+		const char *kind = jstr(s, "kind");
+		int64_t mn = jint(s, "memnode", -1);
+
+		if (kind && strcmp(kind, "local") == 0) {
+			local++;
+			continue;
+		}
+		remote++;
+		bool seen = false;
+		for (size_t k = 0; k < nnodes; k++)
+			seen |= nodes[k] == mn;
+		if (!seen && mn >= 0 && nnodes < ARRAY_SIZE(nodes))
+			nodes[nnodes++] = mn;
+	}
+	off = (size_t)snprintf(buf, len, "%zu sections: %zu local, %zu remote", local + remote,
+			       local, remote);
+	for (size_t k = 0; k < nnodes && off < len; k++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%" PRId64,
+					k == 0 ? " on memnode " : ", ", nodes[k]);
+}
+
+static void print_slot(const json_t *slot)
+{
+	static const char *const keys[] = { "name", "state", "reason", "vcpus", "compute",
+					    "policy", "hotplug" };
+	static const char *const labels[] = { "name:", "state:", "reason:", "vcpus:",
+					      "compute node:", "policy:", "hotplug:" };
+	char mem[32], cache[32], sum[256], age[32];
+
+	print_fields(slot, keys, labels, ARRAY_SIZE(keys), false);
+	size_of(slot, "memory", mem, sizeof(mem));
+	slot_memory_summary(slot, sum, sizeof(sum));
+	printf("%-15s %s (%s)\n", "memory:", mem, sum);
+	if (json_object_get(slot, "remote_percent"))
+		printf("%-15s %" PRId64 "%%\n", "remote:", jint(slot, "remote_percent", 0));
+	size_of(slot, "cache", cache, sizeof(cache));
+	printf("%-15s %s\n", "cache:", strcmp(cache, "-") == 0 ? "no limit" : cache);
+	if (jstr(slot, "created")) {
+		fmt_age(jstr(slot, "created"), age, sizeof(age));
+		printf("%-15s %s (%s ago)\n", "created:", jstr(slot, "created"), age);
+	}
+	if (json_array_size(json_object_get(slot, "sections"))) {
+		putchar('\n');
+		print_section_table(json_object_get(slot, "sections"), false);
+	}
+}
+
+static const char *slot_name_arg(const struct cli_args *a)
+{
+	return a->args[0];
+}
+
+int cmd_slot_show(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), NULL);
+	int ret;
+
+	if (!path)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		print_json(r.json);
+	else
+		print_slot(r.json);
+	return CLI_EXIT_OK;
+}
+
+int cmd_slot_create(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	_cleanup_free_ char *label = NULL;
+	const char *name = slot_name_arg(a), *o;
+	uint64_t vcpus, memory, v;
+	char mem[32], sum[256];
+	int ret;
+
+	if (!name[0])
+		return cli_usage_error(a, "the slot name must not be empty");
+	if (!cli_opt(a, "vcpus") || !cli_opt(a, "memory"))
+		return cli_usage_error(a, "--vcpus and --memory are required");
+	if ((ret = parse_u64_arg(a, "--vcpus", cli_opt(a, "vcpus"), 1024, &vcpus)))
+		return ret;
+	if (vcpus == 0)
+		return cli_usage_error(a, "--vcpus must be at least 1");
+	if ((ret = parse_size_arg(a, "--memory", cli_opt(a, "memory"), &memory)))
+		return ret;
+	body = json_pack("{s:s, s:I, s:I}", "name", name, "vcpus", (json_int_t)vcpus, "memory",
+			 (json_int_t)memory);
+	if (!body)
+		return CLI_EXIT_ERROR;
+	if ((o = cli_opt(a, "remote"))) {
+		if ((ret = parse_u64_arg(a, "--remote", o, 100, &v)))
+			return ret;
+		json_object_set_new(body, "remote_percent", json_integer((json_int_t)v));
+	}
+	if ((o = cli_opt(a, "cache"))) {
+		if ((ret = parse_size_arg(a, "--cache", o, &v)))
+			return ret;
+		json_object_set_new(body, "cache", json_integer((json_int_t)v));
+	}
+	if ((o = cli_opt(a, "policy"))) {
+		if (strcmp(o, "spread") != 0 && strcmp(o, "pack") != 0)
+			return cli_usage_error(a, "--policy is spread or pack, not \"%s\"", o);
+		json_object_set_new(body, "policy", json_string(o));
+	}
+	if ((o = cli_opt(a, "hotplug"))) {
+		if (strcmp(o, "dimm") != 0 && strcmp(o, "virtio-mem") != 0)
+			return cli_usage_error(a, "--hotplug is dimm or virtio-mem, not \"%s\"", o);
+		json_object_set_new(body, "hotplug", json_string(o));
+	}
+	fmt_size(memory, mem, sizeof(mem));
+	if (asprintf(&label, "creating slot %s (%" PRIu64 " vcpu%s, %s)", name, vcpus,
+		     vcpus == 1 ? "" : "s", mem) < 0)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "POST", "/v1/slots", body, label, true, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+		return CLI_EXIT_OK;
+	}
+	slot_memory_summary(r.json, sum, sizeof(sum));
+	printf("slot %s %s on compute node %" PRId64 ": %s\n", name,
+	       jstr(r.json, "state") ? jstr(r.json, "state") : "created", jint(r.json, "compute", -1),
+	       sum);
+	return CLI_EXIT_OK;
+}
+
+int cmd_slot_resize(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	_cleanup_free_ char *label = NULL, *path = NULL;
+	const char *name = slot_name_arg(a);
+	uint64_t memory;
+	char mem[32], sum[256];
+	int ret;
+
+	if (!cli_opt(a, "memory"))
+		return cli_usage_error(a, "--memory is required");
+	if ((ret = parse_size_arg(a, "--memory", cli_opt(a, "memory"), &memory)))
+		return ret;
+	path = path_with("/v1/slots/", name, "/resize");
+	body = json_pack("{s:I}", "memory", (json_int_t)memory);
+	fmt_size(memory, mem, sizeof(mem));
+	if (!path || !body || asprintf(&label, "resizing slot %s to %s", name, mem) < 0)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "POST", path, body, label, true, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+		return CLI_EXIT_OK;
+	}
+	size_of(r.json, "memory", mem, sizeof(mem));
+	slot_memory_summary(r.json, sum, sizeof(sum));
+	printf("slot %s now has %s (%s)\n", name, mem, sum);
+	return CLI_EXIT_OK;
+}
+
+int cmd_slot_delete(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *label = NULL, *path = NULL;
+	const char *name = slot_name_arg(a);
+	int ret;
+
+	path = path_with("/v1/slots/", name, NULL);
+	if (!path || asprintf(&label, "deleting slot %s", name) < 0)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "DELETE", path, NULL, label, false, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		r.json ? print_json(r.json) : (void)puts("{}");
+	else
+		printf("slot %s deleted\n", name);
+	return CLI_EXIT_OK;
+}
+
+int cmd_slot_console(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), "/console");
+	int ret;
+
+	if (!path)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "GET", path, NULL, NULL, false, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		_cleanup_(json_decrefp) json_t *j = NULL;
+
+		/* The console is text; --json wraps it (a JSON answer is printed as is). */
+		if (json_is_object(r.json)) {
+			print_json(r.json);
+			return CLI_EXIT_OK;
+		}
+		j = json_pack("{s:s, s:s%}", "name", slot_name_arg(a), "console",
+			      r.body ? r.body : "", r.len);
+		if (!j)
+			j = json_pack("{s:s, s:s}", "name", slot_name_arg(a), "console",
+				      "(not valid UTF-8)");
+		print_json(j);
+		return CLI_EXIT_OK;
+	}
+	if (r.len)
+		fwrite(r.body, 1, r.len, stdout);
+	if (r.len && r.body[r.len - 1] != '\n')
+		putchar('\n');
+	return CLI_EXIT_OK;
+}
+
+/* ---- sections -------------------------------------------------------------- */
+
+int cmd_section_ls(struct cli_args *a)
+{
+	static const char *const head[] = { "MEMNODE", "SECTION", "GEN", "SLOT", "INDEX" };
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = NULL;
+	const char *node = cli_opt(a, "node"), *slot = cli_opt(a, "slot");
+	uint64_t id = 0;
+	struct table t;
+	json_t *s;
+	size_t i;
+	int ret;
+
+	if (node && (ret = parse_u64_arg(a, "--node", node, INT64_MAX, &id)))
+		return ret;
+	if (slot) {
+		_cleanup_free_ char *q = path_with("", slot, NULL);
+		char nodeq[48] = "";
+
+		if (node)
+			snprintf(nodeq, sizeof(nodeq), "node=%" PRIu64 "&", id);
+		if (!q || asprintf(&path, "/v1/sections?%sslot=%s", nodeq, q) < 0)
+			return CLI_EXIT_ERROR;
+	} else if (node) {
+		if (asprintf(&path, "/v1/sections?node=%" PRIu64, id) < 0)
+			return CLI_EXIT_ERROR;
+	} else if (!(path = strdup("/v1/sections"))) {
+		return CLI_EXIT_ERROR;
+	}
+	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+		return CLI_EXIT_OK;
+	}
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[0] = t.right[1] = t.right[2] = t.right[4] = true;
+	json_array_foreach(json_object_get(r.json, "sections"), i, s) {
+		char mn[32], sec[32], gen[32], sl[128], idx[32];
+
+		jtext(s, "memnode", mn, sizeof(mn));
+		jtext(s, "section", sec, sizeof(sec));
+		jtext(s, "generation", gen, sizeof(gen));
+		jtext(s, "slot", sl, sizeof(sl));
+		jtext(s, "index", idx, sizeof(idx));
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s", mn, sec, gen, sl, idx);
+	}
+	if (t.nrows == 0)
+		fprintf(stderr, "no sections\n");
+	else
+		table_print(&t);
+	table_free(&t);
+	return CLI_EXIT_OK;
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static volatile sig_atomic_t events_stop;
+
+static void on_sigint(int sig)
+{
+	events_stop = 1;
+}
+
+static void print_event(const struct cli_args *a, const json_t *e, bool *header)
+{
+	char node[32], slot[128], when[64] = "-";
+	int64_t t;
+
+	if (a->json) {
+		json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		fputc('\n', stdout);
+		fflush(stdout);
+		return;
+	}
+	if (!*header) {
+		printf("%-6s  %-19s  %-14s  %-6s  %-12s  %s\n", "SEQ", "TIME", "KIND", "NODE", "SLOT",
+		       "MESSAGE");
+		*header = true;
+	}
+	if (parse_time(jstr(e, "time"), &t) == 0) {
+		time_t tt = (time_t)t;
+		struct tm tm;
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
+	}
+	jtext(e, "node", node, sizeof(node));
+	jtext(e, "slot", slot, sizeof(slot));
+	printf("%-6" PRId64 "  %-19s  %-14s  %-6s  %-12s  %s\n", jint(e, "seq", 0), when,
+	       jstr(e, "kind") ? jstr(e, "kind") : "-", node, slot,
+	       jstr(e, "message") ? jstr(e, "message") : "");
+	fflush(stdout);
+}
+
+int cmd_events(struct cli_args *a)
+{
+	bool follow = cli_flag(a, "follow"), header = false, any = false;
+	uint64_t since = 0, limit = 0;
+	int64_t last = -1;
+	int ret;
+
+	if (cli_opt(a, "since") && (ret = parse_u64_arg(a, "--since", cli_opt(a, "since"), INT64_MAX, &since)))
+		return ret;
+	if (cli_opt(a, "limit") &&
+	    (ret = parse_u64_arg(a, "--limit", cli_opt(a, "limit"), 1000000, &limit)))
+		return ret;
+	if (cli_opt(a, "since"))
+		last = (int64_t)since;
+	if (follow) {
+		struct sigaction sa = { .sa_handler = on_sigint };
+
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+	/* Without --follow: one request with --limit, else page until nothing new comes. */
+	for (int pages = 0; !events_stop; pages++) {
+		_cleanup_resp_ struct cli_resp r = { 0 };
+		char path[128];
+		json_t *evs, *e;
+		size_t i, fresh = 0;
+		int n = snprintf(path, sizeof(path), "/v1/events");
+
+		if (last >= 0)
+			n += snprintf(path + n, sizeof(path) - n, "?since=%" PRId64, last);
+		if (limit)
+			snprintf(path + n, sizeof(path) - n, "%climit=%" PRIu64, last >= 0 ? '&' : '?',
+				 limit);
+		ret = call(a, "GET", path, NULL, NULL, true, &r);
+		if (ret) {
+			if (events_stop)
+				break;
+			return ret;
+		}
+		evs = json_object_get(r.json, "events");
+		if (!a->json && !follow && !any && json_array_size(evs) == 0 && last < 0) {
+			fprintf(stderr, "no events\n");
+			return CLI_EXIT_OK;
+		}
+		json_array_foreach(evs, i, e) {
+			int64_t seq = jint(e, "seq", -1);
+
+			if (seq >= 0 && seq <= last)
+				continue; /* already printed */
+			print_event(a, e, &header);
+			fresh++;
+			any = true;
+			last = MAX(last, seq);
+		}
+		if (!follow && (limit || fresh == 0 || pages > 1000))
+			break;
+		if (follow && fresh == 0) {
+			for (int k = 0; k < 10 && !events_stop; k++)
+				usleep(100 * 1000);
+		}
+	}
+	return CLI_EXIT_OK;
+}

@@ -1,0 +1,1013 @@
+// SPDX-License-Identifier: MIT
+/*
+ * `disagg up`, `disagg down` and `disagg status`: a whole cluster on one
+ * machine, on loopback, with a fresh cluster key.
+ *
+ * `up` creates the data directory (cluster.key, orchestrator.db, logs/),
+ * starts disagg-orchestrator, then the memory nodes and compute nodes with
+ * --orchestrator pointing at it, each detached in its own session with
+ * stdout and stderr in logs/NAME.log. A daemon announces itself with one
+ * line, "PROGRAM listening on ADDR ...", which is read back from its log
+ * to learn the ports it picked. cluster.json records every pid (with its
+ * start time, so a recycled pid is never signalled) and address, and is
+ * rewritten after each step so that `down` can clean up even after an
+ * interrupted `up`. `up` returns once the orchestrator lists every node
+ * as `up`; on any failure it stops what it started and points at the log
+ * of the component that failed.
+ *
+ * The programs are looked up next to the disagg executable as invoked
+ * (build/bin holds symlinks), next to the executable it resolves to, in
+ * the sibling directories of a meson build tree, then in PATH.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/magic.h>
+
+#include "auth.h"
+#include "cli.h"
+#include "net.h"
+
+
+#define UP_POLL_MS 200
+#define DEFAULT_UP_TIMEOUT_S 180
+#define DEFAULT_DOWN_TIMEOUT_S 30
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	interrupted = sig;
+}
+
+/* ---- finding the programs ---------------------------------------------- */
+
+static bool is_exec(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+static char *join(const char *dir, const char *name)
+{
+	char *p;
+
+	return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
+}
+
+/* First executable `name` in the PATH directories, or NULL. */
+static char *search_path(const char *name)
+{
+	const char *path = getenv("PATH");
+	_cleanup_free_ char *copy = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+	char *save = copy, *d;
+
+	while (copy && (d = strsep(&save, ":"))) {
+		char *p = join(*d ? d : ".", name);
+
+		if (p && is_exec(p))
+			return p;
+		free(p);
+	}
+	return NULL;
+}
+
+static int find_program(const char *argv0, const char *name, char **ret)
+{
+	static const char *const meson_dirs[] = { "orchestrator", "memnode", "compute" };
+	_cleanup_free_ char *self = NULL, *invoked = NULL, *exe = realpath("/proc/self/exe", NULL);
+	const char *dirs[2 + ARRAY_SIZE(meson_dirs)];
+	char *p, sib[4096];
+	size_t nd = 0;
+
+	/* The directory disagg was invoked from (build/bin/disagg: a symlink there). */
+	if (argv0 && strchr(argv0, '/'))
+		invoked = strdup(argv0);
+	else if (argv0)
+		invoked = search_path(argv0);
+	if (invoked)
+		dirs[nd++] = dirname(invoked);
+	/* The directory of the real executable (build/release/src/cli/disagg). */
+	if (exe) {
+		self = strdup(exe);
+		if (self)
+			dirs[nd++] = dirname(self);
+	}
+	for (size_t i = 0; i < nd; i++) {
+		p = join(dirs[i], name);
+		if (p && is_exec(p)) {
+			*ret = p;
+			return 0;
+		}
+		free(p);
+	}
+	/* A meson build tree: src/cli/disagg beside src/memnode/disagg-memnode. */
+	if (self) {
+		for (size_t i = 0; i < ARRAY_SIZE(meson_dirs); i++) {
+			snprintf(sib, sizeof(sib), "%s/../%s/%s", self, meson_dirs[i], name);
+			if (is_exec(sib)) {
+				*ret = realpath(sib, NULL);
+				return *ret ? 0 : -errno;
+			}
+		}
+	}
+	*ret = search_path(name);
+	return *ret ? 0 : -ENOENT;
+}
+
+/* ---- components -------------------------------------------------------- */
+
+struct comp {
+	char name[32];          /* orchestrator, memnode-100, compute-1 */
+	const char *kind;       /* orchestrator, memnode, compute */
+	const char *prog;       /* disagg-orchestrator ... */
+	int64_t node_id;        /* -1 for the orchestrator */
+	char *path;             /* the program */
+	char *log;
+	pid_t pid;
+	int64_t starttime;
+	char addr[128], http[128], extra[64];
+	bool ready, exited;
+	int status;             /* wait status once exited */
+};
+
+static void comp_free(struct comp *c)
+{
+	free(c->path);
+	free(c->log);
+}
+
+static json_t *comp_json(const struct comp *c)
+{
+	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:s, s:o, s:o, s:s}", "name", c->name, "kind",
+			 c->kind, "node_id",
+			 c->node_id >= 0 ? json_integer(c->node_id) : json_null(), "pid",
+			 (json_int_t)c->pid, "starttime", (json_int_t)c->starttime, "program", c->path,
+			 "addr", c->addr[0] ? json_string(c->addr) : json_null(), "http",
+			 c->http[0] ? json_string(c->http) : json_null(), "log", c->log);
+}
+
+struct up {
+	char *dir, *key, *url;
+	struct comp *comps;
+	size_t ncomps;
+	char created[32];
+};
+
+static int up_save(const struct up *u)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < u->ncomps; i++)
+		if (u->comps[i].pid > 0)
+			json_array_append_new(arr, comp_json(&u->comps[i]));
+	j = json_pack("{s:i, s:s, s:o, s:s, s:s, s:o}", "version", 1, "dir", u->dir, "url",
+		      u->url ? json_string(u->url) : json_null(), "key", u->key, "created",
+		      u->created, "components", arr);
+	return j ? cluster_save(u->dir, j) : -ENOMEM;
+}
+
+/* Last `n` lines of a log, indented, on stderr. */
+static void show_log_tail(const char *path, int n)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	char *lines[64] = { 0 }, buf[1024];
+	int count = 0;
+
+	n = MIN(n, (int)ARRAY_SIZE(lines));
+	if (!f)
+		return;
+	while (fgets(buf, sizeof(buf), f)) {
+		free(lines[count % n]);
+		lines[count % n] = strdup(buf);
+		count++;
+	}
+	if (count == 0) {
+		fprintf(stderr, "  (the log is empty)\n");
+		return;
+	}
+	for (int i = MAX(0, count - n); i < count; i++) {
+		const char *l = lines[i % n];
+
+		fprintf(stderr, "  | %s%s", l ? l : "", l && strchr(l, '\n') ? "" : "\n");
+	}
+	for (int i = 0; i < n; i++)
+		free(lines[i]);
+}
+
+static int spawn(struct comp *c, char *const argv[])
+{
+	_cleanup_close_ int logfd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+					 0600);
+	pid_t pid;
+
+	if (logfd < 0)
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		sigset_t none;
+		int nullfd = open("/dev/null", O_RDONLY);
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		setsid();
+		if (nullfd < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+			_exit(127);
+		execv(c->path, argv);
+		dprintf(2, "disagg up: cannot run %s: %s\n", c->path, strerror(errno));
+		_exit(127);
+	}
+	c->pid = pid;
+	/* Right after fork, /proc/PID/stat exists (the child may still be us, same start time). */
+	c->starttime = cluster_pid_starttime(pid);
+	return 0;
+}
+
+/* Reap a child that exited; true if it is gone. */
+static bool comp_exited(struct comp *c)
+{
+	int st;
+
+	if (c->exited)
+		return true;
+	if (c->pid > 0 && waitpid(c->pid, &st, WNOHANG) == c->pid) {
+		c->exited = true;
+		c->status = st;
+	}
+	return c->exited;
+}
+
+static void describe_exit(const struct comp *c, char *buf, size_t len)
+{
+	if (WIFEXITED(c->status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(c->status));
+	else if (WIFSIGNALED(c->status))
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(c->status),
+			 strsignal(WTERMSIG(c->status)));
+	else
+		snprintf(buf, len, "stopped");
+}
+
+/* Look for "PROG listening on ADDR [http ADDR] [accel X]" in the log. 1 when found. */
+static int scan_ready(struct comp *c)
+{
+	_cleanup_fclose_ FILE *f = fopen(c->log, "re");
+	char line[1024], pat[64];
+
+	if (!f)
+		return 0;
+	snprintf(pat, sizeof(pat), "%s listening on ", c->prog);
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, pat), *tok, *save = NULL;
+
+		if (!p || !strchr(p, '\n'))
+			continue;
+		p += strlen(pat);
+		p[strcspn(p, "\r\n")] = '\0';
+		tok = strtok_r(p, " ", &save);
+		if (!tok)
+			continue;
+		snprintf(c->addr, sizeof(c->addr), "%s", tok);
+		while ((tok = strtok_r(NULL, " ", &save))) {
+			char *val = strtok_r(NULL, " ", &save);
+
+			if (!val)
+				break;
+			if (strcmp(tok, "http") == 0)
+				snprintf(c->http, sizeof(c->http), "%s", val);
+			else if (strcmp(tok, "accel") == 0)
+				snprintf(c->extra, sizeof(c->extra), "accel %s", val);
+		}
+		/* The compute agent's address is its HTTP API. */
+		if (!c->http[0] && strcmp(c->kind, "memnode") != 0)
+			snprintf(c->http, sizeof(c->http), "%s", c->addr);
+		return 1;
+	}
+	return 0;
+}
+
+static int fail_component(const struct comp *c, const char *what)
+{
+	cli_err("%s %s; its log is %s:", c->name, what, c->log);
+	show_log_tail(c->log, 15);
+	return -EIO;
+}
+
+/* Wait until every component in [from, to) printed its ready line. */
+static int wait_ready(struct up *u, size_t from, size_t to, uint64_t deadline_ns,
+		      struct progress *p)
+{
+	for (;;) {
+		size_t ready = 0;
+		char st[64];
+
+		for (size_t i = from; i < to; i++) {
+			struct comp *c = &u->comps[i];
+
+			if (!c->ready && scan_ready(c)) {
+				c->ready = true;
+				up_save(u);
+			}
+			if (c->ready) {
+				ready++;
+				continue;
+			}
+			if (comp_exited(c)) {
+				char why[128];
+
+				describe_exit(c, why, sizeof(why));
+				if (p->tty)
+					fputs("\r\033[K", stderr);
+				return fail_component(c, why);
+			}
+		}
+		if (ready == to - from)
+			return 0;
+		if (interrupted)
+			return -EINTR;
+		if (now_ns() > deadline_ns) {
+			for (size_t i = from; i < to; i++)
+				if (!u->comps[i].ready) {
+					if (p->tty)
+						fputs("\r\033[K", stderr);
+					return fail_component(&u->comps[i],
+							      "did not print its \"listening on\" line in time");
+				}
+		}
+		snprintf(st, sizeof(st), "%zu/%zu started", ready, to - from);
+		progress_tick(p, st);
+		usleep(UP_POLL_MS * 1000);
+	}
+}
+
+/* Wait until GET /v1/nodes shows every node `up`. */
+static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
+{
+	_cleanup_free_ char *url = join(u->url, "v1/nodes");
+	size_t want = 0;
+
+	if (!url)
+		return -ENOMEM;
+	/* join() put a '/' between: the URL has none at its end. */
+	for (size_t i = 0; i < u->ncomps; i++)
+		want += u->comps[i].node_id >= 0;
+	for (;;) {
+		struct cli_resp r;
+		size_t up = 0;
+		char st[64];
+
+		for (size_t i = 0; i < u->ncomps; i++)
+			if (comp_exited(&u->comps[i])) {
+				char why[128];
+
+				describe_exit(&u->comps[i], why, sizeof(why));
+				if (p->tty)
+					fputs("\r\033[K", stderr);
+				return fail_component(&u->comps[i], why);
+			}
+		if (cli_http_get_url(url, 5000, &r) == 0) {
+			json_t *nodes = json_object_get(r.json, "nodes"), *n;
+			size_t k;
+
+			for (size_t i = 0; i < u->ncomps; i++) {
+				struct comp *c = &u->comps[i];
+
+				if (c->node_id < 0)
+					continue;
+				json_array_foreach(nodes, k, n) {
+					const char *state = jstr(n, "state"), *kind = jstr(n, "kind");
+
+					if (jint(n, "node_id", -2) == c->node_id && state &&
+					    strcmp(state, "up") == 0 && kind && strcmp(kind, c->kind) == 0)
+						up++;
+				}
+			}
+			cli_resp_clear(&r);
+		}
+		if (up >= want)
+			return 0;
+		if (interrupted)
+			return -EINTR;
+		if (now_ns() > deadline_ns) {
+			if (p->tty)
+				fputs("\r\033[K", stderr);
+			cli_err("only %zu of %zu nodes are up in GET %s after the timeout; the logs are in "
+				"%s/logs (orchestrator: %s)",
+				up, want, url, u->dir, u->comps[0].log);
+			return -ETIMEDOUT;
+		}
+		snprintf(st, sizeof(st), "%zu/%zu nodes up", up, want);
+		progress_tick(p, st);
+		usleep(UP_POLL_MS * 1000);
+	}
+}
+
+/* ---- stopping ---------------------------------------------------------- */
+
+struct victim {
+	const char *name;
+	int64_t pid, starttime;
+	const char *result;
+	double secs;
+	bool killed, survived;
+};
+
+/* SIGTERM the victims, wait up to timeout, SIGKILL their process groups. */
+static void stop_tier(struct victim *v, size_t n, double timeout_s)
+{
+	uint64_t start = now_ns(), deadline = start + (uint64_t)(timeout_s * 1e9);
+	bool pending;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!cluster_pid_alive(v[i].pid, v[i].starttime)) {
+			v[i].result = "was not running";
+			continue;
+		}
+		kill((pid_t)v[i].pid, SIGTERM);
+	}
+	for (bool killed = false;;) {
+		pending = false;
+		for (size_t i = 0; i < n; i++) {
+			if (v[i].result)
+				continue;
+			if (!cluster_pid_alive(v[i].pid, v[i].starttime)) {
+				v[i].secs = (double)(now_ns() - start) / 1e9;
+				v[i].result = v[i].killed ? "killed (SIGKILL)" : "stopped";
+				continue;
+			}
+			pending = true;
+		}
+		if (!pending)
+			return;
+		if (!killed && now_ns() > deadline) {
+			for (size_t i = 0; i < n; i++)
+				if (!v[i].result) {
+					/* Its process group: a compute node's QEMUs go too. */
+					kill(-(pid_t)v[i].pid, SIGKILL);
+					kill((pid_t)v[i].pid, SIGKILL);
+					v[i].killed = true;
+				}
+			killed = true;
+			deadline = now_ns() + 5000000000ull;
+		} else if (killed && now_ns() > deadline) {
+			for (size_t i = 0; i < n; i++)
+				if (!v[i].result) {
+					v[i].result = "STILL RUNNING";
+					v[i].survived = true;
+				}
+			return;
+		}
+		usleep(20 * 1000);
+	}
+}
+
+static void up_stop_all(struct up *u)
+{
+	/* Children of ours: SIGTERM, then reap (so nothing is left as a zombie). */
+	for (size_t i = u->ncomps; i-- > 0;) {
+		struct comp *c = &u->comps[i];
+
+		if (c->pid > 0 && !comp_exited(c))
+			kill(c->pid, SIGTERM);
+	}
+	for (size_t i = u->ncomps; i-- > 0;) {
+		struct comp *c = &u->comps[i];
+		uint64_t deadline = now_ns() + 10000000000ull;
+
+		while (c->pid > 0 && !comp_exited(c)) {
+			if (now_ns() > deadline) {
+				kill(-c->pid, SIGKILL);
+				kill(c->pid, SIGKILL);
+				waitpid(c->pid, &c->status, 0);
+				c->exited = true;
+				break;
+			}
+			usleep(20 * 1000);
+		}
+	}
+}
+
+/* ---- up ------------------------------------------------------------------ */
+
+static int lock_dir(const char *dir)
+{
+	_cleanup_free_ char *path = join(dir, ".lock");
+	int fd;
+
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r == -EWOULDBLOCK ? -EBUSY : r;
+	}
+	return fd;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = strdup(path);
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A cluster recorded in DIR that still runs: print it and return true. */
+static bool cluster_running(const char *dir, const json_t *cl)
+{
+	json_t *c;
+	size_t i;
+	bool any = false;
+
+	json_array_foreach(json_object_get(cl, "components"), i, c) {
+		if (cluster_pid_alive(jint(c, "pid", -1), jint(c, "starttime", -1))) {
+			if (!any)
+				cli_err("a cluster is already running in %s (orchestrator %s); stop it "
+					"first with `disagg down`, or use another --data directory",
+					dir, jstr(cl, "url") ? jstr(cl, "url") : "-");
+			fprintf(stderr, "  %s is running, pid %" PRId64 "\n", jstr(c, "name"),
+				jint(c, "pid", -1));
+			any = true;
+		}
+	}
+	return any;
+}
+
+static bool on_tmpfs(const char *dir)
+{
+	struct statfs sf;
+
+	return statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+}
+
+static void print_up_summary(const struct up *u, const struct cli_args *a, double secs)
+{
+	static const char *const head[] = { "COMPONENT", "ID", "ADDRESS", "HTTP", "PID", "LOG" };
+	_cleanup_free_ char *dflt = NULL;
+	struct cli_args noargs = { .argv0 = a->argv0 };
+	struct table t;
+	char el[32];
+	bool default_dir;
+
+	cluster_data_dir(&noargs, &dflt);
+	default_dir = dflt && strcmp(dflt, u->dir) == 0;
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[1] = t.right[4] = true;
+	for (size_t i = 0; i < u->ncomps; i++) {
+		const struct comp *c = &u->comps[i];
+		char id[32] = "";
+
+		if (c->node_id >= 0)
+			snprintf(id, sizeof(id), "%" PRId64, c->node_id);
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%d\t%s", c->kind, id, c->addr, c->http,
+			   (int)c->pid, c->log);
+	}
+	fmt_duration(secs, el, sizeof(el));
+	printf("cluster up in %s: data in %s\n\n", el, u->dir);
+	table_print(&t);
+	table_free(&t);
+	printf("\norchestrator: %s\n", u->url);
+	if (default_dir)
+		printf("disagg commands find it through %s/cluster.json; other clients:\n"
+		       "  export DISAGG_URL=%s\n",
+		       u->dir, u->url);
+	else
+		printf("disagg commands find it with --data %s, or:\n"
+		       "  export DISAGG_DATA=%s     (or DISAGG_URL=%s)\n",
+		       u->dir, u->dir, u->url);
+	printf("try:  disagg node ls\n"
+	       "      disagg slot create web --vcpus 1 --memory 512M\n"
+	       "stop: disagg down%s%s\n",
+	       default_dir ? "" : " --data ", default_dir ? "" : u->dir);
+}
+
+static int parse_count(const struct cli_args *a, const char *opt, uint64_t dflt, uint64_t max,
+		       uint64_t *ret)
+{
+	const char *s = cli_opt(a, opt);
+	char *end;
+
+	*ret = dflt;
+	if (!s)
+		return 0;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || errno || *end || *ret > max)
+		return cli_usage_error(a, "--%s must be a number from 0 to %" PRIu64 ", not \"%s\"", opt,
+				       max, s);
+	return 0;
+}
+
+static void up_free(struct up *u)
+{
+	for (size_t i = 0; i < u->ncomps; i++)
+		comp_free(&u->comps[i]);
+	free(u->comps);
+	free(u->dir);
+	free(u->key);
+	free(u->url);
+}
+
+static int up_prepare(struct up *u, const struct cli_args *a)
+{
+	_cleanup_(json_decrefp) json_t *old = NULL;
+	static const char *const stale[] = { "cluster.json", "cluster.key", "orchestrator.db",
+					     "orchestrator.db-wal", "orchestrator.db-shm" };
+	int r;
+
+	r = cluster_load(u->dir, &old);
+	if (r == 0 && cluster_running(u->dir, old))
+		return -EEXIST;
+	if (r == 0)
+		fprintf(stderr, "note: replacing the state of a stopped cluster in %s\n", u->dir);
+	/* A fresh cluster: new key, empty database. Logs are truncated as each program starts. */
+	for (size_t i = 0; i < ARRAY_SIZE(stale); i++) {
+		_cleanup_free_ char *p = join(u->dir, stale[i]);
+
+		if (p && unlink(p) < 0 && errno != ENOENT) {
+			cli_err("cannot remove %s: %s", p, strerror(errno));
+			return -errno;
+		}
+	}
+	r = auth_key_create(u->key);
+	if (r < 0) {
+		cli_err("cannot create the cluster key %s: %s", u->key, strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+int cmd_up(struct cli_args *a)
+{
+	struct up u = { 0 };
+	_cleanup_close_ int lockfd = -1;
+	_cleanup_free_ char *logdir = NULL, *rundir = NULL;
+	uint64_t nmem, ncomp, timeout_s, pool, deadline;
+	const char *accel = cli_opt(a, "accel") ? cli_opt(a, "accel") : "auto";
+	const char *pool_s = cli_opt(a, "pool") ? cli_opt(a, "pool") : "1G";
+	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
+	struct progress p;
+	time_t now = time(NULL);
+	int r, ret = CLI_EXIT_ERROR;
+
+	if ((r = parse_count(a, "memnodes", 2, 64, &nmem)) || (r = parse_count(a, "computes", 1, 64, &ncomp)) ||
+	    (r = parse_count(a, "timeout", DEFAULT_UP_TIMEOUT_S, 86400, &timeout_s)))
+		return r;
+	if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0)
+		return cli_usage_error(a, "--accel is auto, kvm or tcg, not \"%s\"", accel);
+	if (parse_size(pool_s, &pool) < 0 || pool == 0)
+		return cli_usage_error(a, "--pool must be a size such as 1G, not \"%s\"", pool_s);
+
+	r = cluster_data_dir(a, &u.dir);
+	if (r < 0)
+		return cli_err("no data directory: %s", strerror(-r)), CLI_EXIT_ERROR;
+	r = mkdir_p(u.dir, 0700);
+	if (r < 0) {
+		cli_err("cannot create the data directory %s: %s", u.dir, strerror(-r));
+		goto out;
+	}
+	lockfd = lock_dir(u.dir);
+	if (lockfd < 0) {
+		cli_err("cannot lock %s: %s", u.dir,
+			lockfd == -EBUSY ? "another `disagg up` or `down` is running there"
+					 : strerror(-lockfd));
+		goto out;
+	}
+	u.key = join(u.dir, "cluster.key");
+	logdir = join(u.dir, "logs");
+	if (!u.key || !logdir || mkdir_p(logdir, 0700) < 0) {
+		cli_err("cannot create %s/logs", u.dir);
+		goto out;
+	}
+	if (up_prepare(&u, a) < 0)
+		goto out;
+	strftime(u.created, sizeof(u.created), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+
+	u.ncomps = 1 + nmem + ncomp;
+	u.comps = calloc(u.ncomps, sizeof(*u.comps));
+	if (!u.comps)
+		goto out;
+	for (size_t i = 0; i < u.ncomps; i++) {
+		struct comp *c = &u.comps[i];
+
+		if (i == 0) {
+			c->kind = "orchestrator", c->prog = "disagg-orchestrator", c->node_id = -1;
+			snprintf(c->name, sizeof(c->name), "orchestrator");
+		} else if (i <= nmem) {
+			c->kind = "memnode", c->prog = "disagg-memnode", c->node_id = 100 + (int64_t)i - 1;
+			snprintf(c->name, sizeof(c->name), "memnode-%" PRId64, c->node_id);
+		} else {
+			c->kind = "compute", c->prog = "disagg-compute",
+			c->node_id = 1 + (int64_t)(i - 1 - nmem);
+			snprintf(c->name, sizeof(c->name), "compute-%" PRId64, c->node_id);
+		}
+		if (asprintf(&c->log, "%s/%s.log", logdir, c->name) < 0) {
+			c->log = NULL;
+			goto out;
+		}
+		r = find_program(a->argv0, c->prog, &c->path);
+		if (r < 0) {
+			cli_err("cannot find %s: not next to %s, not in a build tree, not in PATH "
+				"(build it with `make`)", c->prog, a->argv0);
+			goto out;
+		}
+	}
+
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	progress_start(&p, "starting the orchestrator");
+	deadline = now_ns() + timeout_s * 1000000000ull;
+	{
+		struct comp *c = &u.comps[0];
+		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
+		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key, NULL };
+
+		if (!db || (r = spawn(c, argv)) < 0) {
+			progress_end(&p, false, NULL);
+			cli_err("cannot start %s: %s", c->path, strerror(r < 0 ? -r : ENOMEM));
+			goto fail;
+		}
+		up_save(&u);
+		if (wait_ready(&u, 0, 1, deadline, &p) < 0)
+			goto fail;
+		if (asprintf(&u.url, "http://%s", c->addr) < 0) {
+			u.url = NULL;
+			goto fail;
+		}
+		up_save(&u);
+	}
+	progress_end(&p, true, u.url);
+
+	if (on_tmpfs(u.dir))
+		rundir = join(u.dir, "run");
+	progress_start(&p, "starting the nodes");
+	for (size_t i = 1; i < u.ncomps; i++) {
+		struct comp *c = &u.comps[i];
+		char id[32], pool_arg[32], rd[4096];
+
+		snprintf(id, sizeof(id), "%" PRId64, c->node_id);
+		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
+		if (strcmp(c->kind, "memnode") == 0) {
+			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+					 "--node-id", id, "--pool", pool_arg, "--backing", "anon",
+					 "--key", u.key, "--orchestrator", u.url, NULL };
+
+			r = spawn(c, argv);
+		} else {
+			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
+					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
+					 rundir ? "--run-dir" : NULL, rd, NULL };
+
+			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
+			r = spawn(c, argv);
+		}
+		if (r < 0) {
+			progress_end(&p, false, NULL);
+			cli_err("cannot start %s: %s", c->path, strerror(-r));
+			goto fail;
+		}
+		up_save(&u);
+	}
+	if (wait_ready(&u, 1, u.ncomps, deadline, &p) < 0 || wait_nodes_up(&u, deadline, &p) < 0) {
+		progress_end(&p, false, NULL);
+		goto fail;
+	}
+	progress_end(&p, true, NULL);
+	up_save(&u);
+	if (a->json) {
+		_cleanup_(json_decrefp) json_t *cl = NULL;
+
+		if (cluster_load(u.dir, &cl) == 0)
+			print_json(cl);
+	} else {
+		print_up_summary(&u, a, progress_elapsed(&p) + 0.0);
+	}
+	ret = CLI_EXIT_OK;
+	goto restore;
+
+fail:
+	if (interrupted) {
+		if (p.tty)
+			fputs("\r\033[K", stderr);
+		cli_err("interrupted");
+	}
+	fprintf(stderr, "stopping what was started; the logs stay in %s\n", logdir);
+	up_stop_all(&u);
+	{
+		_cleanup_free_ char *cj = join(u.dir, "cluster.json");
+
+		if (cj)
+			unlink(cj);
+	}
+restore:
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+out:
+	up_free(&u);
+	return ret;
+}
+
+/* ---- down ---------------------------------------------------------------- */
+
+int cmd_down(struct cli_args *a)
+{
+	static const char *const tiers[] = { "compute", "memnode", "orchestrator" };
+	_cleanup_(json_decrefp) json_t *cl = NULL;
+	_cleanup_free_ char *dir = NULL, *cj = NULL, *key = NULL;
+	_cleanup_free_ struct victim *v = NULL;
+	_cleanup_close_ int lockfd = -1;
+	uint64_t timeout_s;
+	size_t n = 0, i;
+	json_t *c, *comps;
+	bool bad = false;
+	struct table t;
+	static const char *const head[] = { "COMPONENT", "PID", "RESULT" };
+	int r;
+
+	if ((r = parse_count(a, "timeout", DEFAULT_DOWN_TIMEOUT_S, 86400, &timeout_s)))
+		return r;
+	if ((r = cluster_data_dir(a, &dir)) < 0)
+		return cli_err("no data directory: %s", strerror(-r)), CLI_EXIT_ERROR;
+	r = cluster_load(dir, &cl);
+	if (r == -ENOENT) {
+		fprintf(stderr, "nothing to stop: no cluster in %s\n", dir);
+		return CLI_EXIT_OK;
+	}
+	if (r < 0) {
+		cli_err("cannot read %s/cluster.json: %s", dir, strerror(-r));
+		return CLI_EXIT_ERROR;
+	}
+	lockfd = lock_dir(dir);
+	if (lockfd < 0) {
+		cli_err("cannot lock %s: %s", dir,
+			lockfd == -EBUSY ? "another `disagg up` or `down` is running there" : strerror(-lockfd));
+		return CLI_EXIT_ERROR;
+	}
+	comps = json_object_get(cl, "components");
+	v = calloc(json_array_size(comps) + 1, sizeof(*v));
+	if (!v)
+		return CLI_EXIT_ERROR;
+	/* Compute nodes first (they stop their VMs), then memory nodes, then the orchestrator. */
+	for (size_t tier = 0; tier < ARRAY_SIZE(tiers); tier++) {
+		size_t first = n;
+		char label[64];
+		struct progress p;
+
+		json_array_foreach(comps, i, c) {
+			const char *kind = jstr(c, "kind");
+
+			if (!kind || strcmp(kind, tiers[tier]) != 0)
+				continue;
+			v[n].name = jstr(c, "name") ? jstr(c, "name") : kind;
+			v[n].pid = jint(c, "pid", -1);
+			v[n].starttime = jint(c, "starttime", -1);
+			n++;
+		}
+		if (n == first)
+			continue;
+		snprintf(label, sizeof(label), "stopping %s%s", tiers[tier],
+			 n - first > 1 ? (tier == 0 ? " nodes" : tier == 1 ? "s" : "") : "");
+		if (tier == 1 && n - first > 1)
+			snprintf(label, sizeof(label), "stopping memory nodes");
+		progress_start(&p, label);
+		stop_tier(v + first, n - first, (double)timeout_s);
+		for (size_t k = first; k < n; k++)
+			bad |= v[k].killed || v[k].survived;
+		progress_end(&p, true, NULL);
+	}
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[1] = true;
+	for (size_t k = 0; k < n; k++) {
+		char res[96];
+
+		if (strcmp(v[k].result, "stopped") == 0)
+			snprintf(res, sizeof(res), "stopped in %.1fs", v[k].secs);
+		else if (v[k].killed && !v[k].survived)
+			snprintf(res, sizeof(res), "killed (SIGKILL) after %" PRIu64 "s without exiting",
+				 timeout_s);
+		else
+			snprintf(res, sizeof(res), "%s", v[k].result);
+		table_rowf(&t, "%s\t%" PRId64 "\t%s", v[k].name, v[k].pid, res);
+	}
+	if (a->json) {
+		json_t *arr = json_array();
+
+		for (size_t k = 0; k < n; k++)
+			json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:b}", "name", v[k].name,
+							     "pid", (json_int_t)v[k].pid, "result",
+							     v[k].result, "clean",
+							     !v[k].killed && !v[k].survived));
+		json_t *o = json_pack("{s:s, s:o}", "dir", dir, "stopped", arr);
+		print_json(o);
+		json_decref(o);
+	} else {
+		table_print(&t);
+	}
+	table_free(&t);
+	for (size_t k = 0; k < n; k++)
+		if (v[k].survived) {
+			cli_err("%s (pid %" PRId64 ") survived SIGKILL; cluster.json is kept", v[k].name,
+				v[k].pid);
+			return CLI_EXIT_ERROR;
+		}
+	cj = join(dir, "cluster.json");
+	key = join(dir, "cluster.key");
+	if (cj)
+		unlink(cj);
+	if (key)
+		unlink(key);
+	if (!a->json)
+		printf("cluster stopped; logs and the orchestrator's database stay in %s\n", dir);
+	if (bad) {
+		cli_err("not every process stopped on SIGTERM within %" PRIu64 "s: see the logs in %s/logs",
+			timeout_s, dir);
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+int cmd_status(struct cli_args *a)
+{
+	static const char *const head[] = { "COMPONENT", "ID", "ADDRESS", "HTTP", "PID", "STATE", "LOG" };
+	_cleanup_(json_decrefp) json_t *cl = NULL;
+	_cleanup_free_ char *dir = NULL;
+	struct table t;
+	json_t *c;
+	size_t i, down = 0;
+	int r;
+
+	if ((r = cluster_data_dir(a, &dir)) < 0)
+		return cli_err("no data directory: %s", strerror(-r)), CLI_EXIT_ERROR;
+	r = cluster_load(dir, &cl);
+	if (r < 0) {
+		cli_err(r == -ENOENT ? "no cluster in %s (start one with `disagg up`)%s"
+				     : "cannot read %s/cluster.json: %s",
+			dir, r == -ENOENT ? "" : strerror(-r));
+		return CLI_EXIT_ERROR;
+	}
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[1] = t.right[4] = true;
+	json_array_foreach(json_object_get(cl, "components"), i, c) {
+		char id[32], pid[32];
+		bool alive = cluster_pid_alive(jint(c, "pid", -1), jint(c, "starttime", -1));
+
+		jtext(c, "node_id", id, sizeof(id));
+		jtext(c, "pid", pid, sizeof(pid));
+		down += !alive;
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s", jstr(c, "kind") ? jstr(c, "kind") : "", id,
+			   jstr(c, "addr") ? jstr(c, "addr") : "", jstr(c, "http") ? jstr(c, "http") : "",
+			   pid, alive ? "running" : "NOT RUNNING", jstr(c, "log") ? jstr(c, "log") : "");
+		if (a->json)
+			json_object_set_new(c, "running", json_boolean(alive));
+	}
+	if (a->json) {
+		print_json(cl);
+	} else {
+		printf("cluster in %s, orchestrator %s\n\n", dir, jstr(cl, "url") ? jstr(cl, "url") : "-");
+		table_print(&t);
+	}
+	table_free(&t);
+	if (down) {
+		cli_err("%zu process%s of the cluster %s not running", down, down == 1 ? "" : "es",
+			down == 1 ? "is" : "are");
+		return CLI_EXIT_ERROR;
+	}
+	return CLI_EXIT_OK;
+}

@@ -51,6 +51,13 @@ const char *http_req_query(const struct http_req *req, const char *key)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+	if (!req || !req->conn || !name)
+		return NULL;
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 /* ---- response helpers -------------------------------------------------- */
 
 /* jansson wants UTF-8: replace anything else by '?' so the message survives. */
@@ -122,6 +129,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
 	struct MHD_Response *mr;
 	enum MHD_Result ret;
 	char *body = TAKE_PTR(r->body);
+	_cleanup_free_ char *hdr_value = TAKE_PTR(r->hdr_value);
 
 	if (body)
 		mr = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -135,6 +143,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
 				r->content_type ? r->content_type : "application/json");
 	if (allow)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, allow);
+	if (r->hdr_name && hdr_value)
+		MHD_add_response_header(mr, r->hdr_name, hdr_value);
 	ret = MHD_queue_response(conn, r->status > 0 ? (unsigned)r->status : MHD_HTTP_OK, mr);
 	MHD_destroy_response(mr);
 	return ret;

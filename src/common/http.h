@@ -30,10 +30,14 @@ struct http_resp {
 	int status;               /* default 200 */
 	char *body;               /* malloc'd, freed by the server; NULL = empty */
 	const char *content_type; /* default "application/json" */
+	const char *hdr_name;     /* optional extra header (e.g. "X-Request-Id") */
+	char *hdr_value;          /* its value: malloc'd, freed by the server */
 };
 
 /* Value of a query parameter, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *key);
+/* Value of a request header (case-insensitive name), or NULL. */
+const char *http_req_header(const struct http_req *req, const char *name);
 
 typedef void (*http_handler_fn)(void *opaque, const struct http_req *req,
 				struct http_resp *resp);

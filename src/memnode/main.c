@@ -9,6 +9,10 @@
  * the copies, the workers and the HTTP server, then releases everything,
  * so a sanitizer build exits without leak reports. This is the boundary
  * where errors are logged; the modules below only return -errno.
+ *
+ * With --orchestrator URL, a registrar (registrar.h) registers the node
+ * (kind memnode, its data and HTTP addresses, --label k=v labels, section
+ * geometry) and heartbeats with the current free section count.
  */
 #include "memnode.h"
 
@@ -23,6 +27,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "registrar.h"
 #include "macro.h"
 #include "net.h"
 
@@ -36,6 +41,10 @@ struct mn_opts {
 	const char *keyfile;
 	uint64_t node_id;
 	unsigned workers;
+	const char *orchestrator;
+	const char *name;
+	const char *advertise;
+	json_t *labels;
 };
 
 static void usage(FILE *f)
@@ -54,6 +63,10 @@ static void usage(FILE *f)
 		"  --key FILE             cluster key: 32 bytes, mode 0600 (required)\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
 		"  --workers N            network worker threads (default 2)\n"
+		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
+		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
+		"  --label KEY=VALUE      a placement label (repeatable), e.g. rack=r1\n"
+		"  --advertise HOST:PORT  data address to register (default: the bound address)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  --help                 show this help\n"
 		"\n"
@@ -134,7 +147,28 @@ enum {
 	OPT_NODE,
 	OPT_WORKERS,
 	OPT_LOG,
+	OPT_ORCH,
+	OPT_NAME,
+	OPT_LABEL,
+	OPT_ADVERTISE,
 };
+
+static int add_label(struct mn_opts *o, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	_cleanup_free_ char *k = NULL;
+
+	if (!eq || eq == kv || !eq[1])
+		return -EINVAL;
+	k = strndup(kv, (size_t)(eq - kv));
+	if (!k)
+		return -ENOMEM;
+	if (!o->labels)
+		o->labels = json_object();
+	if (!o->labels || json_object_set_new(o->labels, k, json_string(eq + 1)) < 0)
+		return -EINVAL;
+	return 0;
+}
 
 /* Returns 0 to run, 1 after --help, <0 on a bad option (already reported). */
 static int parse_args(int argc, char **argv, struct mn_opts *o)
@@ -149,6 +183,10 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "node-id", required_argument, NULL, OPT_NODE },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "orchestrator", required_argument, NULL, OPT_ORCH },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "label", required_argument, NULL, OPT_LABEL },
+		{ "advertise", required_argument, NULL, OPT_ADVERTISE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -211,6 +249,21 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 				return -EINVAL;
 			}
 			break;
+		case OPT_ORCH:
+			o->orchestrator = optarg;
+			break;
+		case OPT_NAME:
+			o->name = optarg;
+			break;
+		case OPT_LABEL:
+			if (add_label(o, optarg) < 0) {
+				log_error("invalid --label '%s': use KEY=VALUE", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_ADVERTISE:
+			o->advertise = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 1;
@@ -271,6 +324,38 @@ static const struct http_route mn_routes[] = {
 	{ "GET", "/metrics", false, http_metrics },
 };
 
+/* Registrar callback: the current free section count. */
+static void mn_fill_capacity(void *opaque, json_t *body)
+{
+	struct mn_node *n = opaque;
+	uint32_t used = atomic_load(&n->table.nused);
+
+	json_object_set_new(body, "sections_free",
+			    json_integer(used < n->pool->nsections ? n->pool->nsections - used : 0));
+}
+
+static int mn_register(const struct mn_opts *o, struct mn_node *n, const char *addr,
+		       const char *http, struct registrar **ret)
+{
+	json_t *reg;
+	int r;
+
+	reg = json_pack("{s:I, s:s, s:s, s:O*, s:I, s:I}", "node_id", (json_int_t)o->node_id,
+			"kind", "memnode", "addr", o->advertise ? o->advertise : addr, "labels",
+			o->labels, "section_size", (json_int_t)n->pool->section_size,
+			"sections_total", (json_int_t)n->pool->nsections);
+	if (!reg)
+		return -ENOMEM;
+	if (o->name)
+		json_object_set_new(reg, "name", json_string(o->name));
+	if (http)
+		json_object_set_new(reg, "http", json_string(http));
+	mn_fill_capacity(n, reg);
+	r = registrar_start(o->orchestrator, reg, mn_fill_capacity, n, ret);
+	json_decref(reg);
+	return r;
+}
+
 static int key_error(const char *path, int r)
 {
 	switch (r) {
@@ -292,6 +377,7 @@ static int run(const struct mn_opts *o)
 {
 	struct mn_node *n;
 	struct http_server *http = NULL;
+	struct registrar *reg = NULL;
 	struct mn_pool_opts po = {
 		.backing = o->backing,
 		.path = o->path,
@@ -364,6 +450,13 @@ static int run(const struct mn_opts *o)
 		log_error("cannot start workers: %s", strerror(-r));
 		goto out_server;
 	}
+	if (o->orchestrator) {
+		r = mn_register(o, n, addr, http ? http_server_addr(http) : NULL, &reg);
+		if (r < 0) {
+			log_error("cannot start the registrar: %s", strerror(-r));
+			goto out_server;
+		}
+	}
 
 	log_info("node %" PRIu64 ": %s pool of %" PRIu64 " MiB, %u sections of %" PRIu64
 		 " MiB, %u in use%s",
@@ -383,6 +476,7 @@ static int run(const struct mn_opts *o)
 		log_info("shutting down");
 	rc = r < 0 ? 1 : 0;
 
+	registrar_stop(reg);
 	atomic_store(&n->stopping, true);
 	mn_copy_join_all(n);
 out_server:
@@ -418,8 +512,12 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	r = parse_args(argc, argv, &o);
-	if (r != 0)
+	if (r != 0) {
+		json_decref(o.labels);
 		return r > 0 ? 0 : 2;
+	}
 	raise_fd_limit();
-	return run(&o);
+	r = run(&o);
+	json_decref(o.labels);
+	return r;
 }

@@ -1,0 +1,526 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
+ * idempotency, per-route metrics, and the small read-only endpoints
+ * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
+ * nodes.c and slots.c.
+ *
+ * Every request is answered with the X-Request-Id it was handled under
+ * (the client's, or a generated one). A mutating request (POST, DELETE)
+ * that carries one is recorded in the store before it runs; a repeat gets
+ * the recorded answer (replayed, not run again), 409 busy while the first
+ * still runs, and 409 conflict if the id was used for another method or
+ * path. Answers of 500 and above are not kept: nothing was done, so a
+ * retry should act.
+ */
+#include "orch.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+
+#define REQUEST_ID_MAX 128
+
+static const char *const route_names[RT__MAX] = {
+	[RT_NODES_REGISTER] = "nodes_register",
+	[RT_NODES_HEARTBEAT] = "nodes_heartbeat",
+	[RT_NODES_LIST] = "nodes_list",
+	[RT_NODES_GET] = "nodes_get",
+	[RT_NODES_DRAIN] = "nodes_drain",
+	[RT_SLOTS_CREATE] = "slots_create",
+	[RT_SLOTS_LIST] = "slots_list",
+	[RT_SLOTS_GET] = "slots_get",
+	[RT_SLOTS_RESIZE] = "slots_resize",
+	[RT_SLOTS_DELETE] = "slots_delete",
+	[RT_SLOTS_CONSOLE] = "slots_console",
+	[RT_SECTIONS] = "sections",
+	[RT_EVENTS] = "events",
+	[RT_HEALTHZ] = "healthz",
+	[RT_METRICS] = "metrics",
+	[RT_OTHER] = "other",
+};
+
+/* ---- read-only endpoints ------------------------------------------------- */
+
+static void h_healthz(struct orch *o, struct http_resp *resp)
+{
+	_cleanup_free_ struct node_rec *nodes = NULL;
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	size_t nn = 0, ns = 0;
+	int r;
+
+	r = o->store->ops->node_list(o->store, NULL, &nodes, &nn);
+	if (r == 0)
+		r = o->store->ops->slot_list(o->store, 0, 0, &slots, &ns);
+	if (r < 0) {
+		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+		return;
+	}
+	orch_reply_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I}", "status", "ok", "node_id",
+					     (json_int_t)o->node_id, "nodes", (json_int_t)nn,
+					     "slots", (json_int_t)ns));
+}
+
+static void h_metrics(struct orch *o, struct http_resp *resp)
+{
+	static const char *const kinds[] = { "memnode", "compute", "devnode" };
+	static const char *const nstates[] = { "up", "down", "drained" };
+	static const char *const sstates[] = { "creating", "running", "resizing",
+					       "deleting", "failed",  "lost" };
+	_cleanup_free_ struct node_rec *nodes = NULL;
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	size_t nn = 0, ns = 0;
+	int64_t nsec = 0;
+	struct strbuf sb;
+	char labels[128];
+	char *out;
+
+	strbuf_init(&sb);
+	for (int i = 0; i < RT__MAX; i++) {
+		static const char *const classes[] = { "1xx", "1xx", "2xx", "3xx", "4xx", "5xx" };
+
+		for (int c = 2; c < 6; c++) {
+			uint64_t v = atomic_load(&o->routes[i].by_class[c]);
+
+			if (!v)
+				continue;
+			snprintf(labels, sizeof(labels), "route=\"%s\",code=\"%s\"", route_names[i],
+				 classes[c]);
+			metrics_counter(&sb, "disagg_orch_requests_total",
+					sb.len ? NULL : "API requests by route and status class",
+					labels, v);
+		}
+	}
+	for (int i = 0, first = 1; i < RT__MAX; i++) {
+		if (!atomic_load(&o->routes[i].latency.count))
+			continue;
+		snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[i]);
+		metrics_hist(&sb, "disagg_orch_request_seconds",
+			     first ? "API request latency by route" : NULL, labels,
+			     &o->routes[i].latency);
+		first = 0;
+	}
+	if (o->store->ops->node_list(o->store, NULL, &nodes, &nn) == 0) {
+		for (size_t k = 0; k < ARRAY_SIZE(kinds); k++)
+			for (size_t s = 0; s < ARRAY_SIZE(nstates); s++) {
+				uint64_t cnt = 0;
+
+				for (size_t i = 0; i < nn; i++) {
+					const char *st = strcmp(nodes[i].state, "up") ? nodes[i].state
+						       : nodes[i].drained ? "drained" : "up";
+
+					cnt += !strcmp(nodes[i].kind, kinds[k]) &&
+					       !strcmp(st, nstates[s]);
+				}
+				snprintf(labels, sizeof(labels), "kind=\"%s\",state=\"%s\"",
+					 kinds[k], nstates[s]);
+				metrics_gauge(&sb, "disagg_orch_nodes",
+					      k == 0 && s == 0 ? "Nodes by kind and state" : NULL,
+					      labels, (double)cnt);
+			}
+	}
+	if (o->store->ops->slot_list(o->store, 0, 0, &slots, &ns) == 0) {
+		for (size_t s = 0; s < ARRAY_SIZE(sstates); s++) {
+			uint64_t cnt = 0;
+
+			for (size_t i = 0; i < ns; i++)
+				cnt += !strcmp(slots[i].state, sstates[s]);
+			snprintf(labels, sizeof(labels), "state=\"%s\"", sstates[s]);
+			metrics_gauge(&sb, "disagg_orch_slots", s == 0 ? "Slots by state" : NULL,
+				      labels, (double)cnt);
+		}
+	}
+	if (o->store->ops->section_count(o->store, &nsec) == 0)
+		metrics_gauge(&sb, "disagg_orch_sections_allocated",
+			      "Remote sections allocated on memory nodes for slots", "",
+			      (double)nsec);
+	out = strbuf_steal(&sb);
+	strbuf_free(&sb);
+	if (!out) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", out);
+}
+
+static int query_int(const struct http_req *req, const char *key, int64_t def, int64_t *ret)
+{
+	const char *v = http_req_query(req, key);
+	char *end;
+	long long x;
+
+	if (!v) {
+		*ret = def;
+		return 0;
+	}
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (errno || end == v || *end || x < 0)
+		return -EINVAL;
+	*ret = x;
+	return 0;
+}
+
+static void h_sections(struct orch *o, const struct http_req *req, struct http_resp *resp)
+{
+	_cleanup_free_ struct section_rec *secs = NULL;
+	const char *slot = http_req_query(req, "slot");
+	int64_t node, slot_id = 0;
+	struct slot_rec s;
+	size_t n = 0;
+	json_t *arr;
+	int r;
+
+	if (query_int(req, "node", 0, &node) < 0) {
+		http_resp_error(resp, 400, "bad_request", "node must be a node id");
+		return;
+	}
+	if (slot) {
+		r = o->store->ops->slot_get(o->store, slot, &s);
+		if (r == -ENOENT) {
+			orch_reply_json(resp, 200, json_pack("{s:[]}", "sections"));
+			return;
+		}
+		slot_id = s.id;
+	}
+	arr = json_array();
+	r = o->store->ops->section_list(o->store, slot_id, (uint64_t)node, &secs, &n);
+	if (r < 0) {
+		json_decref(arr);
+		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!secs[i].remote)
+			continue;
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:s, s:I}", "memnode",
+						     (json_int_t)secs[i].memnode, "section",
+						     (json_int_t)secs[i].section, "generation",
+						     (json_int_t)secs[i].generation, "slot",
+						     secs[i].slot, "index", (json_int_t)secs[i].idx));
+	}
+	orch_reply_json(resp, 200, json_pack("{s:o}", "sections", arr));
+}
+
+static void h_events(struct orch *o, const struct http_req *req, struct http_resp *resp)
+{
+	_cleanup_free_ struct event_rec *ev = NULL;
+	int64_t since, limit;
+	size_t n = 0;
+	json_t *arr;
+	int r;
+
+	if (query_int(req, "since", 0, &since) < 0 || query_int(req, "limit", 100, &limit) < 0 ||
+	    limit < 1 || limit > 10000) {
+		http_resp_error(resp, 400, "bad_request",
+				"since must be a sequence number, limit 1 to 10000");
+		return;
+	}
+	r = o->store->ops->event_list(o->store, since, limit, &ev, &n);
+	if (r < 0) {
+		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char t[32];
+
+		orch_fmt_time(ev[i].time, t, sizeof(t));
+		json_array_append_new(
+			arr, json_pack("{s:I, s:s, s:s, s:o, s:o, s:s}", "seq", (json_int_t)ev[i].seq,
+				       "time", t, "kind", ev[i].kind, "node",
+				       ev[i].node ? json_integer((json_int_t)ev[i].node) : json_null(),
+				       "slot", ev[i].slot[0] ? json_string(ev[i].slot) : json_null(),
+				       "message", ev[i].message));
+	}
+	orch_reply_json(resp, 200, json_pack("{s:o}", "events", arr));
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+static bool is_method(const struct http_req *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+static void method_not_allowed(struct http_resp *resp, const char *allow)
+{
+	http_resp_error(resp, 405, "method_not_allowed", "use %s on this path", allow);
+}
+
+/* Parse a node id path segment of length n. */
+static int parse_id(const char *s, size_t n, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	if (n == 0 || n > 19)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*ret = v;
+	return 0;
+}
+
+static enum orch_route route_nodes(struct orch *o, const char *rest, const struct http_req *req,
+				   struct http_resp *resp)
+{
+	size_t n = strcspn(rest, "/");
+	const char *tail = rest + n;
+	uint64_t id;
+
+	if (*rest == '\0') {
+		if (is_method(req, "GET"))
+			nodes_list(o, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_NODES_LIST;
+	}
+	if (strcmp(rest, "register") == 0) {
+		if (is_method(req, "POST"))
+			nodes_register(o, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_NODES_REGISTER;
+	}
+	if (parse_id(rest, n, &id) < 0) {
+		http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+		return RT_OTHER;
+	}
+	if (*tail == '\0') {
+		if (is_method(req, "GET"))
+			nodes_get(o, id, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_NODES_GET;
+	}
+	if (strcmp(tail, "/heartbeat") == 0) {
+		if (is_method(req, "POST"))
+			nodes_heartbeat(o, id, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_NODES_HEARTBEAT;
+	}
+	if (strcmp(tail, "/drain") == 0 || strcmp(tail, "/undrain") == 0) {
+		if (is_method(req, "POST"))
+			nodes_drain(o, id, tail[1] == 'd', resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_NODES_DRAIN;
+	}
+	http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+	return RT_OTHER;
+}
+
+static enum orch_route route_slots(struct orch *o, const char *rest, const struct http_req *req,
+				   struct http_resp *resp)
+{
+	size_t n = strcspn(rest, "/");
+	const char *tail = rest + n;
+	char name[STORE_NAME_MAX];
+
+	if (*rest == '\0') {
+		if (is_method(req, "GET")) {
+			slots_list(o, resp);
+			return RT_SLOTS_LIST;
+		}
+		if (is_method(req, "POST")) {
+			slots_create(o, req, resp);
+			return RT_SLOTS_CREATE;
+		}
+		method_not_allowed(resp, "GET, POST");
+		return RT_OTHER;
+	}
+	if (n >= sizeof(name)) {
+		http_resp_error(resp, 404, "not_found", "unknown slot");
+		return RT_SLOTS_GET;
+	}
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (*tail == '\0') {
+		if (is_method(req, "GET")) {
+			slots_get(o, name, resp);
+			return RT_SLOTS_GET;
+		}
+		if (is_method(req, "DELETE")) {
+			slots_delete(o, name, resp);
+			return RT_SLOTS_DELETE;
+		}
+		method_not_allowed(resp, "GET, DELETE");
+		return RT_OTHER;
+	}
+	if (strcmp(tail, "/resize") == 0) {
+		if (is_method(req, "POST"))
+			slots_resize(o, name, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_SLOTS_RESIZE;
+	}
+	if (strcmp(tail, "/console") == 0) {
+		if (is_method(req, "GET"))
+			slots_console(o, name, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_SLOTS_CONSOLE;
+	}
+	http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+	return RT_OTHER;
+}
+
+static enum orch_route dispatch(struct orch *o, const struct http_req *req,
+				struct http_resp *resp)
+{
+	const char *p = req->path;
+
+	if (strcmp(p, "/healthz") == 0) {
+		if (is_method(req, "GET"))
+			h_healthz(o, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_HEALTHZ;
+	}
+	if (strcmp(p, "/metrics") == 0) {
+		if (is_method(req, "GET"))
+			h_metrics(o, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_METRICS;
+	}
+	if (strcmp(p, "/v1/nodes") == 0)
+		return route_nodes(o, "", req, resp);
+	if (strncmp(p, "/v1/nodes/", 10) == 0)
+		return route_nodes(o, p + 10, req, resp);
+	if (strcmp(p, "/v1/slots") == 0)
+		return route_slots(o, "", req, resp);
+	if (strncmp(p, "/v1/slots/", 10) == 0)
+		return route_slots(o, p + 10, req, resp);
+	if (strcmp(p, "/v1/sections") == 0) {
+		if (is_method(req, "GET"))
+			h_sections(o, req, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_SECTIONS;
+	}
+	if (strcmp(p, "/v1/events") == 0) {
+		if (is_method(req, "GET"))
+			h_events(o, req, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_EVENTS;
+	}
+	http_resp_error(resp, 404, "not_found", "no such path %s", p);
+	return RT_OTHER;
+}
+
+static bool valid_request_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > REQUEST_ID_MAX)
+		return false;
+	for (const char *c = s; *c; c++)
+		if (*c < 0x21 || *c > 0x7e)
+			return false;
+	return true;
+}
+
+static char *new_request_id(void)
+{
+	uint8_t b[12];
+	char *s = malloc(2 * sizeof(b) + 1);
+
+	if (!s)
+		return NULL;
+	if (auth_random(b, sizeof(b)) < 0)
+		memset(b, 0, sizeof(b));
+	for (size_t i = 0; i < sizeof(b); i++)
+		sprintf(s + 2 * i, "%02x", b[i]);
+	return s;
+}
+
+static void h_all(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	struct orch *o = opaque;
+	const char *rid = http_req_header(req, "X-Request-Id");
+	bool mutating = is_method(req, "POST") || is_method(req, "DELETE") ||
+			is_method(req, "PUT");
+	bool recorded = false;
+	enum orch_route rt;
+	uint64_t t0 = now_ns();
+	int cls;
+
+	if (rid && !valid_request_id(rid)) {
+		http_resp_error(resp, 400, "bad_request",
+				"X-Request-Id must be 1 to %d printable characters", REQUEST_ID_MAX);
+		rt = RT_OTHER;
+		goto done;
+	}
+	if (rid && mutating) {
+		_cleanup_free_ char *body = NULL, *key = NULL, *want = NULL;
+		int status = 0, r;
+
+		r = o->store->ops->request_begin(o->store, rid, req->method, req->path,
+						 (int64_t)time(NULL), &status, &body, &key);
+		if (r == -EEXIST) {
+			rt = RT_OTHER;
+			if (asprintf(&want, "%s %s", req->method, req->path) < 0)
+				want = NULL;
+			if (status == 0)
+				http_resp_error(resp, 409, "busy",
+						"request %s is still being handled", rid);
+			else if (!key || !want || strcmp(key, want) != 0)
+				http_resp_error(resp, 409, "conflict",
+						"request id %s was used for %s", rid,
+						key ? key : "another request");
+			else
+				http_resp_text(resp, status, "application/json", TAKE_PTR(body));
+			goto done;
+		}
+		if (r < 0) {
+			http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+			rt = RT_OTHER;
+			goto done;
+		}
+		recorded = true;
+	}
+	rt = dispatch(o, req, resp);
+	if (recorded) {
+		if (resp->status >= 500)
+			o->store->ops->request_forget(o->store, rid);
+		else
+			o->store->ops->request_finish(o->store, rid, resp->status, resp->body);
+	}
+done:
+	cls = resp->status / 100;
+	if (cls >= 1 && cls <= 5)
+		atomic_fetch_add(&o->routes[rt].by_class[cls], 1);
+	hist_observe(&o->routes[rt].latency, now_ns() - t0);
+	resp->hdr_name = "X-Request-Id";
+	resp->hdr_value = rid ? strdup(rid) : new_request_id();
+	if (log_get_level() >= LOG_LVL_DEBUG)
+		log_debug("%s %s -> %d (%.1f ms)", req->method, req->path, resp->status,
+			  (double)(now_ns() - t0) / 1e6);
+}
+
+static const struct http_route routes[] = {
+	{ NULL, "/", true, h_all },
+};
+
+int api_start(struct orch *o, const char *addr)
+{
+	return http_server_start(addr, routes, ARRAY_SIZE(routes), o, &o->http);
+}
+
+void api_stop(struct orch *o)
+{
+	http_server_stop(o->http);
+	o->http = NULL;
+}

@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-orchestrator: the control plane of a disagg cluster.
+ *
+ * Parses the options, loads the cluster key (to authenticate to memory
+ * nodes and to mint grants), opens the SQLite store (migrating it), settles
+ * slots that a previous run left in the middle of an operation, starts the
+ * REST API and the liveness monitor (which first reconciles with the
+ * compute nodes), prints the ready line
+ * ("disagg-orchestrator listening on HOST:PORT") and serves until SIGTERM
+ * or SIGINT. It never stops a VM on its own: a restart leaves running VMs
+ * alone and only asks the compute nodes what they run.
+ */
+#include "orch.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "log.h"
+#include "macro.h"
+
+struct orch_opts {
+	const char *http;
+	const char *db;
+	const char *keyfile;
+	uint64_t node_id;
+	uint64_t node_timeout;
+	uint64_t section_size;
+	uint64_t compute_timeout;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: disagg-orchestrator --key FILE [options]\n"
+		"\n"
+		"Control plane of a disagg cluster: node inventory, slot placement and\n"
+		"assembly, section grants, REST API (docs/api.md), durable state in SQLite.\n"
+		"\n"
+		"  --http HOST:PORT         REST API address (default 127.0.0.1:7000; port 0 picks one)\n"
+		"  --db PATH                SQLite database (default ./disagg.db)\n"
+		"  --key FILE               cluster key: 32 bytes, mode 0600 (required)\n"
+		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
+		"                           the id of any node of the cluster\n"
+		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
+		"  --section-size SIZE      the cluster's section size (default 128M)\n"
+		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
+		"  --log-level LEVEL        error, warn, info (default) or debug\n"
+		"  --help                   show this help\n");
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+enum {
+	OPT_HTTP = 256,
+	OPT_DB,
+	OPT_KEY,
+	OPT_NODE,
+	OPT_TIMEOUT,
+	OPT_SECTION,
+	OPT_CTIMEOUT,
+	OPT_LOG,
+};
+
+static int parse_args(int argc, char **argv, struct orch_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "db", required_argument, NULL, OPT_DB },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "node-id", required_argument, NULL, OPT_NODE },
+		{ "node-timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "section-size", required_argument, NULL, OPT_SECTION },
+		{ "compute-timeout", required_argument, NULL, OPT_CTIMEOUT },
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	*o = (struct orch_opts){
+		.http = "127.0.0.1:7000",
+		.db = "./disagg.db",
+		.node_id = 1,
+		.node_timeout = 15,
+		.section_size = ORCH_DEFAULT_SECTION_SIZE,
+		.compute_timeout = 120,
+	};
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_HTTP:
+			o->http = optarg;
+			break;
+		case OPT_DB:
+			o->db = optarg;
+			break;
+		case OPT_KEY:
+			o->keyfile = optarg;
+			break;
+		case OPT_NODE:
+			if (parse_u64(optarg, &o->node_id) < 0 || o->node_id == 0) {
+				log_error("invalid --node-id '%s': a nonzero number", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_TIMEOUT:
+			if (parse_u64(optarg, &o->node_timeout) < 0 || o->node_timeout == 0 ||
+			    o->node_timeout > 86400) {
+				log_error("invalid --node-timeout '%s': 1 to 86400 seconds", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_SECTION:
+			if (orch_parse_size_str(optarg, &o->section_size) < 0 ||
+			    !IS_POW2(o->section_size) || o->section_size < (2u << 20)) {
+				log_error("invalid --section-size '%s': a power of two >= 2M", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_CTIMEOUT:
+			if (parse_u64(optarg, &o->compute_timeout) < 0 || o->compute_timeout == 0 ||
+			    o->compute_timeout > 3600) {
+				log_error("invalid --compute-timeout '%s': 1 to 3600 seconds", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_LOG:
+			if (log_set_level_str(optarg) < 0) {
+				log_error("invalid --log-level '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->keyfile) {
+		log_error("--key FILE is required");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int key_error(const char *path, int r)
+{
+	if (r == -EPERM)
+		log_error("cluster key %s is readable by group or others: chmod 600 it", path);
+	else if (r == -EINVAL)
+		log_error("cluster key %s must be a regular file of exactly %d bytes", path,
+			  PROTO_KEY_SIZE);
+	else
+		log_error("cannot load cluster key %s: %s", path, strerror(-r));
+	return 1;
+}
+
+static int run(const struct orch_opts *opts)
+{
+	struct orch *o;
+	sigset_t mask;
+	int r, sig, rc = 1;
+
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return 1;
+	o->node_id = opts->node_id;
+	o->node_timeout_s = (int)opts->node_timeout;
+	o->heartbeat_s = MAX(1, o->node_timeout_s / 3);
+	o->section_size = opts->section_size;
+	o->compute_timeout_ms = (int)opts->compute_timeout * 1000;
+	pthread_mutex_init(&o->place_mu, NULL);
+	pthread_mutex_init(&o->mon_mu, NULL);
+	pthread_cond_init(&o->mon_cv, NULL);
+
+	r = auth_key_load(opts->keyfile, &o->key);
+	if (r < 0) {
+		rc = key_error(opts->keyfile, r);
+		goto out_free;
+	}
+	r = cclient_global_init();
+	if (r < 0) {
+		log_error("libcurl initialisation failed");
+		goto out_free;
+	}
+	r = store_sqlite_open(opts->db, &o->store);
+	if (r < 0) {
+		log_error("cannot open the database %s: %s", opts->db, strerror(-r));
+		goto out_curl;
+	}
+	r = mnpool_new(o, &o->mnpool);
+	if (r < 0)
+		goto out_store;
+	o->store->ops->request_abandon(o->store);
+	slots_recover(o);
+
+	/* Signals through sigwait; every thread inherits the mask. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+	r = api_start(o, opts->http);
+	if (r < 0) {
+		log_error("cannot serve HTTP on %s: %s", opts->http, strerror(-r));
+		goto out_pool;
+	}
+	r = nodes_monitor_start(o);
+	if (r < 0) {
+		log_error("cannot start the monitor thread: %s", strerror(-r));
+		goto out_api;
+	}
+	log_info("database %s, node id %" PRIu64 ", node timeout %d s, sections of %" PRIu64
+		 " MiB",
+		 opts->db, o->node_id, o->node_timeout_s, o->section_size >> 20);
+	printf("disagg-orchestrator listening on %s\n", http_server_addr(o->http));
+	fflush(stdout);
+
+	do {
+		r = sigwait(&mask, &sig);
+	} while (r == EINTR);
+	log_info("shutting down (%s)", strsignal(sig));
+	rc = 0;
+
+	nodes_monitor_stop(o);
+out_api:
+	api_stop(o);
+out_pool:
+	mnpool_free(o->mnpool);
+out_store:
+	store_close(o->store);
+out_curl:
+	cclient_global_cleanup();
+out_free:
+	pthread_cond_destroy(&o->mon_cv);
+	pthread_mutex_destroy(&o->mon_mu);
+	pthread_mutex_destroy(&o->place_mu);
+	memset(&o->key, 0, sizeof(o->key));
+	free(o);
+	return rc;
+}
+
+/* Many nodes mean many connections: allow as many fds as the hard limit does. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct orch_opts o;
+	int r;
+
+	log_init(argv[0]);
+	r = parse_args(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 2;
+	raise_fd_limit();
+	return run(&o);
+}

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Cached authenticated connections from the orchestrator to memory nodes.
+ *
+ * A connection (struct mnc) is not thread-safe, so a request thread takes
+ * one out of the cache for a call and puts it back afterwards; when none
+ * is idle it connects (HELLO + AUTH with the cluster key under our
+ * --node-id). A connection that broke is dropped. A call that fails on a
+ * cached connection because the peer closed it meanwhile (-EPIPE,
+ * -ECONNRESET) is retried once on a fresh connection: ALLOC and FREE are
+ * never sent twice on a connection that had delivered them, since a
+ * broken cached connection fails before the request leaves.
+ *
+ * The cache holds at most MNPOOL_PER_NODE idle connections per node and
+ * MNPOOL_MAX in all (oldest dropped first), in a small hash by node id.
+ */
+#include "orch.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "log.h"
+#include "macro.h"
+#include "mnclient.h"
+
+#define MNPOOL_BUCKETS 256
+#define MNPOOL_PER_NODE 4
+#define MNPOOL_MAX 4096
+#define MNPOOL_TIMEOUT_MS 5000
+
+struct mnp_entry {
+	struct mnp_entry *next;
+	uint64_t node_id;
+	char addr[STORE_ADDR_MAX];
+	struct mnc *c;
+};
+
+struct mnpool {
+	struct orch *o;
+	pthread_mutex_t mu;
+	struct mnp_entry *buckets[MNPOOL_BUCKETS];
+	size_t nidle;
+};
+
+int mnpool_new(struct orch *o, struct mnpool **ret)
+{
+	struct mnpool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->o = o;
+	pthread_mutex_init(&p->mu, NULL);
+	*ret = p;
+	return 0;
+}
+
+void mnpool_free(struct mnpool *p)
+{
+	if (!p)
+		return;
+	for (size_t b = 0; b < MNPOOL_BUCKETS; b++) {
+		struct mnp_entry *e = p->buckets[b], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			mnc_close(e->c);
+			free(e);
+		}
+	}
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+static size_t bucket(uint64_t id)
+{
+	return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 56) % MNPOOL_BUCKETS;
+}
+
+/* Take an idle connection to the node at addr, or NULL. */
+static struct mnc *take(struct mnpool *p, uint64_t id, const char *addr)
+{
+	struct mnp_entry **pp, *e;
+	struct mnc *c = NULL;
+
+	pthread_mutex_lock(&p->mu);
+	for (pp = &p->buckets[bucket(id)]; (e = *pp); pp = &e->next) {
+		if (e->node_id == id && strcmp(e->addr, addr) == 0) {
+			*pp = e->next;
+			c = e->c;
+			free(e);
+			p->nidle--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return c;
+}
+
+static void put(struct mnpool *p, uint64_t id, const char *addr, struct mnc *c)
+{
+	struct mnp_entry *e, **pp;
+	unsigned same = 0;
+
+	if (!c || mnc_broken(c) || p->nidle >= MNPOOL_MAX) {
+		mnc_close(c);
+		return;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		mnc_close(c);
+		return;
+	}
+	e->node_id = id;
+	snprintf(e->addr, sizeof(e->addr), "%s", addr);
+	e->c = c;
+	pthread_mutex_lock(&p->mu);
+	for (pp = &p->buckets[bucket(id)]; *pp; pp = &(*pp)->next)
+		if ((*pp)->node_id == id)
+			same++;
+	if (same >= MNPOOL_PER_NODE || p->nidle >= MNPOOL_MAX) {
+		pthread_mutex_unlock(&p->mu);
+		mnc_close(c);
+		free(e);
+		return;
+	}
+	e->next = p->buckets[bucket(id)];
+	p->buckets[bucket(id)] = e;
+	p->nidle++;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void mnpool_forget(struct mnpool *p, uint64_t id)
+{
+	struct mnp_entry **pp, *e, *drop = NULL;
+
+	pthread_mutex_lock(&p->mu);
+	pp = &p->buckets[bucket(id)];
+	while ((e = *pp)) {
+		if (e->node_id == id) {
+			*pp = e->next;
+			e->next = drop;
+			drop = e;
+			p->nidle--;
+		} else {
+			pp = &e->next;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	while (drop) {
+		e = drop->next;
+		mnc_close(drop->c);
+		free(drop);
+		drop = e;
+	}
+}
+
+static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc **ret)
+{
+	struct mnc_opts opts = {
+		.addr = n->addr,
+		.key = &p->o->key,
+		.node_id = p->o->node_id,
+		.timeout_ms = MNPOOL_TIMEOUT_MS,
+	};
+	int r = mnc_connect(&opts, ret);
+
+	if (r < 0)
+		return r;
+	if (mnc_info(*ret)->node_id != n->id) {
+		log_warn("memory node at %s says it is node %llu, registered as %llu", n->addr,
+			 (unsigned long long)mnc_info(*ret)->node_id, (unsigned long long)n->id);
+		mnc_close(*ret);
+		*ret = NULL;
+		return -ESTALE;
+	}
+	return 0;
+}
+
+enum mnp_op { MNP_ALLOC, MNP_FREE };
+
+static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uint64_t owner,
+		 uint32_t *section, uint32_t *generation)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct mnc *c = take(p, n->id, n->addr);
+		bool cached = c != NULL;
+		struct proto_section ps;
+		int r;
+
+		if (!c) {
+			r = connect_node(p, n, &c);
+			if (r < 0)
+				return r;
+		}
+		if (op == MNP_ALLOC) {
+			r = mnc_alloc(c, owner, &ps);
+			if (r == 0) {
+				*section = ps.section;
+				*generation = ps.generation;
+			}
+		} else {
+			r = mnc_free(c, *section, *generation);
+		}
+		if (cached && (r == -EPIPE || r == -ECONNRESET) && mnc_broken(c)) {
+			mnc_close(c);
+			continue;
+		}
+		put(p, n->id, n->addr, c);
+		return r;
+	}
+	return -EPIPE;
+}
+
+int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
+		 uint32_t *ret_section, uint32_t *ret_generation)
+{
+	return do_op(p, n, MNP_ALLOC, owner, ret_section, ret_generation);
+}
+
+int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
+			uint32_t generation)
+{
+	return do_op(p, n, MNP_FREE, 0, &section, &generation);
+}

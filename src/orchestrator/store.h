@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The orchestrator's durable state behind an ops table.
+ *
+ * Everything the orchestrator knows (nodes, slots, their sections, the
+ * answers to requests carrying an X-Request-Id, the event log) goes through
+ * `struct store_ops`. The one implementation is store_sqlite.c (an embedded
+ * SQLite file in WAL mode); a distributed store (etcd) can replace it by
+ * providing the same operations, so nothing outside store_*.c knows SQL.
+ *
+ * Threading: a store is shared by every request thread. Each operation is
+ * atomic on its own. begin()/commit()/rollback() group several operations
+ * into one transaction; the calling thread holds the store exclusively
+ * between begin() and commit()/rollback() (other threads wait), so a
+ * transaction must never wait for the network.
+ *
+ * Records use fixed-size strings so they can be copied around freely.
+ * Times are seconds since the Unix epoch. Errors are -errno: -ENOENT for a
+ * missing row, -EEXIST for a duplicate key, -EIO for a database error.
+ */
+#ifndef DISAGG_ORCH_STORE_H
+#define DISAGG_ORCH_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_NAME_MAX 64
+#define STORE_ADDR_MAX 256
+#define STORE_JSON_MAX 1024
+#define STORE_STATE_MAX 16
+
+struct node_rec {
+	uint64_t id;
+	char kind[STORE_STATE_MAX];      /* memnode, compute, devnode */
+	char name[STORE_NAME_MAX];
+	char state[STORE_STATE_MAX];     /* up, down */
+	bool drained;
+	char addr[STORE_ADDR_MAX];       /* data address (memory nodes) */
+	char http[STORE_ADDR_MAX];       /* control address */
+	char labels[STORE_JSON_MAX];     /* JSON object of strings */
+	uint64_t section_size;
+	int64_t sections_total;
+	int64_t sections_free;           /* last report, minus our allocations since */
+	int64_t vcpus;                   /* compute nodes: capacity */
+	int64_t registered;
+	int64_t last_heartbeat;
+	/* Filled by node_list/node_get only (not stored). */
+	int64_t nslots;                  /* slots using the node */
+	int64_t vcpus_used;              /* compute nodes: vCPUs of their live slots */
+};
+
+struct slot_rec {
+	int64_t id;                      /* never reused: the owner id on memory nodes */
+	char name[STORE_NAME_MAX];
+	char state[STORE_STATE_MAX];     /* creating, running, resizing, deleting, failed, lost */
+	int64_t vcpus;
+	uint64_t memory;                 /* bytes */
+	int64_t remote_percent;
+	int64_t cache;                   /* bytes, -1 = no limit */
+	uint64_t compute;                /* compute node id */
+	char policy[STORE_STATE_MAX];    /* spread, pack */
+	char hotplug[STORE_STATE_MAX];   /* dimm, virtio-mem */
+	char constraints[STORE_JSON_MAX];/* JSON: {"compute": {..}, "memory": {..}} */
+	char reason[STORE_ADDR_MAX];     /* why it failed or was lost */
+	int64_t created;
+};
+
+struct section_rec {
+	int64_t slot_id;
+	char slot[STORE_NAME_MAX];       /* filled by section_list */
+	int64_t idx;                     /* position in the VM's memory, 0.. */
+	bool remote;
+	uint64_t memnode;                /* remote only */
+	uint32_t section;
+	uint32_t generation;
+	int64_t hot_index;               /* compute agent's hot-plug index; -1 = boot RAM */
+};
+
+struct event_rec {
+	int64_t seq;
+	int64_t time;
+	char kind[32];
+	uint64_t node;                   /* 0 = none */
+	char slot[STORE_NAME_MAX];       /* "" = none */
+	char message[1024];
+};
+
+struct store;
+
+struct store_ops {
+	void (*close)(struct store *s);
+
+	int (*begin)(struct store *s);
+	int (*commit)(struct store *s);
+	void (*rollback)(struct store *s);
+
+	/* Nodes. node_put inserts or updates everything but state/drained. */
+	int (*node_put)(struct store *s, const struct node_rec *n);
+	int (*node_get)(struct store *s, uint64_t id, struct node_rec *ret);
+	/* kind NULL = all kinds; ordered by id; *ret is malloc'd. */
+	int (*node_list)(struct store *s, const char *kind, struct node_rec **ret, size_t *ret_n);
+	int (*node_set_state)(struct store *s, uint64_t id, const char *state);
+	int (*node_set_drained)(struct store *s, uint64_t id, bool drained);
+	/* Heartbeat at `now`; free/vcpus < 0 leave the value alone. */
+	int (*node_heartbeat)(struct store *s, uint64_t id, int64_t now, int64_t sections_free,
+			      int64_t sections_total, int64_t vcpus);
+	int (*node_adjust_free)(struct store *s, uint64_t id, int64_t delta);
+	int (*node_set_free)(struct store *s, uint64_t id, int64_t sections_free);
+	/* Up nodes whose last heartbeat is older than `deadline`: ids in *ret (malloc'd). */
+	int (*node_stale)(struct store *s, int64_t deadline, uint64_t **ret, size_t *ret_n);
+
+	/* Slots. slot_insert sets rec->id; -EEXIST when the name is taken. */
+	int (*slot_insert)(struct store *s, struct slot_rec *rec);
+	int (*slot_get)(struct store *s, const char *name, struct slot_rec *ret);
+	/* compute 0 = all; memnode != 0: slots with a section there. */
+	int (*slot_list)(struct store *s, uint64_t compute, uint64_t memnode, struct slot_rec **ret,
+			 size_t *ret_n);
+	int (*slot_update)(struct store *s, const struct slot_rec *rec); /* state, memory, reason */
+	int (*slot_delete)(struct store *s, int64_t id);                   /* and its sections */
+
+	/* Sections of slots. slot_id / memnode 0 = any. Ordered by slot, idx. */
+	int (*section_add)(struct store *s, const struct section_rec *rec);
+	int (*section_remove)(struct store *s, int64_t slot_id, int64_t idx);
+	int (*section_list)(struct store *s, int64_t slot_id, uint64_t memnode,
+			    struct section_rec **ret, size_t *ret_n);
+	int (*section_count)(struct store *s, int64_t *ret);
+
+	/*
+	 * Idempotency records. request_begin: 0 = new (now in progress),
+	 * -EEXIST = known: *ret_status is 0 while the first one runs, else its
+	 * answer with *ret_body (malloc'd) and the method/path it was for.
+	 */
+	int (*request_begin)(struct store *s, const char *id, const char *method, const char *path,
+			     int64_t now, int *ret_status, char **ret_body, char **ret_key);
+	int (*request_finish)(struct store *s, const char *id, int status, const char *body);
+	int (*request_forget)(struct store *s, const char *id);
+	int (*request_prune)(struct store *s, int64_t before);
+	/* Forget requests still marked in progress (at start: they died with us). */
+	int (*request_abandon)(struct store *s);
+
+	/* Events. */
+	int (*event_add)(struct store *s, const char *kind, uint64_t node, const char *slot,
+			 const char *message);
+	int (*event_list)(struct store *s, int64_t since, int64_t limit, struct event_rec **ret,
+			  size_t *ret_n);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+/* Open (creating and migrating) the SQLite store at `path`. */
+int store_sqlite_open(const char *path, struct store **ret);
+
+static inline void store_close(struct store *s)
+{
+	if (s)
+		s->ops->close(s);
+}
+
+#endif /* DISAGG_ORCH_STORE_H */

@@ -1,0 +1,1105 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The SQLite implementation of the orchestrator's store (store.h).
+ *
+ * One connection, WAL journal (readers never block the writer, a crash
+ * loses at most the last transactions), synchronous=NORMAL, foreign keys
+ * on, a busy timeout for other processes (a backup with `sqlite3 .backup`).
+ * The schema is versioned with PRAGMA user_version: `migrations[i]` brings
+ * a database from version i to i + 1, each in its own transaction, so an
+ * old database is upgraded in order and a newer one is refused.
+ *
+ * The connection is guarded by one recursive mutex: every operation takes
+ * it, and begin() keeps it until commit()/rollback(), which makes a
+ * transaction exclusive to its thread. Statements are prepared once and
+ * cached (the SQL texts are in `sql[]`, indexed by enum q).
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+#include "macro.h"
+
+struct sqlstore {
+	struct store base;
+	sqlite3 *db;
+	pthread_mutex_t mu;
+	int txdepth;
+	sqlite3_stmt **stmts;
+};
+
+static const char *const migrations[] = {
+	/* 0 -> 1: the first schema. */
+	"CREATE TABLE nodes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'up',"
+	"  drained INTEGER NOT NULL DEFAULT 0,"
+	"  addr TEXT NOT NULL DEFAULT '',"
+	"  http TEXT NOT NULL DEFAULT '',"
+	"  labels TEXT NOT NULL DEFAULT '{}',"
+	"  section_size INTEGER NOT NULL DEFAULT 0,"
+	"  sections_total INTEGER NOT NULL DEFAULT 0,"
+	"  sections_free INTEGER NOT NULL DEFAULT 0,"
+	"  vcpus INTEGER NOT NULL DEFAULT 0,"
+	"  registered INTEGER NOT NULL,"
+	"  last_heartbeat INTEGER NOT NULL);"
+	"CREATE TABLE slots ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  state TEXT NOT NULL,"
+	"  vcpus INTEGER NOT NULL,"
+	"  memory INTEGER NOT NULL,"
+	"  remote_percent INTEGER NOT NULL,"
+	"  cache INTEGER NOT NULL,"
+	"  compute INTEGER NOT NULL REFERENCES nodes(id),"
+	"  policy TEXT NOT NULL,"
+	"  hotplug TEXT NOT NULL,"
+	"  constraints TEXT NOT NULL DEFAULT '{}',"
+	"  reason TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL);"
+	"CREATE INDEX slots_compute ON slots(compute);"
+	"CREATE TABLE sections ("
+	"  slot_id INTEGER NOT NULL REFERENCES slots(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('local', 'remote')),"
+	"  memnode INTEGER REFERENCES nodes(id),"
+	"  section INTEGER NOT NULL DEFAULT 0,"
+	"  generation INTEGER NOT NULL DEFAULT 0,"
+	"  hot_index INTEGER NOT NULL DEFAULT -1,"
+	"  PRIMARY KEY (slot_id, idx));"
+	"CREATE INDEX sections_memnode ON sections(memnode);"
+	"CREATE TABLE requests ("
+	"  id TEXT PRIMARY KEY,"
+	"  method TEXT NOT NULL,"
+	"  path TEXT NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  body TEXT,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE events ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  time INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  node INTEGER,"
+	"  slot TEXT,"
+	"  message TEXT NOT NULL);",
+};
+
+enum q {
+	Q_NODE_PUT,
+	Q_NODE_GET,
+	Q_NODE_LIST,
+	Q_NODE_LIST_KIND,
+	Q_NODE_STATE,
+	Q_NODE_DRAINED,
+	Q_NODE_HB,
+	Q_NODE_ADJ,
+	Q_NODE_SETFREE,
+	Q_NODE_STALE,
+	Q_SLOT_INSERT,
+	Q_SLOT_GET,
+	Q_SLOT_LIST,
+	Q_SLOT_LIST_COMPUTE,
+	Q_SLOT_LIST_MEMNODE,
+	Q_SLOT_UPDATE,
+	Q_SLOT_DELETE,
+	Q_SEC_ADD,
+	Q_SEC_REMOVE,
+	Q_SEC_LIST,
+	Q_SEC_COUNT,
+	Q_REQ_GET,
+	Q_REQ_INSERT,
+	Q_REQ_FINISH,
+	Q_REQ_FORGET,
+	Q_REQ_PRUNE,
+	Q_REQ_ABANDON,
+	Q_EV_ADD,
+	Q_EV_LIST,
+	Q__MAX,
+};
+
+#define NODE_COLS                                                                     \
+	"n.id, n.kind, n.name, n.state, n.drained, n.addr, n.http, n.labels, "        \
+	"n.section_size, n.sections_total, n.sections_free, n.vcpus, n.registered, " \
+	"n.last_heartbeat, "                                                          \
+	"(SELECT COUNT(*) FROM slots s WHERE s.compute = n.id) + "                    \
+	"(SELECT COUNT(DISTINCT x.slot_id) FROM sections x WHERE x.memnode = n.id), " \
+	"(SELECT COALESCE(SUM(s.vcpus), 0) FROM slots s WHERE s.compute = n.id "      \
+	" AND s.state NOT IN ('failed', 'lost')) "
+#define SLOT_COLS                                                                         \
+	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
+	"constraints, reason, created "
+
+static const char *const sql[Q__MAX] = {
+	[Q_NODE_PUT] =
+		"INSERT INTO nodes (id, kind, name, addr, http, labels, section_size, "
+		"sections_total, sections_free, vcpus, registered, last_heartbeat, state) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'up') "
+		"ON CONFLICT(id) DO UPDATE SET kind = ?2, name = ?3, addr = ?4, http = ?5, "
+		"labels = ?6, section_size = ?7, sections_total = ?8, sections_free = ?9, "
+		"vcpus = ?10, registered = ?11, last_heartbeat = ?11, state = 'up'",
+	[Q_NODE_GET] = "SELECT " NODE_COLS "FROM nodes n WHERE n.id = ?1",
+	[Q_NODE_LIST] = "SELECT " NODE_COLS "FROM nodes n ORDER BY n.id",
+	[Q_NODE_LIST_KIND] = "SELECT " NODE_COLS "FROM nodes n WHERE n.kind = ?1 ORDER BY n.id",
+	[Q_NODE_STATE] = "UPDATE nodes SET state = ?2 WHERE id = ?1",
+	[Q_NODE_DRAINED] = "UPDATE nodes SET drained = ?2 WHERE id = ?1",
+	[Q_NODE_HB] =
+		"UPDATE nodes SET last_heartbeat = ?2, "
+		"sections_free = CASE WHEN ?3 >= 0 THEN ?3 ELSE sections_free END, "
+		"sections_total = CASE WHEN ?4 >= 0 THEN ?4 ELSE sections_total END, "
+		"vcpus = CASE WHEN ?5 >= 0 THEN ?5 ELSE vcpus END WHERE id = ?1",
+	[Q_NODE_ADJ] = "UPDATE nodes SET sections_free = MAX(0, sections_free + ?2) WHERE id = ?1",
+	[Q_NODE_SETFREE] = "UPDATE nodes SET sections_free = ?2 WHERE id = ?1",
+	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",
+	[Q_SLOT_INSERT] =
+		"INSERT INTO slots (name, state, vcpus, memory, remote_percent, cache, compute, "
+		"policy, hotplug, constraints, reason, created) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[Q_SLOT_GET] = "SELECT " SLOT_COLS "FROM slots WHERE name = ?1",
+	[Q_SLOT_LIST] = "SELECT " SLOT_COLS "FROM slots ORDER BY id",
+	[Q_SLOT_LIST_COMPUTE] = "SELECT " SLOT_COLS "FROM slots WHERE compute = ?1 ORDER BY id",
+	[Q_SLOT_LIST_MEMNODE] =
+		"SELECT " SLOT_COLS "FROM slots WHERE id IN "
+		"(SELECT slot_id FROM sections WHERE memnode = ?1) ORDER BY id",
+	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4 WHERE id = ?1",
+	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
+	[Q_SEC_ADD] =
+		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_SEC_REMOVE] = "DELETE FROM sections WHERE slot_id = ?1 AND idx = ?2",
+	[Q_SEC_LIST] =
+		"SELECT x.slot_id, s.name, x.idx, x.kind, COALESCE(x.memnode, 0), x.section, "
+		"x.generation, x.hot_index FROM sections x JOIN slots s ON s.id = x.slot_id "
+		"WHERE (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
+		"ORDER BY x.slot_id, x.idx",
+	[Q_SEC_COUNT] = "SELECT COUNT(*) FROM sections WHERE kind = 'remote'",
+	[Q_REQ_GET] = "SELECT status, body, method || ' ' || path FROM requests WHERE id = ?1",
+	[Q_REQ_INSERT] =
+		"INSERT INTO requests (id, method, path, status, created) VALUES (?1, ?2, ?3, 0, ?4)",
+	[Q_REQ_FINISH] = "UPDATE requests SET status = ?2, body = ?3 WHERE id = ?1",
+	[Q_REQ_FORGET] = "DELETE FROM requests WHERE id = ?1",
+	[Q_REQ_PRUNE] = "DELETE FROM requests WHERE created < ?1 AND status != 0",
+	[Q_REQ_ABANDON] = "DELETE FROM requests WHERE status = 0",
+	[Q_EV_ADD] =
+		"INSERT INTO events (time, kind, node, slot, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_EV_LIST] =
+		"SELECT seq, time, kind, COALESCE(node, 0), COALESCE(slot, ''), message "
+		"FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+};
+
+static struct sqlstore *S(struct store *s)
+{
+	return container_of(s, struct sqlstore, base);
+}
+
+static void lock(struct sqlstore *st)
+{
+	pthread_mutex_lock(&st->mu);
+}
+
+static void unlock(struct sqlstore *st)
+{
+	pthread_mutex_unlock(&st->mu);
+}
+
+static int sql_err(struct sqlstore *st, int rc, const char *what)
+{
+	log_debug("sqlite %s: %s (%d)", what, sqlite3_errmsg(st->db), rc);
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	default:
+		return -EIO;
+	}
+}
+
+/* The cached statement for q, reset and unbound. Call with the lock held. */
+static sqlite3_stmt *stmt(struct sqlstore *st, enum q q)
+{
+	sqlite3_stmt *p = st->stmts[q];
+
+	if (!p) {
+		if (sqlite3_prepare_v3(st->db, sql[q], -1, SQLITE_PREPARE_PERSISTENT, &p, NULL) !=
+		    SQLITE_OK) {
+			log_error("sqlite prepare %d: %s", (int)q, sqlite3_errmsg(st->db));
+			return NULL;
+		}
+		st->stmts[q] = p;
+	}
+	sqlite3_reset(p);
+	sqlite3_clear_bindings(p);
+	return p;
+}
+
+static void copy_text(char *dst, size_t len, sqlite3_stmt *p, int col)
+{
+	const unsigned char *t = sqlite3_column_text(p, col);
+
+	snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+static void bind_text(sqlite3_stmt *p, int i, const char *s)
+{
+	sqlite3_bind_text(p, i, s, -1, SQLITE_TRANSIENT);
+}
+
+/* Run a statement that returns no rows. */
+static int exec_done(struct sqlstore *st, sqlite3_stmt *p, const char *what)
+{
+	int rc = sqlite3_step(p);
+
+	sqlite3_reset(p);
+	if (rc != SQLITE_DONE)
+		return sql_err(st, rc, what);
+	return 0;
+}
+
+static int exec_sql(struct sqlstore *st, const char *text)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(st->db, text, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		log_error("sqlite: %s: %s", text, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		return sql_err(st, rc, text);
+	}
+	return 0;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+static int sq_begin(struct store *s)
+{
+	struct sqlstore *st = S(s);
+	int r;
+
+	lock(st);
+	if (st->txdepth++ > 0)
+		return 0;
+	r = exec_sql(st, "BEGIN IMMEDIATE");
+	if (r < 0) {
+		st->txdepth--;
+		unlock(st);
+	}
+	return r;
+}
+
+static int sq_commit(struct store *s)
+{
+	struct sqlstore *st = S(s);
+	int r = 0;
+
+	if (--st->txdepth == 0) {
+		r = exec_sql(st, "COMMIT");
+		if (r < 0)
+			exec_sql(st, "ROLLBACK");
+	}
+	unlock(st);
+	return r;
+}
+
+static void sq_rollback(struct store *s)
+{
+	struct sqlstore *st = S(s);
+
+	/* A nested rollback rolls the whole transaction back at the outermost level. */
+	if (--st->txdepth == 0 && !sqlite3_get_autocommit(st->db))
+		exec_sql(st, "ROLLBACK");
+	unlock(st);
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+static void read_node(sqlite3_stmt *p, struct node_rec *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->id = (uint64_t)sqlite3_column_int64(p, 0);
+	copy_text(n->kind, sizeof(n->kind), p, 1);
+	copy_text(n->name, sizeof(n->name), p, 2);
+	copy_text(n->state, sizeof(n->state), p, 3);
+	n->drained = sqlite3_column_int(p, 4) != 0;
+	copy_text(n->addr, sizeof(n->addr), p, 5);
+	copy_text(n->http, sizeof(n->http), p, 6);
+	copy_text(n->labels, sizeof(n->labels), p, 7);
+	n->section_size = (uint64_t)sqlite3_column_int64(p, 8);
+	n->sections_total = sqlite3_column_int64(p, 9);
+	n->sections_free = sqlite3_column_int64(p, 10);
+	n->vcpus = sqlite3_column_int64(p, 11);
+	n->registered = sqlite3_column_int64(p, 12);
+	n->last_heartbeat = sqlite3_column_int64(p, 13);
+	n->nslots = sqlite3_column_int64(p, 14);
+	n->vcpus_used = sqlite3_column_int64(p, 15);
+}
+
+static int sq_node_put(struct store *s, const struct node_rec *n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_PUT);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)n->id);
+		bind_text(p, 2, n->kind);
+		bind_text(p, 3, n->name);
+		bind_text(p, 4, n->addr);
+		bind_text(p, 5, n->http);
+		bind_text(p, 6, n->labels[0] ? n->labels : "{}");
+		sqlite3_bind_int64(p, 7, (int64_t)n->section_size);
+		sqlite3_bind_int64(p, 8, n->sections_total);
+		sqlite3_bind_int64(p, 9, n->sections_free);
+		sqlite3_bind_int64(p, 10, n->vcpus);
+		sqlite3_bind_int64(p, 11, n->last_heartbeat);
+		r = exec_done(st, p, "node_put");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_node_get(struct store *s, uint64_t id, struct node_rec *ret)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO, rc;
+
+	lock(st);
+	p = stmt(st, Q_NODE_GET);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		rc = sqlite3_step(p);
+		if (rc == SQLITE_ROW) {
+			read_node(p, ret);
+			r = 0;
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : sql_err(st, rc, "node_get");
+		}
+		sqlite3_reset(p);
+	}
+	unlock(st);
+	return r;
+}
+
+/* Collect every row of p with `read` into a malloc'd array. Lock held. */
+#define COLLECT(st, p, type, readfn, ret, ret_n)                                 \
+	({                                                                      \
+		type *_arr = NULL, *_np;                                        \
+		size_t _n = 0, _cap = 0;                                        \
+		int _rc, _r = 0;                                                \
+		while ((_rc = sqlite3_step(p)) == SQLITE_ROW) {                 \
+			if (_n == _cap) {                                       \
+				_cap = _cap ? 2 * _cap : 16;                    \
+				_np = realloc(_arr, _cap * sizeof(type));       \
+				if (!_np) {                                     \
+					_r = -ENOMEM;                           \
+					break;                                  \
+				}                                               \
+				_arr = _np;                                     \
+			}                                                       \
+			readfn(p, &_arr[_n++]);                                 \
+		}                                                               \
+		if (!_r && _rc != SQLITE_DONE)                                  \
+			_r = sql_err(st, _rc, "list");                          \
+		sqlite3_reset(p);                                               \
+		if (_r < 0) {                                                   \
+			free(_arr);                                             \
+		} else {                                                        \
+			*(ret) = _arr;                                          \
+			*(ret_n) = _n;                                          \
+		}                                                               \
+		_r;                                                             \
+	})
+
+static int sq_node_list(struct store *s, const char *kind, struct node_rec **ret, size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, kind ? Q_NODE_LIST_KIND : Q_NODE_LIST);
+	if (p) {
+		if (kind)
+			bind_text(p, 1, kind);
+		r = COLLECT(st, p, struct node_rec, read_node, ret, ret_n);
+	}
+	unlock(st);
+	return r;
+}
+
+/* Run an UPDATE on one node: -ENOENT if no row changed. */
+static int node_update(struct sqlstore *st, sqlite3_stmt *p, const char *what)
+{
+	int r = exec_done(st, p, what);
+
+	if (r == 0 && sqlite3_changes(st->db) == 0)
+		r = -ENOENT;
+	return r;
+}
+
+static int sq_node_set_state(struct store *s, uint64_t id, const char *state)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_STATE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		bind_text(p, 2, state);
+		r = node_update(st, p, "node_set_state");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_node_set_drained(struct store *s, uint64_t id, bool drained)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_DRAINED);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sqlite3_bind_int(p, 2, drained);
+		r = node_update(st, p, "node_set_drained");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_node_heartbeat(struct store *s, uint64_t id, int64_t now, int64_t sections_free,
+			     int64_t sections_total, int64_t vcpus)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_HB);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sqlite3_bind_int64(p, 2, now);
+		sqlite3_bind_int64(p, 3, sections_free);
+		sqlite3_bind_int64(p, 4, sections_total);
+		sqlite3_bind_int64(p, 5, vcpus);
+		r = node_update(st, p, "node_heartbeat");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_node_adjust_free(struct store *s, uint64_t id, int64_t delta)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_ADJ);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sqlite3_bind_int64(p, 2, delta);
+		r = node_update(st, p, "node_adjust_free");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_node_set_free(struct store *s, uint64_t id, int64_t sections_free)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_SETFREE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sqlite3_bind_int64(p, 2, sections_free);
+		r = node_update(st, p, "node_set_free");
+	}
+	unlock(st);
+	return r;
+}
+
+static void read_id(sqlite3_stmt *p, uint64_t *id)
+{
+	*id = (uint64_t)sqlite3_column_int64(p, 0);
+}
+
+static int sq_node_stale(struct store *s, int64_t deadline, uint64_t **ret, size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_NODE_STALE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, deadline);
+		r = COLLECT(st, p, uint64_t, read_id, ret, ret_n);
+	}
+	unlock(st);
+	return r;
+}
+
+/* ---- slots ------------------------------------------------------------- */
+
+static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->id = sqlite3_column_int64(p, 0);
+	copy_text(o->name, sizeof(o->name), p, 1);
+	copy_text(o->state, sizeof(o->state), p, 2);
+	o->vcpus = sqlite3_column_int64(p, 3);
+	o->memory = (uint64_t)sqlite3_column_int64(p, 4);
+	o->remote_percent = sqlite3_column_int64(p, 5);
+	o->cache = sqlite3_column_int64(p, 6);
+	o->compute = (uint64_t)sqlite3_column_int64(p, 7);
+	copy_text(o->policy, sizeof(o->policy), p, 8);
+	copy_text(o->hotplug, sizeof(o->hotplug), p, 9);
+	copy_text(o->constraints, sizeof(o->constraints), p, 10);
+	copy_text(o->reason, sizeof(o->reason), p, 11);
+	o->created = sqlite3_column_int64(p, 12);
+}
+
+static int sq_slot_insert(struct store *s, struct slot_rec *o)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SLOT_INSERT);
+	if (p) {
+		bind_text(p, 1, o->name);
+		bind_text(p, 2, o->state);
+		sqlite3_bind_int64(p, 3, o->vcpus);
+		sqlite3_bind_int64(p, 4, (int64_t)o->memory);
+		sqlite3_bind_int64(p, 5, o->remote_percent);
+		sqlite3_bind_int64(p, 6, o->cache);
+		sqlite3_bind_int64(p, 7, (int64_t)o->compute);
+		bind_text(p, 8, o->policy);
+		bind_text(p, 9, o->hotplug);
+		bind_text(p, 10, o->constraints[0] ? o->constraints : "{}");
+		bind_text(p, 11, o->reason);
+		sqlite3_bind_int64(p, 12, o->created);
+		r = exec_done(st, p, "slot_insert");
+		if (r == 0)
+			o->id = sqlite3_last_insert_rowid(st->db);
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_slot_get(struct store *s, const char *name, struct slot_rec *ret)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO, rc;
+
+	lock(st);
+	p = stmt(st, Q_SLOT_GET);
+	if (p) {
+		bind_text(p, 1, name);
+		rc = sqlite3_step(p);
+		if (rc == SQLITE_ROW) {
+			read_slot(p, ret);
+			r = 0;
+		} else {
+			r = rc == SQLITE_DONE ? -ENOENT : sql_err(st, rc, "slot_get");
+		}
+		sqlite3_reset(p);
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_slot_list(struct store *s, uint64_t compute, uint64_t memnode,
+			struct slot_rec **ret, size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	if (memnode) {
+		p = stmt(st, Q_SLOT_LIST_MEMNODE);
+		if (p)
+			sqlite3_bind_int64(p, 1, (int64_t)memnode);
+	} else if (compute) {
+		p = stmt(st, Q_SLOT_LIST_COMPUTE);
+		if (p)
+			sqlite3_bind_int64(p, 1, (int64_t)compute);
+	} else {
+		p = stmt(st, Q_SLOT_LIST);
+	}
+	if (p)
+		r = COLLECT(st, p, struct slot_rec, read_slot, ret, ret_n);
+	unlock(st);
+	return r;
+}
+
+static int sq_slot_update(struct store *s, const struct slot_rec *o)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SLOT_UPDATE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, o->id);
+		bind_text(p, 2, o->state);
+		sqlite3_bind_int64(p, 3, (int64_t)o->memory);
+		bind_text(p, 4, o->reason);
+		r = node_update(st, p, "slot_update");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_slot_delete(struct store *s, int64_t id)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SLOT_DELETE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, id);
+		r = node_update(st, p, "slot_delete");
+	}
+	unlock(st);
+	return r;
+}
+
+/* ---- sections ---------------------------------------------------------- */
+
+static int sq_section_add(struct store *s, const struct section_rec *o)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SEC_ADD);
+	if (p) {
+		sqlite3_bind_int64(p, 1, o->slot_id);
+		sqlite3_bind_int64(p, 2, o->idx);
+		bind_text(p, 3, o->remote ? "remote" : "local");
+		if (o->remote)
+			sqlite3_bind_int64(p, 4, (int64_t)o->memnode);
+		else
+			sqlite3_bind_null(p, 4);
+		sqlite3_bind_int64(p, 5, o->section);
+		sqlite3_bind_int64(p, 6, o->generation);
+		sqlite3_bind_int64(p, 7, o->hot_index);
+		r = exec_done(st, p, "section_add");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_section_remove(struct store *s, int64_t slot_id, int64_t idx)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SEC_REMOVE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, slot_id);
+		sqlite3_bind_int64(p, 2, idx);
+		r = node_update(st, p, "section_remove");
+	}
+	unlock(st);
+	return r;
+}
+
+static void read_section(sqlite3_stmt *p, struct section_rec *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->slot_id = sqlite3_column_int64(p, 0);
+	copy_text(o->slot, sizeof(o->slot), p, 1);
+	o->idx = sqlite3_column_int64(p, 2);
+	o->remote = strcmp((const char *)sqlite3_column_text(p, 3), "remote") == 0;
+	o->memnode = (uint64_t)sqlite3_column_int64(p, 4);
+	o->section = (uint32_t)sqlite3_column_int64(p, 5);
+	o->generation = (uint32_t)sqlite3_column_int64(p, 6);
+	o->hot_index = sqlite3_column_int64(p, 7);
+}
+
+static int sq_section_list(struct store *s, int64_t slot_id, uint64_t memnode,
+			   struct section_rec **ret, size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_SEC_LIST);
+	if (p) {
+		sqlite3_bind_int64(p, 1, slot_id);
+		sqlite3_bind_int64(p, 2, (int64_t)memnode);
+		r = COLLECT(st, p, struct section_rec, read_section, ret, ret_n);
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_section_count(struct store *s, int64_t *ret)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO, rc;
+
+	lock(st);
+	p = stmt(st, Q_SEC_COUNT);
+	if (p) {
+		rc = sqlite3_step(p);
+		if (rc == SQLITE_ROW) {
+			*ret = sqlite3_column_int64(p, 0);
+			r = 0;
+		} else {
+			r = sql_err(st, rc, "section_count");
+		}
+		sqlite3_reset(p);
+	}
+	unlock(st);
+	return r;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static int sq_request_begin(struct store *s, const char *id, const char *method, const char *path,
+			    int64_t now, int *ret_status, char **ret_body, char **ret_key)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO, rc;
+
+	lock(st);
+	p = stmt(st, Q_REQ_GET);
+	if (!p)
+		goto out;
+	bind_text(p, 1, id);
+	rc = sqlite3_step(p);
+	if (rc == SQLITE_ROW) {
+		const char *body = (const char *)sqlite3_column_text(p, 1);
+		const char *key = (const char *)sqlite3_column_text(p, 2);
+
+		*ret_status = sqlite3_column_int(p, 0);
+		*ret_body = body ? strdup(body) : NULL;
+		*ret_key = key ? strdup(key) : NULL;
+		sqlite3_reset(p);
+		r = -EEXIST;
+		goto out;
+	}
+	sqlite3_reset(p);
+	if (rc != SQLITE_DONE) {
+		r = sql_err(st, rc, "request_get");
+		goto out;
+	}
+	p = stmt(st, Q_REQ_INSERT);
+	if (!p)
+		goto out;
+	bind_text(p, 1, id);
+	bind_text(p, 2, method);
+	bind_text(p, 3, path);
+	sqlite3_bind_int64(p, 4, now);
+	r = exec_done(st, p, "request_insert");
+out:
+	unlock(st);
+	return r;
+}
+
+static int sq_request_finish(struct store *s, const char *id, int status, const char *body)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REQ_FINISH);
+	if (p) {
+		bind_text(p, 1, id);
+		sqlite3_bind_int(p, 2, status);
+		if (body)
+			bind_text(p, 3, body);
+		else
+			sqlite3_bind_null(p, 3);
+		r = exec_done(st, p, "request_finish");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_request_forget(struct store *s, const char *id)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REQ_FORGET);
+	if (p) {
+		bind_text(p, 1, id);
+		r = exec_done(st, p, "request_forget");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_request_prune(struct store *s, int64_t before)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REQ_PRUNE);
+	if (p) {
+		sqlite3_bind_int64(p, 1, before);
+		r = exec_done(st, p, "request_prune");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_request_abandon(struct store *s)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REQ_ABANDON);
+	if (p)
+		r = exec_done(st, p, "request_abandon");
+	unlock(st);
+	return r;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static int sq_event_add(struct store *s, const char *kind, uint64_t node, const char *slot,
+			const char *message)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_EV_ADD);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)time(NULL));
+		bind_text(p, 2, kind);
+		if (node)
+			sqlite3_bind_int64(p, 3, (int64_t)node);
+		else
+			sqlite3_bind_null(p, 3);
+		if (slot && *slot)
+			bind_text(p, 4, slot);
+		else
+			sqlite3_bind_null(p, 4);
+		bind_text(p, 5, message);
+		r = exec_done(st, p, "event_add");
+	}
+	unlock(st);
+	return r;
+}
+
+static void read_event(sqlite3_stmt *p, struct event_rec *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->seq = sqlite3_column_int64(p, 0);
+	o->time = sqlite3_column_int64(p, 1);
+	copy_text(o->kind, sizeof(o->kind), p, 2);
+	o->node = (uint64_t)sqlite3_column_int64(p, 3);
+	copy_text(o->slot, sizeof(o->slot), p, 4);
+	copy_text(o->message, sizeof(o->message), p, 5);
+}
+
+static int sq_event_list(struct store *s, int64_t since, int64_t limit, struct event_rec **ret,
+			 size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_EV_LIST);
+	if (p) {
+		sqlite3_bind_int64(p, 1, since);
+		sqlite3_bind_int64(p, 2, limit);
+		r = COLLECT(st, p, struct event_rec, read_event, ret, ret_n);
+	}
+	unlock(st);
+	return r;
+}
+
+/* ---- open, migrate, close ---------------------------------------------- */
+
+static void sq_close(struct store *s)
+{
+	struct sqlstore *st;
+
+	if (!s)
+		return;
+	st = S(s);
+	if (st->stmts)
+		for (int i = 0; i < Q__MAX; i++)
+			sqlite3_finalize(st->stmts[i]);
+	free(st->stmts);
+	sqlite3_close(st->db);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}
+
+static const struct store_ops sqlite_ops = {
+	.close = sq_close,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.node_put = sq_node_put,
+	.node_get = sq_node_get,
+	.node_list = sq_node_list,
+	.node_set_state = sq_node_set_state,
+	.node_set_drained = sq_node_set_drained,
+	.node_heartbeat = sq_node_heartbeat,
+	.node_adjust_free = sq_node_adjust_free,
+	.node_set_free = sq_node_set_free,
+	.node_stale = sq_node_stale,
+	.slot_insert = sq_slot_insert,
+	.slot_get = sq_slot_get,
+	.slot_list = sq_slot_list,
+	.slot_update = sq_slot_update,
+	.slot_delete = sq_slot_delete,
+	.section_add = sq_section_add,
+	.section_remove = sq_section_remove,
+	.section_list = sq_section_list,
+	.section_count = sq_section_count,
+	.request_begin = sq_request_begin,
+	.request_finish = sq_request_finish,
+	.request_forget = sq_request_forget,
+	.request_prune = sq_request_prune,
+	.request_abandon = sq_request_abandon,
+	.event_add = sq_event_add,
+	.event_list = sq_event_list,
+};
+
+static int user_version(struct sqlstore *st, int *ret)
+{
+	sqlite3_stmt *p = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &p, NULL) != SQLITE_OK)
+		return sql_err(st, SQLITE_ERROR, "user_version");
+	rc = sqlite3_step(p);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int(p, 0);
+	sqlite3_finalize(p);
+	return rc == SQLITE_ROW ? 0 : sql_err(st, rc, "user_version");
+}
+
+static int migrate(struct sqlstore *st)
+{
+	int v = 0, r;
+
+	r = user_version(st, &v);
+	if (r < 0)
+		return r;
+	if (v > (int)ARRAY_SIZE(migrations)) {
+		log_error("database schema version %d is newer than this program's (%zu)", v,
+			  ARRAY_SIZE(migrations));
+		return -EPROTONOSUPPORT;
+	}
+	for (; v < (int)ARRAY_SIZE(migrations); v++) {
+		char bump[64];
+
+		r = exec_sql(st, "BEGIN IMMEDIATE");
+		if (r < 0)
+			return r;
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+		r = exec_sql(st, migrations[v]);
+		if (r == 0)
+			r = exec_sql(st, bump);
+		if (r == 0)
+			r = exec_sql(st, "COMMIT");
+		if (r < 0) {
+			exec_sql(st, "ROLLBACK");
+			return r;
+		}
+		log_info("database schema migrated to version %d", v + 1);
+	}
+	return 0;
+}
+
+int store_sqlite_open(const char *path, struct store **ret)
+{
+	pthread_mutexattr_t attr;
+	struct sqlstore *st;
+	int r;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->base.ops = &sqlite_ops;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&st->mu, &attr);
+	pthread_mutexattr_destroy(&attr);
+	st->stmts = calloc(Q__MAX, sizeof(*st->stmts));
+	if (!st->stmts) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	/* SQLite opens its files O_CLOEXEC where the platform has it. */
+	if (sqlite3_open_v2(path, &st->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		log_error("cannot open database %s: %s", path,
+			  st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		r = -EIO;
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, 5000);
+	r = exec_sql(st, "PRAGMA journal_mode = WAL");
+	if (r == 0)
+		r = exec_sql(st, "PRAGMA synchronous = NORMAL");
+	if (r == 0)
+		r = exec_sql(st, "PRAGMA foreign_keys = ON");
+	if (r == 0)
+		r = migrate(st);
+	if (r < 0)
+		goto fail;
+	*ret = &st->base;
+	return 0;
+fail:
+	sq_close(&st->base);
+	return r;
+}

@@ -6,7 +6,7 @@
  * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
  * output.c formats tables, sizes, ages and progress; commands.c implements
  * the API subcommands; up.c and cluster.c start, stop and describe a
- * one-machine cluster. Internally functions return >= 0 or -errno; the
+ * one-machine cluster (cluster.c also has `down` and `status`). Internally functions return >= 0 or -errno; the
  * handlers return the process exit status (CLI_EXIT_*).
  */
 #ifndef DISAGG_CLI_H
@@ -68,6 +68,9 @@ struct cli_args {
 /* The value of option `name` of the current command, or NULL. */
 const char *cli_opt(const struct cli_args *a, const char *name);
 bool cli_flag(const struct cli_args *a, const char *name);
+/* Option `opt` as a number <= max (dflt when absent); CLI_EXIT_USAGE (printed) if bad. */
+int cli_opt_u64(const struct cli_args *a, const char *opt, uint64_t dflt, uint64_t max,
+		uint64_t *ret);
 /* Print a usage error and the command's help on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const struct cli_args *a, const char *fmt, ...) _printf_(2, 3);
 /* "error: ..." on stderr. */
@@ -181,6 +184,10 @@ int cluster_data_dir(const struct cli_args *a, char **ret);
 int cluster_load(const char *dir, json_t **ret);
 /* Write DIR/cluster.json atomically. */
 int cluster_save(const char *dir, const json_t *cluster);
+/* DIR/NAME, malloc'd. */
+char *cluster_path(const char *dir, const char *name);
+/* Lock DIR against a concurrent up/down: an fd, -EBUSY if someone holds it. */
+int cluster_lock(const char *dir);
 /* Is the process `pid` still the one started at `starttime` (clock ticks since boot)? */
 bool cluster_pid_alive(int64_t pid, int64_t starttime);
 /* The start time of a process (field 22 of /proc/PID/stat), or -errno. */

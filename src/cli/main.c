@@ -11,8 +11,11 @@
  * print the command's help; help is also `disagg help CMD` and `CMD -h`.
  */
 #include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -110,6 +113,23 @@ const char *cli_opt(const struct cli_args *a, const char *name)
 bool cli_flag(const struct cli_args *a, const char *name)
 {
 	return cli_opt(a, name) != NULL;
+}
+
+int cli_opt_u64(const struct cli_args *a, const char *opt, uint64_t dflt, uint64_t max,
+		uint64_t *ret)
+{
+	const char *s = cli_opt(a, opt);
+	char *end;
+
+	*ret = dflt;
+	if (!s)
+		return 0;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || errno || *end || *ret > max)
+		return cli_usage_error(a, "--%s must be a number from 0 to %" PRIu64 ", not \"%s\"", opt,
+				       max, s);
+	return 0;
 }
 
 void cli_err(const char *fmt, ...)

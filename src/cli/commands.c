@@ -261,13 +261,14 @@ int cmd_node_show(struct cli_args *a)
 
 	secs = json_object_get(r.json, "sections");
 	if (json_is_array(secs)) {
-		printf("\nsections (%zu):\n", json_array_size(secs));
+		printf("\nsections (%zu)%s\n", json_array_size(secs), json_array_size(secs) ? ":" : "");
 		print_section_table(secs, true);
 	}
 	sl = json_object_get(r.json, "slots");
 	if (json_is_array(sl)) {
-		printf("\nslots (%zu):\n", json_array_size(sl));
-		print_slot_table(sl);
+		printf("\nslots (%zu)%s\n", json_array_size(sl), json_array_size(sl) ? ":" : "");
+		if (json_array_size(sl))
+			print_slot_table(sl);
 	}
 	return CLI_EXIT_OK;
 }
@@ -645,10 +646,18 @@ static void on_sigint(int sig)
 	events_stop = 1;
 }
 
-static void print_event(const struct cli_args *a, const json_t *e, bool *header)
+static const char *const event_head[] = { "SEQ", "TIME", "KIND", "NODE", "SLOT", "MESSAGE" };
+
+/*
+ * One event: a JSON line (--json), a row of `t` (a table printed at the
+ * end), or, with --follow, a line at once in fixed-width columns.
+ */
+static void print_event(const struct cli_args *a, const json_t *e, struct table *t, bool *header)
 {
-	char node[32], slot[128], when[64] = "-";
-	int64_t t;
+	char node[32], slot[128], when[64] = "-", seq[32];
+	const char *kind = jstr(e, "kind") ? jstr(e, "kind") : "-",
+		   *msg = jstr(e, "message") ? jstr(e, "message") : "";
+	int64_t tm_s;
 
 	if (a->json) {
 		json_dumpf(e, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -656,32 +665,38 @@ static void print_event(const struct cli_args *a, const json_t *e, bool *header)
 		fflush(stdout);
 		return;
 	}
-	if (!*header) {
-		printf("%-6s  %-19s  %-14s  %-6s  %-12s  %s\n", "SEQ", "TIME", "KIND", "NODE", "SLOT",
-		       "MESSAGE");
-		*header = true;
-	}
-	if (parse_time(jstr(e, "time"), &t) == 0) {
-		time_t tt = (time_t)t;
+	if (parse_time(jstr(e, "time"), &tm_s) == 0) {
+		time_t tt = (time_t)tm_s;
 		struct tm tm;
 
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
 	}
+	jtext(e, "seq", seq, sizeof(seq));
 	jtext(e, "node", node, sizeof(node));
 	jtext(e, "slot", slot, sizeof(slot));
-	printf("%-6" PRId64 "  %-19s  %-14s  %-6s  %-12s  %s\n", jint(e, "seq", 0), when,
-	       jstr(e, "kind") ? jstr(e, "kind") : "-", node, slot,
-	       jstr(e, "message") ? jstr(e, "message") : "");
+	if (t) {
+		table_rowf(t, "%s\t%s\t%s\t%s\t%s\t%s", seq, when, kind, node, slot, msg);
+		return;
+	}
+	if (!*header) {
+		printf("%-6s  %-19s  %-20s  %-6s  %-12s  %s\n", event_head[0], event_head[1],
+		       event_head[2], event_head[3], event_head[4], event_head[5]);
+		*header = true;
+	}
+	printf("%-6s  %-19s  %-20s  %-6s  %-12s  %s\n", seq, when, kind, node, slot, msg);
 	fflush(stdout);
 }
 
 int cmd_events(struct cli_args *a)
 {
-	bool follow = cli_flag(a, "follow"), header = false, any = false;
+	bool follow = cli_flag(a, "follow"), header = false;
 	uint64_t since = 0, limit = 0;
 	int64_t last = -1;
+	struct table t;
 	int ret;
 
+	table_init(&t, ARRAY_SIZE(event_head), event_head);
+	t.right[0] = true;
 	if (cli_opt(a, "since") && (ret = parse_u64_arg(a, "--since", cli_opt(a, "since"), INT64_MAX, &since)))
 		return ret;
 	if (cli_opt(a, "limit") &&
@@ -712,21 +727,17 @@ int cmd_events(struct cli_args *a)
 		if (ret) {
 			if (events_stop)
 				break;
+			table_free(&t);
 			return ret;
 		}
 		evs = json_object_get(r.json, "events");
-		if (!a->json && !follow && !any && json_array_size(evs) == 0 && last < 0) {
-			fprintf(stderr, "no events\n");
-			return CLI_EXIT_OK;
-		}
 		json_array_foreach(evs, i, e) {
 			int64_t seq = jint(e, "seq", -1);
 
 			if (seq >= 0 && seq <= last)
 				continue; /* already printed */
-			print_event(a, e, &header);
+			print_event(a, e, follow ? NULL : &t, &header);
 			fresh++;
-			any = true;
 			last = MAX(last, seq);
 		}
 		if (!follow && (limit || fresh == 0 || pages > 1000))
@@ -736,5 +747,12 @@ int cmd_events(struct cli_args *a)
 				usleep(100 * 1000);
 		}
 	}
+	if (!a->json && !follow) {
+		if (t.nrows)
+			table_print(&t);
+		else
+			fprintf(stderr, "no events\n");
+	}
+	table_free(&t);
 	return CLI_EXIT_OK;
 }

@@ -226,6 +226,7 @@ static void stop_tier(struct victim *v, size_t n, double timeout_s)
 int cmd_down(struct cli_args *a)
 {
 	static const char *const tiers[] = { "compute", "memnode", "orchestrator" };
+	static const char *const tier_labels[] = { "compute nodes", "memory nodes", "orchestrator" };
 	_cleanup_(json_decrefp) json_t *cl = NULL;
 	_cleanup_free_ char *dir = NULL, *cj = NULL, *key = NULL;
 	_cleanup_free_ struct victim *v = NULL;
@@ -279,10 +280,7 @@ int cmd_down(struct cli_args *a)
 		}
 		if (n == first)
 			continue;
-		snprintf(label, sizeof(label), "stopping %s%s", tiers[tier],
-			 n - first > 1 ? (tier == 0 ? " nodes" : tier == 1 ? "s" : "") : "");
-		if (tier == 1 && n - first > 1)
-			snprintf(label, sizeof(label), "stopping memory nodes");
+		snprintf(label, sizeof(label), "stopping the %s", tier_labels[tier]);
 		progress_start(&p, label);
 		stop_tier(v + first, n - first, (double)timeout_s);
 		for (size_t k = first; k < n; k++)

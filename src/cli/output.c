@@ -348,6 +348,6 @@ void progress_end(struct progress *p, bool ok, const char *note)
 		fmt_duration(secs, el, sizeof(el));
 	if (p->tty)
 		fputs("\r\033[K", stderr);
-	fprintf(stderr, "%s: %s %s%s%s\n", p->label, ok ? "done in" : "failed after", el,
-		note ? " " : "", note ? note : "");
+	fprintf(stderr, "%s: %s %s%s%s%s\n", p->label, ok ? "done in" : "failed after", el,
+		note ? " (" : "", note ? note : "", note ? ")" : "");
 }

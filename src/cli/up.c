@@ -678,8 +678,14 @@ int cmd_up(struct cli_args *a)
 	}
 	progress_end(&p, true, u.url);
 
-	if (on_tmpfs(u.dir))
+	/* The agents' RAM files must be on tmpfs: DIR/run if DIR is, else their default. */
+	if (on_tmpfs(u.dir)) {
 		rundir = join(u.dir, "run");
+		if (rundir && mkdir_p(rundir, 0700) < 0) {
+			free(rundir);
+			rundir = NULL;
+		}
+	}
 	progress_start(&p, "starting the nodes");
 	for (size_t i = 1; i < u.ncomps; i++) {
 		struct comp *c = &u.comps[i];

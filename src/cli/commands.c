@@ -108,7 +108,10 @@ static void node_capacity(const json_t *n, char *free_s, char *total_s, char *vc
 		fmt_size((uint64_t)(ss * tot), total_s, len);
 	if (ss > 0 && fr >= 0)
 		fmt_size((uint64_t)(ss * fr), free_s, len);
-	jtext(n, "vcpus", vcpus, len);
+	if (json_is_integer(json_object_get(n, "vcpus_used")))
+		snprintf(vcpus, len, "%" PRId64 "/%" PRId64, jint(n, "vcpus_used", 0), jint(n, "vcpus", 0));
+	else
+		jtext(n, "vcpus", vcpus, len);
 }
 
 int cmd_node_ls(struct cli_args *a)
@@ -181,27 +184,26 @@ static void print_fields(const json_t *o, const char *const *keys, const char *c
 	}
 }
 
-static void print_section_table(json_t *secs, bool with_slot)
+static void print_section_table(json_t *secs)
 {
-	static const char *const head[] = { "INDEX", "KIND", "MEMNODE", "SECTION", "GEN", "SLOT" };
+	static const char *const head[] = { "INDEX", "KIND", "MEMNODE", "SECTION", "GEN" };
 	struct table t;
 	json_t *s;
 	size_t i;
 
-	table_init(&t, with_slot ? 6 : 5, head);
+	table_init(&t, 5, head);
 	t.right[0] = t.right[2] = t.right[3] = t.right[4] = true;
 	json_array_foreach(secs, i, s) {
-		char idx[32], mn[32], sec[32], gen[32], slot[128];
+		char idx[32], mn[32], sec[32], gen[32];
 		const char *kind = jstr(s, "kind");
 
 		jtext(s, "index", idx, sizeof(idx));
 		jtext(s, "memnode", mn, sizeof(mn));
 		jtext(s, "section", sec, sizeof(sec));
 		jtext(s, "generation", gen, sizeof(gen));
-		jtext(s, "slot", slot, sizeof(slot));
 		if (!kind)
 			kind = json_object_get(s, "memnode") ? "remote" : "";
-		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s", idx, kind, mn, sec, gen, slot);
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s", idx, kind, mn, sec, gen);
 	}
 	if (t.nrows)
 		table_print(&t);
@@ -261,14 +263,40 @@ int cmd_node_show(struct cli_args *a)
 
 	secs = json_object_get(r.json, "sections");
 	if (json_is_array(secs)) {
-		printf("\nsections (%zu)%s\n", json_array_size(secs), json_array_size(secs) ? ":" : "");
-		print_section_table(secs, true);
+		static const char *const head[] = { "SECTION", "GEN", "SLOT", "INDEX" };
+		struct table t;
+		json_t *x;
+		size_t i;
+
+		printf("\nsections in use (%zu)%s\n", json_array_size(secs),
+		       json_array_size(secs) ? ":" : "");
+		table_init(&t, ARRAY_SIZE(head), head);
+		t.right[0] = t.right[1] = t.right[3] = true;
+		json_array_foreach(secs, i, x) {
+			char sec[32], gen[32], slot[128], idx[32];
+
+			jtext(x, "section", sec, sizeof(sec));
+			jtext(x, "generation", gen, sizeof(gen));
+			jtext(x, "slot", slot, sizeof(slot));
+			jtext(x, "index", idx, sizeof(idx));
+			table_rowf(&t, "%s\t%s\t%s\t%s", sec, gen, slot, idx);
+		}
+		if (t.nrows)
+			table_print(&t);
+		table_free(&t);
 	}
 	sl = json_object_get(r.json, "slots");
-	if (json_is_array(sl)) {
-		printf("\nslots (%zu)%s\n", json_array_size(sl), json_array_size(sl) ? ":" : "");
-		if (json_array_size(sl))
-			print_slot_table(sl);
+	if (json_is_array(sl) && json_is_object(json_array_get(sl, 0))) {
+		printf("\nslots (%zu):\n", json_array_size(sl));
+		print_slot_table(sl);
+	} else if (json_is_array(sl)) {
+		json_t *x;
+		size_t i;
+
+		printf("%-15s ", "slots:");
+		json_array_foreach(sl, i, x)
+			printf("%s%s", i ? ", " : "", json_is_string(x) ? json_string_value(x) : "?");
+		printf("%s\n", json_array_size(sl) ? "" : "none");
 	}
 	return CLI_EXIT_OK;
 }
@@ -405,7 +433,7 @@ static void print_slot(const json_t *slot)
 	}
 	if (json_array_size(json_object_get(slot, "sections"))) {
 		putchar('\n');
-		print_section_table(json_object_get(slot, "sections"), false);
+		print_section_table(json_object_get(slot, "sections"));
 	}
 }
 

@@ -165,10 +165,9 @@ class Stub:
                 return h.reply(200, self.nodes[nid])
             n = dict(self.nodes[nid])
             if n["kind"] == "memnode":
-                n["sections"] = [{"memnode": nid, "section": 7, "generation": 3,
-                                  "slot": "web", "index": 2}]
+                n["sections"] = [{"section": 7, "generation": 3, "slot": "web", "index": 2}]
             else:
-                n["slots"] = [WEB]
+                n["slots"] = ["web"]
             return h.reply(200, n)
         if p[:2] == ["v1", "slots"]:
             if len(p) == 2 and method == "GET":
@@ -358,9 +357,10 @@ def test_slot_ls_show_and_section_ls(stub):
     p = api(stub, "node", "show", "101", check_rc=0)
     assert re.search(r"^memory:\s+768M free of 1G$", p.stdout, re.M), p.stdout
     assert re.search(r"^labels:\s+rack=r1$", p.stdout, re.M)
-    assert "sections (1):" in p.stdout
+    assert "sections in use (1):" in p.stdout
+    assert re.search(r"^\s*7\s+3\s+web\s+2$", p.stdout, re.M), p.stdout
     p = api(stub, "node", "show", "1", check_rc=0)
-    assert "slots (1):" in p.stdout and re.search(r"^web\s+running", p.stdout, re.M)
+    assert re.search(r"^slots:\s+web$", p.stdout, re.M), p.stdout
 
 
 def test_server_error_is_shown_and_exits_1(stub):

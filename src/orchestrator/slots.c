@@ -88,12 +88,15 @@ static void store_error(struct http_resp *resp, int r)
 	http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
 }
 
-/* An error answer from a compute agent: its message, if it sent one. */
-static void compute_msg(const char *body, char *buf, size_t len)
+/* An error answer from a compute agent: its code and message, if it sent them. */
+static void compute_msg(const char *body, char *code, size_t codelen, char *buf, size_t len)
 {
 	json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-	const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	json_t *e = json_object_get(j, "error");
+	const char *m = json_string_value(json_object_get(e, "message"));
+	const char *c = json_string_value(json_object_get(e, "code"));
 
+	snprintf(code, codelen, "%s", c ? c : "");
 	snprintf(buf, len, "%s", m ? m : (body ? body : ""));
 	json_decref(j);
 }
@@ -102,7 +105,7 @@ static void compute_msg(const char *body, char *buf, size_t len)
 static void compute_error(struct http_resp *resp, const struct node_rec *c, const char *what,
 			  int status, const char *body)
 {
-	char msg[512];
+	char msg[512], code[64];
 
 	if (status < 0) {
 		http_resp_error(resp, 503, "node_unreachable",
@@ -110,9 +113,9 @@ static void compute_error(struct http_resp *resp, const struct node_rec *c, cons
 				strerror(-status));
 		return;
 	}
-	compute_msg(body, msg, sizeof(msg));
+	compute_msg(body, code, sizeof(code), msg, sizeof(msg));
 	if (status == 409)
-		http_resp_error(resp, 409, strstr(msg, "capacity") ? "capacity" : "conflict",
+		http_resp_error(resp, 409, strcmp(code, "capacity") == 0 ? "capacity" : "conflict",
 				"compute node %s refused %s: %s", c->name, what, msg);
 	else
 		http_resp_error(resp, 503, "node_unreachable",

@@ -1,0 +1,589 @@
+# SPDX-License-Identifier: MIT
+"""Fake compute and memory nodes for orchestrator tests and its benchmark.
+
+FakeMemnodes: one thread (selectors) serving any number of memory nodes,
+one listening socket each, speaking just enough of the wire protocol
+(docs/protocol.md, via dproto's constants): HELLO/AUTH with the cluster
+key, PING, SECTION_ALLOC/FREE/LIST, STATS. Sections are bookkeeping only.
+
+FakeComputes: compute agents (docs/compute.md) on http.server threads,
+implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections and the
+console, answering at once and recording every call.
+
+Both can register with an orchestrator and heartbeat like the real
+daemons. Run as a program, it serves many fakes in their own process (so
+the load generator of the benchmark does not share a GIL with them):
+
+    python3 fakes.py --orchestrator http://127.0.0.1:7000 --key KEY \\
+        --memnodes 1000 --computes 100
+
+prints "fakes ready" once every node is registered and serves until
+stdin closes or SIGTERM.
+"""
+import argparse
+import http.client
+import hmac
+import json
+import os
+import re
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dproto import (F_REPLY, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP, SECTION,  # noqa: E402
+                    ST, STATS, VERSION, mac)
+
+SECTION_SIZE = 128 << 20
+
+
+# --------------------------------------------------------------------------
+# memory nodes
+
+class _MemNode:
+    def __init__(self, node_id, nsections, section_size, sock):
+        self.node_id = node_id
+        self.nsections = nsections
+        self.section_size = section_size
+        self.sock = sock
+        self.addr = "%s:%d" % sock.getsockname()[:2]
+        self.sections = {}            # index -> (generation, owner)
+        self.generation = 0
+        self.allocs = self.frees = 0
+        self.conns = set()
+        self.fail_alloc = None        # e.g. ST["NOSPC"]
+
+    @property
+    def free(self):
+        return self.nsections - len(self.sections)
+
+
+class _Conn:
+    def __init__(self, node, sock):
+        self.node = node
+        self.sock = sock
+        self.buf = bytearray()
+        self.out = bytearray()
+        self.cnonce = self.snonce = None
+        self.client_id = None
+        self.authed = False
+
+
+class FakeMemnodes:
+    """Many fake memory nodes served by one selector thread."""
+
+    def __init__(self, key):
+        self.key = key
+        self.sel = selectors.DefaultSelector()
+        self.nodes = {}
+        self.lock = threading.Lock()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        self.pending = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, node_id, nsections=8, section_size=SECTION_SIZE):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        s.setblocking(False)
+        n = _MemNode(node_id, nsections, section_size, s)
+        with self.lock:
+            self.nodes[node_id] = n
+            self.pending.append(("listen", n))
+        self.wake_w.send(b"x")
+        return n
+
+    def kill(self, node_id):
+        """Stop serving a node: close its listener and connections."""
+        with self.lock:
+            n = self.nodes[node_id]
+            self.pending.append(("kill", n))
+        self.wake_w.send(b"x")
+
+    def close(self):
+        self.stopping = True
+        self.wake_w.send(b"x")
+        self.thread.join(5)
+        for n in self.nodes.values():
+            for c in list(n.conns):
+                c.sock.close()
+            n.sock.close()
+        self.sel.close()
+        self.wake_r.close()
+        self.wake_w.close()
+
+    def allocated(self, node_id=None):
+        with self.lock:
+            if node_id is not None:
+                return len(self.nodes[node_id].sections)
+            return sum(len(n.sections) for n in self.nodes.values())
+
+    # -- the selector loop -------------------------------------------------
+    def _run(self):
+        while not self.stopping:
+            for k, ev in self.sel.select(1.0):
+                kind, obj = k.data
+                try:
+                    if kind == "wake":
+                        self.wake_r.recv(4096)
+                        self._apply_pending()
+                    elif kind == "listen":
+                        self._accept(obj)
+                    else:
+                        self._io(obj, ev)
+                except OSError:
+                    if kind == "conn":
+                        self._drop(obj)
+
+    def _apply_pending(self):
+        with self.lock:
+            todo, self.pending = self.pending, []
+        for what, n in todo:
+            if what == "listen":
+                self.sel.register(n.sock, selectors.EVENT_READ, ("listen", n))
+            elif what == "kill":
+                try:
+                    self.sel.unregister(n.sock)
+                except (KeyError, ValueError):
+                    pass
+                n.sock.close()
+                for c in list(n.conns):
+                    self._drop(c)
+
+    def _accept(self, n):
+        try:
+            s, _ = n.sock.accept()
+        except BlockingIOError:
+            return
+        s.setblocking(False)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c = _Conn(n, s)
+        n.conns.add(c)
+        self.sel.register(s, selectors.EVENT_READ, ("conn", c))
+
+    def _drop(self, c):
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+        c.node.conns.discard(c)
+
+    def _io(self, c, ev):
+        if ev & selectors.EVENT_READ:
+            data = c.sock.recv(65536)
+            if not data:
+                self._drop(c)
+                return
+            c.buf += data
+            while len(c.buf) >= HDR.size:
+                magic, ver, op, flags, length, rid, status, rsvd = HDR.unpack_from(c.buf)
+                if magic != MAGIC or length > 1 << 20:
+                    self._drop(c)
+                    return
+                if len(c.buf) < HDR.size + length:
+                    break
+                payload = bytes(c.buf[HDR.size:HDR.size + length])
+                del c.buf[:HDR.size + length]
+                if not self._handle(c, op, rid, payload):
+                    self._flush(c)
+                    self._drop(c)
+                    return
+        self._flush(c)
+
+    def _flush(self, c):
+        while c.out:
+            try:
+                n = c.sock.send(c.out)
+            except BlockingIOError:
+                break
+            del c.out[:n]
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
+        try:
+            self.sel.modify(c.sock, want, ("conn", c))
+        except (KeyError, ValueError):
+            pass
+
+    def _reply(self, c, op, rid, status=0, payload=b""):
+        c.out += HDR.pack(MAGIC, VERSION, op, F_REPLY, len(payload), rid, status, 0) + payload
+
+    def _handle(self, c, op, rid, p):
+        n = c.node
+        if op == OP["HELLO"]:
+            _, _, feats, cid, cnonce = HELLO_REQ.unpack(p)
+            c.cnonce, c.client_id, c.snonce = cnonce, cid, os.urandom(32)
+            m = mac(self.key, b"disagg-hello-srv", cnonce, c.snonce,
+                    struct.pack("<Q", n.node_id), struct.pack("<Q", cid))
+            self._reply(c, op, rid, 0, HELLO_REP.pack(
+                VERSION, 0, feats & 3, n.node_id, 256, 256, n.section_size,
+                n.nsections, 0, c.snonce, m))
+            return True
+        if op == OP["AUTH"]:
+            want = mac(self.key, b"disagg-hello-cli", c.snonce or b"", c.cnonce or b"",
+                       struct.pack("<Q", c.client_id or 0), struct.pack("<Q", n.node_id))
+            if c.snonce is None or not hmac.compare_digest(want, p):
+                self._reply(c, op, rid, ST["NOAUTH"])
+                return False
+            c.authed = True
+            self._reply(c, op, rid)
+            return True
+        if not c.authed:
+            self._reply(c, op, rid, ST["NOAUTH"])
+            return False
+        with self.lock:
+            return self._handle_authed(c, n, op, rid, p)
+
+    def _handle_authed(self, c, n, op, rid, p):
+        if op == OP["PING"]:
+            self._reply(c, op, rid)
+        elif op == OP["SECTION_ALLOC"]:
+            owner, _, _ = struct.unpack("<QII", p)
+            if n.fail_alloc is not None:
+                self._reply(c, op, rid, n.fail_alloc)
+                return True
+            free = [i for i in range(n.nsections) if i not in n.sections]
+            if not free:
+                self._reply(c, op, rid, ST["NOSPC"])
+                return True
+            n.generation += 1
+            n.sections[free[0]] = (n.generation, owner)
+            n.allocs += 1
+            self._reply(c, op, rid, 0, SECTION.pack(free[0], n.generation, owner))
+        elif op == OP["SECTION_FREE"]:
+            sec, gen = struct.unpack("<II", p)
+            if sec not in n.sections:
+                self._reply(c, op, rid, ST["NOENT"])
+            elif n.sections[sec][0] != gen:
+                self._reply(c, op, rid, ST["STALE"])
+            else:
+                del n.sections[sec]
+                n.frees += 1
+                self._reply(c, op, rid)
+        elif op == OP["SECTION_LIST"]:
+            start, mx = struct.unpack("<II", p)
+            ents = [(i, g, o) for i, (g, o) in sorted(n.sections.items()) if i >= start][:mx]
+            nxt = ents[-1][0] + 1 if len(ents) == mx else n.nsections
+            self._reply(c, op, rid, 0, struct.pack("<II", len(ents), nxt) +
+                        b"".join(SECTION.pack(*e) for e in ents))
+        elif op == OP["STATS"]:
+            self._reply(c, op, rid, 0, STATS.pack(n.node_id, n.section_size, n.nsections,
+                                                  len(n.sections), 0, 0, 0, 0, len(n.conns)))
+        else:
+            self._reply(c, op, rid, ST["NOTSUP"])
+        return True
+
+    def registration(self, node_id, labels=None, name=None):
+        n = self.nodes[node_id]
+        return {"node_id": node_id, "kind": "memnode", "name": name or f"fake-mem-{node_id}",
+                "addr": n.addr, "labels": labels or {}, "section_size": n.section_size,
+                "sections_total": n.nsections, "sections_free": n.free}
+
+
+# --------------------------------------------------------------------------
+# compute nodes
+
+VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append"}
+SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
+
+
+class FakeCompute:
+    """One fake compute agent. `calls` records (method, path, body)."""
+
+    def __init__(self, node_id, vcpus=8):
+        self.node_id = node_id
+        self.vcpus = vcpus
+        self.vms = {}
+        self.calls = []
+        self.lock = threading.Lock()
+        self.fail_create = None       # (status, code) to refuse POST /v1/vms
+        self.delay = 0.0
+        self.dead = False
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def setup(self):
+                super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _send(self, status, obj=None, text=None):
+                body = (json.dumps(obj).encode() if obj is not None
+                        else (text or "").encode())
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if text is None
+                                 else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _err(self, status, code, msg):
+                self._send(status, {"error": {"code": code, "message": msg}})
+
+            def _body(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(n)) if n else None
+
+            def _route(self, method):
+                if fake.dead:             # hang up without an answer
+                    self.close_connection = True
+                    return
+                body = self._body()
+                with fake.lock:
+                    fake.calls.append((method, self.path, body))
+                if fake.delay:
+                    time.sleep(fake.delay)
+                fake._dispatch(self, method, self.path, body)
+
+            def do_GET(self):
+                self._route("GET")
+
+            def do_POST(self):
+                self._route("POST")
+
+            def do_DELETE(self):
+                self._route("DELETE")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.http = "%s:%d" % self.server.server_address[:2]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        """Stop answering, also on connections kept alive."""
+        self.dead = True
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _vm_json(self, vm):
+        return {"name": vm["name"], "state": "running", "vcpus": vm["vcpus"],
+                "sections": vm["sections"], "hot_sections": vm["hot"]}
+
+    def _dispatch(self, h, method, path, body):
+        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console)(?:/(\d+))?)?", path)
+        if not m:
+            return h._err(404, "not_found", "no such path")
+        name, sub, idx = m.groups()
+        with self.lock:
+            if name is None:
+                if method == "GET":
+                    return h._send(200, {"vms": [self._vm_json(v) for v in self.vms.values()]})
+                if method != "POST":
+                    return h._err(405, "method", "no")
+                if not isinstance(body, dict) or set(body) - VM_KEYS:
+                    return h._err(400, "unknown_field", "bad body")
+                for s in body.get("sections", []):
+                    if set(s) - SECTION_KEYS or s.get("kind") not in ("local", "remote"):
+                        return h._err(400, "bad_request", "bad section")
+                    if s["kind"] == "remote" and (len(s.get("grant", "")) != 144 or
+                                                  not s.get("addr")):
+                        return h._err(400, "bad_request", "bad remote section")
+                if self.fail_create:
+                    st, code = self.fail_create
+                    return h._err(st, code, "refused by the fake")
+                if body["name"] in self.vms:
+                    return h._err(409, "exists", "exists")
+                self.vms[body["name"]] = {"name": body["name"], "vcpus": body["vcpus"],
+                                          "sections": body["sections"], "hot": {},
+                                          "next_hot": 0}
+                return h._send(201, self._vm_json(self.vms[body["name"]]))
+            vm = self.vms.get(name)
+            if vm is None:
+                return h._err(404, "not_found", "no such VM")
+            if sub is None:
+                if method == "GET":
+                    return h._send(200, self._vm_json(vm))
+                if method == "DELETE":
+                    del self.vms[name]
+                    return h._send(200, {"deleted": name})
+            elif sub == "console" and method == "GET":
+                return h._send(200, text=f"console of {name}\n")
+            elif sub == "sections" and idx is None and method == "POST":
+                if not isinstance(body, dict) or set(body) != {"section"}:
+                    return h._err(400, "bad_request", "bad body")
+                k = vm["next_hot"]
+                vm["next_hot"] += 1
+                vm["hot"][k] = body["section"]
+                return h._send(200, {"index": k, "ms": 1, "vm": self._vm_json(vm)})
+            elif sub == "sections" and idx is not None and method == "DELETE":
+                if int(idx) not in vm["hot"]:
+                    return h._err(404, "not_found", "no such section")
+                del vm["hot"][int(idx)]
+                return h._send(200, {"ms": 1, "vm": self._vm_json(vm)})
+            return h._err(405, "method", "no")
+
+    def registration(self, labels=None, name=None):
+        return {"node_id": self.node_id, "kind": "compute",
+                "name": name or f"fake-compute-{self.node_id}", "http": self.http,
+                "labels": labels or {}, "vcpus": self.vcpus}
+
+
+# --------------------------------------------------------------------------
+# talking to the orchestrator
+
+class Api:
+    """A keep-alive JSON client of the orchestrator's REST API."""
+
+    def __init__(self, addr, timeout=60):
+        addr = addr.replace("http://", "").rstrip("/")
+        self.host, port = addr.rsplit(":", 1)
+        self.port = int(port)
+        self.timeout = timeout
+        self.conn = None
+
+    def call(self, method, path, body=None, headers=None, raw=False):
+        data = None if body is None else (body if isinstance(body, (bytes, str))
+                                          else json.dumps(body))
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port,
+                                                       timeout=self.timeout)
+                self.conn.connect()
+                # http.client sends headers and body separately: without
+                # NODELAY, Nagle and delayed ACKs add 40 ms to every POST.
+                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                r = self.conn.getresponse()
+                text = r.read().decode()
+                break
+            except (ConnectionError, http.client.HTTPException, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        if r.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        if raw:
+            return r.status, text, r
+        try:
+            return r.status, (json.loads(text) if text else None)
+        except ValueError:
+            return r.status, text
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+
+class Heartbeats:
+    """Registers nodes and sends their heartbeats from one thread."""
+
+    def __init__(self, addr, interval=None):
+        self.api = Api(addr, timeout=10)
+        self.regs = {}                # node_id -> (registration, capacity fn)
+        self.paused = set()
+        self.interval = interval
+        self.stop_ev = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def register(self, reg, capacity=None):
+        st, ans = self.api.call("POST", "/v1/nodes/register", reg)
+        assert st == 200, (st, ans)
+        if self.interval is None:
+            self.interval = ans["heartbeat_interval_s"]
+        with self.lock:
+            self.regs[reg["node_id"]] = (reg, capacity)
+        return ans
+
+    def pause(self, node_id):
+        with self.lock:
+            self.paused.add(node_id)
+
+    def resume(self, node_id):
+        with self.lock:
+            self.paused.discard(node_id)
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        api = Api("%s:%d" % (self.api.host, self.api.port), timeout=10)
+        while not self.stop_ev.wait(self.interval or 1):
+            with self.lock:
+                todo = [(i, r, c) for i, (r, c) in self.regs.items() if i not in self.paused]
+            for node_id, reg, cap in todo:
+                if self.stop_ev.is_set():
+                    break
+                try:
+                    st, _ = api.call("POST", f"/v1/nodes/{node_id}/heartbeat",
+                                     cap() if cap else {})
+                    if st == 404:
+                        api.call("POST", "/v1/nodes/register", reg)
+                except OSError:
+                    pass
+        api.close()
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.thread:
+            self.thread.join(10)
+        self.api.close()
+
+
+# --------------------------------------------------------------------------
+# a process full of fakes (for the benchmark)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--orchestrator", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--memnodes", type=int, default=1000)
+    ap.add_argument("--computes", type=int, default=100)
+    ap.add_argument("--sections", type=int, default=16, help="sections per memory node")
+    ap.add_argument("--vcpus", type=int, default=64, help="vCPUs per compute node")
+    ap.add_argument("--first-id", type=int, default=1000)
+    args = ap.parse_args()
+
+    key = open(args.key, "rb").read()
+    mem = FakeMemnodes(key)
+    hb = Heartbeats(args.orchestrator)
+    comps = []
+    for i in range(args.computes):
+        c = FakeCompute(args.first_id + i, vcpus=args.vcpus)
+        comps.append(c)
+        hb.register(c.registration(labels={"rack": f"r{i % 4}"}))
+    base = args.first_id + args.computes
+    for i in range(args.memnodes):
+        nid = base + i
+        n = mem.add(nid, nsections=args.sections)
+        hb.register(mem.registration(nid, labels={"rack": f"r{i % 4}"}),
+                    capacity=lambda n=n: {"sections_free": n.free})
+    hb.start()
+    print("fakes ready", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    stop.wait()
+    hb.stop()
+    st = {"allocated": mem.allocated(),
+          "allocs": sum(n.allocs for n in mem.nodes.values()),
+          "frees": sum(n.frees for n in mem.nodes.values()),
+          "vms": sum(len(c.vms) for c in comps)}
+    print(json.dumps(st), flush=True)
+    mem.close()
+    for c in comps:
+        c.close()
+
+
+if __name__ == "__main__":
+    main()

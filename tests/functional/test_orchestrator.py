@@ -1,0 +1,599 @@
+# SPDX-License-Identifier: MIT
+"""disagg-orchestrator against fake compute nodes and fake or real memory nodes.
+
+Covers every endpoint of docs/api.md with good and bad input, rollback
+(nothing left allocated on the memory nodes after a failed create),
+placement (policies, labels, drain, vCPU capacity, a memory node that
+stops heartbeating), restart safety, X-Request-Id idempotency, the
+registrar of disagg-memnode, and a small run of the scale benchmark.
+"""
+import json
+import os
+import pathlib
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, Daemon, find_prog
+from dproto import GRANT, ST, Conn, wait_for
+from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
+
+MiB = 1 << 20
+SEC = 128 * MiB
+
+
+class Orch:
+    def __init__(self, tmp_path, keyfile, timeout=15, extra=()):
+        self.tmp = tmp_path
+        self.keyfile = keyfile
+        self.timeout = timeout
+        self.extra = list(extra)
+        self.db = str(tmp_path / "orch.db")
+        self.n = 0
+        self.d = None
+        self.addr = None
+        self.start()
+
+    def start(self):
+        self.n += 1
+        # A restart keeps the address: daemons registered with it come back.
+        argv = [find_prog("disagg-orchestrator"), "--http", self.addr or "127.0.0.1:0",
+                "--db", self.db,
+                "--key", self.keyfile, "--node-timeout", str(self.timeout), *self.extra]
+        self.d = Daemon(argv, str(self.tmp / f"orch-{self.n}.log"),
+                        r"disagg-orchestrator listening on (\S+)")
+        self.addr = self.d.addr
+        self.api = Api(self.addr)
+
+    def stop(self):
+        self.api.close()
+        rc = self.d.stop()
+        assert rc == 0, self.d.stderr()[-3000:]
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def call(self, *a, **kw):
+        return self.api.call(*a, **kw)
+
+
+@pytest.fixture
+def orch_factory(tmp_path, keyfile):
+    made = []
+
+    def make(**kw):
+        o = Orch(tmp_path, keyfile, **kw)
+        made.append(o)
+        return o
+    yield make
+    for o in made:
+        if o.d.alive() or not o.d.proc.stdout.closed:
+            o.stop()
+
+
+@pytest.fixture
+def orch(orch_factory):
+    return orch_factory()
+
+
+@pytest.fixture
+def fakemem(key):
+    m = FakeMemnodes(key)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def computes():
+    made = []
+
+    def make(node_id, vcpus=8):
+        c = FakeCompute(node_id, vcpus)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def hb_factory():
+    made = []
+
+    def make(orch, interval=None):
+        h = Heartbeats(orch.addr, interval)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.stop()
+
+
+def cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=1, vcpus=8,
+            mem_labels=None, comp_labels=None, heartbeat=False, interval=None):
+    hb = hb_factory(orch, interval)
+    comps = []
+    for i in range(ncomp):
+        c = computes(10 + i, vcpus)
+        hb.register(c.registration(labels=(comp_labels or {}).get(i)))
+        comps.append(c)
+    for i in range(nmem):
+        nid = 101 + i
+        n = fakemem.add(nid, nsections=nsec)
+        hb.register(fakemem.registration(nid, labels=(mem_labels or {}).get(i)),
+                    capacity=lambda n=n: {"sections_free": n.free})
+    if heartbeat:
+        hb.start()
+    return hb, comps
+
+
+def err(ans):
+    return ans["error"]["code"]
+
+
+def real_allocated(memnode, key):
+    with Conn(memnode.addr) as c:
+        c.login(key, 9999)
+        return c.list()
+
+
+# ---------------------------------------------------------------------------
+
+def test_healthz_metrics_and_request_id(orch):
+    st, h, r = orch.call("GET", "/healthz", raw=True)
+    assert st == 200 and json.loads(h)["status"] == "ok"
+    assert r.getheader("X-Request-Id")
+    st, h, r = orch.call("GET", "/healthz", headers={"X-Request-Id": "abc-1"}, raw=True)
+    assert r.getheader("X-Request-Id") == "abc-1"
+    st, text = orch.call("GET", "/metrics")
+    assert st == 200
+    for m in ("disagg_orch_requests_total", "disagg_orch_request_seconds_bucket",
+              "disagg_orch_nodes{", "disagg_orch_slots{", "disagg_orch_sections_allocated"):
+        assert m in text, m
+    assert orch.call("GET", "/nope")[0] == 404
+    assert orch.call("DELETE", "/healthz")[0] == 405
+    assert orch.call("PUT", "/v1/slots")[0] == 405
+
+
+def test_register_heartbeat_nodes(orch, fakemem, computes):
+    n = fakemem.add(101, nsections=4)
+    reg = fakemem.registration(101, labels={"rack": "r1"}, name="mem-a")
+    st, ans = orch.call("POST", "/v1/nodes/register", reg)
+    assert st == 200 and ans["node_id"] == 101 and ans["heartbeat_interval_s"] >= 1
+    c = computes(10)
+    assert orch.call("POST", "/v1/nodes/register", c.registration())[0] == 200
+
+    st, ans = orch.call("GET", "/v1/nodes")
+    assert st == 200 and [x["node_id"] for x in ans["nodes"]] == [10, 101]
+    m = ans["nodes"][1]
+    assert m["kind"] == "memnode" and m["state"] == "up" and m["name"] == "mem-a"
+    assert m["labels"] == {"rack": "r1"} and m["addr"] == n.addr
+    assert m["sections_total"] == 4 and m["sections_free"] == 4 and m["slots"] == 0
+    assert m["last_heartbeat"].endswith("Z")
+    st, one = orch.call("GET", "/v1/nodes/101")
+    assert st == 200 and one["sections"] == []
+    st, one = orch.call("GET", "/v1/nodes/10")
+    assert st == 200 and one["slots"] == [] and one["vcpus"] == 8
+
+    st, ans = orch.call("POST", "/v1/nodes/101/heartbeat", {"sections_free": 3})
+    assert st == 200
+    assert orch.call("GET", "/v1/nodes/101")[1]["sections_free"] == 3
+    assert orch.call("POST", "/v1/nodes/101/heartbeat")[0] == 200   # empty body
+    # Errors.
+    st, ans = orch.call("POST", "/v1/nodes/999/heartbeat", {})
+    assert st == 404 and err(ans) == "not_found"
+    assert err(orch.call("POST", "/v1/nodes/101/heartbeat", {"bogus": 1})[1]) == "unknown_field"
+    assert err(orch.call("POST", "/v1/nodes/101/heartbeat", "{")[1]) == "bad_json"
+    assert orch.call("GET", "/v1/nodes/999")[0] == 404
+    assert orch.call("GET", "/v1/nodes/abc")[0] == 404
+    st, ans = orch.call("POST", "/v1/nodes/register", {**reg, "kind": "compute", "vcpus": 2,
+                                                       "http": "127.0.0.1:1"})
+    assert st == 409 and err(ans) == "conflict"
+    st, ans = orch.call("POST", "/v1/nodes/register", {**reg, "extra": True})
+    assert st == 400 and err(ans) == "unknown_field"
+    st, ans = orch.call("POST", "/v1/nodes/register", "not json")
+    assert st == 400 and err(ans) == "bad_json"
+    st, ans = orch.call("POST", "/v1/nodes/register", [1, 2])
+    assert st == 400 and err(ans) == "bad_json"
+    st, ans = orch.call("POST", "/v1/nodes/register", {"node_id": 5, "kind": "toaster"})
+    assert st == 400 and err(ans) == "bad_request"
+    st, ans = orch.call("POST", "/v1/nodes/register", {"node_id": "5", "kind": "memnode"})
+    assert st == 400 and err(ans) == "bad_request"
+    st, ans = orch.call("POST", "/v1/nodes/register", {"node_id": 1, "kind": "compute",
+                                                       "http": "x:1", "vcpus": 1})
+    assert st == 409     # the orchestrator's own --node-id
+
+    # Drain and undrain.
+    st, ans = orch.call("POST", "/v1/nodes/101/drain")
+    assert st == 200 and ans["state"] == "drained"
+    assert orch.call("POST", "/v1/nodes/101/undrain")[1]["state"] == "up"
+    assert orch.call("POST", "/v1/nodes/999/drain")[0] == 404
+    assert orch.call("GET", "/v1/nodes/101/drain")[0] == 405
+    st, ev = orch.call("GET", "/v1/events?since=0&limit=100")
+    kinds = [e["kind"] for e in ev["events"]]
+    assert "node_registered" in kinds and "node_drained" in kinds
+    assert all(e["seq"] > 0 and e["time"].endswith("Z") for e in ev["events"])
+    st, ev2 = orch.call("GET", f"/v1/events?since={ev['events'][0]['seq']}&limit=1")
+    assert st == 200 and len(ev2["events"]) == 1 and ev2["events"][0]["seq"] > ev["events"][0]["seq"]
+    assert orch.call("GET", "/v1/events?limit=-1")[0] == 400
+
+
+def decode_grant(hexstr):
+    b = bytes.fromhex(hexstr)
+    return GRANT.unpack(b)
+
+
+def test_slot_lifecycle(orch, fakemem, computes, hb_factory, key):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=3, nsec=8)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "vcpus": 2, "memory": "512M",
+                                            "remote_percent": 50, "cache": "128M"})
+    assert st == 201, s
+    assert s["state"] == "running" and s["memory"] == 512 * MiB and s["compute"] == 10
+    assert s["cache"] == 128 * MiB and s["policy"] == "spread" and s["vcpus"] == 2
+    kinds = [x["kind"] for x in s["sections"]]
+    assert kinds == ["local", "local", "remote", "remote"]
+    remote = [x for x in s["sections"] if x["kind"] == "remote"]
+    assert len({x["memnode"] for x in remote}) == 2          # spread
+    assert fakemem.allocated() == 2
+
+    # What the compute node was asked.
+    (m, path, body), = [x for x in c.calls if x[0] == "POST"]
+    assert path == "/v1/vms" and body["name"] == "web" and body["vcpus"] == 2
+    assert body["cache_bytes"] == 128 * MiB and body["hotplug"] == "dimm"
+    assert body["max_sections"] >= 8
+    assert [x["kind"] for x in body["sections"]] == kinds
+    for sec, rec in zip(body["sections"][2:], remote):
+        g = decode_grant(sec["grant"])
+        assert g[0] == rec["memnode"] and g[1] == 10             # memnode, holder
+        assert g[2] == rec["section"] and g[3] == rec["generation"] and g[4] == 3
+        assert sec["addr"] == fakemem.nodes[rec["memnode"]].addr
+
+    assert orch.call("GET", "/v1/slots/web")[1]["sections"] == s["sections"]
+    st, ls = orch.call("GET", "/v1/slots")
+    assert st == 200 and [x["name"] for x in ls["slots"]] == ["web"]
+    st, secs = orch.call("GET", "/v1/sections?slot=web")
+    assert st == 200 and len(secs["sections"]) == 2
+    assert all(x["slot"] == "web" for x in secs["sections"])
+    mn = remote[0]["memnode"]
+    st, secs = orch.call("GET", f"/v1/sections?node={mn}")
+    assert [x["memnode"] for x in secs["sections"]] == [mn]
+    assert orch.call("GET", "/v1/sections?slot=nope")[1] == {"sections": []}
+    assert orch.call("GET", "/v1/sections?node=x")[0] == 400
+    assert orch.call("GET", f"/v1/nodes/{mn}")[1]["slots"] == 1
+    assert orch.call("GET", "/v1/nodes/10")[1]["slots"] == ["web"]
+    st, text = orch.call("GET", "/v1/slots/web/console")
+    assert st == 200 and "console of web" in text
+
+    # Name taken.
+    st, ans = orch.call("POST", "/v1/slots", {"name": "web", "memory": "128M"})
+    assert st == 409 and err(ans) == "exists"
+
+    # Grow by two sections (50% remote: one local, one remote), then shrink.
+    st, s2 = orch.call("POST", "/v1/slots/web/resize", {"memory": "768M"})
+    assert st == 200, s2
+    assert s2["memory"] == 768 * MiB and len(s2["sections"]) == 6
+    assert sum(x["kind"] == "remote" for x in s2["sections"]) == 3
+    assert fakemem.allocated() == 3
+    hot = [x for x in c.calls if x[0] == "POST" and x[1] == "/v1/vms/web/sections"]
+    assert len(hot) == 2
+    st, s3 = orch.call("POST", "/v1/slots/web/resize", {"memory": 512 * MiB})
+    assert st == 200 and s3["sections"] == s["sections"]
+    assert fakemem.allocated() == 2
+    dels = [x[1] for x in c.calls if x[0] == "DELETE"]
+    assert dels == ["/v1/vms/web/sections/1", "/v1/vms/web/sections/0"]
+    st, ans = orch.call("POST", "/v1/slots/web/resize", {"memory": "256M"})
+    assert st == 409 and err(ans) == "conflict"      # below the boot memory
+    st, ans = orch.call("POST", "/v1/slots/web/resize", {"memory": "100M"})
+    assert st == 400 and err(ans) == "bad_size"
+    st, ans = orch.call("POST", "/v1/slots/web/resize", {"memory": "768M", "x": 1})
+    assert st == 400 and err(ans) == "unknown_field"
+
+    st, _ = orch.call("DELETE", "/v1/slots/web")
+    assert st == 204
+    assert fakemem.allocated() == 0 and c.vms == {}
+    assert orch.call("GET", "/v1/slots/web")[0] == 404
+    assert orch.call("GET", "/v1/nodes/101")[1]["sections_free"] == 8
+    st, text = orch.call("GET", "/metrics")
+    assert 'disagg_orch_slots{state="running"} 0' in text
+    assert "disagg_orch_sections_allocated 0" in text
+
+
+@pytest.mark.parametrize("body,code", [
+    ("{", "bad_json"),
+    ("[]", "bad_json"),
+    ({"name": "a", "memory": "512M", "color": "red"}, "unknown_field"),
+    ({"name": "a", "memory": "100M"}, "bad_size"),
+    ({"name": "a", "memory": "0"}, "bad_size"),
+    ({"name": "a", "memory": "-128M"}, "bad_size"),
+    ({"name": "a", "memory": "1Q"}, "bad_size"),
+    ({"name": "a"}, "bad_request"),
+    ({"memory": "128M"}, "bad_request"),
+    ({"name": "a/b", "memory": "128M"}, "bad_request"),
+    ({"name": "a", "memory": "128M", "vcpus": 0}, "bad_request"),
+    ({"name": "a", "memory": "128M", "vcpus": "2"}, "bad_request"),
+    ({"name": "a", "memory": "128M", "remote_percent": 101}, "bad_request"),
+    ({"name": "a", "memory": "128M", "policy": "random"}, "bad_request"),
+    ({"name": "a", "memory": "128M", "hotplug": "acpi"}, "bad_request"),
+    ({"name": "a", "memory": "128M", "constraints": {"disk": {}}}, "unknown_field"),
+    ({"name": "a", "memory": "128M", "constraints": {"compute": {"rack": 1}}}, "bad_request"),
+])
+def test_slot_bad_input(orch, body, code):
+    st, ans = orch.call("POST", "/v1/slots", body)
+    assert st == 400 and err(ans) == code, ans
+
+
+def test_unknown_slot(orch):
+    for m, p, b in [("GET", "/v1/slots/nope", None), ("DELETE", "/v1/slots/nope", None),
+                    ("POST", "/v1/slots/nope/resize", {"memory": "256M"}),
+                    ("GET", "/v1/slots/nope/console", None)]:
+        st, ans = orch.call(m, p, b)
+        assert st == 404 and err(ans) == "not_found", (m, p, ans)
+    assert orch.call("GET", "/v1/slots/nope/other")[0] == 404
+
+
+def test_capacity_real_memnodes_nothing_left(orch, memnodes, computes, key, hb_factory):
+    """More memory than the cluster has: 409 and no section left on the memnodes."""
+    hb = hb_factory(orch)
+    c = computes(10)
+    hb.register(c.registration())
+    m1 = memnodes.start(node_id=101, pool="512M", extra=["--orchestrator", orch.addr,
+                                                         "--label", "rack=r1"])
+    m2 = memnodes.start(node_id=102, pool="512M", extra=["--orchestrator",
+                                                         "http://" + orch.addr + "/"])
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
+    n = orch.call("GET", "/v1/nodes/101")[1]
+    assert n["labels"] == {"rack": "r1"} and n["sections_total"] == 4 and n["addr"] == m1.addr
+
+    st, ans = orch.call("POST", "/v1/slots", {"name": "big", "memory": "1280M"})
+    assert st == 409 and err(ans) == "capacity", ans
+    assert real_allocated(m1, key) == [] and real_allocated(m2, key) == []
+
+    # The orchestrator believes 8 sections are free, but someone took 3 on m2
+    # behind its back: the memory node says NOSPC and everything is undone.
+    with Conn(m2.addr) as x:
+        x.login(key, 9999)
+        taken = [x.alloc(owner=77) for _ in range(3)]
+        st, ans = orch.call("POST", "/v1/slots", {"name": "all", "memory": "1G"})
+        assert st == 409 and err(ans) == "capacity", ans
+        assert real_allocated(m1, key) == []
+        assert sorted((s, g) for s, g, _ in real_allocated(m2, key)) == sorted(taken)
+        for s, g in taken:
+            x.free(s, g)
+    assert orch.call("GET", "/v1/slots/all")[0] == 404
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events")[1]["events"]]
+    assert "slot_create_failed" in kinds
+
+    # A slot that fits goes on the real memory nodes; delete frees it there.
+    st, s = orch.call("POST", "/v1/slots", {"name": "ok", "memory": "512M"})
+    assert st == 201, s
+    owners = {o for _, _, o in real_allocated(m1, key) + real_allocated(m2, key)}
+    assert len(real_allocated(m1, key)) + len(real_allocated(m2, key)) == 4
+    assert len(owners) == 1      # owner = the slot's id
+    assert orch.call("DELETE", "/v1/slots/ok")[0] == 204
+    assert real_allocated(m1, key) == [] and real_allocated(m2, key) == []
+
+
+def test_compute_failure_rolls_back(orch, fakemem, computes, hb_factory):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    c.fail_create = (500, "internal")
+    st, ans = orch.call("POST", "/v1/slots", {"name": "a", "memory": "512M"})
+    assert st == 503 and err(ans) == "node_unreachable", ans
+    assert fakemem.allocated() == 0
+    assert orch.call("GET", "/v1/slots/a")[0] == 404
+    assert [x[0] for x in c.calls] == ["POST", "DELETE"]    # cleanup attempt
+    c.fail_create = (409, "capacity")
+    st, ans = orch.call("POST", "/v1/slots", {"name": "a", "memory": "512M"})
+    assert st == 409 and err(ans) == "capacity"
+    assert fakemem.allocated() == 0
+    c.fail_create = None
+    c.close()                                            # compute node gone
+    st, ans = orch.call("POST", "/v1/slots", {"name": "a", "memory": "512M"})
+    assert st == 503 and err(ans) == "node_unreachable"
+    assert fakemem.allocated() == 0
+    assert orch.call("GET", "/v1/nodes/101")[1]["sections_free"] == 4
+
+
+def test_dead_memnode_is_skipped(orch, fakemem, computes, hb_factory):
+    """A memory node that does not answer: its sections go elsewhere."""
+    hb, _ = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    fakemem.kill(101)
+    time.sleep(0.2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "a", "memory": "512M"})
+    assert st == 201, s
+    assert {x["memnode"] for x in s["sections"]} == {102}
+    st, ans = orch.call("POST", "/v1/slots", {"name": "b", "memory": "128M"})
+    assert st == 409 and err(ans) == "capacity"
+    assert fakemem.allocated() == 4
+
+
+def test_placement_policies_labels_drain_vcpus(orch, fakemem, computes, hb_factory):
+    hb, comps = cluster(orch, fakemem, computes, hb_factory, nmem=3, nsec=4, ncomp=2,
+                        vcpus=2, mem_labels={0: {"rack": "r1"}, 1: {"rack": "r2"},
+                                             2: {"rack": "r2"}},
+                        comp_labels={1: {"gpu": "yes"}})
+    # spread: one section per memory node.
+    st, s = orch.call("POST", "/v1/slots", {"name": "s", "memory": "384M"})
+    assert st == 201 and sorted(x["memnode"] for x in s["sections"]) == [101, 102, 103]
+    # pack: everything on one node (the fullest that fits: all have 3 free, 101 wins the tie).
+    st, p = orch.call("POST", "/v1/slots", {"name": "p", "memory": "384M", "policy": "pack"})
+    assert st == 201 and len({x["memnode"] for x in p["sections"]}) == 1
+    # labels.
+    st, l = orch.call("POST", "/v1/slots", {"name": "l", "memory": "128M", "vcpus": 1,
+                                            "constraints": {"memory": {"rack": "r2"},
+                                                            "compute": {"gpu": "yes"}}})
+    assert st == 201, l
+    assert l["compute"] == 11 and l["sections"][0]["memnode"] in (102, 103)
+    st, ans = orch.call("POST", "/v1/slots", {"name": "x", "memory": "128M",
+                                              "constraints": {"memory": {"rack": "r3"}}})
+    assert st == 409 and err(ans) == "capacity"
+    st, ans = orch.call("POST", "/v1/slots", {"name": "x", "memory": "128M",
+                                              "constraints": {"compute": {"gpu": "no"}}})
+    assert st == 409 and err(ans) == "capacity"
+    # vCPUs: compute 10 has s and p (1 each, full), 11 has l (1 of 2).
+    st, ans = orch.call("POST", "/v1/slots", {"name": "v", "memory": "128M", "vcpus": 2})
+    assert st == 409 and err(ans) == "capacity" and "vCPU" in ans["error"]["message"]
+    # drained memory nodes take nothing new.
+    for n in (101, 102):
+        orch.call("POST", f"/v1/nodes/{n}/drain")
+    st, d = orch.call("POST", "/v1/slots", {"name": "d", "memory": "128M"})
+    assert st == 201 and d["sections"][0]["memnode"] == 103 and d["compute"] == 11
+    for n in ("s", "p", "l", "d"):
+        assert orch.call("DELETE", f"/v1/slots/{n}")[0] == 204
+    assert fakemem.allocated() == 0
+
+
+def test_memnode_down_and_back(orch_factory, fakemem, computes, hb_factory):
+    orch = orch_factory(timeout=2)
+    hb, _ = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4, heartbeat=True,
+                    interval=0.3)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})
+    assert st == 201 and {x["memnode"] for x in s["sections"]} == {101, 102}
+    hb.pause(102)
+    assert wait_for(lambda: orch.call("GET", "/v1/nodes/102")[1]["state"] == "down", 8)
+    assert orch.call("GET", "/v1/nodes/101")[1]["state"] == "up"
+    ev = [e for e in orch.call("GET", "/v1/events")[1]["events"] if e["kind"] == "node_down"]
+    assert len(ev) == 1 and ev[0]["node"] == 102 and "web" in ev[0]["message"]
+    st, s2 = orch.call("POST", "/v1/slots", {"name": "new", "memory": "256M"})
+    assert st == 201 and {x["memnode"] for x in s2["sections"]} == {101}
+    st, text = orch.call("GET", "/metrics")
+    assert 'disagg_orch_nodes{kind="memnode",state="down"} 1' in text
+    hb.resume(102)
+    assert wait_for(lambda: orch.call("GET", "/v1/nodes/102")[1]["state"] == "up", 5)
+    assert "node_up" in [e["kind"] for e in orch.call("GET", "/v1/events")[1]["events"]]
+
+
+def test_compute_down_marks_slots_lost(orch_factory, fakemem, computes, hb_factory):
+    orch = orch_factory(timeout=2)
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=1, nsec=4, heartbeat=True,
+                       interval=0.3)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "128M"})[0] == 201
+    hb.pause(10)
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/web")[1]["state"] == "lost", 8)
+    assert "down" in orch.call("GET", "/v1/slots/web")[1]["reason"]
+    hb.resume(10)      # it comes back with the VM still running: reconciled
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/web")[1]["state"] == "running", 8)
+    assert not [x for x in c.calls if x[0] == "DELETE"]
+
+
+def test_restart_keeps_state(orch, fakemem, computes, hb_factory):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "512M",
+                                            "remote_percent": 50})
+    assert st == 201
+    assert orch.call("POST", "/v1/slots", {"name": "gone", "memory": "128M"})[0] == 201
+    ncalls = len(c.calls)
+    orch.restart()
+    st, s2 = orch.call("GET", "/v1/slots/web")
+    assert st == 200 and s2["state"] == "running" and s2["sections"] == s["sections"]
+    assert len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3
+    assert fakemem.allocated() == 3
+    # Reconciliation asked the compute node, and stopped nothing.
+    assert wait_for(lambda: any(x[:2] == ("GET", "/v1/vms") for x in c.calls[ncalls:]), 5)
+    assert not [x for x in c.calls[ncalls:] if x[0] != "GET"]
+    # A VM that vanished while the orchestrator was away is lost after a restart.
+    with c.lock:
+        del c.vms["gone"]
+    orch.restart()
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/gone")[1]["state"] == "lost", 5)
+    assert orch.call("GET", "/v1/slots/web")[1]["state"] == "running"
+    assert orch.call("DELETE", "/v1/slots/gone")[0] == 204
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert fakemem.allocated() == 0
+
+
+def test_idempotent_create(orch, fakemem, computes, hb_factory):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    h = {"X-Request-Id": "create-web-1"}
+    st1, a1, r1 = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"},
+                            headers=h, raw=True)
+    st2, a2, r2 = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"},
+                            headers=h, raw=True)
+    assert st1 == st2 == 201 and a1 == a2
+    assert r1.getheader("X-Request-Id") == r2.getheader("X-Request-Id") == "create-web-1"
+    assert len([x for x in c.calls if x[0] == "POST"]) == 1
+    assert fakemem.allocated() == 2
+    # Without the header, a repeat is a second request: 409 exists.
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 409
+    # The same id for another path is refused.
+    st, ans = orch.call("DELETE", "/v1/slots/web", headers=h)
+    assert st == 409 and err(ans) == "conflict"
+    # Idempotent delete; and the record survives a restart.
+    hd = {"X-Request-Id": "delete-web-1"}
+    assert orch.call("DELETE", "/v1/slots/web", headers=hd)[0] == 204
+    orch.restart()
+    assert orch.call("DELETE", "/v1/slots/web", headers=hd)[0] == 204
+    st, a3 = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"}, headers=h)
+    assert st == 201 and a3 == json.loads(a1)
+    assert orch.call("GET", "/v1/slots/web")[0] == 404
+    assert orch.call("GET", "/", headers={"X-Request-Id": "x" * 200})[0] == 400
+
+
+def test_busy_slot(orch, fakemem, computes, hb_factory):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 201
+    c.delay = 1.0
+    out = {}
+
+    def grow():
+        out["r"] = Api(orch.addr).call("POST", "/v1/slots/web/resize", {"memory": "384M"})
+    t = threading.Thread(target=grow)
+    t.start()
+    time.sleep(0.4)
+    st, ans = orch.call("DELETE", "/v1/slots/web")
+    assert st == 409 and err(ans) == "busy"
+    assert orch.call("GET", "/v1/slots/web")[1]["state"] == "resizing"
+    t.join()
+    c.delay = 0
+    assert out["r"][0] == 200 and out["r"][1]["memory"] == 384 * MiB
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert fakemem.allocated() == 0
+
+
+def test_memnode_reregisters(orch_factory, memnodes, tmp_path):
+    orch = orch_factory(timeout=3)
+    m = memnodes.start(node_id=101, pool="256M", extra=["--orchestrator", orch.addr,
+                                                        "--name", "mem-a"])
+    assert wait_for(lambda: orch.call("GET", "/v1/nodes/101")[0] == 200, 10)
+    n = orch.call("GET", "/v1/nodes/101")[1]
+    assert n["name"] == "mem-a" and n["sections_free"] == 2 and n["http"] == m.http
+    # A new orchestrator with an empty database: the heartbeat gets 404, the node registers again.
+    orch.stop()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(orch.db + suffix):
+            os.unlink(orch.db + suffix)
+    orch.start()
+    assert wait_for(lambda: orch.call("GET", "/v1/nodes/101")[0] == 200, 10)
+    assert orch.call("GET", "/v1/nodes/101")[1]["state"] == "up"
+
+
+def test_orchestrator_options(tmp_path, keyfile):
+    prog = find_prog("disagg-orchestrator")
+    p = subprocess.run([prog, "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "--node-timeout" in p.stdout
+    p = subprocess.run([prog, "--db", str(tmp_path / "x.db")], capture_output=True, text=True)
+    assert p.returncode == 2 and "--key" in p.stderr
+    p = subprocess.run([prog, "--key", keyfile, "--node-timeout", "0"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2
+    bad = tmp_path / "bad.key"
+    bad.write_bytes(b"x" * 32)
+    bad.chmod(0o644)
+    p = subprocess.run([prog, "--key", str(bad), "--db", str(tmp_path / "y.db")],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 1 and "chmod" in p.stderr
+
+
+def test_scale_small(tmp_path):
+    """The scale benchmark, smaller: 100 memory nodes, 10 compute nodes, 200 cycles."""
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "orchestrator" / "orchbench.py"),
+                        "--memnodes", "100", "--computes", "10", "--cycles", "200",
+                        "--workdir", str(tmp_path), "--prog", find_prog("disagg-orchestrator")],
+                       capture_output=True, text=True, timeout=600)
+    print(p.stdout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "create p50" in p.stdout

@@ -4,7 +4,7 @@
 #   make              install missing deps, build, programs in build/bin/
 #   make check        build with ASan+UBSan (clang) and run every test suite
 #   make demo         the main walk-through
-#   make bench-memnode | bench-pager   benchmarks (results in build/bench/)
+#   make bench-memnode | bench-pager | bench-orchestrator   benchmarks (results in build/bench/)
 #   make clean
 #
 # Variables: SUITES="unit fuzz functional vm" limits `make check`.
@@ -16,7 +16,7 @@ SUITES   ?= unit fuzz functional
 MESON    := meson
 PY       := /usr/bin/python3
 
-.PHONY: all deps build check demo bench bench-memnode bench-pager clean
+.PHONY: all deps build check demo bench bench-memnode bench-pager bench-orchestrator clean
 
 all: build
 
@@ -57,6 +57,10 @@ bench-memnode: build
 bench-pager: build
 	@mkdir -p $(BUILD)/bench
 	@$(BUILD)/bin/disagg-pagerbench --json $(BUILD)/bench/pager.json
+
+bench-orchestrator: build
+	@mkdir -p $(BUILD)/bench
+	@$(PY) bench/orchestrator/orchbench.py --targets --json $(BUILD)/bench/orchestrator.json
 
 clean:
 	rm -rf $(BUILD)

@@ -43,6 +43,7 @@
 
 #define UP_POLL_MS 200
 #define DEFAULT_UP_TIMEOUT_S 180
+#define UP_ORCHESTRATOR_ID "1000" /* memory nodes are 100..163, compute nodes 1..64 */
 
 static volatile sig_atomic_t interrupted;
 
@@ -660,7 +661,9 @@ int cmd_up(struct cli_args *a)
 	{
 		struct comp *c = &u.comps[0];
 		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
-		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key, NULL };
+		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
+		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
+				 "--node-id", UP_ORCHESTRATOR_ID, NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);

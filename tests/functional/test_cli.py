@@ -552,7 +552,7 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         orch = cl["components"][0]
         argv = json.loads(re.search(r"argv (.*)", pathlib.Path(orch["log"]).read_text())[1])
         assert argv[1:] == ["--http", "127.0.0.1:0", "--db", str(data / "orchestrator.db"),
-                            "--key", str(key)]
+                            "--key", str(key), "--node-id", "1000"]
         mem = json.loads(re.search(r"argv (.*)", (data / "logs/memnode-101.log").read_text())[1])
         assert mem[1:] == ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-id",
                            "101", "--pool", str(GiB), "--backing", "anon", "--key", str(key),

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,10 @@ def main():
     rc = orch.wait(30)
     if rc != 0:
         errors.append(f"orchestrator exit status {rc}")
+    log.close()
+    if re.search(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:",
+                 (work / "orchestrator.log").read_text(errors="replace")):
+        errors.append(f"sanitizer report in {work / 'orchestrator.log'}")
 
     res = {
         "memnodes": args.memnodes, "computes": args.computes, "cycles": args.cycles,

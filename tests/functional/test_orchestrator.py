@@ -554,6 +554,51 @@ def test_busy_slot(orch, fakemem, computes, hb_factory):
     assert fakemem.allocated() == 0
 
 
+def test_concurrent_creates_never_overbook(orch, fakemem, computes, hb_factory):
+    """Eight clients race for 12 sections and 8 vCPUs: no overbooking, nothing leaks."""
+    hb, comps = cluster(orch, fakemem, computes, hb_factory, nmem=3, nsec=4, ncomp=2,
+                        vcpus=4)
+    results, failures = [], []
+
+    def client(k):
+        try:
+            run_client(k)
+        except Exception as e:          # noqa: BLE001 - reported below
+            failures.append(repr(e))
+
+    def run_client(k):
+        api = Api(orch.addr)
+        for i in range(6):
+            name = f"c{k}-{i}"
+            st, ans = api.call("POST", "/v1/slots", {"name": name, "memory": "256M"})
+            results.append(st)
+            if st == 201:
+                assert fakemem.allocated() <= 12
+                if i % 2:
+                    assert api.call("DELETE", f"/v1/slots/{name}")[0] == 204
+            else:
+                assert st == 409 and err(ans) == "capacity", ans
+        api.close()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert 201 in results and 409 in results
+    slots = orch.call("GET", "/v1/slots")[1]["slots"]
+    assert all(s["state"] == "running" for s in slots)
+    assert len(slots) <= 6 and fakemem.allocated() == 2 * len(slots)
+    per_compute = {}
+    for s in slots:
+        per_compute[s["compute"]] = per_compute.get(s["compute"], 0) + s["vcpus"]
+    assert all(v <= 4 for v in per_compute.values())
+    assert sum(len(c.vms) for c in comps) == len(slots)
+    for s in slots:
+        assert orch.call("DELETE", f"/v1/slots/{s['name']}")[0] == 204
+    assert fakemem.allocated() == 0
+
+
 def test_memnode_reregisters(orch_factory, memnodes, tmp_path):
     orch = orch_factory(timeout=3)
     m = memnodes.start(node_id=101, pool="256M", extra=["--orchestrator", orch.addr,

@@ -439,6 +439,8 @@ def test_events_and_follow(stub):
     f = subprocess.Popen([find_prog("disagg"), "--url", stub.url, "--json", "events",
                           "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=cli_env())
+    watchdog = threading.Timer(30, f.kill)      # a readline that never returns fails, not hangs
+    watchdog.start()
     try:
         first = json.loads(f.stdout.readline())
         assert first["seq"] == 1
@@ -449,6 +451,7 @@ def test_events_and_follow(stub):
     finally:
         f.send_signal(signal.SIGINT)
         out, errout = f.communicate(timeout=10)
+        watchdog.cancel()
     assert f.returncode == 0, errout
     assert not SAN_RE.search(errout), errout
     # polls asked only for what was new

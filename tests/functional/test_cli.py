@@ -708,3 +708,34 @@ def test_up_real_memnodes_and_compute(tmp_path):
     finally:
         if (data / "cluster.json").exists():
             check_down(data)
+
+
+def test_slot_lifecycle_real(tmp_path):
+    """create, show, section ls, console, resize, delete through the real cluster."""
+    if not (ROOT / "build" / "guest" / "vmlinuz").exists():
+        pytest.skip("no guest image: run scripts/build-guest.sh")
+    data, p = real_up(tmp_path, 2, 1)
+    try:
+        assert p.returncode == 0, p.stderr
+        run = lambda *a, **kw: disagg("--data", data, *a, timeout=600, **kw)  # noqa: E731
+        p = run("slot", "create", "web", "--vcpus", "1", "--memory", "256M", "--remote", "50",
+                check_rc=0)
+        assert "slot web running on compute node 1" in p.stdout, p.stdout
+        assert re.search(r"creating slot web .*: done in", p.stderr)
+        head, rows = table(run("slot", "ls", check_rc=0).stdout)
+        assert rows[0][:4] == ["web", "running", "1", "256M"], rows
+        j = json.loads(run("--json", "slot", "show", "web", check_rc=0).stdout)
+        assert [s["kind"] for s in j["sections"]] == ["local", "remote"], j
+        head, rows = table(run("section", "ls", "--slot", "web", check_rc=0).stdout)
+        assert len(rows) == 1 and rows[0][3] == "web", rows
+        run("slot", "create", "web", "--vcpus", "1", "--memory", "128M", check_rc=1)
+        p = run("slot", "resize", "web", "--memory", "384M", check_rc=0)
+        assert "slot web now has 384M" in p.stdout, p.stdout
+        assert "Linux" in run("slot", "console", "web", check_rc=0).stdout
+        p = run("slot", "delete", "web", check_rc=0)
+        assert "slot web deleted" in p.stdout
+        assert json.loads(run("--json", "slot", "ls", check_rc=0).stdout)["slots"] == []
+        run("slot", "show", "web", check_rc=1)
+    finally:
+        if (data / "cluster.json").exists():
+            check_down(data)

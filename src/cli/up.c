@@ -606,6 +606,15 @@ int cmd_up(struct cli_args *a)
 		cli_err("cannot create the data directory %s: %s", u.dir, strerror(-r));
 		goto out;
 	}
+	{
+		struct stat st;
+
+		/* The key goes there: refuse a directory someone else owns (/tmp/disagg-UID squatted). */
+		if (stat(u.dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid()) {
+			cli_err("%s is not a directory of yours: refusing to put a cluster key there", u.dir);
+			goto out;
+		}
+	}
 	lockfd = cluster_lock(u.dir);
 	if (lockfd < 0) {
 		cli_err("cannot lock %s: %s", u.dir,

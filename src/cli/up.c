@@ -142,6 +142,7 @@ struct comp {
 	char addr[128], http[128], extra[64];
 	bool ready, exited;
 	int status;             /* wait status once exited */
+	char state[32];         /* its state in GET /v1/nodes, "" if not listed */
 };
 
 static void comp_free(struct comp *c)
@@ -394,12 +395,15 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 
 				if (c->node_id < 0)
 					continue;
+				c->state[0] = '\0';
 				json_array_foreach(nodes, k, n) {
 					const char *state = jstr(n, "state"), *kind = jstr(n, "kind");
 
-					if (jint(n, "node_id", -2) == c->node_id && state &&
-					    strcmp(state, "up") == 0 && kind && strcmp(kind, c->kind) == 0)
-						up++;
+					if (jint(n, "node_id", -2) != c->node_id || !kind ||
+					    strcmp(kind, c->kind) != 0)
+						continue;
+					snprintf(c->state, sizeof(c->state), "%s", state ? state : "?");
+					up += strcmp(c->state, "up") == 0;
 				}
 			}
 			cli_resp_clear(&r);
@@ -411,9 +415,20 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 		if (now_ns() > deadline_ns) {
 			if (p->tty)
 				fputs("\r\033[K", stderr);
-			cli_err("only %zu of %zu nodes are up in GET %s after the timeout; the logs are in "
-				"%s/logs (orchestrator: %s)",
-				up, want, url, u->dir, u->comps[0].log);
+			cli_err("only %zu of %zu nodes are up in GET %s after the timeout", up, want, url);
+			for (size_t i = 0; i < u->ncomps; i++) {
+				const struct comp *c = &u->comps[i];
+				char what[96];
+
+				if (c->node_id < 0 || strcmp(c->state, "up") == 0)
+					continue;
+				if (c->state[0])
+					snprintf(what, sizeof(what), "is %s in the orchestrator", c->state);
+				else
+					snprintf(what, sizeof(what), "never registered with the orchestrator");
+				fail_component(c, what);
+			}
+			fprintf(stderr, "the orchestrator's log is %s\n", u->comps[0].log);
 			return -ETIMEDOUT;
 		}
 		snprintf(st, sizeof(st), "%zu/%zu nodes up", up, want);

@@ -610,6 +610,8 @@ def test_up_failure_points_at_the_log_and_stops_the_rest(fakebin, tmp_path):
     p = disagg("--data", data, "up", "--timeout", "3", prog=str(fakebin / "disagg"),
                env=cli_env(FAKE_NO_REGISTER="compute-1"), timeout=60, check_rc=1)
     assert "only 2 of 3 nodes are up" in p.stderr, p.stderr
+    assert (f"compute-1 never registered with the orchestrator; its log is "
+            f"{data}/logs/compute-1.log") in p.stderr, p.stderr
     left = subprocess.run(["pgrep", "-f", str(fakebin)], capture_output=True, text=True).stdout
     assert left.strip() == "", left
 

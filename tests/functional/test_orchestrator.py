@@ -616,6 +616,20 @@ def test_memnode_reregisters(orch_factory, memnodes, tmp_path):
     assert orch.call("GET", "/v1/nodes/101")[1]["state"] == "up"
 
 
+def test_memnode_waits_for_orchestrator(orch_factory, memnodes, tmp_path, keyfile):
+    """A memory node started before the orchestrator registers once it is up."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    memnodes.start(node_id=101, pool="256M", extra=["--orchestrator", "http://" + addr])
+    time.sleep(1.5)                          # a few refused attempts
+    orch = orch_factory(extra=["--http", addr])
+    assert orch.addr == addr
+    assert wait_for(lambda: orch.call("GET", "/v1/nodes/101")[0] == 200, 15)
+
+
 def test_orchestrator_options(tmp_path, keyfile):
     prog = find_prog("disagg-orchestrator")
     p = subprocess.run([prog, "--help"], capture_output=True, text=True)

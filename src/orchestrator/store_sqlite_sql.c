@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The SQLite store's schema migrations and statement texts (see
+ * store_sqlite.h). Statements read nodes with two derived columns: the
+ * number of slots using the node and, for compute nodes, the vCPUs of
+ * their live slots.
+ */
+#include "store_sqlite.h"
+
+#include "macro.h"
+
+const char *const store_sqlite_migrations[] = {
+	/* 0 -> 1: the first schema. */
+	"CREATE TABLE nodes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  state TEXT NOT NULL DEFAULT 'up',"
+	"  drained INTEGER NOT NULL DEFAULT 0,"
+	"  addr TEXT NOT NULL DEFAULT '',"
+	"  http TEXT NOT NULL DEFAULT '',"
+	"  labels TEXT NOT NULL DEFAULT '{}',"
+	"  section_size INTEGER NOT NULL DEFAULT 0,"
+	"  sections_total INTEGER NOT NULL DEFAULT 0,"
+	"  sections_free INTEGER NOT NULL DEFAULT 0,"
+	"  vcpus INTEGER NOT NULL DEFAULT 0,"
+	"  registered INTEGER NOT NULL,"
+	"  last_heartbeat INTEGER NOT NULL);"
+	"CREATE TABLE slots ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  state TEXT NOT NULL,"
+	"  vcpus INTEGER NOT NULL,"
+	"  memory INTEGER NOT NULL,"
+	"  remote_percent INTEGER NOT NULL,"
+	"  cache INTEGER NOT NULL,"
+	"  compute INTEGER NOT NULL REFERENCES nodes(id),"
+	"  policy TEXT NOT NULL,"
+	"  hotplug TEXT NOT NULL,"
+	"  constraints TEXT NOT NULL DEFAULT '{}',"
+	"  reason TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL);"
+	"CREATE INDEX slots_compute ON slots(compute);"
+	"CREATE TABLE sections ("
+	"  slot_id INTEGER NOT NULL REFERENCES slots(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL CHECK (kind IN ('local', 'remote')),"
+	"  memnode INTEGER REFERENCES nodes(id),"
+	"  section INTEGER NOT NULL DEFAULT 0,"
+	"  generation INTEGER NOT NULL DEFAULT 0,"
+	"  hot_index INTEGER NOT NULL DEFAULT -1,"
+	"  PRIMARY KEY (slot_id, idx));"
+	"CREATE INDEX sections_memnode ON sections(memnode);"
+	"CREATE TABLE requests ("
+	"  id TEXT PRIMARY KEY,"
+	"  method TEXT NOT NULL,"
+	"  path TEXT NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  body TEXT,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE events ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  time INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  node INTEGER,"
+	"  slot TEXT,"
+	"  message TEXT NOT NULL);",
+};
+
+
+
+#define NODE_COLS                                                                     \
+	"n.id, n.kind, n.name, n.state, n.drained, n.addr, n.http, n.labels, "        \
+	"n.section_size, n.sections_total, n.sections_free, n.vcpus, n.registered, " \
+	"n.last_heartbeat, "                                                          \
+	"(SELECT COUNT(*) FROM slots s WHERE s.compute = n.id) + "                    \
+	"(SELECT COUNT(DISTINCT x.slot_id) FROM sections x WHERE x.memnode = n.id), " \
+	"(SELECT COALESCE(SUM(s.vcpus), 0) FROM slots s WHERE s.compute = n.id "      \
+	" AND s.state NOT IN ('failed', 'lost')) "
+#define SLOT_COLS                                                                         \
+	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
+	"constraints, reason, created "
+
+const char *const store_sqlite_sql[Q__MAX] = {
+	[Q_NODE_PUT] =
+		"INSERT INTO nodes (id, kind, name, addr, http, labels, section_size, "
+		"sections_total, sections_free, vcpus, registered, last_heartbeat, state) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 'up') "
+		"ON CONFLICT(id) DO UPDATE SET kind = ?2, name = ?3, addr = ?4, http = ?5, "
+		"labels = ?6, section_size = ?7, sections_total = ?8, sections_free = ?9, "
+		"vcpus = ?10, registered = ?11, last_heartbeat = ?11, state = 'up'",
+	[Q_NODE_GET] = "SELECT " NODE_COLS "FROM nodes n WHERE n.id = ?1",
+	[Q_NODE_LIST] = "SELECT " NODE_COLS "FROM nodes n ORDER BY n.id",
+	[Q_NODE_LIST_KIND] = "SELECT " NODE_COLS "FROM nodes n WHERE n.kind = ?1 ORDER BY n.id",
+	[Q_NODE_STATE] = "UPDATE nodes SET state = ?2 WHERE id = ?1",
+	[Q_NODE_DRAINED] = "UPDATE nodes SET drained = ?2 WHERE id = ?1",
+	[Q_NODE_HB] =
+		"UPDATE nodes SET last_heartbeat = ?2, "
+		"sections_free = CASE WHEN ?3 >= 0 THEN ?3 ELSE sections_free END, "
+		"sections_total = CASE WHEN ?4 >= 0 THEN ?4 ELSE sections_total END, "
+		"vcpus = CASE WHEN ?5 >= 0 THEN ?5 ELSE vcpus END WHERE id = ?1",
+	[Q_NODE_ADJ] = "UPDATE nodes SET sections_free = MAX(0, sections_free + ?2) WHERE id = ?1",
+	[Q_NODE_SETFREE] = "UPDATE nodes SET sections_free = ?2 WHERE id = ?1",
+	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",
+	[Q_SLOT_INSERT] =
+		"INSERT INTO slots (name, state, vcpus, memory, remote_percent, cache, compute, "
+		"policy, hotplug, constraints, reason, created) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[Q_SLOT_GET] = "SELECT " SLOT_COLS "FROM slots WHERE name = ?1",
+	[Q_SLOT_LIST] = "SELECT " SLOT_COLS "FROM slots ORDER BY id",
+	[Q_SLOT_LIST_COMPUTE] = "SELECT " SLOT_COLS "FROM slots WHERE compute = ?1 ORDER BY id",
+	[Q_SLOT_LIST_MEMNODE] =
+		"SELECT " SLOT_COLS "FROM slots WHERE id IN "
+		"(SELECT slot_id FROM sections WHERE memnode = ?1) ORDER BY id",
+	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4 WHERE id = ?1",
+	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
+	[Q_SEC_ADD] =
+		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_SEC_REMOVE] = "DELETE FROM sections WHERE slot_id = ?1 AND idx = ?2",
+	[Q_SEC_LIST] =
+		"SELECT x.slot_id, s.name, x.idx, x.kind, COALESCE(x.memnode, 0), x.section, "
+		"x.generation, x.hot_index FROM sections x JOIN slots s ON s.id = x.slot_id "
+		"WHERE (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
+		"ORDER BY x.slot_id, x.idx",
+	[Q_SEC_COUNT] = "SELECT COUNT(*) FROM sections WHERE kind = 'remote'",
+	[Q_REQ_GET] = "SELECT status, body, method || ' ' || path FROM requests WHERE id = ?1",
+	[Q_REQ_INSERT] =
+		"INSERT INTO requests (id, method, path, status, created) VALUES (?1, ?2, ?3, 0, ?4)",
+	[Q_REQ_FINISH] = "UPDATE requests SET status = ?2, body = ?3 WHERE id = ?1",
+	[Q_REQ_FORGET] = "DELETE FROM requests WHERE id = ?1",
+	[Q_REQ_PRUNE] = "DELETE FROM requests WHERE created < ?1 AND status != 0",
+	[Q_REQ_ABANDON] = "DELETE FROM requests WHERE status = 0",
+	[Q_EV_ADD] =
+		"INSERT INTO events (time, kind, node, slot, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_EV_LIST] =
+		"SELECT seq, time, kind, COALESCE(node, 0), COALESCE(slot, ''), message "
+		"FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+};
+
+const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

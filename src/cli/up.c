@@ -337,8 +337,7 @@ static int wait_ready(struct up *u, size_t from, size_t to, uint64_t deadline_ns
 				char why[128];
 
 				describe_exit(c, why, sizeof(why));
-				if (p->tty)
-					fputs("\r\033[K", stderr);
+				progress_end(p, false, NULL);
 				return fail_component(c, why);
 			}
 		}
@@ -349,8 +348,7 @@ static int wait_ready(struct up *u, size_t from, size_t to, uint64_t deadline_ns
 		if (now_ns() > deadline_ns) {
 			for (size_t i = from; i < to; i++)
 				if (!u->comps[i].ready) {
-					if (p->tty)
-						fputs("\r\033[K", stderr);
+					progress_end(p, false, NULL);
 					return fail_component(&u->comps[i],
 							      "did not print its \"listening on\" line in time");
 				}
@@ -382,8 +380,7 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 				char why[128];
 
 				describe_exit(&u->comps[i], why, sizeof(why));
-				if (p->tty)
-					fputs("\r\033[K", stderr);
+				progress_end(p, false, NULL);
 				return fail_component(&u->comps[i], why);
 			}
 		if (cli_http_get_url(url, 5000, &r) == 0) {
@@ -413,8 +410,7 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 		if (interrupted)
 			return -EINTR;
 		if (now_ns() > deadline_ns) {
-			if (p->tty)
-				fputs("\r\033[K", stderr);
+			progress_end(p, false, NULL);
 			cli_err("only %zu of %zu nodes are up in GET %s after the timeout", up, want, url);
 			for (size_t i = 0; i < u->ncomps; i++) {
 				const struct comp *c = &u->comps[i];
@@ -601,7 +597,7 @@ int cmd_up(struct cli_args *a)
 	const char *accel = cli_opt(a, "accel") ? cli_opt(a, "accel") : "auto";
 	const char *pool_s = cli_opt(a, "pool") ? cli_opt(a, "pool") : "1G";
 	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
-	struct progress p;
+	struct progress p = { 0 };
 	time_t now = time(NULL);
 	int r, ret = CLI_EXIT_ERROR;
 
@@ -759,11 +755,9 @@ int cmd_up(struct cli_args *a)
 	goto restore;
 
 fail:
-	if (interrupted) {
-		if (p.tty)
-			fputs("\r\033[K", stderr);
+	progress_end(&p, false, NULL);
+	if (interrupted)
 		cli_err("interrupted");
-	}
 	fprintf(stderr, "stopping what was started; the logs stay in %s\n", logdir);
 	up_stop_all(&u);
 	{

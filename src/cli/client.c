@@ -8,7 +8,9 @@
  * Mutating requests (everything but GET) carry a random X-Request-Id; when
  * the connection is reset or closed without an answer, the request is sent
  * once more with the same id, which the orchestrator answers with the
- * result of the first attempt instead of acting twice (docs/api.md).
+ * result of the first attempt instead of acting twice (docs/api.md); if
+ * the first attempt still runs, the repeat is answered 409 busy, and the
+ * client asks again (same id) until the first one's answer comes.
  * While a long operation waits, curl's progress callback drives the
  * spinner of output.c.
  */
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "cli.h"
@@ -212,6 +215,14 @@ static bool is_reset(CURLcode rc)
 	       rc == CURLE_PARTIAL_FILE;
 }
 
+static bool is_busy(const struct cli_resp *r)
+{
+	const json_t *e = r->json ? json_object_get(r->json, "error") : NULL;
+	const char *code = e ? jstr(e, "code") : NULL;
+
+	return r->status == 409 && code && strcmp(code, "busy") == 0;
+}
+
 static int report_curl_error(CURLcode rc, const char *errbuf, const char *url, const char *source,
 			     long timeout_ms)
 {
@@ -272,18 +283,38 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 		pp = &prog;
 	}
 
-	for (int attempt = 0;; attempt++) {
+	uint64_t start = now_ns();
+	bool retried = false;
+
+	for (;;) {
 		if (a->verbose)
 			fprintf(stderr, "> %s %s%s%s\n", method, url, mutating ? " X-Request-Id: " : "",
 				mutating ? reqid : "");
 		rc = perform(method, url, payload, mutating ? reqid : NULL, timeout_ms, pp, ret,
 			     errbuf);
-		if (rc == CURLE_OK || attempt > 0 || !is_reset(rc))
+		/*
+		 * The repeat of a request whose first attempt still runs gets 409 busy
+		 * (docs/api.md): wait for the first one's answer under the same id.
+		 */
+		if (rc == CURLE_OK && retried && is_busy(ret) &&
+		    now_ns() - start < (uint64_t)timeout_ms * 1000000) {
+			if (a->verbose)
+				fprintf(stderr, "< 409 busy: the first attempt still runs; asking again\n");
+			cli_resp_clear(ret);
+			for (int i = 0; i < 10; i++) {
+				if (pp)
+					progress_tick(pp, NULL);
+				usleep(100 * 1000);
+			}
+			continue;
+		}
+		if (rc == CURLE_OK || retried || !is_reset(rc))
 			break;
 		if (a->verbose)
 			fprintf(stderr, "< connection reset (%s); retrying with the same request id\n",
 				errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		cli_resp_clear(ret);
+		retried = true;
 	}
 	if (rc != CURLE_OK) {
 		if (pp)

@@ -174,11 +174,15 @@ class Stub:
                 return h.reply(200, {"slots": [WEB]})
             if len(p) == 2 and method == "POST":
                 rid = h.headers.get("X-Request-Id")
-                if body.get("name") == "flaky" and rid not in self.reset_ids:
+                if body.get("name") in ("flaky", "slowflaky") and rid not in self.reset_ids:
                     self.reset_ids.add(rid)
+                    self.busy_until = time.time() + 1.0
                     h.close_connection = True
                     h.connection.shutdown(socket.SHUT_RDWR)  # reset, no answer
                     return None
+                if body.get("name") == "slowflaky" and time.time() < self.busy_until:
+                    # the first attempt "still runs": a repeat of its id is busy
+                    return h.reply(409, err("busy", "request still running"))
                 if body.get("name") == "taken":
                     return h.reply(409, err("exists", 'slot "taken" exists'))
                 if body.get("name") == "slow":
@@ -405,6 +409,13 @@ def test_retry_after_connection_reset_keeps_the_request_id(stub):
     assert posts[0][2]["X-Request-Id"] == posts[1][2]["X-Request-Id"]
     assert "retrying with the same request id" in p.stderr
     assert "slot flaky running" in p.stdout
+    # The first attempt still runs when the repeat arrives: 409 busy, ask again.
+    p = api(stub, "-v", "slot", "create", "slowflaky", "--vcpus", "1", "--memory", "128M",
+            check_rc=0)
+    posts = stub.posts("/v1/slots")[2:]
+    assert len(posts) >= 3 and len({r[2]["X-Request-Id"] for r in posts}) == 1, posts
+    assert "the first attempt still runs" in p.stderr
+    assert "slot slowflaky running" in p.stdout
 
 
 def test_resize_delete_drain_console(stub):

@@ -26,6 +26,7 @@
 #include <sys/signalfd.h>
 
 #include "http.h"
+#include "jsonhttp.h"
 #include "log.h"
 #include "registrar.h"
 #include "macro.h"
@@ -71,38 +72,6 @@ static void usage(FILE *f)
 		"  --help                 show this help\n"
 		"\n"
 		"SIZE takes a K, M, G or T suffix (powers of 1024).\n");
-}
-
-/* "1G", "512M", "4096", "2MiB": bytes. */
-static int parse_size(const char *s, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
-	}
-	if (shift && (*end == 'i' || *end == 'I'))
-		end++;
-	if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*ret = (uint64_t)v << shift;
-	return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *ret)
@@ -209,13 +178,13 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			o->http = optarg;
 			break;
 		case OPT_POOL:
-			if (parse_size(optarg, &o->pool_size) < 0 || o->pool_size == 0) {
+			if (size_parse(optarg, &o->pool_size) < 0 || o->pool_size == 0) {
 				log_error("invalid --pool size '%s'", optarg);
 				return -EINVAL;
 			}
 			break;
 		case OPT_SECTION:
-			if (parse_size(optarg, &o->section_size) < 0) {
+			if (size_parse(optarg, &o->section_size) < 0) {
 				log_error("invalid --section-size '%s'", optarg);
 				return -EINVAL;
 			}

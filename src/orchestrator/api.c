@@ -62,7 +62,7 @@ static void h_healthz(struct orch *o, struct http_resp *resp)
 		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
 		return;
 	}
-	orch_reply_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I}", "status", "ok", "node_id",
+	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:I, s:I}", "status", "ok", "node_id",
 					     (json_int_t)o->node_id, "nodes", (json_int_t)nn,
 					     "slots", (json_int_t)ns));
 }
@@ -184,7 +184,7 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 	if (slot) {
 		r = o->store->ops->slot_get(o->store, slot, &s);
 		if (r == -ENOENT) {
-			orch_reply_json(resp, 200, json_pack("{s:[]}", "sections"));
+			http_resp_json(resp, 200, json_pack("{s:[]}", "sections"));
 			return;
 		}
 		slot_id = s.id;
@@ -205,7 +205,7 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 						     (json_int_t)secs[i].generation, "slot",
 						     secs[i].slot, "index", (json_int_t)secs[i].idx));
 	}
-	orch_reply_json(resp, 200, json_pack("{s:o}", "sections", arr));
+	http_resp_json(resp, 200, json_pack("{s:o}", "sections", arr));
 }
 
 static void h_events(struct orch *o, const struct http_req *req, struct http_resp *resp)
@@ -239,7 +239,7 @@ static void h_events(struct orch *o, const struct http_req *req, struct http_res
 				       "slot", ev[i].slot[0] ? json_string(ev[i].slot) : json_null(),
 				       "message", ev[i].message));
 	}
-	orch_reply_json(resp, 200, json_pack("{s:o}", "events", arr));
+	http_resp_json(resp, 200, json_pack("{s:o}", "events", arr));
 }
 
 /* ---- routing ------------------------------------------------------------- */

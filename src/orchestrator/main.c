@@ -129,7 +129,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			}
 			break;
 		case OPT_SECTION:
-			if (orch_parse_size_str(optarg, &o->section_size) < 0 ||
+			if (size_parse(optarg, &o->section_size) < 0 ||
 			    !IS_POW2(o->section_size) || o->section_size < (2u << 20)) {
 				log_error("invalid --section-size '%s': a power of two >= 2M", optarg);
 				return -EINVAL;

@@ -106,10 +106,10 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 	char *lj;
 	int r;
 
-	body = orch_parse_body(req, resp);
+	body = http_json_body(req, resp);
 	if (!body)
 		return;
-	if (orch_check_keys(body, keys, &bad) < 0) {
+	if (json_check_keys(body, keys, &bad) < 0) {
 		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
 		goto out;
 	}
@@ -236,7 +236,7 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 		mnpool_forget(o->mnpool, n.id);
 	log_info("%s %s (node %" PRIu64 ") %s", n.kind, n.name, n.id,
 		 existed ? "registered again" : "registered");
-	orch_reply_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
+	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;
 fail:
@@ -257,10 +257,10 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	int r;
 
 	if (req->body_len > 0) {
-		body = orch_parse_body(req, resp);
+		body = http_json_body(req, resp);
 		if (!body)
 			return;
-		if (orch_check_keys(body, keys, &bad) < 0) {
+		if (json_check_keys(body, keys, &bad) < 0) {
 			http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
 			goto out;
 		}
@@ -301,7 +301,7 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	r = st->ops->commit(st);
 	if (r < 0)
 		goto fail;
-	orch_reply_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)id,
+	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;
 fail:
@@ -325,7 +325,7 @@ void nodes_list(struct orch *o, struct http_resp *resp)
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, nodes_json(&nodes[i]));
-	orch_reply_json(resp, 200, json_pack("{s:o}", "nodes", arr));
+	http_resp_json(resp, 200, json_pack("{s:o}", "nodes", arr));
 }
 
 void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
@@ -366,7 +366,7 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 				json_array_append_new(arr, json_string(slots[i].name));
 		json_object_set_new(j, "slots", arr);
 	}
-	orch_reply_json(resp, 200, j);
+	http_resp_json(resp, 200, j);
 }
 
 void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp)
@@ -397,7 +397,7 @@ void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp
 	r = st->ops->commit(st);
 	if (r < 0)
 		goto fail;
-	orch_reply_json(resp, 200, nodes_json(&n));
+	http_resp_json(resp, 200, nodes_json(&n));
 	return;
 fail:
 	http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));

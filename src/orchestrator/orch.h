@@ -31,6 +31,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "jsonhttp.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -89,15 +90,6 @@ struct orch {
 
 /* ---- util.c ------------------------------------------------------------ */
 
-/* A size: integer bytes or a string with K/M/G/T (binary) suffix. */
-int orch_parse_size(json_t *v, uint64_t *ret);
-int orch_parse_size_str(const char *s, uint64_t *ret);
-/* Reject members of obj not in the NULL-terminated list; *ret_bad names one. */
-int orch_check_keys(json_t *obj, const char *const *allowed, const char **ret_bad);
-/* Parse the request body as a JSON object; on failure fills resp (400) and returns NULL. */
-json_t *orch_parse_body(const struct http_req *req, struct http_resp *resp);
-/* Body of an empty-bodied POST: {} is fine, anything else must be an object. */
-void orch_reply_json(struct http_resp *resp, int status, json_t *j);
 /* "2026-11-26T16:00:00Z" */
 void orch_fmt_time(int64_t t, char *buf, size_t len);
 /* Does a node's labels (JSON text) carry every key=value of `want` (object or NULL)? */

@@ -261,7 +261,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	char *cj;
 
 	memset(a, 0, sizeof(*a));
-	if (orch_check_keys(body, keys, &bad) < 0) {
+	if (json_check_keys(body, keys, &bad) < 0) {
 		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
 		return -EINVAL;
 	}
@@ -286,7 +286,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 		http_resp_error(resp, 400, "bad_request", "\"memory\" is required");
 		return -EINVAL;
 	}
-	if (orch_parse_size(v, &mem) < 0 || sections_for(o, mem, &a->nsec) < 0) {
+	if (json_size(v, &mem) < 0 || sections_for(o, mem, &a->nsec) < 0) {
 		http_resp_error(resp, 400, "bad_size",
 				"\"memory\" must be a whole number (1 to %d) of %" PRIu64
 				"-byte sections",
@@ -306,7 +306,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	}
 	a->s.cache = -1;
 	if ((v = json_object_get(body, "cache")) && !json_is_null(v)) {
-		if (orch_parse_size(v, &cache) < 0 || cache > INT64_MAX) {
+		if (json_size(v, &cache) < 0 || cache > INT64_MAX) {
 			http_resp_error(resp, 400, "bad_size", "\"cache\" must be a size");
 			return -EINVAL;
 		}
@@ -338,7 +338,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 			http_resp_error(resp, 400, "bad_request", "\"constraints\" must be an object");
 			return -EINVAL;
 		}
-		if (orch_check_keys(v, ckeys, &bad) < 0) {
+		if (json_check_keys(v, ckeys, &bad) < 0) {
 			http_resp_error(resp, 400, "unknown_field", "unknown constraint \"%s\"", bad);
 			return -EINVAL;
 		}
@@ -413,7 +413,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	char why[512] = "";
 	int r, status;
 
-	body = orch_parse_body(req, resp);
+	body = http_json_body(req, resp);
 	if (!body)
 		return;
 	if (parse_create(o, body, &a, resp) < 0)
@@ -553,7 +553,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	}
 	log_info("slot %s running on %s: %zu sections, %zu remote", a.s.name, c.name, a.nsec,
 		 nremote);
-	orch_reply_json(resp, 201, slots_json(o, &a.s, true));
+	http_resp_json(resp, 201, slots_json(o, &a.s, true));
 out:
 	json_decref(secs);
 	json_decref(vmreq);
@@ -577,7 +577,7 @@ void slots_list(struct orch *o, struct http_resp *resp)
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, slots_json(o, &slots[i], false));
-	orch_reply_json(resp, 200, json_pack("{s:o}", "slots", arr));
+	http_resp_json(resp, 200, json_pack("{s:o}", "slots", arr));
 }
 
 static int get_slot(struct orch *o, const char *name, struct slot_rec *s, struct http_resp *resp)
@@ -596,7 +596,7 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp)
 	struct slot_rec s;
 
 	if (get_slot(o, name, &s, resp) == 0)
-		orch_reply_json(resp, 200, slots_json(o, &s, true));
+		http_resp_json(resp, 200, slots_json(o, &s, true));
 }
 
 static bool transitional(const char *state)
@@ -747,15 +747,15 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 	uint64_t mem;
 	int r = 0;
 
-	body = orch_parse_body(req, resp);
+	body = http_json_body(req, resp);
 	if (!body)
 		return;
-	if (orch_check_keys(body, keys, &bad) < 0) {
+	if (json_check_keys(body, keys, &bad) < 0) {
 		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
 		goto out;
 	}
 	if (!json_object_get(body, "memory") ||
-	    orch_parse_size(json_object_get(body, "memory"), &mem) < 0 ||
+	    json_size(json_object_get(body, "memory"), &mem) < 0 ||
 	    sections_for(o, mem, &want) < 0) {
 		http_resp_error(resp, 400, "bad_size",
 				"\"memory\" must be a whole number (1 to %d) of %" PRIu64
@@ -812,7 +812,7 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 	event(o, r == 0 ? "slot_resized" : "slot_resize_failed", s.compute, s.name,
 	      "slot %s now has %zu sections (%zu asked)", s.name, have, want);
 	if (r == 0)
-		orch_reply_json(resp, 200, slots_json(o, &s, true));
+		http_resp_json(resp, 200, slots_json(o, &s, true));
 out:
 	json_decref(cons);
 	json_decref(body);

@@ -31,6 +31,7 @@ $(REL)/build.ninja: | deps
 build: deps $(REL)/build.ninja
 	@ninja -C $(REL) --quiet
 	@scripts/link-bins.sh $(REL) $(BUILD)/bin
+	@scripts/build-guest.sh $(BUILD)/guest
 
 $(CHK)/build.ninja: | deps
 	@mkdir -p $(BUILD)

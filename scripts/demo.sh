@@ -28,16 +28,17 @@ done_step() {
 	printf '    (%d ms)\n' "$ms"
 }
 
-start_memnode() { # id pool section backing
-	local log=$WORK/memnode-$1.log
+start_memnode() { # id pool section backing -- runs in this shell so PIDS is kept
 	"$BIN/disagg-memnode" --listen 127.0.0.1:0 --http 127.0.0.1:0 --node-id "$1" \
 		--pool "$2" --section-size "$3" --backing "$4" --key "$WORK/cluster.key" \
-		>"$WORK/memnode-$1.out" 2>"$log" &
+		>"$WORK/memnode-$1.out" 2>"$WORK/memnode-$1.log" &
 	PIDS+=($!)
 	for _ in $(seq 100); do
 		grep -q 'listening on' "$WORK/memnode-$1.out" 2>/dev/null && break
 		sleep 0.05
 	done
+}
+memnode_addrs() { # id -> "data http"
 	sed -n 's/.*listening on \([^ ]*\) http \([^ ]*\).*/\1 \2/p' "$WORK/memnode-$1.out"
 }
 
@@ -53,8 +54,10 @@ ls -l "$WORK/cluster.key" | awk '{print "    " $1, $NF}'
 done_step
 
 step "start memory node 11 (512 MiB, anonymous) and memory node 12 (512 MiB, persistent file)"
-read -r A AHTTP < <(start_memnode 11 512M 128M anon)
-read -r B BHTTP < <(start_memnode 12 512M 128M "file:$WORK/pool-12.img")
+start_memnode 11 512M 128M anon
+start_memnode 12 512M 128M "file:$WORK/pool-12.img"
+read -r A AHTTP < <(memnode_addrs 11)
+read -r B BHTTP < <(memnode_addrs 12)
 echo "    memnode 11: data $A, http $AHTTP"
 echo "    memnode 12: data $B, http $BHTTP"
 done_step

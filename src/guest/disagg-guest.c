@@ -267,6 +267,10 @@ static void cmd_fill(char **av, int ac)
 		return reply("ERR bad size");
 	if (r->mem)
 		return reply("ERR id=%d in use", id);
+	/* Never push the guest into the OOM killer: PID 1 cannot be killed. */
+	if ((mb << 10) + 16384 > meminfo_kb("MemAvailable"))
+		return reply("ERR not enough memory: %ld MiB asked, %ld MiB available", mb,
+			     meminfo_kb("MemAvailable") >> 10);
 	t0 = mono_ns();
 	r->bytes = (size_t)mb << 20;
 	r->seed = strtoull(av[2], NULL, 10);

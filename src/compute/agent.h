@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The compute agent: the set of VMs on this node and its HTTP control API
+ * (docs/compute.md). main.c parses options and runs it.
+ */
+#ifndef DISAGG_AGENT_H
+#define DISAGG_AGENT_H
+
+#include <pthread.h>
+
+#include "http.h"
+#include "vm.h"
+
+#define AGENT_MAX_VMS 64
+
+struct agent {
+	struct vm_env env;
+	pthread_mutex_t lock;         /* protects vms[] (each VM has its own lock) */
+	struct vm *vms[AGENT_MAX_VMS];
+	struct http_server *http;
+	uint64_t started_ns;
+};
+
+int agent_http_start(struct agent *a, const char *addr);
+unsigned agent_vm_count(struct agent *a);
+/* Stop every VM and free them. */
+void agent_shutdown(struct agent *a);
+
+#endif /* DISAGG_AGENT_H */

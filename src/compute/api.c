@@ -1,0 +1,518 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The compute agent's HTTP control API (documented in docs/compute.md).
+ *
+ *   GET    /healthz                      {"status":"ok", ...}
+ *   GET    /metrics                      Prometheus text (pager counters per VM)
+ *   GET    /v1/vms                       list
+ *   POST   /v1/vms                       create and start a VM with its section map
+ *   GET    /v1/vms/NAME                  status
+ *   DELETE /v1/vms/NAME                  stop and destroy
+ *   POST   /v1/vms/NAME/stop             stop (keeps the record until DELETE)
+ *   POST   /v1/vms/NAME/sections         hot-add one section
+ *   DELETE /v1/vms/NAME/sections/INDEX   hot-remove one section
+ *   PUT    /v1/vms/NAME/budget           {"bytes": N}: local cache budget
+ *   POST   /v1/vms/NAME/flush            write back every dirty page
+ *   GET    /v1/vms/NAME/console          the serial console log (text)
+ *   POST   /v1/vms/NAME/guest            {"command": "..."}: disagg-guest line protocol
+ *
+ * Bodies are JSON; unknown fields are rejected (400). Errors are
+ * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
+ */
+#include "agent.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "jsonhttp.h"
+#include "log.h"
+#include "metrics.h"
+#include "net.h"
+
+#define OP_TIMEOUT_MS 60000
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static int parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release", NULL };
+	const char *kind, *bad = NULL, *addr, *grant;
+	struct vm_section s = { 0 };
+
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "a section must be an object");
+		return -EINVAL;
+	}
+	if (json_check_keys(j, keys, &bad) < 0) {
+		snprintf(err, errlen, "unknown section field \"%s\"", bad);
+		return -EINVAL;
+	}
+	kind = json_string_value(json_object_get(j, "kind"));
+	if (!kind || (strcmp(kind, "local") && strcmp(kind, "remote"))) {
+		snprintf(err, errlen, "section kind must be \"local\" or \"remote\"");
+		return -EINVAL;
+	}
+	s.free_on_release = json_is_true(json_object_get(j, "free_on_release"));
+	if (strcmp(kind, "local") == 0) {
+		s.sec.kind = PAGER_SEC_LOCAL;
+		*ret = s;
+		return 0;
+	}
+	s.sec.kind = PAGER_SEC_REMOTE;
+	addr = json_string_value(json_object_get(j, "addr"));
+	grant = json_string_value(json_object_get(j, "grant"));
+	if (!addr || strlen(addr) >= sizeof(s.sec.addr) || !grant) {
+		snprintf(err, errlen, "a remote section needs \"addr\" (host:port) and \"grant\"");
+		return -EINVAL;
+	}
+	strcpy(s.sec.addr, addr);
+	if (grant_from_hex(grant, &s.sec.grant) < 0) {
+		snprintf(err, errlen, "\"grant\" must be %zu hex digits", (size_t)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	*ret = s;
+	return 0;
+}
+
+/* Find a VM by the name that follows `prefix` in the path; *rest gets the tail. */
+static struct vm *find_vm(struct agent *a, const char *path, const char **ret_rest)
+{
+	const char *name = path + strlen("/v1/vms/");
+	size_t n = strcspn(name, "/");
+
+	*ret_rest = name + n;
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i] && strlen(vm_name(a->vms[i])) == n &&
+		    strncmp(vm_name(a->vms[i]), name, n) == 0)
+			return a->vms[i];
+	return NULL;
+}
+
+static int errno_http(int r)
+{
+	switch (-r) {
+	case EINVAL:
+	case ERANGE:
+	case E2BIG:
+		return 400;
+	case ENOENT:
+	case ESRCH:
+		return 404;
+	case EEXIST:
+	case EBUSY:
+	case ENOSPC:
+		return 409;
+	case ETIMEDOUT:
+	case EPIPE:
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static void h_health(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	struct agent *a = opaque;
+	unsigned n = agent_vm_count(a);
+
+	http_resp_json(resp, 200,
+		   json_pack("{s:s, s:I, s:s, s:i, s:I}", "status", "ok", "node_id",
+			     (json_int_t)a->env.node_id, "accel", a->env.accel, "vms", n,
+			     "uptime_s", (json_int_t)((now_ns() - a->started_ns) / 1000000000ull)));
+}
+
+static void h_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	struct agent *a = opaque;
+	struct strbuf sb;
+	unsigned n = 0;
+
+	strbuf_init(&sb);
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i]) {
+			n++;
+			vm_render_metrics(a->vms[i], &sb);
+		}
+	pthread_mutex_unlock(&a->lock);
+	metrics_gauge(&sb, "disagg_compute_vms", "VMs on this compute node", "", n);
+	http_resp_text(resp, 200, "text/plain; version=0.0.4", strbuf_steal(&sb));
+}
+
+static void h_list(struct agent *a, struct http_resp *resp)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i])
+			json_array_append_new(arr, vm_status(a->vms[i]));
+	pthread_mutex_unlock(&a->lock);
+	http_resp_json(resp, 200, json_pack("{s:o}", "vms", arr));
+}
+
+static void h_create(struct agent *a, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
+					    "hotplug", "max_sections", "append", NULL };
+	_cleanup_free_ struct vm_section *secs = NULL;
+	struct vm_spec spec = { .vcpus = 1, .budget = UINT64_MAX, .max_hot = 8 };
+	const char *name, *bad = NULL, *hp, *append;
+	char err[512] = "";
+	json_t *j, *jsecs, *v;
+	struct vm *vm = NULL;
+	int slot = -1, r;
+	size_t i;
+
+	j = http_json_body(req, resp);
+	if (!j)
+		return;
+	if (json_check_keys(j, keys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+		goto out;
+	}
+	name = json_string_value(json_object_get(j, "name"));
+	if (!name || strlen(name) >= sizeof(spec.name)) {
+		http_resp_error(resp, 400, "bad_request", "\"name\" is required (a short string)");
+		goto out;
+	}
+	strcpy(spec.name, name);
+	if ((v = json_object_get(j, "vcpus"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 64) {
+			http_resp_error(resp, 400, "bad_request", "\"vcpus\" must be 1..64");
+			goto out;
+		}
+		spec.vcpus = (unsigned)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "cache_bytes"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			http_resp_error(resp, 400, "bad_request", "\"cache_bytes\" must be >= 0");
+			goto out;
+		}
+		spec.budget = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "max_sections"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > VM_MAX_SECTIONS) {
+			http_resp_error(resp, 400, "bad_request", "\"max_sections\" must be 0..%d",
+					VM_MAX_SECTIONS);
+			goto out;
+		}
+		spec.max_hot = (unsigned)json_integer_value(v);
+	}
+	hp = json_string_value(json_object_get(j, "hotplug"));
+	if (hp && strcmp(hp, "dimm") == 0)
+		spec.hotplug = VM_HOTPLUG_DIMM;
+	else if (hp && strcmp(hp, "virtio-mem") == 0)
+		spec.hotplug = VM_HOTPLUG_VIRTIO_MEM;
+	else if (hp || json_object_get(j, "hotplug")) {
+		http_resp_error(resp, 400, "bad_request", "\"hotplug\" must be \"dimm\" or \"virtio-mem\"");
+		goto out;
+	}
+	append = json_string_value(json_object_get(j, "append"));
+	if (append && strlen(append) >= sizeof(spec.append)) {
+		http_resp_error(resp, 400, "bad_request", "\"append\" is too long");
+		goto out;
+	}
+	if (append)
+		strcpy(spec.append, append);
+	jsecs = json_object_get(j, "sections");
+	if (!json_is_array(jsecs) || json_array_size(jsecs) == 0 ||
+	    json_array_size(jsecs) > VM_MAX_SECTIONS) {
+		http_resp_error(resp, 400, "bad_request",
+				"\"sections\" must be a non-empty array (the boot RAM, one entry per %llu MiB section)",
+				(unsigned long long)(a->env.section_size >> 20));
+		goto out;
+	}
+	secs = calloc(json_array_size(jsecs), sizeof(*secs));
+	if (!secs) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		goto out;
+	}
+	json_array_foreach(jsecs, i, v) {
+		if (parse_section(v, &secs[i], err, sizeof(err)) < 0) {
+			http_resp_error(resp, 400, "bad_section", "section %zu: %s", i, err);
+			goto out;
+		}
+	}
+	spec.nbase = (unsigned)json_array_size(jsecs);
+	spec.base = secs;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned k = 0; k < AGENT_MAX_VMS; k++) {
+		if (a->vms[k] && strcmp(vm_name(a->vms[k]), spec.name) == 0) {
+			pthread_mutex_unlock(&a->lock);
+			http_resp_error(resp, 409, "exists", "VM \"%s\" already exists", spec.name);
+			goto out;
+		}
+		if (!a->vms[k] && slot < 0)
+			slot = (int)k;
+	}
+	if (slot < 0) {
+		pthread_mutex_unlock(&a->lock);
+		http_resp_error(resp, 409, "capacity", "this node runs %d VMs already", AGENT_MAX_VMS);
+		goto out;
+	}
+	r = vm_new(&a->env, &spec, &vm);
+	if (r < 0) {
+		pthread_mutex_unlock(&a->lock);
+		http_resp_error(resp, errno_http(r), "create_failed", "cannot create VM \"%s\": %s",
+				spec.name, strerror(-r));
+		goto out;
+	}
+	a->vms[slot] = vm;
+	pthread_mutex_unlock(&a->lock);
+
+	r = vm_start(vm, err, sizeof(err));
+	if (r < 0) {
+		log_warn("vm %s: start failed: %s", spec.name, err);
+		http_resp_error(resp, errno_http(r) == 500 ? 500 : errno_http(r), "start_failed",
+				"VM \"%s\" failed to start: %s", spec.name, err);
+		pthread_mutex_lock(&a->lock);
+		a->vms[slot] = NULL;
+		pthread_mutex_unlock(&a->lock);
+		vm_unref(vm);
+		goto out;
+	}
+	http_resp_json(resp, 201, vm_status(vm));
+out:
+	json_decref(j);
+}
+
+static void h_destroy(struct agent *a, struct vm *vm, struct http_resp *resp)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i] == vm) {
+			a->vms[i] = NULL;
+			found = true;
+		}
+	pthread_mutex_unlock(&a->lock);
+	if (!found) {
+		http_resp_error(resp, 404, "not_found", "no such VM");
+		return;
+	}
+	vm_stop(vm, 10000);
+	vm_unref(vm); /* the table's reference; ours goes at the end of the request */
+	resp->status = 204;
+}
+
+static void h_add_section(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "section", NULL };
+	struct vm_section s;
+	const char *bad = NULL;
+	char err[512] = "";
+	unsigned idx;
+	json_t *j;
+	int r;
+
+	j = http_json_body(req, resp);
+	if (!j)
+		return;
+	if (json_check_keys(j, keys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+	} else if (parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
+		http_resp_error(resp, 400, "bad_section", "%s", err);
+	} else {
+		uint64_t t0 = now_ns();
+
+		r = vm_add_section(vm, &s, OP_TIMEOUT_MS, &idx, err, sizeof(err));
+		if (r < 0)
+			http_resp_error(resp, errno_http(r), "hotplug_failed", "%s", err);
+		else
+			http_resp_json(resp, 200,
+				   json_pack("{s:i, s:I, s:o}", "index", idx, "ms",
+					     (json_int_t)((now_ns() - t0) / 1000000), "vm",
+					     vm_status(vm)));
+	}
+	json_decref(j);
+}
+
+static void h_remove_section(struct vm *vm, const char *idxs, struct http_resp *resp)
+{
+	char err[512] = "", *end;
+	unsigned long idx = strtoul(idxs, &end, 10);
+	uint64_t t0 = now_ns();
+	int r;
+
+	if (!*idxs || *end || idx >= VM_MAX_SECTIONS) {
+		http_resp_error(resp, 400, "bad_request", "bad section index \"%s\"", idxs);
+		return;
+	}
+	r = vm_remove_section(vm, (unsigned)idx, OP_TIMEOUT_MS, err, sizeof(err));
+	if (r < 0)
+		http_resp_error(resp, errno_http(r), "hotplug_failed", "%s", err);
+	else
+		http_resp_json(resp, 200, json_pack("{s:I, s:o}", "ms",
+						(json_int_t)((now_ns() - t0) / 1000000), "vm",
+						vm_status(vm)));
+}
+
+static void h_budget(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "bytes", NULL };
+	const char *bad = NULL;
+	json_t *j = http_json_body(req, resp), *v;
+	int r;
+
+	if (!j)
+		return;
+	v = json_object_get(j, "bytes");
+	if (json_check_keys(j, keys, &bad) < 0)
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+	else if (!json_is_integer(v) || json_integer_value(v) < 0)
+		http_resp_error(resp, 400, "bad_request", "\"bytes\" must be an integer >= 0");
+	else if ((r = vm_set_budget(vm, (uint64_t)json_integer_value(v))) < 0)
+		http_resp_error(resp, errno_http(r), "budget_failed", "%s", strerror(-r));
+	else
+		http_resp_json(resp, 200, vm_status(vm));
+	json_decref(j);
+}
+
+static void h_console(struct vm *vm, struct http_resp *resp)
+{
+	_cleanup_close_ int fd = open(vm_console_path(vm), O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	off_t start = 0;
+	char *buf;
+	ssize_t n;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		http_resp_text(resp, 200, "text/plain", strdup(""));
+		return;
+	}
+	if (st.st_size > (1 << 20))
+		start = st.st_size - (1 << 20); /* the last MiB */
+	buf = malloc((size_t)(st.st_size - start) + 1);
+	if (!buf) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	n = pread(fd, buf, (size_t)(st.st_size - start), start);
+	buf[n > 0 ? n : 0] = '\0';
+	http_resp_text(resp, 200, "text/plain; charset=utf-8", buf);
+}
+
+static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "command", "timeout_ms", NULL };
+	const char *cmd, *bad = NULL;
+	char line[4096];
+	json_t *j = http_json_body(req, resp), *v;
+	int timeout = 60000, r;
+
+	if (!j)
+		return;
+	cmd = json_string_value(json_object_get(j, "command"));
+	v = json_object_get(j, "timeout_ms");
+	if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < 3600000)
+		timeout = (int)json_integer_value(v);
+	if (json_check_keys(j, keys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+	} else if (!cmd || !*cmd || strchr(cmd, '\n') || strlen(cmd) > 1000) {
+		http_resp_error(resp, 400, "bad_request", "\"command\" must be one line");
+	} else {
+		r = vm_guest_cmd(vm, cmd, timeout, line, sizeof(line));
+		if (r < 0 && r != -EIO)
+			http_resp_error(resp, errno_http(r), "guest_failed", "guest channel: %s",
+					strerror(-r));
+		else
+			http_resp_json(resp, 200, json_pack("{s:b, s:s}", "ok", r == 0, "reply", line));
+	}
+	json_decref(j);
+}
+
+/* Everything under /v1/vms. */
+static void h_vms(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	struct agent *a = opaque;
+	const char *rest, *m = req->method;
+	struct vm *vm;
+
+	if (strcmp(req->path, "/v1/vms") == 0 || strcmp(req->path, "/v1/vms/") == 0) {
+		if (strcmp(m, "GET") == 0)
+			h_list(a, resp);
+		else if (strcmp(m, "POST") == 0)
+			h_create(a, req, resp);
+		else
+			http_resp_error(resp, 405, "method_not_allowed", "use GET or POST");
+		return;
+	}
+	pthread_mutex_lock(&a->lock);
+	vm = find_vm(a, req->path, &rest);
+	if (vm)
+		vm_ref(vm);
+	pthread_mutex_unlock(&a->lock);
+	if (!vm) {
+		http_resp_error(resp, 404, "not_found", "no such VM");
+		return;
+	}
+	if (!*rest && strcmp(m, "GET") == 0)
+		http_resp_json(resp, 200, vm_status(vm));
+	else if (!*rest && strcmp(m, "DELETE") == 0)
+		h_destroy(a, vm, resp);
+	else if (!strcmp(rest, "/stop") && !strcmp(m, "POST")) {
+		vm_stop(vm, 10000);
+		http_resp_json(resp, 200, vm_status(vm));
+	} else if (!strcmp(rest, "/sections") && !strcmp(m, "POST"))
+		h_add_section(vm, req, resp);
+	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
+		h_remove_section(vm, rest + 10, resp);
+	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))
+		h_budget(vm, req, resp);
+	else if (!strcmp(rest, "/flush") && !strcmp(m, "POST")) {
+		int r = vm_flush(vm);
+
+		if (r < 0)
+			http_resp_error(resp, errno_http(r), "flush_failed", "%s", strerror(-r));
+		else
+			http_resp_json(resp, 200, vm_status(vm));
+	} else if (!strcmp(rest, "/console") && !strcmp(m, "GET"))
+		h_console(vm, resp);
+	else if (!strcmp(rest, "/guest") && !strcmp(m, "POST"))
+		h_guest(vm, req, resp);
+	else
+		http_resp_error(resp, 404, "not_found", "no such resource %s %s", m, req->path);
+	vm_unref(vm);
+}
+
+static const struct http_route routes[] = {
+	{ "GET", "/healthz", false, h_health },
+	{ "GET", "/metrics", false, h_metrics },
+	{ NULL, "/v1/vms", true, h_vms },
+};
+
+unsigned agent_vm_count(struct agent *a)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		n += a->vms[i] != NULL;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+int agent_http_start(struct agent *a, const char *addr)
+{
+	return http_server_start(addr, routes, ARRAY_SIZE(routes), a, &a->http);
+}
+
+void agent_shutdown(struct agent *a)
+{
+	http_server_stop(a->http);
+	a->http = NULL;
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
+		vm_unref(a->vms[i]);
+		a->vms[i] = NULL;
+	}
+}

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-compute: the compute node agent. Parses options, finds QEMU, the
+ * shim and the guest image, picks the accelerator, serves the HTTP control
+ * API and runs until SIGTERM/SIGINT, when it stops every VM.
+ * Options and API: docs/compute.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "jsonhttp.h"
+#include "log.h"
+#include "net.h"
+#include "registrar.h"
+
+static const char usage[] =
+	"Usage: disagg-compute --key FILE --node-id ID [options]\n"
+	"\n"
+	"  --http HOST:PORT       control API (default 127.0.0.1:7200; port 0 picks one)\n"
+	"  --key FILE             cluster key (32 bytes, mode 0600)\n"
+	"  --node-id ID           this compute node's id (grants name it)\n"
+	"  --run-dir DIR          tmpfs directory for VM run dirs (default /dev/shm/disagg-compute-ID)\n"
+	"  --qemu PATH            QEMU binary (default qemu-system-x86_64 in PATH)\n"
+	"  --shim PATH            libdisagg-shim.so (default: next to this program)\n"
+	"  --kernel PATH          guest kernel (default: build/guest/vmlinuz near this program)\n"
+	"  --initrd PATH          guest initramfs (default: build/guest/initrd.img)\n"
+	"  --accel auto|kvm|tcg   accelerator (default auto: kvm if a probe guest boots under it)\n"
+	"  --section-size SIZE    memory section size (default 128M)\n"
+	"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
+	"  --name NAME            node name shown by the orchestrator (default compute-ID)\n"
+	"  --label KEY=VALUE      node label for placement constraints (repeatable)\n"
+	"  --advertise HOST:PORT  the API address the orchestrator should use (default: --http)\n"
+	"  --vcpus N              vCPUs this node offers to slots (default 8 per host CPU)\n"
+	"  --log-level LEVEL      error, warn, info, debug\n";
+
+static volatile sig_atomic_t quit;
+
+static void on_signal(int sig)
+{
+	quit = sig;
+}
+
+/* A file next to our own executable (following symlinks), or under it. */
+static bool find_near_exe(const char *rel, char *ret, size_t len)
+{
+	char exe[PATH_MAX], *dir;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	dir = dirname(exe);
+	for (int up = 0; up < 4; up++) {
+		snprintf(ret, len, "%s/%s", dir, rel);
+		if (access(ret, R_OK) == 0)
+			return true;
+		dir = dirname(dir);
+	}
+	return false;
+}
+
+static bool find_in_path(const char *name, char *ret, size_t len)
+{
+	const char *path = getenv("PATH");
+	char buf[4096], *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
+	for (char *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		snprintf(ret, len, "%s/%s", d, name);
+		if (access(ret, X_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Registrar callback: what changes between heartbeats. */
+static void agent_fill_heartbeat(void *opaque, json_t *body)
+{
+	json_object_set_new(body, "vms", json_integer(agent_vm_count(opaque)));
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "http", required_argument, NULL, 'H' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "node-id", required_argument, NULL, 'n' },
+		{ "run-dir", required_argument, NULL, 'r' },
+		{ "qemu", required_argument, NULL, 'q' },
+		{ "shim", required_argument, NULL, 's' },
+		{ "kernel", required_argument, NULL, 'K' },
+		{ "initrd", required_argument, NULL, 'I' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "section-size", required_argument, NULL, 'S' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "orchestrator", required_argument, NULL, 'O' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "label", required_argument, NULL, 'L' },
+		{ "advertise", required_argument, NULL, 'A' },
+		{ "vcpus", required_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *http = "127.0.0.1:7200", *keyfile = NULL, *accel = "auto";
+	char run_dir[PATH_MAX] = "", qemu[PATH_MAX] = "", shim[PATH_MAX] = "";
+	char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
+	struct auth_key key;
+	struct agent a = { 0 };
+	uint64_t node_id = 0, section = 128ull << 20;
+	struct sigaction sa = { .sa_handler = on_signal };
+	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
+	json_t *labels = json_object();
+	struct registrar *reg = NULL;
+	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
+	int c, r;
+
+	log_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H': http = optarg; break;
+		case 'k': keyfile = optarg; break;
+		case 'n': node_id = strtoull(optarg, NULL, 10); break;
+		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
+		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
+		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
+		case 'K': snprintf(kernel, sizeof(kernel), "%s", optarg); break;
+		case 'I': snprintf(initrd, sizeof(initrd), "%s", optarg); break;
+		case 'a': accel = optarg; break;
+		case 'S':
+			if (size_parse(optarg, &section) < 0 || !IS_POW2(section) ||
+			    section < (2u << 20)) {
+				fprintf(stderr, "disagg-compute: --section-size must be a power of two >= 2M\n");
+				return 2;
+			}
+			break;
+		case 'l':
+			if (log_set_level_str(optarg) < 0) {
+				fprintf(stderr, "disagg-compute: unknown log level %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'O': orchestrator = optarg; break;
+		case 'N': name = optarg; break;
+		case 'A': advertise = optarg; break;
+		case 'V':
+			vcpus = strtol(optarg, NULL, 10);
+			if (vcpus < 1 || vcpus > 4096) {
+				fprintf(stderr, "disagg-compute: --vcpus must be 1..4096\n");
+				return 2;
+			}
+			break;
+		case 'L': {
+			char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg) {
+				fprintf(stderr, "disagg-compute: --label takes KEY=VALUE\n");
+				return 2;
+			}
+			*eq = '\0';
+			json_object_set_new(labels, optarg, json_string(eq + 1));
+			break;
+		}
+		case 'h': fputs(usage, stdout); return 0;
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	if (!keyfile || node_id == 0) {
+		fprintf(stderr, "disagg-compute: --key and a nonzero --node-id are required\n\n%s", usage);
+		return 2;
+	}
+	r = auth_key_load(keyfile, &key);
+	if (r < 0) {
+		fprintf(stderr, "disagg-compute: cluster key %s: %s%s\n", keyfile, strerror(-r),
+			r == -EPERM ? " (the key must not be readable by group or others: chmod 600)" : "");
+		return 1;
+	}
+	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg")) {
+		fprintf(stderr, "disagg-compute: --accel must be auto, kvm or tcg\n");
+		return 2;
+	}
+	if (!qemu[0] && !find_in_path("qemu-system-x86_64", qemu, sizeof(qemu))) {
+		fprintf(stderr, "disagg-compute: qemu-system-x86_64 not found (install qemu-system-x86 or pass --qemu)\n");
+		return 1;
+	}
+	if (!shim[0] && !find_near_exe("libdisagg-shim.so", shim, sizeof(shim)) &&
+	    !find_near_exe("shim/libdisagg-shim.so", shim, sizeof(shim)) &&
+	    !find_near_exe("bin/libdisagg-shim.so", shim, sizeof(shim)) &&
+	    !find_near_exe("lib/libdisagg-shim.so", shim, sizeof(shim))) {
+		fprintf(stderr, "disagg-compute: libdisagg-shim.so not found (pass --shim)\n");
+		return 1;
+	}
+	if (!kernel[0] && !find_near_exe("guest/vmlinuz", kernel, sizeof(kernel)))
+		snprintf(kernel, sizeof(kernel), "build/guest/vmlinuz");
+	if (!initrd[0] && !find_near_exe("guest/initrd.img", initrd, sizeof(initrd)))
+		snprintf(initrd, sizeof(initrd), "build/guest/initrd.img");
+	if (access(kernel, R_OK) || access(initrd, R_OK)) {
+		fprintf(stderr, "disagg-compute: guest image %s / %s not found (scripts/build-guest.sh, or --kernel/--initrd)\n",
+			kernel, initrd);
+		return 1;
+	}
+	if (!run_dir[0])
+		snprintf(run_dir, sizeof(run_dir), "/dev/shm/disagg-compute-%llu",
+			 (unsigned long long)node_id);
+	if (mkdir(run_dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "disagg-compute: cannot create %s: %m\n", run_dir);
+		return 1;
+	}
+
+	a.env = (struct vm_env){
+		.run_root = run_dir, .qemu = qemu, .shim = shim, .kernel = kernel,
+		.initrd = initrd, .section_size = section, .key = &key, .node_id = node_id,
+	};
+	a.env.accel = strcmp(accel, "auto") ? accel : vm_probe_accel(&a.env);
+	a.started_ns = now_ns();
+	pthread_mutex_init(&a.lock, NULL);
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	r = agent_http_start(&a, http);
+	if (r < 0) {
+		fprintf(stderr, "disagg-compute: cannot serve HTTP on %s: %s\n", http, strerror(-r));
+		return 1;
+	}
+	printf("disagg-compute listening on %s accel %s\n", http_server_addr(a.http), a.env.accel);
+	fflush(stdout);
+	if (orchestrator) {
+		char defname[64];
+		json_t *body;
+
+		snprintf(defname, sizeof(defname), "compute-%llu", (unsigned long long)node_id);
+		body = json_pack("{s:I, s:s, s:s, s:s, s:O, s:I}", "node_id", (json_int_t)node_id,
+				 "kind", "compute", "name", name ? name : defname, "http",
+				 advertise ? advertise : http_server_addr(a.http), "labels", labels,
+				 "vcpus", (json_int_t)vcpus);
+		r = body ? registrar_start(orchestrator, body, agent_fill_heartbeat, &a, &reg)
+			 : -ENOMEM;
+		json_decref(body);
+		if (r < 0) {
+			log_error("cannot start the registrar: %s", strerror(-r));
+			agent_shutdown(&a);
+			json_decref(labels);
+			return 1;
+		}
+	}
+	log_info("node %llu: accel %s, run dir %s, qemu %s", (unsigned long long)node_id,
+		 a.env.accel, run_dir, qemu);
+
+	while (!quit)
+		pause();
+	log_info("stopping (signal %d)", (int)quit);
+	registrar_stop(reg);
+	agent_shutdown(&a);
+	json_decref(labels);
+	pthread_mutex_destroy(&a.lock);
+	return 0;
+}

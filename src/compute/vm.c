@@ -1,0 +1,945 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VM lifecycle: run directory and RAM files, the shim socket that receives
+ * QEMU's userfaultfds, the pager, the QEMU process and its supervision.
+ * Hotplug and the guest channel live in vm_hot.c; see vm.h for the model.
+ */
+#include "vm_internal.h"
+
+#include <dirent.h>
+#include <stdatomic.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <linux/magic.h>
+
+#include "hotplug.h"
+#include "log.h"
+#include "mnclient.h"
+#include "net.h"
+#include "shim.h"
+#include "uffd_compat.h"
+
+extern char **environ;
+
+/* What the shim must ask of UFFDIO_API for the pager's sync-WP mode. */
+#define VM_UFFD_FEATURES                                                                   \
+	(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |                    \
+	 UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_THREAD_ID)
+
+static const char *const state_names[] = {
+	[VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
+	[VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
+};
+
+const char *vm_state_name(enum vm_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(state_names) ? state_names[s] : "unknown";
+}
+
+const char *vm_name(const struct vm *vm)
+{
+	return vm->spec.name;
+}
+
+enum vm_state vm_get_state(struct vm *vm)
+{
+	enum vm_state s;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+const char *vm_console_path(const struct vm *vm)
+{
+	return vm->console_path;
+}
+
+void vm_set_failed(struct vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(vm->reason, sizeof(vm->reason), fmt, ap);
+	va_end(ap);
+	vm->state = VM_FAILED;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= VM_NAME_MAX || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '-' || s[i] == '_' || s[i] == '.' || (s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
+			return false;
+	return true;
+}
+
+/* ---- RAM files ----------------------------------------------------------- */
+
+int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len)
+{
+	_cleanup_close_ int fd = -1;
+
+	snprintf(ret_path, len, "%s/%s", vm->dir, leaf);
+	fd = open(ret_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int r = -errno;
+
+		unlink(ret_path);
+		return r;
+	}
+	return 0;
+}
+
+/* Which RAM file is `path`, and which sections back it? (lock held) */
+static int region_for_path(struct vm *vm, const char *path, const struct vm_section **ret_secs,
+			   unsigned *ret_n, int *ret_hot)
+{
+	if (strcmp(path, vm->base_path) == 0) {
+		*ret_secs = vm->spec.base;
+		*ret_n = vm->spec.nbase;
+		*ret_hot = -1;
+		return 0;
+	}
+	for (unsigned i = 0; i < vm->nhot; i++)
+		if (vm->hot[i].in_use && strcmp(path, vm->hot[i].path) == 0) {
+			*ret_secs = &vm->hot[i].sec;
+			*ret_n = 1;
+			*ret_hot = (int)i;
+			return 0;
+		}
+	if (vm->vmem_path[0] && strcmp(path, vm->vmem_path) == 0) {
+		*ret_secs = vm->vmem_secs;
+		*ret_n = vm->spec.max_hot;
+		*ret_hot = -2;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* ---- the shim socket ----------------------------------------------------- */
+
+static int recv_shim_msg(int fd, struct shim_msg *msg, int *ret_fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(*msg) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*ret_fd = -1;
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	if (n == 0)
+		return -EPIPE;
+	if (n < 0)
+		return -errno;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+	if (n != (ssize_t)sizeof(*msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		if (*ret_fd >= 0)
+			close(*ret_fd);
+		*ret_fd = -1;
+		return -EBADMSG;
+	}
+	msg->path[sizeof(msg->path) - 1] = '\0';
+	return 0;
+}
+
+/* A MAP message: give the mapping to the pager. */
+static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
+{
+	const struct vm_section *secs;
+	struct pager_section psecs[VM_MAX_SECTIONS];
+	_cleanup_close_ int file_fd = -1;
+	unsigned n, first;
+	int hot, r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = region_for_path(vm, msg->path, &secs, &n, &hot);
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0) {
+		log_warn("vm %s: shim mapped an unknown file %s", vm->spec.name, msg->path);
+		return r;
+	}
+	if (msg->offset % vm->env.section_size || msg->len % vm->env.section_size)
+		return -EINVAL;
+	first = (unsigned)(msg->offset / vm->env.section_size);
+	if (first + msg->len / vm->env.section_size > n)
+		return -ERANGE;
+	n = (unsigned)(msg->len / vm->env.section_size);
+	for (unsigned i = 0; i < n; i++)
+		psecs[i] = secs[first + i].sec;
+	file_fd = open(msg->path, O_RDWR | O_CLOEXEC);
+	if (file_fd < 0)
+		return -errno;
+
+	struct pager_region_config rc = {
+		.uffd = uffd,
+		.uffd_features = VM_UFFD_FEATURES,
+		.file_fd = file_fd,
+		.file_offset = msg->offset,
+		.base = msg->addr,
+		.length = msg->len,
+		.sections = psecs,
+		.pagemap_fd = -1,
+	};
+	r = pager_add_region(vm->pager, &rc);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->nregions < ARRAY_SIZE(vm->regions)) {
+		vm->regions[vm->nregions].index = r;
+		vm->regions[vm->nregions].addr = msg->addr;
+		vm->regions[vm->nregions].file_fd = TAKE_FD(file_fd);
+		vm->regions[vm->nregions].uffd = -1;
+		vm->nregions++;
+	}
+	if (hot >= 0)
+		vm->hot[hot].addr = msg->addr;
+	else if (hot == -2)
+		vm->vmem_region = r;
+	pthread_mutex_unlock(&vm->lock);
+	log_debug("vm %s: serving %s (%llu MiB at %#llx)", vm->spec.name, msg->path,
+		  (unsigned long long)(msg->len >> 20), (unsigned long long)msg->addr);
+	return 0;
+}
+
+static void *shim_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct pollfd pfd[8];
+	int nconn = 0;
+
+	for (;;) {
+		pfd[0] = (struct pollfd){ .fd = vm->stop_efd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = vm->shim_listen, .events = POLLIN };
+		if (poll(pfd, (nfds_t)(2 + nconn), -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[0].revents)
+			break;
+		if ((pfd[1].revents & POLLIN) && nconn < 6) {
+			int c = accept4(vm->shim_listen, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0)
+				pfd[2 + nconn++] = (struct pollfd){ .fd = c, .events = POLLIN };
+		}
+		for (int i = 0; i < nconn; i++) {
+			struct shim_msg msg;
+			int32_t status;
+			int uffd = -1, r;
+
+			if (!pfd[2 + i].revents)
+				continue;
+			r = recv_shim_msg(pfd[2 + i].fd, &msg, &uffd);
+			if (r == -EPIPE || r == -ECONNRESET) {
+				close(pfd[2 + i].fd);
+				pfd[2 + i] = pfd[2 + --nconn];
+				i--;
+				continue;
+			}
+			if (r == 0 && msg.op == SHIM_MSG_MAP)
+				r = uffd >= 0 ? shim_map(vm, &msg, uffd) : -EBADMSG;
+			else if (r == 0 && msg.op == SHIM_MSG_UNMAP)
+				r = vm_region_unmapped(vm, msg.addr);
+			else if (r == 0)
+				r = -EOPNOTSUPP;
+			if (uffd >= 0 && r < 0)
+				close(uffd);
+			else if (uffd >= 0)
+				vm_region_keep_uffd(vm, msg.addr, uffd);
+			status = r < 0 ? r : 0;
+			(void)send(pfd[2 + i].fd, &status, sizeof(status), MSG_NOSIGNAL);
+		}
+	}
+	for (int i = 0; i < nconn; i++)
+		close(pfd[2 + i].fd);
+	return NULL;
+}
+
+static int shim_listen(struct vm *vm)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	_cleanup_close_ int fd = -1;
+
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/shim.sock", vm->dir) >=
+	    (int)sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0)
+		return -errno;
+	strcpy(vm->shim_path, sa.sun_path);
+	return TAKE_FD(fd);
+}
+
+/* ---- QEMU ---------------------------------------------------------------- */
+
+struct argv {
+	char *v[128];
+	int n;
+};
+
+static void add(struct argv *a, const char *fmt, ...) _printf_(2, 3);
+static void add(struct argv *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (a->n >= (int)ARRAY_SIZE(a->v) - 1)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&a->v[a->n], fmt, ap) >= 0)
+		a->n++;
+	va_end(ap);
+}
+
+static void argv_free(struct argv *a)
+{
+	for (int i = 0; i < a->n; i++)
+		free(a->v[i]);
+}
+
+static void add_strv(struct argv *a, char **v)
+{
+	for (; v && *v; v++)
+		add(a, "%s", *v);
+}
+
+static int build_argv(struct vm *vm, struct argv *a)
+{
+	char **hp = NULL, **gc = NULL, chan[PATH_MAX];
+	struct hotplug_config hc;
+	int r;
+
+	vm_hot_config(vm, &hc);
+	r = hotplug_qemu_args(&hc, &hp);
+	if (r < 0)
+		return r;
+	snprintf(chan, sizeof(chan), "%s/guest.sock", vm->dir);
+	r = guestchan_qemu_args("gch", chan, &gc);
+	if (r < 0) {
+		hotplug_strv_free(hp);
+		return r;
+	}
+	add(a, "%s", vm->env.qemu);
+	add(a, "-name");
+	add(a, "guest=%s,debug-threads=on", vm->spec.name);
+	add(a, "-machine");
+	add(a, "pc,accel=%s", vm->env.accel);
+	add(a, "-cpu");
+	add(a, "%s", strcmp(vm->env.accel, "kvm") == 0 ? "host" : "max");
+	add(a, "-smp");
+	add(a, "%u", vm->spec.vcpus);
+	add_strv(a, hp);      /* -m, boot RAM on its file, the virtio-mem device */
+	add(a, "-kernel");
+	add(a, "%s", vm->env.kernel);
+	add(a, "-initrd");
+	add(a, "%s", vm->env.initrd);
+	add(a, "-append");
+	add(a, "console=ttyS0 memhp_default_state=online_movable panic=1 %s", vm->spec.append);
+	add(a, "-nodefaults");
+	add(a, "-display");
+	add(a, "none");
+	add(a, "-chardev");
+	add(a, "file,id=con,path=%s", vm->console_path);
+	add(a, "-serial");
+	add(a, "chardev:con");
+	add_strv(a, gc);      /* virtio-serial port org.disagg.guest on guest.sock */
+	add(a, "-qmp");
+	add(a, "unix:%s/qmp.sock,server=on,wait=off", vm->dir);
+	add(a, "-no-reboot");
+	a->v[a->n] = NULL;
+	hotplug_strv_free(hp);
+	guestchan_strv_free(gc);
+	return 0;
+}
+
+static int spawn_qemu(struct vm *vm)
+{
+	struct argv a = { .n = 0 };
+	char *envp[512];
+	char e_pre[PATH_MAX + 16], e_dir[PATH_MAX + 20], e_sock[PATH_MAX + 20], e_feat[64];
+	posix_spawn_file_actions_t fa;
+	char logpath[PATH_MAX];
+	int n = 0, r;
+	pid_t pid;
+
+	r = build_argv(vm, &a);
+	if (r < 0) {
+		argv_free(&a);
+		return r;
+	}
+	snprintf(e_pre, sizeof(e_pre), "LD_PRELOAD=%s", vm->env.shim);
+	snprintf(e_dir, sizeof(e_dir), "DISAGG_SHIM_DIR=%s", vm->dir);
+	snprintf(e_sock, sizeof(e_sock), "DISAGG_SHIM_SOCK=%s", vm->shim_path);
+	snprintf(e_feat, sizeof(e_feat), "DISAGG_SHIM_UFFD_FEATURES=%llu",
+		 (unsigned long long)VM_UFFD_FEATURES);
+	envp[n++] = e_pre;
+	envp[n++] = e_dir;
+	envp[n++] = e_sock;
+	envp[n++] = e_feat;
+	for (char **e = environ; *e && n < (int)ARRAY_SIZE(envp) - 1; e++)
+		if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "DISAGG_SHIM_", 12) &&
+		    strncmp(*e, "ASAN_", 5) && strncmp(*e, "UBSAN_", 6) && strncmp(*e, "LSAN_", 5))
+			envp[n++] = *e;
+	envp[n] = NULL;
+
+	snprintf(logpath, sizeof(logpath), "%s/qemu.log", vm->dir);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	r = posix_spawn(&pid, vm->env.qemu, &fa, NULL, a.v, envp);
+	posix_spawn_file_actions_destroy(&fa);
+	argv_free(&a);
+	if (r)
+		return -r;
+	vm->pid = pid;
+	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (vm->pidfd < 0) {
+		r = -errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		vm->pid = 0;
+		return r;
+	}
+	return 0;
+}
+
+/* Read the tail of qemu.log into buf, for error messages. */
+void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	_cleanup_close_ int fd = -1;
+	off_t size;
+	ssize_t n;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "%s/qemu.log", vm->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	if (size < 0)
+		return;
+	n = pread(fd, buf, len - 1, size > (off_t)len - 1 ? size - (off_t)len + 1 : 0);
+	buf[n > 0 ? n : 0] = '\0';
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' && p[1])
+			*p = ' ';
+}
+
+/* ---- release ------------------------------------------------------------- */
+
+/* Free a section on its memory node if the control plane asked us to. */
+void vm_free_section(struct vm *vm, const struct vm_section *s)
+{
+	struct mnc_opts o = {
+		.addr = s->sec.addr, .key = vm->env.key, .node_id = vm->env.node_id,
+		.timeout_ms = 3000,
+	};
+	_cleanup_mnc_ struct mnc *c = NULL;
+	int r;
+
+	if (!s->free_on_release || s->sec.kind != PAGER_SEC_REMOTE)
+		return;
+	r = mnc_connect(&o, &c);
+	if (r >= 0)
+		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation);
+	if (r < 0)
+		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
+			 s->sec.grant.section, s->sec.addr, strerror(-r));
+}
+
+/* Drop the pager, the RAM files and, where asked, the sections. Lock held. */
+static void release(struct vm *vm)
+{
+	if (vm->released)
+		return;
+	vm->released = true;
+	pager_free(vm->pager);
+	vm->pager = NULL;
+	pager_backend_free(vm->backend);
+	vm->backend = NULL;
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		if (vm->regions[i].file_fd >= 0)
+			close(vm->regions[i].file_fd);
+		if (vm->regions[i].uffd >= 0)
+			close(vm->regions[i].uffd);
+	}
+	vm->nregions = 0;
+	vm_hot_release(vm);
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		vm_free_section(vm, &vm->spec.base[i]);
+	if (vm->base_path[0])
+		unlink(vm->base_path);
+}
+
+/* ---- supervision --------------------------------------------------------- */
+
+static void *supervise_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = vm->pidfd, .events = POLLIN },
+		{ .fd = vm->stop_efd, .events = POLLIN },
+	};
+	int status = 0;
+
+	while (poll(pfd, 2, -1) < 0 && errno == EINTR)
+		;
+	if (!(pfd[0].revents & POLLIN))
+		return NULL; /* vm_free: it reaps QEMU itself */
+	(void)waitpid(vm->pid, &status, 0);
+	pthread_mutex_lock(&vm->lock);
+	vm->exited = true;
+	if (vm->state == VM_STOPPING) {
+		vm->state = VM_STOPPED;
+	} else {
+		char tail[400];
+
+		vm_qemu_log_tail(vm, tail, sizeof(tail));
+		if (WIFSIGNALED(status))
+			vm_set_failed(vm, "QEMU killed by signal %d (%s)", WTERMSIG(status),
+				      strsignal(WTERMSIG(status)));
+		else
+			vm_set_failed(vm, "QEMU exited with status %d: %s", WEXITSTATUS(status),
+				      tail);
+		log_error("vm %s failed: %s", vm->spec.name, vm->reason);
+	}
+	release(vm);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret)
+{
+	struct vm *vm;
+	struct statfs sfs;
+
+	if (!name_ok(spec->name))
+		return -EINVAL;
+	if (spec->vcpus < 1 || spec->vcpus > 64 || spec->nbase < 1 ||
+	    spec->nbase > VM_MAX_SECTIONS || spec->max_hot > VM_MAX_SECTIONS)
+		return -EINVAL;
+	if (statfs(env->run_root, &sfs) < 0)
+		return -errno;
+	if (sfs.f_type != TMPFS_MAGIC)
+		return -ENOTSUP; /* guest RAM files must be on tmpfs */
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->env = *env;
+	vm->spec = *spec;
+	vm->spec.base = calloc(spec->nbase, sizeof(*spec->base));
+	if (!vm->spec.base) {
+		free(vm);
+		return -ENOMEM;
+	}
+	memcpy(vm->spec.base, spec->base, spec->nbase * sizeof(*spec->base));
+	vm->pidfd = vm->shim_listen = vm->stop_efd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->hot_lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->vmem_region = -1;
+	snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, spec->name);
+	if (mkdir(vm->dir, 0700) < 0) {
+		int r = -errno;
+
+		free(vm->spec.base);
+		free(vm);
+		return r;
+	}
+	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
+	vm->created_ns = now_ns();
+	vm->refs = 1;
+	*ret = vm;
+	return 0;
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
+	struct pager_config pc = {
+		.name = vm->spec.name,
+		.section_size = vm->env.section_size,
+		.budget = vm->spec.budget,
+	};
+	uint64_t t0 = now_ns();
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_CREATED) {
+		pthread_mutex_unlock(&vm->lock);
+		snprintf(err, errlen, "VM is %s", vm_state_name(vm->state));
+		return -EBUSY;
+	}
+	vm->state = VM_STARTING;
+	pthread_mutex_unlock(&vm->lock);
+
+	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, 5000, 0, &vm->backend);
+	if (r < 0) {
+		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
+		goto fail;
+	}
+	pc.backend = vm->backend;
+	r = pager_new(&pc, &vm->pager);
+	if (r >= 0)
+		r = pager_start(vm->pager);
+	if (r < 0) {
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+		goto fail;
+	}
+	r = vm_make_file(vm, "ram-base", vm->env.section_size * vm->spec.nbase, vm->base_path,
+			 sizeof(vm->base_path));
+	if (r >= 0)
+		r = vm_hot_prepare(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "RAM files in %s: %s", vm->dir, strerror(-r));
+		goto fail;
+	}
+	vm->stop_efd = eventfd(0, EFD_CLOEXEC);
+	vm->shim_listen = shim_listen(vm);
+	if (vm->stop_efd < 0 || vm->shim_listen < 0) {
+		r = vm->shim_listen < 0 ? vm->shim_listen : -errno;
+		snprintf(err, errlen, "shim socket: %s", strerror(-r));
+		goto fail;
+	}
+	r = -pthread_create(&vm->shim_thread, NULL, shim_main, vm);
+	if (r < 0) {
+		snprintf(err, errlen, "thread: %s", strerror(-r));
+		goto fail;
+	}
+	vm->shim_thread_on = true;
+	r = spawn_qemu(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot start %s: %s", vm->env.qemu, strerror(-r));
+		goto fail;
+	}
+	r = -pthread_create(&vm->sup_thread, NULL, supervise_main, vm);
+	if (r < 0) {
+		snprintf(err, errlen, "thread: %s", strerror(-r));
+		goto fail;
+	}
+	vm->sup_thread_on = true;
+	r = qmp_connect(vm->qmp_path_buf[0] ? vm->qmp_path_buf : vm_qmp_path(vm), 15000, &vm->qmp);
+	if (r < 0) {
+		char tail[400];
+
+		vm_qemu_log_tail(vm, tail, sizeof(tail));
+		snprintf(err, errlen, "QEMU did not come up (QMP: %s): %s", strerror(-r), tail);
+		goto fail;
+	}
+	r = vm_hot_attach(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "hotplug: %s", strerror(-r));
+		goto fail;
+	}
+	r = vm_guest_connect(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "guest channel: %s", strerror(-r));
+		goto fail;
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_STARTING)
+		vm->state = VM_RUNNING;
+	r = vm->state == VM_RUNNING ? 0 : -ECHILD;
+	if (r < 0)
+		snprintf(err, errlen, "%s", vm->reason);
+	pthread_mutex_unlock(&vm->lock);
+	log_info("vm %s: QEMU %d up in %llu ms (%u MiB base, %s)", vm->spec.name, (int)vm->pid,
+		 (unsigned long long)((now_ns() - t0) / 1000000),
+		 (unsigned)(vm->env.section_size * vm->spec.nbase >> 20), vm->env.accel);
+	return r;
+fail:
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_STARTING)
+		vm_set_failed(vm, "%s", err);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->pid > 0)
+		kill(vm->pid, SIGKILL);
+	return r;
+}
+
+int vm_stop(struct vm *vm, int timeout_ms)
+{
+	struct timespec ts;
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pid <= 0 || vm->exited) {
+		if (vm->state == VM_CREATED || vm->state == VM_STARTING)
+			vm->state = VM_STOPPED;
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	if (vm->state != VM_FAILED)
+		vm->state = VM_STOPPING;
+	pthread_mutex_unlock(&vm->lock);
+
+	/* Ask QEMU to quit; the guest's state does not matter to us. */
+	if (vm->qmp)
+		(void)qmp_execute(vm->qmp, "quit", NULL, 2000, NULL);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->exited && r == 0)
+		r = pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	if (!vm->exited) {
+		kill(vm->pid, SIGKILL);
+		while (!vm->exited)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+void vm_free(struct vm *vm)
+{
+	uint64_t one = 1;
+
+	if (!vm)
+		return;
+	vm_stop(vm, 5000);
+	if (vm->stop_efd >= 0)
+		(void)!write(vm->stop_efd, &one, sizeof(one));
+	if (vm->shim_thread_on)
+		pthread_join(vm->shim_thread, NULL);
+	if (vm->sup_thread_on)
+		pthread_join(vm->sup_thread, NULL);
+	if (vm->pid > 0 && !vm->exited) {
+		kill(vm->pid, SIGKILL);
+		waitpid(vm->pid, NULL, 0);
+	}
+	vm_guest_close(vm);
+	hotplug_free(vm->hp);
+	qmp_close(vm->qmp);
+	pthread_mutex_lock(&vm->lock);
+	release(vm);
+	pthread_mutex_unlock(&vm->lock);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
+	if (vm->shim_listen >= 0)
+		close(vm->shim_listen);
+	if (vm->stop_efd >= 0)
+		close(vm->stop_efd);
+	vm_remove_dir(vm);
+	free(vm->spec.base);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->hot_lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}
+
+struct vm *vm_ref(struct vm *vm)
+{
+	atomic_fetch_add(&vm->refs, 1);
+	return vm;
+}
+
+void vm_unref(struct vm *vm)
+{
+	if (vm && atomic_fetch_sub(&vm->refs, 1) == 1)
+		vm_free(vm);
+}
+
+void vm_remove_dir(struct vm *vm)
+{
+	DIR *d = opendir(vm->dir);
+	struct dirent *de;
+
+	if (d) {
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				(void)unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+	(void)rmdir(vm->dir);
+}
+
+const char *vm_qmp_path(struct vm *vm)
+{
+	snprintf(vm->qmp_path_buf, sizeof(vm->qmp_path_buf), "%s/qmp.sock", vm->dir);
+	return vm->qmp_path_buf;
+}
+
+int vm_set_budget(struct vm *vm, uint64_t bytes)
+{
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	r = vm->pager ? pager_set_budget(vm->pager, bytes) : -ESRCH;
+	if (r >= 0)
+		vm->spec.budget = bytes;
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+int vm_flush(struct vm *vm)
+{
+	struct pager *p;
+
+	pthread_mutex_lock(&vm->lock);
+	p = vm->pager;
+	pthread_mutex_unlock(&vm->lock);
+	return p ? pager_flush(p) : -ESRCH;
+}
+
+void vm_render_metrics(struct vm *vm, struct strbuf *sb)
+{
+	char labels[VM_NAME_MAX + 8];
+
+	snprintf(labels, sizeof(labels), "vm=\"%s\"", vm->spec.name);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->pager)
+		pager_render_metrics(vm->pager, sb, labels);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* ---- accelerator probe --------------------------------------------------- */
+
+const char *vm_probe_accel(const struct vm_env *env)
+{
+	char *argv[] = {
+		(char *)env->qemu, (char *)"-accel", (char *)"kvm", (char *)"-m", (char *)"256M",
+		(char *)"-display", (char *)"none", (char *)"-nodefaults", (char *)"-serial",
+		(char *)"stdio", (char *)"-no-reboot", (char *)"-kernel", (char *)env->kernel,
+		(char *)"-initrd", (char *)env->initrd, (char *)"-append",
+		(char *)"console=ttyS0 disagg.poweroff", NULL,
+	};
+	posix_spawn_file_actions_t fa;
+	char buf[65536];
+	size_t have = 0;
+	int pipefd[2];
+	uint64_t deadline;
+	bool ok = false;
+	pid_t pid;
+
+	if (access("/dev/kvm", R_OK | W_OK) != 0 || pipe2(pipefd, O_CLOEXEC) < 0)
+		return "tcg";
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	if (posix_spawn(&pid, env->qemu, &fa, NULL, argv, environ) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return "tcg";
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	/* A working KVM boots this guest to init in well under a second. */
+	deadline = now_ns() + 8000000000ull;
+	while (!ok && now_ns() < deadline && have < sizeof(buf) - 1) {
+		struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 200) <= 0)
+			continue;
+		n = read(pipefd[0], buf + have, sizeof(buf) - 1 - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		ok = strstr(buf, "disagg-guest-init: up") != NULL;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(pipefd[0]);
+	return ok ? "kvm" : "tcg";
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+static json_t *section_json(const struct vm_section *s)
+{
+	if (s->sec.kind == PAGER_SEC_LOCAL)
+		return json_pack("{s:s}", "kind", "local");
+	return json_pack("{s:s, s:s, s:I, s:i, s:i, s:b}", "kind", "remote", "addr", s->sec.addr,
+			 "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
+			 (int)s->sec.grant.section, "generation", (int)s->sec.grant.generation,
+			 "free_on_release", s->free_on_release);
+}
+
+json_t *vm_status(struct vm *vm)
+{
+	json_t *j, *base = json_array(), *hot = json_array();
+	struct pager_stats st;
+	bool have_stats;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		json_array_append_new(base, section_json(&vm->spec.base[i]));
+	for (unsigned i = 0; i < vm->nhot; i++) {
+		json_t *h;
+
+		if (!vm->hot[i].in_use)
+			continue;
+		h = section_json(&vm->hot[i].sec);
+		json_object_set_new(h, "index", json_integer(i));
+		json_object_set_new(h, "plugged", json_boolean(vm->hot[i].plugged));
+		json_array_append_new(hot, h);
+	}
+	have_stats = vm->pager != NULL;
+	if (have_stats)
+		pager_stats(vm->pager, &st);
+	j = json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:I, s:I, s:o, s:o, s:I}", "name",
+		      vm->spec.name, "state", vm_state_name(vm->state), "pid", (int)vm->pid,
+		      "vcpus", (int)vm->spec.vcpus, "accel", vm->env.accel, "hotplug",
+		      vm->spec.hotplug == VM_HOTPLUG_DIMM ? "dimm" : "virtio-mem", "section_size",
+		      (json_int_t)vm->env.section_size, "memory_bytes",
+		      (json_int_t)(vm->env.section_size * (vm->spec.nbase + vm_hot_count(vm))),
+		      "sections", base, "hot_sections", hot, "guest_memtotal_kb",
+		      (json_int_t)vm->guest_memtotal_kb);
+	if (vm->spec.budget == UINT64_MAX)
+		json_object_set_new(j, "cache_bytes", json_null());
+	else
+		json_object_set_new(j, "cache_bytes", json_integer((json_int_t)vm->spec.budget));
+	if (vm->state == VM_FAILED)
+		json_object_set_new(j, "reason", json_string(vm->reason));
+	pthread_mutex_unlock(&vm->lock);
+	if (have_stats)
+		json_object_set_new(
+			j, "pager",
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "mode",
+				  pager_mode_name(st.mode), "faults", (json_int_t)st.faults,
+				  "pages_fetched", (json_int_t)st.pages_fetched, "pages_evicted",
+				  (json_int_t)st.pages_evicted, "pages_written_back",
+				  (json_int_t)st.pages_written_back, "resident_pages",
+				  (json_int_t)st.resident_pages, "max_resident_pages",
+				  (json_int_t)st.max_resident_pages, "errors", (json_int_t)st.errors,
+				  "failed", st.failed));
+	return j;
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One virtual machine supervised by the compute agent.
+ *
+ * A VM is a stock QEMU process with libdisagg-shim.so preloaded. Its RAM is
+ * a set of tmpfs files in the VM's run directory: the boot RAM ("base", a
+ * whole number of sections) and one file per hot-plugged section (pc-dimm
+ * mode) or one file for the virtio-mem device. The shim hands every mapping
+ * of those files to the agent, which serves its faults with the VM's pager
+ * according to the section map: each section is local, or remote on a
+ * memory node with a grant.
+ *
+ * Lifecycle: vm_new (validate, create the run directory) -> vm_start
+ * (pager, shim socket, QEMU, QMP, guest channel) -> running -> vm_stop or an
+ * unexpected exit (state "failed", reason recorded) -> vm_free. A
+ * supervisor thread watches QEMU through a pidfd; when QEMU dies, the pager,
+ * files and sections are released.
+ *
+ * All entry points are thread-safe (one mutex per VM).
+ */
+#ifndef DISAGG_VM_H
+#define DISAGG_VM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "pager.h"
+
+#define VM_NAME_MAX     64
+#define VM_MAX_SECTIONS 256   /* ACPI DIMM slot limit */
+
+enum vm_state {
+	VM_CREATED = 0,
+	VM_STARTING,
+	VM_RUNNING,
+	VM_STOPPING,
+	VM_STOPPED,
+	VM_FAILED,
+};
+
+enum vm_hotplug {
+	VM_HOTPLUG_DIMM = 0,
+	VM_HOTPLUG_VIRTIO_MEM = 1,
+};
+
+/* One section of a VM's memory, as the control plane describes it. */
+struct vm_section {
+	struct pager_section sec;     /* local, or remote with address and grant */
+	bool free_on_release;         /* the agent frees it on its memnode when done */
+};
+
+/* Agent-wide settings every VM shares. */
+struct vm_env {
+	const char *run_root;         /* tmpfs directory for run dirs */
+	const char *qemu;             /* qemu-system-x86_64 */
+	const char *shim;             /* path of libdisagg-shim.so */
+	const char *kernel, *initrd;  /* guest image */
+	const char *accel;            /* resolved: "kvm" or "tcg" */
+	uint64_t section_size;
+	const struct auth_key *key;
+	uint64_t node_id;             /* this compute node's id (grant holder) */
+};
+
+struct vm_spec {
+	char name[VM_NAME_MAX];
+	unsigned vcpus;
+	unsigned nbase;               /* sections of boot RAM */
+	struct vm_section *base;      /* nbase entries (copied) */
+	uint64_t budget;              /* bytes of remote pages resident; UINT64_MAX: all */
+	enum vm_hotplug hotplug;
+	unsigned max_hot;             /* sections that can be hot-plugged */
+	char append[512];             /* extra kernel command line */
+};
+
+struct vm;
+
+int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret);
+int vm_start(struct vm *vm, char *err, size_t errlen);
+/* Graceful stop (ACPI powerdown, then quit, then SIGKILL). */
+int vm_stop(struct vm *vm, int timeout_ms);
+/* Stop if needed and free everything. Accepts NULL. */
+void vm_free(struct vm *vm);
+/*
+ * References: vm_new returns one. Whoever uses a VM found in a shared
+ * table takes one (vm_ref) and drops it (vm_unref); the last vm_unref
+ * calls vm_free.
+ */
+struct vm *vm_ref(struct vm *vm);
+void vm_unref(struct vm *vm);
+
+/* Hot-add one section; *ret_index gets its index among hot sections. */
+int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
+		   unsigned *ret_index, char *err, size_t errlen);
+/* Hot-remove the last-added section (virtio-mem) or section `index` (DIMM). */
+int vm_remove_section(struct vm *vm, unsigned index, int timeout_ms, char *err, size_t errlen);
+
+int vm_set_budget(struct vm *vm, uint64_t bytes);
+int vm_flush(struct vm *vm);
+
+/* Send one command line to disagg-guest and get its "OK ..." answer. */
+int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size_t len);
+
+const char *vm_name(const struct vm *vm);
+enum vm_state vm_get_state(struct vm *vm);
+const char *vm_state_name(enum vm_state s);
+/* Status as JSON (new reference). */
+json_t *vm_status(struct vm *vm);
+/* The serial console log path. */
+const char *vm_console_path(const struct vm *vm);
+/* Prometheus text of the VM's pager. */
+void vm_render_metrics(struct vm *vm, struct strbuf *sb);
+
+/* Pick the accelerator: "kvm" when a probe guest boots under KVM, else "tcg". */
+const char *vm_probe_accel(const struct vm_env *env);
+
+#endif /* DISAGG_VM_H */

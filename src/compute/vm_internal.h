@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals shared by vm.c (lifecycle, shim, supervision) and vm_hot.c
+ * (hotplug, guest channel). Not for use outside the VM module.
+ */
+#ifndef DISAGG_VM_INTERNAL_H
+#define DISAGG_VM_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "guestchan.h"
+#include "hotplug.h"
+#include "qmp.h"
+#include "vm.h"
+
+/* A hot-plugged section (pc-dimm: one file and one DIMM each). */
+struct vm_hot {
+	bool in_use;
+	bool plugged;                 /* the guest has it */
+	struct vm_section sec;
+	char id[32];                  /* QOM/device id suffix */
+	char path[PATH_MAX];          /* backing file (DIMM mode) */
+	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
+};
+
+/* A mapping the pager serves. */
+struct vm_region {
+	int index;                    /* pager region index */
+	uint64_t addr;
+	int file_fd;
+	int uffd;
+};
+
+struct vm {
+	struct vm_env env;
+	struct vm_spec spec;          /* spec.base is our own copy */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic unsigned refs;
+	enum vm_state state;
+	char reason[512];             /* why it failed */
+	uint64_t created_ns;
+
+	char dir[PATH_MAX - 64];
+	char base_path[PATH_MAX];
+	char console_path[PATH_MAX];
+	char shim_path[108];
+	char qmp_path_buf[PATH_MAX];
+
+	struct pager_backend *backend;
+	struct pager *pager;
+	struct vm_region regions[VM_MAX_SECTIONS + 2];
+	unsigned nregions;
+
+	pthread_mutex_t hot_lock;     /* one hotplug operation at a time */
+	struct vm_hot hot[VM_MAX_SECTIONS];
+	unsigned nhot;                /* slots used in hot[] (some may be free) */
+	char vmem_path[PATH_MAX];     /* virtio-mem backing file */
+	struct vm_section *vmem_secs; /* spec.max_hot entries */
+	unsigned vmem_plugged;        /* sections plugged through virtio-mem */
+	int vmem_region;              /* its pager region, -1 until mapped */
+
+	pid_t pid;
+	int pidfd;
+	bool exited, released;
+	int shim_listen, stop_efd;
+	pthread_t shim_thread, sup_thread;
+	bool shim_thread_on, sup_thread_on;
+	struct qmp *qmp;
+	struct hotplug *hp;
+	struct guestchan *guest;
+	uint64_t guest_memtotal_kb;
+};
+
+void vm_set_failed(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
+int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len);
+void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
+void vm_remove_dir(struct vm *vm);
+void vm_free_section(struct vm *vm, const struct vm_section *s);
+const char *vm_qmp_path(struct vm *vm);
+
+/* vm_hot.c */
+int vm_hot_prepare(struct vm *vm);
+void vm_hot_config(struct vm *vm, struct hotplug_config *ret);
+int vm_hot_attach(struct vm *vm);     /* after QMP is up */
+void vm_hot_release(struct vm *vm);
+int vm_region_unmapped(struct vm *vm, uint64_t addr);
+void vm_region_keep_uffd(struct vm *vm, uint64_t addr, int uffd);
+int vm_vmem_set_section(struct vm *vm, unsigned idx, const struct pager_section *s,
+			bool discard);
+int vm_guest_connect(struct vm *vm);
+unsigned vm_hot_count(struct vm *vm);   /* plugged hot sections; lock held */
+void vm_guest_close(struct vm *vm);
+
+#endif /* DISAGG_VM_INTERNAL_H */

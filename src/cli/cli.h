@@ -168,6 +168,7 @@ int cmd_slot_create(struct cli_args *a);
 int cmd_slot_ls(struct cli_args *a);
 int cmd_slot_show(struct cli_args *a);
 int cmd_slot_console(struct cli_args *a);
+int cmd_slot_guest(struct cli_args *a);
 int cmd_slot_delete(struct cli_args *a);
 int cmd_slot_resize(struct cli_args *a);
 int cmd_section_ls(struct cli_args *a);

@@ -574,6 +574,32 @@ int cmd_slot_delete(struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
+/* One disagg-guest command line; exit 1 when the guest answers ERR. */
+int cmd_slot_guest(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), "/guest");
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	const char *reply;
+	int ret;
+
+	if (!path)
+		return CLI_EXIT_ERROR;
+	body = json_pack("{s:s}", "command", a->args[1]);
+	if (!body)
+		return CLI_EXIT_ERROR;
+	ret = call(a, "POST", path, body, NULL, true, &r);
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r.json);
+	} else {
+		reply = json_string_value(json_object_get(r.json, "reply"));
+		puts(reply ? reply : "");
+	}
+	return json_is_true(json_object_get(r.json, "ok")) ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+}
+
 int cmd_slot_console(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };

@@ -74,6 +74,12 @@ static const struct cli_cmd cmd_table[] = {
 	  { { NULL } } },
 	{ "slot console", "NAME", 1, 1, "print the VM's serial console", NULL, cmd_slot_console,
 	  { { NULL } } },
+	{ "slot guest", "NAME 'COMMAND ARGS'", 2, 2, "run a disagg-guest command inside the VM",
+	  "Sends one line of the guest helper's protocol (docs/guest.md) through the\n"
+	  "orchestrator and the compute node, and prints the answer: for example\n"
+	  "'MEMINFO', 'FILL 1 7 256' (256 MiB of pattern 7 as region 1), 'VERIFY 1'.\n"
+	  "Exits 1 when the guest answers ERR.",
+	  cmd_slot_guest, { { NULL } } },
 	{ "slot delete", "NAME", 1, 1, "stop the VM and free its sections", NULL, cmd_slot_delete,
 	  { { NULL } } },
 	{ "slot resize", "NAME --memory SIZE", 1, 1, "grow or shrink a running slot's memory",

@@ -39,6 +39,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_SLOTS_RESIZE] = "slots_resize",
 	[RT_SLOTS_DELETE] = "slots_delete",
 	[RT_SLOTS_CONSOLE] = "slots_console",
+	[RT_SLOTS_GUEST] = "slots_guest",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",
@@ -370,6 +371,13 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 		else
 			method_not_allowed(resp, "GET");
 		return RT_SLOTS_CONSOLE;
+	}
+	if (strcmp(tail, "/guest") == 0) {
+		if (is_method(req, "POST"))
+			slots_guest(o, name, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_SLOTS_GUEST;
 	}
 	http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
 	return RT_OTHER;

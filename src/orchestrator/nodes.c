@@ -96,7 +96,7 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 {
 	static const char *const keys[] = { "node_id", "kind", "name", "addr", "http", "labels",
 					    "section_size", "sections_total", "sections_free",
-					    "vcpus", NULL };
+					    "vcpus", "vms", NULL };
 	struct store *st = o->store;
 	struct node_rec n = { 0 }, old;
 	const char *bad = NULL, *k;
@@ -248,7 +248,7 @@ out:
 void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		     struct http_resp *resp)
 {
-	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", NULL };
+	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms", NULL };
 	struct store *st = o->store;
 	int64_t freec = -1, total = -1, vcpus = -1;
 	const char *bad = NULL;

@@ -51,6 +51,7 @@ enum orch_route {
 	RT_SLOTS_RESIZE,
 	RT_SLOTS_DELETE,
 	RT_SLOTS_CONSOLE,
+	RT_SLOTS_GUEST,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -170,6 +171,9 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		  struct http_resp *resp);
 void slots_delete(struct orch *o, const char *name, struct http_resp *resp);
 void slots_console(struct orch *o, const char *name, struct http_resp *resp);
+/* POST /v1/slots/NAME/guest: a disagg-guest command, forwarded to the compute node. */
+void slots_guest(struct orch *o, const char *name, const struct http_req *req,
+		 struct http_resp *resp);
 json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections);
 /* Slots interrupted by a restart (creating, resizing, deleting): settle them. */
 void slots_recover(struct orch *o);

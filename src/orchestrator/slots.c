@@ -868,9 +868,12 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 	http_resp_text(resp, 204, "application/json", NULL);
 }
 
-/* ---- console ------------------------------------------------------------- */
+/* ---- console and guest commands ------------------------------------------ */
 
-void slots_console(struct orch *o, const char *name, struct http_resp *resp)
+/* Forward a request about the slot's VM to its compute node. */
+static void proxy(struct orch *o, const char *name, const char *method, const char *sub,
+		  const char *body, int timeout_ms, const char *what, const char *ctype,
+		  struct http_resp *resp)
 {
 	_cleanup_free_ char *answer = NULL;
 	struct slot_rec s;
@@ -884,15 +887,28 @@ void slots_console(struct orch *o, const char *name, struct http_resp *resp)
 		http_resp_error(resp, 404, "not_found", "slot %s has no compute node", name);
 		return;
 	}
-	snprintf(path, sizeof(path), "/v1/vms/%s/console", s.name);
-	status = cclient_call(c.http, "GET", path, NULL, SHORT_TIMEOUT_MS, &answer);
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", s.name, sub);
+	status = cclient_call(c.http, method, path, body, timeout_ms, &answer);
 	if (status != 200) {
-		compute_error(resp, &c, "the console", status, answer);
+		compute_error(resp, &c, what, status, answer);
 		return;
 	}
-	http_resp_text(resp, 200, "text/plain; charset=utf-8", TAKE_PTR(answer));
+	http_resp_text(resp, 200, ctype, TAKE_PTR(answer));
 	if (!resp->body)
 		resp->body = strdup("");
+}
+
+void slots_console(struct orch *o, const char *name, struct http_resp *resp)
+{
+	proxy(o, name, "GET", "console", NULL, SHORT_TIMEOUT_MS, "the console",
+	      "text/plain; charset=utf-8", resp);
+}
+
+void slots_guest(struct orch *o, const char *name, const struct http_req *req,
+		 struct http_resp *resp)
+{
+	proxy(o, name, "POST", "guest", req->body, o->compute_timeout_ms, "the guest command",
+	      "application/json", resp);
 }
 
 /* ---- restart ------------------------------------------------------------- */

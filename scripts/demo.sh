@@ -1,21 +1,35 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# `make demo`: the main walk-through of what disagg does today.
-# Starts two memory nodes on loopback with a fresh cluster key, stores and
-# verifies patterned pages through the client, copies a section from one
-# memory node to the other, shows the metrics, then stops everything.
-# Each step prints what it did and how long it took.
+# `make demo`: the main walk-through.
+#
+#   1. `disagg up`: an orchestrator, one compute node and two memory nodes
+#      on loopback, with a fresh cluster key;
+#   2. a slot with 512 MiB of RAM, half of it on the memory nodes: a stock
+#      QEMU boots an unmodified Linux guest whose remote pages are served
+#      over the network by the pager;
+#   3. the guest writes and verifies a memory pattern;
+#   4. the slot grows by 256 MiB while it runs (hot-added sections), the
+#      guest uses the new memory; the per-node memory map is shown;
+#   5. it shrinks back, the guest's data is intact; the slot is deleted and
+#      the cluster stopped.
+#
+# Each step prints what it did and how long it took. DEMO_KEEP=1 leaves the
+# cluster running at the end (stop it with `build/bin/disagg down --data DIR`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/bin
-WORK=$(mktemp -d /tmp/disagg-demo.XXXXXX)
-PIDS=()
+BIN=$PWD/build/bin
+export DISAGG_DATA=${DISAGG_DATA:-$(mktemp -d /tmp/disagg-demo.XXXXXX)}
+UP=0
 
 cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
+	local rc=$?
+	if [ "$UP" = 1 ] && [ -z "${DEMO_KEEP:-}" ]; then
+		"$BIN/disagg" down >/dev/null 2>&1 || true
+	fi
+	if [ $rc -ne 0 ]; then
+		echo "demo FAILED (exit $rc); logs: $DISAGG_DATA/logs" >&2
+	fi
 }
 trap cleanup EXIT
 
@@ -24,88 +38,71 @@ step() {
 	printf '\n\033[1m==> %s\033[0m\n' "$*"
 }
 done_step() {
-	local ms=$((($(date +%s%N) - STEP_T0) / 1000000))
-	printf '    (%d ms)\n' "$ms"
+	printf '    (%d ms)\n' $((($(date +%s%N) - STEP_T0) / 1000000))
 }
-
-start_memnode() { # id pool section backing -- runs in this shell so PIDS is kept
-	"$BIN/disagg-memnode" --listen 127.0.0.1:0 --http 127.0.0.1:0 --node-id "$1" \
-		--pool "$2" --section-size "$3" --backing "$4" --key "$WORK/cluster.key" \
-		>"$WORK/memnode-$1.out" 2>"$WORK/memnode-$1.log" &
-	PIDS+=($!)
-	for _ in $(seq 100); do
-		grep -q 'listening on' "$WORK/memnode-$1.out" 2>/dev/null && break
-		sleep 0.05
-	done
+run() {
+	printf '    $ %s\n' "$*"
+	"$@" 2>&1 | sed 's/^/    /'
+	return "${PIPESTATUS[0]}"
 }
-memnode_addrs() { # id -> "data http"
-	sed -n 's/.*listening on \([^ ]*\) http \([^ ]*\).*/\1 \2/p' "$WORK/memnode-$1.out"
-}
+disagg() { "$BIN/disagg" "$@"; }
 
-mnctl() { # addr args...
-	local addr=$1
-	shift
-	"$BIN/disagg-mnctl" --addr "$addr" --key "$WORK/cluster.key" --node-id 1 "$@"
-}
-
-step "create a cluster key (32 random bytes, mode 0600)"
-"$BIN/disagg-grant" --new-key "$WORK/cluster.key"
-ls -l "$WORK/cluster.key" | awk '{print "    " $1, $NF}'
+step "start a one-machine cluster: orchestrator, 1 compute node, 2 memory nodes (1 GiB each)"
+run disagg up --memnodes 2 --computes 1 --pool 1G
+UP=1
+run disagg node ls
 done_step
 
-step "start memory node 11 (512 MiB, anonymous) and memory node 12 (512 MiB, persistent file)"
-start_memnode 11 512M 128M anon
-start_memnode 12 512M 128M "file:$WORK/pool-12.img"
-read -r A AHTTP < <(memnode_addrs 11)
-read -r B BHTTP < <(memnode_addrs 12)
-echo "    memnode 11: data $A, http $AHTTP"
-echo "    memnode 12: data $B, http $BHTTP"
+step "create slot 'web': 1 vCPU, 512 MiB, 50% of it on memory nodes, 128 MiB local cache for the remote half"
+run disagg slot create web --vcpus 1 --memory 512M --remote 50 --cache 128M
+run disagg slot show web
 done_step
 
-step "allocate two sections on memnode 11"
-S1=$(mnctl "$A" alloc --owner 1)
-S2=$(mnctl "$A" alloc --owner 1)
-echo "    $S1"
-echo "    $S2"
-sec() { sed -n 's/.*"section": *\([0-9]*\).*/\1/p' <<<"$1"; }
-gen() { sed -n 's/.*"generation": *\([0-9]*\).*/\1/p' <<<"$1"; }
+step "the guest booted (serial console, last lines)"
+disagg slot console web | grep -E 'Linux version|Memory:|disagg-guest-init' | tail -4 | sed 's/^/    /'
 done_step
 
-step "write 256 MiB of patterned pages (authenticated, granted, pipelined)"
-mnctl "$A" fill "$(sec "$S1")" "$(gen "$S1")" --seed 1
-mnctl "$A" fill "$(sec "$S2")" "$(gen "$S2")" --seed 2
+step "inside the guest: write 256 MiB of patterned memory and verify it"
+run disagg slot guest web MEMINFO
+run disagg slot guest web "FILL 1 7 256"
+run disagg slot guest web "VERIFY 1"
 done_step
 
-step "read them back and verify every page"
-mnctl "$A" verify "$(sec "$S1")" "$(gen "$S1")" --seed 1
-mnctl "$A" verify "$(sec "$S2")" "$(gen "$S2")" --seed 2
+step "grow the running slot by 256 MiB (two 128 MiB sections hot-plugged, onlined by the guest)"
+run disagg slot resize web --memory 768M
+run disagg slot guest web MEMINFO
 done_step
 
-step "copy section $(sec "$S1") from memnode 11 to memnode 12 (memory migration's data path)"
-T=$(mnctl "$B" alloc --owner 1)
-mnctl "$A" copy "$(sec "$S1")" "$(gen "$S1")" --to "$B" --to-section "$(sec "$T")" \
-	--to-generation "$(gen "$T")" --to-node-id 12
-echo "    verify the copy on memnode 12, page by page:"
-mnctl "$B" verify "$(sec "$T")" "$(gen "$T")" --seed 1 --pattern-node 11 --pattern-section "$(sec "$S1")"
+step "use the new memory: another 256 MiB region, then verify both"
+run disagg slot guest web "FILL 2 9 256"
+run disagg slot guest web "VERIFY 2"
+run disagg slot guest web "VERIFY 1"
 done_step
 
-step "free the source section; sections are always handed out zeroed"
-mnctl "$A" free "$(sec "$S1")" "$(gen "$S1")"
-S3=$(mnctl "$A" alloc --owner 2)
-echo "    $S3"
-mnctl "$A" verify "$(sec "$S3")" "$(gen "$S3")" --zero --pages 4096
+step "where the slot's memory lives: sections per memory node"
+run disagg section ls
+run disagg node ls
 done_step
 
-step "a client without the cluster key gets nothing"
-head -c 32 /dev/urandom >"$WORK/wrong.key"
-chmod 600 "$WORK/wrong.key"
-if "$BIN/disagg-mnctl" --addr "$A" --key "$WORK/wrong.key" --node-id 1 ping; then
-	echo "    UNEXPECTED: accepted" && exit 1
+step "shrink back to 512 MiB (the guest gives the hot-plugged memory back)"
+run disagg slot guest web "FREE 2"
+run disagg slot resize web --memory 512M
+run disagg slot guest web MEMINFO
+run disagg slot guest web "VERIFY 1"
+done_step
+
+step "delete the slot: the VM stops and its sections return to the memory nodes"
+run disagg slot delete web
+run disagg node ls
+done_step
+
+if [ -n "${DEMO_KEEP:-}" ]; then
+	printf '\ndemo finished; the cluster keeps running (disagg down --data %s)\n' "$DISAGG_DATA"
+	exit 0
 fi
-done_step
-
-step "memory node metrics (GET /metrics, excerpt)"
-curl -s "http://$AHTTP/metrics" | grep -E '^disagg_memnode_(requests_total|bytes_|sections)' | head -12 | sed 's/^/    /'
+step "stop the cluster"
+run disagg down
+UP=0
 done_step
 
 printf '\ndemo finished: every page verified.\n'

@@ -12,7 +12,7 @@
 BUILD    := build
 REL      := $(BUILD)/release
 CHK      := $(BUILD)/check
-SUITES   ?= unit fuzz functional
+SUITES   ?= unit fuzz functional vm
 MESON    := meson
 PY       := /usr/bin/python3
 

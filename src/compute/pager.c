@@ -826,6 +826,9 @@ static void region_free(struct pager_region *r)
 {
 	if (!r)
 		return;
+	for (uint32_t i = 0; r->mig && i < r->nsections; i++)
+		pager_memmig_free(r->mig[i]);
+	free(r->mig);
 	free(r->sections);
 	free(r->st);
 	free(r->fence);
@@ -870,7 +873,8 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->sections = calloc(r->nsections, sizeof(*r->sections));
 	r->st = calloc(r->npages, 1);
 	r->fence = calloc(r->nsections, 1);
-	if (!r->sections || !r->st || !r->fence) {
+	r->mig = calloc(r->nsections, sizeof(*r->mig));
+	if (!r->sections || !r->st || !r->fence || !r->mig) {
 		region_free(r);
 		return -ENOMEM;
 	}
@@ -1015,6 +1019,8 @@ void pager_free(struct pager *p)
 	}
 	if (p->evictor_started)
 		pthread_join(p->evictor, NULL);
+	if (p->mig_conn)
+		p->cfg.backend->ops->conn_close(p->mig_conn);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
 		region_free(atomic_load(&p->regions[i]));
 	free(p->threads);
@@ -1034,7 +1040,7 @@ void pager_free(struct pager *p)
 /* ---- hotplug: remove a region, change a section ---------------------------- */
 
 /* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
-static bool on_pager_thread(struct pager *p)
+bool pager_on_thread(struct pager *p)
 {
 	pthread_t self = pthread_self();
 
@@ -1077,7 +1083,7 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
-	if (on_pager_thread(p)) {
+	if (pager_on_thread(p)) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EDEADLK;
 	}
@@ -1138,6 +1144,9 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 	for (uint32_t sec = 0; sec < r->nsections; sec++)
 		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
 			(void)pager_punch(r, (uint64_t)sec * p->sec_pages, p->sec_pages);
+	/* A migration of one of its sections ends with it (abort semantics). */
+	for (uint32_t sec = 0; sec < r->nsections; sec++)
+		pager_memmig_drop(p, r, sec, false);
 	pthread_mutex_unlock(&p->io_lock);
 	CTR_ADD(p, regions_removed, 1);
 	log_debug("pager %s: region %d removed (%lld resident pages dropped)", p->name, region,
@@ -1145,13 +1154,6 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 	region_free(r);
 	pthread_mutex_unlock(&p->admin_lock);
 	return 0;
-}
-
-static bool same_remote_section(const struct pager_section *a, const struct pager_section *b)
-{
-	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
-	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
-	       a->grant.generation == b->grant.generation;
 }
 
 int pager_region_set_section(struct pager *p, int region, unsigned index,
@@ -1167,9 +1169,9 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
 	r = atomic_load(&p->regions[region]);
-	if (on_pager_thread(p) || !r || index >= r->nsections) {
+	if (pager_on_thread(p) || !r || index >= r->nsections) {
 		pthread_mutex_unlock(&p->admin_lock);
-		return on_pager_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
+		return pager_on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
 	}
 	pg0 = (uint64_t)index * p->sec_pages;
 	n = p->sec_pages;
@@ -1179,8 +1181,13 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 	pager_synchronize(p);
 	/* Nobody claims, installs or reads the section's descriptor now. */
 
-	same = same_remote_section(&r->sections[index], sec);
-	if (!same) {
+	same = pager_same_section(&r->sections[index], sec);
+	if (r->mig[index] && !same && !discard) {
+		rc = -EBUSY;        /* being migrated: commit or abort first */
+	} else if (r->mig[index] && !same) {
+		pager_memmig_drop(p, r, index, false);  /* discarded: nothing left to move */
+	}
+	if (!same && rc == 0) {
 		pthread_mutex_lock(&p->lock);
 		for (uint64_t pg = pg0; pg < pg0 + n && !busy; pg++)
 			busy = (st_get(r, pg) & (ST_PRESENT | ST_DIRTY | ST_BUSY)) != 0;

@@ -18,7 +18,9 @@
  *
  * Regions can be removed while the pager runs (DIMM hot-unplug) and a
  * region's sections reassigned (virtio-mem plug/unplug): see
- * pager_remove_region() and pager_region_set_section().
+ * pager_remove_region() and pager_region_set_section(). A remote section
+ * can move to another memory node while it is in use:
+ * pager_section_migrate_begin/commit/abort().
  *
  * docs/pager.md describes the design, the thread model, the eviction policy,
  * hotplug and the failure behaviour.
@@ -94,6 +96,8 @@ int pager_backend_local_new(size_t section_size, struct pager_backend **ret);
 /* Make every later fetch/write fail with err (0: work again). For tests. */
 void pager_backend_local_set_error(struct pager_backend *be, int err);
 void pager_backend_local_set_delay(struct pager_backend *be, unsigned delay_us);
+/* Only the sections of memory node `memnode_id` fail with err (0: work again). For tests. */
+void pager_backend_local_set_node_error(struct pager_backend *be, uint64_t memnode_id, int err);
 
 /*
  * "memnode" backend: sections on memory nodes, through mnclient. Each
@@ -231,6 +235,63 @@ int pager_remove_region(struct pager *p, int region, bool writeback);
 int pager_region_set_section(struct pager *p, int region, unsigned index,
 			     const struct pager_section *sec, bool discard);
 
+/*
+ * Memory migration: move remote section `index` of region `region` to
+ * another memory node while the mapping keeps running (docs/pager.md,
+ * "Memory migration"). The caller (the agent, driven by the orchestrator):
+ *
+ *   1. pager_section_migrate_begin(target): from now on every write-back
+ *      of the section goes to its memory node (the source) AND to `target`
+ *      and is acknowledged when both acknowledged; pages written back are
+ *      recorded. A target that fails never fails a write-back: the
+ *      migration is marked failed and the writes go on to the source.
+ *   2. has the source memory node COPY the section to `target` (zeroed at
+ *      allocation) and waits for the COPY's answer;
+ *   3. pager_section_migrate_commit(): re-sends to the target every page
+ *      written back before the commit (the COPY may have written an older
+ *      copy after it), in chunks while faults run, then fences the section
+ *      briefly (faults on it wait) for the rest and switches the section to
+ *      `target`, keeping resident pages and dirty state; dual writing
+ *      stops. *ret tells what it took (the fence time is also in the
+ *      stats' memmig_pause histogram);
+ *      or pager_section_migrate_abort(): dual writing stops, the section
+ *      stays on the source (the target can be freed).
+ *
+ * Only a remote section can move, to a different remote section, one
+ * migration per section at a time.
+ * begin:  -EINVAL (local section, target not remote or the section
+ *         itself), -ENOENT (no region), -ERANGE (index), -EBUSY (a
+ *         migration of this section is in progress), -EDEADLK, -ENOMEM.
+ * commit: -ENOENT (no migration in progress), -EREMOTEIO (the target
+ *         failed during the window or the re-send: the migration is dropped
+ *         and the section stays on the source; the target's error is in
+ *         stats.memmig_last_err), or the error reading the source (also
+ *         dropped); -ENOMEM keeps the migration (retry or abort).
+ * abort:  -ENOENT if no migration is in progress.
+ * While a section migrates, pager_region_set_section() to another section
+ * is -EBUSY unless it discards (which also drops the migration), and
+ * pager_remove_region() drops it.
+ */
+struct pager_memmig_result {
+	uint64_t pages_resent;        /* pages sent to the target again at commit */
+	uint64_t pages_dual;          /* pages written back to both during the migration */
+	uint64_t pause_ns;            /* the section was fenced this long */
+	uint64_t total_ns;            /* the commit took this long */
+	unsigned rounds;              /* re-send chunks */
+};
+
+int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
+				const struct pager_section *target);
+int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
+				 struct pager_memmig_result *ret);
+int pager_section_migrate_abort(struct pager *p, int region, unsigned index);
+/*
+ * Which region and section index hold the remote section `match` (same
+ * memory node id, section and generation)? -ENOENT if none, -EINVAL.
+ */
+int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
+		       unsigned *ret_index);
+
 /* Change the budget (bytes of remote pages resident). Eviction starts at once. */
 int pager_set_budget(struct pager *p, uint64_t bytes);
 /* Wait until resident <= budget (or timeout_ms, <0 forever): -ETIMEDOUT. */
@@ -255,12 +316,18 @@ struct pager_stats {
 	uint64_t pages_punched;       /* resident pages found punched behind the pager's back */
 	uint64_t pages_dropped;       /* resident pages dropped by remove_region/set_section */
 	uint64_t regions_removed;
+	uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
+	uint64_t memmig_pages_dual;   /* pages written back to source and target */
+	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
+	uint64_t memmig_active;       /* migrations in progress now */
+	int memmig_last_err;          /* why the last failed migration failed (0: none) */
 	uint64_t resident_pages;      /* remote pages resident now */
 	uint64_t max_resident_pages;
 	uint64_t budget_pages;
 	int failed;                   /* 0, or the -errno that failed the pager */
 	enum pager_dirty_mode mode;
 	struct hist fault, fetch, evict, writeback;
+	struct hist memmig_pause;     /* fence time of a migration's commit */
 };
 
 const char *pager_mode_name(enum pager_dirty_mode m);

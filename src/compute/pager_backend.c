@@ -11,7 +11,8 @@
  *
  * "local": sections in anonymous memory of this process. It is the "uffd
  * floor" of the benchmark (the same fault path without a network) and lets
- * tests run without a memory node; it can inject errors and delays.
+ * tests run without a memory node; it can inject errors and delays, for
+ * every section or for the sections of one memory node id.
  */
 #include "pager.h"
 
@@ -46,6 +47,8 @@ struct local_be {
 	size_t n, cap;
 	_Atomic int err;
 	_Atomic unsigned delay_us;
+	_Atomic uint64_t err_node;    /* with node_err: only this memory node fails */
+	_Atomic int node_err;
 };
 
 struct local_conn {
@@ -92,12 +95,15 @@ nomem:
 	return -ENOMEM;
 }
 
-static int local_check(struct local_be *be)
+static int local_check(struct local_be *be, const struct pager_section *s)
 {
 	unsigned d = atomic_load_explicit(&be->delay_us, memory_order_relaxed);
+	int ne = atomic_load_explicit(&be->node_err, memory_order_relaxed);
 
 	if (d)
 		usleep(d);
+	if (ne && s->grant.memnode_id == atomic_load(&be->err_node))
+		return ne;
 	return atomic_load_explicit(&be->err, memory_order_relaxed);
 }
 
@@ -122,7 +128,7 @@ static int local_fetch(void *conn, const struct pager_section *s, uint32_t page,
 {
 	struct local_conn *c = conn;
 	uint8_t *mem;
-	int r = local_check(c->be);
+	int r = local_check(c->be, s);
 
 	if (r < 0)
 		return r;
@@ -141,7 +147,7 @@ static int local_write_submit(void *conn, const struct pager_section *s,
 	struct local_conn *c = conn;
 	const uint8_t *d = data;
 	uint8_t *mem;
-	int r = local_check(c->be);
+	int r = local_check(c->be, s);
 
 	if (r < 0)
 		return r;
@@ -223,6 +229,14 @@ void pager_backend_local_set_error(struct pager_backend *b, int err)
 	struct local_be *be = b->priv;
 
 	atomic_store(&be->err, err);
+}
+
+void pager_backend_local_set_node_error(struct pager_backend *b, uint64_t memnode_id, int err)
+{
+	struct local_be *be = b->priv;
+
+	atomic_store(&be->err_node, memnode_id);
+	atomic_store(&be->node_err, err);
 }
 
 void pager_backend_local_set_delay(struct pager_backend *b, unsigned delay_us)

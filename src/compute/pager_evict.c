@@ -36,6 +36,11 @@
  * Every region pointer used here is taken under io_lock, which
  * pager_remove_region() and pager_region_set_section() hold while they
  * change a region.
+ *
+ * A section being migrated to another memory node (pager_memmig.c) is
+ * written back to both nodes: wb_cb() submits the source writes, then the
+ * target's (pager_memmig_submit), and waits for both; a target that fails
+ * ends its migration but never fails the write-back.
  */
 #include "pager_internal.h"
 
@@ -107,16 +112,9 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 
 /* ---- one write-back batch ------------------------------------------------ */
 
-struct wb_group {
-	const struct pager_section *s;
-	struct proto_extent ext[PROTO_MAX_EXTENTS];
-	uint32_t next, npages;
-	const uint8_t *data;
-};
-
 struct wb_io {
 	struct pager *p;
-	struct wb_group *g;
+	struct pager_wb_group *g;
 	unsigned ng;
 };
 
@@ -125,12 +123,18 @@ static int wb_cb(void *conn, void *arg)
 	struct wb_io *io = arg;
 	const struct pager_backend_ops *ops = io->p->cfg.backend->ops;
 
+	int r;
+
 	for (unsigned i = 0; i < io->ng; i++) {
-		int r = ops->write_submit(conn, io->g[i].s, io->g[i].ext, io->g[i].next, io->g[i].data);
+		r = ops->write_submit(conn, io->g[i].s, io->g[i].ext, io->g[i].next, io->g[i].data);
 		if (r < 0)
 			return r;
 	}
-	return ops->write_wait(conn);
+	/* A migrating section is written to its target too, on its own connection. */
+	pager_memmig_submit(io->p, io->g, io->ng);
+	r = ops->write_wait(conn);
+	pager_memmig_wait(io->p, io->g, io->ng);
+	return r;
 }
 
 static int cmp_victim(const void *a, const void *b)
@@ -200,7 +204,7 @@ static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
  * sorted by region and page. Returns pages written back or -errno.
  */
 static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, bool skip_wp,
-		    uint8_t *buf, struct wb_group *groups)
+		    uint8_t *buf, struct pager_wb_group *groups)
 {
 	uint32_t maxp = p->cfg.backend->ops->max_pages(p->evict_conn ? p->evict_conn : NULL);
 	unsigned nwb = 0, ng = 0;
@@ -217,7 +221,7 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 	/* 3. Content and write-back groups. */
 	for (unsigned i = 0; i < nv && !err; i++) {
 		uint8_t *d;
-		struct wb_group *g;
+		struct pager_wb_group *g;
 		uint32_t sec, page;
 
 		if (!v[i].wb)
@@ -245,6 +249,8 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 		if (!g || g->s != &v[i].r->sections[sec] || g->npages >= maxp) {
 			g = &groups[ng++];
 			g->s = &v[i].r->sections[sec];
+			g->mig = v[i].r->mig[sec];
+			g->dual = false;
 			g->next = 0;
 			g->npages = 0;
 			g->data = d;
@@ -255,7 +261,8 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 			g->ext[g->next++] = (struct proto_extent){ page, 1 };
 		} else {
 			g = &groups[ng++];
-			*g = (struct wb_group){ .s = &v[i].r->sections[sec], .data = d };
+			*g = (struct pager_wb_group){ .s = &v[i].r->sections[sec],
+						      .mig = v[i].r->mig[sec], .data = d };
 			g->ext[g->next++] = (struct proto_extent){ page, 1 };
 		}
 		g->npages++;
@@ -269,6 +276,8 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 		hist_observe(&p->h_writeback, now_ns() - w0);
 		if (err > 0)
 			err = 0;
+		if (!err)
+			pager_memmig_written(p, groups, ng);
 	}
 	if (err) {
 		/* Nothing is dropped: release the victims, the writers retry. */
@@ -387,7 +396,7 @@ static unsigned select_victims(struct pager *p, unsigned want, struct victim *v,
 	return n;
 }
 
-static int evict_batch(struct pager *p, unsigned want, uint8_t *buf, struct wb_group *groups,
+static int evict_batch(struct pager *p, unsigned want, uint8_t *buf, struct pager_wb_group *groups,
 		       struct victim *v, struct victim *tmp)
 {
 	unsigned nv;
@@ -403,7 +412,7 @@ static int evict_batch(struct pager *p, unsigned want, uint8_t *buf, struct wb_g
 
 struct evict_bufs {
 	uint8_t *buf;
-	struct wb_group *groups;
+	struct pager_wb_group *groups;
 	struct victim *v, *tmp;
 };
 

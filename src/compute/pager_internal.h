@@ -24,6 +24,11 @@
  * (pager_synchronize) before they touch or free what fault threads might be
  * using. The evictor and flush use regions only under io_lock, which the
  * writers hold. docs/pager.md, "Hotplug", explains the protocol.
+ *
+ * Memory migration (pager_memmig.c): a section being moved to another
+ * memory node has a struct pager_memmig in r->mig[section]. It is created,
+ * read and freed only under io_lock, which every write-back holds, so a
+ * write-back batch sees one consistent migration state.
  */
 #ifndef DISAGG_PAGER_INTERNAL_H
 #define DISAGG_PAGER_INTERNAL_H
@@ -45,6 +50,23 @@ enum {
 	ST_RMV     = 1u << 5,
 };
 
+/*
+ * A section moving to another memory node (pager_memmig.c). Under io_lock.
+ * While it exists, every write-back of the section goes to the source and
+ * to `target`; the pages written back before the COPY is over are flagged
+ * in `resend` and sent to the target again at commit (the COPY may have
+ * overwritten them with older content).
+ */
+struct pager_memmig {
+	struct pager_section target;
+	uint8_t *resend;             /* per page of the section: send to the target at commit */
+	uint64_t nresend;            /* pages flagged in resend[] */
+	bool copy_done;              /* commit began: the COPY is over */
+	int err;                     /* the target failed: 0 or -errno (migration is dead) */
+	uint64_t begin_ns;
+	uint64_t pages_dual;         /* pages written to both during the window */
+};
+
 struct pager_region {
 	unsigned idx;
 	int uffd, file_fd, pagemap_fd;
@@ -54,6 +76,7 @@ struct pager_region {
 	struct pager_section *sections;
 	uint8_t *st;
 	uint8_t *fence;              /* per section: being changed, fault threads keep off */
+	struct pager_memmig **mig;   /* per section: migration in progress or NULL (io_lock) */
 	uint32_t gen;                /* slot generation (tags epoll events) */
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
@@ -66,6 +89,8 @@ struct pager_ctr {
 	_Atomic uint64_t pages_evicted, pages_written_back, remove_events;
 	_Atomic uint64_t errors, eexist, eagain, flushes;
 	_Atomic uint64_t pages_punched, pages_dropped, regions_removed;
+	_Atomic uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
+	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
 };
 
 /* One per fault thread: odd while the thread may hold region pointers. */
@@ -100,6 +125,9 @@ struct pager {
 	bool started, evictor_started;
 	_Atomic bool stop;
 	void *evict_conn;              /* evictor's backend connection; flush borrows it under io_lock */
+	void *mig_conn;                /* connection to migration targets; under io_lock */
+	_Atomic int memmig_active;     /* migrations in progress */
+	_Atomic int memmig_last_err;   /* why the last migration failed (0: none yet) */
 
 	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
 	_Atomic int failed;
@@ -108,7 +136,7 @@ struct pager {
 	uint64_t hand_page;
 
 	struct pager_ctr c;
-	struct hist h_fault, h_fetch, h_evict, h_writeback;
+	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
 
 static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
@@ -144,6 +172,14 @@ static inline void pager_qs_exit(struct pager *p, unsigned i)
 	atomic_fetch_add(&p->qs[i].seq, 1);
 }
 
+/* The same remote section (memory node, section, generation), whatever the grant's other fields. */
+static inline bool pager_same_section(const struct pager_section *a, const struct pager_section *b)
+{
+	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
+	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
+	       a->grant.generation == b->grant.generation;
+}
+
 static inline uint64_t pager_hard_limit(const struct pager *p)
 {
 	uint64_t b = atomic_load(&p->budget_pages);
@@ -162,6 +198,8 @@ void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
 void pager_resident_add(struct pager *p, int64_t n);
 void pager_synchronize(struct pager *p);
 bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages);
+/* Is the caller a pager thread (it must not wait for the pager's threads)? admin_lock held. */
+bool pager_on_thread(struct pager *p);
 
 /* pager_evict.c */
 void *pager_evictor_main(void *arg);
@@ -170,5 +208,25 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 int pager_flush_region_locked(struct pager *p, struct pager_region *r);
 /* Un-count resident pages of r that are holes in the file; io_lock held. */
 uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r);
+
+/* pager_memmig.c */
+/* One write of a write-back batch: extents of one section (evict.c builds them). */
+struct pager_wb_group {
+	const struct pager_section *s;
+	struct pager_memmig *mig;    /* the section's migration, or NULL */
+	struct proto_extent ext[PROTO_MAX_EXTENTS];
+	uint32_t next, npages;
+	const uint8_t *data;
+	bool dual;                   /* also submitted to mig->target */
+};
+/* Submit the migrating groups to their targets (after the source writes were queued). */
+void pager_memmig_submit(struct pager *p, struct pager_wb_group *g, unsigned ng);
+/* Wait for those target writes; a failure kills the migrations involved. */
+void pager_memmig_wait(struct pager *p, struct pager_wb_group *g, unsigned ng);
+/* The batch is acknowledged by the source: flag what the target must get again. */
+void pager_memmig_written(struct pager *p, struct pager_wb_group *g, unsigned ng);
+void pager_memmig_free(struct pager_memmig *m);
+/* Forget the migration of r's section `index` (abort or failure); io_lock held. */
+void pager_memmig_drop(struct pager *p, struct pager_region *r, unsigned index, bool failed);
 
 #endif /* DISAGG_PAGER_INTERNAL_H */

@@ -117,6 +117,14 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->pages_punched = LD(pages_punched);
 	ret->pages_dropped = LD(pages_dropped);
 	ret->regions_removed = LD(regions_removed);
+	ret->memmig_started = LD(memmig_started);
+	ret->memmig_committed = LD(memmig_committed);
+	ret->memmig_aborted = LD(memmig_aborted);
+	ret->memmig_failed = LD(memmig_failed);
+	ret->memmig_pages_dual = LD(memmig_pages_dual);
+	ret->memmig_pages_resent = LD(memmig_pages_resent);
+	ret->memmig_active = (uint64_t)atomic_load(&p->memmig_active);
+	ret->memmig_last_err = atomic_load(&p->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
 	ret->max_resident_pages = atomic_load(&p->max_resident);
 	ret->budget_pages = atomic_load(&p->budget_pages);
@@ -126,6 +134,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	hist_merge(&ret->fetch, &p->h_fetch);
 	hist_merge(&ret->evict, &p->h_evict);
 	hist_merge(&ret->writeback, &p->h_writeback);
+	hist_merge(&ret->memmig_pause, &p->h_memmig_pause);
 }
 
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
@@ -154,6 +163,12 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(pages_punched, "resident pages found punched behind the pager's back"),
 		C(pages_dropped, "resident pages dropped without write-back (region removed, section discarded)"),
 		C(regions_removed, "regions removed"),
+		C(memmig_started, "section migrations begun"),
+		C(memmig_committed, "section migrations committed"),
+		C(memmig_aborted, "section migrations aborted"),
+		C(memmig_failed, "section migrations failed (target or source error)"),
+		C(memmig_pages_dual, "pages written back to both memory nodes of a migration"),
+		C(memmig_pages_resent, "pages re-sent to the target at a migration's commit"),
 #undef C
 	};
 
@@ -178,4 +193,8 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 	metrics_hist(sb, "disagg_pager_evict_seconds", "eviction batch time", labels, &s.evict);
 	metrics_hist(sb, "disagg_pager_writeback_seconds", "write-back batch until acknowledged",
 		     labels, &s.writeback);
+	metrics_gauge(sb, "disagg_pager_memmig_active", "section migrations in progress", labels,
+		      (double)s.memmig_active);
+	metrics_hist(sb, "disagg_pager_memmig_pause_seconds",
+		     "section fenced at a migration's commit", labels, &s.memmig_pause);
 }

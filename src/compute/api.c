@@ -15,6 +15,8 @@
  *   POST   /v1/vms/NAME/flush            write back every dirty page
  *   GET    /v1/vms/NAME/console          the serial console log (text)
  *   POST   /v1/vms/NAME/guest            {"command": "..."}: disagg-guest line protocol
+ *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
+ *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *
  * Bodies are JSON; unknown fields are rejected (400). Errors are
  * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
@@ -157,10 +159,64 @@ static void h_list(struct agent *a, struct http_resp *resp)
 	http_resp_json(resp, 200, json_pack("{s:o}", "vms", arr));
 }
 
+/* "incoming": {"listen": "HOST:PORT"} and "hot_sections": [{"index": N, section...}]. */
+static int parse_incoming(json_t *j, const char **ret_listen, struct vm_hot_in **ret_hot,
+			  unsigned *ret_n, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "listen", NULL };
+	json_t *in = json_object_get(j, "incoming"), *hs = json_object_get(j, "hot_sections"), *v;
+	const char *bad = NULL;
+	size_t i;
+
+	if (!json_is_object(in) || json_check_keys(in, keys, &bad) < 0 ||
+	    !json_is_string(json_object_get(in, "listen"))) {
+		snprintf(err, errlen, "\"incoming\" must be {\"listen\": \"HOST:PORT\"}");
+		return -EINVAL;
+	}
+	*ret_listen = json_string_value(json_object_get(in, "listen"));
+	if (!hs)
+		return 0;
+	if (!json_is_array(hs) || json_array_size(hs) > VM_MAX_SECTIONS) {
+		snprintf(err, errlen, "\"hot_sections\" must be an array");
+		return -EINVAL;
+	}
+	*ret_hot = calloc(json_array_size(hs) + 1, sizeof(**ret_hot));
+	if (!*ret_hot)
+		return -ENOMEM;
+	json_array_foreach(hs, i, v) {
+		json_t *idx = json_object_get(v, "index"), *copy;
+		char why[400];
+		int r;
+
+		if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+		    json_integer_value(idx) >= VM_MAX_SECTIONS) {
+			snprintf(err, errlen, "hot section %zu: \"index\" must be 0..%d", i,
+				 VM_MAX_SECTIONS - 1);
+			return -EINVAL;
+		}
+		copy = json_copy(v);
+		json_object_del(copy, "index");
+		json_object_del(copy, "plugged"); /* as GET on the source shows it */
+		r = parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
+		json_decref(copy);
+		if (r < 0) {
+			snprintf(err, errlen, "hot section %zu: %s", i, why);
+			return r;
+		}
+		(*ret_hot)[i].index = (unsigned)json_integer_value(idx);
+	}
+	*ret_n = (unsigned)json_array_size(hs);
+	return 0;
+}
+
 static void h_create(struct agent *a, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
-					    "hotplug", "max_sections", "append", NULL };
+					    "hotplug", "max_sections", "append", "incoming",
+					    "hot_sections", NULL };
+	_cleanup_free_ struct vm_hot_in *hot = NULL;
+	unsigned nhot = 0;
+	const char *listen = NULL;
 	_cleanup_free_ struct vm_section *secs = NULL;
 	struct vm_spec spec = { .vcpus = 1, .budget = UINT64_MAX, .max_hot = 8 };
 	const char *name, *bad = NULL, *hp, *append;
@@ -243,6 +299,12 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	}
 	spec.nbase = (unsigned)json_array_size(jsecs);
 	spec.base = secs;
+	if (json_object_get(j, "incoming") &&
+	    parse_incoming(j, &listen, &hot, &nhot, err, sizeof(err)) < 0) {
+		http_resp_error(resp, 400, "bad_request", "%s", err);
+		goto out;
+	}
+	spec.incoming = listen != NULL;
 
 	pthread_mutex_lock(&a->lock);
 	for (unsigned k = 0; k < AGENT_MAX_VMS; k++) {
@@ -269,7 +331,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	a->vms[slot] = vm;
 	pthread_mutex_unlock(&a->lock);
 
-	r = vm_start(vm, err, sizeof(err));
+	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, err, sizeof(err))
+			  : vm_start(vm, err, sizeof(err));
 	if (r < 0) {
 		log_warn("vm %s: start failed: %s", spec.name, err);
 		http_resp_error(resp, errno_http(r) == 500 ? 500 : errno_http(r), "start_failed",
@@ -431,6 +494,71 @@ static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp 
 	json_decref(j);
 }
 
+static void h_migrate(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "uri", "max_flush_rounds", "dirty_threshold_pages",
+					    "hold_at_switchover_ms", "timeout_ms", NULL };
+	struct vm_migrate_opts o = { .max_flush_rounds = 10, .dirty_threshold_pages = 256,
+				     .timeout_ms = 120000 };
+	const char *bad = NULL, *uri;
+	json_t *j = http_json_body(req, resp), *v, *res = NULL;
+	char err[1024] = "";
+	int r;
+
+	if (!j)
+		return;
+	uri = json_string_value(json_object_get(j, "uri"));
+	if (json_check_keys(j, keys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+		goto out;
+	}
+	if (!uri || strlen(uri) >= sizeof(o.uri)) {
+		http_resp_error(resp, 400, "bad_request", "\"uri\" (tcp:HOST:PORT) is required");
+		goto out;
+	}
+	strcpy(o.uri, uri);
+	if ((v = json_object_get(j, "max_flush_rounds"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000) {
+			http_resp_error(resp, 400, "bad_request", "\"max_flush_rounds\" must be 0..1000");
+			goto out;
+		}
+		o.max_flush_rounds = (unsigned)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "dirty_threshold_pages"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			http_resp_error(resp, 400, "bad_request", "\"dirty_threshold_pages\" must be >= 0");
+			goto out;
+		}
+		o.dirty_threshold_pages = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "hold_at_switchover_ms"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 60000) {
+			http_resp_error(resp, 400, "bad_request", "\"hold_at_switchover_ms\" must be 0..60000");
+			goto out;
+		}
+		o.hold_ms = (unsigned)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "timeout_ms"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1000 ||
+		    json_integer_value(v) > 3600000) {
+			http_resp_error(resp, 400, "bad_request", "\"timeout_ms\" must be 1000..3600000");
+			goto out;
+		}
+		o.timeout_ms = (int)json_integer_value(v);
+	}
+	r = vm_migrate(vm, &o, &res, err, sizeof(err));
+	if (r == -EINVAL)
+		http_resp_error(resp, 400, "bad_request", "%s", err);
+	else if (r == -EBUSY)
+		http_resp_error(resp, 409, "migration_refused", "%s", err);
+	else if (r < 0)
+		http_resp_error(resp, 503, "migration_failed", "%s", err);
+	else
+		http_resp_json(resp, 200, res);
+out:
+	json_decref(j);
+}
+
 /* Everything under /v1/vms. */
 static void h_vms(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
@@ -480,6 +608,10 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		h_console(vm, resp);
 	else if (!strcmp(rest, "/guest") && !strcmp(m, "POST"))
 		h_guest(vm, req, resp);
+	else if (!strcmp(rest, "/migrate") && !strcmp(m, "POST"))
+		h_migrate(vm, req, resp);
+	else if (!strcmp(rest, "/heartbeats") && !strcmp(m, "GET"))
+		http_resp_json(resp, 200, vm_heartbeats(vm));
 	else
 		http_resp_error(resp, 404, "not_found", "no such resource %s %s", m, req->path);
 	vm_unref(vm);

@@ -39,6 +39,8 @@ struct guestchan {
 	guestchan_line_fn fn;
 	void *userdata;
 	char error[512];
+	bool resync;               /* answers from another connection may come first */
+	unsigned sync_seq;
 };
 
 static int ms_left(uint64_t deadline_ns)
@@ -273,6 +275,39 @@ int guestchan_wait_ready(struct guestchan *g, int timeout_ms, uint64_t *ret_memt
 	return r;
 }
 
+void guestchan_resync(struct guestchan *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->resync = true;
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Send a unique marker and drop every answer before its own (lock held). */
+static int resync_locked(struct guestchan *g, uint64_t deadline_ns)
+{
+	char marker[64], want[128], line[GC_MAX_LINE];
+	int n, r;
+
+	n = snprintf(marker, sizeof(marker), "SYNC-%llx-%u\n", (unsigned long long)now_ns(),
+		     ++g->sync_seq);
+	r = write_all(g, marker, (size_t)n, deadline_ns);
+	if (r < 0)
+		return r;
+	snprintf(want, sizeof(want), "ERR unknown command %.*s", n - 1, marker);
+	for (;;) {
+		r = read_line(g, deadline_ns, line, sizeof(line));
+		if (r < 0)
+			return r; /* resync stays set: the next command sends a new marker */
+		if (!is_answer(line))
+			unsolicited(g, line);
+		else if (strcmp(line, want) == 0)
+			break;
+	}
+	g->resync = false;
+	g->stale = 0;
+	return 0;
+}
+
 int guestchan_cmd(struct guestchan *g, int timeout_ms, char *ret_line, size_t len,
 		  const char *fmt, ...)
 {
@@ -292,6 +327,11 @@ int guestchan_cmd(struct guestchan *g, int timeout_ms, char *ret_line, size_t le
 
 	pthread_mutex_lock(&g->lock);
 	g->error[0] = '\0';
+	if (g->resync) {
+		r = resync_locked(g, deadline);
+		if (r < 0)
+			goto out;
+	}
 	r = write_all(g, cmd, (size_t)n, deadline);
 	if (r < 0) {
 		if (r == -ETIMEDOUT) /* maybe partly written: its answer may come */

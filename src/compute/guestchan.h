@@ -61,6 +61,15 @@ int guestchan_wait_ready(struct guestchan *g, int timeout_ms, uint64_t *ret_memt
 int guestchan_cmd(struct guestchan *g, int timeout_ms, char *ret_line, size_t len,
 		  const char *fmt, ...) _printf_(5, 6);
 
+/*
+ * The guest may owe answers to commands sent on another connection (after
+ * a compute migration, the guest answers on the destination's channel what
+ * the source asked). Before the next command, guestchan_cmd() then sends a
+ * unique marker ("SYNC-..."; the guest answers "ERR unknown command
+ * SYNC-...") and drops every answer that comes before the marker's.
+ */
+void guestchan_resync(struct guestchan *g);
+
 /* Read and dispatch unsolicited lines for up to timeout_ms (heartbeats). */
 int guestchan_poll(struct guestchan *g, int timeout_ms);
 

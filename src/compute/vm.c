@@ -41,6 +41,7 @@ extern char **environ;
 static const char *const state_names[] = {
 	[VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
 	[VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
+	[VM_INCOMING] = "incoming", [VM_MIGRATED] = "migrated",
 };
 
 const char *vm_state_name(enum vm_state s)
@@ -301,7 +302,7 @@ static int shim_listen(struct vm *vm)
 /* ---- QEMU ---------------------------------------------------------------- */
 
 struct argv {
-	char *v[128];
+	char *v[1200];                /* up to 256 DIMMs on an incoming VM's command line */
 	int n;
 };
 
@@ -332,7 +333,7 @@ static void add_strv(struct argv *a, char **v)
 
 static int build_argv(struct vm *vm, struct argv *a)
 {
-	char **hp = NULL, **gc = NULL, chan[PATH_MAX];
+	char **hp = NULL, **gc = NULL, **mg = NULL, chan[PATH_MAX];
 	struct hotplug_config hc;
 	int r;
 
@@ -342,8 +343,11 @@ static int build_argv(struct vm *vm, struct argv *a)
 		return r;
 	snprintf(chan, sizeof(chan), "%s/guest.sock", vm->dir);
 	r = guestchan_qemu_args("gch", chan, &gc);
+	if (r >= 0)
+		r = vm_mig_qemu_args(vm, &mg);
 	if (r < 0) {
 		hotplug_strv_free(hp);
+		guestchan_strv_free(gc);
 		return r;
 	}
 	add(a, "%s", vm->env.qemu);
@@ -373,9 +377,11 @@ static int build_argv(struct vm *vm, struct argv *a)
 	add(a, "-qmp");
 	add(a, "unix:%s/qmp.sock,server=on,wait=off", vm->dir);
 	add(a, "-no-reboot");
+	add_strv(a, mg);      /* incoming VM: -incoming defer, the source's DIMMs */
 	a->v[a->n] = NULL;
 	hotplug_strv_free(hp);
 	guestchan_strv_free(gc);
+	guestchan_strv_free(mg);
 	return 0;
 }
 
@@ -520,7 +526,7 @@ static void *supervise_main(void *arg)
 	vm->exited = true;
 	if (vm->state == VM_STOPPING) {
 		vm->state = VM_STOPPED;
-	} else {
+	} else if (vm->state != VM_MIGRATED) { /* migrated: it quit as asked */
 		char tail[400];
 
 		vm_qemu_log_tail(vm, tail, sizeof(tail));
@@ -662,15 +668,16 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "hotplug: %s", strerror(-r));
 		goto fail;
 	}
-	r = vm_guest_connect(vm);
+	r = vm->spec.incoming ? 0 : vm_guest_connect(vm); /* incoming: once it arrived */
 	if (r < 0) {
 		snprintf(err, errlen, "guest channel: %s", strerror(-r));
 		goto fail;
 	}
+	vm_mig_guest_attached(vm);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_STARTING)
-		vm->state = VM_RUNNING;
-	r = vm->state == VM_RUNNING ? 0 : -ECHILD;
+		vm->state = vm->spec.incoming ? VM_INCOMING : VM_RUNNING;
+	r = vm->state == VM_RUNNING || vm->state == VM_INCOMING ? 0 : -ECHILD;
 	if (r < 0)
 		snprintf(err, errlen, "%s", vm->reason);
 	pthread_mutex_unlock(&vm->lock);
@@ -700,7 +707,7 @@ int vm_stop(struct vm *vm, int timeout_ms)
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}
-	if (vm->state != VM_FAILED)
+	if (vm->state != VM_FAILED && vm->state != VM_MIGRATED)
 		vm->state = VM_STOPPING;
 	pthread_mutex_unlock(&vm->lock);
 
@@ -732,6 +739,7 @@ void vm_free(struct vm *vm)
 
 	if (!vm)
 		return;
+	vm_mig_free(vm);
 	vm_stop(vm, 5000);
 	if (vm->stop_efd >= 0)
 		(void)!write(vm->stop_efd, &one, sizeof(one));
@@ -941,5 +949,6 @@ json_t *vm_status(struct vm *vm)
 				  (json_int_t)st.resident_pages, "max_resident_pages",
 				  (json_int_t)st.max_resident_pages, "errors", (json_int_t)st.errors,
 				  "failed", st.failed));
+	vm_mig_status(vm, j);
 	return j;
 }

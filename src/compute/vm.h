@@ -39,6 +39,8 @@ enum vm_state {
 	VM_STOPPING,
 	VM_STOPPED,
 	VM_FAILED,
+	VM_INCOMING,                  /* QEMU waits for a compute migration (vm_migrate.c) */
+	VM_MIGRATED,                  /* moved to another node: QEMU gone, sections kept */
 };
 
 enum vm_hotplug {
@@ -73,6 +75,7 @@ struct vm_spec {
 	enum vm_hotplug hotplug;
 	unsigned max_hot;             /* sections that can be hot-plugged */
 	char append[512];             /* extra kernel command line */
+	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
 };
 
 struct vm;
@@ -112,6 +115,45 @@ json_t *vm_status(struct vm *vm);
 const char *vm_console_path(const struct vm *vm);
 /* Prometheus text of the VM's pager. */
 void vm_render_metrics(struct vm *vm, struct strbuf *sb);
+
+/* ---- compute migration (vm_migrate.c, docs/compute.md) ------------------ */
+
+/* A section hot-plugged on the migration source, at its index there. */
+struct vm_hot_in {
+	unsigned index;
+	struct vm_section sec;
+};
+
+/*
+ * Destination: start a VM created with spec.incoming. Prepares the hot
+ * sections (same DIMMs / virtio-mem size as the source), starts the pager
+ * and QEMU with -incoming defer, listens on `listen` ("HOST:PORT", port 0
+ * picks one) and returns at once with state VM_INCOMING; a thread waits for
+ * the migration to complete (state running) or fail (state failed; the
+ * sections are never freed by a failed incoming VM).
+ */
+int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in *hot,
+		      unsigned nhot, char *err, size_t errlen);
+
+struct vm_migrate_opts {
+	char uri[128];                /* "tcp:HOST:PORT" of the destination */
+	unsigned max_flush_rounds;    /* pre-copy flush rounds at most (default 10) */
+	uint64_t dirty_threshold_pages; /* stop the rounds below this (default 256) */
+	unsigned hold_ms;             /* tests: wait this long at pre-switchover */
+	int timeout_ms;               /* whole migration (default 120000) */
+};
+
+/*
+ * Source: move the running VM to the destination that listens on o->uri,
+ * memory staying on the memory nodes. On success *ret gets the figures
+ * (JSON, new reference) and the VM is VM_MIGRATED. On failure the VM keeps
+ * running here: -EBUSY (not running, already migrating, local sections),
+ * -EINVAL (bad options), or the migration's error (err says what).
+ */
+int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, char *err,
+	       size_t errlen);
+/* Heartbeats ("HB SEQ NS") the guest sent on this node (JSON, new reference). */
+json_t *vm_heartbeats(struct vm *vm);
 
 /* Pick the accelerator: "kvm" when a probe guest boots under KVM, else "tcg". */
 const char *vm_probe_accel(const struct vm_env *env);

@@ -72,6 +72,7 @@ struct vm {
 	struct hotplug *hp;
 	struct guestchan *guest;
 	uint64_t guest_memtotal_kb;
+	struct vm_mig *mig;           /* compute migration and heartbeats (vm_migrate.c) */
 };
 
 void vm_set_failed(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
@@ -80,6 +81,12 @@ void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
 void vm_remove_dir(struct vm *vm);
 void vm_free_section(struct vm *vm, const struct vm_section *s);
 const char *vm_qmp_path(struct vm *vm);
+
+/* vm_migrate.c */
+int vm_mig_qemu_args(struct vm *vm, char ***ret_argv);   /* -incoming, the source's DIMMs */
+void vm_mig_guest_attached(struct vm *vm);   /* after the guest channel connected */
+void vm_mig_status(struct vm *vm, json_t *j);   /* lock not held */
+void vm_mig_free(struct vm *vm);   /* first thing in vm_free: joins its threads */
 
 /* vm_hot.c */
 int vm_hot_prepare(struct vm *vm);

@@ -11,6 +11,7 @@
  *   POST   /v1/vms/NAME/stop             stop (keeps the record until DELETE)
  *   POST   /v1/vms/NAME/sections         hot-add one section
  *   DELETE /v1/vms/NAME/sections/INDEX   hot-remove one section
+ *   POST   /v1/vms/NAME/sections/migrate {"phase", "from", "to"}: move a section (vm_memmig.c)
  *   PUT    /v1/vms/NAME/budget           {"bytes": N}: local cache budget
  *   POST   /v1/vms/NAME/flush            write back every dirty page
  *   GET    /v1/vms/NAME/console          the serial console log (text)
@@ -593,6 +594,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		http_resp_json(resp, 200, vm_status(vm));
 	} else if (!strcmp(rest, "/sections") && !strcmp(m, "POST"))
 		h_add_section(vm, req, resp);
+	else if (!strcmp(rest, "/sections/migrate") && !strcmp(m, "POST"))
+		vm_memmig_http(vm, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

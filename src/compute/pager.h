@@ -285,6 +285,9 @@ int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 				 struct pager_memmig_result *ret);
 int pager_section_migrate_abort(struct pager *p, int region, unsigned index);
+/* The target of the migration of a section in progress: 0, or -ENOENT if none. */
+int pager_section_migration(struct pager *p, int region, unsigned index,
+			    struct pager_section *ret_target);
 /*
  * Which region and section index hold the remote section `match` (same
  * memory node id, section and generation)? -ENOENT if none, -EINVAL.

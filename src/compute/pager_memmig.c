@@ -357,6 +357,28 @@ int pager_section_find(struct pager *p, const struct pager_section *match, int *
 	return rc;
 }
 
+int pager_section_migration(struct pager *p, int region, unsigned index,
+			    struct pager_section *ret_target)
+{
+	struct pager_region *r;
+	int rc = 0;
+
+	if (!p || !ret_target)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	r = get_region(p, region, index, &rc);
+	if (r) {
+		pthread_mutex_lock(&p->io_lock);
+		if (r->mig[index])
+			*ret_target = r->mig[index]->target;
+		else
+			rc = -ENOENT;
+		pthread_mutex_unlock(&p->io_lock);
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
 int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 				const struct pager_section *target)
 {

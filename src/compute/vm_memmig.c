@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Memory migration, compute stays: one remote section of a running VM
+ * moves from its memory node (A) to a section on another memory node (B)
+ * while the guest runs. The orchestrator drives it in phases through
+ * POST /v1/vms/NAME/sections/migrate (docs/compute.md):
+ *
+ *   begin   find the section (boot RAM, a DIMM or a virtio-mem slot) whose
+ *           memory node, section and generation match `from`, and start
+ *           the pager's migration to `to`: write-backs go to A and B;
+ *   (the orchestrator has A COPY the section to B)
+ *   commit  the pager re-sends what was written back in the window, fences
+ *           the section briefly and switches it to B; the agent's own
+ *           record of the section becomes `to` (free_on_release kept), so
+ *           status, hot-remove and release use B from now on;
+ *   abort   dual writing stops; the section stays on A.
+ *
+ * A target that fails during the window never blocks the guest: the
+ * pager keeps writing to A and commit answers 409 "target_failed"; the
+ * orchestrator then frees B. A commit repeated after it succeeded (the
+ * section is `to` already, no migration in progress) answers 200 with
+ * "already": true.
+ *
+ * Each phase holds the VM's hot_lock, so it never overlaps a hot-add or a
+ * hot-remove.
+ */
+#include "vm_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "http.h"
+#include "jsonhttp.h"
+#include "log.h"
+#include "net.h"
+
+static bool same_section(const struct pager_section *a, const struct pager_section *b)
+{
+	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
+	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
+	       a->grant.generation == b->grant.generation;
+}
+
+static const char *section_name(const struct pager_section *s, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s memnode %llu section %u gen %u", s->addr,
+		 (unsigned long long)s->grant.memnode_id, s->grant.section, s->grant.generation);
+	return buf;
+}
+
+/* The agent's record of section `from` becomes `to` (lock held). */
+static bool record_replace(struct vm *vm, const struct pager_section *from,
+			   const struct pager_section *to)
+{
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		if (same_section(&vm->spec.base[i].sec, from)) {
+			vm->spec.base[i].sec = *to;
+			return true;
+		}
+	for (unsigned i = 0; i < vm->nhot; i++)
+		if (vm->hot[i].in_use && same_section(&vm->hot[i].sec.sec, from)) {
+			vm->hot[i].sec.sec = *to;
+			return true;
+		}
+	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
+		if (same_section(&vm->vmem_secs[i].sec, from)) {
+			vm->vmem_secs[i].sec = *to;
+			return true;
+		}
+	return false;
+}
+
+static struct pager *vm_pager(struct vm *vm)
+{
+	struct pager *p;
+
+	pthread_mutex_lock(&vm->lock);
+	p = vm->pager;
+	pthread_mutex_unlock(&vm->lock);
+	return p;
+}
+
+static int do_begin(struct vm *vm, struct pager *p, const struct pager_section *from,
+		    const struct pager_section *to, char *err, size_t errlen)
+{
+	char nb[PROTO_MAX_ADDR + 64];
+	unsigned index;
+	int region, r;
+
+	if (vm_get_state(vm) != VM_RUNNING) {
+		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
+		return -EBUSY;
+	}
+	r = pager_section_find(p, from, &region, &index);
+	if (r < 0) {
+		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
+		return r;
+	}
+	r = pager_section_migrate_begin(p, region, index, to);
+	if (r == -EBUSY)
+		snprintf(err, errlen, "a migration of this section is in progress (commit or abort it)");
+	else if (r == -EINVAL)
+		snprintf(err, errlen, "\"to\" must be another remote section");
+	else if (r < 0)
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+	else
+		log_info("vm %s: section %s migrating to %s", vm->spec.name,
+			 section_name(from, nb, sizeof(nb)), to->addr);
+	return r;
+}
+
+static int do_commit(struct vm *vm, struct pager *p, const struct pager_section *from,
+		     const struct pager_section *to, struct vm_memmig_result *ret, char *err,
+		     size_t errlen)
+{
+	struct pager_memmig_result pr = { 0 };
+	struct pager_section target;
+	struct pager_stats st;
+	char nb[PROTO_MAX_ADDR + 64];
+	unsigned index;
+	int region, r;
+	bool recorded;
+
+	r = pager_section_find(p, from, &region, &index);
+	if (r == -ENOENT && pager_section_find(p, to, &region, &index) == 0 &&
+	    pager_section_migration(p, region, index, &target) == -ENOENT) {
+		/* Committed already (a retried request): the section is `to`. */
+		ret->already = true;
+		return 0;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
+		return r;
+	}
+	r = pager_section_migration(p, region, index, &target);
+	if (r == -ENOENT) {
+		snprintf(err, errlen, "no migration of this section is in progress (begin first)");
+		return -EALREADY;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+		return r;
+	}
+	if (!same_section(&target, to)) {
+		snprintf(err, errlen, "the migration in progress goes to %s, not to this \"to\"",
+			 section_name(&target, nb, sizeof(nb)));
+		return -EALREADY;
+	}
+	r = pager_section_migrate_commit(p, region, index, &pr);
+	if (r == -EREMOTEIO) {
+		pager_stats(p, &st);
+		snprintf(err, errlen,
+			 "the target memory node %s failed during the migration (%s); the section "
+			 "stays on its source, free the target",
+			 to->addr, strerror(st.memmig_last_err ? -st.memmig_last_err : EIO));
+		log_warn("vm %s: migration of section %s failed: %s", vm->spec.name,
+			 section_name(from, nb, sizeof(nb)), err);
+		return r;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "commit failed (%s); the section stays on its source",
+			 strerror(-r));
+		return r;
+	}
+	/* The pager serves the section from B; so does everything the agent does with it. */
+	pthread_mutex_lock(&vm->lock);
+	recorded = record_replace(vm, from, &target);
+	pthread_mutex_unlock(&vm->lock);
+	if (!recorded)
+		log_warn("vm %s: migrated section %s is not in the VM's records", vm->spec.name,
+			 section_name(from, nb, sizeof(nb)));
+	ret->pages_resent = pr.pages_resent;
+	ret->pages_dual = pr.pages_dual;
+	ret->pause_us = pr.pause_ns / 1000;
+	log_info("vm %s: section %s now on %s: %llu pages re-sent, pause %llu us", vm->spec.name,
+		 section_name(from, nb, sizeof(nb)), target.addr,
+		 (unsigned long long)pr.pages_resent, (unsigned long long)(pr.pause_ns / 1000));
+	return 0;
+}
+
+static int do_abort(struct pager *p, const struct pager_section *from, char *err, size_t errlen)
+{
+	char nb[PROTO_MAX_ADDR + 64];
+	unsigned index;
+	int region, r;
+
+	r = pager_section_find(p, from, &region, &index);
+	if (r < 0) {
+		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
+		return r;
+	}
+	r = pager_section_migrate_abort(p, region, index);
+	if (r == -ENOENT) {
+		snprintf(err, errlen, "no migration of this section is in progress");
+		return -EALREADY;
+	}
+	if (r < 0)
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+	return r;
+}
+
+int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
+		       const struct pager_section *from, const struct pager_section *to,
+		       struct vm_memmig_result *ret, char *err, size_t errlen)
+{
+	struct vm_memmig_result res = { 0 };
+	uint64_t t0 = now_ns();
+	struct pager *p;
+	int r;
+
+	if (from->kind != PAGER_SEC_REMOTE || (phase != VM_MEMMIG_ABORT && to->kind != PAGER_SEC_REMOTE)) {
+		snprintf(err, errlen, "\"from\" and \"to\" must be remote sections");
+		return -EINVAL;
+	}
+	if (phase == VM_MEMMIG_BEGIN) {
+		if (to->grant.holder_id != vm->env.node_id) {
+			snprintf(err, errlen, "the \"to\" grant names holder %llu, not this node (%llu)",
+				 (unsigned long long)to->grant.holder_id,
+				 (unsigned long long)vm->env.node_id);
+			return -EINVAL;
+		}
+		if ((to->grant.rights & PROTO_R_ALL) != PROTO_R_ALL) {
+			snprintf(err, errlen, "the \"to\" grant must allow reading and writing");
+			return -EINVAL;
+		}
+	}
+	pthread_mutex_lock(&vm->hot_lock);
+	p = vm_pager(vm);
+	if (!p) {
+		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
+		r = -ESRCH;
+	} else if (phase == VM_MEMMIG_BEGIN) {
+		r = do_begin(vm, p, from, to, err, errlen);
+	} else if (phase == VM_MEMMIG_COMMIT) {
+		r = do_commit(vm, p, from, to, &res, err, errlen);
+	} else {
+		r = do_abort(p, from, err, errlen);
+	}
+	pthread_mutex_unlock(&vm->hot_lock);
+	res.ms = (now_ns() - t0) / 1000000;
+	if (r >= 0 && ret)
+		*ret = res;
+	return r;
+}
+
+/* ---- HTTP: POST /v1/vms/NAME/sections/migrate ---------------------------- */
+
+static int parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+			size_t errlen)
+{
+	static const char *const keys[] = { "kind", "addr", "grant", NULL };
+	const char *bad = NULL, *addr, *grant, *kind;
+	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
+
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "\"%s\" must be an object {\"addr\": ..., \"grant\": ...}", name);
+		return -EINVAL;
+	}
+	if (json_check_keys(j, keys, &bad) < 0) {
+		snprintf(err, errlen, "unknown field \"%s\" in \"%s\"", bad, name);
+		return -EINVAL;
+	}
+	kind = json_string_value(json_object_get(j, "kind"));
+	addr = json_string_value(json_object_get(j, "addr"));
+	grant = json_string_value(json_object_get(j, "grant"));
+	if ((json_object_get(j, "kind") && (!kind || strcmp(kind, "remote"))) || !addr || !*addr ||
+	    strlen(addr) >= sizeof(s.addr) || !grant) {
+		snprintf(err, errlen, "\"%s\" needs \"addr\" (host:port) and \"grant\"", name);
+		return -EINVAL;
+	}
+	if (grant_from_hex(grant, &s.grant) < 0) {
+		snprintf(err, errlen, "\"%s\".grant must be %zu hex digits", name, (size_t)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	snprintf(s.addr, sizeof(s.addr), "%s", addr);
+	*ret = s;
+	return 0;
+}
+
+static int memmig_http_status(int r, const char **ret_code)
+{
+	switch (-r) {
+	case EINVAL:
+		*ret_code = "bad_request";
+		return 400;
+	case ENOENT:
+		*ret_code = "no_section";
+		return 404;
+	case EBUSY:
+	case EALREADY:
+		*ret_code = "conflict";
+		return 409;
+	case EREMOTEIO:
+		*ret_code = "target_failed";
+		return 409;
+	case ESRCH:
+		*ret_code = "not_running";
+		return 409;
+	case ETIMEDOUT:
+	case EPIPE:
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case EHOSTUNREACH:
+		*ret_code = "memnode_unreachable";
+		return 503;
+	default:
+		*ret_code = "internal";
+		return 500;
+	}
+}
+
+void vm_memmig_http(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	static const char *const keys[] = { "phase", "from", "to", NULL };
+	struct pager_section from = { 0 }, to = { 0 };
+	struct vm_memmig_result res = { 0 };
+	enum vm_memmig_phase phase;
+	const char *bad = NULL, *ph, *code;
+	char err[512] = "";
+	json_t *j;
+	int r;
+
+	j = http_json_body(req, resp);
+	if (!j)
+		return;
+	ph = json_string_value(json_object_get(j, "phase"));
+	if (json_check_keys(j, keys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+		goto out;
+	}
+	if (ph && !strcmp(ph, "begin"))
+		phase = VM_MEMMIG_BEGIN;
+	else if (ph && !strcmp(ph, "commit"))
+		phase = VM_MEMMIG_COMMIT;
+	else if (ph && !strcmp(ph, "abort"))
+		phase = VM_MEMMIG_ABORT;
+	else {
+		http_resp_error(resp, 400, "bad_request",
+				"\"phase\" must be \"begin\", \"commit\" or \"abort\"");
+		goto out;
+	}
+	if (parse_remote(json_object_get(j, "from"), "from", &from, err, sizeof(err)) < 0 ||
+	    ((phase != VM_MEMMIG_ABORT || json_object_get(j, "to")) &&
+	     parse_remote(json_object_get(j, "to"), "to", &to, err, sizeof(err)) < 0)) {
+		http_resp_error(resp, 400, "bad_section", "%s", err);
+		goto out;
+	}
+	r = vm_migrate_section(vm, phase, &from, &to, &res, err, sizeof(err));
+	if (r < 0) {
+		int st = memmig_http_status(r, &code);
+
+		http_resp_error(resp, st, code, "%s", err);
+		goto out;
+	}
+	if (phase == VM_MEMMIG_COMMIT)
+		http_resp_json(resp, 200,
+			   json_pack("{s:s, s:I, s:I, s:I, s:I, s:b, s:o}", "phase", ph,
+				     "pages_resent", (json_int_t)res.pages_resent, "pages_dual",
+				     (json_int_t)res.pages_dual, "pause_us", (json_int_t)res.pause_us,
+				     "ms", (json_int_t)res.ms, "already", res.already, "vm",
+				     vm_status(vm)));
+	else
+		http_resp_json(resp, 200, json_pack("{s:s, s:I}", "phase", ph, "ms", (json_int_t)res.ms));
+out:
+	json_decref(j);
+}

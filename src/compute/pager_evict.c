@@ -96,7 +96,9 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 			if (r >= 0)
 				return r;
 		}
-		CTR_ADD(p, errors, 1);
+		/* A cancelled attempt (region removed, section fenced) is no backend error. */
+		if (r != -ECANCELED)
+			CTR_ADD(p, errors, 1);
 		if (err_fatal(r))
 			return r;
 		if (*connp)

@@ -347,7 +347,8 @@ int main(int argc, char **argv)
 	}
 	pager_stats(m.p, &st);
 	ok(st.pages_evicted > 0 && st.errors == 0 && st.failed == 0,
-	   "eviction ran (%llu pages), no errors", (unsigned long long)st.pages_evicted);
+	   "eviction ran (%llu pages), no errors (%llu, failed %d)",
+	   (unsigned long long)st.pages_evicted, (unsigned long long)st.errors, st.failed);
 
 	/* A third node dies in the window: abort semantics, nothing lost. */
 	r = spawn_with_key(&cn, exe, a.keypath, 13);

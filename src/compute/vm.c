@@ -460,6 +460,65 @@ void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len)
 			*p = ' ';
 }
 
+/* ---- section checks ------------------------------------------------------- */
+
+/*
+ * Check that a remote section is usable before the guest can touch it: the
+ * grant names this node, its memory node answers, and a one-page READ with
+ * the grant succeeds. Without this a bad grant only shows when the pager's
+ * first fetch is rejected, and the faulting vCPU then waits for ever.
+ * Only a READ: another node (a migration's source) may still be writing.
+ * A rejected grant is bad input (-EINVAL); an unreachable node keeps its errno.
+ */
+int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen)
+{
+	const struct proto_grant *g = &s->sec.grant;
+	struct mnc_opts o = {
+		.addr = s->sec.addr, .key = vm->env.key, .node_id = vm->env.node_id,
+		.timeout_ms = 5000,
+	};
+	struct proto_extent ext = { .page = 0, .count = 1 };
+	_cleanup_mnc_ struct mnc *c = NULL;
+	_cleanup_free_ void *buf = NULL;
+	int r;
+
+	if (s->sec.kind != PAGER_SEC_REMOTE)
+		return 0;
+	if (g->holder_id != vm->env.node_id) {
+		snprintf(err, errlen, "the grant for section %u on %s names node %llu as its holder, not this node (%llu)",
+			 g->section, s->sec.addr, (unsigned long long)g->holder_id,
+			 (unsigned long long)vm->env.node_id);
+		return -EINVAL;
+	}
+	buf = malloc(PROTO_PAGE_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	r = mnc_connect(&o, &c);
+	if (r < 0) {
+		snprintf(err, errlen, "memory node %s: %s", s->sec.addr, strerror(-r));
+		return r;
+	}
+	if (mnc_info(c)->node_id != g->memnode_id) {
+		snprintf(err, errlen, "the grant for section %u is for memory node %llu, but %s is node %llu",
+			 g->section, (unsigned long long)g->memnode_id, s->sec.addr,
+			 (unsigned long long)mnc_info(c)->node_id);
+		return -EINVAL;
+	}
+	r = mnc_read(c, g, &ext, 1, buf);
+	if (r < 0) {
+		snprintf(err, errlen, "memory node %s refused a read of section %u: %s", s->sec.addr,
+			 g->section, strerror(-r));
+		switch (-r) {
+		case EKEYREJECTED: case EKEYEXPIRED: case EPERM: case ESTALE: case ENOENT:
+		case ERANGE:
+			return -EINVAL;
+		default:
+			return r;
+		}
+	}
+	return 0;
+}
+
 /* ---- release ------------------------------------------------------------- */
 
 /* Free a section on its memory node if the control plane asked us to. */
@@ -610,6 +669,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	vm->state = VM_STARTING;
 	pthread_mutex_unlock(&vm->lock);
 
+	for (unsigned i = 0; i < vm->spec.nbase; i++) {
+		char why[400];
+
+		r = vm_check_section(vm, &vm->spec.base[i], why, sizeof(why));
+		if (r < 0) {
+			snprintf(err, errlen, "section %u: %s", i, why);
+			/* Not ours: never free a section on the word of a rejected grant. */
+			if (r == -EINVAL)
+				vm->spec.base[i].free_on_release = false;
+			goto fail;
+		}
+	}
 	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, 5000, 0, &vm->backend);
 	if (r < 0) {
 		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
@@ -670,7 +741,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	}
 	r = vm->spec.incoming ? 0 : vm_guest_connect(vm); /* incoming: once it arrived */
 	if (r < 0) {
-		snprintf(err, errlen, "guest channel: %s", strerror(-r));
+		struct pager_stats st = { 0 };
+
+		pthread_mutex_lock(&vm->lock);
+		if (vm->pager)
+			pager_stats(vm->pager, &st);
+		pthread_mutex_unlock(&vm->lock);
+		if (st.failed < 0)
+			snprintf(err, errlen,
+				 "the pager cannot serve the guest's RAM from its memory nodes: %s",
+				 strerror(-st.failed));
+		else
+			snprintf(err, errlen, "guest channel: %s", strerror(-r));
 		goto fail;
 	}
 	vm_mig_guest_attached(vm);

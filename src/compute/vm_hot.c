@@ -41,7 +41,30 @@ int vm_guest_connect(struct vm *vm)
 	r = guestchan_connect(path, 15000, &vm->guest);
 	if (r < 0)
 		return r;
-	r = guestchan_wait_ready(vm->guest, GUEST_READY_MS, &kb);
+	/*
+	 * Wait for READY in slices: a pager that failed meanwhile (a fetch the
+	 * memory node refused, or a node that went away) leaves the guest
+	 * blocked in a page fault, so give up at once instead of at the timeout.
+	 */
+	for (uint64_t end = now_ns() + GUEST_READY_MS * 1000000ull;;) {
+		int failed = 0;
+
+		r = guestchan_wait_ready(vm->guest, 500, &kb);
+		if (r != -ETIMEDOUT)
+			break;
+		pthread_mutex_lock(&vm->lock);
+		if (vm->pager) {
+			struct pager_stats st;
+
+			pager_stats(vm->pager, &st);
+			failed = st.failed;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (failed < 0)
+			return failed;
+		if (now_ns() >= end)
+			break;
+	}
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&vm->lock);
@@ -396,6 +419,10 @@ int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
 		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
 		return -EBUSY;
 	}
+	/* A bad grant must fail here, not leave the guest blocked on the new memory. */
+	r = vm_check_section(vm, s, err, errlen);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&vm->hot_lock);
 	before = vm_guest_memtotal(vm);
 	r = vm->spec.hotplug == VM_HOTPLUG_DIMM ? dimm_add(vm, s, timeout_ms, ret_index, err, errlen)

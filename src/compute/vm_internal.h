@@ -80,6 +80,7 @@ int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path,
 void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
 void vm_remove_dir(struct vm *vm);
 void vm_free_section(struct vm *vm, const struct vm_section *s);
+int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
 const char *vm_qmp_path(struct vm *vm);
 
 /* vm_migrate.c */

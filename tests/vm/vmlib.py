@@ -1,0 +1,343 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for VM tests and the VM benchmark: a memory node, the compute
+agent and its HTTP API, sections and grants, and cleanup that leaves no
+QEMU process and no /dev/shm directory behind.
+
+Standard library only (plus tests/functional/dproto.py), so that
+bench/vm/vmbench.py can use it without pytest. Programs come from the
+meson build in DISAGG_BUILD (set by tests/vm/meson.build; under `make
+check` that is the ASan+UBSan tree), else build/release, else build/bin.
+The guest image is always build/guest (the sanitized tree has no static
+disagg-guest).
+"""
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "functional"))
+
+import dproto  # noqa: E402
+
+SECTION = 128 << 20
+MiB = 1 << 20
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
+GUEST_DIR = ROOT / "build" / "guest"
+
+
+class Skip(Exception):
+    """Something the machine lacks: the caller skips with this reason."""
+
+
+def find_prog(name):
+    build = os.environ.get("DISAGG_BUILD")
+    roots = [pathlib.Path(build)] if build else []
+    roots.append(ROOT / "build" / "release")
+    for r in roots:
+        for sub in ("src", "bench"):
+            for p in sorted((r / sub).glob(f"*/{name}")):
+                if os.access(p, os.X_OK):
+                    return str(p)
+    p = ROOT / "build" / "bin" / name
+    if p.exists():
+        return str(p)
+    raise RuntimeError(f"program {name} is not built (make)")
+
+
+def qemu_binary():
+    q = shutil.which("qemu-system-x86_64")
+    if not q:
+        raise Skip("qemu-system-x86_64 is not installed")
+    return q
+
+
+_image_checked = False
+
+
+def guest_image():
+    """(kernel, initrd); refreshes the cached image when disagg-guest exists."""
+    global _image_checked
+    kernel, initrd = GUEST_DIR / "vmlinuz", GUEST_DIR / "initrd.img"
+    if not _image_checked and (ROOT / "build" / "bin" / "disagg-guest").exists():
+        _image_checked = True
+        # Cached by a stamp: a no-op unless disagg-guest or the script changed.
+        subprocess.run([str(ROOT / "scripts" / "build-guest.sh"), str(GUEST_DIR)],
+                       cwd=ROOT, capture_output=True, timeout=600)
+    if not (kernel.exists() and initrd.exists()):
+        raise Skip(f"no guest image in {GUEST_DIR} (make, or scripts/build-guest.sh)")
+    if not (ROOT / "build" / "bin" / "disagg-guest").exists():
+        raise Skip("no build/bin/disagg-guest (make builds it): the guest image lacks it")
+    return str(kernel), str(initrd)
+
+
+def check_prereqs():
+    """Raise Skip when QEMU or the guest image is missing."""
+    qemu_binary()
+    return guest_image()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is as good as dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Proc:
+    """A daemon that prints 'NAME listening on ADDR ...' on stdout when ready."""
+
+    def __init__(self, argv, logpath, ready_re, timeout=60.0, env=None):
+        self.argv = argv
+        self.logpath = str(logpath)
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
+                                     close_fds=True, env=env)
+        self.match = None
+        end = time.time() + timeout
+        while time.time() < end:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.ready_line = line
+            m = re.search(ready_re, line)
+            if m:
+                self.match = m
+                break
+        if not self.match:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"{argv[0]} did not start:\n{self.stderr()[-3000:]}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stderr(self):
+        if not self.log.closed:
+            self.log.flush()
+        return pathlib.Path(self.logpath).read_text(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=60):
+        """SIGTERM and wait; returns the exit code. Raises on sanitizer reports."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.argv[0]} ignored SIGTERM for {timeout} s")
+        if not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        self.log.close()
+        err = self.stderr()
+        if SANITIZER_RE.search(err):
+            raise AssertionError(f"sanitizer report from {self.argv[0]}:\n{err[-6000:]}")
+        return self.proc.returncode
+
+
+class Memnode(Proc):
+    def __init__(self, tmp, key, keyfile, node_id=101, pool="1G"):
+        argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
+                "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
+                "--section-size", "128M", "--key", keyfile]
+        super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
+                         r"listening on (\S+)")
+        self.addr = self.match.group(1)
+        self.node_id = node_id
+        self.key = key
+
+    def conn(self, as_node=900):
+        return dproto.Conn(self.addr).login(self.key, as_node)
+
+    def count(self):
+        """Allocated sections on this node."""
+        with self.conn() as c:
+            return len(c.list())
+
+    def section(self, holder=1, free_on_release=True, owner=0):
+        """Allocate a section and return the agent's JSON for it."""
+        with self.conn() as c:
+            sec, gen = c.alloc(owner)
+        g = dproto.mint_grant(self.key, self.node_id, holder, sec, gen,
+                              dproto.R_READ | dproto.R_WRITE)
+        return {"kind": "remote", "addr": self.addr, "grant": g.hex(),
+                "free_on_release": free_on_release}
+
+    def free(self, section_json):
+        g = bytes.fromhex(section_json["grant"])
+        _, _, sec, gen, *_ = dproto.GRANT.unpack(g)
+        with self.conn() as c:
+            c.free(sec, gen)
+
+
+class ApiError(Exception):
+    def __init__(self, status, body):
+        self.status, self.body = status, body
+        super().__init__(f"HTTP {status}: {body}")
+
+
+class Agent(Proc):
+    """disagg-compute on a private run directory under /dev/shm."""
+
+    def __init__(self, tmp, keyfile, node_id=1, extra=(), env=None):
+        kernel, initrd = check_prereqs()
+        self.run_dir = tempfile.mkdtemp(prefix="disagg-vmtest-", dir="/dev/shm")
+        self.qemu_pids = set()
+        argv = [find_prog("disagg-compute"), "--http", "127.0.0.1:0", "--node-id",
+                str(node_id), "--key", keyfile, "--accel", "tcg", "--run-dir",
+                self.run_dir, "--kernel", kernel, "--initrd", initrd, *extra]
+        e = dict(os.environ if env is None else env)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        try:
+            super().__init__(argv, pathlib.Path(tmp) / f"compute-{node_id}.log",
+                             r"listening on (\S+)", env=e)
+        except BaseException:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        self.http = self.match.group(1)
+
+    # -- HTTP ---------------------------------------------------------------
+    def request(self, method, path, body=None, timeout=300, raw=False):
+        host, port = self.http.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+            hdrs = {"Content-Type": "application/json"} if data is not None else {}
+            c.request(method, path, body=data, headers=hdrs)
+            r = c.getresponse()
+            text = r.read().decode(errors="replace")
+        finally:
+            c.close()
+        if raw:
+            return r.status, text
+        try:
+            j = json.loads(text) if text else None
+        except ValueError:
+            j = text
+        return r.status, j
+
+    def call(self, method, path, body=None, expect=(200, 201, 204), timeout=300):
+        st, j = self.request(method, path, body, timeout)
+        if st not in expect:
+            raise ApiError(st, j)
+        return j
+
+    def create(self, name, sections, timeout=300, **kw):
+        j = self.call("POST", "/v1/vms", dict(name=name, sections=sections, **kw),
+                      timeout=timeout)
+        if j.get("pid"):
+            self.qemu_pids.add(j["pid"])
+        return j
+
+    def status(self, name):
+        return self.call("GET", f"/v1/vms/{name}")
+
+    def guest(self, name, command, timeout_ms=600000):
+        """One disagg-guest command; returns the reply's key=value fields."""
+        j = self.call("POST", f"/v1/vms/{name}/guest",
+                      {"command": command, "timeout_ms": timeout_ms},
+                      timeout=timeout_ms / 1000 + 30)
+        if not j["ok"]:
+            raise AssertionError(f"guest {command!r}: {j['reply']}")
+        return fields(j["reply"])
+
+    def meminfo(self, name):
+        return self.guest(name, "MEMINFO")
+
+    def add_section(self, name, section, timeout=300):
+        return self.call("POST", f"/v1/vms/{name}/sections", {"section": section},
+                         timeout=timeout)
+
+    def remove_section(self, name, index, timeout=300):
+        return self.call("DELETE", f"/v1/vms/{name}/sections/{index}", timeout=timeout)
+
+    def delete(self, name):
+        return self.call("DELETE", f"/v1/vms/{name}", expect=(204,))
+
+    def console(self, name):
+        return self.request("GET", f"/v1/vms/{name}/console", raw=True)[1]
+
+    # -- cleanup --------------------------------------------------------------
+    def qemu_alive(self):
+        """Our QEMU processes that still run."""
+        return [p for p in self.qemu_pids
+                if pid_alive(p) and self.run_dir in pid_cmdline(p)]
+
+    def close(self):
+        """Stop the agent, kill any QEMU it left, remove the run directory.
+
+        Returns a list of problems (leftover QEMU, leftover files)."""
+        problems = []
+        err = None
+        try:
+            self.stop()
+        except AssertionError as e:
+            err = e
+        for p in self.qemu_alive():
+            problems.append(f"QEMU {p} still running after the agent stopped")
+            os.kill(p, signal.SIGKILL)
+        left = list(pathlib.Path(self.run_dir).iterdir()) if os.path.isdir(self.run_dir) else []
+        if left:
+            problems.append(f"agent left {[str(p) for p in left]} in its run dir")
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if err:
+            raise err
+        return problems
+
+
+def fields(reply):
+    """'OK a=1 b=x' -> {'a': 1, 'b': 'x'} (ints where they parse)."""
+    out = {}
+    for tok in reply.split()[1:]:
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            try:
+                out[k] = int(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def wait_for(pred, timeout=30.0, step=0.1):
+    end = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() >= end:
+            return v
+        time.sleep(step)
+
+
+def new_keyfile(tmp):
+    p = pathlib.Path(tmp) / "cluster.key"
+    p.write_bytes(os.urandom(32))
+    p.chmod(0o600)
+    return str(p), p.read_bytes()

@@ -63,6 +63,7 @@ struct vm_mig {
 
 	/* source (vm->lock) */
 	bool migrating;
+	const char *phase;            /* "flushing", "migrating", "pre-switchover", "completing" */
 	json_t *last;                 /* figures of the last migration (success or failure) */
 };
 
@@ -188,6 +189,8 @@ void vm_mig_status(struct vm *vm, json_t *j)
 		json_object_set_new(j, "incoming_ms", json_integer(m->incoming_ms));
 	if (m)
 		json_object_set_new(j, "migrating", json_boolean(m->migrating));
+	if (m && m->migrating && m->phase)
+		json_object_set_new(j, "migration_phase", json_string(m->phase));
 	if (m && m->last)
 		json_object_set(j, "last_migration", m->last);
 	pthread_mutex_unlock(&vm->lock);
@@ -633,10 +636,18 @@ struct mig_run {
 	bool paused;                  /* we saw pre-switchover */
 };
 
+static void set_phase(struct vm *vm, const char *phase)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->mig->phase = phase;
+	pthread_mutex_unlock(&vm->lock);
+}
+
 /* Pre-copy: flush dirty pages while the guest runs, until few are left. */
 static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct mig_run *run,
 			  char *err, size_t errlen)
 {
+	set_phase(vm, "flushing");
 	for (unsigned i = 0; i < o->max_flush_rounds; i++) {
 		uint64_t before = written_back(vm->pager), n;
 		int r = pager_flush(vm->pager);
@@ -674,6 +685,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 	}
 	while (qmp_wait_event(vm->qmp, "MIGRATION", NULL, NULL, 0, NULL) == 0)
 		; /* events of an earlier attempt */
+	set_phase(vm, "migrating");
 	r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate", "{s:s}", "uri", o->uri);
 	if (r < 0) {
 		snprintf(err, errlen, "migrate %s: %s", o->uri,
@@ -703,6 +715,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			json_decref(data);
 			run->paused = true;
 			run->t_pause = now_ns();
+			set_phase(vm, "pre-switchover");
 			if (o->hold_ms)
 				usleep(o->hold_ms * 1000u);
 			/* vCPUs are stopped: after this flush the memory nodes have everything. */
@@ -722,6 +735,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 					 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
 				return r;
 			}
+			set_phase(vm, "completing");
 			continue;
 		}
 		if (!strcmp(st, "completed")) {
@@ -729,11 +743,11 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			return 0;
 		}
 		if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
-			json_decref(data);
-			snprintf(err, errlen, "migration %s", st);
+			snprintf(err, errlen, "migration %s (QEMU gave no reason: did the destination go away?)", st);
 			if (query_migrate(vm->qmp, &info) >= 0 && *jstr(info, "error-desc"))
 				snprintf(err, errlen, "migration %s: %s", st, jstr(info, "error-desc"));
 			json_decref(info);
+			json_decref(data);
 			return -ECONNABORTED;
 		}
 		json_decref(data);
@@ -774,11 +788,20 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 		snprintf(err, errlen, "\"uri\" must be tcp:HOST:PORT");
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&vm->hot_lock);    /* no hotplug while the device set moves */
 	pthread_mutex_lock(&vm->lock);
 	r = check_source(vm, err, errlen);
 	if (r >= 0)
 		m->migrating = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->hot_lock);    /* no hotplug while the device set moves */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_RUNNING) {        /* stopped while a hotplug finished */
+		snprintf(err, errlen, "VM is %s, not running", vm_state_name(vm->state));
+		m->migrating = false;
+		r = -EBUSY;
+	}
 	pthread_mutex_unlock(&vm->lock);
 	if (r < 0) {
 		pthread_mutex_unlock(&vm->hot_lock);

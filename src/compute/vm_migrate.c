@@ -55,6 +55,7 @@ struct vm_mig {
 	char uri[128];                /* tcp:HOST:PORT it listens on */
 	unsigned hot_order[VM_MAX_SECTIONS], nhot_order;
 	bool base_free[VM_MAX_SECTIONS], hot_free[VM_MAX_SECTIONS];
+	struct guestchan *early_guest; /* connected before the guest arrives */
 	pthread_t waiter;
 	bool waiter_on;
 	atomic_bool stop;
@@ -98,6 +99,7 @@ void vm_mig_free(struct vm *vm)
 		pthread_join(m->waiter, NULL);
 	if (vm->guest)
 		guestchan_set_callback(vm->guest, NULL, NULL);
+	guestchan_close(m->early_guest);
 	json_decref(m->last);
 	pthread_mutex_destroy(&m->hb_lock);
 	free(m);
@@ -294,20 +296,36 @@ static void restore_free_flags(struct vm *vm, struct vm_mig *m)
 		vm->vmem_secs[i].free_on_release = m->hot_free[i];
 }
 
-/* The migration arrived: the guest runs here now. */
-static void incoming_done(struct vm *vm, struct vm_mig *m)
+/*
+ * Connect to the guest channel of the incoming QEMU. Done before the guest
+ * arrives, so that its first line after the switchover finds a reader (a
+ * guest writes to an unconnected port block).
+ */
+static int guest_open(struct vm *vm, struct vm_mig *m, struct guestchan **ret)
 {
 	char path[PATH_MAX];
-	struct guestchan *g = NULL;
 	int r;
 
 	snprintf(path, sizeof(path), "%s/guest.sock", vm->dir);
-	r = guestchan_connect(path, 5000, &g);
-	if (r >= 0) {
-		guestchan_set_callback(g, on_guest_line, m);
-		/* Answers to commands the source sent may still come: drop them. */
-		guestchan_resync(g);
-	}
+	r = guestchan_connect(path, 5000, ret);
+	if (r < 0)
+		return r;
+	guestchan_set_callback(*ret, on_guest_line, m);
+	/* Answers to commands the source sent may still come: drop them. */
+	guestchan_resync(*ret);
+	return 0;
+}
+
+/* The migration arrived: the guest runs here now. */
+static void incoming_done(struct vm *vm, struct vm_mig *m)
+{
+	struct guestchan *g = TAKE_PTR(m->early_guest);
+	char line[512];
+	uint64_t kb = 0;
+	int r = 0;
+
+	if (!g)
+		r = guest_open(vm, m, &g);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_INCOMING) {
 		restore_free_flags(vm, m);
@@ -321,6 +339,12 @@ static void incoming_done(struct vm *vm, struct vm_mig *m)
 	if (r < 0)
 		log_warn("vm %s: migration arrived but the guest channel did not connect: %s",
 			 vm->spec.name, strerror(-r));
+	else if (vm->guest && guestchan_cmd(vm->guest, 3000, line, sizeof(line), "MEMINFO") >= 0 &&
+		 guestchan_field_u64(line, "memtotal_kb", &kb) >= 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->guest_memtotal_kb = kb;
+		pthread_mutex_unlock(&vm->lock);
+	}
 	log_info("vm %s: incoming migration completed, running here (%lld ms after listen)",
 		 vm->spec.name, (long long)m->incoming_ms);
 }
@@ -502,6 +526,8 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	r = vm_start(vm, err, errlen);
 	if (r < 0)
 		return r;
+	if (guest_open(vm, m, &m->early_guest) < 0)
+		m->early_guest = NULL; /* try again once it arrived */
 	if (vm->spec.hotplug == VM_HOTPLUG_VIRTIO_MEM && nhot) {
 		r = incoming_vmem(vm, m, hot, nhot, err, errlen);
 		if (r < 0)

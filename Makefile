@@ -65,3 +65,8 @@ bench-orchestrator: build
 
 clean:
 	rm -rf $(BUILD)
+
+.PHONY: bench-vm
+bench-vm: build
+	@mkdir -p $(BUILD)/bench
+	@$(PY) bench/vm/vmbench.py --json $(BUILD)/bench/vm.json

@@ -109,6 +109,15 @@ void pager_synchronize(struct pager *p)
 
 	if (!p->qs)
 		return;
+	/*
+	 * A fault thread waiting for budget space (up to 200 ms) is inside its
+	 * critical section, and the caller may hold io_lock, which the evictor
+	 * needs to make space: tell such threads to stop waiting.
+	 */
+	atomic_fetch_add(&p->sync_req, 1);
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_broadcast(&p->space_cond);
+	pthread_mutex_unlock(&p->lock);
 	if (p->nthreads > ARRAY_SIZE(snap)) {
 		heap = calloc(p->nthreads, sizeof(*heap));
 		if (!heap) {
@@ -116,6 +125,7 @@ void pager_synchronize(struct pager *p)
 			for (unsigned i = 0; i < p->nthreads; i++)
 				while (atomic_load(&p->qs[i].seq) & 1)
 					usleep(50);
+			atomic_fetch_sub(&p->sync_req, 1);
 			return;
 		}
 		sp = heap;
@@ -132,6 +142,7 @@ void pager_synchronize(struct pager *p)
 			us = MIN(us * 2, 1000u);
 		}
 	}
+	atomic_fetch_sub(&p->sync_req, 1);
 }
 
 void pager_resident_add(struct pager *p, int64_t n)
@@ -366,7 +377,7 @@ static void wait_for_space(struct pager *p)
 	}
 	pthread_mutex_lock(&p->lock);
 	pthread_cond_signal(&p->evict_cond);
-	while (!atomic_load(&p->stop) && !atomic_load(&p->failed) &&
+	while (!atomic_load(&p->stop) && !atomic_load(&p->failed) && !atomic_load(&p->sync_req) &&
 	       atomic_load(&p->resident) > pager_hard_limit(p))
 		if (pthread_cond_timedwait(&p->space_cond, &p->lock, &ts) != 0)
 			break;
@@ -413,6 +424,8 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 		return;
 	}
 	wait_for_space(p);
+	if (pager_sec_fenced(r, sec))
+		return;   /* fenced while we waited: parked until the section is woken */
 
 	/* Window: aligned cluster, extended forward while access is sequential. */
 	sequential = pg == atomic_load_explicit(&r->next_seq, memory_order_relaxed);

@@ -117,6 +117,7 @@ struct pager {
 	uint32_t next_gen;             /* under admin_lock */
 	bool mode_set;                 /* the first region fixed the dirty mode */
 	struct pager_qs *qs;           /* [nthreads], set before the threads start */
+	_Atomic unsigned sync_req;     /* a grace period is waited for: don't wait for space */
 
 	int epfd, stopfd;
 	pthread_t *threads;

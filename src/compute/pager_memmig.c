@@ -29,10 +29,11 @@
  * write-back batch holds (pager_evict.c), and the re-send runs under
  * io_lock a chunk at a time, so no write-back of a page can overtake its
  * re-send on B. The switch fences the section (faults on it wait), waits
- * for a grace period of the fault threads, then takes io_lock: the fence
- * comes first so that the evictor keeps running while a fault thread that
- * waits for budget space finishes its pass. docs/pager.md, "Memory
- * migration", describes the semantics.
+ * takes io_lock (so no write-back batch is in flight), then fences the
+ * section (faults on it wait) and waits for a grace period of the fault
+ * threads; a fault thread waiting for budget space stops waiting when a
+ * grace period is requested, since the evictor cannot run meanwhile.
+ * docs/pager.md, "Memory migration", describes the semantics.
  */
 #include "pager_internal.h"
 
@@ -504,14 +505,16 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	}
 
 	/*
-	 * 2. Fence the section: faults on it wait. Grace period first (a fault
-	 * thread waiting for budget space needs the evictor), then io_lock: no
-	 * write-back batch in flight, no fault thread reads the descriptor.
+	 * 2. io_lock first (an eviction batch in flight finishes before the
+	 * pause starts), then fence the section (faults on it wait) and wait
+	 * for a grace period: no fault thread reads the descriptor any more.
+	 * pager_synchronize() cuts short a fault thread's wait for budget
+	 * space, which the evictor could not make while we hold io_lock.
 	 */
+	pthread_mutex_lock(&p->io_lock);
 	f0 = now_ns();
 	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
 	pager_synchronize(p);
-	pthread_mutex_lock(&p->io_lock);
 	while (!err && !m->err && m->nresend) {
 		int n = resend_chunk(&c, m);
 

@@ -1002,6 +1002,14 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(h, "plugged", json_boolean(vm->hot[i].plugged));
 		json_array_append_new(hot, h);
 	}
+	/* virtio-mem: the plugged slots of the device, in order (index = slot). */
+	for (unsigned i = 0; vm->vmem_secs && i < vm->vmem_plugged; i++) {
+		json_t *h = section_json(&vm->vmem_secs[i]);
+
+		json_object_set_new(h, "index", json_integer(i));
+		json_object_set_new(h, "plugged", json_true());
+		json_array_append_new(hot, h);
+	}
 	have_stats = vm->pager != NULL;
 	if (have_stats)
 		pager_stats(vm->pager, &st);

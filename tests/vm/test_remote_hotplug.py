@@ -43,8 +43,8 @@ def test_hotplug_remote_sections(cluster, mode):
     st = agent.status(name)
     assert st["memory_bytes"] == 4 * vmlib.SECTION, st
     assert st["guest_memtotal_kb"] == m1["memtotal_kb"]
-    if mode == "dimm":
-        assert [h["index"] for h in st["hot_sections"]] == idx
+    assert [h["index"] for h in st["hot_sections"]] == idx, st["hot_sections"]
+    assert all(h["kind"] == "remote" and h["plugged"] for h in st["hot_sections"])
 
     # More than was free before the add: the new sections must hold part of it.
     mb = m0["memfree_kb"] // 1024 + 64

@@ -298,7 +298,7 @@ class Agent(Proc):
         err = None
         try:
             self.stop()
-        except AssertionError as e:
+        except Exception as e:  # noqa: BLE001 - still clean up, then re-raise
             err = e
         for p in self.qemu_alive():
             problems.append(f"QEMU {p} still running after the agent stopped")

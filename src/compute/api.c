@@ -305,6 +305,11 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 		goto out;
 	}
+	if (!listen && json_object_get(j, "hot_sections")) {
+		http_resp_error(resp, 400, "bad_request",
+				"\"hot_sections\" is for an incoming VM (with \"incoming\")");
+		goto out;
+	}
 	spec.incoming = listen != NULL;
 
 	pthread_mutex_lock(&a->lock);

@@ -13,7 +13,7 @@ verified on the destination, and the sections stay allocated throughout.
 - the guest rewrites its region while it moves (the answer to the rewrite
   arrives on the destination and is dropped there), plus a second region
   filled just before: both verify;
-- a hot-plugged DIMM moves too (hot_sections);
+- hot-plugged DIMMs and virtio-mem sections move too (hot_sections);
 - refusals: local sections, a VM that is not running, a second migrate
   while one runs (409);
 - the destination QEMU killed while the source waits at pre-switchover,
@@ -189,6 +189,33 @@ def test_migrate_hot_dimm(cluster, key):
     a2.delete("hot")
 
 
+def test_migrate_virtio_mem(cluster, key):
+    mn = cluster.memnode()
+    a1, a2 = cluster.agent(1), cluster.agent(2)
+    before = mn.count()
+    secs = [mn.section(holder=1) for _ in range(2)]
+    a1.create("vmem", secs, hotplug="virtio-mem", max_sections=4)
+    hot = [mn.section(holder=1) for _ in range(2)]
+    assert [a1.add_section("vmem", h)["index"] for h in hot] == [0, 1]
+    a1.guest("vmem", "FILL 1 51 300")       # more than the boot RAM: uses the device
+
+    dst = incoming(a2, "vmem", [regrant(key, s, 2) for s in secs], hotplug="virtio-mem",
+                   max_sections=4,
+                   hot_sections=[dict(regrant(key, h, 2), index=i) for i, h in enumerate(hot)])
+    a2.qemu_pids.add(dst["pid"])
+    assert dst["memory_bytes"] == 4 * vmlib.SECTION, dst
+    st, res = migrate(a1, "vmem", dst["migration_uri"])
+    running(a2, "vmem")
+    assert a2.guest("vmem", "VERIFY 1")["mismatches"] == 0
+    # The device shrinks on the destination like any other.
+    a2.guest("vmem", "FREE 1")
+    assert a2.remove_section("vmem", 1)["vm"]["memory_bytes"] == 3 * vmlib.SECTION
+    assert mn.count() == before + 3
+    a1.delete("vmem")
+    a2.delete("vmem")
+    assert vmlib.wait_for(lambda: mn.count() == before, 10), mn.count()
+
+
 def test_migrate_refusals(cluster, key):
     mn = cluster.memnode()
     a1, a2 = cluster.agent(1), cluster.agent(2)
@@ -200,6 +227,12 @@ def test_migrate_refusals(cluster, key):
     # Bad input.
     migrate(a1, "mixed", "unix:/tmp/x", expect=(400,))
     st, j = a1.request("POST", "/v1/vms/mixed/migrate", {"uri": "tcp:1.2.3.4:5", "bogus": 1})
+    assert st == 400, (st, j)
+    st, j = a2.request("POST", "/v1/vms", {"name": "x", "sections": [{"kind": "local"}],
+                                          "hot_sections": []})
+    assert st == 400 and "incoming" in j["error"]["message"], (st, j)
+    st, j = a2.request("POST", "/v1/vms", {"name": "x", "sections": [{"kind": "local"}],
+                                          "incoming": {"listen": "nohost"}})
     assert st == 400, (st, j)
     # Not running.
     a1.call("POST", "/v1/vms/mixed/stop")

@@ -523,6 +523,16 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	r = incoming_hot(vm, m, hot, nhot, err, errlen);
 	if (r < 0)
 		return r;
+	/* vm_start checks the boot sections' grants; the hot ones are ours to check. */
+	for (unsigned i = 0; i < nhot; i++) {
+		char why[400];
+
+		r = vm_check_section(vm, &hot[i].sec, why, sizeof(why));
+		if (r < 0) {
+			snprintf(err, errlen, "hot section %u: %s", hot[i].index, why);
+			return r;
+		}
+	}
 	r = vm_start(vm, err, errlen);
 	if (r < 0)
 		return r;

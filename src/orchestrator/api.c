@@ -3,7 +3,7 @@
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
- * nodes.c and slots.c.
+ * nodes.c, slots.c and migrate.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -40,6 +40,8 @@ static const char *const route_names[RT__MAX] = {
 	[RT_SLOTS_DELETE] = "slots_delete",
 	[RT_SLOTS_CONSOLE] = "slots_console",
 	[RT_SLOTS_GUEST] = "slots_guest",
+	[RT_SLOTS_MIGRATE] = "slots_migrate",
+	[RT_SLOTS_MIGRATE_MEMORY] = "slots_migrate_memory",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",
@@ -72,8 +74,8 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 {
 	static const char *const kinds[] = { "memnode", "compute", "devnode" };
 	static const char *const nstates[] = { "up", "down", "drained" };
-	static const char *const sstates[] = { "creating", "running", "resizing",
-					       "deleting", "failed",  "lost" };
+	static const char *const sstates[] = { "creating", "running", "resizing", "deleting",
+					       "migrating", "failed", "lost" };
 	_cleanup_free_ struct node_rec *nodes = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	size_t nn = 0, ns = 0;
@@ -371,6 +373,20 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 		else
 			method_not_allowed(resp, "GET");
 		return RT_SLOTS_CONSOLE;
+	}
+	if (strcmp(tail, "/migrate") == 0) {
+		if (is_method(req, "POST"))
+			migrate_compute(o, name, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_SLOTS_MIGRATE;
+	}
+	if (strcmp(tail, "/migrate-memory") == 0) {
+		if (is_method(req, "POST"))
+			migrate_memory(o, name, req, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_SLOTS_MIGRATE_MEMORY;
 	}
 	if (strcmp(tail, "/guest") == 0) {
 		if (is_method(req, "POST"))

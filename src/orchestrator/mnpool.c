@@ -9,7 +9,9 @@
  * cached connection because the peer closed it meanwhile (-EPIPE,
  * -ECONNRESET) is retried once on a fresh connection: ALLOC and FREE are
  * never sent twice on a connection that had delivered them, since a
- * broken cached connection fails before the request leaves.
+ * broken cached connection fails before the request leaves. COPY (memory
+ * migration) runs on the same connections; it waits for the whole copy
+ * (mnclient allows ten times the connection's timeout for it).
  *
  * The cache holds at most MNPOOL_PER_NODE idle connections per node and
  * MNPOOL_MAX in all (oldest dropped first), in a small hash by node id.
@@ -177,10 +179,16 @@ static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc *
 	return 0;
 }
 
-enum mnp_op { MNP_ALLOC, MNP_FREE };
+enum mnp_op { MNP_ALLOC, MNP_FREE, MNP_COPY };
+
+struct mnp_copy {
+	const struct proto_grant *dst_grant;
+	const char *dst_addr;
+	struct proto_copy_rep *rep;
+};
 
 static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uint64_t owner,
-		 uint32_t *section, uint32_t *generation)
+		 uint32_t *section, uint32_t *generation, const struct mnp_copy *cp)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct mnc *c = take(p, n->id, n->addr);
@@ -199,8 +207,10 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 				*section = ps.section;
 				*generation = ps.generation;
 			}
-		} else {
+		} else if (op == MNP_FREE) {
 			r = mnc_free(c, *section, *generation);
+		} else {
+			r = mnc_copy(c, *section, *generation, cp->dst_grant, cp->dst_addr, cp->rep);
 		}
 		if (cached && (r == -EPIPE || r == -ECONNRESET) && mnc_broken(c)) {
 			mnc_close(c);
@@ -215,11 +225,21 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 		 uint32_t *ret_section, uint32_t *ret_generation)
 {
-	return do_op(p, n, MNP_ALLOC, owner, ret_section, ret_generation);
+	return do_op(p, n, MNP_ALLOC, owner, ret_section, ret_generation, NULL);
 }
 
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
 			uint32_t generation)
 {
-	return do_op(p, n, MNP_FREE, 0, &section, &generation);
+	return do_op(p, n, MNP_FREE, 0, &section, &generation, NULL);
+}
+
+/* COPY may be repeated: a retry on a fresh connection only copies again. */
+int mnpool_copy(struct mnpool *p, const struct node_rec *n, uint32_t src, uint32_t src_gen,
+		const struct proto_grant *dst_grant, const char *dst_addr,
+		struct proto_copy_rep *ret)
+{
+	struct mnp_copy cp = { .dst_grant = dst_grant, .dst_addr = dst_addr, .rep = ret };
+
+	return do_op(p, n, MNP_COPY, 0, &src, &src_gen, &cp);
 }

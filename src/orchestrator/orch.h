@@ -9,6 +9,7 @@
  *                drain, reconciliation with compute nodes
  *   placement.c  choosing the compute node and the memory nodes
  *   slots.c      slot create, resize, delete, console
+ *   migrate.c    compute migration and memory migration of a slot
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
  *   util.c       sizes, JSON helpers, labels, time formatting
@@ -16,7 +17,7 @@
  *
  * Requests run synchronously in the HTTP server's per-connection threads.
  * Every slot operation first moves the slot into a transitional state
- * (creating, resizing, deleting) inside a store transaction: a second
+ * (creating, resizing, deleting, migrating) inside a store transaction: a second
  * operation on the same slot sees it and gets 409 busy.
  */
 #ifndef DISAGG_ORCH_H
@@ -30,6 +31,7 @@
 #include <jansson.h>
 
 #include "auth.h"
+#include "macro.h"
 #include "http.h"
 #include "jsonhttp.h"
 #include "metrics.h"
@@ -52,6 +54,8 @@ enum orch_route {
 	RT_SLOTS_DELETE,
 	RT_SLOTS_CONSOLE,
 	RT_SLOTS_GUEST,
+	RT_SLOTS_MIGRATE,
+	RT_SLOTS_MIGRATE_MEMORY,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -146,6 +150,13 @@ int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 		 uint32_t *ret_section, uint32_t *ret_generation);
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
 			uint32_t generation);
+/*
+ * Ask memory node `n` to COPY its section src/src_gen to the section that
+ * dst_grant names on the memory node at dst_addr (waits for the whole copy).
+ */
+int mnpool_copy(struct mnpool *p, const struct node_rec *n, uint32_t src, uint32_t src_gen,
+		const struct proto_grant *dst_grant, const char *dst_addr,
+		struct proto_copy_rep *ret);
 /* Forget cached connections to a node (it went down or re-registered). */
 void mnpool_forget(struct mnpool *p, uint64_t node_id);
 
@@ -175,8 +186,41 @@ void slots_console(struct orch *o, const char *name, struct http_resp *resp);
 void slots_guest(struct orch *o, const char *name, const struct http_req *req,
 		 struct http_resp *resp);
 json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections);
-/* Slots interrupted by a restart (creating, resizing, deleting): settle them. */
+/* Slots interrupted by a restart (creating, resizing, deleting, migrating): settle them. */
 void slots_recover(struct orch *o);
+
+/* Helpers shared with migrate.c. */
+int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slot,
+		const char *fmt, ...) _printf_(5, 6);
+/* Answer for a failed compute call (status > 0: HTTP answer; < 0: no answer). */
+void slots_compute_error(struct http_resp *resp, const struct node_rec *c, const char *what,
+			 int status, const char *body);
+/* Free a remote section on its memory node (an event when it cannot be). */
+void slots_free_remote(struct orch *o, const struct section_rec *x);
+/* {"kind": "remote", "addr": ..., "grant": ...} for holder `holder` (read-write). */
+json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t holder,
+			  uint32_t sec, uint32_t gen);
+/* 404 / 500 answered when the slot cannot be read. */
+int slots_get_slot(struct orch *o, const char *name, struct slot_rec *s, struct http_resp *resp);
+/*
+ * Move a slot into state `to` if no operation runs on it (409 busy) and its
+ * state is one of `from` (NULL-terminated; NULL = any settled state; else
+ * 409 conflict).
+ */
+int slots_begin_op(struct orch *o, const char *name, const char *const *from, const char *to,
+		   struct slot_rec *s, struct http_resp *resp);
+void slots_end_op(struct orch *o, struct slot_rec *s, const char *state);
+
+/* ---- migrate.c --------------------------------------------------------- */
+
+/* POST /v1/slots/NAME/migrate {"to": COMPUTE_ID}: compute migration. */
+void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
+		     struct http_resp *resp);
+/* POST /v1/slots/NAME/migrate-memory {"from": ID, "to": ID, "section": INDEX}. */
+void migrate_memory(struct orch *o, const char *name, const struct http_req *req,
+		    struct http_resp *resp);
+/* At start: settle a slot left `migrating` by a restart (asks the compute nodes). */
+void migrate_recover(struct orch *o, struct slot_rec *s);
 
 /* ---- api.c ------------------------------------------------------------- */
 

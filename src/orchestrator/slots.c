@@ -68,6 +68,12 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 		return NULL;
 	if (s->reason[0])
 		json_object_set_new(j, "reason", json_string(s->reason));
+	if (s->op[0]) {
+		json_t *op = json_loads(s->op, 0, NULL);
+
+		if (op)
+			json_object_set_new(j, "migration", op);
+	}
 	if (with_sections) {
 		_cleanup_free_ struct section_rec *secs = NULL;
 		size_t n = 0;
@@ -102,7 +108,7 @@ static void compute_msg(const char *body, char *code, size_t codelen, char *buf,
 }
 
 /* Answer for a failed compute call (status > 0: HTTP answer; < 0: no answer). */
-static void compute_error(struct http_resp *resp, const struct node_rec *c, const char *what,
+void slots_compute_error(struct http_resp *resp, const struct node_rec *c, const char *what,
 			  int status, const char *body)
 {
 	char msg[512], code[64];
@@ -138,9 +144,7 @@ static size_t locals_for(size_t n, int64_t remote_percent)
 	return (n * (size_t)(100 - remote_percent) + 50) / 100;
 }
 
-static int event(struct orch *o, const char *kind, uint64_t node, const char *slot,
-		 const char *fmt, ...) _printf_(5, 6);
-static int event(struct orch *o, const char *kind, uint64_t node, const char *slot,
+int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slot,
 		 const char *fmt, ...)
 {
 	char msg[1024];
@@ -187,7 +191,7 @@ static int alloc_remote(struct orch *o, const struct slot_rec *s, const struct p
 	}
 }
 
-static void free_remote(struct orch *o, const struct section_rec *x)
+void slots_free_remote(struct orch *o, const struct section_rec *x)
 {
 	struct node_rec mn;
 	int r;
@@ -199,7 +203,7 @@ static void free_remote(struct orch *o, const struct section_rec *x)
 		log_warn("cannot free section %" PRIu32 " (generation %" PRIu32
 			 ") on memory node %" PRIu64 ": %s",
 			 x->section, x->generation, x->memnode, strerror(-r));
-		event(o, "section_leaked", x->memnode, x->slot,
+		slots_event(o, "section_leaked", x->memnode, x->slot,
 		      "section %" PRIu32 " generation %" PRIu32 " could not be freed: %s",
 		      x->section, x->generation, strerror(-r));
 		return;
@@ -207,7 +211,7 @@ static void free_remote(struct orch *o, const struct section_rec *x)
 	o->store->ops->node_adjust_free(o->store, x->memnode, +1);
 }
 
-static json_t *remote_section_json(struct orch *o, const struct node_rec *mn, uint64_t holder,
+json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t holder,
 				   uint32_t sec, uint32_t gen)
 {
 	struct proto_grant g;
@@ -384,12 +388,12 @@ static void create_rollback(struct orch *o, const struct slot_rec *s, const stru
 	if (st->ops->section_list(st, s->id, 0, &secs, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			if (secs[i].remote)
-				free_remote(o, &secs[i]);
+				slots_free_remote(o, &secs[i]);
 	if (st->ops->begin(st) == 0) {
 		int r = st->ops->slot_delete(st, s->id);
 
 		if (r == 0)
-			r = event(o, "slot_create_failed", s->compute, s->name, "slot %s: %s",
+			r = slots_event(o, "slot_create_failed", s->compute, s->name, "slot %s: %s",
 				  s->name, why);
 		if (r == 0)
 			st->ops->commit(st);
@@ -490,14 +494,14 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 			}
 			x.remote = true;
 			x.memnode = mn->id;
-			json_array_append_new(secs, remote_section_json(o, mn, c.id, x.section,
+			json_array_append_new(secs, slots_remote_json(o, mn, c.id, x.section,
 									x.generation));
 		}
 		r = st->ops->section_add(st, &x);
 		if (r < 0) {
 			if (x.remote) {
 				snprintf(x.slot, sizeof(x.slot), "%s", a.s.name);
-				free_remote(o, &x);
+				slots_free_remote(o, &x);
 			}
 			for (size_t k = i >= nlocal ? i - nlocal + 1 : 0; k < nremote; k++)
 				st->ops->node_adjust_free(st, mns[k].id, +1);
@@ -523,7 +527,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	if (status != 200 && status != 201) {
 		char msg[256];
 
-		compute_error(resp, &c, "to start the VM", status, answer);
+		slots_compute_error(resp, &c, "to start the VM", status, answer);
 		if (status < 0)
 			snprintf(msg, sizeof(msg), "compute node %s: %s", c.name, strerror(-status));
 		else
@@ -538,7 +542,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	if (r == 0) {
 		r = st->ops->slot_update(st, &a.s);
 		if (r == 0)
-			r = event(o, "slot_created", c.id, a.s.name,
+			r = slots_event(o, "slot_created", c.id, a.s.name,
 				  "slot %s: %zu sections (%zu remote) on compute node %s", a.s.name,
 				  a.nsec, nremote, c.name);
 		if (r == 0)
@@ -580,7 +584,7 @@ void slots_list(struct orch *o, struct http_resp *resp)
 	http_resp_json(resp, 200, json_pack("{s:o}", "slots", arr));
 }
 
-static int get_slot(struct orch *o, const char *name, struct slot_rec *s, struct http_resp *resp)
+int slots_get_slot(struct orch *o, const char *name, struct slot_rec *s, struct http_resp *resp)
 {
 	int r = o->store->ops->slot_get(o->store, name, s);
 
@@ -595,21 +599,21 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp)
 {
 	struct slot_rec s;
 
-	if (get_slot(o, name, &s, resp) == 0)
+	if (slots_get_slot(o, name, &s, resp) == 0)
 		http_resp_json(resp, 200, slots_json(o, &s, true));
 }
 
 static bool transitional(const char *state)
 {
 	return !strcmp(state, "creating") || !strcmp(state, "resizing") ||
-	       !strcmp(state, "deleting");
+	       !strcmp(state, "deleting") || !strcmp(state, "migrating");
 }
 
 /*
  * Move a slot into `to` if no operation runs on it and its state is one
  * of `from` (NULL-terminated; NULL = any settled state).
  */
-static int begin_op(struct orch *o, const char *name, const char *const *from, const char *to,
+int slots_begin_op(struct orch *o, const char *name, const char *const *from, const char *to,
 		    struct slot_rec *s, struct http_resp *resp)
 {
 	struct store *st = o->store;
@@ -621,7 +625,7 @@ static int begin_op(struct orch *o, const char *name, const char *const *from, c
 		store_error(resp, r);
 		return r;
 	}
-	r = get_slot(o, name, s, resp);
+	r = slots_get_slot(o, name, s, resp);
 	if (r < 0) {
 		st->ops->rollback(st);
 		return r;
@@ -649,7 +653,7 @@ static int begin_op(struct orch *o, const char *name, const char *const *from, c
 	return r;
 }
 
-static void end_op(struct orch *o, struct slot_rec *s, const char *state)
+void slots_end_op(struct orch *o, struct slot_rec *s, const char *state)
 {
 	snprintf(s->state, sizeof(s->state), "%s", state);
 	o->store->ops->slot_update(o->store, s);
@@ -684,7 +688,7 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 			return r;
 		}
 		x.memnode = mn.id;
-		sec = remote_section_json(o, &mn, c->id, x.section, x.generation);
+		sec = slots_remote_json(o, &mn, c->id, x.section, x.generation);
 	}
 	ans = json_pack("{s:o}", "section", sec);
 	body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
@@ -693,9 +697,9 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 	status = body ? cclient_call(c->http, "POST", path, body, o->compute_timeout_ms, &answer)
 		      : -ENOMEM;
 	if (status != 200 && status != 201) {
-		compute_error(resp, c, "to hot-add a section", status, answer);
+		slots_compute_error(resp, c, "to hot-add a section", status, answer);
 		if (x.remote)
-			free_remote(o, &x);
+			slots_free_remote(o, &x);
 		return status < 0 ? status : -EIO;
 	}
 	ans = json_loads(answer ? answer : "", 0, NULL);
@@ -721,11 +725,11 @@ static int shrink_one(struct orch *o, struct slot_rec *s, const struct node_rec 
 	snprintf(path, sizeof(path), "/v1/vms/%s/sections/%" PRId64, s->name, x->hot_index);
 	status = cclient_call(c->http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
 	if (status != 200 && status != 204 && status != 404) {
-		compute_error(resp, c, "to hot-remove a section", status, answer);
+		slots_compute_error(resp, c, "to hot-remove a section", status, answer);
 		return status < 0 ? status : -EIO;
 	}
 	if (x->remote)
-		free_remote(o, x);
+		slots_free_remote(o, x);
 	r = o->store->ops->section_remove(o->store, s->id, x->idx);
 	if (r < 0)
 		store_error(resp, r);
@@ -763,14 +767,14 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 				ORCH_MAX_SECTIONS, o->section_size);
 		goto out;
 	}
-	if (begin_op(o, name, from, "resizing", &s, resp) < 0)
+	if (slots_begin_op(o, name, from, "resizing", &s, resp) < 0)
 		goto out;
 	r = o->store->ops->node_get(o->store, s.compute, &c);
 	if (r == 0)
 		r = o->store->ops->section_list(o->store, s.id, 0, &secs, &have);
 	if (r < 0) {
 		store_error(resp, r);
-		end_op(o, &s, "running");
+		slots_end_op(o, &s, "running");
 		goto out;
 	}
 	for (size_t i = 0; i < have; i++) {
@@ -784,7 +788,7 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		http_resp_error(resp, 409, "conflict",
 				"slot %s cannot shrink below its boot memory (%zu sections)", name,
 				boot);
-		end_op(o, &s, "running");
+		slots_end_op(o, &s, "running");
 		goto out;
 	}
 	int64_t next_idx = have ? secs[have - 1].idx + 1 : 0;
@@ -808,8 +812,8 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		s.memory = (uint64_t)have * o->section_size;
 	}
 	s.memory = (uint64_t)have * o->section_size;
-	end_op(o, &s, "running");
-	event(o, r == 0 ? "slot_resized" : "slot_resize_failed", s.compute, s.name,
+	slots_end_op(o, &s, "running");
+	slots_event(o, r == 0 ? "slot_resized" : "slot_resize_failed", s.compute, s.name,
 	      "slot %s now has %zu sections (%zu asked)", s.name, have, want);
 	if (r == 0)
 		http_resp_json(resp, 200, slots_json(o, &s, true));
@@ -834,7 +838,7 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 	r = st->ops->slot_get(st, name, &s);
 	if (r == 0)
 		snprintf(prev, sizeof(prev), "%s", s.state);
-	if (begin_op(o, name, NULL, "deleting", &s, resp) < 0)
+	if (slots_begin_op(o, name, NULL, "deleting", &s, resp) < 0)
 		return;
 	if (st->ops->node_get(st, s.compute, &c) < 0)
 		memset(&c, 0, sizeof(c));
@@ -842,19 +846,19 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 	status = cclient_call(c.http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
 	if (status != 200 && status != 204 && status != 404 && strcmp(prev, "lost") &&
 	    strcmp(prev, "failed")) {
-		compute_error(resp, &c, "to stop the VM", status, answer);
-		end_op(o, &s, prev);
+		slots_compute_error(resp, &c, "to stop the VM", status, answer);
+		slots_end_op(o, &s, prev);
 		return;
 	}
 	if (st->ops->section_list(st, s.id, 0, &secs, &n) == 0)
 		for (size_t i = 0; i < n; i++)
 			if (secs[i].remote)
-				free_remote(o, &secs[i]);
+				slots_free_remote(o, &secs[i]);
 	r = st->ops->begin(st);
 	if (r == 0) {
 		r = st->ops->slot_delete(st, s.id);
 		if (r == 0)
-			r = event(o, "slot_deleted", s.compute, s.name, "slot %s deleted", s.name);
+			r = slots_event(o, "slot_deleted", s.compute, s.name, "slot %s deleted", s.name);
 		if (r == 0)
 			r = st->ops->commit(st);
 		else
@@ -881,7 +885,7 @@ static void proxy(struct orch *o, const char *name, const char *method, const ch
 	char path[128];
 	int status;
 
-	if (get_slot(o, name, &s, resp) < 0)
+	if (slots_get_slot(o, name, &s, resp) < 0)
 		return;
 	if (o->store->ops->node_get(o->store, s.compute, &c) < 0) {
 		http_resp_error(resp, 404, "not_found", "slot %s has no compute node", name);
@@ -890,7 +894,7 @@ static void proxy(struct orch *o, const char *name, const char *method, const ch
 	snprintf(path, sizeof(path), "/v1/vms/%s/%s", s.name, sub);
 	status = cclient_call(c.http, method, path, body, timeout_ms, &answer);
 	if (status != 200) {
-		compute_error(resp, &c, what, status, answer);
+		slots_compute_error(resp, &c, what, status, answer);
 		return;
 	}
 	http_resp_text(resp, 200, ctype, TAKE_PTR(answer));
@@ -926,22 +930,26 @@ void slots_recover(struct orch *o)
 
 		if (!transitional(was))
 			continue;
+		if (strcmp(was, "migrating") == 0) {
+			migrate_recover(o, s);
+			continue;
+		}
 		if (strcmp(was, "resizing") == 0) {
 			/* Sections are recorded as they are plugged: the record is right. */
 			snprintf(s->reason, sizeof(s->reason),
 				 "a resize was interrupted by an orchestrator restart");
-			end_op(o, s, "running");
+			slots_end_op(o, s, "running");
 		} else if (strcmp(was, "creating") == 0) {
 			/* Reconciliation makes it running if the VM did start. */
 			snprintf(s->reason, sizeof(s->reason),
 				 "orchestrator restarted while the slot was being created");
-			end_op(o, s, "lost");
+			slots_end_op(o, s, "lost");
 		} else {
 			snprintf(s->reason, sizeof(s->reason),
 				 "orchestrator restarted while the slot was %s; delete it", was);
-			end_op(o, s, "failed");
+			slots_end_op(o, s, "failed");
 		}
-		event(o, "slot_recovered", s->compute, s->name, "slot %s: %s", s->name, s->reason);
+		slots_event(o, "slot_recovered", s->compute, s->name, "slot %s: %s", s->name, s->reason);
 		log_warn("slot %s: %s", s->name, s->reason);
 	}
 }

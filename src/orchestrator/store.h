@@ -53,7 +53,8 @@ struct node_rec {
 struct slot_rec {
 	int64_t id;                      /* never reused: the owner id on memory nodes */
 	char name[STORE_NAME_MAX];
-	char state[STORE_STATE_MAX];     /* creating, running, resizing, deleting, failed, lost */
+	char state[STORE_STATE_MAX];     /* creating, running, resizing, deleting, migrating,
+					    failed, lost */
 	int64_t vcpus;
 	uint64_t memory;                 /* bytes */
 	int64_t remote_percent;
@@ -64,6 +65,7 @@ struct slot_rec {
 	char constraints[STORE_JSON_MAX];/* JSON: {"compute": {..}, "memory": {..}} */
 	char reason[STORE_ADDR_MAX];     /* why it failed or was lost */
 	int64_t created;
+	char op[STORE_JSON_MAX];         /* JSON of a migration in progress, "" = none */
 };
 
 struct section_rec {
@@ -116,7 +118,8 @@ struct store_ops {
 	/* compute 0 = all; memnode != 0: slots with a section there. */
 	int (*slot_list)(struct store *s, uint64_t compute, uint64_t memnode, struct slot_rec **ret,
 			 size_t *ret_n);
-	int (*slot_update)(struct store *s, const struct slot_rec *rec); /* state, memory, reason */
+	/* state, memory, reason, compute, op */
+	int (*slot_update)(struct store *s, const struct slot_rec *rec);
 	int (*slot_delete)(struct store *s, int64_t id);                   /* and its sections */
 
 	/* Sections of slots. slot_id / memnode 0 = any. Ordered by slot, idx. */

@@ -424,6 +424,7 @@ static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 	copy_text(o->constraints, sizeof(o->constraints), p, 10);
 	copy_text(o->reason, sizeof(o->reason), p, 11);
 	o->created = sqlite3_column_int64(p, 12);
+	copy_text(o->op, sizeof(o->op), p, 13);
 }
 
 static int sq_slot_insert(struct store *s, struct slot_rec *o)
@@ -516,6 +517,8 @@ static int sq_slot_update(struct store *s, const struct slot_rec *o)
 		bind_text(p, 2, o->state);
 		sqlite3_bind_int64(p, 3, (int64_t)o->memory);
 		bind_text(p, 4, o->reason);
+		sqlite3_bind_int64(p, 5, (int64_t)o->compute);
+		bind_text(p, 6, o->op);
 		r = node_update(st, p, "slot_update");
 	}
 	unlock(st);

@@ -65,6 +65,8 @@ const char *const store_sqlite_migrations[] = {
 	"  node INTEGER,"
 	"  slot TEXT,"
 	"  message TEXT NOT NULL);",
+	/* 1 -> 2: the migration in progress on a slot (JSON), for restarts. */
+	"ALTER TABLE slots ADD COLUMN op TEXT NOT NULL DEFAULT '';",
 };
 
 
@@ -79,7 +81,7 @@ const char *const store_sqlite_migrations[] = {
 	" AND s.state NOT IN ('failed', 'lost')) "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
-	"constraints, reason, created "
+	"constraints, reason, created, op "
 
 const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_PUT] =
@@ -112,7 +114,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_SLOT_LIST_MEMNODE] =
 		"SELECT " SLOT_COLS "FROM slots WHERE id IN "
 		"(SELECT slot_id FROM sections WHERE memnode = ?1) ORDER BY id",
-	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4 WHERE id = ?1",
+	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4, compute = ?5, "
+			  "op = ?6 WHERE id = ?1",
 	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
 	[Q_SEC_ADD] =
 		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index) "

@@ -7,8 +7,11 @@ one listening socket each, speaking just enough of the wire protocol
 key, PING, SECTION_ALLOC/FREE/LIST, STATS. Sections are bookkeeping only.
 
 FakeComputes: compute agents (docs/compute.md) on http.server threads,
-implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections and the
-console, answering at once and recording every call.
+implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections, the
+console, compute migration (an "incoming" VM, POST .../migrate, which
+hands the VM to the fake that owns the URI) and memory migration
+(POST .../sections/migrate), answering at once and recording every call.
+FakeMemnodes answer COPY too (bookkeeping, with an optional failure).
 
 Both can register with an orchestrator and heartbeat like the real
 daemons. Run as a program, it serves many fakes in their own process (so
@@ -57,6 +60,8 @@ class _MemNode:
         self.allocs = self.frees = 0
         self.conns = set()
         self.fail_alloc = None        # e.g. ST["NOSPC"]
+        self.fail_copy = None         # e.g. ST["IO"]
+        self.copies = []              # (src, src_gen, dst_addr, dst_grant bytes)
 
     @property
     def free(self):
@@ -275,6 +280,16 @@ class FakeMemnodes:
             nxt = ents[-1][0] + 1 if len(ents) == mx else n.nsections
             self._reply(c, op, rid, 0, struct.pack("<II", len(ents), nxt) +
                         b"".join(SECTION.pack(*e) for e in ents))
+        elif op == OP["COPY"]:
+            src, sgen = struct.unpack_from("<II", p)
+            addr = p[8 + 72:].rstrip(b"\0").decode()
+            n.copies.append((src, sgen, addr, p[8:8 + 72]))
+            if n.fail_copy is not None:
+                self._reply(c, op, rid, n.fail_copy)
+            elif src not in n.sections or n.sections[src][0] != sgen:
+                self._reply(c, op, rid, ST["NOENT"])
+            else:
+                self._reply(c, op, rid, 0, struct.pack("<QQ", 1234, 5000))
         elif op == OP["STATS"]:
             self._reply(c, op, rid, 0, STATS.pack(n.node_id, n.section_size, n.nsections,
                                                   len(n.sections), 0, 0, 0, 0, len(n.conns)))
@@ -292,8 +307,19 @@ class FakeMemnodes:
 # --------------------------------------------------------------------------
 # compute nodes
 
-VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append"}
+VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
+           "incoming", "hot_sections"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
+_incoming = {}                    # migration URI -> (FakeCompute, VM name)
+_incoming_lock = threading.Lock()
+_next_port = [40000]
+
+
+def _grant_key(hexgrant):
+    """(memnode, section, generation) named by a grant in hex."""
+    b = bytes.fromhex(hexgrant)
+    memnode, _, sec, gen = struct.unpack_from("<QQII", b)
+    return memnode, sec, gen
 
 
 class FakeCompute:
@@ -306,6 +332,9 @@ class FakeCompute:
         self.calls = []
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
+        self.fail_migrate = None      # (status, code) to refuse POST .../migrate
+        self.fail_memmig = {}         # phase -> (status, code)
+        self.incoming_fails = False   # an incoming VM fails instead of running
         self.delay = 0.0
         self.dead = False
         fake = self
@@ -370,11 +399,74 @@ class FakeCompute:
         self.server.server_close()
 
     def _vm_json(self, vm):
-        return {"name": vm["name"], "state": "running", "vcpus": vm["vcpus"],
-                "sections": vm["sections"], "hot_sections": vm["hot"]}
+        j = {"name": vm["name"], "state": vm.get("state", "running"), "vcpus": vm["vcpus"],
+             "sections": vm["sections"],
+             "hot_sections": [dict(s, index=k) for k, s in vm["hot"].items()]}
+        if "uri" in vm:
+            j["migration_uri"] = vm["uri"]
+        return j
+
+    def _incoming(self, body):
+        with _incoming_lock:
+            _next_port[0] += 1
+            uri = "tcp:%s:%d" % (body["incoming"]["listen"].rsplit(":", 1)[0], _next_port[0])
+            _incoming[uri] = (self, body["name"])
+        hot = {s["index"]: {k: v for k, v in s.items() if k != "index"}
+               for s in body.get("hot_sections", [])}
+        return {"name": body["name"], "vcpus": body["vcpus"], "sections": body["sections"],
+                "hot": hot, "next_hot": max(hot, default=-1) + 1, "state": "incoming",
+                "uri": uri}
+
+    def _migrate(self, h, vm, body):
+        if self.fail_migrate:
+            st, code = self.fail_migrate
+            return h._err(st, code, "refused by the fake; the VM keeps running here")
+        with _incoming_lock:
+            dst = _incoming.pop(body.get("uri"), None)
+        if dst is None or dst[0].dead:
+            return h._err(503, "migration_failed",
+                          "destination gone; the VM keeps running here")
+        fake, name = dst
+        fake.vms[name]["state"] = "failed" if fake.incoming_fails else "running"
+        vm["state"] = "migrated"
+        return h._send(200, {"ok": True, "uri": body["uri"], "total_ms": 21,
+                             "downtime_ms": 8, "ram_transferred_bytes": 210100,
+                             "pause_ms": 7})
+
+    def _memmig(self, h, vm, body):
+        phase = body.get("phase")
+        if phase in self.fail_memmig:
+            st, code = self.fail_memmig[phase]
+            return h._err(st, code, f"{phase} refused by the fake")
+        want = _grant_key(body["from"]["grant"])
+        secs = list(enumerate(vm["sections"])) + [(("hot", k), s)
+                                                  for k, s in vm["hot"].items()]
+        hit = [(i, s) for i, s in secs
+               if s.get("kind") == "remote" and _grant_key(s["grant"]) == want]
+        mig = vm.setdefault("memmig", {})
+        if phase == "begin":
+            if not hit:
+                return h._err(404, "no_section", "no such section")
+            mig[want] = body["to"]
+            return h._send(200, {"phase": "begin", "ms": 0})
+        if phase == "abort":
+            if mig.pop(want, None) is None:
+                return h._err(409, "conflict", "no migration")
+            return h._send(200, {"phase": "abort"})
+        if phase == "commit":
+            to = mig.pop(want, None)
+            if to is None or not hit:
+                return h._err(409, "conflict", "no migration")
+            i, s = hit[0]
+            s["addr"], s["grant"] = to["addr"], to["grant"]
+            return h._send(200, {"phase": "commit", "pages_resent": 3, "pages_dual": 5,
+                                 "pause_us": 400, "ms": 2, "already": False,
+                                 "vm": self._vm_json(vm)})
+        return h._err(400, "bad_request", "bad phase")
 
     def _dispatch(self, h, method, path, body):
-        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console)(?:/(\d+))?)?", path)
+        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate)"
+                         r"(?:/(\d+|migrate))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
         name, sub, idx = m.groups()
@@ -397,6 +489,9 @@ class FakeCompute:
                     return h._err(st, code, "refused by the fake")
                 if body["name"] in self.vms:
                     return h._err(409, "exists", "exists")
+                if "incoming" in body:
+                    self.vms[body["name"]] = self._incoming(body)
+                    return h._send(201, self._vm_json(self.vms[body["name"]]))
                 self.vms[body["name"]] = {"name": body["name"], "vcpus": body["vcpus"],
                                           "sections": body["sections"], "hot": {},
                                           "next_hot": 0}
@@ -410,6 +505,10 @@ class FakeCompute:
                 if method == "DELETE":
                     del self.vms[name]
                     return h._send(200, {"deleted": name})
+            elif sub == "migrate" and method == "POST":
+                return self._migrate(h, vm, body)
+            elif sub == "sections" and idx == "migrate" and method == "POST":
+                return self._memmig(h, vm, body)
             elif sub == "console" and method == "GET":
                 return h._send(200, text=f"console of {name}\n")
             elif sub == "sections" and idx is None and method == "POST":
@@ -419,7 +518,7 @@ class FakeCompute:
                 vm["next_hot"] += 1
                 vm["hot"][k] = body["section"]
                 return h._send(200, {"index": k, "ms": 1, "vm": self._vm_json(vm)})
-            elif sub == "sections" and idx is not None and method == "DELETE":
+            elif sub == "sections" and idx is not None and idx.isdigit() and method == "DELETE":
                 if int(idx) not in vm["hot"]:
                     return h._err(404, "not_found", "no such section")
                 del vm["hot"][int(idx)]

@@ -656,3 +656,384 @@ def test_scale_small(tmp_path):
     print(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "create p50" in p.stdout
+
+
+# ---------------------------------------------------------------------------
+# migration (docs/api.md, "Migration")
+
+def memmig_calls(c, name="web"):
+    return [x[2]["phase"] for x in c.calls
+            if x[0] == "POST" and x[1] == f"/v1/vms/{name}/sections/migrate"]
+
+
+def test_memory_migration(orch, fakemem, computes, hb_factory, key):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=3, nsec=4)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "384M",
+                                            "policy": "pack"})
+    assert st == 201, s
+    src = s["sections"][0]["memnode"]
+    assert all(x["memnode"] == src for x in s["sections"])   # packed on one node
+    dst = next(n for n in (101, 102, 103) if n != src)
+    assert orch.call("POST", "/v1/slots/web/resize", {"memory": "512M"})[0] == 200
+
+    # One section (a hot-plugged one) first.
+    hot = orch.call("GET", "/v1/slots/web")[1]["sections"][3]
+    assert hot["memnode"] == src
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory",
+                        {"from": src, "to": dst, "section": 3})
+    assert st == 200, ans
+    (rep,) = ans["sections"]
+    assert rep["index"] == 3 and rep["from"]["memnode"] == src and rep["to"]["memnode"] == dst
+    assert rep["pages_copied"] == 1234 and rep["pages_resent"] == 3
+    assert rep["pause_us"] == 400 and ans["max_pause_us"] == 400
+    assert memmig_calls(c) == ["begin", "commit"]
+    begin = next(x[2] for x in c.calls if x[1] == "/v1/vms/web/sections/migrate")
+    g = decode_grant(begin["to"]["grant"])
+    assert g[0] == dst and g[1] == 10 and g[4] == 3             # holder: the compute node
+    assert begin["to"]["addr"] == fakemem.nodes[dst].addr
+    assert decode_grant(begin["from"]["grant"])[2:4] == (hot["section"], hot["generation"])
+    (csrc, cgen, caddr, cgrant), = fakemem.nodes[src].copies
+    assert (csrc, cgen) == (hot["section"], hot["generation"])
+    assert caddr == fakemem.nodes[dst].addr
+    cg = GRANT.unpack(cgrant)
+    assert cg[0] == dst and cg[1] == src and cg[4] == 2          # holder: the source, write
+    s2 = ans["slot"]
+    assert s2["state"] == "running" and "migration" not in s2
+    assert s2["sections"][3]["memnode"] == dst
+    assert s2["sections"][:3] == orch.call("GET", "/v1/slots/web")[1]["sections"][:3]
+    assert fakemem.allocated(src) == 3 and fakemem.allocated(dst) == 1
+
+    # Then all the rest.
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 200, ans
+    assert [r["index"] for r in ans["sections"]] == [0, 1, 2]
+    assert ans["bytes_copied"] == 3 * 1234 * 4096
+    assert fakemem.allocated(src) == 0 and fakemem.allocated(dst) == 4
+    assert all(x["memnode"] == dst for x in ans["slot"]["sections"])
+    assert orch.call("GET", f"/v1/nodes/{src}")[1]["sections_free"] == 4
+    assert orch.call("GET", f"/v1/nodes/{dst}")[1]["sections_free"] == 0
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    assert kinds.count("section_migrated") == 4 and "memory_migration_done" in kinds
+    # The agent got the new grants: its records name dst.
+    assert {_grant(x["grant"])[0] for x in c.vms["web"]["sections"]} == {dst}
+    # Nothing is left on src: a second request has nothing to move.
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 409 and err(ans) == "conflict"
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert fakemem.allocated() == 0
+
+
+def _grant(hexstr):
+    return decode_grant(hexstr)
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"from": 101}, 400, "bad_request"),
+    ({"from": 101, "to": 101}, 400, "bad_request"),
+    ({"from": 101, "to": "x"}, 400, "bad_request"),
+    ({"from": 101, "to": 102, "section": -1}, 400, "bad_request"),
+    ({"from": 101, "to": 102, "x": 1}, 400, "unknown_field"),
+    ({"from": 101, "to": 999}, 404, "not_found"),
+    ({"from": 101, "to": 10}, 400, "bad_request"),               # a compute node
+    ({"from": 101, "to": 102, "section": 7}, 409, "conflict"),   # no such section
+])
+def test_memory_migration_bad_input(orch, fakemem, computes, hb_factory, body, status, code):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})
+    assert st == 201
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", body)
+    assert st == status and err(ans) == code, ans
+    assert memmig_calls(c) == []
+    assert orch.call("GET", "/v1/slots/web")[1]["sections"] == s["sections"]
+    assert orch.call("GET", "/v1/slots/web")[1]["state"] == "running"
+    st, ans = orch.call("POST", "/v1/slots/nope/migrate-memory", {"from": 101, "to": 102})
+    assert st == 404 and err(ans) == "not_found"
+    assert orch.call("GET", "/v1/slots/web/migrate-memory")[0] == 405
+
+
+def test_memory_migration_capacity_and_rollback(orch, fakemem, computes, hb_factory):
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=4)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M",
+                                            "policy": "pack"})
+    assert st == 201
+    src = s["sections"][0]["memnode"]
+    dst = 203 - src
+    # The target is full: 409 capacity, nothing asked of the agent.
+    fakemem.nodes[dst].fail_alloc = ST["NOSPC"]
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 409 and err(ans) == "capacity", ans
+    assert memmig_calls(c) == []
+    fakemem.nodes[dst].fail_alloc = None
+    hb.register(fakemem.registration(dst))            # report the space again
+
+    def unchanged():
+        s2 = orch.call("GET", "/v1/slots/web")[1]
+        assert s2["state"] == "running" and s2["sections"] == s["sections"]
+        assert fakemem.allocated(src) == 2 and fakemem.allocated(dst) == 0
+
+    # The COPY fails: abort, the target is freed, the section stays.
+    fakemem.nodes[src].fail_copy = ST["IO"]
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 503 and err(ans) == "copy_failed", ans
+    assert memmig_calls(c) == ["begin", "abort"]
+    unchanged()
+    fakemem.nodes[src].fail_copy = None
+
+    # The target fails during the window: commit answers 409 target_failed.
+    c.fail_memmig = {"commit": (409, "target_failed")}
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 409 and err(ans) == "target_failed", ans
+    assert memmig_calls(c)[2:] == ["begin", "commit", "abort"]
+    unchanged()
+
+    # The agent refuses to begin.
+    c.fail_memmig = {"begin": (409, "conflict")}
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 409 and err(ans) == "conflict", ans
+    unchanged()
+    c.fail_memmig = {}
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    assert kinds.count("section_migration_failed") == 3
+    # And then it works.
+    st, ans = orch.call("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": dst})
+    assert st == 200, ans
+    assert fakemem.allocated(src) == 0 and fakemem.allocated(dst) == 2
+
+
+def test_compute_migration(orch, fakemem, computes, hb_factory):
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "vcpus": 2, "memory": "256M",
+                                            "cache": "128M"})
+    assert st == 201 and s["compute"] == 10
+    assert orch.call("POST", "/v1/slots/web/resize", {"memory": "512M"})[0] == 200
+    s = orch.call("GET", "/v1/slots/web")[1]
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 200, ans
+    assert ans["from"] == 10 and ans["to"] == 11 and ans["migration"]["downtime_ms"] == 8
+    assert ans["slot"]["compute"] == 11 and ans["slot"]["state"] == "running"
+    assert ans["slot"]["sections"] == s["sections"]
+    # The destination was asked for an incoming VM with grants for itself.
+    (_, _, body), = [x for x in c2.calls if x[:2] == ("POST", "/v1/vms")]
+    assert body["incoming"]["listen"] == "127.0.0.1:0"
+    assert body["vcpus"] == 2 and body["cache_bytes"] == 128 * MiB
+    assert body["hotplug"] == "dimm"
+    assert len(body["sections"]) == 2 and [x["index"] for x in body["hot_sections"]] == [0, 1]
+    for sec, rec in zip(body["sections"] + body["hot_sections"], s["sections"]):
+        g = decode_grant(sec["grant"])
+        assert g[0] == rec["memnode"] and g[1] == 11 and g[2] == rec["section"]
+    # The source migrated to the destination's URI and was then forgotten.
+    (_, _, mb), = [x for x in c1.calls if x[:2] == ("POST", "/v1/vms/web/migrate")]
+    assert mb["uri"] == c2.vms["web"]["uri"]
+    assert "web" not in c1.vms and c2.vms["web"]["state"] == "running"
+    assert orch.call("GET", "/v1/nodes/11")[1]["slots"] == ["web"]
+    assert orch.call("GET", "/v1/nodes/10")[1]["slots"] == []
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    for k in ("migration_started", "migration_destination_ready", "migration_completed"):
+        assert k in kinds
+    # Later operations go to the new node; and back again.
+    assert orch.call("POST", "/v1/slots/web/resize", {"memory": "384M"})[0] == 200
+    assert [x[1] for x in c2.calls if x[0] == "DELETE"] == ["/v1/vms/web/sections/1"]
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 10})
+    assert st == 200 and ans["slot"]["compute"] == 10
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert c1.vms == {} and c2.vms == {} and fakemem.allocated() == 0
+
+
+def test_compute_migration_refusals(orch, fakemem, computes, hb_factory):
+    hb, (c1, c2, c3) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=3,
+                               vcpus=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 201
+    assert orch.call("POST", "/v1/slots", {"name": "half", "memory": "256M",
+                                           "remote_percent": 50})[0] == 201
+    assert orch.call("POST", "/v1/slots", {"name": "big", "vcpus": 2,
+                                           "memory": "128M"})[0] == 201
+    where = {n: orch.call("GET", f"/v1/slots/{n}")[1]["compute"] for n in ("web", "half", "big")}
+    other = next(i for i in (10, 11, 12) if i not in (where["web"],) and i != where["big"])
+    cases = [
+        ("web", {}, 400, "bad_request"),
+        ("web", {"to": "x"}, 400, "bad_request"),
+        ("web", {"to": 11, "x": 1}, 400, "unknown_field"),
+        ("web", {"to": 999}, 404, "not_found"),
+        ("web", {"to": 101}, 400, "bad_request"),
+        ("web", {"to": where["web"]}, 409, "conflict"),
+        ("web", {"to": where["big"]}, 409, "capacity"),               # no vCPU left
+        ("half", {"to": next(i for i in (10, 11, 12) if i not in (where["half"], where["big"]))},
+         409, "conflict"),                                              # local sections
+        ("nope", {"to": 11}, 404, "not_found"),
+    ]
+    for name, body, status, code in cases:
+        st, ans = orch.call("POST", f"/v1/slots/{name}/migrate", body)
+        assert (st, err(ans)) == (status, code), (name, body, ans)
+    st, ans = orch.call("POST", "/v1/slots/half/migrate",
+                        {"to": next(i for i in (10, 11, 12)
+                                    if i not in (where["half"], where["big"]))})
+    assert "local section" in ans["error"]["message"]
+    assert orch.call("POST", f"/v1/nodes/{other}/drain")[0] == 200
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": other})
+    assert st == 409 and err(ans) == "conflict" and "drained" in ans["error"]["message"]
+    for c in (c1, c2, c3):
+        assert not [x for x in c.calls if x[1].endswith("/migrate") or "incoming" in
+                    (x[2] or {})]
+    for n in ("web", "half", "big"):
+        s = orch.call("GET", f"/v1/slots/{n}")[1]
+        assert s["state"] == "running" and s["compute"] == where[n]
+
+
+def test_compute_migration_rollback(orch, fakemem, computes, hb_factory):
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})
+    assert st == 201 and s["compute"] == 10
+
+    def on_source():
+        s2 = orch.call("GET", "/v1/slots/web")[1]
+        assert s2["state"] == "running" and s2["compute"] == 10 and "migration" not in s2
+        assert c1.vms["web"].get("state", "running") == "running"
+        assert "web" not in c2.vms                       # the leftovers were deleted
+
+    # The destination dies mid-migration: the source answers 503 and keeps the VM.
+    c1.fail_migrate = (503, "migration_failed")
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 503 and err(ans) == "migration_failed", ans
+    assert "keeps running on" in ans["error"]["message"]
+    assert ("DELETE", "/v1/vms/web", None) in c2.calls
+    on_source()
+    # The source refuses (409 migration_refused).
+    c1.fail_migrate = (409, "migration_refused")
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 409 and err(ans) == "migration_refused", ans
+    on_source()
+    c1.fail_migrate = None
+    # The destination refuses to create the incoming VM.
+    c2.fail_create = (503, "internal")
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 503 and err(ans) == "migration_failed", ans
+    on_source()
+    c2.fail_create = None
+    # The destination does not answer at all.
+    c2.close()
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 503, ans
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 10
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    assert kinds.count("migration_failed") == 4
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+
+
+def test_migration_busy(orch, fakemem, computes, hb_factory):
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M",
+                                           "policy": "pack"})[0] == 201
+    src = orch.call("GET", "/v1/slots/web")[1]["sections"][0]["memnode"]
+    c1.delay = 1.0
+    out = {}
+
+    def move():
+        out["r"] = Api(orch.addr).call("POST", "/v1/slots/web/migrate", {"to": 11})
+    t = threading.Thread(target=move)
+    t.start()
+    time.sleep(0.4)
+    s = orch.call("GET", "/v1/slots/web")[1]
+    assert s["state"] == "migrating" and s["migration"]["kind"] == "compute"
+    for method, path, body in [
+            ("POST", "/v1/slots/web/migrate", {"to": 11}),
+            ("POST", "/v1/slots/web/migrate-memory", {"from": src, "to": 203 - src}),
+            ("POST", "/v1/slots/web/resize", {"memory": "384M"}),
+            ("DELETE", "/v1/slots/web", None)]:
+        st, ans = orch.call(method, path, body)
+        assert st == 409 and err(ans) == "busy", (path, ans)
+    t.join()
+    c1.delay = 0
+    assert out["r"][0] == 200, out
+    # A memory migration blocks too.
+    c2.delay = 1.0
+    t = threading.Thread(target=lambda: out.update(
+        m=Api(orch.addr).call("POST", "/v1/slots/web/migrate-memory",
+                              {"from": src, "to": 203 - src})))
+    t.start()
+    time.sleep(0.4)
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 10})
+    assert st == 409 and err(ans) == "busy"
+    t.join()
+    c2.delay = 0
+    assert out["m"][0] == 200, out
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert fakemem.allocated() == 0
+
+
+def _set_migrating(db, name, op):
+    import sqlite3
+    con = sqlite3.connect(db)
+    con.execute("UPDATE slots SET state = 'migrating', op = ? WHERE name = ?",
+                (json.dumps(op), name))
+    con.commit()
+    con.close()
+
+
+def test_migration_restart_recovery(orch, fakemem, computes, hb_factory):
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M",
+                                            "policy": "pack"})
+    assert st == 201 and s["compute"] == 10
+
+    # Interrupted after the switchover: the destination runs it.
+    orch.stop()
+    _set_migrating(orch.db, "web", {"kind": "compute", "from": 10, "to": 11})
+    with c1.lock:
+        c2.vms["web"] = dict(c1.vms["web"], state="running")
+        c1.vms["web"]["state"] = "migrated"
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 11 and "migration" not in s2
+    assert "web" not in c1.vms
+
+    # Interrupted before: the source runs it, the destination's leftovers go.
+    orch.stop()
+    _set_migrating(orch.db, "web", {"kind": "compute", "from": 11, "to": 10})
+    with c1.lock:
+        c1.vms["web"] = dict(c2.vms["web"], state="incoming")
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 11
+    assert "web" not in c1.vms and "web" in c2.vms
+
+    # A memory migration interrupted before its commit: abort, target freed.
+    src = s["sections"][0]
+    dst_node = 203 - src["memnode"]
+    n = fakemem.nodes[dst_node]
+    with fakemem.lock:
+        n.generation += 1
+        n.sections[5] = (n.generation, 1)
+    op = {"kind": "memory", "from": src["memnode"], "to": dst_node, "index": 0,
+          "src": {k: src[k] for k in ("memnode", "section", "generation")},
+          "dst": {"memnode": dst_node, "section": 5, "generation": n.generation}}
+    orch.stop()
+    _set_migrating(orch.db, "web", op)
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["sections"] == s["sections"]
+    assert fakemem.allocated(dst_node) == 0
+    assert memmig_calls(c2) == ["abort"]
+
+    # Interrupted after the commit: the store follows the agent, the source is freed.
+    with fakemem.lock:
+        n.generation += 1
+        n.sections[6] = (n.generation, 1)
+    op["dst"] = {"memnode": dst_node, "section": 6, "generation": n.generation}
+    from dproto import mint_grant
+    with c2.lock:
+        c2.vms["web"]["sections"][0] = {
+            "kind": "remote", "addr": n.addr,
+            "grant": mint_grant(fakemem.key, dst_node, 11, 6, n.generation, 3).hex()}
+    orch.stop()
+    _set_migrating(orch.db, "web", op)
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running"
+    assert s2["sections"][0]["memnode"] == dst_node and s2["sections"][0]["section"] == 6
+    assert s2["sections"][1] == s["sections"][1]
+    assert fakemem.allocated(src["memnode"]) == 1 and fakemem.allocated(dst_node) == 1
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    assert kinds.count("slot_recovered") == 4
+    assert orch.call("DELETE", "/v1/slots/web")[0] == 204
+    assert fakemem.allocated() == 0

@@ -5,7 +5,7 @@
  * main.c holds the one table of subcommands and parses the command line
  * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
  * output.c formats tables, sizes, ages and progress; commands.c implements
- * the API subcommands; up.c and cluster.c start, stop and describe a
+ * the API subcommands (migrate.c the slot migrations); up.c and cluster.c start, stop and describe a
  * one-machine cluster (cluster.c also has `down` and `status`). Internally functions return >= 0 or -errno; the
  * handlers return the process exit status (CLI_EXIT_*).
  */
@@ -100,6 +100,15 @@ int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_s
  */
 int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, struct cli_resp *ret);
+/*
+ * cli_http, then: CLI_EXIT_UNREACHABLE without an answer, the server's
+ * error (CLI_EXIT_ERROR) for a non-2xx one, CLI_EXIT_ERROR when want_json
+ * and the body is not a JSON object, else CLI_EXIT_OK (commands.c).
+ */
+int cli_call(const struct cli_args *a, const char *method, const char *path, json_t *body,
+	     const char *progress, bool want_json, struct cli_resp *r);
+/* prefix + URL-escaped name + suffix (may be NULL), malloc'd (commands.c). */
+char *cli_path_with(const char *prefix, const char *name, const char *suffix);
 /* Print the server's error for a non-2xx answer; returns CLI_EXIT_ERROR. */
 int cli_server_error(const struct cli_resp *r);
 /* Bare GET against an arbitrary base URL (used by `up` to poll). */
@@ -171,6 +180,8 @@ int cmd_slot_console(struct cli_args *a);
 int cmd_slot_guest(struct cli_args *a);
 int cmd_slot_delete(struct cli_args *a);
 int cmd_slot_resize(struct cli_args *a);
+int cmd_slot_migrate(struct cli_args *a);
+int cmd_slot_migrate_memory(struct cli_args *a);
 int cmd_section_ls(struct cli_args *a);
 int cmd_events(struct cli_args *a);
 int cmd_up(struct cli_args *a);

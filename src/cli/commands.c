@@ -29,7 +29,7 @@ static void cli_resp_clearp(struct cli_resp *r)
  * Make a request and check the answer: 2xx with a JSON object body (unless
  * `want_json` is false). Returns CLI_EXIT_OK or the exit status to return.
  */
-static int call(const struct cli_args *a, const char *method, const char *path, json_t *body,
+int cli_call(const struct cli_args *a, const char *method, const char *path, json_t *body,
 		const char *progress, bool want_json, struct cli_resp *r)
 {
 	int ret = cli_http(a, method, path, body, progress, r);
@@ -47,7 +47,7 @@ static int call(const struct cli_args *a, const char *method, const char *path, 
 }
 
 /* "/v1/slots/NAME..." with NAME escaped for a URL path. */
-static char *path_with(const char *prefix, const char *name, const char *suffix)
+char *cli_path_with(const char *prefix, const char *name, const char *suffix)
 {
 	char *esc = curl_easy_escape(NULL, name, 0), *p = NULL;
 
@@ -122,7 +122,7 @@ int cmd_node_ls(struct cli_args *a)
 	struct table t;
 	json_t *nodes, *n;
 	size_t i;
-	int ret = call(a, "GET", "/v1/nodes", NULL, NULL, true, &r);
+	int ret = cli_call(a, "GET", "/v1/nodes", NULL, NULL, true, &r);
 
 	if (ret)
 		return ret;
@@ -229,7 +229,7 @@ int cmd_node_show(struct cli_args *a)
 		return ret;
 	if (asprintf(&path, "/v1/nodes/%" PRIu64, id) < 0)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -312,7 +312,7 @@ static int node_action(struct cli_args *a, const char *verb, const char *done)
 		return ret;
 	if (asprintf(&path, "/v1/nodes/%" PRIu64 "/%s", id, verb) < 0)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "POST", path, NULL, NULL, false, &r);
+	ret = cli_call(a, "POST", path, NULL, NULL, false, &r);
 	if (ret)
 		return ret;
 	if (a->json)
@@ -371,7 +371,7 @@ static void print_slot_table(json_t *slots)
 int cmd_slot_ls(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	int ret = call(a, "GET", "/v1/slots", NULL, NULL, true, &r);
+	int ret = cli_call(a, "GET", "/v1/slots", NULL, NULL, true, &r);
 
 	if (ret)
 		return ret;
@@ -445,12 +445,12 @@ static const char *slot_name_arg(const struct cli_args *a)
 int cmd_slot_show(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), NULL);
+	_cleanup_free_ char *path = cli_path_with("/v1/slots/", slot_name_arg(a), NULL);
 	int ret;
 
 	if (!path)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
 	if (ret)
 		return ret;
 	if (a->json)
@@ -508,7 +508,7 @@ int cmd_slot_create(struct cli_args *a)
 	if (asprintf(&label, "creating slot %s (%" PRIu64 " vcpu%s, %s)", name, vcpus,
 		     vcpus == 1 ? "" : "s", mem) < 0)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "POST", "/v1/slots", body, label, true, &r);
+	ret = cli_call(a, "POST", "/v1/slots", body, label, true, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -536,12 +536,12 @@ int cmd_slot_resize(struct cli_args *a)
 		return cli_usage_error(a, "--memory is required");
 	if ((ret = parse_size_arg(a, "--memory", cli_opt(a, "memory"), &memory)))
 		return ret;
-	path = path_with("/v1/slots/", name, "/resize");
+	path = cli_path_with("/v1/slots/", name, "/resize");
 	body = json_pack("{s:I}", "memory", (json_int_t)memory);
 	fmt_size(memory, mem, sizeof(mem));
 	if (!path || !body || asprintf(&label, "resizing slot %s to %s", name, mem) < 0)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "POST", path, body, label, true, &r);
+	ret = cli_call(a, "POST", path, body, label, true, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -561,10 +561,10 @@ int cmd_slot_delete(struct cli_args *a)
 	const char *name = slot_name_arg(a);
 	int ret;
 
-	path = path_with("/v1/slots/", name, NULL);
+	path = cli_path_with("/v1/slots/", name, NULL);
 	if (!path || asprintf(&label, "deleting slot %s", name) < 0)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "DELETE", path, NULL, label, false, &r);
+	ret = cli_call(a, "DELETE", path, NULL, label, false, &r);
 	if (ret)
 		return ret;
 	if (a->json)
@@ -578,7 +578,7 @@ int cmd_slot_delete(struct cli_args *a)
 int cmd_slot_guest(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), "/guest");
+	_cleanup_free_ char *path = cli_path_with("/v1/slots/", slot_name_arg(a), "/guest");
 	_cleanup_(json_decrefp) json_t *body = NULL;
 	const char *reply;
 	int ret;
@@ -588,7 +588,7 @@ int cmd_slot_guest(struct cli_args *a)
 	body = json_pack("{s:s}", "command", a->args[1]);
 	if (!body)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "POST", path, body, NULL, true, &r);
+	ret = cli_call(a, "POST", path, body, NULL, true, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -603,12 +603,12 @@ int cmd_slot_guest(struct cli_args *a)
 int cmd_slot_console(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = path_with("/v1/slots/", slot_name_arg(a), "/console");
+	_cleanup_free_ char *path = cli_path_with("/v1/slots/", slot_name_arg(a), "/console");
 	int ret;
 
 	if (!path)
 		return CLI_EXIT_ERROR;
-	ret = call(a, "GET", path, NULL, NULL, false, &r);
+	ret = cli_call(a, "GET", path, NULL, NULL, false, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -651,7 +651,7 @@ int cmd_section_ls(struct cli_args *a)
 	if (node && (ret = parse_u64_arg(a, "--node", node, INT64_MAX, &id)))
 		return ret;
 	if (slot) {
-		_cleanup_free_ char *q = path_with("", slot, NULL);
+		_cleanup_free_ char *q = cli_path_with("", slot, NULL);
 		char nodeq[48] = "";
 
 		if (node)
@@ -664,7 +664,7 @@ int cmd_section_ls(struct cli_args *a)
 	} else if (!(path = strdup("/v1/sections"))) {
 		return CLI_EXIT_ERROR;
 	}
-	ret = call(a, "GET", path, NULL, NULL, true, &r);
+	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
 	if (ret)
 		return ret;
 	if (a->json) {
@@ -777,7 +777,7 @@ int cmd_events(struct cli_args *a)
 		if (limit)
 			snprintf(path + n, sizeof(path) - n, "%climit=%" PRIu64, last >= 0 ? '&' : '?',
 				 limit);
-		ret = call(a, "GET", path, NULL, NULL, true, &r);
+		ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
 		if (ret) {
 			if (events_stop)
 				break;

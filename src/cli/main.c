@@ -85,6 +85,22 @@ static const struct cli_cmd cmd_table[] = {
 	{ "slot resize", "NAME --memory SIZE", 1, 1, "grow or shrink a running slot's memory",
 	  "Grows by hot-adding sections, shrinks by hot-removing the last added ones.",
 	  cmd_slot_resize, { { "memory", "SIZE", "the new memory size (required)" } } },
+	{ "slot migrate", "NAME --to COMPUTE_ID", 1, 1, "move a running slot to another compute node",
+	  "Compute migration: the VM moves while its memory stays on the memory nodes\n"
+	  "(only CPU and device state cross). Only slots whose memory is all remote can\n"
+	  "move. Prints the total time, QEMU's downtime and the bytes sent between the\n"
+	  "compute nodes. On failure the VM keeps running where it was.",
+	  cmd_slot_migrate, { { "to", "ID", "the destination compute node (required)" } } },
+	{ "slot migrate-memory", "NAME --from MEMNODE --to MEMNODE [--section INDEX]", 1, 1,
+	  "move a slot's sections to another memory node while the VM runs",
+	  "Memory migration: every section of the slot on --from (or only section INDEX)\n"
+	  "is copied to --to and switched over, one at a time; prints per section the\n"
+	  "pages copied and re-sent and the pause, then a summary. A section that fails\n"
+	  "stays where it was.",
+	  cmd_slot_migrate_memory,
+	  { { "from", "ID", "the memory node to move from (required)" },
+	    { "to", "ID", "the memory node to move to (required)" },
+	    { "section", "INDEX", "only this section of the slot" } } },
 	{ "section ls", "[--node ID] [--slot NAME]", 0, 0, "list allocated sections", NULL,
 	  cmd_section_ls,
 	  { { "node", "ID", "only sections on this memory node" },

@@ -10,6 +10,7 @@ registrar of disagg-memnode, and a small run of the scale benchmark.
 import json
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -1037,3 +1038,44 @@ def test_migration_restart_recovery(orch, fakemem, computes, hb_factory):
     assert kinds.count("slot_recovered") == 4
     assert orch.call("DELETE", "/v1/slots/web")[0] == 204
     assert fakemem.allocated() == 0
+
+
+def test_cli_migrations(orch, fakemem, computes, hb_factory):
+    """disagg slot migrate / migrate-memory against the orchestrator and fakes."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M",
+                                           "policy": "pack"})[0] == 201
+    src = orch.call("GET", "/v1/slots/web")[1]["sections"][0]["memnode"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISAGG_")}
+
+    def run(*args):
+        p = subprocess.run([find_prog("disagg"), "--url", orch.addr, *map(str, args)],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert "runtime error" not in p.stderr and "Sanitizer" not in p.stderr, p.stderr
+        return p
+
+    p = run("slot", "migrate", "web", "--to", 11)
+    assert p.returncode == 0, p.stderr
+    assert "moving slot web to compute node 11 ..." in p.stderr
+    assert "slot web moved from compute node 10 to 11 in " in p.stdout
+    assert "downtime 8 ms (QEMU), 205K sent between compute nodes" in p.stdout, p.stdout
+    p = run("slot", "migrate", "web", "--to", 11)
+    assert p.returncode == 1 and "409 conflict" in p.stderr, p.stderr
+    p = run("slot", "migrate", "web")
+    assert p.returncode == 2 and "--to is required" in p.stderr
+    p = run("slot", "migrate", "web", "--to", "x")
+    assert p.returncode == 2
+    p = run("slot", "migrate-memory", "web", "--from", src, "--to", 203 - src, "--section", 1)
+    assert p.returncode == 0, p.stderr
+    assert "  section 1: memnode %d -> %d" % (src, 203 - src) in p.stdout, p.stdout
+    assert "1234 pages (4.8M) copied" in p.stdout and "pause 0.40 ms" in p.stdout
+    assert re.search(r"slot web: 1 section moved from memory node %d to %d in \d+ ms: "
+                     r"4\.8M copied, max pause 0\.40 ms" % (src, 203 - src), p.stdout), p.stdout
+    p = run("--json", "slot", "migrate-memory", "web", "--from", src, "--to", 203 - src)
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert [x["index"] for x in j["sections"]] == [0] and j["max_pause_us"] == 400
+    p = run("slot", "migrate-memory", "web", "--from", src, "--to", 203 - src)
+    assert p.returncode == 1 and "no section on memory node" in p.stderr
+    p = run("slot", "migrate-memory", "web", "--to", src)
+    assert p.returncode == 2 and "--from is required" in p.stderr

@@ -94,7 +94,7 @@ static void show_console(void)
 {
 	char cmd[256];
 
-	snprintf(cmd, sizeof(cmd), "tail -n 15 '%s/console.log' | sed 's/^/# console: /'",
+	snprintf(cmd, sizeof(cmd), "tail -n 80 '%s/console.log' | sed 's/^/# console: /'",
 		 tmpdir);
 	fflush(stdout);
 	if (system(cmd) != 0)

@@ -4,7 +4,8 @@
 #   make              install missing deps, build, programs in build/bin/
 #   make check        build with ASan+UBSan (clang) and run every test suite
 #   make demo         the main walk-through
-#   make bench-memnode | bench-pager | bench-orchestrator   benchmarks (results in build/bench/)
+#   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
+#                     benchmarks (results in build/bench/)
 #   make clean
 #
 # Variables: SUITES="unit fuzz functional vm" limits `make check`.
@@ -70,3 +71,8 @@ clean:
 bench-vm: build
 	@mkdir -p $(BUILD)/bench
 	@$(PY) bench/vm/vmbench.py --json $(BUILD)/bench/vm.json
+
+.PHONY: bench-migration
+bench-migration: build
+	@mkdir -p $(BUILD)/bench
+	@$(PY) bench/migration/migbench.py --json $(BUILD)/bench/migration.json

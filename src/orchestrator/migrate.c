@@ -40,7 +40,7 @@
 
 #define SHORT_TIMEOUT_MS 10000
 #define ARRIVE_TIMEOUT_MS 60000         /* destination running after the source completed */
-#define POLL_MS 20
+#define POLL_MS 5
 
 static uint64_t mono_ms(void)
 {

@@ -813,6 +813,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	p->batch = cfg->evict_batch ? MIN(cfg->evict_batch, 1024u) : 64;
 	if (!p->cfg.fail_timeout_ms)
 		p->cfg.fail_timeout_ms = 10000;
+	if (!p->cfg.writeback_delay_ms)
+		p->cfg.writeback_delay_ms = 1000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
 	pthread_mutex_init(&p->lock, NULL);
@@ -844,6 +846,7 @@ static void region_free(struct pager_region *r)
 	free(r->mig);
 	free(r->sections);
 	free(r->st);
+	free(r->dep);
 	free(r->fence);
 	free(r);
 }
@@ -885,9 +888,11 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->nsections = (uint32_t)(rc->length / secbytes);
 	r->sections = calloc(r->nsections, sizeof(*r->sections));
 	r->st = calloc(r->npages, 1);
+	r->dep = calloc(r->npages, 1);
 	r->fence = calloc(r->nsections, 1);
 	r->mig = calloc(r->nsections, sizeof(*r->mig));
-	if (!r->sections || !r->st || !r->fence || !r->mig) {
+	r->owner = p;
+	if (!r->sections || !r->st || !r->dep || !r->fence || !r->mig) {
 		region_free(r);
 		return -ENOMEM;
 	}
@@ -1143,6 +1148,9 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 			if (st_get(r, pg) & ST_PRESENT)
 				dropped++;
 	}
+	/* Its dirty pages are discarded (or were written back above). */
+	atomic_fetch_sub(&p->dirty_pages, atomic_exchange(&r->ndirty, 0));
+	atomic_fetch_sub(&p->busy_pages, atomic_exchange(&r->nbusy, 0));
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_sub(&p->remote_pages, remote * p->sec_pages);
 	if (dropped) {

@@ -154,6 +154,12 @@ struct pager_config {
 	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
 	void *opaque;
 	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
+	/*
+	 * Background write-back (sync mode): pages dirty for at least this
+	 * long are written back while there is no budget pressure, and stay
+	 * resident. 0 = 1000 ms; < 0 = no background write-back.
+	 */
+	int writeback_delay_ms;
 };
 
 struct pager_region_config {
@@ -322,6 +328,8 @@ struct pager_stats {
 	uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
 	uint64_t memmig_pages_dual;   /* pages written back to source and target */
 	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
+	uint64_t pages_cleaned;       /* pages written back by background write-back */
+	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */
 	int memmig_last_err;          /* why the last failed migration failed (0: none) */
 	uint64_t resident_pages;      /* remote pages resident now */

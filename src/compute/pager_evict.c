@@ -418,13 +418,18 @@ struct evict_bufs {
 	struct victim *v, *tmp;
 };
 
+static int bufs_alloc_n(struct evict_bufs *b, unsigned n)
+{
+	b->buf = aligned_alloc(PS, (size_t)n * PS);
+	b->groups = calloc(n, sizeof(*b->groups));
+	b->v = calloc(n, sizeof(*b->v));
+	b->tmp = calloc(n, sizeof(*b->tmp));
+	return b->buf && b->groups && b->v && b->tmp ? 0 : -ENOMEM;
+}
+
 static int bufs_alloc(struct pager *p, struct evict_bufs *b)
 {
-	b->buf = aligned_alloc(PS, (size_t)p->batch * PS);
-	b->groups = calloc(p->batch, sizeof(*b->groups));
-	b->v = calloc(p->batch, sizeof(*b->v));
-	b->tmp = calloc(p->batch, sizeof(*b->tmp));
-	return b->buf && b->groups && b->v && b->tmp ? 0 : -ENOMEM;
+	return bufs_alloc_n(b, p->batch);
 }
 
 static void bufs_free(struct evict_bufs *b)
@@ -435,18 +440,166 @@ static void bufs_free(struct evict_bufs *b)
 	free(b->tmp);
 }
 
+/* ---- background write-back (the cleaner) --------------------------------- */
+
+#define CLEAN_BATCH 256u        /* pages per cleaner batch (io_lock held that long) */
+#define CLEAN_SCAN  16384u      /* page states looked at per p->lock hold */
+/*
+ * The age clock: p->wb_epoch advances every writeback_delay_ms /
+ * CLEAN_EPOCHS. A page stamped with epoch E (st_set) is written back from
+ * epoch E + CLEAN_EPOCHS + 1 on: it has been dirty for at least the delay
+ * and at most 1 + 1/CLEAN_EPOCHS of it (plus the evictor's wake-up lag).
+ */
+#define CLEAN_EPOCHS 4u
+
+struct cleaner {
+	struct evict_bufs b;
+	unsigned region;             /* cursor: slot and page */
+	uint64_t page;
+	bool found;                  /* this sweep claimed something */
+	uint32_t idle_epoch;         /* a whole sweep found nothing eligible in this epoch */
+	bool idle;
+	uint64_t last_bump;          /* wb_epoch last advanced (ns) */
+};
+
+static uint64_t epoch_ns(const struct pager *p)
+{
+	/* A page is eligible CLEAN_EPOCHS + 1 epochs after the one it became dirty in. */
+	return MAX((uint64_t)p->cfg.writeback_delay_ms * 1000000 / CLEAN_EPOCHS, 1000000ull);
+}
+
+static bool cleaner_on(const struct pager *p)
+{
+	return p->cfg.writeback_delay_ms > 0 && p->mode == PAGER_DIRTY_SYNC_WP;
+}
+
+/*
+ * Claim up to `max` pages, in cursor order (sorted by region and page),
+ * that need writing back and became dirty more than CLEAN_EPOCHS epochs
+ * before the current one (dirty for writeback_delay_ms at least). Looks
+ * at CLEAN_SCAN page states at most; regions without dirty pages and local
+ * sections are skipped whole. io_lock held. *wrapped: the sweep is over.
+ */
+static unsigned claim_old(struct pager *p, struct cleaner *c, struct victim *v, unsigned max,
+			  bool *wrapped)
+{
+	unsigned nr = atomic_load(&p->nslots), n = 0;
+	uint8_t epoch = (uint8_t)atomic_load(&p->wb_epoch);
+	uint64_t scanned = 0;
+
+	*wrapped = false;
+	pthread_mutex_lock(&p->lock);
+	while (n < max && scanned < CLEAN_SCAN) {
+		struct pager_region *r;
+		uint8_t s;
+
+		if (c->region >= nr) {
+			c->region = 0;
+			c->page = 0;
+			*wrapped = true;
+			break;
+		}
+		r = atomic_load(&p->regions[c->region]);
+		if (!r || c->page >= r->npages || !atomic_load(&r->ndirty)) {
+			c->region++;
+			c->page = 0;
+			continue;
+		}
+		scanned++;
+		if (!pager_sec_remote(p, r, c->page)) {
+			c->page = (c->page / p->sec_pages + 1) * p->sec_pages;
+			continue;
+		}
+		s = st_get(r, c->page);
+		if (st_needs_wb(s) && !(s & ST_BUSY) &&
+		    (uint8_t)(epoch - r->dep[c->page]) > CLEAN_EPOCHS) {
+			v[n++] = (struct victim){ r, c->page, s, true };
+			st_set(r, c->page, s | ST_BUSY);
+		}
+		c->page++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+/*
+ * One step of background write-back; io_lock held. Returns pages written
+ * back (> 0: call again soon), 0 if nothing was eligible in this step, or
+ * -errno. The pages stay resident and clean (write-protected): the next
+ * write to one takes a WP fault and makes it dirty again.
+ */
+static int clean_step(struct pager *p, struct cleaner *c)
+{
+	bool wrapped;
+	unsigned n = claim_old(p, c, c->b.v, CLEAN_BATCH, &wrapped);
+	int w;
+
+	if (n)
+		c->found = true;
+	if (wrapped) {
+		if (!c->found) {
+			c->idle = true;
+			c->idle_epoch = atomic_load(&p->wb_epoch);
+		}
+		c->found = false;
+	}
+	if (!n)
+		return 0;
+	w = wb_batch(p, c->b.v, n, false, false, c->b.buf, c->b.groups);
+	if (w > 0)
+		CTR_ADD(p, pages_cleaned, (uint64_t)w);
+	if (w < 0) {
+		/* The pages stay dirty; try again in the next epoch. */
+		c->idle = true;
+		c->idle_epoch = atomic_load(&p->wb_epoch);
+	}
+	return w;
+}
+
+/* Advance the age clock; each pass of the evictor's loop. */
+static void cleaner_tick(struct pager *p, struct cleaner *c)
+{
+	uint64_t t = now_ns();
+
+	if (!cleaner_on(p))
+		return;
+	if (t - c->last_bump >= epoch_ns(p)) {
+		atomic_fetch_add(&p->wb_epoch, 1);
+		/* Keep the period (the evictor wakes late); never bump twice at once. */
+		c->last_bump += epoch_ns(p);
+		if (t - c->last_bump >= epoch_ns(p))
+			c->last_bump = t;
+	}
+}
+
+/* Called by the evictor with p->lock held when there is no budget pressure. */
+static bool cleaner_due(struct pager *p, struct cleaner *c)
+{
+	if (!cleaner_on(p))
+		return false;
+	if (c->idle && atomic_load(&p->wb_epoch) == c->idle_epoch)
+		return false;   /* nothing new can be old enough before the next epoch */
+	c->idle = false;
+	return atomic_load(&p->dirty_pages) != 0 && !atomic_load(&p->failed);
+}
+
 void *pager_evictor_main(void *arg)
 {
 	struct pager *p = arg;
 	struct evict_bufs b = { 0 };
-	bool active = false;
+	struct cleaner c = { .last_bump = now_ns() };
+	bool active = false, cleaning = false;
 	uint64_t last_reconcile = now_ns();
+	long idle_wait_ms = 100;
 
-	if (bufs_alloc(p, &b) < 0) {
+	if (bufs_alloc(p, &b) < 0 || bufs_alloc_n(&c.b, CLEAN_BATCH) < 0) {
 		bufs_free(&b);
+		bufs_free(&c.b);
 		atomic_store(&p->failed, -ENOMEM);
 		return NULL;
 	}
+	if (p->cfg.writeback_delay_ms > 0)
+		idle_wait_ms = (long)MIN(MAX(epoch_ns(p) / 1000000 / 2, 1ull), 100ull);
 	pthread_mutex_lock(&p->lock);
 	while (!atomic_load(&p->stop)) {
 		uint64_t res = atomic_load(&p->resident), bud = atomic_load(&p->budget_pages);
@@ -454,6 +607,7 @@ void *pager_evictor_main(void *arg)
 		struct timespec ts;
 		int n;
 
+		cleaner_tick(p, &c);
 		if (res > bud)
 			active = true;
 		if (active && res > low && !atomic_load(&p->failed)) {
@@ -479,9 +633,25 @@ void *pager_evictor_main(void *arg)
 				last_reconcile = now_ns();
 				continue;
 			}
+			if (cleaner_due(p, &c)) {
+				/*
+				 * One batch, then a pause of 1 ms: a flush, a removal
+				 * or an eviction waiting for io_lock gets it (mutexes
+				 * are not fair), and the write-back rate stays bounded.
+				 */
+				pthread_mutex_unlock(&p->lock);
+				pthread_mutex_lock(&p->io_lock);
+				n = clean_step(p, &c);
+				pthread_mutex_unlock(&p->io_lock);
+				pthread_mutex_lock(&p->lock);
+				if (n == 0 && !c.idle)
+					continue;   /* only scanned: go on with the sweep */
+				cleaning = n > 0;
+			}
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (active ? 2 : 100) * 1000000L;
+		ts.tv_nsec += (active ? 2 : cleaning ? 1 : idle_wait_ms) * 1000000L;
+		cleaning = false;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
@@ -495,6 +665,7 @@ void *pager_evictor_main(void *arg)
 	p->evict_conn = NULL;
 	pthread_mutex_unlock(&p->io_lock);
 	bufs_free(&b);
+	bufs_free(&c.b);
 	return NULL;
 }
 
@@ -640,10 +811,24 @@ static int scan_written(struct pager *p, struct pager_region *r, uint64_t *pg, s
 	return 0;
 }
 
+/*
+ * Sync mode, io_lock held: nothing of r to write back? No page needs it
+ * and none is BUSY (a fetch in flight may be about to record a write fault's
+ * page as dirty; evictions and the cleaner are excluded by io_lock).
+ */
+static bool region_clean(struct pager *p, struct pager_region *r)
+{
+	return p->mode == PAGER_DIRTY_SYNC_WP && !atomic_load(&r->ndirty) &&
+	       !atomic_load(&r->nbusy);
+}
+
 static int flush_region(struct pager *p, struct pager_region *r, struct evict_bufs *b)
 {
 	uint64_t pg;
 	int rc = 0;
+
+	if (region_clean(p, r))
+		return 0;
 
 	/* A page punched behind our back: its write-back is zeros, then absent. */
 	(void)pager_reconcile_region(p, r);
@@ -699,11 +884,30 @@ int pager_flush(struct pager *p)
 	struct evict_bufs b = { 0 };
 	int rc = 0;
 
+	pthread_mutex_lock(&p->io_lock);
+	/*
+	 * A WP fault un-protects (and so wakes the writer) and records DIRTY
+	 * under p->lock: passing through the lock makes every write that
+	 * completed before this call visible in the counts.
+	 */
+	pthread_mutex_lock(&p->lock);
+	pthread_mutex_unlock(&p->lock);
+	/*
+	 * Nothing dirty and no fetch in flight (evictions and the cleaner hold
+	 * io_lock): nothing to walk. Async mode tracks writes in the page
+	 * tables, not in the state: always scan there.
+	 */
+	if (p->mode == PAGER_DIRTY_SYNC_WP && !atomic_load(&p->dirty_pages) &&
+	    !atomic_load(&p->busy_pages)) {
+		pthread_mutex_unlock(&p->io_lock);
+		CTR_ADD(p, flushes, 1);
+		return 0;
+	}
 	if (bufs_alloc(p, &b) < 0) {
+		pthread_mutex_unlock(&p->io_lock);
 		bufs_free(&b);
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&p->io_lock);
 	for (unsigned ri = 0; ri < atomic_load(&p->nslots) && rc >= 0; ri++) {
 		struct pager_region *r = atomic_load(&p->regions[ri]);
 

@@ -81,6 +81,10 @@ struct pager_region {
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
 	_Atomic uint32_t window;     /* current prefetch window, pages */
+	struct pager *owner;
+	uint8_t *dep;                /* per page: write-back epoch it became dirty in (st_set) */
+	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
+	_Atomic uint64_t nbusy;      /* pages BUSY */
 };
 
 struct pager_ctr {
@@ -91,6 +95,7 @@ struct pager_ctr {
 	_Atomic uint64_t pages_punched, pages_dropped, regions_removed;
 	_Atomic uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
 	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
+	_Atomic uint64_t pages_cleaned;
 };
 
 /* One per fault thread: odd while the thread may hold region pointers. */
@@ -132,6 +137,9 @@ struct pager {
 
 	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
 	_Atomic int failed;
+	_Atomic uint64_t dirty_pages;  /* pages that need write-back, all regions (st_set) */
+	_Atomic uint64_t busy_pages;   /* pages BUSY, all regions (st_set) */
+	_Atomic uint32_t wb_epoch;     /* background write-back age clock (evictor) */
 
 	unsigned hand_region;          /* CLOCK hand, under lock */
 	uint64_t hand_page;
@@ -145,8 +153,48 @@ static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
 	return __atomic_load_n(&r->st[pg], __ATOMIC_RELAXED);
 }
 
+/*
+ * Does a page in state s need writing back? Exactly what pager_flush()
+ * claims: a present dirty page, or a discarded one (the memory node's copy
+ * is stale until zeros are written).
+ */
+static inline bool st_needs_wb(uint8_t s)
+{
+	return (s & ST_DISCARD) || (s & (ST_PRESENT | ST_DIRTY)) == (ST_PRESENT | ST_DIRTY);
+}
+
+/*
+ * Every state change goes through here, under p->lock: it keeps the
+ * dirty (needs write-back) and BUSY counts of the region and the pager
+ * exact, and stamps a page that becomes dirty with the write-back epoch.
+ */
 static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
 {
+	uint8_t old = __atomic_load_n(&r->st[pg], __ATOMIC_RELAXED);
+	bool was = st_needs_wb(old), now = st_needs_wb(v);
+	bool wbusy = (old & ST_BUSY) != 0, nbusy = (v & ST_BUSY) != 0;
+	struct pager *p = r->owner;
+
+	if (was != now) {
+		if (now) {
+			r->dep[pg] = (uint8_t)atomic_load_explicit(&p->wb_epoch,
+								   memory_order_relaxed);
+			atomic_fetch_add(&r->ndirty, 1);
+			atomic_fetch_add(&p->dirty_pages, 1);
+		} else {
+			atomic_fetch_sub(&r->ndirty, 1);
+			atomic_fetch_sub(&p->dirty_pages, 1);
+		}
+	}
+	if (wbusy != nbusy) {
+		if (nbusy) {
+			atomic_fetch_add(&r->nbusy, 1);
+			atomic_fetch_add(&p->busy_pages, 1);
+		} else {
+			atomic_fetch_sub(&r->nbusy, 1);
+			atomic_fetch_sub(&p->busy_pages, 1);
+		}
+	}
 	__atomic_store_n(&r->st[pg], v, __ATOMIC_RELAXED);
 }
 

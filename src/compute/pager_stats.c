@@ -123,6 +123,8 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->memmig_failed = LD(memmig_failed);
 	ret->memmig_pages_dual = LD(memmig_pages_dual);
 	ret->memmig_pages_resent = LD(memmig_pages_resent);
+	ret->pages_cleaned = LD(pages_cleaned);
+	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	ret->memmig_active = (uint64_t)atomic_load(&p->memmig_active);
 	ret->memmig_last_err = atomic_load(&p->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
@@ -169,6 +171,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(memmig_failed, "section migrations failed (target or source error)"),
 		C(memmig_pages_dual, "pages written back to both memory nodes of a migration"),
 		C(memmig_pages_resent, "pages re-sent to the target at a migration's commit"),
+		C(pages_cleaned, "pages written back by background write-back (they stay resident)"),
 #undef C
 	};
 
@@ -180,6 +183,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 				*(const uint64_t *)((const char *)&s + ctrs[i].off));
 	metrics_gauge(sb, "disagg_pager_resident_bytes", "remote bytes resident locally", labels,
 		      (double)s.resident_pages * PS);
+	metrics_gauge(sb, "disagg_pager_dirty_pages",
+		      "pages that need write-back (dirty or discarded)", labels,
+		      (double)s.dirty_pages);
 	metrics_gauge(sb, "disagg_pager_budget_bytes", "local cache budget (-1: none)", labels,
 		      s.budget_pages == UINT64_MAX ? -1.0 : (double)s.budget_pages * PS);
 	metrics_gauge(sb, "disagg_pager_failed", "1 if a memory node failed the pager", labels,

@@ -301,7 +301,7 @@ def run_precopy(args, d, mem_mb):
         f = src.chan.cmd(f"FILL 1 7 {fill}")
         out["fill_ms"] = f["ms"]
         src.chan.cmd(f"HEARTBEAT {args.hb_ms}")
-        time.sleep(1.0)
+        time.sleep(args.idle_s)
         cur, r = precopy_move(src, d, f"pc{mem_mb}-b", mem_mb, args.timeout)
         out["idle"] = r
         log(f"  idle: {r}")
@@ -461,7 +461,7 @@ def run_ours(args, c, mem_mb):
     try:
         out["fill_ms"] = c.guest(name, f"FILL 1 7 {fill}")["ms"]
         c.guest(name, f"HEARTBEAT {args.hb_ms}")
-        time.sleep(1.0)
+        time.sleep(args.idle_s)
         for state in ("idle", "busy"):
             if state == "busy":
                 c.guest(name, f"WRITELOOP 1 {args.busy_mbps}")
@@ -488,6 +488,10 @@ def main():
     ap.add_argument("--sizes", default="1024,2048", help="guest RAM in MiB, comma-separated")
     ap.add_argument("--busy-mbps", type=int, default=50)
     ap.add_argument("--hb-ms", type=int, default=1)
+    ap.add_argument("--idle-s", type=float, default=5.0,
+                    help="how long the guest stays idle after the fill before the idle "
+                         "moves (both ours and pre-copy); the agent's background "
+                         "write-back cleans pages dirty for more than 1 s meanwhile")
     ap.add_argument("--rx-poll", action="store_true",
                     help="poll both agents' heartbeats during our moves, for host-side "
                          "receive times (perturbs the guest on a 2-CPU host)")
@@ -543,6 +547,7 @@ def main():
     pauses = [r[s]["memmig"]["max_pause_ms"] for r in res["ours"].values()
               for s in ("idle", "busy") if s in r]
     res["memmig_max_pause_ms"] = max(pauses) if pauses else None
+    res["idle_s"] = args.idle_s
     res["targets"] = TARGETS
     res["pass"] = {
         "speedup_total": (res.get("speedup_total") or 0) >= TARGETS["speedup_total"],

@@ -1031,8 +1031,9 @@ json_t *vm_status(struct vm *vm)
 	if (have_stats)
 		json_object_set_new(
 			j, "pager",
-			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "mode",
-				  pager_mode_name(st.mode), "faults", (json_int_t)st.faults,
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}", "mode",
+				  pager_mode_name(st.mode), "dirty_pages", (json_int_t)st.dirty_pages,
+				  "faults", (json_int_t)st.faults,
 				  "pages_fetched", (json_int_t)st.pages_fetched, "pages_evicted",
 				  (json_int_t)st.pages_evicted, "pages_written_back",
 				  (json_int_t)st.pages_written_back, "resident_pages",

@@ -18,6 +18,8 @@ struct agent {
 	pthread_mutex_t lock;         /* protects vms[] (each VM has its own lock) */
 	struct vm *vms[AGENT_MAX_VMS];
 	struct http_server *http;
+	unsigned bg_frees;            /* VMs being freed in the background */
+	pthread_cond_t bg_cond;       /* signalled when one is done (with lock) */
 	uint64_t started_ns;
 };
 

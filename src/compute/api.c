@@ -354,6 +354,52 @@ out:
 	json_decref(j);
 }
 
+struct free_later {
+	struct agent *a;
+	struct vm *vm;
+};
+
+static void *free_later_main(void *arg)
+{
+	struct free_later *fl = arg;
+	struct agent *a = fl->a;
+
+	vm_unref(fl->vm);
+	free(fl);
+	pthread_mutex_lock(&a->lock);
+	a->bg_frees--;
+	pthread_cond_broadcast(&a->bg_cond);
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Hand the table's reference of vm to a background thread. */
+static int agent_free_later(struct agent *a, struct vm *vm)
+{
+	struct free_later *fl = malloc(sizeof(*fl));
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (!fl)
+		return -ENOMEM;
+	*fl = (struct free_later){ .a = a, .vm = vm };
+	pthread_mutex_lock(&a->lock);
+	a->bg_frees++;
+	pthread_mutex_unlock(&a->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = -pthread_create(&t, &attr, free_later_main, fl);
+	pthread_attr_destroy(&attr);
+	if (r < 0) {
+		free(fl);
+		pthread_mutex_lock(&a->lock);
+		a->bg_frees--;
+		pthread_mutex_unlock(&a->lock);
+	}
+	return r;
+}
+
 static void h_destroy(struct agent *a, struct vm *vm, struct http_resp *resp)
 {
 	bool found = false;
@@ -369,9 +415,19 @@ static void h_destroy(struct agent *a, struct vm *vm, struct http_resp *resp)
 		http_resp_error(resp, 404, "not_found", "no such VM");
 		return;
 	}
+	resp->status = 204;
+	/*
+	 * A VM that migrated away is only a record here: its QEMU is already
+	 * quitting and its sections belong to the destination. Freeing it
+	 * (waiting for QEMU, dropping a guest's worth of tmpfs pages) takes
+	 * hundreds of ms, so it happens in the background instead of on the
+	 * migration's critical path. Every other VM is stopped before the
+	 * answer, because the caller frees its sections next.
+	 */
+	if (vm_get_state(vm) == VM_MIGRATED && agent_free_later(a, vm) == 0)
+		return;
 	vm_stop(vm, 10000);
 	vm_unref(vm); /* the table's reference; ours goes at the end of the request */
-	resp->status = 204;
 }
 
 static void h_add_section(struct vm *vm, const struct http_req *req, struct http_resp *resp)
@@ -651,6 +707,10 @@ void agent_shutdown(struct agent *a)
 {
 	http_server_stop(a->http);
 	a->http = NULL;
+	pthread_mutex_lock(&a->lock);
+	while (a->bg_frees)
+		pthread_cond_wait(&a->bg_cond, &a->lock);
+	pthread_mutex_unlock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++) {
 		vm_unref(a->vms[i]);
 		a->vms[i] = NULL;

@@ -221,6 +221,7 @@ int main(int argc, char **argv)
 	a.env.accel = strcmp(accel, "auto") ? accel : vm_probe_accel(&a.env);
 	a.started_ns = now_ns();
 	pthread_mutex_init(&a.lock, NULL);
+	pthread_cond_init(&a.bg_cond, NULL);
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -261,6 +262,7 @@ int main(int argc, char **argv)
 	registrar_stop(reg);
 	agent_shutdown(&a);
 	json_decref(labels);
+	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);
 	return 0;
 }

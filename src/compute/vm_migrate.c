@@ -802,7 +802,19 @@ static void hand_over(struct vm *vm)
 		vm->vmem_secs[i].free_on_release = false;
 	vm->state = VM_MIGRATED;
 	pthread_mutex_unlock(&vm->lock);
-	(void)vm_stop(vm, 10000);
+	/*
+	 * Ask QEMU to quit but do not wait: its exit and the release of the
+	 * pager and RAM files (freeing a guest's worth of tmpfs pages takes
+	 * hundreds of ms) happen in the supervisor thread, off the
+	 * migration's critical path. A QEMU that does not take the quit is
+	 * killed; the supervisor releases it all the same.
+	 */
+	if (!vm->qmp || qmp_execute(vm->qmp, "quit", NULL, 2000, NULL) < 0) {
+		pthread_mutex_lock(&vm->lock);
+		if (vm->pid > 0 && !vm->exited)
+			kill(vm->pid, SIGKILL);
+		pthread_mutex_unlock(&vm->lock);
+	}
 	/* Heartbeats still buffered from the source QEMU (it is gone: EOF ends this). */
 	if (vm->guest)
 		(void)guestchan_poll(vm->guest, 0);

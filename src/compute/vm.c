@@ -635,13 +635,26 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 	pthread_mutex_init(&vm->hot_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->vmem_region = -1;
-	snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, spec->name);
-	if (mkdir(vm->dir, 0700) < 0) {
-		int r = -errno;
+	/*
+	 * RUN_DIR/NAME, or NAME.1, NAME.2 ... while an earlier VM of that name
+	 * is still being torn down (a migrated-away record freed in the
+	 * background) or a killed agent left its directory behind.
+	 */
+	for (int i = 0;; i++) {
+		int r;
 
-		free(vm->spec.base);
-		free(vm);
-		return r;
+		if (i == 0)
+			snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, spec->name);
+		else
+			snprintf(vm->dir, sizeof(vm->dir), "%s/%s.%d", env->run_root, spec->name, i);
+		if (mkdir(vm->dir, 0700) == 0)
+			break;
+		r = -errno;
+		if (r != -EEXIST || i == 99) {
+			free(vm->spec.base);
+			free(vm);
+			return r;
+		}
 	}
 	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
 	vm->created_ns = now_ns();

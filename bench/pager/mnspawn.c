@@ -57,18 +57,12 @@ int mnspawn_find(const char *argv0, char *ret, size_t len)
 	return -ENOENT;
 }
 
-int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint64_t section_size,
-		  uint64_t node_id)
+/* A fresh cluster key in a temporary file (m->keypath, m->key). */
+static int make_key(struct mnspawn *m)
 {
 	uint8_t key[PROTO_KEY_SIZE];
-	char pool[32], sec[32], nid[32], line[512];
-	int fd, pfd[2], r;
-	size_t got = 0;
-	posix_spawn_file_actions_t fa;
+	int fd;
 
-	memset(m, 0, sizeof(*m));
-	m->pid = -1;
-	m->node_id = node_id;
 	snprintf(m->keypath, sizeof(m->keypath), "/tmp/disagg-pagerkey.XXXXXX");
 	fd = mkostemp(m->keypath, O_CLOEXEC);
 	if (fd < 0)
@@ -79,16 +73,44 @@ int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint6
 		return -EIO;
 	}
 	close(fd);
-	r = auth_key_load(m->keypath, &m->key);
-	if (r < 0)
-		return r;
+	return auth_key_load(m->keypath, &m->key);
+}
+
+int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint64_t section_size,
+		  uint64_t node_id)
+{
+	return mnspawn_start_keyed(m, exe, pool_bytes, section_size, node_id, NULL);
+}
+
+int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
+			uint64_t section_size, uint64_t node_id, const struct mnspawn *key_from)
+{
+	char pool[32], sec[32], nid[32], line[512];
+	const char *keypath;
+	int pfd[2], r;
+	size_t got = 0;
+	posix_spawn_file_actions_t fa;
+
+	memset(m, 0, sizeof(*m));
+	m->pid = -1;
+	m->node_id = node_id;
+	if (key_from) {
+		/* Same cluster: share the key; m->keypath stays empty (not ours to remove). */
+		m->key = key_from->key;
+		keypath = key_from->keypath;
+	} else {
+		r = make_key(m);
+		if (r < 0)
+			return r;
+		keypath = m->keypath;
+	}
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -errno;
 	snprintf(pool, sizeof(pool), "%lluM", (unsigned long long)(pool_bytes >> 20));
 	snprintf(sec, sizeof(sec), "%lluM", (unsigned long long)(section_size >> 20));
 	snprintf(nid, sizeof(nid), "%llu", (unsigned long long)node_id);
 	{
-		char *argv[] = { (char *)exe, "--key", m->keypath, "--node-id", nid, "--listen",
+		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--node-id", nid, "--listen",
 				 "127.0.0.1:0", "--pool", pool, "--section-size", sec,
 				 "--log-level", "error", NULL };
 

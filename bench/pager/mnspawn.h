@@ -7,6 +7,7 @@
 #ifndef DISAGG_MNSPAWN_H
 #define DISAGG_MNSPAWN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,9 @@ struct mnspawn {
 int mnspawn_find(const char *argv0, char *ret, size_t len);
 int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint64_t section_size,
 		  uint64_t node_id);
+/* Like mnspawn_start, but on the cluster key of `key_from` (several nodes, one cluster). */
+int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
+			uint64_t section_size, uint64_t node_id, const struct mnspawn *key_from);
 /* SIGKILL (hard) or SIGTERM, then reap. Removes the key file. */
 void mnspawn_stop(struct mnspawn *m, bool hard);
 

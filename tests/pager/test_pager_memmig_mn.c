@@ -56,66 +56,6 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* A second memory node on the first one's key (mnspawn makes a key per node). */
-static int spawn_with_key(struct mnspawn *n, const char *exe, const char *keypath,
-			  uint64_t node_id)
-{
-	char nid[32], pool[32], sec[32], line[512];
-	posix_spawn_file_actions_t fa;
-	size_t got = 0;
-	int pfd[2], r;
-
-	memset(n, 0, sizeof(*n));
-	n->node_id = node_id;
-	n->key = key;
-	snprintf(nid, sizeof(nid), "%llu", (unsigned long long)node_id);
-	snprintf(pool, sizeof(pool), "%uM", (unsigned)(4 * LEN >> 20));
-	snprintf(sec, sizeof(sec), "%uM", SEC >> 20);
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -errno;
-	{
-		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--node-id", nid,
-				 "--listen", "127.0.0.1:0", "--pool", pool, "--section-size", sec,
-				 "--log-level", "error", NULL };
-
-		posix_spawn_file_actions_init(&fa);
-		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-		r = posix_spawn(&n->pid, exe, &fa, NULL, argv, environ);
-		posix_spawn_file_actions_destroy(&fa);
-	}
-	close(pfd[1]);
-	if (r) {
-		close(pfd[0]);
-		n->pid = -1;
-		return -r;
-	}
-	while (got < sizeof(line) - 1) {
-		struct pollfd p = { pfd[0], POLLIN, 0 };
-		ssize_t k;
-
-		if (poll(&p, 1, 10000) <= 0)
-			break;
-		k = read(pfd[0], line + got, sizeof(line) - 1 - got);
-		if (k <= 0)
-			break;
-		got += (size_t)k;
-		line[got] = 0;
-		if (strchr(line, '\n'))
-			break;
-	}
-	close(pfd[0]);
-	line[got] = 0;
-	{
-		char *p = strstr(line, "listening on ");
-
-		if (!p || sscanf(p + 13, "%255s", n->addr) != 1) {
-			mnspawn_stop(n, true);
-			return -EPROTO;
-		}
-	}
-	return 0;
-}
-
 static int mn_connect(const struct mnspawn *n, struct mnc **ret)
 {
 	struct mnc_opts o = { .addr = n->addr, .key = &key, .node_id = MY_ID, .timeout_ms = 5000 };
@@ -306,7 +246,7 @@ int main(int argc, char **argv)
 	if (!ok(r == 0, "memnode A at %s: %s", a.addr, strerror(-r)))
 		return tap_done();
 	key = a.key;
-	r = spawn_with_key(&b, exe, a.keypath, 12);
+	r = mnspawn_start_keyed(&b, exe, 4 * LEN, SEC, 12, &a);
 	if (!ok(r == 0, "memnode B at %s: %s", b.addr, strerror(-r))) {
 		mnspawn_stop(&a, true);
 		return tap_done();
@@ -351,7 +291,7 @@ int main(int argc, char **argv)
 	   (unsigned long long)st.pages_evicted, (unsigned long long)st.errors, st.failed);
 
 	/* A third node dies in the window: abort semantics, nothing lost. */
-	r = spawn_with_key(&cn, exe, a.keypath, 13);
+	r = mnspawn_start_keyed(&cn, exe, 4 * LEN, SEC, 13, &a);
 	if (ok(r == 0, "memnode C at %s", cn.addr)) {
 		r = migrate("A -> C (C dies)", &a, &cn, &cur, &res, true);
 		ok(r == -EREMOTEIO, "commit after the target died: %s", strerror(-r));

@@ -45,6 +45,15 @@ int auth_key_load(const char *path, struct auth_key *ret)
 	return 0;
 }
 
+const char *auth_key_hint(int r)
+{
+	if (r == -EPERM)
+		return " (group or others may access it; chmod 600 it)";
+	if (r == -EINVAL)
+		return " (a key is a regular file of exactly 32 bytes)";
+	return "";
+}
+
 int auth_random(void *buf, size_t len)
 {
 	uint8_t *p = buf;

@@ -22,6 +22,8 @@ struct auth_key {
 
 /* Load a key file. -EPERM if its mode lets others read it, -EINVAL if its size is wrong. */
 int auth_key_load(const char *path, struct auth_key *ret);
+/* What to tell a user about a key that auth_key_load refused with r: " (hint)" or "". */
+const char *auth_key_hint(int r);
 /* Create a new key file (mode 0600, fails with -EEXIST if it exists). */
 int auth_key_create(const char *path);
 /* Fill buf with cryptographically random bytes. */

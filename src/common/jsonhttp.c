@@ -10,6 +10,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+int u64_parse(const char *s, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	if (*end)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
 int size_parse(const char *s, uint64_t *ret)
 {
 	unsigned long long v;

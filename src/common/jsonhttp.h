@@ -20,6 +20,8 @@ void http_resp_json(struct http_resp *resp, int status, json_t *j);
 /* -EINVAL with *ret_bad naming the first member of obj not in `allowed` (NULL-terminated). */
 int json_check_keys(json_t *obj, const char *const *allowed, const char **ret_bad);
 
+/* Decimal digits only (no sign, no blanks) -> *ret. -EINVAL or -ERANGE. */
+int u64_parse(const char *s, uint64_t *ret);
 /* "4096", "512M", "1G", "2GiB" -> bytes. -EINVAL (syntax) or -ERANGE (overflow). */
 int size_parse(const char *s, uint64_t *ret);
 /* A JSON integer (bytes, >= 0) or a size string. */

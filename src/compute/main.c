@@ -127,7 +127,12 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'H': http = optarg; break;
 		case 'k': keyfile = optarg; break;
-		case 'n': node_id = strtoull(optarg, NULL, 10); break;
+		case 'n':
+			if (u64_parse(optarg, &node_id) < 0 || node_id == 0) {
+				fprintf(stderr, "disagg-compute: --node-id must be a nonzero number\n");
+				return 2;
+			}
+			break;
 		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
 		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
 		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
@@ -178,8 +183,8 @@ int main(int argc, char **argv)
 	}
 	r = auth_key_load(keyfile, &key);
 	if (r < 0) {
-		fprintf(stderr, "disagg-compute: cluster key %s: %s%s\n", keyfile, strerror(-r),
-			r == -EPERM ? " (the key must not be readable by group or others: chmod 600)" : "");
+		fprintf(stderr, "disagg-compute: cannot load cluster key %s: %s%s\n", keyfile,
+			strerror(-r), auth_key_hint(r));
 		return 1;
 	}
 	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg")) {

@@ -74,21 +74,6 @@ static void usage(FILE *f)
 		"SIZE takes a K, M, G or T suffix (powers of 1024).\n");
 }
 
-static int parse_u64(const char *s, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || *end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
 static int parse_backing(const char *s, struct mn_opts *o)
 {
 	if (strcmp(s, "anon") == 0) {
@@ -200,13 +185,13 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			o->keyfile = optarg;
 			break;
 		case OPT_NODE:
-			if (parse_u64(optarg, &o->node_id) < 0 || o->node_id == 0) {
+			if (u64_parse(optarg, &o->node_id) < 0 || o->node_id == 0) {
 				log_error("invalid --node-id '%s': a nonzero 64-bit number", optarg);
 				return -EINVAL;
 			}
 			break;
 		case OPT_WORKERS:
-			if (parse_u64(optarg, &v) < 0 || v == 0 || v > 256) {
+			if (u64_parse(optarg, &v) < 0 || v == 0 || v > 256) {
 				log_error("invalid --workers '%s': 1 to 256", optarg);
 				return -EINVAL;
 			}
@@ -327,18 +312,7 @@ static int mn_register(const struct mn_opts *o, struct mn_node *n, const char *a
 
 static int key_error(const char *path, int r)
 {
-	switch (r) {
-	case -EPERM:
-		log_error("cluster key %s is readable by group or others: chmod 600 it", path);
-		break;
-	case -EINVAL:
-		log_error("cluster key %s must be a regular file of exactly %d bytes", path,
-			  PROTO_KEY_SIZE);
-		break;
-	default:
-		log_error("cannot load cluster key %s: %s", path, strerror(-r));
-		break;
-	}
+	log_error("cannot load cluster key %s: %s%s", path, strerror(-r), auth_key_hint(r));
 	return 1;
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
 
@@ -52,21 +53,6 @@ static void usage(FILE *f)
 		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
 		"  --log-level LEVEL        error, warn, info (default) or debug\n"
 		"  --help                   show this help\n");
-}
-
-static int parse_u64(const char *s, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
 }
 
 enum {
@@ -116,13 +102,13 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			o->keyfile = optarg;
 			break;
 		case OPT_NODE:
-			if (parse_u64(optarg, &o->node_id) < 0 || o->node_id == 0) {
+			if (u64_parse(optarg, &o->node_id) < 0 || o->node_id == 0) {
 				log_error("invalid --node-id '%s': a nonzero number", optarg);
 				return -EINVAL;
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (parse_u64(optarg, &o->node_timeout) < 0 || o->node_timeout == 0 ||
+			if (u64_parse(optarg, &o->node_timeout) < 0 || o->node_timeout == 0 ||
 			    o->node_timeout > 86400) {
 				log_error("invalid --node-timeout '%s': 1 to 86400 seconds", optarg);
 				return -EINVAL;
@@ -136,7 +122,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			}
 			break;
 		case OPT_CTIMEOUT:
-			if (parse_u64(optarg, &o->compute_timeout) < 0 || o->compute_timeout == 0 ||
+			if (u64_parse(optarg, &o->compute_timeout) < 0 || o->compute_timeout == 0 ||
 			    o->compute_timeout > 3600) {
 				log_error("invalid --compute-timeout '%s': 1 to 3600 seconds", optarg);
 				return -EINVAL;
@@ -169,13 +155,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 
 static int key_error(const char *path, int r)
 {
-	if (r == -EPERM)
-		log_error("cluster key %s is readable by group or others: chmod 600 it", path);
-	else if (r == -EINVAL)
-		log_error("cluster key %s must be a regular file of exactly %d bytes", path,
-			  PROTO_KEY_SIZE);
-	else
-		log_error("cannot load cluster key %s: %s", path, strerror(-r));
+	log_error("cannot load cluster key %s: %s%s", path, strerror(-r), auth_key_hint(r));
 	return 1;
 }
 

@@ -117,7 +117,7 @@ num:
 	r = auth_key_load(keyfile, &key);
 	if (r < 0) {
 		fprintf(stderr, "disagg-grant: cannot load key %s: %s%s\n", keyfile, strerror(-r),
-			tool_key_hint(r));
+			auth_key_hint(r));
 		return 1;
 	}
 	r = grant_mint(&key, memnode, holder, (uint32_t)section, (uint32_t)generation, rights,

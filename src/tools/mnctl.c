@@ -502,7 +502,7 @@ int main(int argc, char **argv)
 	r = auth_key_load(a.keyfile, &key);
 	if (r < 0) {
 		fprintf(stderr, "disagg-mnctl: cannot load key %s: %s%s\n", a.keyfile, strerror(-r),
-			tool_key_hint(r));
+			auth_key_hint(r));
 		return 1;
 	}
 	struct mnc_opts o = {

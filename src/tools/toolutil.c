@@ -31,15 +31,6 @@ bad:
 	return -EINVAL;
 }
 
-const char *tool_key_hint(int r)
-{
-	if (r == -EPERM)
-		return " (group or others may access it; chmod 600 it)";
-	if (r == -EINVAL)
-		return " (a key is a regular file of exactly 32 bytes)";
-	return "";
-}
-
 int tool_rights(const char *s, uint32_t *ret)
 {
 	if (strcmp(s, "r") == 0)

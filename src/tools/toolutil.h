@@ -12,8 +12,6 @@
 
 /* Parse an unsigned number (decimal, 0x hex); prints an error naming `what` on failure. */
 int tool_u64(const char *what, const char *s, uint64_t *ret);
-/* Why auth_key_load() refused a key file, as " (...)" to append to its error; "" if nothing to add. */
-const char *tool_key_hint(int r);
 /* "r", "w" or "rw" -> PROTO_R_* bits; prints an error on failure. */
 int tool_rights(const char *s, uint32_t *ret);
 

@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: MIT
+"""The daemons refuse bad command lines and bad cluster keys before doing
+anything else, with the same message for the same mistake."""
+import os
+
+import pytest
+
+from conftest import find_prog, run
+
+DAEMONS = {
+    "disagg-memnode": ["--listen", "127.0.0.1:0", "--pool", "128M"],
+    "disagg-orchestrator": ["--http", "127.0.0.1:0", "--db", "{tmp}/o.db"],
+    "disagg-compute": ["--http", "127.0.0.1:0", "--run-dir", "/dev/shm"],
+}
+
+
+def argv(prog, tmp_path, key, node_id="7"):
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in DAEMONS[prog]]
+    return [find_prog(prog), "--key", key, "--node-id", node_id, *extra]
+
+
+@pytest.mark.parametrize("prog", sorted(DAEMONS))
+@pytest.mark.parametrize("mode,size,hint", [(0o644, 32, "chmod 600"),
+                                            (0o600, 31, "exactly 32 bytes")])
+def test_bad_key_is_refused_with_a_hint(prog, mode, size, hint, tmp_path):
+    k = tmp_path / "k"
+    k.write_bytes(os.urandom(size))
+    k.chmod(mode)
+    p = run(argv(prog, tmp_path, str(k)), check=False, timeout=30)
+    assert p.returncode != 0
+    assert "cluster key" in p.stderr and hint in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("prog", sorted(DAEMONS))
+@pytest.mark.parametrize("node_id", ["0", "abc", "-1", " 5", "99999999999999999999999"])
+def test_bad_node_id_is_refused(prog, node_id, tmp_path, keyfile):
+    p = run(argv(prog, tmp_path, keyfile, node_id), check=False, timeout=30)
+    assert p.returncode != 0
+    assert "node-id" in p.stderr, p.stderr

@@ -236,33 +236,51 @@ static void drain_events(struct pager_thread *t, struct pager_region *r)
 /* ---- installing pages ---------------------------------------------------- */
 
 /*
- * UFFDIO_COPY pages [pg, pg+n) from src. Pages that turn out to exist
- * already are flagged in exists[] (relative to `base_pg`) and skipped.
+ * Fill pages [pg, pg+n): UFFDIO_COPY from src, or UFFDIO_ZEROPAGE when src is
+ * NULL. Pages that turn out to exist already are skipped, flagged in
+ * exists[] (relative to base_pg) when given, and *ret_watch_exists is set if
+ * one of them is watch_pg. EAGAIN (the mapping is changing) is retried
+ * after reading the pending events.
  */
-static int install(struct pager_thread *t, struct pager_region *r, uint64_t pg, uint64_t n,
-		   const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg)
+static int mfill(struct pager_thread *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		 const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg,
+		 uint64_t watch_pg, bool *ret_watch_exists)
 {
 	uint64_t i = 0;
 	unsigned spins = 0;
 
 	while (i < n) {
-		struct uffdio_copy c = {
-			.dst = r->base + (pg + i) * PS,
-			.src = (uintptr_t)(src + i * PS),
-			.len = (n - i) * PS,
-			.mode = mode,
-		};
-		int rc = ioctl(r->uffd, UFFDIO_COPY, &c), e = errno;
+		uint64_t start = r->base + (pg + i) * PS, len = (n - i) * PS;
+		int64_t done;
+		int rc, e;
 
-		if (c.copy > 0)
-			i += (uint64_t)c.copy / PS;
+		if (src) {
+			struct uffdio_copy c = {
+				.dst = start, .src = (uintptr_t)(src + i * PS), .len = len, .mode = mode,
+			};
+
+			rc = ioctl(r->uffd, UFFDIO_COPY, &c);
+			e = errno;
+			done = c.copy;
+		} else {
+			struct uffdio_zeropage z = { .range = { .start = start, .len = len } };
+
+			rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+			e = errno;
+			done = z.zeropage;
+		}
+		if (done > 0)
+			i += (uint64_t)done / PS;
 		if (rc == 0)
 			break;
-		if (c.copy > 0 && e == EAGAIN)
+		if (done > 0 && e == EAGAIN)
 			continue;                     /* partial progress */
 		if (e == EEXIST) {
 			CTR_ADD(t->p, eexist, 1);
-			exists[pg + i - base_pg] = 1;
+			if (exists)
+				exists[pg + i - base_pg] = 1;
+			if (ret_watch_exists && pg + i == watch_pg)
+				*ret_watch_exists = true;
 			i++;
 		} else if (e == EAGAIN) {
 			/* The mapping is changing: an event waits to be read. */
@@ -279,41 +297,16 @@ static int install(struct pager_thread *t, struct pager_region *r, uint64_t pg, 
 	return 0;
 }
 
+static int install(struct pager_thread *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		   const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg)
+{
+	return mfill(t, r, pg, n, src, mode, exists, base_pg, 0, NULL);
+}
+
 static int zeropage(struct pager_thread *t, struct pager_region *r, uint64_t pg, uint64_t n,
 		    bool *ret_fault_exists, uint64_t fault_pg)
 {
-	uint64_t i = 0;
-	unsigned spins = 0;
-
-	while (i < n) {
-		struct uffdio_zeropage z = {
-			.range = { .start = r->base + (pg + i) * PS, .len = (n - i) * PS },
-		};
-		int rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z), e = errno;
-
-		if (z.zeropage > 0)
-			i += (uint64_t)z.zeropage / PS;
-		if (rc == 0)
-			break;
-		if (z.zeropage > 0 && e == EAGAIN)
-			continue;
-		if (e == EEXIST) {
-			CTR_ADD(t->p, eexist, 1);
-			if (pg + i == fault_pg)
-				*ret_fault_exists = true;
-			i++;
-		} else if (e == EAGAIN) {
-			CTR_ADD(t->p, eagain, 1);
-			drain_events(t, r);
-			if (++spins > 1000)
-				return -EAGAIN;
-			if (spins > 10)
-				usleep(50);
-		} else {
-			return -e;
-		}
-	}
-	return 0;
+	return mfill(t, r, pg, n, NULL, 0, NULL, 0, fault_pg, ret_fault_exists);
 }
 
 /* ---- faults ---------------------------------------------------------------- */

@@ -424,7 +424,8 @@ def ours_move(c, name, to, frm, rx_poll=False):
            "ram_transferred_bytes": m.get("ram_transferred_bytes"),
            "flush_rounds": m.get("flush_rounds"), "pages_flushed": m.get("pages_flushed"),
            "final_flush_pages": m.get("final_flush_pages"),
-           "final_flush_ms": m.get("final_flush_ms")}
+           "final_flush_ms": m.get("final_flush_ms"),
+           "flush_rounds_ms": m.get("flush_rounds_ms"), "phases_ms": j.get("phases_ms")}
     last = m.get("last_heartbeat")
     if last:
         end = time.time() + 30
@@ -503,6 +504,8 @@ def main():
                          "receive times (perturbs the guest on a 2-CPU host)")
     ap.add_argument("--timeout", type=int, default=120, help="per pre-copy migration, s")
     ap.add_argument("--skip-precopy", action="store_true")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run directory (daemon logs, QEMU consoles) for debugging")
     args = ap.parse_args()
     try:
         vmlib.check_prereqs()
@@ -529,7 +532,10 @@ def main():
                 d.mkdir()
                 res["precopy"][str(mb)] = run_precopy(args, d, mb)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     big = str(max(sizes))
     o, p = res["ours"].get(big, {}), res["precopy"].get(big, {})

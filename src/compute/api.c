@@ -364,6 +364,7 @@ static void *free_later_main(void *arg)
 	struct free_later *fl = arg;
 	struct agent *a = fl->a;
 
+	vm_lower_priority(0);   /* a migrated-away record: the guest runs elsewhere */
 	vm_unref(fl->vm);
 	free(fl);
 	pthread_mutex_lock(&a->lock);
@@ -621,6 +622,32 @@ out:
 	json_decref(j);
 }
 
+/*
+ * GET /v1/vms/NAME[?wait=STATE[&timeout_ms=N]]: with wait, answer once the
+ * VM is in STATE (or stopped, failed or migrated, or after N ms, default
+ * 10000, at most 60000), so that a caller waiting for a migration to
+ * arrive does not poll.
+ */
+static void h_get(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	const char *want = http_req_query(req, "wait"), *tmo = http_req_query(req, "timeout_ms");
+	enum vm_state st;
+	uint64_t ms = 10000;
+
+	if (want && vm_state_parse(want, &st) < 0) {
+		http_resp_error(resp, 400, "bad_request", "unknown state \"%s\" in wait", want);
+		return;
+	}
+	if (tmo && (u64_parse(tmo, &ms) < 0 || ms > 60000)) {
+		http_resp_error(resp, 400, "bad_request",
+				"timeout_ms must be a number of ms up to 60000, not \"%s\"", tmo);
+		return;
+	}
+	if (want)
+		(void)vm_wait_state(vm, st, (int)ms);
+	http_resp_json(resp, 200, vm_status(vm));
+}
+
 /* Everything under /v1/vms. */
 static void h_vms(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
@@ -647,7 +674,7 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		return;
 	}
 	if (!*rest && strcmp(m, "GET") == 0)
-		http_resp_json(resp, 200, vm_status(vm));
+		h_get(vm, req, resp);
 	else if (!*rest && strcmp(m, "DELETE") == 0)
 		h_destroy(a, vm, resp);
 	else if (!strcmp(rest, "/stop") && !strcmp(m, "POST")) {

@@ -97,6 +97,28 @@ bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages)
 	return (uint64_t)d < r->file_offset + (pg + npages) * PS;
 }
 
+uint64_t pager_file_runs(struct pager *p, struct pager_region *r, uint64_t pg0, uint64_t n,
+			 bool data, pager_run_fn fn)
+{
+	off_t end = (off_t)(r->file_offset + (pg0 + n) * PS);
+	off_t off = (off_t)(r->file_offset + pg0 * PS);
+	uint64_t sum = 0;
+
+	while (off < end) {
+		off_t a = lseek(r->file_fd, off, data ? SEEK_DATA : SEEK_HOLE), b;
+
+		if (a < 0 || a >= end)
+			break;
+		b = lseek(r->file_fd, a, data ? SEEK_HOLE : SEEK_DATA);
+		if (b < 0 || b > end)
+			b = end;
+		sum += fn(p, r, ((uint64_t)a - r->file_offset) / PS,
+			  ((uint64_t)b - r->file_offset + PS - 1) / PS);
+		off = b;
+	}
+	return sum;
+}
+
 /*
  * Grace period: wait until every fault thread that was inside a read-side
  * critical section when we were called has left it. Callers unpublish first
@@ -138,6 +160,35 @@ void pager_synchronize(struct pager *p)
 		if (!(sp[i] & 1))
 			continue;
 		while (atomic_load(&p->qs[i].seq) == sp[i]) {
+			usleep(us);
+			us = MIN(us * 2, 1000u);
+		}
+	}
+	atomic_fetch_sub(&p->sync_req, 1);
+}
+
+/*
+ * Grace period for one section of r, whose fence the caller has raised
+ * (seq_cst): wait only for the fault threads serving a fault in that
+ * section. A fault thread publishes the section (seq_cst) before it checks
+ * the fence, so either it sees the fence and keeps off, or we see it and
+ * wait for it. Faults on other sections go on meanwhile (memory migration
+ * pauses one section, not the VM).
+ */
+void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t sec)
+{
+	uint64_t key = pager_qs_key(r, sec);
+
+	if (!p->qs)
+		return;
+	atomic_fetch_add(&p->sync_req, 1);   /* cut short a wait for budget space */
+	pthread_mutex_lock(&p->lock);
+	pthread_cond_broadcast(&p->space_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++) {
+		unsigned us = 10;
+
+		while (atomic_load(&p->qs[i].sec) == key) {
 			usleep(us);
 			us = MIN(us * 2, 1000u);
 		}
@@ -671,11 +722,15 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 		CTR_ADD(t->p, faults, 1);
 		if (addr < r->base || addr >= r->base + r->length)
 			return;
+		/* Before any fence check (pager_synchronize_section). */
+		atomic_store(&t->p->qs[t->idx].sec,
+			     pager_qs_key(r, (addr - r->base) / PS / t->p->sec_pages));
 		if (fl & UFFD_PAGEFAULT_FLAG_WP)
 			handle_wp(t, r, addr);
 		else
 			handle_missing(t, r, addr, fl & UFFD_PAGEFAULT_FLAG_WRITE,
 				       m->arg.pagefault.feat.ptid);
+		atomic_store(&t->p->qs[t->idx].sec, 0);
 	} else if (m->event == UFFD_EVENT_REMOVE) {
 		handle_remove(t->p, r, m->arg.remove.start, m->arg.remove.end);
 	}
@@ -808,6 +863,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 		p->cfg.fail_timeout_ms = 10000;
 	if (!p->cfg.writeback_delay_ms)
 		p->cfg.writeback_delay_ms = 1000;
+	if (!p->cfg.reconcile_ms)
+		p->cfg.reconcile_ms = 10000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
 	pthread_mutex_init(&p->lock, NULL);

@@ -160,6 +160,12 @@ struct pager_config {
 	 * resident. 0 = 1000 ms; < 0 = no background write-back.
 	 */
 	int writeback_delay_ms;
+	/*
+	 * The idle evictor compares resident pages with the file's holes
+	 * (pages punched behind the pager's back) once per this interval,
+	 * one section at a time. 0 = 10000 ms; < 0 = never.
+	 */
+	int reconcile_ms;
 };
 
 struct pager_region_config {
@@ -291,6 +297,18 @@ int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 				 struct pager_memmig_result *ret);
 int pager_section_migrate_abort(struct pager *p, int region, unsigned index);
+
+/*
+ * Evacuation: local section `index` of `region` becomes the remote section
+ * `target` (a fresh, zeroed one), keeping its content. The pages the guest
+ * touched (data in the file) stay resident and become dirty, so they are
+ * written to the target by the cleaner, the evictor or the next
+ * pager_flush(); the others read as the target's zeros. The section is
+ * fenced only while its state is set. *ret_pages (may be NULL): the pages
+ * to write back. -EALREADY (not local), -EINVAL, -ENOENT, -ERANGE, -EDEADLK.
+ */
+int pager_section_evacuate(struct pager *p, int region, unsigned index,
+			   const struct pager_section *target, uint64_t *ret_pages);
 /* The target of the migration of a section in progress: 0, or -ENOENT if none. */
 int pager_section_migration(struct pager *p, int region, unsigned index,
 			    struct pager_section *ret_target);

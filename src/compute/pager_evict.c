@@ -51,9 +51,14 @@
 #include "log.h"
 #include "net.h"
 
-#define RECONCILE_NS (1000ull * 1000 * 1000)  /* idle evictor: compare with the file */
 
-static void reconcile_all(struct pager *p);
+struct recon_cursor {
+	unsigned region;
+	uint32_t sec;
+	bool running;                /* a pass is under way */
+};
+
+static bool reconcile_step(struct pager *p, struct recon_cursor *rc);
 
 struct victim {
 	struct pager_region *r;
@@ -590,6 +595,7 @@ void *pager_evictor_main(void *arg)
 	struct cleaner c = { .last_bump = now_ns() };
 	bool active = false, cleaning = false;
 	uint64_t last_reconcile = now_ns();
+	struct recon_cursor recon = { 0 };
 	long idle_wait_ms = 100;
 
 	if (bufs_alloc(p, &b) < 0 || bufs_alloc_n(&c.b, CLEAN_BATCH) < 0) {
@@ -624,14 +630,21 @@ void *pager_evictor_main(void *arg)
 			/* Nothing evictable right now (all busy/referenced), or an error. */
 		} else {
 			active = false;
-			if (now_ns() - last_reconcile >= RECONCILE_NS && atomic_load(&p->resident)) {
+			if (recon.running ||
+			    (p->cfg.reconcile_ms > 0 && atomic_load(&p->resident) &&
+			     now_ns() - last_reconcile >= (uint64_t)p->cfg.reconcile_ms * 1000000)) {
+				bool done;
+
 				pthread_mutex_unlock(&p->lock);
 				pthread_mutex_lock(&p->io_lock);
-				reconcile_all(p);
+				done = reconcile_step(p, &recon);
 				pthread_mutex_unlock(&p->io_lock);
 				pthread_mutex_lock(&p->lock);
-				last_reconcile = now_ns();
-				continue;
+				recon.running = !done;
+				if (done)
+					last_reconcile = now_ns();
+				cleaning = true;   /* a 1 ms pause: waiters for io_lock get it */
+				goto wait;
 			}
 			if (cleaner_due(p, &c)) {
 				/*
@@ -649,6 +662,7 @@ void *pager_evictor_main(void *arg)
 				cleaning = n > 0;
 			}
 		}
+wait:
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (active ? 2 : cleaning ? 1 : idle_wait_ms) * 1000000L;
 		cleaning = false;
@@ -830,8 +844,14 @@ static int flush_region(struct pager *p, struct pager_region *r, struct evict_bu
 	if (region_clean(p, r))
 		return 0;
 
-	/* A page punched behind our back: its write-back is zeros, then absent. */
-	(void)pager_reconcile_region(p, r);
+	/*
+	 * No reconciliation here: it walks every resident page of the file
+	 * (about 100 ms for 1.5 GiB) and a flush does not need it. A dirty
+	 * page punched behind our back reads as zeros from the file, so its
+	 * write-back sends the zeros the punch left, as the DISCARD rule
+	 * would; it then stays counted as resident until the idle evictor's
+	 * reconciliation finds it.
+	 */
 	if (p->mode == PAGER_DIRTY_ASYNC_WP) {
 		_cleanup_free_ struct victim *sv = calloc(p->sec_pages, sizeof(*sv));
 
@@ -946,32 +966,15 @@ static uint64_t reconcile_holes(struct pager *p, struct pager_region *r, uint64_
 	return n;
 }
 
-uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r)
+/* Compare section `sec` of r with the file's holes; io_lock held. */
+static uint64_t reconcile_section(struct pager *p, struct pager_region *r, uint32_t sec)
 {
-	uint64_t n = 0;
+	uint64_t n;
 
-	if (!atomic_load(&p->resident))
+	if (r->sections[sec].kind != PAGER_SEC_REMOTE)
 		return 0;
-	for (uint32_t sec = 0; sec < r->nsections; sec++) {
-		uint64_t pg0 = (uint64_t)sec * p->sec_pages, pgend = pg0 + p->sec_pages;
-		off_t end = (off_t)(r->file_offset + pgend * PS);
-		off_t off = (off_t)(r->file_offset + pg0 * PS);
-
-		if (r->sections[sec].kind != PAGER_SEC_REMOTE)
-			continue;
-		while (off < end) {
-			off_t hole = lseek(r->file_fd, off, SEEK_HOLE), data;
-
-			if (hole < 0 || hole >= end)
-				break;
-			data = lseek(r->file_fd, hole, SEEK_DATA);
-			if (data < 0 || data > end)
-				data = end;
-			n += reconcile_holes(p, r, ((uint64_t)hole - r->file_offset) / PS,
-					     ((uint64_t)data - r->file_offset + PS - 1) / PS);
-			off = data;
-		}
-	}
+	n = pager_file_runs(p, r, (uint64_t)sec * p->sec_pages, p->sec_pages, false,
+			    reconcile_holes);
 	if (n) {
 		pager_resident_add(p, -(int64_t)n);
 		CTR_ADD(p, pages_punched, n);
@@ -979,13 +982,37 @@ uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r)
 	return n;
 }
 
-/* The idle evictor's pass over every region; io_lock held. */
-static void reconcile_all(struct pager *p)
+uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r)
 {
-	for (unsigned ri = 0; ri < atomic_load(&p->nslots); ri++) {
-		struct pager_region *r = atomic_load(&p->regions[ri]);
+	uint64_t n = 0;
 
-		if (r)
-			(void)pager_reconcile_region(p, r);
+	if (!atomic_load(&p->resident))
+		return 0;
+	for (uint32_t sec = 0; sec < r->nsections; sec++)
+		n += reconcile_section(p, r, sec);
+	return n;
+}
+
+/*
+ * One step of the idle evictor's reconciliation: the next remote section,
+ * io_lock held. A section of a fully resident 128 MiB region costs a few ms
+ * of SEEK_HOLE; a whole 2 GiB guest about 100 ms, too long to keep io_lock
+ * (flushes, evictions and memory-migration commits wait for it), so a pass
+ * goes one section at a time. True when the pass is complete.
+ */
+static bool reconcile_step(struct pager *p, struct recon_cursor *rc)
+{
+	unsigned nslots = atomic_load(&p->nslots);
+
+	for (; rc->region < nslots; rc->region++, rc->sec = 0) {
+		struct pager_region *r = atomic_load(&p->regions[rc->region]);
+
+		if (!r || rc->sec >= r->nsections)
+			continue;
+		(void)reconcile_section(p, r, rc->sec++);
+		return false;
 	}
+	rc->region = 0;
+	rc->sec = 0;
+	return true;
 }

@@ -98,10 +98,15 @@ struct pager_ctr {
 	_Atomic uint64_t pages_cleaned;
 };
 
-/* One per fault thread: odd while the thread may hold region pointers. */
+/*
+ * One per fault thread. seq is odd while the thread may hold region
+ * pointers; sec is the section whose fault it is serving (pager_qs_key;
+ * 0: none), for grace periods of one section (pager_synchronize_section).
+ */
 struct pager_qs {
 	_Atomic uint64_t seq;
-	char pad[64 - sizeof(uint64_t)];
+	_Atomic uint64_t sec;
+	char pad[64 - 2 * sizeof(uint64_t)];
 };
 
 struct pager {
@@ -221,6 +226,11 @@ static inline void pager_qs_exit(struct pager *p, unsigned i)
 	atomic_fetch_add(&p->qs[i].seq, 1);
 }
 
+static inline uint64_t pager_qs_key(const struct pager_region *r, uint64_t sec)
+{
+	return ((uint64_t)r->idx << 32 | sec) + 1;
+}
+
 /* The same remote section (memory node, section, generation), whatever the grant's other fields. */
 static inline bool pager_same_section(const struct pager_section *a, const struct pager_section *b)
 {
@@ -246,7 +256,16 @@ int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages);
 void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
 void pager_resident_add(struct pager *p, int64_t n);
 void pager_synchronize(struct pager *p);
+void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t sec);
 bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages);
+/*
+ * For each run [a, b) of pages of r within [pg0, pg0 + n) that has data in
+ * the file (data true) or is a hole (false): fn(p, r, a, b). The sum of
+ * what fn returned.
+ */
+typedef uint64_t (*pager_run_fn)(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b);
+uint64_t pager_file_runs(struct pager *p, struct pager_region *r, uint64_t pg0, uint64_t n,
+			 bool data, pager_run_fn fn);
 /* Is the caller a pager thread (it must not wait for the pager's threads)? admin_lock held. */
 bool pager_on_thread(struct pager *p);
 

@@ -28,11 +28,11 @@
  * state (r->mig[]) is created, read and freed under io_lock, which every
  * write-back batch holds (pager_evict.c), and the re-send runs under
  * io_lock a chunk at a time, so no write-back of a page can overtake its
- * re-send on B. The switch fences the section (faults on it wait), waits
- * takes io_lock (so no write-back batch is in flight), then fences the
- * section (faults on it wait) and waits for a grace period of the fault
- * threads; a fault thread waiting for budget space stops waiting when a
- * grace period is requested, since the evictor cannot run meanwhile.
+ * re-send on B. The switch takes io_lock (so no write-back batch is in
+ * flight), then fences the section (faults on it wait) and waits until no
+ * fault thread serves a fault in that section (faults elsewhere go on); a
+ * fault thread waiting for budget space stops waiting when a grace period
+ * is requested, since the evictor cannot run meanwhile.
  * docs/pager.md, "Memory migration", describes the semantics.
  */
 #include "pager_internal.h"
@@ -507,14 +507,15 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	/*
 	 * 2. io_lock first (an eviction batch in flight finishes before the
 	 * pause starts), then fence the section (faults on it wait) and wait
-	 * for a grace period: no fault thread reads the descriptor any more.
-	 * pager_synchronize() cuts short a fault thread's wait for budget
+	 * for a grace period of that section: no fault thread reads its
+	 * descriptor any more. Fault threads busy with other sections are not
+	 * waited for. The wait cuts short a fault thread's wait for budget
 	 * space, which the evictor could not make while we hold io_lock.
 	 */
 	pthread_mutex_lock(&p->io_lock);
 	f0 = now_ns();
 	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
-	pager_synchronize(p);
+	pager_synchronize_section(p, r, index);
 	while (!err && !m->err && m->nresend) {
 		int n = resend_chunk(&c, m);
 
@@ -562,5 +563,68 @@ out:
 	free(c.buf);
 	free(c.pages);
 	free(c.local);
+	return rc;
+}
+
+/* ---- evacuation: a local section becomes remote ----------------------------- */
+
+/* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Fenced, io_lock held. */
+static uint64_t mark_dirty(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t pg = a; pg < b; pg++)
+		st_set(r, pg, ST_PRESENT | ST_DIRTY);
+	pthread_mutex_unlock(&p->lock);
+	return b - a;
+}
+
+int pager_section_evacuate(struct pager *p, int region, unsigned index,
+			   const struct pager_section *target, uint64_t *ret_pages)
+{
+	struct pager_region *r;
+	uint64_t n = 0;
+	int rc = 0;
+
+	if (!p || !target || target->kind != PAGER_SEC_REMOTE)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	r = get_region(p, region, index, &rc);
+	if (!r)
+		goto out;
+	if (r->sections[index].kind != PAGER_SEC_LOCAL) {
+		rc = -EALREADY;
+		goto out;
+	}
+	/*
+	 * No batch in flight, the section fenced, no fault thread in it: the
+	 * kind changes, and fault threads read it outside a fault too
+	 * (REMOVE events), hence the full grace period.
+	 */
+	pthread_mutex_lock(&p->io_lock);
+	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
+	pager_synchronize(p);
+	/*
+	 * A local section has no page state: the file says what the guest
+	 * touched. Those pages stay where they are and become dirty pages of
+	 * the remote section, so the cleaner, the evictor or a flush writes
+	 * them to it (WP-protecting each before it is read, as for any dirty
+	 * page). The others read as the fresh section's zeros.
+	 */
+	n = pager_file_runs(p, r, (uint64_t)index * p->sec_pages, p->sec_pages, true, mark_dirty);
+	pthread_mutex_lock(&p->lock);
+	r->sections[index] = *target;
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&p->io_lock);
+	pager_resident_add(p, (int64_t)n);
+	pthread_cond_signal(&p->evict_cond);     /* over budget now? */
+	(void)pager_uffd_wake(r, (uint64_t)index * p->sec_pages, p->sec_pages);
+	log_debug("pager %s: region %d section %u evacuated to %s: %llu pages to write back",
+		  p->name, region, index, target->addr, (unsigned long long)n);
+	if (ret_pages)
+		*ret_pages = n;
+out:
+	pthread_mutex_unlock(&p->admin_lock);
 	return rc;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -60,6 +61,42 @@ enum vm_state vm_get_state(struct vm *vm)
 
 	pthread_mutex_lock(&vm->lock);
 	s = vm->state;
+	pthread_mutex_unlock(&vm->lock);
+	return s;
+}
+
+int vm_state_parse(const char *name, enum vm_state *ret)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(state_names); i++)
+		if (state_names[i] && !strcmp(name, state_names[i])) {
+			*ret = (enum vm_state)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+enum vm_state vm_wait_state(struct vm *vm, enum vm_state want, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)MAX(timeout_ms, 0) * 1000000ull;
+	enum vm_state s;
+
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		struct timespec ts;
+		uint64_t left;
+
+		s = vm->state;
+		if (s == want || s == VM_STOPPED || s == VM_FAILED || s == VM_MIGRATED ||
+		    now_ns() >= deadline)
+			break;
+		/* Not every transition broadcasts: wake up now and then regardless. */
+		left = MIN(deadline - now_ns(), 5000000ull);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)left;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return s;
 }
@@ -264,8 +301,12 @@ static void *shim_main(void *arg)
 			}
 			if (r == 0 && msg.op == SHIM_MSG_MAP)
 				r = uffd >= 0 ? shim_map(vm, &msg, uffd) : -EBADMSG;
-			else if (r == 0 && msg.op == SHIM_MSG_UNMAP)
+			else if (r == 0 && msg.op == SHIM_MSG_UNMAP) {
+				/* A migrated-away QEMU's exit: drop its pages at low priority. */
+				if (vm_get_state(vm) == VM_MIGRATED)
+					vm_lower_priority(0);
 				r = vm_region_unmapped(vm, msg.addr);
+			}
 			else if (r == 0)
 				r = -EOPNOTSUPP;
 			if (uffd >= 0 && r < 0)
@@ -567,6 +608,34 @@ static void release(struct vm *vm)
 
 /* ---- supervision --------------------------------------------------------- */
 
+/*
+ * Lower every thread of process pid (0: the calling thread) to nice 19.
+ * A VM that migrated away is torn down while its guest starts on the
+ * destination, often on the same host: its QEMU's exit (unmapping the
+ * RAM) and the freeing of its RAM files cost hundreds of ms of CPU that
+ * must not compete with the guest. Nice is per thread on Linux, hence the
+ * walk over /proc/PID/task. Best effort: a thread that is gone is fine.
+ */
+void vm_lower_priority(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+
+	if (pid <= 0) {
+		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			(void)setpriority(PRIO_PROCESS, (id_t)atoi(de->d_name), 19);
+	closedir(d);
+}
+
 static void *supervise_main(void *arg)
 {
 	struct vm *vm = arg;
@@ -574,14 +643,33 @@ static void *supervise_main(void *arg)
 		{ .fd = vm->pidfd, .events = POLLIN },
 		{ .fd = vm->stop_efd, .events = POLLIN },
 	};
+	bool retired = false;
 	int status = 0;
 
-	while (poll(pfd, 2, -1) < 0 && errno == EINTR)
-		;
+	for (;;) {
+		int n = poll(pfd, 2, 1000);
+
+		if (n > 0)
+			break;
+		if (n < 0 && errno != EINTR)
+			break;
+		pthread_mutex_lock(&vm->lock);
+		if (vm->state == VM_MIGRATED && !retired && now_ns() > vm->retire_ns) {
+			/* Migrated away and never deleted: its paused QEMU goes. */
+			log_info("vm %s: migrated away %d s ago and not deleted: stopping its QEMU",
+				 vm->spec.name, VM_RETIRE_MS / 1000);
+			vm_lower_priority(0);
+			kill(vm->pid, SIGTERM);
+			retired = true;
+		}
+		pthread_mutex_unlock(&vm->lock);
+	}
 	if (!(pfd[0].revents & POLLIN))
 		return NULL; /* vm_free: it reaps QEMU itself */
 	(void)waitpid(vm->pid, &status, 0);
 	pthread_mutex_lock(&vm->lock);
+	if (vm->state == VM_MIGRATED)
+		vm_lower_priority(0);   /* freeing its RAM files: after the guest's start */
 	vm->exited = true;
 	if (vm->state == VM_STOPPING) {
 		vm->state = VM_STOPPED;

@@ -93,6 +93,7 @@ void vm_free(struct vm *vm);
  */
 struct vm *vm_ref(struct vm *vm);
 void vm_unref(struct vm *vm);
+void vm_lower_priority(pid_t pid);   /* nice 19 for all its threads; 0: the calling thread */
 
 /* Hot-add one section; *ret_index gets its index among hot sections. */
 int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
@@ -143,6 +144,12 @@ int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size
 const char *vm_name(const struct vm *vm);
 enum vm_state vm_get_state(struct vm *vm);
 const char *vm_state_name(enum vm_state s);
+int vm_state_parse(const char *name, enum vm_state *ret);   /* -EINVAL: unknown */
+/*
+ * Wait until the VM is in state `want`, or in one it cannot leave by
+ * itself (stopped, failed, migrated), or timeout_ms passed: the state then.
+ */
+enum vm_state vm_wait_state(struct vm *vm, enum vm_state want, int timeout_ms);
 /* Status as JSON (new reference). */
 json_t *vm_status(struct vm *vm);
 /* The serial console log path. */

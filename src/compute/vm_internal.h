@@ -15,6 +15,9 @@
 #include "qmp.h"
 #include "vm.h"
 
+/* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
+#define VM_RETIRE_MS 30000
+
 /* A hot-plugged section (pc-dimm: one file and one DIMM each). */
 struct vm_hot {
 	bool in_use;
@@ -65,6 +68,7 @@ struct vm {
 	pid_t pid;
 	int pidfd;
 	bool exited, released;
+	uint64_t retire_ns;           /* migrated away: stop its paused QEMU after this (now_ns) */
 	int shim_listen, stop_efd;
 	pthread_t shim_thread, sup_thread;
 	bool shim_thread_on, sup_thread_on;

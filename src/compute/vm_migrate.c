@@ -333,6 +333,7 @@ static void incoming_done(struct vm *vm, struct vm_mig *m)
 		g = NULL;
 		vm->state = VM_RUNNING;
 		m->incoming_ms = (int64_t)((now_ns() - m->incoming_ns) / 1000000);
+		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	guestchan_close(g);
@@ -669,6 +670,7 @@ struct mig_run {
 	uint64_t t0, t_pause;
 	unsigned rounds;
 	uint64_t flushed, final_pages, final_ns;
+	uint64_t rounds_ns;           /* pre-copy flush rounds, all together */
 	bool paused;                  /* we saw pre-switchover */
 };
 
@@ -683,6 +685,8 @@ static void set_phase(struct vm *vm, const char *phase)
 static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct mig_run *run,
 			  char *err, size_t errlen)
 {
+	uint64_t t = now_ns();
+
 	set_phase(vm, "flushing");
 	for (unsigned i = 0; i < o->max_flush_rounds; i++) {
 		uint64_t before = written_back(vm->pager), n;
@@ -700,6 +704,7 @@ static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct
 		if (n <= o->dirty_threshold_pages)
 			break;
 	}
+	run->rounds_ns = now_ns() - t;
 	return 0;
 }
 
@@ -790,7 +795,16 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 	}
 }
 
-/* The VM lives on the destination now: stop here without freeing its sections. */
+/*
+ * The VM lives on the destination now: it is only a record here, and its
+ * sections are not freed with it. Its QEMU stays paused (post-migrate)
+ * until the record is deleted, which the orchestrator does once the
+ * destination runs the guest: QEMU's exit and the freeing of its RAM files
+ * cost hundreds of ms of CPU (a guest's worth of tmpfs pages), which would
+ * otherwise compete with the guest's arrival on the destination, often on
+ * this very host. A record nobody deletes is retired by the supervisor
+ * after VM_RETIRE_MS. All of it runs at the lowest priority.
+ */
 static void hand_over(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -801,21 +815,11 @@ static void hand_over(struct vm *vm)
 	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
 		vm->vmem_secs[i].free_on_release = false;
 	vm->state = VM_MIGRATED;
+	vm->retire_ns = now_ns() + VM_RETIRE_MS * 1000000ull;
+	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
-	/*
-	 * Ask QEMU to quit but do not wait: its exit and the release of the
-	 * pager and RAM files (freeing a guest's worth of tmpfs pages takes
-	 * hundreds of ms) happen in the supervisor thread, off the
-	 * migration's critical path. A QEMU that does not take the quit is
-	 * killed; the supervisor releases it all the same.
-	 */
-	if (!vm->qmp || qmp_execute(vm->qmp, "quit", NULL, 2000, NULL) < 0) {
-		pthread_mutex_lock(&vm->lock);
-		if (vm->pid > 0 && !vm->exited)
-			kill(vm->pid, SIGKILL);
-		pthread_mutex_unlock(&vm->lock);
-	}
-	/* Heartbeats still buffered from the source QEMU (it is gone: EOF ends this). */
+	vm_lower_priority(vm->pid);
+	/* Heartbeats the source QEMU delivered before the switchover. */
 	if (vm->guest)
 		(void)guestchan_poll(vm->guest, 0);
 }
@@ -871,6 +875,7 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 			"final_flush_pages", (json_int_t)run.final_pages, "final_flush_ms",
 			(json_int_t)(run.final_ns / 1000000), "final_flush_us",
 			(json_int_t)(run.final_ns / 1000));
+	json_object_set_new(res, "flush_rounds_ms", json_integer((json_int_t)(run.rounds_ns / 1000000)));
 	if (r >= 0) {
 		json_t *ram = json_object_get(info, "ram");
 

@@ -518,16 +518,23 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 	return b;
 }
 
-/* The VM's state on a compute node ("" when it has none or does not answer). */
-static int vm_state(const struct node_rec *c, const char *name, char *buf, size_t len,
-		    bool *ret_migrating)
+/*
+ * The VM's state on a compute node ("" when it has none or does not
+ * answer). wait_ms > 0: the agent answers once the VM is running (or can
+ * no longer get there), at most wait_ms later.
+ */
+static int vm_state_wait(const struct node_rec *c, const char *name, int wait_ms, char *buf,
+			 size_t len, bool *ret_migrating)
 {
-	char path[128];
+	char path[160];
 	json_t *ans = NULL;
 	int status;
 
-	snprintf(path, sizeof(path), "/v1/vms/%s", name);
-	status = agent_call(c, "GET", path, NULL, SHORT_TIMEOUT_MS, &ans);
+	if (wait_ms > 0)
+		snprintf(path, sizeof(path), "/v1/vms/%s?wait=running&timeout_ms=%d", name, wait_ms);
+	else
+		snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	status = agent_call(c, "GET", path, NULL, SHORT_TIMEOUT_MS + MAX(wait_ms, 0), &ans);
 	snprintf(buf, len, "%s",
 		 status == 200 && json_string_value(json_object_get(ans, "state"))
 			 ? json_string_value(json_object_get(ans, "state"))
@@ -538,6 +545,12 @@ static int vm_state(const struct node_rec *c, const char *name, char *buf, size_
 	return status;
 }
 
+static int vm_state(const struct node_rec *c, const char *name, char *buf, size_t len,
+		    bool *ret_migrating)
+{
+	return vm_state_wait(c, name, 0, buf, len, ret_migrating);
+}
+
 static void vm_delete(const struct node_rec *c, const char *name)
 {
 	char path[128];
@@ -546,21 +559,29 @@ static void vm_delete(const struct node_rec *c, const char *name)
 	agent_call(c, "DELETE", path, NULL, SHORT_TIMEOUT_MS, NULL);
 }
 
-/* Wait until the destination runs the VM (or fails): 0, or -errno. */
+/*
+ * Wait until the destination runs the VM (or fails): 0, or -errno. The
+ * agent holds each request until the state changes (up to 5 s), so the
+ * arrival is seen at once without polling; the pause between requests only
+ * matters for an agent that answers at once.
+ */
 static int wait_running(const struct node_rec *dst, const char *name)
 {
 	uint64_t end = mono_ms() + ARRIVE_TIMEOUT_MS;
 	char st[STORE_STATE_MAX];
 
 	for (;;) {
-		vm_state(dst, name, st, sizeof(st), NULL);
+		uint64_t t = mono_ms();
+
+		vm_state_wait(dst, name, 5000, st, sizeof(st), NULL);
 		if (strcmp(st, "running") == 0)
 			return 0;
 		if (strcmp(st, "failed") == 0 || strcmp(st, "stopped") == 0)
 			return -EIO;
 		if (mono_ms() > end)
 			return -ETIMEDOUT;
-		usleep(POLL_MS * 1000);
+		if (mono_ms() - t < POLL_MS)
+			usleep(POLL_MS * 1000);
 	}
 }
 
@@ -618,7 +639,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	const char *bad = NULL, *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160], vst[STORE_STATE_MAX];
-	uint64_t tid = 0, t0 = mono_ms();
+	uint64_t tid = 0, t0 = mono_ms(), t_ready = 0, t_moved = 0, t_running = 0;
 	size_t n = 0;
 	int r, status;
 
@@ -675,6 +696,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				s.name, dst.name, why, src.name);
 		goto out;
 	}
+	t_ready = mono_ms();
 	slots_event(o, "migration_destination_ready", dst.id, s.name,
 		    "slot %s: compute node %s listens on %s", s.name, dst.name, uri);
 
@@ -711,6 +733,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 
 	/* 3. The destination runs it. */
+	t_moved = mono_ms();
 	r = wait_running(&dst, s.name);
 	if (r < 0) {
 		snprintf(s.reason, sizeof(s.reason),
@@ -725,6 +748,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 
 	/* 4. The slot moves, then the source forgets its record. */
+	t_running = mono_ms();
 	s.compute = dst.id;
 	s.op[0] = '\0';
 	snprintf(s.state, sizeof(s.state), "running");
@@ -749,10 +773,14 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	vm_delete(&src, s.name);
 	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
 	http_resp_json(resp, 200,
-		       json_pack("{s:o, s:I, s:I, s:I, s:O}", "slot", slots_json(o, &s, true),
-				 "from", (json_int_t)src.id, "to", (json_int_t)dst.id, "total_ms",
-				 (json_int_t)(mono_ms() - t0), "migration",
-				 mig ? mig : json_null()));
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I}}", "slot",
+				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
+				 (json_int_t)dst.id, "total_ms", (json_int_t)(mono_ms() - t0),
+				 "migration", mig ? mig : json_null(), "phases_ms",
+				 "prepare_destination", (json_int_t)(t_ready - t0), "migrate",
+				 (json_int_t)(t_moved - t_ready), "wait_running",
+				 (json_int_t)(t_running - t_moved), "finish",
+				 (json_int_t)(mono_ms() - t_running)));
 out:
 	json_decref(mig);
 	json_decref(ans);

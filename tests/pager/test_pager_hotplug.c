@@ -185,6 +185,7 @@ static struct pager *new_pager(unsigned threads, uint64_t budget)
 	struct pager_config cfg = {
 		.name = "hp", .backend = be, .section_size = SEC, .budget = budget,
 		.fault_threads = threads, .fail_timeout_ms = 2000, .fail_mode = PAGER_FAIL_SIGBUS,
+		.reconcile_ms = 200,
 	};
 	struct pager *p = NULL;
 
@@ -640,7 +641,7 @@ static void test_punch(void)
 {
 	struct pager *p = new_pager(1, UINT64_MAX);
 	static struct reg g;
-	const uint64_t x = 10, y = 11, z0 = 3 * SPP, zn = 20;
+	const uint64_t x = 10, y = 11, w = 12, z0 = 3 * SPP, zn = 20;
 	struct pager_stats st;
 	uint64_t res, t0;
 	unsigned bad;
@@ -668,8 +669,19 @@ static void test_punch(void)
 	ok(pager_flush(p) == 0 && be_check(&g.secs[0], (uint32_t)x, 0, 0) == 0,
 	   "flush writes the zeros back");
 
-	/* Punched and never touched again: un-counted by the evictor's reconciliation. */
-	res = resident(p);
+	/* Dirty, punched, not touched again: the flush alone sends the zeros. */
+	pat_fill(g.mem + w * PS, pid_of(&g, w), ++g.ver[w]);
+	ok(fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(w * PS), PS) == 0,
+	   "punch dirty page %llu", (unsigned long long)w);
+	g.ver[w] = 0;
+	ok(pager_flush(p) == 0 && be_check(&g.secs[0], (uint32_t)w, 0, 0) == 0,
+	   "a flush without an access in between writes back zeros, not the old data");
+
+	/*
+	 * Punched and never touched again: un-counted by the evictor's
+	 * reconciliation, with page w (flushed but still counted).
+	 */
+	res = resident(p) - 1;
 	ok(fallocate(g.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(z0 * PS),
 		     (off_t)(zn * PS)) == 0, "punch %llu untouched pages", (unsigned long long)zn);
 	t0 = now_ms();
@@ -678,7 +690,8 @@ static void test_punch(void)
 	ok(resident(p) == res - zn, "resident %llu -> %llu within %llu ms", (unsigned long long)res,
 	   (unsigned long long)resident(p), (unsigned long long)(now_ms() - t0));
 	ok((bad = reg_verify(&g, 0, NPG)) == 0, "everything reads right afterwards (%u bad)", bad);
-	/* The faulting thread runs on as soon as its page is in: the count follows. */
+	/* The faulting thread runs on as soon as its page is in: the count follows (w too). */
+	res++;
 	t0 = now_ms();
 	while (resident(p) != res && now_ms() - t0 < 2000)
 		usleep(1000);
@@ -693,6 +706,62 @@ static void test_punch(void)
 	ok(reg_verify(&g, 0, NPG) == 0, "it reads zeros, the rest intact");
 	pager_stats(p, &st);
 	ok(st.failed == 0 && st.errors == 0, "no errors");
+	pager_free(p);
+	reg_close(&g);
+}
+
+/* ---- evacuation: a local section becomes remote ----------------------------- */
+
+static unsigned be_verify_sec(struct reg *g, const struct pager_section *s, uint64_t pg0)
+{
+	unsigned bad = 0;
+
+	for (uint64_t pg = pg0; pg < pg0 + SPP; pg++)
+		bad += be_check(s, (uint32_t)(pg - pg0), pid_of(g, pg), g->ver[pg]) != 0;
+	return bad;
+}
+
+static void test_evacuate(void)
+{
+	struct pager *p = new_pager(1, UINT64_MAX);
+	const struct pager_section tgt = remote_sec(17, 3);   /* fresh: zeros */
+	const uint64_t pg0 = 2 * SPP, touched = SPP / 3;
+	static struct reg g;
+	struct pager_stats st;
+	uint64_t n = 0;
+	unsigned bad;
+
+	if (!ok(p != NULL, "pager"))
+		return;
+	ok(reg_open(&g, p, 18, 18, 1u << 2) == 0 && reg_fill(&g, 1) == 0 && pager_start(p) == 0,
+	   "region, section 2 local");
+	ok(pager_section_evacuate(p, g.idx, 1, &tgt, NULL) == -EALREADY,
+	   "a remote section cannot be evacuated (-EALREADY)");
+	for (uint64_t pg = pg0; pg < pg0 + touched; pg++)
+		pat_fill(g.mem + pg * PS, pid_of(&g, pg), g.ver[pg] = 5);
+	/* Local faults install a cluster: a few untouched neighbours have data too. */
+	ok(pager_section_evacuate(p, g.idx, 2, &tgt, &n) == 0 && n >= touched && n < SPP,
+	   "local section evacuated: %llu pages with data to write back (%llu written)",
+	   (unsigned long long)n, (unsigned long long)touched);
+	g.secs[2] = tgt;
+	ok((bad = reg_verify(&g, 0, NPG)) == 0, "the guest reads the same (%u bad)", bad);
+	pager_stats(p, &st);
+	ok(st.dirty_pages >= touched, "its pages are dirty (%llu)",
+	   (unsigned long long)st.dirty_pages);
+	ok(pager_flush(p) == 0 && (bad = be_verify_sec(&g, &tgt, pg0)) == 0,
+	   "after a flush the memory node has the section (%u bad)", bad);
+
+	/* A write after the switch is tracked like any other (WP fault, dirty). */
+	pat_fill(g.mem + (pg0 + 7) * PS, pid_of(&g, pg0 + 7), ++g.ver[pg0 + 7]);
+	pat_fill(g.mem + (pg0 + SPP - 1) * PS, pid_of(&g, pg0 + SPP - 1), g.ver[pg0 + SPP - 1] = 9);
+	ok(pager_flush(p) == 0 && (bad = be_verify_sec(&g, &tgt, pg0)) == 0,
+	   "later writes reach it too (%u bad)", bad);
+
+	/* Evicted and fetched back from the memory node: still the same. */
+	ok(pager_set_budget(p, 16 * PS) == 0 && pager_wait_budget(p, 5000) == 0,
+	   "budget down to 16 pages");
+	ok((bad = reg_verify(&g, 0, NPG)) == 0, "everything reads right from the memory node (%u bad)",
+	   bad);
 	pager_free(p);
 	reg_close(&g);
 }
@@ -712,6 +781,7 @@ int main(void)
 	test_set_section();
 	test_regrant_under_faults();
 	test_punch();
+	test_evacuate();
 	pager_backend_free(be);
 	return tap_done();
 }

@@ -92,7 +92,8 @@ def test_migrate_all_remote(cluster, key):
 
     src = a1.status("mover")
     assert src["state"] == "migrated", src
-    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 10), "source QEMU still runs"
+    # Its QEMU stays paused until the record is deleted (teardown off the move's path).
+    assert vmlib.pid_alive(vm["pid"]), "source QEMU gone before the record was deleted"
     running(a2, "mover")
     v = a2.guest("mover", "VERIFY 1")
     assert v["mismatches"] == 0, v
@@ -111,6 +112,7 @@ def test_migrate_all_remote(cluster, key):
     # The source kept the sections for the destination: forgetting it frees nothing.
     assert mn.count() == before + 4
     a1.delete("mover")
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 10), "source QEMU still runs"
     assert mn.count() == before + 4
     # The destination owns them now (free_on_release is back in force there).
     p = a2.status("mover")["pager"]
@@ -307,7 +309,7 @@ def test_destination_dies(cluster, key):
     migrate(a1, "stay", dst["migration_uri"])
     running(a2, "stay")
     assert a2.guest("stay", "VERIFY 1")["mismatches"] == 0
-    assert not vmlib.pid_alive(vm["pid"])
     a1.delete("stay")
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 10), "source QEMU still runs"
     a2.delete("stay")
     assert vmlib.wait_for(lambda: mn.count() == before, 10), mn.count()

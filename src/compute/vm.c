@@ -257,6 +257,8 @@ static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
 		vm->hot[hot].addr = msg->addr;
 	else if (hot == -2)
 		vm->vmem_region = r;
+	else
+		vm->base_region = r;
 	pthread_mutex_unlock(&vm->lock);
 	log_debug("vm %s: serving %s (%llu MiB at %#llx)", vm->spec.name, msg->path,
 		  (unsigned long long)(msg->len >> 20), (unsigned long long)msg->addr);
@@ -723,6 +725,7 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 	pthread_mutex_init(&vm->hot_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->vmem_region = -1;
+	vm->base_region = -1;
 	/*
 	 * RUN_DIR/NAME, or NAME.1, NAME.2 ... while an earlier VM of that name
 	 * is still being torn down (a migrated-away record freed in the

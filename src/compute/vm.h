@@ -137,6 +137,15 @@ int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
 struct http_req;
 struct http_resp;
 void vm_memmig_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
+/*
+ * Move a local section (boot index, or hot index if hot) to the remote
+ * section `to`, keeping its content (vm_evacuate.c). ret_pages: pages
+ * still to write back. -ENOENT, -EALREADY (remote), -ESRCH (not running),
+ * the grant check's error (-EINVAL: refused), or the pager's.
+ */
+int vm_evacuate_section(struct vm *vm, bool hot, unsigned idx, const struct vm_section *to,
+			uint64_t *ret_pages, char *err, size_t errlen);
+void vm_evacuate_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
 
 /* Send one command line to disagg-guest and get its "OK ..." answer. */
 int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size_t len);

@@ -63,6 +63,7 @@ struct vm {
 	char vmem_path[PATH_MAX];     /* virtio-mem backing file */
 	struct vm_section *vmem_secs; /* spec.max_hot entries */
 	unsigned vmem_plugged;        /* sections plugged through virtio-mem */
+	int base_region;              /* pager region of the boot RAM, -1 until mapped */
 	int vmem_region;              /* its pager region, -1 until mapped */
 
 	pid_t pid;
@@ -85,6 +86,11 @@ void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
 void vm_remove_dir(struct vm *vm);
 void vm_free_section(struct vm *vm, const struct vm_section *s);
 int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
+/* {"addr", "grant"[, "kind": "remote"]} -> a remote section (vm_memmig.c). */
+int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+		    size_t errlen);
+/* HTTP status and error code for a section operation's -errno (vm_memmig.c). */
+int vm_memmig_http_status(int r, const char **ret_code);
 const char *vm_qmp_path(struct vm *vm);
 
 /* vm_migrate.c */

@@ -245,8 +245,8 @@ int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
 
 /* ---- HTTP: POST /v1/vms/NAME/sections/migrate ---------------------------- */
 
-static int parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
-			size_t errlen)
+int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+		    size_t errlen)
 {
 	static const char *const keys[] = { "kind", "addr", "grant", NULL };
 	const char *bad = NULL, *addr, *grant, *kind;
@@ -277,7 +277,7 @@ static int parse_remote(json_t *j, const char *name, struct pager_section *ret, 
 	return 0;
 }
 
-static int memmig_http_status(int r, const char **ret_code)
+int vm_memmig_http_status(int r, const char **ret_code)
 {
 	switch (-r) {
 	case EINVAL:
@@ -339,15 +339,15 @@ void vm_memmig_http(struct vm *vm, const struct http_req *req, struct http_resp 
 				"\"phase\" must be \"begin\", \"commit\" or \"abort\"");
 		goto out;
 	}
-	if (parse_remote(json_object_get(j, "from"), "from", &from, err, sizeof(err)) < 0 ||
+	if (vm_parse_remote(json_object_get(j, "from"), "from", &from, err, sizeof(err)) < 0 ||
 	    ((phase != VM_MEMMIG_ABORT || json_object_get(j, "to")) &&
-	     parse_remote(json_object_get(j, "to"), "to", &to, err, sizeof(err)) < 0)) {
+	     vm_parse_remote(json_object_get(j, "to"), "to", &to, err, sizeof(err)) < 0)) {
 		http_resp_error(resp, 400, "bad_section", "%s", err);
 		goto out;
 	}
 	r = vm_migrate_section(vm, phase, &from, &to, &res, err, sizeof(err));
 	if (r < 0) {
-		int st = memmig_http_status(r, &code);
+		int st = vm_memmig_http_status(r, &code);
 
 		http_resp_error(resp, st, code, "%s", err);
 		goto out;

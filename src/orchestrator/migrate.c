@@ -161,6 +161,26 @@ static json_t *sec_ref(uint64_t memnode, uint32_t sec, uint32_t gen)
 			 (json_int_t)sec, "generation", (json_int_t)gen);
 }
 
+/* In one transaction: the store's section nx->idx becomes nx, and an event. */
+static int section_replace(struct orch *o, const struct section_rec *nx, const char *kind,
+			  uint64_t node, const char *slot, const char *msg)
+{
+	struct store *st = o->store;
+	int r = st->ops->begin(st);
+
+	if (r < 0)
+		return r;
+	r = st->ops->section_remove(st, nx->slot_id, nx->idx);
+	if (r == 0)
+		r = st->ops->section_add(st, nx);
+	if (r == 0)
+		r = slots_event(o, kind, node, slot, "%s", msg);
+	if (r == 0)
+		return st->ops->commit(st);
+	st->ops->rollback(st);
+	return r;
+}
+
 /* ==== memory migration ==================================================== */
 
 struct memmig_ctx {
@@ -297,22 +317,11 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 	}
 
 	/* 4. The store follows the agent. */
-	r = st->ops->begin(st);
-	if (r == 0) {
-		r = st->ops->section_remove(st, x->slot_id, x->idx);
-		if (r == 0)
-			r = st->ops->section_add(st, &nx);
-		if (r == 0)
-			r = slots_event(o, "section_migrated", m->to->id, m->s->name,
-					"slot %s section %" PRId64 " moved from memory node %s "
-					"(section %" PRIu32 ") to %s (section %" PRIu32 ")",
-					m->s->name, x->idx, m->from->name, x->section, m->to->name,
-					dsec);
-		if (r == 0)
-			r = st->ops->commit(st);
-		else
-			st->ops->rollback(st);
-	}
+	snprintf(why, sizeof(why),
+		 "slot %s section %" PRId64 " moved from memory node %s (section %" PRIu32
+		 ") to %s (section %" PRIu32 ")",
+		 m->s->name, x->idx, m->from->name, x->section, m->to->name, dsec);
+	r = section_replace(o, &nx, "section_migrated", m->to->id, m->s->name, why);
 	if (r < 0) {
 		/* The agent uses the target now: keep both sections, say so. */
 		slots_event(o, "section_leaked", m->from->id, m->s->name,
@@ -589,8 +598,6 @@ static int wait_running(const struct node_rec *dst, const char *name)
 static int compute_checks(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
 			  struct http_resp *resp)
 {
-	_cleanup_free_ struct section_rec *secs = NULL;
-	size_t n = 0, local = 0;
 	struct node_rec cur;
 
 	if (s->compute == dst->id) {
@@ -613,16 +620,79 @@ static int compute_checks(struct orch *o, const struct slot_rec *s, const struct
 				s->name, s->vcpus);
 		return -ENOSPC;
 	}
-	if (o->store->ops->section_list(o->store, s->id, 0, &secs, &n) == 0)
-		for (size_t i = 0; i < n; i++)
-			local += !secs[i].remote;
-	if (local) {
-		http_resp_error(resp, 409, "conflict",
-				"slot %s has %zu local section%s: only slots whose memory is all "
-				"on memory nodes can move to another compute node (the compute "
-				"agent refuses others; evacuating local memory is not implemented)",
-				s->name, local, local == 1 ? "" : "s");
-		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Every local section of the slot moves to a memory node before a compute
+ * migration: only remote memory follows the VM (QEMU does not send shared
+ * RAM). The source agent keeps the content and writes it to the new
+ * section (compute.md, "evacuate"); its pre-copy flush completes that.
+ * secs is updated. A section evacuated stays remote if a later one or
+ * the migration fails. 0, or the answer is set.
+ */
+static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_rec *src,
+			  struct section_rec *secs, size_t n, struct http_resp *resp)
+{
+	char path[160], why[512];
+	int64_t boot = -1;
+	size_t moved = 0;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/sections/evacuate", s->name);
+	for (size_t i = 0; i < n; i++) {
+		struct section_rec nx = secs[i];
+		struct node_rec mn;
+		json_t *to, *body, *ans = NULL;
+		int r, status;
+
+		boot += secs[i].hot_index < 0;
+		if (secs[i].remote)
+			continue;
+		r = slots_alloc_section(o, s, &mn, &nx.section, &nx.generation, why, sizeof(why));
+		if (r < 0) {
+			http_resp_error(resp, r == -ENOSPC ? 409 : 503,
+					r == -ENOSPC ? "capacity" : "node_unreachable",
+					"slot %s: section %" PRId64 " is local and must move to a memory "
+					"node first, but none can take it: %s", s->name, secs[i].idx, why);
+			return r;
+		}
+		nx.remote = true;
+		nx.memnode = mn.id;
+		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation);
+		body = to ? json_pack("{s:I, s:o}", secs[i].hot_index < 0 ? "boot_index" : "hot_index",
+				      (json_int_t)(secs[i].hot_index < 0 ? boot : secs[i].hot_index),
+				      "to", to)
+			  : NULL;
+		status = body ? agent_call(src, "POST", path, body, o->compute_timeout_ms, &ans) : -ENOMEM;
+		json_decref(body);
+		if (status != 200) {
+			agent_why(status, ans, why, sizeof(why));
+			json_decref(ans);
+			slots_free_remote(o, &nx);
+			http_resp_error(resp, status == 409 ? 409 : 503,
+					status == 409 ? "conflict" : "migration_failed",
+					"slot %s: section %" PRId64 " is local and compute node %s could "
+					"not move it to memory node %s (%s); the VM keeps running there",
+					s->name, secs[i].idx, src->name, mn.name, why);
+			return -EIO;
+		}
+		json_decref(ans);
+		snprintf(why, sizeof(why),
+			 "slot %s section %" PRId64 " moved from compute node %s's local memory "
+			 "to memory node %s (section %" PRIu32 ")",
+			 s->name, nx.idx, src->name, mn.name, nx.section);
+		r = section_replace(o, &nx, "section_evacuated", mn.id, s->name, why);
+		if (r < 0) {
+			http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+			return r;
+		}
+		secs[i] = nx;
+		moved++;
+	}
+	if (moved) {
+		s->remote_percent = 100;
+		log_info("slot %s: %zu local section%s moved to memory nodes", s->name, moved,
+			 moved == 1 ? "" : "s");
 	}
 	return 0;
 }
@@ -672,6 +742,12 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	json_decref(op);
 	slots_event(o, "migration_started", src.id, s.name,
 		    "slot %s: moving from compute node %s to %s", s.name, src.name, dst.name);
+
+	/* 0. Local memory goes to memory nodes first. */
+	if (evacuate_local(o, &s, &src, secs, n, resp) < 0) {
+		finish(o, &s, "running");
+		goto out;
+	}
 
 	/* 1. The destination waits for the VM. */
 	vmb = incoming_body(o, &s, secs, n, &dst);

@@ -195,6 +195,12 @@ int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slo
 /* Answer for a failed compute call (status > 0: HTTP answer; < 0: no answer). */
 void slots_compute_error(struct http_resp *resp, const struct node_rec *c, const char *what,
 			 int status, const char *body);
+/*
+ * Place and allocate one remote section for slot s under its placement
+ * policy and labels: 0, -ENOSPC or -EHOSTUNREACH (why says more).
+ */
+int slots_alloc_section(struct orch *o, const struct slot_rec *s, struct node_rec *ret_mn,
+			uint32_t *ret_sec, uint32_t *ret_gen, char *why, size_t whylen);
 /* Free a remote section on its memory node (an event when it cannot be). */
 void slots_free_remote(struct orch *o, const struct section_rec *x);
 /* {"kind": "remote", "addr": ..., "grant": ...} for holder `holder` (read-write). */

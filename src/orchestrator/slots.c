@@ -191,6 +191,25 @@ static int alloc_remote(struct orch *o, const struct slot_rec *s, const struct p
 	}
 }
 
+static void placement_from(const struct slot_rec *s, json_t *cons, struct placement_req *pr);
+
+int slots_alloc_section(struct orch *o, const struct slot_rec *s, struct node_rec *ret_mn,
+			uint32_t *ret_sec, uint32_t *ret_gen, char *why, size_t whylen)
+{
+	json_t *cons = json_loads(s->constraints, 0, NULL);
+	struct placement_req pr = { 0 };
+	int r;
+
+	placement_from(s, cons, &pr);
+	pthread_mutex_lock(&o->place_mu);
+	r = place_memnodes(o, &pr, 1, NULL, 0, ret_mn, why, whylen);
+	pthread_mutex_unlock(&o->place_mu);
+	if (r == 0)
+		r = alloc_remote(o, s, &pr, ret_mn, ret_sec, ret_gen, why, whylen);
+	json_decref(cons);
+	return r;
+}
+
 void slots_free_remote(struct orch *o, const struct section_rec *x)
 {
 	struct node_rec mn;

@@ -858,8 +858,9 @@ def test_compute_migration_refusals(orch, fakemem, computes, hb_factory):
         ("web", {"to": 101}, 400, "bad_request"),
         ("web", {"to": where["web"]}, 409, "conflict"),
         ("web", {"to": where["big"]}, 409, "capacity"),               # no vCPU left
+        # Local sections move to a memory node first; a fake agent cannot.
         ("half", {"to": next(i for i in (10, 11, 12) if i not in (where["half"], where["big"]))},
-         409, "conflict"),                                              # local sections
+         503, "migration_failed"),
         ("nope", {"to": 11}, 404, "not_found"),
     ]
     for name, body, status, code in cases:
@@ -868,7 +869,9 @@ def test_compute_migration_refusals(orch, fakemem, computes, hb_factory):
     st, ans = orch.call("POST", "/v1/slots/half/migrate",
                         {"to": next(i for i in (10, 11, 12)
                                     if i not in (where["half"], where["big"]))})
-    assert "local section" in ans["error"]["message"]
+    assert "is local" in ans["error"]["message"] and "keeps running" in ans["error"]["message"]
+    half = orch.call("GET", "/v1/slots/half")[1]
+    assert [x["kind"] for x in half["sections"]].count("local") == 1, half
     assert orch.call("POST", f"/v1/nodes/{other}/drain")[0] == 200
     st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": other})
     assert st == 409 and err(ans) == "conflict" and "drained" in ans["error"]["message"]

@@ -226,6 +226,35 @@ def test_migrate_refusals(cluster, key):
     st, j = migrate(a1, "mixed", "tcp:127.0.0.1:1", expect=(409,))
     assert "local section" in j["error"]["message"], j
     assert a1.status("mixed")["state"] == "running"
+    # Evacuation (what the orchestrator does first): bad requests change nothing.
+    a1.guest("mixed", "FILL 1 5 100")
+    before = mn.count()
+    to = {k: v for k, v in mn.section(holder=1).items() if k != "free_on_release"}
+    bad = [({}, 400), ({"boot_index": 0}, 400), ({"boot_index": 0, "hot_index": 0, "to": to}, 400),
+           ({"boot_index": -1, "to": to}, 400), ({"boot_index": 0, "to": to, "x": 1}, 400),
+           ({"boot_index": 0, "to": {"addr": to["addr"]}}, 400),
+           ({"boot_index": 5, "to": to}, 404), ({"hot_index": 0, "to": to}, 404),
+           ({"boot_index": 1, "to": to}, 409),                           # remote already
+           ({"boot_index": 0, "to": regrant(key, to, 2)}, 400)]          # not this node's grant
+    for body, status in bad:
+        st, j = a1.request("POST", "/v1/vms/mixed/sections/evacuate", body)
+        assert st == status, (body, st, j)
+    assert a1.status("mixed")["sections"][0]["kind"] == "local"
+    st, j = a1.request("POST", "/v1/vms/mixed/sections/evacuate",
+                       {"boot_index": 0, "to": to, "free_on_release": True})
+    assert st == 200 and j["pages"] > 0, (st, j)
+    assert [x["kind"] for x in j["vm"]["sections"]] == ["remote", "remote"], j
+    assert a1.guest("mixed", "VERIFY 1")["mismatches"] == 0
+    pages = j["pages"]
+    p = a1.call("POST", "/v1/vms/mixed/flush")["pager"]     # the guest runs on: some re-dirty
+    assert p["pages_written_back"] >= pages and p["failed"] == 0, (pages, p)
+    st, j = a1.request("POST", "/v1/vms/mixed/sections/evacuate", {"boot_index": 0, "to": to})
+    assert st == 409, (st, j)
+    assert mn.count() == before + 1
+    # Now all remote: no longer refused (the destination does not exist: 503, it stays).
+    st, j = migrate(a1, "mixed", "tcp:127.0.0.1:1", expect=(503,))
+    assert a1.status("mixed")["state"] == "running"
+    assert a1.guest("mixed", "VERIFY 1")["mismatches"] == 0
     # Bad input.
     migrate(a1, "mixed", "unix:/tmp/x", expect=(400,))
     st, j = a1.request("POST", "/v1/vms/mixed/migrate", {"uri": "tcp:1.2.3.4:5", "bogus": 1})

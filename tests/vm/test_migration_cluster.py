@@ -8,6 +8,9 @@ sections from one memory node to another (`disagg slot migrate-memory`)
 while the guest rewrites the pattern, and verifies again: 0 mismatches.
 A second migration request while one runs is 409 busy.
 
+A slot with local memory moves too: its local sections go to memory nodes
+first, with the guest's data.
+
 Failures: the destination compute node killed in the middle of a compute
 migration (the VM keeps running on the source and verifies), and the
 target memory node killed in the middle of a memory migration (the copy is
@@ -173,6 +176,34 @@ def test_migrate_both_ways_under_writes(cluster):
         pytest.fail("never caught the slot migrating")
     verify(c, "web")
     c.disagg("slot", "delete", "web", timeout=120)
+    assert c.json("section", "ls")["sections"] == []
+
+
+def test_migrate_slot_with_local_memory(cluster):
+    # Half of the slot's memory is local to its compute node: it moves to
+    # memory nodes first (evacuation), with the guest's data, then the VM
+    # moves; and back again.
+    c = cluster
+    c.disagg("slot", "create", "half", "--vcpus", "1", "--memory", "512M", "--remote", "50",
+             timeout=300)
+    s = slot(c, "half")
+    kinds = [x["kind"] for x in s["sections"]]
+    assert kinds.count("local") == 2 and kinds.count("remote") == 2, s
+    assert c.guest("half", "FILL 1 9 300")[0] == 0       # spans local and remote sections
+    src = s["compute"]
+    dst = next(x["node_id"] for x in c.info()["components"]
+               if x["kind"] == "compute" and x["node_id"] != src)
+    j = c.json("slot", "migrate", "half", "--to", str(dst))
+    assert j["slot"]["compute"] == dst
+    assert all(x["kind"] == "remote" for x in j["slot"]["sections"]), j["slot"]
+    assert j["slot"]["remote_percent"] == 100, j["slot"]
+    assert j["migration"]["ram_transferred_bytes"] < 4 * MiB, j["migration"]
+    assert events(c).count("section_evacuated") == 2
+    verify(c, "half")
+    j = c.json("slot", "migrate", "half", "--to", str(src))
+    assert j["slot"]["compute"] == src
+    verify(c, "half")
+    c.disagg("slot", "delete", "half", timeout=120)
     assert c.json("section", "ls")["sections"] == []
 
 

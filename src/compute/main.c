@@ -218,6 +218,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "disagg-compute: cannot create %s: %m\n", run_dir);
 		return 1;
 	}
+	/* Ours alone: what is there was left by an earlier agent that died. */
+	(void)vm_clean_stale(run_dir, NULL, NULL);
 
 	a.env = (struct vm_env){
 		.run_root = run_dir, .qemu = qemu, .shim = shim, .kernel = kernel,

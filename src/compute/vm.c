@@ -971,16 +971,7 @@ void vm_unref(struct vm *vm)
 
 void vm_remove_dir(struct vm *vm)
 {
-	DIR *d = opendir(vm->dir);
-	struct dirent *de;
-
-	if (d) {
-		while ((de = readdir(d)))
-			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-				(void)unlinkat(dirfd(d), de->d_name, 0);
-		closedir(d);
-	}
-	(void)rmdir(vm->dir);
+	(void)vm_remove_tree(AT_FDCWD, vm->dir);
 }
 
 const char *vm_qmp_path(struct vm *vm)

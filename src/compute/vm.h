@@ -93,7 +93,12 @@ void vm_free(struct vm *vm);
  */
 struct vm *vm_ref(struct vm *vm);
 void vm_unref(struct vm *vm);
-void vm_lower_priority(pid_t pid);   /* nice 19 for all its threads; 0: the calling thread */
+void vm_lower_priority(pid_t pid);
+/*
+ * At agent start: kill QEMUs an earlier agent left running with this run
+ * directory, and remove its VM directories (vm_stale.c).
+ */
+int vm_clean_stale(const char *run_root, unsigned *ret_killed, unsigned *ret_dirs);   /* nice 19 for all its threads; 0: the calling thread */
 
 /* Hot-add one section; *ret_index gets its index among hot sections. */
 int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,

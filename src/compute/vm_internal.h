@@ -84,6 +84,8 @@ void vm_set_failed(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
 int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len);
 void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
 void vm_remove_dir(struct vm *vm);
+/* Remove the files of directory `name` (at rootfd), then the directory: 0 or -errno. */
+int vm_remove_tree(int rootfd, const char *name);
 void vm_free_section(struct vm *vm, const struct vm_section *s);
 int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
 /* {"addr", "grant"[, "kind": "remote"]} -> a remote section (vm_memmig.c). */

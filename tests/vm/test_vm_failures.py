@@ -8,6 +8,8 @@
   name, and grants the memory node rejects (another holder, a wrong MAC, a
   freed section). A rejected grant must fail the request at once with a
   clear message, never leave a guest blocked in a page fault.
+- The agent killed with SIGKILL: the next agent on its run directory kills
+  the orphaned QEMU and removes the VM directory.
 - The memory node dies while the guest boots: the start fails with the
   pager's error well before the guest channel's two-minute timeout.
 """
@@ -55,6 +57,32 @@ def test_qemu_sigkill(cluster):
     # The agent still starts VMs afterwards (the name is free again).
     agent.create("victim", [{"kind": "local"}] * 2)
     agent.delete("victim")
+
+
+def test_agent_sigkill_leftovers(cluster):
+    """An agent killed with SIGKILL leaves its QEMU running (orphaned, with
+    nobody to serve its page faults) and its VM directory behind. The next
+    agent on that run directory kills the QEMU and removes the directory."""
+    mn = cluster.memnode()
+    a1 = cluster.agent(1)
+    before = mn.count()
+    kept = mn.section(free_on_release=False)
+    vm = a1.create("orphan", [kept, {"kind": "local"}])
+    pid = vm["pid"]
+    a1.proc.kill()
+    a1.proc.wait()
+    assert vmlib.pid_alive(pid), "QEMU died with the agent: nothing to test"
+    assert os.path.isdir(os.path.join(a1.run_dir, "orphan"))
+    a2 = cluster.agent(1, extra=("--run-dir", a1.run_dir))
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(pid), 10), "orphaned QEMU still runs"
+    assert os.listdir(a1.run_dir) == [], os.listdir(a1.run_dir)
+    assert "left" in a2.stderr() and "earlier agent" in a2.stderr()
+    # The name is free again, without a .N suffix.
+    a2.create("orphan", [{"kind": "local"}] * 2)
+    assert os.path.isdir(os.path.join(a1.run_dir, "orphan"))
+    a2.delete("orphan")
+    assert mn.count() == before + 1       # not freed: free_on_release was false
+    mn.free(kept)
 
 
 def expect_error(agent, method, path, body, status, code=None, timeout=60):

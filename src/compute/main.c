@@ -39,6 +39,8 @@ static const char usage[] =
 	"  --label KEY=VALUE      node label for placement constraints (repeatable)\n"
 	"  --advertise HOST:PORT  the API address the orchestrator should use (default: --http)\n"
 	"  --vcpus N              vCPUs this node offers to slots (default 8 per host CPU)\n"
+	"  --retire-migrated-ms MS  stop the paused QEMU of a VM that migrated away if its\n"
+	"                         record is not deleted within MS (default 30000)\n"
 	"  --log-level LEVEL      error, warn, info, debug\n";
 
 static volatile sig_atomic_t quit;
@@ -106,6 +108,7 @@ int main(int argc, char **argv)
 		{ "label", required_argument, NULL, 'L' },
 		{ "advertise", required_argument, NULL, 'A' },
 		{ "vcpus", required_argument, NULL, 'V' },
+		{ "retire-migrated-ms", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -114,7 +117,7 @@ int main(int argc, char **argv)
 	char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
 	struct auth_key key;
 	struct agent a = { 0 };
-	uint64_t node_id = 0, section = 128ull << 20;
+	uint64_t node_id = 0, section = 128ull << 20, retire_ms = VM_RETIRE_MS;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
 	json_t *labels = json_object();
@@ -134,6 +137,13 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
+		case 'R':
+			if (u64_parse(optarg, &retire_ms) < 0 || retire_ms == 0 ||
+			    retire_ms > 86400000) {
+				fprintf(stderr, "disagg-compute: --retire-migrated-ms must be 1..86400000\n");
+				return 2;
+			}
+			break;
 		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
 		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
 		case 'K': snprintf(kernel, sizeof(kernel), "%s", optarg); break;
@@ -224,6 +234,7 @@ int main(int argc, char **argv)
 	a.env = (struct vm_env){
 		.run_root = run_dir, .qemu = qemu, .shim = shim, .kernel = kernel,
 		.initrd = initrd, .section_size = section, .key = &key, .node_id = node_id,
+		.retire_ms = retire_ms,
 	};
 	a.env.accel = strcmp(accel, "auto") ? accel : vm_probe_accel(&a.env);
 	a.started_ns = now_ns();

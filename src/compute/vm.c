@@ -658,8 +658,9 @@ static void *supervise_main(void *arg)
 		pthread_mutex_lock(&vm->lock);
 		if (vm->state == VM_MIGRATED && !retired && now_ns() > vm->retire_ns) {
 			/* Migrated away and never deleted: its paused QEMU goes. */
-			log_info("vm %s: migrated away %d s ago and not deleted: stopping its QEMU",
-				 vm->spec.name, VM_RETIRE_MS / 1000);
+			log_info("vm %s: migrated away and not deleted within %llu ms: stopping its QEMU",
+				 vm->spec.name, (unsigned long long)(vm->env.retire_ms ? vm->env.retire_ms
+										: VM_RETIRE_MS));
 			vm_lower_priority(0);
 			kill(vm->pid, SIGTERM);
 			retired = true;

@@ -64,7 +64,11 @@ struct vm_env {
 	uint64_t section_size;
 	const struct auth_key *key;
 	uint64_t node_id;             /* this compute node's id (grant holder) */
+	uint64_t retire_ms;           /* a migrated-away VM not deleted: stop its QEMU (0: VM_RETIRE_MS) */
 };
+
+/* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
+#define VM_RETIRE_MS 30000
 
 struct vm_spec {
 	char name[VM_NAME_MAX];

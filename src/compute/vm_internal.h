@@ -15,9 +15,6 @@
 #include "qmp.h"
 #include "vm.h"
 
-/* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
-#define VM_RETIRE_MS 30000
-
 /* A hot-plugged section (pc-dimm: one file and one DIMM each). */
 struct vm_hot {
 	bool in_use;

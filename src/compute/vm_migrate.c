@@ -803,7 +803,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
  * cost hundreds of ms of CPU (a guest's worth of tmpfs pages), which would
  * otherwise compete with the guest's arrival on the destination, often on
  * this very host. A record nobody deletes is retired by the supervisor
- * after VM_RETIRE_MS. All of it runs at the lowest priority.
+ * after --retire-migrated-ms (VM_RETIRE_MS). All of it runs at the lowest priority.
  */
 static void hand_over(struct vm *vm)
 {
@@ -815,7 +815,7 @@ static void hand_over(struct vm *vm)
 	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
 		vm->vmem_secs[i].free_on_release = false;
 	vm->state = VM_MIGRATED;
-	vm->retire_ns = now_ns() + VM_RETIRE_MS * 1000000ull;
+	vm->retire_ns = now_ns() + (vm->env.retire_ms ? vm->env.retire_ms : VM_RETIRE_MS) * 1000000ull;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	vm_lower_priority(vm->pid);

@@ -5,8 +5,9 @@
  * cleaning up (SIGKILL, a crash, a power cut of the agent alone). A QEMU of
  * such a VM may still run, orphaned: nobody serves its page faults any
  * more, so its guest hangs, and its RAM files hold host memory. The agent
- * kills those QEMUs (found by a command line that names a VM directory of
- * this run directory) and removes the directories.
+ * kills those QEMUs (their QMP socket is in a VM directory of this run
+ * directory) and removes the VM directories (those with the files
+ * vm_start creates; nothing else in the run directory is touched).
  */
 #include "vm_internal.h"
 
@@ -20,11 +21,17 @@
 #include "log.h"
 #include "net.h"
 
-/* Does process pid look like a QEMU whose command line names root + "/"? */
+/*
+ * Does process pid look like a QEMU of a VM directory of root? Such a
+ * QEMU has "-qmp unix:ROOT/NAME/qmp.sock,..." on its command line, NAME
+ * one path component: a QEMU of another agent whose run directory is
+ * below root does not match.
+ */
 static bool qemu_of(pid_t pid, const char *root)
 {
 	char path[64], buf[8192];
 	size_t rl = strlen(root);
+	const char *base;
 	ssize_t n;
 	int fd;
 
@@ -37,17 +44,31 @@ static bool qemu_of(pid_t pid, const char *root)
 	if (n <= 0)
 		return false;
 	buf[n] = '\0';
-	{
-		const char *base = strrchr(buf, '/');
+	base = strrchr(buf, '/');
+	if (strncmp(base ? base + 1 : buf, "qemu", 4) != 0)
+		return false;
+	for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		const char *name, *slash;
 
-		if (strncmp(base ? base + 1 : buf, "qemu", 4) != 0)
-			return false;
+		if (strncmp(a, "unix:", 5) || strncmp(a + 5, root, rl) || a[5 + rl] != '/')
+			continue;
+		name = a + 5 + rl + 1;
+		slash = strchr(name, '/');
+		if (slash && slash > name && !strncmp(slash, "/qmp.sock,", 10))
+			return true;
 	}
-	for (const char *a = buf; a < buf + n; a += strlen(a) + 1)
-		for (const char *m = strstr(a, root); m; m = strstr(m + 1, root))
-			if (m[rl] == '/')
-				return true;
 	return false;
+}
+
+/* Is root/name a VM directory of ours (what vm_start creates)? */
+static bool vm_dir(int rootfd, const char *name)
+{
+	char p1[NAME_MAX + 16], p2[NAME_MAX + 16];
+
+	snprintf(p1, sizeof(p1), "%s/shim.sock", name);
+	snprintf(p2, sizeof(p2), "%s/qemu.log", name);
+	return faccessat(rootfd, p1, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       faccessat(rootfd, p2, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
 static unsigned kill_orphans(const char *root)
@@ -110,8 +131,8 @@ int vm_clean_stale(const char *run_root, unsigned *ret_killed, unsigned *ret_dir
 	while ((de = readdir(d))) {
 		int r;
 
-		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
-			continue;
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR || !vm_dir(dirfd(d), de->d_name))
+			continue;   /* not a VM directory: not ours to remove */
 		r = vm_remove_tree(dirfd(d), de->d_name);
 		if (r < 0)
 			log_warn("cannot remove %s/%s, left by an earlier agent: %s", run_root,

@@ -218,6 +218,30 @@ def test_migrate_virtio_mem(cluster, key):
     assert vmlib.wait_for(lambda: mn.count() == before, 10), mn.count()
 
 
+def test_migrated_record_retired(cluster, key):
+    # The source keeps its QEMU paused until the record is deleted; if nobody
+    # deletes it, the agent stops that QEMU by itself and frees nothing.
+    mn = cluster.memnode()
+    before = mn.count()
+    a1 = cluster.agent(1, extra=("--retire-migrated-ms", "500"))
+    a2 = cluster.agent(2)
+    secs = [mn.section(holder=1) for _ in range(2)]
+    vm = a1.create("left", secs)
+    a1.guest("left", "FILL 1 3 64")
+    dst = incoming(a2, "left", [regrant(key, s, 2) for s in secs])
+    a2.qemu_pids.add(dst["pid"])
+    migrate(a1, "left", dst["migration_uri"])
+    running(a2, "left")
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 15), "paused QEMU kept"
+    assert a1.status("left")["state"] == "migrated"
+    assert "not deleted within 500 ms" in a1.stderr()
+    assert mn.count() == before + 2
+    assert a2.guest("left", "VERIFY 1")["mismatches"] == 0
+    a1.delete("left")
+    a2.delete("left")
+    assert vmlib.wait_for(lambda: mn.count() == before, 10), mn.count()
+
+
 def test_migrate_refusals(cluster, key):
     mn = cluster.memnode()
     a1, a2 = cluster.agent(1), cluster.agent(2)

@@ -73,9 +73,15 @@ def test_agent_sigkill_leftovers(cluster):
     a1.proc.wait()
     assert vmlib.pid_alive(pid), "QEMU died with the agent: nothing to test"
     assert os.path.isdir(os.path.join(a1.run_dir, "orphan"))
+    # Not a VM directory: left alone (a run directory shared by mistake).
+    other = os.path.join(a1.run_dir, "not-a-vm")
+    os.mkdir(other)
+    open(os.path.join(other, "qemu.log"), "w").close()
     a2 = cluster.agent(1, extra=("--run-dir", a1.run_dir))
     assert vmlib.wait_for(lambda: not vmlib.pid_alive(pid), 10), "orphaned QEMU still runs"
-    assert os.listdir(a1.run_dir) == [], os.listdir(a1.run_dir)
+    assert os.listdir(a1.run_dir) == ["not-a-vm"], os.listdir(a1.run_dir)
+    os.unlink(os.path.join(other, "qemu.log"))
+    os.rmdir(other)
     assert "left" in a2.stderr() and "earlier agent" in a2.stderr()
     # The name is free again, without a .N suffix.
     a2.create("orphan", [{"kind": "local"}] * 2)

@@ -195,8 +195,24 @@ static int parse_incoming(json_t *j, const char **ret_listen, struct vm_hot_in *
 				 VM_MAX_SECTIONS - 1);
 			return -EINVAL;
 		}
+		(*ret_hot)[i].slot = -1;
+		if (json_object_get(v, "gpa") || json_object_get(v, "slot")) {
+			json_t *g = json_object_get(v, "gpa"), *sl = json_object_get(v, "slot");
+
+			if (!json_is_integer(g) || json_integer_value(g) <= 0 ||
+			    !json_is_integer(sl) || json_integer_value(sl) < 0 ||
+			    json_integer_value(sl) >= 256) {
+				snprintf(err, errlen, "hot section %zu: \"gpa\" (an address) and "
+					 "\"slot\" (0..255) go together", i);
+				return -EINVAL;
+			}
+			(*ret_hot)[i].gpa = (uint64_t)json_integer_value(g);
+			(*ret_hot)[i].slot = (int)json_integer_value(sl);
+		}
 		copy = json_copy(v);
 		json_object_del(copy, "index");
+		json_object_del(copy, "gpa");
+		json_object_del(copy, "slot");
 		json_object_del(copy, "plugged"); /* as GET on the source shows it */
 		r = parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
 		json_decref(copy);

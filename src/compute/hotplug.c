@@ -302,6 +302,35 @@ static bool is_not_found(struct qmp *q)
 	       strstr(qmp_last_error(q), "not found") != NULL;
 }
 
+int hotplug_dimm_where(struct hotplug *h, const char *id, uint64_t *ret_addr, int *ret_slot)
+{
+	json_t *list = NULL, *dev;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&h->lock);
+	r = qmp_execute(h->q, "query-memory-devices", NULL, QMP_CMD_TIMEOUT_MS, &list);
+	pthread_mutex_unlock(&h->lock);
+	if (r < 0)
+		return r;
+	r = -ENOENT;
+	json_array_foreach(list, i, dev) {
+		json_t *d = json_object_get(dev, "data");
+		const char *did = json_string_value(json_object_get(d, "id"));
+
+		if (!did || strcmp(did, id) != 0 ||
+		    !json_is_integer(json_object_get(d, "addr")) ||
+		    !json_is_integer(json_object_get(d, "slot")))
+			continue;
+		*ret_addr = (uint64_t)json_integer_value(json_object_get(d, "addr"));
+		*ret_slot = (int)json_integer_value(json_object_get(d, "slot"));
+		r = 0;
+		break;
+	}
+	json_decref(list);
+	return r;
+}
+
 int hotplug_dimm_remove(struct hotplug *h, const char *id, int timeout_ms)
 {
 	uint64_t deadline = now_ns() + (uint64_t)MAX(timeout_ms, 1) * 1000000ull;

@@ -81,6 +81,12 @@ const char *hotplug_last_error(struct hotplug *h);
 int hotplug_dimm_add(struct hotplug *h, const char *id, const char *mem_path, uint64_t bytes,
 		     int timeout_ms);
 int hotplug_dimm_remove(struct hotplug *h, const char *id, int timeout_ms);
+/*
+ * Where QEMU put DIMM `id`: its guest-physical address and its ACPI slot
+ * (query-memory-devices). A migration destination must give its DIMMs the
+ * same ones. -ENOENT if there is no such DIMM.
+ */
+int hotplug_dimm_where(struct hotplug *h, const char *id, uint64_t *ret_addr, int *ret_slot);
 
 /*
  * virtio-mem mode: set the plugged size (a multiple of the block size, at

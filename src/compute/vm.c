@@ -1096,6 +1096,10 @@ json_t *vm_status(struct vm *vm)
 		h = section_json(&vm->hot[i].sec);
 		json_object_set_new(h, "index", json_integer(i));
 		json_object_set_new(h, "plugged", json_boolean(vm->hot[i].plugged));
+		if (vm->hot[i].gpa && vm->hot[i].slot >= 0) {
+			json_object_set_new(h, "gpa", json_integer((json_int_t)vm->hot[i].gpa));
+			json_object_set_new(h, "slot", json_integer(vm->hot[i].slot));
+		}
 		json_array_append_new(hot, h);
 	}
 	/* virtio-mem: the plugged slots of the device, in order (index = slot). */

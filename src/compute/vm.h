@@ -181,6 +181,8 @@ void vm_render_metrics(struct vm *vm, struct strbuf *sb);
 struct vm_hot_in {
 	unsigned index;
 	struct vm_section sec;
+	uint64_t gpa;                 /* DIMM: the source's guest-physical address (0: unknown) */
+	int slot;                     /* DIMM: the source's ACPI slot (-1: unknown) */
 };
 
 /*

@@ -157,9 +157,24 @@ void vm_hot_config(struct vm *vm, struct hotplug_config *ret)
 int vm_hot_attach(struct vm *vm)
 {
 	struct hotplug_config hc;
+	int r;
 
 	vm_hot_config(vm, &hc);
-	return hotplug_new(vm->qmp, &hc, &vm->hp);
+	r = hotplug_new(vm->qmp, &hc, &vm->hp);
+	/* DIMMs from the command line (a migration destination): where they went. */
+	for (unsigned i = 0; r >= 0 && i < vm->nhot; i++) {
+		uint64_t gpa = 0;
+		int slot = -1;
+
+		if (!vm->hot[i].in_use || vm->hot[i].gpa ||
+		    hotplug_dimm_where(vm->hp, vm->hot[i].id, &gpa, &slot) < 0)
+			continue;
+		pthread_mutex_lock(&vm->lock);
+		vm->hot[i].gpa = gpa;
+		vm->hot[i].slot = slot;
+		pthread_mutex_unlock(&vm->lock);
+	}
+	return r;
 }
 
 unsigned vm_hot_count(struct vm *vm)
@@ -290,15 +305,26 @@ static int dimm_add(struct vm *vm, const struct vm_section *s, int timeout_ms,
 			     timeout_ms);
 	if (r < 0)
 		snprintf(err, errlen, "%s", hotplug_last_error(vm->hp));
-	pthread_mutex_lock(&vm->lock);
-	if (r < 0) {
-		unlink(vm->hot[idx].path);
-		vm->hot[idx].in_use = false;
-	} else {
-		vm->hot[idx].plugged = true;
-		*ret_index = idx;
+	{
+		/* Recorded for a compute migration: the destination needs the same. */
+		uint64_t gpa = 0;
+		int slot = -1;
+
+		if (r >= 0 && hotplug_dimm_where(vm->hp, vm->hot[idx].id, &gpa, &slot) < 0)
+			log_warn("vm %s: cannot tell where DIMM %s is", vm->spec.name,
+				 vm->hot[idx].id);
+		pthread_mutex_lock(&vm->lock);
+		if (r < 0) {
+			unlink(vm->hot[idx].path);
+			vm->hot[idx].in_use = false;
+		} else {
+			vm->hot[idx].plugged = true;
+			vm->hot[idx].gpa = gpa;
+			vm->hot[idx].slot = slot;
+			*ret_index = idx;
+		}
+		pthread_mutex_unlock(&vm->lock);
 	}
-	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
 

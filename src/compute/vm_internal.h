@@ -23,6 +23,8 @@ struct vm_hot {
 	char id[32];                  /* QOM/device id suffix */
 	char path[PATH_MAX];          /* backing file (DIMM mode) */
 	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
+	uint64_t gpa;                 /* guest-physical address of the DIMM (0: unknown) */
+	int slot;                     /* its ACPI memory slot (-1: unknown) */
 };
 
 /* A mapping the pager serves. */

@@ -270,7 +270,10 @@ int vm_mig_qemu_args(struct vm *vm, char ***ret_argv)
 			     h->id, h->path, (unsigned long long)vm->env.section_size) < 0)
 			v[n - 1] = NULL;
 		v[n++] = strdup("-device");
-		if (asprintf(&v[n++], "pc-dimm,id=%s,memdev=%s-mem", h->id, h->id) < 0)
+		/* The source's address and slot: QEMU checks the first, ACPI state the second. */
+		if ((h->gpa ? asprintf(&v[n++], "pc-dimm,id=%s,memdev=%s-mem,addr=%#llx,slot=%d",
+				       h->id, h->id, (unsigned long long)h->gpa, h->slot)
+			    : asprintf(&v[n++], "pc-dimm,id=%s,memdev=%s-mem", h->id, h->id)) < 0)
 			v[n - 1] = NULL;
 	}
 	for (unsigned i = 0; i < n; i++)
@@ -458,6 +461,8 @@ static int incoming_hot(struct vm *vm, struct vm_mig *m, const struct vm_hot_in 
 		pthread_mutex_lock(&vm->lock);
 		vm->hot[idx].in_use = vm->hot[idx].plugged = true;
 		vm->hot[idx].sec = hot[i].sec;
+		vm->hot[idx].gpa = hot[i].gpa;
+		vm->hot[idx].slot = hot[i].gpa ? hot[i].slot : -1;
 		vm->hot[idx].sec.free_on_release = false;
 		m->hot_free[idx] = hot[i].sec.free_on_release;
 		snprintf(vm->hot[idx].id, sizeof(vm->hot[idx].id), "hot%u", idx);

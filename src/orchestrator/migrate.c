@@ -486,9 +486,29 @@ static void listen_addr(const char *http, char *buf, size_t len)
 	snprintf(buf, len, "%.*s:0", (int)hl, http);
 }
 
-/* The destination's VM body: same sections and hot sections, grants for `dst`. */
+/* Copy a DIMM's "gpa" and "slot" from the source's hot_sections entry of the same index. */
+static void copy_dimm_place(json_t *x, json_t *src_hot, int64_t index)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(src_hot, i, e)
+		if (jint_or(e, "index", -1) == index && json_object_get(e, "gpa") &&
+		    json_object_get(e, "slot")) {
+			json_object_set(x, "gpa", json_object_get(e, "gpa"));
+			json_object_set(x, "slot", json_object_get(e, "slot"));
+			return;
+		}
+}
+
+/*
+ * The destination's VM body: same sections and hot sections, grants for
+ * `dst`; each DIMM where the source has it (src_hot: the source agent's
+ * hot_sections, may be NULL).
+ */
 static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
-			     const struct section_rec *secs, size_t n, const struct node_rec *dst)
+			     const struct section_rec *secs, size_t n, const struct node_rec *dst,
+			     json_t *src_hot)
 {
 	json_t *boot = json_array(), *hot = json_array(), *b;
 	char listen[STORE_ADDR_MAX + 8];
@@ -514,6 +534,7 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 			json_array_append_new(boot, x);
 		} else {
 			json_object_set_new(x, "index", json_integer(secs[i].hot_index));
+			copy_dimm_place(x, src_hot, secs[i].hot_index);
 			json_array_append_new(hot, x);
 		}
 	}
@@ -750,7 +771,15 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 
 	/* 1. The destination waits for the VM. */
-	vmb = incoming_body(o, &s, secs, n, &dst);
+	/* Where the source's DIMMs are (best effort: without it, plugged in order). */
+	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);
+	if (agent_call(&src, "GET", path, NULL, SHORT_TIMEOUT_MS, &ans) != 200) {
+		json_decref(ans);
+		ans = NULL;
+	}
+	vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
+	json_decref(ans);
+	ans = NULL;
 	if (!vmb) {
 		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
 		finish(o, &s, "running");

@@ -167,13 +167,28 @@ def test_migrate_hot_dimm(cluster, key):
     a1, a2 = cluster.agent(1), cluster.agent(2)
     secs = [mn.section(holder=1) for _ in range(2)]
     a1.create("hot", secs, max_sections=4)
-    hot = [mn.section(holder=1) for _ in range(2)]
+    hot = [mn.section(holder=1) for _ in range(3)]
     idx = [a1.add_section("hot", h)["index"] for h in hot]
+    # A hole: the middle DIMM goes, so the others are not where plugging them
+    # in order would put them (QEMU refuses "Mismatched GPAs" then).
+    a1.remove_section("hot", idx[1])
+    del hot[1], idx[1]
     mem = a1.status("hot")
     assert mem["memory_bytes"] == 4 * vmlib.SECTION
+    where = {h["index"]: (h["gpa"], h["slot"]) for h in mem["hot_sections"]}
+    assert sorted(where) == idx and where[idx[1]][1] == 2, where
     a1.guest("hot", "FILL 1 31 300")        # more than the boot RAM: uses the DIMMs
 
-    hot_in = [dict(regrant(key, h, 2), index=i) for h, i in zip(hot, idx)]
+    hot_in = [dict(regrant(key, h, 2), index=i, gpa=where[i][0], slot=where[i][1])
+              for h, i in zip(hot, idx)]
+    bad = [dict(hot_in[0], gpa=0), dict(hot_in[0], slot=-1), {k: v for k, v in hot_in[0].items()
+                                                               if k != "slot"}]
+    for b in bad:
+        st, j = a2.request("POST", "/v1/vms", {"name": "hot", "vcpus": 1,
+                                               "sections": [regrant(key, s, 2) for s in secs],
+                                               "max_sections": 4, "hot_sections": [b],
+                                               "incoming": {"listen": "127.0.0.1:0"}})
+        assert st == 400 and "gpa" in j["error"]["message"], (b, st, j)
     dst = incoming(a2, "hot", [regrant(key, s, 2) for s in secs], max_sections=4,
                    hot_sections=hot_in)
     a2.qemu_pids.add(dst["pid"])
@@ -183,6 +198,7 @@ def test_migrate_hot_dimm(cluster, key):
     assert a2.guest("hot", "VERIFY 1")["mismatches"] == 0
     got = a2.status("hot")
     assert [h["index"] for h in got["hot_sections"]] == [h["index"] for h in hot_in], got
+    assert {h["index"]: (h["gpa"], h["slot"]) for h in got["hot_sections"]} == where, got
     # The DIMM can be removed on the destination like any other.
     a2.guest("hot", "FREE 1")
     a2.remove_section("hot", hot_in[-1]["index"])

@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "jsonhttp.h"
 #include "log.h"
+#include "opts.h"
 #include "net.h"
 #include "registrar.h"
 
@@ -131,18 +132,13 @@ int main(int argc, char **argv)
 		case 'H': http = optarg; break;
 		case 'k': keyfile = optarg; break;
 		case 'n':
-			if (u64_parse(optarg, &node_id) < 0 || node_id == 0) {
-				fprintf(stderr, "disagg-compute: --node-id must be a nonzero number\n");
+			if (opt_node_id(optarg, &node_id) < 0)
 				return 2;
-			}
 			break;
 		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
 		case 'R':
-			if (u64_parse(optarg, &retire_ms) < 0 || retire_ms == 0 ||
-			    retire_ms > 86400000) {
-				fprintf(stderr, "disagg-compute: --retire-migrated-ms must be 1..86400000\n");
+			if (opt_u64("retire-migrated-ms", optarg, 1, 86400000, "ms", &retire_ms) < 0)
 				return 2;
-			}
 			break;
 		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
 		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
@@ -150,11 +146,8 @@ int main(int argc, char **argv)
 		case 'I': snprintf(initrd, sizeof(initrd), "%s", optarg); break;
 		case 'a': accel = optarg; break;
 		case 'S':
-			if (size_parse(optarg, &section) < 0 || !IS_POW2(section) ||
-			    section < (2u << 20)) {
-				fprintf(stderr, "disagg-compute: --section-size must be a power of two >= 2M\n");
+			if (opt_size("section-size", optarg, 2u << 20, &section) < 0)
 				return 2;
-			}
 			break;
 		case 'l':
 			if (log_set_level_str(optarg) < 0) {

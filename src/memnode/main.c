@@ -28,6 +28,7 @@
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
+#include "opts.h"
 #include "registrar.h"
 #include "macro.h"
 #include "net.h"
@@ -163,16 +164,12 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			o->http = optarg;
 			break;
 		case OPT_POOL:
-			if (size_parse(optarg, &o->pool_size) < 0 || o->pool_size == 0) {
-				log_error("invalid --pool size '%s'", optarg);
+			if (opt_size("pool", optarg, 0, &o->pool_size) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_SECTION:
-			if (size_parse(optarg, &o->section_size) < 0) {
-				log_error("invalid --section-size '%s'", optarg);
+			if (opt_size("section-size", optarg, 0, &o->section_size) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_BACKING:
 			if (parse_backing(optarg, o) < 0) {
@@ -185,16 +182,12 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			o->keyfile = optarg;
 			break;
 		case OPT_NODE:
-			if (u64_parse(optarg, &o->node_id) < 0 || o->node_id == 0) {
-				log_error("invalid --node-id '%s': a nonzero 64-bit number", optarg);
+			if (opt_node_id(optarg, &o->node_id) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_WORKERS:
-			if (u64_parse(optarg, &v) < 0 || v == 0 || v > 256) {
-				log_error("invalid --workers '%s': 1 to 256", optarg);
+			if (opt_u64("workers", optarg, 1, 256, NULL, &v) < 0)
 				return -EINVAL;
-			}
 			o->workers = (unsigned)v;
 			break;
 		case OPT_LOG:

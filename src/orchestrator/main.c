@@ -23,6 +23,7 @@
 
 #include "jsonhttp.h"
 #include "log.h"
+#include "opts.h"
 #include "macro.h"
 
 struct orch_opts {
@@ -102,31 +103,21 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			o->keyfile = optarg;
 			break;
 		case OPT_NODE:
-			if (u64_parse(optarg, &o->node_id) < 0 || o->node_id == 0) {
-				log_error("invalid --node-id '%s': a nonzero number", optarg);
+			if (opt_node_id(optarg, &o->node_id) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_TIMEOUT:
-			if (u64_parse(optarg, &o->node_timeout) < 0 || o->node_timeout == 0 ||
-			    o->node_timeout > 86400) {
-				log_error("invalid --node-timeout '%s': 1 to 86400 seconds", optarg);
+			if (opt_u64("node-timeout", optarg, 1, 86400, "seconds", &o->node_timeout) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_SECTION:
-			if (size_parse(optarg, &o->section_size) < 0 ||
-			    !IS_POW2(o->section_size) || o->section_size < (2u << 20)) {
-				log_error("invalid --section-size '%s': a power of two >= 2M", optarg);
+			if (opt_size("section-size", optarg, 2u << 20, &o->section_size) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_CTIMEOUT:
-			if (u64_parse(optarg, &o->compute_timeout) < 0 || o->compute_timeout == 0 ||
-			    o->compute_timeout > 3600) {
-				log_error("invalid --compute-timeout '%s': 1 to 3600 seconds", optarg);
+			if (opt_u64("compute-timeout", optarg, 1, 3600, "seconds",
+				    &o->compute_timeout) < 0)
 				return -EINVAL;
-			}
 			break;
 		case OPT_LOG:
 			if (log_set_level_str(optarg) < 0) {

@@ -37,3 +37,18 @@ def test_bad_node_id_is_refused(prog, node_id, tmp_path, keyfile):
     p = run(argv(prog, tmp_path, keyfile, node_id), check=False, timeout=30)
     assert p.returncode != 0
     assert "node-id" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("prog,opt,value,hint", [
+    ("disagg-compute", "--section-size", "3M", "power of two"),
+    ("disagg-orchestrator", "--section-size", "1M", "power of two"),
+    ("disagg-memnode", "--section-size", "0", "size such as"),
+    ("disagg-memnode", "--pool", "lots", "size such as"),
+    ("disagg-memnode", "--workers", "0", "1 to 256"),
+    ("disagg-orchestrator", "--node-timeout", "86401", "1 to 86400 seconds"),
+    ("disagg-compute", "--retire-migrated-ms", "0", "1 to 86400000 ms"),
+])
+def test_bad_values_name_the_option(prog, opt, value, hint, tmp_path, keyfile):
+    p = run(argv(prog, tmp_path, keyfile) + [opt, value], check=False, timeout=30)
+    assert p.returncode != 0
+    assert f"invalid {opt} '{value}'" in p.stderr and hint in p.stderr, p.stderr

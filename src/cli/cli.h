@@ -25,6 +25,7 @@ enum {
 	CLI_EXIT_ERROR = 1,       /* the server refused, or the operation failed */
 	CLI_EXIT_USAGE = 2,       /* bad command line */
 	CLI_EXIT_UNREACHABLE = 3, /* no orchestrator to talk to */
+	CLI_MORE = -1,            /* cli_query: not done, print the human output */
 };
 
 /* ---- command table (main.c) ------------------------------------------------ */
@@ -107,6 +108,13 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
  */
 int cli_call(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, bool want_json, struct cli_resp *r);
+/*
+ * cli_call for a JSON answer, which --json prints as is: CLI_EXIT_* when the
+ * command is done (an error, or --json), CLI_MORE when the caller prints
+ * its human output from r->json (commands.c).
+ */
+int cli_query(const struct cli_args *a, const char *method, const char *path, json_t *body,
+	      const char *progress, struct cli_resp *r);
 /* prefix + URL-escaped name + suffix (may be NULL), malloc'd (commands.c). */
 char *cli_path_with(const char *prefix, const char *name, const char *suffix);
 /* Print the server's error for a non-2xx answer; returns CLI_EXIT_ERROR. */

@@ -46,6 +46,20 @@ int cli_call(const struct cli_args *a, const char *method, const char *path, jso
 	return CLI_EXIT_OK;
 }
 
+int cli_query(const struct cli_args *a, const char *method, const char *path, json_t *body,
+	      const char *progress, struct cli_resp *r)
+{
+	int ret = cli_call(a, method, path, body, progress, true, r);
+
+	if (ret)
+		return ret;
+	if (a->json) {
+		print_json(r->json);
+		return CLI_EXIT_OK;
+	}
+	return CLI_MORE;
+}
+
 /* "/v1/slots/NAME..." with NAME escaped for a URL path. */
 char *cli_path_with(const char *prefix, const char *name, const char *suffix)
 {
@@ -122,14 +136,10 @@ int cmd_node_ls(struct cli_args *a)
 	struct table t;
 	json_t *nodes, *n;
 	size_t i;
-	int ret = cli_call(a, "GET", "/v1/nodes", NULL, NULL, true, &r);
+	int ret = cli_query(a, "GET", "/v1/nodes", NULL, NULL, &r);
 
-	if (ret)
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	nodes = json_object_get(r.json, "nodes");
 	table_init(&t, ARRAY_SIZE(head), head);
 	t.right[0] = t.right[5] = t.right[6] = t.right[7] = t.right[8] = true;
@@ -229,13 +239,9 @@ int cmd_node_show(struct cli_args *a)
 		return ret;
 	if (asprintf(&path, "/v1/nodes/%" PRIu64, id) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
-	if (ret)
+	ret = cli_query(a, "GET", path, NULL, NULL, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	print_fields(r.json, keys, labels, ARRAY_SIZE(keys), false);
 	if (jint(r.json, "section_size", 0) > 0) {
 		size_of(r.json, "section_size", buf, sizeof(buf));
@@ -371,14 +377,11 @@ static void print_slot_table(json_t *slots)
 int cmd_slot_ls(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	int ret = cli_call(a, "GET", "/v1/slots", NULL, NULL, true, &r);
+	int ret = cli_query(a, "GET", "/v1/slots", NULL, NULL, &r);
 
-	if (ret)
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json)
-		print_json(r.json);
-	else
-		print_slot_table(json_object_get(r.json, "slots"));
+	print_slot_table(json_object_get(r.json, "slots"));
 	return CLI_EXIT_OK;
 }
 
@@ -450,13 +453,10 @@ int cmd_slot_show(struct cli_args *a)
 
 	if (!path)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
-	if (ret)
+	ret = cli_query(a, "GET", path, NULL, NULL, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json)
-		print_json(r.json);
-	else
-		print_slot(r.json);
+	print_slot(r.json);
 	return CLI_EXIT_OK;
 }
 
@@ -508,13 +508,9 @@ int cmd_slot_create(struct cli_args *a)
 	if (asprintf(&label, "creating slot %s (%" PRIu64 " vcpu%s, %s)", name, vcpus,
 		     vcpus == 1 ? "" : "s", mem) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "POST", "/v1/slots", body, label, true, &r);
-	if (ret)
+	ret = cli_query(a, "POST", "/v1/slots", body, label, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	slot_memory_summary(r.json, sum, sizeof(sum));
 	printf("slot %s %s on compute node %" PRId64 ": %s\n", name,
 	       jstr(r.json, "state") ? jstr(r.json, "state") : "created", jint(r.json, "compute", -1),
@@ -541,13 +537,9 @@ int cmd_slot_resize(struct cli_args *a)
 	fmt_size(memory, mem, sizeof(mem));
 	if (!path || !body || asprintf(&label, "resizing slot %s to %s", name, mem) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "POST", path, body, label, true, &r);
-	if (ret)
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	size_of(r.json, "memory", mem, sizeof(mem));
 	slot_memory_summary(r.json, sum, sizeof(sum));
 	printf("slot %s now has %s (%s)\n", name, mem, sum);
@@ -664,13 +656,9 @@ int cmd_section_ls(struct cli_args *a)
 	} else if (!(path = strdup("/v1/sections"))) {
 		return CLI_EXIT_ERROR;
 	}
-	ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
-	if (ret)
+	ret = cli_query(a, "GET", path, NULL, NULL, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	table_init(&t, ARRAY_SIZE(head), head);
 	t.right[0] = t.right[1] = t.right[2] = t.right[4] = true;
 	json_array_foreach(json_object_get(r.json, "sections"), i, s) {

@@ -68,13 +68,9 @@ int cmd_slot_migrate(struct cli_args *a)
 	if (!path || !body ||
 	    asprintf(&label, "moving slot %s to compute node %" PRIu64, name, to) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "POST", path, body, label, true, &r);
-	if (ret)
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	mig = json_object_get(r.json, "migration");
 	ms_text(r.json, "total_ms", total, sizeof(total));
 	ms_text(mig, "downtime_ms", down, sizeof(down));
@@ -112,13 +108,9 @@ int cmd_slot_migrate_memory(struct cli_args *a)
 	    asprintf(&label, "moving %s of slot %s from memory node %" PRIu64 " to %" PRIu64,
 		     sv ? "a section" : "the sections", name, from, to) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "POST", path, body, label, true, &r);
-	if (ret)
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
 		return ret;
-	if (a->json) {
-		print_json(r.json);
-		return CLI_EXIT_OK;
-	}
 	secs = json_object_get(r.json, "sections");
 	json_array_foreach(secs, i, x) {
 		char sz[32];

@@ -2,6 +2,7 @@
 #include "opts.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 
 #include "jsonhttp.h"
@@ -47,5 +48,18 @@ int opt_node_id(const char *arg, uint64_t *ret)
 		return -EINVAL;
 	}
 	*ret = v;
+	return 0;
+}
+
+int opt_done(int argc, char **argv, const char *keyfile)
+{
+	if (optind < argc) {
+		log_error("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (!keyfile) {
+		log_error("--key FILE is required");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -17,4 +17,7 @@ int opt_size(const char *name, const char *arg, uint64_t pow2_min, uint64_t *ret
 /* --node-id: a nonzero 64-bit number. */
 int opt_node_id(const char *arg, uint64_t *ret);
 
+/* After getopt: no operand left (optind == argc) and --key given. */
+int opt_done(int argc, char **argv, const char *keyfile);
+
 #endif /* DISAGG_OPTS_H */

@@ -219,14 +219,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument '%s'", argv[optind]);
+	if (opt_done(argc, argv, o->keyfile) < 0)
 		return -EINVAL;
-	}
-	if (!o->keyfile) {
-		log_error("--key FILE is required");
-		return -EINVAL;
-	}
 	if (!o->node_id) {
 		log_error("--node-id ID is required");
 		return -EINVAL;

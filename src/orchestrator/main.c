@@ -133,14 +133,8 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		log_error("unexpected argument '%s'", argv[optind]);
+	if (opt_done(argc, argv, o->keyfile) < 0)
 		return -EINVAL;
-	}
-	if (!o->keyfile) {
-		log_error("--key FILE is required");
-		return -EINVAL;
-	}
 	return 0;
 }
 

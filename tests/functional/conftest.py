@@ -18,22 +18,16 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import progs  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def find_prog(name):
-    build = os.environ.get("DISAGG_BUILD")
-    roots = [pathlib.Path(build)] if build else []
-    roots.append(ROOT / "build" / "release")
-    for r in roots:
-        for sub in ("src", "bench"):
-            for p in sorted((r / sub).glob(f"*/{name}")):
-                if os.access(p, os.X_OK):
-                    return str(p)
-    p = ROOT / "build" / "bin" / name
-    if p.exists():
-        return str(p)
-    pytest.fail(f"program {name} not built")
+    try:
+        return progs.find_prog(name)
+    except FileNotFoundError as e:
+        pytest.fail(str(e))
 
 
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")

@@ -26,6 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
 import dproto  # noqa: E402
+from progs import find_prog  # noqa: E402,F401 - used here and by the tests
 
 SECTION = 128 << 20
 MiB = 1 << 20
@@ -35,21 +36,6 @@ GUEST_DIR = ROOT / "build" / "guest"
 
 class Skip(Exception):
     """Something the machine lacks: the caller skips with this reason."""
-
-
-def find_prog(name):
-    build = os.environ.get("DISAGG_BUILD")
-    roots = [pathlib.Path(build)] if build else []
-    roots.append(ROOT / "build" / "release")
-    for r in roots:
-        for sub in ("src", "bench"):
-            for p in sorted((r / sub).glob(f"*/{name}")):
-                if os.access(p, os.X_OK):
-                    return str(p)
-    p = ROOT / "build" / "bin" / name
-    if p.exists():
-        return str(p)
-    raise RuntimeError(f"program {name} is not built (make)")
 
 
 def qemu_binary():

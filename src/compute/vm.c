@@ -480,17 +480,14 @@ static int spawn_qemu(struct vm *vm)
 	return 0;
 }
 
-/* Read the tail of qemu.log into buf, for error messages. */
-void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len)
+/* The last len - 1 bytes of a file, NUL-terminated ("" if unreadable). */
+static void file_tail(const char *path, char *buf, size_t len)
 {
-	char path[PATH_MAX];
-	_cleanup_close_ int fd = -1;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	off_t size;
 	ssize_t n;
 
 	buf[0] = '\0';
-	snprintf(path, sizeof(path), "%s/qemu.log", vm->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	size = lseek(fd, 0, SEEK_END);
@@ -498,9 +495,43 @@ void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len)
 		return;
 	n = pread(fd, buf, len - 1, size > (off_t)len - 1 ? size - (off_t)len + 1 : 0);
 	buf[n > 0 ? n : 0] = '\0';
+}
+
+/*
+ * Why a guest died, from its serial console: the kernel's panic line if
+ * there is one in the last 32 KiB, else the last line that is not empty.
+ */
+static void console_reason(const char *path, char *buf, size_t len)
+{
+	static const char panic[] = "Kernel panic - not syncing:";
+	_cleanup_free_ char *tail = malloc(32768);
+	char *line = NULL, *p;
+
+	buf[0] = '\0';
+	if (!tail)
+		return;
+	file_tail(path, tail, 32768);
+	for (p = strstr(tail, panic); p; p = strstr(p + 1, panic))
+		line = p;
+	if (!line) {
+		for (p = tail + strlen(tail); p > tail && (p[-1] == '\n' || p[-1] == '\r'); p--)
+			p[-1] = '\0';
+		line = strrchr(tail, '\n');
+		line = line ? line + 1 : tail;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	snprintf(buf, len, "%s", line);
+}
+
+void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/qemu.log", vm->dir);
+	file_tail(path, buf, len);
 	for (char *p = buf; *p; p++)
-		if (*p == '\n' && p[1])
-			*p = ' ';
+		if (*p == '\n' || *p == '\r')
+			*p = p[1] ? ' ' : '\0';
 }
 
 /* ---- section checks ------------------------------------------------------- */
@@ -852,12 +883,18 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		if (vm->pager)
 			pager_stats(vm->pager, &st);
 		pthread_mutex_unlock(&vm->lock);
-		if (st.failed < 0)
+		if (st.failed < 0) {
 			snprintf(err, errlen,
 				 "the pager cannot serve the guest's RAM from its memory nodes: %s",
 				 strerror(-st.failed));
-		else
-			snprintf(err, errlen, "guest channel: %s", strerror(-r));
+		} else {
+			/* The guest died or hung while booting: its console says why. */
+			char why[240];
+
+			console_reason(vm->console_path, why, sizeof(why));
+			snprintf(err, errlen, "guest channel: %s; the guest's console: %s",
+				 strerror(-r), why[0] ? why : "(empty)");
+		}
 		goto fail;
 	}
 	vm_mig_guest_attached(vm);

@@ -10,6 +10,8 @@
   clear message, never leave a guest blocked in a page fault.
 - The agent killed with SIGKILL: the next agent on its run directory kills
   the orphaned QEMU and removes the VM directory.
+- A guest that panics while booting (too little memory): the error quotes
+  the panic line from its console.
 - The memory node dies while the guest boots: the start fails with the
   pager's error well before the guest channel's two-minute timeout.
 """
@@ -89,6 +91,17 @@ def test_agent_sigkill_leftovers(cluster):
     a2.delete("orphan")
     assert mn.count() == before + 1       # not freed: free_on_release was false
     mn.free(kept)
+
+
+def test_guest_dies_at_boot_says_why(agent):
+    """128 MiB is too little for the guest kernel: it panics while booting.
+    The start fails with the panic line from the console, not only with the
+    guest channel's "Broken pipe"."""
+    st, j = agent.request("POST", "/v1/vms", {"name": "tiny", "sections": [{"kind": "local"}]},
+                          timeout=300)
+    assert st == 503 and j["error"]["code"] == "start_failed", (st, j)
+    assert "Kernel panic" in j["error"]["message"], j
+    assert agent.request("GET", "/v1/vms/tiny")[0] == 404     # nothing left behind
 
 
 def expect_error(agent, method, path, body, status, code=None, timeout=60):

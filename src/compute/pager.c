@@ -175,9 +175,18 @@ void pager_synchronize(struct pager *p)
  * wait for it. Faults on other sections go on meanwhile (memory migration
  * pauses one section, not the VM).
  */
+static bool section_in_use(struct pager *p, uint64_t key)
+{
+	for (unsigned i = 0; i < p->nthreads; i++)
+		if (atomic_load(&p->qs[i].sec) == key)
+			return true;
+	return false;
+}
+
 void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t sec)
 {
 	uint64_t key = pager_qs_key(r, sec);
+	unsigned us = 10;
 
 	if (!p->qs)
 		return;
@@ -185,15 +194,26 @@ void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t
 	pthread_mutex_lock(&p->lock);
 	pthread_cond_broadcast(&p->space_cond);
 	pthread_mutex_unlock(&p->lock);
-	for (unsigned i = 0; i < p->nthreads; i++) {
-		unsigned us = 10;
-
-		while (atomic_load(&p->qs[i].sec) == key) {
-			usleep(us);
-			us = MIN(us * 2, 1000u);
-		}
+	while (section_in_use(p, key)) {
+		usleep(us);
+		us = MIN(us * 2, 1000u);
 	}
 	atomic_fetch_sub(&p->sync_req, 1);
+}
+
+bool pager_wait_section_quiet(struct pager *p, struct pager_region *r, uint64_t sec,
+			      unsigned max_ms)
+{
+	uint64_t key = pager_qs_key(r, sec), end = now_ns() + max_ms * 1000000ull;
+
+	if (!p->qs)
+		return true;
+	while (section_in_use(p, key)) {
+		if (now_ns() > end)
+			return false;
+		usleep(20);
+	}
+	return true;
 }
 
 void pager_resident_add(struct pager *p, int64_t n)

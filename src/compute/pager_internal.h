@@ -257,6 +257,9 @@ void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
 void pager_resident_add(struct pager *p, int64_t n);
 void pager_synchronize(struct pager *p);
 void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t sec);
+/* Wait (up to max_ms) until no fault thread serves a fault in that section: true if so. */
+bool pager_wait_section_quiet(struct pager *p, struct pager_region *r, uint64_t sec,
+			      unsigned max_ms);
 bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages);
 /*
  * For each run [a, b) of pages of r within [pg0, pg0 + n) that has data in

@@ -44,6 +44,7 @@
 #include "net.h"
 
 #define RESEND_CHUNK 256u          /* pages re-sent per hold of io_lock */
+#define QUIET_WAIT_MS 200u         /* commit: wait this long at most for a quiet section */
 
 /* ---- write-back hooks (pager_evict.c, io_lock held) ------------------------ */
 
@@ -454,7 +455,7 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	struct pager_memmig_result res = { 0 };
 	struct pager_memmig *m;
 	struct pager_region *r;
-	uint64_t t0 = now_ns(), f0, pg0;
+	uint64_t t0 = now_ns(), f0, g0, pg0;
 	int rc = 0, err = 0;
 
 	if (!p)
@@ -512,10 +513,17 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	 * waited for. The wait cuts short a fault thread's wait for budget
 	 * space, which the evictor could not make while we hold io_lock.
 	 */
+	/*
+	 * Fence when the section is quiet: a fetch in flight on it (slow when
+	 * the COPY, the guest and its writer share two CPUs; once 18 ms) would
+	 * otherwise be inside the pause. At most QUIET_WAIT_MS, then regardless.
+	 */
+	(void)pager_wait_section_quiet(p, r, index, QUIET_WAIT_MS);
 	pthread_mutex_lock(&p->io_lock);
 	f0 = now_ns();
 	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
 	pager_synchronize_section(p, r, index);
+	g0 = now_ns();
 	while (!err && !m->err && m->nresend) {
 		int n = resend_chunk(&c, m);
 
@@ -544,6 +552,10 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	pthread_mutex_unlock(&p->io_lock);
 	res.pause_ns = now_ns() - f0;
 	hist_observe(&p->h_memmig_pause, res.pause_ns);
+	if (res.pause_ns > 2000000)
+		log_info("pager %s: region %d section %u: pause %llu us (grace period %llu us)",
+			 p->name, region, index, (unsigned long long)(res.pause_ns / 1000),
+			 (unsigned long long)((g0 - f0) / 1000));
 	/* Faults parked by the fence refault now, on the new section. */
 	(void)pager_uffd_wake(r, pg0, p->sec_pages);
 	rc = err;

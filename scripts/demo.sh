@@ -3,7 +3,7 @@
 #
 # `make demo`: the main walk-through.
 #
-#   1. `disagg up`: an orchestrator, one compute node and two memory nodes
+#   1. `disagg up`: an orchestrator, two compute nodes and two memory nodes
 #      on loopback, with a fresh cluster key;
 #   2. a slot with 512 MiB of RAM, half of it on the memory nodes: a stock
 #      QEMU boots an unmodified Linux guest whose remote pages are served
@@ -11,8 +11,12 @@
 #   3. the guest writes and verifies a memory pattern;
 #   4. the slot grows by 256 MiB while it runs (hot-added sections), the
 #      guest uses the new memory; the per-node memory map is shown;
-#   5. it shrinks back, the guest's data is intact; the slot is deleted and
-#      the cluster stopped.
+#   5. it shrinks back, the guest's data is intact;
+#   6. it moves to the other compute node while it runs (its local half goes
+#      to the memory nodes first; only CPU and device state travel), then
+#      its memory moves from one memory node to the other, and the guest
+#      verifies its data after each move;
+#   7. the slot is deleted and the cluster stopped.
 #
 # Each step prints what it did and how long it took. DEMO_KEEP=1 leaves the
 # cluster running at the end (stop it with `build/bin/disagg down --data DIR`).
@@ -47,8 +51,8 @@ run() {
 }
 disagg() { "$BIN/disagg" "$@"; }
 
-step "start a one-machine cluster: orchestrator, 1 compute node, 2 memory nodes (1 GiB each)"
-run disagg up --memnodes 2 --computes 1 --pool 1G
+step "start a one-machine cluster: orchestrator, 2 compute nodes, 2 memory nodes (1 GiB each)"
+run disagg up --memnodes 2 --computes 2 --pool 1G
 UP=1
 run disagg node ls
 done_step
@@ -89,6 +93,23 @@ run disagg slot guest web "FREE 2"
 run disagg slot resize web --memory 512M
 run disagg slot guest web MEMINFO
 run disagg slot guest web "VERIFY 1"
+done_step
+
+slot_field() {   # slot_field EXPR: a Python expression over the slot's JSON `s`
+	disagg --json slot show web | python3 -c "import json, sys; s = json.load(sys.stdin); print($1)"
+}
+
+step "move the running slot to the other compute node (its local half goes to the memory nodes first; QEMU sends only CPU and device state)"
+dst=$((3 - $(slot_field 's["compute"]')))
+run disagg slot migrate web --to "$dst"
+run disagg slot guest web "VERIFY 1"
+done_step
+
+step "move the slot's memory to the other memory node while the guest runs"
+from=$(slot_field 's["sections"][0]["memnode"]')
+run disagg slot migrate-memory web --from "$from" --to $((201 - from))
+run disagg slot guest web "VERIFY 1"
+run disagg section ls
 done_step
 
 step "delete the slot: the VM stops and its sections return to the memory nodes"

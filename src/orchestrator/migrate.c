@@ -663,7 +663,7 @@ static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_
 	for (size_t i = 0; i < n; i++) {
 		struct section_rec nx = secs[i];
 		struct node_rec mn;
-		json_t *to, *body, *ans = NULL;
+		json_t *to, *body, *ans = NULL, *op;
 		int r, status;
 
 		boot += secs[i].hot_index < 0;
@@ -679,6 +679,12 @@ static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_
 		}
 		nx.remote = true;
 		nx.memnode = mn.id;
+		/* A restart from here on finds what to undo or record (recover_evacuate). */
+		op = json_pack("{s:s, s:I, s:I, s:o}", "kind", "evacuate", "from",
+			       (json_int_t)src->id, "index", (json_int_t)nx.idx, "dst",
+			       sec_ref(mn.id, nx.section, nx.generation));
+		set_op(o, s, op);
+		json_decref(op);
 		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation);
 		body = to ? json_pack("{s:I, s:o}", secs[i].hot_index < 0 ? "boot_index" : "hot_index",
 				      (json_int_t)(secs[i].hot_index < 0 ? boot : secs[i].hot_index),
@@ -769,6 +775,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		finish(o, &s, "running");
 		goto out;
 	}
+	op = json_pack("{s:s, s:I, s:I}", "kind", "compute", "from", (json_int_t)src.id, "to",
+		       (json_int_t)dst.id);
+	set_op(o, &s, op);
+	json_decref(op);
 
 	/* 1. The destination waits for the VM. */
 	/* Where the source's DIMMs are (best effort: without it, plugged in order). */
@@ -962,27 +972,43 @@ static int agent_section(const struct node_rec *c, const struct section_rec *x,
 	return r;
 }
 
-static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
+/*
+ * For a recovery: the slot's compute node, its section op.index (x) and
+ * that section moved to op.dst (nx). -ENOENT if any is missing.
+ */
+static int op_sections(struct orch *o, const struct slot_rec *s, json_t *op,
+		       struct node_rec *ret_c, struct section_rec *x, struct section_rec *nx)
 {
 	_cleanup_free_ struct section_rec *secs = NULL;
-	struct node_rec c, from, to;
-	struct section_rec x = { 0 }, nx;
-	struct proto_grant g;
-	json_t *src = json_object_get(op, "src"), *dst = json_object_get(op, "dst");
+	json_t *dst = json_object_get(op, "dst");
 	size_t n = 0;
-	int r;
 
-	if (!json_is_object(dst) || o->store->ops->node_get(o->store, s->compute, &c) < 0 ||
+	*x = (struct section_rec){ .idx = -1 };
+	if (!json_is_object(dst) || o->store->ops->node_get(o->store, s->compute, ret_c) < 0 ||
 	    o->store->ops->section_list(o->store, s->id, 0, &secs, &n) < 0)
-		goto done;
+		return -ENOENT;
 	for (size_t i = 0; i < n; i++)
 		if (secs[i].idx == jint_or(op, "index", -1))
-			x = secs[i];
-	snprintf(x.slot, sizeof(x.slot), "%s", s->name);
-	nx = x;
-	nx.memnode = (uint64_t)jint_or(dst, "memnode", 0);
-	nx.section = (uint32_t)jint_or(dst, "section", 0);
-	nx.generation = (uint32_t)jint_or(dst, "generation", 0);
+			*x = secs[i];
+	snprintf(x->slot, sizeof(x->slot), "%s", s->name);
+	*nx = *x;
+	nx->slot_id = s->id;
+	nx->memnode = (uint64_t)jint_or(dst, "memnode", 0);
+	nx->section = (uint32_t)jint_or(dst, "section", 0);
+	nx->generation = (uint32_t)jint_or(dst, "generation", 0);
+	return 0;
+}
+
+static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
+{
+	struct node_rec c, from, to;
+	struct section_rec x, nx;
+	struct proto_grant g;
+	json_t *src = json_object_get(op, "src");
+	int r;
+
+	if (op_sections(o, s, op, &c, &x, &nx) < 0)
+		goto done;
 	if (!x.remote || x.memnode != (uint64_t)jint_or(src, "memnode", 0) ||
 	    x.section != (uint32_t)jint_or(src, "section", 0)) {
 		/* The store already moved it (or never had it): the target is ours only if absent. */
@@ -1033,6 +1059,59 @@ done:
 	finish(o, s, "running");
 }
 
+/*
+ * An evacuation interrupted by a restart: the agent says whether it
+ * switched the section. If so the store records it as remote; if not, the
+ * new section is freed. The compute migration had not started: the slot
+ * runs where it was.
+ */
+static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
+{
+	struct section_rec x, nx;
+	struct proto_grant g;
+	struct node_rec c;
+	int r;
+
+	if (op_sections(o, s, op, &c, &x, &nx) < 0)
+		goto done;
+	nx.remote = true;
+	if (x.idx < 0 || x.remote) {
+		/* Recorded already (or gone): the new section is ours only if not in use. */
+		if (!(x.remote && x.memnode == nx.memnode && x.section == nx.section))
+			slots_free_remote(o, &nx);
+		snprintf(s->reason, sizeof(s->reason),
+			 "an evacuation was interrupted by an orchestrator restart");
+		goto done;
+	}
+	r = agent_section(&c, &x, &g);
+	if (r == 0 && g.memnode_id == nx.memnode && g.section == nx.section &&
+	    g.generation == nx.generation) {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg),
+			 "slot %s section %" PRId64 " found on memory node %" PRIu64
+			 " after a restart", s->name, x.idx, nx.memnode);
+		(void)section_replace(o, &nx, "section_evacuated", nx.memnode, s->name, msg);
+		snprintf(s->reason, sizeof(s->reason),
+			 "an evacuation was interrupted by an orchestrator restart; section "
+			 "%" PRId64 " had moved to memory node %" PRIu64, x.idx, nx.memnode);
+	} else if (r == 0 || r == -ENOENT) {
+		slots_free_remote(o, &nx);
+		snprintf(s->reason, sizeof(s->reason),
+			 "an evacuation was interrupted by an orchestrator restart; section "
+			 "%" PRId64 " stays local", x.idx);
+	} else {
+		snprintf(s->reason, sizeof(s->reason),
+			 "an evacuation was interrupted by an orchestrator restart and compute "
+			 "node %s does not answer: section %" PRId64 " may be on memory node %"
+			 PRIu64 " section %" PRIu32, c.name, x.idx, nx.memnode, nx.section);
+		finish(o, s, "lost");
+		return;
+	}
+done:
+	finish(o, s, "running");
+}
+
 void migrate_recover(struct orch *o, struct slot_rec *s)
 {
 	json_t *op = json_loads(s->op, 0, NULL);
@@ -1042,6 +1121,8 @@ void migrate_recover(struct orch *o, struct slot_rec *s)
 		recover_compute(o, s, op);
 	} else if (kind && strcmp(kind, "memory") == 0) {
 		recover_memory(o, s, op);
+	} else if (kind && strcmp(kind, "evacuate") == 0) {
+		recover_evacuate(o, s, op);
 	} else {
 		snprintf(s->reason, sizeof(s->reason),
 			 "a migration was interrupted by an orchestrator restart");

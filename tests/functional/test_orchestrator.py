@@ -1043,6 +1043,59 @@ def test_migration_restart_recovery(orch, fakemem, computes, hb_factory):
     assert fakemem.allocated() == 0
 
 
+def test_evacuation_restart_recovery(orch, fakemem, computes, hb_factory):
+    """An orchestrator restart in the middle of evacuating a local section
+    before a compute migration: the agent says whether it switched."""
+    from dproto import mint_grant
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "half", "memory": "256M",
+                                            "remote_percent": 50, "policy": "pack"})
+    assert st == 201
+    comp = next(c for c in (c1, c2) if "half" in c.vms)
+    local = next(x for x in s["sections"] if x["kind"] == "local")
+    node = s["sections"][[x["kind"] for x in s["sections"]].index("remote")]["memnode"]
+    n = fakemem.nodes[node]
+
+    def reserve(sec):
+        with fakemem.lock:
+            n.generation += 1
+            n.sections[sec] = (n.generation, 1)
+        return {"memnode": node, "section": sec, "generation": n.generation}
+
+    def restart_with(op):
+        orch.stop()
+        _set_migrating(orch.db, "half", op)
+        orch.start()
+        return orch.call("GET", "/v1/slots/half")[1]
+
+    # The agent had not switched the section: it stays local, the new one is freed.
+    before = fakemem.allocated(node)
+    dst = reserve(6)
+    s2 = restart_with({"kind": "evacuate", "from": s["compute"], "index": local["index"],
+                       "dst": dst})
+    assert s2["state"] == "running" and s2["sections"] == s["sections"], s2
+    assert fakemem.allocated(node) == before
+    assert "stays local" in s2["reason"]
+
+    # It had: the store records the section as remote on the new one.
+    dst = reserve(7)
+    with comp.lock:
+        comp.vms["half"]["sections"][local["index"]] = {
+            "kind": "remote", "addr": n.addr,
+            "grant": mint_grant(fakemem.key, node, s["compute"], 7, dst["generation"],
+                                3).hex()}
+    s2 = restart_with({"kind": "evacuate", "from": s["compute"], "index": local["index"],
+                       "dst": dst})
+    assert s2["state"] == "running", s2
+    x = s2["sections"][local["index"]]
+    assert (x["kind"], x["memnode"], x["section"]) == ("remote", node, 7), s2
+    assert fakemem.allocated(node) == before + 1
+    kinds = [e["kind"] for e in orch.call("GET", "/v1/events?limit=1000")[1]["events"]]
+    assert kinds.count("slot_recovered") == 2 and "section_evacuated" in kinds
+    assert orch.call("DELETE", "/v1/slots/half")[0] == 204
+    assert fakemem.allocated() == 0
+
+
 def test_cli_migrations(orch, fakemem, computes, hb_factory):
     """disagg slot migrate / migrate-memory against the orchestrator and fakes."""
     hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)

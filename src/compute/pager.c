@@ -454,8 +454,14 @@ static uint8_t release_claim(uint8_t sv)
 	return (sv & ST_RMV) ? ST_DISCARD : (uint8_t)(sv & ~ST_BUSY);
 }
 
+/*
+ * A MISSING fault at addr. pf_end != 0: a prefetch of [page of addr,
+ * pf_end) that no thread waits for (prefetch_step): no wait for space, no
+ * fault statistics, and a failure drops the prefetch instead of failing
+ * the pager.
+ */
 static void handle_missing(struct pager_thread *t, struct pager_region *r, uint64_t addr,
-			   bool write, uint32_t tid)
+			   bool write, uint32_t tid, uint64_t pf_end)
 {
 	struct pager *p = t->p;
 	uint64_t pg = (addr - r->base) / PS;
@@ -471,7 +477,8 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	uint64_t t0 = now_ns();
 	int rc = 0;
 
-	CTR_ADD(p, faults_missing, 1);
+	if (!pf_end)
+		CTR_ADD(p, faults_missing, 1);
 	/*
 	 * Region being removed or section being changed: leave the fault
 	 * blocked. pager_region_set_section() wakes the section when it is
@@ -480,14 +487,17 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	if (atomic_load(&r->dead) || pager_sec_fenced(r, sec))
 		return;
 	if (s->kind == PAGER_SEC_LOCAL) {
-		serve_local(t, r, pg);
+		if (!pf_end)
+			serve_local(t, r, pg);
 		return;
 	}
 	if (atomic_load(&p->failed)) {
-		pager_fail(p, atomic_load(&p->failed), addr, tid);
+		if (!pf_end)
+			pager_fail(p, atomic_load(&p->failed), addr, tid);
 		return;
 	}
-	wait_for_space(p);
+	if (!pf_end)
+		wait_for_space(p);
 	if (pager_sec_fenced(r, sec))
 		return;   /* fenced while we waited: parked until the section is woken */
 
@@ -495,7 +505,11 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	sequential = pg == atomic_load_explicit(&r->next_seq, memory_order_relaxed);
 	win = atomic_load_explicit(&r->window, memory_order_relaxed);
 	budget = atomic_load(&p->budget_pages);
-	{
+	if (pf_end) {
+		/* Prefetch: the run from here, as far as one request goes. */
+		start = pg;
+		end = MIN(pf_end, pg + p->max_window);
+	} else {
 		/*
 		 * Under budget pressure a random fault's neighbours mostly
 		 * evict pages that will be needed again: fetch a smaller cluster.
@@ -508,6 +522,14 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 		win = sequential ? MIN(MAX(win * 2, p->cluster), p->max_window) : clu;
 		start = pg - pg % clu;
 		end = MAX(start + clu, pg + win);
+	}
+	if (pf_end && budget != UINT64_MAX) {
+		/* Prefetch never evicts what the guest has: only the room left. */
+		uint64_t res = atomic_load(&p->resident);
+
+		if (res >= budget)
+			return;
+		end = MIN(end, start + (budget - res));
 	}
 	if (budget != UINT64_MAX)
 		end = MIN(end, pg + MAX(budget / 4, 1));
@@ -582,6 +604,10 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 			pager_resident_add(p, added);
 		if (rc == -ECANCELED && (fetch_cancelled(r, sec) || atomic_load(&p->stop)))
 			return;   /* removal/section change: the fault stays parked */
+		if (pf_end) {
+			log_debug("pager %s: prefetch: %s", p->name, strerror(-rc));
+			return;   /* a fault on these pages fetches (or fails) as usual */
+		}
 		pager_fail(p, rc, addr, tid);
 		return;
 	}
@@ -593,7 +619,9 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 
 	CTR_ADD(p, pages_fetched, nfetch_claimed);
 	CTR_ADD(p, pages_zero, nclaimed - nfetch_claimed);
-	if (end > start + p->cluster)
+	if (pf_end)
+		CTR_ADD(p, pages_hot_prefetched, nfetch_claimed);
+	else if (end > start + p->cluster)
 		CTR_ADD(p, pages_prefetched, end - (start + p->cluster));
 
 	/* Install runs of claimed pages; exists[] flags pages someone else installed. */
@@ -682,9 +710,45 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 	if (rc < 0)
 		CTR_ADD(p, errors, 1);
 
+	if (pf_end)
+		return;   /* the guest's sequential detection and latencies are its own */
 	atomic_store_explicit(&r->next_seq, end, memory_order_relaxed);
 	atomic_store_explicit(&r->window, win, memory_order_relaxed);
 	hist_observe(&p->h_fault, now_ns() - t0);
+}
+
+/*
+ * One window of the prefetch queue (pager_hot.c), from the fault loop when
+ * pf_efd fires. Real faults are served between two calls.
+ */
+static void prefetch_step(struct pager_thread *t)
+{
+	struct pager *p = t->p;
+	struct pager_region *r;
+	struct pager_pf w;
+	uint64_t v;
+
+	(void)!read(p->pf_efd, &v, sizeof(v));
+	if (!pager_pf_take(p, p->max_window, &w))
+		return;
+	pager_qs_enter(p, t->idx);
+	r = atomic_load(&p->regions[w.region]);
+	for (uint64_t pg = w.pg; r && r->gen == w.gen && pg < w.pg + w.n && pg < r->npages; pg++) {
+		if (st_get(r, pg) & (ST_PRESENT | ST_BUSY))
+			continue;   /* handle_missing checks again under the lock */
+		/* Seen by memory-migration commits, as a fault would be. */
+		atomic_store(&p->qs[t->idx].sec, pager_qs_key(r, pg / p->sec_pages));
+		handle_missing(t, r, r->base + pg * PS, false, 0, w.pg + w.n);
+		atomic_store(&p->qs[t->idx].sec, 0);
+		if (!(st_get(r, pg) & (ST_PRESENT | ST_BUSY)))
+			break;      /* not fetched (budget, failure, fence): drop the rest */
+	}
+	pager_qs_exit(p, t->idx);
+	if (pager_pf_pending(p)) {
+		uint64_t one = 1;
+
+		(void)!write(p->pf_efd, &one, sizeof(one));
+	}
 }
 
 static void handle_wp(struct pager_thread *t, struct pager_region *r, uint64_t addr)
@@ -745,11 +809,12 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 		/* Before any fence check (pager_synchronize_section). */
 		atomic_store(&t->p->qs[t->idx].sec,
 			     pager_qs_key(r, (addr - r->base) / PS / t->p->sec_pages));
+		pager_hot_note(t->p, r, (addr - r->base) / PS);
 		if (fl & UFFD_PAGEFAULT_FLAG_WP)
 			handle_wp(t, r, addr);
 		else
 			handle_missing(t, r, addr, fl & UFFD_PAGEFAULT_FLAG_WRITE,
-				       m->arg.pagefault.feat.ptid);
+				       m->arg.pagefault.feat.ptid, 0);
 		atomic_store(&t->p->qs[t->idx].sec, 0);
 	} else if (m->event == UFFD_EVENT_REMOVE) {
 		handle_remove(t->p, r, m->arg.remove.start, m->arg.remove.end);
@@ -836,6 +901,10 @@ static void *fault_thread_main(void *arg)
 			uint32_t idx = (uint32_t)ev[i].data.u64, gen = (uint32_t)(ev[i].data.u64 >> 32);
 			struct pager_region *r;
 
+			if (ev[i].data.u64 == PAGER_PF_TAG) {
+				prefetch_step(t);
+				continue;
+			}
 			if (ev[i].data.u64 == UINT64_MAX || idx >= PAGER_MAX_REGIONS)
 				continue;                 /* stop */
 			pager_qs_enter(p, t->idx);
@@ -867,7 +936,7 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->epfd = p->stopfd = -1;
+	p->epfd = p->stopfd = p->pf_efd = -1;
 	p->cfg = *cfg;
 	snprintf(p->name, sizeof(p->name), "%s", cfg->name ? cfg->name : "pager");
 	p->cfg.name = p->name;
@@ -892,16 +961,22 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	pthread_mutex_init(&p->admin_lock, NULL);
 	pthread_cond_init(&p->evict_cond, NULL);
 	pthread_cond_init(&p->space_cond, NULL);
+	pthread_mutex_init(&p->pf_lock, NULL);
+	p->hot = calloc(PAGER_HOT_RING, sizeof(*p->hot));
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->epfd < 0 || p->stopfd < 0) {
-		int e = -errno;
+	p->pf_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->epfd < 0 || p->stopfd < 0 || p->pf_efd < 0 || !p->hot) {
+		int e = p->hot ? -errno : -ENOMEM;
 		pager_free(p);
 		return e;
 	}
 	{
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+		struct epoll_event pf = { .events = EPOLLIN, .data.u64 = PAGER_PF_TAG };
+
 		epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->stopfd, &ev);
+		epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->pf_efd, &pf);
 	}
 	*ret = p;
 	return 0;
@@ -1117,6 +1192,11 @@ void pager_free(struct pager *p)
 		close(p->epfd);
 	if (p->stopfd >= 0)
 		close(p->stopfd);
+	if (p->pf_efd >= 0)
+		close(p->pf_efd);
+	free(p->pf);
+	free(p->hot);
+	pthread_mutex_destroy(&p->pf_lock);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->io_lock);
 	pthread_mutex_destroy(&p->admin_lock);

@@ -319,6 +319,29 @@ int pager_section_migration(struct pager *p, int region, unsigned index,
 int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
 		       unsigned *ret_index);
 
+/*
+ * Hot pages, for a compute migration's destination: the clusters the last
+ * PAGER_HOT_RING faults fetched, the pages of them that are resident now,
+ * as runs within sections (sorted, at most max_pages pages). *ret is
+ * malloc'd.
+ */
+struct pager_hot_run {
+	struct pager_section sec;     /* the section's descriptor */
+	uint32_t page, count;         /* pages [page, page + count) of the section */
+};
+int pager_hot_export(struct pager *p, uint64_t max_pages, struct pager_hot_run **ret,
+		     size_t *ret_n);
+
+/*
+ * Fetch pages [page, page + count) of section `index` of `region` ahead of
+ * faults: queued, and served by the fault threads between faults, one
+ * window at a time; pages already resident or in flight are skipped, and
+ * nothing is fetched beyond the budget. Errors only drop the run (a fault
+ * on the page will fetch it, or fail, as usual). -EINVAL, -ENOENT, -ERANGE,
+ * -ENOSPC (queue full).
+ */
+int pager_prefetch(struct pager *p, int region, unsigned index, uint32_t page, uint32_t count);
+
 /* Change the budget (bytes of remote pages resident). Eviction starts at once. */
 int pager_set_budget(struct pager *p, uint64_t bytes);
 /* Wait until resident <= budget (or timeout_ms, <0 forever): -ETIMEDOUT. */
@@ -347,6 +370,7 @@ struct pager_stats {
 	uint64_t memmig_pages_dual;   /* pages written back to source and target */
 	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
 	uint64_t pages_cleaned;       /* pages written back by background write-back */
+	uint64_t pages_hot_prefetched; /* fetched ahead of faults (pager_prefetch) */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */
 	int memmig_last_err;          /* why the last failed migration failed (0: none) */

@@ -96,6 +96,7 @@ struct pager_ctr {
 	_Atomic uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
 	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
 	_Atomic uint64_t pages_cleaned;
+	_Atomic uint64_t pages_hot_prefetched;
 };
 
 /*
@@ -149,9 +150,43 @@ struct pager {
 	unsigned hand_region;          /* CLOCK hand, under lock */
 	uint64_t hand_page;
 
+	/* Hot pages (pager_hot.c): the pages of the last faults, newest last. */
+	uint64_t *hot;                 /* [PAGER_HOT_RING] (region << 40 | page) + 1; 0: empty */
+	_Atomic uint64_t hot_head;
+	/* Prefetch queue (pager_hot.c), served by the fault threads between faults. */
+	pthread_mutex_t pf_lock;
+	struct pager_pf *pf;           /* runs to fetch, oldest first: [pf_head, pf_n) */
+	unsigned pf_head, pf_n, pf_cap;
+	int pf_efd;                    /* in epfd: the queue has work */
+
 	struct pager_ctr c;
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
+
+#define PAGER_HOT_RING 16384u       /* faults remembered for a migration's destination */
+#define PAGER_PF_TAG (UINT64_MAX - 1) /* epoll tag of pf_efd */
+
+/* A run of pages to prefetch (pager_hot.c). */
+struct pager_pf {
+	unsigned region;
+	uint32_t gen;                  /* the region's generation when queued */
+	uint64_t pg, n;
+};
+
+/* Remember a faulting page (fault threads; lock-free, overwrites the oldest). */
+static inline void pager_hot_note(struct pager *p, const struct pager_region *r, uint64_t pg)
+{
+	uint64_t h = atomic_fetch_add_explicit(&p->hot_head, 1, memory_order_relaxed);
+
+	if (p->hot)
+		__atomic_store_n(&p->hot[h % PAGER_HOT_RING], ((uint64_t)r->idx << 40 | pg) + 1,
+				 __ATOMIC_RELAXED);
+}
+
+/* Take up to max pages of the oldest queued run: true if *ret has some. */
+bool pager_pf_take(struct pager *p, uint64_t max, struct pager_pf *ret);
+bool pager_pf_pending(struct pager *p);
+void pager_pf_clear(struct pager *p);
 
 static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
 {

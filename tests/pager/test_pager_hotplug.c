@@ -766,6 +766,74 @@ static void test_evacuate(void)
 	reg_close(&g);
 }
 
+/* ---- hot pages and prefetch (compute migration) ---------------------------- */
+
+static void test_hot_prefetch(void)
+{
+	struct pager *p = new_pager(1, UINT64_MAX), *q = new_pager(1, 24 * PS);
+	static struct reg g, h;
+	struct pager_hot_run *runs = NULL;
+	struct pager_stats st;
+	size_t nruns = 0;
+	uint64_t touched = 0, t0, faults;
+	unsigned bad = 0;
+
+	if (!ok(p != NULL && q != NULL, "pagers"))
+		return;
+	ok(reg_open(&g, p, 20, 20, 0) == 0 && reg_fill(&g, 1) == 0 && pager_start(p) == 0,
+	   "source region");
+	/* The source's guest reads pages 3..9 of section 1 and page 40 of section 2. */
+	for (uint64_t pg = SPP + 3; pg < SPP + 10; pg++)
+		bad += pat_check(g.mem + pg * PS, pid_of(&g, pg), 1, true);
+	bad += pat_check(g.mem + (2 * SPP + 40) * PS, pid_of(&g, 2 * SPP + 40), 1, true);
+	ok(bad == 0, "source reads");
+	/* Each fault fetched its aligned 16-page cluster: pages 0-15 and 32-47. */
+	ok(pager_hot_export(p, 1 << 20, &runs, &nruns) == 0 && nruns == 2, "hot runs: %zu",
+	   nruns);
+	for (size_t i = 0; i < nruns; i++) {
+		touched += runs[i].count;
+		diag("run %zu: section %u pages %u+%u", i, runs[i].sec.grant.section, runs[i].page,
+		     runs[i].count);
+	}
+	ok(nruns == 2 && runs[0].sec.grant.section == 1 && runs[0].page == 0 &&
+	   runs[0].count == 16 && runs[1].sec.grant.section == 2 && runs[1].page == 32 &&
+	   runs[1].count == 16, "they are the clusters the faults fetched (%llu pages)",
+	   (unsigned long long)touched);
+	ok(pager_hot_export(p, 5, &runs, &nruns) == 0, "export with a limit");
+	touched = 0;
+	for (size_t i = 0; i < nruns; i++)
+		touched += runs[i].count;
+	ok(touched == 5, "at most max_pages (%llu)", (unsigned long long)touched);
+	free(runs);
+	runs = NULL;
+
+	/* The destination: same sections, nothing resident; prefetch section 1's first 40 pages. */
+	ok(reg_open(&h, q, 20, 20, 0) == 0 && pager_start(q) == 0, "destination region (budget 24 pages)");
+	memcpy(h.ver, g.ver, sizeof(h.ver));   /* the same sections */
+	ok(pager_prefetch(q, h.idx, 1, 0, 40) == 0, "queue 40 pages");
+	ok(pager_prefetch(q, h.idx, 1, SPP - 1, 2) == -ERANGE, "beyond the section: -ERANGE");
+	ok(pager_prefetch(q, 63, 1, 0, 1) == -ENOENT, "no such region: -ENOENT");
+	t0 = now_ms();
+	do {
+		usleep(2000);
+		pager_stats(q, &st);
+	} while (st.pages_hot_prefetched < 24 && now_ms() - t0 < 5000);
+	ok(st.pages_hot_prefetched == 24 && st.resident_pages == 24,
+	   "prefetched %llu pages, resident %llu: never beyond the budget",
+	   (unsigned long long)st.pages_hot_prefetched, (unsigned long long)st.resident_pages);
+	faults = st.faults_missing;
+	ok(faults == 0, "no fault was taken for them (%llu)", (unsigned long long)faults);
+	ok(pat_check(h.mem + (SPP + 2) * PS, pid_of(&h, SPP + 2), 1, true) == 0,
+	   "a prefetched page reads right");
+	pager_stats(q, &st);
+	ok(st.faults_missing == faults, "without a fault");
+	ok((bad = reg_verify(&h, 0, NPG)) == 0, "everything reads right (%u bad)", bad);
+	pager_free(p);
+	pager_free(q);
+	reg_close(&g);
+	reg_close(&h);
+}
+
 int main(void)
 {
 	int r;
@@ -782,6 +850,7 @@ int main(void)
 	test_regrant_under_faults();
 	test_punch();
 	test_evacuate();
+	test_hot_prefetch();
 	pager_backend_free(be);
 	return tap_done();
 }

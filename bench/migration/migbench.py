@@ -392,7 +392,7 @@ class Cluster:
                        capture_output=True, timeout=300)
 
 
-def ours_move(c, name, to, frm, rx_poll=False):
+def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
     # Both agents read the guest channel when asked: poll them so that the
     # host receive times (RX_NS, CLOCK_MONOTONIC on this one machine) of the
     # heartbeats are meaningful.
@@ -411,7 +411,7 @@ def ours_move(c, name, to, frm, rx_poll=False):
         p.start()
     t0 = time.monotonic()
     try:
-        j = ok(c.orch, "POST", f"/v1/slots/{name}/migrate", {"to": to})
+        j = ok(c.orch, "POST", f"/v1/slots/{name}/migrate", {"to": to, "prefetch": prefetch})
     finally:
         wall = (time.monotonic() - t0) * 1000
         stop.set()
@@ -425,7 +425,8 @@ def ours_move(c, name, to, frm, rx_poll=False):
            "flush_rounds": m.get("flush_rounds"), "pages_flushed": m.get("pages_flushed"),
            "final_flush_pages": m.get("final_flush_pages"),
            "final_flush_ms": m.get("final_flush_ms"),
-           "flush_rounds_ms": m.get("flush_rounds_ms"), "phases_ms": j.get("phases_ms")}
+           "flush_rounds_ms": m.get("flush_rounds_ms"), "phases_ms": j.get("phases_ms"),
+           "hot_pages": m.get("hot_pages")}
     last = m.get("last_heartbeat")
     if last:
         end = time.time() + 30
@@ -435,6 +436,8 @@ def ours_move(c, name, to, frm, rx_poll=False):
             if later:
                 first = min(later)
                 res["guest_gap_ms"] = (first[1] - last["ns"]) / 1e6
+                res["hot_prefetched"] = ok(c.compute_http(to), "GET", f"/v1/vms/{name}")[
+                    "pager"].get("pages_hot_prefetched")
                 if rx_poll:
                     src_last = seen.get(last["seq"], [0, 0, last.get("rx_ns", 0)])
                     dst_first = seen.get(first[0], first)
@@ -442,6 +445,23 @@ def ours_move(c, name, to, frm, rx_poll=False):
                 break
             time.sleep(0.02)
     return res
+
+
+def prefetch_effect(c, name, a, b):
+    """The same busy guest moved twice, without and with the hot-page prefetch:
+    page faults that went to a memory node on the destination in the first
+    second after the move."""
+    out = {}
+    for key, to, frm, pf in (("off", b, a, False), ("on", a, b, True)):
+        m = ours_move(c, name, to, frm, prefetch=pf)
+        time.sleep(1.0)
+        st = ok(c.compute_http(to), "GET", f"/v1/vms/{name}")["pager"]
+        out[key] = {"total_ms": m["total_ms"], "guest_gap_ms": m.get("guest_gap_ms"),
+                    "hot_pages": m.get("hot_pages"), "faults_missing_1s": st["faults_missing"],
+                    "pages_hot_prefetched_1s": st.get("pages_hot_prefetched")}
+    off, on = out["off"]["faults_missing_1s"], out["on"]["faults_missing_1s"]
+    out["faults_ratio"] = round(on / off, 2) if off else None
+    return out
 
 
 def ours_memmig(c, name, frm, to):
@@ -477,6 +497,9 @@ def run_ours(args, c, mem_mb):
             log(f"  {state} first: {r['first']}")
             r["steady"] = ours_move(c, name, a, b, args.rx_poll)
             log(f"  {state} steady: {r['steady']}")
+            if state == "busy":
+                r["prefetch"] = prefetch_effect(c, name, a, b)
+                log(f"  {state} prefetch off/on: {r['prefetch']}")
             r["memmig"] = ours_memmig(c, name, m1, m2)
             log(f"  {state} memmig: {r['memmig']}")
             m1, m2 = m2, m1

@@ -702,6 +702,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_memmig_http(vm, req, resp);
 	else if (!strcmp(rest, "/sections/evacuate") && !strcmp(m, "POST"))
 		vm_evacuate_http(vm, req, resp);
+	else if (!strcmp(rest, "/prefetch") && !strcmp(m, "POST"))
+		vm_prefetch_http(vm, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

@@ -1177,6 +1177,14 @@ json_t *vm_status(struct vm *vm)
 				  (json_int_t)st.resident_pages, "max_resident_pages",
 				  (json_int_t)st.max_resident_pages, "errors", (json_int_t)st.errors,
 				  "failed", st.failed));
+	if (have_stats)
+	{
+		json_t *pj = json_object_get(j, "pager");
+
+		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
+		json_object_set_new(pj, "pages_hot_prefetched",
+				    json_integer((json_int_t)st.pages_hot_prefetched));
+	}
 	vm_mig_status(vm, j);
 	return j;
 }

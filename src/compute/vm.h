@@ -155,6 +155,10 @@ void vm_memmig_http(struct vm *vm, const struct http_req *req, struct http_resp 
 int vm_evacuate_section(struct vm *vm, bool hot, unsigned idx, const struct vm_section *to,
 			uint64_t *ret_pages, char *err, size_t errlen);
 void vm_evacuate_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
+/* The pager's hot pages as JSON runs (vm_prefetch.c); *ret_pages: how many pages. */
+json_t *vm_hot_json(struct vm *vm, uint64_t *ret_pages);
+/* POST /v1/vms/NAME/prefetch: fetch a migration source's hot pages ahead of faults. */
+void vm_prefetch_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
 
 /* Send one command line to disagg-guest and get its "OK ..." answer. */
 int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size_t len);

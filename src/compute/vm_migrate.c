@@ -892,6 +892,13 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 		json_object_set_new(res, "pause_ms",
 				    json_integer((json_int_t)((now_ns() - run.t_pause) / 1000000)));
 		json_decref(info);
+		{
+			/* The guest's recent working set, for the destination to prefetch. */
+			uint64_t hot_pages = 0;
+
+			json_object_set_new(res, "hot", vm_hot_json(vm, &hot_pages));
+			json_object_set_new(res, "hot_pages", json_integer((json_int_t)hot_pages));
+		}
 		hand_over(vm);
 		if (last_heartbeat(m, &hb))
 			json_object_set_new(res, "last_heartbeat",
@@ -908,7 +915,8 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 	pthread_mutex_lock(&vm->lock);
 	m->migrating = false;
 	json_decref(m->last);
-	m->last = json_incref(res);
+	m->last = json_deep_copy(res);   /* for status: without the hot-page list */
+	json_object_del(m->last, "hot");
 	pthread_mutex_unlock(&vm->lock);
 	pthread_mutex_unlock(&vm->hot_lock);
 	if (r < 0) {

@@ -724,14 +724,36 @@ static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_
 	return 0;
 }
 
+/*
+ * Hand the source's hot pages to the destination, which fetches them
+ * between faults. Best effort: without it the guest fetches on demand.
+ */
+static void prefetch_hot(const struct node_rec *dst, const char *name, json_t *mig)
+{
+	json_t *hot = json_object_get(mig, "hot"), *body;
+	char path[160];
+	int status;
+
+	if (json_array_size(hot)) {
+		snprintf(path, sizeof(path), "/v1/vms/%s/prefetch", name);
+		body = json_pack("{s:O}", "hot", hot);
+		status = body ? agent_call(dst, "POST", path, body, SHORT_TIMEOUT_MS, NULL) : -ENOMEM;
+		json_decref(body);
+		if (status != 202)
+			log_info("slot %s: compute node %s did not take the hot pages (%d)", name,
+				 dst->name, status);
+	}
+}
+
 void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
 		     struct http_resp *resp)
 {
-	static const char *const keys[] = { "to", NULL };
+	static const char *const keys[] = { "to", "prefetch", NULL };
 	static const char *const states[] = { "running", NULL };
 	struct store *st = o->store;
 	_cleanup_free_ struct section_rec *secs = NULL;
 	struct node_rec src, dst;
+	bool prefetch = true;
 	struct slot_rec s;
 	const char *bad = NULL, *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
@@ -749,6 +771,13 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 	if (parse_node_id(body, "to", true, &tid, resp) < 0)
 		goto out;
+	if (json_object_get(body, "prefetch")) {
+		if (!json_is_boolean(json_object_get(body, "prefetch"))) {
+			http_resp_error(resp, 400, "bad_request", "\"prefetch\" must be true or false");
+			goto out;
+		}
+		prefetch = json_is_true(json_object_get(body, "prefetch"));
+	}
 	if (get_node(o, tid, "compute", &dst, resp) < 0 || slots_get_slot(o, name, &s, resp) < 0)
 		goto out;
 	if (strcmp(s.state, "running") == 0 && compute_checks(o, &s, &dst, resp) < 0)
@@ -864,6 +893,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 
 	/* 4. The slot moves, then the source forgets its record. */
 	t_running = mono_ms();
+	if (prefetch)
+		prefetch_hot(&dst, s.name, mig);
+	json_object_del(mig, "hot");
 	s.compute = dst.id;
 	s.op[0] = '\0';
 	snprintf(s.state, sizeof(s.state), "running");

@@ -854,6 +854,7 @@ def test_compute_migration_refusals(orch, fakemem, computes, hb_factory):
         ("web", {}, 400, "bad_request"),
         ("web", {"to": "x"}, 400, "bad_request"),
         ("web", {"to": 11, "x": 1}, 400, "unknown_field"),
+        ("web", {"to": 11, "prefetch": "yes"}, 400, "bad_request"),
         ("web", {"to": 999}, 404, "not_found"),
         ("web", {"to": 101}, 400, "bad_request"),
         ("web", {"to": where["web"]}, 409, "conflict"),

@@ -90,11 +90,24 @@ def test_migrate_all_remote(cluster, key):
     for k in ("total_ms", "setup_ms", "final_flush_pages", "final_flush_ms"):
         assert k in res, res
 
+    # The source's recent working set, for the destination to prefetch.
+    assert res["hot_pages"] > 0 and sum(h["count"] for h in res["hot"]) == res["hot_pages"], res
+    assert "hot" not in a1.status("mover")["last_migration"]
     src = a1.status("mover")
     assert src["state"] == "migrated", src
     # Its QEMU stays paused until the record is deleted (teardown off the move's path).
     assert vmlib.pid_alive(vm["pid"]), "source QEMU gone before the record was deleted"
     running(a2, "mover")
+    bad = [{}, {"hot": 1}, {"hot": [{"memnode": 1}]}, {"hot": [dict(res["hot"][0], count=0)]},
+           {"hot": [dict(res["hot"][0], x=1)]}, {"hot": [], "x": 1}]
+    for b in bad:
+        st, j = a2.request("POST", "/v1/vms/mover/prefetch", b)
+        assert st == 400, (b, st, j)
+    foreign = dict(res["hot"][0], section=res["hot"][0]["section"] + 1000)
+    j = a2.call("POST", "/v1/vms/mover/prefetch", {"hot": res["hot"] + [foreign]},
+                expect=(202,))
+    assert j["queued_pages"] == res["hot_pages"] and j["skipped_pages"] == foreign["count"], j
+    assert vmlib.wait_for(lambda: a2.status("mover")["pager"]["pages_hot_prefetched"] > 0, 10)
     v = a2.guest("mover", "VERIFY 1")
     assert v["mismatches"] == 0, v
 

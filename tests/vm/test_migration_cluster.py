@@ -133,6 +133,8 @@ def test_migrate_both_ways_under_writes(cluster):
     verify(c, "web")
     j = c.json("slot", "migrate", "web", "--to", str(src))
     assert j["slot"]["compute"] == src and j["migration"]["ram_transferred_bytes"] < 4 * MiB
+    # The hot-page list went to the destination, not into the answer.
+    assert j["migration"]["hot_pages"] > 0 and "hot" not in j["migration"], j["migration"]
     verify(c, "web")
 
     # Memory migration while the guest rewrites region 1.

@@ -163,7 +163,7 @@ struct pager {
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
 
-#define PAGER_HOT_RING 16384u       /* faults remembered for a migration's destination */
+#define PAGER_HOT_RING 4096u        /* faults remembered for a migration's destination */
 #define PAGER_PF_TAG (UINT64_MAX - 1) /* epoll tag of pf_efd */
 
 /* A run of pages to prefetch (pager_hot.c). */

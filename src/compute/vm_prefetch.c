@@ -17,7 +17,7 @@
 #include "jsonhttp.h"
 #include "log.h"
 
-#define HOT_MAX_PAGES 32768u        /* 128 MiB of hints at most */
+#define HOT_MAX_PAGES 16384u        /* 64 MiB of hints at most */
 
 json_t *vm_hot_json(struct vm *vm, uint64_t *ret_pages)
 {

@@ -10,8 +10,8 @@
   clear message, never leave a guest blocked in a page fault.
 - The agent killed with SIGKILL: the next agent on its run directory kills
   the orphaned QEMU and removes the VM directory.
-- A guest that panics while booting (too little memory): the error quotes
-  the panic line from its console.
+- A guest that panics while booting (no init): the error quotes the panic
+  line from its console.
 - The memory node dies while the guest boots: the start fails with the
   pager's error well before the guest channel's two-minute timeout.
 """
@@ -94,14 +94,15 @@ def test_agent_sigkill_leftovers(cluster):
 
 
 def test_guest_dies_at_boot_says_why(agent):
-    """128 MiB is too little for the guest kernel: it panics while booting.
-    The start fails with the panic line from the console, not only with the
+    """A guest kernel that panics while booting (here: no init to run) makes
+    the start fail with the panic line from its console, not only with the
     guest channel's "Broken pipe"."""
-    st, j = agent.request("POST", "/v1/vms", {"name": "tiny", "sections": [{"kind": "local"}]},
+    st, j = agent.request("POST", "/v1/vms", {"name": "noinit", "append": "rdinit=/nonexistent",
+                                              "sections": [{"kind": "local"}] * 2},
                           timeout=300)
     assert st == 503 and j["error"]["code"] == "start_failed", (st, j)
-    assert "Kernel panic" in j["error"]["message"], j
-    assert agent.request("GET", "/v1/vms/tiny")[0] == 404     # nothing left behind
+    assert "Kernel panic - not syncing" in j["error"]["message"], j
+    assert agent.request("GET", "/v1/vms/noinit")[0] == 404     # nothing left behind
 
 
 def expect_error(agent, method, path, body, status, code=None, timeout=60):

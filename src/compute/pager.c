@@ -23,8 +23,8 @@
  * behind the pager's back (fallocate on the file sends no uffd event): the
  * file says which (SEEK_DATA), and a punched page is served again.
  *
- * Hotplug: pager_remove_region() and pager_region_set_section() (at the
- * end of this file) unpublish what they change (empty slot, dead region,
+ * Hotplug: pager_remove_region() and pager_region_set_section()
+ * (pager_hotplug.c) unpublish what they change (empty slot, dead region,
  * fenced section), wait for a grace period of the fault threads
  * (pager_synchronize: every thread has left the critical section it was
  * in), and hold io_lock so that no eviction or flush batch is in flight.
@@ -45,7 +45,6 @@
 #include "log.h"
 #include "net.h"
 
-#define UMSG_BATCH   16
 #define BACKLOG_MAX 256
 
 struct pager_thread {
@@ -248,7 +247,7 @@ void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid)
 
 /* ---- events --------------------------------------------------------------- */
 
-static void handle_remove(struct pager *p, struct pager_region *r, uint64_t start, uint64_t end)
+void pager_handle_remove(struct pager *p, struct pager_region *r, uint64_t start, uint64_t end)
 {
 	uint64_t a, b, pg;
 	int64_t dropped = 0;
@@ -286,16 +285,16 @@ static void handle_remove(struct pager *p, struct pager_region *r, uint64_t star
 /* Read what is pending on r->uffd: events are handled now, faults kept for later. */
 static void drain_events(struct pager_thread *t, struct pager_region *r)
 {
-	struct uffd_msg msgs[UMSG_BATCH];
+	struct uffd_msg msgs[PAGER_UMSG_BATCH];
 
-	while (t->nbacklog < BACKLOG_MAX - UMSG_BATCH) {
+	while (t->nbacklog < BACKLOG_MAX - PAGER_UMSG_BATCH) {
 		ssize_t n = read(r->uffd, msgs, sizeof(msgs));
 
 		if (n <= 0)
 			break;
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			if (msgs[i].event == UFFD_EVENT_REMOVE) {
-				handle_remove(t->p, r, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+				pager_handle_remove(t->p, r, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
 			} else {
 				t->backlog_r[t->nbacklog] = r;
 				t->backlog[t->nbacklog++] = msgs[i];
@@ -817,14 +816,14 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 				       m->arg.pagefault.feat.ptid, 0);
 		atomic_store(&t->p->qs[t->idx].sec, 0);
 	} else if (m->event == UFFD_EVENT_REMOVE) {
-		handle_remove(t->p, r, m->arg.remove.start, m->arg.remove.end);
+		pager_handle_remove(t->p, r, m->arg.remove.start, m->arg.remove.end);
 	}
 }
 
 /* Read and serve what r's uffd has. Returns messages handled. */
 static int serve_region(struct pager_thread *t, struct pager_region *r)
 {
-	struct uffd_msg msgs[UMSG_BATCH];
+	struct uffd_msg msgs[PAGER_UMSG_BATCH];
 	ssize_t n;
 	int k = 0;
 
@@ -982,7 +981,7 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	return 0;
 }
 
-static void region_free(struct pager_region *r)
+void pager_region_free(struct pager_region *r)
 {
 	if (!r)
 		return;
@@ -996,15 +995,6 @@ static void region_free(struct pager_region *r)
 	free(r);
 }
 
-static bool sec_valid(const struct pager_section *s)
-{
-	return s->kind == PAGER_SEC_LOCAL || s->kind == PAGER_SEC_REMOTE;
-}
-
-static uint64_t region_epoll_data(const struct pager_region *r)
-{
-	return (uint64_t)r->gen << 32 | r->idx;
-}
 
 int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 {
@@ -1017,7 +1007,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	    rc->uffd < 0 || rc->file_fd < 0)
 		return -EINVAL;
 	for (uint64_t i = 0; i < rc->length / secbytes; i++)
-		if (!sec_valid(&rc->sections[i]))
+		if (!pager_sec_valid(&rc->sections[i]))
 			return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -1038,7 +1028,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->mig = calloc(r->nsections, sizeof(*r->mig));
 	r->owner = p;
 	if (!r->sections || !r->st || !r->dep || !r->fence || !r->mig) {
-		region_free(r);
+		pager_region_free(r);
 		return -ENOMEM;
 	}
 	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
@@ -1078,7 +1068,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	if (idx + 1 > atomic_load(&p->nslots))
 		atomic_store(&p->nslots, idx + 1);
 	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = region_epoll_data(r) };
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = pager_region_epoll_data(r) };
 
 		if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->uffd, &ev) < 0) {
 			e = -errno;
@@ -1096,7 +1086,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	return (int)idx;
 fail:
 	pthread_mutex_unlock(&p->admin_lock);
-	region_free(r);
+	pager_region_free(r);
 	return e;
 }
 
@@ -1185,7 +1175,7 @@ void pager_free(struct pager *p)
 	if (p->mig_conn)
 		p->cfg.backend->ops->conn_close(p->mig_conn);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
-		region_free(atomic_load(&p->regions[i]));
+		pager_region_free(atomic_load(&p->regions[i]));
 	free(p->threads);
 	free(p->qs);
 	if (p->epfd >= 0)
@@ -1203,201 +1193,4 @@ void pager_free(struct pager *p)
 	pthread_cond_destroy(&p->evict_cond);
 	pthread_cond_destroy(&p->space_cond);
 	free(p);
-}
-
-/* ---- hotplug: remove a region, change a section ---------------------------- */
-
-/* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
-bool pager_on_thread(struct pager *p)
-{
-	pthread_t self = pthread_self();
-
-	if (p->evictor_started && pthread_equal(self, p->evictor))
-		return true;
-	for (unsigned i = 0; p->threads && i < p->nthreads; i++)
-		if (p->threads[i] && pthread_equal(self, p->threads[i]))
-			return true;
-	return false;
-}
-
-/*
- * Read what is queued on the uffd of a region that no fault thread serves
- * any more. Events are handled: their senders (madvise) wait until the
- * event is read. Faults are dropped: their threads stay blocked, as for
- * any fault on a removed region.
- */
-static void drain_unserved(struct pager *p, struct pager_region *r)
-{
-	struct uffd_msg msgs[UMSG_BATCH];
-
-	for (unsigned round = 0; round < 4096; round++) {
-		ssize_t n = read(r->uffd, msgs, sizeof(msgs));
-
-		if (n <= 0)
-			break;
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
-			if (msgs[i].event == UFFD_EVENT_REMOVE)
-				handle_remove(p, r, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
-	}
-}
-
-int pager_remove_region(struct pager *p, int region, bool writeback)
-{
-	struct pager_region *r;
-	uint64_t remote = 0;
-	int64_t dropped = 0;
-	int rc = 0;
-
-	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
-		return -EINVAL;
-	pthread_mutex_lock(&p->admin_lock);
-	if (pager_on_thread(p)) {
-		pthread_mutex_unlock(&p->admin_lock);
-		return -EDEADLK;
-	}
-	r = atomic_load(&p->regions[region]);
-	if (!r) {
-		pthread_mutex_unlock(&p->admin_lock);
-		return -ENOENT;
-	}
-	/* 1. No eviction or flush batch is in flight while we hold io_lock. */
-	pthread_mutex_lock(&p->io_lock);
-	/* 2. Unpublish: fetches on r cancel, new fault-thread passes skip it. */
-	atomic_store(&r->dead, true);
-	atomic_store(&p->regions[region], NULL);
-	(void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, r->uffd, NULL);
-	/* 3. Grace period: every fault thread has let go of r. */
-	pager_synchronize(p);
-	/* From here on this thread is r's only user. */
-	drain_unserved(p, r);
-	if (writeback) {
-		rc = pager_flush_region_locked(p, r);
-		if (rc < 0) {
-			/* Nothing is removed: serve the region again, wake what was parked. */
-			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = region_epoll_data(r) };
-
-			atomic_store(&r->dead, false);
-			atomic_store(&p->regions[region], r);
-			if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->uffd, &ev) < 0)
-				log_debug("pager %s: region %d: epoll re-add: %s", p->name, region,
-					  strerror(errno));
-			pthread_mutex_unlock(&p->io_lock);
-			(void)pager_uffd_wake(r, 0, r->npages);
-			pthread_mutex_unlock(&p->admin_lock);
-			return rc;
-		}
-	}
-	/* 4. Drop the region's pages from the accounting; dirty ones are discarded. */
-	pthread_mutex_lock(&p->lock);
-	for (uint32_t sec = 0; sec < r->nsections; sec++) {
-		if (r->sections[sec].kind != PAGER_SEC_REMOTE)
-			continue;
-		remote++;
-		for (uint64_t pg = (uint64_t)sec * p->sec_pages; pg < (uint64_t)(sec + 1) * p->sec_pages;
-		     pg++)
-			if (st_get(r, pg) & ST_PRESENT)
-				dropped++;
-	}
-	/* Its dirty pages are discarded (or were written back above). */
-	atomic_fetch_sub(&p->dirty_pages, atomic_exchange(&r->ndirty, 0));
-	atomic_fetch_sub(&p->busy_pages, atomic_exchange(&r->nbusy, 0));
-	pthread_mutex_unlock(&p->lock);
-	atomic_fetch_sub(&p->remote_pages, remote * p->sec_pages);
-	if (dropped) {
-		pager_resident_add(p, -dropped);
-		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
-	}
-	/*
-	 * 5. Leave no remote page in the file: a later region over the same
-	 * file must not find pages it never fetched (they would be mapped
-	 * without a fault, so never checked). Local sections are the caller's.
-	 */
-	for (uint32_t sec = 0; sec < r->nsections; sec++)
-		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
-			(void)pager_punch(r, (uint64_t)sec * p->sec_pages, p->sec_pages);
-	/* A migration of one of its sections ends with it (abort semantics). */
-	for (uint32_t sec = 0; sec < r->nsections; sec++)
-		pager_memmig_drop(p, r, sec, false);
-	pthread_mutex_unlock(&p->io_lock);
-	CTR_ADD(p, regions_removed, 1);
-	log_debug("pager %s: region %d removed (%lld resident pages dropped)", p->name, region,
-		  (long long)dropped);
-	region_free(r);
-	pthread_mutex_unlock(&p->admin_lock);
-	return 0;
-}
-
-int pager_region_set_section(struct pager *p, int region, unsigned index,
-			     const struct pager_section *sec, bool discard)
-{
-	struct pager_region *r;
-	uint64_t pg0, n;
-	int64_t dropped = 0;
-	bool same, busy = false;
-	int rc = 0;
-
-	if (!p || !sec || region < 0 || region >= PAGER_MAX_REGIONS || !sec_valid(sec))
-		return -EINVAL;
-	pthread_mutex_lock(&p->admin_lock);
-	r = atomic_load(&p->regions[region]);
-	if (pager_on_thread(p) || !r || index >= r->nsections) {
-		pthread_mutex_unlock(&p->admin_lock);
-		return pager_on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
-	}
-	pg0 = (uint64_t)index * p->sec_pages;
-	n = p->sec_pages;
-	/* No eviction/flush batch in flight; fence; wait out the fault threads. */
-	pthread_mutex_lock(&p->io_lock);
-	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
-	pager_synchronize(p);
-	/* Nobody claims, installs or reads the section's descriptor now. */
-
-	same = pager_same_section(&r->sections[index], sec);
-	if (r->mig[index] && !same && !discard) {
-		rc = -EBUSY;        /* being migrated: commit or abort first */
-	} else if (r->mig[index] && !same) {
-		pager_memmig_drop(p, r, index, false);  /* discarded: nothing left to move */
-	}
-	if (!same && rc == 0) {
-		pthread_mutex_lock(&p->lock);
-		for (uint64_t pg = pg0; pg < pg0 + n && !busy; pg++)
-			busy = (st_get(r, pg) & (ST_PRESENT | ST_DIRTY | ST_BUSY)) != 0;
-		pthread_mutex_unlock(&p->lock);
-		/* Local sections have no page state: the file says what is there. */
-		if (!busy)
-			busy = pager_file_has_data(r, pg0, n);
-		if (busy && !discard)
-			rc = -EBUSY;
-		else if (busy)
-			rc = pager_punch(r, pg0, n);
-	}
-	if (rc == 0) {
-		bool was_remote = r->sections[index].kind == PAGER_SEC_REMOTE;
-		bool now_remote = sec->kind == PAGER_SEC_REMOTE;
-
-		pthread_mutex_lock(&p->lock);
-		if (!same) {
-			for (uint64_t pg = pg0; pg < pg0 + n; pg++) {
-				if (was_remote && (st_get(r, pg) & ST_PRESENT))
-					dropped++;
-				st_set(r, pg, 0);
-			}
-		}
-		r->sections[index] = *sec;
-		pthread_mutex_unlock(&p->lock);
-		if (was_remote && !now_remote)
-			atomic_fetch_sub(&p->remote_pages, p->sec_pages);
-		else if (!was_remote && now_remote)
-			atomic_fetch_add(&p->remote_pages, p->sec_pages);
-	}
-	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&p->io_lock);
-	if (dropped) {
-		pager_resident_add(p, -dropped);
-		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
-	}
-	/* Faults parked while fenced refault now and meet the new section. */
-	(void)pager_uffd_wake(r, pg0, n);
-	pthread_mutex_unlock(&p->admin_lock);
-	return rc;
 }

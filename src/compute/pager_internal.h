@@ -163,6 +163,7 @@ struct pager {
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
 
+#define PAGER_UMSG_BATCH 16u        /* uffd messages read at once */
 #define PAGER_HOT_RING 4096u        /* faults remembered for a migration's destination */
 #define PAGER_PF_TAG (UINT64_MAX - 1) /* epoll tag of pf_efd */
 
@@ -291,6 +292,18 @@ int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages);
 void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid);
 void pager_resident_add(struct pager *p, int64_t n);
 void pager_synchronize(struct pager *p);
+void pager_handle_remove(struct pager *p, struct pager_region *r, uint64_t start, uint64_t end);
+void pager_region_free(struct pager_region *r);
+
+static inline bool pager_sec_valid(const struct pager_section *s)
+{
+	return s->kind == PAGER_SEC_LOCAL || s->kind == PAGER_SEC_REMOTE;
+}
+
+static inline uint64_t pager_region_epoll_data(const struct pager_region *r)
+{
+	return (uint64_t)r->gen << 32 | r->idx;
+}
 void pager_synchronize_section(struct pager *p, struct pager_region *r, uint64_t sec);
 /* Wait (up to max_ms) until no fault thread serves a fault in that section: true if so. */
 bool pager_wait_section_quiet(struct pager *p, struct pager_region *r, uint64_t sec,

@@ -85,12 +85,15 @@ static const struct cli_cmd cmd_table[] = {
 	{ "slot resize", "NAME --memory SIZE", 1, 1, "grow or shrink a running slot's memory",
 	  "Grows by hot-adding sections, shrinks by hot-removing the last added ones.",
 	  cmd_slot_resize, { { "memory", "SIZE", "the new memory size (required)" } } },
-	{ "slot migrate", "NAME --to COMPUTE_ID", 1, 1, "move a running slot to another compute node",
+	{ "slot migrate", "NAME --to COMPUTE_ID [--no-prefetch]", 1, 1,
+	  "move a running slot to another compute node",
 	  "Compute migration: the VM moves while its memory stays on the memory nodes\n"
-	  "(only CPU and device state cross). Only slots whose memory is all remote can\n"
-	  "move. Prints the total time, QEMU's downtime and the bytes sent between the\n"
+	  "(only CPU and device state cross). Local sections move to memory nodes first.\n"
+	  "The destination prefetches the pages the guest used last on the source.\n"
+	  "Prints the total time, QEMU's downtime and the bytes sent between the\n"
 	  "compute nodes. On failure the VM keeps running where it was.",
-	  cmd_slot_migrate, { { "to", "ID", "the destination compute node (required)" } } },
+	  cmd_slot_migrate, { { "to", "ID", "the destination compute node (required)" },
+			      { "no-prefetch", NULL, "do not prefetch the source's hot pages" } } },
 	{ "slot migrate-memory", "NAME --from MEMNODE --to MEMNODE [--section INDEX]", 1, 1,
 	  "move a slot's sections to another memory node while the VM runs",
 	  "Memory migration: every section of the slot on --from (or only section INDEX)\n"

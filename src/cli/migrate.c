@@ -64,7 +64,7 @@ int cmd_slot_migrate(struct cli_args *a)
 	if ((ret = node_arg(a, "to", true, &to)))
 		return ret;
 	path = cli_path_with("/v1/slots/", name, "/migrate");
-	body = json_pack("{s:I}", "to", (json_int_t)to);
+	body = json_pack("{s:I, s:b}", "to", (json_int_t)to, "prefetch", !cli_flag(a, "no-prefetch"));
 	if (!path || !body ||
 	    asprintf(&label, "moving slot %s to compute node %" PRIu64, name, to) < 0)
 		return CLI_EXIT_ERROR;

@@ -1118,6 +1118,13 @@ def test_cli_migrations(orch, fakemem, computes, hb_factory):
     assert "downtime 8 ms (QEMU), 205K sent between compute nodes" in p.stdout, p.stdout
     p = run("slot", "migrate", "web", "--to", 11)
     assert p.returncode == 1 and "409 conflict" in p.stderr, p.stderr
+    # There and back without the prefetch (a fake agent sends no hot pages anyway).
+    p = run("slot", "migrate", "web", "--to", 10, "--no-prefetch")
+    assert p.returncode == 0 and "moved from compute node 11 to 10" in p.stdout, p.stderr
+    p = run("slot", "migrate", "web", "--to", 11)
+    assert p.returncode == 0, p.stderr
+    p = run("slot", "migrate", "web", "--to", 10, "--no-prefetch=yes")
+    assert p.returncode == 2, (p.stdout, p.stderr)
     p = run("slot", "migrate", "web")
     assert p.returncode == 2 and "--to is required" in p.stderr
     p = run("slot", "migrate", "web", "--to", "x")

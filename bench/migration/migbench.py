@@ -97,17 +97,7 @@ class Chan:
     """disagg-guest's channel on a QEMU chardev socket; HB lines are kept."""
 
     def __init__(self, path, timeout=60):
-        end = time.time() + timeout
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.s.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.s.close()
-                if time.time() > end:
-                    raise
-                time.sleep(0.02)
+        self.s = vmlib.unix_connect(path, timeout, 0.02)
         self.buf, self.hb, self.replies = b"", [], []
         self.cv = threading.Condition()
         self.closed = False
@@ -163,17 +153,7 @@ class Chan:
 
 class Qmp:
     def __init__(self, path, timeout=60):
-        end = time.time() + timeout
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.s.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.s.close()
-                if time.time() > end:
-                    raise
-                time.sleep(0.02)
+        self.s = vmlib.unix_connect(path, timeout, 0.02)
         self.f = self.s.makefile("rwb")
         json.loads(self.f.readline())
         self.run("qmp_capabilities")

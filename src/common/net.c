@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -248,3 +249,64 @@ int net_write_full(int fd, const void *buf, size_t len)
 	}
 	return 0;
 }
+
+int net_ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = now_ns();
+
+	if (now >= deadline_ns)
+		return 0;
+	return (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+int net_wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int t = net_ms_left(deadline_ns), r;
+
+		if (t == 0)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, t);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (pfd.revents & POLLNVAL)
+			return -EBADF;
+		return 0;
+	}
+}
+
+int net_connect_unix(const char *path, int timeout_ms, bool nonblock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t deadline = now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), err;
+
+		if (fd < 0)
+			return -errno;
+		err = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? 0 : errno;
+		if (err == EINPROGRESS || err == EAGAIN) {
+			/* The listener's backlog is full: wait until it takes us. */
+			err = -net_wait_fd(fd, POLLOUT, deadline);
+		}
+		if (err == 0 && !nonblock)
+			err = -net_set_nonblock(fd, false);
+		if (err == 0)
+			return fd;
+		close(fd);
+		if ((err != ENOENT && err != ECONNREFUSED) || now_ns() >= deadline)
+			return err == ENOENT || err == ECONNREFUSED ? -ETIMEDOUT : -err;
+		usleep(10000);
+	}
+}
+

@@ -25,6 +25,20 @@ int net_set_nodelay(int fd);
 /* Read or write exactly len bytes on a blocking fd (EINTR-safe); -EPIPE on EOF. */
 int net_read_full(int fd, void *buf, size_t len);
 int net_write_full(int fd, const void *buf, size_t len);
+/*
+ * Deadlines (CLOCK_MONOTONIC ns): ms left, rounded up (0: passed), for
+ * poll(); and waiting for `events` on fd until then: 0 (readable/writable,
+ * or HUP/ERR: the I/O call tells), -ETIMEDOUT, -EBADF, -errno.
+ */
+int net_ms_left(uint64_t deadline_ns);
+int net_wait_fd(int fd, short events, uint64_t deadline_ns);
+/*
+ * Connect to a UNIX stream socket, retrying while it does not exist yet or
+ * refuses (a process creating it a moment after it starts), for up to
+ * timeout_ms: the fd (non-blocking if asked), -ETIMEDOUT, -ENAMETOOLONG,
+ * -errno.
+ */
+int net_connect_unix(const char *path, int timeout_ms, bool nonblock);
 /* Monotonic clock in ns and µs. */
 uint64_t now_ns(void);
 static inline uint64_t now_us(void)

@@ -43,41 +43,11 @@ struct guestchan {
 	unsigned sync_seq;
 };
 
-static int ms_left(uint64_t deadline_ns)
-{
-	uint64_t now = now_ns();
-
-	if (now >= deadline_ns)
-		return 0;
-	return (int)((deadline_ns - now + 999999) / 1000000);
-}
-
 static uint64_t deadline_after(int timeout_ms)
 {
 	return now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
 }
 
-static int wait_fd(int fd, short events, uint64_t deadline_ns)
-{
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
-		int t = ms_left(deadline_ns), r;
-
-		if (t == 0)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, t);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (pfd.revents & POLLNVAL)
-			return -EBADF;
-		return 0; /* readable/writable, or HUP/ERR: the I/O call tells */
-	}
-}
 
 static int write_all(struct guestchan *g, const char *p, size_t n, uint64_t deadline_ns)
 {
@@ -88,7 +58,7 @@ static int write_all(struct guestchan *g, const char *p, size_t n, uint64_t dead
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				int r = wait_fd(g->fd, POLLOUT, deadline_ns);
+				int r = net_wait_fd(g->fd, POLLOUT, deadline_ns);
 
 				if (r < 0)
 					return r;
@@ -147,7 +117,7 @@ static int read_line(struct guestchan *g, uint64_t deadline_ns, char *out, size_
 			continue;
 		if (errno != EAGAIN)
 			return errno == ECONNRESET ? -EPIPE : -errno;
-		int r = wait_fd(g->fd, POLLIN, deadline_ns);
+		int r = net_wait_fd(g->fd, POLLIN, deadline_ns);
 
 		if (r < 0)
 			return r;
@@ -186,45 +156,22 @@ static void unsolicited(struct guestchan *g, const char *line)
 
 int guestchan_connect(const char *path, int timeout_ms, struct guestchan **ret)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = deadline_after(timeout_ms);
-	_cleanup_close_ int fd = -1;
 	struct guestchan *g;
+	int fd;
 
 	if (!path || !ret)
 		return -EINVAL;
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
 	/* QEMU creates the socket a moment after it starts: retry until then. */
-	for (;;) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			break;
-		int err = errno;
-
-		if (err == EINPROGRESS || err == EAGAIN) {
-			/* UNIX sockets: backlog full; wait for writability. */
-			int r = wait_fd(fd, POLLOUT, deadline);
-
-			if (r < 0)
-				return r;
-			break;
-		}
-		close(fd);
-		fd = -1;
-		if ((err != ENOENT && err != ECONNREFUSED) || now_ns() >= deadline)
-			return err == ENOENT || err == ECONNREFUSED ? -ETIMEDOUT : -err;
-		usleep(10000);
-	}
-
+	fd = net_connect_unix(path, timeout_ms, true);
+	if (fd < 0)
+		return fd;
 	g = calloc(1, sizeof(*g));
-	if (!g)
+	if (!g) {
+		close(fd);
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&g->lock, NULL);
-	g->fd = TAKE_FD(fd);
+	g->fd = fd;
 	*ret = g;
 	return 0;
 }

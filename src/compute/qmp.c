@@ -34,14 +34,6 @@ struct qmp {
 	char error[512];
 };
 
-static int deadline_left(uint64_t deadline_ns)
-{
-	uint64_t now = now_ns();
-
-	if (now >= deadline_ns)
-		return 0;
-	return (int)((deadline_ns - now + 999999) / 1000000);
-}
 
 static void queue_event(struct qmp *q, json_t *ev)
 {
@@ -90,20 +82,11 @@ static int read_message(struct qmp *q, uint64_t deadline_ns, json_t **ret)
 			q->cap = ncap;
 		}
 
-		struct pollfd pfd = { .fd = q->fd, .events = POLLIN };
-		int timeout = deadline_left(deadline_ns), r;
+		int r = net_wait_fd(q->fd, POLLIN, deadline_ns);
 		ssize_t n;
 
-		if (timeout == 0)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, timeout);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -ETIMEDOUT;
+		if (r < 0)
+			return r;
 		n = read(q->fd, q->buf + q->len, q->cap - q->len);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -288,28 +271,6 @@ const char *qmp_last_error(struct qmp *q)
 	return q->error;
 }
 
-static int unix_connect(const char *path, int timeout_ms)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	/* QEMU creates the socket a moment after it starts: retry until then. */
-	for (;;) {
-		_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return -errno;
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return TAKE_FD(fd);
-		if ((errno != ENOENT && errno != ECONNREFUSED) || now_ns() >= deadline)
-			return -errno;
-		usleep(10000);
-	}
-}
-
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret)
 {
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
@@ -322,7 +283,7 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret)
 		return -ENOMEM;
 	pthread_mutex_init(&q->lock, NULL);
 	q->next_id = 1;
-	q->fd = unix_connect(path, timeout_ms);
+	q->fd = net_connect_unix(path, timeout_ms, false);
 	if (q->fd < 0) {
 		r = q->fd;
 		goto fail;
@@ -336,7 +297,7 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret)
 		goto fail;
 	}
 	json_decref(greeting);
-	r = qmp_execute(q, "qmp_capabilities", NULL, deadline_left(deadline) + 1, NULL);
+	r = qmp_execute(q, "qmp_capabilities", NULL, net_ms_left(deadline) + 1, NULL);
 	if (r < 0)
 		goto fail;
 	*ret = q;

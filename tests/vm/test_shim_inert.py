@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,17 +25,7 @@ class GuestChan:
     """The disagg-guest line protocol on QEMU's chardev socket."""
 
     def __init__(self, path, timeout=60):
-        end = time.time() + timeout
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.s.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.s.close()
-                if time.time() > end:
-                    raise
-                time.sleep(0.05)
+        self.s = vmlib.unix_connect(path, timeout, 0.05)
         self.buf = b""
 
     def line(self, timeout):

@@ -17,6 +17,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,21 @@ GUEST_DIR = ROOT / "build" / "guest"
 
 class Skip(Exception):
     """Something the machine lacks: the caller skips with this reason."""
+
+
+def unix_connect(path, timeout=60, retry_s=0.02):
+    """A connected UNIX stream socket; retries until the server creates it."""
+    end = time.time() + timeout
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            if time.time() > end:
+                raise
+            time.sleep(retry_s)
 
 
 def qemu_binary():

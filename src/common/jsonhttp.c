@@ -119,3 +119,26 @@ void http_resp_json(struct http_resp *resp, int status, json_t *j)
 	}
 	http_resp_text(resp, status, "application/json", body);
 }
+
+int http_check_keys(json_t *obj, const char *const *allowed, struct http_resp *resp)
+{
+	const char *bad = NULL;
+
+	if (json_check_keys(obj, allowed, &bad) == 0)
+		return 0;
+	http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad ? bad : "?");
+	return -EINVAL;
+}
+
+json_t *http_json_args(const struct http_req *req, struct http_resp *resp,
+		       const char *const *allowed)
+{
+	json_t *j = http_json_body(req, resp);
+
+	if (j && http_check_keys(j, allowed, resp) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+

@@ -17,6 +17,11 @@
 json_t *http_json_body(const struct http_req *req, struct http_resp *resp);
 /* Answer with j (reference stolen); 500 if it cannot be serialised. */
 void http_resp_json(struct http_resp *resp, int status, json_t *j);
+/* json_check_keys, answering 400 unknown_field for a member not allowed: 0 or -EINVAL. */
+int http_check_keys(json_t *obj, const char *const *allowed, struct http_resp *resp);
+/* http_json_body and http_check_keys: the object, or NULL once answered (400). */
+json_t *http_json_args(const struct http_req *req, struct http_resp *resp,
+		       const char *const *allowed);
 /* -EINVAL with *ret_bad naming the first member of obj not in `allowed` (NULL-terminated). */
 int json_check_keys(json_t *obj, const char *const *allowed, const char **ret_bad);
 

@@ -236,20 +236,16 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	const char *listen = NULL;
 	_cleanup_free_ struct vm_section *secs = NULL;
 	struct vm_spec spec = { .vcpus = 1, .budget = UINT64_MAX, .max_hot = 8 };
-	const char *name, *bad = NULL, *hp, *append;
+	const char *name, *hp, *append;
 	char err[512] = "";
 	json_t *j, *jsecs, *v;
 	struct vm *vm = NULL;
 	int slot = -1, r;
 	size_t i;
 
-	j = http_json_body(req, resp);
+	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	name = json_string_value(json_object_get(j, "name"));
 	if (!name || strlen(name) >= sizeof(spec.name)) {
 		http_resp_error(resp, 400, "bad_request", "\"name\" is required (a short string)");
@@ -451,18 +447,15 @@ static void h_add_section(struct vm *vm, const struct http_req *req, struct http
 {
 	static const char *const keys[] = { "section", NULL };
 	struct vm_section s;
-	const char *bad = NULL;
 	char err[512] = "";
 	unsigned idx;
 	json_t *j;
 	int r;
 
-	j = http_json_body(req, resp);
+	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-	} else if (parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
+	if (parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
 		http_resp_error(resp, 400, "bad_section", "%s", err);
 	} else {
 		uint64_t t0 = now_ns();
@@ -502,16 +495,13 @@ static void h_remove_section(struct vm *vm, const char *idxs, struct http_resp *
 static void h_budget(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "bytes", NULL };
-	const char *bad = NULL;
-	json_t *j = http_json_body(req, resp), *v;
+	json_t *j = http_json_args(req, resp, keys), *v;
 	int r;
 
 	if (!j)
 		return;
 	v = json_object_get(j, "bytes");
-	if (json_check_keys(j, keys, &bad) < 0)
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-	else if (!json_is_integer(v) || json_integer_value(v) < 0)
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
 		http_resp_error(resp, 400, "bad_request", "\"bytes\" must be an integer >= 0");
 	else if ((r = vm_set_budget(vm, (uint64_t)json_integer_value(v))) < 0)
 		http_resp_error(resp, errno_http(r), "budget_failed", "%s", strerror(-r));
@@ -547,9 +537,9 @@ static void h_console(struct vm *vm, struct http_resp *resp)
 static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "command", "timeout_ms", NULL };
-	const char *cmd, *bad = NULL;
+	const char *cmd;
 	char line[4096];
-	json_t *j = http_json_body(req, resp), *v;
+	json_t *j = http_json_args(req, resp, keys), *v;
 	int timeout = 60000, r;
 
 	if (!j)
@@ -558,9 +548,7 @@ static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp 
 	v = json_object_get(j, "timeout_ms");
 	if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < 3600000)
 		timeout = (int)json_integer_value(v);
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-	} else if (!cmd || !*cmd || strchr(cmd, '\n') || strlen(cmd) > 1000) {
+	if (!cmd || !*cmd || strchr(cmd, '\n') || strlen(cmd) > 1000) {
 		http_resp_error(resp, 400, "bad_request", "\"command\" must be one line");
 	} else {
 		r = vm_guest_cmd(vm, cmd, timeout, line, sizeof(line));
@@ -579,18 +567,14 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 					    "hold_at_switchover_ms", "timeout_ms", NULL };
 	struct vm_migrate_opts o = { .max_flush_rounds = 10, .dirty_threshold_pages = 256,
 				     .timeout_ms = 120000 };
-	const char *bad = NULL, *uri;
-	json_t *j = http_json_body(req, resp), *v, *res = NULL;
+	const char *uri;
+	json_t *j = http_json_args(req, resp, keys), *v, *res = NULL;
 	char err[1024] = "";
 	int r;
 
 	if (!j)
 		return;
 	uri = json_string_value(json_object_get(j, "uri"));
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (!uri || strlen(uri) >= sizeof(o.uri)) {
 		http_resp_error(resp, 400, "bad_request", "\"uri\" (tcp:HOST:PORT) is required");
 		goto out;

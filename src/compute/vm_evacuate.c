@@ -124,21 +124,17 @@ void vm_evacuate_http(struct vm *vm, const struct http_req *req, struct http_res
 					    NULL };
 	json_t *j, *bi, *hi;
 	struct vm_section to = { 0 };
-	const char *bad = NULL, *code;
+	const char *code;
 	char err[512] = "";
 	uint64_t pages = 0, t0 = now_ns();
 	json_int_t idx;
 	int r;
 
-	j = http_json_body(req, resp);
+	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
 	bi = json_object_get(j, "boot_index");
 	hi = json_object_get(j, "hot_index");
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (!!bi == !!hi || !json_is_integer(bi ? bi : hi) ||
 	    (idx = json_integer_value(bi ? bi : hi)) < 0 || idx > VM_MAX_SECTIONS) {
 		http_resp_error(resp, 400, "bad_request",

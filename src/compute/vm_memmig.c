@@ -315,19 +315,15 @@ void vm_memmig_http(struct vm *vm, const struct http_req *req, struct http_resp 
 	struct pager_section from = { 0 }, to = { 0 };
 	struct vm_memmig_result res = { 0 };
 	enum vm_memmig_phase phase;
-	const char *bad = NULL, *ph, *code;
+	const char *ph, *code;
 	char err[512] = "";
 	json_t *j;
 	int r;
 
-	j = http_json_body(req, resp);
+	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
 	ph = json_string_value(json_object_get(j, "phase"));
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (ph && !strcmp(ph, "begin"))
 		phase = VM_MEMMIG_BEGIN;
 	else if (ph && !strcmp(ph, "commit"))

@@ -55,14 +55,10 @@ void vm_prefetch_http(struct vm *vm, const struct http_req *req, struct http_res
 	struct pager *p;
 	size_t i;
 
-	j = http_json_body(req, resp);
+	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
 	hot = json_object_get(j, "hot");
-	if (json_check_keys(j, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (!json_is_array(hot)) {
 		http_resp_error(resp, 400, "bad_request", "\"hot\" must be an array of page runs");
 		goto out;

@@ -373,20 +373,15 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 	struct node_rec c, from, to;
 	struct slot_rec s;
 	struct memmig_ctx m = { .o = o, .s = &s, .c = &c, .from = &from, .to = &to };
-	const char *bad = NULL;
 	json_t *body, *reps = NULL, *v;
 	uint64_t fid = 0, tid = 0, t0 = mono_ms();
 	int64_t only = -1, maxpause = 0, copied = 0;
 	size_t n = 0, moved = 0, todo = 0;
 	int r = 0;
 
-	body = http_json_body(req, resp);
+	body = http_json_args(req, resp, keys);
 	if (!body)
 		return;
-	if (json_check_keys(body, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (parse_node_id(body, "from", true, &fid, resp) < 0 ||
 	    parse_node_id(body, "to", true, &tid, resp) < 0)
 		goto out;
@@ -755,20 +750,16 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	struct node_rec src, dst;
 	bool prefetch = true;
 	struct slot_rec s;
-	const char *bad = NULL, *uri;
+	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160], vst[STORE_STATE_MAX];
 	uint64_t tid = 0, t0 = mono_ms(), t_ready = 0, t_moved = 0, t_running = 0;
 	size_t n = 0;
 	int r, status;
 
-	body = http_json_body(req, resp);
+	body = http_json_args(req, resp, keys);
 	if (!body)
 		return;
-	if (json_check_keys(body, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (parse_node_id(body, "to", true, &tid, resp) < 0)
 		goto out;
 	if (json_object_get(body, "prefetch")) {

@@ -99,20 +99,16 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 					    "vcpus", "vms", NULL };
 	struct store *st = o->store;
 	struct node_rec n = { 0 }, old;
-	const char *bad = NULL, *k;
+	const char *k;
 	json_t *body, *v, *labels;
 	int64_t ss, total, freec, vcpus;
 	bool existed, was_down;
 	char *lj;
 	int r;
 
-	body = http_json_body(req, resp);
+	body = http_json_args(req, resp, keys);
 	if (!body)
 		return;
-	if (json_check_keys(body, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	v = json_object_get(body, "node_id");
 	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
 		http_resp_error(resp, 400, "bad_request", "\"node_id\" must be a positive integer");
@@ -251,19 +247,14 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms", NULL };
 	struct store *st = o->store;
 	int64_t freec = -1, total = -1, vcpus = -1;
-	const char *bad = NULL;
 	struct node_rec n;
 	json_t *body = NULL;
 	int r;
 
 	if (req->body_len > 0) {
-		body = http_json_body(req, resp);
+		body = http_json_args(req, resp, keys);
 		if (!body)
 			return;
-		if (json_check_keys(body, keys, &bad) < 0) {
-			http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-			goto out;
-		}
 		if (opt_count(body, "sections_free", &freec) < 0 ||
 		    opt_count(body, "sections_total", &total) < 0 ||
 		    opt_count(body, "vcpus", &vcpus) < 0) {

@@ -284,10 +284,8 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	char *cj;
 
 	memset(a, 0, sizeof(*a));
-	if (json_check_keys(body, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
+	if (http_check_keys(body, keys, resp) < 0)
 		return -EINVAL;
-	}
 	name = json_string_value(json_object_get(body, "name"));
 	if (!name || !orch_valid_name(name)) {
 		http_resp_error(resp, 400, "bad_request",
@@ -764,19 +762,14 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 	struct placement_req pr;
 	struct slot_rec s;
 	struct node_rec c;
-	const char *bad = NULL;
 	json_t *body, *cons = NULL;
 	size_t want, have = 0, nlocal = 0, boot = 0;
 	uint64_t mem;
 	int r = 0;
 
-	body = http_json_body(req, resp);
+	body = http_json_args(req, resp, keys);
 	if (!body)
 		return;
-	if (json_check_keys(body, keys, &bad) < 0) {
-		http_resp_error(resp, 400, "unknown_field", "unknown field \"%s\"", bad);
-		goto out;
-	}
 	if (!json_object_get(body, "memory") ||
 	    json_size(json_object_get(body, "memory"), &mem) < 0 ||
 	    sections_for(o, mem, &want) < 0) {

@@ -29,9 +29,11 @@
  * Reconciliation: a punch of the file behind the pager's back (fallocate
  * from the mapping's process) sends no uffd event. A page punched that way
  * is found by its next MISSING fault (pager.c); one that is never touched
- * again would stay counted as resident, so the idle evictor (about once a
- * second) and pager_flush() compare the PRESENT pages with the file's holes
- * (SEEK_HOLE/SEEK_DATA) and un-count the punched ones.
+ * again would stay counted as resident, so the idle evictor (every
+ * reconcile_ms, one section per hold of io_lock) compares the PRESENT pages
+ * with the file's holes (SEEK_HOLE/SEEK_DATA) and un-counts the punched
+ * ones. pager_flush() does not: a punched dirty page reads as zeros from
+ * the file, which is what its write-back must send.
  *
  * Every region pointer used here is taken under io_lock, which
  * pager_remove_region() and pager_region_set_section() hold while they
@@ -979,17 +981,6 @@ static uint64_t reconcile_section(struct pager *p, struct pager_region *r, uint3
 		pager_resident_add(p, -(int64_t)n);
 		CTR_ADD(p, pages_punched, n);
 	}
-	return n;
-}
-
-uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r)
-{
-	uint64_t n = 0;
-
-	if (!atomic_load(&p->resident))
-		return 0;
-	for (uint32_t sec = 0; sec < r->nsections; sec++)
-		n += reconcile_section(p, r, sec);
 	return n;
 }
 

@@ -166,10 +166,3 @@ bool pager_pf_pending(struct pager *p)
 	pthread_mutex_unlock(&p->pf_lock);
 	return any;
 }
-
-void pager_pf_clear(struct pager *p)
-{
-	pthread_mutex_lock(&p->pf_lock);
-	p->pf_head = p->pf_n = 0;
-	pthread_mutex_unlock(&p->pf_lock);
-}

@@ -187,7 +187,6 @@ static inline void pager_hot_note(struct pager *p, const struct pager_region *r,
 /* Take up to max pages of the oldest queued run: true if *ret has some. */
 bool pager_pf_take(struct pager *p, uint64_t max, struct pager_pf *ret);
 bool pager_pf_pending(struct pager *p);
-void pager_pf_clear(struct pager *p);
 
 static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
 {
@@ -326,7 +325,6 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 /* Write back r's dirty and discarded pages; io_lock held. */
 int pager_flush_region_locked(struct pager *p, struct pager_region *r);
 /* Un-count resident pages of r that are holes in the file; io_lock held. */
-uint64_t pager_reconcile_region(struct pager *p, struct pager_region *r);
 
 /* pager_memmig.c */
 /* One write of a write-back batch: extents of one section (evict.c builds them). */

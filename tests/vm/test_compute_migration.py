@@ -279,6 +279,16 @@ def test_migrate_refusals(cluster, key):
     st, j = migrate(a1, "mixed", "tcp:127.0.0.1:1", expect=(409,))
     assert "local section" in j["error"]["message"], j
     assert a1.status("mixed")["state"] == "running"
+    # GET ?wait=STATE: at once when the VM is in it; bad values are 400.
+    t0 = time.monotonic()
+    st, j = a1.request("GET", "/v1/vms/mixed?wait=running&timeout_ms=5000")
+    assert st == 200 and j["state"] == "running" and time.monotonic() - t0 < 2, (st, j)
+    t0 = time.monotonic()
+    st, j = a1.request("GET", "/v1/vms/mixed?wait=incoming&timeout_ms=300")
+    assert st == 200 and j["state"] == "running" and time.monotonic() - t0 >= 0.25, (st, j)
+    for q in ("wait=bogus", "wait=running&timeout_ms=60001", "wait=running&timeout_ms=x"):
+        st, j = a1.request("GET", f"/v1/vms/mixed?{q}")
+        assert st == 400 and j["error"]["code"] == "bad_request", (q, st, j)
     # Evacuation (what the orchestrator does first): bad requests change nothing.
     a1.guest("mixed", "FILL 1 5 100")
     before = mn.count()

@@ -748,7 +748,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	struct store *st = o->store;
 	_cleanup_free_ struct section_rec *secs = NULL;
 	struct node_rec src, dst;
-	bool prefetch = true;
+	bool prefetch = true, hot = false;
 	struct slot_rec s;
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
@@ -801,9 +801,14 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	json_decref(op);
 
 	/* 1. The destination waits for the VM. */
-	/* Where the source's DIMMs are (best effort: without it, plugged in order). */
+	/*
+	 * Where the source's DIMMs are (best effort: without it, plugged in
+	 * order). Only hot-plugged sections need it: no request otherwise.
+	 */
+	for (size_t i = 0; i < n; i++)
+		hot |= secs[i].hot_index >= 0;
 	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);
-	if (agent_call(&src, "GET", path, NULL, SHORT_TIMEOUT_MS, &ans) != 200) {
+	if (hot && agent_call(&src, "GET", path, NULL, SHORT_TIMEOUT_MS, &ans) != 200) {
 		json_decref(ans);
 		ans = NULL;
 	}

@@ -1044,6 +1044,23 @@ def test_migration_restart_recovery(orch, fakemem, computes, hb_factory):
     assert fakemem.allocated() == 0
 
 
+def test_migration_keeps_dimm_places(orch, fakemem, computes, hb_factory):
+    """The destination gets each DIMM at the address and ACPI slot the
+    source agent reports for it."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M",
+                                           "policy": "pack"})[0] == 201
+    assert orch.call("POST", "/v1/slots/web/resize", {"memory": "384M"})[0] == 200
+    with c1.lock:
+        assert list(c1.vms["web"]["hot"]) == [0]
+        c1.vms["web"]["hot"][0].update(gpa=0x140000000, slot=2)
+    st, j = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 200, j
+    with c2.lock:
+        hot = c2.vms["web"]["hot"]
+    assert hot[0]["gpa"] == 0x140000000 and hot[0]["slot"] == 2, hot
+
+
 def test_evacuation_restart_recovery(orch, fakemem, computes, hb_factory):
     """An orchestrator restart in the middle of evacuating a local section
     before a compute migration: the agent says whether it switched."""

@@ -38,6 +38,7 @@ struct registrar {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stopping;
+	bool kicked;                /* registrar_kick(): heartbeat now */
 	atomic_int registered;
 	CURL *curl;
 };
@@ -114,10 +115,21 @@ static bool wait_ms(struct registrar *r, long ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	while (!r->stopping)
+	while (!r->stopping && !r->kicked)
 		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT)
 			break;
+	r->kicked = false;
 	return r->stopping;
+}
+
+void registrar_kick(struct registrar *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->kicked = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
 }
 
 static int do_register(struct registrar *r, long *interval_ms)

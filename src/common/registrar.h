@@ -28,8 +28,8 @@
  * it sets the capacity members that change (memory nodes: "sections_free",
  * compute nodes: "vcpus") with json_object_set_new(). It must only set
  * members that POST /v1/nodes/ID/heartbeat accepts ("sections_free",
- * "sections_total", "vcpus") and must be thread-safe with respect to the
- * daemon.
+ * "sections_total", "vcpus", "vms", "vm_states") and must be thread-safe
+ * with respect to the daemon.
  *
  * URL is "http://host:port" (a bare "host:port" works too).
  */
@@ -53,6 +53,11 @@ int registrar_start(const char *url, json_t *registration, registrar_fill_fn ref
 		    void *opaque, struct registrar **ret);
 /* Stop the thread (interrupting a wait or backoff) and free. Accepts NULL. */
 void registrar_stop(struct registrar *r);
+/*
+ * Send the next heartbeat now instead of at the end of the interval (the
+ * daemon has news, e.g. a VM changed state). Thread-safe; accepts NULL.
+ */
+void registrar_kick(struct registrar *r);
 /* Has the last registration or heartbeat succeeded? */
 int registrar_registered(const struct registrar *r);
 

@@ -7,6 +7,7 @@
 #define DISAGG_AGENT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "http.h"
 #include "vm.h"
@@ -21,10 +22,13 @@ struct agent {
 	unsigned bg_frees;            /* VMs being freed in the background */
 	pthread_cond_t bg_cond;       /* signalled when one is done (with lock) */
 	uint64_t started_ns;
+	struct registrar *_Atomic reg; /* heartbeats (NULL without --orchestrator) */
 };
 
 int agent_http_start(struct agent *a, const char *addr);
 unsigned agent_vm_count(struct agent *a);
+/* [{"name", "state"[, "reason"]}] of every VM, for heartbeats (new reference). */
+json_t *agent_vm_states(struct agent *a);
 /* Stop every VM and free them. */
 void agent_shutdown(struct agent *a);
 

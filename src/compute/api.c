@@ -729,6 +729,18 @@ unsigned agent_vm_count(struct agent *a)
 	return n;
 }
 
+json_t *agent_vm_states(struct agent *a)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS && arr; i++)
+		if (a->vms[i])
+			json_array_append_new(arr, vm_brief(a->vms[i]));
+	pthread_mutex_unlock(&a->lock);
+	return arr;
+}
+
 int agent_http_start(struct agent *a, const char *addr)
 {
 	return http_server_start(addr, routes, ARRAY_SIZE(routes), a, &a->http);

@@ -42,6 +42,11 @@ static const char usage[] =
 	"  --vcpus N              vCPUs this node offers to slots (default 8 per host CPU)\n"
 	"  --retire-migrated-ms MS  stop the paused QEMU of a VM that migrated away if its\n"
 	"                         record is not deleted within MS (default 30000)\n"
+	"  --on-memnode-failure pause|kill|sigbus\n"
+	"                         a memory node that does not answer: pause the VM until it\n"
+	"                         does (default), fail it, or SIGBUS the faulting thread\n"
+	"  --memnode-timeout-ms MS  a fetch stalled this long marks its memory node down\n"
+	"                         (default 2000)\n"
 	"  --log-level LEVEL      error, warn, info, debug\n";
 
 static volatile sig_atomic_t quit;
@@ -88,6 +93,15 @@ static bool find_in_path(const char *name, char *ret, size_t len)
 static void agent_fill_heartbeat(void *opaque, json_t *body)
 {
 	json_object_set_new(body, "vms", json_integer(agent_vm_count(opaque)));
+	json_object_set_new(body, "vm_states", agent_vm_states(opaque));
+}
+
+/* vm_env.on_state: a VM changed state by itself; tell the orchestrator now. */
+static void agent_vm_changed(void *opaque)
+{
+	struct agent *a = opaque;
+
+	registrar_kick(atomic_load(&a->reg));
 }
 
 int main(int argc, char **argv)
@@ -110,6 +124,8 @@ int main(int argc, char **argv)
 		{ "advertise", required_argument, NULL, 'A' },
 		{ "vcpus", required_argument, NULL, 'V' },
 		{ "retire-migrated-ms", required_argument, NULL, 'R' },
+		{ "on-memnode-failure", required_argument, NULL, 'F' },
+		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -119,6 +135,8 @@ int main(int argc, char **argv)
 	struct auth_key key;
 	struct agent a = { 0 };
 	uint64_t node_id = 0, section = 128ull << 20, retire_ms = VM_RETIRE_MS;
+	uint64_t memnode_timeout_ms = 2000;
+	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
 	json_t *labels = json_object();
@@ -138,6 +156,17 @@ int main(int argc, char **argv)
 		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
 		case 'R':
 			if (opt_u64("retire-migrated-ms", optarg, 1, 86400000, "ms", &retire_ms) < 0)
+				return 2;
+			break;
+		case 'F':
+			if (vm_memnode_policy_parse(optarg, &policy) < 0) {
+				fprintf(stderr, "disagg-compute: --on-memnode-failure must be pause, kill or sigbus\n");
+				return 2;
+			}
+			break;
+		case 'T':
+			if (opt_u64("memnode-timeout-ms", optarg, 100, 600000, "ms",
+				    &memnode_timeout_ms) < 0)
 				return 2;
 			break;
 		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
@@ -227,7 +256,9 @@ int main(int argc, char **argv)
 	a.env = (struct vm_env){
 		.run_root = run_dir, .qemu = qemu, .shim = shim, .kernel = kernel,
 		.initrd = initrd, .section_size = section, .key = &key, .node_id = node_id,
-		.retire_ms = retire_ms,
+		.retire_ms = retire_ms, .memnode_policy = policy,
+		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
+		.opaque = &a,
 	};
 	a.env.accel = strcmp(accel, "auto") ? accel : vm_probe_accel(&a.env);
 	a.started_ns = now_ns();
@@ -257,6 +288,7 @@ int main(int argc, char **argv)
 		r = body ? registrar_start(orchestrator, body, agent_fill_heartbeat, &a, &reg)
 			 : -ENOMEM;
 		json_decref(body);
+		atomic_store(&a.reg, reg);
 		if (r < 0) {
 			log_error("cannot start the registrar: %s", strerror(-r));
 			agent_shutdown(&a);
@@ -270,6 +302,7 @@ int main(int argc, char **argv)
 	while (!quit)
 		pause();
 	log_info("stopping (signal %d)", (int)quit);
+	atomic_store(&a.reg, NULL);
 	registrar_stop(reg);
 	agent_shutdown(&a);
 	json_decref(labels);

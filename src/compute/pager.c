@@ -230,14 +230,15 @@ void pager_resident_add(struct pager *p, int64_t n)
 	}
 }
 
-/* A fault that cannot be served: report, and signal the thread if asked to. */
+/*
+ * A fault that cannot be served now: report, and signal the thread if asked
+ * to. The fault stays parked; nothing is sticky (pager_nodes.c).
+ */
 void pager_fail(struct pager *p, int err, uint64_t addr, uint32_t tid)
 {
-	int expected = 0;
-
 	CTR_ADD(p, errors, 1);
-	if (atomic_compare_exchange_strong(&p->failed, &expected, err))
-		log_debug("pager %s: failed: %s", p->name, strerror(-err));
+	log_debug("pager %s: fault at 0x%llx: %s", p->name, (unsigned long long)addr,
+		  strerror(-err));
 	if (p->cfg.on_fail)
 		p->cfg.on_fail(p->cfg.opaque, err, addr, tid);
 	if (p->cfg.fail_mode == PAGER_FAIL_SIGBUS && tid)
@@ -440,7 +441,7 @@ static void wait_for_space(struct pager *p)
 	}
 	pthread_mutex_lock(&p->lock);
 	pthread_cond_signal(&p->evict_cond);
-	while (!atomic_load(&p->stop) && !atomic_load(&p->failed) && !atomic_load(&p->sync_req) &&
+	while (!atomic_load(&p->stop) && !atomic_load(&p->sync_req) &&
 	       atomic_load(&p->resident) > pager_hard_limit(p))
 		if (pthread_cond_timedwait(&p->space_cond, &p->lock, &ts) != 0)
 			break;
@@ -490,9 +491,13 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 			serve_local(t, r, pg);
 		return;
 	}
-	if (atomic_load(&p->failed)) {
-		if (!pf_end)
-			pager_fail(p, atomic_load(&p->failed), addr, tid);
+	if (pager_sec_down(p, s)) {
+		/* Parked: woken when the node answers again (pager_nodes.c). */
+		if (!pf_end) {
+			CTR_ADD(p, faults_parked, 1);
+			if (p->cfg.fail_mode == PAGER_FAIL_SIGBUS)
+				pager_fail(p, pager_node_down(p, s->grant.memnode_id), addr, tid);
+		}
 		return;
 	}
 	if (!pf_end)
@@ -603,12 +608,15 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 			pager_resident_add(p, added);
 		if (rc == -ECANCELED && (fetch_cancelled(r, sec) || atomic_load(&p->stop)))
 			return;   /* removal/section change: the fault stays parked */
+		if (pager_err_transport(rc))
+			pager_node_failed(p, s, rc);   /* later faults on it park at once */
 		if (pf_end) {
 			log_debug("pager %s: prefetch: %s", p->name, strerror(-rc));
-			return;   /* a fault on these pages fetches (or fails) as usual */
+			return;   /* a fault on these pages fetches (or parks) as usual */
 		}
+		CTR_ADD(p, faults_parked, 1);
 		pager_fail(p, rc, addr, tid);
-		return;
+		return;   /* parked: the node's recovery wakes it */
 	}
 
 	/* Zeros for discarded pages (and for pages removed while we fetched). */
@@ -961,6 +969,10 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	pthread_cond_init(&p->evict_cond, NULL);
 	pthread_cond_init(&p->space_cond, NULL);
 	pthread_mutex_init(&p->pf_lock, NULL);
+	pthread_mutex_init(&p->node_lock, NULL);
+	pthread_cond_init(&p->node_cond, NULL);
+	if (p->cfg.probe_ms <= 0)
+		p->cfg.probe_ms = 250;
 	p->hot = calloc(PAGER_HOT_RING, sizeof(*p->hot));
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	p->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1120,6 +1132,9 @@ static int start_locked(struct pager *p)
 	if (rc)
 		return -rc;
 	p->evictor_started = true;
+	rc = pager_nodes_start(p);
+	if (rc < 0)
+		return rc;
 	for (unsigned i = 0; i < p->nthreads; i++) {
 		struct pager_thread *t = calloc(1, sizeof(*t));
 		uint32_t maxp = PROTO_MAX_PAGES;
@@ -1172,6 +1187,7 @@ void pager_free(struct pager *p)
 	}
 	if (p->evictor_started)
 		pthread_join(p->evictor, NULL);
+	pager_nodes_stop(p);
 	if (p->mig_conn)
 		p->cfg.backend->ops->conn_close(p->mig_conn);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
@@ -1187,6 +1203,8 @@ void pager_free(struct pager *p)
 	free(p->pf);
 	free(p->hot);
 	pthread_mutex_destroy(&p->pf_lock);
+	pthread_mutex_destroy(&p->node_lock);
+	pthread_cond_destroy(&p->node_cond);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->io_lock);
 	pthread_mutex_destroy(&p->admin_lock);

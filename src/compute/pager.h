@@ -129,12 +129,26 @@ int pager_uffd_register(int uffd, uint64_t addr, uint64_t len);
 
 /* ---- the pager ---------------------------------------------------------- */
 
+/*
+ * What happens to a fault that cannot be served. Either way nothing is
+ * sticky: a fault on a memory node that does not answer is parked until
+ * the node answers again (pager_nodes.c), and every other fault is served
+ * meanwhile.
+ */
 enum pager_fail_mode {
-	PAGER_FAIL_BLOCK  = 0, /* faulting thread stays blocked; pager reports "failed" */
+	PAGER_FAIL_BLOCK  = 0, /* the faulting thread stays blocked (parked) */
 	PAGER_FAIL_SIGBUS = 1, /* also tgkill(fail_pid, tid, SIGBUS) the faulting thread */
 };
 
+/* A fault failed with err (each retry round; transport errors park it). */
 typedef void (*pager_fail_fn)(void *opaque, int err, uint64_t addr, uint32_t tid);
+/*
+ * Memory node `memnode_id` (at addr) stopped answering (down, with the
+ * -errno) or answers again (!down, err 0). Once per transition, from a
+ * pager thread, with no pager lock held: do not call back into the pager.
+ */
+typedef void (*pager_node_fn)(void *opaque, uint64_t memnode_id, const char *addr, bool down,
+			      int err);
 
 struct pager_config {
 	const char *name;             /* for metrics labels and logs */
@@ -152,6 +166,8 @@ struct pager_config {
 	enum pager_fail_mode fail_mode;
 	pid_t fail_pid;               /* process of the faulting threads (SIGBUS); 0 = getpid() */
 	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
+	pager_node_fn on_node;        /* a memory node went down or came back */
+	int probe_ms;                 /* probe a down memory node this often; 0 = 250 */
 	void *opaque;
 	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
 	/*
@@ -377,7 +393,10 @@ struct pager_stats {
 	uint64_t resident_pages;      /* remote pages resident now */
 	uint64_t max_resident_pages;
 	uint64_t budget_pages;
-	int failed;                   /* 0, or the -errno that failed the pager */
+	int failed;                   /* 0, or the -errno of a memory node that is down now */
+	uint64_t nodes_down;          /* memory nodes down now */
+	uint64_t faults_parked;       /* faults left waiting for a memory node that is down */
+	uint64_t node_down_events, node_up_events;
 	enum pager_dirty_mode mode;
 	struct hist fault, fetch, evict, writeback;
 	struct hist memmig_pause;     /* fence time of a migration's commit */
@@ -385,6 +404,12 @@ struct pager_stats {
 
 const char *pager_mode_name(enum pager_dirty_mode m);
 void pager_stats(struct pager *p, struct pager_stats *ret);
+/* The memory nodes that are down now: how many were written to ret (at most max). */
+struct pager_node_state {
+	uint64_t memnode_id;
+	int err;                      /* why it was marked down */
+};
+int pager_nodes_state(struct pager *p, struct pager_node_state *ret, size_t max);
 /* Prometheus text; labels "" or `vm="x"`. */
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels);
 

@@ -389,7 +389,9 @@ static unsigned select_victims(struct pager *p, unsigned want, struct victim *v,
 				st_set(r, p->hand_page, s & ~ST_REF);
 			else if (!(s & ST_DIRTY) && !async)
 				v[nclean++] = (struct victim){ r, p->hand_page, s, false };
-			else if (ndirty < want)
+			else if (ndirty < want &&
+				 !pager_sec_down(p, &r->sections[p->hand_page / p->sec_pages]))
+				/* A dirty page of a down node waits: its write would fail. */
 				dirty[ndirty++] = (struct victim){ r, p->hand_page, s, true };
 		}
 		p->hand_page++;
@@ -513,7 +515,9 @@ static unsigned claim_old(struct pager *p, struct cleaner *c, struct victim *v, 
 			continue;
 		}
 		scanned++;
-		if (!pager_sec_remote(p, r, c->page)) {
+		if (!pager_sec_remote(p, r, c->page) ||
+		    pager_sec_down(p, &r->sections[c->page / p->sec_pages])) {
+			/* Local, or its memory node is down: nothing to write now. */
 			c->page = (c->page / p->sec_pages + 1) * p->sec_pages;
 			continue;
 		}
@@ -618,7 +622,7 @@ void *pager_evictor_main(void *arg)
 		cleaner_tick(p, &c);
 		if (res > bud)
 			active = true;
-		if (active && res > low && !atomic_load(&p->failed)) {
+		if (active && res > low) {
 			unsigned want = (unsigned)MIN((uint64_t)p->batch, res - low);
 
 			pthread_mutex_unlock(&p->lock);
@@ -735,26 +739,40 @@ int pager_wait_budget(struct pager *p, int timeout_ms)
 
 /*
  * Called with p->lock held. A BUSY page during a flush is a fetch in flight
- * (evictions hold io_lock, as the flush does): it has woken its thread
- * already and is about to record the page's final state, which may be
- * dirty. Wait for it (bounded), return the state.
+ * (evictions hold io_lock, as the flush does): its final state may need a
+ * write-back (installed writable, or a discarded page whose zeros the node
+ * has not got). Wait for it: as long as a fetch may retry (fail_timeout_ms)
+ * and a second more. Returns the state; still BUSY means the flush fails.
  */
 static uint8_t wait_not_busy(struct pager *p, struct pager_region *r, uint64_t pg)
 {
 	uint8_t s = st_get(r, pg);
+	uint64_t end = 0;
+	unsigned us = 20;
 
-	for (unsigned w = 0; (s & ST_BUSY) && w < 20000; w++) {
+	while (s & ST_BUSY) {
+		uint64_t now = now_ns();
+
+		if (!end)
+			end = now + ((uint64_t)p->cfg.fail_timeout_ms + 1000) * 1000000ull;
+		else if (now > end)
+			break;
 		pthread_mutex_unlock(&p->lock);
-		usleep(50);
+		usleep(us);
+		us = MIN(us * 2, 1000u);
 		pthread_mutex_lock(&p->lock);
 		s = st_get(r, pg);
 	}
 	return s;
 }
 
-/* Claim up to `max` pages of r from *pg on that need writing back (sync mode). */
+/*
+ * Claim up to `max` pages of r from *pg on that need writing back (sync
+ * mode). *ret_err: -EBUSY if a page stayed BUSY too long (never skipped
+ * silently: the flush would claim a success it has not got).
+ */
 static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *pg,
-			    struct victim *v, unsigned max)
+			    struct victim *v, unsigned max, int *ret_err)
 {
 	unsigned n = 0;
 
@@ -767,8 +785,10 @@ static unsigned claim_dirty(struct pager *p, struct pager_region *r, uint64_t *p
 			continue;
 		}
 		s = wait_not_busy(p, r, *pg);
-		if (s & ST_BUSY)
-			continue;
+		if (s & ST_BUSY) {
+			*ret_err = -EBUSY;
+			break;
+		}
 		if (((s & ST_PRESENT) && (s & ST_DIRTY)) || (s & ST_DISCARD)) {
 			v[n++] = (struct victim){ r, *pg, s, true };
 			st_set(r, *pg, s | ST_BUSY);
@@ -877,11 +897,18 @@ static int flush_region(struct pager *p, struct pager_region *r, struct evict_bu
 	}
 	/* Sync mode dirty pages, and discarded pages in both modes. */
 	for (pg = 0; pg < r->npages && rc >= 0;) {
-		unsigned n = claim_dirty(p, r, &pg, b->v, p->batch);
+		int busy = 0;
+		unsigned n = claim_dirty(p, r, &pg, b->v, p->batch, &busy);
 
+		if (n)
+			rc = wb_batch(p, b->v, n, false, false, b->buf, b->groups);
+		if (busy && rc >= 0) {
+			log_warn("pager %s: flush: a page stayed busy for %d ms", p->name,
+				 p->cfg.fail_timeout_ms + 1000);
+			rc = busy;
+		}
 		if (!n)
 			break;
-		rc = wb_batch(p, b->v, n, false, false, b->buf, b->groups);
 	}
 	return rc < 0 ? rc : 0;
 }

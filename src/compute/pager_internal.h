@@ -97,6 +97,7 @@ struct pager_ctr {
 	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
 	_Atomic uint64_t pages_cleaned;
 	_Atomic uint64_t pages_hot_prefetched;
+	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
 };
 
 /*
@@ -109,6 +110,16 @@ struct pager_qs {
 	_Atomic uint64_t sec;
 	char pad[64 - 2 * sizeof(uint64_t)];
 };
+
+/* A memory node this pager has seen fail (pager_nodes.c). */
+struct pager_node {
+	uint64_t id;                   /* memory node id; set once, before nnodes counts it */
+	_Atomic int down;              /* 0: answers; else the -errno that marked it down */
+	struct pager_section probe;    /* a section of it to probe while down (node_lock) */
+	uint64_t down_ns;
+};
+
+#define PAGER_MAX_NODES 64
 
 struct pager {
 	struct pager_config cfg;
@@ -142,7 +153,16 @@ struct pager {
 	_Atomic int memmig_last_err;   /* why the last migration failed (0: none yet) */
 
 	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
-	_Atomic int failed;
+	_Atomic int failed;            /* the evictor cannot run (-ENOMEM): nothing is evicted */
+
+	/* Per-memory-node failure state (pager_nodes.c). */
+	pthread_mutex_t node_lock;     /* adds to nodes[], the health thread's sleep */
+	pthread_cond_t node_cond;      /* a node went down, or stop */
+	struct pager_node nodes[PAGER_MAX_NODES];
+	_Atomic unsigned nnodes;
+	_Atomic unsigned ndown;        /* nodes down now */
+	pthread_t health;
+	bool health_started;
 	_Atomic uint64_t dirty_pages;  /* pages that need write-back, all regions (st_set) */
 	_Atomic uint64_t busy_pages;   /* pages BUSY, all regions (st_set) */
 	_Atomic uint32_t wb_epoch;     /* background write-back age clock (evictor) */
@@ -318,6 +338,20 @@ uint64_t pager_file_runs(struct pager *p, struct pager_region *r, uint64_t pg0, 
 			 bool data, pager_run_fn fn);
 /* Is the caller a pager thread (it must not wait for the pager's threads)? admin_lock held. */
 bool pager_on_thread(struct pager *p);
+
+/* pager_nodes.c */
+/* Is err a transport failure (the node may answer later), not an answer? */
+bool pager_err_transport(int err);
+/* 0 if memory node id answers, else the -errno that marked it down. Lock-free. */
+int pager_node_down(struct pager *p, uint64_t memnode_id);
+static inline bool pager_sec_down(struct pager *p, const struct pager_section *s)
+{
+	return s->kind == PAGER_SEC_REMOTE && pager_node_down(p, s->grant.memnode_id) != 0;
+}
+/* A transfer with section s failed with a transport error after its retries. */
+void pager_node_failed(struct pager *p, const struct pager_section *s, int err);
+int pager_nodes_start(struct pager *p);
+void pager_nodes_stop(struct pager *p);
 
 /* pager_evict.c */
 void *pager_evictor_main(void *arg);

@@ -131,7 +131,17 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->resident_pages = atomic_load(&p->resident);
 	ret->max_resident_pages = atomic_load(&p->max_resident);
 	ret->budget_pages = atomic_load(&p->budget_pages);
-	ret->failed = atomic_load(&p->failed);
+	{
+		struct pager_node_state ns;
+
+		ret->nodes_down = atomic_load(&p->ndown);
+		ret->failed = atomic_load(&p->failed);
+		if (!ret->failed && pager_nodes_state(p, &ns, 1) > 0)
+			ret->failed = ns.err;
+	}
+	ret->faults_parked = LD(faults_parked);
+	ret->node_down_events = LD(node_down_events);
+	ret->node_up_events = LD(node_up_events);
 	ret->mode = p->mode;
 	hist_merge(&ret->fault, &p->h_fault);
 	hist_merge(&ret->fetch, &p->h_fetch);
@@ -174,6 +184,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(memmig_pages_resent, "pages re-sent to the target at a migration's commit"),
 		C(pages_cleaned, "pages written back by background write-back (they stay resident)"),
 		C(pages_hot_prefetched, "pages fetched ahead of faults from a migration source's hot list"),
+		C(faults_parked, "faults left waiting for a memory node that does not answer"),
+		C(node_down_events, "memory nodes marked down (a fetch timed out or was refused)"),
+		C(node_up_events, "memory nodes that answered again after being down"),
 #undef C
 	};
 
@@ -190,8 +203,10 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		      (double)s.dirty_pages);
 	metrics_gauge(sb, "disagg_pager_budget_bytes", "local cache budget (-1: none)", labels,
 		      s.budget_pages == UINT64_MAX ? -1.0 : (double)s.budget_pages * PS);
-	metrics_gauge(sb, "disagg_pager_failed", "1 if a memory node failed the pager", labels,
+	metrics_gauge(sb, "disagg_pager_failed", "1 while a memory node of the pager is down", labels,
 		      s.failed ? 1 : 0);
+	metrics_gauge(sb, "disagg_pager_nodes_down", "memory nodes of the pager down now", labels,
+		      (double)s.nodes_down);
 	snprintf(ml, sizeof(ml), "%s%smode=\"%s\"", labels, *labels ? "," : "",
 		 pager_mode_name(s.mode));
 	metrics_gauge(sb, "disagg_pager_dirty_mode", "dirty tracking mode", ml, 1);

@@ -42,7 +42,7 @@ extern char **environ;
 static const char *const state_names[] = {
 	[VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
 	[VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
-	[VM_INCOMING] = "incoming", [VM_MIGRATED] = "migrated",
+	[VM_INCOMING] = "incoming", [VM_MIGRATED] = "migrated", [VM_DEGRADED] = "degraded",
 };
 
 const char *vm_state_name(enum vm_state s)
@@ -792,6 +792,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		.name = vm->spec.name,
 		.section_size = vm->env.section_size,
 		.budget = vm->spec.budget,
+		/* A stalled node parks its faults after this; the rest go on. */
+		.fail_timeout_ms = vm->env.memnode_timeout_ms > 0 ? vm->env.memnode_timeout_ms
+								  : 2000,
+		.fail_mode = vm->env.memnode_policy == VM_MEMNODE_SIGBUS ? PAGER_FAIL_SIGBUS
+									 : PAGER_FAIL_BLOCK,
+		.on_node = vm_health_node,
+		.opaque = vm,
 	};
 	uint64_t t0 = now_ns();
 	int r;
@@ -817,7 +824,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, 5000, 0, &vm->backend);
+	r = vm_health_start(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "thread: %s", strerror(-r));
+		goto fail;
+	}
+	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, pc.fail_timeout_ms, 0,
+				      &vm->backend);
 	if (r < 0) {
 		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
 		goto fail;
@@ -964,6 +977,7 @@ void vm_free(struct vm *vm)
 	if (!vm)
 		return;
 	vm_mig_free(vm);
+	vm_health_stop(vm);
 	vm_stop(vm, 5000);
 	if (vm->stop_efd >= 0)
 		(void)!write(vm->stop_efd, &one, sizeof(one));
@@ -981,6 +995,7 @@ void vm_free(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	release(vm);
 	pthread_mutex_unlock(&vm->lock);
+	vm_health_free(vm);
 	if (vm->pidfd >= 0)
 		close(vm->pidfd);
 	if (vm->shim_listen >= 0)
@@ -1162,7 +1177,7 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(j, "cache_bytes", json_null());
 	else
 		json_object_set_new(j, "cache_bytes", json_integer((json_int_t)vm->spec.budget));
-	if (vm->state == VM_FAILED)
+	if (vm->state == VM_FAILED || vm->state == VM_DEGRADED)
 		json_object_set_new(j, "reason", json_string(vm->reason));
 	pthread_mutex_unlock(&vm->lock);
 	if (have_stats)

@@ -41,7 +41,17 @@ enum vm_state {
 	VM_FAILED,
 	VM_INCOMING,                  /* QEMU waits for a compute migration (vm_migrate.c) */
 	VM_MIGRATED,                  /* moved to another node: QEMU gone, sections kept */
+	VM_DEGRADED,                  /* a memory node does not answer: paused (vm_health.c) */
 };
+
+/* What a VM does while one of its memory nodes does not answer (vm_health.c). */
+enum vm_memnode_policy {
+	VM_MEMNODE_PAUSE = 0,         /* degraded and paused; resumes by itself (default) */
+	VM_MEMNODE_KILL,              /* fail the VM and kill its QEMU */
+	VM_MEMNODE_SIGBUS,            /* degraded; SIGBUS to each faulting thread */
+};
+const char *vm_memnode_policy_name(enum vm_memnode_policy p);
+int vm_memnode_policy_parse(const char *s, enum vm_memnode_policy *ret);   /* -EINVAL */
 
 enum vm_hotplug {
 	VM_HOTPLUG_DIMM = 0,
@@ -65,6 +75,11 @@ struct vm_env {
 	const struct auth_key *key;
 	uint64_t node_id;             /* this compute node's id (grant holder) */
 	uint64_t retire_ms;           /* a migrated-away VM not deleted: stop its QEMU (0: VM_RETIRE_MS) */
+	enum vm_memnode_policy memnode_policy;
+	int memnode_timeout_ms;       /* a fetch stalled this long marks its node down (0: 2000) */
+	/* A VM's state changed by itself (degraded, running again): may be NULL. */
+	void (*on_state)(void *opaque);
+	void *opaque;
 };
 
 /* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
@@ -172,6 +187,8 @@ int vm_state_parse(const char *name, enum vm_state *ret);   /* -EINVAL: unknown 
  * itself (stopped, failed, migrated), or timeout_ms passed: the state then.
  */
 enum vm_state vm_wait_state(struct vm *vm, enum vm_state want, int timeout_ms);
+/* {"name", "state"[, "reason"]}: the VM in brief (new reference; vm_health.c). */
+json_t *vm_brief(struct vm *vm);
 /* Status as JSON (new reference). */
 json_t *vm_status(struct vm *vm);
 /* The serial console log path. */

@@ -77,6 +77,7 @@ struct vm {
 	struct guestchan *guest;
 	uint64_t guest_memtotal_kb;
 	struct vm_mig *mig;           /* compute migration and heartbeats (vm_migrate.c) */
+	struct vm_health *health;     /* memory-node outages (vm_health.c) */
 };
 
 void vm_set_failed(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
@@ -99,6 +100,12 @@ int vm_mig_qemu_args(struct vm *vm, char ***ret_argv);   /* -incoming, the sourc
 void vm_mig_guest_attached(struct vm *vm);   /* after the guest channel connected */
 void vm_mig_status(struct vm *vm, json_t *j);   /* lock not held */
 void vm_mig_free(struct vm *vm);   /* first thing in vm_free: joins its threads */
+
+/* vm_health.c */
+int vm_health_start(struct vm *vm);
+void vm_health_stop(struct vm *vm);   /* joins its thread */
+void vm_health_free(struct vm *vm);   /* after the pager is freed */
+void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool down, int err);
 
 /* vm_hot.c */
 int vm_hot_prepare(struct vm *vm);

@@ -25,7 +25,7 @@
 #endif
 
 static const struct cli_cmd cmd_table[] = {
-	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--accel auto|kvm|tcg] [--timeout S]", 0, 0,
+	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
 	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...) and M compute\n"
 	  "nodes (ids 1, 2, ...) on 127.0.0.1 with free ports, detached, and waits until\n"
@@ -36,6 +36,8 @@ static const struct cli_cmd cmd_table[] = {
 	  { { "memnodes", "N", "memory nodes to start (default 2)" },
 	    { "computes", "N", "compute nodes to start (default 1)" },
 	    { "pool", "SIZE", "pool size of each memory node (default 1G)" },
+	    { "persistent", NULL, "memory nodes keep their pools in DIR/memnode-ID.pool, so a\n"
+	      "restarted memory node comes back with its sections" },
 	    { "accel", "MODE", "compute nodes' accelerator: auto, kvm or tcg (default auto)" },
 	    { "timeout", "S", "seconds to wait for the nodes to come up (default 180)" } } },
 	{ "down", "[--timeout S]", 0, 0, "stop the cluster started by `disagg up`",

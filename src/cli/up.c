@@ -717,10 +717,16 @@ int cmd_up(struct cli_args *a)
 		snprintf(id, sizeof(id), "%" PRId64, c->node_id);
 		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
 		if (strcmp(c->kind, "memnode") == 0) {
+			char backing[4200];
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-					 "--node-id", id, "--pool", pool_arg, "--backing", "anon",
+					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
 					 "--key", u.key, "--orchestrator", u.url, NULL };
 
+			if (cli_flag(a, "persistent"))
+				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
+					 id);
+			else
+				snprintf(backing, sizeof(backing), "anon");
 			r = spawn(c, argv);
 		} else {
 			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",

@@ -96,7 +96,7 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 {
 	static const char *const keys[] = { "node_id", "kind", "name", "addr", "http", "labels",
 					    "section_size", "sections_total", "sections_free",
-					    "vcpus", "vms", NULL };
+					    "vcpus", "vms", "vm_states", NULL };
 	struct store *st = o->store;
 	struct node_rec n = { 0 }, old;
 	const char *k;
@@ -244,7 +244,8 @@ out:
 void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		     struct http_resp *resp)
 {
-	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms", NULL };
+	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms",
+					    "vm_states", NULL };
 	struct store *st = o->store;
 	int64_t freec = -1, total = -1, vcpus = -1;
 	struct node_rec n;
@@ -255,6 +256,11 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		body = http_json_args(req, resp, keys);
 		if (!body)
 			return;
+		if (json_object_get(body, "vm_states") &&
+		    !json_is_array(json_object_get(body, "vm_states"))) {
+			http_resp_error(resp, 400, "bad_request", "vm_states must be an array");
+			goto out;
+		}
 		if (opt_count(body, "sections_free", &freec) < 0 ||
 		    opt_count(body, "sections_total", &total) < 0 ||
 		    opt_count(body, "vcpus", &vcpus) < 0) {
@@ -292,6 +298,10 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	r = st->ops->commit(st);
 	if (r < 0)
 		goto fail;
+	/* A compute node's VMs that changed by themselves (degraded, running again). */
+	if (body && json_object_get(body, "vm_states") && strcmp(n.kind, "compute") == 0 &&
+	    nodes_apply_vms(o, &n, json_object_get(body, "vm_states"), false) < 0)
+		log_warn("node %" PRIu64 ": cannot apply its VM states", id);
 	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;
@@ -423,7 +433,8 @@ static int mark_down(struct orch *o, uint64_t id)
 		      o->node_timeout_s);
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		strbuf_printf(&sb, "%s%s", i ? ", " : "", slots[i].name);
-		if (compute && strcmp(slots[i].state, "running") == 0) {
+		if (compute && (strcmp(slots[i].state, "running") == 0 ||
+				strcmp(slots[i].state, "degraded") == 0)) {
 			snprintf(slots[i].state, sizeof(slots[i].state), "lost");
 			snprintf(slots[i].reason, sizeof(slots[i].reason),
 				 "compute node %s is down", n.name);
@@ -445,36 +456,32 @@ out_rollback:
 	return r;
 }
 
-int nodes_reconcile(struct orch *o, const struct node_rec *n)
+/*
+ * The compute node's own view of its VMs ({"name", "state"[, "reason"]}
+ * each) applied to its settled slots (running, degraded, lost: an
+ * operation in progress owns the others). `complete`: vms is the node's
+ * whole list (GET /v1/vms), so a slot it lacks is lost; a heartbeat's list
+ * may predate a slot that has just been created, so it never loses one.
+ */
+int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool complete)
 {
 	struct store *st = o->store;
 	_cleanup_free_ struct slot_rec *slots = NULL;
-	_cleanup_free_ char *body = NULL;
-	json_t *root, *vms;
 	size_t ns = 0;
 	int r;
 
-	r = cclient_call(n->http, "GET", "/v1/vms", NULL, 10000, &body);
-	if (r < 0)
-		return r;
-	if (r != 200)
+	if (!json_is_array(vms))
 		return -EPROTO;
-	root = json_loads(body ? body : "", 0, NULL);
-	vms = json_is_object(root) ? json_object_get(root, "vms") : root;
-	if (!json_is_array(vms)) {
-		json_decref(root);
-		return -EPROTO;
-	}
 	r = st->ops->slot_list(st, n->id, 0, &slots, &ns);
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		struct slot_rec *s = &slots[i];
-		const char *vstate = NULL, *vreason = NULL;
+		const char *vstate = NULL, *vreason = NULL, *kind = "slot_reconciled";
 		size_t k;
 		json_t *vm;
 		char msg[512];
 
-		/* Only settled slots: an operation in progress owns the others. */
-		if (strcmp(s->state, "running") && strcmp(s->state, "lost"))
+		if (strcmp(s->state, "running") && strcmp(s->state, "lost") &&
+		    strcmp(s->state, "degraded"))
 			continue;
 		json_array_foreach(vms, k, vm) {
 			const char *name = json_string_value(json_object_get(vm, "name"));
@@ -486,7 +493,7 @@ int nodes_reconcile(struct orch *o, const struct node_rec *n)
 			}
 		}
 		if (!vstate) {
-			if (strcmp(s->state, "lost") == 0)
+			if (!complete || strcmp(s->state, "lost") == 0)
 				continue;
 			snprintf(s->state, sizeof(s->state), "lost");
 			snprintf(s->reason, sizeof(s->reason), "compute node %s does not run it",
@@ -495,7 +502,15 @@ int nodes_reconcile(struct orch *o, const struct node_rec *n)
 			snprintf(s->state, sizeof(s->state), "failed");
 			snprintf(s->reason, sizeof(s->reason), "VM %s: %s", vstate,
 				 vreason ? vreason : "");
-		} else if (strcmp(s->state, "lost") == 0) {
+		} else if (strcmp(vstate, "degraded") == 0) {
+			if (strcmp(s->state, "degraded") == 0)
+				continue;
+			kind = "slot_degraded";
+			snprintf(s->state, sizeof(s->state), "degraded");
+			snprintf(s->reason, sizeof(s->reason), "%s", vreason ? vreason : "");
+		} else if (strcmp(vstate, "running") == 0 && strcmp(s->state, "running") != 0) {
+			if (strcmp(s->state, "degraded") == 0)
+				kind = "slot_resumed";
 			snprintf(s->state, sizeof(s->state), "running");
 			s->reason[0] = '\0';
 		} else {
@@ -508,7 +523,7 @@ int nodes_reconcile(struct orch *o, const struct node_rec *n)
 			break;
 		r = st->ops->slot_update(st, s);
 		if (r == 0)
-			r = st->ops->event_add(st, "slot_reconciled", n->id, s->name, msg);
+			r = st->ops->event_add(st, kind, n->id, s->name, msg);
 		if (r == 0)
 			r = st->ops->commit(st);
 		else
@@ -516,6 +531,23 @@ int nodes_reconcile(struct orch *o, const struct node_rec *n)
 		if (r == 0)
 			log_info("%s", msg);
 	}
+	return r;
+}
+
+int nodes_reconcile(struct orch *o, const struct node_rec *n)
+{
+	_cleanup_free_ char *body = NULL;
+	json_t *root, *vms;
+	int r;
+
+	r = cclient_call(n->http, "GET", "/v1/vms", NULL, 10000, &body);
+	if (r < 0)
+		return r;
+	if (r != 200)
+		return -EPROTO;
+	root = json_loads(body ? body : "", 0, NULL);
+	vms = json_is_object(root) ? json_object_get(root, "vms") : root;
+	r = nodes_apply_vms(o, n, vms, true);
 	json_decref(root);
 	return r;
 }

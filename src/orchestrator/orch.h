@@ -117,6 +117,8 @@ int nodes_monitor_start(struct orch *o);
 void nodes_monitor_stop(struct orch *o);
 /* Ask compute node `n` which VMs it runs and fix the slots' states. */
 int nodes_reconcile(struct orch *o, const struct node_rec *n);
+/* Apply a compute node's view of its VMs to its settled slots (nodes.c). */
+int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool complete);
 /* Reconcile every up compute node (at start). */
 void nodes_reconcile_all(struct orch *o);
 

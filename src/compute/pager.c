@@ -669,9 +669,21 @@ static void handle_missing(struct pager_thread *t, struct pager_region *r, uint6
 			if (!t->claimed[i - start])
 				continue;
 			sv = st_get(r, i);
-			if (rc < 0) {
-				/* Not installed (or unknown): release, let the thread refault. */
+			if (rc < 0 && !pager_file_has_data(r, i, 1)) {
+				/* Not installed: release, let the thread refault. */
 				st_set(r, i, release_claim(sv));
+				continue;
+			}
+			if (rc < 0) {
+				/*
+				 * Installed before the COPY failed (a partial
+				 * copy): resident, and dirty, since whether it
+				 * went in write-protected is not known. A REMOVE
+				 * meanwhile makes it zeros (punched below).
+				 */
+				st_set(r, i, (sv & ST_DISCARD) | (sv & ST_RMV ? ST_DISCARD | ST_RMV : 0) |
+						     ST_PRESENT | ST_DIRTY);
+				added++;
 				continue;
 			}
 			if (exists[i - start]) {

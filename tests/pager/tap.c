@@ -84,7 +84,8 @@ static int setup(struct tmap *m, size_t len, size_t secsize, const struct pager_
 	m->len = len;
 	m->secsize = secsize;
 	m->nsec = len / secsize;
-	m->memfd = memfd_create("pagertest", MFD_CLOEXEC);
+	m->memfd = tmap_dir ? open(tmap_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)
+			    : memfd_create("pagertest", MFD_CLOEXEC);
 	if (m->memfd < 0 || ftruncate(m->memfd, (off_t)len) < 0)
 		return -errno;
 	m->mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->memfd, 0);
@@ -143,6 +144,8 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 {
 	return setup(m, len, secsize, cfg, local_mask, NULL, be, mode);
 }
+
+const char *tmap_dir;
 
 int tmap_setup_secs(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
 		    const struct pager_section *secs, struct pager_backend *be,

@@ -28,6 +28,15 @@ extern unsigned tap_n, tap_failed;
 		fflush(stdout);                                         \
 		_c;                                                     \
 	})
+/* A test that cannot run here: "ok N # SKIP reason". */
+#define skip(...)                                                       \
+	do {                                                            \
+		tap_n++;                                                \
+		printf("ok %u # SKIP ", tap_n);                         \
+		printf(__VA_ARGS__);                                    \
+		printf("\n");                                           \
+		fflush(stdout);                                         \
+	} while (0)
 #define diag(...)                           \
 	do {                                \
 		printf("# ");               \
@@ -68,6 +77,9 @@ struct tmap {
 	struct pager_section *secs;
 	size_t nsec;
 };
+
+/* NULL: the fixture's file is a memfd; else an O_TMPFILE in this (tmpfs) directory. */
+extern const char *tmap_dir;
 
 /* Needs uffd with WP on shmem; tap_skip_all() if the machine lacks it. */
 void tmap_require_uffd(enum pager_dirty_mode mode);

@@ -4,6 +4,7 @@
 #   make              install missing deps, build, programs in build/bin/
 #   make check        build with ASan+UBSan (clang) and run every test suite
 #   make demo         the main walk-through
+#   make chaos SEEDS=N  fault injection: N seeds of PER_SEED injections (default 20 x 10)
 #   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
 #                     benchmarks (results in build/bench/)
 #   make clean
@@ -76,3 +77,13 @@ bench-vm: build
 bench-migration: build
 	@mkdir -p $(BUILD)/bench
 	@$(PY) bench/migration/migbench.py --json $(BUILD)/bench/migration.json
+
+# Fault injection with real guests (tests/chaos/chaos.py): seeds 1..SEEDS,
+# PER_SEED injections each; records and the fault x outcome table in
+# build/chaos.json and on standard output.
+SEEDS    ?= 20
+PER_SEED ?= 10
+.PHONY: chaos
+chaos: build
+	@$(PY) tests/chaos/chaos.py --seeds $$(seq -s, 1 $(SEEDS)) --per-seed $(PER_SEED) \
+		--json $(BUILD)/chaos.json

@@ -232,6 +232,14 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 		mnpool_forget(o->mnpool, n.id);
 	log_info("%s %s (node %" PRIu64 ") %s", n.kind, n.name, n.id,
 		 existed ? "registered again" : "registered");
+	/*
+	 * A compute node registers when it starts (or when we lost it): the VMs
+	 * it lists are all it runs, so its other settled slots are lost. An
+	 * agent restarted without its VMs must not leave them `running` here.
+	 */
+	if (existed && strcmp(k, "compute") == 0 && json_is_array(json_object_get(body, "vm_states")) &&
+	    nodes_apply_vms(o, &n, json_object_get(body, "vm_states"), true) < 0)
+		log_warn("node %" PRIu64 ": cannot apply its VM states", n.id);
 	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;

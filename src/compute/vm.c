@@ -114,6 +114,9 @@ void vm_set_failed(struct vm *vm, const char *fmt, ...)
 	vsnprintf(vm->reason, sizeof(vm->reason), fmt, ap);
 	va_end(ap);
 	vm->state = VM_FAILED;
+	/* The orchestrator hears of it at once (a heartbeat), not at the next one. */
+	if (vm->env.on_state)
+		vm->env.on_state(vm->env.opaque);
 }
 
 static bool name_ok(const char *s)

@@ -299,10 +299,26 @@ class Chaos:
             if s["state"] != "running":
                 bad.append(f"slot {name} stays {s['state']}: {s.get('reason')}")
                 continue
-            t0 = time.time()
-            rc, out = c.guest(name, "PING", timeout=5)
+            # Running: PING answers within 5 s, or the slot stops showing
+            # `running` within those 5 s (a failure the orchestrator is
+            # being told of; it must then carry a reason).
+            t0, out = time.time(), ""
+            while time.time() - t0 < 5:
+                rc, out = c.guest(name, "PING", timeout=5)
+                if rc == 0 and "pong" in out:
+                    break
+                s = c.json("slot", "show", name)
+                if s["state"] != "running":
+                    break
+                time.sleep(0.2)
+            if s["state"] in ("failed", "lost"):
+                record["states"][name] = s["state"]
+                if not s.get("reason"):
+                    bad.append(f"slot {name} is {s['state']} without a reason")
+                record.setdefault("recreated", []).append(name)
+                continue
             if rc != 0 or "pong" not in out:
-                bad.append(f"slot {name} is running but PING failed in "
+                bad.append(f"slot {name} is {s['state']} but PING failed for "
                            f"{time.time() - t0:.1f} s: {out}")
                 continue
             for cmd in ("VERIFY 1", "STOP", "VERIFY 2", "WRITELOOP 2 8"):

@@ -55,7 +55,7 @@ import dproto  # noqa: E402
 
 OPS = ["none", "resize", "migrate", "migrate-memory"]
 FAULTS = ["memnode-kill", "memnode-stop", "agent-kill", "agent-stop",
-          "orchestrator-kill", "orchestrator-stop", "qemu-kill"]
+          "orchestrator-kill", "orchestrator-stop", "qemu-kill", "partition"]
 SETTLED = ("running", "degraded", "failed", "lost")
 SLOTS = {"a": ["--memory", "512M", "--cache", "128M"],
          "b": ["--memory", "384M", "--remote", "67"]}
@@ -74,6 +74,7 @@ class Cluster:
         self.argv = {}     # component name -> argv (with fixed addresses)
         self.started = []  # processes this harness restarted
         self.key = None
+        self.extra_memnodes = []   # not in cluster.json (the partitionable one)
 
     def disagg(self, *args, timeout=300, check=True):
         try:
@@ -158,6 +159,40 @@ class Cluster:
         return {s["name"]: self.json("slot", "show", s["name"])
                 for s in self.json("slot", "ls")["slots"]}
 
+    def add_partitionable_memnode(self, ns):
+        """Restart the orchestrator on every address (the namespace reaches
+        it through the veth) and start memory node 103 inside `ns`."""
+        orch = self.comp("orchestrator")
+        port = orch["http"].rsplit(":", 1)[1]
+        argv = self.argv["orchestrator"]
+        argv[argv.index("--http") + 1] = f"0.0.0.0:{port}"
+        os.kill(orch["pid"], signal.SIGTERM)
+        for _ in range(100):
+            if not os.path.exists(f"/proc/{orch['pid']}"):
+                break
+            time.sleep(0.1)
+        self.restart("orchestrator")
+        argv = list(self.argv["memnode-100"])
+        for flag, val in (("--node-id", "103"), ("--listen", f"{ns.net}.2:7300"),
+                          ("--http", f"{ns.net}.2:7301"),
+                          ("--backing", f"file:{self.data}/memnode-103.pool"),
+                          ("--orchestrator", f"http://{ns.net}.1:{port}")):
+            argv[argv.index(flag) + 1] = val
+        logf = open(self.data / "logs" / "memnode-103.log", "a")
+        p = subprocess.Popen(["ip", "netns", "exec", ns.name] + argv, stdout=logf,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+        self.started.append(p)
+        self.extra_memnodes = [{"name": "memnode-103", "node_id": 103, "kind": "memnode",
+                                "addr": f"{ns.net}.2:7300", "pid": p.pid}]
+        end = time.time() + 60
+        while time.time() < end:
+            nodes = {n["node_id"]: n for n in self.json("node", "ls")["nodes"]}
+            if nodes.get(103, {}).get("state") == "up":
+                return True
+            time.sleep(0.2)
+        raise RuntimeError("memory node 103 (in its namespace) did not register")
+
     def memnode_sections(self, c):
         conn = dproto.Conn(c["addr"], timeout=10.0).login(self.key, 900)
         try:
@@ -166,9 +201,56 @@ class Cluster:
             conn.close()
 
 
+class Netns:
+    """A memory node of its own behind a veth pair, so that the network
+    between it and the rest of the cluster can be cut (partition) and
+    healed. Created and removed by the harness; traffic stays on the veth."""
+
+    def __init__(self, tag):
+        self.name, self.host, self.peer = f"dgc{tag}", f"dgch{tag}", f"dgcn{tag}"
+        self.net = f"10.199.{tag % 250}"
+        self.ok = False
+
+    def ip(self, *args, ns=False):
+        argv = (["ip", "netns", "exec", self.name, "ip"] if ns else ["ip"]) + list(args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    def create(self):
+        if not shutil.which("ip"):
+            return False
+        steps = [(("netns", "add", self.name), False),
+                 (("link", "add", self.host, "type", "veth", "peer", "name", self.peer), False),
+                 (("link", "set", self.peer, "netns", self.name), False),
+                 (("addr", "add", f"{self.net}.1/24", "dev", self.host), False),
+                 (("link", "set", self.host, "up"), False),
+                 (("addr", "add", f"{self.net}.2/24", "dev", self.peer), True),
+                 (("link", "set", self.peer, "up"), True),
+                 (("link", "set", "lo", "up"), True)]
+        for args, ns in steps:
+            p = self.ip(*args, ns=ns)
+            if p.returncode != 0:
+                log(f"no network namespace for partitions: ip {' '.join(args)}: {p.stderr}")
+                self.remove()
+                return False
+        self.ok = True
+        return True
+
+    def cut(self):
+        return self.ip("link", "set", self.host, "down").returncode == 0
+
+    def heal(self):
+        self.ip("link", "set", self.host, "up")
+
+    def remove(self):
+        self.ip("link", "del", self.host)
+        self.ip("netns", "del", self.name)
+
+
 class Chaos:
-    def __init__(self, c, seed, log_json):
+    def __init__(self, c, seed, log_json, ns=None):
         self.c, self.rng, self.seed, self.out = c, random.Random(seed), seed, log_json
+        self.ns = ns
+        self.faults = FAULTS
         self.seeds = {}
 
     # ---- slots and workload ------------------------------------------------
@@ -205,7 +287,7 @@ class Chaos:
                 result["rc"] = 0
                 return
             if op == "resize":
-                mem = s["memory_bytes"] >> 20
+                mem = s["memory"] >> 20
                 new = mem + 128 if mem <= 512 or self.rng.random() < 0.5 else mem - 128
                 p = c.disagg("slot", "resize", name, "--memory", f"{new}M", check=False)
             elif op == "migrate":
@@ -240,6 +322,17 @@ class Chaos:
 
     def inject(self, fault, name, record):
         c = self.c
+        if fault == "partition":
+            if not self.ns or not self.ns.ok:
+                record["victim"] = "none (no network namespace here)"
+                return
+            record["victim"] = "memnode-103 <-> the rest"
+            hold = self.rng.uniform(0.5, 6.0)
+            record["hold_s"] = round(hold, 2)
+            if self.ns.cut():
+                time.sleep(hold)
+            self.ns.heal()
+            return
         if fault == "qemu-kill":
             s = c.slots().get(name)
             agent = next((x for x in c.comps("compute") if s and x["node_id"] == s["compute"]),
@@ -333,7 +426,7 @@ class Chaos:
                 secs = c.json("section", "ls")["sections"]
                 seen = collections.Counter((x["memnode"], x["section"]) for x in secs)
                 leak += [f"section {k} held {n} times" for k, n in seen.items() if n > 1]
-                for mn in c.comps("memnode"):
+                for mn in c.comps("memnode") + c.extra_memnodes:
                     mine = {(x["section"], x["generation"]) for x in secs
                             if x["memnode"] == mn["node_id"]}
                     theirs = c.memnode_sections(mn)
@@ -348,7 +441,7 @@ class Chaos:
         return bad + leak
 
     def step(self, i):
-        op, fault = self.rng.choice(OPS), self.rng.choice(FAULTS)
+        op, fault = self.rng.choice(OPS), self.rng.choice(self.faults)
         name = self.rng.choice(list(SLOTS))
         delay = round(self.rng.uniform(0.0, 2.0), 2)
         record = {"seed": self.seed, "step": i, "op": op, "slot": name, "fault": fault,
@@ -398,6 +491,8 @@ def main():
     ap.add_argument("--seeds", default="1", help="comma-separated seeds (one cluster each)")
     ap.add_argument("--per-seed", type=int, default=5, help="injections per seed")
     ap.add_argument("--json", help="write the records here")
+    ap.add_argument("--faults", default=",".join(FAULTS),
+                    help="comma-separated faults to choose from (default: all)")
     ap.add_argument("--data", help="cluster directory (default: a temporary one)")
     build = os.environ.get("DISAGG_BUILD")
     ap.add_argument("--bin", default=str(pathlib.Path(build) / "bin") if build
@@ -410,9 +505,13 @@ def main():
         data = pathlib.Path(a.data or tempfile.mkdtemp(prefix="disagg-chaos-", dir="/dev/shm")) / f"seed-{seed}"
         shutil.rmtree(data, ignore_errors=True)
         c = Cluster(data, a.bin)
-        ch = Chaos(c, seed, records)
+        ns = Netns(os.getpid() % 200 + seed % 50)
+        ch = Chaos(c, seed, records, ns)
+        ch.faults = [f for f in a.faults.split(",") if f in FAULTS] or FAULTS
         try:
             c.up()
+            if ns.create():
+                c.add_partitionable_memnode(ns)
             for name in SLOTS:
                 ch.create(name)
             for i in range(a.per_seed):
@@ -424,6 +523,7 @@ def main():
             ok = False
         finally:
             c.down()
+            ns.remove()
             for lf in sorted((data / "logs").glob("*.log")):
                 text = lf.read_text(errors="replace")
                 if SANITIZER_RE.search(text):

@@ -94,7 +94,7 @@ int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char
 int vm_memmig_http_status(int r, const char **ret_code);
 const char *vm_qmp_path(struct vm *vm);
 
-/* vm_migrate.c */
+/* vm_migrate.c, vm_incoming.c (-incoming arguments) */
 int vm_mig_qemu_args(struct vm *vm, char ***ret_argv);   /* -incoming, the source's DIMMs */
 void vm_mig_guest_attached(struct vm *vm);   /* after the guest channel connected */
 void vm_mig_status(struct vm *vm, json_t *j);   /* lock not held */

@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Compute migration, source side (vm_migrate): pre-copy flush rounds while
+ * the guest runs, then migrate with x-ignore-shared +
+ * pause-before-switchover, final flush at pre-switchover, migrate-continue,
+ * completed -> state migrated, QEMU quit, sections kept (they belong to
+ * the destination now). Any failure before completion leaves the VM
+ * running here (migrate_cancel and cont if QEMU stopped).
+ */
+#include "vm_migrate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "net.h"
+
+/* Why this VM cannot migrate now, or 0 (lock held). */
+static int check_source(struct vm *vm, char *err, size_t errlen)
+{
+	unsigned local = 0;
+
+	if (vm->state != VM_RUNNING) {
+		snprintf(err, errlen, "VM is %s, not running", vm_state_name(vm->state));
+		return -EBUSY;
+	}
+	if (vm->mig && vm->mig->migrating) {
+		snprintf(err, errlen, "a migration of this VM is already in progress");
+		return -EBUSY;
+	}
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		local += vm->spec.base[i].sec.kind == PAGER_SEC_LOCAL;
+	for (unsigned i = 0; i < vm->nhot; i++)
+		local += vm->hot[i].in_use && vm->hot[i].sec.sec.kind == PAGER_SEC_LOCAL;
+	for (unsigned i = 0; vm->vmem_secs && i < vm->vmem_plugged; i++)
+		local += vm->vmem_secs[i].sec.kind == PAGER_SEC_LOCAL;
+	if (local) {
+		snprintf(err, errlen,
+			 "the VM has %u local section%s: compute migration moves only CPU and device state and keeps memory on the memory nodes, so every section must be remote",
+			 local, local > 1 ? "s" : "");
+		return -EBUSY;
+	}
+	if (!vm->pager || !vm->qmp) {
+		snprintf(err, errlen, "VM has no pager or QMP");
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static uint64_t written_back(struct pager *p)
+{
+	struct pager_stats st;
+
+	pager_stats(p, &st);
+	return st.pages_written_back;
+}
+
+/* The migration failed: make sure the VM runs here again. */
+static void recover(struct vm *vm, char *note, size_t len)
+{
+	json_t *info = NULL, *st = NULL;
+	const char *s;
+	uint64_t deadline = now_ns() + 10000000000ull;
+
+	(void)qmp_execute(vm->qmp, "migrate_cancel", NULL, QMP_CMD_MS, NULL);
+	/* Wait until QEMU's migration thread is done (cancelled or failed). */
+	for (;;) {
+		json_decref(info);
+		info = NULL;
+		if (vm_mig_query(vm->qmp, &info) < 0)
+			break;
+		s = jstr(info, "status");
+		if (!strcmp(s, "cancelled") || !strcmp(s, "failed") || !strcmp(s, "completed") ||
+		    !*s || now_ns() > deadline)
+			break;
+		usleep(5000);
+	}
+	json_decref(info);
+	if (qmp_execute(vm->qmp, "query-status", NULL, QMP_CMD_MS, &st) >= 0 &&
+	    !json_is_true(json_object_get(st, "running"))) {
+		int r = qmp_execute(vm->qmp, "cont", NULL, QMP_CMD_MS, NULL);
+
+		snprintf(note, len, "; the VM was resumed here (cont: %s)",
+			 r < 0 ? qmp_last_error(vm->qmp) : "ok");
+	} else {
+		snprintf(note, len, "; the VM keeps running here");
+	}
+	json_decref(st);
+}
+
+struct mig_run {
+	uint64_t t0, t_pause;
+	unsigned rounds;
+	uint64_t flushed, final_pages, final_ns;
+	uint64_t rounds_ns;           /* pre-copy flush rounds, all together */
+	bool paused;                  /* we saw pre-switchover */
+};
+
+static void set_phase(struct vm *vm, const char *phase)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->mig->phase = phase;
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/* Pre-copy: flush dirty pages while the guest runs, until few are left. */
+static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct mig_run *run,
+			  char *err, size_t errlen)
+{
+	uint64_t t = now_ns();
+
+	set_phase(vm, "flushing");
+	for (unsigned i = 0; i < o->max_flush_rounds; i++) {
+		uint64_t before = written_back(vm->pager), n;
+		int r = pager_flush(vm->pager);
+
+		if (r < 0) {
+			snprintf(err, errlen, "flush round %u: %s", i + 1, strerror(-r));
+			return r;
+		}
+		n = written_back(vm->pager) - before;
+		run->rounds++;
+		run->flushed += n;
+		log_debug("vm %s: flush round %u wrote %llu pages", vm->spec.name, i + 1,
+			  (unsigned long long)n);
+		if (n <= o->dirty_threshold_pages)
+			break;
+	}
+	run->rounds_ns = now_ns() - t;
+	return 0;
+}
+
+/* migrate, final flush at pre-switchover, continue, wait for completed. */
+static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct mig_run *run,
+			 char *err, size_t errlen)
+{
+	uint64_t deadline = run->t0 + (uint64_t)o->timeout_ms * 1000000ull;
+	int r;
+
+	r = vm_mig_set_caps(vm->qmp, true);
+	if (r >= 0)
+		r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate-set-parameters", "{s:I}",
+				 "max-bandwidth", (json_int_t)(10ll << 30));
+	if (r < 0) {
+		snprintf(err, errlen, "migration setup: %s",
+			 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
+		return r;
+	}
+	while (qmp_wait_event(vm->qmp, "MIGRATION", NULL, NULL, 0, NULL) == 0)
+		; /* events of an earlier attempt */
+	set_phase(vm, "migrating");
+	r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate", "{s:s}", "uri", o->uri);
+	if (r < 0) {
+		snprintf(err, errlen, "migrate %s: %s", o->uri,
+			 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
+		return r == -EIO ? -ECONNREFUSED : r;
+	}
+	for (;;) {
+		json_t *data = NULL, *info = NULL;
+		const char *st;
+
+		if (now_ns() > deadline) {
+			snprintf(err, errlen, "the migration did not complete within %d ms",
+				 o->timeout_ms);
+			return -ETIMEDOUT;
+		}
+		r = qmp_wait_event(vm->qmp, "MIGRATION", NULL, NULL, MIG_EVENT_MS, &data);
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "QMP: %s (QEMU exited?)", strerror(-r));
+			return r;
+		}
+		st = jstr(data, "status");
+		if (!strcmp(st, "pre-switchover")) {
+			uint64_t before, t;
+
+			json_decref(data);
+			run->paused = true;
+			run->t_pause = now_ns();
+			set_phase(vm, "pre-switchover");
+			if (o->hold_ms)
+				usleep(o->hold_ms * 1000u);
+			/* vCPUs are stopped: after this flush the memory nodes have everything. */
+			before = written_back(vm->pager);
+			t = now_ns();
+			r = pager_flush(vm->pager);
+			run->final_ns = now_ns() - t;
+			run->final_pages = written_back(vm->pager) - before;
+			if (r < 0) {
+				snprintf(err, errlen, "final flush at pre-switchover: %s", strerror(-r));
+				return r;
+			}
+			r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate-continue", "{s:s}",
+					 "state", "pre-switchover");
+			if (r < 0) {
+				snprintf(err, errlen, "migrate-continue: %s",
+					 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
+				return r;
+			}
+			set_phase(vm, "completing");
+			continue;
+		}
+		if (!strcmp(st, "completed")) {
+			json_decref(data);
+			return 0;
+		}
+		if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+			snprintf(err, errlen, "migration %s (QEMU gave no reason: did the destination go away?)", st);
+			if (vm_mig_query(vm->qmp, &info) >= 0 && *jstr(info, "error-desc"))
+				snprintf(err, errlen, "migration %s: %s", st, jstr(info, "error-desc"));
+			json_decref(info);
+			json_decref(data);
+			return -ECONNABORTED;
+		}
+		json_decref(data);
+	}
+}
+
+/*
+ * The VM lives on the destination now: it is only a record here, and its
+ * sections are not freed with it. Its QEMU stays paused (post-migrate)
+ * until the record is deleted, which the orchestrator does once the
+ * destination runs the guest: QEMU's exit and the freeing of its RAM files
+ * cost hundreds of ms of CPU (a guest's worth of tmpfs pages), which would
+ * otherwise compete with the guest's arrival on the destination, often on
+ * this very host. A record nobody deletes is retired by the supervisor
+ * after --retire-migrated-ms (VM_RETIRE_MS). All of it runs at the lowest priority.
+ */
+static void hand_over(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		vm->spec.base[i].free_on_release = false;
+	for (unsigned i = 0; i < vm->nhot; i++)
+		vm->hot[i].sec.free_on_release = false;
+	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
+		vm->vmem_secs[i].free_on_release = false;
+	vm->state = VM_MIGRATED;
+	vm->retire_ns = now_ns() + (vm->env.retire_ms ? vm->env.retire_ms : VM_RETIRE_MS) * 1000000ull;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	vm_lower_priority(vm->pid);
+	/* Heartbeats the source QEMU delivered before the switchover. */
+	if (vm->guest)
+		(void)guestchan_poll(vm->guest, 0);
+}
+
+int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, char *err,
+	       size_t errlen)
+{
+	struct mig_run run = { .t0 = now_ns() };
+	struct vm_mig *m = vm_mig_get(vm);
+	json_t *info = NULL, *res;
+	char note[160] = "";
+	struct vm_hb hb;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	if (strncmp(o->uri, "tcp:", 4) != 0) {
+		snprintf(err, errlen, "\"uri\" must be tcp:HOST:PORT");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&vm->lock);
+	r = check_source(vm, err, errlen);
+	if (r >= 0)
+		m->migrating = true;
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&vm->hot_lock);    /* no hotplug while the device set moves */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_RUNNING) {        /* stopped while a hotplug finished */
+		snprintf(err, errlen, "VM is %s, not running", vm_state_name(vm->state));
+		m->migrating = false;
+		r = -EBUSY;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0) {
+		pthread_mutex_unlock(&vm->hot_lock);
+		return r;
+	}
+	log_info("vm %s: migrating to %s", vm->spec.name, o->uri);
+
+	r = precopy_rounds(vm, o, &run, err, errlen);
+	if (r >= 0) {
+		r = run_migration(vm, o, &run, err, errlen);
+		if (r < 0 && vm_get_state(vm) == VM_RUNNING)
+			recover(vm, note, sizeof(note));
+	}
+	if (r >= 0)
+		(void)vm_mig_query(vm->qmp, &info);
+	res = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "ok", r >= 0, "uri", o->uri,
+			"total_ms", (json_int_t)((now_ns() - run.t0) / 1000000), "flush_rounds",
+			(json_int_t)run.rounds, "pages_flushed", (json_int_t)run.flushed,
+			"final_flush_pages", (json_int_t)run.final_pages, "final_flush_ms",
+			(json_int_t)(run.final_ns / 1000000), "final_flush_us",
+			(json_int_t)(run.final_ns / 1000));
+	json_object_set_new(res, "flush_rounds_ms", json_integer((json_int_t)(run.rounds_ns / 1000000)));
+	if (r >= 0) {
+		json_t *ram = json_object_get(info, "ram");
+
+		json_object_set_new(res, "downtime_ms", json_integer(jint(info, "downtime")));
+		json_object_set_new(res, "setup_ms", json_integer(jint(info, "setup-time")));
+		json_object_set_new(res, "qemu_total_ms", json_integer(jint(info, "total-time")));
+		json_object_set_new(res, "ram_transferred_bytes",
+				    json_integer(jint(ram, "transferred")));
+		json_object_set_new(res, "pause_ms",
+				    json_integer((json_int_t)((now_ns() - run.t_pause) / 1000000)));
+		json_decref(info);
+		{
+			/* The guest's recent working set, for the destination to prefetch. */
+			uint64_t hot_pages = 0;
+
+			json_object_set_new(res, "hot", vm_hot_json(vm, &hot_pages));
+			json_object_set_new(res, "hot_pages", json_integer((json_int_t)hot_pages));
+		}
+		hand_over(vm);
+		if (vm_mig_last_heartbeat(m, &hb))
+			json_object_set_new(res, "last_heartbeat",
+					    json_pack("{s:I, s:I, s:I}", "seq", (json_int_t)hb.seq,
+						      "ns", (json_int_t)hb.ns, "rx_ns",
+						      (json_int_t)hb.rx_ns));
+	} else {
+		char full[700];
+
+		snprintf(full, sizeof(full), "%s%s", err, note);
+		snprintf(err, errlen, "%s", full);
+		json_object_set_new(res, "error", json_string(err));
+	}
+	pthread_mutex_lock(&vm->lock);
+	m->migrating = false;
+	json_decref(m->last);
+	m->last = json_deep_copy(res);   /* for status: without the hot-page list */
+	json_object_del(m->last, "hot");
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_unlock(&vm->hot_lock);
+	if (r < 0) {
+		log_warn("vm %s: migration to %s failed: %s", vm->spec.name, o->uri, err);
+		json_decref(res);
+		return r;
+	}
+	log_info("vm %s: migrated to %s in %lld ms", vm->spec.name, o->uri,
+		 (long long)json_integer_value(json_object_get(res, "total_ms")));
+	*ret = res;
+	return 0;
+}
+

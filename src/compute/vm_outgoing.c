@@ -55,6 +55,31 @@ static uint64_t written_back(struct pager *p)
 	return st.pages_written_back;
 }
 
+/*
+ * Flush with a reference on the pager; *ret_pages: pages written back.
+ * -ESRCH when QEMU has exited (before or during the flush).
+ */
+static int flush_counted(struct vm *vm, uint64_t *ret_pages)
+{
+	struct pager *p = vm_pager_get(vm);
+	uint64_t before;
+	int r;
+
+	*ret_pages = 0;
+	if (!p)
+		return -ESRCH;
+	before = written_back(p);
+	r = pager_flush(p);
+	*ret_pages = written_back(p) - before;
+	vm_pager_put(vm, p);
+	return r;
+}
+
+static const char *flush_error(int r)
+{
+	return r == -ESRCH ? "QEMU has exited" : strerror(-r);
+}
+
 /* The migration failed: make sure the VM runs here again. */
 static void recover(struct vm *vm, char *note, size_t len)
 {
@@ -111,14 +136,13 @@ static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct
 
 	set_phase(vm, "flushing");
 	for (unsigned i = 0; i < o->max_flush_rounds; i++) {
-		uint64_t before = written_back(vm->pager), n;
-		int r = pager_flush(vm->pager);
+		uint64_t n;
+		int r = flush_counted(vm, &n);
 
 		if (r < 0) {
-			snprintf(err, errlen, "flush round %u: %s", i + 1, strerror(-r));
+			snprintf(err, errlen, "flush round %u: %s", i + 1, flush_error(r));
 			return r;
 		}
-		n = written_back(vm->pager) - before;
 		run->rounds++;
 		run->flushed += n;
 		log_debug("vm %s: flush round %u wrote %llu pages", vm->spec.name, i + 1,
@@ -173,7 +197,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 		}
 		st = jstr(data, "status");
 		if (!strcmp(st, "pre-switchover")) {
-			uint64_t before, t;
+			uint64_t t;
 
 			json_decref(data);
 			run->paused = true;
@@ -182,13 +206,12 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			if (o->hold_ms)
 				usleep(o->hold_ms * 1000u);
 			/* vCPUs are stopped: after this flush the memory nodes have everything. */
-			before = written_back(vm->pager);
 			t = now_ns();
-			r = pager_flush(vm->pager);
+			r = flush_counted(vm, &run->final_pages);
 			run->final_ns = now_ns() - t;
-			run->final_pages = written_back(vm->pager) - before;
 			if (r < 0) {
-				snprintf(err, errlen, "final flush at pre-switchover: %s", strerror(-r));
+				snprintf(err, errlen, "final flush at pre-switchover: %s",
+					 flush_error(r));
 				return r;
 			}
 			r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate-continue", "{s:s}",

@@ -43,6 +43,7 @@ static const char *const state_names[] = {
 	[VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
 	[VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
 	[VM_INCOMING] = "incoming", [VM_MIGRATED] = "migrated",
+	[VM_SWITCHOVER] = "switchover",
 };
 
 const char *vm_state_name(enum vm_state s)

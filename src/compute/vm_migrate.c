@@ -11,7 +11,8 @@
  * source's hot sections; a thread waits for QEMU's MIGRATION event.
  *
  * Source (vm_outgoing.c): pre-copy flush rounds, migrate with
- * pause-before-switchover, final flush, migrate-continue.
+ * pause-before-switchover, final flush, migrate-continue; how it ends is
+ * decided by QEMU's migration state (vm_switchover.c).
  *
  * This file keeps what both share: the per-VM migration record, the
  * guest's heartbeats, the status fields and the QMP helpers.
@@ -57,6 +58,8 @@ void vm_mig_free(struct vm *vm)
 	atomic_store(&m->stop, true);
 	if (m->waiter_on)
 		pthread_join(m->waiter, NULL);
+	if (m->settler_on)
+		pthread_join(m->settler, NULL);
 	if (vm->guest)
 		guestchan_set_callback(vm->guest, NULL, NULL);
 	guestchan_close(m->early_guest);

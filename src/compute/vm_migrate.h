@@ -37,7 +37,9 @@ struct vm_mig {
 	int64_t incoming_ms;          /* from migrate-incoming to running (-1: not yet) */
 
 	/* source (vm->lock) */
-	bool migrating;
+	bool migrating;               /* also while the outcome is indeterminate */
+	pthread_t settler;            /* watches QEMU after an indeterminate answer */
+	bool settler_on;
 	const char *phase;            /* "flushing", "migrating", "pre-switchover", "completing" */
 	json_t *last;                 /* figures of the last migration (success or failure) */
 };
@@ -52,6 +54,27 @@ bool vm_mig_last_heartbeat(struct vm_mig *m, struct vm_hb *ret);
 int vm_mig_set_caps(struct qmp *q, bool pause);
 /* query-migrate; *ret gets the answer (new reference). */
 int vm_mig_query(struct qmp *q, json_t **ret);
+
+/* vm_switchover.c: how a source's migration ended, by QEMU's own state. */
+enum vm_mig_outcome {
+	VM_MIG_COMPLETED,             /* the guest runs on the destination */
+	VM_MIG_RESUMED,               /* failed or cancelled: the guest runs here */
+	VM_MIG_GONE,                  /* QEMU exited */
+	VM_MIG_PENDING,               /* QEMU has not decided yet */
+};
+
+/*
+ * Ask QEMU until it decides or until_ns: continued false cancels first (the
+ * guest cannot have left before migrate-continue). RESUMED resumes the
+ * guest here; COMPLETED does not hand over (the caller does). *state gets
+ * QEMU's migration status, *note a sentence for the answer.
+ */
+enum vm_mig_outcome vm_mig_settle(struct vm *vm, bool continued, uint64_t until_ns,
+				  char *state, size_t len, char *note, size_t notelen);
+/* The VM is migrated: sections kept for the destination, QEMU lowered. */
+void vm_mig_hand_over(struct vm *vm);
+/* Indeterminate: state switchover, a thread settles it when QEMU decides. */
+int vm_mig_settle_later(struct vm *vm);
 
 static inline const char *jstr(json_t *o, const char *k)
 {

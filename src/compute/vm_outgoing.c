@@ -4,8 +4,10 @@
  * the guest runs, then migrate with x-ignore-shared +
  * pause-before-switchover, final flush at pre-switchover, migrate-continue,
  * completed -> state migrated, QEMU quit, sections kept (they belong to
- * the destination now). Any failure before completion leaves the VM
- * running here (migrate_cancel and cont if QEMU stopped).
+ * the destination now). How an attempt ends is QEMU's decision
+ * (vm_switchover.c): before migrate-continue a failure cancels and the
+ * guest runs here again; after it, only QEMU's migration state says
+ * whether the guest runs here or on the destination.
  */
 #include "vm_migrate.h"
 
@@ -14,6 +16,9 @@
 
 #include "log.h"
 #include "net.h"
+
+#define SWITCHOVER_GRACE_MS 10000   /* after migrate-continue, past the deadline */
+#define CANCEL_WAIT_MS      10000   /* for QEMU to end a cancelled migration */
 
 /* Why this VM cannot migrate now, or 0 (lock held). */
 static int check_source(struct vm *vm, char *err, size_t errlen)
@@ -80,45 +85,14 @@ static const char *flush_error(int r)
 	return r == -ESRCH ? "QEMU has exited" : strerror(-r);
 }
 
-/* The migration failed: make sure the VM runs here again. */
-static void recover(struct vm *vm, char *note, size_t len)
-{
-	json_t *info = NULL, *st = NULL;
-	const char *s;
-	uint64_t deadline = now_ns() + 10000000000ull;
-
-	(void)qmp_execute(vm->qmp, "migrate_cancel", NULL, QMP_CMD_MS, NULL);
-	/* Wait until QEMU's migration thread is done (cancelled or failed). */
-	for (;;) {
-		json_decref(info);
-		info = NULL;
-		if (vm_mig_query(vm->qmp, &info) < 0)
-			break;
-		s = jstr(info, "status");
-		if (!strcmp(s, "cancelled") || !strcmp(s, "failed") || !strcmp(s, "completed") ||
-		    !*s || now_ns() > deadline)
-			break;
-		usleep(5000);
-	}
-	json_decref(info);
-	if (qmp_execute(vm->qmp, "query-status", NULL, QMP_CMD_MS, &st) >= 0 &&
-	    !json_is_true(json_object_get(st, "running"))) {
-		int r = qmp_execute(vm->qmp, "cont", NULL, QMP_CMD_MS, NULL);
-
-		snprintf(note, len, "; the VM was resumed here (cont: %s)",
-			 r < 0 ? qmp_last_error(vm->qmp) : "ok");
-	} else {
-		snprintf(note, len, "; the VM keeps running here");
-	}
-	json_decref(st);
-}
-
 struct mig_run {
 	uint64_t t0, t_pause;
 	unsigned rounds;
 	uint64_t flushed, final_pages, final_ns;
 	uint64_t rounds_ns;           /* pre-copy flush rounds, all together */
 	bool paused;                  /* we saw pre-switchover */
+	bool started;                 /* QEMU may be migrating: `migrate` was not refused */
+	bool continued;               /* migrate-continue was sent: the guest may have left */
 };
 
 static void set_phase(struct vm *vm, const char *phase)
@@ -154,7 +128,13 @@ static int precopy_rounds(struct vm *vm, const struct vm_migrate_opts *o, struct
 	return 0;
 }
 
-/* migrate, final flush at pre-switchover, continue, wait for completed. */
+/*
+ * migrate, then the final flush at pre-switchover and migrate-continue.
+ * Returns 0 once migrate-continue has been sent: from then on only QEMU's
+ * migration state tells how it ends (vm_mig_settle). The deadline bounds
+ * the way to pre-switchover; a failure before migrate-continue returns
+ * -errno with err set, and the guest has not left (run->continued false).
+ */
 static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct mig_run *run,
 			 char *err, size_t errlen)
 {
@@ -174,6 +154,7 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 		; /* events of an earlier attempt */
 	set_phase(vm, "migrating");
 	r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate", "{s:s}", "uri", o->uri);
+	run->started = r != -EIO;        /* QEMU refused it: nothing started */
 	if (r < 0) {
 		snprintf(err, errlen, "migrate %s: %s", o->uri,
 			 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
@@ -182,9 +163,10 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 	for (;;) {
 		json_t *data = NULL, *info = NULL;
 		const char *st;
+		uint64_t t;
 
 		if (now_ns() > deadline) {
-			snprintf(err, errlen, "the migration did not complete within %d ms",
+			snprintf(err, errlen, "the migration did not reach the switchover within %d ms",
 				 o->timeout_ms);
 			return -ETIMEDOUT;
 		}
@@ -196,38 +178,6 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			return r;
 		}
 		st = jstr(data, "status");
-		if (!strcmp(st, "pre-switchover")) {
-			uint64_t t;
-
-			json_decref(data);
-			run->paused = true;
-			run->t_pause = now_ns();
-			set_phase(vm, "pre-switchover");
-			if (o->hold_ms)
-				usleep(o->hold_ms * 1000u);
-			/* vCPUs are stopped: after this flush the memory nodes have everything. */
-			t = now_ns();
-			r = flush_counted(vm, &run->final_pages);
-			run->final_ns = now_ns() - t;
-			if (r < 0) {
-				snprintf(err, errlen, "final flush at pre-switchover: %s",
-					 flush_error(r));
-				return r;
-			}
-			r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate-continue", "{s:s}",
-					 "state", "pre-switchover");
-			if (r < 0) {
-				snprintf(err, errlen, "migrate-continue: %s",
-					 r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
-				return r;
-			}
-			set_phase(vm, "completing");
-			continue;
-		}
-		if (!strcmp(st, "completed")) {
-			json_decref(data);
-			return 0;
-		}
 		if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
 			snprintf(err, errlen, "migration %s (QEMU gave no reason: did the destination go away?)", st);
 			if (vm_mig_query(vm->qmp, &info) >= 0 && *jstr(info, "error-desc"))
@@ -236,37 +186,85 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			json_decref(data);
 			return -ECONNABORTED;
 		}
+		if (strcmp(st, "pre-switchover") != 0) {
+			json_decref(data);
+			continue;
+		}
 		json_decref(data);
+		run->paused = true;
+		run->t_pause = now_ns();
+		set_phase(vm, "pre-switchover");
+		if (o->hold_ms)
+			usleep(o->hold_ms * 1000u);
+		/* vCPUs are stopped: after this flush the memory nodes have everything. */
+		t = now_ns();
+		r = flush_counted(vm, &run->final_pages);
+		run->final_ns = now_ns() - t;
+		if (r < 0) {
+			snprintf(err, errlen, "final flush at pre-switchover: %s", flush_error(r));
+			return r;
+		}
+		set_phase(vm, "completing");
+		/* Unless QEMU refused it, the guest may leave from here on. */
+		run->continued = true;
+		r = qmp_executef(vm->qmp, QMP_CMD_MS, NULL, "migrate-continue", "{s:s}", "state",
+				 "pre-switchover");
+		if (r == -EIO) {
+			run->continued = false;
+			snprintf(err, errlen, "migrate-continue: %s", qmp_last_error(vm->qmp));
+			return r;
+		}
+		if (r < 0)
+			log_warn("vm %s: migrate-continue: %s; QEMU's state decides", vm->spec.name,
+				 strerror(-r));
+		return 0;
 	}
 }
 
 /*
- * The VM lives on the destination now: it is only a record here, and its
- * sections are not freed with it. Its QEMU stays paused (post-migrate)
- * until the record is deleted, which the orchestrator does once the
- * destination runs the guest: QEMU's exit and the freeing of its RAM files
- * cost hundreds of ms of CPU (a guest's worth of tmpfs pages), which would
- * otherwise compete with the guest's arrival on the destination, often on
- * this very host. A record nobody deletes is retired by the supervisor
- * after --retire-migrated-ms (VM_RETIRE_MS). All of it runs at the lowest priority.
+ * How the attempt ended, by QEMU's own migration state (vm_switchover.c).
+ * r and err come from the steps; returns 0 (completed: the caller hands
+ * over), or -errno with err saying what happened and where the guest runs.
+ * -EINPROGRESS: QEMU has not decided; *ret_later: settle it in the
+ * background.
  */
-static void hand_over(struct vm *vm)
+static int outcome(struct vm *vm, const struct vm_migrate_opts *o, const struct mig_run *run,
+		   int r, char *err, size_t errlen, bool *ret_later)
 {
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		vm->spec.base[i].free_on_release = false;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		vm->hot[i].sec.free_on_release = false;
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
-		vm->vmem_secs[i].free_on_release = false;
-	vm->state = VM_MIGRATED;
-	vm->retire_ns = now_ns() + (vm->env.retire_ms ? vm->env.retire_ms : VM_RETIRE_MS) * 1000000ull;
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-	vm_lower_priority(vm->pid);
-	/* Heartbeats the source QEMU delivered before the switchover. */
-	if (vm->guest)
-		(void)guestchan_poll(vm->guest, 0);
+	uint64_t deadline = run->t0 + (uint64_t)o->timeout_ms * 1000000ull, until;
+	char state[256], note[400], cause[512];
+
+	*ret_later = false;
+	if (!run->started) {    /* QEMU never paused the guest */
+		if (r < 0 && vm_get_state(vm) == VM_RUNNING)
+			snprintf(err + strlen(err), errlen - strlen(err), "; the VM keeps running here");
+		return r;
+	}
+	snprintf(cause, sizeof(cause), "%s", r < 0 ? err : "");
+	until = run->continued ? MAX(deadline, now_ns() + SWITCHOVER_GRACE_MS * 1000000ull)
+			       : now_ns() + CANCEL_WAIT_MS * 1000000ull;
+	switch (vm_mig_settle(vm, run->continued, until, state, sizeof(state), note,
+			      sizeof(note))) {
+	case VM_MIG_COMPLETED:
+		if (r < 0)
+			log_warn("vm %s: %s, but QEMU completed the migration", vm->spec.name, cause);
+		return 0;
+	case VM_MIG_RESUMED:
+		if (run->continued)
+			snprintf(err, errlen, "the migration failed after migrate-continue (QEMU: %s); %s",
+				 state, note);
+		else
+			snprintf(err, errlen, "%s; %s", cause, note);
+		return r < 0 ? r : -ECONNABORTED;
+	case VM_MIG_GONE:
+		snprintf(err, errlen, "%s", *cause ? cause : note);
+		return -EPIPE;
+	case VM_MIG_PENDING:
+		break;
+	}
+	snprintf(err, errlen, "%s%s%s", cause, *cause ? "; " : "", note);
+	*ret_later = true;
+	return -EINPROGRESS;
 }
 
 int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, char *err,
@@ -275,8 +273,8 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 	struct mig_run run = { .t0 = now_ns() };
 	struct vm_mig *m = vm_mig_get(vm);
 	json_t *info = NULL, *res;
-	char note[160] = "";
 	struct vm_hb hb;
+	bool later;
 	int r;
 
 	if (!m)
@@ -307,11 +305,9 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 	log_info("vm %s: migrating to %s", vm->spec.name, o->uri);
 
 	r = precopy_rounds(vm, o, &run, err, errlen);
-	if (r >= 0) {
+	if (r >= 0)
 		r = run_migration(vm, o, &run, err, errlen);
-		if (r < 0 && vm_get_state(vm) == VM_RUNNING)
-			recover(vm, note, sizeof(note));
-	}
+	r = outcome(vm, o, &run, r, err, errlen, &later);
 	if (r >= 0)
 		(void)vm_mig_query(vm->qmp, &info);
 	res = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "ok", r >= 0, "uri", o->uri,
@@ -339,25 +335,26 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 			json_object_set_new(res, "hot", vm_hot_json(vm, &hot_pages));
 			json_object_set_new(res, "hot_pages", json_integer((json_int_t)hot_pages));
 		}
-		hand_over(vm);
+		vm_mig_hand_over(vm);
 		if (vm_mig_last_heartbeat(m, &hb))
 			json_object_set_new(res, "last_heartbeat",
 					    json_pack("{s:I, s:I, s:I}", "seq", (json_int_t)hb.seq,
 						      "ns", (json_int_t)hb.ns, "rx_ns",
 						      (json_int_t)hb.rx_ns));
 	} else {
-		char full[700];
-
-		snprintf(full, sizeof(full), "%s%s", err, note);
-		snprintf(err, errlen, "%s", full);
 		json_object_set_new(res, "error", json_string(err));
+		if (later)
+			json_object_set_new(res, "outcome", json_string("indeterminate"));
 	}
 	pthread_mutex_lock(&vm->lock);
-	m->migrating = false;
+	m->migrating = later;            /* until QEMU decides */
 	json_decref(m->last);
 	m->last = json_deep_copy(res);   /* for status: without the hot-page list */
 	json_object_del(m->last, "hot");
 	pthread_mutex_unlock(&vm->lock);
+	if (later && vm_mig_settle_later(vm) < 0)
+		log_error("vm %s: cannot watch the indeterminate migration: it stays in switchover",
+			  vm->spec.name);
 	pthread_mutex_unlock(&vm->hot_lock);
 	if (r < 0) {
 		log_warn("vm %s: migration to %s failed: %s", vm->spec.name, o->uri, err);

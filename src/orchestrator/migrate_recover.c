@@ -51,37 +51,52 @@ static void recover_compute(struct orch *o, struct slot_rec *s, json_t *op)
 	}
 }
 
-/* The agent's grant of slot section `x` (boot or hot-plugged), or -ENOENT. */
-static int agent_section(const struct node_rec *c, const struct section_rec *x,
-			 struct proto_grant *ret)
-{
-	char path[128];
-	json_t *ans = NULL, *e, *arr;
-	size_t i;
-	int status, r = -ENOENT;
+/*
+ * The compute agent's own view of a VM (GET /v1/vms/NAME): status 200 with
+ * the answer in vm, 404 when the agent has no such VM; any other status
+ * (or -errno: no answer) says nothing.
+ */
+struct view {
+	int status;
+	json_t *vm;
+};
 
-	snprintf(path, sizeof(path), "/v1/vms/%s", x->slot);
-	status = mig_call(c, "GET", path, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
-	if (status != 200) {
-		json_decref(ans);
-		return status < 0 ? status : -ENOENT;
-	}
-	if (x->hot_index < 0) {
-		/* Boot sections are the first ones, in index order. */
-		e = json_array_get(json_object_get(ans, "sections"), (size_t)x->idx);
-	} else {
-		e = NULL;
-		arr = json_object_get(ans, "hot_sections");
-		json_array_foreach(arr, i, e)
-			if (mig_jint(e, "index", -1) == x->hot_index)
-				break;
-		if (i == json_array_size(arr))
-			e = NULL;
-	}
-	if (e && json_string_value(json_object_get(e, "grant")))
-		r = grant_from_hex(json_string_value(json_object_get(e, "grant")), ret);
-	json_decref(ans);
-	return r;
+static void view_get(const struct node_rec *c, const char *name, int timeout_ms,
+		     struct view *ret)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	ret->vm = NULL;
+	ret->status = mig_call(c, "GET", path, NULL, timeout_ms, &ret->vm);
+	if (ret->status == 200 && !json_is_object(ret->vm))
+		ret->status = -EPROTO;
+}
+
+static void view_done(struct view *v)
+{
+	json_decref(v->vm);
+	v->vm = NULL;
+}
+
+/* Does the agent's view of the VM have remote section x (boot RAM or hot-plugged)? */
+static bool view_uses(const struct view *v, const struct section_rec *x)
+{
+	static const char *const lists[] = { "sections", "hot_sections" };
+	size_t i;
+	json_t *e;
+
+	if (v->status != 200 || !x->remote)
+		return false;
+	for (size_t l = 0; l < ARRAY_SIZE(lists); l++)
+		json_array_foreach(json_object_get(v->vm, lists[l]), i, e)
+			if (json_is_string(json_object_get(e, "kind")) &&
+			    strcmp(json_string_value(json_object_get(e, "kind")), "remote") == 0 &&
+			    mig_jint(e, "memnode", -1) == (int64_t)x->memnode &&
+			    mig_jint(e, "section", -1) == (int64_t)x->section &&
+			    mig_jint(e, "generation", -1) == (int64_t)x->generation)
+				return true;
+	return false;
 }
 
 /*
@@ -115,9 +130,8 @@ static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
 {
 	struct node_rec c;
 	struct section_rec x, nx;
-	struct proto_grant g;
+	struct view v = { 0 };
 	json_t *src = json_object_get(op, "src");
-	int r;
 
 	if (op_sections(o, s, op, &c, &x, &nx) < 0)
 		goto done;
@@ -128,9 +142,8 @@ static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
 			slots_free_remote(o, &nx);
 		goto done;
 	}
-	r = agent_section(&c, &x, &g);
-	if (r == 0 && g.memnode_id == nx.memnode && g.section == nx.section &&
-	    g.generation == nx.generation) {
+	view_get(&c, s->name, MIG_SHORT_TIMEOUT_MS, &v);
+	if (view_uses(&v, &nx)) {
 		/* Committed: the store follows the agent. */
 		if (o->store->ops->begin(o->store) == 0) {
 			if (o->store->ops->section_remove(o->store, s->id, x.idx) == 0 &&
@@ -144,7 +157,7 @@ static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
 			 "a memory migration was interrupted by an orchestrator restart; section "
 			 "%" PRId64 " had moved",
 			 x.idx);
-	} else if (r == 0 || r == -ENOENT) {
+	} else if (v.status == 200 || v.status == 404) {
 		/* Not committed: abort (the agent may still have the migration), free the target. */
 		mig_memory_abort(o, s, &c, &x, &nx, o->compute_timeout_ms);
 		slots_free_remote(o, &nx);
@@ -158,9 +171,11 @@ static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
 			 "compute node %s does not answer: section %" PRId64
 			 " may be on memory node %" PRIu64 " section %" PRIu32,
 			 c.name, x.idx, nx.memnode, nx.section);
+		view_done(&v);
 		mig_finish(o, s, "lost");
 		return;
 	}
+	view_done(&v);
 done:
 	mig_finish(o, s, "running");
 }
@@ -174,9 +189,8 @@ done:
 static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
 {
 	struct section_rec x, nx;
-	struct proto_grant g;
+	struct view v = { 0 };
 	struct node_rec c;
-	int r;
 
 	if (op_sections(o, s, op, &c, &x, &nx) < 0)
 		goto done;
@@ -189,9 +203,8 @@ static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
 			 "an evacuation was interrupted by an orchestrator restart");
 		goto done;
 	}
-	r = agent_section(&c, &x, &g);
-	if (r == 0 && g.memnode_id == nx.memnode && g.section == nx.section &&
-	    g.generation == nx.generation) {
+	view_get(&c, s->name, MIG_SHORT_TIMEOUT_MS, &v);
+	if (view_uses(&v, &nx)) {
 		char msg[256];
 
 		snprintf(msg, sizeof(msg),
@@ -201,7 +214,7 @@ static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
 		snprintf(s->reason, sizeof(s->reason),
 			 "an evacuation was interrupted by an orchestrator restart; section "
 			 "%" PRId64 " had moved to memory node %" PRIu64, x.idx, nx.memnode);
-	} else if (r == 0 || r == -ENOENT) {
+	} else if (v.status == 200 || v.status == 404) {
 		slots_free_remote(o, &nx);
 		snprintf(s->reason, sizeof(s->reason),
 			 "an evacuation was interrupted by an orchestrator restart; section "
@@ -211,9 +224,11 @@ static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
 			 "an evacuation was interrupted by an orchestrator restart and compute "
 			 "node %s does not answer: section %" PRId64 " may be on memory node %"
 			 PRIu64 " section %" PRIu32, c.name, x.idx, nx.memnode, nx.section);
+		view_done(&v);
 		mig_finish(o, s, "lost");
 		return;
 	}
+	view_done(&v);
 done:
 	mig_finish(o, s, "running");
 }

@@ -74,8 +74,9 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 {
 	static const char *const kinds[] = { "memnode", "compute", "devnode" };
 	static const char *const nstates[] = { "up", "down", "drained" };
-	static const char *const sstates[] = { "creating", "running", "resizing", "deleting",
-					       "migrating", "failed", "lost" };
+	static const char *const sstates[] = { "creating", "running",    "resizing",
+					       "deleting", "migrating",  "unresolved",
+					       "failed",   "lost" };
 	_cleanup_free_ struct node_rec *nodes = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	size_t nn = 0, ns = 0;

@@ -71,4 +71,33 @@ int mig_wait_running(const struct node_rec *dst, const char *name);
 int mig_memory_abort(struct orch *o, struct slot_rec *s, const struct node_rec *c,
 		     const struct section_rec *x, const struct section_rec *nx, int timeout_ms);
 
+/* ---- migrate_recover.c ---- */
+
+#define MIG_RESOLVE_TIMEOUT_MS 3000     /* each question while the monitor resolves */
+
+/* Which of two sections the agent uses for one of the slot's sections. */
+enum mig_use {
+	MIG_USES_OLD,                   /* the one it had: the new one is not used */
+	MIG_USES_NEW,                   /* it switched */
+	MIG_USES_UNKNOWN,               /* it could not be asked: keep both */
+};
+
+/*
+ * Slot section x was moving to nx (a memory migration, or the evacuation
+ * of a local x) and the outcome was not seen: ask compute node c. A
+ * migration still in progress is aborted first; the agent serialises
+ * abort, commit and evacuation per VM, so after it answered, no request in
+ * flight can switch the section any more and its view of the VM decides.
+ */
+enum mig_use mig_ask_section(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+			     const struct section_rec *x, const struct section_rec *nx,
+			     int timeout_ms);
+/*
+ * The outcome of the slot's recorded operation is not known: the slot
+ * becomes `unresolved` (busy for other requests) with the operation kept
+ * and `reason` saying why; nothing is freed. An event the first time. The
+ * monitor asks again (migrate_resolve_pending).
+ */
+void mig_unresolved(struct orch *o, struct slot_rec *s, const char *fmt, ...) _printf_(3, 4);
+
 #endif /* DISAGG_ORCH_MIGRATE_H */

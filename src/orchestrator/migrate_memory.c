@@ -3,9 +3,12 @@
  * Memory migration, compute stays (docs/api.md, "Migration"), per section:
  * allocate on the target, mint the agent's grant and the COPY grant, begin,
  * COPY on the source memory node, commit, record the section on the
- * target, free it on the source. Any failure before the commit aborts the
- * agent's migration and frees the target: the section stays where it was,
- * whole.
+ * target, free it on the source. Any failure before the commit, or a commit
+ * the agent refused, aborts the agent's migration and frees the target: the
+ * section stays where it was, whole. A commit that got no answer (twice) is
+ * not a failure: the agent may have switched. It is asked which section it
+ * uses (mig_ask_section) and only the other one is freed; if it cannot be
+ * asked, nothing is freed and the slot stays `unresolved`.
  */
 #include "migrate.h"
 
@@ -77,9 +80,45 @@ int mig_memory_abort(struct orch *o, struct slot_rec *s, const struct node_rec *
 }
 
 /*
+ * Neither commit got an answer (status): which section does the agent use?
+ * MIG_USES_NEW: go on as committed; MIG_USES_OLD: its migration is over,
+ * the target is not used (the answer is set); -EINPROGRESS: it could not
+ * be asked, the slot is `unresolved` with both sections kept (the answer
+ * is set).
+ */
+static int commit_unseen(struct memmig_ctx *m, const struct section_rec *x,
+			 const struct section_rec *nx, int status, struct http_resp *resp)
+{
+	enum mig_use use = mig_ask_section(m->o, m->s, m->c, x, nx, MIG_SHORT_TIMEOUT_MS);
+
+	if (use == MIG_USES_NEW) {
+		log_warn("slot %s section %" PRId64 ": the commit got no answer (%s), but compute "
+			 "node %s uses the new section", m->s->name, x->idx, strerror(-status),
+			 m->c->name);
+		return use;
+	}
+	if (use == MIG_USES_OLD) {
+		http_resp_error(resp, 503, "node_unreachable",
+				"slot %s section %" PRId64 ": the commit got no answer (%s); "
+				"compute node %s says the section stays on %s",
+				m->s->name, x->idx, strerror(-status), m->c->name, m->from->name);
+		return use;
+	}
+	mig_unresolved(m->o, m->s,
+		       "the commit of section %" PRId64 " from memory node %s to %s got no answer "
+		       "(%s) and compute node %s cannot be asked: both sections are kept until it "
+		       "answers",
+		       x->idx, m->from->name, m->to->name, strerror(-status), m->c->name);
+	http_resp_error(resp, 503, "migration_unresolved", "slot %s: %s", m->s->name,
+			m->s->reason);
+	return -EINPROGRESS;
+}
+
+/*
  * Move one section. On success *ret_rep describes it and the store has the
  * section on `to`; on failure the section stays on `from`, the target is
- * freed, and the answer is set.
+ * freed, and the answer is set; -EINPROGRESS: the outcome is not known, the
+ * slot is `unresolved`, both sections are kept (the answer is set).
  */
 static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t **ret_rep,
 		      struct http_resp *resp)
@@ -158,7 +197,17 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 		ans = NULL;
 		status = memmig_phase(m, "commit", x, dsec, dgen, &ans);
 	}
-	if (status != 200) {
+	if (status < 0) {
+		/* Still no answer: it may have switched. Ask, don't guess. */
+		r = commit_unseen(m, x, &nx, status, resp);
+		if (r < 0)
+			return r;
+		if (r == MIG_USES_OLD) {
+			r = -EIO;
+			aborted = true;
+			goto fail;
+		}
+	} else if (status != 200) {
 		mig_why(status, ans, why, sizeof(why));
 		http_resp_error(resp, status == 409 ? 409 : 503,
 				status == 409 ? strcmp(mig_code(ans), "target_failed") == 0
@@ -306,7 +355,8 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 		copied += mig_jint(rep, "bytes_copied", 0);
 		json_array_append_new(reps, rep);
 	}
-	mig_finish(o, &s, "running");
+	if (r != -EINPROGRESS)
+		mig_finish(o, &s, "running");
 	slots_event(o, r < 0 ? "memory_migration_failed" : "memory_migration_done", tid, s.name,
 		    "slot %s: %zu of %zu section%s moved from memory node %s to %s", s.name, moved,
 		    todo, todo == 1 ? "" : "s", from.name, to.name);

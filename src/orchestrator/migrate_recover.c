@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
- * Settling a migration interrupted by an orchestrator restart
- * (migrate_recover): the orchestrator asks the compute nodes which one runs
- * the VM, or which memory node the agent uses for the section, makes the
- * store say the same, and cleans up the rest.
+ * Operations whose outcome the orchestrator did not see: a migration
+ * interrupted by an orchestrator restart (migrate_recover, at start), a
+ * commit that got no answer, and the `unresolved` slots left by either
+ * (migrate_resolve_pending, from the monitor). The outcome is decided
+ * from the participants' own state, never from a missing answer: the
+ * agent's view of the VM (GET /v1/vms/NAME: which memory node, section
+ * and generation each section is), the source's and the destination's VM
+ * state. The store is made to say the same and what nobody uses is freed.
+ * When nobody can be asked, nothing is freed: the slot stays `unresolved`
+ * and the orchestrator asks again while the compute node is up.
  */
 #include "migrate.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "macro.h"
@@ -126,131 +131,188 @@ static int op_sections(struct orch *o, const struct slot_rec *s, json_t *op,
 	return 0;
 }
 
-static void recover_memory(struct orch *o, struct slot_rec *s, json_t *op)
+enum mig_use mig_ask_section(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+			     const struct section_rec *x, const struct section_rec *nx,
+			     int timeout_ms)
 {
-	struct node_rec c;
-	struct section_rec x, nx;
-	struct view v = { 0 };
-	json_t *src = json_object_get(op, "src");
+	struct view v;
+	enum mig_use use;
+	int st;
 
-	if (op_sections(o, s, op, &c, &x, &nx) < 0)
-		goto done;
-	if (!x.remote || x.memnode != (uint64_t)mig_jint(src, "memnode", 0) ||
-	    x.section != (uint32_t)mig_jint(src, "section", 0)) {
-		/* The store already moved it (or never had it): the target is ours only if absent. */
-		if (!(x.memnode == nx.memnode && x.section == nx.section))
-			slots_free_remote(o, &nx);
-		goto done;
-	}
-	view_get(&c, s->name, MIG_SHORT_TIMEOUT_MS, &v);
-	if (view_uses(&v, &nx)) {
-		/* Committed: the store follows the agent. */
-		if (o->store->ops->begin(o->store) == 0) {
-			if (o->store->ops->section_remove(o->store, s->id, x.idx) == 0 &&
-			    o->store->ops->section_add(o->store, &nx) == 0)
-				o->store->ops->commit(o->store);
-			else
-				o->store->ops->rollback(o->store);
-		}
-		slots_free_remote(o, &x);
-		snprintf(s->reason, sizeof(s->reason),
-			 "a memory migration was interrupted by an orchestrator restart; section "
-			 "%" PRId64 " had moved",
-			 x.idx);
-	} else if (v.status == 200 || v.status == 404) {
-		/* Not committed: abort (the agent may still have the migration), free the target. */
-		mig_memory_abort(o, s, &c, &x, &nx, o->compute_timeout_ms);
-		slots_free_remote(o, &nx);
-		snprintf(s->reason, sizeof(s->reason),
-			 "a memory migration was interrupted by an orchestrator restart; section "
-			 "%" PRId64 " stays where it was",
-			 x.idx);
-	} else {
-		snprintf(s->reason, sizeof(s->reason),
-			 "a memory migration was interrupted by an orchestrator restart and "
-			 "compute node %s does not answer: section %" PRId64
-			 " may be on memory node %" PRIu64 " section %" PRIu32,
-			 c.name, x.idx, nx.memnode, nx.section);
-		view_done(&v);
-		mig_finish(o, s, "lost");
+	/*
+	 * A local x (evacuation) has no migration to abort: an abort naming nx
+	 * changes nothing and still waits for an evacuation in flight.
+	 */
+	st = mig_memory_abort(o, s, c, x->remote ? x : nx, nx, timeout_ms);
+	view_get(c, s->name, timeout_ms, &v);
+	if (view_uses(&v, nx))
+		use = MIG_USES_NEW;
+	else if ((st == 200 || st == 404 || st == 409) && (v.status == 200 || v.status == 404))
+		use = MIG_USES_OLD;
+	else
+		use = MIG_USES_UNKNOWN;
+	view_done(&v);
+	return use;
+}
+
+void mig_unresolved(struct orch *o, struct slot_rec *s, const char *fmt, ...)
+{
+	bool was = strcmp(s->state, "unresolved") == 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	va_end(ap);
+	slots_end_op(o, s, "unresolved");
+	if (was) {
+		log_debug("slot %s: still unresolved: %s", s->name, s->reason);
 		return;
 	}
-	view_done(&v);
-done:
-	mig_finish(o, s, "running");
+	slots_event(o, "migration_unresolved", s->compute, s->name, "slot %s: %s", s->name,
+		    s->reason);
+	log_warn("slot %s is unresolved: %s", s->name, s->reason);
+}
+
+static bool same_section(const struct section_rec *a, const struct section_rec *b)
+{
+	return a->remote && b->remote && a->memnode == b->memnode && a->section == b->section &&
+	       a->generation == b->generation;
+}
+
+static struct section_rec op_ref(const struct section_rec *x, json_t *ref)
+{
+	struct section_rec r = *x;
+
+	r.remote = true;
+	r.memnode = (uint64_t)mig_jint(ref, "memnode", 0);
+	r.section = (uint32_t)mig_jint(ref, "section", 0);
+	r.generation = (uint32_t)mig_jint(ref, "generation", 0);
+	return r;
 }
 
 /*
- * An evacuation interrupted by a restart: the agent says whether it
- * switched the section. If so the store records it as remote; if not, the
- * new section is freed. The compute migration had not started: the slot
- * runs where it was.
+ * A memory migration (op.src -> op.dst) or an evacuation (local -> op.dst)
+ * of slot section op.index: 1 when settled (s->reason says how), 0 when the
+ * agent could not be asked (the slot is `unresolved`).
  */
-static void recover_evacuate(struct orch *o, struct slot_rec *s, json_t *op)
+static int settle_section(struct orch *o, struct slot_rec *s, json_t *op, bool evacuation,
+			  const char *what, int timeout_ms)
 {
 	struct section_rec x, nx;
-	struct view v = { 0 };
 	struct node_rec c;
+	char msg[256];
 
-	if (op_sections(o, s, op, &c, &x, &nx) < 0)
-		goto done;
-	nx.remote = true;
-	if (x.idx < 0 || x.remote) {
-		/* Recorded already (or gone): the new section is ours only if not in use. */
-		if (!(x.remote && x.memnode == nx.memnode && x.section == nx.section))
-			slots_free_remote(o, &nx);
-		snprintf(s->reason, sizeof(s->reason),
-			 "an evacuation was interrupted by an orchestrator restart");
-		goto done;
+	if (op_sections(o, s, op, &c, &x, &nx) < 0 || x.idx < 0) {
+		snprintf(s->reason, sizeof(s->reason), "%s; its record is incomplete", what);
+		return 1;
 	}
-	view_get(&c, s->name, MIG_SHORT_TIMEOUT_MS, &v);
-	if (view_uses(&v, &nx)) {
-		char msg[256];
+	nx.remote = true;
+	if (same_section(&x, &nx)) {
+		/* The store records a section only after the agent said it switched. */
+		if (!evacuation) {
+			struct section_rec old = op_ref(&x, json_object_get(op, "src"));
 
+			if (!same_section(&old, &nx))
+				slots_free_remote(o, &old);
+		}
+		snprintf(s->reason, sizeof(s->reason), "%s; section %" PRId64 " had moved", what,
+			 x.idx);
+		return 1;
+	}
+	switch (mig_ask_section(o, s, &c, &x, &nx, timeout_ms)) {
+	case MIG_USES_NEW:
 		snprintf(msg, sizeof(msg),
 			 "slot %s section %" PRId64 " found on memory node %" PRIu64
-			 " after a restart", s->name, x.idx, nx.memnode);
-		(void)mig_section_replace(o, &nx, "section_evacuated", nx.memnode, s->name, msg);
+			 " (section %" PRIu32 ") by asking compute node %s",
+			 s->name, x.idx, nx.memnode, nx.section, c.name);
+		(void)mig_section_replace(o, &nx,
+					  evacuation ? "section_evacuated" : "section_migrated",
+					  nx.memnode, s->name, msg);
+		if (x.remote)
+			slots_free_remote(o, &x);
 		snprintf(s->reason, sizeof(s->reason),
-			 "an evacuation was interrupted by an orchestrator restart; section "
-			 "%" PRId64 " had moved to memory node %" PRIu64, x.idx, nx.memnode);
-	} else if (v.status == 200 || v.status == 404) {
+			 "%s; section %" PRId64 " had moved to memory node %" PRIu64, what, x.idx,
+			 nx.memnode);
+		return 1;
+	case MIG_USES_OLD:
 		slots_free_remote(o, &nx);
-		snprintf(s->reason, sizeof(s->reason),
-			 "an evacuation was interrupted by an orchestrator restart; section "
-			 "%" PRId64 " stays local", x.idx);
-	} else {
-		snprintf(s->reason, sizeof(s->reason),
-			 "an evacuation was interrupted by an orchestrator restart and compute "
-			 "node %s does not answer: section %" PRId64 " may be on memory node %"
-			 PRIu64 " section %" PRIu32, c.name, x.idx, nx.memnode, nx.section);
-		view_done(&v);
-		mig_finish(o, s, "lost");
-		return;
+		if (x.remote)
+			snprintf(s->reason, sizeof(s->reason),
+				 "%s; section %" PRId64 " stays on memory node %" PRIu64, what,
+				 x.idx, x.memnode);
+		else
+			snprintf(s->reason, sizeof(s->reason),
+				 "%s; section %" PRId64 " stays local", what, x.idx);
+		return 1;
+	default:
+		mig_unresolved(o, s,
+			       "%s and compute node %s does not answer: section %" PRId64
+			       " is on memory node %" PRIu64 " (section %" PRIu32 ") or %" PRIu64
+			       " (section %" PRIu32 "); both are kept until it answers",
+			       what, c.name, x.idx, x.memnode, x.section, nx.memnode, nx.section);
+		return 0;
 	}
-	view_done(&v);
-done:
-	mig_finish(o, s, "running");
+}
+
+/*
+ * Settle the slot's recorded operation: 1 when done (the slot is settled,
+ * its operation forgotten), 0 while the outcome is not known (`unresolved`).
+ * `why` says what happened to it ("interrupted by an orchestrator restart").
+ */
+static int settle(struct orch *o, struct slot_rec *s, const char *why, int timeout_ms)
+{
+	json_t *op = json_loads(s->op, 0, NULL);
+	const char *kind = json_string_value(json_object_get(op, "kind"));
+	char what[128];
+	int r = 1;
+
+	if (kind && strcmp(kind, "compute") == 0) {
+		recover_compute(o, s, op);
+	} else if (kind && (strcmp(kind, "memory") == 0 || strcmp(kind, "evacuate") == 0)) {
+		bool evac = strcmp(kind, "evacuate") == 0;
+
+		snprintf(what, sizeof(what), "%s %s", evac ? "an evacuation" : "a memory migration",
+			 why);
+		r = settle_section(o, s, op, evac, what, timeout_ms);
+		if (r > 0)
+			mig_finish(o, s, "running");
+	} else {
+		snprintf(s->reason, sizeof(s->reason), "a migration %s", why);
+		mig_finish(o, s, "running");
+	}
+	json_decref(op);
+	return r;
 }
 
 void migrate_recover(struct orch *o, struct slot_rec *s)
 {
-	json_t *op = json_loads(s->op, 0, NULL);
-	const char *kind = json_string_value(json_object_get(op, "kind"));
-
-	if (kind && strcmp(kind, "compute") == 0) {
-		recover_compute(o, s, op);
-	} else if (kind && strcmp(kind, "memory") == 0) {
-		recover_memory(o, s, op);
-	} else if (kind && strcmp(kind, "evacuate") == 0) {
-		recover_evacuate(o, s, op);
-	} else {
-		snprintf(s->reason, sizeof(s->reason),
-			 "a migration was interrupted by an orchestrator restart");
-		mig_finish(o, s, "running");
-	}
+	if (settle(o, s, "was interrupted by an orchestrator restart", MIG_SHORT_TIMEOUT_MS) == 0)
+		return;
 	slots_event(o, "slot_recovered", s->compute, s->name, "slot %s: %s (now %s)", s->name,
 		    s->reason, s->state);
 	log_warn("slot %s: %s (now %s)", s->name, s->reason, s->state);
-	json_decref(op);
+}
+
+void migrate_resolve_pending(struct orch *o)
+{
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->slot_list(o->store, 0, 0, &slots, &n) < 0)
+		return;
+	for (size_t i = 0; i < n && !atomic_load(&o->stopping); i++) {
+		struct slot_rec *s = &slots[i];
+		struct node_rec c;
+
+		/* Only this thread settles an unresolved slot: requests get 409 busy. */
+		if (strcmp(s->state, "unresolved") != 0 ||
+		    o->store->ops->node_get(o->store, s->compute, &c) < 0 ||
+		    strcmp(c.state, "up") != 0)
+			continue;
+		if (settle(o, s, "had an unknown outcome", MIG_RESOLVE_TIMEOUT_MS) == 0)
+			continue;
+		slots_event(o, "migration_resolved", s->compute, s->name, "slot %s: %s (now %s)",
+			    s->name, s->reason, s->state);
+		log_warn("slot %s: %s (now %s)", s->name, s->reason, s->state);
+	}
 }

@@ -226,8 +226,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 /* POST /v1/slots/NAME/migrate-memory {"from": ID, "to": ID, "section": INDEX}. */
 void migrate_memory(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp);
-/* At start: settle a slot left `migrating` by a restart (asks the compute nodes). */
+/* At start: settle a slot left `migrating` or `unresolved` (asks the compute nodes). */
 void migrate_recover(struct orch *o, struct slot_rec *s);
+/* From the monitor: ask again about every `unresolved` slot whose compute node is up. */
+void migrate_resolve_pending(struct orch *o);
 
 /* ---- api.c ------------------------------------------------------------- */
 

@@ -356,7 +356,8 @@ class FakeCompute:
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
         self.fail_memmig = {}         # phase -> (status, code)
-        # phase -> "drop" (hang up, do nothing) or "apply" (do it, then hang up),
+        # phase -> "drop" (hang up, do nothing), "apply" (do it, then hang up) or
+        # "apply-die" (do it, then answer nothing until `dead` is False again),
         # on every call of that phase until the test removes it
         self.memmig_hangup = {}
         self.migrate_hangup = False   # POST .../migrate: the VM starts migrating, no answer
@@ -487,9 +488,10 @@ class FakeCompute:
         if hangup == "drop":
             h.close_connection = True
             return None
-        if hangup == "apply":
+        if hangup in ("apply", "apply-die"):
             h.close_connection = True
             h = _Silent()
+            self.dead = hangup == "apply-die"     # and then answers nothing at all
         want = _grant_key(body["from"]["grant"])
         secs = list(enumerate(vm["sections"])) + [(("hot", k), s)
                                                   for k, s in vm["hot"].items()]

@@ -167,18 +167,19 @@ int mig_section_replace(struct orch *o, const struct section_rec *nx, const char
 
 /*
  * The VM's state on a compute node ("" when it has none or does not
- * answer). wait_ms > 0: the agent answers once the VM is running (or can
+ * answer). want: the agent answers once the VM is in that state (or can
  * no longer get there), at most wait_ms later.
  */
-int mig_vm_state_wait(const struct node_rec *c, const char *name, int wait_ms, char *buf,
-		      size_t len, bool *ret_migrating)
+int mig_vm_state_wait(const struct node_rec *c, const char *name, const char *want,
+		      int wait_ms, char *buf, size_t len, bool *ret_migrating)
 {
 	char path[160];
 	json_t *ans = NULL;
 	int status;
 
-	if (wait_ms > 0)
-		snprintf(path, sizeof(path), "/v1/vms/%s?wait=running&timeout_ms=%d", name, wait_ms);
+	if (want && wait_ms > 0)
+		snprintf(path, sizeof(path), "/v1/vms/%s?wait=%s&timeout_ms=%d", name, want,
+			 wait_ms);
 	else
 		snprintf(path, sizeof(path), "/v1/vms/%s", name);
 	status = mig_call(c, "GET", path, NULL, MIG_SHORT_TIMEOUT_MS + MAX(wait_ms, 0), &ans);
@@ -190,12 +191,6 @@ int mig_vm_state_wait(const struct node_rec *c, const char *name, int wait_ms, c
 		*ret_migrating = json_is_true(json_object_get(ans, "migrating"));
 	json_decref(ans);
 	return status;
-}
-
-int mig_vm_state(const struct node_rec *c, const char *name, char *buf, size_t len,
-		 bool *ret_migrating)
-{
-	return mig_vm_state_wait(c, name, 0, buf, len, ret_migrating);
 }
 
 void mig_vm_delete(const struct node_rec *c, const char *name)
@@ -220,7 +215,7 @@ int mig_wait_running(const struct node_rec *dst, const char *name)
 	for (;;) {
 		uint64_t t = mig_now_ms();
 
-		mig_vm_state_wait(dst, name, 5000, st, sizeof(st), NULL);
+		mig_vm_state_wait(dst, name, "running", 5000, st, sizeof(st), NULL);
 		if (strcmp(st, "running") == 0)
 			return 0;
 		if (strcmp(st, "failed") == 0 || strcmp(st, "stopped") == 0)

@@ -56,13 +56,11 @@ int mig_section_replace(struct orch *o, const struct section_rec *nx, const char
 
 /*
  * The VM's state on a compute node ("" when it has none or does not
- * answer). wait_ms > 0: the agent answers once the VM is running (or can
- * no longer get there), at most wait_ms later.
+ * answer); want: the agent answers once the VM is in that state (or can no
+ * longer get there), at most wait_ms later.
  */
-int mig_vm_state_wait(const struct node_rec *c, const char *name, int wait_ms, char *buf,
-		      size_t len, bool *ret_migrating);
-int mig_vm_state(const struct node_rec *c, const char *name, char *buf, size_t len,
-		 bool *ret_migrating);
+int mig_vm_state_wait(const struct node_rec *c, const char *name, const char *want,
+		      int wait_ms, char *buf, size_t len, bool *ret_migrating);
 void mig_vm_delete(const struct node_rec *c, const char *name);
 /* Wait until the destination runs the VM (or fails): 0, or -errno. */
 int mig_wait_running(const struct node_rec *dst, const char *name);
@@ -92,6 +90,31 @@ enum mig_use {
 enum mig_use mig_ask_section(struct orch *o, struct slot_rec *s, const struct node_rec *c,
 			     const struct section_rec *x, const struct section_rec *nx,
 			     int timeout_ms);
+/* Where the guest of a compute migration is, by the participants' own state. */
+enum mig_owner {
+	MIG_OWNER_SOURCE,               /* the source runs it (or it died there) */
+	MIG_OWNER_DEST,                 /* the source handed it over */
+	MIG_OWNER_UNKNOWN,              /* the source is migrating, or nobody can tell */
+};
+
+/* A VM as one compute node reports it: status 200 (state) or 404 (none); else not known. */
+struct mig_seen {
+	int status;
+	char state[STORE_STATE_MAX];
+	bool migrating;
+};
+
+/*
+ * The outcome of a compute migration of VM `name` from src to dst (either
+ * may be NULL: unknown node) that was not seen, asked of both: the source
+ * `migrated` => the destination owns the guest; the source running and not
+ * migrating => it stays there; the source migrating => not known yet. When
+ * the source cannot tell, the destination can: it runs the guest, or it
+ * has none. What each said is in ret_src and ret_dst.
+ */
+enum mig_owner mig_ask_owner(const struct node_rec *src, const struct node_rec *dst,
+			     const char *name, int timeout_ms, struct mig_seen *ret_src,
+			     struct mig_seen *ret_dst);
 /*
  * The outcome of the slot's recorded operation is not known: the slot
  * becomes `unresolved` (busy for other requests) with the operation kept

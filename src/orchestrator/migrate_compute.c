@@ -3,11 +3,14 @@
  * Compute migration, memory stays (docs/api.md, "Migration"): mint grants
  * for the destination, create the VM there with "incoming", ask the source
  * to migrate to the destination's URI, wait for the destination to run,
- * then move the slot in one transaction and forget the source's record. If
- * the source answers an error the VM still runs there (the agent
- * guarantees it): the destination's leftovers are deleted and the slot
- * stays `running` on the source. Local sections move to memory nodes first
- * (evacuation): only remote memory follows the VM.
+ * then move the slot in one transaction and forget the source's record.
+ * When the source's answer is not a success, the source's own state
+ * decides (mig_ask_owner): `migrated` goes on to the destination; running
+ * and no longer migrating deletes the destination's leftovers and keeps
+ * the slot on the source; still migrating (its answer was lost) is asked
+ * again; if it cannot tell, the slot is `unresolved` with both VMs kept.
+ * Local sections move to memory nodes first (evacuation): only remote
+ * memory follows the VM.
  */
 #include "migrate.h"
 
@@ -224,6 +227,32 @@ static void prefetch_hot(const struct node_rec *dst, const char *name, json_t *m
 	}
 }
 
+/*
+ * The source did not answer the migration with success: where is the VM?
+ * Asked of both nodes until the source no longer migrates (it may still be
+ * migrating when its answer was lost), at most MIG_ARRIVE_TIMEOUT_MS.
+ */
+static enum mig_owner source_outcome(const struct node_rec *src, const struct node_rec *dst,
+				     const char *name, struct mig_seen *ret_src)
+{
+	uint64_t end = mig_now_ms() + MIG_ARRIVE_TIMEOUT_MS;
+	struct mig_seen ds;
+	char st[STORE_STATE_MAX];
+
+	for (;;) {
+		enum mig_owner ow = mig_ask_owner(src, dst, name, MIG_SHORT_TIMEOUT_MS, ret_src,
+						  &ds);
+		uint64_t t = mig_now_ms();
+
+		if (ow != MIG_OWNER_UNKNOWN || t > end)
+			return ow;
+		/* The agent holds this until the VM migrated (or 2 s). */
+		mig_vm_state_wait(src, name, "migrated", 2000, st, sizeof(st), NULL);
+		if (mig_now_ms() - t < 200)
+			usleep(200 * 1000);
+	}
+}
+
 void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
 		     struct http_resp *resp)
 {
@@ -236,7 +265,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	struct slot_rec s;
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
-	char why[512], path[160], vst[STORE_STATE_MAX];
+	char why[512], path[160];
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_moved = 0, t_running = 0;
 	size_t n = 0;
 	int r, status;
@@ -330,30 +359,44 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	vmb = json_pack("{s:s, s:i}", "uri", uri, "timeout_ms", o->compute_timeout_ms);
 	status = mig_call(&src, "POST", path, vmb, o->compute_timeout_ms + 30000, &mig);
 	if (status != 200) {
-		bool migrating = false;
+		struct mig_seen ss;
 
-		/* Where is the VM? The source knows. */
-		mig_vm_state(&src, s.name, vst, sizeof(vst), &migrating);
-		if (strcmp(vst, "migrated") != 0) {
+		/* Where is the VM? The source says, once it no longer migrates. */
+		switch (source_outcome(&src, &dst, s.name, &ss)) {
+		case MIG_OWNER_DEST:
+			log_warn("slot %s: the source answered %d but says the VM migrated",
+				 s.name, status);
+			break;
+		case MIG_OWNER_SOURCE:
 			mig_why(status, mig, why, sizeof(why));
 			mig_vm_delete(&dst, s.name);
-			mig_finish(o, &s, "running");
+			mig_finish(o, &s, strcmp(ss.state, "running") == 0 ? "running" : "lost");
 			slots_event(o, "migration_failed", src.id, s.name,
-				    "slot %s: migration to %s failed (%s); it runs on %s", s.name,
-				    dst.name, why, src.name);
+				    "slot %s: migration to %s failed (%s); it is %s on %s", s.name,
+				    dst.name, why, ss.state[0] ? ss.state : "unknown", src.name);
 			http_resp_error(resp, status == 409 ? 409 : 503,
 					status == 409 ? strcmp(mig_code(mig),
 							       "migration_refused") == 0
 								? "migration_refused"
 								: "conflict"
 						      : "migration_failed",
-					"slot %s: migration to compute node %s failed (%s); the VM "
-					"keeps running on %s",
-					s.name, dst.name, why, src.name);
+					"slot %s: migration to compute node %s failed (%s); %s %s",
+					s.name, dst.name, why,
+					strcmp(ss.state, "running") == 0
+						? "the VM keeps running on"
+						: "the VM does not run on either; it stays on",
+					src.name);
+			goto out;
+		default:
+			mig_why(status, mig, why, sizeof(why));
+			mig_unresolved(o, &s,
+				       "the migration to %s got %s and compute node %s cannot tell "
+				       "yet where the VM runs: both VMs are kept",
+				       dst.name, why, src.name);
+			http_resp_error(resp, 503, "migration_unresolved", "slot %s: %s", s.name,
+					s.reason);
 			goto out;
 		}
-		log_warn("slot %s: the source answered %d but says the VM migrated", s.name,
-			 status);
 	}
 
 	/* 3. The destination runs it. */

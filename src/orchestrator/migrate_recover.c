@@ -22,40 +22,6 @@
 #include "log.h"
 #include "macro.h"
 
-static void recover_compute(struct orch *o, struct slot_rec *s, json_t *op)
-{
-	struct node_rec src, dst;
-	char sst[STORE_STATE_MAX] = "", dstate[STORE_STATE_MAX] = "";
-	uint64_t sid = (uint64_t)mig_jint(op, "from", 0), did = (uint64_t)mig_jint(op, "to", 0);
-	bool have_src = o->store->ops->node_get(o->store, sid, &src) == 0;
-	bool have_dst = o->store->ops->node_get(o->store, did, &dst) == 0;
-
-	if (have_src)
-		mig_vm_state(&src, s->name, sst, sizeof(sst), NULL);
-	if (have_dst)
-		mig_vm_state(&dst, s->name, dstate, sizeof(dstate), NULL);
-	if (strcmp(dstate, "running") == 0) {
-		s->compute = did;
-		snprintf(s->reason, sizeof(s->reason),
-			 "a migration to %s was interrupted by an orchestrator restart; it "
-			 "completed",
-			 dst.name);
-		if (have_src)
-			mig_vm_delete(&src, s->name);
-		mig_finish(o, s, "running");
-	} else {
-		if (have_dst && dstate[0])
-			mig_vm_delete(&dst, s->name);
-		s->compute = sid;
-		snprintf(s->reason, sizeof(s->reason),
-			 "a migration was interrupted by an orchestrator restart; the VM is %s "
-			 "on the source",
-			 sst[0] ? sst : "unknown");
-		/* running: fine; anything else: reconciliation decides. */
-		mig_finish(o, s, strcmp(sst, "running") == 0 ? "running" : "lost");
-	}
-}
-
 /*
  * The compute agent's own view of a VM (GET /v1/vms/NAME): status 200 with
  * the answer in vm, 404 when the agent has no such VM; any other status
@@ -254,6 +220,118 @@ static int settle_section(struct orch *o, struct slot_rec *s, json_t *op, bool e
 	}
 }
 
+static void see(const struct node_rec *c, const char *name, int timeout_ms,
+		struct mig_seen *ret)
+{
+	struct view v = { .status = -ENOENT };
+	const char *st;
+
+	if (c)
+		view_get(c, name, timeout_ms, &v);
+	st = json_string_value(json_object_get(v.vm, "state"));
+	*ret = (struct mig_seen){ .status = v.status };
+	snprintf(ret->state, sizeof(ret->state), "%s", v.status == 200 && st ? st : "");
+	ret->migrating = v.status == 200 && json_is_true(json_object_get(v.vm, "migrating"));
+	view_done(&v);
+}
+
+static bool seen_is(const struct mig_seen *x, const char *state)
+{
+	return x->status == 200 && strcmp(x->state, state) == 0;
+}
+
+/* The node answered that it has no such VM, or one that can no longer run. */
+static bool seen_gone(const struct mig_seen *x)
+{
+	return x->status == 404 || seen_is(x, "failed") || seen_is(x, "stopped");
+}
+
+enum mig_owner mig_ask_owner(const struct node_rec *src, const struct node_rec *dst,
+			     const char *name, int timeout_ms, struct mig_seen *ret_src,
+			     struct mig_seen *ret_dst)
+{
+	see(src, name, timeout_ms, ret_src);
+	see(dst, name, timeout_ms, ret_dst);
+	if (seen_is(ret_src, "migrated"))
+		return MIG_OWNER_DEST;
+	if (ret_src->migrating)
+		return MIG_OWNER_UNKNOWN;
+	if (ret_src->status == 200 && !seen_gone(ret_src))
+		return MIG_OWNER_SOURCE;                /* running there, not migrating */
+	if (seen_is(ret_dst, "running"))
+		return MIG_OWNER_DEST;
+	/*
+	 * The source has no VM to hand over any more (or the destination has
+	 * none to receive it): a destination still waiting never gets it.
+	 */
+	if (seen_gone(ret_dst) || (seen_gone(ret_src) && ret_dst->status == 200))
+		return MIG_OWNER_SOURCE;
+	return MIG_OWNER_UNKNOWN;
+}
+
+static const char *seen_text(const struct mig_seen *x, char *buf, size_t len)
+{
+	if (x->status == 200)
+		snprintf(buf, len, "%s%s", x->state, x->migrating ? " (migrating)" : "");
+	else if (x->status == 404)
+		snprintf(buf, len, "no such VM");
+	else if (x->status < 0)
+		snprintf(buf, len, "no answer (%s)", strerror(-x->status));
+	else
+		snprintf(buf, len, "HTTP %d", x->status);
+	return buf;
+}
+
+/* A compute migration op.from -> op.to: 1 when settled, 0 while not known (`unresolved`). */
+static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const char *what,
+			  int timeout_ms)
+{
+	struct node_rec src, dst;
+	struct mig_seen ss, ds;
+	uint64_t sid = (uint64_t)mig_jint(op, "from", 0), did = (uint64_t)mig_jint(op, "to", 0);
+	bool have_src = o->store->ops->node_get(o->store, sid, &src) == 0;
+	bool have_dst = o->store->ops->node_get(o->store, did, &dst) == 0;
+	char a[96], b[96];
+	int r;
+
+	switch (mig_ask_owner(have_src ? &src : NULL, have_dst ? &dst : NULL, s->name,
+			      timeout_ms, &ss, &ds)) {
+	case MIG_OWNER_DEST:
+		s->compute = did;
+		r = seen_is(&ds, "running") ? 0 : mig_wait_running(&dst, s->name);
+		if (r < 0) {
+			snprintf(s->reason, sizeof(s->reason),
+				 "%s; it moved to %s, which does not run it: %s", what, dst.name,
+				 strerror(-r));
+			mig_finish(o, s, "failed");
+			return 1;
+		}
+		snprintf(s->reason, sizeof(s->reason), "%s; it completed: the VM runs on %s",
+			 what, dst.name);
+		if (have_src)
+			mig_vm_delete(&src, s->name);
+		mig_finish(o, s, "running");
+		return 1;
+	case MIG_OWNER_SOURCE:
+		if (have_dst && ds.status != 404)
+			mig_vm_delete(&dst, s->name);
+		s->compute = sid;
+		snprintf(s->reason, sizeof(s->reason), "%s; the VM is %s on the source", what,
+			 ss.status == 200 ? ss.state : "unknown");
+		/* running: fine; anything else: reconciliation decides. */
+		mig_finish(o, s, seen_is(&ss, "running") ? "running" : "lost");
+		return 1;
+	default:
+		mig_unresolved(o, s,
+			       "%s and where the VM runs is not known yet: the source %s says %s, "
+			       "the destination %s says %s; both are kept",
+			       what, have_src ? src.name : "(unknown node)",
+			       seen_text(&ss, a, sizeof(a)), have_dst ? dst.name : "(unknown node)",
+			       seen_text(&ds, b, sizeof(b)));
+		return 0;
+	}
+}
+
 /*
  * Settle the slot's recorded operation: 1 when done (the slot is settled,
  * its operation forgotten), 0 while the outcome is not known (`unresolved`).
@@ -267,7 +345,8 @@ static int settle(struct orch *o, struct slot_rec *s, const char *why, int timeo
 	int r = 1;
 
 	if (kind && strcmp(kind, "compute") == 0) {
-		recover_compute(o, s, op);
+		snprintf(what, sizeof(what), "a migration %s", why);
+		r = settle_compute(o, s, op, what, timeout_ms);
 	} else if (kind && (strcmp(kind, "memory") == 0 || strcmp(kind, "evacuate") == 0)) {
 		bool evac = strcmp(kind, "evacuate") == 0;
 
@@ -293,6 +372,29 @@ void migrate_recover(struct orch *o, struct slot_rec *s)
 	log_warn("slot %s: %s (now %s)", s->name, s->reason, s->state);
 }
 
+static bool node_up(struct orch *o, uint64_t id)
+{
+	struct node_rec n;
+
+	return o->store->ops->node_get(o->store, id, &n) == 0 && strcmp(n.state, "up") == 0;
+}
+
+/*
+ * Ask again only a compute node that heartbeats: the slot's, or for a
+ * compute migration its destination (which can tell that it runs the VM).
+ */
+static bool worth_asking(struct orch *o, const struct slot_rec *s)
+{
+	json_t *op = json_loads(s->op, 0, NULL);
+	const char *kind = json_string_value(json_object_get(op, "kind"));
+	bool yes = node_up(o, s->compute) ||
+		   (kind && strcmp(kind, "compute") == 0 &&
+		    node_up(o, (uint64_t)mig_jint(op, "to", 0)));
+
+	json_decref(op);
+	return yes;
+}
+
 void migrate_resolve_pending(struct orch *o)
 {
 	_cleanup_free_ struct slot_rec *slots = NULL;
@@ -302,12 +404,9 @@ void migrate_resolve_pending(struct orch *o)
 		return;
 	for (size_t i = 0; i < n && !atomic_load(&o->stopping); i++) {
 		struct slot_rec *s = &slots[i];
-		struct node_rec c;
 
 		/* Only this thread settles an unresolved slot: requests get 409 busy. */
-		if (strcmp(s->state, "unresolved") != 0 ||
-		    o->store->ops->node_get(o->store, s->compute, &c) < 0 ||
-		    strcmp(c.state, "up") != 0)
+		if (strcmp(s->state, "unresolved") != 0 || !worth_asking(o, s))
 			continue;
 		if (settle(o, s, "had an unknown outcome", MIG_RESOLVE_TIMEOUT_MS) == 0)
 			continue;

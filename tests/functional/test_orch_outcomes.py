@@ -167,3 +167,106 @@ def test_restart_with_agent_unreachable(orch, fakemem, computes, hb_factory):
     assert s2["state"] == "running" and s2["sections"][0]["memnode"] == dst, s2
     assert old["section"] not in on_memnode(fakemem, src) and 5 in on_memnode(fakemem, dst)
     assert "abort" in memmig_calls(c)
+
+
+# ---------------------------------------------------------------------------
+# compute migration: the source's own state decides
+
+def flip_later(delay, *changes):
+    """After `delay` s, apply (fake, vm name, {member: value}) changes under the fakes' locks."""
+    def run():
+        time.sleep(delay)
+        for fake, name, upd in changes:
+            with fake.lock:
+                fake.vms[name].update(upd)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_source_answer_lost_while_migrating(orch, fakemem, computes, hb_factory):
+    """The source's answer to migrate is lost while it still migrates: the
+    destination is not deleted; once the source says `migrated`, the
+    destination owns the VM and the slot moves there."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 201
+    c1.migrate_hangup = True
+    out = {}
+    t = threading.Thread(target=lambda: out.update(
+        r=Api(orch.addr).call("POST", "/v1/slots/web/migrate", {"to": 11})))
+    t.start()
+    end = time.time() + 10
+    while time.time() < end and not c1.vms["web"].get("migrating"):
+        time.sleep(0.01)
+    time.sleep(1.0)                              # the orchestrator asks meanwhile
+    assert "web" in c2.vms and c2.vms["web"]["state"] == "incoming"
+    assert orch.call("GET", "/v1/slots/web")[1]["state"] == "migrating"
+    flip_later(0, (c2, "web", {"state": "running"}),
+               (c1, "web", {"state": "migrated", "migrating": False})).join()
+    t.join(60)
+    st, ans = out["r"]
+    assert st == 200, ans
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 11, s2
+    assert "web" in c2.vms and "web" not in c1.vms
+
+
+def interrupted_move(orch, fakemem, computes, hb_factory, source):
+    """Slot `web` stopped in the middle of its move from compute node 10 to
+    11 by an orchestrator restart: the destination has an incoming VM, the
+    source's VM gets `source` (members). Returns (hb, c1, c2); the
+    orchestrator is stopped."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 201
+    orch.stop()
+    _set_migrating(orch.db, "web", {"kind": "compute", "from": 10, "to": 11})
+    with c1.lock:
+        c2.vms["web"] = dict(c1.vms["web"], state="incoming")
+        c1.vms["web"].update(source)
+    return hb, c1, c2
+
+
+def test_recovery_source_migrated_destination_not_yet_running(orch, fakemem, computes,
+                                                               hb_factory):
+    """Restart: the source says `migrated`, the destination still loads the
+    VM: the destination owns it and is kept; the slot moves there."""
+    hb, c1, c2 = interrupted_move(orch, fakemem, computes, hb_factory, {"state": "migrated"})
+    t = flip_later(1.0, (c2, "web", {"state": "running"}))
+    orch.start()
+    t.join()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 11, s2
+    assert "web" in c2.vms and "web" not in c1.vms
+    assert "slot_recovered" in kinds(orch)
+
+
+def test_recovery_source_still_migrating(orch, fakemem, computes, hb_factory):
+    """Restart: the source is still migrating: nothing is decided, both VMs
+    are kept and the slot is `unresolved` until the source says how it
+    ended."""
+    hb, c1, c2 = interrupted_move(orch, fakemem, computes, hb_factory, {"migrating": True})
+    orch.start()
+    hb.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "unresolved" and s2["compute"] == 10, s2
+    assert "migrating" in s2["reason"], s2
+    assert "web" in c1.vms and "web" in c2.vms
+    assert orch.call("POST", "/v1/slots/web/migrate", {"to": 11})[0] == 409
+    time.sleep(3)                                 # asked again: still migrating
+    assert orch.call("GET", "/v1/slots/web")[1]["state"] == "unresolved"
+    flip_later(0, (c2, "web", {"state": "running"}),
+               (c1, "web", {"state": "migrated", "migrating": False})).join()
+    s2 = wait_state(orch, "web", "running")
+    assert s2["state"] == "running" and s2["compute"] == 11, s2
+    assert "web" in c2.vms and "web" not in c1.vms
+    assert "migration_resolved" in kinds(orch)
+
+
+def test_recovery_source_failed_migration(orch, fakemem, computes, hb_factory):
+    """Restart: the source runs the VM and no longer migrates it: the
+    destination's VM is deleted, the slot stays on the source."""
+    hb, c1, c2 = interrupted_move(orch, fakemem, computes, hb_factory, {"migrating": False})
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "running" and s2["compute"] == 10, s2
+    assert "web" in c1.vms and "web" not in c2.vms

@@ -1109,10 +1109,11 @@ static json_t *section_json(const struct vm_section *s)
 {
 	if (s->sec.kind == PAGER_SEC_LOCAL)
 		return json_pack("{s:s}", "kind", "local");
-	return json_pack("{s:s, s:s, s:I, s:i, s:i, s:b}", "kind", "remote", "addr", s->sec.addr,
+	/* Where it lives, never the grant; section and generation are unsigned 32-bit. */
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "kind", "remote", "addr", s->sec.addr,
 			 "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
-			 (int)s->sec.grant.section, "generation", (int)s->sec.grant.generation,
-			 "free_on_release", s->free_on_release);
+			 (json_int_t)s->sec.grant.section, "generation",
+			 (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
 }
 
 json_t *vm_status(struct vm *vm)

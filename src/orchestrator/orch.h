@@ -9,7 +9,8 @@
  *                drain, reconciliation with compute nodes
  *   placement.c  choosing the compute node and the memory nodes
  *   slots.c      slot create, resize, delete, console
- *   migrate.c    compute migration and memory migration of a slot
+ *   migrate*.c   compute and memory migration of a slot, and settling
+ *                interrupted ones (migrate.h)
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
  *   util.c       sizes, JSON helpers, labels, time formatting
@@ -191,7 +192,7 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 /* Slots interrupted by a restart (creating, resizing, deleting, migrating): settle them. */
 void slots_recover(struct orch *o);
 
-/* Helpers shared with migrate.c. */
+/* Helpers shared with migrate*.c. */
 int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slot,
 		const char *fmt, ...) _printf_(5, 6);
 /* Answer for a failed compute call (status > 0: HTTP answer; < 0: no answer). */
@@ -219,7 +220,7 @@ int slots_begin_op(struct orch *o, const char *name, const char *const *from, co
 		   struct slot_rec *s, struct http_resp *resp);
 void slots_end_op(struct orch *o, struct slot_rec *s, const char *state);
 
-/* ---- migrate.c --------------------------------------------------------- */
+/* ---- migrate*.c -------------------------------------------------------- */
 
 /* POST /v1/slots/NAME/migrate {"to": COMPUTE_ID}: compute migration. */
 void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
@@ -227,8 +228,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 /* POST /v1/slots/NAME/migrate-memory {"from": ID, "to": ID, "section": INDEX}. */
 void migrate_memory(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp);
-/* At start: settle a slot left `migrating` by a restart (asks the compute nodes). */
+/* At start: settle a slot left `migrating` or `unresolved` (asks the compute nodes). */
 void migrate_recover(struct orch *o, struct slot_rec *s);
+/* From the monitor: ask again about every `unresolved` slot whose compute node is up. */
+void migrate_resolve_pending(struct orch *o);
 
 /* ---- api.c ------------------------------------------------------------- */
 

@@ -623,7 +623,8 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp)
 static bool transitional(const char *state)
 {
 	return !strcmp(state, "creating") || !strcmp(state, "resizing") ||
-	       !strcmp(state, "deleting") || !strcmp(state, "migrating");
+	       !strcmp(state, "deleting") || !strcmp(state, "migrating") ||
+	       !strcmp(state, "unresolved");
 }
 
 /*
@@ -942,7 +943,7 @@ void slots_recover(struct orch *o)
 
 		if (!transitional(was))
 			continue;
-		if (strcmp(was, "migrating") == 0) {
+		if (strcmp(was, "migrating") == 0 || strcmp(was, "unresolved") == 0) {
 			migrate_recover(o, s);
 			continue;
 		}

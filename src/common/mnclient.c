@@ -693,6 +693,14 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 	return 0;
 }
 
+int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
+	     size_t replen)
+{
+	if (reqlen > HEAD_MAX - PROTO_HDR_SIZE)
+		return -E2BIG;
+	return call(c, op, req, reqlen, rep, replen, true, c ? c->timeout_ms : 0, NULL);
+}
+
 int mnc_ping(struct mnc *c)
 {
 	return call(c, PROTO_OP_PING, NULL, 0, NULL, 0, true, c ? c->timeout_ms : 0, NULL);

@@ -102,5 +102,20 @@ int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64
 int mnc_copy(struct mnc *c, uint32_t src, uint32_t src_generation,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
 int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
+/*
+ * FENCE (mnfence.c): present grant g (ours, with write rights) so that the
+ * node refuses writes of older ownership epochs to its section from now on.
+ * *ret_epoch (may be NULL) receives the section's epoch. -EOPNOTSUPP if the
+ * node does not offer FENCE.
+ */
+int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
+
+/*
+ * A synchronous request with a fixed-size payload `req` (little-endian
+ * already) and a reply of exactly `replen` bytes into `rep`, for requests
+ * implemented outside mnclient.c.
+ */
+int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
+	     size_t replen);
 
 #endif /* DISAGG_MNCLIENT_H */

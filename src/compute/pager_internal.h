@@ -97,6 +97,7 @@ struct pager_ctr {
 	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
 	_Atomic uint64_t pages_cleaned;
 	_Atomic uint64_t pages_hot_prefetched;
+	_Atomic uint64_t writebacks_fenced;
 };
 
 /*

@@ -125,6 +125,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->memmig_pages_resent = LD(memmig_pages_resent);
 	ret->pages_cleaned = LD(pages_cleaned);
 	ret->pages_hot_prefetched = LD(pages_hot_prefetched);
+	ret->writebacks_fenced = LD(writebacks_fenced);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	ret->memmig_active = (uint64_t)atomic_load(&p->memmig_active);
 	ret->memmig_last_err = atomic_load(&p->memmig_last_err);
@@ -174,6 +175,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(memmig_pages_resent, "pages re-sent to the target at a migration's commit"),
 		C(pages_cleaned, "pages written back by background write-back (they stay resident)"),
 		C(pages_hot_prefetched, "pages fetched ahead of faults from a migration source's hot list"),
+		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 #undef C
 	};
 

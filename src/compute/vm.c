@@ -1184,6 +1184,8 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
 		json_object_set_new(pj, "pages_hot_prefetched",
 				    json_integer((json_int_t)st.pages_hot_prefetched));
+		json_object_set_new(pj, "writebacks_fenced",
+				    json_integer((json_int_t)st.writebacks_fenced));
 	}
 	vm_mig_status(vm, j);
 	return j;

@@ -194,8 +194,8 @@ struct memmig_ctx {
 static json_t *memmig_body(struct memmig_ctx *m, const char *phase, const struct section_rec *x,
 			   uint32_t dsec, uint32_t dgen)
 {
-	json_t *f = slots_remote_json(m->o, m->from, m->c->id, x->section, x->generation);
-	json_t *t = slots_remote_json(m->o, m->to, m->c->id, dsec, dgen);
+	json_t *f = slots_remote_json(m->o, m->from, m->c->id, x->section, x->generation, x->epoch);
+	json_t *t = slots_remote_json(m->o, m->to, m->c->id, dsec, dgen, x->epoch + 1);
 
 	if (!f || !t) {
 		json_decref(f);
@@ -258,6 +258,7 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 	nx.memnode = m->to->id;
 	nx.section = dsec;
 	nx.generation = dgen;
+	nx.epoch = x->epoch + 1;        /* the source is fenced at it before its free */
 	op = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "kind", "memory", "from",
 		       (json_int_t)m->from->id, "to", (json_int_t)m->to->id, "index",
 		       (json_int_t)x->idx, "src", sec_ref(x->memnode, x->section, x->generation),
@@ -281,7 +282,8 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 
 	/* 2. COPY on the source memory node, with a grant for it to write the target. */
 	tcopy = mono_ms();
-	r = grant_mint(&o->key, m->to->id, m->from->id, dsec, dgen, PROTO_R_WRITE, 0, &cg);
+	r = grant_mint_epoch(&o->key, m->to->id, m->from->id, dsec, dgen, nx.epoch, PROTO_R_WRITE,
+			     0, &cg);
 	if (r == 0)
 		r = mnpool_copy(o->mnpool, m->from, x->section, x->generation, &cg, m->to->addr,
 				&cr);
@@ -516,7 +518,7 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 			x = json_pack("{s:s}", "kind", "local");
 		} else if (o->store->ops->node_get(o->store, secs[i].memnode, &mn) == 0) {
 			x = slots_remote_json(o, &mn, dst->id, secs[i].section,
-					      secs[i].generation);
+					      secs[i].generation, secs[i].epoch);
 		} else {
 			x = NULL;
 		}
@@ -680,7 +682,7 @@ static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_
 			       sec_ref(mn.id, nx.section, nx.generation));
 		set_op(o, s, op);
 		json_decref(op);
-		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation);
+		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation, nx.epoch);
 		body = to ? json_pack("{s:I, s:o}", secs[i].hot_index < 0 ? "boot_index" : "hot_index",
 				      (json_int_t)(secs[i].hot_index < 0 ? boot : secs[i].hot_index),
 				      "to", to)
@@ -812,7 +814,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		json_decref(ans);
 		ans = NULL;
 	}
-	vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
+	/* The destination's grants are of the next epoch (fence.c). */
+	if (fence_advance(o, secs, n) == 0)
+		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
 	json_decref(ans);
 	ans = NULL;
 	if (!vmb) {
@@ -872,7 +876,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 			 status);
 	}
 
-	/* 3. The destination runs it. */
+	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
+	fence_slot(o, &s);
 	t_moved = mono_ms();
 	r = wait_running(&dst, s.name);
 	if (r < 0) {
@@ -946,6 +951,7 @@ static void recover_compute(struct orch *o, struct slot_rec *s, json_t *op)
 	if (have_dst)
 		vm_state(&dst, s->name, dstate, sizeof(dstate), NULL);
 	if (strcmp(dstate, "running") == 0) {
+		fence_slot(o, s);
 		s->compute = did;
 		snprintf(s->reason, sizeof(s->reason),
 			 "a migration to %s was interrupted by an orchestrator restart; it "
@@ -1024,6 +1030,7 @@ static int op_sections(struct orch *o, const struct slot_rec *s, json_t *op,
 	nx->memnode = (uint64_t)jint_or(dst, "memnode", 0);
 	nx->section = (uint32_t)jint_or(dst, "section", 0);
 	nx->generation = (uint32_t)jint_or(dst, "generation", 0);
+	nx->epoch = x->epoch + 1;
 	return 0;
 }
 

@@ -220,12 +220,20 @@ struct proto_section {
 };
 _Static_assert(sizeof(struct proto_section) == 16, "section size");
 
-/* SECTION_FREE request: the section and the generation being freed. */
+/*
+ * SECTION_FREE request: the section and the generation being freed, and
+ * the requester's ownership epoch: a FREE of an older epoch than the
+ * section's is refused (FENCED) like a write. The short form, the first
+ * 8 bytes only, is a FREE of epoch 0.
+ */
 struct proto_free_req {
 	uint32_t section;
 	uint32_t generation;
+	uint32_t epoch;
+	uint32_t rsvd;       /* must be 0 */
 };
-_Static_assert(sizeof(struct proto_free_req) == 8, "free_req size");
+_Static_assert(sizeof(struct proto_free_req) == 16, "free_req size");
+#define PROTO_FREE_REQ_SHORT 8   /* section and generation only: epoch 0 */
 
 /* SECTION_LIST request: entries starting at section index `start`. */
 struct proto_list_req {

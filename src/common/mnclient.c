@@ -808,9 +808,10 @@ int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret)
 	return 0;
 }
 
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation)
+int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch)
 {
-	struct proto_free_req req = { .section = section, .generation = generation };
+	struct proto_free_req req = { .section = section, .generation = generation,
+				       .epoch = epoch };
 
 	wire_free_req_swap(&req);
 	return call(c, PROTO_OP_SECTION_FREE, &req, sizeof(req), NULL, 0, true,

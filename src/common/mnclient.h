@@ -90,7 +90,8 @@ int mnc_read_range(struct mnc *c, const struct proto_grant *g, uint32_t page, ui
 int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
 		    const void *data);
 int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret);
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation);
+/* Free a section as its owner of ownership epoch `epoch` (-EKEYREVOKED: fenced). */
+int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch);
 /* Allocated sections from index `start`: fills up to `max` entries, *ret_next continues. */
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next);

@@ -182,6 +182,8 @@ void wire_free_req_swap(struct proto_free_req *m)
 {
 	LE32(m->section);
 	LE32(m->generation);
+	LE32(m->epoch);
+	LE32(m->rsvd);
 }
 
 void wire_list_req_swap(struct proto_list_req *m)

@@ -609,7 +609,7 @@ void vm_free_section(struct vm *vm, const struct vm_section *s)
 		return;
 	r = mnc_connect(&o, &c);
 	if (r >= 0)
-		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation);
+		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation, s->sec.grant.epoch);
 	if (r < 0)
 		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
 			 s->sec.grant.section, s->sec.addr, strerror(-r));

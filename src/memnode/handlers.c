@@ -178,14 +178,24 @@ static int handle_section_alloc(struct mn_conn *c, const struct proto_hdr *h, co
 static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	struct proto_free_req req;
+	struct proto_free_req req = { 0 };
 	int r;
 
-	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (h->len == PROTO_FREE_REQ_SHORT)
+		r = wire_fixed(p, h->len, &req, PROTO_FREE_REQ_SHORT);
+	else
+		r = wire_fixed(p, h->len, &req, sizeof(req));
 	if (r < 0)
 		return r;
 	wire_free_req_swap(&req);
-	r = mn_table_free(&n->table, req.section, req.generation);
+	if (req.rsvd != 0)
+		return -EBADMSG;
+	r = mn_table_free(&n->table, req.section, req.generation, req.epoch);
+	if (r == -EKEYREVOKED) {
+		atomic_fetch_add(&n->stats.fenced, 1);
+		log_info("section %u: free by node %llu refused, its epoch %u is over", req.section,
+			 (unsigned long long)mn_conn_auth(c)->peer_id, req.epoch);
+	}
 	if (r < 0)
 		return r;
 	log_debug("section %u generation %u freed", req.section, req.generation);

@@ -134,7 +134,8 @@ struct mn_table {
 int mn_table_init(struct mn_table *t, struct mn_pool *p);
 void mn_table_destroy(struct mn_table *t);
 int mn_table_alloc(struct mn_table *t, uint64_t owner, struct proto_section *ret);
-int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation);
+/* Free section idx of `generation` for an owner of `epoch` (-EKEYREVOKED: fenced). */
+int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch);
 /* Allocated sections from `start`; returns count, *ret_next continues. */
 uint32_t mn_table_list(struct mn_table *t, uint32_t start, uint32_t max,
 		       struct proto_section *out, uint32_t *ret_next);
@@ -179,7 +180,7 @@ struct mn_stats {
 	_Atomic uint64_t rejected_conns;     /* refused over the cap */
 	_Atomic uint64_t copies;
 	_Atomic uint64_t copy_pages;
-	_Atomic uint64_t fenced;             /* writes refused: grant of an older epoch */
+	_Atomic uint64_t fenced;             /* writes and frees refused: an older epoch */
 	_Atomic uint64_t epoch_raises;       /* section epochs raised (FENCE or a newer grant) */
 	struct hist latency[PROTO_OP_MAX];
 };

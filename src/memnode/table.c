@@ -152,7 +152,7 @@ out:
 	return r;
 }
 
-int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation)
+int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch)
 {
 	struct mn_sec *s;
 	int r;
@@ -168,6 +168,10 @@ int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation)
 	}
 	if (s->generation != generation) {
 		r = -ESTALE;
+		goto out;
+	}
+	if (epoch < s->epoch) {
+		r = -EKEYREVOKED;     /* an old owner: the section has been handed over */
 		goto out;
 	}
 	rec_store(t->pool, idx, MN_SEC_FREE, 0, 0, false);

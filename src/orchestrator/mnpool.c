@@ -189,6 +189,7 @@ struct mnp_copy {
 	uint32_t *epoch;
 };
 
+/* `owner`: the owner of an ALLOC, the epoch of a FREE. */
 static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uint64_t owner,
 		 uint32_t *section, uint32_t *generation, const struct mnp_copy *cp)
 {
@@ -210,7 +211,7 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 				*generation = ps.generation;
 			}
 		} else if (op == MNP_FREE) {
-			r = mnc_free(c, *section, *generation);
+			r = mnc_free(c, *section, *generation, (uint32_t)owner);
 		} else if (op == MNP_FENCE) {
 			r = mnc_fence(c, cp->dst_grant, cp->epoch);
 		} else {
@@ -233,9 +234,9 @@ int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 }
 
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
-			uint32_t generation)
+			uint32_t generation, uint32_t epoch)
 {
-	return do_op(p, n, MNP_FREE, 0, &section, &generation, NULL);
+	return do_op(p, n, MNP_FREE, epoch, &section, &generation, NULL);
 }
 
 /* FENCE may be repeated: raising an epoch twice is raising it once. */

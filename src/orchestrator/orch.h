@@ -149,8 +149,9 @@ void mnpool_free(struct mnpool *p);
 /* Allocate one section on memory node `n` for owner `owner`. */
 int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 		 uint32_t *ret_section, uint32_t *ret_generation);
+/* Free a section, as its owner of ownership epoch `epoch`. */
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
-			uint32_t generation);
+			uint32_t generation, uint32_t epoch);
 /*
  * Ask memory node `n` to COPY its section src/src_gen to the section that
  * dst_grant names on the memory node at dst_addr (waits for the whole copy).

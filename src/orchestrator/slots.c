@@ -220,7 +220,7 @@ void slots_free_remote(struct orch *o, const struct section_rec *x)
 	if (r == 0 && fence_section_on(o, &mn, x, x->epoch + 1) < 0)
 		log_debug("section %" PRIu32 " not fenced before its free", x->section);
 	if (r == 0)
-		r = mnpool_free_section(o->mnpool, &mn, x->section, x->generation);
+		r = mnpool_free_section(o->mnpool, &mn, x->section, x->generation, x->epoch + 1);
 	if (r < 0 && r != -ENOENT && r != -ESTALE) {
 		log_warn("cannot free section %" PRIu32 " (generation %" PRIu32
 			 ") on memory node %" PRIu64 ": %s",

@@ -315,7 +315,7 @@ static int cmd_free(struct mnc *c, const struct args *a)
 
 	if (sec_gen(a, &sec, &gen) < 0)
 		return 1;
-	r = mnc_free(c, sec, gen);
+	r = mnc_free(c, sec, gen, (uint32_t)a->epoch);
 	return r < 0 ? fail("free", r) : 0;
 }
 

@@ -143,8 +143,12 @@ class Conn:
         sec, gen, own = SECTION.unpack(data)
         return sec, gen
 
-    def free(self, sec, gen):
-        self.call(OP["SECTION_FREE"], struct.pack("<II", sec, gen))
+    def free(self, sec, gen, epoch=None):
+        """FREE as the owner of `epoch`; without one, the short form (epoch 0)."""
+        body = struct.pack("<II", sec, gen)
+        if epoch is not None:
+            body += struct.pack("<II", epoch, 0)
+        self.call(OP["SECTION_FREE"], body)
 
     def list(self):
         out, start = [], 0

@@ -268,11 +268,14 @@ class FakeMemnodes:
             n.allocs += 1
             self._reply(c, op, rid, 0, SECTION.pack(free[0], n.generation, owner))
         elif op == OP["SECTION_FREE"]:
-            sec, gen = struct.unpack("<II", p)
+            sec, gen = struct.unpack_from("<II", p)
+            epoch = struct.unpack_from("<I", p, 8)[0] if len(p) == 16 else 0
             if sec not in n.sections:
                 self._reply(c, op, rid, ST["NOENT"])
             elif n.sections[sec][0] != gen:
                 self._reply(c, op, rid, ST["STALE"])
+            elif epoch < n.epochs.get(sec, 0):
+                self._reply(c, op, rid, ST["FENCED"])
             else:
                 del n.sections[sec]
                 n.epochs.pop(sec, None)

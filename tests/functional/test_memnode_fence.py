@@ -50,7 +50,7 @@ def test_older_epoch_writes_are_refused_and_never_applied(memnodes, key):
         refused(lambda: c.write(old, [(0, 1)], b"\x22" * PAGE))
         refused(lambda: c.cas(old, 8, 0x1111111111111111, 5))
         refused(lambda: c.fadd(old, 8, 1))
-        assert metric(d, "disagg_memnode_fenced_writes_total") == 3
+        assert metric(d, "disagg_memnode_fenced_requests_total") == 3
         # Nothing of the refused writes landed; the old owner may still read.
         assert c.read(old, [(0, 2)]) == b"\x11" * 2 * PAGE
         c.write(new, [(1, 1)], b"\x33" * PAGE)
@@ -81,13 +81,33 @@ def test_older_epoch_writes_are_refused_and_never_applied(memnodes, key):
         # Freed and allocated again: a new generation starts at epoch 0 and no
         # grant of the old one writes, whatever its epoch.
         other = c.alloc(owner=2)                         # the other section, first
-        c.free(sec, gen)
+        c.free(sec, gen, 0xFFFFFFFF)
         sec2, gen2 = c.alloc(owner=2)
         assert sec2 == sec and gen2 != gen and other[0] != sec
         refused(lambda: c.write(grant(key, d, sec, gen, 0xFFFFFFFF), [(0, 1)], bytes(PAGE)),
                 "STALE")
         c.write(grant(key, d, sec2, gen2, 0), [(0, 1)], b"\x66" * PAGE)
         assert c.fence(grant(key, d, sec2, gen2, 0)) == 0
+
+
+def test_an_old_owner_cannot_free(memnodes, key):
+    d = memnodes.start(pool="256M", section="128M")
+    with login(d, key) as c:
+        sec, gen = c.alloc(owner=1)
+        c.fence(grant(key, d, sec, gen, 3))
+        refused(lambda: c.free(sec, gen))                  # the short form is epoch 0
+        refused(lambda: c.free(sec, gen, 2))
+        assert metric(d, "disagg_memnode_fenced_requests_total") == 2
+        assert [s[:2] for s in c.list()] == [(sec, gen)]   # still there
+        refused(lambda: c.call(dp.OP["SECTION_FREE"], struct.pack("<IIII", sec, gen, 3, 1)),
+                "BADMSG")
+        refused(lambda: c.call(dp.OP["SECTION_FREE"], struct.pack("<III", sec, gen, 3)),
+                "BADMSG")
+        refused(lambda: c.free(sec, gen + 1, 3), "STALE")
+        c.free(sec, gen, 4)                                # the owner (or a newer one)
+        assert c.list() == []
+        sec, gen = c.alloc(owner=1)
+        c.free(sec, gen)                                   # never fenced: epoch 0 frees
 
 
 def test_fence_is_negotiated(memnodes, key):
@@ -232,3 +252,6 @@ def test_mnctl_fence_and_epoch(memnodes, keyfile, key):
     assert run(exe + ["fence", *sg]).stdout.strip() == '{"epoch": 2}'
     p = run(exe + ["fence", *sg, "--epoch", str(1 << 32)], check=False)
     assert p.returncode == 1 and "32-bit" in p.stderr, p.stderr
+    p = run(exe + ["free", *sg, "--epoch", "1"], check=False)
+    assert p.returncode == 1 and "fenced" in p.stderr, p.stderr
+    run(exe + ["free", *sg, "--epoch", "2"])

@@ -201,7 +201,7 @@ def test_old_owner_is_refused_by_real_memory_nodes(orch, memnodes, computes, key
             new.write(gd, [(1, 1)], b)
             assert old.read(gs, [(1, 1)]) == b        # reading does no harm
             assert new.read(gd, [(1, 1)]) == b
-    assert metric(m.http, "disagg_memnode_fenced_writes_total") == 4
+    assert metric(m.http, "disagg_memnode_fenced_requests_total") == 4
     # Even a grant the orchestrator never minted, of the old epoch, is refused.
     sec, gen = GRANT.unpack(src[0])[2:4]
     forged_old = mint_grant(key, 101, 10, sec, gen, 3, epoch=0)

@@ -43,6 +43,7 @@ def seeds():
         + b"\x02" * 32 + b"\x03" * 32, reply=True)
     yield "frame-auth", bytes([MODE_FRAME]) + hdr(OP["AUTH"], b"\x04" * 32)
     yield "frame-alloc", bytes([MODE_FRAME]) + hdr(OP["ALLOC"], struct.pack("<QII", 9, 0, 0))
+    yield "frame-free", bytes([MODE_FRAME]) + hdr(OP["FREE"], struct.pack("<IIII", 3, 1, 2, 0))
     yield "frame-list-rep", bytes([MODE_FRAME]) + hdr(
         OP["LIST"], struct.pack("<II", 1, 64) + struct.pack("<IIQ", 3, 1, 9), reply=True)
     yield "frame-read", bytes([MODE_FRAME]) + hdr(OP["READ"], io([(0, 4), (100, 1)]))

@@ -18,7 +18,12 @@
  *      during 2-4 retries, faults MISSING and gets the written-back data.
  *
  * If the write-back fails (after retries for fail_timeout_ms), nothing is
- * punched: the victims stay resident and the writers are woken.
+ * punched: the victims stay resident and the writers are woken. A
+ * write-back the memory node refuses because this pager no longer owns the
+ * section (FENCED: a newer owner's epoch; STALE: a new generation) is
+ * different: retrying cannot help and the data is a leftover of a
+ * hand-over, so the batch completes as if written and its refused pages
+ * are dropped (counted in writebacks_fenced, logged).
  *
  * pager_flush() runs the same batch without steps 4-5's punch: dirty pages
  * are re-protected, written back and marked clean. It also writes zeros for
@@ -75,7 +80,7 @@ static bool err_fatal(int err)
 {
 	switch (-err) {
 	case EKEYREJECTED: case EKEYEXPIRED: case EPERM: case EACCES: case ERANGE:
-	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED:
+	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED: case EKEYREVOKED:
 		return true;
 	default:
 		return false;
@@ -120,6 +125,25 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 }
 
 /* ---- one write-back batch ------------------------------------------------ */
+
+/*
+ * The memory node refused part of a write-back batch because this pager no
+ * longer owns the section (write_wait: every other write succeeded). It is
+ * the late write of an old owner: drop it. Warn once per pager.
+ */
+static void wb_fenced(struct pager *p, int err, unsigned nwb)
+{
+	static const char what[] = "this VM no longer owns the section (a newer owner fenced it)";
+
+	if (atomic_fetch_add(&p->c.writebacks_fenced, 1) == 0)
+		log_warn("pager %s: a memory node refused write-back: %s; dropping the refused "
+			 "pages of this batch of %u and of any later one (%s)",
+			 p->name, err == -ESTALE ? "the section was freed and allocated again" : what,
+			 nwb, strerror(-err));
+	else
+		log_debug("pager %s: write-back of a batch of %u refused (%s)", p->name, nwb,
+			  strerror(-err));
+}
 
 struct wb_io {
 	struct pager *p;
@@ -283,6 +307,10 @@ static int wb_batch(struct pager *p, struct victim *v, unsigned nv, bool evict, 
 
 		err = pager_retry_io(p, &p->evict_conn, wb_cb, &io);
 		hist_observe(&p->h_writeback, now_ns() - w0);
+		if (err == -EKEYREVOKED || err == -ESTALE) {
+			wb_fenced(p, err, nwb);
+			err = 0;
+		}
 		if (err > 0)
 			err = 0;
 		if (!err)

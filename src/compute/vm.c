@@ -618,7 +618,7 @@ void vm_free_section(struct vm *vm, const struct vm_section *s)
 		return;
 	r = mnc_connect(&o, &c);
 	if (r >= 0)
-		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation);
+		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation, s->sec.grant.epoch);
 	if (r < 0)
 		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
 			 s->sec.grant.section, s->sec.addr, strerror(-r));
@@ -1184,6 +1184,8 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
 		json_object_set_new(pj, "pages_hot_prefetched",
 				    json_integer((json_int_t)st.pages_hot_prefetched));
+		json_object_set_new(pj, "writebacks_fenced",
+				    json_integer((json_int_t)st.writebacks_fenced));
 	}
 	vm_mig_status(vm, j);
 	return j;

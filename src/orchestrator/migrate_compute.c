@@ -70,7 +70,7 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 			x = json_pack("{s:s}", "kind", "local");
 		} else if (o->store->ops->node_get(o->store, secs[i].memnode, &mn) == 0) {
 			x = slots_remote_json(o, &mn, dst->id, secs[i].section,
-					      secs[i].generation);
+					      secs[i].generation, secs[i].epoch);
 		} else {
 			x = NULL;
 		}
@@ -167,7 +167,7 @@ static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_
 			       mig_sec_ref(mn.id, nx.section, nx.generation));
 		mig_set_op(o, s, op);
 		json_decref(op);
-		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation);
+		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation, nx.epoch);
 		body = to ? json_pack("{s:I, s:o}", secs[i].hot_index < 0 ? "boot_index" : "hot_index",
 				      (json_int_t)(secs[i].hot_index < 0 ? boot : secs[i].hot_index),
 				      "to", to)
@@ -325,7 +325,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		json_decref(ans);
 		ans = NULL;
 	}
-	vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
+	/* The destination's grants are of the next epoch (fence.c). */
+	if (fence_advance(o, secs, n) == 0)
+		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
 	json_decref(ans);
 	ans = NULL;
 	if (!vmb) {
@@ -399,7 +401,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		}
 	}
 
-	/* 3. The destination runs it. */
+	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
+	fence_slot(o, &s);
 	t_moved = mig_now_ms();
 	r = mig_wait_running(&dst, s.name);
 	if (r < 0) {

@@ -33,8 +33,8 @@ struct memmig_ctx {
 static json_t *memmig_body(struct memmig_ctx *m, const char *phase, const struct section_rec *x,
 			   uint32_t dsec, uint32_t dgen)
 {
-	json_t *f = slots_remote_json(m->o, m->from, m->c->id, x->section, x->generation);
-	json_t *t = slots_remote_json(m->o, m->to, m->c->id, dsec, dgen);
+	json_t *f = slots_remote_json(m->o, m->from, m->c->id, x->section, x->generation, x->epoch);
+	json_t *t = slots_remote_json(m->o, m->to, m->c->id, dsec, dgen, x->epoch + 1);
 
 	if (!f || !t) {
 		json_decref(f);
@@ -153,6 +153,7 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 	nx.memnode = m->to->id;
 	nx.section = dsec;
 	nx.generation = dgen;
+	nx.epoch = x->epoch + 1;        /* the source is fenced at it before its free */
 	op = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "kind", "memory", "from",
 		       (json_int_t)m->from->id, "to", (json_int_t)m->to->id, "index",
 		       (json_int_t)x->idx, "src", mig_sec_ref(x->memnode, x->section, x->generation),
@@ -176,7 +177,8 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 
 	/* 2. COPY on the source memory node, with a grant for it to write the target. */
 	tcopy = mig_now_ms();
-	r = grant_mint(&o->key, m->to->id, m->from->id, dsec, dgen, PROTO_R_WRITE, 0, &cg);
+	r = grant_mint_epoch(&o->key, m->to->id, m->from->id, dsec, dgen, nx.epoch, PROTO_R_WRITE,
+			     0, &cg);
 	if (r == 0)
 		r = mnpool_copy(o->mnpool, m->from, x->section, x->generation, &cg, m->to->addr,
 				&cr);

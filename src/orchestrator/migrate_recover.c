@@ -94,6 +94,7 @@ static int op_sections(struct orch *o, const struct slot_rec *s, json_t *op,
 	nx->memnode = (uint64_t)mig_jint(dst, "memnode", 0);
 	nx->section = (uint32_t)mig_jint(dst, "section", 0);
 	nx->generation = (uint32_t)mig_jint(dst, "generation", 0);
+	nx->epoch = x->epoch + 1;
 	return 0;
 }
 
@@ -297,6 +298,7 @@ static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const 
 	switch (mig_ask_owner(have_src ? &src : NULL, have_dst ? &dst : NULL, s->name,
 			      timeout_ms, &ss, &ds)) {
 	case MIG_OWNER_DEST:
+		fence_slot(o, s);
 		s->compute = did;
 		r = seen_is(&ds, "running") ? 0 : mig_wait_running(&dst, s->name);
 		if (r < 0) {

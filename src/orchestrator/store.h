@@ -77,6 +77,7 @@ struct section_rec {
 	uint32_t section;
 	uint32_t generation;
 	int64_t hot_index;               /* compute agent's hot-plug index; -1 = boot RAM */
+	uint32_t epoch;                  /* remote: ownership epoch of its grants (fence.c) */
 };
 
 struct event_rec {

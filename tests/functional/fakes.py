@@ -4,7 +4,8 @@
 FakeMemnodes: one thread (selectors) serving any number of memory nodes,
 one listening socket each, speaking just enough of the wire protocol
 (docs/protocol.md, via dproto's constants): HELLO/AUTH with the cluster
-key, PING, SECTION_ALLOC/FREE/LIST, STATS. Sections are bookkeeping only.
+key, PING, SECTION_ALLOC/FREE/LIST, STATS, FENCE. Sections are bookkeeping
+only; each node's `log` records its FREE and FENCE requests in order.
 
 FakeComputes: compute agents (docs/compute.md) on http.server threads,
 implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections, the
@@ -42,8 +43,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dproto import (F_REPLY, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP, SECTION,  # noqa: E402
-                    ST, STATS, VERSION, mac)
+from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noqa: E402
+                    SECTION, ST, STATS, VERSION, mac)
 import agentschema  # noqa: E402
 
 SECTION_SIZE = 128 << 20
@@ -66,6 +67,8 @@ class _MemNode:
         self.fail_alloc = None        # e.g. ST["NOSPC"]
         self.fail_copy = None         # e.g. ST["IO"]
         self.copies = []              # (src, src_gen, dst_addr, dst_grant bytes)
+        self.epochs = {}              # index -> ownership epoch (FENCE only)
+        self.log = []                 # ("free", sec, gen) / ("fence", sec, gen, epoch, holder)
 
     @property
     def free(self):
@@ -234,7 +237,7 @@ class FakeMemnodes:
             m = mac(self.key, b"disagg-hello-srv", cnonce, c.snonce,
                     struct.pack("<Q", n.node_id), struct.pack("<Q", cid))
             self._reply(c, op, rid, 0, HELLO_REP.pack(
-                VERSION, 0, feats & 3, n.node_id, 256, 256, n.section_size,
+                VERSION, 0, feats & 7, n.node_id, 256, 256, n.section_size,
                 n.nsections, 0, c.snonce, m))
             return True
         if op == OP["AUTH"]:
@@ -269,14 +272,19 @@ class FakeMemnodes:
             n.allocs += 1
             self._reply(c, op, rid, 0, SECTION.pack(free[0], n.generation, owner))
         elif op == OP["SECTION_FREE"]:
-            sec, gen = struct.unpack("<II", p)
+            sec, gen = struct.unpack_from("<II", p)
+            epoch = struct.unpack_from("<I", p, 8)[0] if len(p) == 16 else 0
             if sec not in n.sections:
                 self._reply(c, op, rid, ST["NOENT"])
             elif n.sections[sec][0] != gen:
                 self._reply(c, op, rid, ST["STALE"])
+            elif epoch < n.epochs.get(sec, 0):
+                self._reply(c, op, rid, ST["FENCED"])
             else:
                 del n.sections[sec]
+                n.epochs.pop(sec, None)
                 n.frees += 1
+                n.log.append(("free", sec, gen))
                 self._reply(c, op, rid)
         elif op == OP["SECTION_LIST"]:
             start, mx = struct.unpack("<II", p)
@@ -294,6 +302,19 @@ class FakeMemnodes:
                 self._reply(c, op, rid, ST["NOENT"])
             else:
                 self._reply(c, op, rid, 0, struct.pack("<QQ", 1234, 5000))
+        elif op == OP["FENCE"]:
+            _, holder, sec, gen, rights, epoch, _, gmac = GRANT.unpack(p)
+            if gmac != mac(self.key, b"disagg-grant", p[:40]) or holder != c.client_id \
+                    or not rights & 2:
+                self._reply(c, op, rid, ST["GRANT"])
+            elif sec not in n.sections:
+                self._reply(c, op, rid, ST["NOENT"])
+            elif n.sections[sec][0] != gen:
+                self._reply(c, op, rid, ST["STALE"])
+            else:
+                n.epochs[sec] = max(n.epochs.get(sec, 0), epoch)
+                n.log.append(("fence", sec, gen, epoch, holder))
+                self._reply(c, op, rid, 0, struct.pack("<II", n.epochs[sec], 0))
         elif op == OP["STATS"]:
             self._reply(c, op, rid, 0, STATS.pack(n.node_id, n.section_size, n.nsections,
                                                   len(n.sections), 0, 0, 0, 0, len(n.conns)))

@@ -336,6 +336,7 @@ static void incoming_done(struct vm *vm, struct vm_mig *m)
 		g = NULL;
 		vm->state = VM_RUNNING;
 		m->incoming_ms = (int64_t)((now_ns() - m->incoming_ns) / 1000000);
+		(void)vm_persist_locked(vm);
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -813,14 +814,10 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 static void hand_over(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		vm->spec.base[i].free_on_release = false;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		vm->hot[i].sec.free_on_release = false;
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
-		vm->vmem_secs[i].free_on_release = false;
+	vm_keep_sections_locked(vm);
 	vm->state = VM_MIGRATED;
 	vm->retire_ns = now_ns() + (vm->env.retire_ms ? vm->env.retire_ms : VM_RETIRE_MS) * 1000000ull;
+	(void)vm_persist_locked(vm);   /* never adopted: its sections are the destination's */
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	vm_lower_priority(vm->pid);

@@ -369,13 +369,20 @@ static int shim_listen(struct vm *vm)
 }
 
 /* The shim socket (RUN_DIR/NAME/shim.sock) and the thread that serves it. */
+/* The eventfd that stops the shim and supervisor threads (vm_free, vm_detach). */
+static int stop_efd(struct vm *vm)
+{
+	if (vm->stop_efd < 0)
+		vm->stop_efd = eventfd(0, EFD_CLOEXEC);
+	return vm->stop_efd < 0 ? -errno : 0;
+}
+
 int vm_shim_listen(struct vm *vm)
 {
-	int r;
+	int r = stop_efd(vm);
 
-	vm->stop_efd = eventfd(0, EFD_CLOEXEC);
-	if (vm->stop_efd < 0)
-		return -errno;
+	if (r < 0)
+		return r;
 	vm->shim_listen = shim_listen(vm);
 	if (vm->shim_listen < 0)
 		return vm->shim_listen;
@@ -797,8 +804,10 @@ static void *supervise_main(void *arg)
 
 int vm_supervise(struct vm *vm)
 {
-	int r = -pthread_create(&vm->sup_thread, NULL, supervise_main, vm);
+	int r = stop_efd(vm);
 
+	if (r == 0)
+		r = -pthread_create(&vm->sup_thread, NULL, supervise_main, vm);
 	if (r == 0)
 		vm->sup_thread_on = true;
 	return r;

@@ -5,6 +5,10 @@
   (WRITELOOP), then started again with the same command line: the guest
   keeps its memory (VERIFY: 0 mismatches), its QEMU is the same process,
   and the slot is `running` through the orchestrator.
+- The agent killed, and its VM's QEMU too while no agent runs: the
+  restarted agent removes the VM's directory, and the orchestrator learns
+  at the agent's new registration that the slot is `lost` (without
+  waiting for a heartbeat timeout).
 - Two clusters on one machine (two `disagg up` with different data
   directories, not on tmpfs, so their agents use their default run
   directories): the second cluster's compute agent never touches the first
@@ -64,6 +68,22 @@ def data_dirs():
         subprocess.run(["rm", "-rf", d], check=False)
 
 
+def restart_agent(c):
+    """SIGKILL compute-1; returns its command line (for start_agent)."""
+    agent = c.component("compute-1")
+    argv = pathlib.Path(f"/proc/{agent['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
+    os.kill(agent["pid"], signal.SIGKILL)
+    return argv
+
+
+def start_agent(c, argv):
+    log = open(c.data / "logs" / "compute-1-restarted.log", "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True)
+    log.close()
+    return p
+
+
 def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
     c = up(data_dirs[0])
     restarted = None
@@ -75,15 +95,11 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         guest_ok(c, "web", "FILL 1 7 160")
         guest_ok(c, "web", "WRITELOOP 1 16")
         qemu = agent_vm(c, "web")["pid"]
-        agent = c.component("compute-1")
-        argv = pathlib.Path(f"/proc/{agent['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
         time.sleep(1)
 
-        os.kill(agent["pid"], signal.SIGKILL)
+        argv = restart_agent(c)
         assert alive(qemu), "QEMU died with its agent"
-        log = open(c.data / "logs" / "compute-1-restarted.log", "ab")
-        restarted = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True)
+        restarted = start_agent(c, argv)
         end = time.time() + 120
         while time.time() < end:
             rc, out = c.guest("web", "PING")
@@ -105,6 +121,36 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         assert alive(qemu)
         c.disagg("slot", "delete", "web", timeout=120)
         assert not alive(qemu)
+    finally:
+        if restarted:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(60)
+        down(c, [x["pid"] for x in c.info()["components"]])
+
+
+def test_agent_restart_after_its_qemu_died_reports_the_slot_lost(data_dirs):
+    c = up(data_dirs[0])
+    restarted = None
+    try:
+        c.disagg("slot", "create", "web", "--vcpus", "1", "--memory", "256M", timeout=300)
+        qemu = agent_vm(c, "web")["pid"]
+        vmdir = os.path.join(run_dir(c), "web")
+        assert os.path.isdir(vmdir)
+        argv = restart_agent(c)
+        os.kill(qemu, signal.SIGKILL)
+        end = time.time() + 10
+        while alive(qemu) and time.time() < end:
+            time.sleep(0.05)
+        restarted = start_agent(c, argv)
+        end = time.time() + 60
+        while time.time() < end:
+            slot = c.json("slot", "show", "web")
+            if slot["state"] != "running":
+                break
+            time.sleep(0.2)
+        assert slot["state"] == "lost" and "does not run it" in slot["reason"], slot
+        assert not os.path.exists(vmdir)
+        c.disagg("slot", "delete", "web", timeout=120)
     finally:
         if restarted:
             restarted.send_signal(signal.SIGTERM)

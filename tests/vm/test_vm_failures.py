@@ -23,6 +23,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 import dproto
 import vmlib
 
@@ -130,6 +132,51 @@ def test_agent_sigkill_adopts_its_vms(cluster):
     a2.delete("keep")
     assert not vmlib.pid_alive(pid)
     assert mn.count() == before      # free_on_release: freed by the agent that adopted it
+
+
+def leave_agent(cluster, agent):
+    """SIGTERM an agent started with keep_vms: its VMs keep running for the next one."""
+    assert agent.stop() == 0
+    cluster.agents.remove(agent)
+
+
+@pytest.mark.parametrize("mode", ["dimm", "virtio-mem"])
+def test_agent_restart_keeps_hot_sections(cluster, mode):
+    """Hot-plugged remote sections survive a SIGKILL of the agent and a
+    SIGTERM (which leaves running VMs to the next agent): the adopting
+    agents know the same sections at the same places, the guest's memory
+    on them verifies, and they can be removed afterwards."""
+    mn = cluster.memnode()
+    before = mn.count()
+    a1 = cluster.agent(1)
+    a1.create("hot", [mn.section() for _ in range(2)], hotplug=mode, max_sections=2,
+              cache_bytes=64 << 20)
+    idx = a1.add_section("hot", mn.section())["index"]
+    free_mb = a1.meminfo("hot")["memfree_kb"] // 1024
+    a1.guest("hot", f"FILL 1 9 {free_mb - 48}")       # reaches into the hot section
+    st1 = a1.status("hot")
+    pid = st1["pid"]
+    sigkill_agent(cluster, a1)
+
+    a2 = cluster.agent(1, run_dir=a1.run_dir, keep_vms=True)
+    st2 = a2.status("hot")
+    assert st2["pid"] == pid and st2["state"] == "running", st2
+    assert st2["hot_sections"] == st1["hot_sections"], (st1, st2)
+    assert st2["memory_bytes"] == st1["memory_bytes"]
+    assert a2.guest("hot", "VERIFY 1")["mismatches"] == 0
+    leave_agent(cluster, a2)
+    assert vmlib.pid_alive(pid), "SIGTERM stopped the VM"
+
+    a3 = cluster.agent(1, run_dir=a1.run_dir)
+    a3.qemu_pids.add(pid)
+    assert a3.status("hot")["hot_sections"] == st1["hot_sections"]
+    assert a3.guest("hot", "VERIFY 1")["mismatches"] == 0
+    a3.guest("hot", "FREE 1")
+    a3.remove_section("hot", idx)
+    st3 = a3.status("hot")
+    assert not st3["hot_sections"] and st3["memory_bytes"] == 2 * vmlib.SECTION, st3
+    a3.delete("hot")
+    assert vmlib.wait_for(lambda: mn.count() == before, 10), (mn.count(), before)
 
 
 def test_agent_restart_refuses_a_run_dir_in_use(cluster, tmp_path):

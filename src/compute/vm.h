@@ -14,7 +14,9 @@
  * (pager, shim socket, QEMU, QMP, guest channel) -> running -> vm_stop or an
  * unexpected exit (state "failed", reason recorded) -> vm_free. A
  * supervisor thread watches QEMU through a pidfd; when QEMU dies, the pager,
- * files and sections are released.
+ * files and sections are released. QEMU outlives the agent: every change
+ * is recorded in the run directory (vm_persist.c), vm_detach lets go of a
+ * running VM at exit, and the next agent adopts it (vm_recover).
  *
  * All entry points are thread-safe (one mutex per VM).
  */

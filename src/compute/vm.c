@@ -1072,12 +1072,19 @@ static void join_threads(struct vm *vm)
 	vm->shim_thread_on = vm->sup_thread_on = false;
 }
 
-/* Close the connections to QEMU, the descriptors, and free the struct. */
-static void close_and_free(struct vm *vm)
+/* Close the connections to QEMU (guest channel, hotplug, QMP). */
+static void close_conns(struct vm *vm)
 {
 	vm_guest_close(vm);
 	hotplug_free(vm->hp);
+	vm->hp = NULL;
 	qmp_close(vm->qmp);
+	vm->qmp = NULL;
+}
+
+/* Close the descriptors and free the struct. */
+static void close_and_free(struct vm *vm)
+{
 	if (vm->pidfd >= 0)
 		close(vm->pidfd);
 	if (vm->shim_listen >= 0)
@@ -1106,6 +1113,7 @@ void vm_free(struct vm *vm)
 		else
 			waitpid(vm->pid, NULL, 0);
 	}
+	close_conns(vm);
 	pthread_mutex_lock(&vm->lock);
 	release(vm);
 	pthread_mutex_unlock(&vm->lock);
@@ -1120,6 +1128,7 @@ void vm_detach(struct vm *vm)
 	vm_mig_free(vm);
 	(void)vm_persist(vm);
 	join_threads(vm);
+	close_conns(vm);
 	/* The pager stops; faults wait in QEMU for the next agent (the shim keeps the uffds). */
 	pager_free(vm->pager);
 	pager_backend_free(vm->backend);

@@ -290,6 +290,7 @@ static void *watch_main(void *arg)
 	unsigned delay = SHIM_RETRY_MIN_MS;
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "disagg-shim");
 	for (;;) {
 		struct pollfd pfd = { .events = POLLRDHUP };
 		unsigned gen;
@@ -324,6 +325,28 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/*
+ * fork() (QEMU's helpers, -daemonize): the child gets the table but not
+ * the watcher, and must never use the parent's connection or uffds; until
+ * it execs (the fds are O_CLOEXEC) the shim is off in it. The lock is
+ * taken across the fork so that the child's copy is consistent.
+ */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+static void fork_child(void)
+{
+	shim_enabled = 0;
+	pthread_mutex_unlock(&lock);
+}
+
 __attribute__((constructor)) static void shim_start(void)
 {
 	sigset_t all, old;
@@ -333,6 +356,7 @@ __attribute__((constructor)) static void shim_start(void)
 	pthread_once(&init_once, shim_init);
 	if (shim_enabled != 1)
 		return;
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);

@@ -10,8 +10,7 @@
  * down, with an event naming the slots it affects; the running slots of a
  * compute node that went down become `lost`. A node that heartbeats or
  * registers again is up again; the monitor then reconciles the `lost`
- * slots of up compute nodes by asking them which VMs they run. A compute
- * node that registers again (its agent restarted) is asked at once. Nodes are
+ * slots of up compute nodes by asking them which VMs they run. Nodes are
  * not declared down during the first --node-timeout seconds after a start
  * of the orchestrator, so a restart does not count its own absence
  * against them.
@@ -233,16 +232,6 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 		mnpool_forget(o->mnpool, n.id);
 	log_info("%s %s (node %" PRIu64 ") %s", n.kind, n.name, n.id,
 		 existed ? "registered again" : "registered");
-	/*
-	 * A compute node registers again after its agent restarted: it adopted
-	 * the VMs whose QEMU still ran, not the others. Ask it now, before
-	 * answering (its API is up: it registers after), rather than wait for
-	 * a heartbeat timeout that a quick restart never causes.
-	 */
-	if (existed && strcmp(k, "compute") == 0 && old.nslots > 0 &&
-	    (r = nodes_reconcile(o, &n)) < 0)
-		log_warn("cannot reconcile with compute node %s (%s): %s", n.name, n.http,
-			 strerror(-r));
 	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;

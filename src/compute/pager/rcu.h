@@ -15,6 +15,13 @@
  * budget space); `kick` is called when a grace period starts so that such
  * a wait can be cut short, and pager_rcu_waiting() tells the reader that a
  * grace period is being waited for.
+ *
+ * Why not liburcu's QSBR flavour: it has one grace-period domain per
+ * process, and the agent runs one pager per VM. A grace period of one VM's
+ * pager would wait for the fault threads of every VM, including one whose
+ * fetch is retrying against a memory node that is down (fail_timeout_ms).
+ * Here each pager has its own readers, and a grace period waits for those
+ * only (and pager_rcu_synchronize_key() for one section's).
  */
 #ifndef DISAGG_PAGER_RCU_H
 #define DISAGG_PAGER_RCU_H

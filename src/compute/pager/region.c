@@ -77,7 +77,6 @@ void pager_region_free(struct pager_region *r)
 	free(r);
 }
 
-
 /* ---- adding a region ---------------------------------------------------------- */
 
 int pager_add_region(struct pager *p, const struct pager_region_config *rc)

@@ -75,7 +75,6 @@ int pager_remove_region(struct pager *p, int region, bool writeback);
 int pager_region_set_section(struct pager *p, int region, unsigned index,
 			     const struct pager_section *sec, bool discard);
 
-
 /*
  * Evacuation: local section `index` of `region` becomes the remote section
  * `target` (a fresh, zeroed one), keeping its content. The pages the guest

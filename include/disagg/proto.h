@@ -18,6 +18,11 @@
  * through a grant (see struct proto_grant) and carry a vector of extents
  * (first page, page count) inside that section.
  *
+ * Every grant carries the ownership epoch of its section. A memory node
+ * refuses a write (WRITE, CAS, FADD) whose grant is of an older epoch than
+ * the newest it has seen for the section (PROTO_ST_FENCED); FENCE makes it
+ * learn a new epoch before the new owner writes.
+ *
  * docs/protocol.md describes every message in prose; keep the two in step.
  */
 #ifndef DISAGG_PROTO_H
@@ -63,6 +68,7 @@ enum proto_op {
 	PROTO_OP_FADD          = 10,
 	PROTO_OP_COPY          = 11,
 	PROTO_OP_STATS         = 12,
+	PROTO_OP_FENCE         = 13,
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -92,6 +98,7 @@ enum proto_status {
 	PROTO_ST_NOTSUP   = 12, /* opcode or feature not supported */
 	PROTO_ST_STALE    = 13, /* section generation does not match */
 	PROTO_ST_INTERNAL = 14, /* bug or resource exhaustion on the server */
+	PROTO_ST_FENCED   = 15, /* grant of an older ownership epoch: a newer owner holds the section */
 	PROTO_ST_MAX,
 };
 
@@ -99,7 +106,8 @@ enum proto_status {
 enum proto_features {
 	PROTO_FEAT_ATOMICS = 1u << 0, /* CAS and FADD */
 	PROTO_FEAT_COPY    = 1u << 1, /* memnode-to-memnode section copy */
-	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY,
+	PROTO_FEAT_FENCE   = 1u << 2, /* FENCE (ownership epochs are checked either way) */
+	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE,
 };
 
 /* Grant rights. */
@@ -172,10 +180,14 @@ _Static_assert(sizeof(struct proto_auth_req) == 32, "auth_req size");
 /*
  * A grant lets node `holder_id` access section `section` (of generation
  * `generation`) on memory node `memnode_id` with `rights` until `expiry`
- * (seconds since the Unix epoch; 0 = never). It is minted by the
- * orchestrator and checked by the memory node:
+ * (seconds since the Unix epoch; 0 = never), as the owner of ownership
+ * epoch `epoch`. It is minted by the orchestrator and checked by the
+ * memory node:
  *   mac = HMAC(key, "disagg-grant" | the first 40 bytes of this struct)
- * The holder must be the node that authenticated the connection.
+ * The holder must be the node that authenticated the connection. A write
+ * through a grant whose epoch is lower than the section's (the highest
+ * epoch the node has seen for it) is refused with PROTO_ST_FENCED; a write
+ * through a higher one raises the section's epoch first.
  */
 struct proto_grant {
 	uint64_t memnode_id;
@@ -183,7 +195,7 @@ struct proto_grant {
 	uint32_t section;
 	uint32_t generation;
 	uint32_t rights;     /* enum proto_rights */
-	uint32_t rsvd;       /* must be 0 */
+	uint32_t epoch;      /* ownership epoch of the holder */
 	uint64_t expiry;
 	uint8_t mac[PROTO_MAC_SIZE];
 };
@@ -208,12 +220,20 @@ struct proto_section {
 };
 _Static_assert(sizeof(struct proto_section) == 16, "section size");
 
-/* SECTION_FREE request: the section and the generation being freed. */
+/*
+ * SECTION_FREE request: the section and the generation being freed, and
+ * the requester's ownership epoch: a FREE of an older epoch than the
+ * section's is refused (FENCED) like a write. The short form, the first
+ * 8 bytes only, is a FREE of epoch 0.
+ */
 struct proto_free_req {
 	uint32_t section;
 	uint32_t generation;
+	uint32_t epoch;
+	uint32_t rsvd;       /* must be 0 */
 };
-_Static_assert(sizeof(struct proto_free_req) == 8, "free_req size");
+_Static_assert(sizeof(struct proto_free_req) == 16, "free_req size");
+#define PROTO_FREE_REQ_SHORT 8   /* section and generation only: epoch 0 */
 
 /* SECTION_LIST request: entries starting at section index `start`. */
 struct proto_list_req {
@@ -293,6 +313,19 @@ struct proto_copy_rep {
 	uint64_t usec;       /* time the copy took */
 };
 _Static_assert(sizeof(struct proto_copy_rep) == 16, "copy_rep size");
+
+/*
+ * FENCE request: a grant (struct proto_grant, with write rights, held by
+ * the requester). The node raises the epoch of the grant's section to the
+ * grant's epoch if that is higher, durably, after every write already
+ * under way on the section has finished; from then on it refuses writes
+ * through grants of a lower epoch. The reply gives the section's epoch.
+ */
+struct proto_fence_rep {
+	uint32_t epoch;      /* the section's epoch now (>= the grant's) */
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_fence_rep) == 8, "fence_rep size");
 
 /* STATS reply. */
 struct proto_stats_rep {

@@ -167,12 +167,21 @@ int grant_mint(const struct auth_key *key, uint64_t memnode_id, uint64_t holder_
 	       uint32_t section, uint32_t generation, uint32_t rights, uint64_t expiry,
 	       struct proto_grant *ret)
 {
+	return grant_mint_epoch(key, memnode_id, holder_id, section, generation, 0, rights,
+				expiry, ret);
+}
+
+int grant_mint_epoch(const struct auth_key *key, uint64_t memnode_id, uint64_t holder_id,
+		     uint32_t section, uint32_t generation, uint32_t epoch, uint32_t rights,
+		     uint64_t expiry, struct proto_grant *ret)
+{
 	struct proto_grant g = {
 		.memnode_id = memnode_id,
 		.holder_id = holder_id,
 		.section = section,
 		.generation = generation,
 		.rights = rights,
+		.epoch = epoch,
 		.expiry = expiry,
 	};
 	int r;
@@ -195,8 +204,7 @@ int grant_verify(const struct auth_key *key, const struct proto_grant *g,
 	r = grant_mac(key, g, mac);
 	if (r < 0)
 		return r;
-	if (!auth_mac_equal(mac, g->mac) || g->rsvd != 0 ||
-	    (g->rights & ~(uint32_t)PROTO_R_ALL))
+	if (!auth_mac_equal(mac, g->mac) || (g->rights & ~(uint32_t)PROTO_R_ALL))
 		return -EKEYREJECTED;
 	if (g->memnode_id != memnode_id || g->holder_id != holder_id)
 		return -EKEYREJECTED;

@@ -41,17 +41,21 @@ int auth_hello_mac(const struct auth_key *key, bool server,
 		   const uint8_t server_nonce[PROTO_NONCE_SIZE], uint64_t client_id,
 		   uint64_t server_id, uint8_t ret_mac[PROTO_MAC_SIZE]);
 
-/* Mint a grant (all fields in host byte order, MAC over the LE encoding). */
+/* Mint a grant (all fields in host byte order, MAC over the LE encoding), of epoch 0. */
 int grant_mint(const struct auth_key *key, uint64_t memnode_id, uint64_t holder_id,
 	       uint32_t section, uint32_t generation, uint32_t rights, uint64_t expiry,
 	       struct proto_grant *ret);
+/* The same for ownership epoch `epoch` (proto.h: writes of older epochs are refused). */
+int grant_mint_epoch(const struct auth_key *key, uint64_t memnode_id, uint64_t holder_id,
+		     uint32_t section, uint32_t generation, uint32_t epoch, uint32_t rights,
+		     uint64_t expiry, struct proto_grant *ret);
 
 /*
  * Check a grant presented by `holder_id` to memory node `memnode_id` for an
  * access needing `rights`, at time `now` (seconds since the epoch).
- * -EKEYREJECTED: bad MAC, other memnode, other holder, reserved bits set;
+ * -EKEYREJECTED: bad MAC, other memnode, other holder, unknown rights bits;
  * -EKEYEXPIRED: expired; -EPERM: rights missing.
- * The generation is the caller's to compare with the section's.
+ * The generation and the epoch are the caller's to compare with the section's.
  */
 int grant_verify(const struct auth_key *key, const struct proto_grant *g,
 		 uint64_t memnode_id, uint64_t holder_id, uint32_t rights, uint64_t now);

@@ -693,6 +693,14 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 	return 0;
 }
 
+int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
+	     size_t replen)
+{
+	if (reqlen > HEAD_MAX - PROTO_HDR_SIZE)
+		return -E2BIG;
+	return call(c, op, req, reqlen, rep, replen, true, c ? c->timeout_ms : 0, NULL);
+}
+
 int mnc_ping(struct mnc *c)
 {
 	return call(c, PROTO_OP_PING, NULL, 0, NULL, 0, true, c ? c->timeout_ms : 0, NULL);
@@ -800,9 +808,10 @@ int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret)
 	return 0;
 }
 
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation)
+int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch)
 {
-	struct proto_free_req req = { .section = section, .generation = generation };
+	struct proto_free_req req = { .section = section, .generation = generation,
+				       .epoch = epoch };
 
 	wire_free_req_swap(&req);
 	return call(c, PROTO_OP_SECTION_FREE, &req, sizeof(req), NULL, 0, true,

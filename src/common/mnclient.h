@@ -90,7 +90,8 @@ int mnc_read_range(struct mnc *c, const struct proto_grant *g, uint32_t page, ui
 int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
 		    const void *data);
 int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret);
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation);
+/* Free a section as its owner of ownership epoch `epoch` (-EKEYREVOKED: fenced). */
+int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch);
 /* Allocated sections from index `start`: fills up to `max` entries, *ret_next continues. */
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next);
@@ -102,5 +103,20 @@ int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64
 int mnc_copy(struct mnc *c, uint32_t src, uint32_t src_generation,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
 int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
+/*
+ * FENCE (mnfence.c): present grant g (ours, with write rights) so that the
+ * node refuses writes of older ownership epochs to its section from now on.
+ * *ret_epoch (may be NULL) receives the section's epoch. -EOPNOTSUPP if the
+ * node does not offer FENCE.
+ */
+int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
+
+/*
+ * A synchronous request with a fixed-size payload `req` (little-endian
+ * already) and a reply of exactly `replen` bytes into `rep`, for requests
+ * implemented outside mnclient.c.
+ */
+int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
+	     size_t replen);
 
 #endif /* DISAGG_MNCLIENT_H */

@@ -71,7 +71,7 @@ void wire_grant_swap(struct proto_grant *g)
 	LE32(g->section);
 	LE32(g->generation);
 	LE32(g->rights);
-	LE32(g->rsvd);
+	LE32(g->epoch);
 	LE64(g->expiry);
 }
 
@@ -104,7 +104,7 @@ int wire_io_decode(const void *payload, size_t len, bool write, uint32_t section
 	wire_grant_swap(&req.grant);
 	LE32(req.nextents);
 	LE32(req.rsvd);
-	if (req.rsvd != 0 || req.grant.rsvd != 0)
+	if (req.rsvd != 0)
 		return -EBADMSG;
 	if (req.nextents == 0)
 		return -EBADMSG;
@@ -182,6 +182,8 @@ void wire_free_req_swap(struct proto_free_req *m)
 {
 	LE32(m->section);
 	LE32(m->generation);
+	LE32(m->epoch);
+	LE32(m->rsvd);
 }
 
 void wire_list_req_swap(struct proto_list_req *m)
@@ -220,6 +222,12 @@ void wire_copy_rep_swap(struct proto_copy_rep *m)
 {
 	LE64(m->pages);
 	LE64(m->usec);
+}
+
+void wire_fence_rep_swap(struct proto_fence_rep *m)
+{
+	LE32(m->epoch);
+	LE32(m->rsvd);
 }
 
 void wire_stats_rep_swap(struct proto_stats_rep *m)
@@ -264,6 +272,7 @@ static const struct {
 	[PROTO_ST_NOTSUP] = { EOPNOTSUPP, "not supported" },
 	[PROTO_ST_STALE] = { ESTALE, "stale section generation" },
 	[PROTO_ST_INTERNAL] = { ENOMEM, "internal error" },
+	[PROTO_ST_FENCED] = { EKEYREVOKED, "fenced: the grant's ownership epoch is over" },
 };
 
 int proto_status_to_errno(uint32_t st)
@@ -310,6 +319,7 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_FADD] = "fadd",
 		[PROTO_OP_COPY] = "copy",
 		[PROTO_OP_STATS] = "stats",
+		[PROTO_OP_FENCE] = "fence",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

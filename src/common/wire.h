@@ -59,6 +59,7 @@ void wire_atomic_req_swap(struct proto_atomic_req *m);
 void wire_u64_swap(uint64_t *v);
 void wire_copy_req_swap(struct proto_copy_req *m);
 void wire_copy_rep_swap(struct proto_copy_rep *m);
+void wire_fence_rep_swap(struct proto_fence_rep *m);
 void wire_stats_rep_swap(struct proto_stats_rep *m);
 void wire_extent_swap(struct proto_extent *e);
 

@@ -614,6 +614,8 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 	else if (r == -EBUSY)
 		http_resp_error(resp, 409, "migration_refused", "%s", err);
+	else if (r == -EINPROGRESS)   /* QEMU has not decided: the VM is in switchover */
+		http_resp_error(resp, 503, "migration_indeterminate", "%s", err);
 	else if (r < 0)
 		http_resp_error(resp, 503, "migration_failed", "%s", err);
 	else

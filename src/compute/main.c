@@ -9,9 +9,11 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,10 +52,20 @@ static const char usage[] =
 	"  --log-level LEVEL      error, warn, info, debug\n";
 
 static volatile sig_atomic_t quit;
+static int quit_efd = -1;
 
+/*
+ * Any thread may take the signal (the agent has many): the eventfd wakes
+ * the main thread wherever the handler ran.
+ */
 static void on_signal(int sig)
 {
+	uint64_t one = 1;
+	int saved = errno;
+
 	quit = sig;
+	(void)!write(quit_efd, &one, sizeof(one));
+	errno = saved;
 }
 
 /* A file next to our own executable (following symlinks), or under it. */
@@ -265,6 +277,11 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&a.lock, NULL);
 	pthread_cond_init(&a.bg_cond, NULL);
 
+	quit_efd = eventfd(0, EFD_CLOEXEC);
+	if (quit_efd < 0) {
+		fprintf(stderr, "disagg-compute: eventfd: %s\n", strerror(errno));
+		return 1;
+	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -299,8 +316,11 @@ int main(int argc, char **argv)
 	log_info("node %llu: accel %s, run dir %s, qemu %s", (unsigned long long)node_id,
 		 a.env.accel, run_dir, qemu);
 
-	while (!quit)
-		pause();
+	while (!quit) {
+		struct pollfd pfd = { .fd = quit_efd, .events = POLLIN };
+
+		(void)poll(&pfd, 1, -1);
+	}
 	log_info("stopping (signal %d)", (int)quit);
 	atomic_store(&a.reg, NULL);
 	registrar_stop(reg);

@@ -43,6 +43,7 @@ static const char *const state_names[] = {
 	[VM_CREATED] = "created",   [VM_STARTING] = "starting", [VM_RUNNING] = "running",
 	[VM_STOPPING] = "stopping", [VM_STOPPED] = "stopped",   [VM_FAILED] = "failed",
 	[VM_INCOMING] = "incoming", [VM_MIGRATED] = "migrated", [VM_DEGRADED] = "degraded",
+	[VM_SWITCHOVER] = "switchover",
 };
 
 const char *vm_state_name(enum vm_state s)
@@ -213,6 +214,7 @@ static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
 	const struct vm_section *secs;
 	struct pager_section psecs[VM_MAX_SECTIONS];
 	_cleanup_close_ int file_fd = -1;
+	struct pager *p;
 	unsigned n, first;
 	int hot, r;
 
@@ -245,9 +247,12 @@ static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
 		.sections = psecs,
 		.pagemap_fd = -1,
 	};
-	r = pager_add_region(vm->pager, &rc);
-	if (r < 0)
+	p = vm_pager_get(vm);
+	r = p ? pager_add_region(p, &rc) : -ESRCH;
+	if (r < 0) {
+		vm_pager_put(vm, p);
 		return r;
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->nregions < ARRAY_SIZE(vm->regions)) {
 		vm->regions[vm->nregions].index = r;
@@ -263,6 +268,7 @@ static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
 	else
 		vm->base_region = r;
 	pthread_mutex_unlock(&vm->lock);
+	vm_pager_put(vm, p);
 	log_debug("vm %s: serving %s (%llu MiB at %#llx)", vm->spec.name, msg->path,
 		  (unsigned long long)(msg->len >> 20), (unsigned long long)msg->addr);
 	return 0;
@@ -612,34 +618,10 @@ void vm_free_section(struct vm *vm, const struct vm_section *s)
 		return;
 	r = mnc_connect(&o, &c);
 	if (r >= 0)
-		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation);
+		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation, s->sec.grant.epoch);
 	if (r < 0)
 		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
 			 s->sec.grant.section, s->sec.addr, strerror(-r));
-}
-
-/* Drop the pager, the RAM files and, where asked, the sections. Lock held. */
-static void release(struct vm *vm)
-{
-	if (vm->released)
-		return;
-	vm->released = true;
-	pager_free(vm->pager);
-	vm->pager = NULL;
-	pager_backend_free(vm->backend);
-	vm->backend = NULL;
-	for (unsigned i = 0; i < vm->nregions; i++) {
-		if (vm->regions[i].file_fd >= 0)
-			close(vm->regions[i].file_fd);
-		if (vm->regions[i].uffd >= 0)
-			close(vm->regions[i].uffd);
-	}
-	vm->nregions = 0;
-	vm_hot_release(vm);
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		vm_free_section(vm, &vm->spec.base[i]);
-	if (vm->base_path[0])
-		unlink(vm->base_path);
 }
 
 /* ---- supervision --------------------------------------------------------- */
@@ -722,7 +704,7 @@ static void *supervise_main(void *arg)
 				      tail);
 		log_error("vm %s failed: %s", vm->spec.name, vm->reason);
 	}
-	release(vm);
+	vm_release(vm);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return NULL;
@@ -996,7 +978,7 @@ void vm_free(struct vm *vm)
 	hotplug_free(vm->hp);
 	qmp_close(vm->qmp);
 	pthread_mutex_lock(&vm->lock);
-	release(vm);
+	vm_release_wait(vm);
 	pthread_mutex_unlock(&vm->lock);
 	vm_health_free(vm);
 	if (vm->pidfd >= 0)
@@ -1050,12 +1032,11 @@ int vm_set_budget(struct vm *vm, uint64_t bytes)
 
 int vm_flush(struct vm *vm)
 {
-	struct pager *p;
+	struct pager *p = vm_pager_get(vm);
+	int r = p ? pager_flush(p) : -ESRCH;
 
-	pthread_mutex_lock(&vm->lock);
-	p = vm->pager;
-	pthread_mutex_unlock(&vm->lock);
-	return p ? pager_flush(p) : -ESRCH;
+	vm_pager_put(vm, p);
+	return r;
 }
 
 void vm_render_metrics(struct vm *vm, struct strbuf *sb)
@@ -1128,10 +1109,11 @@ static json_t *section_json(const struct vm_section *s)
 {
 	if (s->sec.kind == PAGER_SEC_LOCAL)
 		return json_pack("{s:s}", "kind", "local");
-	return json_pack("{s:s, s:s, s:I, s:i, s:i, s:b}", "kind", "remote", "addr", s->sec.addr,
+	/* Where it lives, never the grant; section and generation are unsigned 32-bit. */
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "kind", "remote", "addr", s->sec.addr,
 			 "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
-			 (int)s->sec.grant.section, "generation", (int)s->sec.grant.generation,
-			 "free_on_release", s->free_on_release);
+			 (json_int_t)s->sec.grant.section, "generation",
+			 (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
 }
 
 json_t *vm_status(struct vm *vm)
@@ -1202,6 +1184,8 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
 		json_object_set_new(pj, "pages_hot_prefetched",
 				    json_integer((json_int_t)st.pages_hot_prefetched));
+		json_object_set_new(pj, "writebacks_fenced",
+				    json_integer((json_int_t)st.writebacks_fenced));
 	}
 	vm_mig_status(vm, j);
 	return j;

@@ -42,6 +42,7 @@ enum vm_state {
 	VM_INCOMING,                  /* QEMU waits for a compute migration (vm_migrate.c) */
 	VM_MIGRATED,                  /* moved to another node: QEMU gone, sections kept */
 	VM_DEGRADED,                  /* a memory node does not answer: paused (vm_health.c) */
+	VM_SWITCHOVER,                /* migration source after migrate-continue, QEMU undecided */
 };
 
 /* What a VM does while one of its memory nodes does not answer (vm_health.c). */
@@ -231,6 +232,9 @@ struct vm_migrate_opts {
  * (JSON, new reference) and the VM is VM_MIGRATED. On failure the VM keeps
  * running here: -EBUSY (not running, already migrating, local sections),
  * -EINVAL (bad options), or the migration's error (err says what).
+ * -EINPROGRESS: after migrate-continue QEMU has not decided in time; the
+ * VM is VM_SWITCHOVER (paused, not resumed) until QEMU decides, then
+ * VM_MIGRATED or VM_RUNNING (vm_switchover.c).
  */
 int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, char *err,
 	       size_t errlen);

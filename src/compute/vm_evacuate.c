@@ -86,14 +86,15 @@ int vm_evacuate_section(struct vm *vm, bool hot, unsigned idx, const struct vm_s
 
 	/* No hotplug meanwhile; a compute migration holds it too. */
 	pthread_mutex_lock(&vm->hot_lock);
+	p = vm_pager_get(vm);     /* held throughout: QEMU may exit meanwhile */
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_RUNNING || !vm->pager) {
-		snprintf(err, errlen, "VM is %s", vm_state_name(vm->state));
+	if (vm->state != VM_RUNNING || !p) {
+		snprintf(err, errlen, "VM is %s%s", vm_state_name(vm->state),
+			 p ? "" : " (QEMU has exited)");
 		r = -ESRCH;
 	} else {
 		r = locate(vm, hot, idx, &loc, err, errlen);
 	}
-	p = vm->pager;
 	pthread_mutex_unlock(&vm->lock);
 	if (r >= 0)
 		r = vm_check_section(vm, to, err, errlen);
@@ -112,6 +113,7 @@ int vm_evacuate_section(struct vm *vm, bool hot, unsigned idx, const struct vm_s
 		if (ret_pages)
 			*ret_pages = pages;
 	}
+	vm_pager_put(vm, p);
 	pthread_mutex_unlock(&vm->hot_lock);
 	return r;
 }

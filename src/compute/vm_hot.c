@@ -227,12 +227,19 @@ void vm_region_keep_uffd(struct vm *vm, uint64_t addr, int uffd)
 		close(uffd);
 }
 
-/* QEMU is about to unmap the region at addr: stop serving it. */
+/*
+ * QEMU is about to unmap the region at addr: stop serving it. Once QEMU
+ * has exited, the release drops every region at once (with the pager):
+ * nothing to do here.
+ */
 int vm_region_unmapped(struct vm *vm, uint64_t addr)
 {
 	struct vm_region gone = { .index = -1 };
+	struct pager *p = vm_pager_get(vm);
 	int r = 0;
 
+	if (!p)
+		return 0;
 	pthread_mutex_lock(&vm->lock);
 	for (unsigned i = 0; i < vm->nregions; i++)
 		if (vm->regions[i].addr == addr) {
@@ -241,10 +248,11 @@ int vm_region_unmapped(struct vm *vm, uint64_t addr)
 			break;
 		}
 	pthread_mutex_unlock(&vm->lock);
+	if (gone.index >= 0)
+		r = pager_remove_region(p, gone.index, false);
+	vm_pager_put(vm, p);
 	if (gone.index < 0)
 		return 0;
-	if (vm->pager)
-		r = pager_remove_region(vm->pager, gone.index, false);
 	if (r < 0)
 		log_warn("vm %s: pager region %d: %s", vm->spec.name, gone.index, strerror(-r));
 	if (gone.file_fd >= 0)
@@ -258,14 +266,15 @@ int vm_region_unmapped(struct vm *vm, uint64_t addr)
 int vm_vmem_set_section(struct vm *vm, unsigned idx, const struct pager_section *s,
 			bool discard)
 {
-	int region;
+	struct pager *p = vm_pager_get(vm);
+	int region, r;
 
 	pthread_mutex_lock(&vm->lock);
 	region = vm->vmem_region;
 	pthread_mutex_unlock(&vm->lock);
-	if (region < 0 || !vm->pager)
-		return -ENODEV;
-	return pager_region_set_section(vm->pager, region, idx, s, discard);
+	r = region >= 0 && p ? pager_region_set_section(p, region, idx, s, discard) : -ENODEV;
+	vm_pager_put(vm, p);
+	return r;
 }
 
 /* ---- hot add / remove ---------------------------------------------------- */
@@ -435,9 +444,42 @@ static uint64_t vm_guest_memtotal(struct vm *vm)
 	return kb;
 }
 
+/*
+ * Hold the VM's pager for a hotplug operation, with hot_lock: -EBUSY if the
+ * VM is not running (or QEMU has exited), with err set. The reference keeps
+ * the hot-plug records and the pager alive if QEMU exits meanwhile.
+ */
+static int hot_begin(struct vm *vm, struct pager **ret, char *err, size_t errlen)
+{
+	struct pager *p;
+	enum vm_state st;
+
+	pthread_mutex_lock(&vm->hot_lock);
+	p = vm_pager_get(vm);
+	st = vm_get_state(vm);
+	if (p && st == VM_RUNNING) {
+		*ret = p;
+		return 0;
+	}
+	vm_pager_put(vm, p);
+	pthread_mutex_unlock(&vm->hot_lock);
+	if (st == VM_RUNNING)
+		snprintf(err, errlen, "the VM has exited");
+	else
+		snprintf(err, errlen, "VM is %s", vm_state_name(st));
+	return -EBUSY;
+}
+
+static void hot_end(struct vm *vm, struct pager *p)
+{
+	vm_pager_put(vm, p);
+	pthread_mutex_unlock(&vm->hot_lock);
+}
+
 int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
 		   unsigned *ret_index, char *err, size_t errlen)
 {
+	struct pager *p;
 	uint64_t before;
 	int r;
 
@@ -449,7 +491,9 @@ int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
 	r = vm_check_section(vm, s, err, errlen);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&vm->hot_lock);
+	r = hot_begin(vm, &p, err, errlen);
+	if (r < 0)
+		return r;
 	before = vm_guest_memtotal(vm);
 	r = vm->spec.hotplug == VM_HOTPLUG_DIMM ? dimm_add(vm, s, timeout_ms, ret_index, err, errlen)
 						: vmem_add(vm, s, timeout_ms, ret_index, err, errlen);
@@ -460,26 +504,25 @@ int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
 				 "QEMU plugged the section but the guest did not bring it online (%s)",
 				 strerror(-r));
 	}
-	pthread_mutex_unlock(&vm->hot_lock);
+	hot_end(vm, p);
 	return r;
 }
 
 int vm_remove_section(struct vm *vm, unsigned index, int timeout_ms, char *err, size_t errlen)
 {
+	struct pager *p;
 	uint64_t before;
 	int r;
 
-	if (vm_get_state(vm) != VM_RUNNING) {
-		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
-		return -EBUSY;
-	}
-	pthread_mutex_lock(&vm->hot_lock);
+	r = hot_begin(vm, &p, err, errlen);
+	if (r < 0)
+		return r;
 	before = vm_guest_memtotal(vm);
 	r = vm->spec.hotplug == VM_HOTPLUG_DIMM ? dimm_remove(vm, index, timeout_ms, err, errlen)
 						: vmem_remove(vm, index, timeout_ms, err, errlen);
 	if (r >= 0 && guest_refresh(vm, before, -(int64_t)(vm->env.section_size >> 10),
 				    timeout_ms) < 0)
 		log_warn("vm %s: MemTotal did not drop after the unplug", vm->spec.name);
-	pthread_mutex_unlock(&vm->hot_lock);
+	hot_end(vm, p);
 	return r;
 }

@@ -67,7 +67,10 @@ struct vm {
 
 	pid_t pid;
 	int pidfd;
-	bool exited, released;
+	bool exited;
+	bool released;                /* QEMU is gone: no new pager users (vm_pager.c) */
+	bool torn_down;               /* pager, files and sections released */
+	unsigned pager_users;         /* vm_pager_get() references held */
 	uint64_t retire_ns;           /* migrated away: stop its paused QEMU after this (now_ns) */
 	int shim_listen, stop_efd;
 	pthread_t shim_thread, sup_thread;
@@ -95,7 +98,17 @@ int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char
 int vm_memmig_http_status(int r, const char **ret_code);
 const char *vm_qmp_path(struct vm *vm);
 
-/* vm_migrate.c */
+/*
+ * vm_pager.c: the pager of a live VM, or NULL once QEMU has exited ("the
+ * VM has exited"). Every use outside vm->lock holds a reference; the last
+ * put after the release tears the VM down.
+ */
+struct pager *vm_pager_get(struct vm *vm);
+void vm_pager_put(struct vm *vm, struct pager *p);   /* accepts NULL */
+void vm_release(struct vm *vm);        /* lock held: release now, or at the last put */
+void vm_release_wait(struct vm *vm);   /* lock held (vm_free): release, wait for the users */
+
+/* vm_migrate.c, vm_incoming.c (-incoming arguments) */
 int vm_mig_qemu_args(struct vm *vm, char ***ret_argv);   /* -incoming, the source's DIMMs */
 void vm_mig_guest_attached(struct vm *vm);   /* after the guest channel connected */
 void vm_mig_status(struct vm *vm, json_t *j);   /* lock not held */

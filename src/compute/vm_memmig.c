@@ -70,16 +70,6 @@ static bool record_replace(struct vm *vm, const struct pager_section *from,
 	return false;
 }
 
-static struct pager *vm_pager(struct vm *vm)
-{
-	struct pager *p;
-
-	pthread_mutex_lock(&vm->lock);
-	p = vm->pager;
-	pthread_mutex_unlock(&vm->lock);
-	return p;
-}
-
 static int do_begin(struct vm *vm, struct pager *p, const struct pager_section *from,
 		    const struct pager_section *to, char *err, size_t errlen)
 {
@@ -225,9 +215,9 @@ int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
 		}
 	}
 	pthread_mutex_lock(&vm->hot_lock);
-	p = vm_pager(vm);
+	p = vm_pager_get(vm);     /* held for the phase: QEMU may exit meanwhile */
 	if (!p) {
-		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
+		snprintf(err, errlen, "VM is %s (QEMU has exited)", vm_state_name(vm_get_state(vm)));
 		r = -ESRCH;
 	} else if (phase == VM_MEMMIG_BEGIN) {
 		r = do_begin(vm, p, from, to, err, errlen);
@@ -236,6 +226,7 @@ int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
 	} else {
 		r = do_abort(p, from, err, errlen);
 	}
+	vm_pager_put(vm, p);
 	pthread_mutex_unlock(&vm->hot_lock);
 	res.ms = (now_ns() - t0) / 1000000;
 	if (r >= 0 && ret)

@@ -22,12 +22,15 @@
 json_t *vm_hot_json(struct vm *vm, uint64_t *ret_pages)
 {
 	_cleanup_free_ struct pager_hot_run *runs = NULL;
+	struct pager *p = vm_pager_get(vm);
 	json_t *arr = json_array();
 	uint64_t pages = 0;
 	size_t n = 0;
+	int r = p && arr ? pager_hot_export(p, HOT_MAX_PAGES, &runs, &n) : -ESRCH;
 
+	vm_pager_put(vm, p);
 	*ret_pages = 0;
-	if (!arr || !vm->pager || pager_hot_export(vm->pager, HOT_MAX_PAGES, &runs, &n) < 0)
+	if (r < 0)
 		return arr;
 	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:I, s:I}", "memnode",
@@ -79,9 +82,11 @@ void vm_prefetch_http(struct vm *vm, const struct http_req *req, struct http_res
 			goto out;
 		}
 	}
-	pthread_mutex_lock(&vm->lock);
-	p = vm->state == VM_RUNNING ? vm->pager : NULL;
-	pthread_mutex_unlock(&vm->lock);
+	p = vm_pager_get(vm);
+	if (p && vm_get_state(vm) != VM_RUNNING) {
+		vm_pager_put(vm, p);
+		p = NULL;
+	}
 	if (!p) {
 		http_resp_error(resp, 409, "not_running", "VM is %s",
 				vm_state_name(vm_get_state(vm)));
@@ -104,6 +109,7 @@ void vm_prefetch_http(struct vm *vm, const struct http_req *req, struct http_res
 		}
 		queued += count;
 	}
+	vm_pager_put(vm, p);
 	log_debug("vm %s: prefetching %llu hot pages (%llu not ours)", vm->spec.name,
 		  (unsigned long long)queued, (unsigned long long)unknown);
 	http_resp_json(resp, 202, json_pack("{s:I, s:I}", "queued_pages", (json_int_t)queued,

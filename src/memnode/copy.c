@@ -212,8 +212,8 @@ target_failed:
 	if (j->err)
 		r = j->err;
 	log_info("copy of section %u to %s failed: %s", j->src, j->addr, strerror(-r));
-	/* A rejected grant is worth telling apart; anything else is an I/O failure. */
-	if (r == -EKEYREJECTED || r == -EKEYEXPIRED || r == -EPERM)
+	/* A rejected or fenced grant is worth telling apart; anything else is an I/O failure. */
+	if (r == -EKEYREJECTED || r == -EKEYEXPIRED || r == -EPERM || r == -EKEYREVOKED)
 		return r;
 	return -EIO;
 }

@@ -12,7 +12,8 @@
  * Grants are checked on every page I/O and atomic request. The last grant
  * that verified on a connection is cached (compared byte for byte), so a
  * pager hammering one section pays for the HMAC once; expiry, rights,
- * generation and the section state are still checked on every request.
+ * generation and the section state are still checked on every request,
+ * and so is the grant's ownership epoch on every write (fence.c).
  */
 #include "memnode.h"
 
@@ -177,14 +178,24 @@ static int handle_section_alloc(struct mn_conn *c, const struct proto_hdr *h, co
 static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	struct proto_free_req req;
+	struct proto_free_req req = { 0 };
 	int r;
 
-	r = wire_fixed(p, h->len, &req, sizeof(req));
+	if (h->len == PROTO_FREE_REQ_SHORT)
+		r = wire_fixed(p, h->len, &req, PROTO_FREE_REQ_SHORT);
+	else
+		r = wire_fixed(p, h->len, &req, sizeof(req));
 	if (r < 0)
 		return r;
 	wire_free_req_swap(&req);
-	r = mn_table_free(&n->table, req.section, req.generation);
+	if (req.rsvd != 0)
+		return -EBADMSG;
+	r = mn_table_free(&n->table, req.section, req.generation, req.epoch);
+	if (r == -EKEYREVOKED) {
+		atomic_fetch_add(&n->stats.fenced, 1);
+		log_info("section %u: free by node %llu refused, its epoch %u is over", req.section,
+			 (unsigned long long)mn_conn_auth(c)->peer_id, req.epoch);
+	}
 	if (r < 0)
 		return r;
 	log_debug("section %u generation %u freed", req.section, req.generation);
@@ -227,6 +238,33 @@ static int handle_section_list(struct mn_conn *c, const struct proto_hdr *h, con
 }
 
 /* ---- grants and page I/O ------------------------------------------------------ */
+
+/*
+ * Lock section g->section for an access through grant g: a write is
+ * checked against the section's ownership epoch (and raises it for a
+ * newer grant), a read only against the generation.
+ */
+static int lock_section(struct mn_conn *c, const struct proto_grant *g, bool write)
+{
+	struct mn_node *n = mn_conn_node(c);
+	bool raised;
+	int r;
+
+	if (!write)
+		return mn_table_rdlock(&n->table, g->section, g->generation);
+	r = mn_table_lock_write(&n->table, g->section, g->generation, g->epoch, &raised);
+	if (raised) {
+		atomic_fetch_add(&n->stats.epoch_raises, 1);
+		log_info("section %u: ownership epoch %u, raised by a write of node %llu",
+			 g->section, g->epoch, (unsigned long long)g->holder_id);
+	}
+	if (r == -EKEYREVOKED) {
+		atomic_fetch_add(&n->stats.fenced, 1);
+		log_debug("section %u: write of node %llu refused, its epoch %u is over",
+			  g->section, (unsigned long long)g->holder_id, g->epoch);
+	}
+	return r;
+}
 
 static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t rights)
 {
@@ -272,7 +310,7 @@ static int handle_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t
 		if (!ob)
 			return -ENOMEM;
 	}
-	r = mn_table_rdlock(&n->table, io.grant.section, io.grant.generation);
+	r = lock_section(c, &io.grant, write);
 	if (r < 0) {
 		free(ob);
 		return r;
@@ -324,8 +362,6 @@ static int handle_atomic(struct mn_conn *c, const struct proto_hdr *h, const uin
 	if (r < 0)
 		return r;
 	wire_atomic_req_swap(&req);
-	if (req.grant.rsvd != 0)
-		return -EBADMSG;
 	if (req.offset >= n->pool->section_size || n->pool->section_size - req.offset < 8)
 		return -ERANGE;
 	if (req.offset % 8 != 0)
@@ -333,7 +369,7 @@ static int handle_atomic(struct mn_conn *c, const struct proto_hdr *h, const uin
 	r = check_grant(c, &req.grant, PROTO_R_READ | PROTO_R_WRITE);
 	if (r < 0)
 		return r;
-	r = mn_table_rdlock(&n->table, req.grant.section, req.grant.generation);
+	r = lock_section(c, &req.grant, true);
 	if (r < 0)
 		return r;
 	word = (uint64_t *)(void *)(mn_pool_section(n->pool, req.grant.section) + req.offset);
@@ -360,6 +396,39 @@ static int handle_fadd(struct mn_conn *c, const struct proto_hdr *h, const uint8
 	return handle_atomic(c, h, p, false);
 }
 
+/* ---- fence ---------------------------------------------------------------------- */
+
+/*
+ * FENCE: the requester presents a grant of its own with write rights; the
+ * section's epoch becomes at least the grant's (fence.c). Writes under way
+ * finish first; the reply comes once the epoch is durable.
+ */
+static int handle_fence(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_grant g;
+	struct proto_fence_rep rep = { 0 };
+	int r;
+
+	r = wire_fixed(p, h->len, &g, sizeof(g));
+	if (r < 0)
+		return r;
+	wire_grant_swap(&g);
+	r = check_grant(c, &g, PROTO_R_WRITE);
+	if (r < 0)
+		return r;
+	r = mn_table_fence(&n->table, g.section, g.generation, g.epoch, &rep.epoch);
+	if (r < 0)
+		return r;
+	if (r > 0) {
+		atomic_fetch_add(&n->stats.epoch_raises, 1);
+		log_info("section %u: ownership epoch %u, fenced by node %llu", g.section, g.epoch,
+			 (unsigned long long)g.holder_id);
+	}
+	wire_fence_rep_swap(&rep);
+	return reply_with(c, h, &rep, sizeof(rep));
+}
+
 /* ---- copy and stats ------------------------------------------------------------- */
 
 static int handle_copy(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
@@ -373,8 +442,6 @@ static int handle_copy(struct mn_conn *c, const struct proto_hdr *h, const uint8
 		return r;
 	wire_copy_req_swap(&req);
 	if (!memchr(req.addr, '\0', sizeof(req.addr)) || req.addr[0] == '\0')
-		return -EBADMSG;
-	if (req.dst_grant.rsvd != 0)
 		return -EBADMSG;
 	/* Check the source now; the copy thread checks again for every chunk. */
 	r = mn_table_rdlock(&n->table, req.src, req.src_generation);
@@ -424,6 +491,7 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_FADD] = { handle_fadd, false, PROTO_FEAT_ATOMICS },
 	[PROTO_OP_COPY] = { handle_copy, false, PROTO_FEAT_COPY },
 	[PROTO_OP_STATS] = { handle_stats, false, 0 },
+	[PROTO_OP_FENCE] = { handle_fence, false, PROTO_FEAT_FENCE },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

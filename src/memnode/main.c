@@ -392,7 +392,9 @@ static int run(const struct mn_opts *o)
 		 " MiB, %u in use%s",
 		 n->node_id, mn_backing_name(o->backing), o->pool_size >> 20, n->pool->nsections,
 		 o->section_size >> 20, atomic_load(&n->table.nused),
-		 n->pool->recovered ? " (recovered from the pool file)" : "");
+		 n->pool->upgraded    ? " (recovered from the pool file, upgraded to version 2)"
+		 : n->pool->recovered ? " (recovered from the pool file)"
+				      : "");
 	if (http)
 		printf("disagg-memnode listening on %s http %s\n", addr, http_server_addr(http));
 	else

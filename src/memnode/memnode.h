@@ -10,6 +10,7 @@
  *   server.c   acceptor, worker threads, connections, framing, output queues
  *   handlers.c one handle_<op>() per protocol opcode, through a table
  *   copy.c     memnode-to-memnode section copy on its own threads
+ *   fence.c    ownership epochs: FENCE and the epoch check of every write
  *   stats.c    counters, histograms, /metrics and /healthz
  *   main.c     options, startup, signals, shutdown
  */
@@ -79,7 +80,11 @@ struct mn_pool {
 	void *meta;              /* mapped metadata (header + records), or NULL */
 	size_t meta_len;
 	struct mn_rec *recs;     /* nsections records (in meta, or malloc'd for anon) */
+	uint32_t *epochs;        /* nsections little-endian ownership epochs */
+	void *epoch_map;         /* the mapped epoch table of a pool file, or NULL */
+	size_t epoch_len;
 	bool recovered;          /* opened an existing pool file */
+	bool upgraded;           /* ... of version 1, now version 2 (with epochs) */
 	bool on_tmpfs;           /* the backing file lives on tmpfs/hugetlbfs */
 	bool punch_ok;           /* fallocate(PUNCH_HOLE) works on the backing */
 };
@@ -95,6 +100,8 @@ static inline uint8_t *mn_pool_section(const struct mn_pool *p, uint32_t idx)
 int mn_pool_zero(struct mn_pool *p, uint32_t idx);
 /* Make record idx durable (msync of its page; no-op for anon). */
 int mn_pool_sync_rec(struct mn_pool *p, uint32_t idx);
+/* The same for the epoch of section idx. */
+int mn_pool_sync_epoch(struct mn_pool *p, uint32_t idx);
 /*
  * Find the next page at or after `page` (in section idx) that may hold data:
  * holes are skipped with SEEK_DATA on file backings. Sets *ret_end to the
@@ -108,9 +115,10 @@ const char *mn_backing_name(enum mn_backing b);
 /* ---- section table (table.c) ------------------------------------------- */
 
 struct mn_sec {
-	pthread_rwlock_t lock;   /* readers: page I/O; writer: alloc/free */
+	pthread_rwlock_t lock;   /* readers: page I/O; writer: alloc/free/fence */
 	uint32_t state;          /* under lock */
 	uint32_t generation;
+	uint32_t epoch;          /* highest ownership epoch seen (fence.c) */
 	uint64_t owner;
 };
 
@@ -126,7 +134,8 @@ struct mn_table {
 int mn_table_init(struct mn_table *t, struct mn_pool *p);
 void mn_table_destroy(struct mn_table *t);
 int mn_table_alloc(struct mn_table *t, uint64_t owner, struct proto_section *ret);
-int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation);
+/* Free section idx of `generation` for an owner of `epoch` (-EKEYREVOKED: fenced). */
+int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch);
 /* Allocated sections from `start`; returns count, *ret_next continues. */
 uint32_t mn_table_list(struct mn_table *t, uint32_t start, uint32_t max,
 		       struct proto_section *out, uint32_t *ret_next);
@@ -137,6 +146,27 @@ uint32_t mn_table_list(struct mn_table *t, uint32_t start, uint32_t max,
  */
 int mn_table_rdlock(struct mn_table *t, uint32_t idx, uint32_t generation);
 void mn_table_unlock(struct mn_table *t, uint32_t idx);
+
+/* ---- ownership epochs (fence.c) ------------------------------------------ */
+
+/*
+ * Raise the epoch of section idx (allocated with `generation`) to `epoch`
+ * if that is higher, durably, under the section's write lock: every access
+ * under way finishes first. *ret_epoch (may be NULL) receives the epoch
+ * now. Returns 1 if it was raised, 0 if not, or -ENOENT, -ESTALE, or the
+ * error of making it durable (the epoch is raised in memory all the same).
+ */
+int mn_table_fence(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch,
+		   uint32_t *ret_epoch);
+/*
+ * Take the read lock of section idx for a write through a grant of
+ * `generation` and `epoch`: as mn_table_rdlock(), and -EKEYREVOKED if the
+ * section's epoch is higher than `epoch` (a newer owner fenced this one).
+ * A higher `epoch` raises the section's first (mn_table_fence). *ret_raised
+ * says whether this call raised it.
+ */
+int mn_table_lock_write(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch,
+			bool *ret_raised);
 
 /* ---- statistics (stats.c) ---------------------------------------------- */
 
@@ -150,6 +180,8 @@ struct mn_stats {
 	_Atomic uint64_t rejected_conns;     /* refused over the cap */
 	_Atomic uint64_t copies;
 	_Atomic uint64_t copy_pages;
+	_Atomic uint64_t fenced;             /* writes and frees refused: an older epoch */
+	_Atomic uint64_t epoch_raises;       /* section epochs raised (FENCE or a newer grant) */
 	struct hist latency[PROTO_OP_MAX];
 };
 

@@ -10,11 +10,19 @@
  *   file:PATH   the same on any file system: PERSISTENT across restarts.
  *
  * A pool file starts with a metadata area and is followed by the data area
- * at an offset aligned to 2 MiB:
+ * at an offset aligned to 2 MiB, then by the epoch table:
  *
  *   0      struct mn_disk_hdr (magic, version, geometry, node id)
  *   4096   nsections struct mn_rec (state, generation, owner), 16 bytes each
  *   data_offset (2 MiB aligned)   section 0, section 1, ...
+ *   epoch_offset = data_offset + pool size: one little-endian u32 per
+ *          section, its ownership epoch (rounded up to 4 KiB)
+ *
+ * The epoch table came with version 2 of the file. A version 1 file is
+ * upgraded when it is opened: the file grows by the table (zeros: every
+ * epoch 0, which is what version 1 enforced), then the header says
+ * version 2. A crash between the two leaves a version 1 header on a file
+ * that already has the table, which the next open recognises and finishes.
  *
  * Records are updated in place (table.c writes the state word last, with a
  * single aligned store, then mn_pool_sync_rec() msyncs the record's page),
@@ -41,8 +49,9 @@
 #include "macro.h"
 
 #define MN_DISK_MAGIC "DSGMNPL1"
-#define MN_DISK_VERSION 1u
+#define MN_DISK_VERSION 2u
 #define MN_REC_OFFSET 4096u
+#define MN_EPOCH_ALIGN 4096u
 
 struct mn_disk_hdr {
 	char magic[8];
@@ -53,7 +62,8 @@ struct mn_disk_hdr {
 	uint64_t node_id;
 	uint64_t data_offset;
 	uint64_t pool_size;
-	uint64_t rsvd[9];
+	uint64_t epoch_offset;   /* version 2: the epoch table */
+	uint64_t rsvd[8];
 };
 _Static_assert(sizeof(struct mn_disk_hdr) == 128, "disk header size");
 
@@ -89,12 +99,18 @@ static uint64_t data_offset_for(uint64_t nsections)
 			(uint64_t)MN_DATA_ALIGN);
 }
 
+static uint64_t epoch_len_for(uint64_t nsections)
+{
+	return ALIGN_UP(nsections * sizeof(uint32_t), (uint64_t)MN_EPOCH_ALIGN);
+}
+
 static int pool_open_anon(struct mn_pool *p, char *err, size_t errlen)
 {
 	void *m;
 
 	p->recs = calloc(p->nsections, sizeof(*p->recs));
-	if (!p->recs)
+	p->epochs = calloc(p->nsections, sizeof(*p->epochs));
+	if (!p->recs || !p->epochs)
 		return fail(-ENOMEM, err, errlen, "out of memory for the section table");
 	m = mmap(NULL, p->size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -114,7 +130,7 @@ static int pool_check_hdr(const struct mn_pool *p, const struct mn_disk_hdr *h, 
 {
 	if (memcmp(h->magic, MN_DISK_MAGIC, sizeof(h->magic)) != 0)
 		return fail(-EINVAL, err, errlen, "%s is not a disagg-memnode pool file (bad magic)", path);
-	if (le32toh(h->version) != MN_DISK_VERSION)
+	if (le32toh(h->version) != 1 && le32toh(h->version) != MN_DISK_VERSION)
 		return fail(-EINVAL, err, errlen, "%s: unsupported pool file version %u", path,
 			    le32toh(h->version));
 	if (le64toh(h->section_size) != p->section_size)
@@ -136,15 +152,57 @@ static int pool_check_hdr(const struct mn_pool *p, const struct mn_disk_hdr *h, 
 			    "node's sections",
 			    path, (unsigned long long)le64toh(h->node_id),
 			    (unsigned long long)p->node_id);
-	if (le32toh(h->rec_offset) != MN_REC_OFFSET || le64toh(h->data_offset) != data_off)
+	if (le32toh(h->rec_offset) != MN_REC_OFFSET || le64toh(h->data_offset) != data_off ||
+	    (le32toh(h->version) >= 2 && le64toh(h->epoch_offset) != data_off + p->size))
 		return fail(-EINVAL, err, errlen, "%s: inconsistent pool file layout", path);
+	return 0;
+}
+
+/* The header of a new (or upgraded) version 2 file. */
+static void pool_fill_hdr(const struct mn_pool *p, uint64_t data_off, struct mn_disk_hdr *h)
+{
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, MN_DISK_MAGIC, sizeof(h->magic));
+	h->version = htole32(MN_DISK_VERSION);
+	h->rec_offset = htole32(MN_REC_OFFSET);
+	h->section_size = htole64(p->section_size);
+	h->nsections = htole64(p->nsections);
+	h->node_id = htole64(p->node_id);
+	h->data_offset = htole64(data_off);
+	h->pool_size = htole64(p->size);
+	h->epoch_offset = htole64(data_off + p->size);
+}
+
+/*
+ * Size the file to `total` (the epoch table reads as zeros) and write a
+ * version 2 header, both durably: a new file, or the upgrade of a
+ * version 1 file.
+ */
+static int pool_write_v2(struct mn_pool *p, uint64_t data_off, uint64_t total, const char *path,
+			 char *err, size_t errlen)
+{
+	struct mn_disk_hdr h;
+	int r;
+
+	if (ftruncate(p->fd, (off_t)total) < 0 || fsync(p->fd) < 0) {
+		r = -errno;
+		return fail(r, err, errlen, "cannot size pool file %s to %llu bytes: %s", path,
+			    (unsigned long long)total, strerror(-r));
+	}
+	pool_fill_hdr(p, data_off, &h);
+	errno = 0;
+	if (pwrite(p->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fsync(p->fd) < 0) {
+		r = errno ? -errno : -EIO;
+		return fail(r, err, errlen, "cannot write pool header to %s: %s", path, strerror(-r));
+	}
 	return 0;
 }
 
 static int pool_open_file(struct mn_pool *p, const char *path, char *err, size_t errlen)
 {
 	uint64_t data_off = data_offset_for(p->nsections);
-	uint64_t total = data_off + p->size;
+	uint64_t total_v1 = data_off + p->size, elen = epoch_len_for(p->nsections);
+	uint64_t total = total_v1 + elen;
 	struct mn_disk_hdr h;
 	struct statfs sfs;
 	struct stat st;
@@ -171,26 +229,10 @@ static int pool_open_file(struct mn_pool *p, const char *path, char *err, size_t
 	p->on_tmpfs = sfs.f_type == TMPFS_MAGIC || sfs.f_type == HUGETLBFS_MAGIC;
 
 	if (st.st_size == 0) {
-		/* New pool: size it and write the header; records start zeroed (free). */
-		if (ftruncate(p->fd, (off_t)total) < 0) {
-			r = -errno;
-			return fail(r, err, errlen, "cannot size pool file %s to %llu bytes: %s", path,
-				    (unsigned long long)total, strerror(-r));
-		}
-		memset(&h, 0, sizeof(h));
-		memcpy(h.magic, MN_DISK_MAGIC, sizeof(h.magic));
-		h.version = htole32(MN_DISK_VERSION);
-		h.rec_offset = htole32(MN_REC_OFFSET);
-		h.section_size = htole64(p->section_size);
-		h.nsections = htole64(p->nsections);
-		h.node_id = htole64(p->node_id);
-		h.data_offset = htole64(data_off);
-		h.pool_size = htole64(p->size);
-		if (pwrite(p->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fsync(p->fd) < 0) {
-			r = errno ? -errno : -EIO;
-			return fail(r, err, errlen, "cannot write pool header to %s: %s", path,
-				    strerror(-r));
-		}
+		/* New pool: records and epochs start zeroed (free, epoch 0). */
+		r = pool_write_v2(p, data_off, total, path, err, errlen);
+		if (r < 0)
+			return r;
 	} else {
 		ssize_t n = pread(p->fd, &h, sizeof(h), 0);
 
@@ -200,6 +242,14 @@ static int pool_open_file(struct mn_pool *p, const char *path, char *err, size_t
 		r = pool_check_hdr(p, &h, data_off, path, err, errlen);
 		if (r < 0)
 			return r;
+		if (le32toh(h.version) == 1 &&
+		    ((uint64_t)st.st_size == total_v1 || (uint64_t)st.st_size == total)) {
+			r = pool_write_v2(p, data_off, total, path, err, errlen);
+			if (r < 0)
+				return r;
+			st.st_size = (off_t)total;
+			p->upgraded = true;
+		}
 		if ((uint64_t)st.st_size != total)
 			return fail(-EINVAL, err, errlen, "%s has size %llu, expected %llu: truncated or "
 				    "not this pool", path, (unsigned long long)st.st_size,
@@ -224,6 +274,15 @@ static int pool_open_file(struct mn_pool *p, const char *path, char *err, size_t
 			    (unsigned long long)p->size, strerror(-r));
 	}
 	p->data = m;
+
+	m = mmap(NULL, elen, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, (off_t)total_v1);
+	if (m == MAP_FAILED) {
+		r = -errno;
+		return fail(r, err, errlen, "mmap of the epoch table: %s", strerror(-r));
+	}
+	p->epoch_map = m;
+	p->epoch_len = elen;
+	p->epochs = m;
 
 	/* Every record must hold a known state. */
 	for (uint32_t i = 0; i < p->nsections; i++) {
@@ -289,6 +348,12 @@ void mn_pool_close(struct mn_pool *p)
 	} else {
 		free(p->recs);
 	}
+	if (p->epoch_map) {
+		(void)msync(p->epoch_map, p->epoch_len, MS_SYNC);
+		munmap(p->epoch_map, p->epoch_len);
+	} else {
+		free(p->epochs);
+	}
 	if (p->fd >= 0) {
 		if (p->backing == MN_BACK_FILE)
 			(void)fsync(p->fd);
@@ -321,14 +386,27 @@ int mn_pool_zero(struct mn_pool *p, uint32_t idx)
 	return 0;
 }
 
+/* msync the page of a mapped pool file that holds `addr`. */
+static int sync_page_of(const void *addr)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)addr & ~(page - 1);
+
+	return msync((void *)a, page, MS_SYNC) < 0 ? -errno : 0;
+}
+
 int mn_pool_sync_rec(struct mn_pool *p, uint32_t idx)
 {
-	uintptr_t a, page = (uintptr_t)sysconf(_SC_PAGESIZE);
-
 	if (!p->meta || idx >= p->nsections)
 		return 0;
-	a = (uintptr_t)&p->recs[idx] & ~(page - 1);
-	return msync((void *)a, page, MS_SYNC) < 0 ? -errno : 0;
+	return sync_page_of(&p->recs[idx]);
+}
+
+int mn_pool_sync_epoch(struct mn_pool *p, uint32_t idx)
+{
+	if (!p->epoch_map || idx >= p->nsections)
+		return 0;
+	return sync_page_of(&p->epochs[idx]);
 }
 
 int mn_pool_next_data(struct mn_pool *p, uint32_t idx, uint32_t page, uint32_t *ret_page,

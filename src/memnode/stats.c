@@ -17,6 +17,8 @@
  *   connections_total               connections accepted
  *   connections_rejected_total      connections refused over the cap
  *   copies_total, copy_pages_total  completed COPY operations and pages sent
+ *   fenced_requests_total           writes and frees refused: their epoch is over
+ *   epoch_raises_total              section epochs raised (FENCE or a newer grant)
  */
 #include "memnode.h"
 
@@ -73,6 +75,12 @@ char *mn_stats_render(struct mn_node *n)
 			atomic_load(&s->copies));
 	metrics_counter(&sb, "disagg_memnode_copy_pages_total",
 			"Pages sent by completed section copies.", "", atomic_load(&s->copy_pages));
+	metrics_counter(&sb, "disagg_memnode_fenced_requests_total",
+			"Writes and frees refused because they are of an older ownership epoch.", "",
+			atomic_load(&s->fenced));
+	metrics_counter(&sb, "disagg_memnode_epoch_raises_total",
+			"Section ownership epochs raised, by FENCE or by a newer grant.", "",
+			atomic_load(&s->epoch_raises));
 	return strbuf_steal(&sb);
 }
 

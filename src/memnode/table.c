@@ -16,6 +16,10 @@
  * allocation and is kept in free records too, so a restarted persistent
  * node never reuses a generation. An anonymous pool starts its generations
  * from a random base, so grants minted before a restart do not match.
+ *
+ * Allocation also resets the section's ownership epoch (fence.c) to 0,
+ * durably, before the record says "used": grants of the new generation
+ * start at epoch 0, and no grant of an older generation matches anyway.
  */
 #include "memnode.h"
 
@@ -74,6 +78,7 @@ int mn_table_init(struct mn_table *t, struct mn_pool *p)
 		s->state = le32toh(rec->state);
 		s->generation = le32toh(rec->generation);
 		s->owner = le64toh(rec->owner);
+		s->epoch = le32toh(p->epochs[i]);
 		if (s->state == MN_SEC_USED)
 			t->nused++;
 	}
@@ -117,6 +122,12 @@ int mn_table_alloc(struct mn_table *t, uint64_t owner, struct proto_section *ret
 	r = mn_pool_zero(t->pool, idx);
 	if (r < 0)
 		goto out;
+	/* Likewise the epoch of the previous generation. */
+	__atomic_store_n(&t->pool->epochs[idx], 0, __ATOMIC_RELEASE);
+	r = mn_pool_sync_epoch(t->pool, idx);
+	if (r < 0)
+		goto out;
+	s->epoch = 0;
 	gen = s->generation + 1;
 	if (gen == 0)
 		gen = 1;
@@ -141,7 +152,7 @@ out:
 	return r;
 }
 
-int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation)
+int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch)
 {
 	struct mn_sec *s;
 	int r;
@@ -157,6 +168,10 @@ int mn_table_free(struct mn_table *t, uint32_t idx, uint32_t generation)
 	}
 	if (s->generation != generation) {
 		r = -ESTALE;
+		goto out;
+	}
+	if (epoch < s->epoch) {
+		r = -EKEYREVOKED;     /* an old owner: the section has been handed over */
 		goto out;
 	}
 	rec_store(t->pool, idx, MN_SEC_FREE, 0, 0, false);

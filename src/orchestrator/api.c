@@ -3,7 +3,7 @@
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
- * nodes.c, slots.c and migrate.c.
+ * nodes.c, slots.c and migrate*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -74,8 +74,9 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 {
 	static const char *const kinds[] = { "memnode", "compute", "devnode" };
 	static const char *const nstates[] = { "up", "down", "drained" };
-	static const char *const sstates[] = { "creating", "running", "resizing", "deleting",
-					       "migrating", "failed", "lost", "degraded" };
+	static const char *const sstates[] = { "creating", "running",    "resizing",
+					       "deleting", "migrating",  "unresolved",
+					       "failed",   "lost",       "degraded" };
 	_cleanup_free_ struct node_rec *nodes = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	size_t nn = 0, ns = 0;

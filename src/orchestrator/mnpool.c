@@ -179,14 +179,17 @@ static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc *
 	return 0;
 }
 
-enum mnp_op { MNP_ALLOC, MNP_FREE, MNP_COPY };
+enum mnp_op { MNP_ALLOC, MNP_FREE, MNP_COPY, MNP_FENCE };
 
+/* COPY: dst_grant, dst_addr, rep. FENCE: dst_grant is the grant presented, epoch the answer. */
 struct mnp_copy {
 	const struct proto_grant *dst_grant;
 	const char *dst_addr;
 	struct proto_copy_rep *rep;
+	uint32_t *epoch;
 };
 
+/* `owner`: the owner of an ALLOC, the epoch of a FREE. */
 static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uint64_t owner,
 		 uint32_t *section, uint32_t *generation, const struct mnp_copy *cp)
 {
@@ -208,7 +211,9 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 				*generation = ps.generation;
 			}
 		} else if (op == MNP_FREE) {
-			r = mnc_free(c, *section, *generation);
+			r = mnc_free(c, *section, *generation, (uint32_t)owner);
+		} else if (op == MNP_FENCE) {
+			r = mnc_fence(c, cp->dst_grant, cp->epoch);
 		} else {
 			r = mnc_copy(c, *section, *generation, cp->dst_grant, cp->dst_addr, cp->rep);
 		}
@@ -229,9 +234,18 @@ int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 }
 
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
-			uint32_t generation)
+			uint32_t generation, uint32_t epoch)
 {
-	return do_op(p, n, MNP_FREE, 0, &section, &generation, NULL);
+	return do_op(p, n, MNP_FREE, epoch, &section, &generation, NULL);
+}
+
+/* FENCE may be repeated: raising an epoch twice is raising it once. */
+int mnpool_fence(struct mnpool *p, const struct node_rec *n, const struct proto_grant *g,
+		 uint32_t *ret_epoch)
+{
+	struct mnp_copy cp = { .dst_grant = g, .epoch = ret_epoch };
+
+	return do_op(p, n, MNP_FENCE, 0, NULL, NULL, &cp);
 }
 
 /* COPY may be repeated: a retry on a fresh connection only copies again. */

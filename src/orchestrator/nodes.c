@@ -634,8 +634,10 @@ static void *monitor_main(void *arg)
 					mnpool_forget(o->mnpool, stale[i]);
 				}
 		}
-		if (++tick % 4 == 0)
+		if (++tick % 4 == 0) {
 			reconcile_lost(o);
+			migrate_resolve_pending(o);
+		}
 		if (now - last_prune > 60) {
 			o->store->ops->request_prune(o->store, now - REQUEST_TTL_S);
 			last_prune = now;

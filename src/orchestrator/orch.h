@@ -9,7 +9,9 @@
  *                drain, reconciliation with compute nodes
  *   placement.c  choosing the compute node and the memory nodes
  *   slots.c      slot create, resize, delete, console
- *   migrate.c    compute migration and memory migration of a slot
+ *   migrate*.c   compute and memory migration of a slot, and settling
+ *                interrupted ones (migrate.h)
+ *   fence.c      ownership epochs of sections, fencing at each change of owner
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
  *   util.c       sizes, JSON helpers, labels, time formatting
@@ -150,8 +152,9 @@ void mnpool_free(struct mnpool *p);
 /* Allocate one section on memory node `n` for owner `owner`. */
 int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 		 uint32_t *ret_section, uint32_t *ret_generation);
+/* Free a section, as its owner of ownership epoch `epoch`. */
 int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
-			uint32_t generation);
+			uint32_t generation, uint32_t epoch);
 /*
  * Ask memory node `n` to COPY its section src/src_gen to the section that
  * dst_grant names on the memory node at dst_addr (waits for the whole copy).
@@ -159,6 +162,13 @@ int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t sec
 int mnpool_copy(struct mnpool *p, const struct node_rec *n, uint32_t src, uint32_t src_gen,
 		const struct proto_grant *dst_grant, const char *dst_addr,
 		struct proto_copy_rep *ret);
+/*
+ * Present grant g (held by the orchestrator) to memory node `n` so that it
+ * refuses writes of older ownership epochs to g's section (FENCE).
+ * *ret_epoch (may be NULL): the section's epoch now.
+ */
+int mnpool_fence(struct mnpool *p, const struct node_rec *n, const struct proto_grant *g,
+		 uint32_t *ret_epoch);
 /* Forget cached connections to a node (it went down or re-registered). */
 void mnpool_forget(struct mnpool *p, uint64_t node_id);
 
@@ -191,7 +201,7 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 /* Slots interrupted by a restart (creating, resizing, deleting, migrating): settle them. */
 void slots_recover(struct orch *o);
 
-/* Helpers shared with migrate.c. */
+/* Helpers shared with migrate*.c. */
 int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slot,
 		const char *fmt, ...) _printf_(5, 6);
 /* Answer for a failed compute call (status > 0: HTTP answer; < 0: no answer). */
@@ -203,11 +213,14 @@ void slots_compute_error(struct http_resp *resp, const struct node_rec *c, const
  */
 int slots_alloc_section(struct orch *o, const struct slot_rec *s, struct node_rec *ret_mn,
 			uint32_t *ret_sec, uint32_t *ret_gen, char *why, size_t whylen);
-/* Free a remote section on its memory node (an event when it cannot be). */
+/*
+ * Fence a remote section (at its epoch + 1: no grant minted so far writes),
+ * then free it on its memory node (an event when it cannot be freed).
+ */
 void slots_free_remote(struct orch *o, const struct section_rec *x);
-/* {"kind": "remote", "addr": ..., "grant": ...} for holder `holder` (read-write). */
+/* {"kind": "remote", "addr": ..., "grant": ...} for holder `holder` (read-write, of `epoch`). */
 json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t holder,
-			  uint32_t sec, uint32_t gen);
+			  uint32_t sec, uint32_t gen, uint32_t epoch);
 /* 404 / 500 answered when the slot cannot be read. */
 int slots_get_slot(struct orch *o, const char *name, struct slot_rec *s, struct http_resp *resp);
 /*
@@ -219,7 +232,31 @@ int slots_begin_op(struct orch *o, const char *name, const char *const *from, co
 		   struct slot_rec *s, struct http_resp *resp);
 void slots_end_op(struct orch *o, struct slot_rec *s, const char *state);
 
-/* ---- migrate.c --------------------------------------------------------- */
+/* ---- fence.c ----------------------------------------------------------- */
+
+/*
+ * FENCE section x on memory node mn at `epoch`: from then on it refuses
+ * writes through grants of older epochs. 0, or -errno (-ENOENT, -ESTALE:
+ * the section is gone, so no grant of it writes anyway).
+ */
+int fence_section_on(struct orch *o, const struct node_rec *mn, const struct section_rec *x,
+		     uint32_t epoch);
+/* The same, looking up x's memory node. */
+int fence_section(struct orch *o, const struct section_rec *x, uint32_t epoch);
+/*
+ * A change of owner is coming: raise the epoch of every remote section of
+ * secs (in the store, in one transaction, and in secs) before grants for
+ * the new owner are minted with it.
+ */
+int fence_advance(struct orch *o, struct section_rec *secs, size_t n);
+/*
+ * The change of owner happened: make every memory node of slot s learn
+ * its sections' epochs from the store. A section that cannot be fenced is
+ * reported (log, event "fence_failed"); -EIO if any.
+ */
+int fence_slot(struct orch *o, const struct slot_rec *s);
+
+/* ---- migrate*.c -------------------------------------------------------- */
 
 /* POST /v1/slots/NAME/migrate {"to": COMPUTE_ID}: compute migration. */
 void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
@@ -227,8 +264,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 /* POST /v1/slots/NAME/migrate-memory {"from": ID, "to": ID, "section": INDEX}. */
 void migrate_memory(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp);
-/* At start: settle a slot left `migrating` by a restart (asks the compute nodes). */
+/* At start: settle a slot left `migrating` or `unresolved` (asks the compute nodes). */
 void migrate_recover(struct orch *o, struct slot_rec *s);
+/* From the monitor: ask again about every `unresolved` slot whose compute node is up. */
+void migrate_resolve_pending(struct orch *o);
 
 /* ---- api.c ------------------------------------------------------------- */
 

@@ -46,9 +46,10 @@ static json_t *section_json(const struct section_rec *x)
 {
 	if (!x->remote)
 		return json_pack("{s:I, s:s}", "index", (json_int_t)x->idx, "kind", "local");
-	return json_pack("{s:I, s:s, s:I, s:I, s:I}", "index", (json_int_t)x->idx, "kind",
+	return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "index", (json_int_t)x->idx, "kind",
 			 "remote", "memnode", (json_int_t)x->memnode, "section",
-			 (json_int_t)x->section, "generation", (json_int_t)x->generation);
+			 (json_int_t)x->section, "generation", (json_int_t)x->generation, "epoch",
+			 (json_int_t)x->epoch);
 }
 
 json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
@@ -216,8 +217,10 @@ void slots_free_remote(struct orch *o, const struct section_rec *x)
 	int r;
 
 	r = o->store->ops->node_get(o->store, x->memnode, &mn);
+	if (r == 0 && fence_section_on(o, &mn, x, x->epoch + 1) < 0)
+		log_debug("section %" PRIu32 " not fenced before its free", x->section);
 	if (r == 0)
-		r = mnpool_free_section(o->mnpool, &mn, x->section, x->generation);
+		r = mnpool_free_section(o->mnpool, &mn, x->section, x->generation, x->epoch + 1);
 	if (r < 0 && r != -ENOENT && r != -ESTALE) {
 		log_warn("cannot free section %" PRIu32 " (generation %" PRIu32
 			 ") on memory node %" PRIu64 ": %s",
@@ -231,13 +234,13 @@ void slots_free_remote(struct orch *o, const struct section_rec *x)
 }
 
 json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t holder,
-				   uint32_t sec, uint32_t gen)
+				   uint32_t sec, uint32_t gen, uint32_t epoch)
 {
 	struct proto_grant g;
 	char hex[GRANT_HEX_LEN + 1];
 
-	if (grant_mint(&o->key, mn->id, holder, sec, gen, PROTO_R_READ | PROTO_R_WRITE, 0, &g) <
-	    0)
+	if (grant_mint_epoch(&o->key, mn->id, holder, sec, gen, epoch,
+			     PROTO_R_READ | PROTO_R_WRITE, 0, &g) < 0)
 		return NULL;
 	grant_to_hex(&g, hex);
 	return json_pack("{s:s, s:s, s:s}", "kind", "remote", "addr", mn->addr, "grant", hex);
@@ -512,7 +515,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 			x.remote = true;
 			x.memnode = mn->id;
 			json_array_append_new(secs, slots_remote_json(o, mn, c.id, x.section,
-									x.generation));
+									x.generation, x.epoch));
 		}
 		r = st->ops->section_add(st, &x);
 		if (r < 0) {
@@ -623,7 +626,8 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp)
 static bool transitional(const char *state)
 {
 	return !strcmp(state, "creating") || !strcmp(state, "resizing") ||
-	       !strcmp(state, "deleting") || !strcmp(state, "migrating");
+	       !strcmp(state, "deleting") || !strcmp(state, "migrating") ||
+	       !strcmp(state, "unresolved");
 }
 
 /*
@@ -705,7 +709,7 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 			return r;
 		}
 		x.memnode = mn.id;
-		sec = slots_remote_json(o, &mn, c->id, x.section, x.generation);
+		sec = slots_remote_json(o, &mn, c->id, x.section, x.generation, x.epoch);
 	}
 	ans = json_pack("{s:o}", "section", sec);
 	body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
@@ -942,7 +946,7 @@ void slots_recover(struct orch *o)
 
 		if (!transitional(was))
 			continue;
-		if (strcmp(was, "migrating") == 0) {
+		if (strcmp(was, "migrating") == 0 || strcmp(was, "unresolved") == 0) {
 			migrate_recover(o, s);
 			continue;
 		}

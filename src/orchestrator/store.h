@@ -54,7 +54,7 @@ struct slot_rec {
 	int64_t id;                      /* never reused: the owner id on memory nodes */
 	char name[STORE_NAME_MAX];
 	char state[STORE_STATE_MAX];     /* creating, running, resizing, deleting, migrating,
-					    failed, lost */
+					    unresolved, failed, lost */
 	int64_t vcpus;
 	uint64_t memory;                 /* bytes */
 	int64_t remote_percent;
@@ -77,6 +77,7 @@ struct section_rec {
 	uint32_t section;
 	uint32_t generation;
 	int64_t hot_index;               /* compute agent's hot-plug index; -1 = boot RAM */
+	uint32_t epoch;                  /* remote: ownership epoch of its grants (fence.c) */
 };
 
 struct event_rec {

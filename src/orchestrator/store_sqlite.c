@@ -562,6 +562,7 @@ static int sq_section_add(struct store *s, const struct section_rec *o)
 		sqlite3_bind_int64(p, 5, o->section);
 		sqlite3_bind_int64(p, 6, o->generation);
 		sqlite3_bind_int64(p, 7, o->hot_index);
+		sqlite3_bind_int64(p, 8, o->epoch);
 		r = exec_done(st, p, "section_add");
 	}
 	unlock(st);
@@ -596,6 +597,7 @@ static void read_section(sqlite3_stmt *p, struct section_rec *o)
 	o->section = (uint32_t)sqlite3_column_int64(p, 5);
 	o->generation = (uint32_t)sqlite3_column_int64(p, 6);
 	o->hot_index = sqlite3_column_int64(p, 7);
+	o->epoch = (uint32_t)sqlite3_column_int64(p, 8);
 }
 
 static int sq_section_list(struct store *s, int64_t slot_id, uint64_t memnode,

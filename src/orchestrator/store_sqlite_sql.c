@@ -67,6 +67,8 @@ const char *const store_sqlite_migrations[] = {
 	"  message TEXT NOT NULL);",
 	/* 1 -> 2: the migration in progress on a slot (JSON), for restarts. */
 	"ALTER TABLE slots ADD COLUMN op TEXT NOT NULL DEFAULT '';",
+	/* 2 -> 3: each section's ownership epoch (fence.c); existing ones are at 0. */
+	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
 };
 
 
@@ -118,12 +120,12 @@ const char *const store_sqlite_sql[Q__MAX] = {
 			  "op = ?6 WHERE id = ?1",
 	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
 	[Q_SEC_ADD] =
-		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index, "
+		"epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[Q_SEC_REMOVE] = "DELETE FROM sections WHERE slot_id = ?1 AND idx = ?2",
 	[Q_SEC_LIST] =
 		"SELECT x.slot_id, s.name, x.idx, x.kind, COALESCE(x.memnode, 0), x.section, "
-		"x.generation, x.hot_index FROM sections x JOIN slots s ON s.id = x.slot_id "
+		"x.generation, x.hot_index, x.epoch FROM sections x JOIN slots s ON s.id = x.slot_id "
 		"WHERE (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
 		"ORDER BY x.slot_id, x.idx",
 	[Q_SEC_COUNT] = "SELECT COUNT(*) FROM sections WHERE kind = 'remote'",

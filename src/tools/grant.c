@@ -4,8 +4,11 @@
  *
  *   disagg-grant --new-key FILE
  *   disagg-grant --key FILE --memnode ID --holder ID --section N --generation G
- *                --rights r|w|rw [--ttl SECONDS | --expiry UNIX]
+ *                --rights r|w|rw [--epoch E] [--ttl SECONDS | --expiry UNIX]
  *
+ * --epoch is the holder's ownership epoch of the section (default 0): a
+ * memory node refuses writes through grants of an epoch older than the
+ * newest it has seen for the section.
  * A grant is printed as 144 hex digits (its wire encoding), the form the
  * orchestrator and the command-line tools pass around.
  */
@@ -25,7 +28,8 @@ static void usage(FILE *f)
 {
 	fputs("usage: disagg-grant --new-key FILE\n"
 	      "       disagg-grant --key FILE --memnode ID --holder ID --section N\n"
-	      "                    --generation G --rights r|w|rw [--ttl SECONDS|--expiry UNIX]\n",
+	      "                    --generation G --rights r|w|rw [--epoch E]\n"
+	      "                    [--ttl SECONDS|--expiry UNIX]\n",
 	      f);
 }
 
@@ -41,11 +45,13 @@ int main(int argc, char **argv)
 		{ "rights", required_argument, NULL, 'r' },
 		{ "ttl", required_argument, NULL, 't' },
 		{ "expiry", required_argument, NULL, 'e' },
+		{ "epoch", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
 	const char *new_key = NULL, *keyfile = NULL, *rights_s = NULL;
 	uint64_t memnode = 0, holder = 0, section = 0, generation = 0, ttl = 0, expiry = 0;
+	uint64_t epoch = 0;
 	bool have_m = false, have_h = false, have_s = false, have_g = false, have_ttl = false,
 	     have_exp = false;
 	struct auth_key key;
@@ -64,6 +70,7 @@ int main(int argc, char **argv)
 		case 'g': have_g = true; r = tool_u64("--generation", optarg, &generation); goto num;
 		case 't': have_ttl = true; r = tool_u64("--ttl", optarg, &ttl); goto num;
 		case 'e': have_exp = true; r = tool_u64("--expiry", optarg, &expiry); goto num;
+		case 'E': r = tool_u64("--epoch", optarg, &epoch); goto num;
 		case 'r': rights_s = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
@@ -93,8 +100,8 @@ num:
 		usage(stderr);
 		return 1;
 	}
-	if (section > UINT32_MAX || generation > UINT32_MAX) {
-		fprintf(stderr, "disagg-grant: section and generation are 32-bit numbers\n");
+	if (section > UINT32_MAX || generation > UINT32_MAX || epoch > UINT32_MAX) {
+		fprintf(stderr, "disagg-grant: section, generation and epoch are 32-bit numbers\n");
 		return 1;
 	}
 	if (have_ttl && have_exp) {
@@ -120,8 +127,8 @@ num:
 			auth_key_hint(r));
 		return 1;
 	}
-	r = grant_mint(&key, memnode, holder, (uint32_t)section, (uint32_t)generation, rights,
-		       expiry, &g);
+	r = grant_mint_epoch(&key, memnode, holder, (uint32_t)section, (uint32_t)generation,
+			     (uint32_t)epoch, rights, expiry, &g);
 	OPENSSL_cleanse(&key, sizeof(key));
 	if (r < 0) {
 		fprintf(stderr, "disagg-grant: cannot mint grant: %s\n", strerror(-r));

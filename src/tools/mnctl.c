@@ -11,9 +11,11 @@
  *   copy SECTION GEN --to HOST:PORT --to-section N --to-generation G --to-node-id ID
  *   cas SECTION GEN --offset O --expect E --value V
  *   fadd SECTION GEN --offset O --value V
+ *   fence SECTION GEN --epoch E
  *
  * It holds the cluster key, so it mints its own grants (holder = --node-id,
- * memnode = the id the node proved in HELLO), as the orchestrator would.
+ * memnode = the id the node proved in HELLO, ownership epoch --epoch,
+ * default 0), as the orchestrator would.
  * fill/verify use the pattern of toolutil.h, derived from the seed, the
  * memory node id, the section and the page index; --pattern-node and
  * --pattern-section verify a copy made to another node or section.
@@ -42,7 +44,7 @@ struct args {
 	const char *addr, *keyfile, *to;
 	uint64_t node_id, owner, seed, pages, first, timeout;
 	uint64_t to_section, to_generation, to_node_id;
-	uint64_t offset, expect, value, pattern_node, pattern_section;
+	uint64_t offset, expect, value, pattern_node, pattern_section, epoch;
 	bool have_seed, have_pages, zero, have_pnode, have_psec;
 	bool have_to_sec, have_to_gen, have_to_node, have_expect, have_value;
 	char **pos;
@@ -55,7 +57,7 @@ static int fail(const char *what, int r)
 
 	/* Refusals by the node whose errno text alone is misleading ("Key was rejected"). */
 	switch (-r) {
-	case EKEYREJECTED: case EPERM: case ESTALE: case ENOENT:
+	case EKEYREJECTED: case EPERM: case ESTALE: case ENOENT: case EKEYREVOKED:
 		node = proto_status_str(proto_errno_to_status(r));
 		break;
 	}
@@ -95,11 +97,12 @@ static int sec_gen(const struct args *a, uint32_t *ret_sec, uint32_t *ret_gen)
 	return 0;
 }
 
-static int mint(const struct auth_key *key, uint64_t memnode, uint64_t holder, uint32_t sec,
-		uint32_t gen, uint32_t rights, struct proto_grant *ret)
+static int mint(const struct auth_key *key, const struct args *a, uint64_t memnode,
+		uint64_t holder, uint32_t sec, uint32_t gen, uint32_t rights,
+		struct proto_grant *ret)
 {
-	int r = grant_mint(key, memnode, holder, sec, gen, rights, (uint64_t)time(NULL) + 3600,
-			   ret);
+	int r = grant_mint_epoch(key, memnode, holder, sec, gen, (uint32_t)a->epoch, rights,
+				 (uint64_t)time(NULL) + 3600, ret);
 
 	return r < 0 ? fail("mint grant", r) : 0;
 }
@@ -187,7 +190,7 @@ static int fill_verify(struct mnc *c, const struct auth_key *key, const struct a
 	}
 	x.pnode = a->have_pnode ? a->pattern_node : info->node_id;
 	x.psec = a->have_psec ? (uint32_t)a->pattern_section : sec;
-	if (mint(key, info->node_id, a->node_id, sec, gen, write ? PROTO_R_WRITE : PROTO_R_READ,
+	if (mint(key, a, info->node_id, a->node_id, sec, gen, write ? PROTO_R_WRITE : PROTO_R_READ,
 		 &g))
 		return 1;
 	for (int i = 0; i < QD; i++) {
@@ -312,7 +315,7 @@ static int cmd_free(struct mnc *c, const struct args *a)
 
 	if (sec_gen(a, &sec, &gen) < 0)
 		return 1;
-	r = mnc_free(c, sec, gen);
+	r = mnc_free(c, sec, gen, (uint32_t)a->epoch);
 	return r < 0 ? fail("free", r) : 0;
 }
 
@@ -360,7 +363,7 @@ static int cmd_copy(struct mnc *c, const struct auth_key *key, const struct args
 	if (a->to_section > UINT32_MAX || a->to_generation > UINT32_MAX)
 		return fail("copy", -ERANGE);
 	/* The source node writes to the target: it is the grant's holder. */
-	if (mint(key, a->to_node_id, mnc_info(c)->node_id, (uint32_t)a->to_section,
+	if (mint(key, a, a->to_node_id, mnc_info(c)->node_id, (uint32_t)a->to_section,
 		 (uint32_t)a->to_generation, PROTO_R_WRITE, &dst))
 		return 1;
 	r = mnc_copy(c, sec, gen, &dst, a->to, &rep);
@@ -384,13 +387,30 @@ static int cmd_atomic(struct mnc *c, const struct auth_key *key, const struct ar
 			cas ? "--expect, " : "");
 		return 1;
 	}
-	if (mint(key, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_ALL, &g))
+	if (mint(key, a, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_ALL, &g))
 		return 1;
 	r = cas ? mnc_cas(c, &g, a->offset, a->expect, a->value, &old)
 		: mnc_fadd(c, &g, a->offset, a->value, &old);
 	if (r < 0)
 		return fail(a->pos[0], r);
 	printf("{\"old\": %" PRIu64 "}\n", old);
+	return 0;
+}
+
+static int cmd_fence(struct mnc *c, const struct auth_key *key, const struct args *a)
+{
+	struct proto_grant g;
+	uint32_t sec, gen, epoch;
+	int r;
+
+	if (sec_gen(a, &sec, &gen) < 0)
+		return 1;
+	if (mint(key, a, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_WRITE, &g))
+		return 1;
+	r = mnc_fence(c, &g, &epoch);
+	if (r < 0)
+		return fail("fence", r);
+	printf("{\"epoch\": %" PRIu32 "}\n", epoch);
 	return 0;
 }
 
@@ -403,7 +423,9 @@ static void usage(FILE *f)
 	      "         [--pattern-node ID] [--pattern-section N]\n"
 	      "  copy SECTION GEN --to HOST:PORT --to-section N --to-generation G --to-node-id ID\n"
 	      "  cas SECTION GEN --offset O --expect E --value V\n"
-	      "  fadd SECTION GEN --offset O --value V\n",
+	      "  fadd SECTION GEN --offset O --value V\n"
+	      "  fence SECTION GEN --epoch E\n"
+	      "grants are minted with ownership epoch --epoch E (default 0)\n",
 	      f);
 }
 
@@ -412,6 +434,7 @@ static int parse(int argc, char **argv, struct args *a)
 	enum {
 		O_ADDR = 256, O_KEY, O_NODE, O_TIMEOUT, O_OWNER, O_SEED, O_PAGES, O_FIRST, O_ZERO,
 		O_TO, O_TOSEC, O_TOGEN, O_TONODE, O_OFFSET, O_EXPECT, O_VALUE, O_PNODE, O_PSEC,
+		O_EPOCH,
 	};
 	static const struct option opts[] = {
 		{ "addr", required_argument, NULL, O_ADDR },
@@ -432,6 +455,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "value", required_argument, NULL, O_VALUE },
 		{ "pattern-node", required_argument, NULL, O_PNODE },
 		{ "pattern-section", required_argument, NULL, O_PSEC },
+		{ "epoch", required_argument, NULL, O_EPOCH },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -458,6 +482,7 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_VALUE: a->have_value = true; r = tool_u64("--value", optarg, &a->value); break;
 		case O_PNODE: a->have_pnode = true; r = tool_u64("--pattern-node", optarg, &a->pattern_node); break;
 		case O_PSEC: a->have_psec = true; r = tool_u64("--pattern-section", optarg, &a->pattern_section); break;
+		case O_EPOCH: r = tool_u64("--epoch", optarg, &a->epoch); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}
@@ -467,6 +492,10 @@ static int parse(int argc, char **argv, struct args *a)
 	if (!a->addr || !a->keyfile || !have_node || optind >= argc) {
 		fprintf(stderr, "disagg-mnctl: --addr, --key, --node-id and a command are required\n");
 		usage(stderr);
+		return -EINVAL;
+	}
+	if (a->epoch > UINT32_MAX) {
+		fprintf(stderr, "disagg-mnctl: --epoch is a 32-bit number\n");
 		return -EINVAL;
 	}
 	if (a->timeout > INT32_MAX) {
@@ -490,7 +519,7 @@ int main(int argc, char **argv)
 		return 1;
 	cmd = a.pos[0];
 	static const char *const known[] = { "ping", "stats", "list", "alloc", "free", "fill",
-					     "verify", "copy", "cas", "fadd" };
+					     "verify", "copy", "cas", "fadd", "fence" };
 	bool ok = false;
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		ok |= strcmp(cmd, known[i]) == 0;
@@ -532,6 +561,8 @@ int main(int argc, char **argv)
 		r = fill_verify(c, &key, &a, false);
 	else if (!strcmp(cmd, "copy"))
 		r = cmd_copy(c, &key, &a);
+	else if (!strcmp(cmd, "fence"))
+		r = cmd_fence(c, &key, &a);
 	else
 		r = cmd_atomic(c, &key, &a, !strcmp(cmd, "cas"));
 	OPENSSL_cleanse(&key, sizeof(key));

@@ -17,13 +17,15 @@ HDR = struct.Struct("<IHHIIQII")
 PAGE = 4096
 
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
-          SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12)
+          SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
+          FENCE=13)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
-          INTERNAL=14)
+          INTERNAL=14, FENCED=15)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE = 1, 2
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE = 1, 2, 4
 
 GRANT = struct.Struct("<QQIIIIQ32s")      # 72 bytes
 HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
@@ -43,8 +45,9 @@ def mac(key, *parts):
 
 
 def mint_grant(key, memnode_id, holder_id, section, generation, rights,
-               expiry=0):
-    body = GRANT.pack(memnode_id, holder_id, section, generation, rights, 0,
+               expiry=0, epoch=0):
+    """A grant; `epoch` is the holder's ownership epoch of the section."""
+    body = GRANT.pack(memnode_id, holder_id, section, generation, rights, epoch,
                       expiry, b"\0" * 32)[:40]
     return body + mac(key, b"disagg-grant", body)
 
@@ -110,7 +113,8 @@ class Conn:
     # -- handshake ---------------------------------------------------------
     def hello(self, key, node_id, check_server=True):
         cnonce = os.urandom(32)
-        data = self.call(OP["HELLO"], HELLO_REQ.pack(1, 1, 3, node_id, cnonce))
+        data = self.call(OP["HELLO"], HELLO_REQ.pack(
+            1, 1, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE, node_id, cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,
@@ -139,8 +143,12 @@ class Conn:
         sec, gen, own = SECTION.unpack(data)
         return sec, gen
 
-    def free(self, sec, gen):
-        self.call(OP["SECTION_FREE"], struct.pack("<II", sec, gen))
+    def free(self, sec, gen, epoch=None):
+        """FREE as the owner of `epoch`; without one, the short form (epoch 0)."""
+        body = struct.pack("<II", sec, gen)
+        if epoch is not None:
+            body += struct.pack("<II", epoch, 0)
+        self.call(OP["SECTION_FREE"], body)
 
     def list(self):
         out, start = [], 0
@@ -207,6 +215,11 @@ class Conn:
 
     def stats(self):
         return STATS.unpack(self.call(OP["STATS"]))
+
+    def fence(self, grant):
+        """Present `grant`: the section's epoch becomes at least its epoch.
+        Returns the section's epoch."""
+        return struct.unpack("<II", self.call(OP["FENCE"], grant))[0]
 
 
 def pattern(seed, section, npages, first=0):

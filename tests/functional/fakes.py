@@ -4,14 +4,18 @@
 FakeMemnodes: one thread (selectors) serving any number of memory nodes,
 one listening socket each, speaking just enough of the wire protocol
 (docs/protocol.md, via dproto's constants): HELLO/AUTH with the cluster
-key, PING, SECTION_ALLOC/FREE/LIST, STATS. Sections are bookkeeping only.
+key, PING, SECTION_ALLOC/FREE/LIST, STATS, FENCE. Sections are bookkeeping
+only; each node's `log` records its FREE and FENCE requests in order.
 
 FakeComputes: compute agents (docs/compute.md) on http.server threads,
 implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections, the
 console, compute migration (an "incoming" VM, POST .../migrate, which
 hands the VM to the fake that owns the URI) and memory migration
 (POST .../sections/migrate), answering at once and recording every call.
-FakeMemnodes answer COPY too (bookkeeping, with an optional failure).
+Their answers have the real agent's shape: each one is checked against
+tests/schema/compute-agent.json (agentschema.py) and a misfit is kept in
+`schema_errors`, which the tests assert empty. FakeMemnodes answer COPY
+too (bookkeeping, with an optional failure).
 
 Both can register with an orchestrator and heartbeat like the real
 daemons. Run as a program, it serves many fakes in their own process (so
@@ -39,8 +43,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dproto import (F_REPLY, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP, SECTION,  # noqa: E402
-                    ST, STATS, VERSION, mac)
+from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noqa: E402
+                    SECTION, ST, STATS, VERSION, mac)
+import agentschema  # noqa: E402
 
 SECTION_SIZE = 128 << 20
 
@@ -62,6 +67,8 @@ class _MemNode:
         self.fail_alloc = None        # e.g. ST["NOSPC"]
         self.fail_copy = None         # e.g. ST["IO"]
         self.copies = []              # (src, src_gen, dst_addr, dst_grant bytes)
+        self.epochs = {}              # index -> ownership epoch (FENCE only)
+        self.log = []                 # ("free", sec, gen) / ("fence", sec, gen, epoch, holder)
 
     @property
     def free(self):
@@ -230,7 +237,7 @@ class FakeMemnodes:
             m = mac(self.key, b"disagg-hello-srv", cnonce, c.snonce,
                     struct.pack("<Q", n.node_id), struct.pack("<Q", cid))
             self._reply(c, op, rid, 0, HELLO_REP.pack(
-                VERSION, 0, feats & 3, n.node_id, 256, 256, n.section_size,
+                VERSION, 0, feats & 7, n.node_id, 256, 256, n.section_size,
                 n.nsections, 0, c.snonce, m))
             return True
         if op == OP["AUTH"]:
@@ -265,14 +272,19 @@ class FakeMemnodes:
             n.allocs += 1
             self._reply(c, op, rid, 0, SECTION.pack(free[0], n.generation, owner))
         elif op == OP["SECTION_FREE"]:
-            sec, gen = struct.unpack("<II", p)
+            sec, gen = struct.unpack_from("<II", p)
+            epoch = struct.unpack_from("<I", p, 8)[0] if len(p) == 16 else 0
             if sec not in n.sections:
                 self._reply(c, op, rid, ST["NOENT"])
             elif n.sections[sec][0] != gen:
                 self._reply(c, op, rid, ST["STALE"])
+            elif epoch < n.epochs.get(sec, 0):
+                self._reply(c, op, rid, ST["FENCED"])
             else:
                 del n.sections[sec]
+                n.epochs.pop(sec, None)
                 n.frees += 1
+                n.log.append(("free", sec, gen))
                 self._reply(c, op, rid)
         elif op == OP["SECTION_LIST"]:
             start, mx = struct.unpack("<II", p)
@@ -290,6 +302,19 @@ class FakeMemnodes:
                 self._reply(c, op, rid, ST["NOENT"])
             else:
                 self._reply(c, op, rid, 0, struct.pack("<QQ", 1234, 5000))
+        elif op == OP["FENCE"]:
+            _, holder, sec, gen, rights, epoch, _, gmac = GRANT.unpack(p)
+            if gmac != mac(self.key, b"disagg-grant", p[:40]) or holder != c.client_id \
+                    or not rights & 2:
+                self._reply(c, op, rid, ST["GRANT"])
+            elif sec not in n.sections:
+                self._reply(c, op, rid, ST["NOENT"])
+            elif n.sections[sec][0] != gen:
+                self._reply(c, op, rid, ST["STALE"])
+            else:
+                n.epochs[sec] = max(n.epochs.get(sec, 0), epoch)
+                n.log.append(("fence", sec, gen, epoch, holder))
+                self._reply(c, op, rid, 0, struct.pack("<II", n.epochs[sec], 0))
         elif op == OP["STATS"]:
             self._reply(c, op, rid, 0, STATS.pack(n.node_id, n.section_size, n.nsections,
                                                   len(n.sections), 0, 0, 0, 0, len(n.conns)))
@@ -322,6 +347,24 @@ def _grant_key(hexgrant):
     return memnode, sec, gen
 
 
+def _section_json(s):
+    """A section as the real agent reports it: where it lives, not its grant."""
+    if s["kind"] == "local":
+        return {"kind": "local"}
+    memnode, sec, gen = _grant_key(s["grant"])
+    return {"kind": "remote", "addr": s["addr"], "memnode": memnode, "section": sec,
+            "generation": gen, "free_on_release": bool(s.get("free_on_release", False))}
+
+
+class _Silent:
+    """Stands in for a request handler whose answer is lost."""
+
+    def _send(self, *a, **kw):
+        return None
+
+    _err = _send
+
+
 class FakeCompute:
     """One fake compute agent. `calls` records (method, path, body)."""
 
@@ -334,6 +377,12 @@ class FakeCompute:
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
         self.fail_memmig = {}         # phase -> (status, code)
+        # phase -> "drop" (hang up, do nothing), "apply" (do it, then hang up) or
+        # "apply-die" (do it, then answer nothing until `dead` is False again),
+        # on every call of that phase until the test removes it
+        self.memmig_hangup = {}
+        self.migrate_hangup = False   # POST .../migrate: the VM starts migrating, no answer
+        self.schema_errors = []       # answers that do not fit tests/schema/compute-agent.json
         self.incoming_fails = False   # an incoming VM fails instead of running
         self.delay = 0.0
         self.dead = False
@@ -350,6 +399,9 @@ class FakeCompute:
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _send(self, status, obj=None, text=None):
+                if obj is not None:
+                    fake.schema_errors += agentschema.check_answer(self.command, self.path,
+                                                                   status, obj)
                 body = (json.dumps(obj).encode() if obj is not None
                         else (text or "").encode())
                 self.send_response(status)
@@ -399,11 +451,21 @@ class FakeCompute:
         self.server.server_close()
 
     def _vm_json(self, vm):
-        j = {"name": vm["name"], "state": vm.get("state", "running"), "vcpus": vm["vcpus"],
-             "sections": vm["sections"],
-             "hot_sections": [dict(s, index=k) for k, s in vm["hot"].items()]}
+        hot = []
+        for k, s in sorted(vm["hot"].items()):
+            h = dict(_section_json(s), index=k, plugged=True)
+            h.update({x: s[x] for x in ("gpa", "slot") if x in s})
+            hot.append(h)
+        j = {"name": vm["name"], "state": vm.get("state", "running"), "pid": 4242,
+             "vcpus": vm["vcpus"], "accel": "tcg", "hotplug": vm.get("hotplug", "dimm"),
+             "section_size": SECTION_SIZE,
+             "memory_bytes": SECTION_SIZE * (len(vm["sections"]) + len(hot)),
+             "sections": [_section_json(s) for s in vm["sections"]], "hot_sections": hot,
+             "guest_memtotal_kb": 0, "cache_bytes": vm.get("cache_bytes")}
         if "uri" in vm:
             j["migration_uri"] = vm["uri"]
+        if "migrating" in vm:
+            j["migrating"] = vm["migrating"]
         return j
 
     def _incoming(self, body):
@@ -415,9 +477,14 @@ class FakeCompute:
                for s in body.get("hot_sections", [])}
         return {"name": body["name"], "vcpus": body["vcpus"], "sections": body["sections"],
                 "hot": hot, "next_hot": max(hot, default=-1) + 1, "state": "incoming",
-                "uri": uri}
+                "uri": uri, "hotplug": body.get("hotplug", "dimm"),
+                "cache_bytes": body.get("cache_bytes")}
 
     def _migrate(self, h, vm, body):
+        if self.migrate_hangup:
+            vm["migrating"] = True
+            h.close_connection = True
+            return None
         if self.fail_migrate:
             st, code = self.fail_migrate
             return h._err(st, code, "refused by the fake; the VM keeps running here")
@@ -438,6 +505,14 @@ class FakeCompute:
         if phase in self.fail_memmig:
             st, code = self.fail_memmig[phase]
             return h._err(st, code, f"{phase} refused by the fake")
+        hangup = self.memmig_hangup.get(phase)
+        if hangup == "drop":
+            h.close_connection = True
+            return None
+        if hangup in ("apply", "apply-die"):
+            h.close_connection = True
+            h = _Silent()
+            self.dead = hangup == "apply-die"     # and then answers nothing at all
         want = _grant_key(body["from"]["grant"])
         secs = list(enumerate(vm["sections"])) + [(("hot", k), s)
                                                   for k, s in vm["hot"].items()]
@@ -450,11 +525,20 @@ class FakeCompute:
             mig[want] = body["to"]
             return h._send(200, {"phase": "begin", "ms": 0})
         if phase == "abort":
+            if not hit:
+                return h._err(404, "no_section", "the VM has no such section")
             if mig.pop(want, None) is None:
-                return h._err(409, "conflict", "no migration")
-            return h._send(200, {"phase": "abort"})
+                return h._err(409, "conflict", "no migration of this section is in progress")
+            return h._send(200, {"phase": "abort", "ms": 0})
         if phase == "commit":
             to = mig.pop(want, None)
+            if to is None and not hit and any(
+                    s.get("kind") == "remote" and _grant_key(s["grant"]) ==
+                    _grant_key(body["to"]["grant"]) for _, s in secs):
+                # Committed already (a repeated request): like the real agent.
+                return h._send(200, {"phase": "commit", "pages_resent": 0, "pages_dual": 0,
+                                     "pause_us": 0, "ms": 0, "already": True,
+                                     "vm": self._vm_json(vm)})
             if to is None or not hit:
                 return h._err(409, "conflict", "no migration")
             i, s = hit[0]
@@ -497,7 +581,9 @@ class FakeCompute:
                     return h._send(201, self._vm_json(self.vms[body["name"]]))
                 self.vms[body["name"]] = {"name": body["name"], "vcpus": body["vcpus"],
                                           "sections": body["sections"], "hot": {},
-                                          "next_hot": 0}
+                                          "next_hot": 0,
+                                          "hotplug": body.get("hotplug", "dimm"),
+                                          "cache_bytes": body.get("cache_bytes")}
                 return h._send(201, self._vm_json(self.vms[body["name"]]))
             vm = self.vms.get(name)
             if vm is None:
@@ -507,7 +593,7 @@ class FakeCompute:
                     return h._send(200, self._vm_json(vm))
                 if method == "DELETE":
                     del self.vms[name]
-                    return h._send(200, {"deleted": name})
+                    return h._send(204, text="")
             elif sub == "migrate" and method == "POST":
                 return self._migrate(h, vm, body)
             elif sub == "sections" and idx == "migrate" and method == "POST":

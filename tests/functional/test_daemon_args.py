@@ -1,11 +1,18 @@
 # SPDX-License-Identifier: MIT
 """The daemons refuse bad command lines and bad cluster keys before doing
 anything else, with the same message for the same mistake."""
+import ctypes
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
 
 import pytest
 
-from conftest import find_prog, run
+from conftest import Daemon, find_prog, run
+
+SYS_TGKILL = 234     # x86-64
 
 DAEMONS = {
     "disagg-memnode": ["--listen", "127.0.0.1:0", "--pool", "128M"],
@@ -52,3 +59,26 @@ def test_bad_values_name_the_option(prog, opt, value, hint, tmp_path, keyfile):
     p = run(argv(prog, tmp_path, keyfile) + [opt, value], check=False, timeout=30)
     assert p.returncode != 0
     assert f"invalid {opt} '{value}'" in p.stderr and hint in p.stderr, p.stderr
+
+
+def test_compute_agent_stops_whichever_thread_takes_sigterm(tmp_path, keyfile):
+    """A process-directed SIGTERM may be handled by any thread that does not
+    block it; the agent must stop whichever thread it was. Sent here to a
+    thread other than the main one (tgkill), as the kernel may choose."""
+    run_dir = tempfile.mkdtemp(prefix="disagg-sigterm-", dir="/dev/shm")
+    try:
+        d = Daemon(argv("disagg-compute", tmp_path, keyfile)[:-2] +
+                   ["--run-dir", run_dir, "--accel", "tcg"],
+                   str(tmp_path / "compute.log"), r"listening on (\S+)")
+        tids = [int(t) for t in os.listdir(f"/proc/{d.proc.pid}/task") if int(t) != d.proc.pid]
+        assert tids, "the agent has no threads besides the main one"
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL, d.proc.pid, tids[0], signal.SIGTERM) == 0
+        try:
+            d.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            d.kill9()
+            raise AssertionError("the agent ignored a SIGTERM taken by another thread")
+        assert d.stop() == 0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)

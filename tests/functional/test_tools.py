@@ -89,9 +89,9 @@ def parse_grant(hexstr, key):
     f = dp.GRANT.unpack(raw)
     assert dp.mac(key, b"disagg-grant", raw[:40]) == f[7], "MAC does not verify"
     # Independently: the grant dproto mints for the same fields is identical.
-    assert dp.mint_grant(key, *f[:5], expiry=f[6]) == raw
+    assert dp.mint_grant(key, *f[:5], expiry=f[6], epoch=f[5]) == raw
     return dict(memnode=f[0], holder=f[1], section=f[2], generation=f[3], rights=f[4],
-                rsvd=f[5], expiry=f[6])
+                epoch=f[5], expiry=f[6])
 
 
 GRANT_ARGS = ("--memnode", 0x1122334455667788, "--holder", 18446744073709551615,
@@ -106,7 +106,16 @@ def test_grant_verifies_and_fields_match(keyfile, key, rights, bits):
     assert re.fullmatch(r"[0-9a-f]{144}", out), out
     g = parse_grant(out, key)
     assert g == dict(memnode=0x1122334455667788, holder=2**64 - 1, section=2**32 - 1,
-                     generation=7, rights=bits, rsvd=0, expiry=1234567890)
+                     generation=7, rights=bits, epoch=0, expiry=1234567890)
+
+
+def test_grant_epoch(keyfile, key):
+    base = ("--key", keyfile, *GRANT_ARGS, "--rights", "rw")
+    assert parse_grant(grant_tool(*base, "--epoch", 4294967295).stdout.strip(),
+                       key)["epoch"] == 2**32 - 1
+    assert parse_grant(grant_tool(*base, "--epoch", 3).stdout.strip(), key)["epoch"] == 3
+    refused(grant_tool(*base, "--epoch", 2**32), r"32-bit")
+    refused(grant_tool(*base, "--epoch", "x"), r"epoch")
 
 
 def test_grant_expiry_forms(keyfile, key):

@@ -117,6 +117,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		struct proto_stats_rep stats_rep;
 		struct proto_grant grant;
 		struct proto_extent extent;
+		struct proto_fence_rep fence_rep;
 	} u;
 	static const size_t sizes[] = {
 		sizeof(u.hello_req), sizeof(u.hello_rep), sizeof(u.auth_req),
@@ -124,6 +125,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		sizeof(u.list_req), sizeof(u.list_rep), sizeof(u.atomic_req),
 		sizeof(u.atomic_rep), sizeof(u.copy_req), sizeof(u.copy_rep),
 		sizeof(u.stats_rep), sizeof(u.grant), sizeof(u.extent),
+		sizeof(u.fence_rep),
 	};
 
 	sel %= sizeof(sizes) / sizeof(sizes[0]);
@@ -159,6 +161,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		grant_check(&u.grant);
 		break;
 	case 14: wire_extent_swap(&u.extent); break;
+	case 15: wire_fence_rep_swap(&u.fence_rep); break;
 	}
 }
 
@@ -203,6 +206,7 @@ static void frame_check(const uint8_t *p, size_t size)
 		if (reply)
 			fixed_check(12, p, len);
 		break;
+	case PROTO_OP_FENCE: fixed_check(reply ? 15 : 13, p, len); break;
 	default: break;
 	}
 }

@@ -93,7 +93,7 @@ static int free_section(const struct mnspawn *n, const struct pager_section *s)
 	_cleanup_mnc_ struct mnc *c = NULL;
 	int r = mn_connect(n, &c);
 
-	return r < 0 ? r : mnc_free(c, s->grant.section, s->grant.generation);
+	return r < 0 ? r : mnc_free(c, s->grant.section, s->grant.generation, s->grant.epoch);
 }
 
 /* Pages of section MIG on node n (section s) that differ from ver[]. */

@@ -140,7 +140,15 @@ static void test_grants(const struct auth_key *key, const struct auth_key *other
 
 	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_ALL, now + 100, &g), 0, "mint");
 	ok(g.memnode_id == 10 && g.holder_id == 20 && g.section == 5 && g.generation == 6 &&
-	   g.rights == PROTO_R_ALL && g.expiry == now + 100 && g.rsvd == 0, "fields as given");
+	   g.rights == PROTO_R_ALL && g.expiry == now + 100 && g.epoch == 0, "fields as given");
+	is(grant_mint_epoch(key, 10, 20, 5, 6, 7, PROTO_R_ALL, 0, &t), 0, "mint with an epoch");
+	ok(t.epoch == 7 && t.generation == 6 && t.rights == PROTO_R_ALL, "  epoch as given");
+	back = ref_grant(key, t);
+	ok(memcmp(back.mac, t.mac, PROTO_MAC_SIZE) == 0, "  the MAC covers the epoch");
+	is(grant_verify(key, &t, 10, 20, PROTO_R_WRITE, now), 0,
+	   "  verifies (the epoch is the node's to judge)");
+	t.epoch = 8;
+	is(grant_verify(key, &t, 10, 20, PROTO_R_WRITE, now), -EKEYREJECTED, "  a raised epoch does not");
 	t = ref_grant(key, g);
 	ok(memcmp(t.mac, g.mac, PROTO_MAC_SIZE) == 0, "MAC matches the proto.h definition");
 	is(grant_verify(key, &g, 10, 20, PROTO_R_READ, now), 0, "verify read");
@@ -192,11 +200,7 @@ static void test_grants(const struct auth_key *key, const struct auth_key *other
 	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_ALL | 4, 0, &t), -EINVAL,
 	   "mint with unknown rights refused");
 
-	/* Reserved bits, with a MAC that is otherwise correct. */
-	t = g;
-	t.rsvd = 1;
-	t = ref_grant(key, t);
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now), -EKEYREJECTED, "rsvd set (valid MAC)");
+	/* Unknown rights bits, with a MAC that is otherwise correct. */
 	t = g;
 	t.rights = PROTO_R_READ | 0x100;
 	t = ref_grant(key, t);

@@ -242,8 +242,9 @@ static void test_io(void)
 	p[76] = 1; /* proto_io_req.rsvd */
 	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, NULL), -EBADMSG, "io rsvd set");
 	p[76] = 0;
-	p[28] = 1; /* grant.rsvd */
-	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, NULL), -EBADMSG, "grant rsvd set");
+	put32(p + 28, 0x80000001u); /* grant.epoch: any value, the memory node judges it */
+	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, &io), 0, "grant epoch carried");
+	is(io.grant.epoch, 0x80000001u, "  decoded in host order");
 	free(p);
 
 	/* Extent counts. */
@@ -315,7 +316,7 @@ static void test_io(void)
 static void test_fixed_and_status(void)
 {
 	struct proto_grant g = { .memnode_id = 1, .holder_id = 2, .section = 3, .generation = 4,
-				 .rights = 1, .rsvd = 0, .expiry = 5 }, g2 = g, out;
+				 .rights = 1, .epoch = 6, .expiry = 5 }, g2 = g, out;
 	struct proto_stats_rep st = { .node_id = 1, .requests = 2 }, st2 = st;
 	bool round = true;
 
@@ -343,6 +344,9 @@ static void test_fixed_and_status(void)
 	is(proto_status_to_errno(PROTO_ST_MAX), -EPROTO, "unknown status -> -EPROTO");
 	is(proto_status_to_errno(UINT32_MAX), -EPROTO, "status UINT32_MAX -> -EPROTO");
 	is(proto_status_to_errno(PROTO_ST_GRANT), -EKEYREJECTED, "GRANT -> -EKEYREJECTED");
+	is(proto_status_to_errno(PROTO_ST_FENCED), -EKEYREVOKED, "FENCED -> -EKEYREVOKED");
+	is(proto_errno_to_status(-ESTALE), PROTO_ST_STALE, "-ESTALE stays STALE, not FENCED");
+	is(strcmp(proto_op_name(PROTO_OP_FENCE), "fence"), 0, "FENCE is named");
 	is(proto_status_to_errno(PROTO_ST_RIGHTS), -EPERM, "RIGHTS -> -EPERM");
 	is(proto_errno_to_status(-EKEYEXPIRED), PROTO_ST_GRANT, "-EKEYEXPIRED -> GRANT");
 	is(proto_errno_to_status(-EINVAL), PROTO_ST_BADMSG, "-EINVAL -> BADMSG");

@@ -130,9 +130,13 @@ def test_migrate_both_ways_under_writes(cluster):
     p = c.disagg("slot", "migrate", "web", "--to", str(dst), timeout=300)
     assert f"moved from compute node {src} to {dst}" in p.stdout, p.stdout
     assert slot(c, "web")["compute"] == dst
+    # Each move is a change of owner: the sections' epochs advance (and the
+    # memory nodes were fenced: test_fencing.py shows what that refuses).
+    assert [x["epoch"] for x in slot(c, "web")["sections"]] == [1] * len(s["sections"])
     verify(c, "web")
     j = c.json("slot", "migrate", "web", "--to", str(src))
     assert j["slot"]["compute"] == src and j["migration"]["ram_transferred_bytes"] < 4 * MiB
+    assert [x["epoch"] for x in j["slot"]["sections"]] == [2] * len(s["sections"])
     # The hot-page list went to the destination, not into the answer.
     assert j["migration"]["hot_pages"] > 0 and "hot" not in j["migration"], j["migration"]
     verify(c, "web")
@@ -149,6 +153,9 @@ def test_migrate_both_ways_under_writes(cluster):
     assert rounds >= 1
     assert len(j["sections"]) == nfrom and others
     assert all(x["memnode"] != frm for x in j["slot"]["sections"])
+    moved = {x["index"] for x in j["sections"]}
+    assert [x["epoch"] for x in j["slot"]["sections"]] == \
+        [3 if x["index"] in moved else 2 for x in j["slot"]["sections"]]
     assert [x["memnode"] for x in c.json("section", "ls", "--node", str(frm))["sections"]] == []
     for x in j["sections"]:
         assert x["pause_us"] is not None and x["pause_us"] < 10000, x   # <= 10 ms

@@ -3,8 +3,10 @@
 agent and its HTTP API, sections and grants, and cleanup that leaves no
 QEMU process and no /dev/shm directory behind.
 
-Standard library only (plus tests/functional/dproto.py), so that
-bench/vm/vmbench.py can use it without pytest. Programs come from the
+Standard library only (plus tests/functional/dproto.py and agentschema.py,
+which checks every JSON answer of the agent against
+tests/schema/compute-agent.json), so that bench/vm/vmbench.py can use it
+without pytest. Programs come from the
 meson build in DISAGG_BUILD (set by tests/vm/meson.build; under `make
 check` that is the ASan+UBSan tree), else build/release, else build/bin.
 The guest image is always build/guest (the sanitized tree has no static
@@ -26,6 +28,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
+import agentschema  # noqa: E402
 import dproto  # noqa: E402
 from progs import find_prog  # noqa: E402,F401 - used here and by the tests
 
@@ -243,6 +246,12 @@ class Agent(Proc):
             j = json.loads(text) if text else None
         except ValueError:
             j = text
+        # The answers the orchestrator reads have the shape the fake agent
+        # of the functional tests has too (tests/schema/compute-agent.json).
+        problems = agentschema.check_answer(method, path, r.status, j)
+        if problems:
+            raise AssertionError("the agent's answer does not fit the schema:\n" +
+                                 "\n".join(problems))
         return r.status, j
 
     def call(self, method, path, body=None, expect=(200, 201, 204), timeout=300):

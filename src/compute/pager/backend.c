@@ -23,7 +23,7 @@ static bool err_fatal(int err)
 {
 	switch (-err) {
 	case EKEYREJECTED: case EKEYEXPIRED: case EPERM: case EACCES: case ERANGE:
-	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED:
+	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED: case EKEYREVOKED:
 		return true;
 	default:
 		return false;

@@ -7,6 +7,11 @@
  * the reply that long before it sleeps, which saves the scheduler wakeup
  * on this kind of machine. Write-backs are pipelined (mnc_write_async) and
  * waited for together.
+ * A write the memory node refuses because this node no longer owns the
+ * section (FENCED: a newer ownership epoch; STALE: a new generation) is
+ * reported by write_wait only when every other write of the round
+ * succeeded, so that the pager can drop exactly what was refused and never
+ * mistakes a real failure for it (docs/pager.md, "Fenced write-backs").
  */
 #include "backend_memnode.h"
 
@@ -32,6 +37,7 @@ struct mn_conn {
 	} n[MN_MAX_NODES];
 	unsigned nn;
 	int werr;
+	int wfenced;                  /* -EKEYREVOKED or -ESTALE seen in this round, or 0 */
 	bool rdone;
 	int rstatus;
 };
@@ -93,6 +99,7 @@ static void mn_reset(void *conn)
 		c->n[i].c = NULL;
 	}
 	c->werr = 0;
+	c->wfenced = 0;
 }
 
 static void mn_conn_close(void *conn)
@@ -172,8 +179,12 @@ static void mn_write_done(void *opaque, int status, size_t len)
 {
 	struct mn_conn *c = opaque;
 
-	if (status < 0 && !c->werr)
+	if (status == -EKEYREVOKED || status == -ESTALE) {
+		if (!c->wfenced)
+			c->wfenced = status;
+	} else if (status < 0 && !c->werr) {
 		c->werr = status;
+	}
 }
 
 static int mn_write_submit(void *conn, const struct pager_section *s,
@@ -204,6 +215,9 @@ static int mn_write_wait(void *conn)
 		r = c->werr;
 		c->werr = 0;
 	}
+	if (!r)
+		r = c->wfenced;
+	c->wfenced = 0;
 	return r;
 }
 

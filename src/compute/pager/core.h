@@ -52,6 +52,7 @@ struct pager_ctr {
 	_Atomic uint64_t pages_cleaned;
 	_Atomic uint64_t pages_hot_prefetched;
 	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
+	_Atomic uint64_t writebacks_fenced;
 };
 
 #define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)

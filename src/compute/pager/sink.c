@@ -2,11 +2,21 @@
 /*
  * The sink (sink.h): a write-back batch goes to the backend and to the
  * tees of its sections, and is done when the backend acknowledged it.
+ *
+ * A write-back the memory node refuses because this pager no longer owns
+ * the section (FENCED: a newer owner's epoch, -EKEYREVOKED; STALE: a new
+ * generation, -ESTALE) is not retried (backend.c) and not a failure:
+ * retrying cannot help and the data is a leftover of a hand-over, so the
+ * batch completes as if written and its refused pages are dropped
+ * (counted in writebacks_fenced, logged).
  */
 #include "sink.h"
 
+#include <string.h>
+
 #include "backend.h"
 #include "cache.h"
+#include "log.h"
 #include "net.h"
 
 #define MAX_TEE_OPS 4u             /* kinds of tee in one batch (one today: memmig) */
@@ -64,6 +74,28 @@ static int wb_cb(void *conn, void *arg)
 	return r;
 }
 
+/*
+ * The memory node refused part of a write-back batch because this pager no
+ * longer owns the section (write_wait: every other write succeeded). It is
+ * the late write of an old owner: drop it. Warn once per pager.
+ */
+static void wb_fenced(struct pager *p, int err, const struct pager_wb_group *g, unsigned ng)
+{
+	static const char what[] = "this VM no longer owns the section (a newer owner fenced it)";
+	unsigned nwb = 0;
+
+	for (unsigned i = 0; i < ng; i++)
+		nwb += g[i].npages;
+	if (atomic_fetch_add(&p->c.writebacks_fenced, 1) == 0)
+		log_warn("pager %s: a memory node refused write-back: %s; dropping the refused "
+			 "pages of this batch of %u and of any later one (%s)",
+			 p->name, err == -ESTALE ? "the section was freed and allocated again" : what,
+			 nwb, strerror(-err));
+	else
+		log_debug("pager %s: write-back of a batch of %u refused (%s)", p->name, nwb,
+			  strerror(-err));
+}
+
 int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, unsigned ng)
 {
 	struct wb_io io = { p, g, ng };
@@ -71,6 +103,10 @@ int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, un
 	int err = pager_retry_io(p, connp, wb_cb, &io);
 
 	hist_observe(&p->h_writeback, now_ns() - w0);
+	if (err == -EKEYREVOKED || err == -ESTALE) {
+		wb_fenced(p, err, g, ng);
+		err = 0;
+	}
 	if (err > 0)
 		err = 0;
 	if (!err)

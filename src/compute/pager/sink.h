@@ -4,7 +4,8 @@
  * (extents of one section each); pager_sink_write() submits them to the
  * backend (the write half of struct pager_backend_ops) and waits for the
  * completion: every write acknowledged, retried with reconnects as a whole
- * (backend.h) until then.
+ * (backend.h) until then. A write refused because this pager no longer
+ * owns the section (fenced, stale) counts as written: the data is dropped.
  *
  * A section can carry a tee: a second sink that gets every write-back of
  * the section as well (memory migration's target, memmig.c; replication

@@ -46,6 +46,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->memmig_pages_resent = LD(memmig_pages_resent);
 	ret->pages_cleaned = LD(pages_cleaned);
 	ret->pages_hot_prefetched = LD(pages_hot_prefetched);
+	ret->writebacks_fenced = LD(writebacks_fenced);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
@@ -107,6 +108,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(faults_parked, "faults left waiting for a memory node that does not answer"),
 		C(node_down_events, "memory nodes marked down (a fetch timed out or was refused)"),
 		C(node_up_events, "memory nodes that answered again after being down"),
+		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 #undef C
 	};
 

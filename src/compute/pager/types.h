@@ -57,7 +57,12 @@ struct pager_backend_ops {
 	/* Queue a write of the extents' pages (data in extent order). data lives until write_wait. */
 	int (*write_submit)(void *conn, const struct pager_section *s,
 			    const struct proto_extent *ext, uint32_t next, const void *data);
-	/* Wait for every queued write: 0 when all acknowledged, else the first error. */
+	/*
+	 * Wait for every queued write: 0 when all acknowledged, else the first
+	 * error; -EKEYREVOKED or -ESTALE only when the other writes succeeded
+	 * and the memory node refused some because this node no longer owns
+	 * their section (a newer ownership epoch, a new generation).
+	 */
 	int (*write_wait)(void *conn);
 	/* Forget a broken connection; the next call reconnects. */
 	void (*reset)(void *conn);
@@ -181,6 +186,7 @@ struct pager_stats {
 	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
 	uint64_t pages_cleaned;       /* pages written back by background write-back */
 	uint64_t pages_hot_prefetched; /* fetched ahead of faults (pager_prefetch) */
+	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */
 	int memmig_last_err;          /* why the last failed migration failed (0: none) */

@@ -17,7 +17,9 @@
  *
  * If the write-back fails (after retries for fail_timeout_ms), nothing is
  * punched: the victims stay resident and the writers are woken. A page is
- * never dropped before the memory node acknowledged its data.
+ * never dropped before the memory node acknowledged its data, unless the
+ * memory node refused it because this pager no longer owns the section
+ * (fenced: sink.c), in which case the batch completes as if written.
  */
 #include "writeback.h"
 

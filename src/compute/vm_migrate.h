@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of compute migration shared by vm_migrate.c (heartbeats,
+ * status, QMP helpers), vm_incoming.c (the destination) and
+ * vm_outgoing.c (the source). Not for use outside these files.
+ */
+#ifndef DISAGG_VM_MIGRATE_H
+#define DISAGG_VM_MIGRATE_H
+
+#include "vm_internal.h"
+
+#include <stdatomic.h>
+
+#define HB_RING       8192
+#define QMP_CMD_MS    10000
+#define MIG_EVENT_MS  200
+
+struct vm_hb {
+	uint64_t seq, ns, rx_ns;
+};
+
+struct vm_mig {
+	pthread_mutex_t hb_lock;
+	struct vm_hb hb[HB_RING];
+	uint64_t hb_total;            /* heartbeats seen (the ring keeps the last HB_RING) */
+
+	/* destination */
+	bool incoming;
+	char uri[128];                /* tcp:HOST:PORT it listens on */
+	unsigned hot_order[VM_MAX_SECTIONS], nhot_order;
+	bool base_free[VM_MAX_SECTIONS], hot_free[VM_MAX_SECTIONS];
+	struct guestchan *early_guest; /* connected before the guest arrives */
+	pthread_t waiter;
+	bool waiter_on;
+	atomic_bool stop;
+	uint64_t incoming_ns;         /* when migrate-incoming was issued */
+	int64_t incoming_ms;          /* from migrate-incoming to running (-1: not yet) */
+
+	/* source (vm->lock) */
+	bool migrating;               /* also while the outcome is indeterminate */
+	pthread_t settler;            /* watches QEMU after an indeterminate answer */
+	bool settler_on;
+	const char *phase;            /* "flushing", "migrating", "pre-switchover", "completing" */
+	json_t *last;                 /* figures of the last migration (success or failure) */
+};
+
+/* vm->mig, allocated on first use (NULL: out of memory). */
+struct vm_mig *vm_mig_get(struct vm *vm);
+/* Unsolicited guest line (guestchan lock held): keep "HB SEQ NS". */
+void vm_mig_on_guest_line(const char *line, void *opaque);
+/* The last heartbeat seen: false if none. */
+bool vm_mig_last_heartbeat(struct vm_mig *m, struct vm_hb *ret);
+/* x-ignore-shared and events on, pause-before-switchover as asked. */
+int vm_mig_set_caps(struct qmp *q, bool pause);
+/* query-migrate; *ret gets the answer (new reference). */
+int vm_mig_query(struct qmp *q, json_t **ret);
+
+/* vm_switchover.c: how a source's migration ended, by QEMU's own state. */
+enum vm_mig_outcome {
+	VM_MIG_COMPLETED,             /* the guest runs on the destination */
+	VM_MIG_RESUMED,               /* failed or cancelled: the guest runs here */
+	VM_MIG_GONE,                  /* QEMU exited */
+	VM_MIG_PENDING,               /* QEMU has not decided yet */
+};
+
+/*
+ * Ask QEMU until it decides or until_ns: continued false cancels first (the
+ * guest cannot have left before migrate-continue). RESUMED resumes the
+ * guest here; COMPLETED does not hand over (the caller does). *state gets
+ * QEMU's migration status, *note a sentence for the answer.
+ */
+enum vm_mig_outcome vm_mig_settle(struct vm *vm, bool continued, uint64_t until_ns,
+				  char *state, size_t len, char *note, size_t notelen);
+/* The VM is migrated: sections kept for the destination, QEMU lowered. */
+void vm_mig_hand_over(struct vm *vm);
+/* Indeterminate: state switchover, a thread settles it when QEMU decides. */
+int vm_mig_settle_later(struct vm *vm);
+
+static inline const char *jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+static inline json_int_t jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+#endif /* DISAGG_VM_MIGRATE_H */

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Compute migration, memory stays (docs/api.md, "Migration"): mint grants
+ * for the destination, create the VM there with "incoming", ask the source
+ * to migrate to the destination's URI, wait for the destination to run,
+ * then move the slot in one transaction and forget the source's record.
+ * When the source's answer is not a success, the source's own state
+ * decides (mig_ask_owner): `migrated` goes on to the destination; running
+ * and no longer migrating deletes the destination's leftovers and keeps
+ * the slot on the source; still migrating (its answer was lost) is asked
+ * again; if it cannot tell, the slot is `unresolved` with both VMs kept.
+ * Local sections move to memory nodes first (evacuation): only remote
+ * memory follows the VM.
+ */
+#include "migrate.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+
+/* ==== compute migration =================================================== */
+
+/* "HOST:0" on the host part of a node's control address. */
+static void listen_addr(const char *http, char *buf, size_t len)
+{
+	const char *colon = strrchr(http, ':');
+	size_t hl = colon ? (size_t)(colon - http) : strlen(http);
+
+	snprintf(buf, len, "%.*s:0", (int)hl, http);
+}
+
+/* Copy a DIMM's "gpa" and "slot" from the source's hot_sections entry of the same index. */
+static void copy_dimm_place(json_t *x, json_t *src_hot, int64_t index)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(src_hot, i, e)
+		if (mig_jint(e, "index", -1) == index && json_object_get(e, "gpa") &&
+		    json_object_get(e, "slot")) {
+			json_object_set(x, "gpa", json_object_get(e, "gpa"));
+			json_object_set(x, "slot", json_object_get(e, "slot"));
+			return;
+		}
+}
+
+/*
+ * The destination's VM body: same sections and hot sections, grants for
+ * `dst`; each DIMM where the source has it (src_hot: the source agent's
+ * hot_sections, may be NULL).
+ */
+static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
+			     const struct section_rec *secs, size_t n, const struct node_rec *dst,
+			     json_t *src_hot)
+{
+	json_t *boot = json_array(), *hot = json_array(), *b;
+	char listen[STORE_ADDR_MAX + 8];
+
+	for (size_t i = 0; i < n; i++) {
+		struct node_rec mn;
+		json_t *x;
+
+		if (!secs[i].remote) {
+			x = json_pack("{s:s}", "kind", "local");
+		} else if (o->store->ops->node_get(o->store, secs[i].memnode, &mn) == 0) {
+			x = slots_remote_json(o, &mn, dst->id, secs[i].section,
+					      secs[i].generation, secs[i].epoch);
+		} else {
+			x = NULL;
+		}
+		if (!x) {
+			json_decref(boot);
+			json_decref(hot);
+			return NULL;
+		}
+		if (secs[i].hot_index < 0) {
+			json_array_append_new(boot, x);
+		} else {
+			json_object_set_new(x, "index", json_integer(secs[i].hot_index));
+			copy_dimm_place(x, src_hot, secs[i].hot_index);
+			json_array_append_new(hot, x);
+		}
+	}
+	listen_addr(dst->http, listen, sizeof(listen));
+	b = json_pack("{s:s, s:I, s:o, s:s, s:i, s:{s:s}, s:o}", "name", s->name, "vcpus",
+		      (json_int_t)s->vcpus, "sections", boot, "hotplug", s->hotplug,
+		      "max_sections", ORCH_HOT_MAX_SECTIONS, "incoming", "listen", listen,
+		      "hot_sections", hot);
+	if (b && s->cache >= 0)
+		json_object_set_new(b, "cache_bytes", json_integer(s->cache));
+	return b;
+}
+
+/* Checks before the slot becomes `migrating`: 0, or the answer is set. */
+static int compute_checks(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
+			  struct http_resp *resp)
+{
+	struct node_rec cur;
+
+	if (s->compute == dst->id) {
+		http_resp_error(resp, 409, "conflict", "slot %s already runs on compute node %s",
+				s->name, dst->name);
+		return -EINVAL;
+	}
+	if (strcmp(dst->state, "up") != 0 || dst->drained) {
+		http_resp_error(resp, 409, "conflict", "compute node %s is %s", dst->name,
+				dst->drained ? "drained" : dst->state);
+		return -EINVAL;
+	}
+	/* vcpus_used comes with node_get, like for placement. */
+	if (o->store->ops->node_get(o->store, dst->id, &cur) == 0 &&
+	    cur.vcpus_used + s->vcpus > cur.vcpus) {
+		http_resp_error(resp, 409, "capacity",
+				"compute node %s has %" PRId64 " of %" PRId64
+				" vCPUs free, slot %s needs %" PRId64,
+				dst->name, MAX(cur.vcpus - cur.vcpus_used, (int64_t)0), cur.vcpus,
+				s->name, s->vcpus);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+/*
+ * Every local section of the slot moves to a memory node before a compute
+ * migration: only remote memory follows the VM (QEMU does not send shared
+ * RAM). The source agent keeps the content and writes it to the new
+ * section (compute.md, "evacuate"); its pre-copy flush completes that.
+ * secs is updated. A section evacuated stays remote if a later one or
+ * the migration fails. 0, or the answer is set.
+ */
+static int evacuate_local(struct orch *o, struct slot_rec *s, const struct node_rec *src,
+			  struct section_rec *secs, size_t n, struct http_resp *resp)
+{
+	char path[160], why[512];
+	int64_t boot = -1;
+	size_t moved = 0;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/sections/evacuate", s->name);
+	for (size_t i = 0; i < n; i++) {
+		struct section_rec nx = secs[i];
+		struct node_rec mn;
+		json_t *to, *body, *ans = NULL, *op;
+		int r, status;
+
+		boot += secs[i].hot_index < 0;
+		if (secs[i].remote)
+			continue;
+		r = slots_alloc_section(o, s, &mn, &nx.section, &nx.generation, why, sizeof(why));
+		if (r < 0) {
+			http_resp_error(resp, r == -ENOSPC ? 409 : 503,
+					r == -ENOSPC ? "capacity" : "node_unreachable",
+					"slot %s: section %" PRId64 " is local and must move to a memory "
+					"node first, but none can take it: %s", s->name, secs[i].idx, why);
+			return r;
+		}
+		nx.remote = true;
+		nx.memnode = mn.id;
+		/* A restart from here on finds what to undo or record (recover_evacuate). */
+		op = json_pack("{s:s, s:I, s:I, s:o}", "kind", "evacuate", "from",
+			       (json_int_t)src->id, "index", (json_int_t)nx.idx, "dst",
+			       mig_sec_ref(mn.id, nx.section, nx.generation));
+		mig_set_op(o, s, op);
+		json_decref(op);
+		to = slots_remote_json(o, &mn, src->id, nx.section, nx.generation, nx.epoch);
+		body = to ? json_pack("{s:I, s:o}", secs[i].hot_index < 0 ? "boot_index" : "hot_index",
+				      (json_int_t)(secs[i].hot_index < 0 ? boot : secs[i].hot_index),
+				      "to", to)
+			  : NULL;
+		status = body ? mig_call(src, "POST", path, body, o->compute_timeout_ms, &ans) : -ENOMEM;
+		json_decref(body);
+		if (status != 200) {
+			mig_why(status, ans, why, sizeof(why));
+			json_decref(ans);
+			slots_free_remote(o, &nx);
+			http_resp_error(resp, status == 409 ? 409 : 503,
+					status == 409 ? "conflict" : "migration_failed",
+					"slot %s: section %" PRId64 " is local and compute node %s could "
+					"not move it to memory node %s (%s); the VM keeps running there",
+					s->name, secs[i].idx, src->name, mn.name, why);
+			return -EIO;
+		}
+		json_decref(ans);
+		snprintf(why, sizeof(why),
+			 "slot %s section %" PRId64 " moved from compute node %s's local memory "
+			 "to memory node %s (section %" PRIu32 ")",
+			 s->name, nx.idx, src->name, mn.name, nx.section);
+		r = mig_section_replace(o, &nx, "section_evacuated", mn.id, s->name, why);
+		if (r < 0) {
+			http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+			return r;
+		}
+		secs[i] = nx;
+		moved++;
+	}
+	if (moved) {
+		s->remote_percent = 100;
+		log_info("slot %s: %zu local section%s moved to memory nodes", s->name, moved,
+			 moved == 1 ? "" : "s");
+	}
+	return 0;
+}
+
+/*
+ * Hand the source's hot pages to the destination, which fetches them
+ * between faults. Best effort: without it the guest fetches on demand.
+ */
+static void prefetch_hot(const struct node_rec *dst, const char *name, json_t *mig)
+{
+	json_t *hot = json_object_get(mig, "hot"), *body;
+	char path[160];
+	int status;
+
+	if (json_array_size(hot)) {
+		snprintf(path, sizeof(path), "/v1/vms/%s/prefetch", name);
+		body = json_pack("{s:O}", "hot", hot);
+		status = body ? mig_call(dst, "POST", path, body, MIG_SHORT_TIMEOUT_MS, NULL) : -ENOMEM;
+		json_decref(body);
+		if (status != 202)
+			log_info("slot %s: compute node %s did not take the hot pages (%d)", name,
+				 dst->name, status);
+	}
+}
+
+/*
+ * The source did not answer the migration with success: where is the VM?
+ * Asked of both nodes until the source no longer migrates (it may still be
+ * migrating when its answer was lost), at most MIG_ARRIVE_TIMEOUT_MS.
+ */
+static enum mig_owner source_outcome(const struct node_rec *src, const struct node_rec *dst,
+				     const char *name, struct mig_seen *ret_src)
+{
+	uint64_t end = mig_now_ms() + MIG_ARRIVE_TIMEOUT_MS;
+	struct mig_seen ds;
+	char st[STORE_STATE_MAX];
+
+	for (;;) {
+		enum mig_owner ow = mig_ask_owner(src, dst, name, MIG_SHORT_TIMEOUT_MS, ret_src,
+						  &ds);
+		uint64_t t = mig_now_ms();
+
+		if (ow != MIG_OWNER_UNKNOWN || t > end)
+			return ow;
+		/* The agent holds this until the VM migrated (or 2 s). */
+		mig_vm_state_wait(src, name, "migrated", 2000, st, sizeof(st), NULL);
+		if (mig_now_ms() - t < 200)
+			usleep(200 * 1000);
+	}
+}
+
+void migrate_compute(struct orch *o, const char *name, const struct http_req *req,
+		     struct http_resp *resp)
+{
+	static const char *const keys[] = { "to", "prefetch", NULL };
+	static const char *const states[] = { "running", NULL };
+	struct store *st = o->store;
+	_cleanup_free_ struct section_rec *secs = NULL;
+	struct node_rec src, dst;
+	bool prefetch = true, hot = false;
+	struct slot_rec s;
+	const char *uri;
+	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
+	char why[512], path[160];
+	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_moved = 0, t_running = 0;
+	size_t n = 0;
+	int r, status;
+
+	body = http_json_args(req, resp, keys);
+	if (!body)
+		return;
+	if (mig_parse_node_id(body, "to", true, &tid, resp) < 0)
+		goto out;
+	if (json_object_get(body, "prefetch")) {
+		if (!json_is_boolean(json_object_get(body, "prefetch"))) {
+			http_resp_error(resp, 400, "bad_request", "\"prefetch\" must be true or false");
+			goto out;
+		}
+		prefetch = json_is_true(json_object_get(body, "prefetch"));
+	}
+	if (mig_get_node(o, tid, "compute", &dst, resp) < 0 || slots_get_slot(o, name, &s, resp) < 0)
+		goto out;
+	if (strcmp(s.state, "running") == 0 && compute_checks(o, &s, &dst, resp) < 0)
+		goto out;
+	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
+		goto out;
+	r = st->ops->node_get(st, s.compute, &src);
+	if (r == 0)
+		r = st->ops->section_list(st, s.id, 0, &secs, &n);
+	if (r < 0) {
+		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+		mig_finish(o, &s, "running");
+		goto out;
+	}
+	op = json_pack("{s:s, s:I, s:I}", "kind", "compute", "from", (json_int_t)src.id, "to",
+		       (json_int_t)dst.id);
+	mig_set_op(o, &s, op);
+	json_decref(op);
+	slots_event(o, "migration_started", src.id, s.name,
+		    "slot %s: moving from compute node %s to %s", s.name, src.name, dst.name);
+
+	/* 0. Local memory goes to memory nodes first. */
+	if (evacuate_local(o, &s, &src, secs, n, resp) < 0) {
+		mig_finish(o, &s, "running");
+		goto out;
+	}
+	op = json_pack("{s:s, s:I, s:I}", "kind", "compute", "from", (json_int_t)src.id, "to",
+		       (json_int_t)dst.id);
+	mig_set_op(o, &s, op);
+	json_decref(op);
+
+	/* 1. The destination waits for the VM. */
+	/*
+	 * Where the source's DIMMs are (best effort: without it, plugged in
+	 * order). Only hot-plugged sections need it: no request otherwise.
+	 */
+	for (size_t i = 0; i < n; i++)
+		hot |= secs[i].hot_index >= 0;
+	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);
+	if (hot && mig_call(&src, "GET", path, NULL, MIG_SHORT_TIMEOUT_MS, &ans) != 200) {
+		json_decref(ans);
+		ans = NULL;
+	}
+	/* The destination's grants are of the next epoch (fence.c). */
+	if (fence_advance(o, secs, n) == 0)
+		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
+	json_decref(ans);
+	ans = NULL;
+	if (!vmb) {
+		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
+		mig_finish(o, &s, "running");
+		goto out;
+	}
+	status = mig_call(&dst, "POST", "/v1/vms", vmb, o->compute_timeout_ms, &ans);
+	uri = json_string_value(json_object_get(ans, "migration_uri"));
+	if ((status != 200 && status != 201) || !uri) {
+		mig_why(status, ans, why, sizeof(why));
+		mig_vm_delete(&dst, s.name);
+		mig_finish(o, &s, "running");
+		slots_event(o, "migration_failed", dst.id, s.name,
+			    "slot %s: compute node %s could not receive it (%s); it runs on %s",
+			    s.name, dst.name, why, src.name);
+		http_resp_error(resp, status == 409 ? 409 : 503,
+				status == 409 ? "conflict" : "migration_failed",
+				"slot %s: compute node %s could not prepare to receive the VM (%s); "
+				"the VM keeps running on %s",
+				s.name, dst.name, why, src.name);
+		goto out;
+	}
+	t_ready = mig_now_ms();
+	slots_event(o, "migration_destination_ready", dst.id, s.name,
+		    "slot %s: compute node %s listens on %s", s.name, dst.name, uri);
+
+	/* 2. The source migrates (pre-copy flush, x-ignore-shared, switchover). */
+	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", s.name);
+	json_decref(vmb);
+	vmb = json_pack("{s:s, s:i}", "uri", uri, "timeout_ms", o->compute_timeout_ms);
+	status = mig_call(&src, "POST", path, vmb, o->compute_timeout_ms + 30000, &mig);
+	if (status != 200) {
+		struct mig_seen ss;
+
+		/* Where is the VM? The source says, once it no longer migrates. */
+		switch (source_outcome(&src, &dst, s.name, &ss)) {
+		case MIG_OWNER_DEST:
+			log_warn("slot %s: the source answered %d but says the VM migrated",
+				 s.name, status);
+			break;
+		case MIG_OWNER_SOURCE:
+			mig_why(status, mig, why, sizeof(why));
+			mig_vm_delete(&dst, s.name);
+			mig_finish(o, &s, strcmp(ss.state, "running") == 0 ? "running" : "lost");
+			slots_event(o, "migration_failed", src.id, s.name,
+				    "slot %s: migration to %s failed (%s); it is %s on %s", s.name,
+				    dst.name, why, ss.state[0] ? ss.state : "unknown", src.name);
+			http_resp_error(resp, status == 409 ? 409 : 503,
+					status == 409 ? strcmp(mig_code(mig),
+							       "migration_refused") == 0
+								? "migration_refused"
+								: "conflict"
+						      : "migration_failed",
+					"slot %s: migration to compute node %s failed (%s); %s %s",
+					s.name, dst.name, why,
+					strcmp(ss.state, "running") == 0
+						? "the VM keeps running on"
+						: "the VM does not run on either; it stays on",
+					src.name);
+			goto out;
+		default:
+			mig_why(status, mig, why, sizeof(why));
+			mig_unresolved(o, &s,
+				       "the migration to %s got %s and compute node %s cannot tell "
+				       "yet where the VM runs: both VMs are kept",
+				       dst.name, why, src.name);
+			http_resp_error(resp, 503, "migration_unresolved", "slot %s: %s", s.name,
+					s.reason);
+			goto out;
+		}
+	}
+
+	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
+	fence_slot(o, &s);
+	t_moved = mig_now_ms();
+	r = mig_wait_running(&dst, s.name);
+	if (r < 0) {
+		snprintf(s.reason, sizeof(s.reason),
+			 "migrated from %s to %s but the destination did not start it: %s",
+			 src.name, dst.name, strerror(-r));
+		s.compute = dst.id;
+		mig_finish(o, &s, "failed");
+		slots_event(o, "migration_failed", dst.id, s.name, "slot %s: %s", s.name,
+			    s.reason);
+		http_resp_error(resp, 503, "migration_failed", "slot %s: %s", s.name, s.reason);
+		goto out;
+	}
+
+	/* 4. The slot moves, then the source forgets its record. */
+	t_running = mig_now_ms();
+	if (prefetch)
+		prefetch_hot(&dst, s.name, mig);
+	json_object_del(mig, "hot");
+	s.compute = dst.id;
+	s.op[0] = '\0';
+	snprintf(s.state, sizeof(s.state), "running");
+	r = st->ops->begin(st);
+	if (r == 0) {
+		r = st->ops->slot_update(st, &s);
+		if (r == 0)
+			r = slots_event(o, "migration_completed", dst.id, s.name,
+					"slot %s moved from compute node %s to %s in %" PRIu64
+					" ms (downtime %" PRId64 " ms)",
+					s.name, src.name, dst.name, mig_now_ms() - t0,
+					mig_jint(mig, "downtime_ms", -1));
+		if (r == 0)
+			r = st->ops->commit(st);
+		else
+			st->ops->rollback(st);
+	}
+	if (r < 0) {
+		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+		goto out;
+	}
+	mig_vm_delete(&src, s.name);
+	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
+	http_resp_json(resp, 200,
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I}}", "slot",
+				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
+				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
+				 "migration", mig ? mig : json_null(), "phases_ms",
+				 "prepare_destination", (json_int_t)(t_ready - t0), "migrate",
+				 (json_int_t)(t_moved - t_ready), "wait_running",
+				 (json_int_t)(t_running - t_moved), "finish",
+				 (json_int_t)(mig_now_ms() - t_running)));
+out:
+	json_decref(mig);
+	json_decref(ans);
+	json_decref(vmb);
+	json_decref(body);
+}

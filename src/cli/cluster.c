@@ -27,6 +27,7 @@
 
 #include "cli.h"
 #include "net.h"
+#include "proc.h"
 
 #define DEFAULT_DOWN_TIMEOUT_S 30
 
@@ -102,40 +103,12 @@ int cluster_save(const char *dir, const json_t *cluster)
 
 int64_t cluster_pid_starttime(int64_t pid)
 {
-	char path[64], buf[1024], *p;
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
-	long long st = -1;
-
-	if (pid <= 0)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: start after the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -EBADMSG;
-	/* Fields after ")": 3 state ... 22 starttime. A zombie counts as gone. */
-	if (p[1] == ' ' && p[2] == 'Z')
-		return -ESRCH;
-	for (int field = 2; field < 22 && p; field++)
-		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p + 1, "%lld", &st) != 1)
-		return -EBADMSG;
-	return st;
+	return proc_starttime(pid);
 }
 
 bool cluster_pid_alive(int64_t pid, int64_t starttime)
 {
-	int64_t st = cluster_pid_starttime(pid);
-
-	return st >= 0 && (starttime <= 0 || st == starttime);
+	return proc_alive(pid, starttime);
 }
 
 char *cluster_path(const char *dir, const char *name)

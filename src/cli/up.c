@@ -701,7 +701,11 @@ int cmd_up(struct cli_args *a)
 	}
 	progress_end(&p, true, u.url);
 
-	/* The agents' RAM files must be on tmpfs: DIR/run if DIR is, else their default. */
+	/*
+	 * The agents' RAM files must be on tmpfs: DIR/run if DIR is, else their
+	 * default, /dev/shm/disagg-compute-CLUSTER-ID, which names this cluster's
+	 * key: another cluster on this host never shares (or cleans up) it.
+	 */
 	if (on_tmpfs(u.dir)) {
 		rundir = join(u.dir, "run");
 		if (rundir && mkdir_p(rundir, 0700) < 0) {
@@ -729,9 +733,10 @@ int cmd_up(struct cli_args *a)
 				snprintf(backing, sizeof(backing), "anon");
 			r = spawn(c, argv);
 		} else {
+			/* `down` stops the VMs with their agents (SIGTERM alone would leave them running). */
 			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
 					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
-					 rundir ? "--run-dir" : NULL, rd, NULL };
+					 "--stop-vms-on-exit", rundir ? "--run-dir" : NULL, rd, NULL };
 
 			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
 			r = spawn(c, argv);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * disagg-compute: the compute node agent. Parses options, finds QEMU, the
- * shim and the guest image, picks the accelerator, serves the HTTP control
- * API and runs until SIGTERM/SIGINT, when it stops every VM.
- * Options and API: docs/compute.md.
+ * shim and the guest image, takes its run directory (rundir.c), adopts the
+ * VMs an earlier instance of it left running (vm_stale.c), picks the
+ * accelerator, serves the HTTP control API and runs until SIGTERM/SIGINT.
+ * Then it leaves its running VMs running for the next agent, or stops
+ * every VM with --stop-vms-on-exit. Options and API: docs/compute.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +25,7 @@
 #include "opts.h"
 #include "net.h"
 #include "registrar.h"
+#include "rundir.h"
 
 static const char usage[] =
 	"Usage: disagg-compute --key FILE --node-id ID [options]\n"
@@ -30,7 +33,8 @@ static const char usage[] =
 	"  --http HOST:PORT       control API (default 127.0.0.1:7200; port 0 picks one)\n"
 	"  --key FILE             cluster key (32 bytes, mode 0600)\n"
 	"  --node-id ID           this compute node's id (grants name it)\n"
-	"  --run-dir DIR          tmpfs directory for VM run dirs (default /dev/shm/disagg-compute-ID)\n"
+	"  --run-dir DIR          tmpfs directory for VM run dirs, this agent's alone\n"
+	"                         (default /dev/shm/disagg-compute-CLUSTER-ID)\n"
 	"  --qemu PATH            QEMU binary (default qemu-system-x86_64 in PATH)\n"
 	"  --shim PATH            libdisagg-shim.so (default: next to this program)\n"
 	"  --kernel PATH          guest kernel (default: build/guest/vmlinuz near this program)\n"
@@ -49,6 +53,8 @@ static const char usage[] =
 	"                         does (default), fail it, or SIGBUS the faulting thread\n"
 	"  --memnode-timeout-ms MS  a fetch stalled this long marks its memory node down\n"
 	"                         (default 2000)\n"
+	"  --stop-vms-on-exit     stop every VM at SIGTERM/SIGINT (default: leave running\n"
+	"                         VMs to the next agent on this run directory)\n"
 	"  --log-level LEVEL      error, warn, info, debug\n";
 
 static volatile sig_atomic_t quit;
@@ -101,6 +107,42 @@ static bool find_in_path(const char *name, char *ret, size_t len)
 	return false;
 }
 
+/* vm_recover callback: an adopted VM joins the table. */
+static int agent_adopted(void *opaque, struct vm *vm)
+{
+	struct agent *a = opaque;
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS && r < 0; i++)
+		if (!a->vms[i]) {
+			a->vms[i] = vm;
+			r = 0;
+		}
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+/* Exit without stopping the running VMs: the next agent adopts them. */
+static void agent_leave(struct agent *a)
+{
+	unsigned n = 0;
+
+	http_server_stop(a->http);   /* no request holds a VM any more */
+	a->http = NULL;
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
+		if (a->vms[i] && vm_get_state(a->vms[i]) == VM_RUNNING) {
+			vm_detach(a->vms[i]);
+			a->vms[i] = NULL;
+			n++;
+		}
+	pthread_mutex_unlock(&a->lock);
+	if (n)
+		log_info("%u VM%s left running for the next agent", n, n == 1 ? "" : "s");
+	agent_shutdown(a);   /* the others (failed, migrated away ...) go */
+}
+
 /* Registrar callback: what changes between heartbeats. */
 static void agent_fill_heartbeat(void *opaque, json_t *body)
 {
@@ -138,6 +180,7 @@ int main(int argc, char **argv)
 		{ "retire-migrated-ms", required_argument, NULL, 'R' },
 		{ "on-memnode-failure", required_argument, NULL, 'F' },
 		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
+		{ "stop-vms-on-exit", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -154,7 +197,10 @@ int main(int argc, char **argv)
 	json_t *labels = json_object();
 	struct registrar *reg = NULL;
 	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
-	int c, r;
+	char cluster_id[RUNDIR_CLUSTER_ID_LEN + 1], err[1024];
+	bool stop_vms = false, default_dir = false;
+	struct vm_recover_stats rs;
+	int c, r, lockfd;
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -181,6 +227,7 @@ int main(int argc, char **argv)
 				    &memnode_timeout_ms) < 0)
 				return 2;
 			break;
+		case 'X': stop_vms = true; break;
 		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
 		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
 		case 'K': snprintf(kernel, sizeof(kernel), "%s", optarg); break;
@@ -255,15 +302,20 @@ int main(int argc, char **argv)
 			kernel, initrd);
 		return 1;
 	}
-	if (!run_dir[0])
-		snprintf(run_dir, sizeof(run_dir), "/dev/shm/disagg-compute-%llu",
-			 (unsigned long long)node_id);
-	if (mkdir(run_dir, 0700) < 0 && errno != EEXIST) {
-		fprintf(stderr, "disagg-compute: cannot create %s: %m\n", run_dir);
+	/* The run directory names the cluster: two clusters on one host never share one. */
+	if (rundir_cluster_id(&key, cluster_id) < 0) {
+		fprintf(stderr, "disagg-compute: cannot derive the cluster's fingerprint from its key\n");
 		return 1;
 	}
-	/* Ours alone: what is there was left by an earlier agent that died. */
-	(void)vm_clean_stale(run_dir, NULL, NULL);
+	if (!run_dir[0]) {
+		rundir_default(cluster_id, node_id, run_dir, sizeof(run_dir));
+		default_dir = true;
+	}
+	lockfd = rundir_claim(run_dir, cluster_id, node_id, err, sizeof(err));
+	if (lockfd < 0) {
+		fprintf(stderr, "disagg-compute: %s\n", err);
+		return 1;
+	}
 
 	a.env = (struct vm_env){
 		.run_root = run_dir, .qemu = qemu, .shim = shim, .kernel = kernel,
@@ -276,6 +328,8 @@ int main(int argc, char **argv)
 	a.started_ns = now_ns();
 	pthread_mutex_init(&a.lock, NULL);
 	pthread_cond_init(&a.bg_cond, NULL);
+	/* Ours alone: what is there, an earlier instance of this agent left. */
+	(void)vm_recover(&a.env, agent_adopted, &a, &rs);
 
 	quit_efd = eventfd(0, EFD_CLOEXEC);
 	if (quit_efd < 0) {
@@ -289,6 +343,8 @@ int main(int argc, char **argv)
 	r = agent_http_start(&a, http);
 	if (r < 0) {
 		fprintf(stderr, "disagg-compute: cannot serve HTTP on %s: %s\n", http, strerror(-r));
+		agent_leave(&a);
+		rundir_release(run_dir, lockfd, default_dir);
 		return 1;
 	}
 	printf("disagg-compute listening on %s accel %s\n", http_server_addr(a.http), a.env.accel);
@@ -308,13 +364,15 @@ int main(int argc, char **argv)
 		atomic_store(&a.reg, reg);
 		if (r < 0) {
 			log_error("cannot start the registrar: %s", strerror(-r));
-			agent_shutdown(&a);
+			agent_leave(&a);
+			rundir_release(run_dir, lockfd, default_dir);
 			json_decref(labels);
 			return 1;
 		}
 	}
-	log_info("node %llu: accel %s, run dir %s, qemu %s", (unsigned long long)node_id,
-		 a.env.accel, run_dir, qemu);
+	log_info("node %llu: accel %s, run dir %s, qemu %s, %u VM%s adopted",
+		 (unsigned long long)node_id, a.env.accel, run_dir, qemu, rs.adopted,
+		 rs.adopted == 1 ? "" : "s");
 
 	while (!quit) {
 		struct pollfd pfd = { .fd = quit_efd, .events = POLLIN };
@@ -324,7 +382,11 @@ int main(int argc, char **argv)
 	log_info("stopping (signal %d)", (int)quit);
 	atomic_store(&a.reg, NULL);
 	registrar_stop(reg);
-	agent_shutdown(&a);
+	if (stop_vms)
+		agent_shutdown(&a);
+	else
+		agent_leave(&a);
+	rundir_release(run_dir, lockfd, default_dir);
 	json_decref(labels);
 	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);

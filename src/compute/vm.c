@@ -29,6 +29,8 @@
 #include "log.h"
 #include "mnclient.h"
 #include "net.h"
+#include "pager_adopt.h"
+#include "proc.h"
 #include "shim.h"
 #include "uffd_compat.h"
 
@@ -208,19 +210,30 @@ static int recv_shim_msg(int fd, struct shim_msg *msg, int *ret_fd)
 	return 0;
 }
 
-/* A MAP message: give the mapping to the pager. */
-static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
+/*
+ * A MAP message: give the mapping to the pager. READOPT (adopt): a mapping
+ * an earlier agent served; its resident pages become dirty and its faults
+ * are woken (pager_adopt_region). A READOPT of a mapping served already
+ * (the shim reconnected to the same agent) changes nothing.
+ */
+static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd, bool adopt)
 {
 	const struct vm_section *secs;
 	struct pager_section psecs[VM_MAX_SECTIONS];
 	_cleanup_close_ int file_fd = -1;
 	struct pager *p;
 	unsigned n, first;
+	uint64_t pages = 0;
 	int hot, r;
 
 	pthread_mutex_lock(&vm->lock);
 	r = region_for_path(vm, msg->path, &secs, &n, &hot);
+	for (unsigned i = 0; adopt && r >= 0 && i < vm->nregions; i++)
+		if (vm->regions[i].addr == msg->addr)
+			r = 1;
 	pthread_mutex_unlock(&vm->lock);
+	if (r == 1)
+		return 0;
 	if (r < 0) {
 		log_warn("vm %s: shim mapped an unknown file %s", vm->spec.name, msg->path);
 		return r;
@@ -252,6 +265,17 @@ static int shim_map(struct vm *vm, const struct shim_msg *msg, int uffd)
 	if (r < 0) {
 		vm_pager_put(vm, p);
 		return r;
+	}
+	if (adopt) {
+		int e = pager_adopt_region(p, r, &pages);
+
+		if (e < 0) {
+			(void)pager_remove_region(p, r, false);
+			vm_pager_put(vm, p);
+			return e;
+		}
+		log_info("vm %s: took %s back from the shim (%llu resident pages to write back)",
+			 vm->spec.name, msg->path, (unsigned long long)pages);
 	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->nregions < ARRAY_SIZE(vm->regions)) {
@@ -310,8 +334,11 @@ static void *shim_main(void *arg)
 				i--;
 				continue;
 			}
-			if (r == 0 && msg.op == SHIM_MSG_MAP)
-				r = uffd >= 0 ? shim_map(vm, &msg, uffd) : -EBADMSG;
+			if (r == 0 && (msg.op == SHIM_MSG_MAP || msg.op == SHIM_MSG_READOPT))
+				r = uffd >= 0 ? shim_map(vm, &msg, uffd, msg.op == SHIM_MSG_READOPT)
+					      : -EBADMSG;
+			else if (r == 0 && msg.op == SHIM_MSG_READOPT_DONE)
+				vm_adopt_shim_done(vm, (unsigned)MIN(msg.len, UINT32_MAX));
 			else if (r == 0 && msg.op == SHIM_MSG_UNMAP) {
 				/* A migrated-away QEMU's exit: drop its pages at low priority. */
 				if (vm_get_state(vm) == VM_MIGRATED)
@@ -349,6 +376,31 @@ static int shim_listen(struct vm *vm)
 		return -errno;
 	strcpy(vm->shim_path, sa.sun_path);
 	return TAKE_FD(fd);
+}
+
+/* The shim socket (RUN_DIR/NAME/shim.sock) and the thread that serves it. */
+/* The eventfd that stops the shim and supervisor threads (vm_free, vm_detach). */
+static int stop_efd(struct vm *vm)
+{
+	if (vm->stop_efd < 0)
+		vm->stop_efd = eventfd(0, EFD_CLOEXEC);
+	return vm->stop_efd < 0 ? -errno : 0;
+}
+
+int vm_shim_listen(struct vm *vm)
+{
+	int r = stop_efd(vm);
+
+	if (r < 0)
+		return r;
+	vm->shim_listen = shim_listen(vm);
+	if (vm->shim_listen < 0)
+		return vm->shim_listen;
+	r = -pthread_create(&vm->shim_thread, NULL, shim_main, vm);
+	if (r < 0)
+		return r;
+	vm->shim_thread_on = true;
+	return 0;
 }
 
 /* ---- QEMU ---------------------------------------------------------------- */
@@ -443,6 +495,8 @@ static int spawn_qemu(struct vm *vm)
 	char *envp[512];
 	char e_pre[PATH_MAX + 16], e_dir[PATH_MAX + 20], e_sock[PATH_MAX + 20], e_feat[64];
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, dfl;
 	char logpath[PATH_MAX];
 	int n = 0, r;
 	pid_t pid;
@@ -472,12 +526,31 @@ static int spawn_qemu(struct vm *vm)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	r = posix_spawn(&pid, vm->env.qemu, &fa, NULL, a.v, envp);
+	/*
+	 * QEMU outlives the agent (a crash, a restart: vm_adopt.c): its own
+	 * session, so that no signal to the agent's process group or terminal
+	 * reaches it; default signal handling and mask (the agent ignores
+	 * SIGPIPE); no pipe to the agent; no parent-death signal.
+	 */
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGHUP);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &dfl);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	r = posix_spawn(&pid, vm->env.qemu, &fa, &sa, a.v, envp);
+	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
 	argv_free(&a);
 	if (r)
 		return -r;
 	vm->pid = pid;
+	vm->qemu_starttime = proc_starttime(pid);
 	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (vm->pidfd < 0) {
 		r = -errno;
@@ -685,7 +758,9 @@ static void *supervise_main(void *arg)
 	}
 	if (!(pfd[0].revents & POLLIN))
 		return NULL; /* vm_free: it reaps QEMU itself */
-	(void)waitpid(vm->pid, &status, 0);
+	/* An adopted QEMU is not our child: its parent (init) reaps it. */
+	if (!vm->adopted)
+		(void)waitpid(vm->pid, &status, 0);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_MIGRATED)
 		vm_lower_priority(0);   /* freeing its RAM files: after the guest's start */
@@ -696,7 +771,10 @@ static void *supervise_main(void *arg)
 		char tail[400];
 
 		vm_qemu_log_tail(vm, tail, sizeof(tail));
-		if (WIFSIGNALED(status))
+		if (vm->adopted)
+			vm_set_failed(vm, "QEMU exited (started by an earlier agent: exit status unknown): %s",
+				      tail);
+		else if (WIFSIGNALED(status))
 			vm_set_failed(vm, "QEMU killed by signal %d (%s)", WTERMSIG(status),
 				      strsignal(WTERMSIG(status)));
 		else
@@ -710,7 +788,36 @@ static void *supervise_main(void *arg)
 	return NULL;
 }
 
+int vm_supervise(struct vm *vm)
+{
+	int r = stop_efd(vm);
+
+	if (r == 0)
+		r = -pthread_create(&vm->sup_thread, NULL, supervise_main, vm);
+	if (r == 0)
+		vm->sup_thread_on = true;
+	return r;
+}
+
 /* ---- public -------------------------------------------------------------- */
+
+struct vm *vm_alloc(const struct vm_env *env)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->env = *env;
+	vm->pidfd = vm->shim_listen = vm->stop_efd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->hot_lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->vmem_region = -1;
+	vm->base_region = -1;
+	vm->created_ns = now_ns();
+	vm->refs = 1;
+	return vm;
+}
 
 int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret)
 {
@@ -726,10 +833,9 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 		return -errno;
 	if (sfs.f_type != TMPFS_MAGIC)
 		return -ENOTSUP; /* guest RAM files must be on tmpfs */
-	vm = calloc(1, sizeof(*vm));
+	vm = vm_alloc(env);
 	if (!vm)
 		return -ENOMEM;
-	vm->env = *env;
 	vm->spec = *spec;
 	vm->spec.base = calloc(spec->nbase, sizeof(*spec->base));
 	if (!vm->spec.base) {
@@ -737,12 +843,6 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 		return -ENOMEM;
 	}
 	memcpy(vm->spec.base, spec->base, spec->nbase * sizeof(*spec->base));
-	vm->pidfd = vm->shim_listen = vm->stop_efd = -1;
-	pthread_mutex_init(&vm->lock, NULL);
-	pthread_mutex_init(&vm->hot_lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
-	vm->vmem_region = -1;
-	vm->base_region = -1;
 	/*
 	 * RUN_DIR/NAME, or NAME.1, NAME.2 ... while an earlier VM of that name
 	 * is still being torn down (a migrated-away record freed in the
@@ -765,13 +865,12 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 		}
 	}
 	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
-	vm->created_ns = now_ns();
-	vm->refs = 1;
 	*ret = vm;
 	return 0;
 }
 
-int vm_start(struct vm *vm, char *err, size_t errlen)
+/* The memory-node backend and the pager, started (vm_start, adoption). */
+int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 {
 	struct pager_config pc = {
 		.name = vm->spec.name,
@@ -785,6 +884,30 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		.on_node = vm_health_node,
 		.opaque = vm,
 	};
+	int r;
+
+	r = vm_health_start(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "thread: %s", strerror(-r));
+		return r;
+	}
+	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, pc.fail_timeout_ms, 0,
+				      &vm->backend);
+	if (r < 0) {
+		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
+		return r;
+	}
+	pc.backend = vm->backend;
+	r = pager_new(&pc, &vm->pager);
+	if (r >= 0)
+		r = pager_start(vm->pager);
+	if (r < 0)
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+	return r;
+}
+
+int vm_start(struct vm *vm, char *err, size_t errlen)
+{
 	uint64_t t0 = now_ns();
 	int r;
 
@@ -809,25 +932,9 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	r = vm_health_start(vm);
-	if (r < 0) {
-		snprintf(err, errlen, "thread: %s", strerror(-r));
+	r = vm_pager_open(vm, err, errlen);
+	if (r < 0)
 		goto fail;
-	}
-	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, pc.fail_timeout_ms, 0,
-				      &vm->backend);
-	if (r < 0) {
-		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
-		goto fail;
-	}
-	pc.backend = vm->backend;
-	r = pager_new(&pc, &vm->pager);
-	if (r >= 0)
-		r = pager_start(vm->pager);
-	if (r < 0) {
-		snprintf(err, errlen, "pager: %s", strerror(-r));
-		goto fail;
-	}
 	r = vm_make_file(vm, "ram-base", vm->env.section_size * vm->spec.nbase, vm->base_path,
 			 sizeof(vm->base_path));
 	if (r >= 0)
@@ -836,30 +943,22 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "RAM files in %s: %s", vm->dir, strerror(-r));
 		goto fail;
 	}
-	vm->stop_efd = eventfd(0, EFD_CLOEXEC);
-	vm->shim_listen = shim_listen(vm);
-	if (vm->stop_efd < 0 || vm->shim_listen < 0) {
-		r = vm->shim_listen < 0 ? vm->shim_listen : -errno;
+	r = vm_shim_listen(vm);
+	if (r < 0) {
 		snprintf(err, errlen, "shim socket: %s", strerror(-r));
 		goto fail;
 	}
-	r = -pthread_create(&vm->shim_thread, NULL, shim_main, vm);
-	if (r < 0) {
-		snprintf(err, errlen, "thread: %s", strerror(-r));
-		goto fail;
-	}
-	vm->shim_thread_on = true;
 	r = spawn_qemu(vm);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot start %s: %s", vm->env.qemu, strerror(-r));
 		goto fail;
 	}
-	r = -pthread_create(&vm->sup_thread, NULL, supervise_main, vm);
+	(void)vm_persist(vm);   /* "starting", with QEMU's pid: a restarted agent stops it */
+	r = vm_supervise(vm);
 	if (r < 0) {
 		snprintf(err, errlen, "thread: %s", strerror(-r));
 		goto fail;
 	}
-	vm->sup_thread_on = true;
 	r = qmp_connect(vm->qmp_path_buf[0] ? vm->qmp_path_buf : vm_qmp_path(vm), 15000, &vm->qmp);
 	if (r < 0) {
 		char tail[400];
@@ -900,6 +999,8 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 	if (vm->state == VM_STARTING)
 		vm->state = vm->spec.incoming ? VM_INCOMING : VM_RUNNING;
 	r = vm->state == VM_RUNNING || vm->state == VM_INCOMING ? 0 : -ECHILD;
+	if (r == 0)
+		(void)vm_persist_locked(vm);
 	if (r < 0)
 		snprintf(err, errlen, "%s", vm->reason);
 	pthread_mutex_unlock(&vm->lock);
@@ -931,6 +1032,7 @@ int vm_stop(struct vm *vm, int timeout_ms)
 	}
 	if (vm->state != VM_FAILED && vm->state != VM_MIGRATED)
 		vm->state = VM_STOPPING;
+	(void)vm_persist_locked(vm);   /* a restarted agent finishes the stop */
 	pthread_mutex_unlock(&vm->lock);
 
 	/* Ask QEMU to quit; the guest's state does not matter to us. */
@@ -955,44 +1057,93 @@ int vm_stop(struct vm *vm, int timeout_ms)
 	return 0;
 }
 
-void vm_free(struct vm *vm)
+/* Stop the shim and supervisor threads. */
+static void join_threads(struct vm *vm)
 {
 	uint64_t one = 1;
 
-	if (!vm)
-		return;
-	vm_mig_free(vm);
-	vm_health_stop(vm);
-	vm_stop(vm, 5000);
 	if (vm->stop_efd >= 0)
 		(void)!write(vm->stop_efd, &one, sizeof(one));
 	if (vm->shim_thread_on)
 		pthread_join(vm->shim_thread, NULL);
 	if (vm->sup_thread_on)
 		pthread_join(vm->sup_thread, NULL);
-	if (vm->pid > 0 && !vm->exited) {
-		kill(vm->pid, SIGKILL);
-		waitpid(vm->pid, NULL, 0);
-	}
+	vm->shim_thread_on = vm->sup_thread_on = false;
+}
+
+/* Close the connections to QEMU (guest channel, hotplug, QMP). */
+static void close_conns(struct vm *vm)
+{
 	vm_guest_close(vm);
 	hotplug_free(vm->hp);
+	vm->hp = NULL;
 	qmp_close(vm->qmp);
-	pthread_mutex_lock(&vm->lock);
-	vm_release_wait(vm);
-	pthread_mutex_unlock(&vm->lock);
-	vm_health_free(vm);
+	vm->qmp = NULL;
+}
+
+/* Close the descriptors and free the struct. */
+static void close_and_free(struct vm *vm)
+{
 	if (vm->pidfd >= 0)
 		close(vm->pidfd);
 	if (vm->shim_listen >= 0)
 		close(vm->shim_listen);
 	if (vm->stop_efd >= 0)
 		close(vm->stop_efd);
-	vm_remove_dir(vm);
 	free(vm->spec.base);
+	free(vm->vmem_secs);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
+}
+
+void vm_free(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_mig_free(vm);
+	vm_health_stop(vm);
+	vm_stop(vm, 5000);
+	join_threads(vm);
+	if (vm->pid > 0 && !vm->exited) {
+		kill(vm->pid, SIGKILL);
+		if (vm->adopted)
+			(void)poll(&(struct pollfd){ .fd = vm->pidfd, .events = POLLIN }, 1, 10000);
+		else
+			waitpid(vm->pid, NULL, 0);
+	}
+	close_conns(vm);
+	pthread_mutex_lock(&vm->lock);
+	vm_release_wait(vm);
+	pthread_mutex_unlock(&vm->lock);
+	vm_health_free(vm);
+	vm_remove_dir(vm);
+	close_and_free(vm);
+}
+
+void vm_detach(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_mig_free(vm);
+	vm_health_stop(vm);
+	(void)vm_persist(vm);
+	join_threads(vm);
+	close_conns(vm);
+	/* The pager stops; faults wait in QEMU for the next agent (the shim keeps the uffds). */
+	pager_free(vm->pager);
+	vm->pager = NULL;
+	vm_health_free(vm);   /* no pager thread calls it back any more */
+	pager_backend_free(vm->backend);
+	for (unsigned i = 0; i < vm->nregions; i++) {
+		if (vm->regions[i].file_fd >= 0)
+			close(vm->regions[i].file_fd);
+		if (vm->regions[i].uffd >= 0)
+			close(vm->regions[i].uffd);
+	}
+	log_info("vm %s: left running (QEMU %d) for the next agent", vm->spec.name, (int)vm->pid);
+	close_and_free(vm);
 }
 
 struct vm *vm_ref(struct vm *vm)
@@ -1024,8 +1175,10 @@ int vm_set_budget(struct vm *vm, uint64_t bytes)
 
 	pthread_mutex_lock(&vm->lock);
 	r = vm->pager ? pager_set_budget(vm->pager, bytes) : -ESRCH;
-	if (r >= 0)
+	if (r >= 0) {
 		vm->spec.budget = bytes;
+		(void)vm_persist_locked(vm);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }

@@ -14,7 +14,9 @@
  * (pager, shim socket, QEMU, QMP, guest channel) -> running -> vm_stop or an
  * unexpected exit (state "failed", reason recorded) -> vm_free. A
  * supervisor thread watches QEMU through a pidfd; when QEMU dies, the pager,
- * files and sections are released.
+ * files and sections are released. QEMU outlives the agent: every change
+ * is recorded in the run directory (vm_persist.c), vm_detach lets go of a
+ * running VM at exit, and the next agent adopts it (vm_recover).
  *
  * All entry points are thread-safe (one mutex per VM).
  */
@@ -113,12 +115,34 @@ void vm_free(struct vm *vm);
  */
 struct vm *vm_ref(struct vm *vm);
 void vm_unref(struct vm *vm);
-void vm_lower_priority(pid_t pid);
+void vm_lower_priority(pid_t pid);   /* nice 19 for all its threads; 0: the calling thread */
+
 /*
- * At agent start: kill QEMUs an earlier agent left running with this run
- * directory, and remove its VM directories (vm_stale.c).
+ * At agent start (vm_stale.c, vm_adopt.c): what an earlier instance of
+ * this agent left in env->run_root (the caller owns the directory:
+ * rundir.h). A VM that was running and whose QEMU still runs is adopted:
+ * QEMU keeps running, the shim hands its uffds back, QMP and the guest
+ * channel are reconnected; `fn` gets it (one reference, state running;
+ * fn < 0: it is detached again). A VM whose QEMU is gone is removed (its
+ * directory; sections stay allocated: the control plane has them). A QEMU
+ * of this run directory that cannot be adopted (the VM was starting,
+ * stopping, migrating in or away, or adoption failed) is stopped first.
+ * Nothing outside VM directories is touched.
  */
-int vm_clean_stale(const char *run_root, unsigned *ret_killed, unsigned *ret_dirs);   /* nice 19 for all its threads; 0: the calling thread */
+struct vm_recover_stats {
+	unsigned adopted, stopped, removed;
+};
+typedef int (*vm_adopt_fn)(void *opaque, struct vm *vm);
+int vm_recover(const struct vm_env *env, vm_adopt_fn fn, void *opaque,
+	       struct vm_recover_stats *ret);
+/* Is rootfd/name a VM directory (vm.json, or shim.sock and qemu.log)? */
+bool vm_dir_is_vm(int rootfd, const char *name);
+/*
+ * At agent exit, instead of vm_free for a running VM that must keep
+ * running: record it, stop serving it (its faults wait for the next
+ * agent), close everything, free the struct. QEMU and the VM's files stay.
+ */
+void vm_detach(struct vm *vm);
 
 /* Hot-add one section; *ret_index gets its index among hot sections. */
 int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,

@@ -106,6 +106,7 @@ int vm_evacuate_section(struct vm *vm, bool hot, unsigned idx, const struct vm_s
 	if (r >= 0) {
 		pthread_mutex_lock(&vm->lock);
 		*loc.rec = *to;
+		(void)vm_persist_locked(vm);
 		pthread_mutex_unlock(&vm->lock);
 		log_info("vm %s: %s section %u evacuated to %s (%llu pages to write back)",
 			 vm->spec.name, hot ? "hot" : "boot", idx, to->sec.addr,

@@ -308,6 +308,7 @@ static int dimm_add(struct vm *vm, const struct vm_section *s, int timeout_ms,
 	vm->hot[idx].sec = *s;
 	snprintf(vm->hot[idx].id, sizeof(vm->hot[idx].id), "hot%u", idx);
 	vm->nhot = MAX(vm->nhot, idx + 1);
+	(void)vm_persist_locked(vm);   /* QEMU maps the file from now on: adoptable */
 	pthread_mutex_unlock(&vm->lock);
 
 	r = hotplug_dimm_add(vm->hp, vm->hot[idx].id, vm->hot[idx].path, vm->env.section_size,
@@ -332,6 +333,7 @@ static int dimm_add(struct vm *vm, const struct vm_section *s, int timeout_ms,
 			vm->hot[idx].slot = slot;
 			*ret_index = idx;
 		}
+		(void)vm_persist_locked(vm);
 		pthread_mutex_unlock(&vm->lock);
 	}
 	return r;
@@ -365,6 +367,7 @@ static int dimm_remove(struct vm *vm, unsigned idx, int timeout_ms, char *err, s
 	sec = vm->hot[idx].sec;
 	unlink(vm->hot[idx].path);
 	vm->hot[idx].in_use = vm->hot[idx].plugged = false;
+	(void)vm_persist_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	vm_free_section(vm, &sec);
 	return 0;
@@ -401,6 +404,7 @@ static int vmem_add(struct vm *vm, const struct vm_section *s, int timeout_ms,
 	if (r >= 0) {
 		vm->vmem_plugged = idx + 1;
 		*ret_index = idx;
+		(void)vm_persist_locked(vm);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;
@@ -428,6 +432,7 @@ static int vmem_remove(struct vm *vm, unsigned idx, int timeout_ms, char *err, s
 	pthread_mutex_lock(&vm->lock);
 	sec = vm->vmem_secs[idx];
 	vm->vmem_plugged = idx;
+	(void)vm_persist_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	(void)vm_vmem_set_section(vm, idx, &local, true);
 	vm_free_section(vm, &sec);

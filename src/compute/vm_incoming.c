@@ -126,6 +126,7 @@ static void incoming_done(struct vm *vm, struct vm_mig *m)
 		g = NULL;
 		vm->state = VM_RUNNING;
 		m->incoming_ms = (int64_t)((now_ns() - m->incoming_ns) / 1000000);
+		(void)vm_persist_locked(vm);
 		pthread_cond_broadcast(&vm->cond);
 	}
 	pthread_mutex_unlock(&vm->lock);

@@ -81,8 +81,15 @@ struct vm {
 	uint64_t guest_memtotal_kb;
 	struct vm_mig *mig;           /* compute migration and heartbeats (vm_migrate.c) */
 	struct vm_health *health;     /* memory-node outages (vm_health.c) */
+
+	/* Adoption (vm_adopt.c): QEMU started by an earlier instance of the agent. */
+	bool adopted;                 /* QEMU is not our child: its exit status is unknown */
+	int64_t qemu_starttime;       /* QEMU's start time (proc_starttime), in the record */
+	int readopt_n;                /* mappings the shim handed back; -1 until it is done */
 };
 
+/* A VM with nothing yet: one reference, fds -1, no region (vm_new, adoption). */
+struct vm *vm_alloc(const struct vm_env *env);
 void vm_set_failed(struct vm *vm, const char *fmt, ...) _printf_(2, 3);
 int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len);
 void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
@@ -107,6 +114,29 @@ struct pager *vm_pager_get(struct vm *vm);
 void vm_pager_put(struct vm *vm, struct pager *p);   /* accepts NULL */
 void vm_release(struct vm *vm);        /* lock held: release now, or at the last put */
 void vm_release_wait(struct vm *vm);   /* lock held (vm_free): release, wait for the users */
+
+/* vm_persist.c: DIR/vm.json, the record a restarted agent adopts the VM from */
+int vm_persist_locked(struct vm *vm);   /* lock held */
+int vm_persist(struct vm *vm);
+/* Fill spec, hot sections, virtio-mem state, state, pid from DIR/vm.json (vm->dir, env set). */
+int vm_persist_load(struct vm *vm, char *err, size_t errlen);
+
+/* vm_adopt.c */
+/*
+ * Take over the running QEMU of a VM loaded with vm_persist_load (its
+ * QEMU checked to be the recorded one). On failure err says why and the
+ * sections are marked not to be freed; vm_unref then stops QEMU.
+ */
+int vm_adopt(struct vm *vm, char *err, size_t errlen);
+/* Never free a section when this VM goes (its sections are the control plane's to free). */
+void vm_keep_sections(struct vm *vm);
+void vm_keep_sections_locked(struct vm *vm);   /* lock held */
+/* The shim's READOPT_DONE: it handed n mappings back. */
+void vm_adopt_shim_done(struct vm *vm, unsigned n);
+/* The pager and the RAM files' regions for a VM (vm_start, adoption). */
+int vm_pager_open(struct vm *vm, char *err, size_t errlen);
+int vm_shim_listen(struct vm *vm);    /* the shim socket and its thread */
+int vm_supervise(struct vm *vm);      /* the supervisor thread */
 
 /* vm_migrate.c, vm_incoming.c (-incoming arguments) */
 int vm_mig_qemu_args(struct vm *vm, char ***ret_argv);   /* -incoming, the source's DIMMs */

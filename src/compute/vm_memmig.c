@@ -155,6 +155,7 @@ static int do_commit(struct vm *vm, struct pager *p, const struct pager_section 
 	/* The pager serves the section from B; so does everything the agent does with it. */
 	pthread_mutex_lock(&vm->lock);
 	recorded = record_replace(vm, from, &target);
+	(void)vm_persist_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	if (!recorded)
 		log_warn("vm %s: migrated section %s is not in the VM's records", vm->spec.name,

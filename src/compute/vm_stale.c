@@ -1,36 +1,49 @@
 // SPDX-License-Identifier: MIT
 /*
- * Leftovers of an earlier agent. At start the agent has no VMs, so whatever
- * its run directory holds comes from an instance that died without
- * cleaning up (SIGKILL, a crash, a power cut of the agent alone). A QEMU of
- * such a VM may still run, orphaned: nobody serves its page faults any
- * more, so its guest hangs, and its RAM files hold host memory. The agent
- * kills those QEMUs (their QMP socket is in a VM directory of this run
- * directory) and removes the VM directories (those with the files
- * vm_start creates; nothing else in the run directory is touched).
+ * What an earlier instance of the agent left in its run directory, at
+ * start: VMs to adopt and VMs to clean up (vm.h, vm_recover).
+ *
+ * The run directory is this agent's (rundir.c: same cluster, same node,
+ * nobody else running on it), so every VM directory in it was made by
+ * this agent or an earlier instance of it, and every QEMU whose QMP socket
+ * is in one of them was started by one of them. For each VM directory
+ * (one with a record, vm.json, or with shim.sock and qemu.log):
+ *   - a record in state "running" whose QEMU still runs (the recorded pid,
+ *     with the recorded start time, and a command line naming this
+ *     directory's QMP socket) is adopted (vm_adopt.c); if that fails, its
+ *     QEMU is stopped;
+ *   - a record in another state (starting, stopping, incoming, migrated,
+ *     failed) with its QEMU running: that QEMU is stopped;
+ *   - a record whose QEMU is gone: nothing runs;
+ *   - no record (an older agent, or one that died before QEMU started) or
+ *     an unreadable one: any QEMU of that directory is stopped;
+ * and then the directory is removed. Sections are never freed here: the
+ * control plane still has them and decides. Nothing outside VM
+ * directories is touched.
  */
 #include "vm_internal.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "net.h"
+#include "proc.h"
 
 /*
- * Does process pid look like a QEMU of a VM directory of root? Such a
- * QEMU has "-qmp unix:ROOT/NAME/qmp.sock,..." on its command line, NAME
- * one path component: a QEMU of another agent whose run directory is
- * below root does not match.
+ * Does process pid look like the QEMU of VM directory dir? It has
+ * "-qmp unix:DIR/qmp.sock,..." on its command line.
  */
-static bool qemu_of(pid_t pid, const char *root)
+static bool qemu_of(pid_t pid, const char *dir)
 {
-	char path[64], buf[8192];
-	size_t rl = strlen(root);
+	char path[64], buf[8192], want[PATH_MAX + 32];
 	const char *base;
 	ssize_t n;
 	int fd;
@@ -47,57 +60,68 @@ static bool qemu_of(pid_t pid, const char *root)
 	base = strrchr(buf, '/');
 	if (strncmp(base ? base + 1 : buf, "qemu", 4) != 0)
 		return false;
-	for (const char *a = buf; a < buf + n; a += strlen(a) + 1) {
-		const char *name, *slash;
-
-		if (strncmp(a, "unix:", 5) || strncmp(a + 5, root, rl) || a[5 + rl] != '/')
-			continue;
-		name = a + 5 + rl + 1;
-		slash = strchr(name, '/');
-		if (slash && slash > name && !strncmp(slash, "/qmp.sock,", 10))
+	snprintf(want, sizeof(want), "unix:%s/qmp.sock,", dir);
+	for (const char *a = buf; a < buf + n; a += strlen(a) + 1)
+		if (strncmp(a, want, strlen(want)) == 0)
 			return true;
-	}
 	return false;
 }
 
-/* Is root/name a VM directory of ours (what vm_start creates)? */
-static bool vm_dir(int rootfd, const char *name)
+/* SIGKILL pid and wait (up to 10 s) until it is gone (not our child: no waitpid). */
+static void kill_wait(pid_t pid)
 {
-	char p1[NAME_MAX + 16], p2[NAME_MAX + 16];
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	uint64_t end = now_ns() + 10000000000ull;
 
-	snprintf(p1, sizeof(p1), "%s/shim.sock", name);
-	snprintf(p2, sizeof(p2), "%s/qemu.log", name);
-	return faccessat(rootfd, p1, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       faccessat(rootfd, p2, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+	if (kill(pid, SIGKILL) < 0) {
+		if (pidfd >= 0)
+			close(pidfd);
+		return;
+	}
+	if (pidfd >= 0) {
+		(void)poll(&(struct pollfd){ .fd = pidfd, .events = POLLIN }, 1, 10000);
+		close(pidfd);
+		return;
+	}
+	while (proc_alive(pid, 0) && now_ns() < end)
+		usleep(10000);
 }
 
-static unsigned kill_orphans(const char *root)
+/* Stop every QEMU of VM directory dir. */
+static unsigned kill_qemus_of(const char *dir)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
-	pid_t pids[64];
 	unsigned n = 0;
 
 	if (!d)
 		return 0;
-	while ((de = readdir(d)) && n < ARRAY_SIZE(pids)) {
+	while ((de = readdir(d))) {
 		pid_t pid = (pid_t)atoi(de->d_name);
 
-		if (pid > 1 && pid != getpid() && qemu_of(pid, root) && kill(pid, SIGKILL) == 0) {
-			log_warn("killed QEMU %d left running by an earlier agent in %s", (int)pid,
-				 root);
-			pids[n++] = pid;
+		if (pid > 1 && pid != getpid() && qemu_of(pid, dir)) {
+			log_warn("stopping QEMU %d of %s, which no agent can serve", (int)pid, dir);
+			kill_wait(pid);
+			n++;
 		}
 	}
 	closedir(d);
-	/* Not our children: wait until they are gone (their RAM files with them). */
-	for (unsigned i = 0; i < n; i++) {
-		uint64_t end = now_ns() + 5000000000ull;
-
-		while (kill(pids[i], 0) == 0 && now_ns() < end)
-			usleep(10000);
-	}
 	return n;
+}
+
+bool vm_dir_is_vm(int rootfd, const char *name)
+{
+	char p1[NAME_MAX + 16], p2[NAME_MAX + 16], p3[NAME_MAX + 16];
+	struct stat st;
+
+	if (fstatat(rootfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+		return false;
+	snprintf(p1, sizeof(p1), "%s/shim.sock", name);
+	snprintf(p2, sizeof(p2), "%s/qemu.log", name);
+	snprintf(p3, sizeof(p3), "%s/vm.json", name);
+	return faccessat(rootfd, p3, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+	       (faccessat(rootfd, p1, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+		faccessat(rootfd, p2, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
 }
 
 int vm_remove_tree(int rootfd, const char *name)
@@ -120,33 +144,84 @@ int vm_remove_tree(int rootfd, const char *name)
 	return unlinkat(rootfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
-int vm_clean_stale(const char *run_root, unsigned *ret_killed, unsigned *ret_dirs)
+/* Let go of a VM that is not adopted: nothing runs; its directory goes, its sections stay. */
+static void discard(struct vm *vm)
 {
-	unsigned killed = kill_orphans(run_root), dirs = 0;
+	vm_keep_sections(vm);
+	vm->pid = 0;
+	vm->exited = true;
+	vm_unref(vm);   /* removes the directory */
+}
+
+static void recover_one(const struct vm_env *env, const char *name, vm_adopt_fn fn,
+			void *opaque, struct vm_recover_stats *stats)
+{
+	struct vm *vm = vm_alloc(env);
+	char err[512];
+	bool alive;
+	int r;
+
+	if (!vm)
+		return;
+	snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, name);
+	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
+	r = vm_persist_load(vm, err, sizeof(err));
+	if (r < 0) {
+		log_warn("%s: %s: it is removed, with any QEMU of it", vm->dir,
+			 r == -ENOENT ? "no VM record (an older agent's, or the VM never started)"
+				      : r == -EBADMSG ? err : strerror(-r));
+		stats->stopped += kill_qemus_of(vm->dir);
+		stats->removed++;
+		discard(vm);
+		return;
+	}
+	alive = vm->pid > 0 && proc_alive(vm->pid, vm->qemu_starttime) && qemu_of(vm->pid, vm->dir);
+	if (alive && (vm->state == VM_RUNNING || vm->state == VM_DEGRADED)) {
+		vm->state = VM_RUNNING;   /* degraded: the new pager finds out again */
+		r = vm_adopt(vm, err, sizeof(err));
+		if (r >= 0 && fn(opaque, vm) >= 0) {
+			stats->adopted++;
+			return;
+		}
+		log_error("vm %s: cannot adopt QEMU %d: %s: stopping it", vm->spec.name, (int)vm->pid,
+			  r < 0 ? err : "no room in the agent's table");
+		vm_keep_sections(vm);
+		stats->stopped++;
+		stats->removed++;
+		vm_unref(vm);   /* stops QEMU, removes the directory */
+		return;
+	}
+	if (alive) {
+		log_warn("vm %s was %s when the earlier agent stopped: stopping its QEMU %d",
+			 vm->spec.name, vm_state_name(vm->state), (int)vm->pid);
+		kill_wait(vm->pid);
+		stats->stopped++;
+	} else {
+		log_warn("vm %s: its QEMU (pid %d) is gone: removing %s", vm->spec.name,
+			 (int)vm->pid, vm->dir);
+	}
+	stats->removed++;
+	discard(vm);
+}
+
+int vm_recover(const struct vm_env *env, vm_adopt_fn fn, void *opaque,
+	       struct vm_recover_stats *ret)
+{
+	struct vm_recover_stats stats = { 0 };
 	struct dirent *de;
-	DIR *d = opendir(run_root);
+	DIR *d = opendir(env->run_root);
 
 	if (!d)
 		return -errno;
-	while ((de = readdir(d))) {
-		int r;
-
-		if (de->d_name[0] == '.' || de->d_type != DT_DIR || !vm_dir(dirfd(d), de->d_name))
-			continue;   /* not a VM directory: not ours to remove */
-		r = vm_remove_tree(dirfd(d), de->d_name);
-		if (r < 0)
-			log_warn("cannot remove %s/%s, left by an earlier agent: %s", run_root,
-				 de->d_name, strerror(-r));
-		else
-			dirs++;
-	}
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && vm_dir_is_vm(dirfd(d), de->d_name))
+			recover_one(env, de->d_name, fn, opaque, &stats);
 	closedir(d);
-	if (dirs)
-		log_warn("removed %u VM director%s left in %s by an earlier agent", dirs,
-			 dirs == 1 ? "y" : "ies", run_root);
-	if (ret_killed)
-		*ret_killed = killed;
-	if (ret_dirs)
-		*ret_dirs = dirs;
+	if (stats.adopted || stats.removed)
+		log_info("run directory %s: %u VM%s adopted, %u QEMU%s stopped, %u VM director%s removed",
+			 env->run_root, stats.adopted, stats.adopted == 1 ? "" : "s", stats.stopped,
+			 stats.stopped == 1 ? "" : "s", stats.removed, stats.removed == 1 ? "y" : "ies");
+	if (ret)
+		*ret = stats;
 	return 0;
 }

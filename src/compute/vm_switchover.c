@@ -135,15 +135,11 @@ enum vm_mig_outcome vm_mig_settle(struct vm *vm, bool continued, uint64_t until_
 void vm_mig_hand_over(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		vm->spec.base[i].free_on_release = false;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		vm->hot[i].sec.free_on_release = false;
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
-		vm->vmem_secs[i].free_on_release = false;
+	vm_keep_sections_locked(vm);
 	if (vm->state == VM_RUNNING || vm->state == VM_SWITCHOVER)
 		vm->state = VM_MIGRATED;
 	vm->retire_ns = now_ns() + (vm->env.retire_ms ? vm->env.retire_ms : VM_RETIRE_MS) * 1000000ull;
+	(void)vm_persist_locked(vm);   /* never adopted: its sections are the destination's */
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	vm_lower_priority(vm->pid);

@@ -34,6 +34,7 @@ struct orch_opts {
 	uint64_t node_timeout;
 	uint64_t section_size;
 	uint64_t compute_timeout;
+	uint64_t sweep_s;
 };
 
 static void usage(FILE *f)
@@ -52,6 +53,7 @@ static void usage(FILE *f)
 		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
 		"  --section-size SIZE      the cluster's section size (default 128M)\n"
 		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
+		"  --orphan-sweep SECONDS   free sections no slot uses this often (default 10, 0: never)\n"
 		"  --log-level LEVEL        error, warn, info (default) or debug\n"
 		"  --help                   show this help\n");
 }
@@ -64,6 +66,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_SECTION,
 	OPT_CTIMEOUT,
+	OPT_SWEEP,
 	OPT_LOG,
 };
 
@@ -77,6 +80,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "node-timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "section-size", required_argument, NULL, OPT_SECTION },
 		{ "compute-timeout", required_argument, NULL, OPT_CTIMEOUT },
+		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -90,6 +94,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		.node_timeout = 15,
 		.section_size = ORCH_DEFAULT_SECTION_SIZE,
 		.compute_timeout = 120,
+		.sweep_s = 10,
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -112,6 +117,10 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_SECTION:
 			if (opt_size("section-size", optarg, 2u << 20, &o->section_size) < 0)
+				return -EINVAL;
+			break;
+		case OPT_SWEEP:
+			if (opt_u64("orphan-sweep", optarg, 0, 86400, "seconds", &o->sweep_s) < 0)
 				return -EINVAL;
 			break;
 		case OPT_CTIMEOUT:
@@ -158,6 +167,7 @@ static int run(const struct orch_opts *opts)
 	o->heartbeat_s = MAX(1, o->node_timeout_s / 3);
 	o->section_size = opts->section_size;
 	o->compute_timeout_ms = (int)opts->compute_timeout * 1000;
+	o->sweep_s = (int)opts->sweep_s;
 	pthread_mutex_init(&o->place_mu, NULL);
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);

@@ -605,6 +605,7 @@ static void *monitor_main(void *arg)
 	struct orch *o = arg;
 	int64_t started = now_s(), last_prune = 0;
 	unsigned tick = 0;
+	int64_t last_sweep = now_s();
 
 	/* First, what do the compute nodes run? (Never stops anything.) */
 	nodes_reconcile_all(o);
@@ -637,6 +638,10 @@ static void *monitor_main(void *arg)
 		if (++tick % 4 == 0) {
 			reconcile_lost(o);
 			migrate_resolve_pending(o);
+		}
+		if (o->sweep_s > 0 && now - last_sweep >= o->sweep_s) {
+			sweep_all(o);
+			last_sweep = now;
 		}
 		if (now - last_prune > 60) {
 			o->store->ops->request_prune(o->store, now - REQUEST_TTL_S);

@@ -78,6 +78,7 @@ struct orch {
 	struct auth_key key;
 	uint64_t node_id;               /* ours, in HELLO to memory nodes */
 	int node_timeout_s;
+	int sweep_s;                  /* orphan sweep interval (sweep.c); 0: never */
 	int heartbeat_s;                /* told to nodes at registration */
 	uint64_t section_size;
 	int compute_timeout_ms;         /* long calls (VM start, hot-plug) */
@@ -231,6 +232,17 @@ int slots_get_slot(struct orch *o, const char *name, struct slot_rec *s, struct 
 int slots_begin_op(struct orch *o, const char *name, const char *const *from, const char *to,
 		   struct slot_rec *s, struct http_resp *resp);
 void slots_end_op(struct orch *o, struct slot_rec *s, const char *state);
+
+/* ---- sweep.c ----------------------------------------------------------- */
+
+/*
+ * Free the sections memory node n holds for slots of ours that no slot
+ * uses (a free that failed while the node was unreachable): how many, or
+ * -errno when the node or the store cannot be read.
+ */
+int sweep_memnode(struct orch *o, const struct node_rec *n);
+/* The same for every up memory node (the liveness monitor, now and then). */
+void sweep_all(struct orch *o);
 
 /* ---- fence.c ----------------------------------------------------------- */
 

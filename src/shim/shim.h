@@ -9,6 +9,17 @@
  * agent -> shim: an int32: 0 when the agent serves the range, else -errno
  *                (the shim then fails the mmap with that error).
  *
+ * The shim keeps its own copy of every uffd it registered. When the agent
+ * goes away (its socket reports a hang-up), the shim connects again to the
+ * same socket path, retrying until a new agent listens there, and hands
+ * every registered mapping over again: one READOPT per mapping (same
+ * fields and the same uffd as its MAP), then one READOPT_DONE whose `len`
+ * is the number of READOPTs sent. The agent answers each as it answers a
+ * MAP; an error is reported on QEMU's stderr and the mapping stays
+ * registered (its faults wait). A MAP or UNMAP never overtakes a READOPT:
+ * whichever thread connects first re-sends the table before its own
+ * message.
+ *
  * Environment read by the shim:
  *   DISAGG_SHIM_DIR            files under this directory are guest RAM
  *   DISAGG_SHIM_SOCK           the agent's socket
@@ -22,6 +33,8 @@
 enum shim_op {
 	SHIM_MSG_MAP   = 1,   /* a guest-RAM file was mapped; uffd attached */
 	SHIM_MSG_UNMAP = 2,   /* a registered range is about to be unmapped */
+	SHIM_MSG_READOPT = 3, /* a MAP again, to a new agent: the range may have pages */
+	SHIM_MSG_READOPT_DONE = 4, /* every registered range was handed over (len: count) */
 };
 
 struct shim_msg {

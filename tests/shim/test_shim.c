@@ -8,7 +8,11 @@
  *
  * Cases: pages served by the "agent"; the agent refusing a mapping (mmap
  * fails with its errno); a file outside the directory and a process without
- * the variables are untouched (holes read as zeros, no message).
+ * the variables are untouched (holes read as zeros, no message); the agent
+ * dying in the middle (a fault read and never served) and a new agent on
+ * the same socket path getting the mapping and its uffd back (READOPT),
+ * waking the lost fault and serving the rest: the child reads every page
+ * right.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +38,7 @@
 
 extern char **environ;
 
-static char dir[64], sockpath[128], file_in[160], file_out[160];
+static char dir[64], sockpath[128], file_in[160], file_out[160], file_re[160];
 
 static int listen_sock(void)
 {
@@ -140,6 +144,45 @@ static int serve(int uffd, uint64_t base, int conn, struct shim_msg *ret_unmap)
 	}
 }
 
+/* Serve MISSING faults until the one on page stop_pg, which is read and dropped. */
+static int serve_until(int uffd, uint64_t base, uint64_t stop_pg)
+{
+	static char page[4096] __attribute__((aligned(4096)));
+	int served = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = uffd, .events = POLLIN };
+		struct uffd_msg m;
+		uint64_t addr;
+
+		if (poll(&p, 1, 10000) <= 0) {
+			diag("no fault within 10 s");
+			return -1;
+		}
+		if (read(uffd, &m, sizeof(m)) != sizeof(m) || m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		addr = m.arg.pagefault.address & ~4095ull;
+		if ((addr - base) / 4096 == stop_pg)
+			return served;
+		struct uffdio_copy cp = { .dst = addr, .src = (uintptr_t)page, .len = 4096 };
+
+		memset(page, (int)((addr - base) / 4096 + 1), sizeof(page));
+		if (ioctl(uffd, UFFDIO_COPY, &cp) < 0 && errno != EEXIST)
+			return -1;
+		served++;
+	}
+}
+
+/* Accept one connection within 10 s. */
+static int accept_within(int ls)
+{
+	struct pollfd p = { .fd = ls, .events = POLLIN };
+
+	if (poll(&p, 1, 10000) <= 0)
+		return -1;
+	return accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+}
+
 static int read_line(int fd, char *buf, size_t len)
 {
 	ssize_t n = read(fd, buf, len - 1);
@@ -160,14 +203,15 @@ int main(void)
 		plan_skip_all("userfaultfd not available");
 		return 0;
 	}
-	plan(11);
+	plan(20);
 	strcpy(dir, "/dev/shm/disagg-shimtest.XXXXXX");
 	if (!mkdtemp(dir))
 		{ diag("mkdtemp: %s", strerror(errno)); return 1; }
 	snprintf(sockpath, sizeof(sockpath), "%s/agent.sock", dir);
 	snprintf(file_in, sizeof(file_in), "%s/ram0", dir);
+	snprintf(file_re, sizeof(file_re), "%s/ram1", dir);
 	strcpy(file_out, "/dev/shm/disagg-shimtest-outside");
-	for (const char *f = file_in; f; f = f == file_in ? file_out : NULL) {
+	for (const char *f = file_in; f; f = f == file_in ? file_out : f == file_out ? file_re : NULL) {
 		int fd = open(f, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (fd < 0 || ftruncate(fd, LEN) < 0)
@@ -237,8 +281,64 @@ int main(void)
 		ok(poll(&p, 1, 0) == 0, "and the agent heard nothing");
 	}
 
+	/*
+	 * 5. The agent dies with a fault read but not served; a new agent on
+	 * the same path gets the mapping back with its uffd (READOPT, then
+	 * READOPT_DONE), wakes the range and serves the rest.
+	 */
+	pid = spawn(file_re, 1, &out);
+	conn = accept_within(ls);
+	ok(conn >= 0 && recv_map(conn, &msg, &uffd) == 0 && uffd >= 0 && msg.op == SHIM_MSG_MAP,
+	   "second child: MAP with a uffd");
+	send_status(conn, 0);
+	served = serve_until(uffd, msg.addr, PAGES / 2);
+	is(served, PAGES / 2, "first agent served the first half, then died on a fault");
+	close(uffd);
+	close(conn);
+	close(ls);
+	unlink(sockpath);
+	{
+		struct pollfd p = { .fd = out, .events = POLLIN };
+
+		ok(poll(&p, 1, 300) == 0, "the child waits for its page (no zeros, no exit)");
+	}
+	ls = listen_sock();
+	conn = accept_within(ls);
+	{
+		struct shim_msg rm = { 0 }, done = { 0 };
+		int uffd2 = -1, none = -1;
+
+		ok(conn >= 0 && recv_map(conn, &rm, &uffd2) == 0 && uffd2 >= 0,
+		   "the shim connects to the new agent and hands the uffd over again");
+		ok(rm.op == SHIM_MSG_READOPT && rm.addr == msg.addr && rm.len == LEN &&
+			   rm.offset == 0 && strcmp(rm.path, file_re) == 0 && rm.pid == (uint32_t)pid,
+		   "READOPT names the same mapping");
+		send_status(conn, 0);
+		ok(recv_map(conn, &done, &none) == 0 && done.op == SHIM_MSG_READOPT_DONE &&
+			   done.len == 1 && none < 0,
+		   "READOPT_DONE counts one mapping");
+		send_status(conn, 0);
+		{
+			struct uffdio_range rg = { .start = msg.addr, .len = LEN };
+
+			ok(ioctl(uffd2, UFFDIO_WAKE, &rg) == 0, "the lost fault is woken");
+		}
+		struct shim_msg um = { 0 };
+
+		served = serve(uffd2, msg.addr, conn, &um);
+		is(served, PAGES / 2, "the new agent serves the second half, the lost page too");
+		send_status(conn, 0);
+		close(uffd2);
+	}
+	read_line(out, line, sizeof(line));
+	ok(strcmp(line, "ok 2080") == 0, "the child read every page right (%s)", line);
+	waitpid(pid, &st, 0);
+	close(conn);
+	close(out);
+
 	unlink(file_in);
 	unlink(file_out);
+	unlink(file_re);
 	unlink(sockpath);
 	rmdir(dir);
 	close(ls);

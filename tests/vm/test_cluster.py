@@ -86,13 +86,18 @@ def cluster(tmp_path):
     try:
         yield c
     finally:
-        c.disagg("down", check=False, timeout=120)
-        time.sleep(0.2)
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"pid {pid} survived disagg down")
-        c.logs_clean()
+        down(c, pids)
+
+
+def down(c, pids):
+    """`disagg down`: every pid of `pids` must be gone, no log may hold a sanitizer report."""
+    c.disagg("down", check=False, timeout=120)
+    time.sleep(0.2)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"pid {pid} survived disagg down")
+    c.logs_clean()
 
 
 def allocated_sections(c):

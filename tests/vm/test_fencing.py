@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""VM test: a frozen source agent across a compute migration cannot
+"""VM test: a source agent frozen across a compute migration cannot
 overwrite the destination's memory afterwards (docs/api.md, "Ownership
 epochs"; docs/protocol.md, "Ownership epochs and FENCE").
 
@@ -11,14 +11,17 @@ orchestrator does at a hand-over.
 The source agent is frozen (SIGSTOP) across the switchover: it has sent
 migrate-continue to its QEMU (held stopped until then, so that the order is
 certain), QEMU completes the migration and the destination runs the guest
-while the agent sleeps. When it is let go (SIGCONT) its migration has
-outlived its deadline: it gives up and resumes its copy of the guest. That
-is a zombie: a second running copy of the VM whose pager still holds grants
-for the same sections. Its guest rewrites memory and its pager writes
-back: the memory node refuses every write-back (FENCED), the pager drops
-them without failing, and the destination's data, read back from the
-memory node, stays intact. Deleting the zombie cannot free the
-destination's sections either.
+while the agent sleeps. Then it is let go (SIGCONT), and after the new
+owner has written its memory the old owner writes late, as a source that
+woke up too late would: write-backs through its grants (the source's node
+id, epoch 0) over pages of every section, and frees of the sections. The
+memory node refuses them all (FENCED) and the destination's memory, read
+back from the memory node, verifies.
+
+How the woken source agent ends the migration is its own business (it
+hands the VM over, or, on agents that gave up at their deadline, resumes
+its copy of the guest); when it runs its copy, that copy writes too and
+its pager's write-backs are refused and dropped without failing it.
 """
 import http.client
 import os
@@ -119,38 +122,56 @@ def test_frozen_source_cannot_overwrite_after_handover(cluster, key):
     assert not t.is_alive()
     st, res = out["r"]
     print("source after the freeze:", st, res)
-    # The source outlived its deadline and resumed its copy of the guest.
-    assert st == 503 and "resumed here" in res["error"]["message"], (st, res)
-    assert a1.status("z")["state"] == "running"
+    assert st in (200, 503), (st, res)
+    zombie = a1.status("z")["state"] == "running"       # resumed its copy of the guest
 
     # The new owner writes, and writes back.
     a2.guest("z", "REWRITE 1 72")
     a2.call("POST", "/v1/vms/z/flush")
-    # The zombie writes, and writes back: refused by the memory node, dropped.
     refused0 = memnode_metric(mn, "disagg_memnode_fenced_requests_total")
-    a1.guest("z", "REWRITE 1 73")
-    a1.guest("z", "REWRITE 2 83")
-    p = a1.call("POST", "/v1/vms/z/flush")["pager"]
-    print("zombie pager:", p)
-    assert p["writebacks_fenced"] > 0 and p["failed"] == 0, p
-    assert memnode_metric(mn, "disagg_memnode_fenced_requests_total") > refused0
+
+    # The old owner's late write-backs and frees: refused, never applied.
+    with mn.conn(as_node=1) as old:
+        for s in secs:
+            g = bytes.fromhex(s["grant"])
+            sec, gen = dproto.GRANT.unpack(g)[2:4]
+            for first in range(0, 32768, 4096):
+                ext = [(p, 1) for p in range(first, first + 4096, 16)]
+                try:
+                    old.write(g, ext, b"\xde" * 4096 * len(ext))
+                    raise AssertionError(f"a late write-back landed in section {sec}")
+                except dproto.ProtoError as e:
+                    assert e.status == dproto.ST["FENCED"], e
+            try:
+                old.free(sec, gen, 0)
+                raise AssertionError(f"the old owner freed section {sec}")
+            except dproto.ProtoError as e:
+                assert e.status == dproto.ST["FENCED"], e
+    assert memnode_metric(mn, "disagg_memnode_fenced_requests_total") == refused0 + 4 * 9
+    assert mn.count() == before + 4
+    if zombie:
+        # Its copy of the guest writes, and its pager writes back: dropped.
+        a1.guest("z", "REWRITE 1 73")
+        a1.guest("z", "REWRITE 2 83")
+        p = a1.call("POST", "/v1/vms/z/flush")["pager"]
+        print("zombie pager:", p)
+        assert p["writebacks_fenced"] > 0 and p["failed"] == 0, p
 
     # The destination reads its memory back from the memory node: intact.
+    # (Without the fence the late writes, kernel memory included, land on
+    # the destination's sections: its guest hangs or mismatches.)
     a2.call("PUT", "/v1/vms/z/budget", {"bytes": 16 * MiB})
     assert vmlib.wait_for(lambda: a2.status("z")["pager"]["resident_pages"] <= 16 * MiB // 4096,
                           60), a2.status("z")["pager"]
-    # (Without the fence the zombie's write-backs, kernel memory included,
-    # land on the destination's sections: its guest hangs or mismatches.)
     v1 = a2.guest("z", "VERIFY 1", timeout_ms=120000)
     v2 = a2.guest("z", "VERIFY 2", timeout_ms=120000)
     assert v1["mismatches"] == 0 and v2["mismatches"] == 0, (v1, v2)
     assert a2.status("z")["pager"]["pages_fetched"] > 0
 
-    # Deleting the zombie: its frees (free_on_release) are refused too.
+    # The source's record goes; it frees nothing of the new owner's.
     a1.delete("z")
-    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 15), "zombie QEMU still runs"
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(vm["pid"]), 15), "source QEMU still runs"
     assert mn.count() == before + 4
-    assert "cannot free section" in a1.stderr()
     assert a2.guest("z", "VERIFY 1", timeout_ms=120000)["mismatches"] == 0
     a2.delete("z")
     assert vmlib.wait_for(lambda: mn.count() == before, 15), mn.count()

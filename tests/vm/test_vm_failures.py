@@ -8,8 +8,11 @@
   name, and grants the memory node rejects (another holder, a wrong MAC, a
   freed section). A rejected grant must fail the request at once with a
   clear message, never leave a guest blocked in a page fault.
-- The agent killed with SIGKILL: the next agent on its run directory kills
-  the orphaned QEMU and removes the VM directory.
+- The agent killed with SIGKILL: the next agent on its run directory
+  adopts the VM whose QEMU still runs (same QEMU, memory intact) and
+  removes the directory of one whose QEMU died; an agent of another
+  cluster or node, or a second one while the first runs, refuses the run
+  directory.
 - A guest that panics while booting (no init): the error quotes the panic
   line from its console.
 - The memory node dies while the guest boots: the start fails with the
@@ -17,7 +20,10 @@
 """
 import os
 import signal
+import subprocess
 import time
+
+import pytest
 
 import dproto
 import vmlib
@@ -61,36 +67,143 @@ def test_qemu_sigkill(cluster):
     agent.delete("victim")
 
 
-def test_agent_sigkill_leftovers(cluster):
-    """An agent killed with SIGKILL leaves its QEMU running (orphaned, with
-    nobody to serve its page faults) and its VM directory behind. The next
-    agent on that run directory kills the QEMU and removes the directory."""
+def sigkill_agent(cluster, agent):
+    """SIGKILL an agent; the next agent on its run directory takes over
+    its QEMUs and its directory (so the fixture no longer checks them)."""
+    agent.proc.kill()
+    agent.proc.wait()
+    agent.proc.stdout.close()
+    agent.log.close()
+    cluster.agents.remove(agent)
+
+
+def test_agent_sigkill_adopts_its_vms(cluster):
+    """An agent killed with SIGKILL leaves its QEMUs running. The next agent
+    on its run directory adopts a VM whose QEMU still runs: same QEMU, the
+    guest's memory intact (pages the dead agent had resident and dirty,
+    faults it had read and never served), the pager serving it again. A VM
+    whose QEMU died meanwhile is cleaned up (its directory goes, its
+    sections stay allocated), and nothing that is not a VM directory is
+    touched."""
     mn = cluster.memnode()
     a1 = cluster.agent(1)
     before = mn.count()
-    kept = mn.section(free_on_release=False)
-    vm = a1.create("orphan", [kept, {"kind": "local"}])
+    secs = [mn.section(free_on_release=True) for _ in range(2)]
+    vm = a1.create("keep", secs + [{"kind": "local"}], cache_bytes=32 << 20)
     pid = vm["pid"]
-    a1.proc.kill()
-    a1.proc.wait()
-    assert vmlib.pid_alive(pid), "QEMU died with the agent: nothing to test"
-    assert os.path.isdir(os.path.join(a1.run_dir, "orphan"))
-    # Not a VM directory: left alone (a run directory shared by mistake).
+    gone = a1.create("gone", [{"kind": "local"}] * 2)
+    gone_pid = gone["pid"]
+    # More than the cache: pages go to the memory node and come back.
+    assert a1.guest("keep", "FILL 1 7 96")["mb"] == 96
+    assert a1.guest("keep", "WRITELOOP 1 16")["id"] == 1
+    time.sleep(1)
+    sigkill_agent(cluster, a1)
+    assert vmlib.pid_alive(pid), "QEMU died with the agent"
+    os.kill(gone_pid, signal.SIGKILL)
+    assert vmlib.wait_for(lambda: not vmlib.pid_alive(gone_pid), 10)
     other = os.path.join(a1.run_dir, "not-a-vm")
     os.mkdir(other)
     open(os.path.join(other, "qemu.log"), "w").close()
-    a2 = cluster.agent(1, extra=("--run-dir", a1.run_dir))
-    assert vmlib.wait_for(lambda: not vmlib.pid_alive(pid), 10), "orphaned QEMU still runs"
-    assert os.listdir(a1.run_dir) == ["not-a-vm"], os.listdir(a1.run_dir)
+
+    a2 = cluster.agent(1, run_dir=a1.run_dir)
+    st = a2.status("keep")
+    assert st["state"] == "running" and st["pid"] == pid, st
+    assert vmlib.pid_alive(pid)
+    a2.qemu_pids.add(pid)
+    assert "adopted QEMU" in a2.stderr(), a2.stderr()[-2000:]
+    # The writer went on through the restart; stop it and check every page.
+    assert a2.guest("keep", "STOP")["mb"] > 0
+    v = a2.guest("keep", "VERIFY 1")
+    assert v["mismatches"] == 0, v
+    p = a2.status("keep")["pager"]
+    assert p["failed"] == 0 and p["errors"] == 0, p
+    # The new pager works: a smaller cache evicts, a rewrite comes back right.
+    a2.call("PUT", "/v1/vms/keep/budget", {"bytes": 16 << 20})
+    a2.guest("keep", "REWRITE 1 8")
+    assert a2.guest("keep", "VERIFY 1")["mismatches"] == 0
+    assert a2.status("keep")["pager"]["pages_evicted"] > 0
+
+    # The VM whose QEMU died is gone; the stranger's directory is left alone.
+    assert a2.request("GET", "/v1/vms/gone")[0] == 404
+    assert not os.path.exists(os.path.join(a1.run_dir, "gone"))
+    assert os.path.exists(os.path.join(other, "qemu.log"))
     os.unlink(os.path.join(other, "qemu.log"))
     os.rmdir(other)
-    assert "left" in a2.stderr() and "earlier agent" in a2.stderr()
-    # The name is free again, without a .N suffix.
-    a2.create("orphan", [{"kind": "local"}] * 2)
-    assert os.path.isdir(os.path.join(a1.run_dir, "orphan"))
-    a2.delete("orphan")
-    assert mn.count() == before + 1       # not freed: free_on_release was false
-    mn.free(kept)
+    a2.delete("keep")
+    assert not vmlib.pid_alive(pid)
+    assert mn.count() == before      # free_on_release: freed by the agent that adopted it
+
+
+def leave_agent(cluster, agent):
+    """SIGTERM an agent started with keep_vms: its VMs keep running for the next one."""
+    assert agent.stop() == 0
+    cluster.agents.remove(agent)
+
+
+@pytest.mark.parametrize("mode", ["dimm", "virtio-mem"])
+def test_agent_restart_keeps_hot_sections(cluster, mode):
+    """Hot-plugged remote sections survive a SIGKILL of the agent and a
+    SIGTERM (which leaves running VMs to the next agent): the adopting
+    agents know the same sections at the same places, the guest's memory
+    on them verifies, and they can be removed afterwards."""
+    mn = cluster.memnode()
+    before = mn.count()
+    a1 = cluster.agent(1)
+    a1.create("hot", [mn.section() for _ in range(2)], hotplug=mode, max_sections=2,
+              cache_bytes=64 << 20)
+    idx = a1.add_section("hot", mn.section())["index"]
+    free_mb = a1.meminfo("hot")["memfree_kb"] // 1024
+    a1.guest("hot", f"FILL 1 9 {free_mb - 48}")       # reaches into the hot section
+    st1 = a1.status("hot")
+    pid = st1["pid"]
+    sigkill_agent(cluster, a1)
+
+    a2 = cluster.agent(1, run_dir=a1.run_dir, keep_vms=True)
+    st2 = a2.status("hot")
+    assert st2["pid"] == pid and st2["state"] == "running", st2
+    assert st2["hot_sections"] == st1["hot_sections"], (st1, st2)
+    assert st2["memory_bytes"] == st1["memory_bytes"]
+    assert a2.guest("hot", "VERIFY 1")["mismatches"] == 0
+    leave_agent(cluster, a2)
+    assert vmlib.pid_alive(pid), "SIGTERM stopped the VM"
+
+    a3 = cluster.agent(1, run_dir=a1.run_dir)
+    a3.qemu_pids.add(pid)
+    assert a3.status("hot")["hot_sections"] == st1["hot_sections"]
+    assert a3.guest("hot", "VERIFY 1")["mismatches"] == 0
+    a3.guest("hot", "FREE 1")
+    a3.remove_section("hot", idx)
+    st3 = a3.status("hot")
+    assert not st3["hot_sections"] and st3["memory_bytes"] == 2 * vmlib.SECTION, st3
+    a3.delete("hot")
+    assert vmlib.wait_for(lambda: mn.count() == before, 10), (mn.count(), before)
+
+
+def test_agent_restart_refuses_a_run_dir_in_use(cluster, tmp_path):
+    """A run directory belongs to one agent of one cluster: a second agent
+    (same or other cluster) refuses it while the first runs, and an agent
+    of another cluster refuses it for good; neither touches the VM."""
+    a1 = cluster.agent(1)
+    vm = a1.create("mine", [{"kind": "local"}] * 2)
+    argv = [a for a in a1.argv if a != "--stop-vms-on-exit"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "in use by another running agent" in p.stderr, p.stderr
+    assert f"pid {a1.pid}" in p.stderr, p.stderr
+    (tmp_path / "other").mkdir()
+    other_key, _ = vmlib.new_keyfile(tmp_path / "other")
+    argv2 = list(argv)
+    argv2[argv2.index("--key") + 1] = other_key
+    sigkill_agent(cluster, a1)           # the lock goes with it; the owner record stays
+    p = subprocess.run(argv2, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "another cluster" in p.stderr, p.stderr
+    argv3 = list(argv)
+    argv3[argv3.index("--node-id") + 1] = "2"
+    p = subprocess.run(argv3, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "belongs to node 1" in p.stderr, p.stderr
+    assert vmlib.pid_alive(vm["pid"])
+    a2 = cluster.agent(1, run_dir=a1.run_dir)
+    assert a2.status("mine")["pid"] == vm["pid"]
+    a2.qemu_pids.add(vm["pid"])
 
 
 def test_guest_dies_at_boot_says_why(agent):

@@ -211,13 +211,18 @@ class ApiError(Exception):
 class Agent(Proc):
     """disagg-compute on a private run directory under /dev/shm."""
 
-    def __init__(self, tmp, keyfile, node_id=1, extra=(), env=None):
+    def __init__(self, tmp, keyfile, node_id=1, extra=(), env=None, keep_vms=False,
+                 run_dir=None, http="127.0.0.1:0"):
+        """keep_vms: SIGTERM leaves running VMs for the next agent (the
+        agent's default); otherwise --stop-vms-on-exit. run_dir: an earlier
+        agent's, to adopt its VMs."""
         kernel, initrd = check_prereqs()
-        self.run_dir = tempfile.mkdtemp(prefix="disagg-vmtest-", dir="/dev/shm")
+        self.run_dir = run_dir or tempfile.mkdtemp(prefix="disagg-vmtest-", dir="/dev/shm")
         self.qemu_pids = set()
-        argv = [find_prog("disagg-compute"), "--http", "127.0.0.1:0", "--node-id",
+        argv = [find_prog("disagg-compute"), "--http", http, "--node-id",
                 str(node_id), "--key", keyfile, "--accel", "tcg", "--run-dir",
-                self.run_dir, "--kernel", kernel, "--initrd", initrd, *extra]
+                self.run_dir, "--kernel", kernel, "--initrd", initrd,
+                *(() if keep_vms else ("--stop-vms-on-exit",)), *extra]
         e = dict(os.environ if env is None else env)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         try:

@@ -29,6 +29,7 @@
  *   backend_local.h    the "local" backend; backend_memnode.h: "memnode"
  *   backend.h          pager_backend_free
  *   region.h           add/remove regions, change and find sections
+ *   pager_adopt.h      take over a region an earlier pager served
  *   budget.h           the local cache budget
  *   flush.h            write back everything
  *   memmig.h           move a section to another memory node
@@ -52,6 +53,7 @@
 #include "flush.h"
 #include "hot.h"
 #include "memmig.h"
+#include "pager_adopt.h"
 #include "region.h"
 #include "source.h"
 #include "stats.h"

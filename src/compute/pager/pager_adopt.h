@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Adoption in the pager (pager_adopt.c): a region whose mapping an earlier
+ * pager served, handed over again after the agent restarted.
+ */
+#ifndef DISAGG_PAGER_ADOPT_H
+#define DISAGG_PAGER_ADOPT_H
+
+#include <stdint.h>
+
+#include "types.h"
+
+/*
+ * Region `region` (just added with pager_add_region) maps a file that an
+ * earlier pager served, and its uffd is the one that pager read: pages of
+ * remote sections that are in the file are resident, and nobody knows
+ * whether the memory node has their content. Each becomes PRESENT|DIRTY
+ * (counted in the budget, written back by the cleaner, the evictor or a
+ * flush before it is ever dropped). Faults the earlier pager read and
+ * never served are lost: the whole region is woken, so every thread
+ * blocked in a fault on it faults again and is served now.
+ * *ret_pages (may be NULL): the pages found resident.
+ * -EINVAL, -ENOENT (no such region), -EDEADLK (from a pager thread).
+ */
+int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages);
+
+#endif /* DISAGG_PAGER_ADOPT_H */

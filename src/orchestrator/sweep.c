@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Orphan sweep: sections a memory node holds for this orchestrator's slots
+ * that no slot uses any more, freed.
+ *
+ * A free can fail: the memory node was killed, partitioned or restarting
+ * when a section had to go (a failed memory migration's target, a deleted
+ * slot's sections). Such a section would stay allocated for ever. So the
+ * monitor asks every up memory node for its list now and then (and a
+ * memory node that registers again at once), and frees each section that
+ *   - carries an owner (the slot id it was allocated for; 0: not ours),
+ *   - whose slot is gone, or is settled (running, degraded, failed, lost:
+ *     no operation in progress that may have allocated it) and does not
+ *     list it (memory node, section, generation).
+ * The memory node's list is read before the store, so a section that an
+ * operation allocated and recorded meanwhile is in the store already. A
+ * section of a slot in an operation, or `unresolved`, is left alone: its
+ * outcome decides. Freed orphans are logged and recorded as events
+ * (`section_orphan_freed`). The free is the orchestrator's (the authority
+ * over epochs): it is sent with the highest epoch.
+ */
+#include "orch.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mnclient.h"
+
+static bool settled(const char *state)
+{
+	return !strcmp(state, "running") || !strcmp(state, "degraded") ||
+	       !strcmp(state, "failed") || !strcmp(state, "lost");
+}
+
+/* What the memory node holds: *ret malloc'd. */
+static int list_node(struct orch *o, const struct node_rec *n, struct proto_section **ret,
+		     size_t *ret_n)
+{
+	struct mnc_opts opts = {
+		.addr = n->addr, .key = &o->key, .node_id = o->node_id, .timeout_ms = 5000,
+	};
+	_cleanup_mnc_ struct mnc *c = NULL;
+	struct proto_section *all = NULL;
+	uint32_t start = 0;
+	size_t total = 0;
+	int r;
+
+	r = mnc_connect(&opts, &c);
+	if (r < 0)
+		return r;
+	if (mnc_info(c)->node_id != n->id)
+		return -ESTALE;
+	for (;;) {
+		struct proto_section buf[256], *na;
+		uint32_t count = 0, next = 0;
+
+		r = mnc_list(c, start, ARRAY_SIZE(buf), buf, &count, &next);
+		if (r < 0)
+			break;
+		na = realloc(all, (total + count + 1) * sizeof(*all));
+		if (!na) {
+			r = -ENOMEM;
+			break;
+		}
+		all = na;
+		memcpy(all + total, buf, count * sizeof(*buf));
+		total += count;
+		if (count == 0 || next <= start || next >= mnc_info(c)->nsections)
+			break;
+		start = next;
+	}
+	if (r < 0) {
+		free(all);
+		return r;
+	}
+	*ret = all;
+	*ret_n = total;
+	return 0;
+}
+
+int sweep_memnode(struct orch *o, const struct node_rec *n)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct proto_section *held = NULL;
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	_cleanup_free_ struct section_rec *used = NULL;
+	size_t nheld = 0, nslots = 0, nused = 0;
+	int r, freed = 0;
+
+	r = list_node(o, n, &held, &nheld);
+	if (r < 0)
+		return r;
+	r = st->ops->slot_list(st, 0, 0, &slots, &nslots);
+	if (r == 0)
+		r = st->ops->section_list(st, 0, n->id, &used, &nused);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nheld; i++) {
+		const struct proto_section *h = &held[i];
+		const struct slot_rec *s = NULL;
+		bool in_use = false;
+		int e;
+
+		if (!h->owner_id)
+			continue;   /* not allocated for a slot of ours */
+		for (size_t k = 0; k < nslots && !s; k++)
+			if ((uint64_t)slots[k].id == h->owner_id)
+				s = &slots[k];
+		if (s && !settled(s->state))
+			continue;   /* an operation in progress decides */
+		for (size_t k = 0; k < nused && !in_use; k++)
+			in_use = used[k].remote && used[k].section == h->section &&
+				 used[k].generation == h->generation;
+		if (in_use)
+			continue;
+		e = mnpool_free_section(o->mnpool, n, h->section, h->generation, UINT32_MAX);
+		if (e < 0 && e != -ENOENT && e != -ESTALE) {
+			log_warn("memory node %s: cannot free orphan section %" PRIu32 ": %s", n->name,
+				 h->section, strerror(-e));
+			continue;
+		}
+		if (e == 0) {
+			freed++;
+			st->ops->node_adjust_free(st, n->id, +1);
+			log_info("memory node %s: freed section %" PRIu32 " (generation %" PRIu32
+				 ") of %s slot %" PRIu64 ", which no slot uses",
+				 n->name, h->section, h->generation, s ? "settled" : "deleted",
+				 h->owner_id);
+			slots_event(o, "section_orphan_freed", n->id, s ? s->name : NULL,
+				    "section %" PRIu32 " generation %" PRIu32
+				    " of slot id %" PRIu64 " was held on %s by no slot: freed",
+				    h->section, h->generation, h->owner_id, n->name);
+		}
+	}
+	return freed;
+}
+
+void sweep_all(struct orch *o)
+{
+	_cleanup_free_ struct node_rec *nodes = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->node_list(o->store, "memnode", &nodes, &n) < 0)
+		return;
+	for (size_t i = 0; i < n && !atomic_load(&o->stopping); i++) {
+		int r;
+
+		if (strcmp(nodes[i].state, "up") != 0)
+			continue;
+		r = sweep_memnode(o, &nodes[i]);
+		if (r < 0)
+			log_debug("orphan sweep of memory node %s: %s", nodes[i].name, strerror(-r));
+	}
+}

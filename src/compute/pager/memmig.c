@@ -24,31 +24,78 @@
  * began is final and needs no re-send: the flagged set only shrinks, and
  * the fenced part is normally empty.
  *
- * Locking: admin_lock serializes these calls with hotplug. The migration
- * state (r->mig[]) is created, read and freed under io_lock, which every
- * write-back batch holds (pager_evict.c), and the re-send runs under
- * io_lock a chunk at a time, so no write-back of a page can overtake its
- * re-send on B. The switch takes io_lock (so no write-back batch is in
+ * The migration is a tee on the section (sink.h): installed by begin,
+ * removed by commit or abort (or dropped when the region goes or the
+ * section is discarded). The write-back path knows nothing about it.
+ *
+ * Locking: admin_lock serializes these calls with hotplug. The tee is
+ * installed, used and removed under io_lock, which every write-back batch
+ * holds (writeback.c), and the re-send runs under io_lock a chunk at a
+ * time, so no write-back of a page can overtake its re-send on B. The switch takes io_lock (so no write-back batch is in
  * flight), then fences the section (faults on it wait) and waits until no
  * fault thread serves a fault in that section (faults elsewhere go on); a
  * fault thread waiting for budget space stops waiting when a grace period
  * is requested, since the evictor cannot run meanwhile.
  * docs/pager.md, "Memory migration", describes the semantics.
  */
-#include "pager_internal.h"
+#include "memmig.h"
 
 #include <string.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "log.h"
 #include "net.h"
+#include "region.h"
+#include "sink.h"
+#include "source.h"
 
 #define RESEND_CHUNK 256u          /* pages re-sent per hold of io_lock */
 #define QUIET_WAIT_MS 200u         /* commit: wait this long at most for a quiet section */
 
-/* ---- write-back hooks (pager_evict.c, io_lock held) ------------------------ */
+/* The pager's migrations (p->mm). */
+struct pager_mm {
+	void *conn;                  /* connection to the targets; io_lock */
+	_Atomic int active;          /* migrations in progress */
+	_Atomic int last_err;        /* why the last migration failed (0: none yet) */
+};
 
-void pager_memmig_free(struct pager_memmig *m)
+/*
+ * A section moving to another memory node: a tee on the section. While it
+ * is installed every write-back of the section goes to the source and to
+ * `target`; the pages written back before the COPY is over are flagged in
+ * `resend` and sent to the target again at commit (the COPY may have
+ * overwritten them with older content). Under io_lock.
+ */
+struct pager_memmig {
+	struct pager_tee tee;
+	struct pager_section target;
+	uint8_t *resend;             /* per page of the section: send to the target at commit */
+	uint64_t nresend;            /* pages flagged in resend[] */
+	bool copy_done;              /* commit began: the COPY is over */
+	int err;                     /* the target failed: 0 or -errno (migration is dead) */
+	uint64_t begin_ns;
+	uint64_t pages_dual;         /* pages written to both during the window */
+};
+
+/* ---- the tee (sink.h; io_lock held) ----------------------------------------- */
+
+static const struct pager_tee_ops mig_tee_ops;
+
+static struct pager_memmig *mig_of(struct pager_tee *t)
+{
+	return container_of(t, struct pager_memmig, tee);
+}
+
+/* The migration of section `index` of r, or NULL. */
+static struct pager_memmig *section_mig(struct pager_region *r, unsigned index)
+{
+	struct pager_tee *t = pager_tee_get(r, index);
+
+	return t && t->ops == &mig_tee_ops ? mig_of(t) : NULL;
+}
+
+static void mig_free(struct pager_memmig *m)
 {
 	if (!m)
 		return;
@@ -56,12 +103,23 @@ void pager_memmig_free(struct pager_memmig *m)
 	free(m);
 }
 
+/* A migration that was removed from its section ends (abort or failure). */
+static void mig_end(struct pager *p, struct pager_memmig *m, bool failed)
+{
+	atomic_fetch_sub(&p->mm->active, 1);
+	if (failed || m->err)
+		CTR_ADD(p, memmig_failed, 1);
+	else
+		CTR_ADD(p, memmig_aborted, 1);
+	mig_free(m);
+}
+
 static void mig_fail(struct pager *p, struct pager_memmig *m, int err)
 {
 	if (m->err)
 		return;
 	m->err = err < 0 ? err : -EIO;
-	atomic_store(&p->memmig_last_err, m->err);
+	atomic_store(&p->mm->last_err, m->err);
 	log_debug("pager %s: migration target %s failed: %s", p->name, m->target.addr,
 		  strerror(-m->err));
 }
@@ -70,85 +128,99 @@ static int mig_conn(struct pager *p)
 {
 	int r;
 
-	if (p->mig_conn)
+	if (p->mm->conn)
 		return 0;
-	r = p->cfg.backend->ops->conn_open(p->cfg.backend->priv, &p->mig_conn);
+	r = p->cfg.backend->ops->conn_open(p->cfg.backend->priv, &p->mm->conn);
 	if (r < 0)
-		p->mig_conn = NULL;
+		p->mm->conn = NULL;
 	return r;
 }
 
-void pager_memmig_submit(struct pager *p, struct pager_wb_group *g, unsigned ng)
+static bool tee_submit(struct pager *p, struct pager_tee *t, const struct pager_wb_group *g)
 {
-	const struct pager_backend_ops *ops = p->cfg.backend->ops;
+	struct pager_memmig *m = mig_of(t);
+	int r;
 
-	for (unsigned i = 0; i < ng; i++) {
-		int r;
-
-		g[i].dual = false;
-		if (!g[i].mig || g[i].mig->err)
-			continue;
-		r = mig_conn(p);
-		if (r >= 0)
-			r = ops->write_submit(p->mig_conn, &g[i].mig->target, g[i].ext, g[i].next,
-					      g[i].data);
-		if (r < 0)
-			mig_fail(p, g[i].mig, r);
-		else
-			g[i].dual = true;
+	if (m->err)
+		return false;
+	r = mig_conn(p);
+	if (r >= 0)
+		r = p->cfg.backend->ops->write_submit(p->mm->conn, &m->target, g->ext, g->next,
+						      g->data);
+	if (r < 0) {
+		mig_fail(p, m, r);
+		return false;
 	}
+	return true;
 }
 
-void pager_memmig_wait(struct pager *p, struct pager_wb_group *g, unsigned ng)
+static bool teed_here(const struct pager_wb_group *g)
+{
+	return g->teed && g->tee->ops == &mig_tee_ops;
+}
+
+static void tee_wait(struct pager *p, struct pager_wb_group *g, unsigned ng)
 {
 	const struct pager_backend_ops *ops = p->cfg.backend->ops;
 	bool any = false;
 	int r;
 
 	for (unsigned i = 0; i < ng && !any; i++)
-		any = g[i].dual;
-	if (!any || !p->mig_conn)
+		any = teed_here(&g[i]);
+	if (!any || !p->mm->conn)
 		return;
-	r = ops->write_wait(p->mig_conn);
+	r = ops->write_wait(p->mm->conn);
 	if (r >= 0)
 		return;
 	/* Which target failed is not known: every migration in the batch ends. */
 	for (unsigned i = 0; i < ng; i++)
-		if (g[i].dual) {
-			mig_fail(p, g[i].mig, r);
-			g[i].dual = false;
+		if (teed_here(&g[i])) {
+			mig_fail(p, mig_of(g[i].tee), r);
+			g[i].teed = false;
 		}
-	ops->reset(p->mig_conn);
+	ops->reset(p->mm->conn);
 }
 
-void pager_memmig_written(struct pager *p, struct pager_wb_group *g, unsigned ng)
+/* The batch is acknowledged by the source: flag what the target must get again. */
+static void tee_written(struct pager *p, struct pager_tee *t, const struct pager_wb_group *g)
 {
-	for (unsigned i = 0; i < ng; i++) {
-		struct pager_memmig *m = g[i].mig;
+	struct pager_memmig *m = mig_of(t);
 
-		if (!m || m->err)
-			continue;
-		if (g[i].dual) {
-			m->pages_dual += g[i].npages;
-			CTR_ADD(p, memmig_pages_dual, g[i].npages);
-		}
-		/*
-		 * Before commit the COPY may still overwrite these pages on the
-		 * target with older content: send them again at commit.
-		 */
-		if (m->copy_done && g[i].dual)
-			continue;
-		for (uint32_t e = 0; e < g[i].next; e++)
-			for (uint32_t k = 0; k < g[i].ext[e].count; k++) {
-				uint32_t pg = g[i].ext[e].page + k;
-
-				if (!m->resend[pg]) {
-					m->resend[pg] = 1;
-					m->nresend++;
-				}
-			}
+	if (m->err)
+		return;
+	if (g->teed) {
+		m->pages_dual += g->npages;
+		CTR_ADD(p, memmig_pages_dual, g->npages);
 	}
+	/*
+	 * Before commit the COPY may still overwrite these pages on the
+	 * target with older content: send them again at commit.
+	 */
+	if (m->copy_done && g->teed)
+		return;
+	for (uint32_t e = 0; e < g->next; e++)
+		for (uint32_t k = 0; k < g->ext[e].count; k++) {
+			uint32_t pg = g->ext[e].page + k;
+
+			if (!m->resend[pg]) {
+				m->resend[pg] = 1;
+				m->nresend++;
+			}
+		}
 }
+
+static void tee_drop(struct pager *p, struct pager_tee *t)
+{
+	mig_end(p, mig_of(t), false);
+}
+
+static const struct pager_tee_ops mig_tee_ops = {
+	.name = "memmig",
+	.submit = tee_submit,
+	.wait = tee_wait,
+	.written = tee_written,
+	.drop = tee_drop,
+};
 
 /* ---- the re-send (io_lock held) -------------------------------------------- */
 
@@ -162,20 +234,6 @@ struct resend_ctx {
 	uint32_t cursor;
 	uint64_t sent;
 };
-
-struct fetch_run {
-	const struct pager_backend_ops *ops;
-	const struct pager_section *s;
-	uint32_t page, n;
-	void *buf;
-};
-
-static int fetch_run_cb(void *conn, void *arg)
-{
-	struct fetch_run *f = arg;
-
-	return f->ops->fetch(conn, f->s, f->page, f->n, f->buf);
-}
 
 /*
  * Collect up to RESEND_CHUNK flagged pages from the cursor on (clearing
@@ -241,7 +299,6 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 	/* The others from the source, one READ per run of consecutive pages. */
 	for (uint32_t i = 0; i < n;) {
 		uint32_t j = i + 1;
-		struct fetch_run f;
 
 		if (c->local[i]) {
 			i++;
@@ -249,9 +306,8 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 		}
 		while (j < n && !c->local[j] && c->pages[j] == c->pages[j - 1] + 1)
 			j++;
-		f = (struct fetch_run){ ops, &r->sections[c->index], c->pages[i], j - i,
-					c->buf + (size_t)i * PS };
-		rc = pager_retry_io(p, &p->evict_conn, fetch_run_cb, &f);
+		rc = pager_source_fetch(p, &p->evict_conn, &r->sections[c->index], c->pages[i],
+					j - i, c->buf + (size_t)i * PS, NULL, NULL);
 		if (rc < 0)
 			return rc;
 		i = j;
@@ -263,7 +319,7 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 		mig_fail(p, m, rc);
 		return (int)n;
 	}
-	maxp = ops->max_pages(p->mig_conn);
+	maxp = ops->max_pages(p->mm->conn);
 	if (!maxp || maxp > PROTO_MAX_PAGES)
 		maxp = PROTO_MAX_PAGES;
 	for (uint32_t i = 0; i < n && !m->err;) {
@@ -277,14 +333,14 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 				break;
 			g.npages++;
 		}
-		rc = ops->write_submit(p->mig_conn, &m->target, g.ext, g.next, g.data);
+		rc = ops->write_submit(p->mm->conn, &m->target, g.ext, g.next, g.data);
 		if (rc < 0)
 			mig_fail(p, m, rc);
 	}
-	rc = ops->write_wait(p->mig_conn);
+	rc = ops->write_wait(p->mm->conn);
 	if (rc < 0) {
 		mig_fail(p, m, rc);
-		ops->reset(p->mig_conn);
+		ops->reset(p->mm->conn);
 	}
 	if (!m->err) {
 		c->sent += n;
@@ -295,70 +351,6 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 
 /* ---- API ------------------------------------------------------------------- */
 
-/* Region `region` with section `index` (admin_lock held), or NULL with *ret_err. */
-static struct pager_region *get_region(struct pager *p, int region, unsigned index, int *ret_err)
-{
-	struct pager_region *r;
-
-	if (region < 0 || region >= PAGER_MAX_REGIONS) {
-		*ret_err = -EINVAL;
-		return NULL;
-	}
-	if (pager_on_thread(p)) {
-		*ret_err = -EDEADLK;
-		return NULL;
-	}
-	r = atomic_load(&p->regions[region]);
-	if (!r) {
-		*ret_err = -ENOENT;
-		return NULL;
-	}
-	if (index >= r->nsections) {
-		*ret_err = -ERANGE;
-		return NULL;
-	}
-	return r;
-}
-
-/* Forget the migration of r's section `index`; io_lock held. */
-void pager_memmig_drop(struct pager *p, struct pager_region *r, unsigned index, bool failed)
-{
-	struct pager_memmig *m = r->mig[index];
-
-	if (!m)
-		return;
-	r->mig[index] = NULL;
-	atomic_fetch_sub(&p->memmig_active, 1);
-	if (failed || m->err)
-		CTR_ADD(p, memmig_failed, 1);
-	else
-		CTR_ADD(p, memmig_aborted, 1);
-	pager_memmig_free(m);
-}
-
-int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
-		       unsigned *ret_index)
-{
-	int rc = -ENOENT;
-
-	if (!p || !match || match->kind != PAGER_SEC_REMOTE)
-		return -EINVAL;
-	pthread_mutex_lock(&p->admin_lock);
-	for (unsigned ri = 0; ri < atomic_load(&p->nslots) && rc < 0; ri++) {
-		struct pager_region *r = atomic_load(&p->regions[ri]);
-
-		for (uint32_t i = 0; r && i < r->nsections; i++)
-			if (pager_same_section(&r->sections[i], match)) {
-				*ret_region = (int)ri;
-				*ret_index = i;
-				rc = 0;
-				break;
-			}
-	}
-	pthread_mutex_unlock(&p->admin_lock);
-	return rc;
-}
-
 int pager_section_migration(struct pager *p, int region, unsigned index,
 			    struct pager_section *ret_target)
 {
@@ -368,11 +360,14 @@ int pager_section_migration(struct pager *p, int region, unsigned index,
 	if (!p || !ret_target)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
-	r = get_region(p, region, index, &rc);
+	r = pager_region_get(p, region, index, &rc);
 	if (r) {
+		struct pager_memmig *m;
+
 		pthread_mutex_lock(&p->io_lock);
-		if (r->mig[index])
-			*ret_target = r->mig[index]->target;
+		m = section_mig(r, index);
+		if (m)
+			*ret_target = m->target;
 		else
 			rc = -ENOENT;
 		pthread_mutex_unlock(&p->io_lock);
@@ -393,34 +388,35 @@ int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
+	m->tee.ops = &mig_tee_ops;
 	m->resend = calloc(p->sec_pages, 1);
 	if (!m->resend) {
-		pager_memmig_free(m);
+		mig_free(m);
 		return -ENOMEM;
 	}
 	m->target = *target;
 	m->begin_ns = now_ns();
 
 	pthread_mutex_lock(&p->admin_lock);
-	r = get_region(p, region, index, &rc);
+	r = pager_region_get(p, region, index, &rc);
 	if (r && r->sections[index].kind != PAGER_SEC_REMOTE)
 		rc = -EINVAL;               /* a local section has nothing to move */
 	else if (r && pager_same_section(&r->sections[index], target))
 		rc = -EINVAL;               /* the target is the section itself */
 	if (rc == 0) {
 		pthread_mutex_lock(&p->io_lock);
-		if (r->mig[index]) {
+		if (pager_tee_get(r, index)) {
 			rc = -EBUSY;
 		} else {
-			r->mig[index] = m;
+			pager_tee_install(r, index, &m->tee);
 			m = NULL;
-			atomic_fetch_add(&p->memmig_active, 1);
+			atomic_fetch_add(&p->mm->active, 1);
 			CTR_ADD(p, memmig_started, 1);
 		}
 		pthread_mutex_unlock(&p->io_lock);
 	}
 	pthread_mutex_unlock(&p->admin_lock);
-	pager_memmig_free(m);
+	mig_free(m);
 	if (rc == 0)
 		log_debug("pager %s: region %d section %u: migration to %s section %u begins",
 			  p->name, region, index, target->addr, target->grant.section);
@@ -435,13 +431,18 @@ int pager_section_migrate_abort(struct pager *p, int region, unsigned index)
 	if (!p)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
-	r = get_region(p, region, index, &rc);
+	r = pager_region_get(p, region, index, &rc);
 	if (r) {
+		struct pager_memmig *m;
+
 		pthread_mutex_lock(&p->io_lock);
-		if (r->mig[index])
-			pager_memmig_drop(p, r, index, false);
-		else
+		m = section_mig(r, index);
+		if (m) {
+			pager_tee_remove(r, index);
+			mig_end(p, m, false);
+		} else {
 			rc = -ENOENT;
+		}
 		pthread_mutex_unlock(&p->io_lock);
 	}
 	pthread_mutex_unlock(&p->admin_lock);
@@ -464,13 +465,13 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	c.pages = calloc(RESEND_CHUNK, sizeof(*c.pages));
 	c.local = calloc(RESEND_CHUNK, 1);
 	pthread_mutex_lock(&p->admin_lock);
-	r = get_region(p, region, index, &rc);
+	r = pager_region_get(p, region, index, &rc);
 	if (!r)
 		goto out;
 	c.r = r;
 	pg0 = (uint64_t)index * p->sec_pages;
 	pthread_mutex_lock(&p->io_lock);
-	m = r->mig[index];
+	m = section_mig(r, index);
 	if (!m) {
 		pthread_mutex_unlock(&p->io_lock);
 		rc = -ENOENT;
@@ -518,11 +519,11 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	 * the COPY, the guest and its writer share two CPUs; once 18 ms) would
 	 * otherwise be inside the pause. At most QUIET_WAIT_MS, then regardless.
 	 */
-	(void)pager_wait_section_quiet(p, r, index, QUIET_WAIT_MS);
+	(void)pager_rcu_wait_quiet(&p->rcu, pager_sec_key(r, index), QUIET_WAIT_MS);
 	pthread_mutex_lock(&p->io_lock);
 	f0 = now_ns();
 	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
-	pager_synchronize_section(p, r, index);
+	pager_rcu_synchronize_key(&p->rcu, pager_sec_key(r, index));
 	g0 = now_ns();
 	while (!err && !m->err && m->nresend) {
 		int n = resend_chunk(&c, m);
@@ -539,14 +540,15 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 		r->sections[index] = m->target;
 		pthread_mutex_unlock(&p->lock);
 		res.pages_dual = m->pages_dual;
-		r->mig[index] = NULL;
-		atomic_fetch_sub(&p->memmig_active, 1);
+		pager_tee_remove(r, index);
+		atomic_fetch_sub(&p->mm->active, 1);
 		CTR_ADD(p, memmig_committed, 1);
-		pager_memmig_free(m);
+		mig_free(m);
 	} else {
 		if (err != -EREMOTEIO)
-			atomic_store(&p->memmig_last_err, err);
-		pager_memmig_drop(p, r, index, true);   /* abort semantics: stay on the source */
+			atomic_store(&p->mm->last_err, err);
+		pager_tee_remove(r, index);
+		mig_end(p, m, true);   /* abort semantics: stay on the source */
 	}
 	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&p->io_lock);
@@ -578,65 +580,26 @@ out:
 	return rc;
 }
 
-/* ---- evacuation: a local section becomes remote ----------------------------- */
+/* ---- lifecycle ------------------------------------------------------------------ */
 
-/* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Fenced, io_lock held. */
-static uint64_t mark_dirty(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+int pager_mm_new(struct pager *p)
 {
-	pthread_mutex_lock(&p->lock);
-	for (uint64_t pg = a; pg < b; pg++)
-		st_set(r, pg, ST_PRESENT | ST_DIRTY);
-	pthread_mutex_unlock(&p->lock);
-	return b - a;
+	p->mm = calloc(1, sizeof(*p->mm));
+	return p->mm ? 0 : -ENOMEM;
 }
 
-int pager_section_evacuate(struct pager *p, int region, unsigned index,
-			   const struct pager_section *target, uint64_t *ret_pages)
+void pager_mm_free(struct pager *p)
 {
-	struct pager_region *r;
-	uint64_t n = 0;
-	int rc = 0;
+	if (!p->mm)
+		return;
+	if (p->mm->conn)
+		p->cfg.backend->ops->conn_close(p->mm->conn);
+	free(p->mm);
+	p->mm = NULL;
+}
 
-	if (!p || !target || target->kind != PAGER_SEC_REMOTE)
-		return -EINVAL;
-	pthread_mutex_lock(&p->admin_lock);
-	r = get_region(p, region, index, &rc);
-	if (!r)
-		goto out;
-	if (r->sections[index].kind != PAGER_SEC_LOCAL) {
-		rc = -EALREADY;
-		goto out;
-	}
-	/*
-	 * No batch in flight, the section fenced, no fault thread in it: the
-	 * kind changes, and fault threads read it outside a fault too
-	 * (REMOVE events), hence the full grace period.
-	 */
-	pthread_mutex_lock(&p->io_lock);
-	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
-	pager_synchronize(p);
-	/*
-	 * A local section has no page state: the file says what the guest
-	 * touched. Those pages stay where they are and become dirty pages of
-	 * the remote section, so the cleaner, the evictor or a flush writes
-	 * them to it (WP-protecting each before it is read, as for any dirty
-	 * page). The others read as the fresh section's zeros.
-	 */
-	n = pager_file_runs(p, r, (uint64_t)index * p->sec_pages, p->sec_pages, true, mark_dirty);
-	pthread_mutex_lock(&p->lock);
-	r->sections[index] = *target;
-	pthread_mutex_unlock(&p->lock);
-	atomic_fetch_add(&p->remote_pages, p->sec_pages);
-	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&p->io_lock);
-	pager_resident_add(p, (int64_t)n);
-	pthread_cond_signal(&p->evict_cond);     /* over budget now? */
-	(void)pager_uffd_wake(r, (uint64_t)index * p->sec_pages, p->sec_pages);
-	log_debug("pager %s: region %d section %u evacuated to %s: %llu pages to write back",
-		  p->name, region, index, target->addr, (unsigned long long)n);
-	if (ret_pages)
-		*ret_pages = n;
-out:
-	pthread_mutex_unlock(&p->admin_lock);
-	return rc;
+void pager_mm_stats(struct pager *p, uint64_t *ret_active, int *ret_last_err)
+{
+	*ret_active = (uint64_t)atomic_load(&p->mm->active);
+	*ret_last_err = atomic_load(&p->mm->last_err);
 }

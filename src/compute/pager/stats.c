@@ -1,94 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * userfaultfd setup helpers (open, feature probe, register) and the pager's
- * statistics: a snapshot struct for the agent and Prometheus text for its
- * /metrics endpoint.
+ * The pager's statistics (stats.h): a snapshot struct for the agent and
+ * Prometheus text for its /metrics endpoint.
  */
-#include "pager_internal.h"
+#include "stats.h"
 
-#include <fcntl.h>
 #include <string.h>
-#include <sys/syscall.h>
 
-/* ---- userfaultfd ---------------------------------------------------------- */
-
-static int uffd_raw(int flags)
-{
-	int fd = (int)syscall(SYS_userfaultfd, flags), e, dev;
-
-	if (fd >= 0)
-		return fd;
-	e = errno;
-	/* Kernels with vm.unprivileged_userfaultfd=0 still offer /dev/userfaultfd. */
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return -e;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-	e = errno;
-	close(dev);
-	return fd < 0 ? -e : fd;
-}
-
-int pager_uffd_probe(uint64_t *ret_features)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = uffd_raw(O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return fd;
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0)
-		*ret_features = api.features;
-	return r;
-}
-
-int pager_uffd_open(enum pager_dirty_mode mode, int *ret_fd, uint64_t *ret_features)
-{
-	uint64_t have, need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
-			      UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_EVENT_REMOVE |
-			      UFFD_FEATURE_THREAD_ID;
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd, r;
-
-	if (mode == PAGER_DIRTY_ASYNC_WP)
-		need |= UFFD_FEATURE_WP_ASYNC;
-	r = pager_uffd_probe(&have);
-	if (r < 0)
-		return r;
-	if ((have & need) != need)
-		return -EOPNOTSUPP;
-	fd = uffd_raw(O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return fd;
-	api.features = need;
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	/* The kernel answers with everything it supports; report what is enabled. */
-	*ret_features = api.features & need;
-	return 0;
-}
-
-int pager_uffd_register(int uffd, uint64_t addr, uint64_t len)
-{
-	struct uffdio_register reg = {
-		.range = { .start = addr, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-	};
-	uint64_t want = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_WAKE) |
-			(1ull << _UFFDIO_WRITEPROTECT) | (1ull << _UFFDIO_ZEROPAGE);
-
-	if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0)
-		return -errno;
-	return (reg.ioctls & want) == want ? 0 : -EOPNOTSUPP;
-}
-
-/* ---- stats ---------------------------------------------------------------- */
+#include "core.h"
+#include "memmig.h"
+#include "source.h"
 
 const char *pager_mode_name(enum pager_dirty_mode m)
 {
@@ -127,15 +48,14 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->pages_hot_prefetched = LD(pages_hot_prefetched);
 	ret->writebacks_fenced = LD(writebacks_fenced);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
-	ret->memmig_active = (uint64_t)atomic_load(&p->memmig_active);
-	ret->memmig_last_err = atomic_load(&p->memmig_last_err);
+	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
 	ret->max_resident_pages = atomic_load(&p->max_resident);
 	ret->budget_pages = atomic_load(&p->budget_pages);
 	{
 		struct pager_node_state ns;
 
-		ret->nodes_down = atomic_load(&p->ndown);
+		ret->nodes_down = pager_nodes_down(p);
 		ret->failed = atomic_load(&p->failed);
 		if (!ret->failed && pager_nodes_state(p, &ns, 1) > 0)
 			ret->failed = ns.err;

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "pager.h"
+#include "types.h"
 
 /*
  * Region `region` (just added with pager_add_region) maps a file that an

@@ -10,16 +10,17 @@
  * guest reads what it wrote last, because nothing is dropped before the
  * memory node acknowledged it.
  *
- * Like evacuation (pager_memmig.c), the state is set with the remote
+ * Like evacuation (region.c), the state is set with the remote
  * sections fenced, no write-back batch in flight (io_lock) and after a
  * grace period of the fault threads, which may have served faults on the
  * region since it was added.
  */
 #include "pager_adopt.h"
 
-#include "pager_internal.h"
-
+#include "budget.h"
+#include "cache.h"
 #include "log.h"
+#include "region.h"
 
 /* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Returns how many were not PRESENT. */
 static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
@@ -44,25 +45,23 @@ int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages)
 {
 	struct pager_region *r;
 	uint64_t n = 0;
+	int rc = 0;
 
 	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
-	if (pager_on_thread(p)) {
-		pthread_mutex_unlock(&p->admin_lock);
-		return -EDEADLK;
-	}
-	r = atomic_load(&p->regions[region]);
+	/* -EDEADLK on a pager thread, -ENOENT; every region has a section 0. */
+	r = pager_region_get(p, region, 0, &rc);
 	if (!r) {
 		pthread_mutex_unlock(&p->admin_lock);
-		return -ENOENT;
+		return rc;
 	}
 	pthread_mutex_lock(&p->io_lock);
 	for (uint32_t sec = 0; sec < r->nsections; sec++)
 		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
 			__atomic_store_n(&r->fence[sec], 1, __ATOMIC_SEQ_CST);
 	/* Faults served since the region was added are over; new ones park. */
-	pager_synchronize(p);
+	pager_rcu_synchronize(&p->rcu);
 	for (uint32_t sec = 0; sec < r->nsections; sec++)
 		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
 			n += pager_file_runs(p, r, (uint64_t)sec * p->sec_pages, p->sec_pages, true,

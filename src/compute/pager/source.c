@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * Per-memory-node failure state of a pager, and the health thread that
- * notices a node answering again.
+ * The source: fetching pages through the backend (the fetch half of
+ * struct pager_backend_ops), and each memory node's failure state with the
+ * health thread that notices a node answering again.
+ *
+ * A fetch is retried with reconnects (backend.c) unless it is cancelled:
+ * the caller's check runs before every attempt (a region being removed, a
+ * section fenced), so a fetch in retry gives up within one attempt.
  *
  * A fetch that cannot complete within fail_timeout_ms for a transport
  * reason (timeout, connection refused or reset) marks its memory node
@@ -20,14 +25,68 @@
  * cfg.on_node is called once per transition, from the thread that saw it,
  * with no pager lock held.
  */
-#include "pager_internal.h"
+#include "source.h"
 
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
+#include "cache.h"
 #include "log.h"
 #include "net.h"
+
+#define PAGER_MAX_NODES 64
+
+/* A memory node this pager has seen fail. */
+struct pager_node {
+	uint64_t id;                   /* memory node id; set once, before n counts it */
+	_Atomic int down;              /* 0: answers; else the -errno that marked it down */
+	struct pager_section probe;    /* a section of it to probe while down (lock) */
+	uint64_t down_ns;
+};
+
+/* The memory nodes of a pager (p->nodes). */
+struct pager_nodes {
+	pthread_mutex_t lock;          /* adds to nodes[], the health thread's sleep (a leaf lock) */
+	pthread_cond_t cond;           /* a node went down, or stop */
+	struct pager_node nodes[PAGER_MAX_NODES];
+	_Atomic unsigned n;
+	_Atomic unsigned ndown;        /* nodes down now */
+	pthread_t health;
+	bool health_started;
+};
+
+/* ---- fetch ------------------------------------------------------------------ */
+
+struct fetch_arg {
+	const struct pager_backend_ops *ops;
+	const struct pager_section *s;
+	uint32_t page, npages;
+	void *buf;
+	bool (*cancelled)(void *arg);
+	void *cancel_arg;
+};
+
+static int fetch_cb(void *conn, void *arg)
+{
+	struct fetch_arg *f = arg;
+
+	if (f->cancelled && f->cancelled(f->cancel_arg))
+		return -ECANCELED;
+	return f->ops->fetch(conn, f->s, f->page, f->npages, f->buf);
+}
+
+int pager_source_fetch(struct pager *p, void **connp, const struct pager_section *s,
+		       uint32_t page, uint32_t npages, void *buf, bool (*cancelled)(void *arg),
+		       void *arg)
+{
+	struct fetch_arg f = { p->cfg.backend->ops, s, page, npages, buf, cancelled, arg };
+
+	return pager_retry_io(p, connp, fetch_cb, &f);
+}
+
+/* ---- memory nodes ----------------------------------------------------------- */
 
 /* Is err a transport failure (the node may come back) rather than an answer? */
 bool pager_err_transport(int err)
@@ -42,14 +101,14 @@ bool pager_err_transport(int err)
 	}
 }
 
-/* The node's slot, or NULL. Lock-free: ids are published before nnodes grows. */
-static struct pager_node *node_find(struct pager *p, uint64_t id)
+/* The node's slot, or NULL. Lock-free: ids are published before n grows. */
+static struct pager_node *node_find(struct pager_nodes *t, uint64_t id)
 {
-	unsigned n = atomic_load_explicit(&p->nnodes, memory_order_acquire);
+	unsigned n = atomic_load_explicit(&t->n, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (p->nodes[i].id == id)
-			return &p->nodes[i];
+		if (t->nodes[i].id == id)
+			return &t->nodes[i];
 	return NULL;
 }
 
@@ -57,44 +116,45 @@ int pager_node_down(struct pager *p, uint64_t memnode_id)
 {
 	struct pager_node *n;
 
-	if (!atomic_load_explicit(&p->ndown, memory_order_relaxed))
+	if (!atomic_load_explicit(&p->nodes->ndown, memory_order_relaxed))
 		return 0;     /* the common case: one load */
-	n = node_find(p, memnode_id);
+	n = node_find(p->nodes, memnode_id);
 	return n ? atomic_load(&n->down) : 0;
 }
 
 void pager_node_failed(struct pager *p, const struct pager_section *s, int err)
 {
+	struct pager_nodes *t = p->nodes;
 	struct pager_node *n;
 	int expected = 0;
 
 	if (s->kind != PAGER_SEC_REMOTE || err >= 0)
 		return;
-	pthread_mutex_lock(&p->node_lock);
-	n = node_find(p, s->grant.memnode_id);
+	pthread_mutex_lock(&t->lock);
+	n = node_find(t, s->grant.memnode_id);
 	if (!n) {
-		unsigned i = atomic_load(&p->nnodes);
+		unsigned i = atomic_load(&t->n);
 
 		if (i == PAGER_MAX_NODES) {
-			pthread_mutex_unlock(&p->node_lock);
+			pthread_mutex_unlock(&t->lock);
 			log_warn("pager %s: more than %u memory nodes: node %llu not tracked",
 				 p->name, PAGER_MAX_NODES, (unsigned long long)s->grant.memnode_id);
 			return;
 		}
-		n = &p->nodes[i];
+		n = &t->nodes[i];
 		n->id = s->grant.memnode_id;
-		atomic_store_explicit(&p->nnodes, i + 1, memory_order_release);
+		atomic_store_explicit(&t->n, i + 1, memory_order_release);
 	}
 	if (!atomic_compare_exchange_strong(&n->down, &expected, err)) {
-		pthread_mutex_unlock(&p->node_lock);
+		pthread_mutex_unlock(&t->lock);
 		return;       /* already down */
 	}
 	n->probe = *s;
 	n->down_ns = now_ns();
-	atomic_fetch_add(&p->ndown, 1);
+	atomic_fetch_add(&t->ndown, 1);
 	CTR_ADD(p, node_down_events, 1);
-	pthread_cond_signal(&p->node_cond);
-	pthread_mutex_unlock(&p->node_lock);
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
 	log_warn("pager %s: memory node %llu (%s) does not answer: %s; its faults wait",
 		 p->name, (unsigned long long)s->grant.memnode_id, s->addr, strerror(-err));
 	if (p->cfg.on_node)
@@ -118,7 +178,7 @@ static void wake_node(struct pager *p, uint64_t id)
 	pthread_mutex_unlock(&p->admin_lock);
 }
 
-/* The health thread saw node n (its probe section s) answer. node_lock not held. */
+/* The health thread saw node n (its probe section s) answer. The table lock is not held. */
 static void node_up(struct pager *p, struct pager_node *n, const struct pager_section *s)
 {
 	uint64_t ms = (now_ns() - n->down_ns) / 1000000;
@@ -126,7 +186,7 @@ static void node_up(struct pager *p, struct pager_node *n, const struct pager_se
 
 	if (!err)
 		return;
-	atomic_fetch_sub(&p->ndown, 1);
+	atomic_fetch_sub(&p->nodes->ndown, 1);
 	CTR_ADD(p, node_up_events, 1);
 	log_info("pager %s: memory node %llu (%s) answers again after %llu ms", p->name,
 		 (unsigned long long)n->id, s->addr, (unsigned long long)ms);
@@ -162,78 +222,111 @@ static bool probe(struct pager *p, void **conn, const struct pager_section *s, v
 static void *health_main(void *arg)
 {
 	struct pager *p = arg;
+	struct pager_nodes *t = p->nodes;
 	void *conn = NULL, *buf = aligned_alloc(PS, PS);
 
-	pthread_mutex_lock(&p->node_lock);
+	pthread_mutex_lock(&t->lock);
 	while (!atomic_load(&p->stop)) {
-		unsigned nn = atomic_load(&p->nnodes);
+		unsigned nn = atomic_load(&t->n);
 		struct timespec ts;
 
-		if (!atomic_load(&p->ndown)) {
-			pthread_cond_wait(&p->node_cond, &p->node_lock);
+		if (!atomic_load(&t->ndown)) {
+			pthread_cond_wait(&t->cond, &t->lock);
 			continue;
 		}
 		for (unsigned i = 0; i < nn && buf && !atomic_load(&p->stop); i++) {
-			struct pager_node *n = &p->nodes[i];
+			struct pager_node *n = &t->nodes[i];
 			struct pager_section s;
 			bool ok;
 
 			if (!atomic_load(&n->down))
 				continue;
 			s = n->probe;
-			pthread_mutex_unlock(&p->node_lock);
+			pthread_mutex_unlock(&t->lock);
 			ok = probe(p, &conn, &s, buf);
 			if (ok)
 				node_up(p, n, &s);
-			pthread_mutex_lock(&p->node_lock);
+			pthread_mutex_lock(&t->lock);
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)p->cfg.probe_ms * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		if (!atomic_load(&p->stop))
-			pthread_cond_timedwait(&p->node_cond, &p->node_lock, &ts);
+			pthread_cond_timedwait(&t->cond, &t->lock, &ts);
 	}
-	pthread_mutex_unlock(&p->node_lock);
+	pthread_mutex_unlock(&t->lock);
 	if (conn)
 		p->cfg.backend->ops->conn_close(conn);
 	free(buf);
 	return NULL;
 }
 
+int pager_nodes_new(struct pager *p)
+{
+	struct pager_nodes *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	p->nodes = t;
+	return 0;
+}
+
 int pager_nodes_start(struct pager *p)
 {
-	int r = pthread_create(&p->health, NULL, health_main, p);
+	int r = pthread_create(&p->nodes->health, NULL, health_main, p);
 
 	if (r)
 		return -r;
-	p->health_started = true;
+	p->nodes->health_started = true;
 	return 0;
 }
 
 void pager_nodes_stop(struct pager *p)
 {
-	if (!p->health_started)
+	struct pager_nodes *t = p->nodes;
+
+	if (!t || !t->health_started)
 		return;
-	pthread_mutex_lock(&p->node_lock);
-	pthread_cond_broadcast(&p->node_cond);
-	pthread_mutex_unlock(&p->node_lock);
-	pthread_join(p->health, NULL);
-	p->health_started = false;
+	pthread_mutex_lock(&t->lock);
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->health, NULL);
+	t->health_started = false;
+}
+
+void pager_nodes_free(struct pager *p)
+{
+	struct pager_nodes *t = p->nodes;
+
+	if (!t)
+		return;
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->cond);
+	free(t);
+	p->nodes = NULL;
 }
 
 int pager_nodes_state(struct pager *p, struct pager_node_state *ret, size_t max)
 {
-	unsigned n = atomic_load_explicit(&p->nnodes, memory_order_acquire), k = 0;
+	struct pager_nodes *t = p->nodes;
+	unsigned n = atomic_load_explicit(&t->n, memory_order_acquire), k = 0;
 
 	for (unsigned i = 0; i < n && k < max; i++) {
-		int err = atomic_load(&p->nodes[i].down);
+		int err = atomic_load(&t->nodes[i].down);
 
 		if (!err)
 			continue;
-		ret[k].memnode_id = p->nodes[i].id;
+		ret[k].memnode_id = t->nodes[i].id;
 		ret[k].err = err;
 		k++;
 	}
 	return (int)k;
+}
+
+unsigned pager_nodes_down(struct pager *p)
+{
+	return atomic_load(&p->nodes->ndown);
 }

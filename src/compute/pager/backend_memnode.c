@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The "memnode" backend (backend_memnode.h): remote sections on memory
+ * nodes through mnclient. A connection (one per pager thread; mnclient is
+ * not thread-safe) keeps one mnc per memory-node address, connected on
+ * first use. A fetch is one READ request; with spin_us it busy-polls for
+ * the reply that long before it sleeps, which saves the scheduler wakeup
+ * on this kind of machine. Write-backs are pipelined (mnc_write_async) and
+ * waited for together.
+ * A write the memory node refuses because this node no longer owns the
+ * section (FENCED: a newer ownership epoch; STALE: a new generation) is
+ * reported by write_wait only when every other write of the round
+ * succeeded, so that the pager can drop exactly what was refused and never
+ * mistakes a real failure for it (docs/pager.md, "Fenced write-backs").
+ */
+#include "backend_memnode.h"
+
+#include <string.h>
+
+#include "mnclient.h"
+#include "net.h"
+
+#define MN_MAX_NODES 16
+
+struct mn_be {
+	struct auth_key key;
+	uint64_t node_id;
+	int timeout_ms;
+	unsigned spin_us;
+};
+
+struct mn_conn {
+	struct mn_be *be;
+	struct {
+		char addr[PROTO_MAX_ADDR];
+		struct mnc *c;
+	} n[MN_MAX_NODES];
+	unsigned nn;
+	int werr;
+	int wfenced;                  /* -EKEYREVOKED or -ESTALE seen in this round, or 0 */
+	bool rdone;
+	int rstatus;
+};
+
+static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
+{
+	unsigned i;
+	int r;
+
+	for (i = 0; i < c->nn; i++)
+		if (strcmp(c->n[i].addr, addr) == 0)
+			break;
+	if (i == c->nn) {
+		if (c->nn == MN_MAX_NODES)
+			return -ENOSPC;
+		snprintf(c->n[i].addr, sizeof(c->n[i].addr), "%s", addr);
+		c->n[i].c = NULL;
+		c->nn++;
+	}
+	if (c->n[i].c && mnc_broken(c->n[i].c)) {
+		mnc_close(c->n[i].c);
+		c->n[i].c = NULL;
+	}
+	if (!c->n[i].c) {
+		struct mnc_opts o = {
+			.addr = addr,
+			.key = &c->be->key,
+			.node_id = c->be->node_id,
+			.timeout_ms = c->be->timeout_ms,
+		};
+
+		r = mnc_connect(&o, &c->n[i].c);
+		if (r < 0) {
+			c->n[i].c = NULL;
+			return r;
+		}
+	}
+	*ret = c->n[i].c;
+	return 0;
+}
+
+static int mn_conn_open(void *priv, void **ret)
+{
+	struct mn_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->be = priv;
+	*ret = c;
+	return 0;
+}
+
+static void mn_reset(void *conn)
+{
+	struct mn_conn *c = conn;
+
+	for (unsigned i = 0; i < c->nn; i++) {
+		mnc_close(c->n[i].c);
+		c->n[i].c = NULL;
+	}
+	c->werr = 0;
+	c->wfenced = 0;
+}
+
+static void mn_conn_close(void *conn)
+{
+	if (!conn)
+		return;
+	mn_reset(conn);
+	free(conn);
+}
+
+static void mn_read_done(void *opaque, int status, size_t len)
+{
+	struct mn_conn *c = opaque;
+
+	c->rdone = true;
+	c->rstatus = status;
+}
+
+static int mn_read_one(struct mn_conn *c, struct mnc *m, const struct proto_grant *g,
+		       uint32_t page, uint32_t n, void *buf)
+{
+	struct proto_extent e = { page, n };
+	uint64_t t0, deadline;
+	int r;
+
+	if (!c->be->spin_us)
+		return mnc_read(m, g, &e, 1, buf);
+	c->rdone = false;
+	r = mnc_read_async(m, g, &e, 1, buf, mn_read_done, c);
+	if (r < 0)
+		return r;
+	t0 = now_ns();
+	deadline = t0 + (uint64_t)c->be->spin_us * 1000;
+	while (!c->rdone && now_ns() < deadline) {
+		r = mnc_poll(m, 0);
+		if (r < 0 && !c->rdone)
+			return r;
+	}
+	deadline = t0 + (uint64_t)(c->be->timeout_ms > 0 ? c->be->timeout_ms : 5000) * 1000000;
+	while (!c->rdone) {
+		uint64_t now = now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = mnc_poll(m, (int)MAX((deadline - now) / 1000000, 1));
+		if (r < 0 && !c->rdone)
+			return r;
+	}
+	return c->rstatus;
+}
+
+static int mn_fetch(void *conn, const struct pager_section *s, uint32_t page, uint32_t npages,
+		    void *buf)
+{
+	struct mn_conn *c = conn;
+	struct mnc *m;
+	uint32_t maxp;
+	int r = mn_get(c, s->addr, &m);
+
+	if (r < 0)
+		return r;
+	maxp = MAX(mnc_info(m)->max_pages, 1u);
+	while (npages) {
+		uint32_t n = MIN(npages, maxp);
+
+		r = mn_read_one(c, m, &s->grant, page, n, buf);
+		if (r < 0)
+			return r;
+		page += n;
+		npages -= n;
+		buf = (uint8_t *)buf + (size_t)n * PAGER_PAGE_SIZE;
+	}
+	return 0;
+}
+
+static void mn_write_done(void *opaque, int status, size_t len)
+{
+	struct mn_conn *c = opaque;
+
+	if (status == -EKEYREVOKED || status == -ESTALE) {
+		if (!c->wfenced)
+			c->wfenced = status;
+	} else if (status < 0 && !c->werr) {
+		c->werr = status;
+	}
+}
+
+static int mn_write_submit(void *conn, const struct pager_section *s,
+			   const struct proto_extent *ext, uint32_t next, const void *data)
+{
+	struct mn_conn *c = conn;
+	struct mnc *m;
+	int r = mn_get(c, s->addr, &m);
+
+	if (r < 0)
+		return r;
+	return mnc_write_async(m, &s->grant, ext, next, data, mn_write_done, c);
+}
+
+static int mn_write_wait(void *conn)
+{
+	struct mn_conn *c = conn;
+	int r = 0;
+
+	for (unsigned i = 0; i < c->nn; i++) {
+		if (!c->n[i].c)
+			continue;
+		int d = mnc_drain(c->n[i].c);
+		if (d < 0 && !r)
+			r = d;
+	}
+	if (c->werr) {
+		r = c->werr;
+		c->werr = 0;
+	}
+	if (!r)
+		r = c->wfenced;
+	c->wfenced = 0;
+	return r;
+}
+
+static uint32_t mn_max_pages(void *conn)
+{
+	struct mn_conn *c = conn;
+	uint32_t m = PROTO_MAX_PAGES;
+
+	if (!c)
+		return m;
+	for (unsigned i = 0; i < c->nn; i++)
+		if (c->n[i].c)
+			m = MIN(m, mnc_info(c->n[i].c)->max_pages);
+	return m ? m : 1;
+}
+
+static void mn_destroy(void *priv)
+{
+	struct mn_be *be = priv;
+
+	explicit_bzero(&be->key, sizeof(be->key));
+	free(be);
+}
+
+static const struct pager_backend_ops memnode_ops = {
+	.name = "memnode",
+	.conn_open = mn_conn_open,
+	.conn_close = mn_conn_close,
+	.fetch = mn_fetch,
+	.write_submit = mn_write_submit,
+	.write_wait = mn_write_wait,
+	.reset = mn_reset,
+	.max_pages = mn_max_pages,
+	.destroy = mn_destroy,
+};
+
+int pager_backend_memnode_new(const struct auth_key *key, uint64_t node_id, int timeout_ms,
+			      unsigned spin_us, struct pager_backend **ret)
+{
+	struct pager_backend *b;
+	struct mn_be *be;
+
+	if (!key)
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	be = calloc(1, sizeof(*be));
+	if (!b || !be) {
+		free(b);
+		free(be);
+		return -ENOMEM;
+	}
+	be->key = *key;
+	be->node_id = node_id;
+	be->timeout_ms = timeout_ms;
+	be->spin_us = spin_us;
+	b->ops = &memnode_ops;
+	b->priv = be;
+	*ret = b;
+	return 0;
+}

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page cache of the pager: regions and the page-state table.
+ *
+ * Page state is one byte per page of a remote section (local sections have
+ * no state). Read-modify-write of a state byte happens under pager.lock;
+ * lock-free reads use __atomic loads and are hints only.
+ *   PRESENT  the page is in the file (counted in `resident`, budget.h)
+ *   DIRTY    sync mode: the page is writable (not write-protected), so its
+ *            content may differ from the memory node's
+ *   BUSY     a fetch, eviction or flush owns the page; that owner wakes
+ *            any thread that faulted on it meanwhile
+ *   DISCARD  the content is zeros (UFFD_EVENT_REMOVE); the memory node's
+ *            copy is stale until the page is written back
+ *   REF      second-chance bit of the CLOCK eviction policy
+ *   RMV      a REMOVE event arrived while the page was BUSY; the owner
+ *            turns the page into an absent DISCARD page when it finishes
+ *
+ * Regions live in slots (p->regions[]) that pager_remove_region() empties
+ * and pager_add_region() reuses (region.c). Fault threads reach a region
+ * only inside a read-side critical section (rcu.h); removal and section
+ * changes unpublish first, then wait for a grace period before they touch
+ * or free what fault threads might be using. The evictor and flush use
+ * regions only under io_lock, which the writers hold. docs/pager.md,
+ * "Hotplug", explains the protocol.
+ *
+ * cache.c handles what changes the table outside a fault: REMOVE events,
+ * and reconciliation with the file (pages punched behind the pager's back).
+ */
+#ifndef DISAGG_PAGER_CACHE_H
+#define DISAGG_PAGER_CACHE_H
+
+#include "core.h"
+#include "uffd.h"
+
+struct pager_tee;
+
+enum {
+	ST_PRESENT = 1u << 0,
+	ST_DIRTY   = 1u << 1,
+	ST_BUSY    = 1u << 2,
+	ST_DISCARD = 1u << 3,
+	ST_REF     = 1u << 4,
+	ST_RMV     = 1u << 5,
+};
+
+struct pager_region {
+	unsigned idx;
+	int uffd, file_fd, pagemap_fd;
+	uint64_t features;
+	uint64_t file_offset, base, length, npages;
+	uint32_t nsections;
+	struct pager_section *sections;
+	uint8_t *st;
+	uint8_t *fence;              /* per section: being changed, fault threads keep off */
+	struct pager_tee **tee;      /* per section: a second sink on it (sink.h) or NULL (io_lock) */
+	uint32_t gen;                /* slot generation (tags epoll events) */
+	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
+	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
+	_Atomic uint32_t window;     /* current prefetch window, pages */
+	struct pager *owner;
+	uint8_t *dep;                /* per page: write-back epoch it became dirty in (st_set) */
+	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
+	_Atomic uint64_t nbusy;      /* pages BUSY */
+};
+
+static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
+{
+	return __atomic_load_n(&r->st[pg], __ATOMIC_RELAXED);
+}
+
+/*
+ * Does a page in state s need writing back? Exactly what pager_flush()
+ * claims: a present dirty page, or a discarded one (the memory node's copy
+ * is stale until zeros are written).
+ */
+static inline bool st_needs_wb(uint8_t s)
+{
+	return (s & ST_DISCARD) || (s & (ST_PRESENT | ST_DIRTY)) == (ST_PRESENT | ST_DIRTY);
+}
+
+/*
+ * Every state change goes through here, under p->lock: it keeps the
+ * dirty (needs write-back) and BUSY counts of the region and the pager
+ * exact, and stamps a page that becomes dirty with the write-back epoch.
+ */
+static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
+{
+	uint8_t old = __atomic_load_n(&r->st[pg], __ATOMIC_RELAXED);
+	bool was = st_needs_wb(old), now = st_needs_wb(v);
+	bool wbusy = (old & ST_BUSY) != 0, nbusy = (v & ST_BUSY) != 0;
+	struct pager *p = r->owner;
+
+	if (was != now) {
+		if (now) {
+			r->dep[pg] = (uint8_t)atomic_load_explicit(&p->wb_epoch,
+								   memory_order_relaxed);
+			atomic_fetch_add(&r->ndirty, 1);
+			atomic_fetch_add(&p->dirty_pages, 1);
+		} else {
+			atomic_fetch_sub(&r->ndirty, 1);
+			atomic_fetch_sub(&p->dirty_pages, 1);
+		}
+	}
+	if (wbusy != nbusy) {
+		if (nbusy) {
+			atomic_fetch_add(&r->nbusy, 1);
+			atomic_fetch_add(&p->busy_pages, 1);
+		} else {
+			atomic_fetch_sub(&r->nbusy, 1);
+			atomic_fetch_sub(&p->busy_pages, 1);
+		}
+	}
+	__atomic_store_n(&r->st[pg], v, __ATOMIC_RELAXED);
+}
+
+static inline bool pager_sec_remote(const struct pager *p, const struct pager_region *r,
+				    uint64_t pg)
+{
+	return r->sections[pg / p->sec_pages].kind == PAGER_SEC_REMOTE;
+}
+
+/* Is section `sec` of r being changed (pager_region_set_section)? */
+static inline bool pager_sec_fenced(const struct pager_region *r, uint64_t sec)
+{
+	return __atomic_load_n(&r->fence[sec], __ATOMIC_SEQ_CST) != 0;
+}
+
+/* The RCU key of section `sec` of r (a fault thread serving a fault there shows it). */
+static inline uint64_t pager_sec_key(const struct pager_region *r, uint64_t sec)
+{
+	return ((uint64_t)r->idx << 32 | sec) + 1;
+}
+
+/* The same remote section (memory node, section, generation), whatever the grant's other fields. */
+static inline bool pager_same_section(const struct pager_section *a, const struct pager_section *b)
+{
+	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
+	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
+	       a->grant.generation == b->grant.generation;
+}
+
+static inline bool pager_sec_valid(const struct pager_section *s)
+{
+	return s->kind == PAGER_SEC_LOCAL || s->kind == PAGER_SEC_REMOTE;
+}
+
+/* ---- uffd and file operations on pages of a region (uffd.h) ---------------- */
+
+static inline int pager_uffd_wake(struct pager_region *r, uint64_t pg, uint64_t npages)
+{
+	return uffd_wake(r->uffd, r->base + pg * PS, npages * PS);
+}
+
+static inline int pager_uffd_wp(struct pager_region *r, uint64_t pg, uint64_t npages, bool protect)
+{
+	return uffd_writeprotect(r->uffd, r->base + pg * PS, npages * PS, protect);
+}
+
+static inline int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages)
+{
+	return uffd_file_punch(r->file_fd, r->file_offset + pg * PS, npages * PS);
+}
+
+/* Does the file hold data in pages [pg, pg+npages)? */
+static inline bool pager_file_has_data(struct pager_region *r, uint64_t pg, uint64_t npages)
+{
+	return uffd_file_has_data(r->file_fd, r->file_offset + pg * PS, npages * PS);
+}
+
+/* ---- cache.c ---------------------------------------------------------------- */
+
+/* UFFD_EVENT_REMOVE of [start, end): those pages become absent zero pages. */
+void pager_handle_remove(struct pager *p, struct pager_region *r, uint64_t start, uint64_t end);
+/*
+ * For each run [a, b) of pages of r within [pg0, pg0 + n) that has data in
+ * the file (data true) or is a hole (false): fn(p, r, a, b). The sum of
+ * what fn returned.
+ */
+typedef uint64_t (*pager_run_fn)(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b);
+uint64_t pager_file_runs(struct pager *p, struct pager_region *r, uint64_t pg0, uint64_t n,
+			 bool data, pager_run_fn fn);
+
+/* Where a reconciliation pass is (the evictor's). */
+struct pager_recon {
+	unsigned region;
+	uint32_t sec;
+	bool running;                /* a pass is under way */
+};
+/*
+ * One step of reconciliation with the file: the next remote section,
+ * io_lock held. True when the pass is complete.
+ */
+bool pager_reconcile_step(struct pager *p, struct pager_recon *rc);
+
+#endif /* DISAGG_PAGER_CACHE_H */

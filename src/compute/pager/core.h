@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The pager object: the state that the layers share. Each layer's own
+ * state is private to its file (source.c: the memory nodes; hot.c: hot
+ * pages and the prefetch queue; memmig.c: migrations), and struct pager
+ * holds only an opaque pointer to it. Regions and their page state are in
+ * cache.h. No functions here: docs/pager.md, "Layers", shows which file
+ * owns which step.
+ *
+ * Locks, in the order they are taken (a lock is never taken while one
+ * further down the list is held):
+ *   admin_lock  regions and sections change: add/remove region,
+ *               set_section, evacuate, adopt, memory migration begin,
+ *               commit and abort, pager_start; hot export and prefetch.
+ *   io_lock     one write-back batch at a time: eviction, cleaning, flush,
+ *               reconciliation, a migration's re-send and commit; also held
+ *               by whoever changes a region, so no batch is in flight.
+ *   lock        page state (every st_set), the CLOCK hand, evict_cond and
+ *               space_cond. Held briefly, never across I/O (a fault thread
+ *               un-protects a page under it: one ioctl).
+ *   leaf locks  source.c's node lock, hot.c's prefetch-queue lock, the
+ *               local backend's lock: nothing is taken while one is held.
+ * Fault threads take only `lock` (and the leaf locks); regions reach them
+ * through RCU (rcu.h), not through admin_lock or io_lock.
+ */
+#ifndef DISAGG_PAGER_CORE_H
+#define DISAGG_PAGER_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "macro.h"
+#include "metrics.h"
+#include "rcu.h"
+#include "types.h"
+
+#define PS PAGER_PAGE_SIZE
+
+struct pager_region;
+struct pager_nodes;
+struct pager_hot;
+struct pager_mm;
+
+struct pager_ctr {
+	_Atomic uint64_t faults, faults_missing, faults_wp, faults_local;
+	_Atomic uint64_t pages_fetched, pages_prefetched, pages_zero;
+	_Atomic uint64_t pages_evicted, pages_written_back, remove_events;
+	_Atomic uint64_t errors, eexist, eagain, flushes;
+	_Atomic uint64_t pages_punched, pages_dropped, regions_removed;
+	_Atomic uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
+	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
+	_Atomic uint64_t pages_cleaned;
+	_Atomic uint64_t pages_hot_prefetched;
+	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
+	_Atomic uint64_t writebacks_fenced;
+};
+
+#define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)
+
+struct pager {
+	struct pager_config cfg;
+	char name[64];
+	enum pager_dirty_mode mode;
+	uint32_t sec_pages;
+	uint32_t cluster, max_window, batch, pcluster;
+
+	pthread_mutex_t lock;          /* page state, clock hand, conditions */
+	pthread_cond_t evict_cond;     /* evictor: work to do */
+	pthread_cond_t space_cond;     /* resident went down */
+	pthread_mutex_t io_lock;       /* one write-back batch at a time (evictor vs flush) */
+	pthread_mutex_t admin_lock;    /* add/remove region, set section, start */
+
+	struct pager_region *_Atomic regions[PAGER_MAX_REGIONS]; /* NULL: free slot */
+	_Atomic unsigned nslots;       /* slots ever used (high-water mark) */
+	uint32_t next_gen;             /* under admin_lock */
+	bool mode_set;                 /* the first region fixed the dirty mode */
+	struct pager_rcu rcu;          /* readers: the fault threads (set up by pager_start) */
+
+	int epfd, stopfd;              /* the fault threads' epoll set (fault.c) */
+	pthread_t *threads;
+	unsigned nthreads;
+	pthread_t evictor;
+	bool started, evictor_started;
+	_Atomic bool stop;
+	void *evict_conn;              /* write-back connection (evictor, flush, memmig): io_lock */
+
+	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
+	_Atomic int failed;            /* the evictor cannot run (-ENOMEM): nothing is evicted */
+	_Atomic uint64_t dirty_pages;  /* pages that need write-back, all regions (st_set) */
+	_Atomic uint64_t busy_pages;   /* pages BUSY, all regions (st_set) */
+	_Atomic uint32_t wb_epoch;     /* background write-back age clock (clean.c) */
+
+	unsigned hand_region;          /* CLOCK hand (evict.c), under lock */
+	uint64_t hand_page;
+
+	struct pager_nodes *nodes;     /* memory nodes' failure state (source.c) */
+	struct pager_hot *hot;         /* hot pages and prefetch queue (hot.c) */
+	struct pager_mm *mm;           /* memory migrations (memmig.c) */
+
+	struct pager_ctr c;
+	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
+};
+
+#endif /* DISAGG_PAGER_CORE_H */

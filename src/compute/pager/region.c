@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Regions and their sections (region.h): a mapping is added; it goes (its
+ * mapping was unmapped: a DIMM unplugged, a VM stopping); one of its
+ * sections gets a new backing (virtio-mem plug and unplug, a renewed
+ * grant) or a local section becomes remote (evacuation). Each change
+ * unpublishes what it changes (empty slot, dead region, fenced section),
+ * waits for a grace period of the fault threads (rcu.h) and holds io_lock
+ * so that no write-back batch is in flight; docs/pager.md, "Hotplug".
+ * These calls are serialized by admin_lock and refuse to run on a pager
+ * thread (-EDEADLK: they would wait for themselves).
+ */
+#include "region.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "cache.h"
+#include "fault.h"
+#include "flush.h"
+#include "log.h"
+#include "net.h"
+#include "sink.h"
+#include "uffd_compat.h"
+
+/* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
+static bool on_thread(struct pager *p)
+{
+	pthread_t self = pthread_self();
+
+	if (p->evictor_started && pthread_equal(self, p->evictor))
+		return true;
+	for (unsigned i = 0; p->threads && i < p->nthreads; i++)
+		if (p->threads[i] && pthread_equal(self, p->threads[i]))
+			return true;
+	return false;
+}
+
+/* Region `region` with section `index` (admin_lock held), or NULL with *ret_err. */
+struct pager_region *pager_region_get(struct pager *p, int region, unsigned index, int *ret_err)
+{
+	struct pager_region *r;
+
+	if (region < 0 || region >= PAGER_MAX_REGIONS) {
+		*ret_err = -EINVAL;
+		return NULL;
+	}
+	if (on_thread(p)) {
+		*ret_err = -EDEADLK;
+		return NULL;
+	}
+	r = atomic_load(&p->regions[region]);
+	if (!r) {
+		*ret_err = -ENOENT;
+		return NULL;
+	}
+	if (index >= r->nsections) {
+		*ret_err = -ERANGE;
+		return NULL;
+	}
+	return r;
+}
+
+void pager_region_free(struct pager_region *r)
+{
+	if (!r)
+		return;
+	for (uint32_t i = 0; r->tee && i < r->nsections; i++)
+		pager_tee_drop(r->owner, r, i);
+	free(r->tee);
+	free(r->sections);
+	free(r->st);
+	free(r->dep);
+	free(r->fence);
+	free(r);
+}
+
+/* ---- adding a region ---------------------------------------------------------- */
+
+int pager_add_region(struct pager *p, const struct pager_region_config *rc)
+{
+	struct pager_region *r;
+	uint64_t secbytes = (uint64_t)p->sec_pages * PS;
+	unsigned idx;
+	int fl, e;
+
+	if (!rc || rc->length == 0 || rc->length % secbytes || rc->base % PS || !rc->sections ||
+	    rc->uffd < 0 || rc->file_fd < 0)
+		return -EINVAL;
+	for (uint64_t i = 0; i < rc->length / secbytes; i++)
+		if (!pager_sec_valid(&rc->sections[i]))
+			return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->uffd = rc->uffd;
+	r->features = rc->uffd_features;
+	r->file_fd = rc->file_fd;
+	r->pagemap_fd = rc->pagemap_fd;
+	r->file_offset = rc->file_offset;
+	r->base = rc->base;
+	r->length = rc->length;
+	r->npages = rc->length / PS;
+	r->nsections = (uint32_t)(rc->length / secbytes);
+	r->sections = calloc(r->nsections, sizeof(*r->sections));
+	r->st = calloc(r->npages, 1);
+	r->dep = calloc(r->npages, 1);
+	r->fence = calloc(r->nsections, 1);
+	r->tee = calloc(r->nsections, sizeof(*r->tee));
+	r->owner = p;
+	if (!r->sections || !r->st || !r->dep || !r->fence || !r->tee) {
+		pager_region_free(r);
+		return -ENOMEM;
+	}
+	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
+	r->next_seq = UINT64_MAX;
+
+	pthread_mutex_lock(&p->admin_lock);
+	for (idx = 0; idx < PAGER_MAX_REGIONS && atomic_load(&p->regions[idx]); idx++)
+		;
+	if (idx >= PAGER_MAX_REGIONS) {
+		e = -ENOSPC;
+		goto fail;
+	}
+	/* The dirty mode follows the uffd of the first region: WP_ASYNC means async. */
+	if (!p->mode_set) {
+		p->mode = (rc->uffd_features & UFFD_FEATURE_WP_ASYNC) ? PAGER_DIRTY_ASYNC_WP
+								       : PAGER_DIRTY_SYNC_WP;
+	} else if (((rc->uffd_features & UFFD_FEATURE_WP_ASYNC) != 0) !=
+		   (p->mode == PAGER_DIRTY_ASYNC_WP)) {
+		e = -EINVAL;
+		goto fail;
+	}
+	if ((rc->uffd_features & UFFD_FEATURE_WP_ASYNC) && rc->pagemap_fd < 0) {
+		e = -EINVAL;
+		goto fail;
+	}
+	r->idx = idx;
+	r->gen = ++p->next_gen;
+
+	fl = fcntl(r->uffd, F_GETFL);
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		(void)fcntl(r->uffd, F_SETFL, fl | O_NONBLOCK);
+	for (uint32_t i = 0; i < r->nsections; i++)
+		if (r->sections[i].kind == PAGER_SEC_REMOTE)
+			atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	/* Publish before the epoll ADD: an event must find the region. */
+	atomic_store(&p->regions[idx], r);
+	if (idx + 1 > atomic_load(&p->nslots))
+		atomic_store(&p->nslots, idx + 1);
+	e = pager_fault_watch(p, r);
+	if (e < 0) {
+		atomic_store(&p->regions[idx], NULL);
+		for (uint32_t i = 0; i < r->nsections; i++)
+			if (r->sections[i].kind == PAGER_SEC_REMOTE)
+				atomic_fetch_sub(&p->remote_pages, p->sec_pages);
+		/* A fault thread may have picked it up in its spin loop. */
+		pager_rcu_synchronize(&p->rcu);
+		goto fail;
+	}
+	p->mode_set = true;
+	pthread_mutex_unlock(&p->admin_lock);
+	return (int)idx;
+fail:
+	pthread_mutex_unlock(&p->admin_lock);
+	pager_region_free(r);
+	return e;
+}
+
+/* ---- removing a region -------------------------------------------------------- */
+
+/*
+ * Read what is queued on the uffd of a region that no fault thread serves
+ * any more. Events are handled: their senders (madvise) wait until the
+ * event is read. Faults are dropped: their threads stay blocked, as for
+ * any fault on a removed region.
+ */
+static void drain_unserved(struct pager *p, struct pager_region *r)
+{
+	struct uffd_msg msgs[16];
+
+	for (unsigned round = 0; round < 4096; round++) {
+		unsigned n = uffd_read(r->uffd, msgs, ARRAY_SIZE(msgs));
+
+		if (!n)
+			break;
+		for (unsigned i = 0; i < n; i++)
+			if (msgs[i].event == UFFD_EVENT_REMOVE)
+				pager_handle_remove(p, r, msgs[i].arg.remove.start, msgs[i].arg.remove.end);
+	}
+}
+
+int pager_remove_region(struct pager *p, int region, bool writeback)
+{
+	struct pager_region *r;
+	uint64_t remote = 0;
+	int64_t dropped = 0;
+	int rc = 0;
+
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	if (on_thread(p)) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EDEADLK;
+	}
+	r = atomic_load(&p->regions[region]);
+	if (!r) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -ENOENT;
+	}
+	/* 1. No eviction or flush batch is in flight while we hold io_lock. */
+	pthread_mutex_lock(&p->io_lock);
+	/* 2. Unpublish: fetches on r cancel, new fault-thread passes skip it. */
+	atomic_store(&r->dead, true);
+	atomic_store(&p->regions[region], NULL);
+	pager_fault_unwatch(p, r);
+	/* 3. Grace period: every fault thread has let go of r. */
+	pager_rcu_synchronize(&p->rcu);
+	/* From here on this thread is r's only user. */
+	drain_unserved(p, r);
+	if (writeback) {
+		rc = pager_flush_region_locked(p, r);
+		if (rc < 0) {
+			/* Nothing is removed: serve the region again, wake what was parked. */
+			int e;
+
+			atomic_store(&r->dead, false);
+			atomic_store(&p->regions[region], r);
+			e = pager_fault_watch(p, r);
+			if (e < 0)
+				log_debug("pager %s: region %d: epoll re-add: %s", p->name, region,
+					  strerror(-e));
+			pthread_mutex_unlock(&p->io_lock);
+			(void)pager_uffd_wake(r, 0, r->npages);
+			pthread_mutex_unlock(&p->admin_lock);
+			return rc;
+		}
+	}
+	/* 4. Drop the region's pages from the accounting; dirty ones are discarded. */
+	pthread_mutex_lock(&p->lock);
+	for (uint32_t sec = 0; sec < r->nsections; sec++) {
+		if (r->sections[sec].kind != PAGER_SEC_REMOTE)
+			continue;
+		remote++;
+		for (uint64_t pg = (uint64_t)sec * p->sec_pages; pg < (uint64_t)(sec + 1) * p->sec_pages;
+		     pg++)
+			if (st_get(r, pg) & ST_PRESENT)
+				dropped++;
+	}
+	/* Its dirty pages are discarded (or were written back above). */
+	atomic_fetch_sub(&p->dirty_pages, atomic_exchange(&r->ndirty, 0));
+	atomic_fetch_sub(&p->busy_pages, atomic_exchange(&r->nbusy, 0));
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_sub(&p->remote_pages, remote * p->sec_pages);
+	if (dropped) {
+		pager_resident_add(p, -dropped);
+		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
+	}
+	/*
+	 * 5. Leave no remote page in the file: a later region over the same
+	 * file must not find pages it never fetched (they would be mapped
+	 * without a fault, so never checked). Local sections are the caller's.
+	 */
+	for (uint32_t sec = 0; sec < r->nsections; sec++)
+		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
+			(void)pager_punch(r, (uint64_t)sec * p->sec_pages, p->sec_pages);
+	/* A tee of one of its sections (a migration) ends with it (abort semantics). */
+	for (uint32_t sec = 0; sec < r->nsections; sec++)
+		pager_tee_drop(p, r, sec);
+	pthread_mutex_unlock(&p->io_lock);
+	CTR_ADD(p, regions_removed, 1);
+	log_debug("pager %s: region %d removed (%lld resident pages dropped)", p->name, region,
+		  (long long)dropped);
+	pager_region_free(r);
+	pthread_mutex_unlock(&p->admin_lock);
+	return 0;
+}
+
+/* ---- changing a section ------------------------------------------------------- */
+
+int pager_region_set_section(struct pager *p, int region, unsigned index,
+			     const struct pager_section *sec, bool discard)
+{
+	struct pager_region *r;
+	uint64_t pg0, n;
+	int64_t dropped = 0;
+	bool same, busy = false;
+	int rc = 0;
+
+	if (!p || !sec || region < 0 || region >= PAGER_MAX_REGIONS || !pager_sec_valid(sec))
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	r = atomic_load(&p->regions[region]);
+	if (on_thread(p) || !r || index >= r->nsections) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
+	}
+	pg0 = (uint64_t)index * p->sec_pages;
+	n = p->sec_pages;
+	/* No eviction/flush batch in flight; fence; wait out the fault threads. */
+	pthread_mutex_lock(&p->io_lock);
+	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
+	pager_rcu_synchronize(&p->rcu);
+	/* Nobody claims, installs or reads the section's descriptor now. */
+
+	same = pager_same_section(&r->sections[index], sec);
+	if (pager_tee_get(r, index) && !same && !discard) {
+		rc = -EBUSY;        /* being migrated: commit or abort first */
+	} else if (pager_tee_get(r, index) && !same) {
+		pager_tee_drop(p, r, index);  /* discarded: nothing left to move */
+	}
+	if (!same && rc == 0) {
+		pthread_mutex_lock(&p->lock);
+		for (uint64_t pg = pg0; pg < pg0 + n && !busy; pg++)
+			busy = (st_get(r, pg) & (ST_PRESENT | ST_DIRTY | ST_BUSY)) != 0;
+		pthread_mutex_unlock(&p->lock);
+		/* Local sections have no page state: the file says what is there. */
+		if (!busy)
+			busy = pager_file_has_data(r, pg0, n);
+		if (busy && !discard)
+			rc = -EBUSY;
+		else if (busy)
+			rc = pager_punch(r, pg0, n);
+	}
+	if (rc == 0) {
+		bool was_remote = r->sections[index].kind == PAGER_SEC_REMOTE;
+		bool now_remote = sec->kind == PAGER_SEC_REMOTE;
+
+		pthread_mutex_lock(&p->lock);
+		if (!same) {
+			for (uint64_t pg = pg0; pg < pg0 + n; pg++) {
+				if (was_remote && (st_get(r, pg) & ST_PRESENT))
+					dropped++;
+				st_set(r, pg, 0);
+			}
+		}
+		r->sections[index] = *sec;
+		pthread_mutex_unlock(&p->lock);
+		if (was_remote && !now_remote)
+			atomic_fetch_sub(&p->remote_pages, p->sec_pages);
+		else if (!was_remote && now_remote)
+			atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	}
+	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&p->io_lock);
+	if (dropped) {
+		pager_resident_add(p, -dropped);
+		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
+	}
+	/* Faults parked while fenced refault now and meet the new section. */
+	(void)pager_uffd_wake(r, pg0, n);
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
+int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
+		       unsigned *ret_index)
+{
+	int rc = -ENOENT;
+
+	if (!p || !match || match->kind != PAGER_SEC_REMOTE)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots) && rc < 0; ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
+
+		for (uint32_t i = 0; r && i < r->nsections; i++)
+			if (pager_same_section(&r->sections[i], match)) {
+				*ret_region = (int)ri;
+				*ret_index = i;
+				rc = 0;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
+/* ---- evacuation: a local section becomes remote --------------------------------- */
+
+/* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Fenced, io_lock held. */
+static uint64_t mark_dirty(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t pg = a; pg < b; pg++)
+		st_set(r, pg, ST_PRESENT | ST_DIRTY);
+	pthread_mutex_unlock(&p->lock);
+	return b - a;
+}
+
+int pager_section_evacuate(struct pager *p, int region, unsigned index,
+			   const struct pager_section *target, uint64_t *ret_pages)
+{
+	struct pager_region *r;
+	uint64_t n = 0;
+	int rc = 0;
+
+	if (!p || !target || target->kind != PAGER_SEC_REMOTE)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	r = pager_region_get(p, region, index, &rc);
+	if (!r)
+		goto out;
+	if (r->sections[index].kind != PAGER_SEC_LOCAL) {
+		rc = -EALREADY;
+		goto out;
+	}
+	/*
+	 * No batch in flight, the section fenced, no fault thread in it: the
+	 * kind changes, and fault threads read it outside a fault too
+	 * (REMOVE events), hence the full grace period.
+	 */
+	pthread_mutex_lock(&p->io_lock);
+	__atomic_store_n(&r->fence[index], 1, __ATOMIC_SEQ_CST);
+	pager_rcu_synchronize(&p->rcu);
+	/*
+	 * A local section has no page state: the file says what the guest
+	 * touched. Those pages stay where they are and become dirty pages of
+	 * the remote section, so the cleaner, the evictor or a flush writes
+	 * them to it (WP-protecting each before it is read, as for any dirty
+	 * page). The others read as the fresh section's zeros.
+	 */
+	n = pager_file_runs(p, r, (uint64_t)index * p->sec_pages, p->sec_pages, true, mark_dirty);
+	pthread_mutex_lock(&p->lock);
+	r->sections[index] = *target;
+	pthread_mutex_unlock(&p->lock);
+	atomic_fetch_add(&p->remote_pages, p->sec_pages);
+	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&p->io_lock);
+	pager_resident_add(p, (int64_t)n);
+	pthread_cond_signal(&p->evict_cond);     /* over budget now? */
+	(void)pager_uffd_wake(r, (uint64_t)index * p->sec_pages, p->sec_pages);
+	log_debug("pager %s: region %d section %u evacuated to %s: %llu pages to write back",
+		  p->name, region, index, target->addr, (unsigned long long)n);
+	if (ret_pages)
+		*ret_pages = n;
+out:
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}

@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Serving one fault (serve.h), for the fault threads (fault.c).
+ *
+ * MISSING fault on a remote section: claim (BUSY) the absent pages of an
+ * aligned cluster around the faulting page, extended forward by the
+ * sequential-prefetch window; fetch them from the source (source.c) in one
+ * round trip on the thread's own connection; install each run of claimed
+ * pages with UFFDIO_COPY (write-protected, except the faulting page and,
+ * for a sequential writer, the pages after it, which go in writable and
+ * dirty); record their state (cache.h) and count them (budget.h). Present
+ * pages are never overwritten: only claimed pages are copied, and an
+ * EEXIST (someone else installed the page) is skipped and woken.
+ * MISSING on a local section: UFFDIO_ZEROPAGE of the cluster.
+ * WP fault: mark dirty and un-protect (under the lock, so an eviction that
+ * starts later sees the page dirty).
+ *
+ * A MISSING fault on a page the pager has as PRESENT is either stale (the
+ * page was installed after the fault was queued) or the page was punched
+ * behind the pager's back (fallocate on the file sends no uffd event): the
+ * file says which (SEEK_DATA), and a punched page is served again.
+ *
+ * A fault on a dead region or a fenced section is left parked (region.c,
+ * memmig.c wake it); one on a memory node that is down is parked until the
+ * node answers (source.c).
+ */
+#include "serve.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "cache.h"
+#include "log.h"
+#include "net.h"
+#include "source.h"
+#include "uffd_compat.h"
+
+/*
+ * A fault that cannot be served now: report, and signal the thread if asked
+ * to. The fault stays parked; nothing is sticky (source.c).
+ */
+static void fail_fault(struct pager *p, int err, uint64_t addr, uint32_t tid)
+{
+	CTR_ADD(p, errors, 1);
+	log_debug("pager %s: fault at 0x%llx: %s", p->name, (unsigned long long)addr,
+		  strerror(-err));
+	if (p->cfg.on_fail)
+		p->cfg.on_fail(p->cfg.opaque, err, addr, tid);
+	if (p->cfg.fail_mode == PAGER_FAIL_SIGBUS && tid)
+		syscall(SYS_tgkill, p->cfg.fail_pid ? p->cfg.fail_pid : getpid(), (pid_t)tid,
+			SIGBUS);
+}
+
+/* ---- installing pages ---------------------------------------------------- */
+
+/*
+ * Fill pages [pg, pg+n): UFFDIO_COPY from src, or UFFDIO_ZEROPAGE when src is
+ * NULL. Pages that turn out to exist already are skipped, flagged in
+ * exists[] (relative to base_pg) when given, and *ret_watch_exists is set if
+ * one of them is watch_pg. EAGAIN (the mapping is changing) is retried
+ * after reading the pending events.
+ */
+static int mfill(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		 const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg,
+		 uint64_t watch_pg, bool *ret_watch_exists)
+{
+	uint64_t i = 0;
+	unsigned spins = 0;
+
+	while (i < n) {
+		uint64_t start = r->base + (pg + i) * PS, len = (n - i) * PS;
+		int64_t done;
+		int rc, e;
+
+		if (src)
+			rc = uffd_copy(r->uffd, start, src + i * PS, len, mode, &done);
+		else
+			rc = uffd_zeropage(r->uffd, start, len, &done);
+		e = -rc;
+		if (done > 0)
+			i += (uint64_t)done / PS;
+		if (rc == 0)
+			break;
+		if (done > 0 && e == EAGAIN)
+			continue;                     /* partial progress */
+		if (e == EEXIST) {
+			CTR_ADD(t->p, eexist, 1);
+			if (exists)
+				exists[pg + i - base_pg] = 1;
+			if (ret_watch_exists && pg + i == watch_pg)
+				*ret_watch_exists = true;
+			i++;
+		} else if (e == EAGAIN) {
+			/* The mapping is changing: an event waits to be read. */
+			CTR_ADD(t->p, eagain, 1);
+			t->drain(t, r);
+			if (++spins > 1000)
+				return -EAGAIN;
+			if (spins > 10)
+				usleep(50);
+		} else {
+			return -e;
+		}
+	}
+	return 0;
+}
+
+static int install(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		   const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg)
+{
+	return mfill(t, r, pg, n, src, mode, exists, base_pg, 0, NULL);
+}
+
+static int zeropage(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		    bool *ret_fault_exists, uint64_t fault_pg)
+{
+	return mfill(t, r, pg, n, NULL, 0, NULL, 0, fault_pg, ret_fault_exists);
+}
+
+/* ---- faults ---------------------------------------------------------------- */
+
+static void serve_local(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg)
+{
+	struct pager *p = t->p;
+	uint64_t sec_end = (pg / p->sec_pages + 1) * p->sec_pages;
+	uint64_t start = pg - pg % p->cluster, n = MIN((uint64_t)p->cluster, sec_end - start);
+	bool fault_exists = false;
+	int rc;
+
+	CTR_ADD(p, faults_local, 1);
+	rc = zeropage(t, r, start, n, &fault_exists, pg);
+	if (rc < 0 || fault_exists)
+		(void)pager_uffd_wake(r, pg, 1);
+	if (rc == 0)
+		CTR_ADD(p, pages_zero, n);
+}
+
+struct fetch_where {
+	struct pager_region *r;
+	uint64_t sec;
+};
+
+/* The region is being removed or the section changed: stop retrying. */
+static bool fetch_cancelled(struct pager_region *r, uint64_t sec)
+{
+	return atomic_load(&r->dead) || pager_sec_fenced(r, sec);
+}
+
+static bool fetch_cancelled_cb(void *arg)
+{
+	struct fetch_where *w = arg;
+
+	return fetch_cancelled(w->r, w->sec);
+}
+
+/* State of a claimed page given up uninstalled: a REMOVE meanwhile means zeros. */
+static uint8_t release_claim(uint8_t sv)
+{
+	return (sv & ST_RMV) ? ST_DISCARD : (uint8_t)(sv & ~ST_BUSY);
+}
+
+/* A MISSING fault at addr, or a prefetch window (pf_end: fault.c's prefetch_step). */
+void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr,
+			 bool write, uint32_t tid, uint64_t pf_end)
+{
+	struct pager *p = t->p;
+	uint64_t pg = (addr - r->base) / PS;
+	uint64_t sec = pg / p->sec_pages, sec_start = sec * p->sec_pages;
+	uint64_t sec_end = sec_start + p->sec_pages;
+	const struct pager_section *s = &r->sections[sec];
+	uint32_t maxp = p->cfg.backend->ops->max_pages(t->conn);
+	uint64_t start, end, first = UINT64_MAX, last = 0, i, budget;
+	uint32_t win, nclaimed = 0, nfetch_claimed = 0;
+	uint64_t wr_end = pg + 1;
+	bool sequential, fault_wake = false;
+	int64_t added = 0;
+	uint64_t t0 = now_ns();
+	int rc = 0;
+
+	if (!pf_end)
+		CTR_ADD(p, faults_missing, 1);
+	/*
+	 * Region being removed or section being changed: leave the fault
+	 * blocked. pager_region_set_section() wakes the section when it is
+	 * done (the thread refaults and is served by the new section).
+	 */
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, sec))
+		return;
+	if (s->kind == PAGER_SEC_LOCAL) {
+		if (!pf_end)
+			serve_local(t, r, pg);
+		return;
+	}
+	if (pager_sec_down(p, s)) {
+		/* Parked: woken when the node answers again (source.c). */
+		if (!pf_end) {
+			CTR_ADD(p, faults_parked, 1);
+			if (p->cfg.fail_mode == PAGER_FAIL_SIGBUS)
+				fail_fault(p, pager_node_down(p, s->grant.memnode_id), addr, tid);
+		}
+		return;
+	}
+	if (!pf_end)
+		pager_budget_wait_space(p);
+	if (pager_sec_fenced(r, sec))
+		return;   /* fenced while we waited: parked until the section is woken */
+
+	/* Window: aligned cluster, extended forward while access is sequential. */
+	sequential = pg == atomic_load_explicit(&r->next_seq, memory_order_relaxed);
+	win = atomic_load_explicit(&r->window, memory_order_relaxed);
+	budget = atomic_load(&p->budget_pages);
+	if (pf_end) {
+		/* Prefetch: the run from here, as far as one request goes. */
+		start = pg;
+		end = MIN(pf_end, pg + p->max_window);
+	} else {
+		/*
+		 * Under budget pressure a random fault's neighbours mostly
+		 * evict pages that will be needed again: fetch a smaller cluster.
+		 */
+		uint32_t clu = p->cluster;
+
+		if (!sequential && budget != UINT64_MAX &&
+		    atomic_load(&p->resident) + p->cluster > budget)
+			clu = p->pcluster;
+		win = sequential ? MIN(MAX(win * 2, p->cluster), p->max_window) : clu;
+		start = pg - pg % clu;
+		end = MAX(start + clu, pg + win);
+	}
+	if (pf_end && budget != UINT64_MAX) {
+		/* Prefetch never evicts what the guest has: only the room left. */
+		uint64_t res = atomic_load(&p->resident);
+
+		if (res >= budget)
+			return;
+		end = MIN(end, start + (budget - res));
+	}
+	if (budget != UINT64_MAX)
+		end = MIN(end, pg + MAX(budget / 4, 1));
+	end = MIN(end, MIN(sec_end, start + MIN(maxp, p->max_window)));
+	if (end <= pg)
+		end = pg + 1;
+	if (sequential && write)
+		wr_end = end;
+
+	pthread_mutex_lock(&p->lock);
+	{
+		uint8_t sf = st_get(r, pg);
+
+		if ((sf & (ST_BUSY | ST_PRESENT)) == ST_PRESENT && !pager_file_has_data(r, pg, 1)) {
+			/*
+			 * PRESENT but a hole: punched behind our back (fallocate
+			 * sends no event). A clean page comes back from the memory
+			 * node, as after an eviction; a dirty one never reached it,
+			 * so its content is what the punch left: zeros (DISCARD).
+			 */
+			st_set(r, pg, (sf & (ST_DIRTY | ST_DISCARD)) ? ST_DISCARD : 0);
+			added--;
+			CTR_ADD(p, pages_punched, 1);
+			sf = st_get(r, pg);
+		}
+		if (sf & (ST_BUSY | ST_PRESENT)) {
+			pthread_mutex_unlock(&p->lock);
+			/* BUSY: the owner wakes it. PRESENT: installed meanwhile. */
+			if (sf & ST_PRESENT)
+				(void)pager_uffd_wake(r, pg, 1);
+			return;
+		}
+	}
+	memset(t->claimed, 0, end - start);
+	for (i = start; i < end; i++) {
+		uint8_t sv = st_get(r, i);
+
+		if (sv & (ST_BUSY | ST_PRESENT))
+			continue;
+		st_set(r, i, sv | ST_BUSY);
+		t->claimed[i - start] = 1;
+		nclaimed++;
+		if (!(sv & ST_DISCARD)) {
+			first = MIN(first, i);
+			last = i;
+			nfetch_claimed++;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+
+	/* One round trip for every claimed page that needs data. */
+	if (nfetch_claimed) {
+		struct fetch_where w = { r, sec };
+		uint64_t f0 = now_ns();
+
+		rc = pager_source_fetch(p, &t->conn, s, (uint32_t)(first - sec_start),
+					(uint32_t)(last - first + 1), t->buf + (first - start) * PS,
+					fetch_cancelled_cb, &w);
+		hist_observe(&p->h_fetch, now_ns() - f0);
+	}
+	if (rc < 0) {
+		pthread_mutex_lock(&p->lock);
+		for (i = start; i < end; i++)
+			if (t->claimed[i - start])
+				st_set(r, i, release_claim(st_get(r, i)));
+		pthread_mutex_unlock(&p->lock);
+		if (added)
+			pager_resident_add(p, added);
+		if (rc == -ECANCELED && (fetch_cancelled(r, sec) || atomic_load(&p->stop)))
+			return;   /* removal/section change: the fault stays parked */
+		if (pager_err_transport(rc))
+			pager_node_failed(p, s, rc);   /* later faults on it park at once */
+		if (pf_end) {
+			log_debug("pager %s: prefetch: %s", p->name, strerror(-rc));
+			return;   /* a fault on these pages fetches (or parks) as usual */
+		}
+		CTR_ADD(p, faults_parked, 1);
+		fail_fault(p, rc, addr, tid);
+		return;   /* parked: the node's recovery wakes it */
+	}
+
+	/* Zeros for discarded pages (and for pages removed while we fetched). */
+	for (i = start; i < end; i++)
+		if (t->claimed[i - start] && (st_get(r, i) & (ST_DISCARD | ST_RMV)))
+			memset(t->buf + (i - start) * PS, 0, PS);
+
+	CTR_ADD(p, pages_fetched, nfetch_claimed);
+	CTR_ADD(p, pages_zero, nclaimed - nfetch_claimed);
+	if (pf_end)
+		CTR_ADD(p, pages_hot_prefetched, nfetch_claimed);
+	else if (end > start + p->cluster)
+		CTR_ADD(p, pages_prefetched, end - (start + p->cluster));
+
+	/* Install runs of claimed pages; exists[] flags pages someone else installed. */
+	{
+		uint8_t exists[PROTO_MAX_PAGES];
+
+		memset(exists, 0, end - start);
+		for (i = start; i < end && rc == 0;) {
+			uint64_t j = i, split;
+
+			if (!t->claimed[i - start]) {
+				i++;
+				continue;
+			}
+			while (j < end && t->claimed[j - start])
+				j++;
+			/* [i, j): WP before the writer's range, writable inside it, WP after. */
+			split = i;
+			if (write && pg >= i && pg < j) {
+				if (pg > i)
+					rc = install(t, r, i, pg - i, t->buf + (i - start) * PS,
+						     UFFDIO_COPY_MODE_WP, exists, start);
+				split = MIN(wr_end, j);
+				if (rc == 0)
+					rc = install(t, r, pg, split - pg, t->buf + (pg - start) * PS,
+						     0, exists, start);
+			}
+			if (rc == 0 && split < j)
+				rc = install(t, r, split, j - split, t->buf + (split - start) * PS,
+					     UFFDIO_COPY_MODE_WP, exists, start);
+			i = j;
+		}
+
+		pthread_mutex_lock(&p->lock);
+		for (i = start; i < end; i++) {
+			uint8_t sv;
+
+			if (!t->claimed[i - start])
+				continue;
+			sv = st_get(r, i);
+			if (rc < 0 && !pager_file_has_data(r, i, 1)) {
+				/* Not installed: release, let the thread refault. */
+				st_set(r, i, release_claim(sv));
+				continue;
+			}
+			if (rc < 0) {
+				/*
+				 * Installed before the COPY failed (a partial
+				 * copy): resident, and dirty, since whether it
+				 * went in write-protected is not known. A REMOVE
+				 * meanwhile makes it zeros (punched below).
+				 */
+				st_set(r, i, (sv & ST_DISCARD) | (sv & ST_RMV ? ST_DISCARD | ST_RMV : 0) |
+						     ST_PRESENT | ST_DIRTY);
+				added++;
+				continue;
+			}
+			if (exists[i - start]) {
+				/* Someone else put it there: its content is unknown to us. */
+				st_set(r, i, (sv & ~(ST_BUSY | ST_RMV)) | ST_PRESENT | ST_DIRTY);
+			} else {
+				uint8_t nv = (sv & ST_DISCARD) | ST_PRESENT | ST_REF;
+
+				if (write && i >= pg && i < wr_end)
+					nv |= ST_DIRTY;
+				if (sv & ST_RMV)
+					nv |= ST_DISCARD | ST_RMV; /* punched below */
+				st_set(r, i, nv);
+			}
+			added++;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (rc < 0 || exists[pg - start] || !t->claimed[pg - start])
+			fault_wake = true;
+	}
+	if (added)
+		pager_resident_add(p, added);
+
+	/* A REMOVE raced with us: make sure those pages read as zeros. */
+	for (i = start; i < end; i++) {
+		if (!t->claimed[i - start] || !(st_get(r, i) & ST_RMV))
+			continue;
+		pthread_mutex_lock(&p->lock);
+		st_set(r, i, ST_DISCARD);
+		pthread_mutex_unlock(&p->lock);
+		(void)pager_punch(r, i, 1);
+		pager_resident_add(p, -1);
+	}
+	if (p->nthreads > 1)
+		/*
+		 * Another fault thread may have deferred a fault on one of our
+		 * BUSY pages (a WP fault on a page we installed but had not yet
+		 * recorded): the COPY's own wake came too early for it.
+		 */
+		(void)pager_uffd_wake(r, start, end - start);
+	else if (fault_wake)
+		(void)pager_uffd_wake(r, pg, 1);
+	if (rc < 0)
+		CTR_ADD(p, errors, 1);
+
+	if (pf_end)
+		return;   /* the guest's sequential detection and latencies are its own */
+	atomic_store_explicit(&r->next_seq, end, memory_order_relaxed);
+	atomic_store_explicit(&r->window, win, memory_order_relaxed);
+	hist_observe(&p->h_fault, now_ns() - t0);
+}
+
+void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr)
+{
+	struct pager *p = t->p;
+	uint64_t pg = (addr - r->base) / PS;
+	unsigned tries = 0;
+
+	CTR_ADD(p, faults_wp, 1);
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, pg / p->sec_pages))
+		return;    /* parked: see pager_serve_missing */
+	if (!pager_sec_remote(p, r, pg)) {
+		(void)pager_uffd_wp(r, pg, 1, false);
+		return;
+	}
+	for (;;) {
+		uint8_t s;
+		int rc;
+
+		pthread_mutex_lock(&p->lock);
+		s = st_get(r, pg);
+		if (s & ST_BUSY) {
+			/* Being evicted or flushed: its owner wakes the writer afterwards. */
+			pthread_mutex_unlock(&p->lock);
+			return;
+		}
+		if (!(s & ST_PRESENT)) {
+			pthread_mutex_unlock(&p->lock);
+			(void)pager_uffd_wake(r, pg, 1);  /* refaults as MISSING */
+			return;
+		}
+		/* Un-protect under the lock: an eviction that starts later sees DIRTY. */
+		rc = pager_uffd_wp(r, pg, 1, false);
+		if (rc == 0)
+			st_set(r, pg, s | ST_DIRTY | ST_REF);
+		pthread_mutex_unlock(&p->lock);
+		if (rc != -EAGAIN || ++tries > 1000) {
+			if (rc < 0) {
+				CTR_ADD(p, errors, 1);
+				(void)pager_uffd_wake(r, pg, 1);
+			}
+			return;
+		}
+		CTR_ADD(p, eagain, 1);
+		t->drain(t, r);
+	}
+}

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Serving one fault (serve.c): a MISSING fault (claim, fetch, install,
+ * record) or a WP fault (mark dirty, un-protect). The fault threads
+ * (fault.c) decode the uffd messages and call these.
+ */
+#ifndef DISAGG_PAGER_SERVE_H
+#define DISAGG_PAGER_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pager;
+struct pager_region;
+
+/* What a fault thread lends to the code that serves its faults. */
+struct pager_fault_ctx {
+	struct pager *p;
+	void *conn;                  /* the thread's own backend connection */
+	uint8_t *buf;                /* PROTO_MAX_PAGES pages */
+	uint8_t *claimed;            /* PROTO_MAX_PAGES flags */
+	/* The mapping is changing (EAGAIN): read r's pending events now. */
+	void (*drain)(struct pager_fault_ctx *c, struct pager_region *r);
+};
+
+/*
+ * A MISSING fault at addr (a write fault if write; tid from
+ * UFFD_FEATURE_THREAD_ID, for on_fail and SIGBUS). pf_end != 0: a prefetch
+ * of [page of addr, pf_end) that no thread waits for (hot.c): no wait for
+ * space, no fault statistics, and a failure drops the prefetch instead of
+ * reporting a failed fault.
+ */
+void pager_serve_missing(struct pager_fault_ctx *c, struct pager_region *r, uint64_t addr,
+			 bool write, uint32_t tid, uint64_t pf_end);
+/* A WP fault at addr. */
+void pager_serve_wp(struct pager_fault_ctx *c, struct pager_region *r, uint64_t addr);
+
+#endif /* DISAGG_PAGER_SERVE_H */

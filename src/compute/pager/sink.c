@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The sink (sink.h): a write-back batch goes to the backend and to the
+ * tees of its sections, and is done when the backend acknowledged it.
+ *
+ * A write-back the memory node refuses because this pager no longer owns
+ * the section (FENCED: a newer owner's epoch, -EKEYREVOKED; STALE: a new
+ * generation, -ESTALE) is not retried (backend.c) and not a failure:
+ * retrying cannot help and the data is a leftover of a hand-over, so the
+ * batch completes as if written and its refused pages are dropped
+ * (counted in writebacks_fenced, logged).
+ */
+#include "sink.h"
+
+#include <string.h>
+
+#include "backend.h"
+#include "cache.h"
+#include "log.h"
+#include "net.h"
+
+#define MAX_TEE_OPS 4u             /* kinds of tee in one batch (one today: memmig) */
+
+struct wb_io {
+	struct pager *p;
+	struct pager_wb_group *g;
+	unsigned ng;
+};
+
+/* Each group with a tee goes to it too, after the backend's writes were queued. */
+static void tees_submit(struct pager *p, struct pager_wb_group *g, unsigned ng)
+{
+	for (unsigned i = 0; i < ng; i++)
+		g[i].teed = g[i].tee && g[i].tee->ops->submit(p, g[i].tee, &g[i]);
+}
+
+/* Wait for the tees: once for each kind of tee that took a group. */
+static void tees_wait(struct pager *p, struct pager_wb_group *g, unsigned ng)
+{
+	const struct pager_tee_ops *seen[MAX_TEE_OPS];
+	unsigned nseen = 0;
+
+	for (unsigned i = 0; i < ng; i++) {
+		const struct pager_tee_ops *ops;
+		unsigned k;
+
+		if (!g[i].teed)
+			continue;
+		ops = g[i].tee->ops;
+		for (k = 0; k < nseen && seen[k] != ops; k++)
+			;
+		if (k < nseen)
+			continue;
+		if (nseen < MAX_TEE_OPS)
+			seen[nseen++] = ops;
+		ops->wait(p, g, ng);
+	}
+}
+
+static int wb_cb(void *conn, void *arg)
+{
+	struct wb_io *io = arg;
+	const struct pager_backend_ops *ops = io->p->cfg.backend->ops;
+	int r;
+
+	for (unsigned i = 0; i < io->ng; i++) {
+		r = ops->write_submit(conn, io->g[i].s, io->g[i].ext, io->g[i].next, io->g[i].data);
+		if (r < 0)
+			return r;
+	}
+	tees_submit(io->p, io->g, io->ng);
+	r = ops->write_wait(conn);
+	tees_wait(io->p, io->g, io->ng);
+	return r;
+}
+
+/*
+ * The memory node refused part of a write-back batch because this pager no
+ * longer owns the section (write_wait: every other write succeeded). It is
+ * the late write of an old owner: drop it. Warn once per pager.
+ */
+static void wb_fenced(struct pager *p, int err, const struct pager_wb_group *g, unsigned ng)
+{
+	static const char what[] = "this VM no longer owns the section (a newer owner fenced it)";
+	unsigned nwb = 0;
+
+	for (unsigned i = 0; i < ng; i++)
+		nwb += g[i].npages;
+	if (atomic_fetch_add(&p->c.writebacks_fenced, 1) == 0)
+		log_warn("pager %s: a memory node refused write-back: %s; dropping the refused "
+			 "pages of this batch of %u and of any later one (%s)",
+			 p->name, err == -ESTALE ? "the section was freed and allocated again" : what,
+			 nwb, strerror(-err));
+	else
+		log_debug("pager %s: write-back of a batch of %u refused (%s)", p->name, nwb,
+			  strerror(-err));
+}
+
+int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, unsigned ng)
+{
+	struct wb_io io = { p, g, ng };
+	uint64_t w0 = now_ns();
+	int err = pager_retry_io(p, connp, wb_cb, &io);
+
+	hist_observe(&p->h_writeback, now_ns() - w0);
+	if (err == -EKEYREVOKED || err == -ESTALE) {
+		wb_fenced(p, err, g, ng);
+		err = 0;
+	}
+	if (err > 0)
+		err = 0;
+	if (!err)
+		for (unsigned i = 0; i < ng; i++)
+			if (g[i].tee)
+				g[i].tee->ops->written(p, g[i].tee, &g[i]);
+	return err;
+}
+
+/* ---- tees on sections ---------------------------------------------------------- */
+
+void pager_tee_install(struct pager_region *r, unsigned sec, struct pager_tee *t)
+{
+	r->tee[sec] = t;
+}
+
+struct pager_tee *pager_tee_get(struct pager_region *r, unsigned sec)
+{
+	return r->tee[sec];
+}
+
+struct pager_tee *pager_tee_remove(struct pager_region *r, unsigned sec)
+{
+	struct pager_tee *t = r->tee[sec];
+
+	r->tee[sec] = NULL;
+	return t;
+}
+
+void pager_tee_drop(struct pager *p, struct pager_region *r, unsigned sec)
+{
+	struct pager_tee *t = pager_tee_remove(r, sec);
+
+	if (t)
+		t->ops->drop(p, t);
+}

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The pager's public types: sections, the backend ops table, the
+ * configuration, and what the API returns (stats, migration results, hot
+ * runs, node states). No functions: every layer includes this, and the
+ * API's functions are declared in each layer's own header (pager.h lists
+ * them).
+ */
+#ifndef DISAGG_PAGER_TYPES_H
+#define DISAGG_PAGER_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "metrics.h"
+#include "disagg/proto.h"
+
+#define PAGER_PAGE_SIZE      4096u
+#define PAGER_MAX_REGIONS    64
+#define PAGER_DEFAULT_SECTION (128u << 20)
+
+struct pager;
+
+/* ---- sections ----------------------------------------------------------- */
+
+enum pager_sec_kind {
+	PAGER_SEC_LOCAL  = 0,
+	PAGER_SEC_REMOTE = 1,
+};
+
+struct pager_section {
+	enum pager_sec_kind kind;
+	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
+	struct proto_grant grant;   /* names memnode, section and generation */
+};
+
+/* ---- backends ----------------------------------------------------------- */
+
+/*
+ * A backend moves pages between this node and wherever remote sections
+ * live. It is both halves of the pager's I/O: the source (fetch, used by
+ * source.c) and the sink (write_submit then write_wait, used by sink.c).
+ * Every thread of the pager opens its own connection (`conn`), so
+ * implementations need no locking on a conn. backend_local.c and
+ * backend_memnode.c implement it.
+ */
+struct pager_backend_ops {
+	const char *name;
+	int (*conn_open)(void *be, void **ret_conn);
+	void (*conn_close)(void *conn);
+	/* Read npages pages from `page` of section s into buf: one round trip. */
+	int (*fetch)(void *conn, const struct pager_section *s, uint32_t page, uint32_t npages,
+		     void *buf);
+	/* Queue a write of the extents' pages (data in extent order). data lives until write_wait. */
+	int (*write_submit)(void *conn, const struct pager_section *s,
+			    const struct proto_extent *ext, uint32_t next, const void *data);
+	/*
+	 * Wait for every queued write: 0 when all acknowledged, else the first
+	 * error; -EKEYREVOKED or -ESTALE only when the other writes succeeded
+	 * and the memory node refused some because this node no longer owns
+	 * their section (a newer ownership epoch, a new generation).
+	 */
+	int (*write_wait)(void *conn);
+	/* Forget a broken connection; the next call reconnects. */
+	void (*reset)(void *conn);
+	/* Largest page count of one fetch or one write_submit. */
+	uint32_t (*max_pages)(void *conn);
+	void (*destroy)(void *be);
+};
+
+struct pager_backend {
+	const struct pager_backend_ops *ops;
+	void *priv;
+};
+
+enum pager_dirty_mode {
+	PAGER_DIRTY_SYNC_WP  = 0, /* synchronous WP faults: safe with eviction (default) */
+	PAGER_DIRTY_ASYNC_WP = 1, /* UFFD_FEATURE_WP_ASYNC + PAGEMAP_SCAN: no eviction */
+};
+
+/* ---- the pager ---------------------------------------------------------- */
+
+/*
+ * What happens to a fault that cannot be served. Either way nothing is
+ * sticky: a fault on a memory node that does not answer is parked until
+ * the node answers again (source.c), and every other fault is served
+ * meanwhile.
+ */
+enum pager_fail_mode {
+	PAGER_FAIL_BLOCK  = 0, /* the faulting thread stays blocked (parked) */
+	PAGER_FAIL_SIGBUS = 1, /* also tgkill(fail_pid, tid, SIGBUS) the faulting thread */
+};
+
+/* A fault failed with err (each retry round; transport errors park it). */
+typedef void (*pager_fail_fn)(void *opaque, int err, uint64_t addr, uint32_t tid);
+/*
+ * Memory node `memnode_id` (at addr) stopped answering (down, with the
+ * -errno) or answers again (!down, err 0). Once per transition, from a
+ * pager thread, with no pager lock held: do not call back into the pager.
+ */
+typedef void (*pager_node_fn)(void *opaque, uint64_t memnode_id, const char *addr, bool down,
+			      int err);
+
+struct pager_config {
+	const char *name;             /* for metrics labels and logs */
+	struct pager_backend *backend; /* not owned */
+	uint64_t section_size;        /* bytes; 0 = 128 MiB */
+	uint64_t budget;              /* bytes of remote pages resident; UINT64_MAX = no limit */
+	unsigned cluster_pages;       /* aligned cluster fetched per fault; 0 = 16 */
+	unsigned max_window_pages;    /* sequential prefetch window limit; 0 = 256 */
+	unsigned pressure_cluster_pages; /* cluster of a non-sequential fault while over budget; 0 = 4 */
+	unsigned fault_threads;       /* 0 = 1 */
+	unsigned spin_us;             /* fault thread spins on the uffds before sleeping */
+	unsigned long cpu_mask;       /* pin the fault threads to these CPUs; 0 = no pinning */
+	unsigned evict_batch;         /* pages per eviction batch; 0 = 64 */
+	int fail_timeout_ms;          /* retry/reconnect this long before failing; 0 = 10000 */
+	enum pager_fail_mode fail_mode;
+	pid_t fail_pid;               /* process of the faulting threads (SIGBUS); 0 = getpid() */
+	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
+	pager_node_fn on_node;        /* a memory node went down or came back */
+	int probe_ms;                 /* probe a down memory node this often; 0 = 250 */
+	void *opaque;
+	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
+	/*
+	 * Background write-back (sync mode): pages dirty for at least this
+	 * long are written back while there is no budget pressure, and stay
+	 * resident. 0 = 1000 ms; < 0 = no background write-back.
+	 */
+	int writeback_delay_ms;
+	/*
+	 * The idle evictor compares resident pages with the file's holes
+	 * (pages punched behind the pager's back) once per this interval,
+	 * one section at a time. 0 = 10000 ms; < 0 = never.
+	 */
+	int reconcile_ms;
+};
+
+struct pager_region_config {
+	int uffd;                     /* registered MISSING|WP for [base, base+length) */
+	uint64_t uffd_features;       /* features requested (enabled) in its UFFDIO_API */
+	int file_fd;                  /* the tmpfs file behind the mapping */
+	uint64_t file_offset;         /* file offset of base */
+	uint64_t base;                /* mapping address in its process */
+	uint64_t length;              /* multiple of section_size */
+	const struct pager_section *sections; /* length / section_size entries (copied) */
+	int pagemap_fd;               /* /proc/PID/pagemap of the mapping's process, or -1 */
+};
+
+/* What pager_section_migrate_commit() took (memmig.h). */
+struct pager_memmig_result {
+	uint64_t pages_resent;        /* pages sent to the target again at commit */
+	uint64_t pages_dual;          /* pages written back to both during the migration */
+	uint64_t pause_ns;            /* the section was fenced this long */
+	uint64_t total_ns;            /* the commit took this long */
+	unsigned rounds;              /* re-send chunks */
+};
+
+/* A run of hot pages (hot.h). */
+struct pager_hot_run {
+	struct pager_section sec;     /* the section's descriptor */
+	uint32_t page, count;         /* pages [page, page + count) of the section */
+};
+
+struct pager_stats {
+	uint64_t faults;              /* uffd messages handled (missing + wp) */
+	uint64_t faults_missing;
+	uint64_t faults_wp;
+	uint64_t faults_local;        /* missing faults on local sections */
+	uint64_t pages_fetched;       /* pages installed from the backend */
+	uint64_t pages_prefetched;    /* of which beyond the faulting cluster */
+	uint64_t pages_zero;          /* installed as zeros (local or discarded) */
+	uint64_t pages_evicted;
+	uint64_t pages_written_back;
+	uint64_t remove_events;
+	uint64_t errors;              /* backend errors (each retry counts) */
+	uint64_t eexist, eagain;
+	uint64_t flushes;
+	uint64_t pages_punched;       /* resident pages found punched behind the pager's back */
+	uint64_t pages_dropped;       /* resident pages dropped by remove_region/set_section */
+	uint64_t regions_removed;
+	uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
+	uint64_t memmig_pages_dual;   /* pages written back to source and target */
+	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
+	uint64_t pages_cleaned;       /* pages written back by background write-back */
+	uint64_t pages_hot_prefetched; /* fetched ahead of faults (pager_prefetch) */
+	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
+	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
+	uint64_t memmig_active;       /* migrations in progress now */
+	int memmig_last_err;          /* why the last failed migration failed (0: none) */
+	uint64_t resident_pages;      /* remote pages resident now */
+	uint64_t max_resident_pages;
+	uint64_t budget_pages;
+	int failed;                   /* 0, or the -errno of a memory node that is down now */
+	uint64_t nodes_down;          /* memory nodes down now */
+	uint64_t faults_parked;       /* faults left waiting for a memory node that is down */
+	uint64_t node_down_events, node_up_events;
+	enum pager_dirty_mode mode;
+	struct hist fault, fetch, evict, writeback;
+	struct hist memmig_pause;     /* fence time of a migration's commit */
+};
+
+/* A memory node that is down (source.h). */
+struct pager_node_state {
+	uint64_t memnode_id;
+	int err;                      /* why it was marked down */
+};
+
+#endif /* DISAGG_PAGER_TYPES_H */

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One write-back batch (writeback.h), the mechanism that eviction, the
+ * cleaner and flush share. For a batch of BUSY victims, sorted by region
+ * and page:
+ *
+ *   1. (the caller claimed the victims: fault threads leave WP faults on
+ *      them to us)
+ *   2. UFFDIO_WRITEPROTECT the dirty ones (runs): no write can land after this
+ *   3. pread their content from the file, write it through the sink
+ *      (pipelined, one request per section run) and WAIT FOR THE ACKS
+ *   4. eviction only: fallocate(PUNCH_HOLE) the victims (runs): this zaps
+ *      every mapping
+ *   5. record the new state (absent, or clean) and UFFDIO_WAKE the runs: a
+ *      writer that faulted during 2-4 retries, faults MISSING (or WP) and
+ *      gets the written-back data.
+ *
+ * If the write-back fails (after retries for fail_timeout_ms), nothing is
+ * punched: the victims stay resident and the writers are woken. A page is
+ * never dropped before the memory node acknowledged its data, unless the
+ * memory node refused it because this pager no longer owns the section
+ * (fenced: sink.c), in which case the batch completes as if written.
+ */
+#include "writeback.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "cache.h"
+#include "net.h"
+
+int pager_wb_bufs_alloc(struct pager_wb_bufs *b, unsigned n)
+{
+	b->buf = aligned_alloc(PS, (size_t)n * PS);
+	b->groups = calloc(n, sizeof(*b->groups));
+	b->v = calloc(n, sizeof(*b->v));
+	b->tmp = calloc(n, sizeof(*b->tmp));
+	return b->buf && b->groups && b->v && b->tmp ? 0 : -ENOMEM;
+}
+
+void pager_wb_bufs_free(struct pager_wb_bufs *b)
+{
+	free(b->buf);
+	free(b->groups);
+	free(b->v);
+	free(b->tmp);
+}
+
+/* Call fn on each run of consecutive victims (same region) with flag set. */
+static void for_runs(struct pager_victim *v, unsigned nv, bool (*sel)(const struct pager_victim *),
+		     void (*fn)(struct pager_region *r, uint64_t pg, uint64_t n, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < nv;) {
+		unsigned j = i + 1;
+
+		if (!sel(&v[i])) {
+			i++;
+			continue;
+		}
+		while (j < nv && sel(&v[j]) && v[j].r == v[i].r && v[j].pg == v[j - 1].pg + 1)
+			j++;
+		fn(v[i].r, v[i].pg, v[j - 1].pg - v[i].pg + 1, arg);
+		i = j;
+	}
+}
+
+static bool sel_all(const struct pager_victim *v) { return true; }
+static bool sel_wp(const struct pager_victim *v)
+{
+	return v->wb && (v->st & ST_PRESENT) && (v->st & ST_DIRTY);
+}
+
+static void run_wp(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	int *err = arg;
+
+	for (unsigned tries = 0;; tries++) {
+		int rc = pager_uffd_wp(r, pg, n, true);
+
+		if (rc != -EAGAIN || tries > 20000) {
+			if (rc < 0 && !*err)
+				*err = rc;
+			return;
+		}
+		usleep(50); /* an event is pending; a fault thread reads it */
+	}
+}
+
+static void run_punch(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	int *err = arg, rc = pager_punch(r, pg, n);
+
+	if (rc < 0 && !*err)
+		*err = rc;
+}
+
+static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	(void)pager_uffd_wake(r, pg, n);
+}
+
+/*
+ * Write back (v[i].wb) and, for an eviction, punch a batch of BUSY victims
+ * sorted by region and page. Returns pages written back or -errno.
+ */
+int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool evict, bool skip_wp,
+		   struct pager_wb_bufs *b)
+{
+	uint8_t *buf = b->buf;
+	struct pager_wb_group *groups = b->groups;
+	uint32_t maxp = p->cfg.backend->ops->max_pages(p->evict_conn ? p->evict_conn : NULL);
+	unsigned nwb = 0, ng = 0;
+	uint64_t t0 = now_ns();
+	int64_t dropped = 0;
+	int err = 0;
+
+	if (!maxp || maxp > PROTO_MAX_PAGES)
+		maxp = PROTO_MAX_PAGES;
+	/* 2. No write lands after this (sync mode). */
+	if (!skip_wp && p->mode == PAGER_DIRTY_SYNC_WP)
+		for_runs(v, nv, sel_wp, run_wp, &err);
+
+	/* 3. Content and write-back groups. */
+	for (unsigned i = 0; i < nv && !err; i++) {
+		uint8_t *d;
+		struct pager_wb_group *g;
+		uint32_t sec, page;
+
+		if (!v[i].wb)
+			continue;
+		d = buf + (size_t)nwb * PS;
+		{
+			/*
+			 * The content is what the file holds: a present page from the
+			 * page cache, zeros for a hole (a discarded page; pread of a
+			 * tmpfs hole does not allocate). Never trust a state snapshot
+			 * to decide "zeros": the file is the truth.
+			 */
+			ssize_t n = pread(v[i].r->file_fd, d, PS,
+					  (off_t)(v[i].r->file_offset + v[i].pg * PS));
+			if (n < 0) {
+				err = -errno;
+				break;
+			}
+			if (n < (ssize_t)PS)
+				memset(d + n, 0, PS - (size_t)n);
+		}
+		sec = (uint32_t)(v[i].pg / p->sec_pages);
+		page = (uint32_t)(v[i].pg % p->sec_pages);
+		g = ng ? &groups[ng - 1] : NULL;
+		if (!g || g->s != &v[i].r->sections[sec] || g->npages >= maxp) {
+			g = &groups[ng++];
+			g->s = &v[i].r->sections[sec];
+			g->tee = pager_tee_get(v[i].r, sec);
+			g->teed = false;
+			g->next = 0;
+			g->npages = 0;
+			g->data = d;
+		}
+		if (g->next && g->ext[g->next - 1].page + g->ext[g->next - 1].count == page) {
+			g->ext[g->next - 1].count++;
+		} else if (g->next < PROTO_MAX_EXTENTS) {
+			g->ext[g->next++] = (struct proto_extent){ page, 1 };
+		} else {
+			g = &groups[ng++];
+			*g = (struct pager_wb_group){ .s = &v[i].r->sections[sec],
+						      .tee = pager_tee_get(v[i].r, sec), .data = d };
+			g->ext[g->next++] = (struct proto_extent){ page, 1 };
+		}
+		g->npages++;
+		nwb++;
+	}
+	if (!err && ng)
+		err = pager_sink_write(p, &p->evict_conn, groups, ng);
+	if (err) {
+		/* Nothing is dropped: release the victims, the writers retry. */
+		pthread_mutex_lock(&p->lock);
+		for (unsigned i = 0; i < nv; i++) {
+			uint8_t cur = st_get(v[i].r, v[i].pg);
+
+			if (cur & ST_RMV) {
+				if (cur & ST_PRESENT)
+					dropped++;
+				st_set(v[i].r, v[i].pg, ST_DISCARD);
+			} else {
+				st_set(v[i].r, v[i].pg, cur & ~ST_BUSY);
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+		for_runs(v, nv, sel_all, run_wake, NULL);
+		if (dropped)
+			pager_resident_add(p, -dropped);
+		return err;
+	}
+
+	/* 4. Punch: the data is safe on the memory node. */
+	if (evict)
+		for_runs(v, nv, sel_all, run_punch, &err);
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < nv; i++) {
+		uint8_t cur = st_get(v[i].r, v[i].pg), nv8;
+
+		if (cur & ST_RMV) {
+			nv8 = ST_DISCARD;                /* removed meanwhile: zeros */
+			if (cur & ST_PRESENT)
+				dropped++;
+		} else if (evict) {
+			nv8 = v[i].wb ? 0 : (cur & ST_DISCARD);
+			if (cur & ST_PRESENT)
+				dropped++;
+		} else {
+			nv8 = cur & ~(ST_BUSY | ST_DIRTY);
+			if (v[i].wb)
+				nv8 &= (uint8_t)~ST_DISCARD;
+		}
+		if (evict && err) {
+			/* Punch failed: the page is still there, keep it (clean now). */
+			nv8 = (cur & ~(ST_BUSY | ST_DIRTY | ST_RMV)) |
+			      (v[i].wb ? 0 : (cur & ST_DISCARD));
+			if (cur & ST_PRESENT)
+				dropped--;
+		}
+		st_set(v[i].r, v[i].pg, nv8);
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* 5. Writers that faulted meanwhile retry now. */
+	for_runs(v, nv, sel_all, run_wake, NULL);
+	if (dropped)
+		pager_resident_add(p, -dropped);
+	CTR_ADD(p, pages_written_back, nwb);
+	if (evict) {
+		CTR_ADD(p, pages_evicted, nv);
+		hist_observe(&p->h_evict, now_ns() - t0);
+	}
+	return err ? err : (int)nwb;
+}

@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A write-back batch (writeback.c): write-protect, read from the file,
+ * write through the sink and wait for the acknowledgements, then punch
+ * (eviction) or mark clean (cleaner, flush). The policies that choose the
+ * pages are evict.c, clean.c and flush.c.
+ */
+#ifndef DISAGG_PAGER_WRITEBACK_H
+#define DISAGG_PAGER_WRITEBACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sink.h"
+
+/* A page of a batch, claimed (BUSY) by the batch's owner. */
+struct pager_victim {
+	struct pager_region *r;
+	uint64_t pg;
+	uint8_t st;       /* its state when claimed */
+	bool wb;          /* write back (else an eviction only punches it: clean) */
+};
+
+/* Buffers for batches of up to n pages. */
+struct pager_wb_bufs {
+	uint8_t *buf;                  /* n pages */
+	struct pager_wb_group *groups; /* n */
+	struct pager_victim *v, *tmp;  /* n each */
+};
+
+int pager_wb_bufs_alloc(struct pager_wb_bufs *b, unsigned n);
+void pager_wb_bufs_free(struct pager_wb_bufs *b);
+
+/*
+ * Write back (v[i].wb) and, for an eviction, punch a batch of BUSY victims
+ * sorted by region and page; io_lock held. skip_wp: the pages are already
+ * write-protected (async mode: PAGEMAP_SCAN did it). Returns pages written
+ * back or -errno (then nothing is dropped: the victims are released).
+ */
+int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool evict, bool skip_wp,
+		   struct pager_wb_bufs *b);
+
+#endif /* DISAGG_PAGER_WRITEBACK_H */

@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 unsigned tap_n, tap_failed;
@@ -146,6 +148,25 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 }
 
 const char *tmap_dir;
+
+uint64_t tap_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct pager_section tap_remote(uint64_t node, uint32_t section)
+{
+	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
+
+	snprintf(s.addr, sizeof(s.addr), "node%llu", (unsigned long long)node);
+	s.grant.memnode_id = node;
+	s.grant.section = section;
+	s.grant.generation = 1;
+	return s;
+}
 
 int tmap_setup_secs(struct tmap *m, size_t len, size_t secsize, const struct pager_config *cfg,
 		    const struct pager_section *secs, struct pager_backend *be,

@@ -78,6 +78,11 @@ struct tmap {
 	size_t nsec;
 };
 
+/* Monotonic milliseconds. */
+uint64_t tap_mono_ms(void);
+/* Remote section `section` (generation 1) of memory node `node`, at address "nodeN". */
+struct pager_section tap_remote(uint64_t node, uint32_t section);
+
 /* NULL: the fixture's file is a memfd; else an O_TMPFILE in this (tmpfs) directory. */
 extern const char *tmap_dir;
 

@@ -44,25 +44,6 @@ static _Atomic uint32_t ver[NPG];
 static struct tmap m;
 static struct pager_section secs[NSEC];
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static struct pager_section remote(uint64_t node, uint32_t section)
-{
-	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
-
-	snprintf(s.addr, sizeof(s.addr), "node%llu", (unsigned long long)node);
-	s.grant.memnode_id = node;
-	s.grant.section = section;
-	s.grant.generation = 1;
-	return s;
-}
-
 static int be_io(const struct pager_section *s, uint32_t page, uint32_t n, void *buf, bool write)
 {
 	const struct pager_backend_ops *ops = m.be->ops;
@@ -137,7 +118,7 @@ static int reset_mapping(const struct pager_config *cfg)
 	if (m.p)
 		tmap_teardown(&m);
 	for (unsigned i = 0; i < NSEC; i++)
-		secs[i] = i == MIG ? remote(NODE_A, 7) : remote(NODE_OTHER, i);
+		secs[i] = i == MIG ? tap_remote(NODE_A, 7) : tap_remote(NODE_OTHER, i);
 	r = tmap_setup_secs(&m, LEN, SEC, cfg, secs, NULL, PAGER_DIRTY_SYNC_WP);
 	if (r < 0)
 		return r;
@@ -170,7 +151,7 @@ static void verify_on_target(const char *what, const struct pager_section *b)
 static void test_race(void)
 {
 	struct pager_config cfg = { .name = "race", .budget = UINT64_MAX, .fail_timeout_ms = 300 };
-	struct pager_section a, b = remote(NODE_B, 9);
+	struct pager_section a, b = tap_remote(NODE_B, 9);
 	struct pager_memmig_result res = { 0 };
 	static uint8_t old[SEC], buf[PS];
 	static bool stale[SPP];
@@ -298,7 +279,7 @@ static void test_writers(void)
 {
 	struct pager_config cfg = { .name = "writers", .budget = LEN / 8, .fault_threads = 2,
 				    .fail_timeout_ms = 300, .evict_batch = 32 };
-	struct pager_section a, b = remote(NODE_B, 11);
+	struct pager_section a, b = tap_remote(NODE_B, 11);
 	struct pager_memmig_result res = { 0 };
 	struct writer w[2];
 	pthread_t th[2];
@@ -315,7 +296,7 @@ static void test_writers(void)
 			ok(pager_section_find(m.p, &b, &(int){ 0 }, &(unsigned){ 0 }) == 0,
 			   "round %u: starts on the last target", round);
 			a = b;
-			b = remote(round % 2 ? NODE_A : NODE_B, 20 + round);
+			b = tap_remote(round % 2 ? NODE_A : NODE_B, 20 + round);
 		}
 		stop = false;
 		for (unsigned i = 0; i < 2; i++) {
@@ -369,7 +350,7 @@ static void test_writers(void)
 static void test_abort_and_failure(void)
 {
 	struct pager_config cfg = { .name = "abort", .budget = UINT64_MAX, .fail_timeout_ms = 300 };
-	struct pager_section a, b = remote(NODE_B, 5);
+	struct pager_section a, b = tap_remote(NODE_B, 5);
 	struct pager_memmig_result res = { 0 };
 	static uint8_t buf[PS];
 	struct pager_stats st;
@@ -399,7 +380,7 @@ static void test_abort_and_failure(void)
 	   "after abort the data is on the source");
 
 	/* The target fails in the window. */
-	b = remote(NODE_B, 6);
+	b = tap_remote(NODE_B, 6);
 	ok(pager_section_migrate_begin(m.p, 0, MIG, &b) == 0, "begin again");
 	pager_backend_local_set_node_error(m.be, NODE_B, -ECONNREFUSED);
 	for (uint32_t i = 0; i < 64; i++) {
@@ -408,10 +389,10 @@ static void test_abort_and_failure(void)
 		ver[pg] = 5;
 		pat_fill(m.mem + pg * PS, pg, 5);
 	}
-	t0 = mono_ms();
+	t0 = tap_mono_ms();
 	r = pager_flush(m.p);
 	ok(r == 0, "a write-back with the target down succeeds: %s", strerror(-r));
-	ok(mono_ms() - t0 < 1000, "and does not wait (%llu ms)", (unsigned long long)(mono_ms() - t0));
+	ok(tap_mono_ms() - t0 < 1000, "and does not wait (%llu ms)", (unsigned long long)(tap_mono_ms() - t0));
 	pager_stats(m.p, &st);
 	ok(st.memmig_last_err == -ECONNREFUSED && st.errors == 0, "last error %d recorded, no pager errors",
 	   st.memmig_last_err);
@@ -427,7 +408,7 @@ static void test_abort_and_failure(void)
 	   "no data lost: everything reads back from the source");
 
 	/* Commit fails while re-sending (target dies after the COPY). */
-	b = remote(NODE_B, 8);
+	b = tap_remote(NODE_B, 8);
 	ok(pager_section_migrate_begin(m.p, 0, MIG, &b) == 0, "begin (target dies at commit)");
 	ver[MIG * SPP + 9] = 6;
 	pat_fill(m.mem + (MIG * SPP + 9) * PS, MIG * SPP + 9, 6);

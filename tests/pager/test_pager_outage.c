@@ -56,25 +56,6 @@ static void on_node(void *opaque, uint64_t id, const char *addr, bool down, int 
 	}
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static struct pager_section remote(uint64_t node, uint32_t section)
-{
-	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
-
-	snprintf(s.addr, sizeof(s.addr), "node%llu", (unsigned long long)node);
-	s.grant.memnode_id = node;
-	s.grant.section = section;
-	s.grant.generation = 1;
-	return s;
-}
-
 struct toucher {
 	uint64_t pg;
 	_Atomic bool done;
@@ -95,9 +76,9 @@ static void *touch_main(void *arg)
 
 static bool wait_for(_Atomic bool *flag, unsigned ms)
 {
-	uint64_t end = mono_ms() + ms;
+	uint64_t end = tap_mono_ms() + ms;
 
-	while (!atomic_load(flag) && mono_ms() < end)
+	while (!atomic_load(flag) && tap_mono_ms() < end)
 		usleep(1000);
 	return atomic_load(flag);
 }
@@ -121,8 +102,8 @@ static void outage_round(unsigned round, uint64_t pg_a)
 
 	pager_backend_local_set_node_error(m.be, NODE_A, -ETIMEDOUT);
 	pthread_create(&th, NULL, touch_main, &t);
-	t0 = mono_ms();
-	while (atomic_load(&downs) == d0 && mono_ms() - t0 < 5000)
+	t0 = tap_mono_ms();
+	while (atomic_load(&downs) == d0 && tap_mono_ms() - t0 < 5000)
 		usleep(1000);
 	pager_stats(m.p, &st);
 	ok(atomic_load(&downs) == d0 + 1 && atomic_load(&last_down_node) == NODE_A,
@@ -152,8 +133,8 @@ static void outage_round(unsigned round, uint64_t pg_a)
 	ok(wait_for(&t.done, 5000), "round %u: the parked fault completes once A answers", round);
 	pthread_join(th, NULL);
 	ok(t.bad == 0, "round %u: with the right data", round);
-	t0 = mono_ms();   /* the callback comes right after the wake */
-	while (atomic_load(&ups) == u0 && mono_ms() - t0 < 2000)
+	t0 = tap_mono_ms();   /* the callback comes right after the wake */
+	while (atomic_load(&ups) == u0 && tap_mono_ms() - t0 < 2000)
 		usleep(1000);
 	pager_stats(m.p, &st);
 	ok(atomic_load(&ups) == u0 + 1 && st.nodes_down == 0 && st.failed == 0,
@@ -166,7 +147,7 @@ static void test_outage(void)
 		.name = "outage", .budget = UINT64_MAX, .fail_timeout_ms = 300, .probe_ms = 50,
 		.on_node = on_node,
 	};
-	struct pager_section secs[NSEC] = { remote(NODE_A, 0), remote(NODE_B, 1),
+	struct pager_section secs[NSEC] = { tap_remote(NODE_A, 0), tap_remote(NODE_B, 1),
 					    { .kind = PAGER_SEC_LOCAL } };
 	int r;
 
@@ -187,7 +168,7 @@ static void test_outage(void)
 static void test_flush_waits_busy(void)
 {
 	struct pager_config cfg = { .name = "busy", .budget = UINT64_MAX, .fail_timeout_ms = 5000 };
-	struct pager_section secs[NSEC] = { remote(NODE_A, 0), remote(NODE_B, 1),
+	struct pager_section secs[NSEC] = { tap_remote(NODE_A, 0), tap_remote(NODE_B, 1),
 					    { .kind = PAGER_SEC_LOCAL } };
 	struct toucher t = { .pg = 17 };
 	static uint8_t buf[PS];
@@ -237,7 +218,7 @@ static void *write_main(void *arg)
 static void test_partial_copy(void)
 {
 	struct pager_config cfg = { .name = "partial", .budget = UINT64_MAX };
-	struct pager_section secs[1] = { remote(NODE_A, 0) };
+	struct pager_section secs[1] = { tap_remote(NODE_A, 0) };
 	char dir[] = "/tmp/pager-partial-XXXXXX";
 	struct writer w = { .pg = 3 };
 	static uint8_t buf[PS];

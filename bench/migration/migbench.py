@@ -17,6 +17,11 @@ that pattern at --busy-mbps MiB/s).
            initramfs, same fill, `migrate tcp:127.0.0.1:PORT` with default
            settings except max-bandwidth (unlimited; QEMU 7.2's default is
            32 MiB/s); timed with query-migrate (total-time, downtime).
+  floor    the physical limit of this design, a second baseline: two stock
+           QEMUs on this host sharing one RAM file on tmpfs
+           (memory-backend-file, share=on), migrated with the capability
+           x-ignore-shared, so only device state and the dirty log cross
+           and no agent runs. Same fill, same moves as pre-copy.
   memmig   memory migration of all the slot's sections to the other memory
            node (disagg slot migrate-memory), with the largest pause a
            section saw.
@@ -38,7 +43,10 @@ heartbeat comes in the migration answer and the destination's from GET
 Writes --json (default build/bench/migration.json) with every figure, and
 the headline: ours_total_ms, ours_downtime_ms, precopy_total_ms,
 precopy_downtime_ms, speedup_total (precopy / ours, 2 GiB, idle after the
-fill) and memmig_max_pause_ms, plus targets and pass flags.
+fill), floor_total_ms and ours_over_floor (ours / the x-ignore-shared
+floor), ours_worst_gap_ms (the worst guest-visible gap over all our moves,
+with QEMU's downtime of that move beside it) and memmig_max_pause_ms, plus
+targets and pass flags.
 """
 import argparse
 import json
@@ -173,13 +181,19 @@ class Qmp:
 
 
 class PlainQemu:
-    def __init__(self, d, name, mem_mb, incoming=None, connect=True):
+    """Stock QEMU, no shim, no agent. mem_path: RAM is that shared file
+    (memory-backend-file, share=on; the x-ignore-shared floor), else a
+    normal memory-backend-ram."""
+
+    def __init__(self, d, name, mem_mb, incoming=None, connect=True, mem_path=None):
         kernel, initrd = vmlib.guest_image()
         self.dir = d / name
         self.dir.mkdir()
+        ram = (f"memory-backend-file,id=ram0,size={mem_mb}M,mem-path={mem_path},share=on"
+               if mem_path else f"memory-backend-ram,id=ram0,size={mem_mb}M")
         argv = [vmlib.qemu_binary(), "-name", name, "-machine", "pc,accel=tcg", "-cpu", CPU,
                 "-smp", "1", "-m", f"{mem_mb}M",
-                "-object", f"memory-backend-ram,id=ram0,size={mem_mb}M",
+                "-object", ram,
                 "-machine", "memory-backend=ram0",
                 "-kernel", kernel, "-initrd", initrd,
                 "-append", "console=ttyS0 memhp_default_state=online_movable panic=1",
@@ -231,12 +245,21 @@ def hb_gap_ms(src_hb, dst_hb, field=1):
     return (first[field] - last[field]) / 1e6
 
 
-def precopy_move(src, d, name, mem_mb, timeout_s):
+def precopy_move(src, d, name, mem_mb, timeout_s, mem_path=None):
+    """A stock QEMU migration to a new QEMU on this host. mem_path: both
+    share that RAM file and migrate with x-ignore-shared (only device state
+    and the dirty log cross: the floor of moving a VM whose memory stays)."""
     port = free_port()
     # The destination's guest channel is connected once the migration
     # completed: a client connected to it during the incoming migration made
     # the guest's virtio_console crash after the switchover (QEMU 7.2, TCG).
-    dst = PlainQemu(d, name, mem_mb, incoming=f"tcp:127.0.0.1:{port}", connect=False)
+    dst = PlainQemu(d, name, mem_mb, incoming="defer" if mem_path else
+                    f"tcp:127.0.0.1:{port}", connect=False, mem_path=mem_path)
+    if mem_path:
+        caps = [{"capability": "x-ignore-shared", "state": True}]
+        src.qmp.run("migrate-set-capabilities", capabilities=caps)
+        dst.qmp.run("migrate-set-capabilities", capabilities=caps)
+        dst.qmp.run("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
     src.qmp.run("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
     t0 = time.monotonic()
     src.qmp.run("migrate", uri=f"tcp:127.0.0.1:{port}")
@@ -270,11 +293,14 @@ def precopy_move(src, d, name, mem_mb, timeout_s):
     return dst, res
 
 
-def run_precopy(args, d, mem_mb):
+def run_precopy(args, d, mem_mb, shared=False):
+    """Pre-copy of stock QEMU; shared: the x-ignore-shared floor instead."""
     fill = mem_mb * 3 // 4
     out = {}
-    log(f"precopy {mem_mb} MiB: boot, FILL {fill} MiB")
-    src = PlainQemu(d, f"pc{mem_mb}-a", mem_mb)
+    tag = "xis" if shared else "pc"
+    mem_path = str(d / f"{tag}{mem_mb}.ram") if shared else None
+    log(f"{'x-ignore-shared' if shared else 'precopy'} {mem_mb} MiB: boot, FILL {fill} MiB")
+    src = PlainQemu(d, f"{tag}{mem_mb}-a", mem_mb, mem_path=mem_path)
     cur = None
     try:
         src.chan.wait_for("READY", 180)
@@ -282,7 +308,7 @@ def run_precopy(args, d, mem_mb):
         out["fill_ms"] = f["ms"]
         src.chan.cmd(f"HEARTBEAT {args.hb_ms}")
         time.sleep(args.idle_s)
-        cur, r = precopy_move(src, d, f"pc{mem_mb}-b", mem_mb, args.timeout)
+        cur, r = precopy_move(src, d, f"{tag}{mem_mb}-b", mem_mb, args.timeout, mem_path)
         out["idle"] = r
         log(f"  idle: {r}")
         if cur is None:
@@ -310,7 +336,7 @@ def run_precopy(args, d, mem_mb):
         wt = threading.Thread(target=writer, daemon=True)
         wt.start()
         time.sleep(2.0)
-        nxt, r = precopy_move(cur, d, f"pc{mem_mb}-c", mem_mb, args.timeout)
+        nxt, r = precopy_move(cur, d, f"{tag}{mem_mb}-c", mem_mb, args.timeout, mem_path)
         stop.set()
         wt.join(60)
         r["rewritten_mb"] = written[0]
@@ -519,7 +545,8 @@ def main():
     t0 = time.monotonic()
     res = {"host": {"machine": platform.machine(), "cpus": os.cpu_count(),
                     "kernel": platform.release(), "accel": "tcg"},
-           "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {}}
+           "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {},
+           "floor": {}}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="disagg-migbench-", dir="/dev/shm"))
     try:
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
@@ -534,6 +561,10 @@ def main():
                 d = tmp / f"precopy-{mb}"
                 d.mkdir()
                 res["precopy"][str(mb)] = run_precopy(args, d, mb)
+        for mb in sizes:
+            d = tmp / f"floor-{mb}"
+            d.mkdir()
+            res["floor"][str(mb)] = run_precopy(args, d, mb, shared=True)
     finally:
         if args.keep:
             log(f"kept {tmp}")
@@ -554,6 +585,23 @@ def main():
     res["ours_rx_gap_ms"] = oi.get("first", {}).get("rx_gap_ms")
     res["ours_steady_rx_gap_ms"] = oi.get("steady", {}).get("rx_gap_ms")
     res["precopy_rx_gap_ms"] = p.get("idle", {}).get("rx_gap_ms")
+    fl = res["floor"].get(big, {})
+    res["floor_total_ms"] = fl.get("idle", {}).get("total_ms")
+    res["floor_downtime_ms"] = fl.get("idle", {}).get("guest_gap_ms")
+    res["floor_qemu_downtime_ms"] = fl.get("idle", {}).get("downtime_ms")
+    res["floor_busy_total_ms"] = fl.get("busy", {}).get("total_ms")
+    if res["ours_total_ms"] and res["floor_total_ms"]:
+        res["ours_over_floor"] = round(res["ours_total_ms"] / res["floor_total_ms"], 2)
+    # The worst guest-visible gap over every move of ours (first and steady,
+    # idle and busy, every size), with QEMU's own downtime of that move.
+    gaps = [(m.get("guest_gap_ms"), m.get("downtime_ms"), f"{mb} {st} {k}")
+            for mb, r in res["ours"].items() for st in ("idle", "busy") if st in r
+            for k in ("first", "steady") if isinstance(r[st].get(k), dict)
+            and r[st][k].get("guest_gap_ms") is not None]
+    if gaps:
+        worst = max(gaps)
+        res["ours_worst_gap_ms"], res["ours_worst_gap_qemu_ms"] = worst[0], worst[1]
+        res["ours_worst_gap_move"] = worst[2]
     if res["ours_total_ms"] and res["precopy_total_ms"]:
         res["speedup_total"] = round(res["precopy_total_ms"] / res["ours_total_ms"], 1)
     if res["ours_steady_total_ms"] and res["precopy_total_ms"]:
@@ -577,9 +625,10 @@ def main():
         "ours_total_ms", "ours_steady_total_ms", "ours_downtime_ms", "ours_steady_downtime_ms",
         "precopy_total_ms", "precopy_downtime_ms", "speedup_total", "speedup_total_steady",
         "ours_qemu_downtime_ms", "precopy_qemu_downtime_ms", "ours_rx_gap_ms",
-        "ours_steady_rx_gap_ms", "precopy_rx_gap_ms",
+        "ours_steady_rx_gap_ms", "precopy_rx_gap_ms", "floor_total_ms", "floor_downtime_ms",
+        "ours_over_floor", "ours_worst_gap_ms", "ours_worst_gap_move",
         "memmig_max_pause_ms", "pass", "wall_s")}, indent=1))
-    bad = [(k, mb) for k in ("ours", "precopy") for mb, r in res[k].items()
+    bad = [(k, mb) for k in ("ours", "precopy", "floor") for mb, r in res[k].items()
            if r.get("verify_mismatches", 0) != 0]
     if bad:
         log(f"VERIFY found mismatches: {bad}")

@@ -29,10 +29,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "guest.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "launch.h"
+#include "state.h"
+#include "vm_evacuate.h"
+#include "vm_hot.h"
+#include "vm_incoming.h"
+#include "vm_memmig.h"
+#include "vm_migrate.h"
+#include "vm_outgoing.h"
+#include "vm_prefetch.h"
 
 #define OP_TIMEOUT_MS 60000
 

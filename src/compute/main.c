@@ -2,7 +2,7 @@
 /*
  * disagg-compute: the compute node agent. Parses options, finds QEMU, the
  * shim and the guest image, takes its run directory (rundir.c), adopts the
- * VMs an earlier instance of it left running (vm_stale.c), picks the
+ * VMs an earlier instance of it left running (vm/recover.c), picks the
  * accelerator, serves the HTTP control API and runs until SIGTERM/SIGINT.
  * Then it leaves its running VMs running for the next agent, or stops
  * every VM with --stop-vms-on-exit. Options and API: docs/compute.md.
@@ -19,13 +19,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accel.h"
 #include "agent.h"
+#include "ext.h"
+#include "health.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "opts.h"
 #include "net.h"
+#include "recover.h"
 #include "registrar.h"
 #include "rundir.h"
+#include "state.h"
+#include "vm_incoming.h"
+#include "vm_migrate.h"
 
 static const char usage[] =
 	"Usage: disagg-compute --key FILE --node-id ID [options]\n"
@@ -324,6 +331,16 @@ int main(int argc, char **argv)
 		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
 		.opaque = &a,
 	};
+	/*
+	 * The features that hear of the VM lifecycle's steps (vm/ext.h), before
+	 * any VM exists (adoption below already needs them): the migration
+	 * record (heartbeats, status, its threads) and an incoming VM's QEMU
+	 * arguments.
+	 */
+	if (vm_ext_register(&vm_mig_ext) < 0 || vm_ext_register(&vm_incoming_ext) < 0) {
+		fprintf(stderr, "disagg-compute: cannot register the migration hooks\n");
+		return 1;
+	}
 	a.env.accel = strcmp(accel, "auto") ? accel : vm_probe_accel(&a.env);
 	a.started_ns = now_ns();
 	pthread_mutex_init(&a.lock, NULL);

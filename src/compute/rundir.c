@@ -40,7 +40,7 @@
 #include <openssl/hmac.h>
 
 #include "macro.h"
-#include "vm.h"
+#include "recover.h"
 
 #define OWNER_FILE ".owner"
 #define LOCK_FILE ".lock"

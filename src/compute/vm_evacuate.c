@@ -16,7 +16,7 @@
  * the section is fenced. The agent's record of the section becomes the
  * remote one.
  */
-#include "vm_internal.h"
+#include "vm_evacuate.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +25,14 @@
 #include "jsonhttp.h"
 #include "log.h"
 #include "net.h"
+#include "pager_use.h"
+#include "persist.h"
+#include "section_check.h"
+#include "sections.h"
+#include "state.h"
+#include "vm.h"
+#include "vm_internal.h"
+#include "vm_memmig.h"
 
 struct evac_loc {
 	struct vm_section *rec;       /* the agent's record of the section */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Section hotplug of a running VM and its guest channel.
+ * Section hotplug of a running VM (a feature above the lifecycle: it calls
+ * vm/, never the other way round).
  *
  * pc-dimm mode: every hot section is its own tmpfs file and its own DIMM.
  * Adding creates the file and records the section *before* asking QEMU,
@@ -16,82 +17,24 @@
  * After every change the guest is asked through disagg-guest to online
  * new memory, and MemTotal is read back.
  */
-#include "vm_internal.h"
+#include "vm_hot.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "guestchan.h"
 #include "hotplug.h"
 #include "log.h"
-#include "mnclient.h"
+#include "mappings.h"
 #include "net.h"
-
-#define GUEST_READY_MS 120000
-
-/* ---- guest channel ------------------------------------------------------- */
-
-int vm_guest_connect(struct vm *vm)
-{
-	char path[PATH_MAX];
-	uint64_t kb = 0;
-	int r;
-
-	snprintf(path, sizeof(path), "%s/guest.sock", vm->dir);
-	r = guestchan_connect(path, 15000, &vm->guest);
-	if (r < 0)
-		return r;
-	/*
-	 * Wait for READY in slices: a pager that failed meanwhile (a fetch the
-	 * memory node refused, or a node that went away) leaves the guest
-	 * blocked in a page fault, so give up at once instead of at the timeout.
-	 */
-	for (uint64_t end = now_ns() + GUEST_READY_MS * 1000000ull;;) {
-		int failed = 0;
-
-		r = guestchan_wait_ready(vm->guest, 500, &kb);
-		if (r != -ETIMEDOUT)
-			break;
-		pthread_mutex_lock(&vm->lock);
-		if (vm->pager) {
-			struct pager_stats st;
-
-			pager_stats(vm->pager, &st);
-			failed = st.failed;
-		}
-		pthread_mutex_unlock(&vm->lock);
-		if (failed < 0)
-			return failed;
-		if (now_ns() >= end)
-			break;
-	}
-	if (r < 0)
-		return r;
-	pthread_mutex_lock(&vm->lock);
-	vm->guest_memtotal_kb = kb;
-	pthread_mutex_unlock(&vm->lock);
-	return 0;
-}
-
-void vm_guest_close(struct vm *vm)
-{
-	guestchan_close(vm->guest);
-	vm->guest = NULL;
-}
-
-int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size_t len)
-{
-	int r;
-
-	if (!vm->guest || vm_get_state(vm) != VM_RUNNING) {
-		snprintf(ret, len, "VM is not running");
-		return -ESRCH;
-	}
-	r = guestchan_cmd(vm->guest, timeout_ms, ret, len, "%s", cmd);
-	if (r < 0)
-		snprintf(ret, len, "%s", guestchan_last_error(vm->guest));
-	return r;
-}
+#include "pager_use.h"
+#include "persist.h"
+#include "ramfile.h"
+#include "section_check.h"
+#include "sections.h"
+#include "state.h"
+#include "vm_internal.h"
 
 /*
  * Online new memory in the guest and refresh MemTotal, until it has moved
@@ -122,159 +65,6 @@ static int guest_refresh(struct vm *vm, uint64_t before_kb, int64_t delta_kb, in
 			return -ETIMEDOUT;
 		usleep(20000);
 	}
-}
-
-/* ---- QEMU arguments and files --------------------------------------------- */
-
-int vm_hot_prepare(struct vm *vm)
-{
-	if (vm->spec.hotplug != VM_HOTPLUG_VIRTIO_MEM || vm->spec.max_hot == 0)
-		return 0;
-	vm->vmem_secs = calloc(vm->spec.max_hot, sizeof(*vm->vmem_secs));
-	if (!vm->vmem_secs)
-		return -ENOMEM;
-	return vm_make_file(vm, "vmem", vm->env.section_size * vm->spec.max_hot, vm->vmem_path,
-			    sizeof(vm->vmem_path));
-}
-
-void vm_hot_config(struct vm *vm, struct hotplug_config *ret)
-{
-	uint64_t ss = vm->env.section_size;
-
-	*ret = (struct hotplug_config){
-		.mode = vm->spec.hotplug == VM_HOTPLUG_VIRTIO_MEM ? HOTPLUG_VIRTIO_MEM : HOTPLUG_DIMM,
-		.base_bytes = ss * vm->spec.nbase,
-		.max_bytes = ss * (vm->spec.nbase + vm->spec.max_hot),
-		.slots = vm->spec.max_hot,
-		.base_path = vm->base_path,
-		.base_id = "ram-base",
-		.vmem_path = vm->vmem_path[0] ? vm->vmem_path : NULL,
-		.vmem_id = "vmem0",
-		.vmem_block_bytes = ss,
-	};
-}
-
-int vm_hot_attach(struct vm *vm)
-{
-	struct hotplug_config hc;
-	int r;
-
-	vm_hot_config(vm, &hc);
-	r = hotplug_new(vm->qmp, &hc, &vm->hp);
-	/* DIMMs from the command line (a migration destination): where they went. */
-	for (unsigned i = 0; r >= 0 && i < vm->nhot; i++) {
-		uint64_t gpa = 0;
-		int slot = -1;
-
-		if (!vm->hot[i].in_use || vm->hot[i].gpa ||
-		    hotplug_dimm_where(vm->hp, vm->hot[i].id, &gpa, &slot) < 0)
-			continue;
-		pthread_mutex_lock(&vm->lock);
-		vm->hot[i].gpa = gpa;
-		vm->hot[i].slot = slot;
-		pthread_mutex_unlock(&vm->lock);
-	}
-	return r;
-}
-
-unsigned vm_hot_count(struct vm *vm)
-{
-	unsigned n = 0;
-
-	if (vm->spec.hotplug == VM_HOTPLUG_VIRTIO_MEM)
-		return vm->vmem_plugged;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		n += vm->hot[i].in_use && vm->hot[i].plugged;
-	return n;
-}
-
-/* Lock held. */
-void vm_hot_release(struct vm *vm)
-{
-	for (unsigned i = 0; i < vm->nhot; i++) {
-		if (!vm->hot[i].in_use)
-			continue;
-		vm_free_section(vm, &vm->hot[i].sec);
-		if (vm->hot[i].path[0])
-			unlink(vm->hot[i].path);
-		vm->hot[i].in_use = false;
-	}
-	vm->nhot = 0;
-	if (vm->vmem_secs) {
-		for (unsigned i = 0; i < vm->vmem_plugged; i++)
-			vm_free_section(vm, &vm->vmem_secs[i]);
-		free(vm->vmem_secs);
-		vm->vmem_secs = NULL;
-		vm->vmem_plugged = 0;
-	}
-	if (vm->vmem_path[0])
-		unlink(vm->vmem_path);
-}
-
-/* ---- regions the shim announces ------------------------------------------ */
-
-void vm_region_keep_uffd(struct vm *vm, uint64_t addr, int uffd)
-{
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nregions; i++)
-		if (vm->regions[i].addr == addr && vm->regions[i].uffd < 0) {
-			vm->regions[i].uffd = uffd;
-			uffd = -1;
-			break;
-		}
-	pthread_mutex_unlock(&vm->lock);
-	if (uffd >= 0)
-		close(uffd);
-}
-
-/*
- * QEMU is about to unmap the region at addr: stop serving it. Once QEMU
- * has exited, the release drops every region at once (with the pager):
- * nothing to do here.
- */
-int vm_region_unmapped(struct vm *vm, uint64_t addr)
-{
-	struct vm_region gone = { .index = -1 };
-	struct pager *p = vm_pager_get(vm);
-	int r = 0;
-
-	if (!p)
-		return 0;
-	pthread_mutex_lock(&vm->lock);
-	for (unsigned i = 0; i < vm->nregions; i++)
-		if (vm->regions[i].addr == addr) {
-			gone = vm->regions[i];
-			vm->regions[i] = vm->regions[--vm->nregions];
-			break;
-		}
-	pthread_mutex_unlock(&vm->lock);
-	if (gone.index >= 0)
-		r = pager_remove_region(p, gone.index, false);
-	vm_pager_put(vm, p);
-	if (gone.index < 0)
-		return 0;
-	if (r < 0)
-		log_warn("vm %s: pager region %d: %s", vm->spec.name, gone.index, strerror(-r));
-	if (gone.file_fd >= 0)
-		close(gone.file_fd);
-	if (gone.uffd >= 0)
-		close(gone.uffd);
-	return r;
-}
-
-/* Point virtio-mem slot idx at a section (before plug, or back to local after unplug). */
-int vm_vmem_set_section(struct vm *vm, unsigned idx, const struct pager_section *s,
-			bool discard)
-{
-	struct pager *p = vm_pager_get(vm);
-	int region, r;
-
-	pthread_mutex_lock(&vm->lock);
-	region = vm->vmem_region;
-	pthread_mutex_unlock(&vm->lock);
-	r = region >= 0 && p ? pager_region_set_section(p, region, idx, s, discard) : -ENODEV;
-	vm_pager_put(vm, p);
-	return r;
 }
 
 /* ---- hot add / remove ---------------------------------------------------- */

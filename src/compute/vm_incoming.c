@@ -10,14 +10,22 @@
  * failed -> failed. An incoming VM never frees sections: free_on_release
  * is suspended until the migration completed.
  */
-#include "vm_migrate.h"
+#include "vm_incoming.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "guestchan.h"
 #include "log.h"
+#include "mappings.h"
 #include "net.h"
+#include "persist.h"
+#include "ramfile.h"
+#include "section_check.h"
+#include "state.h"
+#include "vm.h"
+#include "vm_migrate.h"
 
 static bool split_host_port(const char *s, char *host, size_t hlen, unsigned *ret_port)
 {
@@ -38,7 +46,8 @@ static bool split_host_port(const char *s, char *host, size_t hlen, unsigned *re
 	return true;
 }
 
-int vm_mig_qemu_args(struct vm *vm, char ***ret_argv)
+/* vm_incoming_ext.qemu_args: -incoming defer and the source's DIMMs. */
+static int incoming_qemu_args(struct vm *vm, char ***ret_argv)
 {
 	struct vm_mig *m = vm->mig;
 	unsigned cap = 3 + 4 * (m ? m->nhot_order : 0), n = 0;
@@ -386,3 +395,8 @@ fail:
 		kill(vm->pid, SIGKILL);
 	return r;
 }
+
+const struct vm_ext_ops vm_incoming_ext = {
+	.name = "incoming",
+	.qemu_args = incoming_qemu_args,
+};

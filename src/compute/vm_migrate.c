@@ -15,7 +15,9 @@
  * decided by QEMU's migration state (vm_switchover.c).
  *
  * This file keeps what both share: the per-VM migration record, the
- * guest's heartbeats, the status fields and the QMP helpers.
+ * guest's heartbeats, the status fields and the QMP helpers. The record
+ * hears of the VM's lifecycle through its hooks (vm_mig_ext, ext.h): the
+ * supervisor never calls migration code by name.
  *
  * Heartbeats: every "HB SEQ NS" line the guest channel delivers is kept in
  * a ring (guest monotonic ns and the agent's CLOCK_MONOTONIC receive time),
@@ -26,8 +28,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "guestchan.h"
 #include "log.h"
 #include "net.h"
+#include "state.h"
 
 /* ---- common --------------------------------------------------------------- */
 
@@ -49,7 +53,7 @@ struct vm_mig *vm_mig_get(struct vm *vm)
 	return m;
 }
 
-void vm_mig_free(struct vm *vm)
+static void mig_free(struct vm *vm)
 {
 	struct vm_mig *m = vm->mig;
 
@@ -84,7 +88,7 @@ void vm_mig_on_guest_line(const char *line, void *opaque)
 	pthread_mutex_unlock(&m->hb_lock);
 }
 
-void vm_mig_guest_attached(struct vm *vm)
+static void mig_guest_attached(struct vm *vm)
 {
 	struct vm_mig *m = vm_mig_get(vm);
 
@@ -141,7 +145,7 @@ bool vm_mig_last_heartbeat(struct vm_mig *m, struct vm_hb *ret)
 
 /* ---- status --------------------------------------------------------------- */
 
-void vm_mig_status(struct vm *vm, json_t *j)
+static void mig_status(struct vm *vm, json_t *j)
 {
 	struct vm_mig *m;
 
@@ -175,3 +179,12 @@ int vm_mig_query(struct qmp *q, json_t **ret)
 {
 	return qmp_execute(q, "query-migrate", NULL, QMP_CMD_MS, ret);
 }
+
+/* ---- hooks into the lifecycle (ext.h) -------------------------------------- */
+
+const struct vm_ext_ops vm_mig_ext = {
+	.name = "migration",
+	.guest_attached = mig_guest_attached,
+	.status = mig_status,
+	.free = mig_free,
+};

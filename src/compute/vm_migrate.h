@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internals of compute migration shared by vm_migrate.c (heartbeats,
- * status, QMP helpers), vm_incoming.c (the destination) and
- * vm_outgoing.c (the source). Not for use outside these files.
+ * The compute-migration record of a VM (vm->mig) and what the
+ * destination (vm_incoming.c), the source (vm_outgoing.c) and its end
+ * (vm_switchover.c) share: heartbeats, QMP helpers (vm_migrate.c).
  */
 #ifndef DISAGG_VM_MIGRATE_H
 #define DISAGG_VM_MIGRATE_H
 
-#include "vm_internal.h"
-
 #include <stdatomic.h>
+
+#include "ext.h"
+#include "qmp.h"
+#include "vm_internal.h"
 
 #define HB_RING       8192
 #define QMP_CMD_MS    10000
@@ -55,26 +57,15 @@ int vm_mig_set_caps(struct qmp *q, bool pause);
 /* query-migrate; *ret gets the answer (new reference). */
 int vm_mig_query(struct qmp *q, json_t **ret);
 
-/* vm_switchover.c: how a source's migration ended, by QEMU's own state. */
-enum vm_mig_outcome {
-	VM_MIG_COMPLETED,             /* the guest runs on the destination */
-	VM_MIG_RESUMED,               /* failed or cancelled: the guest runs here */
-	VM_MIG_GONE,                  /* QEMU exited */
-	VM_MIG_PENDING,               /* QEMU has not decided yet */
-};
+/* POST /v1/vms/NAME/heartbeats: "HB SEQ NS" lines the guest sent on this node (new reference). */
+json_t *vm_heartbeats(struct vm *vm);
 
 /*
- * Ask QEMU until it decides or until_ns: continued false cancels first (the
- * guest cannot have left before migrate-continue). RESUMED resumes the
- * guest here; COMPLETED does not hand over (the caller does). *state gets
- * QEMU's migration status, *note a sentence for the answer.
+ * The migration record's hooks into the lifecycle (ext.h): heartbeats
+ * from the guest channel, status fields, freeing with the VM. main.c
+ * registers it at startup.
  */
-enum vm_mig_outcome vm_mig_settle(struct vm *vm, bool continued, uint64_t until_ns,
-				  char *state, size_t len, char *note, size_t notelen);
-/* The VM is migrated: sections kept for the destination, QEMU lowered. */
-void vm_mig_hand_over(struct vm *vm);
-/* Indeterminate: state switchover, a thread settles it when QEMU decides. */
-int vm_mig_settle_later(struct vm *vm);
+extern const struct vm_ext_ops vm_mig_ext;
 
 static inline const char *jstr(json_t *o, const char *k)
 {

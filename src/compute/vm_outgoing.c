@@ -9,13 +9,18 @@
  * guest runs here again; after it, only QEMU's migration state says
  * whether the guest runs here or on the destination.
  */
-#include "vm_migrate.h"
+#include "vm_outgoing.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "log.h"
 #include "net.h"
+#include "pager_use.h"
+#include "state.h"
+#include "vm_migrate.h"
+#include "vm_prefetch.h"
+#include "vm_switchover.h"
 
 #define SWITCHOVER_GRACE_MS 10000   /* after migrate-continue, past the deadline */
 #define CANCEL_WAIT_MS      10000   /* for QEMU to end a cancelled migration */

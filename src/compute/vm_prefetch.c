@@ -8,7 +8,7 @@
  * (pager_prefetch). The guest does not wait for any of it: a page it
  * touches first is fetched by its fault as usual.
  */
-#include "vm_internal.h"
+#include "vm_prefetch.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +16,9 @@
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
+#include "pager_use.h"
+#include "state.h"
+#include "vm_internal.h"
 
 #define HOT_MAX_PAGES 16384u        /* 64 MiB of hints at most */
 

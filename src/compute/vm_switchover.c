@@ -24,13 +24,17 @@
  *                          decides;
  *   QEMU exited         -> nothing to resume: the supervisor records it.
  */
-#include "vm_migrate.h"
+#include "vm_switchover.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "guestchan.h"
 #include "log.h"
 #include "net.h"
+#include "persist.h"
+#include "sections.h"
+#include "launch.h"
 
 #define SETTLE_SLICE_NS 1000000000ull   /* the settle thread checks m->stop this often */
 

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """VM test: QEMU dies while a long operation of the agent uses the VM's
-pager (src/compute/vm_pager.c).
+pager (src/compute/vm/pager_use.c).
 
 When QEMU exits, the agent releases the VM's pager, files and sections. An
 operation that is using the pager at that moment (a compute migration's

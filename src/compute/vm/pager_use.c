@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Who may use a VM's pager, and when it goes.
+ * A VM's pager: who may use it, and when it goes (also vm_pager_open, which
+ * starts it with the memory-node backend).
  *
  * QEMU can exit at any moment (a crash, SIGKILL, quit); the supervisor
  * then releases the VM: the pager and its backend, the RAM files and
@@ -20,9 +21,15 @@
  * Code that only looks at the pager under vm->lock (status, metrics, the
  * budget) needs no reference: the teardown runs under vm->lock as well.
  */
-#include "vm_internal.h"
+#include "pager_use.h"
 
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "health.h"
 #include "log.h"
+#include "sections.h"
 
 struct pager *vm_pager_get(struct vm *vm)
 {
@@ -86,4 +93,41 @@ void vm_release_wait(struct vm *vm)
 	vm_release(vm);
 	while (!vm->torn_down)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+}
+
+/* The memory-node backend and the pager, started (vm_start, adoption). */
+int vm_pager_open(struct vm *vm, char *err, size_t errlen)
+{
+	struct pager_config pc = {
+		.name = vm->spec.name,
+		.section_size = vm->env.section_size,
+		.budget = vm->spec.budget,
+		/* A stalled node parks its faults after this; the rest go on. */
+		.fail_timeout_ms = vm->env.memnode_timeout_ms > 0 ? vm->env.memnode_timeout_ms
+								  : 2000,
+		.fail_mode = vm->env.memnode_policy == VM_MEMNODE_SIGBUS ? PAGER_FAIL_SIGBUS
+									 : PAGER_FAIL_BLOCK,
+		.on_node = vm_health_node,
+		.opaque = vm,
+	};
+	int r;
+
+	r = vm_health_start(vm);
+	if (r < 0) {
+		snprintf(err, errlen, "thread: %s", strerror(-r));
+		return r;
+	}
+	r = pager_backend_memnode_new(vm->env.key, vm->env.node_id, pc.fail_timeout_ms, 0,
+				      &vm->backend);
+	if (r < 0) {
+		snprintf(err, errlen, "memory-node backend: %s", strerror(-r));
+		return r;
+	}
+	pc.backend = vm->backend;
+	r = pager_new(&pc, &vm->pager);
+	if (r >= 0)
+		r = pager_start(vm->pager);
+	if (r < 0)
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+	return r;
 }

@@ -5,9 +5,9 @@
  * sees a pause no longer than the restart and loses nothing.
  *
  * While no agent runs, QEMU runs on (its own session, no pipe to the
- * agent: vm.c) and the shim inside it keeps a copy of every uffd, so a
+ * agent: launch.c) and the shim inside it keeps a copy of every uffd, so a
  * fault simply waits. The new agent rebuilds `struct vm` from the record
- * (vm_persist.c) and checks that its QEMU is the one recorded (pid, start
+ * (persist.c) and checks that its QEMU is the one recorded (pid, start
  * time, and a command line naming this VM's QMP socket), then:
  *   1. supervises QEMU through a pidfd (it is not our child: its exit
  *      status is unknown, the exit itself is not);
@@ -24,7 +24,7 @@
  * Any failure stops that QEMU: without its uffds the guest would hang.
  * Its sections are not freed (the control plane decides).
  */
-#include "vm_internal.h"
+#include "adopt.h"
 
 #include <poll.h>
 #include <signal.h>
@@ -32,21 +32,23 @@
 #include <string.h>
 #include <sys/syscall.h>
 
+#include "ext.h"
+#include "guestchan.h"
+#include "layout.h"
 #include "log.h"
+#include "mappings.h"
 #include "net.h"
+#include "pager_use.h"
+#include "persist.h"
 #include "proc.h"
+#include "qmp.h"
+#include "sections.h"
+#include "supervise.h"
+#include "vm.h"
 
 #define ADOPT_SHIM_MS 15000     /* the shim retries every 0.5 s at most */
 #define ADOPT_QMP_MS 15000
 #define ADOPT_CMD_MS 10000
-
-void vm_adopt_shim_done(struct vm *vm, unsigned n)
-{
-	pthread_mutex_lock(&vm->lock);
-	vm->readopt_n = (int)MIN(n, (unsigned)INT32_MAX);
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-}
 
 /* Wait for the shim's READOPT_DONE: 0, or -ETIMEDOUT. */
 static int wait_shim(struct vm *vm, int timeout_ms)
@@ -129,7 +131,7 @@ static int settle_migration(struct vm *vm, char *err, size_t errlen)
 	    !strcmp(s, "failed")) {
 		/*
 		 * Paused by the earlier agent because a memory node did not answer
-		 * (vm_health.c): resume it. If the node is still down, the new
+		 * (health.c): resume it. If the node is still down, the new
 		 * pager finds out at the next fault and pauses it again.
 		 */
 		if (!strcmp(jstr(st, "status"), "paused")) {
@@ -214,7 +216,7 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 	}
 	r = settle_migration(vm, err, errlen);
 	if (r >= 0)
-		r = vm_hot_attach(vm);
+		r = vm_layout_attach(vm);
 	if (r < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "hotplug: %s", strerror(-r));
@@ -227,7 +229,7 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	guestchan_resync(vm->guest);   /* answers owed to the earlier agent are dropped */
-	vm_mig_guest_attached(vm);
+	vm_ext_guest_attached(vm);
 	/* Best effort: a busy guest answers later, the VM runs regardless. */
 	if (guestchan_cmd(vm->guest, ADOPT_CMD_MS, line, sizeof(line), "MEMINFO") >= 0 &&
 	    guestchan_field_u64(line, "memtotal_kb", &kb) >= 0) {
@@ -245,23 +247,6 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;
-}
-
-void vm_keep_sections_locked(struct vm *vm)
-{
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		vm->spec.base[i].free_on_release = false;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		vm->hot[i].sec.free_on_release = false;
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
-		vm->vmem_secs[i].free_on_release = false;
-}
-
-void vm_keep_sections(struct vm *vm)
-{
-	pthread_mutex_lock(&vm->lock);
-	vm_keep_sections_locked(vm);
-	pthread_mutex_unlock(&vm->lock);
 }
 
 int vm_adopt(struct vm *vm, char *err, size_t errlen)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The VM record: what a new agent needs to rebuild `struct vm` around a
- * QEMU that an earlier agent started (vm_adopt.c).
+ * QEMU that an earlier agent started (adopt.c).
  *
  * RUN_DIR/NAME/vm.json is written whenever the VM's description changes:
  * QEMU spawned (state "starting", pid and start time), started, a section
@@ -22,14 +22,18 @@
  * Loading checks every field (a record is input like any other) and says
  * what is wrong; the VM is then not adopted.
  */
-#include "vm_internal.h"
+#include "persist.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "jsonhttp.h"
 #include "log.h"
+#include "macro.h"
+#include "sections.h"
+#include "state.h"
 
 #define RECORD_VERSION 1
 

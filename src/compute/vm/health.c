@@ -23,7 +23,7 @@
  * The pager's callback only records the transition: it runs on a pager
  * thread, which must not wait for QEMU.
  */
-#include "vm_internal.h"
+#include "health.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +31,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "macro.h"
+#include "qmp.h"
+#include "state.h"
 
 #define HEALTH_STOP_MS 5000
 #define HEALTH_CONT_MS 30000
@@ -63,18 +66,6 @@ int vm_memnode_policy_parse(const char *s, enum vm_memnode_policy *ret)
 			return 0;
 		}
 	return -EINVAL;
-}
-
-json_t *vm_brief(struct vm *vm)
-{
-	json_t *j;
-
-	pthread_mutex_lock(&vm->lock);
-	j = json_pack("{s:s, s:s}", "name", vm->spec.name, "state", vm_state_name(vm->state));
-	if (j && (vm->state == VM_FAILED || vm->state == VM_DEGRADED))
-		json_object_set_new(j, "reason", json_string(vm->reason));
-	pthread_mutex_unlock(&vm->lock);
-	return j;
 }
 
 /* pager_config.on_node: a pager thread, no pager lock held. */

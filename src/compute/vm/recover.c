@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * What an earlier instance of the agent left in its run directory, at
- * start: VMs to adopt and VMs to clean up (vm.h, vm_recover).
+ * start: VMs to adopt and VMs to clean up (recover.h, vm_recover).
  *
  * The run directory is this agent's (rundir.c: same cluster, same node,
  * nobody else running on it), so every VM directory in it was made by
@@ -10,7 +10,7 @@
  * (one with a record, vm.json, or with shim.sock and qemu.log):
  *   - a record in state "running" whose QEMU still runs (the recorded pid,
  *     with the recorded start time, and a command line naming this
- *     directory's QMP socket) is adopted (vm_adopt.c); if that fails, its
+ *     directory's QMP socket) is adopted (adopt.c); if that fails, its
  *     QEMU is stopped;
  *   - a record in another state (starting, stopping, incoming, migrated,
  *     failed) with its QEMU running: that QEMU is stopped;
@@ -21,6 +21,7 @@
  * control plane still has them and decides. Nothing outside VM
  * directories is touched.
  */
+#include "recover.h"
 #include "vm_internal.h"
 
 #include <dirent.h>
@@ -33,9 +34,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "log.h"
 #include "net.h"
+#include "persist.h"
 #include "proc.h"
+#include "sections.h"
+#include "state.h"
+#include "vm.h"
 
 /*
  * Does process pid look like the QEMU of VM directory dir? It has
@@ -122,26 +128,6 @@ bool vm_dir_is_vm(int rootfd, const char *name)
 	return faccessat(rootfd, p3, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
 	       (faccessat(rootfd, p1, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
 		faccessat(rootfd, p2, F_OK, AT_SYMLINK_NOFOLLOW) == 0);
-}
-
-int vm_remove_tree(int rootfd, const char *name)
-{
-	int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	struct dirent *de;
-	DIR *d;
-
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			(void)unlinkat(dirfd(d), de->d_name, 0);
-	closedir(d);
-	return unlinkat(rootfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
 /* Let go of a VM that is not adopted: nothing runs; its directory goes, its sections stay. */

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Features above the VM lifecycle that must hear of its steps. The
+ * supervisor (this directory) never calls a feature (src/compute/vm_*.c)
+ * by name: a feature that needs a hook registers an ops table once at
+ * startup (main.c, before any VM exists), and the lifecycle calls every
+ * registered table at that step. Today that is compute migration: the
+ * incoming side adds QEMU arguments (vm_incoming.c), the migration record
+ * hears the guest channel, adds status fields and is freed with the VM
+ * (vm_migrate.c).
+ */
+#ifndef DISAGG_VM_EXT_H
+#define DISAGG_VM_EXT_H
+
+#include "vm_internal.h"
+
+#define VM_EXT_MAX 8
+
+/* Every hook may be NULL. */
+struct vm_ext_ops {
+	const char *name;
+	/*
+	 * More QEMU arguments (*ret_argv: a NULL-terminated vector of
+	 * malloc'ed strings, or NULL for none), before QEMU is spawned.
+	 */
+	int (*qemu_args)(struct vm *vm, char ***ret_argv);
+	/* The guest channel is connected (vm_start, adoption). */
+	void (*guest_attached)(struct vm *vm);
+	/* Add fields to vm_status's answer (lock not held). */
+	void (*status)(struct vm *vm, json_t *j);
+	/* First thing in vm_free and vm_detach: stop its threads, free its state. */
+	void (*free)(struct vm *vm);
+};
+
+/* At startup, before any VM: 0, -ENOSPC (more than VM_EXT_MAX), -EEXIST (twice). */
+int vm_ext_register(const struct vm_ext_ops *ops);
+/* Every registered table's qemu_args, in order of registration (ret: nret vectors). */
+int vm_ext_qemu_args(struct vm *vm, char **ret[VM_EXT_MAX], unsigned *ret_n);
+void vm_ext_strv_free(char **ret[VM_EXT_MAX], unsigned n);
+void vm_ext_guest_attached(struct vm *vm);
+void vm_ext_status(struct vm *vm, json_t *j);
+void vm_ext_free(struct vm *vm);
+
+#endif /* DISAGG_VM_EXT_H */

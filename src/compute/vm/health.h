@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory-node outages: the pager's on_node callback turned into VM states
+ * (degraded, running again, failed) by the policy of vm_env.memnode_policy.
+ */
+#ifndef DISAGG_VM_HEALTH_H
+#define DISAGG_VM_HEALTH_H
+
+#include "vm_internal.h"
+
+const char *vm_memnode_policy_name(enum vm_memnode_policy p);
+int vm_memnode_policy_parse(const char *s, enum vm_memnode_policy *ret);   /* -EINVAL */
+
+/* The policy's thread (before the pager starts: vm_pager_open). */
+int vm_health_start(struct vm *vm);
+void vm_health_stop(struct vm *vm);   /* joins its thread; before the pager and QMP go */
+void vm_health_free(struct vm *vm);   /* after the pager is freed */
+/* pager_config.on_node (opaque: the VM): a pager thread, no pager lock held. */
+void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool down, int err);
+
+#endif /* DISAGG_VM_HEALTH_H */

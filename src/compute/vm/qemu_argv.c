@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The QEMU command-line builder: machine and CPU, the RAM (hotplug.c's
+ * arguments), the guest image, the serial console on a file, the guest
+ * channel, QMP, and whatever the features add (an incoming migration's
+ * -incoming and DIMMs). The first argument that does not fit fails the
+ * whole build.
+ */
+#include "qemu_argv.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int qemu_argv_add(struct qemu_argv *a, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (a->err)
+		return a->err;
+	if (a->n >= QEMU_ARGV_MAX) {
+		a->err = -E2BIG;
+		return a->err;
+	}
+	va_start(ap, fmt);
+	r = vasprintf(&a->v[a->n], fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		a->v[a->n] = NULL;
+		a->err = -ENOMEM;
+		return a->err;
+	}
+	a->n++;
+	return 0;
+}
+
+int qemu_argv_add_strv(struct qemu_argv *a, char **v)
+{
+	for (; v && *v; v++)
+		if (qemu_argv_add(a, "%s", *v) < 0)
+			return a->err;
+	return a->err;
+}
+
+int qemu_argv_build(const struct qemu_argv_config *c, struct qemu_argv *a)
+{
+	qemu_argv_add(a, "%s", c->qemu);
+	qemu_argv_add(a, "-name");
+	qemu_argv_add(a, "guest=%s,debug-threads=on", c->name);
+	qemu_argv_add(a, "-machine");
+	qemu_argv_add(a, "pc,accel=%s", c->accel);
+	qemu_argv_add(a, "-cpu");
+	qemu_argv_add(a, "%s", strcmp(c->accel, "kvm") == 0 ? "host" : "max");
+	qemu_argv_add(a, "-smp");
+	qemu_argv_add(a, "%u", c->vcpus);
+	qemu_argv_add_strv(a, c->memory);      /* -m, boot RAM on its file, the virtio-mem device */
+	qemu_argv_add(a, "-kernel");
+	qemu_argv_add(a, "%s", c->kernel);
+	qemu_argv_add(a, "-initrd");
+	qemu_argv_add(a, "%s", c->initrd);
+	qemu_argv_add(a, "-append");
+	qemu_argv_add(a, "console=ttyS0 memhp_default_state=online_movable panic=1 %s", c->append);
+	qemu_argv_add(a, "-nodefaults");
+	qemu_argv_add(a, "-display");
+	qemu_argv_add(a, "none");
+	qemu_argv_add(a, "-chardev");
+	qemu_argv_add(a, "file,id=con,path=%s", c->console_path);
+	qemu_argv_add(a, "-serial");
+	qemu_argv_add(a, "chardev:con");
+	qemu_argv_add_strv(a, c->guest_chan);  /* virtio-serial port org.disagg.guest on guest.sock */
+	qemu_argv_add(a, "-qmp");
+	qemu_argv_add(a, "unix:%s,server=on,wait=off", c->qmp_path);
+	qemu_argv_add(a, "-no-reboot");
+	for (unsigned i = 0; i < c->nextra; i++)
+		qemu_argv_add_strv(a, c->extra[i]);   /* incoming VM: -incoming defer, the source's DIMMs */
+	a->v[a->n] = NULL;
+	if (a->err == -E2BIG)
+		log_error("vm %s: the QEMU command line needs more than %d arguments: "
+			  "not starting a QEMU without some of them", c->name, QEMU_ARGV_MAX);
+	return a->err;
+}
+
+void qemu_argv_free(struct qemu_argv *a)
+{
+	for (int i = 0; i < a->n; i++)
+		free(a->v[i]);
+	a->n = 0;
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The files of a VM's run directory: the tmpfs RAM files QEMU maps
+ * (ram-base, dimm-K, vmem) and the removal of the directory.
+ */
+#ifndef DISAGG_VM_RAMFILE_H
+#define DISAGG_VM_RAMFILE_H
+
+#include <stddef.h>
+
+#include "vm_internal.h"
+
+/* DIR/leaf, created (O_EXCL) with `size` bytes; its path in ret_path: 0 or -errno. */
+int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len);
+/* Remove the files of directory `name` (at rootfd), then the directory: 0 or -errno. */
+int vm_remove_tree(int rootfd, const char *name);
+/* Remove the VM's run directory and what is left in it. */
+void vm_remove_dir(struct vm *vm);
+
+#endif /* DISAGG_VM_RAMFILE_H */

@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A VM's section records. The boot sections are spec.base; a hot section
+ * is a DIMM's (hot[]) or a virtio-mem slot's (vmem_secs[]). A section is
+ * freed on its memory node when the VM releases it only if the control
+ * plane asked for it (free_on_release) and nothing has suspended that
+ * (an incoming migration, adoption failures, a VM that migrated away).
+ */
+#include "sections.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jsonhttp.h"
+#include "log.h"
+#include "macro.h"
+#include "mnclient.h"
+
+void vm_free_section(struct vm *vm, const struct vm_section *s)
+{
+	struct mnc_opts o = {
+		.addr = s->sec.addr, .key = vm->env.key, .node_id = vm->env.node_id,
+		.timeout_ms = 3000,
+	};
+	_cleanup_mnc_ struct mnc *c = NULL;
+	int r;
+
+	if (!s->free_on_release || s->sec.kind != PAGER_SEC_REMOTE)
+		return;
+	r = mnc_connect(&o, &c);
+	if (r >= 0)
+		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation, s->sec.grant.epoch);
+	if (r < 0)
+		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
+			 s->sec.grant.section, s->sec.addr, strerror(-r));
+}
+
+void vm_keep_sections_locked(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		vm->spec.base[i].free_on_release = false;
+	for (unsigned i = 0; i < vm->nhot; i++)
+		vm->hot[i].sec.free_on_release = false;
+	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
+		vm->vmem_secs[i].free_on_release = false;
+}
+
+void vm_keep_sections(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm_keep_sections_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+unsigned vm_hot_count(struct vm *vm)
+{
+	unsigned n = 0;
+
+	if (vm->spec.hotplug == VM_HOTPLUG_VIRTIO_MEM)
+		return vm->vmem_plugged;
+	for (unsigned i = 0; i < vm->nhot; i++)
+		n += vm->hot[i].in_use && vm->hot[i].plugged;
+	return n;
+}
+
+void vm_hot_release(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nhot; i++) {
+		if (!vm->hot[i].in_use)
+			continue;
+		vm_free_section(vm, &vm->hot[i].sec);
+		if (vm->hot[i].path[0])
+			unlink(vm->hot[i].path);
+		vm->hot[i].in_use = false;
+	}
+	vm->nhot = 0;
+	if (vm->vmem_secs) {
+		for (unsigned i = 0; i < vm->vmem_plugged; i++)
+			vm_free_section(vm, &vm->vmem_secs[i]);
+		free(vm->vmem_secs);
+		vm->vmem_secs = NULL;
+		vm->vmem_plugged = 0;
+	}
+	if (vm->vmem_path[0])
+		unlink(vm->vmem_path);
+}
+
+json_t *vm_section_json(const struct vm_section *s)
+{
+	if (s->sec.kind == PAGER_SEC_LOCAL)
+		return json_pack("{s:s}", "kind", "local");
+	/* Where it lives, never the grant; section and generation are unsigned 32-bit. */
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "kind", "remote", "addr", s->sec.addr,
+			 "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
+			 (json_int_t)s->sec.grant.section, "generation",
+			 (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
+}
+
+int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+		    size_t errlen)
+{
+	static const char *const keys[] = { "kind", "addr", "grant", NULL };
+	const char *bad = NULL, *addr, *grant, *kind;
+	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
+
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "\"%s\" must be an object {\"addr\": ..., \"grant\": ...}", name);
+		return -EINVAL;
+	}
+	if (json_check_keys(j, keys, &bad) < 0) {
+		snprintf(err, errlen, "unknown field \"%s\" in \"%s\"", bad, name);
+		return -EINVAL;
+	}
+	kind = json_string_value(json_object_get(j, "kind"));
+	addr = json_string_value(json_object_get(j, "addr"));
+	grant = json_string_value(json_object_get(j, "grant"));
+	if ((json_object_get(j, "kind") && (!kind || strcmp(kind, "remote"))) || !addr || !*addr ||
+	    strlen(addr) >= sizeof(s.addr) || !grant) {
+		snprintf(err, errlen, "\"%s\" needs \"addr\" (host:port) and \"grant\"", name);
+		return -EINVAL;
+	}
+	if (grant_from_hex(grant, &s.grant) < 0) {
+		snprintf(err, errlen, "\"%s\".grant must be %zu hex digits", name, (size_t)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	snprintf(s.addr, sizeof(s.addr), "%s", addr);
+	*ret = s;
+	return 0;
+}

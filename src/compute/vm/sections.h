@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VM's records of its sections (boot RAM, DIMMs, virtio-mem slots):
+ * counting, keeping, freeing them on their memory nodes, and their JSON.
+ */
+#ifndef DISAGG_VM_SECTIONS_H
+#define DISAGG_VM_SECTIONS_H
+
+#include <stddef.h>
+
+#include "vm_internal.h"
+
+/* Free a section on its memory node if the control plane asked us to (free_on_release). */
+void vm_free_section(struct vm *vm, const struct vm_section *s);
+/* Never free a section when this VM goes (its sections are the control plane's to free). */
+void vm_keep_sections(struct vm *vm);
+void vm_keep_sections_locked(struct vm *vm);   /* lock held */
+unsigned vm_hot_count(struct vm *vm);   /* plugged hot sections; lock held */
+/* Free the hot sections (where asked) and unlink their files. Lock held. */
+void vm_hot_release(struct vm *vm);
+/* {"kind"[, "addr", "memnode", "section", "generation", "free_on_release"]}: never the grant. */
+json_t *vm_section_json(const struct vm_section *s);
+/* {"addr", "grant"[, "kind": "remote"]} -> a remote section. -EINVAL with err set. */
+int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+		    size_t errlen);
+
+#endif /* DISAGG_VM_SECTIONS_H */

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * struct vm: the state of one VM, shared by the layers of the supervisor
+ * (this directory) and by the features above it (src/compute/vm_*.c:
+ * hotplug, migration, memory migration, evacuation, prefetch), which read
+ * and change its records under vm->lock. Types only: what each layer
+ * offers is declared in its own header (docs/compute.md, "The VM
+ * supervisor's layers").
+ */
+#ifndef DISAGG_VM_INTERNAL_H
+#define DISAGG_VM_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+
+#include "vm_types.h"
+
+struct guestchan;
+struct hotplug;
+struct qmp;
+struct shim_server;
+struct vm_health;
+struct vm_mig;
+
+/* A hot-plugged section (pc-dimm: one file and one DIMM each). */
+struct vm_hot {
+	bool in_use;
+	bool plugged;                 /* the guest has it */
+	struct vm_section sec;
+	char id[32];                  /* QOM/device id suffix */
+	char path[PATH_MAX];          /* backing file (DIMM mode) */
+	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
+	uint64_t gpa;                 /* guest-physical address of the DIMM (0: unknown) */
+	int slot;                     /* its ACPI memory slot (-1: unknown) */
+};
+
+/* A mapping the pager serves. */
+struct vm_region {
+	int index;                    /* pager region index */
+	uint64_t addr;
+	int file_fd;
+	int uffd;
+};
+
+struct vm {
+	struct vm_env env;
+	struct vm_spec spec;          /* spec.base is our own copy */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic unsigned refs;
+	enum vm_state state;
+	char reason[512];             /* why it failed */
+	uint64_t created_ns;
+
+	char dir[PATH_MAX - 64];
+	char base_path[PATH_MAX];
+	char console_path[PATH_MAX];
+	char shim_path[108];
+	char qmp_path_buf[PATH_MAX];
+
+	struct pager_backend *backend;
+	struct pager *pager;
+	struct vm_region regions[VM_MAX_SECTIONS + 2];
+	unsigned nregions;
+
+	pthread_mutex_t hot_lock;     /* one hotplug operation at a time */
+	struct vm_hot hot[VM_MAX_SECTIONS];
+	unsigned nhot;                /* slots used in hot[] (some may be free) */
+	char vmem_path[PATH_MAX];     /* virtio-mem backing file */
+	struct vm_section *vmem_secs; /* spec.max_hot entries */
+	unsigned vmem_plugged;        /* sections plugged through virtio-mem */
+	int base_region;              /* pager region of the boot RAM, -1 until mapped */
+	int vmem_region;              /* its pager region, -1 until mapped */
+
+	pid_t pid;
+	int pidfd;
+	bool exited;
+	bool released;                /* QEMU is gone: no new pager users (pager_use.c) */
+	bool torn_down;               /* pager, files and sections released */
+	unsigned pager_users;         /* vm_pager_get() references held */
+	uint64_t retire_ns;           /* migrated away: stop its paused QEMU after this (now_ns) */
+	int stop_efd;                 /* stops the supervisor thread (vm_free, vm_detach) */
+	pthread_t sup_thread;
+	bool sup_thread_on;
+	struct shim_server *shim;     /* the shim socket and its thread (mappings.c) */
+	struct qmp *qmp;
+	struct hotplug *hp;
+	struct guestchan *guest;
+	uint64_t guest_memtotal_kb;
+	struct vm_health *health;     /* memory-node outages (health.c) */
+	/*
+	 * The compute-migration feature's record (vm_migrate.c): the
+	 * supervisor never looks inside; the feature hears of the VM's steps
+	 * through its vm_ext_ops (ext.h).
+	 */
+	struct vm_mig *mig;
+
+	/* Adoption (adopt.c): QEMU started by an earlier instance of the agent. */
+	bool adopted;                 /* QEMU is not our child: its exit status is unknown */
+	int64_t qemu_starttime;       /* QEMU's start time (proc_starttime), in the record */
+	int readopt_n;                /* mappings the shim handed back; -1 until it is done */
+};
+
+#endif /* DISAGG_VM_INTERNAL_H */

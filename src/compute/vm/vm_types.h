@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The types of the VM supervisor that every layer shares: states, the
+ * sections of a VM's memory, the agent-wide settings (vm_env) and what the
+ * control plane asks for (vm_spec). Types only: the functions are declared
+ * by the module that defines them (vm.h and its neighbours).
+ */
+#ifndef DISAGG_VM_TYPES_H
+#define DISAGG_VM_TYPES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth.h"
+#include "pager.h"
+
+#define VM_NAME_MAX     64
+#define VM_MAX_SECTIONS 256   /* ACPI DIMM slot limit */
+
+enum vm_state {
+	VM_CREATED = 0,
+	VM_STARTING,
+	VM_RUNNING,
+	VM_STOPPING,
+	VM_STOPPED,
+	VM_FAILED,
+	VM_INCOMING,                  /* QEMU waits for a compute migration (vm_incoming.c) */
+	VM_MIGRATED,                  /* moved to another node: QEMU gone, sections kept */
+	VM_DEGRADED,                  /* a memory node does not answer: paused (health.c) */
+	VM_SWITCHOVER,                /* migration source after migrate-continue, QEMU undecided */
+};
+
+/* What a VM does while one of its memory nodes does not answer (health.c). */
+enum vm_memnode_policy {
+	VM_MEMNODE_PAUSE = 0,         /* degraded and paused; resumes by itself (default) */
+	VM_MEMNODE_KILL,              /* fail the VM and kill its QEMU */
+	VM_MEMNODE_SIGBUS,            /* degraded; SIGBUS to each faulting thread */
+};
+
+enum vm_hotplug {
+	VM_HOTPLUG_DIMM = 0,
+	VM_HOTPLUG_VIRTIO_MEM = 1,
+};
+
+/* One section of a VM's memory, as the control plane describes it. */
+struct vm_section {
+	struct pager_section sec;     /* local, or remote with address and grant */
+	bool free_on_release;         /* the agent frees it on its memnode when done */
+};
+
+/* Agent-wide settings every VM shares. */
+struct vm_env {
+	const char *run_root;         /* tmpfs directory for run dirs */
+	const char *qemu;             /* qemu-system-x86_64 */
+	const char *shim;             /* path of libdisagg-shim.so */
+	const char *kernel, *initrd;  /* guest image */
+	const char *accel;            /* resolved: "kvm" or "tcg" */
+	uint64_t section_size;
+	const struct auth_key *key;
+	uint64_t node_id;             /* this compute node's id (grant holder) */
+	uint64_t retire_ms;           /* a migrated-away VM not deleted: stop its QEMU (0: VM_RETIRE_MS) */
+	enum vm_memnode_policy memnode_policy;
+	int memnode_timeout_ms;       /* a fetch stalled this long marks its node down (0: 2000) */
+	/* A VM's state changed by itself (degraded, running again): may be NULL. */
+	void (*on_state)(void *opaque);
+	void *opaque;
+};
+
+/* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
+#define VM_RETIRE_MS 30000
+
+struct vm_spec {
+	char name[VM_NAME_MAX];
+	unsigned vcpus;
+	unsigned nbase;               /* sections of boot RAM */
+	struct vm_section *base;      /* nbase entries (copied) */
+	uint64_t budget;              /* bytes of remote pages resident; UINT64_MAX: all */
+	enum vm_hotplug hotplug;
+	unsigned max_hot;             /* sections that can be hot-plugged */
+	char append[512];             /* extra kernel command line */
+	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
+};
+
+struct vm;
+
+#endif /* DISAGG_VM_TYPES_H */

@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 import time
 
+import vmlib  # tests/vm, on the path of vmbench.py
+
 
 def qemu_cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -85,15 +87,7 @@ class PlainVM:
         while True:
             line = self._line(timeout)
             if line.startswith("OK"):
-                out = {}
-                for tok in line.split()[1:]:
-                    if "=" in tok:
-                        k, v = tok.split("=", 1)
-                        try:
-                            out[k] = int(v)
-                        except ValueError:
-                            out[k] = v
-                return out
+                return vmlib.fields(line)
             if line.startswith("ERR"):
                 raise AssertionError(f"plain guest {command!r}: {line}")
 

@@ -116,12 +116,16 @@ class Cluster:
             self.argv[c["name"]] = argv
 
     def set_pid(self, name, pid):
-        """Record a restarted component's pid, so that `disagg down` stops it."""
+        """Record a restarted component's pid and start time, so that
+        `disagg down` stops it (it checks both: a pid alone may be reused)."""
         path = self.data / "cluster.json"
         info = json.loads(path.read_text())
+        with open(f"/proc/{pid}/stat") as f:
+            starttime = int(f.read().rsplit(")", 1)[1].split()[19])
         for c in info["components"]:
             if c["name"] == name:
                 c["pid"] = pid
+                c["starttime"] = starttime
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, path)
@@ -144,12 +148,41 @@ class Cluster:
         time.sleep(1.0)   # its registration (or the nodes' next heartbeats)
         return p
 
+    def qemus(self):
+        """The pids of the QEMUs of this cluster (their command line names its directory)."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
+            except OSError:
+                continue
+            if argv and b"qemu-system" in argv[0] and \
+                    any(str(self.data).encode() in a for a in argv):
+                out.append(int(pid))
+        return out
+
     def down(self):
+        """Stop the cluster. Returns the QEMUs of this cluster that were
+        still running afterwards (killed now): `disagg down` stops every
+        agent it knows, and they stop their VMs, so there must be none."""
         self.disagg("down", timeout=180, check=False)
+        left = self.qemus()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for p in self.started:
             if p.poll() is None:
                 p.kill()
                 p.wait(30)
+        return left
 
     def guest(self, slot, cmd, timeout=120):
         p = self.disagg("slot", "guest", slot, cmd, timeout=timeout, check=False)
@@ -435,6 +468,12 @@ class Chaos:
                                     f" only in the orchestrator {sorted(mine - theirs)}")
             except Exception as e:  # noqa: BLE001 - retried
                 leak.append(f"cannot list sections: {e!r}")
+            # One QEMU per slot that has a VM: none left behind by a move,
+            # a failed start or an agent restart.
+            live = [n for n, x in slots.items() if x["state"] != "failed"]
+            q = c.qemus()
+            if len(q) > len(live):
+                leak.append(f"{len(q)} QEMUs {q} for {len(live)} slots with a VM")
             if not leak or time.time() > end:
                 break
             time.sleep(1)
@@ -522,8 +561,13 @@ def main():
                             "violations": [repr(e)]})
             ok = False
         finally:
-            c.down()
+            left = c.down()
             ns.remove()
+            if left:
+                log(f"seed {seed}: QEMU {left} still running after disagg down")
+                records.append({"seed": seed, "outcome": "violation", "fault": "harness",
+                                "violations": [f"QEMU {left} still running after disagg down"]})
+                ok = False
             for lf in sorted((data / "logs").glob("*.log")):
                 text = lf.read_text(errors="replace")
                 if SANITIZER_RE.search(text):

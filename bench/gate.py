@@ -94,6 +94,8 @@ FIGURES = {
                             "warm FILL+VERIFY, all remote, budget 100%, over stock QEMU"),
     "vm.remote_100_cold_ratio": ("vm", spread("remote_100_cold_ratio"), "x", "lower",
                                  "cold FILL+VERIFY, all remote, over stock QEMU"),
+    "vm.cleaner_cost": ("vm", key("cleaner_cost"), "x", "lower",
+                        "warm remote_100 with background write-back on, over off"),
     "vm.remote_25_ratio": ("vm", spread("remote_25_ratio"), "x", "lower",
                            "warm FILL+VERIFY, budget 25%, over stock QEMU"),
     "vm.remote_25_random_ratio": ("vm", spread("remote_25_random_ratio"), "x", "lower",

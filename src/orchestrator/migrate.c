@@ -102,6 +102,25 @@ void mig_finish(struct orch *o, struct slot_rec *s, const char *state)
 	slots_end_op(o, s, state);
 }
 
+void mig_finish_on_source(struct orch *o, struct slot_rec *s, const char *what,
+			  const char *on, const struct mig_seen *x)
+{
+	bool seen = x->status == 200 && x->state[0];
+	const char *end = !seen ? "lost" : !strcmp(x->state, "running") ? "running"
+				  : !strcmp(x->state, "failed") ? "failed" : "lost";
+
+	if (strcmp(end, "running") != 0) {
+		if (seen)   /* the reason fits, the agent's own cut short if need be */
+			snprintf(s->reason, sizeof(s->reason), "%s; compute node %s says the VM is %s%s%.*s",
+				 what, on, x->state, x->reason[0] ? ": " : "",
+				 (int)MIN(strlen(x->reason), (size_t)120), x->reason);
+		else
+			snprintf(s->reason, sizeof(s->reason),
+				 "%s; compute node %s cannot say where the VM is", what, on);
+	}
+	mig_finish(o, s, end);
+}
+
 int mig_parse_node_id(json_t *body, const char *key, bool required, uint64_t *ret,
 		      struct http_resp *resp)
 {

@@ -101,8 +101,18 @@ enum mig_owner {
 struct mig_seen {
 	int status;
 	char state[STORE_STATE_MAX];
+	char reason[STORE_ADDR_MAX];  /* the agent's reason (failed, degraded), or "" */
 	bool migrating;
 };
+
+/*
+ * A slot whose migration failed and whose VM stays on node `on`, which
+ * says `x` of it: `running`, or `failed` (the VM is gone: QEMU died) or
+ * else `lost`, with s->reason made of what (the migration's failure) and
+ * what the node said. Ends the operation.
+ */
+void mig_finish_on_source(struct orch *o, struct slot_rec *s, const char *what,
+			  const char *on, const struct mig_seen *x);
 
 /*
  * The outcome of a compute migration of VM `name` from src to dst (either

@@ -369,10 +369,13 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 			log_warn("slot %s: the source answered %d but says the VM migrated",
 				 s.name, status);
 			break;
-		case MIG_OWNER_SOURCE:
+		case MIG_OWNER_SOURCE: {
+			char what[700];
+
 			mig_why(status, mig, why, sizeof(why));
 			mig_vm_delete(&dst, s.name);
-			mig_finish(o, &s, strcmp(ss.state, "running") == 0 ? "running" : "lost");
+			snprintf(what, sizeof(what), "migration to %s failed (%s)", dst.name, why);
+			mig_finish_on_source(o, &s, what, src.name, &ss);
 			slots_event(o, "migration_failed", src.id, s.name,
 				    "slot %s: migration to %s failed (%s); it is %s on %s", s.name,
 				    dst.name, why, ss.state[0] ? ss.state : "unknown", src.name);
@@ -389,6 +392,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 						: "the VM does not run on either; it stays on",
 					src.name);
 			goto out;
+		}
 		default:
 			mig_why(status, mig, why, sizeof(why));
 			mig_unresolved(o, &s,

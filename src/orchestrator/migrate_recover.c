@@ -232,6 +232,8 @@ static void see(const struct node_rec *c, const char *name, int timeout_ms,
 	st = json_string_value(json_object_get(v.vm, "state"));
 	*ret = (struct mig_seen){ .status = v.status };
 	snprintf(ret->state, sizeof(ret->state), "%s", v.status == 200 && st ? st : "");
+	st = json_string_value(json_object_get(v.vm, "reason"));
+	snprintf(ret->reason, sizeof(ret->reason), "%s", v.status == 200 && st ? st : "");
 	ret->migrating = v.status == 200 && json_is_true(json_object_get(v.vm, "migrating"));
 	view_done(&v);
 }
@@ -320,8 +322,8 @@ static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const 
 		s->compute = sid;
 		snprintf(s->reason, sizeof(s->reason), "%s; the VM is %s on the source", what,
 			 ss.status == 200 ? ss.state : "unknown");
-		/* running: fine; anything else: reconciliation decides. */
-		mig_finish(o, s, seen_is(&ss, "running") ? "running" : "lost");
+		/* running: fine; failed: the VM is gone; else reconciliation decides. */
+		mig_finish_on_source(o, s, what, have_src ? src.name : "(unknown node)", &ss);
 		return 1;
 	default:
 		mig_unresolved(o, s,

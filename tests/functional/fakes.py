@@ -382,6 +382,7 @@ class FakeCompute:
         # on every call of that phase until the test removes it
         self.memmig_hangup = {}
         self.migrate_hangup = False   # POST .../migrate: the VM starts migrating, no answer
+        self.migrate_dies = None      # POST .../migrate: QEMU dies meanwhile (this reason)
         self.schema_errors = []       # answers that do not fit tests/schema/compute-agent.json
         self.incoming_fails = False   # an incoming VM fails instead of running
         self.delay = 0.0
@@ -466,6 +467,8 @@ class FakeCompute:
             j["migration_uri"] = vm["uri"]
         if "migrating" in vm:
             j["migrating"] = vm["migrating"]
+        if vm.get("reason") and j["state"] in ("failed", "degraded"):
+            j["reason"] = vm["reason"]     # as the real agent: only in those states
         return j
 
     def _incoming(self, body):
@@ -488,6 +491,9 @@ class FakeCompute:
         if self.fail_migrate:
             st, code = self.fail_migrate
             return h._err(st, code, "refused by the fake; the VM keeps running here")
+        if self.migrate_dies:
+            vm.update(state="failed", reason=self.migrate_dies)
+            return h._err(503, "migration_failed", f"QEMU died: {self.migrate_dies}")
         with _incoming_lock:
             dst = _incoming.pop(body.get("uri"), None)
         if dst is None or dst[0].dead:

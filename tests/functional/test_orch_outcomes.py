@@ -270,3 +270,31 @@ def test_recovery_source_failed_migration(orch, fakemem, computes, hb_factory):
     s2 = orch.call("GET", "/v1/slots/web")[1]
     assert s2["state"] == "running" and s2["compute"] == 10, s2
     assert "web" in c1.vms and "web" not in c2.vms
+
+
+def test_source_vm_dies_during_migration(orch, fakemem, computes, hb_factory):
+    """The source's QEMU dies in the middle of the move: the destination's VM
+    is deleted and the slot is `failed` with a reason that says what
+    happened, never `lost` without one."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "web", "memory": "256M"})[0] == 201
+    c1.migrate_dies = "QEMU exited: killed by signal 9"
+    st, ans = orch.call("POST", "/v1/slots/web/migrate", {"to": 11})
+    assert st == 503, ans
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "failed" and s2["compute"] == 10, s2
+    assert "migration to" in s2["reason"] and "killed by signal 9" in s2["reason"], s2
+    assert "web" not in c2.vms
+
+
+def test_recovery_source_vm_died(orch, fakemem, computes, hb_factory):
+    """Restart in the middle of a move whose source VM has died since: the
+    slot is `failed` with the source's reason; the destination's VM goes."""
+    hb, c1, c2 = interrupted_move(orch, fakemem, computes, hb_factory,
+                                  {"state": "failed", "migrating": False,
+                                   "reason": "QEMU exited: killed by signal 9"})
+    orch.start()
+    s2 = orch.call("GET", "/v1/slots/web")[1]
+    assert s2["state"] == "failed" and s2["compute"] == 10, s2
+    assert "killed by signal 9" in s2["reason"], s2
+    assert "web" not in c2.vms

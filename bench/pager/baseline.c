@@ -73,6 +73,7 @@ static void *raw_handler(void *arg)
 		}
 		if (pfd[1].revents)
 			return NULL;
+		/* Non-blocking: poll may report a fault another read already took. */
 		if (read(h->uffd, &m, sizeof(m)) != sizeof(m) || m.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		cp = (struct uffdio_copy){ .dst = m.arg.pagefault.address & ~(uint64_t)(PS - 1),
@@ -102,7 +103,7 @@ double baseline_uffd_fault_us(uint64_t len, unsigned n, bool pin)
 		goto out;
 	memset(h.page, 0x5a, PS);
 	memfd = memfd_create("uffd-floor", MFD_CLOEXEC);
-	h.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	h.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	h.stopfd = eventfd(0, EFD_CLOEXEC);
 	if (memfd < 0 || h.uffd < 0 || h.stopfd < 0 || ftruncate(memfd, (off_t)len) < 0 ||
 	    ioctl(h.uffd, UFFDIO_API, &api) < 0) {

@@ -5,8 +5,10 @@
 #   make check        build with ASan+UBSan (clang) and run every test suite
 #   make demo         the main walk-through
 #   make chaos SEEDS=N  fault injection: N seeds of PER_SEED injections (default 20 x 10)
+#   make bench        every benchmark, medians in build/bench/summary.json
 #   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
-#                     benchmarks (results in build/bench/)
+#                     one benchmark (results in build/bench/)
+#   make bench-compare  every benchmark, then the table against bench/baseline.json
 #   make clean
 #
 # Variables: SUITES="unit fuzz functional vm" limits `make check`.
@@ -51,32 +53,44 @@ check: build $(CHK)/build.ninja
 demo: build
 	@scripts/demo.sh
 
-bench: bench-memnode bench-pager
+# Each benchmark runs BENCH_REPS times (its own repetitions inside, for the
+# VM ones); bench/gate.py keeps every run and takes medians.
+BENCH_REPS ?= 5
+GATE       := $(PY) bench/gate.py
+
+bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration
+	@$(GATE) summary
 
 bench-memnode: build
-	@mkdir -p $(BUILD)/bench
-	@$(BUILD)/bin/disagg-memnode-bench --json $(BUILD)/bench/memnode.json
+	@$(GATE) run memnode --reps $(BENCH_REPS) -- \
+		$(BUILD)/bin/disagg-memnode-bench --seconds 0.5 --json {json}
 
 bench-pager: build
-	@mkdir -p $(BUILD)/bench
-	@$(BUILD)/bin/disagg-pagerbench --json $(BUILD)/bench/pager.json
+	@$(GATE) run pager --reps $(BENCH_REPS) -- $(BUILD)/bin/disagg-pagerbench --json {json}
 
 bench-orchestrator: build
-	@mkdir -p $(BUILD)/bench
-	@$(PY) bench/orchestrator/orchbench.py --targets --json $(BUILD)/bench/orchestrator.json
+	@$(GATE) run orchestrator --reps $(BENCH_REPS) -- \
+		$(PY) bench/orchestrator/orchbench.py --targets --json {json}
+
+# make bench-compare: every benchmark, then the table against
+# bench/baseline.json; fails on a regression beyond tolerance.
+# BENCH_RUN=0 compares the results already in build/bench.
+BENCH_RUN ?= 1
+.PHONY: bench-compare
+bench-compare:
+	@if [ "$(BENCH_RUN)" != 0 ]; then $(MAKE) --no-print-directory bench; else $(GATE) summary; fi
+	@$(GATE) compare
 
 clean:
 	rm -rf $(BUILD)
 
 .PHONY: bench-vm
 bench-vm: build
-	@mkdir -p $(BUILD)/bench
-	@$(PY) bench/vm/vmbench.py --json $(BUILD)/bench/vm.json
+	@$(GATE) run vm -- $(PY) bench/vm/vmbench.py --json {json}
 
 .PHONY: bench-migration
 bench-migration: build
-	@mkdir -p $(BUILD)/bench
-	@$(PY) bench/migration/migbench.py --json $(BUILD)/bench/migration.json
+	@$(GATE) run migration -- $(PY) bench/migration/migbench.py --json {json}
 
 # Fault injection with real guests (tests/chaos/chaos.py): seeds 1..SEEDS,
 # PER_SEED injections each; records and the fault x outcome table in

@@ -17,6 +17,13 @@ that pattern at --busy-mbps MiB/s).
            initramfs, same fill, `migrate tcp:127.0.0.1:PORT` with default
            settings except max-bandwidth (unlimited; QEMU 7.2's default is
            32 MiB/s); timed with query-migrate (total-time, downtime).
+  floor    the physical limit of this design, a second baseline: two stock
+           QEMUs on this host sharing one RAM file on tmpfs
+           (memory-backend-file, share=on), migrated with the capability
+           x-ignore-shared, so only device state and the dirty log cross
+           and no agent runs. Same fill, same moves as pre-copy.
+  memmig_25  the same with a cache budget of 25% of the RAM, busy: the
+           longest gap between two guest heartbeats during it
   memmig   memory migration of all the slot's sections to the other memory
            node (disagg slot migrate-memory), with the largest pause a
            section saw.
@@ -38,7 +45,10 @@ heartbeat comes in the migration answer and the destination's from GET
 Writes --json (default build/bench/migration.json) with every figure, and
 the headline: ours_total_ms, ours_downtime_ms, precopy_total_ms,
 precopy_downtime_ms, speedup_total (precopy / ours, 2 GiB, idle after the
-fill) and memmig_max_pause_ms, plus targets and pass flags.
+fill), floor_total_ms and ours_over_floor (ours / the x-ignore-shared
+floor), ours_worst_gap_ms (the worst guest-visible gap over all our moves,
+with QEMU's downtime of that move beside it) and memmig_max_pause_ms, plus
+targets and pass flags.
 """
 import argparse
 import json
@@ -173,13 +183,19 @@ class Qmp:
 
 
 class PlainQemu:
-    def __init__(self, d, name, mem_mb, incoming=None, connect=True):
+    """Stock QEMU, no shim, no agent. mem_path: RAM is that shared file
+    (memory-backend-file, share=on; the x-ignore-shared floor), else a
+    normal memory-backend-ram."""
+
+    def __init__(self, d, name, mem_mb, incoming=None, connect=True, mem_path=None):
         kernel, initrd = vmlib.guest_image()
         self.dir = d / name
         self.dir.mkdir()
+        ram = (f"memory-backend-file,id=ram0,size={mem_mb}M,mem-path={mem_path},share=on"
+               if mem_path else f"memory-backend-ram,id=ram0,size={mem_mb}M")
         argv = [vmlib.qemu_binary(), "-name", name, "-machine", "pc,accel=tcg", "-cpu", CPU,
                 "-smp", "1", "-m", f"{mem_mb}M",
-                "-object", f"memory-backend-ram,id=ram0,size={mem_mb}M",
+                "-object", ram,
                 "-machine", "memory-backend=ram0",
                 "-kernel", kernel, "-initrd", initrd,
                 "-append", "console=ttyS0 memhp_default_state=online_movable panic=1",
@@ -231,12 +247,21 @@ def hb_gap_ms(src_hb, dst_hb, field=1):
     return (first[field] - last[field]) / 1e6
 
 
-def precopy_move(src, d, name, mem_mb, timeout_s):
+def precopy_move(src, d, name, mem_mb, timeout_s, mem_path=None):
+    """A stock QEMU migration to a new QEMU on this host. mem_path: both
+    share that RAM file and migrate with x-ignore-shared (only device state
+    and the dirty log cross: the floor of moving a VM whose memory stays)."""
     port = free_port()
     # The destination's guest channel is connected once the migration
     # completed: a client connected to it during the incoming migration made
     # the guest's virtio_console crash after the switchover (QEMU 7.2, TCG).
-    dst = PlainQemu(d, name, mem_mb, incoming=f"tcp:127.0.0.1:{port}", connect=False)
+    dst = PlainQemu(d, name, mem_mb, incoming="defer" if mem_path else
+                    f"tcp:127.0.0.1:{port}", connect=False, mem_path=mem_path)
+    if mem_path:
+        caps = [{"capability": "x-ignore-shared", "state": True}]
+        src.qmp.run("migrate-set-capabilities", capabilities=caps)
+        dst.qmp.run("migrate-set-capabilities", capabilities=caps)
+        dst.qmp.run("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
     src.qmp.run("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
     t0 = time.monotonic()
     src.qmp.run("migrate", uri=f"tcp:127.0.0.1:{port}")
@@ -270,11 +295,14 @@ def precopy_move(src, d, name, mem_mb, timeout_s):
     return dst, res
 
 
-def run_precopy(args, d, mem_mb):
+def run_precopy(args, d, mem_mb, shared=False):
+    """Pre-copy of stock QEMU; shared: the x-ignore-shared floor instead."""
     fill = mem_mb * 3 // 4
     out = {}
-    log(f"precopy {mem_mb} MiB: boot, FILL {fill} MiB")
-    src = PlainQemu(d, f"pc{mem_mb}-a", mem_mb)
+    tag = "xis" if shared else "pc"
+    mem_path = str(d / f"{tag}{mem_mb}.ram") if shared else None
+    log(f"{'x-ignore-shared' if shared else 'precopy'} {mem_mb} MiB: boot, FILL {fill} MiB")
+    src = PlainQemu(d, f"{tag}{mem_mb}-a", mem_mb, mem_path=mem_path)
     cur = None
     try:
         src.chan.wait_for("READY", 180)
@@ -282,7 +310,7 @@ def run_precopy(args, d, mem_mb):
         out["fill_ms"] = f["ms"]
         src.chan.cmd(f"HEARTBEAT {args.hb_ms}")
         time.sleep(args.idle_s)
-        cur, r = precopy_move(src, d, f"pc{mem_mb}-b", mem_mb, args.timeout)
+        cur, r = precopy_move(src, d, f"{tag}{mem_mb}-b", mem_mb, args.timeout, mem_path)
         out["idle"] = r
         log(f"  idle: {r}")
         if cur is None:
@@ -310,7 +338,7 @@ def run_precopy(args, d, mem_mb):
         wt = threading.Thread(target=writer, daemon=True)
         wt.start()
         time.sleep(2.0)
-        nxt, r = precopy_move(cur, d, f"pc{mem_mb}-c", mem_mb, args.timeout)
+        nxt, r = precopy_move(cur, d, f"{tag}{mem_mb}-c", mem_mb, args.timeout, mem_path)
         stop.set()
         wt.join(60)
         r["rewritten_mb"] = written[0]
@@ -453,6 +481,57 @@ def ours_memmig(c, name, frm, to):
             "pages_resent": sum(x.get("pages_resent") or 0 for x in j["sections"])}
 
 
+def memmig_under_budget(args, c, mem_mb):
+    """A slot with a cache budget of 25% of its RAM, 75% filled and busy
+    (WRITELOOP), moved to the other memory node while its heartbeats are
+    collected: the longest gap between two heartbeats the guest sent during
+    the memory migration, on the guest's clock (a vCPU waiting for a page
+    shows as a gap; the VM is never stopped)."""
+    name, fill = f"ours{mem_mb}c", mem_mb * 3 // 4
+    log(f"ours {mem_mb} MiB, cache 25%: create, FILL {fill} MiB, memory migration")
+    j = ok(c.orch, "POST", "/v1/slots", {"name": name, "vcpus": 1, "memory": mem_mb * MiB,
+                                         "cache": mem_mb * MiB // 4, "policy": "pack"})
+    agent = c.compute_http(j["compute"])
+    m1 = j["sections"][0]["memnode"]
+    m2 = next(x["node_id"] for x in c.info["components"]
+              if x["kind"] == "memnode" and x["node_id"] != m1)
+    seen, stop = {}, threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            st, hb = http(agent, "GET", f"/v1/vms/{name}/heartbeats", timeout=10)
+            if st == 200:
+                for h in hb["heartbeats"]:
+                    seen.setdefault(h[0], h)
+            stop.wait(0.5)
+    try:
+        c.guest(name, f"FILL 1 7 {fill}")
+        c.guest(name, f"WRITELOOP 1 {args.busy_mbps}")
+        c.guest(name, f"HEARTBEAT {args.hb_ms}")
+        time.sleep(2.0)
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        time.sleep(1.0)
+        seq0 = max(seen) if seen else 0
+        r = ours_memmig(c, name, m1, m2)
+        time.sleep(1.0)
+        stop.set()
+        t.join(30)
+        hbs = sorted(h for q, h in seen.items() if q >= seq0)
+        gaps = [(b[1] - a[1]) / 1e6 for a, b in zip(hbs, hbs[1:]) if b[0] == a[0] + 1]
+        r["heartbeats"] = len(hbs)
+        r["heartbeats_missing"] = (hbs[-1][0] - hbs[0][0] + 1 - len(hbs)) if hbs else None
+        r["guest_max_gap_ms"] = round(max(gaps), 2) if gaps else None
+        r["guest_p99_gap_ms"] = round(sorted(gaps)[int(len(gaps) * 0.99)], 2) if gaps else None
+        c.guest(name, "STOP")
+        r["verify_mismatches"] = c.guest(name, "VERIFY 1")["mismatches"]
+        log(f"  memmig at 25%: {r}")
+        return r
+    finally:
+        stop.set()
+        http(c.orch, "DELETE", f"/v1/slots/{name}")
+
+
 def run_ours(args, c, mem_mb):
     fill = mem_mb * 3 // 4
     name = f"ours{mem_mb}"
@@ -519,7 +598,8 @@ def main():
     t0 = time.monotonic()
     res = {"host": {"machine": platform.machine(), "cpus": os.cpu_count(),
                     "kernel": platform.release(), "accel": "tcg"},
-           "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {}}
+           "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {},
+           "floor": {}}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="disagg-migbench-", dir="/dev/shm"))
     try:
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
@@ -527,6 +607,7 @@ def main():
         try:
             for mb in sizes:
                 res["ours"][str(mb)] = run_ours(args, c, mb)
+            res["memmig_25"] = memmig_under_budget(args, c, min(sizes))
         finally:
             c.down()
         if not args.skip_precopy:
@@ -534,6 +615,10 @@ def main():
                 d = tmp / f"precopy-{mb}"
                 d.mkdir()
                 res["precopy"][str(mb)] = run_precopy(args, d, mb)
+        for mb in sizes:
+            d = tmp / f"floor-{mb}"
+            d.mkdir()
+            res["floor"][str(mb)] = run_precopy(args, d, mb, shared=True)
     finally:
         if args.keep:
             log(f"kept {tmp}")
@@ -554,6 +639,23 @@ def main():
     res["ours_rx_gap_ms"] = oi.get("first", {}).get("rx_gap_ms")
     res["ours_steady_rx_gap_ms"] = oi.get("steady", {}).get("rx_gap_ms")
     res["precopy_rx_gap_ms"] = p.get("idle", {}).get("rx_gap_ms")
+    fl = res["floor"].get(big, {})
+    res["floor_total_ms"] = fl.get("idle", {}).get("total_ms")
+    res["floor_downtime_ms"] = fl.get("idle", {}).get("guest_gap_ms")
+    res["floor_qemu_downtime_ms"] = fl.get("idle", {}).get("downtime_ms")
+    res["floor_busy_total_ms"] = fl.get("busy", {}).get("total_ms")
+    if res["ours_total_ms"] and res["floor_total_ms"]:
+        res["ours_over_floor"] = round(res["ours_total_ms"] / res["floor_total_ms"], 2)
+    # The worst guest-visible gap over every move of ours (first and steady,
+    # idle and busy, every size), with QEMU's own downtime of that move.
+    gaps = [(m.get("guest_gap_ms"), m.get("downtime_ms"), f"{mb} {st} {k}")
+            for mb, r in res["ours"].items() for st in ("idle", "busy") if st in r
+            for k in ("first", "steady") if isinstance(r[st].get(k), dict)
+            and r[st][k].get("guest_gap_ms") is not None]
+    if gaps:
+        worst = max(gaps)
+        res["ours_worst_gap_ms"], res["ours_worst_gap_qemu_ms"] = worst[0], worst[1]
+        res["ours_worst_gap_move"] = worst[2]
     if res["ours_total_ms"] and res["precopy_total_ms"]:
         res["speedup_total"] = round(res["precopy_total_ms"] / res["ours_total_ms"], 1)
     if res["ours_steady_total_ms"] and res["precopy_total_ms"]:
@@ -562,6 +664,7 @@ def main():
     pauses = [r[s]["memmig"]["max_pause_ms"] for r in res["ours"].values()
               for s in ("idle", "busy") if s in r]
     res["memmig_max_pause_ms"] = max(pauses) if pauses else None
+    res["memmig_25_guest_gap_ms"] = (res.get("memmig_25") or {}).get("guest_max_gap_ms")
     res["idle_s"] = args.idle_s
     res["targets"] = TARGETS
     res["pass"] = {
@@ -577,10 +680,13 @@ def main():
         "ours_total_ms", "ours_steady_total_ms", "ours_downtime_ms", "ours_steady_downtime_ms",
         "precopy_total_ms", "precopy_downtime_ms", "speedup_total", "speedup_total_steady",
         "ours_qemu_downtime_ms", "precopy_qemu_downtime_ms", "ours_rx_gap_ms",
-        "ours_steady_rx_gap_ms", "precopy_rx_gap_ms",
+        "ours_steady_rx_gap_ms", "precopy_rx_gap_ms", "floor_total_ms", "floor_downtime_ms",
+        "ours_over_floor", "ours_worst_gap_ms", "ours_worst_gap_move", "memmig_25_guest_gap_ms",
         "memmig_max_pause_ms", "pass", "wall_s")}, indent=1))
-    bad = [(k, mb) for k in ("ours", "precopy") for mb, r in res[k].items()
+    bad = [(k, mb) for k in ("ours", "precopy", "floor") for mb, r in res[k].items()
            if r.get("verify_mismatches", 0) != 0]
+    if (res.get("memmig_25") or {}).get("verify_mismatches"):
+        bad.append(("memmig_25", min(sizes)))
     if bad:
         log(f"VERIFY found mismatches: {bad}")
     return 1 if bad else 0

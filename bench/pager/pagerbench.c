@@ -16,6 +16,13 @@
  * at cache budgets 100%, 50% and 25% of the mapping. Every workload starts
  * cold (budget 0, then the target budget). Prints a table; --json writes
  * the summary that `make bench-pager` stores in build/bench/pager.json.
+ *
+ * In the same run, the bare mechanisms under a remote fault (baseline.h):
+ * the raw userfaultfd floor (a handler answering each fault at once with
+ * one ready page) and the TCP loopback round trip with a fetch's frame
+ * sizes (1 and 16 pages). pager_overhead_us = remote fault - raw floor -
+ * round trip: what the pager and the memory node add, for the default
+ * 16-page cluster and for a remote pager fetching one page per fault.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +34,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "baseline.h"
 #include "log.h"
 #include "mnclient.h"
 #include "mnspawn.h"
@@ -38,7 +46,7 @@
 struct opts {
 	uint64_t size, section;
 	const char *json, *memnode;
-	unsigned spin_us, net_spin_us, rand_ops, threads, pcluster;
+	unsigned spin_us, net_spin_us, rand_ops, threads, pcluster, cluster;
 	bool pin, no_remote;
 };
 
@@ -138,6 +146,7 @@ static int bmap_setup(struct bmap *b, const struct opts *o, struct pager_backend
 		.fault_threads = o->threads,
 		.cpu_mask = o->pin ? 1ul : 0,
 		.pressure_cluster_pages = o->pcluster,
+		.cluster_pages = o->cluster,
 	};
 	struct pager_region_config rc = { 0 };
 	uint64_t feat;
@@ -422,6 +431,7 @@ int main(int argc, char **argv)
 	static const int budgets[] = { 100, 50, 25 };
 	struct mnspawn mn = { .pid = -1 };
 	uint64_t mism = 0;
+	double raw_us, rtt1_us, rtt16_us, remote1_us = 0;
 	int c;
 
 	log_init("disagg-pagerbench");
@@ -474,6 +484,16 @@ int main(int argc, char **argv)
 	       "seqwr MB/s", "fault us", "randrw op/s", "mismatch", "evicted", "written");
 	run_local(&o, &res[nres]);
 	print_row(&res[nres++]);
+	raw_us = baseline_uffd_fault_us(o.size, 4000, o.pin);
+	rtt1_us = baseline_tcp_rtt_us(120, 32 + PS, 2000, o.pin);
+	rtt16_us = baseline_tcp_rtt_us(120, 32 + 16 * PS, 2000, o.pin);
+	if (raw_us < 0 || rtt1_us < 0 || rtt16_us < 0) {
+		fprintf(stderr, "pagerbench: baselines: %s\n",
+			strerror((int)-(raw_us < 0 ? raw_us : rtt1_us < 0 ? rtt1_us : rtt16_us)));
+		return 1;
+	}
+	printf("baselines: raw uffd fault %.2f us, TCP loopback round trip %.2f us (1 page), "
+	       "%.2f us (16 pages)\n", raw_us, rtt1_us, rtt16_us);
 
 	{
 		uint64_t nsec = o.size / o.section;
@@ -516,6 +536,23 @@ int main(int argc, char **argv)
 				print_row(&res[nres++]);
 			}
 			bmap_free(&b);
+			/* The same memory node, one page per fault: the fault cost alone. */
+			{
+				struct opts o1 = o;
+
+				o1.cluster = 1;
+				r = bmap_setup(&b, &o1, be, secs);
+				if (r >= 0)
+					r = cold(&b, 100);
+				if (r < 0) {
+					fprintf(stderr, "pagerbench: remote 1-page setup: %s\n",
+						strerror(-r));
+					mism++;
+				} else {
+					remote1_us = cold_faults(b.mem, b.len, b.ver, 4000, &mism);
+				}
+				bmap_free(&b);
+			}
 			pager_backend_free(be);
 			mnspawn_stop(&mn, false);
 		}
@@ -528,12 +565,18 @@ int main(int argc, char **argv)
 		const struct result *fl = &res[1], *rm = nres > 4 ? &res[4] : NULL;
 		double ratio = rm && fl->fault_us > 0 ? rm->fault_us / fl->fault_us : 0;
 
+		double ov16 = rm ? rm->fault_us - raw_us - rtt16_us : 0;
+		double ov1 = remote1_us > 0 ? remote1_us - raw_us - rtt1_us : 0;
+
 		printf("floor_fault_us %.2f remote_fault_us %.2f fault_ratio %.2f "
 		       "seq_read_floor_MBps %.0f seq_read_remote_MBps %.0f (%.0f%%) mismatches %llu\n",
 		       fl->fault_us, rm ? rm->fault_us : 0, ratio, fl->seq_read_MBps,
 		       rm ? rm->seq_read_MBps : 0,
 		       rm && fl->seq_read_MBps > 0 ? 100 * rm->seq_read_MBps / fl->seq_read_MBps : 0,
 		       (unsigned long long)mism);
+		printf("raw_uffd_fault_us %.2f rtt_16p_us %.2f pager_overhead_us %.2f (16-page "
+		       "cluster) | remote_fault_1p_us %.2f rtt_1p_us %.2f pager_overhead_1p_us %.2f\n",
+		       raw_us, rtt16_us, ov16, remote1_us, rtt1_us, ov1);
 		if (o.json) {
 			FILE *f = fopen(o.json, "we");
 
@@ -544,10 +587,13 @@ int main(int argc, char **argv)
 			fprintf(f, "{\n  \"size_mib\": %llu,\n  \"floor_fault_us\": %.2f,\n"
 				   "  \"remote_fault_us\": %.2f,\n  \"fault_ratio\": %.3f,\n"
 				   "  \"seq_read_floor_MBps\": %.1f,\n  \"seq_read_remote_MBps\": %.1f,\n"
+				   "  \"raw_uffd_fault_us\": %.2f,\n  \"rtt_1p_us\": %.2f,\n"
+				   "  \"rtt_16p_us\": %.2f,\n  \"remote_fault_1p_us\": %.2f,\n"
+				   "  \"pager_overhead_us\": %.2f,\n  \"pager_overhead_1p_us\": %.2f,\n"
 				   "  \"mismatches\": %llu,\n  \"rows\": [\n",
 				(unsigned long long)(o.size >> 20), fl->fault_us, rm ? rm->fault_us : 0,
-				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0,
-				(unsigned long long)mism);
+				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0, raw_us, rtt1_us,
+				rtt16_us, remote1_us, ov16, ov1, (unsigned long long)mism);
 			for (unsigned i = 0; i < nres; i++)
 				fprintf(f, "    {\"setup\": \"%s\", \"budget_pct\": %d, \"seq_read_MBps\": %.1f, "
 					   "\"seq_write_MBps\": %.1f, \"fault_us\": %.2f, \"randrw_ops\": %.0f, "

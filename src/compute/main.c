@@ -59,6 +59,8 @@ static const char usage[] =
 	"                         a memory node that does not answer: pause the VM until it\n"
 	"                         does (default), fail it, or SIGBUS the faulting thread\n"
 	"  --memnode-timeout-ms MS  a fetch stalled this long marks its memory node down\n"
+	"  --writeback-delay-ms MS  background write-back of pages dirty this long (default\n"
+	"                           1000; 0: off, dirty pages wait for eviction or a flush)\n"
 	"                         (default 2000)\n"
 	"  --stop-vms-on-exit     stop every VM at SIGTERM/SIGINT (default: leave running\n"
 	"                         VMs to the next agent on this run directory)\n"
@@ -187,6 +189,7 @@ int main(int argc, char **argv)
 		{ "retire-migrated-ms", required_argument, NULL, 'R' },
 		{ "on-memnode-failure", required_argument, NULL, 'F' },
 		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
+		{ "writeback-delay-ms", required_argument, NULL, 'W' },
 		{ "stop-vms-on-exit", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -197,7 +200,7 @@ int main(int argc, char **argv)
 	struct auth_key key;
 	struct agent a = { 0 };
 	uint64_t node_id = 0, section = 128ull << 20, retire_ms = VM_RETIRE_MS;
-	uint64_t memnode_timeout_ms = 2000;
+	uint64_t memnode_timeout_ms = 2000, wb_delay_ms = 1000;
 	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
@@ -232,6 +235,10 @@ int main(int argc, char **argv)
 		case 'T':
 			if (opt_u64("memnode-timeout-ms", optarg, 100, 600000, "ms",
 				    &memnode_timeout_ms) < 0)
+				return 2;
+			break;
+		case 'W':
+			if (opt_u64("writeback-delay-ms", optarg, 0, 3600000, "ms", &wb_delay_ms) < 0)
 				return 2;
 			break;
 		case 'X': stop_vms = true; break;
@@ -329,6 +336,7 @@ int main(int argc, char **argv)
 		.initrd = initrd, .section_size = section, .key = &key, .node_id = node_id,
 		.retire_ms = retire_ms, .memnode_policy = policy,
 		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
+		.writeback_delay_ms = wb_delay_ms ? (int)wb_delay_ms : -1,
 		.opaque = &a,
 	};
 	/*

@@ -26,6 +26,11 @@
  *   WRITELOOP ID MBPS        OK id=ID mbps=N      a thread rewrites region ID (same pattern)
  *                                                 at MBPS MiB/s until STOP
  *   STOP                     OK id=ID mb=N ms=T   stop it: MiB written, time it ran
+ *   RANDOM ID SECONDS WPCT SEED
+ *                            OK id=ID ops=N ms=T ops_per_s=X mismatches=0
+ *                                                 touch random pages of region ID for
+ *                                                 SECONDS: WPCT% write a word of the
+ *                                                 region's pattern, the rest read and check one
  *   POWEROFF                 OK, then the guest powers off
  */
 #include <ctype.h>
@@ -432,6 +437,55 @@ static void cmd_stop(void)
 	      (unsigned long long)((mono_ns() - wl.t0) / 1000000));
 }
 
+/*
+ * RANDOM: one word of a random page per operation, for SECONDS; WPCT% of
+ * them write the region's own pattern word (so VERIFY stays right and the
+ * page is dirty), the rest read one and check it. A working set larger than
+ * the host's cache budget makes every operation a likely fault.
+ */
+static void cmd_random(char **av, int ac)
+{
+	struct region *r;
+	uint64_t t0, end, x, ops = 0, bad = 0, now;
+	size_t pages;
+	long secs, wpct;
+	int id;
+
+	if (ac != 5 || !(r = region_arg(av[1], &id)) || !r->mem)
+		return reply("ERR usage: RANDOM ID SECONDS WPCT SEED (an existing region)");
+	secs = strtol(av[2], NULL, 10);
+	wpct = strtol(av[3], NULL, 10);
+	x = strtoull(av[4], NULL, 10) | 1;
+	if (secs <= 0 || secs > 3600 || wpct < 0 || wpct > 100)
+		return reply("ERR bad SECONDS (1..3600) or WPCT (0..100)");
+	if (writeloop_busy(id))
+		return reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
+	pages = r->bytes / PAGE;
+	t0 = now = mono_ns();
+	end = t0 + (uint64_t)secs * 1000000000ull;
+	while (now < end) {
+		for (unsigned k = 0; k < 64; k++, ops++) {
+			uint64_t pg, i;
+			uint64_t *w;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			pg = (x >> 16) % pages;
+			i = (x >> 8) & (PAGE / 8 - 1);
+			w = (uint64_t *)(r->mem + pg * PAGE);
+			if ((long)(x % 100) < wpct)
+				w[i] = pattern_word(r->seed, pg, i);
+			else if (w[i] != pattern_word(r->seed, pg, i))
+				bad++;
+		}
+		now = mono_ns();
+	}
+	reply("OK id=%d ops=%llu ms=%llu ops_per_s=%.0f mismatches=%llu", id,
+	      (unsigned long long)ops, (unsigned long long)((now - t0) / 1000000),
+	      (double)ops * 1e9 / (double)(now - t0), (unsigned long long)bad);
+}
+
 static void cmd_meminfo(void)
 {
 	struct block_counts c = { 0 };
@@ -482,6 +536,8 @@ static void dispatch(char *line)
 		cmd_writeloop(av, ac);
 	else if (!strcmp(av[0], "STOP"))
 		cmd_stop();
+	else if (!strcmp(av[0], "RANDOM"))
+		cmd_random(av, ac);
 	else if (!strcmp(av[0], "HEARTBEAT") && ac == 2) {
 		hb_interval_ms = strtol(av[1], NULL, 10);
 		hb_next_ns = mono_ns();

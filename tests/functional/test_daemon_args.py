@@ -54,6 +54,7 @@ def test_bad_node_id_is_refused(prog, node_id, tmp_path, keyfile):
     ("disagg-memnode", "--workers", "0", "1 to 256"),
     ("disagg-orchestrator", "--node-timeout", "86401", "1 to 86400 seconds"),
     ("disagg-compute", "--retire-migrated-ms", "0", "1 to 86400000 ms"),
+    ("disagg-compute", "--writeback-delay-ms", "-5", "0 to 3600000 ms"),
 ])
 def test_bad_values_name_the_option(prog, opt, value, hint, tmp_path, keyfile):
     p = run(argv(prog, tmp_path, keyfile) + [opt, value], check=False, timeout=30)

@@ -59,7 +59,8 @@ struct pager_region {
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
 	_Atomic uint32_t window;     /* current prefetch window, pages */
 	struct pager *owner;
-	uint8_t *dep;                /* per page: write-back epoch it became dirty in (st_set) */
+	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
+	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
 	_Atomic uint64_t nbusy;      /* pages BUSY */
 };
@@ -80,9 +81,45 @@ static inline bool st_needs_wb(uint8_t s)
 }
 
 /*
+ * Write history of a resident page (r->hist), for background write-back
+ * (clean.c) and write-protect faults (serve.c):
+ *   HIST_WRITTEN  the page has been dirty since it became resident
+ *   HIST_LEVEL    how often it was written again soon after a write-back:
+ *                 the cleaner waits writeback_delay << level before it
+ *                 writes the page back (and write-protects it) again.
+ * A page that becomes dirty within HIST_SOON epochs (dep, stamped when it
+ * became clean) goes one level up, to HIST_LEVEL_MAX at most; one that
+ * stayed clean for longer than its own delay goes one level down. The
+ * history is forgotten when the page leaves the cache.
+ */
+enum {
+	HIST_LEVEL     = 0x07,
+	HIST_LEVEL_MAX = 4,
+	HIST_WRITTEN   = 0x80,
+};
+#define HIST_EPOCHS 4u      /* write-back epochs per writeback_delay_ms (clean.c) */
+#define HIST_SOON (2u * HIST_EPOCHS)
+
+static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoch)
+{
+	uint16_t since = (uint16_t)(epoch - r->dep[pg]);
+	uint8_t h = r->hist[pg], lvl = h & HIST_LEVEL;
+
+	if (!(h & HIST_WRITTEN))
+		lvl = 0;            /* first write since it came in: no history */
+	else if (since <= HIST_SOON)
+		lvl = lvl < HIST_LEVEL_MAX ? lvl + 1 : lvl;
+	else if (since > (HIST_EPOCHS << lvl) + HIST_SOON && lvl)
+		lvl--;
+	r->hist[pg] = HIST_WRITTEN | lvl;
+	r->dep[pg] = epoch;
+}
+
+/*
  * Every state change goes through here, under p->lock: it keeps the
  * dirty (needs write-back) and BUSY counts of the region and the pager
- * exact, and stamps a page that becomes dirty with the write-back epoch.
+ * exact, stamps a page that becomes dirty or clean with the write-back
+ * epoch and keeps its write history.
  */
 static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
 {
@@ -92,16 +129,20 @@ static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
 	struct pager *p = r->owner;
 
 	if (was != now) {
+		uint16_t e = (uint16_t)atomic_load_explicit(&p->wb_epoch, memory_order_relaxed);
+
 		if (now) {
-			r->dep[pg] = (uint8_t)atomic_load_explicit(&p->wb_epoch,
-								   memory_order_relaxed);
+			hist_dirty(r, pg, e);
 			atomic_fetch_add(&r->ndirty, 1);
 			atomic_fetch_add(&p->dirty_pages, 1);
 		} else {
+			r->dep[pg] = e;
 			atomic_fetch_sub(&r->ndirty, 1);
 			atomic_fetch_sub(&p->dirty_pages, 1);
 		}
 	}
+	if (!(v & ST_PRESENT) && (old & ST_PRESENT))
+		r->hist[pg] = 0;
 	if (wbusy != nbusy) {
 		if (nbusy) {
 			atomic_fetch_add(&r->nbusy, 1);

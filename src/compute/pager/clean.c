@@ -27,10 +27,14 @@
 /*
  * The age clock: p->wb_epoch advances every writeback_delay_ms /
  * CLEAN_EPOCHS. A page stamped with epoch E (st_set) is written back from
- * epoch E + CLEAN_EPOCHS + 1 on: it has been dirty for at least the delay
- * and at most 1 + 1/CLEAN_EPOCHS of it (plus the evictor's wake-up lag).
+ * epoch E + (CLEAN_EPOCHS << level) + 1 on, where level is its write
+ * history (cache.h): a page written once waits the delay (and at most
+ * 1 + 1/CLEAN_EPOCHS of it, plus the evictor's wake-up lag); a page that
+ * the guest writes again each time soon after it was written back waits
+ * up to 2^HIST_LEVEL_MAX times longer, so a guest that keeps rewriting its
+ * memory does not take a write-protect fault on every page at each delay.
  */
-#define CLEAN_EPOCHS 4u
+#define CLEAN_EPOCHS HIST_EPOCHS
 
 static uint64_t epoch_ns(const struct pager *p)
 {
@@ -45,7 +49,7 @@ static bool cleaner_on(const struct pager *p)
 
 /*
  * Claim up to `max` pages, in cursor order (sorted by region and page),
- * that need writing back and became dirty more than CLEAN_EPOCHS epochs
+ * that need writing back and became dirty more than CLEAN_EPOCHS << level epochs
  * before the current one (dirty for writeback_delay_ms at least). Looks
  * at CLEAN_SCAN page states at most; regions without dirty pages and local
  * sections are skipped whole. io_lock held. *wrapped: the sweep is over.
@@ -54,7 +58,7 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 			  unsigned max, bool *wrapped)
 {
 	unsigned nr = atomic_load(&p->nslots), n = 0;
-	uint8_t epoch = (uint8_t)atomic_load(&p->wb_epoch);
+	uint16_t epoch = (uint16_t)atomic_load(&p->wb_epoch);
 	uint64_t scanned = 0;
 
 	*wrapped = false;
@@ -84,7 +88,8 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 		}
 		s = st_get(r, c->page);
 		if (st_needs_wb(s) && !(s & ST_BUSY) &&
-		    (uint8_t)(epoch - r->dep[c->page]) > CLEAN_EPOCHS) {
+		    (uint16_t)(epoch - r->dep[c->page]) >
+		    CLEAN_EPOCHS << (r->hist[c->page] & HIST_LEVEL)) {
 			v[n++] = (struct pager_victim){ r, c->page, s, true };
 			st_set(r, c->page, s | ST_BUSY);
 		}

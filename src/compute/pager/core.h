@@ -50,6 +50,7 @@ struct pager_ctr {
 	_Atomic uint64_t memmig_started, memmig_committed, memmig_aborted, memmig_failed;
 	_Atomic uint64_t memmig_pages_dual, memmig_pages_resent;
 	_Atomic uint64_t pages_cleaned;
+	_Atomic uint64_t pages_unprotected;
 	_Atomic uint64_t pages_hot_prefetched;
 	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
 	_Atomic uint64_t writebacks_fenced;

@@ -73,6 +73,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->sections);
 	free(r->st);
 	free(r->dep);
+	free(r->hist);
 	free(r->fence);
 	free(r);
 }
@@ -106,11 +107,12 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->nsections = (uint32_t)(rc->length / secbytes);
 	r->sections = calloc(r->nsections, sizeof(*r->sections));
 	r->st = calloc(r->npages, 1);
-	r->dep = calloc(r->npages, 1);
+	r->dep = calloc(r->npages, sizeof(*r->dep));
+	r->hist = calloc(r->npages, 1);
 	r->fence = calloc(r->nsections, 1);
 	r->tee = calloc(r->nsections, sizeof(*r->tee));
 	r->owner = p;
-	if (!r->sections || !r->st || !r->dep || !r->fence || !r->tee) {
+	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->tee) {
 		pager_region_free(r);
 		return -ENOMEM;
 	}

@@ -435,10 +435,46 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	hist_observe(&p->h_fault, now_ns() - t0);
 }
 
+static bool wp_extends(const struct pager_region *r, uint64_t pg)
+{
+	uint8_t s = st_get(r, pg);
+
+	return (s & (ST_PRESENT | ST_DIRTY | ST_BUSY | ST_DISCARD | ST_RMV)) == ST_PRESENT &&
+	       (r->hist[pg] & HIST_WRITTEN) && (r->hist[pg] & HIST_LEVEL);
+}
+
+/*
+ * A write-protect fault on pg makes [*a, *b) writable: pg, and with no
+ * budget pressure the run around it, within its aligned cluster, of
+ * resident clean pages that the guest keeps rewriting (cache.h: written
+ * again soon after an earlier write-back, HIST_LEVEL >= 1). Those were
+ * write-protected only by a write-back, and a guest that rewrites its
+ * memory writes them next: one fault instead of one per page, for the
+ * write-back of a few pages that may not have changed. Pages written once,
+ * or only read, stay protected, so a sparse writer's dirty set (and a
+ * compute migration's flush) stays exact. p->lock held.
+ */
+static void wp_run(struct pager *p, struct pager_region *r, uint64_t pg, uint64_t *a,
+		   uint64_t *b)
+{
+	uint64_t s0 = pg - pg % p->sec_pages, s1 = MIN(s0 + p->sec_pages, r->npages);
+	uint64_t c0 = MAX(pg - pg % p->cluster, s0), c1 = MIN(c0 + p->cluster, s1);
+	uint64_t bud = atomic_load(&p->budget_pages);
+
+	*a = pg;
+	*b = pg + 1;
+	if (bud != UINT64_MAX && atomic_load(&p->resident) + p->cluster > bud)
+		return;         /* eviction may be near: make dirty only what is written */
+	while (*a > c0 && wp_extends(r, *a - 1))
+		(*a)--;
+	while (*b < c1 && wp_extends(r, *b))
+		(*b)++;
+}
+
 void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr)
 {
 	struct pager *p = t->p;
-	uint64_t pg = (addr - r->base) / PS;
+	uint64_t pg = (addr - r->base) / PS, a, b;
 	unsigned tries = 0;
 
 	CTR_ADD(p, faults_wp, 1);
@@ -465,9 +501,13 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			return;
 		}
 		/* Un-protect under the lock: an eviction that starts later sees DIRTY. */
-		rc = pager_uffd_wp(r, pg, 1, false);
-		if (rc == 0)
-			st_set(r, pg, s | ST_DIRTY | ST_REF);
+		wp_run(p, r, pg, &a, &b);
+		rc = pager_uffd_wp(r, a, b - a, false);
+		if (rc == 0) {
+			for (uint64_t i = a; i < b; i++)
+				st_set(r, i, st_get(r, i) | ST_DIRTY | (i == pg ? ST_REF : 0));
+			CTR_ADD(p, pages_unprotected, b - a - 1);
+		}
 		pthread_mutex_unlock(&p->lock);
 		if (rc != -EAGAIN || ++tries > 1000) {
 			if (rc < 0) {

@@ -45,6 +45,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->memmig_pages_dual = LD(memmig_pages_dual);
 	ret->memmig_pages_resent = LD(memmig_pages_resent);
 	ret->pages_cleaned = LD(pages_cleaned);
+	ret->pages_unprotected = LD(pages_unprotected);
 	ret->pages_hot_prefetched = LD(pages_hot_prefetched);
 	ret->writebacks_fenced = LD(writebacks_fenced);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
@@ -104,6 +105,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(memmig_pages_dual, "pages written back to both memory nodes of a migration"),
 		C(memmig_pages_resent, "pages re-sent to the target at a migration's commit"),
 		C(pages_cleaned, "pages written back by background write-back (they stay resident)"),
+		C(pages_unprotected, "pages made writable along with a neighbour's write-protect fault (written before, clean since a write-back)"),
 		C(pages_hot_prefetched, "pages fetched ahead of faults from a migration source's hot list"),
 		C(faults_parked, "faults left waiting for a memory node that does not answer"),
 		C(node_down_events, "memory nodes marked down (a fetch timed out or was refused)"),

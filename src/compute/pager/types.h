@@ -185,6 +185,7 @@ struct pager_stats {
 	uint64_t memmig_pages_dual;   /* pages written back to source and target */
 	uint64_t memmig_pages_resent; /* pages re-sent to targets at commit */
 	uint64_t pages_cleaned;       /* pages written back by background write-back */
+	uint64_t pages_unprotected;   /* made writable with another page's write-protect fault */
 	uint64_t pages_hot_prefetched; /* fetched ahead of faults (pager_prefetch) */
 	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */

@@ -102,6 +102,7 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 		.name = vm->spec.name,
 		.section_size = vm->env.section_size,
 		.budget = vm->spec.budget,
+		.writeback_delay_ms = vm->env.writeback_delay_ms,
 		/* A stalled node parks its faults after this; the rest go on. */
 		.fail_timeout_ms = vm->env.memnode_timeout_ms > 0 ? vm->env.memnode_timeout_ms
 								  : 2000,

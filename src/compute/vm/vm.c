@@ -478,6 +478,10 @@ json_t *vm_status(struct vm *vm)
 		json_t *pj = json_object_get(j, "pager");
 
 		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
+		json_object_set_new(pj, "faults_wp", json_integer((json_int_t)st.faults_wp));
+		json_object_set_new(pj, "pages_cleaned", json_integer((json_int_t)st.pages_cleaned));
+		json_object_set_new(pj, "pages_unprotected",
+				    json_integer((json_int_t)st.pages_unprotected));
 		json_object_set_new(pj, "pages_hot_prefetched",
 				    json_integer((json_int_t)st.pages_hot_prefetched));
 		json_object_set_new(pj, "writebacks_fenced",

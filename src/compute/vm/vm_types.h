@@ -63,6 +63,7 @@ struct vm_env {
 	uint64_t retire_ms;           /* a migrated-away VM not deleted: stop its QEMU (0: VM_RETIRE_MS) */
 	enum vm_memnode_policy memnode_policy;
 	int memnode_timeout_ms;       /* a fetch stalled this long marks its node down (0: 2000) */
+	int writeback_delay_ms;       /* background write-back (pager_config; 0: 1000, < 0: off) */
 	/* A VM's state changed by itself (degraded, running again): may be NULL. */
 	void (*on_state)(void *opaque);
 	void *opaque;

@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The benchmark regression gate (make bench, make bench-compare).
+
+  gate.py run NAME [--reps N] -- CMD ... {json} ...
+      Run a benchmark N times (default 1); each run writes its JSON where
+      CMD has `{json}` (build/bench/NAME.rep<i>.json). The last one is also
+      copied to build/bench/NAME.json. A run that fails stops the benchmark.
+  gate.py summary [--out build/bench/summary.json]
+      Collect every headline figure of FIGURES from the runs present:
+      median, minimum and maximum over the repetitions, in summary.json.
+  gate.py compare [--baseline bench/baseline.json] [--summary ...] [--markdown]
+      A table: figure, baseline, now (min-max), ratio, verdict. Exit 1 if a
+      figure is worse than its baseline beyond its tolerance, or missing
+      (unless --allow-missing: a benchmark that was not run).
+  gate.py baseline [--from summary.json] [--out bench/baseline.json]
+      Write the summary's medians as the new baseline, keeping each
+      figure's tolerance. Do it only with a note in bench/README.md that
+      says why.
+
+A figure is better lower or higher. "worse by r" is now/baseline for a
+lower-is-better figure and baseline/now for a higher-is-better one; the
+verdict is "regression" when r > 1 + tolerance, "better" when
+r < 1 / (1 + tolerance), else "ok". Tolerances are wide where the machine
+is noisy (absolute times on a shared 2-CPU host) and narrow for ratios
+whose baseline runs in the same process.
+"""
+import argparse
+import json
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "bench"
+
+
+def pager_row(setup, pct, key):
+    def get(j):
+        for r in j.get("rows", []):
+            if r.get("setup") == setup and r.get("budget_pct") == pct:
+                return r.get(key)
+        return None
+    return get
+
+
+def key(k):
+    return lambda j: j.get(k)
+
+
+def spread(k):
+    """A figure with its own spread in one run: k, k_min, k_max (bench/vm)."""
+    def get(j):
+        if not isinstance(j.get(k), (int, float)):
+            return None
+        n = (j.get("params") or {}).get("reps", 1)
+        return (j[k], j.get(f"{k}_min", j[k]), j.get(f"{k}_max", j[k]), n)
+    return get
+
+
+# name: (benchmark, extractor, unit, better, what it is)
+FIGURES = {
+    "memnode.read_4k_ratio": ("memnode", key("read_4k_ratio"), "x", "lower",
+                              "4 KiB READ at QD1 over a bare TCP round trip of the same sizes"),
+    "memnode.write_4k_ratio": ("memnode", key("write_4k_ratio"), "x", "lower",
+                               "4 KiB WRITE at QD1 over the bare TCP round trip"),
+    "memnode.read_64k_qd32_MBps": ("memnode", key("read_64k_qd32_MBps"), "MB/s", "higher",
+                                   "64 KiB READs at QD32, one connection"),
+    "pager.remote_fault_us": ("pager", key("remote_fault_us"), "us", "lower",
+                              "a fault served from a memory node over loopback"),
+    "pager.pager_overhead_us": ("pager", key("pager_overhead_us"), "us", "lower",
+                                "remote fault - raw uffd floor - loopback round trip, "
+                                "16-page cluster"),
+    "pager.pager_overhead_1p_us": ("pager", key("pager_overhead_1p_us"), "us", "lower",
+                                   "the same, one page per fault"),
+    "pager.fault_ratio": ("pager", key("fault_ratio"), "x", "lower",
+                          "remote fault over the pager's local-backend fault (second row)"),
+    "pager.seq_read_remote_MBps": ("pager", key("seq_read_remote_MBps"), "MB/s", "higher",
+                                   "sequential read through the pager from a memory node"),
+    "pager.randrw_remote_100_ops": ("pager", pager_row("remote", 100, "randrw_ops"), "op/s",
+                                    "higher", "random read/write, remote, budget 100%"),
+    "pager.randrw_remote_25_ops": ("pager", pager_row("remote", 25, "randrw_ops"), "op/s",
+                                   "higher", "random read/write, remote, budget 25% (eviction)"),
+    "orchestrator.create_p50_ms": ("orchestrator", key("create_p50_ms"), "ms", "lower",
+                                   "slot create, 1,000 fake memory nodes"),
+    "orchestrator.delete_p50_ms": ("orchestrator", key("delete_p50_ms"), "ms", "lower",
+                                   "slot delete, 1,000 fake memory nodes"),
+    "vm.local_ratio": ("vm", spread("local_ratio"), "x", "lower",
+                       "warm FILL+VERIFY, agent with local RAM, over stock QEMU"),
+    "vm.remote_100_ratio": ("vm", spread("remote_100_ratio"), "x", "lower",
+                            "warm FILL+VERIFY, all remote, budget 100%, over stock QEMU"),
+    "vm.remote_100_cold_ratio": ("vm", spread("remote_100_cold_ratio"), "x", "lower",
+                                 "cold FILL+VERIFY, all remote, over stock QEMU"),
+    "vm.cleaner_cost": ("vm", key("cleaner_cost"), "x", "lower",
+                        "warm remote_100 with background write-back on, over off"),
+    "vm.remote_25_ratio": ("vm", spread("remote_25_ratio"), "x", "lower",
+                           "warm FILL+VERIFY, budget 25%, over stock QEMU"),
+    "vm.remote_25_random_ratio": ("vm", spread("remote_25_random_ratio"), "x", "lower",
+                                  "random access at budget 25%: stock QEMU's op/s over ours"),
+    "vm.hotplug_dimm_ms": ("vm", key("hotplug_dimm_ms"), "ms", "lower",
+                           "hot-add of a remote section as a pc-dimm, until the guest sees it"),
+    "migration.speedup_total": ("migration", key("speedup_total"), "x", "higher",
+                                "pre-copy total time over ours"),
+    "migration.ours_over_floor": ("migration", key("ours_over_floor"), "x", "lower",
+                                  "our compute migration over the x-ignore-shared floor"),
+    "migration.ours_worst_gap_ms": ("migration", key("ours_worst_gap_ms"), "ms", "lower",
+                                    "worst guest-visible gap over all our moves"),
+    "migration.ours_downtime_ms": ("migration", key("ours_downtime_ms"), "ms", "lower",
+                                   "guest-visible gap of a compute migration"),
+    "migration.memmig_25_guest_gap_ms": ("migration", key("memmig_25_guest_gap_ms"), "ms",
+                                         "lower", "longest guest heartbeat gap during a "
+                                         "memory migration at 25% cache budget"),
+    "migration.memmig_max_pause_ms": ("migration", key("memmig_max_pause_ms"), "ms", "lower",
+                                      "longest fence of a memory migration"),
+}
+
+
+def runs_of(bench):
+    reps = sorted(OUT.glob(f"{bench}.rep*.json"))
+    if not reps and (OUT / f"{bench}.json").exists():
+        reps = [OUT / f"{bench}.json"]
+    out = []
+    for p in reps:
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as e:
+            print(f"gate: {p}: {e}", file=sys.stderr)
+    return out
+
+
+def cmd_run(a):
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob(f"{a.name}.rep*.json"):
+        old.unlink()
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if not cmd:
+        sys.exit("gate run: no command")
+    last = None
+    for i in range(1, a.reps + 1):
+        path = OUT / f"{a.name}.rep{i}.json"
+        argv = [x.replace("{json}", str(path)) for x in cmd]
+        print(f"== {a.name}: run {i} of {a.reps}", flush=True)
+        t0 = time.monotonic()
+        rc = subprocess.call(argv)
+        print(f"== {a.name}: run {i} took {time.monotonic() - t0:.0f} s, exit {rc}", flush=True)
+        if rc == 77:
+            print(f"== {a.name}: skipped")
+            return 0
+        if rc != 0 or not path.exists():
+            print(f"gate: {a.name}: run {i} failed (exit {rc})", file=sys.stderr)
+            return 1
+        last = path
+    shutil.copyfile(last, OUT / f"{a.name}.json")
+    return 0
+
+
+def summarize():
+    figs, cache = {}, {}
+    for name, (bench, get, unit, better, what) in FIGURES.items():
+        if bench not in cache:
+            cache[bench] = runs_of(bench)
+        got = [v for v in (get(j) for j in cache[bench]) if v is not None]
+        vals = [v[0] if isinstance(v, tuple) else v for v in got]
+        if not vals:
+            continue
+        f = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+             "n": len(vals)}
+        if len(got) == 1 and isinstance(got[0], tuple):
+            f.update(min=got[0][1], max=got[0][2], n=got[0][3])   # its own repetitions
+        figs[name] = dict(f, unit=unit, better=better, what=what)
+    return figs
+
+
+def git_head():
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def cmd_summary(a):
+    figs = summarize()
+    out = {"commit": git_head(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "figures": figs}
+    pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"gate: {len(figs)} figures in {a.out}")
+    return 0
+
+
+def verdict(base, now, better, tol):
+    if base is None or now is None:
+        return None, "missing"
+    if base == 0 or now == 0:
+        worse = 1.0 if base == now else float("inf")
+    else:
+        worse = now / base if better == "lower" else base / now
+    if worse > 1 + tol:
+        return worse, "regression"
+    if worse < 1 / (1 + tol):
+        return worse, "better"
+    return worse, "ok"
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def cmd_compare(a):
+    base = json.loads(pathlib.Path(a.baseline).read_text())["figures"]
+    try:
+        now = json.loads(pathlib.Path(a.summary).read_text())["figures"]
+    except OSError:
+        now = {}
+    rows, bad = [], []
+    for name, b in base.items():
+        n = now.get(name)
+        worse, v = verdict(b["value"], n and n["median"], b["better"], b["tolerance"])
+        if v == "missing" and a.allow_missing:
+            v = "not run"
+        rng = f"{fmt(n['min'])}-{fmt(n['max'])} (n={n['n']})" if n else "-"
+        rows.append((name, f"{fmt(b['value'])} {b.get('unit', '')}".strip(),
+                     fmt(n and n["median"]), rng,
+                     "-" if worse is None else f"{worse:.2f}",
+                     f"±{b['tolerance'] * 100:.0f}%", v))
+        if v in ("regression", "missing"):
+            bad.append(name)
+    head = ("figure", "baseline", "now (median)", "min-max", "worse by", "tolerance", "verdict")
+    if a.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+        for r in [head] + rows:
+            print("  ".join(str(x).ljust(w[i]) for i, x in enumerate(r)))
+    if bad:
+        print(f"bench-compare: FAILED: {', '.join(bad)}")
+        return 1
+    print("bench-compare: no regression beyond tolerance")
+    return 0
+
+
+def cmd_baseline(a):
+    figs = json.loads(pathlib.Path(a.src).read_text())["figures"]
+    old = {}
+    if pathlib.Path(a.out).exists():
+        old = json.loads(pathlib.Path(a.out).read_text()).get("figures", {})
+    out = {}
+    for name, f in figs.items():
+        out[name] = {"value": f["median"], "unit": f["unit"], "better": f["better"],
+                     "tolerance": old.get(name, {}).get("tolerance", a.tolerance),
+                     "what": f["what"]}
+    for name, f in old.items():
+        out.setdefault(name, f)
+    pathlib.Path(a.out).write_text(json.dumps({"commit": git_head(), "figures": out},
+                                              indent=1) + "\n")
+    print(f"gate: wrote {len(out)} figures to {a.out}")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd_name", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("name")
+    r.add_argument("--reps", type=int, default=1)
+    r.add_argument("cmd", nargs=argparse.REMAINDER)
+    s = sub.add_parser("summary")
+    s.add_argument("--out", default=str(OUT / "summary.json"))
+    c = sub.add_parser("compare")
+    c.add_argument("--baseline", default=str(ROOT / "bench" / "baseline.json"))
+    c.add_argument("--summary", default=str(OUT / "summary.json"))
+    c.add_argument("--allow-missing", action="store_true")
+    c.add_argument("--markdown", action="store_true")
+    b = sub.add_parser("baseline")
+    b.add_argument("--from", dest="src", default=str(OUT / "summary.json"))
+    b.add_argument("--out", default=str(ROOT / "bench" / "baseline.json"))
+    b.add_argument("--tolerance", type=float, default=0.3)
+    a = ap.parse_args()
+    return {"run": cmd_run, "summary": cmd_summary, "compare": cmd_compare,
+            "baseline": cmd_baseline}[a.cmd_name](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -212,7 +212,12 @@ def fmt(v):
 
 
 def cmd_compare(a):
-    base = json.loads(pathlib.Path(a.baseline).read_text())["figures"]
+    try:
+        base = json.loads(pathlib.Path(a.baseline).read_text())["figures"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"bench-compare: cannot read the baseline {a.baseline}: {e}; after a run on a "
+              f"quiet machine, `bench/gate.py baseline` writes one", file=sys.stderr)
+        return 2
     try:
         now = json.loads(pathlib.Path(a.summary).read_text())["figures"]
     except OSError:

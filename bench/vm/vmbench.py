@@ -104,7 +104,8 @@ def run_workloads(agents, mn, args):
         if frac is None:
             secs, extra = [{"kind": "local"}] * nsec, {}
         else:
-            secs = [mn.section() for _ in range(nsec)]
+            # The grant names the agent that holds it (node 2: the one without write-back).
+            secs = [mn.section(holder=2 if name.endswith("_nowb") else 1) for _ in range(nsec)]
             extra = {"cache_bytes": int(remote_bytes * frac)}
         vmname = "bench-" + name.replace("_", "")
         agent = agents["nowb" if name.endswith("_nowb") else "default"]

@@ -87,10 +87,13 @@ static inline bool st_needs_wb(uint8_t s)
  *   HIST_LEVEL    how often it was written again soon after a write-back:
  *                 the cleaner waits writeback_delay << level before it
  *                 writes the page back (and write-protects it) again.
- * A page that becomes dirty within HIST_SOON epochs (dep, stamped when it
- * became clean) goes one level up, to HIST_LEVEL_MAX at most; one that
- * stayed clean for longer than its own delay goes one level down. The
- * history is forgotten when the page leaves the cache.
+ * A page that becomes dirty again within HIST_SOON times its own delay of
+ * being cleaned (dep, stamped when it became clean) goes one level up, to
+ * HIST_LEVEL_MAX at most; one that stayed clean longer goes one level
+ * down. A guest that rewrites a page every T seconds so climbs until its
+ * delay exceeds T, and the page is no longer written back (nor
+ * write-protected) between two rewrites. The history is forgotten when
+ * the page leaves the cache.
  */
 enum {
 	HIST_LEVEL     = 0x07,
@@ -98,7 +101,7 @@ enum {
 	HIST_WRITTEN   = 0x80,
 };
 #define HIST_EPOCHS 4u      /* write-back epochs per writeback_delay_ms (clean.c) */
-#define HIST_SOON (2u * HIST_EPOCHS)
+#define HIST_SOON 8u
 
 static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoch)
 {
@@ -107,9 +110,9 @@ static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoc
 
 	if (!(h & HIST_WRITTEN))
 		lvl = 0;            /* first write since it came in: no history */
-	else if (since <= HIST_SOON)
+	else if (since <= HIST_SOON * (HIST_EPOCHS << lvl))
 		lvl = lvl < HIST_LEVEL_MAX ? lvl + 1 : lvl;
-	else if (since > (HIST_EPOCHS << lvl) + HIST_SOON && lvl)
+	else if (lvl)
 		lvl--;
 	r->hist[pg] = HIST_WRITTEN | lvl;
 	r->dep[pg] = epoch;

@@ -109,7 +109,10 @@ void mig_finish_on_source(struct orch *o, struct slot_rec *s, const char *what,
 	const char *end = !seen ? "lost" : !strcmp(x->state, "running") ? "running"
 				  : !strcmp(x->state, "failed") ? "failed" : "lost";
 
-	if (strcmp(end, "running") != 0) {
+	if (strcmp(end, "running") == 0) {
+		snprintf(s->reason, sizeof(s->reason), "%s; the VM keeps running on compute node %s",
+			 what, on);
+	} else {
 		if (seen)   /* the reason fits, the agent's own cut short if need be */
 			snprintf(s->reason, sizeof(s->reason), "%s; compute node %s says the VM is %s%s%.*s",
 				 what, on, x->state, x->reason[0] ? ": " : "",

@@ -108,8 +108,8 @@ struct mig_seen {
 /*
  * A slot whose migration failed and whose VM stays on node `on`, which
  * says `x` of it: `running`, or `failed` (the VM is gone: QEMU died) or
- * else `lost`, with s->reason made of what (the migration's failure) and
- * what the node said. Ends the operation.
+ * else `lost`; s->reason (one place for all three) is made of what (the
+ * migration's failure) and what the node said. Ends the operation.
  */
 void mig_finish_on_source(struct orch *o, struct slot_rec *s, const char *what,
 			  const char *on, const struct mig_seen *x);

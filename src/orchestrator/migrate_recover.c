@@ -320,8 +320,6 @@ static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const 
 		if (have_dst && ds.status != 404)
 			mig_vm_delete(&dst, s->name);
 		s->compute = sid;
-		snprintf(s->reason, sizeof(s->reason), "%s; the VM is %s on the source", what,
-			 ss.status == 200 ? ss.state : "unknown");
 		/* running: fine; failed: the VM is gone; else reconciliation decides. */
 		mig_finish_on_source(o, s, what, have_src ? src.name : "(unknown node)", &ss);
 		return 1;

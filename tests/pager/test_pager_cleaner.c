@@ -6,7 +6,8 @@
  * back an idle mapping's dirty pages after writeback_delay_ms (not before)
  * and leaves them resident; with the cleaner off nothing is written; a
  * page rewritten soon after each write-back waits longer for the next one,
- * and its cluster becomes writable on one fault; and concurrent writers
+ * and its cluster becomes writable on one fault; a sequential writer over
+ * written-back pages takes a fault per window, not per page; and concurrent writers
  * with the cleaner active lose nothing.
  */
 #include "tap.h"
@@ -60,16 +61,17 @@ static void write_page(struct tmap *m, uint64_t pg)
 }
 
 /*
- * Read [a, b) first, then write it: WP faults only, so exactly b - a pages
- * become dirty (a write fault on an absent page may install a whole
- * sequential window writable, and dirty).
+ * Read [a, b) first, then write it, last page first: WP faults only, and
+ * none of them sequential, so exactly b - a pages become dirty (a write
+ * fault on an absent page may install a whole sequential window writable,
+ * and dirty, and so may a WP fault of a writer going forward).
  */
 static void read_write(struct tmap *m, uint64_t a, uint64_t b)
 {
 	for (uint64_t pg = a; pg < b; pg++)
 		(void)pat_check(m->mem + pg * PS, pg, ver[pg], false);
-	for (uint64_t pg = a; pg < b; pg++)
-		write_page(m, pg);
+	for (uint64_t pg = b; pg > a; pg--)
+		write_page(m, pg - 1);
 }
 
 /* Pages of [a, b) whose backend copy differs from ver[]. */
@@ -301,6 +303,8 @@ static void test_cleaner(void)
 /* ---- a guest that keeps rewriting its memory ------------------------------------ */
 
 #define RW_PAGES 64u       /* 4 clusters of 16 pages */
+#define SEQ_PAGES 256u
+#define SCATTER(i) ((i) * 7 % RW_PAGES)   /* page i of an order with no two in a row */
 
 /* Wait (up to 20 x DELAY) until nothing is dirty; the ms it took. */
 static uint64_t wait_clean(struct tmap *m)
@@ -328,11 +332,14 @@ static void test_rewriter(void)
 	ok(stats(&m).dirty_pages == 0, "written once: cleaned after %llu ms",
 	   (unsigned long long)t);
 
-	/* Written again at once: one WP fault per page (no history yet). */
+	/*
+	 * Written again at once, in an order that is never sequential: one
+	 * WP fault per page (no history yet).
+	 */
 	st0 = stats(&m);
 	t0 = ms_now();
-	for (uint64_t pg = 0; pg < RW_PAGES; pg++)
-		write_page(&m, pg);
+	for (uint64_t i = 0; i < RW_PAGES; i++)
+		write_page(&m, SCATTER(i));
 	(void)dirty_settle(&m, RW_PAGES);   /* the fault thread counts after the wake-up */
 	st = stats(&m);
 	ok(st.faults_wp - st0.faults_wp == RW_PAGES && st.pages_unprotected == st0.pages_unprotected &&
@@ -355,8 +362,8 @@ static void test_rewriter(void)
 
 	/* And its cluster comes back writable on one fault. */
 	st0 = stats(&m);
-	for (uint64_t pg = 0; pg < RW_PAGES; pg++)
-		write_page(&m, pg);
+	for (uint64_t i = 0; i < RW_PAGES; i++)
+		write_page(&m, SCATTER(i));
 	(void)dirty_settle(&m, RW_PAGES);
 	st = stats(&m);
 	ok(st.faults_wp - st0.faults_wp == RW_PAGES / 16 &&
@@ -380,6 +387,27 @@ static void test_rewriter(void)
 	ok(st.dirty_pages == 1 && st.faults_wp - st0.faults_wp == 1 &&
 	   st.pages_unprotected == st0.pages_unprotected,
 	   "written once before: one WP fault, 1 dirty (%llu)", (unsigned long long)st.dirty_pages);
+	ok(pager_flush(m.p) == 0 && backend_bad(&m, 0, NPG) == 0, "flush: backend right");
+
+	/*
+	 * A sequential writer over pages written back (write-protected): the
+	 * window ahead of it doubles with each fault, from a cluster on.
+	 */
+	read_write(&m, SPP, SPP + SEQ_PAGES);
+	(void)wait_clean(&m);
+	st0 = stats(&m);
+	for (uint64_t pg = SPP; pg < SPP + SEQ_PAGES; pg++)
+		write_page(&m, pg);
+	t0 = ms_now();   /* the fault thread counts after the wake-up */
+	while ((st = stats(&m)).dirty_pages < SEQ_PAGES && ms_now() - t0 < 2000)
+		usleep(1000);
+	ok(st.faults_wp - st0.faults_wp <= 8,
+	   "sequential rewrite of %u pages: %llu WP faults (1, then windows of 16, 32, ...)",
+	   SEQ_PAGES, (unsigned long long)(st.faults_wp - st0.faults_wp));
+	ok(st.dirty_pages >= SEQ_PAGES && st.dirty_pages <= SEQ_PAGES + 256,
+	   "%llu dirty: the pages written, and at most one window past them",
+	   (unsigned long long)st.dirty_pages);
+	ok(mapping_bad(&m) == 0, "the mapping reads right");
 	ok(pager_flush(m.p) == 0 && backend_bad(&m, 0, NPG) == 0, "flush: backend right");
 	tmap_teardown(&m);
 }

@@ -58,6 +58,8 @@ struct pager_region {
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */
 	_Atomic uint32_t window;     /* current prefetch window, pages */
+	_Atomic uint64_t wp_next;    /* end page of the last write-protect window (serve.c) */
+	_Atomic uint32_t wp_window;  /* its size, pages */
 	struct pager *owner;
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */

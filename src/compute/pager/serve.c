@@ -13,7 +13,8 @@
  * EEXIST (someone else installed the page) is skipped and woken.
  * MISSING on a local section: UFFDIO_ZEROPAGE of the cluster.
  * WP fault: mark dirty and un-protect (under the lock, so an eviction that
- * starts later sees the page dirty).
+ * starts later sees the page dirty), with a window ahead for a sequential
+ * writer (wp_run).
  *
  * A MISSING fault on a page the pager has as PRESENT is either stale (the
  * page was installed after the fault was queued) or the page was punched
@@ -430,6 +431,9 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 
 	if (pf_end)
 		return;   /* the guest's sequential detection and latencies are its own */
+	if (write && rc == 0)
+		/* A writer goes on at the first page installed write-protected. */
+		atomic_store_explicit(&r->wp_next, wr_end, memory_order_relaxed);
 	atomic_store_explicit(&r->next_seq, end, memory_order_relaxed);
 	atomic_store_explicit(&r->window, win, memory_order_relaxed);
 	hist_observe(&p->h_fault, now_ns() - t0);
@@ -443,19 +447,36 @@ static bool wp_extends(const struct pager_region *r, uint64_t pg)
 	       (r->hist[pg] & HIST_WRITTEN) && (r->hist[pg] & HIST_LEVEL);
 }
 
+/* A resident page that a sequential writer's window may make writable. */
+static bool wp_seq_extends(const struct pager_region *r, uint64_t pg)
+{
+	return (st_get(r, pg) & (ST_PRESENT | ST_BUSY | ST_DISCARD | ST_RMV)) == ST_PRESENT;
+}
+
 /*
- * A write-protect fault on pg makes [*a, *b) writable: pg, and with no
- * budget pressure the run around it, within its aligned cluster, of
- * resident clean pages that the guest keeps rewriting (cache.h: written
- * again soon after an earlier write-back, HIST_LEVEL >= 1). Those were
- * write-protected only by a write-back, and a guest that rewrites its
- * memory writes them next: one fault instead of one per page, for the
- * write-back of a few pages that may not have changed. Pages written once,
- * or only read, stay protected, so a sparse writer's dirty set (and a
+ * A write-protect fault on pg makes [*a, *b) writable.
+ *
+ * A sequential writer (this fault is on the page where the last window
+ * ended) gets a window forward that doubles with each such fault, from a
+ * cluster up to the prefetch window (max_window), over the resident pages
+ * from pg on, as a MISSING fault's fetch window does: a guest that rewrites
+ * a run of pages written back (and so write-protected) by the cleaner pays
+ * a fault per window, not per page. The window's end becomes the next
+ * expected fault; *win its size.
+ *
+ * Otherwise, with no budget pressure, the run around pg within its aligned
+ * cluster of resident clean pages that the guest keeps rewriting (cache.h:
+ * written again soon after an earlier write-back, HIST_LEVEL >= 1). Those
+ * were write-protected only by a write-back, and a guest that rewrites its
+ * memory writes them next.
+ *
+ * Either way the price of a wrong guess is the write-back of a few pages
+ * that did not change. Pages written once, or only read, and away from a
+ * sequential writer stay protected, so a sparse writer's dirty set (and a
  * compute migration's flush) stays exact. p->lock held.
  */
 static void wp_run(struct pager *p, struct pager_region *r, uint64_t pg, uint64_t *a,
-		   uint64_t *b)
+		   uint64_t *b, uint32_t *win)
 {
 	uint64_t s0 = pg - pg % p->sec_pages, s1 = MIN(s0 + p->sec_pages, r->npages);
 	uint64_t c0 = MAX(pg - pg % p->cluster, s0), c1 = MIN(c0 + p->cluster, s1);
@@ -463,6 +484,17 @@ static void wp_run(struct pager *p, struct pager_region *r, uint64_t pg, uint64_
 
 	*a = pg;
 	*b = pg + 1;
+	if (pg == atomic_load_explicit(&r->wp_next, memory_order_relaxed)) {
+		uint32_t w = atomic_load_explicit(&r->wp_window, memory_order_relaxed);
+		uint64_t end;
+
+		*win = MIN(MAX(w * 2, p->cluster), p->max_window);
+		end = MIN(pg + *win, s1);
+		while (*b < end && wp_seq_extends(r, *b))
+			(*b)++;
+		return;
+	}
+	*win = 1;
 	if (bud != UINT64_MAX && atomic_load(&p->resident) + p->cluster > bud)
 		return;         /* eviction may be near: make dirty only what is written */
 	while (*a > c0 && wp_extends(r, *a - 1))
@@ -475,6 +507,7 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 {
 	struct pager *p = t->p;
 	uint64_t pg = (addr - r->base) / PS, a, b;
+	uint32_t win;
 	unsigned tries = 0;
 
 	CTR_ADD(p, faults_wp, 1);
@@ -501,12 +534,14 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			return;
 		}
 		/* Un-protect under the lock: an eviction that starts later sees DIRTY. */
-		wp_run(p, r, pg, &a, &b);
+		wp_run(p, r, pg, &a, &b, &win);
 		rc = pager_uffd_wp(r, a, b - a, false);
 		if (rc == 0) {
 			for (uint64_t i = a; i < b; i++)
 				st_set(r, i, st_get(r, i) | ST_DIRTY | (i == pg ? ST_REF : 0));
 			CTR_ADD(p, pages_unprotected, b - a - 1);
+			atomic_store_explicit(&r->wp_next, b, memory_order_relaxed);
+			atomic_store_explicit(&r->wp_window, win, memory_order_relaxed);
 		}
 		pthread_mutex_unlock(&p->lock);
 		if (rc != -EAGAIN || ++tries > 1000) {

@@ -27,6 +27,7 @@ whose baseline runs in the same process.
 """
 import argparse
 import json
+import os
 import pathlib
 import shutil
 import statistics
@@ -35,7 +36,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUT = ROOT / "build" / "bench"
+OUT = pathlib.Path(os.environ.get("DISAGG_BENCH_DIR", ROOT / "build" / "bench"))
 
 
 def pager_row(setup, pct, key):
@@ -299,7 +300,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("name")
     r.add_argument("--reps", type=int, default=1)
-    r.add_argument("cmd", nargs=argparse.REMAINDER)
+    r.add_argument("cmd", nargs="*", help="after --: the benchmark's command line")
     s = sub.add_parser("summary")
     s.add_argument("--out", default=str(OUT / "summary.json"))
     c = sub.add_parser("compare")
@@ -311,7 +312,15 @@ def main():
     b.add_argument("--from", dest="src", default=str(OUT / "summary.json"))
     b.add_argument("--out", default=str(ROOT / "bench" / "baseline.json"))
     b.add_argument("--tolerance", type=float, default=0.3)
-    a = ap.parse_args()
+    argv = sys.argv[1:]
+    cmd = []
+    if "--" in argv:
+        # Everything after -- is the benchmark's (argparse would take its options).
+        i = argv.index("--")
+        argv, cmd = argv[:i], argv[i + 1:]
+    a = ap.parse_args(argv)
+    if a.cmd_name == "run":
+        a.cmd = a.cmd + cmd
     return {"run": cmd_run, "summary": cmd_summary, "compare": cmd_compare,
             "baseline": cmd_baseline}[a.cmd_name](a)
 

@@ -2,6 +2,7 @@
 """bench/gate.py, the benchmark regression gate: its verdicts and exit codes
 on summaries and baselines written here."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -10,9 +11,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 GATE = ROOT / "bench" / "gate.py"
 
 
-def gate(*args):
+def gate(*args, env=None):
     p = subprocess.run([sys.executable, str(GATE), *map(str, args)], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60, env=env)
     return p.returncode, p.stdout + p.stderr
 
 
@@ -72,3 +73,20 @@ def test_baseline_keeps_tolerances(tmp_path):
     b = json.loads(args[1].read_text())["figures"]
     assert b["a.lat"]["value"] == 12.0 and b["a.lat"]["tolerance"] == 0.05
     assert b["c.new"]["tolerance"] == 0.3
+
+
+def test_run_repeats_with_options_before_the_command(tmp_path):
+    """gate.py run NAME --reps N -- CMD: N runs, each its own JSON, and
+    options of CMD stay CMD's."""
+    env = dict(os.environ, DISAGG_BENCH_DIR=str(tmp_path))
+    prog = "import json,sys; json.dump({'x': len(sys.argv)}, open(sys.argv[-1], 'w'))"
+    rc, out = gate("run", "toy", "--reps", "3", "--", sys.executable, "-c", prog, "--reps",
+                   "{json}", env=env)
+    assert rc == 0, out
+    reps = sorted(tmp_path.glob("toy.rep*.json"))
+    assert [p.name for p in reps] == ["toy.rep1.json", "toy.rep2.json", "toy.rep3.json"]
+    assert json.loads(reps[0].read_text()) == {"x": 3}
+    assert (tmp_path / "toy.json").exists()
+    rc, out = gate("run", "bad", "--reps", "2", "--", sys.executable, "-c", "raise SystemExit(3)",
+                   env=env)
+    assert rc != 0 and "run 2" not in out

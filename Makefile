@@ -66,7 +66,7 @@ bench-memnode: build
 		$(BUILD)/bin/disagg-memnode-bench --seconds 0.5 --json {json}
 
 bench-pager: build
-	@$(GATE) run pager --reps $(BENCH_REPS) -- $(BUILD)/bin/disagg-pagerbench --json {json}
+	@$(GATE) run pager --reps $(BENCH_REPS) -- $(BUILD)/bin/disagg-pagerbench --pin --json {json}
 
 bench-orchestrator: build
 	@$(GATE) run orchestrator --reps $(BENCH_REPS) -- \

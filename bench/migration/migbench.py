@@ -618,9 +618,11 @@ class OursSys:
     def move(self, state):
         r = {"first": ours_move(self.c, self.name, self.b, self.a, self.args.rx_poll)}
         log(f"  {state} first: {r['first']}")
+        time.sleep(self.args.settle_s)
         r["steady"] = ours_move(self.c, self.name, self.a, self.b, self.args.rx_poll)
         log(f"  {state} steady: {r['steady']}")
         if state == "busy":
+            time.sleep(self.args.settle_s)
             r["prefetch"] = prefetch_effect(self.c, self.name, self.a, self.b)
             log(f"  {state} prefetch off/on: {r['prefetch']}")
             r["memmig"] = ours_memmig(self.c, self.name, self.m1, self.m2)
@@ -650,6 +652,9 @@ def main():
     ap.add_argument("--busy-mbps", type=int, default=50)
     ap.add_argument("--busy-s", type=float, default=3.0,
                     help="seconds the guest stays busy after its fill before the busy move")
+    ap.add_argument("--settle-s", type=float, default=0.0,
+                    help="seconds between two moves of ours in a row (diagnosis: how much "
+                         "of a move's gap is the previous move's aftermath)")
     ap.add_argument("--memmig-control-s", type=float, default=2.0,
                     help="heartbeats watched with no migration, as the control of memmig_25")
     ap.add_argument("--hb-ms", type=int, default=1)

@@ -346,7 +346,10 @@ static void test_rewriter(void)
 	   st.dirty_pages == RW_PAGES, "first rewrite: %llu WP faults, %llu dirty",
 	   (unsigned long long)(st.faults_wp - st0.faults_wp), (unsigned long long)st.dirty_pages);
 
-	/* Rewritten soon after its write-back: the next one waits twice as long. */
+	/*
+	 * Rewritten within its delay of its write-back: the next one waits
+	 * four times as long (two levels up).
+	 */
 	usleep(DELAY * 3 / 2 * 1000);
 	st = stats(&m);
 	if (ms_now() - t0 < 2 * DELAY)

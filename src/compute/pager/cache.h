@@ -90,9 +90,9 @@ static inline bool st_needs_wb(uint8_t s)
  *                 the cleaner waits writeback_delay << level before it
  *                 writes the page back (and write-protects it) again.
  * A page that becomes dirty again within HIST_SOON times its own delay of
- * being cleaned (dep, stamped when it became clean) goes one level up, to
- * HIST_LEVEL_MAX at most; one that stayed clean longer goes one level
- * down. A guest that rewrites a page every T seconds so climbs until its
+ * being cleaned (dep, stamped when it became clean) goes one level up, two
+ * if within its delay itself, to HIST_LEVEL_MAX at most; one that stayed
+ * clean longer goes one level down. A guest that rewrites a page every T seconds so climbs until its
  * delay exceeds T, and the page is no longer written back (nor
  * write-protected) between two rewrites. The history is forgotten when
  * the page leaves the cache.
@@ -112,6 +112,9 @@ static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoc
 
 	if (!(h & HIST_WRITTEN))
 		lvl = 0;            /* first write since it came in: no history */
+	else if (since <= (HIST_EPOCHS << lvl))
+		/* Dirty again within its own delay: that write-back was wasted at once. */
+		lvl = MIN(lvl + 2, HIST_LEVEL_MAX);
 	else if (since <= HIST_SOON * (HIST_EPOCHS << lvl))
 		lvl = lvl < HIST_LEVEL_MAX ? lvl + 1 : lvl;
 	else if (lvl)

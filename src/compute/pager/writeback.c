@@ -100,6 +100,27 @@ static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
 	(void)pager_uffd_wake(r, pg, n);
 }
 
+/* Read n pages of r from pg on into d; past the end of the file, zeros. */
+static int read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d)
+{
+	size_t len = (size_t)n * PS, done = 0;
+	off_t off = (off_t)(r->file_offset + pg * PS);
+
+	while (done < len) {
+		ssize_t k = pread(r->file_fd, d + done, len - done, off + (off_t)done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		done += (size_t)k;
+	}
+	memset(d + done, 0, len - done);
+	return 0;
+}
+
 /*
  * Write back (v[i].wb) and, for an eviction, punch a batch of BUSY victims
  * sorted by region and page. Returns pages written back or -errno.
@@ -121,7 +142,27 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 	if (!skip_wp && p->mode == PAGER_DIRTY_SYNC_WP)
 		for_runs(v, nv, sel_wp, run_wp, &err);
 
-	/* 3. Content and write-back groups. */
+	/*
+	 * 3. Content: what the file holds, one pread per run of consecutive
+	 * pages: a present page from the page cache, zeros for a hole (a
+	 * discarded page; pread of a tmpfs hole does not allocate). Never
+	 * trust a state snapshot to decide "zeros": the file is the truth.
+	 */
+	for (unsigned i = 0, k = 0; i < nv && !err;) {
+		unsigned j = i + 1;
+
+		if (!v[i].wb) {
+			i++;
+			continue;
+		}
+		while (j < nv && v[j].wb && v[j].r == v[i].r && v[j].pg == v[j - 1].pg + 1)
+			j++;
+		err = read_run(v[i].r, v[i].pg, j - i, buf + (size_t)k * PS);
+		k += j - i;
+		i = j;
+	}
+
+	/* 4. Write-back groups: extents of one section, up to maxp pages each. */
 	for (unsigned i = 0; i < nv && !err; i++) {
 		uint8_t *d;
 		struct pager_wb_group *g;
@@ -130,22 +171,6 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		if (!v[i].wb)
 			continue;
 		d = buf + (size_t)nwb * PS;
-		{
-			/*
-			 * The content is what the file holds: a present page from the
-			 * page cache, zeros for a hole (a discarded page; pread of a
-			 * tmpfs hole does not allocate). Never trust a state snapshot
-			 * to decide "zeros": the file is the truth.
-			 */
-			ssize_t n = pread(v[i].r->file_fd, d, PS,
-					  (off_t)(v[i].r->file_offset + v[i].pg * PS));
-			if (n < 0) {
-				err = -errno;
-				break;
-			}
-			if (n < (ssize_t)PS)
-				memset(d + n, 0, PS - (size_t)n);
-		}
 		sec = (uint32_t)(v[i].pg / p->sec_pages);
 		page = (uint32_t)(v[i].pg % p->sec_pages);
 		g = ng ? &groups[ng - 1] : NULL;

@@ -43,7 +43,10 @@ move of ours.
 Headline (--json, default build/bench/migration.json): ours_total_ms,
 precopy_total_ms, speedup_total (precopy / ours), floor_total_with_start_ms,
 ours_over_floor, ours_worst_gap_ms (with ours_worst_gap_qemu_ms and the
-move), memmig_25_guest_gap_ms (and memmig_25_control_gap_ms); the same with
+move), ours_control_gap_ms and precopy_control_gap_ms (the longest gap in
+--control-s of the busy load with no move, just before the busy move: what
+the load alone costs), memmig_25_guest_gap_ms (and
+memmig_25_control_gap_ms); the same with
 idle_ and filled_ for the other two states; targets and pass flags.
 """
 import argparse
@@ -386,8 +389,14 @@ class PlainSys:
         self.n += 1
         with self.lock:
             src = self.cur
+        ctl = None
+        if state == "busy":
+            t_end = time.monotonic_ns()
+            time.sleep(self.args.control_s)
+            ctl = max_gap_ms([h for h in list(src.chan.hb) if h[2] > t_end])
         nxt, r = precopy_move(src, self.d, f"{self.tag}{self.mem_mb}-{self.n}",
                               self.mem_mb, self.args.timeout, self.mem_path)
+        r["control_gap_ms"] = ctl
         log(f"  {state}: {r}")
         if nxt is None:
             return None
@@ -504,6 +513,29 @@ def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
     return res
 
 
+def max_gap_ms(hbs):
+    """Longest gap between consecutive heartbeats (seq, guest ns, ...)."""
+    hbs = sorted(hbs)
+    gaps = [(b[1] - a[1]) / 1e6 for a, b in zip(hbs, hbs[1:]) if b[0] == a[0] + 1]
+    return round(max(gaps), 2) if gaps else None
+
+
+def ours_control(c, name, node, seconds):
+    """The longest heartbeat gap of a running slot in `seconds` with no move:
+    what its load alone costs the guest (the control of a move's gap)."""
+    seen, lo, end = {}, None, time.monotonic() + seconds
+    while time.monotonic() < end:
+        st, hb = http(c.compute_http(node), "GET", f"/v1/vms/{name}/heartbeats", timeout=10)
+        if st == 200:
+            if lo is None:
+                # The agent keeps heartbeats from before the window: start after them.
+                lo = max((h[0] for h in hb["heartbeats"]), default=0)
+            for h in hb["heartbeats"]:
+                seen.setdefault(h[0], h)
+        time.sleep(0.2)
+    return max_gap_ms([h for q, h in seen.items() if lo is not None and q >= lo])
+
+
 def prefetch_effect(c, name, a, b):
     """The same busy guest moved twice, without and with the hot-page prefetch:
     page faults that went to a memory node on the destination in the first
@@ -616,7 +648,10 @@ class OursSys:
         return self.c.guest(self.name, cmd, timeout=timeout)
 
     def move(self, state):
-        r = {"first": ours_move(self.c, self.name, self.b, self.a, self.args.rx_poll)}
+        r = {}
+        if state == "busy":
+            r["control_gap_ms"] = ours_control(self.c, self.name, self.a, self.args.control_s)
+        r["first"] = ours_move(self.c, self.name, self.b, self.a, self.args.rx_poll)
         log(f"  {state} first: {r['first']}")
         time.sleep(self.args.settle_s)
         r["steady"] = ours_move(self.c, self.name, self.a, self.b, self.args.rx_poll)
@@ -652,6 +687,10 @@ def main():
     ap.add_argument("--busy-mbps", type=int, default=50)
     ap.add_argument("--busy-s", type=float, default=3.0,
                     help="seconds the guest stays busy after its fill before the busy move")
+    ap.add_argument("--control-s", type=float, default=2.0,
+                    help="before the busy move, seconds of heartbeats with no move: the "
+                         "control of the move's gap (the load's own gaps); the same on "
+                         "every side")
     ap.add_argument("--settle-s", type=float, default=0.0,
                     help="seconds between two moves of ours in a row (diagnosis: how much "
                          "of a move's gap is the previous move's aftermath)")
@@ -744,6 +783,8 @@ def main():
         res["ours_worst_gap_ms"], res["ours_worst_gap_qemu_ms"] = worst[0], worst[1]
         res["ours_worst_gap_move"] = worst[2]
         res["ours_gaps_ms"] = {name: round(g, 2) for g, _, name in gaps}
+    res["ours_control_gap_ms"] = (o.get("busy") or {}).get("control_gap_ms")
+    res["precopy_control_gap_ms"] = (p.get("busy") or {}).get("control_gap_ms")
     pauses = [(r.get("busy") or {}).get("memmig", {}).get("max_pause_ms")
               for r in res["ours"].values()]
     pauses = [x for x in pauses if x is not None]
@@ -764,7 +805,8 @@ def main():
         for w, f in (("ours", "total_ms"), ("ours", "steady_total_ms"), ("precopy", "total_ms"),
                      ("floor", "total_ms"), ("floor", "total_with_start_ms"),
                      ("speedup", "total"), ("ours", "over_floor"))] + [
-        "ours_downtime_ms", "ours_qemu_downtime_ms", "precopy_downtime_ms",
+        "ours_downtime_ms", "ours_qemu_downtime_ms", "ours_control_gap_ms",
+        "precopy_control_gap_ms", "precopy_downtime_ms",
         "precopy_qemu_downtime_ms", "ours_worst_gap_ms", "ours_worst_gap_qemu_ms",
         "ours_worst_gap_move", "memmig_25_guest_gap_ms", "memmig_25_control_gap_ms",
         "memmig_max_pause_ms", "pass", "wall_s"]}, indent=1))

@@ -6,7 +6,9 @@ each with the same history (run_states):
 
   busy    (the headline) from boot on, a host thread REWRITEs a 16 MiB
           region at --busy-mbps MiB/s; the guest FILLs, stays busy
-          --busy-s more seconds, and is moved while the writes go on
+          --busy-s more seconds, and is moved while the writes go on,
+          --busy-moves times (5) on each side: the headline totals are
+          the medians of those moves, with min and max
   idle    the writes stop, --idle-s seconds pass, the guest is moved
   filled  the guest rewrites the whole fill (REWRITE) and is moved at once
 
@@ -57,6 +59,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -347,6 +350,9 @@ def run_states(args, sysm, fill):
         out["fill_ms"] = sysm.guest(f"FILL 1 7 {fill}", 900)["ms"]
         time.sleep(args.busy_s)
         out["busy"] = sysm.move("busy")
+        if out["busy"] is not None:
+            # More moves of the busy guest: the headline is their median.
+            out["busy_more"] = sysm.more_moves(args.busy_moves)
     finally:
         out["busy_rewritten_mb"] = busy.stop()
     if out["busy"] is None:
@@ -403,6 +409,16 @@ class PlainSys:
         with self.lock:
             self.cur = nxt
         return r
+
+    def more_moves(self, total):
+        """Moves after the state's first, up to `total` in all."""
+        out = []
+        for _ in range(total - 1):
+            r = self.move("busy, again")
+            if r is None:
+                break
+            out.append(r)
+        return out
 
     def close(self):
         if self.cur.p.poll() is None:
@@ -665,6 +681,18 @@ class OursSys:
             self.m1, self.m2 = self.m2, self.m1
         return r
 
+    def more_moves(self, total):
+        """Moves after the state's first and steady, up to `total` in all; the
+        slot is on a after move() (prefetch off went to b, on back to a)."""
+        out, to, frm = [], self.b, self.a
+        for _ in range(total - 2):
+            m = ours_move(self.c, self.name, to, frm, self.args.rx_poll)
+            log(f"  busy, again: {m}")
+            out.append(m)
+            to, frm = frm, to
+        self.a, self.b = frm, to   # where the slot is now, and the other node
+        return out
+
     def close(self):
         http(self.c.orch, "DELETE", f"/v1/slots/{self.name}")
 
@@ -685,6 +713,8 @@ def main():
     ap.add_argument("--sizes", default="2048", help="guest RAM in MiB, comma-separated "
                     "(the headline is the largest)")
     ap.add_argument("--busy-mbps", type=int, default=50)
+    ap.add_argument("--busy-moves", type=int, default=5,
+                    help="moves of the busy guest on each side (the headline is their median)")
     ap.add_argument("--busy-s", type=float, default=3.0,
                     help="seconds the guest stays busy after its fill before the busy move")
     ap.add_argument("--control-s", type=float, default=2.0,
@@ -766,6 +796,35 @@ def main():
         if ot and res[f"floor_{pre}total_with_start_ms"]:
             # Both include starting the destination's QEMU.
             res[f"ours_{pre}over_floor"] = round(ot / res[f"floor_{pre}total_with_start_ms"], 2)
+    # The busy headline: the median over every busy move of each side, with
+    # the spread (the worst and best pairing of the two sides' extremes).
+    def busy_totals(r, ours, key="total_ms"):
+        b = r.get("busy") or {}
+        lst = ([b.get("first"), b.get("steady")] if ours else [b]) + r.get("busy_more", [])
+        return [m[key] for m in lst if m and m.get(key) is not None]
+    ot, pt = busy_totals(o, True), busy_totals(p, False)
+    ft = busy_totals(fl, False, "total_with_start_ms")
+    res["ours_first_total_ms"] = res["ours_total_ms"]
+    res["busy_moves"] = {"ours": ot, "precopy": pt, "floor_with_start": ft}
+    if ot:
+        res["ours_total_ms"] = statistics.median(ot)
+        res["ours_total_ms_min"], res["ours_total_ms_max"] = min(ot), max(ot)
+    if pt:
+        res["precopy_total_ms"] = statistics.median(pt)
+    if ft:
+        res["floor_total_with_start_ms"] = statistics.median(ft)
+    for k, other, better in (("speedup_total", pt, "div"), ("ours_over_floor", ft, "over")):
+        if not ot or not other:
+            continue
+        if better == "div":   # precopy / ours
+            med, lo, hi = (statistics.median(other) / statistics.median(ot),
+                           min(other) / max(ot), max(other) / min(ot))
+        else:                 # ours / floor
+            med, lo, hi = (statistics.median(ot) / statistics.median(other),
+                           min(ot) / max(other), max(ot) / min(other))
+        res[k], res[f"{k}_min"], res[f"{k}_max"] = round(med, 2), round(lo, 2), round(hi, 2)
+    res["params"] = {"reps": min(len(ot), len(pt) or len(ot)), "busy_moves": args.busy_moves,
+                     "sizes": sizes}
     # The worst guest-visible gap over every move of ours (every state and
     # size, first and steady, prefetch off and on), with QEMU's downtime of it.
     moves = []
@@ -776,6 +835,7 @@ def main():
                     moves += [(f"{mb} {st} prefetch {x}", m[x]) for x in ("off", "on")]
                 elif k in ("first", "steady"):
                     moves.append((f"{mb} {st} {k}", m))
+        moves += [(f"{mb} busy again {i + 1}", m) for i, m in enumerate(r.get("busy_more", []))]
     gaps = [(m["guest_gap_ms"], m.get("downtime_ms"), name) for name, m in moves
             if m.get("guest_gap_ms") is not None]
     if gaps:

@@ -321,7 +321,16 @@ int guestchan_poll(struct guestchan *g, int timeout_ms)
 	char line[GC_MAX_LINE];
 	int r;
 
-	pthread_mutex_lock(&g->lock);
+	if (timeout_ms > 0)
+		pthread_mutex_lock(&g->lock);
+	else if (pthread_mutex_trylock(&g->lock) != 0)
+		/*
+		 * A command is waiting for its answer, reading the channel and
+		 * dispatching every other line meanwhile: nothing to do, and no
+		 * wait for it (its answer may never come: a guest that migrated
+		 * away answers on the destination).
+		 */
+		return 0;
 	for (;;) {
 		r = read_line(g, deadline, line, sizeof(line));
 		if (r < 0)

@@ -70,7 +70,11 @@ int guestchan_cmd(struct guestchan *g, int timeout_ms, char *ret_line, size_t le
  */
 void guestchan_resync(struct guestchan *g);
 
-/* Read and dispatch unsolicited lines for up to timeout_ms (heartbeats). */
+/*
+ * Read and dispatch unsolicited lines for up to timeout_ms (heartbeats).
+ * With timeout_ms 0 it never waits: while a command waits for its answer
+ * (which reads and dispatches every line meanwhile) it returns 0 at once.
+ */
 int guestchan_poll(struct guestchan *g, int timeout_ms);
 
 /* The guest's last "ERR ..." line ("" if none). */

@@ -266,7 +266,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160];
-	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_moved = 0, t_running = 0;
+	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_moved = 0, t_running = 0,
+		 t_pf = 0;
 	size_t n = 0;
 	int r, status;
 
@@ -426,6 +427,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	t_running = mig_now_ms();
 	if (prefetch)
 		prefetch_hot(&dst, s.name, mig);
+	t_pf = mig_now_ms();
 	json_object_del(mig, "hot");
 	s.compute = dst.id;
 	s.op[0] = '\0';
@@ -451,15 +453,17 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	mig_vm_delete(&src, s.name);
 	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
 	http_resp_json(resp, 200,
-		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I}}", "slot",
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+				 "slot",
 				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
 				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
 				 "migration", mig ? mig : json_null(), "phases_ms",
 				 "prepare_destination", (json_int_t)(t_ready - t0), "migrate",
 				 (json_int_t)(t_src - t_ready), "fence", (json_int_t)(t_moved - t_src),
 				 "wait_running",
-				 (json_int_t)(t_running - t_moved), "finish",
-				 (json_int_t)(mig_now_ms() - t_running)));
+				 (json_int_t)(t_running - t_moved), "prefetch",
+				 (json_int_t)(t_pf - t_running), "finish",
+				 (json_int_t)(mig_now_ms() - t_pf)));
 out:
 	json_decref(mig);
 	json_decref(ans);

@@ -52,12 +52,13 @@ def key(k):
     return lambda j: j.get(k)
 
 
-def spread(k):
-    """A figure with its own spread in one run: k, k_min, k_max (bench/vm)."""
+def spread(k, n_param="reps"):
+    """A figure with its own spread in one run: k, k_min, k_max, and its
+    number of samples in params[n_param] (bench/vm, bench/migration)."""
     def get(j):
         if not isinstance(j.get(k), (int, float)):
             return None
-        n = (j.get("params") or {}).get("reps", 1)
+        n = (j.get("params") or {}).get(n_param, 1)
         return (j[k], j.get(f"{k}_min", j[k]), j.get(f"{k}_max", j[k]), n)
     return get
 
@@ -95,13 +96,13 @@ FIGURES = {
                             "warm FILL+VERIFY, all remote, budget 100%, over stock QEMU"),
     "vm.remote_100_cold_ratio": ("vm", spread("remote_100_cold_ratio"), "x", "lower",
                                  "cold FILL+VERIFY, all remote, over stock QEMU"),
-    "vm.cleaner_cost": ("vm", key("cleaner_cost"), "x", "lower",
+    "vm.cleaner_cost": ("vm", spread("cleaner_cost"), "x", "lower",
                         "warm remote_100 with background write-back on, over off"),
     "vm.remote_25_ratio": ("vm", spread("remote_25_ratio"), "x", "lower",
                            "warm FILL+VERIFY, budget 25%, over stock QEMU"),
     "vm.remote_25_random_ratio": ("vm", spread("remote_25_random_ratio"), "x", "lower",
                                   "random access at budget 25%: stock QEMU's op/s over ours"),
-    "vm.hotplug_dimm_ms": ("vm", key("hotplug_dimm_ms"), "ms", "lower",
+    "vm.hotplug_dimm_ms": ("vm", spread("hotplug_dimm_ms", "hot"), "ms", "lower",
                            "hot-add of a remote section as a pc-dimm, until the guest sees it"),
     "migration.speedup_total": ("migration", spread("speedup_total"), "x", "higher",
                                 "busy guest: pre-copy total time over ours (medians of "

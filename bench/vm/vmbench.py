@@ -236,6 +236,8 @@ def main():
     if hp:
         out.update({
             "hotplug_dimm_ms": hp["dimm"]["add_client_ms"],
+            "hotplug_dimm_ms_min": min(x["client_ms"] for x in hp["dimm"]["add"]),
+            "hotplug_dimm_ms_max": max(x["client_ms"] for x in hp["dimm"]["add"]),
             "hotplug_virtiomem_ms": hp["virtio-mem"]["add_client_ms"],
             "unplug_dimm_ms": hp["dimm"]["remove_client_ms"],
             "unplug_virtiomem_ms": hp["virtio-mem"]["remove_client_ms"],
@@ -244,6 +246,9 @@ def main():
     out["pass"] = {k: out[k] <= v for k, v in TARGETS.items() if k in out}
     if "remote_100" in wl and "remote_100_nowb" in wl:
         out["cleaner_cost"] = round(out["remote_100_s"] / out["remote_100_nowb_s"], 3)
+        a, b = wl["remote_100"]["warm"], wl["remote_100_nowb"]["warm"]
+        out["cleaner_cost_min"] = round(a["min"] / b["max"], 3)
+        out["cleaner_cost_max"] = round(a["max"] / b["min"], 3)
         # The cleaner at its default is no worse than off (beyond the spread).
         out["pass"]["cleaner_cost"] = out["remote_100_s"] <= wl["remote_100_nowb"]["warm"]["max"]
     out["params"] = {"mb": args.mb, "cold_mb": args.cold_mb, "random_s": args.random_s,

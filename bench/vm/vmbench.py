@@ -191,6 +191,10 @@ def main():
                     + " (default all; plain needs local, which then runs too)")
     ap.add_argument("--targets", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args()
+    unknown = set(filter(None, args.configs.split(","))) - {c[0] for c in CONFIGS}
+    if unknown:
+        ap.error(f"--configs: unknown {', '.join(sorted(unknown))} "
+                 f"(known: {', '.join(c[0] for c in CONFIGS)})")
 
     try:
         vmlib.check_prereqs()

@@ -90,3 +90,11 @@ def test_run_repeats_with_options_before_the_command(tmp_path):
     rc, out = gate("run", "bad", "--reps", "2", "--", sys.executable, "-c", "raise SystemExit(3)",
                    env=env)
     assert rc != 0 and "run 2" not in out
+
+
+def test_vmbench_refuses_an_unknown_configuration():
+    """bench/vm/vmbench.py --configs: a name it does not know is an error
+    before anything starts, not a silently smaller run."""
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "vm" / "vmbench.py"), "--configs",
+                        "plain,remote_101"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown remote_101" in p.stderr

@@ -92,10 +92,10 @@ static inline bool st_needs_wb(uint8_t s)
  * A page that becomes dirty again within HIST_SOON times its own delay of
  * being cleaned (dep, stamped when it became clean) goes one level up, two
  * if within its delay itself, to HIST_LEVEL_MAX at most; one that stayed
- * clean longer goes one level down. A guest that rewrites a page every T seconds so climbs until its
- * delay exceeds T, and the page is no longer written back (nor
- * write-protected) between two rewrites. The history is forgotten when
- * the page leaves the cache.
+ * clean longer goes one level down. A guest that rewrites a page every T
+ * seconds so climbs until its delay exceeds T, and the page is no longer
+ * written back (nor write-protected) between two rewrites. The history is
+ * forgotten when the page leaves the cache.
  */
 enum {
 	HIST_LEVEL     = 0x07,

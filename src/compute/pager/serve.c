@@ -537,9 +537,15 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 		wp_run(p, r, pg, &a, &b, &win);
 		rc = pager_uffd_wp(r, a, b - a, false);
 		if (rc == 0) {
-			for (uint64_t i = a; i < b; i++)
-				st_set(r, i, st_get(r, i) | ST_DIRTY | (i == pg ? ST_REF : 0));
-			CTR_ADD(p, pages_unprotected, b - a - 1);
+			uint64_t made = 0;   /* neighbours that were write-protected */
+
+			for (uint64_t i = a; i < b; i++) {
+				uint8_t sv = st_get(r, i);
+
+				made += i != pg && !(sv & ST_DIRTY);
+				st_set(r, i, sv | ST_DIRTY | (i == pg ? ST_REF : 0));
+			}
+			CTR_ADD(p, pages_unprotected, made);
 			atomic_store_explicit(&r->wp_next, b, memory_order_relaxed);
 			atomic_store_explicit(&r->wp_window, win, memory_order_relaxed);
 		}

@@ -73,7 +73,11 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 
 import vmlib  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import probe  # noqa: E402
+
 MiB = 1 << 20
+PROBE_MS = 0    # --probe-ms
 CPU = os.environ.get("MIGBENCH_CPU", "max")
 TARGETS = {"speedup_total": (">=", 10.0), "ours_over_floor": ("<=", 3.0),
            "ours_worst_gap_ms": ("<=", 50.0), "memmig_25_guest_gap_ms": ("<=", 20.0)}
@@ -491,12 +495,22 @@ def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
                for x in (frm, to)]
     for p in pollers if rx_poll else ():
         p.start()
+    prober = None
+    if PROBE_MS:
+        def dst_pid(addr=c.compute_http(to)):
+            st, j = http(addr, "GET", f"/v1/vms/{name}", timeout=5)
+            return j.get("pid") if st == 200 and j.get("pid") else None
+        prober = probe.Probe(dst_pid, window_ms=PROBE_MS)
+        st, sj = http(c.compute_http(frm), "GET", f"/v1/vms/{name}", timeout=5)
+        src_prober = probe.Probe(lambda: sj.get("pid"), window_ms=3000, from_start=True)
     t0 = time.monotonic()
     try:
         j = ok(c.orch, "POST", f"/v1/slots/{name}/migrate", {"to": to, "prefetch": prefetch})
     finally:
         wall = (time.monotonic() - t0) * 1000
         stop.set()
+        if prober:
+            time.sleep(PROBE_MS / 1000 + 0.3)
         for p in pollers if rx_poll else ():
             p.join(30)
     m = j["migration"]
@@ -509,6 +523,16 @@ def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
            "final_flush_ms": m.get("final_flush_ms"),
            "flush_rounds_ms": m.get("flush_rounds_ms"), "phases_ms": j.get("phases_ms"),
            "hot_pages": m.get("hot_pages")}
+    if prober:
+        res["probe"] = prober.close()
+        res["probe_source"] = src_prober.close()
+        try:
+            with urllib.request.urlopen(f"http://{c.compute_http(to)}/metrics", timeout=10) as f:
+                text = f.read().decode()
+            res["probe_faults"] = probe.fault_hist(text, name)
+            res["probe_fetches"] = probe.fault_hist(text, name, "disagg_pager_fetch_seconds")
+        except OSError as e:
+            res["probe_faults"] = {"error": str(e)}
     last = m.get("last_heartbeat")
     if last:
         end = time.time() + 30
@@ -518,6 +542,8 @@ def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
             if later:
                 first = min(later)
                 res["guest_gap_ms"] = (first[1] - last["ns"]) / 1e6
+                # Heartbeats the guest sent that neither agent read: lost in the switch.
+                res["hb_missing"] = first[0] - last["seq"] - 1
                 res["hot_prefetched"] = ok(c.compute_http(to), "GET", f"/v1/vms/{name}")[
                     "pager"].get("pages_hot_prefetched")
                 if rx_poll:
@@ -736,9 +762,15 @@ def main():
                          "receive times (perturbs the guest on a 2-CPU host)")
     ap.add_argument("--timeout", type=int, default=120, help="per pre-copy migration, s")
     ap.add_argument("--skip-precopy", action="store_true")
+    ap.add_argument("--probe-ms", type=int, default=0,
+                    help="diagnosis: sample the destination vCPU of each of our moves for "
+                         "its first N ms (on a CPU, waiting for one, asleep and where; "
+                         "probe.py); perturbs the moves")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run directory (daemon logs, QEMU consoles) for debugging")
     args = ap.parse_args()
+    global PROBE_MS
+    PROBE_MS = args.probe_ms
     try:
         vmlib.check_prereqs()
     except vmlib.Skip as e:

@@ -49,6 +49,7 @@
 #include <jansson.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "mnclient.h"
 #include "net.h"
 
@@ -69,6 +70,7 @@ struct row {
 struct bench {
 	const char *addr;
 	struct auth_key key;
+	struct grant_key *gkey;      /* we act as the orchestrator: mint and allocate */
 	struct proto_grant grant;
 	uint32_t section_pages;
 	double seconds;
@@ -424,12 +426,12 @@ static int find_memnode(const char *argv0, char *ret, size_t len)
 }
 
 /* Start the node with its log in `logfile`; parse its ready line from stdout. */
-static int start_memnode(const char *path, const char *keyfile, const char *logfile,
-			 pid_t *ret_pid, char *ret_addr, size_t len)
+static int start_memnode(const char *path, const char *keyfile, const char *gpubfile,
+			 const char *logfile, pid_t *ret_pid, char *ret_addr, size_t len)
 {
 	char *argv[] = { (char *)path, "--listen", "127.0.0.1:0", "--pool", "1G",
 			 "--section-size", "128M", "--backing", "anon", "--key", (char *)keyfile,
-			 "--node-id", "900", NULL };
+			 "--grant-pubkey", (char *)gpubfile, "--node-id", "900", NULL };
 	posix_spawn_file_actions_t fa;
 	int pfd[2], r;
 	char line[512];
@@ -540,7 +542,8 @@ int main(int argc, char **argv)
 	};
 	static struct bench b;
 	const char *json_path = NULL, *mn_path = NULL;
-	char mn_buf[PATH_MAX + 64], tmpdir[] = "/tmp/disagg-bench-XXXXXX", keyfile[64] = "", logfile[64] = "";
+	char mn_buf[PATH_MAX + 64], tmpdir[] = "/tmp/disagg-bench-XXXXXX", keyfile[64] = "", logfile[64] = "",
+	     gkeyfile[64] = "", gpubfile[64] = "";
 	char mn_addr[256], echo_addr[64];
 	pid_t mn_pid = -1, echo_pid = -1;
 	int c, r, lfd, rc = 1, ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -606,15 +609,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	snprintf(keyfile, sizeof(keyfile), "%s/cluster.key", tmpdir);
+	snprintf(gkeyfile, sizeof(gkeyfile), "%s/grant.key", tmpdir);
+	snprintf(gpubfile, sizeof(gpubfile), "%s/grant.pub", tmpdir);
 	r = auth_key_create(keyfile);
 	if (r >= 0)
 		r = auth_key_load(keyfile, &b.key);
+	if (r >= 0)
+		r = grant_key_create(gkeyfile, gpubfile);
+	if (r >= 0)
+		r = grant_key_load(gkeyfile, true, &b.gkey);
 	if (r < 0) {
 		fprintf(stderr, "disagg-memnode-bench: key: %s\n", strerror(-r));
 		goto out;
 	}
 	snprintf(logfile, sizeof(logfile), "%s/memnode.log", tmpdir);
-	r = start_memnode(mn_path, keyfile, logfile, &mn_pid, mn_addr, sizeof(mn_addr));
+	r = start_memnode(mn_path, keyfile, gpubfile, logfile, &mn_pid, mn_addr, sizeof(mn_addr));
 	if (r < 0) {
 		fprintf(stderr, "disagg-memnode-bench: cannot start %s: %s\n", mn_path, strerror(-r));
 		goto out;
@@ -625,8 +634,8 @@ int main(int argc, char **argv)
 	/* One section, written once so reads touch real pages. */
 	{
 		_cleanup_mnc_ struct mnc *ctl = NULL;
-		struct mnc_opts o = { .addr = mn_addr, .key = &b.key, .node_id = HOLDER,
-				      .timeout_ms = 30000 };
+		struct mnc_opts o = { .addr = mn_addr, .key = &b.key, .orch_key = b.gkey,
+				      .node_id = HOLDER, .timeout_ms = 30000 };
 		struct proto_section s;
 		_cleanup_free_ uint8_t *fill = NULL;
 
@@ -634,8 +643,8 @@ int main(int argc, char **argv)
 		if (r >= 0)
 			r = mnc_alloc(ctl, HOLDER, &s);
 		if (r >= 0)
-			r = grant_mint(&b.key, mnc_info(ctl)->node_id, HOLDER, s.section,
-				       s.generation, PROTO_R_ALL, 0, &b.grant);
+			r = grant_mint(b.gkey, mnc_info(ctl)->node_id, HOLDER, s.section,
+				       s.generation, 0, PROTO_R_ALL, 0, &b.grant);
 		if (r < 0) {
 			fprintf(stderr, "disagg-memnode-bench: setup: %s\n", strerror(-r));
 			goto out;
@@ -734,11 +743,14 @@ out:
 	}
 	if (keyfile[0]) {
 		unlink(keyfile);
+		unlink(gkeyfile);
+		unlink(gpubfile);
 		if (rc == 0 && logfile[0])
 			unlink(logfile);
 		else if (logfile[0])
 			fprintf(stderr, "disagg-memnode-bench: memory node log kept in %s\n", logfile);
 		rmdir(tmpdir);
 	}
+	grant_key_free(b.gkey);
 	return rc;
 }

@@ -57,6 +57,26 @@ int mnspawn_find(const char *argv0, char *ret, size_t len)
 	return -ENOENT;
 }
 
+/* A fresh grant key pair in temporary files (m->gkeypath, m->gpubpath, m->gkey). */
+static int make_grant_key(struct mnspawn *m)
+{
+	int fd, r;
+
+	snprintf(m->gkeypath, sizeof(m->gkeypath), "/tmp/disagg-pagergkey.XXXXXX");
+	fd = mkostemp(m->gkeypath, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	unlink(m->gkeypath);     /* grant_key_create makes it, exclusively */
+	snprintf(m->gpubpath, sizeof(m->gpubpath), "%s.pub", m->gkeypath);
+	r = grant_key_create(m->gkeypath, m->gpubpath);
+	if (r < 0) {
+		m->gkeypath[0] = m->gpubpath[0] = 0;
+		return r;
+	}
+	return grant_key_load(m->gkeypath, true, &m->gkey);
+}
+
 /* A fresh cluster key in a temporary file (m->keypath, m->key). */
 static int make_key(struct mnspawn *m)
 {
@@ -86,7 +106,7 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 			uint64_t section_size, uint64_t node_id, const struct mnspawn *key_from)
 {
 	char pool[32], sec[32], nid[32], line[512];
-	const char *keypath;
+	const char *keypath, *gpubpath;
 	int pfd[2], r;
 	size_t got = 0;
 	posix_spawn_file_actions_t fa;
@@ -97,12 +117,19 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 	if (key_from) {
 		/* Same cluster: share the key; m->keypath stays empty (not ours to remove). */
 		m->key = key_from->key;
+		m->gkey = key_from->gkey;
 		keypath = key_from->keypath;
+		gpubpath = key_from->gpubpath;
 	} else {
 		r = make_key(m);
-		if (r < 0)
+		if (r == 0)
+			r = make_grant_key(m);
+		if (r < 0) {
+			mnspawn_stop(m, true);
 			return r;
+		}
 		keypath = m->keypath;
+		gpubpath = m->gpubpath;
 	}
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return -errno;
@@ -110,9 +137,10 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 	snprintf(sec, sizeof(sec), "%lluM", (unsigned long long)(section_size >> 20));
 	snprintf(nid, sizeof(nid), "%llu", (unsigned long long)node_id);
 	{
-		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--node-id", nid, "--listen",
-				 "127.0.0.1:0", "--pool", pool, "--section-size", sec,
-				 "--log-level", "error", NULL };
+		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--grant-pubkey",
+				 (char *)gpubpath, "--node-id", nid, "--listen", "127.0.0.1:0",
+				 "--pool", pool, "--section-size", sec, "--log-level", "error",
+				 NULL };
 
 		posix_spawn_file_actions_init(&fa);
 		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
@@ -164,4 +192,11 @@ void mnspawn_stop(struct mnspawn *m, bool hard)
 		unlink(m->keypath);
 		m->keypath[0] = 0;
 	}
+	if (m->gkeypath[0]) {     /* ours, not a key_from's */
+		unlink(m->gkeypath);
+		unlink(m->gpubpath);
+		m->gkeypath[0] = m->gpubpath[0] = 0;
+		grant_key_free(m->gkey);
+	}
+	m->gkey = NULL;
 }

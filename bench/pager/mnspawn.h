@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Start and stop a disagg-memnode for the pager benchmark and the pager's
- * functional tests: a temporary cluster key (0600, 32 random bytes), a
- * loopback listener on port 0, and the address it prints on stdout.
+ * functional tests: a temporary cluster key (0600, 32 random bytes) and
+ * grant key pair (the caller acts as the orchestrator: it holds `gkey`,
+ * mints grants and connects with it as opts.orch_key), a loopback
+ * listener on port 0, and the address it prints on stdout.
  */
 #ifndef DISAGG_MNSPAWN_H
 #define DISAGG_MNSPAWN_H
@@ -13,13 +15,16 @@
 #include <sys/types.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "disagg/proto.h"
 
 struct mnspawn {
 	pid_t pid;
 	char addr[PROTO_MAX_ADDR];
 	char keypath[64];
+	char gkeypath[64], gpubpath[72];  /* the grant key pair's files */
 	struct auth_key key;
+	struct grant_key *gkey;           /* private half; shared with key_from's */
 	uint64_t node_id;
 };
 
@@ -33,7 +38,7 @@ int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint6
 /* Like mnspawn_start, but on the cluster key of `key_from` (several nodes, one cluster). */
 int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 			uint64_t section_size, uint64_t node_id, const struct mnspawn *key_from);
-/* SIGKILL (hard) or SIGTERM, then reap. Removes the key file. */
+/* SIGKILL (hard) or SIGTERM, then reap. Removes the key files (and frees gkey if ours). */
 void mnspawn_stop(struct mnspawn *m, bool hard);
 
 #endif

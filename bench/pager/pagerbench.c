@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "baseline.h"
+#include "grant.h"
 #include "log.h"
 #include "mnclient.h"
 #include "mnspawn.h"
@@ -381,6 +382,7 @@ static int setup_remote(const struct opts *o, const char *argv0, struct mnspawn 
 		return r;
 	mo.addr = mn->addr;
 	mo.key = &mn->key;
+	mo.orch_key = mn->gkey;
 	mo.node_id = my_id;
 	r = mnc_connect(&mo, &c);
 	if (r < 0)
@@ -393,7 +395,7 @@ static int setup_remote(const struct opts *o, const char *argv0, struct mnspawn 
 			return r;
 		secs[i].kind = PAGER_SEC_REMOTE;
 		snprintf(secs[i].addr, sizeof(secs[i].addr), "%s", mn->addr);
-		r = grant_mint(&mn->key, mnc_info(c)->node_id, my_id, s.section, s.generation,
+		r = grant_mint(mn->gkey, mnc_info(c)->node_id, my_id, s.section, s.generation, 0,
 			       PROTO_R_ALL, 0, &secs[i].grant);
 		if (r < 0)
 			return r;

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #define PROTO_MAGIC   0x31475344u /* "DSG1" as little-endian bytes */
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u   /* 2: grants signed with Ed25519, orchestrator capability */
 
 /* Every limit of the protocol, in one place. */
 enum proto_limits {
@@ -41,6 +41,7 @@ enum proto_limits {
 	PROTO_PAGE_SIZE       = 1 << PROTO_PAGE_SHIFT,
 	PROTO_NONCE_SIZE      = 32,
 	PROTO_MAC_SIZE        = 32,    /* HMAC-SHA256 */
+	PROTO_SIG_SIZE        = 64,    /* Ed25519 */
 	PROTO_KEY_SIZE        = 32,    /* cluster key */
 	PROTO_MAX_PAGES       = 256,   /* pages per READ/WRITE (1 MiB) */
 	PROTO_MAX_EXTENTS     = 256,   /* extents per READ/WRITE */
@@ -48,7 +49,7 @@ enum proto_limits {
 	PROTO_MAX_LIST        = 4096,  /* entries per SECTION_LIST reply */
 	PROTO_MAX_ADDR        = 256,   /* bytes of a "host:port" string */
 	/* Largest payload a peer may send: a full WRITE. */
-	PROTO_MAX_PAYLOAD     = 80 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
+	PROTO_MAX_PAYLOAD     = 112 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
 	/* Largest reply payload: a full SECTION_LIST. */
 	PROTO_MAX_REPLY       = 8 + PROTO_MAX_LIST * 16,
 };
@@ -99,6 +100,7 @@ enum proto_status {
 	PROTO_ST_STALE    = 13, /* section generation does not match */
 	PROTO_ST_INTERNAL = 14, /* bug or resource exhaustion on the server */
 	PROTO_ST_FENCED   = 15, /* grant of an older ownership epoch: a newer owner holds the section */
+	PROTO_ST_DENIED   = 16, /* the orchestrator's capability is needed (proto_auth_orch_req) */
 	PROTO_ST_MAX,
 };
 
@@ -114,7 +116,8 @@ enum proto_features {
 enum proto_rights {
 	PROTO_R_READ  = 1u << 0,
 	PROTO_R_WRITE = 1u << 1,
-	PROTO_R_ALL   = PROTO_R_READ | PROTO_R_WRITE,
+	PROTO_R_FREE  = 1u << 2,  /* the holder may free the section (SECTION_FREE with the grant) */
+	PROTO_R_ALL   = PROTO_R_READ | PROTO_R_WRITE | PROTO_R_FREE,
 };
 
 /* ---- header ------------------------------------------------------------ */
@@ -175,6 +178,21 @@ struct proto_auth_req {
 };
 _Static_assert(sizeof(struct proto_auth_req) == 32, "auth_req size");
 
+/*
+ * The orchestrator's AUTH: the same MAC, then its proof
+ *   sig = Ed25519(grant key, "disagg-orch" | server_nonce | client_nonce |
+ *                 le64(client node_id) | le64(server node_id))
+ * A connection whose AUTH carries a valid proof holds the orchestrator's
+ * capability: SECTION_ALLOC, SECTION_LIST, COPY, and SECTION_FREE without
+ * a grant. Anyone else gets PROTO_ST_DENIED for those. A bad proof fails
+ * AUTH like a bad MAC.
+ */
+struct proto_auth_orch_req {
+	uint8_t mac[PROTO_MAC_SIZE];
+	uint8_t sig[PROTO_SIG_SIZE];
+};
+_Static_assert(sizeof(struct proto_auth_orch_req) == 96, "auth_orch_req size");
+
 /* ---- grants ------------------------------------------------------------ */
 
 /*
@@ -183,7 +201,9 @@ _Static_assert(sizeof(struct proto_auth_req) == 32, "auth_req size");
  * (seconds since the Unix epoch; 0 = never), as the owner of ownership
  * epoch `epoch`. It is minted by the orchestrator and checked by the
  * memory node:
- *   mac = HMAC(key, "disagg-grant" | the first 40 bytes of this struct)
+ *   sig = Ed25519(grant key, "disagg-grant" | the first 40 bytes of this struct)
+ * Only the orchestrator holds the grant key's private half; memory nodes
+ * verify with the public one.
  * The holder must be the node that authenticated the connection. A write
  * through a grant whose epoch is lower than the section's (the highest
  * epoch the node has seen for it) is refused with PROTO_ST_FENCED; a write
@@ -197,10 +217,10 @@ struct proto_grant {
 	uint32_t rights;     /* enum proto_rights */
 	uint32_t epoch;      /* ownership epoch of the holder */
 	uint64_t expiry;
-	uint8_t mac[PROTO_MAC_SIZE];
+	uint8_t sig[PROTO_SIG_SIZE];
 };
-_Static_assert(sizeof(struct proto_grant) == 72, "grant size");
-_Static_assert(offsetof(struct proto_grant, mac) == 40, "grant mac offset");
+_Static_assert(sizeof(struct proto_grant) == 104, "grant size");
+_Static_assert(offsetof(struct proto_grant, sig) == 40, "grant sig offset");
 
 /* ---- sections ---------------------------------------------------------- */
 
@@ -224,7 +244,10 @@ _Static_assert(sizeof(struct proto_section) == 16, "section size");
  * SECTION_FREE request: the section and the generation being freed, and
  * the requester's ownership epoch: a FREE of an older epoch than the
  * section's is refused (FENCED) like a write. The short form, the first
- * 8 bytes only, is a FREE of epoch 0.
+ * 8 bytes only, is a FREE of epoch 0. Both forms need the orchestrator's
+ * capability. Anyone else frees with the grant form: a struct proto_grant
+ * with PROTO_R_FREE, held by the requester (section, generation and epoch
+ * from the grant).
  */
 struct proto_free_req {
 	uint32_t section;
@@ -270,7 +293,7 @@ struct proto_io_req {
 	uint32_t nextents;
 	uint32_t rsvd;
 };
-_Static_assert(sizeof(struct proto_io_req) == 80, "io_req size");
+_Static_assert(sizeof(struct proto_io_req) == 112, "io_req size");
 _Static_assert(PROTO_MAX_PAYLOAD == sizeof(struct proto_io_req) +
 			PROTO_MAX_EXTENTS * sizeof(struct proto_extent) +
 			PROTO_MAX_PAGES * PROTO_PAGE_SIZE, "a full WRITE is the largest payload");
@@ -286,7 +309,7 @@ struct proto_atomic_req {
 	uint64_t expect;     /* CAS only; 0 for FADD */
 	uint64_t value;
 };
-_Static_assert(sizeof(struct proto_atomic_req) == 96, "atomic_req size");
+_Static_assert(sizeof(struct proto_atomic_req) == 128, "atomic_req size");
 
 struct proto_atomic_rep {
 	uint64_t old;
@@ -294,19 +317,20 @@ struct proto_atomic_rep {
 _Static_assert(sizeof(struct proto_atomic_rep) == 8, "atomic_rep size");
 
 /*
- * COPY: copy section `src` (checked against `src_generation`) to section
- * `dst_grant.section` on the memory node at `addr` ("host:port", NUL
- * padded). The serving node connects and authenticates to the target with
- * the cluster key and writes with `dst_grant`, whose holder must be the
- * serving node. The reply comes once every page is acknowledged.
+ * COPY (orchestrator capability): copy section `src_grant.section`
+ * (checked against its generation; the grant has read rights and names
+ * the requester as holder) to section `dst_grant.section` on the memory
+ * node at `addr` ("host:port", NUL padded). The serving node connects and
+ * authenticates to the target with the cluster key and writes with
+ * `dst_grant`, whose holder must be the serving node. The reply comes once
+ * every page is acknowledged.
  */
 struct proto_copy_req {
-	uint32_t src;
-	uint32_t src_generation;
+	struct proto_grant src_grant;
 	struct proto_grant dst_grant;
 	char addr[PROTO_MAX_ADDR];
 };
-_Static_assert(sizeof(struct proto_copy_req) == 336, "copy_req size");
+_Static_assert(sizeof(struct proto_copy_req) == 464, "copy_req size");
 
 struct proto_copy_rep {
 	uint64_t pages;      /* pages that held data and were sent */

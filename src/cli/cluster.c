@@ -5,7 +5,8 @@
  * and every command that looks for the orchestrator.
  *
  * cluster.json: {"version": 1, "dir": DIR, "url": "http://HOST:PORT",
- * "key": PATH, "created": RFC3339, "components": [{"name", "kind",
+ * "key": PATH, "grant_key": PATH, "grant_pubkey": PATH, "created": RFC3339,
+ * "components": [{"name", "kind",
  * "node_id", "pid", "starttime", "addr", "http", "log"}, ...]}. A pid is
  * trusted only together with its start time (field 22 of /proc/PID/stat),
  * so a recycled pid is never signalled.
@@ -301,6 +302,16 @@ int cmd_down(struct cli_args *a)
 		unlink(cj);
 	if (key)
 		unlink(key);
+	{
+		/* The grant key goes with the cluster key: the next `up` makes new ones. */
+		_cleanup_free_ char *gk = cluster_path(dir, "grant.key"),
+				    *gp = cluster_path(dir, "grant.pub");
+
+		if (gk)
+			unlink(gk);
+		if (gp)
+			unlink(gp);
+	}
 	if (!a->json)
 		printf("cluster stopped; logs and the orchestrator's database stay in %s\n", dir);
 	if (bad) {

@@ -37,6 +37,7 @@
 #include <linux/magic.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "cli.h"
 #include "net.h"
 
@@ -162,7 +163,7 @@ static json_t *comp_json(const struct comp *c)
 }
 
 struct up {
-	char *dir, *key, *url;
+	char *dir, *key, *gkey, *gpub, *url;
 	struct comp *comps;
 	size_t ncomps;
 	char created[32];
@@ -176,9 +177,10 @@ static int up_save(const struct up *u)
 	for (size_t i = 0; i < u->ncomps; i++)
 		if (u->comps[i].pid > 0)
 			json_array_append_new(arr, comp_json(&u->comps[i]));
-	j = json_pack("{s:i, s:s, s:o, s:s, s:s, s:o}", "version", 1, "dir", u->dir, "url",
-		      u->url ? json_string(u->url) : json_null(), "key", u->key, "created",
-		      u->created, "components", arr);
+	j = json_pack("{s:i, s:s, s:o, s:s, s:s, s:s, s:s, s:o}", "version", 1, "dir", u->dir,
+		      "url", u->url ? json_string(u->url) : json_null(), "key", u->key,
+		      "grant_key", u->gkey, "grant_pubkey", u->gpub, "created", u->created,
+		      "components", arr);
 	return j ? cluster_save(u->dir, j) : -ENOMEM;
 }
 
@@ -556,14 +558,17 @@ static void up_free(struct up *u)
 	free(u->comps);
 	free(u->dir);
 	free(u->key);
+	free(u->gkey);
+	free(u->gpub);
 	free(u->url);
 }
 
 static int up_prepare(struct up *u, const struct cli_args *a)
 {
 	_cleanup_(json_decrefp) json_t *old = NULL;
-	static const char *const stale[] = { "cluster.json", "cluster.key", "orchestrator.db",
-					     "orchestrator.db-wal", "orchestrator.db-shm" };
+	static const char *const stale[] = { "cluster.json", "cluster.key", "grant.key", "grant.pub",
+					     "orchestrator.db", "orchestrator.db-wal",
+					     "orchestrator.db-shm" };
 	int r;
 
 	r = cluster_load(u->dir, &old);
@@ -583,6 +588,12 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 	r = auth_key_create(u->key);
 	if (r < 0) {
 		cli_err("cannot create the cluster key %s: %s", u->key, strerror(-r));
+		return r;
+	}
+	/* The grant key: its private half for the orchestrator alone, the public for memory nodes. */
+	r = grant_key_create(u->gkey, u->gpub);
+	if (r < 0) {
+		cli_err("cannot create the grant key %s: %s", u->gkey, strerror(-r));
 		return r;
 	}
 	return 0;
@@ -634,8 +645,10 @@ int cmd_up(struct cli_args *a)
 		goto out;
 	}
 	u.key = join(u.dir, "cluster.key");
+	u.gkey = join(u.dir, "grant.key");
+	u.gpub = join(u.dir, "grant.pub");
 	logdir = join(u.dir, "logs");
-	if (!u.key || !logdir || mkdir_p(logdir, 0700) < 0) {
+	if (!u.key || !u.gkey || !u.gpub || !logdir || mkdir_p(logdir, 0700) < 0) {
 		cli_err("cannot create %s/logs", u.dir);
 		goto out;
 	}
@@ -683,7 +696,7 @@ int cmd_up(struct cli_args *a)
 		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
 		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
-				 "--node-id", UP_ORCHESTRATOR_ID, NULL };
+				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID, NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
@@ -724,7 +737,8 @@ int cmd_up(struct cli_args *a)
 			char backing[4200];
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
-					 "--key", u.key, "--orchestrator", u.url, NULL };
+					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
+					 u.url, NULL };
 
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,

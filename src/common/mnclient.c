@@ -818,6 +818,18 @@ int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoc
 		    c ? c->timeout_ms : 0, NULL);
 }
 
+int mnc_free_grant(struct mnc *c, const struct proto_grant *g)
+{
+	struct proto_grant le;
+
+	if (!g)
+		return -EINVAL;
+	le = *g;
+	wire_grant_swap(&le);
+	return call(c, PROTO_OP_SECTION_FREE, &le, sizeof(le), NULL, 0, true,
+		    c ? c->timeout_ms : 0, NULL);
+}
+
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next)
 {
@@ -885,15 +897,16 @@ int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64
 	return atomic(c, PROTO_OP_FADD, g, offset, 0, add, ret_old);
 }
 
-int mnc_copy(struct mnc *c, uint32_t src, uint32_t src_generation,
+int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret)
 {
-	struct proto_copy_req req = { .src = src, .src_generation = src_generation };
+	struct proto_copy_req req = { 0 };
 	struct proto_copy_rep rep;
 	int r;
 
-	if (!c || !dst_grant || !addr || strlen(addr) >= sizeof(req.addr))
+	if (!c || !src_grant || !dst_grant || !addr || strlen(addr) >= sizeof(req.addr))
 		return -EINVAL;
+	req.src_grant = *src_grant;
 	req.dst_grant = *dst_grant;
 	memcpy(req.addr, addr, strlen(addr));
 	wire_copy_req_swap(&req);
@@ -1027,7 +1040,7 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		.features = PROTO_FEAT_ALL, .node_id = o->node_id,
 	};
 	struct proto_hello_rep hr;
-	struct proto_auth_req aq;
+	struct proto_auth_orch_req aq;    /* a plain AUTH sends only its MAC */
 	uint8_t cnonce[PROTO_NONCE_SIZE], mac[PROTO_MAC_SIZE];
 	int r;
 
@@ -1056,7 +1069,13 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 	r = auth_hello_mac(o->key, false, cnonce, hr.nonce, o->node_id, hr.node_id, aq.mac);
 	if (r < 0)
 		return r;
-	r = hs_send(c, PROTO_OP_AUTH, 2, &aq, sizeof(aq));
+	if (o->orch_key) {
+		r = grant_orch_sign(o->orch_key, cnonce, hr.nonce, o->node_id, hr.node_id, aq.sig);
+		if (r < 0)
+			return r;
+	}
+	r = hs_send(c, PROTO_OP_AUTH, 2, &aq,
+		    o->orch_key ? sizeof(aq) : sizeof(struct proto_auth_req));
 	if (r < 0)
 		return r;
 	r = hs_reply(c, PROTO_OP_AUTH, 2, NULL, 0, deadline);

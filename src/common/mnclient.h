@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "macro.h"
 #include "disagg/proto.h"
 
@@ -36,6 +37,12 @@ struct mnc;
 struct mnc_opts {
 	const char *addr;              /* "host:port" */
 	const struct auth_key *key;    /* cluster key */
+	/*
+	 * The orchestrator's grant key (private half), or NULL: with it, AUTH
+	 * proves the orchestrator's capability (SECTION_ALLOC, SECTION_LIST,
+	 * COPY, SECTION_FREE without a grant).
+	 */
+	const struct grant_key *orch_key;
 	uint64_t node_id;              /* our node id (grants name it as holder) */
 	int timeout_ms;                /* connect, handshake and sync waits; 0 = 5000 */
 };
@@ -89,9 +96,15 @@ int mnc_read_range(struct mnc *c, const struct proto_grant *g, uint32_t page, ui
 		   void *buf);
 int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
 		    const void *data);
+/*
+ * ALLOC, LIST, COPY and mnc_free need a connection made with opts.orch_key
+ * (-ENOKEY otherwise: the memory node refuses them to anyone else).
+ */
 int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret);
 /* Free a section as its owner of ownership epoch `epoch` (-EKEYREVOKED: fenced). */
 int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch);
+/* Free the section of grant g (held by us, with PROTO_R_FREE), at the grant's epoch. */
+int mnc_free_grant(struct mnc *c, const struct proto_grant *g);
 /* Allocated sections from index `start`: fills up to `max` entries, *ret_next continues. */
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next);
@@ -99,8 +112,11 @@ int mnc_cas(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64_
 	    uint64_t value, uint64_t *ret_old);
 int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64_t add,
 	     uint64_t *ret_old);
-/* Ask this node to copy section src to `addr`'s section named by dst_grant. */
-int mnc_copy(struct mnc *c, uint32_t src, uint32_t src_generation,
+/*
+ * Ask this node to copy the section of src_grant (read rights, held by us)
+ * to `addr`'s section named by dst_grant (held by this node).
+ */
+int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
 int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
 /*

@@ -213,8 +213,7 @@ void wire_u64_swap(uint64_t *v)
 
 void wire_copy_req_swap(struct proto_copy_req *m)
 {
-	LE32(m->src);
-	LE32(m->src_generation);
+	wire_grant_swap(&m->src_grant);
 	wire_grant_swap(&m->dst_grant);
 }
 
@@ -273,6 +272,7 @@ static const struct {
 	[PROTO_ST_STALE] = { ESTALE, "stale section generation" },
 	[PROTO_ST_INTERNAL] = { ENOMEM, "internal error" },
 	[PROTO_ST_FENCED] = { EKEYREVOKED, "fenced: the grant's ownership epoch is over" },
+	[PROTO_ST_DENIED] = { ENOKEY, "only the orchestrator may do this" },
 };
 
 int proto_status_to_errno(uint32_t st)

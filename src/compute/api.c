@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "grant.h"
 #include "guest.h"
 #include "jsonhttp.h"
 #include "log.h"

@@ -313,8 +313,8 @@ int mn_copy_start(struct mn_conn *c, const struct proto_hdr *h, const struct pro
 	}
 	j->node = n;
 	j->conn = c;
-	j->src = req->src;
-	j->src_gen = req->src_generation;
+	j->src = req->src_grant.section;
+	j->src_gen = req->src_grant.generation;
 	j->dst = req->dst_grant;
 	memcpy(j->addr, req->addr, sizeof(j->addr));
 	j->addr[sizeof(j->addr) - 1] = '\0';

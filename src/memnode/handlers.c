@@ -33,8 +33,11 @@ typedef int (*mn_handler_fn)(struct mn_conn *c, const struct proto_hdr *h, const
 struct mn_op_desc {
 	mn_handler_fn fn;
 	bool before_auth;        /* allowed before AUTH succeeded */
+	bool orch_only;          /* needs the orchestrator's capability (AUTH proof) */
 	uint32_t feature;        /* negotiated feature the op needs, or 0 */
 };
+
+static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t rights);
 
 void mn_reply_status(struct mn_conn *c, const struct proto_hdr *h, uint32_t status)
 {
@@ -59,6 +62,17 @@ static int reply_with(struct mn_conn *c, const struct proto_hdr *h, const void *
 		memcpy(ob->data + PROTO_HDR_SIZE, payload, len);
 	mn_conn_queue(c, ob);
 	return 0;
+}
+
+/* A request that needs the orchestrator's capability, from someone else. */
+static int deny(struct mn_conn *c, const struct proto_hdr *h)
+{
+	struct mn_node *n = mn_conn_node(c);
+
+	atomic_fetch_add(&n->stats.denied, 1);
+	log_info("%s from node %llu refused: only the orchestrator may", proto_op_name(h->opcode),
+		 (unsigned long long)mn_conn_auth(c)->peer_id);
+	return -ENOKEY;
 }
 
 /* ---- handshake -------------------------------------------------------------- */
@@ -116,7 +130,8 @@ static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8
 {
 	struct mn_node *n = mn_conn_node(c);
 	struct mn_conn_auth *a = mn_conn_auth(c);
-	struct proto_auth_req req;
+	struct proto_auth_orch_req req;   /* the plain AUTH is its first 32 bytes */
+	bool orch = h->len == sizeof(struct proto_auth_orch_req);
 	uint8_t mac[PROTO_MAC_SIZE];
 	int r;
 
@@ -125,21 +140,26 @@ static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8
 	mn_conn_close_after_reply(c);
 	if (!a->hello_done)
 		return -EACCES;
-	r = wire_fixed(p, h->len, &req, sizeof(req));
+	r = wire_fixed(p, h->len, &req, orch ? sizeof(req) : sizeof(struct proto_auth_req));
 	if (r < 0)
 		return r;
 	r = auth_hello_mac(&n->key, false, a->client_nonce, a->server_nonce, a->peer_id,
 			   n->node_id, mac);
 	if (r < 0)
 		return r;
-	if (!auth_mac_equal(mac, req.mac)) {
-		log_info("authentication failed for a client claiming node id %llu",
-			 (unsigned long long)a->peer_id);
+	if (!auth_mac_equal(mac, req.mac) ||
+	    (orch && grant_orch_verify(n->grant_key, a->client_nonce, a->server_nonce, a->peer_id,
+				       n->node_id, req.sig) < 0)) {
+		atomic_fetch_add(&n->stats.auth_failed, 1);
+		log_info("authentication failed for a client claiming node id %llu%s",
+			 (unsigned long long)a->peer_id, orch ? " and the orchestrator's capability" : "");
 		return -EACCES;
 	}
 	a->authed = true;
+	a->orch = orch;
 	mn_conn_keep_open(c);
-	log_debug("node %llu authenticated", (unsigned long long)a->peer_id);
+	log_debug("node %llu authenticated%s", (unsigned long long)a->peer_id,
+		  orch ? " as the orchestrator" : "");
 	return reply_with(c, h, NULL, 0);
 }
 
@@ -181,15 +201,32 @@ static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, con
 	struct proto_free_req req = { 0 };
 	int r;
 
-	if (h->len == PROTO_FREE_REQ_SHORT)
-		r = wire_fixed(p, h->len, &req, PROTO_FREE_REQ_SHORT);
-	else
-		r = wire_fixed(p, h->len, &req, sizeof(req));
-	if (r < 0)
-		return r;
-	wire_free_req_swap(&req);
-	if (req.rsvd != 0)
-		return -EBADMSG;
+	if (h->len == sizeof(struct proto_grant)) {
+		/* The grant form: anyone whose grant carries PROTO_R_FREE. */
+		struct proto_grant g;
+
+		r = wire_fixed(p, h->len, &g, sizeof(g));
+		if (r < 0)
+			return r;
+		wire_grant_swap(&g);
+		r = check_grant(c, &g, PROTO_R_FREE);
+		if (r < 0)
+			return r;
+		req = (struct proto_free_req){ .section = g.section, .generation = g.generation,
+					       .epoch = g.epoch };
+	} else {
+		if (!mn_conn_auth(c)->orch)
+			return deny(c, h);
+		if (h->len == PROTO_FREE_REQ_SHORT)
+			r = wire_fixed(p, h->len, &req, PROTO_FREE_REQ_SHORT);
+		else
+			r = wire_fixed(p, h->len, &req, sizeof(req));
+		if (r < 0)
+			return r;
+		wire_free_req_swap(&req);
+		if (req.rsvd != 0)
+			return -EBADMSG;
+	}
 	r = mn_table_free(&n->table, req.section, req.generation, req.epoch);
 	if (r == -EKEYREVOKED) {
 		atomic_fetch_add(&n->stats.fenced, 1);
@@ -274,13 +311,23 @@ static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t 
 	int r;
 
 	if (a->grant_valid && memcmp(&a->grant, g, sizeof(*g)) == 0) {
-		if (g->expiry != 0 && g->expiry <= now)
+		if (g->expiry != 0 && g->expiry <= now) {
+			atomic_fetch_add(&n->stats.grants_expired, 1);
 			return -EKEYEXPIRED;
-		if ((g->rights & rights) != rights)
+		}
+		if ((g->rights & rights) != rights) {
+			atomic_fetch_add(&n->stats.grants_rights, 1);
 			return -EPERM;
+		}
 		return 0;
 	}
-	r = grant_verify(&n->key, g, n->node_id, a->peer_id, rights, now);
+	r = grant_verify(n->grant_key, g, n->node_id, a->peer_id, rights, now);
+	if (r == -EKEYREJECTED)
+		atomic_fetch_add(&n->stats.grants_rejected, 1);
+	else if (r == -EKEYEXPIRED)
+		atomic_fetch_add(&n->stats.grants_expired, 1);
+	else if (r == -EPERM)
+		atomic_fetch_add(&n->stats.grants_rights, 1);
 	if (r == 0 || r == -EPERM) {
 		/* Authentic and addressed to this peer: remember it. */
 		a->grant = *g;
@@ -443,11 +490,14 @@ static int handle_copy(struct mn_conn *c, const struct proto_hdr *h, const uint8
 	wire_copy_req_swap(&req);
 	if (!memchr(req.addr, '\0', sizeof(req.addr)) || req.addr[0] == '\0')
 		return -EBADMSG;
-	/* Check the source now; the copy thread checks again for every chunk. */
-	r = mn_table_rdlock(&n->table, req.src, req.src_generation);
+	r = check_grant(c, &req.src_grant, PROTO_R_READ);
 	if (r < 0)
 		return r;
-	mn_table_unlock(&n->table, req.src);
+	/* Check the source now; the copy thread checks again for every chunk. */
+	r = mn_table_rdlock(&n->table, req.src_grant.section, req.src_grant.generation);
+	if (r < 0)
+		return r;
+	mn_table_unlock(&n->table, req.src_grant.section);
 	r = mn_copy_start(c, h, &req);
 	if (r < 0)
 		return r;
@@ -479,19 +529,20 @@ static int handle_stats(struct mn_conn *c, const struct proto_hdr *h, const uint
 /* ---- dispatch -------------------------------------------------------------------- */
 
 static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
-	[PROTO_OP_HELLO] = { handle_hello, true, 0 },
-	[PROTO_OP_AUTH] = { handle_auth, true, 0 },
-	[PROTO_OP_PING] = { handle_ping, false, 0 },
-	[PROTO_OP_SECTION_ALLOC] = { handle_section_alloc, false, 0 },
-	[PROTO_OP_SECTION_FREE] = { handle_section_free, false, 0 },
-	[PROTO_OP_SECTION_LIST] = { handle_section_list, false, 0 },
-	[PROTO_OP_READ] = { handle_read, false, 0 },
-	[PROTO_OP_WRITE] = { handle_write, false, 0 },
-	[PROTO_OP_CAS] = { handle_cas, false, PROTO_FEAT_ATOMICS },
-	[PROTO_OP_FADD] = { handle_fadd, false, PROTO_FEAT_ATOMICS },
-	[PROTO_OP_COPY] = { handle_copy, false, PROTO_FEAT_COPY },
-	[PROTO_OP_STATS] = { handle_stats, false, 0 },
-	[PROTO_OP_FENCE] = { handle_fence, false, PROTO_FEAT_FENCE },
+	[PROTO_OP_HELLO] = { handle_hello, true, false, 0 },
+	[PROTO_OP_AUTH] = { handle_auth, true, false, 0 },
+	[PROTO_OP_PING] = { handle_ping, false, false, 0 },
+	[PROTO_OP_SECTION_ALLOC] = { handle_section_alloc, false, true, 0 },
+	/* FREE checks itself: the orchestrator, or a grant with PROTO_R_FREE. */
+	[PROTO_OP_SECTION_FREE] = { handle_section_free, false, false, 0 },
+	[PROTO_OP_SECTION_LIST] = { handle_section_list, false, true, 0 },
+	[PROTO_OP_READ] = { handle_read, false, false, 0 },
+	[PROTO_OP_WRITE] = { handle_write, false, false, 0 },
+	[PROTO_OP_CAS] = { handle_cas, false, false, PROTO_FEAT_ATOMICS },
+	[PROTO_OP_FADD] = { handle_fadd, false, false, PROTO_FEAT_ATOMICS },
+	[PROTO_OP_COPY] = { handle_copy, false, true, PROTO_FEAT_COPY },
+	[PROTO_OP_STATS] = { handle_stats, false, false, 0 },
+	[PROTO_OP_FENCE] = { handle_fence, false, false, PROTO_FEAT_FENCE },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)
@@ -514,6 +565,8 @@ void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *pa
 		r = -EOPNOTSUPP;
 	else if (d->feature && !(a->features & d->feature))
 		r = -EOPNOTSUPP;
+	else if (d->orch_only && !a->orch)
+		r = deny(c, h);
 	else
 		r = d->fn(c, h, payload);
 	if (r == MN_DEFERRED)

@@ -41,6 +41,7 @@ struct mn_opts {
 	enum mn_backing backing;
 	const char *path;
 	const char *keyfile;
+	const char *grant_keyfile;
 	uint64_t node_id;
 	unsigned workers;
 	const char *orchestrator;
@@ -52,7 +53,7 @@ struct mn_opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: disagg-memnode --key FILE --node-id ID [options]\n"
+		"Usage: disagg-memnode --key FILE --grant-pubkey FILE --node-id ID [options]\n"
 		"\n"
 		"Memory node of a disagg cluster: serves sections of a memory pool to\n"
 		"compute nodes over the disagg wire protocol.\n"
@@ -63,6 +64,8 @@ static void usage(FILE *f)
 		"  --section-size SIZE    section size, a power of two >= 2M (default 128M)\n"
 		"  --backing KIND         anon (default), tmpfs:PATH or file:PATH (persistent)\n"
 		"  --key FILE             cluster key: 32 bytes, mode 0600 (required)\n"
+		"  --grant-pubkey FILE    the orchestrator's grant key, public half, PEM (required):\n"
+		"                         verifies grants and the orchestrator's capability\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
 		"  --workers N            network worker threads (default 2)\n"
 		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
@@ -99,6 +102,7 @@ enum {
 	OPT_SECTION,
 	OPT_BACKING,
 	OPT_KEY,
+	OPT_GRANT_KEY,
 	OPT_NODE,
 	OPT_WORKERS,
 	OPT_LOG,
@@ -135,6 +139,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "section-size", required_argument, NULL, OPT_SECTION },
 		{ "backing", required_argument, NULL, OPT_BACKING },
 		{ "key", required_argument, NULL, OPT_KEY },
+		{ "grant-pubkey", required_argument, NULL, OPT_GRANT_KEY },
 		{ "node-id", required_argument, NULL, OPT_NODE },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
@@ -181,6 +186,9 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		case OPT_KEY:
 			o->keyfile = optarg;
 			break;
+		case OPT_GRANT_KEY:
+			o->grant_keyfile = optarg;
+			break;
 		case OPT_NODE:
 			if (opt_node_id(optarg, &o->node_id) < 0)
 				return -EINVAL;
@@ -221,6 +229,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 	}
 	if (opt_done(argc, argv, o->keyfile) < 0)
 		return -EINVAL;
+	if (!o->grant_keyfile) {
+		log_error("--grant-pubkey FILE is required (the public half of the orchestrator's "
+			  "grant key)");
+		return -EINVAL;
+	}
 	if (!o->node_id) {
 		log_error("--node-id ID is required");
 		return -EINVAL;
@@ -333,6 +346,12 @@ static int run(const struct mn_opts *o)
 		rc = key_error(o->keyfile, r);
 		goto out_free;
 	}
+	r = grant_key_load(o->grant_keyfile, false, &n->grant_key);
+	if (r < 0) {
+		log_error("cannot load the grant key %s: %s%s", o->grant_keyfile, strerror(-r),
+			  grant_key_hint(r));
+		goto out_free;
+	}
 	r = mn_pool_open(&po, &n->pool, err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
@@ -421,6 +440,7 @@ out_pool:
 out_free:
 	pthread_mutex_destroy(&n->copy_mu);
 	memset(&n->key, 0, sizeof(n->key));
+	grant_key_free(n->grant_key);
 	free(n);
 	return rc;
 }

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "metrics.h"
 #include "disagg/proto.h"
 
@@ -182,6 +183,11 @@ struct mn_stats {
 	_Atomic uint64_t copy_pages;
 	_Atomic uint64_t fenced;             /* writes and frees refused: an older epoch */
 	_Atomic uint64_t epoch_raises;       /* section epochs raised (FENCE or a newer grant) */
+	_Atomic uint64_t auth_failed;        /* AUTHs refused: bad MAC or bad orchestrator proof */
+	_Atomic uint64_t grants_rejected;    /* forged, or for another node, holder or section */
+	_Atomic uint64_t grants_expired;
+	_Atomic uint64_t grants_rights;      /* authentic, but without the rights asked for */
+	_Atomic uint64_t denied;             /* orchestrator-only requests from anyone else */
 	struct hist latency[PROTO_OP_MAX];
 };
 
@@ -197,6 +203,7 @@ struct mn_copy;
 struct mn_node {
 	uint64_t node_id;
 	struct auth_key key;
+	struct grant_key *grant_key;   /* the public half: verifies grants and the orchestrator */
 	struct mn_pool *pool;
 	struct mn_table table;
 	struct mn_stats stats;
@@ -238,6 +245,7 @@ void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 struct mn_conn_auth {
 	bool hello_done;
 	bool authed;
+	bool orch;               /* AUTH carried the orchestrator's proof */
 	uint64_t peer_id;
 	uint32_t features;
 	uint8_t client_nonce[PROTO_NONCE_SIZE];

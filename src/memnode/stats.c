@@ -19,6 +19,10 @@
  *   copies_total, copy_pages_total  completed COPY operations and pages sent
  *   fenced_requests_total           writes and frees refused: their epoch is over
  *   epoch_raises_total              section epochs raised (FENCE or a newer grant)
+ *   auth_failures_total             AUTHs refused (bad MAC or orchestrator proof)
+ *   grants_rejected_total{reason}   "forged" (bad signature, or for another node,
+ *                                   holder or section), "expired", "rights"
+ *   denied_requests_total           orchestrator-only requests from anyone else
  */
 #include "memnode.h"
 
@@ -81,6 +85,19 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_counter(&sb, "disagg_memnode_epoch_raises_total",
 			"Section ownership epochs raised, by FENCE or by a newer grant.", "",
 			atomic_load(&s->epoch_raises));
+	metrics_counter(&sb, "disagg_memnode_auth_failures_total",
+			"AUTH requests refused: a bad MAC or a bad orchestrator proof.", "",
+			atomic_load(&s->auth_failed));
+	metrics_counter(&sb, "disagg_memnode_grants_rejected_total",
+			"Grants refused: forged (bad signature, or for another node or holder).",
+			"reason=\"forged\"", atomic_load(&s->grants_rejected));
+	metrics_counter(&sb, "disagg_memnode_grants_rejected_total", NULL, "reason=\"expired\"",
+			atomic_load(&s->grants_expired));
+	metrics_counter(&sb, "disagg_memnode_grants_rejected_total", NULL, "reason=\"rights\"",
+			atomic_load(&s->grants_rights));
+	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
+			"Requests that need the orchestrator's capability, from another node.", "",
+			atomic_load(&s->denied));
 	return strbuf_steal(&sb);
 }
 

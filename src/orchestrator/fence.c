@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "grant.h"
 #include "log.h"
 
 #define FENCE_GRANT_TTL_S 300
@@ -45,7 +46,7 @@ int fence_section_on(struct orch *o, const struct node_rec *mn, const struct sec
 	uint32_t now_epoch = 0;
 	int r;
 
-	r = grant_mint_epoch(&o->key, mn->id, o->node_id, x->section, x->generation, epoch,
+	r = grant_mint(o->grant_key, mn->id, o->node_id, x->section, x->generation, epoch,
 			     PROTO_R_WRITE, (uint64_t)time(NULL) + FENCE_GRANT_TTL_S, &g);
 	if (r == 0)
 		r = mnpool_fence(o->mnpool, mn, &g, &now_epoch);

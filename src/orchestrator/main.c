@@ -30,6 +30,7 @@ struct orch_opts {
 	const char *http;
 	const char *db;
 	const char *keyfile;
+	const char *grant_keyfile;
 	uint64_t node_id;
 	uint64_t node_timeout;
 	uint64_t section_size;
@@ -40,7 +41,7 @@ struct orch_opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: disagg-orchestrator --key FILE [options]\n"
+		"Usage: disagg-orchestrator --key FILE --grant-key FILE [options]\n"
 		"\n"
 		"Control plane of a disagg cluster: node inventory, slot placement and\n"
 		"assembly, section grants, REST API (docs/api.md), durable state in SQLite.\n"
@@ -48,6 +49,8 @@ static void usage(FILE *f)
 		"  --http HOST:PORT         REST API address (default 127.0.0.1:7000; port 0 picks one)\n"
 		"  --db PATH                SQLite database (default ./disagg.db)\n"
 		"  --key FILE               cluster key: 32 bytes, mode 0600 (required)\n"
+		"  --grant-key FILE         grant key, private half, PEM, mode 0600 (required): signs\n"
+		"                           grants; memory nodes get its public half\n"
 		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
 		"                           the id of any node of the cluster\n"
 		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
@@ -62,6 +65,7 @@ enum {
 	OPT_HTTP = 256,
 	OPT_DB,
 	OPT_KEY,
+	OPT_GRANT_KEY,
 	OPT_NODE,
 	OPT_TIMEOUT,
 	OPT_SECTION,
@@ -76,6 +80,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "http", required_argument, NULL, OPT_HTTP },
 		{ "db", required_argument, NULL, OPT_DB },
 		{ "key", required_argument, NULL, OPT_KEY },
+		{ "grant-key", required_argument, NULL, OPT_GRANT_KEY },
 		{ "node-id", required_argument, NULL, OPT_NODE },
 		{ "node-timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "section-size", required_argument, NULL, OPT_SECTION },
@@ -106,6 +111,9 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_KEY:
 			o->keyfile = optarg;
+			break;
+		case OPT_GRANT_KEY:
+			o->grant_keyfile = optarg;
 			break;
 		case OPT_NODE:
 			if (opt_node_id(optarg, &o->node_id) < 0)
@@ -144,6 +152,11 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 	}
 	if (opt_done(argc, argv, o->keyfile) < 0)
 		return -EINVAL;
+	if (!o->grant_keyfile) {
+		log_error("--grant-key FILE is required (the private half of the grant key: "
+			  "disagg-grant --new-key makes one)");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -175,6 +188,12 @@ static int run(const struct orch_opts *opts)
 	r = auth_key_load(opts->keyfile, &o->key);
 	if (r < 0) {
 		rc = key_error(opts->keyfile, r);
+		goto out_free;
+	}
+	r = grant_key_load(opts->grant_keyfile, true, &o->grant_key);
+	if (r < 0) {
+		log_error("cannot load the grant key %s: %s%s", opts->grant_keyfile, strerror(-r),
+			  grant_key_hint(r));
 		goto out_free;
 	}
 	r = cclient_global_init();
@@ -236,6 +255,7 @@ out_free:
 	pthread_mutex_destroy(&o->mon_mu);
 	pthread_mutex_destroy(&o->place_mu);
 	memset(&o->key, 0, sizeof(o->key));
+	grant_key_free(o->grant_key);
 	free(o);
 	return rc;
 }

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "macro.h"
@@ -30,6 +31,7 @@
 #define MNPOOL_PER_NODE 4
 #define MNPOOL_MAX 4096
 #define MNPOOL_TIMEOUT_MS 5000
+#define MNPOOL_COPY_GRANT_TTL_S 3600   /* the source grant of a COPY */
 
 struct mnp_entry {
 	struct mnp_entry *next;
@@ -162,6 +164,7 @@ static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc *
 	struct mnc_opts opts = {
 		.addr = n->addr,
 		.key = &p->o->key,
+		.orch_key = p->o->grant_key,
 		.node_id = p->o->node_id,
 		.timeout_ms = MNPOOL_TIMEOUT_MS,
 	};
@@ -215,7 +218,14 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 		} else if (op == MNP_FENCE) {
 			r = mnc_fence(c, cp->dst_grant, cp->epoch);
 		} else {
-			r = mnc_copy(c, *section, *generation, cp->dst_grant, cp->dst_addr, cp->rep);
+			/* A grant of our own to read the source, for as long as the copy may take. */
+			struct proto_grant sg;
+
+			r = grant_mint(p->o->grant_key, n->id, p->o->node_id, *section, *generation, 0,
+				       PROTO_R_READ, (uint64_t)time(NULL) + MNPOOL_COPY_GRANT_TTL_S,
+				       &sg);
+			if (r == 0)
+				r = mnc_copy(c, &sg, cp->dst_grant, cp->dst_addr, cp->rep);
 		}
 		if (cached && (r == -EPIPE || r == -ECONNRESET) && mnc_broken(c)) {
 			mnc_close(c);

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "macro.h"
 #include "http.h"
 #include "jsonhttp.h"
@@ -76,6 +77,7 @@ struct mnpool;
 struct orch {
 	struct store *store;
 	struct auth_key key;
+	struct grant_key *grant_key;    /* private: signs grants, proves our capability */
 	uint64_t node_id;               /* ours, in HELLO to memory nodes */
 	int node_timeout_s;
 	int sweep_s;                  /* orphan sweep interval (sweep.c); 0: never */

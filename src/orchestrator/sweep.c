@@ -40,7 +40,8 @@ static int list_node(struct orch *o, const struct node_rec *n, struct proto_sect
 		     size_t *ret_n)
 {
 	struct mnc_opts opts = {
-		.addr = n->addr, .key = &o->key, .node_id = o->node_id, .timeout_ms = 5000,
+		.addr = n->addr, .key = &o->key, .orch_key = o->grant_key, .node_id = o->node_id,
+		.timeout_ms = 5000,
 	};
 	_cleanup_mnc_ struct mnc *c = NULL;
 	struct proto_section *all = NULL;

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * disagg-grant: create a cluster key, or mint a section grant with it.
+ * disagg-grant: create a cluster key or a grant key, or mint a section
+ * grant with the grant key (as the orchestrator does).
  *
  *   disagg-grant --new-key FILE
- *   disagg-grant --key FILE --memnode ID --holder ID --section N --generation G
- *                --rights r|w|rw [--epoch E] [--ttl SECONDS | --expiry UNIX]
+ *   disagg-grant --new-grant-key FILE [--public FILE]
+ *   disagg-grant --grant-key FILE --memnode ID --holder ID --section N
+ *                --generation G --rights [r][w][f] [--epoch E]
+ *                [--ttl SECONDS | --expiry UNIX]
  *
  * --epoch is the holder's ownership epoch of the section (default 0): a
  * memory node refuses writes through grants of an epoch older than the
  * newest it has seen for the section.
- * A grant is printed as 144 hex digits (its wire encoding), the form the
- * orchestrator and the command-line tools pass around.
+ * A grant is printed as 208 hex digits (its wire encoding), the form the
+ * orchestrator and the command-line tools pass around. Rights: r read, w
+ * write, f free (the holder may free the section with the grant).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,13 +26,15 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "toolutil.h"
 
 static void usage(FILE *f)
 {
-	fputs("usage: disagg-grant --new-key FILE\n"
-	      "       disagg-grant --key FILE --memnode ID --holder ID --section N\n"
-	      "                    --generation G --rights r|w|rw [--epoch E]\n"
+	fputs("usage: disagg-grant --new-key FILE                      (a cluster key)\n"
+	      "       disagg-grant --new-grant-key FILE [--public FILE]  (a grant key pair)\n"
+	      "       disagg-grant --grant-key FILE --memnode ID --holder ID --section N\n"
+	      "                    --generation G --rights [r][w][f] [--epoch E]\n"
 	      "                    [--ttl SECONDS|--expiry UNIX]\n",
 	      f);
 }
@@ -37,7 +43,9 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "new-key", required_argument, NULL, 'n' },
-		{ "key", required_argument, NULL, 'k' },
+		{ "new-grant-key", required_argument, NULL, 'N' },
+		{ "public", required_argument, NULL, 'P' },
+		{ "grant-key", required_argument, NULL, 'k' },
 		{ "memnode", required_argument, NULL, 'm' },
 		{ "holder", required_argument, NULL, 'H' },
 		{ "section", required_argument, NULL, 's' },
@@ -49,12 +57,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	const char *new_key = NULL, *keyfile = NULL, *rights_s = NULL;
+	const char *new_key = NULL, *new_gkey = NULL, *pubfile = NULL, *keyfile = NULL,
+		   *rights_s = NULL;
 	uint64_t memnode = 0, holder = 0, section = 0, generation = 0, ttl = 0, expiry = 0;
 	uint64_t epoch = 0;
 	bool have_m = false, have_h = false, have_s = false, have_g = false, have_ttl = false,
 	     have_exp = false;
-	struct auth_key key;
+	_cleanup_grant_key_ struct grant_key *key = NULL;
 	struct proto_grant g;
 	char hex[GRANT_HEX_LEN + 1];
 	uint32_t rights = 0;
@@ -63,6 +72,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': new_key = optarg; break;
+		case 'N': new_gkey = optarg; break;
+		case 'P': pubfile = optarg; break;
 		case 'k': keyfile = optarg; break;
 		case 'm': have_m = true; r = tool_u64("--memnode", optarg, &memnode); goto num;
 		case 'H': have_h = true; r = tool_u64("--holder", optarg, &holder); goto num;
@@ -93,9 +104,18 @@ num:
 		}
 		return 0;
 	}
+	if (new_gkey) {
+		r = grant_key_create(new_gkey, pubfile);
+		if (r < 0) {
+			fprintf(stderr, "disagg-grant: cannot create grant key %s: %s\n", new_gkey,
+				strerror(-r));
+			return 1;
+		}
+		return 0;
+	}
 
 	if (!keyfile || !have_m || !have_h || !have_s || !have_g || !rights_s) {
-		fprintf(stderr, "disagg-grant: --key, --memnode, --holder, --section, --generation "
+		fprintf(stderr, "disagg-grant: --grant-key, --memnode, --holder, --section, --generation "
 				"and --rights are required\n");
 		usage(stderr);
 		return 1;
@@ -121,15 +141,14 @@ num:
 		expiry = now + ttl;
 	}
 
-	r = auth_key_load(keyfile, &key);
+	r = grant_key_load(keyfile, true, &key);
 	if (r < 0) {
-		fprintf(stderr, "disagg-grant: cannot load key %s: %s%s\n", keyfile, strerror(-r),
-			auth_key_hint(r));
+		fprintf(stderr, "disagg-grant: cannot load grant key %s: %s%s\n", keyfile,
+			strerror(-r), grant_key_hint(r));
 		return 1;
 	}
-	r = grant_mint_epoch(&key, memnode, holder, (uint32_t)section, (uint32_t)generation,
-			     (uint32_t)epoch, rights, expiry, &g);
-	OPENSSL_cleanse(&key, sizeof(key));
+	r = grant_mint(key, memnode, holder, (uint32_t)section, (uint32_t)generation,
+		       (uint32_t)epoch, rights, expiry, &g);
 	if (r < 0) {
 		fprintf(stderr, "disagg-grant: cannot mint grant: %s\n", strerror(-r));
 		return 1;

@@ -2,7 +2,8 @@
 /*
  * disagg-mnctl: a small memory-node client for tests, the demo and humans.
  *
- *   disagg-mnctl --addr HOST:PORT --key FILE --node-id ID [--timeout MS] CMD ...
+ *   disagg-mnctl --addr HOST:PORT --key FILE --grant-key FILE --node-id ID
+ *                [--timeout MS] CMD ...
  *
  *   ping | stats | list | alloc [--owner ID] | free SECTION GEN
  *   fill SECTION GEN --seed S [--pages N] [--first P]
@@ -13,9 +14,11 @@
  *   fadd SECTION GEN --offset O --value V
  *   fence SECTION GEN --epoch E
  *
- * It holds the cluster key, so it mints its own grants (holder = --node-id,
- * memnode = the id the node proved in HELLO, ownership epoch --epoch,
- * default 0), as the orchestrator would.
+ * It holds the cluster key and the grant key's private half, so it acts as
+ * the orchestrator: it proves the orchestrator's capability at AUTH (alloc,
+ * list, free and copy need it) and mints its own grants (holder =
+ * --node-id, memnode = the id the node proved in HELLO, ownership epoch
+ * --epoch, default 0).
  * fill/verify use the pattern of toolutil.h, derived from the seed, the
  * memory node id, the section and the page index; --pattern-node and
  * --pattern-section verify a copy made to another node or section.
@@ -33,6 +36,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "mnclient.h"
 #include "net.h"
 #include "toolutil.h"
@@ -41,7 +45,7 @@
 #define QD 8 /* requests in flight for fill/verify */
 
 struct args {
-	const char *addr, *keyfile, *to;
+	const char *addr, *keyfile, *grant_keyfile, *to;
 	uint64_t node_id, owner, seed, pages, first, timeout;
 	uint64_t to_section, to_generation, to_node_id;
 	uint64_t offset, expect, value, pattern_node, pattern_section, epoch;
@@ -97,12 +101,12 @@ static int sec_gen(const struct args *a, uint32_t *ret_sec, uint32_t *ret_gen)
 	return 0;
 }
 
-static int mint(const struct auth_key *key, const struct args *a, uint64_t memnode,
+static int mint(const struct grant_key *key, const struct args *a, uint64_t memnode,
 		uint64_t holder, uint32_t sec, uint32_t gen, uint32_t rights,
 		struct proto_grant *ret)
 {
-	int r = grant_mint_epoch(key, memnode, holder, sec, gen, (uint32_t)a->epoch, rights,
-				 (uint64_t)time(NULL) + 3600, ret);
+	int r = grant_mint(key, memnode, holder, sec, gen, (uint32_t)a->epoch, rights,
+			   (uint64_t)time(NULL) + 3600, ret);
 
 	return r < 0 ? fail("mint grant", r) : 0;
 }
@@ -161,7 +165,7 @@ static void chunk_done(void *opaque, int status, size_t len)
 		check_chunk(k);
 }
 
-static int fill_verify(struct mnc *c, const struct auth_key *key, const struct args *a,
+static int fill_verify(struct mnc *c, const struct grant_key *key, const struct args *a,
 		       bool write)
 {
 	const struct mnc_info *info = mnc_info(c);
@@ -346,10 +350,10 @@ static int cmd_list(struct mnc *c, const struct args *a)
 	return print_json(arr);
 }
 
-static int cmd_copy(struct mnc *c, const struct auth_key *key, const struct args *a)
+static int cmd_copy(struct mnc *c, const struct grant_key *key, const struct args *a)
 {
 	struct proto_copy_rep rep;
-	struct proto_grant dst;
+	struct proto_grant src, dst;
 	uint32_t sec, gen;
 	int r;
 
@@ -366,14 +370,16 @@ static int cmd_copy(struct mnc *c, const struct auth_key *key, const struct args
 	if (mint(key, a, a->to_node_id, mnc_info(c)->node_id, (uint32_t)a->to_section,
 		 (uint32_t)a->to_generation, PROTO_R_WRITE, &dst))
 		return 1;
-	r = mnc_copy(c, sec, gen, &dst, a->to, &rep);
+	if (mint(key, a, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_READ, &src))
+		return 1;
+	r = mnc_copy(c, &src, &dst, a->to, &rep);
 	if (r < 0)
 		return fail("copy", r);
 	return print_json(json_pack("{s:I, s:I}", "pages", (json_int_t)rep.pages, "usec",
 				    (json_int_t)rep.usec));
 }
 
-static int cmd_atomic(struct mnc *c, const struct auth_key *key, const struct args *a, bool cas)
+static int cmd_atomic(struct mnc *c, const struct grant_key *key, const struct args *a, bool cas)
 {
 	struct proto_grant g;
 	uint32_t sec, gen;
@@ -397,7 +403,7 @@ static int cmd_atomic(struct mnc *c, const struct auth_key *key, const struct ar
 	return 0;
 }
 
-static int cmd_fence(struct mnc *c, const struct auth_key *key, const struct args *a)
+static int cmd_fence(struct mnc *c, const struct grant_key *key, const struct args *a)
 {
 	struct proto_grant g;
 	uint32_t sec, gen, epoch;
@@ -416,7 +422,8 @@ static int cmd_fence(struct mnc *c, const struct auth_key *key, const struct arg
 
 static void usage(FILE *f)
 {
-	fputs("usage: disagg-mnctl --addr HOST:PORT --key FILE --node-id ID [--timeout MS] CMD\n"
+	fputs("usage: disagg-mnctl --addr HOST:PORT --key FILE --grant-key FILE --node-id ID\n"
+	      "                    [--timeout MS] CMD\n"
 	      "  ping | stats | list | alloc [--owner ID] | free SECTION GEN\n"
 	      "  fill SECTION GEN --seed S [--pages N] [--first P]\n"
 	      "  verify SECTION GEN (--seed S | --zero) [--pages N] [--first P]\n"
@@ -432,13 +439,14 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct args *a)
 {
 	enum {
-		O_ADDR = 256, O_KEY, O_NODE, O_TIMEOUT, O_OWNER, O_SEED, O_PAGES, O_FIRST, O_ZERO,
+		O_ADDR = 256, O_KEY, O_GKEY, O_NODE, O_TIMEOUT, O_OWNER, O_SEED, O_PAGES, O_FIRST, O_ZERO,
 		O_TO, O_TOSEC, O_TOGEN, O_TONODE, O_OFFSET, O_EXPECT, O_VALUE, O_PNODE, O_PSEC,
 		O_EPOCH,
 	};
 	static const struct option opts[] = {
 		{ "addr", required_argument, NULL, O_ADDR },
 		{ "key", required_argument, NULL, O_KEY },
+		{ "grant-key", required_argument, NULL, O_GKEY },
 		{ "node-id", required_argument, NULL, O_NODE },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "owner", required_argument, NULL, O_OWNER },
@@ -466,6 +474,7 @@ static int parse(int argc, char **argv, struct args *a)
 		switch (c) {
 		case O_ADDR: a->addr = optarg; break;
 		case O_KEY: a->keyfile = optarg; break;
+		case O_GKEY: a->grant_keyfile = optarg; break;
 		case O_NODE: have_node = true; r = tool_u64("--node-id", optarg, &a->node_id); break;
 		case O_TIMEOUT: r = tool_u64("--timeout", optarg, &a->timeout); break;
 		case O_OWNER: r = tool_u64("--owner", optarg, &a->owner); break;
@@ -489,8 +498,9 @@ static int parse(int argc, char **argv, struct args *a)
 		if (r < 0)
 			return r;
 	}
-	if (!a->addr || !a->keyfile || !have_node || optind >= argc) {
-		fprintf(stderr, "disagg-mnctl: --addr, --key, --node-id and a command are required\n");
+	if (!a->addr || !a->keyfile || !a->grant_keyfile || !have_node || optind >= argc) {
+		fprintf(stderr, "disagg-mnctl: --addr, --key, --grant-key, --node-id and a command "
+				"are required\n");
 		usage(stderr);
 		return -EINVAL;
 	}
@@ -512,6 +522,7 @@ int main(int argc, char **argv)
 	_cleanup_mnc_ struct mnc *c = NULL;
 	struct args a = { 0 };
 	struct auth_key key;
+	_cleanup_grant_key_ struct grant_key *gkey = NULL;
 	const char *cmd;
 	int r;
 
@@ -534,8 +545,16 @@ int main(int argc, char **argv)
 			auth_key_hint(r));
 		return 1;
 	}
+	r = grant_key_load(a.grant_keyfile, true, &gkey);
+	if (r < 0) {
+		OPENSSL_cleanse(&key, sizeof(key));
+		fprintf(stderr, "disagg-mnctl: cannot load grant key %s: %s%s\n", a.grant_keyfile,
+			strerror(-r), grant_key_hint(r));
+		return 1;
+	}
 	struct mnc_opts o = {
-		.addr = a.addr, .key = &key, .node_id = a.node_id, .timeout_ms = (int)a.timeout,
+		.addr = a.addr, .key = &key, .orch_key = gkey, .node_id = a.node_id,
+		.timeout_ms = (int)a.timeout,
 	};
 	r = mnc_connect(&o, &c);
 	if (r < 0) {
@@ -556,15 +575,15 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "free"))
 		r = cmd_free(c, &a);
 	else if (!strcmp(cmd, "fill"))
-		r = fill_verify(c, &key, &a, true);
+		r = fill_verify(c, gkey, &a, true);
 	else if (!strcmp(cmd, "verify"))
-		r = fill_verify(c, &key, &a, false);
+		r = fill_verify(c, gkey, &a, false);
 	else if (!strcmp(cmd, "copy"))
-		r = cmd_copy(c, &key, &a);
+		r = cmd_copy(c, gkey, &a);
 	else if (!strcmp(cmd, "fence"))
-		r = cmd_fence(c, &key, &a);
+		r = cmd_fence(c, gkey, &a);
 	else
-		r = cmd_atomic(c, &key, &a, !strcmp(cmd, "cas"));
+		r = cmd_atomic(c, gkey, &a, !strcmp(cmd, "cas"));
 	OPENSSL_cleanse(&key, sizeof(key));
 	fflush(stdout);
 	return r;

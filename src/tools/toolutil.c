@@ -33,16 +33,23 @@ bad:
 
 int tool_rights(const char *s, uint32_t *ret)
 {
-	if (strcmp(s, "r") == 0)
-		*ret = PROTO_R_READ;
-	else if (strcmp(s, "w") == 0)
-		*ret = PROTO_R_WRITE;
-	else if (strcmp(s, "rw") == 0 || strcmp(s, "wr") == 0)
-		*ret = PROTO_R_ALL;
-	else {
-		fprintf(stderr, "invalid rights '%s' (r, w or rw)\n", s);
+	uint32_t r = 0;
+
+	for (const char *p = s; *p; p++) {
+		uint32_t bit = *p == 'r' ? PROTO_R_READ : *p == 'w' ? PROTO_R_WRITE
+				: *p == 'f' ? PROTO_R_FREE : 0;
+
+		if (!bit || (r & bit)) {
+			r = 0;
+			break;
+		}
+		r |= bit;
+	}
+	if (!r) {
+		fprintf(stderr, "invalid rights '%s' (letters r, w and f: read, write, free)\n", s);
 		return -EINVAL;
 	}
+	*ret = r;
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "grant.h"
 #include "wire.h"
 
 enum mode {
@@ -37,7 +38,7 @@ enum mode {
 			__builtin_trap(); \
 	} while (0)
 
-static const struct auth_key fuzz_key = { .bytes = "fuzz-key-fuzz-key-fuzz-key-0123" };
+static struct grant_key *fuzz_key;   /* made once, in memory */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,7 +91,9 @@ static void grant_check(const struct proto_grant *g)
 	struct proto_grant back;
 	int r;
 
-	r = grant_verify(&fuzz_key, g, g->memnode_id, g->holder_id, PROTO_R_READ, 1);
+	if (!fuzz_key && grant_key_generate(&fuzz_key) < 0)
+		abort();
+	r = grant_verify(fuzz_key, g, g->memnode_id, g->holder_id, PROTO_R_READ, 1);
 	CHECK(r == 0 || r == -EKEYREJECTED || r == -EKEYEXPIRED || r == -EPERM);
 	grant_to_hex(g, hex);
 	CHECK(strlen(hex) == GRANT_HEX_LEN);
@@ -150,6 +153,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 	case 9: wire_u64_swap(&u.atomic_rep.old); break;
 	case 10:
 		wire_copy_req_swap(&u.copy_req);
+		grant_check(&u.copy_req.src_grant);
 		grant_check(&u.copy_req.dst_grant);
 		/* The address must be treated as NUL-padded, not NUL-terminated. */
 		CHECK(strnlen(u.copy_req.addr, sizeof(u.copy_req.addr)) <= PROTO_MAX_ADDR);

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "grant.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 
@@ -62,7 +63,7 @@ static int take_over(const struct mnspawn *mn, const struct proto_grant *old)
 		return -ENOMEM;
 	for (uint64_t pg = 0; pg < SPP; pg++)
 		pat_fill(data + pg * PS, pg, 9);
-	r = grant_mint_epoch(&mn->key, old->memnode_id, NEW_OWNER, old->section, old->generation, 1,
+	r = grant_mint(mn->gkey, old->memnode_id, NEW_OWNER, old->section, old->generation, 1,
 			     PROTO_R_ALL, 0, &g);
 	if (r == 0)
 		r = mnc_connect(&mo, &c);
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
 		return tap_done();
 	mo.addr = mn.addr;
 	mo.key = &mn.key;
+	mo.orch_key = mn.gkey;
 	mo.node_id = my_id;
 	r = mnc_connect(&mo, &c);
 	for (unsigned i = 0; r == 0 && i < NSEC; i++) {
@@ -107,7 +109,7 @@ int main(int argc, char **argv)
 
 		r = mnc_alloc(c, my_id, &s);
 		if (r == 0)
-			r = grant_mint(&mn.key, mnc_info(c)->node_id, my_id, s.section, s.generation,
+			r = grant_mint(mn.gkey, mnc_info(c)->node_id, my_id, s.section, s.generation, 0,
 				       PROTO_R_ALL, 0, &secs[i].grant);
 		secs[i].kind = PAGER_SEC_REMOTE;
 		snprintf(secs[i].addr, sizeof(secs[i].addr), "%s", mn.addr);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grant.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 
@@ -47,6 +48,7 @@ extern char **environ;
 static _Atomic uint32_t ver[NPG];
 static struct tmap m;
 static struct auth_key key;
+static struct grant_key *gkey;     /* node A's: the test acts as the orchestrator */
 
 static uint64_t mono_us(void)
 {
@@ -58,7 +60,8 @@ static uint64_t mono_us(void)
 
 static int mn_connect(const struct mnspawn *n, struct mnc **ret)
 {
-	struct mnc_opts o = { .addr = n->addr, .key = &key, .node_id = MY_ID, .timeout_ms = 5000 };
+	struct mnc_opts o = { .addr = n->addr, .key = &key, .orch_key = gkey, .node_id = MY_ID,
+			      .timeout_ms = 5000 };
 
 	return mnc_connect(&o, ret);
 }
@@ -74,10 +77,10 @@ static int alloc_section(const struct mnspawn *n, struct pager_section *ret, uin
 	if (r == 0)
 		r = mnc_alloc(c, MY_ID, &s);
 	if (r == 0)
-		r = grant_mint(&key, n->node_id, MY_ID, s.section, s.generation, PROTO_R_ALL, 0,
+		r = grant_mint(gkey, n->node_id, MY_ID, s.section, s.generation, 0, PROTO_R_ALL, 0,
 			       &ret->grant);
 	if (r == 0 && ret_wgrant)
-		r = grant_mint(&key, n->node_id, writer, s.section, s.generation, PROTO_R_WRITE, 0,
+		r = grant_mint(gkey, n->node_id, writer, s.section, s.generation, 0, PROTO_R_WRITE, 0,
 			       ret_wgrant);
 	if (r < 0)
 		return r;
@@ -203,8 +206,7 @@ static int migrate(const char *what, const struct mnspawn *src, struct mnspawn *
 		usleep(30000);
 		r = mn_connect(src, &c);
 		if (r == 0)
-			r = mnc_copy(c, cur->grant.section, cur->grant.generation, &wgrant, dst->addr,
-				     &rep);
+			r = mnc_copy(c, &cur->grant, &wgrant, dst->addr, &rep);
 		ok(r == 0, "%s: COPY %s -> %s: %s (%llu pages, %llu us)", what, src->addr, dst->addr,
 		   strerror(-r), (unsigned long long)rep.pages, (unsigned long long)rep.usec);
 		usleep(30000);
@@ -246,6 +248,7 @@ int main(int argc, char **argv)
 	if (!ok(r == 0, "memnode A at %s: %s", a.addr, strerror(-r)))
 		return tap_done();
 	key = a.key;
+	gkey = a.gkey;
 	r = mnspawn_start_keyed(&b, exe, 4 * LEN, SEC, 12, &a);
 	if (!ok(r == 0, "memnode B at %s: %s", b.addr, strerror(-r))) {
 		mnspawn_stop(&a, true);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grant.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 
@@ -101,6 +102,7 @@ int main(int argc, char **argv)
 		return tap_done();
 	mo.addr = mn.addr;
 	mo.key = &mn.key;
+	mo.orch_key = mn.gkey;
 	mo.node_id = my_id;
 	r = mnc_connect(&mo, &c);
 	ok(r == 0, "connect: %s", strerror(-r));
@@ -109,7 +111,7 @@ int main(int argc, char **argv)
 
 		r = mnc_alloc(c, my_id, &s);
 		if (r == 0)
-			r = grant_mint(&mn.key, mnc_info(c)->node_id, my_id, s.section, s.generation,
+			r = grant_mint(mn.gkey, mnc_info(c)->node_id, my_id, s.section, s.generation, 0,
 				       PROTO_R_ALL, 0, &secs[i].grant);
 		secs[i].kind = PAGER_SEC_REMOTE;
 		snprintf(secs[i].addr, sizeof(secs[i].addr), "%s", mn.addr);

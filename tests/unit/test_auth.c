@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Unit test of src/common/auth.c: cluster key files (mode and size checks,
- * creation with mode 0600 and no overwrite), grants (mint, verify, every
- * way a grant can be wrong, hex form), and the HELLO challenge-response
- * MACs. MACs are also recomputed here straight from the definitions in
- * proto.h with libcrypto, so the code and the spec cannot drift apart.
+ * creation with mode 0600 and no overwrite) and the HELLO
+ * challenge-response MACs. MACs are also recomputed here straight from the
+ * definitions in proto.h with libcrypto, so the code and the spec cannot
+ * drift apart. Grants: test_grant.c.
  */
 #include <endian.h>
 #include <errno.h>
@@ -68,17 +68,6 @@ static void ref_mac(const struct auth_key *k, const char *label, const void *a, 
 	HMAC(EVP_sha256(), k->bytes, sizeof(k->bytes), msg, off, out, &olen);
 }
 
-/* A grant with arbitrary fields and a correct MAC (proto.h definition). */
-static struct proto_grant ref_grant(const struct auth_key *k, struct proto_grant g)
-{
-	struct proto_grant le = g;
-
-	wire_grant_swap(&le);
-	ref_mac(k, "disagg-grant", &le, offsetof(struct proto_grant, mac), NULL, 0, NULL, 0, NULL,
-		0, g.mac);
-	return g;
-}
-
 static void test_keys(void)
 {
 	char p[256], p2[256];
@@ -129,120 +118,6 @@ static void test_keys(void)
 	is(auth_key_load(dir, &k2), -EINVAL, "a directory is not a key");
 	path_of(p, sizeof(p), "nodir/key");
 	is(auth_key_create(p), -ENOENT, "create in a missing directory");
-}
-
-static void test_grants(const struct auth_key *key, const struct auth_key *other)
-{
-	const uint64_t now = (uint64_t)time(NULL);
-	struct proto_grant g, t, back;
-	char hex[GRANT_HEX_LEN + 1], bad[GRANT_HEX_LEN + 2];
-	bool all;
-
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_ALL, now + 100, &g), 0, "mint");
-	ok(g.memnode_id == 10 && g.holder_id == 20 && g.section == 5 && g.generation == 6 &&
-	   g.rights == PROTO_R_ALL && g.expiry == now + 100 && g.epoch == 0, "fields as given");
-	is(grant_mint_epoch(key, 10, 20, 5, 6, 7, PROTO_R_ALL, 0, &t), 0, "mint with an epoch");
-	ok(t.epoch == 7 && t.generation == 6 && t.rights == PROTO_R_ALL, "  epoch as given");
-	back = ref_grant(key, t);
-	ok(memcmp(back.mac, t.mac, PROTO_MAC_SIZE) == 0, "  the MAC covers the epoch");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_WRITE, now), 0,
-	   "  verifies (the epoch is the node's to judge)");
-	t.epoch = 8;
-	is(grant_verify(key, &t, 10, 20, PROTO_R_WRITE, now), -EKEYREJECTED, "  a raised epoch does not");
-	t = ref_grant(key, g);
-	ok(memcmp(t.mac, g.mac, PROTO_MAC_SIZE) == 0, "MAC matches the proto.h definition");
-	is(grant_verify(key, &g, 10, 20, PROTO_R_READ, now), 0, "verify read");
-	is(grant_verify(key, &g, 10, 20, PROTO_R_WRITE, now), 0, "verify write");
-	is(grant_verify(key, &g, 10, 20, PROTO_R_ALL, now), 0, "verify read+write");
-	is(grant_verify(other, &g, 10, 20, PROTO_R_READ, now), -EKEYREJECTED, "other key");
-	is(grant_verify(key, &g, 11, 20, PROTO_R_READ, now), -EKEYREJECTED, "wrong memnode");
-	is(grant_verify(key, &g, 10, 21, PROTO_R_READ, now), -EKEYREJECTED, "wrong holder");
-
-	/* Flip one bit in every byte: fields and MAC. */
-	all = true;
-	for (size_t i = 0; i < sizeof(g); i++) {
-		t = g;
-		((uint8_t *)&t)[i] ^= 0x01;
-		if (grant_verify(key, &t, t.memnode_id, t.holder_id, PROTO_R_READ, now) !=
-		    -EKEYREJECTED) {
-			diag("byte %zu flipped still verifies", i);
-			all = false;
-		}
-	}
-	ok(all, "a flipped bit in any of the %zu bytes is rejected", sizeof(g));
-	all = true;
-	for (size_t i = 0; i < sizeof(g); i++) {
-		t = g;
-		((uint8_t *)&t)[i] ^= 0x80;
-		if (grant_verify(key, &t, t.memnode_id, t.holder_id, PROTO_R_READ, now) !=
-		    -EKEYREJECTED)
-			all = false;
-	}
-	ok(all, "and so is a flipped high bit");
-
-	/* Expiry. */
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_READ, now - 1, &t), 0, "mint expired");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now), -EKEYEXPIRED, "expired");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now - 2), 0, "valid before its expiry");
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_READ, now, &t), 0, "mint expiring now");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now), -EKEYEXPIRED, "expiry == now is expired");
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_READ, 0, &t), 0, "mint expiry 0");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, UINT64_MAX), 0, "expiry 0 never expires");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, 0), 0, "expiry 0 at time 0");
-
-	/* Rights. */
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_READ, 0, &t), 0, "mint read-only");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_WRITE, now), -EPERM, "read-only grant used to write");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_ALL, now), -EPERM, "read-only grant used for both");
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_WRITE, 0, &t), 0, "mint write-only");
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now), -EPERM, "write-only grant used to read");
-	is(grant_mint(key, 10, 20, 5, 6, 0, 0, &t), -EINVAL, "mint with no rights refused");
-	is(grant_mint(key, 10, 20, 5, 6, PROTO_R_ALL | 4, 0, &t), -EINVAL,
-	   "mint with unknown rights refused");
-
-	/* Unknown rights bits, with a MAC that is otherwise correct. */
-	t = g;
-	t.rights = PROTO_R_READ | 0x100;
-	t = ref_grant(key, t);
-	is(grant_verify(key, &t, 10, 20, PROTO_R_READ, now), -EKEYREJECTED,
-	   "unknown rights bit (valid MAC)");
-
-	/* Hex. */
-	grant_to_hex(&g, hex);
-	is(strlen(hex), 144, "hex length");
-	ok(strspn(hex, "0123456789abcdef") == 144, "lowercase hex digits");
-	ok(strncmp(hex, "0a00000000000000" "1400000000000000" "05000000", 40) == 0,
-	   "hex is the little-endian wire encoding");
-	memset(&back, 0, sizeof(back));
-	is(grant_from_hex(hex, &back), 0, "hex round trip");
-	ok(memcmp(&g, &back, sizeof(g)) == 0, "  same grant");
-	is(grant_verify(key, &back, 10, 20, PROTO_R_ALL, now), 0, "  still verifies");
-	for (size_t i = 0; hex[i]; i++)
-		if (hex[i] >= 'a')
-			hex[i] = (char)(hex[i] - 'a' + 'A');
-	is(grant_from_hex(hex, &back), 0, "uppercase hex accepted");
-	ok(memcmp(&g, &back, sizeof(g)) == 0, "  same grant");
-
-	memset(&back, 0x33, sizeof(back));
-	t = back;
-	strcpy(bad, hex);
-	bad[143] = '\0';
-	is(grant_from_hex(bad, &back), -EINVAL, "143 digits");
-	strcpy(bad, hex);
-	strcat(bad, "0");
-	is(grant_from_hex(bad, &back), -EINVAL, "145 digits");
-	strcpy(bad, hex);
-	bad[77] = 'g';
-	is(grant_from_hex(bad, &back), -EINVAL, "non-hex digit");
-	strcpy(bad, hex);
-	bad[0] = ' ';
-	is(grant_from_hex(bad, &back), -EINVAL, "leading space");
-	strcpy(bad, hex);
-	bad[10] = '\0';
-	is(grant_from_hex(bad, &back), -EINVAL, "embedded NUL");
-	is(grant_from_hex("", &back), -EINVAL, "empty string");
-	is(grant_from_hex(NULL, &back), -EINVAL, "NULL");
-	ok(memcmp(&t, &back, sizeof(t)) == 0, "output untouched on failure");
 }
 
 static void test_hello(const struct auth_key *key, const struct auth_key *other)
@@ -313,7 +188,6 @@ int main(void)
 		memset(&key, 1, sizeof(key));
 		memset(&other, 2, sizeof(other));
 	}
-	test_grants(&key, &other);
 	test_hello(&key, &other);
 
 	{

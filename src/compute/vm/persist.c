@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"

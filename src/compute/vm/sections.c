@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
@@ -31,7 +32,7 @@ void vm_free_section(struct vm *vm, const struct vm_section *s)
 		return;
 	r = mnc_connect(&o, &c);
 	if (r >= 0)
-		r = mnc_free(c, s->sec.grant.section, s->sec.grant.generation, s->sec.grant.epoch);
+		r = mnc_free_grant(c, &s->sec.grant);   /* the grant must carry PROTO_R_FREE */
 	if (r < 0)
 		log_warn("vm %s: cannot free section %u on %s: %s", vm->spec.name,
 			 s->sec.grant.section, s->sec.addr, strerror(-r));

@@ -50,6 +50,7 @@
 
 #include "auth.h"
 #include "grant.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "net.h"
 

@@ -32,6 +32,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
+import dproto  # noqa: E402
 from fakes import Api  # noqa: E402
 
 
@@ -66,13 +67,14 @@ def main():
     key = work / "bench.key"
     key.write_bytes(os.urandom(32))
     key.chmod(0o600)
+    gkey, _ = dproto.grant_files(key)     # beside the key, where fakes.py finds it
     db = work / "bench.db"
     for p in (db, pathlib.Path(str(db) + "-wal"), pathlib.Path(str(db) + "-shm")):
         if p.exists():
             p.unlink()
     log = open(work / "orchestrator.log", "wb")
     orch = subprocess.Popen([args.prog or find_prog(), "--http", "127.0.0.1:0", "--db", str(db),
-                             "--key", str(key), "--log-level", "warn"],
+                             "--key", str(key), "--grant-key", gkey, "--log-level", "warn"],
                             stdout=subprocess.PIPE, stderr=log)
     line = orch.stdout.readline().decode()
     if "listening on" not in line:

@@ -37,6 +37,7 @@
 #include "baseline.h"
 #include "grant.h"
 #include "log.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 #include "net.h"

@@ -567,8 +567,7 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 {
 	_cleanup_(json_decrefp) json_t *old = NULL;
 	static const char *const stale[] = { "cluster.json", "cluster.key", "grant.key", "grant.pub",
-					     "orchestrator.db", "orchestrator.db-wal",
-					     "orchestrator.db-shm" };
+		"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm" };
 	int r;
 
 	r = cluster_load(u->dir, &old);

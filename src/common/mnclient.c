@@ -792,44 +792,6 @@ int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, u
 	return io_range(c, PROTO_OP_WRITE, g, page, npages, (void *)data);
 }
 
-int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret)
-{
-	struct proto_alloc_req req = { .owner_id = owner_id };
-	struct proto_section s;
-	int r;
-
-	wire_alloc_req_swap(&req);
-	r = call(c, PROTO_OP_SECTION_ALLOC, &req, sizeof(req), &s, sizeof(s), true,
-		 c ? c->timeout_ms : 0, NULL);
-	if (r < 0)
-		return r;
-	wire_section_swap(&s);
-	*ret = s;
-	return 0;
-}
-
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch)
-{
-	struct proto_free_req req = { .section = section, .generation = generation,
-				       .epoch = epoch };
-
-	wire_free_req_swap(&req);
-	return call(c, PROTO_OP_SECTION_FREE, &req, sizeof(req), NULL, 0, true,
-		    c ? c->timeout_ms : 0, NULL);
-}
-
-int mnc_free_grant(struct mnc *c, const struct proto_grant *g)
-{
-	struct proto_grant le;
-
-	if (!g)
-		return -EINVAL;
-	le = *g;
-	wire_grant_swap(&le);
-	return call(c, PROTO_OP_SECTION_FREE, &le, sizeof(le), NULL, 0, true,
-		    c ? c->timeout_ms : 0, NULL);
-}
-
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next)
 {

@@ -97,14 +97,10 @@ int mnc_read_range(struct mnc *c, const struct proto_grant *g, uint32_t page, ui
 int mnc_write_range(struct mnc *c, const struct proto_grant *g, uint32_t page, uint32_t npages,
 		    const void *data);
 /*
- * ALLOC, LIST, COPY and mnc_free need a connection made with opts.orch_key
- * (-ENOKEY otherwise: the memory node refuses them to anyone else).
+ * LIST and COPY need a connection made with opts.orch_key (-ENOKEY
+ * otherwise: the memory node refuses them to anyone else). ALLOC and FREE:
+ * mnadmin.h.
  */
-int mnc_alloc(struct mnc *c, uint64_t owner_id, struct proto_section *ret);
-/* Free a section as its owner of ownership epoch `epoch` (-EKEYREVOKED: fenced). */
-int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoch);
-/* Free the section of grant g (held by us, with PROTO_R_FREE), at the grant's epoch. */
-int mnc_free_grant(struct mnc *c, const struct proto_grant *g);
 /* Allocated sections from index `start`: fills up to `max` entries, *ret_next continues. */
 int mnc_list(struct mnc *c, uint32_t start, uint32_t max, struct proto_section *ret,
 	     uint32_t *ret_count, uint32_t *ret_next);

@@ -34,7 +34,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "grant.h"
 #include "log.h"
 
 #define FENCE_GRANT_TTL_S 300
@@ -47,7 +46,7 @@ int fence_section_on(struct orch *o, const struct node_rec *mn, const struct sec
 	int r;
 
 	r = grant_mint(o->grant_key, mn->id, o->node_id, x->section, x->generation, epoch,
-			     PROTO_R_WRITE, (uint64_t)time(NULL) + FENCE_GRANT_TTL_S, &g);
+		       PROTO_R_WRITE, (uint64_t)time(NULL) + FENCE_GRANT_TTL_S, &g);
 	if (r == 0)
 		r = mnpool_fence(o->mnpool, mn, &g, &now_epoch);
 	if (r == 0)

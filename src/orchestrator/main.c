@@ -154,7 +154,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		return -EINVAL;
 	if (!o->grant_keyfile) {
 		log_error("--grant-key FILE is required (the private half of the grant key: "
-			  "disagg-grant --new-key makes one)");
+			  "disagg-grant --new-grant-key makes one)");
 		return -EINVAL;
 	}
 	return 0;

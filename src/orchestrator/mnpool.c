@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 
 #define MNPOOL_BUCKETS 256

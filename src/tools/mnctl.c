@@ -18,7 +18,8 @@
  * the orchestrator: it proves the orchestrator's capability at AUTH (alloc,
  * list, free and copy need it) and mints its own grants (holder =
  * --node-id, memnode = the id the node proved in HELLO, ownership epoch
- * --epoch, default 0).
+ * --epoch, default 0). --grant-key defaults to grant.key beside the --key
+ * file (the layout `disagg up` makes).
  * fill/verify use the pattern of toolutil.h, derived from the seed, the
  * memory node id, the section and the page index; --pattern-node and
  * --pattern-section verify a copy made to another node or section.
@@ -37,6 +38,7 @@
 
 #include "auth.h"
 #include "grant.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "net.h"
 #include "toolutil.h"
@@ -422,7 +424,7 @@ static int cmd_fence(struct mnc *c, const struct grant_key *key, const struct ar
 
 static void usage(FILE *f)
 {
-	fputs("usage: disagg-mnctl --addr HOST:PORT --key FILE --grant-key FILE --node-id ID\n"
+	fputs("usage: disagg-mnctl --addr HOST:PORT --key FILE [--grant-key FILE] --node-id ID\n"
 	      "                    [--timeout MS] CMD\n"
 	      "  ping | stats | list | alloc [--owner ID] | free SECTION GEN\n"
 	      "  fill SECTION GEN --seed S [--pages N] [--first P]\n"
@@ -432,7 +434,8 @@ static void usage(FILE *f)
 	      "  cas SECTION GEN --offset O --expect E --value V\n"
 	      "  fadd SECTION GEN --offset O --value V\n"
 	      "  fence SECTION GEN --epoch E\n"
-	      "grants are minted with ownership epoch --epoch E (default 0)\n",
+	      "grants are minted with ownership epoch --epoch E (default 0); --grant-key\n"
+	      "defaults to grant.key beside the --key file\n",
 	      f);
 }
 
@@ -498,9 +501,8 @@ static int parse(int argc, char **argv, struct args *a)
 		if (r < 0)
 			return r;
 	}
-	if (!a->addr || !a->keyfile || !a->grant_keyfile || !have_node || optind >= argc) {
-		fprintf(stderr, "disagg-mnctl: --addr, --key, --grant-key, --node-id and a command "
-				"are required\n");
+	if (!a->addr || !a->keyfile || !have_node || optind >= argc) {
+		fprintf(stderr, "disagg-mnctl: --addr, --key, --node-id and a command are required\n");
 		usage(stderr);
 		return -EINVAL;
 	}
@@ -523,6 +525,7 @@ int main(int argc, char **argv)
 	struct args a = { 0 };
 	struct auth_key key;
 	_cleanup_grant_key_ struct grant_key *gkey = NULL;
+	_cleanup_free_ char *gkeybuf = NULL;
 	const char *cmd;
 	int r;
 
@@ -544,6 +547,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "disagg-mnctl: cannot load key %s: %s%s\n", a.keyfile, strerror(-r),
 			auth_key_hint(r));
 		return 1;
+	}
+	if (!a.grant_keyfile) {
+		/* grant.key beside the cluster key, as `disagg up` lays them out. */
+		const char *slash = strrchr(a.keyfile, '/');
+		int n = slash ? (int)(slash - a.keyfile + 1) : 0;
+
+		if (asprintf(&gkeybuf, "%.*sgrant.key", n, a.keyfile) < 0) {
+			gkeybuf = NULL;
+			return 1;
+		}
+		a.grant_keyfile = gkeybuf;
 	}
 	r = grant_key_load(a.grant_keyfile, true, &gkey);
 	if (r < 0) {

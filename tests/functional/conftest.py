@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import dproto  # noqa: E402
 import progs  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -88,15 +89,20 @@ class Daemon:
 
 @pytest.fixture
 def keyfile(tmp_path):
+    """A cluster key file; the grant key pair is made beside it
+    (dproto.grant_files)."""
     p = tmp_path / "cluster.key"
     p.write_bytes(os.urandom(32))
     p.chmod(0o600)
+    dproto.grant_files(p)
     return str(p)
 
 
 @pytest.fixture
 def key(keyfile):
-    return pathlib.Path(keyfile).read_bytes()
+    """The cluster key's bytes, carrying the grant key (dproto.Keys): a test
+    that holds it acts as the orchestrator."""
+    return dproto.load_keys(keyfile)
 
 
 class MemnodeFactory:
@@ -113,6 +119,7 @@ class MemnodeFactory:
         argv = [find_prog("disagg-memnode"), "--listen", listen,
                 "--http", "127.0.0.1:0", "--pool", pool, "--section-size",
                 section, "--backing", backing, "--key", self.keyfile,
+                "--grant-pubkey", dproto.grant_files(self.keyfile)[1],
                 "--node-id", str(node_id), *extra]
         d = Daemon(argv, str(self.tmp / f"memnode-{node_id}-{self.n}.log"),
                    r"listening on (\S+)(?: http (?P<http>\S+))?")

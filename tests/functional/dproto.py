@@ -2,17 +2,29 @@
 """An independent Python implementation of the disagg wire protocol.
 
 Written from docs/protocol.md, not from the C code, so the functional tests
-also check that the two agree. Standard library only.
+also check that the two agree. The standard library, and the cryptography
+package for Ed25519 (grants and the orchestrator's proof).
+
+Keys: a test's cluster key is a `Keys` object, the key's bytes (HMAC, HELLO)
+that also carry the grant key's private half (`.grant`): with it a test
+mints grants and proves the orchestrator's capability, as the
+orchestrator does. `grant_files(keyfile)` makes (once) the grant key pair
+beside a cluster key file and returns the paths of its two halves.
 """
 import hashlib
 import hmac
 import os
+import pathlib
 import socket
 import struct
 import time
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                               Ed25519PublicKey)
+
 MAGIC = 0x31475344
-VERSION = 1
+VERSION = 2
 HDR = struct.Struct("<IHHIIQII")
 PAGE = 4096
 
@@ -22,12 +34,12 @@ OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
-          INTERNAL=14, FENCED=15)
+          INTERNAL=14, FENCED=15, DENIED=16)
 ST_NAME = {v: k for k, v in ST.items()}
-R_READ, R_WRITE = 1, 2
+R_READ, R_WRITE, R_FREE = 1, 2, 4
 FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE = 1, 2, 4
 
-GRANT = struct.Struct("<QQIIIIQ32s")      # 72 bytes
+GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
 HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
 HELLO_REP = struct.Struct("<HHIQIIQII32s32s")  # 104
 SECTION = struct.Struct("<IIQ")           # 16
@@ -44,12 +56,78 @@ def mac(key, *parts):
     return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
 
 
+class Keys(bytes):
+    """A cluster key (its bytes) with the grant key's private half (.grant)."""
+
+    def __new__(cls, cluster, grant=None):
+        k = super().__new__(cls, cluster)
+        k.grant = grant
+        return k
+
+
+def grant_files(keyfile):
+    """(private, public) paths of the grant key pair beside `keyfile`,
+    created (PEM, the private half 0600) if missing."""
+    d = pathlib.Path(keyfile).parent
+    priv, pub = d / "grant.key", d / "grant.pub"
+    if not priv.exists():
+        k = Ed25519PrivateKey.generate()
+        priv.write_bytes(k.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()))
+        priv.chmod(0o600)
+        pub.write_bytes(k.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return str(priv), str(pub)
+
+
+def load_keys(keyfile):
+    """The Keys of a cluster key file and the grant key beside it."""
+    priv, _ = grant_files(keyfile)
+    g = serialization.load_pem_private_key(pathlib.Path(priv).read_bytes(), None)
+    return Keys(pathlib.Path(keyfile).read_bytes(), g)
+
+
+def grant_key_of(key):
+    """The Ed25519 private key to sign with: `key` itself, or its .grant."""
+    return key if isinstance(key, Ed25519PrivateKey) else key.grant
+
+
 def mint_grant(key, memnode_id, holder_id, section, generation, rights,
                expiry=0, epoch=0):
-    """A grant; `epoch` is the holder's ownership epoch of the section."""
+    """A grant signed with the grant key (Keys or Ed25519PrivateKey);
+    `epoch` is the holder's ownership epoch of the section."""
     body = GRANT.pack(memnode_id, holder_id, section, generation, rights, epoch,
-                      expiry, b"\0" * 32)[:40]
-    return body + mac(key, b"disagg-grant", body)
+                      expiry, b"\0" * 64)[:40]
+    return body + grant_key_of(key).sign(b"disagg-grant" + body)
+
+
+def grant_signed_by(pub, grant):
+    """Does the grant's signature verify with public key `pub`?"""
+    if isinstance(pub, Ed25519PrivateKey):
+        pub = pub.public_key()
+    try:
+        pub.verify(grant[40:104], b"disagg-grant" + grant[:40])
+        return True
+    except Exception:
+        return False
+
+
+def orch_proof(key, cnonce, snonce, client_id, server_id):
+    """The orchestrator's AUTH proof (docs/protocol.md)."""
+    return grant_key_of(key).sign(b"disagg-orch" + snonce + cnonce +
+                                  struct.pack("<QQ", client_id, server_id))
+
+
+def orch_proof_ok(pub, proof, cnonce, snonce, client_id, server_id):
+    if isinstance(pub, Ed25519PrivateKey):
+        pub = pub.public_key()
+    try:
+        pub.verify(proof, b"disagg-orch" + snonce + cnonce +
+                   struct.pack("<QQ", client_id, server_id))
+        return True
+    except Exception:
+        return False
 
 
 def hdr(op, length, req_id, flags=0, status=0, version=VERSION,
@@ -114,7 +192,7 @@ class Conn:
     def hello(self, key, node_id, check_server=True):
         cnonce = os.urandom(32)
         data = self.call(OP["HELLO"], HELLO_REQ.pack(
-            1, 1, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE, node_id, cnonce))
+            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE, node_id, cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,
@@ -126,15 +204,21 @@ class Conn:
                          section_size=ssize, nsections=nsec)
         return cnonce, snonce
 
-    def auth(self, key, node_id, cnonce, snonce):
+    def auth(self, key, node_id, cnonce, snonce, orch=None):
+        """AUTH; with orch (default: when `key` carries a grant key), also
+        the orchestrator's proof."""
         m = mac(key, b"disagg-hello-cli", snonce, cnonce,
                 struct.pack("<Q", node_id),
                 struct.pack("<Q", self.info["node_id"]))
+        if orch is None:
+            orch = getattr(key, "grant", None) is not None
+        if orch:
+            m += orch_proof(key, cnonce, snonce, node_id, self.info["node_id"])
         self.call(OP["AUTH"], m)
 
-    def login(self, key, node_id):
+    def login(self, key, node_id, orch=None):
         cn, sn = self.hello(key, node_id)
-        self.auth(key, node_id, cn, sn)
+        self.auth(key, node_id, cn, sn, orch)
         return self
 
     # -- operations --------------------------------------------------------
@@ -144,11 +228,16 @@ class Conn:
         return sec, gen
 
     def free(self, sec, gen, epoch=None):
-        """FREE as the owner of `epoch`; without one, the short form (epoch 0)."""
+        """FREE as the orchestrator, at `epoch`; without one, the short form
+        (epoch 0)."""
         body = struct.pack("<II", sec, gen)
         if epoch is not None:
             body += struct.pack("<II", epoch, 0)
         self.call(OP["SECTION_FREE"], body)
+
+    def free_grant(self, grant):
+        """FREE with a grant that carries the free right (anyone may)."""
+        self.call(OP["SECTION_FREE"], grant)
 
     def list(self):
         out, start = [], 0
@@ -208,9 +297,11 @@ class Conn:
         d = self.call(OP["FADD"], grant + struct.pack("<QQQ", offset, 0, value))
         return struct.unpack("<Q", d)[0]
 
-    def copy(self, src, src_gen, dst_grant, addr):
+    def copy(self, src_grant, dst_grant, addr):
+        """COPY the section of src_grant (read, held by us) to addr's section
+        of dst_grant (held by this node)."""
         a = addr.encode().ljust(256, b"\0")
-        d = self.call(OP["COPY"], struct.pack("<II", src, src_gen) + dst_grant + a)
+        d = self.call(OP["COPY"], src_grant + dst_grant + a)
         return struct.unpack("<QQ", d)
 
     def stats(self):

@@ -44,7 +44,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noqa: E402
-                    SECTION, ST, STATS, VERSION, mac)
+                    SECTION, ST, STATS, VERSION, grant_signed_by, load_keys, mac,
+                    orch_proof_ok)
 import agentschema  # noqa: E402
 
 SECTION_SIZE = 128 << 20
@@ -243,10 +244,16 @@ class FakeMemnodes:
         if op == OP["AUTH"]:
             want = mac(self.key, b"disagg-hello-cli", c.snonce or b"", c.cnonce or b"",
                        struct.pack("<Q", c.client_id or 0), struct.pack("<Q", n.node_id))
-            if c.snonce is None or not hmac.compare_digest(want, p):
+            # The MAC, then (96 bytes) the orchestrator's proof, as a real node checks.
+            orch = len(p) == 96
+            if c.snonce is None or not hmac.compare_digest(want, p[:32]) or \
+                    len(p) not in (32, 96) or \
+                    (orch and not orch_proof_ok(self.key.grant, p[32:], c.cnonce, c.snonce,
+                                                c.client_id, n.node_id)):
                 self._reply(c, op, rid, ST["NOAUTH"])
                 return False
             c.authed = True
+            c.orch = orch
             self._reply(c, op, rid)
             return True
         if not c.authed:
@@ -256,6 +263,11 @@ class FakeMemnodes:
             return self._handle_authed(c, n, op, rid, p)
 
     def _handle_authed(self, c, n, op, rid, p):
+        if op in (OP["SECTION_ALLOC"], OP["SECTION_LIST"], OP["COPY"]) or \
+                (op == OP["SECTION_FREE"] and len(p) != GRANT.size):
+            if not getattr(c, "orch", False):
+                self._reply(c, op, rid, ST["DENIED"])
+                return True
         if op == OP["PING"]:
             self._reply(c, op, rid)
         elif op == OP["SECTION_ALLOC"]:
@@ -293,18 +305,22 @@ class FakeMemnodes:
             self._reply(c, op, rid, 0, struct.pack("<II", len(ents), nxt) +
                         b"".join(SECTION.pack(*e) for e in ents))
         elif op == OP["COPY"]:
-            src, sgen = struct.unpack_from("<II", p)
-            addr = p[8 + 72:].rstrip(b"\0").decode()
-            n.copies.append((src, sgen, addr, p[8:8 + 72]))
-            if n.fail_copy is not None:
+            g = GRANT.size
+            _, sholder, src, sgen, srights, _, _, _ = GRANT.unpack_from(p)
+            addr = p[2 * g:].rstrip(b"\0").decode()
+            n.copies.append((src, sgen, addr, p[g:2 * g]))
+            if not grant_signed_by(self.key.grant, p[:g]) or sholder != c.client_id \
+                    or not srights & 1:
+                self._reply(c, op, rid, ST["GRANT"])
+            elif n.fail_copy is not None:
                 self._reply(c, op, rid, n.fail_copy)
             elif src not in n.sections or n.sections[src][0] != sgen:
                 self._reply(c, op, rid, ST["NOENT"])
             else:
                 self._reply(c, op, rid, 0, struct.pack("<QQ", 1234, 5000))
         elif op == OP["FENCE"]:
-            _, holder, sec, gen, rights, epoch, _, gmac = GRANT.unpack(p)
-            if gmac != mac(self.key, b"disagg-grant", p[:40]) or holder != c.client_id \
+            _, holder, sec, gen, rights, epoch, _, _ = GRANT.unpack(p)
+            if not grant_signed_by(self.key.grant, p) or holder != c.client_id \
                     or not rights & 2:
                 self._reply(c, op, rid, ST["GRANT"])
             elif sec not in n.sections:
@@ -574,7 +590,7 @@ class FakeCompute:
                 for s in body.get("sections", []):
                     if set(s) - SECTION_KEYS or s.get("kind") not in ("local", "remote"):
                         return h._err(400, "bad_request", "bad section")
-                    if s["kind"] == "remote" and (len(s.get("grant", "")) != 144 or
+                    if s["kind"] == "remote" and (len(s.get("grant", "")) != 2 * GRANT.size or
                                                   not s.get("addr")):
                         return h._err(400, "bad_request", "bad remote section")
                 if self.fail_create:
@@ -748,8 +764,7 @@ def main():
     ap.add_argument("--first-id", type=int, default=1000)
     args = ap.parse_args()
 
-    key = open(args.key, "rb").read()
-    mem = FakeMemnodes(key)
+    mem = FakeMemnodes(load_keys(args.key))   # the grant key beside --key (dproto.grant_files)
     hb = Heartbeats(args.orchestrator)
     comps = []
     for i in range(args.computes):

@@ -13,11 +13,13 @@ import copy
 import http.client
 import json
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 import agentschema
 from dproto import mint_grant
 from fakes import FakeCompute
 
-KEY = b"k" * 32
+KEY = Ed25519PrivateKey.generate()   # the test mints as the orchestrator
 REMOTE = {"kind": "remote", "addr": "127.0.0.1:7100", "memnode": 101, "section": 3,
           "generation": 7, "free_on_release": False}
 VM = {"name": "web", "state": "running", "pid": 42, "vcpus": 1, "accel": "tcg",
@@ -40,7 +42,7 @@ def test_checker_refuses_what_it_must():
     assert agentschema.errors(VM, "vm") == []
     # A section that carries its grant (the fake's old answers): refused.
     bad = copy.deepcopy(VM)
-    bad["sections"][1]["grant"] = "00" * 72
+    bad["sections"][1]["grant"] = "00" * 104
     (e,) = agentschema.errors(bad, "vm")
     assert "grant" in e and "sections[1]" in e, e
     bad = copy.deepcopy(VM)

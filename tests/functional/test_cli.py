@@ -566,11 +566,16 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         orch = cl["components"][0]
         argv = json.loads(re.search(r"argv (.*)", pathlib.Path(orch["log"]).read_text())[1])
         assert argv[1:] == ["--http", "127.0.0.1:0", "--db", str(data / "orchestrator.db"),
-                            "--key", str(key), "--node-id", "1000"]
+                            "--key", str(key), "--grant-key", str(data / "grant.key"),
+                            "--node-id", "1000"]
+        # The grant key: its private half for the orchestrator alone.
+        assert (data / "grant.key").stat().st_mode & 0o077 == 0
+        assert b"PUBLIC KEY" in (data / "grant.pub").read_bytes()
         mem = json.loads(re.search(r"argv (.*)", (data / "logs/memnode-101.log").read_text())[1])
         assert mem[1:] == ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-id",
                            "101", "--pool", str(GiB), "--backing", "anon", "--key", str(key),
-                           "--orchestrator", cl["url"]]
+                           "--grant-pubkey", str(data / "grant.pub"), "--orchestrator",
+                           cl["url"]]
         comp = json.loads(re.search(r"argv (.*)", (data / "logs/compute-1.log").read_text())[1])
         assert comp[1:11] == ["--http", "127.0.0.1:0", "--node-id", "1", "--key", str(key),
                               "--orchestrator", cl["url"], "--accel", "tcg"]

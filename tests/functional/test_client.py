@@ -193,14 +193,16 @@ class Stub:
         mac = dp.mac(self.server_key, b"disagg-hello-srv", cnonce, snonce,
                      struct.pack("<Q", self.node_id), struct.pack("<Q", cid))
         c.reply(dp.OP["HELLO"], h[5], dp.HELLO_REP.pack(
-            1, 0, feats & 3, self.node_id, self.max_pages, self.max_inflight,
+            dp.VERSION, 0, feats & 3, self.node_id, self.max_pages, self.max_inflight,
             self.section_size, self.nsections, 0, snonce, mac))
         if self.silent_after == "hello":
             return self._silence(c)
         h, p = c.frame()
         want = dp.mac(self.key, b"disagg-hello-cli", snonce, cnonce,
                       struct.pack("<Q", cid), struct.pack("<Q", self.node_id))
-        if h[2] != dp.OP["AUTH"] or p != want:
+        # disagg-mnctl acts as the orchestrator: the MAC, then its proof.
+        if h[2] != dp.OP["AUTH"] or p[:32] != want or len(p) != 96 or \
+                not dp.orch_proof_ok(self.key.grant, p[32:], cnonce, snonce, cid, self.node_id):
             self.errors.append("bad AUTH from the client")
             c.reply(h[2], h[5], status=dp.ST["NOAUTH"])
             return
@@ -218,7 +220,7 @@ class Stub:
                 batch.reverse()
             for h, p in batch:
                 magic, ver, op, flags, length, rid, status, rsvd = h
-                if magic != dp.MAGIC or ver != 1 or flags or status or rsvd:
+                if magic != dp.MAGIC or ver != dp.VERSION or flags or status or rsvd:
                     self.errors.append(f"bad request header {h}")
                 if self.hook and self.hook(c, op, rid, p):
                     continue
@@ -226,17 +228,17 @@ class Stub:
 
     # -- correct service ------------------------------------------------------
     def check_grant(self, g, right):
-        mem, holder, sec, gen, rights, rsvd, expiry, mac = dp.GRANT.unpack(g)
-        ok = (dp.mac(self.key, b"disagg-grant", g[:40]) == mac and mem == self.node_id
+        mem, holder, sec, gen, rights, rsvd, expiry, sig = dp.GRANT.unpack(g)
+        ok = (dp.grant_signed_by(self.key.grant, g) and mem == self.node_id
               and holder == CLIENT and rights & right and (expiry == 0 or expiry > time.time()))
         if not ok:
             self.errors.append(f"bad grant {dp.GRANT.unpack(g)}")
         return sec
 
     def extents(self, p):
-        n = struct.unpack_from("<I", p, 72)[0]
-        ext = [struct.unpack_from("<II", p, 80 + 8 * i) for i in range(n)]
-        return ext, 80 + 8 * n
+        n = struct.unpack_from("<I", p, dp.GRANT.size)[0]
+        ext = [struct.unpack_from("<II", p, dp.GRANT.size + 8 + 8 * i) for i in range(n)]
+        return ext, dp.GRANT.size + 8 + 8 * n
 
     def serve(self, c, op, rid, p):
         if op == dp.OP["PING"]:
@@ -257,7 +259,7 @@ class Stub:
             c.reply(op, rid, struct.pack("<II", len(ents), self.nsections) +
                     b"".join(dp.SECTION.pack(s, g, o) for s, (g, o) in ents))
         elif op == dp.OP["WRITE"]:
-            sec = self.check_grant(p[:72], dp.R_WRITE)
+            sec = self.check_grant(p[:dp.GRANT.size], dp.R_WRITE)
             ext, off = self.extents(p)
             for page, count in ext:
                 for i in range(count):
@@ -273,7 +275,7 @@ class Stub:
             c.reply(op, rid, status=dp.ST["NOTSUP"])
 
     def read_data(self, p):
-        sec = self.check_grant(p[:72], dp.R_READ)
+        sec = self.check_grant(p[:dp.GRANT.size], dp.R_READ)
         ext, _ = self.extents(p)
         return b"".join(self.pages.get((sec, page + i), bytes(dp.PAGE))
                         for page, count in ext for i in range(count))

@@ -3,6 +3,7 @@
 anything else, with the same message for the same mistake."""
 import ctypes
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -10,20 +11,48 @@ import tempfile
 
 import pytest
 
+import dproto as dp
 from conftest import Daemon, find_prog, run
 
 SYS_TGKILL = 234     # x86-64
 
 DAEMONS = {
-    "disagg-memnode": ["--listen", "127.0.0.1:0", "--pool", "128M"],
-    "disagg-orchestrator": ["--http", "127.0.0.1:0", "--db", "{tmp}/o.db"],
+    "disagg-memnode": ["--listen", "127.0.0.1:0", "--pool", "128M", "--grant-pubkey", "{gpub}"],
+    "disagg-orchestrator": ["--http", "127.0.0.1:0", "--db", "{tmp}/o.db", "--grant-key",
+                            "{gkey}"],
     "disagg-compute": ["--http", "127.0.0.1:0", "--run-dir", "/dev/shm"],
 }
 
 
 def argv(prog, tmp_path, key, node_id="7"):
-    extra = [a.replace("{tmp}", str(tmp_path)) for a in DAEMONS[prog]]
+    gkey, gpub = dp.grant_files(key)
+    extra = [a.replace("{tmp}", str(tmp_path)).replace("{gkey}", gkey).replace("{gpub}", gpub)
+             for a in DAEMONS[prog]]
     return [find_prog(prog), "--key", key, "--node-id", node_id, *extra]
+
+
+@pytest.mark.parametrize("prog,opt", [("disagg-memnode", "--grant-pubkey"),
+                                      ("disagg-orchestrator", "--grant-key")])
+def test_grant_key_is_required_and_checked(prog, opt, tmp_path, keyfile):
+    """Without its grant key a daemon refuses to start; a junk file, or (for
+    the orchestrator) the public half only, is refused with a hint."""
+    base = argv(prog, tmp_path, keyfile)
+    i = base.index(opt)
+    p = run(base[:i] + base[i + 2:], check=False, timeout=30)
+    assert p.returncode != 0 and f"{opt} FILE is required" in p.stderr, p.stderr
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key\n")
+    p = run(base[:i + 1] + [str(junk)] + base[i + 2:], check=False, timeout=30)
+    assert p.returncode != 0 and "not an Ed25519 key" in p.stderr, p.stderr
+    if prog == "disagg-orchestrator":
+        p = run(base[:i + 1] + [dp.grant_files(keyfile)[1]] + base[i + 2:], check=False,
+                timeout=30)
+        assert p.returncode != 0 and "the private key is needed" in p.stderr, p.stderr
+        gkey = pathlib.Path(dp.grant_files(keyfile)[0])
+        gkey.chmod(0o644)
+        p = run(base, check=False, timeout=30)
+        gkey.chmod(0o600)
+        assert p.returncode != 0 and "chmod 600" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("prog", sorted(DAEMONS))

@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
 from conftest import find_prog, run
@@ -136,12 +137,13 @@ def test_grants_are_enforced(memnodes, key):
         c.write(ok, [(0, 1)], b"\x5a" * 4096)
         cases = {
             "GRANT": [
-                ok[:40] + bytes(32),                                      # no MAC
-                ok[:-1] + bytes([ok[-1] ^ 1]),                            # bad MAC
+                ok[:40] + bytes(64),                                      # no signature
+                ok[:-1] + bytes([ok[-1] ^ 1]),                            # bad signature
                 grant(key, d, sec, gen, expiry=int(time.time()) - 5),     # expired
                 grant(key, d, sec, gen, holder=CLIENT + 1),               # someone else's
                 dp.mint_grant(key, d.node_id + 1, CLIENT, sec, gen, 3),   # other memnode
-                dp.mint_grant(os.urandom(32), d.node_id, CLIENT, sec, gen, 3),
+                # signed with another key: a compute node minting its own
+                dp.mint_grant(Ed25519PrivateKey.generate(), d.node_id, CLIENT, sec, gen, 3),
             ],
         }
         for g in cases["GRANT"]:
@@ -261,7 +263,7 @@ def test_copy_between_memory_nodes_page_by_page(memnodes, key):
         # Dirty the target first: allocation must have zeroed it, copy must
         # leave the holes zero.
         dst = dp.mint_grant(key, b.node_id, a.node_id, sb, gb, dp.R_WRITE)
-        sent, usec = ca.copy(sa, ga, dst, b.addr)
+        sent, usec = ca.copy(grant(key, a, sa, ga, rights=dp.R_READ), dst, b.addr)
         assert 0 < sent <= pages
         src = ca.read_range(ga_grant, 0, pages)
         got = cb.read_range(grant(key, b, sb, gb), 0, pages)
@@ -270,11 +272,11 @@ def test_copy_between_memory_nodes_page_by_page(memnodes, key):
         # A grant whose holder is not the source memnode is refused by the target.
         bad = dp.mint_grant(key, b.node_id, CLIENT, sb, gb, dp.R_WRITE)
         with pytest.raises(dp.ProtoError) as e:
-            ca.copy(sa, ga, bad, b.addr)
+            ca.copy(grant(key, a, sa, ga, rights=dp.R_READ), bad, b.addr)
         assert e.value.status in (dp.ST["IO"], dp.ST["GRANT"])
         # An unreachable target gives an error, not a hang.
         with pytest.raises(dp.ProtoError) as e:
-            ca.copy(sa, ga, dst, "127.0.0.1:1")
+            ca.copy(grant(key, a, sa, ga, rights=dp.R_READ), dst, "127.0.0.1:1")
         assert e.value.status == dp.ST["IO"]
 
 
@@ -312,9 +314,10 @@ def test_key_readable_by_others_is_refused(tmp_path):
     k.write_bytes(os.urandom(32))
     k.chmod(0o644)
     p = run([find_prog("disagg-memnode"), "--key", str(k), "--node-id", "1",
+             "--grant-pubkey", dp.grant_files(k)[1],
              "--listen", "127.0.0.1:0", "--pool", "128M"], check=False, timeout=20)
     assert p.returncode != 0
-    assert "key" in p.stderr.lower()
+    assert "cannot load cluster key" in p.stderr, p.stderr
 
 
 def test_http_health_and_metrics(memnodes, key):

@@ -9,6 +9,7 @@ import struct
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
 from conftest import find_prog, run
@@ -71,7 +72,7 @@ def test_older_epoch_writes_are_refused_and_never_applied(memnodes, key):
         g9 = grant(key, d, sec, gen, 9, rights=dp.R_READ)
         refused(lambda: c.fence(g9), "RIGHTS")
         refused(lambda: c.fence(grant(key, d, sec, gen, 9, holder=CLIENT + 1)), "GRANT")
-        refused(lambda: c.fence(dp.mint_grant(os.urandom(32), d.node_id, CLIENT, sec, gen,
+        refused(lambda: c.fence(dp.mint_grant(Ed25519PrivateKey.generate(), d.node_id, CLIENT, sec, gen,
                                               dp.R_WRITE, epoch=9)), "GRANT")
         refused(lambda: c.call(dp.OP["FENCE"], new[:-1]), "BADMSG")
         refused(lambda: c.fence(grant(key, d, sec, gen + 1, 9)), "STALE")
@@ -114,7 +115,8 @@ def test_fence_is_negotiated(memnodes, key):
     d = memnodes.start(pool="128M", section="128M")
     with dp.Conn(d.addr) as c:
         cn = os.urandom(32)
-        rep = c.call(dp.OP["HELLO"], dp.HELLO_REQ.pack(1, 1, dp.FEAT_ATOMICS, CLIENT, cn))
+        rep = c.call(dp.OP["HELLO"], dp.HELLO_REQ.pack(dp.VERSION, dp.VERSION,
+                                                       dp.FEAT_ATOMICS, CLIENT, cn))
         assert dp.HELLO_REP.unpack(rep)[2] == dp.FEAT_ATOMICS
     with login(d, key) as c:
         assert c.info["features"] & dp.FEAT_FENCE
@@ -123,7 +125,8 @@ def test_fence_is_negotiated(memnodes, key):
         c.fence(grant(key, d, sec, gen, 2))
     with dp.Conn(d.addr) as c:
         cnonce = os.urandom(32)
-        data = c.call(dp.OP["HELLO"], dp.HELLO_REQ.pack(1, 1, dp.FEAT_ATOMICS, CLIENT, cnonce))
+        data = c.call(dp.OP["HELLO"], dp.HELLO_REQ.pack(dp.VERSION, dp.VERSION,
+                                                        dp.FEAT_ATOMICS, CLIENT, cnonce))
         snonce = dp.HELLO_REP.unpack(data)[9]
         c.info = dict(node_id=d.node_id)
         c.auth(key, CLIENT, cnonce, snonce)
@@ -141,11 +144,11 @@ def test_copy_into_a_fenced_section_is_refused(memnodes, key):
         mine = grant(key, b, sb, gb, 2)
         cb.write(mine, [(0, 1)], b"\x77" * PAGE)            # the owner of epoch 2
         late = dp.mint_grant(key, b.node_id, a.node_id, sb, gb, dp.R_WRITE, epoch=1)
-        refused(lambda: ca.copy(sa, ga, late, b.addr))
+        refused(lambda: ca.copy(grant(key, a, sa, ga, rights=dp.R_READ), late, b.addr))
         assert cb.read(mine, [(0, 1)]) == b"\x77" * PAGE
         assert cb.read_range(mine, 1, 63) == bytes(63 * PAGE)
         ok = dp.mint_grant(key, b.node_id, a.node_id, sb, gb, dp.R_WRITE, epoch=2)
-        ca.copy(sa, ga, ok, b.addr)
+        ca.copy(grant(key, a, sa, ga, rights=dp.R_READ), ok, b.addr)
         assert cb.read_range(mine, 0, 64) == dp.pattern(3, sa, 64)
 
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import ROOT, Daemon, find_prog
-from dproto import GRANT, ST, Conn, wait_for
+from dproto import GRANT, ST, Conn, grant_files, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
 
 MiB = 1 << 20
@@ -44,7 +44,8 @@ class Orch:
         # A restart keeps the address: daemons registered with it come back.
         argv = [find_prog("disagg-orchestrator"), "--http", self.addr or "127.0.0.1:0",
                 "--db", self.db,
-                "--key", self.keyfile, "--node-timeout", str(self.timeout), *self.extra]
+                "--key", self.keyfile, "--grant-key", grant_files(self.keyfile)[0],
+                "--node-timeout", str(self.timeout), *self.extra]
         self.d = Daemon(argv, str(self.tmp / f"orch-{self.n}.log"),
                         r"disagg-orchestrator listening on (\S+)")
         self.addr = self.d.addr
@@ -639,13 +640,14 @@ def test_orchestrator_options(tmp_path, keyfile):
     assert p.returncode == 0 and "--node-timeout" in p.stdout
     p = subprocess.run([prog, "--db", str(tmp_path / "x.db")], capture_output=True, text=True)
     assert p.returncode == 2 and "--key" in p.stderr
-    p = subprocess.run([prog, "--key", keyfile, "--node-timeout", "0"], capture_output=True,
-                       text=True)
+    p = subprocess.run([prog, "--key", keyfile, "--grant-key", grant_files(keyfile)[0],
+                        "--node-timeout", "0"], capture_output=True, text=True)
     assert p.returncode == 2
     bad = tmp_path / "bad.key"
     bad.write_bytes(b"x" * 32)
     bad.chmod(0o644)
-    p = subprocess.run([prog, "--key", str(bad), "--db", str(tmp_path / "y.db")],
+    p = subprocess.run([prog, "--key", str(bad), "--grant-key", grant_files(keyfile)[0],
+                        "--db", str(tmp_path / "y.db")],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "chmod" in p.stderr
 

@@ -85,32 +85,55 @@ def test_new_key_is_0600_and_never_overwritten(tmp_path):
 
 def parse_grant(hexstr, key):
     raw = bytes.fromhex(hexstr)
-    assert len(raw) == dp.GRANT.size == 72
+    assert len(raw) == dp.GRANT.size == 104
     f = dp.GRANT.unpack(raw)
-    assert dp.mac(key, b"disagg-grant", raw[:40]) == f[7], "MAC does not verify"
-    # Independently: the grant dproto mints for the same fields is identical.
+    assert dp.grant_signed_by(key.grant, raw), "signature does not verify"
+    # Independently: the grant dproto mints for the same fields is identical
+    # (Ed25519 signatures are deterministic).
     assert dp.mint_grant(key, *f[:5], expiry=f[6], epoch=f[5]) == raw
     return dict(memnode=f[0], holder=f[1], section=f[2], generation=f[3], rights=f[4],
                 epoch=f[5], expiry=f[6])
+
+
+def gkey(keyfile):
+    return dp.grant_files(keyfile)[0]
+
+
+# ---- disagg-grant --new-grant-key ---------------------------------------------------
+
+def test_new_grant_key_pair(tmp_path):
+    priv, pub = tmp_path / "grant.key", tmp_path / "grant.pub"
+    p = grant_tool("--new-grant-key", priv, "--public", pub, preexec_fn=lambda: os.umask(0))
+    assert p.returncode == 0, p.stderr
+    assert stat.S_IMODE(priv.stat().st_mode) == 0o600
+    assert stat.S_IMODE(pub.stat().st_mode) == 0o644
+    assert b"PRIVATE KEY" in priv.read_bytes() and b"PUBLIC KEY" in pub.read_bytes()
+    first = priv.read_bytes()
+    refused(grant_tool("--new-grant-key", priv), r"cannot create grant key .*exists")
+    assert priv.read_bytes() == first
+    # The public half cannot mint.
+    refused(grant_tool("--grant-key", pub, *BASE), r"the private key is needed")
 
 
 GRANT_ARGS = ("--memnode", 0x1122334455667788, "--holder", 18446744073709551615,
               "--section", 4294967295, "--generation", 7)
 
 
-@pytest.mark.parametrize("rights,bits", [("r", 1), ("w", 2), ("rw", 3), ("wr", 3)])
+@pytest.mark.parametrize("rights,bits", [("r", 1), ("w", 2), ("rw", 3), ("wr", 3), ("f", 4),
+                                         ("rwf", 7)])
 def test_grant_verifies_and_fields_match(keyfile, key, rights, bits):
-    p = grant_tool("--key", keyfile, *GRANT_ARGS, "--rights", rights, "--expiry", 1234567890)
+    p = grant_tool("--grant-key", gkey(keyfile), *GRANT_ARGS, "--rights", rights,
+                   "--expiry", 1234567890)
     assert p.returncode == 0, p.stderr
     out = p.stdout.strip()
-    assert re.fullmatch(r"[0-9a-f]{144}", out), out
+    assert re.fullmatch(r"[0-9a-f]{208}", out), out
     g = parse_grant(out, key)
     assert g == dict(memnode=0x1122334455667788, holder=2**64 - 1, section=2**32 - 1,
                      generation=7, rights=bits, epoch=0, expiry=1234567890)
 
 
 def test_grant_epoch(keyfile, key):
-    base = ("--key", keyfile, *GRANT_ARGS, "--rights", "rw")
+    base = ("--grant-key", gkey(keyfile), *GRANT_ARGS, "--rights", "rw")
     assert parse_grant(grant_tool(*base, "--epoch", 4294967295).stdout.strip(),
                        key)["epoch"] == 2**32 - 1
     assert parse_grant(grant_tool(*base, "--epoch", 3).stdout.strip(), key)["epoch"] == 3
@@ -119,7 +142,7 @@ def test_grant_epoch(keyfile, key):
 
 
 def test_grant_expiry_forms(keyfile, key):
-    base = ("--key", keyfile, "--memnode", 1, "--holder", 2, "--section", 3,
+    base = ("--grant-key", gkey(keyfile), "--memnode", 1, "--holder", 2, "--section", 3,
             "--generation", 4, "--rights", "r")
     g = parse_grant(grant_tool(*base).stdout.strip(), key)
     assert g["expiry"] == 0                                   # never expires
@@ -139,9 +162,9 @@ def test_grant_expiry_forms(keyfile, key):
 
 def test_grant_with_another_key_does_not_verify(keyfile, key, tmp_path):
     other = tmp_path / "other.key"
-    grant_tool("--new-key", other)
-    out = grant_tool("--key", other, *GRANT_ARGS, "--rights", "rw").stdout.strip()
-    with pytest.raises(AssertionError, match="MAC"):
+    grant_tool("--new-grant-key", other)
+    out = grant_tool("--grant-key", other, *GRANT_ARGS, "--rights", "rw").stdout.strip()
+    with pytest.raises(AssertionError, match="signature"):
         parse_grant(out, key)
 
 
@@ -159,6 +182,7 @@ def _without(opt):
     (("--rights", "x"), r"invalid rights 'x'"),
     (("--rights", ""), r"invalid rights"),
     (("--rights", "rwx"), r"invalid rights"),
+    (("--rights", "rr"), r"invalid rights"),
     (("--rights", "R"), r"invalid rights"),
     (("--section", "abc"), r"invalid number for --section"),
     (("--section", "-1"), r"invalid number for --section"),
@@ -175,21 +199,23 @@ def _without(opt):
 ])
 def test_grant_bad_arguments(keyfile, args, match):
     # Later options override the good ones in BASE.
-    refused(grant_tool("--key", keyfile, *BASE, *args), match)
+    refused(grant_tool("--grant-key", gkey(keyfile), *BASE, *args), match)
 
 
 @pytest.mark.parametrize("missing", ["--memnode", "--holder", "--section", "--generation",
                                      "--rights"])
 def test_grant_missing_arguments(keyfile, missing):
-    refused(grant_tool("--key", keyfile, *_without(missing)), r"required.*\n.*usage")
+    refused(grant_tool("--grant-key", gkey(keyfile), *_without(missing)),
+            r"required.*\n.*usage")
 
 
 def test_grant_usage_errors(keyfile):
-    refused(grant_tool(*BASE), r"--key.*required")                # no --key
+    refused(grant_tool(*BASE), r"--grant-key.*required")          # no --grant-key
     refused(grant_tool(), r"required|usage")                      # nothing at all
-    refused(grant_tool("--key", keyfile, *BASE, "extra"), r"usage")
+    refused(grant_tool("--grant-key", gkey(keyfile), *BASE, "extra"), r"usage")
     refused(grant_tool("--bogus"), r"unrecognized option.*\n.*usage")
-    refused(grant_tool("--key"), r"requires an argument")
+    refused(grant_tool("--grant-key"), r"requires an argument")
+    refused(grant_tool("--key", keyfile, *BASE), r"unrecognized option")   # the old form
     p = grant_tool("--help")
     assert p.returncode == 0 and "usage" in p.stdout
 
@@ -213,9 +239,22 @@ def key_cases(tmp_path):
 
 
 def test_grant_refuses_bad_key_files(tmp_path):
-    for path, match in key_cases(tmp_path):
-        p = refused(grant_tool("--key", path, *BASE), rf"cannot load key {re.escape(str(path))}: "
-                    + match)
+    priv = tmp_path / "g.key"
+    assert grant_tool("--new-grant-key", priv).returncode == 0
+    cases = []
+    for mode in (0o644, 0o640, 0o604):
+        k = tmp_path / f"g{mode:o}.key"
+        k.write_bytes(priv.read_bytes())
+        k.chmod(mode)
+        cases.append((k, r"operation not permitted.*chmod 600"))
+    k = tmp_path / "cluster.key"                          # a cluster key is no grant key
+    k.write_bytes(os.urandom(32))
+    k.chmod(0o600)
+    cases += [(k, r"invalid argument.*Ed25519"), (tmp_path, r"invalid argument"),
+              (tmp_path / "absent.key", r"no such file")]
+    for path, match in cases:
+        p = refused(grant_tool("--grant-key", path, *BASE),
+                    rf"cannot load grant key {re.escape(str(path))}: " + match)
         assert "usage" not in p.stderr, p.stderr
 
 
@@ -338,7 +377,7 @@ def test_list_and_stats_json_match_dproto(node, keyfile, key):
     assert stats["bytes_written"] == bwritten == 3 * 4096
     assert stats["max_pages"] == info["max_pages"]
     assert stats["max_inflight"] == info["max_inflight"]
-    assert stats["features"] == info["features"] and stats["version"] == info["version"] == 1
+    assert stats["features"] == info["features"] and stats["version"] == info["version"] == dp.VERSION
     # Counters only grow: dproto's view came after mnctl's.
     for name, val in (("requests", requests), ("errors", errors), ("bytes_read", bread)):
         assert 0 <= stats[name] <= val, name

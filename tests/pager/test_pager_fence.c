@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "grant.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 

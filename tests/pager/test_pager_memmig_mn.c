@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "grant.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "grant.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 #include "mnspawn.h"
 

@@ -165,8 +165,10 @@ static void test_header(void)
 	is(hdr_try(mkhdr(PROTO_OP_PING, 0, 0, 0), 0, 4, 0x31475345), -EBADMSG, "bad magic");
 	is(hdr_try(mkhdr(PROTO_OP_PING, 0, 0, 0), 0, 4, be32toh(PROTO_MAGIC)), -EBADMSG,
 	   "byte-swapped magic");
-	is(hdr_try(mkhdr(PROTO_OP_PING, 0, 0, 0), 4, 2, 2), -EPROTONOSUPPORT,
+	is(hdr_try(mkhdr(PROTO_OP_PING, 0, 0, 0), 4, 2, PROTO_VERSION + 1), -EPROTONOSUPPORT,
 	   "unknown version on PING");
+	is(hdr_try(mkhdr(PROTO_OP_PING, 0, 0, 0), 4, 2, 1), -EPROTONOSUPPORT,
+	   "version 1 (HMAC grants) on PING");
 	is(hdr_try(mkhdr(PROTO_OP_READ, PROTO_F_REPLY, 0, 0), 4, 2, 0), -EPROTONOSUPPORT,
 	   "version 0 on a reply");
 	is(hdr_try(mkhdr(PROTO_OP_HELLO, 0, 48, 0), 4, 2, 9), 0, "HELLO may carry any version");
@@ -239,9 +241,9 @@ static void test_io(void)
 
 	/* Reserved fields. */
 	p = mkio(2, ext, 0, &len);
-	p[76] = 1; /* proto_io_req.rsvd */
+	p[offsetof(struct proto_io_req, rsvd)] = 1;
 	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, NULL), -EBADMSG, "io rsvd set");
-	p[76] = 0;
+	p[offsetof(struct proto_io_req, rsvd)] = 0;
 	put32(p + 28, 0x80000001u); /* grant.epoch: any value, the memory node judges it */
 	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, &io), 0, "grant epoch carried");
 	is(io.grant.epoch, 0x80000001u, "  decoded in host order");
@@ -256,10 +258,10 @@ static void test_io(void)
 	is(io_case(PROTO_MAX_EXTENTS + 1, ext, 0, false, SECTION_PAGES, 1000), -E2BIG,
 	   "nextents over PROTO_MAX_EXTENTS");
 	p = mkio(1, ext, 0, &len);
-	put32(p + 72, UINT32_MAX);
+	put32(p + offsetof(struct proto_io_req, nextents), UINT32_MAX);
 	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, NULL), -E2BIG,
 	   "nextents UINT32_MAX");
-	put32(p + 72, 2);
+	put32(p + offsetof(struct proto_io_req, nextents), 2);
 	is(io_try(p, len, false, SECTION_PAGES, PROTO_MAX_PAGES, NULL), -EBADMSG,
 	   "nextents past the payload end");
 	free(p);

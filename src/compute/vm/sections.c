@@ -17,6 +17,7 @@
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
+#include "mnadmin.h"
 #include "mnclient.h"
 
 void vm_free_section(struct vm *vm, const struct vm_section *s)

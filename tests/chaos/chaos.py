@@ -105,7 +105,7 @@ class Cluster:
         self.disagg("up", "--memnodes", "3", "--computes", "2", "--pool", "1G",
                     "--persistent", "--accel", os.environ.get("DISAGG_ACCEL", "tcg"),
                     timeout=300)
-        self.key = (self.data / "cluster.key").read_bytes()
+        self.key = dproto.load_keys(self.data / "cluster.key")   # grant.key beside it
         for c in self.comps():
             with open(f"/proc/{c['pid']}/cmdline", "rb") as f:
                 argv = [a.decode() for a in f.read().split(b"\0") if a]

@@ -15,7 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import vmlib  # noqa: E402
+import vmlib  # noqa: E402  (puts tests/functional on the path)
+import dproto  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,8 @@ def keyfile(tmp_path):
 
 @pytest.fixture
 def key(keyfile):
-    with open(keyfile, "rb") as f:
-        return f.read()
+    """The cluster key with the grant key (dproto.Keys): the test is the orchestrator."""
+    return dproto.load_keys(keyfile)
 
 
 class Cluster:

@@ -22,7 +22,8 @@ HIGH = 0xFFFFFF00
 def file_memnode(cluster, path, node_id=111):
     argv = [vmlib.find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--node-id",
             str(node_id), "--pool", "256M", "--section-size", "128M", "--key",
-            cluster.keyfile, "--backing", f"file:{path}"]
+            cluster.keyfile, "--grant-pubkey", dproto.grant_files(cluster.keyfile)[1],
+            "--backing", f"file:{path}"]
     m = vmlib.Proc(argv, pathlib.Path(cluster.tmp) / f"memnode-{node_id}.log",
                    r"listening on (\S+)")
     m.addr, m.node_id, m.key = m.match.group(1), node_id, cluster.key
@@ -46,7 +47,7 @@ def test_generations_past_2_31(cluster):
             sec, gen = c.alloc(0)
             assert gen > 1 << 31
             g = dproto.mint_grant(cluster.key, m.node_id, 1, sec, gen,
-                                  dproto.R_READ | dproto.R_WRITE)
+                                  dproto.R_READ | dproto.R_WRITE | dproto.R_FREE)
             secs.append(({"kind": "remote", "addr": m.addr, "grant": g.hex(),
                           "free_on_release": True}, (m.node_id, sec, gen)))
     agent = cluster.agent()

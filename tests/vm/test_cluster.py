@@ -131,7 +131,8 @@ def test_slot_lifecycle_with_orchestrator_restart(cluster):
     log = open(c.data / "logs" / "orchestrator-restarted.log", "ab")
     p = subprocess.Popen([str(prog), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key",
-                          str(c.data / "cluster.key"), "--node-id", "1000"],
+                          str(c.data / "cluster.key"), "--grant-key",
+                          str(c.data / "grant.key"), "--node-id", "1000"],
                          stdout=subprocess.PIPE, stderr=log)
     try:
         assert b"listening on" in p.stdout.readline()

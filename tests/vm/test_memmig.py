@@ -42,9 +42,10 @@ def copy(src_mn, frm, dst_mn, to, key):
     _, _, dsec, dgen = grant_fields(to)
     wgrant = dproto.mint_grant(key, dst_mn.node_id, src_mn.node_id, dsec, dgen,
                                dproto.R_WRITE)
+    rgrant = dproto.mint_grant(key, src_mn.node_id, 900, ssec, sgen, dproto.R_READ)
     c = dproto.Conn(src_mn.addr, timeout=300.0).login(key, 900)
     try:
-        return c.copy(ssec, sgen, wgrant, dst_mn.addr)
+        return c.copy(rgrant, wgrant, dst_mn.addr)
     finally:
         c.close()
 

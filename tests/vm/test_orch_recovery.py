@@ -177,7 +177,7 @@ def memnode_sections(c, node):
     """(memnode, section, generation) the memory node itself has allocated."""
     m = c.component(f"memnode-{node}")
     with dproto.Conn(m["addr"]) as conn:
-        conn.login((c.data / "cluster.key").read_bytes(), 9999)
+        conn.login(dproto.load_keys(c.data / "cluster.key"), 9999)   # grant.key beside it
         return {(node, sec, gen) for sec, gen, _owner in conn.list()}
 
 
@@ -203,7 +203,8 @@ def restart_orchestrator(c):
     log = open(c.data / "logs" / f"orchestrator-{len(procs) + 1}.log", "ab")
     p = subprocess.Popen([str(c.bin / "disagg-orchestrator"), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key", str(c.data / "cluster.key"),
-                          "--node-id", "1000"], stdout=subprocess.PIPE, stderr=log)
+                          "--grant-key", str(c.data / "grant.key"), "--node-id", "1000"],
+                         stdout=subprocess.PIPE, stderr=log)
     c.extra.append(p)
     assert b"listening on" in p.stdout.readline()
 

@@ -268,7 +268,7 @@ def test_bad_requests(cluster, key):
     msg = rejected(other, "other holder")
     assert "holder" in msg, msg
     raw = bytearray(bytes.fromhex(sec["grant"]))
-    raw[-1] ^= 1                                        # a wrong MAC
+    raw[-1] ^= 1                                        # a wrong signature
     msg = rejected(dict(sec, grant=raw.hex()), "forged grant")
     assert "grant rejected" in msg.lower() or "key" in msg.lower(), msg
     wrong_node = dproto.mint_grant(key, mn.node_id + 1, 1, 0, 1, 3)

@@ -171,7 +171,8 @@ class Memnode(Proc):
     def __init__(self, tmp, key, keyfile, node_id=101, pool="1G"):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
                 "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
-                "--section-size", "128M", "--key", keyfile]
+                "--section-size", "128M", "--key", keyfile,
+                "--grant-pubkey", dproto.grant_files(keyfile)[1]]
         super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
                          r"listening on (\S+)")
         self.addr = self.match.group(1)
@@ -190,8 +191,9 @@ class Memnode(Proc):
         """Allocate a section and return the agent's JSON for it."""
         with self.conn() as c:
             sec, gen = c.alloc(owner)
-        g = dproto.mint_grant(self.key, self.node_id, holder, sec, gen,
-                              dproto.R_READ | dproto.R_WRITE)
+        # The agent frees a free_on_release section with its grant: the free right.
+        rights = dproto.R_READ | dproto.R_WRITE | (dproto.R_FREE if free_on_release else 0)
+        g = dproto.mint_grant(self.key, self.node_id, holder, sec, gen, rights)
         return {"kind": "remote", "addr": self.addr, "grant": g.hex(),
                 "free_on_release": free_on_release}
 
@@ -353,7 +355,9 @@ def wait_for(pred, timeout=30.0, step=0.1):
 
 
 def new_keyfile(tmp):
+    """A cluster key file, the grant key pair beside it, and the keys (dproto.Keys):
+    whoever holds them acts as the orchestrator."""
     p = pathlib.Path(tmp) / "cluster.key"
     p.write_bytes(os.urandom(32))
     p.chmod(0o600)
-    return str(p), p.read_bytes()
+    return str(p), dproto.load_keys(p)

@@ -258,7 +258,15 @@ int grant_verify(const struct grant_key *k, const struct proto_grant *g, uint64_
 	size_t lens[2] = { sizeof(grant_label) - 1, offsetof(struct proto_grant, sig) };
 
 	wire_grant_swap(&le);
-	if (verify_parts(k, parts, lens, 2, g->sig) < 0 || (g->rights & ~(uint32_t)PROTO_R_ALL))
+	if (verify_parts(k, parts, lens, 2, g->sig) < 0)
+		return -EKEYREJECTED;
+	return grant_check_fields(g, memnode_id, holder_id, rights, now);
+}
+
+int grant_check_fields(const struct proto_grant *g, uint64_t memnode_id, uint64_t holder_id,
+		       uint32_t rights, uint64_t now)
+{
+	if (g->rights & ~(uint32_t)PROTO_R_ALL)
 		return -EKEYREJECTED;
 	if (g->memnode_id != memnode_id || g->holder_id != holder_id)
 		return -EKEYREJECTED;

@@ -59,6 +59,9 @@ int grant_mint(const struct grant_key *k, uint64_t memnode_id, uint64_t holder_i
  */
 int grant_verify(const struct grant_key *k, const struct proto_grant *g, uint64_t memnode_id,
 		 uint64_t holder_id, uint32_t rights, uint64_t now);
+/* grant_verify without the signature: for a grant whose signature verified before. */
+int grant_check_fields(const struct proto_grant *g, uint64_t memnode_id, uint64_t holder_id,
+		       uint32_t rights, uint64_t now);
 
 /*
  * The orchestrator's proof at AUTH (proto.h, struct proto_auth_orch_req):

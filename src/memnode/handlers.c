@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "grantcache.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
@@ -310,7 +311,9 @@ static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t 
 	uint64_t now = (uint64_t)time(NULL);
 	int r;
 
-	if (a->grant_valid && memcmp(&a->grant, g, sizeof(*g)) == 0) {
+	for (unsigned i = 0; i < a->ngrants; i++) {
+		if (memcmp(&a->grants[i], g, sizeof(*g)) != 0)
+			continue;
 		if (g->expiry != 0 && g->expiry <= now) {
 			atomic_fetch_add(&n->stats.grants_expired, 1);
 			return -EKEYEXPIRED;
@@ -321,7 +324,13 @@ static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t 
 		}
 		return 0;
 	}
-	r = grant_verify(n->grant_key, g, n->node_id, a->peer_id, rights, now);
+	if (mn_grant_cache_has(n->gcache, g)) {
+		r = grant_check_fields(g, n->node_id, a->peer_id, rights, now);
+	} else {
+		r = grant_verify(n->grant_key, g, n->node_id, a->peer_id, rights, now);
+		if (r == 0 || r == -EPERM)      /* the signature is good */
+			mn_grant_cache_add(n->gcache, g);
+	}
 	if (r == -EKEYREJECTED)
 		atomic_fetch_add(&n->stats.grants_rejected, 1);
 	else if (r == -EKEYEXPIRED)
@@ -330,8 +339,10 @@ static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t 
 		atomic_fetch_add(&n->stats.grants_rights, 1);
 	if (r == 0 || r == -EPERM) {
 		/* Authentic and addressed to this peer: remember it. */
-		a->grant = *g;
-		a->grant_valid = true;
+		a->grants[a->next_grant] = *g;
+		a->next_grant = (a->next_grant + 1) % MN_GRANT_CACHE;
+		if (a->ngrants < MN_GRANT_CACHE)
+			a->ngrants++;
 	}
 	return r;
 }

@@ -25,6 +25,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
+#include "grantcache.h"
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
@@ -352,6 +353,11 @@ static int run(const struct mn_opts *o)
 			  grant_key_hint(r));
 		goto out_free;
 	}
+	r = mn_grant_cache_new(MN_GRANT_CACHE_BITS, &n->gcache);
+	if (r < 0) {
+		log_error("cannot allocate the grant cache: %s", strerror(-r));
+		goto out_free;
+	}
 	r = mn_pool_open(&po, &n->pool, err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
@@ -441,6 +447,7 @@ out_free:
 	pthread_mutex_destroy(&n->copy_mu);
 	memset(&n->key, 0, sizeof(n->key));
 	grant_key_free(n->grant_key);
+	mn_grant_cache_free(n->gcache);
 	free(n);
 	return rc;
 }

@@ -36,6 +36,7 @@
 #define MN_DEFAULT_SECTION_SIZE (128ull << 20)
 #define MN_DATA_ALIGN (2ull << 20)   /* data area offset alignment in a pool file */
 #define MN_MAX_CONNS 1024
+#define MN_GRANT_CACHE_BITS 12   /* 4,096 verified grants node-wide (grantcache.h) */
 #define MN_OUTQ_CAP (8u << 20)       /* bytes queued to a client before we stop reading it */
 #define MN_MAX_COPIES 4              /* concurrent COPY operations per node */
 #define MN_COPY_TIMEOUT_MS 5000
@@ -199,11 +200,13 @@ char *mn_health_render(struct mn_node *n);
 
 struct mn_worker;
 struct mn_copy;
+struct mn_grant_cache;
 
 struct mn_node {
 	uint64_t node_id;
 	struct auth_key key;
 	struct grant_key *grant_key;   /* the public half: verifies grants and the orchestrator */
+	struct mn_grant_cache *gcache; /* grants whose signature verified (grantcache.h) */
 	struct mn_pool *pool;
 	struct mn_table table;
 	struct mn_stats stats;
@@ -242,6 +245,8 @@ struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_
 /* Queue a reply on a connection (worker thread only). */
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 /* Connection accessors for the handlers. */
+#define MN_GRANT_CACHE 16          /* verified grants remembered per connection */
+
 struct mn_conn_auth {
 	bool hello_done;
 	bool authed;
@@ -250,9 +255,14 @@ struct mn_conn_auth {
 	uint32_t features;
 	uint8_t client_nonce[PROTO_NONCE_SIZE];
 	uint8_t server_nonce[PROTO_NONCE_SIZE];
-	/* last grant that verified on this connection */
-	bool grant_valid;
-	struct proto_grant grant;
+	/*
+	 * Grants that verified on this connection (signature, node, holder),
+	 * byte for byte: an Ed25519 verification costs tens of microseconds,
+	 * and a pager's connection goes back and forth between its sections.
+	 * Expiry and rights are checked on every use. Replaced round robin.
+	 */
+	struct proto_grant grants[MN_GRANT_CACHE];
+	unsigned ngrants, next_grant;
 };
 struct mn_conn_auth *mn_conn_auth(struct mn_conn *c);
 struct mn_node *mn_conn_node(struct mn_conn *c);

@@ -213,3 +213,21 @@ def test_bad_orchestrator_proof_fails_auth(node, key):
         m = dp.mac(key, b"disagg-hello-cli", sn, cn, struct.pack("<Q", ORCH),
                    struct.pack("<Q", node.node_id))
         refused(lambda: c.call(dp.OP["AUTH"], m + bytes(10)), "BADMSG")
+
+
+def test_a_verified_grant_stays_bound_to_its_holder(node, key, section):
+    """The node remembers grants whose signature verified (for every
+    connection): a grant used by its holder is still refused to a node that
+    presents a copy of it under another id, and still expires."""
+    sec, gen, good = section
+    with dp.Conn(node.addr).login(cluster_only(key), COMPUTE) as c:
+        c.read(good, [(0, 1)])                                    # verified, remembered
+    with dp.Conn(node.addr).login(cluster_only(key), COMPUTE + 1) as thief:
+        refused(lambda: thief.read(good, [(0, 1)]), "GRANT")
+    soon = dp.mint_grant(key, node.node_id, COMPUTE, sec, gen, dp.R_READ,
+                         expiry=int(time.time()) + 2)
+    with dp.Conn(node.addr).login(cluster_only(key), COMPUTE) as c:
+        c.read(soon, [(0, 1)])
+    time.sleep(2.2)
+    with dp.Conn(node.addr).login(cluster_only(key), COMPUTE) as c:
+        refused(lambda: c.read(soon, [(0, 1)]), "GRANT")        # from the node-wide cache

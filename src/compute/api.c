@@ -18,6 +18,7 @@
  *   POST   /v1/vms/NAME/guest            {"command": "..."}: disagg-guest line protocol
  *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
+ *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
  *
  * Bodies are JSON; unknown fields are rejected (400). Errors are
  * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
@@ -38,6 +39,7 @@
 #include "launch.h"
 #include "state.h"
 #include "vm_evacuate.h"
+#include "vm_grants.h"
 #include "vm_hot.h"
 #include "vm_incoming.h"
 #include "vm_memmig.h"
@@ -701,6 +703,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_evacuate_http(vm, req, resp);
 	else if (!strcmp(rest, "/prefetch") && !strcmp(m, "POST"))
 		vm_prefetch_http(vm, req, resp);
+	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
+		vm_grants_http(vm, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

@@ -216,7 +216,8 @@ int vm_migrate_section(struct vm *vm, enum vm_memmig_phase phase,
 				 (unsigned long long)vm->env.node_id);
 			return -EINVAL;
 		}
-		if ((to->grant.rights & PROTO_R_ALL) != PROTO_R_ALL) {
+		if ((to->grant.rights & (PROTO_R_READ | PROTO_R_WRITE)) !=
+		    (PROTO_R_READ | PROTO_R_WRITE)) {
 			snprintf(err, errlen, "the \"to\" grant must allow reading and writing");
 			return -EINVAL;
 		}

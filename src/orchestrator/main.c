@@ -36,6 +36,7 @@ struct orch_opts {
 	uint64_t section_size;
 	uint64_t compute_timeout;
 	uint64_t sweep_s;
+	uint64_t grant_ttl_s;
 };
 
 static void usage(FILE *f)
@@ -57,6 +58,8 @@ static void usage(FILE *f)
 		"  --section-size SIZE      the cluster's section size (default 128M)\n"
 		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
 		"  --orphan-sweep SECONDS   free sections no slot uses this often (default 10, 0: never)\n"
+		"  --grant-ttl SECONDS      life of the grants handed to compute nodes, renewed every\n"
+		"                           third of it while a slot runs (default 3600, 10 to 3600)\n"
 		"  --log-level LEVEL        error, warn, info (default) or debug\n"
 		"  --help                   show this help\n");
 }
@@ -71,6 +74,7 @@ enum {
 	OPT_SECTION,
 	OPT_CTIMEOUT,
 	OPT_SWEEP,
+	OPT_GRANT_TTL,
 	OPT_LOG,
 };
 
@@ -86,6 +90,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "section-size", required_argument, NULL, OPT_SECTION },
 		{ "compute-timeout", required_argument, NULL, OPT_CTIMEOUT },
 		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
+		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -100,6 +105,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		.section_size = ORCH_DEFAULT_SECTION_SIZE,
 		.compute_timeout = 120,
 		.sweep_s = 10,
+		.grant_ttl_s = 3600,
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -125,6 +131,10 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_SECTION:
 			if (opt_size("section-size", optarg, 2u << 20, &o->section_size) < 0)
+				return -EINVAL;
+			break;
+		case OPT_GRANT_TTL:
+			if (opt_u64("grant-ttl", optarg, 10, 3600, "seconds", &o->grant_ttl_s) < 0)
 				return -EINVAL;
 			break;
 		case OPT_SWEEP:
@@ -181,6 +191,7 @@ static int run(const struct orch_opts *opts)
 	o->section_size = opts->section_size;
 	o->compute_timeout_ms = (int)opts->compute_timeout * 1000;
 	o->sweep_s = (int)opts->sweep_s;
+	o->grant_ttl_s = (int)opts->grant_ttl_s;
 	pthread_mutex_init(&o->place_mu, NULL);
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);

@@ -178,7 +178,7 @@ static int memmig_one(struct memmig_ctx *m, const struct section_rec *x, json_t 
 	/* 2. COPY on the source memory node, with a grant for it to write the target. */
 	tcopy = mig_now_ms();
 	r = grant_mint(o->grant_key, m->to->id, m->from->id, dsec, dgen, nx.epoch, PROTO_R_WRITE,
-		       0, &cg);
+		       orch_grant_expiry(o), &cg);
 	if (r == 0)
 		r = mnpool_copy(o->mnpool, m->from, x->section, x->generation, &cg, m->to->addr,
 				&cr);

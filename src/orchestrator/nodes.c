@@ -605,7 +605,7 @@ static void *monitor_main(void *arg)
 	struct orch *o = arg;
 	int64_t started = now_s(), last_prune = 0;
 	unsigned tick = 0;
-	int64_t last_sweep = now_s();
+	int64_t last_sweep = now_s(), last_renew = now_s();
 
 	/* First, what do the compute nodes run? (Never stops anything.) */
 	nodes_reconcile_all(o);
@@ -642,6 +642,10 @@ static void *monitor_main(void *arg)
 		if (o->sweep_s > 0 && now - last_sweep >= o->sweep_s) {
 			sweep_all(o);
 			last_sweep = now;
+		}
+		if (now - last_renew >= MAX(o->grant_ttl_s / 3, 1)) {
+			grants_renew_all(o);
+			last_renew = now;
 		}
 		if (now - last_prune > 60) {
 			o->store->ops->request_prune(o->store, now - REQUEST_TTL_S);

@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -81,6 +82,7 @@ struct orch {
 	uint64_t node_id;               /* ours, in HELLO to memory nodes */
 	int node_timeout_s;
 	int sweep_s;                  /* orphan sweep interval (sweep.c); 0: never */
+	int grant_ttl_s;                /* life of a compute node's grants (renew.c) */
 	int heartbeat_s;                /* told to nodes at registration */
 	uint64_t section_size;
 	int compute_timeout_ms;         /* long calls (VM start, hot-plug) */
@@ -186,6 +188,16 @@ void mnpool_forget(struct mnpool *p, uint64_t node_id);
 int cclient_call(const char *http, const char *method, const char *path, const char *body,
 		 int timeout_ms, char **ret_body);
 int cclient_global_init(void);
+/*
+ * Send every running slot's compute node new grants for its remote
+ * sections, valid grant_ttl_s from now (renew.c). Returns the slots renewed.
+ */
+unsigned grants_renew_all(struct orch *o);
+/* When a grant minted now expires. */
+static inline uint64_t orch_grant_expiry(const struct orch *o)
+{
+	return (uint64_t)time(NULL) + (uint64_t)o->grant_ttl_s;
+}
 void cclient_global_cleanup(void);
 
 /* ---- slots.c ----------------------------------------------------------- */

@@ -240,7 +240,7 @@ json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t ho
 	char hex[GRANT_HEX_LEN + 1];
 
 	if (grant_mint(o->grant_key, mn->id, holder, sec, gen, epoch,
-		       PROTO_R_READ | PROTO_R_WRITE, 0, &g) < 0)
+		       PROTO_R_READ | PROTO_R_WRITE, orch_grant_expiry(o), &g) < 0)
 		return NULL;
 	grant_to_hex(&g, hex);
 	return json_pack("{s:s, s:s, s:s}", "kind", "remote", "addr", mn->addr, "grant", hex);

@@ -395,7 +395,7 @@ static int cmd_atomic(struct mnc *c, const struct grant_key *key, const struct a
 			cas ? "--expect, " : "");
 		return 1;
 	}
-	if (mint(key, a, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_ALL, &g))
+	if (mint(key, a, mnc_info(c)->node_id, a->node_id, sec, gen, PROTO_R_READ | PROTO_R_WRITE, &g))
 		return 1;
 	r = cas ? mnc_cas(c, &g, a->offset, a->expect, a->value, &old)
 		: mnc_fadd(c, &g, a->offset, a->value, &old);

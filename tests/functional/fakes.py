@@ -389,6 +389,7 @@ class FakeCompute:
         self.vcpus = vcpus
         self.vms = {}
         self.calls = []
+        self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
@@ -570,11 +571,39 @@ class FakeCompute:
                                  "vm": self._vm_json(vm)})
         return h._err(400, "bad_request", "bad phase")
 
+    def _renew(self, h, vm, body):
+        """Renewed grants, checked as the agent checks them (vm_grants.c)."""
+        if not isinstance(body, dict) or set(body) != {"grants"} or \
+                not isinstance(body["grants"], list) or not body["grants"]:
+            return h._err(400, "bad_request", "bad body")
+        def fields(hx):
+            return GRANT.unpack(bytes.fromhex(hx))
+
+        def which(g):                  # memory node, section, generation
+            return g[0], g[2], g[3]
+
+        secs = [s for s in vm["sections"] + list(vm["hot"].values()) if s["kind"] == "remote"]
+        new = []
+        for hx in body["grants"]:
+            g = fields(hx)
+            match = [s for s in secs if which(fields(s["grant"])) == which(g)]
+            if g[1] != self.node_id:
+                return h._err(400, "bad_request", "not our grant")
+            if not match:
+                return h._err(404, "no_section", "no such section")
+            if g[5] < fields(match[0]["grant"])[5]:
+                return h._err(409, "stale_epoch", "older epoch")
+            new.append((match[0], hx))
+        for sec, hx in new:
+            sec["grant"] = hx
+        self.renewals.append((vm["name"], time.time(), [hx for _, hx in new]))
+        return h._send(200, {"renewed": len(new)})
+
     def _dispatch(self, h, method, path, body):
         # A real agent holds GET ?wait=STATE until the state changes; a
         # fake's states change only when a test says so: answer at once.
         path = path.split("?", 1)[0]
-        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate)"
+        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants)"
                          r"(?:/(\d+|migrate))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
@@ -622,6 +651,8 @@ class FakeCompute:
                 return self._memmig(h, vm, body)
             elif sub == "console" and method == "GET":
                 return h._send(200, text=f"console of {name}\n")
+            elif sub == "grants" and idx is None and method == "POST":
+                return self._renew(h, vm, body)
             elif sub == "sections" and idx is None and method == "POST":
                 if not isinstance(body, dict) or set(body) != {"section"}:
                     return h._err(400, "bad_request", "bad body")

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import ROOT, Daemon, find_prog
-from dproto import GRANT, ST, Conn, grant_files, wait_for
+from dproto import GRANT, ST, Conn, grant_files, grant_signed_by, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
 
 MiB = 1 << 20
@@ -1170,3 +1170,44 @@ def test_cli_migrations(orch, fakemem, computes, hb_factory):
     assert p.returncode == 1 and "no section on memory node" in p.stderr
     p = run("slot", "migrate-memory", "web", "--to", src)
     assert p.returncode == 2 and "--from is required" in p.stderr
+
+
+def test_grants_expire_and_are_renewed(orch_factory, fakemem, computes, hb_factory, key):
+    """With --grant-ttl 12 the slot's grants expire 12 s after they are
+    minted, and every third of that the orchestrator sends the compute node
+    new ones (POST /v1/vms/NAME/grants): same sections, holder and epoch, a
+    later expiry, signed with the grant key."""
+    orch = orch_factory(extra=["--grant-ttl", "12"])
+    hb, (c,) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, heartbeat=True)
+    t0 = time.time()
+    st, s = orch.call("POST", "/v1/slots", {"name": "web", "vcpus": 1, "memory": "256M",
+                                            "remote_percent": 100})
+    assert st == 201, s
+    (_, _, body), = [x for x in c.calls if x[0] == "POST"]
+    def which(g):                                    # memory node, section, generation
+        return g[0], g[2], g[3]
+    first = {which(decode_grant(x["grant"])): decode_grant(x["grant"]) for x in body["sections"]}
+    for g in first.values():
+        assert t0 + 11 <= g[6] <= time.time() + 12, g            # expiry: now + ttl
+    assert wait_for(lambda: len(c.renewals) >= 2, 15), c.renewals
+    name, when, grants = c.renewals[-1]
+    assert name == "web" and len(grants) == 2
+    for hx in grants:
+        raw = bytes.fromhex(hx)
+        g = decode_grant(hx)
+        old = first[which(g)]
+        assert g[:6] == old[:6]                                   # the same grant ...
+        assert g[6] > old[6] and g[6] >= when + 11                # ... living longer
+        assert grant_signed_by(key.grant, raw)
+    assert c.renewals[1][1] - c.renewals[0][1] == pytest.approx(4, abs=1.5)
+    # A slot not running is not renewed; its agent refusing is logged, not fatal.
+    assert orch.d.alive()
+
+
+def test_grant_ttl_bounds(tmp_path, keyfile):
+    prog = find_prog("disagg-orchestrator")
+    for bad in ("9", "3601", "x"):
+        p = subprocess.run([prog, "--key", keyfile, "--grant-key", grant_files(keyfile)[0],
+                            "--grant-ttl", bad, "--db", str(tmp_path / "t.db")],
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and "grant-ttl" in p.stderr, p.stderr

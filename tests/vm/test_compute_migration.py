@@ -38,8 +38,9 @@ def regrant(key, section, holder):
     g = bytes.fromhex(section["grant"])
     mnid, _, sec, gen, *_ = dproto.GRANT.unpack(g)
     out = {k: v for k, v in section.items() if k in ("kind", "addr", "free_on_release")}
+    free = dproto.R_FREE if section.get("free_on_release") else 0
     out["grant"] = dproto.mint_grant(key, mnid, holder, sec, gen,
-                                     dproto.R_READ | dproto.R_WRITE).hex()
+                                     dproto.R_READ | dproto.R_WRITE | free).hex()
     return out
 
 

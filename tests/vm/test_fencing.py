@@ -41,8 +41,9 @@ def regrant(key, section, holder, epoch):
     """The same section with a grant for `holder` of ownership epoch `epoch`."""
     g = bytes.fromhex(section["grant"])
     mnid, _, sec, gen, *_ = dproto.GRANT.unpack(g)
+    free = dproto.R_FREE if section.get("free_on_release") else 0
     return dict(section, grant=dproto.mint_grant(key, mnid, holder, sec, gen,
-                                                 dproto.R_READ | dproto.R_WRITE,
+                                                 dproto.R_READ | dproto.R_WRITE | free,
                                                  epoch=epoch).hex())
 
 

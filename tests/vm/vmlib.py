@@ -187,13 +187,14 @@ class Memnode(Proc):
         with self.conn() as c:
             return len(c.list())
 
-    def section(self, holder=1, free_on_release=True, owner=0):
-        """Allocate a section and return the agent's JSON for it."""
+    def section(self, holder=1, free_on_release=True, owner=0, expiry=0):
+        """Allocate a section and return the agent's JSON for it (its grant
+        expires at `expiry`, seconds since the epoch; 0: never)."""
         with self.conn() as c:
             sec, gen = c.alloc(owner)
         # The agent frees a free_on_release section with its grant: the free right.
         rights = dproto.R_READ | dproto.R_WRITE | (dproto.R_FREE if free_on_release else 0)
-        g = dproto.mint_grant(self.key, self.node_id, holder, sec, gen, rights)
+        g = dproto.mint_grant(self.key, self.node_id, holder, sec, gen, rights, expiry=expiry)
         return {"kind": "remote", "addr": self.addr, "grant": g.hex(),
                 "free_on_release": free_on_release}
 

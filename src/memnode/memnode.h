@@ -7,7 +7,9 @@
  *   pool.c     the memory pool (one mmap) and its backing (anon, tmpfs or a
  *              persistent file with an on-disk section table)
  *   table.c    the section table: allocate, free, list, per-section locks
- *   server.c   acceptor, worker threads, connections, framing, output queues
+ *   server.c   acceptor, worker threads, connections, framing, output queues,
+ *              handshake and idle timeouts
+ *   admit.c    connection caps: in all, per address, before authentication
  *   handlers.c one handle_<op>() per protocol opcode, through a table
  *   copy.c     memnode-to-memnode section copy on its own threads
  *   fence.c    ownership epochs: FENCE and the epoch check of every write
@@ -35,6 +37,11 @@
 #define MN_DEFAULT_SECTION_SIZE (128ull << 20)
 #define MN_DATA_ALIGN (2ull << 20)   /* data area offset alignment in a pool file */
 #define MN_MAX_CONNS 1024
+#define MN_MAX_CONNS_PER_ADDR 256    /* a compute node opens a few per VM (docs/memnode.md) */
+#define MN_MAX_UNAUTH 128            /* connections that have not authenticated yet */
+#define MN_MAX_UNAUTH_PER_ADDR 16
+#define MN_HANDSHAKE_MS 5000         /* accept -> AUTH done, or the connection is closed */
+#define MN_PREAUTH_BUF 4096          /* input buffered before AUTH (HELLO is 80 bytes) */
 #define MN_OUTQ_CAP (8u << 20)       /* bytes queued to a client before we stop reading it */
 #define MN_MAX_COPIES 4              /* concurrent COPY operations per node */
 #define MN_COPY_TIMEOUT_MS 5000
@@ -177,7 +184,13 @@ struct mn_stats {
 	_Atomic uint64_t bytes_written;
 	_Atomic uint64_t connections;        /* open now */
 	_Atomic uint64_t connections_total;  /* accepted since start */
-	_Atomic uint64_t rejected_conns;     /* refused over the cap */
+	_Atomic uint64_t rejected_conns;     /* refused over max_conns */
+	_Atomic uint64_t rejected_per_addr;  /* refused: their address is at its cap */
+	_Atomic uint64_t rejected_unauth;    /* refused: too many unauthenticated */
+	_Atomic uint64_t unauth_conns;       /* open now and not authenticated */
+	_Atomic uint64_t handshake_timeouts; /* closed: no AUTH within the handshake timeout */
+	_Atomic uint64_t idle_timeouts;      /* closed: authenticated and idle too long */
+	_Atomic uint64_t preauth_oversize;   /* closed: a frame too large before AUTH */
 	_Atomic uint64_t copies;
 	_Atomic uint64_t copy_pages;
 	_Atomic uint64_t fenced;             /* writes and frees refused: an older epoch */
@@ -193,6 +206,17 @@ char *mn_health_render(struct mn_node *n);
 
 struct mn_worker;
 struct mn_copy;
+struct mn_admit;
+
+/* Connection caps and timeouts (options of main.c). */
+struct mn_limits {
+	unsigned max_conns;
+	unsigned max_per_addr;
+	unsigned max_unauth;
+	unsigned max_unauth_per_addr;
+	unsigned handshake_ms;    /* accept -> authenticated */
+	unsigned idle_ms;         /* authenticated and idle; 0: never closed */
+};
 
 struct mn_node {
 	uint64_t node_id;
@@ -204,7 +228,8 @@ struct mn_node {
 	struct mn_worker *workers;
 	unsigned next_worker;
 	int listen_fd;
-	int max_conns;
+	struct mn_limits limits;
+	struct mn_admit *admit;
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
@@ -259,6 +284,29 @@ void mn_conn_hold(struct mn_conn *c);
  * reply is dropped if the connection has gone away meanwhile.
  */
 void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
+
+/* ---- admission (admit.c) ------------------------------------------------ */
+
+struct mn_peer;
+struct sockaddr_storage;
+
+enum mn_admit_verdict {
+	MN_ADMIT_OK,
+	MN_ADMIT_MAX_CONNS,
+	MN_ADMIT_PER_ADDR,
+	MN_ADMIT_UNAUTH,
+	MN_ADMIT_NOMEM,
+};
+
+int mn_admit_new(struct mn_admit **ret);
+void mn_admit_free(struct mn_admit *a);   /* accepts NULL */
+/* May a connection from ss open? On OK it counts as unauthenticated; *ret is its address. */
+enum mn_admit_verdict mn_admit(struct mn_node *n, const struct sockaddr_storage *ss,
+			       struct mn_peer **ret);
+/* The connection of address p authenticated. */
+void mn_admit_authed(struct mn_node *n, struct mn_peer *p);
+/* A connection of address p closed (unauth: it never authenticated). Accepts NULL p. */
+void mn_admit_release(struct mn_node *n, struct mn_peer *p, bool unauth);
 
 /* ---- handlers (handlers.c) ----------------------------------------------- */
 

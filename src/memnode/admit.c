@@ -3,9 +3,9 @@
  * Admission of protocol connections: the caps that keep a peer without
  * the cluster key from filling the memory node.
  *
- * The acceptor asks mn_admit() for every accepted connection. It is
- * refused (and counted, per reason) when the node already holds
- * max_conns connections, when its source address already holds
+ * The acceptor asks mn_admit() for every accepted connection under the
+ * node's max_conns. It is refused (the acceptor counts it, per reason)
+ * when its source address already holds
  * max_per_addr connections, or when it would be one connection too many
  * that has not authenticated yet: max_unauth in all, max_unauth_per_addr
  * from one address. A connection stops counting as unauthenticated when
@@ -17,10 +17,12 @@
  * request. An address's entry exists while it has connections; the
  * connection keeps a pointer to it.
  */
-#include "memnode.h"
+#include "admit.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,16 +37,18 @@ struct mn_peer {
 
 struct mn_admit {
 	pthread_mutex_t mu;
-	unsigned unauth;         /* unauthenticated connections in all */
+	struct mn_limits lim;
+	_Atomic uint64_t unauth; /* unauthenticated connections in all (changed under mu) */
 	struct mn_peer *buckets[ADMIT_BUCKETS];
 };
 
-int mn_admit_new(struct mn_admit **ret)
+int mn_admit_new(const struct mn_limits *lim, struct mn_admit **ret)
 {
 	struct mn_admit *a = calloc(1, sizeof(*a));
 
 	if (!a)
 		return -ENOMEM;
+	a->lim = *lim;
 	pthread_mutex_init(&a->mu, NULL);
 	*ret = a;
 	return 0;
@@ -86,18 +90,15 @@ static unsigned addr_hash(const uint8_t key[16])
 	return h % ADMIT_BUCKETS;
 }
 
-enum mn_admit_verdict mn_admit(struct mn_node *n, const struct sockaddr_storage *ss,
+enum mn_admit_verdict mn_admit(struct mn_admit *a, const struct sockaddr_storage *ss,
 			       struct mn_peer **ret)
 {
-	struct mn_admit *a = n->admit;
-	const struct mn_limits *lim = &n->limits;
+	const struct mn_limits *lim = &a->lim;
 	enum mn_admit_verdict v = MN_ADMIT_OK;
 	struct mn_peer *p;
 	uint8_t key[16];
 	unsigned b;
 
-	if (atomic_load(&n->stats.connections) >= lim->max_conns)
-		return MN_ADMIT_MAX_CONNS;
 	addr_key(ss, key);
 	b = addr_hash(key);
 	pthread_mutex_lock(&a->mu);
@@ -123,27 +124,22 @@ enum mn_admit_verdict mn_admit(struct mn_node *n, const struct sockaddr_storage 
 		p->conns++;
 		p->unauth++;
 		a->unauth++;
-		atomic_store(&n->stats.unauth_conns, a->unauth);
 		*ret = p;
 	}
 	pthread_mutex_unlock(&a->mu);
 	return v;
 }
 
-void mn_admit_authed(struct mn_node *n, struct mn_peer *p)
+void mn_admit_authed(struct mn_admit *a, struct mn_peer *p)
 {
-	struct mn_admit *a = n->admit;
-
 	pthread_mutex_lock(&a->mu);
 	p->unauth--;
 	a->unauth--;
-	atomic_store(&n->stats.unauth_conns, a->unauth);
 	pthread_mutex_unlock(&a->mu);
 }
 
-void mn_admit_release(struct mn_node *n, struct mn_peer *p, bool unauth)
+void mn_admit_release(struct mn_admit *a, struct mn_peer *p, bool unauth)
 {
-	struct mn_admit *a = n->admit;
 	struct mn_peer **pp;
 
 	if (!p)
@@ -152,7 +148,6 @@ void mn_admit_release(struct mn_node *n, struct mn_peer *p, bool unauth)
 	if (unauth) {
 		p->unauth--;
 		a->unauth--;
-		atomic_store(&n->stats.unauth_conns, a->unauth);
 	}
 	if (--p->conns == 0) {
 		for (pp = &a->buckets[addr_hash(p->addr)]; *pp != p; pp = &(*pp)->next)
@@ -161,4 +156,9 @@ void mn_admit_release(struct mn_node *n, struct mn_peer *p, bool unauth)
 		free(p);
 	}
 	pthread_mutex_unlock(&a->mu);
+}
+
+uint64_t mn_admit_unauth(struct mn_admit *a)
+{
+	return atomic_load(&a->unauth);
 }

@@ -5,7 +5,8 @@
  * Parses the options, loads the cluster key, opens the pool and its
  * section table, starts the workers and the optional HTTP endpoint, prints
  * the ready line ("disagg-memnode listening on ADDR [http ADDR]") on
- * stdout, and accepts connections until SIGTERM or SIGINT. Shutdown stops
+ * stdout (and READY=1 to a service manager that asked, notify.h), and
+ * accepts connections until SIGTERM or SIGINT. Shutdown stops
  * the copies, the workers and the HTTP server, then releases everything,
  * so a sanitizer build exits without leak reports. This is the boundary
  * where errors are logged; the modules below only return -errno.
@@ -14,6 +15,7 @@
  * (kind memnode, its data and HTTP addresses, --label k=v labels, section
  * geometry) and heartbeats with the current free section count.
  */
+#include "accept.h"
 #include "memnode.h"
 
 #include <errno.h>
@@ -32,6 +34,7 @@
 #include "registrar.h"
 #include "macro.h"
 #include "net.h"
+#include "notify.h"
 
 struct mn_opts {
 	const char *listen;
@@ -402,7 +405,7 @@ static int run(const struct mn_opts *o)
 	n->limits = o->limits;
 	n->listen_fd = -1;
 	pthread_mutex_init(&n->copy_mu, NULL);
-	if (mn_admit_new(&n->admit) < 0) {
+	if (mn_admit_new(&n->limits, &n->admit) < 0) {
 		log_error("out of memory");
 		goto out_free;
 	}
@@ -479,6 +482,7 @@ static int run(const struct mn_opts *o)
 	else
 		printf("disagg-memnode listening on %s\n", addr);
 	fflush(stdout);
+	notify_ready();
 
 	r = mn_server_run(n, sfd);
 	if (r < 0)
@@ -486,6 +490,7 @@ static int run(const struct mn_opts *o)
 	else
 		log_info("shutting down");
 	rc = r < 0 ? 1 : 0;
+	notify_stopping();
 
 	registrar_stop(reg);
 	atomic_store(&n->stopping, true);

@@ -9,7 +9,8 @@
  *   table.c    the section table: allocate, free, list, per-section locks
  *   server.c   acceptor, worker threads, connections, framing, output queues,
  *              handshake and idle timeouts
- *   admit.c    connection caps: in all, per address, before authentication
+ *   accept.c   the accept loop (accept.h, for main.c alone)
+ *   admit.c    connection caps per address and before authentication (admit.h)
  *   handlers.c one handle_<op>() per protocol opcode, through a table
  *   copy.c     memnode-to-memnode section copy on its own threads
  *   fence.c    ownership epochs: FENCE and the epoch check of every write
@@ -25,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admit.h"
 #include "auth.h"
 #include "metrics.h"
 #include "disagg/proto.h"
@@ -187,7 +189,6 @@ struct mn_stats {
 	_Atomic uint64_t rejected_conns;     /* refused over max_conns */
 	_Atomic uint64_t rejected_per_addr;  /* refused: their address is at its cap */
 	_Atomic uint64_t rejected_unauth;    /* refused: too many unauthenticated */
-	_Atomic uint64_t unauth_conns;       /* open now and not authenticated */
 	_Atomic uint64_t handshake_timeouts; /* closed: no AUTH within the handshake timeout */
 	_Atomic uint64_t idle_timeouts;      /* closed: authenticated and idle too long */
 	_Atomic uint64_t preauth_oversize;   /* closed: a frame too large before AUTH */
@@ -206,17 +207,6 @@ char *mn_health_render(struct mn_node *n);
 
 struct mn_worker;
 struct mn_copy;
-struct mn_admit;
-
-/* Connection caps and timeouts (options of main.c). */
-struct mn_limits {
-	unsigned max_conns;
-	unsigned max_per_addr;
-	unsigned max_unauth;
-	unsigned max_unauth_per_addr;
-	unsigned handshake_ms;    /* accept -> authenticated */
-	unsigned idle_ms;         /* authenticated and idle; 0: never closed */
-};
 
 struct mn_node {
 	uint64_t node_id;
@@ -251,9 +241,9 @@ struct mn_obuf {
 };
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
-/* Accept loop of the calling thread until `stop_fd` is readable. */
-int mn_server_run(struct mn_node *n, int stop_fd);
 void mn_server_stop(struct mn_node *n);
+/* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
+void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
 /* Allocate a reply frame for request `req` with `len` bytes of payload (at data + 32). */
 struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len);
@@ -284,29 +274,6 @@ void mn_conn_hold(struct mn_conn *c);
  * reply is dropped if the connection has gone away meanwhile.
  */
 void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
-
-/* ---- admission (admit.c) ------------------------------------------------ */
-
-struct mn_peer;
-struct sockaddr_storage;
-
-enum mn_admit_verdict {
-	MN_ADMIT_OK,
-	MN_ADMIT_MAX_CONNS,
-	MN_ADMIT_PER_ADDR,
-	MN_ADMIT_UNAUTH,
-	MN_ADMIT_NOMEM,
-};
-
-int mn_admit_new(struct mn_admit **ret);
-void mn_admit_free(struct mn_admit *a);   /* accepts NULL */
-/* May a connection from ss open? On OK it counts as unauthenticated; *ret is its address. */
-enum mn_admit_verdict mn_admit(struct mn_node *n, const struct sockaddr_storage *ss,
-			       struct mn_peer **ret);
-/* The connection of address p authenticated. */
-void mn_admit_authed(struct mn_node *n, struct mn_peer *p);
-/* A connection of address p closed (unauth: it never authenticated). Accepts NULL p. */
-void mn_admit_release(struct mn_node *n, struct mn_peer *p, bool unauth);
 
 /* ---- handlers (handlers.c) ----------------------------------------------- */
 

@@ -3,8 +3,8 @@
  * The network side of the memory node: an acceptor and N worker threads,
  * each with its own epoll instance and its own connections.
  *
- * The acceptor (the main thread) accepts non-blocking sockets and hands
- * them round-robin to the workers through a pipe per worker. A worker
+ * The acceptor (the main thread, accept.c) admits non-blocking sockets and
+ * hands them round-robin to the workers through a pipe per worker. A worker
  * owns its connections completely: reading, framing, dispatching to the
  * handlers and writing replies all happen on it, so connections need no
  * locks. The only cross-thread path is mn_conn_post(): a COPY thread hands
@@ -218,7 +218,7 @@ static void conn_close(struct mn_conn *c)
 	c->rbuf = NULL;
 	free(c->big);
 	c->big = NULL;
-	mn_admit_release(w->node, c->peer, c->unauth);
+	mn_admit_release(w->node->admit, c->peer, c->unauth);
 	c->peer = NULL;
 	atomic_fetch_sub(&w->node->stats.connections, 1);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
@@ -321,7 +321,7 @@ static void conn_note_auth(struct mn_conn *c)
 {
 	if (c->unauth && c->auth.authed) {
 		c->unauth = false;
-		mn_admit_authed(c->w->node, c->peer);
+		mn_admit_authed(c->w->node->admit, c->peer);
 	}
 }
 
@@ -494,7 +494,7 @@ out:
 static void handoff_drop(struct mn_node *n, const struct mn_handoff *h)
 {
 	close(h->fd);
-	mn_admit_release(n, h->peer, true);
+	mn_admit_release(n->admit, h->peer, true);
 	atomic_fetch_sub(&n->stats.connections, 1);
 }
 
@@ -773,105 +773,15 @@ void mn_server_stop(struct mn_node *n)
 	n->nworkers = 0;
 }
 
-/* ---- acceptor ------------------------------------------------------------------- */
-
-static void reject_busy(int fd)
+void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)
 {
-	struct proto_hdr req = { .opcode = PROTO_OP_HELLO };
-	struct mn_obuf *ob = mn_reply_new(&req, PROTO_ST_BUSY, 0);
+	struct mn_handoff h = { .fd = fd, .peer = peer };
+	struct mn_worker *w = &n->workers[n->next_worker++ % n->nworkers];
 
-	if (ob) {
-		if (send(fd, ob->data, ob->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			log_debug("busy reply: %s", strerror(errno));
-		free(ob);
-	}
-	close(fd);
-}
-
-/* Count a refused connection by its reason. */
-static void count_refusal(struct mn_node *n, enum mn_admit_verdict v)
-{
-	switch (v) {
-	case MN_ADMIT_PER_ADDR:
-		atomic_fetch_add(&n->stats.rejected_per_addr, 1);
-		break;
-	case MN_ADMIT_UNAUTH:
-		atomic_fetch_add(&n->stats.rejected_unauth, 1);
-		break;
-	default:
-		atomic_fetch_add(&n->stats.rejected_conns, 1);
-		break;
-	}
-}
-
-static void accept_all(struct mn_node *n)
-{
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
-		int fd = accept4(n->listen_fd, (struct sockaddr *)&ss, &sslen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		enum mn_admit_verdict v;
-		struct mn_handoff h;
-		struct mn_worker *w;
-
-		if (fd < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				log_warn("accept: %s", strerror(errno));
-				if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-					usleep(10000);
-			}
-			return;
-		}
-		v = mn_admit(n, &ss, &h.peer);
-		if (v != MN_ADMIT_OK) {
-			count_refusal(n, v);
-			log_debug("connection refused: %s",
-				  v == MN_ADMIT_PER_ADDR ? "its address is at its connection cap" :
-				  v == MN_ADMIT_UNAUTH ? "too many unauthenticated connections" :
-							 "too many connections");
-			reject_busy(fd);
-			continue;
-		}
-		(void)net_set_nodelay(fd);
-		atomic_fetch_add(&n->stats.connections, 1);
-		atomic_fetch_add(&n->stats.connections_total, 1);
-		h.fd = fd;
-		w = &n->workers[n->next_worker++ % n->nworkers];
-		if (write(w->pipe_wr, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
-			log_warn("worker %u is not taking connections", w->idx);
-			handoff_drop(n, &h);
-		}
-	}
-}
-
-int mn_server_run(struct mn_node *n, int stop_fd)
-{
-	struct epoll_event ev = { .events = EPOLLIN }, evs[2];
-	_cleanup_close_ int epfd = epoll_create1(EPOLL_CLOEXEC);
-
-	if (epfd < 0)
-		return -errno;
-	ev.data.fd = n->listen_fd;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, n->listen_fd, &ev) < 0)
-		return -errno;
-	ev.data.fd = stop_fd;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0)
-		return -errno;
-	for (;;) {
-		int k = epoll_wait(epfd, evs, ARRAY_SIZE(evs), -1);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < k; i++) {
-			if (evs[i].data.fd == stop_fd)
-				return 0;
-			accept_all(n);
-		}
+	atomic_fetch_add(&n->stats.connections, 1);
+	atomic_fetch_add(&n->stats.connections_total, 1);
+	if (write(w->pipe_wr, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
+		log_warn("worker %u is not taking connections", w->idx);
+		handoff_drop(n, &h);
 	}
 }

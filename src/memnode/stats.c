@@ -99,7 +99,7 @@ char *mn_stats_render(struct mn_node *n)
 			atomic_load(&s->connections_total));
 	metrics_gauge(&sb, "disagg_memnode_connections_unauthenticated",
 		      "Open connections that have not authenticated yet.", "",
-		      (double)atomic_load(&s->unauth_conns));
+		      (double)mn_admit_unauth(n->admit));
 	for (size_t i = 0; i < ARRAY_SIZE(conn_counters); i++)
 		metrics_counter(&sb, conn_counters[i].name, conn_counters[i].help,
 				conn_counters[i].labels,

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
 	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
-	json_t *labels = json_object();
+	_cleanup_(json_decrefp) json_t *labels = json_object();   /* freed on every return */
 	struct registrar *reg = NULL;
 	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
 	char cluster_id[RUNDIR_CLUSTER_ID_LEN + 1], err[1024];
@@ -440,7 +440,6 @@ int main(int argc, char **argv)
 			log_error("cannot start the registrar: %s", strerror(-r));
 			agent_leave(&a);
 			rundir_release(run_dir, lockfd, default_dir);
-			json_decref(labels);
 			return 1;
 		}
 	}
@@ -463,7 +462,6 @@ int main(int argc, char **argv)
 	else
 		agent_leave(&a);
 	rundir_release(run_dir, lockfd, default_dir);
-	json_decref(labels);
 	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);
 	return 0;

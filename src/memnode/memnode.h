@@ -40,8 +40,8 @@
 #define MN_DATA_ALIGN (2ull << 20)   /* data area offset alignment in a pool file */
 #define MN_MAX_CONNS 1024
 #define MN_MAX_CONNS_PER_ADDR 256    /* a compute node opens a few per VM (docs/memnode.md) */
-#define MN_MAX_UNAUTH 128            /* connections that have not authenticated yet */
-#define MN_MAX_UNAUTH_PER_ADDR 16
+#define MN_MAX_UNAUTH 256            /* connections that have not authenticated yet */
+#define MN_MAX_UNAUTH_PER_ADDR 64    /* ... from one address: room for a host's bursts */
 #define MN_HANDSHAKE_MS 5000         /* accept -> AUTH done, or the connection is closed */
 #define MN_PREAUTH_BUF 4096          /* input buffered before AUTH (HELLO is 80 bytes) */
 #define MN_OUTQ_CAP (8u << 20)       /* bytes queued to a client before we stop reading it */

@@ -117,10 +117,10 @@ def test_flood_of_silent_connections_is_refused_and_counted(memnodes, key):
             # ... and so is a new one, from its own address.
             with login(d.addr).login(key, CLIENT + 1) as c2:
                 c2.call(dp.OP["PING"])
-            # 16 unauthenticated connections per address are let in, the rest refused.
-            m = wait_for(lambda: (lambda m: m if rejected(m, "unauthenticated") >= FLOOD - 16
+            # 64 unauthenticated connections per address are let in, the rest refused.
+            m = wait_for(lambda: (lambda m: m if rejected(m, "unauthenticated") >= FLOOD - 64
                                   else None)(metrics(d)), 10, "refusals")
-            assert m["disagg_memnode_connections_unauthenticated"] == 16, m
+            assert m["disagg_memnode_connections_unauthenticated"] == 64, m
             # Refused connections got a BUSY frame and were closed.
             busy = 0
             for s in socks[-10:]:
@@ -130,7 +130,7 @@ def test_flood_of_silent_connections_is_refused_and_counted(memnodes, key):
                     busy += 1
             assert busy == 10
             # The admitted ones are closed at the handshake timeout.
-            m = wait_for(lambda: (lambda m: m if closed(m, "handshake_timeout") >= 16
+            m = wait_for(lambda: (lambda m: m if closed(m, "handshake_timeout") >= 64
                                   else None)(metrics(d)), 10, "handshake timeouts")
             assert m["disagg_memnode_connections_unauthenticated"] == 0, m
             assert c.read(g, [(0, 16)]) == data

@@ -15,7 +15,7 @@ libssl-dev libjansson-dev libmicrohttpd-dev libsqlite3-dev
 libcurl4-openssl-dev liburing-dev
 python3 python3-pytest
 qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
-procps iproute2 curl
+procps iproute2 curl systemd
 "
 
 if [ "${1:-}" = "--list" ]; then

@@ -13,6 +13,15 @@
  * per-connection buffer, capped at HTTP_MAX_BODY: a Content-Length over the
  * cap is refused with 413 before any body is read; a chunked body that
  * grows past it is discarded and answered with 413 at the end.
+ *
+ * Listener limits: HTTP_MAX_CONNS connections in all and
+ * HTTP_MAX_CONNS_PER_IP from one address (MHD accepts and at once closes
+ * the excess), so that one peer cannot take every connection. MHD's
+ * timeouts are inactivity timeouts: a new connection is closed after
+ * HTTP_HEADER_TIMEOUT_S without a byte until its first request's header is
+ * complete, any connection after HTTP_IDLE_TIMEOUT_S without a byte. A
+ * header is at most MHD's per-connection memory (32 KiB) long, so a peer
+ * that trickles one is bounded as well, and held to its address's cap.
  */
 #include "http.h"
 
@@ -239,6 +248,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	char allow[128];
 
 	if (!c) {
+		/* The header is complete: from now on, the idle timeout. */
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned int)HTTP_IDLE_TIMEOUT_S);
 		/* First call: headers only. Refuse a declared oversized body now. */
 		if (body_over_cap(conn))
 			return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
@@ -292,6 +304,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
+/* A new connection: until its first header is complete, the shorter timeout. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned int)HTTP_HEADER_TIMEOUT_S);
+}
+
 /* ---- server lifecycle -------------------------------------------------- */
 
 int http_server_start(const char *addr, const struct http_route *routes, size_t nroutes,
@@ -328,8 +349,12 @@ int http_server_start(const char *addr, const struct http_route *routes, size_t 
 				     0, NULL, NULL, on_request, s,
 				     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+				     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+				     MHD_OPTION_CONNECTION_TIMEOUT,
+				     (unsigned int)HTTP_IDLE_TIMEOUT_S,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNS,
+				     MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				     (unsigned int)HTTP_MAX_CONNS_PER_IP,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		r = -EIO;

@@ -6,7 +6,8 @@
  * and handlers that fill a response. The server runs its own threads
  * (a small pool); handlers must be thread-safe. Request bodies are capped
  * (HTTP_MAX_BODY) and answered with 413 past the cap. Unknown paths get
- * 404 and a wrong method 405, both with a JSON error body.
+ * 404 and a wrong method 405, both with a JSON error body. Connections are
+ * capped in all and per address, and time out when inactive (http.c).
  */
 #ifndef DISAGG_HTTP_H
 #define DISAGG_HTTP_H
@@ -15,6 +16,10 @@
 #include <stddef.h>
 
 #define HTTP_MAX_BODY (4u << 20)
+#define HTTP_MAX_CONNS 256        /* connections in all */
+#define HTTP_MAX_CONNS_PER_IP 64  /* ... from one address */
+#define HTTP_HEADER_TIMEOUT_S 10  /* inactivity before a connection's first header is complete */
+#define HTTP_IDLE_TIMEOUT_S 60    /* inactivity after it */
 
 struct http_server;
 

@@ -353,6 +353,13 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		goto out;
 	}
 	r = vm_new(&a->env, &spec, &vm);
+	if (r == -ENAMETOOLONG) {
+		pthread_mutex_unlock(&a->lock);
+		http_resp_error(resp, 400, "bad_request",
+				"cannot create VM \"%s\": the paths of its sockets under the run directory %s would be longer than a UNIX socket address allows; this agent takes VM names of up to %zu characters",
+				spec.name, a->env.run_root, vm_name_room(a->env.run_root));
+		goto out;
+	}
 	if (r < 0) {
 		pthread_mutex_unlock(&a->lock);
 		http_resp_error(resp, errno_http(r), "create_failed", "cannot create VM \"%s\": %s",

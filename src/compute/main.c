@@ -27,6 +27,7 @@
 #include "log.h"
 #include "opts.h"
 #include "net.h"
+#include "notify.h"
 #include "recover.h"
 #include "registrar.h"
 #include "rundir.h"
@@ -43,7 +44,8 @@ static const char usage[] =
 	"  --run-dir DIR          tmpfs directory for VM run dirs, this agent's alone\n"
 	"                         (default /dev/shm/disagg-compute-CLUSTER-ID)\n"
 	"  --qemu PATH            QEMU binary (default qemu-system-x86_64 in PATH)\n"
-	"  --shim PATH            libdisagg-shim.so (default: next to this program)\n"
+	"  --shim PATH            libdisagg-shim.so (default: next to this program, or\n"
+	"                         where it is installed, " DISAGG_PKGLIBDIR ")\n"
 	"  --kernel PATH          guest kernel (default: build/guest/vmlinuz near this program)\n"
 	"  --initrd PATH          guest initramfs (default: build/guest/initrd.img)\n"
 	"  --accel auto|kvm|tcg   accelerator (default auto: kvm if a probe guest boots under it)\n"
@@ -83,7 +85,15 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-/* A file next to our own executable (following symlinks), or under it. */
+/* dir/rel into ret if it fits and is accessible (mode: access()). */
+static bool try_path(const char *dir, const char *rel, int mode, char *ret, size_t len)
+{
+	int n = snprintf(ret, len, "%s/%s", dir, rel);
+
+	return n > 0 && (size_t)n < len && access(ret, mode) == 0;
+}
+
+/* A file next to our own executable (following symlinks), or under a directory above it. */
 static bool find_near_exe(const char *rel, char *ret, size_t len)
 {
 	char exe[PATH_MAX], *dir;
@@ -94,8 +104,7 @@ static bool find_near_exe(const char *rel, char *ret, size_t len)
 	exe[n] = '\0';
 	dir = dirname(exe);
 	for (int up = 0; up < 4; up++) {
-		snprintf(ret, len, "%s/%s", dir, rel);
-		if (access(ret, R_OK) == 0)
+		if (try_path(dir, rel, R_OK, ret, len))
 			return true;
 		dir = dirname(dir);
 	}
@@ -105,15 +114,41 @@ static bool find_near_exe(const char *rel, char *ret, size_t len)
 static bool find_in_path(const char *name, char *ret, size_t len)
 {
 	const char *path = getenv("PATH");
-	char buf[4096], *save = NULL;
+	_cleanup_free_ char *buf = strdup(path ? path : "/usr/bin:/bin");
+	char *save = NULL;
 
-	snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
-	for (char *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-		snprintf(ret, len, "%s/%s", d, name);
-		if (access(ret, X_OK) == 0)
+	if (!buf)
+		return false;
+	for (char *d = strtok_r(buf, ":", &save); d; d = strtok_r(NULL, ":", &save))
+		if (try_path(d, name, X_OK, ret, len))
 			return true;
-	}
 	return false;
+}
+
+/* The options that name a file or directory, each into its PATH_MAX buffer. */
+struct path_opt {
+	int c;
+	const char *name;
+	char *buf;
+};
+
+/* Option c's argument into its buffer: -ENAMETOOLONG (reported) if it does not fit. */
+static int path_opt_set(const struct path_opt *t, size_t n, int c, const char *arg)
+{
+	size_t len = strlen(arg);
+
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].c != c)
+			continue;
+		if (len >= PATH_MAX) {
+			fprintf(stderr, "disagg-compute: --%s is too long (%zu bytes, at most %d)\n",
+				t[i].name, len, PATH_MAX - 1);
+			return -ENAMETOOLONG;
+		}
+		memcpy(t[i].buf, arg, len + 1);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 /* vm_recover callback: an adopted VM joins the table. */
@@ -204,12 +239,16 @@ int main(int argc, char **argv)
 	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
-	json_t *labels = json_object();
+	_cleanup_(json_decrefp) json_t *labels = json_object();   /* freed on every return */
 	struct registrar *reg = NULL;
 	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
 	char cluster_id[RUNDIR_CLUSTER_ID_LEN + 1], err[1024];
 	bool stop_vms = false, default_dir = false;
 	struct vm_recover_stats rs;
+	const struct path_opt popts[] = {
+		{ 'r', "run-dir", run_dir }, { 'q', "qemu", qemu }, { 's', "shim", shim },
+		{ 'K', "kernel", kernel }, { 'I', "initrd", initrd },
+	};
 	int c, r, lockfd;
 
 	log_init(argv[0]);
@@ -221,7 +260,14 @@ int main(int argc, char **argv)
 			if (opt_node_id(optarg, &node_id) < 0)
 				return 2;
 			break;
-		case 'r': snprintf(run_dir, sizeof(run_dir), "%s", optarg); break;
+		case 'r':
+		case 'q':
+		case 's':
+		case 'K':
+		case 'I':
+			if (path_opt_set(popts, ARRAY_SIZE(popts), c, optarg) < 0)
+				return 2;
+			break;
 		case 'R':
 			if (opt_u64("retire-migrated-ms", optarg, 1, 86400000, "ms", &retire_ms) < 0)
 				return 2;
@@ -242,10 +288,6 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 'X': stop_vms = true; break;
-		case 'q': snprintf(qemu, sizeof(qemu), "%s", optarg); break;
-		case 's': snprintf(shim, sizeof(shim), "%s", optarg); break;
-		case 'K': snprintf(kernel, sizeof(kernel), "%s", optarg); break;
-		case 'I': snprintf(initrd, sizeof(initrd), "%s", optarg); break;
 		case 'a': accel = optarg; break;
 		case 'S':
 			if (opt_size("section-size", optarg, 2u << 20, &section) < 0)
@@ -303,7 +345,9 @@ int main(int argc, char **argv)
 	if (!shim[0] && !find_near_exe("libdisagg-shim.so", shim, sizeof(shim)) &&
 	    !find_near_exe("shim/libdisagg-shim.so", shim, sizeof(shim)) &&
 	    !find_near_exe("bin/libdisagg-shim.so", shim, sizeof(shim)) &&
-	    !find_near_exe("lib/libdisagg-shim.so", shim, sizeof(shim))) {
+	    !find_near_exe("lib/libdisagg-shim.so", shim, sizeof(shim)) &&
+	    !find_near_exe(DISAGG_BIN_TO_PKGLIB "/libdisagg-shim.so", shim, sizeof(shim)) &&
+	    !try_path(DISAGG_PKGLIBDIR, "libdisagg-shim.so", R_OK, shim, sizeof(shim))) {
 		fprintf(stderr, "disagg-compute: libdisagg-shim.so not found (pass --shim)\n");
 		return 1;
 	}
@@ -324,6 +368,11 @@ int main(int argc, char **argv)
 	if (!run_dir[0]) {
 		rundir_default(cluster_id, node_id, run_dir, sizeof(run_dir));
 		default_dir = true;
+	}
+	if (!vm_name_room(run_dir)) {
+		fprintf(stderr, "disagg-compute: the run directory %s is too long: the sockets of its VMs (RUN_DIR/NAME/guest.sock) would not fit a UNIX socket address (107 bytes)\n",
+			run_dir);
+		return 1;
 	}
 	lockfd = rundir_claim(run_dir, cluster_id, node_id, err, sizeof(err));
 	if (lockfd < 0) {
@@ -391,13 +440,13 @@ int main(int argc, char **argv)
 			log_error("cannot start the registrar: %s", strerror(-r));
 			agent_leave(&a);
 			rundir_release(run_dir, lockfd, default_dir);
-			json_decref(labels);
 			return 1;
 		}
 	}
-	log_info("node %llu: accel %s, run dir %s, qemu %s, %u VM%s adopted",
-		 (unsigned long long)node_id, a.env.accel, run_dir, qemu, rs.adopted,
+	log_info("node %llu: accel %s, run dir %s, qemu %s, shim %s, %u VM%s adopted",
+		 (unsigned long long)node_id, a.env.accel, run_dir, qemu, shim, rs.adopted,
 		 rs.adopted == 1 ? "" : "s");
+	notify_ready();   /* VMs adopted, the API served */
 
 	while (!quit) {
 		struct pollfd pfd = { .fd = quit_efd, .events = POLLIN };
@@ -405,6 +454,7 @@ int main(int argc, char **argv)
 		(void)poll(&pfd, 1, -1);
 	}
 	log_info("stopping (signal %d)", (int)quit);
+	notify_stopping();
 	atomic_store(&a.reg, NULL);
 	registrar_stop(reg);
 	if (stop_vms)
@@ -412,7 +462,6 @@ int main(int argc, char **argv)
 	else
 		agent_leave(&a);
 	rundir_release(run_dir, lockfd, default_dir);
-	json_decref(labels);
 	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);
 	return 0;

@@ -20,6 +20,13 @@
  * that holds VM directories but no owner record (an older agent's, or not
  * an agent's at all: nobody's to touch).
  *
+ * The directory itself must be a real directory (opened with O_NOFOLLOW:
+ * never a symbolic link), owned by the agent's user (root, as a service)
+ * and not writable by group or others: whoever else could write into it
+ * could plant files or links where QEMU and the agent expect their own.
+ * VM directories are made inside it with mkdir (0700), never reused when
+ * something of that name exists.
+ *
  * The default directory names the cluster too, so that two clusters on one
  * machine (two `disagg up` with different data directories) never share
  * a run directory even when their compute nodes have the same id.
@@ -107,6 +114,52 @@ static int owner_write(int dfd, const char *cluster_id, uint64_t node_id)
 	return renameat(dfd, OWNER_FILE ".tmp", dfd, OWNER_FILE) < 0 ? -errno : 0;
 }
 
+/* dfd (the run directory dir) is a directory of ours that nobody else may write. */
+static int rundir_check(int dfd, const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	int r;
+
+	if (fstat(dfd, &st) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot stat the run directory %s: %s", dir, strerror(-r));
+		return r;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+			 "the run directory %s belongs to uid %u, not to this agent's user (uid %u): refusing it; remove it or use another --run-dir",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen,
+			 "the run directory %s is writable by %s (mode %04o): refusing it; chmod go-w it or use another --run-dir",
+			 dir, (st.st_mode & S_IWOTH) ? "others" : "its group",
+			 (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Open the run directory, never through a symbolic link. */
+static int rundir_open(const char *dir, char *err, size_t errlen)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	int r;
+
+	if (fd >= 0)
+		return fd;
+	r = -errno;
+	if ((r == -ELOOP || r == -ENOTDIR) && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+		snprintf(err, errlen,
+			 "the run directory %s is a symbolic link: refusing it; give the real directory as --run-dir",
+			 dir);
+	else
+		snprintf(err, errlen, "cannot open the run directory %s: %s", dir, strerror(-r));
+	return r == -ENOTDIR || r == -ELOOP ? -ENOTDIR : r;
+}
+
 /* The first VM directory in dfd, or false. */
 static bool has_vm_dir(int dfd, char *ret_name, size_t len)
 {
@@ -144,12 +197,12 @@ int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char
 		snprintf(err, errlen, "cannot create the run directory %s: %s", dir, strerror(-r));
 		return r;
 	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "cannot open the run directory %s: %s", dir, strerror(-r));
+	dfd = rundir_open(dir, err, errlen);
+	if (dfd < 0)
+		return dfd;
+	r = rundir_check(dfd, dir, err, errlen);
+	if (r < 0)
 		return r;
-	}
 	lockfd = openat(dfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lockfd < 0) {
 		r = -errno;
@@ -205,7 +258,7 @@ int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char
 
 void rundir_release(const char *dir, int lockfd, int remove_dir)
 {
-	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	char name[NAME_MAX + 1];
 
 	if (dfd >= 0 && lockfd >= 0 && !has_vm_dir(dfd, name, sizeof(name))) {

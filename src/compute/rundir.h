@@ -27,11 +27,12 @@ int rundir_cluster_id(const struct auth_key *key, char ret[RUNDIR_CLUSTER_ID_LEN
 void rundir_default(const char *cluster_id, uint64_t node_id, char *ret, size_t len);
 
 /*
- * Create dir if needed and make it this agent's: returns the lock's fd
- * (keep it open while the agent runs) or -errno with err saying why:
- * -EBUSY (another agent runs on it), -EPERM (it belongs to another
- * cluster or node), -ENOTEMPTY (it holds VM directories but no owner
- * record), or the error of a file operation.
+ * Create dir if needed (0700) and make it this agent's: returns the lock's
+ * fd (keep it open while the agent runs) or -errno with err saying why:
+ * -ENOTDIR (a symbolic link or not a directory), -EPERM (owned by another
+ * user, writable by group or others, or it belongs to another cluster or
+ * node), -EBUSY (another agent runs on it), -ENOTEMPTY (it holds VM
+ * directories but no owner record), or the error of a file operation.
  */
 int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char *err,
 		 size_t errlen);

@@ -5,7 +5,8 @@
  * Parses the options, loads the cluster key, opens the pool and its
  * section table, starts the workers and the optional HTTP endpoint, prints
  * the ready line ("disagg-memnode listening on ADDR [http ADDR]") on
- * stdout, and accepts connections until SIGTERM or SIGINT. Shutdown stops
+ * stdout (and READY=1 to a service manager that asked, notify.h), and
+ * accepts connections until SIGTERM or SIGINT. Shutdown stops
  * the copies, the workers and the HTTP server, then releases everything,
  * so a sanitizer build exits without leak reports. This is the boundary
  * where errors are logged; the modules below only return -errno.
@@ -14,6 +15,7 @@
  * (kind memnode, its data and HTTP addresses, --label k=v labels, section
  * geometry) and heartbeats with the current free section count.
  */
+#include "accept.h"
 #include "memnode.h"
 
 #include <errno.h>
@@ -33,6 +35,7 @@
 #include "registrar.h"
 #include "macro.h"
 #include "net.h"
+#include "notify.h"
 
 struct mn_opts {
 	const char *listen;
@@ -49,6 +52,7 @@ struct mn_opts {
 	const char *name;
 	const char *advertise;
 	json_t *labels;
+	struct mn_limits limits;
 };
 
 static void usage(FILE *f)
@@ -73,10 +77,20 @@ static void usage(FILE *f)
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
 		"  --label KEY=VALUE      a placement label (repeatable), e.g. rack=r1\n"
 		"  --advertise HOST:PORT  data address to register (default: the bound address)\n"
+		"  --max-conns N          protocol connections in all (default %u)\n"
+		"  --max-conns-per-addr N   ... from one address (default %u)\n"
+		"  --max-unauth N         connections not authenticated yet, in all (default %u)\n"
+		"  --max-unauth-per-addr N  ... from one address (default %u)\n"
+		"  --handshake-timeout-ms MS  close a connection not authenticated by then\n"
+		"                         (default %u)\n"
+		"  --idle-timeout-ms MS   close an authenticated connection idle that long\n"
+		"                         (default 0: never)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  --help                 show this help\n"
 		"\n"
-		"SIZE takes a K, M, G or T suffix (powers of 1024).\n");
+		"SIZE takes a K, M, G or T suffix (powers of 1024).\n",
+		MN_MAX_CONNS, MN_MAX_CONNS_PER_ADDR, MN_MAX_UNAUTH, MN_MAX_UNAUTH_PER_ADDR,
+		MN_HANDSHAKE_MS);
 }
 
 static int parse_backing(const char *s, struct mn_opts *o)
@@ -111,7 +125,49 @@ enum {
 	OPT_NAME,
 	OPT_LABEL,
 	OPT_ADVERTISE,
+	OPT_MAX_CONNS,
+	OPT_MAX_PER_ADDR,
+	OPT_MAX_UNAUTH,
+	OPT_MAX_UNAUTH_PER_ADDR,
+	OPT_HANDSHAKE,
+	OPT_IDLE,
 };
+
+/* One of the connection caps and timeouts: a number in [min, max]. */
+static int parse_limit(int opt, const char *arg, struct mn_limits *l)
+{
+	static const struct {
+		int opt;
+		const char *name;
+		uint64_t min, max;
+		const char *unit;
+		size_t off;
+	} t[] = {
+		{ OPT_MAX_CONNS, "max-conns", 1, 1u << 20, NULL,
+		  offsetof(struct mn_limits, max_conns) },
+		{ OPT_MAX_PER_ADDR, "max-conns-per-addr", 1, 1u << 20, NULL,
+		  offsetof(struct mn_limits, max_per_addr) },
+		{ OPT_MAX_UNAUTH, "max-unauth", 1, 1u << 20, NULL,
+		  offsetof(struct mn_limits, max_unauth) },
+		{ OPT_MAX_UNAUTH_PER_ADDR, "max-unauth-per-addr", 1, 1u << 20, NULL,
+		  offsetof(struct mn_limits, max_unauth_per_addr) },
+		{ OPT_HANDSHAKE, "handshake-timeout-ms", 100, 600000, "ms",
+		  offsetof(struct mn_limits, handshake_ms) },
+		{ OPT_IDLE, "idle-timeout-ms", 0, 86400000, "ms",
+		  offsetof(struct mn_limits, idle_ms) },
+	};
+	uint64_t v;
+
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		if (t[i].opt != opt)
+			continue;
+		if (opt_u64(t[i].name, arg, t[i].min, t[i].max, t[i].unit, &v) < 0)
+			return -EINVAL;
+		*(unsigned *)((char *)l + t[i].off) = (unsigned)v;
+		return 0;
+	}
+	return -EINVAL;
+}
 
 static int add_label(struct mn_opts *o, const char *kv)
 {
@@ -148,6 +204,12 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "label", required_argument, NULL, OPT_LABEL },
 		{ "advertise", required_argument, NULL, OPT_ADVERTISE },
+		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+		{ "max-conns-per-addr", required_argument, NULL, OPT_MAX_PER_ADDR },
+		{ "max-unauth", required_argument, NULL, OPT_MAX_UNAUTH },
+		{ "max-unauth-per-addr", required_argument, NULL, OPT_MAX_UNAUTH_PER_ADDR },
+		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
+		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -160,6 +222,13 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		.section_size = MN_DEFAULT_SECTION_SIZE,
 		.backing = MN_BACK_ANON,
 		.workers = 2,
+		.limits = {
+			.max_conns = MN_MAX_CONNS,
+			.max_per_addr = MN_MAX_CONNS_PER_ADDR,
+			.max_unauth = MN_MAX_UNAUTH,
+			.max_unauth_per_addr = MN_MAX_UNAUTH_PER_ADDR,
+			.handshake_ms = MN_HANDSHAKE_MS,
+		},
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -219,6 +288,15 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			break;
 		case OPT_ADVERTISE:
 			o->advertise = optarg;
+			break;
+		case OPT_MAX_CONNS:
+		case OPT_MAX_PER_ADDR:
+		case OPT_MAX_UNAUTH:
+		case OPT_MAX_UNAUTH_PER_ADDR:
+		case OPT_HANDSHAKE:
+		case OPT_IDLE:
+			if (parse_limit(c, optarg, &o->limits) < 0)
+				return -EINVAL;
 			break;
 		case 'h':
 			usage(stdout);
@@ -338,9 +416,13 @@ static int run(const struct mn_opts *o)
 	if (!n)
 		return 1;
 	n->node_id = o->node_id;
-	n->max_conns = MN_MAX_CONNS;
+	n->limits = o->limits;
 	n->listen_fd = -1;
 	pthread_mutex_init(&n->copy_mu, NULL);
+	if (mn_admit_new(&n->limits, &n->admit) < 0) {
+		log_error("out of memory");
+		goto out_free;
+	}
 
 	r = auth_key_load(o->keyfile, &n->key);
 	if (r < 0) {
@@ -425,6 +507,7 @@ static int run(const struct mn_opts *o)
 	else
 		printf("disagg-memnode listening on %s\n", addr);
 	fflush(stdout);
+	notify_ready();
 
 	r = mn_server_run(n, sfd);
 	if (r < 0)
@@ -432,6 +515,7 @@ static int run(const struct mn_opts *o)
 	else
 		log_info("shutting down");
 	rc = r < 0 ? 1 : 0;
+	notify_stopping();
 
 	registrar_stop(reg);
 	atomic_store(&n->stopping, true);
@@ -444,6 +528,7 @@ out_table:
 out_pool:
 	mn_pool_close(n->pool);
 out_free:
+	mn_admit_free(n->admit);
 	pthread_mutex_destroy(&n->copy_mu);
 	memset(&n->key, 0, sizeof(n->key));
 	grant_key_free(n->grant_key);

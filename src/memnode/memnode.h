@@ -7,7 +7,10 @@
  *   pool.c     the memory pool (one mmap) and its backing (anon, tmpfs or a
  *              persistent file with an on-disk section table)
  *   table.c    the section table: allocate, free, list, per-section locks
- *   server.c   acceptor, worker threads, connections, framing, output queues
+ *   server.c   acceptor, worker threads, connections, framing, output queues,
+ *              handshake and idle timeouts
+ *   accept.c   the accept loop (accept.h, for main.c alone)
+ *   admit.c    connection caps per address and before authentication (admit.h)
  *   handlers.c one handle_<op>() per protocol opcode, through a table
  *   copy.c     memnode-to-memnode section copy on its own threads
  *   fence.c    ownership epochs: FENCE and the epoch check of every write
@@ -23,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admit.h"
 #include "auth.h"
 #include "grant.h"
 #include "metrics.h"
@@ -37,6 +41,11 @@
 #define MN_DATA_ALIGN (2ull << 20)   /* data area offset alignment in a pool file */
 #define MN_MAX_CONNS 1024
 #define MN_GRANT_CACHE_BITS 12   /* 4,096 verified grants node-wide (grantcache.h) */
+#define MN_MAX_CONNS_PER_ADDR 256    /* a compute node opens a few per VM (docs/memnode.md) */
+#define MN_MAX_UNAUTH 256            /* connections that have not authenticated yet */
+#define MN_MAX_UNAUTH_PER_ADDR 64    /* ... from one address: room for a host's bursts */
+#define MN_HANDSHAKE_MS 5000         /* accept -> AUTH done, or the connection is closed */
+#define MN_PREAUTH_BUF 4096          /* input buffered before AUTH (HELLO is 80 bytes) */
 #define MN_OUTQ_CAP (8u << 20)       /* bytes queued to a client before we stop reading it */
 #define MN_MAX_COPIES 4              /* concurrent COPY operations per node */
 #define MN_COPY_TIMEOUT_MS 5000
@@ -179,7 +188,12 @@ struct mn_stats {
 	_Atomic uint64_t bytes_written;
 	_Atomic uint64_t connections;        /* open now */
 	_Atomic uint64_t connections_total;  /* accepted since start */
-	_Atomic uint64_t rejected_conns;     /* refused over the cap */
+	_Atomic uint64_t rejected_conns;     /* refused over max_conns */
+	_Atomic uint64_t rejected_per_addr;  /* refused: their address is at its cap */
+	_Atomic uint64_t rejected_unauth;    /* refused: too many unauthenticated */
+	_Atomic uint64_t handshake_timeouts; /* closed: no AUTH within the handshake timeout */
+	_Atomic uint64_t idle_timeouts;      /* closed: authenticated and idle too long */
+	_Atomic uint64_t preauth_oversize;   /* closed: a frame too large before AUTH */
 	_Atomic uint64_t copies;
 	_Atomic uint64_t copy_pages;
 	_Atomic uint64_t fenced;             /* writes and frees refused: an older epoch */
@@ -214,7 +228,8 @@ struct mn_node {
 	struct mn_worker *workers;
 	unsigned next_worker;
 	int listen_fd;
-	int max_conns;
+	struct mn_limits limits;
+	struct mn_admit *admit;
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
@@ -236,9 +251,9 @@ struct mn_obuf {
 };
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
-/* Accept loop of the calling thread until `stop_fd` is readable. */
-int mn_server_run(struct mn_node *n, int stop_fd);
 void mn_server_stop(struct mn_node *n);
+/* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
+void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
 /* Allocate a reply frame for request `req` with `len` bytes of payload (at data + 32). */
 struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len);

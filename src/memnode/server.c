@@ -3,8 +3,8 @@
  * The network side of the memory node: an acceptor and N worker threads,
  * each with its own epoll instance and its own connections.
  *
- * The acceptor (the main thread) accepts non-blocking sockets and hands
- * them round-robin to the workers through a pipe per worker. A worker
+ * The acceptor (the main thread, accept.c) admits non-blocking sockets and
+ * hands them round-robin to the workers through a pipe per worker. A worker
  * owns its connections completely: reading, framing, dispatching to the
  * handlers and writing replies all happen on it, so connections need no
  * locks. The only cross-thread path is mn_conn_post(): a COPY thread hands
@@ -19,6 +19,16 @@
  * validated length and is read straight into it. A frame that fails
  * validation gets an error reply and the connection is closed once that
  * reply is written.
+ *
+ * Before authentication: a connection may buffer only MN_PREAUTH_BUF
+ * bytes (a frame larger than that is refused and the connection closed,
+ * nothing is allocated for it), and must complete HELLO and AUTH within
+ * the handshake timeout. Admission caps (admit.c) bound how many such
+ * connections there are. Each worker sweeps its connections a few times
+ * per timeout period: an unauthenticated one past the handshake timeout
+ * is closed, and so is an authenticated one idle (nothing read, nothing
+ * to write, nothing in flight) for longer than the idle timeout, if the
+ * operator set one.
  *
  * Backpressure: replies queue per connection and go out with sendmsg()
  * of an iovec. While a connection has more than MN_OUTQ_CAP bytes or
@@ -60,6 +70,13 @@ struct mn_worker {
 	pthread_mutex_t post_mu;
 	struct mn_obuf *posts, **posts_tail;
 	struct mn_conn *conns;
+	uint64_t next_sweep_ns;
+};
+
+/* A connection handed from the acceptor to a worker. */
+struct mn_handoff {
+	int fd;
+	struct mn_peer *peer;
 };
 
 struct mn_conn {
@@ -71,8 +88,12 @@ struct mn_conn {
 	bool closing;            /* stop reading; close once the queue is written */
 	uint32_t ev;             /* epoll events registered */
 	struct mn_conn_auth auth;
+	struct mn_peer *peer;    /* its address's admission counts */
+	bool unauth;             /* still counted as unauthenticated */
+	uint64_t born_ns, active_ns;
 	/* input */
 	uint8_t *rbuf;
+	size_t rcap;             /* MN_PREAUTH_BUF until authenticated, then MN_RBUF_SIZE */
 	size_t rlen, rpos;
 	struct proto_hdr bighdr;
 	uint8_t *big;
@@ -197,6 +218,8 @@ static void conn_close(struct mn_conn *c)
 	c->rbuf = NULL;
 	free(c->big);
 	c->big = NULL;
+	mn_admit_release(w->node->admit, c->peer, c->unauth);
+	c->peer = NULL;
 	atomic_fetch_sub(&w->node->stats.connections, 1);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
 	conn_unref(c);
@@ -226,6 +249,7 @@ static int conn_flush(struct mn_conn *c)
 			return -errno;
 		}
 		c->obytes -= (size_t)wr;
+		c->active_ns = now_ns();
 		while (wr > 0) {
 			size_t left;
 
@@ -292,6 +316,30 @@ static void conn_frame_error(struct mn_conn *c, const uint8_t *raw, int err)
 	c->closing = true;
 }
 
+/* After a frame: a connection that just authenticated leaves the pre-auth caps. */
+static void conn_note_auth(struct mn_conn *c)
+{
+	if (c->unauth && c->auth.authed) {
+		c->unauth = false;
+		mn_admit_authed(c->w->node->admit, c->peer);
+	}
+}
+
+/*
+ * A frame too large for the pre-authentication buffer: nothing is read or
+ * allocated for it. HELLO and AUTH of that size are malformed; any other
+ * opcode is not allowed yet (NOAUTH, as for every request before AUTH).
+ */
+static void conn_preauth_oversize(struct mn_conn *c, const struct proto_hdr *h)
+{
+	atomic_fetch_add(&c->w->node->stats.preauth_oversize, 1);
+	log_debug("a %u-byte %s before authentication: closing", h->len,
+		  proto_op_name(h->opcode));
+	mn_reply_status(c, h, h->opcode == PROTO_OP_HELLO || h->opcode == PROTO_OP_AUTH ?
+				      PROTO_ST_BADMSG : PROTO_ST_NOAUTH);
+	c->closing = true;
+}
+
 /* Take every complete frame out of the input buffer. */
 static void conn_parse(struct mn_conn *c)
 {
@@ -310,9 +358,14 @@ static void conn_parse(struct mn_conn *c)
 			conn_frame_error(c, p, r);
 			break;
 		}
+		if (!c->auth.authed && PROTO_HDR_SIZE + (size_t)h.len > MN_PREAUTH_BUF) {
+			conn_preauth_oversize(c, &h);
+			break;
+		}
 		if (h.len <= avail - PROTO_HDR_SIZE) {
 			c->rpos += PROTO_HDR_SIZE + h.len;
 			mn_dispatch(c, &h, p + PROTO_HDR_SIZE);
+			conn_note_auth(c);
 			continue;
 		}
 		if (PROTO_HDR_SIZE + (size_t)h.len <= MN_RBUF_SIZE)
@@ -333,6 +386,22 @@ static void conn_parse(struct mn_conn *c)
 		c->rpos = c->rlen = 0;
 }
 
+/* The input buffer: small until the connection authenticates. 0 or -ENOMEM. */
+static int conn_rbuf(struct mn_conn *c)
+{
+	size_t want = c->auth.authed ? MN_RBUF_SIZE : MN_PREAUTH_BUF;
+	uint8_t *p;
+
+	if (c->rbuf && c->rcap >= want)
+		return 0;
+	p = realloc(c->rbuf, want);
+	if (!p)
+		return -ENOMEM;
+	c->rbuf = p;
+	c->rcap = want;
+	return 0;
+}
+
 static void conn_read(struct mn_conn *c)
 {
 	ssize_t n;
@@ -340,6 +409,7 @@ static void conn_read(struct mn_conn *c)
 	if (c->big) {
 		n = read(c->fd, c->big + c->big_have, c->bighdr.len - c->big_have);
 		if (n > 0) {
+			c->active_ns = now_ns();
 			c->big_have += (size_t)n;
 			if (c->big_have == c->bighdr.len) {
 				uint8_t *payload = TAKE_PTR(c->big);
@@ -350,22 +420,20 @@ static void conn_read(struct mn_conn *c)
 			return;
 		}
 	} else {
-		if (!c->rbuf) {
-			c->rbuf = malloc(MN_RBUF_SIZE);
-			if (!c->rbuf) {
-				conn_close(c);
-				return;
-			}
+		if (conn_rbuf(c) < 0) {
+			conn_close(c);
+			return;
 		}
 		if (c->rpos > 0) {
 			memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
 			c->rlen -= c->rpos;
 			c->rpos = 0;
 		}
-		if (c->rlen == MN_RBUF_SIZE)
+		if (c->rlen == c->rcap)
 			return;        /* full of frames waiting for the queue to drain */
-		n = read(c->fd, c->rbuf + c->rlen, MN_RBUF_SIZE - c->rlen);
+		n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
 		if (n > 0) {
+			c->active_ns = now_ns();
 			c->rlen += (size_t)n;
 			conn_parse(c);
 			return;
@@ -422,26 +490,35 @@ out:
 	conn_unref(c);
 }
 
-static void conn_new(struct mn_worker *w, int fd)
+/* A connection the acceptor admitted but no worker took: undo its counts. */
+static void handoff_drop(struct mn_node *n, const struct mn_handoff *h)
+{
+	close(h->fd);
+	mn_admit_release(n->admit, h->peer, true);
+	atomic_fetch_sub(&n->stats.connections, 1);
+}
+
+static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct mn_conn *c = calloc(1, sizeof(*c));
 
 	if (!c) {
-		close(fd);
-		atomic_fetch_sub(&w->node->stats.connections, 1);
+		handoff_drop(w->node, h);
 		return;
 	}
-	c->fd = fd;
+	c->fd = h->fd;
 	c->w = w;
 	c->refs = 1;
 	c->ot = &c->oh;
 	c->ev = EPOLLIN;
+	c->peer = h->peer;
+	c->unauth = true;
+	c->born_ns = c->active_ns = now_ns();
 	ev.data.ptr = c;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		close(fd);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+		handoff_drop(w->node, h);
 		free(c);
-		atomic_fetch_sub(&w->node->stats.connections, 1);
 		return;
 	}
 	c->next = w->conns;
@@ -502,11 +579,62 @@ static void worker_take_posts(struct mn_worker *w, bool deliver)
 
 static void worker_new_conns(struct mn_worker *w)
 {
-	int fds[64];
-	ssize_t n = read(w->pipe_rd, fds, sizeof(fds));
+	struct mn_handoff hs[64];
+	ssize_t n = read(w->pipe_rd, hs, sizeof(hs));
 
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(int); i++)
-		conn_new(w, fds[i]);
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(hs[0]); i++)
+		conn_new(w, &hs[i]);
+}
+
+/* How often a worker looks for connections past their timeouts (ms). */
+static int sweep_period_ms(const struct mn_limits *lim)
+{
+	unsigned t = lim->handshake_ms;
+
+	if (lim->idle_ms && lim->idle_ms < t)
+		t = lim->idle_ms;
+	return (int)MIN(MAX(t / 8, 20u), 1000u);
+}
+
+/* Close the connections past the handshake or the idle timeout. */
+static void worker_sweep(struct mn_worker *w)
+{
+	const struct mn_limits *lim = &w->node->limits;
+	uint64_t now = now_ns();
+	struct mn_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (!c->auth.authed) {
+			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
+				continue;
+			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
+			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
+			conn_close(c);
+		} else if (lim->idle_ms && !c->oh && !c->async && !c->big &&
+			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
+			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
+			log_debug("peer %llu idle for %u ms: closing",
+				  (unsigned long long)c->auth.peer_id, lim->idle_ms);
+			conn_close(c);
+		}
+	}
+}
+
+/* epoll_wait's timeout: none without connections, else until the next sweep. */
+static int worker_wait_ms(struct mn_worker *w)
+{
+	uint64_t now = now_ns();
+
+	if (!w->conns)
+		return -1;
+	if (!w->next_sweep_ns)
+		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
+	if (now >= w->next_sweep_ns) {
+		worker_sweep(w);
+		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
+	}
+	return net_ms_left(w->next_sweep_ns);
 }
 
 static void *worker_main(void *arg)
@@ -516,7 +644,7 @@ static void *worker_main(void *arg)
 	struct epoll_event evs[64];
 
 	while (!atomic_load(&n->stopping)) {
-		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), -1);
+		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), worker_wait_ms(w));
 
 		if (k < 0) {
 			if (errno == EINTR)
@@ -578,17 +706,14 @@ static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
 
 static void worker_destroy(struct mn_worker *w)
 {
-	int pending[64];
+	struct mn_handoff pending[64];
 	ssize_t k;
 
 	/* Connections handed over but never picked up. */
 	if (w->pipe_rd >= 0) {
-		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0) {
-			for (ssize_t i = 0; i < k / (ssize_t)sizeof(int); i++) {
-				close(pending[i]);
-				atomic_fetch_sub(&w->node->stats.connections, 1);
-			}
-		}
+		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0)
+			for (ssize_t i = 0; i < k / (ssize_t)sizeof(pending[0]); i++)
+				handoff_drop(w->node, &pending[i]);
 	}
 	while (w->conns)
 		conn_close(w->conns);
@@ -648,80 +773,15 @@ void mn_server_stop(struct mn_node *n)
 	n->nworkers = 0;
 }
 
-/* ---- acceptor ------------------------------------------------------------------- */
-
-static void reject_busy(int fd)
+void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)
 {
-	struct proto_hdr req = { .opcode = PROTO_OP_HELLO };
-	struct mn_obuf *ob = mn_reply_new(&req, PROTO_ST_BUSY, 0);
+	struct mn_handoff h = { .fd = fd, .peer = peer };
+	struct mn_worker *w = &n->workers[n->next_worker++ % n->nworkers];
 
-	if (ob) {
-		if (send(fd, ob->data, ob->len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-			log_debug("busy reply: %s", strerror(errno));
-		free(ob);
-	}
-	close(fd);
-}
-
-static void accept_all(struct mn_node *n)
-{
-	for (;;) {
-		int fd = accept4(n->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct mn_worker *w;
-
-		if (fd < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				log_warn("accept: %s", strerror(errno));
-				if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
-					usleep(10000);
-			}
-			return;
-		}
-		if (atomic_load(&n->stats.connections) >= (uint64_t)n->max_conns) {
-			atomic_fetch_add(&n->stats.rejected_conns, 1);
-			log_debug("connection refused: %d connections open", n->max_conns);
-			reject_busy(fd);
-			continue;
-		}
-		(void)net_set_nodelay(fd);
-		atomic_fetch_add(&n->stats.connections, 1);
-		atomic_fetch_add(&n->stats.connections_total, 1);
-		w = &n->workers[n->next_worker++ % n->nworkers];
-		if (write(w->pipe_wr, &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
-			log_warn("worker %u is not taking connections", w->idx);
-			atomic_fetch_sub(&n->stats.connections, 1);
-			close(fd);
-		}
-	}
-}
-
-int mn_server_run(struct mn_node *n, int stop_fd)
-{
-	struct epoll_event ev = { .events = EPOLLIN }, evs[2];
-	_cleanup_close_ int epfd = epoll_create1(EPOLL_CLOEXEC);
-
-	if (epfd < 0)
-		return -errno;
-	ev.data.fd = n->listen_fd;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, n->listen_fd, &ev) < 0)
-		return -errno;
-	ev.data.fd = stop_fd;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, stop_fd, &ev) < 0)
-		return -errno;
-	for (;;) {
-		int k = epoll_wait(epfd, evs, ARRAY_SIZE(evs), -1);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < k; i++) {
-			if (evs[i].data.fd == stop_fd)
-				return 0;
-			accept_all(n);
-		}
+	atomic_fetch_add(&n->stats.connections, 1);
+	atomic_fetch_add(&n->stats.connections_total, 1);
+	if (write(w->pipe_wr, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
+		log_warn("worker %u is not taking connections", w->idx);
+		handoff_drop(n, &h);
 	}
 }

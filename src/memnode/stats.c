@@ -15,7 +15,15 @@
  *   section_bytes                   section size
  *   connections                     open client connections
  *   connections_total               connections accepted
- *   connections_rejected_total      connections refused over the cap
+ *   connections_unauthenticated     open connections that have not authenticated
+ *   connections_rejected_total{reason}  connections refused: "max_conns" (the
+ *                                   node's cap), "per_addr" (their address's
+ *                                   cap), "unauthenticated" (the caps on
+ *                                   connections before AUTH)
+ *   connections_closed_total{reason}  connections closed by the node:
+ *                                   "handshake_timeout", "idle_timeout",
+ *                                   "preauth_oversize" (a frame too large
+ *                                   before AUTH)
  *   copies_total, copy_pages_total  completed COPY operations and pages sent
  *   fenced_requests_total           writes and frees refused: their epoch is over
  *   epoch_raises_total              section epochs raised (FENCE or a newer grant)
@@ -26,9 +34,30 @@
  */
 #include "memnode.h"
 
+#include <stddef.h>
 #include <stdio.h>
 
 #include "wire.h"
+
+/* Connections refused and closed, by reason (help text on the first of a name). */
+static const struct {
+	const char *name, *help, *labels;
+	size_t off;
+} conn_counters[] = {
+	{ "disagg_memnode_connections_rejected_total",
+	  "Connections refused at accept, by the cap they hit.", "reason=\"max_conns\"",
+	  offsetof(struct mn_stats, rejected_conns) },
+	{ "disagg_memnode_connections_rejected_total", NULL, "reason=\"per_addr\"",
+	  offsetof(struct mn_stats, rejected_per_addr) },
+	{ "disagg_memnode_connections_rejected_total", NULL, "reason=\"unauthenticated\"",
+	  offsetof(struct mn_stats, rejected_unauth) },
+	{ "disagg_memnode_connections_closed_total", "Connections closed by the node, by reason.",
+	  "reason=\"handshake_timeout\"", offsetof(struct mn_stats, handshake_timeouts) },
+	{ "disagg_memnode_connections_closed_total", NULL, "reason=\"idle_timeout\"",
+	  offsetof(struct mn_stats, idle_timeouts) },
+	{ "disagg_memnode_connections_closed_total", NULL, "reason=\"preauth_oversize\"",
+	  offsetof(struct mn_stats, preauth_oversize) },
+};
 
 char *mn_stats_render(struct mn_node *n)
 {
@@ -72,9 +101,13 @@ char *mn_stats_render(struct mn_node *n)
 		      (double)atomic_load(&s->connections));
 	metrics_counter(&sb, "disagg_memnode_connections_total", "Connections accepted.", "",
 			atomic_load(&s->connections_total));
-	metrics_counter(&sb, "disagg_memnode_connections_rejected_total",
-			"Connections refused because too many were open.", "",
-			atomic_load(&s->rejected_conns));
+	metrics_gauge(&sb, "disagg_memnode_connections_unauthenticated",
+		      "Open connections that have not authenticated yet.", "",
+		      (double)mn_admit_unauth(n->admit));
+	for (size_t i = 0; i < ARRAY_SIZE(conn_counters); i++)
+		metrics_counter(&sb, conn_counters[i].name, conn_counters[i].help,
+				conn_counters[i].labels,
+				atomic_load((_Atomic uint64_t *)((char *)s + conn_counters[i].off)));
 	metrics_counter(&sb, "disagg_memnode_copies_total", "Section copies completed.", "",
 			atomic_load(&s->copies));
 	metrics_counter(&sb, "disagg_memnode_copy_pages_total",

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "opts.h"
 #include "macro.h"
+#include "notify.h"
 
 struct orch_opts {
 	const char *http;
@@ -245,11 +246,13 @@ static int run(const struct orch_opts *opts)
 		 opts->db, o->node_id, o->node_timeout_s, o->section_size >> 20);
 	printf("disagg-orchestrator listening on %s\n", http_server_addr(o->http));
 	fflush(stdout);
+	notify_ready();
 
 	do {
 		r = sigwait(&mask, &sig);
 	} while (r == EINTR);
 	log_info("shutting down (%s)", strsignal(sig));
+	notify_stopping();
 	rc = 0;
 
 	nodes_monitor_stop(o);

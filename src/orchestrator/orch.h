@@ -82,7 +82,7 @@ struct orch {
 	uint64_t node_id;               /* ours, in HELLO to memory nodes */
 	int node_timeout_s;
 	int sweep_s;                  /* orphan sweep interval (sweep.c); 0: never */
-	int grant_ttl_s;                /* life of a compute node's grants (renew.c) */
+	int grant_ttl_s;                /* life of a compute node's grants (sweep.c) */
 	int heartbeat_s;                /* told to nodes at registration */
 	uint64_t section_size;
 	int compute_timeout_ms;         /* long calls (VM start, hot-plug) */
@@ -190,7 +190,7 @@ int cclient_call(const char *http, const char *method, const char *path, const c
 int cclient_global_init(void);
 /*
  * Send every running slot's compute node new grants for its remote
- * sections, valid grant_ttl_s from now (renew.c). Returns the slots renewed.
+ * sections, valid grant_ttl_s from now (sweep.c). Returns the slots renewed.
  */
 unsigned grants_renew_all(struct orch *o);
 /* When a grant minted now expires. */

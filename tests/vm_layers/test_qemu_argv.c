@@ -4,7 +4,11 @@
  * the order and spelling of a VM's arguments, an incoming VM with 256
  * DIMMs (the largest command line the agent makes) fitting, and the
  * overflow path: one argument past QEMU_ARGV_MAX fails the whole build
- * with -E2BIG instead of starting a QEMU without it.
+ * with -E2BIG instead of starting a QEMU without it. And the environment
+ * builder: every variable of a large environment is passed on (none
+ * dropped), the shim's own are set and the preload and sanitizer options
+ * of the agent are not; a socket path too long for a UNIX socket address
+ * is refused (-ENAMETOOLONG), never cut.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -154,10 +158,68 @@ static void test_overflow(void)
 	free(a);
 }
 
+/* How many entries of envp start with prefix. */
+static int count_prefix(char **envp, const char *prefix)
+{
+	int n = 0;
+
+	for (char **e = envp; *e; e++)
+		n += strncmp(*e, prefix, strlen(prefix)) == 0;
+	return n;
+}
+
+static void test_envp(void)
+{
+	enum { NVARS = 3000 };
+	struct qemu_env_config c = { .shim = "/usr/lib/disagg/libdisagg-shim.so",
+				     .dir = "/run/disagg-compute/web", .sock =
+				     "/run/disagg-compute/web/shim.sock", .uffd_features = 77 };
+	char **env = calloc(NVARS + 4, sizeof(*env)), **envp = NULL, sock[QEMU_SUN_PATH_MAX + 1];
+	char longdir[200];
+	int n = 0, i;
+
+	for (i = 0; i < NVARS; i++)
+		if (asprintf(&env[n++], "VAR%d=%d", i, i) < 0)
+			abort();
+	env[n++] = strdup("LD_PRELOAD=/evil.so");
+	env[n++] = strdup("ASAN_OPTIONS=x");
+	env[n++] = strdup("DISAGG_SHIM_DIR=/elsewhere");
+	is(qemu_envp_build(&c, env, &envp), 0, "an environment of 3000 variables builds");
+	is(count_prefix(envp, "VAR"), NVARS, "every one of them is passed on");
+	ok(!strcmp(envp[0], "LD_PRELOAD=/usr/lib/disagg/libdisagg-shim.so"), "the shim preloaded");
+	is(count_prefix(envp, "LD_PRELOAD="), 1, "the agent's own LD_PRELOAD is not");
+	is(count_prefix(envp, "ASAN_"), 0, "nor its sanitizer options");
+	is(count_prefix(envp, "DISAGG_SHIM_DIR=/run/disagg-compute/web"), 1, "the shim's directory");
+	is(count_prefix(envp, "DISAGG_SHIM_DIR="), 1, "and no other");
+	is(count_prefix(envp, "DISAGG_SHIM_UFFD_FEATURES=77"), 1, "the uffd features");
+	qemu_envp_free(envp);
+
+	memset(longdir, 'd', sizeof(longdir) - 1);
+	longdir[0] = '/';
+	longdir[sizeof(longdir) - 1] = '\0';
+	c.sock = longdir;
+	envp = NULL;
+	is(qemu_envp_build(&c, env, &envp), -ENAMETOOLONG,
+	   "a shim socket path over 107 bytes: -ENAMETOOLONG");
+	ok(envp == NULL, "and no environment");
+
+	longdir[107 - strlen("/qmp.sock")] = '\0';
+	is(qemu_sock_path(longdir, "qmp.sock", sock), 0, "a socket path of 107 bytes fits");
+	is((int)strlen(sock), 107, "whole");
+	longdir[107 - strlen("/qmp.sock")] = 'd';
+	longdir[108 - strlen("/qmp.sock")] = '\0';
+	is(qemu_sock_path(longdir, "qmp.sock", sock), -ENAMETOOLONG,
+	   "one byte more: -ENAMETOOLONG, not a shorter path");
+	for (i = 0; i < n; i++)
+		free(env[i]);
+	free(env);
+}
+
 int main(void)
 {
 	test_order();
 	test_overflow();
+	test_envp();
 	done_testing();
 	return tap_exit();
 }

@@ -30,20 +30,38 @@
 
 extern char **environ;
 
-/* The command line of this VM into a: 0 or -errno. */
-static int build_argv(struct vm *vm, struct qemu_argv *a)
+/* A socket of the VM's directory: 0, or -ENAMETOOLONG with err saying so. */
+static int vm_sock_path(struct vm *vm, const char *leaf, char *ret, char *err, size_t errlen)
 {
-	char **hp = NULL, **gc = NULL, **ext[VM_EXT_MAX], chan[PATH_MAX], qmp[PATH_MAX];
+	int r = qemu_sock_path(vm->dir, leaf, ret);
+
+	if (r < 0)
+		snprintf(err, errlen,
+			 "the socket path %s/%s is longer than a UNIX socket address holds (%d bytes): use a shorter VM name or --run-dir",
+			 vm->dir, leaf, QEMU_SUN_PATH_MAX);
+	return r;
+}
+
+/* The command line of this VM into a: 0 or -errno (err says why). */
+static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errlen)
+{
+	char **hp = NULL, **gc = NULL, **ext[VM_EXT_MAX];
+	char chan[QEMU_SUN_PATH_MAX + 1], qmp[QEMU_SUN_PATH_MAX + 1];
 	struct hotplug_config hc;
 	unsigned next = 0;
 	int r;
 
-	vm_layout_config(vm, &hc);
-	r = hotplug_qemu_args(&hc, &hp);
+	r = vm_sock_path(vm, "guest.sock", chan, err, errlen);
+	if (r >= 0)
+		r = vm_sock_path(vm, "qmp.sock", qmp, err, errlen);
 	if (r < 0)
 		return r;
-	snprintf(chan, sizeof(chan), "%s/guest.sock", vm->dir);
-	snprintf(qmp, sizeof(qmp), "%s/qmp.sock", vm->dir);
+	vm_layout_config(vm, &hc);
+	r = hotplug_qemu_args(&hc, &hp);
+	if (r < 0) {
+		snprintf(err, errlen, "memory arguments: %s", strerror(-r));
+		return r;
+	}
 	r = guestchan_qemu_args("gch", chan, &gc);
 	if (r >= 0)
 		r = vm_ext_qemu_args(vm, ext, &next);
@@ -59,47 +77,51 @@ static int build_argv(struct vm *vm, struct qemu_argv *a)
 		r = qemu_argv_build(&c, a);
 		vm_ext_strv_free(ext, next);
 	}
+	if (r == -E2BIG)
+		snprintf(err, errlen, "the QEMU command line needs more than %d arguments",
+			 QEMU_ARGV_MAX);
+	else if (r < 0)
+		snprintf(err, errlen, "the QEMU command line: %s", strerror(-r));
 	hotplug_strv_free(hp);
 	guestchan_strv_free(gc);
 	return r;
 }
 
-int vm_spawn_qemu(struct vm *vm)
+int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 {
 	struct qemu_argv *a = calloc(1, sizeof(*a));
-	char *envp[512];
-	char e_pre[PATH_MAX + 16], e_dir[PATH_MAX + 20], e_sock[PATH_MAX + 20], e_feat[64];
+	struct qemu_env_config ec = {
+		.shim = vm->env.shim, .dir = vm->dir, .sock = vm->shim_path,
+		.uffd_features = (unsigned long long)VM_UFFD_FEATURES,
+	};
+	char **envp = NULL;
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
 	sigset_t none, dfl;
 	char logpath[PATH_MAX];
-	int n = 0, r;
+	int r;
 	pid_t pid;
 
 	if (!a)
 		return -ENOMEM;
-	r = build_argv(vm, a);
+	r = build_argv(vm, a, err, errlen);
+	if (r >= 0) {
+		r = qemu_envp_build(&ec, environ, &envp);
+		if (r < 0)
+			snprintf(err, errlen, "QEMU's environment: %s", strerror(-r));
+	}
+	if (r >= 0 && snprintf(logpath, sizeof(logpath), "%s/qemu.log", vm->dir) >=
+			      (int)sizeof(logpath)) {
+		snprintf(err, errlen, "%s/qemu.log: path too long", vm->dir);
+		r = -ENAMETOOLONG;
+	}
 	if (r < 0) {
 		qemu_argv_free(a);
 		free(a);
+		qemu_envp_free(envp);
 		return r;
 	}
-	snprintf(e_pre, sizeof(e_pre), "LD_PRELOAD=%s", vm->env.shim);
-	snprintf(e_dir, sizeof(e_dir), "DISAGG_SHIM_DIR=%s", vm->dir);
-	snprintf(e_sock, sizeof(e_sock), "DISAGG_SHIM_SOCK=%s", vm->shim_path);
-	snprintf(e_feat, sizeof(e_feat), "DISAGG_SHIM_UFFD_FEATURES=%llu",
-		 (unsigned long long)VM_UFFD_FEATURES);
-	envp[n++] = e_pre;
-	envp[n++] = e_dir;
-	envp[n++] = e_sock;
-	envp[n++] = e_feat;
-	for (char **e = environ; *e && n < (int)ARRAY_SIZE(envp) - 1; e++)
-		if (strncmp(*e, "LD_PRELOAD=", 11) && strncmp(*e, "DISAGG_SHIM_", 12) &&
-		    strncmp(*e, "ASAN_", 5) && strncmp(*e, "UBSAN_", 6) && strncmp(*e, "LSAN_", 5))
-			envp[n++] = *e;
-	envp[n] = NULL;
 
-	snprintf(logpath, sizeof(logpath), "%s/qemu.log", vm->dir);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -126,13 +148,17 @@ int vm_spawn_qemu(struct vm *vm)
 	posix_spawn_file_actions_destroy(&fa);
 	qemu_argv_free(a);
 	free(a);
-	if (r)
+	qemu_envp_free(envp);
+	if (r) {
+		snprintf(err, errlen, "cannot start %s: %s", vm->env.qemu, strerror(r));
 		return -r;
+	}
 	vm->pid = pid;
 	vm->qemu_starttime = proc_starttime(pid);
 	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (vm->pidfd < 0) {
 		r = -errno;
+		snprintf(err, errlen, "pidfd of QEMU %d: %s", (int)pid, strerror(-r));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		vm->pid = 0;

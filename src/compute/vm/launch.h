@@ -18,10 +18,11 @@
 
 /*
  * Build the command line (qemu_argv.c: memory layout, guest channel,
- * features' arguments) and spawn QEMU: vm->pid, vm->pidfd and
- * vm->qemu_starttime set. -E2BIG: the command line does not fit.
+ * features' arguments) and the environment, and spawn QEMU: vm->pid,
+ * vm->pidfd and vm->qemu_starttime set. -E2BIG: the command line does not
+ * fit; -ENAMETOOLONG: a socket path does not; err says which.
  */
-int vm_spawn_qemu(struct vm *vm);
+int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen);
 /* The tail of DIR/qemu.log on one line. */
 void vm_qemu_log_tail(struct vm *vm, char *buf, size_t len);
 void vm_lower_priority(pid_t pid);   /* nice 19 for all its threads; 0: the calling thread */

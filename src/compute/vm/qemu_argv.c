@@ -4,16 +4,19 @@
  * arguments), the guest image, the serial console on a file, the guest
  * channel, QMP, and whatever the features add (an incoming migration's
  * -incoming and DIMMs). The first argument that does not fit fails the
- * whole build.
+ * whole build. And its environment: the shim's variables and the agent's
+ * own, all of them.
  */
 #include "qemu_argv.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "hotplug.h"
 #include "log.h"
 
 int qemu_argv_add(struct qemu_argv *a, const char *fmt, ...)
@@ -90,4 +93,64 @@ void qemu_argv_free(struct qemu_argv *a)
 	for (int i = 0; i < a->n; i++)
 		free(a->v[i]);
 	a->n = 0;
+}
+
+int qemu_sock_path(const char *dir, const char *leaf, char *ret)
+{
+	int n = snprintf(ret, QEMU_SUN_PATH_MAX + 1, "%s/%s", dir, leaf);
+
+	return n < 0 || n > QEMU_SUN_PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Not passed on to QEMU: the shim's own variables come from the config. */
+static bool env_dropped(const char *e)
+{
+	static const char *const prefixes[] = { "LD_PRELOAD=", "DISAGG_SHIM_", "ASAN_",
+						"UBSAN_", "LSAN_" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(prefixes); i++)
+		if (strncmp(e, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+/* A NULL-terminated vector of malloc'd strings, as the hotplug arguments are. */
+void qemu_envp_free(char **envp)
+{
+	hotplug_strv_free(envp);
+}
+
+int qemu_envp_build(const struct qemu_env_config *c, char *const *env, char ***ret)
+{
+	size_t n = 0, k = 0;
+	char **v;
+	int r = 0;
+
+	if (strlen(c->sock) > QEMU_SUN_PATH_MAX)
+		return -ENAMETOOLONG;
+	for (char *const *e = env; e && *e; e++)
+		n++;
+	v = calloc(n + 5, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	if (asprintf(&v[k++], "LD_PRELOAD=%s", c->shim) < 0 ||
+	    asprintf(&v[k++], "DISAGG_SHIM_DIR=%s", c->dir) < 0 ||
+	    asprintf(&v[k++], "DISAGG_SHIM_SOCK=%s", c->sock) < 0 ||
+	    asprintf(&v[k++], "DISAGG_SHIM_UFFD_FEATURES=%llu", c->uffd_features) < 0) {
+		v[k - 1] = NULL;
+		r = -ENOMEM;
+	}
+	for (char *const *e = env; r == 0 && e && *e; e++) {
+		if (env_dropped(*e))
+			continue;
+		v[k] = strdup(*e);
+		if (!v[k++])
+			r = -ENOMEM;
+	}
+	if (r < 0) {
+		qemu_envp_free(v);
+		return r;
+	}
+	*ret = v;
+	return 0;
 }

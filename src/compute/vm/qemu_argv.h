@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The QEMU command line of a VM. Pure: the caller gathers the pieces
+ * The QEMU command line and environment of a VM. Pure: the caller gathers the pieces
  * (launch.c), this puts them in order. A command line that does not fit
  * fails loudly (-E2BIG, logged), never silently shortened: a missing
  * -device of an incoming migration's DIMM would otherwise only show as a
- * migration QEMU refuses (tests/vm_layers/test_qemu_argv.c).
+ * migration QEMU refuses (tests/vm_layers/test_qemu_argv.c). The
+ * environment is the agent's with the shim's variables in front: every
+ * variable is kept (none dropped for want of room), and a UNIX socket path
+ * that does not fit a socket address fails (-ENAMETOOLONG) instead of
+ * being cut.
  */
 #ifndef DISAGG_VM_QEMU_ARGV_H
 #define DISAGG_VM_QEMU_ARGV_H
 
+#include <stddef.h>
+
 #include "macro.h"
+
+#define QEMU_SUN_PATH_MAX 107         /* bytes of a UNIX socket path (sun_path less its NUL) */
 
 #define QEMU_ARGV_MAX 1200            /* up to 256 DIMMs on an incoming VM's command line */
 
@@ -42,5 +50,24 @@ int qemu_argv_add_strv(struct qemu_argv *a, char **v);
  */
 int qemu_argv_build(const struct qemu_argv_config *c, struct qemu_argv *a);
 void qemu_argv_free(struct qemu_argv *a);
+
+/* What the shim in QEMU needs: LD_PRELOAD and its DISAGG_SHIM_* variables. */
+struct qemu_env_config {
+	const char *shim;             /* libdisagg-shim.so */
+	const char *dir;              /* the VM's directory (the RAM files) */
+	const char *sock;             /* the shim socket */
+	unsigned long long uffd_features;
+};
+
+/*
+ * QEMU's environment into *ret (NULL-terminated, free with
+ * qemu_envp_free): the shim's variables, then every variable of `env`
+ * except LD_PRELOAD, DISAGG_SHIM_* and the sanitizers' options. 0, -ENOMEM,
+ * or -ENAMETOOLONG when sock does not fit a UNIX socket address.
+ */
+int qemu_envp_build(const struct qemu_env_config *c, char *const *env, char ***ret);
+void qemu_envp_free(char **envp);   /* accepts NULL */
+/* "DIR/LEAF" into ret (QEMU_SUN_PATH_MAX + 1 bytes): 0, or -ENAMETOOLONG. */
+int qemu_sock_path(const char *dir, const char *leaf, char *ret);
 
 #endif /* DISAGG_VM_QEMU_ARGV_H */

@@ -149,7 +149,12 @@ static void recover_one(const struct vm_env *env, const char *name, vm_adopt_fn 
 
 	if (!vm)
 		return;
-	snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, name);
+	if (snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, name) >=
+	    (int)sizeof(vm->dir)) {
+		log_warn("%s/%s: path too long: left alone", env->run_root, name);
+		vm_unref(vm);
+		return;
+	}
 	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
 	r = vm_persist_load(vm, err, sizeof(err));
 	if (r < 0) {

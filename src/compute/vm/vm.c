@@ -38,6 +38,7 @@
 #include "net.h"
 #include "pager_use.h"
 #include "persist.h"
+#include "qemu_argv.h"
 #include "qmp.h"
 #include "ramfile.h"
 #include "section_check.h"
@@ -79,6 +80,13 @@ struct vm *vm_alloc(const struct vm_env *env)
 	return vm;
 }
 
+size_t vm_name_room(const char *run_root)
+{
+	size_t used = strlen(run_root) + strlen("/.99/" VM_LONGEST_SOCK);
+
+	return used >= QEMU_SUN_PATH_MAX ? 0 : MIN(QEMU_SUN_PATH_MAX - used, VM_NAME_MAX - 1u);
+}
+
 int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret)
 {
 	struct vm *vm;
@@ -109,15 +117,22 @@ int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret
 	 * background) or a killed agent left its directory behind.
 	 */
 	for (int i = 0;; i++) {
-		int r;
+		char sock[QEMU_SUN_PATH_MAX + 1];
+		int n, r;
 
 		if (i == 0)
-			snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, spec->name);
+			n = snprintf(vm->dir, sizeof(vm->dir), "%s/%s", env->run_root, spec->name);
 		else
-			snprintf(vm->dir, sizeof(vm->dir), "%s/%s.%d", env->run_root, spec->name, i);
-		if (mkdir(vm->dir, 0700) == 0)
+			n = snprintf(vm->dir, sizeof(vm->dir), "%s/%s.%d", env->run_root, spec->name,
+				     i);
+		/* Never a cut path; and its sockets must fit a UNIX socket address. */
+		if (n < 0 || (size_t)n >= sizeof(vm->dir) ||
+		    qemu_sock_path(vm->dir, VM_LONGEST_SOCK, sock) < 0)
+			r = -ENAMETOOLONG;
+		else if (mkdir(vm->dir, 0700) == 0)
 			break;
-		r = -errno;
+		else
+			r = -errno;
 		if (r != -EEXIST || i == 99) {
 			free(vm->spec.base);
 			free(vm);
@@ -168,11 +183,9 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "shim socket: %s", strerror(-r));
 		goto fail;
 	}
-	r = vm_spawn_qemu(vm);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot start %s: %s", vm->env.qemu, strerror(-r));
+	r = vm_spawn_qemu(vm, err, errlen);
+	if (r < 0)
 		goto fail;
-	}
 	(void)vm_persist(vm);   /* "starting", with QEMU's pid: a restarted agent stops it */
 	r = vm_supervise(vm);
 	if (r < 0) {

@@ -33,7 +33,17 @@
 
 struct strbuf;
 
+/*
+ * Validate the spec and make the VM's directory (RUN_DIR/NAME, or NAME.N):
+ * -EINVAL, -ENOTSUP (the run directory is not on tmpfs), -ENAMETOOLONG
+ * (its path, or the path of a socket in it, would be too long), -errno.
+ */
 int vm_new(const struct vm_env *env, const struct vm_spec *spec, struct vm **ret);
+/*
+ * The longest VM name that run_root surely leaves room for: the sockets of
+ * RUN_ROOT/NAME.NN must fit a UNIX socket address. 0: none at all.
+ */
+size_t vm_name_room(const char *run_root);
 int vm_start(struct vm *vm, char *err, size_t errlen);
 /* Graceful stop (ACPI powerdown, then quit, then SIGKILL). */
 int vm_stop(struct vm *vm, int timeout_ms);

@@ -15,6 +15,9 @@
 
 #include "vm_types.h"
 
+/* The longest socket name in a VM directory (shim.sock, qmp.sock, guest.sock). */
+#define VM_LONGEST_SOCK "guest.sock"
+
 struct guestchan;
 struct hotplug;
 struct qmp;

@@ -13,7 +13,8 @@
  *
  * Answers {"renewed": N}; 400 for a malformed or foreign grant, 404
  * "no_section" for a section the VM does not have, 409 for a lower epoch
- * or a VM that is not running.
+ * or a VM that is neither running nor degraded (a degraded VM may be
+ * waiting for exactly these: vm/health.c).
  */
 #include "vm_grants.h"
 
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "grant.h"
+#include "health.h"
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
@@ -140,7 +142,7 @@ void vm_grants_http(struct vm *vm, const struct http_req *req, struct http_resp 
 	json_decref(j);
 	pthread_mutex_lock(&vm->hot_lock);       /* no hot-plug or section move meanwhile */
 	p = vm_pager_get(vm);
-	if (!p || vm_get_state(vm) != VM_RUNNING) {
+	if (!p || (vm_get_state(vm) != VM_RUNNING && vm_get_state(vm) != VM_DEGRADED)) {
 		http_resp_error(resp, 409, "not_running", "VM is %s",
 				vm_state_name(vm_get_state(vm)));
 		goto out;
@@ -187,6 +189,7 @@ void vm_grants_http(struct vm *vm, const struct http_req *req, struct http_resp 
 		goto out;
 	}
 	log_debug("vm %s: %zu grants renewed", vm->spec.name, done);
+	vm_health_grants_renewed(vm);
 	http_resp_json(resp, 200, json_pack("{s:I}", "renewed", (json_int_t)done));
 out:
 	vm_pager_put(vm, p);

@@ -166,8 +166,8 @@ void sweep_all(struct orch *o)
 /*
  * Grant renewal. The orchestrator mints a slot's grants to expire after
  * --grant-ttl seconds (an hour at most) and, every third of that, sends
- * every running slot's compute node new grants for the slot's remote
- * sections (POST /v1/vms/NAME/grants, the agent's vm_grants.c), minted
+ * every running (or degraded) slot's compute node new grants for the
+ * slot's remote sections (POST /v1/vms/NAME/grants, the agent's vm_grants.c), minted
  * with the section's current ownership epoch. A slot in another state
  * (being created, resized or migrated, failed, lost) is left for the next
  * round: its flows mint fresh grants themselves, and a third of the life
@@ -227,7 +227,8 @@ unsigned grants_renew_all(struct orch *o)
 		struct node_rec c;
 		int st;
 
-		if (strcmp(s->state, "running") != 0 ||
+		/* degraded: perhaps waiting for exactly these grants (vm/health.c). */
+		if ((strcmp(s->state, "running") != 0 && strcmp(s->state, "degraded") != 0) ||
 		    o->store->ops->node_get(o->store, s->compute, &c) < 0)
 			continue;
 		body = renew_body(o, s, expiry);

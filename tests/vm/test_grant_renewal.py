@@ -6,6 +6,7 @@ the orchestrator, sends renewed ones before that; the guest keeps faulting
 pages in from the memory node long after the first grants expired, and
 VERIFY finds every byte. Wrong renewals (another holder, a section the VM
 does not have, an older epoch, bad hex) are refused and change nothing."""
+import threading
 import time
 
 import dproto
@@ -61,3 +62,32 @@ def test_renewed_grants_keep_the_vm_running(cluster, key):
     assert st["pager"]["pages_fetched"] > 0
     # The renewed grants are what the agent keeps: they survive its restart too.
     assert "grant" not in st["sections"][0]
+
+
+def test_expired_grants_make_the_vm_degraded_until_renewed(cluster, key):
+    """Grants that run out: the memory node refuses them, the guest's next
+    fault waits, and the VM shows `degraded` with the reason (not `running`
+    with a hung guest). Renewed grants wake it: `running`, every byte there."""
+    mn = cluster.memnode()
+    agent = cluster.agent()
+    soon = int(time.time()) + 20
+    secs = [mn.section(expiry=soon) for _ in range(2)]
+    vm = agent.create("late", secs, vcpus=1, cache_bytes=32 << 20)
+    assert vm["state"] == "running", vm
+    agent.guest("late", "FILL 1 6 100")          # most of it evicted to the memory node
+    time.sleep(max(0.0, soon + 1 - time.time()))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(agent.guest("late", "VERIFY 1")))
+    t.start()
+    assert vmlib.wait_for(lambda: agent.status("late")["state"] == "degraded", 60), \
+        agent.status("late")
+    st = agent.status("late")
+    assert "grant" in st["reason"], st
+    later = int(time.time()) + 3600
+    code, ans = agent.request("POST", "/v1/vms/late/grants",
+                              {"grants": [regrant(key, s, expiry=later) for s in secs]})
+    assert code == 200 and ans["renewed"] == 2, ans
+    t.join(300)
+    assert not t.is_alive() and result.get("mismatches") == 0, result
+    assert vmlib.wait_for(lambda: agent.status("late")["state"] == "running", 60), \
+        agent.status("late")

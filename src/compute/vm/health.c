@@ -15,6 +15,13 @@
  *   kill    the VM fails at once with the reason and its QEMU is killed.
  * A VM never shows `running` while a fault of it waits for a node.
  *
+ * A memory node that answers but refuses this node's grant (expired: the
+ * orchestrator did not renew it in time; or not valid) parks the fault
+ * the same way (the pager's on_fail tells us): the VM is `degraded` with
+ * that reason under the same policy, until renewed grants arrive
+ * (vm_health_grants_renewed, from POST /v1/vms/NAME/grants). The renewal
+ * wakes the parked faults (pager_region_set_section).
+ *
  * Under TCG, QMP stop waits for every vCPU to stop, and a vCPU whose fault
  * is parked stops only once the fault is served: the stop then completes
  * when the node answers, just before our cont. The state is `degraded`
@@ -44,6 +51,7 @@ struct vm_health {
 	pthread_cond_t cv;
 	pthread_t thread;
 	unsigned down;               /* memory nodes down (pager transitions) */
+	bool grant_refused;          /* a fault parked on a refused grant, no renewal since */
 	bool changed, stopping;
 	char why[256];               /* the latest node that went down, and why */
 	bool paused;                 /* we sent QMP stop and no cont since */
@@ -86,6 +94,40 @@ void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool do
 	}
 	h->changed = true;
 	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* pager_config.on_fail: a fault failed and is parked (a pager thread). */
+void vm_health_fault(void *opaque, int err, uint64_t addr, uint32_t tid)
+{
+	struct vm *vm = opaque;
+	struct vm_health *h = vm->health;
+
+	if (!h || (err != -EKEYREJECTED && err != -EKEYEXPIRED))
+		return;                   /* transport failures come through on_node */
+	pthread_mutex_lock(&h->mu);
+	if (!h->grant_refused) {
+		h->grant_refused = true;
+		snprintf(h->why, sizeof(h->why), "a memory node refuses this node's grant "
+			 "(expired, or not valid): waiting for renewed grants");
+		h->changed = true;
+		pthread_cond_signal(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+}
+
+void vm_health_grants_renewed(struct vm *vm)
+{
+	struct vm_health *h = vm->health;
+
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	if (h->grant_refused) {
+		h->grant_refused = false;
+		h->changed = true;
+		pthread_cond_signal(&h->cv);
+	}
 	pthread_mutex_unlock(&h->mu);
 }
 
@@ -152,7 +194,8 @@ static void came_back(struct vm_health *h)
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (was)
-		log_info("vm %s: every memory node answers again: running", vm->spec.name);
+		log_info("vm %s: every memory node answers and takes our grants again: running",
+			 vm->spec.name);
 }
 
 static void *health_main(void *arg)
@@ -169,7 +212,7 @@ static void *health_main(void *arg)
 			continue;
 		}
 		h->changed = false;
-		down = h->down;
+		down = h->down + h->grant_refused;
 		memcpy(why, h->why, sizeof(why));
 		pthread_mutex_unlock(&h->mu);
 		if (down)

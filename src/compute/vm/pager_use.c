@@ -109,6 +109,7 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 		.fail_mode = vm->env.memnode_policy == VM_MEMNODE_SIGBUS ? PAGER_FAIL_SIGBUS
 									 : PAGER_FAIL_BLOCK,
 		.on_node = vm_health_node,
+		.on_fail = vm_health_fault,
 		.opaque = vm,
 	};
 	int r;

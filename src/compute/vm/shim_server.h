@@ -35,8 +35,10 @@ struct shim_server;
 
 /*
  * Receive one message on fd (its uffd, if any, in *ret_fd, else -1).
- * -EPIPE when the peer hung up; -EBADMSG for a message of the wrong size
- * or a truncated one (its fd closed); another -errno of recvmsg.
+ * -EPIPE when the peer hung up (or sent an empty message); -EBADMSG for a
+ * message of the wrong size, a truncated one or one with more than one
+ * descriptor; another -errno of recvmsg. Descriptors that came with a
+ * message that is refused are closed.
  */
 int shim_server_recv(int fd, struct shim_msg *msg, int *ret_fd);
 /*

@@ -226,6 +226,13 @@ struct mn_obuf {
 };
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
+/*
+ * Hand a connected, non-blocking socket to a worker, as the acceptor does
+ * with each connection it accepts (no cap check); the node owns fd from
+ * here on, also on failure. Also lets a test drive a connection without a
+ * listening socket (tests/fuzz/fuzz_memnode.c).
+ */
+int mn_server_adopt(struct mn_node *n, int fd);
 /* Accept loop of the calling thread until `stop_fd` is readable. */
 int mn_server_run(struct mn_node *n, int stop_fd);
 void mn_server_stop(struct mn_node *n);

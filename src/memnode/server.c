@@ -667,7 +667,6 @@ static void accept_all(struct mn_node *n)
 {
 	for (;;) {
 		int fd = accept4(n->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct mn_worker *w;
 
 		if (fd < 0) {
 			if (errno == EINTR)
@@ -686,15 +685,24 @@ static void accept_all(struct mn_node *n)
 			continue;
 		}
 		(void)net_set_nodelay(fd);
-		atomic_fetch_add(&n->stats.connections, 1);
-		atomic_fetch_add(&n->stats.connections_total, 1);
-		w = &n->workers[n->next_worker++ % n->nworkers];
-		if (write(w->pipe_wr, &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
-			log_warn("worker %u is not taking connections", w->idx);
-			atomic_fetch_sub(&n->stats.connections, 1);
-			close(fd);
-		}
+		(void)mn_server_adopt(n, fd);
 	}
+}
+
+int mn_server_adopt(struct mn_node *n, int fd)
+{
+	struct mn_worker *w;
+
+	atomic_fetch_add(&n->stats.connections, 1);
+	atomic_fetch_add(&n->stats.connections_total, 1);
+	w = &n->workers[n->next_worker++ % n->nworkers];
+	if (write(w->pipe_wr, &fd, sizeof(fd)) != (ssize_t)sizeof(fd)) {
+		log_warn("worker %u is not taking connections", w->idx);
+		atomic_fetch_sub(&n->stats.connections, 1);
+		close(fd);
+		return -EAGAIN;
+	}
+	return 0;
 }
 
 int mn_server_run(struct mn_node *n, int stop_fd)

@@ -127,7 +127,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int r;
 
 		len = fz_bytes(&in, buf, len);
-		/* A message the server takes: the right size, at most one descriptor. */
+		/*
+		 * A message the server takes: the right size, at most one descriptor,
+		 * and that only with MAP and READOPT (the others take none).
+		 */
 		whole = len == sizeof(msg) && nfds <= 1;
 		if (whole)
 			memcpy(&msg, buf, sizeof(msg));
@@ -141,6 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(r == 0);
 		CHECK(status <= 0 && status > -4096);
 		CHECK(whole || (status == -EBADMSG && s.calls == 0));
+		if (whole && nfds && msg.op != SHIM_MSG_MAP && msg.op != SHIM_MSG_READOPT)
+			CHECK(s.calls == 0 && status != 0);
 		CHECK(s.uffd < 0);      /* kept or closed, never left over */
 		if (whole && status == 0)
 			CHECK(msg.op >= SHIM_MSG_MAP && msg.op <= SHIM_MSG_READOPT_DONE);

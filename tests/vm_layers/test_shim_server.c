@@ -176,7 +176,13 @@ static void test_frames(void)
 	ok(st == -ERANGE && r.unmaps == 1 && r.addr == 0x1000, "UNMAP: answered with the handler's result");
 	r.unmap_ret = 0;
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
-	ok(st == 0 && r.kept == 3 && r.kept_addr == 0x1000, "UNMAP that carried a fd: the fd is kept, not leaked");
+	ok(st == -EBADMSG && r.kept == 2 && r.unmaps == 1,
+	   "UNMAP that carried a fd: refused, the fd not kept as a uffd");
+	is(test_open_fds(), before, "... and closed, not leaked");
+	m = frame(SHIM_MSG_READOPT_DONE, 0, 1);
+	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
+	ok(st == -EBADMSG && r.kept == 2 && r.dones == 2, "READOPT_DONE that carried a fd: refused");
+	is(test_open_fds(), before, "... and its fd closed");
 
 	m = frame(99, 0, 0);
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);

@@ -95,10 +95,12 @@ static int dispatch(const struct shim_server_ops *ops, void *opaque, const struc
 		return uffd >= 0 ? ops->map(opaque, msg, uffd, msg->op == SHIM_MSG_READOPT)
 				 : -EBADMSG;
 	case SHIM_MSG_READOPT_DONE:
+		if (uffd >= 0)
+			return -EBADMSG;   /* a descriptor it does not take is not kept */
 		ops->readopt_done(opaque, (unsigned)MIN(msg->len, UINT32_MAX));
 		return 0;
 	case SHIM_MSG_UNMAP:
-		return ops->unmap(opaque, msg);
+		return uffd >= 0 ? -EBADMSG : ops->unmap(opaque, msg);
 	default:
 		return -EOPNOTSUPP;
 	}

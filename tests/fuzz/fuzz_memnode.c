@@ -19,9 +19,10 @@
  *            fuzzer cannot compute the HMAC challenge-response itself.
  *            Without it the stream must begin with its own HELLO.
  *   bit 4    every grant in the stream's frames is signed with the node's
- *            key (after bit 5), so page I/O, atomics and FENCE get past the
- *            grant check to the section table and the pool.
- *   bit 5    ... and made out to this node and this peer.
+ *            key, so page I/O, atomics and FENCE get past the grant check
+ *            to the section table and the pool;
+ *   bit 5    with bit 4: each grant is first made out to this node and
+ *            this peer (its memnode and holder ids replaced).
  * The rest is the stream. A COPY's target address is replaced by one that
  * refuses connections at once (127.0.0.1 port 0): the copy thread runs and
  * fails without reaching any other process.

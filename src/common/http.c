@@ -175,15 +175,15 @@ static bool route_path_match(const struct http_route *rt, const char *path)
 	return strcmp(path, rt->path) == 0;
 }
 
-/* Find the route; NULL with *ret_allow set ("" if the path is unknown). */
-static const struct http_route *route_find(const struct http_server *s, const char *method,
-					   const char *path, char *ret_allow, size_t allow_len)
+const struct http_route *http_route_find(const struct http_route *routes, size_t nroutes,
+					 const char *method, const char *path, char *ret_allow,
+					 size_t allow_len)
 {
 	size_t off = 0;
 
 	ret_allow[0] = '\0';
-	for (size_t i = 0; i < s->nroutes; i++) {
-		const struct http_route *rt = &s->routes[i];
+	for (size_t i = 0; i < nroutes; i++) {
+		const struct http_route *rt = &routes[i];
 		int n;
 
 		if (!route_path_match(rt, path))
@@ -271,7 +271,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
 				  "request body over the limit", NULL);
 
-	rt = route_find(s, method, url, allow, sizeof(allow));
+	rt = http_route_find(s->routes, s->nroutes, method, url, allow, sizeof(allow));
 	if (!rt) {
 		if (allow[0])
 			return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",

@@ -54,6 +54,15 @@ struct http_route {
 	http_handler_fn fn;
 };
 
+/*
+ * The route for method and path, as the server picks it: NULL when none
+ * matches, with *ret_allow listing the methods the path takes ("" if the
+ * path is unknown: 404, else 405).
+ */
+const struct http_route *http_route_find(const struct http_route *routes, size_t nroutes,
+					 const char *method, const char *path, char *ret_allow,
+					 size_t allow_len);
+
 /* Listen on "host:port" (port 0 picks one; see http_server_addr()). */
 int http_server_start(const char *addr, const struct http_route *routes, size_t nroutes,
 		      void *opaque, struct http_server **ret);

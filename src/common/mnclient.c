@@ -1058,27 +1058,27 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret)
 {
-	struct timeval tv = { .tv_usec = RCVTIMEO_MS * 1000 };
-	struct mnc *c;
-	uint64_t deadline;
-	int timeout, r;
+	int fd = !opts || !opts->addr || !opts->key || !ret ? -EINVAL :
+		 net_connect_tcp(opts->addr, opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT);
 
-	if (!opts || !opts->addr || !opts->key || !ret)
-		return -EINVAL;
-	timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT;
-	deadline = deadline_after(timeout);
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->timeout_ms = timeout;
-	c->free_head = c->sq_head = c->sq_tail = NONE;
-	c->fd = net_connect_tcp(opts->addr, timeout);
-	if (c->fd < 0) {
-		r = c->fd;
-		free(c);
-		return r;
+	return fd < 0 ? fd : mnc_connect_fd(opts, fd, ret);
+}
+
+int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
+{
+	struct timeval tv = { .tv_usec = RCVTIMEO_MS * 1000 };
+	bool args_ok = opts && opts->key && ret;
+	struct mnc *c = args_ok ? calloc(1, sizeof(*c)) : NULL;
+	int r;
+
+	if (!c) {
+		close(fd);
+		return args_ok ? -ENOMEM : -EINVAL;
 	}
-	r = handshake(c, opts, deadline);
+	c->fd = fd;
+	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT;
+	c->free_head = c->sq_head = c->sq_tail = NONE;
+	r = handshake(c, opts, deadline_after(c->timeout_ms));
 	if (r < 0)
 		goto fail;
 	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {

@@ -62,6 +62,12 @@ struct mnc_info {
 typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
 
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret);
+/*
+ * The same over a socket that is already connected (opts->addr unused):
+ * fd is the connection's from here on, also on failure. For peers reached
+ * by other means than TCP, and for tests that play the server.
+ */
+int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret);
 void mnc_close(struct mnc *c);                 /* accepts NULL; fails pending requests with -ECANCELED */
 DEFINE_CLEANUP_FUNC(struct mnc, mnc_close)
 #define _cleanup_mnc_ _cleanup_(mnc_closep)

@@ -765,6 +765,12 @@ json_t *agent_vm_states(struct agent *a)
 	return arr;
 }
 
+const struct http_route *agent_http_routes(size_t *ret_n)
+{
+	*ret_n = ARRAY_SIZE(routes);
+	return routes;
+}
+
 int agent_http_start(struct agent *a, const char *addr)
 {
 	return http_server_start(addr, routes, ARRAY_SIZE(routes), a, &a->http);

@@ -132,6 +132,8 @@ enum mn_admit_verdict mn_admit(struct mn_admit *a, const struct sockaddr_storage
 
 void mn_admit_authed(struct mn_admit *a, struct mn_peer *p)
 {
+	if (!p)
+		return;         /* adopted without admission (mn_server_adopt) */
 	pthread_mutex_lock(&a->mu);
 	p->unauth--;
 	a->unauth--;

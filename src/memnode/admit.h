@@ -38,7 +38,7 @@ void mn_admit_free(struct mn_admit *a);   /* accepts NULL */
 /* May a connection from ss open? On OK it counts as unauthenticated; *ret is its address. */
 enum mn_admit_verdict mn_admit(struct mn_admit *a, const struct sockaddr_storage *ss,
 			       struct mn_peer **ret);
-/* The connection of address p authenticated. */
+/* The connection of address p authenticated. Accepts NULL p. */
 void mn_admit_authed(struct mn_admit *a, struct mn_peer *p);
 /* A connection of address p closed (unauth: it never authenticated). Accepts NULL p. */
 void mn_admit_release(struct mn_admit *a, struct mn_peer *p, bool unauth);

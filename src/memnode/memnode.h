@@ -251,6 +251,13 @@ struct mn_obuf {
 };
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
+/*
+ * Hand a connected, non-blocking socket to a worker without admission
+ * (no address, no caps), as if it had been accepted; the node owns fd
+ * from here on, also on failure. Lets a test drive a connection without a
+ * listening socket (tests/fuzz/fuzz_memnode.c).
+ */
+int mn_server_adopt(struct mn_node *n, int fd);
 void mn_server_stop(struct mn_node *n);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);

@@ -785,3 +785,9 @@ void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)
 		handoff_drop(n, &h);
 	}
 }
+
+int mn_server_adopt(struct mn_node *n, int fd)
+{
+	mn_server_handoff(n, fd, NULL);     /* no address: never counted by admission */
+	return 0;
+}

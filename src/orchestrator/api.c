@@ -539,6 +539,12 @@ static const struct http_route routes[] = {
 	{ NULL, "/", true, h_all },
 };
 
+const struct http_route *api_routes(size_t *ret_n)
+{
+	*ret_n = ARRAY_SIZE(routes);
+	return routes;
+}
+
 int api_start(struct orch *o, const char *addr)
 {
 	return http_server_start(addr, routes, ARRAY_SIZE(routes), o, &o->http);

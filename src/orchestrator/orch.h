@@ -298,6 +298,8 @@ void migrate_resolve_pending(struct orch *o);
 /* ---- api.c ------------------------------------------------------------- */
 
 int api_start(struct orch *o, const char *addr);
+/* The API's routes (opaque: the orch), as the server is given them. */
+const struct http_route *api_routes(size_t *ret_n);
 void api_stop(struct orch *o);
 
 #endif /* DISAGG_ORCH_H */

@@ -191,7 +191,7 @@ static int send_recv(int fd, const struct shim_msg *msg, int pass_fd)
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(status))
 		return -EPIPE;
-	return status;
+	return shim_answer_status(status);
 }
 
 /* The connection is gone. Lock held. */

@@ -28,6 +28,7 @@
 #ifndef DISAGG_SHIM_H
 #define DISAGG_SHIM_H
 
+#include <errno.h>
 #include <stdint.h>
 
 enum shim_op {
@@ -46,5 +47,14 @@ struct shim_msg {
 	char path[256];       /* the file, NUL-terminated (MAP only) */
 };
 _Static_assert(sizeof(struct shim_msg) == 288, "shim_msg size");
+
+/*
+ * The agent's answer as the shim takes it: 0 or -errno (down to -4095).
+ * Any other value cannot be an answer: -EPROTO (the mapping fails).
+ */
+static inline int shim_answer_status(int32_t status)
+{
+	return status <= 0 && status >= -4095 ? status : -EPROTO;
+}
 
 #endif /* DISAGG_SHIM_H */

@@ -1,17 +1,23 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Write the seed corpus of fuzz_frame (tests/fuzz/corpus/frame/).
+"""Write the seed corpora of the fuzz targets (tests/fuzz/corpus/<name>/).
 
-Each seed starts with the mode byte fuzz_frame.c expects, followed by a
-valid input for that mode, so the fuzzer starts from inputs that pass the
-decoders and mutates from there. Rerun after changing the wire format:
-    tests/fuzz/gen_corpus.py tests/fuzz/corpus/frame
+Each seed is a valid input in the layout its target expects (see the
+comment at the top of fuzz_<name>.c): real frames, real handshakes and
+replies with the request ids the client will use, real QMP and guest
+channel lines, real API requests. The fuzzer mutates from there. Rerun
+after changing a wire format or an input layout:
+    tests/fuzz/gen_corpus.py            every target
+    tests/fuzz/gen_corpus.py qmp shim   some of them
+Seeds named regress-* are reproducers of fixed bugs, kept by hand: this
+script never writes or removes them.
 """
+import json
 import os
 import struct
 import sys
 
-MAGIC, VERSION = 0x31475344, 1
+MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
           FADD=10, COPY=11, STATS=12, FENCE=13)
@@ -23,9 +29,10 @@ def hdr(op, payload, reply=False, status=0, req_id=1, version=VERSION):
                        req_id, status, 0) + payload
 
 
-def grant(memnode=1, holder=2, section=3, gen=1, rights=3, expiry=0, mac=b"\x5a" * 32,
+def grant(memnode=1, holder=2, section=3, gen=1, rights=3, expiry=0, sig=b"\x5a" * 64,
           epoch=0):
-    return struct.pack("<QQIIIIQ", memnode, holder, section, gen, rights, epoch, expiry) + mac
+    """A grant (104 bytes); the targets re-sign it where they need a valid one."""
+    return struct.pack("<QQIIIIQ", memnode, holder, section, gen, rights, epoch, expiry) + sig
 
 
 def io(extents, pages=0):
@@ -34,12 +41,12 @@ def io(extents, pages=0):
     return body + bytes((i * 7) & 0xFF for i in range(pages * PAGE))
 
 
-def seeds():
+def frame_seeds():
     yield "frame-ping", bytes([MODE_FRAME]) + hdr(OP["PING"], b"")
     yield "frame-hello", bytes([MODE_FRAME]) + hdr(
-        OP["HELLO"], struct.pack("<HHIQ", 1, 1, 3, 42) + b"\x01" * 32)
+        OP["HELLO"], struct.pack("<HHIQ", VERSION, VERSION, 3, 42) + b"\x01" * 32)
     yield "frame-hello-rep", bytes([MODE_FRAME]) + hdr(
-        OP["HELLO"], struct.pack("<HHIQIIQII", 1, 0, 3, 7, 256, 256, 128 << 20, 64, 0)
+        OP["HELLO"], struct.pack("<HHIQIIQII", VERSION, 0, 3, 7, 256, 256, 128 << 20, 64, 0)
         + b"\x02" * 32 + b"\x03" * 32, reply=True)
     yield "frame-auth", bytes([MODE_FRAME]) + hdr(OP["AUTH"], b"\x04" * 32)
     yield "frame-alloc", bytes([MODE_FRAME]) + hdr(OP["ALLOC"], struct.pack("<QII", 9, 0, 0))
@@ -50,7 +57,7 @@ def seeds():
     yield "frame-write", bytes([MODE_FRAME]) + hdr(OP["WRITE"], io([(5, 1)], pages=1))
     yield "frame-cas", bytes([MODE_FRAME]) + hdr(OP["CAS"], grant() + struct.pack("<QQQ", 8, 0, 1))
     yield "frame-copy", bytes([MODE_FRAME]) + hdr(
-        OP["COPY"], struct.pack("<II", 3, 1) + grant() + b"127.0.0.1:7001".ljust(256, b"\0"))
+        OP["COPY"], grant(rights=1) + grant() + b"127.0.0.1:7001".ljust(256, b"\0"))
     yield "frame-fence", bytes([MODE_FRAME]) + hdr(OP["FENCE"], grant(epoch=7))
     yield "frame-fence-rep", bytes([MODE_FRAME]) + hdr(OP["FENCE"], struct.pack("<II", 7, 0),
                                                          reply=True)
@@ -67,13 +74,307 @@ def seeds():
     yield "fixed-fence-rep", bytes([MODE_FIXED, 15]) + struct.pack("<II", 3, 0)
 
 
-def main(out):
-    os.makedirs(out, exist_ok=True)
-    for name, data in seeds():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
+
+# ---- fuzz_memnode: flags, then the byte stream to the node -----------------------
+
+MN_HANDSHAKE, MN_SIGN, MN_ADDRESSED = 1, 0x10, 0x20
+MN_FEAT_ALL = 7 << 1
+NODE_ID, PEER_ID = 7, 42
+
+
+def mn_grant(section=0, gen=1, rights=3, epoch=0):
+    return grant(memnode=NODE_ID, holder=PEER_ID, section=section, gen=gen, rights=rights,
+                 epoch=epoch, sig=b"\0" * 64)
+
+
+def mn_io(extents, pages=0, **kw):
+    body = mn_grant(**kw) + struct.pack("<II", len(extents), 0)
+    body += b"".join(struct.pack("<II", p, c) for p, c in extents)
+    return body + bytes((i * 13) & 0xFF for i in range(pages * PAGE))
+
+
+def memnode_seeds():
+    authed = bytes([MN_HANDSHAKE | MN_FEAT_ALL | MN_SIGN | MN_ADDRESSED])
+    hello = struct.pack("<HHIQ", VERSION, VERSION, 7, PEER_ID) + b"\x01" * 32
+    yield "hello-then-bad-auth", b"\0" + hdr(OP["HELLO"], hello) + hdr(OP["AUTH"], b"\x02" * 32,
+                                                                        req_id=2)
+    yield "no-auth-ping", b"\0" + hdr(OP["PING"], b"")
+    yield "bad-magic", b"\0" + b"\0" * 32
+    yield "reply-flag", authed + hdr(OP["PING"], b"", reply=True)
+    yield "too-big", authed + hdr(OP["WRITE"], b"")[:12] + struct.pack("<I", 0xFFFFFFF0) + \
+        hdr(OP["WRITE"], b"")[16:]
+    yield "sections", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", 9, 0, 0), req_id=10),
+        hdr(OP["ALLOC"], struct.pack("<QII", 9, 0, 0), req_id=11),
+        hdr(OP["ALLOC"], struct.pack("<QII", 9, 0, 0), req_id=12),
+        hdr(OP["LIST"], struct.pack("<II", 0, 0), req_id=13),
+        hdr(OP["FREE"], struct.pack("<IIII", 1, 1, 0, 0), req_id=14),
+        hdr(OP["FREE"], struct.pack("<II", 0, 1), req_id=15),
+        hdr(OP["STATS"], b"", req_id=16),
+        hdr(OP["PING"], b"", req_id=17)])
+    yield "page-io", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", PEER_ID, 0, 0), req_id=1),
+        hdr(OP["WRITE"], mn_io([(0, 1), (5, 2)], pages=3), req_id=2),
+        hdr(OP["READ"], mn_io([(0, 1), (4, 4)]), req_id=3),
+        hdr(OP["READ"], mn_io([(511, 1)], rights=1), req_id=4),
+        hdr(OP["WRITE"], mn_io([(600, 1)], pages=1), req_id=5),
+        hdr(OP["READ"], mn_io([(0, 1)], gen=2), req_id=6)])
+    yield "big-write", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + \
+        hdr(OP["WRITE"], mn_io([(0, 24)], pages=24), req_id=2) + \
+        hdr(OP["READ"], mn_io([(0, 24)]), req_id=3)
+    yield "atomics-fence", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0), req_id=1),
+        hdr(OP["CAS"], mn_grant() + struct.pack("<QQQ", 8, 0, 5), req_id=2),
+        hdr(OP["FADD"], mn_grant() + struct.pack("<QQQ", 8, 0, 3), req_id=3),
+        hdr(OP["FADD"], mn_grant() + struct.pack("<QQQ", 9, 0, 3), req_id=4),
+        hdr(OP["FENCE"], mn_grant(epoch=4), req_id=5),
+        hdr(OP["WRITE"], mn_io([(0, 1)], pages=1, epoch=3), req_id=6),
+        hdr(OP["FREE"], struct.pack("<IIII", 0, 1, 4, 0), req_id=7)])
+    yield "copy", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + hdr(
+        OP["COPY"], mn_grant(rights=1) + grant() + b"10.0.0.1:7001".ljust(256, b"\0"),
+        req_id=2) + hdr(OP["PING"], b"", req_id=3)
+    yield "pipelined-pings", authed + b"".join(hdr(OP["PING"], b"", req_id=i)
+                                                for i in range(300))
+
+
+# ---- fuzz_mnclient: flags, HELLO reply, AUTH status, operations, the node's stream ----
+
+def rep(op, payload=b"", req_id=0, status=0):
+    return hdr(op, payload, reply=True, status=status, req_id=req_id)
+
+
+def rid(seq, slot=0):
+    return seq << 16 | slot
+
+
+def mnc_input(ops, stream, max_inflight=16, sign=1, auth_status=0):
+    hello = struct.pack("<HHIQIIQII", VERSION, 0, 7, NODE_ID, 256, max_inflight, 2 << 20, 2, 0)
+    hello += b"\x07" * 32 + b"\0" * 32
+    body = b"".join(struct.pack("<BBBBI", k, a, b, 0, d) for k, a, b, d in ops)
+    return bytes([sign]) + hello + bytes([auth_status, len(ops)]) + body + stream
+
+
+def mnclient_seeds():
+    page = bytes(range(256)) * 16
+    yield "sync-calls", mnc_input(
+        [(0, 0, 0, 0), (1, 0, 0, 9), (3, 0, 0, 64), (6, 0, 0, 0), (7, 0, 0, 0), (10, 0, 0, 1),
+         (11, 0, 0, 1), (13, 0, 0, 0), (14, 0, 0, 0), (2, 0, 1, 0), (12, 0, 1, 0)],
+        b"".join([
+            rep(OP["PING"], req_id=rid(1)),
+            rep(OP["ALLOC"], struct.pack("<IIQ", 0, 1, 9), rid(2)),
+            rep(OP["LIST"], struct.pack("<II", 1, 2) + struct.pack("<IIQ", 0, 1, 9), rid(3)),
+            rep(OP["READ"], page, rid(4)),
+            rep(OP["WRITE"], req_id=rid(5)),
+            rep(OP["CAS"], struct.pack("<Q", 0), rid(6)),
+            rep(OP["FADD"], struct.pack("<Q", 5), rid(7)),
+            rep(OP["STATS"], bytes(range(64)), rid(8)),
+            rep(OP["FENCE"], struct.pack("<II", 1, 0), rid(9)),
+            rep(OP["FREE"], req_id=rid(10)),
+            rep(OP["COPY"], struct.pack("<QQ", 3, 100), rid(11))]))
+    yield "async-out-of-order", mnc_input(
+        [(4, 4, 0, 0), (4, 0, 0, 100), (5, 0, 0, 7), (15, 0, 0, 0)],
+        rep(OP["READ"], page, rid(2, 1)) + rep(OP["WRITE"], req_id=rid(3, 2)) +
+        rep(OP["READ"], page * 2, rid(1, 0)))
+    yield "error-replies", mnc_input(
+        [(0, 0, 0, 0), (6, 0, 0, 0), (1, 0, 0, 1)],
+        rep(OP["PING"], b"busy", rid(1), status=10) + rep(OP["READ"], b"", rid(2), status=4) +
+        rep(OP["ALLOC"], b"full", rid(3), status=8))
+    yield "ranges", mnc_input(
+        [(8, 2, 0, 10), (9, 1, 0, 20)],
+        rep(OP["READ"], page * 3, rid(1)) + rep(OP["WRITE"], req_id=rid(2)))
+    yield "bad-hello-mac", mnc_input([(0, 0, 0, 0)], rep(OP["PING"], req_id=rid(1)), sign=0)
+    yield "auth-refused", mnc_input([(0, 0, 0, 0)], b"", auth_status=3)
+    yield "wrong-id", mnc_input([(0, 0, 0, 0), (0, 0, 0, 0)],
+                                rep(OP["PING"], req_id=rid(7)) + rep(OP["PING"], req_id=rid(2)))
+
+
+# ---- fuzz_shim: messages (descriptor count, length, bytes) -----------------------
+
+SHIM_MAP, SHIM_UNMAP, SHIM_READOPT, SHIM_READOPT_DONE = 1, 2, 3, 4
+
+
+def shim_msg(op, addr=0x7f0000000000, length=2 << 20, offset=0, path=b"/run/disagg/vm0/ram0",
+             pid=1234):
+    return struct.pack("<IIQQQ", op, pid, addr, length, offset) + path.ljust(256, b"\0")
+
+
+def shim_frame(msg, nfds=0):
+    return bytes([nfds]) + struct.pack("<H", len(msg)) + msg
+
+
+def shim_seeds():
+    yield "map-unmap", shim_frame(shim_msg(SHIM_MAP), 1) + shim_frame(shim_msg(SHIM_UNMAP))
+    yield "map-refused", shim_frame(shim_msg(SHIM_MAP, addr=0x7f0000000001), 1)
+    yield "map-without-fd", shim_frame(shim_msg(SHIM_MAP))
+    yield "readopt", shim_frame(shim_msg(SHIM_READOPT), 1) + shim_frame(
+        shim_msg(SHIM_READOPT, addr=0x7f0000200000, offset=2 << 20), 1) + shim_frame(
+        shim_msg(SHIM_READOPT_DONE, length=2))
+    yield "unknown-op", shim_frame(shim_msg(9), 1)
+    yield "short", shim_frame(shim_msg(SHIM_MAP)[:100], 1)
+    yield "long", shim_frame(shim_msg(SHIM_MAP) + b"x" * 32, 1)
+    yield "two-fds", shim_frame(shim_msg(SHIM_MAP), 2)
+    yield "unterminated-path", shim_frame(shim_msg(SHIM_MAP, path=b"A" * 256), 1)
+
+
+# ---- fuzz_qmp and fuzz_guestchan: operations, then the peer's stream -----------------
+
+def qmp_lines(*objs):
+    return b"".join(json.dumps(o).encode() + b"\r\n" for o in objs)
+
+
+QMP_GREETING = ({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}},
+                         "capabilities": []}}, {"return": {}, "id": 1})
+
+
+def ops2(ops):
+    return bytes([len(ops)]) + b"".join(bytes([k, a]) for k, a in ops)
+
+
+def qmp_seeds():
+    ts = {"seconds": 1, "microseconds": 2}
+    yield "status-and-event", ops2([(0, 0), (2, 0x81)]) + qmp_lines(
+        *QMP_GREETING, {"timestamp": ts, "event": "RESUME"},
+        {"return": {"status": "running", "running": True}, "id": 2},
+        {"timestamp": ts, "event": "DEVICE_DELETED", "data": {"id": "dimm0", "path": "/x"}})
+    yield "vmem-query-and-error", ops2([(5, 0), (0, 3), (7, 0)]) + qmp_lines(
+        *QMP_GREETING, {"return": 134217728, "id": 2}, {"return": 67108864, "id": 3},
+        {"error": {"class": "GenericError", "desc": "migration is disabled"}, "id": 4})
+    yield "dimm-add-where", ops2([(6, 0), (4, 0), (1, 0), (3, 0)]) + qmp_lines(
+        *QMP_GREETING, {"return": {}, "id": 2},
+        {"timestamp": ts, "event": "ACPI_DEVICE_OST", "data": {"info": {"status": 0}}},
+        {"return": {}, "id": 3},
+        {"return": [{"type": "dimm", "data": {"id": "dimm0", "addr": 4294967296, "slot": 0,
+                                               "size": 134217728, "node": 0}}], "id": 4},
+        {"return": 5, "id": 5}, {"return": {}, "id": 99})
+    yield "no-greeting", ops2([]) + qmp_lines({"return": {}, "id": 1})
+    yield "bad-json", ops2([(0, 1)]) + qmp_lines(*QMP_GREETING) + b"{\"return\": \r\n"
+
+
+def guestchan_seeds():
+    yield "ready-hb-cmds", ops2([(0, 0), (1, 1), (1, 0), (4, 0)]) + (
+        b"READY disagg-guest 1 memtotal_kb=1024000\r\nHB 1 1000\n"
+        b"OK balloon 1 pages=12\nHB 2 2000\nERR no such thing\n")
+    yield "heartbeats", ops2([(3, 1)]) + b"".join(b"HB %d %d\n" % (i, i * 1000000)
+                                                  for i in range(64))
+    yield "resync", ops2([(2, 0), (1, 1)]) + b"OK stale\nERR unknown command SYNC-1-1\nOK ok\n"
+    yield "long-line", ops2([(1, 1)]) + b"HB " + b"9" * 17000 + b"\nOK after\n"
+
+
+# ---- fuzz_compute_api and fuzz_orch_api: requests (method, path, body) -----------------
+
+METHOD = {"GET": 0, "POST": 1, "PUT": 2, "DELETE": 3, "PATCH": 4}
+
+
+def req(method, path, body=None):
+    b = b"" if body is None else json.dumps(body).encode()
+    return bytes([METHOD[method]]) + path.encode() + b"\0" + struct.pack("<H", len(b)) + b
+
+
+def remote(section=1):
+    return {"kind": "remote", "addr": "127.0.0.1:7001",
+            "grant": grant(memnode=1, holder=3, section=section, expiry=0).hex()}
+
+
+def compute_api_seeds():
+    yield "reads", req("GET", "/healthz") + req("GET", "/metrics") + req("GET", "/v1/vms") + \
+        req("GET", "/v1/vms/vm0") + req("GET", "/v1/vms/vm1/console") + \
+        req("GET", "/v1/vms/vm0/heartbeats") + req("GET", "/v1/vms/nope")
+    yield "create", req("POST", "/v1/vms", {
+        "name": "a", "vcpus": 2, "sections": [{"kind": "local"}, remote()],
+        "cache_bytes": 1 << 20, "hotplug": "dimm", "max_sections": 4, "append": "quiet"})
+    yield "create-incoming", req("POST", "/v1/vms", {
+        "name": "b", "sections": [{"kind": "local"}], "hotplug": "virtio-mem",
+        "incoming": {"listen": "127.0.0.1:4444"},
+        "hot_sections": [dict(remote(2), index=0, gpa=4294967296, slot=1, plugged=True)]})
+    yield "vm-ops", b"".join([
+        req("POST", "/v1/vms/vm0/sections", {"section": remote(3)}),
+        req("DELETE", "/v1/vms/vm0/sections/3"),
+        req("PUT", "/v1/vms/vm0/budget", {"bytes": 4096}),
+        req("POST", "/v1/vms/vm0/flush"),
+        req("POST", "/v1/vms/vm0/guest", {"command": "balloon 3", "timeout_ms": 100}),
+        req("POST", "/v1/vms/vm0/migrate", {"uri": "tcp:127.0.0.1:4444", "max_flush_rounds": 3,
+                                            "dirty_threshold_pages": 10,
+                                            "hold_at_switchover_ms": 5, "timeout_ms": 2000}),
+        req("POST", "/v1/vms/vm1/stop"), req("DELETE", "/v1/vms/vm1")])
+    yield "memory-moves", b"".join([
+        req("POST", "/v1/vms/vm0/sections/migrate",
+            {"phase": "begin", "from": remote(1), "to": remote(2)}),
+        req("POST", "/v1/vms/vm0/sections/migrate", {"phase": "abort", "from": remote(1)}),
+        req("POST", "/v1/vms/vm0/sections/evacuate",
+            {"boot_index": 0, "to": remote(4), "free_on_release": True}),
+        req("POST", "/v1/vms/vm0/prefetch",
+            {"hot": [{"memnode": 1, "section": 2, "generation": 3, "page": 4, "count": 5}]})])
+
+
+def orch_input(reqs, script=b""):
+    return bytes([len(reqs)]) + b"".join(reqs) + script
+
+
+def cc_answer(status, body=None):
+    b = b"" if body is None else json.dumps(body).encode()
+    return struct.pack("<HH", status, len(b)) + b
+
+
+def orch_api_seeds():
+    mem = {"node_id": 11, "kind": "memnode", "addr": "127.0.0.1:7001", "http": "127.0.0.1:8001",
+           "section_size": 2 << 20, "sections_total": 64, "sections_free": 64,
+           "labels": {"rack": "a"}}
+    comp = {"node_id": 21, "kind": "compute", "http": "127.0.0.1:9001", "vcpus": 16,
+            "vms": 0, "vm_states": []}
+    slot = {"name": "s1", "vcpus": 2, "memory": 4 << 20, "remote_percent": 50,
+            "policy": "spread", "constraints": {"compute": {}, "memory": {"rack": "a"}}}
+    regs = [req("POST", "/v1/nodes/register", mem), req("POST", "/v1/nodes/register", comp)]
+    yield "reads", orch_input([req("GET", "/healthz"), req("GET", "/metrics"),
+                               req("GET", "/v1/nodes"), req("GET", "/v1/slots"),
+                               req("GET", "/v1/sections"), req("GET", "/v1/events"),
+                               req("GET", "/v1/nodes/11"), req("GET", "/v1/slots/x")])
+    yield "register-heartbeat-drain", orch_input(regs + [
+        req("POST", "/v1/nodes/21/heartbeat",
+            {"vcpus": 16, "vms": 1, "vm_states": [{"name": "s1", "state": "running"}]}),
+        req("POST", "/v1/nodes/11/drain"), req("POST", "/v1/nodes/11/undrain"),
+        req("GET", "/v1/nodes/21")])
+    vm = {"name": "s1", "state": "running", "sections": []}
+    yield "slot-lifecycle", orch_input(regs + [
+        req("POST", "/v1/slots", slot), req("GET", "/v1/slots/s1"),
+        req("POST", "/v1/slots/s1/resize", {"memory": 6 << 20}),
+        req("GET", "/v1/slots/s1/console"),
+        req("POST", "/v1/slots/s1/guest", {"command": "ping"}),
+        req("DELETE", "/v1/slots/s1")],
+        b"\0\1\0\1" + b"\0\2\0\1" + cc_answer(201, vm) + b"\0\3\0\1" + cc_answer(200, vm) +
+        cc_answer(200, {"ok": True, "reply": "OK pong"}) + cc_answer(204) + b"\0\0")
+    yield "migrations", orch_input(regs + [
+        req("POST", "/v1/nodes/register", dict(comp, node_id=22, http="127.0.0.1:9002")),
+        req("POST", "/v1/nodes/register", dict(mem, node_id=12, addr="127.0.0.1:7002")),
+        req("POST", "/v1/slots", dict(slot, remote_percent=100)),
+        req("POST", "/v1/slots/s1/migrate", {"to": 22, "prefetch": True}),
+        req("POST", "/v1/slots/s1/migrate-memory", {"from": 11, "to": 12, "section": 0})],
+        b"\0\1\0\1" + b"\0\2\0\1" + cc_answer(201, vm) + cc_answer(201, vm) +
+        cc_answer(200, {"state": "migrated", "hot": []}) + cc_answer(200, dict(vm)) +
+        b"\0\4\0\1" + cc_answer(200, {"phase": "begin"}) + b"\0\x10\0" +
+        cc_answer(200, {"phase": "commit"}))
+
+
+TARGETS = {
+    "frame": frame_seeds,
+    "memnode": memnode_seeds,
+    "mnclient": mnclient_seeds,
+    "shim": shim_seeds,
+    "qmp": qmp_seeds,
+    "guestchan": guestchan_seeds,
+    "compute_api": compute_api_seeds,
+    "orch_api": orch_api_seeds,
+}
+
+
+def main(names):
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+    for name in names or TARGETS:
+        out = os.path.join(root, name)
+        os.makedirs(out, exist_ok=True)
+        for seed, data in TARGETS[name]():
+            with open(os.path.join(out, seed), "wb") as f:
+                f.write(data)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__),
-                                                            "corpus", "frame"))
+    main(sys.argv[1:])

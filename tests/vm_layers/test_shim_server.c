@@ -11,7 +11,6 @@
  * with garbage and hang-ups, and stops promptly. An alarm turns a hang
  * into a failure.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,6 +22,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fds.h"
 #include "shim_server.h"
 #include "tap.h"
 
@@ -80,19 +80,6 @@ static const struct shim_server_ops ops = {
 	.readopt_done = rec_done,
 	.keep_uffd = rec_keep,
 };
-
-static int open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 /* Send len bytes of buf, with fd attached if fd >= 0. */
 static int send_frame(int sock, const void *buf, size_t len, int fd)
@@ -152,20 +139,20 @@ static void test_frames(void)
 		return;
 	}
 	efd = eventfd(0, EFD_CLOEXEC);   /* stands in for a uffd */
-	before = open_fds();
+	before = test_open_fds();
 
 	m = frame(SHIM_MSG_MAP, 0x7f0000000000ull, 1 << 20);
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
 	is(st, 0, "MAP with a uffd: answered 0");
 	ok(r.maps == 1 && r.addr == m.addr, "MAP reached the handler with its address");
 	ok(r.kept == 1 && r.kept_addr == m.addr, "its uffd went to keep_uffd");
-	is(open_fds(), before, "no descriptor left behind after a MAP");
+	is(test_open_fds(), before, "no descriptor left behind after a MAP");
 
 	r.map_ret = -ENOENT;
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
 	is(st, -ENOENT, "MAP the handler refuses: answered with its error");
 	ok(r.maps == 2 && r.kept == 1, "a refused MAP's uffd is not kept");
-	is(open_fds(), before, "a refused MAP's uffd is closed");
+	is(test_open_fds(), before, "a refused MAP's uffd is closed");
 	r.map_ret = 0;
 
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), -1);
@@ -189,17 +176,23 @@ static void test_frames(void)
 	ok(st == -ERANGE && r.unmaps == 1 && r.addr == 0x1000, "UNMAP: answered with the handler's result");
 	r.unmap_ret = 0;
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
-	ok(st == 0 && r.kept == 3 && r.kept_addr == 0x1000, "UNMAP that carried a fd: the fd is kept, not leaked");
+	ok(st == -EBADMSG && r.kept == 2 && r.unmaps == 1,
+	   "UNMAP that carried a fd: refused, the fd not kept as a uffd");
+	is(test_open_fds(), before, "... and closed, not leaked");
+	m = frame(SHIM_MSG_READOPT_DONE, 0, 1);
+	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
+	ok(st == -EBADMSG && r.kept == 2 && r.dones == 2, "READOPT_DONE that carried a fd: refused");
+	is(test_open_fds(), before, "... and its fd closed");
 
 	m = frame(99, 0, 0);
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m), efd);
 	is(st, -EOPNOTSUPP, "unknown operation: -EOPNOTSUPP");
-	is(open_fds(), before, "an unknown operation's fd is closed");
+	is(test_open_fds(), before, "an unknown operation's fd is closed");
 
 	m = frame(SHIM_MSG_MAP, 0x2000, 4096);
 	st = roundtrip(sv[0], sv[1], &r, &m, 10, efd);
 	is(st, -EBADMSG, "short frame: -EBADMSG");
-	is(open_fds(), before, "a short frame's fd is closed");
+	is(test_open_fds(), before, "a short frame's fd is closed");
 	st = roundtrip(sv[0], sv[1], &r, &m, sizeof(m) - 1, -1);
 	is(st, -EBADMSG, "frame one byte short: -EBADMSG");
 
@@ -207,7 +200,7 @@ static void test_frames(void)
 	memcpy(big, &m, sizeof(m));
 	st = roundtrip(sv[0], sv[1], &r, big, sizeof(big), efd);
 	is(st, -EBADMSG, "frame too long (truncated): -EBADMSG");
-	is(open_fds(), before, "a long frame's fd is closed");
+	is(test_open_fds(), before, "a long frame's fd is closed");
 	is(r.maps, 2, "no malformed frame reached the handler");
 
 	memset(m.path, 'p', sizeof(m.path));   /* no NUL */

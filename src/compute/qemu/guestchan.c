@@ -156,7 +156,6 @@ static void unsolicited(struct guestchan *g, const char *line)
 
 int guestchan_connect(const char *path, int timeout_ms, struct guestchan **ret)
 {
-	struct guestchan *g;
 	int fd;
 
 	if (!path || !ret)
@@ -165,7 +164,13 @@ int guestchan_connect(const char *path, int timeout_ms, struct guestchan **ret)
 	fd = net_connect_unix(path, timeout_ms, true);
 	if (fd < 0)
 		return fd;
-	g = calloc(1, sizeof(*g));
+	return guestchan_open_fd(fd, ret);
+}
+
+int guestchan_open_fd(int fd, struct guestchan **ret)
+{
+	struct guestchan *g = calloc(1, sizeof(*g));
+
 	if (!g) {
 		close(fd);
 		return -ENOMEM;

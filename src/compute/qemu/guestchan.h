@@ -41,6 +41,8 @@ typedef void (*guestchan_line_fn)(const char *line, void *userdata);
 
 /* Connect to QEMU's chardev socket, retrying until QEMU has created it. */
 int guestchan_connect(const char *path, int timeout_ms, struct guestchan **ret);
+/* A channel over a connected, non-blocking socket, which it owns from here on (also on failure). */
+int guestchan_open_fd(int fd, struct guestchan **ret);
 void guestchan_close(struct guestchan *g);   /* accepts NULL */
 DEFINE_CLEANUP_FUNC(struct guestchan, guestchan_close)
 

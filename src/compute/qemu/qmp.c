@@ -273,21 +273,26 @@ const char *qmp_last_error(struct qmp *q)
 
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret)
 {
+	int fd = net_connect_unix(path, timeout_ms, false);
+
+	return fd < 0 ? fd : qmp_connect_fd(fd, timeout_ms, ret);
+}
+
+int qmp_connect_fd(int fd, int timeout_ms, struct qmp **ret)
+{
 	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct qmp *q;
 	json_t *greeting = NULL;
 	int r;
 
 	q = calloc(1, sizeof(*q));
-	if (!q)
+	if (!q) {
+		close(fd);
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&q->lock, NULL);
 	q->next_id = 1;
-	q->fd = net_connect_unix(path, timeout_ms, false);
-	if (q->fd < 0) {
-		r = q->fd;
-		goto fail;
-	}
+	q->fd = fd;
 	r = read_message(q, deadline, &greeting);
 	if (r < 0)
 		goto fail;

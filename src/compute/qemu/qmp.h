@@ -23,6 +23,8 @@ struct qmp;
 
 /* Connect, read the greeting and negotiate capabilities. */
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret);
+/* The same over a connected socket, which is the client's from here on (also on failure). */
+int qmp_connect_fd(int fd, int timeout_ms, struct qmp **ret);
 void qmp_close(struct qmp *q);      /* accepts NULL */
 DEFINE_CLEANUP_FUNC(struct qmp, qmp_close)
 

@@ -31,29 +31,55 @@ struct shim_server {
 	bool thread_on;
 };
 
+/*
+ * Take every descriptor a received message carried: the first into
+ * *ret_fd, the others closed. Returns how many there were.
+ */
+static unsigned take_fds(struct msghdr *mh, int *ret_fd)
+{
+	unsigned n = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++, n++) {
+			int x;
+
+			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (n == 0)
+				*ret_fd = x;
+			else
+				close(x);
+		}
+	}
+	return n;
+}
+
 int shim_server_recv(int fd, struct shim_msg *msg, int *ret_fd)
 {
-	char cbuf[CMSG_SPACE(sizeof(int))];
+	/* Room for two: a message that carries more than one is refused, not half read. */
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
 	struct iovec iov = { .iov_base = msg, .iov_len = sizeof(*msg) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
 			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *c;
+	unsigned nfds;
 	ssize_t n;
 
 	*ret_fd = -1;
 	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	if (n == 0)
-		return -EPIPE;
 	if (n < 0)
 		return -errno;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
-	if (n != (ssize_t)sizeof(*msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+	/* Every descriptor that came is ours to close, whatever the message. */
+	nfds = take_fds(&mh, ret_fd);
+	if (n != (ssize_t)sizeof(*msg) || nfds > 1 ||
+	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
 		if (*ret_fd >= 0)
 			close(*ret_fd);
 		*ret_fd = -1;
-		return -EBADMSG;
+		return n == 0 ? -EPIPE : -EBADMSG;
 	}
 	msg->path[sizeof(msg->path) - 1] = '\0';
 	return 0;
@@ -69,10 +95,12 @@ static int dispatch(const struct shim_server_ops *ops, void *opaque, const struc
 		return uffd >= 0 ? ops->map(opaque, msg, uffd, msg->op == SHIM_MSG_READOPT)
 				 : -EBADMSG;
 	case SHIM_MSG_READOPT_DONE:
+		if (uffd >= 0)
+			return -EBADMSG;   /* a descriptor it does not take is not kept */
 		ops->readopt_done(opaque, (unsigned)MIN(msg->len, UINT32_MAX));
 		return 0;
 	case SHIM_MSG_UNMAP:
-		return ops->unmap(opaque, msg);
+		return uffd >= 0 ? -EBADMSG : ops->unmap(opaque, msg);
 	default:
 		return -EOPNOTSUPP;
 	}

@@ -35,14 +35,18 @@ struct shim_server;
 
 /*
  * Receive one message on fd (its uffd, if any, in *ret_fd, else -1).
- * -EPIPE when the peer hung up; -EBADMSG for a message of the wrong size
- * or a truncated one (its fd closed); another -errno of recvmsg.
+ * -EPIPE when the peer hung up (or sent an empty message); -EBADMSG for a
+ * message of the wrong size, a truncated one or one with more than one
+ * descriptor; another -errno of recvmsg. Descriptors that came with a
+ * message that is refused are closed.
  */
 int shim_server_recv(int fd, struct shim_msg *msg, int *ret_fd);
 /*
  * Receive one message on connection fd, hand it to ops, send the answer.
  * 0 with the answer in *ret_status (0 or -errno: malformed messages and
- * unknown operations are answered, never fatal); -EPIPE or -ECONNRESET
+ * unknown operations are answered, never fatal: so is an UNMAP or a
+ * READOPT_DONE that carries a descriptor, -EBADMSG with the descriptor
+ * closed, never kept); -EPIPE or -ECONNRESET
  * when the peer hung up (nothing answered: close the connection).
  */
 int shim_server_handle(int fd, const struct shim_server_ops *ops, void *opaque,

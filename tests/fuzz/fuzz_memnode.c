@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target for the memory node's connection state machine: the
+ * framing in server.c (buffering, pipelining, large payloads, backpressure,
+ * error replies and closing) and the handlers behind it, HELLO and AUTH
+ * included.
+ *
+ * Each input gets a fresh node (an anonymous pool of two small sections
+ * whose generations start at 0, so the first allocation is generation 1;
+ * one worker thread) and one connection to it over a socketpair, handed to
+ * the worker with mn_server_adopt() as if it had been accepted. The input
+ * is written to the connection as a byte stream while the replies are read
+ * and dropped; then the stream is closed and the node torn down, so no
+ * state survives from one input to the next.
+ *
+ * The first input byte is a set of flags:
+ *   bit 0    the target performs HELLO and AUTH itself first (with the
+ *            features in bits 1..3), as the orchestrator (AUTH carries the
+ *            grant key's proof), so the stream runs authenticated with the
+ *            capability for ALLOC, LIST, COPY and FREE; a fuzzer cannot
+ *            compute the challenge-response itself.
+ *            Without it the stream must begin with its own HELLO.
+ *   bit 4    every grant in the stream's frames is signed with the grant
+ *            key, so page I/O, atomics and FENCE get past the grant check
+ *            to the section table and the pool;
+ *   bit 5    with bit 4: each grant is first made out to this node and
+ *            this peer (its memnode and holder ids replaced).
+ * The rest is the stream. A COPY's target address is replaced by one that
+ * refuses connections at once (127.0.0.1 port 0): the copy thread runs and
+ * fails without reaching any other process.
+ *
+ * Seed inputs: tests/fuzz/corpus/memnode/ (made by gen_corpus.py).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "fuzz_util.h"
+#include "grant.h"
+#include "grantcache.h"
+#include "log.h"
+#include "memnode.h"
+#include "wire.h"
+
+#define NODE_ID 7
+#define PEER_ID 42
+#define IO_TIMEOUT_MS 5000
+
+enum {
+	F_HANDSHAKE = 1u << 0,
+	F_FEAT_SHIFT = 1,
+	F_SIGN = 1u << 4,
+	F_ADDRESSED = 1u << 5,
+};
+
+static const struct auth_key fuzz_key = { .bytes = "fuzz-key-fuzz-key-fuzz-key-0123" };
+static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
+static const char copy_addr[] = "127.0.0.1:0";
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	log_set_level(LOG_LVL_ERROR);
+	CHECK(grant_key_generate(&fuzz_gkey) == 0);
+	return 0;
+}
+
+static struct mn_node *node_new(void)
+{
+	struct mn_pool_opts po = {
+		.backing = MN_BACK_ANON,
+		.size = 2 * MN_MIN_SECTION_SIZE,
+		.section_size = MN_MIN_SECTION_SIZE,
+		.node_id = NODE_ID,
+	};
+	struct mn_node *n = calloc(1, sizeof(*n));
+	char err[256];
+
+	CHECK(n);
+	n->node_id = NODE_ID;
+	n->key = fuzz_key;
+	n->grant_key = fuzz_gkey;
+	n->limits = (struct mn_limits){ .max_conns = 4, .max_per_addr = 4, .max_unauth = 4,
+					.max_unauth_per_addr = 4, .handshake_ms = 5000 };
+	n->listen_fd = -1;
+	CHECK(mn_admit_new(&n->limits, &n->admit) == 0);
+	CHECK(mn_grant_cache_new(4, &n->gcache) == 0);
+	pthread_mutex_init(&n->copy_mu, NULL);
+	CHECK(mn_pool_open(&po, &n->pool, err, sizeof(err)) == 0);
+	CHECK(mn_table_init(&n->table, n->pool) == 0);
+	/* Generations from 0, not a random base: inputs replay, seeds' grants match. */
+	for (uint32_t i = 0; i < n->table.nsections; i++)
+		n->table.secs[i].generation = 0;
+	CHECK(mn_server_start(n, -1, 1) == 0);
+	return n;
+}
+
+static void node_free(struct mn_node *n)
+{
+	atomic_store(&n->stopping, true);
+	mn_copy_join_all(n);
+	mn_server_stop(n);
+	mn_table_destroy(&n->table);
+	mn_pool_close(n->pool);
+	pthread_mutex_destroy(&n->copy_mu);
+	CHECK(atomic_load(&n->stats.connections) == 0);
+	mn_grant_cache_free(n->gcache);
+	mn_admit_free(n->admit);
+	free(n);
+}
+
+/* Sign one grant in place (wire order), as the orchestrator would mint it. */
+static void sign_grant(uint8_t *p, bool addressed)
+{
+	struct proto_grant g;
+
+	memcpy(&g, p, sizeof(g));
+	wire_grant_swap(&g);
+	if (addressed) {
+		g.memnode_id = NODE_ID;
+		g.holder_id = PEER_ID;
+	}
+	/* Rights the minting refuses (none, unknown bits) stay unsigned. */
+	if (grant_mint(fuzz_gkey, g.memnode_id, g.holder_id, g.section, g.generation, g.epoch,
+		       g.rights, g.expiry, &g) < 0)
+		return;
+	wire_grant_swap(&g);
+	memcpy(p, &g, sizeof(g));
+}
+
+/* Walk the frames of the stream: sign grants, defuse COPY addresses. */
+static void prepare_stream(uint8_t *s, size_t n, unsigned flags)
+{
+	size_t pos = 0;
+
+	while (n - pos >= PROTO_HDR_SIZE) {
+		uint8_t *p = s + pos + PROTO_HDR_SIZE;
+		uint32_t len;
+		uint16_t op;
+
+		memcpy(&len, s + pos + offsetof(struct proto_hdr, len), sizeof(len));
+		memcpy(&op, s + pos + offsetof(struct proto_hdr, opcode), sizeof(op));
+		len = le32toh(len);
+		op = le16toh(op);
+		if (len > n - pos - PROTO_HDR_SIZE)
+			break;
+		if ((flags & F_SIGN) && len >= sizeof(struct proto_grant) &&
+		    (op == PROTO_OP_READ || op == PROTO_OP_WRITE || op == PROTO_OP_CAS ||
+		     op == PROTO_OP_FADD || op == PROTO_OP_FENCE || op == PROTO_OP_COPY ||
+		     (op == PROTO_OP_SECTION_FREE && len == sizeof(struct proto_grant))))
+			sign_grant(p, flags & F_ADDRESSED);
+		if ((flags & F_SIGN) && op == PROTO_OP_COPY && len == sizeof(struct proto_copy_req))
+			sign_grant(p + offsetof(struct proto_copy_req, dst_grant), false);
+		if (op == PROTO_OP_COPY && len == sizeof(struct proto_copy_req)) {
+			char *addr = (char *)p + offsetof(struct proto_copy_req, addr);
+
+			if (addr[0] && memchr(addr, '\0', PROTO_MAX_ADDR)) {
+				memset(addr, 0, PROTO_MAX_ADDR);
+				memcpy(addr, copy_addr, sizeof(copy_addr));
+			}
+		}
+		pos += PROTO_HDR_SIZE + len;
+	}
+}
+
+static void send_frame(int fd, uint16_t op, uint64_t id, const void *p, size_t len)
+{
+	uint8_t buf[PROTO_HDR_SIZE + sizeof(struct proto_auth_orch_req)];
+	struct proto_hdr h = {
+		.magic = PROTO_MAGIC,
+		.version = PROTO_VERSION,
+		.opcode = op,
+		.len = (uint32_t)len,
+		.req_id = id,
+	};
+
+	CHECK(len <= sizeof(buf) - PROTO_HDR_SIZE);
+	wire_hdr_encode(&h, buf);
+	memcpy(buf + PROTO_HDR_SIZE, p, len);
+	CHECK(write(fd, buf, PROTO_HDR_SIZE + len) == (ssize_t)(PROTO_HDR_SIZE + len));
+}
+
+/* Read exactly len bytes of a reply (the socket is non-blocking). */
+static void read_exact(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t k;
+
+		CHECK(fz_poll(&pfd, 1, IO_TIMEOUT_MS) == 1);
+		k = read(fd, p, len);
+		if (k < 0 && errno == EAGAIN)
+			continue;
+		CHECK(k > 0);
+		p += k;
+		len -= (size_t)k;
+	}
+}
+
+/* HELLO and AUTH as a well-behaved client; the node must accept both. */
+static void handshake(int fd, uint32_t features)
+{
+	struct proto_hello_req hq = {
+		.ver_min = PROTO_VERSION,
+		.ver_max = PROTO_VERSION,
+		.features = features,
+		.node_id = PEER_ID,
+		.nonce = "client-nonce-client-nonce-01234",
+	};
+	uint8_t hb[PROTO_HDR_SIZE];
+	struct proto_hello_rep hr;
+	struct proto_auth_orch_req aq;
+	struct proto_hdr h;
+
+	wire_hello_req_swap(&hq);
+	send_frame(fd, PROTO_OP_HELLO, 1, &hq, sizeof(hq));
+	read_exact(fd, hb, sizeof(hb));
+	CHECK(wire_hdr_decode(hb, sizeof(hb), &h) == 0);
+	CHECK(h.status == PROTO_ST_OK && h.len == sizeof(hr));
+	read_exact(fd, &hr, sizeof(hr));
+	wire_hello_rep_swap(&hr);
+	CHECK(hr.node_id == NODE_ID && hr.features == features);
+	CHECK(auth_hello_mac(&fuzz_key, false, (const uint8_t *)"client-nonce-client-nonce-01234",
+			     hr.nonce, PEER_ID, NODE_ID, aq.mac) == 0);
+	CHECK(grant_orch_sign(fuzz_gkey, (const uint8_t *)"client-nonce-client-nonce-01234",
+			      hr.nonce, PEER_ID, NODE_ID, aq.sig) == 0);
+	send_frame(fd, PROTO_OP_AUTH, 2, &aq, sizeof(aq));
+	read_exact(fd, hb, sizeof(hb));
+	CHECK(wire_hdr_decode(hb, sizeof(hb), &h) == 0);
+	CHECK(h.status == PROTO_ST_OK && h.len == 0);
+}
+
+/*
+ * Write the stream while reading (and dropping) replies, then close our
+ * side and read until the node closes the connection. The node must close
+ * it: after EOF there is nothing left for it to wait for.
+ */
+static void pump(int fd, const uint8_t *s, size_t n)
+{
+	static uint8_t sink[1 << 16];
+	bool shut = false;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN | (shut ? 0 : POLLOUT) };
+		ssize_t k;
+
+		if (!shut && n == 0) {
+			CHECK(shutdown(fd, SHUT_WR) == 0);
+			shut = true;
+			continue;
+		}
+		CHECK(fz_poll(&pfd, 1, IO_TIMEOUT_MS) == 1);
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			k = read(fd, sink, sizeof(sink));
+			if (k == 0 || (k < 0 && errno == ECONNRESET))
+				return;   /* closed by the node */
+			CHECK(k > 0 || errno == EAGAIN);
+		}
+		if (!shut && (pfd.revents & POLLOUT)) {
+			k = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
+				n = 0;  /* the node closed: nothing more to write */
+			else if (k > 0) {
+				s += k;
+				n -= (size_t)k;
+			} else {
+				CHECK(errno == EAGAIN);
+			}
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	int fds0 = test_open_fds(), sv[2];
+	unsigned flags = size ? data[0] : 0;
+	struct mn_node *n;
+	uint8_t *s = NULL;
+	size_t len = size ? size - 1 : 0;
+
+	if (len) {
+		s = malloc(len);
+		CHECK(s);
+		memcpy(s, data + 1, len);
+		prepare_stream(s, len, flags);
+	}
+	n = node_new();
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+	CHECK(mn_server_adopt(n, sv[1]) == 0);
+	if (flags & F_HANDSHAKE)
+		handshake(sv[0], (flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL);
+	pump(sv[0], s, len);
+	close(sv[0]);
+	node_free(n);
+	free(s);
+	CHECK(test_open_fds() == fds0);
+	return 0;
+}

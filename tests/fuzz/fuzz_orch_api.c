@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+/*
+ * libFuzzer target for the orchestrator's REST API (src/orchestrator/
+ * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c):
+ * routing, node ids and slot names in paths, strict JSON bodies,
+ * registration and heartbeat documents, slot specifications, placement,
+ * and the orchestrator's reading of the compute agents' answers.
+ *
+ * Each input gets a fresh orchestrator on an empty SQLite store in memory
+ * (":memory:"), so nothing survives from one input to the next and nothing
+ * is written. The network is the target's: the compute agents' HTTP client
+ * (cclient_call) and the memory-node connections (mnpool_*) are replaced
+ * by a scripted peer that answers from the input, so the orchestrator's
+ * reading of those answers is fuzzed too and no address a request names is
+ * ever contacted. When the script runs out, a compute agent has no VM (404),
+ * except that a wait for a state is answered with that state (an agent
+ * that gets there at once: the orchestrator's waiting loops end), and a
+ * memory node is unreachable.
+ *
+ * Input layout: number of requests (1), the requests (fuzz_http.h), then
+ * the peer's script: for each compute call a 16-bit status (0: no answer),
+ * a 16-bit body length and the body; for each memory-node call one byte
+ * (even: success, the next bytes give section and generation).
+ *
+ * Seed inputs: tests/fuzz/corpus/orch_api/ (made by gen_corpus.py).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_http.h"
+#include "log.h"
+#include "orch.h"
+
+static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
+
+static struct fz_in peer;   /* this input's script */
+
+static const int peer_errors[] = { -EHOSTUNREACH, -ECONNREFUSED, -ETIMEDOUT, -ENOSPC, -EIO,
+				   -ESTALE, -ENOENT, -EKEYREJECTED };
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	log_set_level(LOG_LVL_ERROR);
+	return 0;
+}
+
+/* ---- the scripted compute agents ---------------------------------------- */
+
+int cclient_global_init(void)
+{
+	return 0;
+}
+
+void cclient_global_cleanup(void)
+{
+}
+
+/* Out of script: no VM here, but a wait for a state is met at once. */
+static int cclient_unscripted(const char *method, const char *path, char **ret_body)
+{
+	const char *wait = strstr(path, "?wait=");
+	size_t n;
+
+	if (strcmp(method, "GET") || strncmp(path, "/v1/vms/", 8))
+		return -ECONNREFUSED;
+	if (!wait)
+		return 404;
+	wait += strlen("?wait=");
+	n = strcspn(wait, "&");
+	if (ret_body && asprintf(ret_body, "{\"state\": \"%.*s\"}", (int)n, wait) < 0)
+		*ret_body = NULL;
+	return 200;
+}
+
+int cclient_call(const char *http, const char *method, const char *path, const char *body,
+		 int timeout_ms, char **ret_body)
+{
+	unsigned status;
+	size_t len;
+	char *b;
+
+	if (ret_body)
+		*ret_body = NULL;
+	if (peer.n < 4)
+		return cclient_unscripted(method, path, ret_body);
+	status = fz_u16(&peer) % 600;
+	len = fz_u16(&peer);
+	len = len < peer.n ? len : peer.n;
+	if (status < 100)
+		return peer_errors[status % ARRAY_SIZE(peer_errors)];
+	b = malloc(len + 1);
+	CHECK(b);
+	fz_bytes(&peer, b, len);
+	b[len] = '\0';
+	if (ret_body)
+		*ret_body = b;
+	else
+		free(b);
+	return (int)status;
+}
+
+/* ---- the scripted memory nodes ------------------------------------------- */
+
+static int mn_answer(void)
+{
+	uint8_t c;
+
+	if (!peer.n)
+		return -EHOSTUNREACH;
+	c = fz_u8(&peer);
+	return c % 2 ? peer_errors[(c >> 1) % ARRAY_SIZE(peer_errors)] : 0;
+}
+
+int mnpool_new(struct orch *o, struct mnpool **ret)
+{
+	*ret = NULL;
+	return 0;
+}
+
+void mnpool_free(struct mnpool *p)
+{
+}
+
+void mnpool_forget(struct mnpool *p, uint64_t node_id)
+{
+}
+
+int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
+		 uint32_t *ret_section, uint32_t *ret_generation)
+{
+	int r = mn_answer();
+
+	if (r == 0) {
+		*ret_section = fz_u16(&peer);
+		*ret_generation = fz_u8(&peer);
+	}
+	return r;
+}
+
+int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t section,
+			uint32_t generation, uint32_t epoch)
+{
+	return mn_answer();
+}
+
+int mnpool_copy(struct mnpool *p, const struct node_rec *n, uint32_t src, uint32_t src_gen,
+		const struct proto_grant *dst_grant, const char *dst_addr,
+		struct proto_copy_rep *ret)
+{
+	int r = mn_answer();
+
+	if (r == 0)
+		*ret = (struct proto_copy_rep){ .pages = fz_u16(&peer), .usec = fz_u16(&peer) };
+	return r;
+}
+
+int mnpool_fence(struct mnpool *p, const struct node_rec *n, const struct proto_grant *g,
+		 uint32_t *ret_epoch)
+{
+	int r = mn_answer();
+
+	if (r == 0 && ret_epoch)
+		*ret_epoch = g->epoch + fz_u8(&peer) % 2;
+	return r;
+}
+
+/* ---- requests --------------------------------------------------------------- */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_in in = { data, size };
+	unsigned nreq = fz_u8(&in) % 17;
+	const struct http_route *routes;
+	struct http_req reqs[16];
+	char *paths[16], *bodies[16];
+	struct orch *o = calloc(1, sizeof(*o));
+	size_t nroutes;
+	unsigned n = 0;
+
+	CHECK(o);
+	while (n < nreq && fz_http_next(&in, &reqs[n], &paths[n], &bodies[n]) == 0)
+		n++;
+	peer = in;
+	o->node_id = 1;
+	memcpy(o->key.bytes, "fuzz-key-fuzz-key-fuzz-key-0123", PROTO_KEY_SIZE);
+	if (!fuzz_gkey)
+		CHECK(grant_key_generate(&fuzz_gkey) == 0);
+	o->grant_key = fuzz_gkey;
+	o->grant_ttl_s = 3600;
+	o->node_timeout_s = 30;
+	o->heartbeat_s = 10;
+	o->section_size = 2u << 20;
+	o->compute_timeout_ms = 1000;
+	pthread_mutex_init(&o->place_mu, NULL);
+	pthread_mutex_init(&o->mon_mu, NULL);
+	pthread_cond_init(&o->mon_cv, NULL);
+	CHECK(store_sqlite_open(":memory:", &o->store) == 0);
+	routes = api_routes(&nroutes);
+	for (unsigned i = 0; i < n; i++) {
+		fz_http_serve(routes, nroutes, o, &reqs[i]);
+		free(paths[i]);
+		free(bodies[i]);
+	}
+	store_close(o->store);
+	pthread_cond_destroy(&o->mon_cv);
+	pthread_mutex_destroy(&o->mon_mu);
+	pthread_mutex_destroy(&o->place_mu);
+	free(o);
+	return 0;
+}

@@ -141,6 +141,9 @@ TOLERANCE = {
     "migration.speedup_total": 0.5, "migration.speedup_idle_total": 1.0,
     "migration.speedup_filled_total": 1.0, "migration.ours_total_ms": 1.0,
     "migration.ours_over_floor": 1.0, "migration.ours_worst_gap_ms": 1.0,
+    # Bimodal: whether the write history adapts within the pass depends on
+    # the host's speed (bench/README, "The cleaner measured in alternating pairs").
+    "vm.cleaner_cost_idle": 1.0,
     "migration.ours_downtime_ms": 3.0, "migration.memmig_25_guest_gap_ms": 1.0,
     "migration.memmig_max_pause_ms": 20.0,
 }

@@ -932,12 +932,16 @@ int mnc_drain(struct mnc *c)
 /* Handshake I/O: blocking, bounded by `deadline`. */
 static int hs_send(struct mnc *c, uint16_t op, uint64_t id, const void *p, size_t len)
 {
-	uint8_t buf[PROTO_HDR_SIZE + sizeof(struct proto_hello_req)];
+	/* The largest handshake frame: the orchestrator's AUTH. */
+	uint8_t buf[PROTO_HDR_SIZE + MAX(sizeof(struct proto_hello_req),
+					 sizeof(struct proto_auth_orch_req))];
 	struct proto_hdr h = {
 		.magic = PROTO_MAGIC, .version = PROTO_VERSION, .opcode = op,
 		.len = (uint32_t)len, .req_id = id,
 	};
 
+	if (len > sizeof(buf) - PROTO_HDR_SIZE)
+		return -E2BIG;
 	wire_hdr_encode(&h, buf);
 	memcpy(buf + PROTO_HDR_SIZE, p, len);
 	return net_write_full(c->fd, buf, PROTO_HDR_SIZE + len);

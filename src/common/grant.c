@@ -169,28 +169,41 @@ int grant_key_create(const char *priv_path, const char *pub_path)
 	return r;
 }
 
-/* Ed25519 over the concatenation of n parts (at most 256 bytes). */
-static int sign_parts(const struct grant_key *k, const void *const *parts, const size_t *lens,
-		      size_t n, uint8_t ret[PROTO_SIG_SIZE])
+/* The message of a signature: n parts end to end in msg (256 bytes). -E2BIG. */
+static int concat_parts(const void *const *parts, const size_t *lens, size_t n,
+			uint8_t msg[256], size_t *ret_len)
 {
-	uint8_t msg[256];
-	size_t off = 0, siglen = PROTO_SIG_SIZE;
-	EVP_MD_CTX *ctx;
-	int ok;
+	size_t off = 0;
 
-	if (!k || !k->priv)
-		return -ENOKEY;
 	for (size_t i = 0; i < n; i++) {
-		if (lens[i] > sizeof(msg) - off)
+		if (lens[i] > 256 - off)
 			return -E2BIG;
 		memcpy(msg + off, parts[i], lens[i]);
 		off += lens[i];
 	}
+	*ret_len = off;
+	return 0;
+}
+
+/* Ed25519 over the concatenation of n parts. */
+static int sign_parts(const struct grant_key *k, const void *const *parts, const size_t *lens,
+		      size_t n, uint8_t ret[PROTO_SIG_SIZE])
+{
+	uint8_t msg[256];
+	size_t len, siglen = PROTO_SIG_SIZE;
+	EVP_MD_CTX *ctx;
+	int ok, r;
+
+	if (!k || !k->priv)
+		return -ENOKEY;
+	r = concat_parts(parts, lens, n, msg, &len);
+	if (r < 0)
+		return r;
 	ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return -ENOMEM;
 	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
-	     EVP_DigestSign(ctx, ret, &siglen, msg, off) == 1 && siglen == PROTO_SIG_SIZE;
+	     EVP_DigestSign(ctx, ret, &siglen, msg, len) == 1 && siglen == PROTO_SIG_SIZE;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -EIO;
 }
@@ -199,23 +212,20 @@ static int verify_parts(const struct grant_key *k, const void *const *parts,
 			const size_t *lens, size_t n, const uint8_t sig[PROTO_SIG_SIZE])
 {
 	uint8_t msg[256];
-	size_t off = 0;
+	size_t len;
 	EVP_MD_CTX *ctx;
-	int ok;
+	int ok, r;
 
 	if (!k)
 		return -ENOKEY;
-	for (size_t i = 0; i < n; i++) {
-		if (lens[i] > sizeof(msg) - off)
-			return -E2BIG;
-		memcpy(msg + off, parts[i], lens[i]);
-		off += lens[i];
-	}
+	r = concat_parts(parts, lens, n, msg, &len);
+	if (r < 0)
+		return r;
 	ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return -ENOMEM;
 	ok = EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
-	     EVP_DigestVerify(ctx, sig, PROTO_SIG_SIZE, msg, off) == 1;
+	     EVP_DigestVerify(ctx, sig, PROTO_SIG_SIZE, msg, len) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -EKEYREJECTED;
 }

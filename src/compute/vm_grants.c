@@ -28,6 +28,7 @@
 #include "log.h"
 #include "pager_use.h"
 #include "persist.h"
+#include "sections.h"
 #include "state.h"
 #include "vm.h"
 #include "vm_internal.h"
@@ -37,28 +38,9 @@
 /* The agent's record of the remote section that g names, or NULL (lock held). */
 static struct pager_section *record_of(struct vm *vm, const struct proto_grant *g)
 {
-	struct pager_section *s;
+	struct pager_section m = { .kind = PAGER_SEC_REMOTE, .grant = *g };
 
-	for (unsigned i = 0; i < vm->spec.nbase; i++) {
-		s = &vm->spec.base[i].sec;
-		if (s->kind == PAGER_SEC_REMOTE && s->grant.memnode_id == g->memnode_id &&
-		    s->grant.section == g->section && s->grant.generation == g->generation)
-			return s;
-	}
-	for (unsigned i = 0; i < vm->nhot; i++) {
-		s = &vm->hot[i].sec.sec;
-		if (vm->hot[i].in_use && s->kind == PAGER_SEC_REMOTE &&
-		    s->grant.memnode_id == g->memnode_id && s->grant.section == g->section &&
-		    s->grant.generation == g->generation)
-			return s;
-	}
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++) {
-		s = &vm->vmem_secs[i].sec;
-		if (s->kind == PAGER_SEC_REMOTE && s->grant.memnode_id == g->memnode_id &&
-		    s->grant.section == g->section && s->grant.generation == g->generation)
-			return s;
-	}
-	return NULL;
+	return vm_section_record(vm, &m);
 }
 
 /* Check every grant against the VM's records: 0, or an HTTP status with `err` set. */

@@ -58,22 +58,11 @@ static const char *section_name(const struct pager_section *s, char *buf, size_t
 static bool record_replace(struct vm *vm, const struct pager_section *from,
 			   const struct pager_section *to)
 {
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		if (same_section(&vm->spec.base[i].sec, from)) {
-			vm->spec.base[i].sec = *to;
-			return true;
-		}
-	for (unsigned i = 0; i < vm->nhot; i++)
-		if (vm->hot[i].in_use && same_section(&vm->hot[i].sec.sec, from)) {
-			vm->hot[i].sec.sec = *to;
-			return true;
-		}
-	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
-		if (same_section(&vm->vmem_secs[i].sec, from)) {
-			vm->vmem_secs[i].sec = *to;
-			return true;
-		}
-	return false;
+	struct pager_section *rec = vm_section_record(vm, from);
+
+	if (rec)
+		*rec = *to;
+	return rec != NULL;
 }
 
 static int do_begin(struct vm *vm, struct pager *p, const struct pager_section *from,

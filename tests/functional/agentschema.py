@@ -87,6 +87,7 @@ _ROUTES = [
     ("POST", r"/v1/vms/[^/]+/sections/evacuate", "evacuate"),
     ("POST", r"/v1/vms/[^/]+/migrate", "migrate"),
     ("POST", r"/v1/vms/[^/]+/prefetch", "prefetch"),
+    ("POST", r"/v1/vms/[^/]+/grants", "grants"),
 ]
 
 

@@ -284,8 +284,21 @@ class FakeMemnodes:
             n.allocs += 1
             self._reply(c, op, rid, 0, SECTION.pack(free[0], n.generation, owner))
         elif op == OP["SECTION_FREE"]:
-            sec, gen = struct.unpack_from("<II", p)
-            epoch = struct.unpack_from("<I", p, 8)[0] if len(p) == 16 else 0
+            if len(p) == GRANT.size:    # the grant form: a grant with the free right
+                mem, holder, sec, gen, rights, epoch, expiry, _ = GRANT.unpack(p)
+                if not grant_signed_by(self.key.grant, p) or mem != n.node_id or \
+                        holder != c.client_id or (expiry and expiry <= time.time()):
+                    self._reply(c, op, rid, ST["GRANT"])
+                    return True
+                if not rights & 4:
+                    self._reply(c, op, rid, ST["RIGHTS"])
+                    return True
+            elif len(p) in (8, 16):
+                sec, gen = struct.unpack_from("<II", p)
+                epoch = struct.unpack_from("<I", p, 8)[0] if len(p) == 16 else 0
+            else:
+                self._reply(c, op, rid, ST["BADMSG"])
+                return False
             if sec not in n.sections:
                 self._reply(c, op, rid, ST["NOENT"])
             elif n.sections[sec][0] != gen:
@@ -585,7 +598,10 @@ class FakeCompute:
         secs = [s for s in vm["sections"] + list(vm["hot"].values()) if s["kind"] == "remote"]
         new = []
         for hx in body["grants"]:
-            g = fields(hx)
+            try:
+                g = fields(hx)
+            except (TypeError, ValueError, struct.error):
+                return h._err(400, "bad_request", "not a grant")
             match = [s for s in secs if which(fields(s["grant"])) == which(g)]
             if g[1] != self.node_id:
                 return h._err(400, "bad_request", "not our grant")

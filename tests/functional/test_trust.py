@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
+from fakes import FakeMemnodes
 
 COMPUTE = 7          # a compute node: the cluster key, no grant key
 ORCH = 1000          # the orchestrator's id
@@ -231,3 +232,55 @@ def test_a_verified_grant_stays_bound_to_its_holder(node, key, section):
     time.sleep(2.2)
     with dp.Conn(node.addr).login(cluster_only(key), COMPUTE) as c:
         refused(lambda: c.read(soon, [(0, 1)]), "GRANT")        # from the node-wide cache
+
+
+def trust_script(addr, node_id, key):
+    """The same requests against any memory node: the status of each."""
+    out = []
+
+    def st(fn):
+        try:
+            fn()
+            out.append("OK")
+        except dp.ProtoError as e:
+            out.append(dp.ST_NAME.get(e.status, e.status))
+
+    with dp.Conn(addr).login(key, ORCH) as o:
+        sec, gen = o.alloc(owner=COMPUTE)
+        sec2, gen2 = o.alloc(owner=COMPUTE)
+    with dp.Conn(addr).login(cluster_only(key), COMPUTE) as c:
+        st(lambda: c.alloc())                                               # DENIED
+        st(lambda: c.list())                                                # DENIED
+        st(lambda: c.free(sec, gen))                                        # DENIED
+        st(lambda: c.copy(dp.mint_grant(key, node_id, COMPUTE, sec, gen, dp.R_READ),
+                          dp.mint_grant(key, node_id, node_id, sec2, gen2, dp.R_WRITE),
+                          "127.0.0.1:1"))                                   # DENIED
+        rw = dp.mint_grant(key, node_id, COMPUTE, sec, gen, dp.R_READ | dp.R_WRITE)
+        st(lambda: c.free_grant(rw))                                        # RIGHTS
+        st(lambda: c.free_grant(rw[:40] + bytes(64)))                       # GRANT
+        other = dp.mint_grant(key, node_id, COMPUTE + 1, sec, gen, dp.R_FREE)
+        st(lambda: c.free_grant(other))                                     # GRANT
+        late = dp.mint_grant(key, node_id, COMPUTE, sec, gen, dp.R_FREE,
+                             expiry=int(time.time()) - 1)
+        st(lambda: c.free_grant(late))                                      # GRANT
+        stale = dp.mint_grant(key, node_id, COMPUTE, sec, gen + 1, dp.R_FREE)
+        st(lambda: c.free_grant(stale))                                     # STALE
+        mine = dp.mint_grant(key, node_id, COMPUTE, sec, gen, dp.R_FREE)
+        st(lambda: c.free_grant(mine))                                      # OK
+        st(lambda: c.free_grant(mine))                                      # NOENT
+    return out
+
+
+def test_the_fake_memory_node_answers_as_the_real_one(node, key):
+    """The orchestrator's tests run against fake memory nodes (fakes.py):
+    for the trust model's requests they must answer what disagg-memnode
+    answers."""
+    real = trust_script(node.addr, node.node_id, key)
+    assert real == ["DENIED"] * 4 + ["RIGHTS", "GRANT", "GRANT", "GRANT", "STALE", "OK",
+                                     "NOENT"], real
+    fm = FakeMemnodes(key)
+    try:
+        f = fm.add(555)
+        assert trust_script(f.addr, 555, key) == real
+    finally:
+        fm.close()

@@ -131,3 +131,24 @@ int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char
 	*ret = s;
 	return 0;
 }
+
+static bool same_remote(const struct pager_section *a, const struct pager_section *b)
+{
+	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
+	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
+	       a->grant.generation == b->grant.generation;
+}
+
+struct pager_section *vm_section_record(struct vm *vm, const struct pager_section *match)
+{
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		if (same_remote(&vm->spec.base[i].sec, match))
+			return &vm->spec.base[i].sec;
+	for (unsigned i = 0; i < vm->nhot; i++)
+		if (vm->hot[i].in_use && same_remote(&vm->hot[i].sec.sec, match))
+			return &vm->hot[i].sec.sec;
+	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
+		if (same_remote(&vm->vmem_secs[i].sec, match))
+			return &vm->vmem_secs[i].sec;
+	return NULL;
+}

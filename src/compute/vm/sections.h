@@ -16,6 +16,12 @@ void vm_free_section(struct vm *vm, const struct vm_section *s);
 void vm_keep_sections(struct vm *vm);
 void vm_keep_sections_locked(struct vm *vm);   /* lock held */
 unsigned vm_hot_count(struct vm *vm);   /* plugged hot sections; lock held */
+/*
+ * The VM's record of the remote section `match` names (same memory node,
+ * section and generation: boot RAM, a plugged DIMM or a virtio-mem slot),
+ * or NULL. Lock held.
+ */
+struct pager_section *vm_section_record(struct vm *vm, const struct pager_section *match);
 /* Free the hot sections (where asked) and unlink their files. Lock held. */
 void vm_hot_release(struct vm *vm);
 /* {"kind"[, "addr", "memnode", "section", "generation", "free_on_release"]}: never the grant. */

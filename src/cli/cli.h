@@ -119,8 +119,18 @@ int cli_query(const struct cli_args *a, const char *method, const char *path, js
 char *cli_path_with(const char *prefix, const char *name, const char *suffix);
 /* Print the server's error for a non-2xx answer; returns CLI_EXIT_ERROR. */
 int cli_server_error(const struct cli_resp *r);
-/* Bare GET against an arbitrary base URL (used by `up` to poll). */
-int cli_http_get_url(const char *url, long timeout_ms, struct cli_resp *ret);
+/* Bare GET against an arbitrary base URL with a token (may be NULL), used by `up` to poll. */
+int cli_http_get_url(const char *url, const char *token, long timeout_ms, struct cli_resp *ret);
+/*
+ * The API token for a URL found at `url_source` (cli_resolve_url):
+ * $DISAGG_TOKEN, else the first line of cluster.json's "token_file" when
+ * the URL came from cluster.json too (a local cluster's token is never sent
+ * to another URL). *ret = NULL when there is none; *ret_source says where.
+ */
+int cli_resolve_token(const struct cli_args *a, const char *url_source, char **ret,
+		      const char **ret_source);
+/* Read the first token line of a token file (mode 0600 enforced). */
+int cli_read_token_file(const char *path, char **ret);
 
 /* ---- output (output.c) ----------------------------------------------------- */
 

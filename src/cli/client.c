@@ -13,9 +13,16 @@
  * client asks again (same id) until the first one's answer comes.
  * While a long operation waits, curl's progress callback drives the
  * spinner of output.c.
+ *
+ * Every request carries "Authorization: Bearer TOKEN" when a token is
+ * known ($DISAGG_TOKEN, or the local cluster's token file named in
+ * cluster.json); an https:// orchestrator is verified against $DISAGG_CA
+ * or cluster.json's "ca" when given, else the system's CAs.
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +37,11 @@
 #define GET_TIMEOUT_MS 60000L
 #define MUTATE_TIMEOUT_MS 900000L /* a slot create under TCG can take minutes */
 
+
+struct cli_auth {
+	const char *token;      /* NULL: no Authorization header */
+	const char *ca;         /* NULL: the system's CAs */
+};
 
 struct xfer {
 	struct cli_resp *resp;
@@ -137,6 +149,87 @@ int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_s
 	return *ret_url ? 0 : -ENOMEM;
 }
 
+int cli_read_token_file(const char *path, char **ret)
+{
+	_cleanup_close_ int fd = -1;
+	char buf[512], *line, *end;
+	struct stat st;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		return -EPERM;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	for (line = buf; *line; line = end + (*end != '\0')) {
+		end = line + strcspn(line, "\n");
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (line == end || *line == '#')
+			continue;
+		while (end > line && (end[-1] == ' ' || end[-1] == '\r' || end[-1] == '\t'))
+			end--;
+		*ret = strndup(line, (size_t)(end - line));
+		explicit_bzero(buf, sizeof(buf));
+		return *ret ? 0 : -ENOMEM;
+	}
+	return -EINVAL;
+}
+
+int cli_resolve_token(const struct cli_args *a, const char *url_source, char **ret,
+		      const char **ret_source)
+{
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_(json_decrefp) json_t *cluster = NULL;
+	const char *env = getenv("DISAGG_TOKEN"), *file;
+	int r;
+
+	*ret = NULL;
+	*ret_source = NULL;
+	if (env && *env) {
+		*ret_source = "DISAGG_TOKEN";
+		*ret = strdup(env);
+		return *ret ? 0 : -ENOMEM;
+	}
+	if (!url_source || strcmp(url_source, "cluster.json") != 0)
+		return 0;
+	if (cluster_data_dir(a, &dir) < 0 || cluster_load(dir, &cluster) < 0)
+		return 0;
+	file = jstr(cluster, "token_file");
+	if (!file)
+		return 0;
+	*ret_source = file;
+	r = cli_read_token_file(file, ret);
+	if (r < 0)
+		cli_err("cannot read the API token from %s: %s%s", file, strerror(-r),
+			r == -EPERM ? " (group or others may access it; chmod 600 it)" : "");
+	return r;
+}
+
+/* The CA to verify an https:// orchestrator with: $DISAGG_CA, else cluster.json's "ca". */
+static char *resolve_ca(const struct cli_args *a, const char *url_source)
+{
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_(json_decrefp) json_t *cluster = NULL;
+	const char *env = getenv("DISAGG_CA");
+
+	if (env && *env)
+		return strdup(env);
+	if (!url_source || strcmp(url_source, "cluster.json") != 0)
+		return NULL;
+	if (cluster_data_dir(a, &dir) < 0 || cluster_load(dir, &cluster) < 0)
+		return NULL;
+	return jstr(cluster, "ca") ? strdup(jstr(cluster, "ca")) : NULL;
+}
+
 static void new_request_id(char *buf, size_t len)
 {
 	uint8_t b[12];
@@ -152,10 +245,12 @@ static void new_request_id(char *buf, size_t len)
 
 /* One attempt. Returns the curl result; *resp holds whatever came back. */
 static CURLcode perform(const char *method, const char *url, const char *body, const char *reqid,
-			long timeout_ms, struct progress *prog, struct cli_resp *resp, char *errbuf)
+			const struct cli_auth *auth, long timeout_ms, struct progress *prog,
+			struct cli_resp *resp, char *errbuf)
 {
 	struct xfer x = { .resp = resp, .progress = prog };
 	struct curl_slist *hdrs = NULL;
+	_cleanup_free_ char *authz = NULL;
 	char hdr[128];
 	CURL *h = curl_easy_init();
 	CURLcode rc;
@@ -169,6 +264,14 @@ static CURLcode perform(const char *method, const char *url, const char *body, c
 		snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", reqid);
 		hdrs = curl_slist_append(hdrs, hdr);
 	}
+	if (auth && auth->token) {
+		if (asprintf(&authz, "Authorization: Bearer %s", auth->token) < 0)
+			authz = NULL;
+		if (authz)
+			hdrs = curl_slist_append(hdrs, authz);
+	}
+	if (auth && auth->ca)
+		curl_easy_setopt(h, CURLOPT_CAINFO, auth->ca);
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
@@ -203,6 +306,8 @@ static CURLcode perform(const char *method, const char *url, const char *body, c
 		snprintf(errbuf, CURL_ERROR_SIZE, "answer larger than 64 MiB");
 	curl_easy_cleanup(h);
 	curl_slist_free_all(hdrs);
+	if (authz)
+		explicit_bzero(authz, strlen(authz));
 	if (rc == CURLE_OK && resp->len > 0)
 		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
 	return rc;
@@ -245,8 +350,9 @@ static int report_curl_error(CURLcode rc, const char *errbuf, const char *url, c
 int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, struct cli_resp *ret)
 {
-	_cleanup_free_ char *base = NULL, *url = NULL, *payload = NULL;
-	const char *source = NULL;
+	_cleanup_free_ char *base = NULL, *url = NULL, *payload = NULL, *token = NULL, *ca = NULL;
+	const char *source = NULL, *token_source = NULL;
+	struct cli_auth auth;
 	char reqid[64], errbuf[CURL_ERROR_SIZE];
 	bool mutating = strcmp(method, "GET") != 0;
 	long timeout_ms = mutating ? MUTATE_TIMEOUT_MS : GET_TIMEOUT_MS;
@@ -269,6 +375,11 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 		cli_err("cannot find the orchestrator: %s", strerror(-r));
 		return r;
 	}
+	r = cli_resolve_token(a, source, &token, &token_source);
+	if (r < 0)
+		return r;
+	ca = resolve_ca(a, source);
+	auth = (struct cli_auth){ .token = token, .ca = ca };
 	if (asprintf(&url, "%s%s", base, path) < 0)
 		return -ENOMEM;
 	if (body) {
@@ -290,8 +401,8 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 		if (a->verbose)
 			fprintf(stderr, "> %s %s%s%s\n", method, url, mutating ? " X-Request-Id: " : "",
 				mutating ? reqid : "");
-		rc = perform(method, url, payload, mutating ? reqid : NULL, timeout_ms, pp, ret,
-			     errbuf);
+		rc = perform(method, url, payload, mutating ? reqid : NULL, &auth, timeout_ms, pp,
+			     ret, errbuf);
 		/*
 		 * The repeat of a request whose first attempt still runs gets 409 busy
 		 * (docs/api.md): wait for the first one's answer under the same id.
@@ -326,6 +437,14 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 			ret->request_id[0] ? " X-Request-Id: " : "", ret->request_id);
 	if (pp)
 		progress_end(pp, ret->status >= 200 && ret->status < 300, NULL);
+	if (ret->status == 401 && !token)
+		fputs("hint: the orchestrator wants an API token: set DISAGG_TOKEN (a line of its "
+		      "--api-tokens file); `disagg up` keeps its cluster's in DIR/api.tokens\n",
+		      stderr);
+	else if (ret->status == 401)
+		fprintf(stderr, "hint: the orchestrator refused the token from %s\n", token_source);
+	if (token)
+		explicit_bzero(token, strlen(token));
 	return 0;
 }
 
@@ -351,13 +470,14 @@ int cli_server_error(const struct cli_resp *r)
 	return CLI_EXIT_ERROR;
 }
 
-int cli_http_get_url(const char *url, long timeout_ms, struct cli_resp *ret)
+int cli_http_get_url(const char *url, const char *token, long timeout_ms, struct cli_resp *ret)
 {
 	char errbuf[CURL_ERROR_SIZE];
+	struct cli_auth auth = { .token = token };
 	CURLcode rc;
 
 	*ret = (struct cli_resp){ 0 };
-	rc = perform("GET", url, NULL, NULL, timeout_ms, NULL, ret, errbuf);
+	rc = perform("GET", url, NULL, NULL, &auth, timeout_ms, NULL, ret, errbuf);
 	if (rc != CURLE_OK) {
 		cli_resp_clear(ret);
 		return rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;

@@ -312,6 +312,25 @@ int cmd_down(struct cli_args *a)
 		if (gp)
 			unlink(gp);
 	}
+	{
+		/* So do the API token, the node secret and the node credentials. */
+		_cleanup_free_ char *tf = cluster_path(dir, "api.tokens"),
+				    *ns = cluster_path(dir, "node.secret");
+
+		if (tf)
+			unlink(tf);
+		if (ns)
+			unlink(ns);
+		json_array_foreach(comps, i, c) {
+			char *cred = NULL;
+
+			if (jint(c, "node_id", -1) > 0 &&
+			    asprintf(&cred, "%s/node-%" PRId64 ".cred", dir, jint(c, "node_id", -1)) > 0) {
+				unlink(cred);
+				free(cred);
+			}
+		}
+	}
 	if (!a->json)
 		printf("cluster stopped; logs and the orchestrator's database stay in %s\n", dir);
 	if (bad) {

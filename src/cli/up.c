@@ -36,6 +36,7 @@
 
 #include <linux/magic.h>
 
+#include "apiauth.h"
 #include "auth.h"
 #include "grant.h"
 #include "cli.h"
@@ -164,6 +165,7 @@ static json_t *comp_json(const struct comp *c)
 
 struct up {
 	char *dir, *key, *gkey, *gpub, *url;
+	char *tokens, *secret, *token;  /* API tokens file, node secret, the token in it */
 	struct comp *comps;
 	size_t ncomps;
 	char created[32];
@@ -181,6 +183,8 @@ static int up_save(const struct up *u)
 		      "url", u->url ? json_string(u->url) : json_null(), "key", u->key,
 		      "grant_key", u->gkey, "grant_pubkey", u->gpub, "created", u->created,
 		      "components", arr);
+	if (j && u->tokens)
+		json_object_set_new(j, "token_file", json_string(u->tokens));
 	return j ? cluster_save(u->dir, j) : -ENOMEM;
 }
 
@@ -385,7 +389,7 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 				progress_end(p, false, NULL);
 				return fail_component(&u->comps[i], why);
 			}
-		if (cli_http_get_url(url, 5000, &r) == 0) {
+		if (cli_http_get_url(url, u->token, 5000, &r) == 0) {
 			json_t *nodes = json_object_get(r.json, "nodes"), *n;
 			size_t k;
 
@@ -537,6 +541,8 @@ static void print_up_summary(const struct up *u, const struct cli_args *a, doubl
 	table_print(&t);
 	table_free(&t);
 	printf("\norchestrator: %s\n", u->url);
+	printf("API token:    in %s (disagg reads it through cluster.json; other clients:\n"
+	       "              export DISAGG_TOKEN=$(cat %s))\n", u->tokens, u->tokens);
 	if (default_dir)
 		printf("disagg commands find it through %s/cluster.json; other clients:\n"
 		       "  export DISAGG_URL=%s\n",
@@ -561,13 +567,72 @@ static void up_free(struct up *u)
 	free(u->gkey);
 	free(u->gpub);
 	free(u->url);
+	free(u->tokens);
+	free(u->secret);
+	if (u->token)
+		explicit_bzero(u->token, strlen(u->token));
+	free(u->token);
+}
+
+/* DIR/node-ID.cred: node ID's credential, made from the node secret. */
+static char *up_node_cred(const struct up *u, int64_t id)
+{
+	uint8_t cred[APIAUTH_CRED_SIZE];
+	struct auth_key secret;
+	char *path = NULL;
+	int r;
+
+	if (asprintf(&path, "%s/node-%" PRId64 ".cred", u->dir, id) < 0)
+		return NULL;
+	r = auth_key_load(u->secret, &secret);
+	if (r == 0)
+		r = apiauth_node_cred(&secret, (uint64_t)id, cred);
+	explicit_bzero(&secret, sizeof(secret));
+	if (r == 0 && unlink(path) < 0 && errno != ENOENT)
+		r = -errno;
+	if (r == 0)
+		r = apiauth_cred_save(path, (uint64_t)id, cred);
+	explicit_bzero(cred, sizeof(cred));
+	if (r < 0) {
+		cli_err("cannot make the credential %s: %s", path, strerror(-r));
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+/* The API's people token (DIR/api.tokens) and the node secret (DIR/node.secret). */
+static int up_make_auth(struct up *u)
+{
+	char tok[APIAUTH_BEARER_MAX];
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	r = auth_key_create(u->secret);
+	if (r < 0) {
+		cli_err("cannot create the node secret %s: %s", u->secret, strerror(-r));
+		return r;
+	}
+	r = apiauth_token_new(tok);
+	if (r < 0)
+		return r;
+	fd = open(u->tokens, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || dprintf(fd, "%s\n", tok) < 0) {
+		r = -errno;
+		cli_err("cannot write the API token to %s: %s", u->tokens, strerror(errno));
+		return r;
+	}
+	u->token = strdup(tok);
+	explicit_bzero(tok, sizeof(tok));
+	return u->token ? 0 : -ENOMEM;
 }
 
 static int up_prepare(struct up *u, const struct cli_args *a)
 {
 	_cleanup_(json_decrefp) json_t *old = NULL;
 	static const char *const stale[] = { "cluster.json", "cluster.key", "grant.key", "grant.pub",
-		"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm" };
+		"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm", "api.tokens",
+		"node.secret" };
 	int r;
 
 	r = cluster_load(u->dir, &old);
@@ -595,7 +660,7 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 		cli_err("cannot create the grant key %s: %s", u->gkey, strerror(-r));
 		return r;
 	}
-	return 0;
+	return up_make_auth(u);
 }
 
 int cmd_up(struct cli_args *a)
@@ -646,8 +711,11 @@ int cmd_up(struct cli_args *a)
 	u.key = join(u.dir, "cluster.key");
 	u.gkey = join(u.dir, "grant.key");
 	u.gpub = join(u.dir, "grant.pub");
+	u.tokens = join(u.dir, "api.tokens");
+	u.secret = join(u.dir, "node.secret");
 	logdir = join(u.dir, "logs");
-	if (!u.key || !u.gkey || !u.gpub || !logdir || mkdir_p(logdir, 0700) < 0) {
+	if (!u.key || !u.gkey || !u.gpub || !u.tokens || !u.secret || !logdir ||
+	    mkdir_p(logdir, 0700) < 0) {
 		cli_err("cannot create %s/logs", u.dir);
 		goto out;
 	}
@@ -695,7 +763,8 @@ int cmd_up(struct cli_args *a)
 		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
 		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
-				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID, NULL };
+				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID,
+				 "--api-tokens", u.tokens, "--node-secret", u.secret, NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
@@ -729,7 +798,12 @@ int cmd_up(struct cli_args *a)
 	for (size_t i = 1; i < u.ncomps; i++) {
 		struct comp *c = &u.comps[i];
 		char id[32], pool_arg[32], rd[4096];
+		_cleanup_free_ char *cred = up_node_cred(&u, c->node_id);
 
+		if (!cred) {
+			progress_end(&p, false, NULL);
+			goto fail;
+		}
 		snprintf(id, sizeof(id), "%" PRId64, c->node_id);
 		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
 		if (strcmp(c->kind, "memnode") == 0) {
@@ -737,7 +811,7 @@ int cmd_up(struct cli_args *a)
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
 					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
-					 u.url, NULL };
+					 u.url, "--node-credential", cred, NULL };
 
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
@@ -749,7 +823,8 @@ int cmd_up(struct cli_args *a)
 			/* `down` stops the VMs with their agents (SIGTERM alone would leave them running). */
 			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
 					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
-					 "--stop-vms-on-exit", rundir ? "--run-dir" : NULL, rd, NULL };
+					 "--stop-vms-on-exit", "--node-credential", cred,
+					 rundir ? "--run-dir" : NULL, rd, NULL };
 
 			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
 			r = spawn(c, argv);

@@ -44,6 +44,8 @@ struct http_server {
 	size_t nroutes;
 	void *opaque;
 	char addr[128];             /* "host:port" actually bound */
+	bool tls;
+	char *cert, *key;           /* PEM text, kept for MHD's lifetime */
 };
 
 /* Per-request state, from the first callback to MHD's completion notice. */
@@ -154,6 +156,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, allow);
 	if (r->hdr_name && hdr_value)
 		MHD_add_response_header(mr, r->hdr_name, hdr_value);
+	if (r->www_authenticate)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
 	ret = MHD_queue_response(conn, r->status > 0 ? (unsigned)r->status : MHD_HTTP_OK, mr);
 	MHD_destroy_response(mr);
 	return ret;
@@ -315,15 +319,68 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* ---- server lifecycle -------------------------------------------------- */
 
+/* A whole PEM file, NUL-terminated (MHD wants the text, not a path). */
+static int read_pem(const char *path, char **ret)
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	char *buf;
+	long n;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0)
+		return -EIO;
+	if (n == 0 || n > (1 << 20))
+		return -EINVAL;
+	buf = calloc(1, (size_t)n + 1);
+	if (!buf)
+		return -ENOMEM;
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		return -EIO;
+	}
+	*ret = buf;
+	return 0;
+}
+
+bool http_addr_is_loopback(const char *addr)
+{
+	if (!addr)
+		return false;
+	return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]:", 6) == 0 ||
+	       strncmp(addr, "localhost:", 10) == 0;
+}
+
+bool http_server_tls(const struct http_server *s)
+{
+	return s && s->tls;
+}
+
 int http_server_start(const char *addr, const struct http_route *routes, size_t nroutes,
 		      void *opaque, struct http_server **ret)
 {
+	return http_server_start_tls(addr, routes, nroutes, opaque, NULL, NULL, ret);
+}
+
+int http_server_start_tls(const char *addr, const struct http_route *routes, size_t nroutes,
+			  void *opaque, const char *cert_file, const char *key_file,
+			  struct http_server **ret)
+{
+	_cleanup_free_ char *cert = NULL, *key = NULL;
 	_cleanup_close_ int fd = -1;
 	struct http_server *s;
 	int r;
 
-	if (!addr || (nroutes && !routes) || !ret)
+	if (!addr || (nroutes && !routes) || !ret || !cert_file != !key_file)
 		return -EINVAL;
+	if (cert_file) {
+		r = read_pem(cert_file, &cert);
+		if (r == 0)
+			r = read_pem(key_file, &key);
+		if (r < 0)
+			return r;
+	}
 	fd = net_listen_tcp(addr, true);
 	if (fd < 0)
 		return fd;
@@ -344,8 +401,12 @@ int http_server_start(const char *addr, const struct http_route *routes, size_t 
 	s->nroutes = nroutes;
 	s->opaque = opaque;
 
+	s->tls = cert != NULL;
+	s->cert = TAKE_PTR(cert);
+	s->key = TAKE_PTR(key);
 	s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-				     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL,
+				     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+				     (s->tls ? MHD_USE_TLS : 0),
 				     0, NULL, NULL, on_request, s,
 				     MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
@@ -355,6 +416,8 @@ int http_server_start(const char *addr, const struct http_route *routes, size_t 
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNS,
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				     (unsigned int)HTTP_MAX_CONNS_PER_IP,
+				     s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->cert,
+				     MHD_OPTION_HTTPS_MEM_KEY, s->key,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		r = -EIO;
@@ -365,6 +428,10 @@ int http_server_start(const char *addr, const struct http_route *routes, size_t 
 	return 0;
 fail:
 	free(s->routes);
+	free(s->cert);
+	if (s->key)
+		explicit_bzero(s->key, strlen(s->key));
+	free(s->key);
 	free(s);
 	return r;
 }
@@ -381,5 +448,9 @@ void http_server_stop(struct http_server *s)
 	if (s->daemon)
 		MHD_stop_daemon(s->daemon);
 	free(s->routes);
+	free(s->cert);
+	if (s->key)
+		explicit_bzero(s->key, strlen(s->key));
+	free(s->key);
 	free(s);
 }

@@ -37,6 +37,7 @@ struct http_resp {
 	const char *content_type; /* default "application/json" */
 	const char *hdr_name;     /* optional extra header (e.g. "X-Request-Id") */
 	char *hdr_value;          /* its value: malloc'd, freed by the server */
+	const char *www_authenticate; /* static: a WWW-Authenticate header (401 answers) */
 };
 
 /* Value of a query parameter, or NULL. */
@@ -66,6 +67,18 @@ const struct http_route *http_route_find(const struct http_route *routes, size_t
 /* Listen on "host:port" (port 0 picks one; see http_server_addr()). */
 int http_server_start(const char *addr, const struct http_route *routes, size_t nroutes,
 		      void *opaque, struct http_server **ret);
+/*
+ * The same over TLS when cert_file and key_file (PEM) are given, plain
+ * HTTP when both are NULL. -EINVAL if only one is, -ENOENT/-EACCES if a
+ * file cannot be read.
+ */
+int http_server_start_tls(const char *addr, const struct http_route *routes, size_t nroutes,
+			  void *opaque, const char *cert_file, const char *key_file,
+			  struct http_server **ret);
+/* Is the server speaking TLS? */
+bool http_server_tls(const struct http_server *s);
+/* Is "host:port" a loopback address (127.0.0.0/8, ::1, localhost)? */
+bool http_addr_is_loopback(const char *addr);
 const char *http_server_addr(const struct http_server *s);
 void http_server_stop(struct http_server *s);   /* accepts NULL */
 

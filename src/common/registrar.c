@@ -31,6 +31,8 @@
 struct registrar {
 	char *base;                 /* "http://host:port" without a trailing slash */
 	json_t *reg;
+	char *authz;                /* "Authorization: Bearer ..." or NULL */
+	char *cafile;
 	uint64_t node_id;
 	registrar_fill_fn refresh;
 	void *opaque;
@@ -78,6 +80,10 @@ static int post(struct registrar *r, const char *path, json_t *body, json_t **re
 	strbuf_init(&sb);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
+	if (r->authz)
+		hdrs = curl_slist_append(hdrs, r->authz);
+	if (r->cafile)
+		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->cafile);
 	curl_easy_setopt(r->curl, CURLOPT_URL, url);
 	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -227,6 +233,24 @@ static void *registrar_main(void *arg)
 int registrar_start(const char *url, json_t *registration, registrar_fill_fn refresh,
 		    void *opaque, struct registrar **ret)
 {
+	return registrar_start_auth(url, registration, refresh, opaque, NULL, NULL, ret);
+}
+
+static void registrar_free(struct registrar *r)
+{
+	json_decref(r->reg);
+	free(r->base);
+	free(r->cafile);
+	if (r->authz)
+		explicit_bzero(r->authz, strlen(r->authz));
+	free(r->authz);
+	free(r);
+}
+
+int registrar_start_auth(const char *url, json_t *registration, registrar_fill_fn refresh,
+			 void *opaque, const char *bearer, const char *cafile,
+			 struct registrar **ret)
+{
 	pthread_condattr_t ca;
 	struct registrar *r;
 	json_t *id;
@@ -246,10 +270,12 @@ int registrar_start(const char *url, json_t *registration, registrar_fill_fn ref
 	else if (asprintf(&r->base, "http://%s", url) < 0)
 		r->base = NULL;
 	r->reg = json_deep_copy(registration);
-	if (!r->base || !r->reg) {
-		free(r->base);
-		json_decref(r->reg);
-		free(r);
+	if (bearer && asprintf(&r->authz, "Authorization: Bearer %s", bearer) < 0)
+		r->authz = NULL;
+	if (cafile)
+		r->cafile = strdup(cafile);
+	if (!r->base || !r->reg || (bearer && !r->authz) || (cafile && !r->cafile)) {
+		registrar_free(r);
 		return -ENOMEM;
 	}
 	n = strlen(r->base);
@@ -269,9 +295,7 @@ int registrar_start(const char *url, json_t *registration, registrar_fill_fn ref
 		curl_global_cleanup();
 		pthread_cond_destroy(&r->cv);
 		pthread_mutex_destroy(&r->mu);
-		json_decref(r->reg);
-		free(r->base);
-		free(r);
+		registrar_free(r);
 		return -e;
 	}
 	*ret = r;
@@ -292,9 +316,7 @@ void registrar_stop(struct registrar *r)
 	curl_global_cleanup();
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
-	json_decref(r->reg);
-	free(r->base);
-	free(r);
+	registrar_free(r);
 }
 
 int registrar_registered(const struct registrar *r)

@@ -51,6 +51,14 @@ typedef void (*registrar_fill_fn)(void *opaque, json_t *body);
  */
 int registrar_start(const char *url, json_t *registration, registrar_fill_fn refresh,
 		    void *opaque, struct registrar **ret);
+/*
+ * The same, authenticating with bearer ("Authorization: Bearer ...", may be
+ * NULL) and verifying an https:// orchestrator against cafile (PEM, may be
+ * NULL: the system's CAs).
+ */
+int registrar_start_auth(const char *url, json_t *registration, registrar_fill_fn refresh,
+			 void *opaque, const char *bearer, const char *cafile,
+			 struct registrar **ret);
 /* Stop the thread (interrupting a wait or backoff) and free. Accepts NULL. */
 void registrar_stop(struct registrar *r);
 /*

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "apiauth.h"
 #include "http.h"
 #include "vm.h"
 
@@ -23,9 +24,10 @@ struct agent {
 	pthread_cond_t bg_cond;       /* signalled when one is done (with lock) */
 	uint64_t started_ns;
 	struct registrar *_Atomic reg; /* heartbeats (NULL without --orchestrator) */
+	struct apiauth_node auth;     /* who may call the API (--node-credential) */
 };
 
-int agent_http_start(struct agent *a, const char *addr);
+int agent_http_start(struct agent *a, const char *addr, const char *cert, const char *key);
 /* The API's routes (opaque: the agent), as the server is given them. */
 const struct http_route *agent_http_routes(size_t *ret_n);
 unsigned agent_vm_count(struct agent *a);

@@ -20,6 +20,10 @@
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
  *
+ * With --node-credential, every path but /healthz takes requests from the
+ * orchestrator only (its token for this node; /metrics also a metrics
+ * token): apiauth_node_authorize(), docs/api.md#authentication.
+ *
  * Bodies are JSON; unknown fields are rejected (400). Errors are
  * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
  */
@@ -30,11 +34,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "apiauth.h"
 #include "grant.h"
 #include "guest.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "metrics.h"
+#include "miguri.h"
 #include "net.h"
 #include "launch.h"
 #include "state.h"
@@ -149,6 +155,8 @@ static void h_metrics(void *opaque, const struct http_req *req, struct http_resp
 	struct strbuf sb;
 	unsigned n = 0;
 
+	if (!apiauth_node_authorize(&a->auth, req, resp))
+		return;
 	strbuf_init(&sb);
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS; i++)
@@ -158,6 +166,7 @@ static void h_metrics(void *opaque, const struct http_req *req, struct http_resp
 		}
 	pthread_mutex_unlock(&a->lock);
 	metrics_gauge(&sb, "disagg_compute_vms", "VMs on this compute node", "", n);
+	apiauth_metrics(&sb, "compute");
 	http_resp_text(resp, 200, "text/plain; version=0.0.4", strbuf_steal(&sb));
 }
 
@@ -599,6 +608,17 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 		http_resp_error(resp, 400, "bad_request", "\"uri\" (tcp:HOST:PORT) is required");
 		goto out;
 	}
+	{
+		char host[256];
+		uint16_t port;
+
+		if (miguri_parse(uri, host, sizeof(host), &port) < 0) {
+			http_resp_error(resp, 400, "bad_request",
+					"\"uri\" must be tcp:HOST:PORT (a name, IPv4 or [IPv6] "
+					"address and a port), not \"%.200s\"", uri);
+			goto out;
+		}
+	}
 	strcpy(o.uri, uri);
 	if ((v = json_object_get(j, "max_flush_rounds"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000) {
@@ -677,6 +697,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 	const char *rest, *m = req->method;
 	struct vm *vm;
 
+	if (!apiauth_node_authorize(&a->auth, req, resp))
+		return;
 	if (strcmp(req->path, "/v1/vms") == 0 || strcmp(req->path, "/v1/vms/") == 0) {
 		if (strcmp(m, "GET") == 0)
 			h_list(a, resp);
@@ -771,9 +793,9 @@ const struct http_route *agent_http_routes(size_t *ret_n)
 	return routes;
 }
 
-int agent_http_start(struct agent *a, const char *addr)
+int agent_http_start(struct agent *a, const char *addr, const char *cert, const char *key)
 {
-	return http_server_start(addr, routes, ARRAY_SIZE(routes), a, &a->http);
+	return http_server_start_tls(addr, routes, ARRAY_SIZE(routes), a, cert, key, &a->http);
 }
 
 void agent_shutdown(struct agent *a)

@@ -54,6 +54,14 @@ static const char usage[] =
 	"  --name NAME            node name shown by the orchestrator (default compute-ID)\n"
 	"  --label KEY=VALUE      node label for placement constraints (repeatable)\n"
 	"  --advertise HOST:PORT  the API address the orchestrator should use (default: --http)\n"
+	"  --node-credential FILE this node's credential (disagg-grant --node-credential),\n"
+	"                         mode 0600: register with it, and take API requests from\n"
+	"                         the orchestrator only. Required unless --http is loopback\n"
+	"  --metrics-tokens FILE  tokens (one a line, mode 0600) that may also read /metrics\n"
+	"  --http-cert FILE       serve the API over HTTPS with this PEM certificate ...\n"
+	"  --http-key FILE        ... and this PEM private key\n"
+	"  --http-ca FILE         CA certificate (PEM) that an https:// --orchestrator must\n"
+	"                         verify against (default: the system's)\n"
 	"  --vcpus N              vCPUs this node offers to slots (default 8 per host CPU)\n"
 	"  --retire-migrated-ms MS  stop the paused QEMU of a VM that migrated away if its\n"
 	"                         record is not deleted within MS (default 30000)\n"
@@ -226,6 +234,11 @@ int main(int argc, char **argv)
 		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
 		{ "writeback-delay-ms", required_argument, NULL, 'W' },
 		{ "stop-vms-on-exit", no_argument, NULL, 'X' },
+		{ "node-credential", required_argument, NULL, 'c' },
+		{ "metrics-tokens", required_argument, NULL, 'M' },
+		{ "http-cert", required_argument, NULL, 'E' },
+		{ "http-key", required_argument, NULL, 'Y' },
+		{ "http-ca", required_argument, NULL, 'Z' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -239,6 +252,8 @@ int main(int argc, char **argv)
 	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
+	const char *cred_file = NULL, *metrics_tokens = NULL, *http_cert = NULL;
+	const char *http_key = NULL, *http_ca = NULL;
 	_cleanup_(json_decrefp) json_t *labels = json_object();   /* freed on every return */
 	struct registrar *reg = NULL;
 	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
@@ -300,6 +315,11 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'O': orchestrator = optarg; break;
+		case 'c': cred_file = optarg; break;
+		case 'M': metrics_tokens = optarg; break;
+		case 'E': http_cert = optarg; break;
+		case 'Y': http_key = optarg; break;
+		case 'Z': http_ca = optarg; break;
 		case 'N': name = optarg; break;
 		case 'A': advertise = optarg; break;
 		case 'V':
@@ -334,6 +354,12 @@ int main(int argc, char **argv)
 			strerror(-r), auth_key_hint(r));
 		return 1;
 	}
+	if (!http_cert != !http_key) {
+		fprintf(stderr, "disagg-compute: --http-cert and --http-key go together\n");
+		return 2;
+	}
+	if (apiauth_node_setup(&a.auth, cred_file, metrics_tokens, node_id, http) < 0)
+		return 1;
 	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg")) {
 		fprintf(stderr, "disagg-compute: --accel must be auto, kvm or tcg\n");
 		return 2;
@@ -414,9 +440,10 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	r = agent_http_start(&a, http);
+	r = agent_http_start(&a, http, http_cert, http_key);
 	if (r < 0) {
-		fprintf(stderr, "disagg-compute: cannot serve HTTP on %s: %s\n", http, strerror(-r));
+		fprintf(stderr, "disagg-compute: cannot serve HTTP%s on %s: %s\n",
+			http_cert ? "S" : "", http, strerror(-r));
 		agent_leave(&a);
 		rundir_release(run_dir, lockfd, default_dir);
 		return 1;
@@ -432,7 +459,8 @@ int main(int argc, char **argv)
 				 "kind", "compute", "name", name ? name : defname, "http",
 				 advertise ? advertise : http_server_addr(a.http), "labels", labels,
 				 "vcpus", (json_int_t)vcpus);
-		r = body ? registrar_start(orchestrator, body, agent_fill_heartbeat, &a, &reg)
+		r = body ? registrar_start_auth(orchestrator, body, agent_fill_heartbeat, &a,
+					       a.auth.on ? a.auth.bearer : NULL, http_ca, &reg)
 			 : -ENOMEM;
 		json_decref(body);
 		atomic_store(&a.reg, reg);
@@ -464,5 +492,6 @@ int main(int argc, char **argv)
 	rundir_release(run_dir, lockfd, default_dir);
 	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);
+	apiauth_node_clear(&a.auth);
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
+#include "apiauth.h"
 #include "grantcache.h"
 #include "http.h"
 #include "jsonhttp.h"
@@ -53,7 +54,11 @@ struct mn_opts {
 	const char *advertise;
 	json_t *labels;
 	struct mn_limits limits;
+	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
 };
+
+/* Who may read /metrics (--node-credential); the HTTP handlers' only state of ours. */
+static struct apiauth_node mn_auth;
 
 static void usage(FILE *f)
 {
@@ -77,6 +82,14 @@ static void usage(FILE *f)
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
 		"  --label KEY=VALUE      a placement label (repeatable), e.g. rack=r1\n"
 		"  --advertise HOST:PORT  data address to register (default: the bound address)\n"
+		"  --node-credential FILE this node's credential (disagg-grant --node-credential),\n"
+		"                         mode 0600: register with it; /metrics then answers the\n"
+		"                         orchestrator only. Required unless --http is loopback\n"
+		"  --metrics-tokens FILE  tokens (one a line, mode 0600) that may also read /metrics\n"
+		"  --http-cert FILE       serve HTTP over TLS with this PEM certificate ...\n"
+		"  --http-key FILE        ... and this PEM private key\n"
+		"  --http-ca FILE         CA certificate (PEM) that an https:// --orchestrator must\n"
+		"                         verify against (default: the system's)\n"
 		"  --max-conns N          protocol connections in all (default %u)\n"
 		"  --max-conns-per-addr N   ... from one address (default %u)\n"
 		"  --max-unauth N         connections not authenticated yet, in all (default %u)\n"
@@ -131,6 +144,11 @@ enum {
 	OPT_MAX_UNAUTH_PER_ADDR,
 	OPT_HANDSHAKE,
 	OPT_IDLE,
+	OPT_NODE_CRED,
+	OPT_METRICS_TOKENS,
+	OPT_HTTP_CERT,
+	OPT_HTTP_KEY,
+	OPT_HTTP_CA,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -210,6 +228,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "max-unauth-per-addr", required_argument, NULL, OPT_MAX_UNAUTH_PER_ADDR },
 		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
 		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
+		{ "node-credential", required_argument, NULL, OPT_NODE_CRED },
+		{ "metrics-tokens", required_argument, NULL, OPT_METRICS_TOKENS },
+		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
+		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
+		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -277,6 +300,21 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		case OPT_ORCH:
 			o->orchestrator = optarg;
 			break;
+		case OPT_NODE_CRED:
+			o->node_cred = optarg;
+			break;
+		case OPT_METRICS_TOKENS:
+			o->metrics_tokens = optarg;
+			break;
+		case OPT_HTTP_CERT:
+			o->http_cert = optarg;
+			break;
+		case OPT_HTTP_KEY:
+			o->http_key = optarg;
+			break;
+		case OPT_HTTP_CA:
+			o->http_ca = optarg;
+			break;
 		case OPT_NAME:
 			o->name = optarg;
 			break;
@@ -343,8 +381,19 @@ static void http_healthz(void *opaque, const struct http_req *req, struct http_r
 
 static void http_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
-	char *body = mn_stats_render(opaque);
+	_cleanup_free_ char *stats = NULL;
+	struct strbuf sb;
+	char *body;
 
+	if (!apiauth_node_authorize(&mn_auth, req, resp))
+		return;
+	stats = mn_stats_render(opaque);
+	strbuf_init(&sb);
+	if (stats)
+		strbuf_printf(&sb, "%s", stats);
+	apiauth_metrics(&sb, "memnode");
+	body = stats ? strbuf_steal(&sb) : NULL;
+	strbuf_free(&sb);
 	if (!body) {
 		http_resp_error(resp, 500, "internal", "out of memory");
 		return;
@@ -384,7 +433,8 @@ static int mn_register(const struct mn_opts *o, struct mn_node *n, const char *a
 	if (http)
 		json_object_set_new(reg, "http", json_string(http));
 	mn_fill_capacity(n, reg);
-	r = registrar_start(o->orchestrator, reg, mn_fill_capacity, n, ret);
+	r = registrar_start_auth(o->orchestrator, reg, mn_fill_capacity, n,
+				 mn_auth.on ? mn_auth.bearer : NULL, o->http_ca, ret);
 	json_decref(reg);
 	return r;
 }
@@ -412,6 +462,12 @@ static int run(const struct mn_opts *o)
 	sigset_t mask;
 	int r, rc = 1;
 
+	if (!o->http_cert != !o->http_key) {
+		log_error("--http-cert and --http-key go together");
+		return 1;
+	}
+	if (apiauth_node_setup(&mn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http) < 0)
+		return 1;
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return 1;
@@ -476,9 +532,11 @@ static int run(const struct mn_opts *o)
 		goto out_table;
 	}
 	if (o->http) {
-		r = http_server_start(o->http, mn_routes, ARRAY_SIZE(mn_routes), n, &http);
+		r = http_server_start_tls(o->http, mn_routes, ARRAY_SIZE(mn_routes), n, o->http_cert,
+					  o->http_key, &http);
 		if (r < 0) {
-			log_error("cannot serve HTTP on %s: %s", o->http, strerror(-r));
+			log_error("cannot serve HTTP%s on %s: %s", o->http_cert ? "S" : "", o->http,
+				  strerror(-r));
 			goto out_table;
 		}
 	}
@@ -534,6 +592,7 @@ out_free:
 	grant_key_free(n->grant_key);
 	mn_grant_cache_free(n->gcache);
 	free(n);
+	apiauth_node_clear(&mn_auth);
 	return rc;
 }
 

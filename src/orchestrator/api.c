@@ -144,6 +144,7 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 		metrics_gauge(&sb, "disagg_orch_sections_allocated",
 			      "Remote sections allocated on memory nodes for slots", "",
 			      (double)nsec);
+	apiauth_metrics(&sb, "orchestrator");
 	out = strbuf_steal(&sb);
 	strbuf_free(&sb);
 	if (!out) {
@@ -275,7 +276,7 @@ static int parse_id(const char *s, size_t n, uint64_t *ret)
 }
 
 static enum orch_route route_nodes(struct orch *o, const char *rest, const struct http_req *req,
-				   struct http_resp *resp)
+				   struct http_resp *resp, uint64_t as_node)
 {
 	size_t n = strcspn(rest, "/");
 	const char *tail = rest + n;
@@ -290,7 +291,7 @@ static enum orch_route route_nodes(struct orch *o, const char *rest, const struc
 	}
 	if (strcmp(rest, "register") == 0) {
 		if (is_method(req, "POST"))
-			nodes_register(o, req, resp);
+			nodes_register(o, req, resp, as_node);
 		else
 			method_not_allowed(resp, "POST");
 		return RT_NODES_REGISTER;
@@ -401,7 +402,7 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 }
 
 static enum orch_route dispatch(struct orch *o, const struct http_req *req,
-				struct http_resp *resp)
+				struct http_resp *resp, uint64_t as_node)
 {
 	const char *p = req->path;
 
@@ -420,9 +421,9 @@ static enum orch_route dispatch(struct orch *o, const struct http_req *req,
 		return RT_METRICS;
 	}
 	if (strcmp(p, "/v1/nodes") == 0)
-		return route_nodes(o, "", req, resp);
+		return route_nodes(o, "", req, resp, as_node);
 	if (strncmp(p, "/v1/nodes/", 10) == 0)
-		return route_nodes(o, p + 10, req, resp);
+		return route_nodes(o, p + 10, req, resp, as_node);
 	if (strcmp(p, "/v1/slots") == 0)
 		return route_slots(o, "", req, resp);
 	if (strncmp(p, "/v1/slots/", 10) == 0)
@@ -471,6 +472,76 @@ static char *new_request_id(void)
 	return s;
 }
 
+/* "/v1/nodes/ID/heartbeat": ID; else 0. */
+static uint64_t heartbeat_path(const char *p)
+{
+	size_t n;
+	uint64_t id;
+
+	if (strncmp(p, "/v1/nodes/", 10) != 0)
+		return 0;
+	p += 10;
+	n = strcspn(p, "/");
+	if (strcmp(p + n, "/heartbeat") != 0 || parse_id(p, n, &id) < 0)
+		return 0;
+	return id;
+}
+
+/*
+ * Who may call what, when authentication is on (docs/api.md#authentication):
+ *   GET /healthz                                     anyone (liveness probes)
+ *   POST /v1/nodes/register, /v1/nodes/ID/heartbeat a node token, ID's own
+ *   /metrics and everything else                     a people token
+ * True when the request may go on, with *ret_node the node it comes from
+ * (0 for a person); else resp holds the refusal (401 or 403), counted.
+ */
+static bool authorize(struct orch *o, const struct http_req *req, struct http_resp *resp,
+		      uint64_t *ret_node)
+{
+	const char *tok;
+	uint64_t hb = heartbeat_path(req->path), id = 0;
+	bool node_route = hb || strcmp(req->path, "/v1/nodes/register") == 0;
+
+	*ret_node = 0;
+	if (!o->auth || strcmp(req->path, "/healthz") == 0)
+		return true;
+	tok = apiauth_bearer_of(req);
+	if (!tok) {
+		apiauth_refuse(resp, APIAUTH_MISSING,
+			       "this API needs \"Authorization: Bearer TOKEN\" (docs/api.md)");
+		return false;
+	}
+	if (strncmp(tok, "node.", 5) == 0) {
+		if (apiauth_node_check(&o->node_secret, tok, false, &id) < 0) {
+			apiauth_refuse(resp, APIAUTH_INVALID, "invalid node token");
+			return false;
+		}
+		if (!node_route) {
+			apiauth_refuse(resp, APIAUTH_FORBIDDEN,
+				       "a node token only registers and heartbeats its node");
+			return false;
+		}
+		if (hb && hb != id) {
+			apiauth_refuse(resp, APIAUTH_WRONG_NODE,
+				       "the credential of node %" PRIu64
+				       " cannot heartbeat for node %" PRIu64, id, hb);
+			return false;
+		}
+		*ret_node = id;
+		return true;
+	}
+	if (!apiauth_tokens_check(o->api_tokens, tok)) {
+		apiauth_refuse(resp, APIAUTH_INVALID, "invalid token");
+		return false;
+	}
+	if (node_route) {
+		apiauth_refuse(resp, APIAUTH_FORBIDDEN,
+			       "nodes register with their own credential, not a people token");
+		return false;
+	}
+	return true;
+}
+
 static void h_all(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
 	struct orch *o = opaque;
@@ -479,9 +550,13 @@ static void h_all(void *opaque, const struct http_req *req, struct http_resp *re
 			is_method(req, "PUT");
 	bool recorded = false;
 	enum orch_route rt;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), as_node = 0;
 	int cls;
 
+	if (!authorize(o, req, resp, &as_node)) {
+		rt = RT_OTHER;
+		goto done;
+	}
 	if (rid && !valid_request_id(rid)) {
 		http_resp_error(resp, 400, "bad_request",
 				"X-Request-Id must be 1 to %d printable characters", REQUEST_ID_MAX);
@@ -516,7 +591,7 @@ static void h_all(void *opaque, const struct http_req *req, struct http_resp *re
 		}
 		recorded = true;
 	}
-	rt = dispatch(o, req, resp);
+	rt = dispatch(o, req, resp, as_node);
 	if (recorded) {
 		if (resp->status >= 500)
 			o->store->ops->request_forget(o->store, rid);
@@ -545,9 +620,9 @@ const struct http_route *api_routes(size_t *ret_n)
 	return routes;
 }
 
-int api_start(struct orch *o, const char *addr)
+int api_start(struct orch *o, const char *addr, const char *cert, const char *key)
 {
-	return http_server_start(addr, routes, ARRAY_SIZE(routes), o, &o->http);
+	return http_server_start_tls(addr, routes, ARRAY_SIZE(routes), o, cert, key, &o->http);
 }
 
 void api_stop(struct orch *o)

@@ -9,6 +9,9 @@
  * does not answer in time, refuses the connection or cannot be reached
  * maps to -ETIMEDOUT, -ECONNREFUSED or -EHOSTUNREACH; any HTTP answer,
  * even an error, is returned as its status code.
+ *
+ * Each call carries the agent's own node token (apiauth.h), derived from
+ * the node secret, so an agent learns nothing that works against another.
  */
 #include "orch.h"
 
@@ -17,7 +20,9 @@
 #include <string.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include "apiauth.h"
 #include "log.h"
 #include "macro.h"
 #include "metrics.h"
@@ -28,6 +33,19 @@
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static CURL *pool[POOL_MAX];
 static unsigned npool;
+static bool use_secret;
+static struct auth_key secret;
+static char *ca_file;
+
+int cclient_set_auth(const struct auth_key *key, const char *cafile)
+{
+	use_secret = key != NULL;
+	if (key)
+		secret = *key;
+	free(ca_file);
+	ca_file = cafile ? strdup(cafile) : NULL;
+	return cafile && !ca_file ? -ENOMEM : 0;
+}
 
 int cclient_global_init(void)
 {
@@ -41,6 +59,9 @@ void cclient_global_cleanup(void)
 		curl_easy_cleanup(pool[--npool]);
 	pthread_mutex_unlock(&pool_mu);
 	curl_global_cleanup();
+	free(ca_file);
+	ca_file = NULL;
+	OPENSSL_cleanse(&secret, sizeof(secret));
 }
 
 static CURL *handle_get(void)
@@ -102,11 +123,30 @@ static int curl_errno(CURLcode c)
 	}
 }
 
-int cclient_call(const char *http, const char *method, const char *path, const char *body,
-		 int timeout_ms, char **ret_body)
+/* "Authorization: Bearer orch.ID.MAC" for node_id. */
+static int auth_header(uint64_t node_id, char *buf, size_t len)
+{
+	uint8_t cred[APIAUTH_CRED_SIZE];
+	char bearer[APIAUTH_BEARER_MAX];
+	int r;
+
+	r = apiauth_node_cred(&secret, node_id, cred);
+	if (r == 0)
+		r = apiauth_bearer(cred, node_id, true, bearer);
+	OPENSSL_cleanse(cred, sizeof(cred));
+	if (r < 0)
+		return r;
+	snprintf(buf, len, "Authorization: Bearer %s", bearer);
+	OPENSSL_cleanse(bearer, sizeof(bearer));
+	return 0;
+}
+
+int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
+		 const char *body, int timeout_ms, char **ret_body)
 {
 	struct curl_slist *hdrs = NULL;
 	_cleanup_free_ char *url = NULL;
+	char authz[160];
 	struct strbuf sb;
 	long status = 0;
 	CURLcode c;
@@ -114,7 +154,7 @@ int cclient_call(const char *http, const char *method, const char *path, const c
 
 	if (!http || !*http)
 		return -EHOSTUNREACH;
-	if (asprintf(&url, "http://%s%s", http, path) < 0) {
+	if (asprintf(&url, "%s://%s%s", ca_file ? "https" : "http", http, path) < 0) {
 		url = NULL;
 		return -ENOMEM;
 	}
@@ -124,10 +164,22 @@ int cclient_call(const char *http, const char *method, const char *path, const c
 	strbuf_init(&sb);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
+	if (use_secret) {
+		if (auth_header(node_id, authz, sizeof(authz)) < 0) {
+			curl_slist_free_all(hdrs);
+			handle_put(h);
+			strbuf_free(&sb);
+			return -EIO;
+		}
+		hdrs = curl_slist_append(hdrs, authz);
+		OPENSSL_cleanse(authz, sizeof(authz));
+	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, ca_file ? "https" : "http");
+	if (ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(CONNECT_TIMEOUT_MS, timeout_ms));
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -145,7 +197,7 @@ int cclient_call(const char *http, const char *method, const char *path, const c
 	curl_slist_free_all(hdrs);
 	handle_put(h);
 	if (c != CURLE_OK || sb.err) {
-		log_debug("%s http://%s%s: %s", method, http, path, curl_easy_strerror(c));
+		log_debug("%s %s: %s", method, url, curl_easy_strerror(c));
 		strbuf_free(&sb);
 		return c == CURLE_OK ? -ENOMEM : curl_errno(c);
 	}

@@ -32,6 +32,9 @@ struct orch_opts {
 	const char *db;
 	const char *keyfile;
 	const char *grant_keyfile;
+	const char *api_tokens;
+	const char *node_secret;
+	const char *http_cert, *http_key, *http_ca;
 	uint64_t node_id;
 	uint64_t node_timeout;
 	uint64_t section_size;
@@ -53,6 +56,16 @@ static void usage(FILE *f)
 		"  --key FILE               cluster key: 32 bytes, mode 0600 (required)\n"
 		"  --grant-key FILE         grant key, private half, PEM, mode 0600 (required): signs\n"
 		"                           grants; memory nodes get its public half\n"
+		"  --api-tokens FILE        people tokens, one a line, mode 0600: every /v1 request\n"
+		"                           and /metrics need \"Authorization: Bearer TOKEN\"\n"
+		"  --node-secret FILE       node secret (32 bytes, mode 0600) from which node\n"
+		"                           credentials derive (disagg-grant --node-credential);\n"
+		"                           required with --api-tokens. Without both, the API is\n"
+		"                           open, which only a loopback --http allows\n"
+		"  --http-cert FILE         serve the API over HTTPS with this PEM certificate ...\n"
+		"  --http-key FILE          ... and this PEM private key\n"
+		"  --http-ca FILE           call the compute agents over HTTPS, verified with this\n"
+		"                           CA certificate (PEM); default plain HTTP\n"
 		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
 		"                           the id of any node of the cluster\n"
 		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
@@ -77,6 +90,11 @@ enum {
 	OPT_SWEEP,
 	OPT_GRANT_TTL,
 	OPT_LOG,
+	OPT_API_TOKENS,
+	OPT_NODE_SECRET,
+	OPT_HTTP_CERT,
+	OPT_HTTP_KEY,
+	OPT_HTTP_CA,
 };
 
 static int parse_args(int argc, char **argv, struct orch_opts *o)
@@ -93,6 +111,11 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
 		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "api-tokens", required_argument, NULL, OPT_API_TOKENS },
+		{ "node-secret", required_argument, NULL, OPT_NODE_SECRET },
+		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
+		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
+		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -121,6 +144,21 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_GRANT_KEY:
 			o->grant_keyfile = optarg;
+			break;
+		case OPT_API_TOKENS:
+			o->api_tokens = optarg;
+			break;
+		case OPT_NODE_SECRET:
+			o->node_secret = optarg;
+			break;
+		case OPT_HTTP_CERT:
+			o->http_cert = optarg;
+			break;
+		case OPT_HTTP_KEY:
+			o->http_key = optarg;
+			break;
+		case OPT_HTTP_CA:
+			o->http_ca = optarg;
 			break;
 		case OPT_NODE:
 			if (opt_node_id(optarg, &o->node_id) < 0)
@@ -168,6 +206,21 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			  "disagg-grant --new-grant-key makes one)");
 		return -EINVAL;
 	}
+	if (!o->api_tokens != !o->node_secret) {
+		log_error("--api-tokens and --node-secret go together (people and nodes both "
+			  "authenticate)");
+		return -EINVAL;
+	}
+	if (!o->api_tokens && !http_addr_is_loopback(o->http)) {
+		log_error("--http %s is not a loopback address: an open API there would let anyone "
+			  "who reaches it run the cluster; give --api-tokens and --node-secret",
+			  o->http);
+		return -EINVAL;
+	}
+	if (!o->http_cert != !o->http_key) {
+		log_error("--http-cert and --http-key go together");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -208,11 +261,31 @@ static int run(const struct orch_opts *opts)
 			  grant_key_hint(r));
 		goto out_free;
 	}
+	if (opts->api_tokens) {
+		r = apiauth_tokens_load(opts->api_tokens, &o->api_tokens);
+		if (r < 0) {
+			log_error("cannot load the API tokens %s: %s%s", opts->api_tokens,
+				  strerror(-r), apiauth_file_hint(r));
+			goto out_free;
+		}
+		r = auth_key_load(opts->node_secret, &o->node_secret);
+		if (r < 0) {
+			log_error("cannot load the node secret %s: %s%s", opts->node_secret,
+				  strerror(-r), auth_key_hint(r));
+			goto out_free;
+		}
+		o->auth = true;
+	} else {
+		log_warn("the API is open to anyone who reaches %s (no --api-tokens)", opts->http);
+	}
 	r = cclient_global_init();
 	if (r < 0) {
 		log_error("libcurl initialisation failed");
 		goto out_free;
 	}
+	r = cclient_set_auth(o->auth ? &o->node_secret : NULL, opts->http_ca);
+	if (r < 0)
+		goto out_curl;
 	r = store_sqlite_open(opts->db, &o->store);
 	if (r < 0) {
 		log_error("cannot open the database %s: %s", opts->db, strerror(-r));
@@ -231,9 +304,10 @@ static int run(const struct orch_opts *opts)
 	sigaddset(&mask, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
-	r = api_start(o, opts->http);
+	r = api_start(o, opts->http, opts->http_cert, opts->http_key);
 	if (r < 0) {
-		log_error("cannot serve HTTP on %s: %s", opts->http, strerror(-r));
+		log_error("cannot serve HTTP%s on %s: %s", opts->http_cert ? "S" : "", opts->http,
+			  strerror(-r));
 		goto out_pool;
 	}
 	r = nodes_monitor_start(o);
@@ -269,6 +343,8 @@ out_free:
 	pthread_mutex_destroy(&o->mon_mu);
 	pthread_mutex_destroy(&o->place_mu);
 	memset(&o->key, 0, sizeof(o->key));
+	memset(&o->node_secret, 0, sizeof(o->node_secret));
+	apiauth_tokens_free(o->api_tokens);
 	grant_key_free(o->grant_key);
 	free(o);
 	return rc;

@@ -61,7 +61,7 @@ int mig_call(const struct node_rec *c, const char *method, const char *path,
 		if (!text)
 			return -ENOMEM;
 	}
-	status = cclient_call(c->http, method, path, text, timeout_ms, &answer);
+	status = cclient_call(c->id, c->http, method, path, text, timeout_ms, &answer);
 	if (ret)
 		*ret = status > 0 && answer ? json_loads(answer, 0, NULL) : NULL;
 	return status;

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "miguri.h"
 
 /* ==== compute migration =================================================== */
 
@@ -33,6 +34,26 @@ static void listen_addr(const char *http, char *buf, size_t len)
 	size_t hl = colon ? (size_t)(colon - http) : strlen(http);
 
 	snprintf(buf, len, "%.*s:0", (int)hl, http);
+}
+
+/*
+ * The source's migration target: the port the destination answered (a
+ * strict tcp:HOST:PORT) on the host it registered (dst_http's), so that a
+ * destination cannot send the VM anywhere else. 0 or -EINVAL.
+ */
+static int target_uri(const char *answered, const char *dst_http, char *buf, size_t len)
+{
+	const char *colon = strrchr(dst_http, ':');
+	char host[256];
+	uint16_t port;
+	int n;
+
+	if (!colon || miguri_parse(answered, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	n = snprintf(buf, len, "tcp:%.*s:%u", (int)(colon - dst_http), dst_http, (unsigned)port);
+	if (n < 0 || (size_t)n >= len || miguri_parse(buf, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	return 0;
 }
 
 /* Copy a DIMM's "gpa" and "slot" from the source's hot_sections entry of the same index. */
@@ -265,7 +286,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	struct slot_rec s;
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
-	char why[512], path[160];
+	char why[512], path[160], target[STORE_ADDR_MAX + 16];
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_moved = 0, t_running = 0,
 		 t_pf = 0;
 	size_t n = 0;
@@ -338,6 +359,19 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 	status = mig_call(&dst, "POST", "/v1/vms", vmb, o->compute_timeout_ms, &ans);
 	uri = json_string_value(json_object_get(ans, "migration_uri"));
+	if ((status == 200 || status == 201) && uri &&
+	    target_uri(uri, dst.http, target, sizeof(target)) < 0) {
+		/* Never let a destination name where the source sends the VM. */
+		snprintf(why, sizeof(why), "it answered the migration URI \"%.100s\", not "
+			 "tcp:PORT on its registered host", uri);
+		mig_vm_delete(&dst, s.name);
+		mig_finish(o, &s, "running");
+		http_resp_error(resp, 502, "migration_failed",
+				"slot %s: compute node %s: %s; the VM keeps running on %s", s.name,
+				dst.name, why, src.name);
+		goto out;
+	}
+	uri = uri ? target : NULL;
 	if ((status != 200 && status != 201) || !uri) {
 		mig_why(status, ans, why, sizeof(why));
 		mig_vm_delete(&dst, s.name);

@@ -92,7 +92,8 @@ static int opt_string(json_t *body, const char *key, char *dst, size_t len)
 	return 0;
 }
 
-void nodes_register(struct orch *o, const struct http_req *req, struct http_resp *resp)
+void nodes_register(struct orch *o, const struct http_req *req, struct http_resp *resp,
+		    uint64_t as_node)
 {
 	static const char *const keys[] = { "node_id", "kind", "name", "addr", "http", "labels",
 					    "section_size", "sections_total", "sections_free",
@@ -115,6 +116,12 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 		goto out;
 	}
 	n.id = (uint64_t)json_integer_value(v);
+	if (as_node && as_node != n.id) {
+		apiauth_refuse(resp, APIAUTH_WRONG_NODE,
+			       "the credential of node %" PRIu64 " cannot register node %" PRIu64,
+			       as_node, n.id);
+		goto out;
+	}
 	k = json_string_value(json_object_get(body, "kind"));
 	if (!k || (strcmp(k, "memnode") && strcmp(k, "compute") && strcmp(k, "devnode"))) {
 		http_resp_error(resp, 400, "bad_request",
@@ -548,7 +555,7 @@ int nodes_reconcile(struct orch *o, const struct node_rec *n)
 	json_t *root, *vms;
 	int r;
 
-	r = cclient_call(n->http, "GET", "/v1/vms", NULL, 10000, &body);
+	r = cclient_call(n->id, n->http, "GET", "/v1/vms", NULL, 10000, &body);
 	if (r < 0)
 		return r;
 	if (r != 200)

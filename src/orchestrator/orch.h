@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 
+#include "apiauth.h"
 #include "auth.h"
 #include "grant.h"
 #include "macro.h"
@@ -98,6 +99,11 @@ struct orch {
 
 	struct route_stats routes[RT__MAX];
 	struct http_server *http;
+
+	/* API authentication (api.c, docs/api.md#authentication); off when !auth. */
+	bool auth;
+	struct apiauth_tokens *api_tokens;  /* people tokens (--api-tokens) */
+	struct auth_key node_secret;        /* node credentials derive from it (--node-secret) */
 };
 
 /* ---- util.c ------------------------------------------------------------ */
@@ -113,7 +119,9 @@ bool orch_valid_name(const char *s);
 
 /* ---- nodes.c ----------------------------------------------------------- */
 
-void nodes_register(struct orch *o, const struct http_req *req, struct http_resp *resp);
+/* as_node: the node the caller authenticated as (0: authentication is off). */
+void nodes_register(struct orch *o, const struct http_req *req, struct http_resp *resp,
+		    uint64_t as_node);
 void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		     struct http_resp *resp);
 void nodes_list(struct orch *o, struct http_resp *resp);
@@ -180,14 +188,20 @@ void mnpool_forget(struct mnpool *p, uint64_t node_id);
 /* ---- cclient.c --------------------------------------------------------- */
 
 /*
- * One HTTP request to a compute agent at `http` ("host:port"). `body` may
- * be NULL. Returns the HTTP status (>0) and the response body in *ret_body
- * (malloc'd, may be NULL), or -errno when the node did not answer
- * (-ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH).
+ * One HTTP request to compute agent `node_id` at `http` ("host:port").
+ * `body` may be NULL. Returns the HTTP status (>0) and the response body
+ * in *ret_body (malloc'd, may be NULL), or -errno when the node did not
+ * answer (-ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH).
  */
-int cclient_call(const char *http, const char *method, const char *path, const char *body,
-		 int timeout_ms, char **ret_body);
+int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
+		 const char *body, int timeout_ms, char **ret_body);
 int cclient_global_init(void);
+/*
+ * Authenticate to every agent with its node token derived from secret
+ * (NULL: no Authorization header), and speak HTTPS verified against
+ * cafile (NULL: plain HTTP). Call once before any cclient_call.
+ */
+int cclient_set_auth(const struct auth_key *secret, const char *cafile);
 /*
  * Send every running slot's compute node new grants for its remote
  * sections, valid grant_ttl_s from now (sweep.c). Returns the slots renewed.
@@ -297,7 +311,7 @@ void migrate_resolve_pending(struct orch *o);
 
 /* ---- api.c ------------------------------------------------------------- */
 
-int api_start(struct orch *o, const char *addr);
+int api_start(struct orch *o, const char *addr, const char *cert, const char *key);
 /* The API's routes (opaque: the orch), as the server is given them. */
 const struct http_route *api_routes(size_t *ret_n);
 void api_stop(struct orch *o);

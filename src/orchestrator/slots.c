@@ -403,7 +403,7 @@ static void create_rollback(struct orch *o, const struct slot_rec *s, const stru
 
 	if (vm_asked) {
 		snprintf(path, sizeof(path), "/v1/vms/%s", s->name);
-		cclient_call(c->http, "DELETE", path, NULL, SHORT_TIMEOUT_MS, NULL);
+		cclient_call(c->id, c->http, "DELETE", path, NULL, SHORT_TIMEOUT_MS, NULL);
 	}
 	if (st->ops->section_list(st, s->id, 0, &secs, &n) == 0)
 		for (size_t i = 0; i < n; i++)
@@ -543,7 +543,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 		http_resp_error(resp, 500, "internal", "out of memory");
 		goto out;
 	}
-	status = cclient_call(c.http, "POST", "/v1/vms", vmbody, o->compute_timeout_ms, &answer);
+	status = cclient_call(c.id, c.http, "POST", "/v1/vms", vmbody, o->compute_timeout_ms, &answer);
 	if (status != 200 && status != 201) {
 		char msg[256];
 
@@ -715,7 +715,7 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 	body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
 	json_decref(ans);
 	snprintf(path, sizeof(path), "/v1/vms/%s/sections", s->name);
-	status = body ? cclient_call(c->http, "POST", path, body, o->compute_timeout_ms, &answer)
+	status = body ? cclient_call(c->id, c->http, "POST", path, body, o->compute_timeout_ms, &answer)
 		      : -ENOMEM;
 	if (status != 200 && status != 201) {
 		slots_compute_error(resp, c, "to hot-add a section", status, answer);
@@ -744,7 +744,7 @@ static int shrink_one(struct orch *o, struct slot_rec *s, const struct node_rec 
 	int status, r;
 
 	snprintf(path, sizeof(path), "/v1/vms/%s/sections/%" PRId64, s->name, x->hot_index);
-	status = cclient_call(c->http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
+	status = cclient_call(c->id, c->http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
 	if (status != 200 && status != 204 && status != 404) {
 		slots_compute_error(resp, c, "to hot-remove a section", status, answer);
 		return status < 0 ? status : -EIO;
@@ -859,7 +859,7 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 	if (st->ops->node_get(st, s.compute, &c) < 0)
 		memset(&c, 0, sizeof(c));
 	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);
-	status = cclient_call(c.http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
+	status = cclient_call(c.id, c.http, "DELETE", path, NULL, o->compute_timeout_ms, &answer);
 	if (status != 200 && status != 204 && status != 404 && strcmp(prev, "lost") &&
 	    strcmp(prev, "failed")) {
 		slots_compute_error(resp, &c, "to stop the VM", status, answer);
@@ -908,7 +908,7 @@ static void proxy(struct orch *o, const char *name, const char *method, const ch
 		return;
 	}
 	snprintf(path, sizeof(path), "/v1/vms/%s/%s", s.name, sub);
-	status = cclient_call(c.http, method, path, body, timeout_ms, &answer);
+	status = cclient_call(c.id, c.http, method, path, body, timeout_ms, &answer);
 	if (status != 200) {
 		slots_compute_error(resp, &c, what, status, answer);
 		return;

@@ -235,7 +235,7 @@ unsigned grants_renew_all(struct orch *o)
 		if (!body)
 			continue;
 		snprintf(path, sizeof(path), "/v1/vms/%s/grants", s->name);
-		st = cclient_call(c.http, "POST", path, body, 10000, &answer);
+		st = cclient_call(c.id, c.http, "POST", path, body, 10000, &answer);
 		if (st == 200) {
 			renewed++;
 			continue;

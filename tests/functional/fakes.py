@@ -47,6 +47,7 @@ from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noq
                     SECTION, ST, STATS, VERSION, grant_signed_by, load_keys, mac,
                     orch_proof_ok)
 import agentschema  # noqa: E402
+import authkit  # noqa: E402
 
 SECTION_SIZE = 128 << 20
 
@@ -402,9 +403,13 @@ class _Silent:
 class FakeCompute:
     """One fake compute agent. `calls` records (method, path, body)."""
 
-    def __init__(self, node_id, vcpus=8):
+    def __init__(self, node_id, vcpus=8, auth=None):
         self.node_id = node_id
         self.vcpus = vcpus
+        # authkit.ClusterAuth: take requests from the orchestrator only, as
+        # the real agent does with --node-credential (authkit.node_check)
+        self.auth = auth
+        self.refused = []             # (method, path, reason) refused for their credential
         self.vms = {}
         self.calls = []
         self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
@@ -459,6 +464,21 @@ class FakeCompute:
                     self.close_connection = True
                     return
                 body = self._body()
+                if fake.auth:
+                    why = authkit.node_check(fake.auth.cred(fake.node_id), fake.node_id,
+                                             method, self.path,
+                                             self.headers.get("Authorization"))
+                    if why:
+                        with fake.lock:
+                            fake.refused.append((method, self.path, why[2]))
+                        body = json.dumps({"error": {"code": why[1], "message": why[2]}})
+                        self.send_response(why[0])
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("WWW-Authenticate", 'Bearer realm="disagg"')
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body.encode())
+                        return
                 with fake.lock:
                     fake.calls.append((method, self.path, body))
                 if fake.delay:
@@ -700,17 +720,20 @@ class FakeCompute:
 class Api:
     """A keep-alive JSON client of the orchestrator's REST API."""
 
-    def __init__(self, addr, timeout=60):
+    def __init__(self, addr, timeout=60, token=None):
         addr = addr.replace("http://", "").rstrip("/")
         self.host, port = addr.rsplit(":", 1)
         self.port = int(port)
         self.timeout = timeout
+        self.token = token            # "Authorization: Bearer" on every call
         self.conn = None
 
     def call(self, method, path, body=None, headers=None, raw=False):
         data = None if body is None else (body if isinstance(body, (bytes, str))
                                           else json.dumps(body))
-        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        hdrs = {"Content-Type": "application/json",
+                **({"Authorization": "Bearer " + self.token} if self.token else {}),
+                **(headers or {})}
         for attempt in range(2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port,
@@ -748,8 +771,9 @@ class Api:
 class Heartbeats:
     """Registers nodes and sends their heartbeats from one thread."""
 
-    def __init__(self, addr, interval=None):
+    def __init__(self, addr, interval=None, auth=None):
         self.api = Api(addr, timeout=10)
+        self.auth = auth              # authkit.ClusterAuth: each node uses its own token
         self.regs = {}                # node_id -> (registration, capacity fn)
         self.paused = set()
         self.interval = interval
@@ -757,8 +781,11 @@ class Heartbeats:
         self.lock = threading.Lock()
         self.thread = None
 
+    def _hdrs(self, node_id):
+        return self.auth.headers(self.auth.node_token(node_id)) if self.auth else None
+
     def register(self, reg, capacity=None):
-        st, ans = self.api.call("POST", "/v1/nodes/register", reg)
+        st, ans = self.api.call("POST", "/v1/nodes/register", reg, self._hdrs(reg["node_id"]))
         assert st == 200, (st, ans)
         if self.interval is None:
             self.interval = ans["heartbeat_interval_s"]
@@ -788,9 +815,9 @@ class Heartbeats:
                     break
                 try:
                     st, _ = api.call("POST", f"/v1/nodes/{node_id}/heartbeat",
-                                     cap() if cap else {})
+                                     cap() if cap else {}, self._hdrs(node_id))
                     if st == 404:
-                        api.call("POST", "/v1/nodes/register", reg)
+                        api.call("POST", "/v1/nodes/register", reg, self._hdrs(node_id))
                 except OSError:
                     pass
         api.close()

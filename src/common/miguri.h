@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one form of QEMU migration URI the cluster uses, checked strictly:
+ * "tcp:HOST:PORT", HOST a DNS name or IPv4 address ([A-Za-z0-9.-], not
+ * starting with '-') or a bracketed IPv6 address, PORT 1 to 65535 in
+ * decimal, nothing else (no options, no other transports: QEMU would run
+ * an exec: URI as a command).
+ */
+#ifndef DISAGG_MIGURI_H
+#define DISAGG_MIGURI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 0 with the host (brackets kept for IPv6) and port, or -EINVAL. */
+int miguri_parse(const char *uri, char *ret_host, size_t hostlen, uint16_t *ret_port);
+
+#endif /* DISAGG_MIGURI_H */

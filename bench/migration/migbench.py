@@ -71,7 +71,8 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
 
-import vmlib  # noqa: E402
+import vmlib  # noqa: E402  (puts tests/functional on the path)
+import authkit  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import probe  # noqa: E402
@@ -90,10 +91,16 @@ def log(*a):
 
 # ---- HTTP ---------------------------------------------------------------
 
+TOKENS = {}     # HTTP address -> bearer token (Cluster: the cluster `disagg up` made)
+
+
 def http(addr, method, path, body=None, timeout=600):
+    hdrs = {"Content-Type": "application/json"}
+    if addr in TOKENS:
+        hdrs["Authorization"] = "Bearer " + TOKENS[addr]
     req = urllib.request.Request(f"http://{addr}{path}", method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             text = r.read()
@@ -451,6 +458,12 @@ class Cluster:
                     "--accel", "tcg", timeout=300)
         self.info = json.loads((data / "cluster.json").read_text())
         self.orch = self.comp("orchestrator")["http"]
+        # The people token for the orchestrator, the orchestrator's for agents.
+        auth = authkit.ClusterAuth(data, existing=True)
+        for c in self.info["components"]:
+            if c.get("http"):
+                TOKENS[c["http"]] = (auth.token if c["kind"] == "orchestrator"
+                                     else auth.orch_token(c["node_id"]))
 
     def comp(self, name):
         return next(c for c in self.info["components"] if c["name"] == name)
@@ -527,7 +540,10 @@ def ours_move(c, name, to, frm, rx_poll=False, prefetch=True):
         res["probe"] = prober.close()
         res["probe_source"] = src_prober.close()
         try:
-            with urllib.request.urlopen(f"http://{c.compute_http(to)}/metrics", timeout=10) as f:
+            addr = c.compute_http(to)
+            req = urllib.request.Request(f"http://{addr}/metrics",
+                                         headers={"Authorization": "Bearer " + TOKENS[addr]})
+            with urllib.request.urlopen(req, timeout=10) as f:
                 text = f.read().decode()
             res["probe_faults"] = probe.fault_hist(text, name)
             res["probe_fetches"] = probe.fault_hist(text, name, "disagg_pager_fetch_seconds")

@@ -32,6 +32,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
+import authkit  # noqa: E402
 import dproto  # noqa: E402
 from fakes import Api  # noqa: E402
 
@@ -72,9 +73,12 @@ def main():
     for p in (db, pathlib.Path(str(db) + "-wal"), pathlib.Path(str(db) + "-shm")):
         if p.exists():
             p.unlink()
+    # Authentication on, as in production: a people token, node credentials.
+    auth = authkit.ClusterAuth(work)
     log = open(work / "orchestrator.log", "wb")
     orch = subprocess.Popen([args.prog or find_prog(), "--http", "127.0.0.1:0", "--db", str(db),
-                             "--key", str(key), "--grant-key", gkey, "--log-level", "warn"],
+                             "--key", str(key), "--grant-key", gkey, "--log-level", "warn",
+                             *auth.orch_args()],
                             stdout=subprocess.PIPE, stderr=log)
     line = orch.stdout.readline().decode()
     if "listening on" not in line:
@@ -84,7 +88,8 @@ def main():
 
     t0 = time.time()
     fakes = subprocess.Popen([sys.executable, str(ROOT / "tests" / "functional" / "fakes.py"),
-                              "--orchestrator", addr, "--key", str(key), "--memnodes",
+                              "--orchestrator", addr, "--key", str(key),
+                              "--auth-dir", str(work), "--memnodes",
                               str(args.memnodes), "--computes", str(args.computes)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     line = fakes.stdout.readline().decode()
@@ -93,7 +98,7 @@ def main():
         sys.exit("fakes did not start")
     t_reg = time.time() - t0
 
-    api = Api(addr)
+    api = Api(addr, token=auth.token)
     st, nodes = api.call("GET", "/v1/nodes")
     kinds = [n["kind"] for n in nodes["nodes"]]
     assert kinds.count("memnode") == args.memnodes and kinds.count("compute") == args.computes

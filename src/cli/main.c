@@ -127,7 +127,11 @@ static const char global_help[] =
 	"  --json         print the server's JSON instead of tables\n"
 	"  -v, --verbose  show each HTTP request on stderr\n"
 	"  -h, --help     help (of a command: disagg CMD -h)\n"
-	"  --version      print the version\n";
+	"  --version      print the version\n"
+	"environment:\n"
+	"  DISAGG_TOKEN   the API token (default: the token file of DIR/cluster.json,\n"
+	"                 for the orchestrator named there only)\n"
+	"  DISAGG_CA      CA certificate (PEM) that an https:// orchestrator must match\n";
 
 const char *cli_opt(const struct cli_args *a, const char *name)
 {

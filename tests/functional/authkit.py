@@ -36,14 +36,21 @@ def write_private(path, data):
 
 
 class ClusterAuth:
-    """A people token (api.tokens) and a node secret (node.secret) in `d`."""
+    """A people token (api.tokens) and a node secret (node.secret) in `d`:
+    new ones, or (existing=True) those `disagg up` made in its data directory."""
 
-    def __init__(self, d):
+    def __init__(self, d, existing=False):
         self.dir = pathlib.Path(d)
+        self.tokens_file = str(self.dir / "api.tokens")
+        self.secret_file = str(self.dir / "node.secret")
+        if existing:
+            self.token = pathlib.Path(self.tokens_file).read_text().split()[0]
+            self.secret = pathlib.Path(self.secret_file).read_bytes()
+            return
         self.token = "dgt_" + secrets.token_hex(32)
         self.secret = os.urandom(32)
-        self.tokens_file = write_private(self.dir / "api.tokens", self.token + "\n")
-        self.secret_file = write_private(self.dir / "node.secret", self.secret)
+        write_private(self.tokens_file, self.token + "\n")
+        write_private(self.secret_file, self.secret)
 
     def orch_args(self):
         return ["--api-tokens", self.tokens_file, "--node-secret", self.secret_file]
@@ -82,3 +89,17 @@ def node_check(cred, node_id, method, path, authorization):
             and int(parts[1]) != node_id and len(parts[2]) == 64):
         return (401, "unauthorized", "wrong_node")
     return (401, "unauthorized", "invalid")
+
+
+_shared = {}
+
+
+def shared(tmp_path):
+    """The one ClusterAuth of a test (in tmp_path/auth): its orchestrators,
+    fakes and real nodes must agree on the token and the node secret."""
+    d = pathlib.Path(tmp_path) / "auth"
+    key = str(d)
+    if key not in _shared:
+        d.mkdir(exist_ok=True)
+        _shared[key] = ClusterAuth(d)
+    return _shared[key]

@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import authkit  # noqa: E402
 import dproto  # noqa: E402
 import progs  # noqa: E402
 
@@ -116,6 +117,10 @@ class MemnodeFactory:
               listen="127.0.0.1:0", extra=()):
         self.n += 1
         node_id = node_id or 100 + self.n
+        if "--orchestrator" in extra and "--node-credential" not in extra:
+            # It registers with the test's orchestrator (authkit.shared) as itself.
+            extra = [*extra, "--node-credential",
+                     authkit.shared(self.tmp).cred_file(node_id)]
         argv = [find_prog("disagg-memnode"), "--listen", listen,
                 "--http", "127.0.0.1:0", "--pool", pool, "--section-size",
                 section, "--backing", backing, "--key", self.keyfile,
@@ -136,6 +141,12 @@ class MemnodeFactory:
             if rc != 0:
                 bad.append((d.argv, rc, d.stderr()[-2000:]))
         assert not bad, bad
+
+
+@pytest.fixture
+def cluster_auth(tmp_path):
+    """The test's people token, node secret and node credentials (authkit)."""
+    return authkit.shared(tmp_path)
 
 
 @pytest.fixture

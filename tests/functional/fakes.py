@@ -841,13 +841,17 @@ def main():
     ap.add_argument("--sections", type=int, default=16, help="sections per memory node")
     ap.add_argument("--vcpus", type=int, default=64, help="vCPUs per compute node")
     ap.add_argument("--first-id", type=int, default=1000)
+    ap.add_argument("--auth-dir", default=None,
+                    help="api.tokens and node.secret here (authkit): nodes register with "
+                         "their credentials and computes answer the orchestrator only")
     args = ap.parse_args()
+    auth = authkit.ClusterAuth(args.auth_dir, existing=True) if args.auth_dir else None
 
     mem = FakeMemnodes(load_keys(args.key))   # the grant key beside --key (dproto.grant_files)
-    hb = Heartbeats(args.orchestrator)
+    hb = Heartbeats(args.orchestrator, auth=auth)
     comps = []
     for i in range(args.computes):
-        c = FakeCompute(args.first_id + i, vcpus=args.vcpus)
+        c = FakeCompute(args.first_id + i, vcpus=args.vcpus, auth=auth)
         comps.append(c)
         hb.register(c.registration(labels={"rack": f"r{i % 4}"}))
     base = args.first_id + args.computes

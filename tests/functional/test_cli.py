@@ -497,6 +497,11 @@ if prog == "disagg-orchestrator":
             nodes[body["node_id"]] = dict(body, state="up")
             self.reply({"node_id": body["node_id"]})
         def do_GET(self):
+            # Like the real one: the token of --api-tokens, or 401.
+            tok = open(args["--api-tokens"]).read().split()[0]
+            if self.headers.get("Authorization") != "Bearer " + tok:
+                self.send_response(401); self.send_header("Content-Length", "0")
+                self.end_headers(); return
             self.reply({"nodes": list(nodes.values())})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     print(f"disagg-orchestrator listening on 127.0.0.1:{srv.server_address[1]}", flush=True)
@@ -567,7 +572,13 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         argv = json.loads(re.search(r"argv (.*)", pathlib.Path(orch["log"]).read_text())[1])
         assert argv[1:] == ["--http", "127.0.0.1:0", "--db", str(data / "orchestrator.db"),
                             "--key", str(key), "--grant-key", str(data / "grant.key"),
-                            "--node-id", "1000"]
+                            "--node-id", "1000", "--api-tokens", str(data / "api.tokens"),
+                            "--node-secret", str(data / "node.secret")]
+        # The API token, the node secret and each node's credential: 0600.
+        assert cl["token_file"] == str(data / "api.tokens")
+        for f in ("api.tokens", "node.secret", "node-100.cred", "node-101.cred", "node-1.cred"):
+            assert (data / f).stat().st_mode & 0o077 == 0, f
+        assert (data / "node-101.cred").read_text().startswith("101:")
         # The grant key: its private half for the orchestrator alone.
         assert (data / "grant.key").stat().st_mode & 0o077 == 0
         assert b"PUBLIC KEY" in (data / "grant.pub").read_bytes()
@@ -575,10 +586,11 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         assert mem[1:] == ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-id",
                            "101", "--pool", str(GiB), "--backing", "anon", "--key", str(key),
                            "--grant-pubkey", str(data / "grant.pub"), "--orchestrator",
-                           cl["url"]]
+                           cl["url"], "--node-credential", str(data / "node-101.cred")]
         comp = json.loads(re.search(r"argv (.*)", (data / "logs/compute-1.log").read_text())[1])
         assert comp[1:11] == ["--http", "127.0.0.1:0", "--node-id", "1", "--key", str(key),
                               "--orchestrator", cl["url"], "--accel", "tcg"]
+        assert comp[comp.index("--node-credential") + 1] == str(data / "node-1.cred")
         # the summary: a table of what runs where, and how to reach it
         head, rows = table(p.stdout.split("\n\n")[1])
         assert head == ["COMPONENT", "ID", "ADDRESS", "HTTP", "PID", "LOG"]

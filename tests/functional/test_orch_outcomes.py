@@ -51,7 +51,8 @@ def packed_slot(orch, fakemem, computes, hb_factory, ncomp=1):
 
 def agent_uses(c, name="web"):
     """(memnode, section, generation) of each remote section in the fake agent's view."""
-    st, vm = Api(c.http).call("GET", f"/v1/vms/{name}")
+    st, vm = Api(c.http, token=c.auth.orch_token(c.node_id) if c.auth else None).call(
+        "GET", f"/v1/vms/{name}")
     assert st == 200, vm
     return [(x["memnode"], x["section"], x["generation"])
             for x in vm["sections"] + vm["hot_sections"] if x["kind"] == "remote"]
@@ -193,7 +194,7 @@ def test_source_answer_lost_while_migrating(orch, fakemem, computes, hb_factory)
     c1.migrate_hangup = True
     out = {}
     t = threading.Thread(target=lambda: out.update(
-        r=Api(orch.addr).call("POST", "/v1/slots/web/migrate", {"to": 11})))
+        r=Api(orch.addr, token=orch.auth.token).call("POST", "/v1/slots/web/migrate", {"to": 11})))
     t.start()
     end = time.time() + 10
     while time.time() < end and not c1.vms["web"].get("migrating"):

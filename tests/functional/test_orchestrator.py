@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+import authkit
 from conftest import ROOT, Daemon, find_prog
 from dproto import GRANT, ST, Conn, grant_files, grant_signed_by, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
@@ -34,6 +35,7 @@ class Orch:
         self.timeout = timeout
         self.extra = list(extra)
         self.db = str(tmp_path / "orch.db")
+        self.auth = authkit.shared(tmp_path)   # people token, node secret
         self.n = 0
         self.d = None
         self.addr = None
@@ -45,11 +47,11 @@ class Orch:
         argv = [find_prog("disagg-orchestrator"), "--http", self.addr or "127.0.0.1:0",
                 "--db", self.db,
                 "--key", self.keyfile, "--grant-key", grant_files(self.keyfile)[0],
-                "--node-timeout", str(self.timeout), *self.extra]
+                "--node-timeout", str(self.timeout), *self.auth.orch_args(), *self.extra]
         self.d = Daemon(argv, str(self.tmp / f"orch-{self.n}.log"),
                         r"disagg-orchestrator listening on (\S+)")
         self.addr = self.d.addr
-        self.api = Api(self.addr)
+        self.api = Api(self.addr, token=self.auth.token)
 
     def stop(self):
         self.api.close()
@@ -60,8 +62,15 @@ class Orch:
         self.stop()
         self.start()
 
-    def call(self, *a, **kw):
-        return self.api.call(*a, **kw)
+    def call(self, method, path, body=None, headers=None, **kw):
+        """A people call; registrations and heartbeats go as the node they name."""
+        m = re.fullmatch(r"/v1/nodes/(?:register|(\d+)/heartbeat)", path)
+        if m and not (headers and "Authorization" in headers):
+            nid = int(m.group(1)) if m.group(1) else (
+                body.get("node_id") if isinstance(body, dict) else None)
+            nid = nid if isinstance(nid, int) and nid > 0 else 1
+            headers = {**(headers or {}), **self.auth.headers(self.auth.node_token(nid))}
+        return self.api.call(method, path, body, headers, **kw)
 
 
 @pytest.fixture
@@ -91,11 +100,12 @@ def fakemem(key):
 
 
 @pytest.fixture
-def computes():
+def computes(tmp_path):
     made = []
 
     def make(node_id, vcpus=8):
-        c = FakeCompute(node_id, vcpus)
+        # Orchestrator-only, like a real agent with --node-credential.
+        c = FakeCompute(node_id, vcpus, auth=authkit.shared(tmp_path))
         made.append(c)
         return c
     yield make
@@ -110,7 +120,7 @@ def hb_factory():
     made = []
 
     def make(orch, interval=None):
-        h = Heartbeats(orch.addr, interval)
+        h = Heartbeats(orch.addr, interval, auth=orch.auth)
         made.append(h)
         return h
     yield make
@@ -544,7 +554,7 @@ def test_busy_slot(orch, fakemem, computes, hb_factory):
     out = {}
 
     def grow():
-        out["r"] = Api(orch.addr).call("POST", "/v1/slots/web/resize", {"memory": "384M"})
+        out["r"] = Api(orch.addr, token=orch.auth.token).call("POST", "/v1/slots/web/resize", {"memory": "384M"})
     t = threading.Thread(target=grow)
     t.start()
     time.sleep(0.4)
@@ -571,7 +581,7 @@ def test_concurrent_creates_never_overbook(orch, fakemem, computes, hb_factory):
             failures.append(repr(e))
 
     def run_client(k):
-        api = Api(orch.addr)
+        api = Api(orch.addr, token=orch.auth.token)
         for i in range(6):
             name = f"c{k}-{i}"
             st, ans = api.call("POST", "/v1/slots", {"name": name, "memory": "256M"})
@@ -944,7 +954,7 @@ def test_migration_busy(orch, fakemem, computes, hb_factory):
     out = {}
 
     def move():
-        out["r"] = Api(orch.addr).call("POST", "/v1/slots/web/migrate", {"to": 11})
+        out["r"] = Api(orch.addr, token=orch.auth.token).call("POST", "/v1/slots/web/migrate", {"to": 11})
     t = threading.Thread(target=move)
     t.start()
     time.sleep(0.4)
@@ -963,7 +973,7 @@ def test_migration_busy(orch, fakemem, computes, hb_factory):
     # A memory migration blocks too.
     c2.delay = 1.0
     t = threading.Thread(target=lambda: out.update(
-        m=Api(orch.addr).call("POST", "/v1/slots/web/migrate-memory",
+        m=Api(orch.addr, token=orch.auth.token).call("POST", "/v1/slots/web/migrate-memory",
                               {"from": src, "to": 203 - src})))
     t.start()
     time.sleep(0.4)
@@ -1131,6 +1141,7 @@ def test_cli_migrations(orch, fakemem, computes, hb_factory):
                                            "policy": "pack"})[0] == 201
     src = orch.call("GET", "/v1/slots/web")[1]["sections"][0]["memnode"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISAGG_")}
+    env["DISAGG_TOKEN"] = orch.auth.token
 
     def run(*args):
         p = subprocess.run([find_prog("disagg"), "--url", orch.addr, *map(str, args)],

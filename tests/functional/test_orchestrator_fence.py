@@ -163,8 +163,10 @@ def test_database_from_before_epochs_is_migrated(orch_factory, fakemem, computes
     db.close()
 
 
-def metric(http, name):
-    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
+def metric(http, name, token=None):
+    req = urllib.request.Request(f"http://{http}/metrics",
+                                 headers={"Authorization": "Bearer " + token} if token else {})
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
     return next(int(float(line.split()[1])) for line in text.splitlines()
                 if line.startswith(name + " "))
 
@@ -201,7 +203,8 @@ def test_old_owner_is_refused_by_real_memory_nodes(orch, memnodes, computes, key
             new.write(gd, [(1, 1)], b)
             assert old.read(gs, [(1, 1)]) == b        # reading does no harm
             assert new.read(gd, [(1, 1)]) == b
-    assert metric(m.http, "disagg_memnode_fenced_requests_total") == 4
+    assert metric(m.http, "disagg_memnode_fenced_requests_total",
+                  orch.auth.orch_token(101)) == 4
     # Even a grant the orchestrator never minted, of the old epoch, is refused.
     sec, gen = GRANT.unpack(src[0])[2:4]
     forged_old = mint_grant(key, 101, 10, sec, gen, 3, epoch=0)

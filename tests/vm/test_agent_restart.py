@@ -39,7 +39,9 @@ def up(data):
 def agent_vm(c, name):
     """The compute agent's view of VM `name` (GET /v1/vms/NAME)."""
     http = c.component("compute-1")["http"]
-    return json.load(urllib.request.urlopen(f"http://{http}/v1/vms/{name}", timeout=60))
+    req = urllib.request.Request(f"http://{http}/v1/vms/{name}",
+                                 headers={"Authorization": "Bearer " + c.token_for(http)})
+    return json.load(urllib.request.urlopen(req, timeout=60))
 
 
 def run_dir(c):
@@ -116,7 +118,7 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         assert slot["state"] == "running", slot
         node = next(n for n in c.json("node", "ls")["nodes"] if n["kind"] == "compute")
         http = node["http"]
-        vm = json.load(urllib.request.urlopen(f"http://{http}/v1/vms/web", timeout=60))
+        vm = agent_vm(c, "web")
         assert vm["pid"] == qemu and vm["state"] == "running", vm
         assert alive(qemu)
         c.disagg("slot", "delete", "web", timeout=120)

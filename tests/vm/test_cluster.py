@@ -15,6 +15,8 @@ import urllib.request
 
 import pytest
 
+import authkit  # tests/functional, on the path through conftest (vmlib)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 
@@ -53,6 +55,19 @@ class Cluster:
 
     def info(self):
         return json.loads((self.data / "cluster.json").read_text())
+
+    def auth(self):
+        """The token and node secret `disagg up` made (authkit.ClusterAuth)."""
+        return authkit.ClusterAuth(self.data, existing=True)
+
+    def token_for(self, addr):
+        """The bearer token for a component's HTTP address: the people token
+        for the orchestrator, the orchestrator's token for a node."""
+        a = self.auth()
+        for x in self.info()["components"]:
+            if x.get("http") == addr:
+                return a.token if x["kind"] == "orchestrator" else a.orch_token(x["node_id"])
+        return a.token
 
     def component(self, name):
         return next(c for c in self.info()["components"] if c["name"] == name)
@@ -120,9 +135,11 @@ def test_slot_lifecycle_with_orchestrator_restart(cluster):
     orch = c.component("orchestrator")
     os.kill(orch["pid"], signal.SIGKILL)
     compute = c.component("compute-1")
+    # The agent answers its orchestrator only: the test speaks with its token.
     req = urllib.request.Request(f"http://{compute['http']}/v1/vms/web/guest",
                                  data=json.dumps({"command": "VERIFY 1"}).encode(),
-                                 method="POST")
+                                 method="POST", headers=c.auth().headers(
+                                     c.auth().orch_token(compute["node_id"])))
     answer = json.load(urllib.request.urlopen(req, timeout=120))
     assert answer["ok"] and "mismatches=0" in answer["reply"], answer
 
@@ -132,7 +149,9 @@ def test_slot_lifecycle_with_orchestrator_restart(cluster):
     p = subprocess.Popen([str(prog), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key",
                           str(c.data / "cluster.key"), "--grant-key",
-                          str(c.data / "grant.key"), "--node-id", "1000"],
+                          str(c.data / "grant.key"), "--node-id", "1000",
+                          "--api-tokens", str(c.data / "api.tokens"),
+                          "--node-secret", str(c.data / "node.secret")],
                          stdout=subprocess.PIPE, stderr=log)
     try:
         assert b"listening on" in p.stdout.readline()

@@ -40,6 +40,7 @@ def cluster(tmp_path):
     c.disagg("up", "--memnodes", "3", "--computes", "2", "--pool", "1G",
              "--accel", "tcg", timeout=180)
     comps = c.info()["components"]
+    TOKENS.update({x["http"]: c.token_for(x["http"]) for x in comps if x.get("http")})
     try:
         yield c
     finally:
@@ -52,11 +53,16 @@ def cluster(tmp_path):
         c.logs_clean()
 
 
-def http(addr, method, path, body=None, timeout=300):
-    """(status, JSON answer) of a request to the orchestrator or an agent."""
+TOKENS = {}                       # HTTP address -> bearer token (Cluster.token_for)
+
+
+def http(addr, method, path, body=None, timeout=300, token=None):
+    """(status, JSON answer) of a request to the orchestrator or an agent,
+    with the token for that address (TOKENS) unless one is given."""
     req = urllib.request.Request(f"http://{addr}{path}", method=method,
                                  data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Bearer " + (token or TOKENS[addr])})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             text = r.read()

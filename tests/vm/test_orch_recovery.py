@@ -42,7 +42,7 @@ import pytest
 import agentschema
 import dproto
 from test_cluster import Cluster, alive, need_vm_host
-from test_migration_cluster import http
+from test_migration_cluster import TOKENS, http
 
 
 class AgentProxy:
@@ -76,8 +76,11 @@ class AgentProxy:
                 host, port = proxy.agent.rsplit(":", 1)
                 conn = httpclient.HTTPConnection(host, int(port), timeout=600)
                 try:
+                    # The orchestrator's token for the agent, passed on.
                     conn.request(self.command, self.path, body=data,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization":
+                                          self.headers.get("Authorization", "")})
                     r = conn.getresponse()
                     answer = r.read()
                 finally:
@@ -122,6 +125,7 @@ def cluster(tmp_path):
     c.disagg("up", "--memnodes", "2", "--computes", "1", "--pool", "1G",
              "--accel", "tcg", timeout=180)
     comps = c.info()["components"]
+    TOKENS.update({x["http"]: c.token_for(x["http"]) for x in comps if x.get("http")})
     c.extra = []                 # what the test starts: orchestrators, the proxy
     try:
         yield c
@@ -156,7 +160,8 @@ def through_proxy(c, agent):
     node = http(orch_addr(c), "GET", f"/v1/nodes/{agent['node_id']}")[1]
     st, ans = http(orch_addr(c), "POST", "/v1/nodes/register",
                    {"node_id": agent["node_id"], "kind": "compute", "name": agent["name"],
-                    "http": proxy.addr, "vcpus": node["vcpus"]})
+                    "http": proxy.addr, "vcpus": node["vcpus"]},
+                   token=c.auth().node_token(agent["node_id"]))   # as the node itself
     assert st == 200, ans
     return proxy
 
@@ -203,7 +208,9 @@ def restart_orchestrator(c):
     log = open(c.data / "logs" / f"orchestrator-{len(procs) + 1}.log", "ab")
     p = subprocess.Popen([str(c.bin / "disagg-orchestrator"), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key", str(c.data / "cluster.key"),
-                          "--grant-key", str(c.data / "grant.key"), "--node-id", "1000"],
+                          "--grant-key", str(c.data / "grant.key"), "--node-id", "1000",
+                          "--api-tokens", str(c.data / "api.tokens"),
+                          "--node-secret", str(c.data / "node.secret")],
                          stdout=subprocess.PIPE, stderr=log)
     c.extra.append(p)
     assert b"listening on" in p.stdout.readline()

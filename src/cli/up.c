@@ -36,10 +36,8 @@
 
 #include <linux/magic.h>
 
-#include "apiauth.h"
-#include "auth.h"
-#include "grant.h"
 #include "cli.h"
+#include "upauth.h"
 #include "net.h"
 
 
@@ -165,7 +163,7 @@ static json_t *comp_json(const struct comp *c)
 
 struct up {
 	char *dir, *key, *gkey, *gpub, *url;
-	char *tokens, *secret, *token;  /* API tokens file, node secret, the token in it */
+	struct upauth auth;     /* API token and node credentials (upauth.h) */
 	struct comp *comps;
 	size_t ncomps;
 	char created[32];
@@ -179,12 +177,10 @@ static int up_save(const struct up *u)
 	for (size_t i = 0; i < u->ncomps; i++)
 		if (u->comps[i].pid > 0)
 			json_array_append_new(arr, comp_json(&u->comps[i]));
-	j = json_pack("{s:i, s:s, s:o, s:s, s:s, s:s, s:s, s:o}", "version", 1, "dir", u->dir,
+	j = json_pack("{s:i, s:s, s:o, s:s, s:s, s:s, s:s, s:o, s:s*}", "version", 1, "dir", u->dir,
 		      "url", u->url ? json_string(u->url) : json_null(), "key", u->key,
 		      "grant_key", u->gkey, "grant_pubkey", u->gpub, "created", u->created,
-		      "components", arr);
-	if (j && u->tokens)
-		json_object_set_new(j, "token_file", json_string(u->tokens));
+		      "components", arr, "token_file", u->auth.tokens);
 	return j ? cluster_save(u->dir, j) : -ENOMEM;
 }
 
@@ -389,7 +385,7 @@ static int wait_nodes_up(struct up *u, uint64_t deadline_ns, struct progress *p)
 				progress_end(p, false, NULL);
 				return fail_component(&u->comps[i], why);
 			}
-		if (cli_http_get_url(url, u->token, 5000, &r) == 0) {
+		if (cli_http_get_url(url, u->auth.token, 5000, &r) == 0) {
 			json_t *nodes = json_object_get(r.json, "nodes"), *n;
 			size_t k;
 
@@ -541,8 +537,8 @@ static void print_up_summary(const struct up *u, const struct cli_args *a, doubl
 	table_print(&t);
 	table_free(&t);
 	printf("\norchestrator: %s\n", u->url);
-	printf("API token:    in %s (disagg reads it through cluster.json; other clients:\n"
-	       "              export DISAGG_TOKEN=$(cat %s))\n", u->tokens, u->tokens);
+	printf("API token: in %s; other clients: export DISAGG_TOKEN=$(cat %s)\n", u->auth.tokens,
+	       u->auth.tokens);
 	if (default_dir)
 		printf("disagg commands find it through %s/cluster.json; other clients:\n"
 		       "  export DISAGG_URL=%s\n",
@@ -567,72 +563,14 @@ static void up_free(struct up *u)
 	free(u->gkey);
 	free(u->gpub);
 	free(u->url);
-	free(u->tokens);
-	free(u->secret);
-	if (u->token)
-		explicit_bzero(u->token, strlen(u->token));
-	free(u->token);
-}
-
-/* DIR/node-ID.cred: node ID's credential, made from the node secret. */
-static char *up_node_cred(const struct up *u, int64_t id)
-{
-	uint8_t cred[APIAUTH_CRED_SIZE];
-	struct auth_key secret;
-	char *path = NULL;
-	int r;
-
-	if (asprintf(&path, "%s/node-%" PRId64 ".cred", u->dir, id) < 0)
-		return NULL;
-	r = auth_key_load(u->secret, &secret);
-	if (r == 0)
-		r = apiauth_node_cred(&secret, (uint64_t)id, cred);
-	explicit_bzero(&secret, sizeof(secret));
-	if (r == 0 && unlink(path) < 0 && errno != ENOENT)
-		r = -errno;
-	if (r == 0)
-		r = apiauth_cred_save(path, (uint64_t)id, cred);
-	explicit_bzero(cred, sizeof(cred));
-	if (r < 0) {
-		cli_err("cannot make the credential %s: %s", path, strerror(-r));
-		free(path);
-		return NULL;
-	}
-	return path;
-}
-
-/* The API's people token (DIR/api.tokens) and the node secret (DIR/node.secret). */
-static int up_make_auth(struct up *u)
-{
-	char tok[APIAUTH_BEARER_MAX];
-	_cleanup_close_ int fd = -1;
-	int r;
-
-	r = auth_key_create(u->secret);
-	if (r < 0) {
-		cli_err("cannot create the node secret %s: %s", u->secret, strerror(-r));
-		return r;
-	}
-	r = apiauth_token_new(tok);
-	if (r < 0)
-		return r;
-	fd = open(u->tokens, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || dprintf(fd, "%s\n", tok) < 0) {
-		r = -errno;
-		cli_err("cannot write the API token to %s: %s", u->tokens, strerror(errno));
-		return r;
-	}
-	u->token = strdup(tok);
-	explicit_bzero(tok, sizeof(tok));
-	return u->token ? 0 : -ENOMEM;
+	upauth_clear(&u->auth);
 }
 
 static int up_prepare(struct up *u, const struct cli_args *a)
 {
 	_cleanup_(json_decrefp) json_t *old = NULL;
 	static const char *const stale[] = { "cluster.json", "cluster.key", "grant.key", "grant.pub",
-		"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm", "api.tokens",
-		"node.secret" };
+		"orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm" };
 	int r;
 
 	r = cluster_load(u->dir, &old);
@@ -649,18 +587,7 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 			return -errno;
 		}
 	}
-	r = auth_key_create(u->key);
-	if (r < 0) {
-		cli_err("cannot create the cluster key %s: %s", u->key, strerror(-r));
-		return r;
-	}
-	/* The grant key: its private half for the orchestrator alone, the public for memory nodes. */
-	r = grant_key_create(u->gkey, u->gpub);
-	if (r < 0) {
-		cli_err("cannot create the grant key %s: %s", u->gkey, strerror(-r));
-		return r;
-	}
-	return up_make_auth(u);
+	return upauth_make_keys(&u->auth, u->key, u->gkey, u->gpub);
 }
 
 int cmd_up(struct cli_args *a)
@@ -711,10 +638,8 @@ int cmd_up(struct cli_args *a)
 	u.key = join(u.dir, "cluster.key");
 	u.gkey = join(u.dir, "grant.key");
 	u.gpub = join(u.dir, "grant.pub");
-	u.tokens = join(u.dir, "api.tokens");
-	u.secret = join(u.dir, "node.secret");
 	logdir = join(u.dir, "logs");
-	if (!u.key || !u.gkey || !u.gpub || !u.tokens || !u.secret || !logdir ||
+	if (!u.key || !u.gkey || !u.gpub || upauth_init(&u.auth, u.dir) < 0 || !logdir ||
 	    mkdir_p(logdir, 0700) < 0) {
 		cli_err("cannot create %s/logs", u.dir);
 		goto out;
@@ -764,7 +689,7 @@ int cmd_up(struct cli_args *a)
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
 		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
 				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID,
-				 "--api-tokens", u.tokens, "--node-secret", u.secret, NULL };
+				 "--api-tokens", u.auth.tokens, "--node-secret", u.auth.secret, NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
@@ -798,12 +723,10 @@ int cmd_up(struct cli_args *a)
 	for (size_t i = 1; i < u.ncomps; i++) {
 		struct comp *c = &u.comps[i];
 		char id[32], pool_arg[32], rd[4096];
-		_cleanup_free_ char *cred = up_node_cred(&u, c->node_id);
+		_cleanup_free_ char *cred = upauth_node_cred(&u.auth, u.dir, c->node_id);
 
-		if (!cred) {
-			progress_end(&p, false, NULL);
+		if (!cred)
 			goto fail;
-		}
 		snprintf(id, sizeof(id), "%" PRId64, c->node_id);
 		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
 		if (strcmp(c->kind, "memnode") == 0) {

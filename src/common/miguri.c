@@ -64,3 +64,11 @@ int miguri_parse(const char *uri, char *ret_host, size_t hostlen, uint16_t *ret_
 	*ret_port = (uint16_t)port;
 	return 0;
 }
+
+bool miguri_valid(const char *uri)
+{
+	char host[256];
+	uint16_t port;
+
+	return miguri_parse(uri, host, sizeof(host), &port) == 0;
+}

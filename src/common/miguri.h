@@ -9,10 +9,13 @@
 #ifndef DISAGG_MIGURI_H
 #define DISAGG_MIGURI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* 0 with the host (brackets kept for IPv6) and port, or -EINVAL. */
 int miguri_parse(const char *uri, char *ret_host, size_t hostlen, uint16_t *ret_port);
+/* Is uri such a URI? */
+bool miguri_valid(const char *uri);
 
 #endif /* DISAGG_MIGURI_H */

@@ -20,10 +20,8 @@
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
  *
- * With --node-credential, every path but /healthz takes requests from the
- * orchestrator only (its token for this node; /metrics also a metrics
- * token): apiauth_node_authorize(), docs/api.md#authentication.
- *
+ * With --node-credential, the orchestrator alone may call any path but
+ * /healthz (apiauth_node_authorize(), docs/api.md#authentication).
  * Bodies are JSON; unknown fields are rejected (400). Errors are
  * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
  */
@@ -34,7 +32,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "apiauth.h"
 #include "grant.h"
 #include "guest.h"
 #include "jsonhttp.h"
@@ -604,20 +601,10 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 	if (!j)
 		return;
 	uri = json_string_value(json_object_get(j, "uri"));
-	if (!uri || strlen(uri) >= sizeof(o.uri)) {
-		http_resp_error(resp, 400, "bad_request", "\"uri\" (tcp:HOST:PORT) is required");
+	if (!uri || strlen(uri) >= sizeof(o.uri) || !miguri_valid(uri)) {
+		http_resp_error(resp, 400, "bad_request", "\"uri\" (tcp:HOST:PORT: a name, IPv4 or "
+				"[IPv6] address and a port) is required");
 		goto out;
-	}
-	{
-		char host[256];
-		uint16_t port;
-
-		if (miguri_parse(uri, host, sizeof(host), &port) < 0) {
-			http_resp_error(resp, 400, "bad_request",
-					"\"uri\" must be tcp:HOST:PORT (a name, IPv4 or [IPv6] "
-					"address and a port), not \"%.200s\"", uri);
-			goto out;
-		}
 	}
 	strcpy(o.uri, uri);
 	if ((v = json_object_get(j, "max_flush_rounds"))) {

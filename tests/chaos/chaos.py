@@ -51,6 +51,7 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
+import authkit  # noqa: E402
 import dproto  # noqa: E402
 
 OPS = ["none", "resize", "migrate", "migrate-memory"]
@@ -373,8 +374,12 @@ class Chaos:
             if not agent:
                 return
             try:
-                with urllib.request.urlopen(f"http://{agent['http']}/v1/vms/{name}",
-                                            timeout=10) as r:
+                # The agent answers its orchestrator only: the orchestrator's token.
+                auth = authkit.ClusterAuth(c.data, existing=True)
+                req = urllib.request.Request(
+                    f"http://{agent['http']}/v1/vms/{name}",
+                    headers=auth.headers(auth.orch_token(agent["node_id"])))
+                with urllib.request.urlopen(req, timeout=10) as r:
                     pid = json.loads(r.read())["pid"]
                 os.kill(pid, signal.SIGKILL)
                 record["victim"] = f"qemu {pid}"

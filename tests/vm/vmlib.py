@@ -29,6 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
 import agentschema  # noqa: E402
+import authkit  # noqa: E402
 import dproto  # noqa: E402
 from progs import find_prog  # noqa: E402,F401 - used here and by the tests
 
@@ -222,10 +223,15 @@ class Agent(Proc):
         kernel, initrd = check_prereqs()
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="disagg-vmtest-", dir="/dev/shm")
         self.qemu_pids = set()
+        # Its own credential (authkit.shared): it answers the test, which
+        # calls it with the orchestrator's token, and nobody else.
+        self.auth, self.node_id = authkit.shared(tmp), node_id
+        cred = (() if "--node-credential" in extra
+                else ("--node-credential", self.auth.cred_file(node_id)))
         argv = [find_prog("disagg-compute"), "--http", http, "--node-id",
                 str(node_id), "--key", keyfile, "--accel", "tcg", "--run-dir",
                 self.run_dir, "--kernel", kernel, "--initrd", initrd,
-                *(() if keep_vms else ("--stop-vms-on-exit",)), *extra]
+                *(() if keep_vms else ("--stop-vms-on-exit",)), *cred, *extra]
         e = dict(os.environ if env is None else env)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         try:
@@ -243,6 +249,7 @@ class Agent(Proc):
         try:
             data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
             hdrs = {"Content-Type": "application/json"} if data is not None else {}
+            hdrs.update(self.auth.headers(self.auth.orch_token(self.node_id)))
             c.request(method, path, body=data, headers=hdrs)
             r = c.getresponse()
             text = r.read().decode(errors="replace")

@@ -36,11 +36,12 @@ def up(data):
     return c
 
 
-def agent_vm(c, name):
-    """The compute agent's view of VM `name` (GET /v1/vms/NAME)."""
-    http = c.component("compute-1")["http"]
+def agent_vm(c, name, http=None):
+    """The compute agent's view of VM `name` (GET /v1/vms/NAME), with the
+    orchestrator's token for compute-1; at `http` when it moved."""
+    http = http or c.component("compute-1")["http"]
     req = urllib.request.Request(f"http://{http}/v1/vms/{name}",
-                                 headers={"Authorization": "Bearer " + c.token_for(http)})
+                                 headers=c.auth().headers(c.auth().orch_token(1)))
     return json.load(urllib.request.urlopen(req, timeout=60))
 
 
@@ -118,7 +119,7 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         assert slot["state"] == "running", slot
         node = next(n for n in c.json("node", "ls")["nodes"] if n["kind"] == "compute")
         http = node["http"]
-        vm = agent_vm(c, "web")
+        vm = agent_vm(c, "web", node["http"])
         assert vm["pid"] == qemu and vm["state"] == "running", vm
         assert alive(qemu)
         c.disagg("slot", "delete", "web", timeout=120)

@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "atrest.h"
 #include "budget.h"
 #include "cache.h"
 #include "log.h"
@@ -195,6 +196,12 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			serve_local(t, r, pg);
 		return;
 	}
+	if (atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
+		/* Parked until the migration source's page table is here (atrest.h). */
+		if (!pf_end)
+			CTR_ADD(p, faults_parked, 1);
+		return;
+	}
 	if (pager_sec_down(p, s)) {
 		/* Parked: woken when the node answers again (source.c). */
 		if (!pf_end) {
@@ -297,6 +304,31 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 					(uint32_t)(last - first + 1), t->buf + (first - start) * PS,
 					fetch_cancelled_cb, &w);
 		hist_observe(&p->h_fetch, now_ns() - f0);
+		if (rc == -EBADMSG)
+			rc = -EPROTO;   /* a malformed reply: a transport error, not a bad page */
+		/* Open (authenticate) every claimed page that came from the node. */
+		for (i = first; rc >= 0 && p->cfg.crypt && i <= last; i++)
+			if (t->claimed[i - start] && !(st_get(r, i) & ST_DISCARD))
+				rc = pager_open_page(p, r, i, t->buf + (i - start) * PS);
+	}
+	if (rc == -EBADMSG) {
+		/*
+		 * A memory node changed, moved or replayed a page: nothing of
+		 * this fetch is installed and the fault stays parked; the VM is
+		 * told (on_fail) and goes degraded.
+		 */
+		pthread_mutex_lock(&p->lock);
+		for (i = start; i < end; i++)
+			if (t->claimed[i - start])
+				st_set(r, i, release_claim(st_get(r, i)));
+		pthread_mutex_unlock(&p->lock);
+		if (added)
+			pager_resident_add(p, added);
+		if (!pf_end) {
+			CTR_ADD(p, faults_parked, 1);
+			fail_fault(p, rc, addr, tid);
+		}
+		return;
 	}
 	if (rc < 0) {
 		pthread_mutex_lock(&p->lock);

@@ -14,6 +14,7 @@
 
 #include <string.h>
 
+#include "atrest.h"
 #include "backend.h"
 #include "cache.h"
 #include "log.h"
@@ -100,7 +101,18 @@ int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, un
 {
 	struct wb_io io = { p, g, ng };
 	uint64_t w0 = now_ns();
-	int err = pager_retry_io(p, connp, wb_cb, &io);
+	int err = 0;
+
+	/*
+	 * Sealed once per batch: a retry sends the same ciphertext (same
+	 * nonce, same plaintext), and a tee (memory migration's target) gets
+	 * exactly what the memory node gets.
+	 */
+	if (p->cfg.crypt)
+		err = pager_seal_groups(p, g, ng);
+	if (err < 0)
+		return err;
+	err = pager_retry_io(p, connp, wb_cb, &io);
 
 	hist_observe(&p->h_writeback, now_ns() - w0);
 	if (err == -EKEYREVOKED || err == -ESTALE) {

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The pager's side of guest memory at rest (atrest.h): sealing write-back
+ * groups, opening fetched pages, and the page-metadata table's hand-over.
+ */
+#include "atrest.h"
+
+#include <string.h>
+
+#include "cache.h"
+#include "log.h"
+
+int pager_seal_groups(struct pager *p, struct pager_wb_group *g, unsigned ng)
+{
+	struct pager_crypt *c = p->cfg.crypt;
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < ng; i++) {
+		uint8_t *d = (uint8_t *)g[i].data;
+
+		for (uint32_t e = 0; e < g[i].next; e++)
+			for (uint32_t k = 0; k < g[i].ext[e].count; k++) {
+				int r = pager_crypt_seal(c, g[i].slot_page + g[i].ext[e].page + k, d, d);
+
+				if (r < 0) {
+					log_error("pager %s: cannot seal page %llu for write-back: %s",
+						  p->name,
+						  (unsigned long long)(g[i].slot_page + g[i].ext[e].page + k),
+						  strerror(-r));
+					return r;
+				}
+				d += PS;
+				n++;
+			}
+	}
+	CTR_ADD(p, pages_sealed, n);
+	return 0;
+}
+
+int pager_open_page(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
+{
+	int rc = pager_crypt_open(p->cfg.crypt, r->slot_page + pg, buf, buf);
+
+	if (rc == -EBADMSG) {
+		if (atomic_fetch_add(&p->c.integrity_failures, 1) == 0)
+			log_error("pager %s: a memory node returned a page that fails "
+				  "authentication (slot page %llu): it is never mapped",
+				  p->name, (unsigned long long)(r->slot_page + pg));
+	} else if (rc < 0) {
+		log_error("pager %s: cannot open slot page %llu: %s", p->name,
+			  (unsigned long long)(r->slot_page + pg), strerror(-rc));
+	}
+	return rc;
+}
+
+void pager_meta_fresh(struct pager *p, struct pager_region *r)
+{
+	if (!p->cfg.crypt)
+		return;
+	for (uint32_t s = 0; s < r->nsections; s++)
+		if (r->sections[s].kind == PAGER_SEC_REMOTE)
+			pager_crypt_forget(p->cfg.crypt, r->slot_page + (uint64_t)s * p->sec_pages,
+					   p->sec_pages);
+}
+
+int pager_meta_import(struct pager *p, const void *data, size_t len)
+{
+	int rc;
+
+	if (!p->cfg.crypt)
+		return -ENOTSUP;
+	rc = pager_crypt_import(p->cfg.crypt, data, len);
+	if (rc < 0)
+		return rc;
+	atomic_store(&p->meta_pending, false);
+	/* Wake every parked fault on a remote page: it is served now. */
+	pthread_mutex_lock(&p->admin_lock);
+	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++) {
+		struct pager_region *r = atomic_load(&p->regions[i]);
+
+		if (!r || atomic_load(&r->dead))
+			continue;
+		for (uint32_t s = 0; s < r->nsections; s++)
+			if (r->sections[s].kind == PAGER_SEC_REMOTE)
+				(void)pager_uffd_wake(r, (uint64_t)s * p->sec_pages, p->sec_pages);
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return 0;
+}
+
+const void *pager_meta_table(struct pager *p, size_t *ret_len)
+{
+	if (!p->cfg.crypt)
+		return NULL;
+	return pager_crypt_table(p->cfg.crypt, ret_len);
+}
+
+bool pager_meta_pending(struct pager *p)
+{
+	return atomic_load(&p->meta_pending);
+}

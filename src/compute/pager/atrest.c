@@ -63,17 +63,9 @@ void pager_meta_fresh(struct pager *p, struct pager_region *r)
 					   p->sec_pages);
 }
 
-int pager_meta_import(struct pager *p, const void *data, size_t len)
+void pager_meta_done(struct pager *p)
 {
-	int rc;
-
-	if (!p->cfg.crypt)
-		return -ENOTSUP;
-	rc = pager_crypt_import(p->cfg.crypt, data, len);
-	if (rc < 0)
-		return rc;
 	atomic_store(&p->meta_pending, false);
-	/* Wake every parked fault on a remote page: it is served now. */
 	pthread_mutex_lock(&p->admin_lock);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++) {
 		struct pager_region *r = atomic_load(&p->regions[i]);
@@ -85,6 +77,18 @@ int pager_meta_import(struct pager *p, const void *data, size_t len)
 				(void)pager_uffd_wake(r, (uint64_t)s * p->sec_pages, p->sec_pages);
 	}
 	pthread_mutex_unlock(&p->admin_lock);
+}
+
+int pager_meta_import(struct pager *p, const void *data, size_t len)
+{
+	int rc;
+
+	if (!p->cfg.crypt)
+		return -ENOTSUP;
+	rc = pager_crypt_import(p->cfg.crypt, data, len);
+	if (rc < 0)
+		return rc;
+	pager_meta_done(p);
 	return 0;
 }
 

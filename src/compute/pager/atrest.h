@@ -35,6 +35,8 @@ void pager_meta_fresh(struct pager *p, struct pager_region *r);
  * on a remote page is woken. -EINVAL: another size; -ENOTSUP: no cipher.
  */
 int pager_meta_import(struct pager *p, const void *data, size_t len);
+/* The table is complete (pager_crypt_put by parts): wake every parked fault on a remote page. */
+void pager_meta_done(struct pager *p);
 /* The table as bytes (valid while the pager lives). NULL if not encrypted. */
 const void *pager_meta_table(struct pager *p, size_t *ret_len);
 /* Faults on remote pages wait for pager_meta_import. */

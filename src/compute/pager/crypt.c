@@ -319,6 +319,14 @@ const void *pager_crypt_table(const struct pager_crypt *c, size_t *ret_len)
 	return c->e;
 }
 
+int pager_crypt_put(struct pager_crypt *c, uint64_t idx, const struct pager_meta_entry *e)
+{
+	if (idx >= c->npages || (e->ver & ~PAGER_META_STORED) == 0)
+		return -ERANGE;
+	memcpy(&c->e[idx], e, sizeof(*e));
+	return 0;
+}
+
 int pager_crypt_import(struct pager_crypt *c, const void *data, size_t len)
 {
 	if (len != (size_t)c->npages * PAGER_META_ENTRY)

@@ -98,6 +98,8 @@ bool pager_crypt_stored(const struct pager_crypt *c, uint64_t idx);
  */
 const void *pager_crypt_table(const struct pager_crypt *c, size_t *ret_len);
 int pager_crypt_import(struct pager_crypt *c, const void *data, size_t len);
+/* Set one entry (a hand-over in parts). -ERANGE: outside the table or a bad version. */
+int pager_crypt_put(struct pager_crypt *c, uint64_t idx, const struct pager_meta_entry *e);
 
 /* The key's fingerprint (first 16 bytes of HMAC-SHA256(key, label)), hex into buf[33]. */
 void pager_crypt_fingerprint(const uint8_t key[PAGER_KEY_BYTES], char buf[33]);

@@ -317,6 +317,8 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
+	free(vm->meta_snap);
+	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);
 	pthread_cond_destroy(&vm->cond);
@@ -473,6 +475,7 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(j, "cache_bytes", json_integer((json_int_t)vm->spec.budget));
 	if (vm->state == VM_FAILED || vm->state == VM_DEGRADED)
 		json_object_set_new(j, "reason", json_string(vm->reason));
+	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	pthread_mutex_unlock(&vm->lock);
 	if (have_stats)
 		json_object_set_new(
@@ -499,6 +502,9 @@ json_t *vm_status(struct vm *vm)
 				    json_integer((json_int_t)st.pages_hot_prefetched));
 		json_object_set_new(pj, "writebacks_fenced",
 				    json_integer((json_int_t)st.writebacks_fenced));
+		json_object_set_new(pj, "pages_sealed", json_integer((json_int_t)st.pages_sealed));
+		json_object_set_new(pj, "integrity_failures",
+				    json_integer((json_int_t)st.integrity_failures));
 	}
 	vm_ext_status(vm, j);
 	return j;

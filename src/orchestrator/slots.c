@@ -34,6 +34,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
 #include "log.h"
 #include "macro.h"
 
@@ -69,6 +72,7 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 		return NULL;
 	if (s->reason[0])
 		json_object_set_new(j, "reason", json_string(s->reason));
+	json_object_set_new(j, "encrypted", json_boolean(s->page_key[0] != '\0'));
 	if (s->op[0]) {
 		json_t *op = json_loads(s->op, 0, NULL);
 
@@ -279,7 +283,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 			struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "vcpus", "memory", "remote_percent", "cache",
-					    "policy", "hotplug", "constraints", NULL };
+					    "policy", "hotplug", "constraints", "encrypt", NULL };
 	static const char *const ckeys[] = { "compute", "memory", NULL };
 	const char *bad = NULL, *name, *pol, *hp;
 	uint64_t mem, cache;
@@ -318,6 +322,22 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 		return -EINVAL;
 	}
 	a->s.memory = mem;
+	/* Guest memory at rest: a fresh page key per slot unless "encrypt": false. */
+	if ((v = json_object_get(body, "encrypt")) && !json_is_boolean(v)) {
+		http_resp_error(resp, 400, "bad_request", "\"encrypt\" must be true or false");
+		return -EINVAL;
+	}
+	if (!v || json_is_true(v)) {
+		uint8_t k[32];
+
+		if (RAND_bytes(k, sizeof(k)) != 1) {
+			http_resp_error(resp, 500, "internal", "no random bytes for the slot's page key");
+			return -EIO;
+		}
+		for (size_t i = 0; i < sizeof(k); i++)
+			snprintf(a->s.page_key + 2 * i, 3, "%02x", k[i]);
+		OPENSSL_cleanse(k, sizeof(k));
+	}
 	a->s.remote_percent = 100;
 	if ((v = json_object_get(body, "remote_percent"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -537,6 +557,8 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 			  "max_sections", ORCH_HOT_MAX_SECTIONS);
 	if (vmreq && a.s.cache >= 0)
 		json_object_set_new(vmreq, "cache_bytes", json_integer(a.s.cache));
+	if (vmreq && a.s.page_key[0])
+		json_object_set_new(vmreq, "encryption_key", json_string(a.s.page_key));
 	vmbody = vmreq ? json_dumps(vmreq, JSON_COMPACT) : NULL;
 	if (!vmbody) {
 		create_rollback(o, &a.s, &c, false, "out of memory");

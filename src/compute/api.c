@@ -19,8 +19,7 @@
  *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
- *   GET    /v1/vms/NAME/page-meta        a sealed VM's page metadata, migration source (vm_pagemeta.c)
- *   POST   /v1/vms/NAME/page-meta        the same into a migration's destination
+ *   GET|POST /v1/vms/NAME/page-meta      a sealed VM's page metadata (compute migration, vm_pagemeta.c)
  *
  * Bodies are JSON; unknown fields are rejected (400). Errors are
  * {"error":{"code":..., "message":...}} with 400, 404, 409, 500 or 503.
@@ -53,30 +52,6 @@
 #define OP_TIMEOUT_MS 60000
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* n bytes from 2n hex digits: 0, or -EINVAL. */
-static int key_from_hex(const char *hex, uint8_t *ret, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
-
-		if (lo < 0)
-			return -EINVAL;
-		ret[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
 
 static int parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
 {
@@ -324,18 +299,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "\"hotplug\" must be \"dimm\" or \"virtio-mem\"");
 		goto out;
 	}
-	if ((v = json_object_get(j, "encryption_key"))) {
-		const char *hex = json_string_value(v);
-
-		if (!hex || strlen(hex) != 2 * sizeof(spec.key) ||
-		    key_from_hex(hex, spec.key, sizeof(spec.key)) < 0) {
-			http_resp_error(resp, 400, "bad_request",
-					"\"encryption_key\" must be %zu hex digits (the slot's page key)",
-					2 * sizeof(spec.key));
-			goto out;
-		}
-		spec.encrypt = true;
-	}
+	if ((v = json_object_get(j, "encryption_key")) && vm_pagemeta_key(v, &spec, resp) < 0)
+		goto out;
 	append = json_string_value(json_object_get(j, "append"));
 	if (append && strlen(append) >= sizeof(spec.append)) {
 		http_resp_error(resp, 400, "bad_request", "\"append\" is too long");
@@ -752,10 +717,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
-	else if (!strcmp(rest, "/page-meta") && !strcmp(m, "GET"))
-		vm_pagemeta_http_get(vm, req, resp);
-	else if (!strcmp(rest, "/page-meta") && !strcmp(m, "POST"))
-		vm_pagemeta_http_post(vm, req, resp);
+	else if (!strcmp(rest, "/page-meta"))
+		vm_pagemeta_http(vm, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

@@ -31,7 +31,7 @@
 
 #define VM_META_CHUNK 65536u   /* records per part: 1.8 MB, 2.4 MB in base64 (< HTTP_MAX_BODY) */
 
-void vm_pagemeta_http_get(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+static void http_get(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	const char *f = http_req_query(req, "from");
 	_cleanup_free_ uint8_t *rec = NULL;
@@ -94,7 +94,7 @@ static int unb64(const char *s, uint8_t **ret, size_t *ret_len)
 	return 0;
 }
 
-void vm_pagemeta_http_post(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+static void http_post(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "records", "done", NULL };
 	_cleanup_free_ uint8_t *rec = NULL;
@@ -142,4 +142,47 @@ void vm_pagemeta_http_post(struct vm *vm, const struct http_req *req, struct htt
 	}
 out:
 	json_decref(j);
+}
+
+void vm_pagemeta_http(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+{
+	if (!strcmp(req->method, "GET"))
+		http_get(vm, req, resp);
+	else if (!strcmp(req->method, "POST"))
+		http_post(vm, req, resp);
+	else
+		http_resp_error(resp, 405, "method_not_allowed", "use GET or POST");
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int vm_pagemeta_key(json_t *v, struct vm_spec *spec, struct http_resp *resp)
+{
+	const char *hex = json_string_value(v);
+	size_t n = sizeof(spec->key);
+
+	for (size_t i = 0; hex && strlen(hex) == 2 * n && i < n; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			break;
+		spec->key[i] = (uint8_t)(hi << 4 | lo);
+		if (i + 1 == n) {
+			spec->encrypt = true;
+			return 0;
+		}
+	}
+	explicit_bzero(spec->key, n);
+	http_resp_error(resp, 400, "bad_request",
+			"\"encryption_key\" must be %zu hex digits (the slot's page key)", 2 * n);
+	return -EINVAL;
 }

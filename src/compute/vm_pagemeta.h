@@ -7,14 +7,19 @@
 #ifndef DISAGG_VM_PAGEMETA_HTTP_H
 #define DISAGG_VM_PAGEMETA_HTTP_H
 
+#include <jansson.h>
+
 #include "vm_types.h"
 
 struct http_req;
 struct http_resp;
 
-/* GET /v1/vms/NAME/page-meta?from=K: {"total", "from", "next", "records": BASE64}. */
-void vm_pagemeta_http_get(struct vm *vm, const struct http_req *req, struct http_resp *resp);
-/* POST /v1/vms/NAME/page-meta {"records": BASE64, "done": BOOL}: {"pending": BOOL}. */
-void vm_pagemeta_http_post(struct vm *vm, const struct http_req *req, struct http_resp *resp);
+/*
+ * GET /v1/vms/NAME/page-meta?from=K: {"total", "from", "next", "records": BASE64};
+ * POST /v1/vms/NAME/page-meta {"records": BASE64, "done": BOOL}: {"pending": BOOL}.
+ */
+void vm_pagemeta_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
+/* The create request's "encryption_key" (hex) into spec: 0, or -EINVAL with resp set (400). */
+int vm_pagemeta_key(json_t *v, struct vm_spec *spec, struct http_resp *resp);
 
 #endif /* DISAGG_VM_PAGEMETA_HTTP_H */

@@ -107,9 +107,7 @@ static int exec_done(struct sqlstore *st, sqlite3_stmt *p, const char *what)
 	int rc = sqlite3_step(p);
 
 	sqlite3_reset(p);
-	if (rc != SQLITE_DONE)
-		return sql_err(st, rc, what);
-	return 0;
+	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, what);
 }
 
 static int exec_sql(struct sqlstore *st, const char *text)

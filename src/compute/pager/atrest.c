@@ -10,33 +10,6 @@
 #include "cache.h"
 #include "log.h"
 
-int pager_seal_groups(struct pager *p, struct pager_wb_group *g, unsigned ng)
-{
-	struct pager_crypt *c = p->cfg.crypt;
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < ng; i++) {
-		uint8_t *d = (uint8_t *)g[i].data;
-
-		for (uint32_t e = 0; e < g[i].next; e++)
-			for (uint32_t k = 0; k < g[i].ext[e].count; k++) {
-				int r = pager_crypt_seal(c, g[i].slot_page + g[i].ext[e].page + k, d, d);
-
-				if (r < 0) {
-					log_error("pager %s: cannot seal page %llu for write-back: %s",
-						  p->name,
-						  (unsigned long long)(g[i].slot_page + g[i].ext[e].page + k),
-						  strerror(-r));
-					return r;
-				}
-				d += PS;
-				n++;
-			}
-	}
-	CTR_ADD(p, pages_sealed, n);
-	return 0;
-}
-
 int pager_open_page(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
 {
 	int rc = pager_crypt_open(p->cfg.crypt, r->slot_page + pg, buf, buf);

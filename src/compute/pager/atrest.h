@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Where the pager meets the page cipher (crypt.h): every page on its way to
- * a memory node is sealed in one place, the sink (pager_sink_write, which
+ * a memory node is sealed in one place, the sink (pager_sink_write, sink.c, which
  * every write-back, eviction, flush, cleaning and memory migration's dual
  * write goes through), and every fetched page is opened in one place, the
  * fault path (serve.c) before anything is installed. A memory migration's
@@ -14,12 +14,10 @@
 #include <stddef.h>
 
 #include "crypt.h"
-#include "sink.h"
+#include "types.h"
 
 struct pager_region;
 
-/* Seal the pages of the groups in place (io_lock held). 0 or -errno. */
-int pager_seal_groups(struct pager *p, struct pager_wb_group *g, unsigned ng);
 /*
  * Open, in place, page pg of r fetched into buf. -EBADMSG: it fails
  * authentication (counted; buf holds zeros, never the bad page).

@@ -447,7 +447,7 @@ int main(int argc, char **argv)
 	static const int budgets[] = { 100, 50, 25 };
 	struct mnspawn mn = { .pid = -1 };
 	uint64_t mism = 0;
-	double raw_us, rtt1_us, rtt16_us, remote1_us = 0;
+	double raw_us, rtt1_us, rtt16_us, remote1_us = 0, sealed1_us = 0;
 	int c;
 
 	log_init("disagg-pagerbench");
@@ -572,6 +572,18 @@ int main(int argc, char **argv)
 					}
 				}
 				bmap_free(&b);
+				/* One page per fault: the cipher's cost on the faulting page alone. */
+				if (r >= 0) {
+					os.cluster = 1;
+					r = bmap_setup(&b, &os, be, secs);
+					if (r >= 0)
+						r = cold(&b, 100);
+					if (r >= 0)
+						sealed1_us = cold_faults(b.mem, b.len, b.ver, 4000, &mism);
+					else
+						mism++;
+					bmap_free(&b);
+				}
 				pager_crypt_free(os.crypt);
 			}
 			/* The same memory node, one page per fault: the fault cost alone. */
@@ -622,6 +634,8 @@ int main(int argc, char **argv)
 		printf("raw_uffd_fault_us %.2f rtt_16p_us %.2f pager_overhead_us %.2f (16-page "
 		       "cluster) | remote_fault_1p_us %.2f rtt_1p_us %.2f pager_overhead_1p_us %.2f\n",
 		       raw_us, rtt16_us, ov16, remote1_us, rtt1_us, ov1);
+		printf("sealed_fault_1p_us %.2f sealed_fault_1p_cost_us %.2f (one page per fault)\n",
+		       sealed1_us, sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0);
 		if (o.json) {
 			FILE *f = fopen(o.json, "we");
 
@@ -637,11 +651,14 @@ int main(int argc, char **argv)
 				   "  \"pager_overhead_us\": %.2f,\n  \"pager_overhead_1p_us\": %.2f,\n"
 				   "  \"sealed_fault_us\": %.2f,\n  \"sealed_fault_cost_us\": %.2f,\n"
 				   "  \"seq_read_sealed_MBps\": %.1f,\n  \"seq_read_sealed_ratio\": %.3f,\n"
+				   "  \"sealed_fault_1p_us\": %.2f,\n  \"sealed_fault_1p_cost_us\": %.2f,\n"
 				   "  \"mismatches\": %llu,\n  \"rows\": [\n",
 				(unsigned long long)(o.size >> 20), fl->fault_us, rm ? rm->fault_us : 0,
 				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0, raw_us, rtt1_us,
 				rtt16_us, remote1_us, ov16, ov1, sl ? sl->fault_us : 0, scost,
-				sl ? sl->seq_read_MBps : 0, sratio, (unsigned long long)mism);
+				sl ? sl->seq_read_MBps : 0, sratio, sealed1_us,
+				sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0,
+				(unsigned long long)mism);
 			for (unsigned i = 0; i < nres; i++)
 				fprintf(f, "    {\"setup\": \"%s\", \"budget_pct\": %d, \"seq_read_MBps\": %.1f, "
 					   "\"seq_write_MBps\": %.1f, \"fault_us\": %.2f, \"randrw_ops\": %.0f, "

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ _Static_assert(sizeof(struct meta_hdr) == META_HDR, "header layout");
 
 struct pager_crypt {
 	uint8_t key[PAGER_KEY_BYTES];
+	uint64_t id;                     /* names the key in threads' cached contexts */
 	uint64_t npages;
 	void *map;                       /* header + entries (file or anonymous) */
 	size_t maplen;
@@ -57,6 +59,59 @@ static const EVP_CIPHER *cipher(void)
 {
 	pthread_once(&gcm_once, gcm_fetch);
 	return gcm;
+}
+
+/*
+ * Each thread keeps one keyed context per direction (sealing on the
+ * write-back thread, opening on fault threads): a page then costs one IV
+ * set-up, not a context allocation and a key schedule. Keyed for the table
+ * `id`; freed when the thread exits.
+ */
+struct tls_ctx {
+	EVP_CIPHER_CTX *ctx[2];          /* 0: open, 1: seal */
+	uint64_t id[2];
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_id = 1;
+
+static void tls_free(void *arg)
+{
+	struct tls_ctx *t = arg;
+
+	EVP_CIPHER_CTX_free(t->ctx[0]);
+	EVP_CIPHER_CTX_free(t->ctx[1]);
+	free(t);
+}
+
+static void tls_init(void)
+{
+	(void)pthread_key_create(&tls_key, tls_free);
+}
+
+/* This thread's context for c in direction enc, keyed; NULL if out of memory. */
+static EVP_CIPHER_CTX *keyed_ctx(const struct pager_crypt *c, int enc)
+{
+	struct tls_ctx *t;
+
+	pthread_once(&tls_once, tls_init);
+	t = pthread_getspecific(tls_key);
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (!t || pthread_setspecific(tls_key, t)) {
+			free(t);
+			return NULL;
+		}
+	}
+	if (!t->ctx[enc] && !(t->ctx[enc] = EVP_CIPHER_CTX_new()))
+		return NULL;
+	if (t->id[enc] != c->id) {
+		if (EVP_CipherInit_ex2(t->ctx[enc], cipher(), c->key, NULL, enc, NULL) != 1)
+			return NULL;
+		t->id[enc] = c->id;
+	}
+	return t->ctx[enc];
 }
 
 static void put64(uint8_t *b, uint64_t v)
@@ -86,18 +141,16 @@ static void ctx_freep(EVP_CIPHER_CTX **c)
 	EVP_CIPHER_CTX_free(*c);
 }
 
-int pager_page_seal(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t ver,
-		    const void *in, void *out, uint8_t tag[PAGER_TAG_BYTES])
+/* Seal with ctx (keyed, or key given here). */
+static int seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, uint64_t idx, uint64_t ver,
+		const void *in, void *out, uint8_t tag[PAGER_TAG_BYTES])
 {
-	__attribute__((cleanup(ctx_freep))) EVP_CIPHER_CTX *ctx = NULL;
 	uint8_t iv[12], aad[sizeof(AAD_LABEL) - 1 + 16];
 	int n = 0, r = nonce_aad(idx, ver, iv, aad);
 
 	if (r < 0)
 		return r;
-	if (!cipher() || !(ctx = EVP_CIPHER_CTX_new()))
-		return -ENOMEM;
-	if (EVP_EncryptInit_ex2(ctx, cipher(), key, iv, NULL) != 1 ||
+	if (EVP_EncryptInit_ex2(ctx, key ? cipher() : NULL, key, iv, NULL) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)sizeof(aad)) != 1 ||
 	    EVP_EncryptUpdate(ctx, out, &n, in, PAGE) != 1 || n != PAGE ||
 	    EVP_EncryptFinal_ex(ctx, (uint8_t *)out + n, &n) != 1 ||
@@ -106,19 +159,17 @@ int pager_page_seal(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t v
 	return 0;
 }
 
-int pager_page_open(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t ver,
-		    const void *in, void *out, const uint8_t tag[PAGER_TAG_BYTES])
+/* Open with ctx (keyed, or key given here). */
+static int open_page(EVP_CIPHER_CTX *ctx, const uint8_t *key, uint64_t idx, uint64_t ver,
+		     const void *in, void *out, const uint8_t tag[PAGER_TAG_BYTES])
 {
-	__attribute__((cleanup(ctx_freep))) EVP_CIPHER_CTX *ctx = NULL;
 	uint8_t iv[12], aad[sizeof(AAD_LABEL) - 1 + 16], t[PAGER_TAG_BYTES];
 	int n = 0, r = nonce_aad(idx, ver, iv, aad);
 
 	if (r < 0)
 		return -EBADMSG;
-	if (!cipher() || !(ctx = EVP_CIPHER_CTX_new()))
-		return -ENOMEM;
 	memcpy(t, tag, sizeof(t));
-	if (EVP_DecryptInit_ex2(ctx, cipher(), key, iv, NULL) != 1 ||
+	if (EVP_DecryptInit_ex2(ctx, key ? cipher() : NULL, key, iv, NULL) != 1 ||
 	    EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)sizeof(aad)) != 1 ||
 	    EVP_DecryptUpdate(ctx, out, &n, in, PAGE) != 1 || n != PAGE ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, PAGER_TAG_BYTES, t) != 1)
@@ -129,6 +180,26 @@ int pager_page_open(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t v
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+int pager_page_seal(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t ver,
+		    const void *in, void *out, uint8_t tag[PAGER_TAG_BYTES])
+{
+	__attribute__((cleanup(ctx_freep))) EVP_CIPHER_CTX *ctx = NULL;
+
+	if (!cipher() || !(ctx = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	return seal(ctx, key, idx, ver, in, out, tag);
+}
+
+int pager_page_open(const uint8_t key[PAGER_KEY_BYTES], uint64_t idx, uint64_t ver,
+		    const void *in, void *out, const uint8_t tag[PAGER_TAG_BYTES])
+{
+	__attribute__((cleanup(ctx_freep))) EVP_CIPHER_CTX *ctx = NULL;
+
+	if (!cipher() || !(ctx = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	return open_page(ctx, key, idx, ver, in, out, tag);
 }
 
 void pager_crypt_fingerprint(const uint8_t key[PAGER_KEY_BYTES], char buf[33])
@@ -176,6 +247,7 @@ int pager_crypt_new(const uint8_t key[PAGER_KEY_BYTES], const char *path, uint64
 	if (!c)
 		return -ENOMEM;
 	memcpy(c->key, key, PAGER_KEY_BYTES);
+	c->id = atomic_fetch_add(&next_id, 1);
 	c->npages = npages;
 	c->maplen = len;
 	fp_bytes(key, fp);
@@ -277,7 +349,11 @@ int pager_crypt_seal(struct pager_crypt *c, uint64_t idx, const void *in, void *
 	 * the same nonce. STORED is off until the tag is in place.
 	 */
 	__atomic_store_n(&e->ver, ver, __ATOMIC_RELEASE);
-	r = pager_page_seal(c->key, idx, ver, in, out, tag);
+	{
+		EVP_CIPHER_CTX *ctx = keyed_ctx(c, 1);
+
+		r = ctx ? seal(ctx, NULL, idx, ver, in, out, tag) : -ENOMEM;
+	}
 	if (r < 0)
 		return r;
 	memcpy(e->tag, tag, sizeof(tag));
@@ -298,7 +374,13 @@ int pager_crypt_open(struct pager_crypt *c, uint64_t idx, const void *in, void *
 		memset(out, 0, PAGE);   /* never written by this slot: zeros, whatever came back */
 		return 0;
 	}
-	return pager_page_open(c->key, idx, v & ~PAGER_META_STORED, in, out, e->tag);
+	{
+		EVP_CIPHER_CTX *ctx = keyed_ctx(c, 0);
+
+		if (!ctx)
+			return -ENOMEM;
+		return open_page(ctx, NULL, idx, v & ~PAGER_META_STORED, in, out, e->tag);
+	}
 }
 
 void pager_crypt_forget(struct pager_crypt *c, uint64_t idx, uint64_t n)

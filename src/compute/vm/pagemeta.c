@@ -60,7 +60,12 @@ static int key_file(struct vm *vm, bool create, char *err, size_t errlen)
 	return 0;
 }
 
-int vm_pagemeta_open(struct vm *vm, char *err, size_t errlen)
+static void pending_path(struct vm *vm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/page-meta.pending", vm->dir);
+}
+
+int vm_pagemeta_open(struct vm *vm, bool *ret_pending, char *err, size_t errlen)
 {
 	uint64_t npages = (uint64_t)(vm->spec.nbase + vm->spec.max_hot) *
 			  (vm->env.section_size / PAGER_PAGE_SIZE);
@@ -80,10 +85,24 @@ int vm_pagemeta_open(struct vm *vm, char *err, size_t errlen)
 	if (!vm->adopted)
 		(void)unlink(path);   /* a leftover of an earlier VM of this name */
 	r = pager_crypt_new(vm->spec.key, path, npages, &vm->crypt);
-	if (r < 0)
+	if (r < 0) {
 		snprintf(err, errlen, "page-metadata table %s: %s", path,
 			 r == -EKEYREJECTED ? "made with another key" : strerror(-r));
-	return r;
+		return r;
+	}
+	pending_path(vm, path, sizeof(path));
+	if (!vm->adopted && vm->spec.incoming) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "cannot create %s: %s", path, strerror(-r));
+			return r;
+		}
+		close(fd);
+	}
+	*ret_pending = access(path, F_OK) == 0;
+	return 0;
 }
 
 int vm_pagemeta_snapshot(struct vm *vm)
@@ -187,8 +206,13 @@ int vm_pagemeta_put(struct vm *vm, const uint8_t *rec, size_t len, bool done)
 		memcpy(&e, rec + i * VM_META_RECORD + 4, sizeof(e));
 		r = pager_crypt_put(vm->crypt, idx, &e);
 	}
-	if (r == 0 && done)
+	if (r == 0 && done) {
+		char path[PATH_MAX];
+
+		pending_path(vm, path, sizeof(path));
+		(void)unlink(path);
 		pager_meta_done(p);
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return r;
 }

@@ -25,8 +25,13 @@
 
 #define VM_META_RECORD 28u
 
-/* Open (adopted VM: load) the key and table; vm->crypt. err set on failure. */
-int vm_pagemeta_open(struct vm *vm, char *err, size_t errlen);
+/*
+ * Open (adopted VM: load) the key and table; vm->crypt. A migration's
+ * destination also gets RUN_DIR/NAME/page-meta.pending, removed once the
+ * table is complete: an agent restarted in between still waits for it.
+ * *ret_pending: faults on remote pages must wait. err set on failure.
+ */
+int vm_pagemeta_open(struct vm *vm, bool *ret_pending, char *err, size_t errlen);
 /* Snapshot the table as sparse records into vm->meta_snap (a migration source, after its final flush). */
 int vm_pagemeta_snapshot(struct vm *vm);
 /* Drop the snapshot (the migration failed: the live table goes on). */

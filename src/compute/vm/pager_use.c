@@ -130,12 +130,11 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 	}
 	pc.backend = vm->backend;
 	if (vm->spec.encrypt) {
-		r = vm_pagemeta_open(vm, err, errlen);
+		/* A migration's destination: faults wait for the source's table. */
+		r = vm_pagemeta_open(vm, &pc.meta_pending, err, errlen);
 		if (r < 0)
 			return r;
 		pc.crypt = vm->crypt;
-		/* A migration's destination: faults wait for the source's table. */
-		pc.meta_pending = vm->spec.incoming && !vm->adopted;
 	}
 	r = pager_new(&pc, &vm->pager);
 	if (r >= 0)

@@ -16,6 +16,7 @@
  */
 #include "vm_pagemeta.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "macro.h"
 #include "pagemeta.h"
 #include "state.h"
+#include "vm_internal.h"
 
 #define VM_META_CHUNK 65536u   /* records per part: 1.8 MB, 2.4 MB in base64 (< HTTP_MAX_BODY) */
 
@@ -109,6 +111,7 @@ static void http_post(struct vm *vm, const struct http_req *req, struct http_res
 	b64 = json_string_value(json_object_get(j, "records"));
 	done = json_object_get(j, "done");
 	if (!b64 || (done && !json_is_boolean(done))) {
+		atomic_fetch_add(&vm->meta_refused, 1);
 		http_resp_error(resp, 400, "bad_request",
 				"{\"records\": BASE64, \"done\": true|false} expected");
 		goto out;
@@ -117,11 +120,14 @@ static void http_post(struct vm *vm, const struct http_req *req, struct http_res
 	if (r == 0 && len % VM_META_RECORD)
 		r = -EINVAL;
 	if (r < 0) {
+		atomic_fetch_add(&vm->meta_refused, 1);
 		http_resp_error(resp, 400, "bad_request",
 				"\"records\" must be base64 of %u-byte records", VM_META_RECORD);
 		goto out;
 	}
 	r = vm_pagemeta_put(vm, rec, len, json_is_true(done));
+	if (r < 0)
+		atomic_fetch_add(&vm->meta_refused, 1);
 	switch (r) {
 	case 0:
 		http_resp_json(resp, 200, json_pack("{s:b}", "pending", !json_is_true(done)));

@@ -227,6 +227,9 @@ def test_migrate_sealed(cluster, key):
     assert total > 64 * MiB // PAGE // 2, total       # at least the evicted half of the region
     st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "", "done": True})
     assert st == 409, j                                # complete: never overwritten
+    st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "not base64!"})
+    assert st == 400, j
+    assert metric(a2, "disagg_compute_page_meta_refused_total") == 2   # each refusal counted
     assert vmlib.wait_for(lambda: a2.status("smover")["state"] == "running", 60)
     v = a2.guest("smover", "VERIFY 1")
     assert v["mismatches"] == 0, v

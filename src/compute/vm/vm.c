@@ -422,6 +422,10 @@ void vm_render_metrics(struct vm *vm, struct strbuf *sb)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pager)
 		pager_render_metrics(vm->pager, sb, labels);
+	if (vm->spec.encrypt)
+		metrics_counter(sb, "disagg_compute_page_meta_refused_total",
+				"page-metadata parts refused (malformed, outside the VM, too late)",
+				labels, atomic_load(&vm->meta_refused));
 	pthread_mutex_unlock(&vm->lock);
 }
 

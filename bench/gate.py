@@ -82,6 +82,14 @@ FIGURES = {
                           "remote fault over the pager's local-backend fault (second row)"),
     "pager.seq_read_remote_MBps": ("pager", key("seq_read_remote_MBps"), "MB/s", "higher",
                                    "sequential read through the pager from a memory node"),
+    "pager.sealed_fault_cost_us": ("pager", key("sealed_fault_cost_us"), "us", "lower",
+                                   "a fault with pages sealed (guest memory at rest) minus "
+                                   "the same fault in clear, same run, 16-page cluster"),
+    "pager.sealed_fault_1p_cost_us": ("pager", key("sealed_fault_1p_cost_us"), "us", "lower",
+                                      "the same, one page per fault: the faulting page's "
+                                      "own cipher cost"),
+    "pager.seq_read_sealed_ratio": ("pager", key("seq_read_sealed_ratio"), "x", "higher",
+                                    "sequential read with pages sealed over in clear, same run"),
     "pager.randrw_remote_100_ops": ("pager", pager_row("remote", 100, "randrw_ops"), "op/s",
                                     "higher", "random read/write, remote, budget 100%"),
     "pager.randrw_remote_25_ops": ("pager", pager_row("remote", 25, "randrw_ops"), "op/s",
@@ -136,6 +144,7 @@ FIGURES = {
 TOLERANCE = {
     "pager.remote_fault_us": 0.5, "pager.pager_overhead_us": 0.5,
     "pager.pager_overhead_1p_us": 0.5, "pager.randrw_remote_25_ops": 0.5,
+    "pager.sealed_fault_cost_us": 0.5, "pager.sealed_fault_1p_cost_us": 0.5,
     "orchestrator.create_p50_ms": 0.5, "orchestrator.delete_p50_ms": 0.5,
     "vm.hotplug_dimm_ms": 0.5,
     "migration.speedup_total": 0.5, "migration.speedup_idle_total": 1.0,

@@ -27,6 +27,8 @@ static bool is_exec(const char *p)
 	return access(p, X_OK) == 0;
 }
 
+const char *mnspawn_backing;
+
 int mnspawn_find(const char *argv0, char *ret, size_t len)
 {
 	char tmp[PATH_MAX], self[PATH_MAX];
@@ -140,7 +142,12 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--grant-pubkey",
 				 (char *)gpubpath, "--node-id", nid, "--listen", "127.0.0.1:0",
 				 "--pool", pool, "--section-size", sec, "--log-level", "error",
-				 NULL };
+				 NULL, NULL, NULL };
+
+		if (mnspawn_backing) {
+			argv[15] = "--backing";
+			argv[16] = (char *)mnspawn_backing;
+		}
 
 		posix_spawn_file_actions_init(&fa);
 		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);

@@ -32,6 +32,9 @@ struct mnspawn {
  * Find disagg-memnode: $DISAGG_MEMNODE, then next to argv0 (build/bin),
  * then ../../src/memnode/ relative to the real executable (a meson build dir).
  */
+/* The next nodes started get --backing this ("file:PATH"); NULL: the default pool. */
+extern const char *mnspawn_backing;
+
 int mnspawn_find(const char *argv0, char *ret, size_t len);
 int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint64_t section_size,
 		  uint64_t node_id);

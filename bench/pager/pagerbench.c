@@ -13,6 +13,10 @@
  *   remote  the pager with the "memnode" backend against a disagg-memnode
  *           started here (temporary key, loopback, port 0), sections
  *           allocated and grants minted for this process's node id
+ *   sealed  the same memory node with guest memory at rest: pages sealed
+ *           with a slot key (AES-256-GCM, pager/crypt.h) on write-back and
+ *           authenticated on fetch; sealed_fault_cost_us and
+ *           seq_read_sealed_ratio compare it with `remote` of the same run
  * at cache budgets 100%, 50% and 25% of the mapping. Every workload starts
  * cold (budget 0, then the target budget). Prints a table; --json writes
  * the summary that `make bench-pager` stores in build/bench/pager.json.
@@ -50,6 +54,7 @@ struct opts {
 	const char *json, *memnode;
 	unsigned spin_us, net_spin_us, rand_ops, threads, pcluster, cluster;
 	bool pin, no_remote;
+	struct pager_crypt *crypt;    /* the sealed setup */
 };
 
 struct result {
@@ -109,7 +114,7 @@ struct bmap {
 	uint32_t *ver;
 };
 
-static int bmap_fill(struct bmap *b, uint64_t secsize)
+static int bmap_fill(struct bmap *b, uint64_t secsize, struct pager_crypt *crypt)
 {
 	const struct pager_backend_ops *ops = b->be->ops;
 	uint64_t spp = secsize / PS, n = b->len / secsize;
@@ -122,8 +127,15 @@ static int bmap_fill(struct bmap *b, uint64_t secsize)
 			uint32_t cnt = (uint32_t)MIN(spp - p0, (uint64_t)MIN(ops->max_pages(conn), 256u));
 			struct proto_extent e = { (uint32_t)p0, cnt };
 
-			for (uint32_t i = 0; i < cnt; i++)
+			for (uint32_t i = 0; i < cnt && r >= 0; i++) {
 				fill_page(buf + (size_t)i * PS, s * spp + p0 + i, 1);
+				/* What the pager would have written back: sealed at its place. */
+				if (crypt)
+					r = pager_crypt_seal(crypt, s * spp + p0 + i, buf + (size_t)i * PS,
+							     buf + (size_t)i * PS);
+			}
+			if (r < 0)
+				break;
 			r = ops->write_submit(conn, &b->secs[s], &e, 1, buf);
 			if (r >= 0)
 				r = ops->write_wait(conn);
@@ -149,6 +161,7 @@ static int bmap_setup(struct bmap *b, const struct opts *o, struct pager_backend
 		.cpu_mask = o->pin ? 1ul : 0,
 		.pressure_cluster_pages = o->pcluster,
 		.cluster_pages = o->cluster,
+		.crypt = o->crypt,
 	};
 	struct pager_region_config rc = { 0 };
 	uint64_t feat;
@@ -180,7 +193,7 @@ static int bmap_setup(struct bmap *b, const struct opts *o, struct pager_backend
 	r = pager_add_region(b->p, &rc);
 	if (r < 0)
 		return r;
-	r = bmap_fill(b, o->section);
+	r = bmap_fill(b, o->section, o->crypt);
 	if (r < 0)
 		return r;
 	return pager_start(b->p);
@@ -434,7 +447,7 @@ int main(int argc, char **argv)
 	static const int budgets[] = { 100, 50, 25 };
 	struct mnspawn mn = { .pid = -1 };
 	uint64_t mism = 0;
-	double raw_us, rtt1_us, rtt16_us, remote1_us = 0;
+	double raw_us, rtt1_us, rtt16_us, remote1_us = 0, sealed1_us = 0;
 	int c;
 
 	log_init("disagg-pagerbench");
@@ -539,6 +552,40 @@ int main(int argc, char **argv)
 				print_row(&res[nres++]);
 			}
 			bmap_free(&b);
+			/* The same memory node, pages sealed with a slot key. */
+			{
+				struct opts os = o;
+				uint8_t key[PAGER_KEY_BYTES];
+
+				for (unsigned i = 0; i < sizeof(key); i++)
+					key[i] = (uint8_t)rnd();
+				r = pager_crypt_new(key, NULL, o.size / PS, &os.crypt);
+				if (r >= 0)
+					r = bmap_setup(&b, &os, be, secs);
+				if (r < 0) {
+					fprintf(stderr, "pagerbench: sealed setup: %s\n", strerror(-r));
+					mism++;
+				} else {
+					for (unsigned i = 0; i < ARRAY_SIZE(budgets); i++) {
+						run_pager(&b, "sealed", budgets[i], &os, &res[nres]);
+						print_row(&res[nres++]);
+					}
+				}
+				bmap_free(&b);
+				/* One page per fault: the cipher's cost on the faulting page alone. */
+				if (r >= 0) {
+					os.cluster = 1;
+					r = bmap_setup(&b, &os, be, secs);
+					if (r >= 0)
+						r = cold(&b, 100);
+					if (r >= 0)
+						sealed1_us = cold_faults(b.mem, b.len, b.ver, 4000, &mism);
+					else
+						mism++;
+					bmap_free(&b);
+				}
+				pager_crypt_free(os.crypt);
+			}
 			/* The same memory node, one page per fault: the fault cost alone. */
 			{
 				struct opts o1 = o;
@@ -566,6 +613,10 @@ int main(int argc, char **argv)
 		mism += res[i].mismatches;
 	{
 		const struct result *fl = &res[1], *rm = nres > 4 ? &res[4] : NULL;
+		const struct result *sl = nres > 7 ? &res[7] : NULL;
+		double scost = rm && sl ? sl->fault_us - rm->fault_us : 0;
+		double sratio = rm && sl && rm->seq_read_MBps > 0 ? sl->seq_read_MBps / rm->seq_read_MBps
+								   : 0;
 		double ratio = rm && fl->fault_us > 0 ? rm->fault_us / fl->fault_us : 0;
 
 		double ov16 = rm ? rm->fault_us - raw_us - rtt16_us : 0;
@@ -577,9 +628,14 @@ int main(int argc, char **argv)
 		       rm ? rm->seq_read_MBps : 0,
 		       rm && fl->seq_read_MBps > 0 ? 100 * rm->seq_read_MBps / fl->seq_read_MBps : 0,
 		       (unsigned long long)mism);
+		printf("sealed_fault_us %.2f sealed_fault_cost_us %.2f seq_read_sealed_MBps %.0f "
+		       "seq_read_sealed_ratio %.2f\n", sl ? sl->fault_us : 0, scost,
+		       sl ? sl->seq_read_MBps : 0, sratio);
 		printf("raw_uffd_fault_us %.2f rtt_16p_us %.2f pager_overhead_us %.2f (16-page "
 		       "cluster) | remote_fault_1p_us %.2f rtt_1p_us %.2f pager_overhead_1p_us %.2f\n",
 		       raw_us, rtt16_us, ov16, remote1_us, rtt1_us, ov1);
+		printf("sealed_fault_1p_us %.2f sealed_fault_1p_cost_us %.2f (one page per fault)\n",
+		       sealed1_us, sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0);
 		if (o.json) {
 			FILE *f = fopen(o.json, "we");
 
@@ -593,10 +649,16 @@ int main(int argc, char **argv)
 				   "  \"raw_uffd_fault_us\": %.2f,\n  \"rtt_1p_us\": %.2f,\n"
 				   "  \"rtt_16p_us\": %.2f,\n  \"remote_fault_1p_us\": %.2f,\n"
 				   "  \"pager_overhead_us\": %.2f,\n  \"pager_overhead_1p_us\": %.2f,\n"
+				   "  \"sealed_fault_us\": %.2f,\n  \"sealed_fault_cost_us\": %.2f,\n"
+				   "  \"seq_read_sealed_MBps\": %.1f,\n  \"seq_read_sealed_ratio\": %.3f,\n"
+				   "  \"sealed_fault_1p_us\": %.2f,\n  \"sealed_fault_1p_cost_us\": %.2f,\n"
 				   "  \"mismatches\": %llu,\n  \"rows\": [\n",
 				(unsigned long long)(o.size >> 20), fl->fault_us, rm ? rm->fault_us : 0,
 				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0, raw_us, rtt1_us,
-				rtt16_us, remote1_us, ov16, ov1, (unsigned long long)mism);
+				rtt16_us, remote1_us, ov16, ov1, sl ? sl->fault_us : 0, scost,
+				sl ? sl->seq_read_MBps : 0, sratio, sealed1_us,
+				sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0,
+				(unsigned long long)mism);
 			for (unsigned i = 0; i < nres; i++)
 				fprintf(f, "    {\"setup\": \"%s\", \"budget_pct\": %d, \"seq_read_MBps\": %.1f, "
 					   "\"seq_write_MBps\": %.1f, \"fault_us\": %.2f, \"randrw_ops\": %.0f, "

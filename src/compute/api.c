@@ -19,6 +19,7 @@
  *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
+ *   GET|POST /v1/vms/NAME/page-meta      a sealed VM's page metadata (compute migration, vm_pagemeta.c)
  *
  * With --node-credential, the orchestrator alone may call any path but
  * /healthz (apiauth_node_authorize(), docs/api.md#authentication).
@@ -48,6 +49,7 @@
 #include "vm_memmig.h"
 #include "vm_migrate.h"
 #include "vm_outgoing.h"
+#include "vm_pagemeta.h"
 #include "vm_prefetch.h"
 
 #define OP_TIMEOUT_MS 60000
@@ -249,7 +251,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
-					    "hot_sections", NULL };
+					    "hot_sections", "encryption_key", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -303,6 +305,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "\"hotplug\" must be \"dimm\" or \"virtio-mem\"");
 		goto out;
 	}
+	if ((v = json_object_get(j, "encryption_key")) && vm_pagemeta_key(v, &spec, resp) < 0)
+		goto out;
 	append = json_string_value(json_object_get(j, "append"));
 	if (append && strlen(append) >= sizeof(spec.append)) {
 		http_resp_error(resp, 400, "bad_request", "\"append\" is too long");
@@ -389,6 +393,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	}
 	http_resp_json(resp, 201, vm_status(vm));
 out:
+	explicit_bzero(spec.key, sizeof(spec.key));
 	json_decref(j);
 }
 
@@ -721,6 +726,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
+	else if (!strcmp(rest, "/page-meta"))
+		vm_pagemeta_http(vm, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

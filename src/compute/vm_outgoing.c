@@ -21,6 +21,7 @@
 #include "vm_migrate.h"
 #include "vm_prefetch.h"
 #include "vm_switchover.h"
+#include "pagemeta.h"
 
 #define SWITCHOVER_GRACE_MS 10000   /* after migrate-continue, past the deadline */
 #define CANCEL_WAIT_MS      10000   /* for QEMU to end a cancelled migration */
@@ -207,6 +208,12 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 		run->final_ns = now_ns() - t;
 		if (r < 0) {
 			snprintf(err, errlen, "final flush at pre-switchover: %s", flush_error(r));
+			return r;
+		}
+		/* The table that names what the memory nodes hold now, for the destination. */
+		r = vm_pagemeta_snapshot(vm);
+		if (r < 0) {
+			snprintf(err, errlen, "page-metadata snapshot: %s", strerror(-r));
 			return r;
 		}
 		set_phase(vm, "completing");

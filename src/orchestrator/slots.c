@@ -36,21 +36,13 @@
 
 #include "log.h"
 #include "macro.h"
+#include "pagekey.h"
+#include "secjson.h"
 
 #define PLACE_RETRIES 8
 #define SHORT_TIMEOUT_MS 10000
 
 /* ---- JSON of a slot ------------------------------------------------------ */
-
-static json_t *section_json(const struct section_rec *x)
-{
-	if (!x->remote)
-		return json_pack("{s:I, s:s}", "index", (json_int_t)x->idx, "kind", "local");
-	return json_pack("{s:I, s:s, s:I, s:I, s:I, s:I}", "index", (json_int_t)x->idx, "kind",
-			 "remote", "memnode", (json_int_t)x->memnode, "section",
-			 (json_int_t)x->section, "generation", (json_int_t)x->generation, "epoch",
-			 (json_int_t)x->epoch);
-}
 
 json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 {
@@ -59,12 +51,13 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 
 	orch_fmt_time(s->created, created, sizeof(created));
 	cons = json_loads(s->constraints, 0, NULL);
-	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:s, s:s, s:o, s:s}", "name", s->name,
-		      "state", s->state, "vcpus", (json_int_t)s->vcpus, "memory",
+	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:s, s:s, s:o, s:s, s:b}", "name",
+		      s->name, "state", s->state, "vcpus", (json_int_t)s->vcpus, "memory",
 		      (json_int_t)s->memory, "remote_percent", (json_int_t)s->remote_percent,
 		      "cache", s->cache < 0 ? json_null() : json_integer(s->cache), "compute",
 		      (json_int_t)s->compute, "policy", s->policy, "hotplug", s->hotplug,
-		      "constraints", cons ? cons : json_object(), "created", created);
+		      "constraints", cons ? cons : json_object(), "created", created, "encrypted",
+		      s->page_key[0] != '\0');
 	if (!j)
 		return NULL;
 	if (s->reason[0])
@@ -82,7 +75,7 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 
 		if (o->store->ops->section_list(o->store, s->id, 0, &secs, &n) == 0)
 			for (size_t i = 0; i < n; i++)
-				json_array_append_new(arr, section_json(&secs[i]));
+				json_array_append_new(arr, slots_section_json(&secs[i]));
 		json_object_set_new(j, "sections", arr);
 	}
 	return j;
@@ -279,7 +272,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 			struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "vcpus", "memory", "remote_percent", "cache",
-					    "policy", "hotplug", "constraints", NULL };
+					    "policy", "hotplug", "constraints", "encrypt", NULL };
 	static const char *const ckeys[] = { "compute", "memory", NULL };
 	const char *bad = NULL, *name, *pol, *hp;
 	uint64_t mem, cache;
@@ -318,6 +311,8 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 		return -EINVAL;
 	}
 	a->s.memory = mem;
+	if (orch_page_key(body, a->s.page_key, resp) < 0)   /* guest memory at rest */
+		return -EINVAL;
 	a->s.remote_percent = 100;
 	if ((v = json_object_get(body, "remote_percent"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -532,9 +527,10 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	}
 
 	/* Ask the compute node to start the VM. */
-	vmreq = json_pack("{s:s, s:I, s:O, s:s, s:i}", "name", a.s.name, "vcpus",
+	vmreq = json_pack("{s:s, s:I, s:O, s:s, s:i, s:s*}", "name", a.s.name, "vcpus",
 			  (json_int_t)a.s.vcpus, "sections", secs, "hotplug", a.s.hotplug,
-			  "max_sections", ORCH_HOT_MAX_SECTIONS);
+			  "max_sections", ORCH_HOT_MAX_SECTIONS, "encryption_key",
+			  a.s.page_key[0] ? a.s.page_key : NULL);
 	if (vmreq && a.s.cache >= 0)
 		json_object_set_new(vmreq, "cache_bytes", json_integer(a.s.cache));
 	vmbody = vmreq ? json_dumps(vmreq, JSON_COMPACT) : NULL;

@@ -66,6 +66,7 @@ struct slot_rec {
 	char reason[STORE_ADDR_MAX];     /* why it failed or was lost */
 	int64_t created;
 	char op[STORE_JSON_MAX];         /* JSON of a migration in progress, "" = none */
+	char page_key[65];               /* the slot's page key, hex (guest memory at rest); "" = pages in clear */
 };
 
 struct section_rec {

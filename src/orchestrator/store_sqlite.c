@@ -107,9 +107,7 @@ static int exec_done(struct sqlstore *st, sqlite3_stmt *p, const char *what)
 	int rc = sqlite3_step(p);
 
 	sqlite3_reset(p);
-	if (rc != SQLITE_DONE)
-		return sql_err(st, rc, what);
-	return 0;
+	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, what);
 }
 
 static int exec_sql(struct sqlstore *st, const char *text)
@@ -425,6 +423,7 @@ static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 	copy_text(o->reason, sizeof(o->reason), p, 11);
 	o->created = sqlite3_column_int64(p, 12);
 	copy_text(o->op, sizeof(o->op), p, 13);
+	copy_text(o->page_key, sizeof(o->page_key), p, 14);
 }
 
 static int sq_slot_insert(struct store *s, struct slot_rec *o)
@@ -448,6 +447,7 @@ static int sq_slot_insert(struct store *s, struct slot_rec *o)
 		bind_text(p, 10, o->constraints[0] ? o->constraints : "{}");
 		bind_text(p, 11, o->reason);
 		sqlite3_bind_int64(p, 12, o->created);
+		bind_text(p, 13, o->page_key);
 		r = exec_done(st, p, "slot_insert");
 		if (r == 0)
 			o->id = sqlite3_last_insert_rowid(st->db);

@@ -69,6 +69,8 @@ const char *const store_sqlite_migrations[] = {
 	"ALTER TABLE slots ADD COLUMN op TEXT NOT NULL DEFAULT '';",
 	/* 2 -> 3: each section's ownership epoch (fence.c); existing ones are at 0. */
 	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
+	/* 3 -> 4: the slot's page key (guest memory at rest); existing slots are in clear. */
+	"ALTER TABLE slots ADD COLUMN page_key TEXT NOT NULL DEFAULT '';",
 };
 
 
@@ -83,7 +85,7 @@ const char *const store_sqlite_migrations[] = {
 	" AND s.state NOT IN ('failed', 'lost')) "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
-	"constraints, reason, created, op "
+	"constraints, reason, created, op, page_key "
 
 const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_PUT] =
@@ -108,8 +110,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",
 	[Q_SLOT_INSERT] =
 		"INSERT INTO slots (name, state, vcpus, memory, remote_percent, cache, compute, "
-		"policy, hotplug, constraints, reason, created) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		"policy, hotplug, constraints, reason, created, page_key) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[Q_SLOT_GET] = "SELECT " SLOT_COLS "FROM slots WHERE name = ?1",
 	[Q_SLOT_LIST] = "SELECT " SLOT_COLS "FROM slots ORDER BY id",
 	[Q_SLOT_LIST_COMPUTE] = "SELECT " SLOT_COLS "FROM slots WHERE compute = ?1 ORDER BY id",

@@ -368,7 +368,7 @@ class FakeMemnodes:
 # compute nodes
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
-           "incoming", "hot_sections"}
+           "incoming", "hot_sections", "encryption_key"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 _incoming_lock = threading.Lock()
@@ -517,7 +517,8 @@ class FakeCompute:
              "section_size": SECTION_SIZE,
              "memory_bytes": SECTION_SIZE * (len(vm["sections"]) + len(hot)),
              "sections": [_section_json(s) for s in vm["sections"]], "hot_sections": hot,
-             "guest_memtotal_kb": 0, "cache_bytes": vm.get("cache_bytes")}
+             "guest_memtotal_kb": 0, "cache_bytes": vm.get("cache_bytes"),
+             "encrypted": bool(vm.get("key"))}
         if "uri" in vm:
             j["migration_uri"] = vm["uri"]
         if "migrating" in vm:
@@ -536,7 +537,8 @@ class FakeCompute:
         return {"name": body["name"], "vcpus": body["vcpus"], "sections": body["sections"],
                 "hot": hot, "next_hot": max(hot, default=-1) + 1, "state": "incoming",
                 "uri": uri, "hotplug": body.get("hotplug", "dimm"),
-                "cache_bytes": body.get("cache_bytes")}
+                "cache_bytes": body.get("cache_bytes"), "key": body.get("encryption_key"),
+                "meta_pending": bool(body.get("encryption_key")), "meta": ""}
 
     def _migrate(self, h, vm, body):
         if self.migrate_hangup:
@@ -644,7 +646,7 @@ class FakeCompute:
         # A real agent holds GET ?wait=STATE until the state changes; a
         # fake's states change only when a test says so: answer at once.
         path = path.split("?", 1)[0]
-        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants)"
+        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
                          r"(?:/(\d+|migrate))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
@@ -675,7 +677,8 @@ class FakeCompute:
                                           "sections": body["sections"], "hot": {},
                                           "next_hot": 0,
                                           "hotplug": body.get("hotplug", "dimm"),
-                                          "cache_bytes": body.get("cache_bytes")}
+                                          "cache_bytes": body.get("cache_bytes"),
+                                          "key": body.get("encryption_key"), "meta": ""}
                 return h._send(201, self._vm_json(self.vms[body["name"]]))
             vm = self.vms.get(name)
             if vm is None:
@@ -694,6 +697,17 @@ class FakeCompute:
                 return h._send(200, text=f"console of {name}\n")
             elif sub == "grants" and idx is None and method == "POST":
                 return self._renew(h, vm, body)
+            elif sub == "page-meta" and method == "GET":
+                # A fake holds no pages: its table has no records to hand over.
+                if not vm.get("key") or vm.get("state") != "migrated":
+                    return h._err(404, "no_snapshot", "no page-metadata snapshot")
+                return h._send(200, {"total": 0, "from": 0, "next": 0, "records": vm["meta"]})
+            elif sub == "page-meta" and method == "POST":
+                if not vm.get("key") or not vm.get("meta_pending"):
+                    return h._err(409, "conflict", "not waiting for page metadata")
+                vm["meta"] += body.get("records", "")
+                vm["meta_pending"] = not body.get("done")
+                return h._send(200, {"pending": vm["meta_pending"]})
             elif sub == "sections" and idx is None and method == "POST":
                 if not isinstance(body, dict) or set(body) != {"section"}:
                     return h._err(400, "bad_request", "bad body")

@@ -45,9 +45,9 @@ class Cluster:
         self.tmp, self.keyfile, self.key = tmp_path, keyfile, key
         self.memnodes, self.agents = [], []
 
-    def memnode(self, node_id=None, pool="2G"):
+    def memnode(self, node_id=None, pool="2G", backing=None):
         m = vmlib.Memnode(self.tmp, self.key, self.keyfile,
-                          node_id or 101 + len(self.memnodes), pool)
+                          node_id or 101 + len(self.memnodes), pool, backing)
         self.memnodes.append(m)
         return m
 

@@ -169,11 +169,13 @@ class Proc:
 
 
 class Memnode(Proc):
-    def __init__(self, tmp, key, keyfile, node_id=101, pool="1G"):
+    def __init__(self, tmp, key, keyfile, node_id=101, pool="1G", backing=None):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
                 "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
                 "--section-size", "128M", "--key", keyfile,
                 "--grant-pubkey", dproto.grant_files(keyfile)[1]]
+        if backing:
+            argv += ["--backing", backing]
         super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
                          r"listening on (\S+)")
         self.addr = self.match.group(1)

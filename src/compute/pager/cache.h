@@ -61,6 +61,7 @@ struct pager_region {
 	_Atomic uint64_t wp_next;    /* end page of the last write-protect window (serve.c) */
 	_Atomic uint32_t wp_window;  /* its size, pages */
 	struct pager *owner;
+	uint64_t slot_page;          /* slot page index of page 0 (crypt.h) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */

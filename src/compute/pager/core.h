@@ -54,6 +54,7 @@ struct pager_ctr {
 	_Atomic uint64_t pages_hot_prefetched;
 	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
 	_Atomic uint64_t writebacks_fenced;
+	_Atomic uint64_t integrity_failures, pages_sealed;
 };
 
 #define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)
@@ -97,6 +98,7 @@ struct pager {
 	struct pager_nodes *nodes;     /* memory nodes' failure state (source.c) */
 	struct pager_hot *hot;         /* hot pages and prefetch queue (hot.c) */
 	struct pager_mm *mm;           /* memory migrations (memmig.c) */
+	_Atomic bool meta_pending;     /* cfg.crypt's table not imported yet: remote faults wait */
 
 	struct pager_ctr c;
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;

@@ -279,6 +279,13 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 	for (uint32_t i = 0; i < n; i++)
 		c->local[i] = (st_get(r, pg0 + c->pages[i]) & (ST_PRESENT | ST_BUSY)) == ST_PRESENT;
 	pthread_mutex_unlock(&p->lock);
+	/*
+	 * Sealed pages (atrest.h): the source memory node holds exactly the
+	 * ciphertext the table names (no write-back is in flight: io_lock), so
+	 * every page is copied from it as it is, never sealed again here.
+	 */
+	if (p->cfg.crypt)
+		memset(c->local, 0, n);
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *d = c->buf + (size_t)i * PS;
 		ssize_t got;

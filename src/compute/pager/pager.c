@@ -42,6 +42,7 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	if (!p->cfg.reconcile_ms)
 		p->cfg.reconcile_ms = 10000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
+	atomic_store(&p->meta_pending, cfg->crypt && cfg->meta_pending);
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->io_lock, NULL);

@@ -46,6 +46,7 @@
 #include "macro.h"
 #include "types.h"
 
+#include "atrest.h"
 #include "backend.h"
 #include "backend_local.h"
 #include "backend_memnode.h"

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atrest.h"
 #include "budget.h"
 #include "cache.h"
 #include "fault.h"
@@ -118,6 +119,13 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	}
 	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
 	r->next_seq = UINT64_MAX;
+	r->slot_page = rc->slot_page;
+	if (p->cfg.crypt && rc->slot_page + r->npages > pager_crypt_npages(p->cfg.crypt)) {
+		pager_region_free(r);
+		return -ERANGE;   /* outside the slot's page-metadata table */
+	}
+	if (rc->fresh)
+		pager_meta_fresh(p, r);
 
 	pthread_mutex_lock(&p->admin_lock);
 	for (idx = 0; idx < PAGER_MAX_REGIONS && atomic_load(&p->regions[idx]); idx++)

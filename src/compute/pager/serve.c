@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "atrest.h"
 #include "budget.h"
 #include "cache.h"
 #include "log.h"
@@ -176,7 +177,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	uint64_t start, end, first = UINT64_MAX, last = 0, i, budget;
 	uint32_t win, nclaimed = 0, nfetch_claimed = 0;
 	uint64_t wr_end = pg + 1;
-	bool sequential, fault_wake = false;
+	bool sequential, fault_wake = false, early = false;
 	int64_t added = 0;
 	uint64_t t0 = now_ns();
 	int rc = 0;
@@ -193,6 +194,12 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	if (s->kind == PAGER_SEC_LOCAL) {
 		if (!pf_end)
 			serve_local(t, r, pg);
+		return;
+	}
+	if (atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
+		/* Parked until the migration source's page table is here (atrest.h). */
+		if (!pf_end)
+			CTR_ADD(p, faults_parked, 1);
 		return;
 	}
 	if (pager_sec_down(p, s)) {
@@ -297,6 +304,39 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 					(uint32_t)(last - first + 1), t->buf + (first - start) * PS,
 					fetch_cancelled_cb, &w);
 		hist_observe(&p->h_fetch, now_ns() - f0);
+		if (rc == -EBADMSG)
+			rc = -EPROTO;   /* a malformed reply: a transport error, not a bad page */
+		/*
+		 * Sealed pages: open (authenticate) every claimed page that came
+		 * from the node before it is installed. A fault opens its own
+		 * page first and installs it alone (below), then the rest of the
+		 * cluster: the faulting thread does not wait for the cipher's
+		 * work on its neighbours.
+		 */
+		early = p->cfg.crypt && !pf_end && t->claimed[pg - start];
+		for (i = first; rc >= 0 && p->cfg.crypt && i <= last; i++)
+			if (t->claimed[i - start] && !(st_get(r, i) & ST_DISCARD) &&
+			    (!early || i == pg))
+				rc = pager_open_page(p, r, i, t->buf + (i - start) * PS);
+	}
+	if (rc == -EBADMSG) {
+		/*
+		 * A memory node changed, moved or replayed a page: nothing of
+		 * this fetch is installed and the fault stays parked; the VM is
+		 * told (on_fail) and goes degraded.
+		 */
+		pthread_mutex_lock(&p->lock);
+		for (i = start; i < end; i++)
+			if (t->claimed[i - start])
+				st_set(r, i, release_claim(st_get(r, i)));
+		pthread_mutex_unlock(&p->lock);
+		if (added)
+			pager_resident_add(p, added);
+		if (!pf_end) {
+			CTR_ADD(p, faults_parked, 1);
+			fail_fault(p, rc, addr, tid);
+		}
+		return;
 	}
 	if (rc < 0) {
 		pthread_mutex_lock(&p->lock);
@@ -336,14 +376,30 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		uint8_t exists[PROTO_MAX_PAGES];
 
 		memset(exists, 0, end - start);
+		if (early) {
+			rc = install(t, r, pg, 1, t->buf + (pg - start) * PS,
+				     write ? 0 : UFFDIO_COPY_MODE_WP, exists, start);
+			t->claimed[pg - start] = 2;   /* installed: in no run below */
+			wr_end = pg + 1;
+			for (i = first; rc == 0 && i <= last; i++) {
+				if (t->claimed[i - start] != 1 || (st_get(r, i) & ST_DISCARD) ||
+				    pager_open_page(p, r, i, t->buf + (i - start) * PS) == 0)
+					continue;
+				/* Not installed: a fault on it finds it bad again, and parks. */
+				pthread_mutex_lock(&p->lock);
+				st_set(r, i, release_claim(st_get(r, i)));
+				pthread_mutex_unlock(&p->lock);
+				t->claimed[i - start] = 0;
+			}
+		}
 		for (i = start; i < end && rc == 0;) {
 			uint64_t j = i, split;
 
-			if (!t->claimed[i - start]) {
+			if (t->claimed[i - start] != 1) {
 				i++;
 				continue;
 			}
-			while (j < end && t->claimed[j - start])
+			while (j < end && t->claimed[j - start] == 1)
 				j++;
 			/* [i, j): WP before the writer's range, writable inside it, WP after. */
 			split = i;

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "crypt.h"
 #include "log.h"
 #include "net.h"
 
@@ -96,11 +97,50 @@ static void wb_fenced(struct pager *p, int err, const struct pager_wb_group *g, 
 			  strerror(-err));
 }
 
+/* Seal the pages of the groups in place (guest memory at rest, crypt.h). */
+static int seal_groups(struct pager *p, struct pager_wb_group *g, unsigned ng)
+{
+	struct pager_crypt *c = p->cfg.crypt;
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < ng; i++) {
+		uint8_t *d = (uint8_t *)g[i].data;
+
+		for (uint32_t e = 0; e < g[i].next; e++)
+			for (uint32_t k = 0; k < g[i].ext[e].count; k++) {
+				int r = pager_crypt_seal(c, g[i].slot_page + g[i].ext[e].page + k, d, d);
+
+				if (r < 0) {
+					log_error("pager %s: cannot seal page %llu for write-back: %s",
+						  p->name,
+						  (unsigned long long)(g[i].slot_page + g[i].ext[e].page + k),
+						  strerror(-r));
+					return r;
+				}
+				d += PS;
+				n++;
+			}
+	}
+	CTR_ADD(p, pages_sealed, n);
+	return 0;
+}
+
 int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, unsigned ng)
 {
 	struct wb_io io = { p, g, ng };
 	uint64_t w0 = now_ns();
-	int err = pager_retry_io(p, connp, wb_cb, &io);
+	int err = 0;
+
+	/*
+	 * Sealed once per batch: a retry sends the same ciphertext (same
+	 * nonce, same plaintext), and a tee (memory migration's target) gets
+	 * exactly what the memory node gets.
+	 */
+	if (p->cfg.crypt)
+		err = seal_groups(p, g, ng);
+	if (err < 0)
+		return err;
+	err = pager_retry_io(p, connp, wb_cb, &io);
 
 	hist_observe(&p->h_writeback, now_ns() - w0);
 	if (err == -EKEYREVOKED || err == -ESTALE) {

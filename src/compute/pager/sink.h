@@ -29,6 +29,7 @@ struct pager_tee;
 /* One write of a write-back batch: extents of one section, data in extent order. */
 struct pager_wb_group {
 	const struct pager_section *s;
+	uint64_t slot_page;          /* slot page index of the section's page 0 (crypt.h) */
 	struct pager_tee *tee;       /* the section's tee, or NULL */
 	struct proto_extent ext[PROTO_MAX_EXTENTS];
 	uint32_t next, npages;

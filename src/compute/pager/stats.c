@@ -30,6 +30,9 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->pages_zero = LD(pages_zero);
 	ret->pages_evicted = LD(pages_evicted);
 	ret->pages_written_back = LD(pages_written_back);
+	ret->integrity_failures = LD(integrity_failures);
+	ret->pages_sealed = LD(pages_sealed);
+	ret->encrypted = p->cfg.crypt != NULL;
 	ret->remove_events = LD(remove_events);
 	ret->errors = LD(errors);
 	ret->eexist = LD(eexist);
@@ -110,6 +113,8 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(faults_parked, "faults left waiting for a memory node that does not answer"),
 		C(node_down_events, "memory nodes marked down (a fetch timed out or was refused)"),
 		C(node_up_events, "memory nodes that answered again after being down"),
+		C(integrity_failures, "fetched pages that failed authentication (a memory node changed, moved or replayed a page): never mapped"),
+		C(pages_sealed, "pages encrypted with the slot's key for write-back"),
 		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 #undef C
 	};

@@ -23,6 +23,7 @@
 #define PAGER_DEFAULT_SECTION (128u << 20)
 
 struct pager;
+struct pager_crypt;
 
 /* ---- sections ----------------------------------------------------------- */
 
@@ -136,6 +137,15 @@ struct pager_config {
 	 * one section at a time. 0 = 10000 ms; < 0 = never.
 	 */
 	int reconcile_ms;
+	/*
+	 * Guest memory at rest (crypt.h): pages are sealed with the slot's
+	 * key before they leave and opened (authenticated) when fetched. Not
+	 * owned; NULL: pages go out in clear. meta_pending: the table is to
+	 * come from a compute migration's source (pager_meta_import): faults
+	 * on remote pages wait until it is there.
+	 */
+	struct pager_crypt *crypt;
+	bool meta_pending;
 };
 
 struct pager_region_config {
@@ -147,6 +157,8 @@ struct pager_region_config {
 	uint64_t length;              /* multiple of section_size */
 	const struct pager_section *sections; /* length / section_size entries (copied) */
 	int pagemap_fd;               /* /proc/PID/pagemap of the mapping's process, or -1 */
+	uint64_t slot_page;           /* slot page index of base (the page cipher's place) */
+	bool fresh;                   /* new memory: forget what the table says was stored there */
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */
@@ -188,6 +200,9 @@ struct pager_stats {
 	uint64_t pages_unprotected;   /* made writable with another page's write-protect fault */
 	uint64_t pages_hot_prefetched; /* fetched ahead of faults (pager_prefetch) */
 	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
+	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
+	uint64_t pages_sealed;        /* pages sealed for write-back */
+	bool encrypted;               /* pages leave sealed (cfg.crypt) */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */
 	int memmig_last_err;          /* why the last failed migration failed (0: none) */

@@ -177,6 +177,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		if (!g || g->s != &v[i].r->sections[sec] || g->npages >= maxp) {
 			g = &groups[ng++];
 			g->s = &v[i].r->sections[sec];
+			g->slot_page = v[i].r->slot_page + (uint64_t)sec * p->sec_pages;
 			g->tee = pager_tee_get(v[i].r, sec);
 			g->teed = false;
 			g->next = 0;
@@ -190,6 +191,8 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		} else {
 			g = &groups[ng++];
 			*g = (struct pager_wb_group){ .s = &v[i].r->sections[sec],
+						      .slot_page = v[i].r->slot_page +
+								   (uint64_t)sec * p->sec_pages,
 						      .tee = pager_tee_get(v[i].r, sec), .data = d };
 			g->ext[g->next++] = (struct proto_extent){ page, 1 };
 		}

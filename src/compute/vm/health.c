@@ -52,6 +52,7 @@ struct vm_health {
 	pthread_t thread;
 	unsigned down;               /* memory nodes down (pager transitions) */
 	bool grant_refused;          /* a fault parked on a refused grant, no renewal since */
+	bool integrity;              /* a fetched page failed authentication: for good */
 	bool changed, stopping;
 	char why[256];               /* the latest node that went down, and why */
 	bool paused;                 /* we sent QMP stop and no cont since */
@@ -87,7 +88,8 @@ void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool do
 	pthread_mutex_lock(&h->mu);
 	if (down) {
 		h->down++;
-		snprintf(h->why, sizeof(h->why), "memory node %llu (%s) does not answer: %s",
+		if (!h->integrity)   /* that reason stays: it is for good */
+			snprintf(h->why, sizeof(h->why), "memory node %llu (%s) does not answer: %s",
 			 (unsigned long long)memnode_id, addr, strerror(-err));
 	} else if (h->down) {
 		h->down--;
@@ -103,12 +105,25 @@ void vm_health_fault(void *opaque, int err, uint64_t addr, uint32_t tid)
 	struct vm *vm = opaque;
 	struct vm_health *h = vm->health;
 
-	if (!h || (err != -EKEYREJECTED && err != -EKEYEXPIRED))
+	if (!h || (err != -EKEYREJECTED && err != -EKEYEXPIRED && err != -EBADMSG))
 		return;                   /* transport failures come through on_node */
 	pthread_mutex_lock(&h->mu);
+	if (err == -EBADMSG) {
+		/* Nothing brings that page back: degraded until the VM is deleted. */
+		if (!h->integrity) {
+			h->integrity = true;
+			snprintf(h->why, sizeof(h->why), "a memory node returned a page that fails "
+				 "authentication (changed, moved or replayed): it is never mapped");
+			h->changed = true;
+			pthread_cond_signal(&h->cv);
+		}
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
 	if (!h->grant_refused) {
 		h->grant_refused = true;
-		snprintf(h->why, sizeof(h->why), "a memory node refuses this node's grant "
+		if (!h->integrity)
+			snprintf(h->why, sizeof(h->why), "a memory node refuses this node's grant "
 			 "(expired, or not valid): waiting for renewed grants");
 		h->changed = true;
 		pthread_cond_signal(&h->cv);
@@ -212,7 +227,7 @@ static void *health_main(void *arg)
 			continue;
 		}
 		h->changed = false;
-		down = h->down + h->grant_refused;
+		down = h->down + h->grant_refused + h->integrity;
 		memcpy(why, h->why, sizeof(why));
 		pthread_mutex_unlock(&h->mu);
 		if (down)

@@ -94,8 +94,15 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		.length = msg->len,
 		.sections = psecs,
 		.pagemap_fd = -1,
+		/* The page cipher's place: the section's index in the slot (pager/crypt.h). */
+		.slot_page = (uint64_t)(hot == -1 ? first
+				       : hot == -2 ? vm->spec.nbase + first
+						   : vm->spec.nbase + (unsigned)hot) *
+			     (vm->env.section_size / PAGER_PAGE_SIZE),
 	};
 	p = vm_pager_get(vm);
+	/* New memory (not handed back, not a migration's): nothing of it is stored yet. */
+	rc.fresh = !adopt && p && !pager_meta_pending(p);
 	r = p ? pager_add_region(p, &rc) : -ESRCH;
 	if (r < 0) {
 		vm_pager_put(vm, p);

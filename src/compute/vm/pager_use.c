@@ -30,6 +30,7 @@
 #include "health.h"
 #include "log.h"
 #include "sections.h"
+#include "pagemeta.h"
 
 struct pager *vm_pager_get(struct vm *vm)
 {
@@ -52,6 +53,8 @@ static void teardown(struct vm *vm)
 	vm->pager = NULL;
 	pager_backend_free(vm->backend);
 	vm->backend = NULL;
+	pager_crypt_free(vm->crypt);
+	vm->crypt = NULL;
 	for (unsigned i = 0; i < vm->nregions; i++) {
 		if (vm->regions[i].file_fd >= 0)
 			close(vm->regions[i].file_fd);
@@ -126,6 +129,13 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	pc.backend = vm->backend;
+	if (vm->spec.encrypt) {
+		/* A migration's destination: faults wait for the source's table. */
+		r = vm_pagemeta_open(vm, &pc.meta_pending, err, errlen);
+		if (r < 0)
+			return r;
+		pc.crypt = vm->crypt;
+	}
 	r = pager_new(&pc, &vm->pager);
 	if (r >= 0)
 		r = pager_start(vm->pager);

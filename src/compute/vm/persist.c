@@ -15,7 +15,7 @@
  *    "section_size", "hotplug": "dimm"|"virtio-mem", "max_hot", "append",
  *    "budget": bytes or null, "base": [SEC...],
  *    "hot": [{"index", "plugged", "gpa", "slot", "section": SEC}...],
- *    "vmem_plugged", "vmem": [SEC...]}
+ *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -74,6 +74,8 @@ static json_t *record_json(struct vm *vm)
 		      vm->spec.hotplug == VM_HOTPLUG_DIMM ? "dimm" : "virtio-mem", "max_hot",
 		      (int)vm->spec.max_hot, "append", vm->spec.append, "base", base, "hot", hot,
 		      "vmem_plugged", (int)vm->vmem_plugged, "vmem", vmem);
+	if (j)
+		json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	if (j)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
@@ -267,6 +269,8 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 	vm->spec.max_hot = (unsigned)max_hot;
 	vm->spec.hotplug = strcmp(hp, "dimm") == 0 ? VM_HOTPLUG_DIMM : VM_HOTPLUG_VIRTIO_MEM;
 	vm->spec.budget = json_is_null(budget) ? UINT64_MAX : (uint64_t)json_integer_value(budget);
+	/* Sealed pages: the key and table come from the run directory (vm/pagemeta.c). */
+	vm->spec.encrypt = json_is_true(json_object_get(j, "encrypted"));
 	vm->pid = (pid_t)pid;
 	vm->qemu_starttime = st;
 

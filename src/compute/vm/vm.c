@@ -317,6 +317,8 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
+	free(vm->meta_snap);
+	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);
 	pthread_cond_destroy(&vm->cond);
@@ -420,6 +422,10 @@ void vm_render_metrics(struct vm *vm, struct strbuf *sb)
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pager)
 		pager_render_metrics(vm->pager, sb, labels);
+	if (vm->spec.encrypt)
+		metrics_counter(sb, "disagg_compute_page_meta_refused_total",
+				"page-metadata parts refused (malformed, outside the VM, too late)",
+				labels, atomic_load(&vm->meta_refused));
 	pthread_mutex_unlock(&vm->lock);
 }
 
@@ -473,6 +479,7 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(j, "cache_bytes", json_integer((json_int_t)vm->spec.budget));
 	if (vm->state == VM_FAILED || vm->state == VM_DEGRADED)
 		json_object_set_new(j, "reason", json_string(vm->reason));
+	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	pthread_mutex_unlock(&vm->lock);
 	if (have_stats)
 		json_object_set_new(
@@ -499,6 +506,9 @@ json_t *vm_status(struct vm *vm)
 				    json_integer((json_int_t)st.pages_hot_prefetched));
 		json_object_set_new(pj, "writebacks_fenced",
 				    json_integer((json_int_t)st.writebacks_fenced));
+		json_object_set_new(pj, "pages_sealed", json_integer((json_int_t)st.pages_sealed));
+		json_object_set_new(pj, "integrity_failures",
+				    json_integer((json_int_t)st.integrity_failures));
 	}
 	vm_ext_status(vm, j);
 	return j;

@@ -63,6 +63,10 @@ struct vm {
 
 	struct pager_backend *backend;
 	struct pager *pager;
+	struct pager_crypt *crypt;    /* spec.encrypt: the page-metadata table (vm_pagemeta.c) */
+	uint8_t *meta_snap;           /* the table as a migration source left it (vm_pagemeta.c) */
+	size_t meta_snap_len;
+	_Atomic uint64_t meta_refused; /* page-meta parts refused (vm_pagemeta.c), in /metrics */
 	struct vm_region regions[VM_MAX_SECTIONS + 2];
 	unsigned nregions;
 

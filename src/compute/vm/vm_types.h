@@ -82,6 +82,13 @@ struct vm_spec {
 	unsigned max_hot;             /* sections that can be hot-plugged */
 	char append[512];             /* extra kernel command line */
 	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
+	/*
+	 * Guest memory at rest (pager/crypt.h): pages leave sealed with this
+	 * key, the slot's, from the control plane; kept 0600 in the run
+	 * directory (page.key) for an agent restart.
+	 */
+	bool encrypt;
+	uint8_t key[32];
 };
 
 struct vm;

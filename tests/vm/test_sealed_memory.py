@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: MIT
+"""VM test: guest memory at rest (docs/security.md, "Guest memory at rest").
+
+Real guests whose RAM is on a memory node with a file backing (the
+persistent mode, where guest pages would sit on a disk):
+
+- a guest with a slot page key FILLs a pattern through a small cache: the
+  memory node's file has no trace of it; one bit flipped in the file, in a
+  page the guest wrote, makes the guest's VERIFY stop at that page: the VM
+  turns `degraded` with the reason, the agent counts it in
+  disagg_pager_integrity_failures_total, and VERIFY never returns a
+  mismatch (the guest is never handed the page);
+- the control: the same guest without a key leaves the pattern in the file;
+- a compute migration of a sealed VM: the destination gets the source's
+  page metadata (GET and POST /v1/vms/NAME/page-meta, as the orchestrator
+  does) and the guest's memory verifies there.
+"""
+import mmap
+import os
+import struct
+import threading
+import time
+
+import dproto
+import vmlib
+
+MiB = 1 << 20
+PAGE = 4096
+SEC_PAGES = (128 * MiB) // PAGE
+M64 = (1 << 64) - 1
+
+
+def pattern_word(seed, page, i):
+    """disagg-guest's FILL pattern (src/guest/disagg-guest.c)."""
+    x = ((seed * 0x9E3779B97F4A7C15) & M64) ^ (page << 9 | i)
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & M64
+    x ^= x >> 33
+    return x | 1
+
+
+def page_head(seed, page, words=4):
+    return b"".join(struct.pack("<Q", pattern_word(seed, page, i)) for i in range(words))
+
+
+def find(path, needle):
+    """Offsets of needle in the file (page-aligned ones)."""
+    out = []
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        at = m.find(needle)
+        while at >= 0:
+            if at % PAGE == 0:
+                out.append(at)
+            at = m.find(needle, at + 1)
+    return out
+
+
+def find_in_ram(path, needle):
+    """The same in a guest RAM file, with read(): a read of a tmpfs hole
+    allocates nothing, where a mapping would fill the holes behind the
+    pager's back (DESIGN.md, section 2)."""
+    out, off, chunk = [], 0, 16 * MiB
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            data = f.read(chunk)
+            if not data:
+                return out
+            at = data.find(needle)
+            while at >= 0:
+                if at % PAGE == 0:
+                    out.append(off + at)
+                at = data.find(needle, at + 1)
+            off += len(data)
+
+
+def pattern_hits(path, seed, mb):
+    """Pages of a FILLed region (a sample of 64 and the last) found in the file."""
+    pages = mb * MiB // PAGE
+    sample = sorted(set(list(range(0, pages, max(pages // 64, 1))) + [pages - 1]))
+    return sum(len(find(path, page_head(seed, p))) for p in sample)
+
+
+def resident(agent, name):
+    return agent.status(name)["pager"]["resident_pages"]
+
+
+def evict_all(agent, name, cache):
+    """Every page out to the memory node, then the cache back."""
+    agent.call("POST", f"/v1/vms/{name}/flush")
+    agent.call("PUT", f"/v1/vms/{name}/budget", {"bytes": 0})
+    assert vmlib.wait_for(lambda: resident(agent, name) == 0, 60), agent.status(name)
+    agent.call("PUT", f"/v1/vms/{name}/budget", {"bytes": cache})
+
+
+def metric(agent, name):
+    text = agent.request("GET", "/metrics", raw=True)[1]
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_sealed_pages_leave_no_trace_and_a_flipped_bit_is_caught(cluster, key, tmp_path):
+    pool = tmp_path / "mn-sealed.pool"
+    mn = cluster.memnode(pool="512M", backing=f"file:{pool}")
+    agent = cluster.agent()
+    secs = [mn.section() for _ in range(2)]
+    cache = 32 * MiB
+    vm = agent.create("sealed", secs, vcpus=1, cache_bytes=cache,
+                      encryption_key=os.urandom(32).hex())
+    assert vm["state"] == "running" and vm["encrypted"] is True, vm
+    agent.guest("sealed", "FILL 1 7 64")            # 64 MiB through a 32 MiB cache
+
+    # The region's last page is resident now: where it is in the slot's memory.
+    ram = os.path.join(agent.run_dir, "sealed", "ram-base")
+    last = 64 * MiB // PAGE - 1
+    at = find_in_ram(ram, page_head(7, last))
+    assert len(at) == 1, at
+    slot_page = at[0] // PAGE
+    evict_all(agent, "sealed", cache)
+
+    # The memory node's file: no trace of the guest's pattern.
+    assert pattern_hits(str(pool), 7, 64) == 0
+    st = agent.status("sealed")["pager"]
+    assert st["pages_sealed"] > 0 and st["integrity_failures"] == 0, st
+
+    # One bit flipped in that page's ciphertext, in the memory node's file.
+    g = bytes.fromhex(secs[slot_page // SEC_PAGES]["grant"])
+    with dproto.Conn(mn.addr).login(key, 1) as c:
+        ct = c.read(g, [(slot_page % SEC_PAGES, 1)])
+    assert len(ct) == PAGE
+    where = find(str(pool), ct)
+    assert len(where) == 1, where
+    with open(pool, "r+b") as f:
+        f.seek(where[0] + 1000)
+        b = f.read(1)
+        f.seek(where[0] + 1000)
+        f.write(bytes([b[0] ^ 0x10]))
+
+    # The guest reads its region: it stops at that page, the VM turns degraded.
+    result = {}
+
+    def verify():
+        try:
+            result.update(agent.guest("sealed", "VERIFY 1", timeout_ms=30000))
+        except Exception as e:        # noqa: BLE001 - the agent closes on teardown
+            result["error"] = str(e)
+
+    t = threading.Thread(target=verify, daemon=True)
+    t.start()
+    assert vmlib.wait_for(lambda: agent.status("sealed")["state"] == "degraded", 120), \
+        (agent.status("sealed"), result)
+    s = agent.status("sealed")
+    assert "fails authentication" in s["reason"], s
+    assert s["pager"]["integrity_failures"] >= 1, s
+    assert metric(agent, "disagg_pager_integrity_failures_total") >= 1
+    # Never handed the page: VERIFY does not come back, with a mismatch or
+    # otherwise; the agent gives up waiting for the guest's answer.
+    t.join(90)
+    assert not t.is_alive() and "mismatches" not in result, result
+    assert "guest" in result.get("error", ""), result
+    assert agent.status("sealed")["state"] == "degraded"
+
+
+def test_clear_pages_are_in_the_memory_node_file(cluster, tmp_path):
+    """The control: "encrypt" off (no key), the pattern is there to read."""
+    pool = tmp_path / "mn-clear.pool"
+    mn = cluster.memnode(pool="512M", backing=f"file:{pool}")
+    agent = cluster.agent()
+    cache = 32 * MiB
+    vm = agent.create("clear", [mn.section() for _ in range(2)], vcpus=1, cache_bytes=cache)
+    assert vm["encrypted"] is False, vm
+    agent.guest("clear", "FILL 1 7 64")
+    evict_all(agent, "clear", cache)
+    assert pattern_hits(str(pool), 7, 64) > 0
+    assert agent.status("clear")["pager"]["pages_sealed"] == 0
+    assert agent.guest("clear", "VERIFY 1")["mismatches"] == 0
+
+
+def regrant(key, section, holder):
+    g = bytes.fromhex(section["grant"])
+    mnid, _, sec, gen, *_ = dproto.GRANT.unpack(g)
+    out = {k: v for k, v in section.items() if k in ("kind", "addr", "free_on_release")}
+    free = dproto.R_FREE if section.get("free_on_release") else 0
+    out["grant"] = dproto.mint_grant(key, mnid, holder, sec, gen,
+                                     dproto.R_READ | dproto.R_WRITE | free).hex()
+    return out
+
+
+def hand_over(src, dst, name):
+    """What the orchestrator does after the source's migrate answer."""
+    frm, parts = 0, 0
+    while True:
+        part = src.call("GET", f"/v1/vms/{name}/page-meta?from={frm}")
+        done = part["next"] >= part["total"]
+        ans = dst.call("POST", f"/v1/vms/{name}/page-meta",
+                       {"records": part["records"], "done": done})
+        assert ans["pending"] is (not done), ans
+        parts += 1
+        frm = part["next"]
+        if done:
+            return part["total"], parts
+
+
+def test_migrate_sealed(cluster, key):
+    mn = cluster.memnode()
+    a1, a2 = cluster.agent(1), cluster.agent(2)
+    page_key = os.urandom(32).hex()
+    secs = [mn.section(holder=1) for _ in range(2)]
+    vm = a1.create("smover", secs, vcpus=1, cache_bytes=32 * MiB, encryption_key=page_key)
+    assert vm["encrypted"] is True
+    a1.guest("smover", "FILL 1 7 64")                 # most of it on the memory node
+    st, j = a1.request("GET", "/v1/vms/smover/page-meta")
+    assert st == 404 and j["error"]["code"] == "no_snapshot", j   # not migrated yet
+
+    dst = a2.create("smover", [regrant(key, s, 2) for s in secs], vcpus=1,
+                    cache_bytes=32 * MiB, encryption_key=page_key,
+                    incoming={"listen": "127.0.0.1:0"})
+    assert dst["state"] == "incoming", dst
+    a2.qemu_pids.add(dst["pid"])
+    st, res = a1.request("POST", "/v1/vms/smover/migrate", {"uri": dst["migration_uri"]},
+                         timeout=300)
+    assert st == 200 and res["ok"] is True, res
+    assert res["ram_transferred_bytes"] < 16 * MiB, res
+    total, parts = hand_over(a1, a2, "smover")
+    print(f"page metadata: {total} pages in {parts} part(s)")
+    assert total > 64 * MiB // PAGE // 2, total       # at least the evicted half of the region
+    st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "", "done": True})
+    assert st == 409, j                                # complete: never overwritten
+    st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "not base64!"})
+    assert st == 400, j
+    assert metric(a2, "disagg_compute_page_meta_refused_total") == 2   # each refusal counted
+    assert vmlib.wait_for(lambda: a2.status("smover")["state"] == "running", 60)
+    v = a2.guest("smover", "VERIFY 1")
+    assert v["mismatches"] == 0, v
+    p = a2.status("smover")["pager"]
+    assert p["pages_fetched"] > 0 and p["integrity_failures"] == 0 and p["failed"] == 0, p
+    a1.delete("smover")
+    a2.delete("smover")

@@ -45,6 +45,14 @@ struct mnc_opts {
 	const struct grant_key *orch_key;
 	uint64_t node_id;              /* our node id (grants name it as holder) */
 	int timeout_ms;                /* connect, handshake and sync waits; 0 = 5000 */
+	/*
+	 * TLS on the fabric (tls.h): NULL takes the process's default
+	 * (mnc_set_tls), which is NULL for plaintext. Over TLS the server's
+	 * certificate must be a memory node's of the cluster CA and name the
+	 * node id it gives in HELLO.
+	 */
+	struct tls_ctx *tls;
+	uint64_t expect_id;            /* nonzero: the memory node must be this one (-ESTALE) */
 };
 
 /* What the server told us in HELLO. */
@@ -61,6 +69,9 @@ struct mnc_info {
 /* Completion: status is 0 or -errno; `len` bytes of reply payload were stored. */
 typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
 
+struct tls_ctx;
+/* The TLS context every connection without opts.tls uses (set once at startup). */
+void mnc_set_tls(struct tls_ctx *t);
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret);
 /*
  * The same over a socket that is already connected (opts->addr unused):

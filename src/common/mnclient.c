@@ -1020,7 +1020,7 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		return -EBADMSG;
 	/* Over TLS, the node must be the one its certificate names (and the one meant). */
 	if (fio_is_tls(&c->io) && hr.node_id != c->peer.node_id) {
-		log_warn("memory node says it is node %llu, its certificate names node %llu",
+		log_debug("memory node says it is node %llu, its certificate names node %llu",
 			 (unsigned long long)hr.node_id, (unsigned long long)c->peer.node_id);
 		return -EKEYREJECTED;
 	}

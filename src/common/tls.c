@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +37,22 @@ bool fabric_opt(int opt, const char *arg, struct fabric_conf *f)
 	case FABRIC_OPT_PLAINTEXT: f->plaintext = true; return true;
 	default: return false;
 	}
+}
+
+void fabric_conf_env(struct fabric_conf *f)
+{
+	const char *p;
+
+	if (f->plaintext || f->ca || f->cert || f->key)
+		return;
+	p = getenv("DISAGG_FABRIC_PLAINTEXT");
+	if (p && strcmp(p, "1") == 0) {
+		f->plaintext = true;
+		return;
+	}
+	f->ca = getenv("DISAGG_TLS_CA");
+	f->cert = getenv("DISAGG_TLS_CERT");
+	f->key = getenv("DISAGG_TLS_KEY");
 }
 
 int fabric_conf_check(const struct fabric_conf *f)
@@ -129,7 +146,7 @@ int tls_ctx_new(const struct fabric_conf *f, enum cert_role role, uint64_t self_
 		r = -EINVAL;
 		goto fail;
 	}
-	if (t->self.role != role) {
+	if (role != CERT_ROLE_NONE && t->self.role != role) {
 		log_error("the TLS certificate %s is for a %s node, not a %s node", f->cert,
 			  cert_role_name(t->self.role), cert_role_name(role));
 		r = -EINVAL;

@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "cert.h"
+#include "macro.h"
 
 struct fabric_conf {
 	const char *ca;
@@ -55,6 +56,12 @@ enum {
 
 /* getopt_long helper: true if `opt` is a fabric option (its value stored). */
 bool fabric_opt(int opt, const char *arg, struct fabric_conf *f);
+/*
+ * For command-line tools: fill what the options left unset from the
+ * environment (DISAGG_TLS_CA, DISAGG_TLS_CERT, DISAGG_TLS_KEY,
+ * DISAGG_FABRIC_PLAINTEXT=1). Daemons take options only.
+ */
+void fabric_conf_env(struct fabric_conf *f);
 /* After the options: 0, or -EINVAL after logging what is wrong. */
 int fabric_conf_check(const struct fabric_conf *f);
 
@@ -62,12 +69,13 @@ struct tls_ctx;
 
 /*
  * Load the CA, certificate and key of f and check that the certificate
- * says role `role` and (when self_id is nonzero) node id self_id. With
+ * says role `role` (CERT_ROLE_NONE: any) and (when self_id is nonzero) node id self_id. With
  * --fabric-plaintext *ret is NULL and 0 is returned. Errors are logged.
  */
 int tls_ctx_new(const struct fabric_conf *f, enum cert_role role, uint64_t self_id,
 		struct tls_ctx **ret);
 void tls_ctx_free(struct tls_ctx *t);
+DEFINE_CLEANUP_FUNC(struct tls_ctx, tls_ctx_free)
 const struct cert_id *tls_ctx_self(const struct tls_ctx *t);
 /* A new SSL on fd in client or server mode. NULL on failure. */
 SSL *tls_ssl_new(struct tls_ctx *t, int fd, bool server);

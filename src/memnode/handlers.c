@@ -99,6 +99,13 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 	    req.ver_max < PROTO_VERSION)
 		return -EPROTONOSUPPORT;
 
+	/* Over TLS the node id is the certificate's: no claiming another node's. */
+	if (a->has_cert && req.node_id != a->cert.node_id) {
+		atomic_fetch_add(&n->stats.id_node_mismatch, 1);
+		log_info("HELLO names node %llu, the client's certificate node %llu: refused",
+			 (unsigned long long)req.node_id, (unsigned long long)a->cert.node_id);
+		return -EACCES;
+	}
 	a->peer_id = req.node_id;
 	a->features = req.features & PROTO_FEAT_ALL;
 	memcpy(a->client_nonce, req.nonce, PROTO_NONCE_SIZE);
@@ -154,6 +161,12 @@ static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8
 		atomic_fetch_add(&n->stats.auth_failed, 1);
 		log_info("authentication failed for a client claiming node id %llu%s",
 			 (unsigned long long)a->peer_id, orch ? " and the orchestrator's capability" : "");
+		return -EACCES;
+	}
+	if (orch && a->has_cert && a->cert.role != CERT_ROLE_ORCH) {
+		atomic_fetch_add(&n->stats.id_role, 1);
+		log_info("node %llu (a %s certificate) offered the orchestrator's capability: refused",
+			 (unsigned long long)a->peer_id, cert_role_name(a->cert.role));
 		return -EACCES;
 	}
 	a->authed = true;

@@ -31,6 +31,8 @@
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
+#include "mnclient.h"
+#include "tls.h"
 #include "opts.h"
 #include "registrar.h"
 #include "macro.h"
@@ -53,6 +55,7 @@ struct mn_opts {
 	const char *advertise;
 	json_t *labels;
 	struct mn_limits limits;
+	struct fabric_conf fabric;
 };
 
 static void usage(FILE *f)
@@ -72,6 +75,7 @@ static void usage(FILE *f)
 		"  --grant-pubkey FILE    the orchestrator's grant key, public half, PEM (required):\n"
 		"                         verifies grants and the orchestrator's capability\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
+		FABRIC_HELP
 		"  --workers N            network worker threads (default 2)\n"
 		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
@@ -210,6 +214,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "max-unauth-per-addr", required_argument, NULL, OPT_MAX_UNAUTH_PER_ADDR },
 		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
 		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -231,6 +236,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		},
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &o->fabric))
+			continue;
 		switch (c) {
 		case OPT_LISTEN:
 			o->listen = optarg;
@@ -317,6 +324,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		log_error("--node-id ID is required");
 		return -EINVAL;
 	}
+	if (fabric_conf_check(&o->fabric) < 0)
+		return -EINVAL;
 	if (!IS_POW2(o->section_size) || o->section_size < MN_MIN_SECTION_SIZE) {
 		log_error("--section-size must be a power of two of at least 2M");
 		return -EINVAL;
@@ -435,6 +444,10 @@ static int run(const struct mn_opts *o)
 			  grant_key_hint(r));
 		goto out_free;
 	}
+	r = tls_ctx_new(&o->fabric, CERT_ROLE_MEMORY, o->node_id, &n->tls);
+	if (r < 0)
+		goto out_free;
+	mnc_set_tls(n->tls);      /* COPY to other memory nodes */
 	r = mn_grant_cache_new(MN_GRANT_CACHE_BITS, &n->gcache);
 	if (r < 0) {
 		log_error("cannot allocate the grant cache: %s", strerror(-r));
@@ -533,6 +546,8 @@ out_free:
 	memset(&n->key, 0, sizeof(n->key));
 	grant_key_free(n->grant_key);
 	mn_grant_cache_free(n->gcache);
+	mnc_set_tls(NULL);
+	tls_ctx_free(n->tls);
 	free(n);
 	return rc;
 }

@@ -28,6 +28,7 @@
 
 #include "admit.h"
 #include "auth.h"
+#include "cert.h"
 #include "grant.h"
 #include "metrics.h"
 #include "disagg/proto.h"
@@ -203,6 +204,12 @@ struct mn_stats {
 	_Atomic uint64_t grants_expired;
 	_Atomic uint64_t grants_rights;      /* authentic, but without the rights asked for */
 	_Atomic uint64_t denied;             /* orchestrator-only requests from anyone else */
+	/* TLS handshakes that failed, by reason (tls.h tls_fail_reason, and "identity") */
+	_Atomic uint64_t tls_no_cert, tls_bad_cert, tls_protocol, tls_identity;
+	_Atomic uint64_t tls_handshakes;     /* completed */
+	/* HELLO/AUTH refused for the certificate's identity */
+	_Atomic uint64_t id_node_mismatch;   /* HELLO names another node than the certificate */
+	_Atomic uint64_t id_role;            /* a capability the certificate's role lacks */
 	struct hist latency[PROTO_OP_MAX];
 };
 
@@ -230,6 +237,7 @@ struct mn_node {
 	int listen_fd;
 	struct mn_limits limits;
 	struct mn_admit *admit;
+	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
@@ -273,6 +281,8 @@ struct mn_conn_auth {
 	bool hello_done;
 	bool authed;
 	bool orch;               /* AUTH carried the orchestrator's proof */
+	bool has_cert;           /* TLS: the peer's verified certificate says `cert` */
+	struct cert_id cert;
 	uint64_t peer_id;
 	uint32_t features;
 	uint8_t client_nonce[PROTO_NONCE_SIZE];

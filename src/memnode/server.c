@@ -50,10 +50,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fio.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "tls.h"
 #include "wire.h"
+
+#include <openssl/err.h>
 
 #define MN_RBUF_SIZE (64u << 10)
 #define MN_IOV_BATCH 64
@@ -81,6 +85,9 @@ struct mn_handoff {
 
 struct mn_conn {
 	int fd;
+	struct fio io;           /* plain or TLS (fio.h) */
+	bool tls_hs;             /* TLS handshake not finished yet */
+	uint32_t hs_want;        /* events the handshake waits for */
 	struct mn_worker *w;
 	struct mn_conn *prev, *next;
 	_Atomic int refs;
@@ -197,6 +204,7 @@ static void conn_close(struct mn_conn *c)
 		return;
 	c->dead = true;
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	fio_done(&c->io, !c->tls_hs);
 	close(c->fd);
 	c->fd = -1;
 	if (c->prev)
@@ -227,9 +235,16 @@ static void conn_close(struct mn_conn *c)
 
 static int conn_flush(struct mn_conn *c)
 {
+	if (fio_wpending(&c->io)) {
+		int r = fio_flush(&c->io);
+
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+	}
 	while (c->oh) {
 		struct iovec iov[MN_IOV_BATCH];
-		struct msghdr mh = { .msg_iov = iov };
 		struct mn_obuf *ob;
 		size_t n = 0;
 		ssize_t wr;
@@ -239,15 +254,9 @@ static int conn_flush(struct mn_conn *c)
 			iov[n].iov_len = ob->len - ob->off;
 			n++;
 		}
-		mh.msg_iovlen = n;
-		wr = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (wr < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -errno;
-		}
+		wr = fio_writev(&c->io, iov, (int)n);
+		if (wr < 0)
+			return wr == -EAGAIN ? 0 : (int)wr;
 		c->obytes -= (size_t)wr;
 		c->active_ns = now_ns();
 		while (wr > 0) {
@@ -278,11 +287,13 @@ static void conn_update(struct mn_conn *c)
 
 	if (c->dead)
 		return;
-	if (!c->closing && !conn_over_cap(c))
+	if (c->tls_hs)
+		want = c->hs_want;
+	else if (!c->closing && !conn_over_cap(c))
 		want |= EPOLLIN;
-	if (c->oh)
+	if (c->oh || fio_wpending(&c->io))
 		want |= EPOLLOUT;
-	if (c->closing && !c->oh) {
+	if (c->closing && !c->oh && !fio_wpending(&c->io)) {
 		conn_close(c);
 		return;
 	}
@@ -407,7 +418,9 @@ static void conn_read(struct mn_conn *c)
 	ssize_t n;
 
 	if (c->big) {
-		n = read(c->fd, c->big + c->big_have, c->bighdr.len - c->big_have);
+		struct iovec iov = { c->big + c->big_have, c->bighdr.len - c->big_have };
+
+		n = fio_readv(&c->io, &iov, 1, false);
 		if (n > 0) {
 			c->active_ns = now_ns();
 			c->big_have += (size_t)n;
@@ -431,7 +444,9 @@ static void conn_read(struct mn_conn *c)
 		}
 		if (c->rlen == c->rcap)
 			return;        /* full of frames waiting for the queue to drain */
-		n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		struct iovec iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+
+		n = fio_readv(&c->io, &iov, 1, false);
 		if (n > 0) {
 			c->active_ns = now_ns();
 			c->rlen += (size_t)n;
@@ -439,7 +454,7 @@ static void conn_read(struct mn_conn *c)
 			return;
 		}
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (n == -EAGAIN)
 		return;
 	conn_close(c);          /* EOF or error */
 }
@@ -462,10 +477,87 @@ static void conn_pump(struct mn_conn *c)
 			conn_close(c);
 			return;
 		}
-		if (!blocked || conn_over_cap(c))
-			break;
+		if (blocked && !conn_over_cap(c))
+			continue;
+		/*
+		 * TLS: records already decrypted in the library do not make the
+		 * socket readable; take them while reading is allowed.
+		 */
+		if (!c->closing && !conn_over_cap(c) && !c->tls_hs && fio_rpending(&c->io) &&
+		    c->rlen < c->rcap) {
+			conn_read(c);
+			if (c->dead)
+				return;
+			continue;
+		}
+		break;
 	}
 	conn_update(c);
+}
+
+/* Count a failed TLS handshake by its reason. */
+static void tls_count_failure(struct mn_node *n, const char *reason)
+{
+	if (strcmp(reason, "no_cert") == 0)
+		atomic_fetch_add(&n->stats.tls_no_cert, 1);
+	else if (strcmp(reason, "bad_cert") == 0)
+		atomic_fetch_add(&n->stats.tls_bad_cert, 1);
+	else if (strcmp(reason, "identity") == 0)
+		atomic_fetch_add(&n->stats.tls_identity, 1);
+	else
+		atomic_fetch_add(&n->stats.tls_protocol, 1);
+}
+
+/* Advance the server side of the TLS handshake. */
+static void conn_tls_handshake(struct mn_conn *c)
+{
+	struct mn_node *n = c->w->node;
+	unsigned long err;
+	const char *reason;
+	int ret, e;
+
+	ERR_clear_error();
+	ret = SSL_do_handshake(c->io.ssl);
+	if (ret == 1) {
+		struct cert_id id;
+		int r = tls_peer_identity(c->io.ssl, &id);
+
+		if (r < 0) {
+			log_info("TLS: a client certificate without a disagg node identity: closing");
+			tls_count_failure(n, "identity");
+			conn_close(c);
+			return;
+		}
+		c->tls_hs = false;
+		c->auth.has_cert = true;
+		c->auth.cert = id;
+		atomic_fetch_add(&n->stats.tls_handshakes, 1);
+		tls_note_ktls(c->io.ssl);
+		log_debug("TLS: %s node %llu connected", cert_role_name(id.role),
+			  (unsigned long long)id.node_id);
+		return;
+	}
+	e = SSL_get_error(c->io.ssl, ret);
+	if (e == SSL_ERROR_WANT_READ) {
+		c->hs_want = EPOLLIN;
+		return;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		c->hs_want = EPOLLOUT;
+		return;
+	}
+	err = ERR_peek_error();
+	reason = e == SSL_ERROR_SYSCALL && !err ? "protocol" : tls_fail_reason(c->io.ssl, err);
+	{
+		char buf[200] = "connection closed";
+
+		if (err)
+			ERR_error_string_n(err, buf, sizeof(buf));
+		log_info("TLS handshake refused (%s): %s", reason, buf);
+	}
+	ERR_clear_error();
+	tls_count_failure(n, reason);
+	conn_close(c);
 }
 
 static void conn_event(struct mn_conn *c, uint32_t events)
@@ -475,6 +567,16 @@ static void conn_event(struct mn_conn *c, uint32_t events)
 	if (events & EPOLLERR) {
 		conn_close(c);
 		goto out;
+	}
+	if (c->tls_hs) {
+		conn_tls_handshake(c);
+		if (c->dead)
+			goto out;
+		if (c->tls_hs) {
+			conn_update(c);
+			goto out;
+		}
+		events |= EPOLLIN;     /* HELLO may have come with the handshake's end */
 	}
 	if ((events & EPOLLOUT) && conn_flush(c) < 0) {
 		conn_close(c);
@@ -509,6 +611,18 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 	}
 	c->fd = h->fd;
 	c->w = w;
+	fio_init_plain(&c->io, h->fd, 0);
+	if (w->node->tls) {
+		SSL *ssl = tls_ssl_new(w->node->tls, h->fd, true);
+
+		if (!ssl || fio_init_tls(&c->io, h->fd, ssl, 0) < 0) {
+			handoff_drop(w->node, h);
+			free(c);
+			return;
+		}
+		c->tls_hs = true;
+		c->hs_want = EPOLLIN;
+	}
 	c->refs = 1;
 	c->ot = &c->oh;
 	c->ev = EPOLLIN;
@@ -517,6 +631,7 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 	c->born_ns = c->active_ns = now_ns();
 	ev.data.ptr = c;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+		fio_done(&c->io, false);
 		handoff_drop(w->node, h);
 		free(c);
 		return;

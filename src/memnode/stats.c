@@ -31,6 +31,14 @@
  *   grants_rejected_total{reason}   "forged" (bad signature, or for another node,
  *                                   holder or section), "expired", "rights"
  *   denied_requests_total           orchestrator-only requests from anyone else
+ *   tls_handshakes_total            TLS handshakes completed (client certificate verified)
+ *   tls_failures_total{reason}      TLS handshakes refused: "no_cert" (none offered),
+ *                                   "bad_cert" (not of the cluster CA), "identity"
+ *                                   (no disagg node identity), "protocol" (not TLS 1.3,
+ *                                   plaintext, or broken)
+ *   identity_refusals_total{reason} "node_id" (HELLO names another node than the
+ *                                   certificate), "role" (the orchestrator's capability
+ *                                   from a certificate of another role)
  */
 #include "memnode.h"
 
@@ -128,6 +136,23 @@ char *mn_stats_render(struct mn_node *n)
 			atomic_load(&s->grants_expired));
 	metrics_counter(&sb, "disagg_memnode_grants_rejected_total", NULL, "reason=\"rights\"",
 			atomic_load(&s->grants_rights));
+	metrics_counter(&sb, "disagg_memnode_tls_handshakes_total",
+			"TLS handshakes completed with a verified client certificate.", "",
+			atomic_load(&s->tls_handshakes));
+	metrics_counter(&sb, "disagg_memnode_tls_failures_total",
+			"TLS handshakes refused, by reason.", "reason=\"no_cert\"",
+			atomic_load(&s->tls_no_cert));
+	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"bad_cert\"",
+			atomic_load(&s->tls_bad_cert));
+	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"identity\"",
+			atomic_load(&s->tls_identity));
+	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"protocol\"",
+			atomic_load(&s->tls_protocol));
+	metrics_counter(&sb, "disagg_memnode_identity_refusals_total",
+			"HELLO/AUTH refused for the client certificate's identity, by reason.",
+			"reason=\"node_id\"", atomic_load(&s->id_node_mismatch));
+	metrics_counter(&sb, "disagg_memnode_identity_refusals_total", NULL, "reason=\"role\"",
+			atomic_load(&s->id_role));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

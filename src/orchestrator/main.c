@@ -26,6 +26,8 @@
 #include "opts.h"
 #include "macro.h"
 #include "notify.h"
+#include "mnclient.h"
+#include "tls.h"
 
 struct orch_opts {
 	const char *http;
@@ -38,6 +40,7 @@ struct orch_opts {
 	uint64_t compute_timeout;
 	uint64_t sweep_s;
 	uint64_t grant_ttl_s;
+	struct fabric_conf fabric;
 };
 
 static void usage(FILE *f)
@@ -55,6 +58,7 @@ static void usage(FILE *f)
 		"                           grants; memory nodes get its public half\n"
 		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
 		"                           the id of any node of the cluster\n"
+		FABRIC_HELP
 		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
 		"  --section-size SIZE      the cluster's section size (default 128M)\n"
 		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
@@ -93,6 +97,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
 		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -109,6 +114,8 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		.grant_ttl_s = 3600,
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &o->fabric))
+			continue;
 		switch (c) {
 		case OPT_HTTP:
 			o->http = optarg;
@@ -168,6 +175,8 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			  "disagg-grant --new-grant-key makes one)");
 		return -EINVAL;
 	}
+	if (fabric_conf_check(&o->fabric) < 0)
+		return -EINVAL;
 	return 0;
 }
 
@@ -180,6 +189,7 @@ static int key_error(const char *path, int r)
 static int run(const struct orch_opts *opts)
 {
 	struct orch *o;
+	struct tls_ctx *tls = NULL;
 	sigset_t mask;
 	int r, sig, rc = 1;
 
@@ -208,6 +218,10 @@ static int run(const struct orch_opts *opts)
 			  grant_key_hint(r));
 		goto out_free;
 	}
+	r = tls_ctx_new(&opts->fabric, CERT_ROLE_ORCH, opts->node_id, &tls);
+	if (r < 0)
+		goto out_free;
+	mnc_set_tls(tls);         /* every connection to a memory node */
 	r = cclient_global_init();
 	if (r < 0) {
 		log_error("libcurl initialisation failed");
@@ -270,6 +284,8 @@ out_free:
 	pthread_mutex_destroy(&o->place_mu);
 	memset(&o->key, 0, sizeof(o->key));
 	grant_key_free(o->grant_key);
+	mnc_set_tls(NULL);
+	tls_ctx_free(tls);
 	free(o);
 	return rc;
 }

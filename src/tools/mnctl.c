@@ -514,9 +514,6 @@ static int parse(int argc, char **argv, struct args *a)
 		usage(stderr);
 		return -EINVAL;
 	}
-	fabric_conf_env(&a->fabric);
-	if (fabric_conf_check(&a->fabric) < 0)
-		return -EINVAL;
 	if (a->epoch > UINT32_MAX) {
 		fprintf(stderr, "disagg-mnctl: --epoch is a 32-bit number\n");
 		return -EINVAL;
@@ -576,6 +573,11 @@ int main(int argc, char **argv)
 		OPENSSL_cleanse(&key, sizeof(key));
 		fprintf(stderr, "disagg-mnctl: cannot load grant key %s: %s%s\n", a.grant_keyfile,
 			strerror(-r), grant_key_hint(r));
+		return 1;
+	}
+	fabric_conf_env(&a.fabric);
+	if (fabric_conf_check(&a.fabric) < 0) {
+		OPENSSL_cleanse(&key, sizeof(key));
 		return 1;
 	}
 	r = tls_ctx_new(&a.fabric, CERT_ROLE_NONE, a.node_id, &tls);

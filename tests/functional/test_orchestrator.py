@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import ROOT, Daemon, find_prog
+import progs  # noqa: E402
 from dproto import GRANT, ST, Conn, grant_files, grant_signed_by, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
 
@@ -46,6 +47,8 @@ class Orch:
                 "--db", self.db,
                 "--key", self.keyfile, "--grant-key", grant_files(self.keyfile)[0],
                 "--node-timeout", str(self.timeout), *self.extra]
+        if "--fabric-plaintext" not in self.extra:
+            argv += progs.fabric_args(1, "orchestrator")
         self.d = Daemon(argv, str(self.tmp / f"orch-{self.n}.log"),
                         r"disagg-orchestrator listening on (\S+)")
         self.addr = self.d.addr
@@ -85,7 +88,7 @@ def orch(orch_factory):
 
 @pytest.fixture
 def fakemem(key):
-    m = FakeMemnodes(key)
+    m = FakeMemnodes(key, fabric=progs.CURRENT)
     yield m
     m.close()
 

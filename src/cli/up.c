@@ -37,6 +37,7 @@
 #include <linux/magic.h>
 
 #include "auth.h"
+#include "cert.h"
 #include "grant.h"
 #include "cli.h"
 #include "net.h"
@@ -138,6 +139,7 @@ struct comp {
 	int64_t node_id;        /* -1 for the orchestrator */
 	char *path;             /* the program */
 	char *log;
+	char *tls_cert, *tls_key; /* its fabric certificate (DIR/tls/NAME.pem, .key) */
 	pid_t pid;
 	int64_t starttime;
 	char addr[128], http[128], extra[64];
@@ -150,6 +152,8 @@ static void comp_free(struct comp *c)
 {
 	free(c->path);
 	free(c->log);
+	free(c->tls_cert);
+	free(c->tls_key);
 }
 
 static json_t *comp_json(const struct comp *c)
@@ -164,6 +168,7 @@ static json_t *comp_json(const struct comp *c)
 
 struct up {
 	char *dir, *key, *gkey, *gpub, *url;
+	char *tlsdir, *ca;       /* DIR/tls, DIR/tls/ca.pem */
 	struct comp *comps;
 	size_t ncomps;
 	char created[32];
@@ -558,9 +563,34 @@ static void up_free(struct up *u)
 	free(u->comps);
 	free(u->dir);
 	free(u->key);
+	free(u->tlsdir);
+	free(u->ca);
 	free(u->gkey);
 	free(u->gpub);
 	free(u->url);
+}
+
+/* Issue component c's fabric certificate from the cluster CA (replacing an old one). */
+static int up_cert(struct up *u, struct comp *c)
+{
+	struct cert_id id = {
+		.node_id = c->node_id > 0 ? (uint64_t)c->node_id : strtoull(UP_ORCHESTRATOR_ID, NULL, 10),
+		.role = strcmp(c->kind, "memnode") == 0 ? CERT_ROLE_MEMORY :
+			strcmp(c->kind, "compute") == 0 ? CERT_ROLE_COMPUTE : CERT_ROLE_ORCH,
+	};
+	int r;
+
+	if (asprintf(&c->tls_cert, "%s/%s.pem", u->tlsdir, c->name) < 0 ||
+	    asprintf(&c->tls_key, "%s/%s.key", u->tlsdir, c->name) < 0) {
+		c->tls_cert = c->tls_key = NULL;
+		return -ENOMEM;
+	}
+	(void)unlink(c->tls_cert);
+	(void)unlink(c->tls_key);
+	r = cert_issue(u->tlsdir, &id, 0, c->tls_cert, c->tls_key);
+	if (r < 0)
+		cli_err("cannot issue the certificate of %s: %s", c->name, strerror(-r));
+	return r;
 }
 
 static int up_prepare(struct up *u, const struct cli_args *a)
@@ -583,6 +613,22 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 			cli_err("cannot remove %s: %s", p, strerror(errno));
 			return -errno;
 		}
+	}
+	/* A new cluster CA for the fabric's TLS: DIR/tls/ca.key (0600) and ca.pem. */
+	for (const char *const *f = (const char *const[]){ "ca.key", "ca.pem", NULL }; *f; f++) {
+		_cleanup_free_ char *p = NULL;
+
+		if (asprintf(&p, "%s/tls/%s", u->dir, *f) < 0)
+			return -ENOMEM;
+		if (unlink(p) < 0 && errno != ENOENT) {
+			cli_err("cannot remove %s: %s", p, strerror(errno));
+			return -errno;
+		}
+	}
+	r = cert_new_ca(u->tlsdir, NULL, 0);
+	if (r < 0) {
+		cli_err("cannot create the cluster CA in %s: %s", u->tlsdir, strerror(-r));
+		return r;
 	}
 	r = auth_key_create(u->key);
 	if (r < 0) {
@@ -646,6 +692,10 @@ int cmd_up(struct cli_args *a)
 	u.key = join(u.dir, "cluster.key");
 	u.gkey = join(u.dir, "grant.key");
 	u.gpub = join(u.dir, "grant.pub");
+	u.tlsdir = join(u.dir, "tls");
+	u.ca = join(u.dir, "tls/" CERT_CA_PEM);
+	if (!u.tlsdir || !u.ca)
+		goto out;
 	logdir = join(u.dir, "logs");
 	if (!u.key || !u.gkey || !u.gpub || !logdir || mkdir_p(logdir, 0700) < 0) {
 		cli_err("cannot create %s/logs", u.dir);
@@ -677,6 +727,8 @@ int cmd_up(struct cli_args *a)
 			c->log = NULL;
 			goto out;
 		}
+		if (up_cert(&u, c) < 0)
+			goto out;
 		r = find_program(a->argv0, c->prog, &c->path);
 		if (r < 0) {
 			cli_err("cannot find %s: not next to %s, not in a build tree, not in PATH "
@@ -695,7 +747,9 @@ int cmd_up(struct cli_args *a)
 		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
 		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
-				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID, NULL };
+				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID,
+				 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key", c->tls_key,
+				 NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
@@ -737,7 +791,8 @@ int cmd_up(struct cli_args *a)
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
 					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
-					 u.url, NULL };
+					 u.url, "--tls-ca", u.ca, "--tls-cert", c->tls_cert,
+					 "--tls-key", c->tls_key, NULL };
 
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
@@ -749,7 +804,9 @@ int cmd_up(struct cli_args *a)
 			/* `down` stops the VMs with their agents (SIGTERM alone would leave them running). */
 			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
 					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
-					 "--stop-vms-on-exit", rundir ? "--run-dir" : NULL, rd, NULL };
+					 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key",
+					 c->tls_key, "--stop-vms-on-exit",
+					 rundir ? "--run-dir" : NULL, rd, NULL };
 
 			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
 			r = spawn(c, argv);

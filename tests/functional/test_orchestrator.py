@@ -650,7 +650,7 @@ def test_orchestrator_options(tmp_path, keyfile):
     bad.write_bytes(b"x" * 32)
     bad.chmod(0o644)
     p = subprocess.run([prog, "--key", str(bad), "--grant-key", grant_files(keyfile)[0],
-                        "--db", str(tmp_path / "y.db")],
+                        "--db", str(tmp_path / "y.db"), "--fabric-plaintext"],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "chmod" in p.stderr
 

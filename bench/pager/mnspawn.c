@@ -140,7 +140,8 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--grant-pubkey",
 				 (char *)gpubpath, "--node-id", nid, "--listen", "127.0.0.1:0",
 				 "--pool", pool, "--section-size", sec, "--log-level", "error",
-				 NULL };
+				 /* the pager's tests and benchmark are not about the fabric */
+				 "--fabric-plaintext", NULL };
 
 		posix_spawn_file_actions_init(&fa);
 		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);

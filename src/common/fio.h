@@ -26,7 +26,7 @@
 
 #include <openssl/ssl.h>
 
-#define FIO_WBUF (64u << 10)
+#define FIO_WBUF (128u << 10)   /* a 64 KiB READ reply and its header in one SSL_write */
 
 struct fio;
 

@@ -181,6 +181,7 @@ int cmd_node_ls(struct cli_args *a);
 int cmd_node_show(struct cli_args *a);
 int cmd_node_drain(struct cli_args *a);
 int cmd_node_undrain(struct cli_args *a);
+int cmd_node_revoke(struct cli_args *a);
 int cmd_slot_create(struct cli_args *a);
 int cmd_slot_ls(struct cli_args *a);
 int cmd_slot_show(struct cli_args *a);

@@ -333,6 +333,11 @@ int cmd_node_drain(struct cli_args *a)
 	return node_action(a, "drain", "drained: it takes no new slots or sections");
 }
 
+int cmd_node_revoke(struct cli_args *a)
+{
+	return node_action(a, "revoke", "revoked: memory nodes refuse it from now on");
+}
+
 int cmd_node_undrain(struct cli_args *a)
 {
 	return node_action(a, "undrain", "undrained: it takes new slots and sections again");

@@ -788,12 +788,15 @@ int cmd_up(struct cli_args *a)
 		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
 		if (strcmp(c->kind, "memnode") == 0) {
 			char backing[4200];
+			char state[4200];
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
+					 "--state-dir", state,
 					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
 					 u.url, "--tls-ca", u.ca, "--tls-cert", c->tls_cert,
 					 "--tls-key", c->tls_key, NULL };
 
+			snprintf(state, sizeof(state), "%s/memnode-%s.state", u.dir, id);
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
 					 id);

@@ -705,6 +705,29 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 	return 0;
 }
 
+int mnc_call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
+		  size_t datalen, void *rep, size_t replen)
+{
+	struct sync_wait w = { 0 };
+	struct mnc_req *r;
+	int k;
+
+	if (!c || reqlen > HEAD_MAX - PROTO_HDR_SIZE || datalen > PROTO_MAX_PAYLOAD - reqlen)
+		return -EINVAL;
+	k = get_slot(c, &r);
+	if (k < 0)
+		return k;
+	if (reqlen)
+		memcpy(r->head + PROTO_HDR_SIZE, req, reqlen);
+	r->done = sync_done;
+	r->opaque = &w;
+	r->rbuf = rep;
+	r->rlen = replen;
+	r->exact = true;
+	(void)submit(c, r, op, reqlen, data, datalen);
+	return sync_wait_ms(c, &w, c->timeout_ms);
+}
+
 int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
 	     size_t replen)
 {

@@ -147,5 +147,8 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  */
 int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
 	     size_t replen);
+/* The same with `datalen` more bytes of payload sent from `data` (not copied). */
+int mnc_call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
+		  size_t datalen, void *rep, size_t replen);
 
 #endif /* DISAGG_MNCLIENT_H */

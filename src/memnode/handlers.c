@@ -106,6 +106,12 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 			 (unsigned long long)req.node_id, (unsigned long long)a->cert.node_id);
 		return -EACCES;
 	}
+	if (mn_revoked_has(n, req.node_id)) {
+		atomic_fetch_add(&n->stats.revoked_hello, 1);
+		log_info("HELLO from node %llu refused: it is revoked",
+			 (unsigned long long)req.node_id);
+		return -EACCES;
+	}
 	a->peer_id = req.node_id;
 	a->features = req.features & PROTO_FEAT_ALL;
 	memcpy(a->client_nonce, req.nonce, PROTO_NONCE_SIZE);
@@ -550,6 +556,39 @@ static int handle_stats(struct mn_conn *c, const struct proto_hdr *h, const uint
 	return reply_with(c, h, &rep, sizeof(rep));
 }
 
+/* The orchestrator's revocation list (the whole list). */
+static int handle_revoke(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_revoke_req req;
+	_cleanup_free_ uint64_t *ids = NULL;
+	int r;
+
+	if (h->len < sizeof(req))
+		return -EBADMSG;
+	memcpy(&req, p, sizeof(req));
+	req.count = le32toh(req.count);
+	req.rsvd = le32toh(req.rsvd);
+	if (req.rsvd != 0 || req.count > PROTO_MAX_REVOKED ||
+	    h->len != sizeof(req) + (size_t)req.count * sizeof(uint64_t))
+		return -EBADMSG;
+	ids = malloc((req.count ? req.count : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < req.count; i++) {
+		uint64_t v;
+
+		memcpy(&v, p + sizeof(req) + (size_t)i * sizeof(v), sizeof(v));
+		ids[i] = le64toh(v);
+		if (ids[i] == 0)
+			return -EBADMSG;
+	}
+	r = mn_revoked_set(n, ids, req.count);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
+	return reply_with(c, h, NULL, 0);
+}
+
 /* ---- dispatch -------------------------------------------------------------------- */
 
 static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
@@ -567,6 +606,7 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_COPY] = { handle_copy, false, true, PROTO_FEAT_COPY },
 	[PROTO_OP_STATS] = { handle_stats, false, false, 0 },
 	[PROTO_OP_FENCE] = { handle_fence, false, false, PROTO_FEAT_FENCE },
+	[PROTO_OP_REVOKE] = { handle_revoke, false, true, PROTO_FEAT_REVOKE },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

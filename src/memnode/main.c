@@ -56,6 +56,7 @@ struct mn_opts {
 	json_t *labels;
 	struct mn_limits limits;
 	struct fabric_conf fabric;
+	const char *state_dir;
 };
 
 static void usage(FILE *f)
@@ -76,6 +77,8 @@ static void usage(FILE *f)
 		"                         verifies grants and the orchestrator's capability\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
 		FABRIC_HELP
+		"  --state-dir DIR        keep the revocation list in DIR/revoked (made 0700);\n"
+		"                         without it the list lives in memory only\n"
 		"  --workers N            network worker threads (default 2)\n"
 		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
@@ -135,6 +138,7 @@ enum {
 	OPT_MAX_UNAUTH_PER_ADDR,
 	OPT_HANDSHAKE,
 	OPT_IDLE,
+	OPT_STATE_DIR,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -215,6 +219,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
 		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
 		FABRIC_LONG_OPTIONS,
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -295,6 +300,9 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			break;
 		case OPT_ADVERTISE:
 			o->advertise = optarg;
+			break;
+		case OPT_STATE_DIR:
+			o->state_dir = optarg;
 			break;
 		case OPT_MAX_CONNS:
 		case OPT_MAX_PER_ADDR:
@@ -448,6 +456,9 @@ static int run(const struct mn_opts *o)
 	if (r < 0)
 		goto out_free;
 	mnc_set_tls(n->tls);      /* COPY to other memory nodes */
+	r = mn_revoked_init(n, o->state_dir);
+	if (r < 0)
+		goto out_free;
 	r = mn_grant_cache_new(MN_GRANT_CACHE_BITS, &n->gcache);
 	if (r < 0) {
 		log_error("cannot allocate the grant cache: %s", strerror(-r));
@@ -548,6 +559,7 @@ out_free:
 	mn_grant_cache_free(n->gcache);
 	mnc_set_tls(NULL);
 	tls_ctx_free(n->tls);
+	mn_revoked_destroy(n);
 	free(n);
 	return rc;
 }

@@ -210,6 +210,9 @@ struct mn_stats {
 	/* HELLO/AUTH refused for the certificate's identity */
 	_Atomic uint64_t id_node_mismatch;   /* HELLO names another node than the certificate */
 	_Atomic uint64_t id_role;            /* a capability the certificate's role lacks */
+	_Atomic uint64_t revoked_handshake;  /* TLS handshakes of revoked nodes refused */
+	_Atomic uint64_t revoked_hello;      /* HELLOs naming a revoked node refused */
+	_Atomic uint64_t revoked_closed;     /* live connections closed by a new list */
 	struct hist latency[PROTO_OP_MAX];
 };
 
@@ -238,11 +241,28 @@ struct mn_node {
 	struct mn_limits limits;
 	struct mn_admit *admit;
 	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
+	struct {                       /* revoked node ids (revoke.c) */
+		pthread_rwlock_t lock;
+		uint64_t *ids;         /* sorted */
+		size_t n;
+		_Atomic size_t count;  /* n, readable without the lock */
+		_Atomic uint64_t gen;  /* bumped by every new list */
+		const char *dir;       /* --state-dir, or NULL: memory only */
+	} revoked;
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
 	struct mn_copy *copies[MN_MAX_COPIES];
 };
+
+/* ---- revocation (revoke.c) ----------------------------------------------- */
+
+/* Load DIR/revoked (dir may be NULL: memory only). Errors are logged. */
+int mn_revoked_init(struct mn_node *n, const char *dir);
+void mn_revoked_destroy(struct mn_node *n);
+bool mn_revoked_has(struct mn_node *n, uint64_t id);
+/* Replace the list (persisted first); workers then close revoked nodes' connections. */
+int mn_revoked_set(struct mn_node *n, const uint64_t *ids, size_t count);
 
 /* ---- server (server.c) ------------------------------------------------- */
 
@@ -267,6 +287,8 @@ int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
  */
 int mn_server_adopt(struct mn_node *n, int fd);
 void mn_server_stop(struct mn_node *n);
+/* Wake every worker (a new revocation list). Safe from any thread. */
+void mn_server_kick(struct mn_node *n);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 

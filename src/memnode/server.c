@@ -75,6 +75,7 @@ struct mn_worker {
 	struct mn_obuf *posts, **posts_tail;
 	struct mn_conn *conns;
 	uint64_t next_sweep_ns;
+	uint64_t revoke_gen;     /* the revocation list last applied */
 };
 
 /* A connection handed from the acceptor to a worker. */
@@ -528,6 +529,12 @@ static void conn_tls_handshake(struct mn_conn *c)
 			conn_close(c);
 			return;
 		}
+		if (mn_revoked_has(n, id.node_id)) {
+			atomic_fetch_add(&n->stats.revoked_handshake, 1);
+			log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
+			conn_close(c);
+			return;
+		}
 		c->tls_hs = false;
 		c->auth.has_cert = true;
 		c->auth.cert = id;
@@ -692,6 +699,30 @@ static void worker_take_posts(struct mn_worker *w, bool deliver)
 
 /* ---- workers ------------------------------------------------------------------ */
 
+/* A new revocation list: close the connections of the nodes on it. */
+static void worker_apply_revocations(struct mn_worker *w)
+{
+	struct mn_node *n = w->node;
+	uint64_t gen = atomic_load(&n->revoked.gen);
+	struct mn_conn *c, *next;
+
+	if (gen == w->revoke_gen)
+		return;
+	w->revoke_gen = gen;
+	for (c = w->conns; c; c = next) {
+		uint64_t id = c->auth.has_cert ? c->auth.cert.node_id :
+			      c->auth.hello_done ? c->auth.peer_id : 0;
+
+		next = c->next;
+		if (id && mn_revoked_has(n, id)) {
+			atomic_fetch_add(&n->stats.revoked_closed, 1);
+			log_info("node %llu is revoked: closing its connection",
+				 (unsigned long long)id);
+			conn_close(c);
+		}
+	}
+}
+
 static void worker_new_conns(struct mn_worker *w)
 {
 	struct mn_handoff hs[64];
@@ -779,6 +810,7 @@ static void *worker_main(void *arg)
 					log_debug("worker %u: eventfd read: %s", w->idx,
 						  strerror(errno));
 				worker_take_posts(w, true);
+				worker_apply_revocations(w);
 			} else {
 				conn_event(ptr, evs[i].events);
 			}
@@ -886,6 +918,16 @@ void mn_server_stop(struct mn_node *n)
 	free(n->workers);
 	n->workers = NULL;
 	n->nworkers = 0;
+}
+
+void mn_server_kick(struct mn_node *n)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < n->nworkers; i++)
+		if (n->workers[i].wakefd >= 0 &&
+		    write(n->workers[i].wakefd, &one, sizeof(one)) < 0)
+			log_debug("worker %u: wake: %s", i, strerror(errno));
 }
 
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)

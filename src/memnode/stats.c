@@ -36,6 +36,9 @@
  *                                   "bad_cert" (not of the cluster CA), "identity"
  *                                   (no disagg node identity), "protocol" (not TLS 1.3,
  *                                   plaintext, or broken)
+ *   revoked_nodes                   node ids on the revocation list (REVOKE)
+ *   revocation_refusals_total{stage}  revoked nodes refused: "handshake" (TLS), "hello"
+ *   revoked_connections_closed_total  live connections closed by a new list
  *   identity_refusals_total{reason} "node_id" (HELLO names another node than the
  *                                   certificate), "role" (the orchestrator's capability
  *                                   from a certificate of another role)
@@ -153,6 +156,16 @@ char *mn_stats_render(struct mn_node *n)
 			"reason=\"node_id\"", atomic_load(&s->id_node_mismatch));
 	metrics_counter(&sb, "disagg_memnode_identity_refusals_total", NULL, "reason=\"role\"",
 			atomic_load(&s->id_role));
+	metrics_gauge(&sb, "disagg_memnode_revoked_nodes",
+		      "Node ids on the revocation list.", "", atomic_load(&n->revoked.count));
+	metrics_counter(&sb, "disagg_memnode_revocation_refusals_total",
+			"Connections of revoked nodes refused, by stage.", "stage=\"handshake\"",
+			atomic_load(&s->revoked_handshake));
+	metrics_counter(&sb, "disagg_memnode_revocation_refusals_total", NULL,
+			"stage=\"hello\"", atomic_load(&s->revoked_hello));
+	metrics_counter(&sb, "disagg_memnode_revoked_connections_closed_total",
+			"Live connections closed because their node was revoked.", "",
+			atomic_load(&s->revoked_closed));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

@@ -753,6 +753,37 @@ static int sq_request_abandon(struct store *s)
 
 /* ---- events ------------------------------------------------------------ */
 
+static int sq_revoked_add(struct store *s, uint64_t id, int64_t now)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REVOKED_ADD);
+	if (p) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sqlite3_bind_int64(p, 2, now);
+		r = exec_done(st, p, "revoked_add");
+	}
+	unlock(st);
+	return r;
+}
+
+static int sq_revoked_list(struct store *s, uint64_t **ret, size_t *ret_n)
+{
+	struct sqlstore *st = S(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	p = stmt(st, Q_REVOKED_LIST);
+	if (p)
+		r = COLLECT(st, p, uint64_t, read_id, ret, ret_n);
+	unlock(st);
+	return r;
+}
+
 static int sq_event_add(struct store *s, const char *kind, uint64_t node, const char *slot,
 			const char *message)
 {
@@ -855,6 +886,8 @@ static const struct store_ops sqlite_ops = {
 	.request_forget = sq_request_forget,
 	.request_prune = sq_request_prune,
 	.request_abandon = sq_request_abandon,
+	.revoked_add = sq_revoked_add,
+	.revoked_list = sq_revoked_list,
 	.event_add = sq_event_add,
 	.event_list = sq_event_list,
 };

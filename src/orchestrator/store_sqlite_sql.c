@@ -69,6 +69,10 @@ const char *const store_sqlite_migrations[] = {
 	"ALTER TABLE slots ADD COLUMN op TEXT NOT NULL DEFAULT '';",
 	/* 2 -> 3: each section's ownership epoch (fence.c); existing ones are at 0. */
 	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
+	/* 3 -> 4: revoked node ids (certificates shut out of the fabric, revoke.c). */
+	"CREATE TABLE revoked ("
+	"  node_id INTEGER PRIMARY KEY,"
+	"  time INTEGER NOT NULL);",
 };
 
 
@@ -141,6 +145,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_EV_LIST] =
 		"SELECT seq, time, kind, COALESCE(node, 0), COALESCE(slot, ''), message "
 		"FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	[Q_REVOKED_ADD] = "INSERT OR IGNORE INTO revoked (node_id, time) VALUES (?1, ?2)",
+	[Q_REVOKED_LIST] = "SELECT node_id FROM revoked ORDER BY node_id",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

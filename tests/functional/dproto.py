@@ -31,14 +31,14 @@ PAGE = 4096
 
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
-          FENCE=13)
+          FENCE=13, REVOKE=14)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
           INTERNAL=14, FENCED=15, DENIED=16)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
-FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE = 1, 2, 4
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE = 1, 2, 4, 8
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
 HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
@@ -245,7 +245,8 @@ class Conn:
             self._tls_role = "orchestrator"
         cnonce = os.urandom(32)
         data = self.call(OP["HELLO"], HELLO_REQ.pack(
-            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE, node_id, cnonce))
+            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE, node_id,
+            cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,

@@ -585,7 +585,8 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         assert b"PUBLIC KEY" in (data / "grant.pub").read_bytes()
         mem = json.loads(re.search(r"argv (.*)", (data / "logs/memnode-101.log").read_text())[1])
         assert mem[1:] == ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-id",
-                           "101", "--pool", str(GiB), "--backing", "anon", "--key", str(key),
+                           "101", "--pool", str(GiB), "--backing", "anon",
+                           "--state-dir", str(data / "memnode-101.state"), "--key", str(key),
                            "--grant-pubkey", str(data / "grant.pub"), "--orchestrator",
                            cl["url"], "--tls-ca", str(tls / "ca.pem"),
                            "--tls-cert", str(tls / "memnode-101.pem"),

@@ -358,3 +358,113 @@ def test_copy_between_memory_nodes_over_tls(memnodes, keyfile, key, fabric):
     mnctl(b, "verify", t["section"], t["generation"], "--seed", 9, "--pages", 64,
           "--pattern-node", 180, "--pattern-section", s["section"])
     assert counter(b, "disagg_memnode_tls_handshakes_total") >= 2
+
+
+# ---- revocation ------------------------------------------------------------------------------
+
+def gauge(d, name, labels=""):
+    return metrics(d).get(name + labels, 0)
+
+
+def cut_off(conn, timeout=10):
+    """True once the node has closed conn (a request fails)."""
+    conn.sock.settimeout(timeout)
+    try:
+        conn.call(dp.OP["PING"])
+    except (dp.ProtoError, ConnectionError, OSError):
+        return True
+    return False
+
+
+def test_revoke_cuts_a_node_off_and_keeps_it_out(memnodes, keyfile, key, fabric, tmp_path):
+    from conftest import Daemon
+    orch = Daemon([find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
+                   "--db", str(tmp_path / "o.db"), "--key", keyfile,
+                   "--grant-key", dp.grant_files(keyfile)[0], "--node-id", str(ORCH),
+                   "--orphan-sweep", "1", *fabric.args(ORCH, "orchestrator")],
+                  str(tmp_path / "orch.log"), r"disagg-orchestrator listening on (\S+)")
+    url = "http://" + orch.addr
+
+    def registered(node_id):
+        try:
+            with urllib.request.urlopen(f"{url}/v1/nodes/{node_id}", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        state_a = tmp_path / "a.state"
+        a = memnodes.start(node_id=190, pool="128M", section="64M",
+                           extra=["--orchestrator", url, "--state-dir", str(state_a)])
+        assert dp.wait_for(lambda: registered(190), 15)
+        ck = compute_keys(key)
+        victim = dp.Conn(a.addr, tls=ctx_for(fabric, COMPUTE, "compute")).login(ck, COMPUTE)
+        other = dp.Conn(a.addr, tls=ctx_for(fabric, 8, "compute")).login(ck, 8)
+        victim.call(dp.OP["PING"])
+        closed = gauge(a, "disagg_memnode_revoked_connections_closed_total")
+
+        p = run([find_prog("disagg"), "--url", url, "node", "revoke", str(COMPUTE)])
+        assert "revoked" in p.stdout, p.stdout
+        # Cut off at once; the other compute node is not.
+        assert cut_off(victim)
+        victim.close()
+        assert gauge(a, "disagg_memnode_revoked_connections_closed_total") == closed + 1
+        other.call(dp.OP["PING"])
+        other.close()
+        # It cannot come back: the handshake is refused, and counted.
+        refused = gauge(a, "disagg_memnode_revocation_refusals_total", '{stage="handshake"}')
+        with dp.Conn(a.addr, tls=ctx_for(fabric, COMPUTE, "compute")) as c:
+            login_fails(c, ck, COMPUTE)
+        assert gauge(a, "disagg_memnode_revocation_refusals_total",
+                     '{stage="handshake"}') == refused + 1
+        # Control: node 8 still logs in.
+        with dp.Conn(a.addr, tls=ctx_for(fabric, 8, "compute")) as c:
+            c.login(ck, 8)
+            c.call(dp.OP["PING"])
+        # The memory node keeps the list across a restart, before the
+        # orchestrator tells it again.
+        assert (state_a / "revoked").read_text() == f"{COMPUTE}\n"
+        a.stop()
+        a2 = memnodes.start(node_id=190, pool="128M", section="64M",
+                            extra=["--state-dir", str(state_a)])
+        assert gauge(a2, "disagg_memnode_revoked_nodes") == 1
+        with dp.Conn(a2.addr, tls=ctx_for(fabric, COMPUTE, "compute")) as c:
+            login_fails(c, ck, COMPUTE)
+        # A memory node that joins later gets the list from the orchestrator.
+        b = memnodes.start(node_id=191, pool="128M", section="64M",
+                           extra=["--orchestrator", url, "--state-dir", str(tmp_path / "b")])
+        assert dp.wait_for(lambda: gauge(b, "disagg_memnode_revoked_nodes") == 1, 20)
+        with dp.Conn(b.addr, tls=ctx_for(fabric, COMPUTE, "compute")) as c:
+            login_fails(c, ck, COMPUTE)
+        with dp.Conn(b.addr, tls=ctx_for(fabric, 8, "compute")) as c:
+            c.login(ck, 8)
+        # The orchestrator stored it.
+        import sqlite3
+        db = sqlite3.connect(str(tmp_path / "o.db"))
+        assert db.execute("SELECT node_id FROM revoked").fetchall() == [(COMPUTE,)]
+        db.close()
+    finally:
+        assert orch.stop() == 0, orch.stderr()[-3000:]
+
+
+def test_revoke_is_the_orchestrators_alone(node, key, fabric):
+    """REVOKE from a compute node's connection is DENIED; the list is unchanged."""
+    ids = (42).to_bytes(8, "little")
+    req = (1).to_bytes(4, "little") + bytes(4) + ids
+    with dp.Conn(node.addr, tls=ctx_for(fabric, COMPUTE, "compute")) as c:
+        c.login(compute_keys(key), COMPUTE)
+        with pytest.raises(dp.ProtoError) as e:
+            c.call(REVOKE, req)
+        assert e.value.status == dp.ST["DENIED"]
+    assert gauge(node, "disagg_memnode_revoked_nodes") == 0
+    # Control: the orchestrator's connection may; a malformed list is refused.
+    with dp.Conn(node.addr, tls=ctx_for(fabric, ORCH, "orchestrator")) as c:
+        c.login(key, ORCH)
+        with pytest.raises(dp.ProtoError) as e:
+            c.call(REVOKE, (2).to_bytes(4, "little") + bytes(4) + ids)
+        assert e.value.status == dp.ST["BADMSG"]
+        c.call(REVOKE, req)
+    assert gauge(node, "disagg_memnode_revoked_nodes") == 1
+
+
+REVOKE = dp.OP["REVOKE"]

@@ -166,6 +166,11 @@ int mnpool_fence(struct mnpool *p, const struct node_rec *n, const struct proto_
 	return r;
 }
 
+int mnpool_revoke(struct mnpool *p, const struct node_rec *n)
+{
+	return mn_answer();
+}
+
 /* ---- requests --------------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

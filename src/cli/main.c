@@ -24,6 +24,11 @@
 #define DISAGG_VERSION "unknown"
 #endif
 
+int cmd_node_revoke(struct cli_args *a)
+{
+	return cli_node_action(a, "revoke", "revoked: memory nodes refuse it from now on");
+}
+
 static const struct cli_cmd cmd_table[] = {
 	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",

@@ -66,3 +66,15 @@ int mnc_free_grant(struct mnc *c, const struct proto_grant *g)
 	wire_grant_swap(&le);
 	return mnc_call(c, PROTO_OP_SECTION_FREE, &le, sizeof(le), NULL, 0);
 }
+
+int mnc_stats(struct mnc *c, struct proto_stats_rep *ret)
+{
+	struct proto_stats_rep rep;
+	int r = mnc_call(c, PROTO_OP_STATS, NULL, 0, &rep, sizeof(rep));
+
+	if (r < 0)
+		return r;
+	wire_stats_rep_swap(&rep);
+	*ret = rep;
+	return 0;
+}

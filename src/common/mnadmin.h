@@ -28,5 +28,7 @@ int mnc_free_grant(struct mnc *c, const struct proto_grant *g);
  * it, -E2BIG over PROTO_MAX_REVOKED.
  */
 int mnc_revoke(struct mnc *c, const uint64_t *ids, size_t n);
+/* STATS: the node's counters. */
+int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
 
 #endif /* DISAGG_MNADMIN_H */

@@ -37,7 +37,6 @@
 #include <sys/uio.h>
 
 #include "fio.h"
-#include "log.h"
 #include "net.h"
 #include "tls.h"
 #include "wire.h"
@@ -172,16 +171,12 @@ static bool in_sendq(const struct mnc_req *r)
 /* Write as much of the send queue as the socket takes. <0 only when broken. */
 static int flush_send(struct mnc *c)
 {
-	if (fio_wpending(&c->io)) {
-		int r = fio_flush(&c->io);
+	int fr = fio_flush(&c->io);      /* what TLS staged first (nothing: 0) */
 
-		if (r == -EAGAIN)
-			return 0;
-		if (r < 0) {
-			fail_all(c, r == -ECONNRESET ? -ECONNRESET : -EPIPE);
-			return c->err;
-		}
-	}
+	if (fr < 0 && fr != -EAGAIN)
+		fail_all(c, fr == -ECONNRESET ? -ECONNRESET : -EPIPE);
+	if (fr < 0)
+		return fr == -EAGAIN ? 0 : c->err;
 	while (c->sq_head != NONE) {
 		struct iovec iov[SEND_IOV];
 		size_t n = 0;
@@ -677,8 +672,11 @@ static int sync_wait_ms(struct mnc *c, struct sync_wait *w, int ms)
  * A synchronous request with a fixed payload `req` (already little-endian)
  * and a reply of exactly (exact) or at most `replen` bytes into `rep`.
  */
-static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
-		size_t replen, bool exact, int ms, size_t *ret_len)
+#define call(c, op, req, reqlen, rep, replen, exact, ms, ret_len) \
+	call_data(c, op, req, reqlen, NULL, 0, rep, replen, exact, ms, ret_len)
+static int call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen,
+		     const void *data, size_t datalen, void *rep, size_t replen, bool exact,
+		     int ms, size_t *ret_len)
 {
 	struct sync_wait w = { 0 };
 	struct mnc_req *r;
@@ -696,7 +694,7 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 	r->rbuf = rep;
 	r->rlen = replen;
 	r->exact = exact;
-	(void)submit(c, r, op, reqlen, NULL, 0);
+	(void)submit(c, r, op, reqlen, data, datalen);
 	k = sync_wait_ms(c, &w, ms);
 	if (k < 0)
 		return k;
@@ -708,24 +706,10 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 int mnc_call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
 		  size_t datalen, void *rep, size_t replen)
 {
-	struct sync_wait w = { 0 };
-	struct mnc_req *r;
-	int k;
-
-	if (!c || reqlen > HEAD_MAX - PROTO_HDR_SIZE || datalen > PROTO_MAX_PAYLOAD - reqlen)
-		return -EINVAL;
-	k = get_slot(c, &r);
-	if (k < 0)
-		return k;
-	if (reqlen)
-		memcpy(r->head + PROTO_HDR_SIZE, req, reqlen);
-	r->done = sync_done;
-	r->opaque = &w;
-	r->rbuf = rep;
-	r->rlen = replen;
-	r->exact = true;
-	(void)submit(c, r, op, reqlen, data, datalen);
-	return sync_wait_ms(c, &w, c->timeout_ms);
+	if (reqlen > HEAD_MAX - PROTO_HDR_SIZE || datalen > PROTO_MAX_PAYLOAD - reqlen)
+		return -E2BIG;
+	return call_data(c, op, req, reqlen, data, datalen, rep, replen, true,
+			 c ? c->timeout_ms : 0, NULL);
 }
 
 int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
@@ -918,19 +902,6 @@ int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	return 0;
 }
 
-int mnc_stats(struct mnc *c, struct proto_stats_rep *ret)
-{
-	struct proto_stats_rep rep;
-	int r;
-
-	r = call(c, PROTO_OP_STATS, NULL, 0, &rep, sizeof(rep), true, c ? c->timeout_ms : 0, NULL);
-	if (r < 0)
-		return r;
-	wire_stats_rep_swap(&rep);
-	*ret = rep;
-	return 0;
-}
-
 /* ---- polling ----------------------------------------------------------- */
 
 int mnc_poll(struct mnc *c, int timeout_ms)
@@ -1041,14 +1012,8 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		return -EPROTONOSUPPORT;
 	if (hr.max_pages == 0 || hr.max_inflight == 0)
 		return -EBADMSG;
-	/* Over TLS, the node must be the one its certificate names (and the one meant). */
-	if (fio_is_tls(&c->io) && hr.node_id != c->peer.node_id) {
-		log_debug("memory node says it is node %llu, its certificate names node %llu",
-			 (unsigned long long)hr.node_id, (unsigned long long)c->peer.node_id);
-		return -EKEYREJECTED;
-	}
-	if (o->expect_id && hr.node_id != o->expect_id)
-		return -ESTALE;
+	if (fio_is_tls(&c->io) && hr.node_id != c->peer.node_id)
+		return -EKEYREJECTED;  /* its certificate names another memory node */
 
 	r = auth_hello_mac(o->key, false, cnonce, hr.nonce, o->node_id, hr.node_id, aq.mac);
 	if (r < 0)
@@ -1078,13 +1043,6 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 	return 0;
 }
 
-static struct tls_ctx *default_tls;
-
-void mnc_set_tls(struct tls_ctx *t)
-{
-	default_tls = t;
-}
-
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret)
 {
 	int fd = !opts || !opts->addr || !opts->key || !ret ? -EINVAL :
@@ -1110,22 +1068,11 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT;
 	c->free_head = c->sq_head = c->sq_tail = NONE;
 	deadline = deadline_after(c->timeout_ms);
-	tls = opts->tls ? opts->tls : default_tls;
+	tls = opts->tls ? opts->tls : tls_default();
 	fio_init_plain(&c->io, fd, RCVTIMEO_MS);
-	if (tls) {
-		SSL *ssl = NULL;
-
-		r = net_set_nonblock(fd, true);
-		if (r < 0)
-			goto fail;
-		r = tls_client_handshake(tls, fd, deadline, &ssl, &c->peer);
-		if (r < 0)
-			goto fail;
-		r = fio_init_tls(&c->io, fd, ssl, RCVTIMEO_MS);
-		if (r < 0)
-			goto fail;
-	}
-	r = handshake(c, opts, deadline);
+	r = tls ? tls_client_fio(tls, fd, deadline, RCVTIMEO_MS, &c->io, &c->peer) : 0;
+	if (r >= 0)
+		r = handshake(c, opts, deadline);
 	if (r < 0)
 		goto fail;
 	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {

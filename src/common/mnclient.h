@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "grant.h"
 #include "macro.h"
+#include "tls.h"
 #include "disagg/proto.h"
 
 struct mnc;
@@ -52,7 +53,6 @@ struct mnc_opts {
 	 * node id it gives in HELLO.
 	 */
 	struct tls_ctx *tls;
-	uint64_t expect_id;            /* nonzero: the memory node must be this one (-ESTALE) */
 };
 
 /* What the server told us in HELLO. */
@@ -69,9 +69,11 @@ struct mnc_info {
 /* Completion: status is 0 or -errno; `len` bytes of reply payload were stored. */
 typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
 
-struct tls_ctx;
 /* The TLS context every connection without opts.tls uses (set once at startup). */
-void mnc_set_tls(struct tls_ctx *t);
+static inline void mnc_set_tls(struct tls_ctx *t)
+{
+	tls_set_default(t);
+}
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret);
 /*
  * The same over a socket that is already connected (opts->addr unused):
@@ -131,7 +133,6 @@ int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64
  */
 int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
-int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
 /*
  * FENCE (mnfence.c): present grant g (ours, with write rights) so that the
  * node refuses writes of older ownership epochs to its section from now on.

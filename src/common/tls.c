@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "fio.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
@@ -309,4 +310,27 @@ int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret
 fail:
 	SSL_free(s);
 	return r;
+}
+
+int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, int block_ms, struct fio *io,
+		   struct cert_id *ret_peer)
+{
+	SSL *ssl = NULL;
+	int r = net_set_nonblock(fd, true);
+
+	if (r == 0)
+		r = tls_client_handshake(t, fd, deadline, &ssl, ret_peer);
+	return r < 0 ? r : fio_init_tls(io, fd, ssl, block_ms);
+}
+
+static struct tls_ctx *default_ctx;
+
+void tls_set_default(struct tls_ctx *t)
+{
+	default_ctx = t;
+}
+
+struct tls_ctx *tls_default(void)
+{
+	return default_ctx;
 }

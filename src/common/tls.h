@@ -96,4 +96,15 @@ const char *tls_fail_reason(SSL *ssl, unsigned long err);
 int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret_ssl,
 			 struct cert_id *ret_peer);
 
+/*
+ * The same, then the connection's byte I/O over it (fd made non-blocking;
+ * blocking reads wait block_ms at most).
+ */
+struct fio;
+int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, int block_ms, struct fio *io,
+		   struct cert_id *ret_peer);
+/* The process's default context for fabric clients (NULL: plaintext). */
+void tls_set_default(struct tls_ctx *t);
+struct tls_ctx *tls_default(void);
+
 #endif /* DISAGG_TLS_H */

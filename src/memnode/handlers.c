@@ -106,7 +106,7 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 			 (unsigned long long)req.node_id, (unsigned long long)a->cert.node_id);
 		return -EACCES;
 	}
-	if (mn_revoked_has(n, req.node_id)) {
+	if (mn_revoked_has(&n->revoked, req.node_id)) {
 		atomic_fetch_add(&n->stats.revoked_hello, 1);
 		log_info("HELLO from node %llu refused: it is revoked",
 			 (unsigned long long)req.node_id);
@@ -583,9 +583,10 @@ static int handle_revoke(struct mn_conn *c, const struct proto_hdr *h, const uin
 		if (ids[i] == 0)
 			return -EBADMSG;
 	}
-	r = mn_revoked_set(n, ids, req.count);
+	r = mn_revoked_set(&n->revoked, ids, req.count);
 	if (r < 0)
 		return r == -ENOMEM ? r : -EIO;
+	mn_server_kick(n);      /* every worker closes the revoked nodes' connections */
 	return reply_with(c, h, NULL, 0);
 }
 

@@ -31,6 +31,9 @@
 #include "cert.h"
 #include "grant.h"
 #include "metrics.h"
+#include "obuf.h"
+#include "revoke.h"
+#include "tlsaccept.h"
 #include "disagg/proto.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -205,7 +208,7 @@ struct mn_stats {
 	_Atomic uint64_t grants_rights;      /* authentic, but without the rights asked for */
 	_Atomic uint64_t denied;             /* orchestrator-only requests from anyone else */
 	/* TLS handshakes that failed, by reason (tls.h tls_fail_reason, and "identity") */
-	_Atomic uint64_t tls_no_cert, tls_bad_cert, tls_protocol, tls_identity;
+	_Atomic uint64_t tls_fail[MN_TLS_FAIL_MAX];
 	_Atomic uint64_t tls_handshakes;     /* completed */
 	/* HELLO/AUTH refused for the certificate's identity */
 	_Atomic uint64_t id_node_mismatch;   /* HELLO names another node than the certificate */
@@ -241,42 +244,17 @@ struct mn_node {
 	struct mn_limits limits;
 	struct mn_admit *admit;
 	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
-	struct {                       /* revoked node ids (revoke.c) */
-		pthread_rwlock_t lock;
-		uint64_t *ids;         /* sorted */
-		size_t n;
-		_Atomic size_t count;  /* n, readable without the lock */
-		_Atomic uint64_t gen;  /* bumped by every new list */
-		const char *dir;       /* --state-dir, or NULL: memory only */
-	} revoked;
+	struct mn_revoked revoked;     /* revoked node ids (revoke.h) */
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
 	struct mn_copy *copies[MN_MAX_COPIES];
 };
 
-/* ---- revocation (revoke.c) ----------------------------------------------- */
-
-/* Load DIR/revoked (dir may be NULL: memory only). Errors are logged. */
-int mn_revoked_init(struct mn_node *n, const char *dir);
-void mn_revoked_destroy(struct mn_node *n);
-bool mn_revoked_has(struct mn_node *n, uint64_t id);
-/* Replace the list (persisted first); workers then close revoked nodes' connections. */
-int mn_revoked_set(struct mn_node *n, const uint64_t *ids, size_t count);
-
 /* ---- server (server.c) ------------------------------------------------- */
 
 struct mn_conn;
 
-/* An outgoing frame: header + payload, contiguous. */
-struct mn_obuf {
-	struct mn_obuf *next;
-	struct mn_conn *conn;    /* set while posted from another thread */
-	uint64_t start_ns;       /* posted: when the request arrived */
-	uint16_t op;             /* posted: its opcode */
-	size_t len, off;
-	uint8_t data[];
-};
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
 /*
@@ -292,8 +270,6 @@ void mn_server_kick(struct mn_node *n);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
-/* Allocate a reply frame for request `req` with `len` bytes of payload (at data + 32). */
-struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len);
 /* Queue a reply on a connection (worker thread only). */
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 /* Connection accessors for the handlers. */

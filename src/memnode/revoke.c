@@ -7,7 +7,7 @@
  * (or, in plaintext, whose HELLO) names a revoked node is refused; a new
  * list makes every worker close the connections of the nodes on it.
  */
-#include "memnode.h"
+#include "revoke.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "disagg/proto.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -76,7 +77,7 @@ static int persist(const char *dir, const uint64_t *ids, size_t n)
 	return 0;
 }
 
-int mn_revoked_init(struct mn_node *n, const char *dir)
+int mn_revoked_init(struct mn_revoked *rv, const char *dir)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_fclose_ FILE *f = NULL;
@@ -85,8 +86,8 @@ int mn_revoked_init(struct mn_node *n, const char *dir)
 	char line[64];
 	unsigned lineno = 0;
 
-	pthread_rwlock_init(&n->revoked.lock, NULL);
-	n->revoked.dir = dir;
+	pthread_rwlock_init(&rv->lock, NULL);
+	rv->dir = dir;
 	if (!dir)
 		return 0;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -126,36 +127,36 @@ int mn_revoked_init(struct mn_node *n, const char *dir)
 		}
 		ids[len++] = v;
 	}
-	n->revoked.n = normalize(ids, len);
-	n->revoked.ids = ids;
-	atomic_store(&n->revoked.count, n->revoked.n);
-	if (n->revoked.n)
-		log_info("%zu revoked node id%s (%s)", n->revoked.n, n->revoked.n == 1 ? "" : "s",
+	rv->n = normalize(ids, len);
+	rv->ids = ids;
+	atomic_store(&rv->count, rv->n);
+	if (rv->n)
+		log_info("%zu revoked node id%s (%s)", rv->n, rv->n == 1 ? "" : "s",
 			 path);
 	return 0;
 }
 
-void mn_revoked_destroy(struct mn_node *n)
+void mn_revoked_destroy(struct mn_revoked *rv)
 {
-	free(n->revoked.ids);
-	n->revoked.ids = NULL;
-	pthread_rwlock_destroy(&n->revoked.lock);
+	free(rv->ids);
+	rv->ids = NULL;
+	pthread_rwlock_destroy(&rv->lock);
 }
 
-bool mn_revoked_has(struct mn_node *n, uint64_t id)
+bool mn_revoked_has(struct mn_revoked *rv, uint64_t id)
 {
 	bool hit;
 
-	if (atomic_load(&n->revoked.count) == 0)
+	if (atomic_load(&rv->count) == 0)
 		return false;
-	pthread_rwlock_rdlock(&n->revoked.lock);
-	hit = n->revoked.ids &&
-	      bsearch(&id, n->revoked.ids, n->revoked.n, sizeof(id), cmp_u64) != NULL;
-	pthread_rwlock_unlock(&n->revoked.lock);
+	pthread_rwlock_rdlock(&rv->lock);
+	hit = rv->ids &&
+	      bsearch(&id, rv->ids, rv->n, sizeof(id), cmp_u64) != NULL;
+	pthread_rwlock_unlock(&rv->lock);
 	return hit;
 }
 
-int mn_revoked_set(struct mn_node *n, const uint64_t *ids, size_t count)
+int mn_revoked_set(struct mn_revoked *rv, const uint64_t *ids, size_t count)
 {
 	uint64_t *copy = malloc((count ? count : 1) * sizeof(*copy));
 	uint64_t *old;
@@ -165,24 +166,23 @@ int mn_revoked_set(struct mn_node *n, const uint64_t *ids, size_t count)
 		return -ENOMEM;
 	memcpy(copy, ids, count * sizeof(*copy));
 	count = normalize(copy, count);
-	if (n->revoked.dir) {
-		r = persist(n->revoked.dir, copy, count);
+	if (rv->dir) {
+		r = persist(rv->dir, copy, count);
 		if (r < 0) {
-			log_error("cannot store the revocation list in %s: %s", n->revoked.dir,
+			log_error("cannot store the revocation list in %s: %s", rv->dir,
 				  strerror(-r));
 			free(copy);
 			return r;
 		}
 	}
-	pthread_rwlock_wrlock(&n->revoked.lock);
-	old = n->revoked.ids;
-	n->revoked.ids = copy;
-	n->revoked.n = count;
-	atomic_store(&n->revoked.count, count);
-	pthread_rwlock_unlock(&n->revoked.lock);
+	pthread_rwlock_wrlock(&rv->lock);
+	old = rv->ids;
+	rv->ids = copy;
+	rv->n = count;
+	atomic_store(&rv->count, count);
+	pthread_rwlock_unlock(&rv->lock);
 	free(old);
-	atomic_fetch_add(&n->revoked.gen, 1);
+	atomic_fetch_add(&rv->gen, 1);
 	log_info("revocation list: %zu node id%s", count, count == 1 ? "" : "s");
-	mn_server_kick(n);      /* every worker closes the connections of revoked nodes */
 	return 0;
 }

@@ -55,12 +55,10 @@
 #include "macro.h"
 #include "net.h"
 #include "tls.h"
+#include "tlsaccept.h"
 #include "wire.h"
 
-#include <openssl/err.h>
-
 #define MN_RBUF_SIZE (64u << 10)
-#define MN_IOV_BATCH 64
 
 struct mn_worker {
 	struct mn_node *node;
@@ -107,44 +105,9 @@ struct mn_conn {
 	uint8_t *big;
 	size_t big_have;
 	/* output */
-	struct mn_obuf *oh, **ot;
-	size_t obytes;
-	unsigned oframes;
+	struct mn_outq out;
 	unsigned async;          /* requests answered later (COPY) */
 };
-
-/* ---- frames --------------------------------------------------------------- */
-
-struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len)
-{
-	struct mn_obuf *ob = malloc(sizeof(*ob) + PROTO_HDR_SIZE + len);
-	struct proto_hdr h = {
-		.magic = PROTO_MAGIC,
-		.version = PROTO_VERSION,
-		.opcode = req->opcode,
-		.flags = PROTO_F_REPLY,
-		.len = (uint32_t)len,
-		.req_id = req->req_id,
-		.status = status,
-	};
-
-	if (!ob)
-		return NULL;
-	ob->next = NULL;
-	ob->conn = NULL;
-	ob->len = PROTO_HDR_SIZE + len;
-	ob->off = 0;
-	wire_hdr_encode(&h, ob->data);
-	return ob;
-}
-
-static uint32_t obuf_status(const struct mn_obuf *ob)
-{
-	uint32_t st;
-
-	memcpy(&st, ob->data + offsetof(struct proto_hdr, status), sizeof(st));
-	return le32toh(st);
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -183,18 +146,14 @@ static void conn_unref(struct mn_conn *c)
 
 static bool conn_over_cap(const struct mn_conn *c)
 {
-	return c->obytes >= MN_OUTQ_CAP || c->oframes + c->async >= PROTO_MAX_INFLIGHT;
+	return c->out.bytes >= MN_OUTQ_CAP || c->out.frames + c->async >= PROTO_MAX_INFLIGHT;
 }
 
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob)
 {
-	if (obuf_status(ob) != PROTO_ST_OK)
+	if (mn_obuf_status(ob) != PROTO_ST_OK)
 		atomic_fetch_add(&c->w->node->stats.errors, 1);
-	ob->next = NULL;
-	*c->ot = ob;
-	c->ot = &ob->next;
-	c->obytes += ob->len;
-	c->oframes++;
+	mn_outq_push(&c->out, ob);
 }
 
 static void conn_close(struct mn_conn *c)
@@ -214,15 +173,7 @@ static void conn_close(struct mn_conn *c)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	while (c->oh) {
-		struct mn_obuf *ob = c->oh;
-
-		c->oh = ob->next;
-		free(ob);
-	}
-	c->ot = &c->oh;
-	c->obytes = 0;
-	c->oframes = 0;
+	mn_outq_clear(&c->out);
 	free(c->rbuf);
 	c->rbuf = NULL;
 	free(c->big);
@@ -236,48 +187,11 @@ static void conn_close(struct mn_conn *c)
 
 static int conn_flush(struct mn_conn *c)
 {
-	if (fio_wpending(&c->io)) {
-		int r = fio_flush(&c->io);
+	ssize_t wr = mn_outq_flush(&c->out, &c->io);
 
-		if (r == -EAGAIN)
-			return 0;
-		if (r < 0)
-			return r;
-	}
-	while (c->oh) {
-		struct iovec iov[MN_IOV_BATCH];
-		struct mn_obuf *ob;
-		size_t n = 0;
-		ssize_t wr;
-
-		for (ob = c->oh; ob && n < MN_IOV_BATCH; ob = ob->next) {
-			iov[n].iov_base = ob->data + ob->off;
-			iov[n].iov_len = ob->len - ob->off;
-			n++;
-		}
-		wr = fio_writev(&c->io, iov, (int)n);
-		if (wr < 0)
-			return wr == -EAGAIN ? 0 : (int)wr;
-		c->obytes -= (size_t)wr;
+	if (wr > 0)
 		c->active_ns = now_ns();
-		while (wr > 0) {
-			size_t left;
-
-			ob = c->oh;
-			left = ob->len - ob->off;
-			if ((size_t)wr < left) {
-				ob->off += (size_t)wr;
-				break;
-			}
-			wr -= (ssize_t)left;
-			c->oh = ob->next;
-			c->oframes--;
-			free(ob);
-		}
-		if (!c->oh)
-			c->ot = &c->oh;
-	}
-	return 0;
+	return wr < 0 ? (int)wr : 0;
 }
 
 /* Register the events the connection needs now; close it when it is done. */
@@ -292,9 +206,9 @@ static void conn_update(struct mn_conn *c)
 		want = c->hs_want;
 	else if (!c->closing && !conn_over_cap(c))
 		want |= EPOLLIN;
-	if (c->oh || fio_wpending(&c->io))
+	if (c->out.head || fio_wpending(&c->io))
 		want |= EPOLLOUT;
-	if (c->closing && !c->oh && !fio_wpending(&c->io)) {
+	if (c->closing && !c->out.head && !fio_wpending(&c->io)) {
 		conn_close(c);
 		return;
 	}
@@ -480,10 +394,7 @@ static void conn_pump(struct mn_conn *c)
 		}
 		if (blocked && !conn_over_cap(c))
 			continue;
-		/*
-		 * TLS: records already decrypted in the library do not make the
-		 * socket readable; take them while reading is allowed.
-		 */
+		/* TLS: decrypted bytes in the library do not make the socket readable. */
 		if (!c->closing && !conn_over_cap(c) && !c->tls_hs && fio_rpending(&c->io) &&
 		    c->rlen < c->rcap) {
 			conn_read(c);
@@ -496,75 +407,29 @@ static void conn_pump(struct mn_conn *c)
 	conn_update(c);
 }
 
-/* Count a failed TLS handshake by its reason. */
-static void tls_count_failure(struct mn_node *n, const char *reason)
-{
-	if (strcmp(reason, "no_cert") == 0)
-		atomic_fetch_add(&n->stats.tls_no_cert, 1);
-	else if (strcmp(reason, "bad_cert") == 0)
-		atomic_fetch_add(&n->stats.tls_bad_cert, 1);
-	else if (strcmp(reason, "identity") == 0)
-		atomic_fetch_add(&n->stats.tls_identity, 1);
-	else
-		atomic_fetch_add(&n->stats.tls_protocol, 1);
-}
-
 /* Advance the server side of the TLS handshake. */
 static void conn_tls_handshake(struct mn_conn *c)
 {
 	struct mn_node *n = c->w->node;
-	unsigned long err;
-	const char *reason;
-	int ret, e;
+	enum mn_tls_fail why = MN_TLS_PROTOCOL;
+	struct cert_id id;
+	enum mn_tls_step st = mn_tls_accept_step(c->io.ssl, &id, &why);
 
-	ERR_clear_error();
-	ret = SSL_do_handshake(c->io.ssl);
-	if (ret == 1) {
-		struct cert_id id;
-		int r = tls_peer_identity(c->io.ssl, &id);
-
-		if (r < 0) {
-			log_info("TLS: a client certificate without a disagg node identity: closing");
-			tls_count_failure(n, "identity");
-			conn_close(c);
-			return;
-		}
-		if (mn_revoked_has(n, id.node_id)) {
-			atomic_fetch_add(&n->stats.revoked_handshake, 1);
-			log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
-			conn_close(c);
-			return;
-		}
+	if (st == MN_TLS_WANT_READ || st == MN_TLS_WANT_WRITE) {
+		c->hs_want = st == MN_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+	} else if (st == MN_TLS_FAILED) {
+		atomic_fetch_add(&n->stats.tls_fail[why], 1);
+		conn_close(c);
+	} else if (mn_revoked_has(&n->revoked, id.node_id)) {
+		atomic_fetch_add(&n->stats.revoked_handshake, 1);
+		log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
+		conn_close(c);
+	} else {
 		c->tls_hs = false;
 		c->auth.has_cert = true;
 		c->auth.cert = id;
 		atomic_fetch_add(&n->stats.tls_handshakes, 1);
-		tls_note_ktls(c->io.ssl);
-		log_debug("TLS: %s node %llu connected", cert_role_name(id.role),
-			  (unsigned long long)id.node_id);
-		return;
 	}
-	e = SSL_get_error(c->io.ssl, ret);
-	if (e == SSL_ERROR_WANT_READ) {
-		c->hs_want = EPOLLIN;
-		return;
-	}
-	if (e == SSL_ERROR_WANT_WRITE) {
-		c->hs_want = EPOLLOUT;
-		return;
-	}
-	err = ERR_peek_error();
-	reason = e == SSL_ERROR_SYSCALL && !err ? "protocol" : tls_fail_reason(c->io.ssl, err);
-	{
-		char buf[200] = "connection closed";
-
-		if (err)
-			ERR_error_string_n(err, buf, sizeof(buf));
-		log_info("TLS handshake refused (%s): %s", reason, buf);
-	}
-	ERR_clear_error();
-	tls_count_failure(n, reason);
-	conn_close(c);
 }
 
 static void conn_event(struct mn_conn *c, uint32_t events)
@@ -611,6 +476,7 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct mn_conn *c = calloc(1, sizeof(*c));
+	int r;
 
 	if (!c) {
 		handoff_drop(w->node, h);
@@ -618,20 +484,16 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 	}
 	c->fd = h->fd;
 	c->w = w;
-	fio_init_plain(&c->io, h->fd, 0);
-	if (w->node->tls) {
-		SSL *ssl = tls_ssl_new(w->node->tls, h->fd, true);
-
-		if (!ssl || fio_init_tls(&c->io, h->fd, ssl, 0) < 0) {
-			handoff_drop(w->node, h);
-			free(c);
-			return;
-		}
-		c->tls_hs = true;
-		c->hs_want = EPOLLIN;
+	r = mn_tls_conn_init(&c->io, w->node->tls, h->fd);
+	if (r < 0) {
+		handoff_drop(w->node, h);
+		free(c);
+		return;
 	}
+	c->tls_hs = r > 0;          /* the handshake comes first */
+	c->hs_want = EPOLLIN;
 	c->refs = 1;
-	c->ot = &c->oh;
+	c->out.tail = &c->out.head;
 	c->ev = EPOLLIN;
 	c->peer = h->peer;
 	c->unauth = true;
@@ -699,30 +561,6 @@ static void worker_take_posts(struct mn_worker *w, bool deliver)
 
 /* ---- workers ------------------------------------------------------------------ */
 
-/* A new revocation list: close the connections of the nodes on it. */
-static void worker_apply_revocations(struct mn_worker *w)
-{
-	struct mn_node *n = w->node;
-	uint64_t gen = atomic_load(&n->revoked.gen);
-	struct mn_conn *c, *next;
-
-	if (gen == w->revoke_gen)
-		return;
-	w->revoke_gen = gen;
-	for (c = w->conns; c; c = next) {
-		uint64_t id = c->auth.has_cert ? c->auth.cert.node_id :
-			      c->auth.hello_done ? c->auth.peer_id : 0;
-
-		next = c->next;
-		if (id && mn_revoked_has(n, id)) {
-			atomic_fetch_add(&n->stats.revoked_closed, 1);
-			log_info("node %llu is revoked: closing its connection",
-				 (unsigned long long)id);
-			conn_close(c);
-		}
-	}
-}
-
 static void worker_new_conns(struct mn_worker *w)
 {
 	struct mn_handoff hs[64];
@@ -742,22 +580,30 @@ static int sweep_period_ms(const struct mn_limits *lim)
 	return (int)MIN(MAX(t / 8, 20u), 1000u);
 }
 
-/* Close the connections past the handshake or the idle timeout. */
+/* Close the connections past the handshake or the idle timeout, or of revoked nodes. */
 static void worker_sweep(struct mn_worker *w)
 {
 	const struct mn_limits *lim = &w->node->limits;
-	uint64_t now = now_ns();
+	uint64_t now = now_ns(), gen = atomic_load(&w->node->revoked.gen);
+	bool revoked = gen != w->revoke_gen;   /* a new revocation list */
 	struct mn_conn *c, *next;
 
+	w->revoke_gen = gen;
 	for (c = w->conns; c; c = next) {
+		uint64_t id = c->auth.has_cert ? c->auth.cert.node_id : c->auth.peer_id;
+
 		next = c->next;
-		if (!c->auth.authed) {
+		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
+			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
+			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
+			conn_close(c);
+		} else if (!c->auth.authed) {
 			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
 				continue;
 			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
 			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
 			conn_close(c);
-		} else if (lim->idle_ms && !c->oh && !c->async && !c->big &&
+		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big &&
 			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
 			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
 			log_debug("peer %llu idle for %u ms: closing",
@@ -810,7 +656,8 @@ static void *worker_main(void *arg)
 					log_debug("worker %u: eventfd read: %s", w->idx,
 						  strerror(errno));
 				worker_take_posts(w, true);
-				worker_apply_revocations(w);
+				if (atomic_load(&n->revoked.gen) != w->revoke_gen)
+					worker_sweep(w);
 			} else {
 				conn_event(ptr, evs[i].events);
 			}

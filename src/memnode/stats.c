@@ -142,15 +142,12 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_counter(&sb, "disagg_memnode_tls_handshakes_total",
 			"TLS handshakes completed with a verified client certificate.", "",
 			atomic_load(&s->tls_handshakes));
-	metrics_counter(&sb, "disagg_memnode_tls_failures_total",
-			"TLS handshakes refused, by reason.", "reason=\"no_cert\"",
-			atomic_load(&s->tls_no_cert));
-	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"bad_cert\"",
-			atomic_load(&s->tls_bad_cert));
-	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"identity\"",
-			atomic_load(&s->tls_identity));
-	metrics_counter(&sb, "disagg_memnode_tls_failures_total", NULL, "reason=\"protocol\"",
-			atomic_load(&s->tls_protocol));
+	for (unsigned i = 0; i < MN_TLS_FAIL_MAX; i++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", mn_tls_fail_name(i));
+		metrics_counter(&sb, "disagg_memnode_tls_failures_total",
+				i == 0 ? "TLS handshakes refused, by reason." : NULL, labels,
+				atomic_load(&s->tls_fail[i]));
+	}
 	metrics_counter(&sb, "disagg_memnode_identity_refusals_total",
 			"HELLO/AUTH refused for the client certificate's identity, by reason.",
 			"reason=\"node_id\"", atomic_load(&s->id_node_mismatch));

@@ -160,6 +160,22 @@ void mnpool_forget(struct mnpool *p, uint64_t id)
 	}
 }
 
+/* The whole revocation list, to a memory node (nodes_revoke, a new connection, a sweep). */
+int revoke_push(struct orch *o, struct mnc *c)
+{
+	_cleanup_free_ uint64_t *ids = NULL;
+	size_t n = 0;
+	int r;
+
+	r = o->store->ops->revoked_list(o->store, &ids, &n);
+	if (r < 0)
+		return r;
+	r = mnc_revoke(c, ids, n);
+	if (r == -EOPNOTSUPP && n == 0)
+		return 0;         /* an older node, and nothing to tell it */
+	return r;
+}
+
 static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc **ret)
 {
 	struct mnc_opts opts = {

@@ -70,7 +70,7 @@ const char *const store_sqlite_migrations[] = {
 	/* 2 -> 3: each section's ownership epoch (fence.c); existing ones are at 0. */
 	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
 	/* 3 -> 4: revoked node ids (certificates shut out of the fabric, revoke.c). */
-	"CREATE TABLE revoked ("
+	"CREATE TABLE IF NOT EXISTS revoked ("
 	"  node_id INTEGER PRIMARY KEY,"
 	"  time INTEGER NOT NULL);",
 };

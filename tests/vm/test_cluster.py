@@ -132,7 +132,10 @@ def test_slot_lifecycle_with_orchestrator_restart(cluster):
     p = subprocess.Popen([str(prog), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key",
                           str(c.data / "cluster.key"), "--grant-key",
-                          str(c.data / "grant.key"), "--node-id", "1000"],
+                          str(c.data / "grant.key"), "--node-id", "1000",
+                          "--tls-ca", str(c.data / "tls" / "ca.pem"),
+                          "--tls-cert", str(c.data / "tls" / "orchestrator.pem"),
+                          "--tls-key", str(c.data / "tls" / "orchestrator.key")],
                          stdout=subprocess.PIPE, stderr=log)
     try:
         assert b"listening on" in p.stdout.readline()

@@ -203,7 +203,10 @@ def restart_orchestrator(c):
     log = open(c.data / "logs" / f"orchestrator-{len(procs) + 1}.log", "ab")
     p = subprocess.Popen([str(c.bin / "disagg-orchestrator"), "--http", orch["http"], "--db",
                           str(c.data / "orchestrator.db"), "--key", str(c.data / "cluster.key"),
-                          "--grant-key", str(c.data / "grant.key"), "--node-id", "1000"],
+                          "--grant-key", str(c.data / "grant.key"), "--node-id", "1000",
+                          "--tls-ca", str(c.data / "tls" / "ca.pem"),
+                          "--tls-cert", str(c.data / "tls" / "orchestrator.pem"),
+                          "--tls-key", str(c.data / "tls" / "orchestrator.key")],
                          stdout=subprocess.PIPE, stderr=log)
     c.extra.append(p)
     assert b"listening on" in p.stdout.readline()

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,6 +541,7 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &a) < 0)
 		return 1;
+	signal(SIGPIPE, SIG_IGN);      /* TLS writes go through write(2): a closed peer is EPIPE */
 	cmd = a.pos[0];
 	static const char *const known[] = { "ping", "stats", "list", "alloc", "free", "fill",
 					     "verify", "copy", "cas", "fadd", "fence" };

@@ -728,6 +728,9 @@ int cmd_up(struct cli_args *a)
 					 u.url, "--tls-ca", u.ca, "--tls-cert", c->tls_cert,
 					 "--tls-key", c->tls_key, NULL };
 
+			/* A new cluster: no revocations of an earlier one in this directory. */
+			snprintf(state, sizeof(state), "%s/memnode-%s.state/revoked", u.dir, id);
+			(void)unlink(state);
 			snprintf(state, sizeof(state), "%s/memnode-%s.state", u.dir, id);
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,

@@ -71,6 +71,14 @@ FIGURES = {
                                "4 KiB WRITE at QD1 over the bare TCP round trip"),
     "memnode.read_64k_qd32_MBps": ("memnode", key("read_64k_qd32_MBps"), "MB/s", "higher",
                                    "64 KiB READs at QD32, one connection"),
+    "memnode.tls_read_4k_latency_ratio": (
+        "memnode", lambda j: (j.get("tls") or {}).get("read_4k_latency_ratio"), "x", "lower",
+        "4 KiB READ at QD1 over TLS 1.3, over the same on plaintext in the same run "
+        "(target <= 1.3)"),
+    "memnode.tls_read_64k_qd32_fraction": (
+        "memnode", lambda j: (j.get("tls") or {}).get("read_64k_qd32_fraction"), "x", "higher",
+        "64 KiB READs at QD32 over TLS 1.3, as a fraction of plaintext in the same run "
+        "(target >= 0.6)"),
     "pager.remote_fault_us": ("pager", key("remote_fault_us"), "us", "lower",
                               "a fault served from a memory node over loopback"),
     "pager.pager_overhead_us": ("pager", key("pager_overhead_us"), "us", "lower",

@@ -49,10 +49,12 @@
 #include <jansson.h>
 
 #include "auth.h"
+#include "cert.h"
 #include "grant.h"
 #include "mnadmin.h"
 #include "mnclient.h"
 #include "net.h"
+#include "tls.h"
 
 #define NODE_ID   900
 #define HOLDER    901
@@ -76,6 +78,7 @@ struct bench {
 	uint32_t section_pages;
 	double seconds;
 	struct row rows[64];
+	const char *tag;             /* "" plaintext, "tls-" over TLS: prefixes row kinds */
 	unsigned nrows;
 };
 
@@ -359,6 +362,9 @@ static int run_case(struct bench *b, bool write, unsigned pages, unsigned conns,
 	size_t nlats[8];
 	struct row row = { .kind = write ? "write" : "read", .pages = pages, .conns = conns,
 			   .qd = qd };
+	char kind[16];
+
+	snprintf(kind, sizeof(kind), "%s%s", b->tag ? b->tag : "", row.kind);
 	int err = 0;
 
 	if (!w)
@@ -385,7 +391,10 @@ static int run_case(struct bench *b, bool write, unsigned pages, unsigned conns,
 		t1 = MAX(t1, w[i].t_end);
 	}
 	if (!err) {
-		snprintf(row.name, sizeof(row.name), "%s %uK", write ? "write" : "read", pages * 4);
+		snprintf(row.name, sizeof(row.name), "%s%s %uK", b->tag ? b->tag : "",
+			 write ? "write" : "read", pages * 4);
+		row.kind = strcmp(kind, "tls-read") == 0 ? "tls-read" :
+			   strcmp(kind, "tls-write") == 0 ? "tls-write" : row.kind;
 		finish_row(b, &row, lats, nlats, conns, ops, (double)(t1 - t0) / 1e9,
 			   (size_t)pages * PROTO_PAGE_SIZE);
 	}
@@ -428,11 +437,14 @@ static int find_memnode(const char *argv0, char *ret, size_t len)
 
 /* Start the node with its log in `logfile`; parse its ready line from stdout. */
 static int start_memnode(const char *path, const char *keyfile, const char *gpubfile,
-			 const char *logfile, pid_t *ret_pid, char *ret_addr, size_t len)
+			 const char *logfile, const struct fabric_conf *fc, const char *node_id,
+			 pid_t *ret_pid, char *ret_addr, size_t len)
 {
 	char *argv[] = { (char *)path, "--listen", "127.0.0.1:0", "--pool", "1G",
 			 "--section-size", "128M", "--backing", "anon", "--key", (char *)keyfile,
-			 "--grant-pubkey", (char *)gpubfile, "--node-id", "900", NULL };
+			 "--grant-pubkey", (char *)gpubfile, "--node-id", (char *)node_id,
+			 fc->plaintext ? "--fabric-plaintext" : "--tls-ca", (char *)fc->ca,
+			 "--tls-cert", (char *)fc->cert, "--tls-key", (char *)fc->key, NULL };
 	posix_spawn_file_actions_t fa;
 	int pfd[2], r;
 	char line[512];
@@ -464,6 +476,39 @@ static int start_memnode(const char *path, const char *keyfile, const char *gpub
 	}
 	fclose(f);
 	return -EIO;
+}
+
+/* One section on the node at b->addr, written once so reads touch real pages. */
+static int setup_section(struct bench *bp)
+{
+	struct bench *b_ = bp;
+	_cleanup_mnc_ struct mnc *ctl = NULL;
+	struct mnc_opts o = { .addr = b_->addr, .key = &b_->key, .orch_key = b_->gkey,
+			      .node_id = HOLDER, .timeout_ms = 30000 };
+	struct proto_section s;
+	_cleanup_free_ uint8_t *fill = NULL;
+	int r;
+
+	r = mnc_connect(&o, &ctl);
+	if (r >= 0)
+		r = mnc_alloc(ctl, HOLDER, &s);
+	if (r >= 0)
+		r = grant_mint(b_->gkey, mnc_info(ctl)->node_id, HOLDER, s.section, s.generation, 0,
+			       PROTO_R_ALL, 0, &b_->grant);
+	if (r < 0) {
+		fprintf(stderr, "disagg-memnode-bench: setup: %s\n", strerror(-r));
+		return r;
+	}
+	b_->section_pages = (uint32_t)(mnc_info(ctl)->section_size / PROTO_PAGE_SIZE);
+	fill = malloc(4u << 20);
+	if (!fill)
+		return -ENOMEM;
+	memset(fill, 0xa5, 4u << 20);
+	for (uint32_t p = 0; p < b_->section_pages && r >= 0; p += 1024)
+		r = mnc_write_range(ctl, &b_->grant, p, MIN(1024u, b_->section_pages - p), fill);
+	if (r < 0)
+		fprintf(stderr, "disagg-memnode-bench: fill: %s\n", strerror(-r));
+	return r;
 }
 
 /* ---- placement ---------------------------------------------------------- */
@@ -545,8 +590,12 @@ int main(int argc, char **argv)
 	const char *json_path = NULL, *mn_path = NULL;
 	char mn_buf[PATH_MAX + 64], tmpdir[] = "/tmp/disagg-bench-XXXXXX", keyfile[64] = "", logfile[64] = "",
 	     gkeyfile[64] = "", gpubfile[64] = "";
-	char mn_addr[256], echo_addr[64];
-	pid_t mn_pid = -1, echo_pid = -1;
+	char mn_addr[256], echo_addr[64], tls_addr[256], tlslog[64] = "", cadir[64] = "";
+	char capem[80] = "", mncert[80] = "", mnkey[80] = "", clcert[80] = "", clkey[80] = "";
+	const struct fabric_conf plain = { .plaintext = true };
+	struct fabric_conf mnfc = { 0 }, clfc = { 0 };
+	struct tls_ctx *tls = NULL;
+	pid_t mn_pid = -1, echo_pid = -1, tls_pid = -1;
 	int c, r, lfd, rc = 1, ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	enum placement pl = PLACE_SPLIT;
 
@@ -624,7 +673,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	snprintf(logfile, sizeof(logfile), "%s/memnode.log", tmpdir);
-	r = start_memnode(mn_path, keyfile, gpubfile, logfile, &mn_pid, mn_addr, sizeof(mn_addr));
+	r = start_memnode(mn_path, keyfile, gpubfile, logfile, &plain, "900", &mn_pid, mn_addr,
+			  sizeof(mn_addr));
 	if (r < 0) {
 		fprintf(stderr, "disagg-memnode-bench: cannot start %s: %s\n", mn_path, strerror(-r));
 		goto out;
@@ -632,36 +682,9 @@ int main(int argc, char **argv)
 	b.addr = mn_addr;
 	place_clients(pl, ncpu);
 
-	/* One section, written once so reads touch real pages. */
-	{
-		_cleanup_mnc_ struct mnc *ctl = NULL;
-		struct mnc_opts o = { .addr = mn_addr, .key = &b.key, .orch_key = b.gkey,
-				      .node_id = HOLDER, .timeout_ms = 30000 };
-		struct proto_section s;
-		_cleanup_free_ uint8_t *fill = NULL;
-
-		r = mnc_connect(&o, &ctl);
-		if (r >= 0)
-			r = mnc_alloc(ctl, HOLDER, &s);
-		if (r >= 0)
-			r = grant_mint(b.gkey, mnc_info(ctl)->node_id, HOLDER, s.section,
-				       s.generation, 0, PROTO_R_ALL, 0, &b.grant);
-		if (r < 0) {
-			fprintf(stderr, "disagg-memnode-bench: setup: %s\n", strerror(-r));
-			goto out;
-		}
-		b.section_pages = (uint32_t)(mnc_info(ctl)->section_size / PROTO_PAGE_SIZE);
-		fill = malloc(4u << 20);
-		if (!fill)
-			goto out;
-		memset(fill, 0xa5, 4u << 20);
-		for (uint32_t p = 0; p < b.section_pages && r >= 0; p += 1024)
-			r = mnc_write_range(ctl, &b.grant, p, MIN(1024u, b.section_pages - p), fill);
-		if (r < 0) {
-			fprintf(stderr, "disagg-memnode-bench: fill: %s\n", strerror(-r));
-			goto out;
-		}
-	}
+	r = setup_section(&b);
+	if (r < 0)
+		goto out;
 
 	printf("disagg-memnode-bench: memnode %s (%s), echo baseline %s, %.2f s per case, "
 	       "placement %s (%d CPUs)\n\n", mn_addr, mn_path, echo_addr, b.seconds,
@@ -689,6 +712,56 @@ int main(int argc, char **argv)
 					}
 				}
 
+	/*
+	 * The same cases over TLS 1.3, in the same run: a second memory node
+	 * with a certificate of a CA made here, and our client certificate.
+	 */
+	snprintf(cadir, sizeof(cadir), "%s/ca", tmpdir);
+	snprintf(capem, sizeof(capem), "%s/ca.pem", cadir);
+	snprintf(mncert, sizeof(mncert), "%s/mn.pem", tmpdir);
+	snprintf(mnkey, sizeof(mnkey), "%s/mn.key", tmpdir);
+	snprintf(clcert, sizeof(clcert), "%s/client.pem", tmpdir);
+	snprintf(clkey, sizeof(clkey), "%s/client.key", tmpdir);
+	snprintf(tlslog, sizeof(tlslog), "%s/memnode-tls.log", tmpdir);
+	{
+		struct cert_id mid = { 902, CERT_ROLE_MEMORY }, cid = { HOLDER, CERT_ROLE_ORCH };
+
+		r = cert_new_ca(cadir, NULL, 1);
+		if (r >= 0)
+			r = cert_issue(cadir, &mid, 1, mncert, mnkey);
+		if (r >= 0)
+			r = cert_issue(cadir, &cid, 1, clcert, clkey);
+		if (r < 0) {
+			fprintf(stderr, "disagg-memnode-bench: certificates: %s\n", strerror(-r));
+			goto out;
+		}
+	}
+	mnfc = (struct fabric_conf){ .ca = capem, .cert = mncert, .key = mnkey };
+	clfc = (struct fabric_conf){ .ca = capem, .cert = clcert, .key = clkey };
+	place_servers(pl, ncpu);
+	r = start_memnode(mn_path, keyfile, gpubfile, tlslog, &mnfc, "902", &tls_pid, tls_addr,
+			  sizeof(tls_addr));
+	place_clients(pl, ncpu);
+	if (r < 0) {
+		fprintf(stderr, "disagg-memnode-bench: cannot start the TLS memory node: %s\n",
+			strerror(-r));
+		goto out;
+	}
+	if (tls_ctx_new(&clfc, CERT_ROLE_ORCH, HOLDER, &tls) < 0)
+		goto out;
+	mnc_set_tls(tls);
+	b.addr = tls_addr;
+	b.tag = "tls-";
+	r = setup_section(&b);
+	if (r < 0)
+		goto out;
+	if ((r = run_case(&b, false, 1, 1, 1)) < 0 || (r = run_case(&b, false, 16, 1, 32)) < 0 ||
+	    (r = run_case(&b, true, 1, 1, 1)) < 0) {
+		fprintf(stderr, "disagg-memnode-bench: TLS: %s\n", strerror(-r));
+		goto out;
+	}
+	mnc_set_tls(NULL);
+
 	const struct row *bl4 = find_row(&b, "baseline", 1, 1, 1);
 	const struct row *bl4w = NULL;
 	for (unsigned i = 0; i < b.nrows; i++)
@@ -707,13 +780,21 @@ int main(int argc, char **argv)
 	printf("write 4K qd1: %.1f us: ratio %.2f to its baseline\n", wr4->median_us, wratio);
 	printf("read 64K qd32: %.0f MB/s on 1 connection, %.0f MB/s on 8 (target >= 1000)\n",
 	       rd64->mbps, rd64x8->mbps);
+	const struct row *trd4 = find_row(&b, "tls-read", 1, 1, 1);
+	const struct row *trd64 = find_row(&b, "tls-read", 16, 1, 32);
+	double tls_lat = trd4->median_us / rd4->median_us, tls_tput = trd64->mbps / rd64->mbps;
+
+	printf("TLS read 4K qd1: %.1f us, %.2fx plaintext (target <= 1.3)\n", trd4->median_us,
+	       tls_lat);
+	printf("TLS read 64K qd32: %.0f MB/s, %.0f%% of plaintext (target >= 60%%)\n",
+	       trd64->mbps, tls_tput * 100);
 
 	if (json_path) {
 		struct utsname u;
 		json_t *j;
 
 		uname(&u);
-		j = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:{s:s, s:s, s:I}}",
+		j = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o, s:{s:s, s:s, s:I}}",
 			      "bench", "memnode", "placement", place_names[pl],
 			      "seconds_per_case", b.seconds,
 			      "baseline_rtt_4k_us", bl4->median_us,
@@ -722,6 +803,13 @@ int main(int argc, char **argv)
 			      "read_64k_qd32_MBps", rd64->mbps, "read_64k_qd32_8conn_MBps",
 			      rd64x8->mbps,
 			      "write_64k_qd32_MBps", find_row(&b, "write", 16, 1, 32)->mbps,
+			      "tls", json_pack("{s:f, s:f, s:f, s:f, s:f}",
+					       "read_4k_qd1_median_us", trd4->median_us,
+					       "read_4k_latency_ratio", tls_lat,
+					       "read_64k_qd32_MBps", trd64->mbps,
+					       "read_64k_qd32_fraction", tls_tput,
+					       "write_4k_qd1_median_us",
+					       find_row(&b, "tls-write", 1, 1, 1)->median_us),
 			      "rows", rows_json(&b), "machine", "kernel", u.release, "arch",
 			      u.machine, "cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN));
 		if (!j || json_dump_file(j, json_path, JSON_INDENT(2)) < 0) {
@@ -734,9 +822,30 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	mnc_set_tls(NULL);
+	tls_ctx_free(tls);
 	if (mn_pid > 0) {
 		kill(mn_pid, SIGTERM);
 		waitpid(mn_pid, NULL, 0);
+	}
+	if (tls_pid > 0) {
+		kill(tls_pid, SIGTERM);
+		waitpid(tls_pid, NULL, 0);
+	}
+	if (capem[0]) {
+		const char *files[] = { capem, mncert, mnkey, clcert, clkey };
+		char cakey[80];
+
+		snprintf(cakey, sizeof(cakey), "%s/ca.key", cadir);
+		unlink(cakey);
+		for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+			unlink(files[i]);
+		rmdir(cadir);
+		if (rc == 0)
+			unlink(tlslog);
+		else
+			fprintf(stderr, "disagg-memnode-bench: TLS memory node log kept in %s\n",
+				tlslog);
 	}
 	if (echo_pid > 0) {
 		kill(echo_pid, SIGKILL);

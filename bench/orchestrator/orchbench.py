@@ -78,7 +78,8 @@ def main():
     log = open(work / "orchestrator.log", "wb")
     orch = subprocess.Popen([args.prog or find_prog(), "--http", "127.0.0.1:0", "--db", str(db),
                              "--key", str(key), "--grant-key", gkey, "--log-level", "warn",
-                             *auth.orch_args()],
+                             *auth.orch_args(),
+                             "--fabric-plaintext"],   # the fake memory nodes speak plaintext
                             stdout=subprocess.PIPE, stderr=log)
     line = orch.stdout.readline().decode()
     if "listening on" not in line:

@@ -142,11 +142,12 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 		char *argv[] = { (char *)exe, "--key", (char *)keypath, "--grant-pubkey",
 				 (char *)gpubpath, "--node-id", nid, "--listen", "127.0.0.1:0",
 				 "--pool", pool, "--section-size", sec, "--log-level", "error",
-				 NULL, NULL, NULL };
+				 /* the pager's tests and benchmark are not about the fabric */
+				 "--fabric-plaintext", NULL, NULL, NULL };
 
 		if (mnspawn_backing) {
-			argv[15] = "--backing";
-			argv[16] = (char *)mnspawn_backing;
+			argv[16] = "--backing";
+			argv[17] = (char *)mnspawn_backing;
 		}
 
 		posix_spawn_file_actions_init(&fa);

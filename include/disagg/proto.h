@@ -48,6 +48,7 @@ enum proto_limits {
 	PROTO_MAX_INFLIGHT    = 256,   /* unanswered requests per connection */
 	PROTO_MAX_LIST        = 4096,  /* entries per SECTION_LIST reply */
 	PROTO_MAX_ADDR        = 256,   /* bytes of a "host:port" string */
+	PROTO_MAX_REVOKED     = 4096,  /* node ids in one REVOKE (the whole list) */
 	/* Largest payload a peer may send: a full WRITE. */
 	PROTO_MAX_PAYLOAD     = 112 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
 	/* Largest reply payload: a full SECTION_LIST. */
@@ -70,6 +71,7 @@ enum proto_op {
 	PROTO_OP_COPY          = 11,
 	PROTO_OP_STATS         = 12,
 	PROTO_OP_FENCE         = 13,
+	PROTO_OP_REVOKE        = 14,  /* orchestrator: the node ids whose certificates are revoked */
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -109,7 +111,9 @@ enum proto_features {
 	PROTO_FEAT_ATOMICS = 1u << 0, /* CAS and FADD */
 	PROTO_FEAT_COPY    = 1u << 1, /* memnode-to-memnode section copy */
 	PROTO_FEAT_FENCE   = 1u << 2, /* FENCE (ownership epochs are checked either way) */
-	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE,
+	PROTO_FEAT_REVOKE  = 1u << 3, /* REVOKE (node revocation lists) */
+	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
+			     PROTO_FEAT_REVOKE,
 };
 
 /* Grant rights. */
@@ -364,5 +368,18 @@ struct proto_stats_rep {
 	uint64_t connections;
 };
 _Static_assert(sizeof(struct proto_stats_rep) == 64, "stats_rep size");
+
+/*
+ * REVOKE request (the orchestrator's capability): the whole list of
+ * revoked node ids, replacing the node's list. Followed by `count`
+ * little-endian u64 node ids (nonzero, count <= PROTO_MAX_REVOKED). The
+ * node persists it, closes the connections of those nodes at once and
+ * refuses their handshakes. Empty reply.
+ */
+struct proto_revoke_req {
+	uint32_t count;
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
 
 #endif /* DISAGG_PROTO_H */

@@ -307,7 +307,7 @@ int cmd_node_show(struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
-static int node_action(struct cli_args *a, const char *verb, const char *done)
+int cli_node_action(struct cli_args *a, const char *verb, const char *done)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
 	_cleanup_free_ char *path = NULL;
@@ -330,12 +330,12 @@ static int node_action(struct cli_args *a, const char *verb, const char *done)
 
 int cmd_node_drain(struct cli_args *a)
 {
-	return node_action(a, "drain", "drained: it takes no new slots or sections");
+	return cli_node_action(a, "drain", "drained: it takes no new slots or sections");
 }
 
 int cmd_node_undrain(struct cli_args *a)
 {
-	return node_action(a, "undrain", "undrained: it takes new slots and sections again");
+	return cli_node_action(a, "undrain", "undrained: it takes new slots and sections again");
 }
 
 /* ---- slots ----------------------------------------------------------------- */

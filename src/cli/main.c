@@ -24,6 +24,11 @@
 #define DISAGG_VERSION "unknown"
 #endif
 
+int cmd_node_revoke(struct cli_args *a)
+{
+	return cli_node_action(a, "revoke", "revoked: memory nodes refuse it from now on");
+}
+
 static const struct cli_cmd cmd_table[] = {
 	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
@@ -56,6 +61,10 @@ static const struct cli_cmd cmd_table[] = {
 	  "Existing slots and sections stay where they are.", cmd_node_drain, { { NULL } } },
 	{ "node undrain", "ID", 1, 1, "let a drained node take work again", NULL, cmd_node_undrain,
 	  { { NULL } } },
+	{ "node revoke", "ID", 1, 1, "shut a node's certificate out of the fabric",
+	  "Memory nodes close its connections at once and refuse it from then on; the list is "
+	  "kept by the orchestrator and by every memory node. There is no undo: issue the node "
+	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
 	  "[--hotplug dimm|virtio-mem]",

@@ -36,6 +36,8 @@
 
 #include <linux/magic.h>
 
+#include "cert.h"
+#include "findprog.h"
 #include "cli.h"
 #include "upauth.h"
 #include "net.h"
@@ -52,80 +54,11 @@ static void on_interrupt(int sig)
 	interrupted = sig;
 }
 
-/* ---- finding the programs ---------------------------------------------- */
-
-static bool is_exec(const char *path)
-{
-	struct stat st;
-
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
-}
-
 static char *join(const char *dir, const char *name)
 {
 	char *p;
 
 	return asprintf(&p, "%s/%s", dir, name) < 0 ? NULL : p;
-}
-
-/* First executable `name` in the PATH directories, or NULL. */
-static char *search_path(const char *name)
-{
-	const char *path = getenv("PATH");
-	_cleanup_free_ char *copy = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
-	char *save = copy, *d;
-
-	while (copy && (d = strsep(&save, ":"))) {
-		char *p = join(*d ? d : ".", name);
-
-		if (p && is_exec(p))
-			return p;
-		free(p);
-	}
-	return NULL;
-}
-
-static int find_program(const char *argv0, const char *name, char **ret)
-{
-	static const char *const meson_dirs[] = { "orchestrator", "memnode", "compute" };
-	_cleanup_free_ char *self = NULL, *invoked = NULL, *exe = realpath("/proc/self/exe", NULL);
-	const char *dirs[2 + ARRAY_SIZE(meson_dirs)];
-	char *p, sib[4096];
-	size_t nd = 0;
-
-	/* The directory disagg was invoked from (build/bin/disagg: a symlink there). */
-	if (argv0 && strchr(argv0, '/'))
-		invoked = strdup(argv0);
-	else if (argv0)
-		invoked = search_path(argv0);
-	if (invoked)
-		dirs[nd++] = dirname(invoked);
-	/* The directory of the real executable (build/release/src/cli/disagg). */
-	if (exe) {
-		self = strdup(exe);
-		if (self)
-			dirs[nd++] = dirname(self);
-	}
-	for (size_t i = 0; i < nd; i++) {
-		p = join(dirs[i], name);
-		if (p && is_exec(p)) {
-			*ret = p;
-			return 0;
-		}
-		free(p);
-	}
-	/* A meson build tree: src/cli/disagg beside src/memnode/disagg-memnode. */
-	if (self) {
-		for (size_t i = 0; i < ARRAY_SIZE(meson_dirs); i++) {
-			snprintf(sib, sizeof(sib), "%s/../%s/%s", self, meson_dirs[i], name);
-			if (is_exec(sib)) {
-				*ret = realpath(sib, NULL);
-				return *ret ? 0 : -errno;
-			}
-		}
-	}
-	*ret = search_path(name);
-	return *ret ? 0 : -ENOENT;
 }
 
 /* ---- components -------------------------------------------------------- */
@@ -137,6 +70,7 @@ struct comp {
 	int64_t node_id;        /* -1 for the orchestrator */
 	char *path;             /* the program */
 	char *log;
+	char *tls_cert, *tls_key; /* its fabric certificate (DIR/tls/NAME.pem, .key) */
 	pid_t pid;
 	int64_t starttime;
 	char addr[128], http[128], extra[64];
@@ -149,6 +83,8 @@ static void comp_free(struct comp *c)
 {
 	free(c->path);
 	free(c->log);
+	free(c->tls_cert);
+	free(c->tls_key);
 }
 
 static json_t *comp_json(const struct comp *c)
@@ -164,6 +100,7 @@ static json_t *comp_json(const struct comp *c)
 struct up {
 	char *dir, *key, *gkey, *gpub, *url;
 	struct upauth auth;     /* API token and node credentials (upauth.h) */
+	char *tlsdir, *ca;       /* DIR/tls, DIR/tls/ca.pem */
 	struct comp *comps;
 	size_t ncomps;
 	char created[32];
@@ -560,10 +497,35 @@ static void up_free(struct up *u)
 	free(u->comps);
 	free(u->dir);
 	free(u->key);
+	free(u->tlsdir);
+	free(u->ca);
 	free(u->gkey);
 	free(u->gpub);
 	free(u->url);
 	upauth_clear(&u->auth);
+}
+
+/* Issue component c's fabric certificate from the cluster CA (replacing an old one). */
+static int up_cert(struct up *u, struct comp *c)
+{
+	struct cert_id id = {
+		.node_id = c->node_id > 0 ? (uint64_t)c->node_id : strtoull(UP_ORCHESTRATOR_ID, NULL, 10),
+		.role = strcmp(c->kind, "memnode") == 0 ? CERT_ROLE_MEMORY :
+			strcmp(c->kind, "compute") == 0 ? CERT_ROLE_COMPUTE : CERT_ROLE_ORCH,
+	};
+	int r;
+
+	if (asprintf(&c->tls_cert, "%s/%s.pem", u->tlsdir, c->name) < 0 ||
+	    asprintf(&c->tls_key, "%s/%s.key", u->tlsdir, c->name) < 0) {
+		c->tls_cert = c->tls_key = NULL;
+		return -ENOMEM;
+	}
+	(void)unlink(c->tls_cert);
+	(void)unlink(c->tls_key);
+	r = cert_issue(u->tlsdir, &id, 0, c->tls_cert, c->tls_key);
+	if (r < 0)
+		cli_err("cannot issue the certificate of %s: %s", c->name, strerror(-r));
+	return r;
 }
 
 static int up_prepare(struct up *u, const struct cli_args *a)
@@ -586,6 +548,22 @@ static int up_prepare(struct up *u, const struct cli_args *a)
 			cli_err("cannot remove %s: %s", p, strerror(errno));
 			return -errno;
 		}
+	}
+	/* A new cluster CA for the fabric's TLS: DIR/tls/ca.key (0600) and ca.pem. */
+	for (const char *const *f = (const char *const[]){ "ca.key", "ca.pem", NULL }; *f; f++) {
+		_cleanup_free_ char *p = NULL;
+
+		if (asprintf(&p, "%s/tls/%s", u->dir, *f) < 0)
+			return -ENOMEM;
+		if (unlink(p) < 0 && errno != ENOENT) {
+			cli_err("cannot remove %s: %s", p, strerror(errno));
+			return -errno;
+		}
+	}
+	r = cert_new_ca(u->tlsdir, NULL, 0);
+	if (r < 0) {
+		cli_err("cannot create the cluster CA in %s: %s", u->tlsdir, strerror(-r));
+		return r;
 	}
 	return upauth_make_keys(&u->auth, u->key, u->gkey, u->gpub);
 }
@@ -638,6 +616,10 @@ int cmd_up(struct cli_args *a)
 	u.key = join(u.dir, "cluster.key");
 	u.gkey = join(u.dir, "grant.key");
 	u.gpub = join(u.dir, "grant.pub");
+	u.tlsdir = join(u.dir, "tls");
+	u.ca = join(u.dir, "tls/" CERT_CA_PEM);
+	if (!u.tlsdir || !u.ca)
+		goto out;
 	logdir = join(u.dir, "logs");
 	if (!u.key || !u.gkey || !u.gpub || upauth_init(&u.auth, u.dir) < 0 || !logdir ||
 	    mkdir_p(logdir, 0700) < 0) {
@@ -670,6 +652,8 @@ int cmd_up(struct cli_args *a)
 			c->log = NULL;
 			goto out;
 		}
+		if (up_cert(&u, c) < 0)
+			goto out;
 		r = find_program(a->argv0, c->prog, &c->path);
 		if (r < 0) {
 			cli_err("cannot find %s: not next to %s, not in a build tree, not in PATH "
@@ -689,7 +673,9 @@ int cmd_up(struct cli_args *a)
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
 		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
 				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID,
-				 "--api-tokens", u.auth.tokens, "--node-secret", u.auth.secret, NULL };
+				 "--api-tokens", u.auth.tokens, "--node-secret", u.auth.secret,
+				 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key", c->tls_key,
+				 NULL };
 
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
@@ -731,11 +717,18 @@ int cmd_up(struct cli_args *a)
 		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
 		if (strcmp(c->kind, "memnode") == 0) {
 			char backing[4200];
+			char state[4200];
 			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
+					 "--state-dir", state,
 					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
-					 u.url, "--node-credential", cred, NULL };
+					 u.url, "--node-credential", cred, "--tls-ca", u.ca,
+					 "--tls-cert", c->tls_cert, "--tls-key", c->tls_key, NULL };
 
+			/* A new cluster: no revocations of an earlier one in this directory. */
+			snprintf(state, sizeof(state), "%s/memnode-%s.state/revoked", u.dir, id);
+			(void)unlink(state);
+			snprintf(state, sizeof(state), "%s/memnode-%s.state", u.dir, id);
 			if (cli_flag(a, "persistent"))
 				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
 					 id);
@@ -747,6 +740,8 @@ int cmd_up(struct cli_args *a)
 			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
 					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
 					 "--stop-vms-on-exit", "--node-credential", cred,
+					 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key",
+					 c->tls_key,
 					 rundir ? "--run-dir" : NULL, rd, NULL };
 
 			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);

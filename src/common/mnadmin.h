@@ -22,5 +22,13 @@ int mnc_free(struct mnc *c, uint32_t section, uint32_t generation, uint32_t epoc
  * grant's epoch: any holder may (-EPERM without the free right).
  */
 int mnc_free_grant(struct mnc *c, const struct proto_grant *g);
+/*
+ * REVOKE (the orchestrator's capability): replace the node's list of
+ * revoked node ids with ids[0..n). -EOPNOTSUPP if the node does not offer
+ * it, -E2BIG over PROTO_MAX_REVOKED.
+ */
+int mnc_revoke(struct mnc *c, const uint64_t *ids, size_t n);
+/* STATS: the node's counters. */
+int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
 
 #endif /* DISAGG_MNADMIN_H */

@@ -36,7 +36,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "fio.h"
 #include "net.h"
+#include "tls.h"
 #include "wire.h"
 
 #define SLOT_BITS        16
@@ -70,6 +72,8 @@ struct mnc_req {
 
 struct mnc {
 	int fd;
+	struct cert_id peer;         /* the server's certificate (TLS) */
+	struct fio io;               /* plain or TLS byte I/O on fd */
 	int err;                     /* 0, or why the connection is broken */
 	int timeout_ms;
 	struct mnc_info info;
@@ -167,9 +171,14 @@ static bool in_sendq(const struct mnc_req *r)
 /* Write as much of the send queue as the socket takes. <0 only when broken. */
 static int flush_send(struct mnc *c)
 {
+	int fr = fio_flush(&c->io);      /* what TLS staged first (nothing: 0) */
+
+	if (fr < 0 && fr != -EAGAIN)
+		fail_all(c, fr == -ECONNRESET ? -ECONNRESET : -EPIPE);
+	if (fr < 0)
+		return fr == -EAGAIN ? 0 : c->err;
 	while (c->sq_head != NONE) {
 		struct iovec iov[SEND_IOV];
-		struct msghdr msg = { .msg_iov = iov };
 		size_t n = 0;
 		ssize_t w;
 
@@ -185,14 +194,11 @@ static int flush_send(struct mnc *c)
 							   r->total - r->head_len - off };
 			}
 		}
-		msg.msg_iovlen = n;
-		w = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		w = fio_writev(&c->io, iov, (int)n);
 		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (w == -EAGAIN)
 				return 0;
-			fail_all(c, errno == ECONNRESET ? -ECONNRESET : -EPIPE);
+			fail_all(c, w == -ECONNRESET ? -ECONNRESET : -EPIPE);
 			return c->err;
 		}
 		while (w > 0 && c->sq_head != NONE) {
@@ -337,7 +343,7 @@ static struct mnc_req *lone_read(struct mnc *c)
 static int recv_some(struct mnc *c, bool block)
 {
 	struct iovec iov[2];
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+	int niov = 2;
 	struct mnc_req *spec = NULL;
 	size_t first, extra;
 	ssize_t got;
@@ -352,16 +358,14 @@ static int recv_some(struct mnc *c, bool block)
 		iov[1] = (struct iovec){ spec->rbuf, spec->rlen };
 	} else {
 		iov[0] = (struct iovec){ c->stg + c->stg_len, STG_SIZE - c->stg_len };
-		msg.msg_iovlen = 1;
+		niov = 1;
 	}
 	first = iov[0].iov_len;
-	do
-		got = recvmsg(c->fd, &msg, block ? 0 : MSG_DONTWAIT);
-	while (got < 0 && errno == EINTR);
+	got = fio_readv(&c->io, iov, niov, block);
 	if (got < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		if (got == -EAGAIN)
 			return 0;
-		fail_all(c, errno == ECONNRESET ? -ECONNRESET : -EPIPE);
+		fail_all(c, got == -ECONNRESET ? -ECONNRESET : -EPIPE);
 		return c->err;
 	}
 	if (got == 0) {
@@ -436,7 +440,10 @@ static int io_round(struct mnc *c, uint64_t deadline)
 		if (now >= deadline)
 			return 0;
 		left_ms = deadline == UINT64_MAX ? -1 : (int64_t)((deadline - now + 999999) / 1000000);
-		if (c->sq_head == NONE && (left_ms < 0 || left_ms >= RCVTIMEO_MS)) {
+		if (fio_rpending(&c->io))
+			return recv_done(c, recv_some(c, false));
+		if (c->sq_head == NONE && !fio_wpending(&c->io) &&
+		    (left_ms < 0 || left_ms >= RCVTIMEO_MS)) {
 			/* Nothing to send: sleep in recvmsg itself (one syscall). */
 			r = recv_some(c, true);
 			if (r != 0)
@@ -445,7 +452,7 @@ static int io_round(struct mnc *c, uint64_t deadline)
 		}
 		struct pollfd pfd = {
 			.fd = c->fd,
-			.events = POLLIN | (c->sq_head != NONE ? POLLOUT : 0),
+			.events = POLLIN | (c->sq_head != NONE || fio_wpending(&c->io) ? POLLOUT : 0),
 		};
 		r = poll(&pfd, 1, left_ms < 0 ? -1 : (int)MIN(left_ms, (int64_t)INT32_MAX));
 		if (r < 0 && errno != EINTR) {
@@ -665,8 +672,11 @@ static int sync_wait_ms(struct mnc *c, struct sync_wait *w, int ms)
  * A synchronous request with a fixed payload `req` (already little-endian)
  * and a reply of exactly (exact) or at most `replen` bytes into `rep`.
  */
-static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
-		size_t replen, bool exact, int ms, size_t *ret_len)
+#define call(c, op, req, reqlen, rep, replen, exact, ms, ret_len) \
+	call_data(c, op, req, reqlen, NULL, 0, rep, replen, exact, ms, ret_len)
+static int call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen,
+		     const void *data, size_t datalen, void *rep, size_t replen, bool exact,
+		     int ms, size_t *ret_len)
 {
 	struct sync_wait w = { 0 };
 	struct mnc_req *r;
@@ -684,13 +694,22 @@ static int call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void
 	r->rbuf = rep;
 	r->rlen = replen;
 	r->exact = exact;
-	(void)submit(c, r, op, reqlen, NULL, 0);
+	(void)submit(c, r, op, reqlen, data, datalen);
 	k = sync_wait_ms(c, &w, ms);
 	if (k < 0)
 		return k;
 	if (ret_len)
 		*ret_len = w.len;
 	return 0;
+}
+
+int mnc_call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
+		  size_t datalen, void *rep, size_t replen)
+{
+	if (reqlen > HEAD_MAX - PROTO_HDR_SIZE || datalen > PROTO_MAX_PAYLOAD - reqlen)
+		return -E2BIG;
+	return call_data(c, op, req, reqlen, data, datalen, rep, replen, true,
+			 c ? c->timeout_ms : 0, NULL);
 }
 
 int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
@@ -883,19 +902,6 @@ int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	return 0;
 }
 
-int mnc_stats(struct mnc *c, struct proto_stats_rep *ret)
-{
-	struct proto_stats_rep rep;
-	int r;
-
-	r = call(c, PROTO_OP_STATS, NULL, 0, &rep, sizeof(rep), true, c ? c->timeout_ms : 0, NULL);
-	if (r < 0)
-		return r;
-	wire_stats_rep_swap(&rep);
-	*ret = rep;
-	return 0;
-}
-
 /* ---- polling ----------------------------------------------------------- */
 
 int mnc_poll(struct mnc *c, int timeout_ms)
@@ -930,7 +936,8 @@ int mnc_drain(struct mnc *c)
 /* ---- connection -------------------------------------------------------- */
 
 /* Handshake I/O: blocking, bounded by `deadline`. */
-static int hs_send(struct mnc *c, uint16_t op, uint64_t id, const void *p, size_t len)
+static int hs_send(struct mnc *c, uint16_t op, uint64_t id, const void *p, size_t len,
+		   uint64_t deadline)
 {
 	/* The largest handshake frame: the orchestrator's AUTH. */
 	uint8_t buf[PROTO_HDR_SIZE + MAX(sizeof(struct proto_hello_req),
@@ -944,38 +951,12 @@ static int hs_send(struct mnc *c, uint16_t op, uint64_t id, const void *p, size_
 		return -E2BIG;
 	wire_hdr_encode(&h, buf);
 	memcpy(buf + PROTO_HDR_SIZE, p, len);
-	return net_write_full(c->fd, buf, PROTO_HDR_SIZE + len);
+	return fio_write_full(&c->io, buf, PROTO_HDR_SIZE + len, deadline);
 }
 
 static int hs_read(struct mnc *c, void *buf, size_t len, uint64_t deadline)
 {
-	uint8_t *p = buf;
-
-	while (len > 0) {
-		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-		uint64_t now = now_ns();
-		ssize_t n;
-		int r;
-
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r <= 0)
-			continue;
-		n = recv(c->fd, p, len, MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return errno == ECONNRESET ? -ECONNRESET : -EPIPE;
-		}
-		if (n == 0)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return fio_read_full(&c->io, buf, len, deadline);
 }
 
 /* Read one handshake reply to request `id`: OK status with exactly `len` bytes. */
@@ -1015,7 +996,7 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		return r;
 	memcpy(hq.nonce, cnonce, sizeof(cnonce));
 	wire_hello_req_swap(&hq);
-	r = hs_send(c, PROTO_OP_HELLO, 1, &hq, sizeof(hq));
+	r = hs_send(c, PROTO_OP_HELLO, 1, &hq, sizeof(hq), deadline);
 	if (r < 0)
 		return r;
 	r = hs_reply(c, PROTO_OP_HELLO, 1, &hr, sizeof(hr), deadline);
@@ -1031,6 +1012,8 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		return -EPROTONOSUPPORT;
 	if (hr.max_pages == 0 || hr.max_inflight == 0)
 		return -EBADMSG;
+	if (fio_is_tls(&c->io) && hr.node_id != c->peer.node_id)
+		return -EKEYREJECTED;  /* its certificate names another memory node */
 
 	r = auth_hello_mac(o->key, false, cnonce, hr.nonce, o->node_id, hr.node_id, aq.mac);
 	if (r < 0)
@@ -1041,7 +1024,7 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 			return r;
 	}
 	r = hs_send(c, PROTO_OP_AUTH, 2, &aq,
-		    o->orch_key ? sizeof(aq) : sizeof(struct proto_auth_req));
+		    o->orch_key ? sizeof(aq) : sizeof(struct proto_auth_req), deadline);
 	if (r < 0)
 		return r;
 	r = hs_reply(c, PROTO_OP_AUTH, 2, NULL, 0, deadline);
@@ -1073,6 +1056,8 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	struct timeval tv = { .tv_usec = RCVTIMEO_MS * 1000 };
 	bool args_ok = opts && opts->key && ret;
 	struct mnc *c = args_ok ? calloc(1, sizeof(*c)) : NULL;
+	struct tls_ctx *tls;
+	uint64_t deadline;
 	int r;
 
 	if (!c) {
@@ -1082,7 +1067,12 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	c->fd = fd;
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT;
 	c->free_head = c->sq_head = c->sq_tail = NONE;
-	r = handshake(c, opts, deadline_after(c->timeout_ms));
+	deadline = deadline_after(c->timeout_ms);
+	tls = opts->tls ? opts->tls : tls_default();
+	fio_init_plain(&c->io, fd, RCVTIMEO_MS);
+	r = tls ? tls_client_fio(tls, fd, deadline, RCVTIMEO_MS, &c->io, &c->peer) : 0;
+	if (r >= 0)
+		r = handshake(c, opts, deadline);
 	if (r < 0)
 		goto fail;
 	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
@@ -1102,6 +1092,7 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	*ret = c;
 	return 0;
 fail:
+	fio_done(&c->io, false);
 	close(c->fd);
 	free(c);
 	return r;
@@ -1112,6 +1103,7 @@ void mnc_close(struct mnc *c)
 	if (!c)
 		return;
 	fail_all(c, -ECANCELED);
+	fio_done(&c->io, true);
 	close(c->fd);
 	free(c->slots);
 	free(c);

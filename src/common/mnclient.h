@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "grant.h"
 #include "macro.h"
+#include "tls.h"
 #include "disagg/proto.h"
 
 struct mnc;
@@ -45,6 +46,13 @@ struct mnc_opts {
 	const struct grant_key *orch_key;
 	uint64_t node_id;              /* our node id (grants name it as holder) */
 	int timeout_ms;                /* connect, handshake and sync waits; 0 = 5000 */
+	/*
+	 * TLS on the fabric (tls.h): NULL takes the process's default
+	 * (mnc_set_tls), which is NULL for plaintext. Over TLS the server's
+	 * certificate must be a memory node's of the cluster CA and name the
+	 * node id it gives in HELLO.
+	 */
+	struct tls_ctx *tls;
 };
 
 /* What the server told us in HELLO. */
@@ -61,6 +69,11 @@ struct mnc_info {
 /* Completion: status is 0 or -errno; `len` bytes of reply payload were stored. */
 typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
 
+/* The TLS context every connection without opts.tls uses (set once at startup). */
+static inline void mnc_set_tls(struct tls_ctx *t)
+{
+	tls_set_default(t);
+}
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret);
 /*
  * The same over a socket that is already connected (opts->addr unused):
@@ -120,7 +133,6 @@ int mnc_fadd(struct mnc *c, const struct proto_grant *g, uint64_t offset, uint64
  */
 int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
 	     const struct proto_grant *dst_grant, const char *addr, struct proto_copy_rep *ret);
-int mnc_stats(struct mnc *c, struct proto_stats_rep *ret);
 /*
  * FENCE (mnfence.c): present grant g (ours, with write rights) so that the
  * node refuses writes of older ownership epochs to its section from now on.
@@ -136,5 +148,8 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  */
 int mnc_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, void *rep,
 	     size_t replen);
+/* The same with `datalen` more bytes of payload sent from `data` (not copied). */
+int mnc_call_data(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
+		  size_t datalen, void *rep, size_t replen);
 
 #endif /* DISAGG_MNCLIENT_H */

@@ -320,6 +320,7 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_COPY] = "copy",
 		[PROTO_OP_STATS] = "stats",
 		[PROTO_OP_FENCE] = "fence",
+		[PROTO_OP_REVOKE] = "revoke",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

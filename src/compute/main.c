@@ -28,6 +28,8 @@
 #include "opts.h"
 #include "net.h"
 #include "notify.h"
+#include "mnclient.h"
+#include "tls.h"
 #include "recover.h"
 #include "registrar.h"
 #include "rundir.h"
@@ -41,6 +43,7 @@ static const char usage[] =
 	"  --http HOST:PORT       control API (default 127.0.0.1:7200; port 0 picks one)\n"
 	"  --key FILE             cluster key (32 bytes, mode 0600)\n"
 	"  --node-id ID           this compute node's id (grants name it)\n"
+	FABRIC_HELP
 	"  --run-dir DIR          tmpfs directory for VM run dirs, this agent's alone\n"
 	"                         (default /dev/shm/disagg-compute-CLUSTER-ID)\n"
 	"  --qemu PATH            QEMU binary (default qemu-system-x86_64 in PATH)\n"
@@ -239,6 +242,7 @@ int main(int argc, char **argv)
 		{ "http-cert", required_argument, NULL, 'E' },
 		{ "http-key", required_argument, NULL, 'Y' },
 		{ "http-ca", required_argument, NULL, 'Z' },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -246,6 +250,8 @@ int main(int argc, char **argv)
 	char run_dir[PATH_MAX] = "", qemu[PATH_MAX] = "", shim[PATH_MAX] = "";
 	char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
 	struct auth_key key;
+	struct fabric_conf fabric = { 0 };
+	struct tls_ctx *tls = NULL;
 	struct agent a = { 0 };
 	uint64_t node_id = 0, section = 128ull << 20, retire_ms = VM_RETIRE_MS;
 	uint64_t memnode_timeout_ms = 2000, wb_delay_ms = 1000;
@@ -268,6 +274,8 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &fabric))
+			continue;
 		switch (c) {
 		case 'H': http = optarg; break;
 		case 'k': keyfile = optarg; break;
@@ -348,6 +356,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "disagg-compute: --key and a nonzero --node-id are required\n\n%s", usage);
 		return 2;
 	}
+	if (fabric_conf_check(&fabric) < 0)
+		return 2;
+	if (tls_ctx_new(&fabric, CERT_ROLE_COMPUTE, node_id, &tls) < 0)
+		return 1;
+	mnc_set_tls(tls);         /* the pager's and the VMs' memory-node connections */
 	r = auth_key_load(keyfile, &key);
 	if (r < 0) {
 		fprintf(stderr, "disagg-compute: cannot load cluster key %s: %s%s\n", keyfile,
@@ -493,5 +506,7 @@ int main(int argc, char **argv)
 	pthread_cond_destroy(&a.bg_cond);
 	pthread_mutex_destroy(&a.lock);
 	apiauth_node_clear(&a.auth);
+	mnc_set_tls(NULL);
+	tls_ctx_free(tls);
 	return 0;
 }

@@ -99,6 +99,19 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 	    req.ver_max < PROTO_VERSION)
 		return -EPROTONOSUPPORT;
 
+	/* Over TLS the node id is the certificate's: no claiming another node's. */
+	if (a->has_cert && req.node_id != a->cert.node_id) {
+		atomic_fetch_add(&n->stats.id_node_mismatch, 1);
+		log_info("HELLO names node %llu, the client's certificate node %llu: refused",
+			 (unsigned long long)req.node_id, (unsigned long long)a->cert.node_id);
+		return -EACCES;
+	}
+	if (mn_revoked_has(&n->revoked, req.node_id)) {
+		atomic_fetch_add(&n->stats.revoked_hello, 1);
+		log_info("HELLO from node %llu refused: it is revoked",
+			 (unsigned long long)req.node_id);
+		return -EACCES;
+	}
 	a->peer_id = req.node_id;
 	a->features = req.features & PROTO_FEAT_ALL;
 	memcpy(a->client_nonce, req.nonce, PROTO_NONCE_SIZE);
@@ -154,6 +167,12 @@ static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8
 		atomic_fetch_add(&n->stats.auth_failed, 1);
 		log_info("authentication failed for a client claiming node id %llu%s",
 			 (unsigned long long)a->peer_id, orch ? " and the orchestrator's capability" : "");
+		return -EACCES;
+	}
+	if (orch && a->has_cert && a->cert.role != CERT_ROLE_ORCH) {
+		atomic_fetch_add(&n->stats.id_role, 1);
+		log_info("node %llu (a %s certificate) offered the orchestrator's capability: refused",
+			 (unsigned long long)a->peer_id, cert_role_name(a->cert.role));
 		return -EACCES;
 	}
 	a->authed = true;
@@ -537,6 +556,40 @@ static int handle_stats(struct mn_conn *c, const struct proto_hdr *h, const uint
 	return reply_with(c, h, &rep, sizeof(rep));
 }
 
+/* The orchestrator's revocation list (the whole list). */
+static int handle_revoke(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_revoke_req req;
+	_cleanup_free_ uint64_t *ids = NULL;
+	int r;
+
+	if (h->len < sizeof(req))
+		return -EBADMSG;
+	memcpy(&req, p, sizeof(req));
+	req.count = le32toh(req.count);
+	req.rsvd = le32toh(req.rsvd);
+	if (req.rsvd != 0 || req.count > PROTO_MAX_REVOKED ||
+	    h->len != sizeof(req) + (size_t)req.count * sizeof(uint64_t))
+		return -EBADMSG;
+	ids = malloc((req.count ? req.count : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < req.count; i++) {
+		uint64_t v;
+
+		memcpy(&v, p + sizeof(req) + (size_t)i * sizeof(v), sizeof(v));
+		ids[i] = le64toh(v);
+		if (ids[i] == 0)
+			return -EBADMSG;
+	}
+	r = mn_revoked_set(&n->revoked, ids, req.count);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EIO;
+	mn_server_kick(n);      /* every worker closes the revoked nodes' connections */
+	return reply_with(c, h, NULL, 0);
+}
+
 /* ---- dispatch -------------------------------------------------------------------- */
 
 static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
@@ -554,6 +607,7 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_COPY] = { handle_copy, false, true, PROTO_FEAT_COPY },
 	[PROTO_OP_STATS] = { handle_stats, false, false, 0 },
 	[PROTO_OP_FENCE] = { handle_fence, false, false, PROTO_FEAT_FENCE },
+	[PROTO_OP_REVOKE] = { handle_revoke, false, true, PROTO_FEAT_REVOKE },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

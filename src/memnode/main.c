@@ -32,6 +32,8 @@
 #include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
+#include "mnclient.h"
+#include "tls.h"
 #include "opts.h"
 #include "registrar.h"
 #include "macro.h"
@@ -55,6 +57,8 @@ struct mn_opts {
 	json_t *labels;
 	struct mn_limits limits;
 	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
+	struct fabric_conf fabric;
+	const char *state_dir;
 };
 
 /* Who may read /metrics (--node-credential); the HTTP handlers' only state of ours. */
@@ -77,6 +81,9 @@ static void usage(FILE *f)
 		"  --grant-pubkey FILE    the orchestrator's grant key, public half, PEM (required):\n"
 		"                         verifies grants and the orchestrator's capability\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
+		FABRIC_HELP
+		"  --state-dir DIR        keep the revocation list in DIR/revoked (made 0700);\n"
+		"                         without it the list lives in memory only\n"
 		"  --workers N            network worker threads (default 2)\n"
 		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
@@ -149,6 +156,7 @@ enum {
 	OPT_HTTP_CERT,
 	OPT_HTTP_KEY,
 	OPT_HTTP_CA,
+	OPT_STATE_DIR,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -233,6 +241,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
 		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
 		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		FABRIC_LONG_OPTIONS,
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -254,6 +264,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		},
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &o->fabric))
+			continue;
 		switch (c) {
 		case OPT_LISTEN:
 			o->listen = optarg;
@@ -327,6 +339,9 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		case OPT_ADVERTISE:
 			o->advertise = optarg;
 			break;
+		case OPT_STATE_DIR:
+			o->state_dir = optarg;
+			break;
 		case OPT_MAX_CONNS:
 		case OPT_MAX_PER_ADDR:
 		case OPT_MAX_UNAUTH:
@@ -355,6 +370,8 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		log_error("--node-id ID is required");
 		return -EINVAL;
 	}
+	if (fabric_conf_check(&o->fabric) < 0)
+		return -EINVAL;
 	if (!IS_POW2(o->section_size) || o->section_size < MN_MIN_SECTION_SIZE) {
 		log_error("--section-size must be a power of two of at least 2M");
 		return -EINVAL;
@@ -491,6 +508,13 @@ static int run(const struct mn_opts *o)
 			  grant_key_hint(r));
 		goto out_free;
 	}
+	r = tls_ctx_new(&o->fabric, CERT_ROLE_MEMORY, o->node_id, &n->tls);
+	if (r < 0)
+		goto out_free;
+	mnc_set_tls(n->tls);      /* COPY to other memory nodes */
+	r = mn_revoked_init(&n->revoked, o->state_dir);
+	if (r < 0)
+		goto out_free;
 	r = mn_grant_cache_new(MN_GRANT_CACHE_BITS, &n->gcache);
 	if (r < 0) {
 		log_error("cannot allocate the grant cache: %s", strerror(-r));
@@ -591,6 +615,9 @@ out_free:
 	memset(&n->key, 0, sizeof(n->key));
 	grant_key_free(n->grant_key);
 	mn_grant_cache_free(n->gcache);
+	mnc_set_tls(NULL);
+	tls_ctx_free(n->tls);
+	mn_revoked_destroy(&n->revoked);
 	free(n);
 	apiauth_node_clear(&mn_auth);
 	return rc;

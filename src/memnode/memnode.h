@@ -28,8 +28,12 @@
 
 #include "admit.h"
 #include "auth.h"
+#include "cert.h"
 #include "grant.h"
 #include "metrics.h"
+#include "obuf.h"
+#include "revoke.h"
+#include "tlsaccept.h"
 #include "disagg/proto.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -203,6 +207,15 @@ struct mn_stats {
 	_Atomic uint64_t grants_expired;
 	_Atomic uint64_t grants_rights;      /* authentic, but without the rights asked for */
 	_Atomic uint64_t denied;             /* orchestrator-only requests from anyone else */
+	/* TLS handshakes that failed, by reason (tls.h tls_fail_reason, and "identity") */
+	_Atomic uint64_t tls_fail[MN_TLS_FAIL_MAX];
+	_Atomic uint64_t tls_handshakes;     /* completed */
+	/* HELLO/AUTH refused for the certificate's identity */
+	_Atomic uint64_t id_node_mismatch;   /* HELLO names another node than the certificate */
+	_Atomic uint64_t id_role;            /* a capability the certificate's role lacks */
+	_Atomic uint64_t revoked_handshake;  /* TLS handshakes of revoked nodes refused */
+	_Atomic uint64_t revoked_hello;      /* HELLOs naming a revoked node refused */
+	_Atomic uint64_t revoked_closed;     /* live connections closed by a new list */
 	struct hist latency[PROTO_OP_MAX];
 };
 
@@ -230,6 +243,8 @@ struct mn_node {
 	int listen_fd;
 	struct mn_limits limits;
 	struct mn_admit *admit;
+	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
+	struct mn_revoked revoked;     /* revoked node ids (revoke.h) */
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
@@ -240,15 +255,6 @@ struct mn_node {
 
 struct mn_conn;
 
-/* An outgoing frame: header + payload, contiguous. */
-struct mn_obuf {
-	struct mn_obuf *next;
-	struct mn_conn *conn;    /* set while posted from another thread */
-	uint64_t start_ns;       /* posted: when the request arrived */
-	uint16_t op;             /* posted: its opcode */
-	size_t len, off;
-	uint8_t data[];
-};
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
 /*
@@ -259,11 +265,11 @@ int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers);
  */
 int mn_server_adopt(struct mn_node *n, int fd);
 void mn_server_stop(struct mn_node *n);
+/* Wake every worker (a new revocation list). Safe from any thread. */
+void mn_server_kick(struct mn_node *n);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
-/* Allocate a reply frame for request `req` with `len` bytes of payload (at data + 32). */
-struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len);
 /* Queue a reply on a connection (worker thread only). */
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 /* Connection accessors for the handlers. */
@@ -273,6 +279,8 @@ struct mn_conn_auth {
 	bool hello_done;
 	bool authed;
 	bool orch;               /* AUTH carried the orchestrator's proof */
+	bool has_cert;           /* TLS: the peer's verified certificate says `cert` */
+	struct cert_id cert;
 	uint64_t peer_id;
 	uint32_t features;
 	uint8_t client_nonce[PROTO_NONCE_SIZE];

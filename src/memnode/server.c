@@ -50,13 +50,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fio.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "tls.h"
+#include "tlsaccept.h"
 #include "wire.h"
 
 #define MN_RBUF_SIZE (64u << 10)
-#define MN_IOV_BATCH 64
 
 struct mn_worker {
 	struct mn_node *node;
@@ -71,6 +73,7 @@ struct mn_worker {
 	struct mn_obuf *posts, **posts_tail;
 	struct mn_conn *conns;
 	uint64_t next_sweep_ns;
+	uint64_t revoke_gen;     /* the revocation list last applied */
 };
 
 /* A connection handed from the acceptor to a worker. */
@@ -81,6 +84,9 @@ struct mn_handoff {
 
 struct mn_conn {
 	int fd;
+	struct fio io;           /* plain or TLS (fio.h) */
+	bool tls_hs;             /* TLS handshake not finished yet */
+	uint32_t hs_want;        /* events the handshake waits for */
 	struct mn_worker *w;
 	struct mn_conn *prev, *next;
 	_Atomic int refs;
@@ -99,44 +105,9 @@ struct mn_conn {
 	uint8_t *big;
 	size_t big_have;
 	/* output */
-	struct mn_obuf *oh, **ot;
-	size_t obytes;
-	unsigned oframes;
+	struct mn_outq out;
 	unsigned async;          /* requests answered later (COPY) */
 };
-
-/* ---- frames --------------------------------------------------------------- */
-
-struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len)
-{
-	struct mn_obuf *ob = malloc(sizeof(*ob) + PROTO_HDR_SIZE + len);
-	struct proto_hdr h = {
-		.magic = PROTO_MAGIC,
-		.version = PROTO_VERSION,
-		.opcode = req->opcode,
-		.flags = PROTO_F_REPLY,
-		.len = (uint32_t)len,
-		.req_id = req->req_id,
-		.status = status,
-	};
-
-	if (!ob)
-		return NULL;
-	ob->next = NULL;
-	ob->conn = NULL;
-	ob->len = PROTO_HDR_SIZE + len;
-	ob->off = 0;
-	wire_hdr_encode(&h, ob->data);
-	return ob;
-}
-
-static uint32_t obuf_status(const struct mn_obuf *ob)
-{
-	uint32_t st;
-
-	memcpy(&st, ob->data + offsetof(struct proto_hdr, status), sizeof(st));
-	return le32toh(st);
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -175,18 +146,14 @@ static void conn_unref(struct mn_conn *c)
 
 static bool conn_over_cap(const struct mn_conn *c)
 {
-	return c->obytes >= MN_OUTQ_CAP || c->oframes + c->async >= PROTO_MAX_INFLIGHT;
+	return c->out.bytes >= MN_OUTQ_CAP || c->out.frames + c->async >= PROTO_MAX_INFLIGHT;
 }
 
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob)
 {
-	if (obuf_status(ob) != PROTO_ST_OK)
+	if (mn_obuf_status(ob) != PROTO_ST_OK)
 		atomic_fetch_add(&c->w->node->stats.errors, 1);
-	ob->next = NULL;
-	*c->ot = ob;
-	c->ot = &ob->next;
-	c->obytes += ob->len;
-	c->oframes++;
+	mn_outq_push(&c->out, ob);
 }
 
 static void conn_close(struct mn_conn *c)
@@ -197,6 +164,7 @@ static void conn_close(struct mn_conn *c)
 		return;
 	c->dead = true;
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	fio_done(&c->io, !c->tls_hs);
 	close(c->fd);
 	c->fd = -1;
 	if (c->prev)
@@ -205,15 +173,7 @@ static void conn_close(struct mn_conn *c)
 		w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	while (c->oh) {
-		struct mn_obuf *ob = c->oh;
-
-		c->oh = ob->next;
-		free(ob);
-	}
-	c->ot = &c->oh;
-	c->obytes = 0;
-	c->oframes = 0;
+	mn_outq_clear(&c->out);
 	free(c->rbuf);
 	c->rbuf = NULL;
 	free(c->big);
@@ -227,47 +187,11 @@ static void conn_close(struct mn_conn *c)
 
 static int conn_flush(struct mn_conn *c)
 {
-	while (c->oh) {
-		struct iovec iov[MN_IOV_BATCH];
-		struct msghdr mh = { .msg_iov = iov };
-		struct mn_obuf *ob;
-		size_t n = 0;
-		ssize_t wr;
+	ssize_t wr = mn_outq_flush(&c->out, &c->io);
 
-		for (ob = c->oh; ob && n < MN_IOV_BATCH; ob = ob->next) {
-			iov[n].iov_base = ob->data + ob->off;
-			iov[n].iov_len = ob->len - ob->off;
-			n++;
-		}
-		mh.msg_iovlen = n;
-		wr = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (wr < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -errno;
-		}
-		c->obytes -= (size_t)wr;
+	if (wr > 0)
 		c->active_ns = now_ns();
-		while (wr > 0) {
-			size_t left;
-
-			ob = c->oh;
-			left = ob->len - ob->off;
-			if ((size_t)wr < left) {
-				ob->off += (size_t)wr;
-				break;
-			}
-			wr -= (ssize_t)left;
-			c->oh = ob->next;
-			c->oframes--;
-			free(ob);
-		}
-		if (!c->oh)
-			c->ot = &c->oh;
-	}
-	return 0;
+	return wr < 0 ? (int)wr : 0;
 }
 
 /* Register the events the connection needs now; close it when it is done. */
@@ -278,11 +202,13 @@ static void conn_update(struct mn_conn *c)
 
 	if (c->dead)
 		return;
-	if (!c->closing && !conn_over_cap(c))
+	if (c->tls_hs)
+		want = c->hs_want;
+	else if (!c->closing && !conn_over_cap(c))
 		want |= EPOLLIN;
-	if (c->oh)
+	if (c->out.head || fio_wpending(&c->io))
 		want |= EPOLLOUT;
-	if (c->closing && !c->oh) {
+	if (c->closing && !c->out.head && !fio_wpending(&c->io)) {
 		conn_close(c);
 		return;
 	}
@@ -407,7 +333,9 @@ static void conn_read(struct mn_conn *c)
 	ssize_t n;
 
 	if (c->big) {
-		n = read(c->fd, c->big + c->big_have, c->bighdr.len - c->big_have);
+		struct iovec iov = { c->big + c->big_have, c->bighdr.len - c->big_have };
+
+		n = fio_readv(&c->io, &iov, 1, false);
 		if (n > 0) {
 			c->active_ns = now_ns();
 			c->big_have += (size_t)n;
@@ -431,7 +359,9 @@ static void conn_read(struct mn_conn *c)
 		}
 		if (c->rlen == c->rcap)
 			return;        /* full of frames waiting for the queue to drain */
-		n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		struct iovec iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+
+		n = fio_readv(&c->io, &iov, 1, false);
 		if (n > 0) {
 			c->active_ns = now_ns();
 			c->rlen += (size_t)n;
@@ -439,7 +369,7 @@ static void conn_read(struct mn_conn *c)
 			return;
 		}
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (n == -EAGAIN)
 		return;
 	conn_close(c);          /* EOF or error */
 }
@@ -462,10 +392,44 @@ static void conn_pump(struct mn_conn *c)
 			conn_close(c);
 			return;
 		}
-		if (!blocked || conn_over_cap(c))
-			break;
+		if (blocked && !conn_over_cap(c))
+			continue;
+		/* TLS: decrypted bytes in the library do not make the socket readable. */
+		if (!c->closing && !conn_over_cap(c) && !c->tls_hs && fio_rpending(&c->io) &&
+		    c->rlen < c->rcap) {
+			conn_read(c);
+			if (c->dead)
+				return;
+			continue;
+		}
+		break;
 	}
 	conn_update(c);
+}
+
+/* Advance the server side of the TLS handshake. */
+static void conn_tls_handshake(struct mn_conn *c)
+{
+	struct mn_node *n = c->w->node;
+	enum mn_tls_fail why = MN_TLS_PROTOCOL;
+	struct cert_id id;
+	enum mn_tls_step st = mn_tls_accept_step(c->io.ssl, &id, &why);
+
+	if (st == MN_TLS_WANT_READ || st == MN_TLS_WANT_WRITE) {
+		c->hs_want = st == MN_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
+	} else if (st == MN_TLS_FAILED) {
+		atomic_fetch_add(&n->stats.tls_fail[why], 1);
+		conn_close(c);
+	} else if (mn_revoked_has(&n->revoked, id.node_id)) {
+		atomic_fetch_add(&n->stats.revoked_handshake, 1);
+		log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
+		conn_close(c);
+	} else {
+		c->tls_hs = false;
+		c->auth.has_cert = true;
+		c->auth.cert = id;
+		atomic_fetch_add(&n->stats.tls_handshakes, 1);
+	}
 }
 
 static void conn_event(struct mn_conn *c, uint32_t events)
@@ -475,6 +439,16 @@ static void conn_event(struct mn_conn *c, uint32_t events)
 	if (events & EPOLLERR) {
 		conn_close(c);
 		goto out;
+	}
+	if (c->tls_hs) {
+		conn_tls_handshake(c);
+		if (c->dead)
+			goto out;
+		if (c->tls_hs) {
+			conn_update(c);
+			goto out;
+		}
+		events |= EPOLLIN;     /* HELLO may have come with the handshake's end */
 	}
 	if ((events & EPOLLOUT) && conn_flush(c) < 0) {
 		conn_close(c);
@@ -502,6 +476,7 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct mn_conn *c = calloc(1, sizeof(*c));
+	int r;
 
 	if (!c) {
 		handoff_drop(w->node, h);
@@ -509,14 +484,23 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 	}
 	c->fd = h->fd;
 	c->w = w;
+	r = mn_tls_conn_init(&c->io, w->node->tls, h->fd);
+	if (r < 0) {
+		handoff_drop(w->node, h);
+		free(c);
+		return;
+	}
+	c->tls_hs = r > 0;          /* the handshake comes first */
+	c->hs_want = EPOLLIN;
 	c->refs = 1;
-	c->ot = &c->oh;
+	c->out.tail = &c->out.head;
 	c->ev = EPOLLIN;
 	c->peer = h->peer;
 	c->unauth = true;
 	c->born_ns = c->active_ns = now_ns();
 	ev.data.ptr = c;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+		fio_done(&c->io, false);
 		handoff_drop(w->node, h);
 		free(c);
 		return;
@@ -596,22 +580,30 @@ static int sweep_period_ms(const struct mn_limits *lim)
 	return (int)MIN(MAX(t / 8, 20u), 1000u);
 }
 
-/* Close the connections past the handshake or the idle timeout. */
+/* Close the connections past the handshake or the idle timeout, or of revoked nodes. */
 static void worker_sweep(struct mn_worker *w)
 {
 	const struct mn_limits *lim = &w->node->limits;
-	uint64_t now = now_ns();
+	uint64_t now = now_ns(), gen = atomic_load(&w->node->revoked.gen);
+	bool revoked = gen != w->revoke_gen;   /* a new revocation list */
 	struct mn_conn *c, *next;
 
+	w->revoke_gen = gen;
 	for (c = w->conns; c; c = next) {
+		uint64_t id = c->auth.has_cert ? c->auth.cert.node_id : c->auth.peer_id;
+
 		next = c->next;
-		if (!c->auth.authed) {
+		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
+			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
+			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
+			conn_close(c);
+		} else if (!c->auth.authed) {
 			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
 				continue;
 			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
 			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
 			conn_close(c);
-		} else if (lim->idle_ms && !c->oh && !c->async && !c->big &&
+		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big &&
 			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
 			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
 			log_debug("peer %llu idle for %u ms: closing",
@@ -664,6 +656,8 @@ static void *worker_main(void *arg)
 					log_debug("worker %u: eventfd read: %s", w->idx,
 						  strerror(errno));
 				worker_take_posts(w, true);
+				if (atomic_load(&n->revoked.gen) != w->revoke_gen)
+					worker_sweep(w);
 			} else {
 				conn_event(ptr, evs[i].events);
 			}
@@ -771,6 +765,16 @@ void mn_server_stop(struct mn_node *n)
 	free(n->workers);
 	n->workers = NULL;
 	n->nworkers = 0;
+}
+
+void mn_server_kick(struct mn_node *n)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < n->nworkers; i++)
+		if (n->workers[i].wakefd >= 0 &&
+		    write(n->workers[i].wakefd, &one, sizeof(one)) < 0)
+			log_debug("worker %u: wake: %s", i, strerror(errno));
 }
 
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)

@@ -31,6 +31,17 @@
  *   grants_rejected_total{reason}   "forged" (bad signature, or for another node,
  *                                   holder or section), "expired", "rights"
  *   denied_requests_total           orchestrator-only requests from anyone else
+ *   tls_handshakes_total            TLS handshakes completed (client certificate verified)
+ *   tls_failures_total{reason}      TLS handshakes refused: "no_cert" (none offered),
+ *                                   "bad_cert" (not of the cluster CA), "identity"
+ *                                   (no disagg node identity), "protocol" (not TLS 1.3,
+ *                                   plaintext, or broken)
+ *   revoked_nodes                   node ids on the revocation list (REVOKE)
+ *   revocation_refusals_total{stage}  revoked nodes refused: "handshake" (TLS), "hello"
+ *   revoked_connections_closed_total  live connections closed by a new list
+ *   identity_refusals_total{reason} "node_id" (HELLO names another node than the
+ *                                   certificate), "role" (the orchestrator's capability
+ *                                   from a certificate of another role)
  */
 #include "memnode.h"
 
@@ -128,6 +139,30 @@ char *mn_stats_render(struct mn_node *n)
 			atomic_load(&s->grants_expired));
 	metrics_counter(&sb, "disagg_memnode_grants_rejected_total", NULL, "reason=\"rights\"",
 			atomic_load(&s->grants_rights));
+	metrics_counter(&sb, "disagg_memnode_tls_handshakes_total",
+			"TLS handshakes completed with a verified client certificate.", "",
+			atomic_load(&s->tls_handshakes));
+	for (unsigned i = 0; i < MN_TLS_FAIL_MAX; i++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", mn_tls_fail_name(i));
+		metrics_counter(&sb, "disagg_memnode_tls_failures_total",
+				i == 0 ? "TLS handshakes refused, by reason." : NULL, labels,
+				atomic_load(&s->tls_fail[i]));
+	}
+	metrics_counter(&sb, "disagg_memnode_identity_refusals_total",
+			"HELLO/AUTH refused for the client certificate's identity, by reason.",
+			"reason=\"node_id\"", atomic_load(&s->id_node_mismatch));
+	metrics_counter(&sb, "disagg_memnode_identity_refusals_total", NULL, "reason=\"role\"",
+			atomic_load(&s->id_role));
+	metrics_gauge(&sb, "disagg_memnode_revoked_nodes",
+		      "Node ids on the revocation list.", "", atomic_load(&n->revoked.count));
+	metrics_counter(&sb, "disagg_memnode_revocation_refusals_total",
+			"Connections of revoked nodes refused, by stage.", "stage=\"handshake\"",
+			atomic_load(&s->revoked_handshake));
+	metrics_counter(&sb, "disagg_memnode_revocation_refusals_total", NULL,
+			"stage=\"hello\"", atomic_load(&s->revoked_hello));
+	metrics_counter(&sb, "disagg_memnode_revoked_connections_closed_total",
+			"Live connections closed because their node was revoked.", "",
+			atomic_load(&s->revoked_closed));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

@@ -33,6 +33,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_NODES_LIST] = "nodes_list",
 	[RT_NODES_GET] = "nodes_get",
 	[RT_NODES_DRAIN] = "nodes_drain",
+	[RT_NODES_REVOKE] = "nodes_revoke",
 	[RT_SLOTS_CREATE] = "slots_create",
 	[RT_SLOTS_LIST] = "slots_list",
 	[RT_SLOTS_GET] = "slots_get",
@@ -320,6 +321,13 @@ static enum orch_route route_nodes(struct orch *o, const char *rest, const struc
 		else
 			method_not_allowed(resp, "POST");
 		return RT_NODES_DRAIN;
+	}
+	if (strcmp(tail, "/revoke") == 0) {
+		if (is_method(req, "POST"))
+			nodes_revoke(o, id, resp);
+		else
+			method_not_allowed(resp, "POST");
+		return RT_NODES_REVOKE;
 	}
 	http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
 	return RT_OTHER;

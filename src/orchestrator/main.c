@@ -26,6 +26,8 @@
 #include "opts.h"
 #include "macro.h"
 #include "notify.h"
+#include "mnclient.h"
+#include "tls.h"
 
 struct orch_opts {
 	const char *http;
@@ -41,6 +43,7 @@ struct orch_opts {
 	uint64_t compute_timeout;
 	uint64_t sweep_s;
 	uint64_t grant_ttl_s;
+	struct fabric_conf fabric;
 };
 
 static void usage(FILE *f)
@@ -68,6 +71,7 @@ static void usage(FILE *f)
 		"                           CA certificate (PEM); default plain HTTP\n"
 		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
 		"                           the id of any node of the cluster\n"
+		FABRIC_HELP
 		"  --node-timeout SECONDS   a node without heartbeat this long is down (default 15)\n"
 		"  --section-size SIZE      the cluster's section size (default 128M)\n"
 		"  --compute-timeout SECONDS  limit for a VM start or hot-plug (default 120)\n"
@@ -116,6 +120,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
 		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
 		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -132,6 +137,8 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		.grant_ttl_s = 3600,
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &o->fabric))
+			continue;
 		switch (c) {
 		case OPT_HTTP:
 			o->http = optarg;
@@ -221,6 +228,8 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		log_error("--http-cert and --http-key go together");
 		return -EINVAL;
 	}
+	if (fabric_conf_check(&o->fabric) < 0)
+		return -EINVAL;
 	return 0;
 }
 
@@ -233,6 +242,7 @@ static int key_error(const char *path, int r)
 static int run(const struct orch_opts *opts)
 {
 	struct orch *o;
+	struct tls_ctx *tls = NULL;
 	sigset_t mask;
 	int r, sig, rc = 1;
 
@@ -278,6 +288,10 @@ static int run(const struct orch_opts *opts)
 	} else {
 		log_warn("the API is open to anyone who reaches %s (no --api-tokens)", opts->http);
 	}
+	r = tls_ctx_new(&opts->fabric, CERT_ROLE_ORCH, opts->node_id, &tls);
+	if (r < 0)
+		goto out_free;
+	mnc_set_tls(tls);         /* every connection to a memory node */
 	r = cclient_global_init();
 	if (r < 0) {
 		log_error("libcurl initialisation failed");
@@ -346,6 +360,8 @@ out_free:
 	memset(&o->node_secret, 0, sizeof(o->node_secret));
 	apiauth_tokens_free(o->api_tokens);
 	grant_key_free(o->grant_key);
+	mnc_set_tls(NULL);
+	tls_ctx_free(tls);
 	free(o);
 	return rc;
 }

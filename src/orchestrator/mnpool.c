@@ -160,6 +160,22 @@ void mnpool_forget(struct mnpool *p, uint64_t id)
 	}
 }
 
+/* The whole revocation list, to a memory node (nodes_revoke, a new connection, a sweep). */
+int revoke_push(struct orch *o, struct mnc *c)
+{
+	_cleanup_free_ uint64_t *ids = NULL;
+	size_t n = 0;
+	int r;
+
+	r = o->store->ops->revoked_list(o->store, &ids, &n);
+	if (r < 0)
+		return r;
+	r = mnc_revoke(c, ids, n);
+	if (r == -EOPNOTSUPP && n == 0)
+		return 0;         /* an older node, and nothing to tell it */
+	return r;
+}
+
 static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc **ret)
 {
 	struct mnc_opts opts = {
@@ -180,10 +196,19 @@ static int connect_node(struct mnpool *p, const struct node_rec *n, struct mnc *
 		*ret = NULL;
 		return -ESTALE;
 	}
+	/* A new connection: the node gets the whole revocation list first. */
+	r = revoke_push(p->o, *ret);
+	if (r < 0) {
+		log_warn("memory node %llu: cannot push the revocation list: %s",
+			 (unsigned long long)n->id, strerror(-r));
+		mnc_close(*ret);
+		*ret = NULL;
+		return r;
+	}
 	return 0;
 }
 
-enum mnp_op { MNP_ALLOC, MNP_FREE, MNP_COPY, MNP_FENCE };
+enum mnp_op { MNP_ALLOC, MNP_FREE, MNP_COPY, MNP_FENCE, MNP_REVOKE };
 
 /* COPY: dst_grant, dst_addr, rep. FENCE: dst_grant is the grant presented, epoch the answer. */
 struct mnp_copy {
@@ -218,6 +243,8 @@ static int do_op(struct mnpool *p, const struct node_rec *n, enum mnp_op op, uin
 			r = mnc_free(c, *section, *generation, (uint32_t)owner);
 		} else if (op == MNP_FENCE) {
 			r = mnc_fence(c, cp->dst_grant, cp->epoch);
+		} else if (op == MNP_REVOKE) {
+			r = cached ? revoke_push(p->o, c) : 0;   /* a new one was told at connect */
 		} else {
 			/* A grant of our own to read the source, for as long as the copy may take. */
 			struct proto_grant sg;
@@ -248,6 +275,12 @@ int mnpool_free_section(struct mnpool *p, const struct node_rec *n, uint32_t sec
 			uint32_t generation, uint32_t epoch)
 {
 	return do_op(p, n, MNP_FREE, epoch, &section, &generation, NULL);
+}
+
+/* REVOKE may be repeated: it replaces the node's whole list. */
+int mnpool_revoke(struct mnpool *p, const struct node_rec *n)
+{
+	return do_op(p, n, MNP_REVOKE, 0, NULL, NULL, NULL);
 }
 
 /* FENCE may be repeated: raising an epoch twice is raising it once. */

@@ -685,3 +685,58 @@ void nodes_monitor_stop(struct orch *o)
 	pthread_join(o->monitor, NULL);
 	o->monitor_started = false;
 }
+
+/*
+ * POST /v1/nodes/ID/revoke: store the id and push the whole list to every
+ * memory node that is up; one that is not gets it when the orchestrator
+ * next connects to it (mnpool.c) or sweeps it (sweep.c).
+ */
+void nodes_revoke(struct orch *o, uint64_t id, struct http_resp *resp)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct node_rec *mem = NULL;
+	size_t nmem = 0, pushed = 0, failed = 0;
+	json_t *fails = json_array();
+	char msg[128];
+	int r;
+
+	if (!fails) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	if (id == 0) {
+		json_decref(fails);
+		http_resp_error(resp, 400, "invalid", "node id 0 is not a node");
+		return;
+	}
+	r = st->ops->revoked_add(st, id, (int64_t)time(NULL));
+	if (r == 0) {
+		snprintf(msg, sizeof(msg), "node %" PRIu64 " revoked", id);
+		r = st->ops->event_add(st, "node_revoked", id, NULL, msg);
+	}
+	if (r == 0)
+		r = st->ops->node_list(st, "memnode", &mem, &nmem);
+	if (r < 0) {
+		json_decref(fails);
+		http_resp_error(resp, 500, "store", "cannot store the revocation: %s", strerror(-r));
+		return;
+	}
+	log_info("node %" PRIu64 " revoked: telling %zu memory node%s", id, nmem,
+		 nmem == 1 ? "" : "s");
+	for (size_t i = 0; i < nmem; i++) {
+		if (strcmp(mem[i].state, "up") != 0)
+			continue;   /* told when the orchestrator next connects to it */
+		r = mnpool_revoke(o->mnpool, &mem[i]);
+		if (r < 0) {
+			failed++;
+			log_warn("memory node %" PRIu64 " (%s): cannot push the revocation list: %s",
+				 mem[i].id, mem[i].addr, strerror(-r));
+			json_array_append_new(fails, json_integer((json_int_t)mem[i].id));
+		} else {
+			pushed++;
+		}
+	}
+	http_resp_json(resp, 200,
+		       json_pack("{s:I, s:b, s:I, s:o}", "node_id", (json_int_t)id, "revoked", 1,
+				 "memnodes_told", (json_int_t)pushed, "memnodes_failed", fails));
+}

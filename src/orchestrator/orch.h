@@ -52,6 +52,7 @@ enum orch_route {
 	RT_NODES_LIST,
 	RT_NODES_GET,
 	RT_NODES_DRAIN,
+	RT_NODES_REVOKE,
 	RT_SLOTS_CREATE,
 	RT_SLOTS_LIST,
 	RT_SLOTS_GET,
@@ -127,6 +128,10 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 void nodes_list(struct orch *o, struct http_resp *resp);
 void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp);
 void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp);
+/* POST /v1/nodes/ID/revoke (nodes.c); the whole list to a memory node (mnpool.c) */
+struct mnc;
+void nodes_revoke(struct orch *o, uint64_t id, struct http_resp *resp);
+int revoke_push(struct orch *o, struct mnc *c);
 json_t *nodes_json(const struct node_rec *n);
 int nodes_monitor_start(struct orch *o);
 void nodes_monitor_stop(struct orch *o);
@@ -163,6 +168,8 @@ int place_memnodes(struct orch *o, const struct placement_req *pr, size_t n,
 int mnpool_new(struct orch *o, struct mnpool **ret);
 void mnpool_free(struct mnpool *p);
 /* Allocate one section on memory node `n` for owner `owner`. */
+/* Push the whole revocation list to memory node n. */
+int mnpool_revoke(struct mnpool *p, const struct node_rec *n);
 int mnpool_alloc(struct mnpool *p, const struct node_rec *n, uint64_t owner,
 		 uint32_t *ret_section, uint32_t *ret_generation);
 /* Free a section, as its owner of ownership epoch `epoch`. */

@@ -145,6 +145,9 @@ struct store_ops {
 	int (*request_abandon)(struct store *s);
 
 	/* Events. */
+	/* Revoked node ids: add one (again: no change), the whole list (*ret malloc'd). */
+	int (*revoked_add)(struct store *s, uint64_t id, int64_t now);
+	int (*revoked_list)(struct store *s, uint64_t **ret, size_t *ret_n);
 	int (*event_add)(struct store *s, const char *kind, uint64_t node, const char *slot,
 			 const char *message);
 	int (*event_list)(struct store *s, int64_t since, int64_t limit, struct event_rec **ret,

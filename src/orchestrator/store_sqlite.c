@@ -294,6 +294,23 @@ static int node_update(struct sqlstore *st, sqlite3_stmt *p, const char *what)
 	return r;
 }
 
+/* Statement q with two integers: -ENOENT if `one_row` and no row changed. */
+static int exec_2i(struct sqlstore *st, enum q q, int64_t a, int64_t b, bool one_row,
+		   const char *what)
+{
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	lock(st);
+	if ((p = stmt(st, q))) {
+		sqlite3_bind_int64(p, 1, a);
+		sqlite3_bind_int64(p, 2, b);
+		r = one_row ? node_update(st, p, what) : exec_done(st, p, what);
+	}
+	unlock(st);
+	return r;
+}
+
 static int sq_node_set_state(struct store *s, uint64_t id, const char *state)
 {
 	struct sqlstore *st = S(s);
@@ -313,19 +330,7 @@ static int sq_node_set_state(struct store *s, uint64_t id, const char *state)
 
 static int sq_node_set_drained(struct store *s, uint64_t id, bool drained)
 {
-	struct sqlstore *st = S(s);
-	sqlite3_stmt *p;
-	int r = -EIO;
-
-	lock(st);
-	p = stmt(st, Q_NODE_DRAINED);
-	if (p) {
-		sqlite3_bind_int64(p, 1, (int64_t)id);
-		sqlite3_bind_int(p, 2, drained);
-		r = node_update(st, p, "node_set_drained");
-	}
-	unlock(st);
-	return r;
+	return exec_2i(S(s), Q_NODE_DRAINED, (int64_t)id, drained, true, "node_set_drained");
 }
 
 static int sq_node_heartbeat(struct store *s, uint64_t id, int64_t now, int64_t sections_free,
@@ -351,36 +356,12 @@ static int sq_node_heartbeat(struct store *s, uint64_t id, int64_t now, int64_t 
 
 static int sq_node_adjust_free(struct store *s, uint64_t id, int64_t delta)
 {
-	struct sqlstore *st = S(s);
-	sqlite3_stmt *p;
-	int r = -EIO;
-
-	lock(st);
-	p = stmt(st, Q_NODE_ADJ);
-	if (p) {
-		sqlite3_bind_int64(p, 1, (int64_t)id);
-		sqlite3_bind_int64(p, 2, delta);
-		r = node_update(st, p, "node_adjust_free");
-	}
-	unlock(st);
-	return r;
+	return exec_2i(S(s), Q_NODE_ADJ, (int64_t)id, delta, true, "node_adjust_free");
 }
 
 static int sq_node_set_free(struct store *s, uint64_t id, int64_t sections_free)
 {
-	struct sqlstore *st = S(s);
-	sqlite3_stmt *p;
-	int r = -EIO;
-
-	lock(st);
-	p = stmt(st, Q_NODE_SETFREE);
-	if (p) {
-		sqlite3_bind_int64(p, 1, (int64_t)id);
-		sqlite3_bind_int64(p, 2, sections_free);
-		r = node_update(st, p, "node_set_free");
-	}
-	unlock(st);
-	return r;
+	return exec_2i(S(s), Q_NODE_SETFREE, (int64_t)id, sections_free, true, "node_set_free");
 }
 
 static void read_id(sqlite3_stmt *p, uint64_t *id)
@@ -388,20 +369,26 @@ static void read_id(sqlite3_stmt *p, uint64_t *id)
 	*id = (uint64_t)sqlite3_column_int64(p, 0);
 }
 
-static int sq_node_stale(struct store *s, int64_t deadline, uint64_t **ret, size_t *ret_n)
+/* The ids statement q returns (bound to `arg` if there is one). */
+static int ids_query(struct sqlstore *st, enum q q, const int64_t *arg, uint64_t **ret,
+		     size_t *ret_n)
 {
-	struct sqlstore *st = S(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
 	lock(st);
-	p = stmt(st, Q_NODE_STALE);
-	if (p) {
-		sqlite3_bind_int64(p, 1, deadline);
+	if ((p = stmt(st, q))) {
+		if (arg)
+			sqlite3_bind_int64(p, 1, *arg);
 		r = COLLECT(st, p, uint64_t, read_id, ret, ret_n);
 	}
 	unlock(st);
 	return r;
+}
+
+static int sq_node_stale(struct store *s, int64_t deadline, uint64_t **ret, size_t *ret_n)
+{
+	return ids_query(S(s), Q_NODE_STALE, &deadline, ret, ret_n);
 }
 
 /* ---- slots ------------------------------------------------------------- */
@@ -753,6 +740,16 @@ static int sq_request_abandon(struct store *s)
 
 /* ---- events ------------------------------------------------------------ */
 
+static int sq_revoked_add(struct store *s, uint64_t id, int64_t now)
+{
+	return exec_2i(S(s), Q_REVOKED_ADD, (int64_t)id, now, false, "revoked_add");
+}
+
+static int sq_revoked_list(struct store *s, uint64_t **ret, size_t *ret_n)
+{
+	return ids_query(S(s), Q_REVOKED_LIST, NULL, ret, ret_n);
+}
+
 static int sq_event_add(struct store *s, const char *kind, uint64_t node, const char *slot,
 			const char *message)
 {
@@ -855,6 +852,8 @@ static const struct store_ops sqlite_ops = {
 	.request_forget = sq_request_forget,
 	.request_prune = sq_request_prune,
 	.request_abandon = sq_request_abandon,
+	.revoked_add = sq_revoked_add,
+	.revoked_list = sq_revoked_list,
 	.event_add = sq_event_add,
 	.event_list = sq_event_list,
 };

@@ -39,6 +39,8 @@ enum q {
 	Q_REQ_ABANDON,
 	Q_EV_ADD,
 	Q_EV_LIST,
+	Q_REVOKED_ADD,
+	Q_REVOKED_LIST,
 	Q__MAX,
 };
 

@@ -71,6 +71,10 @@ const char *const store_sqlite_migrations[] = {
 	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
 	/* 3 -> 4: the slot's page key (guest memory at rest); existing slots are in clear. */
 	"ALTER TABLE slots ADD COLUMN page_key TEXT NOT NULL DEFAULT '';",
+	/* 4 -> 5: revoked node ids (certificates shut out of the fabric, revoke.c). */
+	"CREATE TABLE IF NOT EXISTS revoked ("
+	"  node_id INTEGER PRIMARY KEY,"
+	"  time INTEGER NOT NULL);",
 };
 
 
@@ -143,6 +147,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_EV_LIST] =
 		"SELECT seq, time, kind, COALESCE(node, 0), COALESCE(slot, ''), message "
 		"FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+	[Q_REVOKED_ADD] = "INSERT OR IGNORE INTO revoked (node_id, time) VALUES (?1, ?2)",
+	[Q_REVOKED_LIST] = "SELECT node_id FROM revoked ORDER BY node_id",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

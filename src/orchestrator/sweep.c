@@ -58,6 +58,11 @@ static int list_node(struct orch *o, const struct node_rec *n, struct proto_sect
 		return r;
 	if (mnc_info(c)->node_id != n->id)
 		return -ESTALE;
+	/* Every sweep also brings the node's revocation list up to date (revoke.c). */
+	r = revoke_push(o, c);
+	if (r < 0)
+		log_warn("memory node %llu: cannot push the revocation list: %s",
+			 (unsigned long long)n->id, strerror(-r));
 	for (;;) {
 		struct proto_section buf[256], *na;
 		uint32_t count = 0, next = 0;

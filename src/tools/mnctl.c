@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
 #include "mnadmin.h"
 #include "mnclient.h"
 #include "net.h"
+#include "tls.h"
 #include "toolutil.h"
 #include "wire.h"
 
@@ -49,6 +51,7 @@
 struct args {
 	const char *addr, *keyfile, *grant_keyfile, *to;
 	uint64_t node_id, owner, seed, pages, first, timeout;
+	struct fabric_conf fabric;
 	uint64_t to_section, to_generation, to_node_id;
 	uint64_t offset, expect, value, pattern_node, pattern_section, epoch;
 	bool have_seed, have_pages, zero, have_pnode, have_psec;
@@ -435,7 +438,10 @@ static void usage(FILE *f)
 	      "  fadd SECTION GEN --offset O --value V\n"
 	      "  fence SECTION GEN --epoch E\n"
 	      "grants are minted with ownership epoch --epoch E (default 0); --grant-key\n"
-	      "defaults to grant.key beside the --key file\n",
+	      "defaults to grant.key beside the --key file\n"
+	      "fabric: --tls-ca FILE --tls-cert FILE --tls-key FILE (defaults from\n"
+	      "DISAGG_TLS_CA, DISAGG_TLS_CERT, DISAGG_TLS_KEY), or --fabric-plaintext\n"
+	      "(or DISAGG_FABRIC_PLAINTEXT=1); the certificate's node id is --node-id\n",
 	      f);
 }
 
@@ -467,6 +473,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "pattern-node", required_argument, NULL, O_PNODE },
 		{ "pattern-section", required_argument, NULL, O_PSEC },
 		{ "epoch", required_argument, NULL, O_EPOCH },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -474,6 +481,8 @@ static int parse(int argc, char **argv, struct args *a)
 	int c, r = 0;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &a->fabric))
+			continue;
 		switch (c) {
 		case O_ADDR: a->addr = optarg; break;
 		case O_KEY: a->keyfile = optarg; break;
@@ -526,11 +535,13 @@ int main(int argc, char **argv)
 	struct auth_key key;
 	_cleanup_grant_key_ struct grant_key *gkey = NULL;
 	_cleanup_free_ char *gkeybuf = NULL;
+	_cleanup_(tls_ctx_freep) struct tls_ctx *tls = NULL;
 	const char *cmd;
 	int r;
 
 	if (parse(argc, argv, &a) < 0)
 		return 1;
+	signal(SIGPIPE, SIG_IGN);      /* TLS writes go through write(2): a closed peer is EPIPE */
 	cmd = a.pos[0];
 	static const char *const known[] = { "ping", "stats", "list", "alloc", "free", "fill",
 					     "verify", "copy", "cas", "fadd", "fence" };
@@ -566,9 +577,19 @@ int main(int argc, char **argv)
 			strerror(-r), grant_key_hint(r));
 		return 1;
 	}
+	fabric_conf_env(&a.fabric);
+	if (fabric_conf_check(&a.fabric) < 0) {
+		OPENSSL_cleanse(&key, sizeof(key));
+		return 1;
+	}
+	r = tls_ctx_new(&a.fabric, CERT_ROLE_NONE, a.node_id, &tls);
+	if (r < 0) {
+		OPENSSL_cleanse(&key, sizeof(key));
+		return 1;
+	}
 	struct mnc_opts o = {
 		.addr = a.addr, .key = &key, .orch_key = gkey, .node_id = a.node_id,
-		.timeout_ms = (int)a.timeout,
+		.timeout_ms = (int)a.timeout, .tls = tls,
 	};
 	r = mnc_connect(&o, &c);
 	if (r < 0) {

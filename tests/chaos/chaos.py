@@ -207,7 +207,10 @@ class Cluster:
             time.sleep(0.1)
         self.restart("orchestrator")
         argv = list(self.argv["memnode-100"])
+        cert, key = self.tls_cert(103, "memory")
         for flag, val in (("--node-id", "103"), ("--listen", f"{ns.net}.2:7300"),
+                          ("--tls-cert", cert), ("--tls-key", key),
+                          ("--state-dir", f"{self.data}/memnode-103.state"),
                           ("--http", f"{ns.net}.2:7301"),
                           ("--backing", f"file:{self.data}/memnode-103.pool"),
                           ("--orchestrator", f"http://{ns.net}.1:{port}")):
@@ -227,8 +230,20 @@ class Cluster:
             time.sleep(0.2)
         raise RuntimeError("memory node 103 (in its namespace) did not register")
 
+    def tls_cert(self, node_id, role):
+        """A certificate of the cluster's CA (disagg up's DIR/tls) for node_id."""
+        cert = self.data / "tls" / f"chaos-{role}-{node_id}.pem"
+        key = self.data / "tls" / f"chaos-{role}-{node_id}.key"
+        if not cert.exists():
+            subprocess.run([str(self.bin / "disagg-cert"), "--ca", str(self.data / "tls"),
+                            "--issue", str(node_id), "--role", role, "--cert", str(cert),
+                            "--key", str(key)], check=True, capture_output=True)
+        return str(cert), str(key)
+
     def memnode_sections(self, c):
-        conn = dproto.Conn(c["addr"], timeout=10.0).login(self.key, 900)
+        ctx = dproto.tls_context(str(self.data / "tls" / "ca.pem"),
+                                 *self.tls_cert(900, "orchestrator"))
+        conn = dproto.Conn(c["addr"], timeout=10.0, tls=ctx).login(self.key, 900)
         try:
             return {(sec, gen) for sec, gen, _ in conn.list()}
         finally:

@@ -88,6 +88,18 @@ class Daemon:
         return self.proc.returncode
 
 
+@pytest.fixture(autouse=True)
+def fabric(tmp_path):
+    """TLS on the fabric by default: a CA for this test (progs.Fabric); the
+    daemons, disagg-mnctl and dproto connections take their certificates
+    from it. A test that wants plaintext sets progs.CURRENT = None (or
+    passes --fabric-plaintext / tls=False itself)."""
+    f = progs.Fabric(tmp_path / "fabric")
+    progs.CURRENT = f
+    yield f
+    progs.CURRENT = None
+
+
 @pytest.fixture
 def keyfile(tmp_path):
     """A cluster key file; the grant key pair is made beside it
@@ -126,6 +138,8 @@ class MemnodeFactory:
                 section, "--backing", backing, "--key", self.keyfile,
                 "--grant-pubkey", dproto.grant_files(self.keyfile)[1],
                 "--node-id", str(node_id), *extra]
+        if "--fabric-plaintext" not in extra and "--tls-ca" not in extra:
+            argv += progs.fabric_args(node_id, "memory")
         d = Daemon(argv, str(self.tmp / f"memnode-{node_id}-{self.n}.log"),
                    r"listening on (\S+)(?: http (?P<http>\S+))?")
         d.node_id = node_id

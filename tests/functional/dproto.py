@@ -16,6 +16,7 @@ import hmac
 import os
 import pathlib
 import socket
+import ssl
 import struct
 import time
 
@@ -30,14 +31,14 @@ PAGE = 4096
 
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
-          FENCE=13)
+          FENCE=13, REVOKE=14)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
           INTERNAL=14, FENCED=15, DENIED=16)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
-FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE = 1, 2, 4
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE = 1, 2, 4, 8
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
 HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
@@ -135,15 +136,54 @@ def hdr(op, length, req_id, flags=0, status=0, version=VERSION,
     return HDR.pack(magic, version, op, flags, length, req_id, status, rsvd)
 
 
-class Conn:
-    """One connection; synchronous unless the caller uses send()/recv()."""
+def tls_context(ca, cert=None, key=None):
+    """A TLS 1.3 client context for the fabric: the server's certificate
+    must be of CA `ca`; (cert, key) is ours, if any."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
-    def __init__(self, addr, timeout=10.0):
+
+class Conn:
+    """One connection; synchronous unless the caller uses send()/recv().
+
+    TLS: `tls` is an ssl.SSLContext, False for plaintext, or None for the
+    running test's fabric (progs.CURRENT, plaintext if none). With the
+    fabric, the handshake happens before the first frame, with a
+    certificate for the node id HELLO names (orchestrator role when the key
+    carries the grant key), or `tls_id`/`tls_role` if given."""
+
+    def __init__(self, addr, timeout=10.0, tls=None, tls_id=None, tls_role=None):
         host, port = addr.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.next_id = 1
         self.info = None
+        self._tls = tls
+        self._tls_id = tls_id
+        self._tls_role = tls_role
+        self._wrapped = False
+        if tls is None:
+            import progs
+            self._fabric = progs.CURRENT
+        else:
+            self._fabric = None
+
+    def _ensure_tls(self):
+        if self._wrapped:
+            return
+        self._wrapped = True
+        ctx = self._tls
+        if ctx is None and self._fabric is not None:
+            cert, key = self._fabric.cert(self._tls_id or 999, self._tls_role or "compute")
+            ctx = tls_context(self._fabric.ca(), cert, key)
+        if ctx:
+            self.sock = ctx.wrap_socket(self.sock)
 
     def close(self):
         self.sock.close()
@@ -155,9 +195,18 @@ class Conn:
         self.close()
 
     def send_raw(self, data):
+        self._ensure_tls()
         self.sock.sendall(data)
 
     def send(self, op, payload=b"", **kw):
+        if (not self._wrapped and self._tls_id is None and op == OP["HELLO"] and
+                len(payload) == HELLO_REQ.size):
+            # A HELLO built by the test itself: the certificate of the node
+            # id it names, with the most rights (the layers under test are
+            # the MAC and the orchestrator's proof).
+            self._tls_id = HELLO_REQ.unpack(payload)[3] or 999
+            self._tls_role = self._tls_role or "orchestrator"
+        self._ensure_tls()
         rid = self.next_id
         self.next_id += 1
         self.sock.sendall(hdr(op, len(payload), rid, **kw) + payload)
@@ -190,9 +239,14 @@ class Conn:
 
     # -- handshake ---------------------------------------------------------
     def hello(self, key, node_id, check_server=True):
+        if self._tls_id is None:
+            self._tls_id = node_id
+        if self._tls_role is None and getattr(key, "grant", None) is not None:
+            self._tls_role = "orchestrator"
         cnonce = os.urandom(32)
         data = self.call(OP["HELLO"], HELLO_REQ.pack(
-            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE, node_id, cnonce))
+            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE, node_id,
+            cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,

@@ -36,6 +36,7 @@ import re
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -71,6 +72,7 @@ class _MemNode:
         self.copies = []              # (src, src_gen, dst_addr, dst_grant bytes)
         self.epochs = {}              # index -> ownership epoch (FENCE only)
         self.log = []                 # ("free", sec, gen) / ("fence", sec, gen, epoch, holder)
+        self.tls = None               # server ssl.SSLContext (fabric TLS), or None
 
     @property
     def free(self):
@@ -86,13 +88,17 @@ class _Conn:
         self.cnonce = self.snonce = None
         self.client_id = None
         self.authed = False
+        self.hs = False               # TLS handshake under way
 
 
 class FakeMemnodes:
     """Many fake memory nodes served by one selector thread."""
 
-    def __init__(self, key):
+    def __init__(self, key, fabric=None):
+        """fabric: a progs.Fabric to speak TLS with (each fake node with a
+        memory-node certificate of its id), or None for plaintext."""
         self.key = key
+        self.fabric = fabric
         self.sel = selectors.DefaultSelector()
         self.nodes = {}
         self.lock = threading.Lock()
@@ -111,6 +117,14 @@ class FakeMemnodes:
         s.listen(64)
         s.setblocking(False)
         n = _MemNode(node_id, nsections, section_size, s)
+        if self.fabric is not None:
+            cert, key = self.fabric.cert(node_id, "memory")
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.fabric.ca())
+            ctx.load_cert_chain(cert, key)
+            n.tls = ctx
         with self.lock:
             self.nodes[node_id] = n
             self.pending.append(("listen", n))
@@ -181,7 +195,10 @@ class FakeMemnodes:
             return
         s.setblocking(False)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if n.tls is not None:
+            s = n.tls.wrap_socket(s, server_side=True, do_handshake_on_connect=False)
         c = _Conn(n, s)
+        c.hs = n.tls is not None
         n.conns.add(c)
         self.sel.register(s, selectors.EVENT_READ, ("conn", c))
 
@@ -194,8 +211,26 @@ class FakeMemnodes:
         c.node.conns.discard(c)
 
     def _io(self, c, ev):
+        if c.hs:
+            try:
+                c.sock.do_handshake()
+                c.hs = False
+            except ssl.SSLWantReadError:
+                return
+            except ssl.SSLWantWriteError:
+                self.sel.modify(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                ("conn", c))
+                return
         if ev & selectors.EVENT_READ:
-            data = c.sock.recv(65536)
+            try:
+                data = c.sock.recv(65536)
+                while isinstance(c.sock, ssl.SSLSocket) and c.sock.pending():
+                    data += c.sock.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                data = None
+            if data is None:
+                self._flush(c)
+                return
             if not data:
                 self._drop(c)
                 return
@@ -219,7 +254,7 @@ class FakeMemnodes:
         while c.out:
             try:
                 n = c.sock.send(c.out)
-            except BlockingIOError:
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 break
             del c.out[:n]
         want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)

@@ -566,6 +566,7 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
             "orchestrator", "memnode-100", "memnode-101", "compute-1"]
         assert all(alive(pid) for pid in pids_of(cl))
         key = data / "cluster.key"
+        tls = data / "tls"
         assert key.stat().st_size == 32 and key.stat().st_mode & 0o077 == 0
         # what the daemons were started with
         orch = cl["components"][0]
@@ -573,7 +574,19 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         assert argv[1:] == ["--http", "127.0.0.1:0", "--db", str(data / "orchestrator.db"),
                             "--key", str(key), "--grant-key", str(data / "grant.key"),
                             "--node-id", "1000", "--api-tokens", str(data / "api.tokens"),
-                            "--node-secret", str(data / "node.secret")]
+                            "--node-secret", str(data / "node.secret"),
+                            "--tls-ca", str(tls / "ca.pem"),
+                            "--tls-cert", str(tls / "orchestrator.pem"),
+                            "--tls-key", str(tls / "orchestrator.key")]
+        # The fabric's CA and one certificate per daemon, keys 0600.
+        assert (tls / "ca.key").stat().st_mode & 0o077 == 0
+        for name, ident in (("orchestrator", "node 1000\nrole orchestrator"),
+                            ("memnode-101", "node 101\nrole memory"),
+                            ("compute-1", "node 1\nrole compute")):
+            assert (tls / f"{name}.key").stat().st_mode & 0o077 == 0
+            shown = subprocess.run([find_prog("disagg-cert"), "--show", str(tls / f"{name}.pem")],
+                                   capture_output=True, text=True, check=True).stdout
+            assert shown.startswith(ident), shown
         # The API token, the node secret and each node's credential: 0600.
         assert cl["token_file"] == str(data / "api.tokens")
         for f in ("api.tokens", "node.secret", "node-100.cred", "node-101.cred", "node-1.cred"):
@@ -584,9 +597,13 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
         assert b"PUBLIC KEY" in (data / "grant.pub").read_bytes()
         mem = json.loads(re.search(r"argv (.*)", (data / "logs/memnode-101.log").read_text())[1])
         assert mem[1:] == ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node-id",
-                           "101", "--pool", str(GiB), "--backing", "anon", "--key", str(key),
+                           "101", "--pool", str(GiB), "--backing", "anon",
+                           "--state-dir", str(data / "memnode-101.state"), "--key", str(key),
                            "--grant-pubkey", str(data / "grant.pub"), "--orchestrator",
-                           cl["url"], "--node-credential", str(data / "node-101.cred")]
+                           cl["url"], "--node-credential", str(data / "node-101.cred"),
+                           "--tls-ca", str(tls / "ca.pem"),
+                           "--tls-cert", str(tls / "memnode-101.pem"),
+                           "--tls-key", str(tls / "memnode-101.key")]
         comp = json.loads(re.search(r"argv (.*)", (data / "logs/compute-1.log").read_text())[1])
         assert comp[1:11] == ["--http", "127.0.0.1:0", "--node-id", "1", "--key", str(key),
                               "--orchestrator", cl["url"], "--accel", "tcg"]

@@ -22,6 +22,7 @@ import time
 import pytest
 
 import dproto as dp
+import progs  # noqa: E402
 from conftest import find_prog
 
 CLIENT = 7
@@ -281,13 +282,22 @@ class Stub:
                         for page, count in ext for i in range(count))
 
 
+@pytest.fixture(autouse=True)
+def plaintext_fabric():
+    """The client library against scripted peers: plaintext (the fabric's
+    TLS has its own tests, test_fabric_tls.py)."""
+    progs.CURRENT = None
+    yield
+
+
 # ---- running disagg-mnctl ---------------------------------------------------
 
 def mnctl(addr, keyfile, *args, timeout=20, node_id=CLIENT, limit=None):
     """Run disagg-mnctl; a hang fails the test, and so does a crash or a
     sanitizer report. Returns (CompletedProcess, seconds)."""
     argv = [find_prog("disagg-mnctl"), "--addr", addr, "--key", keyfile,
-            "--node-id", str(node_id), *map(str, args)]
+            "--node-id", str(node_id), *progs.fabric_args(node_id, "orchestrator"),
+            *map(str, args)]
     t0 = time.monotonic()
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
@@ -610,7 +620,7 @@ def test_memnode_killed_during_fill(memnodes, keyfile, key, tmp_path):
     # Now a long fill of the rest of the section, killed while it runs.
     exe = find_prog("disagg-mnctl")
     fill = subprocess.Popen([exe, "--addr", d.addr, "--key", keyfile, "--node-id",
-                             str(CLIENT), "fill", *map(str, sg), "--seed", "22",
+                             str(CLIENT), *progs.fabric_args(CLIENT, "orchestrator"), "fill", *map(str, sg), "--seed", "22",
                              "--first", "256"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with dp.Conn(d.addr).login(key, CLIENT) as c:

@@ -28,7 +28,8 @@ def argv(prog, tmp_path, key, node_id="7"):
     gkey, gpub = dp.grant_files(key)
     extra = [a.replace("{tmp}", str(tmp_path)).replace("{gkey}", gkey).replace("{gpub}", gpub)
              for a in DAEMONS[prog]]
-    return [find_prog(prog), "--key", key, "--node-id", node_id, *extra]
+    # The command line is under test here, not the fabric: plaintext.
+    return [find_prog(prog), "--key", key, "--node-id", node_id, "--fabric-plaintext", *extra]
 
 
 @pytest.mark.parametrize("prog,opt", [("disagg-memnode", "--grant-pubkey"),

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
+import progs  # noqa: E402
 from conftest import find_prog, run
 
 CLIENT = 7          # node id of the test client
@@ -19,7 +20,8 @@ CLIENT = 7          # node id of the test client
 
 def mnctl(d, keyfile, *args, check=True):
     return run([find_prog("disagg-mnctl"), "--addr", d.addr, "--key", keyfile,
-                "--node-id", str(CLIENT), *args], check=check)
+                "--node-id", str(CLIENT), *progs.fabric_args(CLIENT, "orchestrator"), *args],
+               check=check)
 
 
 def login(d, key, node_id=CLIENT):
@@ -51,7 +53,8 @@ def test_eight_concurrent_clients(memnodes, keyfile, key):
     d = memnodes.start(pool="1G", section="64M")
     secs = [json.loads(mnctl(d, keyfile, "alloc").stdout) for _ in range(8)]
     exe = find_prog("disagg-mnctl")
-    base = [exe, "--addr", d.addr, "--key", keyfile, "--node-id", str(CLIENT)]
+    base = [exe, "--addr", d.addr, "--key", keyfile, "--node-id", str(CLIENT),
+            *progs.fabric_args(CLIENT, "orchestrator")]
 
     def spawn(cmd):
         return [subprocess.Popen(base + [cmd, str(s["section"]), str(s["generation"]),
@@ -313,7 +316,7 @@ def test_key_readable_by_others_is_refused(tmp_path):
     k = tmp_path / "k"
     k.write_bytes(os.urandom(32))
     k.chmod(0o644)
-    p = run([find_prog("disagg-memnode"), "--key", str(k), "--node-id", "1",
+    p = run([find_prog("disagg-memnode"), "--key", str(k), "--node-id", "1", *progs.fabric_args(1, "memory"),
              "--grant-pubkey", dp.grant_files(k)[1],
              "--listen", "127.0.0.1:0", "--pool", "128M"], check=False, timeout=20)
     assert p.returncode != 0

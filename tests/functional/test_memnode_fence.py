@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
+import progs  # noqa: E402
 from conftest import find_prog, run
 
 CLIENT = 7          # node id of the test client
@@ -240,7 +241,7 @@ def test_truncated_or_foreign_version_2_file_is_refused(memnodes, tmp_path, key)
 def test_mnctl_fence_and_epoch(memnodes, keyfile, key):
     d = memnodes.start(pool="128M", section="128M")
     exe = [find_prog("disagg-mnctl"), "--addr", d.addr, "--key", keyfile,
-           "--node-id", str(CLIENT)]
+           "--node-id", str(CLIENT), *progs.fabric_args(CLIENT, "orchestrator")]
     with login(d, key) as c:
         sec, gen = c.alloc()
     sg = (str(sec), str(gen))

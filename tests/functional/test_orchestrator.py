@@ -21,6 +21,7 @@ import pytest
 
 import authkit
 from conftest import ROOT, Daemon, find_prog
+import progs  # noqa: E402
 from dproto import GRANT, ST, Conn, grant_files, grant_signed_by, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
 
@@ -48,6 +49,8 @@ class Orch:
                 "--db", self.db,
                 "--key", self.keyfile, "--grant-key", grant_files(self.keyfile)[0],
                 "--node-timeout", str(self.timeout), *self.auth.orch_args(), *self.extra]
+        if "--fabric-plaintext" not in self.extra:
+            argv += progs.fabric_args(1, "orchestrator")
         self.d = Daemon(argv, str(self.tmp / f"orch-{self.n}.log"),
                         r"disagg-orchestrator listening on (\S+)")
         self.addr = self.d.addr
@@ -94,7 +97,7 @@ def orch(orch_factory):
 
 @pytest.fixture
 def fakemem(key):
-    m = FakeMemnodes(key)
+    m = FakeMemnodes(key, fabric=progs.CURRENT)
     yield m
     m.close()
 
@@ -657,7 +660,7 @@ def test_orchestrator_options(tmp_path, keyfile):
     bad.write_bytes(b"x" * 32)
     bad.chmod(0o644)
     p = subprocess.run([prog, "--key", str(bad), "--grant-key", grant_files(keyfile)[0],
-                        "--db", str(tmp_path / "y.db")],
+                        "--db", str(tmp_path / "y.db"), "--fabric-plaintext"],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "chmod" in p.stderr
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import dproto as dp
+import progs  # noqa: E402
 from conftest import find_prog
 
 CLIENT = 7
@@ -44,7 +45,7 @@ def refused(p, match):
 
 def mnctl(d, keyfile, *args, node_id=CLIENT):
     return tool("disagg-mnctl", "--addr", d.addr, "--key", keyfile, "--node-id", node_id,
-                *args, timeout=120)
+                *progs.fabric_args(node_id, "orchestrator"), *args, timeout=120)
 
 
 def mnctl_ok(d, keyfile, *args):

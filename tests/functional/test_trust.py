@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import dproto as dp
+import progs  # noqa: E402
 from fakes import FakeMemnodes
 
 COMPUTE = 7          # a compute node: the cluster key, no grant key
@@ -278,7 +279,7 @@ def test_the_fake_memory_node_answers_as_the_real_one(node, key):
     real = trust_script(node.addr, node.node_id, key)
     assert real == ["DENIED"] * 4 + ["RIGHTS", "GRANT", "GRANT", "GRANT", "STALE", "OK",
                                      "NOENT"], real
-    fm = FakeMemnodes(key)
+    fm = FakeMemnodes(key, fabric=progs.CURRENT)
     try:
         f = fm.add(555)
         assert trust_script(f.addr, 555, key) == real

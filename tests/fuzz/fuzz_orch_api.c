@@ -171,6 +171,16 @@ int mnpool_fence(struct mnpool *p, const struct node_rec *n, const struct proto_
 	return r;
 }
 
+int mnpool_revoke(struct mnpool *p, const struct node_rec *n)
+{
+	return mn_answer();
+}
+
+int revoke_push(struct orch *o, struct mnc *c)
+{
+	return mn_answer();
+}
+
 /* ---- requests --------------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -23,7 +23,7 @@ def file_memnode(cluster, path, node_id=111):
     argv = [vmlib.find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--node-id",
             str(node_id), "--pool", "256M", "--section-size", "128M", "--key",
             cluster.keyfile, "--grant-pubkey", dproto.grant_files(cluster.keyfile)[1],
-            "--backing", f"file:{path}"]
+            "--backing", f"file:{path}", *vmlib.fabric().args(node_id, "memory")]
     m = vmlib.Proc(argv, pathlib.Path(cluster.tmp) / f"memnode-{node_id}.log",
                    r"listening on (\S+)")
     m.addr, m.node_id, m.key = m.match.group(1), node_id, cluster.key

@@ -151,7 +151,10 @@ def test_slot_lifecycle_with_orchestrator_restart(cluster):
                           str(c.data / "cluster.key"), "--grant-key",
                           str(c.data / "grant.key"), "--node-id", "1000",
                           "--api-tokens", str(c.data / "api.tokens"),
-                          "--node-secret", str(c.data / "node.secret")],
+                          "--node-secret", str(c.data / "node.secret"),
+                          "--tls-ca", str(c.data / "tls" / "ca.pem"),
+                          "--tls-cert", str(c.data / "tls" / "orchestrator.pem"),
+                          "--tls-key", str(c.data / "tls" / "orchestrator.key")],
                          stdout=subprocess.PIPE, stderr=log)
     try:
         assert b"listening on" in p.stdout.readline()

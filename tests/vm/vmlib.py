@@ -31,12 +31,26 @@ sys.path.insert(0, str(ROOT / "tests" / "functional"))
 import agentschema  # noqa: E402
 import authkit  # noqa: E402
 import dproto  # noqa: E402
+import progs  # noqa: E402
 from progs import find_prog  # noqa: E402,F401 - used here and by the tests
 
 SECTION = 128 << 20
 MiB = 1 << 20
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 GUEST_DIR = ROOT / "build" / "guest"
+
+
+_FABRIC = None
+
+
+def fabric():
+    """The fabric's CA for this test process (progs.Fabric): memory nodes,
+    agents and dproto connections speak TLS with certificates from it."""
+    global _FABRIC
+    if _FABRIC is None:
+        _FABRIC = progs.Fabric(tempfile.mkdtemp(prefix="disagg-vmtest-ca-"))
+        progs.CURRENT = _FABRIC
+    return _FABRIC
 
 
 class Skip(Exception):
@@ -173,7 +187,8 @@ class Memnode(Proc):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
                 "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
                 "--section-size", "128M", "--key", keyfile,
-                "--grant-pubkey", dproto.grant_files(keyfile)[1]]
+                "--grant-pubkey", dproto.grant_files(keyfile)[1],
+                *fabric().args(node_id, "memory")]
         if backing:
             argv += ["--backing", backing]
         super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
@@ -233,7 +248,8 @@ class Agent(Proc):
         argv = [find_prog("disagg-compute"), "--http", http, "--node-id",
                 str(node_id), "--key", keyfile, "--accel", "tcg", "--run-dir",
                 self.run_dir, "--kernel", kernel, "--initrd", initrd,
-                *(() if keep_vms else ("--stop-vms-on-exit",)), *cred, *extra]
+                *(() if keep_vms else ("--stop-vms-on-exit",)), *cred,
+                *fabric().args(node_id, "compute"), *extra]
         e = dict(os.environ if env is None else env)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         try:

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Byte I/O of a fabric connection behind a small ops table: plain TCP
+ * (readv/sendmsg on the socket, as before) or TLS (SSL_read/SSL_write;
+ * this kernel has no kernel TLS). The memory node's connections and the
+ * memory-node client both go through it, so the plaintext path keeps its
+ * cost: one indirect call per read or write.
+ *
+ * Results: >0 bytes, -EAGAIN nothing possible now, 0 (reads) end of
+ * stream, other <0 -errno (-ECONNRESET, -EPIPE, -EPROTO for a TLS error).
+ *
+ * TLS writes go through a staging buffer of up to FIO_WBUF bytes: what a
+ * write accepted may still sit there (fio_wpending()); fio_flush() pushes
+ * it on. TLS reads may leave decrypted bytes buffered in the library
+ * (fio_rpending()): a caller that sleeps in poll() or epoll must first
+ * drain those, since the socket will not signal them.
+ */
+#ifndef DISAGG_FIO_H
+#define DISAGG_FIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <openssl/ssl.h>
+
+#define FIO_WBUF (128u << 10)   /* a 64 KiB READ reply and its header in one SSL_write */
+
+struct fio;
+
+struct fio_ops {
+	/* block: wait up to f->block_ms for the first byte. */
+	ssize_t (*readv)(struct fio *f, const struct iovec *iov, int n, bool block);
+	ssize_t (*writev)(struct fio *f, const struct iovec *iov, int n);
+	int (*flush)(struct fio *f);      /* 0: nothing staged, -EAGAIN, -errno */
+};
+
+struct fio {
+	const struct fio_ops *ops;
+	int fd;
+	int block_ms;            /* blocking reads wait this long at most */
+	SSL *ssl;                /* TLS only */
+	uint8_t *wbuf;           /* TLS: bytes accepted, not yet taken by SSL_write */
+	size_t wlen;
+};
+
+extern const struct fio_ops fio_plain_ops;
+extern const struct fio_ops fio_tls_ops;
+
+/* Plain: f uses fd (not owned). */
+void fio_init_plain(struct fio *f, int fd, int block_ms);
+/* TLS over fd with ssl (owned by f from here on; fd must be non-blocking). */
+int fio_init_tls(struct fio *f, int fd, SSL *ssl, int block_ms);
+/* Free the TLS state (sends close_notify if `notify`); the fd is not closed. */
+void fio_done(struct fio *f, bool notify);
+
+static inline ssize_t fio_readv(struct fio *f, const struct iovec *iov, int n, bool block)
+{
+	return f->ops->readv(f, iov, n, block);
+}
+static inline ssize_t fio_writev(struct fio *f, const struct iovec *iov, int n)
+{
+	return f->ops->writev(f, iov, n);
+}
+static inline int fio_flush(struct fio *f)
+{
+	return f->ops->flush(f);
+}
+static inline bool fio_wpending(const struct fio *f)
+{
+	return f->wlen != 0;
+}
+static inline bool fio_rpending(const struct fio *f)
+{
+	return f->ssl && SSL_has_pending(f->ssl);
+}
+static inline bool fio_is_tls(const struct fio *f)
+{
+	return f->ssl != NULL;
+}
+
+/*
+ * Blocking helpers bounded by `deadline` (CLOCK_MONOTONIC ns) for
+ * handshakes: write all of buf (and flush), read exactly len bytes.
+ * -ETIMEDOUT when the deadline passes.
+ */
+int fio_write_full(struct fio *f, const void *buf, size_t len, uint64_t deadline);
+int fio_read_full(struct fio *f, void *buf, size_t len, uint64_t deadline);
+
+#endif /* DISAGG_FIO_H */

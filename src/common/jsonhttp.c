@@ -6,6 +6,7 @@
 #include "jsonhttp.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,3 +143,19 @@ json_t *http_json_args(const struct http_req *req, struct http_resp *resp,
 	return j;
 }
 
+
+bool http_json_int(json_t *obj, const char *key, int64_t min, int64_t max, int64_t *val,
+		   struct http_resp *resp)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+		http_resp_error(resp, 400, "bad_request", "\"%s\" must be %" PRId64 "..%" PRId64,
+				key, min, max);
+		return false;
+	}
+	*val = json_integer_value(v);
+	return true;
+}

@@ -23,6 +23,9 @@ int http_check_keys(json_t *obj, const char *const *allowed, struct http_resp *r
 json_t *http_json_args(const struct http_req *req, struct http_resp *resp,
 		       const char *const *allowed);
 /* -EINVAL with *ret_bad naming the first member of obj not in `allowed` (NULL-terminated). */
+/* obj's optional integer key, in [min, max], into *val; false: answered 400. */
+bool http_json_int(json_t *obj, const char *key, int64_t min, int64_t max, int64_t *val,
+		   struct http_resp *resp);
 int json_check_keys(json_t *obj, const char *const *allowed, const char **ret_bad);
 
 /* Decimal digits only (no sign, no blanks) -> *ret. -EINVAL or -ERANGE. */

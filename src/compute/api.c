@@ -596,10 +596,10 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 {
 	static const char *const keys[] = { "uri", "max_flush_rounds", "dirty_threshold_pages",
 					    "hold_at_switchover_ms", "timeout_ms", NULL };
-	struct vm_migrate_opts o = { .max_flush_rounds = 10, .dirty_threshold_pages = 256,
-				     .timeout_ms = 120000 };
+	struct vm_migrate_opts o = { 0 };
+	int64_t rounds = 10, dirty = 256, hold = 0, timeout = 120000;
 	const char *uri;
-	json_t *j = http_json_args(req, resp, keys), *v, *res = NULL;
+	json_t *j = http_json_args(req, resp, keys), *res = NULL;
 	char err[1024] = "";
 	int r;
 
@@ -612,35 +612,15 @@ static void h_migrate(struct vm *vm, const struct http_req *req, struct http_res
 		goto out;
 	}
 	strcpy(o.uri, uri);
-	if ((v = json_object_get(j, "max_flush_rounds"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000) {
-			http_resp_error(resp, 400, "bad_request", "\"max_flush_rounds\" must be 0..1000");
-			goto out;
-		}
-		o.max_flush_rounds = (unsigned)json_integer_value(v);
-	}
-	if ((v = json_object_get(j, "dirty_threshold_pages"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0) {
-			http_resp_error(resp, 400, "bad_request", "\"dirty_threshold_pages\" must be >= 0");
-			goto out;
-		}
-		o.dirty_threshold_pages = (uint64_t)json_integer_value(v);
-	}
-	if ((v = json_object_get(j, "hold_at_switchover_ms"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 60000) {
-			http_resp_error(resp, 400, "bad_request", "\"hold_at_switchover_ms\" must be 0..60000");
-			goto out;
-		}
-		o.hold_ms = (unsigned)json_integer_value(v);
-	}
-	if ((v = json_object_get(j, "timeout_ms"))) {
-		if (!json_is_integer(v) || json_integer_value(v) < 1000 ||
-		    json_integer_value(v) > 3600000) {
-			http_resp_error(resp, 400, "bad_request", "\"timeout_ms\" must be 1000..3600000");
-			goto out;
-		}
-		o.timeout_ms = (int)json_integer_value(v);
-	}
+	if (!http_json_int(j, "max_flush_rounds", 0, 1000, &rounds, resp) ||
+	    !http_json_int(j, "dirty_threshold_pages", 0, INT64_MAX, &dirty, resp) ||
+	    !http_json_int(j, "hold_at_switchover_ms", 0, 60000, &hold, resp) ||
+	    !http_json_int(j, "timeout_ms", 1000, 3600000, &timeout, resp))
+		goto out;
+	o.max_flush_rounds = (unsigned)rounds;
+	o.dirty_threshold_pages = (uint64_t)dirty;
+	o.hold_ms = (unsigned)hold;
+	o.timeout_ms = (int)timeout;
 	r = vm_migrate(vm, &o, &res, err, sizeof(err));
 	if (r == -EINVAL)
 		http_resp_error(resp, 400, "bad_request", "%s", err);

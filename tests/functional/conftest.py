@@ -143,6 +143,10 @@ class MemnodeFactory:
         d = Daemon(argv, str(self.tmp / f"memnode-{node_id}-{self.n}.log"),
                    r"listening on (\S+)(?: http (?P<http>\S+))?")
         d.node_id = node_id
+        # Its /metrics answer the orchestrator only once it holds a credential.
+        d.headers = (authkit.shared(self.tmp).headers(
+            authkit.shared(self.tmp).orch_token(node_id))
+            if "--node-credential" in extra else {})
         self.daemons.append(d)
         return d
 

@@ -22,6 +22,7 @@ import pytest
 
 import authkit
 from conftest import Daemon, find_prog, run
+import progs  # noqa: E402
 from dproto import grant_files, wait_for
 from fakes import Api, FakeCompute, FakeMemnodes, Heartbeats
 
@@ -77,7 +78,7 @@ def start_orch(tmp_path, keyfile, auth, daemons, extra=(), name="orch"):
     argv = [find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
             "--db", str(tmp_path / f"{name}.db"), "--key", keyfile,
             "--grant-key", grant_files(keyfile)[0], *(auth.orch_args() if auth else []),
-            *extra]
+            *progs.fabric_args(1, "orchestrator"), *extra]
     d = Daemon(argv, str(tmp_path / f"{name}.log"), r"disagg-orchestrator listening on (\S+)")
     daemons.append(d)
     return d
@@ -100,7 +101,8 @@ def shm_dir():
 def start_agent(tmp_path, keyfile, image, run_dir, daemons, node_id, extra=()):
     argv = [find_prog("disagg-compute"), "--key", keyfile, "--node-id", str(node_id),
             "--http", "127.0.0.1:0", "--accel", "tcg", "--qemu", "/bin/true", *image,
-            "--run-dir", os.path.join(run_dir, str(node_id)), *extra]
+            "--run-dir", os.path.join(run_dir, str(node_id)),
+            *progs.fabric_args(node_id, "compute"), *extra]
     d = Daemon(argv, str(tmp_path / f"compute-{node_id}.log"),
                r"disagg-compute listening on (\S+)")
     daemons.append(d)
@@ -110,7 +112,8 @@ def start_agent(tmp_path, keyfile, image, run_dir, daemons, node_id, extra=()):
 def start_memnode(tmp_path, keyfile, daemons, node_id, extra=()):
     argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
             "--pool", "256M", "--section-size", "128M", "--key", keyfile,
-            "--grant-pubkey", grant_files(keyfile)[1], "--node-id", str(node_id), *extra]
+            "--grant-pubkey", grant_files(keyfile)[1], "--node-id", str(node_id),
+            *progs.fabric_args(node_id, "memory"), *extra]
     d = Daemon(argv, str(tmp_path / f"memnode-{node_id}.log"),
                r"listening on (\S+)(?: http (?P<http>\S+))?")
     daemons.append(d)
@@ -199,7 +202,7 @@ def test_node_credentials_at_the_orchestrator(tmp_path, keyfile, auth, daemons):
 
 def test_orchestrator_refuses_open_or_unsafe_setups(tmp_path, keyfile, auth):
     o = [find_prog("disagg-orchestrator"), "--db", str(tmp_path / "x.db"), "--key", keyfile,
-         "--grant-key", grant_files(keyfile)[0]]
+         "--grant-key", grant_files(keyfile)[0], "--fabric-plaintext"]
     # An open API on a non-loopback address.
     p = run(o + ["--http", "0.0.0.0:0"], check=False, timeout=30)
     assert p.returncode == 2 and "not a loopback address" in p.stderr, p.stderr
@@ -293,7 +296,7 @@ def test_agent_migration_uri_is_checked_strictly(tmp_path, keyfile, image, shm_d
 def test_agent_credential_must_be_its_own(tmp_path, keyfile, image, shm_dir, auth):
     argv = [find_prog("disagg-compute"), "--key", keyfile, "--node-id", "8", "--http",
             "127.0.0.1:0", "--accel", "tcg", "--qemu", "/bin/true",
-            *image, "--run-dir", os.path.join(shm_dir, "x")]
+            *image, "--run-dir", os.path.join(shm_dir, "x"), "--fabric-plaintext"]
     p = run(argv + ["--node-credential", auth.cred_file(9)], check=False, timeout=60)
     assert p.returncode == 1 and "node 9's, not node 8's" in p.stderr, p.stderr
     p = run(argv[:6] + ["0.0.0.0:0"] + argv[7:], check=False, timeout=60)
@@ -346,7 +349,8 @@ def test_real_agent_registers_with_its_credential(tmp_path, keyfile, image, shm_
     argv = [find_prog("disagg-compute"), "--key", keyfile, "--node-id", "9", "--http",
             "127.0.0.1:0", "--accel", "tcg", "--qemu", "/bin/true", *image,
             "--run-dir", os.path.join(shm_dir, "9"), "--orchestrator", o.addr,
-            "--node-credential", os.path.join(str(auth.dir), "node-8.cred")]
+            "--node-credential", os.path.join(str(auth.dir), "node-8.cred"),
+            "--fabric-plaintext"]
     p = run(argv, check=False, timeout=60)
     assert p.returncode == 1 and "node 8's, not node 9's" in p.stderr, p.stderr
     api = Api(o.addr, token=auth.token)
@@ -365,7 +369,7 @@ def test_real_agent_registers_with_its_credential(tmp_path, keyfile, image, shm_
 def test_migration_targets(tmp_path, keyfile, key, auth, daemons):
     o = start_orch(tmp_path, keyfile, auth, daemons)
     api = Api(o.addr, token=auth.token)
-    mem = FakeMemnodes(key)
+    mem = FakeMemnodes(key, fabric=progs.CURRENT)
     hb = Heartbeats(o.addr, auth=auth)
     comps = [FakeCompute(10, auth=auth), FakeCompute(11, auth=auth), FakeCompute(12, auth=auth)]
     try:

@@ -23,7 +23,8 @@ ORCH = 1000
 
 
 def metrics(d):
-    text = urllib.request.urlopen(f"http://{d.http}/metrics", timeout=5).read().decode()
+    req = urllib.request.Request(f"http://{d.http}/metrics", headers=getattr(d, "headers", {}))
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
         m = re.match(r"^(disagg_memnode_\w+)(\{[^}]*\})? (\S+)$", line)

@@ -31,6 +31,7 @@
 
 #include "auth.h"
 #include "cli.h"
+#include "privfile.h"
 #include "net.h"
 
 #define CONNECT_TIMEOUT_MS 5000L
@@ -151,24 +152,15 @@ int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_s
 
 int cli_read_token_file(const char *path, char **ret)
 {
-	_cleanup_close_ int fd = -1;
-	char buf[512], *line, *end;
-	struct stat st;
-	ssize_t n;
+	_cleanup_free_ char *buf = NULL;
+	char *line, *end;
+	size_t n = 0;
+	int r = privfile_read(path, 64 << 10, &buf, &n);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		return -EPERM;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
+	if (r == -EFBIG)
+		r = -EINVAL;
+	if (r < 0)
+		return r;
 	for (line = buf; *line; line = end + (*end != '\0')) {
 		end = line + strcspn(line, "\n");
 		while (*line == ' ' || *line == '\t')
@@ -178,9 +170,10 @@ int cli_read_token_file(const char *path, char **ret)
 		while (end > line && (end[-1] == ' ' || end[-1] == '\r' || end[-1] == '\t'))
 			end--;
 		*ret = strndup(line, (size_t)(end - line));
-		explicit_bzero(buf, sizeof(buf));
+		explicit_bzero(buf, n);
 		return *ret ? 0 : -ENOMEM;
 	}
+	explicit_bzero(buf, n);
 	return -EINVAL;
 }
 

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "privfile.h"
 
 #define TOKENS_FILE_MAX (64u << 10)
 #define CRED_LABEL "disagg-node-credential"
@@ -41,38 +42,6 @@ static const char *const reason_names[APIAUTH__MAX] = {
 	[APIAUTH_WRONG_NODE] = "wrong_node",
 	[APIAUTH_FORBIDDEN] = "forbidden",
 };
-
-/* Read a whole small file that only its owner may read. */
-static int read_private(const char *path, size_t max, char **ret)
-{
-	_cleanup_close_ int fd = -1;
-	struct stat st;
-	char *buf;
-	ssize_t n;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		return -EPERM;
-	if ((size_t)st.st_size > max)
-		return -EFBIG;
-	buf = calloc(1, (size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	n = read(fd, buf, (size_t)st.st_size);
-	if (n < 0) {
-		free(buf);
-		return -errno;
-	}
-	buf[n] = '\0';
-	*ret = buf;
-	return 0;
-}
 
 const char *apiauth_file_hint(int r)
 {
@@ -102,7 +71,7 @@ int apiauth_tokens_load(const char *path, struct apiauth_tokens **ret)
 	char *line, *save = NULL;
 	int r;
 
-	r = read_private(path, TOKENS_FILE_MAX, &text);
+	r = privfile_read(path, TOKENS_FILE_MAX, &text, NULL);
 	if (r < 0)
 		return r;
 	t = calloc(1, sizeof(*t));
@@ -265,7 +234,7 @@ int apiauth_cred_load(const char *path, uint64_t *ret_id, uint8_t ret[APIAUTH_CR
 	char *end;
 	int r;
 
-	r = read_private(path, 256, &text);
+	r = privfile_read(path, 256, &text, NULL);
 	if (r < 0)
 		return r;
 	len = strlen(text);

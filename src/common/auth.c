@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -15,34 +16,24 @@
 #include <openssl/hmac.h>
 
 #include "macro.h"
+#include "privfile.h"
 #include "wire.h"
 
 int auth_key_load(const char *path, struct auth_key *ret)
 {
-	_cleanup_close_ int fd = -1;
-	struct auth_key key;
-	struct stat st;
-	ssize_t n;
+	char *buf = NULL;
+	size_t n = 0;
+	int r = privfile_read(path, PROTO_KEY_SIZE, &buf, &n);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
-	if (st.st_mode & (S_IRWXG | S_IRWXO))
-		return -EPERM;
-	if (st.st_size != PROTO_KEY_SIZE)
-		return -EINVAL;
-	n = read(fd, key.bytes, sizeof(key.bytes));
-	if (n < 0)
-		return -errno;
-	if (n != PROTO_KEY_SIZE)
-		return -EINVAL;
-	*ret = key;
-	OPENSSL_cleanse(&key, sizeof(key));
-	return 0;
+	if (r == -EFBIG || (r == 0 && n != PROTO_KEY_SIZE))
+		r = -EINVAL;
+	if (r == 0)
+		memcpy(ret->bytes, buf, PROTO_KEY_SIZE);
+	if (buf) {
+		OPENSSL_cleanse(buf, n);
+		free(buf);
+	}
+	return r;
 }
 
 const char *auth_key_hint(int r)

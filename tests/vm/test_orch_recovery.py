@@ -181,7 +181,14 @@ def where(x):
 def memnode_sections(c, node):
     """(memnode, section, generation) the memory node itself has allocated."""
     m = c.component(f"memnode-{node}")
-    with dproto.Conn(m["addr"]) as conn:
+    tls = c.data / "tls"
+    cert, key = tls / "lister-9999.pem", tls / "lister-9999.key"
+    if not cert.exists():    # an orchestrator-role certificate of the cluster's CA for id 9999
+        subprocess.run([str(c.bin / "disagg-cert"), "--ca", str(tls), "--issue", "9999", "--role",
+                        "orchestrator", "--cert", str(cert), "--key", str(key)],
+                       check=True, capture_output=True)
+    ctx = dproto.tls_context(str(tls / "ca.pem"), str(cert), str(key))
+    with dproto.Conn(m["addr"], tls=ctx) as conn:
         conn.login(dproto.load_keys(c.data / "cluster.key"), 9999)   # grant.key beside it
         return {(node, sec, gen) for sec, gen, _owner in conn.list()}
 

@@ -199,6 +199,9 @@ def test_agent_restart_refuses_a_run_dir_in_use(cluster, tmp_path):
     argv3 = list(argv)
     argv3[argv3.index("--node-id") + 1] = "2"
     argv3[argv3.index("--node-credential") + 1] = a1.auth.cred_file(2)   # node 2's own
+    cert, key = vmlib.fabric().cert(2, "compute")                        # and certificate
+    argv3[argv3.index("--tls-cert") + 1] = cert
+    argv3[argv3.index("--tls-key") + 1] = key
     p = subprocess.run(argv3, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "belongs to node 1" in p.stderr, p.stderr
     assert vmlib.pid_alive(vm["pid"])

@@ -130,14 +130,19 @@ static int hand_over_meta(const struct node_rec *src, const struct node_rec *dst
 			  const char *name, char *why, size_t len)
 {
 	char gpath[200], ppath[160];
-	json_int_t from = 0, next, total;
+	json_int_t from = 0, next, total = 0;
+	uint64_t t0 = mig_now_ms(), t_get = 0, t;
 	json_t *ans = NULL, *body;
+	unsigned parts = 0;
 	int status;
 
 	snprintf(ppath, sizeof(ppath), "/v1/vms/%s/page-meta", name);
 	do {
 		snprintf(gpath, sizeof(gpath), "%s?from=%lld", ppath, (long long)from);
+		t = mig_now_ms();
 		status = mig_call(src, "GET", gpath, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
+		t_get += mig_now_ms() - t;
+		parts++;
 		if (status != 200 || !json_is_string(json_object_get(ans, "records"))) {
 			mig_why(status, ans, why, len);
 			json_decref(ans);
@@ -165,6 +170,9 @@ static int hand_over_meta(const struct node_rec *src, const struct node_rec *dst
 		ans = NULL;
 		from = next;
 	} while (from < total);
+	log_info("slot %s: page metadata of %lld pages to %s in %u part(s): %" PRIu64 " ms (%" PRIu64
+		 " ms reading the source)", name, (long long)total, dst->name, parts,
+		 mig_now_ms() - t0, t_get);
 	return 0;
 }
 
@@ -337,7 +345,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16];
-	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_moved = 0, t_running = 0,
+	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_meta = 0, t_moved = 0,
+		 t_running = 0,
 		 t_pf = 0;
 	size_t n = 0;
 	int r, status;
@@ -502,6 +511,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		http_resp_error(resp, 503, "migration_failed", "slot %s: %s", s.name, s.reason);
 		goto out;
 	}
+	t_meta = mig_now_ms();
 	fence_slot(o, &s);
 	t_moved = mig_now_ms();
 	r = mig_wait_running(&dst, s.name);
@@ -547,13 +557,14 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	mig_vm_delete(&src, s.name);
 	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
 	http_resp_json(resp, 200,
-		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I}}",
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 				 "slot",
 				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
 				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
 				 "migration", mig ? mig : json_null(), "phases_ms",
 				 "prepare_destination", (json_int_t)(t_ready - t0), "migrate",
-				 (json_int_t)(t_src - t_ready), "fence", (json_int_t)(t_moved - t_src),
+				 (json_int_t)(t_src - t_ready), "page_meta", (json_int_t)(t_meta - t_src),
+				 "fence", (json_int_t)(t_moved - t_meta),
 				 "wait_running",
 				 (json_int_t)(t_running - t_moved), "prefetch",
 				 (json_int_t)(t_pf - t_running), "finish",

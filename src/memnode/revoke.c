@@ -34,6 +34,8 @@ static size_t normalize(uint64_t *ids, size_t n)
 {
 	size_t k = 0;
 
+	if (n < 2)
+		return n;   /* also ids == NULL: qsort must not see it */
 	qsort(ids, n, sizeof(*ids), cmp_u64);
 	for (size_t i = 0; i < n; i++)
 		if (k == 0 || ids[k - 1] != ids[i])
@@ -164,7 +166,8 @@ int mn_revoked_set(struct mn_revoked *rv, const uint64_t *ids, size_t count)
 
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, ids, count * sizeof(*copy));
+	if (count)
+		memcpy(copy, ids, count * sizeof(*copy));
 	count = normalize(copy, count);
 	if (rv->dir) {
 		r = persist(rv->dir, copy, count);

@@ -208,8 +208,14 @@ class Cluster:
         self.restart("orchestrator")
         argv = list(self.argv["memnode-100"])
         cert, key = self.tls_cert(103, "memory")
+        cred = self.data / "node-103.cred"      # its own API credential (disagg up's secret)
+        if not cred.exists():
+            subprocess.run([str(self.bin / "disagg-grant"), "--node-secret",
+                            str(self.data / "node.secret"), "--node", "103",
+                            "--node-credential", str(cred)], check=True, capture_output=True)
         for flag, val in (("--node-id", "103"), ("--listen", f"{ns.net}.2:7300"),
                           ("--tls-cert", cert), ("--tls-key", key),
+                          ("--node-credential", str(cred)),
                           ("--state-dir", f"{self.data}/memnode-103.state"),
                           ("--http", f"{ns.net}.2:7301"),
                           ("--backing", f"file:{self.data}/memnode-103.pool"),

@@ -21,6 +21,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "hex.h"
 #include "log.h"
 #include "macro.h"
 #include "privfile.h"
@@ -135,40 +136,6 @@ bool apiauth_tokens_check(const struct apiauth_tokens *t, const char *token)
 	return ok;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int v = 0;
-
-		for (int k = 0; k < 2; k++) {
-			char c = s[2 * i + k];
-
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= c - '0';
-			else if (c >= 'a' && c <= 'f')
-				v |= c - 'a' + 10;
-			else if (c >= 'A' && c <= 'F')
-				v |= c - 'A' + 10;
-			else
-				return -EINVAL;
-		}
-		out[i] = (uint8_t)v;
-	}
-	return 0;
-}
-
 int apiauth_token_new(char ret[APIAUTH_BEARER_MAX])
 {
 	uint8_t b[32];
@@ -178,7 +145,7 @@ int apiauth_token_new(char ret[APIAUTH_BEARER_MAX])
 	if (r < 0)
 		return r;
 	memcpy(ret, "dgt_", 4);
-	hex(b, sizeof(b), ret + 4);
+	hex_encode(b, sizeof(b), ret + 4);
 	OPENSSL_cleanse(b, sizeof(b));
 	return 0;
 }
@@ -213,7 +180,7 @@ int apiauth_cred_save(const char *path, uint64_t id, const uint8_t cred[APIAUTH_
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	hex(cred, APIAUTH_CRED_SIZE, h);
+	hex_encode(cred, APIAUTH_CRED_SIZE, h);
 	n = snprintf(line, sizeof(line), "%" PRIu64 ":%s\n", id, h);
 	if (write(fd, line, (size_t)n) != n) {
 		int e = errno ? -errno : -EIO;
@@ -247,7 +214,7 @@ int apiauth_cred_load(const char *path, uint64_t *ret_id, uint8_t ret[APIAUTH_CR
 	id = strtoull(text, &end, 10);
 	if (errno || *end != ':' || strlen(end + 1) != 2 * APIAUTH_CRED_SIZE)
 		goto out;
-	if (unhex(end + 1, ret, APIAUTH_CRED_SIZE) < 0)
+	if (hex_decode(end + 1, ret, APIAUTH_CRED_SIZE) < 0)
 		goto out;
 	*ret_id = id;
 	r = 0;
@@ -274,7 +241,7 @@ int apiauth_bearer(const uint8_t cred[APIAUTH_CRED_SIZE], uint64_t id, bool to_n
 	r = direction_mac(cred, to_node, mac);
 	if (r < 0)
 		return r;
-	hex(mac, sizeof(mac), h);
+	hex_encode(mac, sizeof(mac), h);
 	snprintf(ret, APIAUTH_BEARER_MAX, "%s.%" PRIu64 ".%s", to_node ? "orch" : "node", id, h);
 	return 0;
 }
@@ -296,7 +263,7 @@ static int parse_node_token(const char *token, bool to_node, uint64_t *ret_id,
 	id = strtoull(token, &end, 10);
 	if (errno || *end != '.' || strlen(end + 1) != 2 * APIAUTH_CRED_SIZE)
 		return -EINVAL;
-	if (unhex(end + 1, mac, APIAUTH_CRED_SIZE) < 0)
+	if (hex_decode(end + 1, mac, APIAUTH_CRED_SIZE) < 0)
 		return -EINVAL;
 	*ret_id = id;
 	return 0;

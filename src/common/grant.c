@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "hex.h"
 #include "wire.h"
 
 struct grant_key {
@@ -332,43 +333,18 @@ int grant_orch_verify(const struct grant_key *k, const uint8_t client_nonce[PROT
 
 void grant_to_hex(const struct proto_grant *g, char ret[GRANT_HEX_LEN + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	struct proto_grant le = *g;
-	const uint8_t *p = (const uint8_t *)&le;
 
 	wire_grant_swap(&le);
-	for (size_t i = 0; i < sizeof(le); i++) {
-		ret[2 * i] = digits[p[i] >> 4];
-		ret[2 * i + 1] = digits[p[i] & 15];
-	}
-	ret[GRANT_HEX_LEN] = '\0';
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	hex_encode((const uint8_t *)&le, sizeof(le), ret);
 }
 
 int grant_from_hex(const char *hex, struct proto_grant *ret)
 {
 	struct proto_grant g;
-	uint8_t *p = (uint8_t *)&g;
 
-	if (!hex || strlen(hex) != GRANT_HEX_LEN)
+	if (!hex || strlen(hex) != GRANT_HEX_LEN || hex_decode(hex, (uint8_t *)&g, sizeof(g)) < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(g); i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		p[i] = (uint8_t)(hi << 4 | lo);
-	}
 	wire_grant_swap(&g);
 	*ret = g;
 	return 0;

@@ -25,6 +25,7 @@
 
 #include "http.h"
 #include "jsonhttp.h"
+#include "hex.h"
 #include "log.h"
 #include "macro.h"
 #include "pagemeta.h"
@@ -160,32 +161,14 @@ void vm_pagemeta_http(struct vm *vm, const struct http_req *req, struct http_res
 		http_resp_error(resp, 405, "method_not_allowed", "use GET or POST");
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int vm_pagemeta_key(json_t *v, struct vm_spec *spec, struct http_resp *resp)
 {
 	const char *hex = json_string_value(v);
 	size_t n = sizeof(spec->key);
 
-	for (size_t i = 0; hex && strlen(hex) == 2 * n && i < n; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			break;
-		spec->key[i] = (uint8_t)(hi << 4 | lo);
-		if (i + 1 == n) {
-			spec->encrypt = true;
-			return 0;
-		}
+	if (hex && strlen(hex) == 2 * n && hex_decode(hex, spec->key, n) == 0) {
+		spec->encrypt = true;
+		return 0;
 	}
 	explicit_bzero(spec->key, n);
 	http_resp_error(resp, 400, "bad_request",

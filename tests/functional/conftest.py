@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -179,3 +180,21 @@ def run(argv, check=True, timeout=300, **kw):
     if check and p.returncode != 0:
         raise AssertionError(f"{argv} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def memnode_metrics(d):
+    """A memory node's disagg_memnode_* samples (its /metrics, with the
+    orchestrator's token when it holds a credential: MemnodeFactory)."""
+    req = urllib.request.Request(f"http://{d.http}/metrics", headers=getattr(d, "headers", {}))
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(disagg_memnode_\w+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[m[1] + (m[2] or "")] = float(m[3])
+    return out
+
+
+def memnode_counter(d, name, reason=None):
+    key = f'{name}{{reason="{reason}"}}' if reason else name
+    return memnode_metrics(d).get(key, 0)

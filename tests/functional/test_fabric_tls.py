@@ -22,20 +22,7 @@ COMPUTE = 7
 ORCH = 1000
 
 
-def metrics(d):
-    req = urllib.request.Request(f"http://{d.http}/metrics", headers=getattr(d, "headers", {}))
-    text = urllib.request.urlopen(req, timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(disagg_memnode_\w+)(\{[^}]*\})? (\S+)$", line)
-        if m:
-            out[m[1] + (m[2] or "")] = float(m[3])
-    return out
-
-
-def counter(d, name, reason=None):
-    key = f'{name}{{reason="{reason}"}}' if reason else name
-    return metrics(d).get(key, 0)
+from conftest import memnode_counter as counter, memnode_metrics as metrics  # noqa: E402
 
 
 def ctx_for(fabric, node_id, role):

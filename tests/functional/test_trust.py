@@ -6,10 +6,8 @@ another section or holder, writes of an old epoch, a replayed AUTH, a
 reflected challenge, and the orchestrator's capability claimed by a node
 that does not hold the grant key."""
 import os
-import re
 import struct
 import time
-import urllib.request
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,19 +20,7 @@ COMPUTE = 7          # a compute node: the cluster key, no grant key
 ORCH = 1000          # the orchestrator's id
 
 
-def metrics(d):
-    text = urllib.request.urlopen(f"http://{d.http}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(disagg_memnode_\w+)(\{[^}]*\})? (\S+)$", line)
-        if m:
-            out[m[1] + (m[2] or "")] = float(m[3])
-    return out
-
-
-def counter(d, name, reason=None):
-    key = f'{name}{{reason="{reason}"}}' if reason else name
-    return metrics(d).get(key, 0)
+from conftest import memnode_counter as counter, memnode_metrics as metrics  # noqa: E402
 
 
 def refused(fn, status):

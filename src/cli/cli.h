@@ -88,6 +88,11 @@ struct cli_resp {
 };
 
 void cli_resp_clear(struct cli_resp *r);
+static inline void cli_resp_clearp(struct cli_resp *r)
+{
+	cli_resp_clear(r);
+}
+#define _cleanup_resp_ _cleanup_(cli_resp_clearp)
 
 /* Where the orchestrator is: --url, $DISAGG_URL, DIR/cluster.json. NULL if nowhere. */
 int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_source);
@@ -185,7 +190,20 @@ void progress_tick(struct progress *p, const char *status); /* status may be NUL
 void progress_end(struct progress *p, bool ok, const char *note);
 double progress_elapsed(const struct progress *p);
 
-/* ---- commands (commands.c, up.c) ------------------------------------------- */
+/* ---- commands (commands.c, slotcmd.c, migrate.c, up.c) --------------------- */
+
+/* Argument parsers for commands: 0, or the usage error's exit status. */
+int cli_parse_u64(const struct cli_args *a, const char *what, const char *s, uint64_t max,
+		  uint64_t *ret);
+int cli_parse_size(const struct cli_args *a, const char *what, const char *s, uint64_t *ret);
+/* A size field as "1.5G", or its text ("-" when absent). */
+void cli_size_of(const json_t *o, const char *key, char *buf, size_t len);
+/* "label value" lines for the fields present, in order (sizes: as sizes). */
+void cli_print_fields(const json_t *o, const char *const *keys, const char *const *labels,
+		      size_t n, bool sizes);
+/* The table of a slot's or node's sections, and of slots (slotcmd.c). */
+void cli_print_sections(json_t *secs);
+void cli_print_slots(json_t *slots);
 
 int cmd_node_ls(struct cli_args *a);
 int cmd_node_show(struct cli_args *a);

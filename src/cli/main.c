@@ -67,7 +67,7 @@ static const struct cli_cmd cmd_table[] = {
 	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
-	  "[--hotplug dimm|virtio-mem]",
+	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no]",
 	  1, 1, "create a slot and start its VM",
 	  "The orchestrator picks a compute node and memory nodes, allocates the\n"
 	  "sections and starts the VM; the command returns when the VM runs. SIZE is\n"
@@ -79,7 +79,9 @@ static const struct cli_cmd cmd_table[] = {
 	    { "remote", "PERCENT", "share of the memory on memory nodes (default 100)" },
 	    { "cache", "SIZE", "local cache budget for the remote part (default: no limit)" },
 	    { "policy", "POLICY", "placement: spread (default) or pack" },
-	    { "hotplug", "KIND", "memory hotplug: dimm (default) or virtio-mem" } } },
+	    { "hotplug", "KIND", "memory hotplug: dimm (default) or virtio-mem" },
+	    { "encrypt", "yes|no",
+	      "seal pages sent to memory nodes with the slot's key (default yes)" } } },
 	{ "slot ls", "", 0, 0, "list slots", NULL, cmd_slot_ls, { { NULL } } },
 	{ "slot show", "NAME", 1, 1, "show a slot and where its memory lives", NULL, cmd_slot_show,
 	  { { NULL } } },

@@ -15,12 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void cli_resp_clearp(struct cli_resp *r)
-{
-	cli_resp_clear(r);
-}
-#define _cleanup_resp_ _cleanup_(cli_resp_clearp)
-
 static int node_arg(const struct cli_args *a, const char *opt, bool required, uint64_t *ret)
 {
 	const char *v = cli_opt(a, opt);

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "hex.h"
 #include "jsonhttp.h"
 
 int orch_page_key(json_t *body, char ret[ORCH_PAGE_KEY_HEX], struct http_resp *resp)
@@ -29,8 +30,7 @@ int orch_page_key(json_t *body, char ret[ORCH_PAGE_KEY_HEX], struct http_resp *r
 		http_resp_error(resp, 500, "internal", "no random bytes for the slot's page key");
 		return -EIO;
 	}
-	for (size_t i = 0; i < sizeof(k); i++)
-		snprintf(ret + 2 * i, 3, "%02x", k[i]);
+	hex_encode(k, sizeof(k), ret);
 	OPENSSL_cleanse(k, sizeof(k));
 	return 0;
 }

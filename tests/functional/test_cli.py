@@ -252,6 +252,8 @@ def closed_port():
      r"--policy is spread or pack"),
     (["slot", "create", "web", "--vcpus", "1", "--memory", "1G", "--remote", "101"],
      r"--remote must be a number from 0 to 100"),
+    (["slot", "create", "web", "--vcpus", "1", "--memory", "1G", "--encrypt", "maybe"],
+     r"--encrypt is yes or no"),
     (["slot", "create", "web", "--vcpus", "1", "--memory", "1G", "--colour", "red"],
      r"unknown option --colour"),
     (["slot", "resize", "web"], r"--memory is required"),
@@ -275,7 +277,8 @@ def test_help_and_version():
         assert re.search(rf"^  {cmd}\s", p.stdout, re.M), (cmd, p.stdout)
     p = disagg("slot", "create", "-h", check_rc=0)
     assert p.stdout.startswith("usage: disagg slot create NAME --vcpus N --memory SIZE")
-    for opt in ("--vcpus", "--memory", "--remote", "--cache", "--policy", "--hotplug", "--json"):
+    for opt in ("--vcpus", "--memory", "--remote", "--cache", "--policy", "--hotplug", "--encrypt",
+                "--json"):
         assert opt in p.stdout
     assert disagg("help", "slot", "resize", check_rc=0).stdout.startswith(
         "usage: disagg slot resize NAME --memory SIZE")
@@ -399,6 +402,13 @@ def test_slot_create_sends_the_api_body_with_a_request_id(stub):
     assert j["name"] == "x" and j["memory"] == 128 * MiB
     ids = [r[2]["X-Request-Id"] for r in stub.posts("/v1/slots")]
     assert len(set(ids)) == 2, "each command has its own request id"
+    api(stub, "slot", "create", "clear", "--vcpus", "1", "--memory", "128M", "--encrypt", "no",
+        check_rc=0)
+    api(stub, "slot", "create", "sealed", "--vcpus", "1", "--memory", "128M", "--encrypt", "yes",
+        check_rc=0)
+    bodies = {b["name"]: b for (_, _, _, b) in stub.posts("/v1/slots")}
+    assert bodies["clear"]["encrypt"] is False and bodies["sealed"]["encrypt"] is True
+    assert "encrypt" not in bodies["db"], "the orchestrator's default applies"
 
 
 def test_retry_after_connection_reset_keeps_the_request_id(stub):

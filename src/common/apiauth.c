@@ -356,22 +356,47 @@ void apiauth_metrics(struct strbuf *sb, const char *daemon)
 	}
 }
 
+int apiauth_open_check(bool has_credentials, bool open, const char *http_addr,
+		       const char *credentials)
+{
+	if (!http_addr)
+		return 0;
+	if (has_credentials && open) {
+		log_error("--api-open and %s exclude each other", credentials);
+		return -EINVAL;
+	}
+	if (has_credentials)
+		return 0;
+	if (!open) {
+		log_error("the HTTP API on %s needs credentials: give %s, or --api-open to "
+			  "serve it open on loopback (development and tests only)", http_addr,
+			  credentials);
+		return -EINVAL;
+	}
+	if (!http_addr_is_loopback(http_addr)) {
+		log_error("--http %s is not a loopback address: an open API there would let anyone "
+			  "who reaches it use it; give %s", http_addr, credentials);
+		return -EINVAL;
+	}
+	log_info("HTTP API on %s is open (--api-open): anyone on this machine may use it",
+		 http_addr);
+	return 0;
+}
+
 int apiauth_node_setup(struct apiauth_node *n, const char *cred_file,
-		       const char *metrics_tokens, uint64_t id, const char *http_addr)
+		       const char *metrics_tokens, uint64_t id, const char *http_addr,
+		       bool open)
 {
 	uint64_t cid = 0;
 	int r;
 
 	memset(n, 0, sizeof(*n));
 	n->id = id;
+	if (apiauth_open_check(cred_file != NULL, open, http_addr, "--node-credential") < 0)
+		return -EINVAL;
 	if (!cred_file) {
 		if (metrics_tokens) {
 			log_error("--metrics-tokens needs --node-credential");
-			return -EINVAL;
-		}
-		if (http_addr && !http_addr_is_loopback(http_addr)) {
-			log_error("--http %s is not a loopback address: give --node-credential so "
-				  "that only the orchestrator may use the API", http_addr);
 			return -EINVAL;
 		}
 		return 0;

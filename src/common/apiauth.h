@@ -86,9 +86,20 @@ uint64_t apiauth_failures(enum apiauth_reason why);
 /* disagg_http_auth_failures_total{daemon=...,reason=...}, every reason (zeros too). */
 void apiauth_metrics(struct strbuf *sb, const char *daemon);
 /*
+ * --api-open: serve an HTTP API without credentials. Every daemon needs
+ * either its credentials or this flag, which only a loopback --http
+ * allows: an open API is for development and tests on one machine.
+ */
+#define APIAUTH_OPT_OPEN 0x4101
+#define APIAUTH_OPEN_OPTION { "api-open", no_argument, NULL, APIAUTH_OPT_OPEN }
+#define APIAUTH_OPEN_HELP                                                            \
+	"  --api-open             serve the HTTP API without credentials (loopback\n"  \
+	"                         --http only; for development and tests)\n"
+
+/*
  * A node's side (compute agent, memory node): its credential and who may
  * call its API. Without a credential (on == false) the API is open, which
- * apiauth_node_setup allows only on a loopback address.
+ * apiauth_node_setup allows only with --api-open on a loopback address.
  */
 struct apiauth_node {
 	bool on;
@@ -100,10 +111,15 @@ struct apiauth_node {
 
 /*
  * Load --node-credential (may be NULL) and --metrics-tokens (may be NULL)
- * for node id serving on http_addr; errors are logged. 0 or -errno.
+ * for node id serving on http_addr (NULL: no API); `open` is --api-open.
+ * Errors are logged. 0 or -errno.
  */
 int apiauth_node_setup(struct apiauth_node *n, const char *cred_file,
-		       const char *metrics_tokens, uint64_t id, const char *http_addr);
+		       const char *metrics_tokens, uint64_t id, const char *http_addr,
+		       bool open);
+/* The orchestrator's and the nodes' common rule for --api-open: 0 or -EINVAL (logged). */
+int apiauth_open_check(bool has_credentials, bool open, const char *http_addr,
+		       const char *credentials);
 void apiauth_node_clear(struct apiauth_node *n);
 /*
  * May this request go on? GET /healthz: anyone; GET /metrics: the

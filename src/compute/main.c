@@ -59,7 +59,8 @@ static const char usage[] =
 	"  --advertise HOST:PORT  the API address the orchestrator should use (default: --http)\n"
 	"  --node-credential FILE this node's credential (disagg-grant --node-credential),\n"
 	"                         mode 0600: register with it, and take API requests from\n"
-	"                         the orchestrator only. Required unless --http is loopback\n"
+	"                         the orchestrator only. Required unless --api-open\n"
+	APIAUTH_OPEN_HELP
 	"  --metrics-tokens FILE  tokens (one a line, mode 0600) that may also read /metrics\n"
 	"  --http-cert FILE       serve the API over HTTPS with this PEM certificate ...\n"
 	"  --http-key FILE        ... and this PEM private key\n"
@@ -239,6 +240,7 @@ int main(int argc, char **argv)
 		{ "stop-vms-on-exit", no_argument, NULL, 'X' },
 		{ "node-credential", required_argument, NULL, 'c' },
 		{ "metrics-tokens", required_argument, NULL, 'M' },
+		APIAUTH_OPEN_OPTION,
 		{ "http-cert", required_argument, NULL, 'E' },
 		{ "http-key", required_argument, NULL, 'Y' },
 		{ "http-ca", required_argument, NULL, 'Z' },
@@ -259,6 +261,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
 	const char *cred_file = NULL, *metrics_tokens = NULL, *http_cert = NULL;
+	bool api_open = false;
 	const char *http_key = NULL, *http_ca = NULL;
 	_cleanup_(json_decrefp) json_t *labels = json_object();   /* freed on every return */
 	struct registrar *reg = NULL;
@@ -325,6 +328,7 @@ int main(int argc, char **argv)
 		case 'O': orchestrator = optarg; break;
 		case 'c': cred_file = optarg; break;
 		case 'M': metrics_tokens = optarg; break;
+		case APIAUTH_OPT_OPEN: api_open = true; break;
 		case 'E': http_cert = optarg; break;
 		case 'Y': http_key = optarg; break;
 		case 'Z': http_ca = optarg; break;
@@ -371,7 +375,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "disagg-compute: --http-cert and --http-key go together\n");
 		return 2;
 	}
-	if (apiauth_node_setup(&a.auth, cred_file, metrics_tokens, node_id, http) < 0)
+	if (apiauth_node_setup(&a.auth, cred_file, metrics_tokens, node_id, http, api_open) < 0)
 		return 1;
 	if (strcmp(accel, "auto") && strcmp(accel, "kvm") && strcmp(accel, "tcg")) {
 		fprintf(stderr, "disagg-compute: --accel must be auto, kvm or tcg\n");

@@ -57,6 +57,7 @@ struct mn_opts {
 	json_t *labels;
 	struct mn_limits limits;
 	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
+	bool api_open;             /* --api-open */
 	struct fabric_conf fabric;
 	const char *state_dir;
 };
@@ -91,7 +92,9 @@ static void usage(FILE *f)
 		"  --advertise HOST:PORT  data address to register (default: the bound address)\n"
 		"  --node-credential FILE this node's credential (disagg-grant --node-credential),\n"
 		"                         mode 0600: register with it; /metrics then answers the\n"
-		"                         orchestrator only. Required unless --http is loopback\n"
+		"                         orchestrator only. With --http, required unless\n"
+		"                         --api-open\n"
+		APIAUTH_OPEN_HELP
 		"  --metrics-tokens FILE  tokens (one a line, mode 0600) that may also read /metrics\n"
 		"  --http-cert FILE       serve HTTP over TLS with this PEM certificate ...\n"
 		"  --http-key FILE        ... and this PEM private key\n"
@@ -238,6 +241,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
 		{ "node-credential", required_argument, NULL, OPT_NODE_CRED },
 		{ "metrics-tokens", required_argument, NULL, OPT_METRICS_TOKENS },
+		APIAUTH_OPEN_OPTION,
 		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
 		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
 		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
@@ -314,6 +318,9 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			break;
 		case OPT_NODE_CRED:
 			o->node_cred = optarg;
+			break;
+		case APIAUTH_OPT_OPEN:
+			o->api_open = true;
 			break;
 		case OPT_METRICS_TOKENS:
 			o->metrics_tokens = optarg;
@@ -483,7 +490,8 @@ static int run(const struct mn_opts *o)
 		log_error("--http-cert and --http-key go together");
 		return 1;
 	}
-	if (apiauth_node_setup(&mn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http) < 0)
+	if (apiauth_node_setup(&mn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http,
+			       o->api_open) < 0)
 		return 1;
 	n = calloc(1, sizeof(*n));
 	if (!n)

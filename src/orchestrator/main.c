@@ -35,6 +35,7 @@ struct orch_opts {
 	const char *keyfile;
 	const char *grant_keyfile;
 	const char *api_tokens;
+	bool api_open;            /* --api-open */
 	const char *node_secret;
 	const char *http_cert, *http_key, *http_ca;
 	uint64_t node_id;
@@ -63,8 +64,9 @@ static void usage(FILE *f)
 		"                           and /metrics need \"Authorization: Bearer TOKEN\"\n"
 		"  --node-secret FILE       node secret (32 bytes, mode 0600) from which node\n"
 		"                           credentials derive (disagg-grant --node-credential);\n"
-		"                           required with --api-tokens. Without both, the API is\n"
-		"                           open, which only a loopback --http allows\n"
+		"                           required with --api-tokens\n"
+		"  --api-open               no --api-tokens/--node-secret: serve the API open\n"
+		"                           (loopback --http only; development and tests)\n"
 		"  --http-cert FILE         serve the API over HTTPS with this PEM certificate ...\n"
 		"  --http-key FILE          ... and this PEM private key\n"
 		"  --http-ca FILE           call the compute agents over HTTPS, verified with this\n"
@@ -116,6 +118,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "api-tokens", required_argument, NULL, OPT_API_TOKENS },
+		APIAUTH_OPEN_OPTION,
 		{ "node-secret", required_argument, NULL, OPT_NODE_SECRET },
 		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
 		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
@@ -151,6 +154,9 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_GRANT_KEY:
 			o->grant_keyfile = optarg;
+			break;
+		case APIAUTH_OPT_OPEN:
+			o->api_open = true;
 			break;
 		case OPT_API_TOKENS:
 			o->api_tokens = optarg;
@@ -218,12 +224,9 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			  "authenticate)");
 		return -EINVAL;
 	}
-	if (!o->api_tokens && !http_addr_is_loopback(o->http)) {
-		log_error("--http %s is not a loopback address: an open API there would let anyone "
-			  "who reaches it run the cluster; give --api-tokens and --node-secret",
-			  o->http);
+	if (apiauth_open_check(o->api_tokens != NULL, o->api_open, o->http,
+			       "--api-tokens and --node-secret") < 0)
 		return -EINVAL;
-	}
 	if (!o->http_cert != !o->http_key) {
 		log_error("--http-cert and --http-key go together");
 		return -EINVAL;

@@ -139,6 +139,8 @@ class MemnodeFactory:
                 section, "--backing", backing, "--key", self.keyfile,
                 "--grant-pubkey", dproto.grant_files(self.keyfile)[1],
                 "--node-id", str(node_id), *extra]
+        if "--node-credential" not in extra:
+            argv.append("--api-open")
         if "--fabric-plaintext" not in extra and "--tls-ca" not in extra:
             argv += progs.fabric_args(node_id, "memory")
         d = Daemon(argv, str(self.tmp / f"memnode-{node_id}-{self.n}.log"),

@@ -34,7 +34,7 @@ def image(tmp_path):
 def agent(keyfile, image, run_dir, *extra):
     return [find_prog("disagg-compute"), "--key", keyfile, "--node-id", "8", "--http",
             "127.0.0.1:0", "--accel", "tcg", "--qemu", "/bin/true", *image,
-            "--run-dir", run_dir, *progs.fabric_args(8, "compute"), *extra]
+            "--run-dir", run_dir, "--api-open", *progs.fabric_args(8, "compute"), *extra]
 
 
 def refused(argv, rc=1):

@@ -77,7 +77,8 @@ def daemons():
 def start_orch(tmp_path, keyfile, auth, daemons, extra=(), name="orch"):
     argv = [find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
             "--db", str(tmp_path / f"{name}.db"), "--key", keyfile,
-            "--grant-key", grant_files(keyfile)[0], *(auth.orch_args() if auth else []),
+            "--grant-key", grant_files(keyfile)[0],
+            *(auth.orch_args() if auth else ["--api-open"]),
             *progs.fabric_args(1, "orchestrator"), *extra]
     d = Daemon(argv, str(tmp_path / f"{name}.log"), r"disagg-orchestrator listening on (\S+)")
     daemons.append(d)
@@ -103,6 +104,8 @@ def start_agent(tmp_path, keyfile, image, run_dir, daemons, node_id, extra=()):
             "--http", "127.0.0.1:0", "--accel", "tcg", "--qemu", "/bin/true", *image,
             "--run-dir", os.path.join(run_dir, str(node_id)),
             *progs.fabric_args(node_id, "compute"), *extra]
+    if "--node-credential" not in extra:
+        argv.append("--api-open")
     d = Daemon(argv, str(tmp_path / f"compute-{node_id}.log"),
                r"disagg-compute listening on (\S+)")
     daemons.append(d)
@@ -114,6 +117,8 @@ def start_memnode(tmp_path, keyfile, daemons, node_id, extra=()):
             "--pool", "256M", "--section-size", "128M", "--key", keyfile,
             "--grant-pubkey", grant_files(keyfile)[1], "--node-id", str(node_id),
             *progs.fabric_args(node_id, "memory"), *extra]
+    if "--node-credential" not in extra:
+        argv.append("--api-open")
     d = Daemon(argv, str(tmp_path / f"memnode-{node_id}.log"),
                r"listening on (\S+)(?: http (?P<http>\S+))?")
     daemons.append(d)
@@ -203,9 +208,14 @@ def test_node_credentials_at_the_orchestrator(tmp_path, keyfile, auth, daemons):
 def test_orchestrator_refuses_open_or_unsafe_setups(tmp_path, keyfile, auth):
     o = [find_prog("disagg-orchestrator"), "--db", str(tmp_path / "x.db"), "--key", keyfile,
          "--grant-key", grant_files(keyfile)[0], "--fabric-plaintext"]
-    # An open API on a non-loopback address.
-    p = run(o + ["--http", "0.0.0.0:0"], check=False, timeout=30)
+    # No credentials and no --api-open; an open API on a non-loopback address.
+    p = run(o + ["--http", "127.0.0.1:0"], check=False, timeout=30)
+    assert p.returncode == 2 and "needs credentials" in p.stderr, p.stderr
+    p = run(o + ["--http", "0.0.0.0:0", "--api-open"], check=False, timeout=30)
     assert p.returncode == 2 and "not a loopback address" in p.stderr, p.stderr
+    p = run(o + ["--http", "127.0.0.1:0", "--api-open", *auth.orch_args()], check=False,
+            timeout=30)
+    assert p.returncode == 2 and "exclude each other" in p.stderr, p.stderr
     # Tokens without the node secret.
     p = run(o + ["--api-tokens", auth.tokens_file], check=False, timeout=30)
     assert p.returncode == 2 and "go together" in p.stderr, p.stderr
@@ -299,7 +309,9 @@ def test_agent_credential_must_be_its_own(tmp_path, keyfile, image, shm_dir, aut
             *image, "--run-dir", os.path.join(shm_dir, "x"), "--fabric-plaintext"]
     p = run(argv + ["--node-credential", auth.cred_file(9)], check=False, timeout=60)
     assert p.returncode == 1 and "node 9's, not node 8's" in p.stderr, p.stderr
-    p = run(argv[:6] + ["0.0.0.0:0"] + argv[7:], check=False, timeout=60)
+    p = run(argv, check=False, timeout=60)
+    assert p.returncode == 1 and "needs credentials" in p.stderr, p.stderr
+    p = run(argv[:6] + ["0.0.0.0:0"] + argv[7:] + ["--api-open"], check=False, timeout=60)
     assert p.returncode == 1 and "not a loopback address" in p.stderr, p.stderr
     cred = auth.cred_file(8)
     os.chmod(cred, 0o640)

@@ -19,8 +19,8 @@ SYS_TGKILL = 234     # x86-64
 DAEMONS = {
     "disagg-memnode": ["--listen", "127.0.0.1:0", "--pool", "128M", "--grant-pubkey", "{gpub}"],
     "disagg-orchestrator": ["--http", "127.0.0.1:0", "--db", "{tmp}/o.db", "--grant-key",
-                            "{gkey}"],
-    "disagg-compute": ["--http", "127.0.0.1:0", "--run-dir", "/dev/shm"],
+                            "{gkey}", "--api-open"],
+    "disagg-compute": ["--http", "127.0.0.1:0", "--api-open", "--run-dir", "/dev/shm"],
 }
 
 
@@ -90,6 +90,34 @@ def test_bad_values_name_the_option(prog, opt, value, hint, tmp_path, keyfile):
     p = run(argv(prog, tmp_path, keyfile) + [opt, value], check=False, timeout=30)
     assert p.returncode != 0
     assert f"invalid {opt} '{value}'" in p.stderr and hint in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("prog", sorted(DAEMONS))
+def test_an_open_api_must_be_asked_for_and_stays_on_loopback(prog, tmp_path, keyfile):
+    """A daemon with an HTTP API and no credentials refuses to start unless
+    --api-open says so, and --api-open never serves beyond loopback."""
+    base = [a for a in argv(prog, tmp_path, keyfile) if a != "--api-open"]
+    if "--http" not in base:
+        base += ["--http", "127.0.0.1:0"]
+    creds = "--api-tokens and --node-secret" if prog == "disagg-orchestrator" \
+        else "--node-credential"
+    p = run(base, check=False, timeout=30)
+    assert p.returncode != 0, p.stderr
+    assert "needs credentials" in p.stderr and creds in p.stderr and "--api-open" in p.stderr, \
+        p.stderr
+    i = base.index("--http")
+    wide = base[:i + 1] + ["0.0.0.0:0"] + base[i + 2:] + ["--api-open"]
+    p = run(wide, check=False, timeout=30)
+    assert p.returncode != 0 and "not a loopback address" in p.stderr, p.stderr
+    # The control: the same command with --api-open on loopback starts.
+    run_dir = tempfile.mkdtemp(prefix="disagg-open-", dir="/dev/shm")
+    try:
+        d = Daemon(base + ["--api-open"] + (["--run-dir", run_dir, "--accel", "tcg"]
+                                           if prog == "disagg-compute" else []),
+                   str(tmp_path / "open.log"), r"listening on (\S+)")
+        assert d.stop() == 0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_compute_agent_stops_whichever_thread_takes_sigterm(tmp_path, keyfile):

@@ -231,7 +231,8 @@ def test_daemons_refuse_to_start_without_a_fabric_choice(tmp_path, keyfile, fabr
     p = run(base + ["--fabric-plaintext", "--tls-ca", fabric.ca()], check=False, timeout=20)
     assert p.returncode == 2
     for prog, extra in (("disagg-orchestrator", ["--grant-key", dp.grant_files(keyfile)[0],
-                                                 "--db", str(tmp_path / "o.db")]),):
+                                                 "--db", str(tmp_path / "o.db"),
+                                                 "--api-open"]),):
         p = run([find_prog(prog), "--key", keyfile, *extra], check=False, timeout=20)
         assert p.returncode == 2 and "--fabric-plaintext" in p.stderr, p.stderr
 
@@ -369,7 +370,7 @@ def test_revoke_cuts_a_node_off_and_keeps_it_out(memnodes, keyfile, key, fabric,
     orch = Daemon([find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
                    "--db", str(tmp_path / "o.db"), "--key", keyfile,
                    "--grant-key", dp.grant_files(keyfile)[0], "--node-id", str(ORCH),
-                   "--orphan-sweep", "1", *fabric.args(ORCH, "orchestrator")],
+                   "--orphan-sweep", "1", "--api-open", *fabric.args(ORCH, "orchestrator")],
                   str(tmp_path / "orch.log"), r"disagg-orchestrator listening on (\S+)")
     url = "http://" + orch.addr
 

@@ -96,7 +96,7 @@ def test_memnode_is_ready_when_it_serves(notified, keyfile, key):
     n = notified([find_prog("disagg-memnode"), "--key", keyfile, "--node-id", "5",
                   "--grant-pubkey", dp.grant_files(keyfile)[1],
                   "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}",
-                  "--pool", "256M", *progs.fabric_args(5, "memory")])
+                  "--pool", "256M", "--api-open", *progs.fabric_args(5, "memory")])
     assert n.message() == "READY=1"
     # At that moment both listeners answer.
     with dp.Conn(f"127.0.0.1:{port}") as c:
@@ -111,7 +111,7 @@ def test_orchestrator_is_ready_when_it_serves(notified, keyfile, tmp_path):
     http = free_port()
     n = notified([find_prog("disagg-orchestrator"), "--key", keyfile,
                   "--grant-key", dp.grant_files(keyfile)[0], "--http",
-                  f"127.0.0.1:{http}", "--db", str(tmp_path / "o.db"),
+                  f"127.0.0.1:{http}", "--db", str(tmp_path / "o.db"), "--api-open",
                   *progs.fabric_args(1, "orchestrator")], abstract=True)
     assert n.message() == "READY=1"
     assert get_json(f"http://127.0.0.1:{http}/healthz")["status"] == "ok"
@@ -129,7 +129,8 @@ def test_compute_agent_is_ready_when_it_serves(notified, keyfile, tmp_path):
         n = notified([find_prog("disagg-compute"), "--key", keyfile, "--node-id", "6",
                       "--http", f"127.0.0.1:{http}", "--run-dir", run_dir, "--accel", "tcg",
                       "--qemu", "/bin/true", "--kernel", str(tmp_path / "vmlinuz"),
-                      "--initrd", str(tmp_path / "initrd"), *progs.fabric_args(6, "compute")])
+                      "--initrd", str(tmp_path / "initrd"), "--api-open",
+                      *progs.fabric_args(6, "compute")])
         assert n.message() == "READY=1"
         assert get_json(f"http://127.0.0.1:{http}/healthz")["status"] == "ok"
         assert n.stop() == 0

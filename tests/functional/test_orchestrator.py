@@ -660,7 +660,7 @@ def test_orchestrator_options(tmp_path, keyfile):
     bad.write_bytes(b"x" * 32)
     bad.chmod(0o644)
     p = subprocess.run([prog, "--key", str(bad), "--grant-key", grant_files(keyfile)[0],
-                        "--db", str(tmp_path / "y.db"), "--fabric-plaintext"],
+                        "--db", str(tmp_path / "y.db"), "--fabric-plaintext", "--api-open"],
                        capture_output=True, text=True, timeout=10)
     assert p.returncode == 1 and "chmod" in p.stderr
 
@@ -1222,6 +1222,6 @@ def test_grant_ttl_bounds(tmp_path, keyfile):
     prog = find_prog("disagg-orchestrator")
     for bad in ("9", "3601", "x"):
         p = subprocess.run([prog, "--key", keyfile, "--grant-key", grant_files(keyfile)[0],
-                            "--grant-ttl", bad, "--db", str(tmp_path / "t.db")],
+                            "--grant-ttl", bad, "--db", str(tmp_path / "t.db"), "--api-open"],
                            capture_output=True, text=True, timeout=10)
         assert p.returncode == 2 and "grant-ttl" in p.stderr, p.stderr

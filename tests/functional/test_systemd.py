@@ -78,7 +78,7 @@ def test_installed_agent_finds_the_installed_shim(installed, keyfile, tmp_path):
             [str(installed["bindir"] / "disagg-compute"), "--key", keyfile, "--node-id", "4",
              "--http", "127.0.0.1:0", "--run-dir", run_dir, "--accel", "tcg",
              "--qemu", "/bin/true", "--kernel", str(tmp_path / "k"),
-             "--initrd", str(tmp_path / "i"), *progs.fabric_args(4, "compute")],
+             "--initrd", str(tmp_path / "i"), "--api-open", *progs.fabric_args(4, "compute")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             line = p.stdout.readline()

@@ -187,7 +187,7 @@ class Memnode(Proc):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
                 "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
                 "--section-size", "128M", "--key", keyfile,
-                "--grant-pubkey", dproto.grant_files(keyfile)[1],
+                "--grant-pubkey", dproto.grant_files(keyfile)[1], "--api-open",
                 *fabric().args(node_id, "memory")]
         if backing:
             argv += ["--backing", backing]

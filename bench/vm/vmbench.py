@@ -280,7 +280,12 @@ def main():
                     help="comma-separated subset of " + ",".join(c[0] for c in CONFIGS)
                     + " (default all; plain needs local, which then runs too)")
     ap.add_argument("--targets", action="store_true", help="exit 1 if a target is missed")
+    ap.add_argument("--fabric", choices=("tls", "plaintext"), default="tls",
+                    help="memory-node connections: TLS 1.3 (default, as deployed) or "
+                    "--fabric-plaintext, to see what TLS costs")
     args = ap.parse_args()
+    if args.fabric == "plaintext":
+        os.environ["DISAGG_TEST_FABRIC"] = "plaintext"
     unknown = set(filter(None, args.configs.split(","))) - {c[0] for c in CONFIGS}
     if unknown:
         ap.error(f"--configs: unknown {', '.join(sorted(unknown))} "
@@ -355,7 +360,7 @@ def main():
         out["cleaner_cost_idle_max"] = round(pr["ratio"]["max"], 3)
     out["params"] = {"mb": args.mb, "cold_mb": args.cold_mb, "random_s": args.random_s,
                      "sections": args.sections, "reps": args.reps,
-                     "hot": args.hot, "accel": "tcg", "vcpus": 1}
+                     "hot": args.hot, "accel": "tcg", "vcpus": 1, "fabric": args.fabric}
     out["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release()}
     out["workloads"] = wl
     out["hotplug"] = hp

@@ -43,13 +43,28 @@ GUEST_DIR = ROOT / "build" / "guest"
 _FABRIC = None
 
 
+class PlainFabric:
+    """DISAGG_TEST_FABRIC=plaintext: the daemons run --fabric-plaintext (an
+    A/B of the fabric's cost in the benchmarks; tests keep TLS)."""
+
+    def args(self, node_id, role):
+        return ["--fabric-plaintext"]
+
+    def cert(self, node_id, role):
+        raise Skip("this test needs the TLS fabric (DISAGG_TEST_FABRIC=plaintext)")
+
+
 def fabric():
     """The fabric's CA for this test process (progs.Fabric): memory nodes,
     agents and dproto connections speak TLS with certificates from it."""
     global _FABRIC
     if _FABRIC is None:
-        _FABRIC = progs.Fabric(tempfile.mkdtemp(prefix="disagg-vmtest-ca-"))
-        progs.CURRENT = _FABRIC
+        if os.environ.get("DISAGG_TEST_FABRIC") == "plaintext":
+            _FABRIC = PlainFabric()
+            progs.CURRENT = None
+        else:
+            _FABRIC = progs.Fabric(tempfile.mkdtemp(prefix="disagg-vmtest-ca-"))
+            progs.CURRENT = _FABRIC
     return _FABRIC
 
 

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -214,33 +215,72 @@ static int move_meta(const struct node_rec *src, const struct node_rec *dst, con
 }
 
 /*
- * The pre-copy, the guest running at the source: *ret_gen names the
- * source's snapshot the delta will be against. 0, or -errno with why set.
+ * The pre-copy's snapshot, the guest running at the source: *ret_gen
+ * names it, the delta will be against it. 0, or -errno with why set.
  */
-static int precopy_meta(const struct node_rec *src, const struct node_rec *dst,
-			const char *name, uint64_t *ret_gen, char *why, size_t len)
+static int precopy_snapshot(const struct node_rec *src, const char *name, uint64_t *ret_gen,
+			    char *why, size_t len)
 {
-	struct meta_moved mv = { 0 };
-	uint64_t t0 = mig_now_ms();
 	char path[160];
 	json_t *ans = NULL;
-	int status, r;
+	int status;
 
 	snprintf(path, sizeof(path), "/v1/vms/%s/page-meta/precopy", name);
 	status = mig_call(src, "POST", path, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
-	if (status != 200 || !json_is_integer(json_object_get(ans, "snapshot"))) {
+	if (status != 200 || !json_is_integer(json_object_get(ans, "snapshot")) ||
+	    json_integer_value(json_object_get(ans, "snapshot")) <= 0) {
 		mig_why(status, ans, why, len);
 		json_decref(ans);
 		return -EIO;
 	}
 	*ret_gen = (uint64_t)json_integer_value(json_object_get(ans, "snapshot"));
 	json_decref(ans);
-	r = move_meta(src, dst, name, "precopy", 0, false, &mv, why, len);
-	if (r < 0)
-		return r;
+	return 0;
+}
+
+/*
+ * The pre-copy's records to the destination, in a thread of its own while
+ * the source migrates (its flush rounds and QEMU's migration): joined
+ * before the delta. Failing, the hand-over after the switchover sends
+ * every record instead of the delta.
+ */
+struct precopy_job {
+	const struct node_rec *src, *dst;
+	const char *name;
+	pthread_t thread;
+	bool started;
+	int r;
+	uint64_t ms;
+	struct meta_moved mv;
+	char why[200];
+};
+
+static void *precopy_run(void *opaque)
+{
+	struct precopy_job *j = opaque;
+	uint64_t t0 = mig_now_ms();
+
+	j->r = move_meta(j->src, j->dst, j->name, "precopy", 0, false, &j->mv, j->why,
+			 sizeof(j->why));
+	j->ms = mig_now_ms() - t0;
+	return NULL;
+}
+
+/* Join the pre-copy: 0 if all of it reached the destination. */
+static int precopy_join(struct precopy_job *j)
+{
+	if (!j->started)
+		return -ESRCH;
+	pthread_join(j->thread, NULL);
+	j->started = false;
+	if (j->r < 0) {
+		log_warn("slot %s: the page-metadata pre-copy to %s failed (%s): every record "
+			 "goes after the switchover", j->name, j->dst->name, j->why);
+		return j->r;
+	}
 	log_info("slot %s: page metadata pre-copy of %zu pages to %s in %u part(s): %" PRIu64
-		 " ms (%" PRIu64 " ms reading the source)", name, mv.records, dst->name, mv.parts,
-		 mig_now_ms() - t0, mv.get_ms);
+		 " ms (%" PRIu64 " ms reading the source), while the source migrated", j->name,
+		 j->mv.records, j->dst->name, j->mv.parts, j->ms, j->mv.get_ms);
 	return 0;
 }
 
@@ -443,7 +483,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16];
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
-		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0;
+		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
+	struct precopy_job pre = { 0 };
 	size_t n = 0;
 	int r, status;
 
@@ -547,9 +588,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 
 	/*
 	 * 1b. A sealed slot's page metadata, most of it while the guest still
-	 * runs here. Failing, the migration has not begun: it ends here.
+	 * runs here: the source's snapshot now (failing, the migration has
+	 * not begun: it ends here), its records while the source migrates.
 	 */
-	if (s.page_key[0] && precopy_meta(&src, &dst, s.name, &meta_gen, why, 200) < 0) {
+	if (s.page_key[0] && precopy_snapshot(&src, s.name, &meta_gen, why, 200) < 0) {
 		mig_vm_delete(&dst, s.name);
 		mig_finish(o, &s, "running");
 		slots_event(o, "migration_failed", dst.id, s.name,
@@ -560,6 +602,11 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				"the VM keeps running on %s", s.name, dst.name, why, src.name);
 		goto out;
 	}
+	pre = (struct precopy_job){ .src = &src, .dst = &dst, .name = s.name };
+	if (meta_gen && pthread_create(&pre.thread, NULL, precopy_run, &pre) == 0)
+		pre.started = true;
+	else
+		meta_gen = 0;   /* no thread: every record after the switchover */
 	t_pre = mig_now_ms();
 
 	/* 2. The source migrates (pre-copy flush, x-ignore-shared, switchover). */
@@ -567,6 +614,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	json_decref(vmb);
 	vmb = json_pack("{s:s, s:i}", "uri", uri, "timeout_ms", o->compute_timeout_ms);
 	status = mig_call(&src, "POST", path, vmb, o->compute_timeout_ms + 30000, &mig);
+	t_src = mig_now_ms();
+	if (pre.started && precopy_join(&pre) < 0)
+		meta_gen = 0;
+	t_join = mig_now_ms();
 	if (status != 200) {
 		struct mig_seen ss;
 
@@ -613,7 +664,6 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 
 	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
-	t_src = mig_now_ms();
 	if (s.page_key[0] && hand_over_meta(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
 			 "moved, but its page metadata did not reach %.40s (%.120s)", dst.name, why);
@@ -676,8 +726,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
 				 "migration", mig ? mig : json_null(), "phases_ms",
 				 "prepare_destination", (json_int_t)(t_ready - t0),
-				 "page_meta_precopy", (json_int_t)(t_pre - t_ready), "migrate",
-				 (json_int_t)(t_src - t_pre), "page_meta", (json_int_t)(t_meta - t_src),
+				 "page_meta_precopy", (json_int_t)(t_pre - t_ready + t_join - t_src),
+				 "migrate", (json_int_t)(t_src - t_pre), "page_meta",
+				 (json_int_t)(t_meta - t_join),
 				 "fence", (json_int_t)(t_moved - t_meta),
 				 "wait_running",
 				 (json_int_t)(t_running - t_moved), "prefetch",

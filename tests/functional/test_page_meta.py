@@ -76,34 +76,59 @@ def test_no_delta_at_the_source_sends_every_record(orch, fakemem, computes, hb_f
     assert meta_posts(c2, "r")[-1] == ("/v1/vms/r/page-meta?done=1", 50)
 
 
-def test_a_failed_precopy_keeps_the_vm_on_the_source(orch, fakemem, computes, hb_factory):
-    """The destination refuses the pre-copy: nothing has moved yet, so the
+def test_a_failed_precopy_snapshot_keeps_the_vm_on_the_source(orch, fakemem, computes,
+                                                              hb_factory):
+    """The source cannot take its pre-copy: nothing has moved yet, so the
     migration ends there, the destination's VM is deleted and the VM keeps
     running on the source."""
     hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
     assert orch.call("POST", "/v1/slots", {"name": "p", "memory": "256M"})[0] == 201
     src = c1.vms["p"]
     src["meta"] = table(range(10))
-    orig = c2._dispatch
+    orig = c1._dispatch
 
     def refuse(h, method, path, body):
-        if "/page-meta" in path and method == "POST":
+        if path.endswith("/page-meta/precopy"):
             return h._err(503, "unavailable", "refused by the test")
         return orig(h, method, path, body)
 
-    c2._dispatch = refuse
+    c1._dispatch = refuse
     st, ans = orch.call("POST", "/v1/slots/p/migrate", {"to": 11})
     assert st == 503 and err(ans) == "migration_failed", ans
     assert "page metadata" in ans["error"]["message"], ans
     assert "keeps running on" in ans["error"]["message"], ans
     s = orch.call("GET", "/v1/slots/p")[1]
     assert s["state"] == "running" and s["compute"] == 10, s
-    assert "p" not in c2.vms and c1.vms["p"].get("state", "running") == "running"
+    assert "p" not in c2.vms and src.get("state", "running") == "running"
     assert not [c for c in c1.calls if c[1].startswith("/v1/vms/p/migrate")]
-    # The control: the same migration goes through once the destination takes it.
-    c2._dispatch = orig
+    # The control: the same migration goes through once the source takes it.
+    c1._dispatch = orig
     st, ans = orch.call("POST", "/v1/slots/p/migrate", {"to": 11})
     assert st == 200 and c2.vms["p"]["meta"] == src["meta_final"], ans
+
+
+def test_a_failed_precopy_transfer_sends_every_record_after(orch, fakemem, computes,
+                                                            hb_factory):
+    """The destination refuses the pre-copy's parts (they go while the
+    source migrates): after the switchover every record goes, not a delta
+    against records it never took."""
+    hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
+    assert orch.call("POST", "/v1/slots", {"name": "q", "memory": "256M"})[0] == 201
+    src = c1.vms["q"]
+    src["meta"] = table(range(40))
+    c1.meta_writes_on_migrate = table([1, 2], ver=4)
+    orig = c2._dispatch
+
+    def refuse(h, method, path, body):
+        if path.endswith("/page-meta") and method == "POST":
+            return h._err(503, "unavailable", "refused by the test")
+        return orig(h, method, path, body)
+
+    c2._dispatch = refuse
+    st, ans = orch.call("POST", "/v1/slots/q/migrate", {"to": 11})
+    assert st == 200, ans
+    assert c2.vms["q"]["meta"] == src["meta_final"] and len(src["meta_final"]) == 40
+    assert meta_posts(c2, "q")[-1] == ("/v1/vms/q/page-meta?done=1", 40)
 
 
 def test_the_fake_refuses_bad_page_meta_as_the_agent_does(computes):

@@ -15,6 +15,8 @@
 #include "macro.h"
 #include "vm_internal.h"
 
+_Static_assert(VM_META_NKINDS == ARRAY_SIZE(((struct vm *)0)->meta_rec), "one per kind");
+
 /* Write the key (new VM) or read it back (adopted VM): RUN_DIR/NAME/page.key, 0600. */
 static int key_file(struct vm *vm, bool create, char *err, size_t errlen)
 {
@@ -116,7 +118,7 @@ static bool rec_wanted(const struct pager_meta_entry *e, const struct pager_meta
 
 /* Records of the n entries of e (all written ones, or those not as in base). */
 static int records(const struct pager_meta_entry *e, size_t n,
-		   const struct pager_meta_entry *base, struct vm_meta_snap *ret)
+		   const struct pager_meta_entry *base, struct vm *vm, enum vm_meta_kind kind)
 {
 	size_t cnt = 0, k = 0;
 	uint8_t *out;
@@ -135,9 +137,9 @@ static int records(const struct pager_meta_entry *e, size_t n,
 		memcpy(out + k * VM_META_RECORD + 4, &e[i], PAGER_META_ENTRY);
 		k++;
 	}
-	free(ret->rec);
-	ret->rec = out;
-	ret->len = k * VM_META_RECORD;
+	free(vm->meta_rec[kind]);
+	vm->meta_rec[kind] = out;
+	vm->meta_len[kind] = k * VM_META_RECORD;
 	return 0;
 }
 
@@ -169,7 +171,7 @@ int vm_pagemeta_precopy(struct vm *vm, uint64_t *ret_gen, size_t *ret_records)
 	for (size_t i = 0; i < len / PAGER_META_ENTRY; i++)
 		if (!base[i].ver)
 			memset(&base[i], 0, sizeof(base[i]));
-	r = records(base, len / PAGER_META_ENTRY, NULL, &vm->meta[VM_META_PRECOPY]);
+	r = records(base, len / PAGER_META_ENTRY, NULL, vm, VM_META_PRECOPY);
 	if (r < 0) {
 		free(base);
 		pthread_mutex_unlock(&vm->lock);
@@ -179,7 +181,7 @@ int vm_pagemeta_precopy(struct vm *vm, uint64_t *ret_gen, size_t *ret_records)
 	vm->meta_base = (uint8_t *)base;
 	vm->meta_base_len = len;
 	*ret_gen = ++vm->meta_gen;
-	*ret_records = vm->meta[VM_META_PRECOPY].len / VM_META_RECORD;
+	*ret_records = vm->meta_len[VM_META_PRECOPY] / VM_META_RECORD;
 	pthread_mutex_unlock(&vm->lock);
 	log_debug("vm %s: page-metadata pre-copy %llu: %zu pages", vm->spec.name,
 		  (unsigned long long)*ret_gen, *ret_records);
@@ -198,18 +200,18 @@ int vm_pagemeta_snapshot(struct vm *vm)
 		return 0;
 	}
 	e = pager_crypt_table(vm->crypt, &len);
-	r = records(e, len / PAGER_META_ENTRY, NULL, &vm->meta[VM_META_FINAL]);
-	free(vm->meta[VM_META_DELTA].rec);
-	vm->meta[VM_META_DELTA] = (struct vm_meta_snap){ 0 };
+	r = records(e, len / PAGER_META_ENTRY, NULL, vm, VM_META_FINAL);
+	free(vm->meta_rec[VM_META_DELTA]);
+	vm->meta_rec[VM_META_DELTA] = NULL;
+	vm->meta_len[VM_META_DELTA] = 0;
 	if (r == 0 && vm->meta_base && vm->meta_base_len == len) {
 		r = records(e, len / PAGER_META_ENTRY,
-			    (const struct pager_meta_entry *)vm->meta_base,
-			    &vm->meta[VM_META_DELTA]);
+			    (const struct pager_meta_entry *)vm->meta_base, vm, VM_META_DELTA);
 		vm->meta_delta_gen = vm->meta_gen;
 	}
 	log_debug("vm %s: page-metadata snapshot: %zu pages, %zu changed since pre-copy %llu",
-		  vm->spec.name, vm->meta[VM_META_FINAL].len / VM_META_RECORD,
-		  vm->meta[VM_META_DELTA].len / VM_META_RECORD,
+		  vm->spec.name, vm->meta_len[VM_META_FINAL] / VM_META_RECORD,
+		  vm->meta_len[VM_META_DELTA] / VM_META_RECORD,
 		  (unsigned long long)vm->meta_delta_gen);
 	pthread_mutex_unlock(&vm->lock);
 	return r;
@@ -218,8 +220,9 @@ int vm_pagemeta_snapshot(struct vm *vm)
 void vm_pagemeta_free(struct vm *vm)
 {
 	for (unsigned k = 0; k < VM_META_NKINDS; k++) {
-		free(vm->meta[k].rec);
-		vm->meta[k] = (struct vm_meta_snap){ 0 };
+		free(vm->meta_rec[k]);
+		vm->meta_rec[k] = NULL;
+		vm->meta_len[k] = 0;
 	}
 	free(vm->meta_base);
 	vm->meta_base = NULL;
@@ -229,15 +232,13 @@ void vm_pagemeta_free(struct vm *vm)
 int vm_pagemeta_read(struct vm *vm, enum vm_meta_kind kind, uint64_t gen, size_t from,
 		     size_t max, uint8_t **ret, size_t *ret_len, size_t *ret_total)
 {
-	const struct vm_meta_snap *sn;
 	size_t total, n;
 	uint8_t *out;
 
 	if ((unsigned)kind >= VM_META_NKINDS)
 		return -EINVAL;
 	pthread_mutex_lock(&vm->lock);
-	sn = &vm->meta[kind];
-	if (!sn->rec) {
+	if (!vm->meta_rec[kind]) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ENOENT;
 	}
@@ -245,7 +246,7 @@ int vm_pagemeta_read(struct vm *vm, enum vm_meta_kind kind, uint64_t gen, size_t
 		pthread_mutex_unlock(&vm->lock);
 		return -ESTALE;
 	}
-	total = sn->len / VM_META_RECORD;
+	total = vm->meta_len[kind] / VM_META_RECORD;
 	if (from > total) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ERANGE;
@@ -256,7 +257,7 @@ int vm_pagemeta_read(struct vm *vm, enum vm_meta_kind kind, uint64_t gen, size_t
 		pthread_mutex_unlock(&vm->lock);
 		return -ENOMEM;
 	}
-	memcpy(out, sn->rec + from * VM_META_RECORD, n * VM_META_RECORD);
+	memcpy(out, vm->meta_rec[kind] + from * VM_META_RECORD, n * VM_META_RECORD);
 	pthread_mutex_unlock(&vm->lock);
 	*ret = out;
 	*ret_len = n * VM_META_RECORD;

@@ -39,11 +39,6 @@ enum vm_meta_kind {
 	VM_META_NKINDS,
 };
 
-struct vm_meta_snap {
-	uint8_t *rec;      /* records; NULL: none taken */
-	size_t len;        /* bytes */
-};
-
 /*
  * Open (adopted VM: load) the key and table; vm->crypt. A migration's
  * destination also gets RUN_DIR/NAME/page-meta.pending, removed once the

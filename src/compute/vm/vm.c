@@ -36,6 +36,7 @@
 #include "mappings.h"
 #include "metrics.h"
 #include "net.h"
+#include "pagemeta.h"
 #include "pager_use.h"
 #include "persist.h"
 #include "qemu_argv.h"

@@ -13,7 +13,6 @@
 #include <limits.h>
 #include <pthread.h>
 
-#include "pagemeta.h"
 #include "vm_types.h"
 
 /* The longest socket name in a VM directory (shim.sock, qmp.sock, guest.sock). */
@@ -66,7 +65,8 @@ struct vm {
 	struct pager *pager;
 	struct pager_crypt *crypt;    /* spec.encrypt: the page-metadata table (vm_pagemeta.c) */
 	/* A migration source's snapshots of the table (vm/pagemeta.h), under lock. */
-	struct vm_meta_snap meta[VM_META_NKINDS];
+	uint8_t *meta_rec[3];         /* by enum vm_meta_kind: records, NULL if none */
+	size_t meta_len[3];           /* their bytes */
 	uint8_t *meta_base;           /* the pre-copy's table, dense, as the destination got it */
 	size_t meta_base_len;
 	uint64_t meta_gen;            /* number of the last pre-copy snapshot */

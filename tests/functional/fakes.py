@@ -613,10 +613,7 @@ class FakeCompute:
         vm["state"] = "migrated"
         if vm.get("key"):                 # the final flush, then the snapshots
             vm["meta"].update(self.meta_writes_on_migrate)
-            vm["meta_final"] = dict(vm["meta"])
-            base = vm.get("meta_base")
-            vm["meta_delta"] = None if base is None else (
-                vm["meta_gen"], {i: e for i, e in vm["meta"].items() if base.get(i) != e})
+            self._meta_final(vm)
         return h._send(200, {"ok": True, "uri": body["uri"], "total_ms": 21,
                              "downtime_ms": 8, "ram_transferred_bytes": 210100,
                              "pause_ms": 7})
@@ -700,6 +697,14 @@ class FakeCompute:
         self.renewals.append((vm["name"], time.time(), [hx for _, hx in new]))
         return h._send(200, {"renewed": len(new)})
 
+    @staticmethod
+    def _meta_final(vm):
+        """The snapshots a source takes after its final flush."""
+        vm["meta_final"] = dict(vm["meta"])
+        base = vm.get("meta_base")
+        vm["meta_delta"] = None if base is None else (
+            vm["meta_gen"], {i: e for i, e in vm["meta"].items() if base.get(i) != e})
+
     def _meta_refuse(self, h, status, code, msg):
         self.meta_refused += 1
         return h._err(status, code, msg)
@@ -728,6 +733,8 @@ class FakeCompute:
             if (None in (frm, mx, gen) or mx == 0 or of not in ("final", "precopy", "delta")
                     or (of == "delta" and "base" not in q)):
                 return self._meta_refuse(h, 400, "bad_request", "bad query")
+            if vm.get("state") == "migrated" and "meta_final" not in vm:
+                self._meta_final(vm)          # a test made it `migrated` by hand
             snap = {"final": vm.get("meta_final"), "precopy": vm.get("meta_base"),
                     "delta": vm.get("meta_delta")}[of]
             if snap is None:

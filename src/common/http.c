@@ -119,6 +119,7 @@ void http_resp_error(struct http_resp *resp, int status, const char *code,
 	free(resp->body);
 	resp->status = status;
 	resp->content_type = "application/json";
+	resp->body_len = 0;
 	resp->body = json_error_body(code ? code : "error", msg ? msg : "");
 }
 
@@ -130,6 +131,18 @@ void http_resp_text(struct http_resp *resp, int status, const char *content_type
 	resp->status = status;
 	resp->content_type = content_type;
 	resp->body = body;
+	resp->body_len = 0;
+}
+
+void http_resp_bytes(struct http_resp *resp, int status, const char *content_type,
+		     void *body, size_t len)
+{
+	if (!len && body != resp->body) {
+		free(body);
+		body = NULL;    /* an empty answer */
+	}
+	http_resp_text(resp, status, content_type, body);
+	resp->body_len = body ? len : 0;
 }
 
 /* ---- request handling -------------------------------------------------- */
@@ -143,7 +156,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
 	_cleanup_free_ char *hdr_value = TAKE_PTR(r->hdr_value);
 
 	if (body)
-		mr = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+		mr = MHD_create_response_from_buffer(r->body_len ? r->body_len : strlen(body), body,
+						     MHD_RESPMEM_MUST_FREE);
 	else
 		mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!mr) {

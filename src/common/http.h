@@ -34,6 +34,7 @@ struct http_req {
 struct http_resp {
 	int status;               /* default 200 */
 	char *body;               /* malloc'd, freed by the server; NULL = empty */
+	size_t body_len;          /* bytes of body; 0: strlen(body) (text) */
 	const char *content_type; /* default "application/json" */
 	const char *hdr_name;     /* optional extra header (e.g. "X-Request-Id") */
 	char *hdr_value;          /* its value: malloc'd, freed by the server */
@@ -87,5 +88,8 @@ void http_resp_error(struct http_resp *resp, int status, const char *code,
 		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void http_resp_text(struct http_resp *resp, int status, const char *content_type,
 		    char *body);
+/* A binary answer: len bytes of body (malloc'd, taken over; len > 0). */
+void http_resp_bytes(struct http_resp *resp, int status, const char *content_type,
+		     void *body, size_t len);
 
 #endif /* DISAGG_HTTP_H */

@@ -20,6 +20,7 @@
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
  *   GET|POST /v1/vms/NAME/page-meta      a sealed VM's page metadata (compute migration, vm_pagemeta.c)
+ *   POST /v1/vms/NAME/page-meta/precopy  its pre-copy while the guest runs
  *
  * With --node-credential, the orchestrator alone may call any path but
  * /healthz (apiauth_node_authorize(), docs/api.md#authentication).
@@ -706,8 +707,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
-	else if (!strcmp(rest, "/page-meta"))
-		vm_pagemeta_http(vm, req, resp);
+	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))
+		vm_pagemeta_http(vm, rest + 10, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))
 		h_remove_section(vm, rest + 10, resp);
 	else if (!strcmp(rest, "/budget") && !strcmp(m, "PUT"))

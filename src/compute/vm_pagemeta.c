@@ -1,18 +1,26 @@
 // SPDX-License-Identifier: MIT
 /*
- * The page-metadata table of a sealed VM over HTTP (vm_pagemeta.h).
+ * The page-metadata table of a sealed VM over HTTP (vm_pagemeta.h). The
+ * records travel as they are (application/octet-stream): a record is the
+ * slot page index (32 bits LE) and its 24-byte entry (vm/pagemeta.h).
  *
- *   GET  /v1/vms/NAME/page-meta?from=K
- *        the source's snapshot (taken after the final flush of a compute
- *        migration), records K.. (at most VM_META_CHUNK of them):
- *        {"total": N, "from": K, "next": K', "records": BASE64}; 404
- *        "no_snapshot" if there is none.
- *   POST /v1/vms/NAME/page-meta {"records": BASE64, "done": BOOL}
- *        a destination takes records; with done, its faults on remote
- *        pages (parked until then) are served. 409 once it is complete.
- * A record is the slot page index (32 bits LE) and its 24-byte entry
- * (vm/pagemeta.h). The table names versions and tags, not the key: the
- * key reaches each agent with the VM's create request only.
+ *   POST /v1/vms/NAME/page-meta/precopy
+ *        a source, guest running: copy the live table (the base):
+ *        {"snapshot": GEN, "records": N}.
+ *   GET  /v1/vms/NAME/page-meta?of=KIND&from=K&max=M[&base=GEN]
+ *        records K.. (at most M, at most VM_META_PART_MAX) of a snapshot:
+ *        "precopy" (the base), "final" (default: the table after the final
+ *        flush of a compute migration) or "delta" (the final table's
+ *        records that differ from pre-copy GEN). X-Page-Meta-Total: the
+ *        snapshot's records. 404 "no_snapshot" if there is none, 409
+ *        "stale_snapshot" if the delta is against another pre-copy.
+ *   POST /v1/vms/NAME/page-meta[?done=1] (application/octet-stream)
+ *        a destination takes records (all or none); with done, its faults
+ *        on remote pages (parked until then) are served: {"pending": BOOL,
+ *        "records": N}. 409 once it is complete.
+ * Every refusal is counted (disagg_compute_page_meta_refused_total). The
+ * table names versions and tags, not the key: the key reaches each agent
+ * with the VM's create request only.
  */
 #include "vm_pagemeta.h"
 
@@ -20,8 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
+#include <strings.h>
 
 #include "http.h"
 #include "jsonhttp.h"
@@ -32,128 +39,171 @@
 #include "state.h"
 #include "vm_internal.h"
 
-#define VM_META_CHUNK 65536u   /* records per part: 1.8 MB, 2.4 MB in base64 (< HTTP_MAX_BODY) */
+#define OCTETS "application/octet-stream"
+
+/* A refusal: counted, then answered. */
+#define refuse(vm, resp, status, code, ...)                                   \
+	do {                                                                  \
+		atomic_fetch_add(&(vm)->meta_refused, 1);                     \
+		http_resp_error((resp), (status), (code), __VA_ARGS__);      \
+	} while (0)
+
+static int kind_parse(const char *s, enum vm_meta_kind *ret)
+{
+	static const char *const names[VM_META_NKINDS] = {
+		[VM_META_FINAL] = "final", [VM_META_PRECOPY] = "precopy", [VM_META_DELTA] = "delta",
+	};
+
+	for (unsigned k = 0; k < VM_META_NKINDS; k++)
+		if (!strcmp(s, names[k])) {
+			*ret = (enum vm_meta_kind)k;
+			return 0;
+		}
+	return -EINVAL;
+}
 
 static void http_get(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
-	const char *f = http_req_query(req, "from");
-	_cleanup_free_ uint8_t *rec = NULL;
-	_cleanup_free_ char *b64 = NULL;
-	uint64_t from = 0;
+	const char *f = http_req_query(req, "from"), *m = http_req_query(req, "max");
+	const char *of = http_req_query(req, "of"), *g = http_req_query(req, "base");
+	enum vm_meta_kind kind = VM_META_FINAL;
+	uint8_t *rec = NULL;
+	uint64_t from = 0, max = VM_META_PART_MAX, gen = 0;
 	size_t len = 0, total = 0;
 	int r;
 
-	if (f && u64_parse(f, &from) < 0) {
-		http_resp_error(resp, 400, "bad_request", "\"from\" must be a record number");
+	if ((f && u64_parse(f, &from) < 0) || (m && (u64_parse(m, &max) < 0 || !max)) ||
+	    (of && kind_parse(of, &kind) < 0) || (g && u64_parse(g, &gen) < 0) ||
+	    (kind == VM_META_DELTA && !g)) {
+		refuse(vm, resp, 400, "bad_request",
+		       "?of=final|precopy|delta (delta with base=GEN), from=RECORD, max=N (N > 0) "
+		       "expected");
 		return;
 	}
-	r = vm_pagemeta_read(vm, (size_t)from, VM_META_CHUNK, &rec, &len, &total);
-	if (r == -ENOENT) {
-		http_resp_error(resp, 404, "no_snapshot",
-				"VM %s has no page-metadata snapshot (not sealed, or not migrated)",
-				vm_name(vm));
+	r = vm_pagemeta_read(vm, kind, gen, (size_t)from, (size_t)MIN(max, VM_META_PART_MAX),
+			     &rec, &len, &total);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		refuse(vm, resp, 404, "no_snapshot",
+		       "VM %s has no %s page-metadata snapshot (not sealed, or not migrating)",
+		       vm_name(vm), of ? of : "final");
+		return;
+	case -ESTALE:
+		refuse(vm, resp, 409, "stale_snapshot",
+		       "VM %s's page-metadata delta is not against pre-copy %llu", vm_name(vm),
+		       (unsigned long long)gen);
+		return;
+	case -ERANGE:
+		refuse(vm, resp, 400, "bad_request", "\"from\" is past the snapshot's end");
+		return;
+	default:
+		http_resp_error(resp, 500, "internal", "page metadata: %s", strerror(-r));
 		return;
 	}
-	if (r < 0) {
-		http_resp_error(resp, r == -ERANGE ? 400 : 500, r == -ERANGE ? "bad_request" : "internal",
-				"page metadata: %s", strerror(-r));
-		return;
-	}
-	b64 = malloc(4 * ((len + 2) / 3) + 1);
-	if (!b64) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	EVP_EncodeBlock((unsigned char *)b64, rec, (int)len);
-	http_resp_json(resp, 200, json_pack("{s:I, s:I, s:I, s:s}", "total", (json_int_t)total,
-					    "from", (json_int_t)from, "next",
-					    (json_int_t)(from + len / VM_META_RECORD), "records",
-					    b64));
+	http_resp_bytes(resp, 200, OCTETS, rec, len);
+	resp->hdr_name = "X-Page-Meta-Total";
+	if (asprintf(&resp->hdr_value, "%zu", total) < 0)
+		resp->hdr_value = NULL;
 }
 
-/* Base64 (no line breaks) to bytes: -EINVAL if malformed. */
-static int unb64(const char *s, uint8_t **ret, size_t *ret_len)
+static bool is_octets(const struct http_req *req)
 {
-	size_t n = strlen(s), pad = 0;
-	uint8_t *out;
-	int got;
+	const char *ct = http_req_header(req, "Content-Type");
+	size_t n = strlen(OCTETS);
 
-	if (n % 4)
-		return -EINVAL;
-	if (n && s[n - 1] == '=')
-		pad++;
-	if (n > 1 && s[n - 2] == '=')
-		pad++;
-	out = malloc(n / 4 * 3 + 1);
-	if (!out)
-		return -ENOMEM;
-	got = n ? EVP_DecodeBlock(out, (const unsigned char *)s, (int)n) : 0;
-	if (got < 0 || (size_t)got < pad) {
-		free(out);
-		return -EINVAL;
-	}
-	*ret = out;
-	*ret_len = (size_t)got - pad;
-	return 0;
+	return ct && !strncasecmp(ct, OCTETS, n) && (!ct[n] || ct[n] == ';' || ct[n] == ' ');
 }
 
 static void http_post(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
-	static const char *const keys[] = { "records", "done", NULL };
-	_cleanup_free_ uint8_t *rec = NULL;
-	const char *b64;
-	json_t *j, *done;
-	size_t len = 0;
+	const char *d = http_req_query(req, "done");
+	uint64_t bad = 0;
+	bool done;
 	int r;
 
-	j = http_json_args(req, resp, keys);
-	if (!j)
+	if (d && strcmp(d, "0") && strcmp(d, "1") && strcmp(d, "true") && strcmp(d, "false")) {
+		refuse(vm, resp, 400, "bad_request", "?done=1|0 expected");
 		return;
-	b64 = json_string_value(json_object_get(j, "records"));
-	done = json_object_get(j, "done");
-	if (!b64 || (done && !json_is_boolean(done))) {
-		atomic_fetch_add(&vm->meta_refused, 1);
-		http_resp_error(resp, 400, "bad_request",
-				"{\"records\": BASE64, \"done\": true|false} expected");
-		goto out;
 	}
-	r = unb64(b64, &rec, &len);
-	if (r == 0 && len % VM_META_RECORD)
-		r = -EINVAL;
-	if (r < 0) {
-		atomic_fetch_add(&vm->meta_refused, 1);
-		http_resp_error(resp, 400, "bad_request",
-				"\"records\" must be base64 of %u-byte records", VM_META_RECORD);
-		goto out;
+	done = d && (!strcmp(d, "1") || !strcmp(d, "true"));
+	if (!is_octets(req)) {
+		refuse(vm, resp, 415, "unsupported_media_type",
+		       "page metadata is posted as " OCTETS " (records of %u bytes)",
+		       VM_META_RECORD);
+		return;
 	}
-	r = vm_pagemeta_put(vm, rec, len, json_is_true(done));
-	if (r < 0)
-		atomic_fetch_add(&vm->meta_refused, 1);
+	if (req->body_len % VM_META_RECORD) {
+		refuse(vm, resp, 400, "bad_request",
+		       "%zu bytes are not whole records of %u bytes", req->body_len, VM_META_RECORD);
+		return;
+	}
+	if (req->body_len / VM_META_RECORD > VM_META_PART_MAX) {
+		refuse(vm, resp, 413, "too_large", "%zu records in one part, at most %u",
+		       req->body_len / VM_META_RECORD, VM_META_PART_MAX);
+		return;
+	}
+	r = vm_pagemeta_put(vm, (const uint8_t *)req->body, req->body_len, done, &bad);
 	switch (r) {
 	case 0:
-		http_resp_json(resp, 200, json_pack("{s:b}", "pending", !json_is_true(done)));
+		http_resp_json(resp, 200, json_pack("{s:b, s:I}", "pending", !done, "records",
+						    (json_int_t)(req->body_len / VM_META_RECORD)));
 		break;
 	case -EALREADY:
-		http_resp_error(resp, 409, "conflict", "VM %s has its page metadata already",
-				vm_name(vm));
+		refuse(vm, resp, 409, "conflict", "VM %s has its page metadata already", vm_name(vm));
 		break;
 	case -ENOTSUP:
-		http_resp_error(resp, 409, "conflict", "VM %s is not sealed", vm_name(vm));
+		refuse(vm, resp, 409, "conflict", "VM %s is not sealed", vm_name(vm));
 		break;
 	case -ERANGE:
-		http_resp_error(resp, 400, "bad_request", "a record is outside the VM's memory");
+		refuse(vm, resp, 400, "bad_request",
+		       "a record names page %llu, outside the VM's memory; no record was taken",
+		       (unsigned long long)bad);
+		break;
+	case -EBADMSG:
+		refuse(vm, resp, 400, "bad_request",
+		       "the record of page %llu has version 0; no record was taken",
+		       (unsigned long long)bad);
 		break;
 	default:
-		http_resp_error(resp, r == -ESRCH ? 409 : 500, r == -ESRCH ? "conflict" : "internal",
-				"page metadata: %s", strerror(-r));
+		refuse(vm, resp, r == -ESRCH ? 409 : 500, r == -ESRCH ? "conflict" : "internal",
+		       "page metadata: %s", strerror(-r));
 	}
-out:
-	json_decref(j);
 }
 
-void vm_pagemeta_http(struct vm *vm, const struct http_req *req, struct http_resp *resp)
+static void http_precopy(struct vm *vm, struct http_resp *resp)
 {
-	if (!strcmp(req->method, "GET"))
+	uint64_t gen = 0;
+	size_t n = 0;
+	int r;
+
+	if (vm_get_state(vm) != VM_RUNNING) {
+		refuse(vm, resp, 409, "conflict", "VM %s is %s, not running", vm_name(vm),
+		       vm_state_name(vm_get_state(vm)));
+		return;
+	}
+	r = vm_pagemeta_precopy(vm, &gen, &n);
+	if (r == -ENOTSUP) {
+		refuse(vm, resp, 409, "conflict", "VM %s is not sealed", vm_name(vm));
+		return;
+	}
+	if (r < 0) {
+		http_resp_error(resp, 500, "internal", "page metadata: %s", strerror(-r));
+		return;
+	}
+	http_resp_json(resp, 200, json_pack("{s:I, s:I}", "snapshot", (json_int_t)gen, "records",
+					    (json_int_t)n));
+}
+
+void vm_pagemeta_http(struct vm *vm, const char *sub, const struct http_req *req,
+		      struct http_resp *resp)
+{
+	if (!strcmp(sub, "/precopy") && !strcmp(req->method, "POST"))
+		http_precopy(vm, resp);
+	else if (*sub)
+		http_resp_error(resp, 404, "not_found", "no such path");
+	else if (!strcmp(req->method, "GET"))
 		http_get(vm, req, resp);
 	else if (!strcmp(req->method, "POST"))
 		http_post(vm, req, resp);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A sealed VM's page-metadata table over HTTP, for a compute migration
- * (vm/pagemeta.h): the source serves the snapshot it took after its final
- * flush, the destination takes it in parts.
+ * (vm/pagemeta.h): the source serves a pre-copy while the guest runs and
+ * the delta after its final flush, the destination takes them in parts.
  */
 #ifndef DISAGG_VM_PAGEMETA_HTTP_H
 #define DISAGG_VM_PAGEMETA_HTTP_H
@@ -15,10 +15,11 @@ struct http_req;
 struct http_resp;
 
 /*
- * GET /v1/vms/NAME/page-meta?from=K: {"total", "from", "next", "records": BASE64};
- * POST /v1/vms/NAME/page-meta {"records": BASE64, "done": BOOL}: {"pending": BOOL}.
+ * /v1/vms/NAME/page-meta + sub ("" or "/precopy"); records travel as
+ * application/octet-stream (vm_pagemeta.c).
  */
-void vm_pagemeta_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
+void vm_pagemeta_http(struct vm *vm, const char *sub, const struct http_req *req,
+		      struct http_resp *resp);
 /* The create request's "encryption_key" (hex) into spec: 0, or -EINVAL with resp set (400). */
 int vm_pagemeta_key(json_t *v, struct vm_spec *spec, struct http_resp *resp);
 

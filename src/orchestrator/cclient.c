@@ -91,15 +91,30 @@ static void handle_put(CURL *h)
 		curl_easy_cleanup(h);
 }
 
+/* The answer's bytes (binary or text), NUL-terminated, capped at HTTP_MAX_BODY. */
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
 	struct strbuf *sb = opaque;
-	size_t n = size * nmemb;
+	size_t n = size * nmemb, cap;
+	char *p;
 
-	if (sb->len + n > HTTP_MAX_BODY)
+	if (n > HTTP_MAX_BODY - sb->len)
 		return 0;   /* aborts the transfer */
-	if (strbuf_printf(sb, "%.*s", (int)n, ptr) < 0)
-		return 0;
+	if (sb->len + n + 1 > sb->cap) {
+		cap = sb->cap ? sb->cap : 4096;
+		while (cap < sb->len + n + 1)
+			cap *= 2;
+		p = realloc(sb->buf, cap);
+		if (!p) {
+			sb->err = -ENOMEM;
+			return 0;
+		}
+		sb->buf = p;
+		sb->cap = cap;
+	}
+	memcpy(sb->buf + sb->len, ptr, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
 	return n;
 }
 
@@ -144,9 +159,17 @@ static int auth_header(uint64_t node_id, char *buf, size_t len)
 int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
 		 const char *body, int timeout_ms, char **ret_body)
 {
+	return cclient_call_raw(node_id, http, method, path, "application/json", body,
+				body ? strlen(body) : 0, timeout_ms, ret_body, NULL);
+}
+
+int cclient_call_raw(uint64_t node_id, const char *http, const char *method, const char *path,
+		     const char *ctype, const void *body, size_t len, int timeout_ms,
+		     char **ret_body, size_t *ret_len)
+{
 	struct curl_slist *hdrs = NULL;
 	_cleanup_free_ char *url = NULL;
-	char authz[160];
+	char authz[160], cth[96];
 	struct strbuf sb;
 	long status = 0;
 	CURLcode c;
@@ -162,7 +185,8 @@ int cclient_call(uint64_t node_id, const char *http, const char *method, const c
 	if (!h)
 		return -ENOMEM;
 	strbuf_init(&sb);
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	snprintf(cth, sizeof(cth), "Content-Type: %s", ctype ? ctype : "application/json");
+	hdrs = curl_slist_append(hdrs, cth);
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	if (use_secret) {
 		if (auth_header(node_id, authz, sizeof(authz)) < 0) {
@@ -187,7 +211,7 @@ int cclient_call(uint64_t node_id, const char *http, const char *method, const c
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sb);
 	if (body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
 	} else if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	}
@@ -201,8 +225,10 @@ int cclient_call(uint64_t node_id, const char *http, const char *method, const c
 		strbuf_free(&sb);
 		return c == CURLE_OK ? -ENOMEM : curl_errno(c);
 	}
+	if (ret_len)
+		*ret_len = sb.len;
 	if (ret_body)
-		*ret_body = sb.buf ? strbuf_steal(&sb) : NULL;
+		*ret_body = TAKE_PTR(sb.buf);
 	strbuf_free(&sb);
 	return (int)status;
 }

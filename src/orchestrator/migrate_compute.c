@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -122,57 +123,193 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 
 /*
  * A sealed slot's page metadata (versions and tags of its pages, not the
- * key) from the source's snapshot, taken after its final flush, to the
- * destination, whose faults on remote pages wait for the last part
- * (docs/security.md, "Guest memory at rest"). 0, or -errno with why set.
+ * key) goes from the source agent to the destination agent in two steps
+ * (docs/security.md, "Guest memory at rest"): the pre-copy while the
+ * guest still runs at the source, then, after the source's final flush,
+ * only the records that changed since. The destination's faults on remote
+ * pages wait for the last part. Records travel as application/octet-stream
+ * (28 bytes each, vm/pagemeta.h on the agent), at most META_PART a part;
+ * each call carries that agent's own node credential, as every other.
  */
-static int hand_over_meta(const struct node_rec *src, const struct node_rec *dst,
-			  const char *name, char *why, size_t len)
-{
-	char gpath[200], ppath[160];
-	json_int_t from = 0, next, total = 0;
-	uint64_t t0 = mig_now_ms(), t_get = 0, t;
-	json_t *ans = NULL, *body;
-	unsigned parts = 0;
-	int status;
+#define META_PART   131072   /* records a part: 3.5 MiB (the agent's VM_META_PART_MAX) */
+#define META_RECORD 28
+#define OCTETS      "application/octet-stream"
 
-	snprintf(ppath, sizeof(ppath), "/v1/vms/%s/page-meta", name);
-	do {
-		snprintf(gpath, sizeof(gpath), "%s?from=%lld", ppath, (long long)from);
-		t = mig_now_ms();
-		status = mig_call(src, "GET", gpath, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
-		t_get += mig_now_ms() - t;
-		parts++;
-		if (status != 200 || !json_is_string(json_object_get(ans, "records"))) {
-			mig_why(status, ans, why, len);
-			json_decref(ans);
+/* A binary call to an agent: the HTTP status or -errno; *ret: its answer's bytes. */
+static int meta_call(const struct node_rec *c, const char *method, const char *path,
+		     const void *body, size_t len, char **ret, size_t *ret_len)
+{
+	return cclient_call_raw(c->id, c->http, method, path, body ? OCTETS : NULL, body, len,
+				MIG_SHORT_TIMEOUT_MS, ret, ret_len);
+}
+
+/* The agent's error message of a failed call, for humans. */
+static void meta_why(int status, const char *ans, size_t len, char *why, size_t wlen)
+{
+	json_t *j = ans ? json_loadb(ans, len, 0, NULL) : NULL;
+
+	mig_why(status, j, why, wlen);
+	json_decref(j);
+}
+
+struct meta_moved {
+	size_t records;
+	unsigned parts;
+	uint64_t get_ms;   /* reading the source */
+};
+
+/*
+ * Snapshot `of` (precopy, delta against base, final) of the source to the
+ * destination, the last part with done if done. 0, or -errno with why set:
+ * -ENOENT/-ESTALE when the source has no such snapshot (nothing was sent).
+ */
+static int move_meta(const struct node_rec *src, const struct node_rec *dst, const char *name,
+		     const char *of, uint64_t base, bool done, struct meta_moved *mv, char *why,
+		     size_t wlen)
+{
+	char gpath[256], ppath[200];
+	size_t from = 0;
+
+	for (;;) {
+		_cleanup_free_ char *rec = NULL, *ans = NULL;
+		size_t len = 0, alen = 0, n;
+		uint64_t t = mig_now_ms();
+		bool last;
+		int status;
+
+		snprintf(gpath, sizeof(gpath), "/v1/vms/%s/page-meta?of=%s&from=%zu&max=%d", name,
+			 of, from, META_PART);
+		if (!strcmp(of, "delta"))
+			snprintf(gpath + strlen(gpath), sizeof(gpath) - strlen(gpath),
+				 "&base=%" PRIu64, base);
+		status = meta_call(src, "GET", gpath, NULL, 0, &rec, &len);
+		mv->get_ms += mig_now_ms() - t;
+		if (status != 200) {
+			meta_why(status, rec, len, why, wlen);
+			if (from == 0 && (status == 404 || status == 409))
+				return status == 404 ? -ENOENT : -ESTALE;
 			return -EIO;
 		}
-		next = json_integer_value(json_object_get(ans, "next"));
-		total = json_integer_value(json_object_get(ans, "total"));
-		if (next <= from && next < total) {
-			snprintf(why, len, "the source's page metadata does not advance");
-			json_decref(ans);
+		if (len % META_RECORD || len / META_RECORD > META_PART) {
+			snprintf(why, wlen, "the source answered %zu bytes, not up to %d records", len,
+				 META_PART);
 			return -EPROTO;
 		}
-		body = json_pack("{s:O, s:b}", "records", json_object_get(ans, "records"), "done",
-				 next >= total);
-		json_decref(ans);
-		ans = NULL;
-		status = mig_call(dst, "POST", ppath, body, MIG_SHORT_TIMEOUT_MS, &ans);
-		json_decref(body);
-		if (status != 200) {
-			mig_why(status, ans, why, len);
-			json_decref(ans);
-			return -EIO;
+		n = len / META_RECORD;
+		last = n < META_PART;
+		if (n || (last && done)) {
+			snprintf(ppath, sizeof(ppath), "/v1/vms/%s/page-meta%s", name,
+				 last && done ? "?done=1" : "");
+			status = meta_call(dst, "POST", ppath, rec ? rec : "", len, &ans, &alen);
+			if (status != 200) {
+				meta_why(status, ans, alen, why, wlen);
+				return -EIO;
+			}
+			mv->parts++;
 		}
+		from += n;
+		mv->records += n;
+		if (last)
+			return 0;
+	}
+}
+
+/*
+ * The pre-copy's snapshot, the guest running at the source: *ret_gen
+ * names it, the delta will be against it. 0, or -errno with why set.
+ */
+static int precopy_snapshot(const struct node_rec *src, const char *name, uint64_t *ret_gen,
+			    char *why, size_t len)
+{
+	char path[160];
+	json_t *ans = NULL;
+	int status;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/page-meta/precopy", name);
+	status = mig_call(src, "POST", path, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
+	if (status != 200 || !json_is_integer(json_object_get(ans, "snapshot")) ||
+	    json_integer_value(json_object_get(ans, "snapshot")) <= 0) {
+		mig_why(status, ans, why, len);
 		json_decref(ans);
-		ans = NULL;
-		from = next;
-	} while (from < total);
-	log_info("slot %s: page metadata of %lld pages to %s in %u part(s): %" PRIu64 " ms (%" PRIu64
-		 " ms reading the source)", name, (long long)total, dst->name, parts,
-		 mig_now_ms() - t0, t_get);
+		return -EIO;
+	}
+	*ret_gen = (uint64_t)json_integer_value(json_object_get(ans, "snapshot"));
+	json_decref(ans);
+	return 0;
+}
+
+/*
+ * The pre-copy's records to the destination, in a thread of its own while
+ * the source migrates (its flush rounds and QEMU's migration): joined
+ * before the delta. Failing, the hand-over after the switchover sends
+ * every record instead of the delta.
+ */
+struct precopy_job {
+	const struct node_rec *src, *dst;
+	const char *name;
+	pthread_t thread;
+	bool started;
+	int r;
+	uint64_t ms;
+	struct meta_moved mv;
+	char why[200];
+};
+
+static void *precopy_run(void *opaque)
+{
+	struct precopy_job *j = opaque;
+	uint64_t t0 = mig_now_ms();
+
+	j->r = move_meta(j->src, j->dst, j->name, "precopy", 0, false, &j->mv, j->why,
+			 sizeof(j->why));
+	j->ms = mig_now_ms() - t0;
+	return NULL;
+}
+
+/* Join the pre-copy: 0 if all of it reached the destination. */
+static int precopy_join(struct precopy_job *j)
+{
+	if (!j->started)
+		return -ESRCH;
+	pthread_join(j->thread, NULL);
+	j->started = false;
+	if (j->r < 0) {
+		log_warn("slot %s: the page-metadata pre-copy to %s failed (%s): every record "
+			 "goes after the switchover", j->name, j->dst->name, j->why);
+		return j->r;
+	}
+	log_info("slot %s: page metadata pre-copy of %zu pages to %s in %u part(s): %" PRIu64
+		 " ms (%" PRIu64 " ms reading the source), while the source migrated", j->name,
+		 j->mv.records, j->dst->name, j->mv.parts, j->ms, j->mv.get_ms);
+	return 0;
+}
+
+/*
+ * After the source's final flush: the records changed since pre-copy gen
+ * (every record if the source has no such delta, e.g. after a restart, or
+ * gen is 0), then done. 0, or -errno with why set.
+ */
+static int hand_over_meta(const struct node_rec *src, const struct node_rec *dst,
+			  const char *name, uint64_t gen, char *why, size_t len)
+{
+	struct meta_moved mv = { 0 };
+	uint64_t t0 = mig_now_ms();
+	const char *of = gen ? "delta" : "final";
+	int r;
+
+	r = gen ? move_meta(src, dst, name, "delta", gen, true, &mv, why, len) : -ENOENT;
+	if (r == -ENOENT || r == -ESTALE) {
+		if (gen)
+			log_warn("slot %s: the source has no page-metadata delta against its "
+				 "pre-copy (%s): every record goes", name, why);
+		of = "final";
+		r = move_meta(src, dst, name, "final", 0, true, &mv, why, len);
+	}
+	if (r < 0)
+		return r;
+	log_info("slot %s: page metadata (%s) of %zu pages to %s in %u part(s): %" PRIu64
+		 " ms (%" PRIu64 " ms reading the source)", name, of, mv.records, dst->name,
+		 mv.parts, mig_now_ms() - t0, mv.get_ms);
 	return 0;
 }
 
@@ -345,9 +482,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	const char *uri;
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16];
-	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_src = 0, t_meta = 0, t_moved = 0,
-		 t_running = 0,
-		 t_pf = 0;
+	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
+		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
+	struct precopy_job pre = { 0 };
 	size_t n = 0;
 	int r, status;
 
@@ -449,11 +586,38 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	slots_event(o, "migration_destination_ready", dst.id, s.name,
 		    "slot %s: compute node %s listens on %s", s.name, dst.name, uri);
 
+	/*
+	 * 1b. A sealed slot's page metadata, most of it while the guest still
+	 * runs here: the source's snapshot now (failing, the migration has
+	 * not begun: it ends here), its records while the source migrates.
+	 */
+	if (s.page_key[0] && precopy_snapshot(&src, s.name, &meta_gen, why, 200) < 0) {
+		mig_vm_delete(&dst, s.name);
+		mig_finish(o, &s, "running");
+		slots_event(o, "migration_failed", dst.id, s.name,
+			    "slot %s: its page metadata did not reach compute node %s (%s); it "
+			    "runs on %s", s.name, dst.name, why, src.name);
+		http_resp_error(resp, 503, "migration_failed",
+				"slot %s: its page metadata did not reach compute node %s (%s); "
+				"the VM keeps running on %s", s.name, dst.name, why, src.name);
+		goto out;
+	}
+	pre = (struct precopy_job){ .src = &src, .dst = &dst, .name = s.name };
+	if (meta_gen && pthread_create(&pre.thread, NULL, precopy_run, &pre) == 0)
+		pre.started = true;
+	else
+		meta_gen = 0;   /* no thread: every record after the switchover */
+	t_pre = mig_now_ms();
+
 	/* 2. The source migrates (pre-copy flush, x-ignore-shared, switchover). */
 	snprintf(path, sizeof(path), "/v1/vms/%s/migrate", s.name);
 	json_decref(vmb);
 	vmb = json_pack("{s:s, s:i}", "uri", uri, "timeout_ms", o->compute_timeout_ms);
 	status = mig_call(&src, "POST", path, vmb, o->compute_timeout_ms + 30000, &mig);
+	t_src = mig_now_ms();
+	if (pre.started && precopy_join(&pre) < 0)
+		meta_gen = 0;
+	t_join = mig_now_ms();
 	if (status != 200) {
 		struct mig_seen ss;
 
@@ -500,8 +664,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	}
 
 	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
-	t_src = mig_now_ms();
-	if (s.page_key[0] && hand_over_meta(&src, &dst, s.name, why, 120) < 0) {
+	if (s.page_key[0] && hand_over_meta(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
 			 "moved, but its page metadata did not reach %.40s (%.120s)", dst.name, why);
 		fence_slot(o, &s);
@@ -557,13 +720,15 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	mig_vm_delete(&src, s.name);
 	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
 	http_resp_json(resp, 200,
-		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 				 "slot",
 				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
 				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
 				 "migration", mig ? mig : json_null(), "phases_ms",
-				 "prepare_destination", (json_int_t)(t_ready - t0), "migrate",
-				 (json_int_t)(t_src - t_ready), "page_meta", (json_int_t)(t_meta - t_src),
+				 "prepare_destination", (json_int_t)(t_ready - t0),
+				 "page_meta_precopy", (json_int_t)(t_pre - t_ready + t_join - t_src),
+				 "migrate", (json_int_t)(t_src - t_pre), "page_meta",
+				 (json_int_t)(t_meta - t_join),
 				 "fence", (json_int_t)(t_moved - t_meta),
 				 "wait_running",
 				 (json_int_t)(t_running - t_moved), "prefetch",

@@ -202,6 +202,14 @@ void mnpool_forget(struct mnpool *p, uint64_t node_id);
  */
 int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
 		 const char *body, int timeout_ms, char **ret_body);
+/*
+ * The same with a binary body of len bytes (NULL: none) of type ctype, and
+ * the answer's bytes in *ret_body (malloc'd, NUL-terminated past
+ * *ret_len; NULL when empty).
+ */
+int cclient_call_raw(uint64_t node_id, const char *http, const char *method, const char *path,
+		     const char *ctype, const void *body, size_t len, int timeout_ms,
+		     char **ret_body, size_t *ret_len);
 int cclient_global_init(void);
 /*
  * Authenticate to every agent with its node token derived from secret

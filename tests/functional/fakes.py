@@ -406,6 +406,10 @@ VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections"
            "incoming", "hot_sections", "encryption_key"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
+META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
+META_PART_MAX = 131072            # records in one part (the agent's VM_META_PART_MAX)
+META_STORED = 1 << 63
+FAKE_SECTION_PAGES = (128 << 20) // 4096
 _incoming_lock = threading.Lock()
 _next_port = [40000]
 
@@ -460,6 +464,12 @@ class FakeCompute:
         self.migrate_dies = None      # POST .../migrate: QEMU dies meanwhile (this reason)
         self.schema_errors = []       # answers that do not fit tests/schema/compute-agent.json
         self.incoming_fails = False   # an incoming VM fails instead of running
+        # page metadata: a VM's "meta" is its table, {page: 24-byte entry}
+        # (a test fills it); meta_writes_on_migrate: {page: entry} written
+        # into the source's table while it migrates (after the pre-copy)
+        self.meta_writes_on_migrate = {}
+        self.meta_refused = 0         # as disagg_compute_page_meta_refused_total
+        self.meta_gen = 0
         self.delay = 0.0
         self.dead = False
         fake = self
@@ -474,15 +484,17 @@ class FakeCompute:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def _send(self, status, obj=None, text=None):
+            def _send(self, status, obj=None, text=None, raw=None, headers=()):
                 if obj is not None:
                     fake.schema_errors += agentschema.check_answer(self.command, self.path,
                                                                    status, obj)
                 body = (json.dumps(obj).encode() if obj is not None
-                        else (text or "").encode())
+                        else raw if raw is not None else (text or "").encode())
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json" if text is None
-                                 else "text/plain")
+                self.send_header("Content-Type", "application/octet-stream" if raw is not None
+                                 else "application/json" if text is None else "text/plain")
+                for k, v in headers:
+                    self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -492,7 +504,11 @@ class FakeCompute:
 
             def _body(self):
                 n = int(self.headers.get("Content-Length") or 0)
-                return json.loads(self.rfile.read(n)) if n else None
+                data = self.rfile.read(n) if n else b""
+                if (self.headers.get("Content-Type") or "").startswith(
+                        "application/octet-stream"):
+                    return data           # page-meta records, as they are
+                return json.loads(data) if n else None
 
             def _route(self, method):
                 if fake.dead:             # hang up without an answer
@@ -573,7 +589,8 @@ class FakeCompute:
                 "hot": hot, "next_hot": max(hot, default=-1) + 1, "state": "incoming",
                 "uri": uri, "hotplug": body.get("hotplug", "dimm"),
                 "cache_bytes": body.get("cache_bytes"), "key": body.get("encryption_key"),
-                "meta_pending": bool(body.get("encryption_key")), "meta": ""}
+                "meta_pending": bool(body.get("encryption_key")), "meta": {},
+                "max_sections": body.get("max_sections", 0)}
 
     def _migrate(self, h, vm, body):
         if self.migrate_hangup:
@@ -594,6 +611,9 @@ class FakeCompute:
         fake, name = dst
         fake.vms[name]["state"] = "failed" if fake.incoming_fails else "running"
         vm["state"] = "migrated"
+        if vm.get("key"):                 # the final flush, then the snapshots
+            vm["meta"].update(self.meta_writes_on_migrate)
+            self._meta_final(vm)
         return h._send(200, {"ok": True, "uri": body["uri"], "total_ms": 21,
                              "downtime_ms": 8, "ram_transferred_bytes": 210100,
                              "pause_ms": 7})
@@ -677,12 +697,91 @@ class FakeCompute:
         self.renewals.append((vm["name"], time.time(), [hx for _, hx in new]))
         return h._send(200, {"renewed": len(new)})
 
+    @staticmethod
+    def _meta_final(vm):
+        """The snapshots a source takes after its final flush."""
+        vm["meta_final"] = dict(vm["meta"])
+        base = vm.get("meta_base")
+        vm["meta_delta"] = None if base is None else (
+            vm["meta_gen"], {i: e for i, e in vm["meta"].items() if base.get(i) != e})
+
+    def _meta_refuse(self, h, status, code, msg):
+        self.meta_refused += 1
+        return h._err(status, code, msg)
+
+    def _page_meta(self, h, vm, method, sub, body):
+        """The agent's page-meta endpoints (vm_pagemeta.c), same checks in
+        the same order, same statuses and codes."""
+        q = dict(p.split("=", 1) if "=" in p else (p, "")
+                 for p in h.path.partition("?")[2].split("&") if p)
+        if sub == "precopy" and method == "POST":
+            if vm.get("state", "running") != "running":
+                return self._meta_refuse(h, 409, "conflict", "not running")
+            if not vm.get("key"):
+                return self._meta_refuse(h, 409, "conflict", "not sealed")
+            self.meta_gen += 1
+            vm["meta_gen"], vm["meta_base"] = self.meta_gen, dict(vm["meta"])
+            return h._send(200, {"snapshot": self.meta_gen, "records": len(vm["meta"])})
+        if sub is not None:
+            return h._err(404, "not_found", "no such path")
+        if method == "GET":
+            def num(k, default):
+                v = q.get(k, default)
+                return int(v) if isinstance(v, int) or (v.isdigit() and len(v) < 20) else None
+            frm, mx, gen = num("from", 0), num("max", META_PART_MAX), num("base", 0)
+            of = q.get("of", "final")
+            if (None in (frm, mx, gen) or mx == 0 or of not in ("final", "precopy", "delta")
+                    or (of == "delta" and "base" not in q)):
+                return self._meta_refuse(h, 400, "bad_request", "bad query")
+            if vm.get("state") == "migrated" and "meta_final" not in vm:
+                self._meta_final(vm)          # a test made it `migrated` by hand
+            snap = {"final": vm.get("meta_final"), "precopy": vm.get("meta_base"),
+                    "delta": vm.get("meta_delta")}[of]
+            if snap is None:
+                return self._meta_refuse(h, 404, "no_snapshot", "no page-metadata snapshot")
+            if of == "delta":
+                if snap[0] != gen:
+                    return self._meta_refuse(h, 409, "stale_snapshot", "another pre-copy")
+                snap = snap[1]
+            recs = sorted((i, e) for i, e in snap.items() if e[:8] != bytes(8))
+            if frm > len(recs):
+                return self._meta_refuse(h, 400, "bad_request", "from past the end")
+            part = recs[frm:frm + min(mx, META_PART_MAX)]
+            return h._send(200, raw=b"".join(struct.pack("<I", i) + e for i, e in part),
+                           headers=[("X-Page-Meta-Total", str(len(recs)))])
+        if method != "POST":
+            return h._err(405, "method_not_allowed", "use GET or POST")
+        done = q.get("done")
+        if done is not None and done not in ("0", "1", "true", "false"):
+            return self._meta_refuse(h, 400, "bad_request", "?done=1|0 expected")
+        if not isinstance(body, bytes):
+            return self._meta_refuse(h, 415, "unsupported_media_type", "octets expected")
+        if len(body) % META_RECORD:
+            return self._meta_refuse(h, 400, "bad_request", "not whole records")
+        if len(body) // META_RECORD > META_PART_MAX:
+            return self._meta_refuse(h, 413, "too_large", "too many records")
+        if not vm.get("key"):
+            return self._meta_refuse(h, 409, "conflict", "not sealed")
+        if not vm.get("meta_pending"):
+            return self._meta_refuse(h, 409, "conflict", "complete already")
+        npages = (len(vm["sections"]) + vm.get("max_sections", 0)) * FAKE_SECTION_PAGES
+        recs = [(struct.unpack_from("<I", body, o)[0], body[o + 4:o + META_RECORD])
+                for o in range(0, len(body), META_RECORD)]
+        for i, e in recs:
+            if i >= npages:
+                return self._meta_refuse(h, 400, "bad_request", f"page {i} outside the VM")
+            if struct.unpack_from("<Q", e)[0] & ~META_STORED == 0:
+                return self._meta_refuse(h, 400, "bad_request", f"page {i} has version 0")
+        vm["meta"].update(recs)
+        vm["meta_pending"] = done not in ("1", "true")
+        return h._send(200, {"pending": vm["meta_pending"], "records": len(recs)})
+
     def _dispatch(self, h, method, path, body):
         # A real agent holds GET ?wait=STATE until the state changes; a
         # fake's states change only when a test says so: answer at once.
         path = path.split("?", 1)[0]
         m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
-                         r"(?:/(\d+|migrate))?)?", path)
+                         r"(?:/(\d+|migrate|precopy))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
         name, sub, idx = m.groups()
@@ -713,7 +812,8 @@ class FakeCompute:
                                           "next_hot": 0,
                                           "hotplug": body.get("hotplug", "dimm"),
                                           "cache_bytes": body.get("cache_bytes"),
-                                          "key": body.get("encryption_key"), "meta": ""}
+                                          "key": body.get("encryption_key"), "meta": {},
+                                          "max_sections": body.get("max_sections", 0)}
                 return h._send(201, self._vm_json(self.vms[body["name"]]))
             vm = self.vms.get(name)
             if vm is None:
@@ -732,17 +832,8 @@ class FakeCompute:
                 return h._send(200, text=f"console of {name}\n")
             elif sub == "grants" and idx is None and method == "POST":
                 return self._renew(h, vm, body)
-            elif sub == "page-meta" and method == "GET":
-                # A fake holds no pages: its table has no records to hand over.
-                if not vm.get("key") or vm.get("state") != "migrated":
-                    return h._err(404, "no_snapshot", "no page-metadata snapshot")
-                return h._send(200, {"total": 0, "from": 0, "next": 0, "records": vm["meta"]})
-            elif sub == "page-meta" and method == "POST":
-                if not vm.get("key") or not vm.get("meta_pending"):
-                    return h._err(409, "conflict", "not waiting for page metadata")
-                vm["meta"] += body.get("records", "")
-                vm["meta_pending"] = not body.get("done")
-                return h._send(200, {"pending": vm["meta_pending"]})
+            elif sub == "page-meta":
+                return self._page_meta(h, vm, method, idx, body)
             elif sub == "sections" and idx is None and method == "POST":
                 if not isinstance(body, dict) or set(body) != {"section"}:
                     return h._err(400, "bad_request", "bad body")

@@ -52,15 +52,16 @@ def test_compute_migration_hands_the_key_and_metadata_over(orch, fakemem, comput
 
 
 def test_a_failed_hand_over_fails_the_slot(orch, fakemem, computes, hb_factory):
-    """The destination refuses the page metadata: the guest there would
-    wait for ever, so the slot is failed with the reason, not running."""
+    """The destination refuses the last part of the page metadata (after
+    the switchover; test_page_meta.py has the pre-copy): the guest there
+    would wait for ever, so the slot is failed with the reason, not running."""
     hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
     st, s = orch.call("POST", "/v1/slots", {"name": "f", "memory": "256M"})
     assert st == 201, s
     orig = c2._dispatch
 
     def refuse(h, method, path, body):
-        if path.endswith("/page-meta"):
+        if path.endswith("/page-meta?done=1"):
             return h._err(503, "unavailable", "refused by the test")
         return orig(h, method, path, body)
 

@@ -79,8 +79,8 @@ int cclient_set_auth(const struct auth_key *secret, const char *cafile)
 	return 0;
 }
 
-int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
-		 const char *body, int timeout_ms, char **ret_body)
+static int scripted_call(const char *method, const char *path, char **ret_body,
+			 size_t *ret_len)
 {
 	unsigned status;
 	size_t len;
@@ -88,8 +88,13 @@ int cclient_call(uint64_t node_id, const char *http, const char *method, const c
 
 	if (ret_body)
 		*ret_body = NULL;
-	if (peer.n < 4)
-		return cclient_unscripted(method, path, ret_body);
+	if (peer.n < 4) {
+		int r = cclient_unscripted(method, path, ret_body);
+
+		if (ret_len && ret_body && *ret_body)
+			*ret_len = strlen(*ret_body);
+		return r;
+	}
 	status = fz_u16(&peer) % 600;
 	len = fz_u16(&peer);
 	len = len < peer.n ? len : peer.n;
@@ -99,11 +104,29 @@ int cclient_call(uint64_t node_id, const char *http, const char *method, const c
 	CHECK(b);
 	fz_bytes(&peer, b, len);
 	b[len] = '\0';
+	if (ret_len)
+		*ret_len = len;
 	if (ret_body)
 		*ret_body = b;
 	else
 		free(b);
 	return (int)status;
+}
+
+int cclient_call(uint64_t node_id, const char *http, const char *method, const char *path,
+		 const char *body, int timeout_ms, char **ret_body)
+{
+	return scripted_call(method, path, ret_body, NULL);
+}
+
+/* The page-metadata hand-over's binary calls: the peer's bytes as they come. */
+int cclient_call_raw(uint64_t node_id, const char *http, const char *method, const char *path,
+		     const char *ctype, const void *body, size_t len, int timeout_ms,
+		     char **ret_body, size_t *ret_len)
+{
+	if (ret_len)
+		*ret_len = 0;
+	return scripted_call(method, path, ret_body, ret_len);
 }
 
 /* ---- the scripted memory nodes ------------------------------------------- */

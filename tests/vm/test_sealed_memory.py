@@ -12,9 +12,15 @@ persistent mode, where guest pages would sit on a disk):
   mismatch (the guest is never handed the page);
 - the control: the same guest without a key leaves the pattern in the file;
 - a compute migration of a sealed VM: the destination gets the source's
-  page metadata (GET and POST /v1/vms/NAME/page-meta, as the orchestrator
-  does) and the guest's memory verifies there.
+  page metadata as the orchestrator hands it over (a pre-copy while the
+  guest runs, then the delta after the final flush, both as
+  application/octet-stream) and the guest's memory verifies there; bad
+  page-meta requests are refused and counted by the real agents exactly as
+  by the fake one (tests/functional/fakes.py);
+- the same with the guest writing after the pre-copy and during the
+  migration: the delta carries the pages it changed, nothing stale stays.
 """
+import json
 import mmap
 import os
 import struct
@@ -23,6 +29,9 @@ import time
 
 import dproto
 import vmlib
+
+import fakes
+import pagemeta_cases as pm
 
 MiB = 1 << 20
 PAGE = 4096
@@ -187,53 +196,157 @@ def regrant(key, section, holder):
     return out
 
 
-def hand_over(src, dst, name):
-    """What the orchestrator does after the source's migrate answer."""
-    frm, parts = 0, 0
+def hdrs(agent):
+    return agent.auth.headers(agent.auth.orch_token(agent.node_id))
+
+
+def move(src, dst, name, of, base=0, done=False):
+    """One snapshot from src to dst as the orchestrator moves it: {page: entry}."""
+    frm, got = 0, {}
     while True:
-        part = src.call("GET", f"/v1/vms/{name}/page-meta?from={frm}")
-        done = part["next"] >= part["total"]
-        ans = dst.call("POST", f"/v1/vms/{name}/page-meta",
-                       {"records": part["records"], "done": done})
-        assert ans["pending"] is (not done), ans
-        parts += 1
-        frm = part["next"]
-        if done:
-            return part["total"], parts
+        q = f"of={of}&from={frm}&max={pm.PART_MAX}" + (f"&base={base}" if of == "delta" else "")
+        st, data, h = pm.request(src.http, "GET", f"/v1/vms/{name}/page-meta?{q}",
+                                 headers=hdrs(src))
+        assert st == 200 and h["content-type"] == pm.OCTETS, (st, data[:200])
+        n = len(data) // pm.RECORD
+        last = n < pm.PART_MAX
+        if n or (last and done):
+            st, ans, _ = pm.request(dst.http, "POST", f"/v1/vms/{name}/page-meta" +
+                                    ("?done=1" if last and done else ""), data,
+                                    headers=hdrs(dst))
+            assert st == 200, ans
+        got.update(pm.records(data))
+        frm += n
+        if last:
+            assert frm == int(h["x-page-meta-total"]), h
+            return got
+
+
+def precopy(src, name):
+    return src.call("POST", f"/v1/vms/{name}/page-meta/precopy")["snapshot"]
+
+
+def compare_with_fake(agent, fake, name, fname, cases_of):
+    """The same bad requests to the real agent and to the fake one: the same
+    statuses and codes, each counted by both."""
+    r0, f0 = metric(agent, "disagg_compute_page_meta_refused_total") or 0, fake.meta_refused
+    real = pm.run_cases(agent.http, cases_of(name), hdrs(agent))
+    faked = pm.run_cases(fake.http, cases_of(fname))
+    for label, (st, code, msg) in real.items():
+        assert (st, code) == pm.EXPECTED[label] == faked[label][:2], (label, real, faked)
+        assert msg, (label, real)                      # a clear error: it says what
+    assert metric(agent, "disagg_compute_page_meta_refused_total") == r0 + len(real)
+    assert fake.meta_refused == f0 + len(faked)
+    return real
+
+
+def fake_vm(fake, name, incoming):
+    body = {"name": name, "vcpus": 1, "sections": [{"kind": "local"}] * 2,
+            "max_sections": 0, "encryption_key": "ab" * 32}
+    if incoming:
+        body["incoming"] = {"listen": "127.0.0.1:0"}
+    st, data, _ = pm.request(fake.http, "POST", "/v1/vms", json.dumps(body).encode(),
+                             "application/json")
+    assert st == 201, data
 
 
 def test_migrate_sealed(cluster, key):
     mn = cluster.memnode()
     a1, a2 = cluster.agent(1), cluster.agent(2)
+    fake = fakes.FakeCompute(99)
     page_key = os.urandom(32).hex()
     secs = [mn.section(holder=1) for _ in range(2)]
     vm = a1.create("smover", secs, vcpus=1, cache_bytes=32 * MiB, encryption_key=page_key)
     assert vm["encrypted"] is True
     a1.guest("smover", "FILL 1 7 64")                 # most of it on the memory node
-    st, j = a1.request("GET", "/v1/vms/smover/page-meta")
-    assert st == 404 and j["error"]["code"] == "no_snapshot", j   # not migrated yet
+    # Not migrating: no snapshot; bad queries. The fake answers the same.
+    fake_vm(fake, "fsrc", incoming=False)
+    compare_with_fake(a1, fake, "smover", "fsrc", pm.source_cases)
 
     dst = a2.create("smover", [regrant(key, s, 2) for s in secs], vcpus=1,
                     cache_bytes=32 * MiB, encryption_key=page_key,
                     incoming={"listen": "127.0.0.1:0"})
     assert dst["state"] == "incoming", dst
     a2.qemu_pids.add(dst["pid"])
+    gen = precopy(a1, "smover")
+    pre = move(a1, a2, "smover", "precopy")
+    assert len(pre) > 64 * MiB // PAGE // 2, len(pre)  # at least the evicted half
+    # A destination waiting for its table refuses bad parts and takes none.
+    fake_vm(fake, "fdst", incoming=True)
+    compare_with_fake(a2, fake, "smover", "fdst", pm.pending_cases)
     st, res = a1.request("POST", "/v1/vms/smover/migrate", {"uri": dst["migration_uri"]},
                          timeout=300)
     assert st == 200 and res["ok"] is True, res
     assert res["ram_transferred_bytes"] < 16 * MiB, res
-    total, parts = hand_over(a1, a2, "smover")
-    print(f"page metadata: {total} pages in {parts} part(s)")
-    assert total > 64 * MiB // PAGE // 2, total       # at least the evicted half of the region
-    st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "", "done": True})
-    assert st == 409, j                                # complete: never overwritten
-    st, j = a2.request("POST", "/v1/vms/smover/page-meta", {"records": "not base64!"})
-    assert st == 400, j
-    assert metric(a2, "disagg_compute_page_meta_refused_total") == 2   # each refusal counted
+    delta = move(a1, a2, "smover", "delta", base=gen, done=True)
+    print(f"page metadata: {len(pre)} pages pre-copied, {len(delta)} in the delta")
+    assert len(delta) < len(pre), (len(delta), len(pre))   # the guest was idle
+    # Complete: never overwritten.
+    pm.request(fake.http, "POST", "/v1/vms/fdst/page-meta?done=1", pm.record(1, pm.STORED | 1))
+    compare_with_fake(a2, fake, "smover", "fdst", pm.done_cases)
     assert vmlib.wait_for(lambda: a2.status("smover")["state"] == "running", 60)
     v = a2.guest("smover", "VERIFY 1")
     assert v["mismatches"] == 0, v
     p = a2.status("smover")["pager"]
     assert p["pages_fetched"] > 0 and p["integrity_failures"] == 0 and p["failed"] == 0, p
+    fake.close()
     a1.delete("smover")
     a2.delete("smover")
+
+
+def test_migrate_sealed_while_the_guest_writes(cluster, key):
+    """Pages the guest changes after the pre-copy (and during the
+    migration) reach the destination with their final version and tag: the
+    delta carries them, VERIFY finds nothing wrong and nothing is refused."""
+    mn = cluster.memnode()
+    a1, a2 = cluster.agent(1), cluster.agent(2)
+    page_key = os.urandom(32).hex()
+    secs = [mn.section(holder=1) for _ in range(2)]
+    a1.create("swriter", secs, vcpus=1, cache_bytes=32 * MiB, encryption_key=page_key)
+    a1.guest("swriter", "FILL 1 7 64")
+    a1.guest("swriter", "FILL 2 3 8")
+    dst = a2.create("swriter", [regrant(key, s, 2) for s in secs], vcpus=1,
+                    cache_bytes=32 * MiB, encryption_key=page_key,
+                    incoming={"listen": "127.0.0.1:0"})
+    a2.qemu_pids.add(dst["pid"])
+    gen = precopy(a1, "swriter")
+    pre = move(a1, a2, "swriter", "precopy")
+    # After the pre-copy: the whole 64 MiB again through a 32 MiB cache
+    # (pages sealed anew), and region 2 rewritten while the VM moves.
+    a1.guest("swriter", "REWRITE 1 9")
+    stop, writes = threading.Event(), []
+
+    def busy():
+        seed = 100
+        while not stop.is_set():
+            seed += 1
+            try:
+                a1.guest("swriter", f"REWRITE 2 {seed}", 20000)
+                writes.append(seed)
+            except Exception:        # the guest left mid-command: it finishes there
+                stop.wait(0.05)
+
+    t = threading.Thread(target=busy, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    st, res = a1.request("POST", "/v1/vms/swriter/migrate", {"uri": dst["migration_uri"]},
+                         timeout=300)
+    stop.set()
+    t.join(60)
+    assert st == 200 and res["ok"] is True, res
+    delta = move(a1, a2, "swriter", "delta", base=gen, done=True)
+    stale = [i for i in delta if i in pre and pre[i] != delta[i]]
+    print(f"page metadata: {len(pre)} pre-copied, {len(delta)} in the delta, "
+          f"{len(stale)} of them changed after the pre-copy; {len(writes)} rewrites while moving")
+    # Without the delta these pages would have a stale version/tag there.
+    assert len(stale) > 64 * MiB // PAGE // 4, len(stale)
+    assert vmlib.wait_for(lambda: a2.status("swriter")["state"] == "running", 60)
+    for region in (1, 2):
+        v = a2.guest("swriter", f"VERIFY {region}")
+        assert v["mismatches"] == 0, (region, v)
+    p = a2.status("swriter")["pager"]
+    assert p["pages_fetched"] > 0 and p["integrity_failures"] == 0 and p["failed"] == 0, p
+    assert metric(a2, "disagg_compute_page_meta_refused_total") == 0
+    assert metric(a2, "disagg_pager_integrity_failures_total") in (0, None)
+    a1.delete("swriter")
+    a2.delete("swriter")

@@ -15,6 +15,8 @@
 #include "macro.h"
 #include "vm_internal.h"
 
+_Static_assert(VM_META_NKINDS == ARRAY_SIZE(((struct vm *)0)->meta_rec), "one per kind");
+
 /* Write the key (new VM) or read it back (adopted VM): RUN_DIR/NAME/page.key, 0600. */
 static int key_file(struct vm *vm, bool create, char *err, size_t errlen)
 {
@@ -105,11 +107,92 @@ int vm_pagemeta_open(struct vm *vm, bool *ret_pending, char *err, size_t errlen)
 	return 0;
 }
 
+/* Does entry i go over: written ever (against no base), or not as in base? */
+static bool rec_wanted(const struct pager_meta_entry *e, const struct pager_meta_entry *base,
+		       size_t i)
+{
+	if (!e[i].ver)
+		return false;   /* never written: the destination's table has zeros too */
+	return !base || memcmp(&e[i], &base[i], sizeof(e[i])) != 0;
+}
+
+/* Records of the n entries of e (all written ones, or those not as in base). */
+static int records(const struct pager_meta_entry *e, size_t n,
+		   const struct pager_meta_entry *base, struct vm *vm, enum vm_meta_kind kind)
+{
+	size_t cnt = 0, k = 0;
+	uint8_t *out;
+
+	for (size_t i = 0; i < n; i++)
+		cnt += rec_wanted(e, base, i);
+	out = malloc(MAX(cnt, 1) * VM_META_RECORD);
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && k < cnt; i++) {
+		uint32_t idx = (uint32_t)i;
+
+		if (!rec_wanted(e, base, i))
+			continue;
+		memcpy(out + k * VM_META_RECORD, &idx, 4);
+		memcpy(out + k * VM_META_RECORD + 4, &e[i], PAGER_META_ENTRY);
+		k++;
+	}
+	free(vm->meta_rec[kind]);
+	vm->meta_rec[kind] = out;
+	vm->meta_len[kind] = k * VM_META_RECORD;
+	return 0;
+}
+
+int vm_pagemeta_precopy(struct vm *vm, uint64_t *ret_gen, size_t *ret_records)
+{
+	struct pager_meta_entry *base;
+	const void *e;
+	size_t len;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->crypt) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENOTSUP;
+	}
+	e = pager_crypt_table(vm->crypt, &len);
+	base = malloc(MAX(len, 1));
+	if (!base) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENOMEM;
+	}
+	/*
+	 * The guest runs: write-backs change entries while we copy. An entry
+	 * caught half-way differs from its final value, so the delta sends
+	 * it again; one read with version 0 is sent as nothing, like the
+	 * destination's zeros.
+	 */
+	memcpy(base, e, len);
+	for (size_t i = 0; i < len / PAGER_META_ENTRY; i++)
+		if (!base[i].ver)
+			memset(&base[i], 0, sizeof(base[i]));
+	r = records(base, len / PAGER_META_ENTRY, NULL, vm, VM_META_PRECOPY);
+	if (r < 0) {
+		free(base);
+		pthread_mutex_unlock(&vm->lock);
+		return r;
+	}
+	free(vm->meta_base);
+	vm->meta_base = (uint8_t *)base;
+	vm->meta_base_len = len;
+	*ret_gen = ++vm->meta_gen;
+	*ret_records = vm->meta_len[VM_META_PRECOPY] / VM_META_RECORD;
+	pthread_mutex_unlock(&vm->lock);
+	log_debug("vm %s: page-metadata pre-copy %llu: %zu pages", vm->spec.name,
+		  (unsigned long long)*ret_gen, *ret_records);
+	return 0;
+}
+
 int vm_pagemeta_snapshot(struct vm *vm)
 {
 	const struct pager_meta_entry *e;
-	uint8_t *snap;
-	size_t len, n = 0, k = 0;
+	size_t len;
+	int r;
 
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->crypt) {
@@ -117,52 +200,53 @@ int vm_pagemeta_snapshot(struct vm *vm)
 		return 0;
 	}
 	e = pager_crypt_table(vm->crypt, &len);
-	len /= PAGER_META_ENTRY;
-	for (size_t i = 0; i < len; i++)
-		n += e[i].ver != 0;
-	snap = malloc(MAX(n, 1) * VM_META_RECORD);
-	if (!snap) {
-		pthread_mutex_unlock(&vm->lock);
-		return -ENOMEM;
+	r = records(e, len / PAGER_META_ENTRY, NULL, vm, VM_META_FINAL);
+	free(vm->meta_rec[VM_META_DELTA]);
+	vm->meta_rec[VM_META_DELTA] = NULL;
+	vm->meta_len[VM_META_DELTA] = 0;
+	if (r == 0 && vm->meta_base && vm->meta_base_len == len) {
+		r = records(e, len / PAGER_META_ENTRY,
+			    (const struct pager_meta_entry *)vm->meta_base, vm, VM_META_DELTA);
+		vm->meta_delta_gen = vm->meta_gen;
 	}
-	for (size_t i = 0; i < len && k < n; i++) {
-		uint32_t idx = (uint32_t)i;
-
-		if (!e[i].ver)
-			continue;
-		memcpy(snap + k * VM_META_RECORD, &idx, 4);
-		memcpy(snap + k * VM_META_RECORD + 4, &e[i], PAGER_META_ENTRY);
-		k++;
-	}
-	free(vm->meta_snap);
-	vm->meta_snap = snap;
-	vm->meta_snap_len = k * VM_META_RECORD;
+	log_debug("vm %s: page-metadata snapshot: %zu pages, %zu changed since pre-copy %llu",
+		  vm->spec.name, vm->meta_len[VM_META_FINAL] / VM_META_RECORD,
+		  vm->meta_len[VM_META_DELTA] / VM_META_RECORD,
+		  (unsigned long long)vm->meta_delta_gen);
 	pthread_mutex_unlock(&vm->lock);
-	log_debug("vm %s: page-metadata snapshot: %zu pages", vm->spec.name, k);
-	return 0;
+	return r;
 }
 
-void vm_pagemeta_drop(struct vm *vm)
+void vm_pagemeta_free(struct vm *vm)
 {
-	pthread_mutex_lock(&vm->lock);
-	free(vm->meta_snap);
-	vm->meta_snap = NULL;
-	vm->meta_snap_len = 0;
-	pthread_mutex_unlock(&vm->lock);
+	for (unsigned k = 0; k < VM_META_NKINDS; k++) {
+		free(vm->meta_rec[k]);
+		vm->meta_rec[k] = NULL;
+		vm->meta_len[k] = 0;
+	}
+	free(vm->meta_base);
+	vm->meta_base = NULL;
+	vm->meta_base_len = 0;
 }
 
-int vm_pagemeta_read(struct vm *vm, size_t from, size_t max, uint8_t **ret, size_t *ret_len,
-		     size_t *ret_total)
+int vm_pagemeta_read(struct vm *vm, enum vm_meta_kind kind, uint64_t gen, size_t from,
+		     size_t max, uint8_t **ret, size_t *ret_len, size_t *ret_total)
 {
 	size_t total, n;
 	uint8_t *out;
 
+	if ((unsigned)kind >= VM_META_NKINDS)
+		return -EINVAL;
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->meta_snap) {
+	if (!vm->meta_rec[kind]) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ENOENT;
 	}
-	total = vm->meta_snap_len / VM_META_RECORD;
+	if (kind == VM_META_DELTA && gen != vm->meta_delta_gen) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ESTALE;
+	}
+	total = vm->meta_len[kind] / VM_META_RECORD;
 	if (from > total) {
 		pthread_mutex_unlock(&vm->lock);
 		return -ERANGE;
@@ -173,7 +257,7 @@ int vm_pagemeta_read(struct vm *vm, size_t from, size_t max, uint8_t **ret, size
 		pthread_mutex_unlock(&vm->lock);
 		return -ENOMEM;
 	}
-	memcpy(out, vm->meta_snap + from * VM_META_RECORD, n * VM_META_RECORD);
+	memcpy(out, vm->meta_rec[kind] + from * VM_META_RECORD, n * VM_META_RECORD);
 	pthread_mutex_unlock(&vm->lock);
 	*ret = out;
 	*ret_len = n * VM_META_RECORD;
@@ -181,8 +265,11 @@ int vm_pagemeta_read(struct vm *vm, size_t from, size_t max, uint8_t **ret, size
 	return 0;
 }
 
-int vm_pagemeta_put(struct vm *vm, const uint8_t *rec, size_t len, bool done)
+int vm_pagemeta_put(struct vm *vm, const uint8_t *rec, size_t len, bool done,
+		    uint64_t *ret_bad)
 {
+	size_t n = len / VM_META_RECORD;
+	uint64_t npages;
 	struct pager *p;
 	int r = 0;
 
@@ -198,7 +285,22 @@ int vm_pagemeta_put(struct vm *vm, const uint8_t *rec, size_t len, bool done)
 		pthread_mutex_unlock(&vm->lock);
 		return -EALREADY;   /* complete: a table in use is never overwritten */
 	}
-	for (size_t i = 0; i < len / VM_META_RECORD && r == 0; i++) {
+	/* All or nothing: every record is checked before any is applied. */
+	npages = pager_crypt_npages(vm->crypt);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		struct pager_meta_entry e;
+		uint32_t idx;
+
+		memcpy(&idx, rec + i * VM_META_RECORD, 4);
+		memcpy(&e, rec + i * VM_META_RECORD + 4, sizeof(e));
+		if (idx >= npages)
+			r = -ERANGE;
+		else if (!(e.ver & ~PAGER_META_STORED))
+			r = -EBADMSG;
+		if (r < 0 && ret_bad)
+			*ret_bad = idx;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
 		struct pager_meta_entry e;
 		uint32_t idx;
 

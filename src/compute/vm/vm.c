@@ -36,6 +36,7 @@
 #include "mappings.h"
 #include "metrics.h"
 #include "net.h"
+#include "pagemeta.h"
 #include "pager_use.h"
 #include "persist.h"
 #include "qemu_argv.h"
@@ -317,7 +318,7 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
-	free(vm->meta_snap);
+	vm_pagemeta_free(vm);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);

@@ -64,8 +64,13 @@ struct vm {
 	struct pager_backend *backend;
 	struct pager *pager;
 	struct pager_crypt *crypt;    /* spec.encrypt: the page-metadata table (vm_pagemeta.c) */
-	uint8_t *meta_snap;           /* the table as a migration source left it (vm_pagemeta.c) */
-	size_t meta_snap_len;
+	/* A migration source's snapshots of the table (vm/pagemeta.h), under lock. */
+	uint8_t *meta_rec[3];         /* by enum vm_meta_kind: records, NULL if none */
+	size_t meta_len[3];           /* their bytes */
+	uint8_t *meta_base;           /* the pre-copy's table, dense, as the destination got it */
+	size_t meta_base_len;
+	uint64_t meta_gen;            /* number of the last pre-copy snapshot */
+	uint64_t meta_delta_gen;      /* the pre-copy the delta is against */
 	_Atomic uint64_t meta_refused; /* page-meta parts refused (vm_pagemeta.c), in /metrics */
 	struct vm_region regions[VM_MAX_SECTIONS + 2];
 	unsigned nregions;

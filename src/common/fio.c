@@ -230,7 +230,7 @@ static ssize_t tls_readv(struct fio *f, const struct iovec *iov, int n, bool blo
 {
 	size_t total = 0;
 
-	if (block && !SSL_has_pending(f->ssl)) {
+	if (block && !fio_rpending(f)) {
 		struct pollfd p = { .fd = f->fd, .events = POLLIN };
 		int r = poll(&p, 1, f->block_ms);
 
@@ -240,6 +240,7 @@ static ssize_t tls_readv(struct fio *f, const struct iovec *iov, int n, bool blo
 			return -errno;
 	}
 	ERR_clear_error();
+	f->rwant = false;
 	for (int i = 0; i < n; i++) {
 		size_t off = 0;
 
@@ -251,6 +252,8 @@ static ssize_t tls_readv(struct fio *f, const struct iovec *iov, int n, bool blo
 			if (ret <= 0) {
 				int r = tls_err(f, ret);
 
+				/* A partial record at most is left: wait for the socket. */
+				f->rwant = r == -EAGAIN;
 				if (f->cend > f->coff)
 					(void)cbuf_send(f);     /* what reading made the library say */
 				return total ? (ssize_t)total : r;

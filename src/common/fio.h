@@ -58,6 +58,7 @@ struct fio {
 	size_t coff, cend;
 	int werr;                /* TLS: the socket error that stopped the records */
 	bool cbio_tried;
+	bool rwant;              /* TLS: the last SSL_read wanted more from the socket */
 };
 
 extern const struct fio_ops fio_plain_ops;
@@ -86,9 +87,14 @@ static inline bool fio_wpending(const struct fio *f)
 {
 	return f->wlen != 0 || f->cend != f->coff;
 }
+/*
+ * Decrypted bytes or a whole record wait in the library. Not a partial
+ * record (SSL_has_pending() counts those too): once SSL_read has asked the
+ * socket for the rest, the socket signals it.
+ */
 static inline bool fio_rpending(const struct fio *f)
 {
-	return f->ssl && SSL_has_pending(f->ssl);
+	return f->ssl && !f->rwant && SSL_has_pending(f->ssl);
 }
 static inline bool fio_is_tls(const struct fio *f)
 {

@@ -12,7 +12,9 @@
  *    must arrive in order;
  *  - the reader goes away mid-stream: the writer gets an error, no hang;
  *  - the writer goes away mid-record: the reader gets the bytes of the
- *    whole records, then an error (not a clean end of stream), no hang.
+ *    whole records, then an error (not a clean end of stream), no hang;
+ *  - half a record on the wire is not pending input (a caller would spin
+ *    on it instead of waiting for the socket); the whole record is.
  */
 #include <errno.h>
 #include <poll.h>
@@ -355,6 +357,52 @@ static void test_writer_gone(void)
 	pair_close(&p);
 }
 
+static void test_partial_record(void)
+{
+	struct pair p;
+	uint8_t msg[16384], got[16384];
+	BIO *mem = BIO_new(BIO_s_mem());
+	char *rec = NULL;
+	long len;
+	size_t have = 0;
+	ssize_t n;
+	int r = pair_open(&p, 0);
+
+	is(r, 0, "TLS connection (half a record)");
+	if (r < 0 || !mem) {
+		BIO_free(mem);
+		pair_close(&p);
+		return;
+	}
+	/* Seal one record into memory, then put half of it on the wire. */
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = stream_byte(i);
+	SSL_set0_wbio(p.w.io.ssl, mem);
+	r = SSL_write(p.w.io.ssl, msg, (int)sizeof(msg));
+	len = BIO_get_mem_data(mem, &rec);
+	ok(r == (int)sizeof(msg) && len > (long)sizeof(msg), "one record sealed (%ld bytes)", len);
+	if (len <= 0) {
+		pair_close(&p);
+		return;
+	}
+	ok(write(p.sfd, rec, (size_t)len / 2) == len / 2, "half of it sent");
+	usleep(50000);
+	n = fio_readv(&p.cio, &(struct iovec){ got, sizeof(got) }, 1, false);
+	ok(n == -EAGAIN && !fio_rpending(&p.cio),
+	   "half a record: nothing read (%zd) and nothing pending: wait for the socket", n);
+	ok(write(p.sfd, rec + len / 2, (size_t)(len - len / 2)) == len - len / 2, "the rest sent");
+	for (int tries = 0; tries < 50 && have < sizeof(got); tries++) {
+		n = fio_readv(&p.cio, &(struct iovec){ got + have, sizeof(got) - have }, 1, true);
+		if (n > 0)
+			have += (size_t)n;
+		else if (n != -EAGAIN)
+			break;
+	}
+	ok(have == sizeof(got) && memcmp(got, msg, sizeof(got)) == 0,
+	   "then the whole record is read (%zu bytes)", have);
+	pair_close(&p);
+}
+
 static int make_ctx(const char *cadir, uint64_t id, enum cert_role role, struct tls_ctx **ret)
 {
 	char cert[256], key[256];
@@ -380,7 +428,7 @@ int main(void)
 	int r;
 
 	signal(SIGPIPE, SIG_IGN);
-	plan(13);
+	plan(19);
 	if (!mkdtemp(dir)) {
 		diag("mkdtemp: %s", strerror(errno));
 		return 1;
@@ -397,6 +445,7 @@ int main(void)
 	test_partial_writes();
 	test_reader_gone();
 	test_writer_gone();
+	test_partial_record();
 	tls_ctx_free(srv_ctx);
 	tls_ctx_free(cl_ctx);
 	{

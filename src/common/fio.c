@@ -105,7 +105,7 @@ static int cbio_write(BIO *b, const char *data, size_t len, size_t *written)
 	BIO_clear_retry_flags(b);
 	if (f->werr)
 		return 0;
-	if (FIO_CBUF - f->cend < len && f->coff > 0) {
+	if (FIO_CBUF - f->cend < len) {
 		/* Make room: send what we can, then move the rest to the front. */
 		int r = cbuf_send(f);
 

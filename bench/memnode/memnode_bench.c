@@ -25,6 +25,10 @@
  * on CPU 0; `none` leaves it to the scheduler. Both sides of the
  * comparison always get the same placement.
  *
+ * Every row also gives the CPU time per request of the client and the
+ * memory node together (cpu_us) and of the node alone (srv_cpu): steadier
+ * than throughput on a machine shared with other work.
+ *
  *   disagg-memnode-bench [--memnode PATH] [--json PATH] [--quick] [--seconds S]
  *                        [--placement split|same|none]
  */
@@ -68,6 +72,7 @@ struct row {
 	const char *kind;           /* "baseline", "read", "write" */
 	unsigned pages, conns, qd;
 	double median_us, p99_us, mbps, ops;
+	double cpu_us, srv_cpu_us;   /* CPU time per request: client and memory node, the node's */
 };
 
 struct bench {
@@ -80,6 +85,7 @@ struct bench {
 	struct row rows[64];
 	const char *tag;             /* "" plaintext, "tls-" over TLS: prefixes row kinds */
 	unsigned nrows;
+	pid_t server;                /* the memory node measured (its CPU time per request) */
 };
 
 /* ---- latency samples ---------------------------------------------------- */
@@ -302,6 +308,42 @@ static void *bl_worker(void *arg)
 
 /* ---- cases ------------------------------------------------------------- */
 
+/*
+ * CPU time (ns) used so far by this process (client) and by `server`: on
+ * a shared machine the CPU a request costs is steadier than the throughput.
+ */
+static uint64_t client_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t server_cpu_ns(pid_t server)
+{
+	uint64_t t = 0;
+	char path[64], buf[1024];
+	FILE *f;
+
+	if (server <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)server);
+	f = fopen(path, "r");
+	if (f) {
+		char *p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+		unsigned long ut, st;
+
+		/* After "(comm)": fields 3..13, then utime and stime (clock ticks). */
+		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				&ut, &st) == 2)
+			t += (uint64_t)(ut + st) * (1000000000u / (uint64_t)sysconf(_SC_CLK_TCK));
+		fclose(f);
+	}
+	return t;
+}
+
 static void finish_row(struct bench *b, struct row *row, uint64_t **lats, size_t *nlats,
 		       unsigned n, uint64_t ops, double secs, size_t bytes_per_op)
 {
@@ -324,8 +366,9 @@ static void finish_row(struct bench *b, struct row *row, uint64_t **lats, size_t
 	row->mbps = row->ops * (double)bytes_per_op / 1e6;
 	free(all);
 	b->rows[b->nrows++] = *row;
-	printf("%-26s %5u %4u %10.1f %10.1f %10.1f %10.0f\n", row->name, row->conns, row->qd,
-	       row->median_us, row->p99_us, row->mbps, row->ops);
+	printf("%-26s %5u %4u %10.1f %10.1f %10.1f %10.0f %8.1f %8.1f\n", row->name, row->conns,
+	       row->qd, row->median_us, row->p99_us, row->mbps, row->ops, row->cpu_us,
+	       row->srv_cpu_us);
 	fflush(stdout);
 }
 
@@ -377,6 +420,8 @@ static int run_case(struct bench *b, bool write, unsigned pages, unsigned conns,
 			return -ENOMEM;
 		memset(w[i].buf, 0x5a, (size_t)qd * pages * PROTO_PAGE_SIZE);
 	}
+	uint64_t ccpu0 = client_cpu_ns(), scpu0 = server_cpu_ns(b->server);
+
 	for (unsigned i = 0; i < conns; i++)
 		if (pthread_create(&w[i].thread, NULL, mn_worker, &w[i]) != 0)
 			return -EAGAIN;
@@ -389,6 +434,11 @@ static int run_case(struct bench *b, bool write, unsigned pages, unsigned conns,
 		ops += w[i].ops;
 		t0 = MIN(t0, w[i].t_start);
 		t1 = MAX(t1, w[i].t_end);
+	}
+	if (ops) {
+		row.srv_cpu_us = (double)(server_cpu_ns(b->server) - scpu0) / 1000.0 / (double)ops;
+		row.cpu_us = row.srv_cpu_us +
+			     (double)(client_cpu_ns() - ccpu0) / 1000.0 / (double)ops;
 	}
 	if (!err) {
 		snprintf(row.name, sizeof(row.name), "%s%s %uK", b->tag ? b->tag : "",
@@ -553,12 +603,13 @@ static json_t *rows_json(const struct bench *b)
 	for (unsigned i = 0; i < b->nrows; i++) {
 		const struct row *r = &b->rows[i];
 
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f}",
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f}",
 						     "name", r->name, "kind", r->kind, "bytes",
 						     (int)(r->pages * PROTO_PAGE_SIZE), "conns",
 						     (int)r->conns, "qd", (int)r->qd, "median_us",
 						     r->median_us, "p99_us", r->p99_us, "MBps", r->mbps,
-						     "ops_per_s", r->ops));
+						     "ops_per_s", r->ops, "cpu_us_per_op", r->cpu_us,
+						     "server_cpu_us_per_op", r->srv_cpu_us));
 	}
 	return arr;
 }
@@ -680,6 +731,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	b.addr = mn_addr;
+	b.server = mn_pid;
 	place_clients(pl, ncpu);
 
 	r = setup_section(&b);
@@ -689,8 +741,8 @@ int main(int argc, char **argv)
 	printf("disagg-memnode-bench: memnode %s (%s), echo baseline %s, %.2f s per case, "
 	       "placement %s (%d CPUs)\n\n", mn_addr, mn_path, echo_addr, b.seconds,
 	       place_names[pl], ncpu);
-	printf("%-26s %5s %4s %10s %10s %10s %10s\n", "case", "conns", "qd", "median_us",
-	       "p99_us", "MB/s", "ops/s");
+	printf("%-26s %5s %4s %10s %10s %10s %10s %8s %8s\n", "case", "conns", "qd", "median_us",
+	       "p99_us", "MB/s", "ops/s", "cpu_us", "srv_cpu");
 	static const unsigned sizes[] = { 1, 16 };
 	for (unsigned si = 0; si < 2; si++)
 		for (int wr = 0; wr < 2; wr++) {
@@ -751,6 +803,7 @@ int main(int argc, char **argv)
 		goto out;
 	mnc_set_tls(tls);
 	b.addr = tls_addr;
+	b.server = tls_pid;
 	b.tag = "tls-";
 	r = setup_section(&b);
 	if (r < 0)

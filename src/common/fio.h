@@ -9,9 +9,16 @@
  * Results: >0 bytes, -EAGAIN nothing possible now, 0 (reads) end of
  * stream, other <0 -errno (-ECONNRESET, -EPIPE, -EPROTO for a TLS error).
  *
- * TLS writes go through a staging buffer of up to FIO_WBUF bytes: what a
- * write accepted may still sit there (fio_wpending()); fio_flush() pushes
- * it on. TLS reads may leave decrypted bytes buffered in the library
+ * TLS writes: small elements are staged (copied) into a buffer of
+ * FIO_WBUF bytes and sealed together; an element of FIO_DIRECT bytes or
+ * more (a 64 KiB reply) is sealed straight from the caller's memory.
+ * After the handshake the sealed records collect in a buffer of FIO_CBUF
+ * bytes and leave in one send(), not one write() per record. What a
+ * write accepted may still sit in either buffer (fio_wpending());
+ * fio_flush() pushes it on. An element SSL_write could not finish is not
+ * accepted: the caller must offer the same bytes first on its next write
+ * (a queue that keeps unaccepted bytes in place, as every caller does).
+ * TLS reads may leave decrypted bytes buffered in the library
  * (fio_rpending()): a caller that sleeps in poll() or epoll must first
  * drain those, since the socket will not signal them.
  */
@@ -26,7 +33,9 @@
 
 #include <openssl/ssl.h>
 
-#define FIO_WBUF (128u << 10)   /* a 64 KiB READ reply and its header in one SSL_write */
+#define FIO_WBUF (64u << 10)    /* small elements staged for one SSL_write */
+#define FIO_DIRECT (16u << 10)  /* elements this large are sealed in place (a full record) */
+#define FIO_CBUF (256u << 10)   /* sealed records waiting for one send() */
 
 struct fio;
 
@@ -44,6 +53,12 @@ struct fio {
 	SSL *ssl;                /* TLS only */
 	uint8_t *wbuf;           /* TLS: bytes accepted, not yet taken by SSL_write */
 	size_t wlen;
+	size_t dlen;             /* TLS: a direct SSL_write to retry with these many bytes */
+	uint8_t *cbuf;           /* TLS: sealed records not yet sent (after the handshake) */
+	size_t coff, cend;
+	int werr;                /* TLS: the socket error that stopped the records */
+	bool cbio_tried;
+	bool rwant;              /* TLS: the last SSL_read wanted more from the socket */
 };
 
 extern const struct fio_ops fio_plain_ops;
@@ -70,11 +85,16 @@ static inline int fio_flush(struct fio *f)
 }
 static inline bool fio_wpending(const struct fio *f)
 {
-	return f->wlen != 0;
+	return f->wlen != 0 || f->cend != f->coff;
 }
+/*
+ * Decrypted bytes or a whole record wait in the library. Not a partial
+ * record (SSL_has_pending() counts those too): once SSL_read has asked the
+ * socket for the rest, the socket signals it.
+ */
 static inline bool fio_rpending(const struct fio *f)
 {
-	return f->ssl && SSL_has_pending(f->ssl);
+	return f->ssl && !f->rwant && SSL_has_pending(f->ssl);
 }
 static inline bool fio_is_tls(const struct fio *f)
 {

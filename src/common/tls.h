@@ -11,8 +11,9 @@
  * memory node refuses a HELLO naming another node id, and the
  * orchestrator's capability to a certificate of another role.
  *
- * Only TLS 1.3, Ed25519 certificates; cipher suites AES-128-GCM first,
- * then ChaCha20-Poly1305 (docs/security.md has the measurement). Kernel
+ * Only TLS 1.3, Ed25519 certificates; cipher suites ChaCha20-Poly1305
+ * first, then AES-128-GCM and AES-256-GCM, the server's order deciding
+ * (TLS_SUITES in tls.c; docs/security.md has the measurement). Kernel
  * TLS is asked for (SSL_OP_ENABLE_KTLS) and used where the kernel has it.
  */
 #ifndef DISAGG_TLS_H

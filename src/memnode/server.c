@@ -31,7 +31,8 @@
  * operator set one.
  *
  * Backpressure: replies queue per connection and go out with sendmsg()
- * of an iovec. While a connection has more than MN_OUTQ_CAP bytes or
+ * of an iovec (over TLS: sealed into records that leave in one send(),
+ * fio.h). While a connection has more than MN_OUTQ_CAP bytes or
  * PROTO_MAX_INFLIGHT frames unanswered or unsent, it is not read (nor are
  * the frames already buffered processed) until the queue drains, so a
  * slow reader only ever holds a bounded amount of memory and never blocks

@@ -458,12 +458,14 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			rc = -EPROTO;   /* a malformed reply: a transport error, not a bad page */
 		/*
 		 * Sealed pages: open (authenticate) every claimed page that came
-		 * from the node before it is installed. A fault opens its own
-		 * page first and installs it alone (below), then the rest of the
-		 * cluster: the faulting thread does not wait for the cipher's
-		 * work on its neighbours.
+		 * from the node before it is installed. A random fault opens its
+		 * own page first and installs it alone (below): the faulting
+		 * thread does not wait for the cipher's work on its neighbours,
+		 * which stay sealed in the stash (stash.h) or, for a range too
+		 * long for it, are opened after the wake. A sequential fault's
+		 * window is all needed next: opened in one pass, installed at once.
 		 */
-		early = p->cfg.crypt && !pf_end && t->claimed[pg - start];
+		early = p->cfg.crypt && !pf_end && !sequential && t->claimed[pg - start];
 		for (i = first; rc >= 0 && p->cfg.crypt && i <= last; i++)
 			if (t->claimed[i - start] && !(st_get(r, i) & ST_DISCARD) &&
 			    (!early || i == pg))

@@ -53,6 +53,7 @@ struct pager_region {
 	struct pager_section *sections;
 	uint8_t *st;
 	uint8_t *fence;              /* per section: being changed, fault threads keep off */
+	uint32_t *resets;            /* per section: page states reset (set_section), atomic */
 	struct pager_tee **tee;      /* per section: a second sink on it (sink.h) or NULL (io_lock) */
 	uint32_t gen;                /* slot generation (tags epoll events) */
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */

@@ -202,7 +202,7 @@ static void stash_step(struct pager_thread *t)
 	pager_rcu_enter(&p->rcu, t->idx);
 	r = atomic_load(&p->regions[e->region]);
 	if (r && r->gen == e->gen) {
-		pager_rcu_set_key(&p->rcu, t->idx, pager_sec_key(r, e->start / p->sec_pages));
+		pager_rcu_set_key(&p->rcu, t->idx, pager_sec_key(r, e->sec));
 		pager_stash_install(&t->c, r, e);
 		pager_rcu_set_key(&p->rcu, t->idx, 0);
 		(void)serve_backlog(t);   /* faults read while an install waited */

@@ -166,6 +166,17 @@ static uint8_t release_claim(uint8_t sv)
 
 /* ---- sealed neighbours (stash.h) ---------------------------------------------- */
 
+/*
+ * Are e's claims still ours? Not once its section's page states were reset
+ * (pager_region_set_section with another section): those pages may have
+ * been claimed again since, by anyone.
+ */
+static bool stash_owned(struct pager *p, const struct pager_region *r,
+			const struct pager_stash_ent *e)
+{
+	return __atomic_load_n(&r->resets[e->sec], __ATOMIC_SEQ_CST) == e->resets;
+}
+
 /* Give up e's pages unopened: their claims are released (r NULL: the region is gone). */
 static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
 		       struct pager_stash_ent *e)
@@ -173,7 +184,9 @@ static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
 	struct pager *p = t->p;
 	uint64_t n = 0;
 
-	if (r) {
+	if (r && !stash_owned(p, r, e)) {
+		(void)pager_uffd_wake(r, e->start, e->n);
+	} else if (r) {
 		pthread_mutex_lock(&p->lock);
 		for (uint64_t i = 0; i < e->n; i++)
 			if (e->claimed[i]) {
@@ -208,7 +221,13 @@ void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
 		pager_stash_put(t->stash, e);   /* removed: its page state went with it */
 		return;
 	}
-	if (atomic_load(&r->dead) || pager_sec_fenced(r, e->start / p->sec_pages)) {
+	if (!stash_owned(p, r, e)) {
+		/* The section changed under it: a fault there is served afresh. */
+		pager_stash_put(t->stash, e);
+		(void)pager_uffd_wake(r, e->start, n);
+		return;
+	}
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, e->sec)) {
 		/* Being removed or changed: a fault on these pages is served afresh. */
 		stash_drop(t, r, e);
 		(void)pager_uffd_wake(r, e->start, n);
@@ -549,6 +568,9 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 					se->gen = r->gen;
 					se->start = start;
 					se->n = end - start;
+					se->sec = sec;
+					se->resets = __atomic_load_n(&r->resets[sec],
+								     __ATOMIC_SEQ_CST);
 					pager_stash_hold(t->stash, se);
 					CTR_ADD(p, pages_stashed, n);
 				}

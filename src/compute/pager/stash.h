@@ -35,7 +35,9 @@ struct pager_stash_ent {
 	bool used;
 	uint32_t region, gen;        /* p->regions[region], of generation gen */
 	uint64_t start, n;           /* pages [start, start + n) of the region */
+	uint64_t sec;                /* the section of the fault they came with */
 	uint64_t age;
+	uint32_t resets;             /* the section's r->resets when held */
 	uint8_t claimed[PAGER_STASH_PAGES]; /* 1: claimed (BUSY) by us, still sealed */
 	uint8_t *buf;                /* PAGER_STASH_PAGES pages, page i at (i - start) */
 };

@@ -325,6 +325,7 @@ int pager_fault_start(struct pager *p)
 		t->c.p = p;
 		t->c.drain = drain_events;
 		t->idx = i;
+		t->c.rcu_idx = i;
 		t->c.buf = aligned_alloc(PS, (size_t)maxp * PS);
 		t->c.claimed = calloc(maxp, 1);
 		if (!t->c.buf || !t->c.claimed ||

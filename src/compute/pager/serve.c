@@ -191,10 +191,12 @@ static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
 		for (uint64_t i = 0; i < e->n; i++)
 			if (e->claimed[i]) {
 				st_set(r, e->start + i, release_claim(st_get(r, e->start + i)));
+				r->hist[e->start + i] |= HIST_DROPPED;
 				n++;
 			}
 		pthread_mutex_unlock(&p->lock);
 		CTR_ADD(p, pages_stash_dropped, n);
+		t->stash->drops++;
 	}
 	pager_stash_put(t->stash, e);
 }
@@ -403,6 +405,15 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		end = pg + 1;
 	if (sequential && write)
 		wr_end = end;
+	if (t->stash && !pf_end) {
+		/* A sealed neighbour we hold (BUSY, ours): the guest is back in its cluster. */
+		struct pager_stash_ent *e = pager_stash_find(t->stash, r->idx, r->gen, pg);
+
+		if (e) {
+			pager_stash_install(t, r, e);
+			return;
+		}
+	}
 	/*
 	 * A random fault on a sealed slot: its neighbours will stay sealed in
 	 * a stash entry, fetched straight into its buffer. All held: the
@@ -411,8 +422,18 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	if (p->cfg.crypt && t->stash && !pf_end && !sequential && end - start <= PAGER_STASH_PAGES) {
 		se = pager_stash_unused(t->stash);
 		if (!se) {
+			struct pager_region *or;
+
 			se = pager_stash_oldest(t->stash);
-			stash_drop(t, stash_region(p, se), se);
+			or = stash_region(p, se);
+			if (or && pager_stash_keep(t->stash)) {
+				/* The guest comes back to neighbours: open them (on this fault's time). */
+				pager_rcu_set_key(&p->rcu, t->rcu_idx, pager_sec_key(or, se->sec));
+				pager_stash_install(t, or, se);
+				pager_rcu_set_key(&p->rcu, t->rcu_idx, pager_sec_key(r, sec));
+			} else {
+				stash_drop(t, or, se);
+			}
 		}
 		buf = se->buf;
 	}
@@ -434,16 +455,10 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			sf = st_get(r, pg);
 		}
 		if (sf & (ST_BUSY | ST_PRESENT)) {
-			struct pager_stash_ent *e;
-
 			pthread_mutex_unlock(&p->lock);
 			/* BUSY: the owner wakes it. PRESENT: installed meanwhile. */
 			if (sf & ST_PRESENT)
 				(void)pager_uffd_wake(r, pg, 1);
-			else if (t->stash && !pf_end &&
-				 (e = pager_stash_find(t->stash, r->idx, r->gen, pg)))
-				/* A sealed neighbour we hold: the guest is back in its cluster. */
-				pager_stash_install(t, r, e);
 			return;
 		}
 	}
@@ -453,6 +468,11 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 
 		if (sv & (ST_BUSY | ST_PRESENT))
 			continue;
+		if (p->cfg.crypt && (r->hist[i] & HIST_DROPPED)) {
+			r->hist[i] &= (uint8_t)~HIST_DROPPED;
+			if (i == pg && t->stash && !pf_end)
+				t->stash->regrets++;   /* a neighbour given up was needed */
+		}
 		st_set(r, i, sv | ST_BUSY);
 		t->claimed[i - start] = 1;
 		nclaimed++;

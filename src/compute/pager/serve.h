@@ -22,6 +22,7 @@ struct pager_fault_ctx {
 	uint8_t *buf;                /* PROTO_MAX_PAGES pages */
 	uint8_t *claimed;            /* PROTO_MAX_PAGES flags */
 	struct pager_stash *stash;   /* sealed slots: a random fault's neighbours (stash.h) */
+	unsigned rcu_idx;            /* the thread's reader index in p->rcu */
 	/* The mapping is changing (EAGAIN): read r's pending events now. */
 	void (*drain)(struct pager_fault_ctx *c, struct pager_region *r);
 };

@@ -73,6 +73,11 @@ void pager_stash_hold(struct pager_stash *s, struct pager_stash_ent *e)
 	e->used = true;
 	e->age = ++s->clock;
 	s->used++;
+	if (++s->holds >= PAGER_STASH_DECAY) {
+		s->holds = 0;
+		s->drops /= 2;
+		s->regrets /= 2;
+	}
 }
 
 void pager_stash_put(struct pager_stash *s, struct pager_stash_ent *e)

@@ -30,6 +30,7 @@
 
 #define PAGER_STASH_ENTRIES 8u
 #define PAGER_STASH_PAGES   32u   /* pages per entry: a random fault's range */
+#define PAGER_STASH_DECAY   64u
 
 struct pager_stash_ent {
 	bool used;
@@ -45,6 +46,13 @@ struct pager_stash_ent {
 struct pager_stash {
 	uint64_t clock;
 	unsigned used;
+	/*
+	 * When all entries are held, the oldest is opened and installed if
+	 * the guest came back often to neighbours given up before (regrets:
+	 * faults on HIST_DROPPED pages, against drops), else given up. Both
+	 * halve every PAGER_STASH_DECAY entries held.
+	 */
+	unsigned drops, regrets, holds;
 	struct pager_stash_ent e[PAGER_STASH_ENTRIES];
 };
 
@@ -63,6 +71,12 @@ struct pager_stash_ent *pager_stash_oldest(struct pager_stash *s);
 /* The held entry with page pg of (region, gen) claimed, or NULL. */
 struct pager_stash_ent *pager_stash_find(struct pager_stash *s, uint32_t region, uint32_t gen,
 					 uint64_t pg);
+/* All entries held: open the oldest (true) rather than give it up? */
+static inline bool pager_stash_keep(const struct pager_stash *s)
+{
+	return s->regrets * 2 > s->drops;
+}
+
 /* Hold e (filled by the caller). */
 void pager_stash_hold(struct pager_stash *s, struct pager_stash_ent *e);
 /* e is done with (installed, released, or its region is gone). */

@@ -363,6 +363,19 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		}
 		return;
 	}
+	if (!pf_end && pager_stash_pending(t->stash) &&
+	    atomic_load(&p->budget_pages) != UINT64_MAX &&
+	    atomic_load(&p->resident) + p->cluster > atomic_load(&p->budget_pages)) {
+		/*
+		 * Never wait for space holding claims (a flush waits for them),
+		 * and neighbours installed now would only be evicted: give
+		 * them up.
+		 */
+		struct pager_stash_ent *e;
+
+		while ((e = pager_stash_oldest(t->stash)))
+			stash_drop(t, stash_region(p, e), e);
+	}
 	if (!pf_end)
 		pager_budget_wait_space(p);
 	if (pager_sec_fenced(r, sec))

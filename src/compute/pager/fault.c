@@ -16,6 +16,11 @@
  * mapping to settle (EAGAIN), the thread reads the region's pending events
  * (drain_events): REMOVEs are handled at once (a madvise waits for them),
  * faults are kept in a backlog and served in order afterwards.
+ *
+ * On a sealed slot a thread may hold sealed neighbours of earlier random
+ * faults (stash.h). With nothing to read it yields the CPU once (a guest
+ * thread woken on this CPU runs first), reads again, and only then opens
+ * and installs one stash entry; it never sleeps in epoll_wait holding one.
  */
 #include "fault.h"
 

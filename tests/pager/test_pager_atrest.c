@@ -252,6 +252,20 @@ static void refused_then_served(struct setup *s, const char *what, uint64_t pg, 
 	(void)pager_set_budget(s->m.p, LEN);
 }
 
+/* Every sealed neighbour kept so far opened or given up (stash.h): the stats then, 10 s at most. */
+static void settled(struct setup *s, struct pager_stats *st)
+{
+	uint64_t t0 = tap_mono_ms();
+
+	for (;;) {
+		pager_stats(s->m.p, st);
+		if (st->pages_stashed == st->pages_stash_opened + st->pages_stash_dropped ||
+		    tap_mono_ms() - t0 > 10000)
+			return;
+		usleep(10000);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct setup enc, clr;
@@ -346,20 +360,14 @@ int main(int argc, char **argv)
 	 */
 	{
 		struct pager_stats st0, st;
-		uint64_t nbad = 0, fetched, t0;
+		uint64_t nbad = 0, fetched;
 
-		pager_stats(enc.m.p, &st0);
+		settled(&enc, &st0);
 		nbad += !check(enc.m.mem + 97 * PS, 97, 1);
 		for (uint64_t pg = 96; pg < 112; pg++)
 			nbad += !check(enc.m.mem + pg * PS, pg, 1);
 		/* The counters follow the installs that woke us. */
-		t0 = tap_mono_ms();
-		do {
-			usleep(10000);
-			pager_stats(enc.m.p, &st);
-		} while (st.pages_stash_opened - st0.pages_stash_opened <
-				 st.pages_stashed - st0.pages_stashed &&
-			 tap_mono_ms() - t0 < 10000);
+		settled(&enc, &st);
 		ok(nbad == 0, "neighbours: page 97 and its cluster read back intact (%llu bad)",
 		   (unsigned long long)nbad);
 		fetched = st.pages_fetched - st0.pages_fetched;

@@ -177,13 +177,26 @@ static bool stash_owned(struct pager *p, const struct pager_region *r,
 	return __atomic_load_n(&r->resets[e->sec], __ATOMIC_SEQ_CST) == e->resets;
 }
 
-/* Give up e's pages unopened: their claims are released (r NULL: the region is gone). */
+/* Claimed pages of e. */
+static uint64_t stash_count(const struct pager_stash_ent *e)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < e->n; i++)
+		n += e->claimed[i] != 0;
+	return n;
+}
+
+/*
+ * Give up e's pages unopened: their claims are released (r NULL: the
+ * region is gone; not ours any more: left alone).
+ */
 static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
 		       struct pager_stash_ent *e)
 {
 	struct pager *p = t->p;
-	uint64_t n = 0;
 
+	CTR_ADD(p, pages_stash_dropped, stash_count(e));
 	if (r && !stash_owned(p, r, e)) {
 		(void)pager_uffd_wake(r, e->start, e->n);
 	} else if (r) {
@@ -192,10 +205,8 @@ static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
 			if (e->claimed[i]) {
 				st_set(r, e->start + i, release_claim(st_get(r, e->start + i)));
 				r->hist[e->start + i] |= HIST_DROPPED;
-				n++;
 			}
 		pthread_mutex_unlock(&p->lock);
-		CTR_ADD(p, pages_stash_dropped, n);
 		t->stash->drops++;
 	}
 	pager_stash_put(t->stash, e);
@@ -214,17 +225,20 @@ void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
 {
 	struct pager *p = t->p;
 	uint8_t exists[PAGER_STASH_PAGES];
-	uint64_t i, n = e->n, opened = 0;
+	uint64_t i, n = e->n, opened = 0, held = stash_count(e);
 	int64_t added = 0;
 	bool wake = p->nthreads > 1;
 	int rc = 0;
 
 	if (!r || r->gen != e->gen) {
-		pager_stash_put(t->stash, e);   /* removed: its page state went with it */
+		/* Removed: its page state went with it. */
+		CTR_ADD(p, pages_stash_dropped, held);
+		pager_stash_put(t->stash, e);
 		return;
 	}
 	if (!stash_owned(p, r, e)) {
 		/* The section changed under it: a fault there is served afresh. */
+		CTR_ADD(p, pages_stash_dropped, held);
 		pager_stash_put(t->stash, e);
 		(void)pager_uffd_wake(r, e->start, n);
 		return;
@@ -296,6 +310,7 @@ void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
 	if (added)
 		pager_resident_add(p, added);
 	CTR_ADD(p, pages_stash_opened, opened);
+	CTR_ADD(p, pages_stash_dropped, held - opened);   /* failed, or installed by another */
 	for (i = 0; i < n; i++) {
 		if (!e->claimed[i] || !(st_get(r, e->start + i) & ST_RMV))
 			continue;

@@ -120,7 +120,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(pages_sealed, "pages encrypted with the slot's key for write-back"),
 		C(pages_stashed, "sealed neighbours of a random fault kept sealed after the guest was woken"),
 		C(pages_stash_opened, "sealed neighbours opened and installed later (touched, or the fault thread was idle)"),
-		C(pages_stash_dropped, "sealed neighbours given up unopened (the stash was full); fetched again if touched"),
+		C(pages_stash_dropped, "sealed neighbours not installed from the stash (given up when it was full or near the budget, failed authentication, section changed); fetched again if touched"),
 		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 #undef C
 	};

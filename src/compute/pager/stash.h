@@ -15,6 +15,10 @@
  *   - or never, when a new fault needs an entry and all are held: the
  *     oldest is given up unopened (its claims released, counted in
  *     pages_stash_dropped); a later fault fetches those pages again.
+ *     Unless the guest has been coming back to neighbours given up
+ *     before (pager_stash_keep): then the oldest is opened and installed
+ *     on the new fault's time. A fault that may wait for budget space
+ *     gives the whole stash up first (serve.c).
  * A page that fails authentication is never installed, as on the fault's
  * own page (atrest.h): its claim is released and a fault on it finds it bad
  * again, and parks.

@@ -308,6 +308,49 @@ static double rand_rw(uint8_t *mem, uint64_t len, uint32_t *ver, unsigned ops, u
 	return ops / ((double)(now_ns() - t0) / 1e9);
 }
 
+/*
+ * Where a sealed page's time goes, per 4 KiB page: opening it with the
+ * thread's keyed context (what the fault path does), with a new context and
+ * key schedule each time (pager_page_open), and a plain 4 KiB copy.
+ */
+static void cipher_costs(double *keyed_us, double *fresh_us, double *copy_us, uint64_t *mism)
+{
+	static uint8_t plain[PS], ct[PS], out[PS];
+	const struct pager_meta_entry *e;
+	struct pager_crypt *c = NULL;
+	uint8_t key[PAGER_KEY_BYTES];
+	size_t len;
+	uint64_t t0;
+	unsigned n = 20000;
+
+	*keyed_us = *fresh_us = *copy_us = 0;
+	for (unsigned i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)rnd();
+	fill_page(plain, 3, 1);
+	if (pager_crypt_new(key, NULL, 16, &c) < 0 || pager_crypt_seal(c, 3, plain, ct) < 0) {
+		(*mism)++;
+		pager_crypt_free(c);
+		return;
+	}
+	e = (const struct pager_meta_entry *)pager_crypt_table(c, &len) + 3;
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++)
+		*mism += pager_crypt_open(c, 3, ct, out) != 0;
+	*keyed_us = (double)(now_ns() - t0) / 1000.0 / n;
+	*mism += memcmp(out, plain, PS) != 0;
+	t0 = now_ns();
+	for (unsigned i = 0; i < n / 10; i++)
+		*mism += pager_page_open(key, 3, e->ver & ~PAGER_META_STORED, ct, out, e->tag) != 0;
+	*fresh_us = (double)(now_ns() - t0) / 1000.0 / (n / 10);
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		memcpy(out, ct, PS);
+		__asm__ volatile("" : : "r"(out) : "memory");
+	}
+	*copy_us = (double)(now_ns() - t0) / 1000.0 / n;
+	pager_crypt_free(c);
+}
+
 static void run_pager(struct bmap *b, const char *setup, int pct, const struct opts *o,
 		      struct result *res)
 {
@@ -448,6 +491,7 @@ int main(int argc, char **argv)
 	struct mnspawn mn = { .pid = -1 };
 	uint64_t mism = 0;
 	double raw_us, rtt1_us, rtt16_us, remote1_us = 0, sealed1_us = 0;
+	double open_us, open_fresh_us, copy_us;
 	int c;
 
 	log_init("disagg-pagerbench");
@@ -503,6 +547,7 @@ int main(int argc, char **argv)
 	raw_us = baseline_uffd_fault_us(o.size, 4000, o.pin);
 	rtt1_us = baseline_tcp_rtt_us(120, 32 + PS, 2000, o.pin);
 	rtt16_us = baseline_tcp_rtt_us(120, 32 + 16 * PS, 2000, o.pin);
+	cipher_costs(&open_us, &open_fresh_us, &copy_us, &mism);
 	if (raw_us < 0 || rtt1_us < 0 || rtt16_us < 0) {
 		fprintf(stderr, "pagerbench: baselines: %s\n",
 			strerror((int)-(raw_us < 0 ? raw_us : rtt1_us < 0 ? rtt1_us : rtt16_us)));
@@ -636,6 +681,9 @@ int main(int argc, char **argv)
 		       raw_us, rtt16_us, ov16, remote1_us, rtt1_us, ov1);
 		printf("sealed_fault_1p_us %.2f sealed_fault_1p_cost_us %.2f (one page per fault)\n",
 		       sealed1_us, sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0);
+		printf("open_page_us %.2f (keyed context) open_page_fresh_us %.2f (new context and "
+		       "key schedule) memcpy_4k_us %.2f (per 4 KiB page)\n", open_us, open_fresh_us,
+		       copy_us);
 		if (o.json) {
 			FILE *f = fopen(o.json, "we");
 
@@ -652,13 +700,15 @@ int main(int argc, char **argv)
 				   "  \"sealed_fault_us\": %.2f,\n  \"sealed_fault_cost_us\": %.2f,\n"
 				   "  \"seq_read_sealed_MBps\": %.1f,\n  \"seq_read_sealed_ratio\": %.3f,\n"
 				   "  \"sealed_fault_1p_us\": %.2f,\n  \"sealed_fault_1p_cost_us\": %.2f,\n"
+				   "  \"open_page_us\": %.3f,\n  \"open_page_fresh_us\": %.3f,\n"
+				   "  \"memcpy_4k_us\": %.3f,\n"
 				   "  \"mismatches\": %llu,\n  \"rows\": [\n",
 				(unsigned long long)(o.size >> 20), fl->fault_us, rm ? rm->fault_us : 0,
 				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0, raw_us, rtt1_us,
 				rtt16_us, remote1_us, ov16, ov1, sl ? sl->fault_us : 0, scost,
 				sl ? sl->seq_read_MBps : 0, sratio, sealed1_us,
 				sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0,
-				(unsigned long long)mism);
+				open_us, open_fresh_us, copy_us, (unsigned long long)mism);
 			for (unsigned i = 0; i < nres; i++)
 				fprintf(f, "    {\"setup\": \"%s\", \"budget_pct\": %d, \"seq_read_MBps\": %.1f, "
 					   "\"seq_write_MBps\": %.1f, \"fault_us\": %.2f, \"randrw_ops\": %.0f, "

@@ -53,6 +53,7 @@ struct pager_region {
 	struct pager_section *sections;
 	uint8_t *st;
 	uint8_t *fence;              /* per section: being changed, fault threads keep off */
+	uint32_t *resets;            /* per section: page states reset (set_section), atomic */
 	struct pager_tee **tee;      /* per section: a second sink on it (sink.h) or NULL (io_lock) */
 	uint32_t gen;                /* slot generation (tags epoll events) */
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
@@ -97,10 +98,15 @@ static inline bool st_needs_wb(uint8_t s)
  * seconds so climbs until its delay exceeds T, and the page is no longer
  * written back (nor write-protected) between two rewrites. The history is
  * forgotten when the page leaves the cache.
+ *
+ * HIST_DROPPED marks an absent page that was fetched as a sealed fault's
+ * neighbour and given up unopened (stash.h); the next claim clears it, and
+ * a fault on it tells the stash that giving neighbours up costs fetches.
  */
 enum {
 	HIST_LEVEL     = 0x07,
 	HIST_LEVEL_MAX = 4,
+	HIST_DROPPED   = 0x40,
 	HIST_WRITTEN   = 0x80,
 };
 #define HIST_EPOCHS 4u      /* write-back epochs per writeback_delay_ms (clean.c) */

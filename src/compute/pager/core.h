@@ -55,6 +55,7 @@ struct pager_ctr {
 	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
 	_Atomic uint64_t writebacks_fenced;
 	_Atomic uint64_t integrity_failures, pages_sealed;
+	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;
 };
 
 #define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)

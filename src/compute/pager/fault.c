@@ -16,6 +16,11 @@
  * mapping to settle (EAGAIN), the thread reads the region's pending events
  * (drain_events): REMOVEs are handled at once (a madvise waits for them),
  * faults are kept in a backlog and served in order afterwards.
+ *
+ * On a sealed slot a thread may hold sealed neighbours of earlier random
+ * faults (stash.h). With nothing to read it yields the CPU once (a guest
+ * thread woken on this CPU runs first), reads again, and only then opens
+ * and installs one stash entry; it never sleeps in epoll_wait holding one.
  */
 #include "fault.h"
 
@@ -133,18 +138,11 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 	}
 }
 
-/* Read and serve what r's uffd has. Returns messages handled. */
-static int serve_region(struct pager_thread *t, struct pager_region *r)
+/* Serve the faults read while draining events, in order. Returns how many. */
+static int serve_backlog(struct pager_thread *t)
 {
-	struct uffd_msg msgs[PAGER_UMSG_BATCH];
-	unsigned n;
 	int k = 0;
 
-	if (atomic_load(&r->dead))
-		return 0;
-	n = uffd_read(r->uffd, msgs, PAGER_UMSG_BATCH);
-	for (unsigned i = 0; i < n; i++, k++)
-		handle_msg(t, r, &msgs[i]);
 	while (t->nbacklog) {
 		/* Faults read while draining events; serve them in order. */
 		unsigned nb = t->nbacklog;
@@ -158,6 +156,73 @@ static int serve_region(struct pager_thread *t, struct pager_region *r)
 			handle_msg(t, tr[i], &tmp[i]);
 	}
 	return k;
+}
+
+/* Read and serve what r's uffd has. Returns messages handled. */
+static int serve_region(struct pager_thread *t, struct pager_region *r)
+{
+	struct uffd_msg msgs[PAGER_UMSG_BATCH];
+	unsigned n;
+	int k = 0;
+
+	if (atomic_load(&r->dead))
+		return 0;
+	n = uffd_read(r->uffd, msgs, PAGER_UMSG_BATCH);
+	for (unsigned i = 0; i < n; i++, k++)
+		handle_msg(t, r, &msgs[i]);
+	return k + serve_backlog(t);
+}
+
+/* Read and serve every region's uffd once. Returns messages handled. */
+static int serve_all(struct pager_thread *t)
+{
+	struct pager *p = t->c.p;
+	unsigned nr = atomic_load(&p->nslots);
+	int got = 0;
+
+	for (unsigned i = 0; i < nr; i++) {
+		struct pager_region *r;
+
+		pager_rcu_enter(&p->rcu, t->idx);
+		r = atomic_load(&p->regions[i]);
+		if (r)
+			got += serve_region(t, r);
+		pager_rcu_exit(&p->rcu, t->idx);
+	}
+	return got;
+}
+
+/*
+ * Open and install the oldest entry of the thread's stash of sealed
+ * neighbours (stash.h), as a fault on its section would be: seen by fences.
+ */
+static void stash_step(struct pager_thread *t)
+{
+	struct pager *p = t->c.p;
+	struct pager_stash_ent *e = pager_stash_oldest(t->c.stash);
+	struct pager_region *r;
+
+	if (!e)
+		return;
+	pager_rcu_enter(&p->rcu, t->idx);
+	r = atomic_load(&p->regions[e->region]);
+	if (r && r->gen == e->gen) {
+		pager_rcu_set_key(&p->rcu, t->idx, pager_sec_key(r, e->sec));
+		pager_stash_install(&t->c, r, e);
+		pager_rcu_set_key(&p->rcu, t->idx, 0);
+		(void)serve_backlog(t);   /* faults read while an install waited */
+	} else {
+		pager_stash_install(&t->c, NULL, e);
+	}
+	pager_rcu_exit(&p->rcu, t->idx);
+}
+
+static void thread_free(struct pager_thread *t)
+{
+	pager_stash_free(t->c.stash);
+	free(t->c.buf);
+	free(t->c.claimed);
+	free(t);
 }
 
 static void *fault_thread_main(void *arg)
@@ -182,7 +247,6 @@ static void *fault_thread_main(void *arg)
 	}
 	while (!atomic_load(&p->stop)) {
 		struct epoll_event ev[8];
-		unsigned nr = atomic_load(&p->nslots);
 		uint64_t deadline = p->cfg.spin_us ? now_ns() + p->cfg.spin_us * 1000ull : 0;
 		int n, got;
 
@@ -191,15 +255,19 @@ static void *fault_thread_main(void *arg)
 		 * A region pointer is only used between pager_rcu_enter and _exit.
 		 */
 		do {
-			got = 0;
-			for (unsigned i = 0; i < nr; i++) {
-				struct pager_region *r;
-
-				pager_rcu_enter(&p->rcu, t->idx);
-				r = atomic_load(&p->regions[i]);
-				if (r)
-					got += serve_region(t, r);
-				pager_rcu_exit(&p->rcu, t->idx);
+			got = serve_all(t);
+			if (!got && pager_stash_pending(t->c.stash)) {
+				/*
+				 * Sealed neighbours wait (stash.h): first let a
+				 * guest thread woken on this CPU run (it may fault
+				 * again at once), then open one entry if nothing
+				 * came. Never sleep with one held.
+				 */
+				sched_yield();
+				got = serve_all(t);
+				if (!got)
+					stash_step(t);
+				got = 1;
 			}
 			if (got && p->cfg.spin_us)
 				deadline = now_ns() + p->cfg.spin_us * 1000ull;
@@ -227,9 +295,7 @@ static void *fault_thread_main(void *arg)
 	}
 	if (t->c.conn)
 		p->cfg.backend->ops->conn_close(t->c.conn);
-	free(t->c.buf);
-	free(t->c.claimed);
-	free(t);
+	thread_free(t);
 	return NULL;
 }
 
@@ -252,13 +318,6 @@ int pager_fault_init(struct pager *p)
 	return 0;
 }
 
-static void thread_free(struct pager_thread *t)
-{
-	free(t->c.buf);
-	free(t->c.claimed);
-	free(t);
-}
-
 int pager_fault_start(struct pager *p)
 {
 	for (unsigned i = 0; i < p->nthreads; i++) {
@@ -271,9 +330,11 @@ int pager_fault_start(struct pager *p)
 		t->c.p = p;
 		t->c.drain = drain_events;
 		t->idx = i;
+		t->c.rcu_idx = i;
 		t->c.buf = aligned_alloc(PS, (size_t)maxp * PS);
 		t->c.claimed = calloc(maxp, 1);
-		if (!t->c.buf || !t->c.claimed) {
+		if (!t->c.buf || !t->c.claimed ||
+		    (p->cfg.crypt && pager_stash_new(&t->c.stash) < 0)) {
 			thread_free(t);
 			return -ENOMEM;
 		}

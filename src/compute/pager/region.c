@@ -76,6 +76,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->dep);
 	free(r->hist);
 	free(r->fence);
+	free(r->resets);
 	free(r);
 }
 
@@ -111,9 +112,10 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->dep = calloc(r->npages, sizeof(*r->dep));
 	r->hist = calloc(r->npages, 1);
 	r->fence = calloc(r->nsections, 1);
+	r->resets = calloc(r->nsections, sizeof(*r->resets));
 	r->tee = calloc(r->nsections, sizeof(*r->tee));
 	r->owner = p;
-	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->tee) {
+	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->resets || !r->tee) {
 		pager_region_free(r);
 		return -ENOMEM;
 	}
@@ -341,6 +343,8 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 
 		pthread_mutex_lock(&p->lock);
 		if (!same) {
+			/* A fault thread's stash (stash.h) holds none of these pages any more. */
+			__atomic_add_fetch(&r->resets[index], 1, __ATOMIC_SEQ_CST);
 			for (uint64_t pg = pg0; pg < pg0 + n; pg++) {
 				if (was_remote && (st_get(r, pg) & ST_PRESENT))
 					dropped++;

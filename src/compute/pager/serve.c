@@ -164,6 +164,171 @@ static uint8_t release_claim(uint8_t sv)
 	return (sv & ST_RMV) ? ST_DISCARD : (uint8_t)(sv & ~ST_BUSY);
 }
 
+/* ---- sealed neighbours (stash.h) ---------------------------------------------- */
+
+/*
+ * Are e's claims still ours? Not once its section's page states were reset
+ * (pager_region_set_section with another section): those pages may have
+ * been claimed again since, by anyone.
+ */
+static bool stash_owned(struct pager *p, const struct pager_region *r,
+			const struct pager_stash_ent *e)
+{
+	return __atomic_load_n(&r->resets[e->sec], __ATOMIC_SEQ_CST) == e->resets;
+}
+
+/* Claimed pages of e. */
+static uint64_t stash_count(const struct pager_stash_ent *e)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < e->n; i++)
+		n += e->claimed[i] != 0;
+	return n;
+}
+
+/*
+ * Give up e's pages unopened: their claims are released (r NULL: the
+ * region is gone; not ours any more: left alone).
+ */
+static void stash_drop(struct pager_fault_ctx *t, struct pager_region *r,
+		       struct pager_stash_ent *e)
+{
+	struct pager *p = t->p;
+
+	CTR_ADD(p, pages_stash_dropped, stash_count(e));
+	if (r && !stash_owned(p, r, e)) {
+		(void)pager_uffd_wake(r, e->start, e->n);
+	} else if (r) {
+		pthread_mutex_lock(&p->lock);
+		for (uint64_t i = 0; i < e->n; i++)
+			if (e->claimed[i]) {
+				st_set(r, e->start + i, release_claim(st_get(r, e->start + i)));
+				r->hist[e->start + i] |= HIST_DROPPED;
+			}
+		pthread_mutex_unlock(&p->lock);
+		t->stash->drops++;
+	}
+	pager_stash_put(t->stash, e);
+}
+
+/* The region of e, if it is still there (RCU read section held). */
+static struct pager_region *stash_region(struct pager *p, const struct pager_stash_ent *e)
+{
+	struct pager_region *r = atomic_load(&p->regions[e->region]);
+
+	return r && r->gen == e->gen ? r : NULL;
+}
+
+void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
+			 struct pager_stash_ent *e)
+{
+	struct pager *p = t->p;
+	uint8_t exists[PAGER_STASH_PAGES];
+	uint64_t i, n = e->n, opened = 0, held = stash_count(e);
+	int64_t added = 0;
+	bool wake = p->nthreads > 1;
+	int rc = 0;
+
+	if (!r || r->gen != e->gen) {
+		/* Removed: its page state went with it. */
+		CTR_ADD(p, pages_stash_dropped, held);
+		pager_stash_put(t->stash, e);
+		return;
+	}
+	if (!stash_owned(p, r, e)) {
+		/* The section changed under it: a fault there is served afresh. */
+		CTR_ADD(p, pages_stash_dropped, held);
+		pager_stash_put(t->stash, e);
+		(void)pager_uffd_wake(r, e->start, n);
+		return;
+	}
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, e->sec)) {
+		/* Being removed or changed: a fault on these pages is served afresh. */
+		stash_drop(t, r, e);
+		(void)pager_uffd_wake(r, e->start, n);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!e->claimed[i])
+			continue;
+		if (st_get(r, e->start + i) & (ST_DISCARD | ST_RMV)) {
+			memset(e->buf + i * PS, 0, PS);   /* zeros, as a fetch would give */
+		} else if (pager_open_page(p, r, e->start + i, e->buf + i * PS) < 0) {
+			/* Never installed: a fault on it finds it bad again, and parks. */
+			pthread_mutex_lock(&p->lock);
+			st_set(r, e->start + i, release_claim(st_get(r, e->start + i)));
+			pthread_mutex_unlock(&p->lock);
+			e->claimed[i] = 0;
+			wake = true;
+		}
+	}
+	/* Runs of what is left, write-protected (read neighbours of a fault). */
+	memset(exists, 0, n);
+	for (i = 0; i < n && rc == 0;) {
+		uint64_t j = i;
+
+		if (!e->claimed[i]) {
+			i++;
+			continue;
+		}
+		while (j < n && e->claimed[j])
+			j++;
+		rc = install(t, r, e->start + i, j - i, e->buf + i * PS, UFFDIO_COPY_MODE_WP,
+			     exists, e->start);
+		i = j;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (i = 0; i < n; i++) {
+		uint64_t pg = e->start + i;
+		uint8_t sv, nv;
+
+		if (!e->claimed[i])
+			continue;
+		sv = st_get(r, pg);
+		if (rc < 0 && !pager_file_has_data(r, pg, 1)) {
+			st_set(r, pg, release_claim(sv));
+			continue;
+		}
+		if (rc < 0) {
+			/* Installed before the COPY failed: see pager_serve_missing. */
+			st_set(r, pg, (sv & ST_DISCARD) | (sv & ST_RMV ? ST_DISCARD | ST_RMV : 0) |
+					      ST_PRESENT | ST_DIRTY);
+		} else if (exists[i]) {
+			st_set(r, pg, (sv & ~(ST_BUSY | ST_RMV)) | ST_PRESENT | ST_DIRTY);
+			wake = true;
+		} else {
+			nv = (sv & ST_DISCARD) | ST_PRESENT | ST_REF;
+			if (sv & ST_RMV)
+				nv |= ST_DISCARD | ST_RMV;   /* punched below */
+			st_set(r, pg, nv);
+			opened++;
+		}
+		added++;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (added)
+		pager_resident_add(p, added);
+	CTR_ADD(p, pages_stash_opened, opened);
+	CTR_ADD(p, pages_stash_dropped, held - opened);   /* failed, or installed by another */
+	for (i = 0; i < n; i++) {
+		if (!e->claimed[i] || !(st_get(r, e->start + i) & ST_RMV))
+			continue;
+		pthread_mutex_lock(&p->lock);
+		st_set(r, e->start + i, ST_DISCARD);
+		pthread_mutex_unlock(&p->lock);
+		(void)pager_punch(r, e->start + i, 1);
+		pager_resident_add(p, -1);
+	}
+	if (rc < 0) {
+		CTR_ADD(p, errors, 1);
+		wake = true;
+	}
+	if (wake)
+		(void)pager_uffd_wake(r, e->start, n);
+	pager_stash_put(t->stash, e);
+}
+
 /* A MISSING fault at addr, or a prefetch window (pf_end: fault.c's prefetch_step). */
 void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr,
 			 bool write, uint32_t tid, uint64_t pf_end)
@@ -178,6 +343,8 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	uint32_t win, nclaimed = 0, nfetch_claimed = 0;
 	uint64_t wr_end = pg + 1;
 	bool sequential, fault_wake = false, early = false;
+	struct pager_stash_ent *se = NULL;  /* this fault's neighbours stay sealed in it */
+	uint8_t *buf = t->buf;
 	int64_t added = 0;
 	uint64_t t0 = now_ns();
 	int rc = 0;
@@ -210,6 +377,19 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 				fail_fault(p, pager_node_down(p, s->grant.memnode_id), addr, tid);
 		}
 		return;
+	}
+	if (!pf_end && pager_stash_pending(t->stash) &&
+	    atomic_load(&p->budget_pages) != UINT64_MAX &&
+	    atomic_load(&p->resident) + p->cluster > atomic_load(&p->budget_pages)) {
+		/*
+		 * Never wait for space holding claims (a flush waits for them),
+		 * and neighbours installed now would only be evicted: give
+		 * them up.
+		 */
+		struct pager_stash_ent *e;
+
+		while ((e = pager_stash_oldest(t->stash)))
+			stash_drop(t, stash_region(p, e), e);
 	}
 	if (!pf_end)
 		pager_budget_wait_space(p);
@@ -253,6 +433,38 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		end = pg + 1;
 	if (sequential && write)
 		wr_end = end;
+	if (t->stash && !pf_end) {
+		/* A sealed neighbour we hold (BUSY, ours): the guest is back in its cluster. */
+		struct pager_stash_ent *e = pager_stash_find(t->stash, r->idx, r->gen, pg);
+
+		if (e) {
+			pager_stash_install(t, r, e);
+			return;
+		}
+	}
+	/*
+	 * A random fault on a sealed slot: its neighbours will stay sealed in
+	 * a stash entry, fetched straight into its buffer. All held: the
+	 * oldest is given up unopened.
+	 */
+	if (p->cfg.crypt && t->stash && !pf_end && !sequential && end - start <= PAGER_STASH_PAGES) {
+		se = pager_stash_unused(t->stash);
+		if (!se) {
+			struct pager_region *or;
+
+			se = pager_stash_oldest(t->stash);
+			or = stash_region(p, se);
+			if (or && pager_stash_keep(t->stash)) {
+				/* The guest comes back to neighbours: open them (on this fault's time). */
+				pager_rcu_set_key(&p->rcu, t->rcu_idx, pager_sec_key(or, se->sec));
+				pager_stash_install(t, or, se);
+				pager_rcu_set_key(&p->rcu, t->rcu_idx, pager_sec_key(r, sec));
+			} else {
+				stash_drop(t, or, se);
+			}
+		}
+		buf = se->buf;
+	}
 
 	pthread_mutex_lock(&p->lock);
 	{
@@ -284,6 +496,11 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 
 		if (sv & (ST_BUSY | ST_PRESENT))
 			continue;
+		if (p->cfg.crypt && (r->hist[i] & HIST_DROPPED)) {
+			r->hist[i] &= (uint8_t)~HIST_DROPPED;
+			if (i == pg && t->stash && !pf_end)
+				t->stash->regrets++;   /* a neighbour given up was needed */
+		}
 		st_set(r, i, sv | ST_BUSY);
 		t->claimed[i - start] = 1;
 		nclaimed++;
@@ -301,23 +518,25 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		uint64_t f0 = now_ns();
 
 		rc = pager_source_fetch(p, &t->conn, s, (uint32_t)(first - sec_start),
-					(uint32_t)(last - first + 1), t->buf + (first - start) * PS,
+					(uint32_t)(last - first + 1), buf + (first - start) * PS,
 					fetch_cancelled_cb, &w);
 		hist_observe(&p->h_fetch, now_ns() - f0);
 		if (rc == -EBADMSG)
 			rc = -EPROTO;   /* a malformed reply: a transport error, not a bad page */
 		/*
 		 * Sealed pages: open (authenticate) every claimed page that came
-		 * from the node before it is installed. A fault opens its own
-		 * page first and installs it alone (below), then the rest of the
-		 * cluster: the faulting thread does not wait for the cipher's
-		 * work on its neighbours.
+		 * from the node before it is installed. A random fault opens its
+		 * own page first and installs it alone (below): the faulting
+		 * thread does not wait for the cipher's work on its neighbours,
+		 * which stay sealed in the stash (stash.h) or, for a range too
+		 * long for it, are opened after the wake. A sequential fault's
+		 * window is all needed next: opened in one pass, installed at once.
 		 */
-		early = p->cfg.crypt && !pf_end && t->claimed[pg - start];
+		early = p->cfg.crypt && !pf_end && !sequential && t->claimed[pg - start];
 		for (i = first; rc >= 0 && p->cfg.crypt && i <= last; i++)
 			if (t->claimed[i - start] && !(st_get(r, i) & ST_DISCARD) &&
 			    (!early || i == pg))
-				rc = pager_open_page(p, r, i, t->buf + (i - start) * PS);
+				rc = pager_open_page(p, r, i, buf + (i - start) * PS);
 	}
 	if (rc == -EBADMSG) {
 		/*
@@ -362,7 +581,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	/* Zeros for discarded pages (and for pages removed while we fetched). */
 	for (i = start; i < end; i++)
 		if (t->claimed[i - start] && (st_get(r, i) & (ST_DISCARD | ST_RMV)))
-			memset(t->buf + (i - start) * PS, 0, PS);
+			memset(buf + (i - start) * PS, 0, PS);
 
 	CTR_ADD(p, pages_fetched, nfetch_claimed);
 	CTR_ADD(p, pages_zero, nclaimed - nfetch_claimed);
@@ -377,13 +596,36 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 
 		memset(exists, 0, end - start);
 		if (early) {
-			rc = install(t, r, pg, 1, t->buf + (pg - start) * PS,
+			rc = install(t, r, pg, 1, buf + (pg - start) * PS,
 				     write ? 0 : UFFDIO_COPY_MODE_WP, exists, start);
 			t->claimed[pg - start] = 2;   /* installed: in no run below */
 			wr_end = pg + 1;
-			for (i = first; rc == 0 && i <= last; i++) {
+			if (se && rc == 0) {
+				/* The rest stays sealed, BUSY, in se (stash.h). */
+				uint64_t n = 0;
+
+				memset(se->claimed, 0, sizeof(se->claimed));
+				for (i = start; i < end; i++)
+					if (t->claimed[i - start] == 1) {
+						se->claimed[i - start] = 1;
+						t->claimed[i - start] = 0;
+						n++;
+					}
+				if (n) {
+					se->region = r->idx;
+					se->gen = r->gen;
+					se->start = start;
+					se->n = end - start;
+					se->sec = sec;
+					se->resets = __atomic_load_n(&r->resets[sec],
+								     __ATOMIC_SEQ_CST);
+					pager_stash_hold(t->stash, se);
+					CTR_ADD(p, pages_stashed, n);
+				}
+			}
+			for (i = first; rc == 0 && !se && i <= last; i++) {
 				if (t->claimed[i - start] != 1 || (st_get(r, i) & ST_DISCARD) ||
-				    pager_open_page(p, r, i, t->buf + (i - start) * PS) == 0)
+				    pager_open_page(p, r, i, buf + (i - start) * PS) == 0)
 					continue;
 				/* Not installed: a fault on it finds it bad again, and parks. */
 				pthread_mutex_lock(&p->lock);
@@ -405,15 +647,15 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			split = i;
 			if (write && pg >= i && pg < j) {
 				if (pg > i)
-					rc = install(t, r, i, pg - i, t->buf + (i - start) * PS,
+					rc = install(t, r, i, pg - i, buf + (i - start) * PS,
 						     UFFDIO_COPY_MODE_WP, exists, start);
 				split = MIN(wr_end, j);
 				if (rc == 0)
-					rc = install(t, r, pg, split - pg, t->buf + (pg - start) * PS,
+					rc = install(t, r, pg, split - pg, buf + (pg - start) * PS,
 						     0, exists, start);
 			}
 			if (rc == 0 && split < j)
-				rc = install(t, r, split, j - split, t->buf + (split - start) * PS,
+				rc = install(t, r, split, j - split, buf + (split - start) * PS,
 					     UFFDIO_COPY_MODE_WP, exists, start);
 			i = j;
 		}

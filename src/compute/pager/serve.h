@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "stash.h"
+
 struct pager;
 struct pager_region;
 
@@ -19,6 +21,8 @@ struct pager_fault_ctx {
 	void *conn;                  /* the thread's own backend connection */
 	uint8_t *buf;                /* PROTO_MAX_PAGES pages */
 	uint8_t *claimed;            /* PROTO_MAX_PAGES flags */
+	struct pager_stash *stash;   /* sealed slots: a random fault's neighbours (stash.h) */
+	unsigned rcu_idx;            /* the thread's reader index in p->rcu */
 	/* The mapping is changing (EAGAIN): read r's pending events now. */
 	void (*drain)(struct pager_fault_ctx *c, struct pager_region *r);
 };
@@ -32,6 +36,13 @@ struct pager_fault_ctx {
  */
 void pager_serve_missing(struct pager_fault_ctx *c, struct pager_region *r, uint64_t addr,
 			 bool write, uint32_t tid, uint64_t pf_end);
+/*
+ * Open and install the sealed neighbours held in e (stash.h), then let e
+ * go; r is e's region (NULL: it was removed, nothing to do but forget e).
+ * Under the thread's RCU read section, with its key set to e's section.
+ */
+void pager_stash_install(struct pager_fault_ctx *c, struct pager_region *r,
+			 struct pager_stash_ent *e);
 /* A WP fault at addr. */
 void pager_serve_wp(struct pager_fault_ctx *c, struct pager_region *r, uint64_t addr);
 

@@ -32,6 +32,9 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->pages_written_back = LD(pages_written_back);
 	ret->integrity_failures = LD(integrity_failures);
 	ret->pages_sealed = LD(pages_sealed);
+	ret->pages_stashed = LD(pages_stashed);
+	ret->pages_stash_opened = LD(pages_stash_opened);
+	ret->pages_stash_dropped = LD(pages_stash_dropped);
 	ret->encrypted = p->cfg.crypt != NULL;
 	ret->remove_events = LD(remove_events);
 	ret->errors = LD(errors);
@@ -115,6 +118,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(node_up_events, "memory nodes that answered again after being down"),
 		C(integrity_failures, "fetched pages that failed authentication (a memory node changed, moved or replayed a page): never mapped"),
 		C(pages_sealed, "pages encrypted with the slot's key for write-back"),
+		C(pages_stashed, "sealed neighbours of a random fault kept sealed after the guest was woken"),
+		C(pages_stash_opened, "sealed neighbours opened and installed later (touched, or the fault thread was idle)"),
+		C(pages_stash_dropped, "sealed neighbours not installed from the stash (given up when it was full or near the budget, failed authentication, section changed); fetched again if touched"),
 		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 #undef C
 	};

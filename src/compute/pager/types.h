@@ -202,6 +202,9 @@ struct pager_stats {
 	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
+	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */
+	uint64_t pages_stash_opened;  /* of those, opened and installed (touched, or the thread was idle) */
+	uint64_t pages_stash_dropped; /* of those, not installed from it (given up, failed, section changed) */
 	bool encrypted;               /* pages leave sealed (cfg.crypt) */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */

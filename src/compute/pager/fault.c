@@ -35,6 +35,7 @@
 #include "log.h"
 #include "net.h"
 #include "serve.h"
+#include "serve_wp.h"
 #include "uffd_compat.h"
 
 #define BACKLOG_MAX 256

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Serving one fault (serve.c): a MISSING fault (claim, fetch, install,
- * record) or a WP fault (mark dirty, un-protect). The fault threads
- * (fault.c) decode the uffd messages and call these.
+ * Serving one MISSING fault (serve.c): claim, fetch, install, record.
+ * WP faults are serve_wp.h's. The fault threads (fault.c) decode the uffd
+ * messages and call these.
  */
 #ifndef DISAGG_PAGER_SERVE_H
 #define DISAGG_PAGER_SERVE_H
@@ -43,7 +43,5 @@ void pager_serve_missing(struct pager_fault_ctx *c, struct pager_region *r, uint
  */
 void pager_stash_install(struct pager_fault_ctx *c, struct pager_region *r,
 			 struct pager_stash_ent *e);
-/* A WP fault at addr. */
-void pager_serve_wp(struct pager_fault_ctx *c, struct pager_region *r, uint64_t addr);
 
 #endif /* DISAGG_PAGER_SERVE_H */

@@ -179,6 +179,9 @@ class Chan:
 class Qmp:
     def __init__(self, path, timeout=60):
         self.s = vmlib.unix_connect(path, timeout, 0.02)
+        # A QEMU that stops answering (seen once after a failed pre-copy,
+        # QEMU 7.2 TCG) is an error of this run, never a wedged benchmark.
+        self.s.settimeout(120)
         self.f = self.s.makefile("rwb")
         json.loads(self.f.readline())
         self.run("qmp_capabilities")

@@ -160,6 +160,18 @@ int strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 	return r;
 }
 
+int strbuf_append(struct strbuf *sb, const void *data, size_t n)
+{
+	int r = strbuf_reserve(sb, n);
+
+	if (r < 0)
+		return r;
+	memcpy(sb->buf + sb->len, data, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+	return 0;
+}
+
 static void strbuf_putc(struct strbuf *sb, char c)
 {
 	if (strbuf_reserve(sb, 1) < 0)

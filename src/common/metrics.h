@@ -43,6 +43,8 @@ int strbuf_printf(struct strbuf *sb, const char *fmt, ...) _printf_(2, 3);
 int strbuf_vprintf(struct strbuf *sb, const char *fmt, va_list ap);
 /* Hand the string over (NUL-terminated) and reset sb. NULL on error. */
 char *strbuf_steal(struct strbuf *sb);
+/* n bytes (binary too), kept NUL-terminated: 0 or -ENOMEM (sticky). */
+int strbuf_append(struct strbuf *sb, const void *data, size_t n);
 
 /*
  * Prometheus text exposition. `labels` is "" or `key="v",key2="w"`.

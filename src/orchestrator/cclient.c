@@ -95,26 +95,10 @@ static void handle_put(CURL *h)
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
 	struct strbuf *sb = opaque;
-	size_t n = size * nmemb, cap;
-	char *p;
+	size_t n = size * nmemb;
 
-	if (n > HTTP_MAX_BODY - sb->len)
+	if (n > HTTP_MAX_BODY - sb->len || strbuf_append(sb, ptr, n) < 0)
 		return 0;   /* aborts the transfer */
-	if (sb->len + n + 1 > sb->cap) {
-		cap = sb->cap ? sb->cap : 4096;
-		while (cap < sb->len + n + 1)
-			cap *= 2;
-		p = realloc(sb->buf, cap);
-		if (!p) {
-			sb->err = -ENOMEM;
-			return 0;
-		}
-		sb->buf = p;
-		sb->cap = cap;
-	}
-	memcpy(sb->buf + sb->len, ptr, n);
-	sb->len += n;
-	sb->buf[sb->len] = '\0';
 	return n;
 }
 

@@ -776,6 +776,20 @@ class FakeCompute:
         vm["meta_pending"] = done not in ("1", "true")
         return h._send(200, {"pending": vm["meta_pending"], "records": len(recs)})
 
+    def refuse_path(self, suffix, method=None):
+        """From now on answer 503 to requests whose path ends with suffix
+        (and of that method, if given), as an agent that is unavailable.
+        Returns the previous dispatcher: restore it with self._dispatch = it."""
+        orig = self._dispatch
+
+        def refuse(h, m, path, body):
+            if path.endswith(suffix) and (method is None or m == method):
+                return h._err(503, "unavailable", "refused by the test")
+            return orig(h, m, path, body)
+
+        self._dispatch = refuse
+        return orig
+
     def _dispatch(self, h, method, path, body):
         # A real agent holds GET ?wait=STATE until the state changes; a
         # fake's states change only when a test says so: answer at once.

@@ -87,7 +87,7 @@ WEB = {"name": "web", "state": "running", "vcpus": 1, "memory": 512 * MiB,
                      "generation": 3},
                     {"index": 3, "kind": "remote", "memnode": 101, "section": 8,
                      "generation": 3}],
-       "created": "2026-01-01T00:00:00Z"}
+       "created": "2026-01-01T00:00:00Z", "encrypted": True}
 
 
 def err(code, msg):
@@ -349,6 +349,7 @@ def test_slot_ls_show_and_section_ls(stub):
     assert re.search(r"^memory:\s+512M \(4 sections: 2 local, 2 remote on memnode 101\)",
                      p.stdout, re.M), p.stdout
     assert re.search(r"^cache:\s+128M$", p.stdout, re.M)
+    assert re.search(r"^sealed:\s+yes ", p.stdout, re.M), p.stdout
     assert re.search(r"^\s*2\s+remote\s+101\s+7\s+3$", p.stdout, re.M), p.stdout
     assert json.loads(api(stub, "--json", "slot", "show", "web", check_rc=0).stdout) == WEB
 

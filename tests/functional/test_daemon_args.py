@@ -109,6 +109,12 @@ def test_an_open_api_must_be_asked_for_and_stays_on_loopback(prog, tmp_path, key
     wide = base[:i + 1] + ["0.0.0.0:0"] + base[i + 2:] + ["--api-open"]
     p = run(wide, check=False, timeout=30)
     assert p.returncode != 0 and "not a loopback address" in p.stderr, p.stderr
+    # Credentials and --api-open contradict each other (refused before any file is read).
+    creds_args = (["--api-tokens", str(tmp_path / "t"), "--node-secret", str(tmp_path / "s")]
+                  if prog == "disagg-orchestrator" else
+                  ["--node-credential", str(tmp_path / "c")])
+    p = run(base + ["--api-open"] + creds_args, check=False, timeout=30)
+    assert p.returncode != 0 and "exclude each other" in p.stderr, p.stderr
     # The control: the same command with --api-open on loopback starts.
     run_dir = tempfile.mkdtemp(prefix="disagg-open-", dir="/dev/shm")
     try:

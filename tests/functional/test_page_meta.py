@@ -85,14 +85,7 @@ def test_a_failed_precopy_snapshot_keeps_the_vm_on_the_source(orch, fakemem, com
     assert orch.call("POST", "/v1/slots", {"name": "p", "memory": "256M"})[0] == 201
     src = c1.vms["p"]
     src["meta"] = table(range(10))
-    orig = c1._dispatch
-
-    def refuse(h, method, path, body):
-        if path.endswith("/page-meta/precopy"):
-            return h._err(503, "unavailable", "refused by the test")
-        return orig(h, method, path, body)
-
-    c1._dispatch = refuse
+    orig = c1.refuse_path("/page-meta/precopy")
     st, ans = orch.call("POST", "/v1/slots/p/migrate", {"to": 11})
     assert st == 503 and err(ans) == "migration_failed", ans
     assert "page metadata" in ans["error"]["message"], ans
@@ -117,14 +110,7 @@ def test_a_failed_precopy_transfer_sends_every_record_after(orch, fakemem, compu
     src = c1.vms["q"]
     src["meta"] = table(range(40))
     c1.meta_writes_on_migrate = table([1, 2], ver=4)
-    orig = c2._dispatch
-
-    def refuse(h, method, path, body):
-        if path.endswith("/page-meta") and method == "POST":
-            return h._err(503, "unavailable", "refused by the test")
-        return orig(h, method, path, body)
-
-    c2._dispatch = refuse
+    c2.refuse_path("/page-meta", "POST")
     st, ans = orch.call("POST", "/v1/slots/q/migrate", {"to": 11})
     assert st == 200, ans
     assert c2.vms["q"]["meta"] == src["meta_final"] and len(src["meta_final"]) == 40

@@ -58,14 +58,7 @@ def test_a_failed_hand_over_fails_the_slot(orch, fakemem, computes, hb_factory):
     hb, (c1, c2) = cluster(orch, fakemem, computes, hb_factory, nmem=2, nsec=8, ncomp=2)
     st, s = orch.call("POST", "/v1/slots", {"name": "f", "memory": "256M"})
     assert st == 201, s
-    orig = c2._dispatch
-
-    def refuse(h, method, path, body):
-        if path.endswith("/page-meta?done=1"):
-            return h._err(503, "unavailable", "refused by the test")
-        return orig(h, method, path, body)
-
-    c2._dispatch = refuse
+    c2.refuse_path("/page-meta?done=1")
     st, ans = orch.call("POST", "/v1/slots/f/migrate", {"to": 11})
     assert st == 503 and err(ans) == "migration_failed", ans
     assert "page metadata" in ans["error"]["message"], ans

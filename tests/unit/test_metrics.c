@@ -172,7 +172,20 @@ int main(void)
 	out = strbuf_steal(&sb);
 	ok(out && sb.buf == NULL && sb.len == 0, "steal resets");
 	free(out);
+	{
+		/* Binary bytes (a NUL inside), kept NUL-terminated past them. */
+		static const uint8_t bin[6] = { 'a', 0, 0xff, 'b', 0, 'c' };
+
+		ok(strbuf_append(&sb, bin, sizeof(bin)) == 0, "strbuf_append");
+		for (int i = 1; i < 1000; i++)
+			strbuf_append(&sb, bin, sizeof(bin));
+		is(sb.len, 6000, "strbuf_append grows");
+		ok(memcmp(sb.buf + 5994, bin, 6) == 0 && sb.buf[6000] == '\0',
+		   "strbuf_append content and NUL");
+		free(strbuf_steal(&sb));
+	}
 	sb.err = -ENOMEM;
+	ok(strbuf_append(&sb, "x", 1) == -ENOMEM, "strbuf_append: sticky error");
 	ok(strbuf_printf(&sb, "x") < 0 && strbuf_steal(&sb) == NULL, "sticky error: steal gives NULL");
 	strbuf_free(&sb);
 	strbuf_free(NULL);

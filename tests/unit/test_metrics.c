@@ -106,7 +106,7 @@ int main(void)
 	char *out;
 	uint64_t inf = 0;
 
-	plan(48);
+	plan(52);
 
 	/* Buckets: i counts values < 2^i. */
 	is(bucket_of(0), 0, "0 -> bucket 0");

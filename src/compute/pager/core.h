@@ -54,6 +54,8 @@ struct pager_ctr {
 	_Atomic uint64_t pages_hot_prefetched;
 	_Atomic uint64_t faults_parked, node_down_events, node_up_events;
 	_Atomic uint64_t writebacks_fenced;
+	_Atomic uint64_t shared_writes_waited;
+	_Atomic uint64_t shared_pages_dropped;
 	_Atomic uint64_t integrity_failures, pages_sealed;
 	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;
 };
@@ -104,5 +106,8 @@ struct pager {
 	struct pager_ctr c;
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
+
+/* Is the caller one of p's threads (a fault thread, the evictor)? admin_lock held (region.c). */
+bool pager_on_thread(struct pager *p);
 
 #endif /* DISAGG_PAGER_CORE_H */

@@ -45,6 +45,7 @@
 #include "state.h"
 #include "vm_evacuate.h"
 #include "vm_grants.h"
+#include "vm_shared.h"
 #include "vm_hot.h"
 #include "vm_incoming.h"
 #include "vm_memmig.h"
@@ -57,7 +58,7 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
+int agent_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release", NULL };
 	const char *kind, *bad = NULL, *addr, *grant;
@@ -236,7 +237,7 @@ static int parse_incoming(json_t *j, const char **ret_listen, struct vm_hot_in *
 		json_object_del(copy, "gpa");
 		json_object_del(copy, "slot");
 		json_object_del(copy, "plugged"); /* as GET on the source shows it */
-		r = parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
+		r = agent_parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
 		json_decref(copy);
 		if (r < 0) {
 			snprintf(err, errlen, "hot section %zu: %s", i, why);
@@ -329,7 +330,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		goto out;
 	}
 	json_array_foreach(jsecs, i, v) {
-		if (parse_section(v, &secs[i], err, sizeof(err)) < 0) {
+		if (agent_parse_section(v, &secs[i], err, sizeof(err)) < 0) {
 			http_resp_error(resp, 400, "bad_section", "section %zu: %s", i, err);
 			goto out;
 		}
@@ -487,7 +488,7 @@ static void h_add_section(struct vm *vm, const struct http_req *req, struct http
 	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	if (parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
+	if (agent_parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
 		http_resp_error(resp, 400, "bad_section", "%s", err);
 	} else {
 		uint64_t t0 = now_ns();
@@ -707,6 +708,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
+	else if (!strncmp(rest, "/regions", 8) && (!rest[8] || rest[8] == '/'))
+		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))
 		vm_pagemeta_http(vm, rest + 10, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))

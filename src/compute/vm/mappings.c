@@ -117,6 +117,17 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		pthread_mutex_lock(&vm->lock);
 		rc.readonly = !vm->shared[HOT_SHARED(hot)].writable;
 		pthread_mutex_unlock(&vm->lock);
+		/*
+		 * Handed back to a restarted agent, a read-only region's pages
+		 * are clean copies that may be stale by now: drop them, the
+		 * guest fetches them again (a writable one's are adopted).
+		 */
+		if (adopt && rc.readonly) {
+			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)msg->offset, (off_t)msg->len) < 0)
+				return -errno;
+			adopt = false;
+		}
 	}
 	p = vm_pager_get(vm);
 	/* New memory (not handed back, not a migration's): nothing of it is stored yet. */

@@ -35,7 +35,5 @@ unsigned agent_vm_count(struct agent *a);
 json_t *agent_vm_states(struct agent *a);
 /* Stop every VM and free them. */
 void agent_shutdown(struct agent *a);
-/* A section object of the API ({"kind": "local"} or remote with addr and grant). */
-int agent_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
 
 #endif /* DISAGG_AGENT_H */

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
@@ -32,6 +31,7 @@
 #include "persist.h"
 #include "ramfile.h"
 #include "section_check.h"
+#include "sections.h"
 #include "state.h"
 #include "vm_internal.h"
 
@@ -131,7 +131,7 @@ static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *er
 		return -EINVAL;
 	}
 	json_array_foreach(secs, i, v) {
-		int r = agent_parse_section(v, &a->secs[i], err, errlen);
+		int r = vm_parse_section(v, &a->secs[i], err, errlen);
 
 		if (r < 0)
 			return r;

@@ -107,7 +107,4 @@ struct pager {
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 };
 
-/* Is the caller one of p's threads (a fault thread, the evictor)? admin_lock held (region.c). */
-bool pager_on_thread(struct pager *p);
-
 #endif /* DISAGG_PAGER_CORE_H */

@@ -16,6 +16,7 @@
 #include "flush.h"
 #include "log.h"
 #include "rcu.h"
+#include "region.h"
 
 /* The shared region `region`, admin_lock taken; NULL with *ret_err (lock released). */
 static struct pager_region *shared_get(struct pager *p, int region, int *ret_err)

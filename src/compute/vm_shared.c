@@ -222,7 +222,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		return;
 	}
 	i = record(vm, &a, err, sizeof(err));
-	json_decref(j);
+	json_decref(j);          /* a.id and a.mode point into it: not used below */
 	if (i < 0) {
 		http_resp_error(resp, i == -EEXIST ? 409 : i == -ENOSPC ? 409 : 500,
 				i == -EEXIST ? "region_attached" : i == -ENOSPC ? "no_slot" :
@@ -250,10 +250,12 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 	(void)vm_persist_locked(vm);
 	pthread_mutex_unlock(&vm->lock);
 	snprintf(pci, sizeof(pci), "0000:00:%02x.0", VM_SHARED_PCI_SLOT + (unsigned)i);
-	log_info("vm %s: region %s attached at %s (%s, %llu MiB)", vm->spec.name, a.id, pci,
-		 a.writable ? "writable" : "read-only", (unsigned long long)(a.size >> 20));
-	http_resp_json(resp, 201, json_pack("{s:s, s:s, s:I}", "region", a.id, "pci", pci, "ms",
-					    ms_since(t0)));
+	/* a.id lived in the request's JSON: the record has its own copy. */
+	log_info("vm %s: region %s attached at %s (%s, %llu MiB)", vm->spec.name,
+		 vm->shared[i].id, pci, a.writable ? "writable" : "read-only",
+		 (unsigned long long)(a.size >> 20));
+	http_resp_json(resp, 201, json_pack("{s:s, s:s, s:I}", "region", vm->shared[i].id, "pci",
+					    pci, "ms", ms_since(t0)));
 	end(vm, p);
 }
 

@@ -36,7 +36,7 @@ static void cmd_regions(char **av, int ac)
 	n = rmap_list(devs, RMAP_MAX);
 	if (n < 0)
 		return guest_reply("ERR listing PCI devices: %s", strerror(-n));
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && off < sizeof(list); i++)
 		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s:%" PRIu64,
 					i ? "," : "", devs[i].addr, devs[i].bytes);
 	guest_reply("OK regions=%s", list);

@@ -18,7 +18,7 @@ import vmlib
 
 PCI0 = "0000:00:10.0"
 PAGES = 256          # 1 MiB per round
-ROUNDS = 4
+ROUNDS = 10
 
 
 class Region:
@@ -51,8 +51,10 @@ def pair(cluster):
     mn = cluster.memnode()
     a1, a2 = cluster.agent(node_id=1), cluster.agent(node_id=2)
     local = [{"kind": "local"}, {"kind": "local"}]
-    a1.create("va", local, vcpus=1)
-    a2.create("vb", local, vcpus=1)
+    # Two vCPUs: a write that waits for the region blocks its vCPU, and the
+    # guest channel must still answer meanwhile.
+    a1.create("va", local, vcpus=2)
+    a2.create("vb", local, vcpus=2)
     return mn, a1, a2
 
 
@@ -122,7 +124,7 @@ def test_exclusive_rounds(pair):
     # A write by the VM that does not hold the region waits for it.
     ha, hv = vms[holder]
     oa, ov = vms[3 - holder]
-    assert oa.guest(ov, f"RPOKE {PCI0} 4096 4242")
+    oa.guest(ov, f"RPOKE {PCI0} 4096 4242")     # OK started
     assert vmlib.wait_for(lambda: oa.guest(ov, "RJOB").get("state") == "done", 2) is False
     assert vmlib.wait_for(lambda: oa.status(ov)["pager"]["shared_writes_waited"] >= 1, 10), \
         oa.status(ov)["pager"]

@@ -72,6 +72,7 @@ struct mn_worker {
 	struct mn_postq posts;   /* frames from other threads; its eventfd also wakes for stop */
 	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
 	struct mn_conn *conns;
+	struct mn_conn *closed;  /* closed in this round of events: freed after it */
 	uint64_t next_sweep_ns;
 	uint64_t revoke_gen;     /* the revocation list last applied */
 };
@@ -131,22 +132,21 @@ void mn_conn_keep_open(struct mn_conn *c)
 	c->closing = false;
 }
 
-void mn_conn_hold(struct mn_conn *c)
-{
-	atomic_fetch_add(&c->refs, 1);
-	c->async++;
-}
-
 void mn_conn_ref(struct mn_conn *c)
 {
 	atomic_fetch_add(&c->refs, 1);
 }
 
+void mn_conn_hold(struct mn_conn *c)
+{
+	mn_conn_ref(c);
+	c->async++;
+}
+
 void mn_conn_unref(struct mn_conn *c)
 {
-	if (atomic_fetch_sub(&c->refs, 1) != 1)
-		return;
-	free(c);
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		free(c);
 }
 
 static bool conn_over_cap(const struct mn_conn *c)
@@ -189,7 +189,20 @@ static void conn_close(struct mn_conn *c)
 	c->peer = NULL;
 	atomic_fetch_sub(&w->node->stats.connections, 1);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
-	mn_conn_unref(c);
+	/* Events of this round may still name it: its reference goes after the round. */
+	c->next = w->closed;
+	w->closed = c;
+}
+
+/* The end of a round of events: let go of the connections closed in it. */
+static void worker_bury(struct mn_worker *w)
+{
+	struct mn_conn *c;
+
+	while ((c = w->closed)) {
+		w->closed = c->next;
+		mn_conn_unref(c);
+	}
 }
 
 static int conn_flush(struct mn_conn *c)
@@ -441,6 +454,8 @@ static void conn_tls_handshake(struct mn_conn *c)
 
 static void conn_event(struct mn_conn *c, uint32_t events)
 {
+	if (c->dead)
+		return;            /* closed earlier in this round of events */
 	/* Keep the memory alive while closing it on the way. */
 	atomic_fetch_add(&c->refs, 1);
 	if (events & EPOLLERR) {
@@ -659,9 +674,11 @@ static void *worker_main(void *arg)
 				conn_event(ptr, evs[i].events);
 			}
 		}
+		worker_bury(w);
 	}
 	while (w->conns)
 		conn_close(w->conns);
+	worker_bury(w);
 	return NULL;
 }
 
@@ -707,6 +724,7 @@ static void worker_destroy(struct mn_worker *w)
 	while (w->conns)
 		conn_close(w->conns);
 	worker_take_posts(w, false);
+	worker_bury(w);
 	if (w->epfd >= 0)
 		close(w->epfd);
 	if (w->pipe_rd >= 0)

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for everything that parses bytes from a peer: the frame
- * header, READ/WRITE payloads, the fixed-size payload structs, and grants
- * in wire and hex form.
+ * header, READ/WRITE payloads, the fixed-size payload structs, the
+ * directory's frames (DIR_READ/WRITE requests, DIR_RECALL, DIR_RECALL_ACK
+ * with or without its page), and grants in wire and hex form.
  *
  * The first input byte picks what the rest is fed to (see enum mode); the
  * header decoder sees every input. After a successful decode the target
@@ -121,6 +122,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		struct proto_grant grant;
 		struct proto_extent extent;
 		struct proto_fence_rep fence_rep;
+		struct proto_dir_write_rep dir_write_rep;
 	} u;
 	static const size_t sizes[] = {
 		sizeof(u.hello_req), sizeof(u.hello_rep), sizeof(u.auth_req),
@@ -128,7 +130,7 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		sizeof(u.list_req), sizeof(u.list_rep), sizeof(u.atomic_req),
 		sizeof(u.atomic_rep), sizeof(u.copy_req), sizeof(u.copy_rep),
 		sizeof(u.stats_rep), sizeof(u.grant), sizeof(u.extent),
-		sizeof(u.fence_rep),
+		sizeof(u.fence_rep), sizeof(u.dir_write_rep),
 	};
 
 	sel %= sizeof(sizes) / sizeof(sizes[0]);
@@ -166,7 +168,42 @@ static void fixed_check(unsigned sel, const uint8_t *p, size_t len)
 		break;
 	case 14: wire_extent_swap(&u.extent); break;
 	case 15: wire_fence_rep_swap(&u.fence_rep); break;
+	case 16: wire_dir_write_rep_swap(&u.dir_write_rep); break;
 	}
+}
+
+/* The directory's frames that carry more than a grant. */
+static void dir_check(uint16_t op, const uint8_t *p, size_t len)
+{
+	struct proto_dir_req req;
+	struct proto_dir_recall rc;
+	struct proto_dir_ack ack;
+	const uint8_t *page = NULL;
+	volatile uint8_t sink = 0;
+
+	if (op == PROTO_OP_DIR_READ || op == PROTO_OP_DIR_WRITE) {
+		if (wire_dir_req_decode(p, len, &req) < 0)
+			return;
+		CHECK(len == sizeof(req) && req.rsvd == 0);
+		grant_check(&req.grant);
+	} else if (op == PROTO_OP_DIR_RECALL) {
+		if (wire_dir_recall_decode(p, len, &rc) < 0)
+			return;
+		CHECK(len == sizeof(rc) && rc.rsvd == 0);
+		CHECK(rc.mode == PROTO_DIR_DOWNGRADE || rc.mode == PROTO_DIR_INVALIDATE);
+	} else if (op == PROTO_OP_DIR_RECALL_ACK) {
+		if (wire_dir_ack_decode(p, len, &ack, &page) < 0)
+			return;
+		CHECK(ack.rsvd == 0 && !(ack.flags & ~(uint32_t)PROTO_DIR_DIRTY));
+		if (ack.flags & PROTO_DIR_DIRTY) {
+			CHECK(page == p + sizeof(ack) && len == sizeof(ack) + PROTO_PAGE_SIZE);
+			sink ^= page[0];
+			sink ^= page[PROTO_PAGE_SIZE - 1];
+		} else {
+			CHECK(page == NULL && len == sizeof(ack));
+		}
+	}
+	(void)sink;
 }
 
 /* What a server does with a frame: header, then the payload by opcode. */
@@ -211,6 +248,23 @@ static void frame_check(const uint8_t *p, size_t size)
 			fixed_check(12, p, len);
 		break;
 	case PROTO_OP_FENCE: fixed_check(reply ? 15 : 13, p, len); break;
+	case PROTO_OP_DIR_ATTACH:
+	case PROTO_OP_DIR_DETACH:
+		if (!reply)
+			fixed_check(13, p, len);
+		break;
+	case PROTO_OP_DIR_WRITE:
+		if (reply)
+			fixed_check(16, p, len < 8 ? len : 8);
+		else
+			dir_check(h.opcode, p, len);
+		break;
+	case PROTO_OP_DIR_READ:
+	case PROTO_OP_DIR_RECALL:
+	case PROTO_OP_DIR_RECALL_ACK:
+		if (!reply)
+			dir_check(h.opcode, p, len);
+		break;
 	default: break;
 	}
 }

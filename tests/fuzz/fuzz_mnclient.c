@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * libFuzzer target for the memory-node client's receive path (mnclient.c):
- * the handshake replies, then reply headers matched to requests by id,
- * payloads into staging or straight into the caller's buffers, the lone-READ
- * speculation, error replies and every way of breaking the connection.
+ * libFuzzer target for the memory-node client's receive path (mnconn.c,
+ * mnclient.c, mnhello.c): the handshake replies, then reply headers
+ * matched to requests by id, payloads into staging or straight into the
+ * caller's buffers, the lone-READ speculation, error replies, the recalls
+ * a node sends on a recall channel (taken between replies, kept for
+ * mnc_dir_next_recall) and every way of breaking the connection.
  *
  * The target plays the memory node on one end of a socketpair, from a
  * thread; the client connects over the other end with mnc_connect_fd().
@@ -218,7 +220,7 @@ static void run_op(struct mnc *c, const uint8_t *op, struct pending *pend)
 	memcpy(&d, op + 4, 4);
 	d = le32toh(d);
 	grant_for(b, &g);
-	switch (kind % 16) {
+	switch (kind % 21) {
 	case 0:
 		r = mnc_ping(c);
 		break;
@@ -301,6 +303,36 @@ static void run_op(struct mnc *c, const uint8_t *op, struct pending *pend)
 	case 15:
 		r = a % 2 ? mnc_poll(c, 0) : mnc_drain(c);
 		break;
+	case 16:
+		r = mnc_dir_attach(c, &g);
+		break;
+	case 17:
+	case 18: {
+		bool had = kind % 21 == 17;
+
+		pend->cap = PROTO_PAGE_SIZE;
+		pend->buf = calloc(1, pend->cap);
+		CHECK(pend->buf);
+		pend->done = true;
+		r = kind % 21 == 17 ? mnc_dir_read(c, &g, d % 512, pend->buf)
+				    : mnc_dir_write(c, &g, d % 512, pend->buf, &had);
+		break;
+	}
+	case 19: {
+		struct mnc_recall rc;
+
+		r = mnc_dir_next_recall(c, a % 2 ? 0 : 5, &rc);
+		CHECK(r < 0 || rc.mode == MNC_RECALL_DOWNGRADE || rc.mode == MNC_RECALL_INVALIDATE);
+		if (r == -ETIMEDOUT)
+			r = 0;
+		break;
+	}
+	case 20: {
+		static const uint8_t page[PROTO_PAGE_SIZE];
+
+		r = mnc_dir_recall_ack(c, d, a % 2 ? page : NULL);
+		break;
+	}
 	}
 	CHECK(r > -4096);
 }

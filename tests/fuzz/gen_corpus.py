@@ -20,7 +20,9 @@ import sys
 MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
-          FADD=10, COPY=11, STATS=12, FENCE=13)
+          FADD=10, COPY=11, STATS=12, FENCE=13, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20)
+FEAT_DIR = 16
 PAGE = 4096
 
 
@@ -72,12 +74,23 @@ def frame_seeds():
     yield "grant-hex", bytes([MODE_GRANT_HEX]) + grant(expiry=1700000000).hex().encode()
     yield "grant-raw", bytes([MODE_GRANT_RAW]) + grant(rights=1, epoch=0xFFFFFFFF)
     yield "fixed-fence-rep", bytes([MODE_FIXED, 15]) + struct.pack("<II", 3, 0)
+    yield "frame-dir-attach", bytes([MODE_FRAME]) + hdr(OP["DIR_ATTACH"], grant(rights=1))
+    yield "frame-dir-read", bytes([MODE_FRAME]) + hdr(OP["DIR_READ"],
+                                                      grant() + struct.pack("<II", 7, 0))
+    yield "frame-dir-write-rep", bytes([MODE_FRAME]) + hdr(
+        OP["DIR_WRITE"], struct.pack("<II", 0, 0) + bytes(PAGE), reply=True)
+    yield "frame-dir-recall", bytes([MODE_FRAME]) + hdr(
+        OP["DIR_RECALL"], struct.pack("<QIIIIII", 9, 3, 1, 7, 2, 5, 0), req_id=9)
+    yield "frame-dir-ack", bytes([MODE_FRAME]) + hdr(
+        OP["DIR_RECALL_ACK"], struct.pack("<QII", 9, 2, 0) + bytes(range(256)) * 16)
+    yield "frame-dir-ack-clean", bytes([MODE_FRAME]) + hdr(OP["DIR_RECALL_ACK"],
+                                                           struct.pack("<QII", 9, 0, 0))
 
 
 
 # ---- fuzz_memnode: flags, then the byte stream to the node -----------------------
 
-MN_HANDSHAKE, MN_SIGN, MN_ADDRESSED = 1, 0x10, 0x20
+MN_HANDSHAKE, MN_SIGN, MN_ADDRESSED, MN_RIVAL, MN_RIVAL_ANSWERS = 1, 0x10, 0x20, 0x40, 0x80
 MN_FEAT_ALL = 7 << 1
 NODE_ID, PEER_ID = 7, 42
 
@@ -136,6 +149,28 @@ def memnode_seeds():
     yield "pipelined-pings", authed + b"".join(hdr(OP["PING"], b"", req_id=i)
                                                 for i in range(300))
 
+    # The directory: section 0 of generation 1 is the rival's (fuzz_memnode.c bit 6).
+    def dreq(page, rights=3):
+        return mn_grant(rights=rights) + struct.pack("<II", page, 0)
+
+    dirs = b"".join([
+        hdr(OP["DIR_ATTACH"], mn_grant(rights=1), req_id=1),
+        hdr(OP["DIR_READ"], dreq(0), req_id=2),          # the rival is downgraded
+        hdr(OP["DIR_WRITE"], dreq(1), req_id=3),         # ... invalidated
+        hdr(OP["DIR_WRITE"], dreq(2), req_id=4),
+        hdr(OP["DIR_READ"], dreq(2), req_id=5),
+        hdr(OP["DIR_WRITE"], dreq(9, rights=1), req_id=6),
+        hdr(OP["DIR_READ"], dreq(4096), req_id=7),
+        hdr(OP["DIR_RECALL_ACK"], struct.pack("<QII", 1, 0, 0), req_id=8),
+        hdr(OP["DIR_RECALL_ACK"], struct.pack("<QII", 2, 2, 0) + bytes(PAGE), req_id=9),
+        hdr(OP["DIR_RECALL"], struct.pack("<QIIIIII", 1, 0, 1, 0, 1, 0, 0), req_id=10),
+        hdr(OP["DIR_DETACH"], mn_grant(rights=1), req_id=11),
+        hdr(OP["DIR_READ"], dreq(3), req_id=12),
+        hdr(OP["PING"], b"", req_id=13)])
+    yield "dir-alone", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + dirs
+    yield "dir-rival-silent", bytes([authed[0] | MN_RIVAL]) + dirs
+    yield "dir-rival-answers", bytes([authed[0] | MN_RIVAL | MN_RIVAL_ANSWERS]) + dirs
+
 
 # ---- fuzz_mnclient: flags, HELLO reply, AUTH status, operations, the node's stream ----
 
@@ -147,8 +182,9 @@ def rid(seq, slot=0):
     return seq << 16 | slot
 
 
-def mnc_input(ops, stream, max_inflight=16, sign=1, auth_status=0):
-    hello = struct.pack("<HHIQIIQII", VERSION, 0, 7, NODE_ID, 256, max_inflight, 2 << 20, 2, 0)
+def mnc_input(ops, stream, max_inflight=16, sign=1, auth_status=0, features=7):
+    hello = struct.pack("<HHIQIIQII", VERSION, 0, features, NODE_ID, 256, max_inflight, 2 << 20,
+                        2, 0)
     hello += b"\x07" * 32 + b"\0" * 32
     body = b"".join(struct.pack("<BBBBI", k, a, b, 0, d) for k, a, b, d in ops)
     return bytes([sign]) + hello + bytes([auth_status, len(ops)]) + body + stream
@@ -186,6 +222,30 @@ def mnclient_seeds():
     yield "auth-refused", mnc_input([(0, 0, 0, 0)], b"", auth_status=3)
     yield "wrong-id", mnc_input([(0, 0, 0, 0), (0, 0, 0, 0)],
                                 rep(OP["PING"], req_id=rid(7)) + rep(OP["PING"], req_id=rid(2)))
+
+    # A recall channel: recalls before, between and after the replies to its calls.
+    def recall(seq, page, mode, grants=0):
+        return hdr(OP["DIR_RECALL"], struct.pack("<QIIIIII", seq, 0, 1, page, mode, grants, 0),
+                   req_id=seq)
+
+    yield "dir-channel", mnc_input(
+        [(16, 0, 0, 0), (19, 1, 0, 0), (20, 0, 0, 1), (19, 0, 0, 0), (20, 1, 0, 2),
+         (17, 0, 0, 5), (18, 0, 0, 6), (18, 0, 0, 7), (19, 1, 0, 0), (19, 0, 0, 0)],
+        b"".join([
+            rep(OP["DIR_ATTACH"], req_id=rid(1)),
+            recall(1, 5, 2),
+            recall(2, 6, 1, grants=3),
+            rep(OP["DIR_RECALL_ACK"], req_id=rid(2)),
+            recall(3, 7, 2),
+            rep(OP["DIR_RECALL_ACK"], req_id=rid(3)),
+            rep(OP["DIR_READ"], page, rid(4)),
+            rep(OP["DIR_WRITE"], struct.pack("<II", 0, 0) + page, rid(5)),
+            recall(4, 6, 2, grants=2),
+            rep(OP["DIR_WRITE"], struct.pack("<II", 1, 0), rid(6))]), features=7 | FEAT_DIR)
+    yield "dir-no-channel", mnc_input(
+        [(17, 0, 0, 5), (19, 1, 0, 0)],
+        recall(1, 5, 2) + rep(OP["DIR_READ"], page, rid(1)), features=7 | FEAT_DIR)
+    yield "dir-not-offered", mnc_input([(16, 0, 0, 0), (17, 0, 0, 1)], b"")
 
 
 # ---- fuzz_shim: messages (descriptor count, length, bytes) -----------------------

@@ -3,8 +3,8 @@
  * Unit test of the frame codec (src/common/wire.c): header round trips,
  * every way a hostile header can be wrong, READ/WRITE payload validation
  * (truncation, extent counts, ranges near UINT32_MAX, page totals, data
- * length), fixed-size payloads and the status <-> errno mapping. Failed
- * decodes must leave the output untouched.
+ * length), fixed-size payloads, the coherence directory's frames and the
+ * status <-> errno mapping. Failed decodes must leave the output untouched.
  */
 #include <endian.h>
 #include <errno.h>
@@ -361,11 +361,75 @@ static void test_fixed_and_status(void)
 	is_str(proto_op_name(UINT32_MAX), "unknown", "op UINT32_MAX name");
 }
 
+/* DIR_READ/DIR_WRITE requests, DIR_RECALL and DIR_RECALL_ACK. */
+static void test_dir(void)
+{
+	uint8_t buf[sizeof(struct proto_dir_ack) + PROTO_PAGE_SIZE + 1] = { 0 };
+	struct proto_dir_req rq = { .page = 0xdeadbeef }, rqo;
+	struct proto_dir_recall rc = { .seq = 9, .section = 3, .generation = 4, .page = 5,
+				       .mode = PROTO_DIR_INVALIDATE, .grants = 6 }, rco;
+	struct proto_dir_ack a = { .seq = 77 }, ao;
+	const uint8_t *page = (const uint8_t *)1;
+
+	rq.grant.section = 7;
+	wire_dir_req_swap(&rq);
+	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), 0, "DIR_READ/WRITE request decodes");
+	ok(rqo.page == 0xdeadbeef && rqo.grant.section == 7, "  page and grant in host order");
+	memset(&rqo, 0xab, sizeof(rqo));
+	is(wire_dir_req_decode(&rq, sizeof(rq) - 1, &rqo), -EBADMSG, "request short");
+	is(wire_dir_req_decode(&rq, sizeof(rq) + 1, &rqo), -EBADMSG, "request long");
+	rq.rsvd = htole32(1);
+	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), -EBADMSG, "request rsvd != 0");
+	ok(rqo.page == 0xabababab, "  failed decodes leave the output alone");
+
+	wire_dir_recall_swap(&rc);
+	is(wire_dir_recall_decode(&rc, sizeof(rc), &rco), 0, "DIR_RECALL decodes");
+	ok(rco.seq == 9 && rco.section == 3 && rco.generation == 4 && rco.page == 5 &&
+	   rco.mode == PROTO_DIR_INVALIDATE && rco.grants == 6, "  every field");
+	is(wire_dir_recall_decode(&rc, sizeof(rc) - 1, &rco), -EBADMSG, "recall short");
+	for (uint32_t m = 0; m < 4; m++) {
+		rc.mode = htole32(m);
+		is(wire_dir_recall_decode(&rc, sizeof(rc), &rco),
+		   m == PROTO_DIR_DOWNGRADE || m == PROTO_DIR_INVALIDATE ? 0 : -EBADMSG,
+		   "recall mode %u", m);
+	}
+	rc.rsvd = htole32(1);
+	is(wire_dir_recall_decode(&rc, sizeof(rc), &rco), -EBADMSG, "recall rsvd != 0");
+
+	wire_dir_ack_swap(&a);
+	memcpy(buf, &a, sizeof(a));
+	is(wire_dir_ack_decode(buf, sizeof(a), &ao, &page), 0, "clean DIR_RECALL_ACK decodes");
+	ok(ao.seq == 77 && page == NULL, "  no page");
+	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE, &ao, &page), -EBADMSG,
+	   "a page without DIRTY");
+	is(wire_dir_ack_decode(buf, sizeof(a) - 1, &ao, &page), -EBADMSG, "ack short");
+	put32(buf + 8, PROTO_DIR_DIRTY);
+	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE, &ao, &page), 0,
+	   "dirty DIR_RECALL_ACK decodes");
+	ok(page == buf + sizeof(a) && ao.flags == PROTO_DIR_DIRTY, "  the page follows it");
+	page = NULL;
+	is(wire_dir_ack_decode(buf, sizeof(a), &ao, &page), -EBADMSG, "DIRTY without the page");
+	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE + 1, &ao, &page), -EBADMSG,
+	   "DIRTY with more than a page");
+	ok(page == NULL, "  failed decodes leave the page pointer alone");
+	put32(buf + 8, PROTO_DIR_DIRTY | 4);
+	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE, &ao, &page), -EBADMSG,
+	   "an unknown ack flag");
+	put32(buf + 8, 0);
+	put32(buf + 12, 1);
+	is(wire_dir_ack_decode(buf, sizeof(a), &ao, &page), -EBADMSG, "ack rsvd != 0");
+
+	is(proto_status_to_errno(PROTO_ST_DIR_DETACHED), -EUNATCH, "DIR_DETACHED -> -EUNATCH");
+	is(proto_status_to_errno(PROTO_ST_DIR_FULL), -EUSERS, "DIR_FULL -> -EUSERS");
+	is_str(proto_op_name(PROTO_OP_DIR_RECALL_ACK), "dir_recall_ack", "DIR_RECALL_ACK is named");
+}
+
 int main(void)
 {
 	test_header();
 	test_io();
 	test_fixed_and_status();
+	test_dir();
 	done_testing();
 	return tap_exit();
 }

@@ -169,6 +169,8 @@ def test_writes_of_different_pages_recall_in_parallel(memnodes, key):
     recalls = [a.chan.recall() for _ in range(8)]
     assert sorted(r["page"] for r in recalls) == list(range(8))
     assert all(r["mode"] == dp.INVALIDATE and r["grants"] == 8 for r in recalls)
+    # B cannot answer A's recalls: an answer counts on its own holder's channel only.
+    refused("NOENT", b.chan.ack, recalls[0]["seq"])
     # A page nobody else holds is served meanwhile, on another connection.
     with dp.Conn(d.addr).login(key, B, orch=False) as other:
         assert other.dir_read(b.grant, 100) == bytes(PAGE)

@@ -118,6 +118,10 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 	r = shared_get(p, region, &rc);
 	if (!r)
 		return rc;
+	if (r->strict) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EINVAL;   /* its directory keeps it coherent page by page */
+	}
 	if (!atomic_load(&r->readonly)) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return acquire ? 0 : -EBUSY;   /* held already: its pages are the newest */

@@ -5,7 +5,8 @@
  * main.c holds the one table of subcommands and parses the command line
  * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
  * output.c formats tables, sizes, ages and progress; commands.c implements
- * the API subcommands (migrate.c the slot migrations); up.c and cluster.c start, stop and describe a
+ * the API subcommands (migrate.c the slot migrations, regioncmd.c the
+ * shared regions); up.c and cluster.c start, stop and describe a
  * one-machine cluster (cluster.c also has `down` and `status`). Internally functions return >= 0 or -errno; the
  * handlers return the process exit status (CLI_EXIT_*).
  */
@@ -51,6 +52,13 @@ struct cli_cmd {
 	cli_handler_fn fn;
 	struct cli_opt opts[CLI_MAX_OPTS];
 };
+
+/*
+ * Rows that a command module brings itself (regioncmd.c), walked after
+ * main.c's own table: main.c knows them as data, not as functions.
+ */
+extern const struct cli_cmd cli_region_cmds[];
+extern const size_t cli_region_ncmds;
 
 /* Global state and the parsed command line, handed to every handler. */
 struct cli_args {

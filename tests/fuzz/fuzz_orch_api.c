@@ -32,6 +32,7 @@
 #include "fuzz_http.h"
 #include "log.h"
 #include "orch.h"
+#include "store_sqlite.h"
 
 static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
 

@@ -621,6 +621,7 @@ static void recover_attachment(struct orch *o, const struct region_rec *r,
 
 	if (v == REGION_VIEW_ABSENT) {
 		o->store->ops->attach_remove(o->store, r->id, a->slot_id);
+		a->state[0] = '\0';         /* gone: recover_lock skips it */
 		if (!attaching)
 			slots_event(o, "region_detached", a->compute, a->slot,
 				    "region %s detached from slot %s (settled at start)", r->name,
@@ -635,14 +636,18 @@ static void recover_attachment(struct orch *o, const struct region_rec *r,
 			    "region %s attached to slot %s (settled at start)", r->name, a->slot);
 }
 
-/* A lock or unlock caught by a restart: the slot's agent says whether it writes. */
+/*
+ * A lock, unlock or detach caught by a restart: the slot's agent says
+ * whether it writes. att: the region's attachments (after
+ * recover_attachment).
+ */
 static void recover_lock(struct orch *o, struct region_rec *r, struct region_attach_rec *att,
 			 size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		enum region_view v;
 
-		if (att[i].slot_id != r->pending)
+		if (att[i].slot_id != r->pending || !att[i].state[0])
 			continue;
 		v = regions_ask(o, att[i].compute, att[i].slot, r->name, NULL, 0);
 		if (!strcmp(r->state, "locking") && v == REGION_VIEW_WRITE) {
@@ -657,14 +662,19 @@ static void recover_lock(struct orch *o, struct region_rec *r, struct region_att
 			regions_record(o, r, "region_unlocked", att[i].compute, att[i].slot,
 				       "region %s unlocked by slot %s (settled at start)", r->name,
 				       att[i].slot);
-			/* The other slots are owed an invalidation (the monitor's upkeep). */
-			for (size_t k = 0; k < n; k++)
-				if (k != i) {
-					att[k].stale = true;
-					o->store->ops->attach_put(o->store, &att[k]);
-				}
 		}
 	}
+	/*
+	 * A release done (now, or before the restart) may have been followed
+	 * by no invalidation: every other slot is owed one (the monitor's
+	 * upkeep delivers it; dropping clean pages is harmless).
+	 */
+	if ((!strcmp(r->state, "unlocking") || !strcmp(r->state, "detaching")) && !r->holder)
+		for (size_t k = 0; k < n; k++)
+			if (att[k].slot_id != r->pending && att[k].state[0] && !att[k].stale) {
+				att[k].stale = true;
+				o->store->ops->attach_put(o->store, &att[k]);
+			}
 }
 
 void regions_recover(struct orch *o)

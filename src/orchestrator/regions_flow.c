@@ -187,12 +187,13 @@ static void invalidate(struct orch *o, const struct region_rec *r, int64_t excep
 		n = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct region_attach_rec *a = &att[i];
-		json_t *body = json_object(), *ans = NULL;
+		json_t *body, *ans = NULL;
 		bool was = a->stale;
 		int status;
 
 		if (a->slot_id == except || (only_stale && !a->stale))
 			continue;
+		body = json_object();
 		status = regions_call(o, a->compute, a->slot, r->name, "invalidate", "POST", body,
 				      REGION_SHORT_TIMEOUT_MS, &ans);
 		json_decref(body);
@@ -642,8 +643,16 @@ void regions_upkeep(struct orch *o)
 		struct http_resp resp = { 0 };
 		struct region_rec r;
 
-		/* Each region with a stale attachment once (the list is ordered by region). */
-		if (!att[i].stale || att[i].region_id == last)
+		struct node_rec c;
+
+		/*
+		 * Each region with a stale attachment whose compute node is up,
+		 * once (the list is ordered by region): the monitor must not wait
+		 * for nodes that are down.
+		 */
+		if (!att[i].stale || att[i].region_id == last ||
+		    o->store->ops->node_get(o->store, att[i].compute, &c) < 0 ||
+		    strcmp(c.state, "up") != 0)
 			continue;
 		last = att[i].region_id;
 		if (regions_begin(o, att[i].region, &r, &resp) == 0 &&

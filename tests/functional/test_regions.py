@@ -439,6 +439,25 @@ def test_store_survives_restart(orch, memnodes, computes, hb_factory, key):
     # ... and a owes an invalidation, which the monitor delivers.
     assert wait_for(lambda: fr.calls("invalidate"), 10)
 
+    # An attach and a detach cut short: what the agents' VMs map decides.
+    del c1.vms["a"]["regions"]["r1"]              # a's agent had detached it
+    orch.stop()
+    db = sqlite3.connect(orch.db)
+    a_id, b_id = (db.execute("SELECT id FROM slots WHERE name = ?", (n,)).fetchone()[0]
+                  for n in ("a", "b"))
+    db.execute("UPDATE regions SET state = 'detaching', pending = ?", (a_id,))
+    db.execute("UPDATE region_attachments SET state = 'detaching' WHERE slot_id = ?", (a_id,))
+    db.execute("UPDATE region_attachments SET state = 'attaching' WHERE slot_id = ?", (b_id,))
+    db.commit()
+    db.close()
+    orch.start()
+    r = orch.call("GET", "/v1/regions/r1")[1]
+    assert r["state"] == "ready" and [a["slot"] for a in r["attachments"]] == ["b"], r
+    assert events(orch, "region_detached")[-1]["slot"] == "a"
+    # (b is owed an invalidation: a may have released just before; the monitor gives it.)
+    assert wait_for(lambda: orch.call("GET", "/v1/regions/r1")[1]["attachments"] == [
+        {"slot": "b", "compute": 11, "pci": "0000:00:04.0"}], 10)
+
 
 def test_database_from_before_regions(orch_factory, memnodes, computes, hb_factory):
     o = orch_factory()

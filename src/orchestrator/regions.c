@@ -288,8 +288,9 @@ void regions_agent_error(struct http_resp *resp, int status, json_t *ans, const 
 	mig_why(status, ans, why, sizeof(why));
 	if (status < 0)
 		http_resp_error(resp, 503, "node_unreachable", "%s (%s)", msg, why);
-	else if (status == 404)
-		http_resp_error(resp, 409, "not_running", "%s (%s)", msg, why);
+	else if (status == 404)   /* no such VM there, or it does not map the region */
+		http_resp_error(resp, 409, strcmp(code, "no_region") ? "not_running" : "not_attached",
+				"%s (%s)", msg, why);
 	else if (status == 409 || status == 503)
 		http_resp_error(resp, status, code[0] ? code : status == 409 ? "conflict"
 							   : "agent_unavailable",

@@ -86,8 +86,9 @@ enum region_view regions_ask(struct orch *o, uint64_t compute, const char *slot,
 
 /*
  * Answer for an agent's call that failed (status < 0: no answer): 503
- * node_unreachable; 404: 409 not_running; 409 and 503 with the agent's
- * code; else 502 agent_refused. The message is fmt's text, then why.
+ * node_unreachable; 404: 409 not_running (not_attached for the agent's
+ * no_region); 409 and 503 with the agent's code; else 502 agent_refused.
+ * The message is fmt's text, then why.
  */
 void regions_agent_error(struct http_resp *resp, int status, json_t *ans, const char *fmt, ...)
 	_printf_(4, 5);

@@ -204,6 +204,12 @@ double progress_elapsed(const struct progress *p);
 int cli_parse_u64(const struct cli_args *a, const char *what, const char *s, uint64_t max,
 		  uint64_t *ret);
 int cli_parse_size(const struct cli_args *a, const char *what, const char *s, uint64_t *ret);
+/* GET prefix + NAME and print the answer with `print` (--json: as it is). */
+int cli_show(struct cli_args *a, const char *prefix, const char *name,
+	     void (*print)(const json_t *));
+/* DELETE prefix + NAME (progress: "deleting WHAT NAME"), then "WHAT NAME deleted". */
+int cli_delete(struct cli_args *a, const char *prefix, const char *name, const char *what,
+	       bool progress);
 /* A size field as "1.5G", or its text ("-" when absent). */
 void cli_size_of(const json_t *o, const char *key, char *buf, size_t len);
 /* "label value" lines for the fields present, in order (sizes: as sizes). */

@@ -143,17 +143,7 @@ static void print_region(const json_t *r)
 
 static int cmd_region_show(struct cli_args *a)
 {
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = cli_path_with("/v1/regions/", a->args[0], NULL);
-	int ret;
-
-	if (!path)
-		return CLI_EXIT_ERROR;
-	ret = cli_query(a, "GET", path, NULL, NULL, &r);
-	if (ret != CLI_MORE)
-		return ret;
-	print_region(r.json);
-	return CLI_EXIT_OK;
+	return cli_show(a, "/v1/regions/", a->args[0], print_region);
 }
 
 static int cmd_region_create(struct cli_args *a)
@@ -194,20 +184,7 @@ static int cmd_region_create(struct cli_args *a)
 
 static int cmd_region_delete(struct cli_args *a)
 {
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = cli_path_with("/v1/regions/", a->args[0], NULL);
-	int ret;
-
-	if (!path)
-		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "DELETE", path, NULL, NULL, false, &r);
-	if (ret)
-		return ret;
-	if (a->json)
-		r.json ? print_json(r.json) : (void)puts("{}");
-	else
-		printf("region %s deleted\n", a->args[0]);
-	return CLI_EXIT_OK;
+	return cli_delete(a, "/v1/regions/", a->args[0], "region", false);
 }
 
 /* The attachment of `slot` in a region's JSON, or NULL. */

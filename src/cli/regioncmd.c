@@ -301,8 +301,8 @@ const struct cli_cmd cli_region_cmds[] = {
 	{ "region create", "NAME --size SIZE [--mode exclusive]", 1, 1,
 	  "create a shared region on a memory node",
 	  "A region is memory that several slots map at once (an ivshmem device in\n"
-	  "each guest). SIZE is a power of two and a whole number of sections (128M,\n"
-	  "256M, 512M, ...); all of it lives on the memory node with the most free\n"
+	  "each guest). SIZE is a power of two and a whole number of sections, at\n"
+	  "most 8 (128M to 1G); all of it lives on the memory node with the most free\n"
 	  "sections. Mode exclusive: one slot writes at a time (the lock holder), the\n"
 	  "others read what it last released.",
 	  cmd_region_create,

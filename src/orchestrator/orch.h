@@ -47,6 +47,7 @@
 #define ORCH_DEFAULT_SECTION_SIZE (128ull << 20)
 #define ORCH_MAX_SECTIONS 1024          /* per slot */
 #define ORCH_HOT_MAX_SECTIONS 32        /* max_sections asked of the compute agent */
+#define ORCH_REGION_MAX_SECTIONS 8      /* per shared region: what a compute agent maps */
 
 enum orch_route {
 	RT_NODES_REGISTER,

@@ -325,11 +325,11 @@ static int parse_create(struct orch *o, json_t *body, struct region_rec *r, size
 				" is not", size);
 		return -EINVAL;
 	}
-	if (size % o->section_size || size / o->section_size > ORCH_MAX_SECTIONS) {
+	if (size % o->section_size || size / o->section_size > ORCH_REGION_MAX_SECTIONS) {
 		http_resp_error(resp, 400, "bad_size",
 				"\"size_bytes\" must be a whole number (1 to %d) of %" PRIu64
 				"-byte sections: %" PRIu64 " is not",
-				ORCH_MAX_SECTIONS, o->section_size, size);
+				ORCH_REGION_MAX_SECTIONS, o->section_size, size);
 		return -EINVAL;
 	}
 	if ((v = json_object_get(body, "mode")) && !(mode = json_string_value(v))) {

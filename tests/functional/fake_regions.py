@@ -78,7 +78,7 @@ def section_json(s):
     """A region's section as the agent reports it: where it lives, not its grant."""
     memnode, _, sec, gen = grant_fields(s["grant"])[:4]
     return {"kind": "remote", "addr": s["addr"], "memnode": memnode, "section": sec,
-            "generation": gen}
+            "generation": gen, "free_on_release": False}
 
 
 def region_json(r):

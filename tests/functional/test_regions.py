@@ -210,6 +210,7 @@ def test_bad_input(orch, memnodes, computes, hb_factory):
             ({"name": "../x", "size_bytes": SEC}, 400, "bad_request"),
             ({"size_bytes": SEC}, 400, "bad_request"),
             ({"name": "r", "size_bytes": SEC, "colour": "red"}, 400, "unknown_field"),
+            ({"name": "r", "size_bytes": 2 << 30}, 400, "bad_size"),       # over 8 sections
             ({"name": "r", "size_bytes": 1 << 30}, 409, "capacity"),       # 4 sections free
     ]:
         st, ans = orch.call("POST", "/v1/regions", body)
@@ -282,9 +283,9 @@ def test_agent_failures(orch, memnodes, computes, hb_factory, key):
     assert "region_lock_failed" in kinds(orch)
 
     # Release answers 503 (its memory node did not acknowledge): the lock stays.
-    c1.fail_region["release"] = (503, "writeback_failed")
+    c1.fail_region["release"] = (503, "release_failed")
     st, ans = post(orch, "r1", "unlock", "a")
-    assert st == 503 and err(ans) == "writeback_failed", ans
+    assert st == 503 and err(ans) == "release_failed", ans
     r = orch.call("GET", "/v1/regions/r1")[1]
     assert r["holder"] == "a" and r["state"] == "ready"
     assert fr.calls("invalidate") == []
@@ -347,7 +348,7 @@ def test_slot_delete_detaches_and_migrations_refuse(orch, memnodes, computes, hb
     assert [x for x in c2.calls if x[:2] == ("POST", "/v1/vms") and x[2]["name"] == "a"] == []
 
     # A release that fails stops the delete: the slot stays as it was.
-    c1.fail_region["release"] = (503, "writeback_failed")
+    c1.fail_region["release"] = (503, "release_failed")
     st, ans = orch.call("DELETE", "/v1/slots/a")
     assert st == 503, ans
     assert orch.call("GET", "/v1/slots/a")[1]["state"] == "running"

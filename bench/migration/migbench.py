@@ -212,7 +212,7 @@ class PlainQemu:
         ram = (f"memory-backend-file,id=ram0,size={mem_mb}M,mem-path={mem_path},share=on"
                if mem_path else f"memory-backend-ram,id=ram0,size={mem_mb}M")
         argv = [vmlib.qemu_binary(), "-name", name, "-machine", "pc,accel=tcg", "-cpu", CPU,
-                "-smp", "1", "-m", f"{mem_mb}M",
+                "-smp", "1,maxcpus=2", "-m", f"{mem_mb}M",  # as the agent starts QEMU
                 "-object", ram,
                 "-machine", "memory-backend=ram0",
                 "-kernel", kernel, "-initrd", initrd,

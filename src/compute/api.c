@@ -42,9 +42,11 @@
 #include "miguri.h"
 #include "net.h"
 #include "launch.h"
+#include "sections.h"
 #include "state.h"
 #include "vm_evacuate.h"
 #include "vm_grants.h"
+#include "vm_shared.h"
 #include "vm_hot.h"
 #include "vm_incoming.h"
 #include "vm_memmig.h"
@@ -57,46 +59,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
-{
-	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release", NULL };
-	const char *kind, *bad = NULL, *addr, *grant;
-	struct vm_section s = { 0 };
-
-	if (!json_is_object(j)) {
-		snprintf(err, errlen, "a section must be an object");
-		return -EINVAL;
-	}
-	if (json_check_keys(j, keys, &bad) < 0) {
-		snprintf(err, errlen, "unknown section field \"%s\"", bad);
-		return -EINVAL;
-	}
-	kind = json_string_value(json_object_get(j, "kind"));
-	if (!kind || (strcmp(kind, "local") && strcmp(kind, "remote"))) {
-		snprintf(err, errlen, "section kind must be \"local\" or \"remote\"");
-		return -EINVAL;
-	}
-	s.free_on_release = json_is_true(json_object_get(j, "free_on_release"));
-	if (strcmp(kind, "local") == 0) {
-		s.sec.kind = PAGER_SEC_LOCAL;
-		*ret = s;
-		return 0;
-	}
-	s.sec.kind = PAGER_SEC_REMOTE;
-	addr = json_string_value(json_object_get(j, "addr"));
-	grant = json_string_value(json_object_get(j, "grant"));
-	if (!addr || strlen(addr) >= sizeof(s.sec.addr) || !grant) {
-		snprintf(err, errlen, "a remote section needs \"addr\" (host:port) and \"grant\"");
-		return -EINVAL;
-	}
-	strcpy(s.sec.addr, addr);
-	if (grant_from_hex(grant, &s.sec.grant) < 0) {
-		snprintf(err, errlen, "\"grant\" must be %zu hex digits", (size_t)GRANT_HEX_LEN);
-		return -EINVAL;
-	}
-	*ret = s;
-	return 0;
-}
 
 /* Find a VM by the name that follows `prefix` in the path; *rest gets the tail. */
 static struct vm *find_vm(struct agent *a, const char *path, const char **ret_rest)
@@ -236,7 +198,7 @@ static int parse_incoming(json_t *j, const char **ret_listen, struct vm_hot_in *
 		json_object_del(copy, "gpa");
 		json_object_del(copy, "slot");
 		json_object_del(copy, "plugged"); /* as GET on the source shows it */
-		r = parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
+		r = vm_parse_section(copy, &(*ret_hot)[i].sec, why, sizeof(why));
 		json_decref(copy);
 		if (r < 0) {
 			snprintf(err, errlen, "hot section %zu: %s", i, why);
@@ -329,7 +291,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		goto out;
 	}
 	json_array_foreach(jsecs, i, v) {
-		if (parse_section(v, &secs[i], err, sizeof(err)) < 0) {
+		if (vm_parse_section(v, &secs[i], err, sizeof(err)) < 0) {
 			http_resp_error(resp, 400, "bad_section", "section %zu: %s", i, err);
 			goto out;
 		}
@@ -487,7 +449,7 @@ static void h_add_section(struct vm *vm, const struct http_req *req, struct http
 	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	if (parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
+	if (vm_parse_section(json_object_get(j, "section"), &s, err, sizeof(err)) < 0) {
 		http_resp_error(resp, 400, "bad_section", "%s", err);
 	} else {
 		uint64_t t0 = now_ns();
@@ -707,6 +669,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
+	else if (!strncmp(rest, "/regions", 8) && (!rest[8] || rest[8] == '/'))
+		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))
 		vm_pagemeta_http(vm, rest + 10, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))

@@ -15,7 +15,8 @@
  * start with an upper-case word of their own ("READY", "HB").
  *
  *   PING                     OK pong
- *   MEMINFO                  OK memtotal_kb=N memfree_kb=N block_bytes=N online=N offline=N movable=N
+ *   MEMINFO                  OK memtotal_kb=N memfree_kb=N block_bytes=N
+ *                               online=N offline=N movable=N
  *   ONLINE                   OK onlined=N         (offline blocks -> online_movable)
  *   FILL ID SEED MB          OK id=ID mb=MB ms=T  (allocate MB MiB, write a pattern)
  *   VERIFY ID                OK id=ID mismatches=0 ms=T | ERR id=ID mismatches=N first=PAGE
@@ -32,7 +33,18 @@
  *                                                 SECONDS: WPCT% write a word of the
  *                                                 region's pattern, the rest read and check one
  *   POWEROFF                 OK, then the guest powers off
+ *
+ * Shared regions (ivshmem-plain BAR2, named by PCI address or #N) have
+ * their own files: REGIONS RFILL RVERIFY RPEEK in regioncmd.c, the
+ * background jobs RPOKE RCOUNTER RJOB in rjob.c and RLITMUS in litmus.c,
+ * over rmap.c (finding and mapping a region); guestutil.c holds what they
+ * all share. This file keeps RAM, memory blocks, the channel and dispatch.
  */
+#include "guestutil.h"
+#include "litmus.h"
+#include "regioncmd.h"
+#include "rjob.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -40,7 +52,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,8 +63,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096u
-#define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
 #define MAX_REGIONS 64
 #define PORT_NAME "org.disagg.guest"
 #define MEMDIR "/sys/devices/system/memory"
@@ -65,73 +74,9 @@ struct region {
 };
 
 static struct region regions[MAX_REGIONS];
-static int chan = -1;
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void reply(const char *fmt, ...)
-{
-	char buf[4096];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(buf) - 2)
-		n = (int)sizeof(buf) - 2;
-	buf[n++] = '\n';
-	for (int off = 0; off < n;) {
-		ssize_t w = write(chan, buf + off, (size_t)(n - off));
-
-		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return;
-		}
-		off += (int)w;
-	}
-}
+static int chan = -1; /* the host channel */
 
 /* ---- memory blocks ----------------------------------------------------- */
-
-static int read_file(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	buf[n] = '\0';
-	while (n > 0 && isspace((unsigned char)buf[n - 1]))
-		buf[--n] = '\0';
-	return 0;
-}
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n < 0 ? -errno : 0;
-}
 
 struct block_counts {
 	int online, offline, movable;
@@ -154,13 +99,13 @@ static int scan_blocks(int online, struct block_counts *ret, char *layout, size_
 		if (strncmp(de->d_name, "memory", 6) || !isdigit((unsigned char)de->d_name[6]))
 			continue;
 		snprintf(path, sizeof(path), MEMDIR "/%s/state", de->d_name);
-		if (read_file(path, state, sizeof(state)) < 0)
+		if (guest_read_file(path, state, sizeof(state)) < 0)
 			continue;
 		if (online && strcmp(state, "offline") == 0) {
-			if (write_file(path, "online_movable") == 0 ||
-			    write_file(path, "online") == 0) {
+			if (guest_write_file(path, "online_movable") == 0 ||
+			    guest_write_file(path, "online") == 0) {
 				onlined++;
-				(void)read_file(path, state, sizeof(state));
+				(void)guest_read_file(path, state, sizeof(state));
 			}
 		}
 		/*
@@ -172,7 +117,7 @@ static int scan_blocks(int online, struct block_counts *ret, char *layout, size_
 		strcpy(zones, strcmp(state, "online") == 0 ? "?" : "none");
 		if ((ret || layout) && strcmp(state, "online") == 0) {
 			snprintf(path, sizeof(path), MEMDIR "/%s/valid_zones", de->d_name);
-			if (read_file(path, zones, sizeof(zones)) < 0)
+			if (guest_read_file(path, zones, sizeof(zones)) < 0)
 				strcpy(zones, "?");
 		}
 		if (strcmp(state, "online") == 0) {
@@ -217,17 +162,6 @@ static long meminfo_kb(const char *key)
 
 /* ---- patterns ---------------------------------------------------------- */
 
-/* The word at (seed, page, index): cheap, and differs for every page. */
-static inline uint64_t pattern_word(uint64_t seed, uint64_t page, uint64_t i)
-{
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull ^ (page << 9 | i);
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	return x | 1; /* never zero: a page of zeros always mismatches */
-}
-
 static void fill_region(struct region *r)
 {
 	size_t pages = r->bytes / PAGE;
@@ -236,7 +170,7 @@ static void fill_region(struct region *r)
 		uint64_t *w = (uint64_t *)(r->mem + p * PAGE);
 
 		for (size_t i = 0; i < PAGE / 8; i++)
-			w[i] = pattern_word(r->seed, p, i);
+			w[i] = guest_pattern_word(r->seed, p, i);
 	}
 }
 
@@ -248,7 +182,7 @@ static size_t verify_region(const struct region *r, size_t *ret_first)
 		const uint64_t *w = (const uint64_t *)(r->mem + p * PAGE);
 
 		for (size_t i = 0; i < PAGE / 8; i++)
-			if (w[i] != pattern_word(r->seed, p, i)) {
+			if (w[i] != guest_pattern_word(r->seed, p, i)) {
 				if (!bad)
 					*ret_first = p;
 				bad++;
@@ -294,13 +228,13 @@ static void *writeloop_main(void *arg)
 			uint64_t *w = (uint64_t *)(r->mem + p * PAGE);
 
 			for (size_t i = 0; i < PAGE / 8; i++)
-				w[i] = pattern_word(r->seed, p, i);
+				w[i] = guest_pattern_word(r->seed, p, i);
 		}
 		wl.bytes += chunk;
 		/* Where the schedule says we should be: sleep until then. */
 		due = wl.t0 + wl.bytes * 1000000000ull / ((uint64_t)wl.mbps << 20);
-		for (uint64_t now = mono_ns(); now < due && !atomic_load(&wl.stop);
-		     now = mono_ns()) {
+		for (uint64_t now = guest_now_ns(); now < due && !atomic_load(&wl.stop);
+		     now = guest_now_ns()) {
 			uint64_t ns = MIN_U64(due - now, 10000000ull);
 			struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ns };
 
@@ -334,57 +268,57 @@ static void cmd_fill(char **av, int ac)
 	long mb;
 
 	if (ac != 4 || !(r = region_arg(av[1], &id)))
-		return reply("ERR usage: FILL ID SEED MB");
+		return guest_reply("ERR usage: FILL ID SEED MB");
 	mb = strtol(av[3], NULL, 10);
 	if (mb <= 0 || mb > (1L << 20))
-		return reply("ERR bad size");
+		return guest_reply("ERR bad size");
 	if (r->mem)
-		return reply("ERR id=%d in use", id);
+		return guest_reply("ERR id=%d in use", id);
 	/* Never push the guest into the OOM killer: PID 1 cannot be killed. */
 	if ((mb << 10) + 16384 > meminfo_kb("MemAvailable"))
-		return reply("ERR not enough memory: %ld MiB asked, %ld MiB available", mb,
-			     meminfo_kb("MemAvailable") >> 10);
-	t0 = mono_ns();
+		return guest_reply("ERR not enough memory: %ld MiB asked, %ld MiB available", mb,
+				   meminfo_kb("MemAvailable") >> 10);
+	t0 = guest_now_ns();
 	r->bytes = (size_t)mb << 20;
 	r->seed = strtoull(av[2], NULL, 10);
 	r->mem = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (r->mem == MAP_FAILED) {
 		r->mem = NULL;
-		return reply("ERR mmap: %s", strerror(errno));
+		return guest_reply("ERR mmap: %s", strerror(errno));
 	}
 	fill_region(r);
-	reply("OK id=%d mb=%ld ms=%llu", id, mb, (unsigned long long)((mono_ns() - t0) / 1000000));
+	guest_reply("OK id=%d mb=%ld ms=%llu", id, mb, guest_ms_since(t0));
 }
 
 static void cmd_rewrite(char **av, int ac)
 {
 	struct region *r;
 	int id;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = guest_now_ns();
 
 	if (ac != 3 || !(r = region_arg(av[1], &id)) || !r->mem)
-		return reply("ERR usage: REWRITE ID SEED (an existing region)");
+		return guest_reply("ERR usage: REWRITE ID SEED (an existing region)");
 	if (writeloop_busy(id))
-		return reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
+		return guest_reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
 	r->seed = strtoull(av[2], NULL, 10);
 	fill_region(r);
-	reply("OK id=%d ms=%llu", id, (unsigned long long)((mono_ns() - t0) / 1000000));
+	guest_reply("OK id=%d ms=%llu", id, guest_ms_since(t0));
 }
 
 static void cmd_verify(char **av, int ac)
 {
 	struct region *r;
 	size_t bad, first = 0;
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = guest_now_ns();
 	int id;
 
 	if (ac != 2 || !(r = region_arg(av[1], &id)) || !r->mem)
-		return reply("ERR usage: VERIFY ID (an existing region)");
+		return guest_reply("ERR usage: VERIFY ID (an existing region)");
 	bad = verify_region(r, &first);
 	if (bad)
-		return reply("ERR id=%d mismatches=%zu first=%zu", id, bad, first);
-	reply("OK id=%d mismatches=0 ms=%llu", id,
-	      (unsigned long long)((mono_ns() - t0) / 1000000));
+		return guest_reply("ERR id=%d mismatches=%zu first=%zu", id, bad, first);
+	guest_reply("OK id=%d mismatches=0 ms=%llu", id,
+		    guest_ms_since(t0));
 }
 
 static void cmd_free(char **av, int ac)
@@ -393,12 +327,12 @@ static void cmd_free(char **av, int ac)
 	int id;
 
 	if (ac != 2 || !(r = region_arg(av[1], &id)) || !r->mem)
-		return reply("ERR usage: FREE ID (an existing region)");
+		return guest_reply("ERR usage: FREE ID (an existing region)");
 	if (writeloop_busy(id))
-		return reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
+		return guest_reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
 	munmap(r->mem, r->bytes);
 	memset(r, 0, sizeof(*r));
-	reply("OK id=%d", id);
+	guest_reply("OK id=%d", id);
 }
 
 static void cmd_writeloop(char **av, int ac)
@@ -410,31 +344,31 @@ static void cmd_writeloop(char **av, int ac)
 
 	if (ac != 3 || !(r = region_arg(av[1], &id)) || !r->mem || !end || *end || mbps < 1 ||
 	    mbps > 100000)
-		return reply("ERR usage: WRITELOOP ID MBPS (an existing region, 1..100000 MiB/s)");
+		return guest_reply("ERR usage: WRITELOOP ID MBPS (an existing region, 1..100000 MiB/s)");
 	if (wl.running)
-		return reply("ERR a WRITELOOP runs on region %d (STOP first)", wl.id);
+		return guest_reply("ERR a WRITELOOP runs on region %d (STOP first)", wl.id);
 	if (r->bytes < PAGE * 256)
-		return reply("ERR id=%d is smaller than 1 MiB", id);
+		return guest_reply("ERR id=%d is smaller than 1 MiB", id);
 	wl.id = id;
 	wl.mbps = mbps;
 	wl.bytes = 0;
-	wl.t0 = mono_ns();
+	wl.t0 = guest_now_ns();
 	atomic_store(&wl.stop, false);
 	if (pthread_create(&wl.thread, NULL, writeloop_main, NULL) != 0)
-		return reply("ERR pthread_create failed");
+		return guest_reply("ERR pthread_create failed");
 	wl.running = true;
-	reply("OK id=%d mbps=%ld", id, mbps);
+	guest_reply("OK id=%d mbps=%ld", id, mbps);
 }
 
 static void cmd_stop(void)
 {
 	if (!wl.running)
-		return reply("ERR no WRITELOOP runs");
+		return guest_reply("ERR no WRITELOOP runs");
 	atomic_store(&wl.stop, true);
 	pthread_join(wl.thread, NULL);
 	wl.running = false;
-	reply("OK id=%d mb=%llu ms=%llu", wl.id, (unsigned long long)(wl.bytes >> 20),
-	      (unsigned long long)((mono_ns() - wl.t0) / 1000000));
+	guest_reply("OK id=%d mb=%llu ms=%llu", wl.id, (unsigned long long)(wl.bytes >> 20),
+		    guest_ms_since(wl.t0));
 }
 
 /*
@@ -452,16 +386,16 @@ static void cmd_random(char **av, int ac)
 	int id;
 
 	if (ac != 5 || !(r = region_arg(av[1], &id)) || !r->mem)
-		return reply("ERR usage: RANDOM ID SECONDS WPCT SEED (an existing region)");
+		return guest_reply("ERR usage: RANDOM ID SECONDS WPCT SEED (an existing region)");
 	secs = strtol(av[2], NULL, 10);
 	wpct = strtol(av[3], NULL, 10);
 	x = strtoull(av[4], NULL, 10) | 1;
 	if (secs <= 0 || secs > 3600 || wpct < 0 || wpct > 100)
-		return reply("ERR bad SECONDS (1..3600) or WPCT (0..100)");
+		return guest_reply("ERR bad SECONDS (1..3600) or WPCT (0..100)");
 	if (writeloop_busy(id))
-		return reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
+		return guest_reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
 	pages = r->bytes / PAGE;
-	t0 = now = mono_ns();
+	t0 = now = guest_now_ns();
 	end = t0 + (uint64_t)secs * 1000000000ull;
 	while (now < end) {
 		for (unsigned k = 0; k < 64; k++, ops++) {
@@ -475,15 +409,15 @@ static void cmd_random(char **av, int ac)
 			i = (x >> 8) & (PAGE / 8 - 1);
 			w = (uint64_t *)(r->mem + pg * PAGE);
 			if ((long)(x % 100) < wpct)
-				w[i] = pattern_word(r->seed, pg, i);
-			else if (w[i] != pattern_word(r->seed, pg, i))
+				w[i] = guest_pattern_word(r->seed, pg, i);
+			else if (w[i] != guest_pattern_word(r->seed, pg, i))
 				bad++;
 		}
-		now = mono_ns();
+		now = guest_now_ns();
 	}
-	reply("OK id=%d ops=%llu ms=%llu ops_per_s=%.0f mismatches=%llu", id,
-	      (unsigned long long)ops, (unsigned long long)((now - t0) / 1000000),
-	      (double)ops * 1e9 / (double)(now - t0), (unsigned long long)bad);
+	guest_reply("OK id=%d ops=%llu ms=%llu ops_per_s=%.0f mismatches=%llu", id,
+		    (unsigned long long)ops, (unsigned long long)((now - t0) / 1000000),
+		    (double)ops * 1e9 / (double)(now - t0), (unsigned long long)bad);
 }
 
 static void cmd_meminfo(void)
@@ -491,11 +425,11 @@ static void cmd_meminfo(void)
 	struct block_counts c = { 0 };
 	char bs[64] = "0";
 
-	(void)read_file(MEMDIR "/block_size_bytes", bs, sizeof(bs));
+	(void)guest_read_file(MEMDIR "/block_size_bytes", bs, sizeof(bs));
 	(void)scan_blocks(0, &c, NULL, 0);
-	reply("OK memtotal_kb=%ld memfree_kb=%ld block_bytes=%llu online=%d offline=%d movable=%d",
-	      meminfo_kb("MemTotal"), meminfo_kb("MemFree"), strtoull(bs, NULL, 16), c.online,
-	      c.offline, c.movable);
+	guest_reply("OK memtotal_kb=%ld memfree_kb=%ld block_bytes=%llu online=%d offline=%d movable=%d",
+		    meminfo_kb("MemTotal"), meminfo_kb("MemFree"), strtoull(bs, NULL, 16), c.online,
+		    c.offline, c.movable);
 }
 
 static void cmd_layout(void)
@@ -504,7 +438,21 @@ static void cmd_layout(void)
 
 	layout[0] = '\0';
 	(void)scan_blocks(0, NULL, layout, sizeof(layout));
-	reply("OK blocks=%s", layout);
+	guest_reply("OK blocks=%s", layout);
+}
+
+/* The commands of the other files (shared regions): true when one ran. */
+static bool dispatch_table(char **av, int ac)
+{
+	static const struct guest_cmd *const tables[] = { region_cmds, rjob_cmds, litmus_cmds };
+
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+		for (const struct guest_cmd *c = tables[t]; c->name; c++)
+			if (!strcmp(av[0], c->name)) {
+				c->run(av, ac);
+				return true;
+			}
+	return false;
 }
 
 static void dispatch(char *line)
@@ -517,11 +465,11 @@ static void dispatch(char *line)
 	if (ac == 0)
 		return;
 	if (!strcmp(av[0], "PING"))
-		reply("OK pong");
+		guest_reply("OK pong");
 	else if (!strcmp(av[0], "MEMINFO"))
 		cmd_meminfo();
 	else if (!strcmp(av[0], "ONLINE"))
-		reply("OK onlined=%d", scan_blocks(1, NULL, NULL, 0));
+		guest_reply("OK onlined=%d", scan_blocks(1, NULL, NULL, 0));
 	else if (!strcmp(av[0], "FILL"))
 		cmd_fill(av, ac);
 	else if (!strcmp(av[0], "REWRITE"))
@@ -540,14 +488,14 @@ static void dispatch(char *line)
 		cmd_random(av, ac);
 	else if (!strcmp(av[0], "HEARTBEAT") && ac == 2) {
 		hb_interval_ms = strtol(av[1], NULL, 10);
-		hb_next_ns = mono_ns();
-		reply("OK");
+		hb_next_ns = guest_now_ns();
+		guest_reply("OK");
 	} else if (!strcmp(av[0], "POWEROFF")) {
-		reply("OK");
+		guest_reply("OK");
 		sync();
 		reboot(RB_POWER_OFF);
-	} else
-		reply("ERR unknown command %s", av[0]);
+	} else if (!dispatch_table(av, ac))
+		guest_reply("ERR unknown command %s", av[0]);
 }
 
 /* ---- channel ----------------------------------------------------------- */
@@ -564,7 +512,7 @@ static int open_channel(void)
 			char path[300], name[128];
 
 			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
-			if (read_file(path, name, sizeof(name)) == 0 && !strcmp(name, PORT_NAME)) {
+			if (guest_read_file(path, name, sizeof(name)) == 0 && !strcmp(name, PORT_NAME)) {
 				snprintf(path, sizeof(path), "/dev/%s", de->d_name);
 				closedir(d);
 				return open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
@@ -596,8 +544,9 @@ int main(void)
 		for (;;)
 			pause();
 	}
+	guest_set_channel(chan);
 	(void)scan_blocks(1, NULL, NULL, 0);
-	reply("READY disagg-guest 1 memtotal_kb=%ld", meminfo_kb("MemTotal"));
+	guest_reply("READY disagg-guest 1 memtotal_kb=%ld", meminfo_kb("MemTotal"));
 
 	for (;;) {
 		struct pollfd pfd = { .fd = chan, .events = POLLIN };
@@ -605,11 +554,11 @@ int main(void)
 		ssize_t n;
 
 		if (hb_interval_ms > 0) {
-			uint64_t now = mono_ns();
+			uint64_t now = guest_now_ns();
 
 			if (now >= hb_next_ns) {
-				reply("HB %llu %llu", (unsigned long long)hb_seq++,
-				      (unsigned long long)now);
+				guest_reply("HB %llu %llu", (unsigned long long)hb_seq++,
+					    (unsigned long long)now);
 				hb_next_ns = now + (uint64_t)hb_interval_ms * 1000000ull;
 			}
 			timeout = (int)((hb_next_ns - now) / 1000000);

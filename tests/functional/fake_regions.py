@@ -135,7 +135,7 @@ def dispatch(fake, h, method, groups, body):
         if body not in ({}, None):
             return h._err(400, "bad_request", "an empty object expected")
         dropped, r["cached"] = r.get("cached", 0), 0
-        return h._send(200, {"dropped_pages": dropped})
+        return h._send(200, {"dropped_pages": dropped, "ms": 0})
     if not isinstance(body, dict) or set(body) != {"grants"}:
         return h._err(400, "bad_request", "{\"grants\": [...]} expected")
     why = _check_grants(fake, body["grants"], len(r["sections"]), what == "acquire")

@@ -130,6 +130,8 @@ static int setup(struct tmap *m, size_t len, size_t secsize, const struct pager_
 	rc.length = len;
 	rc.sections = m->secs;
 	rc.pagemap_fd = -1;
+	rc.shared = tmap_shared;
+	rc.readonly = tmap_readonly;
 	if (mode == PAGER_DIRTY_ASYNC_WP) {
 		rc.pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (rc.pagemap_fd < 0)
@@ -148,6 +150,7 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 }
 
 const char *tmap_dir;
+bool tmap_shared, tmap_readonly;
 
 uint64_t tap_mono_ms(void)
 {

@@ -40,7 +40,7 @@ M64 = (1 << 64) - 1
 
 
 def pattern_word(seed, page, i):
-    """disagg-guest's FILL pattern (src/guest/disagg-guest.c)."""
+    """disagg-guest's FILL pattern (guest_pattern_word in src/guest/guestutil.h)."""
     x = ((seed * 0x9E3779B97F4A7C15) & M64) ^ (page << 9 | i)
     x ^= x >> 33
     x = (x * 0xFF51AFD7ED558CCD) & M64

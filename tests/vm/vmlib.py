@@ -402,3 +402,141 @@ def new_keyfile(tmp):
     p.write_bytes(os.urandom(32))
     p.chmod(0o600)
     return str(p), dproto.load_keys(p)
+
+
+class GuestChan:
+    """disagg-guest's line protocol straight on QEMU's chardev socket (a
+    QEMU the test started itself, no agent): one command, one OK/ERR line;
+    unsolicited lines (READY, HB) are skipped."""
+
+    def __init__(self, path, timeout=60):
+        self.s = unix_connect(path, timeout, 0.05)
+        self.buf = b""
+
+    def line(self, timeout):
+        self.s.settimeout(timeout)
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(4096)
+            if not chunk:
+                raise ConnectionError("QEMU closed the guest channel")
+            self.buf += chunk
+        ln, self.buf = self.buf.split(b"\n", 1)
+        return ln.decode(errors="replace").strip("\r")
+
+    def wait_for(self, prefix, timeout):
+        end = time.time() + timeout
+        while True:
+            ln = self.line(max(end - time.time(), 0.1))
+            if ln.startswith(prefix):
+                return ln
+
+    def send(self, command):
+        self.s.sendall(command.encode() + b"\n")
+
+    def answer(self, timeout=120):
+        """The next OK/ERR line."""
+        return self.wait_for(("OK", "ERR"), timeout)
+
+    def cmd(self, command, timeout=120):
+        """The answer line, OK or ERR."""
+        self.send(command)
+        return self.answer(timeout)
+
+    def ok(self, command, timeout=120):
+        """The answer's fields; AssertionError on ERR."""
+        ln = self.cmd(command, timeout)
+        if not ln.startswith("OK"):
+            raise AssertionError(f"guest {command!r}: {ln}")
+        return fields(ln)
+
+    def close(self):
+        self.s.close()
+
+
+class Qmp:
+    """A QMP client on a UNIX socket (QEMU's -qmp unix:PATH,server=on)."""
+
+    def __init__(self, path, timeout=60):
+        self.s = unix_connect(path, timeout, 0.02)
+        self.s.settimeout(120)
+        self.f = self.s.makefile("rwb")
+        json.loads(self.f.readline())
+        self.events = []
+        self.run("qmp_capabilities")
+
+    def run(self, cmd, **args):
+        """The command's "return"; RuntimeError with QEMU's error."""
+        self.f.write(json.dumps({"execute": cmd, "arguments": args}).encode() + b"\n")
+        self.f.flush()
+        while True:
+            j = json.loads(self.f.readline())
+            if "return" in j:
+                return j["return"]
+            if "error" in j:
+                raise RuntimeError(f"QMP {cmd}: {j['error']}")
+            self.events.append(j)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+class StockQemu:
+    """qemu-system-x86_64 as a user would run it (no agent, no shim) on the
+    guest image: TCG, -machine pc, the guest channel (GuestChan after
+    connect()), QMP (Qmp), the console and QEMU's output in DIR/NAME.
+    extra: more QEMU arguments (devices, memory backends)."""
+
+    def __init__(self, d, name, extra=(), mem="256M", smp="1"):
+        kernel, initrd = check_prereqs()
+        self.dir = pathlib.Path(d) / name
+        self.dir.mkdir()
+        argv = [qemu_binary(), "-name", name, "-accel", "tcg", "-machine", "pc",
+                "-cpu", "max", "-smp", smp, "-m", mem,
+                "-nodefaults", "-display", "none", "-no-reboot",
+                "-serial", f"file:{self.dir / 'console.log'}",
+                "-chardev", f"socket,id=gch,path={self.dir / 'guest.sock'},server=on,wait=off",
+                "-device", "virtio-serial-pci",
+                "-device", "virtserialport,chardev=gch,name=org.disagg.guest",
+                "-qmp", f"unix:{self.dir / 'qmp.sock'},server=on,wait=off",
+                "-kernel", kernel, "-initrd", initrd,
+                "-append", "console=ttyS0 memhp_default_state=online_movable panic=1",
+                *extra]
+        self.log = open(self.dir / "qemu.log", "wb")
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+        self.chan = self.qmp = None
+
+    def connect(self, timeout=120):
+        """QMP and the guest channel; waits for disagg-guest's READY."""
+        self.qmp = Qmp(str(self.dir / "qmp.sock"))
+        self.chan = GuestChan(str(self.dir / "guest.sock"))
+        ready = self.chan.wait_for("READY", timeout)
+        assert ready.startswith("READY disagg-guest 1"), ready
+
+    def logs(self):
+        """The tails of QEMU's output and the console, for failure reports."""
+        return "\n".join(f"--- {self.dir.name} {leaf}:\n" +
+                         (self.dir / leaf).read_text(errors="replace")[-2000:]
+                         for leaf in ("qemu.log", "console.log") if (self.dir / leaf).exists())
+
+    def stop(self):
+        """Kill QEMU (it is the test's own process), then close the sockets."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(30)
+        for x in (self.chan, self.qmp):
+            if x is not None:
+                x.close()
+        self.log.close()
+
+
+def pattern_word(seed, page, i):
+    """disagg-guest's pattern of FILL and RFILL (guest_pattern_word(),
+    src/guest/guestutil.h)."""
+    m64 = (1 << 64) - 1
+    x = ((seed * 0x9E3779B97F4A7C15) & m64) ^ (page << 9 | i)
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & m64
+    x ^= x >> 33
+    return x | 1

@@ -70,7 +70,7 @@ static void test_order(void)
 	i = find(a, "-name");
 	ok(i > 0 && !strcmp(a->v[i + 1], "guest=web,debug-threads=on"), "-name guest=web");
 	i = find(a, "-smp");
-	ok(i > 0 && !strcmp(a->v[i + 1], "2"), "-smp 2");
+	ok(i > 0 && !strcmp(a->v[i + 1], "2,maxcpus=2"), "-smp 2,maxcpus=2");
 	ok(find(a, "-m") > find(a, "-smp") && find(a, "-kernel") > find(a, "-m"),
 	   "the memory arguments between -smp and -kernel");
 	i = find(a, "-append");

@@ -28,7 +28,7 @@ int pager_open_page(struct pager *p, struct pager_region *r, uint64_t pg, void *
 
 void pager_meta_fresh(struct pager *p, struct pager_region *r)
 {
-	if (!p->cfg.crypt)
+	if (!pager_rcrypt(p, r))
 		return;
 	for (uint32_t s = 0; s < r->nsections; s++)
 		if (r->sections[s].kind == PAGER_SEC_REMOTE)

@@ -42,6 +42,7 @@ enum {
 	ST_DISCARD = 1u << 3,
 	ST_REF     = 1u << 4,
 	ST_RMV     = 1u << 5,
+	ST_OWNED   = 1u << 6,   /* strict shared region: the directory made this node the writer */
 };
 
 struct pager_region {
@@ -63,6 +64,9 @@ struct pager_region {
 	_Atomic uint32_t wp_window;  /* its size, pages */
 	struct pager *owner;
 	uint64_t slot_page;          /* slot page index of page 0 (crypt.h) */
+	bool shared;                 /* a shared region (share.h): pages in clear */
+	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
+	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
@@ -168,6 +172,12 @@ static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
 		}
 	}
 	__atomic_store_n(&r->st[pg], v, __ATOMIC_RELAXED);
+}
+
+/* The cipher for r's pages: the slot's, or none (a shared region's pages travel in clear). */
+static inline struct pager_crypt *pager_rcrypt(const struct pager *p, const struct pager_region *r)
+{
+	return r->shared ? NULL : p->cfg.crypt;
 }
 
 static inline bool pager_sec_remote(const struct pager *p, const struct pager_region *r,

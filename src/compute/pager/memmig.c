@@ -284,7 +284,7 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 	 * ciphertext the table names (no write-back is in flight: io_lock), so
 	 * every page is copied from it as it is, never sealed again here.
 	 */
-	if (p->cfg.crypt)
+	if (pager_rcrypt(p, r))
 		memset(c->local, 0, n);
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *d = c->buf + (size_t)i * PS;

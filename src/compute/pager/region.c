@@ -27,7 +27,7 @@
 #include "uffd_compat.h"
 
 /* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
-static bool on_thread(struct pager *p)
+bool pager_on_thread(struct pager *p)
 {
 	pthread_t self = pthread_self();
 
@@ -48,7 +48,7 @@ struct pager_region *pager_region_get(struct pager *p, int region, unsigned inde
 		*ret_err = -EINVAL;
 		return NULL;
 	}
-	if (on_thread(p)) {
+	if (pager_on_thread(p)) {
 		*ret_err = -EDEADLK;
 		return NULL;
 	}
@@ -122,7 +122,14 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
 	r->next_seq = UINT64_MAX;
 	r->slot_page = rc->slot_page;
-	if (p->cfg.crypt && rc->slot_page + r->npages > pager_crypt_npages(p->cfg.crypt)) {
+	r->shared = rc->shared;
+	r->strict = rc->shared && rc->strict;
+	if (r->strict && !p->cfg.backend->ops->dir_fetch) {
+		pager_region_free(r);
+		return -EOPNOTSUPP;   /* no coherence directory behind this backend */
+	}
+	atomic_store(&r->readonly, rc->shared && rc->readonly);
+	if (pager_rcrypt(p, r) && rc->slot_page + r->npages > pager_crypt_npages(p->cfg.crypt)) {
 		pager_region_free(r);
 		return -ERANGE;   /* outside the slot's page-metadata table */
 	}
@@ -214,7 +221,7 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
-	if (on_thread(p)) {
+	if (pager_on_thread(p)) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EDEADLK;
 	}
@@ -306,9 +313,9 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
 	r = atomic_load(&p->regions[region]);
-	if (on_thread(p) || !r || index >= r->nsections) {
+	if (pager_on_thread(p) || !r || index >= r->nsections) {
 		pthread_mutex_unlock(&p->admin_lock);
-		return on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
+		return pager_on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
 	}
 	pg0 = (uint64_t)index * p->sec_pages;
 	n = p->sec_pages;

@@ -27,6 +27,9 @@ struct pager_region;
  */
 int pager_add_region(struct pager *p, const struct pager_region_config *rc);
 
+/* Is the caller one of p's threads (a fault thread, the evictor)? For region changes: admin_lock held. */
+bool pager_on_thread(struct pager *p);
+
 /*
  * Hot-unplug: stop serving region `region` and release its slot.
  *

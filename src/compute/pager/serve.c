@@ -114,6 +114,15 @@ static int install(struct pager_fault_ctx *t, struct pager_region *r, uint64_t p
 	return mfill(t, r, pg, n, src, mode, exists, base_pg, 0, NULL);
 }
 
+int pager_install_pages(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg,
+			uint64_t n, const uint8_t *src, uint64_t mode)
+{
+	uint8_t exists = 0;
+	int rc = n == 1 ? mfill(t, r, pg, 1, src, mode, &exists, pg, 0, NULL) : -EINVAL;
+
+	return rc == 0 && exists ? -EEXIST : rc;
+}
+
 static int zeropage(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
 		    bool *ret_fault_exists, uint64_t fault_pg)
 {
@@ -361,7 +370,10 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			serve_local(t, r, pg);
 		return;
 	}
-	if (atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
+	/* A shared region this VM may not write: the page goes in write-protected. */
+	if (write && atomic_load(&r->readonly))
+		write = false;
+	if (!r->shared && atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
 		/* Parked until the migration source's page table is here (atrest.h). */
 		if (!pf_end)
 			CTR_ADD(p, faults_parked, 1);
@@ -445,7 +457,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	 * a stash entry, fetched straight into its buffer. All held: the
 	 * oldest is given up unopened.
 	 */
-	if (p->cfg.crypt && t->stash && !pf_end && !sequential && end - start <= PAGER_STASH_PAGES) {
+	if (pager_rcrypt(p, r) && t->stash && !pf_end && !sequential && end - start <= PAGER_STASH_PAGES) {
 		se = pager_stash_unused(t->stash);
 		if (!se) {
 			struct pager_region *or;
@@ -494,7 +506,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 
 		if (sv & (ST_BUSY | ST_PRESENT))
 			continue;
-		if (p->cfg.crypt && (r->hist[i] & HIST_DROPPED)) {
+		if (pager_rcrypt(p, r) && (r->hist[i] & HIST_DROPPED)) {
 			r->hist[i] &= (uint8_t)~HIST_DROPPED;
 			if (i == pg && t->stash && !pf_end)
 				t->stash->regrets++;   /* a neighbour given up was needed */
@@ -530,8 +542,8 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		 * long for it, are opened after the wake. A sequential fault's
 		 * window is all needed next: opened in one pass, installed at once.
 		 */
-		early = p->cfg.crypt && !pf_end && !sequential && t->claimed[pg - start];
-		for (i = first; rc >= 0 && p->cfg.crypt && i <= last; i++)
+		early = pager_rcrypt(p, r) && !pf_end && !sequential && t->claimed[pg - start];
+		for (i = first; rc >= 0 && pager_rcrypt(p, r) && i <= last; i++)
 			if (t->claimed[i - start] && !(st_get(r, i) & ST_DISCARD) &&
 			    (!early || i == pg))
 				rc = pager_open_page(p, r, i, buf + (i - start) * PS);

@@ -104,6 +104,12 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			(void)pager_uffd_wake(r, pg, 1);  /* refaults as MISSING */
 			return;
 		}
+		if (atomic_load(&r->readonly)) {
+			/* Another VM may write this shared region: wait until this one holds it (share.h). */
+			pthread_mutex_unlock(&p->lock);
+			CTR_ADD(p, shared_writes_waited, 1);
+			return;
+		}
 		/* Un-protect under the lock: an eviction that starts later sees DIRTY. */
 		wp_run(p, r, pg, &a, &b, &win);
 		rc = pager_uffd_wp(r, a, b - a, false);

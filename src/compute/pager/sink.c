@@ -106,6 +106,8 @@ static int seal_groups(struct pager *p, struct pager_wb_group *g, unsigned ng)
 	for (unsigned i = 0; i < ng; i++) {
 		uint8_t *d = (uint8_t *)g[i].data;
 
+		if (g[i].clear)
+			continue;
 		for (uint32_t e = 0; e < g[i].next; e++)
 			for (uint32_t k = 0; k < g[i].ext[e].count; k++) {
 				int r = pager_crypt_seal(c, g[i].slot_page + g[i].ext[e].page + k, d, d);

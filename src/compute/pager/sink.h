@@ -35,6 +35,7 @@ struct pager_wb_group {
 	uint32_t next, npages;
 	const uint8_t *data;
 	bool teed;                   /* also submitted to the tee */
+	bool clear;                  /* a shared region's: not sealed (pager_rcrypt) */
 };
 
 /*

@@ -54,6 +54,11 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->pages_unprotected = LD(pages_unprotected);
 	ret->pages_hot_prefetched = LD(pages_hot_prefetched);
 	ret->writebacks_fenced = LD(writebacks_fenced);
+	ret->shared_writes_waited = LD(shared_writes_waited);
+	ret->shared_pages_dropped = LD(shared_pages_dropped);
+	ret->strict_reads = LD(strict_reads);
+	ret->strict_writes = LD(strict_writes);
+	ret->strict_recalls = LD(strict_recalls);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
@@ -122,6 +127,11 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(pages_stash_opened, "sealed neighbours opened and installed later (touched, or the fault thread was idle)"),
 		C(pages_stash_dropped, "sealed neighbours not installed from the stash (given up when it was full or near the budget, failed authentication, section changed); fetched again if touched"),
 		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
+		C(shared_writes_waited, "writes to a shared region this VM does not hold, made to wait until it does"),
+		C(shared_pages_dropped, "cached pages of shared regions dropped so that the next reads fetch what another VM released"),
+		C(strict_reads, "read copies of strict shared pages asked of their directory"),
+		C(strict_writes, "ownership of strict shared pages asked of their directory"),
+		C(strict_recalls, "strict shared pages given up or made read-only for another node"),
 #undef C
 	};
 

@@ -180,6 +180,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 			g->slot_page = v[i].r->slot_page + (uint64_t)sec * p->sec_pages;
 			g->tee = pager_tee_get(v[i].r, sec);
 			g->teed = false;
+			g->clear = v[i].r->shared;
 			g->next = 0;
 			g->npages = 0;
 			g->data = d;
@@ -193,7 +194,8 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 			*g = (struct pager_wb_group){ .s = &v[i].r->sections[sec],
 						      .slot_page = v[i].r->slot_page +
 								   (uint64_t)sec * p->sec_pages,
-						      .tee = pager_tee_get(v[i].r, sec), .data = d };
+						      .tee = pager_tee_get(v[i].r, sec), .data = d,
+						      .clear = v[i].r->shared };
 			g->ext[g->next++] = (struct proto_extent){ page, 1 };
 		}
 		g->npages++;

@@ -23,6 +23,10 @@
 #include "launch.h"
 #include "state.h"
 
+/* region_for_path's *ret_hot for shared region i (hot >= 0: a DIMM, -1 boot RAM, -2 virtio-mem). */
+#define SHARED_HOT(i) (-3 - (int)(i))
+#define HOT_SHARED(h) ((unsigned)(-3 - (h)))
+
 /* Which RAM file is `path`, and which sections back it? (lock held) */
 static int region_for_path(struct vm *vm, const char *path, const struct vm_section **ret_secs,
 			   unsigned *ret_n, int *ret_hot)
@@ -46,6 +50,13 @@ static int region_for_path(struct vm *vm, const char *path, const struct vm_sect
 		*ret_hot = -2;
 		return 0;
 	}
+	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
+		if (vm->shared[i].in_use && strcmp(path, vm->shared[i].path) == 0) {
+			*ret_secs = vm->shared[i].secs;
+			*ret_n = vm->shared[i].nsec;
+			*ret_hot = SHARED_HOT(i);
+			return 0;
+		}
 	return -ENOENT;
 }
 
@@ -94,12 +105,30 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		.length = msg->len,
 		.sections = psecs,
 		.pagemap_fd = -1,
+		/* A shared region travels in clear: every VM that maps it has its own key. */
+		.shared = hot <= SHARED_HOT(0),
 		/* The page cipher's place: the section's index in the slot (pager/crypt.h). */
-		.slot_page = (uint64_t)(hot == -1 ? first
+		.slot_page = hot <= SHARED_HOT(0) ? 0 : (uint64_t)(hot == -1 ? first
 				       : hot == -2 ? vm->spec.nbase + first
 						   : vm->spec.nbase + (unsigned)hot) *
 			     (vm->env.section_size / PAGER_PAGE_SIZE),
 	};
+	if (rc.shared) {
+		pthread_mutex_lock(&vm->lock);
+		rc.readonly = !vm->shared[HOT_SHARED(hot)].writable;
+		pthread_mutex_unlock(&vm->lock);
+		/*
+		 * Handed back to a restarted agent, a read-only region's pages
+		 * are clean copies that may be stale by now: drop them, the
+		 * guest fetches them again (a writable one's are adopted).
+		 */
+		if (adopt && rc.readonly) {
+			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      (off_t)msg->offset, (off_t)msg->len) < 0)
+				return -errno;
+			adopt = false;
+		}
+	}
 	p = vm_pager_get(vm);
 	/* New memory (not handed back, not a migration's): nothing of it is stored yet. */
 	rc.fresh = !adopt && p && !pager_meta_pending(p);
@@ -127,12 +156,16 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		vm->regions[vm->nregions].uffd = -1;
 		vm->nregions++;
 	}
-	if (hot >= 0)
+	if (hot >= 0) {
 		vm->hot[hot].addr = msg->addr;
-	else if (hot == -2)
+	} else if (hot <= SHARED_HOT(0)) {
+		vm->shared[HOT_SHARED(hot)].addr = msg->addr;
+		vm->shared[HOT_SHARED(hot)].region = r;
+	} else if (hot == -2) {
 		vm->vmem_region = r;
-	else
+	} else {
 		vm->base_region = r;
+	}
 	pthread_mutex_unlock(&vm->lock);
 	vm_pager_put(vm, p);
 	log_debug("vm %s: serving %s (%llu MiB at %#llx)", vm->spec.name, msg->path,
@@ -216,6 +249,11 @@ int vm_region_unmapped(struct vm *vm, uint64_t addr)
 			gone = vm->regions[i];
 			vm->regions[i] = vm->regions[--vm->nregions];
 			break;
+		}
+	for (unsigned i = 0; gone.index >= 0 && i < VM_MAX_SHARED; i++)
+		if (vm->shared[i].in_use && vm->shared[i].region == gone.index) {
+			vm->shared[i].region = -1;
+			vm->shared[i].addr = 0;
 		}
 	pthread_mutex_unlock(&vm->lock);
 	if (gone.index >= 0)

@@ -15,7 +15,8 @@
  *    "section_size", "hotplug": "dimm"|"virtio-mem", "max_hot", "append",
  *    "budget": bytes or null, "base": [SEC...],
  *    "hot": [{"index", "plugged", "gpa", "slot", "section": SEC}...],
- *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL}
+ *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL,
+ *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}]}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -51,6 +52,27 @@ static json_t *sec_json(const struct vm_section *s)
 			 s->sec.addr, "grant", hex, "free_on_release", s->free_on_release);
 }
 
+/* Shared regions (vm_shared.c): [{"index", "region", "mode", "size", "writable", "sections"}]. */
+static json_t *shared_json(struct vm *vm)
+{
+	json_t *arr = json_array();
+
+	for (unsigned i = 0; i < VM_MAX_SHARED && arr; i++) {
+		const struct vm_shared *s = &vm->shared[i];
+		json_t *secs = json_array();
+
+		if (!s->in_use)
+			continue;
+		for (unsigned k = 0; k < s->nsec; k++)
+			json_array_append_new(secs, sec_json(&s->secs[k]));
+		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:I, s:b, s:o}", "index", (int)i,
+						     "region", s->id, "mode", s->mode, "size",
+						     (json_int_t)s->size, "writable", s->writable,
+						     "sections", secs));
+	}
+	return arr;
+}
+
 static json_t *record_json(struct vm *vm)
 {
 	json_t *base = json_array(), *hot = json_array(), *vmem = json_array(), *j;
@@ -76,6 +98,8 @@ static json_t *record_json(struct vm *vm)
 		      "vmem_plugged", (int)vm->vmem_plugged, "vmem", vmem);
 	if (j)
 		json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
+	if (j)
+		json_object_set_new(j, "shared", shared_json(vm));
 	if (j)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
@@ -215,6 +239,47 @@ static int load_hot(struct vm *vm, json_t *arr, char *err, size_t errlen)
 	return 0;
 }
 
+/* "shared" (absent in records of agents before shared regions: none). */
+static int load_shared(struct vm *vm, json_t *arr, char *err, size_t errlen)
+{
+	json_t *h;
+	size_t i;
+
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > VM_MAX_SHARED)
+		return bad(err, errlen, "\"shared\" must hold at most %d regions", VM_MAX_SHARED);
+	json_array_foreach(arr, i, h) {
+		const char *id = json_string_value(json_object_get(h, "region"));
+		const char *mode = json_string_value(json_object_get(h, "mode"));
+		int64_t idx, size;
+		struct vm_shared *s;
+		int r;
+
+		if ((r = get_int(h, "index", 0, VM_MAX_SHARED - 1, &idx, err, errlen)) ||
+		    (r = get_int(h, "size", 1, INT64_MAX, &size, err, errlen)))
+			return r;
+		s = &vm->shared[idx];
+		if (s->in_use || !id || !*id || strlen(id) >= sizeof(s->id) || strchr(id, '/') ||
+		    !mode || strlen(mode) >= sizeof(s->mode))
+			return bad(err, errlen, "shared region %lld: bad or twice", (long long)idx);
+		r = get_secs(json_object_get(h, "sections"), "shared sections", 1,
+			     VM_SHARED_MAX_SECTIONS, s->secs, &s->nsec, err, errlen);
+		if (r < 0)
+			return r;
+		if ((uint64_t)size != (uint64_t)s->nsec * vm->env.section_size)
+			return bad(err, errlen, "shared region %s: size and sections disagree", id);
+		s->in_use = true;
+		s->writable = json_is_true(json_object_get(h, "writable"));
+		snprintf(s->id, sizeof(s->id), "%s", id);
+		snprintf(s->mode, sizeof(s->mode), "%s", mode);
+		s->size = (uint64_t)size;
+		s->region = -1;
+		snprintf(s->path, sizeof(s->path), "%s/region-%s", vm->dir, id);
+	}
+	return 0;
+}
+
 int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL;
@@ -283,6 +348,9 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	snprintf(vm->base_path, sizeof(vm->base_path), "%s/ram-base", vm->dir);
+	r = load_shared(vm, json_object_get(j, "shared"), err, errlen);
+	if (r < 0)
+		return r;
 	if (vm->spec.hotplug == VM_HOTPLUG_DIMM)
 		return load_hot(vm, json_object_get(j, "hot"), err, errlen);
 	if (vm->spec.max_hot == 0)

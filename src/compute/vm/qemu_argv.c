@@ -59,8 +59,13 @@ int qemu_argv_build(const struct qemu_argv_config *c, struct qemu_argv *a)
 	qemu_argv_add(a, "pc,accel=%s", c->accel);
 	qemu_argv_add(a, "-cpu");
 	qemu_argv_add(a, "%s", strcmp(c->accel, "kvm") == 0 ? "host" : "max");
+	/*
+	 * maxcpus >= 2: under TCG a guest that may have one CPU only does not
+	 * make LOCK-prefixed instructions atomic against other processes, and
+	 * a shared region's users need exactly that (FACTS, docs/sharing.md).
+	 */
 	qemu_argv_add(a, "-smp");
-	qemu_argv_add(a, "%u", c->vcpus);
+	qemu_argv_add(a, "%u,maxcpus=%u", c->vcpus, MAX(c->vcpus, 2u));
 	qemu_argv_add_strv(a, c->memory);      /* -m, boot RAM on its file, the virtio-mem device */
 	qemu_argv_add(a, "-kernel");
 	qemu_argv_add(a, "%s", c->kernel);

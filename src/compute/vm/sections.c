@@ -100,6 +100,69 @@ json_t *vm_section_json(const struct vm_section *s)
 			 (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
 }
 
+int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release", NULL };
+	const char *kind, *bad = NULL, *addr, *grant;
+	struct vm_section s = { 0 };
+
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "a section must be an object");
+		return -EINVAL;
+	}
+	if (json_check_keys(j, keys, &bad) < 0) {
+		snprintf(err, errlen, "unknown section field \"%s\"", bad);
+		return -EINVAL;
+	}
+	kind = json_string_value(json_object_get(j, "kind"));
+	if (!kind || (strcmp(kind, "local") && strcmp(kind, "remote"))) {
+		snprintf(err, errlen, "section kind must be \"local\" or \"remote\"");
+		return -EINVAL;
+	}
+	s.free_on_release = json_is_true(json_object_get(j, "free_on_release"));
+	if (strcmp(kind, "local") == 0) {
+		s.sec.kind = PAGER_SEC_LOCAL;
+		*ret = s;
+		return 0;
+	}
+	s.sec.kind = PAGER_SEC_REMOTE;
+	addr = json_string_value(json_object_get(j, "addr"));
+	grant = json_string_value(json_object_get(j, "grant"));
+	if (!addr || strlen(addr) >= sizeof(s.sec.addr) || !grant) {
+		snprintf(err, errlen, "a remote section needs \"addr\" (host:port) and \"grant\"");
+		return -EINVAL;
+	}
+	strcpy(s.sec.addr, addr);
+	if (grant_from_hex(grant, &s.sec.grant) < 0) {
+		snprintf(err, errlen, "\"grant\" must be %zu hex digits", (size_t)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	*ret = s;
+	return 0;
+}
+
+json_t *vm_shared_json(struct vm *vm)
+{
+	json_t *arr = json_array();
+
+	for (unsigned i = 0; i < VM_MAX_SHARED && arr; i++) {
+		const struct vm_shared *s = &vm->shared[i];
+		json_t *secs = json_array();
+		char pci[16];
+
+		if (!s->in_use)
+			continue;
+		for (unsigned k = 0; k < s->nsec; k++)
+			json_array_append_new(secs, vm_section_json(&s->secs[k]));
+		snprintf(pci, sizeof(pci), "0000:00:%02x.0", VM_SHARED_PCI_SLOT + i);
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:b, s:o}", "region",
+						     s->id, "mode", s->mode, "size",
+						     (json_int_t)s->size, "pci", pci, "writable",
+						     s->writable, "sections", secs));
+	}
+	return arr;
+}
+
 int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
 		    size_t errlen)
 {
@@ -150,5 +213,9 @@ struct pager_section *vm_section_record(struct vm *vm, const struct pager_sectio
 	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
 		if (same_remote(&vm->vmem_secs[i].sec, match))
 			return &vm->vmem_secs[i].sec;
+	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
+		for (unsigned k = 0; vm->shared[i].in_use && k < vm->shared[i].nsec; k++)
+			if (same_remote(&vm->shared[i].secs[k].sec, match))
+				return &vm->shared[i].secs[k].sec;
 	return NULL;
 }

@@ -26,6 +26,10 @@ struct pager_section *vm_section_record(struct vm *vm, const struct pager_sectio
 void vm_hot_release(struct vm *vm);
 /* {"kind"[, "addr", "memnode", "section", "generation", "free_on_release"]}: never the grant. */
 json_t *vm_section_json(const struct vm_section *s);
+/* A section object of the API: {"kind": "local"} or {"kind": "remote", "addr", "grant"[, "free_on_release"]}. */
+int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
+/* The shared regions attached ([{"region", "mode", "size", "pci", "writable", "sections"}]); lock held. */
+json_t *vm_shared_json(struct vm *vm);
 /* {"addr", "grant"[, "kind": "remote"]} -> a remote section. -EINVAL with err set. */
 int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
 		    size_t errlen);

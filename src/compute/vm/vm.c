@@ -474,6 +474,7 @@ json_t *vm_status(struct vm *vm)
 		      (json_int_t)(vm->env.section_size * (vm->spec.nbase + vm_hot_count(vm))),
 		      "sections", base, "hot_sections", hot, "guest_memtotal_kb",
 		      (json_int_t)vm->guest_memtotal_kb);
+	json_object_set_new(j, "regions", vm_shared_json(vm));
 	if (vm->spec.budget == UINT64_MAX)
 		json_object_set_new(j, "cache_bytes", json_null());
 	else
@@ -510,6 +511,10 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(pj, "pages_sealed", json_integer((json_int_t)st.pages_sealed));
 		json_object_set_new(pj, "integrity_failures",
 				    json_integer((json_int_t)st.integrity_failures));
+		json_object_set_new(pj, "shared_writes_waited",
+				    json_integer((json_int_t)st.shared_writes_waited));
+		json_object_set_new(pj, "shared_pages_dropped",
+				    json_integer((json_int_t)st.shared_pages_dropped));
 	}
 	vm_ext_status(vm, j);
 	return j;

@@ -37,6 +37,28 @@ struct vm_hot {
 	int slot;                     /* its ACPI memory slot (-1: unknown) */
 };
 
+/*
+ * A shared region attached to the VM (vm_shared.c): an ivshmem-plain
+ * device over its own file, served by a shared pager region
+ * (pager/share.h). Changed under vm->lock; attach, detach, acquire and
+ * release run under hot_lock.
+ */
+#define VM_MAX_SHARED          4
+#define VM_SHARED_MAX_SECTIONS 8      /* 1 GiB of 128 MiB sections */
+#define VM_SHARED_PCI_SLOT     0x10   /* PCI slot of shared[0]; shared[i] at 0x10 + i */
+struct vm_shared {
+	bool in_use;
+	bool writable;                /* this VM holds the region (mode exclusive) */
+	char id[64];                  /* the region's name */
+	char mode[16];
+	uint64_t size;
+	unsigned nsec;
+	struct vm_section secs[VM_SHARED_MAX_SECTIONS];
+	char path[PATH_MAX];          /* backing file */
+	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
+	int region;                   /* pager region, -1 until mapped */
+};
+
 /* A mapping the pager serves. */
 struct vm_region {
 	int index;                    /* pager region index */
@@ -81,6 +103,7 @@ struct vm {
 	char vmem_path[PATH_MAX];     /* virtio-mem backing file */
 	struct vm_section *vmem_secs; /* spec.max_hot entries */
 	unsigned vmem_plugged;        /* sections plugged through virtio-mem */
+	struct vm_shared shared[VM_MAX_SHARED];
 	int base_region;              /* pager region of the boot RAM, -1 until mapped */
 	int vmem_region;              /* its pager region, -1 until mapped */
 

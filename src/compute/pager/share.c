@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared regions (share.h). A region is read-only while r->readonly is
+ * set: write-protect faults on it leave the writer blocked (serve_wp.c)
+ * and MISSING write faults install the page write-protected (serve.c).
+ * readonly changes under p->lock, where a write-protect fault checks it
+ * and un-protects its page: a fault either saw it set and waits, or made
+ * its page dirty before the release's flush, which then writes it back.
+ */
+#include "share.h"
+
+#include <string.h>
+
+#include "budget.h"
+#include "cache.h"
+#include "flush.h"
+#include "log.h"
+#include "rcu.h"
+#include "region.h"
+
+/* The shared region `region`, admin_lock taken; NULL with *ret_err (lock released). */
+static struct pager_region *shared_get(struct pager *p, int region, int *ret_err)
+{
+	struct pager_region *r;
+
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS) {
+		*ret_err = -EINVAL;
+		return NULL;
+	}
+	pthread_mutex_lock(&p->admin_lock);
+	r = atomic_load(&p->regions[region]);
+	*ret_err = pager_on_thread(p) ? -EDEADLK : !r ? -ENOENT : !r->shared ? -EINVAL :
+		   p->mode != PAGER_DIRTY_SYNC_WP ? -EOPNOTSUPP : 0;
+	if (*ret_err < 0) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return NULL;
+	}
+	return r;
+}
+
+static void set_readonly(struct pager *p, struct pager_region *r, bool ro)
+{
+	pthread_mutex_lock(&p->lock);
+	atomic_store(&r->readonly, ro);
+	pthread_mutex_unlock(&p->lock);
+	if (!ro)
+		(void)pager_uffd_wake(r, 0, r->npages);   /* the writes that waited refault */
+}
+
+int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
+{
+	struct pager_region *r;
+	uint64_t before;
+	int rc;
+
+	r = shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	set_readonly(p, r, true);
+	/* The cleaner and eviction hold io_lock too: the count moves only by this flush. */
+	pthread_mutex_lock(&p->io_lock);
+	before = atomic_load(&p->c.pages_written_back);
+	rc = pager_flush_region_locked(p, r);
+	*ret_flushed = atomic_load(&p->c.pages_written_back) - before;
+	pthread_mutex_unlock(&p->io_lock);
+	if (rc < 0) {
+		log_warn("pager %s: region %d: release: write-back failed (%s); it stays writable",
+			 p->name, region, strerror(-rc));
+		set_readonly(p, r, false);
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
+/* Drop r's pages (admin_lock held, r read-only). The count of resident pages dropped. */
+static int64_t drop_all(struct pager *p, struct pager_region *r)
+{
+	int64_t dropped = 0;
+	uint64_t stale = 0;
+
+	pthread_mutex_lock(&p->io_lock);
+	for (uint32_t s = 0; s < r->nsections; s++)
+		__atomic_store_n(&r->fence[s], 1, __ATOMIC_SEQ_CST);
+	/* No fault thread is inside r now, and new faults on it wait (fenced). */
+	pager_rcu_synchronize(&p->rcu);
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t pg = 0; pg < r->npages; pg++) {
+		uint8_t s = st_get(r, pg);
+
+		dropped += (s & ST_PRESENT) != 0;
+		stale += st_needs_wb(s);
+		if (s)
+			st_set(r, pg, 0);
+	}
+	pthread_mutex_unlock(&p->lock);
+	(void)pager_punch(r, 0, r->npages);
+	for (uint32_t s = 0; s < r->nsections; s++) {
+		__atomic_add_fetch(&r->resets[s], 1, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&r->fence[s], 0, __ATOMIC_SEQ_CST);
+	}
+	pthread_mutex_unlock(&p->io_lock);
+	if (stale)
+		log_warn("pager %s: region %u: %llu pages changed while read-only were dropped",
+			 p->name, r->idx, (unsigned long long)stale);
+	if (dropped) {
+		pager_resident_add(p, -dropped);
+		CTR_ADD(p, pages_dropped, (uint64_t)dropped);
+		CTR_ADD(p, shared_pages_dropped, (uint64_t)dropped);
+	}
+	return dropped;
+}
+
+static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_dropped)
+{
+	struct pager_region *r;
+	int rc;
+
+	r = shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	if (r->strict) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EINVAL;   /* its directory keeps it coherent page by page */
+	}
+	if (!atomic_load(&r->readonly)) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return acquire ? 0 : -EBUSY;   /* held already: its pages are the newest */
+	}
+	*ret_dropped = (uint64_t)drop_all(p, r);
+	if (acquire)
+		set_readonly(p, r, false);
+	else
+		(void)pager_uffd_wake(r, 0, r->npages);   /* faults that met the fence */
+	pthread_mutex_unlock(&p->admin_lock);
+	return 0;
+}
+
+int pager_shared_invalidate(struct pager *p, int region, uint64_t *ret_dropped)
+{
+	*ret_dropped = 0;
+	return invalidate(p, region, false, ret_dropped);
+}
+
+int pager_shared_acquire(struct pager *p, int region, uint64_t *ret_dropped)
+{
+	*ret_dropped = 0;
+	return invalidate(p, region, true, ret_dropped);
+}
+
+bool pager_shared_writable(struct pager *p, int region)
+{
+	struct pager_region *r;
+	bool w;
+
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
+		return false;
+	pthread_mutex_lock(&p->admin_lock);
+	r = atomic_load(&p->regions[region]);
+	w = r && r->shared && !atomic_load(&r->readonly);
+	pthread_mutex_unlock(&p->admin_lock);
+	return w;
+}

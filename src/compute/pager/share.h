@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared regions (share.c): a mapping that several VMs, on several compute
+ * nodes, map at once (an ivshmem device in each guest; docs/sharing.md).
+ * Its pager region is added with pager_region_config.shared: its pages
+ * travel in clear (each VM has its own slot key) and it is either
+ * writable (this VM holds the region) or read-only (a write waits, its
+ * thread blocked, until this VM holds it).
+ *
+ * In mode exclusive the compute agent moves a region between the two:
+ * release (write back everything, then read-only), invalidate (drop the
+ * cached pages so that the next reads fetch what another VM released) and
+ * acquire (invalidate, then writable: the writes that waited go on).
+ * Each is serialized with the other region changes (admin_lock) and
+ * refuses to run on a pager thread (-EDEADLK).
+ */
+#ifndef DISAGG_PAGER_SHARE_H
+#define DISAGG_PAGER_SHARE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pager;
+
+/*
+ * Make `region` read-only, then write back every page of it that needs it
+ * and wait until the memory node acknowledged them. On failure (a memory
+ * node that does not answer, a refusal) the region is writable again, the
+ * writes that waited meanwhile go on, and the error is returned.
+ * *ret_flushed: pages written back. -ENOENT, -EINVAL (not shared),
+ * -EOPNOTSUPP (a pager that tracks writes without faults: WP_ASYNC).
+ */
+int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed);
+
+/*
+ * Drop every cached page of read-only `region` (punched, forgotten): the
+ * next access fetches it from the memory node. -EBUSY if the region is
+ * writable (release it first: its writes would be lost).
+ * *ret_dropped: resident pages dropped.
+ */
+int pager_shared_invalidate(struct pager *p, int region, uint64_t *ret_dropped);
+
+/*
+ * Acquire: invalidate, then make the region writable and wake the writes
+ * that waited. The caller gave its sections write grants first
+ * (pager_region_set_section with the same sections).
+ */
+int pager_shared_acquire(struct pager *p, int region, uint64_t *ret_dropped);
+
+/* Is `region` a shared one that is writable now? (false: no such region) */
+bool pager_shared_writable(struct pager *p, int region);
+
+#endif /* DISAGG_PAGER_SHARE_H */

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: MIT
+"""VM test: a shared region in mode exclusive between two guests on two
+compute agents, through the agent's API (the orchestrator's part is tested
+on its own in tests/functional/test_regions.py and end to end in
+test_region_cluster.py).
+
+One 128 MiB section on a memory node is the region. VM A (agent 1) holds
+it, VM B (agent 2) reads it. Each round the holder fills 1 MiB with a new
+seed and releases (written back, read grants); the other acquires (write
+grants of a higher ownership epoch: its stale pages are dropped) and
+verifies, 0 mismatches. A write by the VM that does not hold the region
+waits until it acquires; detach writes the holder's pages back.
+"""
+import pytest
+
+import dproto
+import vmlib
+
+PCI0 = "0000:00:10.0"
+PAGES = 256          # 1 MiB per round
+ROUNDS = 10
+
+
+class Region:
+    """One section on a memory node, with grants minted as the orchestrator would."""
+
+    def __init__(self, mn):
+        self.mn = mn
+        with mn.conn() as c:
+            self.sec, self.gen = c.alloc(0)
+        self.epoch = 1
+
+    def grant(self, holder, write):
+        rights = dproto.R_READ | (dproto.R_WRITE if write else 0)
+        return dproto.mint_grant(self.mn.key, self.mn.node_id, holder, self.sec, self.gen,
+                                 rights, epoch=self.epoch).hex()
+
+    def attach_body(self, holder, write, size=vmlib.SECTION, name="r1"):
+        return {"region": name, "mode": "exclusive", "size": size, "writable": write,
+                "sections": [{"kind": "remote", "addr": self.mn.addr,
+                              "grant": self.grant(holder, write)}]}
+
+
+def region_seen(agent, vm):
+    regs = agent.guest(vm, "REGIONS").get("regions", "")
+    return PCI0 in str(regs)
+
+
+@pytest.fixture
+def pair(cluster):
+    mn = cluster.memnode()
+    a1, a2 = cluster.agent(node_id=1), cluster.agent(node_id=2)
+    local = [{"kind": "local"}, {"kind": "local"}]
+    # Two vCPUs: a write that waits for the region blocks its vCPU, and the
+    # guest channel must still answer meanwhile.
+    a1.create("va", local, vcpus=2)
+    a2.create("vb", local, vcpus=2)
+    return mn, a1, a2
+
+
+def test_attach_refusals(pair):
+    mn, a1, _ = pair
+    reg = Region(mn)
+    bad = [
+        ({**reg.attach_body(1, True), "size": 3 * vmlib.SECTION}, 400),   # not a power of 2
+        ({**reg.attach_body(1, True), "size": 2 * vmlib.SECTION}, 400),   # 1 section for 2
+        ({**reg.attach_body(1, True), "mode": "strict"}, 400),
+        ({**reg.attach_body(1, True), "region": "a/b"}, 400),
+        (reg.attach_body(2, True), 400),                                  # another holder
+        ({**reg.attach_body(1, True), "extra": 1}, 400),
+    ]
+    for body, want in bad:
+        st, j = a1.request("POST", "/v1/vms/va/regions", body)
+        assert st == want, (body, st, j)
+    assert a1.status("va")["regions"] == []
+    j = a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    assert j["pci"] == PCI0 and j["region"] == "r1", j
+    st, j = a1.request("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    assert st == 409 and j["error"]["code"] == "region_attached", j
+    st, j = a1.request("POST", "/v1/vms/va/regions/nope/acquire", {"grants": []})
+    assert st == 404, j
+    st, j = a1.request("POST", "/v1/vms/va/regions/r1/invalidate", {})
+    assert st == 409 and j["error"]["code"] == "region_held", j
+    # Read grants do not acquire; grants of an older epoch are refused.
+    st, j = a1.request("POST", "/v1/vms/va/regions/r1/acquire",
+                       {"grants": [reg.grant(1, False)]})
+    assert st == 400, j
+    assert vmlib.wait_for(lambda: region_seen(a1, "va"), 30), "the guest never saw the device"
+    j = a1.call("DELETE", "/v1/vms/va/regions/r1")
+    assert j["flushed_pages"] == 0, j
+    assert a1.status("va")["regions"] == []
+    assert vmlib.wait_for(lambda: not region_seen(a1, "va"), 30)
+
+
+def test_exclusive_rounds(pair):
+    mn, a1, a2 = pair
+    reg = Region(mn)
+    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, False))
+    st = a2.status("vb")["regions"]
+    assert st[0]["writable"] is False and st[0]["pci"] == PCI0, st
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
+
+    vms = {1: (a1, "va"), 2: (a2, "vb")}
+    holder = 1
+    for rnd in range(ROUNDS):
+        other = 3 - holder
+        ha, hv = vms[holder]
+        oa, ov = vms[other]
+        seed = 100 + rnd
+        f = ha.guest(hv, f"RFILL {PCI0} {seed} {PAGES}")
+        assert f["pages"] == PAGES, f
+        r = ha.call("POST", f"/v1/vms/{hv}/regions/r1/release",
+                    {"grants": [reg.grant(holder, False)]})
+        assert r["flushed_pages"] >= PAGES, r
+        reg.epoch += 1
+        r = oa.call("POST", f"/v1/vms/{ov}/regions/r1/acquire",
+                    {"grants": [reg.grant(other, True)]})
+        v = oa.guest(ov, f"RVERIFY {PCI0} {seed} {PAGES}")
+        assert v["mismatches"] == 0, (rnd, v)
+        holder = other
+
+    # A write by the VM that does not hold the region waits for it.
+    ha, hv = vms[holder]
+    oa, ov = vms[3 - holder]
+    oa.guest(ov, f"RPOKE {PCI0} 4096 4242")     # OK started
+    assert vmlib.wait_for(lambda: oa.guest(ov, "RJOB").get("state") == "done", 2) is False
+    assert vmlib.wait_for(lambda: oa.status(ov)["pager"]["shared_writes_waited"] >= 1, 10), \
+        oa.status(ov)["pager"]
+    ha.call("POST", f"/v1/vms/{hv}/regions/r1/release", {"grants": [reg.grant(holder, False)]})
+    reg.epoch += 1
+    oa.call("POST", f"/v1/vms/{ov}/regions/r1/acquire",
+            {"grants": [reg.grant(3 - holder, True)]})
+    assert vmlib.wait_for(lambda: oa.guest(ov, "RJOB").get("state") == "done", 30), \
+        oa.guest(ov, "RJOB")
+    assert oa.guest(ov, f"RPEEK {PCI0} 4096")["value"] == 4242
+    assert oa.status(ov)["pager"]["shared_pages_dropped"] >= 1
+
+    # Detach: the holder's write reaches the memory node; the other reads it after.
+    j = oa.call("DELETE", f"/v1/vms/{ov}/regions/r1")
+    assert j["flushed_pages"] >= 1, j
+    ha.call("POST", f"/v1/vms/{hv}/regions/r1/invalidate", {})
+    assert ha.guest(hv, f"RPEEK {PCI0} 4096")["value"] == 4242
+    ha.call("DELETE", f"/v1/vms/{hv}/regions/r1")
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert a.status(vm)["state"] == "running"

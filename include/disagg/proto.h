@@ -23,6 +23,11 @@
  * the newest it has seen for the section (PROTO_ST_FENCED); FENCE makes it
  * learn a new epoch before the new owner writes.
  *
+ * Shared regions in mode strict keep a coherence directory on the memory
+ * node (DIR_* opcodes): a holder attaches a recall channel per section,
+ * asks for read copies and ownership of single pages, and answers the
+ * recalls (DIR_RECALL) the node sends it on that channel.
+ *
  * docs/protocol.md describes every message in prose; keep the two in step.
  */
 #ifndef DISAGG_PROTO_H
@@ -72,6 +77,12 @@ enum proto_op {
 	PROTO_OP_STATS         = 12,
 	PROTO_OP_FENCE         = 13,
 	PROTO_OP_REVOKE        = 14,  /* orchestrator: the node ids whose certificates are revoked */
+	PROTO_OP_DIR_ATTACH    = 15,  /* this connection becomes the holder's recall channel */
+	PROTO_OP_DIR_READ      = 16,  /* a read copy of one page */
+	PROTO_OP_DIR_WRITE     = 17,  /* the only writable copy of one page */
+	PROTO_OP_DIR_RECALL    = 18,  /* sent BY the memory node on a recall channel */
+	PROTO_OP_DIR_RECALL_ACK = 19, /* the holder's answer to a DIR_RECALL */
+	PROTO_OP_DIR_DETACH    = 20,  /* the holder leaves the section's directory */
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -103,6 +114,8 @@ enum proto_status {
 	PROTO_ST_INTERNAL = 14, /* bug or resource exhaustion on the server */
 	PROTO_ST_FENCED   = 15, /* grant of an older ownership epoch: a newer owner holds the section */
 	PROTO_ST_DENIED   = 16, /* the orchestrator's capability is needed (proto_auth_orch_req) */
+	PROTO_ST_DIR_DETACHED = 17, /* not attached to the section's directory (never, or dropped) */
+	PROTO_ST_DIR_FULL = 18, /* the section's directory has PROTO_DIR_MAX_HOLDERS holders */
 	PROTO_ST_MAX,
 };
 
@@ -112,8 +125,9 @@ enum proto_features {
 	PROTO_FEAT_COPY    = 1u << 1, /* memnode-to-memnode section copy */
 	PROTO_FEAT_FENCE   = 1u << 2, /* FENCE (ownership epochs are checked either way) */
 	PROTO_FEAT_REVOKE  = 1u << 3, /* REVOKE (node revocation lists) */
+	PROTO_FEAT_DIR     = 1u << 4, /* the coherence directory (DIR_* opcodes) */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
-			     PROTO_FEAT_REVOKE,
+			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR,
 };
 
 /* Grant rights. */
@@ -381,5 +395,78 @@ struct proto_revoke_req {
 	uint32_t rsvd;           /* 0 */
 };
 _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
+
+/* ---- coherence directory (shared regions, mode strict) ------------------- */
+
+/*
+ * Per 4 KiB page of a section in strict use, the memory node keeps the
+ * owner (the one node with a writable copy, or none) and the copyset (the
+ * nodes with read copies); at most PROTO_DIR_MAX_HOLDERS nodes per section.
+ *
+ * DIR_ATTACH request: a grant (struct proto_grant, read rights, held by the
+ *   requester). This connection becomes the holder's recall channel for the
+ *   grant's section; attaching again replaces the channel and forgets the
+ *   holder's copies. Reply: empty.
+ * DIR_DETACH request: a grant, as DIR_ATTACH. The holder's copies are gone.
+ *   Reply: empty.
+ * DIR_READ request: struct proto_dir_req (read rights). Reply: the page.
+ * DIR_WRITE request: struct proto_dir_req (read and write rights). Reply:
+ *   struct proto_dir_write_rep, then the page unless PROTO_DIR_HAD_COPY.
+ * DIR_RECALL (memory node -> holder, a request frame with req_id = seq):
+ *   struct proto_dir_recall. The holder answers with a DIR_RECALL_ACK
+ *   request: struct proto_dir_ack, then the page if PROTO_DIR_DIRTY.
+ *   Reply to the ack: empty.
+ */
+enum proto_dir_limits {
+	PROTO_DIR_MAX_HOLDERS = 16,
+};
+
+enum proto_dir_mode {
+	PROTO_DIR_DOWNGRADE  = 1,  /* write-protect your copy, keep it readable */
+	PROTO_DIR_INVALIDATE = 2,  /* drop your copy */
+};
+
+enum proto_dir_flags {
+	PROTO_DIR_HAD_COPY = 1u << 0,  /* DIR_WRITE reply: your copy is current, no page follows */
+	PROTO_DIR_DIRTY    = 1u << 1,  /* DIR_RECALL_ACK: the page follows (it was written) */
+};
+
+struct proto_dir_req {
+	struct proto_grant grant;
+	uint32_t page;           /* page index in the grant's section */
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_dir_req) == 112, "dir_req size");
+
+struct proto_dir_write_rep {
+	uint32_t flags;          /* PROTO_DIR_HAD_COPY */
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_dir_write_rep) == 8, "dir_write_rep size");
+
+/*
+ * `grants`: how many DIR_READ/DIR_WRITE the node has answered OK to this
+ * holder for this section since it attached, this recall's page or not
+ * (wrapping). Every one of them was sent before this recall: a holder
+ * that has received fewer waits for the rest before it acts on the recall
+ * (a reply may still be on its way on another connection).
+ */
+struct proto_dir_recall {
+	uint64_t seq;            /* echoed in DIR_RECALL_ACK */
+	uint32_t section;
+	uint32_t generation;
+	uint32_t page;
+	uint32_t mode;           /* enum proto_dir_mode */
+	uint32_t grants;
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_dir_recall) == 32, "dir_recall size");
+
+struct proto_dir_ack {
+	uint64_t seq;            /* the recall's */
+	uint32_t flags;          /* PROTO_DIR_DIRTY: PROTO_PAGE_SIZE bytes follow */
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_dir_ack) == 16, "dir_ack size");
 
 #endif /* DISAGG_PROTO_H */

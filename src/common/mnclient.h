@@ -30,6 +30,7 @@
 #include "auth.h"
 #include "grant.h"
 #include "macro.h"
+#include "mntypes.h"
 #include "tls.h"
 #include "disagg/proto.h"
 
@@ -55,19 +56,7 @@ struct mnc_opts {
 	struct tls_ctx *tls;
 };
 
-/* What the server told us in HELLO. */
-struct mnc_info {
-	uint64_t node_id;
-	uint64_t section_size;
-	uint32_t nsections;
-	uint32_t max_pages;
-	uint32_t max_inflight;
-	uint32_t features;
-	uint16_t version;
-};
-
-/* Completion: status is 0 or -errno; `len` bytes of reply payload were stored. */
-typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
+/* struct mnc_info, mnc_done_fn and struct mnc_recall: mntypes.h. */
 
 /* The TLS context every connection without opts.tls uses (set once at startup). */
 static inline void mnc_set_tls(struct tls_ctx *t)
@@ -140,6 +129,45 @@ int mnc_copy(struct mnc *c, const struct proto_grant *src_grant,
  * node does not offer FENCE.
  */
 int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
+
+/*
+ * The coherence directory of shared regions in mode strict
+ * (docs/protocol.md, "Coherence directory"; -EOPNOTSUPP if the node does
+ * not offer it). A holder attaches one connection per section as its
+ * recall channel: that connection is then used only for mnc_dir_attach,
+ * mnc_dir_next_recall and mnc_dir_recall_ack (one thread owns it; one
+ * channel may serve several sections). DIR_READ and DIR_WRITE go on the
+ * holder's other connections. They may wait for other holders' recalls
+ * (at most a lease each): they wait up to ten times the connection's
+ * timeout. -EUNATCH: the holder is not attached (never, or dropped:
+ * attach again, after dropping every copy of the section); -EUSERS: the
+ * section has PROTO_DIR_MAX_HOLDERS holders already.
+ */
+int mnc_dir_attach(struct mnc *c, const struct proto_grant *g);
+int mnc_dir_detach(struct mnc *c, const struct proto_grant *g);
+/* A read copy of page `page`: 4 KiB into buf. */
+int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf);
+/*
+ * Ownership of `page`; *ret_had_copy true: buf untouched (the caller's
+ * copy is current; one it dropped meanwhile is the node's, for READ),
+ * false: buf holds the page.
+ */
+int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
+		  bool *ret_had_copy);
+/*
+ * On an attached recall channel: wait up to timeout_ms (0: do not block,
+ * <0: for ever) for the next recall (-ETIMEDOUT if none; other -errno:
+ * the channel broke). Recalls that arrive while another call waits on the
+ * channel are kept, in order.
+ */
+int mnc_dir_next_recall(struct mnc *c, int timeout_ms, struct mnc_recall *ret);
+/*
+ * Answer a recall, once the copy is write-protected (DOWNGRADE) or gone
+ * (INVALIDATE); dirty_page NULL: clean or absent, else the page as written
+ * (stored by the node if we owned it). Returns when the node has taken the
+ * answer (-EUNATCH: too late, we were dropped).
+ */
+int mnc_dir_recall_ack(struct mnc *c, uint64_t seq, const void *dirty_page);
 
 /*
  * A synchronous request with a fixed-size payload `req` (little-endian

@@ -242,6 +242,83 @@ void wire_stats_rep_swap(struct proto_stats_rep *m)
 	LE64(m->connections);
 }
 
+void wire_dir_req_swap(struct proto_dir_req *m)
+{
+	wire_grant_swap(&m->grant);
+	LE32(m->page);
+	LE32(m->rsvd);
+}
+
+void wire_dir_write_rep_swap(struct proto_dir_write_rep *m)
+{
+	LE32(m->flags);
+	LE32(m->rsvd);
+}
+
+void wire_dir_recall_swap(struct proto_dir_recall *m)
+{
+	LE64(m->seq);
+	LE32(m->section);
+	LE32(m->generation);
+	LE32(m->page);
+	LE32(m->mode);
+	LE32(m->grants);
+	LE32(m->rsvd);
+}
+
+void wire_dir_ack_swap(struct proto_dir_ack *m)
+{
+	LE64(m->seq);
+	LE32(m->flags);
+	LE32(m->rsvd);
+}
+
+int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret)
+{
+	struct proto_dir_req m;
+	int r = wire_fixed(payload, len, &m, sizeof(m));
+
+	if (r < 0)
+		return r;
+	wire_dir_req_swap(&m);
+	if (m.rsvd != 0)
+		return -EBADMSG;
+	*ret = m;
+	return 0;
+}
+
+int wire_dir_ack_decode(const void *payload, size_t len, struct proto_dir_ack *ret,
+			const uint8_t **ret_page)
+{
+	struct proto_dir_ack m;
+
+	if (len < sizeof(m))
+		return -EBADMSG;
+	memcpy(&m, payload, sizeof(m));
+	wire_dir_ack_swap(&m);
+	if (m.rsvd != 0 || (m.flags & ~(uint32_t)PROTO_DIR_DIRTY))
+		return -EBADMSG;
+	if (len != sizeof(m) + (m.flags & PROTO_DIR_DIRTY ? PROTO_PAGE_SIZE : 0))
+		return -EBADMSG;
+	*ret = m;
+	*ret_page = m.flags & PROTO_DIR_DIRTY ? (const uint8_t *)payload + sizeof(m) : NULL;
+	return 0;
+}
+
+int wire_dir_recall_decode(const void *payload, size_t len, struct proto_dir_recall *ret)
+{
+	struct proto_dir_recall m;
+	int r = wire_fixed(payload, len, &m, sizeof(m));
+
+	if (r < 0)
+		return r;
+	wire_dir_recall_swap(&m);
+	if (m.rsvd != 0 || (m.mode != PROTO_DIR_DOWNGRADE && m.mode != PROTO_DIR_INVALIDATE))
+		return -EBADMSG;
+	*ret = m;
+	return 0;
+}
+
 int wire_fixed(const void *payload, size_t len, void *ret, size_t size)
 {
 	if (len != size)
@@ -273,6 +350,8 @@ static const struct {
 	[PROTO_ST_INTERNAL] = { ENOMEM, "internal error" },
 	[PROTO_ST_FENCED] = { EKEYREVOKED, "fenced: the grant's ownership epoch is over" },
 	[PROTO_ST_DENIED] = { ENOKEY, "only the orchestrator may do this" },
+	[PROTO_ST_DIR_DETACHED] = { EUNATCH, "not attached to the section's directory" },
+	[PROTO_ST_DIR_FULL] = { EUSERS, "the section's directory has no room for another holder" },
 };
 
 int proto_status_to_errno(uint32_t st)
@@ -321,6 +400,12 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_STATS] = "stats",
 		[PROTO_OP_FENCE] = "fence",
 		[PROTO_OP_REVOKE] = "revoke",
+		[PROTO_OP_DIR_ATTACH] = "dir_attach",
+		[PROTO_OP_DIR_READ] = "dir_read",
+		[PROTO_OP_DIR_WRITE] = "dir_write",
+		[PROTO_OP_DIR_RECALL] = "dir_recall",
+		[PROTO_OP_DIR_RECALL_ACK] = "dir_recall_ack",
+		[PROTO_OP_DIR_DETACH] = "dir_detach",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

@@ -62,6 +62,21 @@ void wire_copy_rep_swap(struct proto_copy_rep *m);
 void wire_fence_rep_swap(struct proto_fence_rep *m);
 void wire_stats_rep_swap(struct proto_stats_rep *m);
 void wire_extent_swap(struct proto_extent *e);
+void wire_dir_req_swap(struct proto_dir_req *m);
+void wire_dir_write_rep_swap(struct proto_dir_write_rep *m);
+void wire_dir_recall_swap(struct proto_dir_recall *m);
+void wire_dir_ack_swap(struct proto_dir_ack *m);
+
+/*
+ * Directory frames (host order out): DIR_READ/DIR_WRITE requests (exact
+ * size, rsvd 0); DIR_RECALL (exact size, a known mode, rsvd 0); and
+ * DIR_RECALL_ACK, whose page (*ret_page, NULL when clean) follows only
+ * with PROTO_DIR_DIRTY, which is its only flag.
+ */
+int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret);
+int wire_dir_recall_decode(const void *payload, size_t len, struct proto_dir_recall *ret);
+int wire_dir_ack_decode(const void *payload, size_t len, struct proto_dir_ack *ret,
+			const uint8_t **ret_page);
 
 /*
  * Copy a fixed-size payload out of a frame: fails with -EBADMSG unless

@@ -7,7 +7,8 @@
  * the wire_* decoders, does the work and queues exactly one reply; or it
  * returns -errno and mn_dispatch() queues an empty reply with the matching
  * status (proto_errno_to_status()); or it returns MN_DEFERRED when the
- * reply will come later from another thread (COPY).
+ * reply will come later from another thread (COPY, and the directory's
+ * requests that wait for recalls: dir.c).
  *
  * Grants are checked on every page I/O and atomic request. The last grant
  * that verified on a connection is cached (compared byte for byte), so a
@@ -590,6 +591,91 @@ static int handle_revoke(struct mn_conn *c, const struct proto_hdr *h, const uin
 	return reply_with(c, h, NULL, 0);
 }
 
+/* ---- coherence directory (dir.c) -------------------------------------------------- */
+
+const struct mn_dir_ops mn_dir_node_ops = {
+	.hold = mn_conn_hold,
+	.post = mn_conn_post,
+	.push = mn_conn_push,
+	.ref = mn_conn_ref,
+	.unref = mn_conn_unref,
+	.page_read = mn_table_page_read,
+	.page_write = mn_table_page_write,
+};
+
+/* A grant of the requester's with `rights` for a section allocated with its generation. */
+static int dir_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t rights, bool write)
+{
+	int r = check_grant(c, g, rights);
+
+	if (r == 0)
+		r = lock_section(c, g, write);     /* NOENT, STALE; FENCED for a write */
+	if (r == 0)
+		mn_table_unlock(&mn_conn_node(c)->table, g->section);
+	return r;
+}
+
+/* DIR_ATTACH and DIR_DETACH: a grant with read rights. */
+static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct proto_grant g;
+	int r;
+
+	r = wire_fixed(p, h->len, &g, sizeof(g));
+	if (r < 0)
+		return r;
+	wire_grant_swap(&g);
+	r = dir_grant(c, &g, PROTO_R_READ, false);
+	if (r < 0)
+		return r;
+	if (h->opcode == PROTO_OP_DIR_DETACH) {
+		r = mn_dir_detach(n->dir, &g);
+	} else {
+		mn_conn_auth(c)->dir_chan = true;  /* its closing is told to the directory */
+		r = mn_dir_attach(n->dir, c, &g);
+	}
+	return r < 0 ? r : reply_with(c, h, NULL, 0);
+}
+
+/* DIR_READ (read rights) and DIR_WRITE (read and write, an epoch not fenced). */
+static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	bool write = h->opcode == PROTO_OP_DIR_WRITE;
+	struct proto_dir_req req;
+	struct mn_obuf *ob = NULL;
+	int r;
+
+	r = wire_dir_req_decode(p, h->len, &req);
+	if (r < 0)
+		return r;
+	r = dir_grant(c, &req.grant, write ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, write);
+	if (r < 0)
+		return r;
+	r = mn_dir_request(n->dir, c, h, &req.grant, req.page, write, &ob);
+	if (r == MN_DIR_DEFERRED)
+		return MN_DEFERRED;
+	if (r < 0)
+		return r;
+	mn_conn_queue(c, ob);
+	return 0;
+}
+
+/* DIR_RECALL_ACK, on the recall channel. */
+static int handle_dir_ack(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct proto_dir_ack ack;
+	const uint8_t *page;
+	int r;
+
+	r = wire_dir_ack_decode(p, h->len, &ack, &page);
+	if (r < 0)
+		return r;
+	r = mn_dir_ack(mn_conn_node(c)->dir, c, ack.seq, page);
+	return r < 0 ? r : reply_with(c, h, NULL, 0);
+}
+
 /* ---- dispatch -------------------------------------------------------------------- */
 
 static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
@@ -608,6 +694,12 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_STATS] = { handle_stats, false, false, 0 },
 	[PROTO_OP_FENCE] = { handle_fence, false, false, PROTO_FEAT_FENCE },
 	[PROTO_OP_REVOKE] = { handle_revoke, false, true, PROTO_FEAT_REVOKE },
+	[PROTO_OP_DIR_ATTACH] = { handle_dir_attach, false, false, PROTO_FEAT_DIR },
+	[PROTO_OP_DIR_READ] = { handle_dir_io, false, false, PROTO_FEAT_DIR },
+	[PROTO_OP_DIR_WRITE] = { handle_dir_io, false, false, PROTO_FEAT_DIR },
+	/* DIR_RECALL goes from the node to a holder, never the other way: NOTSUP. */
+	[PROTO_OP_DIR_RECALL_ACK] = { handle_dir_ack, false, false, PROTO_FEAT_DIR },
+	[PROTO_OP_DIR_DETACH] = { handle_dir_attach, false, false, PROTO_FEAT_DIR },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

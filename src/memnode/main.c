@@ -60,6 +60,7 @@ struct mn_opts {
 	bool api_open;             /* --api-open */
 	struct fabric_conf fabric;
 	const char *state_dir;
+	unsigned dir_lease_ms;
 };
 
 /* Who may read /metrics (--node-credential); the HTTP handlers' only state of ours. */
@@ -107,13 +108,15 @@ static void usage(FILE *f)
 		"  --handshake-timeout-ms MS  close a connection not authenticated by then\n"
 		"                         (default %u)\n"
 		"  --idle-timeout-ms MS   close an authenticated connection idle that long\n"
-		"                         (default 0: never)\n"
+		"                         (default 0: never; never a recall channel)\n"
+		"  --dir-lease-ms MS      a holder of a shared page that leaves a recall\n"
+		"                         unanswered that long is dropped (default %u)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  --help                 show this help\n"
 		"\n"
 		"SIZE takes a K, M, G or T suffix (powers of 1024).\n",
 		MN_MAX_CONNS, MN_MAX_CONNS_PER_ADDR, MN_MAX_UNAUTH, MN_MAX_UNAUTH_PER_ADDR,
-		MN_HANDSHAKE_MS);
+		MN_HANDSHAKE_MS, MN_DIR_LEASE_MS);
 }
 
 static int parse_backing(const char *s, struct mn_opts *o)
@@ -160,6 +163,7 @@ enum {
 	OPT_HTTP_KEY,
 	OPT_HTTP_CA,
 	OPT_STATE_DIR,
+	OPT_DIR_LEASE,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -247,6 +251,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
 		FABRIC_LONG_OPTIONS,
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
+		{ "dir-lease-ms", required_argument, NULL, OPT_DIR_LEASE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -259,6 +264,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		.section_size = MN_DEFAULT_SECTION_SIZE,
 		.backing = MN_BACK_ANON,
 		.workers = 2,
+		.dir_lease_ms = MN_DIR_LEASE_MS,
 		.limits = {
 			.max_conns = MN_MAX_CONNS,
 			.max_per_addr = MN_MAX_CONNS_PER_ADDR,
@@ -348,6 +354,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			break;
 		case OPT_STATE_DIR:
 			o->state_dir = optarg;
+			break;
+		case OPT_DIR_LEASE:
+			if (opt_u64("dir-lease-ms", optarg, 10, 3600000, "ms", &v) < 0)
+				return -EINVAL;
+			o->dir_lease_ms = (unsigned)v;
 			break;
 		case OPT_MAX_CONNS:
 		case OPT_MAX_PER_ADDR:
@@ -552,6 +563,13 @@ static int run(const struct mn_opts *o)
 		log_error("signalfd: %s", strerror(errno));
 		goto out_table;
 	}
+	/* Its lease thread inherits the signal mask: the signals go to the signalfd. */
+	r = mn_dir_new(&mn_dir_node_ops, &n->table, n->pool->nsections, n->pool->section_pages,
+		       o->dir_lease_ms, &n->dir);
+	if (r < 0) {
+		log_error("coherence directory: %s", strerror(-r));
+		goto out_table;
+	}
 
 	lfd = net_listen_tcp(o->listen, true);
 	if (lfd < 0) {
@@ -611,9 +629,11 @@ static int run(const struct mn_opts *o)
 	atomic_store(&n->stopping, true);
 	mn_copy_join_all(n);
 out_server:
+	mn_dir_stop(n->dir);      /* nothing more is posted to the workers */
 	mn_server_stop(n);
 	http_server_stop(http);
 out_table:
+	mn_dir_free(n->dir);      /* the connections it still points at */
 	mn_table_destroy(&n->table);
 out_pool:
 	mn_pool_close(n->pool);

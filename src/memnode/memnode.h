@@ -14,6 +14,7 @@
  *   handlers.c one handle_<op>() per protocol opcode, through a table
  *   copy.c     memnode-to-memnode section copy on its own threads
  *   fence.c    ownership epochs: FENCE and the epoch check of every write
+ *   dir.c      the coherence directory of shared regions in mode strict (dir.h)
  *   stats.c    counters, histograms, /metrics and /healthz
  *   main.c     options, startup, signals, shutdown
  */
@@ -29,6 +30,7 @@
 #include "admit.h"
 #include "auth.h"
 #include "cert.h"
+#include "dir.h"
 #include "grant.h"
 #include "metrics.h"
 #include "obuf.h"
@@ -183,6 +185,17 @@ int mn_table_fence(struct mn_table *t, uint32_t idx, uint32_t generation, uint32
 int mn_table_lock_write(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t epoch,
 			bool *ret_raised);
 
+/*
+ * One page of section idx (allocated with `generation`) copied out or in
+ * under the section's read lock, for the directory (dir.h): -ENOENT,
+ * -ESTALE, -ERANGE. A page written here is not checked against the
+ * section's epoch: it answers a recall of the node's own.
+ */
+int mn_table_page_read(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
+		       void *buf);
+int mn_table_page_write(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
+			const void *data);
+
 /* ---- statistics (stats.c) ---------------------------------------------- */
 
 struct mn_stats {
@@ -245,6 +258,7 @@ struct mn_node {
 	struct mn_admit *admit;
 	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
 	struct mn_revoked revoked;     /* revoked node ids (revoke.h) */
+	struct mn_dir *dir;            /* the coherence directory (dir.h) */
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;
@@ -293,6 +307,7 @@ struct mn_conn_auth {
 	 */
 	struct proto_grant grants[MN_GRANT_CACHE];
 	unsigned ngrants, next_grant;
+	bool dir_chan;           /* attached as a recall channel (DIR_ATTACH) once */
 };
 struct mn_conn_auth *mn_conn_auth(struct mn_conn *c);
 struct mn_node *mn_conn_node(struct mn_conn *c);
@@ -307,6 +322,13 @@ void mn_conn_hold(struct mn_conn *c);
  * reply is dropped if the connection has gone away meanwhile.
  */
 void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
+/* Send ob, a frame the node sends on its own (DIR_RECALL), on c; from any thread. */
+void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob);
+/* Keep c's memory while another module points at it (any thread), and let it go. */
+void mn_conn_ref(struct mn_conn *c);
+void mn_conn_unref(struct mn_conn *c);
+/* The directory's operations on this node's connections and sections (dir.h). */
+extern const struct mn_dir_ops mn_dir_node_ops;
 
 /* ---- handlers (handlers.c) ----------------------------------------------- */
 

@@ -8,16 +8,32 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "wire.h"
 
 #define MN_IOV_BATCH 64
 
+static struct mn_obuf *frame_new(const struct proto_hdr *h)
+{
+	struct mn_obuf *ob = malloc(sizeof(*ob) + PROTO_HDR_SIZE + h->len);
+
+	if (!ob)
+		return NULL;
+	ob->next = NULL;
+	ob->conn = NULL;
+	ob->push = false;
+	ob->len = PROTO_HDR_SIZE + h->len;
+	ob->off = 0;
+	wire_hdr_encode(h, ob->data);
+	return ob;
+}
+
 struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_t len)
 {
-	struct mn_obuf *ob = malloc(sizeof(*ob) + PROTO_HDR_SIZE + len);
-	struct proto_hdr h = {
+	return frame_new(&(struct proto_hdr){
 		.magic = PROTO_MAGIC,
 		.version = PROTO_VERSION,
 		.opcode = req->opcode,
@@ -25,16 +41,30 @@ struct mn_obuf *mn_reply_new(const struct proto_hdr *req, uint32_t status, size_
 		.len = (uint32_t)len,
 		.req_id = req->req_id,
 		.status = status,
-	};
+	});
+}
 
-	if (!ob)
-		return NULL;
-	ob->next = NULL;
-	ob->conn = NULL;
+struct mn_obuf *mn_request_new(uint16_t op, uint64_t req_id, size_t len)
+{
+	return frame_new(&(struct proto_hdr){
+		.magic = PROTO_MAGIC,
+		.version = PROTO_VERSION,
+		.opcode = op,
+		.len = (uint32_t)len,
+		.req_id = req_id,
+	});
+}
+
+void mn_reply_set(struct mn_obuf *ob, uint32_t status, size_t len)
+{
+	struct proto_hdr h;
+
+	if (PROTO_HDR_SIZE + len > ob->len || wire_hdr_decode(ob->data, PROTO_HDR_SIZE, &h) < 0)
+		return;
+	h.status = status;
+	h.len = (uint32_t)len;
 	ob->len = PROTO_HDR_SIZE + len;
-	ob->off = 0;
 	wire_hdr_encode(&h, ob->data);
-	return ob;
 }
 
 uint32_t mn_obuf_status(const struct mn_obuf *ob)
@@ -113,4 +143,65 @@ ssize_t mn_outq_flush(struct mn_outq *q, struct fio *io)
 			q->tail = &q->head;
 	}
 	return total;
+}
+
+/* ---- post queues ------------------------------------------------------------- */
+
+int mn_postq_init(struct mn_postq *q)
+{
+	pthread_mutex_init(&q->mu, NULL);
+	q->head = NULL;
+	q->tail = &q->head;
+	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return q->efd < 0 ? -errno : 0;
+}
+
+void mn_postq_destroy(struct mn_postq *q)
+{
+	struct mn_obuf *ob = q->tail ? mn_postq_take(q) : NULL;
+
+	while (ob) {
+		struct mn_obuf *next = ob->next;
+
+		free(ob);
+		ob = next;
+	}
+	if (q->efd >= 0)
+		close(q->efd);
+	q->efd = -1;
+	if (q->tail)
+		pthread_mutex_destroy(&q->mu);
+	q->tail = NULL;
+}
+
+void mn_postq_kick(struct mn_postq *q)
+{
+	uint64_t one = 1;
+
+	/* The counter cannot overflow in practice; the worker takes the queue anyway. */
+	(void)!write(q->efd, &one, sizeof(one));
+}
+
+void mn_postq_push(struct mn_postq *q, struct mn_obuf *ob)
+{
+	ob->next = NULL;
+	pthread_mutex_lock(&q->mu);
+	*q->tail = ob;
+	q->tail = &ob->next;
+	pthread_mutex_unlock(&q->mu);
+	mn_postq_kick(q);
+}
+
+struct mn_obuf *mn_postq_take(struct mn_postq *q)
+{
+	struct mn_obuf *list;
+	uint64_t v;
+
+	(void)!read(q->efd, &v, sizeof(v));
+	pthread_mutex_lock(&q->mu);
+	list = q->head;
+	q->head = NULL;
+	q->tail = &q->head;
+	pthread_mutex_unlock(&q->mu);
+	return list;
 }

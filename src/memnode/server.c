@@ -7,10 +7,12 @@
  * hands them round-robin to the workers through a pipe per worker. A worker
  * owns its connections completely: reading, framing, dispatching to the
  * handlers and writing replies all happen on it, so connections need no
- * locks. The only cross-thread path is mn_conn_post(): a COPY thread hands
- * its finished reply to the worker through a locked list and an eventfd;
- * connections are reference-counted so the reply is dropped if the client
- * went away meanwhile.
+ * locks. The only cross-thread paths are mn_conn_post() and mn_conn_push():
+ * a COPY thread or the directory (dir.c) hands a finished reply, or a
+ * recall to send, to the worker through its post queue (obuf.h);
+ * connections are reference-counted so the frame is dropped if the client
+ * went away meanwhile. A connection attached as a recall channel is never
+ * closed for idleness, and its closing is told to the directory.
  *
  * Framing: a connection reads into a 64 KiB buffer and takes as many
  * complete frames out of it as it holds (pipelining). Each header is
@@ -46,7 +48,6 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -68,10 +69,8 @@ struct mn_worker {
 	bool started;
 	int epfd;
 	int pipe_rd, pipe_wr;    /* new connection fds from the acceptor */
-	int wakefd;              /* posts and stop */
+	struct mn_postq posts;   /* frames from other threads; its eventfd also wakes for stop */
 	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
-	pthread_mutex_t post_mu;
-	struct mn_obuf *posts, **posts_tail;
 	struct mn_conn *conns;
 	uint64_t next_sweep_ns;
 	uint64_t revoke_gen;     /* the revocation list last applied */
@@ -138,7 +137,12 @@ void mn_conn_hold(struct mn_conn *c)
 	c->async++;
 }
 
-static void conn_unref(struct mn_conn *c)
+void mn_conn_ref(struct mn_conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+void mn_conn_unref(struct mn_conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
@@ -164,6 +168,8 @@ static void conn_close(struct mn_conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	if (c->auth.dir_chan)
+		mn_dir_conn_closed(w->node->dir, c);
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	fio_done(&c->io, !c->tls_hs);
 	close(c->fd);
@@ -183,7 +189,7 @@ static void conn_close(struct mn_conn *c)
 	c->peer = NULL;
 	atomic_fetch_sub(&w->node->stats.connections, 1);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
-	conn_unref(c);
+	mn_conn_unref(c);
 }
 
 static int conn_flush(struct mn_conn *c)
@@ -462,7 +468,7 @@ static void conn_event(struct mn_conn *c, uint32_t events)
 	if (!c->dead)
 		conn_pump(c);
 out:
-	conn_unref(c);
+	mn_conn_unref(c);
 }
 
 /* A connection the acceptor admitted but no worker took: undo its counts. */
@@ -516,31 +522,24 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 
 void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op)
 {
-	struct mn_worker *w = c->w;
-	uint64_t one = 1;
-
 	ob->conn = c;
 	ob->start_ns = start_ns;
 	ob->op = op;
-	ob->next = NULL;
-	pthread_mutex_lock(&w->post_mu);
-	*w->posts_tail = ob;
-	w->posts_tail = &ob->next;
-	pthread_mutex_unlock(&w->post_mu);
-	if (write(w->wakefd, &one, sizeof(one)) < 0) {
-		/* The counter cannot overflow in practice; the worker polls posts anyway. */
-	}
+	ob->push = false;
+	mn_postq_push(&c->w->posts, ob);
+}
+
+void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob)
+{
+	mn_conn_ref(c);          /* dropped when the worker takes it */
+	ob->conn = c;
+	ob->push = true;
+	mn_postq_push(&c->w->posts, ob);
 }
 
 static void worker_take_posts(struct mn_worker *w, bool deliver)
 {
-	struct mn_obuf *list;
-
-	pthread_mutex_lock(&w->post_mu);
-	list = w->posts;
-	w->posts = NULL;
-	w->posts_tail = &w->posts;
-	pthread_mutex_unlock(&w->post_mu);
+	struct mn_obuf *list = mn_postq_take(&w->posts);
 
 	while (list) {
 		struct mn_obuf *ob = list;
@@ -549,14 +548,16 @@ static void worker_take_posts(struct mn_worker *w, bool deliver)
 		list = ob->next;
 		ob->conn = NULL;
 		if (deliver && !c->dead) {
-			c->async--;
-			hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
+			if (!ob->push) {
+				c->async--;
+				hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
+			}
 			mn_conn_queue(c, ob);
 			conn_pump(c);
 		} else {
 			free(ob);
 		}
-		conn_unref(c);
+		mn_conn_unref(c);
 	}
 }
 
@@ -604,7 +605,7 @@ static void worker_sweep(struct mn_worker *w)
 			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
 			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
 			conn_close(c);
-		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big &&
+		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big && !c->auth.dir_chan &&
 			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
 			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
 			log_debug("peer %llu idle for %u ms: closing",
@@ -651,11 +652,6 @@ static void *worker_main(void *arg)
 			if (ptr == &w->pipe_tag) {
 				worker_new_conns(w);
 			} else if (ptr == &w->wake_tag) {
-				uint64_t v;
-
-				if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-					log_debug("worker %u: eventfd read: %s", w->idx,
-						  strerror(errno));
 				worker_take_posts(w, true);
 				if (atomic_load(&n->revoked.gen) != w->revoke_gen)
 					worker_sweep(w);
@@ -672,13 +668,14 @@ static void *worker_main(void *arg)
 static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	int p[2];
+	int p[2], r;
 
 	w->node = n;
 	w->idx = idx;
-	w->epfd = w->pipe_rd = w->pipe_wr = w->wakefd = -1;
-	pthread_mutex_init(&w->post_mu, NULL);
-	w->posts_tail = &w->posts;
+	w->epfd = w->pipe_rd = w->pipe_wr = w->posts.efd = -1;
+	r = mn_postq_init(&w->posts);
+	if (r < 0)
+		return r;
 
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0)
@@ -687,14 +684,11 @@ static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
 		return -errno;
 	w->pipe_rd = p[0];
 	w->pipe_wr = p[1];
-	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (w->wakefd < 0)
-		return -errno;
 	ev.data.ptr = &w->pipe_tag;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->pipe_rd, &ev) < 0)
 		return -errno;
 	ev.data.ptr = &w->wake_tag;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) < 0)
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->posts.efd, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -719,9 +713,7 @@ static void worker_destroy(struct mn_worker *w)
 		close(w->pipe_rd);
 	if (w->pipe_wr >= 0)
 		close(w->pipe_wr);
-	if (w->wakefd >= 0)
-		close(w->wakefd);
-	pthread_mutex_destroy(&w->post_mu);
+	mn_postq_destroy(&w->posts);
 }
 
 int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
@@ -749,15 +741,10 @@ int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
 
 void mn_server_stop(struct mn_node *n)
 {
-	uint64_t one = 1;
-
 	atomic_store(&n->stopping, true);
-	for (unsigned i = 0; i < n->nworkers; i++) {
-		struct mn_worker *w = &n->workers[i];
-
-		if (w->wakefd >= 0 && write(w->wakefd, &one, sizeof(one)) < 0)
-			log_debug("worker %u: wake: %s", i, strerror(errno));
-	}
+	for (unsigned i = 0; i < n->nworkers; i++)
+		if (n->workers[i].posts.efd >= 0)
+			mn_postq_kick(&n->workers[i].posts);
 	for (unsigned i = 0; i < n->nworkers; i++) {
 		if (n->workers[i].started)
 			pthread_join(n->workers[i].thread, NULL);
@@ -770,12 +757,9 @@ void mn_server_stop(struct mn_node *n)
 
 void mn_server_kick(struct mn_node *n)
 {
-	uint64_t one = 1;
-
 	for (unsigned i = 0; i < n->nworkers; i++)
-		if (n->workers[i].wakefd >= 0 &&
-		    write(n->workers[i].wakefd, &one, sizeof(one)) < 0)
-			log_debug("worker %u: wake: %s", i, strerror(errno));
+		if (n->workers[i].posts.efd >= 0)
+			mn_postq_kick(&n->workers[i].posts);
 }
 
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)

@@ -42,6 +42,15 @@
  *   identity_refusals_total{reason} "node_id" (HELLO names another node than the
  *                                   certificate), "role" (the orchestrator's capability
  *                                   from a certificate of another role)
+ * The coherence directory (dir.c; its requests by opcode are requests_total{op="dir_*"}):
+ *   dir_recalls_total{mode}         recalls sent: "downgrade", "invalidate"
+ *   dir_recall_seconds              histogram: recall sent -> answered (or holder dropped)
+ *   dir_holders_lost_total          holders dropped: a recall unanswered within the
+ *                                   lease, or their recall channel closed
+ *   dir_pages_lost_total            pages those holders owned (unpublished writes lost)
+ *   dir_dirty_pages_total           pages stored from recall answers
+ *   dir_detached_total              requests refused with DIR_DETACHED
+ *   dir_holders, dir_sections       holders attached, sections in strict use, now
  */
 #include "memnode.h"
 
@@ -69,6 +78,33 @@ static const struct {
 	{ "disagg_memnode_connections_closed_total", NULL, "reason=\"preauth_oversize\"",
 	  offsetof(struct mn_stats, preauth_oversize) },
 };
+
+static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
+{
+	metrics_counter(sb, "disagg_memnode_dir_recalls_total",
+			"Recalls the coherence directory sent, by mode.", "mode=\"downgrade\"",
+			atomic_load(&d->recalls[0]));
+	metrics_counter(sb, "disagg_memnode_dir_recalls_total", NULL, "mode=\"invalidate\"",
+			atomic_load(&d->recalls[1]));
+	metrics_hist(sb, "disagg_memnode_dir_recall_seconds",
+		     "Time from a recall being sent to its answer (or its holder being dropped).",
+		     "", &d->recall_latency);
+	metrics_counter(sb, "disagg_memnode_dir_holders_lost_total",
+			"Holders dropped from a directory: a recall unanswered within the lease, "
+			"or their recall channel closed.", "", atomic_load(&d->holders_lost));
+	metrics_counter(sb, "disagg_memnode_dir_pages_lost_total",
+			"Pages the dropped holders owned: their unpublished writes are lost.", "",
+			atomic_load(&d->pages_lost));
+	metrics_counter(sb, "disagg_memnode_dir_dirty_pages_total",
+			"Pages stored from the answers to recalls.", "", atomic_load(&d->dirty_pages));
+	metrics_counter(sb, "disagg_memnode_dir_detached_total",
+			"Directory requests refused: the holder is not attached.", "",
+			atomic_load(&d->detached));
+	metrics_gauge(sb, "disagg_memnode_dir_holders", "Holders attached to directories now.", "",
+		      (double)atomic_load(&d->holders));
+	metrics_gauge(sb, "disagg_memnode_dir_sections", "Sections in strict use now.", "",
+		      (double)atomic_load(&d->sections));
+}
 
 char *mn_stats_render(struct mn_node *n)
 {
@@ -163,6 +199,7 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_counter(&sb, "disagg_memnode_revoked_connections_closed_total",
 			"Live connections closed because their node was revoked.", "",
 			atomic_load(&s->revoked_closed));
+	stats_dir(&sb, mn_dir_counters(n->dir));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

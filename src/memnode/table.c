@@ -231,3 +231,33 @@ void mn_table_unlock(struct mn_table *t, uint32_t idx)
 {
 	pthread_rwlock_unlock(&t->secs[idx].lock);
 }
+
+/* The directory's page copies (dir.h). */
+static int page_copy(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
+		     void *dst, const void *src)
+{
+	uint8_t *p;
+	int r;
+
+	if (page >= t->pool->section_pages)
+		return -ERANGE;
+	r = mn_table_rdlock(t, idx, generation);
+	if (r < 0)
+		return r;
+	p = mn_pool_section(t->pool, idx) + (size_t)page * PROTO_PAGE_SIZE;
+	memcpy(dst ? dst : p, src ? src : p, PROTO_PAGE_SIZE);
+	mn_table_unlock(t, idx);
+	return 0;
+}
+
+int mn_table_page_read(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
+		       void *buf)
+{
+	return page_copy(t, idx, generation, page, buf, NULL);
+}
+
+int mn_table_page_write(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
+			const void *data)
+{
+	return page_copy(t, idx, generation, page, NULL, data);
+}

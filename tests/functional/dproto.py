@@ -31,20 +31,30 @@ PAGE = 4096
 
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
-          FENCE=13, REVOKE=14)
+          FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
-          INTERNAL=14, FENCED=15, DENIED=16)
+          INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
-FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE = 1, 2, 4, 8
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
+FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR
+# The coherence directory (docs/protocol.md, "Coherence directory").
+DOWNGRADE, INVALIDATE = 1, 2          # recall modes
+HAD_COPY, DIRTY = 1, 2                # DIR_WRITE reply flag, DIR_RECALL_ACK flag
+DIR_MAX_HOLDERS = 16
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
 HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
 HELLO_REP = struct.Struct("<HHIQIIQII32s32s")  # 104
 SECTION = struct.Struct("<IIQ")           # 16
 STATS = struct.Struct("<QQIIQQQQQ")       # 64
+DIR_REQ = struct.Struct("<104sII")        # 112: grant, page, rsvd
+DIR_WRITE_REP = struct.Struct("<II")      # 8: flags, rsvd (+ the page unless HAD_COPY)
+DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, rsvd
+DIR_ACK = struct.Struct("<QII")           # 16: seq, flags, rsvd (+ the page if DIRTY)
 
 
 class ProtoError(Exception):
@@ -223,11 +233,18 @@ class Conn:
 
     def recv(self):
         """Returns (req_id, status, payload, opcode)."""
+        rid, status, payload, op, flags = self.recv_frame()
+        assert flags & F_REPLY, (op, flags)
+        return rid, status, payload, op
+
+    def recv_frame(self):
+        """Any frame, a request of the node's (DIR_RECALL) too:
+        (req_id, status, payload, opcode, flags)."""
         h = self._read(HDR.size)
         magic, ver, op, flags, length, rid, status, rsvd = HDR.unpack(h)
-        assert magic == MAGIC and flags & F_REPLY and rsvd == 0, h
+        assert magic == MAGIC and rsvd == 0, h
         payload = self._read(length) if length else b""
-        return rid, status, payload, op
+        return rid, status, payload, op, flags
 
     def call(self, op, payload=b""):
         rid = self.send(op, payload)
@@ -244,9 +261,7 @@ class Conn:
         if self._tls_role is None and getattr(key, "grant", None) is not None:
             self._tls_role = "orchestrator"
         cnonce = os.urandom(32)
-        data = self.call(OP["HELLO"], HELLO_REQ.pack(
-            VERSION, VERSION, FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE, node_id,
-            cnonce))
+        data = self.call(OP["HELLO"], HELLO_REQ.pack(VERSION, VERSION, FEAT_ALL, node_id, cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,
@@ -365,6 +380,86 @@ class Conn:
         """Present `grant`: the section's epoch becomes at least its epoch.
         Returns the section's epoch."""
         return struct.unpack("<II", self.call(OP["FENCE"], grant))[0]
+
+
+    # -- coherence directory ------------------------------------------------
+    def dir_attach(self, grant):
+        """This connection becomes the grant holder's recall channel
+        (use a Channel to answer its recalls)."""
+        self.call(OP["DIR_ATTACH"], grant)
+
+    def dir_detach(self, grant):
+        self.call(OP["DIR_DETACH"], grant)
+
+    def dir_read(self, grant, page):
+        return self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, 0))
+
+    def dir_write(self, grant, page):
+        """(had_copy, page or None)."""
+        d = self.call(OP["DIR_WRITE"], DIR_REQ.pack(grant, page, 0))
+        flags, rsvd = DIR_WRITE_REP.unpack_from(d)
+        assert rsvd == 0 and flags in (0, HAD_COPY), d[:8]
+        assert len(d) == DIR_WRITE_REP.size + (0 if flags else PAGE), len(d)
+        return bool(flags), (None if flags else d[DIR_WRITE_REP.size:])
+
+    def send_dir(self, op, grant, page):
+        """DIR_READ or DIR_WRITE without waiting: the request id."""
+        return self.send(OP[op], DIR_REQ.pack(grant, page, 0))
+
+
+class Channel:
+    """A holder's recall channel: an attached Conn on which the node sends
+    DIR_RECALL frames and the holder answers DIR_RECALL_ACK. Recalls that
+    arrive while an ack waits for its reply are kept, in order."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.pending = []
+
+    def _frame(self, timeout):
+        self.conn.sock.settimeout(timeout)
+        try:
+            rid, status, payload, op, flags = self.conn.recv_frame()
+        finally:
+            self.conn.sock.settimeout(10.0)
+        if not flags & F_REPLY:
+            assert op == OP["DIR_RECALL"] and status == 0, (op, status)
+            seq, sec, gen, page, mode, grants, rsvd = DIR_RECALL.unpack(payload)
+            assert rid == seq and rsvd == 0 and mode in (DOWNGRADE, INVALIDATE)
+            self.pending.append(dict(seq=seq, section=sec, generation=gen, page=page,
+                                     mode=mode, grants=grants))
+            return None
+        return rid, status, payload, op
+
+    def recall(self, timeout=5.0):
+        """The next recall (a dict), or None if none comes within timeout."""
+        end = time.time() + timeout
+        while not self.pending:
+            left = end - time.time()
+            if left <= 0:
+                return None
+            try:
+                got = self._frame(left)
+            except (socket.timeout, TimeoutError):
+                return None
+            assert got is None, f"an unexpected reply on the channel: {got}"
+        return self.pending.pop(0)
+
+    def ack(self, seq, dirty=None, flags=None, tail=b""):
+        """Answer recall seq (dirty: the page written); raises ProtoError."""
+        if flags is None:
+            flags = DIRTY if dirty is not None else 0
+        rid = self.conn.send(OP["DIR_RECALL_ACK"], DIR_ACK.pack(seq, flags, 0) +
+                             (dirty or b"") + tail)
+        while True:
+            got = self._frame(10.0)
+            if got is None:
+                continue
+            grid, status, _, op = got
+            assert grid == rid and op == OP["DIR_RECALL_ACK"], got
+            if status:
+                raise ProtoError(status, "DIR_RECALL_ACK")
+            return
 
 
 def pattern(seed, section, npages, first=0):

@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The coherence directory: Ivy's single writer / multiple readers, per
+ * 4 KiB page of a section in strict use (docs/memnode.md, "Coherence
+ * directory"; the frames in docs/protocol.md).
+ *
+ * A section enters strict use when its first holder attaches, with every
+ * page's entry empty (the memory node's page is the truth). Each entry is
+ * the owner (a holder slot, or none) and the copyset (a bit per slot); the
+ * owner, when there is one, is the whole copyset. A section has at most
+ * PROTO_DIR_MAX_HOLDERS slots.
+ *
+ * Requests for one page queue on it and run one at a time; requests for
+ * different pages never wait for each other. A request that needs recalls
+ * sends them (DIR_RECALL on the holders' channels, all at once) and stays
+ * at the head of its page's queue until every one is answered or its
+ * holder has been dropped; no thread ever waits for a recall. Whoever
+ * settles the last recall (the worker that read the ack, the lease thread,
+ * the worker closing a channel) finishes the request: the entry changes,
+ * the reply (built in a buffer allocated with the request) goes to the
+ * requester's worker (ops->post), and the page's next request starts. A
+ * request that needs no recall is answered on its own worker at once.
+ *
+ * Recalls wait in the order they were sent; all leases are equally long,
+ * so the oldest is the first to expire. The lease thread sleeps until
+ * then and drops that recall's holder from the section: out of every
+ * entry, its other recalls settled with no data, its channel let go.
+ *
+ * One mutex guards the whole directory. Nothing under it blocks: a
+ * critical section is a few list operations, at most one 4 KiB copy, or
+ * (when a holder is dropped) one pass over its section's entries.
+ */
+#include "dir.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+#include "wire.h"
+
+#define DIR_NONE 0xff
+#define RTAB_SIZE 1024           /* recall hash buckets (by seq) */
+
+_Static_assert(PROTO_DIR_MAX_HOLDERS <= 16 && PROTO_DIR_MAX_HOLDERS < DIR_NONE,
+	       "a copyset is 16 bits, an owner a slot number below DIR_NONE");
+
+enum drop_why { DROP_LOST, DROP_DETACH, DROP_REATTACH, DROP_RETIRE };
+
+struct dir_holder {
+	bool used;
+	uint64_t node;
+	uint32_t incarnation;        /* changes whenever the slot is attached or dropped */
+	uint32_t grants;             /* DIR_READ/DIR_WRITE answered OK since it attached */
+	struct mn_conn *chan;        /* its recall channel (ops->ref) */
+};
+
+struct dir_job;
+
+struct dir_sec {
+	uint32_t idx, generation;
+	unsigned nholders, njobs;
+	struct dir_holder h[PROTO_DIR_MAX_HOLDERS];
+	uint8_t *owner;              /* per page: a holder slot, or DIR_NONE */
+	uint16_t *copyset;           /* per page: a bit per holder slot */
+	struct dir_job **queue;      /* per page: its requests in arrival order, the first running */
+};
+
+/* A request answered on its own worker, inside mn_dir_request(). */
+struct dir_sync {
+	struct mn_obuf *reply;
+	bool done;
+};
+
+struct dir_job {
+	struct dir_job *next;        /* in its page's queue */
+	struct dir_sec *s;
+	struct mn_conn *conn;        /* the requester (ops->hold, unless answered at once) */
+	struct mn_obuf *reply;       /* allocated with the job, for the largest answer */
+	struct dir_sync *sync;
+	uint64_t start_ns;
+	uint16_t op;
+	uint32_t page, incarnation;
+	uint8_t holder;
+	bool write, started;
+	int err;                     /* a recall could not be sent: fail, change nothing */
+	unsigned pending;            /* recalls not settled */
+};
+
+struct dir_recall {
+	struct dir_recall *hnext;    /* hash chain */
+	struct dir_recall *prev, *next; /* lease order, oldest first */
+	struct dir_recall *gather;   /* holder_drop()'s list */
+	struct dir_job *job;
+	uint64_t seq, sent_ns, deadline_ns;
+	uint8_t holder;
+	uint32_t mode;
+};
+
+struct mn_dir {
+	pthread_mutex_t mu;
+	pthread_cond_t cond;         /* the lease thread: a first recall, or stop */
+	pthread_t thread;
+	bool started, stopping;
+	const struct mn_dir_ops *ops;
+	struct mn_table *table;
+	uint32_t nsections, npages;
+	uint64_t lease_ns, next_seq;
+	struct dir_sec **secs;       /* by section index; NULL: not in strict use */
+	struct dir_recall *rtab[RTAB_SIZE];
+	struct dir_recall *oldest, *newest;
+	struct mn_dir_counters cnt;
+};
+
+/* ---- sections and holders ----------------------------------------------------- */
+
+static void sec_free(struct dir_sec *s)
+{
+	if (!s)
+		return;
+	free(s->owner);
+	free(s->copyset);
+	free(s->queue);
+	free(s);
+}
+
+static struct dir_sec *sec_new(struct mn_dir *d, uint32_t idx, uint32_t generation)
+{
+	struct dir_sec *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->idx = idx;
+	s->generation = generation;
+	s->owner = malloc(d->npages);
+	s->copyset = calloc(d->npages, sizeof(*s->copyset));
+	s->queue = calloc(d->npages, sizeof(*s->queue));
+	if (!s->owner || !s->copyset || !s->queue) {
+		sec_free(s);
+		return NULL;
+	}
+	memset(s->owner, DIR_NONE, d->npages);
+	d->secs[idx] = s;
+	atomic_fetch_add(&d->cnt.sections, 1);
+	return s;
+}
+
+/* A section without holders leaves strict use (it has no requests then either). */
+static void sec_maybe_free(struct mn_dir *d, struct dir_sec *s)
+{
+	if (s->nholders || s->njobs)
+		return;
+	d->secs[s->idx] = NULL;
+	atomic_fetch_sub(&d->cnt.sections, 1);
+	sec_free(s);
+}
+
+static int holder_find(const struct dir_sec *s, uint64_t node)
+{
+	for (int i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
+		if (s->h[i].used && s->h[i].node == node)
+			return i;
+	return -1;
+}
+
+/* Is chan the recall channel of any holder? */
+static bool chan_attached(const struct mn_dir *d, const struct mn_conn *chan)
+{
+	for (uint32_t k = 0; k < d->nsections; k++)
+		for (unsigned i = 0; d->secs[k] && i < PROTO_DIR_MAX_HOLDERS; i++)
+			if (d->secs[k]->h[i].used && d->secs[k]->h[i].chan == chan)
+				return true;
+	return false;
+}
+
+/* ---- recalls -------------------------------------------------------------------- */
+
+static struct dir_recall **rtab_slot(struct mn_dir *d, uint64_t seq)
+{
+	struct dir_recall **pp = &d->rtab[seq % RTAB_SIZE];
+
+	while (*pp && (*pp)->seq != seq)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void lease_unlink(struct mn_dir *d, struct dir_recall *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		d->oldest = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	else
+		d->newest = r->prev;
+	r->prev = r->next = NULL;
+}
+
+/* Ask holder slot i of the job's section to give up (mode) its copy of the job's page. */
+static void recall_send(struct mn_dir *d, struct dir_job *j, unsigned i, uint32_t mode)
+{
+	struct dir_holder *hd = &j->s->h[i];
+	struct dir_recall *r = calloc(1, sizeof(*r));
+	struct proto_dir_recall m = {
+		.seq = ++d->next_seq,
+		.section = j->s->idx,
+		.generation = j->s->generation,
+		.page = j->page,
+		.mode = mode,
+		.grants = hd->grants,
+	};
+	struct mn_obuf *ob = r ? mn_request_new(PROTO_OP_DIR_RECALL, m.seq, sizeof(m)) : NULL;
+
+	if (!ob) {
+		free(r);
+		j->err = -ENOMEM;
+		return;
+	}
+	r->seq = m.seq;
+	r->job = j;
+	r->holder = (uint8_t)i;
+	r->mode = mode;
+	r->sent_ns = now_ns();
+	r->deadline_ns = r->sent_ns + d->lease_ns;
+	*rtab_slot(d, r->seq) = r;
+	r->prev = d->newest;
+	if (d->newest)
+		d->newest->next = r;
+	else
+		d->oldest = r;
+	d->newest = r;
+	if (d->oldest == r)
+		pthread_cond_signal(&d->cond);
+	j->pending++;
+	atomic_fetch_add(&d->cnt.recalls[mode == PROTO_DIR_DOWNGRADE ? 0 : 1], 1);
+	wire_dir_recall_swap(&m);
+	memcpy(ob->data + PROTO_HDR_SIZE, &m, sizeof(m));
+	d->ops->push(hd->chan, ob);
+}
+
+/* ---- requests ------------------------------------------------------------------- */
+
+static bool job_attached(const struct dir_job *j)
+{
+	const struct dir_holder *hd = &j->s->h[j->holder];
+
+	return hd->used && hd->incarnation == j->incarnation;
+}
+
+/* The recalls a request needs before it can be answered. */
+static void job_recall(struct mn_dir *d, struct dir_job *j)
+{
+	struct dir_sec *s = j->s;
+	uint8_t own = s->owner[j->page];
+	unsigned others = s->copyset[j->page] & ~(1u << j->holder);
+
+	if (!job_attached(j))
+		return;
+	if (!j->write) {
+		if (own != DIR_NONE && own != j->holder)
+			recall_send(d, j, own, PROTO_DIR_DOWNGRADE);
+		return;
+	}
+	for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
+		if (others & (1u << i))
+			recall_send(d, j, i, PROTO_DIR_INVALIDATE);
+}
+
+/* Every recall of the job (at the head of its page's queue) is settled: answer it. */
+static void job_finish(struct mn_dir *d, struct dir_job *j)
+{
+	struct dir_sec *s = j->s;
+	struct mn_obuf *ob = TAKE_PTR(j->reply);
+	uint8_t *out = ob->data + PROTO_HDR_SIZE;
+	unsigned bit = 1u << j->holder;
+	bool had = j->write && (s->copyset[j->page] & bit);
+	struct proto_dir_write_rep w = { .flags = had ? PROTO_DIR_HAD_COPY : 0 };
+	size_t len = 0;
+	int r = j->err;
+
+	if (r == 0 && !job_attached(j))
+		r = -EUNATCH;
+	if (r == 0 && !had)
+		r = d->ops->page_read(d->table, s->idx, s->generation, j->page,
+				      j->write ? out + sizeof(w) : out);
+	if (r == 0 && j->write) {
+		wire_dir_write_rep_swap(&w);
+		memcpy(out, &w, sizeof(w));
+		len = sizeof(w) + (had ? 0 : PROTO_PAGE_SIZE);
+		s->owner[j->page] = j->holder;
+		s->copyset[j->page] = (uint16_t)bit;
+	} else if (r == 0) {
+		/* An owner other than the requester was downgraded (or dropped) first. */
+		len = PROTO_PAGE_SIZE;
+		s->owner[j->page] = DIR_NONE;
+		s->copyset[j->page] |= (uint16_t)bit;
+	}
+	if (r == 0)
+		s->h[j->holder].grants++;
+	else if (r == -EUNATCH)
+		atomic_fetch_add(&d->cnt.detached, 1);
+	mn_reply_set(ob, proto_errno_to_status(r), len);
+	if (j->sync) {
+		j->sync->reply = ob;
+		j->sync->done = true;
+	} else {
+		d->ops->post(j->conn, ob, j->start_ns, j->op);
+	}
+	s->queue[j->page] = j->next;
+	s->njobs--;
+	free(j);
+}
+
+/* Run page p's requests, first come first served, until one waits for recalls. */
+static void page_run(struct mn_dir *d, struct dir_sec *s, uint32_t p)
+{
+	struct dir_job *j;
+
+	while ((j = s->queue[p]) && !j->started) {
+		j->started = true;
+		job_recall(d, j);
+		if (j->pending)
+			return;
+		job_finish(d, j);
+	}
+}
+
+/* Recall r is settled (answered, or its holder dropped). */
+static void recall_done(struct mn_dir *d, struct dir_recall *r)
+{
+	struct dir_job *j = r->job;
+
+	*rtab_slot(d, r->seq) = r->hnext;
+	if (r->prev || d->oldest == r)
+		lease_unlink(d, r);
+	hist_observe(&d->cnt.recall_latency, now_ns() - r->sent_ns);
+	free(r);
+	if (--j->pending == 0) {
+		struct dir_sec *s = j->s;
+		uint32_t p = j->page;
+
+		job_finish(d, j);
+		page_run(d, s, p);
+	}
+}
+
+/*
+ * Holder slot i leaves section s: out of every entry, its recalls settled
+ * without data, its channel let go. Its requests still queued are answered
+ * DIR_DETACHED when their turn comes.
+ */
+static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_why why)
+{
+	static const char *const why_str[] = {
+		[DROP_LOST] = "dropped: unpublished writes to the pages it owned are lost",
+		[DROP_DETACH] = "detached",
+		[DROP_REATTACH] = "attached again: its copies are forgotten",
+		[DROP_RETIRE] = "forgotten: the section was freed and allocated again",
+	};
+	struct dir_holder *hd = &s->h[i];
+	struct dir_recall *mine = NULL, *r, *next;
+	uint16_t keep = (uint16_t)~(1u << i);
+	unsigned owned = 0;
+
+	for (uint32_t p = 0; p < d->npages; p++) {
+		if (s->owner[p] == i) {
+			s->owner[p] = DIR_NONE;
+			owned++;
+		}
+		s->copyset[p] &= keep;
+	}
+	if (why == DROP_LOST) {
+		atomic_fetch_add(&d->cnt.holders_lost, 1);
+		atomic_fetch_add(&d->cnt.pages_lost, owned);
+		log_warn("section %u: node %llu %s (%u pages)", s->idx,
+			 (unsigned long long)hd->node, why_str[why], owned);
+	} else {
+		log_info("section %u: node %llu %s", s->idx, (unsigned long long)hd->node,
+			 why_str[why]);
+	}
+	d->ops->unref(hd->chan);
+	*hd = (struct dir_holder){ .incarnation = hd->incarnation + 1 };
+	s->nholders--;
+	atomic_fetch_sub(&d->cnt.holders, 1);
+	/* Gather first: settling them runs requests, which may send other recalls. */
+	for (r = d->oldest; r; r = next) {
+		next = r->next;
+		if (r->job->s == s && r->holder == i) {
+			lease_unlink(d, r);
+			r->gather = mine;
+			mine = r;
+		}
+	}
+	while ((r = mine)) {
+		mine = r->gather;
+		recall_done(d, r);
+	}
+}
+
+/* Forget section s entirely (it was freed and allocated again). */
+static void sec_retire(struct mn_dir *d, struct dir_sec *s)
+{
+	for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
+		if (s->h[i].used)
+			holder_drop(d, s, i, DROP_RETIRE);
+	sec_maybe_free(d, s);
+}
+
+/* ---- the lease -------------------------------------------------------------------- */
+
+static void *lease_main(void *arg)
+{
+	struct mn_dir *d = arg;
+
+	pthread_mutex_lock(&d->mu);
+	while (!d->stopping) {
+		struct dir_recall *r = d->oldest;
+		struct dir_sec *s;
+
+		if (!r) {
+			pthread_cond_wait(&d->cond, &d->mu);
+			continue;
+		}
+		if (now_ns() < r->deadline_ns) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(r->deadline_ns / 1000000000),
+				.tv_nsec = (long)(r->deadline_ns % 1000000000),
+			};
+
+			pthread_cond_timedwait(&d->cond, &d->mu, &ts);
+			continue;
+		}
+		s = r->job->s;
+		log_warn("section %u: node %llu did not answer the recall of page %u within %llu ms",
+			 s->idx, (unsigned long long)s->h[r->holder].node, r->job->page,
+			 (unsigned long long)(d->lease_ns / 1000000));
+		holder_drop(d, s, r->holder, DROP_LOST);
+		sec_maybe_free(d, s);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* ---- entry points --------------------------------------------------------------------- */
+
+int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g)
+{
+	struct dir_sec *s = NULL;
+	struct dir_holder *hd;
+	int i, r = 0;
+
+	if (g->section >= d->nsections)
+		return -ENOENT;
+	pthread_mutex_lock(&d->mu);
+	if (d->stopping) {
+		r = -ESHUTDOWN;
+		goto out;
+	}
+	s = d->secs[g->section];
+	if (s && s->generation != g->generation) {
+		sec_retire(d, s);
+		s = NULL;
+	}
+	if (!s && !(s = sec_new(d, g->section, g->generation))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	i = holder_find(s, g->holder_id);
+	if (i >= 0)
+		holder_drop(d, s, (unsigned)i, DROP_REATTACH);
+	for (i = 0; i < PROTO_DIR_MAX_HOLDERS && s->h[i].used; i++)
+		;
+	if (i == PROTO_DIR_MAX_HOLDERS) {
+		log_info("section %u: node %llu refused: %u holders already", s->idx,
+			 (unsigned long long)g->holder_id, PROTO_DIR_MAX_HOLDERS);
+		r = -EUSERS;
+		goto out;
+	}
+	hd = &s->h[i];
+	hd->used = true;
+	hd->node = g->holder_id;
+	hd->chan = chan;
+	hd->grants = 0;
+	hd->incarnation++;
+	d->ops->ref(chan);
+	s->nholders++;
+	atomic_fetch_add(&d->cnt.holders, 1);
+	log_info("section %u: node %llu attached (%u holders)", s->idx,
+		 (unsigned long long)g->holder_id, s->nholders);
+out:
+	if (s)
+		sec_maybe_free(d, s);
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g)
+{
+	struct dir_sec *s;
+	int i = -1;
+
+	pthread_mutex_lock(&d->mu);
+	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
+	if (s && s->generation == g->generation)
+		i = holder_find(s, g->holder_id);
+	if (i >= 0) {
+		holder_drop(d, s, (unsigned)i, DROP_DETACH);
+		sec_maybe_free(d, s);
+	} else {
+		atomic_fetch_add(&d->cnt.detached, 1);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return i >= 0 ? 0 : -EUNATCH;
+}
+
+int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
+		   const struct proto_grant *g, uint32_t page, bool write, struct mn_obuf **ret)
+{
+	struct dir_sync sync = { 0 };
+	struct dir_job *j;
+	struct dir_sec *s;
+	int i = -1, r = 0;
+
+	if (page >= d->npages)
+		return -ERANGE;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->reply = mn_reply_new(h, PROTO_ST_OK, sizeof(struct proto_dir_write_rep) + PROTO_PAGE_SIZE);
+	if (!j->reply) {
+		free(j);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&d->mu);
+	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
+	if (s && s->generation == g->generation)
+		i = holder_find(s, g->holder_id);
+	if (i < 0) {
+		r = d->stopping ? -ESHUTDOWN : -EUNATCH;
+		if (r == -EUNATCH)
+			atomic_fetch_add(&d->cnt.detached, 1);
+		pthread_mutex_unlock(&d->mu);
+		free(j->reply);
+		free(j);
+		return r;
+	}
+	*j = (struct dir_job){
+		.s = s, .conn = c, .reply = j->reply, .start_ns = now_ns(), .op = h->opcode,
+		.page = page, .incarnation = s->h[i].incarnation, .holder = (uint8_t)i,
+		.write = write,
+	};
+	struct dir_job **tail = &s->queue[page];
+
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = j;
+	s->njobs++;
+	if (s->queue[page] == j) {
+		j->sync = &sync;
+		page_run(d, s, page);
+		if (sync.done) {
+			pthread_mutex_unlock(&d->mu);
+			*ret = sync.reply;
+			return 0;
+		}
+		j->sync = NULL;
+	}
+	d->ops->hold(c);
+	pthread_mutex_unlock(&d->mu);
+	return MN_DIR_DEFERRED;
+}
+
+int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty)
+{
+	struct dir_recall *r;
+	struct dir_sec *s;
+	uint32_t p;
+	int ret = 0;
+
+	pthread_mutex_lock(&d->mu);
+	r = d->stopping ? NULL : *rtab_slot(d, seq);
+	if (!r || r->job->s->h[r->holder].chan != chan) {
+		ret = d->stopping ? -ESHUTDOWN : chan_attached(d, chan) ? -ENOENT : -EUNATCH;
+		if (ret == -EUNATCH)
+			atomic_fetch_add(&d->cnt.detached, 1);
+		goto out;
+	}
+	s = r->job->s;
+	p = r->job->page;
+	if (dirty && s->owner[p] == r->holder) {
+		/* Stored whatever the section's epoch: the node asked for it from a holder attached now. */
+		ret = d->ops->page_write(d->table, s->idx, s->generation, p, dirty);
+		if (ret == 0)
+			atomic_fetch_add(&d->cnt.dirty_pages, 1);
+		else
+			log_warn("section %u: page %u from node %llu not stored: %s", s->idx, p,
+				 (unsigned long long)s->h[r->holder].node, strerror(-ret));
+		ret = 0;
+	} else if (dirty) {
+		log_debug("section %u: page %u from node %llu ignored: it does not own it", s->idx,
+			  p, (unsigned long long)s->h[r->holder].node);
+	}
+	if (r->mode == PROTO_DIR_INVALIDATE)
+		s->copyset[p] &= (uint16_t)~(1u << r->holder);
+	if (s->owner[p] == r->holder)
+		s->owner[p] = DIR_NONE;
+	recall_done(d, r);
+out:
+	pthread_mutex_unlock(&d->mu);
+	return ret;
+}
+
+void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan)
+{
+	pthread_mutex_lock(&d->mu);
+	for (uint32_t k = 0; k < d->nsections && !d->stopping; k++) {
+		struct dir_sec *s = d->secs[k];
+
+		for (unsigned i = 0; s && i < PROTO_DIR_MAX_HOLDERS; i++) {
+			if (!s->h[i].used || s->h[i].chan != chan)
+				continue;
+			log_warn("section %u: the recall channel of node %llu closed", s->idx,
+				 (unsigned long long)s->h[i].node);
+			holder_drop(d, s, i, DROP_LOST);
+		}
+		if (s)
+			sec_maybe_free(d, s);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsections,
+	       uint32_t npages, unsigned lease_ms, struct mn_dir **ret)
+{
+	struct mn_dir *d = calloc(1, sizeof(*d));
+	pthread_condattr_t ca;
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	d->secs = calloc(nsections ? nsections : 1, sizeof(*d->secs));
+	if (!d->secs) {
+		free(d);
+		return -ENOMEM;
+	}
+	d->ops = ops;
+	d->table = t;
+	d->nsections = nsections;
+	d->npages = npages;
+	d->lease_ns = (uint64_t)lease_ms * 1000000;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);     /* now_ns()'s clock */
+	pthread_cond_init(&d->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	r = -pthread_create(&d->thread, NULL, lease_main, d);
+	if (r < 0) {
+		mn_dir_free(d);
+		return r;
+	}
+	d->started = true;
+	*ret = d;
+	return 0;
+}
+
+void mn_dir_stop(struct mn_dir *d)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->mu);
+	d->stopping = true;
+	pthread_cond_signal(&d->cond);
+	pthread_mutex_unlock(&d->mu);
+	if (d->started)
+		pthread_join(d->thread, NULL);
+	d->started = false;
+}
+
+void mn_dir_free(struct mn_dir *d)
+{
+	struct dir_recall *r;
+
+	if (!d)
+		return;
+	mn_dir_stop(d);
+	while ((r = d->oldest)) {
+		lease_unlink(d, r);
+		free(r);
+	}
+	for (uint32_t k = 0; k < d->nsections; k++) {
+		struct dir_sec *s = d->secs[k];
+
+		for (uint32_t p = 0; s && p < d->npages; p++) {
+			struct dir_job *j;
+
+			while ((j = s->queue[p])) {
+				s->queue[p] = j->next;
+				d->ops->unref(j->conn);    /* held, never answered */
+				free(j->reply);
+				free(j);
+			}
+		}
+		for (unsigned i = 0; s && i < PROTO_DIR_MAX_HOLDERS; i++)
+			if (s->h[i].used)
+				d->ops->unref(s->h[i].chan);
+		sec_free(s);
+	}
+	free(d->secs);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->mu);
+	free(d);
+}
+
+const struct mn_dir_counters *mn_dir_counters(const struct mn_dir *d)
+{
+	return &d->cnt;
+}

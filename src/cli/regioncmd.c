@@ -166,7 +166,7 @@ static int cmd_region_create(struct cli_args *a)
 		return cli_usage_error(a, "--size must be a power of two (128M, 256M, 512M, ...), "
 				       "not \"%s\"", cli_opt(a, "size"));
 	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "strict") && strcmp(mode, "release"))
-		return cli_usage_error(a, "--mode is exclusive (or, later, strict or release), "
+		return cli_usage_error(a, "--mode is exclusive or strict (or, later, release), "
 				       "not \"%s\"", mode);
 	body = json_pack("{s:s, s:I, s:s}", "name", name, "size_bytes", (json_int_t)size, "mode",
 			 mode ? mode : "exclusive");
@@ -298,16 +298,18 @@ static int cmd_region_unlock(struct cli_args *a)
 }
 
 const struct cli_cmd cli_region_cmds[] = {
-	{ "region create", "NAME --size SIZE [--mode exclusive]", 1, 1,
+	{ "region create", "NAME --size SIZE [--mode exclusive|strict]", 1, 1,
 	  "create a shared region on a memory node",
 	  "A region is memory that several slots map at once (an ivshmem device in\n"
 	  "each guest). SIZE is a power of two and a whole number of sections, at\n"
 	  "most 8 (128M to 1G); all of it lives on the memory node with the most free\n"
 	  "sections. Mode exclusive: one slot writes at a time (the lock holder), the\n"
-	  "others read what it last released.",
+	  "others read what it last released. Mode strict: every slot writes, and\n"
+	  "the memory node's directory keeps each page coherent (sequential\n"
+	  "consistency: spinlocks in the region work); there is no lock.",
 	  cmd_region_create,
 	  { { "size", "SIZE", "the region's size (required)" },
-	    { "mode", "MODE", "exclusive (default); strict and release come later" } } },
+	    { "mode", "MODE", "exclusive (default) or strict; release comes later" } } },
 	{ "region ls", "", 0, 0, "list shared regions", NULL, cmd_region_ls, { { NULL } } },
 	{ "region show", "NAME", 1, 1, "show a region, the slots that map it and its sections",
 	  NULL, cmd_region_show, { { NULL } } },

@@ -192,6 +192,11 @@ int regions_finish(struct orch *o, struct region_rec *r, const char *state, cons
 
 /* ---- grants and the compute agents ---------------------------------------- */
 
+bool regions_writes(const struct region_rec *r, int64_t slot_id)
+{
+	return !strcmp(r->mode, "strict") || r->holder == slot_id;
+}
+
 json_t *regions_grants(struct orch *o, const struct region_rec *r, uint64_t holder, bool write,
 		       uint64_t expiry, bool sections)
 {
@@ -336,14 +341,15 @@ static int parse_create(struct orch *o, json_t *body, struct region_rec *r, size
 		http_resp_error(resp, 400, "bad_mode", "\"mode\" must be a string");
 		return -EINVAL;
 	}
-	if (!strcmp(mode, "strict") || !strcmp(mode, "release")) {
+	if (!strcmp(mode, "release")) {
 		http_resp_error(resp, 400, "mode_unsupported",
-				"mode \"%s\" is not supported yet: use \"exclusive\"", mode);
+				"mode \"release\" is not supported yet: use \"exclusive\" or "
+				"\"strict\"");
 		return -EINVAL;
 	}
-	if (strcmp(mode, "exclusive") != 0) {
+	if (strcmp(mode, "exclusive") != 0 && strcmp(mode, "strict") != 0) {
 		http_resp_error(resp, 400, "bad_mode",
-				"unknown mode \"%.32s\": \"exclusive\" (or, later, \"strict\" or "
+				"unknown mode \"%.32s\": \"exclusive\" or \"strict\" (or, later, "
 				"\"release\")", mode);
 		return -EINVAL;
 	}
@@ -607,7 +613,7 @@ void regions_renew(struct orch *o, const struct slot_rec *s, uint64_t expiry, js
 		    o->store->ops->region_get(o->store, att[i].region, &r) < 0 ||
 		    strcmp(r.state, "ready") != 0)
 			continue;
-		g = regions_grants(o, &r, s->compute, r.holder == s->id, expiry, false);
+		g = regions_grants(o, &r, s->compute, regions_writes(&r, s->id), expiry, false);
 		json_array_extend(grants, g);
 		json_decref(g);
 	}

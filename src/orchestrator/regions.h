@@ -63,6 +63,8 @@ int regions_record(struct orch *o, const struct region_rec *r, const char *kind,
  * objects {"kind": "remote", "addr", "grant"} (sections) or as hex
  * strings. NULL on failure.
  */
+/* May slot slot_id write region r (strict: every slot; exclusive: the holder)? */
+bool regions_writes(const struct region_rec *r, int64_t slot_id);
 json_t *regions_grants(struct orch *o, const struct region_rec *r, uint64_t holder, bool write,
 		       uint64_t expiry, bool sections);
 

@@ -375,7 +375,7 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 	if (regions_begin_commit(o, &r, "attaching", s.id, resp) < 0)
 		goto out;
 
-	write = r.holder == s.id;
+	write = regions_writes(&r, s.id);
 	secs = regions_grants(o, &r, s.compute, write, orch_grant_expiry(o), true);
 	req_body = secs ? json_pack("{s:s, s:s, s:I, s:o, s:b}", "region", r.name, "mode", r.mode,
 				    "size", (json_int_t)r.size, "sections", secs, "writable", write)
@@ -415,7 +415,8 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 	regions_finish(o, &r, "ready", "region_attached", s.compute, s.name,
 		       "region %s attached to slot %s on compute node %" PRIu64 " at %s (%s)",
 		       r.name, s.name, s.compute, a.pci[0] ? a.pci : "an unknown PCI address",
-		       write ? "read-write: it holds the lock" : "read-only");
+		       !strcmp(r.mode, "strict") ? "strict: coherent page by page"
+		       : write ? "read-write: it holds the lock" : "read-only");
 	log_info("region %s attached to slot %s at %s", r.name, s.name, a.pci);
 	answer(o, &r, NULL, resp);
 out:
@@ -470,6 +471,11 @@ void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
+	if (!strcmp(r.mode, "strict")) {
+		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
+			       "maps it writes, page by page; there is no lock", r.name);
+		return;
+	}
 	if (!a.slot_id) {
 		regions_refuse(o, resp, 409, "not_attached",
 			       "slot %s does not map region %s: attach it first", s.name, r.name);
@@ -552,6 +558,11 @@ void regions_unlock(struct orch *o, const char *name, const struct http_req *req
 
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
+	if (!strcmp(r.mode, "strict")) {
+		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: there is no lock",
+			       r.name);
+		return;
+	}
 	if (r.holder != s.id) {
 		regions_refuse(o, resp, 409, "not_holder", "slot %s does not hold region %s (%s%s)",
 			       s.name, r.name, r.holder ? "slot " : "nobody does",

@@ -163,14 +163,15 @@ def _attach(fake, h, vm, regions, body):
     rid, size, secs = body["region"], body["size"], body["sections"]
     if rid in regions:
         return h._err(409, "region_attached", f"region {rid} is attached already")
-    if body["mode"] != "exclusive":
-        return h._err(400, "bad_request", "mode exclusive only")
+    if body["mode"] not in ("exclusive", "strict"):
+        return h._err(400, "bad_request", "mode exclusive or strict")
     if not isinstance(size, int) or size <= 0 or size & (size - 1) or size % SECTION_SIZE:
         return h._err(400, "bad_request", "size: a power of two, a multiple of the section")
     if not isinstance(secs, list) or any(set(s) != {"kind", "addr", "grant"} or
                                          s["kind"] != "remote" for s in secs):
         return h._err(400, "bad_request", "bad sections")
-    write = bool(body.get("writable", False))
+    # the real agent: every user of a strict region writes
+    write = bool(body.get("writable", False)) or body["mode"] == "strict"
     why = _check_grants(fake, [s["grant"] for s in secs], size // SECTION_SIZE, write)
     if why:
         return h._err(400, "bad_request", why)

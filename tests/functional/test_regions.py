@@ -194,6 +194,29 @@ def test_region_lifecycle_and_the_lock(orch, memnodes, computes, hb_factory, key
     assert [(e["slot"], e["node"]) for e in ev] == [("a", 10), ("b", 11)]
 
 
+def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
+    """Mode strict: both slots get read-write grants at attach and renew them,
+    the agents are told the mode, and there is no lock to take."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    st, r = orch.call("POST", "/v1/regions", {"name": "s", "size_bytes": SEC, "mode": "strict"})
+    assert st == 201 and r["mode"] == "strict", r
+    for slot, comp, node in (("a", c1, 10), ("b", c2, 11)):
+        st, ans = post(orch, "s", "attach", slot)
+        assert st == 200, ans
+        (_, _, body), = [x for x in comp.calls if x[:2] == ("POST", f"/v1/vms/{slot}/regions")]
+        assert body["mode"] == "strict" and body["writable"] is True, body
+        check_grants(grants_of(body, "sections"), r, node, RW, 0)
+    for verb in ("lock", "unlock"):
+        st, ans = post(orch, "s", verb, "a")
+        assert st == 409 and err(ans) == "mode_strict", ans
+    assert orch.call("GET", "/v1/regions/s")[1]["holder"] is None
+    for slot in ("a", "b"):
+        st, ans = post(orch, "s", "detach", slot)
+        assert st == 200, ans
+    assert orch.call("DELETE", "/v1/regions/s")[0] in (200, 204)
+    assert "region_attached" in kinds(orch)
+
+
 def test_bad_input(orch, memnodes, computes, hb_factory):
     start(orch, memnodes, computes, hb_factory, pool="512M", slots=("a",))
     for body, status, code in [
@@ -203,7 +226,6 @@ def test_bad_input(orch, memnodes, computes, hb_factory):
             ({"name": "r", "size_bytes": 0}, 400, "bad_size"),
             ({"name": "r", "size_bytes": "12X"}, 400, "bad_size"),
             ({"name": "r"}, 400, "bad_size"),
-            ({"name": "r", "size_bytes": SEC, "mode": "strict"}, 400, "mode_unsupported"),
             ({"name": "r", "size_bytes": SEC, "mode": "release"}, 400, "mode_unsupported"),
             ({"name": "r", "size_bytes": SEC, "mode": "weird"}, 400, "bad_mode"),
             ({"name": "r", "size_bytes": SEC, "mode": 3}, 400, "bad_mode"),

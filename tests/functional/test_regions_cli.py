@@ -23,7 +23,7 @@ MiB = 1 << 20
     (["region", "create", "r1"], r"--size is required"),
     (["region", "create", "r1", "--size", "12X"], r"--size must be a size"),
     (["region", "create", "r1", "--size", "384M"], r"--size must be a power of two"),
-    (["region", "create", "r1", "--size", "128M", "--mode", "weird"], r"--mode is exclusive"),
+    (["region", "create", "r1", "--size", "128M", "--mode", "weird"], r"--mode is exclusive or strict"),
     (["region", "attach", "r1"], r"--slot is required"),
     (["region", "lock", "r1", "--slot="], r"--slot is required"),
     (["region", "unlock", "r1", "b", "--slot", "a"], r"unexpected argument `b`"),
@@ -60,8 +60,11 @@ def test_region_commands(orch, memnodes, computes, hb_factory):
     assert p.stdout == "region r1 created: 256M exclusive, 2 sections on memory node 101\n"
     p = cli("region", "create", "r1", "--size", "128M", rc=1)
     assert "region r1 exists (409 exists)" in p.stderr
-    p = cli("region", "create", "r2", "--size", "128M", "--mode", "strict", rc=1)
+    p = cli("region", "create", "r2", "--size", "128M", "--mode", "release", rc=1)
     assert "(400 mode_unsupported)" in p.stderr
+    p = cli("region", "create", "r2", "--size", "128M", "--mode", "strict")
+    assert p.stdout == "region r2 created: 128M strict, 1 section on memory node 101\n"
+    cli("region", "delete", "r2")
 
     p = cli("region", "attach", "r1", "--slot", "a")
     assert p.stdout == ("region r1 attached to slot a (compute node 10, PCI 0000:00:04.0), "

@@ -102,3 +102,37 @@ def test_exclusive_rounds_through_the_orchestrator(cluster):
     assert json.loads(c.disagg("--json", "region", "ls").stdout) in ([], {"regions": []})
     for name in ("a", "b"):
         assert c.json("slot", "show", name)["state"] == "running"
+
+
+def wait_job(c, slot, timeout=300):
+    end = time.time() + timeout
+    while time.time() < end:
+        j = guest_ok(c, slot, "RJOB")
+        if j.get("state") == "done":
+            assert j.get("result") == "ok", j
+            return j
+        time.sleep(0.5)
+    raise AssertionError(f"{slot}: job still running: {j}")
+
+
+def test_strict_counter_through_the_orchestrator(cluster):
+    """Mode strict through the CLI: two guests on two compute nodes add 20,000
+    each to one counter under a spinlock in the region: exactly 40,000."""
+    c = cluster
+    for name in ("a", "b"):
+        c.disagg("slot", "create", name, "--vcpus", "2", "--memory", "256M", timeout=300)
+    c.disagg("region", "create", "st", "--size", "128M", "--mode", "strict")
+    for name in ("a", "b"):
+        c.disagg("region", "attach", "st", "--slot", name, timeout=120)
+    pci = {x["slot"]: x["pci"] for x in c.json("region", "show", "st")["attachments"]}
+    for name in ("a", "b"):
+        wait_seen(c, name, pci[name])
+    p = c.disagg("region", "lock", "st", "--slot", "a", check=False)
+    assert p.returncode == 1 and "mode_strict" in (p.stdout + p.stderr), p
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RCOUNTER {pci[name]} 20000")
+    ja, jb = wait_job(c, "a"), wait_job(c, "b")
+    assert max(int(ja["counter"]), int(jb["counter"])) == 40000, (ja, jb)
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "st", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "st")

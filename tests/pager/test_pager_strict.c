@@ -157,6 +157,36 @@ static void *mp_reader(void *arg)
 	return NULL;
 }
 
+#define PP_ROUNDS 200
+
+struct pp_arg {
+	uint8_t *mem;
+	uint64_t role;
+	double rtt_us;
+	bool done;
+};
+
+static void *pp_main(void *arg)
+{
+	struct pp_arg *a = arg;
+	volatile uint64_t *w = (uint64_t *)(a->mem + 3 * PS);
+	uint64_t t0 = 0;
+
+	for (uint64_t k = 0; k < PP_ROUNDS; k++) {
+		uint64_t want = 2 * k + a->role, t = now_ns();
+
+		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != want)
+			if (now_ns() - t > 5000000000ull)
+				return NULL;
+		if (k == 0)
+			t0 = now_ns();
+		__atomic_store_n(w, want + 1, __ATOMIC_RELEASE);
+	}
+	a->rtt_us = (double)(now_ns() - t0) / 1000.0 / (PP_ROUNDS - 1);
+	a->done = true;
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct mnc_opts mo = { 0 };
@@ -224,6 +254,18 @@ int main(int argc, char **argv)
 	}
 	pthread_join(tb, NULL);
 	ok(mp.bad == 0, "message passing: the flag never came before its data (%u bad)", mp.bad);
+
+	/* Ping-pong: each side writes the word at page 3 after seeing the other's value. */
+	{
+		struct pp_arg pa = { .mem = a.m.mem, .role = 0 }, pb = { .mem = b.m.mem, .role = 1 };
+
+		pthread_create(&ta, NULL, pp_main, &pa);
+		pthread_create(&tb, NULL, pp_main, &pb);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		ok(pa.done && pb.done, "ping-pong of one page between the two: %.1f us a round "
+		   "(two hand-overs)", pa.rtt_us);
+	}
 
 	pager_stats(a.m.p, &sa);
 	pager_stats(b.m.p, &sb);

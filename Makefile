@@ -7,6 +7,7 @@
 #   make chaos SEEDS=N  fault injection: N seeds of PER_SEED injections (default 20 x 10)
 #   make bench        every benchmark, medians in build/bench/summary.json
 #   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
+#        | bench-shared
 #                     one benchmark (results in build/bench/)
 #   make bench-compare  every benchmark, then the table against bench/baseline.json
 #   make clean
@@ -58,7 +59,7 @@ demo: build
 BENCH_REPS ?= 5
 GATE       := $(PY) bench/gate.py
 
-bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration
+bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration bench-shared
 	@$(GATE) summary
 
 bench-memnode: build
@@ -91,6 +92,10 @@ bench-vm: build
 .PHONY: bench-migration
 bench-migration: build
 	@$(GATE) run migration -- $(PY) bench/migration/migbench.py --json {json}
+
+.PHONY: bench-shared
+bench-shared: build
+	@$(GATE) run shared -- $(PY) bench/shared/sharedbench.py --json {json}
 
 # Fault injection with real guests (tests/chaos/chaos.py): seeds 1..SEEDS,
 # PER_SEED injections each; records and the fault x outcome table in

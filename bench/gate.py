@@ -123,6 +123,17 @@ FIGURES = {
                                   "random access at budget 25%: stock QEMU's op/s over ours"),
     "vm.hotplug_dimm_ms": ("vm", spread("hotplug_dimm_ms", "hot"), "ms", "lower",
                            "hot-add of a remote section as a pc-dimm, until the guest sees it"),
+    "shared.strict_pingpong_ratio": ("shared", spread("strict_pingpong_ratio"), "x", "lower",
+                                     "strict region: one page written in turn by two guests "
+                                     "on two nodes, a round over a remote 4 KiB fault "
+                                     "(target <= 4)"),
+    "shared.readmostly_ratio": ("shared", spread("readmostly_ratio"), "x", "higher",
+                                "strict region read by 4 readers on 2 nodes after warm-up, "
+                                "over the same readers on private memory (target >= 0.9)"),
+    "shared.exclusive_handover_ratio": ("shared", spread("exclusive_handover_ratio"), "x",
+                                        "lower", "exclusive region: release with 1 MiB "
+                                        "dirty then acquire, over a bare client's 1 MiB "
+                                        "write to the memory node (target <= 3)"),
     "migration.speedup_total": ("migration", spread("speedup_total"), "x", "higher",
                                 "busy guest: pre-copy total time over ours (medians of "
                                 "the busy moves)"),
@@ -163,6 +174,7 @@ TOLERANCE = {
     "vm.cleaner_cost_idle": 1.0,
     "migration.ours_downtime_ms": 3.0, "migration.memmig_25_guest_gap_ms": 1.0,
     "migration.memmig_max_pause_ms": 20.0,
+    "shared.strict_pingpong_ratio": 0.5, "shared.exclusive_handover_ratio": 0.5,
 }
 
 

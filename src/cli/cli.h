@@ -5,7 +5,8 @@
  * main.c holds the one table of subcommands and parses the command line
  * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
  * output.c formats tables, sizes, ages and progress; commands.c implements
- * the API subcommands (migrate.c the slot migrations); up.c and cluster.c start, stop and describe a
+ * the API subcommands (migrate.c the slot migrations, regioncmd.c the
+ * shared regions); up.c and cluster.c start, stop and describe a
  * one-machine cluster (cluster.c also has `down` and `status`). Internally functions return >= 0 or -errno; the
  * handlers return the process exit status (CLI_EXIT_*).
  */
@@ -51,6 +52,13 @@ struct cli_cmd {
 	cli_handler_fn fn;
 	struct cli_opt opts[CLI_MAX_OPTS];
 };
+
+/*
+ * Rows that a command module brings itself (regioncmd.c), walked after
+ * main.c's own table: main.c knows them as data, not as functions.
+ */
+extern const struct cli_cmd cli_region_cmds[];
+extern const size_t cli_region_ncmds;
 
 /* Global state and the parsed command line, handed to every handler. */
 struct cli_args {
@@ -196,6 +204,12 @@ double progress_elapsed(const struct progress *p);
 int cli_parse_u64(const struct cli_args *a, const char *what, const char *s, uint64_t max,
 		  uint64_t *ret);
 int cli_parse_size(const struct cli_args *a, const char *what, const char *s, uint64_t *ret);
+/* GET prefix + NAME and print the answer with `print` (--json: as it is). */
+int cli_show(struct cli_args *a, const char *prefix, const char *name,
+	     void (*print)(const json_t *));
+/* DELETE prefix + NAME (progress: "deleting WHAT NAME"), then "WHAT NAME deleted". */
+int cli_delete(struct cli_args *a, const char *prefix, const char *name, const char *what,
+	       bool progress);
 /* A size field as "1.5G", or its text ("-" when absent). */
 void cli_size_of(const json_t *o, const char *key, char *buf, size_t len);
 /* "label value" lines for the fields present, in order (sizes: as sizes). */

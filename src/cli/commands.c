@@ -66,6 +66,41 @@ char *cli_path_with(const char *prefix, const char *name, const char *suffix)
 	return p;
 }
 
+int cli_show(struct cli_args *a, const char *prefix, const char *name,
+	     void (*print)(const json_t *))
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = cli_path_with(prefix, name, NULL);
+	int ret;
+
+	if (!path)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "GET", path, NULL, NULL, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	print(r.json);
+	return CLI_EXIT_OK;
+}
+
+int cli_delete(struct cli_args *a, const char *prefix, const char *name, const char *what,
+	       bool progress)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *label = NULL, *path = cli_path_with(prefix, name, NULL);
+	int ret;
+
+	if (!path || (progress && asprintf(&label, "deleting %s %s", what, name) < 0))
+		return CLI_EXIT_ERROR;
+	ret = cli_call(a, "DELETE", path, NULL, label, false, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		r.json ? print_json(r.json) : (void)puts("{}");
+	else
+		printf("%s %s deleted\n", what, name);
+	return CLI_EXIT_OK;
+}
+
 int cli_parse_u64(const struct cli_args *a, const char *what, const char *s, uint64_t max,
 		  uint64_t *ret)
 {

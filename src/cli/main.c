@@ -3,8 +3,9 @@
  * disagg: the command-line client of the orchestrator's REST API, and
  * `disagg up`/`down` for a one-machine cluster.
  *
- * Every subcommand is one row of cmd_table below: the words that select
- * it, its synopsis, its help, its options and its handler. The parser here
+ * Every subcommand is one row of cmd_table below, or of a table that a
+ * command module brings (cli.h: the regions'): the words that select it,
+ * its synopsis, its help, its options and its handler. The parser here
  * is generic: global options (--url, --data, --json, -v, -h, --version) are
  * accepted anywhere on the line, command options as --name VALUE or
  * --name=VALUE, and `--` ends the options. Usage errors exit with 2 and
@@ -130,6 +131,15 @@ static const struct cli_cmd cmd_table[] = {
 	    { "limit", "N", "at most N events per request" } } },
 };
 
+/* Command i: the rows above, then those the command modules bring (cli.h); NULL past the end. */
+static const struct cli_cmd *cmd_nth(size_t i)
+{
+	if (i < ARRAY_SIZE(cmd_table))
+		return &cmd_table[i];
+	i -= ARRAY_SIZE(cmd_table);
+	return i < cli_region_ncmds ? &cli_region_cmds[i] : NULL;
+}
+
 static const char global_help[] =
 	"global options:\n"
 	"  --url URL      the orchestrator (default: $DISAGG_URL, else DIR/cluster.json)\n"
@@ -212,12 +222,13 @@ static void print_cmd_help(FILE *f, const struct cli_cmd *c, bool full)
 
 static void print_main_help(FILE *f, const char *group)
 {
+	const struct cli_cmd *c;
+
 	fputs("usage: disagg [global options] COMMAND [args]\n\n"
 	      "disagg drives a disagg cluster through its orchestrator's REST API.\n\n"
 	      "commands:\n",
 	      f);
-	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++) {
-		const struct cli_cmd *c = &cmd_table[i];
+	for (size_t i = 0; (c = cmd_nth(i)); i++) {
 		size_t glen = group ? strlen(group) : 0;
 
 		if (group && (strncmp(c->name, group, glen) != 0 || c->name[glen] != ' '))
@@ -249,25 +260,27 @@ int cli_usage_error(const struct cli_args *a, const char *fmt, ...)
 /* Is `w` the first word of some command's name (a group such as "slot")? */
 static bool is_group(const char *w)
 {
+	const struct cli_cmd *c;
 	size_t n = strlen(w);
 
-	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++)
-		if (strncmp(cmd_table[i].name, w, n) == 0 && cmd_table[i].name[n] == ' ')
+	for (size_t i = 0; (c = cmd_nth(i)); i++)
+		if (strncmp(c->name, w, n) == 0 && c->name[n] == ' ')
 			return true;
 	return false;
 }
 
 static const struct cli_cmd *find_cmd(const char *w1, const char *w2)
 {
+	const struct cli_cmd *c;
 	char name[64];
 
 	if (w2)
 		snprintf(name, sizeof(name), "%s %s", w1, w2);
 	else
 		snprintf(name, sizeof(name), "%s", w1);
-	for (size_t i = 0; i < ARRAY_SIZE(cmd_table); i++)
-		if (strcmp(cmd_table[i].name, name) == 0)
-			return &cmd_table[i];
+	for (size_t i = 0; (c = cmd_nth(i)); i++)
+		if (strcmp(c->name, name) == 0)
+			return c;
 	return NULL;
 }
 

@@ -123,17 +123,7 @@ static const char *slot_name_arg(const struct cli_args *a)
 
 int cmd_slot_show(struct cli_args *a)
 {
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = cli_path_with("/v1/slots/", slot_name_arg(a), NULL);
-	int ret;
-
-	if (!path)
-		return CLI_EXIT_ERROR;
-	ret = cli_query(a, "GET", path, NULL, NULL, &r);
-	if (ret != CLI_MORE)
-		return ret;
-	print_slot(r.json);
-	return CLI_EXIT_OK;
+	return cli_show(a, "/v1/slots/", slot_name_arg(a), print_slot);
 }
 
 int cmd_slot_create(struct cli_args *a)
@@ -229,22 +219,7 @@ int cmd_slot_resize(struct cli_args *a)
 
 int cmd_slot_delete(struct cli_args *a)
 {
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *label = NULL, *path = NULL;
-	const char *name = slot_name_arg(a);
-	int ret;
-
-	path = cli_path_with("/v1/slots/", name, NULL);
-	if (!path || asprintf(&label, "deleting slot %s", name) < 0)
-		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "DELETE", path, NULL, label, false, &r);
-	if (ret)
-		return ret;
-	if (a->json)
-		r.json ? print_json(r.json) : (void)puts("{}");
-	else
-		printf("slot %s deleted\n", name);
-	return CLI_EXIT_OK;
+	return cli_delete(a, "/v1/slots/", slot_name_arg(a), "slot", true);
 }
 
 /* One disagg-guest command line; exit 1 when the guest answers ERR. */

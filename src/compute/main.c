@@ -36,6 +36,7 @@
 #include "state.h"
 #include "vm_incoming.h"
 #include "vm_migrate.h"
+#include "vm_strict.h"
 
 static const char usage[] =
 	"Usage: disagg-compute --key FILE --node-id ID [options]\n"
@@ -437,7 +438,8 @@ int main(int argc, char **argv)
 	 * record (heartbeats, status, its threads) and an incoming VM's QEMU
 	 * arguments.
 	 */
-	if (vm_ext_register(&vm_mig_ext) < 0 || vm_ext_register(&vm_incoming_ext) < 0) {
+	if (vm_ext_register(&vm_mig_ext) < 0 || vm_ext_register(&vm_incoming_ext) < 0 ||
+	    vm_ext_register(&vm_strict_ext) < 0) {
 		fprintf(stderr, "disagg-compute: cannot register the migration hooks\n");
 		return 1;
 	}

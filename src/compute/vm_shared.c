@@ -33,6 +33,7 @@
 #include "section_check.h"
 #include "sections.h"
 #include "state.h"
+#include "vm_strict.h"
 #include "vm_internal.h"
 
 #define SHARED_TIMEOUT_MS 30000
@@ -108,11 +109,14 @@ static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *er
 			 "'_' or '.'");
 		return -EINVAL;
 	}
-	if (!a->mode || strcmp(a->mode, "exclusive") != 0) {
-		snprintf(err, errlen, "\"mode\" must be \"exclusive\" (strict and release are not "
-			 "implemented yet)");
+	if (!a->mode || (strcmp(a->mode, "exclusive") && strcmp(a->mode, "strict"))) {
+		snprintf(err, errlen, "\"mode\" must be \"exclusive\" or \"strict\" (release is "
+			 "not implemented yet)");
 		return -EINVAL;
 	}
+	/* strict: every user may write; the directory decides page by page. */
+	if (!strcmp(a->mode, "strict"))
+		a->writable = true;
 	if (!json_is_integer(size) || json_integer_value(size) <= 0) {
 		snprintf(err, errlen, "\"size\" must be a positive number of bytes");
 		return -EINVAL;
@@ -138,6 +142,11 @@ static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *er
 		if (a->secs[i].sec.kind != PAGER_SEC_REMOTE || a->secs[i].free_on_release) {
 			snprintf(err, errlen, "a region's sections are remote, and the orchestrator "
 				 "frees them (no free_on_release)");
+			return -EINVAL;
+		}
+		if (a->writable && !(a->secs[i].sec.grant.rights & PROTO_R_WRITE)) {
+			snprintf(err, errlen, "section %zu: a writable region needs grants with the "
+				 "write right", i);
 			return -EINVAL;
 		}
 	}
@@ -240,6 +249,14 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 				    sizeof(err) - strlen(err));
 		r = -EIO;
 	}
+	if (r == 0 && !strcmp(vm->shared[i].mode, "strict")) {
+		r = vm_strict_start(vm, i);
+		if (r < 0) {
+			snprintf(err, sizeof(err), "cannot start the recall channel: %s", strerror(-r));
+			(void)pcishm_remove(vm->qmp, dev, SHARED_TIMEOUT_MS, err + strlen(err),
+					    sizeof(err) - strlen(err));
+		}
+	}
 	if (r < 0) {
 		forget(vm, i);
 		http_resp_error(resp, r == -EINVAL ? 400 : 500, "attach_failed", "%s", err);
@@ -283,6 +300,7 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 		end(vm, p);
 		return;
 	}
+	vm_strict_stop(vm, i);   /* strict: leave the directory (no-op otherwise) */
 	snprintf(dev, sizeof(dev), "shm%d", i);
 	r = pcishm_remove(vm->qmp, dev, SHARED_TIMEOUT_MS, err, sizeof(err));
 	if (r < 0) {
@@ -399,6 +417,11 @@ static void h_op(struct vm *vm, int i, enum shared_op op, const struct http_req 
 	json_decref(j);
 	if (st) {
 		http_resp_error(resp, st, code, "%s", err);
+		goto out;
+	}
+	if (!strcmp(vm->shared[i].mode, "strict")) {
+		http_resp_error(resp, 409, "mode_strict", "a strict region is coherent page by page: "
+				"it has no lock to acquire or release");
 		goto out;
 	}
 	if (region < 0) {

@@ -42,6 +42,7 @@
  */
 #include "guestutil.h"
 #include "litmus.h"
+#include "rbench.h"
 #include "regioncmd.h"
 #include "rjob.h"
 
@@ -444,7 +445,8 @@ static void cmd_layout(void)
 /* The commands of the other files (shared regions): true when one ran. */
 static bool dispatch_table(char **av, int ac)
 {
-	static const struct guest_cmd *const tables[] = { region_cmds, rjob_cmds, litmus_cmds };
+	static const struct guest_cmd *const tables[] = { region_cmds, rjob_cmds, litmus_cmds,
+							  rbench_cmds };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct guest_cmd *c = tables[t]; c->name; c++)

@@ -3,7 +3,7 @@
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
- * nodes.c, slots.c and migrate*.c.
+ * nodes.c, slots.c and migrate*.c, shared regions in regions*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -43,6 +43,14 @@ static const char *const route_names[RT__MAX] = {
 	[RT_SLOTS_GUEST] = "slots_guest",
 	[RT_SLOTS_MIGRATE] = "slots_migrate",
 	[RT_SLOTS_MIGRATE_MEMORY] = "slots_migrate_memory",
+	[RT_REGIONS_CREATE] = "regions_create",
+	[RT_REGIONS_LIST] = "regions_list",
+	[RT_REGIONS_GET] = "regions_get",
+	[RT_REGIONS_DELETE] = "regions_delete",
+	[RT_REGIONS_ATTACH] = "regions_attach",
+	[RT_REGIONS_DETACH] = "regions_detach",
+	[RT_REGIONS_LOCK] = "regions_lock",
+	[RT_REGIONS_UNLOCK] = "regions_unlock",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",
@@ -436,6 +444,8 @@ static enum orch_route dispatch(struct orch *o, const struct http_req *req,
 		return route_slots(o, "", req, resp);
 	if (strncmp(p, "/v1/slots/", 10) == 0)
 		return route_slots(o, p + 10, req, resp);
+	if (o->regions && strncmp(p, "/v1/regions", 11) == 0 && (p[11] == '\0' || p[11] == '/'))
+		return o->regions->route(o, p + 11, req, resp);
 	if (strcmp(p, "/v1/sections") == 0) {
 		if (is_method(req, "GET"))
 			h_sections(o, req, resp);

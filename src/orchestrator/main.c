@@ -12,6 +12,8 @@
  * alone and only asks the compute nodes what they run.
  */
 #include "orch.h"
+#include "regions_api.h"
+#include "store_sqlite.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -313,6 +315,7 @@ static int run(const struct orch_opts *opts)
 		goto out_store;
 	o->store->ops->request_abandon(o->store);
 	slots_recover(o);
+	regions_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
 	signal(SIGPIPE, SIG_IGN);

@@ -506,6 +506,11 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		goto out;
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
+	/* Not with a shared region mapped (yet): after begin_op, so no attach races it. */
+	if (o->regions && o->regions->refuse_attached(o, &s, "migrate it", resp) < 0) {
+		mig_finish(o, &s, "running");
+		goto out;
+	}
 	r = st->ops->node_get(st, s.compute, &src);
 	if (r == 0)
 		r = st->ops->section_list(st, s.id, 0, &secs, &n);

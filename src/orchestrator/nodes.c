@@ -645,6 +645,8 @@ static void *monitor_main(void *arg)
 		if (++tick % 4 == 0) {
 			reconcile_lost(o);
 			migrate_resolve_pending(o);
+			if (o->regions)
+				o->regions->upkeep(o);
 		}
 		if (o->sweep_s > 0 && now - last_sweep >= o->sweep_s) {
 			sweep_all(o);

@@ -11,6 +11,8 @@
  *   slots.c      slot create, resize, delete, console
  *   migrate*.c   compute and memory migration of a slot, and settling
  *                interrupted ones (migrate.h)
+ *   regions*.c   shared regions (regions.h), reached through the table
+ *                struct orch_regions so that nothing here depends on them
  *   fence.c      ownership epochs of sections, fencing at each change of owner
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
@@ -45,6 +47,7 @@
 #define ORCH_DEFAULT_SECTION_SIZE (128ull << 20)
 #define ORCH_MAX_SECTIONS 1024          /* per slot */
 #define ORCH_HOT_MAX_SECTIONS 32        /* max_sections asked of the compute agent */
+#define ORCH_REGION_MAX_SECTIONS 8      /* per shared region: what a compute agent maps */
 
 enum orch_route {
 	RT_NODES_REGISTER,
@@ -62,6 +65,14 @@ enum orch_route {
 	RT_SLOTS_GUEST,
 	RT_SLOTS_MIGRATE,
 	RT_SLOTS_MIGRATE_MEMORY,
+	RT_REGIONS_CREATE,
+	RT_REGIONS_LIST,
+	RT_REGIONS_GET,
+	RT_REGIONS_DELETE,
+	RT_REGIONS_ATTACH,
+	RT_REGIONS_DETACH,
+	RT_REGIONS_LOCK,
+	RT_REGIONS_UNLOCK,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -76,6 +87,42 @@ struct route_stats {
 };
 
 struct mnpool;
+struct orch;
+
+/* The owner of a region's sections on memory nodes: this bit | the region's id. */
+#define ORCH_REGION_OWNER (1ull << 62)
+
+/*
+ * Shared regions (regions*.c, docs/api.md "Shared regions"), as the rest
+ * of the orchestrator reaches them; main.c sets orch.regions (NULL: none,
+ * as in the fuzzer).
+ */
+struct orch_regions {
+	/* The /v1/regions paths; rest follows "/v1/regions" ("" or "/..."). */
+	enum orch_route (*route)(struct orch *o, const char *rest, const struct http_req *req,
+				 struct http_resp *resp);
+	/*
+	 * Slot s (in state `was` before its delete began) is being deleted:
+	 * detach it from every region first, releasing a lock it holds. 0, or
+	 * -errno with resp answered (the delete stops).
+	 */
+	int (*slot_deleting)(struct orch *o, const struct slot_rec *s, const char *was,
+			     struct http_resp *resp);
+	/* 409 region_attached (what: "migrate") when slot s maps a region: -EBUSY; else 0. */
+	int (*refuse_attached)(struct orch *o, const struct slot_rec *s, const char *what,
+			       struct http_resp *resp);
+	/* Grants (hex) for the regions slot s maps, appended to `grants` (renewal). */
+	void (*renew)(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
+	/*
+	 * Memory node n holds section sec/gen for owner (ORCH_REGION_OWNER set):
+	 * true when no region uses it and none is being created or deleted
+	 * (the orphan sweep frees it).
+	 */
+	bool (*orphan)(struct orch *o, const struct node_rec *n, uint64_t owner, uint32_t sec,
+		       uint32_t gen);
+	/* The monitor, now and then: invalidations owed to attached slots. */
+	void (*upkeep)(struct orch *o);
+};
 
 struct orch {
 	struct store *store;
@@ -97,6 +144,8 @@ struct orch {
 	atomic_bool stopping;
 	pthread_mutex_t mon_mu;
 	pthread_cond_t mon_cv;
+
+	const struct orch_regions *regions;
 
 	struct route_stats routes[RT__MAX];
 	struct http_server *http;

@@ -20,7 +20,7 @@
  * step that fails stops the resize where it is: the slot keeps the
  * sections it has, its memory says how much, and the answer says why.
  *
- * Delete: DELETE /v1/vms/NAME, then free every section. A slot whose
+ * Delete: its regions detached, DELETE /v1/vms/NAME, then free every section. A slot whose
  * compute node is down (`lost`) or that `failed` is deleted even when the
  * compute node cannot be reached; a running one is not (503), since its
  * VM may still be using the memory.
@@ -852,6 +852,10 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 		snprintf(prev, sizeof(prev), "%s", s.state);
 	if (slots_begin_op(o, name, NULL, "deleting", &s, resp) < 0)
 		return;
+	if (o->regions && o->regions->slot_deleting(o, &s, prev, resp) < 0) {
+		slots_end_op(o, &s, prev);
+		return;
+	}
 	if (st->ops->node_get(st, s.compute, &c) < 0)
 		memset(&c, 0, sizeof(c));
 	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);

@@ -2,8 +2,9 @@
 /*
  * The orchestrator's durable state behind an ops table.
  *
- * Everything the orchestrator knows (nodes, slots, their sections, the
- * answers to requests carrying an X-Request-Id, the event log) goes through
+ * Everything the orchestrator knows (nodes, slots, their sections, shared
+ * regions with their sections and attachments, the answers to requests
+ * carrying an X-Request-Id, the event log) goes through
  * `struct store_ops`. The one implementation is store_sqlite.c (an embedded
  * SQLite file in WAL mode); a distributed store (etcd) can replace it by
  * providing the same operations, so nothing outside store_*.c knows SQL.
@@ -81,6 +82,43 @@ struct section_rec {
 	uint32_t epoch;                  /* remote: ownership epoch of its grants (fence.c) */
 };
 
+/* A shared region (regions.c): memory on one memory node that slots map at once. */
+struct region_rec {
+	int64_t id;                      /* never reused: owner ORCH_REGION_OWNER | id on memory nodes */
+	char name[STORE_NAME_MAX];
+	char mode[STORE_STATE_MAX];      /* exclusive */
+	char state[STORE_STATE_MAX];     /* creating, ready, attaching, detaching, locking,
+					    unlocking, deleting */
+	uint64_t size;                   /* bytes */
+	uint64_t home;                   /* the memory node of its sections */
+	int64_t holder;                  /* slot id holding the lock; 0 = none */
+	char holder_name[STORE_NAME_MAX];/* filled by region_get/region_list */
+	int64_t pending;                 /* slot id the operation in progress is for; 0 = none */
+	uint32_t epoch;                  /* ownership epoch of its sections' grants */
+	int64_t created;
+};
+
+struct region_section_rec {
+	int64_t region_id;
+	int64_t idx;                     /* position in the region, 0.. */
+	uint64_t memnode;
+	uint32_t section;
+	uint32_t generation;
+	uint32_t epoch;                  /* follows the region's (region_update) */
+};
+
+/* A slot that maps a region. */
+struct region_attach_rec {
+	int64_t region_id;
+	char region[STORE_NAME_MAX];     /* filled by attach_list */
+	int64_t slot_id;
+	char slot[STORE_NAME_MAX];       /* filled by attach_list */
+	uint64_t compute;                /* the slot's compute node, filled by attach_list */
+	char state[STORE_STATE_MAX];     /* attaching, attached, detaching */
+	char pci[32];                    /* the device's PCI address in the guest; "" = not known */
+	bool stale;                      /* an invalidation after an unlock did not reach it */
+};
+
 struct event_rec {
 	int64_t seq;
 	int64_t time;
@@ -152,14 +190,36 @@ struct store_ops {
 			 const char *message);
 	int (*event_list)(struct store *s, int64_t since, int64_t limit, struct event_rec **ret,
 			  size_t *ret_n);
+
+	/*
+	 * Shared regions. region_insert sets rec->id (-EEXIST: the name is
+	 * taken); region_update writes state, holder, pending, epoch and home,
+	 * and sets the epoch of every section of the region to rec->epoch;
+	 * region_delete removes its sections and attachments too. Lists are
+	 * ordered by id.
+	 */
+	int (*region_insert)(struct store *s, struct region_rec *rec);
+	int (*region_get)(struct store *s, const char *name, struct region_rec *ret);
+	int (*region_list)(struct store *s, struct region_rec **ret, size_t *ret_n);
+	int (*region_update)(struct store *s, const struct region_rec *rec);
+	int (*region_delete)(struct store *s, int64_t id);
+	/* region_id / memnode 0 = any; ordered by region, idx. */
+	int (*region_section_add)(struct store *s, const struct region_section_rec *rec);
+	int (*region_section_list)(struct store *s, int64_t region_id, uint64_t memnode,
+				   struct region_section_rec **ret, size_t *ret_n);
+	/* Attachments: attach_put inserts or replaces (state, pci, stale). */
+	int (*attach_put)(struct store *s, const struct region_attach_rec *rec);
+	int (*attach_remove)(struct store *s, int64_t region_id, int64_t slot_id);
+	/* region_id / slot_id 0 = any; ordered by region, slot. */
+	int (*attach_list)(struct store *s, int64_t region_id, int64_t slot_id,
+			   struct region_attach_rec **ret, size_t *ret_n);
 };
 
 struct store {
 	const struct store_ops *ops;
 };
 
-/* Open (creating and migrating) the SQLite store at `path`. */
-int store_sqlite_open(const char *path, struct store **ret);
+/* The implementation: store_sqlite_open() (store_sqlite.h). */
 
 static inline void store_close(struct store *s)
 {

@@ -12,9 +12,11 @@
  * The connection is guarded by one recursive mutex: every operation takes
  * it, and begin() keeps it until commit()/rollback(), which makes a
  * transaction exclusive to its thread. Statements are prepared once and
- * cached (the SQL texts are in store_sqlite_sql.c, indexed by enum q).
+ * cached (the SQL texts are in store_sqlite_sql.c, indexed by enum q;
+ * the helpers every operation uses are in store_sqlite_db.h, the shared
+ * regions' operations in store_sqlite_regions.c).
  */
-#include "store.h"
+#include "store_sqlite.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -28,89 +30,10 @@
 #include "log.h"
 #include "macro.h"
 
-struct sqlstore {
-	struct store base;
-	sqlite3 *db;
-	pthread_mutex_t mu;
-	int txdepth;
-	sqlite3_stmt **stmts;
-};
+#include "store_sqlite_db.h"
+#include "store_sqlite_regions.h"
 
-#include "store_sqlite.h"
-
-static struct sqlstore *S(struct store *s)
-{
-	return container_of(s, struct sqlstore, base);
-}
-
-static void lock(struct sqlstore *st)
-{
-	pthread_mutex_lock(&st->mu);
-}
-
-static void unlock(struct sqlstore *st)
-{
-	pthread_mutex_unlock(&st->mu);
-}
-
-static int sql_err(struct sqlstore *st, int rc, const char *what)
-{
-	log_debug("sqlite %s: %s (%d)", what, sqlite3_errmsg(st->db), rc);
-	switch (rc & 0xff) {
-	case SQLITE_CONSTRAINT:
-		return -EEXIST;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	default:
-		return -EIO;
-	}
-}
-
-/* The cached statement for q, reset and unbound. Call with the lock held. */
-static sqlite3_stmt *stmt(struct sqlstore *st, enum q q)
-{
-	sqlite3_stmt *p = st->stmts[q];
-
-	if (!p) {
-		if (sqlite3_prepare_v3(st->db, store_sqlite_sql[q], -1, SQLITE_PREPARE_PERSISTENT, &p, NULL) !=
-		    SQLITE_OK) {
-			log_error("sqlite prepare %d: %s", (int)q, sqlite3_errmsg(st->db));
-			return NULL;
-		}
-		st->stmts[q] = p;
-	}
-	sqlite3_reset(p);
-	sqlite3_clear_bindings(p);
-	return p;
-}
-
-static void copy_text(char *dst, size_t len, sqlite3_stmt *p, int col)
-{
-	const unsigned char *t = sqlite3_column_text(p, col);
-
-	snprintf(dst, len, "%s", t ? (const char *)t : "");
-}
-
-static void bind_text(sqlite3_stmt *p, int i, const char *s)
-{
-	sqlite3_bind_text(p, i, s, -1, SQLITE_TRANSIENT);
-}
-
-/* Run a statement that returns no rows. */
-static int exec_done(struct sqlstore *st, sqlite3_stmt *p, const char *what)
-{
-	int rc = sqlite3_step(p);
-
-	sqlite3_reset(p);
-	return rc == SQLITE_DONE ? 0 : sql_err(st, rc, what);
-}
-
-static int exec_sql(struct sqlstore *st, const char *text)
+static int sq_exec_sql(struct sqlstore *st, const char *text)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(st->db, text, NULL, NULL, &msg);
@@ -118,7 +41,7 @@ static int exec_sql(struct sqlstore *st, const char *text)
 	if (rc != SQLITE_OK) {
 		log_error("sqlite: %s: %s", text, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
-		return sql_err(st, rc, text);
+		return sq_err(st, rc, text);
 	}
 	return 0;
 }
@@ -127,42 +50,42 @@ static int exec_sql(struct sqlstore *st, const char *text)
 
 static int sq_begin(struct store *s)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	int r;
 
-	lock(st);
+	sq_lock(st);
 	if (st->txdepth++ > 0)
 		return 0;
-	r = exec_sql(st, "BEGIN IMMEDIATE");
+	r = sq_exec_sql(st, "BEGIN IMMEDIATE");
 	if (r < 0) {
 		st->txdepth--;
-		unlock(st);
+		sq_unlock(st);
 	}
 	return r;
 }
 
 static int sq_commit(struct store *s)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	int r = 0;
 
 	if (--st->txdepth == 0) {
-		r = exec_sql(st, "COMMIT");
+		r = sq_exec_sql(st, "COMMIT");
 		if (r < 0)
-			exec_sql(st, "ROLLBACK");
+			sq_exec_sql(st, "ROLLBACK");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static void sq_rollback(struct store *s)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 
 	/* A nested rollback rolls the whole transaction back at the outermost level. */
 	if (--st->txdepth == 0 && !sqlite3_get_autocommit(st->db))
-		exec_sql(st, "ROLLBACK");
-	unlock(st);
+		sq_exec_sql(st, "ROLLBACK");
+	sq_unlock(st);
 }
 
 /* ---- nodes ------------------------------------------------------------- */
@@ -171,13 +94,13 @@ static void read_node(sqlite3_stmt *p, struct node_rec *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->id = (uint64_t)sqlite3_column_int64(p, 0);
-	copy_text(n->kind, sizeof(n->kind), p, 1);
-	copy_text(n->name, sizeof(n->name), p, 2);
-	copy_text(n->state, sizeof(n->state), p, 3);
+	sq_copy_text(n->kind, sizeof(n->kind), p, 1);
+	sq_copy_text(n->name, sizeof(n->name), p, 2);
+	sq_copy_text(n->state, sizeof(n->state), p, 3);
 	n->drained = sqlite3_column_int(p, 4) != 0;
-	copy_text(n->addr, sizeof(n->addr), p, 5);
-	copy_text(n->http, sizeof(n->http), p, 6);
-	copy_text(n->labels, sizeof(n->labels), p, 7);
+	sq_copy_text(n->addr, sizeof(n->addr), p, 5);
+	sq_copy_text(n->http, sizeof(n->http), p, 6);
+	sq_copy_text(n->labels, sizeof(n->labels), p, 7);
 	n->section_size = (uint64_t)sqlite3_column_int64(p, 8);
 	n->sections_total = sqlite3_column_int64(p, 9);
 	n->sections_free = sqlite3_column_int64(p, 10);
@@ -190,38 +113,38 @@ static void read_node(sqlite3_stmt *p, struct node_rec *n)
 
 static int sq_node_put(struct store *s, const struct node_rec *n)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_NODE_PUT);
+	sq_lock(st);
+	p = sq_stmt(st, Q_NODE_PUT);
 	if (p) {
 		sqlite3_bind_int64(p, 1, (int64_t)n->id);
-		bind_text(p, 2, n->kind);
-		bind_text(p, 3, n->name);
-		bind_text(p, 4, n->addr);
-		bind_text(p, 5, n->http);
-		bind_text(p, 6, n->labels[0] ? n->labels : "{}");
+		sq_bind_text(p, 2, n->kind);
+		sq_bind_text(p, 3, n->name);
+		sq_bind_text(p, 4, n->addr);
+		sq_bind_text(p, 5, n->http);
+		sq_bind_text(p, 6, n->labels[0] ? n->labels : "{}");
 		sqlite3_bind_int64(p, 7, (int64_t)n->section_size);
 		sqlite3_bind_int64(p, 8, n->sections_total);
 		sqlite3_bind_int64(p, 9, n->sections_free);
 		sqlite3_bind_int64(p, 10, n->vcpus);
 		sqlite3_bind_int64(p, 11, n->last_heartbeat);
-		r = exec_done(st, p, "node_put");
+		r = sq_exec_done(st, p, "node_put");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_node_get(struct store *s, uint64_t id, struct node_rec *ret)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO, rc;
 
-	lock(st);
-	p = stmt(st, Q_NODE_GET);
+	sq_lock(st);
+	p = sq_stmt(st, Q_NODE_GET);
 	if (p) {
 		sqlite3_bind_int64(p, 1, (int64_t)id);
 		rc = sqlite3_step(p);
@@ -229,139 +152,82 @@ static int sq_node_get(struct store *s, uint64_t id, struct node_rec *ret)
 			read_node(p, ret);
 			r = 0;
 		} else {
-			r = rc == SQLITE_DONE ? -ENOENT : sql_err(st, rc, "node_get");
+			r = rc == SQLITE_DONE ? -ENOENT : sq_err(st, rc, "node_get");
 		}
 		sqlite3_reset(p);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
-
-/* Collect every row of p with `read` into a malloc'd array. Lock held. */
-#define COLLECT(st, p, type, readfn, ret, ret_n)                                 \
-	({                                                                      \
-		type *_arr = NULL, *_np;                                        \
-		size_t _n = 0, _cap = 0;                                        \
-		int _rc, _r = 0;                                                \
-		while ((_rc = sqlite3_step(p)) == SQLITE_ROW) {                 \
-			if (_n == _cap) {                                       \
-				_cap = _cap ? 2 * _cap : 16;                    \
-				_np = realloc(_arr, _cap * sizeof(type));       \
-				if (!_np) {                                     \
-					_r = -ENOMEM;                           \
-					break;                                  \
-				}                                               \
-				_arr = _np;                                     \
-			}                                                       \
-			readfn(p, &_arr[_n++]);                                 \
-		}                                                               \
-		if (!_r && _rc != SQLITE_DONE)                                  \
-			_r = sql_err(st, _rc, "list");                          \
-		sqlite3_reset(p);                                               \
-		if (_r < 0) {                                                   \
-			free(_arr);                                             \
-		} else {                                                        \
-			*(ret) = _arr;                                          \
-			*(ret_n) = _n;                                          \
-		}                                                               \
-		_r;                                                             \
-	})
 
 static int sq_node_list(struct store *s, const char *kind, struct node_rec **ret, size_t *ret_n)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, kind ? Q_NODE_LIST_KIND : Q_NODE_LIST);
+	sq_lock(st);
+	p = sq_stmt(st, kind ? Q_NODE_LIST_KIND : Q_NODE_LIST);
 	if (p) {
 		if (kind)
-			bind_text(p, 1, kind);
+			sq_bind_text(p, 1, kind);
 		r = COLLECT(st, p, struct node_rec, read_node, ret, ret_n);
 	}
-	unlock(st);
-	return r;
-}
-
-/* Run an UPDATE on one node: -ENOENT if no row changed. */
-static int node_update(struct sqlstore *st, sqlite3_stmt *p, const char *what)
-{
-	int r = exec_done(st, p, what);
-
-	if (r == 0 && sqlite3_changes(st->db) == 0)
-		r = -ENOENT;
-	return r;
-}
-
-/* Statement q with two integers: -ENOENT if `one_row` and no row changed. */
-static int exec_2i(struct sqlstore *st, enum q q, int64_t a, int64_t b, bool one_row,
-		   const char *what)
-{
-	sqlite3_stmt *p;
-	int r = -EIO;
-
-	lock(st);
-	if ((p = stmt(st, q))) {
-		sqlite3_bind_int64(p, 1, a);
-		sqlite3_bind_int64(p, 2, b);
-		r = one_row ? node_update(st, p, what) : exec_done(st, p, what);
-	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_node_set_state(struct store *s, uint64_t id, const char *state)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_NODE_STATE);
+	sq_lock(st);
+	p = sq_stmt(st, Q_NODE_STATE);
 	if (p) {
 		sqlite3_bind_int64(p, 1, (int64_t)id);
-		bind_text(p, 2, state);
-		r = node_update(st, p, "node_set_state");
+		sq_bind_text(p, 2, state);
+		r = sq_one_row(st, p, "node_set_state");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_node_set_drained(struct store *s, uint64_t id, bool drained)
 {
-	return exec_2i(S(s), Q_NODE_DRAINED, (int64_t)id, drained, true, "node_set_drained");
+	return sq_exec_2i(sq_of(s), Q_NODE_DRAINED, (int64_t)id, drained, true, "node_set_drained");
 }
 
 static int sq_node_heartbeat(struct store *s, uint64_t id, int64_t now, int64_t sections_free,
 			     int64_t sections_total, int64_t vcpus)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_NODE_HB);
+	sq_lock(st);
+	p = sq_stmt(st, Q_NODE_HB);
 	if (p) {
 		sqlite3_bind_int64(p, 1, (int64_t)id);
 		sqlite3_bind_int64(p, 2, now);
 		sqlite3_bind_int64(p, 3, sections_free);
 		sqlite3_bind_int64(p, 4, sections_total);
 		sqlite3_bind_int64(p, 5, vcpus);
-		r = node_update(st, p, "node_heartbeat");
+		r = sq_one_row(st, p, "node_heartbeat");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_node_adjust_free(struct store *s, uint64_t id, int64_t delta)
 {
-	return exec_2i(S(s), Q_NODE_ADJ, (int64_t)id, delta, true, "node_adjust_free");
+	return sq_exec_2i(sq_of(s), Q_NODE_ADJ, (int64_t)id, delta, true, "node_adjust_free");
 }
 
 static int sq_node_set_free(struct store *s, uint64_t id, int64_t sections_free)
 {
-	return exec_2i(S(s), Q_NODE_SETFREE, (int64_t)id, sections_free, true, "node_set_free");
+	return sq_exec_2i(sq_of(s), Q_NODE_SETFREE, (int64_t)id, sections_free, true, "node_set_free");
 }
 
 static void read_id(sqlite3_stmt *p, uint64_t *id)
@@ -376,19 +242,19 @@ static int ids_query(struct sqlstore *st, enum q q, const int64_t *arg, uint64_t
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	if ((p = stmt(st, q))) {
+	sq_lock(st);
+	if ((p = sq_stmt(st, q))) {
 		if (arg)
 			sqlite3_bind_int64(p, 1, *arg);
 		r = COLLECT(st, p, uint64_t, read_id, ret, ret_n);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_node_stale(struct store *s, int64_t deadline, uint64_t **ret, size_t *ret_n)
 {
-	return ids_query(S(s), Q_NODE_STALE, &deadline, ret, ret_n);
+	return ids_query(sq_of(s), Q_NODE_STALE, &deadline, ret, ret_n);
 }
 
 /* ---- slots ------------------------------------------------------------- */
@@ -397,134 +263,134 @@ static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->id = sqlite3_column_int64(p, 0);
-	copy_text(o->name, sizeof(o->name), p, 1);
-	copy_text(o->state, sizeof(o->state), p, 2);
+	sq_copy_text(o->name, sizeof(o->name), p, 1);
+	sq_copy_text(o->state, sizeof(o->state), p, 2);
 	o->vcpus = sqlite3_column_int64(p, 3);
 	o->memory = (uint64_t)sqlite3_column_int64(p, 4);
 	o->remote_percent = sqlite3_column_int64(p, 5);
 	o->cache = sqlite3_column_int64(p, 6);
 	o->compute = (uint64_t)sqlite3_column_int64(p, 7);
-	copy_text(o->policy, sizeof(o->policy), p, 8);
-	copy_text(o->hotplug, sizeof(o->hotplug), p, 9);
-	copy_text(o->constraints, sizeof(o->constraints), p, 10);
-	copy_text(o->reason, sizeof(o->reason), p, 11);
+	sq_copy_text(o->policy, sizeof(o->policy), p, 8);
+	sq_copy_text(o->hotplug, sizeof(o->hotplug), p, 9);
+	sq_copy_text(o->constraints, sizeof(o->constraints), p, 10);
+	sq_copy_text(o->reason, sizeof(o->reason), p, 11);
 	o->created = sqlite3_column_int64(p, 12);
-	copy_text(o->op, sizeof(o->op), p, 13);
-	copy_text(o->page_key, sizeof(o->page_key), p, 14);
+	sq_copy_text(o->op, sizeof(o->op), p, 13);
+	sq_copy_text(o->page_key, sizeof(o->page_key), p, 14);
 }
 
 static int sq_slot_insert(struct store *s, struct slot_rec *o)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SLOT_INSERT);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SLOT_INSERT);
 	if (p) {
-		bind_text(p, 1, o->name);
-		bind_text(p, 2, o->state);
+		sq_bind_text(p, 1, o->name);
+		sq_bind_text(p, 2, o->state);
 		sqlite3_bind_int64(p, 3, o->vcpus);
 		sqlite3_bind_int64(p, 4, (int64_t)o->memory);
 		sqlite3_bind_int64(p, 5, o->remote_percent);
 		sqlite3_bind_int64(p, 6, o->cache);
 		sqlite3_bind_int64(p, 7, (int64_t)o->compute);
-		bind_text(p, 8, o->policy);
-		bind_text(p, 9, o->hotplug);
-		bind_text(p, 10, o->constraints[0] ? o->constraints : "{}");
-		bind_text(p, 11, o->reason);
+		sq_bind_text(p, 8, o->policy);
+		sq_bind_text(p, 9, o->hotplug);
+		sq_bind_text(p, 10, o->constraints[0] ? o->constraints : "{}");
+		sq_bind_text(p, 11, o->reason);
 		sqlite3_bind_int64(p, 12, o->created);
-		bind_text(p, 13, o->page_key);
-		r = exec_done(st, p, "slot_insert");
+		sq_bind_text(p, 13, o->page_key);
+		r = sq_exec_done(st, p, "slot_insert");
 		if (r == 0)
 			o->id = sqlite3_last_insert_rowid(st->db);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_slot_get(struct store *s, const char *name, struct slot_rec *ret)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO, rc;
 
-	lock(st);
-	p = stmt(st, Q_SLOT_GET);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SLOT_GET);
 	if (p) {
-		bind_text(p, 1, name);
+		sq_bind_text(p, 1, name);
 		rc = sqlite3_step(p);
 		if (rc == SQLITE_ROW) {
 			read_slot(p, ret);
 			r = 0;
 		} else {
-			r = rc == SQLITE_DONE ? -ENOENT : sql_err(st, rc, "slot_get");
+			r = rc == SQLITE_DONE ? -ENOENT : sq_err(st, rc, "slot_get");
 		}
 		sqlite3_reset(p);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_slot_list(struct store *s, uint64_t compute, uint64_t memnode,
 			struct slot_rec **ret, size_t *ret_n)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
+	sq_lock(st);
 	if (memnode) {
-		p = stmt(st, Q_SLOT_LIST_MEMNODE);
+		p = sq_stmt(st, Q_SLOT_LIST_MEMNODE);
 		if (p)
 			sqlite3_bind_int64(p, 1, (int64_t)memnode);
 	} else if (compute) {
-		p = stmt(st, Q_SLOT_LIST_COMPUTE);
+		p = sq_stmt(st, Q_SLOT_LIST_COMPUTE);
 		if (p)
 			sqlite3_bind_int64(p, 1, (int64_t)compute);
 	} else {
-		p = stmt(st, Q_SLOT_LIST);
+		p = sq_stmt(st, Q_SLOT_LIST);
 	}
 	if (p)
 		r = COLLECT(st, p, struct slot_rec, read_slot, ret, ret_n);
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_slot_update(struct store *s, const struct slot_rec *o)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SLOT_UPDATE);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SLOT_UPDATE);
 	if (p) {
 		sqlite3_bind_int64(p, 1, o->id);
-		bind_text(p, 2, o->state);
+		sq_bind_text(p, 2, o->state);
 		sqlite3_bind_int64(p, 3, (int64_t)o->memory);
-		bind_text(p, 4, o->reason);
+		sq_bind_text(p, 4, o->reason);
 		sqlite3_bind_int64(p, 5, (int64_t)o->compute);
-		bind_text(p, 6, o->op);
-		r = node_update(st, p, "slot_update");
+		sq_bind_text(p, 6, o->op);
+		r = sq_one_row(st, p, "slot_update");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_slot_delete(struct store *s, int64_t id)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SLOT_DELETE);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SLOT_DELETE);
 	if (p) {
 		sqlite3_bind_int64(p, 1, id);
-		r = node_update(st, p, "slot_delete");
+		r = sq_one_row(st, p, "slot_delete");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
@@ -532,16 +398,16 @@ static int sq_slot_delete(struct store *s, int64_t id)
 
 static int sq_section_add(struct store *s, const struct section_rec *o)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SEC_ADD);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SEC_ADD);
 	if (p) {
 		sqlite3_bind_int64(p, 1, o->slot_id);
 		sqlite3_bind_int64(p, 2, o->idx);
-		bind_text(p, 3, o->remote ? "remote" : "local");
+		sq_bind_text(p, 3, o->remote ? "remote" : "local");
 		if (o->remote)
 			sqlite3_bind_int64(p, 4, (int64_t)o->memnode);
 		else
@@ -550,26 +416,26 @@ static int sq_section_add(struct store *s, const struct section_rec *o)
 		sqlite3_bind_int64(p, 6, o->generation);
 		sqlite3_bind_int64(p, 7, o->hot_index);
 		sqlite3_bind_int64(p, 8, o->epoch);
-		r = exec_done(st, p, "section_add");
+		r = sq_exec_done(st, p, "section_add");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_section_remove(struct store *s, int64_t slot_id, int64_t idx)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SEC_REMOVE);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SEC_REMOVE);
 	if (p) {
 		sqlite3_bind_int64(p, 1, slot_id);
 		sqlite3_bind_int64(p, 2, idx);
-		r = node_update(st, p, "section_remove");
+		r = sq_one_row(st, p, "section_remove");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
@@ -577,7 +443,7 @@ static void read_section(sqlite3_stmt *p, struct section_rec *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->slot_id = sqlite3_column_int64(p, 0);
-	copy_text(o->slot, sizeof(o->slot), p, 1);
+	sq_copy_text(o->slot, sizeof(o->slot), p, 1);
 	o->idx = sqlite3_column_int64(p, 2);
 	o->remote = strcmp((const char *)sqlite3_column_text(p, 3), "remote") == 0;
 	o->memnode = (uint64_t)sqlite3_column_int64(p, 4);
@@ -590,40 +456,40 @@ static void read_section(sqlite3_stmt *p, struct section_rec *o)
 static int sq_section_list(struct store *s, int64_t slot_id, uint64_t memnode,
 			   struct section_rec **ret, size_t *ret_n)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_SEC_LIST);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SEC_LIST);
 	if (p) {
 		sqlite3_bind_int64(p, 1, slot_id);
 		sqlite3_bind_int64(p, 2, (int64_t)memnode);
 		r = COLLECT(st, p, struct section_rec, read_section, ret, ret_n);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_section_count(struct store *s, int64_t *ret)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO, rc;
 
-	lock(st);
-	p = stmt(st, Q_SEC_COUNT);
+	sq_lock(st);
+	p = sq_stmt(st, Q_SEC_COUNT);
 	if (p) {
 		rc = sqlite3_step(p);
 		if (rc == SQLITE_ROW) {
 			*ret = sqlite3_column_int64(p, 0);
 			r = 0;
 		} else {
-			r = sql_err(st, rc, "section_count");
+			r = sq_err(st, rc, "section_count");
 		}
 		sqlite3_reset(p);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
@@ -632,15 +498,15 @@ static int sq_section_count(struct store *s, int64_t *ret)
 static int sq_request_begin(struct store *s, const char *id, const char *method, const char *path,
 			    int64_t now, int *ret_status, char **ret_body, char **ret_key)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO, rc;
 
-	lock(st);
-	p = stmt(st, Q_REQ_GET);
+	sq_lock(st);
+	p = sq_stmt(st, Q_REQ_GET);
 	if (!p)
 		goto out;
-	bind_text(p, 1, id);
+	sq_bind_text(p, 1, id);
 	rc = sqlite3_step(p);
 	if (rc == SQLITE_ROW) {
 		const char *body = (const char *)sqlite3_column_text(p, 1);
@@ -655,86 +521,86 @@ static int sq_request_begin(struct store *s, const char *id, const char *method,
 	}
 	sqlite3_reset(p);
 	if (rc != SQLITE_DONE) {
-		r = sql_err(st, rc, "request_get");
+		r = sq_err(st, rc, "request_get");
 		goto out;
 	}
-	p = stmt(st, Q_REQ_INSERT);
+	p = sq_stmt(st, Q_REQ_INSERT);
 	if (!p)
 		goto out;
-	bind_text(p, 1, id);
-	bind_text(p, 2, method);
-	bind_text(p, 3, path);
+	sq_bind_text(p, 1, id);
+	sq_bind_text(p, 2, method);
+	sq_bind_text(p, 3, path);
 	sqlite3_bind_int64(p, 4, now);
-	r = exec_done(st, p, "request_insert");
+	r = sq_exec_done(st, p, "request_insert");
 out:
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_request_finish(struct store *s, const char *id, int status, const char *body)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_REQ_FINISH);
+	sq_lock(st);
+	p = sq_stmt(st, Q_REQ_FINISH);
 	if (p) {
-		bind_text(p, 1, id);
+		sq_bind_text(p, 1, id);
 		sqlite3_bind_int(p, 2, status);
 		if (body)
-			bind_text(p, 3, body);
+			sq_bind_text(p, 3, body);
 		else
 			sqlite3_bind_null(p, 3);
-		r = exec_done(st, p, "request_finish");
+		r = sq_exec_done(st, p, "request_finish");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_request_forget(struct store *s, const char *id)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_REQ_FORGET);
+	sq_lock(st);
+	p = sq_stmt(st, Q_REQ_FORGET);
 	if (p) {
-		bind_text(p, 1, id);
-		r = exec_done(st, p, "request_forget");
+		sq_bind_text(p, 1, id);
+		r = sq_exec_done(st, p, "request_forget");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_request_prune(struct store *s, int64_t before)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_REQ_PRUNE);
+	sq_lock(st);
+	p = sq_stmt(st, Q_REQ_PRUNE);
 	if (p) {
 		sqlite3_bind_int64(p, 1, before);
-		r = exec_done(st, p, "request_prune");
+		r = sq_exec_done(st, p, "request_prune");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
 static int sq_request_abandon(struct store *s)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_REQ_ABANDON);
+	sq_lock(st);
+	p = sq_stmt(st, Q_REQ_ABANDON);
 	if (p)
-		r = exec_done(st, p, "request_abandon");
-	unlock(st);
+		r = sq_exec_done(st, p, "request_abandon");
+	sq_unlock(st);
 	return r;
 }
 
@@ -742,38 +608,38 @@ static int sq_request_abandon(struct store *s)
 
 static int sq_revoked_add(struct store *s, uint64_t id, int64_t now)
 {
-	return exec_2i(S(s), Q_REVOKED_ADD, (int64_t)id, now, false, "revoked_add");
+	return sq_exec_2i(sq_of(s), Q_REVOKED_ADD, (int64_t)id, now, false, "revoked_add");
 }
 
 static int sq_revoked_list(struct store *s, uint64_t **ret, size_t *ret_n)
 {
-	return ids_query(S(s), Q_REVOKED_LIST, NULL, ret, ret_n);
+	return ids_query(sq_of(s), Q_REVOKED_LIST, NULL, ret, ret_n);
 }
 
 static int sq_event_add(struct store *s, const char *kind, uint64_t node, const char *slot,
 			const char *message)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_EV_ADD);
+	sq_lock(st);
+	p = sq_stmt(st, Q_EV_ADD);
 	if (p) {
 		sqlite3_bind_int64(p, 1, (int64_t)time(NULL));
-		bind_text(p, 2, kind);
+		sq_bind_text(p, 2, kind);
 		if (node)
 			sqlite3_bind_int64(p, 3, (int64_t)node);
 		else
 			sqlite3_bind_null(p, 3);
 		if (slot && *slot)
-			bind_text(p, 4, slot);
+			sq_bind_text(p, 4, slot);
 		else
 			sqlite3_bind_null(p, 4);
-		bind_text(p, 5, message);
-		r = exec_done(st, p, "event_add");
+		sq_bind_text(p, 5, message);
+		r = sq_exec_done(st, p, "event_add");
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
@@ -782,27 +648,27 @@ static void read_event(sqlite3_stmt *p, struct event_rec *o)
 	memset(o, 0, sizeof(*o));
 	o->seq = sqlite3_column_int64(p, 0);
 	o->time = sqlite3_column_int64(p, 1);
-	copy_text(o->kind, sizeof(o->kind), p, 2);
+	sq_copy_text(o->kind, sizeof(o->kind), p, 2);
 	o->node = (uint64_t)sqlite3_column_int64(p, 3);
-	copy_text(o->slot, sizeof(o->slot), p, 4);
-	copy_text(o->message, sizeof(o->message), p, 5);
+	sq_copy_text(o->slot, sizeof(o->slot), p, 4);
+	sq_copy_text(o->message, sizeof(o->message), p, 5);
 }
 
 static int sq_event_list(struct store *s, int64_t since, int64_t limit, struct event_rec **ret,
 			 size_t *ret_n)
 {
-	struct sqlstore *st = S(s);
+	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
 	int r = -EIO;
 
-	lock(st);
-	p = stmt(st, Q_EV_LIST);
+	sq_lock(st);
+	p = sq_stmt(st, Q_EV_LIST);
 	if (p) {
 		sqlite3_bind_int64(p, 1, since);
 		sqlite3_bind_int64(p, 2, limit);
 		r = COLLECT(st, p, struct event_rec, read_event, ret, ret_n);
 	}
-	unlock(st);
+	sq_unlock(st);
 	return r;
 }
 
@@ -814,7 +680,7 @@ static void sq_close(struct store *s)
 
 	if (!s)
 		return;
-	st = S(s);
+	st = sq_of(s);
 	if (st->stmts)
 		for (int i = 0; i < Q__MAX; i++)
 			sqlite3_finalize(st->stmts[i]);
@@ -856,6 +722,16 @@ static const struct store_ops sqlite_ops = {
 	.revoked_list = sq_revoked_list,
 	.event_add = sq_event_add,
 	.event_list = sq_event_list,
+	.region_insert = sq_region_insert,
+	.region_get = sq_region_get,
+	.region_list = sq_region_list,
+	.region_update = sq_region_update,
+	.region_delete = sq_region_delete,
+	.region_section_add = sq_region_section_add,
+	.region_section_list = sq_region_section_list,
+	.attach_put = sq_attach_put,
+	.attach_remove = sq_attach_remove,
+	.attach_list = sq_attach_list,
 };
 
 static int user_version(struct sqlstore *st, int *ret)
@@ -864,12 +740,12 @@ static int user_version(struct sqlstore *st, int *ret)
 	int rc;
 
 	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &p, NULL) != SQLITE_OK)
-		return sql_err(st, SQLITE_ERROR, "user_version");
+		return sq_err(st, SQLITE_ERROR, "user_version");
 	rc = sqlite3_step(p);
 	if (rc == SQLITE_ROW)
 		*ret = sqlite3_column_int(p, 0);
 	sqlite3_finalize(p);
-	return rc == SQLITE_ROW ? 0 : sql_err(st, rc, "user_version");
+	return rc == SQLITE_ROW ? 0 : sq_err(st, rc, "user_version");
 }
 
 static int migrate(struct sqlstore *st)
@@ -887,17 +763,17 @@ static int migrate(struct sqlstore *st)
 	for (; v < (int)store_sqlite_nmigrations; v++) {
 		char bump[64];
 
-		r = exec_sql(st, "BEGIN IMMEDIATE");
+		r = sq_exec_sql(st, "BEGIN IMMEDIATE");
 		if (r < 0)
 			return r;
 		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
-		r = exec_sql(st, store_sqlite_migrations[v]);
+		r = sq_exec_sql(st, store_sqlite_migrations[v]);
 		if (r == 0)
-			r = exec_sql(st, bump);
+			r = sq_exec_sql(st, bump);
 		if (r == 0)
-			r = exec_sql(st, "COMMIT");
+			r = sq_exec_sql(st, "COMMIT");
 		if (r < 0) {
-			exec_sql(st, "ROLLBACK");
+			sq_exec_sql(st, "ROLLBACK");
 			return r;
 		}
 		log_info("database schema migrated to version %d", v + 1);
@@ -934,11 +810,11 @@ int store_sqlite_open(const char *path, struct store **ret)
 		goto fail;
 	}
 	sqlite3_busy_timeout(st->db, 5000);
-	r = exec_sql(st, "PRAGMA journal_mode = WAL");
+	r = sq_exec_sql(st, "PRAGMA journal_mode = WAL");
 	if (r == 0)
-		r = exec_sql(st, "PRAGMA synchronous = NORMAL");
+		r = sq_exec_sql(st, "PRAGMA synchronous = NORMAL");
 	if (r == 0)
-		r = exec_sql(st, "PRAGMA foreign_keys = ON");
+		r = sq_exec_sql(st, "PRAGMA foreign_keys = ON");
 	if (r == 0)
 		r = migrate(st);
 	if (r < 0)

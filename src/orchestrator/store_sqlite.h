@@ -1,51 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal to the SQLite store: the schema migrations (migration i takes
- * a database from PRAGMA user_version i to i + 1; append, never edit a
- * released one) and the SQL of every cached statement, indexed by enum q.
+ * The SQLite implementation of the store (store.h): opening it. Kept out
+ * of store.h so that the files that use a store, the store's own among
+ * them, do not depend on this one.
  */
 #ifndef DISAGG_ORCH_STORE_SQLITE_H
 #define DISAGG_ORCH_STORE_SQLITE_H
 
-#include <stddef.h>
+#include "store.h"
 
-enum q {
-	Q_NODE_PUT,
-	Q_NODE_GET,
-	Q_NODE_LIST,
-	Q_NODE_LIST_KIND,
-	Q_NODE_STATE,
-	Q_NODE_DRAINED,
-	Q_NODE_HB,
-	Q_NODE_ADJ,
-	Q_NODE_SETFREE,
-	Q_NODE_STALE,
-	Q_SLOT_INSERT,
-	Q_SLOT_GET,
-	Q_SLOT_LIST,
-	Q_SLOT_LIST_COMPUTE,
-	Q_SLOT_LIST_MEMNODE,
-	Q_SLOT_UPDATE,
-	Q_SLOT_DELETE,
-	Q_SEC_ADD,
-	Q_SEC_REMOVE,
-	Q_SEC_LIST,
-	Q_SEC_COUNT,
-	Q_REQ_GET,
-	Q_REQ_INSERT,
-	Q_REQ_FINISH,
-	Q_REQ_FORGET,
-	Q_REQ_PRUNE,
-	Q_REQ_ABANDON,
-	Q_EV_ADD,
-	Q_EV_LIST,
-	Q_REVOKED_ADD,
-	Q_REVOKED_LIST,
-	Q__MAX,
-};
-
-extern const char *const store_sqlite_migrations[];
-extern const size_t store_sqlite_nmigrations;
-extern const char *const store_sqlite_sql[Q__MAX];
+/* Open (creating and migrating) the SQLite store at `path`. */
+int store_sqlite_open(const char *path, struct store **ret);
 
 #endif /* DISAGG_ORCH_STORE_SQLITE_H */

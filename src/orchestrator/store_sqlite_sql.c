@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * The SQLite store's schema migrations and statement texts (see
- * store_sqlite.h). Statements read nodes with two derived columns: the
+ * store_sqlite_sql.h). Statements read nodes with two derived columns: the
  * number of slots using the node and, for compute nodes, the vCPUs of
  * their live slots.
  */
-#include "store_sqlite.h"
+#include "store_sqlite_sql.h"
 
 #include "macro.h"
 
@@ -75,6 +75,36 @@ const char *const store_sqlite_migrations[] = {
 	"CREATE TABLE IF NOT EXISTS revoked ("
 	"  node_id INTEGER PRIMARY KEY,"
 	"  time INTEGER NOT NULL);",
+	/* 5 -> 6: shared regions (regions.c), their sections and the slots that map them
+	 * (IF NOT EXISTS, as 4 -> 5: a database stepped back to an older version migrates). */
+	"CREATE TABLE IF NOT EXISTS regions ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  mode TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  home INTEGER NOT NULL REFERENCES nodes(id),"
+	"  holder INTEGER REFERENCES slots(id) ON DELETE SET NULL,"
+	"  pending INTEGER NOT NULL DEFAULT 0,"
+	"  epoch INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS region_sections ("
+	"  region_id INTEGER NOT NULL REFERENCES regions(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  memnode INTEGER NOT NULL REFERENCES nodes(id),"
+	"  section INTEGER NOT NULL,"
+	"  generation INTEGER NOT NULL,"
+	"  epoch INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (region_id, idx));"
+	"CREATE INDEX IF NOT EXISTS region_sections_memnode ON region_sections(memnode);"
+	"CREATE TABLE IF NOT EXISTS region_attachments ("
+	"  region_id INTEGER NOT NULL REFERENCES regions(id) ON DELETE CASCADE,"
+	"  slot_id INTEGER NOT NULL REFERENCES slots(id) ON DELETE CASCADE,"
+	"  state TEXT NOT NULL,"
+	"  pci TEXT NOT NULL DEFAULT '',"
+	"  stale INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (region_id, slot_id));"
+	"CREATE INDEX IF NOT EXISTS region_attachments_slot ON region_attachments(slot_id);",
 };
 
 
@@ -87,6 +117,10 @@ const char *const store_sqlite_migrations[] = {
 	"(SELECT COUNT(DISTINCT x.slot_id) FROM sections x WHERE x.memnode = n.id), " \
 	"(SELECT COALESCE(SUM(s.vcpus), 0) FROM slots s WHERE s.compute = n.id "      \
 	" AND s.state NOT IN ('failed', 'lost')) "
+#define REGION_COLS                                                                       \
+	"r.id, r.name, r.mode, r.state, r.size, r.home, COALESCE(r.holder, 0), "            \
+	"COALESCE((SELECT s.name FROM slots s WHERE s.id = r.holder), ''), r.pending, "    \
+	"r.epoch, r.created "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -149,6 +183,32 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
 	[Q_REVOKED_ADD] = "INSERT OR IGNORE INTO revoked (node_id, time) VALUES (?1, ?2)",
 	[Q_REVOKED_LIST] = "SELECT node_id FROM revoked ORDER BY node_id",
+	[Q_REG_INSERT] =
+		"INSERT INTO regions (name, mode, state, size, home, holder, pending, epoch, created) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0), ?7, ?8, ?9)",
+	[Q_REG_GET] = "SELECT " REGION_COLS "FROM regions r WHERE r.name = ?1",
+	[Q_REG_LIST] = "SELECT " REGION_COLS "FROM regions r ORDER BY r.id",
+	[Q_REG_UPDATE] = "UPDATE regions SET state = ?2, holder = NULLIF(?3, 0), pending = ?4, "
+			 "epoch = ?5, home = ?6 WHERE id = ?1",
+	[Q_REG_SEC_EPOCH] = "UPDATE region_sections SET epoch = ?2 WHERE region_id = ?1",
+	[Q_REG_DELETE] = "DELETE FROM regions WHERE id = ?1",
+	[Q_REG_SEC_ADD] =
+		"INSERT INTO region_sections (region_id, idx, memnode, section, generation, epoch) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_REG_SEC_LIST] =
+		"SELECT region_id, idx, memnode, section, generation, epoch FROM region_sections "
+		"WHERE (?1 = 0 OR region_id = ?1) AND (?2 = 0 OR memnode = ?2) "
+		"ORDER BY region_id, idx",
+	[Q_ATT_PUT] =
+		"INSERT OR REPLACE INTO region_attachments (region_id, slot_id, state, pci, stale) "
+		"VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_ATT_REMOVE] = "DELETE FROM region_attachments WHERE region_id = ?1 AND slot_id = ?2",
+	[Q_ATT_LIST] =
+		"SELECT a.region_id, r.name, a.slot_id, s.name, s.compute, a.state, a.pci, a.stale "
+		"FROM region_attachments a JOIN regions r ON r.id = a.region_id "
+		"JOIN slots s ON s.id = a.slot_id "
+		"WHERE (?1 = 0 OR a.region_id = ?1) AND (?2 = 0 OR a.slot_id = ?2) "
+		"ORDER BY a.region_id, a.slot_id",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

@@ -14,7 +14,9 @@
  *     no operation in progress that may have allocated it) and does not
  *     list it (memory node, section, generation).
  * The memory node's list is read before the store, so a section that an
- * operation allocated and recorded meanwhile is in the store already. A
+ * operation allocated and recorded meanwhile is in the store already.
+ * A shared region's section (owner ORCH_REGION_OWNER | its id) is freed
+ * when the region is gone, or is settled and does not list it (regions.c). A
  * section of a slot in an operation, or `unresolved`, is left alone: its
  * outcome decides. Freed orphans are logged and recorded as events
  * (`section_orphan_freed`). The free is the orchestrator's (the authority
@@ -111,21 +113,29 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 	for (size_t i = 0; i < nheld; i++) {
 		const struct proto_section *h = &held[i];
 		const struct slot_rec *s = NULL;
-		bool in_use = false;
+		bool in_use = false, reg = h->owner_id & ORCH_REGION_OWNER;
+		uint64_t id = h->owner_id & ~ORCH_REGION_OWNER;
 		int e;
 
 		if (!h->owner_id)
 			continue;   /* not allocated for a slot of ours */
-		for (size_t k = 0; k < nslots && !s; k++)
-			if ((uint64_t)slots[k].id == h->owner_id)
-				s = &slots[k];
-		if (s && !settled(s->state))
-			continue;   /* an operation in progress decides */
-		for (size_t k = 0; k < nused && !in_use; k++)
-			in_use = used[k].remote && used[k].section == h->section &&
-				 used[k].generation == h->generation;
-		if (in_use)
-			continue;
+		if (reg) {
+			/* A shared region's: its region decides. */
+			if (!o->regions || !o->regions->orphan(o, n, h->owner_id, h->section,
+							       h->generation))
+				continue;
+		} else {
+			for (size_t k = 0; k < nslots && !s; k++)
+				if ((uint64_t)slots[k].id == h->owner_id)
+					s = &slots[k];
+			if (s && !settled(s->state))
+				continue;   /* an operation in progress decides */
+			for (size_t k = 0; k < nused && !in_use; k++)
+				in_use = used[k].remote && used[k].section == h->section &&
+					 used[k].generation == h->generation;
+			if (in_use)
+				continue;
+		}
 		e = mnpool_free_section(o->mnpool, n, h->section, h->generation, UINT32_MAX);
 		if (e < 0 && e != -ENOENT && e != -ESTALE) {
 			log_warn("memory node %s: cannot free orphan section %" PRIu32 ": %s", n->name,
@@ -136,13 +146,14 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 			freed++;
 			st->ops->node_adjust_free(st, n->id, +1);
 			log_info("memory node %s: freed section %" PRIu32 " (generation %" PRIu32
-				 ") of %s slot %" PRIu64 ", which no slot uses",
-				 n->name, h->section, h->generation, s ? "settled" : "deleted",
-				 h->owner_id);
+				 ") of %s %s %" PRIu64 ", which nothing uses",
+				 n->name, h->section, h->generation,
+				 reg ? "unused or deleted" : s ? "settled" : "deleted",
+				 reg ? "region" : "slot", id);
 			slots_event(o, "section_orphan_freed", n->id, s ? s->name : NULL,
 				    "section %" PRIu32 " generation %" PRIu32
-				    " of slot id %" PRIu64 " was held on %s by no slot: freed",
-				    h->section, h->generation, h->owner_id, n->name);
+				    " of %s id %" PRIu64 " was held on %s by nothing: freed",
+				    h->section, h->generation, reg ? "region" : "slot", id, n->name);
 		}
 	}
 	return freed;
@@ -173,15 +184,17 @@ void sweep_all(struct orch *o)
  * --grant-ttl seconds (an hour at most) and, every third of that, sends
  * every running (or degraded) slot's compute node new grants for the
  * slot's remote sections (POST /v1/vms/NAME/grants, the agent's vm_grants.c), minted
- * with the section's current ownership epoch. A slot in another state
- * (being created, resized or migrated, failed, lost) is left for the next
- * round: its flows mint fresh grants themselves, and a third of the life
- * of a grant is left when a round is missed. A compute node that does
+ * with the section's current ownership epoch, and for the sections of the
+ * shared regions it maps (read-only, read-write for the lock holder). A
+ * slot in another state (being created, resized or migrated, failed,
+ * lost) is left for the next round: its flows mint fresh grants
+ * themselves, and a third of the life of a grant is left when a round is
+ * missed. A compute node that does
  * not answer is logged and retried next round; grants it holds expire if
  * that goes on, and its memory nodes refuse them then (docs/security.md).
  */
 
-/* New grants of one slot as a JSON body; NULL if it has no remote section. */
+/* New grants of one slot as a JSON body; NULL if it has no remote section nor region. */
 static char *renew_body(struct orch *o, const struct slot_rec *s, uint64_t expiry)
 {
 	_cleanup_free_ struct section_rec *secs = NULL;
@@ -206,6 +219,8 @@ static char *renew_body(struct orch *o, const struct slot_rec *s, uint64_t expir
 		grant_to_hex(&g, hex);
 		json_array_append_new(arr, json_string(hex));
 	}
+	if (o->regions)
+		o->regions->renew(o, s, expiry, arr);   /* and of the regions it maps */
 	if (json_array_size(arr) == 0) {
 		json_decref(arr);
 		return NULL;

@@ -88,6 +88,11 @@ _ROUTES = [
     ("POST", r"/v1/vms/[^/]+/migrate", "migrate"),
     ("POST", r"/v1/vms/[^/]+/prefetch", "prefetch"),
     ("POST", r"/v1/vms/[^/]+/grants", "grants"),
+    ("POST", r"/v1/vms/[^/]+/regions", "region_attach"),
+    ("DELETE", r"/v1/vms/[^/]+/regions/[^/]+", "region_detach"),
+    ("POST", r"/v1/vms/[^/]+/regions/[^/]+/acquire", "region_acquire"),
+    ("POST", r"/v1/vms/[^/]+/regions/[^/]+/release", "region_release"),
+    ("POST", r"/v1/vms/[^/]+/regions/[^/]+/invalidate", "region_invalidate"),
 ]
 
 

@@ -10,8 +10,9 @@ only; each node's `log` records its FREE and FENCE requests in order.
 FakeComputes: compute agents (docs/compute.md) on http.server threads,
 implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections, the
 console, compute migration (an "incoming" VM, POST .../migrate, which
-hands the VM to the fake that owns the URI) and memory migration
-(POST .../sections/migrate), answering at once and recording every call.
+hands the VM to the fake that owns the URI), memory migration
+(POST .../sections/migrate) and shared regions (fake_regions.py),
+answering at once and recording every call.
 Their answers have the real agent's shape: each one is checked against
 tests/schema/compute-agent.json (agentschema.py) and a misfit is kept in
 `schema_errors`, which the tests assert empty. FakeMemnodes answer COPY
@@ -49,6 +50,7 @@ from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noq
                     orch_proof_ok)
 import agentschema  # noqa: E402
 import authkit  # noqa: E402
+import fake_regions  # noqa: E402
 
 SECTION_SIZE = 128 << 20
 
@@ -430,15 +432,6 @@ def _section_json(s):
             "generation": gen, "free_on_release": bool(s.get("free_on_release", False))}
 
 
-class _Silent:
-    """Stands in for a request handler whose answer is lost."""
-
-    def _send(self, *a, **kw):
-        return None
-
-    _err = _send
-
-
 class FakeCompute:
     """One fake compute agent. `calls` records (method, path, body)."""
 
@@ -470,6 +463,8 @@ class FakeCompute:
         self.meta_writes_on_migrate = {}
         self.meta_refused = 0         # as disagg_compute_page_meta_refused_total
         self.meta_gen = 0
+        self.fail_region = {}         # region op -> (status, code) (fake_regions.py)
+        self.region_hangup = {}       # region op -> "drop" or "apply"
         self.delay = 0.0
         self.dead = False
         fake = self
@@ -576,6 +571,7 @@ class FakeCompute:
             j["migrating"] = vm["migrating"]
         if vm.get("reason") and j["state"] in ("failed", "degraded"):
             j["reason"] = vm["reason"]     # as the real agent: only in those states
+        j["regions"] = [fake_regions.region_json(r) for r in vm.get("regions", {}).values()]
         return j
 
     def _incoming(self, body):
@@ -620,17 +616,9 @@ class FakeCompute:
 
     def _memmig(self, h, vm, body):
         phase = body.get("phase")
-        if phase in self.fail_memmig:
-            st, code = self.fail_memmig[phase]
-            return h._err(st, code, f"{phase} refused by the fake")
-        hangup = self.memmig_hangup.get(phase)
-        if hangup == "drop":
-            h.close_connection = True
+        h = fake_regions.knobs(self, h, phase, self.fail_memmig, self.memmig_hangup)
+        if h is None:
             return None
-        if hangup in ("apply", "apply-die"):
-            h.close_connection = True
-            h = _Silent()
-            self.dead = hangup == "apply-die"     # and then answers nothing at all
         want = _grant_key(body["from"]["grant"])
         secs = list(enumerate(vm["sections"])) + [(("hot", k), s)
                                                   for k, s in vm["hot"].items()]
@@ -678,6 +666,7 @@ class FakeCompute:
             return g[0], g[2], g[3]
 
         secs = [s for s in vm["sections"] + list(vm["hot"].values()) if s["kind"] == "remote"]
+        secs += [s for r in vm.get("regions", {}).values() for s in r["sections"]]
         new = []
         for hx in body["grants"]:
             try:
@@ -794,6 +783,10 @@ class FakeCompute:
         # A real agent holds GET ?wait=STATE until the state changes; a
         # fake's states change only when a test says so: answer at once.
         path = path.split("?", 1)[0]
+        m = fake_regions.PATH.fullmatch(path)
+        if m:
+            with self.lock:
+                return fake_regions.dispatch(self, h, method, m.groups(), body)
         m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
                          r"(?:/(\d+|migrate|precopy))?)?", path)
         if not m:

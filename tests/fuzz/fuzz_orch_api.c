@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the orchestrator's REST API (src/orchestrator/
- * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c):
+ * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c,
+ * regions*.c):
  * routing, node ids and slot names in paths, strict JSON bodies,
  * registration and heartbeat documents, slot specifications, placement,
  * and the orchestrator's reading of the compute agents' answers.
@@ -32,6 +33,8 @@
 #include "fuzz_http.h"
 #include "log.h"
 #include "orch.h"
+#include "regions_api.h"
+#include "store_sqlite.h"
 
 static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
 
@@ -235,6 +238,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);
 	CHECK(store_sqlite_open(":memory:", &o->store) == 0);
+	regions_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {
 		fz_http_serve(routes, nroutes, o, &reqs[i]);

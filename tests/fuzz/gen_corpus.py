@@ -412,6 +412,19 @@ def orch_api_seeds():
         cc_answer(200, {"state": "migrated", "hot": []}) + cc_answer(200, dict(vm)) +
         b"\0\4\0\1" + cc_answer(200, {"phase": "begin"}) + b"\0\x10\0" +
         cc_answer(200, {"phase": "commit"}))
+    yield "regions", orch_input(regs + [
+        req("POST", "/v1/slots", dict(slot, remote_percent=0)),
+        req("POST", "/v1/regions", {"name": "r1", "size_bytes": 2 << 20, "mode": "exclusive"}),
+        req("POST", "/v1/regions/r1/attach", {"slot": "s1"}),
+        req("POST", "/v1/regions/r1/lock", {"slot": "s1"}),
+        req("POST", "/v1/regions/r1/unlock", {"slot": "s1"}),
+        req("POST", "/v1/regions/r1/detach", {"slot": "s1"}),
+        req("GET", "/v1/regions"), req("DELETE", "/v1/regions/r1")],
+        cc_answer(201, vm) + b"\0\2\0\1" +
+        cc_answer(201, {"region": "r1", "pci": "0000:00:04.0", "ms": 1}) +
+        b"\0\0" + cc_answer(200, {"dropped_pages": 0, "ms": 1}) +
+        cc_answer(200, {"flushed_pages": 1, "ms": 1}) + cc_answer(200, {"flushed_pages": 0}) +
+        b"\0\0" + b"\0")
 
 
 TARGETS = {

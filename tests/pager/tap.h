@@ -86,7 +86,7 @@ struct pager_section tap_remote(uint64_t node, uint32_t section);
 /* NULL: the fixture's file is a memfd; else an O_TMPFILE in this (tmpfs) directory. */
 extern const char *tmap_dir;
 /* The fixture's region is a shared one (share.h), read-only at first if tmap_readonly. */
-extern bool tmap_shared, tmap_readonly;
+extern bool tmap_shared, tmap_readonly, tmap_strict;   /* tmap_strict: mode strict */
 
 /* Needs uffd with WP on shmem; tap_skip_all() if the machine lacks it. */
 void tmap_require_uffd(enum pager_dirty_mode mode);

@@ -64,7 +64,7 @@ def test_attach_refusals(pair):
     bad = [
         ({**reg.attach_body(1, True), "size": 3 * vmlib.SECTION}, 400),   # not a power of 2
         ({**reg.attach_body(1, True), "size": 2 * vmlib.SECTION}, 400),   # 1 section for 2
-        ({**reg.attach_body(1, True), "mode": "strict"}, 400),
+        ({**reg.attach_body(1, True), "mode": "release"}, 400),
         ({**reg.attach_body(1, True), "region": "a/b"}, 400),
         (reg.attach_body(2, True), 400),                                  # another holder
         ({**reg.attach_body(1, True), "extra": 1}, 400),
@@ -144,4 +144,52 @@ def test_exclusive_rounds(pair):
     assert ha.guest(hv, f"RPEEK {PCI0} 4096")["value"] == 4242
     ha.call("DELETE", f"/v1/vms/{hv}/regions/r1")
     for a, vm in ((a1, "va"), (a2, "vb")):
+        assert a.status(vm)["state"] == "running"
+
+
+def strict_body(reg, holder):
+    b = reg.attach_body(holder, True, name="s1")
+    b["mode"] = "strict"
+    return b
+
+
+def wait_job(agent, vm, timeout=300):
+    ok = vmlib.wait_for(lambda: agent.guest(vm, "RJOB").get("state") == "done", timeout, 0.5)
+    j = agent.guest(vm, "RJOB")
+    assert ok and j.get("result") == "ok", j
+    return j
+
+
+def test_strict_counter_and_litmus(pair):
+    """Mode strict: every slot writes, the home memory node's directory keeps
+    each page coherent. Two guests on two agents increment one counter under
+    a test-and-set spinlock 20,000 times each: exactly 40,000. Message
+    passing and store buffering show no forbidden outcome."""
+    mn, a1, a2 = pair
+    reg = Region(mn)
+    a1.call("POST", "/v1/vms/va/regions", strict_body(reg, 1))
+    a2.call("POST", "/v1/vms/vb/regions", strict_body(reg, 2))
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
+        assert a.status(vm)["regions"][0]["mode"] == "strict"
+    # acquire/release belong to mode exclusive
+    st, j = a1.request("POST", "/v1/vms/va/regions/s1/release", {"grants": [reg.grant(1, False)]})
+    assert st == 409 and j["error"]["code"] == "mode_strict", j
+
+    a1.guest("va", f"RCOUNTER {PCI0} 20000")
+    a2.guest("vb", f"RCOUNTER {PCI0} 20000")
+    ja, jb = wait_job(a1, "va"), wait_job(a2, "vb")
+    assert max(ja["counter"], jb["counter"]) == 40000, (ja, jb)
+    assert a1.guest("va", f"RPEEK {PCI0} 64")["value"] == 40000
+    pa, pb = a1.status("va")["pager"], a2.status("vb")["pager"]
+    assert pa["errors"] == 0 and pb["errors"] == 0, (pa, pb)
+
+    for test in ("mp", "sb"):
+        a1.guest("va", f"RLITMUS {test} {PCI0} 0 2000")
+        a2.guest("vb", f"RLITMUS {test} {PCI0} 1 2000")
+        ja, jb = wait_job(a1, "va"), wait_job(a2, "vb")
+        assert ja["forbidden"] == 0 and jb["forbidden"] == 0, (test, ja, jb)
+
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        a.call("DELETE", f"/v1/vms/{vm}/regions/s1")
         assert a.status(vm)["state"] == "running"

@@ -242,11 +242,27 @@ static void mn_destroy(void *priv)
 	free(be);
 }
 
+/* Strict shared regions: one page through the section's coherence directory. */
+static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page, bool write,
+			void *buf, bool *ret_had_copy)
+{
+	struct mn_conn *c = conn;
+	struct mnc *m;
+	int r = mn_get(c, s->addr, &m);
+
+	if (r < 0)
+		return r;
+	*ret_had_copy = false;
+	return write ? mnc_dir_write(m, &s->grant, page, buf, ret_had_copy)
+		     : mnc_dir_read(m, &s->grant, page, buf);
+}
+
 static const struct pager_backend_ops memnode_ops = {
 	.name = "memnode",
 	.conn_open = mn_conn_open,
 	.conn_close = mn_conn_close,
 	.fetch = mn_fetch,
+	.dir_fetch = mn_dir_fetch,
 	.write_submit = mn_write_submit,
 	.write_wait = mn_write_wait,
 	.reset = mn_reset,

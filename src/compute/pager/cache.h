@@ -42,6 +42,7 @@ enum {
 	ST_DISCARD = 1u << 3,
 	ST_REF     = 1u << 4,
 	ST_RMV     = 1u << 5,
+	ST_OWNED   = 1u << 6,   /* strict shared region: the directory made this node the writer */
 };
 
 struct pager_region {
@@ -64,6 +65,7 @@ struct pager_region {
 	struct pager *owner;
 	uint64_t slot_page;          /* slot page index of page 0 (crypt.h) */
 	bool shared;                 /* a shared region (share.h): pages in clear */
+	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */

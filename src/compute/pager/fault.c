@@ -35,6 +35,7 @@
 #include "log.h"
 #include "net.h"
 #include "serve.h"
+#include "serve_strict.h"
 #include "serve_wp.h"
 #include "uffd_compat.h"
 
@@ -95,6 +96,8 @@ static void prefetch_step(struct pager_thread *t)
 		return;
 	pager_rcu_enter(&p->rcu, t->idx);
 	r = atomic_load(&p->regions[w.region]);
+	if (r && r->strict)
+		r = NULL;   /* strict pages come from their directory one fault at a time */
 	for (uint64_t pg = w.pg; r && r->gen == w.gen && pg < w.pg + w.n && pg < r->npages; pg++) {
 		if (st_get(r, pg) & (ST_PRESENT | ST_BUSY))
 			continue;   /* serve.c checks again under the lock */
@@ -128,7 +131,10 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 		pager_rcu_set_key(&p->rcu, t->idx,
 				  pager_sec_key(r, (addr - r->base) / PS / p->sec_pages));
 		pager_hot_note(p, r, (addr - r->base) / PS);
-		if (fl & UFFD_PAGEFAULT_FLAG_WP)
+		if (r->strict)
+			pager_serve_strict(&t->c, r, addr, fl & UFFD_PAGEFAULT_FLAG_WP,
+					   fl & UFFD_PAGEFAULT_FLAG_WRITE);
+		else if (fl & UFFD_PAGEFAULT_FLAG_WP)
 			pager_serve_wp(&t->c, r, addr);
 		else
 			pager_serve_missing(&t->c, r, addr, fl & UFFD_PAGEFAULT_FLAG_WRITE,

@@ -30,6 +30,7 @@
  *   backend.h          pager_backend_free
  *   region.h           add/remove regions, change and find sections
  *   share.h            shared regions: release, invalidate, acquire
+ *   serve_strict.h     strict shared regions: recalls from the directory
  *   pager_adopt.h      take over a region an earlier pager served
  *   budget.h           the local cache budget
  *   flush.h            write back everything
@@ -57,6 +58,7 @@
 #include "memmig.h"
 #include "pager_adopt.h"
 #include "region.h"
+#include "serve_strict.h"
 #include "share.h"
 #include "source.h"
 #include "stats.h"

@@ -123,6 +123,11 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->next_seq = UINT64_MAX;
 	r->slot_page = rc->slot_page;
 	r->shared = rc->shared;
+	r->strict = rc->shared && rc->strict;
+	if (r->strict && !p->cfg.backend->ops->dir_fetch) {
+		pager_region_free(r);
+		return -EOPNOTSUPP;   /* no coherence directory behind this backend */
+	}
 	atomic_store(&r->readonly, rc->shared && rc->readonly);
 	if (pager_rcrypt(p, r) && rc->slot_page + r->npages > pager_crypt_npages(p->cfg.crypt)) {
 		pager_region_free(r);

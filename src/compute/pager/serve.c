@@ -114,6 +114,15 @@ static int install(struct pager_fault_ctx *t, struct pager_region *r, uint64_t p
 	return mfill(t, r, pg, n, src, mode, exists, base_pg, 0, NULL);
 }
 
+int pager_install_pages(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg,
+			uint64_t n, const uint8_t *src, uint64_t mode)
+{
+	uint8_t exists = 0;
+	int rc = n == 1 ? mfill(t, r, pg, 1, src, mode, &exists, pg, 0, NULL) : -EINVAL;
+
+	return rc == 0 && exists ? -EEXIST : rc;
+}
+
 static int zeropage(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
 		    bool *ret_fault_exists, uint64_t fault_pg)
 {

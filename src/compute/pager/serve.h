@@ -43,5 +43,8 @@ void pager_serve_missing(struct pager_fault_ctx *c, struct pager_region *r, uint
  */
 void pager_stash_install(struct pager_fault_ctx *c, struct pager_region *r,
 			 struct pager_stash_ent *e);
+/* Install one page (n == 1) from src with UFFDIO_COPY `mode`: -EEXIST if it is there already. */
+int pager_install_pages(struct pager_fault_ctx *c, struct pager_region *r, uint64_t pg,
+			uint64_t n, const uint8_t *src, uint64_t mode);
 
 #endif /* DISAGG_PAGER_SERVE_H */

@@ -118,6 +118,10 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 	r = shared_get(p, region, &rc);
 	if (!r)
 		return rc;
+	if (r->strict) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EINVAL;   /* its directory keeps it coherent page by page */
+	}
 	if (!atomic_load(&r->readonly)) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return acquire ? 0 : -EBUSY;   /* held already: its pages are the newest */
@@ -127,6 +131,25 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 		set_readonly(p, r, false);
 	else
 		(void)pager_uffd_wake(r, 0, r->npages);   /* faults that met the fence */
+	pthread_mutex_unlock(&p->admin_lock);
+	return 0;
+}
+
+int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
+{
+	struct pager_region *r;
+	int rc;
+
+	*ret_dropped = 0;
+	r = shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	if (!r->strict) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EINVAL;
+	}
+	*ret_dropped = (uint64_t)drop_all(p, r);
+	(void)pager_uffd_wake(r, 0, r->npages);   /* faults that met the fence ask again */
 	pthread_mutex_unlock(&p->admin_lock);
 	return 0;
 }

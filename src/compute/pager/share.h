@@ -47,6 +47,13 @@ int pager_shared_invalidate(struct pager *p, int region, uint64_t *ret_dropped);
  */
 int pager_shared_acquire(struct pager *p, int region, uint64_t *ret_dropped);
 
+/*
+ * Strict region: drop every cached page, dirty ones too, WITHOUT write-back
+ * (the directory forgot this node: its copies may be stale and its
+ * unpublished writes are lost). -EINVAL if not strict.
+ */
+int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
+
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);
 

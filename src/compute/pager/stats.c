@@ -56,6 +56,9 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->writebacks_fenced = LD(writebacks_fenced);
 	ret->shared_writes_waited = LD(shared_writes_waited);
 	ret->shared_pages_dropped = LD(shared_pages_dropped);
+	ret->strict_reads = LD(strict_reads);
+	ret->strict_writes = LD(strict_writes);
+	ret->strict_recalls = LD(strict_recalls);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
@@ -126,6 +129,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(writebacks_fenced, "write-back batches a memory node refused in part because this node no longer owns the section (dropped)"),
 		C(shared_writes_waited, "writes to a shared region this VM does not hold, made to wait until it does"),
 		C(shared_pages_dropped, "cached pages of shared regions dropped so that the next reads fetch what another VM released"),
+		C(strict_reads, "read copies of strict shared pages asked of their directory"),
+		C(strict_writes, "ownership of strict shared pages asked of their directory"),
+		C(strict_recalls, "strict shared pages given up or made read-only for another node"),
 #undef C
 	};
 

@@ -69,6 +69,15 @@ struct pager_backend_ops {
 	void (*reset)(void *conn);
 	/* Largest page count of one fetch or one write_submit. */
 	uint32_t (*max_pages)(void *conn);
+	/*
+	 * Strict shared regions (share.h), through the section's coherence
+	 * directory: a read copy of one page (write false) or its only
+	 * writable copy (write true). *ret_had_copy (write only): the
+	 * directory counted this node's copy as current, and buf is untouched.
+	 * NULL: the backend has no directory (-EOPNOTSUPP).
+	 */
+	int (*dir_fetch)(void *conn, const struct pager_section *s, uint32_t page, bool write,
+			 void *buf, bool *ret_had_copy);
 	void (*destroy)(void *be);
 };
 
@@ -166,6 +175,7 @@ struct pager_region_config {
 	 */
 	bool shared;
 	bool readonly;                /* shared only: start read-only */
+	bool strict;                  /* shared only: mode strict (coherent per page) */
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */
@@ -209,6 +219,8 @@ struct pager_stats {
 	uint64_t writebacks_fenced;   /* write-back batches refused in part as fenced: dropped */
 	uint64_t shared_writes_waited; /* write faults on a read-only shared region (share.h) */
 	uint64_t shared_pages_dropped; /* pages of shared regions invalidated (share.h) */
+	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
+	uint64_t strict_recalls;      /* pages recalled by another node's request */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */

@@ -115,14 +115,18 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	};
 	if (rc.shared) {
 		pthread_mutex_lock(&vm->lock);
-		rc.readonly = !vm->shared[HOT_SHARED(hot)].writable;
+		rc.strict = strcmp(vm->shared[HOT_SHARED(hot)].mode, "strict") == 0;
+		rc.readonly = !rc.strict && !vm->shared[HOT_SHARED(hot)].writable;
 		pthread_mutex_unlock(&vm->lock);
 		/*
 		 * Handed back to a restarted agent, a read-only region's pages
 		 * are clean copies that may be stale by now: drop them, the
-		 * guest fetches them again (a writable one's are adopted).
+		 * guest fetches them again (a writable one's are adopted). A
+		 * strict region's directory dropped this node when nobody
+		 * answered its recalls: its copies, and any write not yet
+		 * published, are forgotten too.
 		 */
-		if (adopt && rc.readonly) {
+		if (adopt && (rc.readonly || rc.strict)) {
 			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)msg->offset, (off_t)msg->len) < 0)
 				return -errno;

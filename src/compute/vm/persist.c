@@ -59,10 +59,11 @@ static json_t *shared_json(struct vm *vm)
 
 	for (unsigned i = 0; i < VM_MAX_SHARED && arr; i++) {
 		const struct vm_shared *s = &vm->shared[i];
-		json_t *secs = json_array();
+		json_t *secs;
 
 		if (!s->in_use)
 			continue;
+		secs = json_array();
 		for (unsigned k = 0; k < s->nsec; k++)
 			json_array_append_new(secs, sec_json(&s->secs[k]));
 		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:I, s:b, s:o}", "index", (int)i,

@@ -147,11 +147,12 @@ json_t *vm_shared_json(struct vm *vm)
 
 	for (unsigned i = 0; i < VM_MAX_SHARED && arr; i++) {
 		const struct vm_shared *s = &vm->shared[i];
-		json_t *secs = json_array();
+		json_t *secs;
 		char pci[16];
 
 		if (!s->in_use)
 			continue;
+		secs = json_array();
 		for (unsigned k = 0; k < s->nsec; k++)
 			json_array_append_new(secs, vm_section_json(&s->secs[k]));
 		snprintf(pci, sizeof(pci), "0000:00:%02x.0", VM_SHARED_PCI_SLOT + i);

@@ -23,6 +23,7 @@ struct hotplug;
 struct qmp;
 struct shim_server;
 struct vm_health;
+struct vm_recaller;
 struct vm_mig;
 
 /* A hot-plugged section (pc-dimm: one file and one DIMM each). */
@@ -57,6 +58,7 @@ struct vm_shared {
 	char path[PATH_MAX];          /* backing file */
 	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
 	int region;                   /* pager region, -1 until mapped */
+	struct vm_recaller *rec;      /* mode strict: its recall channel (vm_strict.c) */
 };
 
 /* A mapping the pager serves. */

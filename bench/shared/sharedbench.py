@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""make bench-shared: shared regions between two guests on two compute
+agents and one memory node, everything real (stock QEMU under TCG, the
+agents, the memory node's coherence directory; TLS on the fabric as
+deployed). Each figure is measured --reps times; the JSON has the median
+and its spread.
+
+Figures, each with the baseline it is judged against, from the same run:
+
+- remote_fault_us: the first read of a page of a strict region in a guest
+  (one page from the memory node through its directory, no recall), per
+  page over --touch-pages pages. The baseline of the ping-pong.
+- strict_pingpong_us: both guests write one word of one page in turn
+  (RPINGPONG): one round hands the page over twice. Target: at most 4x
+  remote_fault_us (strict_pingpong_ratio).
+- readmostly_ratio: two readers in each guest read 16 MiB of a strict
+  region after a warm-up pass (read copies everywhere), against the same
+  readers on the guests' own memory at the same time. Target >= 0.9.
+- exclusive_handover_ms: a region in mode exclusive, 1 MiB written by its
+  holder; the holder's release (written back, acknowledged) then the other
+  guest's acquire, as the orchestrator calls them. Its baseline,
+  writeback_1mib_ms: a bare client writes the same 1 MiB to the same memory
+  node (four 256 KiB WRITEs over the fabric). Target: at most 3x
+  (exclusive_handover_ratio). memnode_write_MBps is that client's rate.
+- release_publish_MBps: mode release does not exist yet: null.
+
+Writes --json (default build/bench/shared.json).
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "vm"))
+sys.path.insert(0, str(ROOT / "tests" / "functional"))
+
+import dproto  # noqa: E402
+import vmlib  # noqa: E402
+
+TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
+           "exclusive_handover_ratio": 3.0, "release_publish_fraction": 0.5}
+PCI_STRICT = "0000:00:10.0"
+PCI_EXCL = "0000:00:11.0"
+MiB = 1 << 20
+
+
+class Region:
+    def __init__(self, mn, name, mode):
+        self.mn, self.name, self.mode = mn, name, mode
+        with mn.conn() as c:
+            self.sec, self.gen = c.alloc(0)
+        self.epoch = 1
+
+    def grant(self, holder, write):
+        rights = dproto.R_READ | (dproto.R_WRITE if write else 0)
+        return dproto.mint_grant(self.mn.key, self.mn.node_id, holder, self.sec, self.gen,
+                                 rights, epoch=self.epoch).hex()
+
+    def body(self, holder, write):
+        return {"region": self.name, "mode": self.mode, "size": vmlib.SECTION,
+                "writable": write or self.mode == "strict",
+                "sections": [{"kind": "remote", "addr": self.mn.addr,
+                              "grant": self.grant(holder, write or self.mode == "strict")}]}
+
+
+def job(agent, vm, cmd, timeout=300):
+    """Start a background guest job and wait for its result fields."""
+    r = agent.call("POST", f"/v1/vms/{vm}/guest", {"command": cmd, "timeout_ms": 60000},
+                   timeout=90)
+    if not r["ok"]:
+        raise RuntimeError(f"{vm} {cmd}: {r['reply']}")
+    return r
+
+
+def wait(agent, vm, timeout=300):
+    end = time.time() + timeout
+    while time.time() < end:
+        j = agent.guest(vm, "RJOB")
+        if j.get("state") == "done":
+            if j.get("result") != "ok":
+                raise RuntimeError(f"{vm}: {j}")
+            return j
+        time.sleep(0.05)
+    raise RuntimeError(f"{vm}: job still running")
+
+
+def both(pairs, cmds):
+    for (a, vm), cmd in zip(pairs, cmds):
+        job(a, vm, cmd)
+    return [wait(a, vm) for a, vm in pairs]
+
+
+def stats(xs):
+    return (statistics.median(xs), min(xs), max(xs)) if xs else (None, None, None)
+
+
+def write_1mib(mn, reg):
+    """A bare client writes 1 MiB to the region's section: seconds."""
+    g = bytes.fromhex(reg.grant(999, True))
+    data = os.urandom(64 * 4096)
+    with mn.conn(as_node=999) as c:
+        t0 = time.perf_counter()
+        for p in range(0, 256, 64):
+            c.write(g, [(p, 64)], data)
+        return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "shared.json"))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pingpong-iters", type=int, default=500)
+    ap.add_argument("--touch-pages", type=int, default=256)
+    args = ap.parse_args()
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-"))
+    keyfile, key = vmlib.new_keyfile(tmp)
+    mn = vmlib.Memnode(tmp, key, keyfile, node_id=101, pool="1G")
+    a1 = vmlib.Agent(tmp, keyfile, node_id=1)
+    a2 = vmlib.Agent(tmp, keyfile, node_id=2)
+    res = {"params": {"reps": args.reps, "pingpong_iters": args.pingpong_iters,
+                      "touch_pages": args.touch_pages,
+                      "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls"},
+           "targets": TARGETS, "runs": []}
+    try:
+        local = [{"kind": "local"}, {"kind": "local"}]
+        a1.create("va", local, vcpus=2)
+        a2.create("vb", local, vcpus=2)
+        pairs = [(a1, "va"), (a2, "vb")]
+        strict = Region(mn, "st", "strict")
+        excl = Region(mn, "ex", "exclusive")
+        a1.call("POST", "/v1/vms/va/regions", strict.body(1, True))
+        a2.call("POST", "/v1/vms/vb/regions", strict.body(2, True))
+        a1.call("POST", "/v1/vms/va/regions", excl.body(1, True))
+        a2.call("POST", "/v1/vms/vb/regions", excl.body(2, False))
+        for a, vm in pairs:
+            if not vmlib.wait_for(lambda: PCI_EXCL in str(a.guest(vm, "REGIONS")), 30):
+                raise RuntimeError(f"{vm} does not see its regions")
+        holder = 1
+        for rep in range(args.reps):
+            run = {}
+            # fresh pages each repetition, beyond the 16 MiB the readers share
+            first = 4096 + 16 + rep * args.touch_pages
+            t = both([pairs[0]], [f"RTOUCH {PCI_STRICT} {first} {args.touch_pages}"])[0]
+            run["remote_fault_us"] = float(t["us_per_page"])
+
+            job(a1, "va", f"RPOKE {PCI_STRICT} 8192 0")
+            wait(a1, "va")
+            r = both([pairs[1], pairs[0]], [f"RPINGPONG {PCI_STRICT} 1 {args.pingpong_iters}",
+                                            f"RPINGPONG {PCI_STRICT} 0 {args.pingpong_iters}"])
+            run["strict_pingpong_us"] = statistics.mean(float(x["rtt_us"]) for x in r)
+
+            sh = both(pairs, [f"RREADBW {PCI_STRICT} 16 10 2"] * 2)
+            pv = both(pairs, ["RREADBW ram 16 10 2"] * 2)
+            run["shared_read_MBps"] = sum(float(x["MBps"]) for x in sh)
+            run["private_read_MBps"] = sum(float(x["MBps"]) for x in pv)
+
+            ha, hv = pairs[holder - 1]
+            oa, ov = pairs[2 - holder]
+            ha.guest(hv, f"RFILL {PCI_EXCL} {rep + 1} 256")
+            t0 = time.perf_counter()
+            ha.call("POST", f"/v1/vms/{hv}/regions/ex/release",
+                    {"grants": [excl.grant(holder, False)]})
+            excl.epoch += 1
+            oa.call("POST", f"/v1/vms/{ov}/regions/ex/acquire",
+                    {"grants": [excl.grant(3 - holder, True)]})
+            run["exclusive_handover_ms"] = (time.perf_counter() - t0) * 1000
+            holder = 3 - holder
+            wb = write_1mib(mn, excl)
+            run["writeback_1mib_ms"] = wb * 1000
+            run["memnode_write_MBps"] = 1.0 / wb
+            res["runs"].append(run)
+            print(f"rep {rep}: " + ", ".join(f"{k} {v:.1f}" for k, v in run.items()),
+                  flush=True)
+    finally:
+        for a in (a1, a2):
+            a.close()
+        mn.stop()
+
+    runs = res["runs"]
+    for k in ("remote_fault_us", "strict_pingpong_us", "exclusive_handover_ms",
+              "writeback_1mib_ms", "memnode_write_MBps", "shared_read_MBps",
+              "private_read_MBps"):
+        res[k], res[k + "_min"], res[k + "_max"] = stats([r[k] for r in runs])
+    ratios = {
+        "strict_pingpong_ratio": [r["strict_pingpong_us"] / r["remote_fault_us"] for r in runs],
+        "readmostly_ratio": [r["shared_read_MBps"] / r["private_read_MBps"] for r in runs],
+        "exclusive_handover_ratio": [r["exclusive_handover_ms"] / r["writeback_1mib_ms"]
+                                     for r in runs],
+    }
+    for k, xs in ratios.items():
+        res[k], res[k + "_min"], res[k + "_max"] = stats(xs)
+    res["release_publish_MBps"] = None
+    pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    print(f"{'figure':28} {'median':>10} {'min':>10} {'max':>10}  target")
+    for k in ("remote_fault_us", "strict_pingpong_us", "strict_pingpong_ratio",
+              "shared_read_MBps", "private_read_MBps", "readmostly_ratio",
+              "exclusive_handover_ms", "writeback_1mib_ms", "exclusive_handover_ratio"):
+        tgt = TARGETS.get(k, "")
+        print(f"{k:28} {res[k]:10.2f} {res[k + '_min']:10.2f} {res[k + '_max']:10.2f}  {tgt}")
+    print("release_publish_MBps: mode release is not implemented")
+
+
+if __name__ == "__main__":
+    main()

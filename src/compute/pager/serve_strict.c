@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Strict shared regions (share.h, docs/sharing.md): Ivy's single writer /
+ * multiple readers, page by page, with the directory on the region's home
+ * memory node (docs/protocol.md, "Coherence directory").
+ *
+ * A fault on a strict region asks the directory for that one page, with
+ * no cluster and no prefetch: a read fault for a read copy (installed
+ * write-protected), a write fault, or a write-protect fault on a read
+ * copy, for ownership (ST_OWNED: installed or made writable, dirty). A
+ * write-protect fault on a page this node owns (written back by the
+ * cleaner since) only un-protects it.
+ *
+ * While it waits for the directory the page is BUSY, so that a recall of
+ * the same page (pager_strict_recall, from the agent's recall thread)
+ * waits until the answer is installed: the directory serialized the two,
+ * so the recall is about the state this fault is installing. A recall
+ * write-protects the page (DOWNGRADE) or punches it (INVALIDATE) before it
+ * returns, handing back the page's data when it was dirty: only then does
+ * the directory let the other node go on. That order is what makes every
+ * page sequentially consistent across nodes.
+ */
+#include "serve_strict.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "cache.h"
+#include "log.h"
+#include "net.h"
+#include "serve.h"
+#include "source.h"
+#include "uffd_compat.h"
+
+/* Ask the directory; transport failures retried until fail_timeout_ms, like fetches. */
+static int dir_ask(struct pager_fault_ctx *t, const struct pager_section *s, uint32_t page,
+		   bool write, void *buf, bool *had)
+{
+	struct pager *p = t->p;
+	const struct pager_backend_ops *ops = p->cfg.backend->ops;
+	uint64_t end = now_ns() + (uint64_t)p->cfg.fail_timeout_ms * 1000000ull;
+	int rc;
+
+	CTR_ADD(p, strict_reads, write ? 0 : 1);
+	CTR_ADD(p, strict_writes, write ? 1 : 0);
+	for (;;) {
+		*had = false;
+		rc = ops->dir_fetch(t->conn, s, page, write, buf, had);
+		if (rc >= 0 || !pager_err_transport(rc) || now_ns() > end)
+			return rc;
+		CTR_ADD(p, errors, 1);
+		ops->reset(t->conn);
+		usleep(10000);
+	}
+}
+
+/* Leave page pg unclaimed after a failure; the faulting thread refaults. */
+static void unclaim(struct pager *p, struct pager_region *r, uint64_t pg, uint8_t st)
+{
+	pthread_mutex_lock(&p->lock);
+	st_set(r, pg, st & (uint8_t)~ST_BUSY);
+	pthread_mutex_unlock(&p->lock);
+	(void)pager_uffd_wake(r, pg, 1);
+}
+
+void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr,
+			bool wp, bool write)
+{
+	struct pager *p = t->p;
+	uint64_t pg = (addr - r->base) / PS, sec = pg / p->sec_pages;
+	const struct pager_section *s = &r->sections[sec];
+	uint32_t page = (uint32_t)(pg % p->sec_pages);
+	bool had = false, present;
+	uint8_t st;
+	int rc;
+
+	if (wp)
+		CTR_ADD(p, faults_wp, 1);
+	else
+		CTR_ADD(p, faults_missing, 1);
+	if (atomic_load(&r->dead) || pager_sec_fenced(r, sec))
+		return;   /* parked: woken when the change is done (region.c) */
+	if (pager_sec_down(p, s)) {
+		CTR_ADD(p, faults_parked, 1);
+		return;   /* parked: woken when the node answers again (source.c) */
+	}
+	pthread_mutex_lock(&p->lock);
+	st = st_get(r, pg);
+	if (st & ST_BUSY) {
+		pthread_mutex_unlock(&p->lock);
+		return;   /* a fault or a recall owns it: that owner wakes the thread */
+	}
+	present = st & ST_PRESENT;
+	if (wp && !present) {
+		pthread_mutex_unlock(&p->lock);
+		(void)pager_uffd_wake(r, pg, 1);   /* recalled meanwhile: refaults as MISSING */
+		return;
+	}
+	if (!wp && present) {
+		pthread_mutex_unlock(&p->lock);
+		(void)pager_uffd_wake(r, pg, 1);   /* installed meanwhile */
+		return;
+	}
+	if (wp && (st & ST_OWNED)) {
+		/* Ours already: written back by the cleaner since, nothing to ask. */
+		rc = pager_uffd_wp(r, pg, 1, false);
+		if (rc == 0)
+			st_set(r, pg, st | ST_DIRTY | ST_REF);
+		pthread_mutex_unlock(&p->lock);
+		if (rc < 0)
+			(void)pager_uffd_wake(r, pg, 1);
+		return;
+	}
+	st_set(r, pg, st | ST_BUSY);
+	pthread_mutex_unlock(&p->lock);
+
+	rc = dir_ask(t, s, page, write || wp, t->buf, &had);
+	if (rc < 0) {
+		if (atomic_fetch_add(&p->c.errors, 1) == 0 || !pager_err_transport(rc))
+			log_warn("pager %s: strict page %llu: directory: %s", p->name,
+				 (unsigned long long)pg, strerror(-rc));
+		unclaim(p, r, pg, st);
+		return;
+	}
+	if (wp && had) {
+		/* Our read copy is current: make it writable (this wakes the writer). */
+		rc = pager_uffd_wp(r, pg, 1, false);
+	} else {
+		/* New data: replace a stale copy the directory no longer counted. */
+		if (present)
+			(void)pager_punch(r, pg, 1);
+		rc = pager_install_pages(t, r, pg, 1, t->buf,
+					 write || wp ? 0 : UFFDIO_COPY_MODE_WP);
+	}
+	if (rc < 0) {
+		log_warn("pager %s: strict page %llu: install: %s", p->name,
+			 (unsigned long long)pg, strerror(-rc));
+		unclaim(p, r, pg, present ? st : 0);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0));
+	pthread_mutex_unlock(&p->lock);
+	if (!present)
+		pager_resident_add(p, 1);
+}
+
+int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
+			bool invalidate, void *buf, bool *ret_dirty)
+{
+	struct pager_region *r;
+	uint64_t pg, deadline;
+	bool dropped = false;
+	uint8_t st;
+	int rc = 0;
+
+	*ret_dirty = false;
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);       /* the region stays while we work */
+	r = atomic_load(&p->regions[region]);
+	if (!r || !r->strict || section >= r->nsections || page >= p->sec_pages) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return r ? -EINVAL : -ENOENT;
+	}
+	pg = (uint64_t)section * p->sec_pages + page;
+	deadline = now_ns() + ((uint64_t)p->cfg.fail_timeout_ms + 1000) * 1000000ull;
+	pthread_mutex_lock(&p->lock);
+	/* A fault installing this page finishes first (the directory answered it before). */
+	while ((st = st_get(r, pg)) & ST_BUSY) {
+		pthread_mutex_unlock(&p->lock);
+		if (now_ns() > deadline) {
+			pthread_mutex_unlock(&p->admin_lock);
+			return -ETIMEDOUT;
+		}
+		usleep(50);
+		pthread_mutex_lock(&p->lock);
+	}
+	if (st & ST_PRESENT) {
+		/* No write after this one: a writer now faults and asks the directory. */
+		rc = pager_uffd_wp(r, pg, 1, true);
+		if (rc == 0 && (st & ST_DIRTY)) {
+			ssize_t n = pread(r->file_fd, buf, PS, (off_t)(r->file_offset + pg * PS));
+
+			rc = n == (ssize_t)PS ? 0 : n < 0 ? -errno : -EIO;
+			*ret_dirty = rc == 0;
+		}
+		if (rc == 0 && invalidate) {
+			rc = pager_punch(r, pg, 1);
+			if (rc == 0) {
+				st_set(r, pg, 0);
+				dropped = true;
+			}
+		} else if (rc == 0) {
+			st_set(r, pg, st & (uint8_t)~(ST_DIRTY | ST_OWNED));
+		}
+	} else {
+		st_set(r, pg, st & (uint8_t)~ST_OWNED);
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->admin_lock);
+	if (dropped)
+		pager_resident_add(p, -1);
+	CTR_ADD(p, strict_recalls, 1);
+	return rc;
+}

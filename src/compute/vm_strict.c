@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The recall channel of a strict shared region (docs/sharing.md, mode
+ * strict): one thread per attached strict region keeps a connection to the
+ * region's home memory node, attached (DIR_ATTACH) for each of its
+ * sections, and answers the directory's recalls: the pager write-protects
+ * or drops the page (pager_strict_recall) and only then is the recall
+ * acknowledged, with the page's data when this node had changed it.
+ *
+ * If the channel breaks, the directory may have dropped this node (its
+ * lease ran out): every cached page of the region is dropped without
+ * write-back before the channel is attached again, so that no copy the
+ * directory forgot is ever used (the unpublished writes of a lost lease
+ * are lost, as documented). The thread ends when asked (detach, and
+ * vm_free or vm_detach through vm_strict_ext) or when the VM's pager is
+ * gone; an adopted VM's strict regions get their thread when its guest
+ * channel is back (vm_strict_ext.guest_attached).
+ */
+#include "vm_strict.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mnclient.h"
+#include "pager_use.h"
+#include "vm_internal.h"
+
+struct vm_recaller {
+	struct vm *vm;
+	int idx;                      /* vm->shared[idx] */
+	_Atomic bool stop;            /* vm_strict_stop asks the thread to end */
+	_Atomic bool exited;          /* the thread saw it and ended */
+	pthread_t thread;
+};
+
+#define RECALL_POLL_MS 200
+
+/* The region's section index of a recall, or -1 (lock held). */
+static int section_of(const struct vm_shared *s, const struct mnc_recall *rc)
+{
+	for (unsigned k = 0; k < s->nsec; k++)
+		if (s->secs[k].sec.grant.section == rc->section &&
+		    s->secs[k].sec.grant.generation == rc->generation)
+			return (int)k;
+	return -1;
+}
+
+/* Connect and attach every section: 0 with *ret, or -errno. */
+static int channel_open(struct vm_recaller *rr, struct mnc **ret)
+{
+	struct vm *vm = rr->vm;
+	struct vm_shared s;
+	struct mnc_opts o = { .key = vm->env.key, .node_id = vm->env.node_id };
+	_cleanup_mnc_ struct mnc *c = NULL;
+	int r;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->shared[rr->idx];
+	pthread_mutex_unlock(&vm->lock);
+	if (!s.in_use || !s.nsec)
+		return -ENOENT;
+	o.addr = s.secs[0].sec.addr;
+	r = mnc_connect(&o, &c);
+	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
+		r = mnc_dir_attach(c, &s.secs[k].sec.grant);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+/* Answer one recall. */
+static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall *rc,
+		  uint8_t *buf)
+{
+	struct vm *vm = rr->vm;
+	struct pager *p = vm_pager_get(vm);
+	bool dirty = false;
+	int k, region, r;
+
+	if (!p)
+		return -ESRCH;
+	pthread_mutex_lock(&vm->lock);
+	k = section_of(&vm->shared[rr->idx], rc);
+	region = vm->shared[rr->idx].region;
+	pthread_mutex_unlock(&vm->lock);
+	/* Not ours (any more), or not mapped: we hold no copy of it. */
+	r = k < 0 || region < 0 ? 0 : pager_strict_recall(p, region, (uint32_t)k, rc->page,
+							  rc->mode == MNC_RECALL_INVALIDATE, buf,
+							  &dirty);
+	vm_pager_put(vm, p);
+	if (r < 0) {
+		log_warn("vm %s: recall of page %u of section %u: %s", vm->spec.name, rc->page,
+			 rc->section, strerror(-r));
+		return r;   /* unanswered: the directory's lease decides */
+	}
+	return mnc_dir_recall_ack(c, rc->seq, dirty ? buf : NULL);
+}
+
+/* After a broken channel: forget every cached page (the directory may have forgotten us). */
+static void forget_copies(struct vm_recaller *rr)
+{
+	struct vm *vm = rr->vm;
+	struct pager *p = vm_pager_get(vm);
+	uint64_t dropped = 0;
+	int region;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	region = vm->shared[rr->idx].region;
+	pthread_mutex_unlock(&vm->lock);
+	if (region >= 0 && pager_strict_reset(p, region, &dropped) == 0 && dropped)
+		log_warn("vm %s: region %s: recall channel lost: %llu cached pages dropped",
+			 vm->spec.name, vm->shared[rr->idx].id, (unsigned long long)dropped);
+	vm_pager_put(vm, p);
+}
+
+static bool pager_gone(struct vm *vm)
+{
+	struct pager *p = vm_pager_get(vm);
+
+	vm_pager_put(vm, p);
+	return p == NULL;
+}
+
+/*
+ * The thread's end: asked by vm_strict_stop (which then frees rr), or on
+ * its own (the VM's pager is gone): unlinked from the record and freed here.
+ */
+static void recaller_exit(struct vm_recaller *rr)
+{
+	struct vm *vm = rr->vm;
+
+	pthread_mutex_lock(&vm->lock);
+	if (atomic_load(&rr->stop)) {
+		atomic_store(&rr->exited, true);
+		pthread_mutex_unlock(&vm->lock);
+		return;   /* vm_strict_stop frees rr; nothing here touches vm any more */
+	}
+	if (vm->shared[rr->idx].rec == rr)
+		vm->shared[rr->idx].rec = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	free(rr);
+}
+
+static void *recaller_main(void *arg)
+{
+	struct vm_recaller *rr = arg;
+	struct vm *vm = rr->vm;
+	uint8_t *buf = malloc(PAGER_PAGE_SIZE);
+	bool was_open = false;
+	int warned = 0;
+
+	while (buf && !atomic_load(&rr->stop) && !pager_gone(vm)) {
+		_cleanup_mnc_ struct mnc *c = NULL;
+		int r = channel_open(rr, &c);
+
+		if (r < 0) {
+			if (!warned++)
+				log_warn("vm %s: region %s: cannot open its recall channel: %s",
+					 vm->spec.name, vm->shared[rr->idx].id, strerror(-r));
+			usleep(RECALL_POLL_MS * 1000);
+			continue;
+		}
+		if (was_open)
+			forget_copies(rr);
+		was_open = true;
+		warned = 0;
+		while (!atomic_load(&rr->stop)) {
+			struct mnc_recall rc;
+
+			r = mnc_dir_next_recall(c, RECALL_POLL_MS, &rc);
+			if (r == -ETIMEDOUT) {
+				if (pager_gone(vm))
+					break;
+				continue;
+			}
+			if (r == 0)
+				r = answer(rr, c, &rc, buf);
+			if (r < 0 && r != -ESRCH)
+				break;   /* reconnect */
+			if (r == -ESRCH)
+				break;
+		}
+	}
+	free(buf);
+	recaller_exit(rr);
+	return NULL;
+}
+
+int vm_strict_start(struct vm *vm, int idx)
+{
+	struct vm_recaller *rr = calloc(1, sizeof(*rr));
+	pthread_attr_t at;
+	int r;
+
+	if (!rr)
+		return -ENOMEM;
+	rr->vm = vm;      /* no reference: vm_free stops the thread first (strict_ext) */
+	rr->idx = idx;
+	pthread_mutex_lock(&vm->lock);
+	vm->shared[idx].rec = rr;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	r = -pthread_create(&rr->thread, &at, recaller_main, rr);
+	pthread_attr_destroy(&at);
+	if (r < 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->shared[idx].rec = NULL;
+		pthread_mutex_unlock(&vm->lock);
+		free(rr);
+	}
+	return r;
+}
+
+void vm_strict_stop(struct vm *vm, int idx)
+{
+	struct vm_recaller *rr;
+	struct mnc *c = NULL;
+
+	pthread_mutex_lock(&vm->lock);
+	rr = vm->shared[idx].rec;
+	vm->shared[idx].rec = NULL;
+	if (rr)
+		atomic_store(&rr->stop, true);
+	pthread_mutex_unlock(&vm->lock);
+	if (!rr)
+		return;
+	/* It looks at stop at least every RECALL_POLL_MS. */
+	while (!atomic_load(&rr->exited))
+		usleep(1000);
+	/* Leave the directory: no recall for this node waits out a lease. */
+	if (channel_open(rr, &c) == 0) {
+		struct vm_shared s;
+
+		pthread_mutex_lock(&vm->lock);
+		s = vm->shared[idx];
+		pthread_mutex_unlock(&vm->lock);
+		for (unsigned k = 0; k < s.nsec; k++)
+			(void)mnc_dir_detach(c, &s.secs[k].sec.grant);
+		mnc_close(c);
+	}
+	free(rr);
+}
+
+/* vm_ext_ops.guest_attached: an adopted VM's strict regions get their channel again. */
+static void strict_attached(struct vm *vm)
+{
+	for (int i = 0; i < VM_MAX_SHARED; i++) {
+		bool want;
+
+		pthread_mutex_lock(&vm->lock);
+		want = vm->shared[i].in_use && !vm->shared[i].rec && vm->shared[i].region >= 0 &&
+		       !strcmp(vm->shared[i].mode, "strict");
+		pthread_mutex_unlock(&vm->lock);
+		if (want && vm_strict_start(vm, i) < 0)
+			log_warn("vm %s: region %s: no recall channel: its faults will fail",
+				 vm->spec.name, vm->shared[i].id);
+	}
+}
+
+/* vm_ext_ops.free: before the VM goes (vm_free, vm_detach). */
+static void strict_free(struct vm *vm)
+{
+	for (int i = 0; i < VM_MAX_SHARED; i++)
+		vm_strict_stop(vm, i);
+}
+
+const struct vm_ext_ops vm_strict_ext = {
+	.name = "strict",
+	.guest_attached = strict_attached,
+	.free = strict_free,
+};

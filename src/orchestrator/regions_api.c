@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The /v1/regions paths of the orchestrator's API (docs/api.md, "Shared
+ * regions") and the table through which slot delete, migration, the
+ * orphan sweep, grant renewal and the monitor reach shared regions
+ * (struct orch_regions in orch.h; regions.h says which file does what).
+ */
+#include "regions_api.h"
+
+#include <string.h>
+
+#include "regions.h"
+#include "regions_flow.h"
+
+static bool is_method(const struct http_req *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+typedef void (*region_op_fn)(struct orch *o, const char *name, const struct http_req *req,
+			     struct http_resp *resp);
+
+static const struct {
+	const char *tail;
+	region_op_fn fn;
+	enum orch_route rt;
+} ops[] = {
+	{ "/attach", regions_attach, RT_REGIONS_ATTACH },
+	{ "/detach", regions_detach, RT_REGIONS_DETACH },
+	{ "/lock", regions_lock, RT_REGIONS_LOCK },
+	{ "/unlock", regions_unlock, RT_REGIONS_UNLOCK },
+};
+
+/* rest: what follows "/v1/regions": "", "/NAME" or "/NAME/VERB". */
+static enum orch_route route(struct orch *o, const char *rest, const struct http_req *req,
+			     struct http_resp *resp)
+{
+	char name[STORE_NAME_MAX];
+	const char *tail;
+	size_t n;
+
+	if (*rest == '\0' || strcmp(rest, "/") == 0) {
+		if (is_method(req, "GET")) {
+			regions_list(o, resp);
+			return RT_REGIONS_LIST;
+		}
+		if (is_method(req, "POST")) {
+			regions_create(o, req, resp);
+			return RT_REGIONS_CREATE;
+		}
+		http_resp_error(resp, 405, "method_not_allowed", "use GET or POST on this path");
+		return RT_OTHER;
+	}
+	rest++;
+	n = strcspn(rest, "/");
+	tail = rest + n;
+	if (n == 0 || n >= sizeof(name)) {
+		http_resp_error(resp, 404, "not_found", "unknown region");
+		return RT_REGIONS_GET;
+	}
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	if (*tail == '\0') {
+		if (is_method(req, "GET")) {
+			regions_show(o, name, resp);
+			return RT_REGIONS_GET;
+		}
+		if (is_method(req, "DELETE")) {
+			regions_delete(o, name, resp);
+			return RT_REGIONS_DELETE;
+		}
+		http_resp_error(resp, 405, "method_not_allowed", "use GET or DELETE on this path");
+		return RT_OTHER;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+		if (strcmp(tail, ops[i].tail) != 0)
+			continue;
+		if (is_method(req, "POST"))
+			ops[i].fn(o, name, req, resp);
+		else
+			http_resp_error(resp, 405, "method_not_allowed", "use POST on this path");
+		return ops[i].rt;
+	}
+	http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+	return RT_OTHER;
+}
+
+static const struct orch_regions hooks = {
+	.route = route,
+	.slot_deleting = regions_slot_deleting,
+	.refuse_attached = regions_refuse_attached,
+	.renew = regions_renew,
+	.orphan = regions_orphan,
+	.upkeep = regions_upkeep,
+};
+
+void regions_start(struct orch *o)
+{
+	regions_recover(o);
+	o->regions = &hooks;
+}

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Strict shared regions (serve_strict.c) against a real memory node's
+ * coherence directory: two pagers, as two compute nodes (node ids 101 and
+ * 102), map one section, each with its recall channel answered by a
+ * thread here as the agent does (vm_strict.c). A read on B sees A's
+ * write; two threads, one per mapping, add 20,000 each to a counter under
+ * a test-and-set spinlock in the region (with a few microseconds of work
+ * between two increments, so that the page keeps moving between the two
+ * nodes) and end at exactly 40,000;
+ * message passing (data, then flag) never shows the flag without the
+ * data; both pagers counted directory requests and recalls.
+ * Skipped (exit 77) without userfaultfd or a disagg-memnode binary.
+ */
+#include "tap.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "grant.h"
+#include "mnadmin.h"
+#include "mnclient.h"
+#include "mnspawn.h"
+#include "net.h"
+
+#define PS    PAGER_PAGE_SIZE
+#define SEC   (4u << 20)
+#define ITERS 20000
+#define MP_ROUNDS 300
+
+struct holder {
+	uint64_t id;
+	struct pager_section sec;
+	struct pager_backend *be;
+	struct tmap m;
+	const struct mnspawn *mn;
+	pthread_t th;
+	atomic_bool stop;
+	atomic_int attached;          /* 1 attached, -errno failed */
+	uint64_t recalls;
+};
+
+/* The recall channel, as the agent runs it. */
+static void *recaller(void *arg)
+{
+	struct holder *h = arg;
+	struct mnc_opts o = { .addr = h->mn->addr, .key = &h->mn->key, .node_id = h->id };
+	static _Thread_local uint8_t buf[PS];
+	struct mnc *c = NULL;
+	int r = mnc_connect(&o, &c);
+
+	if (r == 0)
+		r = mnc_dir_attach(c, &h->sec.grant);
+	atomic_store(&h->attached, r == 0 ? 1 : r);
+	while (r == 0 && !atomic_load(&h->stop)) {
+		struct mnc_recall rc;
+		bool dirty = false;
+
+		r = mnc_dir_next_recall(c, 100, &rc);
+		if (r == -ETIMEDOUT) {
+			r = 0;
+			continue;
+		}
+		if (r == 0)
+			r = pager_strict_recall(h->m.p, 0, 0, rc.page,
+						rc.mode == MNC_RECALL_INVALIDATE, buf, &dirty);
+		if (r == 0)
+			r = mnc_dir_recall_ack(c, rc.seq, dirty ? buf : NULL);
+		h->recalls++;
+	}
+	if (c)
+		(void)mnc_dir_detach(c, &h->sec.grant);
+	mnc_close(c);
+	return NULL;
+}
+
+static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
+			const struct proto_section *s)
+{
+	struct pager_config cfg = { .name = "strict", .budget = UINT64_MAX,
+				    .fail_timeout_ms = 3000 };
+	int r;
+
+	memset(h, 0, sizeof(*h));
+	h->id = id;
+	h->mn = mn;
+	h->sec.kind = PAGER_SEC_REMOTE;
+	snprintf(h->sec.addr, sizeof(h->sec.addr), "%s", mn->addr);
+	r = grant_mint(mn->gkey, mn->node_id, id, s->section, s->generation, 0, PROTO_R_ALL, 0,
+		       &h->sec.grant);
+	if (r == 0)
+		r = pager_backend_memnode_new(&mn->key, id, 3000, 0, &h->be);
+	tmap_shared = tmap_strict = true;
+	if (r == 0)
+		r = tmap_setup_secs(&h->m, SEC, SEC, &cfg, &h->sec, h->be, PAGER_DIRTY_SYNC_WP);
+	tmap_shared = tmap_strict = false;
+	if (r == 0)
+		r = -pthread_create(&h->th, NULL, recaller, h);
+	for (int i = 0; r == 0 && i < 500 && !atomic_load(&h->attached); i++)
+		usleep(10000);
+	return r < 0 ? r : atomic_load(&h->attached) == 1 ? 0 : atomic_load(&h->attached);
+}
+
+static void holder_stop(struct holder *h)
+{
+	atomic_store(&h->stop, true);
+	pthread_join(h->th, NULL);
+	tmap_teardown(&h->m);
+	pager_backend_free(h->be);
+}
+
+struct counter_arg {
+	uint8_t *mem;
+	uint64_t last;
+};
+
+/* ITERS times: take the spinlock at offset 0, add one at offset 64, let go. */
+static void *count_main(void *arg)
+{
+	struct counter_arg *a = arg;
+	uint64_t *lock = (uint64_t *)a->mem, *ctr = (uint64_t *)(a->mem + 64);
+
+	for (int i = 0; i < ITERS; i++) {
+		uint64_t t0 = now_ns();
+
+		while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+			;
+		a->last = ++*(volatile uint64_t *)ctr;
+		__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+		while (now_ns() - t0 < 5000)   /* work outside the lock */
+			;
+	}
+	return NULL;
+}
+
+struct mp_arg {
+	uint8_t *mem;
+	unsigned bad;
+};
+
+/* Reader of message passing: once the flag (page 2) says round k, the data (page 1) is k. */
+static void *mp_reader(void *arg)
+{
+	struct mp_arg *a = arg;
+	volatile uint64_t *data = (uint64_t *)(a->mem + PS), *flag = (uint64_t *)(a->mem + 2 * PS);
+
+	for (uint64_t k = 1; k <= MP_ROUNDS; k++) {
+		uint64_t f;
+
+		while ((f = __atomic_load_n(flag, __ATOMIC_ACQUIRE)) < k)
+			;
+		if (*data < f)
+			a->bad++;
+	}
+	return NULL;
+}
+
+#define PP_ROUNDS 200
+
+struct pp_arg {
+	uint8_t *mem;
+	uint64_t role;
+	double rtt_us;
+	bool done;
+};
+
+static void *pp_main(void *arg)
+{
+	struct pp_arg *a = arg;
+	volatile uint64_t *w = (uint64_t *)(a->mem + 3 * PS);
+	uint64_t t0 = 0;
+
+	for (uint64_t k = 0; k < PP_ROUNDS; k++) {
+		uint64_t want = 2 * k + a->role, t = now_ns();
+
+		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != want)
+			if (now_ns() - t > 5000000000ull)
+				return NULL;
+		if (k == 0)
+			t0 = now_ns();
+		__atomic_store_n(w, want + 1, __ATOMIC_RELEASE);
+	}
+	a->rtt_us = (double)(now_ns() - t0) / 1000.0 / (PP_ROUNDS - 1);
+	a->done = true;
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	struct mnc_opts mo = { 0 };
+	struct proto_section s;
+	struct holder a, b;
+	struct mnspawn mn;
+	struct pager_stats sa, sb;
+	struct counter_arg ca, cb;
+	struct mp_arg mp;
+	pthread_t ta, tb;
+	struct mnc *c = NULL;
+	char exe[4096];
+	int r;
+
+	tmap_require_uffd(PAGER_DIRTY_SYNC_WP);
+	if (mnspawn_find(argv[0], exe, sizeof(exe)) < 0)
+		tap_skip_all("no disagg-memnode binary (set DISAGG_MEMNODE)");
+	signal(SIGPIPE, SIG_IGN);
+	r = mnspawn_start(&mn, exe, 4 * SEC, SEC, 11);
+	if (!ok(r == 0, "memnode started: %s", strerror(-r)))
+		return tap_done();
+	mo.addr = mn.addr;
+	mo.key = &mn.key;
+	mo.orch_key = mn.gkey;
+	mo.node_id = 1;
+	r = mnc_connect(&mo, &c);
+	if (r == 0)
+		r = mnc_alloc(c, 1, &s);
+	mnc_close(c);
+	if (!ok(r == 0, "one section allocated: %s", strerror(-r))) {
+		mnspawn_stop(&mn, true);
+		return tap_done();
+	}
+	r = holder_start(&a, &mn, 101, &s);
+	if (r == 0)
+		r = holder_start(&b, &mn, 102, &s);
+	if (!ok(r == 0, "two strict holders with their recall channels: %s", strerror(-r))) {
+		mnspawn_stop(&mn, true);
+		return tap_done();
+	}
+
+	*(volatile uint64_t *)(a.m.mem + 8 * PS) = 0x5eed;
+	ok(*(volatile uint64_t *)(b.m.mem + 8 * PS) == 0x5eed, "B reads A's write at once");
+	*(volatile uint64_t *)(b.m.mem + 8 * PS) = 0xbeef;
+	ok(*(volatile uint64_t *)(a.m.mem + 8 * PS) == 0xbeef, "A reads B's write back");
+
+	ca = (struct counter_arg){ .mem = a.m.mem };
+	cb = (struct counter_arg){ .mem = b.m.mem };
+	pthread_create(&ta, NULL, count_main, &ca);
+	pthread_create(&tb, NULL, count_main, &cb);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ok(*(volatile uint64_t *)(a.m.mem + 64) == 2 * ITERS &&
+	   *(volatile uint64_t *)(b.m.mem + 64) == 2 * ITERS,
+	   "spinlocked counter across the two mappings: %llu (want %d)",
+	   (unsigned long long)*(volatile uint64_t *)(a.m.mem + 64), 2 * ITERS);
+	ok(MAX(ca.last, cb.last) == 2 * ITERS, "the last increment saw %d",
+	   (int)MAX(ca.last, cb.last));
+
+	mp = (struct mp_arg){ .mem = b.m.mem };
+	pthread_create(&tb, NULL, mp_reader, &mp);
+	for (uint64_t k = 1; k <= MP_ROUNDS; k++) {
+		*(volatile uint64_t *)(a.m.mem + PS) = k;
+		__atomic_store_n((uint64_t *)(a.m.mem + 2 * PS), k, __ATOMIC_RELEASE);
+	}
+	pthread_join(tb, NULL);
+	ok(mp.bad == 0, "message passing: the flag never came before its data (%u bad)", mp.bad);
+
+	/* Ping-pong: each side writes the word at page 3 after seeing the other's value. */
+	{
+		struct pp_arg pa = { .mem = a.m.mem, .role = 0 }, pb = { .mem = b.m.mem, .role = 1 };
+
+		pthread_create(&ta, NULL, pp_main, &pa);
+		pthread_create(&tb, NULL, pp_main, &pb);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		ok(pa.done && pb.done, "ping-pong of one page between the two: %.1f us a round "
+		   "(two hand-overs)", pa.rtt_us);
+	}
+
+	pager_stats(a.m.p, &sa);
+	pager_stats(b.m.p, &sb);
+	ok(sa.strict_writes > 0 && sb.strict_writes > 0 && sa.strict_reads > 0 &&
+	   sb.strict_reads > 0, "directory requests counted (A %llu/%llu, B %llu/%llu)",
+	   (unsigned long long)sa.strict_reads, (unsigned long long)sa.strict_writes,
+	   (unsigned long long)sb.strict_reads, (unsigned long long)sb.strict_writes);
+	ok(sa.strict_recalls > 20 && sb.strict_recalls > 20,
+	   "the page moved back and forth: both answered recalls (%llu, %llu)",
+	   (unsigned long long)sa.strict_recalls, (unsigned long long)sb.strict_recalls);
+	ok(sa.failed == 0 && sb.failed == 0, "no pager failed");
+	diag("errors A %llu B %llu", (unsigned long long)sa.errors, (unsigned long long)sb.errors);
+
+	holder_stop(&b);
+	holder_stop(&a);
+	mnspawn_stop(&mn, false);
+	return tap_done();
+}

@@ -24,7 +24,10 @@
  * Recalls wait in the order they were sent; all leases are equally long,
  * so the oldest is the first to expire. The lease thread sleeps until
  * then and drops that recall's holder from the section: out of every
- * entry, its other recalls settled with no data, its channel let go.
+ * entry, its other recalls settled with no data, and its channel closed
+ * (so that the holder learns it at once and drops the copies the directory
+ * no longer counts, instead of reading them for ever; the other sections
+ * of that channel lose it too).
  *
  * One mutex guards the whole directory. Nothing under it blocks: a
  * critical section is a few list operations, at most one 4 KiB copy, or
@@ -49,7 +52,7 @@
 _Static_assert(PROTO_DIR_MAX_HOLDERS <= 16 && PROTO_DIR_MAX_HOLDERS < DIR_NONE,
 	       "a copyset is 16 bits, an owner a slot number below DIR_NONE");
 
-enum drop_why { DROP_LOST, DROP_DETACH, DROP_REATTACH, DROP_RETIRE };
+enum drop_why { DROP_LEASE, DROP_CLOSED, DROP_DETACH, DROP_REATTACH, DROP_RETIRE };
 
 struct dir_holder {
 	bool used;
@@ -357,7 +360,8 @@ static void recall_done(struct mn_dir *d, struct dir_recall *r)
 static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_why why)
 {
 	static const char *const why_str[] = {
-		[DROP_LOST] = "dropped: unpublished writes to the pages it owned are lost",
+		[DROP_LEASE] = "dropped, its channel closed: unpublished writes to the pages it owned are lost",
+		[DROP_CLOSED] = "dropped: unpublished writes to the pages it owned are lost",
 		[DROP_DETACH] = "detached",
 		[DROP_REATTACH] = "attached again: its copies are forgotten",
 		[DROP_RETIRE] = "forgotten: the section was freed and allocated again",
@@ -374,7 +378,7 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 		}
 		s->copyset[p] &= keep;
 	}
-	if (why == DROP_LOST) {
+	if (why == DROP_LEASE || why == DROP_CLOSED) {
 		atomic_fetch_add(&d->cnt.holders_lost, 1);
 		atomic_fetch_add(&d->cnt.pages_lost, owned);
 		log_warn("section %u: node %llu %s (%u pages)", s->idx,
@@ -382,6 +386,14 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 	} else {
 		log_info("section %u: node %llu %s", s->idx, (unsigned long long)hd->node,
 			 why_str[why]);
+	}
+	if (why == DROP_LEASE) {
+		struct mn_obuf *kill = mn_request_new(PROTO_OP_DIR_RECALL, 0, 0);
+
+		if (kill) {
+			kill->kill = true;
+			d->ops->push(hd->chan, kill);
+		}
 	}
 	d->ops->unref(hd->chan);
 	*hd = (struct dir_holder){ .incarnation = hd->incarnation + 1 };
@@ -439,7 +451,7 @@ static void *lease_main(void *arg)
 		log_warn("section %u: node %llu did not answer the recall of page %u within %llu ms",
 			 s->idx, (unsigned long long)s->h[r->holder].node, r->job->page,
 			 (unsigned long long)(d->lease_ns / 1000000));
-		holder_drop(d, s, r->holder, DROP_LOST);
+		holder_drop(d, s, r->holder, DROP_LEASE);
 		sec_maybe_free(d, s);
 	}
 	pthread_mutex_unlock(&d->mu);
@@ -626,7 +638,7 @@ void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan)
 				continue;
 			log_warn("section %u: the recall channel of node %llu closed", s->idx,
 				 (unsigned long long)s->h[i].node);
-			holder_drop(d, s, i, DROP_LOST);
+			holder_drop(d, s, i, DROP_CLOSED);
 		}
 		if (s)
 			sec_maybe_free(d, s);

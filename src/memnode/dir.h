@@ -35,7 +35,10 @@ struct mn_dir_ops {
 	void (*hold)(struct mn_conn *c);
 	/* The later answer, from any thread; drops the hold. */
 	void (*post)(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
-	/* A frame the node sends on its own (DIR_RECALL) on connection c, from any thread. */
+	/*
+	 * A frame the node sends on its own (DIR_RECALL) on connection c, from
+	 * any thread; an ob->kill marker closes c once what is queued is written.
+	 */
 	void (*push)(struct mn_conn *c, struct mn_obuf *ob);
 	/* Keep connection c's memory while the directory points at it, and let it go. */
 	void (*ref)(struct mn_conn *c);

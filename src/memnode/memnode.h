@@ -284,7 +284,7 @@ void mn_server_kick(struct mn_node *n);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
-/* Queue a reply on a connection (worker thread only). */
+/* Queue a reply on a connection (worker thread only); an ob->kill marker closes it. */
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 /* Connection accessors for the handlers. */
 #define MN_GRANT_CACHE 16          /* verified grants remembered per connection */

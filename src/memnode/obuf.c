@@ -25,6 +25,7 @@ static struct mn_obuf *frame_new(const struct proto_hdr *h)
 	ob->next = NULL;
 	ob->conn = NULL;
 	ob->push = false;
+	ob->kill = false;
 	ob->len = PROTO_HDR_SIZE + h->len;
 	ob->off = 0;
 	wire_hdr_encode(h, ob->data);

@@ -26,6 +26,7 @@ struct mn_obuf {
 	uint64_t start_ns;       /* posted: when the request arrived */
 	uint16_t op;             /* posted: its opcode */
 	bool push;               /* posted: a frame the node sends on its own (no request) */
+	bool kill;               /* not a frame: close the connection once what is before it is written */
 	size_t len, off;
 	uint8_t data[];
 };

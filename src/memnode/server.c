@@ -7,12 +7,11 @@
  * hands them round-robin to the workers through a pipe per worker. A worker
  * owns its connections completely: reading, framing, dispatching to the
  * handlers and writing replies all happen on it, so connections need no
- * locks. The only cross-thread paths are mn_conn_post() and mn_conn_push():
- * a COPY thread or the directory (dir.c) hands a finished reply, or a
- * recall to send, to the worker through its post queue (obuf.h);
- * connections are reference-counted so the frame is dropped if the client
- * went away meanwhile. A connection attached as a recall channel is never
- * closed for idleness, and its closing is told to the directory.
+ * locks. The only cross-thread paths are mn_conn_post() and mn_conn_push()
+ * (the answers of COPY threads and of the directory, dir.c, and its
+ * recalls), through the worker's post queue (obuf.h); connections are
+ * reference-counted so a frame for a client gone meanwhile is dropped. A
+ * recall channel is never closed for idleness; its closing is told to dir.c.
  *
  * Framing: a connection reads into a 64 KiB buffer and takes as many
  * complete frames out of it as it holds (pipelining). Each header is
@@ -156,6 +155,11 @@ static bool conn_over_cap(const struct mn_conn *c)
 
 void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob)
 {
+	if (ob->kill) {
+		free(ob);
+		c->closing = true;
+		return;
+	}
 	if (mn_obuf_status(ob) != PROTO_ST_OK)
 		atomic_fetch_add(&c->w->node->stats.errors, 1);
 	mn_outq_push(&c->out, ob);
@@ -197,9 +201,7 @@ static void conn_close(struct mn_conn *c)
 /* The end of a round of events: let go of the connections closed in it. */
 static void worker_bury(struct mn_worker *w)
 {
-	struct mn_conn *c;
-
-	while ((c = w->closed)) {
+	for (struct mn_conn *c; (c = w->closed);) {
 		w->closed = c->next;
 		mn_conn_unref(c);
 	}
@@ -760,9 +762,7 @@ int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
 void mn_server_stop(struct mn_node *n)
 {
 	atomic_store(&n->stopping, true);
-	for (unsigned i = 0; i < n->nworkers; i++)
-		if (n->workers[i].posts.efd >= 0)
-			mn_postq_kick(&n->workers[i].posts);
+	mn_server_kick(n);
 	for (unsigned i = 0; i < n->nworkers; i++) {
 		if (n->workers[i].started)
 			pthread_join(n->workers[i].thread, NULL);

@@ -89,8 +89,8 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 	pthread_mutex_unlock(&vm->lock);
 	/* Not ours (any more), or not mapped: we hold no copy of it. */
 	r = k < 0 || region < 0 ? 0 : pager_strict_recall(p, region, (uint32_t)k, rc->page,
-							  rc->mode == MNC_RECALL_INVALIDATE, buf,
-							  &dirty);
+							  rc->mode == MNC_RECALL_INVALIDATE,
+							  rc->grants, buf, &dirty);
 	vm_pager_put(vm, p);
 	if (r < 0) {
 		log_warn("vm %s: recall of page %u of section %u: %s", vm->spec.name, rc->page,
@@ -147,6 +147,33 @@ static void recaller_exit(struct vm_recaller *rr)
 	free(rr);
 }
 
+/* Did a fault meet DIR_DETACHED? Then the channel is attached again. */
+static bool detached(struct vm_recaller *rr)
+{
+	struct pager *p = vm_pager_get(rr->vm);
+	bool d;
+	int region;
+
+	pthread_mutex_lock(&rr->vm->lock);
+	region = rr->vm->shared[rr->idx].region;
+	pthread_mutex_unlock(&rr->vm->lock);
+	d = p && region >= 0 && pager_strict_detached(p, region);
+	vm_pager_put(rr->vm, p);
+	return d;
+}
+
+/* DIR_DETACH of every section, on the channel itself (best effort). */
+static void leave(struct vm_recaller *rr, struct mnc *c)
+{
+	struct vm_shared s;
+
+	pthread_mutex_lock(&rr->vm->lock);
+	s = rr->vm->shared[rr->idx];
+	pthread_mutex_unlock(&rr->vm->lock);
+	for (unsigned k = 0; k < s.nsec; k++)
+		(void)mnc_dir_detach(c, &s.secs[k].sec.grant);
+}
+
 static void *recaller_main(void *arg)
 {
 	struct vm_recaller *rr = arg;
@@ -157,8 +184,12 @@ static void *recaller_main(void *arg)
 
 	while (buf && !atomic_load(&rr->stop) && !pager_gone(vm)) {
 		_cleanup_mnc_ struct mnc *c = NULL;
-		int r = channel_open(rr, &c);
+		int r;
 
+		/* The directory may have forgotten us: no copy of ours survives a new attach. */
+		if (was_open)
+			forget_copies(rr);
+		r = channel_open(rr, &c);
 		if (r < 0) {
 			if (!warned++)
 				log_warn("vm %s: region %s: cannot open its recall channel: %s",
@@ -166,8 +197,6 @@ static void *recaller_main(void *arg)
 			usleep(RECALL_POLL_MS * 1000);
 			continue;
 		}
-		if (was_open)
-			forget_copies(rr);
 		was_open = true;
 		warned = 0;
 		while (!atomic_load(&rr->stop)) {
@@ -175,17 +204,18 @@ static void *recaller_main(void *arg)
 
 			r = mnc_dir_next_recall(c, RECALL_POLL_MS, &rc);
 			if (r == -ETIMEDOUT) {
-				if (pager_gone(vm))
+				if (pager_gone(vm) || detached(rr))
 					break;
 				continue;
 			}
 			if (r == 0)
 				r = answer(rr, c, &rc, buf);
-			if (r < 0 && r != -ESRCH)
-				break;   /* reconnect */
-			if (r == -ESRCH)
-				break;
+			if (r < 0)
+				break;   /* reconnect (or the VM's pager is gone) */
 		}
+		/* Asked to stop: leave the directory before the channel closes. */
+		if (atomic_load(&rr->stop))
+			leave(rr, c);
 	}
 	free(buf);
 	recaller_exit(rr);
@@ -221,7 +251,6 @@ int vm_strict_start(struct vm *vm, int idx)
 void vm_strict_stop(struct vm *vm, int idx)
 {
 	struct vm_recaller *rr;
-	struct mnc *c = NULL;
 
 	pthread_mutex_lock(&vm->lock);
 	rr = vm->shared[idx].rec;
@@ -231,20 +260,9 @@ void vm_strict_stop(struct vm *vm, int idx)
 	pthread_mutex_unlock(&vm->lock);
 	if (!rr)
 		return;
-	/* It looks at stop at least every RECALL_POLL_MS. */
+	/* It looks at stop at least every RECALL_POLL_MS, and leaves the directory itself. */
 	while (!atomic_load(&rr->exited))
 		usleep(1000);
-	/* Leave the directory: no recall for this node waits out a lease. */
-	if (channel_open(rr, &c) == 0) {
-		struct vm_shared s;
-
-		pthread_mutex_lock(&vm->lock);
-		s = vm->shared[idx];
-		pthread_mutex_unlock(&vm->lock);
-		for (unsigned k = 0; k < s.nsec; k++)
-			(void)mnc_dir_detach(c, &s.secs[k].sec.grant);
-		mnc_close(c);
-	}
 	free(rr);
 }
 

@@ -65,7 +65,8 @@ static void *recaller(void *arg)
 		}
 		if (r == 0)
 			r = pager_strict_recall(h->m.p, 0, 0, rc.page,
-						rc.mode == MNC_RECALL_INVALIDATE, buf, &dirty);
+						rc.mode == MNC_RECALL_INVALIDATE, rc.grants, buf,
+						&dirty);
 		if (r == 0)
 			r = mnc_dir_recall_ack(c, rc.seq, dirty ? buf : NULL);
 		h->recalls++;

@@ -66,6 +66,8 @@ struct pager_region {
 	uint64_t slot_page;          /* slot page index of page 0 (crypt.h) */
 	bool shared;                 /* a shared region (share.h): pages in clear */
 	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
+	_Atomic uint32_t *dir_rx;    /* strict, per section: directory answers taken (serve_strict.c) */
+	_Atomic bool dir_detached;   /* strict: the directory said DIR_DETACHED (attach again) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */

@@ -77,6 +77,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->hist);
 	free(r->fence);
 	free(r->resets);
+	free((void *)r->dir_rx);
 	free(r);
 }
 
@@ -113,9 +114,11 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->hist = calloc(r->npages, 1);
 	r->fence = calloc(r->nsections, 1);
 	r->resets = calloc(r->nsections, sizeof(*r->resets));
+	r->dir_rx = calloc(r->nsections, sizeof(*r->dir_rx));
 	r->tee = calloc(r->nsections, sizeof(*r->tee));
 	r->owner = p;
-	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->resets || !r->tee) {
+	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->resets || !r->tee ||
+	    !r->dir_rx) {
 		pager_region_free(r);
 		return -ENOMEM;
 	}

@@ -11,10 +11,15 @@
  * write-protect fault on a page this node owns (written back by the
  * cleaner since) only un-protects it.
  *
- * While it waits for the directory the page is BUSY, so that a recall of
- * the same page (pager_strict_recall, from the agent's recall thread)
- * waits until the answer is installed: the directory serialized the two,
- * so the recall is about the state this fault is installing. A recall
+ * While it waits for the directory the page is BUSY. A recall of the same
+ * page (pager_strict_recall, from the agent's recall thread) waits for it
+ * only if the directory had already answered this node's request when it
+ * sent the recall (its count of answers, `grants`, is ahead of the
+ * answers installed here, dir_rx): the recall is then about the state
+ * being installed. Otherwise the request is queued at the directory behind
+ * the one that sent the recall, and the recall is served at once: waiting
+ * would deadlock until the lease. A page dropped that way while BUSY is
+ * marked RMV, for the fault to know its copy is gone. A recall
  * write-protects the page (DOWNGRADE) or punches it (INVALIDATE) before it
  * returns, handing back the page's data when it was dirty: only then does
  * the directory let the other node go on. That order is what makes every
@@ -34,8 +39,8 @@
 #include "uffd_compat.h"
 
 /* Ask the directory; transport failures retried until fail_timeout_ms, like fetches. */
-static int dir_ask(struct pager_fault_ctx *t, const struct pager_section *s, uint32_t page,
-		   bool write, void *buf, bool *had)
+static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
+		   const struct pager_section *s, uint32_t page, bool write, void *buf, bool *had)
 {
 	struct pager *p = t->p;
 	const struct pager_backend_ops *ops = p->cfg.backend->ops;
@@ -47,6 +52,17 @@ static int dir_ask(struct pager_fault_ctx *t, const struct pager_section *s, uin
 	for (;;) {
 		*had = false;
 		rc = ops->dir_fetch(t->conn, s, page, write, buf, had);
+		if (rc == -EUNATCH) {
+			/*
+			 * The directory forgot this node (its lease ran out, or
+			 * the memory node restarted): the recall thread drops
+			 * every copy and attaches again (pager_strict_detached);
+			 * the guest refaults meanwhile.
+			 */
+			atomic_store(&r->dir_detached, true);
+			usleep(1000);
+			return rc;
+		}
 		if (rc >= 0 || !pager_err_transport(rc) || now_ns() > end)
 			return rc;
 		CTR_ADD(p, errors, 1);
@@ -55,12 +71,25 @@ static int dir_ask(struct pager_fault_ctx *t, const struct pager_section *s, uin
 	}
 }
 
-/* Leave page pg unclaimed after a failure; the faulting thread refaults. */
-static void unclaim(struct pager *p, struct pager_region *r, uint64_t pg, uint8_t st)
+/*
+ * Let page pg go after a failure (st: its state before the claim); the
+ * thread refaults. answered: the directory did answer (counted with the
+ * state, under the lock, as pager_strict_recall reads them together).
+ */
+static void unclaim(struct pager *p, struct pager_region *r, uint64_t pg, uint8_t st,
+		    bool answered)
 {
+	bool gone;
+
 	pthread_mutex_lock(&p->lock);
-	st_set(r, pg, st & (uint8_t)~ST_BUSY);
+	/* A recall dropped the copy while the fault waited (RMV): it is absent now. */
+	gone = (st & ST_PRESENT) && (st_get(r, pg) & ST_RMV);
+	st_set(r, pg, gone ? 0 : st & (uint8_t)~(ST_BUSY | ST_RMV));
+	if (answered)
+		atomic_fetch_add(&r->dir_rx[pg / p->sec_pages], 1);
 	pthread_mutex_unlock(&p->lock);
+	if (gone)
+		pager_resident_add(p, -1);
 	(void)pager_uffd_wake(r, pg, 1);
 }
 
@@ -71,7 +100,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	uint64_t pg = (addr - r->base) / PS, sec = pg / p->sec_pages;
 	const struct pager_section *s = &r->sections[sec];
 	uint32_t page = (uint32_t)(pg % p->sec_pages);
-	bool had = false, present;
+	bool had = false, present, dropped;
 	uint8_t st;
 	int rc;
 
@@ -115,43 +144,55 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	st_set(r, pg, st | ST_BUSY);
 	pthread_mutex_unlock(&p->lock);
 
-	rc = dir_ask(t, s, page, write || wp, t->buf, &had);
+	rc = dir_ask(t, r, s, page, write || wp, t->buf, &had);
 	if (rc < 0) {
-		if (atomic_fetch_add(&p->c.errors, 1) == 0 || !pager_err_transport(rc))
+		if (rc != -EUNATCH &&
+		    (atomic_fetch_add(&p->c.errors, 1) == 0 || !pager_err_transport(rc)))
 			log_warn("pager %s: strict page %llu: directory: %s", p->name,
 				 (unsigned long long)pg, strerror(-rc));
-		unclaim(p, r, pg, st);
+		unclaim(p, r, pg, st, false);
 		return;
 	}
-	if (wp && had) {
+	pthread_mutex_lock(&p->lock);
+	dropped = present && (st_get(r, pg) & ST_RMV);   /* recalled while we waited */
+	pthread_mutex_unlock(&p->lock);
+	if (wp && had && !dropped) {
 		/* Our read copy is current: make it writable (this wakes the writer). */
 		rc = pager_uffd_wp(r, pg, 1, false);
 	} else {
 		/* New data: replace a stale copy the directory no longer counted. */
-		if (present)
+		if (present && !dropped)
 			(void)pager_punch(r, pg, 1);
-		rc = pager_install_pages(t, r, pg, 1, t->buf,
-					 write || wp ? 0 : UFFDIO_COPY_MODE_WP);
+		rc = had ? -EPROTO :   /* "you have it" about a copy we no longer have */
+			   pager_install_pages(t, r, pg, 1, t->buf,
+					       write || wp ? 0 : UFFDIO_COPY_MODE_WP);
 	}
 	if (rc < 0) {
 		log_warn("pager %s: strict page %llu: install: %s", p->name,
 			 (unsigned long long)pg, strerror(-rc));
-		unclaim(p, r, pg, present ? st : 0);
+		unclaim(p, r, pg, present && !dropped ? st : 0, true);
+		if (present && dropped)
+			pager_resident_add(p, -1);
 		return;
 	}
+	/*
+	 * The new state and one more of the directory's answers, together: a
+	 * recall that counts this answer must see this state (pager_strict_recall).
+	 */
 	pthread_mutex_lock(&p->lock);
 	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0));
+	atomic_fetch_add(&r->dir_rx[sec], 1);
 	pthread_mutex_unlock(&p->lock);
 	if (!present)
 		pager_resident_add(p, 1);
 }
 
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
-			bool invalidate, void *buf, bool *ret_dirty)
+			bool invalidate, uint32_t grants, void *buf, bool *ret_dirty)
 {
 	struct pager_region *r;
 	uint64_t pg, deadline;
-	bool dropped = false;
+	bool dropped = false, busy;
 	uint8_t st;
 	int rc = 0;
 
@@ -167,16 +208,21 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 	pg = (uint64_t)section * p->sec_pages + page;
 	deadline = now_ns() + ((uint64_t)p->cfg.fail_timeout_ms + 1000) * 1000000ull;
 	pthread_mutex_lock(&p->lock);
-	/* A fault installing this page finishes first (the directory answered it before). */
-	while ((st = st_get(r, pg)) & ST_BUSY) {
+	/*
+	 * A fault installing an answer the directory sent before this recall
+	 * finishes first; one whose request waits behind this recall does not.
+	 */
+	while (((st = st_get(r, pg)) & ST_BUSY) &&
+	       (int32_t)(atomic_load(&r->dir_rx[section]) - grants) < 0) {
 		pthread_mutex_unlock(&p->lock);
 		if (now_ns() > deadline) {
 			pthread_mutex_unlock(&p->admin_lock);
 			return -ETIMEDOUT;
 		}
-		usleep(50);
+		usleep(20);
 		pthread_mutex_lock(&p->lock);
 	}
+	busy = st & ST_BUSY;
 	if (st & ST_PRESENT) {
 		/* No write after this one: a writer now faults and asks the directory. */
 		rc = pager_uffd_wp(r, pg, 1, true);
@@ -188,14 +234,16 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 		}
 		if (rc == 0 && invalidate) {
 			rc = pager_punch(r, pg, 1);
-			if (rc == 0) {
+			if (rc == 0 && busy) {
+				st_set(r, pg, st | ST_RMV);   /* its fault finds the copy gone */
+			} else if (rc == 0) {
 				st_set(r, pg, 0);
 				dropped = true;
 			}
 		} else if (rc == 0) {
 			st_set(r, pg, st & (uint8_t)~(ST_DIRTY | ST_OWNED));
 		}
-	} else {
+	} else if (!busy) {
 		st_set(r, pg, st & (uint8_t)~ST_OWNED);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -204,4 +252,19 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 		pager_resident_add(p, -1);
 	CTR_ADD(p, strict_recalls, 1);
 	return rc;
+}
+
+bool pager_strict_detached(struct pager *p, int region)
+{
+	struct pager_region *r;
+	bool d = false;
+
+	if (!p || region < 0 || region >= PAGER_MAX_REGIONS)
+		return false;
+	pthread_mutex_lock(&p->admin_lock);
+	r = atomic_load(&p->regions[region]);
+	if (r && r->strict)
+		d = atomic_exchange(&r->dir_detached, false);
+	pthread_mutex_unlock(&p->admin_lock);
+	return d;
 }

@@ -21,7 +21,9 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 /*
  * The directory recalls page `page` of section `section` of strict region
  * `region`: it is write-protected (invalidate false: DOWNGRADE, it stays a
- * read copy) or dropped (INVALIDATE). If this node had changed it,
+ * read copy) or dropped (INVALIDATE). `grants`: the recall's count of the
+ * directory's answers to this node for the section (a fault installing an
+ * answer sent before the recall is waited for). If this node had changed it,
  * *ret_dirty is set and buf (4 KiB) gets its data, for the directory to
  * keep. Returns once no write of this node can reach the page any more:
  * answer the recall only then. 0, -ENOENT (no such region), -EINVAL (not
@@ -29,6 +31,13 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
  * or an uffd error. Called from any thread but a pager thread.
  */
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
-			bool invalidate, void *buf, bool *ret_dirty);
+			bool invalidate, uint32_t grants, void *buf, bool *ret_dirty);
+
+/*
+ * Did the directory answer DIR_DETACHED since the last call (it forgot this
+ * node)? The recall thread then drops every copy (pager_strict_reset) and
+ * attaches again.
+ */
+bool pager_strict_detached(struct pager *p, int region);
 
 #endif /* DISAGG_PAGER_SERVE_STRICT_H */

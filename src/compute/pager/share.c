@@ -149,6 +149,9 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 		return -EINVAL;
 	}
 	*ret_dropped = (uint64_t)drop_all(p, r);
+	/* A new attachment: the directory counts its answers from 0 again. */
+	for (uint32_t s = 0; s < r->nsections; s++)
+		atomic_store(&r->dir_rx[s], 0);
 	(void)pager_uffd_wake(r, 0, r->npages);   /* faults that met the fence ask again */
 	pthread_mutex_unlock(&p->admin_lock);
 	return 0;

@@ -342,6 +342,30 @@ static int detach(struct orch *o, struct region_rec *r, const struct slot_rec *s
 
 /* ---- attach -------------------------------------------------------------- */
 
+/*
+ * A strict region's directory knows compute nodes, not slots: two slots of
+ * one node would share one place in it, and a recall meant for one would
+ * not reach the other. One slot per compute node, then (docs/sharing.md).
+ */
+static bool strict_node_taken(struct orch *o, const struct region_rec *r, uint64_t compute,
+			      struct http_resp *resp)
+{
+	_cleanup_free_ struct region_attach_rec *att = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->attach_list(o->store, r->id, 0, &att, &n) < 0)
+		n = 0;
+	for (size_t i = 0; i < n; i++)
+		if (att[i].compute == compute) {
+			regions_refuse(o, resp, 409, "compute_node_taken",
+				       "slot %s on compute node %" PRIu64 " maps strict region %s "
+				       "already: its directory keeps one place per compute node",
+				       att[i].slot, compute, r->name);
+			return true;
+		}
+	return false;
+}
+
 void regions_attach(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp)
 {
@@ -365,6 +389,8 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 			       s.state);
 		goto out;
 	}
+	if (!strcmp(r.mode, "strict") && strict_node_taken(o, &r, s.compute, resp))
+		goto out;
 	a = (struct region_attach_rec){ .region_id = r.id, .slot_id = s.id, .compute = s.compute };
 	snprintf(a.state, sizeof(a.state), "attaching");
 	snprintf(a.slot, sizeof(a.slot), "%s", s.name);

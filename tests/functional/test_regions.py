@@ -209,6 +209,12 @@ def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
     for verb in ("lock", "unlock"):
         st, ans = post(orch, "s", verb, "a")
         assert st == 409 and err(ans) == "mode_strict", ans
+    # Its directory keeps one place per compute node: a second slot there is refused.
+    st, c = orch.call("POST", "/v1/slots", {"name": "c", "memory": "128M", "remote_percent": 0})
+    assert st == 201, c
+    st, ans = post(orch, "s", "attach", "c")
+    assert st == 409 and err(ans) == "compute_node_taken", ans
+    assert [x["slot"] for x in orch.call("GET", "/v1/regions/s")[1]["attachments"]] == ["a", "b"]
     assert orch.call("GET", "/v1/regions/s")[1]["holder"] is None
     for slot in ("a", "b"):
         st, ans = post(orch, "s", "detach", slot)

@@ -10,7 +10,15 @@ seed and releases (written back, read grants); the other acquires (write
 grants of a higher ownership epoch: its stale pages are dropped) and
 verifies, 0 mismatches. A write by the VM that does not hold the region
 waits until it acquires; detach writes the holder's pages back.
+
+Mode strict between the same two: a spinlocked counter and the litmus
+tests; the owner of a page frozen (SIGSTOP of its agent) delays the other
+only until the memory node's lease drops it.
 """
+import os
+import signal
+import time
+
 import pytest
 
 import dproto
@@ -121,6 +129,14 @@ def test_exclusive_rounds(pair):
         assert v["mismatches"] == 0, (rnd, v)
         holder = other
 
+    # A third VM (beside va on agent 1) attaches late and reads the current contents.
+    a1.create("vc", [{"kind": "local"}], vcpus=2)
+    a1.call("POST", "/v1/vms/vc/regions", reg.attach_body(1, False))
+    assert vmlib.wait_for(lambda: region_seen(a1, "vc"), 30)
+    v = a1.guest("vc", f"RVERIFY {PCI0} {100 + ROUNDS - 1} {PAGES}")
+    assert v["mismatches"] == 0, v
+    a1.call("DELETE", "/v1/vms/vc/regions/r1")
+
     # A write by the VM that does not hold the region waits for it.
     ha, hv = vms[holder]
     oa, ov = vms[3 - holder]
@@ -193,3 +209,37 @@ def test_strict_counter_and_litmus(pair):
     for a, vm in ((a1, "va"), (a2, "vb")):
         a.call("DELETE", f"/v1/vms/{vm}/regions/s1")
         assert a.status(vm)["state"] == "running"
+
+
+def test_strict_holder_frozen(pair):
+    """Mode strict, failure: the compute node that owns a page stops
+    answering (its agent frozen with SIGSTOP). The other guest's read of
+    that page waits for the memory node's lease (2 s), then goes on with
+    the page as stored: the frozen node's unpublished write is lost, as
+    documented. Once thawed, that node finds its recall channel closed,
+    drops its copies, attaches again, and reads what the other wrote since."""
+    mn, a1, a2 = pair
+    reg = Region(mn)
+    a1.call("POST", "/v1/vms/va/regions", strict_body(reg, 1))
+    a2.call("POST", "/v1/vms/vb/regions", strict_body(reg, 2))
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
+    a1.guest("va", f"RPOKE {PCI0} 4096 111")
+    wait_job(a1, "va")                  # va owns page 1, dirty
+    os.kill(a1.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        v = a2.guest("vb", f"RPEEK {PCI0} 4096")["value"]
+        waited = time.monotonic() - t0
+    finally:
+        os.kill(a1.pid, signal.SIGCONT)
+    # 111 if va's background write-back had published it before the freeze
+    assert v in (0, 111), v
+    assert 1.5 < waited < 15, waited
+    a2.guest("vb", f"RPOKE {PCI0} 4096 222")
+    wait_job(a2, "vb")
+    assert vmlib.wait_for(lambda: a1.guest("va", f"RPEEK {PCI0} 4096")["value"] == 222, 30), \
+        a1.guest("va", f"RPEEK {PCI0} 4096")
+    assert a1.status("va")["state"] == "running" and a2.status("vb")["state"] == "running"
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        a.call("DELETE", f"/v1/vms/{vm}/regions/s1")

@@ -153,11 +153,13 @@ static int cmd_region_create(struct cli_args *a)
 	_cleanup_free_ char *label = NULL;
 	const char *name = a->args[0], *mode = cli_opt(a, "mode");
 	char size_s[32], where[96];
-	uint64_t size;
+	uint64_t size, home;
 	int ret;
 
 	if (!name[0])
 		return cli_usage_error(a, "the region name must not be empty");
+	if ((ret = cli_opt_u64(a, "home", 0, INT64_MAX, &home)))
+		return ret;
 	if (!cli_opt(a, "size"))
 		return cli_usage_error(a, "--size is required");
 	if ((ret = cli_parse_size(a, "--size", cli_opt(a, "size"), &size)))
@@ -170,6 +172,8 @@ static int cmd_region_create(struct cli_args *a)
 				       "not \"%s\"", mode);
 	body = json_pack("{s:s, s:I, s:s}", "name", name, "size_bytes", (json_int_t)size, "mode",
 			 mode ? mode : "exclusive");
+	if (body && home)
+		json_object_set_new(body, "home", json_integer((json_int_t)home));
 	fmt_size(size, size_s, sizeof(size_s));
 	if (!body || asprintf(&label, "creating region %s (%s)", name, size_s) < 0)
 		return CLI_EXIT_ERROR;
@@ -298,18 +302,19 @@ static int cmd_region_unlock(struct cli_args *a)
 }
 
 const struct cli_cmd cli_region_cmds[] = {
-	{ "region create", "NAME --size SIZE [--mode exclusive|strict]", 1, 1,
+	{ "region create", "NAME --size SIZE [--mode exclusive|strict] [--home MEMNODE]", 1, 1,
 	  "create a shared region on a memory node",
 	  "A region is memory that several slots map at once (an ivshmem device in\n"
 	  "each guest). SIZE is a power of two and a whole number of sections, at\n"
-	  "most 8 (128M to 1G); all of it lives on the memory node with the most free\n"
-	  "sections. Mode exclusive: one slot writes at a time (the lock holder), the\n"
+	  "most 8 (128M to 1G); all of it lives on one memory node (--home, or the one\n"
+	  "with the most free sections). Mode exclusive: one slot writes at a time (the lock holder), the\n"
 	  "others read what it last released. Mode strict: every slot writes, and\n"
 	  "the memory node's directory keeps each page coherent (sequential\n"
 	  "consistency: spinlocks in the region work); there is no lock.",
 	  cmd_region_create,
 	  { { "size", "SIZE", "the region's size (required)" },
-	    { "mode", "MODE", "exclusive (default) or strict; release comes later" } } },
+	    { "mode", "MODE", "exclusive (default) or strict; release comes later" },
+	    { "home", "MEMNODE", "the memory node of its sections (default: the one with the most free)" } } },
 	{ "region ls", "", 0, 0, "list shared regions", NULL, cmd_region_ls, { { NULL } } },
 	{ "region show", "NAME", 1, 1, "show a region, the slots that map it and its sections",
 	  NULL, cmd_region_show, { { NULL } } },

@@ -353,7 +353,14 @@ static int parse_create(struct orch *o, json_t *body, struct region_rec *r, size
 				"\"release\")", mode);
 		return -EINVAL;
 	}
+	v = json_object_get(body, "home");
+	if (v && (!json_is_integer(v) || json_integer_value(v) <= 0)) {
+		http_resp_error(resp, 400, "bad_request",
+				"\"home\" must be the id of a memory node");
+		return -EINVAL;
+	}
 	memset(r, 0, sizeof(*r));
+	r->home = v ? (uint64_t)json_integer_value(v) : 0;   /* 0: placement picks it */
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	snprintf(r->mode, sizeof(r->mode), "%s", mode);
 	snprintf(r->state, sizeof(r->state), "creating");
@@ -364,9 +371,10 @@ static int parse_create(struct orch *o, json_t *body, struct region_rec *r, size
 }
 
 /*
- * The home of a new region of n sections: the up, undrained memory node
- * with the most free sections, if it has n; reserved (sections_free - n)
- * and the region recorded, under place_mu. 0, -ENOSPC or -EEXIST.
+ * The home of a new region of n sections: the one asked for (r->home), or
+ * else the up, undrained memory node with the most free sections, if it
+ * has n; reserved (sections_free - n) and the region recorded, under
+ * place_mu. 0, -ENOENT (no such memory node), -ENOSPC or -EEXIST.
  */
 static int place_region(struct orch *o, struct region_rec *r, size_t n, struct node_rec *ret)
 {
@@ -376,8 +384,17 @@ static int place_region(struct orch *o, struct region_rec *r, size_t n, struct n
 
 	pthread_mutex_lock(&o->place_mu);
 	e = o->store->ops->node_list(o->store, "memnode", &nodes, &nn);
+	if (e == 0 && r->home) {
+		size_t i;
+
+		for (i = 0; i < nn && nodes[i].id != r->home; i++)
+			;
+		if (i == nn)
+			e = -ENOENT;
+	}
 	for (size_t i = 0; e == 0 && i < nn; i++)
-		if (!strcmp(nodes[i].state, "up") && !nodes[i].drained &&
+		if ((!r->home || nodes[i].id == r->home) &&
+		    !strcmp(nodes[i].state, "up") && !nodes[i].drained &&
 		    nodes[i].sections_free >= (int64_t)n &&
 		    (best == SIZE_MAX || nodes[i].sections_free > nodes[best].sections_free))
 			best = i;
@@ -433,7 +450,7 @@ static int drop_region(struct orch *o, const struct region_rec *r, const char *k
 
 void regions_create(struct orch *o, const struct http_req *req, struct http_resp *resp)
 {
-	static const char *const keys[] = { "name", "size_bytes", "mode", NULL };
+	static const char *const keys[] = { "name", "size_bytes", "mode", "home", NULL };
 	struct store *st = o->store;
 	struct region_rec r;
 	struct node_rec home;
@@ -452,10 +469,15 @@ void regions_create(struct orch *o, const struct http_req *req, struct http_resp
 		http_resp_error(resp, 409, "exists", "region %s exists", r.name);
 		goto out;
 	}
+	if (e == -ENOENT) {
+		http_resp_error(resp, 404, "not_found", "no memory node %" PRIu64, r.home);
+		goto out;
+	}
 	if (e == -ENOSPC) {
 		http_resp_error(resp, 409, "capacity",
 				"no memory node that is up and not drained has %zu free sections "
-				"(all of a region's sections live on one node)", n);
+				"(all of a region's sections live on one node)%s", n,
+				r.home ? ", of the one asked for" : "");
 		goto out;
 	}
 	if (e < 0) {

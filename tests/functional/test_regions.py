@@ -209,6 +209,14 @@ def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
     for verb in ("lock", "unlock"):
         st, ans = post(orch, "s", verb, "a")
         assert st == 409 and err(ans) == "mode_strict", ans
+    # A home asked for: that memory node, or a clear error.
+    st, h = orch.call("POST", "/v1/regions", {"name": "h", "size_bytes": SEC, "home": 101})
+    assert st == 201 and h["home"] == 101, h
+    assert orch.call("DELETE", "/v1/regions/h")[0] in (200, 204)
+    st, ans = orch.call("POST", "/v1/regions", {"name": "h", "size_bytes": SEC, "home": 999})
+    assert st == 404 and err(ans) == "not_found", ans
+    st, ans = orch.call("POST", "/v1/regions", {"name": "h", "size_bytes": SEC, "home": "x"})
+    assert st == 400, ans
     # Its directory keeps one place per compute node: a second slot there is refused.
     st, c = orch.call("POST", "/v1/slots", {"name": "c", "memory": "128M", "remote_percent": 0})
     assert st == 201, c

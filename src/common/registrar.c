@@ -55,8 +55,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *opaque)
 	return n;
 }
 
-/* POST body to base+path: HTTP status, or -errno when there was no answer. */
-static int post(struct registrar *r, const char *path, json_t *body, json_t **ret)
+/* POST body to base+path with handle `curl`: HTTP status, or -errno when there was no answer. */
+static int post_with(struct registrar *r, CURL *curl, const char *path, json_t *body,
+		     long timeout_ms, json_t **ret)
 {
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *text;
@@ -65,37 +66,30 @@ static int post(struct registrar *r, const char *path, json_t *body, json_t **re
 	CURLcode c;
 
 	text = json_dumps(body, JSON_COMPACT);
-	if (!text || asprintf(&url, "%s%s", r->base, path) < 0) {
+	if (!text || !curl || asprintf(&url, "%s%s", r->base, path) < 0) {
 		free(text);
 		return -ENOMEM;
 	}
-	if (!r->curl)
-		r->curl = curl_easy_init();
-	if (!r->curl) {
-		free(text);
-		free(url);
-		return -ENOMEM;
-	}
-	curl_easy_reset(r->curl);
+	curl_easy_reset(curl);
 	strbuf_init(&sb);
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	if (r->authz)
 		hdrs = curl_slist_append(hdrs, r->authz);
 	if (r->cafile)
-		curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->cafile);
-	curl_easy_setopt(r->curl, CURLOPT_URL, url);
-	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(r->curl, CURLOPT_TIMEOUT_MS, (long)REG_TIMEOUT_MS);
-	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, text);
-	curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
-	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, &sb);
-	c = curl_easy_perform(r->curl);
+		curl_easy_setopt(curl, CURLOPT_CAINFO, r->cafile);
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, text);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sb);
+	c = curl_easy_perform(curl);
 	if (c == CURLE_OK)
-		curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	else
 		log_debug("registrar: POST %s: %s", url, curl_easy_strerror(c));
 	curl_slist_free_all(hdrs);
@@ -107,6 +101,29 @@ static int post(struct registrar *r, const char *path, json_t *body, json_t **re
 	if (c != CURLE_OK)
 		return c == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
 	return (int)status;
+}
+
+/* The registrar thread's own POST (its handle). */
+static int post(struct registrar *r, const char *path, json_t *body, json_t **ret)
+{
+	if (!r->curl)
+		r->curl = curl_easy_init();
+	return post_with(r, r->curl, path, body, REG_TIMEOUT_MS, ret);
+}
+
+int registrar_post(struct registrar *r, const char *path, json_t *body, int timeout_ms,
+		   json_t **ret)
+{
+	CURL *curl;
+	int st;
+
+	if (!r || !path || !body)
+		return -EINVAL;
+	curl = curl_easy_init();
+	st = post_with(r, curl, path, body, timeout_ms > 0 ? timeout_ms : REG_TIMEOUT_MS, ret);
+	if (curl)
+		curl_easy_cleanup(curl);
+	return st;
 }
 
 /* Wait up to ms, or until stopped. Returns true when stopping. Lock held. */

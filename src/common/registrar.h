@@ -66,6 +66,14 @@ void registrar_stop(struct registrar *r);
  * daemon has news, e.g. a VM changed state). Thread-safe; accepts NULL.
  */
 void registrar_kick(struct registrar *r);
+/*
+ * POST body to the orchestrator's `path` with this daemon's credential, from
+ * any thread (a handle of its own): the HTTP status (*ret: the answer's
+ * JSON, or NULL), or -errno when there was no answer (-ETIMEDOUT after
+ * timeout_ms; 0: 5 s).
+ */
+int registrar_post(struct registrar *r, const char *path, json_t *body, int timeout_ms,
+		   json_t **ret);
 /* Has the last registration or heartbeat succeeded? */
 int registrar_registered(const struct registrar *r);
 

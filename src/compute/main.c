@@ -36,6 +36,7 @@
 #include "state.h"
 #include "vm_incoming.h"
 #include "vm_migrate.h"
+#include "vm_ctl.h"
 #include "vm_strict.h"
 
 static const char usage[] =
@@ -430,8 +431,14 @@ int main(int argc, char **argv)
 		.retire_ms = retire_ms, .memnode_policy = policy,
 		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
 		.writeback_delay_ms = wb_delay_ms ? (int)wb_delay_ms : -1,
+		.on_region_control = vm_ctl_request,
 		.opaque = &a,
 	};
+	/* Guests that lock a shared region through its control pages (vm_ctl.c). */
+	if (vm_ctl_start(&a.reg, node_id) < 0) {
+		fprintf(stderr, "disagg-compute: cannot start the region-lock thread\n");
+		return 1;
+	}
 	/*
 	 * The features that hear of the VM lifecycle's steps (vm/ext.h), before
 	 * any VM exists (adoption below already needs them): the migration
@@ -503,6 +510,7 @@ int main(int argc, char **argv)
 	log_info("stopping (signal %d)", (int)quit);
 	notify_stopping();
 	atomic_store(&a.reg, NULL);
+	vm_ctl_stop();
 	registrar_stop(reg);
 	if (stop_vms)
 		agent_shutdown(&a);

@@ -323,6 +323,28 @@ static enum orch_route route_nodes(struct orch *o, const char *rest, const struc
 			method_not_allowed(resp, "POST");
 		return RT_NODES_HEARTBEAT;
 	}
+	if (strncmp(tail, "/regions/", 9) == 0) {
+		char name[STORE_NAME_MAX];
+		const char *verb = strchr(tail + 9, '/');
+		size_t len = verb ? (size_t)(verb - (tail + 9)) : 0;
+		bool lock = verb && !strcmp(verb, "/lock");
+
+		if (!verb || len == 0 || len >= sizeof(name) || (!lock && strcmp(verb, "/unlock"))) {
+			http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+			return RT_OTHER;
+		}
+		if (!is_method(req, "POST")) {
+			method_not_allowed(resp, "POST");
+			return RT_OTHER;
+		}
+		memcpy(name, tail + 9, len);
+		name[len] = '\0';
+		if (o->regions && o->regions->node_lock)
+			o->regions->node_lock(o, id, name, lock, req, resp);
+		else
+			http_resp_error(resp, 404, "not_found", "no regions here");
+		return lock ? RT_REGIONS_LOCK : RT_REGIONS_UNLOCK;
+	}
 	if (strcmp(tail, "/drain") == 0 || strcmp(tail, "/undrain") == 0) {
 		if (is_method(req, "POST"))
 			nodes_drain(o, id, tail[1] == 'd', resp);
@@ -490,7 +512,10 @@ static char *new_request_id(void)
 	return s;
 }
 
-/* "/v1/nodes/ID/heartbeat": ID; else 0. */
+/*
+ * "/v1/nodes/ID/heartbeat", or "/v1/nodes/ID/regions/NAME/lock|unlock" (a
+ * guest's control-page write, docs/sharing.md): ID; else 0.
+ */
 static uint64_t heartbeat_path(const char *p)
 {
 	size_t n;
@@ -500,15 +525,21 @@ static uint64_t heartbeat_path(const char *p)
 		return 0;
 	p += 10;
 	n = strcspn(p, "/");
-	if (strcmp(p + n, "/heartbeat") != 0 || parse_id(p, n, &id) < 0)
+	if (parse_id(p, n, &id) < 0)
 		return 0;
-	return id;
+	if (strcmp(p + n, "/heartbeat") == 0)
+		return id;
+	if (strncmp(p + n, "/regions/", 9) == 0 && strchr(p + n + 9, '/') &&
+	    (!strcmp(strchr(p + n + 9, '/'), "/lock") || !strcmp(strchr(p + n + 9, '/'), "/unlock")))
+		return id;
+	return 0;
 }
 
 /*
  * Who may call what, when authentication is on (docs/api.md#authentication):
  *   GET /healthz                                     anyone (liveness probes)
  *   POST /v1/nodes/register, /v1/nodes/ID/heartbeat a node token, ID's own
+ *   POST /v1/nodes/ID/regions/NAME/lock|unlock       the same
  *   /metrics and everything else                     a people token
  * True when the request may go on, with *ret_node the node it comes from
  * (0 for a person); else resp holds the refusal (401 or 403), counted.

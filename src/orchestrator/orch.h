@@ -111,6 +111,9 @@ struct orch_regions {
 	/* 409 region_attached (what: "migrate") when slot s maps a region: -EBUSY; else 0. */
 	int (*refuse_attached)(struct orch *o, const struct slot_rec *s, const char *what,
 			       struct http_resp *resp);
+	/* POST /v1/nodes/ID/regions/NAME/lock|unlock (a guest's control page, node ID's token). */
+	void (*node_lock)(struct orch *o, uint64_t node, const char *name, bool lock,
+			  const struct http_req *req, struct http_resp *resp);
 	/* Grants (hex) for the regions slot s maps, appended to `grants` (renewal). */
 	void (*renew)(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
 	/*

@@ -90,6 +90,7 @@ static const struct orch_regions hooks = {
 	.slot_deleting = regions_slot_deleting,
 	.refuse_attached = regions_refuse_attached,
 	.renew = regions_renew,
+	.node_lock = regions_node_lock,
 	.orphan = regions_orphan,
 	.upkeep = regions_upkeep,
 };

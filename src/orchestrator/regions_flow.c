@@ -700,3 +700,23 @@ void regions_upkeep(struct orch *o)
 		free(resp.body);
 	}
 }
+
+void regions_node_lock(struct orch *o, uint64_t node, const char *name, bool lock,
+		       const struct http_req *req, struct http_resp *resp)
+{
+	const char *slot = NULL;
+	struct slot_rec s;
+	json_t *body = slot_body(req, resp, &slot);
+
+	if (!body)
+		return;
+	if (o->store->ops->slot_get(o->store, slot, &s) < 0 || s.compute != node) {
+		http_resp_error(resp, 403, "forbidden", "slot %s does not run on compute node %"
+				PRIu64 ": a node locks regions for its own slots only", slot, node);
+	} else if (lock) {
+		regions_lock(o, name, req, resp);
+	} else {
+		regions_unlock(o, name, req, resp);
+	}
+	json_decref(body);
+}

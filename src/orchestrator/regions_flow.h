@@ -16,6 +16,13 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 		    struct http_resp *resp);
 void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 		  struct http_resp *resp);
+/*
+ * POST /v1/nodes/ID/regions/NAME/lock|unlock {"slot": S} with node ID's
+ * token: a guest wrote a control page of the region (docs/sharing.md); S
+ * must run on node ID (else 403). Then as lock and unlock.
+ */
+void regions_node_lock(struct orch *o, uint64_t node, const char *name, bool lock,
+		       const struct http_req *req, struct http_resp *resp);
 void regions_unlock(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp);
 

@@ -20,6 +20,7 @@ import pytest
 from test_cluster import Cluster, alive, need_vm_host
 
 ROUNDS = 10
+MiB = 1 << 20
 PAGES = 256
 
 
@@ -136,3 +137,39 @@ def test_strict_counter_through_the_orchestrator(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "st", "--slot", name, timeout=120)
     c.disagg("region", "delete", "st")
+
+
+def test_lock_from_inside_the_guest(cluster):
+    """Mode exclusive, locked by the guests themselves: a write to the
+    region's LOCK page (its last page but one) waits until the slot holds
+    the region, a write to its UNLOCK page (the last) releases it. a locks,
+    fills and unlocks from inside; b's lock, asked meanwhile, waits for a's
+    unlock, then b verifies."""
+    c = cluster
+    for name in ("a", "b"):
+        c.disagg("slot", "create", name, "--vcpus", "2", "--memory", "256M", timeout=300)
+    c.disagg("region", "create", "g", "--size", "128M")
+    for name in ("a", "b"):
+        c.disagg("region", "attach", "g", "--slot", name, timeout=120)
+    pci = {x["slot"]: x["pci"] for x in c.json("region", "show", "g")["attachments"]}
+    for name in ("a", "b"):
+        wait_seen(c, name, pci[name])
+    lock, unlock = 128 * MiB - 8192, 128 * MiB - 4096
+
+    guest_ok(c, "a", f"RPOKE {pci['a']} {lock} 1")
+    wait_job(c, "a", 60)
+    assert c.json("region", "show", "g")["holder"] == "a"
+    guest_ok(c, "a", f"RFILL {pci['a']} 77 {PAGES}")
+    guest_ok(c, "b", f"RPOKE {pci['b']} {lock} 1")      # waits: a holds it
+    time.sleep(1.5)
+    assert guest_ok(c, "b", "RJOB")["state"] == "running"
+    assert c.json("region", "show", "g")["holder"] == "a"
+    guest_ok(c, "a", f"RPOKE {pci['a']} {unlock} 1")
+    wait_job(c, "a", 60)
+    wait_job(c, "b", 60)                                 # b's lock went through
+    assert c.json("region", "show", "g")["holder"] == "b"
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 77 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    guest_ok(c, "b", f"RPOKE {pci['b']} {unlock} 1")
+    wait_job(c, "b", 60)
+    assert c.json("region", "show", "g")["holder"] is None

@@ -68,6 +68,7 @@ struct pager_region {
 	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
 	_Atomic uint32_t *dir_rx;    /* strict, per section: directory answers taken (serve_strict.c) */
 	_Atomic bool dir_detached;   /* strict: the directory said DIR_DETACHED (attach again) */
+	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
@@ -174,6 +175,12 @@ static inline void st_set(struct pager_region *r, uint64_t pg, uint8_t v)
 		}
 	}
 	__atomic_store_n(&r->st[pg], v, __ATOMIC_RELAXED);
+}
+
+/* Is pg one of shared region r's control pages (LOCK, UNLOCK)? */
+static inline bool pager_ctl_page(const struct pager_region *r, uint64_t pg)
+{
+	return r->control && pg + 2 >= r->npages;
 }
 
 /* The cipher for r's pages: the slot's, or none (a shared region's pages travel in clear). */

@@ -127,6 +127,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->slot_page = rc->slot_page;
 	r->shared = rc->shared;
 	r->strict = rc->shared && rc->strict;
+	r->control = rc->shared && !rc->strict && rc->control && r->npages >= 4;
 	if (r->strict && !p->cfg.backend->ops->dir_fetch) {
 		pager_region_free(r);
 		return -EOPNOTSUPP;   /* no coherence directory behind this backend */

@@ -370,8 +370,8 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			serve_local(t, r, pg);
 		return;
 	}
-	/* A shared region this VM may not write: the page goes in write-protected. */
-	if (write && atomic_load(&r->readonly))
+	/* A shared region this VM may not write, or its control page: in write-protected. */
+	if (write && (atomic_load(&r->readonly) || pager_ctl_page(r, pg)))
 		write = false;
 	if (!r->shared && atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
 		/* Parked until the migration source's page table is here (atrest.h). */

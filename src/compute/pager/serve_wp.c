@@ -104,6 +104,24 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			(void)pager_uffd_wake(r, pg, 1);  /* refaults as MISSING */
 			return;
 		}
+		if (pager_ctl_page(r, pg)) {
+			bool lock = pg + 2 == r->npages, held = !atomic_load(&r->readonly);
+
+			if (lock != held) {
+				/* Ask for the change; the write waits until it is done (share.h). */
+				pthread_mutex_unlock(&p->lock);
+				CTR_ADD(p, shared_writes_waited, 1);
+				if (p->cfg.on_control)
+					p->cfg.on_control(p->cfg.opaque, (int)r->idx, lock);
+				return;
+			}
+			/* Done already: the write lands, never written back (share.h). */
+			rc = pager_uffd_wp(r, pg, 1, false);
+			pthread_mutex_unlock(&p->lock);
+			if (rc < 0)
+				(void)pager_uffd_wake(r, pg, 1);
+			return;
+		}
 		if (atomic_load(&r->readonly)) {
 			/* Another VM may write this shared region: wait until this one holds it (share.h). */
 			pthread_mutex_unlock(&p->lock);

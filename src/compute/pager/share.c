@@ -42,9 +42,14 @@ static void set_readonly(struct pager *p, struct pager_region *r, bool ro)
 {
 	pthread_mutex_lock(&p->lock);
 	atomic_store(&r->readonly, ro);
+	/* The LOCK page traps again from now on (a write landed there while held). */
+	if (ro && r->control && (st_get(r, r->npages - 2) & ST_PRESENT))
+		(void)pager_uffd_wp(r, r->npages - 2, 1, true);
 	pthread_mutex_unlock(&p->lock);
 	if (!ro)
 		(void)pager_uffd_wake(r, 0, r->npages);   /* the writes that waited refault */
+	else if (r->control)
+		(void)pager_uffd_wake(r, r->npages - 1, 1);   /* an UNLOCK write that waited */
 }
 
 int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)

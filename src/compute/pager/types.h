@@ -113,6 +113,14 @@ typedef void (*pager_fail_fn)(void *opaque, int err, uint64_t addr, uint32_t tid
  */
 typedef void (*pager_node_fn)(void *opaque, uint64_t memnode_id, const char *addr, bool down,
 			      int err);
+/*
+ * A guest wrote a control page of shared region `region` (share.h): its
+ * LOCK page while the VM does not hold the region (lock true), or its
+ * UNLOCK page while it does. The write waits until the holding changes
+ * (pager_shared_acquire/release); called from a fault thread, once per
+ * fault: do not block, do not call back into the pager.
+ */
+typedef void (*pager_control_fn)(void *opaque, int region, bool lock);
 
 struct pager_config {
 	const char *name;             /* for metrics labels and logs */
@@ -131,6 +139,7 @@ struct pager_config {
 	pid_t fail_pid;               /* process of the faulting threads (SIGBUS); 0 = getpid() */
 	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
 	pager_node_fn on_node;        /* a memory node went down or came back */
+	pager_control_fn on_control;  /* a guest asked to lock or unlock a shared region */
 	int probe_ms;                 /* probe a down memory node this often; 0 = 250 */
 	void *opaque;
 	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
@@ -176,6 +185,7 @@ struct pager_region_config {
 	bool shared;
 	bool readonly;                /* shared only: start read-only */
 	bool strict;                  /* shared only: mode strict (coherent per page) */
+	bool control;                 /* shared, not strict: its last two pages are LOCK, UNLOCK */
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */

@@ -116,6 +116,7 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	if (rc.shared) {
 		pthread_mutex_lock(&vm->lock);
 		rc.strict = strcmp(vm->shared[HOT_SHARED(hot)].mode, "strict") == 0;
+		rc.control = !rc.strict;   /* exclusive: LOCK and UNLOCK pages at its end */
 		rc.readonly = !rc.strict && !vm->shared[HOT_SHARED(hot)].writable;
 		pthread_mutex_unlock(&vm->lock);
 		/*

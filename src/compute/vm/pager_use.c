@@ -98,6 +98,15 @@ void vm_release_wait(struct vm *vm)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 }
 
+/* pager_config.on_control: a guest's write to a shared region's control page. */
+static void pager_control(void *opaque, int region, bool lock)
+{
+	struct vm *vm = opaque;
+
+	if (vm->env.on_region_control)
+		vm->env.on_region_control(vm, region, lock);
+}
+
 /* The memory-node backend and the pager, started (vm_start, adoption). */
 int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 {
@@ -113,6 +122,7 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 									 : PAGER_FAIL_BLOCK,
 		.on_node = vm_health_node,
 		.on_fail = vm_health_fault,
+		.on_control = pager_control,
 		.opaque = vm,
 	};
 	int r;

@@ -50,6 +50,8 @@ struct vm_section {
 	bool free_on_release;         /* the agent frees it on its memnode when done */
 };
 
+struct vm;
+
 /* Agent-wide settings every VM shares. */
 struct vm_env {
 	const char *run_root;         /* tmpfs directory for run dirs */
@@ -66,6 +68,12 @@ struct vm_env {
 	int writeback_delay_ms;       /* background write-back (pager_config; 0: 1000, < 0: off) */
 	/* A VM's state changed by itself (degraded, running again): may be NULL. */
 	void (*on_state)(void *opaque);
+	/*
+	 * The guest wrote a control page of shared region `region` (pager
+	 * region index): lock, or unlock (vm_ctl.c). From a fault thread: must
+	 * not block. May be NULL.
+	 */
+	void (*on_region_control)(struct vm *vm, int region, bool lock);
 	void *opaque;
 };
 
@@ -90,7 +98,5 @@ struct vm_spec {
 	bool encrypt;
 	uint8_t key[32];
 };
-
-struct vm;
 
 #endif /* DISAGG_VM_TYPES_H */

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Locking a shared region from inside the guest (docs/sharing.md, mode
+ * exclusive): the last two pages of an exclusive region are its LOCK and
+ * UNLOCK pages. A guest's write to LOCK while its VM does not hold the
+ * region, or to UNLOCK while it does, waits in the pager, which calls
+ * vm_ctl_request (from a fault thread). One thread of the agent then asks
+ * the orchestrator, with this node's credential, to lock or unlock the
+ * region for the VM's slot (POST /v1/nodes/ID/regions/NAME/lock|unlock);
+ * the orchestrator does it as for `disagg region lock`, calling this
+ * agent's acquire or release, and the pager lets the write land once the
+ * holding changed. A lock held by another slot is asked for again every
+ * CTL_RETRY_MS: the write waits until the VM holds the region.
+ */
+#include "vm_ctl.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "state.h"
+#include "vm_internal.h"
+
+#define CTL_RETRY_MS 200
+#define CTL_MAX 64
+#define CTL_TIMEOUT_MS 60000
+
+struct ctl_req {
+	struct vm *vm;                /* a reference */
+	int idx;                      /* vm->shared[idx] */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct ctl_req q[CTL_MAX];
+	unsigned n;
+	bool started, stop;
+	pthread_t thread;
+	struct registrar *_Atomic *reg;
+	uint64_t node_id;
+} ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* Ask the orchestrator once: 1 done (or nothing to do), 0 to ask again later. */
+static int ask(struct ctl_req *q, bool *warned)
+{
+	struct vm *vm = q->vm;
+	struct registrar *reg = ctl.reg ? atomic_load(ctl.reg) : NULL;
+	char path[256], region[64];
+	json_t *body, *ans = NULL;
+	int want, st;
+
+	pthread_mutex_lock(&vm->lock);
+	want = vm->shared[q->idx].in_use ? vm->shared[q->idx].ctl_pending : 0;
+	snprintf(region, sizeof(region), "%s", vm->shared[q->idx].id);
+	pthread_mutex_unlock(&vm->lock);
+	if (!want)
+		return 1;
+	if (!reg) {
+		if (!*warned)
+			log_warn("vm %s: its guest asked to %s region %s, but this agent has no "
+				 "--orchestrator: the write waits", vm->spec.name,
+				 want == 1 ? "lock" : "unlock", region);
+		*warned = true;
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/v1/nodes/%llu/regions/%s/%s",
+		 (unsigned long long)ctl.node_id, region, want == 1 ? "lock" : "unlock");
+	body = json_pack("{s:s}", "slot", vm->spec.name);
+	st = body ? registrar_post(reg, path, body, CTL_TIMEOUT_MS, &ans) : -ENOMEM;
+	json_decref(body);
+	if (st == 200) {
+		log_info("vm %s: region %s %s for its guest", vm->spec.name, region,
+			 want == 1 ? "locked" : "unlocked");
+		pthread_mutex_lock(&vm->lock);
+		if (vm->shared[q->idx].ctl_pending == want)
+			vm->shared[q->idx].ctl_pending = 0;
+		pthread_mutex_unlock(&vm->lock);
+	} else if (!*warned && !(st == 409 && want == 1)) {
+		const char *msg = json_string_value(json_object_get(json_object_get(ans, "error"),
+								    "message"));
+
+		log_warn("vm %s: %s region %s for its guest: %d %s (asked again)", vm->spec.name,
+			 want == 1 ? "lock" : "unlock", region, st, msg ? msg : "");
+		*warned = true;
+	}
+	json_decref(ans);
+	return st == 200;
+}
+
+static void *ctl_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&ctl.mu);
+	while (!ctl.stop) {
+		struct ctl_req q;
+		bool warned = false;
+
+		if (!ctl.n) {
+			pthread_cond_wait(&ctl.cv, &ctl.mu);
+			continue;
+		}
+		q = ctl.q[0];
+		memmove(ctl.q, ctl.q + 1, --ctl.n * sizeof(ctl.q[0]));
+		pthread_mutex_unlock(&ctl.mu);
+		/* Until done, the VM gone, or the agent stopping (the write then stays parked). */
+		while (!ask(&q, &warned) && vm_get_state(q.vm) == VM_RUNNING && !ctl.stop)
+			usleep(CTL_RETRY_MS * 1000);
+		vm_unref(q.vm);
+		pthread_mutex_lock(&ctl.mu);
+	}
+	pthread_mutex_unlock(&ctl.mu);
+	return NULL;
+}
+
+void vm_ctl_request(struct vm *vm, int region, bool lock)
+{
+	int idx = -1;
+	bool queue = false;
+
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; i < VM_MAX_SHARED; i++)
+		if (vm->shared[i].in_use && vm->shared[i].region == region)
+			idx = i;
+	if (idx >= 0 && vm->shared[idx].ctl_pending != (lock ? 1 : 2)) {
+		queue = !vm->shared[idx].ctl_pending;
+		vm->shared[idx].ctl_pending = lock ? 1 : 2;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (!queue)
+		return;   /* asked already (the fault comes back each time the write retries) */
+	pthread_mutex_lock(&ctl.mu);
+	if (ctl.started && ctl.n < CTL_MAX) {
+		ctl.q[ctl.n++] = (struct ctl_req){ vm_ref(vm), idx };
+		pthread_cond_signal(&ctl.cv);
+	} else {
+		log_warn("vm %s: too many region requests of guests at once: this one waits",
+			 vm->spec.name);
+	}
+	pthread_mutex_unlock(&ctl.mu);
+}
+
+int vm_ctl_start(struct registrar *_Atomic *reg, uint64_t node_id)
+{
+	int r;
+
+	ctl.reg = reg;
+	ctl.node_id = node_id;
+	r = -pthread_create(&ctl.thread, NULL, ctl_main, NULL);
+	if (r == 0)
+		ctl.started = true;
+	return r;
+}
+
+void vm_ctl_stop(void)
+{
+	if (!ctl.started)
+		return;
+	pthread_mutex_lock(&ctl.mu);
+	ctl.stop = true;
+	pthread_cond_broadcast(&ctl.cv);
+	pthread_mutex_unlock(&ctl.mu);
+	pthread_join(ctl.thread, NULL);
+	while (ctl.n)
+		vm_unref(ctl.q[--ctl.n].vm);
+	ctl.started = false;
+}

@@ -567,13 +567,14 @@ static bool authorize(struct orch *o, const struct http_req *req, struct http_re
 		}
 		if (!node_route) {
 			apiauth_refuse(resp, APIAUTH_FORBIDDEN,
-				       "a node token only registers and heartbeats its node");
+				       "a node token only registers and heartbeats its node, and "
+				       "locks regions for its slots");
 			return false;
 		}
 		if (hb && hb != id) {
 			apiauth_refuse(resp, APIAUTH_WRONG_NODE,
 				       "the credential of node %" PRIu64
-				       " cannot heartbeat for node %" PRIu64, id, hb);
+				       " cannot heartbeat or lock regions for node %" PRIu64, id, hb);
 			return false;
 		}
 		*ret_node = id;

@@ -561,3 +561,36 @@ def test_people_token_needed(orch, memnodes, computes, hb_factory):
         st, ans = orch.api.call(method, path, {},
                                 headers={"Authorization": "Bearer " + tok})
         assert st == 403, (method, path, ans)
+
+
+def test_node_locks_for_its_own_slots(orch, memnodes, computes, hb_factory):
+    """POST /v1/nodes/ID/regions/NAME/lock|unlock (a guest's control page):
+    node ID's token, for a slot of node ID only; nobody else's token."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    assert orch.call("POST", "/v1/regions", {"name": "g", "size_bytes": SEC})[0] == 201
+    for slot in ("a", "b"):
+        assert post(orch, "g", "attach", slot)[0] == 200
+
+    def node_call(node, verb, slot, token_node=None):
+        tok = orch.auth.node_token(token_node or node)
+        return orch.api.call("POST", f"/v1/nodes/{node}/regions/g/{verb}", {"slot": slot},
+                             headers={"Authorization": "Bearer " + tok})
+
+    st, ans = node_call(10, "lock", "b")            # b runs on node 11
+    assert st == 403, ans
+    st, ans = node_call(11, "lock", "b", token_node=10)
+    assert st == 401 and "for node 11" in ans["error"]["message"], ans   # another node's path
+    st, ans = orch.api.call("POST", "/v1/nodes/10/regions/g/lock", {"slot": "a"},
+                            headers={"Authorization": "Bearer " + orch.auth.token})
+    assert st == 403, ans                            # a people token on a node route
+    st, ans = node_call(10, "lock", "a")
+    assert st == 200 and ans["holder"] == "a", ans
+    st, ans = node_call(11, "lock", "b")
+    assert st == 409 and err(ans) == "region_locked", ans
+    st, ans = node_call(10, "unlock", "a")
+    assert st == 200 and ans["holder"] is None, ans
+    st, ans = node_call(11, "lock", "b")
+    assert st == 200 and ans["holder"] == "b", ans
+    st, ans = orch.api.call("POST", "/v1/nodes/11/regions/g/frob", {"slot": "b"},
+                            headers={"Authorization": "Bearer " + orch.auth.node_token(11)})
+    assert st in (403, 404), ans

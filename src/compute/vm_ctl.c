@@ -45,7 +45,7 @@ static struct {
 	uint64_t node_id;
 } ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-/* Ask the orchestrator once: 1 done (or nothing to do), 0 to ask again later. */
+/* Ask the orchestrator once: 1 done (or nothing to do), 2 ask again now, 0 ask again later. */
 static int ask(struct ctl_req *q, bool *warned)
 {
 	struct vm *vm = q->vm;
@@ -55,7 +55,7 @@ static int ask(struct ctl_req *q, bool *warned)
 	int want, st;
 
 	pthread_mutex_lock(&vm->lock);
-	want = vm->shared[q->idx].in_use ? vm->shared[q->idx].ctl_pending : 0;
+	want = vm->shared[q->idx].in_use ? atomic_load(&vm->shared[q->idx].ctl_pending) : 0;
 	snprintf(region, sizeof(region), "%s", vm->shared[q->idx].id);
 	pthread_mutex_unlock(&vm->lock);
 	if (!want)
@@ -73,13 +73,23 @@ static int ask(struct ctl_req *q, bool *warned)
 	body = json_pack("{s:s}", "slot", vm->spec.name);
 	st = body ? registrar_post(reg, path, body, CTL_TIMEOUT_MS, &ans) : -ENOMEM;
 	json_decref(body);
-	if (st == 200) {
+	/*
+	 * An unlock the orchestrator refuses (409: the slot no longer holds it,
+	 * an operator unlocked it) or a region it does not know (404) is over:
+	 * the pager lets the write land once the region is released anyway.
+	 */
+	if ((st == 409 && want == 2) || st == 404) {
+		log_info("vm %s: region %s: %s for its guest not needed (%d)", vm->spec.name,
+			 region, want == 1 ? "lock" : "unlock", st);
+		st = 200;
+	} else if (st == 200) {
 		log_info("vm %s: region %s %s for its guest", vm->spec.name, region,
 			 want == 1 ? "locked" : "unlocked");
-		pthread_mutex_lock(&vm->lock);
-		if (vm->shared[q->idx].ctl_pending == want)
-			vm->shared[q->idx].ctl_pending = 0;
-		pthread_mutex_unlock(&vm->lock);
+	}
+	if (st == 200) {
+		/* Done, unless the guest asked for the other one meanwhile: that is next. */
+		if (!atomic_compare_exchange_strong(&vm->shared[q->idx].ctl_pending, &want, 0))
+			st = -EAGAIN;
 	} else if (!*warned && !(st == 409 && want == 1)) {
 		const char *msg = json_string_value(json_object_get(json_object_get(ans, "error"),
 								    "message"));
@@ -89,7 +99,7 @@ static int ask(struct ctl_req *q, bool *warned)
 		*warned = true;
 	}
 	json_decref(ans);
-	return st == 200;
+	return st == 200 ? 1 : st == -EAGAIN ? 2 : 0;
 }
 
 static void *ctl_main(void *arg)
@@ -108,8 +118,10 @@ static void *ctl_main(void *arg)
 		memmove(ctl.q, ctl.q + 1, --ctl.n * sizeof(ctl.q[0]));
 		pthread_mutex_unlock(&ctl.mu);
 		/* Until done, the VM gone, or the agent stopping (the write then stays parked). */
-		while (!ask(&q, &warned) && vm_get_state(q.vm) == VM_RUNNING && !ctl.stop)
-			usleep(CTL_RETRY_MS * 1000);
+		for (int r; (r = ask(&q, &warned)) != 1 && vm_get_state(q.vm) == VM_RUNNING &&
+			    !ctl.stop;)
+			if (r == 0)
+				usleep(CTL_RETRY_MS * 1000);
 		vm_unref(q.vm);
 		pthread_mutex_lock(&ctl.mu);
 	}
@@ -117,27 +129,30 @@ static void *ctl_main(void *arg)
 	return NULL;
 }
 
+/*
+ * From a fault thread, inside its RCU read section: no vm->lock here (a
+ * holder of it may wait for the fault threads). The region's slot is found
+ * by plain reads: it is mapped (its fault is here) and cannot go while this
+ * fault runs (a detach waits for the fault threads).
+ */
 void vm_ctl_request(struct vm *vm, int region, bool lock)
 {
-	int idx = -1;
-	bool queue = false;
+	int idx = -1, want = lock ? 1 : 2, old;
 
-	pthread_mutex_lock(&vm->lock);
 	for (int i = 0; i < VM_MAX_SHARED; i++)
-		if (vm->shared[i].in_use && vm->shared[i].region == region)
+		if (__atomic_load_n(&vm->shared[i].region, __ATOMIC_RELAXED) == region)
 			idx = i;
-	if (idx >= 0 && vm->shared[idx].ctl_pending != (lock ? 1 : 2)) {
-		queue = !vm->shared[idx].ctl_pending;
-		vm->shared[idx].ctl_pending = lock ? 1 : 2;
-	}
-	pthread_mutex_unlock(&vm->lock);
-	if (!queue)
-		return;   /* asked already (the fault comes back each time the write retries) */
+	if (idx < 0)
+		return;
+	old = atomic_exchange(&vm->shared[idx].ctl_pending, want);
+	if (old)
+		return;   /* queued already (the fault comes back each time the write retries) */
 	pthread_mutex_lock(&ctl.mu);
 	if (ctl.started && ctl.n < CTL_MAX) {
 		ctl.q[ctl.n++] = (struct ctl_req){ vm_ref(vm), idx };
 		pthread_cond_signal(&ctl.cv);
 	} else {
+		atomic_store(&vm->shared[idx].ctl_pending, 0);   /* the next fault asks again */
 		log_warn("vm %s: too many region requests of guests at once: this one waits",
 			 vm->spec.name);
 	}

@@ -59,7 +59,7 @@ struct vm_shared {
 	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
 	int region;                   /* pager region, -1 until mapped */
 	struct vm_recaller *rec;      /* mode strict: its recall channel (vm_strict.c) */
-	int ctl_pending;              /* exclusive: 1 lock, 2 unlock asked by the guest (vm_ctl.c) */
+	_Atomic int ctl_pending;      /* exclusive: 1 lock, 2 unlock asked by the guest (vm_ctl.c) */
 };
 
 /* A mapping the pager serves. */

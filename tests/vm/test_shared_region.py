@@ -130,7 +130,7 @@ def test_exclusive_rounds(pair):
         holder = other
 
     # A third VM (beside va on agent 1) attaches late and reads the current contents.
-    a1.create("vc", [{"kind": "local"}], vcpus=1)   # a reader: its writes never wait
+    a1.create("vc", [{"kind": "local"}, {"kind": "local"}], vcpus=1)   # a reader
     a1.call("POST", "/v1/vms/vc/regions", reg.attach_body(1, False))
     assert vmlib.wait_for(lambda: region_seen(a1, "vc"), 30)
     v = a1.guest("vc", f"RVERIFY {PCI0} {100 + ROUNDS - 1} {PAGES}")

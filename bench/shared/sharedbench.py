@@ -40,7 +40,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-import dproto  # noqa: E402
 import vmlib  # noqa: E402
 
 TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
@@ -48,25 +47,6 @@ TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
 PCI_STRICT = "0000:00:10.0"
 PCI_EXCL = "0000:00:11.0"
 MiB = 1 << 20
-
-
-class Region:
-    def __init__(self, mn, name, mode):
-        self.mn, self.name, self.mode = mn, name, mode
-        with mn.conn() as c:
-            self.sec, self.gen = c.alloc(0)
-        self.epoch = 1
-
-    def grant(self, holder, write):
-        rights = dproto.R_READ | (dproto.R_WRITE if write else 0)
-        return dproto.mint_grant(self.mn.key, self.mn.node_id, holder, self.sec, self.gen,
-                                 rights, epoch=self.epoch).hex()
-
-    def body(self, holder, write):
-        return {"region": self.name, "mode": self.mode, "size": vmlib.SECTION,
-                "writable": write or self.mode == "strict",
-                "sections": [{"kind": "remote", "addr": self.mn.addr,
-                              "grant": self.grant(holder, write or self.mode == "strict")}]}
 
 
 def job(agent, vm, cmd, timeout=300):
@@ -133,12 +113,12 @@ def main():
         a1.create("va", local, vcpus=2)
         a2.create("vb", local, vcpus=2)
         pairs = [(a1, "va"), (a2, "vb")]
-        strict = Region(mn, "st", "strict")
-        excl = Region(mn, "ex", "exclusive")
-        a1.call("POST", "/v1/vms/va/regions", strict.body(1, True))
-        a2.call("POST", "/v1/vms/vb/regions", strict.body(2, True))
-        a1.call("POST", "/v1/vms/va/regions", excl.body(1, True))
-        a2.call("POST", "/v1/vms/vb/regions", excl.body(2, False))
+        strict = vmlib.Region(mn, "st", "strict")
+        excl = vmlib.Region(mn, "ex", "exclusive")
+        a1.call("POST", "/v1/vms/va/regions", strict.attach_body(1, True))
+        a2.call("POST", "/v1/vms/vb/regions", strict.attach_body(2, True))
+        a1.call("POST", "/v1/vms/va/regions", excl.attach_body(1, True))
+        a2.call("POST", "/v1/vms/vb/regions", excl.attach_body(2, False))
         for a, vm in pairs:
             if not vmlib.wait_for(lambda: PCI_EXCL in str(a.guest(vm, "REGIONS")), 30):
                 raise RuntimeError(f"{vm} does not see its regions")

@@ -486,6 +486,16 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 
 /* ---- lock, unlock --------------------------------------------------------- */
 
+/* Lock and unlock of a strict region: 409 mode_strict (answered, rolled back): true. */
+static bool refuse_strict(struct orch *o, const struct region_rec *r, struct http_resp *resp)
+{
+	if (strcmp(r->mode, "strict") != 0)
+		return false;
+	regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that maps "
+		       "it writes, page by page; there is no lock", r->name);
+	return true;
+}
+
 void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 		  struct http_resp *resp)
 {
@@ -497,11 +507,8 @@ void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
-	if (!strcmp(r.mode, "strict")) {
-		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
-			       "maps it writes, page by page; there is no lock", r.name);
+	if (refuse_strict(o, &r, resp))
 		return;
-	}
 	if (!a.slot_id) {
 		regions_refuse(o, resp, 409, "not_attached",
 			       "slot %s does not map region %s: attach it first", s.name, r.name);
@@ -584,11 +591,8 @@ void regions_unlock(struct orch *o, const char *name, const struct http_req *req
 
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
-	if (!strcmp(r.mode, "strict")) {
-		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: there is no lock",
-			       r.name);
+	if (refuse_strict(o, &r, resp))
 		return;
-	}
 	if (r.holder != s.id) {
 		regions_refuse(o, resp, 409, "not_holder", "slot %s does not hold region %s (%s%s)",
 			       s.name, r.name, r.holder ? "slot " : "nobody does",

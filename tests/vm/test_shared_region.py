@@ -21,32 +21,11 @@ import time
 
 import pytest
 
-import dproto
 import vmlib
 
 PCI0 = "0000:00:10.0"
 PAGES = 256          # 1 MiB per round
 ROUNDS = 10
-
-
-class Region:
-    """One section on a memory node, with grants minted as the orchestrator would."""
-
-    def __init__(self, mn):
-        self.mn = mn
-        with mn.conn() as c:
-            self.sec, self.gen = c.alloc(0)
-        self.epoch = 1
-
-    def grant(self, holder, write):
-        rights = dproto.R_READ | (dproto.R_WRITE if write else 0)
-        return dproto.mint_grant(self.mn.key, self.mn.node_id, holder, self.sec, self.gen,
-                                 rights, epoch=self.epoch).hex()
-
-    def attach_body(self, holder, write, size=vmlib.SECTION, name="r1"):
-        return {"region": name, "mode": "exclusive", "size": size, "writable": write,
-                "sections": [{"kind": "remote", "addr": self.mn.addr,
-                              "grant": self.grant(holder, write)}]}
 
 
 def region_seen(agent, vm):
@@ -68,7 +47,7 @@ def pair(cluster):
 
 def test_attach_refusals(pair):
     mn, a1, _ = pair
-    reg = Region(mn)
+    reg = vmlib.Region(mn)
     bad = [
         ({**reg.attach_body(1, True), "size": 3 * vmlib.SECTION}, 400),   # not a power of 2
         ({**reg.attach_body(1, True), "size": 2 * vmlib.SECTION}, 400),   # 1 section for 2
@@ -102,7 +81,7 @@ def test_attach_refusals(pair):
 
 def test_exclusive_rounds(pair):
     mn, a1, a2 = pair
-    reg = Region(mn)
+    reg = vmlib.Region(mn)
     a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
     a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, False))
     st = a2.status("vb")["regions"]
@@ -163,12 +142,6 @@ def test_exclusive_rounds(pair):
         assert a.status(vm)["state"] == "running"
 
 
-def strict_body(reg, holder):
-    b = reg.attach_body(holder, True, name="s1")
-    b["mode"] = "strict"
-    return b
-
-
 def wait_job(agent, vm, timeout=300):
     ok = vmlib.wait_for(lambda: agent.guest(vm, "RJOB").get("state") == "done", timeout, 0.5)
     j = agent.guest(vm, "RJOB")
@@ -182,9 +155,9 @@ def test_strict_counter_and_litmus(pair):
     a test-and-set spinlock 20,000 times each: exactly 40,000. Message
     passing and store buffering show no forbidden outcome."""
     mn, a1, a2 = pair
-    reg = Region(mn)
-    a1.call("POST", "/v1/vms/va/regions", strict_body(reg, 1))
-    a2.call("POST", "/v1/vms/vb/regions", strict_body(reg, 2))
+    reg = vmlib.Region(mn, "s1", "strict")
+    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, True))
     for a, vm in ((a1, "va"), (a2, "vb")):
         assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
         assert a.status(vm)["regions"][0]["mode"] == "strict"
@@ -219,9 +192,9 @@ def test_strict_holder_frozen(pair):
     documented. Once thawed, that node finds its recall channel closed,
     drops its copies, attaches again, and reads what the other wrote since."""
     mn, a1, a2 = pair
-    reg = Region(mn)
-    a1.call("POST", "/v1/vms/va/regions", strict_body(reg, 1))
-    a2.call("POST", "/v1/vms/vb/regions", strict_body(reg, 2))
+    reg = vmlib.Region(mn, "s1", "strict")
+    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, True))
     for a, vm in ((a1, "va"), (a2, "vb")):
         assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
     a1.guest("va", f"RPOKE {PCI0} 4096 111")

@@ -540,3 +540,27 @@ def pattern_word(seed, page, i):
     x = (x * 0xFF51AFD7ED558CCD) & m64
     x ^= x >> 33
     return x | 1
+
+
+class Region:
+    """A shared region of one section on memory node `mn`, with grants minted
+    as the orchestrator mints them (tests and bench/shared drive the agents'
+    region API with it)."""
+
+    def __init__(self, mn, name="r1", mode="exclusive"):
+        self.mn, self.name, self.mode = mn, name, mode
+        with mn.conn() as c:
+            self.sec, self.gen = c.alloc(0)
+        self.epoch = 1
+
+    def grant(self, holder, write):
+        rights = dproto.R_READ | (dproto.R_WRITE if write else 0)
+        return dproto.mint_grant(self.mn.key, self.mn.node_id, holder, self.sec, self.gen,
+                                 rights, epoch=self.epoch).hex()
+
+    def attach_body(self, holder, write, size=SECTION):
+        """POST /v1/vms/NAME/regions: every user of a strict region writes."""
+        write = write or self.mode == "strict"
+        return {"region": self.name, "mode": self.mode, "size": size, "writable": write,
+                "sections": [{"kind": "remote", "addr": self.mn.addr,
+                              "grant": self.grant(holder, write)}]}

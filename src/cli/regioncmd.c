@@ -168,8 +168,8 @@ static int cmd_region_create(struct cli_args *a)
 		return cli_usage_error(a, "--size must be a power of two (128M, 256M, 512M, ...), "
 				       "not \"%s\"", cli_opt(a, "size"));
 	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "strict") && strcmp(mode, "release"))
-		return cli_usage_error(a, "--mode is exclusive or strict (or, later, release), "
-				       "not \"%s\"", mode);
+		return cli_usage_error(a, "--mode is exclusive, strict or release, not \"%s\"",
+				       mode);
 	body = json_pack("{s:s, s:I, s:s}", "name", name, "size_bytes", (json_int_t)size, "mode",
 			 mode ? mode : "exclusive");
 	if (body && home)
@@ -239,7 +239,7 @@ static void invalidated(const json_t *ans, char *buf, size_t len)
 		snprintf(buf + off, len - off, " (they may read older data until they are)");
 }
 
-/* attach, detach, lock, unlock: POST /v1/regions/NAME/VERB {"slot": S}, then one line. */
+/* attach, detach, lock, unlock, release, acquire: POST /v1/regions/NAME/VERB {"slot": S}, then one line. */
 static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
@@ -275,6 +275,13 @@ static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 	} else if (!strcmp(verb, "lock")) {
 		printf("region %s locked by slot %s (epoch %" PRId64 ")\n", name, slot,
 		       jint(r.json, "epoch", -1));
+	} else if (!strcmp(verb, "release")) {
+		printf("region %s released by slot %s (%" PRId64 " pages published, %" PRId64
+		       " bytes changed)\n", name, slot, jint(r.json, "published_pages", -1),
+		       jint(r.json, "diff_bytes", -1));
+	} else if (!strcmp(verb, "acquire")) {
+		printf("region %s acquired by slot %s (%" PRId64 " cached pages dropped)\n", name,
+		       slot, jint(r.json, "dropped_pages", -1));
 	} else {
 		printf("region %s unlocked by slot %s%s%s\n", name, slot, more, inv);
 	}
@@ -301,8 +308,18 @@ static int cmd_region_unlock(struct cli_args *a)
 	return region_verb(a, "unlock", "unlocking");
 }
 
+static int cmd_region_release(struct cli_args *a)
+{
+	return region_verb(a, "release", "releasing");
+}
+
+static int cmd_region_acquire(struct cli_args *a)
+{
+	return region_verb(a, "acquire", "acquiring");
+}
+
 const struct cli_cmd cli_region_cmds[] = {
-	{ "region create", "NAME --size SIZE [--mode exclusive|strict] [--home MEMNODE]", 1, 1,
+	{ "region create", "NAME --size SIZE [--mode exclusive|strict|release] [--home MEMNODE]", 1, 1,
 	  "create a shared region on a memory node",
 	  "A region is memory that several slots map at once (an ivshmem device in\n"
 	  "each guest). SIZE is a power of two and a whole number of sections, at\n"
@@ -310,10 +327,12 @@ const struct cli_cmd cli_region_cmds[] = {
 	  "with the most free sections). Mode exclusive: one slot writes at a time (the lock holder), the\n"
 	  "others read what it last released. Mode strict: every slot writes, and\n"
 	  "the memory node's directory keeps each page coherent (sequential\n"
-	  "consistency: spinlocks in the region work); there is no lock.",
+	  "consistency: spinlocks in the region work); there is no lock. Mode\n"
+	  "release: every slot writes, even different bytes of one page; a slot's\n"
+	  "writes reach the others at its release and their acquire.",
 	  cmd_region_create,
 	  { { "size", "SIZE", "the region's size (required)" },
-	    { "mode", "MODE", "exclusive (default) or strict; release comes later" },
+	    { "mode", "MODE", "exclusive (default), strict or release" },
 	    { "home", "MEMNODE", "the memory node of its sections (default: the one with the most free)" } } },
 	{ "region ls", "", 0, 0, "list shared regions", NULL, cmd_region_ls, { { NULL } } },
 	{ "region show", "NAME", 1, 1, "show a region, the slots that map it and its sections",
@@ -334,6 +353,15 @@ const struct cli_cmd cli_region_cmds[] = {
 	  "The holder writes every change back to the memory node; then every other\n"
 	  "slot drops what it had cached, so its next reads see them.",
 	  cmd_region_unlock, { { "slot", "S", "the slot that holds it (required)" } } },
+	{ "region release", "NAME --slot S", 1, 1, "publish a slot's writes (mode release)",
+	  "The slot's changes since its last release (the bytes that differ from\n"
+	  "the pages as it fetched them) go to the memory node; other slots see\n"
+	  "them after their next acquire.",
+	  cmd_region_release, { { "slot", "S", "the slot (required)" } } },
+	{ "region acquire", "NAME --slot S", 1, 1, "read what others released (mode release)",
+	  "The slot drops the pages it cached and has not changed since its last\n"
+	  "release: its next reads fetch what the others released.",
+	  cmd_region_acquire, { { "slot", "S", "the slot (required)" } } },
 	{ "region delete", "NAME", 1, 1, "free a region that no slot maps", NULL, cmd_region_delete,
 	  { { NULL } } },
 };

@@ -406,6 +406,7 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_DIR_RECALL] = "dir_recall",
 		[PROTO_OP_DIR_RECALL_ACK] = "dir_recall_ack",
 		[PROTO_OP_DIR_DETACH] = "dir_detach",
+		[PROTO_OP_WRITE_DIFF] = "write_diff",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

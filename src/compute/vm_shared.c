@@ -33,6 +33,7 @@
 #include "section_check.h"
 #include "sections.h"
 #include "state.h"
+#include "vm_release.h"
 #include "vm_strict.h"
 #include "vm_internal.h"
 
@@ -109,13 +110,16 @@ static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *er
 			 "'_' or '.'");
 		return -EINVAL;
 	}
-	if (!a->mode || (strcmp(a->mode, "exclusive") && strcmp(a->mode, "strict"))) {
-		snprintf(err, errlen, "\"mode\" must be \"exclusive\" or \"strict\" (release is "
-			 "not implemented yet)");
+	if (!a->mode || (strcmp(a->mode, "exclusive") && strcmp(a->mode, "strict") &&
+			 strcmp(a->mode, "release"))) {
+		snprintf(err, errlen, "\"mode\" must be \"exclusive\", \"strict\" or \"release\"");
 		return -EINVAL;
 	}
-	/* strict: every user may write; the directory decides page by page. */
-	if (!strcmp(a->mode, "strict"))
+	/*
+	 * strict: every user may write; the directory decides page by page.
+	 * release: every user writes and publishes diffs (vm_release.c).
+	 */
+	if (strcmp(a->mode, "exclusive"))
 		a->writable = true;
 	if (!json_is_integer(size) || json_integer_value(size) <= 0) {
 		snprintf(err, errlen, "\"size\" must be a positive number of bytes");
@@ -495,6 +499,8 @@ void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,
 	}
 	if (!*tail && !strcmp(m, "DELETE"))
 		h_detach(vm, i, resp);
+	else if (vm_release_mode(vm, i) && *tail)
+		vm_release_http(vm, i, tail, req, resp);
 	else if (!strcmp(tail, "/acquire") && !strcmp(m, "POST"))
 		h_op(vm, i, OP_ACQUIRE, req, resp);
 	else if (!strcmp(tail, "/release") && !strcmp(m, "POST"))

@@ -11,6 +11,7 @@
 
 #include "regions.h"
 #include "regions_flow.h"
+#include "regions_sync.h"
 
 static bool is_method(const struct http_req *req, const char *m)
 {
@@ -29,6 +30,8 @@ static const struct {
 	{ "/detach", regions_detach, RT_REGIONS_DETACH },
 	{ "/lock", regions_lock, RT_REGIONS_LOCK },
 	{ "/unlock", regions_unlock, RT_REGIONS_UNLOCK },
+	{ "/release", regions_release, RT_REGIONS_SYNC },
+	{ "/acquire", regions_acquire, RT_REGIONS_SYNC },
 };
 
 /* rest: what follows "/v1/regions": "", "/NAME" or "/NAME/VERB". */

@@ -442,6 +442,7 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 		       "region %s attached to slot %s on compute node %" PRIu64 " at %s (%s)",
 		       r.name, s.name, s.compute, a.pci[0] ? a.pci : "an unknown PCI address",
 		       !strcmp(r.mode, "strict") ? "strict: coherent page by page"
+		       : !strcmp(r.mode, "release") ? "release: published at its releases"
 		       : write ? "read-write: it holds the lock" : "read-only");
 	log_info("region %s attached to slot %s at %s", r.name, s.name, a.pci);
 	answer(o, &r, NULL, resp);
@@ -486,14 +487,20 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 
 /* ---- lock, unlock --------------------------------------------------------- */
 
-/* Lock and unlock of a strict region: 409 mode_strict (answered, rolled back): true. */
+/*
+ * Lock and unlock of a region that has no lock: 409 mode_strict or
+ * mode_release (answered, rolled back): true.
+ */
 static bool refuse_strict(struct orch *o, const struct region_rec *r, struct http_resp *resp)
 {
-	if (strcmp(r->mode, "strict") != 0)
-		return false;
-	regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that maps "
-		       "it writes, page by page; there is no lock", r->name);
-	return true;
+	if (!strcmp(r->mode, "strict"))
+		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
+			       "maps it writes, page by page; there is no lock", r->name);
+	else if (!strcmp(r->mode, "release"))
+		regions_refuse(o, resp, 409, "mode_release", "region %s is in mode release: every "
+			       "slot that maps it writes and publishes at its releases; there is no "
+			       "lock (use release and acquire)", r->name);
+	return strcmp(r->mode, "exclusive") != 0;
 }
 
 void regions_lock(struct orch *o, const char *name, const struct http_req *req,

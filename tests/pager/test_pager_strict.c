@@ -190,7 +190,6 @@ static void *pp_main(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct mnc_opts mo = { 0 };
 	struct proto_section s;
 	struct holder a, b;
 	struct mnspawn mn;
@@ -198,7 +197,6 @@ int main(int argc, char **argv)
 	struct counter_arg ca, cb;
 	struct mp_arg mp;
 	pthread_t ta, tb;
-	struct mnc *c = NULL;
 	char exe[4096];
 	int r;
 
@@ -209,14 +207,7 @@ int main(int argc, char **argv)
 	r = mnspawn_start(&mn, exe, 4 * SEC, SEC, 11);
 	if (!ok(r == 0, "memnode started: %s", strerror(-r)))
 		return tap_done();
-	mo.addr = mn.addr;
-	mo.key = &mn.key;
-	mo.orch_key = mn.gkey;
-	mo.node_id = 1;
-	r = mnc_connect(&mo, &c);
-	if (r == 0)
-		r = mnc_alloc(c, 1, &s);
-	mnc_close(c);
+	r = mnspawn_alloc(&mn, 1, &s);
 	if (!ok(r == 0, "one section allocated: %s", strerror(-r))) {
 		mnspawn_stop(&mn, true);
 		return tap_done();

@@ -69,6 +69,13 @@ struct pager_region {
 	_Atomic uint32_t *dir_rx;    /* strict, per section: directory answers taken (serve_strict.c) */
 	_Atomic bool dir_detached;   /* strict: the directory said DIR_DETACHED (attach again) */
 	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
+	bool release;                /* shared, mode release: twins and diffs (release.c) */
+	uint8_t **twin;              /* release, per page: its content when first written (p->lock) */
+	/* release, per control page (0 RELEASE, 1 ACQUIRE), under p->lock (release.c): */
+	bool ctl_armed[2];           /* write-protected: a store traps */
+	bool ctl_req[2];             /* a guest's store waits for the operation */
+	bool ctl_done[2];            /* done: the store lands when it traps again */
+	bool ctl_work[2];            /* work since the last operation (a page fetched, written) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */

@@ -8,7 +8,8 @@
  * chance; among the rest clean pages are taken first because they need no
  * write-back; dirty pages fill the batch when there are not enough clean
  * ones (a dirty page of a memory node that is down waits: its write would
- * fail). A batch (default 64 pages) goes through pager_wb_batch()
+ * fail; a dirty page of a release region waits for its release, which
+ * publishes a diff, not the page: release.h). A batch (default 64 pages) goes through pager_wb_batch()
  * (writeback.c): write-protect, write back and wait for the acks, punch,
  * wake.
  *
@@ -76,7 +77,7 @@ static unsigned select_victims(struct pager *p, unsigned want, struct pager_vict
 				st_set(r, p->hand_page, s & ~ST_REF);
 			else if (!(s & ST_DIRTY) && !async)
 				v[nclean++] = (struct pager_victim){ r, p->hand_page, s, false };
-			else if (ndirty < want &&
+			else if (ndirty < want && !r->release &&
 				 !pager_sec_down(p, &r->sections[p->hand_page / p->sec_pages]))
 				/* A dirty page of a down node waits: its write would fail. */
 				dirty[ndirty++] = (struct pager_victim){ r, p->hand_page, s, true };

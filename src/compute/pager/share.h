@@ -57,4 +57,21 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);
 
+/* ---- for the pager's own layers (release.c) ---------------------------------- */
+
+struct pager_region;
+/*
+ * The shared region `region` with admin_lock taken, or NULL with *ret_err
+ * and the lock released: -EINVAL, -ENOENT, -EDEADLK (a pager thread),
+ * -EOPNOTSUPP (WP_ASYNC).
+ */
+struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err);
+/*
+ * Drop r's cached pages (admin_lock held): every page, dirty ones without
+ * write-back (r read-only, or a strict reset), or with clean_only the
+ * clean ones (a release region's acquire). The sections are fenced
+ * meanwhile; wake the region afterwards. Returns resident pages dropped.
+ */
+int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only);
+
 #endif /* DISAGG_PAGER_SHARE_H */

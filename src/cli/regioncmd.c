@@ -266,10 +266,14 @@ static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 	invalidated(r.json, inv, sizeof(inv));
 	if (!strcmp(verb, "attach")) {
 		jtext(att, "pci", pci, sizeof(pci));
-		printf("region %s attached to slot %s (compute node %" PRId64 ", PCI %s), %s\n", name,
-		       slot, jint(att, "compute", -1), pci,
-		       jstr(r.json, "holder") && !strcmp(jstr(r.json, "holder"), slot)
-			       ? "read-write (it holds the lock)" : "read-only");
+		printf("region %s attached to slot %s (compute node %" PRId64 ", PCI %s), %s%s\n",
+		       name, slot, jint(att, "compute", -1), pci,
+		       jstr(r.json, "mode") && strcmp(jstr(r.json, "mode"), "exclusive")
+			       ? "read-write, mode " : jstr(r.json, "holder") &&
+			       !strcmp(jstr(r.json, "holder"), slot) ? "read-write (it holds the lock)"
+			       : "read-only",
+		       jstr(r.json, "mode") && strcmp(jstr(r.json, "mode"), "exclusive")
+			       ? jstr(r.json, "mode") : "");
 	} else if (!strcmp(verb, "detach")) {
 		printf("region %s detached from slot %s%s%s\n", name, slot, more, inv);
 	} else if (!strcmp(verb, "lock")) {

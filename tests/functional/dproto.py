@@ -32,15 +32,15 @@ PAGE = 4096
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
           FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
           INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
-FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
-FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR, FEAT_DIFF = 1, 2, 4, 8, 16, 32
+FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY = 1, 2                # DIR_WRITE reply flag, DIR_RECALL_ACK flag
@@ -255,13 +255,13 @@ class Conn:
         return data
 
     # -- handshake ---------------------------------------------------------
-    def hello(self, key, node_id, check_server=True):
+    def hello(self, key, node_id, check_server=True, features=FEAT_ALL):
         if self._tls_id is None:
             self._tls_id = node_id
         if self._tls_role is None and getattr(key, "grant", None) is not None:
             self._tls_role = "orchestrator"
         cnonce = os.urandom(32)
-        data = self.call(OP["HELLO"], HELLO_REQ.pack(VERSION, VERSION, FEAT_ALL, node_id, cnonce))
+        data = self.call(OP["HELLO"], HELLO_REQ.pack(VERSION, VERSION, features, node_id, cnonce))
         (ver, _, feats, sid, max_pages, max_inflight, ssize, nsec, _,
          snonce, smac) = HELLO_REP.unpack(data)
         expect = mac(key, b"disagg-hello-srv", cnonce, snonce,
@@ -329,6 +329,19 @@ class Conn:
 
     def write(self, grant, extents, data):
         self.call(OP["WRITE"], self.io_req(grant, extents) + data)
+
+    @staticmethod
+    def diff_req(grant, pages, npages=None):
+        """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...]."""
+        body = b""
+        for page, runs in pages:
+            body += struct.pack("<IHH", page, len(runs), 0)
+            body += b"".join(struct.pack("<HH", off, len(data)) for off, data in runs)
+            body += b"".join(data for _, data in runs)
+        return grant + struct.pack("<II", len(pages) if npages is None else npages, 0) + body
+
+    def write_diff(self, grant, pages):
+        self.call(OP["WRITE_DIFF"], self.diff_req(grant, pages))
 
     def read_range(self, grant, first, count, chunk=256):
         """Pipelined read of `count` pages from `first`."""

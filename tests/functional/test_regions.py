@@ -231,6 +231,58 @@ def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
     assert "region_attached" in kinds(orch)
 
 
+def test_release_region_sync_points(orch, memnodes, computes, hb_factory):
+    """Mode release: every slot gets read-write grants, several on one compute
+    node; no lock (409 mode_release); release and acquire go to the slot's
+    agent with an empty body and its answer comes back."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory, slots=("a", "b", "c"))
+    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
+    assert st == 201 and r["mode"] == "release", r
+    nodes = {}
+    for slot in ("a", "b", "c"):
+        st, ans = post(orch, "p", "attach", slot)
+        assert st == 200, ans
+        for comp, node in ((c1, 10), (c2, 11)):
+            calls = [x for x in comp.calls if x[:2] == ("POST", f"/v1/vms/{slot}/regions")]
+            if calls:
+                body = calls[0][2]
+                assert body["mode"] == "release" and body["writable"] is True, body
+                check_grants(grants_of(body, "sections"), r, node, RW, 0)
+                nodes[slot] = node
+    assert sorted(nodes) == ["a", "b", "c"] and len(set(nodes.values())) == 2, nodes
+    for verb in ("lock", "unlock"):
+        st, ans = post(orch, "p", verb, "a")
+        assert st == 409 and err(ans) == "mode_release", ans
+    fr.LOG.clear()
+    st, ans = post(orch, "p", "release", "a")
+    assert st == 200 and ans["published_pages"] == 0 and ans["slot"] == "a", ans
+    st, ans = post(orch, "p", "acquire", "b")
+    assert st == 200 and ans["dropped_pages"] == 0 and ans["region"] == "p", ans
+    assert [(e[1], e[2], e[4]) for e in fr.calls()] == [("release", "a", {}),
+                                                         ("acquire", "b", {})]
+    assert orch.call("GET", "/v1/regions/p")[1]["state"] == "ready"
+    # Refusals: an exclusive region, a slot that does not map it, bad bodies.
+    assert orch.call("POST", "/v1/regions", {"name": "x", "size_bytes": SEC})[0] == 201
+    assert post(orch, "x", "attach", "a")[0] == 200
+    st, ans = post(orch, "x", "release", "a")
+    assert st == 409 and err(ans) == "mode_not_release", ans
+    assert post(orch, "p", "detach", "c")[0] == 200
+    st, ans = post(orch, "p", "acquire", "c")
+    assert st == 409 and err(ans) == "not_attached", ans
+    st, ans = post(orch, "p", "release", "ghost")
+    assert st == 404, ans
+    st, ans = post(orch, "nope", "release", "a")
+    assert st == 404, ans
+    st, ans = orch.call("POST", "/v1/regions/p/release", {})
+    assert st == 400, ans
+    st, ans = orch.call("POST", "/v1/regions/p/release", {"slot": "a", "extra": 1})
+    assert st == 400, ans
+    # The agent's refusal comes back as it said.
+    (c1 if nodes["a"] == 10 else c2).fail_region["release"] = (503, "release_failed")
+    st, ans = post(orch, "p", "release", "a")
+    assert st == 503 and err(ans) == "release_failed", ans
+
+
 def test_bad_input(orch, memnodes, computes, hb_factory):
     start(orch, memnodes, computes, hb_factory, pool="512M", slots=("a",))
     for body, status, code in [
@@ -240,7 +292,6 @@ def test_bad_input(orch, memnodes, computes, hb_factory):
             ({"name": "r", "size_bytes": 0}, 400, "bad_size"),
             ({"name": "r", "size_bytes": "12X"}, 400, "bad_size"),
             ({"name": "r"}, 400, "bad_size"),
-            ({"name": "r", "size_bytes": SEC, "mode": "release"}, 400, "mode_unsupported"),
             ({"name": "r", "size_bytes": SEC, "mode": "weird"}, 400, "bad_mode"),
             ({"name": "r", "size_bytes": SEC, "mode": 3}, 400, "bad_mode"),
             ({"name": "../x", "size_bytes": SEC}, 400, "bad_request"),

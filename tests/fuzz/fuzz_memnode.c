@@ -173,6 +173,7 @@ static void prepare_stream(uint8_t *s, size_t n, unsigned flags)
 		     op == PROTO_OP_FADD || op == PROTO_OP_FENCE || op == PROTO_OP_COPY ||
 		     op == PROTO_OP_DIR_ATTACH || op == PROTO_OP_DIR_DETACH ||
 		     op == PROTO_OP_DIR_READ || op == PROTO_OP_DIR_WRITE ||
+		     op == PROTO_OP_WRITE_DIFF ||
 		     (op == PROTO_OP_SECTION_FREE && len == sizeof(struct proto_grant))))
 			sign_grant(p, flags & F_ADDRESSED);
 		if ((flags & F_SIGN) && op == PROTO_OP_COPY && len == sizeof(struct proto_copy_req))

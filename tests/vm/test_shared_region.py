@@ -51,7 +51,7 @@ def test_attach_refusals(pair):
     bad = [
         ({**reg.attach_body(1, True), "size": 3 * vmlib.SECTION}, 400),   # not a power of 2
         ({**reg.attach_body(1, True), "size": 2 * vmlib.SECTION}, 400),   # 1 section for 2
-        ({**reg.attach_body(1, True), "mode": "release"}, 400),
+        ({**reg.attach_body(1, True), "mode": "weird"}, 400),
         ({**reg.attach_body(1, True), "region": "a/b"}, 400),
         (reg.attach_body(2, True), 400),                                  # another holder
         ({**reg.attach_body(1, True), "extra": 1}, 400),

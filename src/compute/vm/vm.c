@@ -515,6 +515,10 @@ json_t *vm_status(struct vm *vm)
 				    json_integer((json_int_t)st.shared_writes_waited));
 		json_object_set_new(pj, "shared_pages_dropped",
 				    json_integer((json_int_t)st.shared_pages_dropped));
+		json_object_set_new(pj, "release_pages_published",
+				    json_integer((json_int_t)st.release_pages_published));
+		json_object_set_new(pj, "release_diff_bytes",
+				    json_integer((json_int_t)st.release_diff_bytes));
 	}
 	vm_ext_status(vm, j);
 	return j;

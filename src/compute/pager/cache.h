@@ -75,7 +75,7 @@ struct pager_region {
 	bool ctl_armed[2];           /* write-protected: a store traps */
 	bool ctl_req[2];             /* a guest's store waits for the operation */
 	bool ctl_done[2];            /* done: the store lands when it traps again */
-	bool ctl_work[2];            /* work since the last operation (a page fetched, written) */
+	bool ctl_work[2];            /* work since the last operation began (a page fetched, written) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */

@@ -135,7 +135,7 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 	return rc;
 }
 
-/* Settle a claimed batch: published (ok) or not. Returns how many became clean. */
+/* Settle a claimed batch: published (ok: clean, twins freed) or not (dirty still). */
 static void settle(struct pager *p, struct rel_batch *b, bool ok)
 {
 	struct pager_region *r = b->r;

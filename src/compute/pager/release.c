@@ -12,6 +12,18 @@
 #include "relfault.h"
 #include "share.h"
 
+/*
+ * Operation k starts: what makes work for it from now on (a page written
+ * or fetched meanwhile) is not covered by it, and makes the store that
+ * waits ask again (relfault.c).
+ */
+static void ctl_begin(struct pager *p, struct pager_region *r, unsigned k)
+{
+	pthread_mutex_lock(&p->lock);
+	r->ctl_work[k] = false;
+	pthread_mutex_unlock(&p->lock);
+}
+
 /* Operation k is done: a guest's store that waited for it lands (when it traps again). */
 static void ctl_complete(struct pager *p, struct pager_region *r, unsigned k)
 {
@@ -22,7 +34,6 @@ static void ctl_complete(struct pager *p, struct pager_region *r, unsigned k)
 	if (wake) {
 		r->ctl_req[k] = false;
 		r->ctl_done[k] = true;
-		r->ctl_work[k] = false;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (wake)
@@ -51,6 +62,7 @@ int pager_release_publish(struct pager *p, int region, uint64_t *ret_pages, uint
 	r = release_get(p, region, &rc);
 	if (!r)
 		return rc;
+	ctl_begin(p, r, 0);
 	pthread_mutex_lock(&p->io_lock);
 	rc = pager_release_publish_locked(p, r, ret_pages, ret_bytes);
 	pthread_mutex_unlock(&p->io_lock);
@@ -69,6 +81,7 @@ int pager_release_acquire(struct pager *p, int region, uint64_t *ret_dropped)
 	r = release_get(p, region, &rc);
 	if (!r)
 		return rc;
+	ctl_begin(p, r, 1);
 	*ret_dropped = (uint64_t)pager_shared_drop(p, r, true);
 	/* The store that asked lands first: woken with the rest, it would ask again. */
 	ctl_complete(p, r, 1);

@@ -17,6 +17,7 @@ only until the memory node's lease drops it.
 """
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -229,10 +230,10 @@ def test_release_twins_and_diffs(pair):
     pattern and releases from inside its guest (RRELEASE: a store to the
     RELEASE control page); B acquires (RACQUIRE) and verifies it. Then A
     writes the first half of every 64-byte line of the same pages and B the
-    second half; neither sees the other's half before the sync points; A
-    releases through the API, B from its guest; both acquire and both read
-    the whole pattern: only diffs travelled (half of each page), so neither
-    undid the other's half."""
+    second half, at the same time; neither sees the other's half before the
+    sync points; A releases through the API, B from its guest; both acquire
+    and both read the whole pattern: only diffs travelled (half of each
+    page), so neither undid the other's half."""
     mn, a1, a2 = pair
     reg = vmlib.Region(mn, "p1", "release")
     attach_both(pair, reg)
@@ -253,8 +254,13 @@ def test_release_twins_and_diffs(pair):
     # Disjoint halves of the same pages, written before either releases.
     for a, vm in ((a1, "va"), (a2, "vb")):
         a.guest(vm, f"RACQUIRE {PCI0}")
-    a1.guest("va", f"RFILL {PCI0} 9 {PAGES} lo")
-    a2.guest("vb", f"RFILL {PCI0} 9 {PAGES} hi")
+    # Both guests write at the same time (their fills overlap in time).
+    fills = [threading.Thread(target=a.guest, args=(vm, f"RFILL {PCI0} 9 {PAGES} {part}"))
+             for a, vm, part in ((a1, "va", "lo"), (a2, "vb", "hi"))]
+    for t in fills:
+        t.start()
+    for t in fills:
+        t.join()
     assert a1.guest("va", f"RVERIFY {PCI0} 9 {PAGES} hi")["mismatches"] == PAGES
     assert a2.guest("vb", f"RVERIFY {PCI0} 9 {PAGES} lo")["mismatches"] == PAGES
     r = a1.call("POST", "/v1/vms/va/regions/p1/release", {})

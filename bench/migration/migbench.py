@@ -799,6 +799,20 @@ def run_ours(args, c, mem_mb):
         sysm.close()
 
 
+def keep_logs(tmp, dest):
+    """A run that failed: its daemons' logs and the QEMU logs and consoles
+    go to dest (the run directory itself, with its RAM files, is removed)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    n = 0
+    for f in tmp.rglob("*"):
+        if f.is_file() and f.suffix in (".log", ".json") and f.stat().st_size < (64 << 20):
+            to = dest / f.relative_to(tmp)
+            to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, to)
+            n += 1
+    log(f"the run failed: {n} logs kept in {dest}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "migration.json"))
@@ -849,6 +863,7 @@ def main():
            "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {},
            "floor": {}}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="disagg-migbench-", dir="/dev/shm"))
+    ok_run = False
     try:
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
         c = Cluster(tmp / "cluster", pool)
@@ -867,7 +882,10 @@ def main():
             d = tmp / f"floor-{mb}"
             d.mkdir()
             res["floor"][str(mb)] = run_precopy(args, d, mb, shared=True)
+        ok_run = True
     finally:
+        if not ok_run:
+            keep_logs(tmp, pathlib.Path(args.json).parent / "migration-failed")
         if args.keep:
             log(f"kept {tmp}")
         else:

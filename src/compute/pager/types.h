@@ -74,10 +74,12 @@ struct pager_backend_ops {
 	 * directory: a read copy of one page (write false) or its only
 	 * writable copy (write true). *ret_had_copy (write only): the
 	 * directory counted this node's copy as current, and buf is untouched.
+	 * *ret_owned (read only): the directory made this node the page's
+	 * owner with the copy (a migratory page): a write needs no request.
 	 * NULL: the backend has no directory (-EOPNOTSUPP).
 	 */
 	int (*dir_fetch)(void *conn, const struct pager_section *s, uint32_t page, bool write,
-			 void *buf, bool *ret_had_copy);
+			 void *buf, bool *ret_had_copy, bool *ret_owned);
 	void (*destroy)(void *be);
 };
 
@@ -231,6 +233,7 @@ struct pager_stats {
 	uint64_t shared_pages_dropped; /* pages of shared regions invalidated (share.h) */
 	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
+	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */

@@ -68,7 +68,7 @@ static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
 		}
 		if (rc >= 0 || !pager_err_transport(rc) || now_ns() > end)
 			return rc;
-		CTR_ADD(p, errors, 1);
+		pager_count_error(p, rc, "strict directory request (retried)");
 		ops->reset(t->conn);
 		usleep(10000);
 	}
@@ -149,10 +149,8 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 
 	rc = dir_ask(t, r, s, page, write || wp, t->buf, &had, &owned);
 	if (rc < 0) {
-		if (rc != -EUNATCH &&
-		    (atomic_fetch_add(&p->c.errors, 1) == 0 || !pager_err_transport(rc)))
-			log_warn("pager %s: strict page %llu: directory: %s", p->name,
-				 (unsigned long long)pg, strerror(-rc));
+		if (rc != -EUNATCH)
+			pager_count_error(p, rc, "strict page: directory");
 		unclaim(p, r, pg, st, false);
 		return;
 	}

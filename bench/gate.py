@@ -127,6 +127,10 @@ FIGURES = {
                                      "strict region: one page written in turn by two guests "
                                      "on two nodes, a round over a remote 4 KiB fault "
                                      "(target <= 4)"),
+    "shared.strict_pingpong_nap_ratio": ("shared", spread("strict_pingpong_nap_ratio"), "x",
+                                         "lower", "the same with a waiter that sleeps 20 us "
+                                         "between looks (its vCPU leaves the CPU to the "
+                                         "agents and the memory node)"),
     "shared.readmostly_ratio": ("shared", spread("readmostly_ratio"), "x", "higher",
                                 "strict region read by 4 readers on 2 nodes after warm-up, "
                                 "over the same readers on private memory (target >= 0.9)"),
@@ -186,6 +190,7 @@ TOLERANCE = {
     "migration.ours_downtime_ms": 3.0, "migration.memmig_25_guest_gap_ms": 1.0,
     "migration.memmig_max_pause_ms": 20.0,
     "shared.strict_pingpong_ratio": 0.5, "shared.exclusive_handover_ratio": 0.5,
+    "shared.strict_pingpong_nap_ratio": 0.5,
     "shared.release_publish_MBps": 0.5, "shared.memnode_write_MBps": 0.5,
     "shared.release_publish_fraction": 0.5,
 }

@@ -265,10 +265,34 @@ def hb_gap_ms(src_hb, dst_hb, field=1):
     return (first[field] - last[field]) / 1e6
 
 
+class QemuDied(RuntimeError):
+    """A stock QEMU of the baseline went away during a move (its QMP socket
+    broke): QEMU 7.2 under TCG does that now and then. Not our code: the
+    side is run again from boot (run_precopy), and the JSON says so."""
+
+
+def qemu_tail(q, n=5):
+    try:
+        lines = (q.dir / "qemu.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
 def precopy_move(src, d, name, mem_mb, timeout_s, mem_path=None):
     """A stock QEMU migration to a new QEMU on this host. mem_path: both
     share that RAM file and migrate with x-ignore-shared (only device state
-    and the dirty log cross: the floor of moving a VM whose memory stays)."""
+    and the dirty log cross: the floor of moving a VM whose memory stays).
+    Raises QemuDied when the source or the destination QEMU goes away."""
+    try:
+        return _precopy_move(src, d, name, mem_mb, timeout_s, mem_path)
+    except (OSError, json.JSONDecodeError) as e:
+        who = "source" if src.p.poll() is not None else "destination"
+        raise QemuDied(f"{who} QEMU went away during the move ({e!r}; source exit "
+                       f"{src.p.poll()}; its log: {qemu_tail(src)!r})") from e
+
+
+def _precopy_move(src, d, name, mem_mb, timeout_s, mem_path=None):
     port = free_port()
     t_start = time.monotonic()
     # The destination's guest channel is connected once the migration
@@ -276,6 +300,14 @@ def precopy_move(src, d, name, mem_mb, timeout_s, mem_path=None):
     # the guest's virtio_console crash after the switchover (QEMU 7.2, TCG).
     dst = PlainQemu(d, name, mem_mb, incoming="defer" if mem_path else
                     f"tcp:127.0.0.1:{port}", connect=False, mem_path=mem_path)
+    try:
+        return _precopy_run(src, dst, port, t_start, timeout_s, mem_path)
+    except BaseException:
+        dst.stop()
+        raise
+
+
+def _precopy_run(src, dst, port, t_start, timeout_s, mem_path):
     if mem_path:
         caps = [{"capability": "x-ignore-shared", "state": True}]
         src.qmp.run("migrate-set-capabilities", capabilities=caps)
@@ -388,14 +420,17 @@ def run_states(args, sysm, fill):
     return out
 
 
+PRECOPY_ATTEMPTS = 3
+
+
 class PlainSys:
     """Stock QEMU moved by pre-copy, or over a shared RAM file with
     x-ignore-shared (shared: the floor); one move per state."""
 
-    def __init__(self, args, d, mem_mb, shared):
+    def __init__(self, args, d, mem_mb, shared, attempt=1):
         self.args, self.d, self.mem_mb, self.n = args, d, mem_mb, 0
         self.lock = threading.Lock()
-        self.tag = "xis" if shared else "pc"
+        self.tag = ("xis" if shared else "pc") + (f"a{attempt}" if attempt > 1 else "")
         self.mem_path = str(d / f"{self.tag}{mem_mb}.ram") if shared else None
         self.cur = PlainQemu(d, f"{self.tag}{mem_mb}-0", mem_mb, mem_path=self.mem_path)
         self.cur.chan.wait_for("READY", 180)
@@ -435,19 +470,31 @@ class PlainSys:
         return out
 
     def close(self):
-        if self.cur.p.poll() is None:
-            self.cur.stop()
+        self.cur.stop()
+        if self.mem_path:
+            pathlib.Path(self.mem_path).unlink(missing_ok=True)
 
 
 def run_precopy(args, d, mem_mb, shared=False):
     """Pre-copy of stock QEMU; shared: the x-ignore-shared floor instead."""
     fill = mem_mb * 3 // 4
-    log(f"{'x-ignore-shared' if shared else 'precopy'} {mem_mb} MiB: boot, FILL {fill} MiB")
-    sysm = PlainSys(args, d, mem_mb, shared)
-    try:
-        return run_states(args, sysm, fill)
-    finally:
-        sysm.close()
+    died = []
+    for attempt in range(1, PRECOPY_ATTEMPTS + 1):
+        log(f"{'x-ignore-shared' if shared else 'precopy'} {mem_mb} MiB: boot, "
+            f"FILL {fill} MiB" + (f" (attempt {attempt})" if attempt > 1 else ""))
+        sysm = PlainSys(args, d, mem_mb, shared, attempt)
+        try:
+            out = run_states(args, sysm, fill)
+            out["qemu_died"] = died
+            return out
+        except (QemuDied, OSError, RuntimeError, TimeoutError) as e:
+            if not isinstance(e, QemuDied) and sysm.cur.p.poll() is None:
+                raise   # not a QEMU that went away: a real failure
+            log(f"  stock QEMU died: {e}; this side starts again from boot")
+            died.append(f"{e} (exit {sysm.cur.p.poll()}, log: {qemu_tail(sysm.cur)!r})")
+        finally:
+            sysm.close()
+    return {"qemu_died": died}
 
 
 # ---- ours: the cluster --------------------------------------------------
@@ -752,6 +799,20 @@ def run_ours(args, c, mem_mb):
         sysm.close()
 
 
+def keep_logs(tmp, dest):
+    """A run that failed: its daemons' logs and the QEMU logs and consoles
+    go to dest (the run directory itself, with its RAM files, is removed)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    n = 0
+    for f in tmp.rglob("*"):
+        if f.is_file() and f.suffix in (".log", ".json") and f.stat().st_size < (64 << 20):
+            to = dest / f.relative_to(tmp)
+            to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, to)
+            n += 1
+    log(f"the run failed: {n} logs kept in {dest}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "migration.json"))
@@ -802,6 +863,7 @@ def main():
            "busy_mbps": args.busy_mbps, "hb_ms": args.hb_ms, "ours": {}, "precopy": {},
            "floor": {}}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="disagg-migbench-", dir="/dev/shm"))
+    ok_run = False
     try:
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
         c = Cluster(tmp / "cluster", pool)
@@ -820,7 +882,10 @@ def main():
             d = tmp / f"floor-{mb}"
             d.mkdir()
             res["floor"][str(mb)] = run_precopy(args, d, mb, shared=True)
+        ok_run = True
     finally:
+        if not ok_run:
+            keep_logs(tmp, pathlib.Path(args.json).parent / "migration-failed")
         if args.keep:
             log(f"kept {tmp}")
         else:

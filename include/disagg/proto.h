@@ -128,9 +128,11 @@ enum proto_features {
 	PROTO_FEAT_FENCE   = 1u << 2, /* FENCE (ownership epochs are checked either way) */
 	PROTO_FEAT_REVOKE  = 1u << 3, /* REVOKE (node revocation lists) */
 	PROTO_FEAT_DIR     = 1u << 4, /* the coherence directory (DIR_* opcodes) */
-	PROTO_FEAT_DIFF    = 1u << 5, /* WRITE_DIFF */
+	PROTO_FEAT_DIR_TAKE = 1u << 5, /* DIR_READ with PROTO_DIR_REQ_TAKE (migratory pages) */
+	PROTO_FEAT_DIFF    = 1u << 6, /* WRITE_DIFF */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
-			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIFF,
+			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
+			     PROTO_FEAT_DIFF,
 };
 
 /* Grant rights. */
@@ -440,7 +442,11 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  *   holder's copies. Reply: empty.
  * DIR_DETACH request: a grant, as DIR_ATTACH. The holder's copies are gone.
  *   Reply: empty.
- * DIR_READ request: struct proto_dir_req (read rights). Reply: the page.
+ * DIR_READ request: struct proto_dir_req (read rights). Reply: the page;
+ *   with PROTO_DIR_REQ_TAKE (PROTO_FEAT_DIR_TAKE negotiated; the grant has
+ *   write rights too): struct proto_dir_write_rep, then the page, and
+ *   PROTO_DIR_OWNED when the node made the requester the page's owner
+ *   (the page is migratory: see docs/protocol.md).
  * DIR_WRITE request: struct proto_dir_req (read and write rights). Reply:
  *   struct proto_dir_write_rep, then the page unless PROTO_DIR_HAD_COPY.
  * DIR_RECALL (memory node -> holder, a request frame with req_id = seq):
@@ -460,17 +466,23 @@ enum proto_dir_mode {
 enum proto_dir_flags {
 	PROTO_DIR_HAD_COPY = 1u << 0,  /* DIR_WRITE reply: your copy is current, no page follows */
 	PROTO_DIR_DIRTY    = 1u << 1,  /* DIR_RECALL_ACK: the page follows (it was written) */
+	PROTO_DIR_OWNED    = 1u << 2,  /* DIR_READ reply (REQ_TAKE): you own the page now */
+};
+
+/* proto_dir_req.flags */
+enum proto_dir_req_flags {
+	PROTO_DIR_REQ_TAKE = 1u << 0,  /* DIR_READ: ownership may come with the copy */
 };
 
 struct proto_dir_req {
 	struct proto_grant grant;
 	uint32_t page;           /* page index in the grant's section */
-	uint32_t rsvd;           /* 0 */
+	uint32_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
 };
 _Static_assert(sizeof(struct proto_dir_req) == 112, "dir_req size");
 
 struct proto_dir_write_rep {
-	uint32_t flags;          /* PROTO_DIR_HAD_COPY */
+	uint32_t flags;          /* PROTO_DIR_HAD_COPY, PROTO_DIR_OWNED */
 	uint32_t rsvd;
 };
 _Static_assert(sizeof(struct proto_dir_write_rep) == 8, "dir_write_rep size");

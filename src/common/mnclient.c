@@ -360,41 +360,71 @@ static int dir_req(const struct proto_grant *g, uint32_t page, struct proto_dir_
 	return 0;
 }
 
-int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf)
+/*
+ * A request whose answer is a proto_dir_write_rep, then the page unless
+ * PROTO_DIR_HAD_COPY; `allowed`: the flags this request may get back.
+ */
+static int dir_call_rep(struct mnc *c, uint16_t op, const struct proto_dir_req *req,
+			uint32_t allowed, void *buf, uint32_t *ret_flags)
 {
-	struct proto_dir_req req;
-
-	if (!buf || dir_req(g, page, &req) < 0)
-		return -EINVAL;
-	return dir_call(c, PROTO_OP_DIR_READ, &req, sizeof(req), NULL, 0, buf, PROTO_PAGE_SIZE,
-			NULL);
-}
-
-int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
-		  bool *ret_had_copy)
-{
-	struct proto_dir_req req;
 	struct proto_dir_write_rep w;
 	uint8_t rep[sizeof(w) + PROTO_PAGE_SIZE];
 	size_t len = 0;
+	bool had;
 	int r;
 
-	if (!buf || !ret_had_copy || dir_req(g, page, &req) < 0)
-		return -EINVAL;
-	r = dir_call(c, PROTO_OP_DIR_WRITE, &req, sizeof(req), NULL, 0, rep, sizeof(rep), &len);
+	r = dir_call(c, op, req, sizeof(*req), NULL, 0, rep, sizeof(rep), &len);
 	if (r < 0)
 		return r;
 	if (len < sizeof(w))
 		return -EBADMSG;
 	memcpy(&w, rep, sizeof(w));
 	wire_dir_write_rep_swap(&w);
-	if (w.rsvd || (w.flags & ~(uint32_t)PROTO_DIR_HAD_COPY) ||
-	    len != sizeof(w) + (w.flags ? 0 : PROTO_PAGE_SIZE))
+	had = w.flags & PROTO_DIR_HAD_COPY;
+	if (w.rsvd || (w.flags & ~allowed) || len != sizeof(w) + (had ? 0 : PROTO_PAGE_SIZE))
 		return -EBADMSG;
-	if (!w.flags)
+	if (!had)
 		memcpy(buf, rep + sizeof(w), PROTO_PAGE_SIZE);
-	*ret_had_copy = w.flags != 0;
+	*ret_flags = w.flags;
 	return 0;
+}
+
+int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
+		 bool *ret_owned)
+{
+	struct proto_dir_req req;
+	uint32_t flags = 0;
+	int r;
+
+	if (!buf || dir_req(g, page, &req) < 0)
+		return -EINVAL;
+	if (ret_owned)
+		*ret_owned = false;
+	/* Ownership only when the node knows it and the grant allows writing. */
+	if (!ret_owned || !c || !(c->info.features & PROTO_FEAT_DIR_TAKE) ||
+	    !(g->rights & PROTO_R_WRITE))
+		return dir_call(c, PROTO_OP_DIR_READ, &req, sizeof(req), NULL, 0, buf,
+				PROTO_PAGE_SIZE, NULL);
+	req.flags = htole32(PROTO_DIR_REQ_TAKE);
+	r = dir_call_rep(c, PROTO_OP_DIR_READ, &req, PROTO_DIR_OWNED, buf, &flags);
+	if (r == 0)
+		*ret_owned = flags & PROTO_DIR_OWNED;
+	return r;
+}
+
+int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
+		  bool *ret_had_copy)
+{
+	struct proto_dir_req req;
+	uint32_t flags = 0;
+	int r;
+
+	if (!buf || !ret_had_copy || dir_req(g, page, &req) < 0)
+		return -EINVAL;
+	r = dir_call_rep(c, PROTO_OP_DIR_WRITE, &req, PROTO_DIR_HAD_COPY, buf, &flags);
+	if (r == 0)
+		*ret_had_copy = flags & PROTO_DIR_HAD_COPY;
+	return r;
 }
 
 int mnc_dir_next_recall(struct mnc *c, int timeout_ms, struct mnc_recall *ret)

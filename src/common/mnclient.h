@@ -145,8 +145,14 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  */
 int mnc_dir_attach(struct mnc *c, const struct proto_grant *g);
 int mnc_dir_detach(struct mnc *c, const struct proto_grant *g);
-/* A read copy of page `page`: 4 KiB into buf. */
-int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf);
+/*
+ * A read copy of page `page`: 4 KiB into buf. ret_owned non-NULL: the node
+ * may make the caller the page's owner (migratory pages; only when it has
+ * PROTO_FEAT_DIR_TAKE and the grant allows writing); *ret_owned says so.
+ * The copy is clean either way: the caller writes it back only once written.
+ */
+int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
+		 bool *ret_owned);
 /*
  * Ownership of `page`; *ret_had_copy true: buf untouched (the caller's
  * copy is current; one it dropped meanwhile is the node's, for READ),

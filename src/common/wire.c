@@ -246,7 +246,7 @@ void wire_dir_req_swap(struct proto_dir_req *m)
 {
 	wire_grant_swap(&m->grant);
 	LE32(m->page);
-	LE32(m->rsvd);
+	LE32(m->flags);
 }
 
 void wire_dir_write_rep_swap(struct proto_dir_write_rep *m)
@@ -281,7 +281,7 @@ int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *r
 	if (r < 0)
 		return r;
 	wire_dir_req_swap(&m);
-	if (m.rsvd != 0)
+	if (m.flags & ~(uint32_t)PROTO_DIR_REQ_TAKE)
 		return -EBADMSG;
 	*ret = m;
 	return 0;

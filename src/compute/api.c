@@ -17,6 +17,8 @@
  *   GET    /v1/vms/NAME/console          the serial console log (text)
  *   POST   /v1/vms/NAME/guest            {"command": "..."}: disagg-guest line protocol
  *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
+ *   GET    /v1/vms/NAME/regions          its shared regions with their BARs (vm_shared_mig.c)
+ *   POST|DELETE /v1/vms/NAME/regions[/ID[/op]]  attach, detach, lock moves (vm_shared.c)
  *   GET    /v1/vms/NAME/heartbeats       the guest's HB lines seen on this node
  *   POST   /v1/vms/NAME/grants           {"grants": [HEX...]}: renewed grants (vm_grants.c)
  *   GET|POST /v1/vms/NAME/page-meta      a sealed VM's page metadata (compute migration, vm_pagemeta.c)
@@ -47,6 +49,7 @@
 #include "vm_evacuate.h"
 #include "vm_grants.h"
 #include "vm_shared.h"
+#include "vm_shared_mig.h"
 #include "vm_hot.h"
 #include "vm_incoming.h"
 #include "vm_memmig.h"
@@ -214,7 +217,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
-					    "hot_sections", "encryption_key", NULL };
+					    "hot_sections", "regions", "encryption_key", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -303,9 +306,9 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 		goto out;
 	}
-	if (!listen && json_object_get(j, "hot_sections")) {
-		http_resp_error(resp, 400, "bad_request",
-				"\"hot_sections\" is for an incoming VM (with \"incoming\")");
+	if (!listen && (json_object_get(j, "hot_sections") || json_object_get(j, "regions"))) {
+		http_resp_error(resp, 400, "bad_request", "\"hot_sections\" and \"regions\" are "
+				"for an incoming VM (with \"incoming\")");
 		goto out;
 	}
 	spec.incoming = listen != NULL;
@@ -342,7 +345,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	a->vms[slot] = vm;
 	pthread_mutex_unlock(&a->lock);
 
-	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, err, sizeof(err))
+	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
+					      err, sizeof(err))
 			  : vm_start(vm, err, sizeof(err));
 	if (r < 0) {
 		log_warn("vm %s: start failed: %s", spec.name, err);
@@ -669,6 +673,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_prefetch_http(vm, req, resp);
 	else if (!strcmp(rest, "/grants") && !strcmp(m, "POST"))
 		vm_grants_http(vm, req, resp);
+	else if (!strcmp(rest, "/regions") && !strcmp(m, "GET"))
+		vm_shared_list_http(vm, resp);
 	else if (!strncmp(rest, "/regions", 8) && (!rest[8] || rest[8] == '/'))
 		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))

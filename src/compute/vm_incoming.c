@@ -8,7 +8,9 @@
  * migrate-incoming listens. A thread waits for the MIGRATION event:
  * completed -> running, guest channel connected and resynchronised;
  * failed -> failed. An incoming VM never frees sections: free_on_release
- * is suspended until the migration completed.
+ * is suspended until the migration completed. Shared regions come along
+ * (vm_shared_mig.c): recorded before QEMU starts, their devices on its
+ * command line, mapped and attached before migrate-incoming.
  */
 #include "vm_incoming.h"
 
@@ -26,6 +28,7 @@
 #include "state.h"
 #include "vm.h"
 #include "vm_migrate.h"
+#include "vm_shared_mig.h"
 
 static bool split_host_port(const char *s, char *host, size_t hlen, unsigned *ret_port)
 {
@@ -50,7 +53,8 @@ static bool split_host_port(const char *s, char *host, size_t hlen, unsigned *re
 static int incoming_qemu_args(struct vm *vm, char ***ret_argv)
 {
 	struct vm_mig *m = vm->mig;
-	unsigned cap = 3 + 4 * (m ? m->nhot_order : 0), n = 0;
+	unsigned cap = 3 + 4 * (m ? m->nhot_order : 0) + 4 * VM_MAX_SHARED, n = 0;
+	int r;
 	char **v;
 
 	*ret_argv = NULL;
@@ -75,12 +79,13 @@ static int incoming_qemu_args(struct vm *vm, char ***ret_argv)
 			    : asprintf(&v[n++], "pc-dimm,id=%s,memdev=%s-mem", h->id, h->id)) < 0)
 			v[n - 1] = NULL;
 	}
+	r = vm_shared_mig_qemu_args(vm, v, &n);
 	for (unsigned i = 0; i < n; i++)
-		if (!v[i]) {
+		if (r < 0 || !v[i]) {
 			for (unsigned k = 0; k < n; k++)
 				free(v[k]);
 			free(v);
-			return -ENOMEM;
+			return r < 0 ? r : -ENOMEM;
 		}
 	*ret_argv = v;
 	return 0;
@@ -298,7 +303,7 @@ static int incoming_vmem(struct vm *vm, struct vm_mig *m, const struct vm_hot_in
 }
 
 int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in *hot,
-		      unsigned nhot, char *err, size_t errlen)
+		      unsigned nhot, json_t *regions, char *err, size_t errlen)
 {
 	char host[128], uri[160];
 	json_t *info = NULL, *sa;
@@ -327,6 +332,8 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	}
 	pthread_mutex_unlock(&vm->lock);
 	r = incoming_hot(vm, m, hot, nhot, err, errlen);
+	if (r == 0)
+		r = vm_shared_mig_incoming(vm, regions, err, errlen);
 	if (r < 0)
 		return r;
 	/* vm_start checks the boot sections' grants; the hot ones are ours to check. */
@@ -349,6 +356,10 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 		if (r < 0)
 			goto fail;
 	}
+	/* The regions' BARs where the source has them, strict ones attached: before the stream. */
+	r = vm_shared_mig_ready(vm, err, errlen);
+	if (r < 0)
+		goto fail;
 	r = vm_mig_set_caps(vm->qmp, false);
 	if (r < 0) {
 		snprintf(err, errlen, "migrate-set-capabilities: %s",

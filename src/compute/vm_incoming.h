@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "ext.h"
 #include "vm_types.h"
 
@@ -24,10 +26,11 @@ struct vm_hot_in {
  * and QEMU with -incoming defer, listens on `listen` ("HOST:PORT", port 0
  * picks one) and returns at once with state VM_INCOMING; a thread waits for
  * the migration to complete (state running) or fail (state failed; the
- * sections are never freed by a failed incoming VM).
+ * sections are never freed by a failed incoming VM). `regions` (may be
+ * NULL): the shared regions the VM brings (POST /v1/vms "regions").
  */
 int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in *hot,
-		      unsigned nhot, char *err, size_t errlen);
+		      unsigned nhot, json_t *regions, char *err, size_t errlen);
 
 /* Its hook (ext.h): -incoming defer and the source's DIMMs on QEMU's command line. */
 extern const struct vm_ext_ops vm_incoming_ext;

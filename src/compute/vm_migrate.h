@@ -37,6 +37,7 @@ struct vm_mig {
 	atomic_bool stop;
 	uint64_t incoming_ns;         /* when migrate-incoming was issued */
 	int64_t incoming_ms;          /* from migrate-incoming to running (-1: not yet) */
+	uint64_t shared_bar[VM_MAX_SHARED]; /* BAR2 of each region on the source (0: unmapped) */
 
 	/* source (vm->lock) */
 	bool migrating;               /* also while the outcome is indeterminate */

@@ -2,7 +2,8 @@
 /*
  * Compute migration, source side (vm_migrate): pre-copy flush rounds while
  * the guest runs, then migrate with x-ignore-shared +
- * pause-before-switchover, final flush at pre-switchover, migrate-continue,
+ * pause-before-switchover, final flush at pre-switchover (shared regions'
+ * pages too; strict regions then leave their directories), migrate-continue,
  * completed -> state migrated, QEMU quit, sections kept (they belong to
  * the destination now). How an attempt ends is QEMU's decision
  * (vm_switchover.c): before migrate-continue a failure cancels and the
@@ -20,6 +21,7 @@
 #include "state.h"
 #include "vm_migrate.h"
 #include "vm_prefetch.h"
+#include "vm_shared_mig.h"
 #include "vm_switchover.h"
 #include "pagemeta.h"
 
@@ -55,7 +57,7 @@ static int check_source(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "VM has no pager or QMP");
 		return -EBUSY;
 	}
-	return 0;
+	return vm_shared_mig_check(vm, err, errlen);
 }
 
 static uint64_t written_back(struct pager *p)
@@ -216,6 +218,10 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			snprintf(err, errlen, "page-metadata snapshot: %s", strerror(-r));
 			return r;
 		}
+		/* Strict regions leave their directories: the destination holds for this VM. */
+		r = vm_shared_mig_switchover(vm, err, errlen);
+		if (r < 0)
+			return r;
 		set_phase(vm, "completing");
 		/* Unless QEMU refused it, the guest may leave from here on. */
 		run->continued = true;

@@ -88,15 +88,7 @@ static json_int_t ms_since(uint64_t t0)
 
 /* ---- attach -------------------------------------------------------------- */
 
-struct attach_req {
-	const char *id, *mode;
-	uint64_t size;
-	bool writable;
-	unsigned nsec;
-	struct vm_section secs[VM_SHARED_MAX_SECTIONS];
-};
-
-static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *err, size_t errlen)
+int vm_shared_parse(struct vm *vm, json_t *j, struct vm_shared_req *a, char *err, size_t errlen)
 {
 	json_t *secs = json_object_get(j, "sections"), *v;
 	json_t *size = json_object_get(j, "size");
@@ -157,8 +149,8 @@ static int parse_attach(struct vm *vm, json_t *j, struct attach_req *a, char *er
 	return 0;
 }
 
-/* Record region `a` in a free slot of vm->shared with its file: the index, or -errno. */
-static int record(struct vm *vm, const struct attach_req *a, char *err, size_t errlen)
+int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, char *err,
+		     size_t errlen)
 {
 	struct vm_shared *s;
 	char leaf[80];
@@ -170,7 +162,13 @@ static int record(struct vm *vm, const struct attach_req *a, char *err, size_t e
 		snprintf(err, errlen, "region %s is attached already", a->id);
 		return -EEXIST;
 	}
-	for (i = 0; i < VM_MAX_SHARED && vm->shared[i].in_use; i++)
+	if (want >= VM_MAX_SHARED || (want >= 0 && vm->shared[want].in_use)) {
+		pthread_mutex_unlock(&vm->lock);
+		snprintf(err, errlen, "region slot %d (PCI slot 0x%x) is not free", want,
+			 VM_SHARED_PCI_SLOT + (unsigned)want);
+		return -ENOSPC;
+	}
+	for (i = want >= 0 ? want : 0; want < 0 && i < VM_MAX_SHARED && vm->shared[i].in_use; i++)
 		;
 	if (i == VM_MAX_SHARED) {
 		pthread_mutex_unlock(&vm->lock);
@@ -211,8 +209,8 @@ static void forget(struct vm *vm, int i)
 static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "region", "mode", "size", "sections", "writable", NULL };
-	struct attach_req a = { 0 };
-	char err[512] = "", dev[16], pci[16];
+	struct vm_shared_req a = { 0 };
+	char err[512] = "", dev[16], pci[24];
 	uint64_t t0 = now_ns();
 	struct pager *p;
 	json_t *j;
@@ -221,7 +219,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	r = parse_attach(vm, j, &a, err, sizeof(err));
+	r = vm_shared_parse(vm, j, &a, err, sizeof(err));
 	for (unsigned k = 0; r == 0 && k < a.nsec; k++)
 		r = vm_check_section(vm, &a.secs[k], err, sizeof(err));
 	if (r < 0) {
@@ -234,7 +232,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		json_decref(j);
 		return;
 	}
-	i = record(vm, &a, err, sizeof(err));
+	i = vm_shared_record(vm, &a, -1, err, sizeof(err));
 	json_decref(j);          /* a.id and a.mode point into it: not used below */
 	if (i < 0) {
 		http_resp_error(resp, i == -EEXIST ? 409 : i == -ENOSPC ? 409 : 500,

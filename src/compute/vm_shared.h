@@ -8,6 +8,26 @@
 
 #include "http.h"
 #include "vm.h"
+#include "vm_internal.h"
+
+/* An attach request (and a region an incoming VM brings along: vm_shared_mig.c). */
+struct vm_shared_req {
+	const char *id, *mode;        /* point into the request's JSON */
+	uint64_t size;
+	bool writable;
+	unsigned nsec;
+	struct vm_section secs[VM_SHARED_MAX_SECTIONS];
+};
+
+/* "region", "mode", "size", "sections", "writable" of j: 0, or -EINVAL with err. */
+int vm_shared_parse(struct vm *vm, json_t *j, struct vm_shared_req *a, char *err, size_t errlen);
+/*
+ * Record region `a` in vm->shared with its file: in slot `want` (-1: the
+ * first free one). The index, or -errno with err (-EEXIST: attached
+ * already, -ENOSPC: no such free slot).
+ */
+int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, char *err,
+		     size_t errlen);
 
 /* `rest` is what follows /v1/vms/NAME/regions in the path ("" or "/ID[/op]"). */
 void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "mnclient.h"
+#include "net.h"
 #include "pager_use.h"
 #include "vm_internal.h"
 
@@ -33,10 +34,17 @@ struct vm_recaller {
 	int idx;                      /* vm->shared[idx] */
 	_Atomic bool stop;            /* vm_strict_stop asks the thread to end */
 	_Atomic bool exited;          /* the thread saw it and ended */
+	_Atomic bool attached;        /* its channel is open and attached (vm_strict_wait) */
 	pthread_t thread;
 };
 
-#define RECALL_POLL_MS 200
+#define RECALL_RETRY_MS 200   /* a channel that cannot be opened: the next try */
+/*
+ * The longest wait for a recall before the thread looks at stop and at the
+ * pager: vm_strict_stop (a compute migration's switchover, a detach) waits
+ * that long at most. A wake-up every 10 ms per strict region costs nothing.
+ */
+#define RECALL_POLL_MS 10
 
 /* The region's section index of a recall, or -1 (lock held). */
 static int section_of(const struct vm_shared *s, const struct mnc_recall *rc)
@@ -194,11 +202,12 @@ static void *recaller_main(void *arg)
 			if (!warned++)
 				log_warn("vm %s: region %s: cannot open its recall channel: %s",
 					 vm->spec.name, vm->shared[rr->idx].id, strerror(-r));
-			usleep(RECALL_POLL_MS * 1000);
+			usleep(RECALL_RETRY_MS * 1000);
 			continue;
 		}
 		was_open = true;
 		warned = 0;
+		atomic_store(&rr->attached, true);
 		while (!atomic_load(&rr->stop)) {
 			struct mnc_recall rc;
 
@@ -266,8 +275,27 @@ void vm_strict_stop(struct vm *vm, int idx)
 	free(rr);
 }
 
-/* vm_ext_ops.guest_attached: an adopted VM's strict regions get their channel again. */
-static void strict_attached(struct vm *vm)
+int vm_strict_wait(struct vm *vm, int idx, int timeout_ms)
+{
+	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	for (;;) {
+		bool ok, none;
+
+		pthread_mutex_lock(&vm->lock);
+		none = !vm->shared[idx].rec;
+		ok = !none && atomic_load(&vm->shared[idx].rec->attached);
+		pthread_mutex_unlock(&vm->lock);
+		if (ok || none)
+			return ok ? 0 : -ESRCH;
+		if (now_ns() > end)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+}
+
+/* Also vm_ext_ops.guest_attached: an adopted VM's strict regions get their channel again. */
+void vm_strict_start_all(struct vm *vm)
 {
 	for (int i = 0; i < VM_MAX_SHARED; i++) {
 		bool want;
@@ -291,6 +319,6 @@ static void strict_free(struct vm *vm)
 
 const struct vm_ext_ops vm_strict_ext = {
 	.name = "strict",
-	.guest_attached = strict_attached,
+	.guest_attached = vm_strict_start_all,
 	.free = strict_free,
 };

@@ -21,5 +21,9 @@ int vm_strict_start(struct vm *vm, int idx);
  * no-op when none runs. Call before the region is unplugged. hot_lock held.
  */
 void vm_strict_stop(struct vm *vm, int idx);
+/* Start a channel for every mapped strict region that has none (after adoption, a failed migration). */
+void vm_strict_start_all(struct vm *vm);
+/* Wait until vm->shared[idx]'s channel is attached: 0, -ETIMEDOUT, -ESRCH (none runs). */
+int vm_strict_wait(struct vm *vm, int idx, int timeout_ms);
 
 #endif /* DISAGG_VM_STRICT_H */

@@ -35,6 +35,7 @@
 #include "persist.h"
 #include "sections.h"
 #include "launch.h"
+#include "vm_shared_mig.h"
 
 #define SETTLE_SLICE_NS 1000000000ull   /* the settle thread checks m->stop this often */
 
@@ -86,6 +87,8 @@ static void resume(struct vm *vm, char *note, size_t len)
 		vm->state = VM_RUNNING;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
+	/* Strict regions that left their directories at pre-switchover attach again. */
+	vm_shared_mig_resume(vm);
 }
 
 enum vm_mig_outcome vm_mig_settle(struct vm *vm, bool continued, uint64_t until_ns,

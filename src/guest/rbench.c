@@ -11,21 +11,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rjob.h"
 
 #define PINGPONG_WORD 8192
+#define PINGPONG_NAP_US 20   /* WAIT=nap: the waiter's sleep between two looks */
 
 static void pingpong_run(struct rjob *j)
 {
 	uint64_t *w = rmap_word(&j->map, PINGPONG_WORD);
 	uint64_t role = j->arg[0], iters = j->arg[1], t0 = 0;
+	bool nap = j->arg[2];
 
 	for (uint64_t k = 0; k < iters; k++) {
 		uint64_t want = 2 * k + role, spins = 0, deadline = 0;
 
 		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != want)
-			if (rjob_spin(&spins, &deadline))
+			if ((nap && usleep(PINGPONG_NAP_US) < 0) || rjob_spin(&spins, &deadline))
 				return rjob_result(j, "error reason=partner_timeout k=%" PRIu64
 						   " word=%" PRIu64, k, __atomic_load_n(w, __ATOMIC_RELAXED));
 		if (k == 0)
@@ -41,11 +44,13 @@ static void pingpong_run(struct rjob *j)
 static void cmd_rpingpong(char **av, int ac)
 {
 	uint64_t role, iters;
+	bool nap = ac == 5 && !strcmp(av[4], "nap");
 	struct rjob *j;
 
-	if (ac != 4 || guest_parse_u64(av[2], 0, 1, &role) < 0 ||
+	if ((ac != 4 && ac != 5) || (ac == 5 && !nap && strcmp(av[4], "spin")) ||
+	    guest_parse_u64(av[2], 0, 1, &role) < 0 ||
 	    guest_parse_u64(av[3], 2, 100000000ull, &iters) < 0)
-		return guest_reply("ERR usage: RPINGPONG REGION ROLE(0|1) ITERS(2..)");
+		return guest_reply("ERR usage: RPINGPONG REGION ROLE(0|1) ITERS(2..) [spin|nap]");
 	if (!(j = rjob_claim()) || rmap_open(av[1], &j->map) < 0)
 		return;
 	if (j->map.bytes < PINGPONG_WORD + 8) {
@@ -54,6 +59,7 @@ static void cmd_rpingpong(char **av, int ac)
 	}
 	j->arg[0] = role;
 	j->arg[1] = iters;
+	j->arg[2] = nap;
 	rjob_launch(j, "pingpong", pingpong_run);
 }
 

@@ -29,6 +29,18 @@
  * no longer counts, instead of reading them for ever; the other sections
  * of that channel lose it too).
  *
+ * Migratory pages. A page that moves from writer to writer (X writes it,
+ * Y reads it, then Y writes it) would cost every hand-over two requests
+ * with a recall each: Y's read downgrades X, Y's write invalidates X. The
+ * node marks such a page migratory when a write upgrades a read copy
+ * while one other holder, not the requester, wrote the page last (the
+ * copyset is those two), as Stenstrom et al. and Cox and Fowler detect
+ * migratory data. A read of a migratory page from a requester that may
+ * take ownership (PROTO_DIR_REQ_TAKE) then invalidates the owner and makes
+ * the requester the owner of a clean copy: its write that follows is
+ * local, and a hand-over is one request. An owner that gives such a page
+ * back clean (it only read it) clears the mark.
+ *
  * One mutex guards the whole directory. Nothing under it blocks: a
  * critical section is a few list operations, at most one 4 KiB copy, or
  * (when a holder is dropped) one pass over its section's entries.
@@ -69,6 +81,8 @@ struct dir_sec {
 	unsigned nholders, njobs;
 	struct dir_holder h[PROTO_DIR_MAX_HOLDERS];
 	uint8_t *owner;              /* per page: a holder slot, or DIR_NONE */
+	uint8_t *lastw;              /* per page: the holder slot that wrote it last, or DIR_NONE */
+	uint8_t *mig;                /* per page: 1 when migratory */
 	uint16_t *copyset;           /* per page: a bit per holder slot */
 	struct dir_job **queue;      /* per page: its requests in arrival order, the first running */
 };
@@ -90,6 +104,8 @@ struct dir_job {
 	uint32_t page, incarnation;
 	uint8_t holder;
 	bool write, started;
+	bool take;                   /* a read that may take ownership (PROTO_DIR_REQ_TAKE) */
+	bool migrate;                /* ... and will: the owner was invalidated */
 	int err;                     /* a recall could not be sent: fail, change nothing */
 	unsigned pending;            /* recalls not settled */
 };
@@ -126,6 +142,8 @@ static void sec_free(struct dir_sec *s)
 	if (!s)
 		return;
 	free(s->owner);
+	free(s->lastw);
+	free(s->mig);
 	free(s->copyset);
 	free(s->queue);
 	free(s);
@@ -140,13 +158,16 @@ static struct dir_sec *sec_new(struct mn_dir *d, uint32_t idx, uint32_t generati
 	s->idx = idx;
 	s->generation = generation;
 	s->owner = malloc(d->npages);
+	s->lastw = malloc(d->npages);
+	s->mig = calloc(d->npages, 1);
 	s->copyset = calloc(d->npages, sizeof(*s->copyset));
 	s->queue = calloc(d->npages, sizeof(*s->queue));
-	if (!s->owner || !s->copyset || !s->queue) {
+	if (!s->owner || !s->lastw || !s->mig || !s->copyset || !s->queue) {
 		sec_free(s);
 		return NULL;
 	}
 	memset(s->owner, DIR_NONE, d->npages);
+	memset(s->lastw, DIR_NONE, d->npages);
 	d->secs[idx] = s;
 	atomic_fetch_add(&d->cnt.sections, 1);
 	return s;
@@ -265,10 +286,17 @@ static void job_recall(struct mn_dir *d, struct dir_job *j)
 	if (!job_attached(j))
 		return;
 	if (!j->write) {
-		if (own != DIR_NONE && own != j->holder)
-			recall_send(d, j, own, PROTO_DIR_DOWNGRADE);
+		if (own == DIR_NONE || own == j->holder)
+			return;
+		j->migrate = j->take && s->mig[j->page];
+		recall_send(d, j, own, j->migrate ? PROTO_DIR_INVALIDATE : PROTO_DIR_DOWNGRADE);
 		return;
 	}
+	/* An upgrade after another holder's write: the page migrates (see the top). */
+	if (own == DIR_NONE && (s->copyset[j->page] & (1u << j->holder)) &&
+	    __builtin_popcount(s->copyset[j->page]) == 2 && s->lastw[j->page] != DIR_NONE &&
+	    s->lastw[j->page] != j->holder && (s->copyset[j->page] & (1u << s->lastw[j->page])))
+		s->mig[j->page] = 1;
 	for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
 		if (others & (1u << i))
 			recall_send(d, j, i, PROTO_DIR_INVALIDATE);
@@ -282,7 +310,10 @@ static void job_finish(struct mn_dir *d, struct dir_job *j)
 	uint8_t *out = ob->data + PROTO_HDR_SIZE;
 	unsigned bit = 1u << j->holder;
 	bool had = j->write && (s->copyset[j->page] & bit);
-	struct proto_dir_write_rep w = { .flags = had ? PROTO_DIR_HAD_COPY : 0 };
+	bool rep = j->write || j->take;      /* the answer starts with a proto_dir_write_rep */
+	struct proto_dir_write_rep w = {
+		.flags = (had ? PROTO_DIR_HAD_COPY : 0) | (j->migrate ? PROTO_DIR_OWNED : 0),
+	};
 	size_t len = 0;
 	int r = j->err;
 
@@ -290,16 +321,22 @@ static void job_finish(struct mn_dir *d, struct dir_job *j)
 		r = -EUNATCH;
 	if (r == 0 && !had)
 		r = d->ops->page_read(d->table, s->idx, s->generation, j->page,
-				      j->write ? out + sizeof(w) : out);
-	if (r == 0 && j->write) {
+				      rep ? out + sizeof(w) : out);
+	if (r == 0 && rep) {
 		wire_dir_write_rep_swap(&w);
 		memcpy(out, &w, sizeof(w));
 		len = sizeof(w) + (had ? 0 : PROTO_PAGE_SIZE);
+	}
+	if (r == 0 && (j->write || j->migrate)) {
 		s->owner[j->page] = j->holder;
 		s->copyset[j->page] = (uint16_t)bit;
+		if (j->write)
+			s->lastw[j->page] = j->holder;
+		else
+			atomic_fetch_add(&d->cnt.migrated, 1);
 	} else if (r == 0) {
 		/* An owner other than the requester was downgraded (or dropped) first. */
-		len = PROTO_PAGE_SIZE;
+		len = rep ? len : PROTO_PAGE_SIZE;
 		s->owner[j->page] = DIR_NONE;
 		s->copyset[j->page] |= (uint16_t)bit;
 	}
@@ -376,6 +413,8 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 			s->owner[p] = DIR_NONE;
 			owned++;
 		}
+		if (s->lastw[p] == i)
+			s->lastw[p] = DIR_NONE;
 		s->copyset[p] &= keep;
 	}
 	if (why == DROP_LEASE || why == DROP_CLOSED) {
@@ -531,7 +570,8 @@ int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g)
 }
 
 int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
-		   const struct proto_grant *g, uint32_t page, bool write, struct mn_obuf **ret)
+		   const struct proto_grant *g, uint32_t page, bool write, bool take,
+		   struct mn_obuf **ret)
 {
 	struct dir_sync sync = { 0 };
 	struct dir_job *j;
@@ -564,7 +604,7 @@ int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *
 	*j = (struct dir_job){
 		.s = s, .conn = c, .reply = j->reply, .start_ns = now_ns(), .op = h->opcode,
 		.page = page, .incarnation = s->h[i].incarnation, .holder = (uint8_t)i,
-		.write = write,
+		.write = write, .take = take && !write,
 	};
 	struct dir_job **tail = &s->queue[page];
 
@@ -619,8 +659,12 @@ int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void 
 	}
 	if (r->mode == PROTO_DIR_INVALIDATE)
 		s->copyset[p] &= (uint16_t)~(1u << r->holder);
-	if (s->owner[p] == r->holder)
+	if (s->owner[p] == r->holder) {
+		/* It owned the page and did not write it: read-shared, not migratory. */
+		if (!dirty)
+			s->mig[p] = 0;
 		s->owner[p] = DIR_NONE;
+	}
 	recall_done(d, r);
 out:
 	pthread_mutex_unlock(&d->mu);

@@ -57,6 +57,7 @@ struct mn_dir_counters {
 	_Atomic uint64_t pages_lost;     /* pages they owned (their unpublished writes are lost) */
 	_Atomic uint64_t dirty_pages;    /* pages stored from recall answers */
 	_Atomic uint64_t detached;       /* requests refused with DIR_DETACHED */
+	_Atomic uint64_t migrated;       /* reads answered with ownership (migratory pages) */
 	_Atomic uint64_t holders;        /* attached now */
 	_Atomic uint64_t sections;       /* in strict use now */
 	struct hist recall_latency;      /* recall sent -> answered (or its holder dropped) */
@@ -86,11 +87,13 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g);
 /*
  * DIR_READ (write false) or DIR_WRITE of page `page`, request header h on
- * connection c. 0 with the reply in *ret (to queue now), MN_DIR_DEFERRED
+ * connection c; take: a DIR_READ with PROTO_DIR_REQ_TAKE (the grant allows
+ * writing). 0 with the reply in *ret (to queue now), MN_DIR_DEFERRED
  * (ops->hold was called; ops->post answers), or -errno.
  */
 int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
-		   const struct proto_grant *g, uint32_t page, bool write, struct mn_obuf **ret);
+		   const struct proto_grant *g, uint32_t page, bool write, bool take,
+		   struct mn_obuf **ret);
 /* DIR_RECALL_ACK of recall `seq` on channel chan; dirty: the page, or NULL. */
 int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty);
 /* Connection chan closed: the holders whose channel it was are dropped. */

@@ -667,7 +667,7 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	bool write = h->opcode == PROTO_OP_DIR_WRITE;
+	bool write = h->opcode == PROTO_OP_DIR_WRITE, take;
 	struct proto_dir_req req;
 	struct mn_obuf *ob = NULL;
 	int r;
@@ -675,10 +675,15 @@ static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uin
 	r = wire_dir_req_decode(p, h->len, &req);
 	if (r < 0)
 		return r;
-	r = dir_grant(c, &req.grant, write ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, write);
+	take = req.flags & PROTO_DIR_REQ_TAKE;
+	if (take && (write || !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAKE)))
+		return -EBADMSG;   /* a read's flag, and only once negotiated */
+	/* A read that may take ownership may write next: it needs what a write needs. */
+	r = dir_grant(c, &req.grant,
+		      write || take ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, write || take);
 	if (r < 0)
 		return r;
-	r = mn_dir_request(n->dir, c, h, &req.grant, req.page, write, &ob);
+	r = mn_dir_request(n->dir, c, h, &req.grant, req.page, write, take, &ob);
 	if (r == MN_DIR_DEFERRED)
 		return MN_DEFERRED;
 	if (r < 0)

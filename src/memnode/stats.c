@@ -97,6 +97,9 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 			atomic_load(&d->pages_lost));
 	metrics_counter(sb, "disagg_memnode_dir_dirty_pages_total",
 			"Pages stored from the answers to recalls.", "", atomic_load(&d->dirty_pages));
+	metrics_counter(sb, "disagg_memnode_dir_migrated_total",
+			"Directory reads answered with ownership (migratory pages).", "",
+			atomic_load(&d->migrated));
 	metrics_counter(sb, "disagg_memnode_dir_detached_total",
 			"Directory requests refused: the holder is not attached.", "",
 			atomic_load(&d->detached));

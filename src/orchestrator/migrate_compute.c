@@ -10,7 +10,8 @@
  * the slot on the source; still migrating (its answer was lost) is asked
  * again; if it cannot tell, the slot is `unresolved` with both VMs kept.
  * Local sections move to memory nodes first (evacuation): only remote
- * memory follows the VM.
+ * memory follows the VM. Shared regions go along (regions_migrate.c),
+ * held still (state `migrating`) until the move ended.
  */
 #include "migrate.h"
 
@@ -480,7 +481,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	bool prefetch = true, hot = false;
 	struct slot_rec s;
 	const char *uri;
-	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
+	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op, *regions = NULL;
+	bool regions_begun = false, moved = false;
+	uint64_t from = 0;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16];
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
 		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
@@ -506,11 +509,13 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		goto out;
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
-	/* Not with a shared region mapped (yet): after begin_op, so no attach races it. */
-	if (o->regions && o->regions->refuse_attached(o, &s, "migrate it", resp) < 0) {
+	/* The regions it maps go with it: after begin_op, so no attach races it. */
+	from = s.compute;
+	if (o->regions && o->regions->migrate_begin(o, &s, &dst, &regions, resp) < 0) {
 		mig_finish(o, &s, "running");
 		goto out;
 	}
+	regions_begun = o->regions != NULL;
 	r = st->ops->node_get(st, s.compute, &src);
 	if (r == 0)
 		r = st->ops->section_list(st, s.id, 0, &secs, &n);
@@ -553,6 +558,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
 	json_decref(ans);
 	ans = NULL;
+	if (vmb && json_array_size(regions))
+		json_object_set(vmb, "regions", regions);
 	if (!vmb) {
 		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
 		mig_finish(o, &s, "running");
@@ -668,6 +675,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		}
 	}
 
+	moved = true;   /* the source handed it over: its regions' holders go with it */
+
 	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
 	if (s.page_key[0] && hand_over_meta(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
@@ -740,6 +749,9 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				 (json_int_t)(t_pf - t_running), "finish",
 				 (json_int_t)(mig_now_ms() - t_pf)));
 out:
+	if (regions_begun)
+		o->regions->migrate_end(o, &s, moved, from, dst.id);
+	json_decref(regions);
 	json_decref(mig);
 	json_decref(ans);
 	json_decref(vmb);

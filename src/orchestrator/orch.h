@@ -109,7 +109,19 @@ struct orch_regions {
 	 */
 	int (*slot_deleting)(struct orch *o, const struct slot_rec *s, const char *was,
 			     struct http_resp *resp);
-	/* 409 region_attached (what: "migrate") when slot s maps a region: -EBUSY; else 0. */
+	/*
+	 * A compute migration of slot s (`migrating`) to dst begins: the
+	 * regions it maps enter state `migrating`, grants for dst are minted
+	 * (regions_migrate.c). *ret_regions: the destination's "regions" (new
+	 * reference, [] when none). 0, or -errno with resp answered (nothing
+	 * changed).
+	 */
+	int (*migrate_begin)(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
+			     json_t **ret_regions, struct http_resp *resp);
+	/* It ended: moved (the source handed the VM over from `from` to `to`) or not. */
+	void (*migrate_end)(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
+			    uint64_t to);
+	/* 409 region_attached (what: "migrate its memory") when slot s maps a region: -EBUSY; else 0. */
 	int (*refuse_attached)(struct orch *o, const struct slot_rec *s, const char *what,
 			       struct http_resp *resp);
 	/* POST /v1/nodes/ID/regions/NAME/lock|unlock (a guest's control page, node ID's token). */

@@ -11,6 +11,7 @@
 
 #include "regions.h"
 #include "regions_flow.h"
+#include "regions_migrate.h"
 #include "regions_sync.h"
 
 static bool is_method(const struct http_req *req, const char *m)
@@ -92,6 +93,8 @@ static const struct orch_regions hooks = {
 	.route = route,
 	.slot_deleting = regions_slot_deleting,
 	.refuse_attached = regions_refuse_attached,
+	.migrate_begin = regions_migrate_begin,
+	.migrate_end = regions_migrate_end,
 	.renew = regions_renew,
 	.node_lock = regions_node_lock,
 	.orphan = regions_orphan,

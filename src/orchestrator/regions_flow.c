@@ -38,6 +38,7 @@
 #include "macro.h"
 #include "migrate.h"
 #include "regions.h"
+#include "regions_migrate.h"
 
 /* {"slot": "S"}: the body (NULL once answered 400) and S. */
 static json_t *slot_body(const struct http_req *req, struct http_resp *resp, const char **ret)
@@ -145,34 +146,11 @@ static void keep(json_t *info, const char *key, json_t *ans)
  */
 static int fence_all(struct orch *o, struct region_rec *r)
 {
-	_cleanup_free_ struct region_section_rec *secs = NULL;
-	size_t n = 0;
-	int e, failed = 0;
+	int e;
 
 	r->epoch++;
 	e = o->store->ops->region_update(o->store, r);
-	if (e == 0)
-		e = o->store->ops->region_section_list(o->store, r->id, 0, &secs, &n);
-	if (e < 0)
-		return e;
-	for (size_t i = 0; i < n; i++) {
-		struct section_rec x = { .remote = true, .memnode = secs[i].memnode,
-					 .section = secs[i].section,
-					 .generation = secs[i].generation };
-
-		e = fence_section(o, &x, r->epoch);
-		if (e == 0)
-			continue;
-		failed++;
-		log_warn("region %s section %" PRId64 ": memory node %" PRIu64
-			 " could not be fenced at epoch %" PRIu32 ": %s",
-			 r->name, secs[i].idx, secs[i].memnode, r->epoch, strerror(-e));
-		slots_event(o, "fence_failed", secs[i].memnode, NULL,
-			    "region %s section %" PRId64 ": memory node %" PRIu64
-			    " did not learn epoch %" PRIu32 " (%s)",
-			    r->name, secs[i].idx, secs[i].memnode, r->epoch, strerror(-e));
-	}
-	return failed;
+	return e < 0 ? e : regions_fence(o, r);
 }
 
 /* Tell every attached slot but `except` to drop its cached pages of r (only the stale ones). */
@@ -342,29 +320,6 @@ static int detach(struct orch *o, struct region_rec *r, const struct slot_rec *s
 
 /* ---- attach -------------------------------------------------------------- */
 
-/*
- * A strict region's directory knows compute nodes, not slots: two slots of
- * one node would share one place in it, and a recall meant for one would
- * not reach the other. One slot per compute node, then (docs/sharing.md).
- */
-static bool strict_node_taken(struct orch *o, const struct region_rec *r, uint64_t compute,
-			      struct http_resp *resp)
-{
-	_cleanup_free_ struct region_attach_rec *att = NULL;
-	size_t n = 0;
-
-	if (o->store->ops->attach_list(o->store, r->id, 0, &att, &n) < 0)
-		n = 0;
-	for (size_t i = 0; i < n; i++)
-		if (att[i].compute == compute) {
-			regions_refuse(o, resp, 409, "compute_node_taken",
-				       "slot %s on compute node %" PRIu64 " maps strict region %s "
-				       "already: its directory keeps one place per compute node",
-				       att[i].slot, compute, r->name);
-			return true;
-		}
-	return false;
-}
 
 void regions_attach(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp)
@@ -389,7 +344,7 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 			       s.state);
 		goto out;
 	}
-	if (!strcmp(r.mode, "strict") && strict_node_taken(o, &r, s.compute, resp))
+	if (!strcmp(r.mode, "strict") && regions_strict_node_taken(o, &r, s.compute, resp))
 		goto out;
 	a = (struct region_attach_rec){ .region_id = r.id, .slot_id = s.id, .compute = s.compute };
 	snprintf(a.state, sizeof(a.state), "attaching");

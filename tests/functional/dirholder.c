@@ -115,7 +115,7 @@ static void hold(struct holder *h, uint32_t p, int want)
 
 		pthread_mutex_unlock(&h->mu);      /* recalls go on while we wait */
 		r = want == ST_OWNED ? mnc_dir_write(h->io, &h->g, p, buf, &had)
-				     : mnc_dir_read(h->io, &h->g, p, buf);
+				     : mnc_dir_read(h->io, &h->g, p, buf, NULL);
 		if (r < 0)
 			die(want == ST_OWNED ? "dir write" : "dir read", r);
 		pthread_mutex_lock(&h->mu);

@@ -39,11 +39,14 @@ ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
-FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR, FEAT_DIFF = 1, 2, 4, 8, 16, 32
+FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
+FEAT_DIR_TAKE = 32                     # DIR_READ with REQ_TAKE (migratory pages)
+FEAT_DIFF = 64                         # WRITE_DIFF (release regions)
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
-HAD_COPY, DIRTY = 1, 2                # DIR_WRITE reply flag, DIR_RECALL_ACK flag
+HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
+REQ_TAKE = 1                           # DIR_REQ flag: a read that may take ownership
 DIR_MAX_HOLDERS = 16
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
@@ -51,7 +54,7 @@ HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
 HELLO_REP = struct.Struct("<HHIQIIQII32s32s")  # 104
 SECTION = struct.Struct("<IIQ")           # 16
 STATS = struct.Struct("<QQIIQQQQQ")       # 64
-DIR_REQ = struct.Struct("<104sII")        # 112: grant, page, rsvd
+DIR_REQ = struct.Struct("<104sII")        # 112: grant, page, flags
 DIR_WRITE_REP = struct.Struct("<II")      # 8: flags, rsvd (+ the page unless HAD_COPY)
 DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, rsvd
 DIR_ACK = struct.Struct("<QII")           # 16: seq, flags, rsvd (+ the page if DIRTY)
@@ -285,8 +288,8 @@ class Conn:
             m += orch_proof(key, cnonce, snonce, node_id, self.info["node_id"])
         self.call(OP["AUTH"], m)
 
-    def login(self, key, node_id, orch=None):
-        cn, sn = self.hello(key, node_id)
+    def login(self, key, node_id, orch=None, features=FEAT_ALL):
+        cn, sn = self.hello(key, node_id, features=features)
         self.auth(key, node_id, cn, sn, orch)
         return self
 
@@ -407,6 +410,14 @@ class Conn:
     def dir_read(self, grant, page):
         return self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, 0))
 
+    def dir_take(self, grant, page):
+        """DIR_READ that may take ownership: (owned, page)."""
+        d = self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, REQ_TAKE))
+        flags, rsvd = DIR_WRITE_REP.unpack_from(d)
+        assert rsvd == 0 and flags in (0, OWNED), d[:8]
+        assert len(d) == DIR_WRITE_REP.size + PAGE, len(d)
+        return bool(flags), d[DIR_WRITE_REP.size:]
+
     def dir_write(self, grant, page):
         """(had_copy, page or None)."""
         d = self.call(OP["DIR_WRITE"], DIR_REQ.pack(grant, page, 0))
@@ -415,9 +426,9 @@ class Conn:
         assert len(d) == DIR_WRITE_REP.size + (0 if flags else PAGE), len(d)
         return bool(flags), (None if flags else d[DIR_WRITE_REP.size:])
 
-    def send_dir(self, op, grant, page):
+    def send_dir(self, op, grant, page, flags=0):
         """DIR_READ or DIR_WRITE without waiting: the request id."""
-        return self.send(OP[op], DIR_REQ.pack(grant, page, 0))
+        return self.send(OP[op], DIR_REQ.pack(grant, page, flags))
 
 
 class Channel:

@@ -5,6 +5,7 @@ The agent's region endpoints as the orchestrator drives them (the compute
 agent API of the shared-regions contract, docs/api.md "Shared regions"):
 
     POST   /v1/vms/NAME/regions                 attach (201 {region, pci, ms})
+    GET    /v1/vms/NAME/regions                 list for a migration ({regions: [...]})
     DELETE /v1/vms/NAME/regions/ID              detach ({flushed_pages})
     POST   /v1/vms/NAME/regions/ID/acquire      take the lock's grants ({dropped_pages, ms})
     POST   /v1/vms/NAME/regions/ID/release      write back, read-only ({flushed_pages, ms})
@@ -111,7 +112,8 @@ def _check_grants(fake, grants, count, write):
 def dispatch(fake, h, method, groups, body):
     """A region request to FakeCompute `fake` (its lock held)."""
     name, rid, op = groups
-    what = {("POST", None, None): "attach", ("DELETE", "id", None): "detach",
+    what = {("POST", None, None): "attach", ("GET", None, None): "list",
+            ("DELETE", "id", None): "detach",
             ("POST", "id", "acquire"): "acquire", ("POST", "id", "release"): "release",
             ("POST", "id", "invalidate"): "invalidate"}.get(
                 (method, "id" if rid else None, op))
@@ -126,6 +128,9 @@ def dispatch(fake, h, method, groups, body):
     if vm is None:
         return h._err(404, "not_found", "no such VM")
     regions = vm.setdefault("regions", {})
+    if what == "list":
+        return h._send(200, {"regions": [dict(region_json(r), mapped=True, bar=BAR)
+                                         for r in regions.values()]})
     if what == "attach":
         return _attach(fake, h, vm, regions, body)
     r = regions.get(rid)
@@ -191,6 +196,16 @@ def _attach(fake, h, vm, regions, body):
                     "pci": "0000:00:%02x.0" % fake.next_pci, "writable": write,
                     "sections": [dict(s) for s in secs]}
     return h._send(201, {"region": rid, "pci": regions[rid]["pci"], "ms": 3})
+
+
+BAR = 0xf0000000   # where the fake's guests map every region's BAR2
+
+
+def incoming(regions):
+    """The regions an incoming VM brings (POST /v1/vms "regions"), as attach keeps them."""
+    return {r["region"]: {"region": r["region"], "mode": r["mode"], "size": r["size"],
+                          "pci": r["pci"], "writable": r["writable"],
+                          "sections": [dict(s) for s in r["sections"]]} for r in regions}
 
 
 def calls(op=None, region=None):

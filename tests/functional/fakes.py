@@ -405,7 +405,7 @@ class FakeMemnodes:
 # compute nodes
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
-           "incoming", "hot_sections", "encryption_key"}
+           "incoming", "hot_sections", "regions", "encryption_key"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
@@ -586,7 +586,8 @@ class FakeCompute:
                 "uri": uri, "hotplug": body.get("hotplug", "dimm"),
                 "cache_bytes": body.get("cache_bytes"), "key": body.get("encryption_key"),
                 "meta_pending": bool(body.get("encryption_key")), "meta": {},
-                "max_sections": body.get("max_sections", 0)}
+                "max_sections": body.get("max_sections", 0),
+                "regions": fake_regions.incoming(body.get("regions", []))}
 
     def _migrate(self, h, vm, body):
         if self.migrate_hangup:

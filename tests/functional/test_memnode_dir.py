@@ -160,6 +160,63 @@ def test_invalidate_then_downgrade_moves_the_page_between_two_holders(memnodes, 
     b.close()
 
 
+def take(h, page, recalled, mode, dirty=None):
+    """h reads `page` with REQ_TAKE while holder `recalled` is recalled with
+    `mode` and answers (dirty: its page): (owned, page)."""
+    rid = h.io.send_dir("DIR_READ", h.grant, page, dp.REQ_TAKE)
+    r = recalled.chan.recall()
+    assert (r["page"], r["mode"]) == (page, mode)
+    recalled.chan.ack(r["seq"], dirty=dirty)
+    status, data = reply(h.io, rid)
+    assert status == 0
+    flags, rsvd = dp.DIR_WRITE_REP.unpack_from(data)
+    assert rsvd == 0 and flags in (0, dp.OWNED) and len(data) == dp.DIR_WRITE_REP.size + PAGE
+    return bool(flags), data[dp.DIR_WRITE_REP.size:]
+
+
+def test_a_page_that_moves_from_writer_to_writer_migrates_with_one_request(memnodes, key):
+    d = start(memnodes)
+    sec, gen = section(d, key)
+    a, b = (Holder(d, key, n, sec, gen) for n in (A, B))
+    for h in (a, b):   # request connections that offer REQ_TAKE
+        h.io.close()
+        h.io = dp.Conn(d.addr).login(key, h.node, orch=False,
+                                     features=dp.FEAT_ALL | dp.FEAT_DIR_TAKE)
+        assert h.io.info["features"] & dp.FEAT_DIR_TAKE
+        h.attach()
+    pa, pb = dp.pattern(3, sec, 1, first=5), dp.pattern(4, sec, 1, first=5)
+
+    assert a.write(5) == (False, bytes(PAGE))           # A writes first
+    # B reads: not migratory yet, A is only downgraded; B gets a read copy.
+    assert take(b, 5, a, dp.DOWNGRADE, dirty=pa) == (False, pa)
+    # B writes its read copy after A's write: the page is migratory from now on.
+    rid = b.io.send_dir("DIR_WRITE", b.grant, 5)
+    r = a.chan.recall()
+    assert r["mode"] == dp.INVALIDATE
+    a.chan.ack(r["seq"])
+    assert write_reply(reply(b.io, rid)[1]) == (True, b"")
+    # A reads: B is invalidated (not downgraded) and A owns the page at once...
+    assert take(a, 5, b, dp.INVALIDATE, dirty=pb) == (True, pb)
+    # ... so its write asks nothing of anyone.
+    assert a.write(5) == (True, None)
+    assert b.chan.recall(0.2) is None
+    # B reads it back the same way: one request, one recall.
+    assert take(b, 5, a, dp.INVALIDATE, dirty=pa) == (True, pa)
+    # B only read it: handed back clean, the page is read-shared again.
+    assert take(a, 5, b, dp.INVALIDATE) == (True, pa)
+    assert take(b, 5, a, dp.DOWNGRADE) == (False, pa)
+    # A plain DIR_READ never takes ownership, and a read-only grant may not ask.
+    assert a.read(5) == pa
+    ro = dp.mint_grant(key, d.node_id, A, sec, gen, dp.R_READ)
+    refused("RIGHTS", a.io.dir_take, ro, 6)
+
+    m = metrics(d)
+    assert m["disagg_memnode_dir_migrated_total"] == 3
+    assert m["disagg_memnode_dir_dirty_pages_total"] == 3
+    a.close()
+    b.close()
+
+
 def test_writes_of_different_pages_recall_in_parallel(memnodes, key):
     d, sec, gen, a, b = two_holders(memnodes, key)
     for p in range(8):
@@ -384,7 +441,9 @@ def test_malformed_frames_get_clear_statuses(memnodes, key):
     for op in ("DIR_READ", "DIR_WRITE"):
         refused("BADMSG", c.call, dp.OP[op], req[:-1])       # short
         refused("BADMSG", c.call, dp.OP[op], req + b"\0")    # long
-        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, 1))   # rsvd
+        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, 2))   # unknown flag
+        # REQ_TAKE: a read's flag, and only on a connection that negotiated it.
+        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE))
         refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 4096, 0))
         refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0xFFFFFFFF, 0))
     refused("BADMSG", c.call, dp.OP["DIR_ATTACH"], a.grant[:-1])

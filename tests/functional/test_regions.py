@@ -8,7 +8,9 @@ on the real memory node, released before the others are invalidated, in
 that order); the grants each step mints (holder, rights, epoch, decoded
 from their hex); bad input; every failure of a multi-step operation (an
 agent that refuses, does not answer, answers after having done it); slot
-delete detaches, migrations refuse; the store across a restart, a database
+delete detaches; compute migration moves the regions (grants for the
+destination, the holder fenced, strict one slot per node, a failed move),
+memory migration refuses; the store across a restart, a database
 from before regions, an operation interrupted by a restart; renewal and
 the orphan sweep. The CLI's region commands are in test_regions_cli.py.
 """
@@ -42,9 +44,10 @@ def kinds(o):
     return [e["kind"] for e in events(o)]
 
 
-def start(orch, memnodes, computes, hb_factory, pool="1G", slots=("a", "b")):
+def start(orch, memnodes, computes, hb_factory, pool="1G", slots=("a", "b"), remote=0):
     """Compute nodes 10 and 11 (fake), memory node 101 (real); slot a runs
-    on 10 and b on 11 (local memory: the memory node is the regions')."""
+    on 10 and b on 11 (local memory unless `remote`: the memory node is the
+    regions')."""
     hb = hb_factory(orch)
     c1, c2 = computes(10), computes(11)
     hb.register(c1.registration())
@@ -54,7 +57,7 @@ def start(orch, memnodes, computes, hb_factory, pool="1G", slots=("a", "b")):
     assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
     for name in slots:
         st, s = orch.call("POST", "/v1/slots", {"name": name, "memory": "128M",
-                                                "remote_percent": 0})
+                                                "remote_percent": remote})
         assert st == 201, s
     return c1, c2, m
 
@@ -421,18 +424,81 @@ def test_agent_failures(orch, memnodes, computes, hb_factory, key):
     assert real_allocated(m, key) == []
 
 
-def test_slot_delete_detaches_and_migrations_refuse(orch, memnodes, computes, hb_factory,
-                                                    key):
+def incoming_regions(c, name):
+    """The "regions" of the last incoming VM `name` created on fake compute c."""
+    bodies = [x[2] for x in c.calls if x[:2] == ("POST", "/v1/vms") and x[2]["name"] == name]
+    return bodies[-1].get("regions") if bodies else None
+
+
+def test_compute_migration_moves_regions(orch, memnodes, computes, hb_factory, key):
+    """A slot moves with its regions (docs/sharing.md, "Migration"): the
+    destination gets each at the source's PCI address and BAR with grants
+    of its own (read-write and a raised epoch for the holder), the holder
+    is fenced at that epoch after the move; a strict region refuses a
+    destination where another slot maps it; a failed move leaves the
+    regions as they were."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory, remote=100)
+    assert orch.call("POST", "/v1/regions", {"name": "s1", "size_bytes": SEC,
+                                             "mode": "strict"})[0] == 201
+    assert orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})[0] == 201
+    for name in ("s1", "r1"):
+        assert post(orch, name, "attach", "a")[0] == 200
+        assert post(orch, name, "attach", "b")[0] == 200
+    st, ans = orch.call("POST", "/v1/slots/a/migrate", {"to": 11})
+    assert st == 409 and err(ans) == "compute_node_taken", ans
+    assert orch.call("GET", "/v1/slots/a")[1]["state"] == "running"
+    assert all(orch.call("GET", f"/v1/regions/{n}")[1]["state"] == "ready"
+               for n in ("s1", "r1"))
+    assert post(orch, "s1", "detach", "b")[0] == 200
+
+    assert post(orch, "r1", "lock", "a")[0] == 200
+    epoch = orch.call("GET", "/v1/regions/r1")[1]["epoch"]
+    st, ans = orch.call("POST", "/v1/slots/a/migrate", {"to": 11})
+    assert st == 200 and ans["slot"]["compute"] == 11, ans
+    got = {r["region"]: r for r in incoming_regions(c2, "a")}
+    assert set(got) == {"s1", "r1"}, got
+    r1 = orch.call("GET", "/v1/regions/r1")[1]
+    s1 = orch.call("GET", "/v1/regions/s1")[1]
+    assert r1["holder"] == "a" and r1["epoch"] == epoch + 1 and r1["state"] == "ready", r1
+    assert got["r1"]["writable"] is True and got["r1"]["bar"] == fr.BAR
+    check_grants(grants_of(got["r1"], "sections"), r1, 11, RW, epoch + 1)
+    assert got["s1"]["writable"] is True and got["s1"]["mode"] == "strict"
+    check_grants(grants_of(got["s1"], "sections"), s1, 11, RW, s1["epoch"])
+    for reg in (r1, s1):
+        att = {x["slot"]: x for x in reg["attachments"]}
+        assert att["a"]["compute"] == 11, reg
+        assert got[reg["name"]]["pci"] == att["a"]["pci"]
+    assert len(events(orch, "region_moved")) == 2
+    # The holder's sections were fenced at the raised epoch: an older write is refused.
+    x = r1["sections"][0]
+    old = mint_grant(key, 101, 10, x["section"], x["generation"], RW, epoch=epoch)
+    with Conn(m.addr).login(key, 10) as c:
+        with pytest.raises(ProtoError) as e:
+            c.write(old, [(0, 1)], b"\x01" * 4096)
+        assert e.value.status == ST["FENCED"], e.value
+
+    # A move that fails leaves the regions where they were.
+    c2.fail_migrate = (503, "migration_failed")
+    st, ans = orch.call("POST", "/v1/slots/a/migrate", {"to": 10})
+    assert st == 503, ans
+    c2.fail_migrate = None
+    r1 = orch.call("GET", "/v1/regions/r1")[1]
+    assert r1["state"] == "ready" and r1["holder"] == "a", r1
+    assert {x["slot"]: x["compute"] for x in r1["attachments"]} == {"a": 11, "b": 11}
+    assert post(orch, "r1", "unlock", "a")[0] == 200
+    assert post(orch, "s1", "detach", "a")[0] == 200
+    assert post(orch, "r1", "detach", "a")[0] == 200
+    assert post(orch, "r1", "detach", "b")[0] == 200
+    for name in ("s1", "r1"):
+        assert orch.call("DELETE", f"/v1/regions/{name}")[0] == 204
+
+
+def test_slot_delete_detaches(orch, memnodes, computes, hb_factory, key):
     c1, c2, m = start(orch, memnodes, computes, hb_factory)
     assert orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})[0] == 201
     assert post(orch, "r1", "attach", "a")[0] == 200
     assert post(orch, "r1", "attach", "b")[0] == 200
     assert post(orch, "r1", "lock", "a")[0] == 200
-    st, ans = orch.call("POST", "/v1/slots/a/migrate", {"to": 11})
-    assert st == 409 and err(ans) == "region_attached", ans
-    assert "detach it" in ans["error"]["message"], ans
-    assert orch.call("GET", "/v1/slots/a")[1]["state"] == "running"
-    assert [x for x in c2.calls if x[:2] == ("POST", "/v1/vms") and x[2]["name"] == "a"] == []
 
     # A release that fails stops the delete: the slot stays as it was.
     c1.fail_region["release"] = (503, "release_failed")

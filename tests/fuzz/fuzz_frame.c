@@ -185,7 +185,7 @@ static void dir_check(uint16_t op, const uint8_t *p, size_t len)
 	if (op == PROTO_OP_DIR_READ || op == PROTO_OP_DIR_WRITE) {
 		if (wire_dir_req_decode(p, len, &req) < 0)
 			return;
-		CHECK(len == sizeof(req) && req.rsvd == 0);
+		CHECK(len == sizeof(req) && !(req.flags & ~(uint32_t)PROTO_DIR_REQ_TAKE));
 		grant_check(&req.grant);
 	} else if (op == PROTO_OP_DIR_RECALL) {
 		if (wire_dir_recall_decode(p, len, &rc) < 0)

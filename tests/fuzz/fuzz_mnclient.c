@@ -314,7 +314,7 @@ static void run_op(struct mnc *c, const uint8_t *op, struct pending *pend)
 		pend->buf = calloc(1, pend->cap);
 		CHECK(pend->buf);
 		pend->done = true;
-		r = kind % 21 == 17 ? mnc_dir_read(c, &g, d % 512, pend->buf)
+		r = kind % 21 == 17 ? mnc_dir_read(c, &g, d % 512, pend->buf, d & 1 ? &had : NULL)
 				    : mnc_dir_write(c, &g, d % 512, pend->buf, &had);
 		break;
 	}

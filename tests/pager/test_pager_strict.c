@@ -268,6 +268,9 @@ int main(int argc, char **argv)
 	ok(sa.strict_recalls > 20 && sb.strict_recalls > 20,
 	   "the page moved back and forth: both answered recalls (%llu, %llu)",
 	   (unsigned long long)sa.strict_recalls, (unsigned long long)sb.strict_recalls);
+	ok(sa.strict_taken > 0 && sb.strict_taken > 0,
+	   "migratory: reads answered with ownership (A %llu, B %llu)",
+	   (unsigned long long)sa.strict_taken, (unsigned long long)sb.strict_taken);
 	ok(sa.failed == 0 && sb.failed == 0, "no pager failed");
 	diag("errors A %llu B %llu", (unsigned long long)sa.errors, (unsigned long long)sb.errors);
 

@@ -378,8 +378,12 @@ static void test_dir(void)
 	memset(&rqo, 0xab, sizeof(rqo));
 	is(wire_dir_req_decode(&rq, sizeof(rq) - 1, &rqo), -EBADMSG, "request short");
 	is(wire_dir_req_decode(&rq, sizeof(rq) + 1, &rqo), -EBADMSG, "request long");
-	rq.rsvd = htole32(1);
-	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), -EBADMSG, "request rsvd != 0");
+	rq.flags = htole32(PROTO_DIR_REQ_TAKE);
+	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), 0, "request with REQ_TAKE decodes");
+	ok(rqo.flags == PROTO_DIR_REQ_TAKE, "  its flag");
+	memset(&rqo, 0xab, sizeof(rqo));
+	rq.flags = htole32(2);
+	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), -EBADMSG, "request with an unknown flag");
 	ok(rqo.page == 0xabababab, "  failed decodes leave the output alone");
 
 	wire_dir_recall_swap(&rc);

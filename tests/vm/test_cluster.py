@@ -3,6 +3,7 @@
 the orchestrator, the guest's memory verified at every step, an orchestrator
 killed and restarted under a running VM, and capacity errors that leave
 nothing allocated behind."""
+import contextlib
 import json
 import os
 import pathlib
@@ -97,6 +98,20 @@ def cluster(tmp_path):
     c = Cluster(tmp_path / "cluster")
     c.disagg("up", "--memnodes", "2", "--computes", "1", "--pool", "1G",
              "--accel", "tcg", timeout=180)
+    pids = [x["pid"] for x in c.info()["components"]]
+    try:
+        yield c
+    finally:
+        down(c, pids)
+
+
+@contextlib.contextmanager
+def running(tmp_path, *up_args, timeout=180):
+    """A cluster from `disagg up UP_ARGS --accel tcg`, brought down (down())
+    after the block."""
+    need_vm_host()
+    c = Cluster(tmp_path / "cluster")
+    c.disagg("up", *up_args, "--accel", "tcg", timeout=timeout)
     pids = [x["pid"] for x in c.info()["components"]]
     try:
         yield c

@@ -222,25 +222,21 @@ def test_migrate_slot_with_local_memory(cluster):
     assert c.json("section", "ls")["sections"] == []
 
 
-def test_destination_killed_mid_migration(cluster):
-    c = cluster
-    s = create(c, "web")
-    # Much to flush on the first migration: a window to kill the destination in.
-    assert c.guest("web", "FILL 1 9 300")[0] == 0
-    src = s["compute"]
-    dname = next(x["name"] for x in c.info()["components"]
-                 if x["kind"] == "compute" and x["node_id"] != src)
+def migrate_killing_destination(c, name, dname):
+    """Migrate slot `name` to compute node `dname` and kill that agent and
+    its QEMU once the VM waits there (state incoming): the orchestrator's
+    (status, answer). The killed agent's run directory of the VM is removed."""
     d = c.component(dname)
     out = {}
     t = threading.Thread(target=lambda: out.update(r=http(
-        orch(c), "POST", "/v1/slots/web/migrate", {"to": d["node_id"]})))
+        orch(c), "POST", f"/v1/slots/{name}/migrate", {"to": d["node_id"]})))
     t.start()
-    # Kill it once it waits for the VM: the source then flushes 300 MiB of
-    # pages written since boot before QEMU connects.
+    # Kill it once it waits for the VM: the source then flushes what the
+    # guest wrote since boot before QEMU connects.
     qemu = None
     end = time.time() + 60
     while time.time() < end and t.is_alive():
-        st, vm = http(d["http"], "GET", "/v1/vms/web", timeout=5)
+        st, vm = http(d["http"], "GET", f"/v1/vms/{name}", timeout=5)
         if st == 200 and vm.get("state") == "incoming":
             qemu = vm["pid"]
             break
@@ -252,8 +248,19 @@ def test_destination_killed_mid_migration(cluster):
     # What the killed agent leaves behind: its VM's run directory.
     log = (c.data / "logs" / f"{dname}.log").read_text()
     run_dir = re.search(r"run dir (\S+),", log).group(1)
-    shutil.rmtree(os.path.join(run_dir, "web"), ignore_errors=True)
-    st, ans = out["r"]
+    shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
+    return out["r"]
+
+
+def test_destination_killed_mid_migration(cluster):
+    c = cluster
+    s = create(c, "web")
+    # Much to flush on the first migration: a window to kill the destination in.
+    assert c.guest("web", "FILL 1 9 300")[0] == 0
+    src = s["compute"]
+    dname = next(x["name"] for x in c.info()["components"]
+                 if x["kind"] == "compute" and x["node_id"] != src)
+    st, ans = migrate_killing_destination(c, "web", dname)
     assert st == 503 and ans["error"]["code"] in ("migration_failed", "node_unreachable"), ans
     assert "keeps running" in ans["error"]["message"], ans
     s2 = slot(c, "web")

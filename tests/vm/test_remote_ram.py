@@ -64,7 +64,12 @@ def test_quarter_budget_eviction(cluster):
     # `errors` counts every retried backend attempt: under the sanitizers a
     # fresh-clone run saw one now and then (errors=1, a quarter of the runs,
     # not explained yet); a failed fault or a wrong page is never allowed.
-    assert p["failed"] == 0 and p["errors"] <= 2, p
+    # The agent logs each counted error ("pager NAME: error N: what: why").
+    why = [ln for ln in agent.stderr().splitlines() if ": error " in ln and "pager" in ln]
+    if p["errors"]:
+        print("counted pager errors:", *why, sep="\n  ")
+    assert p["failed"] == 0 and p["errors"] <= 2, (p, why)
+    assert len(why) >= min(p["errors"], 32), (p, why)
     assert p["pages_evicted"] > 0, p
     assert p["pages_written_back"] > 0, p
     # The budget holds (with the pager's small slack for in-flight faults).

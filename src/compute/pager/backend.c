@@ -53,7 +53,7 @@ int pager_retry_io(struct pager *p, void **connp, int (*fn)(void *conn, void *ar
 		}
 		/* A cancelled attempt (region removed, section fenced) is no backend error. */
 		if (r != -ECANCELED)
-			CTR_ADD(p, errors, 1);
+			pager_count_error(p, r, "backend attempt (retried)");
 		if (err_fatal(r))
 			return r;
 		if (*connp)

@@ -258,17 +258,17 @@ static void mn_destroy(void *priv)
 
 /* Strict shared regions: one page through the section's coherence directory. */
 static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page, bool write,
-			void *buf, bool *ret_had_copy)
+			void *buf, bool *ret_had_copy, bool *ret_owned)
 {
 	struct mn_conn *c = conn;
 	struct mnc *m;
 	int r = mn_get(c, s->addr, &m);
 
+	*ret_had_copy = *ret_owned = false;
 	if (r < 0)
 		return r;
-	*ret_had_copy = false;
 	return write ? mnc_dir_write(m, &s->grant, page, buf, ret_had_copy)
-		     : mnc_dir_read(m, &s->grant, page, buf);
+		     : mnc_dir_read(m, &s->grant, page, buf, ret_owned);
 }
 
 static const struct pager_backend_ops memnode_ops = {

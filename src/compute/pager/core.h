@@ -29,6 +29,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <string.h>
+
+#include "log.h"
 #include "macro.h"
 #include "metrics.h"
 #include "rcu.h"
@@ -56,13 +59,29 @@ struct pager_ctr {
 	_Atomic uint64_t writebacks_fenced;
 	_Atomic uint64_t shared_writes_waited;
 	_Atomic uint64_t shared_pages_dropped;
-	_Atomic uint64_t strict_reads, strict_writes, strict_recalls;
+	_Atomic uint64_t strict_reads, strict_writes, strict_recalls, strict_taken;
 	_Atomic uint64_t release_pages_published, release_diff_bytes;
 	_Atomic uint64_t integrity_failures, pages_sealed;
 	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;
 };
 
 #define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)
+
+/*
+ * Count one error in `errors` (a backend attempt retried, a fault that
+ * could not be served now) and say what it was: the first
+ * PAGER_ERRORS_LOGGED of a pager, then every 1000th, so that a counted
+ * error can always be traced in the log.
+ */
+#define PAGER_ERRORS_LOGGED 32
+#define pager_count_error(p, err, what)                                                   \
+	do {                                                                              \
+		uint64_t n_ = atomic_fetch_add_explicit(&(p)->c.errors, 1,                \
+							memory_order_relaxed) + 1;        \
+		if (n_ <= PAGER_ERRORS_LOGGED || n_ % 1000 == 0)                          \
+			log_warn("pager %s: error %llu: %s: %s", (p)->name,               \
+				 (unsigned long long)n_, (what), strerror(-(err)));        \
+	} while (0)
 
 struct pager {
 	struct pager_config cfg;

@@ -45,7 +45,7 @@
  */
 static void fail_fault(struct pager *p, int err, uint64_t addr, uint32_t tid)
 {
-	CTR_ADD(p, errors, 1);
+	pager_count_error(p, err, "a fault not served now (parked)");
 	log_debug("pager %s: fault at 0x%llx: %s", p->name, (unsigned long long)addr,
 		  strerror(-err));
 	if (p->cfg.on_fail)
@@ -329,7 +329,7 @@ void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
 		pager_resident_add(p, -1);
 	}
 	if (rc < 0) {
-		CTR_ADD(p, errors, 1);
+		pager_count_error(p, rc, "installing pages from the stash");
 		wake = true;
 	}
 	if (wake)
@@ -745,7 +745,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	else if (fault_wake)
 		(void)pager_uffd_wake(r, pg, 1);
 	if (rc < 0)
-		CTR_ADD(p, errors, 1);
+		pager_count_error(p, rc, pf_end ? "prefetch window" : "serving a missing fault");
 
 	if (pf_end)
 		return;   /* the guest's sequential detection and latencies are its own */

@@ -7,9 +7,11 @@
  * A fault on a strict region asks the directory for that one page, with
  * no cluster and no prefetch: a read fault for a read copy (installed
  * write-protected), a write fault, or a write-protect fault on a read
- * copy, for ownership (ST_OWNED: installed or made writable, dirty). A
- * write-protect fault on a page this node owns (written back by the
- * cleaner since) only un-protects it.
+ * copy, for ownership (ST_OWNED: installed or made writable, dirty). The
+ * directory may answer a read with ownership (a migratory page, moving
+ * from writer to writer): the copy is installed write-protected, clean and
+ * ST_OWNED. A write-protect fault on a page this node owns (answered so,
+ * or written back by the cleaner since) only un-protects it.
  *
  * While it waits for the directory the page is BUSY. A recall of the same
  * page (pager_strict_recall, from the agent's recall thread) waits for it
@@ -40,7 +42,8 @@
 
 /* Ask the directory; transport failures retried until fail_timeout_ms, like fetches. */
 static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
-		   const struct pager_section *s, uint32_t page, bool write, void *buf, bool *had)
+		   const struct pager_section *s, uint32_t page, bool write, void *buf, bool *had,
+		   bool *owned)
 {
 	struct pager *p = t->p;
 	const struct pager_backend_ops *ops = p->cfg.backend->ops;
@@ -50,8 +53,8 @@ static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
 	CTR_ADD(p, strict_reads, write ? 0 : 1);
 	CTR_ADD(p, strict_writes, write ? 1 : 0);
 	for (;;) {
-		*had = false;
-		rc = ops->dir_fetch(t->conn, s, page, write, buf, had);
+		*had = *owned = false;
+		rc = ops->dir_fetch(t->conn, s, page, write, buf, had, owned);
 		if (rc == -EUNATCH) {
 			/*
 			 * The directory forgot this node (its lease ran out, or
@@ -65,7 +68,7 @@ static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
 		}
 		if (rc >= 0 || !pager_err_transport(rc) || now_ns() > end)
 			return rc;
-		CTR_ADD(p, errors, 1);
+		pager_count_error(p, rc, "strict directory request (retried)");
 		ops->reset(t->conn);
 		usleep(10000);
 	}
@@ -100,7 +103,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	uint64_t pg = (addr - r->base) / PS, sec = pg / p->sec_pages;
 	const struct pager_section *s = &r->sections[sec];
 	uint32_t page = (uint32_t)(pg % p->sec_pages);
-	bool had = false, present, dropped;
+	bool had = false, owned = false, present, dropped;
 	uint8_t st;
 	int rc;
 
@@ -144,12 +147,10 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	st_set(r, pg, st | ST_BUSY);
 	pthread_mutex_unlock(&p->lock);
 
-	rc = dir_ask(t, r, s, page, write || wp, t->buf, &had);
+	rc = dir_ask(t, r, s, page, write || wp, t->buf, &had, &owned);
 	if (rc < 0) {
-		if (rc != -EUNATCH &&
-		    (atomic_fetch_add(&p->c.errors, 1) == 0 || !pager_err_transport(rc)))
-			log_warn("pager %s: strict page %llu: directory: %s", p->name,
-				 (unsigned long long)pg, strerror(-rc));
+		if (rc != -EUNATCH)
+			pager_count_error(p, rc, "strict page: directory");
 		unclaim(p, r, pg, st, false);
 		return;
 	}
@@ -180,8 +181,10 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	 * recall that counts this answer must see this state (pager_strict_recall).
 	 */
 	pthread_mutex_lock(&p->lock);
-	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0));
+	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0) |
+			      (owned ? ST_OWNED : 0));
 	atomic_fetch_add(&r->dir_rx[sec], 1);
+	CTR_ADD(p, strict_taken, owned ? 1 : 0);
 	pthread_mutex_unlock(&p->lock);
 	if (!present)
 		pager_resident_add(p, 1);

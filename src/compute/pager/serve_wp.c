@@ -167,7 +167,7 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 		pthread_mutex_unlock(&p->lock);
 		if (rc != -EAGAIN || ++tries > 1000) {
 			if (rc < 0) {
-				CTR_ADD(p, errors, 1);
+				pager_count_error(p, rc, "un-protecting a page");
 				(void)pager_uffd_wake(r, pg, 1);
 			}
 			return;

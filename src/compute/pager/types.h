@@ -74,10 +74,12 @@ struct pager_backend_ops {
 	 * directory: a read copy of one page (write false) or its only
 	 * writable copy (write true). *ret_had_copy (write only): the
 	 * directory counted this node's copy as current, and buf is untouched.
+	 * *ret_owned (read only): the directory made this node the page's
+	 * owner with the copy (a migratory page): a write needs no request.
 	 * NULL: the backend has no directory (-EOPNOTSUPP).
 	 */
 	int (*dir_fetch)(void *conn, const struct pager_section *s, uint32_t page, bool write,
-			 void *buf, bool *ret_had_copy);
+			 void *buf, bool *ret_had_copy, bool *ret_owned);
 	/*
 	 * Release shared regions (release.h): queue a WRITE_DIFF of `npages`
 	 * page diffs of section s, encoded in body (wirediff.h; it lives until
@@ -250,6 +252,7 @@ struct pager_stats {
 	uint64_t shared_pages_dropped; /* pages of shared regions invalidated (share.h) */
 	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
+	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
 	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
 	uint64_t release_diff_bytes;  /* release regions: changed bytes published */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */

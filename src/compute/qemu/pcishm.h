@@ -8,6 +8,14 @@
  * hot-plugged device through ACPI PCI hotplug; device_del does not wait
  * for guest users, so detach only once they are done.
  *
+ * Migration (x-ignore-shared): the device is made with master=on (an
+ * ivshmem "peer" blocks migration); the destination starts with the same
+ * device on its command line (pcishm_cmdline) and, before the stream
+ * comes, gets BAR2 mapped where the source's guest put it
+ * (pcishm_bar, pcishm_set_bar): QEMU 7.2 refuses a shared RAM block
+ * whose address differs ("Mismatched GPAs"), and an unprogrammed BAR is
+ * at 0.
+ *
  * Errors are -errno with a message in `err`.
  */
 #ifndef DISAGG_PCISHM_H
@@ -36,5 +44,26 @@ int pcishm_add(struct qmp *q, const char *id, const char *mem_path, uint64_t byt
  * already is not an error.
  */
 int pcishm_remove(struct qmp *q, const char *id, int timeout_ms, char *err, size_t errlen);
+
+/*
+ * The -object and -device arguments of the same device for a QEMU command
+ * line (malloc'd, into *ret_obj and *ret_dev): 0 or -EINVAL / -ENOMEM.
+ */
+int pcishm_cmdline(const char *id, const char *mem_path, uint64_t bytes, unsigned slot,
+		   char **ret_obj, char **ret_dev);
+/*
+ * Where the guest mapped BAR2 of the device at PCI slot `slot` of bus 0
+ * (query-pci): 0 with *ret_addr, -ENOENT when it is not mapped (or no
+ * such device), else -errno.
+ */
+int pcishm_bar(struct qmp *q, unsigned slot, int timeout_ms, uint64_t *ret_addr);
+/*
+ * Map BAR2 of the device at slot `slot` at `addr` and turn memory decoding
+ * on, through PCI configuration cycles (ports 0xcf8/0xcfc, HMP `o`), in a
+ * QEMU that waits for an incoming migration. The device state that
+ * arrives then writes the same values.
+ */
+int pcishm_set_bar(struct qmp *q, unsigned slot, uint64_t addr, int timeout_ms, char *err,
+		   size_t errlen);
 
 #endif /* DISAGG_PCISHM_H */

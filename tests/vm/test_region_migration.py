@@ -11,6 +11,9 @@ guests on a one-machine cluster of three compute nodes (`disagg up
   unlocks on the new node; the other slot locks and verifies: 0
   mismatches. Then the moved slot locks, fills and unlocks on its new
   node, and the other verifies again.
+- release: a's unreleased writes reach the memory node with its move (the
+  source's flushes publish its diffs), the epoch stays, both read the
+  union, and a releases from its new node.
 - failure: the destination agent and its QEMU are killed during the move
   while the counter runs: the VM keeps running on the source with its
   region, and the count is still exactly 2 * ITERS.
@@ -166,6 +169,41 @@ def test_exclusive_holder_moves_with_its_lock(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "ex", "--slot", name, timeout=120)
     c.disagg("region", "delete", "ex")
+
+
+def test_release_writer_moves(cluster):
+    """Mode release, through the orchestrator and the CLI: a writes the first
+    half of every line of PAGES pages and does not release; b writes the
+    second half and releases. a moves to the third compute node: its flushes
+    publish its diffs, the region keeps its epoch (its users share it), and
+    b, after an acquire, reads both halves. On its new node a acquires and
+    reads them too, writes again and releases from its guest; b sees it."""
+    c = cluster
+    on, third, pci = two_users(c, "release", "rl")
+    epoch = c.json("region", "show", "rl")["epoch"]
+    guest_ok(c, "a", f"RFILL {pci['a']} 903 {PAGES} lo")
+    guest_ok(c, "b", f"RFILL {pci['b']} 903 {PAGES} hi")
+    out = c.disagg("region", "release", "rl", "--slot", "b").stdout
+    assert f"({PAGES} pages published" in out, out
+    st, ans = http(orch(c), "POST", "/v1/slots/a/migrate", {"to": third})
+    assert st == 200, ans
+    reg = c.json("region", "show", "rl")
+    assert reg["epoch"] == epoch and reg["state"] == "ready", reg
+    assert attachment(c, "rl", "a")["compute"] == third
+    c.disagg("region", "acquire", "rl", "--slot", "b")
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 903 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    guest_ok(c, "a", f"RACQUIRE {pci['a']}")
+    v = guest_ok(c, "a", f"RVERIFY {pci['a']} 903 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    guest_ok(c, "a", f"RFILL {pci['a']} 904 {PAGES}")
+    guest_ok(c, "a", f"RRELEASE {pci['a']}")
+    guest_ok(c, "b", f"RACQUIRE {pci['b']}")
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 904 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "rl", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "rl")
 
 
 def test_destination_killed_during_the_move(cluster):

@@ -52,9 +52,9 @@ static void on_control(void *opaque, int region, enum pager_ctl op)
 }
 
 static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
-			const struct proto_section *s, int writeback_delay_ms)
+			const struct proto_section *s, int writeback_delay_ms, uint64_t budget)
 {
-	struct pager_config cfg = { .name = "release", .budget = UINT64_MAX,
+	struct pager_config cfg = { .name = "release", .budget = budget,
 				    .fail_timeout_ms = 3000, .on_control = on_control,
 				    .opaque = h, .writeback_delay_ms = writeback_delay_ms };
 	int r;
@@ -218,6 +218,47 @@ static void test_bad_frames(const struct mnspawn *mn, const struct holder *a)
 	mnc_close(c);
 }
 
+/*
+ * A pager with a budget of 64 pages writes one byte in each of 200 pages:
+ * dirty pages cannot be written back whole, so the evictor publishes
+ * their diffs (an early release) and evicts them; the resident set stays
+ * near the budget, and after the release every byte is on the node.
+ */
+static void test_small_budget(const struct mnspawn *mn, const struct proto_section *s)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = 103 };
+	static uint8_t page[PS];
+	struct pager_stats st;
+	struct holder c;
+	struct mnc *m = NULL;
+	uint64_t n, bytes, bad = 0;
+	struct proto_extent e;
+
+	if (!ok(holder_start(&c, mn, 103, s, -1, 64 * PS) == 0, "a third pager, budget 64 pages"))
+		return;
+	for (uint64_t pg = 400; pg < 600; pg++)
+		c.m.mem[pg * PS + 7] = 0x5c;
+	pager_stats(c.m.p, &st);
+	ok(st.release_pages_published >= 100 && st.max_resident_pages <= 64 + 2 * 64,
+	   "the evictor published %llu pages early; at most %llu resident",
+	   (unsigned long long)st.release_pages_published,
+	   (unsigned long long)st.max_resident_pages);
+	ok(pager_release_publish(c.m.p, 0, &n, &bytes) == 0, "the release publishes the rest (%llu)",
+	   (unsigned long long)n);
+	ok(mnc_connect(&mo, &m) == 0, "a client of node 103");
+	for (uint64_t pg = 400; m && pg < 600; pg++) {
+		e = (struct proto_extent){ (uint32_t)pg, 1 };
+		bad += mnc_read(m, &c.sec.grant, &e, 1, page) != 0 || page[7] != 0x5c ||
+		       page[6] != 0 || page[8] != 0;
+	}
+	ok(m && bad == 0, "all 200 bytes on the memory node, and nothing else (%llu bad)",
+	   (unsigned long long)bad);
+	pager_stats(c.m.p, &st);
+	ok(st.pages_written_back == 0 && st.failed == 0, "no page sent whole, no failure");
+	mnc_close(m);
+	holder_stop(&c);
+}
+
 int main(int argc, char **argv)
 {
 	struct mnc_opts mo = { 0 };
@@ -244,9 +285,9 @@ int main(int argc, char **argv)
 		return tap_done();
 	}
 	/* A's cleaner is due after 20 ms: it must leave a release region alone. */
-	r = holder_start(&a, &mn, 101, &s, 20);
+	r = holder_start(&a, &mn, 101, &s, 20, UINT64_MAX);
 	if (r == 0)
-		r = holder_start(&b, &mn, 102, &s, -1);
+		r = holder_start(&b, &mn, 102, &s, -1, UINT64_MAX);
 	if (!ok(r == 0, "two pagers map one release region: %s", strerror(-r))) {
 		mnspawn_stop(&mn, true);
 		return tap_done();
@@ -294,6 +335,7 @@ int main(int argc, char **argv)
 
 	test_control_pages(&a);
 	test_bad_frames(&mn, &a);
+	test_small_budget(&mn, &s);
 
 	pager_stats(a.m.p, &st);
 	ok(st.release_pages_published >= NW + 3 && st.release_diff_bytes >= NW * PS / 2,

@@ -14,9 +14,10 @@
  * VM's unpublished writes survive).
  *
  * Dirty pages of a release region are never written back whole: the
- * cleaner leaves them alone and the evictor does not take them (they stay
- * resident, over the budget if need be, until the next release), and a
- * flush (detach, pager_remove_region with write-back) publishes diffs.
+ * cleaner leaves them alone, the evictor does not take them (when nothing
+ * else can go it publishes the region's diffs, an early release, and
+ * evicts the pages once clean), and a flush (detach, compute migration,
+ * pager_remove_region with write-back) publishes diffs.
  *
  * Control pages, as in mode exclusive: the region's page npages-2 is
  * RELEASE and npages-1 is ACQUIRE. A guest's store to one traps

@@ -25,7 +25,7 @@
 #include "mnadmin.h"
 #include "mnclient.h"
 #include "mndiff.h"
-#include "mnspawn.h"
+#include "mntap.h"
 #include "wirediff.h"
 
 #define PS    PAGER_PAGE_SIZE
@@ -57,21 +57,11 @@ static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
 	struct pager_config cfg = { .name = "release", .budget = budget,
 				    .fail_timeout_ms = 3000, .on_control = on_control,
 				    .opaque = h, .writeback_delay_ms = writeback_delay_ms };
-	int r;
 
 	memset(h, 0, sizeof(*h));
 	h->id = id;
-	h->sec.kind = PAGER_SEC_REMOTE;
-	snprintf(h->sec.addr, sizeof(h->sec.addr), "%s", mn->addr);
-	r = grant_mint(mn->gkey, mn->node_id, id, s->section, s->generation, 0, PROTO_R_ALL, 0,
-		       &h->sec.grant);
-	if (r == 0)
-		r = pager_backend_memnode_new(&mn->key, id, 3000, 0, &h->be);
-	tmap_shared = tmap_release = true;
-	if (r == 0)
-		r = tmap_setup_secs(&h->m, SEC, SEC, &cfg, &h->sec, h->be, PAGER_DIRTY_SYNC_WP);
-	tmap_shared = tmap_release = false;
-	return r;
+	tmap_release = true;
+	return mntap_map(mn, id, s, SEC, &cfg, &h->sec, &h->be, &h->m);
 }
 
 static void holder_stop(struct holder *h)
@@ -269,21 +259,10 @@ int main(int argc, char **argv)
 	struct mnc *c = NULL;
 	uint8_t *page = malloc(PS * NW);
 	uint64_t na, nb, ba, bb;
-	char exe[4096];
 	int r;
 
-	tmap_require_uffd(PAGER_DIRTY_SYNC_WP);
-	if (mnspawn_find(argv[0], exe, sizeof(exe)) < 0)
-		tap_skip_all("no disagg-memnode binary (set DISAGG_MEMNODE)");
-	signal(SIGPIPE, SIG_IGN);
-	r = mnspawn_start(&mn, exe, 4 * SEC, SEC, 11);
-	if (!ok(r == 0, "memnode started: %s", strerror(-r)))
+	if (mntap_start(argv[0], &mn, 4 * SEC, SEC, &s) < 0)
 		return tap_done();
-	r = mnspawn_alloc(&mn, 1, &s);
-	if (!ok(r == 0, "one section allocated: %s", strerror(-r))) {
-		mnspawn_stop(&mn, true);
-		return tap_done();
-	}
 	/* A's cleaner is due after 20 ms: it must leave a release region alone. */
 	r = holder_start(&a, &mn, 101, &s, 20, UINT64_MAX);
 	if (r == 0)

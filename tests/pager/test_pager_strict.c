@@ -22,7 +22,7 @@
 #include "grant.h"
 #include "mnadmin.h"
 #include "mnclient.h"
-#include "mnspawn.h"
+#include "mntap.h"
 #include "net.h"
 
 #define PS    PAGER_PAGE_SIZE
@@ -87,16 +87,8 @@ static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
 	memset(h, 0, sizeof(*h));
 	h->id = id;
 	h->mn = mn;
-	h->sec.kind = PAGER_SEC_REMOTE;
-	snprintf(h->sec.addr, sizeof(h->sec.addr), "%s", mn->addr);
-	r = grant_mint(mn->gkey, mn->node_id, id, s->section, s->generation, 0, PROTO_R_ALL, 0,
-		       &h->sec.grant);
-	if (r == 0)
-		r = pager_backend_memnode_new(&mn->key, id, 3000, 0, &h->be);
-	tmap_shared = tmap_strict = true;
-	if (r == 0)
-		r = tmap_setup_secs(&h->m, SEC, SEC, &cfg, &h->sec, h->be, PAGER_DIRTY_SYNC_WP);
-	tmap_shared = tmap_strict = false;
+	tmap_strict = true;
+	r = mntap_map(mn, id, s, SEC, &cfg, &h->sec, &h->be, &h->m);
 	if (r == 0)
 		r = -pthread_create(&h->th, NULL, recaller, h);
 	for (int i = 0; r == 0 && i < 500 && !atomic_load(&h->attached); i++)
@@ -197,21 +189,10 @@ int main(int argc, char **argv)
 	struct counter_arg ca, cb;
 	struct mp_arg mp;
 	pthread_t ta, tb;
-	char exe[4096];
 	int r;
 
-	tmap_require_uffd(PAGER_DIRTY_SYNC_WP);
-	if (mnspawn_find(argv[0], exe, sizeof(exe)) < 0)
-		tap_skip_all("no disagg-memnode binary (set DISAGG_MEMNODE)");
-	signal(SIGPIPE, SIG_IGN);
-	r = mnspawn_start(&mn, exe, 4 * SEC, SEC, 11);
-	if (!ok(r == 0, "memnode started: %s", strerror(-r)))
+	if (mntap_start(argv[0], &mn, 4 * SEC, SEC, &s) < 0)
 		return tap_done();
-	r = mnspawn_alloc(&mn, 1, &s);
-	if (!ok(r == 0, "one section allocated: %s", strerror(-r))) {
-		mnspawn_stop(&mn, true);
-		return tap_done();
-	}
 	r = holder_start(&a, &mn, 101, &s);
 	if (r == 0)
 		r = holder_start(&b, &mn, 102, &s);

@@ -112,8 +112,9 @@ static void print_region(const json_t *r)
 		jtext(x, "compute", comp, sizeof(comp));
 		jtext(x, "pci", pci, sizeof(pci));
 		snprintf(note, sizeof(note), "%s%s%s",
-			 jstr(r, "holder") && !strcmp(jstr(r, "holder"), slot) ? "holds the lock"
-									    : "reads",
+			 jstr(r, "mode") && strcmp(jstr(r, "mode"), "exclusive") ? "writes"
+			 : jstr(r, "holder") && !strcmp(jstr(r, "holder"), slot) ? "holds the lock"
+										  : "reads",
 			 json_is_true(json_object_get(x, "stale")) ? ", not invalidated yet" : "",
 			 jstr(x, "state") ? ", " : "");
 		if (jstr(x, "state"))
@@ -343,11 +344,13 @@ const struct cli_cmd cli_region_cmds[] = {
 	  NULL, cmd_region_show, { { NULL } } },
 	{ "region attach", "NAME --slot S", 1, 1, "map a region into a running slot",
 	  "The slot's guest sees a new PCI device (ivshmem, BAR 2 = the region):\n"
-	  "read-only unless the slot holds the lock.",
+	  "read-only unless the slot holds the lock (mode exclusive); a strict or\n"
+	  "release region is read-write for every slot.",
 	  cmd_region_attach, { { "slot", "S", "the slot (required)" } } },
 	{ "region detach", "NAME --slot S", 1, 1, "unmap a region from a slot",
 	  "A slot that holds the lock releases it first (its writes go back to the\n"
-	  "memory node). Stop using the device in the guest before: it disappears.",
+	  "memory node); in mode release the slot's diffs are published first.\n"
+	  "Stop using the device in the guest before: it disappears.",
 	  cmd_region_detach, { { "slot", "S", "the slot (required)" } } },
 	{ "region lock", "NAME --slot S", 1, 1, "let a slot write the region (try-lock)",
 	  "Fails at once when another slot holds the lock (exit 1, region_locked);\n"

@@ -128,5 +128,7 @@ def test_region_commands(orch, memnodes, computes, hb_factory):
     assert "(409 mode_release)" in p.stderr
     p = cli("region", "release", "r3", "--slot", "b", rc=1)
     assert "(409 not_attached)" in p.stderr
+    out = cli("region", "show", "r3").stdout
+    assert re.search(r"^a\s+10\s+\S+\s+writes$", out, re.M), out
     cli("region", "detach", "r3", "--slot", "a")
     cli("region", "delete", "r3")

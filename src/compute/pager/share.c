@@ -62,11 +62,15 @@ int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
 	if (!r)
 		return rc;
 	set_readonly(p, r, true);
-	/* The cleaner and eviction hold io_lock too: the count moves only by this flush. */
+	/*
+	 * The cleaner and eviction hold io_lock too: the counts move only by
+	 * this flush (a release region's publishes its diffs: reldiff.c).
+	 */
 	pthread_mutex_lock(&p->io_lock);
-	before = atomic_load(&p->c.pages_written_back);
+	before = atomic_load(&p->c.pages_written_back) + atomic_load(&p->c.release_pages_published);
 	rc = pager_flush_region_locked(p, r);
-	*ret_flushed = atomic_load(&p->c.pages_written_back) - before;
+	*ret_flushed = atomic_load(&p->c.pages_written_back) +
+		       atomic_load(&p->c.release_pages_published) - before;
 	pthread_mutex_unlock(&p->io_lock);
 	if (rc < 0) {
 		log_warn("pager %s: region %d: release: write-back failed (%s); it stays writable",

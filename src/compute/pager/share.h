@@ -27,7 +27,8 @@ struct pager;
  * and wait until the memory node acknowledged them. On failure (a memory
  * node that does not answer, a refusal) the region is writable again, the
  * writes that waited meanwhile go on, and the error is returned.
- * *ret_flushed: pages written back. -ENOENT, -EINVAL (not shared),
+ * *ret_flushed: pages written back (a release region: pages whose diffs
+ * were published). -ENOENT, -EINVAL (not shared),
  * -EOPNOTSUPP (a pager that tracks writes without faults: WP_ASYNC).
  */
 int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed);

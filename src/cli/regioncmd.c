@@ -240,7 +240,10 @@ static void invalidated(const json_t *ans, char *buf, size_t len)
 		snprintf(buf + off, len - off, " (they may read older data until they are)");
 }
 
-/* attach, detach, lock, unlock, release, acquire: POST /v1/regions/NAME/VERB {"slot": S}, then one line. */
+/*
+ * attach, detach, lock, unlock, release, acquire: POST
+ * /v1/regions/NAME/VERB {"slot": S}, then one line.
+ */
 static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };

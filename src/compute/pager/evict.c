@@ -10,9 +10,9 @@
  * ones (a dirty page of a memory node that is down waits: its write would
  * fail; a dirty page of a release region is never written back whole:
  * when nothing else can go, the evictor publishes that region's diffs,
- * an early release, and its pages become clean: release.h). A batch (default 64 pages) goes through pager_wb_batch()
- * (writeback.c): write-protect, write back and wait for the acks, punch,
- * wake.
+ * an early release, and its pages become clean: release.h). A batch
+ * (default 64 pages) goes through pager_wb_batch() (writeback.c):
+ * write-protect, write back and wait for the acks, punch, wake.
  *
  * With no budget pressure the same thread runs, one step per hold of
  * io_lock and with a 1 ms pause between steps, the reconciliation with the

@@ -344,8 +344,6 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 			       s.state);
 		goto out;
 	}
-	if (!strcmp(r.mode, "strict") && regions_strict_node_taken(o, &r, s.compute, resp))
-		goto out;
 	a = (struct region_attach_rec){ .region_id = r.id, .slot_id = s.id, .compute = s.compute };
 	snprintf(a.state, sizeof(a.state), "attaching");
 	snprintf(a.slot, sizeof(a.slot), "%s", s.name);

@@ -36,6 +36,7 @@ struct pager_section {
 	enum pager_sec_kind kind;
 	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
 	struct proto_grant grant;   /* names memnode, section and generation */
+	uint16_t dir_tag;           /* strict regions: this VM's holder tag at the directory */
 };
 
 /* ---- backends ----------------------------------------------------------- */

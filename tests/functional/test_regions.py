@@ -47,8 +47,8 @@ def kinds(o):
 def start(orch, memnodes, computes, hb_factory, pool="1G", slots=("a", "b"), remote=0):
     """Compute nodes 10 and 11 (fake), memory node 101 (real); slot a runs
     on 10 and b on 11 (local memory unless `remote`: the memory node is the
-    regions')."""
-    hb = hb_factory(orch)
+    regions'). Their heartbeats: orch.hb."""
+    hb = orch.hb = hb_factory(orch)
     c1, c2 = computes(10), computes(11)
     hb.register(c1.registration())
     hb.register(c2.registration())
@@ -473,6 +473,42 @@ def test_slot_delete_detaches(orch, memnodes, computes, hb_factory, key):
     assert st == 200 and ans["forced"] is True and ans["epoch"] == 3, ans
     assert post(orch, "r1", "detach", "b")[0] == 200
     assert orch.call("DELETE", "/v1/regions/r1")[0] == 204
+
+
+def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, computes,
+                                                      hb_factory, key):
+    """The lock's lease is the node timeout: a holder whose compute node
+    misses heartbeats that long is lost, and the monitor takes the lock
+    back (fenced at a new epoch: the lost VM's late writes are refused);
+    the other slot locks next."""
+    orch = orch_factory(timeout=2)
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    assert orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})[0] == 201
+    for slot in ("a", "b"):
+        assert post(orch, "r1", "attach", slot)[0] == 200
+    assert post(orch, "r1", "lock", "a")[0] == 200
+    epoch = orch.call("GET", "/v1/regions/r1")[1]["epoch"]
+    st, ans = post(orch, "r1", "lock", "b")
+    assert st == 409 and err(ans) == "region_locked", ans
+
+    orch.hb.pause(10)                # compute node 10 goes silent
+    c1.dead = True
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
+    assert wait_for(lambda: orch.call("GET", "/v1/regions/r1")[1]["holder"] is None, 15)
+    r = orch.call("GET", "/v1/regions/r1")[1]
+    assert r["epoch"] == epoch + 1 and r["state"] == "ready", r
+    ev = [e for e in events(orch, "region_unlocked") if "its VM is gone" in e["message"]]
+    assert ev, events(orch)
+    # A write of the lost holder at its old epoch is refused.
+    x = r["sections"][0]
+    old = mint_grant(key, 101, 10, x["section"], x["generation"], RW, epoch=epoch)
+    with Conn(m.addr).login(key, 10) as c:
+        with pytest.raises(ProtoError) as e:
+            c.write(old, [(0, 1)], b"\x01" * 4096)
+        assert e.value.status == ST["FENCED"], e.value
+    # The other user goes on: b takes the lock.
+    st, ans = post(orch, "r1", "lock", "b")
+    assert st == 200 and ans["holder"] == "b", ans
 
 
 def test_migrate_memory_refused(orch, memnodes, computes, hb_factory):

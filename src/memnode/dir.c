@@ -134,6 +134,8 @@ struct mn_dir {
 	struct dir_recall *rtab[RTAB_SIZE];
 	struct dir_recall *oldest, *newest;
 	struct mn_dir_counters cnt;
+	struct mn_dir_drop drops[MN_DIR_DROPS];   /* a ring: seq % MN_DIR_DROPS */
+	uint64_t ndrops;
 };
 
 /* ---- sections and holders ----------------------------------------------------- */
@@ -419,6 +421,13 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 		s->copyset[p] &= keep;
 	}
 	if (why == DROP_LEASE || why == DROP_CLOSED) {
+		uint64_t seq = ++d->ndrops;
+
+		d->drops[seq % MN_DIR_DROPS] = (struct mn_dir_drop){
+			.seq = seq, .section = s->idx, .generation = s->generation,
+			.node = hd->node, .tag = hd->tag, .pages = owned,
+			.lease = why == DROP_LEASE,
+		};
 		atomic_fetch_add(&d->cnt.holders_lost, 1);
 		atomic_fetch_add(&d->cnt.pages_lost, owned);
 		log_warn("section %u: node %llu/%u %s (%u pages)", s->idx,
@@ -691,6 +700,19 @@ void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan)
 			sec_maybe_free(d, s);
 	}
 	pthread_mutex_unlock(&d->mu);
+}
+
+size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&d->mu);
+	for (uint64_t seq = MAX(after + 1, d->ndrops > MN_DIR_DROPS ?
+				d->ndrops - MN_DIR_DROPS + 1 : 1);
+	     seq <= d->ndrops && n < max; seq++)
+		out[n++] = d->drops[seq % MN_DIR_DROPS];
+	pthread_mutex_unlock(&d->mu);
+	return n;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */

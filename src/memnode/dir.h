@@ -104,4 +104,21 @@ int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void 
 /* Connection chan closed: the holders whose channel it was are dropped. */
 void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan);
 
+/*
+ * Holders lost (dropped at the lease, or their channel closed), the last
+ * MN_DIR_DROPS of them, numbered from 1: what the memory node tells the
+ * orchestrator with its heartbeats, which makes events of them.
+ */
+#define MN_DIR_DROPS 16
+struct mn_dir_drop {
+	uint64_t seq;
+	uint32_t section, generation;
+	uint64_t node;
+	uint16_t tag;
+	uint32_t pages;              /* pages it owned: its unpublished writes to them are lost */
+	bool lease;                  /* true: no answer within the lease; false: channel closed */
+};
+/* Copy the drops with seq > after, oldest first, into out (up to max): how many. */
+size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, size_t max);
+
 #endif /* DISAGG_MEMNODE_DIR_H */

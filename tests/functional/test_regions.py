@@ -15,11 +15,12 @@ from before regions, an operation interrupted by a restart; renewal and
 the orphan sweep. The CLI's region commands are in test_regions_cli.py.
 """
 import sqlite3
+import time
 
 import pytest
 
 import fake_regions as fr
-from dproto import GRANT, ST, Conn, ProtoError, mint_grant, wait_for
+from dproto import FEAT_ALL, FEAT_DIR_TAG, GRANT, ST, Conn, ProtoError, mint_grant, wait_for
 from test_orchestrator import (computes, decode_grant, err, hb_factory,  # noqa: F401
                                orch, orch_factory, real_allocated)
 
@@ -509,6 +510,47 @@ def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, co
     # The other user goes on: b takes the lock.
     st, ans = post(orch, "r1", "lock", "b")
     assert st == 200 and ans["holder"] == "b", ans
+
+
+def test_a_lost_strict_holder_is_an_event(orch_factory, memnodes, computes, hb_factory, key):
+    """A strict region's directory drops a holder that leaves a recall
+    unanswered for the lease; the memory node says so in its heartbeats and
+    the orchestrator records event region_holder_lost (region, compute
+    node, pages lost), once."""
+    orch = orch_factory(timeout=3)         # memory nodes heartbeat every second
+    hb = hb_factory(orch)
+    c1, c2 = computes(10), computes(11)
+    for c in (c1, c2):
+        hb.register(c.registration())
+    hb.start()
+    m = memnodes.start(node_id=101, pool="1G",
+                       extra=["--orchestrator", orch.addr, "--dir-lease-ms", "300"])
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
+    st, r = orch.call("POST", "/v1/regions", {"name": "s1", "size_bytes": SEC,
+                                             "mode": "strict"})
+    assert st == 201, r
+    x = r["sections"][0]
+    g = {n: mint_grant(key, 101, n, x["section"], x["generation"], RW, epoch=r["epoch"])
+         for n in (10, 11)}
+    feats = FEAT_ALL | FEAT_DIR_TAG
+    io = {n: Conn(m.addr).login(key, n, orch=False, features=feats) for n in (10, 11)}
+    chan = {n: Conn(m.addr).login(key, n, orch=False, features=feats) for n in (10, 11)}
+    chan[10].dir_attach(g[10], 3)
+    chan[11].dir_attach(g[11])
+    assert io[10].dir_write(g[10], 4, tag=3) == (False, bytes(4096))
+    assert io[10].dir_write(g[10], 5, tag=3) == (False, bytes(4096))
+    # Node 11 writes page 4: node 10 (tag 3) is recalled and never answers.
+    assert io[11].dir_write(g[11], 4)[0] is False
+    assert wait_for(lambda: events(orch, "region_holder_lost"), 10), m.stderr()[-3000:]
+    ev = events(orch, "region_holder_lost")
+    assert len(ev) == 1, ev
+    msg = ev[0]["message"]
+    assert "region s1" in msg and "(10, holder tag 3)" in msg and "2 pages" in msg, msg
+    assert "within the lease" in msg, msg
+    time.sleep(2.5)                       # more heartbeats: not reported again
+    assert len(events(orch, "region_holder_lost")) == 1
+    for c in (*io.values(), *chan.values()):
+        c.close()
 
 
 def test_migrate_memory_refused(orch, memnodes, computes, hb_factory):

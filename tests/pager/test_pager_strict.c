@@ -284,6 +284,8 @@ int main(int argc, char **argv)
 	ok(sa.strict_taken > 0 && sb.strict_taken > 0,
 	   "migratory: reads answered with ownership (A %llu, B %llu)",
 	   (unsigned long long)sa.strict_taken, (unsigned long long)sb.strict_taken);
+	diag("recalls that waited for the hold window: A %llu, B %llu",
+	     (unsigned long long)sa.strict_held, (unsigned long long)sb.strict_held);
 	ok(sa.failed == 0 && sb.failed == 0, "no pager failed");
 	diag("errors A %llu B %llu", (unsigned long long)sa.errors, (unsigned long long)sb.errors);
 

@@ -235,6 +235,7 @@ struct pager_stats {
 	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
 	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
+	uint64_t strict_held;         /* recalls that waited for the hold window */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */

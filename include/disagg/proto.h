@@ -129,10 +129,11 @@ enum proto_features {
 	PROTO_FEAT_REVOKE  = 1u << 3, /* REVOKE (node revocation lists) */
 	PROTO_FEAT_DIR     = 1u << 4, /* the coherence directory (DIR_* opcodes) */
 	PROTO_FEAT_DIR_TAKE = 1u << 5, /* DIR_READ with PROTO_DIR_REQ_TAKE (migratory pages) */
-	PROTO_FEAT_DIFF    = 1u << 6, /* WRITE_DIFF */
+	PROTO_FEAT_DIR_TAG = 1u << 6, /* directory holders (node, tag): several per node */
+	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
-			     PROTO_FEAT_DIFF,
+			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF,
 };
 
 /* Grant rights. */
@@ -436,11 +437,14 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  * owner (the one node with a writable copy, or none) and the copyset (the
  * nodes with read copies); at most PROTO_DIR_MAX_HOLDERS nodes per section.
  *
+ * A holder is a node and a tag (PROTO_FEAT_DIR_TAG; 0 without it): one
+ * node's VMs that map one strict section are separate holders.
  * DIR_ATTACH request: a grant (struct proto_grant, read rights, held by the
- *   requester). This connection becomes the holder's recall channel for the
- *   grant's section; attaching again replaces the channel and forgets the
- *   holder's copies. Reply: empty.
- * DIR_DETACH request: a grant, as DIR_ATTACH. The holder's copies are gone.
+ *   requester), optionally followed by a struct proto_dir_who (the tag).
+ *   This connection becomes the holder's recall channel for the grant's
+ *   section; attaching again replaces the channel and forgets the holder's
+ *   copies. Reply: empty.
+ * DIR_DETACH request: as DIR_ATTACH. The holder's copies are gone.
  *   Reply: empty.
  * DIR_READ request: struct proto_dir_req (read rights). Reply: the page;
  *   with PROTO_DIR_REQ_TAKE (PROTO_FEAT_DIR_TAKE negotiated; the grant has
@@ -477,9 +481,18 @@ enum proto_dir_req_flags {
 struct proto_dir_req {
 	struct proto_grant grant;
 	uint32_t page;           /* page index in the grant's section */
-	uint32_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
+	uint16_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
+	uint16_t tag;            /* the holder's tag (PROTO_FEAT_DIR_TAG), else 0 */
 };
 _Static_assert(sizeof(struct proto_dir_req) == 112, "dir_req size");
+
+/* After the grant of DIR_ATTACH and DIR_DETACH (optional: tag 0 without it). */
+struct proto_dir_who {
+	uint16_t tag;
+	uint16_t rsvd;           /* 0 */
+	uint32_t rsvd2;          /* 0 */
+};
+_Static_assert(sizeof(struct proto_dir_who) == 8, "dir_who size");
 
 struct proto_dir_write_rep {
 	uint32_t flags;          /* PROTO_DIR_HAD_COPY, PROTO_DIR_OWNED */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dirtag.h"
 #include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
@@ -192,6 +193,15 @@ int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, cha
 	memcpy(s->secs, a->secs, a->nsec * sizeof(a->secs[0]));
 	s->addr = 0;
 	s->region = -1;
+	r = vm_dirtag_take(s);   /* strict: this VM's own place at the directory */
+	if (r < 0) {
+		unlink(s->path);
+		memset(s, 0, sizeof(*s));
+		s->region = -1;
+		pthread_mutex_unlock(&vm->lock);
+		snprintf(err, errlen, "no directory holder tag left on this agent");
+		return -ENOSPC;
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return i;
 }
@@ -200,6 +210,7 @@ static void forget(struct vm *vm, int i)
 {
 	pthread_mutex_lock(&vm->lock);
 	unlink(vm->shared[i].path);
+	vm_dirtag_give(&vm->shared[i]);
 	memset(&vm->shared[i], 0, sizeof(vm->shared[i]));
 	vm->shared[i].region = -1;
 	(void)vm_persist_locked(vm);

@@ -73,7 +73,7 @@ static int channel_open(struct vm_recaller *rr, struct mnc **ret)
 	o.addr = s.secs[0].sec.addr;
 	r = mnc_connect(&o, &c);
 	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
-		r = mnc_dir_attach(c, &s.secs[k].sec.grant);
+		r = mnc_dir_attach(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(c);
@@ -179,7 +179,7 @@ static void leave(struct vm_recaller *rr, struct mnc *c)
 	s = rr->vm->shared[rr->idx];
 	pthread_mutex_unlock(&rr->vm->lock);
 	for (unsigned k = 0; k < s.nsec; k++)
-		(void)mnc_dir_detach(c, &s.secs[k].sec.grant);
+		(void)mnc_dir_detach(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag);
 }
 
 static void *recaller_main(void *arg)

@@ -645,20 +645,22 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 {
 	struct mn_node *n = mn_conn_node(c);
 	struct proto_grant g;
+	uint16_t tag;
 	int r;
 
-	r = wire_fixed(p, h->len, &g, sizeof(g));
+	r = wire_dir_who_decode(p, h->len, &g, &tag);
 	if (r < 0)
 		return r;
-	wire_grant_swap(&g);
+	if (tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+		return -EBADMSG;   /* holder tags only once negotiated */
 	r = dir_grant(c, &g, PROTO_R_READ, false);
 	if (r < 0)
 		return r;
 	if (h->opcode == PROTO_OP_DIR_DETACH) {
-		r = mn_dir_detach(n->dir, &g);
+		r = mn_dir_detach(n->dir, &g, tag);
 	} else {
 		mn_conn_auth(c)->dir_chan = true;  /* its closing is told to the directory */
-		r = mn_dir_attach(n->dir, c, &g);
+		r = mn_dir_attach(n->dir, c, &g, tag);
 	}
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
@@ -678,12 +680,14 @@ static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uin
 	take = req.flags & PROTO_DIR_REQ_TAKE;
 	if (take && (write || !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAKE)))
 		return -EBADMSG;   /* a read's flag, and only once negotiated */
+	if (req.tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+		return -EBADMSG;
 	/* A read that may take ownership may write next: it needs what a write needs. */
 	r = dir_grant(c, &req.grant,
 		      write || take ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, write || take);
 	if (r < 0)
 		return r;
-	r = mn_dir_request(n->dir, c, h, &req.grant, req.page, write, take, &ob);
+	r = mn_dir_request(n->dir, c, h, &req.grant, req.tag, req.page, write, take, &ob);
 	if (r == MN_DIR_DEFERRED)
 		return MN_DEFERRED;
 	if (r < 0)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "regions.h"
+#include "regions_drops.h"
 #include "regions_flow.h"
 #include "regions_migrate.h"
 #include "regions_sync.h"
@@ -99,6 +100,7 @@ static const struct orch_regions hooks = {
 	.node_lock = regions_node_lock,
 	.orphan = regions_orphan,
 	.upkeep = regions_upkeep,
+	.dir_drops = regions_dir_drops,
 };
 
 void regions_start(struct orch *o)

@@ -438,7 +438,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
-		handshake(sv[0], (flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL, PEER_ID);
+		/* WRITE_DIFF (feature bit 7, beyond the flag byte) rides with F_SIGN. */
+		handshake(sv[0], ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
+					 (flags & F_SIGN ? PROTO_FEAT_DIFF : 0), PEER_ID);
 	pump(sv[0], s, len);
 	close(sv[0]);
 	if (flags & F_RIVAL)

@@ -182,8 +182,8 @@ def memnode_seeds():
         hdr(OP["DIR_READ"], dreq(3), req_id=12),
         hdr(OP["PING"], b"", req_id=13)])
     yield "dir-alone", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + dirs
-    # WRITE_DIFF (feature bit 6) is negotiated with flag bit 7 (features: the flags >> 1).
-    yield "write-diff", bytes([authed[0] | MN_RIVAL_ANSWERS]) + b"".join([
+    # WRITE_DIFF (feature bit 7) is negotiated with MN_SIGN (fuzz_memnode.c).
+    yield "write-diff", authed + b"".join([
         hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0), req_id=1),
         hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01"), (2, b"\x02\x03")])], mn_grant()), req_id=2),
         hdr(OP["READ"], mn_io([(3, 1)]), req_id=3),

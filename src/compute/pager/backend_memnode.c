@@ -267,8 +267,8 @@ static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page
 	*ret_had_copy = *ret_owned = false;
 	if (r < 0)
 		return r;
-	return write ? mnc_dir_write(m, &s->grant, page, buf, ret_had_copy)
-		     : mnc_dir_read(m, &s->grant, page, buf, ret_owned);
+	return write ? mnc_dir_write(m, &s->grant, s->dir_tag, page, buf, ret_had_copy)
+		     : mnc_dir_read(m, &s->grant, s->dir_tag, page, buf, ret_owned);
 }
 
 static const struct pager_backend_ops memnode_ops = {

@@ -45,6 +45,14 @@ enum {
 	ST_OWNED   = 1u << 6,   /* strict shared region: the directory made this node the writer */
 };
 
+/*
+ * Strict regions: a page the directory gave this node is kept at least
+ * PAGER_STRICT_HOLD_NS before a recall takes it (serve_strict.c), for the
+ * last PAGER_STRICT_HELD pages given.
+ */
+#define PAGER_STRICT_HELD    8
+#define PAGER_STRICT_HOLD_NS 50000ull
+
 struct pager_region {
 	unsigned idx;
 	int uffd, file_fd, pagemap_fd;
@@ -68,6 +76,9 @@ struct pager_region {
 	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
 	_Atomic uint32_t *dir_rx;    /* strict, per section: directory answers taken (serve_strict.c) */
 	_Atomic bool dir_detached;   /* strict: the directory said DIR_DETACHED (attach again) */
+	/* strict: the last pages the directory gave us, and when (the hold window, p->lock) */
+	uint64_t held_pg[PAGER_STRICT_HELD], held_ns[PAGER_STRICT_HELD];
+	unsigned held_next;
 	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
 	bool release;                /* shared, mode release: twins and diffs (release.c) */
 	uint8_t **twin;              /* release, per page: its content when first written (p->lock) */

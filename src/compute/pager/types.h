@@ -36,6 +36,7 @@ struct pager_section {
 	enum pager_sec_kind kind;
 	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
 	struct proto_grant grant;   /* names memnode, section and generation */
+	uint16_t dir_tag;           /* strict regions: this VM's holder tag at the directory */
 };
 
 /* ---- backends ----------------------------------------------------------- */
@@ -253,6 +254,7 @@ struct pager_stats {
 	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
 	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
+	uint64_t strict_held;         /* recalls that waited for the hold window */
 	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
 	uint64_t release_diff_bytes;  /* release regions: changed bytes published */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */

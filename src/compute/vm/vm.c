@@ -27,6 +27,7 @@
 #include <linux/magic.h>
 
 #include "console.h"
+#include "dirtag.h"
 #include "ext.h"
 #include "guest.h"
 #include "health.h"
@@ -318,6 +319,8 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
+	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
+		vm_dirtag_give(&vm->shared[i]);
 	vm_pagemeta_free(vm);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);

@@ -29,16 +29,10 @@
  * no longer counts, instead of reading them for ever; the other sections
  * of that channel lose it too).
  *
- * Migratory pages. A page that moves from writer to writer (X writes it,
- * Y reads it, then Y writes it) would cost every hand-over two requests
- * with a recall each: Y's read downgrades X, Y's write invalidates X. The
- * node marks such a page migratory when a write upgrades a read copy
- * while one other holder, not the requester, wrote the page last (the
- * copyset is those two), as Stenstrom et al. and Cox and Fowler detect
- * migratory data. A read of a migratory page from a requester that may
- * take ownership (PROTO_DIR_REQ_TAKE) then invalidates the owner and makes
- * the requester the owner of a clean copy: its write that follows is
- * local, and a hand-over is one request. An owner that gives such a page
+ * Migratory pages (docs/protocol.md, REQ_TAKE): a write that upgrades a
+ * read copy right after another holder's write marks the page; a read of
+ * a marked page that may take ownership invalidates the owner and gets the
+ * only copy (one request a hand-over); an owner that gives such a page
  * back clean (it only read it) clears the mark.
  *
  * One mutex guards the whole directory. Nothing under it blocks: a

@@ -34,8 +34,11 @@ Figures, each with the baseline it is judged against, from the same run:
   from the host: write-protect, read, encode, WRITE_DIFF, acknowledged).
   The rate is over the region's bytes published (--release-mib MiB); the
   diff bytes themselves are half of that (release_diff_MBps). Its
-  baseline: memnode_write_MBps above, from the same repetition. Target: at
-  least 0.5 of it (release_publish_fraction).
+  baseline, memnode_bulk_write_MBps: the bare client writes --release-mib
+  MiB (the same amount) to the memory node in 256 KiB WRITEs, in the same
+  repetition. Target: at least 0.5 of it (release_publish_fraction).
+  (Until 2026-12-04 the baseline was the 1 MiB write's rate,
+  memnode_write_MBps, which pays the client's start on a small transfer.)
 
 Writes --json (default build/bench/shared.json).
 """
@@ -93,13 +96,14 @@ def stats(xs):
     return (statistics.median(xs), min(xs), max(xs)) if xs else (None, None, None)
 
 
-def write_1mib(mn, reg):
-    """A bare client writes 1 MiB to the region's section: seconds."""
+def write_bulk(mn, reg, mib=1):
+    """A bare client writes `mib` MiB to the region's section in 256 KiB
+    WRITEs, one at a time: seconds."""
     g = bytes.fromhex(reg.grant(999, True))
     data = os.urandom(64 * 4096)
     with mn.conn(as_node=999) as c:
         t0 = time.perf_counter()
-        for p in range(0, 256, 64):
+        for p in range(0, mib * 256, 64):
             c.write(g, [(p, 64)], data)
         return time.perf_counter() - t0
 
@@ -175,9 +179,11 @@ def main():
                     {"grants": [excl.grant(3 - holder, True)]})
             run["exclusive_handover_ms"] = (time.perf_counter() - t0) * 1000
             holder = 3 - holder
-            wb = write_1mib(mn, excl)
+            wb = write_bulk(mn, excl)
             run["writeback_1mib_ms"] = wb * 1000
             run["memnode_write_MBps"] = 1.0 / wb
+            run["memnode_bulk_write_MBps"] = args.release_mib / write_bulk(mn, excl,
+                                                                           args.release_mib)
 
             # Release: half of every line of release_mib MiB changed, then published.
             pages = args.release_mib * 256
@@ -207,7 +213,8 @@ def main():
     runs = res["runs"]
     for k in ("remote_fault_us", "strict_pingpong_us", "strict_pingpong_nap_us",
               "exclusive_handover_ms",
-              "writeback_1mib_ms", "memnode_write_MBps", "shared_read_MBps",
+              "writeback_1mib_ms", "memnode_write_MBps", "memnode_bulk_write_MBps",
+              "shared_read_MBps",
               "private_read_MBps", "release_ms", "release_publish_MBps",
               "release_diff_MBps"):
         res[k], res[k + "_min"], res[k + "_max"] = stats([r[k] for r in runs])
@@ -218,7 +225,7 @@ def main():
         "readmostly_ratio": [r["shared_read_MBps"] / r["private_read_MBps"] for r in runs],
         "exclusive_handover_ratio": [r["exclusive_handover_ms"] / r["writeback_1mib_ms"]
                                      for r in runs],
-        "release_publish_fraction": [r["release_publish_MBps"] / r["memnode_write_MBps"]
+        "release_publish_fraction": [r["release_publish_MBps"] / r["memnode_bulk_write_MBps"]
                                      for r in runs],
     }
     for k, xs in ratios.items():
@@ -230,7 +237,8 @@ def main():
               "strict_pingpong_nap_us", "strict_pingpong_nap_ratio", "shared_read_MBps",
               "private_read_MBps", "readmostly_ratio",
               "exclusive_handover_ms", "writeback_1mib_ms", "exclusive_handover_ratio",
-              "memnode_write_MBps", "release_ms", "release_publish_MBps", "release_diff_MBps",
+              "memnode_write_MBps", "memnode_bulk_write_MBps", "release_ms",
+              "release_publish_MBps", "release_diff_MBps",
               "release_publish_fraction"):
         tgt = TARGETS.get(k, "")
         print(f"{k:28} {res[k]:10.2f} {res[k + '_min']:10.2f} {res[k + '_max']:10.2f}  {tgt}")

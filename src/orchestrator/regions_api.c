@@ -11,6 +11,7 @@
 
 #include "regions.h"
 #include "regions_flow.h"
+#include "regions_memmig.h"
 #include "regions_migrate.h"
 
 static bool is_method(const struct http_req *req, const char *m)
@@ -30,6 +31,7 @@ static const struct {
 	{ "/detach", regions_detach, RT_REGIONS_DETACH },
 	{ "/lock", regions_lock, RT_REGIONS_LOCK },
 	{ "/unlock", regions_unlock, RT_REGIONS_UNLOCK },
+	{ "/migrate", regions_memmig, RT_REGIONS_MIGRATE },
 };
 
 /* rest: what follows "/v1/regions": "", "/NAME" or "/NAME/VERB". */
@@ -89,7 +91,6 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 static const struct orch_regions hooks = {
 	.route = route,
 	.slot_deleting = regions_slot_deleting,
-	.refuse_attached = regions_refuse_attached,
 	.migrate_begin = regions_migrate_begin,
 	.migrate_end = regions_migrate_end,
 	.renew = regions_renew,
@@ -100,6 +101,7 @@ static const struct orch_regions hooks = {
 
 void regions_start(struct orch *o)
 {
+	regions_memmig_recover(o);   /* first: a region caught `moving` */
 	regions_recover(o);
 	o->regions = &hooks;
 }

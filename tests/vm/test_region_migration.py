@@ -96,6 +96,16 @@ def two_users(c, mode, region, memory="256M"):
     return on, third, pci
 
 
+def coherent_then_gone(c, region, pci):
+    """b reads what a wrote last (strict), then the region is detached and deleted."""
+    guest_ok(c, "a", f"RPOKE {pci['a']} 128 4242")
+    wait_job(c, "a", 60)
+    assert guest_ok(c, "b", f"RPEEK {pci['b']} 128").get("value") == "4242"
+    for name in ("a", "b"):
+        c.disagg("region", "detach", region, "--slot", name, timeout=120)
+    c.disagg("region", "delete", region)
+
+
 def attachment(c, region, slot):
     return next(x for x in c.json("region", "show", region)["attachments"] if x["slot"] == slot)
 
@@ -125,12 +135,7 @@ def test_strict_counter_with_a_move(cluster):
     moved = [e for e in events(c) if e["kind"] == "region_moved"]
     assert moved and "st" in moved[-1]["message"], moved
     # Still coherent after the move: b reads what a wrote last.
-    guest_ok(c, "a", f"RPOKE {pci['a']} 128 4242")
-    wait_job(c, "a", 60)
-    assert guest_ok(c, "b", f"RPEEK {pci['b']} 128").get("value") == "4242"
-    for name in ("a", "b"):
-        c.disagg("region", "detach", "st", "--slot", name, timeout=120)
-    c.disagg("region", "delete", "st")
+    coherent_then_gone(c, "st", pci)
 
 
 def test_exclusive_holder_moves_with_its_lock(cluster):

@@ -30,6 +30,7 @@
  *   backend.h          pager_backend_free
  *   region.h           add/remove regions, change and find sections
  *   share.h            shared regions: release, invalidate, acquire
+ *   share_move.h       a shared region moving to other sections: park, switch
  *   serve_strict.h     strict shared regions: recalls from the directory
  *   pager_adopt.h      take over a region an earlier pager served
  *   budget.h           the local cache budget
@@ -60,6 +61,7 @@
 #include "region.h"
 #include "serve_strict.h"
 #include "share.h"
+#include "share_move.h"
 #include "source.h"
 #include "stats.h"
 #include "uffd.h"

@@ -19,7 +19,7 @@
 #include "region.h"
 
 /* The shared region `region`, admin_lock taken; NULL with *ret_err (lock released). */
-static struct pager_region *shared_get(struct pager *p, int region, int *ret_err)
+struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err)
 {
 	struct pager_region *r;
 
@@ -52,22 +52,30 @@ static void set_readonly(struct pager *p, struct pager_region *r, bool ro)
 		(void)pager_uffd_wake(r, r->npages - 1, 1);   /* an UNLOCK write that waited */
 }
 
-int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
+int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_flushed)
 {
-	struct pager_region *r;
 	uint64_t before;
 	int rc;
 
-	r = shared_get(p, region, &rc);
-	if (!r)
-		return rc;
-	set_readonly(p, r, true);
 	/* The cleaner and eviction hold io_lock too: the count moves only by this flush. */
 	pthread_mutex_lock(&p->io_lock);
 	before = atomic_load(&p->c.pages_written_back);
 	rc = pager_flush_region_locked(p, r);
 	*ret_flushed = atomic_load(&p->c.pages_written_back) - before;
 	pthread_mutex_unlock(&p->io_lock);
+	return rc;
+}
+
+int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
+{
+	struct pager_region *r;
+	int rc;
+
+	r = pager_shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	set_readonly(p, r, true);
+	rc = pager_shared_flush(p, r, ret_flushed);
 	if (rc < 0) {
 		log_warn("pager %s: region %d: release: write-back failed (%s); it stays writable",
 			 p->name, region, strerror(-rc));
@@ -78,7 +86,7 @@ int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
 }
 
 /* Drop r's pages (admin_lock held, r read-only). The count of resident pages dropped. */
-static int64_t drop_all(struct pager *p, struct pager_region *r)
+int64_t pager_shared_drop_all(struct pager *p, struct pager_region *r)
 {
 	int64_t dropped = 0;
 	uint64_t stale = 0;
@@ -120,7 +128,7 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 	struct pager_region *r;
 	int rc;
 
-	r = shared_get(p, region, &rc);
+	r = pager_shared_get(p, region, &rc);
 	if (!r)
 		return rc;
 	if (r->strict) {
@@ -131,7 +139,7 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 		pthread_mutex_unlock(&p->admin_lock);
 		return acquire ? 0 : -EBUSY;   /* held already: its pages are the newest */
 	}
-	*ret_dropped = (uint64_t)drop_all(p, r);
+	*ret_dropped = (uint64_t)pager_shared_drop_all(p, r);
 	if (acquire)
 		set_readonly(p, r, false);
 	else
@@ -146,14 +154,14 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 	int rc;
 
 	*ret_dropped = 0;
-	r = shared_get(p, region, &rc);
+	r = pager_shared_get(p, region, &rc);
 	if (!r)
 		return rc;
 	if (!r->strict) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EINVAL;
 	}
-	*ret_dropped = (uint64_t)drop_all(p, r);
+	*ret_dropped = (uint64_t)pager_shared_drop_all(p, r);
 	/* A new attachment: the directory counts its answers from 0 again. */
 	for (uint32_t s = 0; s < r->nsections; s++)
 		atomic_store(&r->dir_rx[s], 0);

@@ -57,4 +57,21 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);
 
+/* ---- for the pager's own layers (share_move.c) ------------------------------ */
+
+struct pager_region;
+/*
+ * The shared region `region` with admin_lock taken; NULL with *ret_err
+ * (-EINVAL, -ENOENT, -EDEADLK on a pager thread, -EOPNOTSUPP) and the lock
+ * released.
+ */
+struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err);
+/* Write back every page of r that needs it, waiting for the acks (admin_lock held). */
+int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_flushed);
+/*
+ * Drop every page of r (admin_lock held; nothing writes it): punched,
+ * forgotten, the fault threads out of it first. The resident pages dropped.
+ */
+int64_t pager_shared_drop_all(struct pager *p, struct pager_region *r);
+
 #endif /* DISAGG_PAGER_SHARE_H */

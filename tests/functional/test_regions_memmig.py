@@ -11,9 +11,11 @@ sections), the old sections freed; the API's errors (unknown node, not a
 memory node, same node, busy, capacity); failures: an agent that refuses
 the switch or answers nothing (the region goes back, every user resumes on
 the old sections, the new ones are freed); memory migration of a slot that
-maps a region moves the slot's sections only.
+maps a region moves the slot's sections only; the orphan sweep leaves a
+moving region's unrecorded target sections alone.
 """
 import sqlite3
+import time
 
 import pytest
 
@@ -189,3 +191,26 @@ def test_slot_memory_migration_keeps_its_region(orch, memnodes, computes, hb_fac
     st, ans = orch.call("POST", "/v1/slots/c/migrate-memory", {"from": src, "to": 203 - src})
     assert st == 200, ans
     assert orch.call("GET", "/v1/regions/r1")[1]["sections"] == r["sections"]
+
+
+def test_sweep_leaves_a_moving_region_alone(orch_factory, memnodes, computes, hb_factory,
+                                            key):
+    """The target sections of a move are not recorded until every user
+    switched: the orphan sweep must not free them meanwhile."""
+    o = orch_factory(extra=["--orphan-sweep", "1"])
+    c1, c2, m = start(o, memnodes, computes, hb_factory, slots=())
+    st, r = o.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})
+    assert st == 201
+    owner = {ow for s, g, ow in real_allocated(m, key)}.pop()
+    db = sqlite3.connect(o.db)
+    db.execute("UPDATE regions SET state = 'moving' WHERE name = 'r1'")
+    db.commit()
+    with Conn(m.addr) as x:
+        x.login(key, 9999)
+        target = x.alloc(owner=owner)               # allocated by the move, not recorded
+    time.sleep(3)
+    assert target in {(s, g) for s, g, _ in real_allocated(m, key)}
+    db.execute("UPDATE regions SET state = 'ready' WHERE name = 'r1'")
+    db.commit()
+    db.close()
+    assert wait_for(lambda: target not in {(s, g) for s, g, _ in real_allocated(m, key)}, 15)

@@ -5,11 +5,11 @@ cluster of two memory nodes and two compute nodes (`disagg up --memnodes 2
 both guests map it (docs/sharing.md, "Moving a region to another memory
 node").
 
-- exclusive: a holds the lock and fills the region while it moves (its
-  writes wait during the pause, none fails or is lost); b then locks and
-  verifies: 0 mismatches. a writes again on the new node, b verifies
-  again. The pause the users saw is measured (the answer's pause_ms) and
-  printed.
+- exclusive: a holds the lock, fills the region, then counts (RCOUNTER,
+  alone) while it moves: its writes wait during the pause, none fails or
+  is lost (the count is exact); b then locks and verifies the fill and
+  the count. a writes again on the new node, b verifies again. The pause
+  the users saw is measured (the answer's pause_ms) and printed.
 - strict: the spinlocked counter (RCOUNTER) runs in both guests on two
   compute nodes while the region moves, and back: the count is exact.
 - failure: the target memory node is killed (SIGKILL) during the move:
@@ -70,18 +70,6 @@ def migrate(c, region, to):
     return http(orch(c), "POST", f"/v1/regions/{region}/migrate", {"to": to})
 
 
-def fill_while(c, slot, cmd, during):
-    """Guest command `cmd` in slot's guest while during() runs: (its result, during's)."""
-    out = {}
-    t = threading.Thread(target=lambda: out.update(g=guest_ok(c, slot, cmd)))
-    t.start()
-    time.sleep(1.0)                # the fill is under way
-    res = during()
-    t.join(600)
-    assert not t.is_alive(), f"{slot}: {cmd} never ended"
-    return out["g"], res
-
-
 def test_exclusive_region_moves_while_the_holder_writes(cluster):
     c = cluster
     pci = users(c, "exclusive", "ex")
@@ -90,12 +78,22 @@ def test_exclusive_region_moves_while_the_holder_writes(cluster):
     # b has read (cached) the region before the move: it must not read that copy after.
     v = guest_ok(c, "b", f"RVERIFY {pci['b']} 900 16")
     assert int(v["mismatches"]) == 16, v
-    f, (st, ans) = fill_while(c, "a", f"RFILL {pci['a']} 901 {FILL - 2}",
-                              lambda: migrate(c, "ex", other))
+    guest_ok(c, "a", f"RFILL {pci['a']} 901 {FILL - 2}")
+    # Page 0 becomes the counter's (lock word at 0, counter at 64): a counts
+    # alone, as the holder, across the move; every increment must land.
+    for off in (0, 64):
+        guest_ok(c, "a", f"RPOKE {pci['a']} {off} 0")
+        wait_job(c, "a", 60)
+    guest_ok(c, "a", f"RCOUNTER {pci['a']} {ITERS}")
+    j = wait_progress(c, "a", 1)
+    assert j.get("state") == "running", ("a finished before the move", j)
+    st, ans = migrate(c, "ex", other)
     assert st == 200, ans
-    assert int(f["pages"]) == FILL - 2, f
+    j = guest_ok(c, "a", "RJOB")
+    assert j.get("state") == "running", ("a's count ended before the move ended", j)
     print(f"exclusive move: pause {ans['pause_ms']} ms, copy {ans['copy_ms']} ms of "
           f"{ans['bytes_copied']} bytes, total {ans['total_ms']} ms, users {ans['users']}")
+    assert int(wait_job(c, "a")["counter"]) == ITERS
     reg = ans["region"]
     assert reg["home"] == other and reg["state"] == "ready" and reg["holder"] == "a", reg
     assert all(x["memnode"] == other for x in reg["sections"])
@@ -103,7 +101,8 @@ def test_exclusive_region_moves_while_the_holder_writes(cluster):
     c.disagg("region", "unlock", "ex", "--slot", "a")
     c.disagg("region", "lock", "ex", "--slot", "b")
     v = guest_ok(c, "b", f"RVERIFY {pci['b']} 901 {FILL - 2}")
-    assert int(v["mismatches"]) == 0, v
+    assert int(v["mismatches"]) == 1 and v["first"] == "0", v     # page 0: the counter
+    assert guest_ok(c, "b", f"RPEEK {pci['b']} 64").get("value") == str(ITERS)
     c.disagg("region", "unlock", "ex", "--slot", "b")
     # a writes again after the move, on the new node; b verifies.
     c.disagg("region", "lock", "ex", "--slot", "a")

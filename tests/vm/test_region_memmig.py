@@ -15,10 +15,15 @@ node").
 - failure: the target memory node is killed (SIGKILL) during the move:
   the region stays on its node, `ready`, nothing lost (b verifies what a
   wrote), event region_migration_failed; a writes again afterwards.
+- failure: b's compute agent is killed (SIGKILL): the move is refused, a
+  is resumed and writes on; once the agent is back (it adopts its VM) the
+  move succeeds and b reads what a wrote.
 """
 import json
 import os
+import pathlib
 import signal
+import subprocess
 import threading
 import time
 
@@ -181,3 +186,48 @@ def test_target_memnode_killed_during_the_move(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "ek", "--slot", name, timeout=120)
     c.disagg("region", "delete", "ek")
+
+
+def test_agent_killed_then_back(cluster):
+    """b's compute agent is killed (SIGKILL; its QEMU runs on): the move is
+    refused (b cannot quiesce), a is resumed and writes on, nothing moved.
+    The agent is started again (it adopts the VM and its region): the move
+    then succeeds and b reads what a wrote."""
+    c = cluster
+    pci = users(c, "exclusive", "ea")
+    home, other = other_memnode(c, "ea")
+    c.disagg("region", "lock", "ea", "--slot", "a")
+    guest_ok(c, "a", f"RFILL {pci['a']} 905 1024")
+    agent = next(x for x in c.info()["components"]
+                 if x.get("node_id") == c.json("slot", "show", "b")["compute"])
+    argv = pathlib.Path(f"/proc/{agent['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
+    os.kill(agent["pid"], signal.SIGKILL)
+    restarted = None
+    try:
+        st, ans = migrate(c, "ea", other)
+        assert st == 503 and ans["error"]["code"] == "node_unreachable", ans
+        reg = c.json("region", "show", "ea")
+        assert reg["state"] == "ready" and reg["home"] == home and reg["holder"] == "a", reg
+        failed = [e for e in events(c) if e["kind"] == "region_migration_failed"]
+        assert failed and "stays on" in failed[-1]["message"], failed
+        guest_ok(c, "a", f"RFILL {pci['a']} 906 64")      # a was resumed
+        log = open(c.data / "logs" / f"{agent['name']}-restarted.log", "ab")
+        restarted = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True)
+        log.close()
+        end = time.time() + 120
+        while time.time() < end and c.guest("b", "PING")[0] != 0:
+            time.sleep(0.5)
+        st, ans = migrate(c, "ea", other)
+        assert st == 200 and ans["region"]["home"] == other, ans
+        c.disagg("region", "unlock", "ea", "--slot", "a")
+        c.disagg("region", "lock", "ea", "--slot", "b")
+        v = guest_ok(c, "b", f"RVERIFY {pci['b']} 906 64")
+        assert int(v["mismatches"]) == 0, v
+        v = guest_ok(c, "b", f"RVERIFY {pci['b']} 905 1024")
+        assert int(v["mismatches"]) == 64 and v["first"] == "0", v
+        c.disagg("region", "unlock", "ea", "--slot", "b")
+    finally:
+        if restarted:
+            restarted.send_signal(signal.SIGTERM)
+            restarted.wait(60)

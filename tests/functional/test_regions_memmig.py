@@ -14,6 +14,7 @@ the old sections, the new ones are freed); memory migration of a slot that
 maps a region moves the slot's sections only; the orphan sweep leaves a
 moving region's unrecorded target sections alone.
 """
+import re
 import sqlite3
 import time
 
@@ -21,6 +22,7 @@ import pytest
 
 import fake_regions as fr
 from dproto import Conn, wait_for
+from test_cli import cli_env, disagg
 from test_orchestrator import (computes, decode_grant, err, hb_factory,  # noqa: F401
                                orch, orch_factory, real_allocated)
 from test_regions import MiB, R, RW, SEC, events, post, start
@@ -214,3 +216,37 @@ def test_sweep_leaves_a_moving_region_alone(orch_factory, memnodes, computes, hb
     db.commit()
     db.close()
     assert wait_for(lambda: target not in {(s, g) for s, g, _ in real_allocated(m, key)}, 15)
+
+
+def test_no_users_cli_and_restart(orch, memnodes, computes, hb_factory, key):
+    """A region nobody maps moves (nothing paused); the CLI's line; a region
+    an orchestrator restart caught `moving` is settled at start: every user
+    back on the recorded sections (quiesced again if it was not), resumed."""
+    c1, c2, m1, m2 = two_nodes(orch, memnodes, computes, hb_factory)
+    assert orch.call("POST", "/v1/regions", {"name": "lone", "size_bytes": SEC,
+                                             "home": 101})[0] == 201
+    env = cli_env(DISAGG_TOKEN=orch.auth.token)
+    p = disagg("--url", f"http://{orch.addr}", "region", "migrate", "lone", "--to", "102",
+               env=env, check_rc=0)
+    assert re.fullmatch(r"region lone moved from memory node 101 to 102: 1 section, "
+                        r"\S+ copied in \d+ ms; its 0 users paused \d+ ms\n", p.stdout), p.stdout
+    p = disagg("--url", f"http://{orch.addr}", "region", "migrate", "lone", "--to", "102",
+               env=env, check_rc=1)
+    assert "(409 same_node)" in p.stderr, p.stderr
+    assert move_calls() == []
+
+    r = region_with_users(orch, "strict")
+    c1.vms["a"]["regions"]["r1"]["parked"] = True       # a quiesced, b restarted since
+    db = sqlite3.connect(orch.db)
+    db.execute("UPDATE regions SET state = 'moving' WHERE name = 'r1'")
+    db.commit()
+    db.close()
+    orch.restart()
+    reg = orch.call("GET", "/v1/regions/r1")[1]
+    assert reg["state"] == "ready" and reg["sections"] == r["sections"], reg
+    assert move_calls() == [(10, "switch", "a"), (10, "resume", "a"),
+                            (11, "switch", "b"), (11, "quiesce", "b"), (11, "switch", "b"),
+                            (11, "resume", "b")]
+    assert not c1.vms["a"]["regions"]["r1"]["parked"]
+    assert not c2.vms["b"]["regions"]["r1"]["parked"]
+    assert "region_recovered" in [e["kind"] for e in events(orch)]

@@ -333,8 +333,8 @@ static int cmd_region_migrate(struct cli_args *a)
 	       json_array_size(json_object_get(r.json, "users")) == 1 ? "" : "s",
 	       jint(r.json, "pause_ms", 0));
 	if (json_array_size(json_object_get(r.json, "not_resumed")))
-		fprintf(stderr, "warning: %zu user(s) did not resume yet: their accesses to the "
-			"region wait until their agents answer or restart\n",
+		fprintf(stderr, "warning: %zu user(s) did not resume: their accesses to the region "
+			"wait until their agents restart or the region moves again\n",
 			json_array_size(json_object_get(r.json, "not_resumed")));
 	return CLI_EXIT_OK;
 }

@@ -3,7 +3,11 @@
  * A shared region moving to another memory node, as the orchestrator
  * drives it on every compute node that maps it (docs/sharing.md, "Moving
  * a region to another memory node"): POST /v1/vms/NAME/regions/ID/move,
- * three phases, each under the VM's hot_lock.
+ * its phases each under the VM's hot_lock.
+ *
+ * writeback (optional, first): every page changed here is written back
+ * while the guest runs on, so that the quiesce, inside the pause, has
+ * little left to write.
  *
  * quiesce: the pager parks the region (share_move.h: its faults wait, the
  * vCPU blocked in the hypervisor as for a write that waits for the lock),
@@ -54,6 +58,24 @@ static bool is_strict(struct vm *vm, int i)
 	s = !strcmp(vm->shared[i].mode, "strict");
 	pthread_mutex_unlock(&vm->lock);
 	return s;
+}
+
+static void writeback(struct vm *vm, int i, struct pager *p, int region,
+		      struct http_resp *resp)
+{
+	uint64_t t0 = now_ns(), flushed = 0;
+	int r = pager_shared_writeback(p, region, &flushed);
+
+	if (r < 0) {
+		http_resp_error(resp, 503, "writeback_failed", "writing the region back failed: %s",
+				strerror(-r));
+		return;
+	}
+	log_info("vm %s: region %s written back ahead of a move (%llu pages)", vm->spec.name,
+		 vm->shared[i].id, (unsigned long long)flushed);
+	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:I}", "phase", "writeback",
+					    "flushed_pages", (json_int_t)flushed, "ms",
+					    (json_int_t)((now_ns() - t0) / 1000000)));
 }
 
 static void quiesce(struct vm *vm, int i, struct pager *p, int region, struct http_resp *resp)
@@ -202,10 +224,10 @@ void vm_shared_move_http(struct vm *vm, const char *rest, const struct http_req 
 	}
 	j = http_json_args(req, resp, keys);
 	phase = json_string_value(json_object_get(j, "phase"));
-	if (j && (!phase || (strcmp(phase, "quiesce") && strcmp(phase, "switch") &&
-			     strcmp(phase, "resume")))) {
-		http_resp_error(resp, 400, "bad_request",
-				"\"phase\" must be \"quiesce\", \"switch\" or \"resume\"");
+	if (j && (!phase || (strcmp(phase, "writeback") && strcmp(phase, "quiesce") &&
+			     strcmp(phase, "switch") && strcmp(phase, "resume")))) {
+		http_resp_error(resp, 400, "bad_request", "\"phase\" must be \"writeback\", "
+				"\"quiesce\", \"switch\" or \"resume\"");
 		phase = NULL;
 	}
 	if (!j || !phase || vm_shared_begin(vm, &p, resp) < 0)
@@ -215,6 +237,8 @@ void vm_shared_move_http(struct vm *vm, const char *rest, const struct http_req 
 	pthread_mutex_unlock(&vm->lock);
 	if (region < 0)
 		http_resp_error(resp, 409, "not_mapped", "QEMU does not map the region");
+	else if (!strcmp(phase, "writeback"))
+		writeback(vm, i, p, region, resp);
 	else if (!strcmp(phase, "quiesce"))
 		quiesce(vm, i, p, region, resp);
 	else if (!strcmp(phase, "switch"))

@@ -13,7 +13,9 @@
 /*
  * `rest` follows /v1/vms/NAME/regions/: "ID/move" (api.c routes POST on
  * such paths here; 404 no_region for a region the VM does not map).
- * {"phase": "quiesce"}: the region's faults wait, its changed pages are
+ * {"phase": "writeback"}: its changed pages are written back, the guest
+ * running on (ahead of the quiesce). {"phase": "quiesce"}: the region's
+ * faults wait, its changed pages are
  * written back and acknowledged, its cached pages dropped, a strict one
  * leaves its directory. {"phase": "switch", "sections": [...]}: the
  * quiesced region takes other sections (as attach has them: one per

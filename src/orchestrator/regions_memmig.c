@@ -8,9 +8,12 @@
  *
  *   1. The region becomes `moving` (409 busy for any other operation);
  *      the target sections are allocated.
- *   2. quiesce on every attached slot's agent: the region's faults park,
- *      every page a user changed is written back and acknowledged, every
- *      cached copy is dropped, a strict user leaves its directory. From
+ *   2. writeback on every attached slot's agent (the guests run on: what
+ *      the users changed goes to the home node ahead of the pause; an
+ *      error here only makes the pause longer), then quiesce on every
+ *      one: the region's faults park, every page a user changed since is
+ *      written back and acknowledged, every cached copy is dropped, a
+ *      strict user leaves its directory. From
  *      here on the home node's sections are the only copy and nobody
  *      changes them (an exclusive holder keeps its lock: its writes wait).
  *   3. COPY, memory node to memory node, section by section.
@@ -25,9 +28,10 @@
  * switch back (nothing was written meanwhile: they were parked), every
  * agent resumes on the old sections, the new ones are freed; the region
  * is `ready` on its old node with event region_migration_failed. After 5,
- * an agent that does not answer its resume keeps the region's faults
- * parked until it answers (the orchestrator asks again at its start) or
- * restarts (it serves the region from its record, on the new sections).
+ * an agent that does not answer its resume (twice) keeps the region's
+ * faults parked until it restarts (it serves the region from its record,
+ * on the new sections) or the region moves again (a move resumes every
+ * user).
  * An orchestrator restarted in the middle settles the region from the
  * store (regions_memmig_recover): every user switches to the recorded
  * sections and resumes; the unrecorded ones are orphans the sweep frees.
@@ -140,8 +144,9 @@ static void undo(struct rmove *m)
 			slots_event(m->o, "region_migration_failed", m->att[i].compute,
 				    m->att[i].slot,
 				    "region %s: slot %s could not be resumed on memory node %s (%d): "
-				    "its accesses to the region wait until its agent answers or "
-				    "restarts", m->r.name, m->att[i].slot, m->from.name, status);
+				    "its accesses to the region wait until its agent restarts or the "
+				    "region moves again", m->r.name, m->att[i].slot, m->from.name,
+				    status);
 	}
 }
 
@@ -280,7 +285,8 @@ static json_t *resume_all(struct rmove *m)
 		json_array_append_new(missed, json_string(m->att[i].slot));
 		slots_event(m->o, "region_resume_failed", m->att[i].compute, m->att[i].slot,
 			    "region %s moved to memory node %s but slot %s did not resume (%d): its "
-			    "accesses to the region wait until its agent answers or restarts",
+			    "accesses to the region wait until its agent restarts or the region "
+			    "moves again",
 			    m->r.name, m->to.name, m->att[i].slot, status);
 	}
 	return missed;
@@ -337,6 +343,9 @@ static int run(struct rmove *m, json_t **ret, struct http_resp *resp)
 	e = alloc_targets(m, resp);
 	if (e < 0)
 		return e;
+	/* Ahead of the pause, the guests running: the quiesces have little left to write. */
+	for (size_t i = 0; i < m->natt; i++)
+		(void)move_call(m, i, "writeback", false, NULL);
 	tpause = mig_now_ms();
 	e = phase_all(m, "quiesce", &m->touched, resp);
 	tcopy = mig_now_ms();

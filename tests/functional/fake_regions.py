@@ -12,6 +12,7 @@ agent API of the shared-regions contract, docs/api.md "Shared regions"):
     POST   /v1/vms/NAME/regions/ID/invalidate   drop cached pages ({dropped_pages})
     POST   /v1/vms/NAME/regions/ID/move         {"phase": "quiesce" | "switch" | "resume"}:
                                                 a region moving to another memory node
+                                                (and "writeback" ahead of the quiesce)
 
 with the checks the agent makes (size a power of two and a whole number
 of sections, one grant per section held by this node, read-only grants
@@ -20,8 +21,8 @@ regions show in GET /v1/vms/NAME (without grants) and renewals take their
 grants (fakes.FakeCompute._renew).
 
 Failure knobs on the FakeCompute, per operation ("attach", "detach",
-"acquire", "release", "invalidate", and the move's phases "quiesce",
-"switch", "resume"):
+"acquire", "release", "invalidate", and the move's phases "writeback",
+"quiesce", "switch", "resume"):
     fail_region[op] = (status, code)   answer that error, do nothing
     region_hangup[op] = "drop"         hang up, do nothing
     region_hangup[op] = "apply"        do it, then hang up (the answer is lost)
@@ -195,8 +196,10 @@ def _attach(fake, h, vm, regions, body):
 
 
 def _move(fake, h, r, phase, body):
-    """The three phases of a move: quiesce parks (a holder's pages are
+    """The phases of a move: writeback, quiesce parks (a holder's pages are
     written back), switch takes other sections (only parked), resume."""
+    if phase == "writeback":
+        return h._send(200, {"phase": phase, "flushed_pages": r.pop("dirty", 0), "ms": 1})
     if phase == "quiesce":
         r["parked"] = True
         return h._send(200, {"phase": phase, "flushed_pages": r.pop("dirty", 0),

@@ -76,8 +76,8 @@ def region_with_users(orch, mode="exclusive"):
     return r
 
 
-def move_calls():
-    return [(e[0], e[1], e[2]) for e in fr.LOG if e[1] in ("quiesce", "switch", "resume")]
+def move_calls(phases=("quiesce", "switch", "resume")):
+    return [(e[0], e[1], e[2]) for e in fr.LOG if e[1] in phases]
 
 
 def test_exclusive_region_moves(orch, memnodes, computes, hb_factory, key):
@@ -99,7 +99,11 @@ def test_exclusive_region_moves(orch, memnodes, computes, hb_factory, key):
     assert reg["state"] == "ready" and reg["home"] == 102 and reg["holder"] == "a"
     assert all(x["memnode"] == 102 for x in reg["sections"])
     assert reg == orch.call("GET", "/v1/regions/r1")[1]
-    # quiesce everyone, then switch everyone, then resume everyone
+    # write back ahead, quiesce everyone, then switch everyone, then resume everyone
+    assert move_calls(("writeback", "quiesce", "switch", "resume")) == [
+        (10, "writeback", "a"), (11, "writeback", "b"), (10, "quiesce", "a"),
+        (11, "quiesce", "b"), (10, "switch", "a"), (11, "switch", "b"), (10, "resume", "a"),
+        (11, "resume", "b")]
     assert move_calls() == [(10, "quiesce", "a"), (11, "quiesce", "b"),
                             (10, "switch", "a"), (11, "switch", "b"),
                             (10, "resume", "a"), (11, "resume", "b")]

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Moving a shared region to other sections (share_move.h): park, switch,
- * unpark. A parked region (r->parked) is fenced as a whole: every fault
+ * Moving a shared region to other sections (share_move.h): write back
+ * ahead, park, switch, unpark. A parked region (r->parked) is fenced as a whole: every fault
  * on it returns unserved before touching anything (pager_sec_fenced), so
  * its vCPU stays blocked in the hypervisor until the region is woken.
  *
@@ -25,6 +25,20 @@
 #include "rcu.h"
 #include "region.h"
 #include "share.h"
+
+int pager_shared_writeback(struct pager *p, int region, uint64_t *ret_flushed)
+{
+	struct pager_region *r;
+	int rc;
+
+	*ret_flushed = 0;
+	r = pager_shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	rc = pager_shared_flush(p, r, ret_flushed);
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
 
 int pager_shared_park(struct pager *p, int region, uint64_t *ret_flushed,
 		      uint64_t *ret_dropped)

@@ -20,6 +20,14 @@
 struct pager;
 
 /*
+ * Write back every page of shared `region` that needs it and wait for the
+ * acknowledgements, without parking it (the guest goes on writing): done
+ * before a park, so that the park, inside the pause, has little left to
+ * write. *ret_flushed: pages written back. Errors as pager_shared_park.
+ */
+int pager_shared_writeback(struct pager *p, int region, uint64_t *ret_flushed);
+
+/*
  * Park shared `region`: faults on it wait from now on (the vCPU blocks in
  * the hypervisor, as for a fenced section); then every page that needs it
  * is written back (write-protected first, so no write lands after) and

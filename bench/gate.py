@@ -138,6 +138,17 @@ FIGURES = {
                                         "lower", "exclusive region: release with 1 MiB "
                                         "dirty then acquire, over a bare client's 1 MiB "
                                         "write to the memory node (target <= 3)"),
+    "shared.release_publish_MBps": ("shared", spread("release_publish_MBps"), "MB/s",
+                                    "higher", "release region: 64 MiB with half of every "
+                                    "line changed, published as diffs (region bytes over "
+                                    "the release's time)"),
+    "shared.memnode_write_MBps": ("shared", spread("memnode_write_MBps"), "MB/s", "higher",
+                                  "a bare client's 1 MiB write to the memory node, the "
+                                  "release's baseline"),
+    "shared.release_publish_fraction": ("shared", spread("release_publish_fraction"), "x",
+                                        "higher", "release_publish_MBps over "
+                                        "memnode_write_MBps of the same repetition "
+                                        "(target >= 0.5)"),
     "migration.speedup_total": ("migration", spread("speedup_total"), "x", "higher",
                                 "busy guest: pre-copy total time over ours (medians of "
                                 "the busy moves)"),
@@ -180,6 +191,8 @@ TOLERANCE = {
     "migration.memmig_max_pause_ms": 20.0,
     "shared.strict_pingpong_ratio": 0.5, "shared.exclusive_handover_ratio": 0.5,
     "shared.strict_pingpong_nap_ratio": 0.5,
+    "shared.release_publish_MBps": 0.5, "shared.memnode_write_MBps": 0.5,
+    "shared.release_publish_fraction": 0.5,
 }
 
 

@@ -20,6 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mnadmin.h"
+#include "mnclient.h"
+
 extern char **environ;
 
 static bool is_exec(const char *p)
@@ -187,6 +190,18 @@ int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 		}
 	}
 	return 0;
+}
+
+int mnspawn_alloc(const struct mnspawn *m, uint64_t owner, struct proto_section *ret)
+{
+	struct mnc_opts o = { .addr = m->addr, .key = &m->key, .orch_key = m->gkey, .node_id = 1 };
+	struct mnc *c = NULL;
+	int r = mnc_connect(&o, &c);
+
+	if (r == 0)
+		r = mnc_alloc(c, owner, ret);
+	mnc_close(c);
+	return r;
 }
 
 void mnspawn_stop(struct mnspawn *m, bool hard)

@@ -41,6 +41,8 @@ int mnspawn_start(struct mnspawn *m, const char *exe, uint64_t pool_bytes, uint6
 /* Like mnspawn_start, but on the cluster key of `key_from` (several nodes, one cluster). */
 int mnspawn_start_keyed(struct mnspawn *m, const char *exe, uint64_t pool_bytes,
 			uint64_t section_size, uint64_t node_id, const struct mnspawn *key_from);
+/* Allocate one section of m for `owner`, as the orchestrator (its grant key). */
+int mnspawn_alloc(const struct mnspawn *m, uint64_t owner, struct proto_section *ret);
 /* SIGKILL (hard) or SIGTERM, then reap. Removes the key files (and frees gkey if ours). */
 void mnspawn_stop(struct mnspawn *m, bool hard);
 

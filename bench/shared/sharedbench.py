@@ -28,7 +28,14 @@ Figures, each with the baseline it is judged against, from the same run:
   writeback_1mib_ms: a bare client writes the same 1 MiB to the same memory
   node (four 256 KiB WRITEs over the fabric). Target: at most 3x
   (exclusive_handover_ratio). memnode_write_MBps is that client's rate.
-- release_publish_MBps: mode release does not exist yet: null.
+- release_publish_MBps: a region in mode release; guest A changes half of
+  every 64-byte line of --release-mib MiB (RFILL ... lo: every page, 2 KiB
+  of each), then its release publishes the diffs (POST .../release, timed
+  from the host: write-protect, read, encode, WRITE_DIFF, acknowledged).
+  The rate is over the region's bytes published (--release-mib MiB); the
+  diff bytes themselves are half of that (release_diff_MBps). Its
+  baseline: memnode_write_MBps above, from the same repetition. Target: at
+  least 0.5 of it (release_publish_fraction).
 
 Writes --json (default build/bench/shared.json).
 """
@@ -51,6 +58,7 @@ TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
            "exclusive_handover_ratio": 3.0, "release_publish_fraction": 0.5}
 PCI_STRICT = "0000:00:10.0"
 PCI_EXCL = "0000:00:11.0"
+PCI_REL = "0000:00:12.0"
 MiB = 1 << 20
 
 
@@ -102,6 +110,7 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--pingpong-iters", type=int, default=500)
     ap.add_argument("--touch-pages", type=int, default=256)
+    ap.add_argument("--release-mib", type=int, default=64)
     args = ap.parse_args()
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-"))
@@ -110,7 +119,7 @@ def main():
     a1 = vmlib.Agent(tmp, keyfile, node_id=1)
     a2 = vmlib.Agent(tmp, keyfile, node_id=2)
     res = {"params": {"reps": args.reps, "pingpong_iters": args.pingpong_iters,
-                      "touch_pages": args.touch_pages,
+                      "touch_pages": args.touch_pages, "release_mib": args.release_mib,
                       "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls"},
            "targets": TARGETS, "runs": []}
     try:
@@ -124,8 +133,11 @@ def main():
         a2.call("POST", "/v1/vms/vb/regions", strict.attach_body(2, True))
         a1.call("POST", "/v1/vms/va/regions", excl.attach_body(1, True))
         a2.call("POST", "/v1/vms/vb/regions", excl.attach_body(2, False))
+        rel = vmlib.Region(mn, "rl", "release")
+        a1.call("POST", "/v1/vms/va/regions", rel.attach_body(1, True))
+        a2.call("POST", "/v1/vms/vb/regions", rel.attach_body(2, True))
         for a, vm in pairs:
-            if not vmlib.wait_for(lambda: PCI_EXCL in str(a.guest(vm, "REGIONS")), 30):
+            if not vmlib.wait_for(lambda: PCI_REL in str(a.guest(vm, "REGIONS")), 30):
                 raise RuntimeError(f"{vm} does not see its regions")
         holder = 1
         for rep in range(args.reps):
@@ -166,6 +178,24 @@ def main():
             wb = write_1mib(mn, excl)
             run["writeback_1mib_ms"] = wb * 1000
             run["memnode_write_MBps"] = 1.0 / wb
+
+            # Release: half of every line of release_mib MiB changed, then published.
+            pages = args.release_mib * 256
+            a1.guest("va", f"RFILL {PCI_REL} {rep + 1} {pages} lo")
+            t0 = time.perf_counter()
+            r = a1.call("POST", "/v1/vms/va/regions/rl/release", {}, timeout=600)
+            t = time.perf_counter() - t0
+            if r["published_pages"] != pages:
+                raise RuntimeError(f"release published {r['published_pages']} of {pages} pages")
+            run["release_ms"] = t * 1000
+            run["release_publish_MBps"] = args.release_mib / t
+            run["release_diff_MBps"] = r["diff_bytes"] / MiB / t
+            if rep == 0:
+                # B reads what A released: the diffs landed where they belong.
+                a2.call("POST", "/v1/vms/vb/regions/rl/acquire", {})
+                v = a2.guest("vb", f"RVERIFY {PCI_REL} 1 {pages} lo")
+                if v["mismatches"]:
+                    raise RuntimeError(f"B read A's release wrong: {v}")
             res["runs"].append(run)
             print(f"rep {rep}: " + ", ".join(f"{k} {v:.1f}" for k, v in run.items()),
                   flush=True)
@@ -178,7 +208,8 @@ def main():
     for k in ("remote_fault_us", "strict_pingpong_us", "strict_pingpong_nap_us",
               "exclusive_handover_ms",
               "writeback_1mib_ms", "memnode_write_MBps", "shared_read_MBps",
-              "private_read_MBps"):
+              "private_read_MBps", "release_ms", "release_publish_MBps",
+              "release_diff_MBps"):
         res[k], res[k + "_min"], res[k + "_max"] = stats([r[k] for r in runs])
     ratios = {
         "strict_pingpong_ratio": [r["strict_pingpong_us"] / r["remote_fault_us"] for r in runs],
@@ -187,19 +218,22 @@ def main():
         "readmostly_ratio": [r["shared_read_MBps"] / r["private_read_MBps"] for r in runs],
         "exclusive_handover_ratio": [r["exclusive_handover_ms"] / r["writeback_1mib_ms"]
                                      for r in runs],
+        "release_publish_fraction": [r["release_publish_MBps"] / r["memnode_write_MBps"]
+                                     for r in runs],
     }
     for k, xs in ratios.items():
         res[k], res[k + "_min"], res[k + "_max"] = stats(xs)
-    res["release_publish_MBps"] = None
     pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
     print(f"{'figure':28} {'median':>10} {'min':>10} {'max':>10}  target")
     for k in ("remote_fault_us", "strict_pingpong_us", "strict_pingpong_ratio",
-              "strict_pingpong_nap_us", "strict_pingpong_nap_ratio", "shared_read_MBps", "private_read_MBps", "readmostly_ratio",
-              "exclusive_handover_ms", "writeback_1mib_ms", "exclusive_handover_ratio"):
+              "strict_pingpong_nap_us", "strict_pingpong_nap_ratio", "shared_read_MBps",
+              "private_read_MBps", "readmostly_ratio",
+              "exclusive_handover_ms", "writeback_1mib_ms", "exclusive_handover_ratio",
+              "memnode_write_MBps", "release_ms", "release_publish_MBps", "release_diff_MBps",
+              "release_publish_fraction"):
         tgt = TARGETS.get(k, "")
         print(f"{k:28} {res[k]:10.2f} {res[k + '_min']:10.2f} {res[k + '_max']:10.2f}  {tgt}")
-    print("release_publish_MBps: mode release is not implemented")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ enum proto_limits {
 	PROTO_MAX_LIST        = 4096,  /* entries per SECTION_LIST reply */
 	PROTO_MAX_ADDR        = 256,   /* bytes of a "host:port" string */
 	PROTO_MAX_REVOKED     = 4096,  /* node ids in one REVOKE (the whole list) */
+	PROTO_MAX_DIFF_RUNS   = 2048,  /* byte runs of one page in WRITE_DIFF (every other byte) */
 	/* Largest payload a peer may send: a full WRITE. */
 	PROTO_MAX_PAYLOAD     = 112 + PROTO_MAX_EXTENTS * 8 + PROTO_MAX_PAGES * PROTO_PAGE_SIZE,
 	/* Largest reply payload: a full SECTION_LIST. */
@@ -83,6 +84,7 @@ enum proto_op {
 	PROTO_OP_DIR_RECALL    = 18,  /* sent BY the memory node on a recall channel */
 	PROTO_OP_DIR_RECALL_ACK = 19, /* the holder's answer to a DIR_RECALL */
 	PROTO_OP_DIR_DETACH    = 20,  /* the holder leaves the section's directory */
+	PROTO_OP_WRITE_DIFF    = 21,  /* byte runs of pages (release regions' diffs) */
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -127,8 +129,11 @@ enum proto_features {
 	PROTO_FEAT_REVOKE  = 1u << 3, /* REVOKE (node revocation lists) */
 	PROTO_FEAT_DIR     = 1u << 4, /* the coherence directory (DIR_* opcodes) */
 	PROTO_FEAT_DIR_TAKE = 1u << 5, /* DIR_READ with PROTO_DIR_REQ_TAKE (migratory pages) */
+	PROTO_FEAT_DIR_TAG = 1u << 6, /* directory holders (node, tag): several per node */
+	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
-			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE,
+			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
+			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF,
 };
 
 /* Grant rights. */
@@ -318,6 +323,34 @@ _Static_assert(PROTO_MAX_PAYLOAD == sizeof(struct proto_io_req) +
 			PROTO_MAX_PAGES * PROTO_PAGE_SIZE, "a full WRITE is the largest payload");
 
 /*
+ * WRITE_DIFF request: this struct, then `npages` page diffs, each a
+ * struct proto_diff_page, its `nruns` struct proto_diff_run (offsets
+ * increasing, runs neither empty, overlapping nor past the page), then the
+ * runs' bytes in run order. Nothing follows the last page. Applied under
+ * the section's lock like a WRITE (write right, epoch fenced); reply empty.
+ * npages is at most the negotiated max_pages.
+ */
+struct proto_diff_req {
+	struct proto_grant grant;
+	uint32_t npages;     /* >= 1 */
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_diff_req) == 112, "diff_req size");
+
+struct proto_diff_page {
+	uint32_t page;       /* page index within the section */
+	uint16_t nruns;      /* 1 .. PROTO_MAX_DIFF_RUNS */
+	uint16_t rsvd;
+};
+_Static_assert(sizeof(struct proto_diff_page) == 8, "diff_page size");
+
+struct proto_diff_run {
+	uint16_t offset;     /* byte offset in the page */
+	uint16_t len;        /* >= 1; offset + len <= PROTO_PAGE_SIZE */
+};
+_Static_assert(sizeof(struct proto_diff_run) == 4, "diff_run size");
+
+/*
  * CAS: if the 8-byte word at `offset` equals `expect`, store `value`.
  * FADD: add `value` to the word (wrapping). Both reply with the old value.
  * `offset` is a byte offset in the section, 8-byte aligned.
@@ -404,11 +437,14 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  * owner (the one node with a writable copy, or none) and the copyset (the
  * nodes with read copies); at most PROTO_DIR_MAX_HOLDERS nodes per section.
  *
+ * A holder is a node and a tag (PROTO_FEAT_DIR_TAG; 0 without it): one
+ * node's VMs that map one strict section are separate holders.
  * DIR_ATTACH request: a grant (struct proto_grant, read rights, held by the
- *   requester). This connection becomes the holder's recall channel for the
- *   grant's section; attaching again replaces the channel and forgets the
- *   holder's copies. Reply: empty.
- * DIR_DETACH request: a grant, as DIR_ATTACH. The holder's copies are gone.
+ *   requester), optionally followed by a struct proto_dir_who (the tag).
+ *   This connection becomes the holder's recall channel for the grant's
+ *   section; attaching again replaces the channel and forgets the holder's
+ *   copies. Reply: empty.
+ * DIR_DETACH request: as DIR_ATTACH. The holder's copies are gone.
  *   Reply: empty.
  * DIR_READ request: struct proto_dir_req (read rights). Reply: the page;
  *   with PROTO_DIR_REQ_TAKE (PROTO_FEAT_DIR_TAKE negotiated; the grant has
@@ -445,9 +481,18 @@ enum proto_dir_req_flags {
 struct proto_dir_req {
 	struct proto_grant grant;
 	uint32_t page;           /* page index in the grant's section */
-	uint32_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
+	uint16_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
+	uint16_t tag;            /* the holder's tag (PROTO_FEAT_DIR_TAG), else 0 */
 };
 _Static_assert(sizeof(struct proto_dir_req) == 112, "dir_req size");
+
+/* After the grant of DIR_ATTACH and DIR_DETACH (optional: tag 0 without it). */
+struct proto_dir_who {
+	uint16_t tag;
+	uint16_t rsvd;           /* 0 */
+	uint32_t rsvd2;          /* 0 */
+};
+_Static_assert(sizeof(struct proto_dir_who) == 8, "dir_who size");
 
 struct proto_dir_write_rep {
 	uint32_t flags;          /* PROTO_DIR_HAD_COPY, PROTO_DIR_OWNED */

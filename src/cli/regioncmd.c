@@ -112,8 +112,9 @@ static void print_region(const json_t *r)
 		jtext(x, "compute", comp, sizeof(comp));
 		jtext(x, "pci", pci, sizeof(pci));
 		snprintf(note, sizeof(note), "%s%s%s",
-			 jstr(r, "holder") && !strcmp(jstr(r, "holder"), slot) ? "holds the lock"
-									    : "reads",
+			 jstr(r, "mode") && strcmp(jstr(r, "mode"), "exclusive") ? "writes"
+			 : jstr(r, "holder") && !strcmp(jstr(r, "holder"), slot) ? "holds the lock"
+										  : "reads",
 			 json_is_true(json_object_get(x, "stale")) ? ", not invalidated yet" : "",
 			 jstr(x, "state") ? ", " : "");
 		if (jstr(x, "state"))
@@ -168,8 +169,8 @@ static int cmd_region_create(struct cli_args *a)
 		return cli_usage_error(a, "--size must be a power of two (128M, 256M, 512M, ...), "
 				       "not \"%s\"", cli_opt(a, "size"));
 	if (mode && strcmp(mode, "exclusive") && strcmp(mode, "strict") && strcmp(mode, "release"))
-		return cli_usage_error(a, "--mode is exclusive or strict (or, later, release), "
-				       "not \"%s\"", mode);
+		return cli_usage_error(a, "--mode is exclusive, strict or release, not \"%s\"",
+				       mode);
 	body = json_pack("{s:s, s:I, s:s}", "name", name, "size_bytes", (json_int_t)size, "mode",
 			 mode ? mode : "exclusive");
 	if (body && home)
@@ -239,7 +240,10 @@ static void invalidated(const json_t *ans, char *buf, size_t len)
 		snprintf(buf + off, len - off, " (they may read older data until they are)");
 }
 
-/* attach, detach, lock, unlock: POST /v1/regions/NAME/VERB {"slot": S}, then one line. */
+/*
+ * attach, detach, lock, unlock, release, acquire: POST
+ * /v1/regions/NAME/VERB {"slot": S}, then one line.
+ */
 static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
@@ -266,15 +270,26 @@ static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 	invalidated(r.json, inv, sizeof(inv));
 	if (!strcmp(verb, "attach")) {
 		jtext(att, "pci", pci, sizeof(pci));
-		printf("region %s attached to slot %s (compute node %" PRId64 ", PCI %s), %s\n", name,
-		       slot, jint(att, "compute", -1), pci,
-		       jstr(r.json, "holder") && !strcmp(jstr(r.json, "holder"), slot)
-			       ? "read-write (it holds the lock)" : "read-only");
+		printf("region %s attached to slot %s (compute node %" PRId64 ", PCI %s), %s%s\n",
+		       name, slot, jint(att, "compute", -1), pci,
+		       jstr(r.json, "mode") && strcmp(jstr(r.json, "mode"), "exclusive")
+			       ? "read-write, mode " : jstr(r.json, "holder") &&
+			       !strcmp(jstr(r.json, "holder"), slot) ? "read-write (it holds the lock)"
+			       : "read-only",
+		       jstr(r.json, "mode") && strcmp(jstr(r.json, "mode"), "exclusive")
+			       ? jstr(r.json, "mode") : "");
 	} else if (!strcmp(verb, "detach")) {
 		printf("region %s detached from slot %s%s%s\n", name, slot, more, inv);
 	} else if (!strcmp(verb, "lock")) {
 		printf("region %s locked by slot %s (epoch %" PRId64 ")\n", name, slot,
 		       jint(r.json, "epoch", -1));
+	} else if (!strcmp(verb, "release")) {
+		printf("region %s released by slot %s (%" PRId64 " pages published, %" PRId64
+		       " bytes changed)\n", name, slot, jint(r.json, "published_pages", -1),
+		       jint(r.json, "diff_bytes", -1));
+	} else if (!strcmp(verb, "acquire")) {
+		printf("region %s acquired by slot %s (%" PRId64 " cached pages dropped)\n", name,
+		       slot, jint(r.json, "dropped_pages", -1));
 	} else {
 		printf("region %s unlocked by slot %s%s%s\n", name, slot, more, inv);
 	}
@@ -299,6 +314,16 @@ static int cmd_region_lock(struct cli_args *a)
 static int cmd_region_unlock(struct cli_args *a)
 {
 	return region_verb(a, "unlock", "unlocking");
+}
+
+static int cmd_region_release(struct cli_args *a)
+{
+	return region_verb(a, "release", "releasing");
+}
+
+static int cmd_region_acquire(struct cli_args *a)
+{
+	return region_verb(a, "acquire", "acquiring");
 }
 
 /* POST /v1/regions/NAME/migrate {"to"}: one line with the pause the users saw. */
@@ -340,7 +365,7 @@ static int cmd_region_migrate(struct cli_args *a)
 }
 
 const struct cli_cmd cli_region_cmds[] = {
-	{ "region create", "NAME --size SIZE [--mode exclusive|strict] [--home MEMNODE]", 1, 1,
+	{ "region create", "NAME --size SIZE [--mode exclusive|strict|release] [--home MEMNODE]", 1, 1,
 	  "create a shared region on a memory node",
 	  "A region is memory that several slots map at once (an ivshmem device in\n"
 	  "each guest). SIZE is a power of two and a whole number of sections, at\n"
@@ -348,21 +373,25 @@ const struct cli_cmd cli_region_cmds[] = {
 	  "with the most free sections). Mode exclusive: one slot writes at a time (the lock holder), the\n"
 	  "others read what it last released. Mode strict: every slot writes, and\n"
 	  "the memory node's directory keeps each page coherent (sequential\n"
-	  "consistency: spinlocks in the region work); there is no lock.",
+	  "consistency: spinlocks in the region work); there is no lock. Mode\n"
+	  "release: every slot writes, even different bytes of one page; a slot's\n"
+	  "writes reach the others at its release and their acquire.",
 	  cmd_region_create,
 	  { { "size", "SIZE", "the region's size (required)" },
-	    { "mode", "MODE", "exclusive (default) or strict; release comes later" },
+	    { "mode", "MODE", "exclusive (default), strict or release" },
 	    { "home", "MEMNODE", "the memory node of its sections (default: the one with the most free)" } } },
 	{ "region ls", "", 0, 0, "list shared regions", NULL, cmd_region_ls, { { NULL } } },
 	{ "region show", "NAME", 1, 1, "show a region, the slots that map it and its sections",
 	  NULL, cmd_region_show, { { NULL } } },
 	{ "region attach", "NAME --slot S", 1, 1, "map a region into a running slot",
 	  "The slot's guest sees a new PCI device (ivshmem, BAR 2 = the region):\n"
-	  "read-only unless the slot holds the lock.",
+	  "read-only unless the slot holds the lock (mode exclusive); a strict or\n"
+	  "release region is read-write for every slot.",
 	  cmd_region_attach, { { "slot", "S", "the slot (required)" } } },
 	{ "region detach", "NAME --slot S", 1, 1, "unmap a region from a slot",
 	  "A slot that holds the lock releases it first (its writes go back to the\n"
-	  "memory node). Stop using the device in the guest before: it disappears.",
+	  "memory node); in mode release the slot's diffs are published first.\n"
+	  "Stop using the device in the guest before: it disappears.",
 	  cmd_region_detach, { { "slot", "S", "the slot (required)" } } },
 	{ "region lock", "NAME --slot S", 1, 1, "let a slot write the region (try-lock)",
 	  "Fails at once when another slot holds the lock (exit 1, region_locked);\n"
@@ -372,6 +401,15 @@ const struct cli_cmd cli_region_cmds[] = {
 	  "The holder writes every change back to the memory node; then every other\n"
 	  "slot drops what it had cached, so its next reads see them.",
 	  cmd_region_unlock, { { "slot", "S", "the slot that holds it (required)" } } },
+	{ "region release", "NAME --slot S", 1, 1, "publish a slot's writes (mode release)",
+	  "The slot's changes since its last release (the bytes that differ from\n"
+	  "the pages as it fetched them) go to the memory node; other slots see\n"
+	  "them after their next acquire.",
+	  cmd_region_release, { { "slot", "S", "the slot (required)" } } },
+	{ "region acquire", "NAME --slot S", 1, 1, "read what others released (mode release)",
+	  "The slot drops the pages it cached and has not changed since its last\n"
+	  "release: its next reads fetch what the others released.",
+	  cmd_region_acquire, { { "slot", "S", "the slot (required)" } } },
 	{ "region migrate", "NAME --to MEMNODE", 1, 1,
 	  "move a region's sections to another memory node while slots map it",
 	  "Every slot that maps the region stops using it for a moment: its\n"

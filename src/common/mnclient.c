@@ -322,40 +322,57 @@ static int dir_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, 
 			   c->timeout_ms > INT32_MAX / 10 ? -1 : c->timeout_ms * 10, ret_len);
 }
 
-static int dir_grant_call(struct mnc *c, uint16_t op, const struct proto_grant *g)
+/* A holder tag other than 0 needs PROTO_FEAT_DIR_TAG. */
+static int tag_ok(const struct mnc *c, uint16_t tag)
 {
-	struct proto_grant le;
+	return !tag || !c || (c->info.features & PROTO_FEAT_DIR_TAG) ? 0 : -EOPNOTSUPP;
+}
+
+static int dir_grant_call(struct mnc *c, uint16_t op, const struct proto_grant *g, uint16_t tag)
+{
+	struct {
+		struct proto_grant g;
+		struct proto_dir_who w;
+	} le;
+	int r = tag_ok(c, tag);
 
 	if (!g)
 		return -EINVAL;
-	le = *g;
-	wire_grant_swap(&le);
-	return dir_call(c, op, &le, sizeof(le), NULL, 0, NULL, 0, NULL);
+	if (r < 0)
+		return r;
+	le.g = *g;
+	wire_grant_swap(&le.g);
+	le.w = (struct proto_dir_who){ .tag = htole16(tag) };
+	/* Tag 0: the grant alone, as nodes without holder tags take it. */
+	return dir_call(c, op, &le, tag ? sizeof(le) : sizeof(le.g), NULL, 0, NULL, 0, NULL);
 }
 
-int mnc_dir_attach(struct mnc *c, const struct proto_grant *g)
+int mnc_dir_attach(struct mnc *c, const struct proto_grant *g, uint16_t tag)
 {
 	bool was = c && c->chan;
 	int r;
 
 	if (c)
 		c->chan = true;      /* a recall may come right after the reply */
-	r = dir_grant_call(c, PROTO_OP_DIR_ATTACH, g);
+	r = dir_grant_call(c, PROTO_OP_DIR_ATTACH, g, tag);
 	if (r < 0 && c)
 		c->chan = was;
 	return r;
 }
 
-int mnc_dir_detach(struct mnc *c, const struct proto_grant *g)
+int mnc_dir_detach(struct mnc *c, const struct proto_grant *g, uint16_t tag)
 {
-	return dir_grant_call(c, PROTO_OP_DIR_DETACH, g);
+	return dir_grant_call(c, PROTO_OP_DIR_DETACH, g, tag);
 }
 
-static int dir_req(const struct proto_grant *g, uint32_t page, struct proto_dir_req *ret)
+static int dir_req(const struct mnc *c, const struct proto_grant *g, uint16_t tag,
+		   uint32_t page, struct proto_dir_req *ret)
 {
 	if (!g)
 		return -EINVAL;
-	*ret = (struct proto_dir_req){ .grant = *g, .page = page };
+	if (tag_ok(c, tag) < 0)
+		return -EOPNOTSUPP;
+	*ret = (struct proto_dir_req){ .grant = *g, .page = page, .tag = tag };
 	wire_dir_req_swap(ret);
 	return 0;
 }
@@ -389,15 +406,18 @@ static int dir_call_rep(struct mnc *c, uint16_t op, const struct proto_dir_req *
 	return 0;
 }
 
-int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
-		 bool *ret_owned)
+int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		 void *buf, bool *ret_owned)
 {
 	struct proto_dir_req req;
 	uint32_t flags = 0;
 	int r;
 
-	if (!buf || dir_req(g, page, &req) < 0)
+	if (!buf)
 		return -EINVAL;
+	r = dir_req(c, g, tag, page, &req);
+	if (r < 0)
+		return r;
 	if (ret_owned)
 		*ret_owned = false;
 	/* Ownership only when the node knows it and the grant allows writing. */
@@ -405,22 +425,25 @@ int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void
 	    !(g->rights & PROTO_R_WRITE))
 		return dir_call(c, PROTO_OP_DIR_READ, &req, sizeof(req), NULL, 0, buf,
 				PROTO_PAGE_SIZE, NULL);
-	req.flags = htole32(PROTO_DIR_REQ_TAKE);
+	req.flags = htole16(PROTO_DIR_REQ_TAKE);
 	r = dir_call_rep(c, PROTO_OP_DIR_READ, &req, PROTO_DIR_OWNED, buf, &flags);
 	if (r == 0)
 		*ret_owned = flags & PROTO_DIR_OWNED;
 	return r;
 }
 
-int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
-		  bool *ret_had_copy)
+int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		  void *buf, bool *ret_had_copy)
 {
 	struct proto_dir_req req;
 	uint32_t flags = 0;
 	int r;
 
-	if (!buf || !ret_had_copy || dir_req(g, page, &req) < 0)
+	if (!buf || !ret_had_copy)
 		return -EINVAL;
+	r = dir_req(c, g, tag, page, &req);
+	if (r < 0)
+		return r;
 	r = dir_call_rep(c, PROTO_OP_DIR_WRITE, &req, PROTO_DIR_HAD_COPY, buf, &flags);
 	if (r == 0)
 		*ret_had_copy = flags & PROTO_DIR_HAD_COPY;

@@ -141,25 +141,27 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  * (at most a lease each): they wait up to ten times the connection's
  * timeout. -EUNATCH: the holder is not attached (never, or dropped:
  * attach again, after dropping every copy of the section); -EUSERS: the
- * section has PROTO_DIR_MAX_HOLDERS holders already.
+ * section has PROTO_DIR_MAX_HOLDERS holders already. A holder is this node
+ * and a `tag` (one per VM of this node that maps the section; 0 is the node
+ * itself, and any other needs PROTO_FEAT_DIR_TAG: -EOPNOTSUPP without).
  */
-int mnc_dir_attach(struct mnc *c, const struct proto_grant *g);
-int mnc_dir_detach(struct mnc *c, const struct proto_grant *g);
+int mnc_dir_attach(struct mnc *c, const struct proto_grant *g, uint16_t tag);
+int mnc_dir_detach(struct mnc *c, const struct proto_grant *g, uint16_t tag);
 /*
  * A read copy of page `page`: 4 KiB into buf. ret_owned non-NULL: the node
  * may make the caller the page's owner (migratory pages; only when it has
  * PROTO_FEAT_DIR_TAKE and the grant allows writing); *ret_owned says so.
  * The copy is clean either way: the caller writes it back only once written.
  */
-int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
-		 bool *ret_owned);
+int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		 void *buf, bool *ret_owned);
 /*
  * Ownership of `page`; *ret_had_copy true: buf untouched (the caller's
  * copy is current; one it dropped meanwhile is the node's, for READ),
  * false: buf holds the page.
  */
-int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint32_t page, void *buf,
-		  bool *ret_had_copy);
+int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		  void *buf, bool *ret_had_copy);
 /*
  * On an attached recall channel: wait up to timeout_ms (0: do not block,
  * <0: for ever) for the next recall (-ETIMEDOUT if none; other -errno:

@@ -246,7 +246,8 @@ void wire_dir_req_swap(struct proto_dir_req *m)
 {
 	wire_grant_swap(&m->grant);
 	LE32(m->page);
-	LE32(m->flags);
+	LE16(m->flags);
+	LE16(m->tag);
 }
 
 void wire_dir_write_rep_swap(struct proto_dir_write_rep *m)
@@ -281,9 +282,31 @@ int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *r
 	if (r < 0)
 		return r;
 	wire_dir_req_swap(&m);
-	if (m.flags & ~(uint32_t)PROTO_DIR_REQ_TAKE)
+	if (m.flags & ~(uint16_t)PROTO_DIR_REQ_TAKE)
 		return -EBADMSG;
 	*ret = m;
+	return 0;
+}
+
+int wire_dir_who_decode(const void *payload, size_t len, struct proto_grant *ret_grant,
+			uint16_t *ret_tag)
+{
+	struct proto_dir_who w = { 0 };
+	struct proto_grant g;
+
+	if (!payload || (len != sizeof(g) && len != sizeof(g) + sizeof(w)))
+		return -EBADMSG;
+	memcpy(&g, payload, sizeof(g));
+	if (len > sizeof(g))
+		memcpy(&w, (const uint8_t *)payload + sizeof(g), sizeof(w));
+	wire_grant_swap(&g);
+	LE16(w.tag);
+	LE16(w.rsvd);
+	LE32(w.rsvd2);
+	if (w.rsvd || w.rsvd2)
+		return -EBADMSG;
+	*ret_grant = g;
+	*ret_tag = w.tag;
 	return 0;
 }
 
@@ -406,6 +429,7 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_DIR_RECALL] = "dir_recall",
 		[PROTO_OP_DIR_RECALL_ACK] = "dir_recall_ack",
 		[PROTO_OP_DIR_DETACH] = "dir_detach",
+		[PROTO_OP_WRITE_DIFF] = "write_diff",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

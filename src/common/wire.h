@@ -74,6 +74,9 @@ void wire_dir_ack_swap(struct proto_dir_ack *m);
  * with PROTO_DIR_DIRTY, which is its only flag.
  */
 int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret);
+/* DIR_ATTACH and DIR_DETACH: a grant, then optionally a proto_dir_who (tag 0 without). */
+int wire_dir_who_decode(const void *payload, size_t len, struct proto_grant *ret_grant,
+			uint16_t *ret_tag);
 int wire_dir_recall_decode(const void *payload, size_t len, struct proto_dir_recall *ret);
 int wire_dir_ack_decode(const void *payload, size_t len, struct proto_dir_ack *ret,
 			const uint8_t **ret_page);

@@ -11,6 +11,11 @@
  * agent's acquire or release, and the pager lets the write land once the
  * holding changed. A lock held by another slot is asked for again every
  * CTL_RETRY_MS: the write waits until the VM holds the region.
+ *
+ * Mode release: the RELEASE and ACQUIRE pages ask for this agent's own
+ * work (vm_release.c), with no orchestrator; the same thread does it, and
+ * a release that fails (a memory node down) is tried again every
+ * CTL_RETRY_MS while the store waits.
  */
 #include "vm_ctl.h"
 
@@ -23,7 +28,9 @@
 #include "log.h"
 #include "net.h"
 #include "state.h"
+#include "pager.h"
 #include "vm_internal.h"
+#include "vm_release.h"
 
 #define CTL_RETRY_MS 200
 #define CTL_MAX 64
@@ -45,6 +52,37 @@ static struct {
 	uint64_t node_id;
 } ctl = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
+/* Mode release: the sync points asked for, release first. Returns as ask() does. */
+static int sync_points(struct ctl_req *q, bool *warned)
+{
+	struct vm *vm = q->vm;
+	_Atomic int *pend = &vm->shared[q->idx].ctl_sync;
+
+	for (int bit = 1; bit <= 2; bit <<= 1) {
+		struct vm_release_result res;
+		int r;
+
+		/*
+		 * Taken before the work: a store that traps while it runs (the
+		 * guest's next one, once this one landed) queues a request of its
+		 * own, never counted as done by this one.
+		 */
+		if (!(atomic_fetch_and(pend, ~bit) & bit))
+			continue;
+		r = vm_release_sync(vm, q->idx, bit == 2, &res);
+		if (r < 0) {
+			atomic_fetch_or(pend, bit);
+			if (!*warned)
+				log_warn("vm %s: %s of a release region for its guest: %s (tried "
+					 "again)", vm->spec.name, bit == 2 ? "acquire" : "release",
+					 strerror(-r));
+			*warned = true;
+			return 0;
+		}
+	}
+	return atomic_load(pend) ? 2 : 1;
+}
+
 /* Ask the orchestrator once: 1 done (or nothing to do), 2 ask again now, 0 ask again later. */
 static int ask(struct ctl_req *q, bool *warned)
 {
@@ -53,11 +91,15 @@ static int ask(struct ctl_req *q, bool *warned)
 	char path[256], region[64];
 	json_t *body, *ans = NULL;
 	int want, st;
+	bool release;
 
 	pthread_mutex_lock(&vm->lock);
+	release = vm->shared[q->idx].in_use && !strcmp(vm->shared[q->idx].mode, "release");
 	want = vm->shared[q->idx].in_use ? atomic_load(&vm->shared[q->idx].ctl_pending) : 0;
 	snprintf(region, sizeof(region), "%s", vm->shared[q->idx].id);
 	pthread_mutex_unlock(&vm->lock);
+	if (release)
+		return sync_points(q, warned);
 	if (!want)
 		return 1;
 	if (!reg) {
@@ -135,16 +177,19 @@ static void *ctl_main(void *arg)
  * by plain reads: it is mapped (its fault is here) and cannot go while this
  * fault runs (a detach waits for the fault threads).
  */
-void vm_ctl_request(struct vm *vm, int region, bool lock)
+void vm_ctl_request(struct vm *vm, int region, int op)
 {
-	int idx = -1, want = lock ? 1 : 2, old;
+	int idx = -1, want = op == PAGER_CTL_LOCK ? 1 : 2, old;
+	bool sync = op == PAGER_CTL_RELEASE || op == PAGER_CTL_ACQUIRE;
 
 	for (int i = 0; i < VM_MAX_SHARED; i++)
 		if (__atomic_load_n(&vm->shared[i].region, __ATOMIC_RELAXED) == region)
 			idx = i;
 	if (idx < 0)
 		return;
-	old = atomic_exchange(&vm->shared[idx].ctl_pending, want);
+	/* Release: the bits of both sync points; the worker takes every bit set. */
+	old = sync ? atomic_fetch_or(&vm->shared[idx].ctl_sync, op == PAGER_CTL_RELEASE ? 1 : 2)
+		   : atomic_exchange(&vm->shared[idx].ctl_pending, want);
 	if (old)
 		return;   /* queued already (the fault comes back each time the write retries) */
 	pthread_mutex_lock(&ctl.mu);
@@ -152,7 +197,8 @@ void vm_ctl_request(struct vm *vm, int region, bool lock)
 		ctl.q[ctl.n++] = (struct ctl_req){ vm_ref(vm), idx };
 		pthread_cond_signal(&ctl.cv);
 	} else {
-		atomic_store(&vm->shared[idx].ctl_pending, 0);   /* the next fault asks again */
+		/* The next fault asks again. */
+		atomic_store(sync ? &vm->shared[idx].ctl_sync : &vm->shared[idx].ctl_pending, 0);
 		log_warn("vm %s: too many region requests of guests at once: this one waits",
 			 vm->spec.name);
 	}

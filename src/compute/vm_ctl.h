@@ -13,7 +13,7 @@
 #include "vm.h"
 
 /* vm_env.on_region_control: queue the request (from a fault thread; never blocks). */
-void vm_ctl_request(struct vm *vm, int region, bool lock);
+void vm_ctl_request(struct vm *vm, int region, int op);
 /* Start the worker; *reg is the agent's registrar (NULL without --orchestrator). */
 int vm_ctl_start(struct registrar *_Atomic *reg, uint64_t node_id);
 /* Stop it (requests left are dropped: their writes stay parked). */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dirtag.h"
 #include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
@@ -33,6 +34,7 @@
 #include "section_check.h"
 #include "sections.h"
 #include "state.h"
+#include "vm_release.h"
 #include "vm_strict.h"
 #include "vm_internal.h"
 
@@ -100,13 +102,16 @@ int vm_shared_parse(struct vm *vm, json_t *j, struct vm_shared_req *a, char *err
 			 "'_' or '.'");
 		return -EINVAL;
 	}
-	if (!a->mode || (strcmp(a->mode, "exclusive") && strcmp(a->mode, "strict"))) {
-		snprintf(err, errlen, "\"mode\" must be \"exclusive\" or \"strict\" (release is "
-			 "not implemented yet)");
+	if (!a->mode || (strcmp(a->mode, "exclusive") && strcmp(a->mode, "strict") &&
+			 strcmp(a->mode, "release"))) {
+		snprintf(err, errlen, "\"mode\" must be \"exclusive\", \"strict\" or \"release\"");
 		return -EINVAL;
 	}
-	/* strict: every user may write; the directory decides page by page. */
-	if (!strcmp(a->mode, "strict"))
+	/*
+	 * strict: every user may write; the directory decides page by page.
+	 * release: every user writes and publishes diffs (vm_release.c).
+	 */
+	if (strcmp(a->mode, "exclusive"))
 		a->writable = true;
 	if (!json_is_integer(size) || json_integer_value(size) <= 0) {
 		snprintf(err, errlen, "\"size\" must be a positive number of bytes");
@@ -187,6 +192,15 @@ int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, cha
 	memcpy(s->secs, a->secs, a->nsec * sizeof(a->secs[0]));
 	s->addr = 0;
 	s->region = -1;
+	r = vm_dirtag_take(s);   /* strict: this VM's own place at the directory */
+	if (r < 0) {
+		unlink(s->path);
+		memset(s, 0, sizeof(*s));
+		s->region = -1;
+		pthread_mutex_unlock(&vm->lock);
+		snprintf(err, errlen, "no directory holder tag left on this agent");
+		return -ENOSPC;
+	}
 	pthread_mutex_unlock(&vm->lock);
 	return i;
 }
@@ -195,6 +209,7 @@ static void forget(struct vm *vm, int i)
 {
 	pthread_mutex_lock(&vm->lock);
 	unlink(vm->shared[i].path);
+	vm_dirtag_give(&vm->shared[i]);
 	memset(&vm->shared[i], 0, sizeof(vm->shared[i]));
 	vm->shared[i].region = -1;
 	(void)vm_persist_locked(vm);
@@ -492,6 +507,8 @@ void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,
 	}
 	if (!*tail && !strcmp(m, "DELETE"))
 		h_detach(vm, i, resp);
+	else if (vm_release_mode(vm, i) && *tail)
+		vm_release_http(vm, i, tail, req, resp);
 	else if (!strcmp(tail, "/acquire") && !strcmp(m, "POST"))
 		h_op(vm, i, OP_ACQUIRE, req, resp);
 	else if (!strcmp(tail, "/release") && !strcmp(m, "POST"))

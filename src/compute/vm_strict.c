@@ -38,7 +38,13 @@ struct vm_recaller {
 	pthread_t thread;
 };
 
-#define RECALL_POLL_MS 200
+#define RECALL_RETRY_MS 200   /* a channel that cannot be opened: the next try */
+/*
+ * The longest wait for a recall before the thread looks at stop and at the
+ * pager: vm_strict_stop (a compute migration's switchover, a detach) waits
+ * that long at most. A wake-up every 10 ms per strict region costs nothing.
+ */
+#define RECALL_POLL_MS 10
 
 /* The region's section index of a recall, or -1 (lock held). */
 static int section_of(const struct vm_shared *s, const struct mnc_recall *rc)
@@ -67,7 +73,7 @@ static int channel_open(struct vm_recaller *rr, struct mnc **ret)
 	o.addr = s.secs[0].sec.addr;
 	r = mnc_connect(&o, &c);
 	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
-		r = mnc_dir_attach(c, &s.secs[k].sec.grant);
+		r = mnc_dir_attach(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(c);
@@ -173,7 +179,7 @@ static void leave(struct vm_recaller *rr, struct mnc *c)
 	s = rr->vm->shared[rr->idx];
 	pthread_mutex_unlock(&rr->vm->lock);
 	for (unsigned k = 0; k < s.nsec; k++)
-		(void)mnc_dir_detach(c, &s.secs[k].sec.grant);
+		(void)mnc_dir_detach(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag);
 }
 
 static void *recaller_main(void *arg)
@@ -196,7 +202,7 @@ static void *recaller_main(void *arg)
 			if (!warned++)
 				log_warn("vm %s: region %s: cannot open its recall channel: %s",
 					 vm->spec.name, vm->shared[rr->idx].id, strerror(-r));
-			usleep(RECALL_POLL_MS * 1000);
+			usleep(RECALL_RETRY_MS * 1000);
 			continue;
 		}
 		was_open = true;

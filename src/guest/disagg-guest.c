@@ -35,7 +35,7 @@
  *   POWEROFF                 OK, then the guest powers off
  *
  * Shared regions (ivshmem-plain BAR2, named by PCI address or #N) have
- * their own files: REGIONS RFILL RVERIFY RPEEK in regioncmd.c, the
+ * their own files: REGIONS RFILL RVERIFY RPEEK RRELEASE RACQUIRE in regioncmd.c, the
  * background jobs RPOKE RCOUNTER RJOB in rjob.c and RLITMUS in litmus.c,
  * over rmap.c (finding and mapping a region); guestutil.c holds what they
  * all share. This file keeps RAM, memory blocks, the channel and dispatch.

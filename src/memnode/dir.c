@@ -29,16 +29,10 @@
  * no longer counts, instead of reading them for ever; the other sections
  * of that channel lose it too).
  *
- * Migratory pages. A page that moves from writer to writer (X writes it,
- * Y reads it, then Y writes it) would cost every hand-over two requests
- * with a recall each: Y's read downgrades X, Y's write invalidates X. The
- * node marks such a page migratory when a write upgrades a read copy
- * while one other holder, not the requester, wrote the page last (the
- * copyset is those two), as Stenstrom et al. and Cox and Fowler detect
- * migratory data. A read of a migratory page from a requester that may
- * take ownership (PROTO_DIR_REQ_TAKE) then invalidates the owner and makes
- * the requester the owner of a clean copy: its write that follows is
- * local, and a hand-over is one request. An owner that gives such a page
+ * Migratory pages (docs/protocol.md, REQ_TAKE): a write that upgrades a
+ * read copy right after another holder's write marks the page; a read of
+ * a marked page that may take ownership invalidates the owner and gets the
+ * only copy (one request a hand-over); an owner that gives such a page
  * back clean (it only read it) clears the mark.
  *
  * One mutex guards the whole directory. Nothing under it blocks: a
@@ -69,6 +63,7 @@ enum drop_why { DROP_LEASE, DROP_CLOSED, DROP_DETACH, DROP_REATTACH, DROP_RETIRE
 struct dir_holder {
 	bool used;
 	uint64_t node;
+	uint16_t tag;                /* which of the node's holders (PROTO_FEAT_DIR_TAG) */
 	uint32_t incarnation;        /* changes whenever the slot is attached or dropped */
 	uint32_t grants;             /* DIR_READ/DIR_WRITE answered OK since it attached */
 	struct mn_conn *chan;        /* its recall channel (ops->ref) */
@@ -133,6 +128,8 @@ struct mn_dir {
 	struct dir_recall *rtab[RTAB_SIZE];
 	struct dir_recall *oldest, *newest;
 	struct mn_dir_counters cnt;
+	struct mn_dir_drop drops[MN_DIR_DROPS];   /* a ring: seq % MN_DIR_DROPS */
+	uint64_t ndrops;
 };
 
 /* ---- sections and holders ----------------------------------------------------- */
@@ -183,10 +180,10 @@ static void sec_maybe_free(struct mn_dir *d, struct dir_sec *s)
 	sec_free(s);
 }
 
-static int holder_find(const struct dir_sec *s, uint64_t node)
+static int holder_find(const struct dir_sec *s, uint64_t node, uint16_t tag)
 {
 	for (int i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
-		if (s->h[i].used && s->h[i].node == node)
+		if (s->h[i].used && s->h[i].node == node && s->h[i].tag == tag)
 			return i;
 	return -1;
 }
@@ -418,13 +415,20 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 		s->copyset[p] &= keep;
 	}
 	if (why == DROP_LEASE || why == DROP_CLOSED) {
+		uint64_t seq = ++d->ndrops;
+
+		d->drops[seq % MN_DIR_DROPS] = (struct mn_dir_drop){
+			.seq = seq, .section = s->idx, .generation = s->generation,
+			.node = hd->node, .tag = hd->tag, .pages = owned,
+			.lease = why == DROP_LEASE,
+		};
 		atomic_fetch_add(&d->cnt.holders_lost, 1);
 		atomic_fetch_add(&d->cnt.pages_lost, owned);
-		log_warn("section %u: node %llu %s (%u pages)", s->idx,
-			 (unsigned long long)hd->node, why_str[why], owned);
+		log_warn("section %u: node %llu/%u %s (%u pages)", s->idx,
+			 (unsigned long long)hd->node, hd->tag, why_str[why], owned);
 	} else {
-		log_info("section %u: node %llu %s", s->idx, (unsigned long long)hd->node,
-			 why_str[why]);
+		log_info("section %u: node %llu/%u %s", s->idx, (unsigned long long)hd->node,
+			 hd->tag, why_str[why]);
 	}
 	if (why == DROP_LEASE) {
 		struct mn_obuf *kill = mn_request_new(PROTO_OP_DIR_RECALL, 0, 0);
@@ -499,7 +503,8 @@ static void *lease_main(void *arg)
 
 /* ---- entry points --------------------------------------------------------------------- */
 
-int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g)
+int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
+		  uint16_t tag)
 {
 	struct dir_sec *s = NULL;
 	struct dir_holder *hd;
@@ -521,28 +526,29 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 		r = -ENOMEM;
 		goto out;
 	}
-	i = holder_find(s, g->holder_id);
+	i = holder_find(s, g->holder_id, tag);
 	if (i >= 0)
 		holder_drop(d, s, (unsigned)i, DROP_REATTACH);
 	for (i = 0; i < PROTO_DIR_MAX_HOLDERS && s->h[i].used; i++)
 		;
 	if (i == PROTO_DIR_MAX_HOLDERS) {
-		log_info("section %u: node %llu refused: %u holders already", s->idx,
-			 (unsigned long long)g->holder_id, PROTO_DIR_MAX_HOLDERS);
+		log_info("section %u: node %llu/%u refused: %u holders already", s->idx,
+			 (unsigned long long)g->holder_id, tag, PROTO_DIR_MAX_HOLDERS);
 		r = -EUSERS;
 		goto out;
 	}
 	hd = &s->h[i];
 	hd->used = true;
 	hd->node = g->holder_id;
+	hd->tag = tag;
 	hd->chan = chan;
 	hd->grants = 0;
 	hd->incarnation++;
 	d->ops->ref(chan);
 	s->nholders++;
 	atomic_fetch_add(&d->cnt.holders, 1);
-	log_info("section %u: node %llu attached (%u holders)", s->idx,
-		 (unsigned long long)g->holder_id, s->nholders);
+	log_info("section %u: node %llu/%u attached (%u holders)", s->idx,
+		 (unsigned long long)g->holder_id, tag, s->nholders);
 out:
 	if (s)
 		sec_maybe_free(d, s);
@@ -550,7 +556,7 @@ out:
 	return r;
 }
 
-int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g)
+int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag)
 {
 	struct dir_sec *s;
 	int i = -1;
@@ -558,7 +564,7 @@ int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g)
 	pthread_mutex_lock(&d->mu);
 	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
 	if (s && s->generation == g->generation)
-		i = holder_find(s, g->holder_id);
+		i = holder_find(s, g->holder_id, tag);
 	if (i >= 0) {
 		holder_drop(d, s, (unsigned)i, DROP_DETACH);
 		sec_maybe_free(d, s);
@@ -570,8 +576,8 @@ int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g)
 }
 
 int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
-		   const struct proto_grant *g, uint32_t page, bool write, bool take,
-		   struct mn_obuf **ret)
+		   const struct proto_grant *g, uint16_t tag, uint32_t page, bool write,
+		   bool take, struct mn_obuf **ret)
 {
 	struct dir_sync sync = { 0 };
 	struct dir_job *j;
@@ -591,7 +597,7 @@ int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *
 	pthread_mutex_lock(&d->mu);
 	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
 	if (s && s->generation == g->generation)
-		i = holder_find(s, g->holder_id);
+		i = holder_find(s, g->holder_id, tag);
 	if (i < 0) {
 		r = d->stopping ? -ESHUTDOWN : -EUNATCH;
 		if (r == -EUNATCH)
@@ -688,6 +694,19 @@ void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan)
 			sec_maybe_free(d, s);
 	}
 	pthread_mutex_unlock(&d->mu);
+}
+
+size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&d->mu);
+	for (uint64_t seq = MAX(after + 1, d->ndrops > MN_DIR_DROPS ?
+				d->ndrops - MN_DIR_DROPS + 1 : 1);
+	     seq <= d->ndrops && n < max; seq++)
+		out[n++] = d->drops[seq % MN_DIR_DROPS];
+	pthread_mutex_unlock(&d->mu);
+	return n;
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */

@@ -82,21 +82,43 @@ const struct mn_dir_counters *mn_dir_counters(const struct mn_dir *d);
  * generation. Errors: -errno for the reply status (-EUNATCH: the holder
  * is not attached; -EUSERS: no room for another holder).
  */
-/* Connection chan becomes g->holder_id's recall channel for g->section. */
-int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g);
-int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g);
 /*
- * DIR_READ (write false) or DIR_WRITE of page `page`, request header h on
- * connection c; take: a DIR_READ with PROTO_DIR_REQ_TAKE (the grant allows
- * writing). 0 with the reply in *ret (to queue now), MN_DIR_DEFERRED
- * (ops->hold was called; ops->post answers), or -errno.
+ * Connection chan becomes the recall channel of holder (g->holder_id, tag)
+ * for g->section; tag 0 without PROTO_FEAT_DIR_TAG.
+ */
+int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
+		  uint16_t tag);
+int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag);
+/*
+ * DIR_READ (write false) or DIR_WRITE of page `page` by holder
+ * (g->holder_id, tag), request header h on connection c; take: a DIR_READ
+ * with PROTO_DIR_REQ_TAKE (the grant allows writing). 0 with the reply in
+ * *ret (to queue now), MN_DIR_DEFERRED (ops->hold was called; ops->post
+ * answers), or -errno.
  */
 int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
-		   const struct proto_grant *g, uint32_t page, bool write, bool take,
-		   struct mn_obuf **ret);
+		   const struct proto_grant *g, uint16_t tag, uint32_t page, bool write,
+		   bool take, struct mn_obuf **ret);
 /* DIR_RECALL_ACK of recall `seq` on channel chan; dirty: the page, or NULL. */
 int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty);
 /* Connection chan closed: the holders whose channel it was are dropped. */
 void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan);
+
+/*
+ * Holders lost (dropped at the lease, or their channel closed), the last
+ * MN_DIR_DROPS of them, numbered from 1: what the memory node tells the
+ * orchestrator with its heartbeats, which makes events of them.
+ */
+#define MN_DIR_DROPS 16
+struct mn_dir_drop {
+	uint64_t seq;
+	uint32_t section, generation;
+	uint64_t node;
+	uint16_t tag;
+	uint32_t pages;              /* pages it owned: its unpublished writes to them are lost */
+	bool lease;                  /* true: no answer within the lease; false: channel closed */
+};
+/* Copy the drops with seq > after, oldest first, into out (up to max): how many. */
+size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, size_t max);
 
 #endif /* DISAGG_MEMNODE_DIR_H */

@@ -27,6 +27,7 @@
 #include "macro.h"
 #include "net.h"
 #include "wire.h"
+#include "wirediff.h"
 
 #define MN_DEFERRED 1
 
@@ -418,6 +419,30 @@ static int handle_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t
 	return 0;
 }
 
+/*
+ * WRITE_DIFF: a release region's diffs, byte runs of pages, applied like a
+ * WRITE (write right, epoch fenced, under the section's lock). The whole
+ * request is validated first (wirediff.c): a malformed one changes nothing.
+ */
+static int handle_write_diff(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct mn_node *n = mn_conn_node(c);
+	struct wire_diff d;
+	int r;
+
+	r = wire_diff_decode(p, h->len, n->pool->section_pages, PROTO_MAX_PAGES, &d);
+	if (r == 0)
+		r = check_grant(c, &d.grant, PROTO_R_WRITE);
+	if (r == 0)
+		r = lock_section(c, &d.grant, true);
+	if (r < 0)
+		return r;
+	wire_diff_apply(&d, mn_pool_section(n->pool, d.grant.section));
+	mn_table_unlock(&n->table, d.grant.section);
+	atomic_fetch_add(&n->stats.bytes_written, d.bytes);
+	return reply_with(c, h, NULL, 0);
+}
+
 static int handle_read(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	return handle_io(c, h, p, false);
@@ -620,20 +645,22 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 {
 	struct mn_node *n = mn_conn_node(c);
 	struct proto_grant g;
+	uint16_t tag;
 	int r;
 
-	r = wire_fixed(p, h->len, &g, sizeof(g));
+	r = wire_dir_who_decode(p, h->len, &g, &tag);
 	if (r < 0)
 		return r;
-	wire_grant_swap(&g);
+	if (tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+		return -EBADMSG;   /* holder tags only once negotiated */
 	r = dir_grant(c, &g, PROTO_R_READ, false);
 	if (r < 0)
 		return r;
 	if (h->opcode == PROTO_OP_DIR_DETACH) {
-		r = mn_dir_detach(n->dir, &g);
+		r = mn_dir_detach(n->dir, &g, tag);
 	} else {
 		mn_conn_auth(c)->dir_chan = true;  /* its closing is told to the directory */
-		r = mn_dir_attach(n->dir, c, &g);
+		r = mn_dir_attach(n->dir, c, &g, tag);
 	}
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
@@ -653,12 +680,14 @@ static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uin
 	take = req.flags & PROTO_DIR_REQ_TAKE;
 	if (take && (write || !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAKE)))
 		return -EBADMSG;   /* a read's flag, and only once negotiated */
+	if (req.tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+		return -EBADMSG;
 	/* A read that may take ownership may write next: it needs what a write needs. */
 	r = dir_grant(c, &req.grant,
 		      write || take ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, write || take);
 	if (r < 0)
 		return r;
-	r = mn_dir_request(n->dir, c, h, &req.grant, req.page, write, take, &ob);
+	r = mn_dir_request(n->dir, c, h, &req.grant, req.tag, req.page, write, take, &ob);
 	if (r == MN_DIR_DEFERRED)
 		return MN_DEFERRED;
 	if (r < 0)
@@ -705,6 +734,7 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	/* DIR_RECALL goes from the node to a holder, never the other way: NOTSUP. */
 	[PROTO_OP_DIR_RECALL_ACK] = { handle_dir_ack, false, false, PROTO_FEAT_DIR },
 	[PROTO_OP_DIR_DETACH] = { handle_dir_attach, false, false, PROTO_FEAT_DIR },
+	[PROTO_OP_WRITE_DIFF] = { handle_write_diff, false, false, PROTO_FEAT_DIFF },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

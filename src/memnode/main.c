@@ -441,14 +441,31 @@ static const struct http_route mn_routes[] = {
 	{ "GET", "/metrics", false, http_metrics },
 };
 
-/* Registrar callback: the current free section count. */
+/*
+ * Registrar callback: the current free section count, and the coherence
+ * directory's last lost holders (the orchestrator makes events of the
+ * ones it has not seen: "dir_drops", each with its number "seq").
+ */
 static void mn_fill_capacity(void *opaque, json_t *body)
 {
 	struct mn_node *n = opaque;
 	uint32_t used = atomic_load(&n->table.nused);
+	struct mn_dir_drop drops[MN_DIR_DROPS];
+	size_t nd = n->dir ? mn_dir_drops(n->dir, 0, drops, MN_DIR_DROPS) : 0;
+	json_t *arr = json_array();
 
 	json_object_set_new(body, "sections_free",
 			    json_integer(used < n->pool->nsections ? n->pool->nsections - used : 0));
+	for (size_t i = 0; arr && i < nd; i++)
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+			"seq", (json_int_t)drops[i].seq, "section", (json_int_t)drops[i].section,
+			"generation", (json_int_t)drops[i].generation,
+			"node", (json_int_t)drops[i].node, "tag", (json_int_t)drops[i].tag,
+			"pages", (json_int_t)drops[i].pages, "lease", drops[i].lease));
+	if (arr && nd)
+		json_object_set_new(body, "dir_drops", arr);
+	else
+		json_decref(arr);
 }
 
 static int mn_register(const struct mn_opts *o, struct mn_node *n, const char *addr,

@@ -97,7 +97,9 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 {
 	static const char *const keys[] = { "node_id", "kind", "name", "addr", "http", "labels",
 					    "section_size", "sections_total", "sections_free",
-					    "vcpus", "vms", "vm_states", NULL };
+					    "vcpus", "vms", "vm_states",
+					    "dir_drops",   /* a memory node's: heartbeats read them */
+					    NULL };
 	struct store *st = o->store;
 	struct node_rec n = { 0 }, old;
 	const char *k;
@@ -247,6 +249,9 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 	if (existed && strcmp(k, "compute") == 0 && json_is_array(json_object_get(body, "vm_states")) &&
 	    nodes_apply_vms(o, &n, json_object_get(body, "vm_states"), true) < 0)
 		log_warn("node %" PRIu64 ": cannot apply its VM states", n.id);
+	/* A memory node's directory: where its numbering of lost holders starts. */
+	if (strcmp(k, "memnode") == 0 && o->regions && o->regions->dir_drops)
+		o->regions->dir_drops(o, &n, json_object_get(body, "dir_drops"));
 	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;
@@ -260,7 +265,7 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		     struct http_resp *resp)
 {
 	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms",
-					    "vm_states", NULL };
+					    "vm_states", "dir_drops", NULL };
 	struct store *st = o->store;
 	int64_t freec = -1, total = -1, vcpus = -1;
 	struct node_rec n;
@@ -313,6 +318,9 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	r = st->ops->commit(st);
 	if (r < 0)
 		goto fail;
+	/* A memory node's directory: holders of strict regions it lost. */
+	if (strcmp(n.kind, "memnode") == 0 && o->regions && o->regions->dir_drops)
+		o->regions->dir_drops(o, &n, body ? json_object_get(body, "dir_drops") : NULL);
 	/* A compute node's VMs that changed by themselves (degraded, running again). */
 	if (body && json_object_get(body, "vm_states") && strcmp(n.kind, "compute") == 0 &&
 	    nodes_apply_vms(o, &n, json_object_get(body, "vm_states"), false) < 0)

@@ -73,6 +73,7 @@ enum orch_route {
 	RT_REGIONS_DETACH,
 	RT_REGIONS_LOCK,
 	RT_REGIONS_UNLOCK,
+	RT_REGIONS_SYNC,
 	RT_REGIONS_MIGRATE,
 	RT_SECTIONS,
 	RT_EVENTS,
@@ -135,6 +136,11 @@ struct orch_regions {
 		       uint32_t gen);
 	/* The monitor, now and then: invalidations owed to attached slots. */
 	void (*upkeep)(struct orch *o);
+	/*
+	 * A heartbeat of memory node mn, with its directory's last lost
+	 * holders ("dir_drops", or NULL): events for the ones not seen yet.
+	 */
+	void (*dir_drops)(struct orch *o, const struct node_rec *mn, json_t *drops);
 };
 
 struct orch {

@@ -194,7 +194,7 @@ int regions_finish(struct orch *o, struct region_rec *r, const char *state, cons
 
 bool regions_writes(const struct region_rec *r, int64_t slot_id)
 {
-	return !strcmp(r->mode, "strict") || r->holder == slot_id;
+	return strcmp(r->mode, "exclusive") != 0 || r->holder == slot_id;
 }
 
 json_t *regions_grants(struct orch *o, const struct region_rec *r, uint64_t holder, bool write,
@@ -341,16 +341,11 @@ static int parse_create(struct orch *o, json_t *body, struct region_rec *r, size
 		http_resp_error(resp, 400, "bad_mode", "\"mode\" must be a string");
 		return -EINVAL;
 	}
-	if (!strcmp(mode, "release")) {
-		http_resp_error(resp, 400, "mode_unsupported",
-				"mode \"release\" is not supported yet: use \"exclusive\" or "
-				"\"strict\"");
-		return -EINVAL;
-	}
-	if (strcmp(mode, "exclusive") != 0 && strcmp(mode, "strict") != 0) {
+	if (strcmp(mode, "exclusive") != 0 && strcmp(mode, "strict") != 0 &&
+	    strcmp(mode, "release") != 0) {
 		http_resp_error(resp, 400, "bad_mode",
-				"unknown mode \"%.32s\": \"exclusive\" or \"strict\" (or, later, "
-				"\"release\")", mode);
+				"unknown mode \"%.32s\": \"exclusive\", \"strict\" or \"release\"",
+				mode);
 		return -EINVAL;
 	}
 	v = json_object_get(body, "home");

@@ -10,9 +10,11 @@
 #include <string.h>
 
 #include "regions.h"
+#include "regions_drops.h"
 #include "regions_flow.h"
 #include "regions_memmig.h"
 #include "regions_migrate.h"
+#include "regions_sync.h"
 
 static bool is_method(const struct http_req *req, const char *m)
 {
@@ -31,6 +33,8 @@ static const struct {
 	{ "/detach", regions_detach, RT_REGIONS_DETACH },
 	{ "/lock", regions_lock, RT_REGIONS_LOCK },
 	{ "/unlock", regions_unlock, RT_REGIONS_UNLOCK },
+	{ "/release", regions_release, RT_REGIONS_SYNC },
+	{ "/acquire", regions_acquire, RT_REGIONS_SYNC },
 	{ "/migrate", regions_memmig, RT_REGIONS_MIGRATE },
 };
 
@@ -97,6 +101,7 @@ static const struct orch_regions hooks = {
 	.node_lock = regions_node_lock,
 	.orphan = regions_orphan,
 	.upkeep = regions_upkeep,
+	.dir_drops = regions_dir_drops,
 };
 
 void regions_start(struct orch *o)

@@ -344,8 +344,6 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 			       s.state);
 		goto out;
 	}
-	if (!strcmp(r.mode, "strict") && regions_strict_node_taken(o, &r, s.compute, resp))
-		goto out;
 	a = (struct region_attach_rec){ .region_id = r.id, .slot_id = s.id, .compute = s.compute };
 	snprintf(a.state, sizeof(a.state), "attaching");
 	snprintf(a.slot, sizeof(a.slot), "%s", s.name);
@@ -397,6 +395,7 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 		       "region %s attached to slot %s on compute node %" PRIu64 " at %s (%s)",
 		       r.name, s.name, s.compute, a.pci[0] ? a.pci : "an unknown PCI address",
 		       !strcmp(r.mode, "strict") ? "strict: coherent page by page"
+		       : !strcmp(r.mode, "release") ? "release: published at its releases"
 		       : write ? "read-write: it holds the lock" : "read-only");
 	log_info("region %s attached to slot %s at %s", r.name, s.name, a.pci);
 	answer(o, &r, NULL, resp);
@@ -441,14 +440,20 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 
 /* ---- lock, unlock --------------------------------------------------------- */
 
-/* Lock and unlock of a strict region: 409 mode_strict (answered, rolled back): true. */
+/*
+ * Lock and unlock of a region that has no lock: 409 mode_strict or
+ * mode_release (answered, rolled back): true.
+ */
 static bool refuse_strict(struct orch *o, const struct region_rec *r, struct http_resp *resp)
 {
-	if (strcmp(r->mode, "strict") != 0)
-		return false;
-	regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that maps "
-		       "it writes, page by page; there is no lock", r->name);
-	return true;
+	if (!strcmp(r->mode, "strict"))
+		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
+			       "maps it writes, page by page; there is no lock", r->name);
+	else if (!strcmp(r->mode, "release"))
+		regions_refuse(o, resp, 409, "mode_release", "region %s is in mode release: every "
+			       "slot that maps it writes and publishes at its releases; there is no "
+			       "lock (use release and acquire)", r->name);
+	return strcmp(r->mode, "exclusive") != 0;
 }
 
 void regions_lock(struct orch *o, const char *name, const struct http_req *req,
@@ -607,12 +612,59 @@ int regions_slot_deleting(struct orch *o, const struct slot_rec *s, const char *
 	return 0;
 }
 
+/*
+ * The lock's lease: a holder whose VM is gone (its compute node missed
+ * heartbeats for the node timeout, or the VM failed) loses the lock as an
+ * unlock of it would take it (fenced at a new epoch: what it wrote since
+ * its last release is lost; event region_unlocked, "forced"), and the
+ * other slots go on: their locks, from the API or from their guests, are
+ * given again.
+ */
+static void unlock_gone_holders(struct orch *o)
+{
+	_cleanup_free_ struct region_rec *regs = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->region_list(o->store, &regs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct http_resp resp = { 0 };
+		struct region_attach_rec a;
+		struct region_rec r;
+		struct slot_rec s;
+		json_t *info;
+
+		if (!regs[i].holder || strcmp(regs[i].state, "ready") != 0 ||
+		    o->store->ops->slot_get(o->store, regs[i].holder_name, &s) < 0 ||
+		    !vm_gone(s.state))
+			continue;
+		if (regions_begin(o, regs[i].name, &r, &resp) < 0) {
+			free(resp.body);
+			continue;
+		}
+		/* Again inside the region's operation: it may have changed meanwhile. */
+		if (tx_slot(o, &r, regs[i].holder_name, &s, &a, &resp) < 0 || r.holder != s.id ||
+		    !vm_gone(s.state) || regions_begin_commit(o, &r, "unlocking", s.id, &resp) < 0) {
+			if (!resp.body)
+				o->store->ops->rollback(o->store);
+			free(resp.body);
+			continue;
+		}
+		log_warn("region %s: its holder %s is %s: the lock is taken back", r.name, s.name,
+			 s.state);
+		info = json_object();
+		flow_end(o, &r, release(o, &r, &s, true, info, &resp), info, &resp);
+		free(resp.body);
+	}
+}
+
 void regions_upkeep(struct orch *o)
 {
 	_cleanup_free_ struct region_attach_rec *att = NULL;
 	int64_t last = 0;
 	size_t n = 0;
 
+	unlock_gone_holders(o);
 	if (o->store->ops->attach_list(o->store, 0, 0, &att, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {

@@ -8,11 +8,11 @@
  * /v1/vms/NAME/regions; ask, don't guess); every region the slot maps
  * enters the operation state `migrating` (pending: the slot), so that no
  * lock, unlock, attach or detach changes who writes while the VM moves;
- * a strict region refuses a destination that already has a slot of it
- * (409 compute_node_taken: its directory has one place per compute
- * node); the destination gets grants of its own, read-write for a strict
- * region and for the holder of an exclusive one (whose epoch is raised
- * first: the lock moves with the VM), read-only otherwise.
+ * the destination gets grants of its own (a strict region's directory
+ * knows each VM of a compute node as a holder of its own: a destination
+ * that runs another user of the region is fine), read-write for a strict
+ * or release region and for the holder of an exclusive one (whose epoch
+ * is raised first: the lock moves with the VM), read-only otherwise.
  *
  * End: moved (the source handed the VM over), the holder's regions are
  * fenced at the raised epoch, so that nothing the source might still
@@ -21,7 +21,8 @@
  * are `ready` again as they were (a raised epoch nobody was fenced at is
  * harmless). A strict region is never fenced: its other users write at
  * the same epoch, and the source had written back and left the directory
- * before its switchover.
+ * before its switchover. Nor is a release region (the same epoch for all
+ * its users): the source's final flush published its diffs.
  */
 #include "regions_migrate.h"
 
@@ -62,25 +63,6 @@ int regions_fence(struct orch *o, const struct region_rec *r)
 			    r->name, secs[i].idx, secs[i].memnode, r->epoch, strerror(-e));
 	}
 	return failed;
-}
-
-bool regions_strict_node_taken(struct orch *o, const struct region_rec *r, uint64_t compute,
-			       struct http_resp *resp)
-{
-	_cleanup_free_ struct region_attach_rec *att = NULL;
-	size_t n = 0;
-
-	if (o->store->ops->attach_list(o->store, r->id, 0, &att, &n) < 0)
-		n = 0;
-	for (size_t i = 0; i < n; i++)
-		if (att[i].compute == compute) {
-			regions_refuse(o, resp, 409, "compute_node_taken",
-				       "slot %s on compute node %" PRIu64 " maps strict region %s "
-				       "already: its directory keeps one place per compute node",
-				       att[i].slot, compute, r->name);
-			return true;
-		}
-	return false;
 }
 
 /* The source agent's entry for region `name` in its list, or NULL. */
@@ -151,8 +133,6 @@ static int begin_one(struct orch *o, const struct slot_rec *s, const struct node
 	if (o->store->ops->attach_list(o->store, r.id, s->id, &att, &n) < 0 || n == 0)
 		return regions_refuse(o, resp, 409, "conflict", "slot %s was detached from region "
 				      "%s meanwhile", s->name, r.name);
-	if (!strcmp(r.mode, "strict") && regions_strict_node_taken(o, &r, dst->id, resp))
-		return -EBUSY;
 	e = source_entry(list, r.name);
 	if (!e || !json_is_true(json_object_get(e, "mapped")))
 		return regions_refuse(o, resp, 409, "region_not_mapped",
@@ -160,7 +140,7 @@ static int begin_one(struct orch *o, const struct slot_rec *s, const struct node
 				      "detach it or attach it again first", s->compute, r.name,
 				      s->name);
 	write = regions_writes(&r, s->id);
-	if (write && strcmp(r.mode, "strict") != 0)
+	if (write && !strcmp(r.mode, "exclusive"))
 		r.epoch++;   /* the lock moves: the destination writes at an epoch of its own */
 	if (regions_begin_commit(o, &r, "migrating", s->id, resp) < 0)
 		return -EIO;

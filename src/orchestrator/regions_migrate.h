@@ -3,7 +3,7 @@
  * Shared regions in a compute migration (regions_migrate.c): the hooks
  * migrate_begin and migrate_end of struct orch_regions, and what they
  * share with attach and lock (regions_flow.c): fencing a region's
- * sections at its epoch, the strict rule of one slot per compute node.
+ * sections at its epoch.
  */
 #ifndef DISAGG_ORCH_REGIONS_MIGRATE_H
 #define DISAGG_ORCH_REGIONS_MIGRATE_H
@@ -15,17 +15,6 @@
  * fenced (an event for each), or -errno when the store cannot be read.
  */
 int regions_fence(struct orch *o, const struct region_rec *r);
-
-/*
- * A strict region's directory knows compute nodes, not slots: two slots of
- * one node would share one place in it, and a recall meant for one would
- * not reach the other. One slot per compute node, then (docs/sharing.md):
- * true with 409 compute_node_taken answered (regions_refuse: the
- * transaction of regions_begin rolled back) when a slot on `compute` maps
- * r already. For attach, and for a migration's destination.
- */
-bool regions_strict_node_taken(struct orch *o, const struct region_rec *r, uint64_t compute,
-			       struct http_resp *resp);
 
 /* struct orch_regions: migrate_begin, migrate_end. */
 int regions_migrate_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,

@@ -114,8 +114,8 @@ static void hold(struct holder *h, uint32_t p, int want)
 		int r;
 
 		pthread_mutex_unlock(&h->mu);      /* recalls go on while we wait */
-		r = want == ST_OWNED ? mnc_dir_write(h->io, &h->g, p, buf, &had)
-				     : mnc_dir_read(h->io, &h->g, p, buf, NULL);
+		r = want == ST_OWNED ? mnc_dir_write(h->io, &h->g, 0, p, buf, &had)
+				     : mnc_dir_read(h->io, &h->g, 0, p, buf, NULL);
 		if (r < 0)
 			die(want == ST_OWNED ? "dir write" : "dir read", r);
 		pthread_mutex_lock(&h->mu);
@@ -195,7 +195,7 @@ static int run(struct holder *h)
 		fflush(stdout);
 	}
 	publish(h);                    /* while the recall thread still answers */
-	r = mnc_dir_detach(h->io, &h->g);
+	r = mnc_dir_detach(h->io, &h->g, 0);
 	if (r < 0)
 		die("detach", r);
 	atomic_store(&h->stop, true);
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
 	h.pages = calloc(h.npages, PROTO_PAGE_SIZE);
 	if (!h.state || !h.dirty || !h.pages)
 		die("memory", -ENOMEM);
-	if ((r = mnc_dir_attach(h.chan, &h.g)) < 0)
+	if ((r = mnc_dir_attach(h.chan, &h.g, 0)) < 0)
 		die("attach", r);
 	r = run(&h);
 	mnc_close(h.chan);

@@ -32,7 +32,7 @@ PAGE = 4096
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
           FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
@@ -41,7 +41,9 @@ ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
 FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
 FEAT_DIR_TAKE = 32                     # DIR_READ with REQ_TAKE (migratory pages)
-FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR
+FEAT_DIR_TAG = 64                      # directory holders (node, tag)
+FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
+FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
@@ -53,7 +55,8 @@ HELLO_REQ = struct.Struct("<HHIQ32s")     # 48
 HELLO_REP = struct.Struct("<HHIQIIQII32s32s")  # 104
 SECTION = struct.Struct("<IIQ")           # 16
 STATS = struct.Struct("<QQIIQQQQQ")       # 64
-DIR_REQ = struct.Struct("<104sII")        # 112: grant, page, flags
+DIR_REQ = struct.Struct("<104sIHH")       # 112: grant, page, flags, tag
+DIR_WHO = struct.Struct("<HHI")           # 8 after DIR_ATTACH/DETACH's grant: tag, rsvd
 DIR_WRITE_REP = struct.Struct("<II")      # 8: flags, rsvd (+ the page unless HAD_COPY)
 DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, rsvd
 DIR_ACK = struct.Struct("<QII")           # 16: seq, flags, rsvd (+ the page if DIRTY)
@@ -332,6 +335,19 @@ class Conn:
     def write(self, grant, extents, data):
         self.call(OP["WRITE"], self.io_req(grant, extents) + data)
 
+    @staticmethod
+    def diff_req(grant, pages, npages=None):
+        """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...]."""
+        body = b""
+        for page, runs in pages:
+            body += struct.pack("<IHH", page, len(runs), 0)
+            body += b"".join(struct.pack("<HH", off, len(data)) for off, data in runs)
+            body += b"".join(data for _, data in runs)
+        return grant + struct.pack("<II", len(pages) if npages is None else npages, 0) + body
+
+    def write_diff(self, grant, pages):
+        self.call(OP["WRITE_DIFF"], self.diff_req(grant, pages))
+
     def read_range(self, grant, first, count, chunk=256):
         """Pipelined read of `count` pages from `first`."""
         ids = {}
@@ -385,36 +401,37 @@ class Conn:
 
 
     # -- coherence directory ------------------------------------------------
-    def dir_attach(self, grant):
-        """This connection becomes the grant holder's recall channel
-        (use a Channel to answer its recalls)."""
-        self.call(OP["DIR_ATTACH"], grant)
+    def dir_attach(self, grant, tag=None):
+        """This connection becomes the recall channel of the holder (the
+        grant's node, tag) (use a Channel to answer its recalls). tag None:
+        the grant alone, as before holder tags."""
+        self.call(OP["DIR_ATTACH"], grant + (b"" if tag is None else DIR_WHO.pack(tag, 0, 0)))
 
-    def dir_detach(self, grant):
-        self.call(OP["DIR_DETACH"], grant)
+    def dir_detach(self, grant, tag=None):
+        self.call(OP["DIR_DETACH"], grant + (b"" if tag is None else DIR_WHO.pack(tag, 0, 0)))
 
-    def dir_read(self, grant, page):
-        return self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, 0))
+    def dir_read(self, grant, page, tag=0):
+        return self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, 0, tag))
 
-    def dir_take(self, grant, page):
+    def dir_take(self, grant, page, tag=0):
         """DIR_READ that may take ownership: (owned, page)."""
-        d = self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, REQ_TAKE))
+        d = self.call(OP["DIR_READ"], DIR_REQ.pack(grant, page, REQ_TAKE, tag))
         flags, rsvd = DIR_WRITE_REP.unpack_from(d)
         assert rsvd == 0 and flags in (0, OWNED), d[:8]
         assert len(d) == DIR_WRITE_REP.size + PAGE, len(d)
         return bool(flags), d[DIR_WRITE_REP.size:]
 
-    def dir_write(self, grant, page):
+    def dir_write(self, grant, page, tag=0):
         """(had_copy, page or None)."""
-        d = self.call(OP["DIR_WRITE"], DIR_REQ.pack(grant, page, 0))
+        d = self.call(OP["DIR_WRITE"], DIR_REQ.pack(grant, page, 0, tag))
         flags, rsvd = DIR_WRITE_REP.unpack_from(d)
         assert rsvd == 0 and flags in (0, HAD_COPY), d[:8]
         assert len(d) == DIR_WRITE_REP.size + (0 if flags else PAGE), len(d)
         return bool(flags), (None if flags else d[DIR_WRITE_REP.size:])
 
-    def send_dir(self, op, grant, page, flags=0):
+    def send_dir(self, op, grant, page, flags=0, tag=0):
         """DIR_READ or DIR_WRITE without waiting: the request id."""
-        return self.send(OP[op], DIR_REQ.pack(grant, page, flags))
+        return self.send(OP[op], DIR_REQ.pack(grant, page, flags, tag))
 
 
 class Channel:

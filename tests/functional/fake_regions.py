@@ -14,6 +14,10 @@ agent API of the shared-regions contract, docs/api.md "Shared regions"):
                                                 a region moving to another memory node
                                                 (and "writeback" ahead of the quiesce)
 
+and, for a region in mode release, release ({published_pages, diff_bytes,
+ms}) and acquire ({dropped_pages, ms}) with an empty body: the agent's
+own sync points, no grants.
+
 with the checks the agent makes (size a power of two and a whole number
 of sections, one grant per section held by this node, read-only grants
 unless writable, read-write ones to acquire), bookkeeping only. A VM's
@@ -149,6 +153,13 @@ def dispatch(fake, h, method, groups, body):
             return h._err(400, "bad_request", "an empty object expected")
         dropped, r["cached"] = r.get("cached", 0), 0
         return h._send(200, {"dropped_pages": dropped, "ms": 0})
+    if r["mode"] == "release":
+        if body not in ({}, None):
+            return h._err(400, "bad_request", "release and acquire take an empty object")
+        if what == "acquire":
+            dropped, r["cached"] = r.get("cached", 0), 0
+            return h._send(200, {"dropped_pages": dropped, "ms": 1})
+        return h._send(200, {"published_pages": r.pop("dirty", 0), "diff_bytes": 0, "ms": 2})
     if not isinstance(body, dict) or set(body) != {"grants"}:
         return h._err(400, "bad_request", "{\"grants\": [...]} expected")
     why = _check_grants(fake, body["grants"], len(r["sections"]), what == "acquire")
@@ -176,15 +187,15 @@ def _attach(fake, h, vm, regions, body):
     rid, size, secs = body["region"], body["size"], body["sections"]
     if rid in regions:
         return h._err(409, "region_attached", f"region {rid} is attached already")
-    if body["mode"] not in ("exclusive", "strict"):
-        return h._err(400, "bad_request", "mode exclusive or strict")
+    if body["mode"] not in ("exclusive", "strict", "release"):
+        return h._err(400, "bad_request", "mode exclusive, strict or release")
     if not isinstance(size, int) or size <= 0 or size & (size - 1) or size % SECTION_SIZE:
         return h._err(400, "bad_request", "size: a power of two, a multiple of the section")
     if not isinstance(secs, list) or any(set(s) != {"kind", "addr", "grant"} or
                                          s["kind"] != "remote" for s in secs):
         return h._err(400, "bad_request", "bad sections")
-    # the real agent: every user of a strict region writes
-    write = bool(body.get("writable", False)) or body["mode"] == "strict"
+    # the real agent: every user of a strict or release region writes
+    write = bool(body.get("writable", False)) or body["mode"] != "exclusive"
     why = _check_grants(fake, [s["grant"] for s in secs], size // SECTION_SIZE, write)
     if why:
         return h._err(400, "bad_request", why)

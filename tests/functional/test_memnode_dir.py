@@ -160,6 +160,48 @@ def test_invalidate_then_downgrade_moves_the_page_between_two_holders(memnodes, 
     b.close()
 
 
+def test_two_vms_of_one_node_are_two_holders(memnodes, key):
+    """Holder tags: node A's two VMs (tags 1 and 2) each have a recall
+    channel and copies of their own; a write of one recalls the other."""
+    d = start(memnodes)
+    sec, gen = section(d, key)
+    feats = dp.FEAT_ALL | dp.FEAT_DIR_TAG
+    grant = dp.mint_grant(key, d.node_id, A, sec, gen, dp.R_READ | dp.R_WRITE)
+    vm = {}
+    for tag in (1, 2):
+        chan = dp.Conn(d.addr).login(key, A, orch=False, features=feats)
+        io = dp.Conn(d.addr).login(key, A, orch=False, features=feats)
+        assert chan.info["features"] & dp.FEAT_DIR_TAG
+        chan.dir_attach(grant, tag)
+        vm[tag] = (io, dp.Channel(chan), chan)
+    (io1, ch1, _), (io2, ch2, _) = vm[1], vm[2]
+    mine = dp.pattern(5, sec, 1, first=3)
+
+    assert io1.dir_write(grant, 3, tag=1) == (False, bytes(PAGE))
+    # VM 2 reads: VM 1 (same node, another holder) is downgraded and hands its page over.
+    rid = io2.send_dir("DIR_READ", grant, 3, tag=2)
+    r = ch1.recall()
+    assert (r["page"], r["mode"]) == (3, dp.DOWNGRADE)
+    ch1.ack(r["seq"], dirty=mine)
+    assert reply(io2, rid) == (0, mine)
+    # VM 2 writes: VM 1's read copy is invalidated; VM 2 had its own copy.
+    rid = io2.send_dir("DIR_WRITE", grant, 3, tag=2)
+    r = ch1.recall()
+    assert (r["page"], r["mode"]) == (3, dp.INVALIDATE)
+    ch1.ack(r["seq"])
+    assert write_reply(reply(io2, rid)[1]) == (True, b"")
+    assert ch2.recall(0.2) is None
+    # Tag 0, the node itself, is a third holder: not attached, so refused.
+    refused("DIR_DETACHED", io1.dir_read, grant, 3)
+    # VM 1 leaves; VM 2 stays attached.
+    io1.dir_detach(grant, 1)
+    refused("DIR_DETACHED", io1.dir_read, grant, 3, tag=1)
+    assert metrics(d)["disagg_memnode_dir_holders"] == 1
+    for io, _, chan in vm.values():
+        io.close()
+        chan.close()
+
+
 def take(h, page, recalled, mode, dirty=None):
     """h reads `page` with REQ_TAKE while holder `recalled` is recalled with
     `mode` and answers (dirty: its page): (owned, page)."""
@@ -433,7 +475,7 @@ def test_malformed_frames_get_clear_statuses(memnodes, key):
     sec, gen = section(d, key)
     a = Holder(d, key, A, sec, gen)
     c = a.io
-    req = dp.DIR_REQ.pack(a.grant, 0, 0)
+    req = dp.DIR_REQ.pack(a.grant, 0, 0, 0)
     refused("DIR_DETACHED", a.read, 0)                       # not attached yet
     refused("DIR_DETACHED", c.dir_detach, a.grant)
     refused("DIR_DETACHED", dp.Channel(c).ack, 1)            # no channel of anything
@@ -441,13 +483,18 @@ def test_malformed_frames_get_clear_statuses(memnodes, key):
     for op in ("DIR_READ", "DIR_WRITE"):
         refused("BADMSG", c.call, dp.OP[op], req[:-1])       # short
         refused("BADMSG", c.call, dp.OP[op], req + b"\0")    # long
-        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, 2))   # unknown flag
+        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, 2, 0))   # unknown flag
         # REQ_TAKE: a read's flag, and only on a connection that negotiated it.
-        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE))
-        refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 4096, 0))
-        refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0xFFFFFFFF, 0))
+        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE, 0))
+        # A holder tag, also only on a connection that negotiated it.
+        refused("BADMSG", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0, 0, 3))
+        refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 4096, 0, 0))
+        refused("RANGE", c.call, dp.OP[op], dp.DIR_REQ.pack(a.grant, 0xFFFFFFFF, 0, 0))
     refused("BADMSG", c.call, dp.OP["DIR_ATTACH"], a.grant[:-1])
     refused("BADMSG", c.call, dp.OP["DIR_DETACH"], a.grant + b"\0")
+    refused("BADMSG", c.call, dp.OP["DIR_ATTACH"], a.grant + dp.DIR_WHO.pack(3, 0, 0))
+    refused("BADMSG", c.call, dp.OP["DIR_ATTACH"], a.grant + dp.DIR_WHO.pack(0, 1, 0))
+    refused("BADMSG", c.call, dp.OP["DIR_ATTACH"], a.grant + dp.DIR_WHO.pack(0, 0, 1))
     ch = a.chan
     refused("NOENT", ch.ack, 12345)                          # no such recall
     refused("BADMSG", ch.ack, 1, flags=dp.DIRTY)             # DIRTY without the page

@@ -15,11 +15,12 @@ from before regions, an operation interrupted by a restart; renewal and
 the orphan sweep. The CLI's region commands are in test_regions_cli.py.
 """
 import sqlite3
+import time
 
 import pytest
 
 import fake_regions as fr
-from dproto import GRANT, ST, Conn, ProtoError, mint_grant, wait_for
+from dproto import FEAT_ALL, FEAT_DIR_TAG, GRANT, ST, Conn, ProtoError, mint_grant, wait_for
 from test_orchestrator import (computes, decode_grant, err, hb_factory,  # noqa: F401
                                orch, orch_factory, real_allocated)
 
@@ -47,8 +48,8 @@ def kinds(o):
 def start(orch, memnodes, computes, hb_factory, pool="1G", slots=("a", "b"), remote=0):
     """Compute nodes 10 and 11 (fake), memory node 101 (real); slot a runs
     on 10 and b on 11 (local memory unless `remote`: the memory node is the
-    regions')."""
-    hb = hb_factory(orch)
+    regions'). Their heartbeats: orch.hb."""
+    hb = orch.hb = hb_factory(orch)
     c1, c2 = computes(10), computes(11)
     hb.register(c1.registration())
     hb.register(c2.registration())
@@ -220,11 +221,13 @@ def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
     assert st == 404 and err(ans) == "not_found", ans
     st, ans = orch.call("POST", "/v1/regions", {"name": "h", "size_bytes": SEC, "home": "x"})
     assert st == 400, ans
-    # Its directory keeps one place per compute node: a second slot there is refused.
+    # A second slot of a compute node that has one already: each VM is a
+    # holder of its own at the directory (the agent's tag), so it is attached too.
     st, c = orch.call("POST", "/v1/slots", {"name": "c", "memory": "128M", "remote_percent": 0})
     assert st == 201, c
     st, ans = post(orch, "s", "attach", "c")
-    assert st == 409 and err(ans) == "compute_node_taken", ans
+    assert st == 200, ans
+    assert post(orch, "s", "detach", "c")[0] == 200
     assert [x["slot"] for x in orch.call("GET", "/v1/regions/s")[1]["attachments"]] == ["a", "b"]
     assert orch.call("GET", "/v1/regions/s")[1]["holder"] is None
     for slot in ("a", "b"):
@@ -232,6 +235,58 @@ def test_strict_region_every_slot_writes(orch, memnodes, computes, hb_factory):
         assert st == 200, ans
     assert orch.call("DELETE", "/v1/regions/s")[0] in (200, 204)
     assert "region_attached" in kinds(orch)
+
+
+def test_release_region_sync_points(orch, memnodes, computes, hb_factory):
+    """Mode release: every slot gets read-write grants, several on one compute
+    node; no lock (409 mode_release); release and acquire go to the slot's
+    agent with an empty body and its answer comes back."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory, slots=("a", "b", "c"))
+    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
+    assert st == 201 and r["mode"] == "release", r
+    nodes = {}
+    for slot in ("a", "b", "c"):
+        st, ans = post(orch, "p", "attach", slot)
+        assert st == 200, ans
+        for comp, node in ((c1, 10), (c2, 11)):
+            calls = [x for x in comp.calls if x[:2] == ("POST", f"/v1/vms/{slot}/regions")]
+            if calls:
+                body = calls[0][2]
+                assert body["mode"] == "release" and body["writable"] is True, body
+                check_grants(grants_of(body, "sections"), r, node, RW, 0)
+                nodes[slot] = node
+    assert sorted(nodes) == ["a", "b", "c"] and len(set(nodes.values())) == 2, nodes
+    for verb in ("lock", "unlock"):
+        st, ans = post(orch, "p", verb, "a")
+        assert st == 409 and err(ans) == "mode_release", ans
+    fr.LOG.clear()
+    st, ans = post(orch, "p", "release", "a")
+    assert st == 200 and ans["published_pages"] == 0 and ans["slot"] == "a", ans
+    st, ans = post(orch, "p", "acquire", "b")
+    assert st == 200 and ans["dropped_pages"] == 0 and ans["region"] == "p", ans
+    assert [(e[1], e[2], e[4]) for e in fr.calls()] == [("release", "a", {}),
+                                                         ("acquire", "b", {})]
+    assert orch.call("GET", "/v1/regions/p")[1]["state"] == "ready"
+    # Refusals: an exclusive region, a slot that does not map it, bad bodies.
+    assert orch.call("POST", "/v1/regions", {"name": "x", "size_bytes": SEC})[0] == 201
+    assert post(orch, "x", "attach", "a")[0] == 200
+    st, ans = post(orch, "x", "release", "a")
+    assert st == 409 and err(ans) == "mode_not_release", ans
+    assert post(orch, "p", "detach", "c")[0] == 200
+    st, ans = post(orch, "p", "acquire", "c")
+    assert st == 409 and err(ans) == "not_attached", ans
+    st, ans = post(orch, "p", "release", "ghost")
+    assert st == 404, ans
+    st, ans = post(orch, "nope", "release", "a")
+    assert st == 404, ans
+    st, ans = orch.call("POST", "/v1/regions/p/release", {})
+    assert st == 400, ans
+    st, ans = orch.call("POST", "/v1/regions/p/release", {"slot": "a", "extra": 1})
+    assert st == 400, ans
+    # The agent's refusal comes back as it said.
+    (c1 if nodes["a"] == 10 else c2).fail_region["release"] = (503, "release_failed")
+    st, ans = post(orch, "p", "release", "a")
+    assert st == 503 and err(ans) == "release_failed", ans
 
 
 def test_bad_input(orch, memnodes, computes, hb_factory):
@@ -243,7 +298,6 @@ def test_bad_input(orch, memnodes, computes, hb_factory):
             ({"name": "r", "size_bytes": 0}, 400, "bad_size"),
             ({"name": "r", "size_bytes": "12X"}, 400, "bad_size"),
             ({"name": "r"}, 400, "bad_size"),
-            ({"name": "r", "size_bytes": SEC, "mode": "release"}, 400, "mode_unsupported"),
             ({"name": "r", "size_bytes": SEC, "mode": "weird"}, 400, "bad_mode"),
             ({"name": "r", "size_bytes": SEC, "mode": 3}, 400, "bad_mode"),
             ({"name": "../x", "size_bytes": SEC}, 400, "bad_request"),
@@ -383,8 +437,8 @@ def test_compute_migration_moves_regions(orch, memnodes, computes, hb_factory, k
     """A slot moves with its regions (docs/sharing.md, "Migration"): the
     destination gets each at the source's PCI address and BAR with grants
     of its own (read-write and a raised epoch for the holder), the holder
-    is fenced at that epoch after the move; a strict region refuses a
-    destination where another slot maps it; a failed move leaves the
+    is fenced at that epoch after the move; a strict region also moves to
+    a compute node where another slot maps it; a failed move leaves the
     regions as they were."""
     c1, c2, m = start(orch, memnodes, computes, hb_factory, remote=100)
     assert orch.call("POST", "/v1/regions", {"name": "s1", "size_bytes": SEC,
@@ -393,11 +447,6 @@ def test_compute_migration_moves_regions(orch, memnodes, computes, hb_factory, k
     for name in ("s1", "r1"):
         assert post(orch, name, "attach", "a")[0] == 200
         assert post(orch, name, "attach", "b")[0] == 200
-    st, ans = orch.call("POST", "/v1/slots/a/migrate", {"to": 11})
-    assert st == 409 and err(ans) == "compute_node_taken", ans
-    assert orch.call("GET", "/v1/slots/a")[1]["state"] == "running"
-    assert all(orch.call("GET", f"/v1/regions/{n}")[1]["state"] == "ready"
-               for n in ("s1", "r1"))
     assert post(orch, "s1", "detach", "b")[0] == 200
 
     assert post(orch, "r1", "lock", "a")[0] == 200
@@ -476,6 +525,83 @@ def test_slot_delete_detaches(orch, memnodes, computes, hb_factory, key):
     assert st == 200 and ans["forced"] is True and ans["epoch"] == 3, ans
     assert post(orch, "r1", "detach", "b")[0] == 200
     assert orch.call("DELETE", "/v1/regions/r1")[0] == 204
+
+
+def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, computes,
+                                                      hb_factory, key):
+    """The lock's lease is the node timeout: a holder whose compute node
+    misses heartbeats that long is lost, and the monitor takes the lock
+    back (fenced at a new epoch: the lost VM's late writes are refused);
+    the other slot locks next."""
+    orch = orch_factory(timeout=2)
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    assert orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})[0] == 201
+    for slot in ("a", "b"):
+        assert post(orch, "r1", "attach", slot)[0] == 200
+    assert post(orch, "r1", "lock", "a")[0] == 200
+    epoch = orch.call("GET", "/v1/regions/r1")[1]["epoch"]
+    st, ans = post(orch, "r1", "lock", "b")
+    assert st == 409 and err(ans) == "region_locked", ans
+
+    orch.hb.pause(10)                # compute node 10 goes silent
+    c1.dead = True
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
+    assert wait_for(lambda: orch.call("GET", "/v1/regions/r1")[1]["holder"] is None, 15)
+    r = orch.call("GET", "/v1/regions/r1")[1]
+    assert r["epoch"] == epoch + 1 and r["state"] == "ready", r
+    ev = [e for e in events(orch, "region_unlocked") if "its VM is gone" in e["message"]]
+    assert ev, events(orch)
+    # A write of the lost holder at its old epoch is refused.
+    x = r["sections"][0]
+    old = mint_grant(key, 101, 10, x["section"], x["generation"], RW, epoch=epoch)
+    with Conn(m.addr).login(key, 10) as c:
+        with pytest.raises(ProtoError) as e:
+            c.write(old, [(0, 1)], b"\x01" * 4096)
+        assert e.value.status == ST["FENCED"], e.value
+    # The other user goes on: b takes the lock.
+    st, ans = post(orch, "r1", "lock", "b")
+    assert st == 200 and ans["holder"] == "b", ans
+
+
+def test_a_lost_strict_holder_is_an_event(orch_factory, memnodes, computes, hb_factory, key):
+    """A strict region's directory drops a holder that leaves a recall
+    unanswered for the lease; the memory node says so in its heartbeats and
+    the orchestrator records event region_holder_lost (region, compute
+    node, pages lost), once."""
+    orch = orch_factory(timeout=3)         # memory nodes heartbeat every second
+    hb = hb_factory(orch)
+    c1, c2 = computes(10), computes(11)
+    for c in (c1, c2):
+        hb.register(c.registration())
+    hb.start()
+    m = memnodes.start(node_id=101, pool="1G",
+                       extra=["--orchestrator", orch.addr, "--dir-lease-ms", "300"])
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
+    st, r = orch.call("POST", "/v1/regions", {"name": "s1", "size_bytes": SEC,
+                                             "mode": "strict"})
+    assert st == 201, r
+    x = r["sections"][0]
+    g = {n: mint_grant(key, 101, n, x["section"], x["generation"], RW, epoch=r["epoch"])
+         for n in (10, 11)}
+    feats = FEAT_ALL | FEAT_DIR_TAG
+    io = {n: Conn(m.addr).login(key, n, orch=False, features=feats) for n in (10, 11)}
+    chan = {n: Conn(m.addr).login(key, n, orch=False, features=feats) for n in (10, 11)}
+    chan[10].dir_attach(g[10], 3)
+    chan[11].dir_attach(g[11])
+    assert io[10].dir_write(g[10], 4, tag=3) == (False, bytes(4096))
+    assert io[10].dir_write(g[10], 5, tag=3) == (False, bytes(4096))
+    # Node 11 writes page 4: node 10 (tag 3) is recalled and never answers.
+    assert io[11].dir_write(g[11], 4)[0] is False
+    assert wait_for(lambda: events(orch, "region_holder_lost"), 10), m.stderr()[-3000:]
+    ev = events(orch, "region_holder_lost")
+    assert len(ev) == 1, ev
+    msg = ev[0]["message"]
+    assert "region s1" in msg and "(10, holder tag 3)" in msg and "2 pages" in msg, msg
+    assert "within the lease" in msg, msg
+    time.sleep(2.5)                       # more heartbeats: not reported again
+    assert len(events(orch, "region_holder_lost")) == 1
+    for c in (*io.values(), *chan.values()):
+        c.close()
 
 
 def test_store_survives_restart(orch, memnodes, computes, hb_factory, key):

@@ -23,7 +23,7 @@ MiB = 1 << 20
     (["region", "create", "r1"], r"--size is required"),
     (["region", "create", "r1", "--size", "12X"], r"--size must be a size"),
     (["region", "create", "r1", "--size", "384M"], r"--size must be a power of two"),
-    (["region", "create", "r1", "--size", "128M", "--mode", "weird"], r"--mode is exclusive or strict"),
+    (["region", "create", "r1", "--size", "128M", "--mode", "weird"], r"--mode is exclusive, strict or release"),
     (["region", "attach", "r1"], r"--slot is required"),
     (["region", "lock", "r1", "--slot="], r"--slot is required"),
     (["region", "unlock", "r1", "b", "--slot", "a"], r"unexpected argument `b`"),
@@ -63,8 +63,8 @@ def test_region_commands(orch, memnodes, computes, hb_factory):
     assert p.stdout == "region r1 created: 256M exclusive, 2 sections on memory node 101\n"
     p = cli("region", "create", "r1", "--size", "128M", rc=1)
     assert "region r1 exists (409 exists)" in p.stderr
-    p = cli("region", "create", "r2", "--size", "128M", "--mode", "release", rc=1)
-    assert "(400 mode_unsupported)" in p.stderr
+    p = cli("region", "create", "r2", "--size", "128M", "--mode", "weird", rc=2)
+    assert "--mode is exclusive, strict or release" in p.stderr
     p = cli("region", "create", "r2", "--size", "128M", "--mode", "strict")
     assert p.stdout == "region r2 created: 128M strict, 1 section on memory node 101\n"
     cli("region", "delete", "r2")
@@ -117,3 +117,21 @@ def test_region_commands(orch, memnodes, computes, hb_factory):
     p = cli("region", "show", "r1", rc=1)
     assert "unknown region r1 (404 not_found)" in p.stderr
     assert [e[1] for e in fr.LOG][:2] == ["attach", "attach"]
+    p = cli("region", "create", "r3", "--size", "128M", "--mode", "release")
+    assert p.stdout == "region r3 created: 128M release, 1 section on memory node 101\n"
+    p = cli("region", "attach", "r3", "--slot", "a")
+    assert re.fullmatch(r"region r3 attached to slot a \(compute node 10, PCI [0-9a-f:.]+\), "
+                        r"read-write, mode release\n", p.stdout), p.stdout
+    c1.vms["a"]["regions"]["r3"]["dirty"] = 5
+    p = cli("region", "release", "r3", "--slot", "a")
+    assert p.stdout == "region r3 released by slot a (5 pages published, 0 bytes changed)\n"
+    p = cli("region", "acquire", "r3", "--slot", "a")
+    assert p.stdout == "region r3 acquired by slot a (0 cached pages dropped)\n"
+    p = cli("region", "lock", "r3", "--slot", "a", rc=1)
+    assert "(409 mode_release)" in p.stderr
+    p = cli("region", "release", "r3", "--slot", "b", rc=1)
+    assert "(409 not_attached)" in p.stderr
+    out = cli("region", "show", "r3").stdout
+    assert re.search(r"^a\s+10\s+\S+\s+writes$", out, re.M), out
+    cli("region", "detach", "r3", "--slot", "a")
+    cli("region", "delete", "r3")

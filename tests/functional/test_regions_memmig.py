@@ -8,7 +8,7 @@ The order of the steps on the agents (quiesce every user, switch every
 user, resume every user), the grants of the switch (the holder's
 read-write, the others' read-only, held by each node, on the new
 sections), the old sections freed; the API's errors (unknown node, not a
-memory node, same node, busy, capacity); failures: an agent that refuses
+memory node, same node, busy, capacity, a release region); failures: an agent that refuses
 the switch or answers nothing (the region goes back, every user resumes on
 the old sections, the new ones are freed); memory migration of a slot that
 maps a region moves the slot's sections only; the orphan sweep leaves a
@@ -139,6 +139,10 @@ def test_errors(orch, memnodes, computes, hb_factory, key):
         assert st == status and (code is None or err(ans) == code), (body, st, ans)
     st, ans = orch.call("POST", "/v1/regions/nope/migrate", {"to": 102})
     assert st == 404, ans
+    assert orch.call("POST", "/v1/regions", {"name": "rel", "size_bytes": SEC,
+                                             "mode": "release", "home": 101})[0] == 201
+    st, ans = orch.call("POST", "/v1/regions/rel/migrate", {"to": 102})
+    assert st == 409 and err(ans) == "mode_unsupported", ans
     db = sqlite3.connect(orch.db)
     db.execute("UPDATE regions SET state = 'locking' WHERE name = 'r1'")
     db.commit()

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "grant.h"
 #include "wire.h"
+#include "wirediff.h"
 
 enum mode {
 	MODE_FRAME,      /* header + payload, dispatched by opcode */
@@ -206,6 +207,42 @@ static void dir_check(uint16_t op, const uint8_t *p, size_t len)
 	(void)sink;
 }
 
+/*
+ * WRITE_DIFF: what decodes applies inside an 8-page section, changes only
+ * the bytes it counts, and encoding each page's result against the old
+ * content gives a diff that decodes again.
+ */
+static void diff_check(const uint8_t *p, size_t len)
+{
+	static uint8_t sec[8 * PROTO_PAGE_SIZE], old[8 * PROTO_PAGE_SIZE];
+	static uint8_t out[sizeof(struct proto_diff_req) + WIRE_DIFF_PAGE_MAX];
+	struct wire_diff d, back;
+	uint64_t changed = 0, moved = 0;
+
+	if (wire_diff_decode(p, len, 8, PROTO_MAX_PAGES, &d) < 0)
+		return;
+	CHECK(d.npages >= 1 && d.npages <= PROTO_MAX_PAGES);
+	CHECK(d.body == p + sizeof(struct proto_diff_req) && d.len == len - sizeof(struct proto_diff_req));
+	memset(sec, 0xa5, sizeof(sec));
+	memcpy(old, sec, sizeof(sec));
+	wire_diff_apply(&d, sec);
+	for (size_t i = 0; i < sizeof(sec); i++)
+		moved += sec[i] != old[i];
+	CHECK(moved <= d.bytes);
+	for (uint32_t pg = 0; pg < 8; pg++) {
+		size_t n = wire_diff_page_encode(pg, old + (size_t)pg * PROTO_PAGE_SIZE,
+						 sec + (size_t)pg * PROTO_PAGE_SIZE,
+						 out + sizeof(struct proto_diff_req), &changed);
+
+		if (!n)
+			continue;
+		memset(out, 0, sizeof(struct proto_diff_req));
+		((uint32_t *)(void *)out)[26] = htole32(1);   /* npages, after the 104-byte grant */
+		CHECK(wire_diff_decode(out, sizeof(struct proto_diff_req) + n, 8, 1, &back) == 0);
+		CHECK(back.bytes == changed && changed >= 1 && changed <= PROTO_PAGE_SIZE);
+	}
+}
+
 /* What a server does with a frame: header, then the payload by opcode. */
 static void frame_check(const uint8_t *p, size_t size)
 {
@@ -258,6 +295,10 @@ static void frame_check(const uint8_t *p, size_t size)
 			fixed_check(16, p, len < 8 ? len : 8);
 		else
 			dir_check(h.opcode, p, len);
+		break;
+	case PROTO_OP_WRITE_DIFF:
+		if (!reply)
+			diff_check(p, len);
 		break;
 	case PROTO_OP_DIR_READ:
 	case PROTO_OP_DIR_RECALL:

@@ -304,7 +304,7 @@ static void run_op(struct mnc *c, const uint8_t *op, struct pending *pend)
 		r = a % 2 ? mnc_poll(c, 0) : mnc_drain(c);
 		break;
 	case 16:
-		r = mnc_dir_attach(c, &g);
+		r = mnc_dir_attach(c, &g, (uint16_t)(a % 3));
 		break;
 	case 17:
 	case 18: {
@@ -314,8 +314,9 @@ static void run_op(struct mnc *c, const uint8_t *op, struct pending *pend)
 		pend->buf = calloc(1, pend->cap);
 		CHECK(pend->buf);
 		pend->done = true;
-		r = kind % 21 == 17 ? mnc_dir_read(c, &g, d % 512, pend->buf, d & 1 ? &had : NULL)
-				    : mnc_dir_write(c, &g, d % 512, pend->buf, &had);
+		r = kind % 21 == 17 ? mnc_dir_read(c, &g, (uint16_t)(a % 3), d % 512, pend->buf,
+						   d & 1 ? &had : NULL)
+				    : mnc_dir_write(c, &g, (uint16_t)(a % 3), d % 512, pend->buf, &had);
 		break;
 	}
 	case 19: {

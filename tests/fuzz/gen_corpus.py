@@ -21,7 +21,7 @@ MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
           FADD=10, COPY=11, STATS=12, FENCE=13, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21)
 FEAT_DIR = 16
 PAGE = 4096
 
@@ -41,6 +41,16 @@ def io(extents, pages=0):
     body = grant() + struct.pack("<II", len(extents), 0)
     body += b"".join(struct.pack("<II", p, c) for p, c in extents)
     return body + bytes((i * 7) & 0xFF for i in range(pages * PAGE))
+
+
+def diff(pages, g=None):
+    """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...]."""
+    body = (g or grant()) + struct.pack("<II", len(pages), 0)
+    for page, runs in pages:
+        body += struct.pack("<IHH", page, len(runs), 0)
+        body += b"".join(struct.pack("<HH", off, len(data)) for off, data in runs)
+        body += b"".join(data for _, data in runs)
+    return body
 
 
 def frame_seeds():
@@ -85,6 +95,10 @@ def frame_seeds():
         OP["DIR_RECALL_ACK"], struct.pack("<QII", 9, 2, 0) + bytes(range(256)) * 16)
     yield "frame-dir-ack-clean", bytes([MODE_FRAME]) + hdr(OP["DIR_RECALL_ACK"],
                                                            struct.pack("<QII", 9, 0, 0))
+    yield "frame-write-diff", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
+        [(1, [(0, b"\x01\x02"), (9, b"\x03")]), (7, [(4000, bytes(96))])]))
+    yield "frame-write-diff-odd", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
+        [(2, [(i, b"\x5a") for i in range(1, PAGE, 2)])]))
 
 
 
@@ -168,6 +182,15 @@ def memnode_seeds():
         hdr(OP["DIR_READ"], dreq(3), req_id=12),
         hdr(OP["PING"], b"", req_id=13)])
     yield "dir-alone", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + dirs
+    # WRITE_DIFF (feature bit 7) is negotiated with MN_SIGN (fuzz_memnode.c).
+    yield "write-diff", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0), req_id=1),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01"), (2, b"\x02\x03")])], mn_grant()), req_id=2),
+        hdr(OP["READ"], mn_io([(3, 1)]), req_id=3),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(4090, b"\x01" * 9)])], mn_grant()), req_id=4),
+        hdr(OP["WRITE_DIFF"], diff([(4096, [(0, b"\x01")])], mn_grant()), req_id=5),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01")])], mn_grant(rights=1)), req_id=6),
+        hdr(OP["PING"], b"", req_id=7)])
     yield "dir-rival-silent", bytes([authed[0] | MN_RIVAL]) + dirs
     yield "dir-rival-answers", bytes([authed[0] | MN_RIVAL | MN_RIVAL_ANSWERS]) + dirs
 

@@ -87,6 +87,8 @@ struct pager_section tap_remote(uint64_t node, uint32_t section);
 extern const char *tmap_dir;
 /* The fixture's region is a shared one (share.h), read-only at first if tmap_readonly. */
 extern bool tmap_shared, tmap_readonly, tmap_strict;   /* tmap_strict: mode strict */
+/* Mode release (release.h), with its RELEASE and ACQUIRE control pages. */
+extern bool tmap_release;
 
 /* Needs uffd with WP on shmem; tap_skip_all() if the machine lacks it. */
 void tmap_require_uffd(enum pager_dirty_mode mode);

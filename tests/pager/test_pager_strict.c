@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * Strict shared regions (serve_strict.c) against a real memory node's
- * coherence directory: two pagers, as two compute nodes (node ids 101 and
- * 102), map one section, each with its recall channel answered by a
+ * coherence directory: two pagers, as two VMs of one compute node (node
+ * 101, holder tags 1 and 2: two holders at the directory; VMs on two
+ * compute nodes are the VM tests' case), map one section, each with its
+ * recall channel answered by a
  * thread here as the agent does (vm_strict.c). A read on B sees A's
  * write; two threads, one per mapping, add 20,000 each to a counter under
  * a test-and-set spinlock in the region (with a few microseconds of work
@@ -52,7 +54,7 @@ static void *recaller(void *arg)
 	int r = mnc_connect(&o, &c);
 
 	if (r == 0)
-		r = mnc_dir_attach(c, &h->sec.grant);
+		r = mnc_dir_attach(c, &h->sec.grant, h->sec.dir_tag);
 	atomic_store(&h->attached, r == 0 ? 1 : r);
 	while (r == 0 && !atomic_load(&h->stop)) {
 		struct mnc_recall rc;
@@ -72,12 +74,12 @@ static void *recaller(void *arg)
 		h->recalls++;
 	}
 	if (c)
-		(void)mnc_dir_detach(c, &h->sec.grant);
+		(void)mnc_dir_detach(c, &h->sec.grant, h->sec.dir_tag);
 	mnc_close(c);
 	return NULL;
 }
 
-static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
+static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id, uint16_t tag,
 			const struct proto_section *s)
 {
 	struct pager_config cfg = { .name = "strict", .budget = UINT64_MAX,
@@ -88,6 +90,7 @@ static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
 	h->id = id;
 	h->mn = mn;
 	h->sec.kind = PAGER_SEC_REMOTE;
+	h->sec.dir_tag = tag;
 	snprintf(h->sec.addr, sizeof(h->sec.addr), "%s", mn->addr);
 	r = grant_mint(mn->gkey, mn->node_id, id, s->section, s->generation, 0, PROTO_R_ALL, 0,
 		       &h->sec.grant);
@@ -221,9 +224,10 @@ int main(int argc, char **argv)
 		mnspawn_stop(&mn, true);
 		return tap_done();
 	}
-	r = holder_start(&a, &mn, 101, &s);
+	/* Two VMs of one compute node: node 101's holders 1 and 2 at the directory. */
+	r = holder_start(&a, &mn, 101, 1, &s);
 	if (r == 0)
-		r = holder_start(&b, &mn, 102, &s);
+		r = holder_start(&b, &mn, 101, 2, &s);
 	if (!ok(r == 0, "two strict holders with their recall channels: %s", strerror(-r))) {
 		mnspawn_stop(&mn, true);
 		return tap_done();
@@ -280,6 +284,8 @@ int main(int argc, char **argv)
 	ok(sa.strict_taken > 0 && sb.strict_taken > 0,
 	   "migratory: reads answered with ownership (A %llu, B %llu)",
 	   (unsigned long long)sa.strict_taken, (unsigned long long)sb.strict_taken);
+	diag("recalls that waited for the hold window: A %llu, B %llu",
+	     (unsigned long long)sa.strict_held, (unsigned long long)sb.strict_held);
 	ok(sa.failed == 0 && sb.failed == 0, "no pager failed");
 	diag("errors A %llu B %llu", (unsigned long long)sa.errors, (unsigned long long)sb.errors);
 

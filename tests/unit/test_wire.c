@@ -378,13 +378,36 @@ static void test_dir(void)
 	memset(&rqo, 0xab, sizeof(rqo));
 	is(wire_dir_req_decode(&rq, sizeof(rq) - 1, &rqo), -EBADMSG, "request short");
 	is(wire_dir_req_decode(&rq, sizeof(rq) + 1, &rqo), -EBADMSG, "request long");
-	rq.flags = htole32(PROTO_DIR_REQ_TAKE);
+	rq.flags = htole16(PROTO_DIR_REQ_TAKE);
+	rq.tag = htole16(0x1234);
 	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), 0, "request with REQ_TAKE decodes");
-	ok(rqo.flags == PROTO_DIR_REQ_TAKE, "  its flag");
+	ok(rqo.flags == PROTO_DIR_REQ_TAKE && rqo.tag == 0x1234, "  its flag and holder tag");
 	memset(&rqo, 0xab, sizeof(rqo));
-	rq.flags = htole32(2);
+	rq.flags = htole16(2);
 	is(wire_dir_req_decode(&rq, sizeof(rq), &rqo), -EBADMSG, "request with an unknown flag");
 	ok(rqo.page == 0xabababab, "  failed decodes leave the output alone");
+
+	{
+		struct {
+			struct proto_grant g;
+			struct proto_dir_who w;
+		} at = { .w = { .tag = htole16(7) } };
+		struct proto_grant go;
+		uint16_t tag = 99;
+
+		at.g.section = htole32(5);
+		is(wire_dir_who_decode(&at, sizeof(at.g), &go, &tag), 0, "DIR_ATTACH: a grant alone");
+		ok(tag == 0 && go.section == 5, "  tag 0, the grant in host order");
+		is(wire_dir_who_decode(&at, sizeof(at), &go, &tag), 0, "DIR_ATTACH: grant and tag");
+		ok(tag == 7, "  tag 7");
+		is(wire_dir_who_decode(&at, sizeof(at) - 1, &go, &tag), -EBADMSG, "  short tag part");
+		is(wire_dir_who_decode(&at, sizeof(at) + 1, &go, &tag), -EBADMSG, "  long");
+		at.w.rsvd = htole16(1);
+		is(wire_dir_who_decode(&at, sizeof(at), &go, &tag), -EBADMSG, "  rsvd != 0");
+		at.w.rsvd = 0;
+		at.w.rsvd2 = htole32(1);
+		is(wire_dir_who_decode(&at, sizeof(at), &go, &tag), -EBADMSG, "  rsvd2 != 0");
+	}
 
 	wire_dir_recall_swap(&rc);
 	is(wire_dir_recall_decode(&rc, sizeof(rc), &rco), 0, "DIR_RECALL decodes");

@@ -5,12 +5,16 @@ guests on a one-machine cluster of three compute nodes (`disagg up
 
 - strict: two guests on two compute nodes add ITERS each to one counter
   under a spinlock in the region; guest a moves to the third compute node
-  in the middle: the count is still exactly 2 * ITERS. A move to the node
-  of the other user is refused (409 compute_node_taken).
+  in the middle, first to the compute node of the other guest (two users
+  of the region on one node: two holders at its directory), then on to
+  the third node: the count is still exactly 2 * ITERS.
 - exclusive: the holder fills the region, moves with its lock, and
   unlocks on the new node; the other slot locks and verifies: 0
   mismatches. Then the moved slot locks, fills and unlocks on its new
   node, and the other verifies again.
+- release: a's unreleased writes reach the memory node with its move (the
+  source's flushes publish its diffs), the epoch stays, both read the
+  union, and a releases from its new node.
 - failure: the destination agent and its QEMU are killed during the move
   while the counter runs: the VM keeps running on the source with its
   region, and the count is still exactly 2 * ITERS.
@@ -113,14 +117,16 @@ def attachment(c, region, slot):
 def test_strict_counter_with_a_move(cluster):
     c = cluster
     on, third, pci = two_users(c, "strict", "st")
-    # The other user's compute node is taken for a strict region.
-    st, ans = http(orch(c), "POST", "/v1/slots/a/migrate", {"to": on["b"]})
-    assert st == 409 and ans["error"]["code"] == "compute_node_taken", ans
-    assert c.json("region", "show", "st")["state"] == "ready"
-
     start_counters(c, pci)
     j = wait_progress(c, "a", 1)
     assert j.get("state") == "running", ("a finished before the move", j)
+    # To b's compute node: both users of the region on one node.
+    st, ans = http(orch(c), "POST", "/v1/slots/a/migrate", {"to": on["b"]})
+    assert st == 200, ans
+    assert ans["slot"]["compute"] == on["b"], ans
+    assert attachment(c, "st", "a")["compute"] == on["b"]
+    j = guest_ok(c, "a", "RJOB")
+    assert j.get("state") == "running", ("a's count ended on b's node", j)
     st, ans = http(orch(c), "POST", "/v1/slots/a/migrate", {"to": third})
     assert st == 200, ans
     assert ans["slot"]["compute"] == third, ans
@@ -171,6 +177,41 @@ def test_exclusive_holder_moves_with_its_lock(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "ex", "--slot", name, timeout=120)
     c.disagg("region", "delete", "ex")
+
+
+def test_release_writer_moves(cluster):
+    """Mode release, through the orchestrator and the CLI: a writes the first
+    half of every line of PAGES pages and does not release; b writes the
+    second half and releases. a moves to the third compute node: its flushes
+    publish its diffs, the region keeps its epoch (its users share it), and
+    b, after an acquire, reads both halves. On its new node a acquires and
+    reads them too, writes again and releases from its guest; b sees it."""
+    c = cluster
+    on, third, pci = two_users(c, "release", "rl")
+    epoch = c.json("region", "show", "rl")["epoch"]
+    guest_ok(c, "a", f"RFILL {pci['a']} 903 {PAGES} lo")
+    guest_ok(c, "b", f"RFILL {pci['b']} 903 {PAGES} hi")
+    out = c.disagg("region", "release", "rl", "--slot", "b").stdout
+    assert f"({PAGES} pages published" in out, out
+    st, ans = http(orch(c), "POST", "/v1/slots/a/migrate", {"to": third})
+    assert st == 200, ans
+    reg = c.json("region", "show", "rl")
+    assert reg["epoch"] == epoch and reg["state"] == "ready", reg
+    assert attachment(c, "rl", "a")["compute"] == third
+    c.disagg("region", "acquire", "rl", "--slot", "b")
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 903 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    guest_ok(c, "a", f"RACQUIRE {pci['a']}")
+    v = guest_ok(c, "a", f"RVERIFY {pci['a']} 903 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    guest_ok(c, "a", f"RFILL {pci['a']} 904 {PAGES}")
+    guest_ok(c, "a", f"RRELEASE {pci['a']}")
+    guest_ok(c, "b", f"RACQUIRE {pci['b']}")
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 904 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "rl", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "rl")
 
 
 def test_destination_killed_during_the_move(cluster):

@@ -17,6 +17,7 @@ only until the memory node's lease drops it.
 """
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -51,7 +52,7 @@ def test_attach_refusals(pair):
     bad = [
         ({**reg.attach_body(1, True), "size": 3 * vmlib.SECTION}, 400),   # not a power of 2
         ({**reg.attach_body(1, True), "size": 2 * vmlib.SECTION}, 400),   # 1 section for 2
-        ({**reg.attach_body(1, True), "mode": "release"}, 400),
+        ({**reg.attach_body(1, True), "mode": "weird"}, 400),
         ({**reg.attach_body(1, True), "region": "a/b"}, 400),
         (reg.attach_body(2, True), 400),                                  # another holder
         ({**reg.attach_body(1, True), "extra": 1}, 400),
@@ -149,6 +150,16 @@ def wait_job(agent, vm, timeout=300):
     return j
 
 
+def attach_both(pair, reg):
+    """Attach region reg to va (agent 1) and vb (agent 2), both writable;
+    wait until both guests see it."""
+    _, a1, a2 = pair
+    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
+    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, True))
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
+
+
 def test_strict_counter_and_litmus(pair):
     """Mode strict: every slot writes, the home memory node's directory keeps
     each page coherent. Two guests on two agents increment one counter under
@@ -156,10 +167,8 @@ def test_strict_counter_and_litmus(pair):
     passing and store buffering show no forbidden outcome."""
     mn, a1, a2 = pair
     reg = vmlib.Region(mn, "s1", "strict")
-    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
-    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, True))
+    attach_both(pair, reg)
     for a, vm in ((a1, "va"), (a2, "vb")):
-        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
         assert a.status(vm)["regions"][0]["mode"] == "strict"
     # acquire/release belong to mode exclusive
     st, j = a1.request("POST", "/v1/vms/va/regions/s1/release", {"grants": [reg.grant(1, False)]})
@@ -193,10 +202,7 @@ def test_strict_holder_frozen(pair):
     drops its copies, attaches again, and reads what the other wrote since."""
     mn, a1, a2 = pair
     reg = vmlib.Region(mn, "s1", "strict")
-    a1.call("POST", "/v1/vms/va/regions", reg.attach_body(1, True))
-    a2.call("POST", "/v1/vms/vb/regions", reg.attach_body(2, True))
-    for a, vm in ((a1, "va"), (a2, "vb")):
-        assert vmlib.wait_for(lambda: region_seen(a, vm), 30), vm
+    attach_both(pair, reg)
     a1.guest("va", f"RPOKE {PCI0} 4096 111")
     wait_job(a1, "va")                  # va owns page 1, dirty
     os.kill(a1.pid, signal.SIGSTOP)
@@ -216,3 +222,66 @@ def test_strict_holder_frozen(pair):
     assert a1.status("va")["state"] == "running" and a2.status("vb")["state"] == "running"
     for a, vm in ((a1, "va"), (a2, "vb")):
         a.call("DELETE", f"/v1/vms/{vm}/regions/s1")
+
+
+def test_release_twins_and_diffs(pair):
+    """Mode release: both slots write, caching is free, and the writes of one
+    reach the other at its release and the other's acquire. A writes a
+    pattern and releases from inside its guest (RRELEASE: a store to the
+    RELEASE control page); B acquires (RACQUIRE) and verifies it. Then A
+    writes the first half of every 64-byte line of the same pages and B the
+    second half, at the same time; neither sees the other's half before the
+    sync points; A releases through the API, B from its guest; both acquire
+    and both read the whole pattern: only diffs travelled (half of each
+    page), so neither undid the other's half."""
+    mn, a1, a2 = pair
+    reg = vmlib.Region(mn, "p1", "release")
+    attach_both(pair, reg)
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        st = a.status(vm)["regions"][0]
+        assert st["mode"] == "release" and st["writable"] is True, st
+    # invalidate belongs to mode exclusive; release and acquire take no grants
+    st, j = a1.request("POST", "/v1/vms/va/regions/p1/invalidate", {})
+    assert st == 409 and j["error"]["code"] == "mode_release", j
+
+    assert a1.guest("va", f"RFILL {PCI0} 7 {PAGES}")["pages"] == PAGES
+    a1.guest("va", f"RRELEASE {PCI0}")
+    assert a1.status("va")["pager"]["release_pages_published"] >= PAGES
+    a2.guest("vb", f"RACQUIRE {PCI0}")
+    v = a2.guest("vb", f"RVERIFY {PCI0} 7 {PAGES}")
+    assert v["mismatches"] == 0, v
+
+    # Disjoint halves of the same pages, written before either releases.
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        a.guest(vm, f"RACQUIRE {PCI0}")
+    # Both guests write at the same time (their fills overlap in time).
+    fills = [threading.Thread(target=a.guest, args=(vm, f"RFILL {PCI0} 9 {PAGES} {part}"))
+             for a, vm, part in ((a1, "va", "lo"), (a2, "vb", "hi"))]
+    for t in fills:
+        t.start()
+    for t in fills:
+        t.join()
+    assert a1.guest("va", f"RVERIFY {PCI0} 9 {PAGES} hi")["mismatches"] == PAGES
+    assert a2.guest("vb", f"RVERIFY {PCI0} 9 {PAGES} lo")["mismatches"] == PAGES
+    r = a1.call("POST", "/v1/vms/va/regions/p1/release", {})
+    assert r["published_pages"] == PAGES and r["diff_bytes"] <= PAGES * 2048, r
+    a2.guest("vb", f"RRELEASE {PCI0}")
+    # Before its acquire, A still reads its cached pages (B's half not there).
+    assert a1.guest("va", f"RVERIFY {PCI0} 9 {PAGES} hi")["mismatches"] == PAGES
+    r = a1.call("POST", "/v1/vms/va/regions/p1/acquire", {})
+    assert r["dropped_pages"] >= PAGES, r
+    a2.guest("vb", f"RACQUIRE {PCI0}")
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        v = a.guest(vm, f"RVERIFY {PCI0} 9 {PAGES}")
+        assert v["mismatches"] == 0, (vm, v)
+        p = a.status(vm)["pager"]
+        assert p["errors"] == 0 and p["release_pages_published"] >= PAGES, p
+    # Detach publishes what was not released; the other reads it.
+    a1.guest("va", f"RFILL {PCI0} 11 1")
+    j = a1.call("DELETE", "/v1/vms/va/regions/p1")
+    assert j["flushed_pages"] == 1, j
+    a2.guest("vb", f"RACQUIRE {PCI0}")
+    assert a2.guest("vb", f"RVERIFY {PCI0} 11 1")["mismatches"] == 0
+    a2.call("DELETE", "/v1/vms/vb/regions/p1")
+    for a, vm in ((a1, "va"), (a2, "vb")):
+        assert a.status(vm)["state"] == "running"

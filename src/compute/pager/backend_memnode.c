@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "mnclient.h"
+#include "mndiff.h"
 #include "net.h"
 
 #define MN_MAX_NODES 16
@@ -221,6 +222,19 @@ static int mn_write_wait(void *conn)
 	return r;
 }
 
+/* Release regions' diffs (release.h): acknowledged like writes, by mn_write_wait. */
+static int mn_diff_submit(void *conn, const struct pager_section *s, uint32_t npages,
+			  const void *body, size_t len)
+{
+	struct mn_conn *c = conn;
+	struct mnc *m;
+	int r = mn_get(c, s->addr, &m);
+
+	if (r < 0)
+		return r;
+	return mnc_write_diff_async(m, &s->grant, npages, body, len, mn_write_done, c);
+}
+
 static uint32_t mn_max_pages(void *conn)
 {
 	struct mn_conn *c = conn;
@@ -253,8 +267,8 @@ static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page
 	*ret_had_copy = *ret_owned = false;
 	if (r < 0)
 		return r;
-	return write ? mnc_dir_write(m, &s->grant, page, buf, ret_had_copy)
-		     : mnc_dir_read(m, &s->grant, page, buf, ret_owned);
+	return write ? mnc_dir_write(m, &s->grant, s->dir_tag, page, buf, ret_had_copy)
+		     : mnc_dir_read(m, &s->grant, s->dir_tag, page, buf, ret_owned);
 }
 
 static const struct pager_backend_ops memnode_ops = {
@@ -265,6 +279,7 @@ static const struct pager_backend_ops memnode_ops = {
 	.dir_fetch = mn_dir_fetch,
 	.write_submit = mn_write_submit,
 	.write_wait = mn_write_wait,
+	.diff_submit = mn_diff_submit,
 	.reset = mn_reset,
 	.max_pages = mn_max_pages,
 	.destroy = mn_destroy,

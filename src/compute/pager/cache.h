@@ -45,6 +45,14 @@ enum {
 	ST_OWNED   = 1u << 6,   /* strict shared region: the directory made this node the writer */
 };
 
+/*
+ * Strict regions: a page the directory gave this node is kept at least
+ * PAGER_STRICT_HOLD_NS before a recall takes it (serve_strict.c), for the
+ * last PAGER_STRICT_HELD pages given.
+ */
+#define PAGER_STRICT_HELD    8
+#define PAGER_STRICT_HOLD_NS 50000ull
+
 struct pager_region {
 	unsigned idx;
 	int uffd, file_fd, pagemap_fd;
@@ -68,7 +76,17 @@ struct pager_region {
 	bool strict;                 /* shared, mode strict: faults go to the directory (serve_strict.c) */
 	_Atomic uint32_t *dir_rx;    /* strict, per section: directory answers taken (serve_strict.c) */
 	_Atomic bool dir_detached;   /* strict: the directory said DIR_DETACHED (attach again) */
+	/* strict: the last pages the directory gave us, and when (the hold window, p->lock) */
+	uint64_t held_pg[PAGER_STRICT_HELD], held_ns[PAGER_STRICT_HELD];
+	unsigned held_next;
 	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
+	bool release;                /* shared, mode release: twins and diffs (release.c) */
+	uint8_t **twin;              /* release, per page: its content when first written (p->lock) */
+	/* release, per control page (0 RELEASE, 1 ACQUIRE), under p->lock (release.c): */
+	bool ctl_armed[2];           /* write-protected: a store traps */
+	bool ctl_req[2];             /* a guest's store waits for the operation */
+	bool ctl_done[2];            /* done: the store lands when it traps again */
+	bool ctl_work[2];            /* work since the last operation began (a page fetched, written) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
 	_Atomic bool parked;         /* shared, moving memory nodes: every fault waits (share_move.c) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */

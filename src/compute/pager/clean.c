@@ -74,7 +74,8 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 			break;
 		}
 		r = atomic_load(&p->regions[c->region]);
-		if (!r || c->page >= r->npages || !atomic_load(&r->ndirty)) {
+		/* A release region publishes diffs at its releases, never whole pages. */
+		if (!r || c->page >= r->npages || !atomic_load(&r->ndirty) || r->release) {
 			c->region++;
 			c->page = 0;
 			continue;

@@ -8,9 +8,11 @@
  * chance; among the rest clean pages are taken first because they need no
  * write-back; dirty pages fill the batch when there are not enough clean
  * ones (a dirty page of a memory node that is down waits: its write would
- * fail). A batch (default 64 pages) goes through pager_wb_batch()
- * (writeback.c): write-protect, write back and wait for the acks, punch,
- * wake.
+ * fail; a dirty page of a release region is never written back whole:
+ * when nothing else can go, the evictor publishes that region's diffs,
+ * an early release, and its pages become clean: release.h). A batch
+ * (default 64 pages) goes through pager_wb_batch() (writeback.c):
+ * write-protect, write back and wait for the acks, punch, wake.
  *
  * With no budget pressure the same thread runs, one step per hold of
  * io_lock and with a 1 ms pause between steps, the reconciliation with the
@@ -27,6 +29,7 @@
 #include "cache.h"
 #include "clean.h"
 #include "net.h"
+#include "reldiff.h"
 #include "source.h"
 #include "writeback.h"
 
@@ -76,7 +79,7 @@ static unsigned select_victims(struct pager *p, unsigned want, struct pager_vict
 				st_set(r, p->hand_page, s & ~ST_REF);
 			else if (!(s & ST_DIRTY) && !async)
 				v[nclean++] = (struct pager_victim){ r, p->hand_page, s, false };
-			else if (ndirty < want &&
+			else if (ndirty < want && !r->release &&
 				 !pager_sec_down(p, &r->sections[p->hand_page / p->sec_pages]))
 				/* A dirty page of a down node waits: its write would fail. */
 				dirty[ndirty++] = (struct pager_victim){ r, p->hand_page, s, true };
@@ -94,6 +97,27 @@ static unsigned select_victims(struct pager *p, unsigned want, struct pager_vict
 	return n;
 }
 
+/*
+ * Nothing else to evict: publish the diffs of a release region that has
+ * dirty pages (an early release, which release consistency allows), so
+ * that they are clean and evictable next round. Pages published, or 0.
+ */
+static int publish_release(struct pager *p)
+{
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots); ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
+		uint64_t pages = 0;
+
+		if (!r || !r->release || !atomic_load(&r->ndirty))
+			continue;
+		if (pager_release_publish_locked(p, r, &pages, NULL) < 0)
+			return -EIO;
+		if (pages)
+			return (int)MIN(pages, (uint64_t)INT32_MAX);
+	}
+	return 0;
+}
+
 static int evict_batch(struct pager *p, unsigned want, struct pager_wb_bufs *b)
 {
 	unsigned nv;
@@ -102,7 +126,7 @@ static int evict_batch(struct pager *p, unsigned want, struct pager_wb_bufs *b)
 	nv = select_victims(p, want, b->v, b->tmp);
 	pthread_mutex_unlock(&p->lock);
 	if (!nv)
-		return 0;
+		return publish_release(p);
 	qsort(b->v, nv, sizeof(*b->v), cmp_victim);
 	return pager_wb_batch(p, b->v, nv, true, false, b) < 0 ? -EIO : (int)nv;
 }

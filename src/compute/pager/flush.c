@@ -16,6 +16,7 @@
 #include "cache.h"
 #include "log.h"
 #include "net.h"
+#include "reldiff.h"
 #include "uffd_compat.h"
 #include "writeback.h"
 
@@ -138,6 +139,8 @@ static int flush_region(struct pager *p, struct pager_region *r, struct pager_wb
 
 	if (region_clean(p, r))
 		return 0;
+	if (r->release)
+		return pager_release_publish_locked(p, r, NULL, NULL);   /* diffs, not pages */
 
 	/*
 	 * No reconciliation here: it walks every resident page of the file

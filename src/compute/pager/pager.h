@@ -30,6 +30,7 @@
  *   backend.h          pager_backend_free
  *   region.h           add/remove regions, change and find sections
  *   share.h            shared regions: release, invalidate, acquire
+ *   release.h          shared regions in mode release: twins, diffs, sync points
  *   share_move.h       a shared region moving to other sections: park, switch
  *   serve_strict.h     strict shared regions: recalls from the directory
  *   pager_adopt.h      take over a region an earlier pager served
@@ -60,6 +61,7 @@
 #include "pager_adopt.h"
 #include "region.h"
 #include "serve_strict.h"
+#include "release.h"
 #include "share.h"
 #include "share_move.h"
 #include "source.h"

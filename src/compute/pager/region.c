@@ -78,6 +78,9 @@ void pager_region_free(struct pager_region *r)
 	free(r->fence);
 	free(r->resets);
 	free((void *)r->dir_rx);
+	for (uint64_t pg = 0; r->twin && pg < r->npages; pg++)
+		free(r->twin[pg]);
+	free(r->twin);
 	free(r);
 }
 
@@ -131,6 +134,17 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	if (r->strict && !p->cfg.backend->ops->dir_fetch) {
 		pager_region_free(r);
 		return -EOPNOTSUPP;   /* no coherence directory behind this backend */
+	}
+	r->release = rc->shared && !rc->strict && rc->release;
+	r->ctl_armed[0] = r->ctl_armed[1] = true;   /* absent: a store faults */
+	if (r->release) {
+		/* A backend without diffs cannot publish a release region. */
+		e = !p->cfg.backend->ops->diff_submit ? -EOPNOTSUPP :
+		    !(r->twin = calloc(r->npages, sizeof(*r->twin))) ? -ENOMEM : 0;
+		if (e < 0) {
+			pager_region_free(r);
+			return e;
+		}
 	}
 	atomic_store(&r->readonly, rc->shared && rc->readonly);
 	if (pager_rcrypt(p, r) && rc->slot_page + r->npages > pager_crypt_npages(p->cfg.crypt)) {

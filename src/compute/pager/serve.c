@@ -35,6 +35,7 @@
 #include "cache.h"
 #include "log.h"
 #include "net.h"
+#include "relfault.h"
 #include "source.h"
 #include "uffd_compat.h"
 
@@ -370,8 +371,11 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			serve_local(t, r, pg);
 		return;
 	}
-	/* A shared region this VM may not write, or its control page: in write-protected. */
-	if (write && (atomic_load(&r->readonly) || pager_ctl_page(r, pg)))
+	/*
+	 * A shared region this VM may not write, its control page, or a
+	 * release region (its first write keeps a twin): in write-protected.
+	 */
+	if (write && (atomic_load(&r->readonly) || pager_ctl_page(r, pg) || r->release))
 		write = false;
 	if (!r->shared && atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
 		/* Parked until the migration source's page table is here (atrest.h). */
@@ -520,6 +524,12 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			nfetch_claimed++;
 		}
 	}
+	/*
+	 * Cached pages soon: an acquire has work. Before any is installed (the
+	 * install wakes the guest, which may store to ACQUIRE at once).
+	 */
+	if (r->release && nclaimed)
+		pager_release_arm_locked(r, 1);
 	pthread_mutex_unlock(&p->lock);
 
 	/* One round trip for every claimed page that needs data. */

@@ -26,6 +26,13 @@
  * returns, handing back the page's data when it was dirty: only then does
  * the directory let the other node go on. That order is what makes every
  * page sequentially consistent across nodes.
+ *
+ * The hold window (Mirage's delta): a recall of a page the directory gave
+ * this node less than PAGER_STRICT_HOLD_NS ago waits for the rest of that
+ * time first. Without it, two vCPUs that take turns on a page (a lock, a
+ * ping-pong) thrash: the waiting side's read takes the page back before
+ * the vCPU that faulted for it has done its write, which then faults
+ * again. Recalls of a page held longer are not delayed.
  */
 #include "serve_strict.h"
 
@@ -184,10 +191,30 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0) |
 			      (owned ? ST_OWNED : 0));
 	atomic_fetch_add(&r->dir_rx[sec], 1);
+	r->held_pg[r->held_next] = pg;
+	r->held_ns[r->held_next] = now_ns();
+	r->held_next = (r->held_next + 1) % PAGER_STRICT_HELD;
 	CTR_ADD(p, strict_taken, owned ? 1 : 0);
 	pthread_mutex_unlock(&p->lock);
 	if (!present)
 		pager_resident_add(p, 1);
+}
+
+/* The hold window (see the top): wait until page pg was ours long enough. */
+static void hold(struct pager *p, struct pager_region *r, uint64_t pg)
+{
+	uint64_t since = 0, now;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < PAGER_STRICT_HELD; i++)
+		if (r->held_ns[i] && r->held_pg[i] == pg)
+			since = MAX(since, r->held_ns[i]);
+	pthread_mutex_unlock(&p->lock);
+	now = now_ns();
+	if (since && now - since < PAGER_STRICT_HOLD_NS) {
+		CTR_ADD(p, strict_held, 1);
+		usleep((useconds_t)((PAGER_STRICT_HOLD_NS - (now - since) + 999) / 1000));
+	}
 }
 
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
@@ -210,6 +237,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 	}
 	pg = (uint64_t)section * p->sec_pages + page;
 	deadline = now_ns() + ((uint64_t)p->cfg.fail_timeout_ms + 1000) * 1000000ull;
+	hold(p, r, pg);
 	pthread_mutex_lock(&p->lock);
 	/*
 	 * A fault installing an answer the directory sent before this recall

@@ -3,11 +3,13 @@
  * Serving one write-protect fault (serve.h), for the fault threads
  * (fault.c): mark the page dirty and un-protect it (under the lock, so an
  * eviction that starts later sees the page dirty), with a window ahead
- * for a sequential writer (wp_run).
+ * for a sequential writer (wp_run). A page of a release region keeps its
+ * twin first and is un-protected alone (release.h).
  */
 #include "serve_wp.h"
 
 #include "cache.h"
+#include "relfault.h"
 #include "uffd_compat.h"
 
 static bool wp_extends(const struct pager_region *r, uint64_t pg)
@@ -104,6 +106,10 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			(void)pager_uffd_wake(r, pg, 1);  /* refaults as MISSING */
 			return;
 		}
+		if (pager_ctl_page(r, pg) && r->release) {
+			pager_release_ctl_fault(p, r, pg);   /* unlocks */
+			return;
+		}
 		if (pager_ctl_page(r, pg)) {
 			bool lock = pg + 2 == r->npages, held = !atomic_load(&r->readonly);
 
@@ -112,7 +118,8 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 				pthread_mutex_unlock(&p->lock);
 				CTR_ADD(p, shared_writes_waited, 1);
 				if (p->cfg.on_control)
-					p->cfg.on_control(p->cfg.opaque, (int)r->idx, lock);
+					p->cfg.on_control(p->cfg.opaque, (int)r->idx,
+							  lock ? PAGER_CTL_LOCK : PAGER_CTL_UNLOCK);
 				return;
 			}
 			/* Done already: the write lands, never written back (share.h). */
@@ -129,8 +136,21 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 			return;
 		}
 		/* Un-protect under the lock: an eviction that starts later sees DIRTY. */
-		wp_run(p, r, pg, &a, &b, &win);
-		rc = pager_uffd_wp(r, a, b - a, false);
+		if (r->release) {
+			/* Its twin first, while the page is still as fetched (release.h). */
+			a = pg;
+			b = pg + 1;
+			win = 1;
+			rc = pager_release_twin_locked(r, pg);
+			if (rc == 0)
+				/* Before the write lands: then the guest may store to RELEASE. */
+				pager_release_arm_locked(r, 0);
+			if (rc == 0)
+				rc = pager_uffd_wp(r, pg, 1, false);
+		} else {
+			wp_run(p, r, pg, &a, &b, &win);
+			rc = pager_uffd_wp(r, a, b - a, false);
+		}
 		if (rc == 0) {
 			uint64_t made = 0;   /* neighbours that were write-protected */
 

@@ -9,6 +9,7 @@
  */
 #include "share.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "budget.h"
@@ -18,7 +19,6 @@
 #include "rcu.h"
 #include "region.h"
 
-/* The shared region `region`, admin_lock taken; NULL with *ret_err (lock released). */
 struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err)
 {
 	struct pager_region *r;
@@ -57,11 +57,15 @@ int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_fl
 	uint64_t before;
 	int rc;
 
-	/* The cleaner and eviction hold io_lock too: the count moves only by this flush. */
+	/*
+	 * The cleaner and eviction hold io_lock too: the counts move only by
+	 * this flush (a release region's publishes its diffs: reldiff.c).
+	 */
 	pthread_mutex_lock(&p->io_lock);
-	before = atomic_load(&p->c.pages_written_back);
+	before = atomic_load(&p->c.pages_written_back) + atomic_load(&p->c.release_pages_published);
 	rc = pager_flush_region_locked(p, r);
-	*ret_flushed = atomic_load(&p->c.pages_written_back) - before;
+	*ret_flushed = atomic_load(&p->c.pages_written_back) +
+		       atomic_load(&p->c.release_pages_published) - before;
 	pthread_mutex_unlock(&p->io_lock);
 	return rc;
 }
@@ -85,11 +89,28 @@ int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
 	return rc;
 }
 
-/* Drop r's pages (admin_lock held, r read-only). The count of resident pages dropped. */
-int64_t pager_shared_drop_all(struct pager *p, struct pager_region *r)
+/*
+ * Release region: drop page pg if it is clean (not the control pages, not
+ * dirty, discarded or busy; p->lock held). Its twin, if a failed fault
+ * left one, goes with it. True if dropped.
+ */
+static bool drop_clean(struct pager_region *r, uint64_t pg)
+{
+	uint8_t s = st_get(r, pg);
+
+	if (pager_ctl_page(r, pg) ||
+	    (s & (ST_PRESENT | ST_DIRTY | ST_BUSY | ST_DISCARD | ST_RMV)) != ST_PRESENT)
+		return false;
+	st_set(r, pg, 0);
+	free(r->twin[pg]);
+	r->twin[pg] = NULL;
+	return true;
+}
+
+int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only)
 {
 	int64_t dropped = 0;
-	uint64_t stale = 0;
+	uint64_t stale = 0, run = 0;
 
 	pthread_mutex_lock(&p->io_lock);
 	for (uint32_t s = 0; s < r->nsections; s++)
@@ -100,13 +121,28 @@ int64_t pager_shared_drop_all(struct pager *p, struct pager_region *r)
 	for (uint64_t pg = 0; pg < r->npages; pg++) {
 		uint8_t s = st_get(r, pg);
 
+		if (clean_only) {
+			/* Punched run by run: the pages that stay keep their content. */
+			if (drop_clean(r, pg)) {
+				dropped++;
+				run++;
+				continue;
+			}
+			if (run)
+				(void)pager_punch(r, pg - run, run);
+			run = 0;
+			continue;
+		}
 		dropped += (s & ST_PRESENT) != 0;
 		stale += st_needs_wb(s);
 		if (s)
 			st_set(r, pg, 0);
 	}
+	if (run)
+		(void)pager_punch(r, r->npages - run, run);
 	pthread_mutex_unlock(&p->lock);
-	(void)pager_punch(r, 0, r->npages);
+	if (!clean_only)
+		(void)pager_punch(r, 0, r->npages);
 	for (uint32_t s = 0; s < r->nsections; s++) {
 		__atomic_add_fetch(&r->resets[s], 1, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&r->fence[s], 0, __ATOMIC_SEQ_CST);
@@ -139,7 +175,7 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 		pthread_mutex_unlock(&p->admin_lock);
 		return acquire ? 0 : -EBUSY;   /* held already: its pages are the newest */
 	}
-	*ret_dropped = (uint64_t)pager_shared_drop_all(p, r);
+	*ret_dropped = (uint64_t)pager_shared_drop(p, r, false);
 	if (acquire)
 		set_readonly(p, r, false);
 	else
@@ -161,7 +197,7 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EINVAL;
 	}
-	*ret_dropped = (uint64_t)pager_shared_drop_all(p, r);
+	*ret_dropped = (uint64_t)pager_shared_drop(p, r, false);
 	/* A new attachment: the directory counts its answers from 0 again. */
 	for (uint32_t s = 0; s < r->nsections; s++)
 		atomic_store(&r->dir_rx[s], 0);

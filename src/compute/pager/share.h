@@ -27,7 +27,8 @@ struct pager;
  * and wait until the memory node acknowledged them. On failure (a memory
  * node that does not answer, a refusal) the region is writable again, the
  * writes that waited meanwhile go on, and the error is returned.
- * *ret_flushed: pages written back. -ENOENT, -EINVAL (not shared),
+ * *ret_flushed: pages written back (a release region: pages whose diffs
+ * were published). -ENOENT, -EINVAL (not shared),
  * -EOPNOTSUPP (a pager that tracks writes without faults: WP_ASYNC).
  */
 int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed);
@@ -57,21 +58,27 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);
 
-/* ---- for the pager's own layers (share_move.c) ------------------------------ */
+/* ---- for the pager's own layers (release.c, share_move.c) ------------------- */
 
 struct pager_region;
 /*
- * The shared region `region` with admin_lock taken; NULL with *ret_err
- * (-EINVAL, -ENOENT, -EDEADLK on a pager thread, -EOPNOTSUPP) and the lock
- * released.
+ * The shared region `region` with admin_lock taken, or NULL with *ret_err
+ * and the lock released: -EINVAL, -ENOENT, -EDEADLK (a pager thread),
+ * -EOPNOTSUPP (WP_ASYNC).
  */
 struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err);
-/* Write back every page of r that needs it, waiting for the acks (admin_lock held). */
+/*
+ * Write back every page of r that needs it (a release region: publish its
+ * diffs) and wait for the acknowledgements (admin_lock held).
+ * *ret_flushed: pages written back or published.
+ */
 int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_flushed);
 /*
- * Drop every page of r (admin_lock held; nothing writes it): punched,
- * forgotten, the fault threads out of it first. The resident pages dropped.
+ * Drop r's cached pages (admin_lock held): every page, dirty ones without
+ * write-back (r read-only, or a strict reset), or with clean_only the
+ * clean ones (a release region's acquire). The sections are fenced
+ * meanwhile; wake the region afterwards. Returns resident pages dropped.
  */
-int64_t pager_shared_drop_all(struct pager *p, struct pager_region *r);
+int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only);
 
 #endif /* DISAGG_PAGER_SHARE_H */

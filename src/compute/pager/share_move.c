@@ -62,7 +62,7 @@ int pager_shared_park(struct pager *p, int region, uint64_t *ret_flushed,
 		pthread_mutex_unlock(&p->admin_lock);
 		return rc;
 	}
-	*ret_dropped = (uint64_t)pager_shared_drop_all(p, r);
+	*ret_dropped = (uint64_t)pager_shared_drop(p, r, false);
 	pthread_mutex_unlock(&p->admin_lock);
 	return 0;
 }

@@ -36,6 +36,7 @@ struct pager_section {
 	enum pager_sec_kind kind;
 	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
 	struct proto_grant grant;   /* names memnode, section and generation */
+	uint16_t dir_tag;           /* strict regions: this VM's holder tag at the directory */
 };
 
 /* ---- backends ----------------------------------------------------------- */
@@ -80,6 +81,14 @@ struct pager_backend_ops {
 	 */
 	int (*dir_fetch)(void *conn, const struct pager_section *s, uint32_t page, bool write,
 			 void *buf, bool *ret_had_copy, bool *ret_owned);
+	/*
+	 * Release shared regions (release.h): queue a WRITE_DIFF of `npages`
+	 * page diffs of section s, encoded in body (wirediff.h; it lives until
+	 * write_wait, which waits for it as for the writes). NULL: the backend
+	 * cannot apply diffs (-EOPNOTSUPP).
+	 */
+	int (*diff_submit)(void *conn, const struct pager_section *s, uint32_t npages,
+			   const void *body, size_t len);
 	void (*destroy)(void *be);
 };
 
@@ -115,14 +124,24 @@ typedef void (*pager_fail_fn)(void *opaque, int err, uint64_t addr, uint32_t tid
  */
 typedef void (*pager_node_fn)(void *opaque, uint64_t memnode_id, const char *addr, bool down,
 			      int err);
+/* What a guest's write to a control page of a shared region asks for. */
+enum pager_ctl {
+	PAGER_CTL_UNLOCK  = 0,        /* exclusive: UNLOCK while the VM holds the region */
+	PAGER_CTL_LOCK    = 1,        /* exclusive: LOCK while it does not */
+	PAGER_CTL_RELEASE = 2,        /* release: publish this VM's diffs (release.h) */
+	PAGER_CTL_ACQUIRE = 3,        /* release: drop the clean cached pages */
+};
+
 /*
- * A guest wrote a control page of shared region `region` (share.h): its
- * LOCK page while the VM does not hold the region (lock true), or its
- * UNLOCK page while it does. The write waits until the holding changes
- * (pager_shared_acquire/release); called from a fault thread, once per
+ * A guest wrote a control page of shared region `region` (share.h,
+ * release.h). In mode exclusive: its LOCK page while the VM does not hold
+ * the region, or its UNLOCK page while it does; the write waits until the
+ * holding changes (pager_shared_acquire/release). In mode release: its
+ * RELEASE or ACQUIRE page; the write waits until pager_release_publish or
+ * pager_release_acquire has run. Called from a fault thread, once per
  * fault: do not block, do not call back into the pager.
  */
-typedef void (*pager_control_fn)(void *opaque, int region, bool lock);
+typedef void (*pager_control_fn)(void *opaque, int region, enum pager_ctl op);
 
 struct pager_config {
 	const char *name;             /* for metrics labels and logs */
@@ -187,7 +206,8 @@ struct pager_region_config {
 	bool shared;
 	bool readonly;                /* shared only: start read-only */
 	bool strict;                  /* shared only: mode strict (coherent per page) */
-	bool control;                 /* shared, not strict: its last two pages are LOCK, UNLOCK */
+	bool control;                 /* shared, not strict: its last two pages are control pages */
+	bool release;                 /* shared, not strict: mode release, twins and diffs (release.h) */
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */
@@ -234,6 +254,9 @@ struct pager_stats {
 	uint64_t strict_reads, strict_writes; /* directory requests of strict regions */
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
 	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
+	uint64_t strict_held;         /* recalls that waited for the hold window */
+	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
+	uint64_t release_diff_bytes;  /* release regions: changed bytes published */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */

@@ -71,20 +71,23 @@ static bool sel_wp(const struct pager_victim *v)
 	return v->wb && (v->st & ST_PRESENT) && (v->st & ST_DIRTY);
 }
 
-static void run_wp(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+int pager_wb_protect(struct pager_region *r, uint64_t pg, uint64_t n)
 {
-	int *err = arg;
-
 	for (unsigned tries = 0;; tries++) {
 		int rc = pager_uffd_wp(r, pg, n, true);
 
-		if (rc != -EAGAIN || tries > 20000) {
-			if (rc < 0 && !*err)
-				*err = rc;
-			return;
-		}
+		if (rc != -EAGAIN || tries > 20000)
+			return rc;
 		usleep(50); /* an event is pending; a fault thread reads it */
 	}
+}
+
+static void run_wp(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
+{
+	int *err = arg, rc = pager_wb_protect(r, pg, n);
+
+	if (rc < 0 && !*err)
+		*err = rc;
 }
 
 static void run_punch(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
@@ -100,8 +103,7 @@ static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
 	(void)pager_uffd_wake(r, pg, n);
 }
 
-/* Read n pages of r from pg on into d; past the end of the file, zeros. */
-static int read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d)
+int pager_wb_read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d)
 {
 	size_t len = (size_t)n * PS, done = 0;
 	off_t off = (off_t)(r->file_offset + pg * PS);
@@ -157,7 +159,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		}
 		while (j < nv && v[j].wb && v[j].r == v[i].r && v[j].pg == v[j - 1].pg + 1)
 			j++;
-		err = read_run(v[i].r, v[i].pg, j - i, buf + (size_t)k * PS);
+		err = pager_wb_read_run(v[i].r, v[i].pg, j - i, buf + (size_t)k * PS);
 		k += j - i;
 		i = j;
 	}

@@ -37,6 +37,11 @@ void pager_wb_bufs_free(struct pager_wb_bufs *b);
  * write-protected (async mode: PAGEMAP_SCAN did it). Returns pages written
  * back or -errno (then nothing is dropped: the victims are released).
  */
+/* Write-protect n pages of r from pg on, retrying while the mapping changes (-EAGAIN). */
+int pager_wb_protect(struct pager_region *r, uint64_t pg, uint64_t n);
+/* Read n pages of r from pg on into d (the file's content); past the end of the file, zeros. */
+int pager_wb_read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d);
+
 int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool evict, bool skip_wp,
 		   struct pager_wb_bufs *b);
 

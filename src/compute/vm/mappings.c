@@ -116,8 +116,10 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	if (rc.shared) {
 		pthread_mutex_lock(&vm->lock);
 		rc.strict = strcmp(vm->shared[HOT_SHARED(hot)].mode, "strict") == 0;
-		rc.control = !rc.strict;   /* exclusive: LOCK and UNLOCK pages at its end */
-		rc.readonly = !rc.strict && !vm->shared[HOT_SHARED(hot)].writable;
+		rc.release = strcmp(vm->shared[HOT_SHARED(hot)].mode, "release") == 0;
+		/* exclusive: LOCK and UNLOCK pages at its end; release: RELEASE and ACQUIRE */
+		rc.control = !rc.strict;
+		rc.readonly = !rc.strict && !rc.release && !vm->shared[HOT_SHARED(hot)].writable;
 		pthread_mutex_unlock(&vm->lock);
 		/*
 		 * Handed back to a restarted agent, a read-only region's pages
@@ -125,9 +127,11 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		 * guest fetches them again (a writable one's are adopted). A
 		 * strict region's directory dropped this node when nobody
 		 * answered its recalls: its copies, and any write not yet
-		 * published, are forgotten too.
+		 * published, are forgotten too. So are a release region's:
+		 * their twins went with the old agent, and a page published
+		 * whole would undo other VMs' writes to it.
 		 */
-		if (adopt && (rc.readonly || rc.strict)) {
+		if (adopt && (rc.readonly || rc.strict || rc.release)) {
 			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)msg->offset, (off_t)msg->len) < 0)
 				return -errno;

@@ -99,12 +99,12 @@ void vm_release_wait(struct vm *vm)
 }
 
 /* pager_config.on_control: a guest's write to a shared region's control page. */
-static void pager_control(void *opaque, int region, bool lock)
+static void pager_control(void *opaque, int region, enum pager_ctl op)
 {
 	struct vm *vm = opaque;
 
 	if (vm->env.on_region_control)
-		vm->env.on_region_control(vm, region, lock);
+		vm->env.on_region_control(vm, region, (int)op);
 }
 
 /* The memory-node backend and the pager, started (vm_start, adoption). */

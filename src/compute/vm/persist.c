@@ -34,6 +34,7 @@
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
+#include "dirtag.h"
 #include "sections.h"
 #include "state.h"
 
@@ -277,6 +278,8 @@ static int load_shared(struct vm *vm, json_t *arr, char *err, size_t errlen)
 		s->size = (uint64_t)size;
 		s->region = -1;
 		snprintf(s->path, sizeof(s->path), "%s/region-%s", vm->dir, id);
+		if (vm_dirtag_take(s) < 0)
+			return bad(err, errlen, "shared region %s: no directory holder tag left", id);
 	}
 	return 0;
 }

@@ -27,6 +27,7 @@
 #include <linux/magic.h>
 
 #include "console.h"
+#include "dirtag.h"
 #include "ext.h"
 #include "guest.h"
 #include "health.h"
@@ -318,6 +319,8 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
+	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
+		vm_dirtag_give(&vm->shared[i]);
 	vm_pagemeta_free(vm);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
@@ -515,6 +518,10 @@ json_t *vm_status(struct vm *vm)
 				    json_integer((json_int_t)st.shared_writes_waited));
 		json_object_set_new(pj, "shared_pages_dropped",
 				    json_integer((json_int_t)st.shared_pages_dropped));
+		json_object_set_new(pj, "release_pages_published",
+				    json_integer((json_int_t)st.release_pages_published));
+		json_object_set_new(pj, "release_diff_bytes",
+				    json_integer((json_int_t)st.release_diff_bytes));
 	}
 	vm_ext_status(vm, j);
 	return j;

@@ -60,6 +60,7 @@ struct vm_shared {
 	int region;                   /* pager region, -1 until mapped */
 	struct vm_recaller *rec;      /* mode strict: its recall channel (vm_strict.c) */
 	_Atomic int ctl_pending;      /* exclusive: 1 lock, 2 unlock asked by the guest (vm_ctl.c) */
+	_Atomic int ctl_sync;         /* release: bit 0 release, bit 1 acquire asked (vm_ctl.c) */
 };
 
 /* A mapping the pager serves. */

@@ -70,10 +70,10 @@ struct vm_env {
 	void (*on_state)(void *opaque);
 	/*
 	 * The guest wrote a control page of shared region `region` (pager
-	 * region index): lock, or unlock (vm_ctl.c). From a fault thread: must
-	 * not block. May be NULL.
+	 * region index): `op` is an enum pager_ctl (lock, unlock, release,
+	 * acquire; vm_ctl.c). From a fault thread: must not block. May be NULL.
 	 */
-	void (*on_region_control)(struct vm *vm, int region, bool lock);
+	void (*on_region_control)(struct vm *vm, int region, int op);
 	void *opaque;
 };
 

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Publishing a release region's diffs (reldiff.h; release.h says what a
+ * release is). A publish claims (BUSY) a batch of dirty pages under
+ * p->lock, so that faults on them wait for it, write-protects them, reads
+ * their content from the file, encodes each page's runs of changed bytes
+ * against its twin (a page without one, which the pager could not track,
+ * goes whole) and sends them in WRITE_DIFF frames of at most max_pages
+ * pages on the write-back connection (io_lock held), retried as
+ * write-backs are. Once every frame is acknowledged the pages are clean
+ * and their twins freed; otherwise they stay dirty, twins kept, and the
+ * next release sends them again (a diff applied twice changes nothing
+ * more).
+ */
+#include "reldiff.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "budget.h"
+#include "cache.h"
+#include "log.h"
+#include "relfault.h"
+#include "wirediff.h"
+#include "writeback.h"
+
+#define REL_BATCH 256u
+#define REL_FRAME_MAX ((size_t)PROTO_MAX_PAYLOAD - sizeof(struct proto_diff_req))
+
+struct rel_frame {
+	const struct pager_section *s;
+	uint32_t npages;
+	size_t off, len;              /* in enc */
+};
+
+struct rel_batch {
+	struct pager_region *r;
+	uint64_t pg[REL_BATCH];
+	uint8_t st[REL_BATCH];        /* state when claimed */
+	unsigned n;
+	uint8_t *pages;               /* REL_BATCH pages: their content */
+	uint8_t *enc;                 /* REL_BATCH * WIRE_DIFF_PAGE_MAX: the encoded diffs */
+	struct rel_frame f[REL_BATCH];
+	unsigned nf;
+	const struct pager_backend_ops *ops;
+};
+
+/* Claim up to REL_BATCH pages that need publishing, from *pg on. */
+static unsigned claim(struct pager *p, struct pager_region *r, uint64_t *pg, struct rel_batch *b)
+{
+	b->n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (; *pg < r->npages && b->n < REL_BATCH; (*pg)++) {
+		uint8_t s;
+
+		if (!pager_sec_remote(p, r, *pg)) {
+			*pg = (*pg / p->sec_pages + 1) * p->sec_pages - 1;
+			continue;
+		}
+		s = st_get(r, *pg);
+		/* BUSY: a fetch in flight, which installs the page clean and protected. */
+		if (pager_ctl_page(r, *pg) || (s & ST_BUSY) || !st_needs_wb(s))
+			continue;
+		st_set(r, *pg, s | ST_BUSY);
+		b->pg[b->n] = *pg;
+		b->st[b->n++] = s;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return b->n;
+}
+
+static int send_frames(void *conn, void *arg)
+{
+	struct rel_batch *b = arg;
+	int r = 0;
+
+	for (unsigned i = 0; i < b->nf && r == 0; i++)
+		r = b->ops->diff_submit(conn, b->f[i].s, b->f[i].npages, b->enc + b->f[i].off,
+					b->f[i].len);
+	if (r == 0)
+		r = b->ops->write_wait(conn);
+	return r;
+}
+
+/* Protect, read and encode the claimed pages into frames. */
+static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t *ret_pages,
+		  uint64_t *ret_bytes)
+{
+	struct pager_region *r = b->r;
+	size_t used = 0;
+	int rc = 0;
+
+	b->nf = 0;
+	for (unsigned i = 0; i < b->n && rc == 0;) {
+		unsigned j = i + 1;
+
+		while (j < b->n && b->pg[j] == b->pg[j - 1] + 1 &&
+		       !((b->st[j] ^ b->st[i]) & ST_PRESENT))
+			j++;
+		/* Protected first: what is read below is what the guest wrote, and stays so. */
+		if (b->st[i] & ST_PRESENT) {
+			rc = pager_wb_protect(r, b->pg[i], j - i);
+			if (rc == 0)
+				rc = pager_wb_read_run(r, b->pg[i], j - i, b->pages + (size_t)i * PS);
+		} else {
+			memset(b->pages + (size_t)i * PS, 0, (size_t)(j - i) * PS);   /* discarded */
+		}
+		i = j;
+	}
+	for (unsigned i = 0; i < b->n && rc == 0; i++) {
+		uint64_t pg = b->pg[i], changed = 0;
+		const struct pager_section *s = &r->sections[pg / p->sec_pages];
+		struct rel_frame *f = b->nf ? &b->f[b->nf - 1] : NULL;
+		size_t n;
+
+		if (!f || f->s != s || f->npages >= maxp || f->len + WIRE_DIFF_PAGE_MAX > REL_FRAME_MAX) {
+			f = &b->f[b->nf++];
+			*f = (struct rel_frame){ .s = s, .off = used };
+		}
+		/* Only the publisher frees twins, and faults leave a BUSY page alone. */
+		n = wire_diff_page_encode((uint32_t)(pg % p->sec_pages), r->twin[pg],
+					  b->pages + (size_t)i * PS, b->enc + used, &changed);
+		if (!n) {
+			if (!f->npages)
+				b->nf--;
+			continue;
+		}
+		f->npages++;
+		f->len += n;
+		used += n;
+		(*ret_pages)++;
+		*ret_bytes += changed;
+	}
+	return rc;
+}
+
+/* Settle a claimed batch: published (ok: clean, twins freed) or not (dirty still). */
+static void settle(struct pager *p, struct rel_batch *b, bool ok)
+{
+	struct pager_region *r = b->r;
+	int64_t gone = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < b->n; i++) {
+		uint64_t pg = b->pg[i];
+		uint8_t s = st_get(r, pg);
+
+		if (!ok) {
+			st_set(r, pg, s & ~ST_BUSY);
+			continue;
+		}
+		free(r->twin[pg]);
+		r->twin[pg] = NULL;
+		if (s & ST_RMV) {
+			/* Discarded while we published: zeros, written at the next release. */
+			st_set(r, pg, ST_DISCARD);
+			(void)pager_punch(r, pg, 1);
+			gone++;
+		} else {
+			st_set(r, pg, (s & ST_PRESENT) ? (uint8_t)((s & ~(ST_BUSY | ST_DIRTY |
+								       ST_DISCARD)) | ST_PRESENT) : 0);
+		}
+	}
+	if (ok && b->n)
+		pager_release_arm_locked(r, 1);   /* clean pages now: an acquire has work */
+	pthread_mutex_unlock(&p->lock);
+	if (gone)
+		pager_resident_add(p, -gone);
+	for (unsigned i = 0; i < b->n;) {
+		unsigned j = i + 1;
+
+		while (j < b->n && b->pg[j] == b->pg[j - 1] + 1)
+			j++;
+		(void)pager_uffd_wake(r, b->pg[i], j - i);
+		i = j;
+	}
+}
+
+int pager_release_publish_locked(struct pager *p, struct pager_region *r, uint64_t *ret_pages,
+				 uint64_t *ret_bytes)
+{
+	struct rel_batch *b;
+	uint64_t pg = 0, pages = 0, bytes = 0;
+	uint32_t maxp;
+	int rc = 0;
+
+	if (!r->release)
+		return -EINVAL;
+	/*
+	 * A write fault un-protects (waking the writer) before it records the
+	 * page dirty, under p->lock: passing through the lock makes every write
+	 * that completed before this call count.
+	 */
+	pthread_mutex_lock(&p->lock);
+	pthread_mutex_unlock(&p->lock);
+	if (!atomic_load(&r->ndirty))
+		goto out;
+	b = calloc(1, sizeof(*b));
+	if (b) {
+		b->pages = malloc((size_t)REL_BATCH * PS);
+		b->enc = malloc((size_t)REL_BATCH * WIRE_DIFF_PAGE_MAX);
+	}
+	if (!b || !b->pages || !b->enc) {
+		rc = -ENOMEM;
+		goto done;
+	}
+	b->r = r;
+	b->ops = p->cfg.backend->ops;
+	maxp = MIN(b->ops->max_pages(p->evict_conn), (uint32_t)PROTO_MAX_PAGES);
+	while (rc == 0 && claim(p, r, &pg, b)) {
+		uint64_t np = 0, nb = 0;
+
+		rc = encode(p, b, maxp, &np, &nb);
+		if (rc == 0 && b->nf)
+			rc = pager_retry_io(p, &p->evict_conn, send_frames, b);
+		settle(p, b, rc == 0);
+		if (rc == 0) {
+			pages += np;
+			bytes += nb;
+		}
+	}
+	CTR_ADD(p, release_pages_published, pages);
+	CTR_ADD(p, release_diff_bytes, bytes);
+	if (rc < 0)
+		log_warn("pager %s: region %u: publishing its diffs failed (%s); the pages stay "
+			 "dirty", p->name, r->idx, strerror(-rc));
+done:
+	if (b) {
+		free(b->pages);
+		free(b->enc);
+		free(b);
+	}
+out:
+	if (ret_pages)
+		*ret_pages = pages;
+	if (ret_bytes)
+		*ret_bytes = bytes;
+	return rc;
+}
+

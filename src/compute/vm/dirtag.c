@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Holder tags of strict regions (dirtag.h): a bitmap of the tags in use,
+ * the lowest free one first. Tag 0 is the compute node itself (a holder
+ * that predates tags) and is never handed out.
+ */
+#include "dirtag.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define NTAGS 65536u
+
+static pthread_mutex_t tags_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t tags_used[NTAGS / 64];
+
+static void set_all(struct vm_shared *s, uint16_t tag)
+{
+	for (unsigned k = 0; k < s->nsec; k++)
+		s->secs[k].sec.dir_tag = tag;
+}
+
+int vm_dirtag_take(struct vm_shared *s)
+{
+	int r = -EUSERS;
+
+	if (strcmp(s->mode, "strict") != 0 || !s->nsec)
+		return 0;
+	pthread_mutex_lock(&tags_mu);
+	for (uint32_t t = 1; t < NTAGS; t++)
+		if (!(tags_used[t / 64] & (1ull << (t % 64)))) {
+			tags_used[t / 64] |= 1ull << (t % 64);
+			set_all(s, (uint16_t)t);
+			r = 0;
+			break;
+		}
+	pthread_mutex_unlock(&tags_mu);
+	return r;
+}
+
+void vm_dirtag_give(struct vm_shared *s)
+{
+	uint16_t t = s->nsec ? s->secs[0].sec.dir_tag : 0;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&tags_mu);
+	tags_used[t / 64] &= ~(1ull << (t % 64));
+	pthread_mutex_unlock(&tags_mu);
+	set_all(s, 0);
+}

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Shared regions in mode release (release.h) against a real memory node:
+ * two pagers, as two compute nodes (node ids 101 and 102), map one
+ * section with read-write grants. A writes the even bytes and B the odd
+ * bytes of the same 64 pages; neither sees the other's before a release
+ * and an acquire (the cleaner, though due, sends nothing of a release
+ * region); both release (diffs: half of each page each), the memory node
+ * holds the union, both acquire and read it. A page written and not
+ * released keeps its content through an acquire. The RELEASE and ACQUIRE
+ * control pages: a store waits until the VM did the work, lands at once
+ * when there is nothing to do, and traps again once there is. A malformed
+ * WRITE_DIFF changes nothing.
+ * Skipped (exit 77) without userfaultfd or a disagg-memnode binary.
+ */
+#include "tap.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "grant.h"
+#include "mnadmin.h"
+#include "mnclient.h"
+#include "mndiff.h"
+#include "mntap.h"
+#include "wirediff.h"
+
+#define PS    PAGER_PAGE_SIZE
+#define SEC   (4u << 20)
+#define NPG   (SEC / PS)
+#define NW    64                     /* pages both write */
+#define RELEASE_PG (NPG - 2)
+#define ACQUIRE_PG (NPG - 1)
+
+struct holder {
+	uint64_t id;
+	struct pager_section sec;
+	struct pager_backend *be;
+	struct tmap m;
+	atomic_int asked;             /* the last enum pager_ctl + 1 a guest store asked for */
+};
+
+static void on_control(void *opaque, int region, enum pager_ctl op)
+{
+	struct holder *h = opaque;
+
+	(void)region;
+	atomic_store(&h->asked, (int)op + 1);
+}
+
+static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
+			const struct proto_section *s, int writeback_delay_ms, uint64_t budget)
+{
+	struct pager_config cfg = { .name = "release", .budget = budget,
+				    .fail_timeout_ms = 3000, .on_control = on_control,
+				    .opaque = h, .writeback_delay_ms = writeback_delay_ms };
+
+	memset(h, 0, sizeof(*h));
+	h->id = id;
+	tmap_release = true;
+	return mntap_map(mn, id, s, SEC, &cfg, &h->sec, &h->be, &h->m);
+}
+
+static void holder_stop(struct holder *h)
+{
+	tmap_teardown(&h->m);
+	pager_backend_free(h->be);
+}
+
+static uint8_t byte_of(uint64_t pg, unsigned i)
+{
+	return (uint8_t)(((pg * 131 + i * 7) & 0xff) | 1);   /* never 0: a write is a change */
+}
+
+/* Write the bytes of pages [0, NW) at offsets of parity `odd`. */
+static void write_half(uint8_t *mem, bool odd)
+{
+	for (uint64_t pg = 0; pg < NW; pg++)
+		for (unsigned i = odd; i < PS; i += 2)
+			((volatile uint8_t *)mem)[pg * PS + i] = byte_of(pg, i);
+}
+
+/* Pages [0, NW) hold: the even bytes (want & 1), the odd ones (want & 2), zeros elsewhere. */
+static bool pages_hold(const uint8_t *mem, unsigned want)
+{
+	for (uint64_t pg = 0; pg < NW; pg++)
+		for (unsigned i = 0; i < PS; i++) {
+			uint8_t v = ((const volatile uint8_t *)mem)[pg * PS + i];
+			bool set = want & (i % 2 ? 2 : 1);
+
+			if (v != (set ? byte_of(pg, i) : 0))
+				return false;
+		}
+	return true;
+}
+
+struct storer {
+	volatile uint64_t *addr;
+	atomic_bool done;
+	pthread_t th;
+};
+
+static void *store_main(void *arg)
+{
+	struct storer *s = arg;
+
+	*s->addr = 1;
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+/* Store to a control page from a thread: did it land within ms? (joined if so) */
+static bool store_lands(struct storer *s, uint8_t *mem, uint64_t pg, unsigned ms)
+{
+	s->addr = (volatile uint64_t *)(mem + pg * PS);
+	atomic_store(&s->done, false);
+	if (pthread_create(&s->th, NULL, store_main, s) != 0)
+		abort();
+	for (unsigned i = 0; i < ms / 5 && !atomic_load(&s->done); i++)
+		usleep(5000);
+	if (atomic_load(&s->done))
+		pthread_join(s->th, NULL);
+	return atomic_load(&s->done);
+}
+
+/* Did the store that waited land (within 2 s)? Joined if so. */
+static bool landed(struct storer *s)
+{
+	for (int i = 0; i < 400 && !atomic_load(&s->done); i++)
+		usleep(5000);
+	if (atomic_load(&s->done))
+		pthread_join(s->th, NULL);
+	return atomic_load(&s->done);
+}
+
+static bool asked_for(struct holder *h, enum pager_ctl op, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 5 && atomic_load(&h->asked) != (int)op + 1; i++)
+		usleep(5000);
+	return atomic_exchange(&h->asked, 0) == (int)op + 1;
+}
+
+static void test_control_pages(struct holder *a)
+{
+	struct storer s;
+	uint64_t n, bytes;
+
+	atomic_store(&a->asked, 0);
+	a->m.mem[200 * PS] = 0x42;   /* dirty: a release has work */
+	ok(!store_lands(&s, a->m.mem, RELEASE_PG, 300), "a store to RELEASE waits");
+	ok(asked_for(a, PAGER_CTL_RELEASE, 2000), "the pager asked the VM to release");
+	ok(pager_release_publish(a->m.p, 0, &n, &bytes) == 0 && n == 1 && bytes == 1,
+	   "the VM released: 1 page, 1 byte (%llu, %llu)", (unsigned long long)n,
+	   (unsigned long long)bytes);
+	ok(landed(&s), "then the store landed");
+	ok(store_lands(&s, a->m.mem, RELEASE_PG, 2000) && !atomic_load(&a->asked),
+	   "nothing written since: the next store to RELEASE lands at once");
+	a->m.mem[201 * PS] = 0x43;
+	ok(!store_lands(&s, a->m.mem, RELEASE_PG, 300), "a write since: RELEASE traps again");
+	ok(asked_for(a, PAGER_CTL_RELEASE, 2000) &&
+	   pager_release_publish(a->m.p, 0, &n, &bytes) == 0 && n == 1, "released");
+	ok(landed(&s), "and it landed");
+
+	ok(!store_lands(&s, a->m.mem, ACQUIRE_PG, 300), "a store to ACQUIRE waits (pages cached)");
+	ok(asked_for(a, PAGER_CTL_ACQUIRE, 2000), "the pager asked the VM to acquire");
+	ok(pager_release_acquire(a->m.p, 0, &n) == 0 && n >= 2, "acquired: %llu pages dropped",
+	   (unsigned long long)n);
+	ok(landed(&s), "then the store landed");
+	ok(store_lands(&s, a->m.mem, ACQUIRE_PG, 2000) && !atomic_load(&a->asked),
+	   "nothing cached since: the next store to ACQUIRE lands at once");
+	ok(a->m.mem[200 * PS] == 0x42 && a->m.mem[201 * PS] == 0x43, "A reads its releases back");
+	ok(!store_lands(&s, a->m.mem, ACQUIRE_PG, 300), "a page fetched since: ACQUIRE traps again");
+	ok(asked_for(a, PAGER_CTL_ACQUIRE, 2000) && pager_release_acquire(a->m.p, 0, &n) == 0,
+	   "acquired");
+	ok(landed(&s), "and it landed");
+}
+
+/* Bad WRITE_DIFF frames at the memory node: refused, and the page is unchanged. */
+static void test_bad_frames(const struct mnspawn *mn, const struct holder *a)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = a->id };
+	uint8_t body[64], page[PS];
+	struct proto_extent e = { 300, 1 };
+	struct mnc *c = NULL;
+	int r;
+
+	if (!ok(mnc_connect(&mo, &c) == 0, "a client of node %llu", (unsigned long long)a->id))
+		return;
+	/* page 300, one run past the page: offset 4090, length 10 */
+	memcpy(body, (uint32_t[]){ htole32(300) }, 4);
+	memcpy(body + 4, (uint16_t[]){ htole16(1), 0 }, 4);
+	memcpy(body + 8, (uint16_t[]){ htole16(4090), htole16(10) }, 4);
+	memset(body + 12, 0x77, 10);
+	r = mnc_write_diff(c, &a->sec.grant, 1, body, 22);
+	ok(r == -EBADMSG, "a run past the page: -EBADMSG (%s)", strerror(-r));
+	mnc_close(c);
+	c = NULL;
+	ok(mnc_connect(&mo, &c) == 0, "connected again (the node closed the bad connection)");
+	/* a valid one-byte diff, then the same with a zero-length run */
+	memcpy(body + 8, (uint16_t[]){ htole16(5), htole16(1) }, 4);
+	r = mnc_write_diff(c, &a->sec.grant, 1, body, 13);
+	ok(r == 0, "a one-byte diff applies (%s)", strerror(-r));
+	ok(mnc_read(c, &a->sec.grant, &e, 1, page) == 0 && page[5] == 0x77 && page[4] == 0 &&
+	   page[6] == 0, "exactly that byte changed");
+	mnc_close(c);
+}
+
+/*
+ * A pager with a budget of 64 pages writes one byte in each of 200 pages:
+ * dirty pages cannot be written back whole, so the evictor publishes
+ * their diffs (an early release) and evicts them; the resident set stays
+ * near the budget, and after the release every byte is on the node.
+ */
+static void test_small_budget(const struct mnspawn *mn, const struct proto_section *s)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = 103 };
+	static uint8_t page[PS];
+	struct pager_stats st;
+	struct holder c;
+	struct mnc *m = NULL;
+	uint64_t n, bytes, bad = 0;
+	struct proto_extent e;
+
+	if (!ok(holder_start(&c, mn, 103, s, -1, 64 * PS) == 0, "a third pager, budget 64 pages"))
+		return;
+	for (uint64_t pg = 400; pg < 600; pg++)
+		c.m.mem[pg * PS + 7] = 0x5c;
+	pager_stats(c.m.p, &st);
+	ok(st.release_pages_published >= 100 && st.max_resident_pages <= 64 + 2 * 64,
+	   "the evictor published %llu pages early; at most %llu resident",
+	   (unsigned long long)st.release_pages_published,
+	   (unsigned long long)st.max_resident_pages);
+	ok(pager_release_publish(c.m.p, 0, &n, &bytes) == 0, "the release publishes the rest (%llu)",
+	   (unsigned long long)n);
+	ok(mnc_connect(&mo, &m) == 0, "a client of node 103");
+	for (uint64_t pg = 400; m && pg < 600; pg++) {
+		e = (struct proto_extent){ (uint32_t)pg, 1 };
+		bad += mnc_read(m, &c.sec.grant, &e, 1, page) != 0 || page[7] != 0x5c ||
+		       page[6] != 0 || page[8] != 0;
+	}
+	ok(m && bad == 0, "all 200 bytes on the memory node, and nothing else (%llu bad)",
+	   (unsigned long long)bad);
+	pager_stats(c.m.p, &st);
+	ok(st.pages_written_back == 0 && st.failed == 0, "no page sent whole, no failure");
+	mnc_close(m);
+	holder_stop(&c);
+}
+
+int main(int argc, char **argv)
+{
+	struct mnc_opts mo = { 0 };
+	struct proto_section s;
+	struct holder a, b;
+	struct mnspawn mn;
+	struct pager_stats st;
+	struct mnc *c = NULL;
+	uint8_t *page = malloc(PS * NW);
+	uint64_t na, nb, ba, bb;
+	int r;
+
+	if (mntap_start(argv[0], &mn, 4 * SEC, SEC, &s) < 0)
+		return tap_done();
+	/* A's cleaner is due after 20 ms: it must leave a release region alone. */
+	r = holder_start(&a, &mn, 101, &s, 20, UINT64_MAX);
+	if (r == 0)
+		r = holder_start(&b, &mn, 102, &s, -1, UINT64_MAX);
+	if (!ok(r == 0, "two pagers map one release region: %s", strerror(-r))) {
+		mnspawn_stop(&mn, true);
+		return tap_done();
+	}
+
+	write_half(a.m.mem, false);
+	write_half(b.m.mem, true);
+	ok(pages_hold(a.m.mem, 1) && pages_hold(b.m.mem, 2),
+	   "each reads only its own bytes before any release");
+	usleep(300 * 1000);
+	mo = (struct mnc_opts){ .addr = mn.addr, .key = &mn.key, .node_id = 101 };
+	r = mnc_connect(&mo, &c);
+	ok(r == 0 && mnc_read_range(c, &a.sec.grant, 0, NW, page) == 0 && pages_hold(page, 0),
+	   "nothing reached the memory node before a release (the cleaner sends no whole page)");
+
+	ok(pager_release_publish(a.m.p, 0, &na, &ba) == 0 && na == NW && ba == NW * PS / 2,
+	   "A released: %llu pages, %llu bytes of diffs", (unsigned long long)na,
+	   (unsigned long long)ba);
+	ok(pager_release_publish(b.m.p, 0, &nb, &bb) == 0 && nb == NW && bb == NW * PS / 2,
+	   "B released: %llu pages, %llu bytes of diffs", (unsigned long long)nb,
+	   (unsigned long long)bb);
+	ok(pager_release_publish(b.m.p, 0, &nb, &bb) == 0 && nb == 0 && bb == 0,
+	   "a release with nothing written since publishes nothing");
+	ok(c && mnc_read_range(c, &a.sec.grant, 0, NW, page) == 0 && pages_hold(page, 3),
+	   "the memory node holds both halves of every page");
+	mnc_close(c);
+	ok(pages_hold(a.m.mem, 1) && pages_hold(b.m.mem, 2),
+	   "before their acquire, each still reads its cached pages");
+	ok(pager_release_acquire(a.m.p, 0, &na) == 0 && na >= NW &&
+	   pager_release_acquire(b.m.p, 0, &nb) == 0 && nb >= NW,
+	   "both acquired (%llu and %llu pages dropped)", (unsigned long long)na,
+	   (unsigned long long)nb);
+	ok(pages_hold(a.m.mem, 3) && pages_hold(b.m.mem, 3), "both read the union");
+
+	/* Unpublished writes survive an acquire; they meet the others' at the next release. */
+	a.m.mem[100 * PS] = 0x11;
+	b.m.mem[100 * PS + 1] = 0x22;
+	ok(pager_release_publish(b.m.p, 0, &nb, &bb) == 0 && nb == 1, "B released page 100 (%llu)",
+	   (unsigned long long)nb);
+	ok(pager_release_acquire(a.m.p, 0, &na) == 0 && a.m.mem[100 * PS] == 0x11 &&
+	   a.m.mem[100 * PS + 1] == 0, "A's acquire keeps its own unreleased page 100");
+	ok(pager_release_publish(a.m.p, 0, &na, &ba) == 0 && na == 1 && ba == 1 &&
+	   pager_release_acquire(a.m.p, 0, &na) == 0 && a.m.mem[100 * PS] == 0x11 &&
+	   a.m.mem[100 * PS + 1] == 0x22, "after A's release and acquire: both bytes");
+
+	test_control_pages(&a);
+	test_bad_frames(&mn, &a);
+	test_small_budget(&mn, &s);
+
+	pager_stats(a.m.p, &st);
+	ok(st.release_pages_published >= NW + 3 && st.release_diff_bytes >= NW * PS / 2,
+	   "counted: %llu pages, %llu bytes published",
+	   (unsigned long long)st.release_pages_published,
+	   (unsigned long long)st.release_diff_bytes);
+	ok(st.failed == 0 && st.pages_written_back == 0, "no pager failure, no whole page sent");
+	ok(pager_shared_release(a.m.p, 5, &na) == -ENOENT &&
+	   pager_release_publish(a.m.p, 5, &na, &ba) == -ENOENT, "no such region: -ENOENT");
+
+	holder_stop(&b);
+	holder_stop(&a);
+	mnspawn_stop(&mn, false);
+	free(page);
+	return tap_done();
+}

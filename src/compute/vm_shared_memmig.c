@@ -143,6 +143,9 @@ static void switch_to(struct vm *vm, int i, struct pager *p, int region, json_t 
 	pthread_mutex_lock(&vm->lock);
 	n = vm->shared[i].nsec;
 	r = parse_sections(vm, i, arr, secs, err, sizeof(err));
+	/* A strict region keeps this VM's holder tag at the directory (dirtag.h). */
+	for (unsigned k = 0; r == 0 && k < n; k++)
+		secs[k].sec.dir_tag = vm->shared[i].secs[k].sec.dir_tag;
 	pthread_mutex_unlock(&vm->lock);
 	if (r < 0) {
 		http_resp_error(resp, 400, "bad_request", "%s", err);

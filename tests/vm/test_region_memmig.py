@@ -12,6 +12,8 @@ node").
   the users saw is measured (the answer's pause_ms) and printed.
 - strict: the spinlocked counter (RCOUNTER) runs in both guests on two
   compute nodes while the region moves, and back: the count is exact.
+  Then a third user on one of those nodes counts with the other user of
+  its node: exact too (the move kept each VM's holder tag).
 - failure: the target memory node is killed (SIGKILL) during the move:
   the region stays on its node, `ready`, nothing lost (b verifies what a
   wrote), event region_migration_failed; a writes again afterwards.
@@ -34,6 +36,7 @@ from test_migration_cluster import TOKENS, http, orch
 from test_region_cluster import guest_ok, wait_job, wait_seen
 from test_region_migration import ITERS, coherent_then_gone, start_counters, wait_progress
 
+SAME_NODE_ITERS = 2_000_000
 FILL = 32768          # pages of 128 MiB (the last two of a region are its control pages)
 
 
@@ -128,6 +131,15 @@ def test_exclusive_region_moves_while_the_holder_writes(cluster):
 def test_strict_counter_while_the_region_moves(cluster):
     c = cluster
     pci = users(c, "strict", "st")
+    # A third user shares a compute node with a or b: two holders of one
+    # node, told apart at the directory by their tags, which the move keeps.
+    c.disagg("slot", "create", "c", "--vcpus", "2", "--memory", "256M", timeout=300)
+    c.disagg("region", "attach", "st", "--slot", "c", timeout=120)
+    pci["c"] = next(x["pci"] for x in c.json("region", "show", "st")["attachments"]
+                    if x["slot"] == "c")
+    wait_seen(c, "c", pci["c"])
+    on = {n: c.json("slot", "show", n)["compute"] for n in ("a", "b", "c")}
+    partner = "a" if on["a"] == on["c"] else "b"
     home, other = other_memnode(c, "st")
     start_counters(c, pci)
     j = wait_progress(c, "a", 1)
@@ -144,6 +156,14 @@ def test_strict_counter_while_the_region_moves(cluster):
     assert j.get("state") == "running", ("a's count ended before both moves", j)
     reg = c.json("region", "show", "st")
     assert reg["state"] == "ready" and reg["home"] == home, reg
+    # The two users of one compute node count together after the moves.
+    for off in (0, 64):
+        guest_ok(c, "c", f"RPOKE {pci['c']} {off} 0")
+        wait_job(c, "c", 60)
+    start_counters(c, pci, ("c", partner), SAME_NODE_ITERS)
+    jc, jp = wait_job(c, "c"), wait_job(c, partner)
+    assert max(int(jc["counter"]), int(jp["counter"])) == 2 * SAME_NODE_ITERS, (jc, jp)
+    c.disagg("region", "detach", "st", "--slot", "c", timeout=120)
     # Still coherent: b reads what a wrote last.
     coherent_then_gone(c, "st", pci)
 

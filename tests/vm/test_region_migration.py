@@ -56,7 +56,7 @@ def wait_progress(c, slot, at_least, timeout=300):
     raise AssertionError(f"{slot}: no progress: {j}")
 
 
-def start_counters(c, pci):
+def start_counters(c, pci, names=("a", "b"), iters=ITERS):
     """RCOUNTER in both guests at once (straight to their agents): both
     must run together, or the first one ends alone in a few ms."""
     comps = {x["node_id"]: x for x in c.info()["components"] if x["kind"] == "compute"}
@@ -65,14 +65,14 @@ def start_counters(c, pci):
     def go(name):
         node = comps[c.json("slot", "show", name)["compute"]]
         res[name] = http(node["http"], "POST", f"/v1/vms/{name}/guest",
-                         {"command": f"RCOUNTER {pci[name]} {ITERS}"})
+                         {"command": f"RCOUNTER {pci[name]} {iters}"})
 
-    ts = [threading.Thread(target=go, args=(n,)) for n in ("a", "b")]
+    ts = [threading.Thread(target=go, args=(n,)) for n in names]
     for t in ts:
         t.start()
     for t in ts:
         t.join(60)
-    for name in ("a", "b"):
+    for name in names:
         st, ans = res[name]
         assert st == 200 and ans["reply"].startswith("OK"), (name, st, ans)
 

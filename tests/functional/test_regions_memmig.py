@@ -4,16 +4,17 @@
 (the COPY is real: the bytes written on the old node are read on the new
 one) and fake compute agents (fake_regions.py).
 
-The order of the steps on the agents (quiesce every user, switch every
-user, resume every user), the grants of the switch (the holder's
-read-write, the others' read-only, held by each node, on the new
-sections), the old sections freed; the API's errors (unknown node, not a
-memory node, same node, busy, capacity, a release region); failures: an
-agent that refuses
-the switch or answers nothing (the region goes back, every user resumes on
-the old sections, the new ones are freed); memory migration of a slot that
-maps a region moves the slot's sections only; the orphan sweep leaves a
-moving region's unrecorded target sections alone.
+The order of the steps on the agents (write back ahead, quiesce every
+user, switch every user, resume every user), the grants of the switch
+(the holder's read-write, the others' read-only, held by each node, on
+the new sections), the old sections freed; the API's errors (unknown
+node, not a memory node, same node, busy, capacity, a release region);
+failures: an agent that refuses the switch or answers nothing (the region
+goes back, every user resumes on the old sections, the new ones are
+freed); memory migration of a slot that maps a region moves the slot's
+sections only; the orphan sweep leaves a moving region's unrecorded
+target sections alone; a region nobody maps, the CLI, a move settled by
+an orchestrator restart.
 """
 import re
 import sqlite3

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The region subcommands of disagg (docs/cli.md, "Shared regions"):
- * create, ls, show, attach, detach, lock, unlock and delete, on the
+ * create, ls, show, attach, detach, lock, unlock, migrate and delete, on the
  * orchestrator's /v1/regions (docs/api.md, "Shared regions"). Same rules
  * as commands.c: usage errors exit 2 before anything is sent, server
  * errors print their code and exit 1, an unreachable orchestrator exits 3.
@@ -326,6 +326,44 @@ static int cmd_region_acquire(struct cli_args *a)
 	return region_verb(a, "acquire", "acquiring");
 }
 
+/* POST /v1/regions/NAME/migrate {"to"}: one line with the pause the users saw. */
+static int cmd_region_migrate(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	_cleanup_free_ char *label = NULL, *path = NULL;
+	const char *name = a->args[0];
+	char copied[32];
+	uint64_t to;
+	int ret;
+
+	if (!cli_opt(a, "to"))
+		return cli_usage_error(a, "--to is required");
+	if ((ret = cli_opt_u64(a, "to", 0, INT64_MAX, &to)))
+		return ret;
+	path = cli_path_with("/v1/regions/", name, "/migrate");
+	body = json_pack("{s:I}", "to", (json_int_t)to);
+	if (!path || !body ||
+	    asprintf(&label, "moving region %s to memory node %" PRIu64, name, to) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	fmt_size((uint64_t)jint(r.json, "bytes_copied", 0), copied, sizeof(copied));
+	printf("region %s moved from memory node %" PRId64 " to %" PRId64 ": %" PRId64
+	       " section%s, %s copied in %" PRId64 " ms; its %zu user%s paused %" PRId64 " ms\n",
+	       name, jint(r.json, "from", -1), jint(r.json, "to", -1), jint(r.json, "sections", 0),
+	       jint(r.json, "sections", 0) == 1 ? "" : "s", copied, jint(r.json, "copy_ms", 0),
+	       json_array_size(json_object_get(r.json, "users")),
+	       json_array_size(json_object_get(r.json, "users")) == 1 ? "" : "s",
+	       jint(r.json, "pause_ms", 0));
+	if (json_array_size(json_object_get(r.json, "not_resumed")))
+		fprintf(stderr, "warning: %zu user(s) did not resume: their accesses to the region "
+			"wait until their agents restart or the region moves again\n",
+			json_array_size(json_object_get(r.json, "not_resumed")));
+	return CLI_EXIT_OK;
+}
+
 const struct cli_cmd cli_region_cmds[] = {
 	{ "region create", "NAME --size SIZE [--mode exclusive|strict|release] [--home MEMNODE]", 1, 1,
 	  "create a shared region on a memory node",
@@ -372,6 +410,14 @@ const struct cli_cmd cli_region_cmds[] = {
 	  "The slot drops the pages it cached and has not changed since its last\n"
 	  "release: its next reads fetch what the others released.",
 	  cmd_region_acquire, { { "slot", "S", "the slot (required)" } } },
+	{ "region migrate", "NAME --to MEMNODE", 1, 1,
+	  "move a region's sections to another memory node while slots map it",
+	  "Every slot that maps the region stops using it for a moment: its\n"
+	  "changes are written back, its accesses to the region wait while the\n"
+	  "memory nodes copy the sections, then go on from the new node (the\n"
+	  "answer says how long: the pause). The lock stays with its holder. If a\n"
+	  "step fails, the region stays on its node, nothing lost.",
+	  cmd_region_migrate, { { "to", "MEMNODE", "the memory node to move to (required)" } } },
 	{ "region delete", "NAME", 1, 1, "free a region that no slot maps", NULL, cmd_region_delete,
 	  { { NULL } } },
 };

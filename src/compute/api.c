@@ -49,6 +49,7 @@
 #include "vm_evacuate.h"
 #include "vm_grants.h"
 #include "vm_shared.h"
+#include "vm_shared_memmig.h"
 #include "vm_shared_mig.h"
 #include "vm_hot.h"
 #include "vm_incoming.h"
@@ -675,6 +676,9 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_grants_http(vm, req, resp);
 	else if (!strcmp(rest, "/regions") && !strcmp(m, "GET"))
 		vm_shared_list_http(vm, resp);
+	else if (!strncmp(rest, "/regions/", 9) && strlen(rest) > 14 &&
+		 !strcmp(rest + strlen(rest) - 5, "/move") && !strcmp(m, "POST"))
+		vm_shared_move_http(vm, rest + 9, req, resp);
 	else if (!strncmp(rest, "/regions", 8) && (!rest[8] || rest[8] == '/'))
 		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))

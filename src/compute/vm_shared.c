@@ -41,7 +41,7 @@
 #define SHARED_TIMEOUT_MS 30000
 
 /* The index of region `id` in vm->shared, or -1 (lock held). */
-static int find(struct vm *vm, const char *id, size_t len)
+int vm_shared_find(struct vm *vm, const char *id, size_t len)
 {
 	for (int i = 0; i < VM_MAX_SHARED; i++)
 		if (vm->shared[i].in_use && strlen(vm->shared[i].id) == len &&
@@ -63,8 +63,7 @@ static bool valid_name(const char *s)
 	return true;
 }
 
-/* hot_lock taken and the VM running with its pager: 0, else an answer was given. */
-static int begin(struct vm *vm, struct pager **ret, struct http_resp *resp)
+int vm_shared_begin(struct vm *vm, struct pager **ret, struct http_resp *resp)
 {
 	pthread_mutex_lock(&vm->hot_lock);
 	*ret = vm_pager_get(vm);
@@ -76,7 +75,7 @@ static int begin(struct vm *vm, struct pager **ret, struct http_resp *resp)
 	return -EBUSY;
 }
 
-static void end(struct vm *vm, struct pager *p)
+void vm_shared_end(struct vm *vm, struct pager *p)
 {
 	vm_pager_put(vm, p);
 	pthread_mutex_unlock(&vm->hot_lock);
@@ -158,7 +157,7 @@ int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, cha
 	int i, r;
 
 	pthread_mutex_lock(&vm->lock);
-	if (find(vm, a->id, strlen(a->id)) >= 0) {
+	if (vm_shared_find(vm, a->id, strlen(a->id)) >= 0) {
 		pthread_mutex_unlock(&vm->lock);
 		snprintf(err, errlen, "region %s is attached already", a->id);
 		return -EEXIST;
@@ -239,7 +238,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		json_decref(j);
 		return;
 	}
-	if (begin(vm, &p, resp) < 0) {
+	if (vm_shared_begin(vm, &p, resp) < 0) {
 		json_decref(j);
 		return;
 	}
@@ -249,7 +248,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		http_resp_error(resp, i == -EEXIST ? 409 : i == -ENOSPC ? 409 : 500,
 				i == -EEXIST ? "region_attached" : i == -ENOSPC ? "no_slot" :
 				"attach_failed", "%s", err);
-		end(vm, p);
+		vm_shared_end(vm, p);
 		return;
 	}
 	snprintf(dev, sizeof(dev), "shm%d", i);
@@ -273,7 +272,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 	if (r < 0) {
 		forget(vm, i);
 		http_resp_error(resp, r == -EINVAL ? 400 : 500, "attach_failed", "%s", err);
-		end(vm, p);
+		vm_shared_end(vm, p);
 		return;
 	}
 	pthread_mutex_lock(&vm->lock);
@@ -286,7 +285,7 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		 (unsigned long long)(a.size >> 20));
 	http_resp_json(resp, 201, json_pack("{s:s, s:s, s:I}", "region", vm->shared[i].id, "pci",
 					    pci, "ms", ms_since(t0)));
-	end(vm, p);
+	vm_shared_end(vm, p);
 }
 
 /* ---- detach -------------------------------------------------------------- */
@@ -298,7 +297,7 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	struct pager *p;
 	int region, r = 0;
 
-	if (begin(vm, &p, resp) < 0)
+	if (vm_shared_begin(vm, &p, resp) < 0)
 		return;
 	pthread_mutex_lock(&vm->lock);
 	region = vm->shared[i].region;
@@ -310,7 +309,7 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	if (r < 0) {
 		http_resp_error(resp, 503, "release_failed", "writing the region back failed (%s): "
 				"it stays attached", strerror(-r));
-		end(vm, p);
+		vm_shared_end(vm, p);
 		return;
 	}
 	vm_strict_stop(vm, i);   /* strict: leave the directory (no-op otherwise) */
@@ -318,14 +317,14 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	r = pcishm_remove(vm->qmp, dev, SHARED_TIMEOUT_MS, err, sizeof(err));
 	if (r < 0) {
 		http_resp_error(resp, 500, "detach_failed", "%s", err);
-		end(vm, p);
+		vm_shared_end(vm, p);
 		return;
 	}
 	forget(vm, i);
 	log_info("vm %s: region %s detached (%llu pages written back)", vm->spec.name, id,
 		 (unsigned long long)flushed);
 	http_resp_json(resp, 200, json_pack("{s:I}", "flushed_pages", (json_int_t)flushed));
-	end(vm, p);
+	vm_shared_end(vm, p);
 }
 
 /* ---- acquire, release, invalidate ----------------------------------------- */
@@ -416,7 +415,7 @@ static void h_op(struct vm *vm, int i, enum shared_op op, const struct http_req 
 	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
-	if (begin(vm, &p, resp) < 0) {
+	if (vm_shared_begin(vm, &p, resp) < 0) {
 		json_decref(j);
 		return;
 	}
@@ -478,7 +477,7 @@ static void h_op(struct vm *vm, int i, enum shared_op op, const struct http_req 
 					    op == OP_RELEASE ? "flushed_pages" : "dropped_pages",
 					    (json_int_t)pages, "ms", ms_since(t0)));
 out:
-	end(vm, p);
+	vm_shared_end(vm, p);
 }
 
 void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,
@@ -499,7 +498,7 @@ void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,
 	len = strcspn(id, "/");
 	tail = id + len;
 	pthread_mutex_lock(&vm->lock);
-	i = find(vm, id, len);
+	i = vm_shared_find(vm, id, len);
 	pthread_mutex_unlock(&vm->lock);
 	if (i < 0) {
 		http_resp_error(resp, 404, "no_region", "no region %.*s is attached to the VM",

@@ -29,6 +29,15 @@ int vm_shared_parse(struct vm *vm, json_t *j, struct vm_shared_req *a, char *err
 int vm_shared_record(struct vm *vm, const struct vm_shared_req *a, int want, char *err,
 		     size_t errlen);
 
+/* The index of region `id` (len bytes) in vm->shared, or -1. vm->lock held. */
+int vm_shared_find(struct vm *vm, const char *id, size_t len);
+/*
+ * hot_lock taken and the VM running with its pager (*ret): 0; else 409
+ * not_running answered and nothing held. vm_shared_end lets both go.
+ */
+int vm_shared_begin(struct vm *vm, struct pager **ret, struct http_resp *resp);
+void vm_shared_end(struct vm *vm, struct pager *p);
+
 /* `rest` is what follows /v1/vms/NAME/regions in the path ("" or "/ID[/op]"). */
 void vm_shared_http(struct vm *vm, const char *rest, const struct http_req *req,
 		    struct http_resp *resp);

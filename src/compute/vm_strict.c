@@ -242,6 +242,16 @@ int vm_strict_start(struct vm *vm, int idx)
 	rr->vm = vm;      /* no reference: vm_free stops the thread first (strict_ext) */
 	rr->idx = idx;
 	pthread_mutex_lock(&vm->lock);
+	if (vm->shared[idx].rec) {
+		/*
+		 * One runs already (an incoming VM's guest_attached may start it
+		 * before vm_shared_mig_ready does): a second would be unknown to
+		 * vm_strict_stop and outlive the VM.
+		 */
+		pthread_mutex_unlock(&vm->lock);
+		free(rr);
+		return 0;
+	}
 	vm->shared[idx].rec = rr;
 	pthread_mutex_unlock(&vm->lock);
 	pthread_attr_init(&at);

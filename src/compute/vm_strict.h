@@ -14,7 +14,10 @@ extern const struct vm_ext_ops vm_strict_ext;
 
 struct vm_recaller;
 
-/* Start answering recalls for vm->shared[idx] (mapped, strict). hot_lock held. */
+/*
+ * Start answering recalls for vm->shared[idx] (mapped, strict); 0 without
+ * a second thread when one runs already. hot_lock held.
+ */
 int vm_strict_start(struct vm *vm, int idx);
 /*
  * Stop (waits for the thread) and leave the directory (DIR_DETACH); a

@@ -52,6 +52,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_REGIONS_LOCK] = "regions_lock",
 	[RT_REGIONS_UNLOCK] = "regions_unlock",
 	[RT_REGIONS_SYNC] = "regions_sync",
+	[RT_REGIONS_MIGRATE] = "regions_migrate",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",

@@ -316,11 +316,12 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 	}
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
-	/* Not with a shared region mapped (yet): after begin_op, so no attach races it. */
-	if (o->regions && o->regions->refuse_attached(o, &s, "migrate its memory", resp) < 0) {
-		mig_finish(o, &s, "running");
-		goto out;
-	}
+	/*
+	 * A shared region the slot maps is not one of its sections: it stays
+	 * where it is (POST /v1/regions/NAME/migrate moves it). The agent
+	 * finds the section to move by memory node, section and generation,
+	 * so a region's pager sections are never touched.
+	 */
 	r = o->store->ops->node_get(o->store, s.compute, &c);
 	if (r == 0)
 		r = o->store->ops->section_list(o->store, s.id, 0, &secs, &n);

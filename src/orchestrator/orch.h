@@ -74,6 +74,7 @@ enum orch_route {
 	RT_REGIONS_LOCK,
 	RT_REGIONS_UNLOCK,
 	RT_REGIONS_SYNC,
+	RT_REGIONS_MIGRATE,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -121,9 +122,6 @@ struct orch_regions {
 	/* It ended: moved (the source handed the VM over from `from` to `to`) or not. */
 	void (*migrate_end)(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
 			    uint64_t to);
-	/* 409 region_attached (what: "migrate its memory") when slot s maps a region: -EBUSY; else 0. */
-	int (*refuse_attached)(struct orch *o, const struct slot_rec *s, const char *what,
-			       struct http_resp *resp);
 	/* POST /v1/nodes/ID/regions/NAME/lock|unlock (a guest's control page, node ID's token). */
 	void (*node_lock)(struct orch *o, uint64_t node, const char *name, bool lock,
 			  const struct http_req *req, struct http_resp *resp);

@@ -601,8 +601,9 @@ bool regions_orphan(struct orch *o, const struct node_rec *n, uint64_t owner, ui
 	for (size_t i = 0; i < nr; i++) {
 		if (rs[i].id != id)
 			continue;
-		/* Being created or deleted: that operation decides. */
-		if (!strcmp(rs[i].state, "creating") || !strcmp(rs[i].state, "deleting"))
+		/* Being created, deleted or moved (regions_memmig.c): that operation decides. */
+		if (!strcmp(rs[i].state, "creating") || !strcmp(rs[i].state, "deleting") ||
+		    !strcmp(rs[i].state, "moving"))
 			return false;
 		if (o->store->ops->region_section_list(o->store, id, n->id, &secs, &ns) < 0)
 			return false;

@@ -12,6 +12,7 @@
 #include "regions.h"
 #include "regions_drops.h"
 #include "regions_flow.h"
+#include "regions_memmig.h"
 #include "regions_migrate.h"
 #include "regions_sync.h"
 
@@ -34,6 +35,7 @@ static const struct {
 	{ "/unlock", regions_unlock, RT_REGIONS_UNLOCK },
 	{ "/release", regions_release, RT_REGIONS_SYNC },
 	{ "/acquire", regions_acquire, RT_REGIONS_SYNC },
+	{ "/migrate", regions_memmig, RT_REGIONS_MIGRATE },
 };
 
 /* rest: what follows "/v1/regions": "", "/NAME" or "/NAME/VERB". */
@@ -93,7 +95,6 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 static const struct orch_regions hooks = {
 	.route = route,
 	.slot_deleting = regions_slot_deleting,
-	.refuse_attached = regions_refuse_attached,
 	.migrate_begin = regions_migrate_begin,
 	.migrate_end = regions_migrate_end,
 	.renew = regions_renew,
@@ -105,6 +106,7 @@ static const struct orch_regions hooks = {
 
 void regions_start(struct orch *o)
 {
+	regions_memmig_recover(o);   /* first: a region caught `moving` */
 	regions_recover(o);
 	o->regions = &hooks;
 }

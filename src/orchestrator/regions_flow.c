@@ -612,26 +612,6 @@ int regions_slot_deleting(struct orch *o, const struct slot_rec *s, const char *
 	return 0;
 }
 
-int regions_refuse_attached(struct orch *o, const struct slot_rec *s, const char *what,
-			    struct http_resp *resp)
-{
-	_cleanup_free_ struct region_attach_rec *att = NULL;
-	size_t n = 0;
-	int e = o->store->ops->attach_list(o->store, 0, s->id, &att, &n);
-
-	if (e < 0) {
-		regions_store_error(resp, e);
-		return e;
-	}
-	if (n == 0)
-		return 0;
-	http_resp_error(resp, 409, "region_attached",
-			"slot %s maps region %s%s: detach it before you %s (not supported yet with "
-			"a shared region)", s->name, att[0].region, n > 1 ? " and others" : "",
-			what);
-	return -EBUSY;
-}
-
 /*
  * The lock's lease: a holder whose VM is gone (its compute node missed
  * heartbeats for the node timeout, or the VM failed) loses the lock as an

@@ -26,11 +26,9 @@ void regions_node_lock(struct orch *o, uint64_t node, const char *name, bool loc
 void regions_unlock(struct orch *o, const char *name, const struct http_req *req,
 		    struct http_resp *resp);
 
-/* struct orch_regions: slot_deleting, refuse_attached, upkeep. */
+/* struct orch_regions: slot_deleting, upkeep. */
 int regions_slot_deleting(struct orch *o, const struct slot_rec *s, const char *was,
 			  struct http_resp *resp);
-int regions_refuse_attached(struct orch *o, const struct slot_rec *s, const char *what,
-			    struct http_resp *resp);
 void regions_upkeep(struct orch *o);
 
 #endif /* DISAGG_ORCH_REGIONS_FLOW_H */

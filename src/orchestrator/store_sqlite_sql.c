@@ -193,7 +193,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_REG_SEC_EPOCH] = "UPDATE region_sections SET epoch = ?2 WHERE region_id = ?1",
 	[Q_REG_DELETE] = "DELETE FROM regions WHERE id = ?1",
 	[Q_REG_SEC_ADD] =
-		"INSERT INTO region_sections (region_id, idx, memnode, section, generation, epoch) "
+		"INSERT OR REPLACE INTO region_sections (region_id, idx, memnode, section, "
+		"generation, epoch) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[Q_REG_SEC_LIST] =
 		"SELECT region_id, idx, memnode, section, generation, epoch FROM region_sections "

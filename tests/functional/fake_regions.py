@@ -10,6 +10,9 @@ agent API of the shared-regions contract, docs/api.md "Shared regions"):
     POST   /v1/vms/NAME/regions/ID/acquire      take the lock's grants ({dropped_pages, ms})
     POST   /v1/vms/NAME/regions/ID/release      write back, read-only ({flushed_pages, ms})
     POST   /v1/vms/NAME/regions/ID/invalidate   drop cached pages ({dropped_pages})
+    POST   /v1/vms/NAME/regions/ID/move         {"phase": "quiesce" | "switch" | "resume"}:
+                                                a region moving to another memory node
+                                                (and "writeback" ahead of the quiesce)
 
 and, for a region in mode release, release ({published_pages, diff_bytes,
 ms}) and acquire ({dropped_pages, ms}) with an empty body: the agent's
@@ -22,7 +25,8 @@ regions show in GET /v1/vms/NAME (without grants) and renewals take their
 grants (fakes.FakeCompute._renew).
 
 Failure knobs on the FakeCompute, per operation ("attach", "detach",
-"acquire", "release", "invalidate"):
+"acquire", "release", "invalidate", and the move's phases "writeback",
+"quiesce", "switch", "resume"):
     fail_region[op] = (status, code)   answer that error, do nothing
     region_hangup[op] = "drop"         hang up, do nothing
     region_hangup[op] = "apply"        do it, then hang up (the answer is lost)
@@ -37,7 +41,7 @@ import threading
 from dproto import GRANT
 
 SECTION_SIZE = 128 << 20
-PATH = re.compile(r"/v1/vms/([^/]+)/regions(?:/([^/]+)(?:/(acquire|release|invalidate))?)?")
+PATH = re.compile(r"/v1/vms/([^/]+)/regions(?:/([^/]+)(?:/(acquire|release|invalidate|move))?)?")
 ATTACH_KEYS = {"region", "mode", "size", "sections", "writable"}
 R_READ, R_WRITE = 1, 2
 LOG = []
@@ -117,6 +121,8 @@ def dispatch(fake, h, method, groups, body):
             ("POST", "id", "acquire"): "acquire", ("POST", "id", "release"): "release",
             ("POST", "id", "invalidate"): "invalidate"}.get(
                 (method, "id" if rid else None, op))
+    if (method, op) == ("POST", "move") and rid:
+        what = str((body or {}).get("phase"))
     if what is None:
         return h._err(405, "method_not_allowed", "no such method here")
     with _log_lock:
@@ -136,6 +142,8 @@ def dispatch(fake, h, method, groups, body):
     r = regions.get(rid)
     if r is None:
         return h._err(404, "no_region", f"region {rid} is not attached to {name}")
+    if op == "move":
+        return _move(fake, h, r, what, body)
     if what == "detach":
         del regions[rid]
         flushed = r.pop("dirty", 0) if r["writable"] else 0
@@ -196,6 +204,33 @@ def _attach(fake, h, vm, regions, body):
                     "pci": "0000:00:%02x.0" % fake.next_pci, "writable": write,
                     "sections": [dict(s) for s in secs]}
     return h._send(201, {"region": rid, "pci": regions[rid]["pci"], "ms": 3})
+
+
+def _move(fake, h, r, phase, body):
+    """The phases of a move: writeback, quiesce parks (a holder's pages are
+    written back), switch takes other sections (only parked), resume."""
+    if phase == "writeback":
+        return h._send(200, {"phase": phase, "flushed_pages": r.pop("dirty", 0), "ms": 1})
+    if phase == "quiesce":
+        r["parked"] = True
+        return h._send(200, {"phase": phase, "flushed_pages": r.pop("dirty", 0),
+                             "dropped_pages": r.pop("cached", 0), "ms": 1})
+    if phase == "resume":
+        was, r["parked"] = r.get("parked", False), False
+        return h._send(200, {"phase": phase, "already": not was, "attached": True})
+    if phase != "switch":
+        return h._err(400, "bad_request", "phase quiesce, switch or resume")
+    secs = body.get("sections")
+    if not isinstance(secs, list) or any(not isinstance(s, dict) or
+                                         set(s) != {"kind", "addr", "grant"} for s in secs):
+        return h._err(400, "bad_request", "bad sections")
+    why = _check_grants(fake, [s["grant"] for s in secs], len(r["sections"]), r["writable"])
+    if why:
+        return h._err(400, "bad_request", why)
+    if not r.get("parked"):
+        return h._err(409, "not_quiesced", "quiesce it first")
+    r["sections"] = [dict(s) for s in secs]
+    return h._send(200, {"phase": phase})
 
 
 BAR = 0xf0000000   # where the fake's guests map every region's BAR2

@@ -29,6 +29,8 @@ MiB = 1 << 20
     (["region", "unlock", "r1", "b", "--slot", "a"], r"unexpected argument `b`"),
     (["region", "show"], r"needs NAME"),
     (["region", "detach", "r1", "--colour", "red"], r"unknown option --colour"),
+    (["region", "migrate", "r1"], r"--to is required"),
+    (["region", "migrate", "r1", "--to", "x"], r"--to"),
 ])
 def test_usage_errors_exit_2(args, match):
     p = disagg("--url", "http://127.0.0.1:1", *args, check_rc=2)
@@ -39,7 +41,8 @@ def test_usage_errors_exit_2(args, match):
 def test_help_lists_the_region_commands():
     p = disagg("--help", check_rc=0)
     for cmd in ("region create", "region ls", "region show", "region attach",
-                "region detach", "region lock", "region unlock", "region delete"):
+                "region detach", "region lock", "region unlock", "region migrate",
+                "region delete"):
         assert re.search(rf"^  {cmd}\s", p.stdout, re.M), (cmd, p.stdout)
     p = disagg("region", "create", "-h", check_rc=0)
     assert p.stdout.startswith("usage: disagg region create NAME --size SIZE")

@@ -8,7 +8,11 @@
  * invalidate on a writable region is refused, release of a private region
  * is refused, and a sealed pager (slot key) sends a shared region's pages
  * in clear (every VM that maps it has its own key) while its private
- * pages stay sealed.
+ * pages stay sealed. And a region moving to other sections (share_move.h):
+ * A writes back ahead, both pagers park (what A changed since written
+ * back, every cached page dropped,
+ * A's write and B's read wait), the sections are copied, both switch and
+ * unpark: the waiting accesses go on, on the new sections only.
  */
 #include "tap.h"
 #include "crypt.h"
@@ -145,6 +149,138 @@ static void test_exclusive(struct pager_backend *be)
 	tmap_teardown(&a);
 }
 
+struct reader {
+	const volatile uint64_t *addr;
+	uint64_t value;
+	atomic_bool done;
+	pthread_t th;
+};
+
+static void *read_main(void *arg)
+{
+	struct reader *rd = arg;
+
+	rd->value = *rd->addr;
+	atomic_store(&rd->done, true);
+	return NULL;
+}
+
+/* Page `page` of backend section s. */
+static int be_page(struct pager_backend *be, const struct pager_section *s, uint32_t page,
+		   void *buf)
+{
+	void *conn = NULL;
+	int r = be->ops->conn_open(be->priv, &conn);
+
+	if (r < 0)
+		return r;
+	r = be->ops->fetch(conn, s, page, 1, buf);
+	be->ops->conn_close(conn);
+	return r < 0 ? r : 0;
+}
+
+/* A section of m's region on the backend: copied from `from` to `to`. */
+static int be_copy(struct tmap *m, const struct pager_section *from,
+		   const struct pager_section *to)
+{
+	const struct pager_backend_ops *ops = m->be->ops;
+	struct proto_extent e = { 0, SEC / PS };
+	static uint8_t buf[SEC];
+	void *conn = NULL;
+	int r = ops->conn_open(m->be->priv, &conn);
+
+	if (r < 0)
+		return r;
+	r = ops->fetch(conn, from, 0, SEC / PS, buf);
+	if (r >= 0)
+		r = ops->write_submit(conn, to, &e, 1, buf);
+	if (r >= 0)
+		r = ops->write_wait(conn);
+	ops->conn_close(conn);
+	return r < 0 ? r : 0;
+}
+
+static void test_move(struct pager_backend *be)
+{
+	struct pager_config cfg = { .budget = UINT64_MAX, .writeback_delay_ms = -1,
+				    .fail_timeout_ms = 2000 };
+	struct pager_section old[LEN / SEC], nw[LEN / SEC];
+	uint8_t junk[PS];
+	struct reader rb = { 0 };
+	struct tmap a, b;
+	struct writer wa;
+	uint64_t fl = 0, dr = 0, fb = 0, db = 0;
+	int r;
+
+	tmap_shared = true;
+	r = tmap_setup(&a, LEN, SEC, &cfg, 0, be, PAGER_DIRTY_SYNC_WP);
+	tmap_readonly = true;
+	if (r == 0)
+		r = tmap_setup(&b, LEN, SEC, &cfg, 0, be, PAGER_DIRTY_SYNC_WP);
+	tmap_shared = tmap_readonly = false;
+	if (!ok(r == 0, "move: two pagers map one shared region (%d)", r))
+		return;
+	ok(tmap_fill_backend(&a, NULL) == 0 && pages_are(&b, 0, NPG, 1), "B caches version 1");
+	for (uint64_t pg = 0; pg < NPG / 2; pg++)
+		pat_fill(a.mem + pg * PS, pg, 2);
+	for (unsigned k = 0; k < LEN / SEC; k++) {
+		old[k] = a.secs[k];
+		nw[k] = tap_remote(7, 40 + k);
+	}
+	ok(pager_shared_switch(a.p, 0, nw, LEN / SEC) == -ENOTCONN,
+	   "switch of a region that is not parked: -ENOTCONN");
+	r = pager_shared_writeback(a.p, 0, &fl);
+	ok(r == 0 && fl >= NPG / 2, "A wrote back %llu pages ahead, unparked", (unsigned long long)fl);
+	pat_fill(a.mem + 5 * PS, 5, 2);              /* A writes on meanwhile */
+	r = pager_shared_park(a.p, 0, &fl, &dr);
+	ok(r == 0 && fl >= 1 && fl < NPG / 2 && dr >= NPG / 2,
+	   "A parked: %llu written back (what changed since), %llu dropped",
+	   (unsigned long long)fl, (unsigned long long)dr);
+	r = pager_shared_park(b.p, 0, &fb, &db);
+	ok(r == 0 && fb == 0 && db >= NPG / 2, "B parked: %llu dropped", (unsigned long long)db);
+	write_start(&wa, a.mem + 3 * PS + 8, 0xa11);
+	rb.addr = (const volatile uint64_t *)(b.mem + 3 * PS + 8);
+	if (pthread_create(&rb.th, NULL, read_main, &rb) != 0)
+		abort();
+	usleep(300000);
+	ok(!atomic_load(&wa.done) && !atomic_load(&rb.done),
+	   "A's write and B's read wait while parked");
+	ok(pager_shared_switch(a.p, 0, nw, 1) == -EINVAL, "switch with too few sections: -EINVAL");
+	for (unsigned k = 0; k < LEN / SEC; k++)
+		ok(be_copy(&a, &old[k], &nw[k]) == 0, "section %u copied", k);
+	ok(pager_shared_switch(a.p, 0, nw, LEN / SEC) == 0 &&
+	   pager_shared_switch(b.p, 0, nw, LEN / SEC) == 0, "both switched");
+	/* The old sections are garbage now: nobody may read them any more. */
+	memset(junk, 0xee, sizeof(junk));
+	for (uint32_t pg = 0; pg < SEC / PS; pg++) {
+		void *conn = NULL;
+		struct proto_extent e = { pg, 1 };
+
+		if (be->ops->conn_open(be->priv, &conn) == 0) {
+			(void)be->ops->write_submit(conn, &old[0], &e, 1, junk);
+			(void)be->ops->write_wait(conn);
+			be->ops->conn_close(conn);
+		}
+	}
+	ok(pager_shared_unpark(a.p, 0) == 1 && pager_shared_unpark(b.p, 0) == 1, "both unparked");
+	ok(pager_shared_unpark(a.p, 0) == 0, "unpark of a region not parked: 0");
+	ok(write_done_within(&wa, 5000), "A's write went on");
+	pthread_join(wa.th, NULL);
+	for (unsigned i = 0; i < 500 && !atomic_load(&rb.done); i++)
+		usleep(10000);
+	ok(atomic_load(&rb.done), "B's read went on");
+	pthread_join(rb.th, NULL);
+	pat_fill(junk, 3, 2);
+	ok(rb.value == *(uint64_t *)(junk + 8), "B's read that waited got A's version 2 from the "
+	   "new section");
+	ok(pages_are(&b, 4, NPG / 2, 2) && pages_are(&b, NPG / 2, NPG, 1),
+	   "B reads A's writes and version 1 from the new sections");
+	ok(pager_flush(a.p) == 0 && be_page(be, &nw[0], 3, junk) == 0 &&
+	   *(uint64_t *)(junk + 8) == 0xa11, "A's write after the move reaches the new section");
+	tmap_teardown(&b);
+	tmap_teardown(&a);
+}
+
 static void test_refusals(struct pager_backend *be)
 {
 	struct tmap m;
@@ -209,6 +345,7 @@ int main(void)
 		return tap_done();
 	test_exclusive(be);
 	test_refusals(be);
+	test_move(be);
 	test_sealed_pager(be);
 	pager_backend_free(be);
 	return tap_done();

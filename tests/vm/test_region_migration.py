@@ -56,7 +56,7 @@ def wait_progress(c, slot, at_least, timeout=300):
     raise AssertionError(f"{slot}: no progress: {j}")
 
 
-def start_counters(c, pci):
+def start_counters(c, pci, names=("a", "b"), iters=ITERS):
     """RCOUNTER in both guests at once (straight to their agents): both
     must run together, or the first one ends alone in a few ms."""
     comps = {x["node_id"]: x for x in c.info()["components"] if x["kind"] == "compute"}
@@ -65,14 +65,14 @@ def start_counters(c, pci):
     def go(name):
         node = comps[c.json("slot", "show", name)["compute"]]
         res[name] = http(node["http"], "POST", f"/v1/vms/{name}/guest",
-                         {"command": f"RCOUNTER {pci[name]} {ITERS}"})
+                         {"command": f"RCOUNTER {pci[name]} {iters}"})
 
-    ts = [threading.Thread(target=go, args=(n,)) for n in ("a", "b")]
+    ts = [threading.Thread(target=go, args=(n,)) for n in names]
     for t in ts:
         t.start()
     for t in ts:
         t.join(60)
-    for name in ("a", "b"):
+    for name in names:
         st, ans = res[name]
         assert st == 200 and ans["reply"].startswith("OK"), (name, st, ans)
 
@@ -98,6 +98,16 @@ def two_users(c, mode, region, memory="256M"):
     for name in ("a", "b"):
         wait_seen(c, name, pci[name])
     return on, third, pci
+
+
+def coherent_then_gone(c, region, pci):
+    """b reads what a wrote last (strict), then the region is detached and deleted."""
+    guest_ok(c, "a", f"RPOKE {pci['a']} 128 4242")
+    wait_job(c, "a", 60)
+    assert guest_ok(c, "b", f"RPEEK {pci['b']} 128").get("value") == "4242"
+    for name in ("a", "b"):
+        c.disagg("region", "detach", region, "--slot", name, timeout=120)
+    c.disagg("region", "delete", region)
 
 
 def attachment(c, region, slot):
@@ -131,12 +141,7 @@ def test_strict_counter_with_a_move(cluster):
     moved = [e for e in events(c) if e["kind"] == "region_moved"]
     assert moved and "st" in moved[-1]["message"], moved
     # Still coherent after the move: b reads what a wrote last.
-    guest_ok(c, "a", f"RPOKE {pci['a']} 128 4242")
-    wait_job(c, "a", 60)
-    assert guest_ok(c, "b", f"RPEEK {pci['b']} 128").get("value") == "4242"
-    for name in ("a", "b"):
-        c.disagg("region", "detach", "st", "--slot", name, timeout=120)
-    c.disagg("region", "delete", "st")
+    coherent_then_gone(c, "st", pci)
 
 
 def test_exclusive_holder_moves_with_its_lock(cluster):

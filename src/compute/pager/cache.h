@@ -88,6 +88,7 @@ struct pager_region {
 	bool ctl_done[2];            /* done: the store lands when it traps again */
 	bool ctl_work[2];            /* work since the last operation began (a page fetched, written) */
 	_Atomic bool readonly;       /* shared: writes wait (changed under p->lock) */
+	_Atomic bool parked;         /* shared, moving memory nodes: every fault waits (share_move.c) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
@@ -213,10 +214,11 @@ static inline bool pager_sec_remote(const struct pager *p, const struct pager_re
 	return r->sections[pg / p->sec_pages].kind == PAGER_SEC_REMOTE;
 }
 
-/* Is section `sec` of r being changed (pager_region_set_section)? */
+/* Is section `sec` of r being changed (pager_region_set_section), or r parked (share_move.c)? */
 static inline bool pager_sec_fenced(const struct pager_region *r, uint64_t sec)
 {
-	return __atomic_load_n(&r->fence[sec], __ATOMIC_SEQ_CST) != 0;
+	return __atomic_load_n(&r->fence[sec], __ATOMIC_SEQ_CST) != 0 ||
+	       atomic_load(&r->parked);
 }
 
 /* The RCU key of section `sec` of r (a fault thread serving a fault there shows it). */

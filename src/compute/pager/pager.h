@@ -31,6 +31,7 @@
  *   region.h           add/remove regions, change and find sections
  *   share.h            shared regions: release, invalidate, acquire
  *   release.h          shared regions in mode release: twins, diffs, sync points
+ *   share_move.h       a shared region moving to other sections: park, switch
  *   serve_strict.h     strict shared regions: recalls from the directory
  *   pager_adopt.h      take over a region an earlier pager served
  *   budget.h           the local cache budget
@@ -62,6 +63,7 @@
 #include "serve_strict.h"
 #include "release.h"
 #include "share.h"
+#include "share_move.h"
 #include "source.h"
 #include "stats.h"
 #include "uffd.h"

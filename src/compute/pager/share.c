@@ -52,16 +52,11 @@ static void set_readonly(struct pager *p, struct pager_region *r, bool ro)
 		(void)pager_uffd_wake(r, r->npages - 1, 1);   /* an UNLOCK write that waited */
 }
 
-int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
+int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_flushed)
 {
-	struct pager_region *r;
 	uint64_t before;
 	int rc;
 
-	r = pager_shared_get(p, region, &rc);
-	if (!r)
-		return rc;
-	set_readonly(p, r, true);
 	/*
 	 * The cleaner and eviction hold io_lock too: the counts move only by
 	 * this flush (a release region's publishes its diffs: reldiff.c).
@@ -72,6 +67,19 @@ int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
 	*ret_flushed = atomic_load(&p->c.pages_written_back) +
 		       atomic_load(&p->c.release_pages_published) - before;
 	pthread_mutex_unlock(&p->io_lock);
+	return rc;
+}
+
+int pager_shared_release(struct pager *p, int region, uint64_t *ret_flushed)
+{
+	struct pager_region *r;
+	int rc;
+
+	r = pager_shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	set_readonly(p, r, true);
+	rc = pager_shared_flush(p, r, ret_flushed);
 	if (rc < 0) {
 		log_warn("pager %s: region %d: release: write-back failed (%s); it stays writable",
 			 p->name, region, strerror(-rc));

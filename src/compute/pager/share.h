@@ -58,7 +58,7 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);
 
-/* ---- for the pager's own layers (release.c) ---------------------------------- */
+/* ---- for the pager's own layers (release.c, share_move.c) ------------------- */
 
 struct pager_region;
 /*
@@ -67,6 +67,12 @@ struct pager_region;
  * -EOPNOTSUPP (WP_ASYNC).
  */
 struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err);
+/*
+ * Write back every page of r that needs it (a release region: publish its
+ * diffs) and wait for the acknowledgements (admin_lock held).
+ * *ret_flushed: pages written back or published.
+ */
+int pager_shared_flush(struct pager *p, struct pager_region *r, uint64_t *ret_flushed);
 /*
  * Drop r's cached pages (admin_lock held): every page, dirty ones without
  * write-back (r read-only, or a strict reset), or with clean_only the

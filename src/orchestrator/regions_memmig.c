@@ -298,10 +298,6 @@ static int check(struct rmove *m, struct http_resp *resp)
 	struct store *st = m->o->store;
 	int e;
 
-	if (strcmp(m->r.mode, "exclusive") != 0 && strcmp(m->r.mode, "strict") != 0)
-		return regions_refuse(m->o, resp, 409, "mode_unsupported", "region %s is in mode "
-				      "%s: only exclusive and strict regions move", m->r.name,
-				      m->r.mode);
 	if (m->r.home == m->to.id)
 		return regions_refuse(m->o, resp, 409, "same_node", "region %s is on memory node "
 				      "%s already", m->r.name, m->to.name);

@@ -14,6 +14,10 @@ node").
   compute nodes while the region moves, and back: the count is exact.
   Then a third user on one of those nodes counts with the other user of
   its node: exact too (the move kept each VM's holder tag).
+- release: a and b write opposite halves of every line of the same pages
+  and release nothing; the region moves (its users' quiesce publishes
+  their diffs, as an early release may); both release and acquire on the
+  new node and read the union.
 - failure: the target memory node is killed (SIGKILL) during the move:
   the region stays on its node, `ready`, nothing lost (b verifies what a
   wrote), event region_migration_failed; a writes again afterwards.
@@ -126,6 +130,40 @@ def test_exclusive_region_moves_while_the_holder_writes(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "ex", "--slot", name, timeout=120)
     c.disagg("region", "delete", "ex")
+
+
+def test_release_region_moves_with_unreleased_writes(cluster):
+    c = cluster
+    pci = users(c, "release", "rl")
+    home, other = other_memnode(c, "rl")
+    pages = 2048
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RACQUIRE {pci[name]}")
+    guest_ok(c, "a", f"RFILL {pci['a']} 31 {pages} lo")
+    guest_ok(c, "b", f"RFILL {pci['b']} 31 {pages} hi")
+    st, ans = migrate(c, "rl", other)
+    assert st == 200, ans
+    reg = ans["region"]
+    assert reg["home"] == other and reg["state"] == "ready", reg
+    print(f"release move: pause {ans['pause_ms']} ms, users {ans['users']}")
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RRELEASE {pci[name]}")
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RACQUIRE {pci[name]}")
+        v = guest_ok(c, name, f"RVERIFY {pci[name]} 31 {pages}")
+        assert int(v["mismatches"]) == 0, (name, v)
+    # They write on the new node, and it still merges.
+    guest_ok(c, "a", f"RFILL {pci['a']} 32 16 hi")
+    guest_ok(c, "b", f"RFILL {pci['b']} 32 16 lo")
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RRELEASE {pci[name]}")
+    for name in ("a", "b"):
+        guest_ok(c, name, f"RACQUIRE {pci[name]}")
+        v = guest_ok(c, name, f"RVERIFY {pci[name]} 32 16")
+        assert int(v["mismatches"]) == 0, (name, v)
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "rl", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "rl")
 
 
 def test_strict_counter_while_the_region_moves(cluster):

@@ -137,6 +137,11 @@ int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_on
 		stale += st_needs_wb(s);
 		if (s)
 			st_set(r, pg, 0);
+		if (r->release && r->twin[pg]) {
+			/* A twin goes with its page (a release region's fault that failed). */
+			free(r->twin[pg]);
+			r->twin[pg] = NULL;
+		}
 	}
 	if (run)
 		(void)pager_punch(r, r->npages - run, run);

@@ -24,6 +24,7 @@ static bool err_fatal(int err)
 	switch (-err) {
 	case EKEYREJECTED: case EKEYEXPIRED: case EPERM: case EACCES: case ERANGE:
 	case EINVAL: case E2BIG: case ENOENT: case ESTALE: case ECANCELED: case EKEYREVOKED:
+	case EOPNOTSUPP:   /* the node lacks the feature (WRITE_DIFF, ...): no retry helps */
 		return true;
 	default:
 		return false;

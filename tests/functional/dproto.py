@@ -43,7 +43,11 @@ FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
 FEAT_DIR_TAKE = 32                     # DIR_READ with REQ_TAKE (migratory pages)
 FEAT_DIR_TAG = 64                      # directory holders (node, tag)
 FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
+# What a Conn offers by default: not the directory's REQ_TAKE and holder
+# tags (tests of the plain directory frames rely on them being refused);
+# FEAT_EVERY is every bit this client knows.
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
+FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag

@@ -361,7 +361,7 @@ def test_list_and_stats_json_match_dproto(node, keyfile, key):
 
     listed = json.loads(mnctl_ok(node, keyfile, "list").stdout)
     stats = json.loads(mnctl_ok(node, keyfile, "stats").stdout)
-    with dp.Conn(node.addr).login(key, CLIENT) as c:
+    with dp.Conn(node.addr).login(key, CLIENT, features=dp.FEAT_EVERY) as c:
         seen = c.list()
         st = c.stats()
         info = c.info

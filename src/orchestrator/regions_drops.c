@@ -45,8 +45,16 @@ static uint64_t *last_of(uint64_t node, bool *fresh)
 		if (!seen[i].node && free_i == DROPS_NODES)
 			free_i = i;
 	}
-	if (free_i == DROPS_NODES)
+	if (free_i == DROPS_NODES) {
+		static bool warned;
+
+		if (!warned)
+			log_warn("more than %u memory nodes: the lost strict holders of memory "
+				 "node %" PRIu64 " (and others) are not reported as events",
+				 DROPS_NODES, node);
+		warned = true;
 		return NULL;
+	}
 	seen[free_i].node = node;
 	*fresh = true;
 	return &seen[free_i].last;

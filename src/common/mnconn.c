@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "log.h"
 #include "macro.h"
 #include "net.h"
 #include "wire.h"
@@ -149,6 +150,10 @@ static int flush_send(struct mnc *c)
 			}
 		}
 		w = fio_writev(&c->io, iov, (int)n);
+		if (w > 0) {
+			c->tx_ns = now_ns();
+			c->tx_bytes += (uint64_t)w;
+		}
 		if (w < 0) {
 			if (w == -EAGAIN)
 				return 0;
@@ -341,6 +346,10 @@ static int recv_some(struct mnc *c, bool block)
 	}
 	first = iov[0].iov_len;
 	got = fio_readv(&c->io, iov, niov, block);
+	if (got > 0) {
+		c->rx_ns = now_ns();
+		c->rx_bytes += (uint64_t)got;
+	}
 	if (got < 0) {
 		if (got == -EAGAIN)
 			return 0;
@@ -453,6 +462,33 @@ uint64_t mnconn_deadline_after(int ms)
 	return now_ns() + (uint64_t)ms * 1000000;
 }
 
+/*
+ * A wait ran out of time: say what the connection looked like, so that a
+ * stall can be told apart (never sent, sent and not answered, answer half
+ * read, bytes stuck in the TLS layer).
+ */
+static void stall_report(const struct mnc *c, const char *what)
+{
+	const struct mnc_req *old = NULL;
+	uint64_t now = now_ns();
+
+	for (unsigned i = 0; i < c->cap; i++)
+		if (c->slots[i].id && (!old || c->slots[i].id < old->id))
+			old = &c->slots[i];
+	log_warn("memory node %llu: %s timed out after %d ms: %u in flight (oldest #%llu %s, "
+		 "%zu/%zu bytes sent), %zu bytes queued, tls out %d in %d, reply %s %zu/%u, "
+		 "staged %zu; last byte in %lld ms ago (%llu total), out %lld ms ago (%llu total)",
+		 (unsigned long long)c->info.node_id, what, c->timeout_ms, c->inflight,
+		 old ? (unsigned long long)old->id : 0ull, old ? proto_op_name(old->op) : "-",
+		 old ? old->sent : 0, old ? old->total : 0, c->sq_bytes, fio_wpending(&c->io),
+		 fio_rpending(&c->io), c->in_payload ? "partial" : "none", c->rgot,
+		 c->in_payload ? c->rh.len : 0, c->stg_len - c->stg_off,
+		 c->rx_ns ? (long long)((now - c->rx_ns) / 1000000) : -1ll,
+		 (unsigned long long)c->rx_bytes,
+		 c->tx_ns ? (long long)((now - c->tx_ns) / 1000000) : -1ll,
+		 (unsigned long long)c->tx_bytes);
+}
+
 /* Wait until *flag is set (or nothing is in flight, flag NULL) within the sync timeout. */
 int mnconn_wait_until(struct mnc *c, const bool *flag, uint64_t deadline)
 {
@@ -462,6 +498,7 @@ int mnconn_wait_until(struct mnc *c, const bool *flag, uint64_t deadline)
 		if (c->err)
 			return c->err;
 		if (now_ns() >= deadline) {
+			stall_report(c, flag ? "a request" : "waiting for replies");
 			mnconn_fail_all(c, -ETIMEDOUT);
 			return -ETIMEDOUT;
 		}
@@ -493,6 +530,7 @@ int mnconn_get_slot(struct mnc *c, struct mnc_req **ret)
 		if (!deadline)
 			deadline = mnconn_deadline_after(c->timeout_ms);
 		if (now_ns() >= deadline) {
+			stall_report(c, "waiting for a free request slot");
 			mnconn_fail_all(c, -ETIMEDOUT);
 			return -ETIMEDOUT;
 		}

@@ -67,6 +67,8 @@ struct mnc {
 	struct proto_dir_recall rcall;
 	struct fifo recalls;         /* struct mnc_recall, not taken yet */
 	size_t stg_off, stg_len;     /* unconsumed staging bytes: [stg_off, stg_len) */
+	uint64_t rx_ns, tx_ns;       /* when bytes last came in and went out (stall reports) */
+	uint64_t rx_bytes, tx_bytes; /* how many, ever */
 	uint8_t stg[MNC_STG_SIZE];
 };
 

@@ -362,10 +362,9 @@ static void conn_read(struct mn_conn *c)
 			c->active_ns = now_ns();
 			c->big_have += (size_t)n;
 			if (c->big_have == c->bighdr.len) {
-				uint8_t *payload = TAKE_PTR(c->big);
+				_cleanup_free_ uint8_t *payload = TAKE_PTR(c->big);
 
-					mn_dispatch(c, &c->bighdr, payload);
-				free(payload);
+				mn_dispatch(c, &c->bighdr, payload);
 			}
 			return;
 		}
@@ -416,9 +415,10 @@ static void conn_pump(struct mn_conn *c)
 		}
 		if (blocked && !conn_over_cap(c))
 			continue;
-		/* TLS: decrypted bytes in the library do not make the socket readable. */
+		/* TLS: bytes decrypted in the library never make the socket readable: read
+		 * them now, also into a full buffer whose last frame is cut (conn_read). */
 		if (!c->closing && !conn_over_cap(c) && !c->tls_hs && fio_rpending(&c->io) &&
-		    c->rlen < c->rcap) {
+		    (c->big || c->rpos > 0 || c->rlen < c->rcap)) {
 			conn_read(c);
 			if (c->dead)
 				return;

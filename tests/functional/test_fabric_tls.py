@@ -457,3 +457,39 @@ def test_revoke_is_the_orchestrators_alone(node, key, fabric):
 
 
 REVOKE = dp.OP["REVOKE"]
+
+
+# ---- frames the library has decrypted but the socket will not signal ---------------------
+
+def test_pipelined_writes_straddling_the_input_buffer_all_get_answers(node, key, fabric):
+    """Two writes sent back to back and then waited for, as a flush does,
+    over every pair of sizes from 1 to 16 pages. The memory node reads up to
+    its 64 KiB input buffer: when the second frame is cut at its end and the
+    rest of the burst is already decrypted in the TLS library, the socket
+    never signals it again. Every write must be answered, not only those
+    that fit the buffer."""
+    with dp.Conn(node.addr, tls=ctx_for(fabric, ORCH, "orchestrator")) as c:
+        c.login(key, ORCH)
+        sec, gen = c.alloc()
+    g = dp.mint_grant(key, node.node_id, COMPUTE, sec, gen, dp.R_READ | dp.R_WRITE)
+    with dp.Conn(node.addr, timeout=3.0, tls=ctx_for(fabric, COMPUTE, "compute")) as c:
+        c.login(compute_keys(key), COMPUTE)
+        for n1 in range(1, 17):
+            for n2 in range(1, 17):
+                frames, want = b"", {}
+                for i, n in enumerate((n1, n2)):
+                    data = dp.pattern(n1 * 32 + n2, sec, n, first=i * 16)
+                    payload = c.io_req(g, [(i * 16, n)]) + data
+                    rid = c.next_id
+                    c.next_id += 1
+                    frames += dp.hdr(dp.OP["WRITE"], len(payload), rid) + payload
+                    want[rid] = (i * 16, n, data)
+                c.send_raw(frames)        # one burst, then wait, as a flush does
+                for _ in want:
+                    try:
+                        rid, status, _, _ = c.recv()
+                    except OSError as e:  # socket.timeout: the node sat on the frame
+                        raise AssertionError(f"writes of {n1} and {n2} pages: {e!r}")
+                    assert status == dp.ST["OK"] and rid in want, (n1, n2, rid, status)
+                for first, n, data in want.values():
+                    assert c.read(g, [(first, n)]) == data, (n1, n2)

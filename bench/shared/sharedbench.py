@@ -19,6 +19,16 @@ Figures, each with the baseline it is judged against, from the same run:
 - strict_pingpong_nap_us: the same with a waiter that sleeps 20 us
   between two looks (RPINGPONG ... nap), so its vCPU leaves the CPU to
   them, as separate hosts would (strict_pingpong_nap_ratio, a second row).
+- pingpong_*: where a spinning round goes (no target; the explanation
+  of strict_pingpong_ratio), from the daemons' own metrics over the spin
+  ping-pong, per round: directory requests (dir_requests), their time at
+  the memory node from arrival to reply, the other holder's recall
+  included (dir_us), the recalls' share of it (recall_us), the two
+  agents' strict fault service from the fault message to the install
+  (agent_fault_us: dir_us plus the fabric and the agent), write-protect
+  faults and hold-window waits; guest_us is the rest of the round: the
+  guests' own time between two faults, the kernel's fault delivery and
+  their vCPUs' waits for a CPU.
 - readmostly_ratio: two readers in each guest read 16 MiB of a strict
   region after a warm-up pass (read copies everywhere), against the same
   readers on the guests' own memory at the same time. Target >= 0.9.
@@ -45,11 +55,13 @@ Writes --json (default build/bench/shared.json).
 import argparse
 import json
 import os
+import re
 import pathlib
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
@@ -57,8 +69,13 @@ sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
 import vmlib  # noqa: E402
 
+SAMPLE = re.compile(r"^(\w+)(\{[^}]*\})? (\S+)$")
+
 TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
            "exclusive_handover_ratio": 3.0, "release_publish_fraction": 0.5}
+BREAKDOWN = ("pingpong_dir_requests", "pingpong_dir_us", "pingpong_recall_us",
+             "pingpong_agent_fault_us", "pingpong_guest_us", "pingpong_wp_faults",
+             "pingpong_held", "pingpong_taken")
 PCI_STRICT = "0000:00:10.0"
 PCI_EXCL = "0000:00:11.0"
 PCI_REL = "0000:00:12.0"
@@ -108,6 +125,60 @@ def write_bulk(mn, reg, mib=1):
         return time.perf_counter() - t0
 
 
+def scrape(text):
+    """Prometheus text: {name{labels}: value}."""
+    out = {}
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if m:
+            out[m[1] + (m[2] or "")] = float(m[3])
+    return out
+
+
+def pick(m, name, **labels):
+    """Sum of the samples of name whose labels include these."""
+    tot = 0.0
+    for k, v in m.items():
+        n, _, lab = k.partition("{")
+        if n == name and all(f'{lk}="{lv}"' in lab for lk, lv in labels.items()):
+            tot += v
+    return tot
+
+
+def metrics_now(mn, pairs):
+    """The memory node's and both agents' samples."""
+    mm = scrape(urllib.request.urlopen(f"http://{mn.http}/metrics", timeout=10).read().decode())
+    am = []
+    for a, vm in pairs:
+        st, text = a.request("GET", "/metrics", raw=True)
+        am.append((vm, scrape(text) if st == 200 else {}))
+    return mm, am
+
+
+def pingpong_breakdown(before, after, rounds, rtt_us):
+    """Per round of the ping-pong, from two metrics_now() snapshots."""
+    (m0, a0), (m1, a1) = before, after
+    d = lambda m_1, m_0, name, **kw: pick(m_1, name, **kw) - pick(m_0, name, **kw)  # noqa: E731
+    ops = ("dir_read", "dir_write")
+    n_dir = sum(d(m1, m0, "disagg_memnode_request_seconds_count", op=o) for o in ops)
+    t_dir = sum(d(m1, m0, "disagg_memnode_request_seconds_sum", op=o) for o in ops)
+    t_rec = d(m1, m0, "disagg_memnode_dir_recall_seconds_sum")
+    t_agent = wp = held = taken = 0.0
+    for (vm, x0), (_, x1) in zip(a0, a1):
+        t_agent += d(x1, x0, "disagg_pager_strict_fault_seconds_sum", vm=vm)
+        wp += d(x1, x0, "disagg_pager_faults_wp_total", vm=vm)
+        held += d(x1, x0, "disagg_pager_strict_held_total", vm=vm)
+        taken += d(x1, x0, "disagg_pager_strict_taken_total", vm=vm)
+    out = {"pingpong_dir_requests": n_dir / rounds,
+           "pingpong_dir_us": t_dir * 1e6 / rounds,
+           "pingpong_recall_us": t_rec * 1e6 / rounds,
+           "pingpong_agent_fault_us": t_agent * 1e6 / rounds,
+           "pingpong_wp_faults": wp / rounds, "pingpong_held": held / rounds,
+           "pingpong_taken": taken / rounds}
+    out["pingpong_guest_us"] = rtt_us - out["pingpong_agent_fault_us"]
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "shared.json"))
@@ -153,9 +224,12 @@ def main():
 
             job(a1, "va", f"RPOKE {PCI_STRICT} 8192 0")
             wait(a1, "va")
+            m_before = metrics_now(mn, pairs)
             r = both([pairs[1], pairs[0]], [f"RPINGPONG {PCI_STRICT} 1 {args.pingpong_iters}",
                                             f"RPINGPONG {PCI_STRICT} 0 {args.pingpong_iters}"])
             run["strict_pingpong_us"] = statistics.mean(float(x["rtt_us"]) for x in r)
+            run.update(pingpong_breakdown(m_before, metrics_now(mn, pairs),
+                                          args.pingpong_iters, run["strict_pingpong_us"]))
             job(a1, "va", f"RPOKE {PCI_STRICT} 8192 0")
             wait(a1, "va")
             r = both([pairs[1], pairs[0]],
@@ -216,7 +290,7 @@ def main():
               "writeback_1mib_ms", "memnode_write_MBps", "memnode_bulk_write_MBps",
               "shared_read_MBps",
               "private_read_MBps", "release_ms", "release_publish_MBps",
-              "release_diff_MBps"):
+              "release_diff_MBps", *BREAKDOWN):
         res[k], res[k + "_min"], res[k + "_max"] = stats([r[k] for r in runs])
     ratios = {
         "strict_pingpong_ratio": [r["strict_pingpong_us"] / r["remote_fault_us"] for r in runs],
@@ -239,7 +313,7 @@ def main():
               "exclusive_handover_ms", "writeback_1mib_ms", "exclusive_handover_ratio",
               "memnode_write_MBps", "memnode_bulk_write_MBps", "release_ms",
               "release_publish_MBps", "release_diff_MBps",
-              "release_publish_fraction"):
+              "release_publish_fraction", *BREAKDOWN):
         tgt = TARGETS.get(k, "")
         print(f"{k:28} {res[k]:10.2f} {res[k + '_min']:10.2f} {res[k + '_max']:10.2f}  {tgt}")
 

@@ -207,8 +207,9 @@ class Memnode(Proc):
         if backing:
             argv += ["--backing", backing]
         super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
-                         r"listening on (\S+)")
+                         r"listening on (\S+)(?: http (\S+))?")
         self.addr = self.match.group(1)
+        self.http = self.match.group(2)
         self.node_id = node_id
         self.key = key
 

@@ -111,6 +111,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	const struct pager_section *s = &r->sections[sec];
 	uint32_t page = (uint32_t)(pg % p->sec_pages);
 	bool had = false, owned = false, present, dropped;
+	uint64_t t0 = now_ns();
 	uint8_t st;
 	int rc;
 
@@ -198,6 +199,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	pthread_mutex_unlock(&p->lock);
 	if (!present)
 		pager_resident_add(p, 1);
+	hist_observe(&p->h_strict, now_ns() - t0);
 }
 
 /* The hold window (see the top): wait until page pg was ours long enough. */

@@ -85,6 +85,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	hist_merge(&ret->evict, &p->h_evict);
 	hist_merge(&ret->writeback, &p->h_writeback);
 	hist_merge(&ret->memmig_pause, &p->h_memmig_pause);
+	hist_merge(&ret->strict, &p->h_strict);
 }
 
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
@@ -173,4 +174,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		      (double)s.memmig_active);
 	metrics_hist(sb, "disagg_pager_memmig_pause_seconds",
 		     "section fenced at a migration's commit", labels, &s.memmig_pause);
+	metrics_hist(sb, "disagg_pager_strict_fault_seconds",
+		     "strict shared-region fault that asked the directory, until installed", labels,
+		     &s.strict);
 }

@@ -198,7 +198,7 @@ class Proc:
 
 
 class Memnode(Proc):
-    def __init__(self, tmp, key, keyfile, node_id=101, pool="1G", backing=None):
+    def __init__(self, tmp, key, keyfile, node_id=101, pool="1G", backing=None, extra=()):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",
                 "127.0.0.1:0", "--node-id", str(node_id), "--pool", pool,
                 "--section-size", "128M", "--key", keyfile,
@@ -206,6 +206,7 @@ class Memnode(Proc):
                 *fabric().args(node_id, "memory")]
         if backing:
             argv += ["--backing", backing]
+        argv += list(extra)
         super().__init__(argv, pathlib.Path(tmp) / f"memnode-{node_id}.log",
                          r"listening on (\S+)(?: http (\S+))?")
         self.addr = self.match.group(1)

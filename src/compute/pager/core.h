@@ -127,6 +127,7 @@ struct pager {
 	struct pager_ctr c;
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 	struct hist h_strict;          /* strict faults that asked the directory */
+	struct hist h_recall;          /* strict recalls served, the hold window included */
 };
 
 #endif /* DISAGG_PAGER_CORE_H */

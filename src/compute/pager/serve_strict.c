@@ -223,7 +223,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 			bool invalidate, uint32_t grants, void *buf, bool *ret_dirty)
 {
 	struct pager_region *r;
-	uint64_t pg, deadline;
+	uint64_t pg, deadline, t0 = now_ns();
 	bool dropped = false, busy;
 	uint8_t st;
 	int rc = 0;
@@ -284,6 +284,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 	if (dropped)
 		pager_resident_add(p, -1);
 	CTR_ADD(p, strict_recalls, 1);
+	hist_observe(&p->h_recall, now_ns() - t0);
 	return rc;
 }
 

@@ -86,6 +86,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	hist_merge(&ret->writeback, &p->h_writeback);
 	hist_merge(&ret->memmig_pause, &p->h_memmig_pause);
 	hist_merge(&ret->strict, &p->h_strict);
+	hist_merge(&ret->recall, &p->h_recall);
 }
 
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
@@ -177,4 +178,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 	metrics_hist(sb, "disagg_pager_strict_fault_seconds",
 		     "strict shared-region fault that asked the directory, until installed", labels,
 		     &s.strict);
+	metrics_hist(sb, "disagg_pager_strict_recall_seconds",
+		     "strict shared-region recall served here (hold window included)", labels,
+		     &s.recall);
 }

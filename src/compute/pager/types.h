@@ -277,6 +277,7 @@ struct pager_stats {
 	struct hist fault, fetch, evict, writeback;
 	struct hist memmig_pause;     /* fence time of a migration's commit */
 	struct hist strict;           /* strict faults that asked the directory, until installed */
+	struct hist recall;           /* strict recalls served here, the hold window included */
 };
 
 /* A memory node that is down (source.h). */

@@ -239,6 +239,33 @@ static int precopy_snapshot(const struct node_rec *src, const char *name, uint64
 	return 0;
 }
 
+/* The snapshot in a thread of its own, while the destination prepares. */
+struct snap_job {
+	const struct node_rec *src;
+	const char *name;
+	pthread_t thread;
+	bool started;
+	int r;
+	uint64_t gen;
+	char why[200];
+};
+
+static void *snap_run(void *opaque)
+{
+	struct snap_job *j = opaque;
+
+	j->r = precopy_snapshot(j->src, j->name, &j->gen, j->why, sizeof(j->why));
+	return NULL;
+}
+
+static int snap_join(struct snap_job *j)
+{
+	if (j->started)
+		pthread_join(j->thread, NULL);
+	j->started = false;
+	return j->r;
+}
+
 /*
  * The pre-copy's records to the destination, in a thread of its own while
  * the source migrates (its flush rounds and QEMU's migration): joined
@@ -488,6 +515,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
 		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
 	struct precopy_job pre = { 0 };
+	struct snap_job snap = { 0 };
 	size_t n = 0;
 	int r, status;
 
@@ -565,7 +593,17 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		mig_finish(o, &s, "running");
 		goto out;
 	}
+	/*
+	 * 1b. A sealed slot's page-metadata snapshot, taken at the source
+	 * (the guest runs there) while the destination starts its QEMU.
+	 */
+	snap = (struct snap_job){ .src = &src, .name = s.name, .r = -ENODATA };
+	if (s.page_key[0] && pthread_create(&snap.thread, NULL, snap_run, &snap) == 0)
+		snap.started = true;
+	else if (s.page_key[0])
+		snap_run(&snap);
 	status = mig_call(&dst, "POST", "/v1/vms", vmb, o->compute_timeout_ms, &ans);
+	(void)snap_join(&snap);
 	uri = json_string_value(json_object_get(ans, "migration_uri"));
 	if ((status == 200 || status == 201) && uri &&
 	    target_uri(uri, dst.http, target, sizeof(target)) < 0) {
@@ -599,21 +637,22 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		    "slot %s: compute node %s listens on %s", s.name, dst.name, uri);
 
 	/*
-	 * 1b. A sealed slot's page metadata, most of it while the guest still
-	 * runs here: the source's snapshot now (failing, the migration has
-	 * not begun: it ends here), its records while the source migrates.
+	 * A sealed slot's page metadata, most of it while the guest still runs
+	 * here: the snapshot (taken above; failing, the migration has not
+	 * begun: it ends here), its records while the source migrates.
 	 */
-	if (s.page_key[0] && precopy_snapshot(&src, s.name, &meta_gen, why, 200) < 0) {
+	if (s.page_key[0] && snap.r < 0) {
 		mig_vm_delete(&dst, s.name);
 		mig_finish(o, &s, "running");
 		slots_event(o, "migration_failed", dst.id, s.name,
 			    "slot %s: its page metadata did not reach compute node %s (%s); it "
-			    "runs on %s", s.name, dst.name, why, src.name);
+			    "runs on %s", s.name, dst.name, snap.why, src.name);
 		http_resp_error(resp, 503, "migration_failed",
 				"slot %s: its page metadata did not reach compute node %s (%s); "
-				"the VM keeps running on %s", s.name, dst.name, why, src.name);
+				"the VM keeps running on %s", s.name, dst.name, snap.why, src.name);
 		goto out;
 	}
+	meta_gen = s.page_key[0] ? snap.gen : 0;
 	pre = (struct precopy_job){ .src = &src, .dst = &dst, .name = s.name };
 	if (meta_gen && pthread_create(&pre.thread, NULL, precopy_run, &pre) == 0)
 		pre.started = true;

@@ -14,7 +14,14 @@
  * grant names, and a one-page READ with the grant succeeds. 0 (also for a
  * local section); -EINVAL for a rejected grant (bad input); an
  * unreachable node keeps its errno. err says why.
+ *
+ * The connection to each memory node is kept for the VM's next check
+ * (VM_CHECK_CONNS of them), so that a slot of many sections, an incoming
+ * migration or a hot-add does not open one TLS session a section; a kept
+ * connection that broke meanwhile is opened again once.
  */
 int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
+/* Close the kept connections (the VM goes away). */
+void vm_check_close(struct vm *vm);
 
 #endif /* DISAGG_VM_SECTION_CHECK_H */

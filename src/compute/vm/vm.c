@@ -74,6 +74,7 @@ struct vm *vm_alloc(const struct vm_env *env)
 	vm->pidfd = vm->stop_efd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->hot_lock, NULL);
+	pthread_mutex_init(&vm->check_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->vmem_region = -1;
 	vm->base_region = -1;
@@ -322,9 +323,11 @@ static void close_and_free(struct vm *vm)
 	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
 		vm_dirtag_give(&vm->shared[i]);
 	vm_pagemeta_free(vm);
+	vm_check_close(vm);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);
+	pthread_mutex_destroy(&vm->check_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

@@ -71,6 +71,15 @@ struct vm_region {
 	int uffd;
 };
 
+struct mnc;
+
+/* A section check's connection to one memory node, kept for the next (section_check.c). */
+#define VM_CHECK_CONNS 8
+struct vm_checkconn {
+	char addr[PROTO_MAX_ADDR];
+	struct mnc *c;
+};
+
 struct vm {
 	struct vm_env env;
 	struct vm_spec spec;          /* spec.base is our own copy */
@@ -97,6 +106,9 @@ struct vm {
 	size_t meta_base_len;
 	uint64_t meta_gen;            /* number of the last pre-copy snapshot */
 	uint64_t meta_delta_gen;      /* the pre-copy the delta is against */
+	pthread_mutex_t check_lock;   /* checks[]: connections of the section checks */
+	struct vm_checkconn checks[VM_CHECK_CONNS];
+	unsigned check_next;          /* the slot a new address takes when all are used */
 	_Atomic uint64_t meta_refused; /* page-meta parts refused (vm_pagemeta.c), in /metrics */
 	struct vm_region regions[VM_MAX_SECTIONS + 2];
 	unsigned nregions;

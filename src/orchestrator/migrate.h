@@ -103,7 +103,18 @@ struct mig_seen {
 	char state[STORE_STATE_MAX];
 	char reason[STORE_ADDR_MAX];  /* the agent's reason (failed, degraded), or "" */
 	bool migrating;
+	bool meta_pending;            /* a sealed VM waiting for its page-metadata table */
 };
+
+/*
+ * A sealed slot's page metadata after the source's final flush
+ * (migrate_compute.c): the records changed since pre-copy gen (every
+ * record if the source has no such delta, e.g. after a restart, or gen is
+ * 0), then done. 0, or -errno with why set: -ENOENT when the source has
+ * no final snapshot (its VM is gone, its agent restarted).
+ */
+int mig_meta_hand_over(const struct node_rec *src, const struct node_rec *dst, const char *name,
+		       uint64_t gen, char *why, size_t len);
 
 /*
  * A slot whose migration failed and whose VM stays on node `on`, which

@@ -312,13 +312,9 @@ static int precopy_join(struct precopy_job *j)
 	return 0;
 }
 
-/*
- * After the source's final flush: the records changed since pre-copy gen
- * (every record if the source has no such delta, e.g. after a restart, or
- * gen is 0), then done. 0, or -errno with why set.
- */
-static int hand_over_meta(const struct node_rec *src, const struct node_rec *dst,
-			  const char *name, uint64_t gen, char *why, size_t len)
+/* migrate.h */
+int mig_meta_hand_over(const struct node_rec *src, const struct node_rec *dst, const char *name,
+		       uint64_t gen, char *why, size_t len)
 {
 	struct meta_moved mv = { 0 };
 	uint64_t t0 = mig_now_ms();
@@ -717,7 +713,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	moved = true;   /* the source handed it over: its regions' holders go with it */
 
 	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
-	if (s.page_key[0] && hand_over_meta(&src, &dst, s.name, meta_gen, why, 120) < 0) {
+	if (s.page_key[0] && mig_meta_hand_over(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
 			 "moved, but its page metadata did not reach %.40s (%.120s)", dst.name, why);
 		fence_slot(o, &s);

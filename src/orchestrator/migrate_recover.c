@@ -235,6 +235,8 @@ static void see(const struct node_rec *c, const char *name, int timeout_ms,
 	st = json_string_value(json_object_get(v.vm, "reason"));
 	snprintf(ret->reason, sizeof(ret->reason), "%s", v.status == 200 && st ? st : "");
 	ret->migrating = v.status == 200 && json_is_true(json_object_get(v.vm, "migrating"));
+	ret->meta_pending = v.status == 200 &&
+			    json_is_true(json_object_get(v.vm, "page_meta_pending"));
 	view_done(&v);
 }
 
@@ -285,6 +287,36 @@ static const char *seen_text(const struct mig_seen *x, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * The destination runs the slot but still waits for its page-metadata
+ * table (the orchestrator stopped during the hand-over): the source's final
+ * snapshot goes now. true when it did. A source that has no snapshot any
+ * more (its VM or agent gone) never will: the slot fails, as a move whose
+ * hand-over failed does (-1: settled). One that does not answer is asked
+ * again later (0: `unresolved`). 1 when the table went.
+ */
+static int meta_from_source(struct orch *o, struct slot_rec *s, const char *what,
+			     const struct node_rec *src, const struct node_rec *dst, bool have_src)
+{
+	char why[160] = "the source node is not known";
+	int r = have_src ? mig_meta_hand_over(src, dst, s->name, 0, why, sizeof(why)) : -ENODEV;
+
+	if (r == 0)
+		return 1;
+	if (r == -ENOENT) {
+		snprintf(s->reason, sizeof(s->reason),
+			 "%s; it moved to %s, but its page metadata is lost (%s)", what, dst->name,
+			 why);
+		fence_slot(o, s);
+		s->compute = dst->id;
+		mig_finish(o, s, "failed");
+		return -1;
+	}
+	mig_unresolved(o, s, "%s; it runs on %s, whose page metadata must still come from %s (%s)",
+		       what, dst->name, have_src ? src->name : "(unknown node)", why);
+	return 0;
+}
+
 /* A compute migration op.from -> op.to: 1 when settled, 0 while not known (`unresolved`). */
 static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const char *what,
 			  int timeout_ms)
@@ -300,6 +332,11 @@ static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const 
 	switch (mig_ask_owner(have_src ? &src : NULL, have_dst ? &dst : NULL, s->name,
 			      timeout_ms, &ss, &ds)) {
 	case MIG_OWNER_DEST:
+		/* The hand-over of a sealed slot's table may have been cut short. */
+		r = s->page_key[0] && ds.meta_pending ? meta_from_source(o, s, what, &src, &dst,
+									 have_src) : 1;
+		if (r <= 0)
+			return r < 0;   /* failed: settled; not handed over yet: unresolved */
 		fence_slot(o, s);
 		s->compute = did;
 		r = seen_is(&ds, "running") ? 0 : mig_wait_running(&dst, s->name);

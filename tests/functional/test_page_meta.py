@@ -7,6 +7,7 @@ Fake compute agents (fakes.py) whose page-meta endpoints answer as the
 real agent does (tests/vm/test_sealed_memory.py compares the two)."""
 import json
 import os
+import time
 
 import pagemeta_cases as pm
 from test_orchestrator import (cluster, computes, err, fakemem, hb_factory,  # noqa: F401
@@ -150,3 +151,72 @@ def test_the_fake_refuses_bad_page_meta_as_the_agent_does(computes):
     got = pm.run_cases(c.http, pm.done_cases("w"), hdr)
     assert {k: v[:2] for k, v in got.items()} == {k: pm.EXPECTED[k] for k in got}, got
     assert list(c.vms["w"]["meta"]) == [7]
+
+
+# ---- an orchestrator restart in the middle of the hand-over ------------------------------
+
+def restarted_mid_hand_over(orch, fakemem, computes, hb_factory):
+    """Slot `web` moved from compute node 10 to 11 and the orchestrator
+    stopped after the switchover, before the destination had its table
+    (`done`): the source says `migrated` and keeps its final snapshot,
+    the destination runs the guest and waits for the table."""
+    from test_orch_outcomes import interrupted_move
+    hb, c1, c2 = interrupted_move(orch, fakemem, computes, hb_factory, {"state": "migrated"})
+    with c1.lock:
+        assert c1.vms["web"].get("key"), "slots made by the orchestrator are sealed"
+        c1.vms["web"]["meta"] = table(range(1000), ver=3)
+        c2.vms["web"].update(state="running", meta={}, meta_pending=True)
+    return c1, c2
+
+
+def test_a_restart_mid_hand_over_finishes_it_from_the_source(orch, fakemem, computes,
+                                                              hb_factory):
+    c1, c2 = restarted_mid_hand_over(orch, fakemem, computes, hb_factory)
+    final = dict(c1.vms["web"]["meta"])
+    orch.start()
+    s = orch.call("GET", "/v1/slots/web")[1]
+    assert s["state"] == "running" and s["compute"] == 11, s
+    # The destination has the source's final table, whole, and is complete.
+    assert c2.vms["web"]["meta"] == final and c2.vms["web"]["meta_pending"] is False
+    assert meta_posts(c2, "web")[-1] == ("/v1/vms/web/page-meta?done=1", 1000)
+    # Only then was the source's VM, which held the snapshot, deleted.
+    assert "web" not in c1.vms
+    assert c1.meta_refused == c2.meta_refused == 0
+
+
+def test_a_restart_mid_hand_over_without_the_source_snapshot_fails_the_slot(
+        orch, fakemem, computes, hb_factory):
+    c1, c2 = restarted_mid_hand_over(orch, fakemem, computes, hb_factory)
+    with c1.lock:
+        del c1.vms["web"]                 # its agent restarted: snapshots live in memory
+    orch.start()
+    s = orch.call("GET", "/v1/slots/web")[1]
+    # Never a table made up: the guest's remote pages stay parked, the slot says why.
+    assert s["state"] == "failed" and s["compute"] == 11, s
+    assert "page metadata is lost" in s["reason"], s
+    assert c2.vms["web"]["meta_pending"] is True and not meta_posts(c2, "web")
+
+
+def test_a_restart_mid_hand_over_with_the_source_silent_asks_again(orch, fakemem, computes,
+                                                                   hb_factory):
+    c1, c2 = restarted_mid_hand_over(orch, fakemem, computes, hb_factory)
+    orig = c1._dispatch
+
+    def silent(h, method, path, body):
+        if method == "GET" and "/page-meta" in path:
+            return h._err(503, "unavailable", "refused by the test")
+        return orig(h, method, path, body)
+
+    c1._dispatch = silent
+    orch.start()
+    s = orch.call("GET", "/v1/slots/web")[1]
+    assert s["state"] == "unresolved" and "must still come from" in s["reason"], s
+    assert c2.vms["web"]["meta_pending"] is True and "web" in c1.vms
+    # The source answers again: the monitor finishes the hand-over.
+    c1._dispatch = orig
+    end = time.time() + 30
+    while time.time() < end and orch.call("GET", "/v1/slots/web")[1]["state"] != "running":
+        time.sleep(0.2)
+    s = orch.call("GET", "/v1/slots/web")[1]
+    assert s["state"] == "running" and s["compute"] == 11, s
+    assert c2.vms["web"]["meta_pending"] is False and "web" not in c1.vms

@@ -488,6 +488,9 @@ json_t *vm_status(struct vm *vm)
 	if (vm->state == VM_FAILED || vm->state == VM_DEGRADED)
 		json_object_set_new(j, "reason", json_string(vm->reason));
 	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
+	if (vm->spec.encrypt && vm->pager && !vm->released)
+		json_object_set_new(j, "page_meta_pending",
+				    json_boolean(pager_meta_pending(vm->pager)));
 	pthread_mutex_unlock(&vm->lock);
 	if (have_stats)
 		json_object_set_new(

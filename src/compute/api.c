@@ -229,6 +229,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	json_t *j, *jsecs, *v;
 	struct vm *vm = NULL;
 	int slot = -1, r;
+	bool owned;
 	size_t i;
 
 	j = http_json_args(req, resp, keys);
@@ -344,6 +345,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		goto out;
 	}
 	a->vms[slot] = vm;
+	vm_ref(vm);   /* ours, for this request: a DELETE may drop the table's meanwhile */
 	pthread_mutex_unlock(&a->lock);
 
 	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
@@ -354,13 +356,17 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, errno_http(r) == 500 ? 500 : errno_http(r), "start_failed",
 				"VM \"%s\" failed to start: %s", spec.name, err);
 		pthread_mutex_lock(&a->lock);
-		a->vms[slot] = NULL;
+		owned = a->vms[slot] == vm;   /* not if a DELETE took it out already */
+		if (owned)
+			a->vms[slot] = NULL;
 		pthread_mutex_unlock(&a->lock);
-		vm_unref(vm);
+		if (owned)
+			vm_unref(vm);
 		goto out;
 	}
 	http_resp_json(resp, 201, vm_status(vm));
 out:
+	vm_unref(vm);
 	explicit_bzero(spec.key, sizeof(spec.key));
 	json_decref(j);
 }
@@ -428,6 +434,11 @@ static void h_destroy(struct agent *a, struct vm *vm, struct http_resp *resp)
 		return;
 	}
 	resp->status = 204;
+	/*
+	 * Its kept memory-node connections go now, on this thread: not on the
+	 * short-lived thread that may free the VM below.
+	 */
+	vm_close_checks(vm);
 	/*
 	 * A VM that migrated away is only a record here: its QEMU is already
 	 * quitting and its sections belong to the destination. Freeing it

@@ -21,7 +21,7 @@
  * connection that broke meanwhile is opened again once.
  */
 int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
-/* Close the kept connections (the VM goes away). */
+/* Close the kept connections (the VM goes away; again when it is freed). */
 void vm_check_close(struct vm *vm);
 
 #endif /* DISAGG_VM_SECTION_CHECK_H */

@@ -380,6 +380,11 @@ void vm_detach(struct vm *vm)
 	close_and_free(vm);
 }
 
+void vm_close_checks(struct vm *vm)
+{
+	vm_check_close(vm);
+}
+
 struct vm *vm_ref(struct vm *vm)
 {
 	atomic_fetch_add(&vm->refs, 1);

@@ -565,7 +565,7 @@ class FakeCompute:
              "sections": [_section_json(s) for s in vm["sections"]], "hot_sections": hot,
              "guest_memtotal_kb": 0, "cache_bytes": vm.get("cache_bytes"),
              "encrypted": bool(vm.get("key"))}
-        if vm.get("key"):
+        if vm.get("key") and j["state"] != "migrated":   # the real one: not once released
             j["page_meta_pending"] = bool(vm.get("meta_pending"))
         if "uri" in vm:
             j["migration_uri"] = vm["uri"]

@@ -268,17 +268,24 @@ def test_migrate_sealed(cluster, key):
                     incoming={"listen": "127.0.0.1:0"})
     assert dst["state"] == "incoming", dst
     a2.qemu_pids.add(dst["pid"])
+    # The status says it waits for its table (what a restarted orchestrator
+    # reads, migrate_recover.c); the fake says the same of its own.
+    assert a2.status("smover")["page_meta_pending"] is True
+    assert a1.status("smover")["page_meta_pending"] is False
     gen = precopy(a1, "smover")
     pre = move(a1, a2, "smover", "precopy")
     assert len(pre) > 64 * MiB // PAGE // 2, len(pre)  # at least the evicted half
     # A destination waiting for its table refuses bad parts and takes none.
     fake_vm(fake, "fdst", incoming=True)
+    assert fake._vm_json(fake.vms["fdst"])["page_meta_pending"] is True
+    assert fake._vm_json(fake.vms["fsrc"])["page_meta_pending"] is False
     compare_with_fake(a2, fake, "smover", "fdst", pm.pending_cases)
     st, res = a1.request("POST", "/v1/vms/smover/migrate", {"uri": dst["migration_uri"]},
                          timeout=300)
     assert st == 200 and res["ok"] is True, res
     assert res["ram_transferred_bytes"] < 16 * MiB, res
     delta = move(a1, a2, "smover", "delta", base=gen, done=True)
+    assert a2.status("smover")["page_meta_pending"] is False
     print(f"page metadata: {len(pre)} pages pre-copied, {len(delta)} in the delta")
     assert len(delta) < len(pre), (len(delta), len(pre))   # the guest was idle
     # Complete: never overwritten.

@@ -91,6 +91,7 @@ static int errno_http(int r)
 	case EEXIST:
 	case EBUSY:
 	case ENOSPC:
+	case ECANCELED:
 		return 409;
 	case ETIMEDOUT:
 	case EPIPE:

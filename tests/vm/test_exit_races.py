@@ -166,3 +166,52 @@ def test_qemu_dies_during_hot_add(cluster):
     check_survived(agent, "ha", t, "hot-add")
     assert c.count() == 1           # refused: the section is still the caller's
     c.free(sec)
+
+
+def qemu_named(name):
+    """Pids of QEMU processes whose -name is guest=NAME."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if f"guest={name},".encode() in b" ".join(argv):
+            pids.append(int(d))
+    return pids
+
+
+def test_delete_during_start(cluster):
+    """A DELETE while the VM starts (its boot section's check waits on a
+    stopped memory node): the DELETE answers at once, the start then fails
+    with 409 instead of starting a QEMU nobody owns, the section is
+    released as for any DELETE and the agent lives. Before, the agent freed
+    the VM twice, and a DELETE waited for the check's memory node."""
+    mn = cluster.memnode()
+    agent = cluster.agent()
+    sec = mn.section()
+    with Paused(mn):
+        t = in_thread(lambda: agent.request("POST", "/v1/vms", {"name": "ds", "sections": [sec]},
+                                            timeout=120))
+        assert vmlib.wait_for(lambda: agent.request("GET", "/v1/vms/ds", timeout=30)[0] == 200,
+                              30, 0.02), "the VM never showed while it started"
+        st, j = agent.request("GET", "/v1/vms/ds", timeout=30)
+        assert j["state"] == "starting", j
+        st, j = agent.request("DELETE", "/v1/vms/ds", timeout=60)
+        assert st == 204, (st, j)
+    t.join(120)
+    assert not t.is_alive(), "the start never answered"
+    assert isinstance(t.out, tuple), repr(t.out)
+    st, j = t.out
+    assert st == 409 and "stopped while it started" in j["error"]["message"], (st, j)
+    assert agent.alive(), agent.stderr()[-4000:]
+    assert not vmlib.SANITIZER_RE.search(agent.stderr()), agent.stderr()[-6000:]
+    assert agent.request("GET", "/v1/vms/ds", timeout=30)[0] == 404
+    assert qemu_named("ds") == []
+    assert vmlib.wait_for(lambda: mn.count() == 0, 15), mn.count()   # free_on_release
+    # The name is free again: a new VM of that name starts.
+    agent.create("ds", [mn.section() for _ in range(2)])
+    agent.delete("ds")

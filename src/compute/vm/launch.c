@@ -153,17 +153,32 @@ int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start %s: %s", vm->env.qemu, strerror(r));
 		return -r;
 	}
-	vm->pid = pid;
-	vm->qemu_starttime = proc_starttime(pid);
 	vm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (vm->pidfd < 0) {
 		r = -errno;
 		snprintf(err, errlen, "pidfd of QEMU %d: %s", (int)pid, strerror(-r));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		vm->pid = 0;
 		return r;
 	}
+	vm->qemu_starttime = proc_starttime(pid);
+	/*
+	 * Published under the lock, against vm_stop(): a DELETE that came
+	 * while the VM started saw no QEMU, marked it stopped and answered;
+	 * this QEMU must not run for it.
+	 */
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STARTING) {
+		pthread_mutex_unlock(&vm->lock);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		close(vm->pidfd);
+		vm->pidfd = -1;
+		snprintf(err, errlen, "the VM was stopped while it started");
+		return -ECANCELED;
+	}
+	vm->pid = pid;
+	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
 

@@ -21,7 +21,12 @@
  * connection that broke meanwhile is opened again once.
  */
 int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_t errlen);
-/* Close the kept connections (the VM goes away; again when it is freed). */
-void vm_check_close(struct vm *vm);
+/*
+ * Close the kept connections (the VM goes away; again when it is freed).
+ * Without wait, nothing happens while a check runs (a DELETE during the
+ * VM's start must not wait for its memory nodes): the last reference
+ * closes them.
+ */
+void vm_check_close(struct vm *vm, bool wait);
 
 #endif /* DISAGG_VM_SECTION_CHECK_H */

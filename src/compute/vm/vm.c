@@ -173,6 +173,13 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	pthread_mutex_lock(&vm->lock);
+	r = vm->state == VM_STARTING ? 0 : -ECANCELED;   /* a DELETE meanwhile: vm_stop() */
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0) {
+		snprintf(err, errlen, "the VM was stopped while it started");
+		goto fail;
+	}
 	r = vm_pager_open(vm, err, errlen);
 	if (r < 0)
 		goto fail;
@@ -271,9 +278,14 @@ int vm_stop(struct vm *vm, int timeout_ms)
 	(void)vm_persist_locked(vm);   /* a restarted agent finishes the stop */
 	pthread_mutex_unlock(&vm->lock);
 
-	/* Ask QEMU to quit; the guest's state does not matter to us. */
+	/*
+	 * Ask QEMU to quit; the guest's state does not matter to us. One still
+	 * starting has no QMP connection yet: SIGTERM is its quit.
+	 */
 	if (vm->qmp)
 		(void)qmp_execute(vm->qmp, "quit", NULL, 2000, NULL);
+	else
+		kill(vm->pid, SIGTERM);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_sec += timeout_ms / 1000;
 	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -323,7 +335,7 @@ static void close_and_free(struct vm *vm)
 	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
 		vm_dirtag_give(&vm->shared[i]);
 	vm_pagemeta_free(vm);
-	vm_check_close(vm);
+	vm_check_close(vm, true);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->hot_lock);
@@ -382,7 +394,7 @@ void vm_detach(struct vm *vm)
 
 void vm_close_checks(struct vm *vm)
 {
-	vm_check_close(vm);
+	vm_check_close(vm, false);
 }
 
 struct vm *vm_ref(struct vm *vm)

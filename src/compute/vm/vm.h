@@ -47,7 +47,7 @@ size_t vm_name_room(const char *run_root);
 int vm_start(struct vm *vm, char *err, size_t errlen);
 /* Graceful stop (ACPI powerdown, then quit, then SIGKILL). */
 int vm_stop(struct vm *vm, int timeout_ms);
-/* Close the memory-node connections its section checks keep (section_check.c). */
+/* Close the memory-node connections its section checks keep, unless a check runs. */
 void vm_close_checks(struct vm *vm);
 /* Stop if needed and free everything. Accepts NULL. */
 void vm_free(struct vm *vm);

@@ -165,9 +165,11 @@ FIGURES = {
                                     "worst guest-visible gap over all our moves"),
     "migration.ours_downtime_ms": ("migration", key("ours_downtime_ms"), "ms", "lower",
                                    "guest-visible gap of a compute migration"),
-    "migration.memmig_25_guest_gap_ms": ("migration", key("memmig_25_guest_gap_ms"), "ms",
-                                         "lower", "longest guest heartbeat gap during a "
-                                         "memory migration at 25% cache budget"),
+    "migration.memmig_25_guest_gap_ms": ("migration",
+                                         spread("memmig_25_guest_gap_ms", "memmig_moves"),
+                                         "ms", "lower", "longest guest heartbeat gap during a "
+                                         "memory migration at 25% cache budget (median "
+                                         "over the moves)"),
     "migration.memmig_max_pause_ms": ("migration", key("memmig_max_pause_ms"), "ms", "lower",
                                       "longest fence of a memory migration"),
 }

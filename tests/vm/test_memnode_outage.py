@@ -7,10 +7,15 @@ it, a 64 MiB cache).
   300 MiB, then continued: the slot goes `degraded` (the reason names the
   node), comes back to `running` by itself, the VERIFY finishes with 0
   mismatches, and both events are listed.
+  The compute agent logs one stall report for the connection that timed
+  out (docs/compute.md, "Memory-node outages").
 - The memory node is killed (SIGKILL) during a VERIFY and restarted on its
-  persistent pool file at the same address: the same outcome.
+  persistent pool file at the same address: the same outcome. A hot-add
+  afterwards passes its section check, whose connection kept from the
+  slot's start was closed by the kill (the check opens a new one).
 """
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -119,6 +124,11 @@ def test_memnode_frozen_15s(cluster):
         os.kill(mn["pid"], signal.SIGCONT)
     wait_state(c, "frozen", "running", 60)
     check_after(c, "frozen", v, mn["node_id"])
+    comp = next(x for x in c.info()["components"] if x["kind"] == "compute")
+    text = (c.data / "logs" / f"{comp['name']}.log").read_text(errors="replace")
+    stall = re.compile(rf"memory node {mn['node_id']}: .* timed out after \d+ ms: \d+ in flight "
+                       r"\(oldest #\d+ \S+, \d+/\d+ bytes sent\).*last byte in -?\d+ ms ago")
+    assert stall.search(text), text[-4000:]
 
 
 def test_memnode_killed_and_restarted(cluster):
@@ -139,3 +149,7 @@ def test_memnode_killed_and_restarted(cluster):
     c.extra.append(p)
     wait_state(c, "reborn", "running", 60)
     check_after(c, "reborn", v, mn["node_id"])
+    before = len(slot(c, "reborn")["sections"])
+    c.disagg("slot", "resize", "reborn", "--memory", "640M", timeout=180)
+    s = slot(c, "reborn")
+    assert s["state"] == "running" and len(s["sections"]) == before + 1, s

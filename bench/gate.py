@@ -176,14 +176,17 @@ FIGURES = {
 
 # Tolerances a new baseline starts with (else --tolerance, 30%): wider for
 # absolute times that swing with the shared host, for figures of one run
-# (migration), and for microsecond pauses whose ratio is all noise.
+# (migration), for ratios over stock QEMU's pre-copy (its median of five
+# moves flips between two modes, about 1.9 s and 5 s, from run to run:
+# bench/README.md, "The gate at 0d648b1"), and for microsecond pauses
+# whose ratio is all noise.
 TOLERANCE = {
     "pager.remote_fault_us": 0.5, "pager.pager_overhead_us": 0.5,
     "pager.pager_overhead_1p_us": 0.5, "pager.randrw_remote_25_ops": 0.5,
     "pager.sealed_fault_cost_us": 0.5, "pager.sealed_fault_1p_cost_us": 0.5,
     "orchestrator.create_p50_ms": 0.5, "orchestrator.delete_p50_ms": 0.5,
     "vm.hotplug_dimm_ms": 0.5,
-    "migration.speedup_total": 0.5, "migration.speedup_idle_total": 1.0,
+    "migration.speedup_total": 1.0, "migration.speedup_idle_total": 1.0,
     "migration.speedup_filled_total": 1.0, "migration.ours_total_ms": 1.0,
     "migration.ours_over_floor": 1.0, "migration.ours_worst_gap_ms": 1.0,
     # Bimodal: whether the write history adapts within the pass depends on

@@ -684,7 +684,8 @@ def memmig_under_budget(args, c, mem_mb):
     log(f"ours {mem_mb} MiB, cache 25%: create, FILL {fill} MiB, "
         f"{args.memmig_moves} memory migrations")
     j = ok(c.orch, "POST", "/v1/slots", {"name": name, "vcpus": 1, "memory": mem_mb * MiB,
-                                         "cache": mem_mb * MiB // 4, "policy": "pack"})
+                                         "cache": mem_mb * MiB // 4, "policy": "pack",
+                                         "encrypt": not args.clear_pages})
     agent = c.compute_http(j["compute"])
     m1 = j["sections"][0]["memnode"]
     m2 = next(x["node_id"] for x in c.info["components"]
@@ -746,6 +747,10 @@ def memmig_under_budget(args, c, mem_mb):
         if worst:
             r["guest_max_gap_ms"] = statistics.median(worst)
             r["guest_max_gap_ms_min"], r["guest_max_gap_ms_max"] = min(worst), max(worst)
+        p99 = [mv["guest_p99_gap_ms"] for mv in r["moves"] if mv["guest_p99_gap_ms"] is not None]
+        if p99:
+            r["guest_p99_gap_ms"] = statistics.median(p99)
+            r["guest_p99_gap_ms_min"], r["guest_p99_gap_ms_max"] = min(p99), max(p99)
         r["heartbeats_missing"] = sum(mv.get("heartbeats_missing") or 0 for mv in r["moves"])
         r["max_pause_ms"] = max(mv["max_pause_ms"] for mv in r["moves"])
         c.guest(name, "STOP")
@@ -765,7 +770,8 @@ class OursSys:
     def __init__(self, args, c, mem_mb):
         self.args, self.c, self.name = args, c, f"ours{mem_mb}"
         j = ok(c.orch, "POST", "/v1/slots", {"name": self.name, "vcpus": 1,
-                                             "memory": mem_mb * MiB, "policy": "pack"})
+                                             "memory": mem_mb * MiB, "policy": "pack",
+                                             "encrypt": not args.clear_pages})
         self.a = j["compute"]
         self.b = next(x["node_id"] for x in c.info["components"]
                       if x["kind"] == "compute" and x["node_id"] != self.a)
@@ -872,6 +878,9 @@ def main():
                     help="diagnosis: sample the destination vCPU of each of our moves for "
                          "its first N ms (on a CPU, waiting for one, asleep and where; "
                          "probe.py); perturbs the moves")
+    ap.add_argument("--clear-pages", action="store_true",
+                    help="slots with \"encrypt\": false (pages in clear on the memory nodes; "
+                         "the default seals them, as deployed): what sealing costs, as an A/B")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run directory (daemon logs, QEMU consoles) for debugging")
     args = ap.parse_args()
@@ -966,7 +975,8 @@ def main():
                            min(ot) / max(other), max(ot) / min(other))
         res[k], res[f"{k}_min"], res[f"{k}_max"] = round(med, 2), round(lo, 2), round(hi, 2)
     res["params"] = {"reps": min(len(ot), len(pt) or len(ot)), "busy_moves": args.busy_moves,
-                     "sizes": sizes, "memmig_moves": len((res.get("memmig_25") or {}).get("moves", []))}
+                     "sizes": sizes, "sealed": not args.clear_pages,
+                     "memmig_moves": len((res.get("memmig_25") or {}).get("moves", []))}
     # The worst guest-visible gap over every move of ours (every state and
     # size, first and steady, prefetch off and on), with QEMU's downtime of it.
     moves = []
@@ -996,6 +1006,9 @@ def main():
     res["memmig_25_guest_gap_ms_min"] = m25.get("guest_max_gap_ms_min")
     res["memmig_25_guest_gap_ms_max"] = m25.get("guest_max_gap_ms_max")
     res["memmig_25_control_gap_ms"] = m25.get("control_max_gap_ms")
+    for k in ("", "_min", "_max"):
+        res[f"memmig_25_guest_p99_ms{k}"] = m25.get(f"guest_p99_gap_ms{k}")
+    res["memmig_25_control_p99_ms"] = m25.get("control_p99_gap_ms")
     res["idle_s"], res["busy_s"] = args.idle_s, args.busy_s
     res["targets"] = {k: list(v) for k, v in TARGETS.items()}
     res["pass"] = {k: res.get(k) is not None and
@@ -1013,6 +1026,7 @@ def main():
         "precopy_control_gap_ms", "precopy_downtime_ms",
         "precopy_qemu_downtime_ms", "ours_worst_gap_ms", "ours_worst_gap_qemu_ms",
         "ours_worst_gap_move", "memmig_25_guest_gap_ms", "memmig_25_control_gap_ms",
+        "memmig_25_guest_p99_ms", "memmig_25_control_p99_ms",
         "memmig_max_pause_ms", "pass", "wall_s"]}, indent=1))
     bad = [(k, mb) for k in ("ours", "precopy", "floor") for mb, r in res[k].items()
            if r.get("verify_mismatches", 0) != 0]

@@ -5,6 +5,12 @@
  * (adopt.c) is not our child and its status is unknown. A stop asked for
  * (vm_stop) ends in state stopped, a migrated-away QEMU's exit changes
  * nothing, anything else fails the VM with QEMU's reason.
+ *
+ * It also drains the guest channel of a running VM every
+ * SUP_DRAIN_MS: the guest's unsolicited lines (heartbeats) otherwise
+ * reach the agent only when someone asks, and a guest whose channel is
+ * full blocks in its write (a heartbeat loop then shows a gap of seconds
+ * that no vCPU stall caused).
  */
 #include "supervise.h"
 
@@ -20,7 +26,11 @@
 #include "net.h"
 #include "pager_use.h"
 #include "launch.h"
+#include "guest.h"
+#include "guestchan.h"
 #include "state.h"
+
+#define SUP_DRAIN_MS 200
 
 static void *supervise_main(void *arg)
 {
@@ -33,12 +43,15 @@ static void *supervise_main(void *arg)
 	int status = 0;
 
 	for (;;) {
-		int n = poll(pfd, 2, 1000);
+		int n = poll(pfd, 2, SUP_DRAIN_MS);
 
 		if (n > 0)
 			break;
 		if (n < 0 && errno != EINTR)
 			break;
+		/* vm->guest is set before the VM runs and closed after this thread. */
+		if (vm_get_state(vm) == VM_RUNNING && vm->guest)
+			(void)guestchan_poll(vm->guest, 0);
 		pthread_mutex_lock(&vm->lock);
 		if (vm->state == VM_MIGRATED && !retired && now_ns() > vm->retire_ns) {
 			/* Migrated away and never deleted: its paused QEMU goes. */

@@ -500,12 +500,13 @@ def run_precopy(args, d, mem_mb, shared=False):
 # ---- ours: the cluster --------------------------------------------------
 
 class Cluster:
-    def __init__(self, data, pool):
+    def __init__(self, data, pool, plaintext=False):
         self.data = data
         self.bin = ROOT / "build" / "bin"
         self.env = dict(os.environ, DISAGG_DATA=str(data))
         self.disagg("up", "--memnodes", "2", "--computes", "2", "--pool", pool,
-                    "--accel", "tcg", timeout=300)
+                    "--accel", "tcg", *(["--fabric-plaintext"] if plaintext else []),
+                    timeout=300)
         self.info = json.loads((data / "cluster.json").read_text())
         self.orch = self.comp("orchestrator")["http"]
         # The people token for the orchestrator, the orchestrator's for agents.
@@ -667,7 +668,8 @@ def ours_memmig(c, name, frm, to):
     return {"total_ms": j["total_ms"], "sections": len(j["sections"]),
             "bytes_copied": j["bytes_copied"], "max_pause_ms": j["max_pause_us"] / 1000,
             "median_pause_ms": sorted(pauses)[len(pauses) // 2] / 1000 if pauses else None,
-            "pages_resent": sum(x.get("pages_resent") or 0 for x in j["sections"])}
+            "pages_resent": sum(x.get("pages_resent") or 0 for x in j["sections"]),
+            "copy_ms": [x.get("copy_ms") for x in j["sections"]]}
 
 
 def memmig_under_budget(args, c, mem_mb):
@@ -727,7 +729,7 @@ def memmig_under_budget(args, c, mem_mb):
             time.sleep(max(0.0, args.memmig_control_s - (time.monotonic() - t_m)))
             # Let the poller catch the window's last heartbeats.
             time.sleep(0.6)
-            windows.append((seq0, top(seq0)))
+            windows.append((seq0, top(seq0), t_m))
             r["moves"].append(mv)
             src, dst = dst, src
         stop.set()
@@ -736,9 +738,18 @@ def memmig_under_budget(args, c, mem_mb):
         r["control_max_gap_ms"] = round(max(cg), 2) if cg else None
         r["control_p99_gap_ms"] = round(sorted(cg)[int(len(cg) * 0.99)], 2) if cg else None
         worst = []
-        for mv, (lo, hi) in zip(r["moves"], windows):
+        for mv, (lo, hi, t_m) in zip(r["moves"], windows):
             hbs, gaps = gap_stats(lo, hi)
             mv["heartbeats"] = len(hbs)
+            # When the longest gap began, in ms from the move's request on
+            # this host's clock: the guest's clock mapped by the smallest
+            # delay between a heartbeat and its reading (the agent reads
+            # every 200 ms at most, so some are read at once).
+            pairs = [(a, b) for a, b in zip(hbs, hbs[1:]) if b[0] == a[0] + 1]
+            if pairs:
+                off = min(h[2] - h[1] for h in hbs if len(h) > 2 and h[2])
+                a, _ = max(pairs, key=lambda ab: ab[1][1] - ab[0][1])
+                mv["guest_max_gap_at_ms"] = round((a[1] + off) / 1e6 - t_m * 1000, 1)
             mv["heartbeats_missing"] = (hbs[-1][0] - hbs[0][0] + 1 - len(hbs)) if hbs else None
             mv["guest_max_gap_ms"] = round(max(gaps), 2) if gaps else None
             mv["guest_p99_gap_ms"] = round(sorted(gaps)[int(len(gaps) * 0.99)], 2) if gaps else None
@@ -878,6 +889,9 @@ def main():
                     help="diagnosis: sample the destination vCPU of each of our moves for "
                          "its first N ms (on a CPU, waiting for one, asleep and where; "
                          "probe.py); perturbs the moves")
+    ap.add_argument("--fabric", choices=("tls", "plaintext"), default="tls",
+                    help="memory-node connections: TLS 1.3 (default, as deployed) or "
+                         "plaintext (`disagg up --fabric-plaintext`), to see what TLS costs")
     ap.add_argument("--clear-pages", action="store_true",
                     help="slots with \"encrypt\": false (pages in clear on the memory nodes; "
                          "the default seals them, as deployed): what sealing costs, as an A/B")
@@ -901,7 +915,7 @@ def main():
     ok_run = False
     try:
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
-        c = Cluster(tmp / "cluster", pool)
+        c = Cluster(tmp / "cluster", pool, plaintext=args.fabric == "plaintext")
         try:
             for mb in sizes:
                 res["ours"][str(mb)] = run_ours(args, c, mb)
@@ -976,6 +990,7 @@ def main():
         res[k], res[f"{k}_min"], res[f"{k}_max"] = round(med, 2), round(lo, 2), round(hi, 2)
     res["params"] = {"reps": min(len(ot), len(pt) or len(ot)), "busy_moves": args.busy_moves,
                      "sizes": sizes, "sealed": not args.clear_pages,
+                     "fabric": args.fabric,
                      "memmig_moves": len((res.get("memmig_25") or {}).get("moves", []))}
     # The worst guest-visible gap over every move of ours (every state and
     # size, first and steady, prefetch off and on), with QEMU's downtime of it.

@@ -31,7 +31,7 @@ int cmd_node_revoke(struct cli_args *a)
 }
 
 static const struct cli_cmd cmd_table[] = {
-	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--timeout S]", 0, 0,
+	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--fabric-plaintext] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
 	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...) and M compute\n"
 	  "nodes (ids 1, 2, ...) on 127.0.0.1 with free ports, detached, and waits until\n"
@@ -45,6 +45,8 @@ static const struct cli_cmd cmd_table[] = {
 	    { "persistent", NULL, "memory nodes keep their pools in DIR/memnode-ID.pool, so a\n"
 	      "restarted memory node comes back with its sections" },
 	    { "accel", "MODE", "compute nodes' accelerator: auto, kvm or tcg (default auto)" },
+	    { "fabric-plaintext", NULL, "memory-node connections without TLS (every daemon gets\n"
+	      "--fabric-plaintext): only to measure what TLS costs, never on a network" },
 	    { "timeout", "S", "seconds to wait for the nodes to come up (default 180)" } } },
 	{ "down", "[--timeout S]", 0, 0, "stop the cluster started by `disagg up`",
 	  "SIGTERM to the compute nodes, then the memory nodes, then the orchestrator;\n"

@@ -208,3 +208,19 @@ def test_more_memory_than_the_cluster_has_leaves_nothing_behind(cluster):
     assert "capacity" in p.stderr or "memory" in p.stderr.lower(), p.stderr
     assert allocated_sections(c) == []
     assert c.json("slot", "ls")["slots"] == []
+
+
+def test_up_fabric_plaintext(tmp_path):
+    """`disagg up --fabric-plaintext` (for measuring what TLS costs): every
+    daemon runs without TLS, says so in its log, and a slot's remote memory
+    works over it."""
+    with running(tmp_path, "--memnodes", "1", "--fabric-plaintext") as c:
+        for x in c.info()["components"]:
+            text = (c.data / "logs" / f"{x['name']}.log").read_text(errors="replace")
+            assert "fabric: plaintext" in text, (x["name"], text[-2000:])
+        c.disagg("slot", "create", "pt", "--vcpus", "1", "--memory", "512M", "--cache", "64M",
+                 timeout=300)
+        rc, out = c.guest("pt", "FILL 1 5 128")
+        assert rc == 0, out
+        rc, out = c.guest("pt", "VERIFY 1")
+        assert rc == 0 and "mismatches=0" in out, out

@@ -672,6 +672,41 @@ def ours_memmig(c, name, frm, to):
             "copy_ms": [x.get("copy_ms") for x in j["sections"]]}
 
 
+def fault_buckets(addr, vm, name="disagg_pager_fault_seconds"):
+    """The cumulative buckets {le_seconds: count} of one VM's pager
+    histogram, from its agent's /metrics (empty if it cannot be read)."""
+    try:
+        req = urllib.request.Request(f"http://{addr}/metrics",
+                                     headers={"Authorization": "Bearer " + TOKENS[addr]})
+        with urllib.request.urlopen(req, timeout=10) as f:
+            text = f.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket") and f'vm="{vm}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def slow_faults(before, after, over_s=0.016):
+    """From two bucket snapshots: the faults slower than over_s in between,
+    and the upper bound (ms) of the slowest bucket that gained any."""
+    les = sorted(after)
+    n_over = (after.get(float("inf"), 0) - before.get(float("inf"), 0)) - next(
+        ((after[le] - before.get(le, 0)) for le in les if le >= over_s), 0)
+    worst = None
+    prev = 0
+    for le in les:
+        d = after[le] - before.get(le, 0)
+        if d > prev:
+            worst = le
+        prev = d
+    return {"faults_over_16ms": int(n_over),
+            "slowest_fault_le_ms": None if worst is None else round(worst * 1e3, 3)}
+
+
 def memmig_under_budget(args, c, mem_mb):
     """A slot with a cache budget of 25% of its RAM, 75% filled and busy
     (WRITELOOP), moved between the two memory nodes --memmig-moves times
@@ -720,12 +755,16 @@ def memmig_under_budget(args, c, mem_mb):
         # The control: the same slot, load and polling, as long, with no migration.
         seq_c = top(0)
         t_c = time.monotonic()
+        fb0 = fault_buckets(agent, name)
         time.sleep(args.memmig_control_s)
         r = {"control_s": round(time.monotonic() - t_c, 2), "moves": []}
+        r["control_faults"] = slow_faults(fb0, fault_buckets(agent, name))
         windows, src, dst = [], m1, m2
         for _ in range(args.memmig_moves):
             seq0, t_m = top(0), time.monotonic()
+            fb0 = fault_buckets(agent, name)
             mv = ours_memmig(c, name, src, dst)
+            mv.update(slow_faults(fb0, fault_buckets(agent, name)))
             time.sleep(max(0.0, args.memmig_control_s - (time.monotonic() - t_m)))
             # Let the poller catch the window's last heartbeats.
             time.sleep(0.6)

@@ -505,26 +505,6 @@ static void up_free(struct up *u)
 	upauth_clear(&u->auth);
 }
 
-/*
- * With --fabric-plaintext: argv's "--tls-ca X --tls-cert Y --tls-key Z"
- * becomes "--fabric-plaintext" (in place; the NULL end moves up).
- */
-static void up_fabric_args(const struct cli_args *a, char **argv)
-{
-	size_t i = 0, n = 0;
-
-	if (!cli_flag(a, "fabric-plaintext"))
-		return;
-	while (argv[n])
-		n++;
-	while (argv[i] && strcmp(argv[i], "--tls-ca"))
-		i++;
-	if (i + 6 > n)
-		return;
-	argv[i] = (char *)"--fabric-plaintext";
-	memmove(&argv[i + 1], &argv[i + 6], (n - i - 6 + 1) * sizeof(*argv));
-}
-
 /* Issue component c's fabric certificate from the cluster CA (replacing an old one). */
 static int up_cert(struct up *u, struct comp *c)
 {
@@ -697,7 +677,7 @@ int cmd_up(struct cli_args *a)
 				 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key", c->tls_key,
 				 NULL };
 
-		up_fabric_args(a, argv);
+		upauth_fabric_args(cli_flag(a, "fabric-plaintext"), argv);
 		if (!db || (r = spawn(c, argv)) < 0) {
 			progress_end(&p, false, NULL);
 			cli_err("cannot start %s: %s", c->path, strerror(r < 0 ? -r : ENOMEM));
@@ -755,7 +735,7 @@ int cmd_up(struct cli_args *a)
 					 id);
 			else
 				snprintf(backing, sizeof(backing), "anon");
-			up_fabric_args(a, argv);
+			upauth_fabric_args(cli_flag(a, "fabric-plaintext"), argv);
 			r = spawn(c, argv);
 		} else {
 			/* `down` stops the VMs with their agents (SIGTERM alone would leave them running). */
@@ -767,7 +747,7 @@ int cmd_up(struct cli_args *a)
 					 rundir ? "--run-dir" : NULL, rd, NULL };
 
 			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
-			up_fabric_args(a, argv);
+			upauth_fabric_args(cli_flag(a, "fabric-plaintext"), argv);
 			r = spawn(c, argv);
 		}
 		if (r < 0) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * The API credentials of a cluster made by `disagg up`. See upauth.h.
+ * The API credentials of a cluster made by `disagg up`, and its fabric
+ * arguments. See upauth.h.
  */
 #include "upauth.h"
 
@@ -107,4 +108,20 @@ int upauth_make_keys(struct upauth *a, const char *key, const char *gkey, const 
 	a->token = strdup(tok);
 	explicit_bzero(tok, sizeof(tok));
 	return a->token ? 0 : -ENOMEM;
+}
+
+void upauth_fabric_args(bool plaintext, char **argv)
+{
+	size_t i = 0, n = 0;
+
+	if (!plaintext)
+		return;
+	while (argv[n])
+		n++;
+	while (argv[i] && strcmp(argv[i], "--tls-ca"))
+		i++;
+	if (i + 6 > n)
+		return;
+	argv[i] = (char *)"--fabric-plaintext";
+	memmove(&argv[i + 1], &argv[i + 6], (n - i - 6 + 1) * sizeof(*argv));
 }

@@ -9,6 +9,7 @@
 #ifndef DISAGG_CLI_UPAUTH_H
 #define DISAGG_CLI_UPAUTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct upauth {
@@ -23,5 +24,11 @@ void upauth_clear(struct upauth *a);
 int upauth_make_keys(struct upauth *a, const char *key, const char *gkey, const char *gpub);
 /* DIR/node-ID.cred for node id (replacing an old one): its path, or NULL. */
 char *upauth_node_cred(const struct upauth *a, const char *dir, int64_t id);
+/*
+ * `up --fabric-plaintext`: a daemon's "--tls-ca X --tls-cert Y --tls-key Z"
+ * becomes "--fabric-plaintext" in argv (in place; its NULL end moves up).
+ * Nothing happens without plaintext.
+ */
+void upauth_fabric_args(bool plaintext, char **argv);
 
 #endif /* DISAGG_CLI_UPAUTH_H */

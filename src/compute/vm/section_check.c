@@ -120,10 +120,10 @@ int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_
 
 void vm_check_close(struct vm *vm, bool wait)
 {
-	if (!wait && pthread_mutex_trylock(&vm->check_lock))
-		return;
 	if (wait)
 		pthread_mutex_lock(&vm->check_lock);
+	else if (pthread_mutex_trylock(&vm->check_lock))
+		return;
 	for (unsigned i = 0; i < VM_CHECK_CONNS; i++) {
 		mnc_close(vm->checks[i].c);
 		vm->checks[i].c = NULL;

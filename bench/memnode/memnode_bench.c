@@ -111,6 +111,7 @@ struct worker {
 	uint64_t sent_at[QD_MAX];
 	struct slotref ref[QD_MAX];
 	uint32_t next_page;
+	unsigned pause_us;           /* qd 1: pause between requests (a fault's think time) */
 	bool stop;
 };
 
@@ -201,6 +202,8 @@ static void *mn_worker(void *arg)
 				w->err = r;
 			else
 				record(w, now_ns() - t0);
+			if (w->pause_us)
+				usleep(w->pause_us);
 		}
 	} else {
 		for (unsigned s = 0; s < w->qd && !w->err; s++)
@@ -449,6 +452,77 @@ static int run_case(struct bench *b, bool write, unsigned pages, unsigned conns,
 			   (size_t)pages * PROTO_PAGE_SIZE);
 	}
 	for (unsigned i = 0; i < conns; i++) {
+		free(w[i].lat);
+		free(w[i].buf);
+	}
+	free(w);
+	return err;
+}
+
+/*
+ * A fault's window beside bulk traffic: one connection READs `pages` at
+ * queue depth 1 with MIXED_PAUSE_US between requests (a sequential fault's
+ * window, then the guest's own work), while `writers` other connections
+ * stream WRITEs of as many pages at queue depth 8 (the write-back and a
+ * memory migration's COPY). writers = 0 is its baseline: the same reads
+ * alone. The row is the reader's; ret_max_us gets its slowest READ, which
+ * is what a guest waits for in its longest fault.
+ */
+#define MIXED_PAUSE_US 20000u
+#define MIXED_WRITE_QD 8u
+
+static int run_mixed(struct bench *b, unsigned pages, unsigned writers, double seconds,
+		     double *ret_max_us, double *ret_p99_us)
+{
+	unsigned n = 1 + writers;
+	struct worker *w = calloc(n, sizeof(*w));
+	struct row row = { .kind = "mixed-read", .pages = pages, .conns = 1, .qd = 1 };
+	double saved = b->seconds;
+	uint64_t mx = 0;
+	int err = 0;
+
+	if (!w)
+		return -ENOMEM;
+	b->seconds = seconds;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned qd = i ? MIXED_WRITE_QD : 1;
+
+		w[i] = (struct worker){ .b = b, .write = i > 0, .pages = pages, .qd = qd, .idx = i,
+					.pause_us = i ? 0 : MIXED_PAUSE_US };
+		w[i].lat = malloc(LAT_CAP * sizeof(uint64_t));
+		w[i].buf = aligned_alloc(4096, (size_t)qd * pages * PROTO_PAGE_SIZE);
+		if (!w[i].lat || !w[i].buf) {
+			err = -ENOMEM;
+			n = i + 1;
+			goto out;
+		}
+		memset(w[i].buf, 0x5a, (size_t)qd * pages * PROTO_PAGE_SIZE);
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (pthread_create(&w[i].thread, NULL, mn_worker, &w[i]) != 0)
+			w[i].err = -EAGAIN;
+	for (unsigned i = 0; i < n; i++) {
+		if (w[i].err != -EAGAIN)
+			pthread_join(w[i].thread, NULL);
+		if (w[i].err < 0 && !err)
+			err = w[i].err;
+	}
+	if (!err && !w[0].nlat)
+		err = -EIO;
+	if (!err) {
+		for (size_t k = 0; k < w[0].nlat; k++)
+			mx = MAX(mx, w[0].lat[k]);
+		snprintf(row.name, sizeof(row.name), "read %uK paused%s", pages * 4,
+			 writers ? " +stream" : "");
+		finish_row(b, &row, &w[0].lat, &w[0].nlat, 1, w[0].ops,
+			   (double)(w[0].t_end - w[0].t_start) / 1e9, (size_t)pages * PROTO_PAGE_SIZE);
+		*ret_max_us = (double)mx / 1000.0;
+		*ret_p99_us = row.p99_us;
+		printf("%-26s %zu reads, slowest %.1f us\n", "", w[0].nlat, *ret_max_us);
+	}
+out:
+	b->seconds = saved;
+	for (unsigned i = 0; i < n; i++) {
 		free(w[i].lat);
 		free(w[i].buf);
 	}
@@ -764,6 +838,17 @@ int main(int argc, char **argv)
 					}
 				}
 
+	/* A 1 MiB window alone, then beside a write stream (quick: shorter). */
+	double alone_max = 0, alone_p99 = 0, stream_max = 0, stream_p99 = 0;
+
+	if ((r = run_mixed(&b, PROTO_MAX_PAGES, 0, b.seconds < 1 ? 1.0 : 4.0, &alone_max,
+			   &alone_p99)) < 0 ||
+	    (r = run_mixed(&b, PROTO_MAX_PAGES, 1, b.seconds < 1 ? 1.0 : 4.0, &stream_max,
+			   &stream_p99)) < 0) {
+		fprintf(stderr, "disagg-memnode-bench: read beside a stream: %s\n", strerror(-r));
+		goto out;
+	}
+
 	/*
 	 * The same cases over TLS 1.3, in the same run: a second memory node
 	 * with a certificate of a CA made here, and our client certificate.
@@ -847,7 +932,7 @@ int main(int argc, char **argv)
 		json_t *j;
 
 		uname(&u);
-		j = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o, s:{s:s, s:s, s:I}}",
+		j = json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:o, s:o, s:o, s:{s:s, s:s, s:I}}",
 			      "bench", "memnode", "placement", place_names[pl],
 			      "seconds_per_case", b.seconds,
 			      "baseline_rtt_4k_us", bl4->median_us,
@@ -863,6 +948,11 @@ int main(int argc, char **argv)
 					       "read_64k_qd32_fraction", tls_tput,
 					       "write_4k_qd1_median_us",
 					       find_row(&b, "tls-write", 1, 1, 1)->median_us),
+			      "read_1m_paused", json_pack("{s:f, s:f, s:f, s:f}",
+							  "alone_p99_us", alone_p99,
+							  "alone_max_us", alone_max,
+							  "beside_stream_p99_us", stream_p99,
+							  "beside_stream_max_us", stream_max),
 			      "rows", rows_json(&b), "machine", "kernel", u.release, "arch",
 			      u.machine, "cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN));
 		if (!j || json_dump_file(j, json_path, JSON_INDENT(2)) < 0) {

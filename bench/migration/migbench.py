@@ -672,9 +672,13 @@ def ours_memmig(c, name, frm, to):
             "copy_ms": [x.get("copy_ms") for x in j["sections"]]}
 
 
-def fault_buckets(addr, vm, name="disagg_pager_fault_seconds"):
-    """The cumulative buckets {le_seconds: count} of one VM's pager
-    histogram, from its agent's /metrics (empty if it cannot be read)."""
+PHASES = ("fault", "fetch", "space_wait", "evict", "writeback", "memmig_pause")
+
+
+def fault_buckets(addr, vm, names=PHASES):
+    """The cumulative buckets {phase: {le_seconds: count}} of one VM's
+    pager histograms disagg_pager_<phase>_seconds, from its agent's
+    /metrics (empty if it cannot be read)."""
     try:
         req = urllib.request.Request(f"http://{addr}/metrics",
                                      headers={"Authorization": "Bearer " + TOKENS[addr]})
@@ -682,20 +686,25 @@ def fault_buckets(addr, vm, name="disagg_pager_fault_seconds"):
             text = f.read().decode()
     except OSError:
         return {}
-    out = {}
+    out = {n: {} for n in names}
     for line in text.splitlines():
-        if line.startswith(name + "_bucket") and f'vm="{vm}"' in line:
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+        if f'vm="{vm}"' not in line or "_bucket" not in line:
+            continue
+        for n in names:
+            if line.startswith(f"disagg_pager_{n}_seconds_bucket"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                out[n][float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
     return out
 
 
-def slow_faults(before, after, over_s=0.016):
-    """From two bucket snapshots: the faults slower than over_s in between,
-    and the upper bound (ms) of the slowest bucket that gained any."""
+def slow_phase(before, after, over_s=0.016):
+    """From two bucket snapshots of one histogram: how many were observed
+    in between, how many slower than over_s, and the upper bound (ms) of
+    the slowest bucket that gained any."""
     les = sorted(after)
-    n_over = (after.get(float("inf"), 0) - before.get(float("inf"), 0)) - next(
-        ((after[le] - before.get(le, 0)) for le in les if le >= over_s), 0)
+    inf = float("inf")
+    total = after.get(inf, 0) - before.get(inf, 0)
+    n_over = total - next(((after[le] - before.get(le, 0)) for le in les if le >= over_s), 0)
     worst = None
     prev = 0
     for le in les:
@@ -703,8 +712,20 @@ def slow_faults(before, after, over_s=0.016):
         if d > prev:
             worst = le
         prev = d
-    return {"faults_over_16ms": int(n_over),
-            "slowest_fault_le_ms": None if worst is None else round(worst * 1e3, 3)}
+    return {"n": int(total), "over_16ms": int(n_over),
+            "slowest_le_ms": None if worst is None else round(worst * 1e3, 3)}
+
+
+def slow_faults(before, after):
+    """Per phase of the fault path (PHASES) over a window: slow_phase();
+    the fault's own row also as faults_over_16ms / slowest_fault_le_ms.
+    A fault's time is its fetch plus its wait for cache space (the
+    evictor's batches, each a write-back) plus its locks; a fault parked
+    by a commit's fence shows in memmig_pause, not in fault."""
+    ph = {n: slow_phase(before.get(n, {}), after.get(n, {})) for n in after}
+    f = ph.get("fault", {})
+    return {"faults_over_16ms": f.get("over_16ms", 0),
+            "slowest_fault_le_ms": f.get("slowest_le_ms"), "phases": ph}
 
 
 def memmig_under_budget(args, c, mem_mb):
@@ -934,6 +955,9 @@ def main():
     ap.add_argument("--clear-pages", action="store_true",
                     help="slots with \"encrypt\": false (pages in clear on the memory nodes; "
                          "the default seals them, as deployed): what sealing costs, as an A/B")
+    ap.add_argument("--only-memmig", action="store_true",
+                    help="diagnosis: run memmig_25 alone (no compute migration, pre-copy or "
+                         "floor); the headlines of the others are then missing")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run directory (daemon logs, QEMU consoles) for debugging")
     args = ap.parse_args()
@@ -956,17 +980,17 @@ def main():
         pool = f"{max(sizes) * 2 // 1024 + 1}G"
         c = Cluster(tmp / "cluster", pool, plaintext=args.fabric == "plaintext")
         try:
-            for mb in sizes:
+            for mb in sizes if not args.only_memmig else []:
                 res["ours"][str(mb)] = run_ours(args, c, mb)
             res["memmig_25"] = memmig_under_budget(args, c, min(sizes))
         finally:
             c.down()
-        if not args.skip_precopy:
+        if not args.skip_precopy and not args.only_memmig:
             for mb in sizes:
                 d = tmp / f"precopy-{mb}"
                 d.mkdir()
                 res["precopy"][str(mb)] = run_precopy(args, d, mb)
-        for mb in sizes:
+        for mb in sizes if not args.only_memmig else []:
             d = tmp / f"floor-{mb}"
             d.mkdir()
             res["floor"][str(mb)] = run_precopy(args, d, mb, shared=True)

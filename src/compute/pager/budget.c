@@ -37,9 +37,11 @@ void pager_resident_add(struct pager *p, int64_t n)
 void pager_budget_wait_space(struct pager *p)
 {
 	struct timespec ts;
+	uint64_t t0;
 
 	if (atomic_load(&p->resident) <= hard_limit(p))
 		return;
+	t0 = now_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_nsec += 200 * 1000 * 1000;
 	if (ts.tv_nsec >= 1000000000) {
@@ -53,6 +55,7 @@ void pager_budget_wait_space(struct pager *p)
 		if (pthread_cond_timedwait(&p->space_cond, &p->lock, &ts) != 0)
 			break;
 	pthread_mutex_unlock(&p->lock);
+	hist_observe(&p->h_space, now_ns() - t0);
 }
 
 void pager_budget_kick(void *arg)

@@ -128,6 +128,7 @@ struct pager {
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;
 	struct hist h_strict;          /* strict faults that asked the directory */
 	struct hist h_recall;          /* strict recalls served, the hold window included */
+	struct hist h_space;           /* a fault's wait for cache space (budget.c) */
 };
 
 #endif /* DISAGG_PAGER_CORE_H */

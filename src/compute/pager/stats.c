@@ -87,6 +87,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	hist_merge(&ret->memmig_pause, &p->h_memmig_pause);
 	hist_merge(&ret->strict, &p->h_strict);
 	hist_merge(&ret->recall, &p->h_recall);
+	hist_merge(&ret->space_wait, &p->h_space);
 }
 
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
@@ -171,6 +172,8 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 	metrics_hist(sb, "disagg_pager_evict_seconds", "eviction batch time", labels, &s.evict);
 	metrics_hist(sb, "disagg_pager_writeback_seconds", "write-back batch until acknowledged",
 		     labels, &s.writeback);
+	metrics_hist(sb, "disagg_pager_space_wait_seconds",
+		     "a fault's wait for cache space (only faults that waited)", labels, &s.space_wait);
 	metrics_gauge(sb, "disagg_pager_memmig_active", "section migrations in progress", labels,
 		      (double)s.memmig_active);
 	metrics_hist(sb, "disagg_pager_memmig_pause_seconds",

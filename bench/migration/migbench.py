@@ -672,7 +672,7 @@ def ours_memmig(c, name, frm, to):
             "copy_ms": [x.get("copy_ms") for x in j["sections"]]}
 
 
-PHASES = ("fault", "fetch", "space_wait", "evict", "writeback", "memmig_pause")
+PHASES = ("fault", "fetch", "space_wait", "busy_wait", "evict", "writeback", "memmig_pause")
 
 
 def fault_buckets(addr, vm, names=PHASES):

@@ -129,6 +129,8 @@ struct pager {
 	struct hist h_strict;          /* strict faults that asked the directory */
 	struct hist h_recall;          /* strict recalls served, the hold window included */
 	struct hist h_space;           /* a fault's wait for cache space (budget.c) */
+	struct hist h_busy;            /* a write's wait for a write-back in flight (writeback.c) */
+	_Atomic uint64_t busy_wait_ns; /* when the first write waiting for one began (0: none) */
 };
 
 #endif /* DISAGG_PAGER_CORE_H */

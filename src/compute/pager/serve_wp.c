@@ -9,6 +9,7 @@
 #include "serve_wp.h"
 
 #include "cache.h"
+#include "net.h"
 #include "relfault.h"
 #include "uffd_compat.h"
 
@@ -98,7 +99,10 @@ void pager_serve_wp(struct pager_fault_ctx *t, struct pager_region *r, uint64_t 
 		s = st_get(r, pg);
 		if (s & ST_BUSY) {
 			/* Being evicted or flushed: its owner wakes the writer afterwards. */
+			uint64_t none = 0;
+
 			pthread_mutex_unlock(&p->lock);
+			(void)atomic_compare_exchange_strong(&p->busy_wait_ns, &none, now_ns());
 			return;
 		}
 		if (!(s & ST_PRESENT)) {

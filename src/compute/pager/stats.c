@@ -88,6 +88,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	hist_merge(&ret->strict, &p->h_strict);
 	hist_merge(&ret->recall, &p->h_recall);
 	hist_merge(&ret->space_wait, &p->h_space);
+	hist_merge(&ret->busy_wait, &p->h_busy);
 }
 
 void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels)
@@ -174,6 +175,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		     labels, &s.writeback);
 	metrics_hist(sb, "disagg_pager_space_wait_seconds",
 		     "a fault's wait for cache space (only faults that waited)", labels, &s.space_wait);
+	metrics_hist(sb, "disagg_pager_busy_wait_seconds",
+		     "a guest write that waited for a write-back batch in flight", labels,
+		     &s.busy_wait);
 	metrics_gauge(sb, "disagg_pager_memmig_active", "section migrations in progress", labels,
 		      (double)s.memmig_active);
 	metrics_hist(sb, "disagg_pager_memmig_pause_seconds",

@@ -277,6 +277,7 @@ struct pager_stats {
 	struct hist fault, fetch, evict, writeback;
 	struct hist memmig_pause;     /* fence time of a migration's commit */
 	struct hist space_wait;       /* faults that waited for cache space: the wait */
+	struct hist busy_wait;        /* writes that waited for a write-back in flight */
 	struct hist strict;           /* strict faults that asked the directory, until installed */
 	struct hist recall;           /* strict recalls served here, the hold window included */
 };

@@ -103,6 +103,19 @@ static void run_wake(struct pager_region *r, uint64_t pg, uint64_t n, void *arg)
 	(void)pager_uffd_wake(r, pg, n);
 }
 
+/*
+ * A batch woke its writers: the wait of the first write that found a page
+ * BUSY since the last batch (serve_wp.c), until now. An approximation
+ * (that write may have waited for another batch), good for its tail.
+ */
+static void busy_waited(struct pager *p)
+{
+	uint64_t t0 = atomic_exchange(&p->busy_wait_ns, 0);
+
+	if (t0)
+		hist_observe(&p->h_busy, now_ns() - t0);
+}
+
 int pager_wb_read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d)
 {
 	size_t len = (size_t)n * PS, done = 0;
@@ -221,6 +234,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		}
 		pthread_mutex_unlock(&p->lock);
 		for_runs(v, nv, sel_all, run_wake, NULL);
+		busy_waited(p);
 		if (dropped)
 			pager_resident_add(p, -dropped);
 		return err;
@@ -259,6 +273,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 	pthread_mutex_unlock(&p->lock);
 	/* 5. Writers that faulted meanwhile retry now. */
 	for_runs(v, nv, sel_all, run_wake, NULL);
+	busy_waited(p);
 	if (dropped)
 		pager_resident_add(p, -dropped);
 	CTR_ADD(p, pages_written_back, nwb);

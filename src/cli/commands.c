@@ -368,10 +368,12 @@ int cmd_node_undrain(struct cli_args *a)
 
 int cmd_section_ls(struct cli_args *a)
 {
-	static const char *const head[] = { "MEMNODE", "SECTION", "GEN", "SLOT", "INDEX" };
+	static const char *const head[] = { "MEMNODE", "SECTION", "GEN", "OWNER", "INDEX" };
 	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *path = NULL, *sq = NULL, *rq = NULL;
 	const char *node = cli_opt(a, "node"), *slot = cli_opt(a, "slot");
+	const char *region = cli_opt(a, "region");
+	char nodeq[48] = "";
 	uint64_t id = 0;
 	struct table t;
 	json_t *s;
@@ -380,34 +382,36 @@ int cmd_section_ls(struct cli_args *a)
 
 	if (node && (ret = cli_parse_u64(a, "--node", node, INT64_MAX, &id)))
 		return ret;
-	if (slot) {
-		_cleanup_free_ char *q = cli_path_with("", slot, NULL);
-		char nodeq[48] = "";
-
-		if (node)
-			snprintf(nodeq, sizeof(nodeq), "node=%" PRIu64 "&", id);
-		if (!q || asprintf(&path, "/v1/sections?%sslot=%s", nodeq, q) < 0)
-			return CLI_EXIT_ERROR;
-	} else if (node) {
-		if (asprintf(&path, "/v1/sections?node=%" PRIu64, id) < 0)
-			return CLI_EXIT_ERROR;
-	} else if (!(path = strdup("/v1/sections"))) {
-		return CLI_EXIT_ERROR;
+	if (slot && region) {
+		fprintf(stderr, "disagg: --slot and --region each name an owner: give one of them\n");
+		return CLI_EXIT_USAGE;
 	}
+	if (node)
+		snprintf(nodeq, sizeof(nodeq), "node=%" PRIu64, id);
+	if ((slot && !(sq = cli_path_with("", slot, NULL))) ||
+	    (region && !(rq = cli_path_with("", region, NULL))))
+		return CLI_EXIT_ERROR;
+	if (asprintf(&path, "/v1/sections%s%s%s%s%s%s", node || slot || region ? "?" : "", nodeq,
+		     node && (slot || region) ? "&" : "", slot ? "slot=" : region ? "region=" : "",
+		     sq ? sq : "", rq ? rq : "") < 0)
+		return CLI_EXIT_ERROR;
 	ret = cli_query(a, "GET", path, NULL, NULL, &r);
 	if (ret != CLI_MORE)
 		return ret;
 	table_init(&t, ARRAY_SIZE(head), head);
 	t.right[0] = t.right[1] = t.right[2] = t.right[4] = true;
 	json_array_foreach(json_object_get(r.json, "sections"), i, s) {
-		char mn[32], sec[32], gen[32], sl[128], idx[32];
+		char mn[32], sec[32], gen[32], owner[160], idx[32];
 
 		jtext(s, "memnode", mn, sizeof(mn));
 		jtext(s, "section", sec, sizeof(sec));
 		jtext(s, "generation", gen, sizeof(gen));
-		jtext(s, "slot", sl, sizeof(sl));
+		if (jstr(s, "region"))
+			snprintf(owner, sizeof(owner), "region:%s", jstr(s, "region"));
+		else
+			jtext(s, "slot", owner, sizeof(owner));
 		jtext(s, "index", idx, sizeof(idx));
-		table_rowf(&t, "%s\t%s\t%s\t%s\t%s", mn, sec, gen, sl, idx);
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s", mn, sec, gen, owner, idx);
 	}
 	if (t.nrows == 0)
 		fprintf(stderr, "no sections\n");

@@ -155,6 +155,8 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 		metrics_gauge(&sb, "disagg_orch_sections_allocated",
 			      "Remote sections allocated on memory nodes for slots", "",
 			      (double)nsec);
+	if (o->regions)
+		o->regions->metrics(o, &sb);
 	apiauth_metrics(&sb, "orchestrator");
 	out = strbuf_steal(&sb);
 	strbuf_free(&sb);
@@ -183,43 +185,53 @@ static int query_int(const struct http_req *req, const char *key, int64_t def, i
 	return 0;
 }
 
+/* GET /v1/sections?node=ID&slot=NAME&region=NAME: slots' and regions' remote sections. */
 static void h_sections(struct orch *o, const struct http_req *req, struct http_resp *resp)
 {
 	_cleanup_free_ struct section_rec *secs = NULL;
-	const char *slot = http_req_query(req, "slot");
+	const char *slot = http_req_query(req, "slot"), *region = http_req_query(req, "region");
 	int64_t node, slot_id = 0;
 	struct slot_rec s;
 	size_t n = 0;
 	json_t *arr;
-	int r;
+	int r = 0;
 
 	if (query_int(req, "node", 0, &node) < 0) {
 		http_resp_error(resp, 400, "bad_request", "node must be a node id");
 		return;
 	}
-	if (slot) {
-		r = o->store->ops->slot_get(o->store, slot, &s);
-		if (r == -ENOENT) {
-			http_resp_json(resp, 200, json_pack("{s:[]}", "sections"));
-			return;
-		}
-		slot_id = s.id;
+	if (slot && region) {
+		http_resp_error(resp, 400, "bad_request",
+				"slot and region each name an owner: give one of them");
+		return;
 	}
 	arr = json_array();
-	r = o->store->ops->section_list(o->store, slot_id, (uint64_t)node, &secs, &n);
+	if (slot) {
+		r = o->store->ops->slot_get(o->store, slot, &s);
+		slot_id = s.id;
+	}
+	if (!region && r != -ENOENT) {
+		/* Slots' sections: slot_id 0 lists every slot's. */
+		r = o->store->ops->section_list(o->store, slot_id, (uint64_t)node, &secs, &n);
+		for (size_t i = 0; r >= 0 && i < n; i++) {
+			if (!secs[i].remote)
+				continue;
+			json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:s, s:I}", "memnode",
+							     (json_int_t)secs[i].memnode, "section",
+							     (json_int_t)secs[i].section, "generation",
+							     (json_int_t)secs[i].generation, "slot",
+							     secs[i].slot, "index",
+							     (json_int_t)secs[i].idx));
+		}
+	}
+	if (r == -ENOENT)
+		r = 0;        /* no such slot: none of its sections */
+	if (r >= 0 && !slot && o->regions)
+		r = o->regions->sections(o, region, (uint64_t)node, arr);
 	if (r < 0) {
 		json_decref(arr);
 		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
 		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (!secs[i].remote)
-			continue;
-		json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:s, s:I}", "memnode",
-						     (json_int_t)secs[i].memnode, "section",
-						     (json_int_t)secs[i].section, "generation",
-						     (json_int_t)secs[i].generation, "slot",
-						     secs[i].slot, "index", (json_int_t)secs[i].idx));
 	}
 	http_resp_json(resp, 200, json_pack("{s:o}", "sections", arr));
 }

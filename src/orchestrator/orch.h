@@ -141,6 +141,14 @@ struct orch_regions {
 	 * holders ("dir_drops", or NULL): events for the ones not seen yet.
 	 */
 	void (*dir_drops)(struct orch *o, const struct node_rec *mn, json_t *drops);
+	/*
+	 * GET /v1/sections: the sections of region `name` (NULL: of every
+	 * region) on memory node `memnode` (0: any), appended to arr as
+	 * {memnode, section, generation, region, index}. 0 or -errno.
+	 */
+	int (*sections)(struct orch *o, const char *name, uint64_t memnode, json_t *arr);
+	/* GET /metrics: regions by state and the sections they hold. */
+	void (*metrics)(struct orch *o, struct strbuf *sb);
 };
 
 struct orch {

@@ -7,6 +7,7 @@
  */
 #include "regions_api.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "regions.h"
@@ -92,6 +93,61 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 	return RT_OTHER;
 }
 
+static int sections(struct orch *o, const char *name, uint64_t memnode, json_t *arr)
+{
+	_cleanup_free_ struct region_section_rec *secs = NULL;
+	_cleanup_free_ struct region_rec *regs = NULL;
+	size_t n = 0, nr = 0;
+	int r;
+
+	r = o->store->ops->region_list(o->store, &regs, &nr);
+	if (r >= 0)
+		r = o->store->ops->region_section_list(o->store, 0, memnode, &secs, &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		const struct region_rec *g = NULL;
+
+		for (size_t k = 0; k < nr && !g; k++)
+			if (regs[k].id == secs[i].region_id)
+				g = &regs[k];
+		if (!g || (name && strcmp(name, g->name) != 0))
+			continue;
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:I, s:s, s:I}", "memnode",
+						     (json_int_t)secs[i].memnode, "section",
+						     (json_int_t)secs[i].section, "generation",
+						     (json_int_t)secs[i].generation, "region", g->name,
+						     "index", (json_int_t)secs[i].idx));
+	}
+	return 0;
+}
+
+static void metrics(struct orch *o, struct strbuf *sb)
+{
+	static const char *const states[] = { "creating", "ready", "attaching", "detaching",
+					      "locking", "unlocking", "migrating", "moving",
+					      "deleting" };
+	_cleanup_free_ struct region_section_rec *secs = NULL;
+	_cleanup_free_ struct region_rec *regs = NULL;
+	size_t n = 0, nr = 0;
+	char labels[64];
+
+	if (o->store->ops->region_list(o->store, &regs, &nr) == 0)
+		for (size_t s = 0; s < ARRAY_SIZE(states); s++) {
+			uint64_t cnt = 0;
+
+			for (size_t i = 0; i < nr; i++)
+				cnt += !strcmp(regs[i].state, states[s]);
+			snprintf(labels, sizeof(labels), "state=\"%s\"", states[s]);
+			metrics_gauge(sb, "disagg_orch_regions", s == 0 ? "Shared regions by state" : NULL,
+				      labels, (double)cnt);
+		}
+	if (o->store->ops->region_section_list(o->store, 0, 0, &secs, &n) == 0)
+		metrics_gauge(sb, "disagg_orch_region_sections_allocated",
+			      "Remote sections allocated on memory nodes for shared regions", "",
+			      (double)n);
+}
+
 static const struct orch_regions hooks = {
 	.route = route,
 	.slot_deleting = regions_slot_deleting,
@@ -102,6 +158,8 @@ static const struct orch_regions hooks = {
 	.orphan = regions_orphan,
 	.upkeep = regions_upkeep,
 	.dir_drops = regions_dir_drops,
+	.sections = sections,
+	.metrics = metrics,
 };
 
 void regions_start(struct orch *o)

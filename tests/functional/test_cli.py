@@ -203,8 +203,11 @@ class Stub:
             if p[3:] == ["console"]:
                 return h.reply(200, text="Linux version 6.1\nlogin: ", ctype="text/plain")
         if p[:2] == ["v1", "sections"]:
-            return h.reply(200, {"sections": [{"memnode": 101, "section": 7, "generation": 3,
-                                               "slot": "web", "index": 2}]})
+            secs = [{"memnode": 101, "section": 7, "generation": 3, "slot": "web", "index": 2},
+                    {"memnode": 101, "section": 5, "generation": 1, "region": "r1", "index": 0}]
+            if "slot" in q:
+                secs = secs[:1]
+            return h.reply(200, {"sections": secs})
         if p[:2] == ["v1", "events"]:
             since = int(q.get("since", ["0"])[0])
             return h.reply(200, {"events": [e for e in self.events if e["seq"] > since]})
@@ -355,11 +358,19 @@ def test_slot_ls_show_and_section_ls(stub):
 
     head, rows = table(api(stub, "section", "ls", "--node", "101", "--slot", "web",
                            check_rc=0).stdout)
-    assert head == ["MEMNODE", "SECTION", "GEN", "SLOT", "INDEX"]
+    assert head == ["MEMNODE", "SECTION", "GEN", "OWNER", "INDEX"]
     assert rows == [["101", "7", "3", "web", "2"]]
     assert stub.requests[-1][1] == "/v1/sections?node=101&slot=web"
     api(stub, "section", "ls", "--slot", "a b", check_rc=0)
     assert stub.requests[-1][1] == "/v1/sections?slot=a%20b"
+    head, rows = table(api(stub, "section", "ls", "--region", "r1", check_rc=0).stdout)
+    assert stub.requests[-1][1] == "/v1/sections?region=r1"
+    assert rows == [["101", "7", "3", "web", "2"], ["101", "5", "1", "region:r1", "0"]]
+    api(stub, "section", "ls", "--node", "101", "--region", "r1", check_rc=0)
+    assert stub.requests[-1][1] == "/v1/sections?node=101&region=r1"
+    n = len(stub.requests)
+    p = api(stub, "section", "ls", "--slot", "a", "--region", "r1", check_rc=2)
+    assert "give one of them" in p.stderr and len(stub.requests) == n
     json.loads(api(stub, "--json", "section", "ls", check_rc=0).stdout)
 
     p = api(stub, "node", "show", "101", check_rc=0)

@@ -765,3 +765,34 @@ def test_node_locks_for_its_own_slots(orch, memnodes, computes, hb_factory):
     st, ans = orch.api.call("POST", "/v1/nodes/11/regions/g/frob", {"slot": "b"},
                             headers={"Authorization": "Bearer " + orch.auth.node_token(11)})
     assert st in (403, 404), ans
+
+
+def test_sections_and_metrics_list_regions(orch, memnodes, computes, hb_factory):
+    """GET /v1/sections lists a region's sections beside the slots' (filter
+    region=, never with slot=); /metrics counts regions by state and their
+    sections."""
+    start(orch, memnodes, computes, hb_factory, remote=100)
+    st, r = orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": 256 * MiB,
+                                              "mode": "strict"})
+    assert st == 201, r
+    mine = sorted((x["memnode"], x["section"], x["generation"], i)
+                  for i, x in enumerate(r["sections"]))
+    st, ans = orch.call("GET", "/v1/sections")
+    assert st == 200, ans
+    regs = [x for x in ans["sections"] if "region" in x]
+    assert sorted((x["memnode"], x["section"], x["generation"], x["index"]) for x in regs) == mine
+    assert all(x["region"] == "r1" and "slot" not in x for x in regs)
+    slots = {x["slot"] for x in ans["sections"] if "slot" in x}
+    assert slots == {"a", "b"}
+    assert orch.call("GET", "/v1/sections?region=r1")[1]["sections"] == regs
+    assert orch.call("GET", "/v1/sections?region=r1&node=101")[1]["sections"] == regs
+    assert orch.call("GET", "/v1/sections?region=r1&node=999")[1] == {"sections": []}
+    assert orch.call("GET", "/v1/sections?region=nope")[1] == {"sections": []}
+    assert all("slot" in x for x in orch.call("GET", "/v1/sections?slot=a")[1]["sections"])
+    st, ans = orch.call("GET", "/v1/sections?slot=a&region=r1")
+    assert st == 400 and err(ans) == "bad_request", ans
+    st, text = orch.call("GET", "/metrics")
+    assert st == 200
+    assert 'disagg_orch_regions{state="ready"} 1' in text, text
+    assert 'disagg_orch_regions{state="deleting"} 0' in text
+    assert f"disagg_orch_region_sections_allocated {len(mine)}" in text

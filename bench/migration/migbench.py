@@ -929,9 +929,11 @@ def main():
     ap.add_argument("--settle-s", type=float, default=0.0,
                     help="seconds between two moves of ours in a row (diagnosis: how much "
                          "of a move's gap is the previous move's aftermath)")
-    ap.add_argument("--memmig-control-s", type=float, default=2.0,
+    ap.add_argument("--memmig-control-s", type=float, default=6.0,
                     help="heartbeats watched with no migration, as the control of memmig_25, "
-                         "and the window watched from the start of each of its moves")
+                         "and the window watched from the start of each of its moves (at "
+                         "least as long as a move, here 2-7 s: a longest gap over a longer "
+                         "window is longer by itself)")
     ap.add_argument("--memmig-moves", type=int, default=3,
                     help="memory migrations of the memmig_25 slot, there and back (the "
                          "headline is the median of their longest guest gaps)")

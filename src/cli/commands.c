@@ -199,6 +199,15 @@ int cmd_node_ls(struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
+/* Who holds a section of GET /v1/sections or a memory node: its slot, or "region:NAME". */
+static void section_owner(const json_t *x, char *buf, size_t len)
+{
+	if (jstr(x, "region"))
+		snprintf(buf, len, "region:%s", jstr(x, "region"));
+	else
+		jtext(x, "slot", buf, len);
+}
+
 static int node_id_arg(const struct cli_args *a, uint64_t *ret)
 {
 	return cli_parse_u64(a, "the node ID", a->args[0], INT64_MAX, ret);
@@ -295,7 +304,7 @@ int cmd_node_show(struct cli_args *a)
 
 	secs = json_object_get(r.json, "sections");
 	if (json_is_array(secs)) {
-		static const char *const head[] = { "SECTION", "GEN", "SLOT", "INDEX" };
+		static const char *const head[] = { "SECTION", "GEN", "OWNER", "INDEX" };
 		struct table t;
 		json_t *x;
 		size_t i;
@@ -305,13 +314,13 @@ int cmd_node_show(struct cli_args *a)
 		table_init(&t, ARRAY_SIZE(head), head);
 		t.right[0] = t.right[1] = t.right[3] = true;
 		json_array_foreach(secs, i, x) {
-			char sec[32], gen[32], slot[128], idx[32];
+			char sec[32], gen[32], owner[160], idx[32];
 
 			jtext(x, "section", sec, sizeof(sec));
 			jtext(x, "generation", gen, sizeof(gen));
-			jtext(x, "slot", slot, sizeof(slot));
+			section_owner(x, owner, sizeof(owner));
 			jtext(x, "index", idx, sizeof(idx));
-			table_rowf(&t, "%s\t%s\t%s\t%s", sec, gen, slot, idx);
+			table_rowf(&t, "%s\t%s\t%s\t%s", sec, gen, owner, idx);
 		}
 		if (t.nrows)
 			table_print(&t);
@@ -406,10 +415,7 @@ int cmd_section_ls(struct cli_args *a)
 		jtext(s, "memnode", mn, sizeof(mn));
 		jtext(s, "section", sec, sizeof(sec));
 		jtext(s, "generation", gen, sizeof(gen));
-		if (jstr(s, "region"))
-			snprintf(owner, sizeof(owner), "region:%s", jstr(s, "region"));
-		else
-			jtext(s, "slot", owner, sizeof(owner));
+		section_owner(s, owner, sizeof(owner));
 		jtext(s, "index", idx, sizeof(idx));
 		table_rowf(&t, "%s\t%s\t%s\t%s\t%s", mn, sec, gen, owner, idx);
 	}

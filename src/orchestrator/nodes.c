@@ -380,6 +380,8 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 						       (json_int_t)secs[i].section, "generation",
 						       (json_int_t)secs[i].generation, "slot",
 						       secs[i].slot, "index", (json_int_t)secs[i].idx));
+		if (o->regions)
+			(void)o->regions->sections(o, NULL, id, arr);   /* theirs: "region" */
 		json_object_set_new(j, "sections", arr);
 	} else {
 		_cleanup_free_ struct slot_rec *slots = NULL;

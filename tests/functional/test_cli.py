@@ -165,7 +165,9 @@ class Stub:
                 return h.reply(200, self.nodes[nid])
             n = dict(self.nodes[nid])
             if n["kind"] == "memnode":
-                n["sections"] = [{"section": 7, "generation": 3, "slot": "web", "index": 2}]
+                n["sections"] = [{"section": 7, "generation": 3, "slot": "web", "index": 2},
+                                 {"memnode": 101, "section": 5, "generation": 1,
+                                  "region": "r1", "index": 0}]
             else:
                 n["slots"] = ["web"]
             return h.reply(200, n)
@@ -376,8 +378,9 @@ def test_slot_ls_show_and_section_ls(stub):
     p = api(stub, "node", "show", "101", check_rc=0)
     assert re.search(r"^memory:\s+768M free of 1G$", p.stdout, re.M), p.stdout
     assert re.search(r"^labels:\s+rack=r1$", p.stdout, re.M)
-    assert "sections in use (1):" in p.stdout
+    assert "sections in use (2):" in p.stdout
     assert re.search(r"^\s*7\s+3\s+web\s+2$", p.stdout, re.M), p.stdout
+    assert re.search(r"^\s*5\s+1\s+region:r1\s+0$", p.stdout, re.M), p.stdout
     p = api(stub, "node", "show", "1", check_rc=0)
     assert re.search(r"^slots:\s+web$", p.stdout, re.M), p.stdout
 

@@ -791,6 +791,11 @@ def test_sections_and_metrics_list_regions(orch, memnodes, computes, hb_factory)
     assert all("slot" in x for x in orch.call("GET", "/v1/sections?slot=a")[1]["sections"])
     st, ans = orch.call("GET", "/v1/sections?slot=a&region=r1")
     assert st == 400 and err(ans) == "bad_request", ans
+    # The memory node's own view lists them too.
+    node = orch.call("GET", "/v1/nodes/101")[1]
+    assert sorted((x["section"], x["generation"], x["index"]) for x in node["sections"]
+                  if x.get("region") == "r1") == sorted(m[1:] for m in mine)
+    assert {x["slot"] for x in node["sections"] if "slot" in x} == {"a", "b"}
     st, text = orch.call("GET", "/metrics")
     assert st == 200
     assert 'disagg_orch_regions{state="ready"} 1' in text, text

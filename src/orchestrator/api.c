@@ -205,12 +205,17 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 				"slot and region each name an owner: give one of them");
 		return;
 	}
-	arr = json_array();
 	if (slot) {
 		r = o->store->ops->slot_get(o->store, slot, &s);
-		slot_id = s.id;
+		if (r == -ENOENT) {
+			/* No such slot: none of its sections. */
+			http_resp_json(resp, 200, json_pack("{s:[]}", "sections"));
+			return;
+		}
+		slot_id = r < 0 ? 0 : s.id;
 	}
-	if (!region && r != -ENOENT) {
+	arr = json_array();
+	if (!region && r >= 0) {
 		/* Slots' sections: slot_id 0 lists every slot's. */
 		r = o->store->ops->section_list(o->store, slot_id, (uint64_t)node, &secs, &n);
 		for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -224,8 +229,6 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 							     (json_int_t)secs[i].idx));
 		}
 	}
-	if (r == -ENOENT)
-		r = 0;        /* no such slot: none of its sections */
 	if (r >= 0 && !slot && o->regions)
 		r = o->regions->sections(o, region, (uint64_t)node, arr);
 	if (r < 0) {

@@ -69,11 +69,11 @@ def table(stdout):
 NODES = [
     {"node_id": 1, "kind": "compute", "name": "cpu-1", "state": "up", "addr": None,
      "http": "127.0.0.1:7200", "vcpus": 8, "slots": 1, "labels": {},
-     "last_heartbeat": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+     "last_heartbeat": "now"},
     {"node_id": 101, "kind": "memnode", "name": "mem-a", "state": "up",
      "addr": "127.0.0.1:7100", "http": "127.0.0.1:7101", "labels": {"rack": "r1"},
      "section_size": 128 * MiB, "sections_total": 8, "sections_free": 6, "slots": 1,
-     "last_heartbeat": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+     "last_heartbeat": "now"},
     {"node_id": 102, "kind": "memnode", "name": "mem-b", "state": "drained",
      "addr": "127.0.0.1:7110", "http": "127.0.0.1:7111", "labels": {},
      "section_size": 128 * MiB, "sections_total": 12, "sections_free": 12, "slots": 0,
@@ -102,7 +102,11 @@ class Stub:
         self.events = [{"seq": 1, "time": "2026-01-01T00:00:00Z", "kind": "node_up",
                         "node": 101, "slot": None, "message": "mem-a registered"}]
         self.reset_ids = set()      # request ids whose first attempt was dropped
-        self.nodes = {n["node_id"]: dict(n) for n in NODES}
+        # "now" is when the stub starts, not when the module was imported (a
+        # long session before this test made the heartbeats minutes old).
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.nodes = {n["node_id"]: dict(n, last_heartbeat=now if n["last_heartbeat"] == "now"
+                                         else n["last_heartbeat"]) for n in NODES}
         self.registered = {}        # node_id -> registration (fake daemons)
         stub = self
 

@@ -202,6 +202,9 @@ static void test_sync(void)
 			   strstr(sb.buf, "mode=\"sync_wp\"") &&
 			   strstr(sb.buf, "disagg_pager_fault_seconds_bucket"),
 		   "metrics render");
+		ok(sb.buf && strstr(sb.buf, "disagg_pager_space_wait_seconds_bucket{vm=\"t\"") &&
+			   strstr(sb.buf, "disagg_pager_busy_wait_seconds_count{vm=\"t\"}"),
+		   "metrics: the space and busy wait histograms");
 		strbuf_free(&sb);
 	}
 	pager_stats(m.p, &st);

@@ -85,6 +85,7 @@ enum proto_op {
 	PROTO_OP_DIR_RECALL_ACK = 19, /* the holder's answer to a DIR_RECALL */
 	PROTO_OP_DIR_DETACH    = 20,  /* the holder leaves the section's directory */
 	PROTO_OP_WRITE_DIFF    = 21,  /* byte runs of pages (release regions' diffs) */
+	PROTO_OP_DIR_RECLAIM   = 22,  /* after a restart: a page the holder owned and changed */
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -118,6 +119,7 @@ enum proto_status {
 	PROTO_ST_DENIED   = 16, /* the orchestrator's capability is needed (proto_auth_orch_req) */
 	PROTO_ST_DIR_DETACHED = 17, /* not attached to the section's directory (never, or dropped) */
 	PROTO_ST_DIR_FULL = 18, /* the section's directory has PROTO_DIR_MAX_HOLDERS holders */
+	PROTO_ST_DIR_GRACE = 19, /* the directory waits for its holders' reclaims: ask again */
 	PROTO_ST_MAX,
 };
 
@@ -131,9 +133,10 @@ enum proto_features {
 	PROTO_FEAT_DIR_TAKE = 1u << 5, /* DIR_READ with PROTO_DIR_REQ_TAKE (migratory pages) */
 	PROTO_FEAT_DIR_TAG = 1u << 6, /* directory holders (node, tag): several per node */
 	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
+	PROTO_FEAT_DIR_RECLAIM = 1u << 8, /* DIR_RECLAIM and DIR_GRACE (a restarted directory) */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
-			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF,
+			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM,
 };
 
 /* Grant rights. */
@@ -457,6 +460,13 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  *   struct proto_dir_recall. The holder answers with a DIR_RECALL_ACK
  *   request: struct proto_dir_ack, then the page if PROTO_DIR_DIRTY.
  *   Reply to the ack: empty.
+ * DIR_RECLAIM request (PROTO_FEAT_DIR_RECLAIM): struct proto_dir_req
+ *   (read and write rights, the section's epoch), then the page; or with
+ *   PROTO_DIR_REQ_DONE (read rights) and no page: this holder has reclaimed
+ *   everything of the section. Only in a restarted node's grace period, from
+ *   a holder attached before the restart and attached again since: the page
+ *   is stored as the holder's last write. Otherwise DIR_DETACHED. Meanwhile
+ *   DIR_READ and DIR_WRITE of the section answer DIR_GRACE. Reply: empty.
  */
 enum proto_dir_limits {
 	PROTO_DIR_MAX_HOLDERS = 16,
@@ -476,12 +486,13 @@ enum proto_dir_flags {
 /* proto_dir_req.flags */
 enum proto_dir_req_flags {
 	PROTO_DIR_REQ_TAKE = 1u << 0,  /* DIR_READ: ownership may come with the copy */
+	PROTO_DIR_REQ_DONE = 1u << 1,  /* DIR_RECLAIM: no page; the holder's reclaim is over */
 };
 
 struct proto_dir_req {
 	struct proto_grant grant;
 	uint32_t page;           /* page index in the grant's section */
-	uint16_t flags;          /* enum proto_dir_req_flags (DIR_READ only) */
+	uint16_t flags;          /* enum proto_dir_req_flags (DIR_READ, DIR_RECLAIM) */
 	uint16_t tag;            /* the holder's tag (PROTO_FEAT_DIR_TAG), else 0 */
 };
 _Static_assert(sizeof(struct proto_dir_req) == 112, "dir_req size");

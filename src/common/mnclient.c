@@ -432,6 +432,23 @@ int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint3
 	return r;
 }
 
+int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		    const void *data)
+{
+	struct proto_dir_req req;
+	int r;
+
+	if (c && !(c->info.features & PROTO_FEAT_DIR_RECLAIM))
+		return -EOPNOTSUPP;
+	r = dir_req(c, g, tag, page, &req);
+	if (r < 0)
+		return r;
+	if (!data)
+		req.flags = htole16(PROTO_DIR_REQ_DONE);
+	return dir_call(c, PROTO_OP_DIR_RECLAIM, &req, sizeof(req), data, data ? PROTO_PAGE_SIZE : 0,
+			NULL, 0, NULL);
+}
+
 int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
 		  void *buf, bool *ret_had_copy)
 {

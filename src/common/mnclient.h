@@ -163,6 +163,16 @@ int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint3
 int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
 		  void *buf, bool *ret_had_copy);
 /*
+ * After the node restarted (its directory in its grace period, answering
+ * DIR_READ and DIR_WRITE with -EINPROGRESS): on the attached recall channel,
+ * hand back page `page` that this holder owned and changed before the
+ * restart (data), or with data NULL say that the holder has nothing more of
+ * the section. -EUNATCH: the node does not take it (no grace period, or the
+ * holder was not attached before the restart): the page's writes are lost.
+ */
+int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
+		    const void *data);
+/*
  * On an attached recall channel: wait up to timeout_ms (0: do not block,
  * <0: for ever) for the next recall (-ETIMEDOUT if none; other -errno:
  * the channel broke). Recalls that arrive while another call waits on the

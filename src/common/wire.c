@@ -288,6 +288,25 @@ int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *r
 	return 0;
 }
 
+int wire_dir_reclaim_decode(const void *payload, size_t len, struct proto_dir_req *ret,
+			    const uint8_t **ret_page)
+{
+	struct proto_dir_req m;
+
+	if (!payload || len < sizeof(m))
+		return -EBADMSG;
+	memcpy(&m, payload, sizeof(m));
+	wire_dir_req_swap(&m);
+	if (m.flags & ~(uint16_t)PROTO_DIR_REQ_DONE)
+		return -EBADMSG;
+	/* DONE carries no page; a page is exactly one. */
+	if (len != sizeof(m) + ((m.flags & PROTO_DIR_REQ_DONE) ? 0 : PROTO_PAGE_SIZE))
+		return -EBADMSG;
+	*ret = m;
+	*ret_page = (m.flags & PROTO_DIR_REQ_DONE) ? NULL : (const uint8_t *)payload + sizeof(m);
+	return 0;
+}
+
 int wire_dir_who_decode(const void *payload, size_t len, struct proto_grant *ret_grant,
 			uint16_t *ret_tag)
 {
@@ -375,6 +394,7 @@ static const struct {
 	[PROTO_ST_DENIED] = { ENOKEY, "only the orchestrator may do this" },
 	[PROTO_ST_DIR_DETACHED] = { EUNATCH, "not attached to the section's directory" },
 	[PROTO_ST_DIR_FULL] = { EUSERS, "the section's directory has no room for another holder" },
+	[PROTO_ST_DIR_GRACE] = { EINPROGRESS, "the directory waits for its holders after a restart" },
 };
 
 int proto_status_to_errno(uint32_t st)
@@ -430,6 +450,7 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_DIR_RECALL_ACK] = "dir_recall_ack",
 		[PROTO_OP_DIR_DETACH] = "dir_detach",
 		[PROTO_OP_WRITE_DIFF] = "write_diff",
+		[PROTO_OP_DIR_RECLAIM] = "dir_reclaim",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

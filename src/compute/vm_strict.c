@@ -8,10 +8,14 @@
  * acknowledged, with the page's data when this node had changed it.
  *
  * If the channel breaks, the directory may have dropped this node (its
- * lease ran out): every cached page of the region is dropped without
- * write-back before the channel is attached again, so that no copy the
- * directory forgot is ever used (the unpublished writes of a lost lease
- * are lost, as documented). The thread ends when asked (detach, and
+ * lease ran out) or the memory node may have restarted: every cached page
+ * of the region is dropped without write-back before the channel is
+ * attached again, so that no copy the directory forgot is ever used. The
+ * pages this node owned and had changed are kept aside first
+ * (pager_strict_keep): once attached again it hands them back
+ * (DIR_RECLAIM), which a restarted node's directory takes in its grace
+ * period, and says it is done; a node that dropped this one refuses them,
+ * and those writes are lost, as documented. The thread ends when asked (detach, and
  * vm_free or vm_detach through vm_strict_ext) or when the VM's pager is
  * gone; an adopted VM's strict regions get their thread when its guest
  * channel is back (vm_strict_ext.guest_attached).
@@ -36,6 +40,8 @@ struct vm_recaller {
 	_Atomic bool exited;          /* the thread saw it and ended */
 	_Atomic bool attached;        /* its channel is open and attached (vm_strict_wait) */
 	pthread_t thread;
+	struct pager_kept *kept;      /* changed pages to hand back (the thread's own) */
+	size_t nkept;
 };
 
 #define RECALL_RETRY_MS 200   /* a channel that cannot be opened: the next try */
@@ -108,12 +114,17 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 	return mnc_dir_recall_ack(c, rc->seq, dirty ? buf : NULL);
 }
 
-/* After a broken channel: forget every cached page (the directory may have forgotten us). */
-static void forget_copies(struct vm_recaller *rr)
+/*
+ * After a broken channel: forget every cached page (the directory may have
+ * forgotten us), keeping the ones we changed to hand back.
+ */
+static void keep_copies(struct vm_recaller *rr)
 {
 	struct vm *vm = rr->vm;
 	struct pager *p = vm_pager_get(vm);
+	struct pager_kept *k = NULL;
 	uint64_t dropped = 0;
+	size_t n = 0;
 	int region;
 
 	if (!p)
@@ -121,10 +132,58 @@ static void forget_copies(struct vm_recaller *rr)
 	pthread_mutex_lock(&vm->lock);
 	region = vm->shared[rr->idx].region;
 	pthread_mutex_unlock(&vm->lock);
-	if (region >= 0 && pager_strict_reset(p, region, &dropped) == 0 && dropped)
-		log_warn("vm %s: region %s: recall channel lost: %llu cached pages dropped",
-			 vm->spec.name, vm->shared[rr->idx].id, (unsigned long long)dropped);
+	if (region >= 0 && pager_strict_keep(p, region, &k, &n, &dropped) == 0 && dropped)
+		log_warn("vm %s: region %s: recall channel lost: %llu cached pages dropped, "
+			 "%zu changed ones kept to hand back", vm->spec.name, vm->shared[rr->idx].id,
+			 (unsigned long long)dropped, n);
 	vm_pager_put(vm, p);
+	if (n && !rr->nkept) {
+		rr->kept = k;
+		rr->nkept = n;
+	} else {
+		free(k);    /* none: everything was dropped when the channel first broke */
+	}
+}
+
+/*
+ * On the channel, attached again: hand back the pages kept, then say we
+ * are done with each section (a directory waiting for us after a restart
+ * stops waiting). 0, or a channel error (try again after reconnecting).
+ */
+static int hand_back(struct vm_recaller *rr, struct mnc *c)
+{
+	struct vm *vm = rr->vm;
+	struct vm_shared s;
+	size_t taken = 0;
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	s = vm->shared[rr->idx];
+	pthread_mutex_unlock(&vm->lock);
+	for (size_t i = 0; i < rr->nkept && r == 0; i++) {
+		const struct pager_kept *k = &rr->kept[i];
+
+		if (k->section >= s.nsec)
+			continue;
+		r = mnc_dir_reclaim(c, &s.secs[k->section].sec.grant, s.secs[k->section].sec.dir_tag,
+				    k->page, k->data);
+		taken += r == 0;
+	}
+	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
+		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL);
+	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
+		return r;
+	if (rr->nkept && taken == rr->nkept)
+		log_info("vm %s: region %s: %zu changed pages handed back to the restarted memory node",
+			 vm->spec.name, s.id, taken);
+	else if (rr->nkept)
+		log_warn("vm %s: region %s: the memory node took back %zu of %zu changed pages (%s): "
+			 "the writes to the others are lost", vm->spec.name, s.id, taken, rr->nkept,
+			 strerror(-r));
+	free(rr->kept);
+	rr->kept = NULL;
+	rr->nkept = 0;
+	return 0;
 }
 
 static bool pager_gone(struct vm *vm)
@@ -196,8 +255,10 @@ static void *recaller_main(void *arg)
 
 		/* The directory may have forgotten us: no copy of ours survives a new attach. */
 		if (was_open)
-			forget_copies(rr);
+			keep_copies(rr);
 		r = channel_open(rr, &c);
+		if (r == 0)
+			r = hand_back(rr, c);
 		if (r < 0) {
 			if (!warned++)
 				log_warn("vm %s: region %s: cannot open its recall channel: %s",
@@ -227,6 +288,12 @@ static void *recaller_main(void *arg)
 			leave(rr, c);
 	}
 	free(buf);
+	if (rr->nkept)
+		log_warn("vm %s: region %s: %zu changed pages never handed back: their writes are lost",
+			 vm->spec.name, vm->shared[rr->idx].id, rr->nkept);
+	free(rr->kept);
+	rr->kept = NULL;
+	rr->nkept = 0;
 	recaller_exit(rr);
 	return NULL;
 }

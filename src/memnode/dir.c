@@ -41,6 +41,8 @@
  */
 #include "dir.h"
 
+#include "dir_int.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -52,140 +54,16 @@
 #include "net.h"
 #include "wire.h"
 
-#define DIR_NONE 0xff
-#define RTAB_SIZE 1024           /* recall hash buckets (by seq) */
-
-_Static_assert(PROTO_DIR_MAX_HOLDERS <= 16 && PROTO_DIR_MAX_HOLDERS < DIR_NONE,
-	       "a copyset is 16 bits, an owner a slot number below DIR_NONE");
-
-enum drop_why { DROP_LEASE, DROP_CLOSED, DROP_DETACH, DROP_REATTACH, DROP_RETIRE };
-
-struct dir_holder {
-	bool used;
-	uint64_t node;
-	uint16_t tag;                /* which of the node's holders (PROTO_FEAT_DIR_TAG) */
-	uint32_t incarnation;        /* changes whenever the slot is attached or dropped */
-	uint32_t grants;             /* DIR_READ/DIR_WRITE answered OK since it attached */
-	struct mn_conn *chan;        /* its recall channel (ops->ref) */
-};
-
-struct dir_job;
-
-struct dir_sec {
-	uint32_t idx, generation;
-	unsigned nholders, njobs;
-	struct dir_holder h[PROTO_DIR_MAX_HOLDERS];
-	uint8_t *owner;              /* per page: a holder slot, or DIR_NONE */
-	uint8_t *lastw;              /* per page: the holder slot that wrote it last, or DIR_NONE */
-	uint8_t *mig;                /* per page: 1 when migratory */
-	uint16_t *copyset;           /* per page: a bit per holder slot */
-	struct dir_job **queue;      /* per page: its requests in arrival order, the first running */
-};
-
-/* A request answered on its own worker, inside mn_dir_request(). */
-struct dir_sync {
-	struct mn_obuf *reply;
-	bool done;
-};
-
-struct dir_job {
-	struct dir_job *next;        /* in its page's queue */
-	struct dir_sec *s;
-	struct mn_conn *conn;        /* the requester (ops->hold, unless answered at once) */
-	struct mn_obuf *reply;       /* allocated with the job, for the largest answer */
-	struct dir_sync *sync;
-	uint64_t start_ns;
-	uint16_t op;
-	uint32_t page, incarnation;
-	uint8_t holder;
-	bool write, started;
-	bool take;                   /* a read that may take ownership (PROTO_DIR_REQ_TAKE) */
-	bool migrate;                /* ... and will: the owner was invalidated */
-	int err;                     /* a recall could not be sent: fail, change nothing */
-	unsigned pending;            /* recalls not settled */
-};
-
-struct dir_recall {
-	struct dir_recall *hnext;    /* hash chain */
-	struct dir_recall *prev, *next; /* lease order, oldest first */
-	struct dir_recall *gather;   /* holder_drop()'s list */
-	struct dir_job *job;
-	uint64_t seq, sent_ns, deadline_ns;
-	uint8_t holder;
-	uint32_t mode;
-};
-
-struct mn_dir {
-	pthread_mutex_t mu;
-	pthread_cond_t cond;         /* the lease thread: a first recall, or stop */
-	pthread_t thread;
-	bool started, stopping;
-	const struct mn_dir_ops *ops;
-	struct mn_table *table;
-	uint32_t nsections, npages;
-	uint64_t lease_ns, next_seq;
-	struct dir_sec **secs;       /* by section index; NULL: not in strict use */
-	struct dir_recall *rtab[RTAB_SIZE];
-	struct dir_recall *oldest, *newest;
-	struct mn_dir_counters cnt;
-	struct mn_dir_drop drops[MN_DIR_DROPS];   /* a ring: seq % MN_DIR_DROPS */
-	uint64_t ndrops;
-};
-
 /* ---- sections and holders ----------------------------------------------------- */
 
-static void sec_free(struct dir_sec *s)
-{
-	if (!s)
-		return;
-	free(s->owner);
-	free(s->lastw);
-	free(s->mig);
-	free(s->copyset);
-	free(s->queue);
-	free(s);
-}
-
-static struct dir_sec *sec_new(struct mn_dir *d, uint32_t idx, uint32_t generation)
-{
-	struct dir_sec *s = calloc(1, sizeof(*s));
-
-	if (!s)
-		return NULL;
-	s->idx = idx;
-	s->generation = generation;
-	s->owner = malloc(d->npages);
-	s->lastw = malloc(d->npages);
-	s->mig = calloc(d->npages, 1);
-	s->copyset = calloc(d->npages, sizeof(*s->copyset));
-	s->queue = calloc(d->npages, sizeof(*s->queue));
-	if (!s->owner || !s->lastw || !s->mig || !s->copyset || !s->queue) {
-		sec_free(s);
-		return NULL;
-	}
-	memset(s->owner, DIR_NONE, d->npages);
-	memset(s->lastw, DIR_NONE, d->npages);
-	d->secs[idx] = s;
-	atomic_fetch_add(&d->cnt.sections, 1);
-	return s;
-}
-
 /* A section without holders leaves strict use (it has no requests then either). */
-static void sec_maybe_free(struct mn_dir *d, struct dir_sec *s)
+static void dir_sec_maybe_free(struct mn_dir *d, struct dir_sec *s)
 {
-	if (s->nholders || s->njobs)
+	if (s->nholders || s->njobs || s->grace)
 		return;
 	d->secs[s->idx] = NULL;
 	atomic_fetch_sub(&d->cnt.sections, 1);
 	sec_free(s);
-}
-
-static int holder_find(const struct dir_sec *s, uint64_t node, uint16_t tag)
-{
-	for (int i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
-		if (s->h[i].used && s->h[i].node == node && s->h[i].tag == tag)
-			return i;
-	return -1;
 }
 
 /* Is chan the recall channel of any holder? */
@@ -391,7 +269,7 @@ static void recall_done(struct mn_dir *d, struct dir_recall *r)
  * without data, its channel let go. Its requests still queued are answered
  * DIR_DETACHED when their turn comes.
  */
-static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_why why)
+static void dir_holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_why why)
 {
 	static const char *const why_str[] = {
 		[DROP_LEASE] = "dropped, its channel closed: unpublished writes to the pages it owned are lost",
@@ -399,6 +277,8 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 		[DROP_DETACH] = "detached",
 		[DROP_REATTACH] = "attached again: its copies are forgotten",
 		[DROP_RETIRE] = "forgotten: the section was freed and allocated again",
+		[DROP_GRACE] = "dropped: not back within the grace period after a restart; "
+			       "unpublished writes to the pages it owned are lost",
 	};
 	struct dir_holder *hd = &s->h[i];
 	struct dir_recall *mine = NULL, *r, *next;
@@ -414,13 +294,15 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 			s->lastw[p] = DIR_NONE;
 		s->copyset[p] &= keep;
 	}
-	if (why == DROP_LEASE || why == DROP_CLOSED) {
+	/* On disk first: a restart from here on does not let it reclaim anything. */
+	mn_dirtab_clear(d->tab, s->idx, i);
+	if (why == DROP_LEASE || why == DROP_CLOSED || why == DROP_GRACE) {
 		uint64_t seq = ++d->ndrops;
 
 		d->drops[seq % MN_DIR_DROPS] = (struct mn_dir_drop){
 			.seq = seq, .section = s->idx, .generation = s->generation,
 			.node = hd->node, .tag = hd->tag, .pages = owned,
-			.lease = why == DROP_LEASE,
+			.lease = why != DROP_CLOSED,
 		};
 		atomic_fetch_add(&d->cnt.holders_lost, 1);
 		atomic_fetch_add(&d->cnt.pages_lost, owned);
@@ -430,7 +312,7 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 		log_info("section %u: node %llu/%u %s", s->idx, (unsigned long long)hd->node,
 			 hd->tag, why_str[why]);
 	}
-	if (why == DROP_LEASE) {
+	if (why == DROP_LEASE && hd->chan) {
 		struct mn_obuf *kill = mn_request_new(PROTO_OP_DIR_RECALL, 0, 0);
 
 		if (kill) {
@@ -438,9 +320,13 @@ static void holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum dr
 			d->ops->push(hd->chan, kill);
 		}
 	}
-	d->ops->unref(hd->chan);
+	if (hd->chan)
+		d->ops->unref(hd->chan);
 	*hd = (struct dir_holder){ .incarnation = hd->incarnation + 1 };
 	s->nholders--;
+	s->expect &= (uint16_t)~(1u << i);
+	if (s->grace && !s->expect)
+		dir_grace_end(d, s);
 	atomic_fetch_sub(&d->cnt.holders, 1);
 	/* Gather first: settling them runs requests, which may send other recalls. */
 	for (r = d->oldest; r; r = next) {
@@ -462,11 +348,30 @@ static void sec_retire(struct mn_dir *d, struct dir_sec *s)
 {
 	for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
 		if (s->h[i].used)
-			holder_drop(d, s, i, DROP_RETIRE);
-	sec_maybe_free(d, s);
+			dir_holder_drop(d, s, i, DROP_RETIRE);
+	dir_sec_maybe_free(d, s);
 }
 
 /* ---- the lease -------------------------------------------------------------------- */
+
+/*
+ * A restart's grace period is over (dir_grace.c): every holder that did not
+ * come back and say it was done is dropped, as at a lease.
+ */
+static void grace_expire(struct mn_dir *d)
+{
+	for (uint32_t k = 0; k < d->nsections; k++) {
+		struct dir_sec *s = d->secs[k];
+
+		if (!s || !s->grace)
+			continue;
+		for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++)
+			if (s->expect & (1u << i))
+				dir_holder_drop(d, s, i, DROP_GRACE);
+		dir_grace_end(d, s);    /* the last drop ended it already, unless none was left */
+		dir_sec_maybe_free(d, s);
+	}
+}
 
 static void *lease_main(void *arg)
 {
@@ -475,27 +380,35 @@ static void *lease_main(void *arg)
 	pthread_mutex_lock(&d->mu);
 	while (!d->stopping) {
 		struct dir_recall *r = d->oldest;
+		uint64_t now = now_ns(), next = UINT64_MAX;
 		struct dir_sec *s;
 
-		if (!r) {
-			pthread_cond_wait(&d->cond, &d->mu);
+		if (d->ngrace && now >= d->grace_deadline_ns) {
+			grace_expire(d);
 			continue;
 		}
-		if (now_ns() < r->deadline_ns) {
+		if (d->ngrace)
+			next = d->grace_deadline_ns;
+		if (r && now < r->deadline_ns)
+			next = MIN(next, r->deadline_ns);
+		if (!r || now < r->deadline_ns) {
 			struct timespec ts = {
-				.tv_sec = (time_t)(r->deadline_ns / 1000000000),
-				.tv_nsec = (long)(r->deadline_ns % 1000000000),
+				.tv_sec = (time_t)(next / 1000000000),
+				.tv_nsec = (long)(next % 1000000000),
 			};
 
-			pthread_cond_timedwait(&d->cond, &d->mu, &ts);
+			if (next == UINT64_MAX)
+				pthread_cond_wait(&d->cond, &d->mu);
+			else
+				pthread_cond_timedwait(&d->cond, &d->mu, &ts);
 			continue;
 		}
 		s = r->job->s;
 		log_warn("section %u: node %llu did not answer the recall of page %u within %llu ms",
 			 s->idx, (unsigned long long)s->h[r->holder].node, r->job->page,
 			 (unsigned long long)(d->lease_ns / 1000000));
-		holder_drop(d, s, r->holder, DROP_LEASE);
-		sec_maybe_free(d, s);
+		dir_holder_drop(d, s, r->holder, DROP_LEASE);
+		dir_sec_maybe_free(d, s);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;
@@ -522,13 +435,25 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 		sec_retire(d, s);
 		s = NULL;
 	}
-	if (!s && !(s = sec_new(d, g->section, g->generation))) {
+	if (!s && !(s = dir_sec_new(d, g->section, g->generation))) {
 		r = -ENOMEM;
 		goto out;
 	}
-	i = holder_find(s, g->holder_id, tag);
+	i = dir_holder_find(s, g->holder_id, tag);
+	if (i >= 0 && !s->h[i].chan) {
+		/* Back after a restart: its slot waited for it (dir_grace.c). */
+		hd = &s->h[i];
+		hd->chan = chan;
+		hd->grants = 0;
+		hd->incarnation++;
+		d->ops->ref(chan);
+		log_info("section %u: node %llu/%u attached again after the restart%s", s->idx,
+			 (unsigned long long)g->holder_id, tag,
+			 s->grace ? ": it may reclaim its pages" : "");
+		goto out;
+	}
 	if (i >= 0)
-		holder_drop(d, s, (unsigned)i, DROP_REATTACH);
+		dir_holder_drop(d, s, (unsigned)i, DROP_REATTACH);
 	for (i = 0; i < PROTO_DIR_MAX_HOLDERS && s->h[i].used; i++)
 		;
 	if (i == PROTO_DIR_MAX_HOLDERS) {
@@ -545,13 +470,14 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 	hd->grants = 0;
 	hd->incarnation++;
 	d->ops->ref(chan);
+	mn_dirtab_set(d->tab, s->idx, (unsigned)i, hd->node, tag, s->generation);
 	s->nholders++;
 	atomic_fetch_add(&d->cnt.holders, 1);
 	log_info("section %u: node %llu/%u attached (%u holders)", s->idx,
 		 (unsigned long long)g->holder_id, tag, s->nholders);
 out:
 	if (s)
-		sec_maybe_free(d, s);
+		dir_sec_maybe_free(d, s);
 	pthread_mutex_unlock(&d->mu);
 	return r;
 }
@@ -564,10 +490,10 @@ int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag)
 	pthread_mutex_lock(&d->mu);
 	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
 	if (s && s->generation == g->generation)
-		i = holder_find(s, g->holder_id, tag);
+		i = dir_holder_find(s, g->holder_id, tag);
 	if (i >= 0) {
-		holder_drop(d, s, (unsigned)i, DROP_DETACH);
-		sec_maybe_free(d, s);
+		dir_holder_drop(d, s, (unsigned)i, DROP_DETACH);
+		dir_sec_maybe_free(d, s);
 	} else {
 		atomic_fetch_add(&d->cnt.detached, 1);
 	}
@@ -597,9 +523,9 @@ int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *
 	pthread_mutex_lock(&d->mu);
 	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
 	if (s && s->generation == g->generation)
-		i = holder_find(s, g->holder_id, tag);
-	if (i < 0) {
-		r = d->stopping ? -ESHUTDOWN : -EUNATCH;
+		i = dir_holder_find(s, g->holder_id, tag);
+	if (i < 0 || s->grace) {
+		r = d->stopping ? -ESHUTDOWN : i >= 0 ? -EINPROGRESS : -EUNATCH;
 		if (r == -EUNATCH)
 			atomic_fetch_add(&d->cnt.detached, 1);
 		pthread_mutex_unlock(&d->mu);
@@ -688,10 +614,10 @@ void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan)
 				continue;
 			log_warn("section %u: the recall channel of node %llu closed", s->idx,
 				 (unsigned long long)s->h[i].node);
-			holder_drop(d, s, i, DROP_CLOSED);
+			dir_holder_drop(d, s, i, DROP_CLOSED);
 		}
 		if (s)
-			sec_maybe_free(d, s);
+			dir_sec_maybe_free(d, s);
 	}
 	pthread_mutex_unlock(&d->mu);
 }
@@ -712,7 +638,7 @@ size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, s
 /* ---- life cycle ------------------------------------------------------------------------ */
 
 int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsections,
-	       uint32_t npages, unsigned lease_ms, struct mn_dir **ret)
+	       uint32_t npages, unsigned lease_ms, struct mn_dirtab *tab, struct mn_dir **ret)
 {
 	struct mn_dir *d = calloc(1, sizeof(*d));
 	pthread_condattr_t ca;
@@ -730,6 +656,7 @@ int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsecti
 	d->nsections = nsections;
 	d->npages = npages;
 	d->lease_ns = (uint64_t)lease_ms * 1000000;
+	d->tab = tab;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);     /* now_ns()'s clock */
@@ -783,7 +710,7 @@ void mn_dir_free(struct mn_dir *d)
 			}
 		}
 		for (unsigned i = 0; s && i < PROTO_DIR_MAX_HOLDERS; i++)
-			if (s->h[i].used)
+			if (s->h[i].used && s->h[i].chan)
 				d->ops->unref(s->h[i].chan);
 		sec_free(s);
 	}

@@ -15,61 +15,20 @@
 #ifndef DISAGG_MEMNODE_DIR_H
 #define DISAGG_MEMNODE_DIR_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "metrics.h"
-#include "obuf.h"
-#include "disagg/proto.h"
-
-#define MN_DIR_LEASE_MS 2000      /* default --dir-lease-ms */
-#define MN_DIR_DEFERRED 1         /* mn_dir_request(): the reply comes later */
-
-struct mn_conn;
-struct mn_table;
-struct mn_dir;
-
-struct mn_dir_ops {
-	/* Before a request is answered later: keep its connection (its worker's thread). */
-	void (*hold)(struct mn_conn *c);
-	/* The later answer, from any thread; drops the hold. */
-	void (*post)(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op);
-	/*
-	 * A frame the node sends on its own (DIR_RECALL) on connection c, from
-	 * any thread; an ob->kill marker closes c once what is queued is written.
-	 */
-	void (*push)(struct mn_conn *c, struct mn_obuf *ob);
-	/* Keep connection c's memory while the directory points at it, and let it go. */
-	void (*ref)(struct mn_conn *c);
-	void (*unref)(struct mn_conn *c);
-	/* Page `page` of section idx, allocated with `generation`: -ENOENT, -ESTALE. */
-	int (*page_read)(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
-			 void *buf);
-	int (*page_write)(struct mn_table *t, uint32_t idx, uint32_t generation, uint32_t page,
-			  const void *data);
-};
-
-/* Counters and gauges for /metrics (stats.c reads them without locks). */
-struct mn_dir_counters {
-	_Atomic uint64_t recalls[2];     /* sent: [0] DOWNGRADE, [1] INVALIDATE */
-	_Atomic uint64_t holders_lost;   /* dropped: no answer within the lease, or channel closed */
-	_Atomic uint64_t pages_lost;     /* pages they owned (their unpublished writes are lost) */
-	_Atomic uint64_t dirty_pages;    /* pages stored from recall answers */
-	_Atomic uint64_t detached;       /* requests refused with DIR_DETACHED */
-	_Atomic uint64_t migrated;       /* reads answered with ownership (migratory pages) */
-	_Atomic uint64_t holders;        /* attached now */
-	_Atomic uint64_t sections;       /* in strict use now */
-	struct hist recall_latency;      /* recall sent -> answered (or its holder dropped) */
-};
+#include "dir_types.h"
 
 /*
  * A directory for a pool of `nsections` sections of `npages` pages. Starts
  * the lease thread, which drops the holders that leave a recall unanswered
- * for lease_ms.
+ * for lease_ms. tab (NULL: none; not owned) is where the attached holders
+ * are kept on disk (dirtab.h), for mn_dir_grace_load (dir_grace.h) after a
+ * restart.
  */
 int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsections,
-	       uint32_t npages, unsigned lease_ms, struct mn_dir **ret);
+	       uint32_t npages, unsigned lease_ms, struct mn_dirtab *tab, struct mn_dir **ret);
 /* Stop the lease thread; from then on the directory sends and answers nothing. */
 void mn_dir_stop(struct mn_dir *d);
 /* After the server stopped: lets go of every connection still referenced. Accepts NULL. */
@@ -104,20 +63,6 @@ int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void 
 /* Connection chan closed: the holders whose channel it was are dropped. */
 void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan);
 
-/*
- * Holders lost (dropped at the lease, or their channel closed), the last
- * MN_DIR_DROPS of them, numbered from 1: what the memory node tells the
- * orchestrator with its heartbeats, which makes events of them.
- */
-#define MN_DIR_DROPS 16
-struct mn_dir_drop {
-	uint64_t seq;
-	uint32_t section, generation;
-	uint64_t node;
-	uint16_t tag;
-	uint32_t pages;              /* pages it owned: its unpublished writes to them are lost */
-	bool lease;                  /* true: no answer within the lease; false: channel closed */
-};
 /* Copy the drops with seq > after, oldest first, into out (up to max): how many. */
 size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, size_t max);
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dir_grace.h"
 #include "grantcache.h"
 #include "log.h"
 #include "macro.h"
@@ -710,6 +711,23 @@ static int handle_dir_ack(struct mn_conn *c, const struct proto_hdr *h, const ui
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
 
+/* DIR_RECLAIM, on the recall channel after a restart: a page (what a write needs), or DONE. */
+static int handle_dir_reclaim(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
+{
+	struct proto_dir_req req;
+	const uint8_t *page;
+	int r;
+
+	r = wire_dir_reclaim_decode(p, h->len, &req, &page);
+	if (r == 0 && req.tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+		r = -EBADMSG;
+	if (r == 0)
+		r = dir_grant(c, &req.grant, page ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, page);
+	if (r == 0)
+		r = mn_dir_reclaim(mn_conn_node(c)->dir, c, &req.grant, req.tag, req.page, page);
+	return r < 0 ? r : reply_with(c, h, NULL, 0);
+}
+
 /* ---- dispatch -------------------------------------------------------------------- */
 
 static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
@@ -735,6 +753,7 @@ static const struct mn_op_desc mn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_DIR_RECALL_ACK] = { handle_dir_ack, false, false, PROTO_FEAT_DIR },
 	[PROTO_OP_DIR_DETACH] = { handle_dir_attach, false, false, PROTO_FEAT_DIR },
 	[PROTO_OP_WRITE_DIFF] = { handle_write_diff, false, false, PROTO_FEAT_DIFF },
+	[PROTO_OP_DIR_RECLAIM] = { handle_dir_reclaim, false, false, PROTO_FEAT_DIR_RECLAIM },
 };
 
 void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *payload)

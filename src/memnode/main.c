@@ -28,6 +28,8 @@
 #include <sys/signalfd.h>
 
 #include "apiauth.h"
+#include "dir_grace.h"
+#include "dirtab.h"
 #include "grantcache.h"
 #include "http.h"
 #include "jsonhttp.h"
@@ -60,7 +62,7 @@ struct mn_opts {
 	bool api_open;             /* --api-open */
 	struct fabric_conf fabric;
 	const char *state_dir;
-	unsigned dir_lease_ms;
+	unsigned dir_lease_ms, dir_grace_ms;
 };
 
 /* Who may read /metrics (--node-credential); the HTTP handlers' only state of ours. */
@@ -111,12 +113,15 @@ static void usage(FILE *f)
 		"                         (default 0: never; never a recall channel)\n"
 		"  --dir-lease-ms MS      a holder of a shared page that leaves a recall\n"
 		"                         unanswered that long is dropped (default %u)\n"
+		"  --dir-grace-ms MS      after a restart of a tmpfs/file pool, the holders of\n"
+		"                         shared pages get that long to hand back what they\n"
+		"                         changed; 0: they lose it (default %u)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  --help                 show this help\n"
 		"\n"
 		"SIZE takes a K, M, G or T suffix (powers of 1024).\n",
 		MN_MAX_CONNS, MN_MAX_CONNS_PER_ADDR, MN_MAX_UNAUTH, MN_MAX_UNAUTH_PER_ADDR,
-		MN_HANDSHAKE_MS, MN_DIR_LEASE_MS);
+		MN_HANDSHAKE_MS, MN_DIR_LEASE_MS, MN_DIR_GRACE_MS);
 }
 
 static int parse_backing(const char *s, struct mn_opts *o)
@@ -164,6 +169,7 @@ enum {
 	OPT_HTTP_CA,
 	OPT_STATE_DIR,
 	OPT_DIR_LEASE,
+	OPT_DIR_GRACE,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -252,6 +258,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		FABRIC_LONG_OPTIONS,
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "dir-lease-ms", required_argument, NULL, OPT_DIR_LEASE },
+		{ "dir-grace-ms", required_argument, NULL, OPT_DIR_GRACE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -265,6 +272,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		.backing = MN_BACK_ANON,
 		.workers = 2,
 		.dir_lease_ms = MN_DIR_LEASE_MS,
+		.dir_grace_ms = MN_DIR_GRACE_MS,
 		.limits = {
 			.max_conns = MN_MAX_CONNS,
 			.max_per_addr = MN_MAX_CONNS_PER_ADDR,
@@ -359,6 +367,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			if (opt_u64("dir-lease-ms", optarg, 10, 3600000, "ms", &v) < 0)
 				return -EINVAL;
 			o->dir_lease_ms = (unsigned)v;
+			break;
+		case OPT_DIR_GRACE:
+			if (opt_u64("dir-grace-ms", optarg, 0, 3600000, "ms", &v) < 0)
+				return -EINVAL;
+			o->dir_grace_ms = (unsigned)v;
 			break;
 		case OPT_MAX_CONNS:
 		case OPT_MAX_PER_ADDR:
@@ -580,9 +593,18 @@ static int run(const struct mn_opts *o)
 		log_error("signalfd: %s", strerror(errno));
 		goto out_table;
 	}
+	/* A pool that outlives us keeps the directory's holders beside it (dirtab.h). */
+	r = mn_dirtab_open(o->backing == MN_BACK_ANON ? NULL : o->path, n->pool->nsections,
+			   &n->dirtab);
+	if (r < 0) {
+		log_error("%s.dir: %s", o->path, strerror(-r));
+		goto out_table;
+	}
 	/* Its lease thread inherits the signal mask: the signals go to the signalfd. */
 	r = mn_dir_new(&mn_dir_node_ops, &n->table, n->pool->nsections, n->pool->section_pages,
-		       o->dir_lease_ms, &n->dir);
+		       o->dir_lease_ms, n->dirtab, &n->dir);
+	if (r == 0)
+		r = mn_dir_grace_load(n->dir, o->dir_grace_ms);
 	if (r < 0) {
 		log_error("coherence directory: %s", strerror(-r));
 		goto out_table;
@@ -651,6 +673,7 @@ out_server:
 	http_server_stop(http);
 out_table:
 	mn_dir_free(n->dir);      /* the connections it still points at */
+	mn_dirtab_close(n->dirtab);
 	mn_table_destroy(&n->table);
 out_pool:
 	mn_pool_close(n->pool);

@@ -259,6 +259,7 @@ struct mn_node {
 	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
 	struct mn_revoked revoked;     /* revoked node ids (revoke.h) */
 	struct mn_dir *dir;            /* the coherence directory (dir.h) */
+	struct mn_dirtab *dirtab;      /* its holders on disk (dirtab.h), or NULL */
 	atomic_bool stopping;
 	/* copy slots (copy.c) */
 	pthread_mutex_t copy_mu;

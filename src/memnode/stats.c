@@ -51,6 +51,8 @@
  *   dir_dirty_pages_total           pages stored from recall answers
  *   dir_detached_total              requests refused with DIR_DETACHED
  *   dir_holders, dir_sections       holders attached, sections in strict use, now
+ *   dir_reclaimed_pages_total       pages handed back by their holders after a restart
+ *   dir_grace_sections              sections waiting for their holders after a restart, now
  */
 #include "memnode.h"
 
@@ -107,6 +109,12 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 		      (double)atomic_load(&d->holders));
 	metrics_gauge(sb, "disagg_memnode_dir_sections", "Sections in strict use now.", "",
 		      (double)atomic_load(&d->sections));
+	metrics_counter(sb, "disagg_memnode_dir_reclaimed_pages_total",
+			"Pages their holders handed back after a restart (DIR_RECLAIM).", "",
+			atomic_load(&d->reclaimed));
+	metrics_gauge(sb, "disagg_memnode_dir_grace_sections",
+		      "Sections waiting for their holders' reclaims after a restart, now.", "",
+		      (double)atomic_load(&d->grace_sections));
 }
 
 char *mn_stats_render(struct mn_node *n)

@@ -32,26 +32,30 @@ PAGE = 4096
 OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
           FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21,
+          DIR_RECLAIM=22)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
-          INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18)
+          INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18,
+          DIR_GRACE=19)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
 FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
 FEAT_DIR_TAKE = 32                     # DIR_READ with REQ_TAKE (migratory pages)
 FEAT_DIR_TAG = 64                      # directory holders (node, tag)
 FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
+FEAT_DIR_RECLAIM = 256                 # DIR_RECLAIM, DIR_GRACE (a restarted directory)
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
-FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG
+FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
 REQ_TAKE = 1                           # DIR_REQ flag: a read that may take ownership
+REQ_DONE = 2                           # DIR_RECLAIM flag: no page, the holder is done
 DIR_MAX_HOLDERS = 16
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
@@ -424,6 +428,12 @@ class Conn:
         assert rsvd == 0 and flags in (0, OWNED), d[:8]
         assert len(d) == DIR_WRITE_REP.size + PAGE, len(d)
         return bool(flags), d[DIR_WRITE_REP.size:]
+
+    def dir_reclaim(self, grant, page=0, data=None, tag=0):
+        """DIR_RECLAIM on the recall channel: a page changed before the node
+        restarted, or with data None the holder's DONE for the section."""
+        req = DIR_REQ.pack(grant, page, 0 if data is not None else REQ_DONE, tag)
+        self.call(OP["DIR_RECLAIM"], req + (data or b""))
 
     def dir_write(self, grant, page, tag=0):
         """(had_copy, page or None)."""

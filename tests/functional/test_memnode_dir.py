@@ -29,11 +29,12 @@ LEASE_MS = 400
 class Holder:
     """A holder node: a recall channel and a connection for requests."""
 
-    def __init__(self, d, key, node, sec, gen, rights=dp.R_READ | dp.R_WRITE, epoch=0):
+    def __init__(self, d, key, node, sec, gen, rights=dp.R_READ | dp.R_WRITE, epoch=0,
+                 features=dp.FEAT_ALL):
         self.node = node
         self.grant = dp.mint_grant(key, d.node_id, node, sec, gen, rights, epoch=epoch)
-        self.chan_conn = dp.Conn(d.addr).login(key, node, orch=False)
-        self.io = dp.Conn(d.addr).login(key, node, orch=False)
+        self.chan_conn = dp.Conn(d.addr).login(key, node, orch=False, features=features)
+        self.io = dp.Conn(d.addr).login(key, node, orch=False, features=features)
         self.chan = dp.Channel(self.chan_conn)
 
     def attach(self):
@@ -51,9 +52,9 @@ class Holder:
         self.io.close()
 
 
-def start(memnodes, lease_ms=LEASE_MS, pool="64M", **kw):
+def start(memnodes, lease_ms=LEASE_MS, pool="64M", extra_args=(), **kw):
     return memnodes.start(pool=pool, section="16M",
-                          extra=["--dir-lease-ms", str(lease_ms)], **kw)
+                          extra=["--dir-lease-ms", str(lease_ms), *extra_args], **kw)
 
 
 def section(d, key):
@@ -526,8 +527,10 @@ def test_the_directory_is_negotiated(memnodes, key):
 
 
 def test_a_restarted_node_has_forgotten_its_holders(memnodes, key, tmp_path):
+    """With --dir-grace-ms 0 a restart forgets the holders (the default
+    gives them a grace period: test_memnode_dir_restart.py)."""
     img = tmp_path / "pool.img"
-    args = dict(backing=f"file:{img}", node_id=611)
+    args = dict(backing=f"file:{img}", node_id=611, extra_args=["--dir-grace-ms", "0"])
     d = start(memnodes, **args)
     sec, gen = section(d, key)
     a = Holder(d, key, A, sec, gen).attach()

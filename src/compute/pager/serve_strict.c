@@ -43,6 +43,7 @@
 #include "cache.h"
 #include "log.h"
 #include "net.h"
+#include "rcu.h"
 #include "serve.h"
 #include "source.h"
 #include "uffd_compat.h"
@@ -73,8 +74,25 @@ static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
 			usleep(1000);
 			return rc;
 		}
-		if (rc >= 0 || !pager_err_transport(rc) || now_ns() > end)
+		if (rc >= 0 || (rc != -EINPROGRESS && !pager_err_transport(rc)) || now_ns() > end)
 			return rc;
+		/*
+		 * A change of the region waits for this thread to leave it (the
+		 * recall thread keeping what this node changed, say): let the
+		 * fault go; it comes back once the change is done.
+		 */
+		if (pager_rcu_waiting(&p->rcu))
+			return rc;
+		if (rc == -EINPROGRESS) {
+			/*
+			 * The memory node restarted and its directory waits for
+			 * the holders to hand back what they changed (a grace
+			 * period of a few seconds): ask again.
+			 */
+			CTR_ADD(p, strict_grace_waits, 1);
+			usleep(2000);
+			continue;
+		}
 		pager_count_error(p, rc, "strict directory request (retried)");
 		ops->reset(t->conn);
 		usleep(10000);

@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "budget.h"
 #include "cache.h"
@@ -107,7 +108,56 @@ static bool drop_clean(struct pager_region *r, uint64_t pg)
 	return true;
 }
 
-int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only)
+/* A strict page this node owns and changed since its last write-back. */
+static bool kept_page(uint8_t s)
+{
+	return (s & (ST_PRESENT | ST_OWNED | ST_DIRTY | ST_BUSY)) == (ST_PRESENT | ST_OWNED | ST_DIRTY);
+}
+
+/*
+ * Copy every kept_page() of r, write-protected first (p->lock held, r
+ * fenced, no fault thread inside it: a guest write from now on waits).
+ */
+static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept **ret,
+		      size_t *ret_n)
+{
+	struct pager_kept *k;
+	size_t n = 0;
+
+	for (uint64_t pg = 0; pg < r->npages; pg++)
+		n += kept_page(st_get(r, pg));
+	*ret = NULL;
+	*ret_n = 0;
+	if (!n)
+		return 0;
+	k = calloc(n, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	n = 0;
+	for (uint64_t pg = 0; pg < r->npages; pg++) {
+		ssize_t got;
+		int rc;
+
+		if (!kept_page(st_get(r, pg)))
+			continue;
+		rc = pager_uffd_wp(r, pg, 1, true);
+		got = rc < 0 ? -1 : pread(r->file_fd, k[n].data, PS, (off_t)(r->file_offset + pg * PS));
+		if (got != (ssize_t)PS) {
+			free(k);
+			return rc < 0 ? rc : got < 0 ? -errno : -EIO;
+		}
+		k[n].section = (uint32_t)(pg / p->sec_pages);
+		k[n].page = (uint32_t)(pg % p->sec_pages);
+		n++;
+	}
+	*ret = k;
+	*ret_n = n;
+	return 0;
+}
+
+/* pager_shared_drop, keeping the strict pages this node changed first when keep is set. */
+static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_only,
+			   struct pager_kept **keep, size_t *nkeep, int *ret_err)
 {
 	int64_t dropped = 0;
 	uint64_t stale = 0, run = 0;
@@ -118,6 +168,8 @@ int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_on
 	/* No fault thread is inside r now, and new faults on it wait (fenced). */
 	pager_rcu_synchronize(&p->rcu);
 	pthread_mutex_lock(&p->lock);
+	if (keep)
+		*ret_err = keep_pages(p, r, keep, nkeep);
 	for (uint64_t pg = 0; pg < r->npages; pg++) {
 		uint8_t s = st_get(r, pg);
 
@@ -164,6 +216,11 @@ int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_on
 	return dropped;
 }
 
+int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only)
+{
+	return shared_drop(p, r, clean_only, NULL, NULL, NULL);
+}
+
 static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_dropped)
 {
 	struct pager_region *r;
@@ -191,10 +248,20 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 
 int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 {
+	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
+}
+
+int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
+		      uint64_t *ret_dropped)
+{
 	struct pager_region *r;
-	int rc;
+	int rc, kerr = 0;
 
 	*ret_dropped = 0;
+	if (ret) {
+		*ret = NULL;
+		*ret_n = 0;
+	}
 	r = pager_shared_get(p, region, &rc);
 	if (!r)
 		return rc;
@@ -202,7 +269,10 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EINVAL;
 	}
-	*ret_dropped = (uint64_t)pager_shared_drop(p, r, false);
+	*ret_dropped = (uint64_t)shared_drop(p, r, false, ret, ret_n, &kerr);
+	if (kerr < 0)
+		log_warn("pager %s: region %d: keeping its changed pages failed (%s): they are lost",
+			 p->name, region, strerror(-kerr));
 	/* A new attachment: the directory counts its answers from 0 again. */
 	for (uint32_t s = 0; s < r->nsections; s++)
 		atomic_store(&r->dir_rx[s], 0);

@@ -18,6 +18,7 @@
 #define DISAGG_PAGER_SHARE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct pager;
@@ -54,6 +55,23 @@ int pager_shared_acquire(struct pager *p, int region, uint64_t *ret_dropped);
  * unpublished writes are lost). -EINVAL if not strict.
  */
 int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
+
+/* A page of a strict region that this node owned and had changed (pager_strict_keep). */
+struct pager_kept {
+	uint32_t section, page;      /* the region's section index, the page in it */
+	uint8_t data[4096];
+};
+
+/*
+ * Strict region whose recall channel broke: as pager_strict_reset, but
+ * first keep a copy of every page this node owned and changed since its
+ * last write-back (each write-protected before it is read, under the
+ * region's fence, so no guest write is missed), in *ret (malloc'd, *ret_n
+ * of them; NULL when none). If the memory node restarted, its directory
+ * takes them back (DIR_RECLAIM); otherwise they are lost, as before.
+ */
+int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
+		      uint64_t *ret_dropped);
 
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);

@@ -255,6 +255,7 @@ struct pager_stats {
 	uint64_t strict_recalls;      /* pages recalled by another node's request */
 	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
 	uint64_t strict_held;         /* recalls that waited for the hold window */
+	uint64_t strict_grace_waits;  /* strict requests asked again: a restarted directory's grace period */
 	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
 	uint64_t release_diff_bytes;  /* release regions: changed bytes published */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */

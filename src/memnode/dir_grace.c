@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The directory after a restart: the grace period and reclaims
+ * (docs/memnode.md, "Coherence directory"; docs/protocol.md, DIR_RECLAIM).
+ *
+ * The directory itself lives in memory, but who was attached to each
+ * section is on disk (dirtab.h) when the pool outlives the process. A
+ * holder that owned pages when the node died still has them, and maybe
+ * changed them: the node's copy is older. So a restarted node lets exactly
+ * the holders on disk come back, within grace_ms:
+ *
+ *   - each gets its old slot back, with no channel until it attaches again;
+ *   - until every one of them is done (or the time is up), DIR_READ and
+ *     DIR_WRITE of the section answer DIR_GRACE, so nobody reads a page
+ *     that a holder is about to hand back;
+ *   - an attached holder reclaims (DIR_RECLAIM) each page it owned and
+ *     changed, which is stored as its last write, then says it is done;
+ *   - a holder that is not back in time is dropped as one that let its
+ *     lease run out: its changes are lost, and that is reported.
+ *
+ * Why that is safe: a holder is on disk only while the directory counts it.
+ * It is cleared before anything it owned is given to someone else (a drop
+ * at the lease, a closed channel, a detach), so a holder that had been
+ * dropped before the crash is refused, whatever it still believes it owns.
+ * Only one holder owns a page at a time, so two reclaims of one page
+ * cannot both be legitimate.
+ */
+#include "dir_grace.h"
+
+#include "dir_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+
+int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms)
+{
+	_cleanup_free_ uint8_t *buf = malloc(PROTO_PAGE_SIZE);
+	unsigned holders = 0, sections = 0;
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&d->mu);
+	for (uint32_t k = 0; d->tab && k < d->nsections && r == 0; k++) {
+		struct dir_sec *s = d->secs[k];
+
+		for (unsigned i = 0; i < PROTO_DIR_MAX_HOLDERS; i++) {
+			struct mn_dirtab_ent e;
+
+			if (!mn_dirtab_get(d->tab, k, i, &e))
+				continue;
+			/* Its section freed or allocated again since, or no grace: forgotten. */
+			if (!grace_ms || (s && (s->generation != e.generation || s->h[i].used)) ||
+			    d->ops->page_read(d->table, k, e.generation, 0, buf) < 0) {
+				mn_dirtab_clear(d->tab, k, i);
+				continue;
+			}
+			if (!s && !(s = dir_sec_new(d, k, e.generation))) {
+				r = -ENOMEM;
+				break;
+			}
+			s->h[i] = (struct dir_holder){
+				.used = true, .node = e.node, .tag = e.tag, .incarnation = 1,
+			};
+			s->expect |= (uint16_t)(1u << i);
+			s->nholders++;
+			atomic_fetch_add(&d->cnt.holders, 1);
+			holders++;
+		}
+		if (s && s->expect && !s->grace) {
+			s->grace = true;
+			d->ngrace++;
+			sections++;
+		}
+	}
+	atomic_store(&d->cnt.grace_sections, d->ngrace);
+	if (sections) {
+		d->grace_deadline_ns = now_ns() + (uint64_t)grace_ms * 1000000;
+		pthread_cond_signal(&d->cond);      /* the lease thread ends it in time */
+		log_info("directory: %u holder(s) of %u strict section(s) may reclaim their pages "
+			 "for %u ms", holders, sections, grace_ms);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}
+
+int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
+		   uint16_t tag, uint32_t page, const void *data)
+{
+	struct dir_sec *s;
+	bool awaited;
+	int i = -1, r = 0;
+
+	if (page >= d->npages)
+		return -ERANGE;
+	pthread_mutex_lock(&d->mu);
+	s = g->section < d->nsections && !d->stopping ? d->secs[g->section] : NULL;
+	if (s && s->generation == g->generation)
+		i = dir_holder_find(s, g->holder_id, tag);
+	if (i < 0 || s->h[i].chan != chan) {
+		/* Not attached on this channel: nothing of it is taken. */
+		atomic_fetch_add(&d->cnt.detached, 1);
+		pthread_mutex_unlock(&d->mu);
+		return d->stopping ? -ESHUTDOWN : -EUNATCH;
+	}
+	awaited = s->grace && (s->expect & (1u << i));
+	if (data && !awaited) {
+		/* No grace period for it: what it changed before is not taken. */
+		atomic_fetch_add(&d->cnt.detached, 1);
+		r = -EUNATCH;
+	} else if (data) {
+		r = d->ops->page_write(d->table, s->idx, s->generation, page, data);
+		if (r == 0)
+			atomic_fetch_add(&d->cnt.reclaimed, 1);
+	} else if (awaited) {
+		/* DONE; from a holder nobody waits for it changes nothing. */
+		log_info("section %u: node %llu/%u has reclaimed its pages", s->idx,
+			 (unsigned long long)g->holder_id, tag);
+		s->expect &= (uint16_t)~(1u << i);
+		if (!s->expect)
+			dir_grace_end(d, s);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return r;
+}

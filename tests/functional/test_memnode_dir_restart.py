@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: MIT
+"""A coherence directory that restarts (docs/memnode.md, "Coherence
+directory"; DIR_RECLAIM in docs/protocol.md), on a real memory node with a
+file pool, killed with SIGKILL and started again on the same file.
+
+- A holder that owned a page and changed it (not written back) hands it
+  back after the restart; until every holder attached before the restart
+  has said it is done, the others' requests answer DIR_GRACE; then they
+  read what the owner had written.
+- A holder that the node had dropped before the crash (a recall left
+  unanswered past the lease) is refused: its older copy never overwrites
+  what the new owner wrote. So is a holder that never was attached, and a
+  reclaim from a holder that did not attach again.
+- A holder that does not come back within the grace period is dropped as
+  at a lease (counted); the others go on.
+- DONE outside a grace period is harmless; malformed reclaims get BADMSG.
+"""
+import time
+
+import pytest
+
+import dproto as dp
+from test_memnode_dir import A, B, C, PAGE, Holder, metrics, refused, section, start
+
+FEATS = dp.FEAT_ALL | dp.FEAT_DIR_RECLAIM
+GRACE_MS = 3000
+
+
+def node(memnodes, tmp_path, grace_ms=GRACE_MS, lease_ms=400):
+    args = dict(backing=f"file:{tmp_path / 'pool.img'}", node_id=612,
+                extra_args=["--dir-grace-ms", str(grace_ms)], lease_ms=lease_ms)
+    return start(memnodes, **args), args
+
+
+def holder(d, key, who, sec, gen):
+    return Holder(d, key, who, sec, gen, features=FEATS)
+
+
+def test_an_owner_hands_its_changes_back_after_a_restart(memnodes, key, tmp_path):
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a, b = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    assert b.read(1) == bytes(PAGE)              # B: a read copy of page 1
+    assert a.write(0)[0] is False                # A owns page 0 ...
+    changed = b"\x5a" * PAGE                     # ... and changes it, not written back
+    d.kill9()
+    d = start(memnodes, **args)
+    a2, b2 = holder(d, key, A, sec, gen), holder(d, key, B, sec, gen)
+    b2.attach()
+    # Nobody reads page 0 before its owner is back: the node's copy is older.
+    refused("DIR_GRACE", b2.read, 0)
+    refused("DIR_GRACE", b2.write, 1)
+    m = metrics(d)
+    assert m["disagg_memnode_dir_grace_sections"] == 1, m
+    # A reclaim needs the holder attached again, on that connection.
+    refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 0, changed)
+    a2.attach()
+    a2.chan_conn.dir_reclaim(a2.grant, 0, changed)
+    a2.chan_conn.dir_reclaim(a2.grant)           # A is done
+    refused("DIR_GRACE", b2.read, 0)             # B has not said so yet
+    b2.chan_conn.dir_reclaim(b2.grant)           # B had nothing changed
+    assert b2.read(0) == changed
+    assert a2.write(5)[0] is False               # an ordinary directory again
+    m = metrics(d)
+    assert m["disagg_memnode_dir_reclaimed_pages_total"] == 1, m
+    assert m["disagg_memnode_dir_grace_sections"] == 0, m
+    assert m["disagg_memnode_dir_holders_lost_total"] == 0, m
+    # After the grace period a page is refused: what A still has is not taken.
+    refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 0, bytes(PAGE))
+    a2.chan_conn.dir_reclaim(a2.grant)           # DONE again: harmless
+    for h in (a, b, a2, b2):
+        h.close()
+
+
+def test_a_holder_dropped_before_the_crash_is_refused(memnodes, key, tmp_path):
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a, b = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    assert b.write(0)[0] is False                # B owns page 0 ...
+    rid = a.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(a.grant, 0, 0, 0))
+    # ... and never answers the recall: dropped at the lease, A owns the page.
+    status, data = a.io.recv()[1:3]
+    assert status == 0 and len(data) == dp.DIR_WRITE_REP.size + PAGE, (rid, status)
+    newer = b"\x11" * PAGE
+    a.io.write(a.grant, [(0, 1)], newer)         # A writes it back, the newest content
+    d.kill9()
+    d = start(memnodes, **args)
+    a2, b2 = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    # B still has its old page 0, changed: the node does not take it.
+    refused("DIR_DETACHED", b2.chan_conn.dir_reclaim, b2.grant, 0, b"\x22" * PAGE)
+    b2.chan_conn.dir_reclaim(b2.grant)           # DONE from a holder nobody waits for
+    refused("DIR_GRACE", b2.read, 0)
+    a2.chan_conn.dir_reclaim(a2.grant)
+    assert b2.read(0) == newer
+    for h in (a, b, a2, b2):
+        h.close()
+
+
+def test_a_holder_not_back_in_time_is_dropped(memnodes, key, tmp_path):
+    d, args = node(memnodes, tmp_path, grace_ms=1000)
+    sec, gen = section(d, key)
+    a, b = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    assert a.write(2)[0] is False
+    d.kill9()
+    d = start(memnodes, **args)
+    b2 = holder(d, key, B, sec, gen).attach()
+    b2.chan_conn.dir_reclaim(b2.grant)
+    refused("DIR_GRACE", b2.read, 2)             # A is awaited
+    # A never comes back: after the grace period B goes on, A is counted lost.
+    deadline = 50
+    while deadline:
+        try:
+            assert b2.read(2) == bytes(PAGE)
+            break
+        except dp.ProtoError as e:
+            assert e.status == dp.ST["DIR_GRACE"], e
+            deadline -= 1
+            time.sleep(0.1)
+    assert deadline, "still in the grace period after 5 s"
+    m = metrics(d)
+    assert m["disagg_memnode_dir_holders_lost_total"] == 1, m
+    # A late reclaim of A's is refused; A attaching now is a new holder.
+    a2 = holder(d, key, A, sec, gen).attach()
+    refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 2, b"\x33" * PAGE)
+    for h in (a, b, a2, b2):
+        h.close()
+
+
+def test_only_holders_of_before_may_reclaim(memnodes, key, tmp_path):
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a = holder(d, key, A, sec, gen).attach()
+    assert a.write(0)[0] is False
+    d.kill9()
+    d = start(memnodes, **args)
+    c = holder(d, key, C, sec, gen).attach()     # new: may attach, must wait
+    refused("DIR_DETACHED", c.chan_conn.dir_reclaim, c.grant, 0, b"\x44" * PAGE)
+    refused("DIR_GRACE", c.read, 0)
+    a2 = holder(d, key, A, sec, gen).attach()
+    a2.chan_conn.dir_reclaim(a2.grant)
+    assert c.read(0) == bytes(PAGE)              # A changed nothing
+    for h in (a, a2, c):
+        h.close()
+
+
+def test_malformed_reclaims(memnodes, key, tmp_path):
+    d, _ = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a = holder(d, key, A, sec, gen).attach()
+    op = dp.OP["DIR_RECLAIM"]
+    cases = [
+        dp.DIR_REQ.pack(a.grant, 0, 0, 0),                               # no page
+        dp.DIR_REQ.pack(a.grant, 0, 0, 0) + bytes(PAGE - 1),             # short page
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE, 0) + bytes(PAGE),       # DONE with a page
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE, 0) + bytes(PAGE),       # a read's flag
+        dp.DIR_REQ.pack(a.grant, 0, 4, 0) + bytes(PAGE),                 # unknown flag
+    ]
+    for payload in cases:
+        conn = dp.Conn(d.addr).login(key, A, orch=False, features=FEATS)
+        refused("BADMSG", conn.call, op, payload)
+        conn.close()
+    refused("RANGE", a.chan_conn.dir_reclaim, a.grant, 1 << 20, bytes(PAGE))
+    # Without the feature negotiated the opcode is unknown.
+    with dp.Conn(d.addr).login(key, A, orch=False) as plain:
+        refused("NOTSUP", plain.call, op, dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE, 0))
+    # A read-only grant may say DONE, not hand back a page.
+    ro = dp.mint_grant(key, d.node_id, B, sec, gen, dp.R_READ)
+    with dp.Conn(d.addr).login(key, B, orch=False, features=FEATS) as b:
+        b.dir_attach(ro)
+        b.dir_reclaim(ro)
+        refused("RIGHTS", b.dir_reclaim, ro, 0, bytes(PAGE))
+    a.close()

@@ -465,7 +465,9 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  *   PROTO_DIR_REQ_DONE (read rights) and no page: this holder has reclaimed
  *   everything of the section. Only in a restarted node's grace period, from
  *   a holder attached before the restart and attached again since: the page
- *   is stored as the holder's last write. Otherwise DIR_DETACHED. Meanwhile
+ *   is stored as the holder's last write (with PROTO_DIR_REQ_RECALLED only
+ *   if no holder hands back the same page without it). Otherwise
+ *   DIR_DETACHED; DONE is always accepted from an attached holder. Meanwhile
  *   DIR_READ and DIR_WRITE of the section answer DIR_GRACE. Reply: empty.
  */
 enum proto_dir_limits {
@@ -487,6 +489,8 @@ enum proto_dir_flags {
 enum proto_dir_req_flags {
 	PROTO_DIR_REQ_TAKE = 1u << 0,  /* DIR_READ: ownership may come with the copy */
 	PROTO_DIR_REQ_DONE = 1u << 1,  /* DIR_RECLAIM: no page; the holder's reclaim is over */
+	PROTO_DIR_REQ_RECALLED = 1u << 2, /* DIR_RECLAIM: the page went out in a recall answer
+					     that the node may not have stored */
 };
 
 struct proto_dir_req {

@@ -433,7 +433,7 @@ int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint3
 }
 
 int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
-		    const void *data)
+		    const void *data, bool recalled)
 {
 	struct proto_dir_req req;
 	int r;
@@ -445,6 +445,8 @@ int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, ui
 		return r;
 	if (!data)
 		req.flags = htole16(PROTO_DIR_REQ_DONE);
+	else if (recalled)
+		req.flags = htole16(PROTO_DIR_REQ_RECALLED);
 	return dir_call(c, PROTO_OP_DIR_RECLAIM, &req, sizeof(req), data, data ? PROTO_PAGE_SIZE : 0,
 			NULL, 0, NULL);
 }

@@ -297,7 +297,8 @@ int wire_dir_reclaim_decode(const void *payload, size_t len, struct proto_dir_re
 		return -EBADMSG;
 	memcpy(&m, payload, sizeof(m));
 	wire_dir_req_swap(&m);
-	if (m.flags & ~(uint16_t)PROTO_DIR_REQ_DONE)
+	if ((m.flags & ~(uint16_t)(PROTO_DIR_REQ_DONE | PROTO_DIR_REQ_RECALLED)) ||
+	    ((m.flags & PROTO_DIR_REQ_DONE) && (m.flags & PROTO_DIR_REQ_RECALLED)))
 		return -EBADMSG;
 	/* DONE carries no page; a page is exactly one. */
 	if (len != sizeof(m) + ((m.flags & PROTO_DIR_REQ_DONE) ? 0 : PROTO_PAGE_SIZE))

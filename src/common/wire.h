@@ -74,7 +74,10 @@ void wire_dir_ack_swap(struct proto_dir_ack *m);
  * with PROTO_DIR_DIRTY, which is its only flag.
  */
 int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret);
-/* DIR_RECLAIM: a proto_dir_req, then the page (*ret_page) unless PROTO_DIR_REQ_DONE. */
+/*
+ * DIR_RECLAIM: a proto_dir_req, then the page (*ret_page) unless
+ * PROTO_DIR_REQ_DONE; RECALLED only with a page.
+ */
 int wire_dir_reclaim_decode(const void *payload, size_t len, struct proto_dir_req *ret,
 			    const uint8_t **ret_page);
 /* DIR_ATTACH and DIR_DETACH: a grant, then optionally a proto_dir_who (tag 0 without). */

@@ -111,7 +111,24 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 			 rc->section, strerror(-r));
 		return r;   /* unanswered: the directory's lease decides */
 	}
-	return mnc_dir_recall_ack(c, rc->seq, dirty ? buf : NULL);
+	r = mnc_dir_recall_ack(c, rc->seq, dirty ? buf : NULL);
+	if (r < 0 && dirty) {
+		/*
+		 * The node may have died before it stored the page: our copy
+		 * is gone, so keep the page to hand back (the node prefers
+		 * what the page's next owner hands back, if it does).
+		 */
+		struct pager_kept *n = realloc(rr->kept, (rr->nkept + 1) * sizeof(*n));
+
+		if (n) {
+			n[rr->nkept] = (struct pager_kept){ .section = (uint32_t)k, .page = rc->page,
+							    .recalled = true };
+			memcpy(n[rr->nkept].data, buf, PAGER_PAGE_SIZE);
+			rr->kept = n;
+			rr->nkept++;
+		}
+	}
+	return r;
 }
 
 /*
@@ -138,11 +155,22 @@ static void keep_copies(struct vm_recaller *rr)
 			 (unsigned long long)dropped, n);
 	vm_pager_put(vm, p);
 	if (n && !rr->nkept) {
-		rr->kept = k;
+		rr->kept = TAKE_PTR(k);
 		rr->nkept = n;
-	} else {
-		free(k);    /* none: everything was dropped when the channel first broke */
+	} else if (n) {
+		/* Beside a page of an unconfirmed recall answer (answer()). */
+		struct pager_kept *all = realloc(rr->kept, (rr->nkept + n) * sizeof(*all));
+
+		if (all) {
+			memcpy(all + rr->nkept, k, n * sizeof(*k));
+			rr->kept = all;
+			rr->nkept += n;
+		} else {
+			log_warn("vm %s: region %s: out of memory: %zu changed pages are lost",
+				 vm->spec.name, vm->shared[rr->idx].id, n);
+		}
 	}
+	free(k);
 }
 
 /*
@@ -166,11 +194,11 @@ static int hand_back(struct vm_recaller *rr, struct mnc *c)
 		if (k->section >= s.nsec)
 			continue;
 		r = mnc_dir_reclaim(c, &s.secs[k->section].sec.grant, s.secs[k->section].sec.dir_tag,
-				    k->page, k->data);
+				    k->page, k->data, k->recalled);
 		taken += r == 0;
 	}
 	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
-		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL);
+		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL, false);
 	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
 		return r;
 	if (rr->nkept && taken == rr->nkept)

@@ -72,6 +72,11 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms)
 			holders++;
 		}
 		if (s && s->expect && !s->grace) {
+			s->reclaimed = calloc((d->npages + 7) / 8, 1);
+			if (!s->reclaimed) {
+				r = -ENOMEM;
+				break;
+			}
 			s->grace = true;
 			d->ngrace++;
 			sections++;
@@ -89,7 +94,7 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms)
 }
 
 int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		   uint16_t tag, uint32_t page, const void *data)
+		   uint16_t tag, uint32_t page, const void *data, bool recalled)
 {
 	struct dir_sec *s;
 	bool awaited;
@@ -112,8 +117,14 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		/* No grace period for it: what it changed before is not taken. */
 		atomic_fetch_add(&d->cnt.detached, 1);
 		r = -EUNATCH;
+	} else if (data && recalled && (s->reclaimed[page / 8] & (1u << (page % 8)))) {
+		/* Its owner since handed it back: newer than this recall answer. */
+		log_debug("section %u: page %u of a recall answer ignored: its owner reclaimed it",
+			  s->idx, page);
 	} else if (data) {
 		r = d->ops->page_write(d->table, s->idx, s->generation, page, data);
+		if (r == 0 && !recalled)
+			s->reclaimed[page / 8] |= (uint8_t)(1u << (page % 8));
 		if (r == 0)
 			atomic_fetch_add(&d->cnt.reclaimed, 1);
 	} else if (awaited) {

@@ -26,9 +26,11 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms);
  * NULL the end of its reclaim of the section (0 whenever the holder is
  * attached on chan). A page: -EUNATCH unless the section is in its grace
  * period and the holder was attached before the restart and attached
- * again on chan since.
+ * again on chan since. recalled: the holder gave the page up in a recall
+ * answer just before the restart; it is stored only if no holder hands back
+ * that page without it (0 either way).
  */
 int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		   uint16_t tag, uint32_t page, const void *data);
+		   uint16_t tag, uint32_t page, const void *data, bool recalled);
 
 #endif /* DISAGG_MEMNODE_DIR_GRACE_H */

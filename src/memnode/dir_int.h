@@ -39,6 +39,7 @@ struct dir_sec {
 	struct dir_holder h[PROTO_DIR_MAX_HOLDERS];
 	bool grace;                  /* after a restart: requests wait for the reclaims */
 	uint16_t expect;             /* holder slots that may still reclaim (grace) */
+	uint8_t *reclaimed;          /* grace: a bit per page its owner handed back */
 	uint8_t *owner;              /* per page: a holder slot, or DIR_NONE */
 	uint8_t *lastw;              /* per page: the holder slot that wrote it last, or DIR_NONE */
 	uint8_t *mig;                /* per page: 1 when migratory */
@@ -111,6 +112,7 @@ static inline void sec_free(struct dir_sec *s)
 	free(s->mig);
 	free(s->copyset);
 	free(s->queue);
+	free(s->reclaimed);
 	free(s);
 }
 
@@ -153,6 +155,8 @@ static inline void dir_grace_end(struct mn_dir *d, struct dir_sec *s)
 	if (!s->grace)
 		return;
 	s->grace = false;
+	free(s->reclaimed);
+	s->reclaimed = NULL;
 	d->ngrace--;
 	atomic_store(&d->cnt.grace_sections, d->ngrace);
 	log_info("section %u: grace period over, %u holder(s) attached", s->idx, s->nholders);

@@ -724,7 +724,8 @@ static int handle_dir_reclaim(struct mn_conn *c, const struct proto_hdr *h, cons
 	if (r == 0)
 		r = dir_grant(c, &req.grant, page ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, page);
 	if (r == 0)
-		r = mn_dir_reclaim(mn_conn_node(c)->dir, c, &req.grant, req.tag, req.page, page);
+		r = mn_dir_reclaim(mn_conn_node(c)->dir, c, &req.grant, req.tag, req.page, page,
+				   req.flags & PROTO_DIR_REQ_RECALLED);
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
 

@@ -56,6 +56,7 @@ DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
 REQ_TAKE = 1                           # DIR_REQ flag: a read that may take ownership
 REQ_DONE = 2                           # DIR_RECLAIM flag: no page, the holder is done
+REQ_RECALLED = 4                       # DIR_RECLAIM flag: the page of an unconfirmed recall answer
 DIR_MAX_HOLDERS = 16
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
@@ -429,10 +430,12 @@ class Conn:
         assert len(d) == DIR_WRITE_REP.size + PAGE, len(d)
         return bool(flags), d[DIR_WRITE_REP.size:]
 
-    def dir_reclaim(self, grant, page=0, data=None, tag=0):
+    def dir_reclaim(self, grant, page=0, data=None, tag=0, recalled=False):
         """DIR_RECLAIM on the recall channel: a page changed before the node
-        restarted, or with data None the holder's DONE for the section."""
-        req = DIR_REQ.pack(grant, page, 0 if data is not None else REQ_DONE, tag)
+        restarted (recalled: given up in an unconfirmed recall answer), or
+        with data None the holder's DONE for the section."""
+        flags = REQ_DONE if data is None else REQ_RECALLED if recalled else 0
+        req = DIR_REQ.pack(grant, page, flags, tag)
         self.call(OP["DIR_RECLAIM"], req + (data or b""))
 
     def dir_write(self, grant, page, tag=0):

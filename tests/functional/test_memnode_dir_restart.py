@@ -13,6 +13,9 @@ file pool, killed with SIGKILL and started again on the same file.
   reclaim from a holder that did not attach again.
 - A holder that does not come back within the grace period is dropped as
   at a lease (counted); the others go on.
+- A page given up in a recall answer that the node may not have stored
+  (RECALLED) is stored only if the page's next owner does not hand back
+  its own, whichever comes first.
 - DONE outside a grace period is harmless; malformed reclaims get BADMSG.
 """
 import time
@@ -153,7 +156,8 @@ def test_malformed_reclaims(memnodes, key, tmp_path):
         dp.DIR_REQ.pack(a.grant, 0, 0, 0) + bytes(PAGE - 1),             # short page
         dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE, 0) + bytes(PAGE),       # DONE with a page
         dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE, 0) + bytes(PAGE),       # a read's flag
-        dp.DIR_REQ.pack(a.grant, 0, 4, 0) + bytes(PAGE),                 # unknown flag
+        dp.DIR_REQ.pack(a.grant, 0, 8, 0) + bytes(PAGE),                 # unknown flag
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE | dp.REQ_RECALLED, 0),  # DONE, recalled
     ]
     for payload in cases:
         conn = dp.Conn(d.addr).login(key, A, orch=False, features=FEATS)
@@ -170,3 +174,41 @@ def test_malformed_reclaims(memnodes, key, tmp_path):
         b.dir_reclaim(ro)
         refused("RIGHTS", b.dir_reclaim, ro, 0, bytes(PAGE))
     a.close()
+
+
+@pytest.mark.parametrize("owner_first", [True, False])
+def test_a_recall_answer_never_overwrites_the_next_owners_page(memnodes, key, tmp_path,
+                                                               owner_first):
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a, b = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    old, newer = b"\x0a" * PAGE, b"\x0b" * PAGE
+    assert a.write(3)[0] is False                 # A owns page 3 and changes it (old)
+    rid = b.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(b.grant, 3, 0, 0))
+    r = a.chan.recall()
+    assert r and r["mode"] == dp.INVALIDATE and r["page"] == 3, r
+    a.chan.ack(r["seq"], dirty=old)               # stored, and B owns the page ...
+    assert b.io.recv()[1] == 0
+    d.kill9()                                     # ... then B changes it (newer), and the node dies
+    d = start(memnodes, **args)
+    a2, b2 = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    # Say A never saw its answer confirmed: it hands the page back, RECALLED.
+    steps = [lambda: b2.chan_conn.dir_reclaim(b2.grant, 3, newer),
+             lambda: a2.chan_conn.dir_reclaim(a2.grant, 3, old, recalled=True)]
+    for step in (steps if owner_first else steps[::-1]):
+        step()
+    a2.chan_conn.dir_reclaim(a2.grant)
+    b2.chan_conn.dir_reclaim(b2.grant)
+    assert a2.read(3) == newer
+    # A recall answer alone is stored (nobody owned the page since).
+    d.kill9()                                     # a2 and b2 still attached
+    for h in (a, b, a2, b2):
+        h.close()
+    d = start(memnodes, **args)
+    a3, b3 = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    a3.chan_conn.dir_reclaim(a3.grant, 4, old, recalled=True)
+    a3.chan_conn.dir_reclaim(a3.grant)
+    b3.chan_conn.dir_reclaim(b3.grant)
+    assert b3.read(4) == old
+    for h in (a3, b3):
+        h.close()

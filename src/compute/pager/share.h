@@ -59,6 +59,7 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 /* A page of a strict region that this node owned and had changed (pager_strict_keep). */
 struct pager_kept {
 	uint32_t section, page;      /* the region's section index, the page in it */
+	bool recalled;               /* given up in a recall answer the node did not confirm */
 	uint8_t data[4096];
 };
 

@@ -277,8 +277,7 @@ static void dir_holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enu
 		[DROP_DETACH] = "detached",
 		[DROP_REATTACH] = "attached again: its copies are forgotten",
 		[DROP_RETIRE] = "forgotten: the section was freed and allocated again",
-		[DROP_GRACE] = "dropped: not back within the grace period after a restart; "
-			       "unpublished writes to the pages it owned are lost",
+		[DROP_GRACE] = "dropped, not back in the grace period: its unpublished writes are lost",
 	};
 	struct dir_holder *hd = &s->h[i];
 	struct dir_recall *mine = NULL, *r, *next;

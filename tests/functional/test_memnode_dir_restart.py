@@ -129,12 +129,19 @@ def test_a_holder_not_back_in_time_is_dropped(memnodes, key, tmp_path):
         h.close()
 
 
-def test_only_holders_of_before_may_reclaim(memnodes, key, tmp_path):
+def owner_then_crash(memnodes, key, tmp_path):
+    """A node, a section, holder A owning page 0 (changed), the node killed:
+    (args to start it again, sec, gen, the old holder)."""
     d, args = node(memnodes, tmp_path)
     sec, gen = section(d, key)
     a = holder(d, key, A, sec, gen).attach()
     assert a.write(0)[0] is False
     d.kill9()
+    return args, sec, gen, a
+
+
+def test_only_holders_of_before_may_reclaim(memnodes, key, tmp_path):
+    args, sec, gen, a = owner_then_crash(memnodes, key, tmp_path)
     d = start(memnodes, **args)
     c = holder(d, key, C, sec, gen).attach()     # new: may attach, must wait
     refused("DIR_DETACHED", c.chan_conn.dir_reclaim, c.grant, 0, b"\x44" * PAGE)
@@ -211,4 +218,20 @@ def test_a_recall_answer_never_overwrites_the_next_owners_page(memnodes, key, tm
     b3.chan_conn.dir_reclaim(b3.grant)
     assert b3.read(4) == old
     for h in (a3, b3):
+        h.close()
+
+
+def test_a_damaged_holder_table_forgets_the_holders(memnodes, key, tmp_path):
+    args, sec, gen, a = owner_then_crash(memnodes, key, tmp_path)
+    table = tmp_path / "pool.img.dir"
+    data = bytearray(table.read_bytes())
+    data[0:8] = b"garbage!"
+    table.write_bytes(bytes(data))
+    d = start(memnodes, **args)
+    a2 = holder(d, key, A, sec, gen)
+    refused("DIR_DETACHED", a2.read, 0)          # no grace period: forgotten
+    a2.attach()
+    refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 0, bytes(PAGE))
+    assert a2.read(0) == bytes(PAGE)
+    for h in (a, a2):
         h.close()

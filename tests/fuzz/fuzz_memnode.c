@@ -173,7 +173,7 @@ static void prepare_stream(uint8_t *s, size_t n, unsigned flags)
 		     op == PROTO_OP_FADD || op == PROTO_OP_FENCE || op == PROTO_OP_COPY ||
 		     op == PROTO_OP_DIR_ATTACH || op == PROTO_OP_DIR_DETACH ||
 		     op == PROTO_OP_DIR_READ || op == PROTO_OP_DIR_WRITE ||
-		     op == PROTO_OP_WRITE_DIFF ||
+		     op == PROTO_OP_WRITE_DIFF || op == PROTO_OP_DIR_RECLAIM ||
 		     (op == PROTO_OP_SECTION_FREE && len == sizeof(struct proto_grant))))
 			sign_grant(p, flags & F_ADDRESSED);
 		if ((flags & F_SIGN) && op == PROTO_OP_COPY && len == sizeof(struct proto_copy_req))
@@ -438,9 +438,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
-		/* WRITE_DIFF (feature bit 7, beyond the flag byte) rides with F_SIGN. */
+		/* WRITE_DIFF and DIR_RECLAIM (beyond the flag byte) ride with F_SIGN. */
 		handshake(sv[0], ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
-					 (flags & F_SIGN ? PROTO_FEAT_DIFF : 0), PEER_ID);
+					 (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM : 0),
+			  PEER_ID);
 	pump(sv[0], s, len);
 	close(sv[0]);
 	if (flags & F_RIVAL)

@@ -21,7 +21,7 @@ MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
           FADD=10, COPY=11, STATS=12, FENCE=13, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21, DIR_RECLAIM=22)
 FEAT_DIR = 16
 PAGE = 4096
 
@@ -191,6 +191,21 @@ def memnode_seeds():
         hdr(OP["WRITE_DIFF"], diff([(4096, [(0, b"\x01")])], mn_grant()), req_id=5),
         hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01")])], mn_grant(rights=1)), req_id=6),
         hdr(OP["PING"], b"", req_id=7)])
+    # DIR_RECLAIM (negotiated with MN_SIGN): no grace period here, so pages are
+    # refused; DONE is taken from an attached holder; bad flags and lengths.
+    def rreq(page, flags, rights=3):
+        return mn_grant(rights=rights) + struct.pack("<IHH", page, flags, 0)
+
+    yield "dir-reclaim", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0), req_id=1),
+        hdr(OP["DIR_RECLAIM"], rreq(0, 2), req_id=2),                 # not attached
+        hdr(OP["DIR_ATTACH"], mn_grant(rights=1), req_id=3),
+        hdr(OP["DIR_RECLAIM"], rreq(0, 0) + bytes(PAGE), req_id=4),   # no grace: refused
+        hdr(OP["DIR_RECLAIM"], rreq(1, 4) + bytes(PAGE), req_id=5),   # recalled
+        hdr(OP["DIR_RECLAIM"], rreq(0, 2), req_id=6),                 # done
+        hdr(OP["DIR_RECLAIM"], rreq(4096, 0) + bytes(PAGE), req_id=7),
+        hdr(OP["DIR_RECLAIM"], rreq(0, 6), req_id=8),                 # done and recalled
+        hdr(OP["PING"], b"", req_id=9)])
     yield "dir-rival-silent", bytes([authed[0] | MN_RIVAL]) + dirs
     yield "dir-rival-answers", bytes([authed[0] | MN_RIVAL | MN_RIVAL_ANSWERS]) + dirs
 

@@ -17,6 +17,8 @@ file pool, killed with SIGKILL and started again on the same file.
   (RECALLED) is stored only if the page's next owner does not hand back
   its own, whichever comes first.
 - DONE outside a grace period is harmless; malformed reclaims get BADMSG.
+- The node dying again in its grace period waits for the same holders
+  at the next start; answers that come twice change nothing more.
 """
 import time
 
@@ -234,4 +236,26 @@ def test_a_damaged_holder_table_forgets_the_holders(memnodes, key, tmp_path):
     refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 0, bytes(PAGE))
     assert a2.read(0) == bytes(PAGE)
     for h in (a, a2):
+        h.close()
+
+
+def test_a_second_crash_in_the_grace_period_and_answers_twice(memnodes, key, tmp_path):
+    """The node dies again before its holder reclaimed: the next start waits
+    for it again. A page handed back twice, and DONE twice, change nothing
+    more."""
+    args, sec, gen, a = owner_then_crash(memnodes, key, tmp_path)
+    d = start(memnodes, **args)
+    a2 = holder(d, key, A, sec, gen).attach()    # back, but the node dies again
+    d.kill9()
+    d = start(memnodes, **args)
+    a3, b3 = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
+    refused("DIR_GRACE", b3.read, 0)             # A is still awaited
+    changed = b"\x66" * PAGE
+    a3.chan_conn.dir_reclaim(a3.grant, 0, changed)
+    a3.chan_conn.dir_reclaim(a3.grant, 0, changed)
+    a3.chan_conn.dir_reclaim(a3.grant)
+    a3.chan_conn.dir_reclaim(a3.grant)
+    assert b3.read(0) == changed
+    assert metrics(d)["disagg_memnode_dir_holders_lost_total"] == 0
+    for h in (a, a2, a3, b3):
         h.close()

@@ -24,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from test_cluster import Cluster, alive, need_vm_host
+from test_cluster import running
 from test_region_cluster import guest_ok, wait_job, wait_seen
 
 ITERS = 20000000
@@ -32,26 +32,16 @@ ITERS = 20000000
 
 @pytest.fixture
 def cluster(tmp_path):
-    need_vm_host()
-    c = Cluster(tmp_path / "cluster")
-    c.disagg("up", "--memnodes", "1", "--computes", "2", "--pool", "1G", "--persistent",
-             "--accel", "tcg", timeout=180)
-    comps = c.info()["components"]
-    c.extra = []
-    try:
-        yield c
-    finally:
-        c.disagg("down", check=False, timeout=120)
-        for p in c.extra:
-            if p.poll() is None:
-                p.terminate()
-                p.wait(30)
-        time.sleep(0.2)
-        for x in comps:
-            if alive(x["pid"]):
-                os.kill(x["pid"], signal.SIGKILL)
-                raise AssertionError(f"{x['name']} (pid {x['pid']}) survived disagg down")
-        c.logs_clean()
+    with running(tmp_path, "--memnodes", "1", "--computes", "2", "--pool", "1G",
+                 "--persistent") as c:
+        c.extra = []   # the memory nodes the test started again
+        try:
+            yield c
+        finally:
+            for p in c.extra:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(30)
 
 
 def memnode_metric(c, mn, name):

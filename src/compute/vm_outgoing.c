@@ -174,8 +174,15 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 		uint64_t t;
 
 		if (now_ns() > deadline) {
-			snprintf(err, errlen, "the migration did not reach the switchover within %d ms",
-				 o->timeout_ms);
+			char why[400];
+
+			/* A guest that began to wait for a lock after the check. */
+			if (vm_shared_mig_waiting(vm, why, sizeof(why)))
+				snprintf(err, errlen, "the migration did not reach the switchover "
+					 "within %d ms: %s", o->timeout_ms, why);
+			else
+				snprintf(err, errlen, "the migration did not reach the switchover "
+					 "within %d ms", o->timeout_ms);
 			return -ETIMEDOUT;
 		}
 		r = qmp_wait_event(vm->qmp, "MIGRATION", NULL, NULL, MIG_EVENT_MS, &data);

@@ -50,6 +50,46 @@ static bool is_strict(const struct vm_shared *s)
 
 /* ---- source ------------------------------------------------------------------ */
 
+/* What the guest waits for in an exclusive region (a store to LOCK or UNLOCK), or NULL. */
+static const char *ctl_waiting(struct vm_shared *s)
+{
+	if (!s->in_use || strcmp(s->mode, "exclusive") != 0)
+		return NULL;
+	switch (atomic_load(&s->ctl_pending)) {
+	case 1:
+		return "lock";
+	case 2:
+		return "unlock";
+	default:
+		return NULL;
+	}
+}
+
+/* err: why a guest that waits in region s cannot move now; false if it does not wait. */
+static bool wait_error(struct vm_shared *s, char *err, size_t errlen)
+{
+	const char *what = ctl_waiting(s);
+
+	if (what)
+		snprintf(err, errlen,
+			 "the guest waits for region %s's %s (a store to its %s page), and QEMU "
+			 "cannot pause a vCPU that waits; migrate the VM once the guest holds the "
+			 "region (`disagg region unlock` it where it is held) or stops waiting",
+			 s->id, what, what[0] == 'l' ? "LOCK" : "UNLOCK");
+	return what != NULL;
+}
+
+bool vm_shared_mig_waiting(struct vm *vm, char *err, size_t errlen)
+{
+	bool waits = false;
+
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; i < VM_MAX_SHARED && !waits; i++)
+		waits = wait_error(&vm->shared[i], err, errlen);
+	pthread_mutex_unlock(&vm->lock);
+	return waits;
+}
+
 void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 {
 	json_t *arr = json_array();
@@ -74,13 +114,16 @@ void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 		if (!s.in_use)
 			continue;
 		snprintf(pci, sizeof(pci), "0000:00:%02x.0", slot);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:b, s:b, s:o}", "region",
-						     s.id, "mode", s.mode, "size", (json_int_t)s.size,
-						     "pci", pci, "writable", s.writable, "mapped",
-						     s.region >= 0,
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:b, s:b, s:o, s:o}",
+						     "region", s.id, "mode", s.mode, "size",
+						     (json_int_t)s.size, "pci", pci, "writable",
+						     s.writable, "mapped", s.region >= 0,
 						     "bar", pcishm_bar(vm->qmp, slot, SHMIG_QMP_MS,
 								       &bar) == 0
 							    ? json_integer((json_int_t)bar)
+							    : json_null(),
+						     "waiting", ctl_waiting(&s)
+							    ? json_string(ctl_waiting(&s))
 							    : json_null()));
 	}
 	pthread_mutex_unlock(&vm->hot_lock);
@@ -89,12 +132,15 @@ void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 
 int vm_shared_mig_check(struct vm *vm, char *err, size_t errlen)
 {
-	for (int i = 0; i < VM_MAX_SHARED; i++)
+	for (int i = 0; i < VM_MAX_SHARED; i++) {
 		if (vm->shared[i].in_use && vm->shared[i].region < 0) {
 			snprintf(err, errlen, "region %s is recorded but QEMU does not map it",
 				 vm->shared[i].id);
 			return -EBUSY;
 		}
+		if (wait_error(&vm->shared[i], err, errlen))
+			return -EBUSY;
+	}
 	return 0;
 }
 

@@ -9,19 +9,28 @@
 #define DISAGG_VM_SHARED_MIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "http.h"
 #include "vm.h"
 
 /*
  * GET /v1/vms/NAME/regions: {"regions": [{"region", "mode", "size", "pci",
- * "writable", "bar"}]}, "bar" where the guest mapped the device's BAR2
- * (null: not mapped), as a migration's destination needs it.
+ * "writable", "mapped", "bar", "waiting"}]}, "bar" where the guest mapped
+ * the device's BAR2 (null: not mapped), as a migration's destination needs
+ * it; "waiting" "lock" or "unlock" while the guest waits for an exclusive
+ * region's (null otherwise).
  */
 void vm_shared_list_http(struct vm *vm, struct http_resp *resp);
 
-/* Source: why its regions cannot move now (-EBUSY with err), or 0. vm->lock held. */
+/*
+ * Source: why its regions cannot move now (-EBUSY with err), or 0. vm->lock
+ * held. A guest that waits for an exclusive region's lock or unlock is one
+ * reason: QEMU cannot pause the vCPU that waits in the pager.
+ */
 int vm_shared_mig_check(struct vm *vm, char *err, size_t errlen);
+/* Source, on the way to the switchover: true (err says which) if the guest waits so. */
+bool vm_shared_mig_waiting(struct vm *vm, char *err, size_t errlen);
 /*
  * Source at pre-switchover, vCPUs stopped, every dirty page written back:
  * each strict region leaves its directory (DIR_DETACH) and drops its

@@ -139,6 +139,13 @@ static int begin_one(struct orch *o, const struct slot_rec *s, const struct node
 				      "compute node %" PRIu64 " does not map region %s for slot %s: "
 				      "detach it or attach it again first", s->compute, r.name,
 				      s->name);
+	if (json_is_string(json_object_get(e, "waiting")))
+		return regions_refuse(o, resp, 409, "lock_wait",
+				      "slot %s's guest waits for region %s's %s, and QEMU cannot "
+				      "pause a vCPU that waits: migrate it once the guest holds the "
+				      "region (`disagg region unlock %s` where it is held) or stops "
+				      "waiting", s->name, r.name,
+				      json_string_value(json_object_get(e, "waiting")), r.name);
 	write = regions_writes(&r, s->id);
 	if (write && !strcmp(r.mode, "exclusive"))
 		r.epoch++;   /* the lock moves: the destination writes at an epoch of its own */

@@ -15,6 +15,10 @@ guests on a one-machine cluster of three compute nodes (`disagg up
 - release: a's unreleased writes reach the memory node with its move (the
   source's flushes publish its diffs), the epoch stays, both read the
   union, and a releases from its new node.
+- a guest that waits for an exclusive region's lock (its vCPU blocked in
+  a store to the LOCK page) cannot be paused by QEMU: its migration is
+  refused at once with 409 `lock_wait`, nothing moves, and once the lock
+  comes the store lands and the VM moves with it.
 - failure: the destination agent and its QEMU are killed during the move
   while the counter runs: the VM keeps running on the source with its
   region, and the count is still exactly 2 * ITERS.
@@ -212,6 +216,47 @@ def test_release_writer_moves(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "rl", "--slot", name, timeout=120)
     c.disagg("region", "delete", "rl")
+
+
+def agent_regions(c, slot):
+    node = next(x for x in c.info()["components"]
+                if x.get("node_id") == c.json("slot", "show", slot)["compute"])
+    st, ans = http(node["http"], "GET", f"/v1/vms/{slot}/regions")
+    assert st == 200, ans
+    return ans["regions"]
+
+
+def test_refused_while_the_guest_waits_for_a_lock(cluster):
+    c = cluster
+    on, third, pci = two_users(c, "exclusive", "lw")
+    lock = 128 * 1024 * 1024 - 8192
+    c.disagg("region", "lock", "lw", "--slot", "a")
+    guest_ok(c, "b", f"RPOKE {pci['b']} {lock} 1")     # b's store waits: a holds it
+    end = time.time() + 30
+    while agent_regions(c, "b")[0].get("waiting") != "lock":
+        assert time.time() < end, agent_regions(c, "b")
+        time.sleep(0.2)
+    t0 = time.time()
+    st, ans = http(orch(c), "POST", "/v1/slots/b/migrate", {"to": third})
+    assert st == 409 and ans["error"]["code"] == "lock_wait", (st, ans)
+    assert "waits for region lw's lock" in ans["error"]["message"], ans
+    assert time.time() - t0 < 20, "refused at once, not at the migration's deadline"
+    s = c.json("slot", "show", "b")
+    assert s["state"] == "running" and s["compute"] == on["b"], s
+    reg = c.json("region", "show", "lw")
+    assert reg["state"] == "ready" and reg["holder"] == "a", reg
+    # The lock comes: the store lands, and the VM moves with its lock.
+    c.disagg("region", "unlock", "lw", "--slot", "a")
+    wait_job(c, "b", 60)
+    assert c.json("region", "show", "lw")["holder"] == "b"
+    assert agent_regions(c, "b")[0].get("waiting") is None
+    st, ans = http(orch(c), "POST", "/v1/slots/b/migrate", {"to": third})
+    assert st == 200, ans
+    reg = c.json("region", "show", "lw")
+    assert reg["holder"] == "b" and attachment(c, "lw", "b")["compute"] == third, reg
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "lw", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "lw")
 
 
 def test_destination_killed_during_the_move(cluster):

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "baseline.h"
+#include "hostprobe.h"
 #include "grant.h"
 #include "log.h"
 #include "mnadmin.h"
@@ -492,6 +493,7 @@ int main(int argc, char **argv)
 	uint64_t mism = 0;
 	double raw_us, rtt1_us, rtt16_us, remote1_us = 0, sealed1_us = 0;
 	double open_us, open_fresh_us, copy_us;
+	struct host_probe host;
 	int c;
 
 	log_init("disagg-pagerbench");
@@ -555,6 +557,13 @@ int main(int argc, char **argv)
 	}
 	printf("baselines: raw uffd fault %.2f us, TCP loopback round trip %.2f us (1 page), "
 	       "%.2f us (16 pages)\n", raw_us, rtt1_us, rtt16_us);
+	if (host_probe_run(&host, o.pin) < 0) {
+		fprintf(stderr, "pagerbench: host probes failed\n");
+		return 1;
+	}
+	printf("host: system call %.0f ns, pipe round trip %.1f us between processes, %.1f us "
+	       "between threads%s\n", host.syscall_ns, host.pipe_rtt_proc_us,
+	       host.pipe_rtt_thread_us, o.pin ? " (CPU 0)" : "");
 
 	{
 		uint64_t nsec = o.size / o.section;
@@ -702,13 +711,17 @@ int main(int argc, char **argv)
 				   "  \"sealed_fault_1p_us\": %.2f,\n  \"sealed_fault_1p_cost_us\": %.2f,\n"
 				   "  \"open_page_us\": %.3f,\n  \"open_page_fresh_us\": %.3f,\n"
 				   "  \"memcpy_4k_us\": %.3f,\n"
+				   "  \"host_syscall_ns\": %.1f,\n  \"host_pipe_rtt_proc_us\": %.2f,\n"
+				   "  \"host_pipe_rtt_thread_us\": %.2f,\n"
 				   "  \"mismatches\": %llu,\n  \"rows\": [\n",
 				(unsigned long long)(o.size >> 20), fl->fault_us, rm ? rm->fault_us : 0,
 				ratio, fl->seq_read_MBps, rm ? rm->seq_read_MBps : 0, raw_us, rtt1_us,
 				rtt16_us, remote1_us, ov16, ov1, sl ? sl->fault_us : 0, scost,
 				sl ? sl->seq_read_MBps : 0, sratio, sealed1_us,
 				sealed1_us > 0 && remote1_us > 0 ? sealed1_us - remote1_us : 0,
-				open_us, open_fresh_us, copy_us, (unsigned long long)mism);
+				open_us, open_fresh_us, copy_us, host.syscall_ns,
+				host.pipe_rtt_proc_us, host.pipe_rtt_thread_us,
+				(unsigned long long)mism);
 			for (unsigned i = 0; i < nres; i++)
 				fprintf(f, "    {\"setup\": \"%s\", \"budget_pct\": %d, \"seq_read_MBps\": %.1f, "
 					   "\"seq_write_MBps\": %.1f, \"fault_us\": %.2f, \"randrw_ops\": %.0f, "

@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A device node's block volumes (volume.h): sparse raw files in a data
+ * directory, made atomically, cloned by reflink or by their data extents.
+ */
+#include "volume.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+#define SUFFIX ".vol"
+#define COPY_CHUNK (1u << 20)
+
+struct dn_user {
+	char name[DN_VOLUME_NAME_MAX + 1];
+	unsigned n;
+};
+
+struct dn_volumes {
+	int dirfd;
+	pthread_mutex_t mu;          /* users */
+	struct dn_user *users;
+	size_t nusers;
+};
+
+bool dn_volume_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > DN_VOLUME_NAME_MAX || name[0] == '-' || name[0] == '_')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '-' || name[i] == '_'))
+			return false;
+	return true;
+}
+
+static bool size_valid(uint64_t size)
+{
+	return size > 0 && size <= DN_VOLUME_MAX_SIZE && size % DN_VOLUME_SECTOR == 0;
+}
+
+static void file_of(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s" SUFFIX, name);
+}
+
+int dn_volumes_open(const char *dir, struct dn_volumes **ret)
+{
+	struct dn_volumes *vs;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	vs = calloc(1, sizeof(*vs));
+	if (!vs)
+		return -ENOMEM;
+	vs->dirfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (vs->dirfd < 0) {
+		int r = -errno;
+
+		free(vs);
+		return r;
+	}
+	pthread_mutex_init(&vs->mu, NULL);
+	*ret = vs;
+	return 0;
+}
+
+void dn_volumes_close(struct dn_volumes *vs)
+{
+	if (!vs)
+		return;
+	close(vs->dirfd);
+	pthread_mutex_destroy(&vs->mu);
+	free(vs->users);
+	free(vs);
+}
+
+/* vs->mu held: the entry of name, or NULL. */
+static struct dn_user *user_find(struct dn_volumes *vs, const char *name)
+{
+	for (size_t i = 0; i < vs->nusers; i++)
+		if (!strcmp(vs->users[i].name, name))
+			return &vs->users[i];
+	return NULL;
+}
+
+static unsigned users_of(struct dn_volumes *vs, const char *name)
+{
+	struct dn_user *u;
+	unsigned n;
+
+	pthread_mutex_lock(&vs->mu);
+	u = user_find(vs, name);
+	n = u ? u->n : 0;
+	pthread_mutex_unlock(&vs->mu);
+	return n;
+}
+
+/*
+ * A new file with no name yet: O_TMPFILE where the filesystem has it, else
+ * a hidden temporary name (*tmp set, unlinked by publish or by the caller).
+ */
+static int make_unnamed(struct dn_volumes *vs, const char *name, char *tmp, size_t tmplen)
+{
+	int fd = openat(vs->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	tmp[0] = '\0';
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd >= 0 ? fd : -errno;
+	snprintf(tmp, tmplen, ".%s" SUFFIX ".new", name);
+	fd = openat(vs->dirfd, tmp, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	return fd >= 0 ? fd : -errno;
+}
+
+static void drop_unnamed(struct dn_volumes *vs, const char *tmp)
+{
+	if (tmp[0])
+		(void)unlinkat(vs->dirfd, tmp, 0);
+}
+
+/* Sync fd and give it its name; -EEXIST if the name was taken meanwhile. */
+static int publish(struct dn_volumes *vs, int fd, const char *tmp, const char *name)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)], proc[64];
+	int r;
+
+	if (fsync(fd) < 0)
+		return -errno;
+	file_of(name, file, sizeof(file));
+	if (tmp[0]) {
+		r = linkat(vs->dirfd, tmp, vs->dirfd, file, 0) < 0 ? -errno : 0;
+	} else {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		r = linkat(AT_FDCWD, proc, vs->dirfd, file, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+	}
+	if (r == 0 && fsync(vs->dirfd) < 0)
+		r = -errno;
+	return r;
+}
+
+static bool exists(struct dn_volumes *vs, const char *name)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+	struct stat st;
+
+	file_of(name, file, sizeof(file));
+	return fstatat(vs->dirfd, file, &st, 0) == 0;
+}
+
+/* An fd of existing volume `name` opened with flags, and its stat; -errno. */
+static int open_volume(struct dn_volumes *vs, const char *name, int flags, struct stat *st)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+	_cleanup_close_ int fd = -1;
+
+	file_of(name, file, sizeof(file));
+	fd = openat(vs->dirfd, file, flags | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, st) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
+/* The unnamed file of a new volume: -EEXIST if the name is taken (publish checks again). */
+static int begin_new(struct dn_volumes *vs, const char *name, char *tmp, size_t tmplen)
+{
+	tmp[0] = '\0';
+	return exists(vs, name) ? -EEXIST : make_unnamed(vs, name, tmp, tmplen);
+}
+
+int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size)
+{
+	char tmp[DN_VOLUME_NAME_MAX + 16];
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (!dn_volume_name_valid(name) || !size_valid(size))
+		return -EINVAL;
+	fd = begin_new(vs, name, tmp, sizeof(tmp));
+	if (fd < 0)
+		return fd;
+	r = ftruncate(fd, (off_t)size) < 0 ? -errno : publish(vs, fd, tmp, name);
+	drop_unnamed(vs, tmp);
+	return r;
+}
+
+int dn_volume_delete(struct dn_volumes *vs, const char *name)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	if (users_of(vs, name))
+		return -EBUSY;
+	file_of(name, file, sizeof(file));
+	if (unlinkat(vs->dirfd, file, 0) < 0)
+		return -errno;
+	return fsync(vs->dirfd) < 0 ? -errno : 0;
+}
+
+int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	if (!dn_volume_name_valid(name) || !size_valid(size))
+		return -EINVAL;
+	fd = open_volume(vs, name, O_RDWR, &st);
+	if (fd < 0)
+		return fd;
+	if (size < (uint64_t)st.st_size && !shrink)
+		return -EINVAL;
+	if (size < (uint64_t)st.st_size && users_of(vs, name))
+		return -EBUSY;
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Copy [off, end) of src to dst: copy_file_range, or read and write where it cannot. */
+static int copy_range(int src, int dst, off_t off, off_t end)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+
+	while (off < end) {
+		size_t want = (size_t)MIN((off_t)COPY_CHUNK, end - off);
+		off_t in = off, out = off;
+		ssize_t n = copy_file_range(src, &in, dst, &out, want, 0);
+
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP ||
+			      errno == EINVAL)) {
+			if (!buf && !(buf = malloc(COPY_CHUNK)))
+				return -ENOMEM;
+			n = pread(src, buf, want, off);
+			if (n > 0 && pwrite(dst, buf, (size_t)n, off) != n)
+				return errno ? -errno : -EIO;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;      /* the source shrank under us */
+		off += n;
+	}
+	return 0;
+}
+
+/* dst (size already set) gets src's data extents; holes stay holes. */
+static int sparse_copy(int src, int dst, off_t size)
+{
+	off_t off = 0;
+
+	while (off < size) {
+		off_t data = lseek(src, off, SEEK_DATA), hole;
+		int r;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		hole = lseek(src, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		r = copy_range(src, dst, data, MIN(hole, size));
+		if (r < 0)
+			return r;
+		off = hole;
+	}
+	return 0;
+}
+
+int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
+		    bool *ret_reflinked)
+{
+	char tmp[DN_VOLUME_NAME_MAX + 16];
+	_cleanup_close_ int sfd = -1, dfd = -1;
+	bool reflinked = false;
+	struct stat st;
+	int r;
+
+	if (!dn_volume_name_valid(src) || !dn_volume_name_valid(dst))
+		return -EINVAL;
+	sfd = open_volume(vs, src, O_RDONLY, &st);
+	if (sfd < 0)
+		return sfd;
+	dfd = begin_new(vs, dst, tmp, sizeof(tmp));
+	if (dfd < 0)
+		return dfd;
+	if (ioctl(dfd, FICLONE, sfd) == 0) {
+		reflinked = true;
+		r = 0;
+	} else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV ||
+		   errno == EINVAL || errno == ENOSYS) {
+		r = ftruncate(dfd, st.st_size) < 0 ? -errno : sparse_copy(sfd, dfd, st.st_size);
+	} else {
+		r = -errno;
+	}
+	if (r == 0)
+		r = publish(vs, dfd, tmp, dst);
+	drop_unnamed(vs, tmp);
+	if (r == 0 && ret_reflinked)
+		*ret_reflinked = reflinked;
+	return r;
+}
+
+int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+	struct stat st;
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	file_of(name, file, sizeof(file));
+	if (fstatat(vs->dirfd, file, &st, 0) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -ENOENT;
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->name, sizeof(ret->name), "%s", name);
+	ret->size = (uint64_t)st.st_size;
+	ret->allocated = (uint64_t)st.st_blocks * 512;
+	ret->users = users_of(vs, name);
+	return 0;
+}
+
+static int cmp_info(const void *a, const void *b)
+{
+	return strcmp(((const struct dn_volume_info *)a)->name,
+		      ((const struct dn_volume_info *)b)->name);
+}
+
+int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *ret_n)
+{
+	struct dn_volume_info *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int fd = dup(vs->dirfd);
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char name[DN_VOLUME_NAME_MAX + 1];
+
+		if (len <= strlen(SUFFIX) || len - strlen(SUFFIX) > DN_VOLUME_NAME_MAX ||
+		    strcmp(de->d_name + len - strlen(SUFFIX), SUFFIX) != 0)
+			continue;
+		memcpy(name, de->d_name, len - strlen(SUFFIX));
+		name[len - strlen(SUFFIX)] = '\0';
+		if (!dn_volume_name_valid(name))
+			continue;
+		if (n == cap) {
+			struct dn_volume_info *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		if (dn_volume_stat(vs, name, &v[n]) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_info);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
+		   uint64_t *ret_size)
+{
+	_cleanup_close_ int fd = -1;
+	struct dn_user *u;
+	struct stat st;
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	fd = open_volume(vs, name, O_RDWR | extra_flags, &st);
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&vs->mu);
+	u = user_find(vs, name);
+	if (!u) {
+		struct dn_user *nu = realloc(vs->users, (vs->nusers + 1) * sizeof(*nu));
+
+		if (!nu) {
+			pthread_mutex_unlock(&vs->mu);
+			return -ENOMEM;
+		}
+		vs->users = nu;
+		u = &vs->users[vs->nusers++];
+		snprintf(u->name, sizeof(u->name), "%s", name);
+		u->n = 0;
+	}
+	u->n++;
+	pthread_mutex_unlock(&vs->mu);
+	*ret_size = (uint64_t)st.st_size;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+void dn_volume_put(struct dn_volumes *vs, const char *name)
+{
+	struct dn_user *u;
+
+	pthread_mutex_lock(&vs->mu);
+	u = user_find(vs, name);
+	if (u && u->n && --u->n == 0)
+		*u = vs->users[--vs->nusers];
+	pthread_mutex_unlock(&vs->mu);
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A device node's block volumes (volume.c; docs/devnode.md): each volume
+ * is a sparse raw file NAME.vol in the node's data directory.
+ *
+ * - Names are 1-63 characters of [a-z0-9_-], starting with a letter or a
+ *   digit: they go into file names and URLs as they are.
+ * - Sizes are multiples of 512 bytes (a virtio-blk sector), up to
+ *   DN_VOLUME_MAX_SIZE.
+ * - Create and clone are atomic: the file is made unnamed (O_TMPFILE),
+ *   sized or filled, synced, and only then linked under its name, so a
+ *   crash leaves either no volume or a whole one, never a half-made file.
+ * - A clone shares the source's blocks (FICLONE) where the filesystem can;
+ *   elsewhere it copies only the source's data extents (SEEK_DATA), so
+ *   the clone is as sparse as its source.
+ * - A volume that is open (dn_volume_open, until dn_volume_put) cannot be
+ *   deleted or shrunk: -EBUSY.
+ *
+ * Every function returns 0 or -errno. Not thread-safe by itself beyond the
+ * open counts, which take their own lock.
+ */
+#ifndef DISAGG_DEVNODE_VOLUME_H
+#define DISAGG_DEVNODE_VOLUME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DN_VOLUME_NAME_MAX 63
+#define DN_VOLUME_SECTOR   512ull
+#define DN_VOLUME_MAX_SIZE (1ull << 44)   /* 16 TiB */
+
+struct dn_volumes;
+
+struct dn_volume_info {
+	char name[DN_VOLUME_NAME_MAX + 1];
+	uint64_t size;               /* bytes the guest sees */
+	uint64_t allocated;          /* bytes the file takes on disk */
+	unsigned users;              /* dn_volume_open without dn_volume_put */
+};
+
+/* Open (and make, mode 0700, if missing) the data directory dir. */
+int dn_volumes_open(const char *dir, struct dn_volumes **ret);
+void dn_volumes_close(struct dn_volumes *vs);
+
+bool dn_volume_name_valid(const char *name);
+
+/* A new zero-filled volume: -EEXIST, -EINVAL (name or size). */
+int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size);
+/* -ENOENT, -EBUSY (open). */
+int dn_volume_delete(struct dn_volumes *vs, const char *name);
+/*
+ * Change a volume's size. Growing adds zeros. Shrinking drops the data
+ * past the new end and is refused (-EINVAL) unless shrink is true, as
+ * `qemu-img resize --shrink`; an open volume is never shrunk (-EBUSY).
+ */
+int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink);
+/* dst becomes a copy of src; *ret_reflinked (may be NULL): it shares src's blocks. */
+int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
+		    bool *ret_reflinked);
+int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret);
+/* Every volume, sorted by name; *ret is malloc'ed (free it). */
+int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *ret_n);
+
+/*
+ * An fd of the volume (O_RDWR | O_CLOEXEC, plus extra_flags such as
+ * O_DIRECT) and one more user; *ret_size: its size. dn_volume_put ends
+ * the use (the caller closes the fd).
+ */
+int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
+		   uint64_t *ret_size);
+void dn_volume_put(struct dn_volumes *vs, const char *name);
+
+#endif /* DISAGG_DEVNODE_VOLUME_H */

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit test of the device node's volume store (src/devnode/volume.c), on
+ * the real filesystem of a temporary directory: names and sizes refused,
+ * create/clone/resize/delete, a clone that keeps its source's data and
+ * holes, the use counts that refuse deleting or shrinking an open volume,
+ * a listing that ignores other files, and no temporary file left behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "tap.h"
+#include "volume.h"
+
+#define MiB (1ull << 20)
+
+static bool pattern_at(int fd, off_t off, uint8_t seed)
+{
+	uint8_t buf[4096];
+
+	if (pread(fd, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
+		return false;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		if (buf[i] != (uint8_t)(seed + i))
+			return false;
+	return true;
+}
+
+static bool write_pattern(int fd, off_t off, uint8_t seed)
+{
+	uint8_t buf[4096];
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(seed + i);
+	return pwrite(fd, buf, sizeof(buf), off) == (ssize_t)sizeof(buf);
+}
+
+static bool zeros_at(int fd, off_t off)
+{
+	uint8_t buf[4096];
+
+	if (pread(fd, buf, sizeof(buf), off) != (ssize_t)sizeof(buf))
+		return false;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		if (buf[i])
+			return false;
+	return true;
+}
+
+/* Files in dir that are not NAME.vol (temporaries left behind). */
+static int strays(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.' ? 0 : strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_names(void)
+{
+	char longname[DN_VOLUME_NAME_MAX + 2];
+
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	ok(dn_volume_name_valid("vm-1_root") && dn_volume_name_valid("0"), "good names");
+	ok(!dn_volume_name_valid("") && !dn_volume_name_valid(NULL) &&
+	   !dn_volume_name_valid("Root") && !dn_volume_name_valid("-x") &&
+	   !dn_volume_name_valid("_x") && !dn_volume_name_valid("a/b") &&
+	   !dn_volume_name_valid("..") && !dn_volume_name_valid("a.vol") &&
+	   !dn_volume_name_valid(longname), "bad names refused (case, slash, dots, 64 chars)");
+	longname[DN_VOLUME_NAME_MAX] = '\0';
+	ok(dn_volume_name_valid(longname), "63 characters are fine");
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/dn-volume-XXXXXX", sub[64], junk[96], bad[96];
+	struct dn_volumes *vs = NULL;
+	struct dn_volume_info info, *list = NULL;
+	size_t n = 0;
+	uint64_t size = 0;
+	bool reflinked = false;
+	int fd = -1, fd2 = -1;
+
+	test_names();
+	if (!ok(mkdtemp(dir) != NULL, "a temporary directory")) {
+		done_testing();
+		return tap_exit();
+	}
+	snprintf(sub, sizeof(sub), "%s/data", dir);
+	is(dn_volumes_open(sub, &vs), 0, "open makes the data directory");
+
+	is(dn_volume_create(vs, "a", 4 * MiB), 0, "create a (4 MiB)");
+	is(dn_volume_create(vs, "a", 4 * MiB), -EEXIST, "again: -EEXIST");
+	is(dn_volume_create(vs, "b", 1000), -EINVAL, "a size that is not whole sectors: -EINVAL");
+	is(dn_volume_create(vs, "b", 0), -EINVAL, "size 0: -EINVAL");
+	is(dn_volume_create(vs, "b", DN_VOLUME_MAX_SIZE + DN_VOLUME_SECTOR), -EINVAL,
+	   "past the maximum: -EINVAL");
+	is(dn_volume_create(vs, "B", MiB), -EINVAL, "a bad name: -EINVAL");
+	ok(dn_volume_stat(vs, "a", &info) == 0 && info.size == 4 * MiB && info.users == 0 &&
+	   info.allocated < 64 * 1024, "a: 4 MiB, sparse (%llu bytes on disk), unused",
+	   (unsigned long long)info.allocated);
+
+	is(dn_volume_open(vs, "a", 0, &fd, &size), 0, "open a");
+	ok(size == 4 * MiB && write_pattern(fd, 0, 1) && write_pattern(fd, 3 * MiB, 2),
+	   "write 4 KiB at 0 and at 3 MiB");
+	ok(dn_volume_stat(vs, "a", &info) == 0 && info.users == 1, "a has one user");
+	is(dn_volume_delete(vs, "a"), -EBUSY, "delete of an open volume: -EBUSY");
+	is(dn_volume_resize(vs, "a", MiB, true), -EBUSY, "shrinking an open volume: -EBUSY");
+
+	is(dn_volume_clone(vs, "a", "b", &reflinked), 0, "clone a to b (%s)",
+	   reflinked ? "reflink" : "sparse copy");
+	is(dn_volume_clone(vs, "a", "b", NULL), -EEXIST, "clone onto b again: -EEXIST");
+	is(dn_volume_clone(vs, "nope", "c", NULL), -ENOENT, "clone of a missing volume: -ENOENT");
+	ok(dn_volume_open(vs, "b", 0, &fd2, &size) == 0 && size == 4 * MiB &&
+	   pattern_at(fd2, 0, 1) && pattern_at(fd2, 3 * MiB, 2) && zeros_at(fd2, MiB),
+	   "b holds a's data, and zeros between");
+	ok(dn_volume_stat(vs, "b", &info) == 0 && (reflinked || info.allocated < 256 * 1024),
+	   "b is as sparse as a (%llu bytes on disk)", (unsigned long long)info.allocated);
+	ok(write_pattern(fd2, 0, 9) && pattern_at(fd, 0, 1), "a write to b leaves a alone");
+	close(fd2);
+	dn_volume_put(vs, "b");
+
+	is(dn_volume_resize(vs, "a", 8 * MiB, false), 0, "grow a to 8 MiB");
+	ok(dn_volume_stat(vs, "a", &info) == 0 && info.size == 8 * MiB && pattern_at(fd, 3 * MiB, 2) &&
+	   zeros_at(fd, 7 * MiB), "  its data kept, zeros after");
+	close(fd);
+	dn_volume_put(vs, "a");
+	ok(dn_volume_stat(vs, "a", &info) == 0 && info.users == 0, "a closed: no user");
+	is(dn_volume_resize(vs, "a", 2 * MiB, false), -EINVAL, "shrink without asking: -EINVAL");
+	is(dn_volume_resize(vs, "a", 2 * MiB, true), 0, "shrink when asked");
+	ok(dn_volume_stat(vs, "a", &info) == 0 && info.size == 2 * MiB, "  a is 2 MiB");
+	is(dn_volume_resize(vs, "nope", MiB, false), -ENOENT, "resize of a missing volume: -ENOENT");
+
+	snprintf(junk, sizeof(junk), "%s/junk.txt", sub);
+	snprintf(bad, sizeof(bad), "%s/BAD.vol", sub);
+	close(open(junk, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+	close(open(bad, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+	is(dn_volume_create(vs, "0-first", MiB), 0, "create 0-first");
+	ok(dn_volume_list(vs, &list, &n) == 0 && n == 3 && !strcmp(list[0].name, "0-first") &&
+	   !strcmp(list[1].name, "a") && !strcmp(list[2].name, "b") && list[1].size == 2 * MiB,
+	   "the list: 0-first, a, b, sorted; other files ignored");
+	free(list);
+
+	is(dn_volume_delete(vs, "a"), 0, "delete a");
+	is(dn_volume_delete(vs, "a"), -ENOENT, "again: -ENOENT");
+	is(dn_volume_stat(vs, "a", &info), -ENOENT, "a is gone");
+	is(strays(sub), 0, "no temporary file left in the data directory");
+
+	dn_volume_delete(vs, "b");
+	dn_volume_delete(vs, "0-first");
+	unlink(junk);
+	unlink(bad);
+	dn_volumes_close(vs);
+	rmdir(sub);
+	rmdir(dir);
+	done_testing();
+	return tap_exit();
+}

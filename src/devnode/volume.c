@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "volume_int.h"
 
 #define SUFFIX ".vol"
 #define COPY_CHUNK (1u << 20)
@@ -125,14 +126,13 @@ static int make_unnamed(struct dn_volumes *vs, const char *name, char *tmp, size
 	return fd >= 0 ? fd : -errno;
 }
 
-static void drop_unnamed(struct dn_volumes *vs, const char *tmp)
+void dn_vol_drop_unnamed(struct dn_volumes *vs, const char *tmp)
 {
 	if (tmp[0])
 		(void)unlinkat(vs->dirfd, tmp, 0);
 }
 
-/* Sync fd and give it its name; -EEXIST if the name was taken meanwhile. */
-static int publish(struct dn_volumes *vs, int fd, const char *tmp, const char *name)
+int dn_vol_publish(struct dn_volumes *vs, int fd, const char *tmp, const char *name)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)], proc[64];
 	int r;
@@ -173,8 +173,7 @@ static int open_volume(struct dn_volumes *vs, const char *name, int flags, struc
 	return TAKE_FD(fd);
 }
 
-/* The unnamed file of a new volume: -EEXIST if the name is taken (publish checks again). */
-static int begin_new(struct dn_volumes *vs, const char *name, char *tmp, size_t tmplen)
+int dn_vol_begin_new(struct dn_volumes *vs, const char *name, char *tmp, size_t tmplen)
 {
 	tmp[0] = '\0';
 	return exists(vs, name) ? -EEXIST : make_unnamed(vs, name, tmp, tmplen);
@@ -182,17 +181,17 @@ static int begin_new(struct dn_volumes *vs, const char *name, char *tmp, size_t 
 
 int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size)
 {
-	char tmp[DN_VOLUME_NAME_MAX + 16];
+	char tmp[DN_VOL_TMP_MAX];
 	_cleanup_close_ int fd = -1;
 	int r;
 
 	if (!dn_volume_name_valid(name) || !size_valid(size))
 		return -EINVAL;
-	fd = begin_new(vs, name, tmp, sizeof(tmp));
+	fd = dn_vol_begin_new(vs, name, tmp, sizeof(tmp));
 	if (fd < 0)
 		return fd;
-	r = ftruncate(fd, (off_t)size) < 0 ? -errno : publish(vs, fd, tmp, name);
-	drop_unnamed(vs, tmp);
+	r = ftruncate(fd, (off_t)size) < 0 ? -errno : dn_vol_publish(vs, fd, tmp, name);
+	dn_vol_drop_unnamed(vs, tmp);
 	return r;
 }
 
@@ -281,7 +280,7 @@ static int sparse_copy(int src, int dst, off_t size)
 int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 		    bool *ret_reflinked)
 {
-	char tmp[DN_VOLUME_NAME_MAX + 16];
+	char tmp[DN_VOL_TMP_MAX];
 	_cleanup_close_ int sfd = -1, dfd = -1;
 	bool reflinked = false;
 	struct stat st;
@@ -292,7 +291,7 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 	sfd = open_volume(vs, src, O_RDONLY, &st);
 	if (sfd < 0)
 		return sfd;
-	dfd = begin_new(vs, dst, tmp, sizeof(tmp));
+	dfd = dn_vol_begin_new(vs, dst, tmp, sizeof(tmp));
 	if (dfd < 0)
 		return dfd;
 	if (ioctl(dfd, FICLONE, sfd) == 0) {
@@ -305,8 +304,8 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 		r = -errno;
 	}
 	if (r == 0)
-		r = publish(vs, dfd, tmp, dst);
-	drop_unnamed(vs, tmp);
+		r = dn_vol_publish(vs, dfd, tmp, dst);
+	dn_vol_drop_unnamed(vs, tmp);
 	if (r == 0 && ret_reflinked)
 		*ret_reflinked = reflinked;
 	return r;

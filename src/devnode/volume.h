@@ -58,18 +58,6 @@ int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, boo
 /* dst becomes a copy of src; *ret_reflinked (may be NULL): it shares src's blocks. */
 int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 		    bool *ret_reflinked);
-/*
- * A new volume from the image file at path (volume_import.c): `qemu-img
- * info` reads its format and size (format NULL: qemu-img probes it; "raw"
- * or "qcow2": as given, the safe choice for an image from elsewhere), an
- * image with a backing file is refused (-EPERM: it would read other files
- * of this host), and `qemu-img convert` writes it raw into the new volume,
- * holes kept. The size is rounded up to a sector. -ENOENT or -EACCES
- * (path), -EEXIST, -EINVAL (name, format, size), -EIO (qemu-img failed;
- * its message went to stderr). *ret_size may be NULL.
- */
-int dn_volume_import(struct dn_volumes *vs, const char *name, const char *path,
-		     const char *format, uint64_t *ret_size);
 int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret);
 /* Every volume, sorted by name; *ret is malloc'ed (free it). */
 int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *ret_n);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Importing an image into a new volume (volume.h, dn_volume_import):
+ * Importing an image into a new volume (volume_import.h):
  * `qemu-img info` says what the image is, `qemu-img convert` writes it
  * raw into the volume's unnamed file, which is then published like any
  * new volume. The qemu-img binary is $DISAGG_QEMU_IMG, else `qemu-img`
@@ -18,6 +18,7 @@
 
 #include "macro.h"
 #include "volume.h"
+#include "volume_import.h"
 #include "volume_int.h"
 
 #define INFO_MAX (64u << 10)     /* bytes of `qemu-img info` output we read */

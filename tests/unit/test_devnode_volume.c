@@ -22,6 +22,7 @@
 #include "macro.h"
 #include "tap.h"
 #include "volume.h"
+#include "volume_import.h"
 
 #define MiB (1ull << 20)
 

@@ -75,6 +75,37 @@ def test_baseline_keeps_tolerances(tmp_path):
     assert b["c.new"]["tolerance"] == 0.3
 
 
+def with_slack(args, name, slack):
+    b = json.loads(args[1].read_text())
+    b["figures"][name]["slack"] = slack
+    args[1].write_text(json.dumps(b))
+    return args
+
+
+def test_slack_judges_a_difference_near_zero(tmp_path):
+    """A figure with an absolute slack (a cost "with minus without"): its
+    verdict is the difference, never a ratio, which flips sign around zero."""
+    base = {"s.cost": (-6.5, "lower", 0.5)}
+    rc, out = gate("compare", *with_slack(write(tmp_path, base, {"s.cost": 26.0}),
+                                          "s.cost", 40.0))
+    assert rc == 0 and "+32.5" in out and "ok" in out, out   # a ratio would say -4
+    rc, out = gate("compare", *with_slack(write(tmp_path, base, {"s.cost": 40.0}),
+                                          "s.cost", 40.0))
+    assert rc == 1 and "FAILED: s.cost" in out, out
+    rc, out = gate("compare", *with_slack(write(tmp_path, base, {"s.cost": -50.0}),
+                                          "s.cost", 40.0))
+    assert rc == 0 and "better" in out, out
+
+
+def test_baseline_keeps_a_slack(tmp_path):
+    args = with_slack(write(tmp_path, {"s.cost": (1.0, "lower", 0.5)}, {"s.cost": 3.0}),
+                      "s.cost", 7.0)
+    rc, out = gate("baseline", "--from", args[3], "--out", args[1])
+    assert rc == 0, out
+    b = json.loads(args[1].read_text())["figures"]["s.cost"]
+    assert b["value"] == 3.0 and b["slack"] == 7.0
+
+
 def test_run_repeats_with_options_before_the_command(tmp_path):
     """gate.py run NAME --reps N -- CMD: N runs, each its own JSON, and
     options of CMD stay CMD's."""

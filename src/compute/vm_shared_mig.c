@@ -106,6 +106,7 @@ void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 		unsigned slot = VM_SHARED_PCI_SLOT + (unsigned)i;
 		struct vm_shared s;
 		uint64_t bar = 0;
+		const char *waiting;
 		char pci[24];
 
 		pthread_mutex_lock(&vm->lock);
@@ -113,6 +114,7 @@ void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 		pthread_mutex_unlock(&vm->lock);
 		if (!s.in_use)
 			continue;
+		waiting = ctl_waiting(&s);
 		snprintf(pci, sizeof(pci), "0000:00:%02x.0", slot);
 		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:b, s:b, s:o, s:o}",
 						     "region", s.id, "mode", s.mode, "size",
@@ -122,9 +124,8 @@ void vm_shared_list_http(struct vm *vm, struct http_resp *resp)
 								       &bar) == 0
 							    ? json_integer((json_int_t)bar)
 							    : json_null(),
-						     "waiting", ctl_waiting(&s)
-							    ? json_string(ctl_waiting(&s))
-							    : json_null()));
+						     "waiting", waiting ? json_string(waiting)
+									: json_null()));
 	}
 	pthread_mutex_unlock(&vm->hot_lock);
 	http_resp_json(resp, 200, json_pack("{s:o}", "regions", arr));

@@ -349,8 +349,10 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 		return -errno;
 	d = fdopendir(fd);
 	if (!d) {
+		int r = -errno;   /* before close can change errno */
+
 		close(fd);
-		return -errno;
+		return r;
 	}
 	rewinddir(d);
 	while ((de = readdir(d))) {

@@ -4,8 +4,9 @@
  * count of those that are (budget.c). Local sections are not counted.
  * Over the budget the evictor (evict.c) evicts down to `budget - batch/2`;
  * a fault thread waits (up to 200 ms) only when the resident count exceeds
- * budget + max(2 * batch, max_window + cluster), the hard bound on
- * overshoot.
+ * budget + max(2 * batch, max_window + cluster), the hard limit. It is
+ * checked before a fault, so each fault thread may go past it by what one
+ * fault installs (a cluster, or a window).
  */
 #ifndef DISAGG_PAGER_BUDGET_H
 #define DISAGG_PAGER_BUDGET_H

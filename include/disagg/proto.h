@@ -28,6 +28,11 @@
  * asks for read copies and ownership of single pages, and answers the
  * recalls (DIR_RECALL) the node sends it on that channel.
  *
+ * Device nodes speak the same framing and handshake and serve block
+ * volumes (BLK_* and VOL_* opcodes, PROTO_FEAT_BLK): a volume is opened
+ * through a grant, then read and written by byte offset in 512-byte
+ * sectors. The orchestrator manages the volumes themselves.
+ *
  * docs/protocol.md describes every message in prose; keep the two in step.
  */
 #ifndef DISAGG_PROTO_H
@@ -86,6 +91,20 @@ enum proto_op {
 	PROTO_OP_DIR_DETACH    = 20,  /* the holder leaves the section's directory */
 	PROTO_OP_WRITE_DIFF    = 21,  /* byte runs of pages (release regions' diffs) */
 	PROTO_OP_DIR_RECLAIM   = 22,  /* after a restart: a page the holder owned and changed */
+	/* device nodes (PROTO_FEAT_BLK) */
+	PROTO_OP_BLK_OPEN      = 23,  /* a volume, through a grant: a handle */
+	PROTO_OP_BLK_READ      = 24,
+	PROTO_OP_BLK_WRITE     = 25,
+	PROTO_OP_BLK_FLUSH     = 26,  /* every write answered before it is on stable storage */
+	PROTO_OP_BLK_DISCARD   = 27,
+	PROTO_OP_BLK_WRITE_ZEROES = 28,
+	PROTO_OP_BLK_CLOSE     = 29,
+	PROTO_OP_VOL_CREATE    = 30,  /* the orchestrator's capability, as every VOL_* */
+	PROTO_OP_VOL_DELETE    = 31,
+	PROTO_OP_VOL_RESIZE    = 32,
+	PROTO_OP_VOL_CLONE     = 33,
+	PROTO_OP_VOL_STAT      = 34,
+	PROTO_OP_VOL_LIST      = 35,
 	PROTO_OP_MAX,                 /* one past the last opcode */
 };
 
@@ -120,6 +139,7 @@ enum proto_status {
 	PROTO_ST_DIR_DETACHED = 17, /* not attached to the section's directory (never, or dropped) */
 	PROTO_ST_DIR_FULL = 18, /* the section's directory has PROTO_DIR_MAX_HOLDERS holders */
 	PROTO_ST_DIR_GRACE = 19, /* the directory waits for its holders' reclaims: ask again */
+	PROTO_ST_EXIST    = 20, /* the name is taken (VOL_CREATE, VOL_CLONE) */
 	PROTO_ST_MAX,
 };
 
@@ -134,9 +154,11 @@ enum proto_features {
 	PROTO_FEAT_DIR_TAG = 1u << 6, /* directory holders (node, tag): several per node */
 	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
 	PROTO_FEAT_DIR_RECLAIM = 1u << 8, /* DIR_RECLAIM and DIR_GRACE (a restarted directory) */
+	/* Every feature of a memory node. */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
 			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM,
+	PROTO_FEAT_BLK     = 1u << 9, /* a device node: BLK_* and VOL_* */
 };
 
 /* Grant rights. */
@@ -539,5 +561,114 @@ struct proto_dir_ack {
 	uint32_t rsvd;           /* 0 */
 };
 _Static_assert(sizeof(struct proto_dir_ack) == 16, "dir_ack size");
+
+/* ---- device nodes: block volumes (PROTO_FEAT_BLK) ------------------------ */
+
+/*
+ * A volume has a name (1-63 of [a-z0-9_-], starting with a letter or a
+ * digit; NUL-padded to 64 bytes on the wire) and a 64-bit key that the
+ * device node draws at random when it makes the volume (create, clone):
+ * a volume deleted and made again under the same name has a new key. A
+ * grant for a volume is a struct proto_grant whose memnode_id is the
+ * device node's id, `section` the key's low 32 bits and `generation` its
+ * high 32 bits (epoch 0, PROTO_R_READ and PROTO_R_WRITE).
+ *
+ * BLK_OPEN request: struct proto_blk_open_req. The grant must name this
+ * node, the requester, the volume's key, and the read right (and the write
+ * right unless PROTO_BLK_RDONLY). Reply: struct proto_blk_open_rep, with a
+ * handle that is valid on this connection only (closing the connection
+ * closes its handles). At most PROTO_BLK_MAX_HANDLES per connection.
+ * BLK_READ / BLK_WRITE / BLK_DISCARD / BLK_WRITE_ZEROES request: struct
+ * proto_blk_io; BLK_WRITE then carries `len` bytes. offset and len are
+ * multiples of PROTO_BLK_SECTOR, len >= 1 sector, offset + len <= the
+ * volume's size (RANGE); READ and WRITE move at most PROTO_BLK_MAX_IO
+ * bytes (TOOBIG). Reply: BLK_READ the `len` bytes, the others empty. A
+ * write through a read-only handle: RIGHTS.
+ * BLK_FLUSH / BLK_CLOSE request: struct proto_blk_handle. FLUSH answers
+ * once every write that was answered before the FLUSH arrived is on
+ * stable storage (fdatasync): a write still in flight is not covered
+ * (virtio-blk's rule). Reply: empty.
+ * Requests are answered as they complete, in any order; a connection
+ * has at most the HELLO reply's max_inflight unanswered requests (the
+ * node stops reading past that).
+ */
+enum proto_blk_limits {
+	PROTO_BLK_SECTOR      = 512,
+	PROTO_BLK_MAX_IO      = PROTO_MAX_PAGES * PROTO_PAGE_SIZE,  /* 1 MiB */
+	PROTO_BLK_MAX_HANDLES = 64,
+	PROTO_VOL_NAME_SIZE   = 64,
+	PROTO_VOL_MAX_LIST    = 512,  /* entries per VOL_LIST reply */
+};
+
+enum proto_blk_flags {
+	PROTO_BLK_RDONLY = 1u << 0,    /* BLK_OPEN: reads only (the write right is not needed) */
+};
+
+struct proto_blk_open_req {
+	struct proto_grant grant;
+	char name[PROTO_VOL_NAME_SIZE];
+	uint32_t flags;          /* enum proto_blk_flags */
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_blk_open_req) == 176, "blk_open_req size");
+
+struct proto_blk_open_rep {
+	uint32_t handle;
+	uint32_t flags;          /* as opened */
+	uint64_t size;           /* bytes */
+};
+_Static_assert(sizeof(struct proto_blk_open_rep) == 16, "blk_open_rep size");
+
+struct proto_blk_io {
+	uint32_t handle;
+	uint32_t len;            /* bytes */
+	uint64_t offset;         /* bytes */
+};
+_Static_assert(sizeof(struct proto_blk_io) == 16, "blk_io size");
+
+struct proto_blk_handle {
+	uint32_t handle;
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_blk_handle) == 8, "blk_handle size");
+
+/*
+ * VOL_* (the orchestrator's capability): struct proto_vol_req.
+ *   VOL_CREATE name, size: a zero-filled volume (EXIST if the name is taken).
+ *   VOL_DELETE name (BUSY while open).
+ *   VOL_RESIZE name, size, PROTO_VOL_SHRINK to allow shrinking (BUSY: open).
+ *   VOL_CLONE name <- src: a copy of src (reflinked where the filesystem can).
+ *   VOL_STAT name.
+ * Reply: struct proto_volume (VOL_DELETE: empty). NOENT for a missing
+ * volume, BADMSG for a bad name or size.
+ * VOL_LIST request: struct proto_list_req (start index in name order, max
+ * <= PROTO_VOL_MAX_LIST). Reply: struct proto_list_rep, then `count`
+ * struct proto_volume; `next` == the number of volumes when done.
+ */
+enum proto_vol_flags {
+	PROTO_VOL_SHRINK    = 1u << 0,  /* VOL_RESIZE may drop data past the new end */
+	PROTO_VOL_REFLINKED = 1u << 0,  /* proto_volume of VOL_CLONE: blocks are shared */
+};
+
+struct proto_vol_req {
+	char name[PROTO_VOL_NAME_SIZE];
+	uint64_t size;           /* CREATE, RESIZE */
+	uint32_t flags;          /* enum proto_vol_flags */
+	uint32_t rsvd;           /* 0 */
+	char src[PROTO_VOL_NAME_SIZE];  /* CLONE; else all NUL */
+};
+_Static_assert(sizeof(struct proto_vol_req) == 144, "vol_req size");
+
+struct proto_volume {
+	char name[PROTO_VOL_NAME_SIZE];
+	uint64_t size;           /* bytes the guest sees */
+	uint64_t allocated;      /* bytes on the node's disk */
+	uint64_t key;            /* grants name it (section = low, generation = high half) */
+	uint32_t users;          /* open handles */
+	uint32_t flags;          /* PROTO_VOL_REFLINKED */
+};
+_Static_assert(sizeof(struct proto_volume) == 96, "volume size");
+_Static_assert(8 + PROTO_VOL_MAX_LIST * sizeof(struct proto_volume) <= PROTO_MAX_REPLY,
+	       "a full VOL_LIST fits a reply");
 
 #endif /* DISAGG_PROTO_H */

@@ -382,8 +382,8 @@ static const struct {
 	[PROTO_ST_NOAUTH] = { EACCES, "not authenticated" },
 	[PROTO_ST_GRANT] = { EKEYREJECTED, "grant rejected" },
 	[PROTO_ST_RIGHTS] = { EPERM, "grant does not allow this access" },
-	[PROTO_ST_NOENT] = { ENOENT, "no such section" },
-	[PROTO_ST_RANGE] = { ERANGE, "outside the section" },
+	[PROTO_ST_NOENT] = { ENOENT, "no such section or volume" },
+	[PROTO_ST_RANGE] = { ERANGE, "outside the section or volume" },
 	[PROTO_ST_NOSPC] = { ENOSPC, "no free section" },
 	[PROTO_ST_TOOBIG] = { E2BIG, "over a protocol limit" },
 	[PROTO_ST_BUSY] = { EBUSY, "busy" },
@@ -396,6 +396,7 @@ static const struct {
 	[PROTO_ST_DIR_DETACHED] = { EUNATCH, "not attached to the section's directory" },
 	[PROTO_ST_DIR_FULL] = { EUSERS, "the section's directory has no room for another holder" },
 	[PROTO_ST_DIR_GRACE] = { EINPROGRESS, "the directory waits for its holders after a restart" },
+	[PROTO_ST_EXIST] = { EEXIST, "the name is taken" },
 };
 
 int proto_status_to_errno(uint32_t st)
@@ -452,6 +453,19 @@ const char *proto_op_name(uint32_t op)
 		[PROTO_OP_DIR_DETACH] = "dir_detach",
 		[PROTO_OP_WRITE_DIFF] = "write_diff",
 		[PROTO_OP_DIR_RECLAIM] = "dir_reclaim",
+		[PROTO_OP_BLK_OPEN] = "blk_open",
+		[PROTO_OP_BLK_READ] = "blk_read",
+		[PROTO_OP_BLK_WRITE] = "blk_write",
+		[PROTO_OP_BLK_FLUSH] = "blk_flush",
+		[PROTO_OP_BLK_DISCARD] = "blk_discard",
+		[PROTO_OP_BLK_WRITE_ZEROES] = "blk_write_zeroes",
+		[PROTO_OP_BLK_CLOSE] = "blk_close",
+		[PROTO_OP_VOL_CREATE] = "vol_create",
+		[PROTO_OP_VOL_DELETE] = "vol_delete",
+		[PROTO_OP_VOL_RESIZE] = "vol_resize",
+		[PROTO_OP_VOL_CLONE] = "vol_clone",
+		[PROTO_OP_VOL_STAT] = "vol_stat",
+		[PROTO_OP_VOL_LIST] = "vol_list",
 	};
 	return op < PROTO_OP_MAX ? names[op] : "unknown";
 }

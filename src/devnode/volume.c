@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -22,6 +24,7 @@
 
 #define SUFFIX ".vol"
 #define COPY_CHUNK (1u << 20)
+#define KEY_XATTR "user.disagg.key"
 
 struct dn_user {
 	char name[DN_VOLUME_NAME_MAX + 1];
@@ -132,11 +135,62 @@ void dn_vol_drop_unnamed(struct dn_volumes *vs, const char *tmp)
 		(void)unlinkat(vs->dirfd, tmp, 0);
 }
 
+/*
+ * Give the file a new random key, or (create_only) one if it has none. A
+ * nonzero key, little-endian, in an extended attribute: it moves with the
+ * file and is never shared by two volumes, even of one name over time.
+ */
+static int key_set(int fd, bool create_only, uint64_t *ret)
+{
+	uint8_t b[8];
+	uint64_t key = 0;
+
+	while (key == 0) {
+		if (getrandom(b, sizeof(b), 0) != sizeof(b))
+			return -EIO;
+		for (int i = 7; i >= 0; i--)
+			key = key << 8 | b[i];
+	}
+	if (fsetxattr(fd, KEY_XATTR, b, sizeof(b), create_only ? XATTR_CREATE : 0) < 0)
+		return -errno;
+	if (ret)
+		*ret = key;
+	return 0;
+}
+
+int dn_volume_key(int fd, uint64_t *ret)
+{
+	uint8_t b[8];
+	ssize_t n;
+	int r;
+
+	for (int tries = 0; tries < 2; tries++) {
+		n = fgetxattr(fd, KEY_XATTR, b, sizeof(b));
+		if (n == (ssize_t)sizeof(b)) {
+			*ret = 0;
+			for (int i = 7; i >= 0; i--)
+				*ret = *ret << 8 | b[i];
+			return *ret ? 0 : -EBADMSG;
+		}
+		if (n >= 0)
+			return -EBADMSG;
+		if (errno != ENODATA)
+			return -errno;
+		r = key_set(fd, true, ret);
+		if (r != -EEXIST)
+			return r;   /* made now, or failed; EEXIST: someone else made it */
+	}
+	return -EBADMSG;
+}
+
 int dn_vol_publish(struct dn_volumes *vs, int fd, const char *tmp, const char *name)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)], proc[64];
 	int r;
 
+	r = key_set(fd, false, NULL);
+	if (r < 0)
+		return r;
 	if (fsync(fd) < 0)
 		return -errno;
 	file_of(name, file, sizeof(file));
@@ -313,17 +367,23 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 
 int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
 {
-	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+	_cleanup_close_ int fd = -1;
 	struct stat st;
+	uint64_t key;
+	int r;
 
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	file_of(name, file, sizeof(file));
-	if (fstatat(vs->dirfd, file, &st, 0) < 0)
-		return -errno;
+	fd = open_volume(vs, name, O_RDONLY | O_NONBLOCK, &st);
+	if (fd < 0)
+		return fd;
 	if (!S_ISREG(st.st_mode))
 		return -ENOENT;
+	r = dn_volume_key(fd, &key);
+	if (r < 0)
+		return r;
 	memset(ret, 0, sizeof(*ret));
+	ret->key = key;
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	ret->size = (uint64_t)st.st_size;
 	ret->allocated = (uint64_t)st.st_blocks * 512;

@@ -13,6 +13,11 @@
  * - A clone shares the source's blocks (FICLONE) where the filesystem can;
  *   elsewhere it copies only the source's data extents (SEEK_DATA), so
  *   the clone is as sparse as its source.
+ * - Every volume made (create, clone, import) gets a new random 64-bit key,
+ *   kept in the file's extended attribute user.disagg.key: grants name
+ *   it, so a volume deleted and made again under its name is a different
+ *   volume to them. A file without one (put there by hand) gets one when
+ *   it is first looked at. The filesystem needs user xattrs (-EOPNOTSUPP).
  * - A volume that is open (dn_volume_open, until dn_volume_put) cannot be
  *   deleted or shrunk: -EBUSY.
  *
@@ -36,6 +41,7 @@ struct dn_volume_info {
 	char name[DN_VOLUME_NAME_MAX + 1];
 	uint64_t size;               /* bytes the guest sees */
 	uint64_t allocated;          /* bytes the file takes on disk */
+	uint64_t key;                /* nonzero, random, new for every volume made (grants name it) */
 	unsigned users;              /* dn_volume_open without dn_volume_put */
 };
 
@@ -70,5 +76,7 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
 		   uint64_t *ret_size);
 void dn_volume_put(struct dn_volumes *vs, const char *name);
+/* The key of the volume open at fd (made if it has none): check a grant against what is open. */
+int dn_volume_key(int fd, uint64_t *ret);
 
 #endif /* DISAGG_DEVNODE_VOLUME_H */

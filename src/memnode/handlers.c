@@ -75,69 +75,56 @@ static int deny(struct mn_conn *c, const struct proto_hdr *h)
 
 	atomic_fetch_add(&n->stats.denied, 1);
 	log_info("%s from node %llu refused: only the orchestrator may", proto_op_name(h->opcode),
-		 (unsigned long long)mn_conn_auth(c)->peer_id);
+		 (unsigned long long)mn_conn_auth(c)->hs.peer_id);
 	return -ENOKEY;
 }
 
 /* ---- handshake -------------------------------------------------------------- */
 
+/* What this node says of itself in HELLO and checks at AUTH. */
+static struct hs_server hs_of(const struct mn_node *n)
+{
+	return (struct hs_server){
+		.key = &n->key, .grant_key = n->grant_key, .node_id = n->node_id,
+		.features = PROTO_FEAT_ALL,
+	};
+}
+
 static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	struct mn_conn_auth *a = mn_conn_auth(c);
+	struct hs_peer *a = &mn_conn_auth(c)->hs;
+	struct hs_server s = hs_of(n);
 	struct proto_hello_req req;
-	struct proto_hello_rep rep = { 0 };
+	struct proto_hello_rep rep = {
+		.max_pages = PROTO_MAX_PAGES,
+		.max_inflight = PROTO_MAX_INFLIGHT,
+		.section_size = n->pool->section_size,
+		.nsections = n->pool->nsections,
+	};
 	int r;
 
 	/* Whatever happens, a failed HELLO ends the connection. */
 	mn_conn_close_after_reply(c);
-	if (a->hello_done)
-		return -EBADMSG;
-	r = wire_fixed(p, h->len, &req, sizeof(req));
-	if (r < 0)
-		return r;
-	wire_hello_req_swap(&req);
-	/* Highest common version of [ver_min, ver_max] and {PROTO_VERSION}. */
-	if (req.ver_min > req.ver_max || req.ver_min > PROTO_VERSION ||
-	    req.ver_max < PROTO_VERSION)
-		return -EPROTONOSUPPORT;
-
-	/* Over TLS the node id is the certificate's: no claiming another node's. */
-	if (a->has_cert && req.node_id != a->cert.node_id) {
+	r = hs_hello_parse(a, p, h->len, &req);
+	if (r == -EACCES) {
 		atomic_fetch_add(&n->stats.id_node_mismatch, 1);
 		log_info("HELLO names node %llu, the client's certificate node %llu: refused",
 			 (unsigned long long)req.node_id, (unsigned long long)a->cert.node_id);
-		return -EACCES;
 	}
+	if (r < 0)
+		return r;
 	if (mn_revoked_has(&n->revoked, req.node_id)) {
 		atomic_fetch_add(&n->stats.revoked_hello, 1);
 		log_info("HELLO from node %llu refused: it is revoked",
 			 (unsigned long long)req.node_id);
 		return -EACCES;
 	}
-	a->peer_id = req.node_id;
-	a->features = req.features & PROTO_FEAT_ALL;
-	memcpy(a->client_nonce, req.nonce, PROTO_NONCE_SIZE);
-	r = auth_random(a->server_nonce, PROTO_NONCE_SIZE);
+	r = hs_hello_accept(&s, a, &req, &rep);
+	if (r == 0)
+		r = reply_with(c, h, &rep, sizeof(rep));
 	if (r < 0)
 		return r;
-	rep.version = PROTO_VERSION;
-	rep.features = a->features;
-	rep.node_id = n->node_id;
-	rep.max_pages = PROTO_MAX_PAGES;
-	rep.max_inflight = PROTO_MAX_INFLIGHT;
-	rep.section_size = n->pool->section_size;
-	rep.nsections = n->pool->nsections;
-	memcpy(rep.nonce, a->server_nonce, PROTO_NONCE_SIZE);
-	r = auth_hello_mac(&n->key, true, a->client_nonce, a->server_nonce, a->peer_id,
-			   n->node_id, rep.mac);
-	if (r < 0)
-		return r;
-	wire_hello_rep_swap(&rep);
-	r = reply_with(c, h, &rep, sizeof(rep));
-	if (r < 0)
-		return r;
-	a->hello_done = true;
 	/* Keep the connection: AUTH comes next. */
 	mn_conn_keep_open(c);
 	return 0;
@@ -146,40 +133,27 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 static int handle_auth(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	struct mn_conn_auth *a = mn_conn_auth(c);
-	struct proto_auth_orch_req req;   /* the plain AUTH is its first 32 bytes */
+	struct hs_peer *a = &mn_conn_auth(c)->hs;
+	struct hs_server s = hs_of(n);
 	bool orch = h->len == sizeof(struct proto_auth_orch_req);
-	uint8_t mac[PROTO_MAC_SIZE];
+	enum hs_auth_fail why;
 	int r;
 
 	if (a->authed)
 		return -EBADMSG;
 	mn_conn_close_after_reply(c);
-	if (!a->hello_done)
-		return -EACCES;
-	r = wire_fixed(p, h->len, &req, orch ? sizeof(req) : sizeof(struct proto_auth_req));
-	if (r < 0)
-		return r;
-	r = auth_hello_mac(&n->key, false, a->client_nonce, a->server_nonce, a->peer_id,
-			   n->node_id, mac);
-	if (r < 0)
-		return r;
-	if (!auth_mac_equal(mac, req.mac) ||
-	    (orch && grant_orch_verify(n->grant_key, a->client_nonce, a->server_nonce, a->peer_id,
-				       n->node_id, req.sig) < 0)) {
+	r = hs_auth(&s, a, p, h->len, &why);
+	if (why == HS_AUTH_PROOF) {
 		atomic_fetch_add(&n->stats.auth_failed, 1);
 		log_info("authentication failed for a client claiming node id %llu%s",
 			 (unsigned long long)a->peer_id, orch ? " and the orchestrator's capability" : "");
-		return -EACCES;
-	}
-	if (orch && a->has_cert && a->cert.role != CERT_ROLE_ORCH) {
+	} else if (why == HS_AUTH_ROLE) {
 		atomic_fetch_add(&n->stats.id_role, 1);
 		log_info("node %llu (a %s certificate) offered the orchestrator's capability: refused",
 			 (unsigned long long)a->peer_id, cert_role_name(a->cert.role));
-		return -EACCES;
 	}
-	a->authed = true;
-	a->orch = orch;
+	if (r < 0)
+		return r;
 	mn_conn_keep_open(c);
 	log_debug("node %llu authenticated%s", (unsigned long long)a->peer_id,
 		  orch ? " as the orchestrator" : "");
@@ -238,7 +212,7 @@ static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, con
 		req = (struct proto_free_req){ .section = g.section, .generation = g.generation,
 					       .epoch = g.epoch };
 	} else {
-		if (!mn_conn_auth(c)->orch)
+		if (!mn_conn_auth(c)->hs.orch)
 			return deny(c, h);
 		if (h->len == PROTO_FREE_REQ_SHORT)
 			r = wire_fixed(p, h->len, &req, PROTO_FREE_REQ_SHORT);
@@ -254,7 +228,7 @@ static int handle_section_free(struct mn_conn *c, const struct proto_hdr *h, con
 	if (r == -EKEYREVOKED) {
 		atomic_fetch_add(&n->stats.fenced, 1);
 		log_info("section %u: free by node %llu refused, its epoch %u is over", req.section,
-			 (unsigned long long)mn_conn_auth(c)->peer_id, req.epoch);
+			 (unsigned long long)mn_conn_auth(c)->hs.peer_id, req.epoch);
 	}
 	if (r < 0)
 		return r;
@@ -347,9 +321,9 @@ static int check_grant(struct mn_conn *c, const struct proto_grant *g, uint32_t 
 		return 0;
 	}
 	if (mn_grant_cache_has(n->gcache, g)) {
-		r = grant_check_fields(g, n->node_id, a->peer_id, rights, now);
+		r = grant_check_fields(g, n->node_id, a->hs.peer_id, rights, now);
 	} else {
-		r = grant_verify(n->grant_key, g, n->node_id, a->peer_id, rights, now);
+		r = grant_verify(n->grant_key, g, n->node_id, a->hs.peer_id, rights, now);
 		if (r == 0 || r == -EPERM)      /* the signature is good */
 			mn_grant_cache_add(n->gcache, g);
 	}
@@ -652,7 +626,7 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 	r = wire_dir_who_decode(p, h->len, &g, &tag);
 	if (r < 0)
 		return r;
-	if (tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+	if (tag && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_TAG))
 		return -EBADMSG;   /* holder tags only once negotiated */
 	r = dir_grant(c, &g, PROTO_R_READ, false);
 	if (r < 0)
@@ -679,9 +653,9 @@ static int handle_dir_io(struct mn_conn *c, const struct proto_hdr *h, const uin
 	if (r < 0)
 		return r;
 	take = req.flags & PROTO_DIR_REQ_TAKE;
-	if (take && (write || !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAKE)))
+	if (take && (write || !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_TAKE)))
 		return -EBADMSG;   /* a read's flag, and only once negotiated */
-	if (req.tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+	if (req.tag && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_TAG))
 		return -EBADMSG;
 	/* A read that may take ownership may write next: it needs what a write needs. */
 	r = dir_grant(c, &req.grant,
@@ -719,7 +693,7 @@ static int handle_dir_reclaim(struct mn_conn *c, const struct proto_hdr *h, cons
 	int r;
 
 	r = wire_dir_reclaim_decode(p, h->len, &req, &page);
-	if (r == 0 && req.tag && !(mn_conn_auth(c)->features & PROTO_FEAT_DIR_TAG))
+	if (r == 0 && req.tag && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_TAG))
 		r = -EBADMSG;
 	if (r == 0)
 		r = dir_grant(c, &req.grant, page ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, page);
@@ -768,16 +742,16 @@ void mn_dispatch(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *pa
 	/* wire_hdr_decode() guarantees 0 < opcode < PROTO_OP_MAX. */
 	atomic_fetch_add(&n->stats.requests[h->opcode], 1);
 	d = &mn_ops[h->opcode];
-	if (!a->authed && !d->before_auth) {
+	if (!a->hs.authed && !d->before_auth) {
 		mn_reply_status(c, h, PROTO_ST_NOAUTH);
 		mn_conn_close_after_reply(c);
 		return;
 	}
 	if (!d->fn)
 		r = -EOPNOTSUPP;
-	else if (d->feature && !(a->features & d->feature))
+	else if (d->feature && !(a->hs.features & d->feature))
 		r = -EOPNOTSUPP;
-	else if (d->orch_only && !a->orch)
+	else if (d->orch_only && !a->hs.orch)
 		r = deny(c, h);
 	else
 		r = d->fn(c, h, payload);

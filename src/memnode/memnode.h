@@ -32,6 +32,7 @@
 #include "cert.h"
 #include "dir.h"
 #include "grant.h"
+#include "hsserver.h"
 #include "metrics.h"
 #include "obuf.h"
 #include "revoke.h"
@@ -291,15 +292,7 @@ void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob);
 #define MN_GRANT_CACHE 16          /* verified grants remembered per connection */
 
 struct mn_conn_auth {
-	bool hello_done;
-	bool authed;
-	bool orch;               /* AUTH carried the orchestrator's proof */
-	bool has_cert;           /* TLS: the peer's verified certificate says `cert` */
-	struct cert_id cert;
-	uint64_t peer_id;
-	uint32_t features;
-	uint8_t client_nonce[PROTO_NONCE_SIZE];
-	uint8_t server_nonce[PROTO_NONCE_SIZE];
+	struct hs_peer hs;        /* HELLO and AUTH (hsserver.h) */
 	/*
 	 * Grants that verified on this connection (signature, node, holder),
 	 * byte for byte: an Ed25519 verification costs tens of microseconds,

@@ -192,7 +192,7 @@ static void conn_close(struct mn_conn *c)
 	mn_admit_release(w->node->admit, c->peer, c->unauth);
 	c->peer = NULL;
 	atomic_fetch_sub(&w->node->stats.connections, 1);
-	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.peer_id);
+	log_debug("connection closed (peer %llu)", (unsigned long long)c->auth.hs.peer_id);
 	/* Events of this round may still name it: its reference goes after the round. */
 	c->next = w->closed;
 	w->closed = c;
@@ -258,7 +258,7 @@ static void conn_frame_error(struct mn_conn *c, const uint8_t *raw, int err)
 	h.opcode = op > PROTO_OP_INVALID && op < PROTO_OP_MAX ? op : PROTO_OP_PING;
 	st = err == -E2BIG ? PROTO_ST_TOOBIG :
 	     err == -EPROTONOSUPPORT ? PROTO_ST_VERSION : PROTO_ST_BADMSG;
-	log_debug("bad frame from peer %llu: %s", (unsigned long long)c->auth.peer_id,
+	log_debug("bad frame from peer %llu: %s", (unsigned long long)c->auth.hs.peer_id,
 		  strerror(-err));
 	mn_reply_status(c, &h, st);
 	c->closing = true;
@@ -267,7 +267,7 @@ static void conn_frame_error(struct mn_conn *c, const uint8_t *raw, int err)
 /* After a frame: a connection that just authenticated leaves the pre-auth caps. */
 static void conn_note_auth(struct mn_conn *c)
 {
-	if (c->unauth && c->auth.authed) {
+	if (c->unauth && c->auth.hs.authed) {
 		c->unauth = false;
 		mn_admit_authed(c->w->node->admit, c->peer);
 	}
@@ -306,7 +306,7 @@ static void conn_parse(struct mn_conn *c)
 			conn_frame_error(c, p, r);
 			break;
 		}
-		if (!c->auth.authed && PROTO_HDR_SIZE + (size_t)h.len > MN_PREAUTH_BUF) {
+		if (!c->auth.hs.authed && PROTO_HDR_SIZE + (size_t)h.len > MN_PREAUTH_BUF) {
 			conn_preauth_oversize(c, &h);
 			break;
 		}
@@ -337,7 +337,7 @@ static void conn_parse(struct mn_conn *c)
 /* The input buffer: small until the connection authenticates. 0 or -ENOMEM. */
 static int conn_rbuf(struct mn_conn *c)
 {
-	size_t want = c->auth.authed ? MN_RBUF_SIZE : MN_PREAUTH_BUF;
+	size_t want = c->auth.hs.authed ? MN_RBUF_SIZE : MN_PREAUTH_BUF;
 	uint8_t *p;
 
 	if (c->rbuf && c->rcap >= want)
@@ -448,8 +448,8 @@ static void conn_tls_handshake(struct mn_conn *c)
 		conn_close(c);
 	} else {
 		c->tls_hs = false;
-		c->auth.has_cert = true;
-		c->auth.cert = id;
+		c->auth.hs.has_cert = true;
+		c->auth.hs.cert = id;
 		atomic_fetch_add(&n->stats.tls_handshakes, 1);
 	}
 }
@@ -609,14 +609,14 @@ static void worker_sweep(struct mn_worker *w)
 
 	w->revoke_gen = gen;
 	for (c = w->conns; c; c = next) {
-		uint64_t id = c->auth.has_cert ? c->auth.cert.node_id : c->auth.peer_id;
+		uint64_t id = c->auth.hs.has_cert ? c->auth.hs.cert.node_id : c->auth.hs.peer_id;
 
 		next = c->next;
 		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
 			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
 			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
 			conn_close(c);
-		} else if (!c->auth.authed) {
+		} else if (!c->auth.hs.authed) {
 			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
 				continue;
 			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
@@ -626,7 +626,7 @@ static void worker_sweep(struct mn_worker *w)
 			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
 			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
 			log_debug("peer %llu idle for %u ms: closing",
-				  (unsigned long long)c->auth.peer_id, lim->idle_ms);
+				  (unsigned long long)c->auth.hs.peer_id, lim->idle_ms);
 			conn_close(c);
 		}
 	}

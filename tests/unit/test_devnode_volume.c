@@ -127,6 +127,37 @@ static void test_import(struct dn_volumes *vs, const char *dir)
 	unlink(garbage);
 }
 
+/* Keys: nonzero, one per volume made, kept by resize, new after delete and create. */
+static void test_keys(struct dn_volumes *vs, const char *sub)
+{
+	struct dn_volume_info a, a2, b, k;
+	uint64_t size, key = 0;
+	char path[128];
+	int fd = -1;
+
+	ok(dn_volume_stat(vs, "a", &a) == 0 && dn_volume_stat(vs, "b", &b) == 0 && a.key && b.key &&
+	   a.key != b.key, "keys: nonzero, a clone has its own");
+	ok(dn_volume_resize(vs, "a", 3 * MiB, false) == 0 && dn_volume_stat(vs, "a", &a2) == 0 &&
+	   a2.key == a.key, "  a resize keeps it");
+	ok(dn_volume_open(vs, "a", 0, &fd, &size) == 0 && dn_volume_key(fd, &key) == 0 &&
+	   key == a.key, "  dn_volume_key of the open file says the same");
+	close(fd);
+	dn_volume_put(vs, "a");
+	ok(dn_volume_create(vs, "k", MiB) == 0 && dn_volume_stat(vs, "k", &k) == 0 &&
+	   dn_volume_delete(vs, "k") == 0 && dn_volume_create(vs, "k", MiB) == 0 &&
+	   dn_volume_stat(vs, "k", &a2) == 0 && a2.key != k.key,
+	   "  a volume deleted and made again under its name has a new one");
+	dn_volume_delete(vs, "k");
+	snprintf(path, sizeof(path), "%s/hand.vol", sub);
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	ok(fd >= 0 && ftruncate(fd, MiB) == 0, "a file put there by hand");
+	if (fd >= 0)
+		close(fd);
+	ok(dn_volume_stat(vs, "hand", &k) == 0 && k.key && dn_volume_stat(vs, "hand", &a2) == 0 &&
+	   a2.key == k.key, "  gets a key when first looked at, and keeps it");
+	dn_volume_delete(vs, "hand");
+}
+
 static void test_names(void)
 {
 	char longname[DN_VOLUME_NAME_MAX + 2];
@@ -217,6 +248,7 @@ int main(void)
 	   "the list: 0-first, a, b, sorted; other files ignored");
 	free(list);
 
+	test_keys(vs, sub);
 	is(dn_volume_delete(vs, "a"), 0, "delete a");
 	is(dn_volume_delete(vs, "a"), -ENOENT, "again: -ENOENT");
 	is(dn_volume_stat(vs, "a", &info), -ENOENT, "a is gone");

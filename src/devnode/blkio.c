@@ -190,6 +190,11 @@ static bool complete(struct dn_blkio *b, unsigned i, int cres, int *res)
 	return true;
 }
 
+int dn_blkio_fd(const struct dn_blkio *b)
+{
+	return b->ring.ring_fd;
+}
+
 int dn_blkio_reap(struct dn_blkio *b, struct dn_blk_done *done, unsigned max, bool wait)
 {
 	unsigned n = 0;

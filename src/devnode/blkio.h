@@ -64,6 +64,8 @@ int dn_blkio_submit(struct dn_blkio *b);
  * (unless none is in flight). Returns how many, or -errno.
  */
 int dn_blkio_reap(struct dn_blkio *b, struct dn_blk_done *done, unsigned max, bool wait);
+/* The ring's fd: poll(2) says POLLIN when an answer is there to reap. */
+int dn_blkio_fd(const struct dn_blkio *b);
 /* Requests queued or in flight, not yet reaped. */
 unsigned dn_blkio_inflight(const struct dn_blkio *b);
 

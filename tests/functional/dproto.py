@@ -33,12 +33,16 @@ OP = dict(HELLO=1, AUTH=2, PING=3, SECTION_ALLOC=4, SECTION_FREE=5,
           SECTION_LIST=6, READ=7, WRITE=8, CAS=9, FADD=10, COPY=11, STATS=12,
           FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
           DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21,
-          DIR_RECLAIM=22)
+          DIR_RECLAIM=22,
+          # device nodes
+          BLK_OPEN=23, BLK_READ=24, BLK_WRITE=25, BLK_FLUSH=26, BLK_DISCARD=27,
+          BLK_WRITE_ZEROES=28, BLK_CLOSE=29, VOL_CREATE=30, VOL_DELETE=31,
+          VOL_RESIZE=32, VOL_CLONE=33, VOL_STAT=34, VOL_LIST=35)
 F_REPLY = 1
 ST = dict(OK=0, BADMSG=1, VERSION=2, NOAUTH=3, GRANT=4, RIGHTS=5, NOENT=6,
           RANGE=7, NOSPC=8, TOOBIG=9, BUSY=10, IO=11, NOTSUP=12, STALE=13,
           INTERNAL=14, FENCED=15, DENIED=16, DIR_DETACHED=17, DIR_FULL=18,
-          DIR_GRACE=19)
+          DIR_GRACE=19, EXIST=20)
 ST_NAME = {v: k for k, v in ST.items()}
 R_READ, R_WRITE, R_FREE = 1, 2, 4
 FEAT_ATOMICS, FEAT_COPY, FEAT_FENCE, FEAT_REVOKE, FEAT_DIR = 1, 2, 4, 8, 16
@@ -46,6 +50,7 @@ FEAT_DIR_TAKE = 32                     # DIR_READ with REQ_TAKE (migratory pages
 FEAT_DIR_TAG = 64                      # directory holders (node, tag)
 FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
 FEAT_DIR_RECLAIM = 256                 # DIR_RECLAIM, DIR_GRACE (a restarted directory)
+FEAT_BLK = 512                         # a device node: BLK_* and VOL_*
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.
@@ -69,6 +74,29 @@ DIR_WHO = struct.Struct("<HHI")           # 8 after DIR_ATTACH/DETACH's grant: t
 DIR_WRITE_REP = struct.Struct("<II")      # 8: flags, rsvd (+ the page unless HAD_COPY)
 DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, rsvd
 DIR_ACK = struct.Struct("<QII")           # 16: seq, flags, rsvd (+ the page if DIRTY)
+# Device nodes (docs/protocol.md, "Device nodes").
+BLK_OPEN_REQ = struct.Struct("<104s64sII")  # 176: grant, name, flags, rsvd
+BLK_OPEN_REP = struct.Struct("<IIQ")        # 16: handle, flags, size
+BLK_IO = struct.Struct("<IIQ")              # 16: handle, len, offset (+ data for WRITE)
+BLK_HANDLE = struct.Struct("<II")           # 8: handle, rsvd
+VOL_REQ = struct.Struct("<64sQII64s")       # 144: name, size, flags, rsvd, src
+VOLUME = struct.Struct("<64sQQQII")         # 96: name, size, allocated, key, users, flags
+BLK_RDONLY = 1
+VOL_SHRINK = VOL_REFLINKED = 1
+SECTOR = 512
+BLK_MAX_IO = 1 << 20
+
+
+def volume_grant(key, devnode_id, holder_id, vkey, rights=R_READ | R_WRITE, expiry=0):
+    """A grant for the volume of key `vkey` (section = low half, generation = high)."""
+    return mint_grant(key, devnode_id, holder_id, vkey & 0xffffffff, vkey >> 32, rights,
+                      expiry)
+
+
+def unpack_volume(b):
+    name, size, alloc, vkey, users, flags = VOLUME.unpack(b)
+    return dict(name=name.rstrip(b"\0").decode(), size=size, allocated=alloc, key=vkey,
+                users=users, reflinked=bool(flags & VOL_REFLINKED))
 
 
 class ProtoError(Exception):
@@ -449,6 +477,47 @@ class Conn:
     def send_dir(self, op, grant, page, flags=0, tag=0):
         """DIR_READ or DIR_WRITE without waiting: the request id."""
         return self.send(OP[op], DIR_REQ.pack(grant, page, flags, tag))
+
+
+class DevConn(Conn):
+    """A connection to a device node (BLK_* and VOL_*)."""
+
+    def login(self, key, node_id, orch=None, features=FEAT_BLK):
+        return super().login(key, node_id, orch, features)
+
+    def vol(self, op, name, size=0, flags=0, src=b""):
+        name = name.encode() if isinstance(name, str) else name
+        src = src.encode() if isinstance(src, str) else src
+        data = self.call(OP[op], VOL_REQ.pack(name, size, flags, 0, src))
+        return unpack_volume(data) if data else None
+
+    def vol_list(self, start=0, max_=512):
+        data = self.call(OP["VOL_LIST"], struct.pack("<II", start, max_))
+        count, nxt = struct.unpack_from("<II", data)
+        assert len(data) == 8 + count * VOLUME.size, (len(data), count)
+        return [unpack_volume(data[8 + i * VOLUME.size:8 + (i + 1) * VOLUME.size])
+                for i in range(count)], nxt
+
+    def blk_open(self, grant, name, flags=0):
+        name = name.encode() if isinstance(name, str) else name
+        h, f, size = BLK_OPEN_REP.unpack(self.call(OP["BLK_OPEN"],
+                                                   BLK_OPEN_REQ.pack(grant, name, flags, 0)))
+        return h, size
+
+    def blk_io(self, op, handle, offset, length, data=b""):
+        return self.call(OP[op], BLK_IO.pack(handle, length, offset) + data)
+
+    def blk_read(self, handle, offset, length):
+        return self.blk_io("BLK_READ", handle, offset, length)
+
+    def blk_write(self, handle, offset, data):
+        return self.blk_io("BLK_WRITE", handle, offset, len(data), data)
+
+    def blk_flush(self, handle):
+        return self.call(OP["BLK_FLUSH"], BLK_HANDLE.pack(handle, 0))
+
+    def blk_close(self, handle):
+        return self.call(OP["BLK_CLOSE"], BLK_HANDLE.pack(handle, 0))
 
 
 class Channel:

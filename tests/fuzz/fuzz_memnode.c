@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #include "auth.h"
-#include "fuzz_util.h"
+#include "fuzz_fabric.h"
 #include "grant.h"
 #include "grantcache.h"
 #include "log.h"
@@ -59,9 +59,8 @@
 #define RIVAL_ID 43
 #define RIVAL_PAGES 4
 #define LEASE_MS 10
-#define IO_TIMEOUT_MS 5000
 
-_Static_assert(sizeof(struct proto_dir_req) >= sizeof(struct proto_auth_orch_req), "send_frame");
+_Static_assert(sizeof(struct proto_dir_req) <= 256, "fz_send_frame takes the rival's DIR_WRITE");
 
 enum {
 	F_HANDSHAKE = 1u << 0,
@@ -190,76 +189,6 @@ static void prepare_stream(uint8_t *s, size_t n, unsigned flags)
 	}
 }
 
-static void send_frame(int fd, uint16_t op, uint64_t id, const void *p, size_t len)
-{
-	/* The largest frame sent here: the rival's DIR_WRITE. */
-	uint8_t buf[PROTO_HDR_SIZE + sizeof(struct proto_dir_req)];
-	struct proto_hdr h = {
-		.magic = PROTO_MAGIC,
-		.version = PROTO_VERSION,
-		.opcode = op,
-		.len = (uint32_t)len,
-		.req_id = id,
-	};
-
-	CHECK(len <= sizeof(buf) - PROTO_HDR_SIZE);
-	wire_hdr_encode(&h, buf);
-	memcpy(buf + PROTO_HDR_SIZE, p, len);
-	CHECK(write(fd, buf, PROTO_HDR_SIZE + len) == (ssize_t)(PROTO_HDR_SIZE + len));
-}
-
-/* Read exactly len bytes of a reply (the socket is non-blocking). */
-static void read_exact(int fd, void *buf, size_t len)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t k;
-
-		CHECK(fz_poll(&pfd, 1, IO_TIMEOUT_MS) == 1);
-		k = read(fd, p, len);
-		if (k < 0 && errno == EAGAIN)
-			continue;
-		CHECK(k > 0);
-		p += k;
-		len -= (size_t)k;
-	}
-}
-
-/* HELLO and AUTH as a well-behaved client; the node must accept both. */
-static void handshake(int fd, uint32_t features, uint64_t node_id)
-{
-	struct proto_hello_req hq = {
-		.ver_min = PROTO_VERSION,
-		.ver_max = PROTO_VERSION,
-		.features = features,
-		.node_id = node_id,
-		.nonce = "client-nonce-client-nonce-01234",
-	};
-	uint8_t hb[PROTO_HDR_SIZE];
-	struct proto_hello_rep hr;
-	struct proto_auth_orch_req aq;
-	struct proto_hdr h;
-
-	wire_hello_req_swap(&hq);
-	send_frame(fd, PROTO_OP_HELLO, 1, &hq, sizeof(hq));
-	read_exact(fd, hb, sizeof(hb));
-	CHECK(wire_hdr_decode(hb, sizeof(hb), &h) == 0);
-	CHECK(h.status == PROTO_ST_OK && h.len == sizeof(hr));
-	read_exact(fd, &hr, sizeof(hr));
-	wire_hello_rep_swap(&hr);
-	CHECK(hr.node_id == NODE_ID && hr.features == features);
-	CHECK(auth_hello_mac(&fuzz_key, false, (const uint8_t *)"client-nonce-client-nonce-01234",
-			     hr.nonce, node_id, NODE_ID, aq.mac) == 0);
-	CHECK(grant_orch_sign(fuzz_gkey, (const uint8_t *)"client-nonce-client-nonce-01234",
-			      hr.nonce, node_id, NODE_ID, aq.sig) == 0);
-	send_frame(fd, PROTO_OP_AUTH, 2, &aq, sizeof(aq));
-	read_exact(fd, hb, sizeof(hb));
-	CHECK(wire_hdr_decode(hb, sizeof(hb), &h) == 0);
-	CHECK(h.status == PROTO_ST_OK && h.len == 0);
-}
-
 /* ---- the rival holder -------------------------------------------------------------- */
 
 /* Read exactly len bytes, or false (EOF, error, or nothing for a while). */
@@ -271,7 +200,7 @@ static bool rival_read(int fd, void *buf, size_t len)
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		ssize_t k;
 
-		if (fz_poll(&pfd, 1, IO_TIMEOUT_MS) != 1)
+		if (fz_poll(&pfd, 1, FZ_IO_TIMEOUT_MS) != 1)
 			return false;
 		k = read(fd, p, len);
 		if (k < 0 && errno == EAGAIN)
@@ -291,7 +220,7 @@ static void rival_call(int fd, uint16_t op, uint64_t id, const void *p, size_t l
 	uint8_t hb[PROTO_HDR_SIZE];
 	struct proto_hdr h;
 
-	send_frame(fd, op, id, p, len);
+	fz_send_frame(fd, op, id, p, len);
 	CHECK(rival_read(fd, hb, sizeof(hb)));
 	CHECK(wire_hdr_decode(hb, sizeof(hb), &h) == 0);
 	CHECK(h.status == PROTO_ST_OK && h.req_id == id && h.len <= sizeof(sink));
@@ -355,7 +284,7 @@ static void rival_start(struct mn_node *n, struct rival *rv, bool answers)
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	rv->fd = sv[0];
 	rv->answers = answers;
-	handshake(rv->fd, PROTO_FEAT_ALL, RIVAL_ID);
+	fz_handshake(rv->fd, &fuzz_key, fuzz_gkey, PROTO_FEAT_ALL, RIVAL_ID, NODE_ID);
 	wire_alloc_req_swap(&aq);
 	rival_call(rv->fd, PROTO_OP_SECTION_ALLOC, 3, &aq, sizeof(aq));
 	CHECK(grant_mint(fuzz_gkey, NODE_ID, RIVAL_ID, 0, 1, 0, PROTO_R_READ | PROTO_R_WRITE, 0,
@@ -375,46 +304,6 @@ static void rival_stop(struct rival *rv)
 	shutdown(rv->fd, SHUT_RDWR);
 	pthread_join(rv->thread, NULL);
 	close(rv->fd);
-}
-
-/*
- * Write the stream while reading (and dropping) replies, then close our
- * side and read until the node closes the connection. The node must close
- * it: after EOF there is nothing left for it to wait for.
- */
-static void pump(int fd, const uint8_t *s, size_t n)
-{
-	static uint8_t sink[1 << 16];
-	bool shut = false;
-
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN | (shut ? 0 : POLLOUT) };
-		ssize_t k;
-
-		if (!shut && n == 0) {
-			CHECK(shutdown(fd, SHUT_WR) == 0);
-			shut = true;
-			continue;
-		}
-		CHECK(fz_poll(&pfd, 1, IO_TIMEOUT_MS) == 1);
-		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
-			k = read(fd, sink, sizeof(sink));
-			if (k == 0 || (k < 0 && errno == ECONNRESET))
-				return;   /* closed by the node */
-			CHECK(k > 0 || errno == EAGAIN);
-		}
-		if (!shut && (pfd.revents & POLLOUT)) {
-			k = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-			if (k < 0 && (errno == EPIPE || errno == ECONNRESET))
-				n = 0;  /* the node closed: nothing more to write */
-			else if (k > 0) {
-				s += k;
-				n -= (size_t)k;
-			} else {
-				CHECK(errno == EAGAIN);
-			}
-		}
-	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -439,10 +328,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
 		/* WRITE_DIFF and DIR_RECLAIM (beyond the flag byte) ride with F_SIGN. */
-		handshake(sv[0], ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
-					 (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM : 0),
-			  PEER_ID);
-	pump(sv[0], s, len);
+		fz_handshake(sv[0], &fuzz_key, fuzz_gkey,
+			     ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
+				     (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM : 0),
+			     PEER_ID, NODE_ID);
+	fz_pump(sv[0], s, len);
 	close(sv[0]);
 	if (flags & F_RIVAL)
 		rival_stop(&rv);

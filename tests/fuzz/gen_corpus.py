@@ -21,7 +21,10 @@ MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
           FADD=10, COPY=11, STATS=12, FENCE=13, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
-          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21, DIR_RECLAIM=22)
+          DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21, DIR_RECLAIM=22,
+          BLK_OPEN=23, BLK_READ=24, BLK_WRITE=25, BLK_FLUSH=26, BLK_DISCARD=27,
+          BLK_WRITE_ZEROES=28, BLK_CLOSE=29, VOL_CREATE=30, VOL_DELETE=31, VOL_RESIZE=32,
+          VOL_CLONE=33, VOL_STAT=34, VOL_LIST=35)
 FEAT_DIR = 16
 PAGE = 4096
 
@@ -211,6 +214,63 @@ def memnode_seeds():
 
 
 # ---- fuzz_mnclient: flags, HELLO reply, AUTH status, operations, the node's stream ----
+
+# ---- fuzz_devnode: flags, then the byte stream to the node -----------------------
+
+DN_HANDSHAKE, DN_SIGN = 1, 2
+
+
+def dn_open(name=b"v", flags=0, rights=3):
+    return grant(memnode=9, holder=PEER_ID, rights=rights, sig=b"\0" * 64) + \
+        struct.pack("<64sII", name, flags, 0)
+
+
+def dn_io(handle, length, offset, data=False):
+    return struct.pack("<IIQ", handle, length, offset) + \
+        (bytes((i * 7) & 0xFF for i in range(length)) if data else b"")
+
+
+def dn_vol(name, size=0, flags=0, src=b""):
+    return struct.pack("<64sQII64s", name, size, flags, 0, src)
+
+
+def devnode_seeds():
+    authed = bytes([DN_HANDSHAKE | DN_SIGN])
+    hello = struct.pack("<HHIQ", VERSION, VERSION, 512, PEER_ID) + b"\x01" * 32
+    yield "hello-then-bad-auth", b"\0" + hdr(OP["HELLO"], hello) + \
+        hdr(OP["AUTH"], b"\x02" * 32, req_id=2)
+    yield "no-auth-open", b"\0" + hdr(OP["BLK_OPEN"], dn_open())
+    yield "preauth-too-big", b"\0" + hdr(OP["HELLO"], bytes(4096))
+    yield "io", authed + b"".join([
+        hdr(OP["BLK_OPEN"], dn_open(), req_id=1),
+        hdr(OP["BLK_WRITE"], dn_io(0, 4096, 8192, data=True), req_id=2),
+        hdr(OP["BLK_READ"], dn_io(0, 8192, 4096), req_id=3),
+        hdr(OP["BLK_FLUSH"], struct.pack("<II", 0, 0), req_id=4),
+        hdr(OP["BLK_DISCARD"], dn_io(0, 4096, 8192), req_id=5),
+        hdr(OP["BLK_WRITE_ZEROES"], dn_io(0, 512, 0), req_id=6),
+        hdr(OP["BLK_READ"], dn_io(0, 512, 1 << 20), req_id=7),
+        hdr(OP["BLK_READ"], dn_io(1, 512, 0), req_id=8),
+        hdr(OP["BLK_CLOSE"], struct.pack("<II", 0, 0), req_id=9),
+        hdr(OP["BLK_READ"], dn_io(0, 512, 0), req_id=10)])
+    yield "big-write", authed + hdr(OP["BLK_OPEN"], dn_open()) + \
+        hdr(OP["BLK_WRITE"], dn_io(0, 98304, 0, data=True), req_id=2) + \
+        hdr(OP["BLK_READ"], dn_io(0, 98304, 0), req_id=3)
+    yield "read-only", authed + hdr(OP["BLK_OPEN"], dn_open(flags=1, rights=1)) + \
+        hdr(OP["BLK_WRITE"], dn_io(0, 512, 0, data=True), req_id=2)
+    yield "pipelined-reads", authed + hdr(OP["BLK_OPEN"], dn_open()) + b"".join(
+        hdr(OP["BLK_READ"], dn_io(0, 4096, (i % 256) * 4096), req_id=i + 2) for i in range(64))
+    yield "volumes", authed + b"".join([
+        hdr(OP["VOL_CREATE"], dn_vol(b"a", 1 << 20), req_id=1),
+        hdr(OP["VOL_CREATE"], dn_vol(b"a", 1 << 20), req_id=2),
+        hdr(OP["VOL_CLONE"], dn_vol(b"b", src=b"v"), req_id=3),
+        hdr(OP["VOL_RESIZE"], dn_vol(b"b", 1 << 21), req_id=4),
+        hdr(OP["VOL_RESIZE"], dn_vol(b"b", 512, flags=1), req_id=5),
+        hdr(OP["VOL_STAT"], dn_vol(b"b"), req_id=6),
+        hdr(OP["VOL_LIST"], struct.pack("<II", 0, 512), req_id=7),
+        hdr(OP["VOL_DELETE"], dn_vol(b"a"), req_id=8),
+        hdr(OP["VOL_CREATE"], dn_vol(b"Bad", 512), req_id=9),
+        hdr(OP["PING"], b"", req_id=10)])
+
 
 def rep(op, payload=b"", req_id=0, status=0):
     return hdr(op, payload, reply=True, status=status, req_id=req_id)
@@ -468,6 +528,7 @@ def orch_api_seeds():
 TARGETS = {
     "frame": frame_seeds,
     "memnode": memnode_seeds,
+    "devnode": devnode_seeds,
     "mnclient": mnclient_seeds,
     "shim": shim_seeds,
     "qmp": qmp_seeds,

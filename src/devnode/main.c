@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-devnode: the device node daemon (docs/devnode.md).
+ *
+ * Parses the options, loads the cluster key and the orchestrator's public
+ * grant key, opens the volume store, starts the optional HTTP endpoint
+ * (/healthz, /metrics) and the registrar, prints the ready line
+ * ("disagg-devnode listening on ADDR [http ADDR]") and accepts connections
+ * until SIGTERM or SIGINT, each served by a thread of its own (conn.c).
+ * Shutdown closes every connection, waits for the requests on their rings,
+ * and frees everything. This is where errors are logged; the modules below
+ * return -errno.
+ */
+#include "conn.h"
+#include "ops.h"
+#include "stats.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apiauth.h"
+#include "http.h"
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+#include "notify.h"
+#include "opts.h"
+#include "registrar.h"
+#include "tls.h"
+
+struct dn_opts {
+	const char *data;
+	const char *listen;
+	const char *http;
+	const char *keyfile;
+	const char *grant_keyfile;
+	uint64_t node_id;
+	struct dn_limits limits;
+	const char *orchestrator, *name, *advertise;
+	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
+	bool api_open;
+	struct fabric_conf fabric;
+};
+
+/* Who may read /metrics (--node-credential). */
+static struct apiauth_node dn_auth;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: disagg-devnode --data DIR --key FILE --grant-pubkey FILE --node-id ID\n"
+		"                      --fabric-plaintext [options]\n"
+		"\n"
+		"Device node of a disagg cluster: serves block volumes (sparse raw files\n"
+		"in DIR) to compute nodes over the disagg wire protocol.\n"
+		"\n"
+		"  --data DIR             the volume store (made 0700 if missing; needs user xattrs)\n"
+		"  --listen HOST:PORT     protocol address (default 127.0.0.1:7300; port 0 picks one)\n"
+		"  --http HOST:PORT       serve GET /healthz and GET /metrics here (default: off)\n"
+		"  --key FILE             cluster key: 32 bytes, mode 0600 (required)\n"
+		"  --grant-pubkey FILE    the orchestrator's grant key, public half, PEM (required):\n"
+		"                         verifies volume grants and the orchestrator's capability\n"
+		"  --node-id ID           this node's id, nonzero (required)\n"
+		"  --fabric-plaintext     no TLS on the fabric (required for now: the device node\n"
+		"                         does not speak TLS yet)\n"
+		"  --depth N              requests in flight per connection (default %u, max %u)\n"
+		"  --max-conns N          connections in all (default %u)\n"
+		"  --handshake-timeout-ms MS  close a connection not authenticated by then\n"
+		"                         (default %u)\n"
+		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
+		"  --name NAME            name shown by the orchestrator (default devnode-ID)\n"
+		"  --advertise HOST:PORT  data address to register (default: the bound address)\n"
+		"  --node-credential FILE this node's credential (disagg-grant --node-credential):\n"
+		"                         register with it; /metrics then answers the orchestrator\n"
+		"                         only. With --http, required unless --api-open\n"
+		APIAUTH_OPEN_HELP
+		"  --metrics-tokens FILE  tokens (one a line, mode 0600) that may also read /metrics\n"
+		"  --http-cert FILE       serve HTTP over TLS with this PEM certificate ...\n"
+		"  --http-key FILE        ... and this PEM private key\n"
+		"  --http-ca FILE         CA certificate (PEM) for an https:// --orchestrator\n"
+		"  --log-level LEVEL      error, warn, info (default) or debug\n"
+		"  --help                 show this help\n",
+		DN_DEPTH_DEFAULT, DN_DEPTH_MAX, DN_MAX_CONNS, DN_HANDSHAKE_MS);
+}
+
+enum {
+	OPT_DATA = 256,
+	OPT_LISTEN,
+	OPT_HTTP,
+	OPT_KEY,
+	OPT_GRANT_KEY,
+	OPT_NODE,
+	OPT_DEPTH,
+	OPT_MAX_CONNS,
+	OPT_HANDSHAKE,
+	OPT_ORCH,
+	OPT_NAME,
+	OPT_ADVERTISE,
+	OPT_NODE_CRED,
+	OPT_METRICS_TOKENS,
+	OPT_HTTP_CERT,
+	OPT_HTTP_KEY,
+	OPT_HTTP_CA,
+	OPT_LOG,
+};
+
+static int parse_num(const char *name, const char *arg, uint64_t min, uint64_t max,
+		     const char *unit, unsigned *ret)
+{
+	uint64_t v;
+
+	if (opt_u64(name, arg, min, max, unit, &v) < 0)
+		return -EINVAL;
+	*ret = (unsigned)v;
+	return 0;
+}
+
+static const char **opt_string(struct dn_opts *o, int c)
+{
+	switch (c) {
+	case OPT_DATA: return &o->data;
+	case OPT_LISTEN: return &o->listen;
+	case OPT_HTTP: return &o->http;
+	case OPT_KEY: return &o->keyfile;
+	case OPT_GRANT_KEY: return &o->grant_keyfile;
+	case OPT_ORCH: return &o->orchestrator;
+	case OPT_NAME: return &o->name;
+	case OPT_ADVERTISE: return &o->advertise;
+	case OPT_NODE_CRED: return &o->node_cred;
+	case OPT_METRICS_TOKENS: return &o->metrics_tokens;
+	case OPT_HTTP_CERT: return &o->http_cert;
+	case OPT_HTTP_KEY: return &o->http_key;
+	case OPT_HTTP_CA: return &o->http_ca;
+	default: return NULL;
+	}
+}
+
+/* Returns 0 to run, 1 after --help, <0 on a bad option (already reported). */
+static int parse_args(int argc, char **argv, struct dn_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, OPT_DATA },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "grant-pubkey", required_argument, NULL, OPT_GRANT_KEY },
+		{ "node-id", required_argument, NULL, OPT_NODE },
+		{ "depth", required_argument, NULL, OPT_DEPTH },
+		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
+		{ "orchestrator", required_argument, NULL, OPT_ORCH },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "advertise", required_argument, NULL, OPT_ADVERTISE },
+		{ "node-credential", required_argument, NULL, OPT_NODE_CRED },
+		{ "metrics-tokens", required_argument, NULL, OPT_METRICS_TOKENS },
+		APIAUTH_OPEN_OPTION,
+		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
+		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
+		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		FABRIC_LONG_OPTIONS,
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char **sp;
+	int c;
+
+	*o = (struct dn_opts){
+		.listen = "127.0.0.1:7300",
+		.limits = { .depth = DN_DEPTH_DEFAULT, .max_conns = DN_MAX_CONNS,
+			    .handshake_ms = DN_HANDSHAKE_MS },
+	};
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &o->fabric))
+			continue;
+		sp = opt_string(o, c);
+		if (sp) {
+			*sp = optarg;
+			continue;
+		}
+		switch (c) {
+		case OPT_NODE:
+			if (opt_node_id(optarg, &o->node_id) < 0)
+				return -EINVAL;
+			break;
+		case OPT_DEPTH:
+			if (parse_num("depth", optarg, 1, DN_DEPTH_MAX, NULL, &o->limits.depth) < 0)
+				return -EINVAL;
+			break;
+		case OPT_MAX_CONNS:
+			if (parse_num("max-conns", optarg, 1, 1u << 16, NULL, &o->limits.max_conns) < 0)
+				return -EINVAL;
+			break;
+		case OPT_HANDSHAKE:
+			if (parse_num("handshake-timeout-ms", optarg, 100, 600000, "ms",
+				      &o->limits.handshake_ms) < 0)
+				return -EINVAL;
+			break;
+		case APIAUTH_OPT_OPEN:
+			o->api_open = true;
+			break;
+		case OPT_LOG:
+			if (log_set_level_str(optarg) < 0) {
+				log_error("invalid --log-level '%s'", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (opt_done(argc, argv, o->keyfile) < 0)
+		return -EINVAL;
+	if (!o->data) {
+		log_error("--data DIR is required (the volume store)");
+		return -EINVAL;
+	}
+	if (!o->grant_keyfile) {
+		log_error("--grant-pubkey FILE is required (the public half of the orchestrator's "
+			  "grant key)");
+		return -EINVAL;
+	}
+	if (!o->node_id) {
+		log_error("--node-id ID is required");
+		return -EINVAL;
+	}
+	if (fabric_conf_check(&o->fabric) < 0)
+		return -EINVAL;
+	if (!o->fabric.plaintext) {
+		log_error("the device node does not speak TLS on the fabric yet: give "
+			  "--fabric-plaintext (only on a trusted network)");
+		return -EINVAL;
+	}
+	if (!o->http_cert != !o->http_key) {
+		log_error("--http-cert and --http-key go together");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void http_healthz(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	bool ok = false;
+	char *body = dn_health_render(opaque, &ok);
+
+	if (!body) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	http_resp_text(resp, ok ? 200 : 503, "application/json", body);
+}
+
+static void http_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
+{
+	_cleanup_free_ char *stats = NULL;
+	struct strbuf sb;
+	char *body;
+
+	if (!apiauth_node_authorize(&dn_auth, req, resp))
+		return;
+	stats = dn_stats_render(opaque);
+	strbuf_init(&sb);
+	if (stats)
+		strbuf_printf(&sb, "%s", stats);
+	apiauth_metrics(&sb, "devnode");
+	body = stats ? strbuf_steal(&sb) : NULL;
+	strbuf_free(&sb);
+	if (!body) {
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+}
+
+static const struct http_route dn_routes[] = {
+	{ "GET", "/healthz", false, http_healthz },
+	{ "GET", "/metrics", false, http_metrics },
+};
+
+/* Registrar callback: the volumes and their bytes, at every heartbeat. */
+static void dn_fill_capacity(void *opaque, json_t *body)
+{
+	struct dn_node *n = opaque;
+	struct dn_volume_info *v = NULL;
+	uint64_t bytes = 0;
+	size_t nv = 0;
+
+	if (dn_volume_list(n->vols, &v, &nv) < 0)
+		return;
+	for (size_t i = 0; i < nv; i++)
+		bytes += v[i].allocated;
+	free(v);
+	json_object_set_new(body, "volumes", json_integer((json_int_t)nv));
+	json_object_set_new(body, "volume_bytes_allocated", json_integer((json_int_t)bytes));
+}
+
+static int dn_register(const struct dn_opts *o, struct dn_node *n, const char *addr,
+		       const char *http, struct registrar **ret)
+{
+	json_t *reg;
+	int r;
+
+	reg = json_pack("{s:I, s:s, s:s}", "node_id", (json_int_t)o->node_id, "kind", "devnode",
+			"addr", o->advertise ? o->advertise : addr);
+	if (!reg)
+		return -ENOMEM;
+	if (o->name)
+		json_object_set_new(reg, "name", json_string(o->name));
+	if (http)
+		json_object_set_new(reg, "http", json_string(http));
+	dn_fill_capacity(n, reg);
+	r = registrar_start_auth(o->orchestrator, reg, dn_fill_capacity, n,
+				 dn_auth.on ? dn_auth.bearer : NULL, o->http_ca, ret);
+	json_decref(reg);
+	return r;
+}
+
+/* Accept until a signal comes on sfd. */
+static int accept_loop(struct dn_node *n, int lfd, int sfd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		int fd;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (p[1].revents)
+			return 0;
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED)
+				continue;
+			log_warn("accept: %s", strerror(errno));
+			usleep(10000);   /* EMFILE and the like: do not spin */
+			continue;
+		}
+		if (dn_conn_start(n, fd) < 0) {
+			atomic_fetch_add(&n->stats.rejected_conns, 1);
+			close(fd);
+		}
+	}
+}
+
+static int open_node(const struct dn_opts *o, struct dn_node *n)
+{
+	int r;
+
+	n->node_id = o->node_id;
+	n->limits = o->limits;
+	n->dispatch = dn_dispatch;
+	r = auth_key_load(o->keyfile, &n->key);
+	if (r < 0) {
+		log_error("cannot load cluster key %s: %s%s", o->keyfile, strerror(-r),
+			  auth_key_hint(r));
+		return r;
+	}
+	r = grant_key_load(o->grant_keyfile, false, &n->grant_key);
+	if (r < 0) {
+		log_error("cannot load the grant key %s: %s%s", o->grant_keyfile, strerror(-r),
+			  grant_key_hint(r));
+		return r;
+	}
+	r = dn_volumes_open(o->data, &n->vols);
+	if (r < 0)
+		log_error("cannot open the volume store %s: %s", o->data, strerror(-r));
+	return r;
+}
+
+static int run(const struct dn_opts *o)
+{
+	struct dn_node *n = calloc(1, sizeof(*n));
+	struct http_server *http = NULL;
+	struct registrar *reg = NULL;
+	_cleanup_close_ int lfd = -1, sfd = -1;
+	char addr[PROTO_MAX_ADDR];
+	sigset_t mask;
+	int r, rc = 1;
+
+	if (!n)
+		return 1;
+	pthread_mutex_init(&n->mu, NULL);
+	if (apiauth_node_setup(&dn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http,
+			       o->api_open) < 0 ||
+	    open_node(o, n) < 0)
+		goto out;
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);   /* every thread inherits it */
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	lfd = net_listen_tcp(o->listen, true);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", o->listen, strerror(-lfd));
+		goto out;
+	}
+	r = net_local_addr(lfd, addr, sizeof(addr));
+	if (r < 0) {
+		log_error("getsockname: %s", strerror(-r));
+		goto out;
+	}
+	if (o->http) {
+		r = http_server_start_tls(o->http, dn_routes, ARRAY_SIZE(dn_routes), n, o->http_cert,
+					  o->http_key, &http);
+		if (r < 0) {
+			log_error("cannot serve HTTP%s on %s: %s", o->http_cert ? "S" : "", o->http,
+				  strerror(-r));
+			goto out;
+		}
+	}
+	if (o->orchestrator) {
+		r = dn_register(o, n, addr, http ? http_server_addr(http) : NULL, &reg);
+		if (r < 0) {
+			log_error("cannot start the registrar: %s", strerror(-r));
+			goto out_http;
+		}
+	}
+	log_info("node %" PRIu64 ": volumes in %s, depth %u per connection", n->node_id, o->data,
+		 n->limits.depth);
+	if (http)
+		printf("disagg-devnode listening on %s http %s\n", addr, http_server_addr(http));
+	else
+		printf("disagg-devnode listening on %s\n", addr);
+	fflush(stdout);
+	notify_ready();
+
+	r = accept_loop(n, lfd, sfd);
+	if (r < 0)
+		log_error("accept loop: %s", strerror(-r));
+	else
+		log_info("shutting down");
+	rc = r < 0 ? 1 : 0;
+	notify_stopping();
+	registrar_stop(reg);
+	dn_conn_stop_all(n);
+out_http:
+	http_server_stop(http);
+out:
+	dn_conn_stop_all(n);
+	if (n->vols)
+		dn_volumes_close(n->vols);
+	grant_key_free(n->grant_key);
+	memset(&n->key, 0, sizeof(n->key));
+	pthread_mutex_destroy(&n->mu);
+	free(n);
+	apiauth_node_clear(&dn_auth);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct dn_opts o;
+	int r;
+
+	log_init(argv[0]);
+	r = parse_args(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 2;
+	return run(&o);
+}

@@ -534,9 +534,10 @@ int mnc_drain(struct mnc *c)
 
 static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 {
+	uint32_t offer = o->features ? o->features : (uint32_t)PROTO_FEAT_ALL;
 	struct mnhello_id id = {
 		.key = o->key, .orch_key = o->orch_key, .node_id = o->node_id,
-		.features = PROTO_FEAT_ALL, .tls_peer = fio_is_tls(&c->io) ? &c->peer : NULL,
+		.features = offer, .tls_peer = fio_is_tls(&c->io) ? &c->peer : NULL,
 	};
 	struct proto_hello_rep hr;
 	int r = mnhello_client(&c->io, &id, deadline, &hr);
@@ -549,7 +550,7 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 		.nsections = hr.nsections,
 		.max_pages = MIN(hr.max_pages, (uint32_t)PROTO_MAX_PAGES),
 		.max_inflight = MIN(hr.max_inflight, (uint32_t)PROTO_MAX_INFLIGHT),
-		.features = hr.features & PROTO_FEAT_ALL,
+		.features = hr.features & offer,
 		.version = hr.version,
 	};
 	return 0;

@@ -54,6 +54,12 @@ struct mnc_opts {
 	 * node id it gives in HELLO.
 	 */
 	struct tls_ctx *tls;
+	/*
+	 * The features offered in HELLO (PROTO_FEAT_*); 0: PROTO_FEAT_ALL,
+	 * a memory node's. mnc_info()'s features are the server's answer
+	 * masked with what was offered.
+	 */
+	uint32_t features;
 };
 
 /* struct mnc_info, mnc_done_fn and struct mnc_recall: mntypes.h. */

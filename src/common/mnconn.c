@@ -307,7 +307,7 @@ static int drain_staging(struct mnc *c)
 	return 0;
 }
 
-/* The single outstanding READ, if that is the only request in flight. */
+/* The single outstanding READ (or BLK_READ), if that is the only request in flight. */
 static struct mnc_req *lone_read(struct mnc *c)
 {
 	struct mnc_req *r = &c->slots[c->last];
@@ -317,7 +317,7 @@ static struct mnc_req *lone_read(struct mnc *c)
 	if (!r->id)
 		for (unsigned i = 0; i < c->cap && !r->id; i++)
 			r = &c->slots[i];
-	return r->op == PROTO_OP_READ ? r : NULL;
+	return r->op == PROTO_OP_READ || r->op == PROTO_OP_BLK_READ ? r : NULL;
 }
 
 /*

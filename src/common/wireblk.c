@@ -86,7 +86,8 @@ int wire_vol_name_put(char field[PROTO_VOL_NAME_SIZE], const char *name)
 	if (n >= PROTO_VOL_NAME_SIZE)
 		return -EINVAL;
 	memset(field, 0, PROTO_VOL_NAME_SIZE);
-	memcpy(field, name, n);
+	if (n)
+		memcpy(field, name, n);
 	return 0;
 }
 
@@ -167,19 +168,22 @@ int wire_vol_req_decode(uint16_t op, const void *payload, size_t len, struct pro
 		return -EBADMSG;
 	if (sized ? m.size % PROTO_BLK_SECTOR || (op == PROTO_OP_VOL_CREATE && !m.size) : m.size)
 		return -EBADMSG;
-	r = wire_vol_name(m.name, ret_name);
+	char name[PROTO_VOL_NAME_SIZE], src[PROTO_VOL_NAME_SIZE] = { 0 };
+
+	r = wire_vol_name(m.name, name);
 	if (r < 0)
 		return r;
 	if (op == PROTO_OP_VOL_CLONE) {
-		r = wire_vol_name(m.src, ret_src);
+		r = wire_vol_name(m.src, src);
 		if (r < 0)
 			return r;
 	} else {
 		for (size_t i = 0; i < PROTO_VOL_NAME_SIZE; i++)
 			if (m.src[i])
 				return -EBADMSG;
-		memset(ret_src, 0, PROTO_VOL_NAME_SIZE);
 	}
+	memcpy(ret_name, name, sizeof(name));   /* nothing is written on failure */
+	memcpy(ret_src, src, sizeof(src));
 	*ret = m;
 	return 0;
 }

@@ -43,6 +43,7 @@
 #include "guestutil.h"
 #include "litmus.h"
 #include "rbench.h"
+#include "diskcmd.h"
 #include "regioncmd.h"
 #include "rjob.h"
 
@@ -446,7 +447,7 @@ static void cmd_layout(void)
 static bool dispatch_table(char **av, int ac)
 {
 	static const struct guest_cmd *const tables[] = { region_cmds, rjob_cmds, litmus_cmds,
-							  rbench_cmds };
+							  rbench_cmds, disk_cmds };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct guest_cmd *c = tables[t]; c->name; c++)

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Guest memory regions of a vhost-user back end (vu_mem.h).
+ */
+#include "vu_mem.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int vu_mem_add(struct vu_mem *m, const struct vu_region *r, int fd)
+{
+	struct vu_map *p;
+	void *base;
+
+	if (m->n == VU_MAX_MEM_SLOTS)
+		return -ENOSPC;
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct vu_region *o = &m->maps[i].r;
+
+		if (r->guest_addr < o->guest_addr + o->size && o->guest_addr < r->guest_addr + r->size)
+			return -EEXIST;
+	}
+	if (r->mmap_offset + r->size > SIZE_MAX)
+		return -EINVAL;
+	base = mmap(NULL, (size_t)(r->mmap_offset + r->size), PROT_READ | PROT_WRITE, MAP_SHARED,
+		    fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	p = &m->maps[m->n++];
+	p->r = *r;
+	p->base = base;
+	p->maplen = (size_t)(r->mmap_offset + r->size);
+	return 0;
+}
+
+int vu_mem_remove(struct vu_mem *m, const struct vu_region *r)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		struct vu_map *p = &m->maps[i];
+
+		if (p->r.guest_addr != r->guest_addr || p->r.size != r->size)
+			continue;
+		munmap(p->base, p->maplen);
+		*p = m->maps[--m->n];
+		return 0;
+	}
+	return -ENOENT;
+}
+
+void vu_mem_clear(struct vu_mem *m)
+{
+	for (unsigned i = 0; i < m->n; i++)
+		munmap(m->maps[i].base, m->maps[i].maplen);
+	m->n = 0;
+}
+
+void *vu_mem_gpa(const struct vu_mem *m, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct vu_map *p = &m->maps[i];
+
+		if (gpa >= p->r.guest_addr && len <= p->r.size &&
+		    gpa - p->r.guest_addr <= p->r.size - len)
+			return (uint8_t *)p->base + p->r.mmap_offset + (gpa - p->r.guest_addr);
+	}
+	return NULL;
+}
+
+void *vu_mem_uva(const struct vu_mem *m, uint64_t uva, uint64_t len)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct vu_map *p = &m->maps[i];
+
+		if (uva >= p->r.user_addr && len <= p->r.size &&
+		    uva - p->r.user_addr <= p->r.size - len)
+			return (uint8_t *)p->base + p->r.mmap_offset + (uva - p->r.user_addr);
+	}
+	return NULL;
+}

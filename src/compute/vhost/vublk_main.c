@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * disagg-vublk: the agent's vhost-user-blk back end as a program of its
+ * own, serving one disk to one QEMU: for tests of the vhost-user path, for
+ * benchmarks, and for debugging a guest's disk without an agent.
+ *
+ *   disagg-vublk --socket PATH --file FILE [--read-only] [--queues N]
+ *                [--serial S] [--log-level L]
+ *
+ * It listens on the UNIX socket PATH (QEMU connects: -chardev
+ * socket,path=PATH and -device vhost-user-blk-pci,chardev=...), prints
+ * "disagg-vublk listening on PATH" when ready, and serves one connection
+ * at a time until SIGTERM or SIGINT; when QEMU goes, it waits for the
+ * next one (a QEMU restarted, or reconnecting).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "opts.h"
+#include "vu_blk.h"
+#include "vu_file.h"
+
+static volatile sig_atomic_t stopping;
+static struct vu_blk *volatile current;
+
+static void on_signal(int sig)
+{
+	stopping = 1;
+	if (current)
+		vu_blk_stop(current);
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: disagg-vublk --socket PATH --file FILE [options]\n"
+	      "\n"
+	      "Serve FILE to a QEMU as a vhost-user-blk disk on the UNIX socket PATH.\n"
+	      "\n"
+	      "  --socket PATH     the socket to listen on (made; an old one is replaced)\n"
+	      "  --file FILE       the disk: a regular file (its size, a multiple of 512)\n"
+	      "                    or a block device\n"
+	      "  --read-only       the guest sees a read-only disk\n"
+	      "  --queues N        virtqueues offered (default 1, max 8)\n"
+	      "  --serial S        the disk's serial number (GET_ID)\n"
+	      "  --log-level L     error, warn, info (default) or debug (every message)\n"
+	      "  --help            show this help\n",
+	      f);
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int serve(int lfd, const struct vu_blk_conf *conf, struct vu_file *file)
+{
+	while (!stopping) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		struct vu_blk *d;
+		int fd, r;
+
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		r = vu_blk_new(fd, conf, &vu_file_ops, file, &d);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+		log_info("QEMU connected");
+		current = d;
+		if (stopping)
+			vu_blk_stop(d);
+		r = vu_blk_run(d);
+		current = NULL;
+		if (r < 0)
+			log_warn("the connection ended: %s", strerror(-r));
+		else
+			log_info("QEMU disconnected");
+		vu_blk_free(d);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "read-only", no_argument, NULL, 'r' },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "serial", required_argument, NULL, 'S' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vu_blk_conf conf = { .num_queues = 1, .discard = true, .write_zeroes = true };
+	const char *sock = NULL, *path = NULL;
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct vu_file file;
+	struct stat st;
+	uint64_t v;
+	int c, lfd, r;
+
+	log_init(argv[0]);
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			sock = optarg;
+			break;
+		case 'f':
+			path = optarg;
+			break;
+		case 'r':
+			conf.readonly = true;
+			break;
+		case 'q':
+			if (opt_u64("queues", optarg, 1, VU_BLK_MAX_QUEUES, NULL, &v) < 0)
+				return 2;
+			conf.num_queues = (unsigned)v;
+			break;
+		case 'S':
+			conf.serial = optarg;
+			break;
+		case 'l':
+			if (log_set_level_str(optarg) < 0) {
+				log_error("invalid --log-level '%s'", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!sock || !path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	file.fd = open(path, (conf.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (file.fd < 0 || fstat(file.fd, &st) < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return 1;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(file.fd, 0, SEEK_END);
+
+		conf.capacity = end > 0 ? (uint64_t)end : 0;
+	} else {
+		conf.capacity = (uint64_t)st.st_size;
+	}
+	if (conf.capacity == 0 || conf.capacity % 512) {
+		log_error("%s: its size (%llu bytes) is not a positive multiple of 512", path,
+			  (unsigned long long)conf.capacity);
+		return 1;
+	}
+	lfd = listen_unix(sock);
+	if (lfd < 0) {
+		log_error("cannot listen on %s: %s", sock, strerror(-lfd));
+		return 1;
+	}
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	printf("disagg-vublk listening on %s\n", sock);
+	fflush(stdout);
+	r = serve(lfd, &conf, &file);
+	close(lfd);
+	(void)unlink(sock);
+	close(file.fd);
+	if (r < 0)
+		log_error("%s", strerror(-r));
+	return r < 0 ? 1 : 0;
+}

@@ -6,6 +6,8 @@
  *
  *   disagg-vublk --socket PATH --file FILE [--read-only] [--queues N]
  *                [--serial S] [--log-level L]
+ *   disagg-vublk --socket PATH --devnode HOST:PORT --volume NAME --grant HEX
+ *                --key FILE --node-id ID [--outage-ms MS] [...]
  *
  * It listens on the UNIX socket PATH (QEMU connects: -chardev
  * socket,path=PATH and -device vhost-user-blk-pci,chardev=...), prints
@@ -26,10 +28,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "auth.h"
+#include "grant.h"
 #include "log.h"
 #include "macro.h"
 #include "opts.h"
 #include "vu_blk.h"
+#include "vu_devnode.h"
 #include "vu_file.h"
 
 static volatile sig_atomic_t stopping;
@@ -45,12 +50,22 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fputs("Usage: disagg-vublk --socket PATH --file FILE [options]\n"
+	      "       disagg-vublk --socket PATH --devnode HOST:PORT --volume NAME --grant HEX\n"
+	      "                    --key FILE --node-id ID [options]\n"
 	      "\n"
-	      "Serve FILE to a QEMU as a vhost-user-blk disk on the UNIX socket PATH.\n"
+	      "Serve a disk to a QEMU as a vhost-user-blk device on the UNIX socket PATH:\n"
+	      "a local FILE, or a device node's volume.\n"
 	      "\n"
 	      "  --socket PATH     the socket to listen on (made; an old one is replaced)\n"
 	      "  --file FILE       the disk: a regular file (its size, a multiple of 512)\n"
 	      "                    or a block device\n"
+	      "  --devnode ADDR    the device node (plaintext fabric) ...\n"
+	      "  --volume NAME     ... its volume ...\n"
+	      "  --grant HEX       ... a grant for it held by --node-id (disagg-dnctl grant)\n"
+	      "  --key FILE        the cluster key\n"
+	      "  --node-id ID      our node id (the grant's holder)\n"
+	      "  --outage-ms MS    while the device node is unreachable the guest's requests\n"
+	      "                    wait this long, then fail with EIO (default 30000; 0: at once)\n"
 	      "  --read-only       the guest sees a read-only disk\n"
 	      "  --queues N        virtqueues offered (default 1, max 8)\n"
 	      "  --serial S        the disk's serial number (GET_ID)\n"
@@ -80,7 +95,8 @@ static int listen_unix(const char *path)
 	return fd;
 }
 
-static int serve(int lfd, const struct vu_blk_conf *conf, struct vu_file *file)
+static int serve(int lfd, const struct vu_blk_conf *conf, const struct vu_blk_store_ops *ops,
+		 void *store)
 {
 	while (!stopping) {
 		struct pollfd p = { .fd = lfd, .events = POLLIN };
@@ -92,7 +108,7 @@ static int serve(int lfd, const struct vu_blk_conf *conf, struct vu_file *file)
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		r = vu_blk_new(fd, conf, &vu_file_ops, file, &d);
+		r = vu_blk_new(fd, conf, ops, store, &d);
 		if (r < 0) {
 			close(fd);
 			return r;
@@ -112,6 +128,58 @@ static int serve(int lfd, const struct vu_blk_conf *conf, struct vu_file *file)
 	return 0;
 }
 
+static int open_file(const char *path, struct vu_blk_conf *conf, struct vu_file *file)
+{
+	struct stat st;
+
+	file->fd = open(path, (conf->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (file->fd < 0 || fstat(file->fd, &st) < 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(file->fd, 0, SEEK_END);
+
+		conf->capacity = end > 0 ? (uint64_t)end : 0;
+	} else {
+		conf->capacity = (uint64_t)st.st_size;
+	}
+	if (conf->capacity == 0 || conf->capacity % 512) {
+		log_error("%s: its size (%llu bytes) is not a positive multiple of 512", path,
+			  (unsigned long long)conf->capacity);
+		close(file->fd);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_devnode(struct vu_devnode_conf *dc, const char *grant, const char *keyfile,
+			struct auth_key *key, struct vu_blk_conf *conf, struct vu_devnode **ret)
+{
+	int r;
+
+	if (!dc->volume || !grant || !keyfile || !dc->conn.node_id) {
+		log_error("--devnode needs --volume, --grant, --key and --node-id");
+		return -EINVAL;
+	}
+	if (grant_from_hex(grant, &dc->grant) < 0) {
+		log_error("--grant: not a grant (%u hex digits)", (unsigned)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	r = auth_key_load(keyfile, key);
+	if (r < 0) {
+		log_error("cannot load cluster key %s: %s%s", keyfile, strerror(-r), auth_key_hint(r));
+		return r;
+	}
+	dc->conn.key = key;
+	dc->conn.timeout_ms = 2000;
+	dc->readonly = conf->readonly;
+	r = vu_devnode_new(dc, ret, &conf->capacity);
+	if (r < 0)
+		log_error("device node %s, volume %s: %s", dc->conn.addr, dc->volume, strerror(-r));
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -121,14 +189,22 @@ int main(int argc, char **argv)
 		{ "queues", required_argument, NULL, 'q' },
 		{ "serial", required_argument, NULL, 'S' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "devnode", required_argument, NULL, 'D' },
+		{ "volume", required_argument, NULL, 'V' },
+		{ "grant", required_argument, NULL, 'G' },
+		{ "key", required_argument, NULL, 'K' },
+		{ "node-id", required_argument, NULL, 'N' },
+		{ "outage-ms", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct vu_blk_conf conf = { .num_queues = 1, .discard = true, .write_zeroes = true };
-	const char *sock = NULL, *path = NULL;
+	const char *sock = NULL, *path = NULL, *grant = NULL, *keyfile = NULL;
+	struct vu_devnode_conf dc = { .outage_ms = 30000 };
+	struct vu_devnode *dn = NULL;
+	struct auth_key key;
 	struct sigaction sa = { .sa_handler = on_signal };
-	struct vu_file file;
-	struct stat st;
+	struct vu_file file = { .fd = -1 };
 	uint64_t v;
 	int c, lfd, r;
 
@@ -152,6 +228,27 @@ int main(int argc, char **argv)
 		case 'S':
 			conf.serial = optarg;
 			break;
+		case 'D':
+			dc.conn.addr = optarg;
+			break;
+		case 'V':
+			dc.volume = optarg;
+			break;
+		case 'G':
+			grant = optarg;
+			break;
+		case 'K':
+			keyfile = optarg;
+			break;
+		case 'N':
+			if (opt_node_id(optarg, &dc.conn.node_id) < 0)
+				return 2;
+			break;
+		case 'O':
+			if (opt_u64("outage-ms", optarg, 0, 86400000, "ms", &v) < 0)
+				return 2;
+			dc.outage_ms = (unsigned)v;
+			break;
 		case 'l':
 			if (log_set_level_str(optarg) < 0) {
 				log_error("invalid --log-level '%s'", optarg);
@@ -166,27 +263,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!sock || !path || optind != argc) {
+	if (!sock || !path == !dc.conn.addr || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
-	file.fd = open(path, (conf.readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (file.fd < 0 || fstat(file.fd, &st) < 0) {
-		log_error("%s: %s", path, strerror(errno));
+	if (path)
+		r = open_file(path, &conf, &file);
+	else
+		r = open_devnode(&dc, grant, keyfile, &key, &conf, &dn);
+	if (r < 0)
 		return 1;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		off_t end = lseek(file.fd, 0, SEEK_END);
-
-		conf.capacity = end > 0 ? (uint64_t)end : 0;
-	} else {
-		conf.capacity = (uint64_t)st.st_size;
-	}
-	if (conf.capacity == 0 || conf.capacity % 512) {
-		log_error("%s: its size (%llu bytes) is not a positive multiple of 512", path,
-			  (unsigned long long)conf.capacity);
-		return 1;
-	}
 	lfd = listen_unix(sock);
 	if (lfd < 0) {
 		log_error("cannot listen on %s: %s", sock, strerror(-lfd));
@@ -197,10 +283,12 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	printf("disagg-vublk listening on %s\n", sock);
 	fflush(stdout);
-	r = serve(lfd, &conf, &file);
+	r = path ? serve(lfd, &conf, &vu_file_ops, &file) : serve(lfd, &conf, &vu_devnode_ops, dn);
 	close(lfd);
 	(void)unlink(sock);
-	close(file.fd);
+	if (path)
+		close(file.fd);
+	vu_devnode_free(dn);
 	if (r < 0)
 		log_error("%s", strerror(-r));
 	return r < 0 ? 1 : 0;

@@ -272,6 +272,56 @@ def devnode_seeds():
         hdr(OP["PING"], b"", req_id=10)])
 
 
+# ---- fuzz_vhost: guest memory, then vhost-user messages, kicks and memory writes ----
+
+def vu(req, payload=b"", flags=1):
+    return struct.pack("<III", req, flags, len(payload)) + payload
+
+
+def vu_rec(msg):
+    return b"\0" + struct.pack("<H", len(msg)) + msg
+
+
+def vhost_seeds():
+    # Guest RAM at guest address 0 = QEMU address 0x10000 (user_addr), 1 MiB.
+    region = struct.pack("<QQQQ", 0, 1 << 20, 0x10000, 0)
+    desc, avail, used = 0x1000, 0x2000, 0x3000           # guest addresses of ring 0
+    ring_addr = struct.pack("<IIQQQQ", 0, 0, 0x10000 + desc, 0x10000 + used,
+                            0x10000 + avail, 0)
+    mem = bytearray(0x8000)
+    # One read request: header at 0x4000 (IN, sector 1), data 0x5000 (4 KiB), status 0x6000.
+    struct.pack_into("<QIHH", mem, desc + 0, 0x4000, 16, 1, 1)
+    struct.pack_into("<QIHH", mem, desc + 16, 0x5000, 4096, 3, 2)
+    struct.pack_into("<QIHH", mem, desc + 32, 0x6000, 1, 2, 0)
+    struct.pack_into("<HHH", mem, avail, 0, 1, 0)
+    struct.pack_into("<IIQ", mem, 0x4000, 0, 0, 1)
+    setup = b"".join(vu_rec(m) for m in [
+        vu(1), vu(15), vu(16, struct.pack("<Q", 0x8209)), vu(17), vu(36), vu(3),
+        vu(24, struct.pack("<III", 0, 60, 0) + bytes(60)),
+        vu(2, struct.pack("<Q", (1 << 32) | (1 << 30) | (1 << 28) | (1 << 9) | (1 << 13) |
+                          (1 << 14))),
+        vu(37, struct.pack("<Q", 0) + region),
+        vu(8, struct.pack("<II", 0, 8)), vu(10, struct.pack("<II", 0, 0)),
+        vu(9, ring_addr), vu(12, struct.pack("<Q", 0)), vu(13, struct.pack("<Q", 0)),
+        vu(18, struct.pack("<II", 0, 1))])
+    head = struct.pack("<H", len(mem)) + bytes(mem)
+    yield "read-one-sector", head + setup + b"\x01\x00"
+    # The same, then the guest makes a write and a flush available and kicks.
+    w = b"\x02" + struct.pack("<HH", 0x4100, 16) + struct.pack("<IIQ", 1, 0, 8)
+    w += b"\x02" + struct.pack("<HH", desc + 48, 48) + \
+        struct.pack("<QIHH", 0x4100, 16, 1, 4) + struct.pack("<QIHH", 0x5000, 4096, 1, 5) + \
+        struct.pack("<QIHH", 0x6001, 1, 2, 0)
+    w += b"\x02" + struct.pack("<HH", avail + 2, 4) + struct.pack("<HH", 2, 3)
+    yield "write-after-read", head + setup + b"\x01\x00" + w + b"\x01\x00"
+    # A descriptor loop, and a message of the wrong size.
+    loop = bytearray(mem)
+    struct.pack_into("<QIHH", loop, desc + 32, 0x6000, 1, 3, 0)
+    yield "descriptor-loop", struct.pack("<H", len(loop)) + bytes(loop) + setup + b"\x01\x00"
+    yield "bad-size", struct.pack("<H", 0) + vu_rec(vu(2, b"\0" * 3)) + vu_rec(vu(1))
+    yield "mem-table", struct.pack("<H", 0) + vu_rec(vu(5, struct.pack("<II", 1, 0) + region)) + \
+        vu_rec(vu(38, struct.pack("<Q", 0) + region)) + vu_rec(vu(36))
+
+
 def rep(op, payload=b"", req_id=0, status=0):
     return hdr(op, payload, reply=True, status=status, req_id=req_id)
 
@@ -529,6 +579,7 @@ TARGETS = {
     "frame": frame_seeds,
     "memnode": memnode_seeds,
     "devnode": devnode_seeds,
+    "vhost": vhost_seeds,
     "mnclient": mnclient_seeds,
     "shim": shim_seeds,
     "qmp": qmp_seeds,

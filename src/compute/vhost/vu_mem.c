@@ -7,10 +7,12 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 int vu_mem_add(struct vu_mem *m, const struct vu_region *r, int fd)
 {
 	struct vu_map *p;
+	struct stat st;
 	void *base;
 
 	if (m->n == VU_MAX_MEM_SLOTS)
@@ -22,6 +24,11 @@ int vu_mem_add(struct vu_mem *m, const struct vu_region *r, int fd)
 			return -EEXIST;
 	}
 	if (r->mmap_offset + r->size > SIZE_MAX)
+		return -EINVAL;
+	/* A file shorter than the region would fault (SIGBUS) past its end. */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < r->mmap_offset + r->size)
 		return -EINVAL;
 	base = mmap(NULL, (size_t)(r->mmap_offset + r->size), PROT_READ | PROT_WRITE, MAP_SHARED,
 		    fd, 0);

@@ -7,7 +7,7 @@
 #   make chaos SEEDS=N  fault injection: N seeds of PER_SEED injections (default 20 x 10)
 #   make bench        every benchmark, medians in build/bench/summary.json
 #   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
-#        | bench-shared
+#        | bench-shared | bench-devices
 #                     one benchmark (results in build/bench/)
 #   make bench-compare  every benchmark, then the table against bench/baseline.json
 #   make clean
@@ -59,7 +59,8 @@ demo: build
 BENCH_REPS ?= 5
 GATE       := $(PY) bench/gate.py
 
-bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration bench-shared
+bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration bench-shared \
+	bench-devices
 	@$(GATE) summary
 
 bench-memnode: build
@@ -96,6 +97,10 @@ bench-migration: build
 .PHONY: bench-shared
 bench-shared: build
 	@$(GATE) run shared -- $(PY) bench/shared/sharedbench.py --json {json}
+
+.PHONY: bench-devices
+bench-devices: build
+	@$(GATE) run devices -- $(PY) bench/devices/devbench.py --json {json}
 
 # Fault injection with real guests (tests/chaos/chaos.py): seeds 1..SEEDS,
 # PER_SEED injections each; records and the fault x outcome table in

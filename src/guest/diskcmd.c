@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +189,107 @@ static void cmd_ddiscard(char **av, int ac)
 	range_ioctl(av, ac, BLKDISCARD);
 }
 
+/* ---- DBENCH ---------------------------------------------------------------- */
+
+#define DB_MAX_QD 64
+
+struct db_job {
+	int fd;
+	bool write, random;
+	uint64_t bs, span, end_ns, seed, ops;
+	uint64_t next;               /* sequential: the next offset (per thread) */
+	int err;
+};
+
+static void *db_thread(void *arg)
+{
+	struct db_job *j = arg;
+	void *buf = NULL;
+	uint64_t x = j->seed | 1;
+
+	if (posix_memalign(&buf, PAGE, j->bs)) {
+		j->err = ENOMEM;
+		return NULL;
+	}
+	memset(buf, 0x5a, j->bs);
+	while (guest_now_ns() < j->end_ns) {
+		uint64_t off;
+		ssize_t k;
+
+		if (j->random) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			off = x % (j->span / j->bs) * j->bs;
+		} else {
+			off = j->next;
+			j->next = (j->next + j->bs) % j->span;
+		}
+		k = j->write ? pwrite(j->fd, buf, j->bs, (off_t)off) : pread(j->fd, buf, j->bs, (off_t)off);
+		if (k != (ssize_t)j->bs) {
+			j->err = k < 0 ? errno : EIO;
+			break;
+		}
+		j->ops++;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * DBENCH DEV MODE BS QD SECONDS SPAN: QD threads do O_DIRECT I/O of BS
+ * bytes (randread, randwrite: random BS-aligned offsets in the first SPAN
+ * bytes; read, write: sequential, each thread its own stretch) for
+ * SECONDS. OK ops=N iops=X MBps=Y ms=T.
+ */
+static void cmd_dbench(char **av, int ac)
+{
+	struct db_job jobs[DB_MAX_QD];
+	pthread_t th[DB_MAX_QD];
+	_cleanup_(closep) int fd = -1;
+	uint64_t bs, qd, secs, span, ops = 0, t0;
+	bool write, random;
+	char path[64];
+	double s;
+
+	if (ac != 7)
+		return guest_reply("ERR usage: DBENCH DEV randread|randwrite|read|write BS QD SECONDS SPAN");
+	write = !strcmp(av[2], "randwrite") || !strcmp(av[2], "write");
+	random = !strncmp(av[2], "rand", 4);
+	if ((!write && strcmp(av[2], "randread") && strcmp(av[2], "read")) || strchr(av[1], '/') ||
+	    strlen(av[1]) > 32 || guest_parse_u64(av[3], PAGE, 16u << 20, &bs) < 0 || bs % PAGE ||
+	    guest_parse_u64(av[4], 1, DB_MAX_QD, &qd) < 0 ||
+	    guest_parse_u64(av[5], 1, 600, &secs) < 0 ||
+	    guest_parse_u64(av[6], PAGE, UINT64_MAX / 2, &span) < 0 || span < bs * qd)
+		return guest_reply("ERR bad DBENCH arguments");
+	snprintf(path, sizeof(path), "/dev/%s", av[1]);
+	fd = open(path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return guest_reply("ERR %s: %s", path, strerror(errno));
+	t0 = guest_now_ns();
+	for (unsigned i = 0; i < qd; i++) {
+		jobs[i] = (struct db_job){ .fd = fd, .write = write, .random = random, .bs = bs,
+					   .span = span, .end_ns = t0 + secs * 1000000000ull,
+					   .seed = 0x9e3779b97f4a7c15ull * (i + 1),
+					   .next = span / qd / bs * bs * i };
+		if (pthread_create(&th[i], NULL, db_thread, &jobs[i])) {
+			qd = i;
+			break;
+		}
+	}
+	for (unsigned i = 0; i < qd; i++) {
+		pthread_join(th[i], NULL);
+		ops += jobs[i].ops;
+		if (jobs[i].err)
+			return guest_reply("ERR I/O: %s", strerror(jobs[i].err));
+	}
+	s = (double)(guest_now_ns() - t0) / 1e9;
+	guest_reply("OK ops=%" PRIu64 " iops=%.0f MBps=%.1f ms=%llu", ops, (double)ops / s,
+		    (double)ops * (double)bs / s / 1e6, guest_ms_since(t0));
+}
+
 const struct guest_cmd disk_cmds[] = {
+	{ "DBENCH", cmd_dbench },
 	{ "DISKS", cmd_disks },
 	{ "DWRITE", cmd_dwrite },
 	{ "DVERIFY", cmd_dverify },

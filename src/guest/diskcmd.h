@@ -8,6 +8,8 @@
  *   DFLUSH DEV                         OK ms=T
  *   DZERO DEV OFFSET BYTES             OK ms=T  (BLKZEROOUT: write-zeroes)
  *   DDISCARD DEV OFFSET BYTES          OK ms=T  (BLKDISCARD)
+ *   DBENCH DEV MODE BS QD SECONDS SPAN OK ops=N iops=X MBps=Y ms=T
+ *       MODE randread, randwrite, read or write; QD threads of O_DIRECT I/O
  *
  * DEV is a name under /dev (vda). I/O is O_DIRECT in chunks of 256 KiB, so
  * every byte goes to the disk and comes back from it, never from the

@@ -4,8 +4,10 @@
  *
  * A guest request becomes one or more fabric requests: one per buffer of
  * the guest's (split at PROTO_BLK_MAX_IO), read into or written from guest
- * memory directly. Buffers that are not whole sectors (never made by
- * Linux, allowed by virtio) go through one bounce buffer instead. A
+ * memory directly, when it has at most MAX_DIRECT_PARTS buffers of whole
+ * sectors. Otherwise (many small buffers; or buffers that are not whole
+ * sectors, never made by Linux, allowed by virtio) the request goes
+ * through one bounce buffer, in parts of PROTO_BLK_MAX_IO. A
  * request is done when all its parts are answered: its first error is the
  * guest's, unless the connection broke, in which case the whole request
  * waits to be sent again (see the header for outages).
@@ -284,8 +286,19 @@ static void try_reconnect(struct vu_devnode *s)
 
 /* ---- the ops ----------------------------------------------------------------------- */
 
-static bool sector_buffers(const struct vu_blk_io *io)
+/*
+ * Whether the guest's buffers can each be a part of their own: whole
+ * sectors, and few of them. A request in many small buffers (a 1 MiB
+ * O_DIRECT read is 256 pages, not contiguous in guest memory) costs one
+ * round on the fabric per part; one bounce buffer and a copy are cheaper
+ * (make bench-devices, seqread_1m).
+ */
+#define MAX_DIRECT_PARTS 8u
+
+static bool direct_buffers(const struct vu_blk_io *io)
 {
+	if (io->niov > MAX_DIRECT_PARTS)
+		return false;
 	for (unsigned i = 0; i < io->niov; i++)
 		if (io->iov[i].iov_len % PROTO_BLK_SECTOR)
 			return false;
@@ -301,7 +314,7 @@ static int dn_submit(void *store, struct vu_blk_io *io)
 		return -ENOMEM;
 	q->s = s;
 	q->io = io;
-	if ((io->type == VU_BLK_T_IN || io->type == VU_BLK_T_OUT) && !sector_buffers(io)) {
+	if ((io->type == VU_BLK_T_IN || io->type == VU_BLK_T_OUT) && !direct_buffers(io)) {
 		size_t off = 0;
 
 		q->bounce = malloc(io->len ? (size_t)io->len : 1);

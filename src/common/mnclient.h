@@ -60,6 +60,11 @@ struct mnc_opts {
 	 * masked with what was offered.
 	 */
 	uint32_t features;
+	/*
+	 * No TLS, whatever the default: a device node's connection, which does
+	 * not speak TLS yet (docs/devnode.md).
+	 */
+	bool plaintext;
 };
 
 /* struct mnc_info, mnc_done_fn and struct mnc_recall: mntypes.h. */

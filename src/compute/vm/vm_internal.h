@@ -145,6 +145,8 @@ struct vm {
 	 * through its vm_ext_ops (ext.h).
 	 */
 	struct vm_mig *mig;
+	/* Remote disks (vm_disk.c): that feature's, under hot_lock; NULL until the first. */
+	struct vm_disks *disks;
 
 	/* Adoption (adopt.c): QEMU started by an earlier instance of the agent. */
 	bool adopted;                 /* QEMU is not our child: its exit status is unknown */

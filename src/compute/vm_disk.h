@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Remote disks of a running VM (vm_disk.c; docs/compute.md, "Disks"): a
+ * device node's volume attached as a virtio-blk disk, the agent being its
+ * vhost-user-blk back end (src/compute/vhost/): a socket in the VM's
+ * directory, a thread that serves it, and QMP's chardev-add and device_add
+ * of a vhost-user-blk-pci device. A feature above the VM lifecycle: it
+ * hears of the VM's end through its vm_ext_ops.
+ *
+ *   POST   /v1/vms/NAME/disks       attach {"volume", "devnode", "grant", ...}
+ *   GET    /v1/vms/NAME/disks       the attached disks
+ *   DELETE /v1/vms/NAME/disks/ID    detach
+ */
+#ifndef DISAGG_VM_DISK_H
+#define DISAGG_VM_DISK_H
+
+#include <stdbool.h>
+
+#include "http.h"
+#include "ext.h"
+#include "vm_types.h"
+
+#define VM_MAX_DISKS 8
+
+extern const struct vm_ext_ops vm_disk_ext;
+
+/* Has the VM a disk attached? (hot_lock held.) It then takes no remote memory. */
+bool vm_disk_busy(struct vm *vm);
+/* Everything under /v1/vms/NAME/disks (rest: what follows "/disks"). */
+void vm_disk_http(struct vm *vm, const char *rest, const struct http_req *req,
+		  struct http_resp *resp);
+
+#endif /* DISAGG_VM_DISK_H */

@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+"""VM test: the compute agent attaches a device node's volume to a running
+VM as a virtio-blk disk, being its vhost-user-blk back end (POST
+/v1/vms/NAME/disks; docs/compute.md, "Disks"), and detaches it.
+
+A real guest under the agent writes and verifies through the hot-plugged
+disk; the bytes are in the device node's volume file; after the detach the
+guest has no disk and the volume is closed on the node. A VM with remote
+memory is refused, and a VM with a disk takes no remote section.
+"""
+import os
+import socket
+
+import pytest
+
+import dproto as dp
+import vmlib
+
+MiB = 1 << 20
+DEVNODE = 300
+AGENT = 1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def devnode(tmp_path, keyfile):
+    data = str(tmp_path / "volumes")
+    d = vmlib.Proc([vmlib.find_prog("disagg-devnode"), "--data", data, "--listen",
+                    f"127.0.0.1:{free_port()}", "--key", keyfile, "--grant-pubkey",
+                    dp.grant_files(keyfile)[1], "--node-id", str(DEVNODE),
+                    "--fabric-plaintext"], tmp_path / "devnode.log", r"listening on (\S+)")
+    d.addr, d.data = d.match.group(1), data
+    yield d
+    assert d.stop() == 0
+
+
+@pytest.fixture
+def agent(tmp_path, keyfile):
+    a = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT)
+    yield a
+    a.close()
+
+
+def volume(d, key, name, size=32 * MiB):
+    c = dp.DevConn(d.addr, tls=False).login(key, 9)
+    v = c.vol("VOL_CREATE", name, size)
+    c.close()
+    return v, dp.volume_grant(key, DEVNODE, AGENT, v["key"]).hex()
+
+
+def users(d, key, name):
+    c = dp.DevConn(d.addr, tls=False).login(key, 9)
+    try:
+        return c.vol("VOL_STAT", name)["users"]
+    finally:
+        c.close()
+
+
+def test_attach_write_verify_detach(agent, devnode, key):
+    v, grant = volume(devnode, key, "data1")
+    agent.create("vm1", [{"kind": "local"}, {"kind": "local"}])
+    assert agent.guest("vm1", "DISKS")["disks"] == ""
+    d = agent.call("POST", "/v1/vms/vm1/disks", {"volume": "data1", "devnode": devnode.addr,
+                                                  "grant": grant, "serial": "data1"})
+    assert d["id"] == "disk0" and d["size"] == 32 * MiB and d["volume"] == "data1"
+    assert users(devnode, key, "data1") == 1
+    assert [x["id"] for x in agent.call("GET", "/v1/vms/vm1/disks")["disks"]] == ["disk0"]
+    assert [x["id"] for x in agent.status("vm1")["disks"]] == ["disk0"]
+    # The guest's hot-plug of the PCI device takes a moment.
+    vmlib.wait_for(lambda: agent.guest("vm1", "DISKS")["disks"] != "", timeout=60)
+    assert agent.guest("vm1", "DISKS")["disks"] == f"vda:{32 * MiB}:data1"
+    agent.guest("vm1", f"DWRITE vda 0 {4 * MiB} 41")
+    agent.guest("vm1", "DFLUSH vda")
+    assert agent.guest("vm1", f"DVERIFY vda 0 {4 * MiB} 41")["mismatches"] == 0
+    assert agent.guest("vm1", f"DVERIFY vda 0 {MiB} 42")["mismatches"] == 256
+    with open(os.path.join(devnode.data, "data1.vol"), "rb") as f:
+        f.seek(3 * 4096)
+        page = f.read(4096)
+    assert page == b"".join(vmlib.pattern_word(41, 3, i).to_bytes(8, "little")
+                            for i in range(512))
+    # Twice the same volume, a bad grant, a device node that is not there: clear errors.
+    st, j = agent.request("POST", "/v1/vms/vm1/disks", {"volume": "data1", "devnode":
+                                                          devnode.addr, "grant": grant})
+    assert st == 409 and "attached already" in j["error"]["message"], j
+    v2, _ = volume(devnode, key, "data2")
+    bad = dp.volume_grant(key, DEVNODE, AGENT + 1, v2["key"]).hex()
+    st, j = agent.request("POST", "/v1/vms/vm1/disks", {"volume": "data2", "devnode":
+                                                          devnode.addr, "grant": bad})
+    assert st == 502 and "data2" in j["error"]["message"], j
+    st, j = agent.request("POST", "/v1/vms/vm1/disks", {"volume": "data2", "grant": grant})
+    assert st == 400, j
+    # A VM with a disk takes no remote memory.
+    st, j = agent.request("POST", "/v1/vms/vm1/sections", {"section": {
+        "kind": "remote", "addr": "127.0.0.1:1", "grant": "00" * 104}})
+    assert st in (400, 409), j
+    # Detach: the guest lets go, the volume is closed on the node.
+    agent.call("DELETE", "/v1/vms/vm1/disks/disk0")
+    vmlib.wait_for(lambda: agent.guest("vm1", "DISKS")["disks"] == "", timeout=60)
+    assert agent.call("GET", "/v1/vms/vm1/disks")["disks"] == []
+    assert users(devnode, key, "data1") == 0
+    st, j = agent.request("DELETE", "/v1/vms/vm1/disks/disk0")
+    assert st == 404, j
+    # Attached again, the data is still there.
+    agent.call("POST", "/v1/vms/vm1/disks", {"volume": "data1", "devnode": devnode.addr,
+                                              "grant": grant})
+    vmlib.wait_for(lambda: agent.guest("vm1", "DISKS")["disks"] != "", timeout=60)
+    assert agent.guest("vm1", f"DVERIFY vda 0 {4 * MiB} 41")["mismatches"] == 0
+    agent.delete("vm1")
+    assert users(devnode, key, "data1") == 0
+
+
+def test_refused_for_remote_memory(agent, devnode, key, tmp_path, keyfile):
+    mn = vmlib.Memnode(str(tmp_path), key, keyfile)
+    try:
+        _, grant = volume(devnode, key, "r1")
+        agent.create("rvm", [{"kind": "local"}, mn.section(holder=AGENT)])
+        st, j = agent.request("POST", "/v1/vms/rvm/disks", {"volume": "r1", "devnode":
+                                                              devnode.addr, "grant": grant})
+        assert st == 409 and j["error"]["code"] == "remote_memory", j
+        assert users(devnode, key, "r1") == 0
+        agent.delete("rvm")
+    finally:
+        mn.stop()

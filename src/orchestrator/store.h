@@ -5,9 +5,12 @@
  * Everything the orchestrator knows (nodes, slots, their sections, shared
  * regions with their sections and attachments, the answers to requests
  * carrying an X-Request-Id, the event log) goes through
- * `struct store_ops`. The one implementation is store_sqlite.c (an embedded
- * SQLite file in WAL mode); a distributed store (etcd) can replace it by
- * providing the same operations, so nothing outside store_*.c knows SQL.
+ * `struct store_ops`, and the catalog of block volumes through `struct
+ * store_volume_ops` (store->vol; NULL in a store without one). The one
+ * implementation is store_sqlite.c (an embedded SQLite file in WAL mode,
+ * its volume catalog in store_sqlite_volumes.c); a distributed store
+ * (etcd) can replace it by providing the same operations, so nothing
+ * outside store_*.c knows SQL.
  *
  * Threading: a store is shared by every request thread. Each operation is
  * atomic on its own. begin()/commit()/rollback() group several operations
@@ -119,6 +122,22 @@ struct region_attach_rec {
 	bool stale;                      /* an invalidation after an unlock did not reach it */
 };
 
+/* A block volume on a device node (volumes*.c): a row of the volume catalog. */
+struct volume_rec {
+	int64_t id;
+	char name[STORE_NAME_MAX];       /* unique in the cluster: [a-z0-9_-]{1,63}, first not - or _ */
+	char state[STORE_STATE_MAX];     /* creating, ready, resizing, cloning, deleting */
+	uint64_t devnode;                /* the device node that holds it */
+	uint64_t size;                   /* bytes */
+	uint64_t key;                    /* the device node's random key, which grants name; 0 while creating */
+	bool image;                      /* a base image */
+	char origin[STORE_NAME_MAX];     /* the volume it was cloned from; "" = none */
+	int64_t slot_id;                 /* the slot it is attached to; 0 = none */
+	char slot[STORE_NAME_MAX];       /* that slot's name, filled by volume_get/volume_list */
+	int64_t run;                     /* the orchestrator run whose operation it is in (state != ready) */
+	int64_t created;
+};
+
 struct event_rec {
 	int64_t seq;
 	int64_t time;
@@ -215,8 +234,24 @@ struct store_ops {
 			   struct region_attach_rec **ret, size_t *ret_n);
 };
 
+/*
+ * The volume catalog. volume_insert sets rec->id (-EEXIST: the name is
+ * taken); volume_update writes state, size, key, slot_id and run. Lists
+ * are ordered by name; devnode 0 = every device node.
+ */
+struct store_volume_ops {
+	int (*volume_insert)(struct store *s, struct volume_rec *rec);
+	int (*volume_get)(struct store *s, const char *name, struct volume_rec *ret);
+	int (*volume_list)(struct store *s, uint64_t devnode, struct volume_rec **ret,
+			   size_t *ret_n);
+	int (*volume_update)(struct store *s, const struct volume_rec *rec);
+	int (*volume_delete)(struct store *s, int64_t id);
+};
+
 struct store {
 	const struct store_ops *ops;
+	/* The volume catalog, in the same database (store_sqlite_volumes.h); NULL: none. */
+	const struct store_volume_ops *vol;
 };
 
 /* The implementation: store_sqlite_open() (store_sqlite.h). */

@@ -105,6 +105,21 @@ const char *const store_sqlite_migrations[] = {
 	"  stale INTEGER NOT NULL DEFAULT 0,"
 	"  PRIMARY KEY (region_id, slot_id));"
 	"CREATE INDEX IF NOT EXISTS region_attachments_slot ON region_attachments(slot_id);",
+	/* 6 -> 7: the volume catalog (volumes.c): block volumes on device nodes. A slot
+	 * deleted no longer holds its volume (slot_id NULL). */
+	"CREATE TABLE IF NOT EXISTS volumes ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  state TEXT NOT NULL,"
+	"  devnode INTEGER NOT NULL REFERENCES nodes(id),"
+	"  size INTEGER NOT NULL,"
+	"  key INTEGER NOT NULL DEFAULT 0,"
+	"  image INTEGER NOT NULL DEFAULT 0,"
+	"  origin TEXT NOT NULL DEFAULT '',"
+	"  slot_id INTEGER REFERENCES slots(id) ON DELETE SET NULL,"
+	"  run INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS volumes_devnode ON volumes(devnode);",
 };
 
 
@@ -121,6 +136,11 @@ const char *const store_sqlite_migrations[] = {
 	"r.id, r.name, r.mode, r.state, r.size, r.home, COALESCE(r.holder, 0), "            \
 	"COALESCE((SELECT s.name FROM slots s WHERE s.id = r.holder), ''), r.pending, "    \
 	"r.epoch, r.created "
+#define VOLUME_COLS                                                                   \
+	"v.id, v.name, v.state, v.devnode, v.size, v.key, v.image, v.origin, "         \
+	"COALESCE(v.slot_id, 0), "                                                      \
+	"COALESCE((SELECT s.name FROM slots s WHERE s.id = v.slot_id), ''), v.run, "  \
+	"v.created "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -210,6 +230,15 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"JOIN slots s ON s.id = a.slot_id "
 		"WHERE (?1 = 0 OR a.region_id = ?1) AND (?2 = 0 OR a.slot_id = ?2) "
 		"ORDER BY a.region_id, a.slot_id",
+	[Q_VOL_INSERT] =
+		"INSERT INTO volumes (name, state, devnode, size, key, image, origin, slot_id, run, "
+		"created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULLIF(?8, 0), ?9, ?10)",
+	[Q_VOL_GET] = "SELECT " VOLUME_COLS "FROM volumes v WHERE v.name = ?1",
+	[Q_VOL_LIST] = "SELECT " VOLUME_COLS "FROM volumes v WHERE (?1 = 0 OR v.devnode = ?1) "
+		       "ORDER BY v.name",
+	[Q_VOL_UPDATE] = "UPDATE volumes SET state = ?2, size = ?3, key = ?4, "
+			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
+	[Q_VOL_DELETE] = "DELETE FROM volumes WHERE id = ?1",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

@@ -52,6 +52,11 @@ enum q {
 	Q_ATT_PUT,
 	Q_ATT_REMOVE,
 	Q_ATT_LIST,
+	Q_VOL_INSERT,
+	Q_VOL_GET,
+	Q_VOL_LIST,
+	Q_VOL_UPDATE,
+	Q_VOL_DELETE,
 	Q__MAX,
 };
 

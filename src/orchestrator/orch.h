@@ -193,6 +193,15 @@ bool orch_labels_match(const char *labels_json, json_t *want);
 int orch_errno_status(int r, const char **ret_code);
 /* Validate a slot name: [A-Za-z0-9._-]{1,63}. */
 bool orch_valid_name(const char *s);
+/* Roll back the store transaction the caller holds and answer the error: -EINVAL. */
+int orch_refuse(struct orch *o, struct http_resp *resp, int status, const char *code,
+		const char *fmt, ...) _printf_(5, 6);
+/*
+ * What follows a collection's path ("/v1/regions"): "" or "/" (0), or
+ * "/NAME" and "/NAME/VERB" (1, with name and *ret_tail "" or "/VERB");
+ * -ENOENT for an empty name or one too long for the store.
+ */
+int orch_path_item(const char *rest, char name[STORE_NAME_MAX], const char **ret_tail);
 
 /* ---- nodes.c ----------------------------------------------------------- */
 

@@ -128,20 +128,6 @@ int regions_begin_commit(struct orch *o, struct region_rec *r, const char *to, i
 	return e;
 }
 
-int regions_refuse(struct orch *o, struct http_resp *resp, int status, const char *code,
-		   const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	o->store->ops->rollback(o->store);
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	http_resp_error(resp, status, code, "%s", msg);
-	return -EINVAL;
-}
-
 static int record(struct orch *o, const struct region_rec *r, const char *kind, uint64_t node,
 		  const char *slot, const char *fmt, va_list ap)
 {
@@ -564,13 +550,13 @@ void regions_delete(struct orch *o, const char *name, struct http_resp *resp)
 		return;
 	e = o->store->ops->attach_list(o->store, r.id, 0, &att, &n);
 	if (e < 0) {
-		regions_refuse(o, resp, 500, "internal", "store: %s", strerror(-e));
+		orch_refuse(o, resp, 500, "internal", "store: %s", strerror(-e));
 		return;
 	}
 	if (n) {
-		regions_refuse(o, resp, 409, "region_attached",
-			       "region %s is attached to slot %s%s: detach it first", name,
-			       att[0].slot, n > 1 ? " and others" : "");
+		orch_refuse(o, resp, 409, "region_attached",
+			    "region %s is attached to slot %s%s: detach it first", name,
+			    att[0].slot, n > 1 ? " and others" : "");
 		return;
 	}
 	if (regions_begin_commit(o, &r, "deleting", 0, resp) < 0)

@@ -38,14 +38,12 @@ json_t *regions_json(struct orch *o, const struct region_rec *r);
  * left open when the region is `ready` (0), for the caller's own checks;
  * else it is closed and 404 / 409 busy answered. End it with
  * regions_begin_commit (the region takes state `to`, pending the slot
- * id) or regions_refuse (rolls back, answers).
+ * id) or orch_refuse (rolls back, answers).
  */
 int regions_begin(struct orch *o, const char *name, struct region_rec *r,
 		  struct http_resp *resp);
 int regions_begin_commit(struct orch *o, struct region_rec *r, const char *to, int64_t pending,
 			 struct http_resp *resp);
-int regions_refuse(struct orch *o, struct http_resp *resp, int status, const char *code,
-		   const char *fmt, ...) _printf_(5, 6);
 /*
  * Record r (its holder, epoch) in state `state` with nothing pending, and
  * event `kind` (NULL: none) about slot `slot` on node `node`, in one

@@ -45,9 +45,9 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 {
 	char name[STORE_NAME_MAX];
 	const char *tail;
-	size_t n;
+	int item = orch_path_item(rest, name, &tail);
 
-	if (*rest == '\0' || strcmp(rest, "/") == 0) {
+	if (item == 0) {
 		if (is_method(req, "GET")) {
 			regions_list(o, resp);
 			return RT_REGIONS_LIST;
@@ -59,15 +59,10 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 		http_resp_error(resp, 405, "method_not_allowed", "use GET or POST on this path");
 		return RT_OTHER;
 	}
-	rest++;
-	n = strcspn(rest, "/");
-	tail = rest + n;
-	if (n == 0 || n >= sizeof(name)) {
+	if (item < 0) {
 		http_resp_error(resp, 404, "not_found", "unknown region");
 		return RT_REGIONS_GET;
 	}
-	memcpy(name, rest, n);
-	name[n] = '\0';
 	if (*tail == '\0') {
 		if (is_method(req, "GET")) {
 			regions_show(o, name, resp);

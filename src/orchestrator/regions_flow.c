@@ -66,11 +66,11 @@ static int tx_slot(struct orch *o, const struct region_rec *r, const char *name,
 	int e = o->store->ops->slot_get(o->store, name, s);
 
 	if (e == -ENOENT)
-		return regions_refuse(o, resp, 404, "not_found", "unknown slot %s", name);
+		return orch_refuse(o, resp, 404, "not_found", "unknown slot %s", name);
 	if (e == 0)
 		e = o->store->ops->attach_list(o->store, r->id, s->id, &att, &n);
 	if (e < 0)
-		return regions_refuse(o, resp, 500, "internal", "store: %s", strerror(-e));
+		return orch_refuse(o, resp, 500, "internal", "store: %s", strerror(-e));
 	if (n)
 		*a = att[0];
 	else
@@ -335,20 +335,20 @@ void regions_attach(struct orch *o, const char *name, const struct http_req *req
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
 	if (a.slot_id) {
-		regions_refuse(o, resp, 409, "already_attached", "slot %s maps region %s already",
-			       s.name, r.name);
+		orch_refuse(o, resp, 409, "already_attached", "slot %s maps region %s already",
+			    s.name, r.name);
 		goto out;
 	}
 	if (strcmp(s.state, "running") != 0) {
-		regions_refuse(o, resp, 409, "not_running", "slot %s is %s, not running", s.name,
-			       s.state);
+		orch_refuse(o, resp, 409, "not_running", "slot %s is %s, not running", s.name,
+			    s.state);
 		goto out;
 	}
 	a = (struct region_attach_rec){ .region_id = r.id, .slot_id = s.id, .compute = s.compute };
 	snprintf(a.state, sizeof(a.state), "attaching");
 	snprintf(a.slot, sizeof(a.slot), "%s", s.name);
 	if (o->store->ops->attach_put(o->store, &a) < 0) {
-		regions_refuse(o, resp, 500, "internal", "store: cannot record the attachment");
+		orch_refuse(o, resp, 500, "internal", "store: cannot record the attachment");
 		goto out;
 	}
 	if (regions_begin_commit(o, &r, "attaching", s.id, resp) < 0)
@@ -418,13 +418,13 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 	if (flow_begin(o, name, req, resp, &r, &s, &a) < 0)
 		return;
 	if (!a.slot_id) {
-		regions_refuse(o, resp, 409, "not_attached", "slot %s does not map region %s",
-			       s.name, r.name);
+		orch_refuse(o, resp, 409, "not_attached", "slot %s does not map region %s",
+			    s.name, r.name);
 		return;
 	}
 	snprintf(a.state, sizeof(a.state), "detaching");
 	if (o->store->ops->attach_put(o->store, &a) < 0) {
-		regions_refuse(o, resp, 500, "internal", "store: cannot record the detach");
+		orch_refuse(o, resp, 500, "internal", "store: cannot record the detach");
 		return;
 	}
 	if (regions_begin_commit(o, &r, "detaching", s.id, resp) < 0)
@@ -447,12 +447,12 @@ void regions_detach(struct orch *o, const char *name, const struct http_req *req
 static bool refuse_strict(struct orch *o, const struct region_rec *r, struct http_resp *resp)
 {
 	if (!strcmp(r->mode, "strict"))
-		regions_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
-			       "maps it writes, page by page; there is no lock", r->name);
+		orch_refuse(o, resp, 409, "mode_strict", "region %s is strict: every slot that "
+			    "maps it writes, page by page; there is no lock", r->name);
 	else if (!strcmp(r->mode, "release"))
-		regions_refuse(o, resp, 409, "mode_release", "region %s is in mode release: every "
-			       "slot that maps it writes and publishes at its releases; there is no "
-			       "lock (use release and acquire)", r->name);
+		orch_refuse(o, resp, 409, "mode_release", "region %s is in mode release: every "
+			    "slot that maps it writes and publishes at its releases; there is no "
+			    "lock (use release and acquire)", r->name);
 	return strcmp(r->mode, "exclusive") != 0;
 }
 
@@ -470,8 +470,8 @@ void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 	if (refuse_strict(o, &r, resp))
 		return;
 	if (!a.slot_id) {
-		regions_refuse(o, resp, 409, "not_attached",
-			       "slot %s does not map region %s: attach it first", s.name, r.name);
+		orch_refuse(o, resp, 409, "not_attached",
+			    "slot %s does not map region %s: attach it first", s.name, r.name);
 		goto out;
 	}
 	if (r.holder == s.id) {       /* idempotent for the holder */
@@ -480,13 +480,13 @@ void regions_lock(struct orch *o, const char *name, const struct http_req *req,
 		goto out;
 	}
 	if (r.holder) {
-		regions_refuse(o, resp, 409, "region_locked", "region %s is locked by slot %s",
-			       r.name, r.holder_name);
+		orch_refuse(o, resp, 409, "region_locked", "region %s is locked by slot %s",
+			    r.name, r.holder_name);
 		goto out;
 	}
 	if (strcmp(s.state, "running") != 0) {
-		regions_refuse(o, resp, 409, "not_running", "slot %s is %s, not running", s.name,
-			       s.state);
+		orch_refuse(o, resp, 409, "not_running", "slot %s is %s, not running", s.name,
+			    s.state);
 		goto out;
 	}
 	if (regions_begin_commit(o, &r, "locking", s.id, resp) < 0)
@@ -554,9 +554,9 @@ void regions_unlock(struct orch *o, const char *name, const struct http_req *req
 	if (refuse_strict(o, &r, resp))
 		return;
 	if (r.holder != s.id) {
-		regions_refuse(o, resp, 409, "not_holder", "slot %s does not hold region %s (%s%s)",
-			       s.name, r.name, r.holder ? "slot " : "nobody does",
-			       r.holder ? r.holder_name : "");
+		orch_refuse(o, resp, 409, "not_holder", "slot %s does not hold region %s (%s%s)",
+			    s.name, r.name, r.holder ? "slot " : "nobody does",
+			    r.holder ? r.holder_name : "");
 		return;
 	}
 	if (regions_begin_commit(o, &r, "unlocking", s.id, resp) < 0)
@@ -593,7 +593,7 @@ int regions_slot_deleting(struct orch *o, const struct slot_rec *s, const char *
 		}
 		snprintf(a.state, sizeof(a.state), "detaching");
 		if (o->store->ops->attach_put(o->store, &a) < 0) {
-			regions_refuse(o, resp, 500, "internal", "store: cannot record the detach");
+			orch_refuse(o, resp, 500, "internal", "store: cannot record the detach");
 			return -EIO;
 		}
 		if (regions_begin_commit(o, &r, "detaching", s->id, resp) < 0)

@@ -299,11 +299,11 @@ static int check(struct rmove *m, struct http_resp *resp)
 	int e;
 
 	if (m->r.home == m->to.id)
-		return regions_refuse(m->o, resp, 409, "same_node", "region %s is on memory node "
-				      "%s already", m->r.name, m->to.name);
+		return orch_refuse(m->o, resp, 409, "same_node", "region %s is on memory node "
+				   "%s already", m->r.name, m->to.name);
 	if (strcmp(m->to.state, "up") != 0 || m->to.drained)
-		return regions_refuse(m->o, resp, 409, "conflict", "memory node %s is %s",
-				      m->to.name, m->to.drained ? "drained" : m->to.state);
+		return orch_refuse(m->o, resp, 409, "conflict", "memory node %s is %s",
+				   m->to.name, m->to.drained ? "drained" : m->to.state);
 	e = st->ops->node_get(st, m->r.home, &m->from);
 	if (e == 0)
 		e = st->ops->attach_list(st, m->r.id, 0, &m->att, &m->natt);
@@ -317,15 +317,15 @@ static int check(struct rmove *m, struct http_resp *resp)
 			memcpy(m->old, secs, m->n * sizeof(secs[0]));
 	}
 	if (e < 0)
-		return regions_refuse(m->o, resp, 500, "internal", "store: %s", strerror(-e));
+		return orch_refuse(m->o, resp, 500, "internal", "store: %s", strerror(-e));
 	for (size_t i = 0; i < m->natt; i++)
 		if (strcmp(m->att[i].state, "attached") != 0)
-			return regions_refuse(m->o, resp, 409, "busy", "region %s: slot %s is %s",
-					      m->r.name, m->att[i].slot, m->att[i].state);
+			return orch_refuse(m->o, resp, 409, "busy", "region %s: slot %s is %s",
+					   m->r.name, m->att[i].slot, m->att[i].state);
 	if (m->to.sections_free < (int64_t)m->n)
-		return regions_refuse(m->o, resp, 409, "capacity", "memory node %s has %" PRId64
-				      " free sections; region %s needs %zu", m->to.name,
-				      m->to.sections_free, m->r.name, m->n);
+		return orch_refuse(m->o, resp, 409, "capacity", "memory node %s has %" PRId64
+				   " free sections; region %s needs %zu", m->to.name,
+				   m->to.sections_free, m->r.name, m->n);
 	return 0;
 }
 

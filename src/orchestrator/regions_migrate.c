@@ -131,21 +131,21 @@ static int begin_one(struct orch *o, const struct slot_rec *s, const struct node
 	if (regions_begin(o, name, &r, resp) < 0)
 		return -EBUSY;
 	if (o->store->ops->attach_list(o->store, r.id, s->id, &att, &n) < 0 || n == 0)
-		return regions_refuse(o, resp, 409, "conflict", "slot %s was detached from region "
-				      "%s meanwhile", s->name, r.name);
+		return orch_refuse(o, resp, 409, "conflict", "slot %s was detached from region "
+				   "%s meanwhile", s->name, r.name);
 	e = source_entry(list, r.name);
 	if (!e || !json_is_true(json_object_get(e, "mapped")))
-		return regions_refuse(o, resp, 409, "region_not_mapped",
-				      "compute node %" PRIu64 " does not map region %s for slot %s: "
-				      "detach it or attach it again first", s->compute, r.name,
-				      s->name);
+		return orch_refuse(o, resp, 409, "region_not_mapped",
+				   "compute node %" PRIu64 " does not map region %s for slot %s: "
+				   "detach it or attach it again first", s->compute, r.name,
+				   s->name);
 	if (json_is_string(json_object_get(e, "waiting")))
-		return regions_refuse(o, resp, 409, "lock_wait",
-				      "slot %s's guest waits for region %s's %s, and QEMU cannot "
-				      "pause a vCPU that waits: migrate it once the guest holds the "
-				      "region (`disagg region unlock %s` where it is held) or stops "
-				      "waiting", s->name, r.name,
-				      json_string_value(json_object_get(e, "waiting")), r.name);
+		return orch_refuse(o, resp, 409, "lock_wait",
+				   "slot %s's guest waits for region %s's %s, and QEMU cannot "
+				   "pause a vCPU that waits: migrate it once the guest holds the "
+				   "region (`disagg region unlock %s` where it is held) or stops "
+				   "waiting", s->name, r.name,
+				   json_string_value(json_object_get(e, "waiting")), r.name);
 	write = regions_writes(&r, s->id);
 	if (write && !strcmp(r.mode, "exclusive"))
 		r.epoch++;   /* the lock moves: the destination writes at an epoch of its own */

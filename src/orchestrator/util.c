@@ -2,11 +2,14 @@
 /*
  * Small helpers of the orchestrator: sizes with binary suffixes, strict
  * JSON body parsing (objects only, unknown fields refused), label
- * matching, time formatting and the mapping of -errno to API errors.
+ * matching, time formatting, the mapping of -errno to API errors, and
+ * what the collections of named things (regions, volumes) share: their
+ * paths and refusals inside a transaction.
  */
 #include "orch.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -91,4 +94,34 @@ bool orch_valid_name(const char *s)
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
 			return false;
 	return s[0] != '.';
+}
+
+int orch_refuse(struct orch *o, struct http_resp *resp, int status, const char *code,
+		const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	o->store->ops->rollback(o->store);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	http_resp_error(resp, status, code, "%s", msg);
+	return -EINVAL;
+}
+
+int orch_path_item(const char *rest, char name[STORE_NAME_MAX], const char **ret_tail)
+{
+	size_t n;
+
+	if (*rest == '\0' || strcmp(rest, "/") == 0)
+		return 0;
+	rest++;
+	n = strcspn(rest, "/");
+	if (n == 0 || n >= STORE_NAME_MAX)
+		return -ENOENT;
+	memcpy(name, rest, n);
+	name[n] = '\0';
+	*ret_tail = rest + n;
+	return 1;
 }

@@ -3,7 +3,8 @@
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
- * nodes.c, slots.c and migrate*.c, shared regions in regions*.c.
+ * nodes.c, slots.c and migrate*.c, shared regions in regions*.c, volumes
+ * in volumes*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -53,6 +54,12 @@ static const char *const route_names[RT__MAX] = {
 	[RT_REGIONS_UNLOCK] = "regions_unlock",
 	[RT_REGIONS_SYNC] = "regions_sync",
 	[RT_REGIONS_MIGRATE] = "regions_migrate",
+	[RT_VOLUMES_CREATE] = "volumes_create",
+	[RT_VOLUMES_LIST] = "volumes_list",
+	[RT_VOLUMES_GET] = "volumes_get",
+	[RT_VOLUMES_RESIZE] = "volumes_resize",
+	[RT_VOLUMES_DELETE] = "volumes_delete",
+	[RT_VOLUMES_GRANT] = "volumes_grant",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",
@@ -157,6 +164,8 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 			      (double)nsec);
 	if (o->regions)
 		o->regions->metrics(o, &sb);
+	if (o->volumes)
+		o->volumes->metrics(o, &sb);
 	apiauth_metrics(&sb, "orchestrator");
 	out = strbuf_steal(&sb);
 	strbuf_free(&sb);
@@ -485,6 +494,8 @@ static enum orch_route dispatch(struct orch *o, const struct http_req *req,
 		return route_slots(o, p + 10, req, resp);
 	if (o->regions && strncmp(p, "/v1/regions", 11) == 0 && (p[11] == '\0' || p[11] == '/'))
 		return o->regions->route(o, p + 11, req, resp);
+	if (o->volumes && strncmp(p, "/v1/volumes", 11) == 0 && (p[11] == '\0' || p[11] == '/'))
+		return o->volumes->route(o, p + 11, req, resp, as_node);
 	if (strcmp(p, "/v1/sections") == 0) {
 		if (is_method(req, "GET"))
 			h_sections(o, req, resp);
@@ -552,11 +563,24 @@ static uint64_t heartbeat_path(const char *p)
 	return 0;
 }
 
+/* "/v1/volumes/NAME/grant": a compute node asks for its own grant (volumes_api.c checks). */
+static bool volume_grant_path(const char *p)
+{
+	const char *slash;
+
+	if (strncmp(p, "/v1/volumes/", 12) != 0)
+		return false;
+	slash = strchr(p + 12, '/');
+	return slash && slash > p + 12 && strcmp(slash, "/grant") == 0;
+}
+
 /*
  * Who may call what, when authentication is on (docs/api.md#authentication):
  *   GET /healthz                                     anyone (liveness probes)
  *   POST /v1/nodes/register, /v1/nodes/ID/heartbeat a node token, ID's own
  *   POST /v1/nodes/ID/regions/NAME/lock|unlock       the same
+ *   POST /v1/volumes/NAME/grant                      a people token, or a node
+ *                                                    token (its own grants only)
  *   /metrics and everything else                     a people token
  * True when the request may go on, with *ret_node the node it comes from
  * (0 for a person); else resp holds the refusal (401 or 403), counted.
@@ -582,10 +606,10 @@ static bool authorize(struct orch *o, const struct http_req *req, struct http_re
 			apiauth_refuse(resp, APIAUTH_INVALID, "invalid node token");
 			return false;
 		}
-		if (!node_route) {
+		if (!node_route && !volume_grant_path(req->path)) {
 			apiauth_refuse(resp, APIAUTH_FORBIDDEN,
-				       "a node token only registers and heartbeats its node, and "
-				       "locks regions for its slots");
+				       "a node token only registers and heartbeats its node, "
+				       "locks regions for its slots and asks for its volume grants");
 			return false;
 		}
 		if (hb && hb != id) {

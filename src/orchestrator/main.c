@@ -14,6 +14,8 @@
 #include "orch.h"
 #include "regions_api.h"
 #include "store_sqlite.h"
+#include "store_sqlite_volumes.h"
+#include "volumes_api.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -310,12 +312,14 @@ static int run(const struct orch_opts *opts)
 		log_error("cannot open the database %s: %s", opts->db, strerror(-r));
 		goto out_curl;
 	}
+	store_sqlite_volumes(o->store);
 	r = mnpool_new(o, &o->mnpool);
 	if (r < 0)
 		goto out_store;
 	o->store->ops->request_abandon(o->store);
 	slots_recover(o);
 	regions_start(o);
+	volumes_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
 	signal(SIGPIPE, SIG_IGN);

@@ -66,6 +66,16 @@ json_t *nodes_json(const struct node_rec *n)
 	return j;
 }
 
+/* nodes_json, with what the volume catalog adds for a device node. */
+static json_t *node_json(struct orch *o, const struct node_rec *n)
+{
+	json_t *j = nodes_json(n);
+
+	if (j && strcmp(n->kind, "devnode") == 0 && o->volumes)
+		o->volumes->node_json(o, n, j);
+	return j;
+}
+
 /* An optional non-negative integer member; -1 when absent. */
 static int opt_count(json_t *body, const char *key, int64_t *ret)
 {
@@ -99,12 +109,13 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 					    "section_size", "sections_total", "sections_free",
 					    "vcpus", "vms", "vm_states",
 					    "dir_drops",   /* a memory node's: heartbeats read them */
+					    "volumes", "volume_bytes_allocated",   /* a device node's */
 					    NULL };
 	struct store *st = o->store;
 	struct node_rec n = { 0 }, old;
 	const char *k;
 	json_t *body, *v, *labels;
-	int64_t ss, total, freec, vcpus;
+	int64_t ss, total, freec, vcpus, nvol = -1, vbytes = -1;
 	bool existed, was_down;
 	char *lj;
 	int r;
@@ -168,7 +179,9 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 	}
 	if (opt_count(body, "section_size", &ss) < 0 ||
 	    opt_count(body, "sections_total", &total) < 0 ||
-	    opt_count(body, "sections_free", &freec) < 0 || opt_count(body, "vcpus", &vcpus) < 0) {
+	    opt_count(body, "sections_free", &freec) < 0 || opt_count(body, "vcpus", &vcpus) < 0 ||
+	    opt_count(body, "volumes", &nvol) < 0 ||
+	    opt_count(body, "volume_bytes_allocated", &vbytes) < 0) {
 		http_resp_error(resp, 400, "bad_request",
 				"capacity fields must be non-negative integers");
 		goto out;
@@ -252,6 +265,8 @@ void nodes_register(struct orch *o, const struct http_req *req, struct http_resp
 	/* A memory node's directory: where its numbering of lost holders starts. */
 	if (strcmp(k, "memnode") == 0 && o->regions && o->regions->dir_drops)
 		o->regions->dir_drops(o, &n, json_object_get(body, "dir_drops"));
+	if (strcmp(k, "devnode") == 0 && o->volumes)
+		o->volumes->usage(o, &n, nvol, vbytes);
 	http_resp_json(resp, 200, json_pack("{s:I, s:i}", "node_id", (json_int_t)n.id,
 					     "heartbeat_interval_s", o->heartbeat_s));
 	goto out;
@@ -265,9 +280,10 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		     struct http_resp *resp)
 {
 	static const char *const keys[] = { "sections_free", "sections_total", "vcpus", "vms",
-					    "vm_states", "dir_drops", NULL };
+					    "vm_states", "dir_drops", "volumes",
+					    "volume_bytes_allocated", NULL };
 	struct store *st = o->store;
-	int64_t freec = -1, total = -1, vcpus = -1;
+	int64_t freec = -1, total = -1, vcpus = -1, nvol = -1, vbytes = -1;
 	struct node_rec n;
 	json_t *body = NULL;
 	int r;
@@ -283,7 +299,8 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 		}
 		if (opt_count(body, "sections_free", &freec) < 0 ||
 		    opt_count(body, "sections_total", &total) < 0 ||
-		    opt_count(body, "vcpus", &vcpus) < 0) {
+		    opt_count(body, "vcpus", &vcpus) < 0 || opt_count(body, "volumes", &nvol) < 0 ||
+		    opt_count(body, "volume_bytes_allocated", &vbytes) < 0) {
 			http_resp_error(resp, 400, "bad_request",
 					"capacity fields must be non-negative integers");
 			goto out;
@@ -321,6 +338,9 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 	/* A memory node's directory: holders of strict regions it lost. */
 	if (strcmp(n.kind, "memnode") == 0 && o->regions && o->regions->dir_drops)
 		o->regions->dir_drops(o, &n, body ? json_object_get(body, "dir_drops") : NULL);
+	/* A device node's volumes and their bytes on disk (placement reads them). */
+	if (strcmp(n.kind, "devnode") == 0 && o->volumes)
+		o->volumes->usage(o, &n, nvol, vbytes);
 	/* A compute node's VMs that changed by themselves (degraded, running again). */
 	if (body && json_object_get(body, "vm_states") && strcmp(n.kind, "compute") == 0 &&
 	    nodes_apply_vms(o, &n, json_object_get(body, "vm_states"), false) < 0)
@@ -348,7 +368,7 @@ void nodes_list(struct orch *o, struct http_resp *resp)
 	}
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, nodes_json(&nodes[i]));
+		json_array_append_new(arr, node_json(o, &nodes[i]));
 	http_resp_json(resp, 200, json_pack("{s:o}", "nodes", arr));
 }
 
@@ -367,7 +387,7 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 			http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
 		return;
 	}
-	j = nodes_json(&n);
+	j = node_json(o, &n);
 	arr = json_array();
 	if (strcmp(n.kind, "memnode") == 0) {
 		_cleanup_free_ struct section_rec *secs = NULL;
@@ -423,7 +443,7 @@ void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp
 	r = st->ops->commit(st);
 	if (r < 0)
 		goto fail;
-	http_resp_json(resp, 200, nodes_json(&n));
+	http_resp_json(resp, 200, node_json(o, &n));
 	return;
 fail:
 	http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));

@@ -13,6 +13,8 @@
  *                interrupted ones (migrate.h)
  *   regions*.c   shared regions (regions.h), reached through the table
  *                struct orch_regions so that nothing here depends on them
+ *   volumes*.c   the catalog of block volumes on device nodes (volumes.h),
+ *                reached through the table struct orch_volumes
  *   fence.c      ownership epochs of sections, fencing at each change of owner
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
@@ -75,6 +77,12 @@ enum orch_route {
 	RT_REGIONS_UNLOCK,
 	RT_REGIONS_SYNC,
 	RT_REGIONS_MIGRATE,
+	RT_VOLUMES_CREATE,
+	RT_VOLUMES_LIST,
+	RT_VOLUMES_GET,
+	RT_VOLUMES_RESIZE,
+	RT_VOLUMES_DELETE,
+	RT_VOLUMES_GRANT,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -151,6 +159,26 @@ struct orch_regions {
 	void (*metrics)(struct orch *o, struct strbuf *sb);
 };
 
+/*
+ * Block volumes on device nodes (volumes*.c, docs/api.md "Volumes"), as
+ * the rest of the orchestrator reaches them; main.c sets orch.volumes
+ * (NULL: none, as in the fuzzer).
+ */
+struct orch_volumes {
+	/*
+	 * The /v1/volumes paths; rest follows "/v1/volumes" ("" or "/...").
+	 * as_node: the node whose token the request carries (0: a person's).
+	 */
+	enum orch_route (*route)(struct orch *o, const char *rest, const struct http_req *req,
+				 struct http_resp *resp, uint64_t as_node);
+	/* Device node n reported its volumes and their bytes on disk (registration, heartbeat). */
+	void (*usage)(struct orch *o, const struct node_rec *n, int64_t volumes, int64_t bytes);
+	/* GET /v1/nodes[/ID]: a device node's own members, added to j. */
+	void (*node_json)(struct orch *o, const struct node_rec *n, json_t *j);
+	/* GET /metrics: volumes by state and their bytes. */
+	void (*metrics)(struct orch *o, struct strbuf *sb);
+};
+
 struct orch {
 	struct store *store;
 	struct auth_key key;
@@ -173,6 +201,7 @@ struct orch {
 	pthread_cond_t mon_cv;
 
 	const struct orch_regions *regions;
+	const struct orch_volumes *volumes;
 
 	struct route_stats routes[RT__MAX];
 	struct http_server *http;

@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The volume catalog's machinery (volumes.h): records, operations' states,
+ * device nodes (connections, their refusals, placement, their reports)
+ * and settling what a restart interrupted.
+ *
+ * A device node is reached on a connection of its own per operation
+ * (HELLO + AUTH with the cluster key and the orchestrator's proof under
+ * our --node-id; VOL_* need that capability). Volume operations are few
+ * and each waits for the disk, so nothing is cached. Device nodes do not
+ * speak TLS yet: an orchestrator that does on the fabric refuses to reach
+ * them (501) rather than fall back to plaintext on its own.
+ *
+ * What device nodes report (their volumes and bytes on disk, at each
+ * heartbeat) is kept in memory: placement reads it, a restart forgets it
+ * until the next heartbeat.
+ */
+#include "volumes.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "tls.h"
+
+#define USAGE_NODES 256
+
+static int64_t run_id;          /* this run's number (volumes_recover) */
+
+static pthread_mutex_t usage_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint64_t node;
+	int64_t volumes, bytes;
+} usage[USAGE_NODES];
+
+int64_t volumes_run(void)
+{
+	return run_id;
+}
+
+/* ---- the record ---------------------------------------------------------- */
+
+void volumes_store_error(struct http_resp *resp, int r)
+{
+	http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
+}
+
+int volumes_get(struct orch *o, const char *name, struct volume_rec *v, struct http_resp *resp)
+{
+	int e = o->store->vol->volume_get(o->store, name, v);
+
+	if (e == -ENOENT)
+		http_resp_error(resp, 404, "not_found", "unknown volume %s", name);
+	else if (e < 0)
+		volumes_store_error(resp, e);
+	return e;
+}
+
+json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live)
+{
+	char created[32], key[20];
+	json_t *j;
+
+	orch_fmt_time(v->created, created, sizeof(created));
+	snprintf(key, sizeof(key), "%016" PRIx64, v->key);
+	j = json_pack("{s:s, s:s, s:I, s:I, s:o, s:b, s:o, s:o, s:s}", "name", v->name, "state",
+		      v->state, "devnode", (json_int_t)v->devnode, "size", (json_int_t)v->size,
+		      "key", v->key ? json_string(key) : json_null(), "image", v->image, "origin",
+		      v->origin[0] ? json_string(v->origin) : json_null(), "attached",
+		      v->slot_id ? json_string(v->slot) : json_null(), "created", created);
+	if (j && live) {
+		json_object_set_new(j, "allocated", json_integer((json_int_t)live->allocated));
+		json_object_set_new(j, "open", json_integer(live->users));
+	}
+	return j;
+}
+
+/* ---- operations' states ---------------------------------------------------- */
+
+int volumes_begin(struct orch *o, const char *name, struct volume_rec *v,
+		  struct http_resp *resp)
+{
+	struct store *st = o->store;
+
+	for (int attempt = 0;; attempt++) {
+		int e = st->ops->begin(st);
+
+		if (e < 0) {
+			volumes_store_error(resp, e);
+			return e;
+		}
+		e = volumes_get(o, name, v, resp);
+		if (e < 0) {
+			st->ops->rollback(st);
+			return e;
+		}
+		if (strcmp(v->state, "ready") == 0)
+			return 0;
+		st->ops->rollback(st);
+		if (v->run == run_id || attempt > 0) {
+			http_resp_error(resp, 409, "busy", "volume %s is %s", name, v->state);
+			return -EBUSY;
+		}
+		/* An earlier run's operation: its device node says how it ended. */
+		e = volumes_settle(o, v);
+		if (e == -ENOENT) {
+			http_resp_error(resp, 404, "not_found",
+					"unknown volume %s (an orchestrator restart interrupted its "
+					"%s; its device node has no such volume)", name, v->state);
+			return e;
+		}
+		if (e < 0) {
+			http_resp_error(resp, 503, "node_unreachable",
+					"volume %s was %s when the orchestrator stopped, and device "
+					"node %" PRIu64 " cannot say how that ended yet: %s", name,
+					v->state, v->devnode, strerror(-e));
+			return e;
+		}
+	}
+}
+
+int volumes_begin_commit(struct orch *o, struct volume_rec *v, const char *to,
+			 struct http_resp *resp)
+{
+	struct store *st = o->store;
+	int e;
+
+	snprintf(v->state, sizeof(v->state), "%s", to);
+	v->run = run_id;
+	e = st->vol->volume_update(st, v);
+	if (e == 0)
+		e = st->ops->commit(st);
+	else
+		st->ops->rollback(st);
+	if (e < 0)
+		volumes_store_error(resp, e);
+	return e;
+}
+
+/* v's row updated (drop: deleted) with event `kind`, in one transaction. */
+static int record(struct orch *o, const struct volume_rec *v, bool drop, const char *kind,
+		  const char *fmt, va_list ap)
+{
+	struct store *st = o->store;
+	char msg[1024];
+	int e;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	e = st->ops->begin(st);
+	if (e < 0)
+		return e;
+	e = drop ? st->vol->volume_delete(st, v->id) : st->vol->volume_update(st, v);
+	if (e == 0 && kind)
+		e = st->ops->event_add(st, kind, v->devnode, NULL, msg);
+	if (e < 0) {
+		st->ops->rollback(st);
+		log_warn("volume %s: cannot record it: %s", v->name, strerror(-e));
+		return e;
+	}
+	return st->ops->commit(st);
+}
+
+int volumes_finish(struct orch *o, struct volume_rec *v, const char *kind, const char *fmt, ...)
+{
+	va_list ap;
+	int e;
+
+	snprintf(v->state, sizeof(v->state), "ready");
+	v->run = 0;
+	va_start(ap, fmt);
+	e = record(o, v, false, kind, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+void volumes_end(struct orch *o, struct volume_rec *v)
+{
+	int e;
+
+	snprintf(v->state, sizeof(v->state), "ready");
+	v->run = 0;
+	e = o->store->vol->volume_update(o->store, v);
+	if (e < 0)
+		log_warn("volume %s: cannot put it back to ready: %s (the next run settles it)",
+			 v->name, strerror(-e));
+}
+
+int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
+		 const char *fmt, ...)
+{
+	va_list ap;
+	int e;
+
+	va_start(ap, fmt);
+	e = record(o, v, true, kind, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+/* ---- device nodes ------------------------------------------------------------ */
+
+int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct http_resp *resp)
+{
+	int e = o->store->ops->node_get(o->store, id, dn);
+
+	if (e == -ENOENT) {
+		http_resp_error(resp, 404, "not_found", "no device node %" PRIu64, id);
+	} else if (e < 0) {
+		volumes_store_error(resp, e);
+	} else if (strcmp(dn->kind, "devnode") != 0) {
+		http_resp_error(resp, 400, "bad_request", "node %" PRIu64 " is a %s, not a device node",
+				id, dn->kind);
+		e = -EINVAL;
+	}
+	return e;
+}
+
+int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
+{
+	struct mnc_opts opts = {
+		.addr = dn->addr,
+		.key = &o->key,
+		.orch_key = o->grant_key,
+		.node_id = o->node_id,
+		.timeout_ms = VOLUMES_TIMEOUT_MS,
+	};
+	int r;
+
+	if (tls_default())
+		return -EOPNOTSUPP;
+	r = dnc_connect(&opts, ret);
+	if (r < 0)
+		return r;
+	if (mnc_info(*ret)->node_id != dn->id) {
+		log_warn("device node at %s says it is node %" PRIu64 ", registered as %" PRIu64,
+			 dn->addr, mnc_info(*ret)->node_id, dn->id);
+		mnc_close(*ret);
+		*ret = NULL;
+		return -ESTALE;
+	}
+	return 0;
+}
+
+void volumes_node_error(struct http_resp *resp, const struct node_rec *dn, int r,
+			const char *fmt, ...)
+{
+	const char *code = "devnode_refused", *why = NULL;
+	char msg[512], whybuf[640];
+	int status = 502;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	switch (r) {
+	case -ETIMEDOUT: case -ECONNREFUSED: case -ECONNRESET: case -ECONNABORTED:
+	case -EHOSTUNREACH: case -ENETUNREACH: case -EPIPE: case -EAGAIN:
+		status = 503, code = "node_unreachable";
+		snprintf(whybuf, sizeof(whybuf), "device node %" PRIu64 " (%s at %s) does not answer: %s%s",
+			 dn->id, dn->name, dn->addr, strerror(-r),
+			 strcmp(dn->state, "down") == 0 ? " (it is down: no heartbeat)" : "");
+		why = whybuf;
+		break;
+	case -ESTALE:
+		status = 503, code = "node_unreachable";
+		snprintf(whybuf, sizeof(whybuf), "the node at %s is not device node %" PRIu64
+			 " any more (restarted elsewhere? it registers again)", dn->addr, dn->id);
+		why = whybuf;
+		break;
+	case -EOPNOTSUPP:
+		status = 501, code = "devnode_no_tls";
+		why = "device nodes do not speak TLS on the fabric yet, and this orchestrator does "
+		      "(its --tls-* options): run the cluster with --fabric-plaintext to use them";
+		break;
+	case -EEXIST:
+		status = 409, code = "exists";
+		why = "the device node has a volume of that name already (one the catalog does not "
+		      "list)";
+		break;
+	case -EBUSY:
+		status = 409, code = "volume_open";
+		why = "the volume is open on the device node (a compute node uses it): close it first";
+		break;
+	case -ENOSPC:
+		status = 409, code = "capacity";
+		why = "the device node's disk is full";
+		break;
+	case -ENOENT:
+		status = 409, code = "volume_missing";
+		why = "the device node has no such volume (removed behind the orchestrator's back?)";
+		break;
+	case -EKEYREJECTED:
+		why = "it does not hold this cluster's key";
+		break;
+	case -EACCES: case -ENOKEY:
+		why = "it refuses the orchestrator's capability (is its --grant-pubkey the public "
+		      "half of this orchestrator's --grant-key?)";
+		break;
+	case -EPROTONOSUPPORT:
+		why = "the node at its address does not serve block volumes";
+		break;
+	}
+	if (!why) {
+		snprintf(whybuf, sizeof(whybuf), "device node %" PRIu64 " answered: %s", dn->id,
+			 strerror(-r));
+		why = whybuf;
+	}
+	http_resp_error(resp, status, code, "%s: %s", msg, why);
+}
+
+void volumes_undo_create(struct orch *o, struct mnc *c, const struct node_rec *dn,
+			 const struct volume_rec *v, const char *why)
+{
+	int r = dnc_vol_delete(c, v->name);
+
+	if (r < 0 && r != -ENOENT) {
+		log_warn("volume %s stays on device node %" PRIu64 " without a record: %s", v->name,
+			 dn->id, strerror(-r));
+		slots_event(o, "volume_orphaned", dn->id, NULL,
+			    "volume %s stays on device node %s, which the catalog does not list "
+			    "(%s; deleting it again failed: %s): delete it there by hand", v->name,
+			    dn->name, why, strerror(-r));
+	}
+	if (volumes_drop(o, v, "volume_create_failed", "volume %s not created on device node %s: %s",
+			 v->name, dn->name, why) < 0)
+		log_warn("volume %s: its row stays `creating` until the next start settles it",
+			 v->name);
+}
+
+/* ---- placement and usage ------------------------------------------------------ */
+
+/* The index of device node `node` (made if `create` and there is room), or -1. Lock held. */
+static int usage_slot(uint64_t node, bool create)
+{
+	int free_i = -1;
+
+	for (int i = 0; i < USAGE_NODES; i++) {
+		if (usage[i].node == node)
+			return i;
+		if (!usage[i].node && free_i < 0)
+			free_i = i;
+	}
+	if (!create || free_i < 0)
+		return -1;
+	usage[free_i].node = node;
+	usage[free_i].volumes = usage[free_i].bytes = -1;
+	return free_i;
+}
+
+void volumes_usage(struct orch *o, const struct node_rec *n, int64_t volumes, int64_t bytes)
+{
+	int i;
+
+	(void)o;
+	pthread_mutex_lock(&usage_mu);
+	i = usage_slot(n->id, true);
+	if (i >= 0 && volumes >= 0)
+		usage[i].volumes = volumes;
+	if (i >= 0 && bytes >= 0)
+		usage[i].bytes = bytes;
+	pthread_mutex_unlock(&usage_mu);
+}
+
+/* What device node `node` reported last: bytes on disk (-1: nothing yet), volumes. */
+static int64_t usage_of(uint64_t node, int64_t *ret_volumes)
+{
+	int64_t b = -1;
+	int i;
+
+	pthread_mutex_lock(&usage_mu);
+	i = usage_slot(node, false);
+	if (i >= 0)
+		b = usage[i].bytes;
+	if (ret_volumes)
+		*ret_volumes = i >= 0 ? usage[i].volumes : -1;
+	pthread_mutex_unlock(&usage_mu);
+	return b;
+}
+
+/* Bytes of the catalog's volumes on device node `node` (0 when the store fails). */
+static uint64_t catalog_bytes(struct orch *o, uint64_t node, size_t *ret_n)
+{
+	_cleanup_free_ struct volume_rec *vs = NULL;
+	uint64_t sum = 0;
+	size_t n = 0;
+
+	if (o->store->vol->volume_list(o->store, node, &vs, &n) < 0)
+		n = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += vs[i].size;
+	if (ret_n)
+		*ret_n = n;
+	return sum;
+}
+
+int volumes_place(struct orch *o, struct node_rec *ret)
+{
+	_cleanup_free_ struct node_rec *nodes = NULL;
+	int64_t best_disk = 0;
+	uint64_t best_cat = 0;
+	size_t nn = 0, nup = 0, best = SIZE_MAX;
+	int e;
+
+	e = o->store->ops->node_list(o->store, "devnode", &nodes, &nn);
+	if (e < 0)
+		return e;
+	for (size_t i = 0; i < nn; i++) {
+		int64_t disk;
+		uint64_t cat;
+
+		if (strcmp(nodes[i].state, "up") != 0)
+			continue;
+		nup++;
+		if (nodes[i].drained)
+			continue;
+		disk = MAX(usage_of(nodes[i].id, NULL), 0);
+		cat = catalog_bytes(o, nodes[i].id, NULL);
+		if (best == SIZE_MAX || disk < best_disk || (disk == best_disk && cat < best_cat)) {
+			best = i;
+			best_disk = disk;
+			best_cat = cat;
+		}
+	}
+	if (best == SIZE_MAX)
+		return nn == 0 ? -ENODEV : nup == 0 ? -EHOSTDOWN : -ENOSPC;
+	*ret = nodes[best];
+	return 0;
+}
+
+void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j)
+{
+	int64_t volumes, bytes = usage_of(n->id, &volumes);
+	size_t ncat = 0;
+	uint64_t cat = catalog_bytes(o, n->id, &ncat);
+
+	json_object_set_new(j, "volumes", volumes >= 0 ? json_integer(volumes) : json_null());
+	json_object_set_new(j, "volume_bytes_allocated",
+			    bytes >= 0 ? json_integer(bytes) : json_null());
+	json_object_set_new(j, "catalog_volumes", json_integer((json_int_t)ncat));
+	json_object_set_new(j, "catalog_bytes", json_integer((json_int_t)cat));
+}
+
+/* ---- settling what a restart interrupted --------------------------------------- */
+
+int volumes_settle(struct orch *o, struct volume_rec *v)
+{
+	_cleanup_mnc_ struct mnc *c = NULL;
+	struct dnc_volume live;
+	struct node_rec dn;
+	char was[STORE_STATE_MAX];
+	bool made = strcmp(v->state, "creating") == 0, del = strcmp(v->state, "deleting") == 0;
+	int r;
+
+	snprintf(was, sizeof(was), "%s", v->state);
+	r = o->store->ops->node_get(o->store, v->devnode, &dn);
+	if (r == 0)
+		r = volumes_connect(o, &dn, &c);
+	if (r == 0)
+		r = dnc_vol_stat(c, v->name, &live);
+	if (r == -ENOENT && (made || del)) {
+		r = volumes_drop(o, v, made ? "volume_create_failed" : "volume_deleted",
+				 "volume %s %s (it was %s when the orchestrator stopped; device "
+				 "node %" PRIu64 " has no such volume)", v->name,
+				 made ? "not created" : "deleted", was, v->devnode);
+		return r < 0 ? r : -ENOENT;
+	}
+	if (r < 0 && r != -ENOENT)
+		return r;
+	if (r == 0) {
+		v->size = live.size;
+		v->key = live.key;
+	}
+	return volumes_finish(o, v, "volume_settled",
+			      "volume %s was %s when the orchestrator stopped: %s, %" PRIu64
+			      " bytes on device node %" PRIu64, v->name, was,
+			      r == 0 ? "ready" : "ready, though its device node has no such volume",
+			      v->size, v->devnode);
+}
+
+void volumes_recover(struct orch *o)
+{
+	_cleanup_free_ struct volume_rec *vs = NULL;
+	size_t n = 0;
+
+	/* A number no earlier run had (0 is "none"). */
+	do {
+		if (auth_random(&run_id, sizeof(run_id)) < 0)
+			run_id = (int64_t)time(NULL);
+		run_id &= INT64_MAX;
+	} while (run_id == 0);
+	if (o->store->vol->volume_list(o->store, 0, &vs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char was[STORE_STATE_MAX];
+		int r;
+
+		if (strcmp(vs[i].state, "ready") == 0)
+			continue;
+		snprintf(was, sizeof(was), "%s", vs[i].state);
+		r = volumes_settle(o, &vs[i]);
+		if (r < 0 && r != -ENOENT)
+			log_warn("volume %s was %s when the orchestrator stopped; device node %" PRIu64
+				 " cannot say how that ended yet (%s): settled when it is next used",
+				 vs[i].name, was, vs[i].devnode, strerror(-r));
+		else
+			log_info("volume %s was %s when the orchestrator stopped: settled", vs[i].name,
+				 was);
+	}
+}

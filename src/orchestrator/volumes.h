@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block volumes on device nodes inside the orchestrator (docs/api.md,
+ * "Volumes"): what volumes.c offers volumes_api.c.
+ *
+ *   volumes.c      the catalog record and its JSON, operations' states,
+ *                  connections to device nodes and what their refusals
+ *                  mean, placement, what device nodes report, and settling
+ *                  the operations a restart interrupted
+ *   volumes_api.c  the /v1/volumes routes (create and clone, list, show,
+ *                  resize, delete, grant) and the struct orch_volumes
+ *                  table that main.c hands the orchestrator
+ *
+ * An operation on a volume first moves it from `ready` into its own state
+ * (resizing, deleting; cloning for the source of a clone; a new volume's
+ * row is inserted `creating`) inside a store transaction, so that a
+ * second one gets 409 busy, and records the orchestrator's run with it.
+ * It ends in `ready` again, or the row goes. A volume that an earlier run
+ * left in an operation (a restart in the middle) is settled from its
+ * device node's own answer (VOL_STAT): at start, and when it is used
+ * again.
+ */
+#ifndef DISAGG_ORCH_VOLUMES_H
+#define DISAGG_ORCH_VOLUMES_H
+
+#include "dnclient.h"
+#include "orch.h"
+
+#define VOLUMES_MAX_SIZE (1ull << 44)     /* 16 TiB: the device node's limit */
+#define VOLUMES_TIMEOUT_MS 5000           /* connect and handshake; VOL_* wait ten times it */
+#define VOLUMES_GRANT_TTL_MAX 86400
+
+/* 500 for a store failure. */
+void volumes_store_error(struct http_resp *resp, int r);
+/* Volume `name`: 0, or -errno with 404 not_found / 500 answered. */
+int volumes_get(struct orch *o, const char *name, struct volume_rec *v, struct http_resp *resp);
+/* The volume as the API shows it; live (may be NULL): its device node's VOL_STAT. */
+json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live);
+
+/*
+ * Begin an operation on volume `name`: a store transaction is opened and
+ * left open when the volume is `ready` (0, *v read), for the caller's own
+ * checks; else it is closed and 404, 409 busy or 503 (an interrupted
+ * operation that cannot be settled) answered. End it with
+ * volumes_begin_commit (the volume takes state `to`) or orch_refuse
+ * (rolls back, answers).
+ */
+int volumes_begin(struct orch *o, const char *name, struct volume_rec *v,
+		  struct http_resp *resp);
+int volumes_begin_commit(struct orch *o, struct volume_rec *v, const char *to,
+			 struct http_resp *resp);
+/* Record v `ready` with event `kind` about it, in one transaction. 0 or -errno. */
+int volumes_finish(struct orch *o, struct volume_rec *v, const char *kind, const char *fmt, ...)
+	_printf_(4, 5);
+/* Put v back to `ready` as it was (an operation that did nothing). */
+void volumes_end(struct orch *o, struct volume_rec *v);
+/* Drop v's row with event `kind` about it, in one transaction. 0 or -errno. */
+int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
+		 const char *fmt, ...) _printf_(4, 5);
+
+/* Node `id` as a device node: 0, or -errno with 404 / 400 (another kind) / 500 answered. */
+int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct http_resp *resp);
+/*
+ * An authenticated connection to device node dn, with the orchestrator's
+ * capability: 0, -EOPNOTSUPP when this orchestrator speaks TLS on the
+ * fabric (device nodes do not yet), -ESTALE when the node at dn's address
+ * has another id, or dnc_connect()'s -errno.
+ */
+int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret);
+/*
+ * Answer for device node dn's failure r; the message is fmt's text, then
+ * why: 503 node_unreachable, 501 devnode_no_tls, 409 exists, volume_open,
+ * capacity or volume_missing, else 502 devnode_refused.
+ */
+void volumes_node_error(struct http_resp *resp, const struct node_rec *dn, int r,
+			const char *fmt, ...) _printf_(4, 5);
+/*
+ * Delete volume v on dn again after its record failed (c: the connection
+ * it was made on), then drop its row: an event says what is left where.
+ */
+void volumes_undo_create(struct orch *o, struct mnc *c, const struct node_rec *dn,
+			 const struct volume_rec *v, const char *why);
+
+/*
+ * Placement of a new volume: the up, undrained device node with the
+ * fewest bytes allocated on its disk (its last report), then the fewest
+ * bytes of volumes in the catalog, then the lowest id. 0, -ENODEV (no
+ * device node is registered), -EHOSTDOWN (none is up) or -ENOSPC (those
+ * up are drained).
+ */
+int volumes_place(struct orch *o, struct node_rec *ret);
+/* A device node's report (struct orch_volumes.usage); -1: not reported. */
+void volumes_usage(struct orch *o, const struct node_rec *n, int64_t volumes, int64_t bytes);
+/* Its members in GET /v1/nodes (struct orch_volumes.node_json). */
+void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j);
+
+/*
+ * Settle v, left in an operation by an earlier run, from its device
+ * node's VOL_STAT: 0 (v is `ready` now, with the node's size and key),
+ * -ENOENT (it was being created or deleted and the node has no such
+ * volume: its row is dropped), or another -errno (nobody can tell yet: v
+ * stays as it is).
+ */
+int volumes_settle(struct orch *o, struct volume_rec *v);
+/* At start: a new run; settle every volume an earlier one left in an operation. */
+void volumes_recover(struct orch *o);
+/* This run's number, recorded with the operations it begins. */
+int64_t volumes_run(void);
+
+#endif /* DISAGG_ORCH_VOLUMES_H */

@@ -3,12 +3,13 @@
  * disagg, the command-line client: what the modules of src/cli share.
  *
  * main.c holds the one table of subcommands and parses the command line
- * into a struct cli_args; client.c talks HTTP to the orchestrator (libcurl);
- * output.c formats tables, sizes, ages and progress; commands.c implements
- * the API subcommands (migrate.c the slot migrations, regioncmd.c the
- * shared regions); up.c and cluster.c start, stop and describe a
- * one-machine cluster (cluster.c also has `down` and `status`). Internally functions return >= 0 or -errno; the
- * handlers return the process exit status (CLI_EXIT_*).
+ * into a struct cli_args; client.c talks HTTP to the orchestrator
+ * (libcurl); output.c formats tables, sizes, ages and progress; commands.c
+ * implements the API subcommands (migrate.c the slot migrations,
+ * regioncmd.c the shared regions, volumecmd.c the volumes); up.c and
+ * cluster.c start, stop and describe a one-machine cluster (cluster.c also
+ * has `down` and `status`). Internally functions return >= 0 or -errno;
+ * the handlers return the process exit status (CLI_EXIT_*).
  */
 #ifndef DISAGG_CLI_H
 #define DISAGG_CLI_H
@@ -54,11 +55,14 @@ struct cli_cmd {
 };
 
 /*
- * Rows that a command module brings itself (regioncmd.c), walked after
- * main.c's own table: main.c knows them as data, not as functions.
+ * Rows that a command module brings itself (regioncmd.c, volumecmd.c),
+ * walked after main.c's own table: main.c knows them as data, not as
+ * functions.
  */
 extern const struct cli_cmd cli_region_cmds[];
 extern const size_t cli_region_ncmds;
+extern const struct cli_cmd cli_volume_cmds[];
+extern const size_t cli_volume_ncmds;
 
 /* Global state and the parsed command line, handed to every handler. */
 struct cli_args {

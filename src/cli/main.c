@@ -140,7 +140,10 @@ static const struct cli_cmd *cmd_nth(size_t i)
 	if (i < ARRAY_SIZE(cmd_table))
 		return &cmd_table[i];
 	i -= ARRAY_SIZE(cmd_table);
-	return i < cli_region_ncmds ? &cli_region_cmds[i] : NULL;
+	if (i < cli_region_ncmds)
+		return &cli_region_cmds[i];
+	i -= cli_region_ncmds;
+	return i < cli_volume_ncmds ? &cli_volume_cmds[i] : NULL;
 }
 
 static const char global_help[] =

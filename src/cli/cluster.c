@@ -11,8 +11,8 @@
  * trusted only together with its start time (field 22 of /proc/PID/stat),
  * so a recycled pid is never signalled.
  *
- * `disagg down` (SIGTERM by tiers: compute nodes, memory nodes, the
- * orchestrator; SIGKILL to the process group of whatever outlives the
+ * `disagg down` (SIGTERM by tiers: compute nodes, device nodes, memory
+ * nodes, the orchestrator; SIGKILL to the process group of whatever outlives the
  * timeout) and `disagg status` live here too.
  */
 #include <errno.h>
@@ -199,8 +199,9 @@ static void stop_tier(struct victim *v, size_t n, double timeout_s)
 
 int cmd_down(struct cli_args *a)
 {
-	static const char *const tiers[] = { "compute", "memnode", "orchestrator" };
-	static const char *const tier_labels[] = { "compute nodes", "memory nodes", "orchestrator" };
+	static const char *const tiers[] = { "compute", "devnode", "memnode", "orchestrator" };
+	static const char *const tier_labels[] = { "compute nodes", "device nodes", "memory nodes",
+						   "orchestrator" };
 	_cleanup_(json_decrefp) json_t *cl = NULL;
 	_cleanup_free_ char *dir = NULL, *cj = NULL, *key = NULL;
 	_cleanup_free_ struct victim *v = NULL;
@@ -236,7 +237,10 @@ int cmd_down(struct cli_args *a)
 	v = calloc(json_array_size(comps) + 1, sizeof(*v));
 	if (!v)
 		return CLI_EXIT_ERROR;
-	/* Compute nodes first (they stop their VMs), then memory nodes, then the orchestrator. */
+	/*
+	 * Compute nodes first (they stop their VMs), then device nodes and memory nodes, then
+	 * the orchestrator.
+	 */
 	for (size_t tier = 0; tier < ARRAY_SIZE(tiers); tier++) {
 		size_t first = n;
 		char label[64];

@@ -49,7 +49,7 @@ static char *search_path(const char *name)
 
 int find_program(const char *argv0, const char *name, char **ret)
 {
-	static const char *const meson_dirs[] = { "orchestrator", "memnode", "compute" };
+	static const char *const meson_dirs[] = { "orchestrator", "memnode", "compute", "devnode" };
 	_cleanup_free_ char *self = NULL, *invoked = NULL, *exe = realpath("/proc/self/exe", NULL);
 	const char *dirs[2 + ARRAY_SIZE(meson_dirs)];
 	char *p, sib[4096];

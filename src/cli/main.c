@@ -31,16 +31,19 @@ int cmd_node_revoke(struct cli_args *a)
 }
 
 static const struct cli_cmd cmd_table[] = {
-	{ "up", "[--memnodes N] [--computes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--fabric-plaintext] [--timeout S]", 0, 0,
+	{ "up", "[--memnodes N] [--computes N] [--devnodes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--fabric-plaintext] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
-	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...) and M compute\n"
-	  "nodes (ids 1, 2, ...) on 127.0.0.1 with free ports, detached, and waits until\n"
-	  "every node is up. Everything lives in the data directory (--data):\n"
+	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...), device nodes\n"
+	  "(ids 300, ...; only with --fabric-plaintext, as they do not speak TLS yet) and\n"
+	  "M compute nodes (ids 1, 2, ...) on 127.0.0.1 with free ports, detached, and\n"
+	  "waits until every node is up. Everything lives in the data directory (--data):\n"
 	  "cluster.key, cluster.json (pids, addresses), orchestrator.db, logs/NAME.log.\n"
 	  "Commands run later find the orchestrator through DIR/cluster.json.",
 	  cmd_up,
 	  { { "memnodes", "N", "memory nodes to start (default 2)" },
 	    { "computes", "N", "compute nodes to start (default 1)" },
+	    { "devnodes", "N", "device nodes to start (default 1; 0: none); they need\n"
+	      "--fabric-plaintext: without it, none starts (with a warning)" },
 	    { "pool", "SIZE", "pool size of each memory node (default 1G)" },
 	    { "persistent", NULL, "memory nodes keep their pools in DIR/memnode-ID.pool, so a\n"
 	      "restarted memory node comes back with its sections" },
@@ -49,9 +52,9 @@ static const struct cli_cmd cmd_table[] = {
 	      "--fabric-plaintext): only to measure what TLS costs, never on a network" },
 	    { "timeout", "S", "seconds to wait for the nodes to come up (default 180)" } } },
 	{ "down", "[--timeout S]", 0, 0, "stop the cluster started by `disagg up`",
-	  "SIGTERM to the compute nodes, then the memory nodes, then the orchestrator;\n"
-	  "SIGKILL to whatever is still running after the timeout. Logs and the\n"
-	  "orchestrator database stay in the data directory.",
+	  "SIGTERM to the compute nodes, then the device nodes, then the memory nodes,\n"
+	  "then the orchestrator; SIGKILL to whatever is still running after the timeout.\n"
+	  "Logs and the orchestrator database stay in the data directory.",
 	  cmd_down,
 	  { { "timeout", "S", "seconds to wait for each tier before SIGKILL (default 30)" } } },
 	{ "status", "", 0, 0, "show the local cluster's processes and whether they run",

@@ -4,9 +4,10 @@
  * machine, on loopback, with a fresh cluster key.
  *
  * `up` creates the data directory (cluster.key, orchestrator.db, logs/),
- * starts disagg-orchestrator, then the memory nodes and compute nodes with
- * --orchestrator pointing at it, each detached in its own session with
- * stdout and stderr in logs/NAME.log. A daemon announces itself with one
+ * starts disagg-orchestrator, then the memory nodes, device nodes and
+ * compute nodes (their command lines: upnode.c) with --orchestrator
+ * pointing at it, each detached in its own session with stdout and
+ * stderr in logs/NAME.log. A daemon announces itself with one
  * line, "PROGRAM listening on ADDR ...", which is read back from its log
  * to learn the ports it picked. cluster.json records every pid (with its
  * start time, so a recycled pid is never signalled) and address, and is
@@ -40,6 +41,7 @@
 #include "findprog.h"
 #include "cli.h"
 #include "upauth.h"
+#include "upnode.h"
 #include "net.h"
 
 
@@ -64,8 +66,8 @@ static char *join(const char *dir, const char *name)
 /* ---- components -------------------------------------------------------- */
 
 struct comp {
-	char name[32];          /* orchestrator, memnode-100, compute-1 */
-	const char *kind;       /* orchestrator, memnode, compute */
+	char name[32];          /* orchestrator, memnode-100, devnode-300, compute-1 */
+	const char *kind;       /* orchestrator, memnode, devnode, compute */
 	const char *prog;       /* disagg-orchestrator ... */
 	int64_t node_id;        /* -1 for the orchestrator */
 	char *path;             /* the program */
@@ -485,9 +487,13 @@ static void print_up_summary(const struct up *u, const struct cli_args *a, doubl
 		       "  export DISAGG_DATA=%s     (or DISAGG_URL=%s)\n",
 		       u->dir, u->dir, u->url);
 	printf("try:  disagg node ls\n"
-	       "      disagg slot create web --vcpus 1 --memory 512M\n"
-	       "stop: disagg down%s%s\n",
-	       default_dir ? "" : " --data ", default_dir ? "" : u->dir);
+	       "      disagg slot create web --vcpus 1 --memory 512M\n");
+	for (size_t i = 0; i < u->ncomps; i++)
+		if (strcmp(u->comps[i].kind, "devnode") == 0) {
+			printf("      disagg volume create disk1 1G\n");
+			break;
+		}
+	printf("stop: disagg down%s%s\n", default_dir ? "" : " --data ", default_dir ? "" : u->dir);
 }
 
 static void up_free(struct up *u)
@@ -573,7 +579,7 @@ int cmd_up(struct cli_args *a)
 	struct up u = { 0 };
 	_cleanup_close_ int lockfd = -1;
 	_cleanup_free_ char *logdir = NULL, *rundir = NULL;
-	uint64_t nmem, ncomp, timeout_s, pool, deadline, start;
+	uint64_t nmem, ncomp, ndev, timeout_s, pool, deadline, start;
 	const char *accel = cli_opt(a, "accel") ? cli_opt(a, "accel") : "auto";
 	const char *pool_s = cli_opt(a, "pool") ? cli_opt(a, "pool") : "1G";
 	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
@@ -582,8 +588,15 @@ int cmd_up(struct cli_args *a)
 	int r, ret = CLI_EXIT_ERROR;
 
 	if ((r = cli_opt_u64(a, "memnodes", 2, 64, &nmem)) || (r = cli_opt_u64(a, "computes", 1, 64, &ncomp)) ||
+	    (r = cli_opt_u64(a, "devnodes", 1, 64, &ndev)) ||
 	    (r = cli_opt_u64(a, "timeout", DEFAULT_UP_TIMEOUT_S, 86400, &timeout_s)))
 		return r;
+	if (ndev && !cli_flag(a, "fabric-plaintext")) {
+		fprintf(stderr, "warning: no device node: device nodes do not speak TLS on the fabric "
+			"yet (--fabric-plaintext starts %s; --devnodes 0 does without)\n",
+			ndev == 1 ? "one" : "them");
+		ndev = 0;
+	}
 	if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0)
 		return cli_usage_error(a, "--accel is auto, kvm or tcg, not \"%s\"", accel);
 	if (parse_size(pool_s, &pool) < 0 || pool == 0)
@@ -630,7 +643,7 @@ int cmd_up(struct cli_args *a)
 		goto out;
 	strftime(u.created, sizeof(u.created), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
 
-	u.ncomps = 1 + nmem + ncomp;
+	u.ncomps = 1 + nmem + ndev + ncomp;
 	u.comps = calloc(u.ncomps, sizeof(*u.comps));
 	if (!u.comps)
 		goto out;
@@ -643,16 +656,21 @@ int cmd_up(struct cli_args *a)
 		} else if (i <= nmem) {
 			c->kind = "memnode", c->prog = "disagg-memnode", c->node_id = 100 + (int64_t)i - 1;
 			snprintf(c->name, sizeof(c->name), "memnode-%" PRId64, c->node_id);
+		} else if (i <= nmem + ndev) {
+			c->kind = "devnode", c->prog = "disagg-devnode",
+			c->node_id = UPNODE_DEVNODE_BASE + (int64_t)(i - 1 - nmem);
+			snprintf(c->name, sizeof(c->name), "devnode-%" PRId64, c->node_id);
 		} else {
 			c->kind = "compute", c->prog = "disagg-compute",
-			c->node_id = 1 + (int64_t)(i - 1 - nmem);
+			c->node_id = 1 + (int64_t)(i - 1 - nmem - ndev);
 			snprintf(c->name, sizeof(c->name), "compute-%" PRId64, c->node_id);
 		}
 		if (asprintf(&c->log, "%s/%s.log", logdir, c->name) < 0) {
 			c->log = NULL;
 			goto out;
 		}
-		if (up_cert(&u, c) < 0)
+		/* A device node has no certificate: it speaks plaintext only, for now. */
+		if (strcmp(c->kind, "devnode") != 0 && up_cert(&u, c) < 0)
 			goto out;
 		r = find_program(a->argv0, c->prog, &c->path);
 		if (r < 0) {
@@ -709,47 +727,21 @@ int cmd_up(struct cli_args *a)
 	progress_start(&p, "starting the nodes");
 	for (size_t i = 1; i < u.ncomps; i++) {
 		struct comp *c = &u.comps[i];
-		char id[32], pool_arg[32], rd[4096];
 		_cleanup_free_ char *cred = upauth_node_cred(&u.auth, u.dir, c->node_id);
+		struct upnode_conf conf = {
+			.dir = u.dir, .key = u.key, .gpub = u.gpub, .url = u.url, .ca = u.ca,
+			.rundir = rundir, .accel = accel, .pool = pool,
+			.persistent = cli_flag(a, "persistent"),
+			.plaintext = cli_flag(a, "fabric-plaintext"),
+		};
+		char **argv;
 
-		if (!cred)
+		if (!cred || upnode_prepare(&conf, c->kind, c->node_id) < 0)
 			goto fail;
-		snprintf(id, sizeof(id), "%" PRId64, c->node_id);
-		snprintf(pool_arg, sizeof(pool_arg), "%" PRIu64, pool);
-		if (strcmp(c->kind, "memnode") == 0) {
-			char backing[4200];
-			char state[4200];
-			char *argv[] = { c->path, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-					 "--node-id", id, "--pool", pool_arg, "--backing", backing,
-					 "--state-dir", state,
-					 "--key", u.key, "--grant-pubkey", u.gpub, "--orchestrator",
-					 u.url, "--node-credential", cred, "--tls-ca", u.ca,
-					 "--tls-cert", c->tls_cert, "--tls-key", c->tls_key, NULL };
-
-			/* A new cluster: no revocations of an earlier one in this directory. */
-			snprintf(state, sizeof(state), "%s/memnode-%s.state/revoked", u.dir, id);
-			(void)unlink(state);
-			snprintf(state, sizeof(state), "%s/memnode-%s.state", u.dir, id);
-			if (cli_flag(a, "persistent"))
-				snprintf(backing, sizeof(backing), "file:%s/memnode-%s.pool", u.dir,
-					 id);
-			else
-				snprintf(backing, sizeof(backing), "anon");
-			upauth_fabric_args(cli_flag(a, "fabric-plaintext"), argv);
-			r = spawn(c, argv);
-		} else {
-			/* `down` stops the VMs with their agents (SIGTERM alone would leave them running). */
-			char *argv[] = { c->path, "--http", "127.0.0.1:0", "--node-id", id, "--key",
-					 u.key, "--orchestrator", u.url, "--accel", (char *)accel,
-					 "--stop-vms-on-exit", "--node-credential", cred,
-					 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key",
-					 c->tls_key,
-					 rundir ? "--run-dir" : NULL, rd, NULL };
-
-			snprintf(rd, sizeof(rd), "%s/compute-%s", rundir ? rundir : "", id);
-			upauth_fabric_args(cli_flag(a, "fabric-plaintext"), argv);
-			r = spawn(c, argv);
-		}
+		argv = upnode_argv(&conf, c->kind, c->path, c->node_id, cred, c->tls_cert,
+				   c->tls_key);
+		r = argv ? spawn(c, argv) : -ENOMEM;
+		upnode_argv_free(argv);
 		if (r < 0) {
 			progress_end(&p, false, NULL);
 			cli_err("cannot start %s: %s", c->path, strerror(-r));

@@ -284,6 +284,14 @@ int cmd_node_show(struct cli_args *a)
 		node_capacity(r.json, buf, buf2, seen, sizeof(buf));
 		printf("%-15s %s free of %s\n", "memory:", buf, buf2);
 	}
+	if (json_is_integer(json_object_get(r.json, "catalog_volumes"))) {
+		/* A device node: its report, and what the catalog places on it. */
+		cli_size_of(r.json, "volume_bytes_allocated", buf, sizeof(buf));
+		cli_size_of(r.json, "catalog_bytes", buf2, sizeof(buf2));
+		jtext(r.json, "volumes", seen, sizeof(seen));
+		printf("%-15s %s (%s on its disk); the catalog has %" PRId64 " (%s)\n", "volumes:",
+		       seen, buf, jint(r.json, "catalog_volumes", 0), buf2);
+	}
 	labels_o = json_object_get(r.json, "labels");
 	if (json_object_size(labels_o)) {
 		const char *k;

@@ -403,6 +403,8 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 		if (o->regions)
 			(void)o->regions->sections(o, NULL, id, arr);   /* theirs: "region" */
 		json_object_set_new(j, "sections", arr);
+	} else if (strcmp(n.kind, "devnode") == 0) {
+		json_decref(arr);    /* its volumes: GET /v1/volumes?devnode=ID */
 	} else {
 		_cleanup_free_ struct slot_rec *slots = NULL;
 		size_t ns = 0;

@@ -544,6 +544,10 @@ def test_volume_commands(cl, key):
     c, h, size = open_with(d, key, "disk1", grant, flags=dp.BLK_RDONLY)
     assert size == GiB
     c.close()
+    dp.wait_for(lambda: node(cl, 301).get("volumes") == 4, timeout=10)
+    p = cli("node", "show", "301")
+    assert re.search(r"^volumes:\s+4 \(\S+ on its disk\); the catalog has 4 \(1\.2G\)$",
+                     p.stdout, re.M), p.stdout
     p = cli("volume", "delete", "disk2")
     assert p.stdout == "volume disk2 deleted\n"
     p = cli("volume", "show", "disk2", rc=1)

@@ -26,6 +26,7 @@ static const char *const role_names[] = {
 	[CERT_ROLE_COMPUTE] = "compute",
 	[CERT_ROLE_MEMORY] = "memory",
 	[CERT_ROLE_ORCH] = "orchestrator",
+	[CERT_ROLE_DEVICE] = "device",
 };
 
 const char *cert_role_name(enum cert_role r)

@@ -25,6 +25,7 @@ enum cert_role {
 	CERT_ROLE_COMPUTE,
 	CERT_ROLE_MEMORY,
 	CERT_ROLE_ORCH,
+	CERT_ROLE_DEVICE,            /* a device node */
 };
 
 struct cert_id {

@@ -80,6 +80,7 @@ int dnc_connect(const struct mnc_opts *o, struct mnc **ret)
 		return -EINVAL;
 	opts = *o;
 	opts.features = PROTO_FEAT_BLK;
+	opts.server_role = CERT_ROLE_DEVICE;     /* over TLS: a device node's certificate */
 	r = mnc_connect(&opts, &c);
 	if (r < 0)
 		return r;

@@ -582,9 +582,11 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	c->free_head = c->sq_head = c->sq_tail = MNC_NONE;
 	fifo_init(&c->recalls, sizeof(struct mnc_recall), MAX_RECALLS);
 	deadline = mnconn_deadline_after(c->timeout_ms);
-	tls = opts->plaintext ? NULL : opts->tls ? opts->tls : tls_default();
+	tls = opts->tls ? opts->tls : tls_default();
 	fio_init_plain(&c->io, fd, MNC_RCVTIMEO_MS);
-	r = tls ? tls_client_fio(tls, fd, deadline, MNC_RCVTIMEO_MS, &c->io, &c->peer) : 0;
+	r = tls ? tls_client_fio(tls, fd, deadline,
+				 opts->server_role ? opts->server_role : CERT_ROLE_MEMORY,
+				 MNC_RCVTIMEO_MS, &c->io, &c->peer) : 0;
 	if (r >= 0)
 		r = handshake(c, opts, deadline);
 	if (r < 0)

@@ -50,8 +50,8 @@ struct mnc_opts {
 	/*
 	 * TLS on the fabric (tls.h): NULL takes the process's default
 	 * (mnc_set_tls), which is NULL for plaintext. Over TLS the server's
-	 * certificate must be a memory node's of the cluster CA and name the
-	 * node id it gives in HELLO.
+	 * certificate must be of the cluster CA and of role server_role, and
+	 * name the node id it gives in HELLO.
 	 */
 	struct tls_ctx *tls;
 	/*
@@ -61,10 +61,11 @@ struct mnc_opts {
 	 */
 	uint32_t features;
 	/*
-	 * No TLS, whatever the default: a device node's connection, which does
-	 * not speak TLS yet (docs/devnode.md).
+	 * Over TLS, the role the server's certificate must have:
+	 * CERT_ROLE_NONE (0) means a memory node's (dnc_connect asks for a
+	 * device node's).
 	 */
-	bool plaintext;
+	enum cert_role server_role;
 };
 
 /* struct mnc_info, mnc_done_fn and struct mnc_recall: mntypes.h. */

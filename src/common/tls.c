@@ -264,8 +264,8 @@ const char *tls_fail_reason(SSL *ssl, unsigned long err)
 	return "protocol";
 }
 
-int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret_ssl,
-			 struct cert_id *ret_peer)
+int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, enum cert_role server,
+			 SSL **ret_ssl, struct cert_id *ret_peer)
 {
 	SSL *s = tls_ssl_new(t, fd, false);
 	int r;
@@ -303,9 +303,9 @@ int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret
 		goto fail;
 	}
 	r = tls_peer_identity(s, ret_peer);
-	if (r < 0 || ret_peer->role != CERT_ROLE_MEMORY) {
-		log_debug("TLS: the server's certificate is %s",
-			  r < 0 ? "without a node identity" : "not a memory node's");
+	if (r < 0 || ret_peer->role != server) {
+		log_debug("TLS: the server's certificate is %s %s's",
+			  r < 0 ? "without a node identity" : "not a", cert_role_name(server));
 		r = -EKEYREJECTED;
 		goto fail;
 	}
@@ -317,14 +317,64 @@ fail:
 	return r;
 }
 
-int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, int block_ms, struct fio *io,
-		   struct cert_id *ret_peer)
+int tls_server_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret_ssl,
+			 struct cert_id *ret_peer)
+{
+	SSL *s = tls_ssl_new(t, fd, true);
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	ERR_clear_error();
+	for (;;) {
+		int ret = SSL_do_handshake(s);
+		int e;
+
+		if (ret == 1)
+			break;
+		e = SSL_get_error(s, ret);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			r = net_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+			if (r < 0)
+				goto fail;
+			continue;
+		}
+		{
+			unsigned long err = ERR_peek_error();
+			const char *why = e == SSL_ERROR_SYSCALL && !err ? "protocol" :
+					  tls_fail_reason(s, err);
+			char buf[200] = "connection closed";
+
+			if (err)
+				ERR_error_string_n(err, buf, sizeof(buf));
+			log_info("TLS handshake refused (%s): %s", why, buf);
+			r = strcmp(why, "protocol") ? -EKEYREJECTED : -EPROTO;
+			ERR_clear_error();
+		}
+		goto fail;
+	}
+	r = tls_peer_identity(s, ret_peer);
+	if (r < 0) {
+		log_info("TLS: a client certificate without a disagg node identity: closing");
+		r = -EKEYREJECTED;
+		goto fail;
+	}
+	tls_note_ktls(s);
+	*ret_ssl = s;
+	return 0;
+fail:
+	SSL_free(s);
+	return r;
+}
+
+int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, enum cert_role server,
+		   int block_ms, struct fio *io, struct cert_id *ret_peer)
 {
 	SSL *ssl = NULL;
 	int r = net_set_nonblock(fd, true);
 
 	if (r == 0)
-		r = tls_client_handshake(t, fd, deadline, &ssl, ret_peer);
+		r = tls_client_handshake(t, fd, deadline, server, &ssl, ret_peer);
 	return r < 0 ? r : fio_init_tls(io, fd, ssl, block_ms);
 }
 

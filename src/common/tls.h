@@ -90,11 +90,19 @@ const char *tls_fail_reason(SSL *ssl, unsigned long err);
 
 /*
  * Client handshake on fd (non-blocking) until `deadline` (ns): verifies
- * the server's certificate chain and that it is a memory node's.
- * *ret_ssl is the connection's. -ETIMEDOUT, -EKEYREJECTED (certificate
- * refused), -EPROTO, -errno.
+ * the server's certificate chain and that it is of role `server` (a
+ * memory node's, a device node's). *ret_ssl is the connection's.
+ * -ETIMEDOUT, -EKEYREJECTED (certificate refused), -EPROTO, -errno.
  */
-int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret_ssl,
+int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, enum cert_role server,
+			 SSL **ret_ssl, struct cert_id *ret_peer);
+/*
+ * Server handshake on fd (non-blocking) until `deadline`: the client's
+ * certificate must be of the cluster CA and carry a node identity
+ * (*ret_peer). -ETIMEDOUT, -EKEYREJECTED (no or a bad certificate, or no
+ * identity), -EPROTO (not TLS 1.3, broken), -errno. The reason is logged.
+ */
+int tls_server_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret_ssl,
 			 struct cert_id *ret_peer);
 
 /*
@@ -102,8 +110,8 @@ int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret
  * blocking reads wait block_ms at most).
  */
 struct fio;
-int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, int block_ms, struct fio *io,
-		   struct cert_id *ret_peer);
+int tls_client_fio(struct tls_ctx *t, int fd, uint64_t deadline, enum cert_role server,
+		   int block_ms, struct fio *io, struct cert_id *ret_peer);
 /* The process's default context for fabric clients (NULL: plaintext). */
 void tls_set_default(struct tls_ctx *t);
 struct tls_ctx *tls_default(void);

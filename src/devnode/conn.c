@@ -32,9 +32,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fio.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "tls.h"
 #include "wire.h"
 
 #define RBUF_SIZE (64u << 10)
@@ -59,6 +61,7 @@ struct dn_conn {
 	struct dn_conn *prev, *next;
 	pthread_t thread;
 	int fd;
+	struct fio io;           /* plain or TLS (fio.h) */
 	struct hs_peer peer;
 	bool closing;            /* take no more frames; close once the replies are out */
 	bool dead;               /* the socket failed: no more I/O on it */
@@ -303,8 +306,11 @@ static int sock_read(struct dn_conn *c)
 {
 	ssize_t k;
 
+	struct iovec iov;
+
 	if (c->big) {
-		k = recv(c->fd, c->big + c->big_have, c->bighdr.len - c->big_have, MSG_DONTWAIT);
+		iov = (struct iovec){ c->big + c->big_have, c->bighdr.len - c->big_have };
+		k = fio_readv(&c->io, &iov, 1, false);
 		if (k > 0 && (c->big_have += (size_t)k) == c->bighdr.len)
 			big_done(c);
 	} else {
@@ -313,21 +319,22 @@ static int sock_read(struct dn_conn *c)
 			c->rlen -= c->rpos;
 			c->rpos = 0;
 		}
-		k = recv(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen, MSG_DONTWAIT);
+		iov = (struct iovec){ c->rbuf + c->rlen, RBUF_SIZE - c->rlen };
+		k = fio_readv(&c->io, &iov, 1, false);
 		if (k > 0)
 			c->rlen += (size_t)k;
 	}
 	if (k == 0)
 		return -ECONNRESET;
-	if (k < 0 && errno != EAGAIN && errno != EINTR)
-		return -errno;
-	return 0;
+	return k < 0 && k != -EAGAIN ? (int)k : 0;
 }
 
 /* ---- output ----------------------------------------------------------------------- */
 
 static int sock_write(struct dn_conn *c)
 {
+	int k2;
+
 	while (c->oq_head) {
 		struct iovec iov[16];
 		struct dn_out *o = c->oq_head;
@@ -336,10 +343,11 @@ static int sock_write(struct dn_conn *c)
 
 		for (; o && n < (int)ARRAY_SIZE(iov); o = o->next, n++)
 			iov[n] = (struct iovec){ o->data + o->off, o->len - o->off };
-		k = sendmsg(c->fd, &(struct msghdr){ .msg_iov = iov, .msg_iovlen = (size_t)n },
-			    MSG_DONTWAIT | MSG_NOSIGNAL);
+		k = fio_writev(&c->io, iov, n);
+		if (k == -EAGAIN || k == 0)
+			break;
 		if (k < 0)
-			return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+			return (int)k;
 		c->out_bytes -= (size_t)k;
 		while (k > 0) {
 			o = c->oq_head;
@@ -357,7 +365,9 @@ static int sock_write(struct dn_conn *c)
 			free(o);
 		}
 	}
-	return 0;
+	/* TLS: what was sealed goes out (plain: nothing is staged). */
+	k2 = fio_flush(&c->io);
+	return k2 == -EAGAIN ? 0 : k2;
 }
 
 /* ---- the thread ------------------------------------------------------------------- */
@@ -388,7 +398,7 @@ static void serve(struct dn_conn *c)
 			if (sock_write(c) < 0)
 				c->dead = true;
 		}
-		if (c->dead || (c->closing && !c->oq_head && !c->inflight))
+		if (c->dead || (c->closing && !c->oq_head && !fio_wpending(&c->io) && !c->inflight))
 			return;
 		if (!c->peer.authed && (t = wait_ms(c)) == 0) {
 			atomic_fetch_add(&c->n->stats.handshake_timeouts, 1);
@@ -401,9 +411,13 @@ static void serve(struct dn_conn *c)
 			p[0].events |= POLLIN;
 		else if (!c->closing)
 			atomic_fetch_add(&c->n->stats.queue_full, 1);
-		if (c->oq_head)
+		if (c->oq_head || fio_wpending(&c->io))
 			p[0].events |= POLLOUT;
+		if ((p[0].events & POLLIN) && fio_rpending(&c->io))
+			t = 0;           /* TLS holds decrypted bytes: no waiting for the socket */
 		r = poll(p, c->inflight ? 2 : 1, t);
+		if ((p[0].events & POLLIN) && fio_rpending(&c->io))
+			p[0].revents |= POLLIN;
 		if (r < 0 && errno != EINTR)
 			return;
 		if (c->inflight && (p[1].revents & POLLIN))
@@ -445,6 +459,7 @@ static void conn_free(struct dn_conn *c)
 	free(c->big);
 	free(c->rbuf);
 	dn_blkio_free(c->ring);
+	fio_done(&c->io, false);
 	atomic_fetch_sub(&n->stats.conns_open, 1);
 	/* After the unlock, n may be gone (dn_conn_stop_all returned): only c is ours. */
 	pthread_mutex_lock(&n->mu);
@@ -460,11 +475,35 @@ static void conn_free(struct dn_conn *c)
 	free(c);
 }
 
+/* TLS, when the node speaks it: the client's certificate names its node. */
+static int handshake(struct dn_conn *c)
+{
+	struct cert_id id;
+	SSL *ssl;
+	int r = net_set_nonblock(c->fd, true);
+
+	if (r < 0 || !c->n->tls)
+		return r;
+	r = tls_server_handshake(c->n->tls, c->fd,
+				 c->born_ns + (uint64_t)c->n->limits.handshake_ms * 1000000ull, &ssl,
+				 &id);
+	if (r == 0)
+		r = fio_init_tls(&c->io, c->fd, ssl, 0);
+	if (r < 0) {
+		atomic_fetch_add(&c->n->stats.tls_failures, 1);
+		return r;
+	}
+	c->peer.has_cert = true;
+	c->peer.cert = id;
+	return 0;
+}
+
 static void *conn_main(void *arg)
 {
 	struct dn_conn *c = arg;
 
-	serve(c);
+	if (handshake(c) == 0)
+		serve(c);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->peer.peer_id);
 	conn_free(c);
 	return NULL;
@@ -488,6 +527,7 @@ int dn_conn_start(struct dn_node *n, int fd)
 		goto fail;
 	c->n = n;
 	c->fd = fd;
+	fio_init_plain(&c->io, fd, 0);
 	c->born_ns = now_ns();
 	c->nslots = n->limits.depth;
 	c->slots = calloc(c->nslots, sizeof(*c->slots));

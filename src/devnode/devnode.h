@@ -52,6 +52,7 @@ struct dn_stats {
 	_Atomic uint64_t conns_open;
 	_Atomic uint64_t rejected_conns;   /* over max_conns */
 	_Atomic uint64_t auth_failed;
+	_Atomic uint64_t tls_failures;     /* TLS handshakes refused or timed out */
 	_Atomic uint64_t handshake_timeouts;
 	_Atomic uint64_t bad_frames;
 	_Atomic uint64_t grants_refused;
@@ -80,6 +81,7 @@ struct dn_node {
 	uint64_t node_id;
 	struct auth_key key;
 	struct grant_key *grant_key;       /* public half: grants and the orchestrator */
+	struct tls_ctx *tls;               /* TLS on the fabric, or NULL: plaintext */
 	struct dn_volumes *vols;
 	struct dn_limits limits;
 	struct dn_stats stats;

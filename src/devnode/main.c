@@ -58,7 +58,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: disagg-devnode --data DIR --key FILE --grant-pubkey FILE --node-id ID\n"
-		"                      --fabric-plaintext [options]\n"
+		"                      (--tls-ca F --tls-cert F --tls-key F | --fabric-plaintext)\n"
+		"                      [options]\n"
 		"\n"
 		"Device node of a disagg cluster: serves block volumes (sparse raw files\n"
 		"in DIR) to compute nodes over the disagg wire protocol.\n"
@@ -70,8 +71,8 @@ static void usage(FILE *f)
 		"  --grant-pubkey FILE    the orchestrator's grant key, public half, PEM (required):\n"
 		"                         verifies volume grants and the orchestrator's capability\n"
 		"  --node-id ID           this node's id, nonzero (required)\n"
-		"  --fabric-plaintext     no TLS on the fabric (required for now: the device node\n"
-		"                         does not speak TLS yet)\n"
+		FABRIC_HELP
+		"                         (its certificate: disagg-cert --issue ID --role device)\n"
 		"  --depth N              requests in flight per connection (default %u, max %u)\n"
 		"  --max-conns N          connections in all (default %u)\n"
 		"  --handshake-timeout-ms MS  close a connection not authenticated by then\n"
@@ -239,11 +240,6 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 	}
 	if (fabric_conf_check(&o->fabric) < 0)
 		return -EINVAL;
-	if (!o->fabric.plaintext) {
-		log_error("the device node does not speak TLS on the fabric yet: give "
-			  "--fabric-plaintext (only on a trusted network)");
-		return -EINVAL;
-	}
 	if (!o->http_cert != !o->http_key) {
 		log_error("--http-cert and --http-key go together");
 		return -EINVAL;
@@ -376,6 +372,9 @@ static int open_node(const struct dn_opts *o, struct dn_node *n)
 			  grant_key_hint(r));
 		return r;
 	}
+	r = tls_ctx_new(&o->fabric, CERT_ROLE_DEVICE, o->node_id, &n->tls);
+	if (r < 0)
+		return r;
 	r = dn_volumes_open(o->data, &n->vols);
 	if (r < 0)
 		log_error("cannot open the volume store %s: %s", o->data, strerror(-r));
@@ -435,8 +434,8 @@ static int run(const struct dn_opts *o)
 			goto out_http;
 		}
 	}
-	log_info("node %" PRIu64 ": volumes in %s, depth %u per connection", n->node_id, o->data,
-		 n->limits.depth);
+	log_info("node %" PRIu64 ": volumes in %s, depth %u per connection, %s fabric", n->node_id,
+		 o->data, n->limits.depth, n->tls ? "TLS" : "plaintext");
 	if (http)
 		printf("disagg-devnode listening on %s http %s\n", addr, http_server_addr(http));
 	else
@@ -460,6 +459,7 @@ out:
 	if (n->vols)
 		dn_volumes_close(n->vols);
 	grant_key_free(n->grant_key);
+	tls_ctx_free(n->tls);
 	memset(&n->key, 0, sizeof(n->key));
 	pthread_mutex_destroy(&n->mu);
 	free(n);

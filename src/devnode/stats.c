@@ -18,6 +18,7 @@
  *   handshake_timeouts_total      closed: no AUTH within the handshake timeout
  *   bad_frames_total              frames that failed validation (connection closed)
  *   auth_failures_total           AUTHs refused
+ *   tls_failures_total            TLS handshakes refused or timed out
  *   grants_rejected_total         BLK_OPENs refused for their grant
  *   denied_requests_total         VOL_* from anyone but the orchestrator
  *   volumes, volume_bytes, volume_allocated_bytes   the store, now
@@ -91,6 +92,9 @@ char *dn_stats_render(struct dn_node *n)
 	counter(&sb, "disagg_devnode_bad_frames_total", "Frames that failed validation.",
 		&s->bad_frames);
 	counter(&sb, "disagg_devnode_auth_failures_total", "AUTHs refused.", &s->auth_failed);
+	counter(&sb, "disagg_devnode_tls_failures_total",
+		"TLS handshakes refused (no, a bad or an anonymous certificate) or timed out.",
+		&s->tls_failures);
 	counter(&sb, "disagg_devnode_grants_rejected_total", "BLK_OPENs refused for their grant.",
 		&s->grants_refused);
 	counter(&sb, "disagg_devnode_denied_requests_total",

@@ -8,7 +8,7 @@
  *
  * --new-ca writes DIR/ca.key (0600) and DIR/ca.pem. --issue makes a new
  * Ed25519 key (FILE, 0600) and a certificate signed by the CA that binds
- * the node id and its role (compute, memory, orchestrator) as the URIs
+ * the node id and its role (compute, memory, orchestrator, device) as the URIs
  * disagg://node/ID and disagg://role/ROLE. --show prints a certificate's
  * identity. Nothing existing is overwritten.
  */
@@ -28,7 +28,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: disagg-cert --new-ca DIR [--name CN] [--days N]\n"
-	      "       disagg-cert --ca DIR --issue ID --role compute|memory|orchestrator\n"
+	      "       disagg-cert --ca DIR --issue ID --role compute|memory|orchestrator|device\n"
 	      "                   --cert FILE --key FILE [--days N]\n"
 	      "       disagg-cert --show FILE\n"
 	      "\n"

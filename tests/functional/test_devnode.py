@@ -306,12 +306,12 @@ def test_health_and_metrics(devnodes, key):
     assert metric(d, "disagg_devnode_volume_bytes") == 4 * MiB
 
 
-def test_refuses_tls_and_bad_options(tmp_path, keyfile):
+def test_bad_options(tmp_path, keyfile):
     exe = find_prog("disagg-devnode")
     base = [exe, "--data", str(tmp_path / "v"), "--key", keyfile, "--grant-pubkey",
             dp.grant_files(keyfile)[1], "--node-id", "5"]
     import subprocess
-    for extra, words in ((["--tls-ca", "x", "--tls-cert", "y", "--tls-key", "z"], "tls"),
+    for extra, words in ((["--tls-ca", "x", "--tls-cert", "y", "--tls-key", "z"], "tls key z"),
                          (["--fabric-plaintext", "--depth", "0"], "depth"),
                          ([], "plaintext")):
         p = subprocess.run(base + extra, capture_output=True, text=True, timeout=20)
@@ -359,3 +359,36 @@ def test_the_c_client_agrees_with_the_node(devnodes, key, keyfile, tmp_path):
     assert [x["name"] for x in vols] == ["c1"]
     dnctl(d, keyfile, "vol-delete", "c1")
     assert json.loads(dnctl(d, keyfile, "vol-ls").stdout) == []
+
+
+def test_tls_fabric(tmp_path, keyfile, key, fabric):
+    """The device node on a TLS fabric: its certificate has role device; the
+    Python client and disagg-dnctl speak TLS to it; a plaintext client gets
+    nothing."""
+    argv = [find_prog("disagg-devnode"), "--data", str(tmp_path / "tv"), "--listen",
+            "127.0.0.1:0", "--http", "127.0.0.1:0", "--api-open", "--key", keyfile,
+            "--grant-pubkey", dp.grant_files(keyfile)[1], "--node-id", str(DEVNODE),
+            *progs.fabric_args(DEVNODE, "device")]
+    d = Daemon(argv, str(tmp_path / "devnode-tls.log"), r"listening on (\S+)(?: http (?P<http>\S+))?")
+    d.node_id = DEVNODE
+    try:
+        o = dp.DevConn(d.addr).login(key, 1)
+        v = o.vol("VOL_CREATE", "t1", 4 * MiB)
+        c = dp.DevConn(d.addr).login(key, CLIENT, orch=False)
+        h, _ = c.blk_open(dp.volume_grant(key, DEVNODE, CLIENT, v["key"]), "t1")
+        data = os.urandom(64 * 1024)
+        c.blk_write(h, 0, data)
+        assert c.blk_read(h, 0, len(data)) == data
+        # The C client over TLS, with the orchestrator's certificate.
+        import subprocess
+        p = subprocess.run([find_prog("disagg-dnctl"), "--addr", d.addr, "--key", keyfile,
+                            "--node-id", "1", "--grant-key", dp.grant_files(keyfile)[0],
+                            *progs.fabric_args(1, "orchestrator"), "vol-ls"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and json.loads(p.stdout)[0]["name"] == "t1", p.stderr
+        # Plaintext: the handshake fails and the connection is closed.
+        with pytest.raises((ConnectionError, OSError, dp.ProtoError)):
+            dp.DevConn(d.addr, tls=False).login(key, CLIENT, orch=False)
+        assert metric(d, "disagg_devnode_tls_failures_total") >= 1
+    finally:
+        assert d.stop() == 0

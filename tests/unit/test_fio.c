@@ -215,7 +215,8 @@ static int pair_open(struct pair *p, int sndbuf)
 	p->w.fd = p->sfd;
 	if (pthread_create(&t, NULL, server_hs_main, p) != 0)
 		return -EAGAIN;
-	r = tls_client_fio(cl_ctx, p->cfd, now_ns() + 10ull * 1000000000, 100, &p->cio, &peer);
+	r = tls_client_fio(cl_ctx, p->cfd, now_ns() + 10ull * 1000000000, CERT_ROLE_MEMORY, 100,
+			   &p->cio, &peer);
 	pthread_join(t, NULL);
 	if (r < 0)
 		return r;

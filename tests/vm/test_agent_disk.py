@@ -6,7 +6,8 @@ VM as a virtio-blk disk, being its vhost-user-blk back end (POST
 A real guest under the agent writes and verifies through the hot-plugged
 disk; the bytes are in the device node's volume file; after the detach the
 guest has no disk and the volume is closed on the node. A VM with remote
-memory is refused, and a VM with a disk takes no remote section.
+memory is refused, and a VM with a disk takes no remote section. The
+fabric is TLS, as deployed: the device node's certificate has role device.
 """
 import os
 import socket
@@ -33,7 +34,8 @@ def devnode(tmp_path, keyfile):
     d = vmlib.Proc([vmlib.find_prog("disagg-devnode"), "--data", data, "--listen",
                     f"127.0.0.1:{free_port()}", "--key", keyfile, "--grant-pubkey",
                     dp.grant_files(keyfile)[1], "--node-id", str(DEVNODE),
-                    "--fabric-plaintext"], tmp_path / "devnode.log", r"listening on (\S+)")
+                    *vmlib.fabric().args(DEVNODE, "device")], tmp_path / "devnode.log",
+                   r"listening on (\S+)")
     d.addr, d.data = d.match.group(1), data
     yield d
     assert d.stop() == 0
@@ -47,14 +49,14 @@ def agent(tmp_path, keyfile):
 
 
 def volume(d, key, name, size=32 * MiB):
-    c = dp.DevConn(d.addr, tls=False).login(key, 9)
+    c = dp.DevConn(d.addr).login(key, 9)
     v = c.vol("VOL_CREATE", name, size)
     c.close()
     return v, dp.volume_grant(key, DEVNODE, AGENT, v["key"]).hex()
 
 
 def users(d, key, name):
-    c = dp.DevConn(d.addr, tls=False).login(key, 9)
+    c = dp.DevConn(d.addr).login(key, 9)
     try:
         return c.vol("VOL_STAT", name)["users"]
     finally:

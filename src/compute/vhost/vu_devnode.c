@@ -383,7 +383,6 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	if (!s)
 		return -ENOMEM;
 	s->conf = *conf;
-	s->conf.conn.plaintext = true;   /* the device node does not speak TLS yet */
 	snprintf(s->volume, sizeof(s->volume), "%s", conf->volume);
 	s->conf.volume = s->volume;
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -32,7 +32,9 @@
 #include "grant.h"
 #include "log.h"
 #include "macro.h"
+#include "mnclient.h"
 #include "opts.h"
+#include "tls.h"
 #include "vu_blk.h"
 #include "vu_devnode.h"
 #include "vu_file.h"
@@ -59,11 +61,13 @@ static void usage(FILE *f)
 	      "  --socket PATH     the socket to listen on (made; an old one is replaced)\n"
 	      "  --file FILE       the disk: a regular file (its size, a multiple of 512)\n"
 	      "                    or a block device\n"
-	      "  --devnode ADDR    the device node (plaintext fabric) ...\n"
+	      "  --devnode ADDR    the device node ...\n"
 	      "  --volume NAME     ... its volume ...\n"
 	      "  --grant HEX       ... a grant for it held by --node-id (disagg-dnctl grant)\n"
 	      "  --key FILE        the cluster key\n"
 	      "  --node-id ID      our node id (the grant's holder)\n"
+	      "  --tls-ca F --tls-cert F --tls-key F   TLS to the device node, with a compute\n"
+	      "                    node's certificate of --node-id (default: plain TCP)\n"
 	      "  --outage-ms MS    while the device node is unreachable the guest's requests\n"
 	      "                    wait this long, then fail with EIO (default 30000; 0: at once)\n"
 	      "  --read-only       the guest sees a read-only disk\n"
@@ -195,6 +199,7 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'K' },
 		{ "node-id", required_argument, NULL, 'N' },
 		{ "outage-ms", required_argument, NULL, 'O' },
+		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -202,6 +207,8 @@ int main(int argc, char **argv)
 	const char *sock = NULL, *path = NULL, *grant = NULL, *keyfile = NULL;
 	struct vu_devnode_conf dc = { .outage_ms = 30000 };
 	struct vu_devnode *dn = NULL;
+	struct fabric_conf fabric = { 0 };
+	struct tls_ctx *tls = NULL;
 	struct auth_key key;
 	struct sigaction sa = { .sa_handler = on_signal };
 	struct vu_file file = { .fd = -1 };
@@ -210,6 +217,8 @@ int main(int argc, char **argv)
 
 	log_init(argv[0]);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (fabric_opt(c, optarg, &fabric))
+			continue;
 		switch (c) {
 		case 's':
 			sock = optarg;
@@ -267,6 +276,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!path && fabric.ca) {
+		fabric.plaintext = false;
+		if (tls_ctx_new(&fabric, CERT_ROLE_COMPUTE, dc.conn.node_id, &tls) < 0)
+			return 1;
+		mnc_set_tls(tls);
+	}
 	if (path)
 		r = open_file(path, &conf, &file);
 	else
@@ -289,6 +304,8 @@ int main(int argc, char **argv)
 	if (path)
 		close(file.fd);
 	vu_devnode_free(dn);
+	mnc_set_tls(NULL);
+	tls_ctx_free(tls);
 	if (r < 0)
 		log_error("%s", strerror(-r));
 	return r < 0 ? 1 : 0;

@@ -199,7 +199,8 @@ static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q
 	snprintf(dk->serial, sizeof(dk->serial), "%s", q->serial ? q->serial : q->volume);
 	dk->readonly = q->readonly;
 	dk->conf.readonly = q->readonly;
-	dk->conf.num_queues = 1;
+	/* A queue per vCPU (the guest's blk-mq maps them), served by the disk's one thread. */
+	dk->conf.num_queues = MAX(1u, MIN(vm->spec.vcpus, VU_BLK_MAX_QUEUES));
 	dk->conf.serial = dk->serial;
 	dk->conf.discard = dk->conf.write_zeroes = true;
 	return 0;
@@ -244,7 +245,7 @@ static int qmp_plug(struct vm *vm, struct vm_disk *dk, char *err, size_t errlen)
 	if (r == 0)
 		r = qmp_executef(vm->qmp, QMP_MS, NULL, "device_add", "{s:s, s:s, s:s, s:i}",
 				 "driver", "vhost-user-blk-pci", "id", dk->id, "chardev", chr,
-				 "num-queues", 1);
+				 "num-queues", (int)dk->conf.num_queues);
 	if (r < 0) {
 		snprintf(err, errlen, "QEMU: %s", r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
 		(void)qmp_executef(vm->qmp, QMP_MS, NULL, "chardev-remove", "{s:s}", "id", chr);
@@ -275,9 +276,10 @@ static int qmp_unplug(struct vm *vm, struct vm_disk *dk, char *err, size_t errle
 
 static json_t *disk_json(const struct vm_disk *dk)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s}", "id", dk->id, "volume", dk->volume,
-			 "devnode", dk->devnode, "size", (json_int_t)dk->conf.capacity, "read_only",
-			 dk->readonly, "serial", dk->serial, "socket", dk->sock);
+	return json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:i}", "id", dk->id, "volume",
+			 dk->volume, "devnode", dk->devnode, "size", (json_int_t)dk->conf.capacity,
+			 "read_only", dk->readonly, "serial", dk->serial, "socket", dk->sock, "queues",
+			 (int)dk->conf.num_queues);
 }
 
 static int attach(struct vm *vm, const struct disk_req *q, json_t **ret, char *err,

@@ -65,11 +65,12 @@ def users(d, key, name):
 
 def test_attach_write_verify_detach(agent, devnode, key):
     v, grant = volume(devnode, key, "data1")
-    agent.create("vm1", [{"kind": "local"}, {"kind": "local"}])
+    agent.create("vm1", [{"kind": "local"}, {"kind": "local"}], vcpus=2)
     assert agent.guest("vm1", "DISKS")["disks"] == ""
     d = agent.call("POST", "/v1/vms/vm1/disks", {"volume": "data1", "devnode": devnode.addr,
                                                   "grant": grant, "serial": "data1"})
     assert d["id"] == "disk0" and d["size"] == 32 * MiB and d["volume"] == "data1"
+    assert d["queues"] == 2                  # one per vCPU
     assert users(devnode, key, "data1") == 1
     assert [x["id"] for x in agent.call("GET", "/v1/vms/vm1/disks")["disks"]] == ["disk0"]
     assert [x["id"] for x in agent.status("vm1")["disks"]] == ["disk0"]

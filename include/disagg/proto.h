@@ -588,6 +588,15 @@ _Static_assert(sizeof(struct proto_dir_ack) == 16, "dir_ack size");
  * once every write that was answered before the FLUSH arrived is on
  * stable storage (fdatasync): a write still in flight is not covered
  * (virtio-blk's rule). Reply: empty.
+ * Fencing: a volume has an ownership epoch (0 until raised). A writable
+ * BLK_OPEN through a grant of an older epoch is FENCED; one of a newer
+ * epoch raises the volume's (durably) and fences every handle of an older
+ * epoch. With PROTO_BLK_TAKEOVER it also fences the other handles of the
+ * same holder (a client that reconnects takes the volume back from its own
+ * lost connection). A fenced handle's BLK_WRITE, BLK_DISCARD,
+ * BLK_WRITE_ZEROES and BLK_FLUSH are FENCED; its reads go on. The open
+ * that fences answers once the fenced handles' writes in progress have
+ * completed (BUSY if they do not within 10 s).
  * Requests are answered as they complete, in any order; a connection
  * has at most the HELLO reply's max_inflight unanswered requests (the
  * node stops reading past that).
@@ -602,6 +611,7 @@ enum proto_blk_limits {
 
 enum proto_blk_flags {
 	PROTO_BLK_RDONLY = 1u << 0,    /* BLK_OPEN: reads only (the write right is not needed) */
+	PROTO_BLK_TAKEOVER = 1u << 1,  /* BLK_OPEN: fence this holder's other handles of the volume */
 };
 
 struct proto_blk_open_req {

@@ -101,7 +101,7 @@ int dnc_open(struct mnc *c, const struct proto_grant *g, const char *name, uint3
 
 	if (r < 0)
 		return r;
-	if (!g || !ret_handle || (flags & ~(uint32_t)PROTO_BLK_RDONLY) ||
+	if (!g || !ret_handle || (flags & ~(uint32_t)(PROTO_BLK_RDONLY | PROTO_BLK_TAKEOVER)) ||
 	    name_put(req.name, name) < 0)
 		return -EINVAL;
 	req.grant = *g;

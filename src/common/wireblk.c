@@ -100,7 +100,7 @@ int wire_blk_open_decode(const void *payload, size_t len, struct proto_blk_open_
 	if (r < 0)
 		return r;
 	wire_blk_open_req_swap(&m);
-	if (m.rsvd || (m.flags & ~(uint32_t)PROTO_BLK_RDONLY))
+	if (m.rsvd || (m.flags & ~(uint32_t)(PROTO_BLK_RDONLY | PROTO_BLK_TAKEOVER)))
 		return -EBADMSG;
 	r = wire_vol_name(m.name, ret_name);
 	if (r < 0)

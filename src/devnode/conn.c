@@ -187,6 +187,8 @@ static void slot_done(struct dn_conn *c, struct dn_slot *s, int res)
 	uint32_t status = res < 0 ? proto_errno_to_status(res) : PROTO_ST_OK;
 
 	c->handles[s->handle].inflight--;
+	if (op != PROTO_OP_BLK_READ)
+		dn_fence_write_end(&c->handles[s->handle].fence);   /* on the disk, or failed */
 	c->inflight--;
 	c->held -= s->buflen;
 	if (res < 0) {
@@ -443,6 +445,7 @@ static void conn_free(struct dn_conn *c)
 	for (unsigned i = 0; i < PROTO_BLK_MAX_HANDLES; i++) {
 		if (!c->handles[i].used)
 			continue;
+		dn_fence_leave(n->fences, &c->handles[i].fence);
 		close(c->handles[i].fd);
 		dn_volume_put(n->vols, c->handles[i].name);
 	}

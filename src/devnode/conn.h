@@ -30,6 +30,7 @@ struct dn_handle {
 	unsigned inflight;                 /* requests on the ring */
 	uint64_t size;
 	char name[PROTO_VOL_NAME_SIZE];
+	struct dn_fence fence;             /* its epoch, and whether it was fenced */
 };
 struct dn_handle *dn_conn_handles(struct dn_conn *c);
 /*

@@ -27,6 +27,7 @@
 
 #include "auth.h"
 #include "blkio.h"
+#include "fence.h"
 #include "grant.h"
 #include "hsserver.h"
 #include "metrics.h"
@@ -83,6 +84,7 @@ struct dn_node {
 	struct grant_key *grant_key;       /* public half: grants and the orchestrator */
 	struct tls_ctx *tls;               /* TLS on the fabric, or NULL: plaintext */
 	struct dn_volumes *vols;
+	struct dn_fences *fences;          /* who may write which volume (fence.h) */
 	struct dn_limits limits;
 	struct dn_stats stats;
 	_Atomic bool stopping;

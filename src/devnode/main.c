@@ -375,6 +375,9 @@ static int open_node(const struct dn_opts *o, struct dn_node *n)
 	r = tls_ctx_new(&o->fabric, CERT_ROLE_DEVICE, o->node_id, &n->tls);
 	if (r < 0)
 		return r;
+	r = dn_fences_new(&n->fences);
+	if (r < 0)
+		return r;
 	r = dn_volumes_open(o->data, &n->vols);
 	if (r < 0)
 		log_error("cannot open the volume store %s: %s", o->data, strerror(-r));
@@ -458,6 +461,7 @@ out:
 	dn_conn_stop_all(n);
 	if (n->vols)
 		dn_volumes_close(n->vols);
+	dn_fences_free(n->fences);
 	grant_key_free(n->grant_key);
 	tls_ctx_free(n->tls);
 	memset(&n->key, 0, sizeof(n->key));

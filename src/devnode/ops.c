@@ -144,12 +144,25 @@ static int handle_open(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 	r = dn_volume_key(fd, &key);
 	if (r == 0 && key != wire_vol_key_of_grant(&req.grant))
 		r = grant_refused(c, name, -ESTALE);
+	if (r == 0) {
+		r = dn_fence_join(n->fences, name, key, fd, dn_conn_peer(c)->peer_id, req.grant.epoch,
+				  !rdonly, req.flags & PROTO_BLK_TAKEOVER, &hs[i].fence);
+		if (r == -EKEYREVOKED)
+			log_info("BLK_OPEN of %s by node %llu refused: epoch %u is over", name,
+				 (unsigned long long)dn_conn_peer(c)->peer_id, req.grant.epoch);
+		if (r == -ETIMEDOUT)
+			r = -EBUSY;
+	}
 	if (r < 0) {
 		close(fd);
 		dn_volume_put(n->vols, name);
 		return r;
 	}
-	hs[i] = (struct dn_handle){ .used = true, .rdonly = rdonly, .fd = fd, .size = size };
+	hs[i].used = true;
+	hs[i].rdonly = rdonly;
+	hs[i].fd = fd;
+	hs[i].inflight = 0;
+	hs[i].size = size;
 	memcpy(hs[i].name, name, sizeof(name));
 	log_debug("node %llu opened %s (handle %u%s)", (unsigned long long)dn_conn_peer(c)->peer_id,
 		  name, i, rdonly ? ", read-only" : "");
@@ -180,6 +193,7 @@ static int handle_close(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p
 		return -ENOENT;
 	if (hd->inflight)
 		return -EBUSY;       /* answer its requests first */
+	dn_fence_leave(dn_conn_node(c)->fences, &hd->fence);
 	close(hd->fd);
 	dn_volume_put(dn_conn_node(c)->vols, hd->name);
 	hd->used = false;
@@ -214,6 +228,8 @@ static int handle_io(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 		return -EPERM;
 	if (req.offset + req.len > hd->size)
 		return -ERANGE;
+	if (h->opcode != PROTO_OP_BLK_READ && !dn_fence_write_begin(&hd->fence))
+		return -EKEYREVOKED;   /* a newer owner holds the volume */
 	rq = (struct dn_blk_req){ .op = ops[h->opcode], .fd = hd->fd, .off = req.offset,
 				  .len = req.len };
 	if (h->opcode == PROTO_OP_BLK_READ) {
@@ -229,10 +245,14 @@ static int handle_io(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 		rq.buf = buf ? buf + sizeof(struct proto_blk_io) : NULL;
 	}
 	if (!buf && (h->opcode == PROTO_OP_BLK_READ || h->opcode == PROTO_OP_BLK_WRITE))
-		return -ENOMEM;
-	r = dn_conn_submit(c, h, &rq, req.handle, buf);
-	if (r < 0)
+		r = -ENOMEM;
+	else
+		r = dn_conn_submit(c, h, &rq, req.handle, buf);
+	if (r < 0) {
 		free(buf);
+		if (h->opcode != PROTO_OP_BLK_READ)
+			dn_fence_write_end(&hd->fence);
+	}
 	return r;
 }
 
@@ -249,8 +269,13 @@ static int handle_flush(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p
 	hd = handle_of(c, req.handle);
 	if (!hd)
 		return -ENOENT;
+	if (!dn_fence_write_begin(&hd->fence))
+		return -EKEYREVOKED;
 	rq = (struct dn_blk_req){ .op = DN_BLK_FLUSH, .fd = hd->fd };
-	return dn_conn_submit(c, h, &rq, req.handle, NULL);
+	r = dn_conn_submit(c, h, &rq, req.handle, NULL);
+	if (r < 0)
+		dn_fence_write_end(&hd->fence);
+	return r;
 }
 
 /* ---- volumes (the orchestrator's) ---------------------------------------------------- */

@@ -82,6 +82,7 @@ BLK_HANDLE = struct.Struct("<II")           # 8: handle, rsvd
 VOL_REQ = struct.Struct("<64sQII64s")       # 144: name, size, flags, rsvd, src
 VOLUME = struct.Struct("<64sQQQII")         # 96: name, size, allocated, key, users, flags
 BLK_RDONLY = 1
+BLK_TAKEOVER = 2
 VOL_SHRINK = VOL_REFLINKED = 1
 SECTOR = 512
 BLK_MAX_IO = 1 << 20

@@ -134,6 +134,7 @@ static struct dn_node *node_new(void)
 	n->key = fuzz_key;
 	n->grant_key = fuzz_gkey;
 	n->vols = fuzz_vols;
+	CHECK(dn_fences_new(&n->fences) == 0);
 	n->limits = (struct dn_limits){ .depth = 4, .max_conns = 4, .handshake_ms = 5000 };
 	pthread_mutex_init(&n->mu, NULL);
 	return n;
@@ -143,6 +144,7 @@ static void node_free(struct dn_node *n)
 {
 	dn_conn_stop_all(n);
 	CHECK(atomic_load(&n->stats.conns_open) == 0);
+	dn_fences_free(n->fences);
 	pthread_mutex_destroy(&n->mu);
 	free(n);
 }

@@ -175,8 +175,10 @@ static void test_open(void)
 	is(open_try(&m, 0, NULL, NULL), -EBADMSG, "BLK_OPEN empty");
 	m = mkopen("disk0", 5, 0, 1);
 	is(open_try(&m, sizeof(m), NULL, NULL), -EBADMSG, "BLK_OPEN rsvd nonzero");
-	m = mkopen("disk0", 5, 2, 0);
-	is(open_try(&m, sizeof(m), NULL, NULL), -EBADMSG, "BLK_OPEN unknown flag bit 1");
+	m = mkopen("disk0", 5, PROTO_BLK_TAKEOVER, 0);
+	is(open_try(&m, sizeof(m), NULL, NULL), 0, "BLK_OPEN flag TAKEOVER");
+	m = mkopen("disk0", 5, 4, 0);
+	is(open_try(&m, sizeof(m), NULL, NULL), -EBADMSG, "BLK_OPEN unknown flag bit 2");
 	m = mkopen("disk0", 5, PROTO_BLK_RDONLY | 0x80000000u, 0);
 	is(open_try(&m, sizeof(m), NULL, NULL), -EBADMSG, "BLK_OPEN unknown flag bit 31");
 	for (size_t i = 0; i < ARRAY_SIZE(bad_names); i++) {

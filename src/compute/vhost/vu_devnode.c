@@ -210,8 +210,12 @@ static int connect_open(struct vu_devnode *s)
 
 	if (r < 0)
 		return r;
-	r = dnc_open(c, &s->conf.grant, s->volume, s->conf.readonly ? PROTO_BLK_RDONLY : 0, &h,
-		     &size);
+	/*
+	 * TAKEOVER: a device node cut off from us may still serve our earlier
+	 * connection; its writes must not land after the ones sent again here.
+	 */
+	r = dnc_open(c, &s->conf.grant, s->volume,
+		     s->conf.readonly ? PROTO_BLK_RDONLY : PROTO_BLK_TAKEOVER, &h, &size);
 	if (r < 0) {
 		mnc_close(c);
 		return r;

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Ownership epochs and takeovers of volumes (fence.h).
+ */
+#include "fence.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "volume.h"
+
+#define EPOCH_XATTR "user.disagg.epoch"
+
+struct dn_fvol {
+	struct dn_fvol *next;
+	char name[DN_VOLUME_NAME_MAX + 1];
+	uint64_t key;                /* a volume made again under its name is another */
+	uint32_t epoch;
+	struct dn_fence *handles;
+};
+
+struct dn_fences {
+	pthread_mutex_t mu;
+	struct dn_fvol *vols;
+};
+
+int dn_fences_new(struct dn_fences **ret)
+{
+	struct dn_fences *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	pthread_mutex_init(&fs->mu, NULL);
+	*ret = fs;
+	return 0;
+}
+
+void dn_fences_free(struct dn_fences *fs)
+{
+	if (!fs)
+		return;
+	while (fs->vols) {
+		struct dn_fvol *v = fs->vols;
+
+		fs->vols = v->next;
+		free(v);
+	}
+	pthread_mutex_destroy(&fs->mu);
+	free(fs);
+}
+
+static int epoch_read(int fd, uint32_t *ret)
+{
+	uint8_t b[4];
+	ssize_t n = fgetxattr(fd, EPOCH_XATTR, b, sizeof(b));
+
+	if (n < 0 && errno == ENODATA) {
+		*ret = 0;
+		return 0;
+	}
+	if (n != (ssize_t)sizeof(b))
+		return n < 0 ? -errno : -EBADMSG;
+	*ret = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return 0;
+}
+
+/* The new epoch is on the disk before anyone is told (a restart keeps the fence). */
+static int epoch_write(int fd, uint32_t e)
+{
+	uint8_t b[4] = { e & 0xff, e >> 8 & 0xff, e >> 16 & 0xff, e >> 24 };
+
+	if (fsetxattr(fd, EPOCH_XATTR, b, sizeof(b), 0) < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* fs->mu held: the volume's entry, made (with its epoch from the file) if new. */
+static int vol_get(struct dn_fences *fs, const char *name, uint64_t key, int fd,
+		   struct dn_fvol **ret)
+{
+	struct dn_fvol *v;
+	int r;
+
+	for (v = fs->vols; v; v = v->next)
+		if (!strcmp(v->name, name) && v->key == key) {
+			*ret = v;
+			return 0;
+		}
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	r = epoch_read(fd, &v->epoch);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	v->key = key;
+	v->next = fs->vols;
+	fs->vols = v;
+	*ret = v;
+	return 0;
+}
+
+/* fs->mu held: the writes still on a ring of the fenced handles of v. */
+static unsigned fenced_writes(const struct dn_fvol *v)
+{
+	unsigned n = 0;
+
+	for (const struct dn_fence *h = v->handles; h; h = h->next)
+		if (atomic_load(&h->fenced))
+			n += atomic_load(&h->writes);
+	return n;
+}
+
+int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, uint64_t holder,
+		  uint32_t epoch, bool writable, bool takeover, struct dn_fence *f)
+{
+	uint64_t end = now_ns() + DN_FENCE_WAIT_MS * 1000000ull;
+	struct dn_fvol *v;
+	bool fenced_some = false;
+	int r;
+
+	pthread_mutex_lock(&fs->mu);
+	r = vol_get(fs, name, key, fd, &v);
+	if (r == 0 && writable && epoch < v->epoch)
+		r = -EKEYREVOKED;
+	if (r == 0 && epoch > v->epoch)
+		r = epoch_write(fd, epoch);
+	if (r < 0) {
+		pthread_mutex_unlock(&fs->mu);
+		return r;
+	}
+	if (epoch > v->epoch)
+		v->epoch = epoch;
+	for (struct dn_fence *h = v->handles; h; h = h->next) {
+		if (atomic_load(&h->fenced))
+			continue;
+		if (h->epoch < v->epoch || (takeover && h->holder == holder)) {
+			atomic_store(&h->fenced, true);
+			fenced_some = true;
+		}
+	}
+	/* Nothing fenced lands after this open's answer. */
+	while (fenced_some && fenced_writes(v)) {
+		pthread_mutex_unlock(&fs->mu);
+		if (now_ns() >= end)
+			return -ETIMEDOUT;
+		usleep(1000);
+		pthread_mutex_lock(&fs->mu);
+	}
+	*f = (struct dn_fence){ .next = v->handles, .vol = v, .holder = holder, .epoch = epoch,
+				.writable = writable };
+	v->handles = f;
+	pthread_mutex_unlock(&fs->mu);
+	return 0;
+}
+
+void dn_fence_leave(struct dn_fences *fs, struct dn_fence *f)
+{
+	pthread_mutex_lock(&fs->mu);
+	for (struct dn_fence **p = f->vol ? &f->vol->handles : NULL; p && *p; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	pthread_mutex_unlock(&fs->mu);
+	f->vol = NULL;
+}

@@ -1,15 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The volume catalog's machinery (volumes.h): records, operations' states,
- * device nodes (connections, their refusals, placement, their reports)
- * and settling what a restart interrupted.
- *
- * A device node is reached on a connection of its own per operation
- * (HELLO + AUTH with the cluster key and the orchestrator's proof under
- * our --node-id; VOL_* need that capability). Volume operations are few
- * and each waits for the disk, so nothing is cached. Device nodes do not
- * speak TLS yet: an orchestrator that does on the fabric refuses to reach
- * them (501) rather than fall back to plaintext on its own.
+ * device nodes (their refusals, placement, their reports; connections are
+ * in volumes_conn.c) and settling what a restart interrupted.
  *
  * What device nodes report (their volumes and bytes on disk, at each
  * heartbeat) is kept in memory: placement reads it, a restart forgets it
@@ -27,7 +20,6 @@
 
 #include "log.h"
 #include "macro.h"
-#include "tls.h"
 
 #define USAGE_NODES 256
 
@@ -219,32 +211,6 @@ int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct htt
 		e = -EINVAL;
 	}
 	return e;
-}
-
-int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
-{
-	struct mnc_opts opts = {
-		.addr = dn->addr,
-		.key = &o->key,
-		.orch_key = o->grant_key,
-		.node_id = o->node_id,
-		.timeout_ms = VOLUMES_TIMEOUT_MS,
-	};
-	int r;
-
-	if (tls_default())
-		return -EOPNOTSUPP;
-	r = dnc_connect(&opts, ret);
-	if (r < 0)
-		return r;
-	if (mnc_info(*ret)->node_id != dn->id) {
-		log_warn("device node at %s says it is node %" PRIu64 ", registered as %" PRIu64,
-			 dn->addr, mnc_info(*ret)->node_id, dn->id);
-		mnc_close(*ret);
-		*ret = NULL;
-		return -ESTALE;
-	}
-	return 0;
 }
 
 void volumes_node_error(struct http_resp *resp, const struct node_rec *dn, int r,

@@ -4,9 +4,11 @@
  * "Volumes"): what volumes.c offers volumes_api.c.
  *
  *   volumes.c      the catalog record and its JSON, operations' states,
- *                  connections to device nodes and what their refusals
- *                  mean, placement, what device nodes report, and settling
- *                  the operations a restart interrupted
+ *                  what device nodes' refusals mean, placement, what
+ *                  device nodes report, and settling the operations a
+ *                  restart interrupted
+ *   volumes_conn.c connections to device nodes (not in the API fuzzer,
+ *                  which answers for them)
  *   volumes_api.c  the /v1/volumes routes (create and clone, list, show,
  *                  resize, delete, grant) and the struct orch_volumes
  *                  table that main.c hands the orchestrator
@@ -25,9 +27,9 @@
 
 #include "dnclient.h"
 #include "orch.h"
+#include "volumes_conn.h"
 
 #define VOLUMES_MAX_SIZE (1ull << 44)     /* 16 TiB: the device node's limit */
-#define VOLUMES_TIMEOUT_MS 5000           /* connect and handshake; VOL_* wait ten times it */
 #define VOLUMES_GRANT_TTL_MAX 86400
 
 /* 500 for a store failure. */
@@ -60,13 +62,6 @@ int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
 
 /* Node `id` as a device node: 0, or -errno with 404 / 400 (another kind) / 500 answered. */
 int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct http_resp *resp);
-/*
- * An authenticated connection to device node dn, with the orchestrator's
- * capability: 0, -EOPNOTSUPP when this orchestrator speaks TLS on the
- * fabric (device nodes do not yet), -ESTALE when the node at dn's address
- * has another id, or dnc_connect()'s -errno.
- */
-int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret);
 /*
  * Answer for device node dn's failure r; the message is fmt's text, then
  * why: 503 node_unreachable, 501 devnode_no_tls, 409 exists, volume_open,

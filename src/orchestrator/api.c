@@ -4,7 +4,7 @@
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
  * nodes.c, slots.c and migrate*.c, shared regions in regions*.c, volumes
- * in volumes*.c.
+ * (and the disks of slots, /v1/slots/NAME/disks) in volumes*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -60,6 +60,9 @@ static const char *const route_names[RT__MAX] = {
 	[RT_VOLUMES_RESIZE] = "volumes_resize",
 	[RT_VOLUMES_DELETE] = "volumes_delete",
 	[RT_VOLUMES_GRANT] = "volumes_grant",
+	[RT_DISKS_LIST] = "disks_list",
+	[RT_DISKS_ATTACH] = "disks_attach",
+	[RT_DISKS_DETACH] = "disks_detach",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
 	[RT_HEALTHZ] = "healthz",
@@ -441,12 +444,14 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 		return RT_SLOTS_CONSOLE;
 	}
 	if (strcmp(tail, "/migrate") == 0) {
-		if (is_method(req, "POST"))
-			migrate_compute(o, name, req, resp);
-		else
+		if (!is_method(req, "POST"))
 			method_not_allowed(resp, "POST");
+		else if (!o->volumes || o->volumes->slot_movable(o, name, resp))
+			migrate_compute(o, name, req, resp);
 		return RT_SLOTS_MIGRATE;
 	}
+	if (o->volumes && strncmp(tail, "/disks", 6) == 0 && (tail[6] == '\0' || tail[6] == '/'))
+		return o->volumes->slot_disks(o, name, tail + 6, req, resp);
 	if (strcmp(tail, "/migrate-memory") == 0) {
 		if (is_method(req, "POST"))
 			migrate_memory(o, name, req, resp);

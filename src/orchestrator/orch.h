@@ -83,6 +83,9 @@ enum orch_route {
 	RT_VOLUMES_RESIZE,
 	RT_VOLUMES_DELETE,
 	RT_VOLUMES_GRANT,
+	RT_DISKS_LIST,
+	RT_DISKS_ATTACH,
+	RT_DISKS_DETACH,
 	RT_SECTIONS,
 	RT_EVENTS,
 	RT_HEALTHZ,
@@ -177,6 +180,22 @@ struct orch_volumes {
 	void (*node_json)(struct orch *o, const struct node_rec *n, json_t *j);
 	/* GET /metrics: volumes by state and their bytes. */
 	void (*metrics)(struct orch *o, struct strbuf *sb);
+	/*
+	 * The /v1/slots/NAME/disks paths of slot `slot` (volumes attached to
+	 * it); rest follows "/disks" ("" or "/VOLUME").
+	 */
+	enum orch_route (*slot_disks)(struct orch *o, const char *slot, const char *rest,
+				      const struct http_req *req, struct http_resp *resp);
+	/* GET /v1/slots/NAME and the like: slot s's disks added to j (when it has any). */
+	void (*slot_json)(struct orch *o, const struct slot_rec *s, json_t *j);
+	/*
+	 * Slot s is being deleted: 0, or -EBUSY with 409 busy answered while a
+	 * volume attached to it is in an operation (the delete stops). Its
+	 * volumes are detached by the delete itself (their slot goes).
+	 */
+	int (*slot_deleting)(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
+	/* May slot `name` move to another compute node? false: 409 disks_attached answered. */
+	bool (*slot_movable)(struct orch *o, const char *name, struct http_resp *resp);
 };
 
 struct orch {

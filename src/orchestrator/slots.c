@@ -77,6 +77,8 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 			for (size_t i = 0; i < n; i++)
 				json_array_append_new(arr, slots_section_json(&secs[i]));
 		json_object_set_new(j, "sections", arr);
+		if (o->volumes)
+			o->volumes->slot_json(o, s, j);
 	}
 	return j;
 }
@@ -150,6 +152,14 @@ int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slo
 	return o->store->ops->event_add(o->store, kind, node, slot, msg);
 }
 
+static void placement_from(const struct slot_rec *s, json_t *cons, struct placement_req *pr)
+{
+	pr->vcpus = s->vcpus;
+	pr->policy = s->policy;
+	pr->compute_labels = cons ? json_object_get(cons, "compute") : NULL;
+	pr->memory_labels = cons ? json_object_get(cons, "memory") : NULL;
+}
+
 /*
  * Allocate one remote section for slot `s` on a placed memory node,
  * placing it again elsewhere when the node is full or unreachable. `mn` is
@@ -184,8 +194,6 @@ static int alloc_remote(struct orch *o, const struct slot_rec *s, const struct p
 			return r;
 	}
 }
-
-static void placement_from(const struct slot_rec *s, json_t *cons, struct placement_req *pr);
 
 int slots_alloc_section(struct orch *o, const struct slot_rec *s, struct node_rec *ret_mn,
 			uint32_t *ret_sec, uint32_t *ret_gen, char *why, size_t whylen)
@@ -375,14 +383,6 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 		a->cons = v;
 	}
 	return 0;
-}
-
-static void placement_from(const struct slot_rec *s, json_t *cons, struct placement_req *pr)
-{
-	pr->vcpus = s->vcpus;
-	pr->policy = s->policy;
-	pr->compute_labels = cons ? json_object_get(cons, "compute") : NULL;
-	pr->memory_labels = cons ? json_object_get(cons, "memory") : NULL;
 }
 
 /* ---- create -------------------------------------------------------------- */
@@ -814,14 +814,12 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		have++;
 		next_idx++;
 		nlocal += local;
-		s.memory = (uint64_t)have * o->section_size;
 	}
 	while (r == 0 && have > want) {
 		r = shrink_one(o, &s, &c, &secs[have - 1], resp);
 		if (r < 0)
 			break;
 		have--;
-		s.memory = (uint64_t)have * o->section_size;
 	}
 	s.memory = (uint64_t)have * o->section_size;
 	slots_end_op(o, &s, "running");
@@ -852,7 +850,8 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 		snprintf(prev, sizeof(prev), "%s", s.state);
 	if (slots_begin_op(o, name, NULL, "deleting", &s, resp) < 0)
 		return;
-	if (o->regions && o->regions->slot_deleting(o, &s, prev, resp) < 0) {
+	if ((o->volumes && o->volumes->slot_deleting(o, &s, resp) < 0) ||
+	    (o->regions && o->regions->slot_deleting(o, &s, prev, resp) < 0)) {
 		slots_end_op(o, &s, prev);
 		return;
 	}

@@ -132,8 +132,12 @@ struct volume_rec {
 	uint64_t key;                    /* the device node's random key, which grants name; 0 while creating */
 	bool image;                      /* a base image */
 	char origin[STORE_NAME_MAX];     /* the volume it was cloned from; "" = none */
-	int64_t slot_id;                 /* the slot it is attached to; 0 = none */
+	int64_t slot_id;                 /* the slot it is attached to (or being attached to,
+					    detached from); 0 = none */
 	char slot[STORE_NAME_MAX];       /* that slot's name, filled by volume_get/volume_list */
+	char disk[16];                   /* the compute agent's id of the disk ("disk0"); "" = not
+					    known (read as "" while slot_id is 0) */
+	bool read_only;                  /* attached read-only */
 	int64_t run;                     /* the orchestrator run whose operation it is in (state != ready) */
 	int64_t created;
 };
@@ -236,8 +240,9 @@ struct store_ops {
 
 /*
  * The volume catalog. volume_insert sets rec->id (-EEXIST: the name is
- * taken); volume_update writes state, size, key, slot_id and run. Lists
- * are ordered by name; devnode 0 = every device node.
+ * taken); volume_update writes state, size, key, slot_id, disk,
+ * read_only and run. Lists are ordered by name; devnode 0 = every device
+ * node.
  */
 struct store_volume_ops {
 	int (*volume_insert)(struct store *s, struct volume_rec *rec);

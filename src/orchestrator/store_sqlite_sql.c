@@ -120,6 +120,9 @@ const char *const store_sqlite_migrations[] = {
 	"  run INTEGER NOT NULL DEFAULT 0,"
 	"  created INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS volumes_devnode ON volumes(devnode);",
+	/* 7 -> 8: a volume attached to a slot: the compute agent's disk id, read-only or not. */
+	("ALTER TABLE volumes ADD COLUMN disk TEXT NOT NULL DEFAULT '';"
+	 "ALTER TABLE volumes ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;"),
 };
 
 
@@ -140,7 +143,8 @@ const char *const store_sqlite_migrations[] = {
 	"v.id, v.name, v.state, v.devnode, v.size, v.key, v.image, v.origin, "         \
 	"COALESCE(v.slot_id, 0), "                                                      \
 	"COALESCE((SELECT s.name FROM slots s WHERE s.id = v.slot_id), ''), v.run, "  \
-	"v.created "
+	"v.created, CASE WHEN v.slot_id IS NULL THEN '' ELSE v.disk END, "              \
+	"v.slot_id IS NOT NULL AND v.read_only != 0 "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -237,7 +241,7 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_VOL_LIST] = "SELECT " VOLUME_COLS "FROM volumes v WHERE (?1 = 0 OR v.devnode = ?1) "
 		       "ORDER BY v.name",
 	[Q_VOL_UPDATE] = "UPDATE volumes SET state = ?2, size = ?3, key = ?4, "
-			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
+			 "slot_id = NULLIF(?5, 0), run = ?6, disk = ?7, read_only = ?8 WHERE id = ?1",
 	[Q_VOL_DELETE] = "DELETE FROM volumes WHERE id = ?1",
 };
 

@@ -4,8 +4,10 @@
  * store_volume_ops): the table `volumes` of schema version 7 (name,
  * device node, size, key, image flag, the volume it was cloned from, the
  * slot it is attached to, and the state and run of an operation in
- * progress), in the same database and on the same connection as the rest,
- * so that a volume's row and its event share a transaction.
+ * progress; version 8 adds the attached disk's id on its compute agent
+ * and whether it is read-only), in the same database and on the same
+ * connection as the rest, so that a volume's row and its event share a
+ * transaction.
  */
 #include "store_sqlite_volumes.h"
 
@@ -28,6 +30,8 @@ static void read_volume(sqlite3_stmt *p, struct volume_rec *o)
 	sq_copy_text(o->slot, sizeof(o->slot), p, 9);
 	o->run = sqlite3_column_int64(p, 10);
 	o->created = sqlite3_column_int64(p, 11);
+	sq_copy_text(o->disk, sizeof(o->disk), p, 12);
+	o->read_only = sqlite3_column_int(p, 13) != 0;
 }
 
 static int sq_volume_insert(struct store *s, struct volume_rec *o)
@@ -112,6 +116,8 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 		sqlite3_bind_int64(p, 4, (int64_t)o->key);
 		sqlite3_bind_int64(p, 5, o->slot_id);
 		sqlite3_bind_int64(p, 6, o->run);
+		sq_bind_text(p, 7, o->slot_id ? o->disk : "");
+		sqlite3_bind_int(p, 8, o->slot_id && o->read_only);
 		r = sq_one_row(st, p, "volume_update");
 	}
 	sq_unlock(st);

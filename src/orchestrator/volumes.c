@@ -2,7 +2,9 @@
 /*
  * The volume catalog's machinery (volumes.h): records, operations' states,
  * device nodes (their refusals, placement, their reports; connections are
- * in volumes_conn.c) and settling what a restart interrupted.
+ * in volumes_conn.c), what a compute agent says of a volume attached to
+ * one of its VMs, and settling what a restart interrupted (an attach or
+ * detach: from the slot's agent; anything else: from the device node).
  *
  * What device nodes report (their volumes and bytes on disk, at each
  * heartbeat) is kept in memory: placement reads it, a restart forgets it
@@ -66,6 +68,10 @@ json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live)
 		      "key", v->key ? json_string(key) : json_null(), "image", v->image, "origin",
 		      v->origin[0] ? json_string(v->origin) : json_null(), "attached",
 		      v->slot_id ? json_string(v->slot) : json_null(), "created", created);
+	if (j && v->slot_id) {
+		json_object_set_new(j, "disk", v->disk[0] ? json_string(v->disk) : json_null());
+		json_object_set_new(j, "read_only", json_boolean(v->read_only));
+	}
 	if (j && live) {
 		json_object_set_new(j, "allocated", json_integer((json_int_t)live->allocated));
 		json_object_set_new(j, "open", json_integer(live->users));
@@ -412,6 +418,82 @@ void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j)
 	json_object_set_new(j, "catalog_bytes", json_integer((json_int_t)cat));
 }
 
+/* ---- the compute agents' disks --------------------------------------------------- */
+
+void volumes_detached(struct volume_rec *v)
+{
+	v->slot_id = 0;
+	v->slot[0] = v->disk[0] = '\0';
+	v->read_only = false;
+}
+
+int volumes_agent_disk(struct orch *o, const struct volume_rec *v, char id[VOLUMES_DISK_ID_MAX])
+{
+	_cleanup_free_ char *answer = NULL;
+	json_t *ans, *x;
+	struct slot_rec s;
+	struct node_rec c;
+	char path[128];
+	size_t i;
+	int r;
+
+	r = o->store->ops->slot_get(o->store, v->slot, &s);
+	if (r == -ENOENT)
+		return 0;       /* the slot is gone, and its VM with it */
+	if (r == 0)
+		r = o->store->ops->node_get(o->store, s.compute, &c);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "/v1/vms/%s/disks", s.name);
+	r = cclient_call(c.id, c.http, "GET", path, NULL, VOLUMES_AGENT_SHORT_MS, &answer);
+	if (r == 404)
+		return 0;       /* no such VM there */
+	if (r != 200)
+		return r < 0 ? r : -EPROTO;
+	ans = json_loads(answer ? answer : "", 0, NULL);
+	if (!json_is_array(json_object_get(ans, "disks"))) {
+		json_decref(ans);
+		return -EPROTO;
+	}
+	r = 0;
+	json_array_foreach(json_object_get(ans, "disks"), i, x) {
+		const char *vol = json_string_value(json_object_get(x, "volume"));
+		const char *d = json_string_value(json_object_get(x, "id"));
+
+		if (vol && d && !strcmp(vol, v->name) && strlen(d) < VOLUMES_DISK_ID_MAX) {
+			snprintf(id, VOLUMES_DISK_ID_MAX, "%s", d);
+			r = 1;
+			break;
+		}
+	}
+	json_decref(ans);
+	return r;
+}
+
+/*
+ * v was being attached to or detached from its slot when an earlier run
+ * stopped: the slot's agent says whether its VM has the disk. 0 (settled,
+ * `ready`, attached or not), or -errno (nobody can tell yet).
+ */
+static int settle_disk(struct orch *o, struct volume_rec *v)
+{
+	char was[STORE_STATE_MAX], id[VOLUMES_DISK_ID_MAX], slot[STORE_NAME_MAX];
+	int r = v->slot_id ? volumes_agent_disk(o, v, id) : 0;
+
+	if (r < 0)
+		return r;
+	snprintf(was, sizeof(was), "%s", v->state);
+	snprintf(slot, sizeof(slot), "%s", v->slot);
+	if (r == 1)
+		snprintf(v->disk, sizeof(v->disk), "%s", id);
+	else
+		volumes_detached(v);
+	return volumes_finish(o, v, "volume_settled",
+			      "volume %s was %s when the orchestrator stopped: %s%s%s%s", v->name,
+			      was, r == 1 ? "attached to slot " : "not attached", r == 1 ? slot : "",
+			      r == 1 ? " as " : "", r == 1 ? id : "");
+}
+
 /* ---- settling what a restart interrupted --------------------------------------- */
 
 int volumes_settle(struct orch *o, struct volume_rec *v)
@@ -423,6 +505,8 @@ int volumes_settle(struct orch *o, struct volume_rec *v)
 	bool made = strcmp(v->state, "creating") == 0, del = strcmp(v->state, "deleting") == 0;
 	int r;
 
+	if (!strcmp(v->state, "attaching") || !strcmp(v->state, "detaching"))
+		return settle_disk(o, v);
 	snprintf(was, sizeof(was), "%s", v->state);
 	r = o->store->ops->node_get(o->store, v->devnode, &dn);
 	if (r == 0)

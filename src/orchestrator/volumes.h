@@ -5,22 +5,25 @@
  *
  *   volumes.c      the catalog record and its JSON, operations' states,
  *                  what device nodes' refusals mean, placement, what
- *                  device nodes report, and settling the operations a
- *                  restart interrupted
+ *                  device nodes report, what a compute agent says of its
+ *                  disks, and settling the operations a restart interrupted
  *   volumes_conn.c connections to device nodes (not in the API fuzzer,
  *                  which answers for them)
  *   volumes_api.c  the /v1/volumes routes (create and clone, list, show,
  *                  resize, delete, grant) and the struct orch_volumes
  *                  table that main.c hands the orchestrator
+ *   volumes_disks.c volumes attached to slots as disks: the
+ *                  /v1/slots/NAME/disks routes (volumes_disks.h)
  *
  * An operation on a volume first moves it from `ready` into its own state
- * (resizing, deleting; cloning for the source of a clone; a new volume's
- * row is inserted `creating`) inside a store transaction, so that a
- * second one gets 409 busy, and records the orchestrator's run with it.
- * It ends in `ready` again, or the row goes. A volume that an earlier run
- * left in an operation (a restart in the middle) is settled from its
- * device node's own answer (VOL_STAT): at start, and when it is used
- * again.
+ * (resizing, deleting; cloning for the source of a clone; attaching and
+ * detaching; a new volume's row is inserted `creating`) inside a store
+ * transaction, so that a second one gets 409 busy, and records the
+ * orchestrator's run with it. It ends in `ready` again, or the row goes.
+ * A volume that an earlier run left in an operation (a restart in the
+ * middle) is settled from its device node's own answer (VOL_STAT), or an
+ * attach or detach from its slot's compute agent: at start, and when it
+ * is used again.
  */
 #ifndef DISAGG_ORCH_VOLUMES_H
 #define DISAGG_ORCH_VOLUMES_H
@@ -31,6 +34,8 @@
 
 #define VOLUMES_MAX_SIZE (1ull << 44)     /* 16 TiB: the device node's limit */
 #define VOLUMES_GRANT_TTL_MAX 86400
+#define VOLUMES_AGENT_SHORT_MS 10000      /* a question to a compute agent */
+#define VOLUMES_DISK_ID_MAX 16            /* a compute agent's disk id ("disk0"), with its NUL */
 
 /* 500 for a store failure. */
 void volumes_store_error(struct http_resp *resp, int r);
@@ -89,8 +94,20 @@ void volumes_usage(struct orch *o, const struct node_rec *n, int64_t volumes, in
 /* Its members in GET /v1/nodes (struct orch_volumes.node_json). */
 void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j);
 
+/* v is attached to no slot (in memory: the caller records it). */
+void volumes_detached(struct volume_rec *v);
 /*
- * Settle v, left in an operation by an earlier run, from its device
+ * Ask the compute agent of v's slot whether the slot's VM has v attached:
+ * 1 (id: the agent's disk id), 0 (it has not, or the agent runs no such
+ * VM, or the slot is gone), or -errno (nobody can tell: the agent does not
+ * answer, or answers something else).
+ */
+int volumes_agent_disk(struct orch *o, const struct volume_rec *v, char id[VOLUMES_DISK_ID_MAX]);
+
+/*
+ * Settle v, left in an operation by an earlier run: an attach or detach
+ * from its slot's compute agent (volumes_agent_disk: 0, v `ready`,
+ * attached or not), any other from its device
  * node's VOL_STAT: 0 (v is `ready` now, with the node's size and key),
  * -ENOENT (it was being created or deleted and the node has no such
  * volume: its row is dropped), or another -errno (nobody can tell yet: v

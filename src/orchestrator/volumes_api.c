@@ -2,7 +2,8 @@
 /*
  * The /v1/volumes paths of the orchestrator's API (docs/api.md,
  * "Volumes"): create (and clone), list, show, resize, delete and grant,
- * and the struct orch_volumes table that main.c hands the orchestrator.
+ * and the struct orch_volumes table that main.c hands the orchestrator
+ * (with the disks of slots, volumes_disks.c).
  *
  * Each change is made on the device node first (VOL_*), then recorded
  * with its event. A new volume's row is inserted `creating` before the
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "macro.h"
 #include "volumes.h"
+#include "volumes_disks.h"
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -568,7 +570,7 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 static void metrics(struct orch *o, struct strbuf *sb)
 {
 	static const char *const states[] = { "creating", "ready", "resizing", "cloning",
-					      "deleting" };
+					      "deleting", "attaching", "detaching" };
 	_cleanup_free_ struct volume_rec *vs = NULL;
 	uint64_t bytes = 0;
 	size_t n = 0;
@@ -596,6 +598,10 @@ static const struct orch_volumes hooks = {
 	.usage = volumes_usage,
 	.node_json = volumes_node_json,
 	.metrics = metrics,
+	.slot_disks = disks_route,
+	.slot_json = disks_slot_json,
+	.slot_deleting = disks_slot_deleting,
+	.slot_movable = disks_slot_movable,
 };
 
 void volumes_start(struct orch *o)

@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for the orchestrator's REST API (src/orchestrator/
  * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c,
- * regions*.c):
+ * regions*.c, volumes*.c with the disks of slots):
  * routing, node ids and slot names in paths, strict JSON bodies,
  * registration and heartbeat documents, slot specifications, placement,
  * and the orchestrator's reading of the compute agents' answers.
@@ -16,7 +16,10 @@
  * ever contacted. When the script runs out, a compute agent has no VM (404),
  * except that a wait for a state is answered with that state (an agent
  * that gets there at once: the orchestrator's waiting loops end), and a
- * memory node is unreachable.
+ * memory node is unreachable. A device node never answers for real
+ * (volumes_connect fails with an error the script picks), so the catalog
+ * starts with device node 31 and its volumes v1 and v2 (an image) already
+ * in the store: what attaches to slots needs no device node.
  *
  * Input layout: number of requests (1), the requests (fuzz_http.h), then
  * the peer's script: for each compute call a 16-bit status (0: no answer),
@@ -35,6 +38,9 @@
 #include "orch.h"
 #include "regions_api.h"
 #include "store_sqlite.h"
+#include "store_sqlite_volumes.h"
+#include "volumes.h"
+#include "volumes_api.h"
 
 static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
 
@@ -207,6 +213,37 @@ int revoke_push(struct orch *o, struct mnc *c)
 	return mn_answer();
 }
 
+/* ---- the scripted device nodes ------------------------------------------- */
+
+int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
+{
+	uint8_t c = peer.n ? fz_u8(&peer) : 0;
+
+	*ret = NULL;
+	return c % 2 ? -EOPNOTSUPP : peer_errors[(c >> 1) % ARRAY_SIZE(peer_errors)];
+}
+
+/* Device node 31 and two volumes on it, as if created before. */
+static void seed_catalog(struct store *st)
+{
+	struct node_rec dn = { .id = 31, .registered = 1, .last_heartbeat = 1 };
+	struct volume_rec v = { .devnode = 31, .size = 1 << 20, .key = 0x1122334455667788ull,
+				.created = 1 };
+
+	snprintf(dn.kind, sizeof(dn.kind), "devnode");
+	snprintf(dn.name, sizeof(dn.name), "dn31");
+	snprintf(dn.addr, sizeof(dn.addr), "127.0.0.1:7301");
+	snprintf(dn.labels, sizeof(dn.labels), "{}");
+	CHECK(st->ops->node_put(st, &dn) == 0);
+	snprintf(v.name, sizeof(v.name), "v1");
+	snprintf(v.state, sizeof(v.state), "ready");
+	CHECK(st->vol->volume_insert(st, &v) == 0);
+	snprintf(v.name, sizeof(v.name), "v2");
+	v.image = true;
+	v.key++;
+	CHECK(st->vol->volume_insert(st, &v) == 0);
+}
+
 /* ---- requests --------------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -238,7 +275,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);
 	CHECK(store_sqlite_open(":memory:", &o->store) == 0);
+	store_sqlite_volumes(o->store);
+	seed_catalog(o->store);
 	regions_start(o);
+	volumes_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {
 		fz_http_serve(routes, nroutes, o, &reqs[i]);

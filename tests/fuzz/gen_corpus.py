@@ -573,6 +573,41 @@ def orch_api_seeds():
         b"\0\0" + cc_answer(200, {"dropped_pages": 0, "ms": 1}) +
         cc_answer(200, {"flushed_pages": 1, "ms": 1}) + cc_answer(200, {"flushed_pages": 0}) +
         b"\0\0" + b"\0")
+    # The catalog starts with device node 31 and volumes v1, v2 (fuzz_orch_api.c).
+    disk = {"id": "disk0", "volume": "v1", "devnode": "127.0.0.1:7301", "size": 1 << 20,
+            "read_only": False, "serial": "v1", "socket": "/run/x/disk0.sock"}
+    yield "disks", orch_input(regs + [
+        req("POST", "/v1/slots", dict(slot, remote_percent=0)),
+        req("POST", "/v1/slots/s1/disks", {"volume": "v1"}),
+        req("POST", "/v1/slots/s1/disks", {"volume": "v2", "read_only": True}),
+        req("GET", "/v1/slots/s1"), req("GET", "/v1/slots/s1/disks"),
+        req("GET", "/v1/slots/s1/disks/v1"), req("GET", "/v1/volumes/v1"),
+        req("DELETE", "/v1/volumes/v1"), req("POST", "/v1/slots/s1/migrate", {"to": 21}),
+        req("DELETE", "/v1/slots/s1/disks/v1"), req("DELETE", "/v1/slots/s1/disks/v2"),
+        req("DELETE", "/v1/slots/s1")],
+        cc_answer(201, vm) + cc_answer(201, disk) +
+        cc_answer(409, {"error": {"code": "remote_memory", "message": "not all local"}}) +
+        b"\x02" + cc_answer(200, {"detached": "disk0"}) + cc_answer(204))
+    yield "disks-unknown", orch_input(regs + [
+        req("POST", "/v1/slots", dict(slot, remote_percent=0)),
+        req("POST", "/v1/slots/s1/disks", {"volume": "v1", "read_only": False}),
+        req("DELETE", "/v1/slots/s1/disks/v1"),
+        req("POST", "/v1/slots/s1/disks", {"volume": "nope"}),
+        req("POST", "/v1/slots/nope/disks", {"volume": "v2"}),
+        req("DELETE", "/v1/slots/s1/disks/v2"), req("PUT", "/v1/slots/s1/disks")],
+        cc_answer(201, vm) + b"\x01\0\0\0" + b"\x02\0\0\0" + cc_answer(200, {"disks": [disk]}) +
+        cc_answer(504, {
+            "error": {"code": "detach_failed", "message": "the guest did not let go"}}))
+    yield "volumes", orch_input(regs + [
+        req("POST", "/v1/volumes", {"name": "v3", "size": "1M"}),
+        req("POST", "/v1/volumes", {"name": "v4", "size": 4096, "devnode": 31, "image": True}),
+        req("POST", "/v1/volumes", {"name": "v5", "from": "v2", "size": "2M"}),
+        req("GET", "/v1/volumes"), req("GET", "/v1/volumes?devnode=31"),
+        req("POST", "/v1/volumes/v1/resize", {"size": "2M"}),
+        req("POST", "/v1/volumes/v1/resize", {"size": 512, "shrink": True}),
+        req("POST", "/v1/volumes/v2/grant", {"holder": 21, "rights": "r", "ttl": 60}),
+        req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics")],
+        b"\x00\x01\x02\x03\x04\x05\x06\x07")
 
 
 TARGETS = {

@@ -86,6 +86,20 @@ static void slot_memory_summary(const json_t *slot, char *buf, size_t len)
 					k == 0 ? " on memnode " : ", ", nodes[k]);
 }
 
+/* "disks:  data1 as disk0 (rw), ..." (GET /v1/slots/NAME's "disks", the volumes attached). */
+static void print_disks(json_t *disks)
+{
+	json_t *d;
+	size_t i;
+
+	printf("%-15s", "disks:");
+	json_array_foreach(disks, i, d)
+		printf("%s %s as %s (%s)", i ? "," : "", jstr(d, "volume") ? jstr(d, "volume") : "?",
+		       jstr(d, "disk") ? jstr(d, "disk") : "?",
+		       json_is_true(json_object_get(d, "read_only")) ? "ro" : "rw");
+	putchar('\n');
+}
+
 static void print_slot(const json_t *slot)
 {
 	static const char *const keys[] = { "name", "state", "reason", "vcpus", "compute",
@@ -110,6 +124,8 @@ static void print_slot(const json_t *slot)
 		fmt_age(jstr(slot, "created"), age, sizeof(age));
 		printf("%-15s %s (%s ago)\n", "created:", jstr(slot, "created"), age);
 	}
+	if (json_array_size(json_object_get(slot, "disks")))
+		print_disks(json_object_get(slot, "disks"));
 	if (json_array_size(json_object_get(slot, "sections"))) {
 		putchar('\n');
 		cli_print_sections(json_object_get(slot, "sections"));

@@ -2,7 +2,9 @@
 /*
  * The volume subcommands of disagg (docs/cli.md, "Volumes"): create, ls,
  * show, clone, resize, delete and grant, on the orchestrator's
- * /v1/volumes (docs/api.md, "Volumes"). Same rules as commands.c: usage
+ * /v1/volumes (docs/api.md, "Volumes"), and `device attach|detach|ls`, the
+ * volumes attached to slots (/v1/slots/NAME/disks, docs/api.md "Disks").
+ * Same rules as commands.c: usage
  * errors exit 2 before anything is sent, server errors print their code
  * and exit 1, an unreachable orchestrator exits 3.
  *
@@ -82,7 +84,12 @@ static void print_volume(const json_t *v)
 	}
 	printf("%-15s %s\n", "image:", json_is_true(json_object_get(v, "image")) ? "yes" : "no");
 	printf("%-15s %s\n", "cloned from:", jstr(v, "origin") ? jstr(v, "origin") : "-");
-	printf("%-15s %s\n", "attached to:", jstr(v, "attached") ? jstr(v, "attached") : "-");
+	if (jstr(v, "attached"))
+		printf("%-15s slot %s as %s%s\n", "attached to:", jstr(v, "attached"),
+		       jstr(v, "disk") ? jstr(v, "disk") : "a disk not known yet",
+		       json_is_true(json_object_get(v, "read_only")) ? ", read-only" : "");
+	else
+		printf("%-15s -\n", "attached to:");
 	if (jstr(v, "created")) {
 		fmt_age(jstr(v, "created"), age, sizeof(age));
 		printf("%-15s %s (%s ago)\n", "created:", jstr(v, "created"), age);
@@ -218,6 +225,101 @@ static int cmd_volume_grant(struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
+/* ---- devices: volumes attached to slots ---------------------------------------- */
+
+/* "/v1/slots/SLOT/disks" and, with volume, "/VOLUME", each name escaped. */
+static char *disks_path(const char *slot, const char *volume)
+{
+	_cleanup_free_ char *p = cli_path_with("/v1/slots/", slot, volume ? "/disks/" : "/disks");
+
+	return p && volume ? cli_path_with(p, volume, NULL) : TAKE_PTR(p);
+}
+
+static int cmd_device_attach(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	_cleanup_free_ char *label = NULL, *path = disks_path(a->args[0], NULL);
+	char size[32];
+	int ret;
+
+	body = json_pack("{s:s, s:b}", "volume", a->args[1], "read_only", cli_flag(a, "read-only"));
+	if (!path || !body ||
+	    asprintf(&label, "attaching volume %s to slot %s", a->args[1], a->args[0]) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	cli_size_of(r.json, "size", size, sizeof(size));
+	printf("volume %s attached to slot %s as %s (%s, %s on device node %" PRId64 ")\n",
+	       a->args[1], a->args[0], jstr(r.json, "disk") ? jstr(r.json, "disk") : "?",
+	       json_is_true(json_object_get(r.json, "read_only")) ? "read-only" : "read-write", size,
+	       jint(r.json, "devnode", -1));
+	return CLI_EXIT_OK;
+}
+
+static int cmd_device_detach(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *label = NULL, *path = disks_path(a->args[0], a->args[1]);
+	int ret;
+
+	if (!path ||
+	    asprintf(&label, "detaching volume %s from slot %s", a->args[1], a->args[0]) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "DELETE", path, NULL, label, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	printf("volume %s detached from slot %s\n", a->args[1], a->args[0]);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * The disks of slot SLOT (GET /v1/slots/SLOT/disks), or of every slot (the
+ * attached volumes of GET /v1/volumes).
+ */
+static int cmd_device_ls(struct cli_args *a)
+{
+	static const char *const head[] = { "SLOT", "VOLUME", "DISK", "SIZE", "DEVNODE", "MODE",
+					    "STATE" };
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = a->nargs ? disks_path(a->args[0], NULL) : strdup("/v1/volumes");
+	const char *list = a->nargs ? "disks" : "volumes";
+	struct table t;
+	json_t *x;
+	size_t i;
+	int ret;
+
+	if (!path)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "GET", path, NULL, NULL, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	table_init(&t, ARRAY_SIZE(head), head);
+	t.right[3] = t.right[4] = true;
+	json_array_foreach(json_object_get(r.json, list), i, x) {
+		const char *slot = jstr(x, a->nargs ? "slot" : "attached");
+		char size[32], dn[32];
+
+		if (!slot)
+			continue;       /* a volume attached to no slot */
+		cli_size_of(x, "size", size, sizeof(size));
+		jtext(x, "devnode", dn, sizeof(dn));
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s", slot, text(x, a->nargs ? "volume" : "name"),
+			   text(x, "disk"), size, dn,
+			   json_is_true(json_object_get(x, "read_only")) ? "ro" : "rw",
+			   a->nargs ? text(x, "state")
+				    : strcmp(text(x, "state"), "ready") ? text(x, "state") : "attached");
+	}
+	if (t.nrows == 0)
+		fprintf(stderr, "no volumes attached%s%s\n", a->nargs ? " to slot " : "",
+			a->nargs ? a->args[0] : "");
+	else
+		table_print(&t);
+	table_free(&t);
+	return CLI_EXIT_OK;
+}
+
 const struct cli_cmd cli_volume_cmds[] = {
 	{ "volume create", "NAME SIZE [--devnode ID] [--from VOLUME] [--image]", 2, 2,
 	  "create a block volume on a device node",
@@ -254,6 +356,19 @@ const struct cli_cmd cli_volume_cmds[] = {
 	  { { "holder", "ID", "the compute node that will use it (required)" },
 	    { "read-only", NULL, "reads only" },
 	    { "ttl", "S", "seconds it is valid (default: the orchestrator's --grant-ttl)" } } },
+	{ "device attach", "SLOT VOLUME [--read-only]", 2, 2,
+	  "attach a volume to a running slot as a disk",
+	  "The slot's guest sees a virtio-blk disk (its serial the volume's name) that its\n"
+	  "compute node serves from the volume's device node. Refused while the volume is\n"
+	  "attached to a slot, and by the compute node while the slot's memory is not all\n"
+	  "local (remote_memory).",
+	  cmd_device_attach, { { "read-only", NULL, "the guest reads it only" } } },
+	{ "device detach", "SLOT VOLUME", 2, 2, "detach a volume from a slot",
+	  "The disk disappears from the guest (stop using it there first); the volume\n"
+	  "keeps its data.",
+	  cmd_device_detach, { { NULL } } },
+	{ "device ls", "[SLOT]", 0, 1, "list the volumes attached to slots (or to SLOT)", NULL,
+	  cmd_device_ls, { { NULL } } },
 };
 
 const size_t cli_volume_ncmds = ARRAY_SIZE(cli_volume_cmds);

@@ -93,6 +93,7 @@ _ROUTES = [
     ("POST", r"/v1/vms/[^/]+/regions/[^/]+/acquire", "region_acquire"),
     ("POST", r"/v1/vms/[^/]+/regions/[^/]+/release", "region_release"),
     ("POST", r"/v1/vms/[^/]+/regions/[^/]+/invalidate", "region_invalidate"),
+    ("POST", r"/v1/vms/[^/]+/disks", "disk"),
 ]
 
 

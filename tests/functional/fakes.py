@@ -11,8 +11,8 @@ FakeComputes: compute agents (docs/compute.md) on http.server threads,
 implementing POST/GET/DELETE /v1/vms, hot-add/remove of sections, the
 console, compute migration (an "incoming" VM, POST .../migrate, which
 hands the VM to the fake that owns the URI), memory migration
-(POST .../sections/migrate) and shared regions (fake_regions.py),
-answering at once and recording every call.
+(POST .../sections/migrate), shared regions (fake_regions.py) and remote
+disks (fake_disks.py), answering at once and recording every call.
 Their answers have the real agent's shape: each one is checked against
 tests/schema/compute-agent.json (agentschema.py) and a misfit is kept in
 `schema_errors`, which the tests assert empty. FakeMemnodes answer COPY
@@ -50,6 +50,7 @@ from dproto import (F_REPLY, GRANT, HDR, HELLO_REP, HELLO_REQ, MAGIC, OP,  # noq
                     orch_proof_ok)
 import agentschema  # noqa: E402
 import authkit  # noqa: E402
+import fake_disks  # noqa: E402
 import fake_regions  # noqa: E402
 
 SECTION_SIZE = 128 << 20
@@ -465,6 +466,9 @@ class FakeCompute:
         self.meta_gen = 0
         self.fail_region = {}         # region op -> (status, code) (fake_regions.py)
         self.region_hangup = {}       # region op -> "drop" or "apply"
+        self.fail_disk = {}           # disk op -> (status, code) (fake_disks.py)
+        self.disk_hangup = {}         # disk op -> "drop" or "apply"
+        self.disk_key = None          # dproto.Keys: open disks on the real device node
         self.delay = 0.0
         self.dead = False
         fake = self
@@ -551,6 +555,9 @@ class FakeCompute:
         self.dead = True
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            for vm in self.vms.values():
+                fake_disks.close_all(vm)
 
     def _vm_json(self, vm):
         hot = []
@@ -574,6 +581,8 @@ class FakeCompute:
         if vm.get("reason") and j["state"] in ("failed", "degraded"):
             j["reason"] = vm["reason"]     # as the real agent: only in those states
         j["regions"] = [fake_regions.region_json(r) for r in vm.get("regions", {}).values()]
+        if vm.get("disks"):               # as the real agent: only when it has any
+            j["disks"] = [fake_disks.disk_json(d) for d in vm["disks"].values()]
         return j
 
     def _incoming(self, body):
@@ -790,6 +799,10 @@ class FakeCompute:
         if m:
             with self.lock:
                 return fake_regions.dispatch(self, h, method, m.groups(), body)
+        m = fake_disks.PATH.fullmatch(path)
+        if m:
+            with self.lock:
+                return fake_disks.dispatch(self, h, method, m.groups(), body)
         m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
                          r"(?:/(\d+|migrate|precopy))?)?", path)
         if not m:
@@ -832,7 +845,7 @@ class FakeCompute:
                 if method == "GET":
                     return h._send(200, self._vm_json(vm))
                 if method == "DELETE":
-                    del self.vms[name]
+                    fake_disks.close_all(self.vms.pop(name))
                     return h._send(204, text="")
             elif sub == "migrate" and method == "POST":
                 return self._migrate(h, vm, body)

@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: MIT
+"""Remote disks on the fake compute agent (fakes.FakeCompute).
+
+The agent's disk endpoints as the orchestrator drives them (docs/compute.md,
+"/v1/vms/NAME/disks"; the real one is src/compute/vm_disk.c):
+
+    POST   /v1/vms/NAME/disks       attach {"volume", "devnode": "HOST:PORT", "grant",
+                                    "read_only", "serial", "outage_ms"} -> 201, the disk
+                                    (with "queues": one per vCPU, at most 8)
+    GET    /v1/vms/NAME/disks       {"disks": [...]}
+    DELETE /v1/vms/NAME/disks/ID    detach -> {"detached": ID}; 404 for no such disk
+
+with the real agent's checks in its order: a bad body 400; a VM that does
+not run 409 not_running; RAM not all local (a remote section, hot-added
+or not, or a shared region) 409 remote_memory; 8 disks, or the volume
+attached already, 409 attach_failed; a grant that is not hex 400
+attach_failed. Then the volume is opened on the device node at "devnode"
+with the grant, as this node (BLK_OPEN, read-only if asked), when the fake
+has the cluster key (`disk_key`, a dproto.Keys: the real device node then
+checks the grant), and stays open until the detach or the VM's delete; the
+device node's refusal is 502 attach_failed, as the real agent's. Without
+`disk_key` the grant is checked by its fields (held by this node) only.
+A VM's disks show in GET /v1/vms/NAME ("disks", when it has any).
+
+Failure knobs on the FakeCompute, per operation ("attach", "detach", "list"),
+as fake_regions.knobs:
+    fail_disk[op] = (status, code)   answer that error, do nothing
+    disk_hangup[op] = "drop"         hang up, do nothing
+    disk_hangup[op] = "apply"        do it, then hang up (the answer is lost)
+LOG records every disk call any fake took, in order: (node id, op, vm, body).
+"""
+import re
+import threading
+
+import dproto as dp
+import fake_regions
+
+PATH = re.compile(r"/v1/vms/([^/]+)/disks(?:/([^/]+))?")
+ATTACH_KEYS = {"volume", "devnode", "grant", "read_only", "serial", "outage_ms"}
+MAX_DISKS = 8
+MAX_QUEUES = 8                    # a virtqueue per vCPU, at most this many
+R_WRITE = 2
+LOG = []
+_log_lock = threading.Lock()
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def calls(op=None):
+    with _log_lock:
+        return [e for e in LOG if op is None or e[1] == op]
+
+
+def disk_json(d):
+    return {k: d[k] for k in ("id", "volume", "devnode", "size", "read_only", "serial",
+                              "socket", "queues")}
+
+
+def close_all(vm):
+    """The VM goes: its disks' volumes close (the real agent's disk_free)."""
+    for d in vm.pop("disks", {}).values():
+        _close(d)
+
+
+def _close(d):
+    conn = d.pop("conn", None)
+    if conn is not None:
+        try:
+            conn.blk_close(d["handle"])
+        except (OSError, dp.ProtoError):
+            pass
+        conn.close()
+
+
+def _all_local(vm):
+    secs = list(vm["sections"]) + list(vm["hot"].values())
+    return all(s.get("kind") == "local" for s in secs) and not vm.get("regions")
+
+
+def _open(fake, body, grant):
+    """Open the volume on the device node with the grant: (conn, handle, size),
+    or raises (OSError, dp.ProtoError) as the device node refused."""
+    conn = dp.DevConn(body["devnode"], tls=False).login(fake.disk_key, fake.node_id, orch=False)
+    try:
+        h, size = conn.blk_open(grant, body["volume"],
+                                dp.BLK_RDONLY if body.get("read_only") else 0)
+    except BaseException:
+        conn.close()
+        raise
+    return conn, h, size
+
+
+def _attach(fake, h, vm, body):
+    if not isinstance(body, dict) or set(body) - ATTACH_KEYS:
+        return h._err(400, "unknown_field", "bad body")
+    vol, devnode, grant = body.get("volume"), body.get("devnode"), body.get("grant")
+    serial = body.get("serial")
+    if not isinstance(vol, str) or not _NAME.fullmatch(vol) or not isinstance(devnode, str) \
+            or not isinstance(grant, str) or (serial is not None and
+                                              (not isinstance(serial, str) or len(serial) > 20)):
+        return h._err(400, "bad_request", '"volume" (a volume name), "devnode" (HOST:PORT) '
+                      'and "grant" are required; "serial" is at most 20 characters')
+    if not isinstance(body.get("read_only", False), bool):
+        return h._err(400, "bad_request", '"read_only" must be a boolean')
+    if vm.get("state", "running") != "running":
+        return h._err(409, "not_running", f"VM is {vm.get('state')}")
+    if not _all_local(vm):
+        return h._err(409, "remote_memory", "disks attach only to VMs whose RAM is all local "
+                      "for now: the disk's back end would read unfetched remote pages as "
+                      'zeros (docs/compute.md, "Disks")')
+    disks = vm.setdefault("disks", {})
+    if len(disks) >= MAX_DISKS:
+        return h._err(409, "attach_failed", f"the VM has {MAX_DISKS} disks already")
+    for d in disks.values():
+        if d["volume"] == vol:
+            return h._err(409, "attach_failed", f"volume {vol} is attached already ({d['id']})")
+    try:
+        g = bytes.fromhex(grant)
+        if len(g) != dp.GRANT.size:
+            raise ValueError("length")
+    except ValueError:
+        return h._err(400, "attach_failed", '"grant" is not a grant (208 hex digits)')
+    fields = dp.GRANT.unpack(g)
+    d = {"volume": vol, "devnode": devnode, "read_only": bool(body.get("read_only")),
+         "serial": serial or vol[:20], "grant": fields, "size": 0,
+         "queues": min(vm["vcpus"], MAX_QUEUES)}
+    if fake.disk_key is not None:
+        try:
+            d["conn"], d["handle"], d["size"] = _open(fake, body, g)
+        except (OSError, dp.ProtoError) as e:
+            return h._err(502, "attach_failed", f"device node {devnode}, volume {vol}: {e}")
+    elif fields[1] != fake.node_id or not fields[4] & 1 or \
+            (not d["read_only"] and not fields[4] & R_WRITE):
+        return h._err(502, "attach_failed", f"device node {devnode}, volume {vol}: "
+                      "Key was rejected by service")
+    idx = next(i for i in range(MAX_DISKS) if f"disk{i}" not in disks)
+    d["id"] = f"disk{idx}"
+    d["socket"] = f"/run/fake-compute-{fake.node_id}/{vm['name']}/disk{idx}.sock"
+    disks[d["id"]] = d
+    return h._send(201, disk_json(d))
+
+
+def dispatch(fake, h, method, groups, body):
+    """One disk request to `fake` (its lock held): groups = (vm, disk id)."""
+    name, ident = groups
+    op = {"POST": "attach", "DELETE": "detach", "GET": "list"}.get(method, method)
+    with _log_lock:
+        LOG.append((fake.node_id, op, name, body))
+    h = fake_regions.knobs(fake, h, op, fake.fail_disk, fake.disk_hangup)
+    if h is None:
+        return None
+    vm = fake.vms.get(name)
+    if vm is None:
+        return h._err(404, "not_found", "no such VM")
+    if ident is None and method == "POST":
+        return _attach(fake, h, vm, body)
+    if ident is None and method == "GET":
+        return h._send(200, {"disks": [disk_json(d) for d in vm.get("disks", {}).values()]})
+    if ident is not None and method == "DELETE":
+        if vm.get("state", "running") != "running":
+            return h._err(409, "not_running", f"VM is {vm.get('state')}")
+        d = vm.get("disks", {}).pop(ident, None)
+        if d is None:
+            return h._err(404, "not_found", f"no disk {ident}")
+        _close(d)
+        return h._send(200, {"detached": ident})
+    return h._err(405, "method_not_allowed", "use GET or POST .../disks, DELETE .../disks/ID")
+
+
+def grant_of(entry):
+    """The grant fields (memnode, holder, section, generation, rights, epoch,
+    expiry) a LOG entry of an attach carried."""
+    return dp.GRANT.unpack(bytes.fromhex(entry[3]["grant"]))[:7]

@@ -120,9 +120,13 @@ const char *const store_sqlite_migrations[] = {
 	"  run INTEGER NOT NULL DEFAULT 0,"
 	"  created INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS volumes_devnode ON volumes(devnode);",
-	/* 7 -> 8: a volume attached to a slot: the compute agent's disk id, read-only or not. */
-	("ALTER TABLE volumes ADD COLUMN disk TEXT NOT NULL DEFAULT '';"
-	 "ALTER TABLE volumes ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;"),
+	/* 7 -> 8: a volume attached to a slot: the compute agent's disk id, read-only or
+	 * not (a table, IF NOT EXISTS as 5 -> 6: a database stepped back migrates again;
+	 * read as empty while the volume's slot_id is NULL). */
+	"CREATE TABLE IF NOT EXISTS volume_disks ("
+	"  volume_id INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,"
+	"  disk TEXT NOT NULL DEFAULT '',"
+	"  read_only INTEGER NOT NULL DEFAULT 0);",
 };
 
 
@@ -143,8 +147,10 @@ const char *const store_sqlite_migrations[] = {
 	"v.id, v.name, v.state, v.devnode, v.size, v.key, v.image, v.origin, "         \
 	"COALESCE(v.slot_id, 0), "                                                      \
 	"COALESCE((SELECT s.name FROM slots s WHERE s.id = v.slot_id), ''), v.run, "  \
-	"v.created, CASE WHEN v.slot_id IS NULL THEN '' ELSE v.disk END, "              \
-	"v.slot_id IS NOT NULL AND v.read_only != 0 "
+	"v.created, CASE WHEN v.slot_id IS NULL THEN '' ELSE COALESCE("                \
+	"(SELECT d.disk FROM volume_disks d WHERE d.volume_id = v.id), '') END, "       \
+	"v.slot_id IS NOT NULL AND COALESCE("                                           \
+	"(SELECT d.read_only FROM volume_disks d WHERE d.volume_id = v.id), 0) != 0 "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -241,7 +247,9 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_VOL_LIST] = "SELECT " VOLUME_COLS "FROM volumes v WHERE (?1 = 0 OR v.devnode = ?1) "
 		       "ORDER BY v.name",
 	[Q_VOL_UPDATE] = "UPDATE volumes SET state = ?2, size = ?3, key = ?4, "
-			 "slot_id = NULLIF(?5, 0), run = ?6, disk = ?7, read_only = ?8 WHERE id = ?1",
+			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
+	[Q_VOL_DISK_PUT] = "INSERT OR REPLACE INTO volume_disks (volume_id, disk, read_only) "
+			   "VALUES (?1, ?2, ?3)",
 	[Q_VOL_DELETE] = "DELETE FROM volumes WHERE id = ?1",
 };
 

@@ -57,6 +57,7 @@ enum q {
 	Q_VOL_LIST,
 	Q_VOL_UPDATE,
 	Q_VOL_DELETE,
+	Q_VOL_DISK_PUT,
 	Q__MAX,
 };
 

@@ -4,10 +4,10 @@
  * store_volume_ops): the table `volumes` of schema version 7 (name,
  * device node, size, key, image flag, the volume it was cloned from, the
  * slot it is attached to, and the state and run of an operation in
- * progress; version 8 adds the attached disk's id on its compute agent
- * and whether it is read-only), in the same database and on the same
- * connection as the rest, so that a volume's row and its event share a
- * transaction.
+ * progress; version 8 adds the table `volume_disks`: an attached volume's
+ * disk id on its compute agent and whether it is read-only), in the same
+ * database and on the same connection as the rest, so that a volume's row
+ * and its event share a transaction.
  */
 #include "store_sqlite_volumes.h"
 
@@ -105,10 +105,14 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 {
 	struct sqlstore *st = sq_of(s);
 	sqlite3_stmt *p;
-	int r = -EIO;
+	int r;
 
-	sq_lock(st);
+	/* The row and its disk, or neither: a transaction of its own, or the caller's. */
+	r = s->ops->begin(s);
+	if (r < 0)
+		return r;
 	p = sq_stmt(st, Q_VOL_UPDATE);
+	r = -EIO;
 	if (p) {
 		sqlite3_bind_int64(p, 1, o->id);
 		sq_bind_text(p, 2, o->state);
@@ -116,12 +120,23 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 		sqlite3_bind_int64(p, 4, (int64_t)o->key);
 		sqlite3_bind_int64(p, 5, o->slot_id);
 		sqlite3_bind_int64(p, 6, o->run);
-		sq_bind_text(p, 7, o->slot_id ? o->disk : "");
-		sqlite3_bind_int(p, 8, o->slot_id && o->read_only);
 		r = sq_one_row(st, p, "volume_update");
 	}
-	sq_unlock(st);
-	return r;
+	if (r == 0) {
+		p = sq_stmt(st, Q_VOL_DISK_PUT);
+		r = -EIO;
+		if (p) {
+			sqlite3_bind_int64(p, 1, o->id);
+			sq_bind_text(p, 2, o->slot_id ? o->disk : "");
+			sqlite3_bind_int(p, 3, o->slot_id && o->read_only);
+			r = sq_exec_done(st, p, "volume_update");
+		}
+	}
+	if (r < 0) {
+		s->ops->rollback(s);
+		return r;
+	}
+	return s->ops->commit(s);
 }
 
 static int sq_volume_delete(struct store *s, int64_t id)

@@ -279,10 +279,13 @@ def test_restart_settles_an_interrupted_attach(dc):
     dc.stop()
     db = sqlite3.connect(dc.db, timeout=10)
     sid = db.execute("SELECT id FROM slots WHERE name = 'a'").fetchone()[0]
-    db.execute("UPDATE volumes SET state = 'attaching', run = 12345, disk = '' "
-               "WHERE name = 'data1'")
-    db.execute("UPDATE volumes SET state = 'detaching', run = 12345, slot_id = ?, "
-               "disk = 'disk1' WHERE name = 'data2'", (sid,))
+    db.execute("UPDATE volumes SET state = 'attaching', run = 12345 WHERE name = 'data1'")
+    db.execute("UPDATE volume_disks SET disk = '' WHERE volume_id = "
+               "(SELECT id FROM volumes WHERE name = 'data1')")
+    db.execute("UPDATE volumes SET state = 'detaching', run = 12345, slot_id = ? "
+               "WHERE name = 'data2'", (sid,))
+    db.execute("UPDATE volume_disks SET disk = 'disk1' WHERE volume_id = "
+               "(SELECT id FROM volumes WHERE name = 'data2')")
     db.commit()
     db.close()
     dc.start()

@@ -51,7 +51,7 @@ run() {
 }
 disagg() { "$BIN/disagg" "$@"; }
 
-step "start a one-machine cluster: orchestrator, 2 compute nodes, 2 memory nodes (1 GiB each)"
+step "start a one-machine cluster: orchestrator, 2 compute nodes, 2 memory nodes (1 GiB each), a device node"
 run disagg up --memnodes 2 --computes 2 --pool 1G
 UP=1
 run disagg node ls

@@ -517,7 +517,8 @@ static int up_cert(struct up *u, struct comp *c)
 	struct cert_id id = {
 		.node_id = c->node_id > 0 ? (uint64_t)c->node_id : strtoull(UP_ORCHESTRATOR_ID, NULL, 10),
 		.role = strcmp(c->kind, "memnode") == 0 ? CERT_ROLE_MEMORY :
-			strcmp(c->kind, "compute") == 0 ? CERT_ROLE_COMPUTE : CERT_ROLE_ORCH,
+			strcmp(c->kind, "compute") == 0 ? CERT_ROLE_COMPUTE :
+			strcmp(c->kind, "devnode") == 0 ? CERT_ROLE_DEVICE : CERT_ROLE_ORCH,
 	};
 	int r;
 
@@ -591,12 +592,6 @@ int cmd_up(struct cli_args *a)
 	    (r = cli_opt_u64(a, "devnodes", 1, 64, &ndev)) ||
 	    (r = cli_opt_u64(a, "timeout", DEFAULT_UP_TIMEOUT_S, 86400, &timeout_s)))
 		return r;
-	if (ndev && !cli_flag(a, "fabric-plaintext")) {
-		fprintf(stderr, "warning: no device node: device nodes do not speak TLS on the fabric "
-			"yet (--fabric-plaintext starts %s; --devnodes 0 does without)\n",
-			ndev == 1 ? "one" : "them");
-		ndev = 0;
-	}
 	if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0)
 		return cli_usage_error(a, "--accel is auto, kvm or tcg, not \"%s\"", accel);
 	if (parse_size(pool_s, &pool) < 0 || pool == 0)
@@ -669,8 +664,7 @@ int cmd_up(struct cli_args *a)
 			c->log = NULL;
 			goto out;
 		}
-		/* A device node has no certificate: it speaks plaintext only, for now. */
-		if (strcmp(c->kind, "devnode") != 0 && up_cert(&u, c) < 0)
+		if (up_cert(&u, c) < 0)
 			goto out;
 		r = find_program(a->argv0, c->prog, &c->path);
 		if (r < 0) {

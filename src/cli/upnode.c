@@ -12,8 +12,8 @@
  *                    --http 127.0.0.1:0 --node-id ID --key ... --grant-pubkey ...
  *
  * each with --orchestrator URL --node-credential DIR/node-ID.cred and the
- * fabric's --tls-ca/--tls-cert/--tls-key, or --fabric-plaintext (a device
- * node always: it does not speak TLS yet).
+ * fabric's --tls-ca/--tls-cert/--tls-key (a device node's certificate has
+ * the role device), or --fabric-plaintext.
  */
 #include "upnode.h"
 

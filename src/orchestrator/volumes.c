@@ -245,11 +245,6 @@ void volumes_node_error(struct http_resp *resp, const struct node_rec *dn, int r
 			 " any more (restarted elsewhere? it registers again)", dn->addr, dn->id);
 		why = whybuf;
 		break;
-	case -EOPNOTSUPP:
-		status = 501, code = "devnode_no_tls";
-		why = "device nodes do not speak TLS on the fabric yet, and this orchestrator does "
-		      "(its --tls-* options): run the cluster with --fabric-plaintext to use them";
-		break;
 	case -EEXIST:
 		status = 409, code = "exists";
 		why = "the device node has a volume of that name already (one the catalog does not "
@@ -268,7 +263,8 @@ void volumes_node_error(struct http_resp *resp, const struct node_rec *dn, int r
 		why = "the device node has no such volume (removed behind the orchestrator's back?)";
 		break;
 	case -EKEYREJECTED:
-		why = "it does not hold this cluster's key";
+		why = "it does not hold this cluster's key, or on a TLS fabric its certificate is "
+		      "not a device node's of the cluster CA";
 		break;
 	case -EACCES: case -ENOKEY:
 		why = "it refuses the orchestrator's capability (is its --grant-pubkey the public "

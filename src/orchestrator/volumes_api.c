@@ -304,9 +304,7 @@ static void h_show(struct orch *o, const char *name, struct http_resp *resp)
 		e = dnc_vol_stat(c, v.name, &live);
 	j = volumes_json(&v, e == 0 ? &live : NULL);
 	if (j && e < 0)
-		json_object_set_new(j, "devnode_error", json_string(e == -EOPNOTSUPP
-			? "device nodes do not speak TLS on the fabric yet, and this orchestrator does"
-			: strerror(-e)));
+		json_object_set_new(j, "devnode_error", json_string(strerror(-e)));
 	http_resp_json(resp, 200, j);
 }
 

@@ -5,9 +5,9 @@
  * A device node is reached on a connection of its own per operation
  * (HELLO + AUTH with the cluster key and the orchestrator's proof under
  * our --node-id; VOL_* need that capability). Volume operations are few
- * and each waits for the disk, so nothing is cached. Device nodes do not
- * speak TLS yet: an orchestrator that does on the fabric refuses to reach
- * them (501) rather than fall back to plaintext on its own.
+ * and each waits for the disk, so nothing is cached. On a TLS fabric the
+ * connection is TLS, and the device node's certificate must have the role
+ * device (dnc_connect asks for it).
  *
  * A file of its own so that the API fuzzer (tests/fuzz/fuzz_orch_api.c),
  * which links the rest of volumes*.c, answers for the device nodes instead
@@ -19,7 +19,6 @@
 #include <inttypes.h>
 
 #include "log.h"
-#include "tls.h"
 
 int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
 {
@@ -32,8 +31,6 @@ int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
 	};
 	int r;
 
-	if (tls_default())
-		return -EOPNOTSUPP;
 	r = dnc_connect(&opts, ret);
 	if (r < 0)
 		return r;

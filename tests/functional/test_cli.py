@@ -586,8 +586,8 @@ def wait_gone(pids, timeout=10):
 def test_up_down_with_fake_daemons(fakebin, tmp_path):
     data = tmp_path / "data"
     prog = str(fakebin / "disagg")
-    p = disagg("--data", data, "up", "--memnodes", "2", "--computes", "1", "--accel", "tcg",
-               prog=prog, timeout=60)
+    p = disagg("--data", data, "up", "--memnodes", "2", "--computes", "1", "--devnodes", "0",
+               "--accel", "tcg", prog=prog, timeout=60)
     try:
         assert p.returncode == 0, p.stderr
         cl = json.loads((data / "cluster.json").read_text())
@@ -670,7 +670,7 @@ def test_up_down_with_fake_daemons(fakebin, tmp_path):
 
 def test_up_failure_points_at_the_log_and_stops_the_rest(fakebin, tmp_path):
     data = tmp_path / "data"
-    p = disagg("--data", data, "up", prog=str(fakebin / "disagg"),
+    p = disagg("--data", data, "up", "--devnodes", "0", prog=str(fakebin / "disagg"),
                env=cli_env(FAKE_FAIL="memnode-101"), timeout=60, check_rc=1)
     assert f"memnode-101 exited with status 1; its log is {data}/logs/memnode-101.log" in p.stderr
     assert "fake failure: cannot open the pool" in p.stderr
@@ -681,8 +681,9 @@ def test_up_failure_points_at_the_log_and_stops_the_rest(fakebin, tmp_path):
     assert left.strip() == "", left
 
     # a node that never registers: up times out naming the nodes missing
-    p = disagg("--data", data, "up", "--timeout", "3", prog=str(fakebin / "disagg"),
-               env=cli_env(FAKE_NO_REGISTER="compute-1"), timeout=60, check_rc=1)
+    p = disagg("--data", data, "up", "--devnodes", "0", "--timeout", "3",
+               prog=str(fakebin / "disagg"), env=cli_env(FAKE_NO_REGISTER="compute-1"),
+               timeout=60, check_rc=1)
     assert "only 2 of 3 nodes are up" in p.stderr, p.stderr
     assert (f"compute-1 never registered with the orchestrator; its log is "
             f"{data}/logs/compute-1.log") in p.stderr, p.stderr
@@ -693,8 +694,8 @@ def test_up_failure_points_at_the_log_and_stops_the_rest(fakebin, tmp_path):
 def test_down_kills_what_ignores_sigterm(fakebin, tmp_path):
     data = tmp_path / "data"
     prog = str(fakebin / "disagg")
-    disagg("--data", data, "up", "--memnodes", "1", "--computes", "0", prog=prog,
-           env=cli_env(FAKE_IGNORE_TERM="memnode-100"), timeout=60, check_rc=0)
+    disagg("--data", data, "up", "--memnodes", "1", "--computes", "0", "--devnodes", "0",
+           prog=prog, env=cli_env(FAKE_IGNORE_TERM="memnode-100"), timeout=60, check_rc=0)
     cl = json.loads((data / "cluster.json").read_text())
     p = disagg("--data", data, "down", "--timeout", "1", prog=prog, timeout=60, check_rc=1)
     assert re.search(r"^memnode-100\s+\d+\s+killed \(SIGKILL\) after 1s", p.stdout, re.M), p.stdout
@@ -736,14 +737,15 @@ def supports(prog, option):
     return option in h.stdout + h.stderr
 
 
-def real_up(tmp_path, memnodes, computes, accel="tcg"):
+def real_up(tmp_path, memnodes, computes, accel="tcg", devnodes=0):
     for name in ["disagg-orchestrator", "disagg-memnode"] + (["disagg-compute"] if computes else []):
         prog = real_prog(name)
         if name != "disagg-orchestrator" and not supports(prog, "--orchestrator"):
             pytest.skip(f"{name} has no --orchestrator option yet (registration not merged)")
     data = tmp_path / "data"
     p = disagg("--data", data, "up", "--memnodes", memnodes, "--computes", computes,
-               "--pool", "512M", "--accel", accel, "--timeout", "240", timeout=300)
+               "--devnodes", devnodes, "--pool", "512M", "--accel", accel, "--timeout", "240",
+               timeout=300)
     return data, p
 
 

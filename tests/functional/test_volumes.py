@@ -614,15 +614,17 @@ def test_up_starts_a_device_node(tmp_path):
             check_down(data)
 
 
-def test_up_on_tls_skips_the_device_node(tmp_path):
-    data, p = real_up(tmp_path, 1, 0)
+def test_up_on_tls_starts_a_device_node_with_tls(tmp_path):
+    data, p = real_up(tmp_path, 1, 0, devnodes=1)
     try:
         assert p.returncode == 0, p.stderr
-        assert "warning: no device node: device nodes do not speak TLS" in p.stderr
         cl = json.loads((data / "cluster.json").read_text())
-        assert [c["kind"] for c in cl["components"]] == ["orchestrator", "memnode"]
-        p = disagg("--data", data, "volume", "create", "disk1", "1G", check_rc=1)
-        assert "no device node is registered (409 capacity)" in p.stderr
+        assert [c["kind"] for c in cl["components"]] == ["orchestrator", "memnode", "devnode"]
+        assert (data / "tls" / "devnode-300.pem").exists()
+        # The orchestrator reaches it over TLS: a volume is made and listed.
+        assert disagg("--data", data, "volume", "create", "disk1", "1G").returncode == 0
+        assert (data / "devnode-300.data" / "disk1.vol").exists()
+        assert [r[0] for r in table(disagg("--data", data, "volume", "ls").stdout)[1]] == ["disk1"]
     finally:
         if (data / "cluster.json").exists():
             check_down(data)

@@ -32,6 +32,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "fio.h"
 #include "log.h"
 #include "macro.h"
@@ -508,6 +510,13 @@ static void *conn_main(void *arg)
 	if (handshake(c) == 0)
 		serve(c);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->peer.peer_id);
+	/*
+	 * This thread's OpenSSL state (its error queue, after a bad grant or a
+	 * refused handshake) goes now, before conn_free tells dn_conn_stop_all
+	 * that the connection is gone: a detached thread still exiting when the
+	 * process does would leave it behind.
+	 */
+	OPENSSL_thread_stop();
 	conn_free(c);
 	return NULL;
 }

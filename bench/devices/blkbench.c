@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "blkio.h"
 #include "net.h"
 #include "volume.h"
@@ -31,23 +32,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint64_t next_block(uint64_t nblk)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng % nblk;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median_us(uint64_t *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (double)v[n / 2] / 1000.0;
+	return bench_next(&rng, nblk);
 }
 
 static int fill(int fd, uint64_t size)
@@ -173,8 +158,8 @@ int main(int argc, char **argv)
 			if (!(lu[round * PER + i] = ring_read(b, fd, next_block(nblk) * PS, bufs)))
 				return 1;
 	}
-	pread_us = median_us(lp, ROUNDS * PER);
-	uring_us = median_us(lu, ROUNDS * PER);
+	pread_us = bench_median_us(lp, ROUNDS * PER);
+	uring_us = bench_median_us(lu, ROUNDS * PER);
 	iops = qd32_iops(b, fd, nblk, bufs, 200000);
 	printf("disagg-blkbench: %llu MiB volume in %s (page cache)\n",
 	       (unsigned long long)(size >> 20), base);

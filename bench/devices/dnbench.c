@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "benchutil.h"
 #include "blkio.h"
 #include "dnclient.h"
 #include "grant.h"
@@ -51,23 +52,7 @@ static uint64_t rng = 0x2545f4914f6cdd1dull;
 
 static uint64_t next_block(uint64_t nblk)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng % nblk;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median_us(uint64_t *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (double)v[n / 2] / 1000.0;
+	return bench_next(&rng, nblk);
 }
 
 static int die(const char *what, int r)
@@ -275,9 +260,9 @@ int main(int argc, char **argv)
 			if (!(lr[round * PER + i] = echo_rtt(efd)))
 				return die("loopback round trip", EIO);
 	}
-	dn_us = median_us(ld, ROUNDS * PER);
-	ur_us = median_us(lu, ROUNDS * PER);
-	rtt_us = median_us(lr, ROUNDS * PER);
+	dn_us = bench_median_us(ld, ROUNDS * PER);
+	ur_us = bench_median_us(lu, ROUNDS * PER);
+	rtt_us = bench_median_us(lr, ROUNDS * PER);
 	iops = qd32_iops(c, h, nblk, bufs, 100000);
 	printf("disagg-dnbench: 4K random read QD1: device node %.2f us = io_uring %.2f us + "
 	       "loopback round trip %.2f us + %.2f us; QD32 through the device node %.0f op/s\n",

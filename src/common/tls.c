@@ -264,44 +264,54 @@ const char *tls_fail_reason(SSL *ssl, unsigned long err)
 	return "protocol";
 }
 
+/*
+ * Drive s's handshake on fd until it is done (1), TLS failed (0, *ret_err:
+ * SSL_get_error's answer; the error queue says why) or the wait failed
+ * (-ETIMEDOUT, -errno).
+ */
+static int handshake_run(SSL *s, int fd, uint64_t deadline, int *ret_err)
+{
+	ERR_clear_error();
+	for (;;) {
+		int ret = SSL_do_handshake(s), e, r;
+
+		if (ret == 1)
+			return 1;
+		e = SSL_get_error(s, ret);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+			*ret_err = e;
+			return 0;
+		}
+		r = net_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+		if (r < 0)
+			return r;
+	}
+}
+
 int tls_client_handshake(struct tls_ctx *t, int fd, uint64_t deadline, enum cert_role server,
 			 SSL **ret_ssl, struct cert_id *ret_peer)
 {
 	SSL *s = tls_ssl_new(t, fd, false);
-	int r;
+	int r, e = 0;
 
 	if (!s)
 		return -ENOMEM;
-	ERR_clear_error();
-	for (;;) {
-		int ret = SSL_do_handshake(s);
-		int e;
+	r = handshake_run(s, fd, deadline, &e);
+	if (r == 0) {
+		unsigned long err = ERR_peek_error();
+		long v = SSL_get_verify_result(s);
+		char buf[200] = "";
 
-		if (ret == 1)
-			break;
-		e = SSL_get_error(s, ret);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			r = net_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
-			if (r < 0)
-				goto fail;
-			continue;
-		}
-		{
-			unsigned long err = ERR_peek_error();
-			char buf[200] = "";
-
-			if (err)
-				ERR_error_string_n(err, buf, sizeof(buf));
-			r = SSL_get_verify_result(s) != X509_V_OK ? -EKEYREJECTED :
-			    e == SSL_ERROR_SYSCALL && !err ? -ECONNRESET : -EPROTO;
-			log_debug("TLS handshake failed: %s%s%s", buf,
-				  SSL_get_verify_result(s) != X509_V_OK ? ": " : "",
-				  SSL_get_verify_result(s) != X509_V_OK ?
-					  X509_verify_cert_error_string(SSL_get_verify_result(s)) : "");
-			ERR_clear_error();
-		}
-		goto fail;
+		if (err)
+			ERR_error_string_n(err, buf, sizeof(buf));
+		r = v != X509_V_OK ? -EKEYREJECTED :
+		    e == SSL_ERROR_SYSCALL && !err ? -ECONNRESET : -EPROTO;
+		log_debug("TLS handshake failed: %s%s%s", buf, v != X509_V_OK ? ": " : "",
+			  v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+		ERR_clear_error();
 	}
+	if (r < 0)
+		goto fail;
 	r = tls_peer_identity(s, ret_peer);
 	if (r < 0 || ret_peer->role != server) {
 		log_debug("TLS: the server's certificate is %s %s's",
@@ -321,38 +331,24 @@ int tls_server_handshake(struct tls_ctx *t, int fd, uint64_t deadline, SSL **ret
 			 struct cert_id *ret_peer)
 {
 	SSL *s = tls_ssl_new(t, fd, true);
-	int r;
+	int r, e = 0;
 
 	if (!s)
 		return -ENOMEM;
-	ERR_clear_error();
-	for (;;) {
-		int ret = SSL_do_handshake(s);
-		int e;
+	r = handshake_run(s, fd, deadline, &e);
+	if (r == 0) {
+		unsigned long err = ERR_peek_error();
+		const char *why = e == SSL_ERROR_SYSCALL && !err ? "protocol" : tls_fail_reason(s, err);
+		char buf[200] = "connection closed";
 
-		if (ret == 1)
-			break;
-		e = SSL_get_error(s, ret);
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-			r = net_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
-			if (r < 0)
-				goto fail;
-			continue;
-		}
-		{
-			unsigned long err = ERR_peek_error();
-			const char *why = e == SSL_ERROR_SYSCALL && !err ? "protocol" :
-					  tls_fail_reason(s, err);
-			char buf[200] = "connection closed";
-
-			if (err)
-				ERR_error_string_n(err, buf, sizeof(buf));
-			log_info("TLS handshake refused (%s): %s", why, buf);
-			r = strcmp(why, "protocol") ? -EKEYREJECTED : -EPROTO;
-			ERR_clear_error();
-		}
-		goto fail;
+		if (err)
+			ERR_error_string_n(err, buf, sizeof(buf));
+		log_info("TLS handshake refused (%s): %s", why, buf);
+		r = strcmp(why, "protocol") ? -EKEYREJECTED : -EPROTO;
+		ERR_clear_error();
 	}
+	if (r < 0)
+		goto fail;
 	r = tls_peer_identity(s, ret_peer);
 	if (r < 0) {
 		log_info("TLS: a client certificate without a disagg node identity: closing");

@@ -360,8 +360,7 @@ const struct cli_cmd cli_volume_cmds[] = {
 	  "attach a volume to a running slot as a disk",
 	  "The slot's guest sees a virtio-blk disk (its serial the volume's name) that its\n"
 	  "compute node serves from the volume's device node. Refused while the volume is\n"
-	  "attached to a slot, and by the compute node while the slot's memory is not all\n"
-	  "local (remote_memory).",
+	  "attached to a slot.",
 	  cmd_device_attach, { { "read-only", NULL, "the guest reads it only" } } },
 	{ "device detach", "SLOT VOLUME", 2, 2, "detach a volume from a slot",
 	  "The disk disappears from the guest (stop using it there first); the volume\n"

@@ -643,16 +643,6 @@ static void h_get(struct vm *vm, const struct http_req *req, struct http_resp *r
 	http_resp_json(resp, 200, vm_status(vm));
 }
 
-static bool disks_attached(struct vm *vm)
-{
-	bool busy;
-
-	pthread_mutex_lock(&vm->hot_lock);
-	busy = vm_disk_busy(vm);
-	pthread_mutex_unlock(&vm->hot_lock);
-	return busy;
-}
-
 /* Everything under /v1/vms. */
 static void h_vms(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
@@ -702,9 +692,6 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 	else if (!strncmp(rest, "/regions/", 9) && strlen(rest) > 14 &&
 		 !strcmp(rest + strlen(rest) - 5, "/move") && !strcmp(m, "POST"))
 		vm_shared_move_http(vm, rest + 9, req, resp);
-	else if (!strcmp(rest, "/regions") && !strcmp(m, "POST") && disks_attached(vm))
-		http_resp_error(resp, 409, "disks_attached", "a VM with disks attached takes no "
-				"shared region yet (docs/compute.md, \"Disks\")");
 	else if (!strncmp(rest, "/regions", 8) && (!rest[8] || rest[8] == '/'))
 		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/disks", 6) && (!rest[6] || rest[6] == '/'))

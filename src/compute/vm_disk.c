@@ -11,13 +11,10 @@
  * the guest let go, chardev-remove, then the thread stops (after the
  * requests in flight are answered) and the volume is closed.
  *
- * Guest memory: the back end maps QEMU's RAM files. A page of a remote
- * section that is not fetched is a hole in its file: read through this
- * mapping it would be zeros, and a page written here would escape the
- * pager's dirty tracking. Until the pager serves this mapping as an alias
- * of QEMU's (docs/devnode.md, "Guest memory in the agent"), a disk is
- * attached only to a VM whose RAM is all local, and a VM with disks takes
- * no remote section (refused by the section routes, vm_disk_busy()).
+ * Guest memory: the back end maps QEMU's RAM files, and the VM's pager
+ * serves each of those mappings as an alias of QEMU's (vm_guestmem.h): an
+ * unfetched remote page is fetched, a disk read into guest memory is a
+ * write the pager sees. So disks and remote memory mix freely.
  *
  * One QMP user at a time: attach and detach hold the VM's hot_lock, as
  * the other hot-plug operations do.
@@ -45,6 +42,7 @@
 #include "vm_internal.h"
 #include "vu_blk.h"
 #include "vu_devnode.h"
+#include "vm_guestmem.h"
 
 #define QMP_MS 10000
 #define DETACH_MS 30000
@@ -158,20 +156,6 @@ struct disk_req {
 	int64_t outage_ms;
 };
 
-static bool ram_all_local(struct vm *vm)
-{
-	for (unsigned i = 0; i < vm->spec.nbase; i++)
-		if (vm->spec.base[i].sec.kind != PAGER_SEC_LOCAL)
-			return false;
-	for (unsigned i = 0; i < vm->nhot; i++)
-		if (vm->hot[i].in_use && vm->hot[i].sec.sec.kind != PAGER_SEC_LOCAL)
-			return false;
-	for (int i = 0; i < VM_MAX_SHARED; i++)
-		if (vm->shared[i].in_use)
-			return false;
-	return true;
-}
-
 static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q, char *err,
 		     size_t errlen)
 {
@@ -203,6 +187,8 @@ static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q
 	dk->conf.num_queues = MAX(1u, MIN(vm->spec.vcpus, VU_BLK_MAX_QUEUES));
 	dk->conf.serial = dk->serial;
 	dk->conf.discard = dk->conf.write_zeroes = true;
+	dk->conf.mem_ops = &vm_guestmem_ops;
+	dk->conf.mem_opaque = vm;
 	return 0;
 }
 
@@ -371,14 +357,6 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 		return;
 	}
 	if (!begin(vm, resp)) {
-		json_decref(j);
-		return;
-	}
-	if (!ram_all_local(vm)) {
-		pthread_mutex_unlock(&vm->hot_lock);
-		http_resp_error(resp, 409, "remote_memory", "disks attach only to VMs whose RAM is "
-				"all local for now: the disk's back end would read unfetched remote "
-				"pages as zeros (docs/compute.md, \"Disks\")");
 		json_decref(j);
 		return;
 	}

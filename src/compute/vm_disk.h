@@ -24,7 +24,7 @@
 
 extern const struct vm_ext_ops vm_disk_ext;
 
-/* Has the VM a disk attached? (hot_lock held.) It then takes no remote memory. */
+/* Has the VM a disk attached? (hot_lock held.) */
 bool vm_disk_busy(struct vm *vm);
 /* Everything under /v1/vms/NAME/disks (rest: what follows "/disks"). */
 void vm_disk_http(struct vm *vm, const char *rest, const struct http_req *req,

@@ -290,12 +290,6 @@ int vm_add_section(struct vm *vm, const struct vm_section *s, int timeout_ms,
 	r = hot_begin(vm, &p, err, errlen);
 	if (r < 0)
 		return r;
-	if (s->sec.kind != PAGER_SEC_LOCAL && vm_disk_busy(vm)) {
-		/* The disks' back end would read its unfetched pages as zeros (vm_disk.c). */
-		snprintf(err, errlen, "a VM with disks attached takes no remote memory yet");
-		hot_end(vm, p);
-		return -EBUSY;
-	}
 	before = vm_guest_memtotal(vm);
 	r = vm->spec.hotplug == VM_HOTPLUG_DIMM ? dimm_add(vm, s, timeout_ms, ret_index, err, errlen)
 						: vmem_add(vm, s, timeout_ms, ret_index, err, errlen);

@@ -22,6 +22,10 @@
  *   VERIFY ID                OK id=ID mismatches=0 ms=T | ERR id=ID mismatches=N first=PAGE
  *   REWRITE ID SEED          OK ...               (write a new pattern over region ID)
  *   FREE ID                  OK id=ID
+ *   DSAVE DEV OFFSET ID      OK id=ID bytes=N ms=T  region ID's pages written to disk DEV
+ *                                                 at OFFSET (O_DIRECT, straight from them)
+ *   DLOAD DEV OFFSET ID SEED OK id=ID bytes=N ms=T  disk DEV from OFFSET read straight into
+ *                                                 region ID's pages; its pattern is SEED's
  *   LAYOUT                   OK blocks=<index:state:zone,...>
  *   HEARTBEAT MS             OK                   then "HB SEQ NS" every MS ms (0 stops)
  *   WRITELOOP ID MBPS        OK id=ID mbps=N      a thread rewrites region ID (same pattern)
@@ -323,6 +327,49 @@ static void cmd_verify(char **av, int ac)
 		    guest_ms_since(t0));
 }
 
+/*
+ * DSAVE and DLOAD: I/O between a disk and region ID's own pages, in 1 MiB
+ * requests (the device reads or writes guest RAM wherever those pages are:
+ * with remote memory, pages the host may have evicted).
+ */
+static void cmd_dsave_dload(char **av, int ac, bool load)
+{
+	struct region *r;
+	uint64_t off, t0 = guest_now_ns();
+	char path[64];
+	int id, fd;
+
+	if (ac != (load ? 5 : 4) || strchr(av[1], '/') || strlen(av[1]) > 32 ||
+	    guest_parse_u64(av[2], 0, UINT64_MAX / 2, &off) < 0 || off % PAGE ||
+	    !(r = region_arg(av[3], &id)) || !r->mem)
+		return guest_reply("ERR usage: %s DEV OFFSET ID%s (an existing region, OFFSET a "
+				   "multiple of 4096)", av[0], load ? " SEED" : "");
+	if (writeloop_busy(id))
+		return guest_reply("ERR id=%d busy: WRITELOOP runs on it (STOP first)", id);
+	snprintf(path, sizeof(path), "/dev/%s", av[1]);
+	fd = open(path, (load ? O_RDONLY : O_WRONLY) | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		return guest_reply("ERR %s: %s", path, strerror(errno));
+	for (size_t done = 0; done < r->bytes;) {
+		size_t n = MIN_U64(1u << 20, r->bytes - done);
+		ssize_t k = load ? pread(fd, r->mem + done, n, (off_t)(off + done))
+				 : pwrite(fd, r->mem + done, n, (off_t)(off + done));
+
+		if (k != (ssize_t)n) {
+			int e = k < 0 ? errno : EIO;
+
+			close(fd);
+			return guest_reply("ERR %s at %zu: %s", load ? "read" : "write", done,
+					   strerror(e));
+		}
+		done += n;
+	}
+	close(fd);
+	if (load)
+		r->seed = strtoull(av[4], NULL, 10);
+	guest_reply("OK id=%d bytes=%zu ms=%llu", id, r->bytes, guest_ms_since(t0));
+}
+
 static void cmd_free(char **av, int ac)
 {
 	struct region *r;
@@ -481,6 +528,10 @@ static void dispatch(char *line)
 		cmd_verify(av, ac);
 	else if (!strcmp(av[0], "FREE"))
 		cmd_free(av, ac);
+	else if (!strcmp(av[0], "DSAVE"))
+		cmd_dsave_dload(av, ac, false);
+	else if (!strcmp(av[0], "DLOAD"))
+		cmd_dsave_dload(av, ac, true);
 	else if (!strcmp(av[0], "LAYOUT"))
 		cmd_layout();
 	else if (!strcmp(av[0], "WRITELOOP"))

@@ -121,7 +121,7 @@ static int compute_of(struct orch *o, const struct slot_rec *s, struct node_rec 
 /*
  * The answer for an agent's failure: no answer 503 node_unreachable; no
  * such VM (404) 409 not_running; its 409, 502, 503 and 504 with its own
- * code (remote_memory, attach_failed, detach_failed, not_running, ...);
+ * code (attach_failed, detach_failed, not_running, ...);
  * anything else 502 agent_refused. The agent's message follows ours.
  */
 static void agent_error(struct http_resp *resp, const struct node_rec *c, int status,

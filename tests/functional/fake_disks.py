@@ -11,8 +11,8 @@ The agent's disk endpoints as the orchestrator drives them (docs/compute.md,
     DELETE /v1/vms/NAME/disks/ID    detach -> {"detached": ID}; 404 for no such disk
 
 with the real agent's checks in its order: a bad body 400; a VM that does
-not run 409 not_running; RAM not all local (a remote section, hot-added
-or not, or a shared region) 409 remote_memory; 8 disks, or the volume
+not run 409 not_running (remote memory is no reason: the real agent's
+pager serves the disk's view of guest RAM); 8 disks, or the volume
 attached already, 409 attach_failed; a grant that is not hex 400
 attach_failed. Then the volume is opened on the device node at "devnode"
 with the grant, as this node (BLK_OPEN, read-only if asked), when the fake
@@ -71,11 +71,6 @@ def _close(d):
         conn.close()
 
 
-def _all_local(vm):
-    secs = list(vm["sections"]) + list(vm["hot"].values())
-    return all(s.get("kind") == "local" for s in secs) and not vm.get("regions")
-
-
 def _open(fake, body, grant):
     """Open the volume on the device node with the grant: (conn, handle, size),
     or raises (OSError, dp.ProtoError) as the device node refused."""
@@ -103,10 +98,6 @@ def _attach(fake, h, vm, body):
         return h._err(400, "bad_request", '"read_only" must be a boolean')
     if vm.get("state", "running") != "running":
         return h._err(409, "not_running", f"VM is {vm.get('state')}")
-    if not _all_local(vm):
-        return h._err(409, "remote_memory", "disks attach only to VMs whose RAM is all local "
-                      "for now: the disk's back end would read unfetched remote pages as "
-                      'zeros (docs/compute.md, "Disks")')
     disks = vm.setdefault("disks", {})
     if len(disks) >= MAX_DISKS:
         return h._err(409, "attach_failed", f"the VM has {MAX_DISKS} disks already")

@@ -10,7 +10,7 @@ Attach and detach through the API (the grant decoded: device node,
 holder, key, rights; the volume open on the device node while attached;
 the slot's and the volume's views; events), the refusals (volume or slot
 missing 404, attached elsewhere 409, slot not running 409, the agent's
-remote_memory with its text, the device node's refusal, an agent that
+refusal with its code and text, a slot with remote memory taking a disk, the device node's refusal, an agent that
 does not answer, or answers after having attached), a volume that cannot
 be deleted while attached, a slot delete that takes its disks with it, a
 compute migration refused while disks are attached, an attach
@@ -188,11 +188,18 @@ def test_refusals(dc):
     assert dc.call("PUT", "/v1/slots/a/disks")[0] == 405
     assert dc.call("POST", "/v1/slots/a/disks/data1/x")[0] == 404
 
-    # The agent's refusal, with its code and its text: this VM's RAM is not all local.
+    # The agent's refusal, with its code and its text.
+    fake = fake_of(dc, "r")
+    fake.fail_disk["attach"] = (409, "attach_failed")
     st, ans = attach(dc, "r", "data1")
-    assert st == 409 and err(ans) == "remote_memory", ans
-    assert "all local" in ans["error"]["message"] and "slot r" in ans["error"]["message"]
+    del fake.fail_disk["attach"]
+    assert st == 409 and err(ans) == "attach_failed", ans
+    assert "slot r" in ans["error"]["message"]
     assert volume(dc, "data1")["attached"] is None
+    # A slot whose memory is remote takes a disk like any other.
+    st, ans = attach(dc, "r", "data1")
+    assert st == 201, ans
+    assert detach(dc, "r", "data1")[0] == 200
 
     # A slot that does not run takes no disk (its compute node reported the VM failed).
     fake = fake_of(dc, "b")
@@ -319,8 +326,10 @@ def test_device_commands(dc):
     assert "(409 volume_attached)" in p.stderr
     p = cli("device", "detach", "a", "data1")
     assert p.stdout.strip() == "volume data1 detached from slot a"
+    fake_of(dc, "r").fail_disk["attach"] = (409, "attach_failed")
     p = cli("device", "attach", "r", "data1", rc=1)
-    assert "(409 remote_memory)" in p.stderr and "all local" in p.stderr
+    del fake_of(dc, "r").fail_disk["attach"]
+    assert "(409 attach_failed)" in p.stderr and "slot r" in p.stderr
     p = cli("--json", "device", "ls", "a")
     assert p.stdout.strip().replace(" ", "").replace("\n", "") == '{"disks":[]}'
     assert "no volumes attached to slot a" in cli("device", "ls", "a").stderr

@@ -586,7 +586,7 @@ def orch_api_seeds():
         req("DELETE", "/v1/slots/s1/disks/v1"), req("DELETE", "/v1/slots/s1/disks/v2"),
         req("DELETE", "/v1/slots/s1")],
         cc_answer(201, vm) + cc_answer(201, disk) +
-        cc_answer(409, {"error": {"code": "remote_memory", "message": "not all local"}}) +
+        cc_answer(409, {"error": {"code": "attach_failed", "message": "8 disks already"}}) +
         b"\x02" + cc_answer(200, {"detached": "disk0"}) + cc_answer(204))
     yield "disks-unknown", orch_input(regs + [
         req("POST", "/v1/slots", dict(slot, remote_percent=0)),

@@ -242,3 +242,16 @@ int tmap_backend_read(struct tmap *m, uint64_t pg, void *buf)
 	ops->conn_close(conn);
 	return r;
 }
+
+unsigned tmap_backend_bad(struct tmap *m, const uint32_t *ver, uint64_t a, uint64_t b)
+{
+	uint8_t *buf = aligned_alloc(PAGER_PAGE_SIZE, PAGER_PAGE_SIZE);
+	unsigned bad = 0;
+
+	for (uint64_t pg = a; pg < b; pg++)
+		if (tmap_remote(m, pg) &&
+		    (!buf || tmap_backend_read(m, pg, buf) < 0 || pat_check(buf, pg, ver[pg], true)))
+			bad++;
+	free(buf);
+	return bad;
+}

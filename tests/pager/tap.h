@@ -108,6 +108,8 @@ void tmap_teardown(struct tmap *m);
 int tmap_fill_backend(struct tmap *m, const uint32_t *ver);
 /* Read page pg of the backend (bypassing the mapping). */
 int tmap_backend_read(struct tmap *m, uint64_t pg, void *buf);
+/* Remote pages of [a, b) whose backend copy is not pattern version ver[pg] (or unreadable). */
+unsigned tmap_backend_bad(struct tmap *m, const uint32_t *ver, uint64_t a, uint64_t b);
 static inline bool tmap_remote(const struct tmap *m, uint64_t pg)
 {
 	return m->secs[pg * PAGER_PAGE_SIZE / m->secsize].kind == PAGER_SEC_REMOTE;

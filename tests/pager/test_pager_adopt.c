@@ -38,14 +38,7 @@ static unsigned verify_mapping(struct tmap *m)
 
 static unsigned verify_backend(struct tmap *m)
 {
-	static uint8_t buf[PS];
-	unsigned bad = 0;
-
-	for (uint64_t pg = 0; pg < NPG; pg++)
-		if (tmap_remote(m, pg) &&
-		    (tmap_backend_read(m, pg, buf) < 0 || pat_check(buf, pg, ver[pg], true)))
-			bad++;
-	return bad;
+	return tmap_backend_bad(m, ver, 0, NPG);
 }
 
 struct toucher {

@@ -77,14 +77,7 @@ static void read_write(struct tmap *m, uint64_t a, uint64_t b)
 /* Pages of [a, b) whose backend copy differs from ver[]. */
 static unsigned backend_bad(struct tmap *m, uint64_t a, uint64_t b)
 {
-	static uint8_t buf[PS];
-	unsigned bad = 0;
-
-	for (uint64_t pg = a; pg < b; pg++)
-		if (tmap_remote(m, pg) &&
-		    (tmap_backend_read(m, pg, buf) < 0 || pat_check(buf, pg, ver[pg], true)))
-			bad++;
-	return bad;
+	return tmap_backend_bad(m, ver, a, b);
 }
 
 static unsigned mapping_bad(struct tmap *m)

@@ -5,9 +5,11 @@ VM as a virtio-blk disk, being its vhost-user-blk back end (POST
 
 A real guest under the agent writes and verifies through the hot-plugged
 disk; the bytes are in the device node's volume file; after the detach the
-guest has no disk and the volume is closed on the node. A VM with remote
-memory is refused, and a VM with a disk takes no remote section. The
-fabric is TLS, as deployed: the device node's certificate has role device.
+guest has no disk and the volume is closed on the node. A VM whose memory
+is all remote, under a small cache budget, moves data between its memory
+and the disk both ways and nothing is zeros or lost (the pager serves the
+agent's mapping of guest RAM). The fabric is TLS, as deployed: the device
+node's certificate has role device.
 """
 import os
 import socket
@@ -97,10 +99,6 @@ def test_attach_write_verify_detach(agent, devnode, key):
     assert st == 502 and "data2" in j["error"]["message"], j
     st, j = agent.request("POST", "/v1/vms/vm1/disks", {"volume": "data2", "grant": grant})
     assert st == 400, j
-    # A VM with a disk takes no remote memory.
-    st, j = agent.request("POST", "/v1/vms/vm1/sections", {"section": {
-        "kind": "remote", "addr": "127.0.0.1:1", "grant": "00" * 104}})
-    assert st in (400, 409), j
     # Detach: the guest lets go, the volume is closed on the node.
     agent.call("DELETE", "/v1/vms/vm1/disks/disk0")
     vmlib.wait_for(lambda: agent.guest("vm1", "DISKS")["disks"] == "", timeout=60)
@@ -117,15 +115,47 @@ def test_attach_write_verify_detach(agent, devnode, key):
     assert users(devnode, key, "data1") == 0
 
 
-def test_refused_for_remote_memory(agent, devnode, key, tmp_path, keyfile):
+def test_disk_with_remote_memory(agent, devnode, key, tmp_path, keyfile):
+    """A guest whose memory is all on a memory node, with a cache budget far
+    below what it touches: the disk's back end reads guest pages that are
+    not fetched (the data goes to the disk, never zeros) and writes guest
+    pages that are evicted right after (never lost): the pager serves the
+    agent's own mapping of guest RAM as an alias of QEMU's."""
     mn = vmlib.Memnode(str(tmp_path), key, keyfile)
     try:
-        _, grant = volume(devnode, key, "r1")
-        agent.create("rvm", [{"kind": "local"}, mn.section(holder=AGENT)])
-        st, j = agent.request("POST", "/v1/vms/rvm/disks", {"volume": "r1", "devnode":
-                                                              devnode.addr, "grant": grant})
-        assert st == 409 and j["error"]["code"] == "remote_memory", j
-        assert users(devnode, key, "r1") == 0
+        _, grant = volume(devnode, key, "r1", size=192 * MiB)
+        secs = [mn.section(holder=AGENT) for _ in range(4)]
+        budget = 48 * MiB
+        agent.create("rvm", secs, vcpus=2, cache_bytes=budget)
+        agent.call("POST", "/v1/vms/rvm/disks", {"volume": "r1", "devnode": devnode.addr,
+                                                 "grant": grant})
+        vmlib.wait_for(lambda: agent.guest("rvm", "DISKS")["disks"] != "", timeout=60)
+        mb = 128
+        agent.guest("rvm", f"FILL 1 7 {mb}")            # most of it evicted at once
+        before = agent.status("rvm")["pager"]
+        # Memory -> disk: the device reads pages that are on the memory node.
+        assert int(agent.guest("rvm", "DSAVE vda 0 1")["bytes"]) == mb * MiB
+        agent.guest("rvm", "DFLUSH vda")
+        v = agent.guest("rvm", f"DVERIFY vda 0 {mb * MiB} 7")
+        assert v["mismatches"] == 0, v
+        with open(os.path.join(devnode.data, "r1.vol"), "rb") as f:
+            f.seek(100 * MiB + 5 * 4096)
+            page = f.read(4096)
+        want = (100 * MiB + 5 * 4096) // 4096
+        assert page == b"".join(vmlib.pattern_word(7, want, i).to_bytes(8, "little")
+                                for i in range(512))
+        # Disk -> memory: the device writes pages that eviction takes away next.
+        agent.guest("rvm", "REWRITE 1 8")
+        agent.guest("rvm", "DLOAD vda 0 1 7")
+        agent.guest("rvm", "FILL 2 9 96")               # region 1 leaves the cache
+        assert agent.guest("rvm", "VERIFY 1")["mismatches"] == 0
+        assert agent.guest("rvm", "VERIFY 2")["mismatches"] == 0
+        p = agent.status("rvm")["pager"]
+        print("pager before DSAVE:", before, "\nafter:", p)
+        assert p["faults_alias"] > before["faults_alias"], p
+        assert p["pages_evicted"] > before["pages_evicted"] + (mb * MiB) // 4096 // 2, p
+        assert p["failed"] == 0, p
         agent.delete("rvm")
+        assert users(devnode, key, "r1") == 0
     finally:
         mn.stop()

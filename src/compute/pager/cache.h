@@ -35,6 +35,16 @@
 
 struct pager_tee;
 
+/* An alias of a region's pages (alias.h): another mapping the pager serves alike. */
+#define PAGER_MAX_ALIASES 8
+
+struct pager_alias {
+	int uffd;                 /* the caller's: registered MISSING|WP on [base, base + n pages) */
+	uint64_t base;            /* address, in this process, of region page pg0 */
+	uint64_t pg0, npages;     /* the region's pages it maps */
+	uint32_t serial;          /* in its region: part of its id (alias.c) */
+};
+
 enum {
 	ST_PRESENT = 1u << 0,
 	ST_DIRTY   = 1u << 1,
@@ -93,6 +103,10 @@ struct pager_region {
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
 	_Atomic uint64_t nbusy;      /* pages BUSY */
+	/* Other mappings of its pages that the pager serves too (alias.h). */
+	struct pager_alias *_Atomic alias[PAGER_MAX_ALIASES];
+	_Atomic unsigned nalias;     /* non-NULL entries of alias[] */
+	uint32_t alias_gen;          /* tags alias ids (admin_lock) */
 };
 
 static inline uint8_t st_get(const struct pager_region *r, uint64_t pg)
@@ -242,13 +256,73 @@ static inline bool pager_sec_valid(const struct pager_section *s)
 
 /* ---- uffd and file operations on pages of a region (uffd.h) ---------------- */
 
+/*
+ * Apply a wake (protect < 0) or a write-protect change to r's aliases
+ * over [pg, pg+n) (alias.h: whoever reads r->alias[] is in a read-side
+ * section, or holds io_lock or admin_lock). The first error.
+ */
+static inline int pager_alias_apply(struct pager_region *r, uint64_t pg, uint64_t n, int protect)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < PAGER_MAX_ALIASES; i++) {
+		struct pager_alias *a = atomic_load(&r->alias[i]);
+		uint64_t lo, hi;
+		int e;
+
+		if (!a)
+			continue;
+		lo = MAX(pg, a->pg0);
+		hi = MIN(pg + n, a->pg0 + a->npages);
+		if (lo >= hi)
+			continue;
+		if (protect < 0)
+			e = uffd_wake(a->uffd, a->base + (lo - a->pg0) * PS, (hi - lo) * PS);
+		else
+			e = uffd_writeprotect(a->uffd, a->base + (lo - a->pg0) * PS, (hi - lo) * PS,
+					      protect != 0);
+		if (e < 0 && rc == 0)
+			rc = e;
+	}
+	return rc;
+}
+
+/*
+ * Write-protect (or un-protect) [pg, pg+n) of r and of its aliases, in
+ * the order that never leaves a writable mapping of a page the caller will
+ * not mark dirty: protecting, the region first; un-protecting, the aliases
+ * first, and they are protected again if the region's change fails.
+ */
+static inline int pager_alias_wp_all(struct pager_region *r, uint64_t pg, uint64_t n, bool protect)
+{
+	int rc;
+
+	if (protect) {
+		rc = uffd_writeprotect(r->uffd, r->base + pg * PS, n * PS, true);
+		return rc < 0 ? rc : pager_alias_apply(r, pg, n, 1);
+	}
+	rc = pager_alias_apply(r, pg, n, 0);
+	if (rc == 0)
+		rc = uffd_writeprotect(r->uffd, r->base + pg * PS, n * PS, false);
+	if (rc < 0)
+		(void)pager_alias_apply(r, pg, n, 1);   /* nothing writable that is not dirty */
+	return rc;
+}
+
+/* The region's mapping and its aliases (alias.h) alike. */
 static inline int pager_uffd_wake(struct pager_region *r, uint64_t pg, uint64_t npages)
 {
-	return uffd_wake(r->uffd, r->base + pg * PS, npages * PS);
+	int rc = uffd_wake(r->uffd, r->base + pg * PS, npages * PS);
+
+	if (atomic_load_explicit(&r->nalias, memory_order_acquire))
+		(void)pager_alias_apply(r, pg, npages, -1);
+	return rc;
 }
 
 static inline int pager_uffd_wp(struct pager_region *r, uint64_t pg, uint64_t npages, bool protect)
 {
+	if (atomic_load_explicit(&r->nalias, memory_order_acquire))
+		return pager_alias_wp_all(r, pg, npages, protect);
 	return uffd_writeprotect(r->uffd, r->base + pg * PS, npages * PS, protect);
 }
 

@@ -45,7 +45,7 @@ struct pager_hot;
 struct pager_mm;
 
 struct pager_ctr {
-	_Atomic uint64_t faults, faults_missing, faults_wp, faults_local;
+	_Atomic uint64_t faults, faults_missing, faults_wp, faults_local, faults_alias;
 	_Atomic uint64_t pages_fetched, pages_prefetched, pages_zero;
 	_Atomic uint64_t pages_evicted, pages_written_back, remove_events;
 	_Atomic uint64_t errors, eexist, eagain, flushes;

@@ -116,15 +116,29 @@ static void prefetch_step(struct pager_thread *t)
 	}
 }
 
-static void handle_msg(struct pager_thread *t, struct pager_region *r, const struct uffd_msg *m)
+/*
+ * One message of r's uffd, or of its alias a's (alias.h): an alias's fault
+ * is served as a fault on the same page of r. Its thread is not QEMU's,
+ * so it never gets a SIGBUS (tid 0), and nothing madvises an alias.
+ */
+static void handle_msg(struct pager_thread *t, struct pager_region *r,
+		       const struct pager_alias *a, const struct uffd_msg *m)
 {
 	struct pager *p = t->c.p;
 
 	if (m->event == UFFD_EVENT_PAGEFAULT) {
 		uint64_t addr = m->arg.pagefault.address & ~((uint64_t)PS - 1);
 		uint64_t fl = m->arg.pagefault.flags;
+		uint32_t tid = m->arg.pagefault.feat.ptid;
 
 		CTR_ADD(p, faults, 1);
+		if (a) {
+			CTR_ADD(p, faults_alias, 1);
+			if (addr < a->base || addr >= a->base + a->npages * PS)
+				return;
+			addr = r->base + (a->pg0 + (addr - a->base) / PS) * PS;
+			tid = 0;
+		}
 		if (addr < r->base || addr >= r->base + r->length)
 			return;
 		/* Before any fence check (pager_rcu_synchronize_key). */
@@ -137,10 +151,9 @@ static void handle_msg(struct pager_thread *t, struct pager_region *r, const str
 		else if (fl & UFFD_PAGEFAULT_FLAG_WP)
 			pager_serve_wp(&t->c, r, addr);
 		else
-			pager_serve_missing(&t->c, r, addr, fl & UFFD_PAGEFAULT_FLAG_WRITE,
-					    m->arg.pagefault.feat.ptid, 0);
+			pager_serve_missing(&t->c, r, addr, fl & UFFD_PAGEFAULT_FLAG_WRITE, tid, 0);
 		pager_rcu_set_key(&p->rcu, t->idx, 0);
-	} else if (m->event == UFFD_EVENT_REMOVE) {
+	} else if (m->event == UFFD_EVENT_REMOVE && !a) {
 		pager_handle_remove(p, r, m->arg.remove.start, m->arg.remove.end);
 	}
 }
@@ -160,7 +173,7 @@ static int serve_backlog(struct pager_thread *t)
 		memcpy(tr, t->backlog_r, nb * sizeof(tr[0]));
 		t->nbacklog = 0;
 		for (unsigned i = 0; i < nb; i++, k++)
-			handle_msg(t, tr[i], &tmp[i]);
+			handle_msg(t, tr[i], NULL, &tmp[i]);
 	}
 	return k;
 }
@@ -176,7 +189,15 @@ static int serve_region(struct pager_thread *t, struct pager_region *r)
 		return 0;
 	n = uffd_read(r->uffd, msgs, PAGER_UMSG_BATCH);
 	for (unsigned i = 0; i < n; i++, k++)
-		handle_msg(t, r, &msgs[i]);
+		handle_msg(t, r, NULL, &msgs[i]);
+	for (unsigned j = 0; atomic_load_explicit(&r->nalias, memory_order_acquire) &&
+			     j < PAGER_MAX_ALIASES; j++) {
+		const struct pager_alias *a = atomic_load(&r->alias[j]);
+
+		n = a ? uffd_read(a->uffd, msgs, PAGER_UMSG_BATCH) : 0;
+		for (unsigned i = 0; i < n; i++, k++)
+			handle_msg(t, r, a, &msgs[i]);
+	}
 	return k + serve_backlog(t);
 }
 
@@ -379,14 +400,24 @@ void pager_fault_fini(struct pager *p)
 	p->epfd = p->stopfd = -1;
 }
 
-int pager_fault_watch(struct pager *p, struct pager_region *r)
+int pager_fault_watch_fd(struct pager *p, struct pager_region *r, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = epoll_tag(r) };
 
-	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, r->uffd, &ev) < 0 ? -errno : 0;
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void pager_fault_unwatch_fd(struct pager *p, int fd)
+{
+	(void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int pager_fault_watch(struct pager *p, struct pager_region *r)
+{
+	return pager_fault_watch_fd(p, r, r->uffd);
 }
 
 void pager_fault_unwatch(struct pager *p, struct pager_region *r)
 {
-	(void)epoll_ctl(p->epfd, EPOLL_CTL_DEL, r->uffd, NULL);
+	pager_fault_unwatch_fd(p, r->uffd);
 }

@@ -20,5 +20,8 @@ void pager_fault_fini(struct pager *p);
 int pager_fault_watch(struct pager *p, struct pager_region *r);
 /* Stop serving r's uffd (events returned just before are dropped by the tag). */
 void pager_fault_unwatch(struct pager *p, struct pager_region *r);
+/* The same for another uffd of r (an alias, alias.h): its events serve r. */
+int pager_fault_watch_fd(struct pager *p, struct pager_region *r, int fd);
+void pager_fault_unwatch_fd(struct pager *p, int fd);
 
 #endif /* DISAGG_PAGER_FAULT_H */

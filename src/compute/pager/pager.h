@@ -29,6 +29,7 @@
  *   backend_local.h    the "local" backend; backend_memnode.h: "memnode"
  *   backend.h          pager_backend_free
  *   region.h           add/remove regions, change and find sections
+ *   alias.h            other mappings of a region's file, served alike
  *   share.h            shared regions: release, invalidate, acquire
  *   release.h          shared regions in mode release: twins, diffs, sync points
  *   share_move.h       a shared region moving to other sections: park, switch
@@ -50,6 +51,7 @@
 #include "macro.h"
 #include "types.h"
 
+#include "alias.h"
 #include "atrest.h"
 #include "backend.h"
 #include "backend_local.h"

@@ -64,10 +64,25 @@ struct pager_region *pager_region_get(struct pager *p, int region, unsigned inde
 	return r;
 }
 
+/* Watch (on) or unwatch the uffd of every alias of r (alias.h) in the fault threads' epoll set. */
+static void aliases_watch(struct pager *p, struct pager_region *r, bool on)
+{
+	for (unsigned i = 0; i < PAGER_MAX_ALIASES; i++) {
+		struct pager_alias *a = atomic_load(&r->alias[i]);
+
+		if (a && on)
+			(void)pager_fault_watch_fd(p, r, a->uffd);
+		else if (a)
+			pager_fault_unwatch_fd(p, a->uffd);
+	}
+}
+
 void pager_region_free(struct pager_region *r)
 {
 	if (!r)
 		return;
+	for (unsigned i = 0; i < PAGER_MAX_ALIASES; i++)
+		free(atomic_exchange(&r->alias[i], NULL));   /* their uffds are their owners' */
 	for (uint32_t i = 0; r->tee && i < r->nsections; i++)
 		pager_tee_drop(r->owner, r, i);
 	free(r->tee);
@@ -254,6 +269,7 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 	atomic_store(&r->dead, true);
 	atomic_store(&p->regions[region], NULL);
 	pager_fault_unwatch(p, r);
+	aliases_watch(p, r, false);
 	/* 3. Grace period: every fault thread has let go of r. */
 	pager_rcu_synchronize(&p->rcu);
 	/* From here on this thread is r's only user. */
@@ -270,6 +286,7 @@ int pager_remove_region(struct pager *p, int region, bool writeback)
 			if (e < 0)
 				log_debug("pager %s: region %d: epoll re-add: %s", p->name, region,
 					  strerror(-e));
+			aliases_watch(p, r, true);
 			pthread_mutex_unlock(&p->io_lock);
 			(void)pager_uffd_wake(r, 0, r->npages);
 			pthread_mutex_unlock(&p->admin_lock);

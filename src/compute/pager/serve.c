@@ -64,9 +64,9 @@ static void fail_fault(struct pager *p, int err, uint64_t addr, uint32_t tid)
  * one of them is watch_pg. EAGAIN (the mapping is changing) is retried
  * after reading the pending events.
  */
-static int mfill(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
-		 const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg,
-		 uint64_t watch_pg, bool *ret_watch_exists)
+static int mfill_region(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg,
+			uint64_t n, const uint8_t *src, uint64_t mode, uint8_t *exists,
+			uint64_t base_pg, uint64_t watch_pg, bool *ret_watch_exists)
 {
 	uint64_t i = 0;
 	unsigned spins = 0;
@@ -107,6 +107,22 @@ static int mfill(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg,
 		}
 	}
 	return 0;
+}
+
+/*
+ * The same, and then the threads that faulted on those pages through an
+ * alias (alias.h) are woken: the pages are in the file now, so they map
+ * them without another fault. UFFDIO_COPY woke only the region's.
+ */
+static int mfill(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,
+		 const uint8_t *src, uint64_t mode, uint8_t *exists, uint64_t base_pg,
+		 uint64_t watch_pg, bool *ret_watch_exists)
+{
+	int rc = mfill_region(t, r, pg, n, src, mode, exists, base_pg, watch_pg, ret_watch_exists);
+
+	if (atomic_load_explicit(&r->nalias, memory_order_acquire))
+		(void)pager_alias_apply(r, pg, n, -1);
+	return rc;
 }
 
 static int install(struct pager_fault_ctx *t, struct pager_region *r, uint64_t pg, uint64_t n,

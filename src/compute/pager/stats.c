@@ -24,6 +24,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->faults = LD(faults);
 	ret->faults_missing = LD(faults_missing);
 	ret->faults_wp = LD(faults_wp);
+	ret->faults_alias = LD(faults_alias);
 	ret->faults_local = LD(faults_local);
 	ret->pages_fetched = LD(pages_fetched);
 	ret->pages_prefetched = LD(pages_prefetched);
@@ -104,6 +105,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(faults, "uffd fault messages handled"),
 		C(faults_missing, "missing faults"),
 		C(faults_wp, "write-protect faults"),
+		C(faults_alias, "faults through another mapping of guest RAM (a disk's)"),
 		C(faults_local, "missing faults on local sections"),
 		C(pages_fetched, "pages fetched from memory nodes"),
 		C(pages_prefetched, "pages fetched beyond the faulting cluster"),

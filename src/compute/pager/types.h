@@ -229,6 +229,7 @@ struct pager_stats {
 	uint64_t faults;              /* uffd messages handled (missing + wp) */
 	uint64_t faults_missing;
 	uint64_t faults_wp;
+	uint64_t faults_alias;        /* of those, faults through an alias (alias.h) */
 	uint64_t faults_local;        /* missing faults on local sections */
 	uint64_t pages_fetched;       /* pages installed from the backend */
 	uint64_t pages_prefetched;    /* of which beyond the faulting cluster */

@@ -593,6 +593,8 @@ int vu_blk_new(int sock, const struct vu_blk_conf *conf, const struct vu_blk_sto
 	d->conf = *conf;
 	d->ops = ops;
 	d->store = store;
+	d->mem.ops = conf->mem_ops;
+	d->mem.opaque = conf->mem_opaque;
 	d->writeback = 1;
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		vu_ring_init(&d->rings[i]);

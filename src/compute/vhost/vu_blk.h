@@ -75,6 +75,8 @@ struct vu_blk_conf {
 	unsigned num_queues;     /* offered: 1 .. VU_BLK_MAX_QUEUES */
 	const char *serial;      /* GET_ID (at most 20 bytes shown) */
 	bool discard, write_zeroes;
+	const struct vu_mem_ops *mem_ops;   /* told of guest-memory mappings (vu_mem.h), or NULL */
+	void *mem_opaque;
 };
 
 /* A device serving the vhost-user connection `sock` (the device owns it). */

@@ -527,6 +527,7 @@ json_t *vm_status(struct vm *vm)
 
 		json_object_set_new(pj, "faults_missing", json_integer((json_int_t)st.faults_missing));
 		json_object_set_new(pj, "faults_wp", json_integer((json_int_t)st.faults_wp));
+		json_object_set_new(pj, "faults_alias", json_integer((json_int_t)st.faults_alias));
 		json_object_set_new(pj, "pages_cleaned", json_integer((json_int_t)st.pages_cleaned));
 		json_object_set_new(pj, "pages_unprotected",
 				    json_integer((json_int_t)st.pages_unprotected));

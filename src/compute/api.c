@@ -220,7 +220,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
-					    "hot_sections", "regions", "encryption_key", NULL };
+					    "hot_sections", "regions", "disks", "encryption_key", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -310,9 +310,10 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 		goto out;
 	}
-	if (!listen && (json_object_get(j, "hot_sections") || json_object_get(j, "regions"))) {
-		http_resp_error(resp, 400, "bad_request", "\"hot_sections\" and \"regions\" are "
-				"for an incoming VM (with \"incoming\")");
+	if (!listen && (json_object_get(j, "hot_sections") || json_object_get(j, "regions") ||
+			json_object_get(j, "disks"))) {
+		http_resp_error(resp, 400, "bad_request", "\"hot_sections\", \"regions\" and "
+				"\"disks\" are for an incoming VM (with \"incoming\")");
 		goto out;
 	}
 	spec.incoming = listen != NULL;
@@ -351,7 +352,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	pthread_mutex_unlock(&a->lock);
 
 	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
-					      err, sizeof(err))
+					      json_object_get(j, "disks"), err, sizeof(err))
 			  : vm_start(vm, err, sizeof(err));
 	if (r < 0) {
 		log_warn("vm %s: start failed: %s", spec.name, err);

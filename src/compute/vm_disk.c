@@ -42,32 +42,8 @@
 #include "vm_internal.h"
 #include "vu_blk.h"
 #include "vu_devnode.h"
+#include "vm_disk_internal.h"
 #include "vm_guestmem.h"
-
-#define QMP_MS 10000
-#define DETACH_MS 30000
-
-struct vm_disk {
-	bool in_use;
-	char id[16];                 /* "disk0": the QEMU device; its chardev is "chr-" id */
-	char volume[PROTO_VOL_NAME_SIZE];
-	char devnode[PROTO_MAX_ADDR];
-	char sock[108];
-	bool readonly;
-	struct vu_blk_conf conf;
-	struct vu_devnode *store;
-	int lfd, stop_efd;
-	pthread_t thread;
-	bool thread_on;
-	pthread_mutex_t mu;          /* dev */
-	struct vu_blk *dev;          /* the connection being served */
-	bool stop;
-	char serial[21];
-};
-
-struct vm_disks {
-	struct vm_disk d[VM_MAX_DISKS];
-};
 
 /* ---- the disk's thread -------------------------------------------------------- */
 
@@ -106,7 +82,7 @@ static void *disk_main(void *arg)
 	return NULL;
 }
 
-static void disk_release(struct vm_disk *dk)
+void vm_disk_release(struct vm_disk *dk)
 {
 	uint64_t one = 1;
 
@@ -150,20 +126,46 @@ static int listen_unix(const char *path)
 
 /* ---- attach and detach ------------------------------------------------------------ */
 
-struct disk_req {
-	const char *volume, *devnode, *grant_hex, *serial;
-	bool readonly;
-	int64_t outage_ms;
-};
+int vm_disk_req_parse(json_t *j, struct vm_disk_req *q, char *err, size_t errlen)
+{
+	json_t *o = json_object_get(j, "outage_ms"), *ro = json_object_get(j, "read_only");
 
-static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q, char *err,
-		     size_t errlen)
+	*q = (struct vm_disk_req){ .outage_ms = -1 };
+	q->volume = json_string_value(json_object_get(j, "volume"));
+	q->devnode = json_string_value(json_object_get(j, "devnode"));
+	q->grant_hex = json_string_value(json_object_get(j, "grant"));
+	q->serial = json_string_value(json_object_get(j, "serial"));
+	q->readonly = json_is_true(ro);
+	if (!q->volume || dnc_name_check(q->volume) < 0 || !q->devnode || !q->grant_hex ||
+	    (q->serial && strlen(q->serial) > 20) ||
+	    (json_object_get(j, "serial") && !json_is_string(json_object_get(j, "serial")))) {
+		snprintf(err, errlen, "\"volume\" (a volume name), \"devnode\" (HOST:PORT) and "
+			 "\"grant\" are required; \"serial\" is at most 20 characters");
+		return -EINVAL;
+	}
+	if (ro && !json_is_boolean(ro)) {
+		snprintf(err, errlen, "\"read_only\" must be a boolean");
+		return -EINVAL;
+	}
+	if (o && (!json_is_integer(o) || json_integer_value(o) < 0 ||
+		  json_integer_value(o) > 86400000)) {
+		snprintf(err, errlen, "\"outage_ms\" must be an integer from 0 to 86400000");
+		return -EINVAL;
+	}
+	if (o)
+		q->outage_ms = json_integer_value(o);
+	return 0;
+}
+
+int vm_disk_open(struct vm *vm, struct vm_disk *dk, const struct vm_disk_req *q, char *err,
+		 size_t errlen)
 {
 	struct vu_devnode_conf dc = {
 		.conn = { .addr = q->devnode, .key = vm->env.key, .node_id = vm->env.node_id,
 			  .timeout_ms = 5000 },
 		.volume = q->volume, .readonly = q->readonly,
 		.outage_ms = q->outage_ms >= 0 ? (unsigned)q->outage_ms : 30000,
+		.deferred = q->deferred,
 	};
 	int r;
 
@@ -182,6 +184,7 @@ static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q
 	snprintf(dk->devnode, sizeof(dk->devnode), "%s", q->devnode);
 	snprintf(dk->serial, sizeof(dk->serial), "%s", q->serial ? q->serial : q->volume);
 	dk->readonly = q->readonly;
+	dk->outage_ms = q->outage_ms;
 	dk->conf.readonly = q->readonly;
 	/* A queue per vCPU (the guest's blk-mq maps them), served by the disk's one thread. */
 	dk->conf.num_queues = MAX(1u, MIN(vm->spec.vcpus, VU_BLK_MAX_QUEUES));
@@ -192,7 +195,7 @@ static int disk_open(struct vm *vm, struct vm_disk *dk, const struct disk_req *q
 	return 0;
 }
 
-static int disk_start(struct vm *vm, struct vm_disk *dk, unsigned idx, char *err, size_t errlen)
+int vm_disk_start(struct vm *vm, struct vm_disk *dk, unsigned idx, char *err, size_t errlen)
 {
 	int r;
 
@@ -220,18 +223,20 @@ static int disk_start(struct vm *vm, struct vm_disk *dk, unsigned idx, char *err
 
 static int qmp_plug(struct vm *vm, struct vm_disk *dk, char *err, size_t errlen)
 {
-	char chr[24];
+	char chr[24], addr[8];
 	int r;
 
 	snprintf(chr, sizeof(chr), "chr-%s", dk->id);
+	/* A fixed slot: a migration's destination puts the device at the same address. */
+	snprintf(addr, sizeof(addr), "0x%x", VM_DISK_PCI_SLOT + (unsigned)(dk - vm->disks->d));
 	r = qmp_executef(vm->qmp, QMP_MS, NULL, "chardev-add",
 			 "{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b}}}", "id", chr, "backend", "type",
 			 "socket", "data", "addr", "type", "unix", "data", "path", dk->sock,
 			 "server", 0);
 	if (r == 0)
-		r = qmp_executef(vm->qmp, QMP_MS, NULL, "device_add", "{s:s, s:s, s:s, s:i}",
+		r = qmp_executef(vm->qmp, QMP_MS, NULL, "device_add", "{s:s, s:s, s:s, s:i, s:s}",
 				 "driver", "vhost-user-blk-pci", "id", dk->id, "chardev", chr,
-				 "num-queues", (int)dk->conf.num_queues);
+				 "num-queues", (int)dk->conf.num_queues, "addr", addr);
 	if (r < 0) {
 		snprintf(err, errlen, "QEMU: %s", r == -EIO ? qmp_last_error(vm->qmp) : strerror(-r));
 		(void)qmp_executef(vm->qmp, QMP_MS, NULL, "chardev-remove", "{s:s}", "id", chr);
@@ -260,15 +265,23 @@ static int qmp_unplug(struct vm *vm, struct vm_disk *dk, char *err, size_t errle
 	return 0;
 }
 
-static json_t *disk_json(const struct vm_disk *dk)
+static json_t *disk_json(const struct vm *vm, const struct vm_disk *dk)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:i}", "id", dk->id, "volume",
-			 dk->volume, "devnode", dk->devnode, "size", (json_int_t)dk->conf.capacity,
-			 "read_only", dk->readonly, "serial", dk->serial, "socket", dk->sock, "queues",
-			 (int)dk->conf.num_queues);
+	char pci[24];
+	json_t *j;
+
+	snprintf(pci, sizeof(pci), "0000:00:%02x.0",
+		 VM_DISK_PCI_SLOT + (unsigned)(dk - vm->disks->d));
+	j = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s, s:i, s:s}", "id", dk->id, "volume",
+		      dk->volume, "devnode", dk->devnode, "size", (json_int_t)dk->conf.capacity,
+		      "read_only", dk->readonly, "serial", dk->serial, "socket", dk->sock, "queues",
+		      (int)dk->conf.num_queues, "pci", pci);
+	if (j && dk->outage_ms >= 0)
+		json_object_set_new(j, "outage_ms", json_integer(dk->outage_ms));
+	return j;
 }
 
-static int attach(struct vm *vm, const struct disk_req *q, json_t **ret, char *err,
+static int attach(struct vm *vm, const struct vm_disk_req *q, json_t **ret, char *err,
 		  size_t errlen)
 {
 	struct vm_disk *dk = NULL;
@@ -293,18 +306,18 @@ static int attach(struct vm *vm, const struct disk_req *q, json_t **ret, char *e
 		}
 	dk->lfd = dk->stop_efd = -1;
 	dk->in_use = true;
-	r = disk_open(vm, dk, q, err, errlen);
+	r = vm_disk_open(vm, dk, q, err, errlen);
 	if (r == 0)
-		r = disk_start(vm, dk, idx, err, errlen);
+		r = vm_disk_start(vm, dk, idx, err, errlen);
 	if (r == 0)
 		r = qmp_plug(vm, dk, err, errlen);
 	if (r < 0) {
-		disk_release(dk);
+		vm_disk_release(dk);
 		return r;
 	}
 	log_info("vm %s: volume %s of %s attached as %s (%llu MiB)", vm->spec.name, dk->volume,
 		 dk->devnode, dk->id, (unsigned long long)(dk->conf.capacity >> 20));
-	*ret = disk_json(dk);
+	*ret = disk_json(vm, dk);
 	return 0;
 }
 
@@ -332,27 +345,15 @@ static void h_attach(struct vm *vm, const struct http_req *req, struct http_resp
 {
 	static const char *const keys[] = { "volume", "devnode", "grant", "read_only", "serial",
 					    "outage_ms", NULL };
-	struct disk_req q = { .outage_ms = -1 };
+	struct vm_disk_req q;
 	json_t *j = http_json_args(req, resp, keys), *out = NULL;
 	char err[512] = "";
 	int r;
 
 	if (!j)
 		return;
-	q.volume = json_string_value(json_object_get(j, "volume"));
-	q.devnode = json_string_value(json_object_get(j, "devnode"));
-	q.grant_hex = json_string_value(json_object_get(j, "grant"));
-	q.serial = json_string_value(json_object_get(j, "serial"));
-	q.readonly = json_is_true(json_object_get(j, "read_only"));
-	if (!q.volume || dnc_name_check(q.volume) < 0 || !q.devnode || !q.grant_hex ||
-	    (q.serial && strlen(q.serial) > 20)) {
-		http_resp_error(resp, 400, "bad_request", "\"volume\" (a volume name), \"devnode\" "
-				"(HOST:PORT) and \"grant\" are required; \"serial\" is at most 20 "
-				"characters");
-		json_decref(j);
-		return;
-	}
-	if (!http_json_int(j, "outage_ms", 0, 86400000, &q.outage_ms, resp)) {
+	if (vm_disk_req_parse(j, &q, err, sizeof(err)) < 0) {
+		http_resp_error(resp, 400, "bad_request", "%s", err);
 		json_decref(j);
 		return;
 	}
@@ -387,7 +388,7 @@ static void h_detach(struct vm *vm, const char *id, struct http_resp *resp)
 	r = qmp_unplug(vm, dk, err, sizeof(err));
 	if (r == 0) {
 		log_info("vm %s: %s (volume %s) detached", vm->spec.name, dk->id, dk->volume);
-		disk_release(dk);
+		vm_disk_release(dk);
 	}
 	pthread_mutex_unlock(&vm->hot_lock);
 	if (r < 0)
@@ -402,7 +403,7 @@ static json_t *disks_json(struct vm *vm)
 
 	for (unsigned i = 0; a && vm->disks && i < VM_MAX_DISKS; i++)
 		if (vm->disks->d[i].in_use)
-			json_array_append_new(a, disk_json(&vm->disks->d[i]));
+			json_array_append_new(a, disk_json(vm, &vm->disks->d[i]));
 	return a;
 }
 
@@ -451,13 +452,14 @@ static void disk_free(struct vm *vm)
 {
 	for (unsigned i = 0; vm->disks && i < VM_MAX_DISKS; i++)
 		if (vm->disks->d[i].in_use)
-			disk_release(&vm->disks->d[i]);
+			vm_disk_release(&vm->disks->d[i]);
 	free(vm->disks);
 	vm->disks = NULL;
 }
 
 const struct vm_ext_ops vm_disk_ext = {
 	.name = "disk",
+	.qemu_args = vm_disk_qemu_args,
 	.status = disk_status,
 	.free = disk_free,
 };

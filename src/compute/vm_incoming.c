@@ -10,7 +10,8 @@
  * failed -> failed. An incoming VM never frees sections: free_on_release
  * is suspended until the migration completed. Shared regions come along
  * (vm_shared_mig.c): recorded before QEMU starts, their devices on its
- * command line, mapped and attached before migrate-incoming.
+ * command line, mapped and attached before migrate-incoming. So do remote
+ * disks (vm_disk_mig.c): their back ends listen before QEMU starts.
  */
 #include "vm_incoming.h"
 
@@ -27,6 +28,7 @@
 #include "section_check.h"
 #include "state.h"
 #include "vm.h"
+#include "vm_disk.h"
 #include "vm_migrate.h"
 #include "vm_shared_mig.h"
 
@@ -303,7 +305,7 @@ static int incoming_vmem(struct vm *vm, struct vm_mig *m, const struct vm_hot_in
 }
 
 int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in *hot,
-		      unsigned nhot, json_t *regions, char *err, size_t errlen)
+		      unsigned nhot, json_t *regions, json_t *disks, char *err, size_t errlen)
 {
 	char host[128], uri[160];
 	json_t *info = NULL, *sa;
@@ -334,6 +336,8 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	r = incoming_hot(vm, m, hot, nhot, err, errlen);
 	if (r == 0)
 		r = vm_shared_mig_incoming(vm, regions, err, errlen);
+	if (r == 0)
+		r = vm_disk_incoming(vm, disks, err, errlen);
 	if (r < 0)
 		return r;
 	/* vm_start checks the boot sections' grants; the hot ones are ours to check. */

@@ -30,7 +30,7 @@ struct vm_hot_in {
  * NULL): the shared regions the VM brings (POST /v1/vms "regions").
  */
 int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in *hot,
-		      unsigned nhot, json_t *regions, char *err, size_t errlen);
+		      unsigned nhot, json_t *regions, json_t *disks, char *err, size_t errlen);
 
 /* Its hook (ext.h): -incoming defer and the source's DIMMs on QEMU's command line. */
 extern const struct vm_ext_ops vm_incoming_ext;

@@ -131,13 +131,18 @@ int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, 
 	r = vol_get(fs, name, key, fd, &v);
 	if (r == 0 && writable && epoch < v->epoch)
 		r = -EKEYREVOKED;
-	if (r == 0 && epoch > v->epoch)
+	/*
+	 * Only a writer takes ownership: a read-only open of a newer epoch
+	 * (a migration's destination checking its grant before the guest
+	 * runs there) leaves the epoch and the writers alone.
+	 */
+	if (r == 0 && writable && epoch > v->epoch)
 		r = epoch_write(fd, epoch);
 	if (r < 0) {
 		pthread_mutex_unlock(&fs->mu);
 		return r;
 	}
-	if (epoch > v->epoch)
+	if (writable && epoch > v->epoch)
 		v->epoch = epoch;
 	for (struct dn_fence *h = v->handles; h; h = h->next) {
 		if (atomic_load(&h->fenced))

@@ -8,7 +8,8 @@
  *   through a grant of an older epoch is refused (FENCED); one of a newer
  *   epoch raises it (durably) and fences every open handle of an older
  *   one. A compute migration opens with the next epoch, so that the source
- *   can no longer write.
+ *   can no longer write. A read-only open changes nothing, whatever its
+ *   epoch (the destination checks its grant before the guest runs there).
  * - A BLK_OPEN with PROTO_BLK_TAKEOVER fences the other handles of the
  *   same holder (the authenticated node) on the volume, whatever their
  *   epoch: an agent that reconnects after losing its connection takes the

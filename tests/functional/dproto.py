@@ -88,10 +88,11 @@ SECTOR = 512
 BLK_MAX_IO = 1 << 20
 
 
-def volume_grant(key, devnode_id, holder_id, vkey, rights=R_READ | R_WRITE, expiry=0):
-    """A grant for the volume of key `vkey` (section = low half, generation = high)."""
+def volume_grant(key, devnode_id, holder_id, vkey, rights=R_READ | R_WRITE, expiry=0, epoch=0):
+    """A grant for the volume of key `vkey` (section = low half, generation = high),
+    of ownership epoch `epoch`."""
     return mint_grant(key, devnode_id, holder_id, vkey & 0xffffffff, vkey >> 32, rights,
-                      expiry)
+                      expiry, epoch)
 
 
 def unpack_volume(b):

@@ -407,6 +407,10 @@ def test_epochs_and_takeover_fence_writers(devnodes, key):
 
     a, ha = opener(1)
     a.blk_write(ha, 0, b"a" * 512)
+    # A read-only open of a newer epoch takes nothing from the writer.
+    p, hp = opener(2, flags=dp.BLK_RDONLY, rights=dp.R_READ)
+    a.blk_write(ha, 0, b"a" * 512)
+    assert p.blk_read(hp, 0, 512) == b"a" * 512
     # A newer epoch fences the older handle's writes and flushes; its reads go on.
     b, hb = opener(2)
     assert status_of(lambda: a.blk_write(ha, 0, b"x" * 512)) == "FENCED"

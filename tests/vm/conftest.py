@@ -43,13 +43,18 @@ class Cluster:
 
     def __init__(self, tmp_path, keyfile, key):
         self.tmp, self.keyfile, self.key = tmp_path, keyfile, key
-        self.memnodes, self.agents = [], []
+        self.memnodes, self.agents, self.devnodes = [], [], []
 
     def memnode(self, node_id=None, pool="2G", backing=None):
         m = vmlib.Memnode(self.tmp, self.key, self.keyfile,
                           node_id or 101 + len(self.memnodes), pool, backing)
         self.memnodes.append(m)
         return m
+
+    def devnode(self, node_id=300):
+        d = vmlib.Devnode(self.tmp, self.key, self.keyfile, node_id)
+        self.devnodes.append(d)
+        return d
 
     def agent(self, node_id=1, **kw):
         a = vmlib.Agent(self.tmp, self.keyfile, node_id, **kw)
@@ -80,11 +85,11 @@ class Cluster:
                 problems += a.close()
             except AssertionError as e:
                 problems.append(str(e))
-        for m in self.memnodes:
+        for m in self.memnodes + self.devnodes:
             try:
                 rc = m.stop()
                 if rc != 0:
-                    problems.append(f"memnode exited with {rc}: {m.stderr()[-2000:]}")
+                    problems.append(f"{m.argv[0]} exited with {rc}: {m.stderr()[-2000:]}")
             except AssertionError as e:
                 problems.append(str(e))
         return problems

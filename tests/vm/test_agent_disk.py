@@ -12,7 +12,6 @@ agent's mapping of guest RAM). The fabric is TLS, as deployed: the device
 node's certificate has role device.
 """
 import os
-import socket
 
 import pytest
 
@@ -24,21 +23,9 @@ DEVNODE = 300
 AGENT = 1
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def devnode(tmp_path, keyfile):
-    data = str(tmp_path / "volumes")
-    d = vmlib.Proc([vmlib.find_prog("disagg-devnode"), "--data", data, "--listen",
-                    f"127.0.0.1:{free_port()}", "--key", keyfile, "--grant-pubkey",
-                    dp.grant_files(keyfile)[1], "--node-id", str(DEVNODE),
-                    *vmlib.fabric().args(DEVNODE, "device")], tmp_path / "devnode.log",
-                   r"listening on (\S+)")
-    d.addr, d.data = d.match.group(1), data
+def devnode(tmp_path, key, keyfile):
+    d = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE)
     yield d
     assert d.stop() == 0
 

@@ -197,6 +197,43 @@ class Proc:
         return self.proc.returncode
 
 
+class Devnode(Proc):
+    """A disagg-devnode on loopback (TLS as the fabric is, certificate role
+    device), its volumes in TMP/volumes-NODE_ID."""
+
+    def __init__(self, tmp, key, keyfile, node_id=300):
+        self.data = str(pathlib.Path(tmp) / f"volumes-{node_id}")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        super().__init__([find_prog("disagg-devnode"), "--data", self.data, "--listen",
+                          f"127.0.0.1:{port}", "--key", keyfile, "--grant-pubkey",
+                          dproto.grant_files(keyfile)[1], "--node-id", str(node_id),
+                          *fabric().args(node_id, "device")],
+                         pathlib.Path(tmp) / f"devnode-{node_id}.log", r"listening on (\S+)")
+        self.addr = self.match.group(1)
+        self.node_id, self.key = node_id, key
+
+    def vol(self, op, *args):
+        c = dproto.DevConn(self.addr).login(self.key, 9)
+        try:
+            return c.vol(op, *args)
+        finally:
+            c.close()
+
+    def volume(self, name, size, holder=1, epoch=0, rights=dproto.R_READ | dproto.R_WRITE):
+        """Create a volume; returns (its record, a grant for holder as hex)."""
+        v = self.vol("VOL_CREATE", name, size)
+        return v, self.grant(v, holder, epoch, rights)
+
+    def grant(self, v, holder, epoch=0, rights=dproto.R_READ | dproto.R_WRITE):
+        return dproto.volume_grant(self.key, self.node_id, holder, v["key"], rights,
+                                   epoch=epoch).hex()
+
+    def users(self, name):
+        return self.vol("VOL_STAT", name)["users"]
+
+
 class Memnode(Proc):
     def __init__(self, tmp, key, keyfile, node_id=101, pool="1G", backing=None, extra=()):
         argv = [find_prog("disagg-memnode"), "--listen", "127.0.0.1:0", "--http",

@@ -7,9 +7,12 @@
  * features SEG_MAX, BLK_SIZE, FLUSH, CONFIG_WCE (write-back, so
  * the guest sends flushes), MQ, DISCARD and WRITE_ZEROES (each as the
  * storage back end allows) and RO for a read-only disk; the protocol
- * features MQ, REPLY_ACK, CONFIG and CONFIGURE_MEM_SLOTS (so that a
- * hot-added DIMM arrives as ADD_MEM_REG). Not yet: INFLIGHT_SHMFD and the
- * dirty log (VHOST_F_LOG_ALL), which a migration of the VM needs.
+ * features MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS (so that a
+ * hot-added DIMM arrives as ADD_MEM_REG) and LOG_SHMFD with the device
+ * feature VHOST_F_LOG_ALL: the dirty log (vu_log.h), without which QEMU
+ * refuses to migrate the VM. Not yet: INFLIGHT_SHMFD (a restarted back
+ * end resending what was in flight); a migration needs none, since every
+ * request is answered before a ring stops (below).
  *
  * Before guest memory is unmapped or replaced (SET_MEM_TABLE,
  * REM_MEM_REG, RESET_OWNER, the end) and before a ring is stopped
@@ -58,6 +61,7 @@ struct vu_blk {
 	bool owned;
 	uint8_t writeback;       /* the guest's cache mode (CONFIG_WCE) */
 	struct vu_mem mem;
+	struct vu_log log;       /* SET_LOG_BASE's bitmap, used while VHOST_F_LOG_ALL is on */
 	struct vu_ring rings[VU_BLK_MAX_QUEUES];
 	struct vu_blk_stats stats;
 };
@@ -70,7 +74,7 @@ static uint64_t bit(unsigned b)
 static uint64_t dev_features(const struct vu_blk *d)
 {
 	uint64_t f = bit(VU_F_VERSION_1) | bit(VU_F_INDIRECT_DESC) | bit(VU_FEAT_PROTOCOL_FEATURES) |
-		     bit(F_SEG_MAX) | bit(F_BLK_SIZE) | bit(F_FLUSH) |
+		     bit(VU_FEAT_LOG_ALL) | bit(F_SEG_MAX) | bit(F_BLK_SIZE) | bit(F_FLUSH) |
 		     bit(F_CONFIG_WCE) | bit(F_MQ);
 
 	if (d->conf.readonly)
@@ -82,8 +86,9 @@ static uint64_t dev_features(const struct vu_blk *d)
 	return f;
 }
 
-static const uint64_t proto_features = 1ull << VU_PF_MQ | 1ull << VU_PF_REPLY_ACK |
-				       1ull << VU_PF_CONFIG | 1ull << VU_PF_CONFIGURE_MEM_SLOTS;
+static const uint64_t proto_features = 1ull << VU_PF_MQ | 1ull << VU_PF_LOG_SHMFD |
+				       1ull << VU_PF_REPLY_ACK | 1ull << VU_PF_CONFIG |
+				       1ull << VU_PF_CONFIGURE_MEM_SLOTS;
 
 const struct vu_blk_stats *vu_blk_stats(const struct vu_blk *d)
 {
@@ -91,6 +96,27 @@ const struct vu_blk_stats *vu_blk_stats(const struct vu_blk *d)
 }
 
 /* ---- requests ------------------------------------------------------------------ */
+
+static bool logging(const struct vu_blk *d)
+{
+	return (d->features & bit(VU_FEAT_LOG_ALL)) && d->log.bits;
+}
+
+/* The rings log their used entries while the dirty log is on. */
+static void log_sync(struct vu_blk *d)
+{
+	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
+		d->rings[i].log = logging(d) ? &d->log : NULL;
+}
+
+/* Log the guest's writable buffers of a chain (what the device may have written). */
+static void log_in_bufs(const struct vu_blk *d, const struct vu_chain *c)
+{
+	if (!logging(d))
+		return;
+	for (unsigned i = c->nout; i < c->nout + c->nin; i++)
+		vu_log_write(&d->log, c->gpa[i], c->iov[i].iov_len);
+}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -118,6 +144,7 @@ void vu_blk_io_done(struct vu_blk_io *io, int err)
 	*io->status = st;
 	if (io->type != VU_BLK_T_IN || err < 0)
 		io->used_len = 1;    /* only the status byte was written */
+	log_in_bufs(d, &io->chain);
 	vu_ring_push(r, io->head, io->used_len);
 	free(io);
 }
@@ -231,6 +258,7 @@ static int req_parse(struct vu_blk *d, struct vu_blk_io *io)
 		}
 		io->used_len = (uint32_t)MIN(room, (uint64_t)ID_BYTES) + 1;
 		*io->status = ST_OK;
+		log_in_bufs(d, c);
 		vu_ring_push(&d->rings[io->queue], io->head, io->used_len);
 		free(io);
 		return 1;
@@ -416,6 +444,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		if (m->u64 & ~dev_features(d))
 			return -EINVAL;
 		d->features = m->u64;
+		log_sync(d);
 		log_debug("features %#llx acked", (unsigned long long)m->u64);
 		return 0;
 	case VU_GET_PROTOCOL_FEATURES:
@@ -429,12 +458,26 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 	case VU_SET_OWNER:
 		d->owned = true;
 		return 0;
+	case VU_SET_LOG_BASE: {
+		int fd = vu_msg_take_fd(m, 0), k;
+
+		if (!(d->protocol_features & bit(VU_PF_LOG_SHMFD))) {
+			close(fd);
+			return -EPROTO;
+		}
+		k = vu_log_set(&d->log, fd, m->log.mmap_size, m->log.mmap_offset);
+		close(fd);
+		log_sync(d);
+		log_debug("dirty log: %llu bytes: %d", (unsigned long long)m->log.mmap_size, k);
+		return k;   /* the answer is the same request, empty */
+	}
 	case VU_RESET_OWNER:
 		drain(d);
 		for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++) {
 			vu_ring_stop(&d->rings[i]);
 			vu_ring_init(&d->rings[i]);
 		}
+		log_sync(d);
 		d->owned = false;
 		return 0;
 	case VU_GET_QUEUE_NUM:
@@ -535,7 +578,7 @@ static bool has_own_reply(uint32_t req)
 {
 	return req == VU_GET_FEATURES || req == VU_GET_PROTOCOL_FEATURES ||
 	       req == VU_GET_QUEUE_NUM || req == VU_GET_MAX_MEM_SLOTS ||
-	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG;
+	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_SET_LOG_BASE;
 }
 
 /* One message from QEMU: 0, or -errno to hang up (EOF: -ECONNRESET). */
@@ -668,6 +711,7 @@ void vu_blk_free(struct vu_blk *d)
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		vu_ring_stop(&d->rings[i]);
 	vu_mem_clear(&d->mem);
+	vu_log_clear(&d->log);
 	close(d->stop_fd);
 	close(d->sock);
 	free(d);

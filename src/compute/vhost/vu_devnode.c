@@ -39,10 +39,12 @@ struct dn_req {
 };
 
 struct vu_devnode {
-	struct vu_devnode_conf conf;
+	struct vu_devnode_conf conf;   /* its strings point into this object */
 	char volume[PROTO_VOL_NAME_SIZE];
+	char addr[PROTO_MAX_ADDR];
 	struct mnc *c;               /* NULL while the node is unreachable */
 	bool closing;
+	bool deferred;               /* not opened yet: the first request opens */
 	uint32_t handle;
 	uint64_t size;
 	int timer_fd;
@@ -226,17 +228,38 @@ static int connect_open(struct vu_devnode *s)
 	return 0;
 }
 
+/* No connection now: requests wait, the timer reconnects. */
+static void outage_begin(struct vu_devnode *s)
+{
+	s->outage_since = now_ns();
+	s->stats.outages++;
+	timer_arm(s, true);
+	log_warn("device node %s: connection lost; requests wait up to %u ms", s->conf.conn.addr,
+		 s->conf.outage_ms);
+}
+
 static void disconnect(struct vu_devnode *s)
 {
 	s->closing = true;
 	mnc_close(s->c);             /* its requests come back -ECANCELED: they wait */
 	s->c = NULL;
 	s->closing = false;
-	s->outage_since = now_ns();
-	s->stats.outages++;
-	timer_arm(s, true);
-	log_warn("device node %s: connection lost; requests wait up to %u ms", s->conf.conn.addr,
-		 s->conf.outage_ms);
+	outage_begin(s);
+}
+
+/* The first request of a deferred store: take the volume over now. */
+static void open_deferred(struct vu_devnode *s)
+{
+	int r = connect_open(s);
+
+	s->deferred = false;
+	if (r < 0) {
+		log_warn("device node %s: volume %s: opening for the guest's first request: %s",
+			 s->conf.conn.addr, s->volume, strerror(-r));
+		outage_begin(s);
+		return;
+	}
+	log_info("device node %s: volume %s taken over", s->conf.conn.addr, s->volume);
 }
 
 /* Send what waits (connected), or fail it (an outage past its time). */
@@ -332,6 +355,8 @@ static int dn_submit(void *store, struct vu_blk_io *io)
 		}
 	}
 	s->inflight++;
+	if (s->deferred)
+		open_deferred(s);
 	if (s->c)
 		req_send(q);
 	else if (outage_over_time(s))
@@ -375,13 +400,31 @@ const struct vu_blk_store_ops vu_devnode_ops = {
 	.inflight = dn_inflight,
 };
 
+/* Deferred: check the grant read-only (nothing is fenced) and learn the size; keep nothing open. */
+static int probe(struct vu_devnode *s)
+{
+	struct mnc *c;
+	uint32_t h;
+	int r = dnc_connect(&s->conf.conn, &c);
+
+	if (r < 0)
+		return r;
+	r = dnc_open(c, &s->conf.grant, s->volume, PROTO_BLK_RDONLY, &h, &s->size);
+	if (r == 0)
+		(void)dnc_close(c, h);
+	mnc_close(c);
+	s->deferred = r == 0;
+	return r;
+}
+
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 		   uint64_t *ret_size)
 {
 	struct vu_devnode *s;
 	int r;
 
-	if (!conf->volume || dnc_name_check(conf->volume) < 0)
+	if (!conf->volume || dnc_name_check(conf->volume) < 0 || !conf->conn.addr ||
+	    strlen(conf->conn.addr) >= PROTO_MAX_ADDR)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -389,8 +432,11 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	s->conf = *conf;
 	snprintf(s->volume, sizeof(s->volume), "%s", conf->volume);
 	s->conf.volume = s->volume;
+	/* Reconnections come long after the caller's string is gone. */
+	snprintf(s->addr, sizeof(s->addr), "%s", conf->conn.addr);
+	s->conf.conn.addr = s->addr;
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	r = s->timer_fd < 0 ? -errno : connect_open(s);
+	r = s->timer_fd < 0 ? -errno : conf->deferred ? probe(s) : connect_open(s);
 	if (r < 0) {
 		if (s->timer_fd >= 0)
 			close(s->timer_fd);

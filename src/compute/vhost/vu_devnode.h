@@ -13,6 +13,13 @@
  * for `outage_ms` do the waiting requests, and new ones, fail with EIO
  * (the guest sees an I/O error) until it is back. 0 means fail at once
  * (soft mode).
+ *
+ * Deferred (a compute migration's destination): the grant is of a newer
+ * ownership epoch than the source's, and a writable open with it fences
+ * the source (docs/devnode.md, "Fencing"). So the store only checks it
+ * with a read-only open at first (the size comes from there) and opens the
+ * volume for writing when the guest's first request comes: the guest runs
+ * here then, and the source stopped and drained its requests before.
  */
 #ifndef DISAGG_VU_DEVNODE_H
 #define DISAGG_VU_DEVNODE_H
@@ -32,10 +39,13 @@ struct vu_devnode_conf {
 	const char *volume;
 	bool readonly;
 	unsigned outage_ms;            /* how long requests wait for an unreachable node */
+	bool deferred;                 /* open for writing at the first request only */
 };
 
 /*
- * Connect, open the volume (its size: *ret_size) and make the store:
+ * Connect, open the volume (its size: *ret_size) and make the store
+ * (it keeps copies of conf's address and volume name; conn.key and
+ * conn.tls must outlive it):
  * the first connection must work (-errno of dnclient.h otherwise).
  */
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,

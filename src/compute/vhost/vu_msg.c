@@ -24,6 +24,7 @@ enum shape {
 	SH_MEM_TABLE,
 	SH_MEM_REG,
 	SH_CONFIG,
+	SH_LOG,                  /* u64 size, u64 offset, and the log's fd */
 };
 
 static const struct {
@@ -35,7 +36,7 @@ static const struct {
 	[VU_SET_OWNER] = { "SET_OWNER", SH_EMPTY },
 	[VU_RESET_OWNER] = { "RESET_OWNER", SH_EMPTY },
 	[VU_SET_MEM_TABLE] = { "SET_MEM_TABLE", SH_MEM_TABLE },
-	[VU_SET_LOG_BASE] = { "SET_LOG_BASE", SH_NONE },
+	[VU_SET_LOG_BASE] = { "SET_LOG_BASE", SH_LOG },
 	[VU_SET_LOG_FD] = { "SET_LOG_FD", SH_NONE },
 	[VU_SET_VRING_NUM] = { "SET_VRING_NUM", SH_STATE },
 	[VU_SET_VRING_ADDR] = { "SET_VRING_ADDR", SH_ADDR },
@@ -161,6 +162,12 @@ static int decode(struct vu_msg *m, const uint8_t *p)
 		    m->config.offset > VU_MAX_CONFIG - m->config.size)
 			return -EBADMSG;
 		memcpy(m->config.data, p + 12, m->config.size);
+		return 0;
+	case SH_LOG:
+		if (sz != 16 || m->nfds != 1)
+			return -EBADMSG;
+		memcpy(&m->log.mmap_size, p, 8);
+		memcpy(&m->log.mmap_offset, p + 8, 8);
 		return 0;
 	default:
 		return -EOPNOTSUPP;

@@ -64,12 +64,14 @@ enum {
 
 /* Feature bits of the device (GET/SET_FEATURES). */
 enum {
+	VU_FEAT_LOG_ALL = 26,             /* VHOST_F_LOG_ALL: the dirty log (vu_log.h) */
 	VU_FEAT_PROTOCOL_FEATURES = 30,   /* VHOST_USER_F_PROTOCOL_FEATURES */
 };
 
 /* Protocol feature bits (GET/SET_PROTOCOL_FEATURES). */
 enum {
 	VU_PF_MQ = 0,
+	VU_PF_LOG_SHMFD = 1,
 	VU_PF_REPLY_ACK = 3,
 	VU_PF_CONFIG = 9,
 	VU_PF_INFLIGHT_SHMFD = 12,
@@ -108,6 +110,7 @@ struct vu_msg {
 		struct vu_region region;                       /* ADD/REM_MEM_REG */
 		struct { uint32_t offset, size, flags; uint8_t data[VU_MAX_CONFIG]; } config;
 		struct { uint64_t mmap_size, mmap_offset; uint16_t num_queues, queue_size; } inflight;
+		struct { uint64_t mmap_size, mmap_offset; } log;   /* SET_LOG_BASE, with its fd */
 	};
 	int fds[VU_MAX_FDS];
 	unsigned nfds;

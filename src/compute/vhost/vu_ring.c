@@ -101,6 +101,7 @@ static int chain_add(struct vu_chain *c, const struct vu_mem *mem, const struct 
 	if (len && !p)
 		return -EFAULT;
 	c->iov[c->nout + c->nin] = (struct iovec){ p, len };
+	c->gpa[c->nout + c->nin] = addr;
 	if (w)
 		c->nin++;
 	else
@@ -193,8 +194,12 @@ void vu_ring_push(struct vu_ring *r, uint16_t head, uint32_t len)
 	e = &r->used->ring[r->used_idx % r->num];
 	e->id = htole32(head);
 	e->len = htole32(len);
+	if (r->log && (r->addr.flags & 1))   /* VHOST_VRING_F_LOG: addr.log is the used ring's GPA */
+		vu_log_write(r->log, r->addr.log + 4 + 8ull * (r->used_idx % r->num), 8);
 	r->used_idx++;
 	__atomic_store_n(&r->used->idx, htole16(r->used_idx), __ATOMIC_RELEASE);
+	if (r->log && (r->addr.flags & 1))
+		vu_log_write(r->log, r->addr.log + 2, 2);
 	r->inflight--;
 	r->notify = true;
 }

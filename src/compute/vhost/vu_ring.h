@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vu_log.h"
 #include "vu_mem.h"
 
 #define VU_RING_MAX     1024u   /* the largest queue size taken */
@@ -38,6 +39,7 @@ struct vu_ring {
 	bool started;            /* SET_VRING_KICK came: serve it */
 	unsigned inflight;       /* chains taken, not yet used */
 	bool notify;             /* chains used since the last call */
+	const struct vu_log *log;   /* logging the used ring's writes (addr.flags bit 0), or NULL */
 };
 
 /* One chain: the guest's buffers, readable ones first, then writable ones. */
@@ -45,6 +47,7 @@ struct vu_chain {
 	uint16_t head;
 	unsigned nout, nin;      /* device-readable, device-writable */
 	struct iovec iov[VU_MAX_SEGS];   /* [0, nout) readable, [nout, nout + nin) writable */
+	uint64_t gpa[VU_MAX_SEGS];       /* their guest-physical addresses (the dirty log) */
 };
 
 void vu_ring_init(struct vu_ring *r);

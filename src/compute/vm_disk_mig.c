@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Remote disks in a compute migration (vm_disk.h; docs/compute.md,
+ * "Disks" and the incoming VM).
+ *
+ * Source: nothing of its own. Disk N sits at PCI slot 0x18 + N (vm_disk.c
+ * plugs it there), the back end keeps QEMU's dirty log (vu_log.h: QEMU
+ * migrates no VM whose vhost back end lacks VHOST_F_LOG_ALL), and every
+ * request is answered before a ring stops (GET_VRING_BASE), so when QEMU
+ * stops the guest at the switchover nothing is in flight and the used
+ * rings, which travel as guest memory, are final.
+ *
+ * Destination: each disk of the incoming VM ("disks", as the source's
+ * status shows them, with a grant for this node of the next ownership
+ * epoch) gets its socket and thread before QEMU starts, and its device is
+ * on QEMU's command line with the same id and slot. Its volume is only
+ * checked read-only now (nothing is fenced); the first request of the
+ * guest, which runs here only once the source stopped, opens it for
+ * writing with the newer epoch and so fences the source's handle on the
+ * device node (vu_devnode.h, "deferred").
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "vm_disk_internal.h"
+
+static int incoming_one(struct vm *vm, json_t *e, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "volume", "devnode", "grant", "read_only", "serial",
+					    "outage_ms", "id", "pci", "size", "queues", "socket",
+					    NULL };
+	const char *id = json_string_value(json_object_get(e, "id"));
+	const char *pci = json_string_value(json_object_get(e, "pci"));
+	json_t *size = json_object_get(e, "size");
+	struct vm_disk_req q;
+	struct vm_disk *dk;
+	char want[24], why[400];
+	unsigned n;
+	const char *k;
+	json_t *v;
+	int r;
+
+	if (!json_is_object(e)) {
+		snprintf(err, errlen, "each of \"disks\" must be an object");
+		return -EINVAL;
+	}
+	json_object_foreach(e, k, v) {
+		bool known = false;
+
+		for (unsigned i = 0; keys[i] && !known; i++)
+			known = !strcmp(k, keys[i]);
+		if (!known) {
+			snprintf(err, errlen, "disk: unknown member \"%s\"", k);
+			return -EINVAL;
+		}
+	}
+	if (!id || sscanf(id, "disk%u", &n) != 1 || n >= VM_MAX_DISKS ||
+	    snprintf(want, sizeof(want), "disk%u", n) < 0 || strcmp(want, id)) {
+		snprintf(err, errlen, "disk: \"id\" must be disk0 to disk%d (the source's)",
+			 VM_MAX_DISKS - 1);
+		return -EINVAL;
+	}
+	snprintf(want, sizeof(want), "0000:00:%02x.0", VM_DISK_PCI_SLOT + n);
+	if (!pci || strcmp(pci, want)) {
+		snprintf(err, errlen, "disk %s: \"pci\" must be %s, where the source has it", id,
+			 want);
+		return -EINVAL;
+	}
+	r = vm_disk_req_parse(e, &q, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "disk %s: %s", id, why);
+		return r;
+	}
+	dk = &vm->disks->d[n];
+	if (dk->in_use) {
+		snprintf(err, errlen, "disk %s is given twice", id);
+		return -EINVAL;
+	}
+	q.deferred = true;
+	dk->lfd = dk->stop_efd = -1;
+	dk->in_use = true;
+	r = vm_disk_open(vm, dk, &q, why, sizeof(why));
+	if (r == 0 && size && (!json_is_integer(size) ||
+			       (uint64_t)json_integer_value(size) != dk->conf.capacity)) {
+		snprintf(why, sizeof(why), "the volume has %llu bytes, the source's disk had %lld",
+			 (unsigned long long)dk->conf.capacity, (long long)json_integer_value(size));
+		r = -EINVAL;
+	}
+	if (r == 0)
+		r = vm_disk_start(vm, dk, n, why, sizeof(why));
+	if (r < 0) {
+		snprintf(err, errlen, "disk %s (volume %s): %s", id, q.volume, why);
+		return r;   /* vm_disk_ext.free releases it with the VM */
+	}
+	log_info("vm %s: %s (volume %s of %s) comes with the migration", vm->spec.name, dk->id,
+		 dk->volume, dk->devnode);
+	return 0;
+}
+
+int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+
+	if (!disks)
+		return 0;
+	if (!json_is_array(disks) || json_array_size(disks) > VM_MAX_DISKS) {
+		snprintf(err, errlen, "\"disks\" must be an array of at most %d disks", VM_MAX_DISKS);
+		return -EINVAL;
+	}
+	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
+		return -ENOMEM;
+	json_array_foreach(disks, i, e) {
+		int r = incoming_one(vm, e, err, errlen);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A comma in a QEMU option value is written twice. */
+static char *opt_escape(const char *s)
+{
+	char *o = malloc(2 * strlen(s) + 1), *p = o;
+
+	for (; o && *s; s++) {
+		*p++ = *s;
+		if (*s == ',')
+			*p++ = ',';
+	}
+	if (o)
+		*p = '\0';
+	return o;
+}
+
+int vm_disk_qemu_args(struct vm *vm, char ***ret_argv)
+{
+	unsigned n = 0;
+	char **v;
+
+	*ret_argv = NULL;
+	if (!vm->spec.incoming || !vm->disks)
+		return 0;
+	v = calloc(4 * VM_MAX_DISKS + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
+		const struct vm_disk *dk = &vm->disks->d[i];
+		char *path;
+
+		if (!dk->in_use)
+			continue;
+		path = opt_escape(dk->sock);
+		v[n++] = strdup("-chardev");
+		if (!path || asprintf(&v[n++], "socket,id=chr-%s,path=%s", dk->id, path) < 0)
+			v[n - 1] = NULL;
+		free(path);
+		v[n++] = strdup("-device");
+		if (asprintf(&v[n++], "vhost-user-blk-pci,id=%s,chardev=chr-%s,num-queues=%u,addr=0x%x",
+			     dk->id, dk->id, dk->conf.num_queues, VM_DISK_PCI_SLOT + i) < 0)
+			v[n - 1] = NULL;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!v[i]) {
+			for (unsigned k = 0; k < n; k++)
+				free(v[k]);
+			free(v);
+			return -ENOMEM;
+		}
+	*ret_argv = v;
+	return 0;
+}

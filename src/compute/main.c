@@ -38,6 +38,7 @@
 #include "vm_migrate.h"
 #include "vm_ctl.h"
 #include "vm_disk.h"
+#include "vm_disk_mig.h"
 #include "vm_strict.h"
 
 static const char usage[] =
@@ -447,7 +448,8 @@ int main(int argc, char **argv)
 	 * arguments.
 	 */
 	if (vm_ext_register(&vm_mig_ext) < 0 || vm_ext_register(&vm_incoming_ext) < 0 ||
-	    vm_ext_register(&vm_strict_ext) < 0 || vm_ext_register(&vm_disk_ext) < 0) {
+	    vm_ext_register(&vm_strict_ext) < 0 || vm_ext_register(&vm_disk_ext) < 0 ||
+	    vm_ext_register(&vm_disk_mig_ext) < 0) {
 		fprintf(stderr, "disagg-compute: cannot register the migration hooks\n");
 		return 1;
 	}

@@ -459,7 +459,6 @@ static void disk_free(struct vm *vm)
 
 const struct vm_ext_ops vm_disk_ext = {
 	.name = "disk",
-	.qemu_args = vm_disk_qemu_args,
 	.status = disk_status,
 	.free = disk_free,
 };

@@ -14,9 +14,7 @@
 #ifndef DISAGG_VM_DISK_H
 #define DISAGG_VM_DISK_H
 
-#include <jansson.h>
 #include <stdbool.h>
-#include <stddef.h>
 
 #include "http.h"
 #include "ext.h"
@@ -28,12 +26,6 @@ extern const struct vm_ext_ops vm_disk_ext;
 
 /* Has the VM a disk attached? (hot_lock held.) */
 bool vm_disk_busy(struct vm *vm);
-/*
- * The disks of an incoming VM (vm_disk_mig.c), before QEMU starts: JSON
- * array `disks` (NULL: none) as docs/compute.md describes. -EINVAL with
- * err for a bad entry, or the device node's error.
- */
-int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen);
 /* Everything under /v1/vms/NAME/disks (rest: what follows "/disks"). */
 void vm_disk_http(struct vm *vm, const char *rest, const struct http_req *req,
 		  struct http_resp *resp);

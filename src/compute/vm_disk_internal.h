@@ -62,7 +62,5 @@ int vm_disk_open(struct vm *vm, struct vm_disk *dk, const struct vm_disk_req *q,
 int vm_disk_start(struct vm *vm, struct vm_disk *dk, unsigned idx, char *err, size_t errlen);
 /* Stop its thread, close the volume, forget it. */
 void vm_disk_release(struct vm_disk *dk);
-/* vm_disk_ext.qemu_args (vm_disk_mig.c): an incoming VM's disks on QEMU's command line. */
-int vm_disk_qemu_args(struct vm *vm, char ***ret_argv);
 
 #endif /* DISAGG_VM_DISK_INTERNAL_H */

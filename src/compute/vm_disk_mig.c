@@ -19,6 +19,8 @@
  * writing with the newer epoch and so fences the source's handle on the
  * device node (vu_devnode.h, "deferred").
  */
+#include "vm_disk_mig.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,7 +139,8 @@ static char *opt_escape(const char *s)
 	return o;
 }
 
-int vm_disk_qemu_args(struct vm *vm, char ***ret_argv)
+/* vm_disk_mig_ext.qemu_args: an incoming VM's disks on QEMU's command line. */
+static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 {
 	unsigned n = 0;
 	char **v;
@@ -174,3 +177,8 @@ int vm_disk_qemu_args(struct vm *vm, char ***ret_argv)
 	*ret_argv = v;
 	return 0;
 }
+
+const struct vm_ext_ops vm_disk_mig_ext = {
+	.name = "disk-migration",
+	.qemu_args = disk_qemu_args,
+};

@@ -28,7 +28,7 @@
 #include "section_check.h"
 #include "state.h"
 #include "vm.h"
-#include "vm_disk.h"
+#include "vm_disk_mig.h"
 #include "vm_migrate.h"
 #include "vm_shared_mig.h"
 

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Remote disks in a compute migration (vm_disk_mig.c): the destination's
+ * disks, ready before its QEMU starts, and their devices on QEMU's
+ * command line (a hook of the VM lifecycle, ext.h).
+ */
+#ifndef DISAGG_VM_DISK_MIG_H
+#define DISAGG_VM_DISK_MIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "ext.h"
+#include "vm_types.h"
+
+extern const struct vm_ext_ops vm_disk_mig_ext;
+
+/*
+ * The disks of an incoming VM, before QEMU starts: JSON array `disks`
+ * (NULL: none) as docs/compute.md describes. -EINVAL with err for a bad
+ * entry, or the device node's error. What was set up goes with the VM
+ * (vm_disk_ext.free).
+ */
+int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen);
+
+#endif /* DISAGG_VM_DISK_MIG_H */

@@ -68,15 +68,31 @@ json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live)
 		      "key", v->key ? json_string(key) : json_null(), "image", v->image, "origin",
 		      v->origin[0] ? json_string(v->origin) : json_null(), "attached",
 		      v->slot_id ? json_string(v->slot) : json_null(), "created", created);
+	if (j)
+		json_object_set_new(j, "epoch", json_integer(v->epoch));
 	if (j && v->slot_id) {
 		json_object_set_new(j, "disk", v->disk[0] ? json_string(v->disk) : json_null());
 		json_object_set_new(j, "read_only", json_boolean(v->read_only));
+		json_object_set_new(j, "holder", json_integer((json_int_t)v->holder));
 	}
 	if (j && live) {
 		json_object_set_new(j, "allocated", json_integer((json_int_t)live->allocated));
 		json_object_set_new(j, "open", json_integer(live->users));
 	}
 	return j;
+}
+
+int volumes_grant(struct orch *o, const struct volume_rec *v, uint64_t holder, bool write,
+		  uint64_t expiry, char hex[GRANT_HEX_LEN + 1])
+{
+	struct proto_grant g;
+	int e = grant_mint(o->grant_key, v->devnode, holder, (uint32_t)v->key,
+			   (uint32_t)(v->key >> 32), v->epoch,
+			   PROTO_R_READ | (write ? PROTO_R_WRITE : 0), expiry, &g);
+
+	if (e == 0)
+		grant_to_hex(&g, hex);
+	return e;
 }
 
 /* ---- operations' states ---------------------------------------------------- */

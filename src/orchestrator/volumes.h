@@ -45,6 +45,14 @@ int volumes_get(struct orch *o, const char *name, struct volume_rec *v, struct h
 json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live);
 
 /*
+ * A grant (hex) for compute node `holder` to open v on its device node:
+ * the volume's key and current epoch, read (and write), valid until
+ * `expiry` (seconds since the Unix epoch). 0 or -errno.
+ */
+int volumes_grant(struct orch *o, const struct volume_rec *v, uint64_t holder, bool write,
+		  uint64_t expiry, char hex[GRANT_HEX_LEN + 1]);
+
+/*
  * Begin an operation on volume `name`: a store transaction is opened and
  * left open when the volume is `ready` (0, *v read), for the caller's own
  * checks; else it is closed and 404, 409 busy or 503 (an interrupted

@@ -442,7 +442,6 @@ static void h_grant(struct orch *o, const char *name, const struct http_req *req
 	const char *rights = "rw";
 	char hex[GRANT_HEX_LEN + 1], key[20];
 	int64_t ttl = 0;
-	struct proto_grant g;
 	struct volume_rec v;
 	struct node_rec dn, h;
 	uint64_t holder, expiry;
@@ -488,22 +487,20 @@ static void h_grant(struct orch *o, const char *name, const struct http_req *req
 	if (volumes_devnode(o, v.devnode, &dn, resp) < 0)
 		return;
 	expiry = (uint64_t)time(NULL) + (uint64_t)ttl;
-	e = grant_mint(o->grant_key, dn.id, holder, (uint32_t)v.key, (uint32_t)(v.key >> 32), 0,
-		       PROTO_R_READ | (rights[1] ? PROTO_R_WRITE : 0), expiry, &g);
+	e = volumes_grant(o, &v, holder, rights[1] != '\0', expiry, hex);
 	if (e < 0) {
 		http_resp_error(resp, 500, "internal", "cannot mint a grant: %s", strerror(-e));
 		return;
 	}
-	grant_to_hex(&g, hex);
 	snprintf(key, sizeof(key), "%016" PRIx64, v.key);
 	log_debug("volume %s: grant for node %" PRIu64 " (%s, %" PRId64 " s)", name, holder, rights,
 		  ttl);
-	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:I}",
+	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:I, s:I}",
 					     "volume", v.name, "devnode", (json_int_t)dn.id,
 					     "addr", dn.addr, "holder", (json_int_t)holder,
 					     "rights", rights, "expiry", (json_int_t)expiry,
 					     "grant", hex, "key", key, "size",
-					     (json_int_t)v.size));
+					     (json_int_t)v.size, "epoch", (json_int_t)v.epoch));
 }
 
 /* ---- routing and the table -------------------------------------------------------- */

@@ -45,11 +45,11 @@
 /* A disk as the API shows it: its volume, as attached to its slot. */
 static json_t *disk_json(const struct volume_rec *v)
 {
-	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:s}", "volume", v->name, "slot", v->slot,
-			 "disk", v->disk[0] ? json_string(v->disk) : json_null(), "devnode",
-			 (json_int_t)v->devnode, "size", (json_int_t)v->size, "read_only",
-			 v->read_only, "state",
-			 strcmp(v->state, "ready") ? v->state : "attached");
+	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:s, s:I, s:I}", "volume", v->name,
+			 "slot", v->slot, "disk", v->disk[0] ? json_string(v->disk) : json_null(),
+			 "devnode", (json_int_t)v->devnode, "size", (json_int_t)v->size, "read_only",
+			 v->read_only, "state", strcmp(v->state, "ready") ? v->state : "attached",
+			 "holder", (json_int_t)v->holder, "epoch", (json_int_t)v->epoch);
 }
 
 /* The volumes attached to slot s (*ret malloc'd). 0 or -errno. */
@@ -207,7 +207,6 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 {
 	char hex[GRANT_HEX_LEN + 1], path[160], what[192], id[VOLUMES_DISK_ID_MAX] = "";
 	_cleanup_(json_decrefp) json_t *ans = NULL;
-	struct proto_grant g;
 	struct node_rec c, dn;
 	json_t *body, *j;
 	int status, known = 0, e;
@@ -217,15 +216,13 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 		unattach(o, v);
 		return;
 	}
-	e = grant_mint(o->grant_key, dn.id, c.id, (uint32_t)v->key, (uint32_t)(v->key >> 32), 0,
-		       PROTO_R_READ | (v->read_only ? 0 : PROTO_R_WRITE), orch_grant_expiry(o), &g);
+	e = volumes_grant(o, v, c.id, !v->read_only, orch_grant_expiry(o), hex);
 	if (e < 0) {
 		http_resp_error(resp, 500, "internal", "%s: cannot mint a grant: %s", what,
 				strerror(-e));
 		unattach(o, v);
 		return;
 	}
-	grant_to_hex(&g, hex);
 	body = json_pack("{s:s, s:s, s:s, s:b}", "volume", v->name, "devnode", dn.addr, "grant",
 			 hex, "read_only", v->read_only);
 	snprintf(path, sizeof(path), "/v1/vms/%s/disks", s->name);
@@ -313,6 +310,7 @@ static void h_attach(struct orch *o, const char *sname, const struct http_req *r
 	snprintf(v.slot, sizeof(v.slot), "%s", s.name);
 	v.disk[0] = '\0';
 	v.read_only = json_is_true(ro);
+	v.epoch++;      /* a new owner: on the disk before its grant goes out */
 	if (volumes_begin_commit(o, &v, "attaching", resp) < 0)
 		return;
 	attach(o, &v, &s, resp);

@@ -25,6 +25,7 @@
 #include "macro.h"
 #include "volumes.h"
 #include "volumes_disks.h"
+#include "volumes_migrate.h"
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -565,7 +566,7 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 static void metrics(struct orch *o, struct strbuf *sb)
 {
 	static const char *const states[] = { "creating", "ready", "resizing", "cloning",
-					      "deleting", "attaching", "detaching" };
+					      "deleting", "attaching", "detaching", "migrating" };
 	_cleanup_free_ struct volume_rec *vs = NULL;
 	uint64_t bytes = 0;
 	size_t n = 0;
@@ -596,7 +597,8 @@ static const struct orch_volumes hooks = {
 	.slot_disks = disks_route,
 	.slot_json = disks_slot_json,
 	.slot_deleting = disks_slot_deleting,
-	.slot_movable = disks_slot_movable,
+	.migrate_begin = volumes_migrate_begin,
+	.migrate_end = volumes_migrate_end,
 };
 
 void volumes_start(struct orch *o)

@@ -255,3 +255,27 @@ def test_memory_migration_of_a_slot_with_disks(dc):
     assert st == 200, ans
     v = volume(dc, "data1")
     assert (v["attached"], v["epoch"], v["state"]) == ("r", 1, "ready"), v
+
+
+def test_the_fake_checks_incoming_disks(dc):
+    """The fake agent takes an incoming VM's disks as the real one documents
+    them: an attach's body plus the source's id and pci; a bad entry is 400
+    and no VM is made."""
+    fake = dc.c1
+    api = Api(fake.http, token=fake.auth.orch_token(fake.node_id) if fake.auth else None)
+    good = {"volume": "data1", "devnode": dc.d301.addr, "grant": "00" * dp.GRANT.size,
+            "read_only": False, "serial": "data1", "id": "disk0", "pci": "0000:00:18.0"}
+    base = {"name": "x", "vcpus": 1, "sections": [{"kind": "local"}],
+            "incoming": {"listen": "127.0.0.1:0"}}
+    for bad in ({k: v for k, v in good.items() if k != "pci"}, dict(good, id="vd0"),
+                dict(good, colour=1), dict(good, grant="zz"), dict(good, read_only="no"),
+                dict(good, pci="00:18.0")):
+        st, ans = api.call("POST", "/v1/vms", dict(base, disks=[bad]))
+        assert st == 400, (bad, ans)
+    st, ans = api.call("POST", "/v1/vms", dict(base, disks=[good, dict(good, volume="data2")]))
+    assert st == 400, ans                         # the same id twice
+    assert "x" not in fake.vms
+    st, ans = api.call("POST", "/v1/vms", dict(base, disks=[good]))
+    assert st == 201 and ans["disks"][0]["pci"] == "0000:00:18.0", ans
+    assert ans["disks"][0]["id"] == "disk0" and "conn" not in fake.vms["x"]["disks"]["disk0"]
+    assert not fake.schema_errors

@@ -85,11 +85,13 @@ static void print_volume(const json_t *v)
 	printf("%-15s %s\n", "image:", json_is_true(json_object_get(v, "image")) ? "yes" : "no");
 	printf("%-15s %s\n", "cloned from:", jstr(v, "origin") ? jstr(v, "origin") : "-");
 	if (jstr(v, "attached"))
-		printf("%-15s slot %s as %s%s\n", "attached to:", jstr(v, "attached"),
-		       jstr(v, "disk") ? jstr(v, "disk") : "a disk not known yet",
-		       json_is_true(json_object_get(v, "read_only")) ? ", read-only" : "");
+		printf("%-15s slot %s as %s%s, on compute node %" PRId64 "\n", "attached to:",
+		       jstr(v, "attached"), jstr(v, "disk") ? jstr(v, "disk") : "a disk not known yet",
+		       json_is_true(json_object_get(v, "read_only")) ? ", read-only" : "",
+		       jint(v, "holder", 0));
 	else
 		printf("%-15s -\n", "attached to:");
+	printf("%-15s %" PRId64 "\n", "epoch:", jint(v, "epoch", 0));
 	if (jstr(v, "created")) {
 		fmt_age(jstr(v, "created"), age, sizeof(age));
 		printf("%-15s %s (%s ago)\n", "created:", jstr(v, "created"), age);
@@ -280,8 +282,8 @@ static int cmd_device_detach(struct cli_args *a)
  */
 static int cmd_device_ls(struct cli_args *a)
 {
-	static const char *const head[] = { "SLOT", "VOLUME", "DISK", "SIZE", "DEVNODE", "MODE",
-					    "STATE" };
+	static const char *const head[] = { "SLOT", "VOLUME", "DISK", "SIZE", "DEVNODE", "COMPUTE",
+					    "EPOCH", "MODE", "STATE" };
 	_cleanup_resp_ struct cli_resp r = { 0 };
 	_cleanup_free_ char *path = a->nargs ? disks_path(a->args[0], NULL) : strdup("/v1/volumes");
 	const char *list = a->nargs ? "disks" : "volumes";
@@ -296,17 +298,20 @@ static int cmd_device_ls(struct cli_args *a)
 	if (ret != CLI_MORE)
 		return ret;
 	table_init(&t, ARRAY_SIZE(head), head);
-	t.right[3] = t.right[4] = true;
+	t.right[3] = t.right[4] = t.right[5] = t.right[6] = true;
 	json_array_foreach(json_object_get(r.json, list), i, x) {
 		const char *slot = jstr(x, a->nargs ? "slot" : "attached");
-		char size[32], dn[32];
+		char size[32], dn[32], holder[32], epoch[32];
 
 		if (!slot)
 			continue;       /* a volume attached to no slot */
 		cli_size_of(x, "size", size, sizeof(size));
 		jtext(x, "devnode", dn, sizeof(dn));
-		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s", slot, text(x, a->nargs ? "volume" : "name"),
-			   text(x, "disk"), size, dn,
+		jtext(x, "holder", holder, sizeof(holder));
+		jtext(x, "epoch", epoch, sizeof(epoch));
+		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", slot,
+			   text(x, a->nargs ? "volume" : "name"), text(x, "disk"), size, dn, holder,
+			   epoch,
 			   json_is_true(json_object_get(x, "read_only")) ? "ro" : "rw",
 			   a->nargs ? text(x, "state")
 				    : strcmp(text(x, "state"), "ready") ? text(x, "state") : "attached");

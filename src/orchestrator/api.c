@@ -446,7 +446,7 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 	if (strcmp(tail, "/migrate") == 0) {
 		if (!is_method(req, "POST"))
 			method_not_allowed(resp, "POST");
-		else if (!o->volumes || o->volumes->slot_movable(o, name, resp))
+		else
 			migrate_compute(o, name, req, resp);
 		return RT_SLOTS_MIGRATE;
 	}

@@ -49,6 +49,43 @@ json_t *mig_member(json_t *o, const char *key)
 	return v ? v : json_null();
 }
 
+json_t *mig_entry(json_t *arr, const char *key, const char *value)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(arr, i, e)
+		if (json_is_string(json_object_get(e, key)) &&
+		    !strcmp(json_string_value(json_object_get(e, key)), value))
+			return e;
+	return NULL;
+}
+
+int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
+		    json_t **ret_regions, json_t **ret_disks, struct http_resp *resp)
+{
+	int e = o->regions ? o->regions->migrate_begin(o, s, dst, ret_regions, resp) : 0;
+
+	if (e < 0 || !o->volumes)
+		return e;
+	e = o->volumes->migrate_begin(o, s, dst, ret_disks, resp);
+	if (e < 0 && o->regions) {
+		o->regions->migrate_end(o, s, false, s->compute, dst->id);
+		json_decref(*ret_regions);
+		*ret_regions = NULL;
+	}
+	return e;
+}
+
+void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
+		   uint64_t to)
+{
+	if (o->regions)
+		o->regions->migrate_end(o, s, moved, from, to);
+	if (o->volumes)
+		o->volumes->migrate_end(o, s, moved, from, to);
+}
+
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */
 int mig_call(const struct node_rec *c, const char *method, const char *path,
 	     json_t *body, int timeout_ms, json_t **ret)

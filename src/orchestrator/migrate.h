@@ -30,6 +30,22 @@ int64_t mig_jint(json_t *o, const char *key, int64_t dflt);
 /* A member of an agent's answer, or null. */
 json_t *mig_member(json_t *o, const char *key);
 
+/* The element of array arr whose string member `key` is `value`, or NULL. */
+json_t *mig_entry(json_t *arr, const char *key, const char *value);
+
+/*
+ * A compute migration of slot s (`migrating`) to dst begins: the shared
+ * regions it maps and the volumes attached to it go along (struct
+ * orch_regions, struct orch_volumes: migrate_begin). *ret_regions and
+ * *ret_disks: the destination's "regions" and "disks" (new references;
+ * untouched for a table that is not there). 0, or -errno with resp
+ * answered (neither begun). mig_along_end ends both.
+ */
+int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
+		    json_t **ret_regions, json_t **ret_disks, struct http_resp *resp);
+void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
+		   uint64_t to);
+
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */
 int mig_call(const struct node_rec *c, const char *method, const char *path, json_t *body,
 	     int timeout_ms, json_t **ret);

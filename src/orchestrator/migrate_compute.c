@@ -11,7 +11,8 @@
  * again; if it cannot tell, the slot is `unresolved` with both VMs kept.
  * Local sections move to memory nodes first (evacuation): only remote
  * memory follows the VM. Shared regions go along (regions_migrate.c),
- * held still (state `migrating`) until the move ended.
+ * held still (state `migrating`) until the move ended, and so do disks
+ * (volumes_migrate.c: the destination's grants of a new epoch).
  */
 #include "migrate.h"
 
@@ -504,8 +505,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	bool prefetch = true, hot = false;
 	struct slot_rec s;
 	const char *uri;
-	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op, *regions = NULL;
-	bool regions_begun = false, moved = false;
+	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op, *regions = NULL, *disks = NULL;
+	bool along = false, moved = false;
 	uint64_t from = 0;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16];
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
@@ -533,13 +534,13 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		goto out;
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
-	/* The regions it maps go with it: after begin_op, so no attach races it. */
+	/* The regions it maps and its disks go with it: after begin_op, so no attach races it. */
 	from = s.compute;
-	if (o->regions && o->regions->migrate_begin(o, &s, &dst, &regions, resp) < 0) {
+	if (mig_along_begin(o, &s, &dst, &regions, &disks, resp) < 0) {
 		mig_finish(o, &s, "running");
 		goto out;
 	}
-	regions_begun = o->regions != NULL;
+	along = true;
 	r = st->ops->node_get(st, s.compute, &src);
 	if (r == 0)
 		r = st->ops->section_list(st, s.id, 0, &secs, &n);
@@ -584,6 +585,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	ans = NULL;
 	if (vmb && json_array_size(regions))
 		json_object_set(vmb, "regions", regions);
+	if (vmb && json_array_size(disks))
+		json_object_set(vmb, "disks", disks);
 	if (!vmb) {
 		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
 		mig_finish(o, &s, "running");
@@ -784,9 +787,10 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				 (json_int_t)(t_pf - t_running), "finish",
 				 (json_int_t)(mig_now_ms() - t_pf)));
 out:
-	if (regions_begun)
-		o->regions->migrate_end(o, &s, moved, from, dst.id);
+	if (along)
+		mig_along_end(o, &s, moved, from, dst.id);
 	json_decref(regions);
+	json_decref(disks);
 	json_decref(mig);
 	json_decref(ans);
 	json_decref(vmb);

@@ -194,8 +194,18 @@ struct orch_volumes {
 	 * volumes are detached by the delete itself (their slot goes).
 	 */
 	int (*slot_deleting)(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
-	/* May slot `name` move to another compute node? false: 409 disks_attached answered. */
-	bool (*slot_movable)(struct orch *o, const char *name, struct http_resp *resp);
+	/*
+	 * A compute migration of slot s (`migrating`) to dst begins: the
+	 * volumes attached to it enter state `migrating` with their epochs
+	 * advanced, grants for dst are minted (volumes_migrate.c).
+	 * *ret_disks: the destination's "disks" (new reference, [] when
+	 * none). 0, or -errno with resp answered (no volume changed).
+	 */
+	int (*migrate_begin)(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
+			     json_t **ret_disks, struct http_resp *resp);
+	/* It ended: moved (the source handed the VM over from `from` to `to`) or not. */
+	void (*migrate_end)(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
+			    uint64_t to);
 };
 
 struct orch {

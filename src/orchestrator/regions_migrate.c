@@ -65,19 +65,6 @@ int regions_fence(struct orch *o, const struct region_rec *r)
 	return failed;
 }
 
-/* The source agent's entry for region `name` in its list, or NULL. */
-static json_t *source_entry(json_t *list, const char *name)
-{
-	size_t i;
-	json_t *e;
-
-	json_array_foreach(json_object_get(list, "regions"), i, e)
-		if (json_is_string(json_object_get(e, "region")) &&
-		    !strcmp(json_string_value(json_object_get(e, "region")), name))
-			return e;
-	return NULL;
-}
-
 /* Every region of slot s in `migrating` for it goes back to `ready` (event kind, or none). */
 static void end_all(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
 		    uint64_t to)
@@ -133,7 +120,7 @@ static int begin_one(struct orch *o, const struct slot_rec *s, const struct node
 	if (o->store->ops->attach_list(o->store, r.id, s->id, &att, &n) < 0 || n == 0)
 		return orch_refuse(o, resp, 409, "conflict", "slot %s was detached from region "
 				   "%s meanwhile", s->name, r.name);
-	e = source_entry(list, r.name);
+	e = mig_entry(json_object_get(list, "regions"), "region", r.name);
 	if (!e || !json_is_true(json_object_get(e, "mapped")))
 		return orch_refuse(o, resp, 409, "region_not_mapped",
 				   "compute node %" PRIu64 " does not map region %s for slot %s: "

@@ -138,6 +138,9 @@ struct volume_rec {
 	char disk[16];                   /* the compute agent's id of the disk ("disk0"); "" = not
 					    known (read as "" while slot_id is 0) */
 	bool read_only;                  /* attached read-only */
+	uint32_t epoch;                  /* ownership epoch: its grants carry it (volumes_disks.c) */
+	uint64_t holder;                 /* the compute node of its slot, filled by
+					    volume_get/volume_list; 0 = not attached */
 	int64_t run;                     /* the orchestrator run whose operation it is in (state != ready) */
 	int64_t created;
 };
@@ -241,7 +244,7 @@ struct store_ops {
 /*
  * The volume catalog. volume_insert sets rec->id (-EEXIST: the name is
  * taken); volume_update writes state, size, key, slot_id, disk,
- * read_only and run. Lists are ordered by name; devnode 0 = every device
+ * read_only, epoch and run. Lists are ordered by name; devnode 0 = every device
  * node.
  */
 struct store_volume_ops {

@@ -127,6 +127,13 @@ const char *const store_sqlite_migrations[] = {
 	"  volume_id INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,"
 	"  disk TEXT NOT NULL DEFAULT '',"
 	"  read_only INTEGER NOT NULL DEFAULT 0);",
+	/* 8 -> 9: each volume's ownership epoch (volumes_disks.c: every attach and every
+	 * compute migration of its slot advances it; its grants carry it), 0 for the
+	 * volumes already there (their grants carried 0). A table, IF NOT EXISTS as
+	 * 7 -> 8: a database stepped back migrates again. */
+	"CREATE TABLE IF NOT EXISTS volume_epochs ("
+	"  volume_id INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,"
+	"  epoch INTEGER NOT NULL DEFAULT 0);",
 };
 
 
@@ -150,7 +157,9 @@ const char *const store_sqlite_migrations[] = {
 	"v.created, CASE WHEN v.slot_id IS NULL THEN '' ELSE COALESCE("                \
 	"(SELECT d.disk FROM volume_disks d WHERE d.volume_id = v.id), '') END, "       \
 	"v.slot_id IS NOT NULL AND COALESCE("                                           \
-	"(SELECT d.read_only FROM volume_disks d WHERE d.volume_id = v.id), 0) != 0 "
+	"(SELECT d.read_only FROM volume_disks d WHERE d.volume_id = v.id), 0) != 0, " \
+	"COALESCE((SELECT e.epoch FROM volume_epochs e WHERE e.volume_id = v.id), 0), "  \
+	"COALESCE((SELECT s.compute FROM slots s WHERE s.id = v.slot_id), 0) "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -250,6 +259,7 @@ const char *const store_sqlite_sql[Q__MAX] = {
 			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
 	[Q_VOL_DISK_PUT] = "INSERT OR REPLACE INTO volume_disks (volume_id, disk, read_only) "
 			   "VALUES (?1, ?2, ?3)",
+	[Q_VOL_EPOCH_PUT] = "INSERT OR REPLACE INTO volume_epochs (volume_id, epoch) VALUES (?1, ?2)",
 	[Q_VOL_DELETE] = "DELETE FROM volumes WHERE id = ?1",
 };
 

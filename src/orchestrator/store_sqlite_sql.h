@@ -58,6 +58,7 @@ enum q {
 	Q_VOL_UPDATE,
 	Q_VOL_DELETE,
 	Q_VOL_DISK_PUT,
+	Q_VOL_EPOCH_PUT,
 	Q__MAX,
 };
 

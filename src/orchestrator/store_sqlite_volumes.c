@@ -5,7 +5,8 @@
  * device node, size, key, image flag, the volume it was cloned from, the
  * slot it is attached to, and the state and run of an operation in
  * progress; version 8 adds the table `volume_disks`: an attached volume's
- * disk id on its compute agent and whether it is read-only), in the same
+ * disk id on its compute agent and whether it is read-only; version 9 the
+ * table `volume_epochs`: its ownership epoch), in the same
  * database and on the same connection as the rest, so that a volume's row
  * and its event share a transaction.
  */
@@ -32,6 +33,8 @@ static void read_volume(sqlite3_stmt *p, struct volume_rec *o)
 	o->created = sqlite3_column_int64(p, 11);
 	sq_copy_text(o->disk, sizeof(o->disk), p, 12);
 	o->read_only = sqlite3_column_int(p, 13) != 0;
+	o->epoch = (uint32_t)sqlite3_column_int64(p, 14);
+	o->holder = (uint64_t)sqlite3_column_int64(p, 15);
 }
 
 static int sq_volume_insert(struct store *s, struct volume_rec *o)
@@ -107,7 +110,7 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 	sqlite3_stmt *p;
 	int r;
 
-	/* The row and its disk, or neither: a transaction of its own, or the caller's. */
+	/* The row, its disk and its epoch, or none: a transaction of its own, or the caller's. */
 	r = s->ops->begin(s);
 	if (r < 0)
 		return r;
@@ -132,6 +135,8 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 			r = sq_exec_done(st, p, "volume_update");
 		}
 	}
+	if (r == 0)
+		r = sq_exec_2i(st, Q_VOL_EPOCH_PUT, o->id, o->epoch, false, "volume_update");
 	if (r < 0) {
 		s->ops->rollback(s);
 		return r;

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "migrate.h"
 
 #define USAGE_NODES 256
 
@@ -68,15 +69,31 @@ json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live)
 		      "key", v->key ? json_string(key) : json_null(), "image", v->image, "origin",
 		      v->origin[0] ? json_string(v->origin) : json_null(), "attached",
 		      v->slot_id ? json_string(v->slot) : json_null(), "created", created);
+	if (j)
+		json_object_set_new(j, "epoch", json_integer(v->epoch));
 	if (j && v->slot_id) {
 		json_object_set_new(j, "disk", v->disk[0] ? json_string(v->disk) : json_null());
 		json_object_set_new(j, "read_only", json_boolean(v->read_only));
+		json_object_set_new(j, "holder", json_integer((json_int_t)v->holder));
 	}
 	if (j && live) {
 		json_object_set_new(j, "allocated", json_integer((json_int_t)live->allocated));
 		json_object_set_new(j, "open", json_integer(live->users));
 	}
 	return j;
+}
+
+int volumes_grant(struct orch *o, const struct volume_rec *v, uint64_t holder, bool write,
+		  uint64_t expiry, char hex[GRANT_HEX_LEN + 1])
+{
+	struct proto_grant g;
+	int e = grant_mint(o->grant_key, v->devnode, holder, (uint32_t)v->key,
+			   (uint32_t)(v->key >> 32), v->epoch,
+			   PROTO_R_READ | (write ? PROTO_R_WRITE : 0), expiry, &g);
+
+	if (e == 0)
+		grant_to_hex(&g, hex);
+	return e;
 }
 
 /* ---- operations' states ---------------------------------------------------- */
@@ -141,9 +158,9 @@ int volumes_begin_commit(struct orch *o, struct volume_rec *v, const char *to,
 	return e;
 }
 
-/* v's row updated (drop: deleted) with event `kind`, in one transaction. */
+/* v's row updated (drop: deleted) with event `kind` (node, slot), in one transaction. */
 static int record(struct orch *o, const struct volume_rec *v, bool drop, const char *kind,
-		  const char *fmt, va_list ap)
+		  uint64_t node, const char *slot, const char *fmt, va_list ap)
 {
 	struct store *st = o->store;
 	char msg[1024];
@@ -155,7 +172,7 @@ static int record(struct orch *o, const struct volume_rec *v, bool drop, const c
 		return e;
 	e = drop ? st->vol->volume_delete(st, v->id) : st->vol->volume_update(st, v);
 	if (e == 0 && kind)
-		e = st->ops->event_add(st, kind, v->devnode, NULL, msg);
+		e = st->ops->event_add(st, kind, node, slot, msg);
 	if (e < 0) {
 		st->ops->rollback(st);
 		log_warn("volume %s: cannot record it: %s", v->name, strerror(-e));
@@ -172,7 +189,21 @@ int volumes_finish(struct orch *o, struct volume_rec *v, const char *kind, const
 	snprintf(v->state, sizeof(v->state), "ready");
 	v->run = 0;
 	va_start(ap, fmt);
-	e = record(o, v, false, kind, fmt, ap);
+	e = record(o, v, false, kind, v->devnode, NULL, fmt, ap);
+	va_end(ap);
+	return e;
+}
+
+int volumes_record(struct orch *o, struct volume_rec *v, const char *kind, uint64_t node,
+		   const char *slot, const char *fmt, ...)
+{
+	va_list ap;
+	int e;
+
+	snprintf(v->state, sizeof(v->state), "ready");
+	v->run = 0;
+	va_start(ap, fmt);
+	e = record(o, v, false, kind, node, slot, fmt, ap);
 	va_end(ap);
 	return e;
 }
@@ -196,7 +227,7 @@ int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
 	int e;
 
 	va_start(ap, fmt);
-	e = record(o, v, true, kind, fmt, ap);
+	e = record(o, v, true, kind, v->devnode, NULL, fmt, ap);
 	va_end(ap);
 	return e;
 }
@@ -416,6 +447,45 @@ void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j)
 
 /* ---- the compute agents' disks --------------------------------------------------- */
 
+int volumes_of_slot(struct orch *o, int64_t slot_id, struct volume_rec **ret, size_t *ret_n)
+{
+	_cleanup_free_ struct volume_rec *vs = NULL;
+	size_t n = 0, k = 0;
+	int e = o->store->vol->volume_list(o->store, 0, &vs, &n);
+
+	if (e < 0)
+		return e;
+	for (size_t i = 0; i < n; i++)
+		if (vs[i].slot_id == slot_id)
+			vs[k++] = vs[i];
+	*ret = TAKE_PTR(vs);
+	*ret_n = k;
+	return 0;
+}
+
+void volumes_agent_error(struct http_resp *resp, const struct node_rec *c, int status,
+			 json_t *ans, const char *what)
+{
+	const char *code = mig_code(ans);
+	char why[512];
+
+	mig_why(status, ans, why, sizeof(why));
+	if (status < 0)
+		http_resp_error(resp, 503, "node_unreachable",
+				"%s: compute node %s (%s) does not answer (%s)", what, c->name, c->http,
+				why);
+	else if (status == 404)
+		http_resp_error(resp, 409, "not_running",
+				"%s: compute node %s does not run the slot's VM (%s)", what, c->name,
+				why);
+	else if ((status == 409 || status == 502 || status == 503 || status == 504) && code[0])
+		http_resp_error(resp, status, code, "%s: compute node %s refused (%s)", what, c->name,
+				why);
+	else
+		http_resp_error(resp, 502, "agent_refused", "%s: compute node %s refused (%s)", what,
+				c->name, why);
+}
+
 void volumes_detached(struct volume_rec *v)
 {
 	v->slot_id = 0;
@@ -503,6 +573,11 @@ int volumes_settle(struct orch *o, struct volume_rec *v)
 
 	if (!strcmp(v->state, "attaching") || !strcmp(v->state, "detaching"))
 		return settle_disk(o, v);
+	if (!strcmp(v->state, "migrating"))     /* the slot's recovery says where it runs */
+		return volumes_record(o, v, "volume_settled", v->holder, v->slot,
+				      "volume %s was migrating with slot %s when the orchestrator "
+				      "stopped: attached to it on compute node %" PRIu64 " at epoch %"
+				      PRIu32, v->name, v->slot, v->holder, v->epoch);
 	snprintf(was, sizeof(was), "%s", v->state);
 	r = o->store->ops->node_get(o->store, v->devnode, &dn);
 	if (r == 0)

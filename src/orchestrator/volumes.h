@@ -14,16 +14,20 @@
  *                  table that main.c hands the orchestrator
  *   volumes_disks.c volumes attached to slots as disks: the
  *                  /v1/slots/NAME/disks routes (volumes_disks.h)
+ *   volumes_migrate.c the disks of a slot in its compute migration
+ *                  (volumes_migrate.h)
  *
  * An operation on a volume first moves it from `ready` into its own state
  * (resizing, deleting; cloning for the source of a clone; attaching and
- * detaching; a new volume's row is inserted `creating`) inside a store
+ * detaching; migrating with its slot; a new volume's row is inserted
+ * `creating`) inside a store
  * transaction, so that a second one gets 409 busy, and records the
  * orchestrator's run with it. It ends in `ready` again, or the row goes.
  * A volume that an earlier run left in an operation (a restart in the
- * middle) is settled from its device node's own answer (VOL_STAT), or an
- * attach or detach from its slot's compute agent: at start, and when it
- * is used again.
+ * middle) is settled from its device node's own answer (VOL_STAT), an
+ * attach or detach from its slot's compute agent, a migration by the
+ * slot's own recovery (the volume is `ready` again, attached to the slot
+ * wherever that runs): at start, and when it is used again.
  */
 #ifndef DISAGG_ORCH_VOLUMES_H
 #define DISAGG_ORCH_VOLUMES_H
@@ -45,6 +49,14 @@ int volumes_get(struct orch *o, const char *name, struct volume_rec *v, struct h
 json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live);
 
 /*
+ * A grant (hex) for compute node `holder` to open v on its device node:
+ * the volume's key and current epoch, read (and write), valid until
+ * `expiry` (seconds since the Unix epoch). 0 or -errno.
+ */
+int volumes_grant(struct orch *o, const struct volume_rec *v, uint64_t holder, bool write,
+		  uint64_t expiry, char hex[GRANT_HEX_LEN + 1]);
+
+/*
  * Begin an operation on volume `name`: a store transaction is opened and
  * left open when the volume is `ready` (0, *v read), for the caller's own
  * checks; else it is closed and 404, 409 busy or 503 (an interrupted
@@ -59,6 +71,12 @@ int volumes_begin_commit(struct orch *o, struct volume_rec *v, const char *to,
 /* Record v `ready` with event `kind` about it, in one transaction. 0 or -errno. */
 int volumes_finish(struct orch *o, struct volume_rec *v, const char *kind, const char *fmt, ...)
 	_printf_(4, 5);
+/*
+ * Record v `ready` (attached or not, as v says) with event `kind` about
+ * slot `slot` on compute node `node`, in one transaction. 0 or -errno.
+ */
+int volumes_record(struct orch *o, struct volume_rec *v, const char *kind, uint64_t node,
+		   const char *slot, const char *fmt, ...) _printf_(6, 7);
 /* Put v back to `ready` as it was (an operation that did nothing). */
 void volumes_end(struct orch *o, struct volume_rec *v);
 /* Drop v's row with event `kind` about it, in one transaction. 0 or -errno. */
@@ -94,6 +112,17 @@ void volumes_usage(struct orch *o, const struct node_rec *n, int64_t volumes, in
 /* Its members in GET /v1/nodes (struct orch_volumes.node_json). */
 void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j);
 
+/* The volumes attached to slot `slot_id` (*ret malloc'd), in name order. 0 or -errno. */
+int volumes_of_slot(struct orch *o, int64_t slot_id, struct volume_rec **ret, size_t *ret_n);
+/*
+ * The answer for compute agent c's failure (status: HTTP or -errno; ans:
+ * its answer): no answer 503 node_unreachable; no such VM (404) 409
+ * not_running; its 409, 502, 503 and 504 with its own code
+ * (attach_failed, detach_failed, not_running, ...); anything else 502
+ * agent_refused. The agent's message follows `what`.
+ */
+void volumes_agent_error(struct http_resp *resp, const struct node_rec *c, int status,
+			 json_t *ans, const char *what);
 /* v is attached to no slot (in memory: the caller records it). */
 void volumes_detached(struct volume_rec *v);
 /*

@@ -25,6 +25,7 @@
 #include "macro.h"
 #include "volumes.h"
 #include "volumes_disks.h"
+#include "volumes_migrate.h"
 
 /* ---- arguments ------------------------------------------------------------- */
 
@@ -442,7 +443,6 @@ static void h_grant(struct orch *o, const char *name, const struct http_req *req
 	const char *rights = "rw";
 	char hex[GRANT_HEX_LEN + 1], key[20];
 	int64_t ttl = 0;
-	struct proto_grant g;
 	struct volume_rec v;
 	struct node_rec dn, h;
 	uint64_t holder, expiry;
@@ -488,22 +488,20 @@ static void h_grant(struct orch *o, const char *name, const struct http_req *req
 	if (volumes_devnode(o, v.devnode, &dn, resp) < 0)
 		return;
 	expiry = (uint64_t)time(NULL) + (uint64_t)ttl;
-	e = grant_mint(o->grant_key, dn.id, holder, (uint32_t)v.key, (uint32_t)(v.key >> 32), 0,
-		       PROTO_R_READ | (rights[1] ? PROTO_R_WRITE : 0), expiry, &g);
+	e = volumes_grant(o, &v, holder, rights[1] != '\0', expiry, hex);
 	if (e < 0) {
 		http_resp_error(resp, 500, "internal", "cannot mint a grant: %s", strerror(-e));
 		return;
 	}
-	grant_to_hex(&g, hex);
 	snprintf(key, sizeof(key), "%016" PRIx64, v.key);
 	log_debug("volume %s: grant for node %" PRIu64 " (%s, %" PRId64 " s)", name, holder, rights,
 		  ttl);
-	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:I}",
+	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:I, s:I}",
 					     "volume", v.name, "devnode", (json_int_t)dn.id,
 					     "addr", dn.addr, "holder", (json_int_t)holder,
 					     "rights", rights, "expiry", (json_int_t)expiry,
 					     "grant", hex, "key", key, "size",
-					     (json_int_t)v.size));
+					     (json_int_t)v.size, "epoch", (json_int_t)v.epoch));
 }
 
 /* ---- routing and the table -------------------------------------------------------- */
@@ -568,7 +566,7 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 static void metrics(struct orch *o, struct strbuf *sb)
 {
 	static const char *const states[] = { "creating", "ready", "resizing", "cloning",
-					      "deleting", "attaching", "detaching" };
+					      "deleting", "attaching", "detaching", "migrating" };
 	_cleanup_free_ struct volume_rec *vs = NULL;
 	uint64_t bytes = 0;
 	size_t n = 0;
@@ -599,7 +597,8 @@ static const struct orch_volumes hooks = {
 	.slot_disks = disks_route,
 	.slot_json = disks_slot_json,
 	.slot_deleting = disks_slot_deleting,
-	.slot_movable = disks_slot_movable,
+	.migrate_begin = volumes_migrate_begin,
+	.migrate_end = volumes_migrate_end,
 };
 
 void volumes_start(struct orch *o)

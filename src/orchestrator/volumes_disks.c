@@ -2,14 +2,15 @@
 /*
  * Volumes attached to slots as disks (volumes_disks.h; docs/api.md,
  * "Disks"): the /v1/slots/NAME/disks paths, and what the rest of the
- * orchestrator asks about a slot's disks (its JSON, its delete, its
- * compute migration) through struct orch_volumes.
+ * orchestrator asks about a slot's disks (its JSON, its delete) through
+ * struct orch_volumes; a compute migration's are in volumes_migrate.c.
  *
  * Attach: in one transaction the slot is found `running` and the volume
  * `ready` and attached to no slot; the volume enters `attaching` with the
  * slot recorded, so that a second attach, a delete of the volume or of
- * the slot sees it. Then a grant for the slot's compute node is minted
- * (the volume's device node, its key, r or rw, --grant-ttl), the agent
+ * the slot sees it, and its ownership epoch advanced (a new owner). Then
+ * a grant for the slot's compute node is minted (the volume's device
+ * node, its key and epoch, r or rw, --grant-ttl), the agent
  * attaches the disk (POST /v1/vms/NAME/disks), and the disk's id is
  * recorded with event volume_attached. An agent that answers without a
  * disk id (no answer, or a refusal) is asked (GET .../disks) what its VM
@@ -20,8 +21,9 @@
  * slot takes it meanwhile, and a detach cleans up. A record that fails
  * after the agent attached: the agent detaches again.
  *
- * Detach: `detaching`, the agent's DELETE .../disks/ID, then the volume
- * is recorded free with event volume_detached. The agent's 404 (no such
+ * Detach (not while the slot is `migrating` or `unresolved`: which node
+ * serves the disk is not settled): `detaching`, the agent's DELETE
+ * .../disks/ID, then the volume is recorded free with event volume_detached. The agent's 404 (no such
  * disk or VM) counts as detached; any other failure leaves it attached.
  *
  * A slot's delete takes its volumes with it: the VM's disks close with
@@ -31,7 +33,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,58 +46,11 @@
 /* A disk as the API shows it: its volume, as attached to its slot. */
 static json_t *disk_json(const struct volume_rec *v)
 {
-	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:s}", "volume", v->name, "slot", v->slot,
-			 "disk", v->disk[0] ? json_string(v->disk) : json_null(), "devnode",
-			 (json_int_t)v->devnode, "size", (json_int_t)v->size, "read_only",
-			 v->read_only, "state",
-			 strcmp(v->state, "ready") ? v->state : "attached");
-}
-
-/* The volumes attached to slot s (*ret malloc'd). 0 or -errno. */
-static int slot_volumes(struct orch *o, int64_t slot_id, struct volume_rec **ret, size_t *ret_n)
-{
-	_cleanup_free_ struct volume_rec *vs = NULL;
-	size_t n = 0, k = 0;
-	int e = o->store->vol->volume_list(o->store, 0, &vs, &n);
-
-	if (e < 0)
-		return e;
-	for (size_t i = 0; i < n; i++)
-		if (vs[i].slot_id == slot_id)
-			vs[k++] = vs[i];
-	*ret = TAKE_PTR(vs);
-	*ret_n = k;
-	return 0;
-}
-
-/*
- * v `ready` as it is now (attached or not), with event `kind` about slot
- * `slot` on compute node `node`, in one transaction. 0 or -errno.
- */
-static int _printf_(6, 7) record(struct orch *o, struct volume_rec *v, const char *kind,
-				 uint64_t node, const char *slot, const char *fmt, ...)
-{
-	struct store *st = o->store;
-	char msg[1024];
-	va_list ap;
-	int e;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	snprintf(v->state, sizeof(v->state), "ready");
-	v->run = 0;
-	e = st->ops->begin(st);
-	if (e < 0)
-		return e;
-	e = st->vol->volume_update(st, v);
-	if (e == 0)
-		e = st->ops->event_add(st, kind, node, slot, msg);
-	if (e == 0)
-		return st->ops->commit(st);
-	st->ops->rollback(st);
-	log_warn("volume %s: cannot record it: %s", v->name, strerror(-e));
-	return e;
+	return json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:s, s:I, s:I}", "volume", v->name,
+			 "slot", v->slot, "disk", v->disk[0] ? json_string(v->disk) : json_null(),
+			 "devnode", (json_int_t)v->devnode, "size", (json_int_t)v->size, "read_only",
+			 v->read_only, "state", strcmp(v->state, "ready") ? v->state : "attached",
+			 "holder", (json_int_t)v->holder, "epoch", (json_int_t)v->epoch);
 }
 
 /* v attached to no slot, `ready` again (an attach that did nothing). */
@@ -116,35 +70,6 @@ static int compute_of(struct orch *o, const struct slot_rec *s, struct node_rec 
 		http_resp_error(resp, 500, "internal", "slot %s: its compute node %" PRIu64 ": %s",
 				s->name, s->compute, strerror(-e));
 	return e;
-}
-
-/*
- * The answer for an agent's failure: no answer 503 node_unreachable; no
- * such VM (404) 409 not_running; its 409, 502, 503 and 504 with its own
- * code (attach_failed, detach_failed, not_running, ...);
- * anything else 502 agent_refused. The agent's message follows ours.
- */
-static void agent_error(struct http_resp *resp, const struct node_rec *c, int status,
-			json_t *ans, const char *what)
-{
-	const char *code = mig_code(ans);
-	char why[512];
-
-	mig_why(status, ans, why, sizeof(why));
-	if (status < 0)
-		http_resp_error(resp, 503, "node_unreachable",
-				"%s: compute node %s (%s) does not answer (%s)", what, c->name, c->http,
-				why);
-	else if (status == 404)
-		http_resp_error(resp, 409, "not_running",
-				"%s: compute node %s does not run the slot's VM (%s)", what, c->name,
-				why);
-	else if ((status == 409 || status == 502 || status == 503 || status == 504) && code[0])
-		http_resp_error(resp, status, code, "%s: compute node %s refused (%s)", what, c->name,
-				why);
-	else
-		http_resp_error(resp, 502, "agent_refused", "%s: compute node %s refused (%s)", what,
-				c->name, why);
 }
 
 /*
@@ -207,7 +132,6 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 {
 	char hex[GRANT_HEX_LEN + 1], path[160], what[192], id[VOLUMES_DISK_ID_MAX] = "";
 	_cleanup_(json_decrefp) json_t *ans = NULL;
-	struct proto_grant g;
 	struct node_rec c, dn;
 	json_t *body, *j;
 	int status, known = 0, e;
@@ -217,15 +141,13 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 		unattach(o, v);
 		return;
 	}
-	e = grant_mint(o->grant_key, dn.id, c.id, (uint32_t)v->key, (uint32_t)(v->key >> 32), 0,
-		       PROTO_R_READ | (v->read_only ? 0 : PROTO_R_WRITE), orch_grant_expiry(o), &g);
+	e = volumes_grant(o, v, c.id, !v->read_only, orch_grant_expiry(o), hex);
 	if (e < 0) {
 		http_resp_error(resp, 500, "internal", "%s: cannot mint a grant: %s", what,
 				strerror(-e));
 		unattach(o, v);
 		return;
 	}
-	grant_to_hex(&g, hex);
 	body = json_pack("{s:s, s:s, s:s, s:b}", "volume", v->name, "devnode", dn.addr, "grant",
 			 hex, "read_only", v->read_only);
 	snprintf(path, sizeof(path), "/v1/vms/%s/disks", s->name);
@@ -242,7 +164,7 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 		known = volumes_agent_disk(o, v, id);
 	if (known == 1) {
 		snprintf(v->disk, sizeof(v->disk), "%s", id);
-		e = record(o, v, "volume_attached", c.id, s->name,
+		e = volumes_record(o, v, "volume_attached", c.id, s->name,
 			   "volume %s attached to slot %s as %s (%s, device node %" PRIu64 ")",
 			   v->name, s->name, id, v->read_only ? "read-only" : "read-write", dn.id);
 		if (e < 0) {
@@ -260,12 +182,12 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 	if (status < 0 && known < 0) {
 		/* Nobody can tell: attached (no other slot takes it meanwhile); a detach cleans up. */
 		v->disk[0] = '\0';
-		if (record(o, v, "volume_attached", c.id, s->name,
+		if (volumes_record(o, v, "volume_attached", c.id, s->name,
 			   "volume %s may be attached to slot %s: compute node %s did not answer "
 			   "(%s); detach it to clean up", v->name, s->name, c.name,
 			   strerror(-status)) < 0)
 			log_warn("volume %s: stays attaching until the next start", v->name);
-		agent_error(resp, &c, status, ans, what);
+		volumes_agent_error(resp, &c, status, ans, what);
 		return;
 	}
 	if (status == 200 || status == 201)
@@ -273,7 +195,7 @@ static void attach(struct orch *o, struct volume_rec *v, const struct slot_rec *
 				"%s: compute node %s answered %d but does not list the disk", what,
 				c.name, status);
 	else
-		agent_error(resp, &c, status, ans, what);
+		volumes_agent_error(resp, &c, status, ans, what);
 	unattach(o, v);
 }
 
@@ -313,6 +235,7 @@ static void h_attach(struct orch *o, const char *sname, const struct http_req *r
 	snprintf(v.slot, sizeof(v.slot), "%s", s.name);
 	v.disk[0] = '\0';
 	v.read_only = json_is_true(ro);
+	v.epoch++;      /* a new owner: on the disk before its grant goes out */
 	if (volumes_begin_commit(o, &v, "attaching", resp) < 0)
 		return;
 	attach(o, &v, &s, resp);
@@ -339,6 +262,12 @@ static void h_detach(struct orch *o, const char *sname, const char *vname,
 			    v.slot_id ? v.slot : "");
 		return;
 	}
+	/* Which compute node serves the disk is not settled while the slot moves. */
+	if (!strcmp(s.state, "migrating") || !strcmp(s.state, "unresolved")) {
+		orch_refuse(o, resp, 409, "busy", "slot %s is %s: detach volume %s when that is done",
+			    sname, s.state, vname);
+		return;
+	}
 	if (volumes_begin_commit(o, &v, "detaching", resp) < 0)
 		return;
 	snprintf(what, sizeof(what), "cannot detach volume %s from slot %s", vname, sname);
@@ -361,13 +290,13 @@ static void h_detach(struct orch *o, const char *sname, const char *vname,
 		status = mig_call(&c, "DELETE", path, NULL, o->compute_timeout_ms, &ans);
 	}
 	if (status != 200 && status != 404) {
-		agent_error(resp, &c, status, ans, what);
+		volumes_agent_error(resp, &c, status, ans, what);
 		volumes_end(o, &v);     /* still attached */
 		return;
 	}
 	snprintf(id, sizeof(id), "%s", v.disk);
 	volumes_detached(&v);
-	e = record(o, &v, "volume_detached", c.id, s.name, "volume %s detached from slot %s%s%s",
+	e = volumes_record(o, &v, "volume_detached", c.id, s.name, "volume %s detached from slot %s%s%s",
 		   vname, sname, id[0] ? " (" : "", id[0] ? id : "");
 	if (e < 0) {
 		volumes_store_error(resp, e);   /* stays `detaching`: the next start settles it */
@@ -389,7 +318,7 @@ static void h_list(struct orch *o, const char *sname, const char *vname, struct 
 
 	if (slots_get_slot(o, sname, &s, resp) < 0)
 		return;
-	e = slot_volumes(o, s.id, &vs, &n);
+	e = volumes_of_slot(o, s.id, &vs, &n);
 	if (e < 0) {
 		volumes_store_error(resp, e);
 		return;
@@ -454,7 +383,7 @@ void disks_slot_json(struct orch *o, const struct slot_rec *s, json_t *j)
 	size_t n = 0;
 	json_t *arr;
 
-	if (slot_volumes(o, s->id, &vs, &n) < 0 || n == 0)
+	if (volumes_of_slot(o, s->id, &vs, &n) < 0 || n == 0)
 		return;
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
@@ -466,7 +395,7 @@ int disks_slot_deleting(struct orch *o, const struct slot_rec *s, struct http_re
 {
 	_cleanup_free_ struct volume_rec *vs = NULL;
 	size_t n = 0;
-	int e = slot_volumes(o, s->id, &vs, &n);
+	int e = volumes_of_slot(o, s->id, &vs, &n);
 
 	if (e < 0) {
 		volumes_store_error(resp, e);
@@ -480,23 +409,4 @@ int disks_slot_deleting(struct orch *o, const struct slot_rec *s, struct http_re
 			return -EBUSY;
 		}
 	return 0;
-}
-
-bool disks_slot_movable(struct orch *o, const char *name, struct http_resp *resp)
-{
-	_cleanup_free_ struct volume_rec *vs = NULL;
-	char names[256] = "";
-	struct slot_rec s;
-	size_t n = 0, len = 0;
-
-	if (o->store->ops->slot_get(o->store, name, &s) < 0 || slot_volumes(o, s.id, &vs, &n) < 0 ||
-	    n == 0)
-		return true;    /* the migration answers for an unknown slot */
-	for (size_t i = 0; i < n && len < sizeof(names); i++)
-		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
-					vs[i].name);
-	http_resp_error(resp, 409, "disks_attached",
-			"slot %s has volumes attached (%s): detach them before moving it to another "
-			"compute node (a disk's back end does not migrate yet)", name, names);
-	return false;
 }

@@ -15,7 +15,5 @@ enum orch_route disks_route(struct orch *o, const char *slot, const char *rest,
 void disks_slot_json(struct orch *o, const struct slot_rec *s, json_t *j);
 /* struct orch_volumes.slot_deleting: 409 busy while a volume of s is in an operation. */
 int disks_slot_deleting(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
-/* struct orch_volumes.slot_movable: 409 disks_attached while volumes are attached. */
-bool disks_slot_movable(struct orch *o, const char *name, struct http_resp *resp);
 
 #endif /* DISAGG_ORCH_VOLUMES_DISKS_H */

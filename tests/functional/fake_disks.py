@@ -20,7 +20,15 @@ has the cluster key (`disk_key`, a dproto.Keys: the real device node then
 checks the grant), and stays open until the detach or the VM's delete; the
 device node's refusal is 502 attach_failed, as the real agent's. Without
 `disk_key` the grant is checked by its fields (held by this node) only.
-A VM's disks show in GET /v1/vms/NAME ("disks", when it has any).
+A VM's disks show in GET /v1/vms/NAME ("disks", when it has any), each with
+its "pci" address in the guest (the fake's: disk N at 0000:00:(18+N).0).
+
+Compute migration (docs/compute.md, "POST /v1/vms with incoming"): an
+incoming VM takes "disks", each an attach's body plus the source's "id" and
+"pci", checked as an attach (400 for a bad one: incoming()); the disks show
+in its status at once, but their volumes open on the device node with the
+destination's grants only when the VM arrives (arrive(): the real agent
+opens at the guest's first use there, once the source has stopped).
 
 Failure knobs on the FakeCompute, per operation ("attach", "detach", "list"),
 as fake_regions.knobs:
@@ -37,6 +45,9 @@ import fake_regions
 
 PATH = re.compile(r"/v1/vms/([^/]+)/disks(?:/([^/]+))?")
 ATTACH_KEYS = {"volume", "devnode", "grant", "read_only", "serial", "outage_ms"}
+INCOMING_KEYS = ATTACH_KEYS | {"id", "pci"}
+PCI_FIRST_SLOT = 0x18             # disk N at 0000:00:(18+N).0 (the fake's choice)
+_PCI = re.compile(r"0000:00:[0-1][0-9a-f]\.0")
 MAX_DISKS = 8
 MAX_QUEUES = 8                    # a virtqueue per vCPU, at most this many
 R_WRITE = 2
@@ -52,7 +63,7 @@ def calls(op=None):
 
 def disk_json(d):
     return {k: d[k] for k in ("id", "volume", "devnode", "size", "read_only", "serial",
-                              "socket", "queues")}
+                              "socket", "queues", "pci") if d.get(k) is not None}
 
 
 def close_all(vm):
@@ -84,50 +95,108 @@ def _open(fake, body, grant):
     return conn, h, size
 
 
-def _attach(fake, h, vm, body):
-    if not isinstance(body, dict) or set(body) - ATTACH_KEYS:
-        return h._err(400, "unknown_field", "bad body")
+def _entry(body, keys, vcpus):
+    """A disk from an attach's body (keys: what it may have): (disk, None), or
+    (None, (status, code, message)) as the real agent refuses it."""
+    if not isinstance(body, dict) or set(body) - keys:
+        return None, (400, "unknown_field", "bad body")
     vol, devnode, grant = body.get("volume"), body.get("devnode"), body.get("grant")
     serial = body.get("serial")
     if not isinstance(vol, str) or not _NAME.fullmatch(vol) or not isinstance(devnode, str) \
             or not isinstance(grant, str) or (serial is not None and
                                               (not isinstance(serial, str) or len(serial) > 20)):
-        return h._err(400, "bad_request", '"volume" (a volume name), "devnode" (HOST:PORT) '
+        return None, (400, "bad_request", '"volume" (a volume name), "devnode" (HOST:PORT) '
                       'and "grant" are required; "serial" is at most 20 characters')
     if not isinstance(body.get("read_only", False), bool):
-        return h._err(400, "bad_request", '"read_only" must be a boolean')
-    if vm.get("state", "running") != "running":
-        return h._err(409, "not_running", f"VM is {vm.get('state')}")
-    disks = vm.setdefault("disks", {})
-    if len(disks) >= MAX_DISKS:
-        return h._err(409, "attach_failed", f"the VM has {MAX_DISKS} disks already")
-    for d in disks.values():
-        if d["volume"] == vol:
-            return h._err(409, "attach_failed", f"volume {vol} is attached already ({d['id']})")
+        return None, (400, "bad_request", '"read_only" must be a boolean')
     try:
         g = bytes.fromhex(grant)
         if len(g) != dp.GRANT.size:
             raise ValueError("length")
     except ValueError:
-        return h._err(400, "attach_failed", '"grant" is not a grant (208 hex digits)')
-    fields = dp.GRANT.unpack(g)
-    d = {"volume": vol, "devnode": devnode, "read_only": bool(body.get("read_only")),
-         "serial": serial or vol[:20], "grant": fields, "size": 0,
-         "queues": min(vm["vcpus"], MAX_QUEUES)}
+        return None, (400, "attach_failed", '"grant" is not a grant (208 hex digits)')
+    return {"volume": vol, "devnode": devnode, "read_only": bool(body.get("read_only")),
+            "serial": serial or vol[:20], "grant": dp.GRANT.unpack(g), "raw": g, "size": 0,
+            "queues": min(vcpus, MAX_QUEUES)}, None
+
+
+def _take(fake, d):
+    """Open d's volume on its device node with its grant (disk_key), or check
+    the grant's fields: None, or why the device node refuses it."""
     if fake.disk_key is not None:
         try:
-            d["conn"], d["handle"], d["size"] = _open(fake, body, g)
+            d["conn"], d["handle"], d["size"] = _open(fake, d, d["raw"])
         except (OSError, dp.ProtoError) as e:
-            return h._err(502, "attach_failed", f"device node {devnode}, volume {vol}: {e}")
-    elif fields[1] != fake.node_id or not fields[4] & 1 or \
+            return f"device node {d['devnode']}, volume {d['volume']}: {e}"
+        return None
+    fields = d["grant"]
+    if fields[1] != fake.node_id or not fields[4] & 1 or \
             (not d["read_only"] and not fields[4] & R_WRITE):
-        return h._err(502, "attach_failed", f"device node {devnode}, volume {vol}: "
-                      "Key was rejected by service")
-    idx = next(i for i in range(MAX_DISKS) if f"disk{i}" not in disks)
+        return f"device node {d['devnode']}, volume {d['volume']}: Key was rejected by service"
+    return None
+
+
+def _place(fake, vm, d, idx, pci=None):
     d["id"] = f"disk{idx}"
+    d["pci"] = pci or f"0000:00:{PCI_FIRST_SLOT + idx:02x}.0"
     d["socket"] = f"/run/fake-compute-{fake.node_id}/{vm['name']}/disk{idx}.sock"
+
+
+def _attach(fake, h, vm, body):
+    d, why = _entry(body, ATTACH_KEYS, vm["vcpus"])
+    if why is not None:
+        return h._err(*why)
+    if vm.get("state", "running") != "running":
+        return h._err(409, "not_running", f"VM is {vm.get('state')}")
+    disks = vm.setdefault("disks", {})
+    if len(disks) >= MAX_DISKS:
+        return h._err(409, "attach_failed", f"the VM has {MAX_DISKS} disks already")
+    for x in disks.values():
+        if x["volume"] == d["volume"]:
+            return h._err(409, "attach_failed",
+                          f"volume {d['volume']} is attached already ({x['id']})")
+    why = _take(fake, d)
+    if why is not None:
+        return h._err(502, "attach_failed", why)
+    _place(fake, vm, d, next(i for i in range(MAX_DISKS) if f"disk{i}" not in disks))
     disks[d["id"]] = d
     return h._send(201, disk_json(d))
+
+
+def incoming(fake, name, entries, vcpus):
+    """The "disks" of an incoming VM (each an attach's body plus the source's
+    "id" and "pci"), checked as an attach's: ({id: disk}, None) or (None, why).
+    Nothing is opened before the VM arrives (arrive())."""
+    if not isinstance(entries, list) or len(entries) > MAX_DISKS:
+        return None, f'"disks" must be a list of at most {MAX_DISKS} disks'
+    disks = {}
+    for e in entries:
+        d, why = _entry(e, INCOMING_KEYS, vcpus)
+        if why is not None:
+            return None, f"bad disk: {why[2]}"
+        ident, pci = e.get("id"), e.get("pci")
+        m = re.fullmatch(r"disk(\d)", ident) if isinstance(ident, str) else None
+        if m is None or int(m.group(1)) >= MAX_DISKS or ident in disks or \
+                not isinstance(pci, str) or not _PCI.fullmatch(pci):
+            return None, ('each disk needs its "id" (diskN, once) and "pci" (the source\'s '
+                          'address, 0000:00:SS.0)')
+        if any(x["volume"] == d["volume"] for x in disks.values()):
+            return None, f"volume {d['volume']} twice"
+        _place(fake, {"name": name}, d, int(m.group(1)), pci)
+        d["arrive"] = True
+        disks[ident] = d
+    return disks, None
+
+
+def arrive(fake, vm):
+    """The incoming VM runs here now: its disks open their volumes with the
+    destination's grants, as the real agent's do at the guest's first use
+    (the source has stopped). A refusal is kept in the disk's "open_error"."""
+    for d in vm.get("disks", {}).values():
+        if d.pop("arrive", False):
+            why = _take(fake, d)
+            if why is not None:
+                d["open_error"] = why
 
 
 def dispatch(fake, h, method, groups, body):

@@ -406,7 +406,7 @@ class FakeMemnodes:
 # compute nodes
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
-           "incoming", "hot_sections", "regions", "encryption_key"}
+           "incoming", "hot_sections", "regions", "encryption_key", "disks"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
@@ -618,6 +618,8 @@ class FakeCompute:
                           "destination gone; the VM keeps running here")
         fake, name = dst
         fake.vms[name]["state"] = "failed" if fake.incoming_fails else "running"
+        if not fake.incoming_fails:
+            fake_disks.arrive(fake, fake.vms[name])
         vm["state"] = "migrated"
         if vm.get("key"):                 # the final flush, then the snapshots
             vm["meta"].update(self.meta_writes_on_migrate)
@@ -828,8 +830,14 @@ class FakeCompute:
                 if body["name"] in self.vms:
                     return h._err(409, "exists", "exists")
                 if "incoming" in body:
-                    self.vms[body["name"]] = self._incoming(body)
+                    disks, why = fake_disks.incoming(self, body["name"], body.get("disks", []),
+                                                     body["vcpus"])
+                    if why is not None:
+                        return h._err(400, "bad_request", why)
+                    self.vms[body["name"]] = dict(self._incoming(body), disks=disks)
                     return h._send(201, self._vm_json(self.vms[body["name"]]))
+                if "disks" in body:
+                    return h._err(400, "bad_request", '"disks" comes with "incoming" only')
                 self.vms[body["name"]] = {"name": body["name"], "vcpus": body["vcpus"],
                                           "sections": body["sections"], "hot": {},
                                           "next_hot": 0,

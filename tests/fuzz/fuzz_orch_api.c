@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for the orchestrator's REST API (src/orchestrator/
  * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c,
- * regions*.c, volumes*.c with the disks of slots):
+ * regions*.c, volumes*.c with the disks of slots, images*.c):
  * routing, node ids and slot names in paths, strict JSON bodies,
  * registration and heartbeat documents, slot specifications, placement,
  * and the orchestrator's reading of the compute agents' answers.
@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "fuzz_http.h"
+#include "images.h"
 #include "log.h"
 #include "orch.h"
 #include "regions_api.h"
@@ -279,6 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed_catalog(o->store);
 	regions_start(o);
 	volumes_start(o);
+	images_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {
 		fz_http_serve(routes, nroutes, o, &reqs[i]);

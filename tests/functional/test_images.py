@@ -100,6 +100,10 @@ def test_import_raw_reads_back(cl, cli, key, tmp_path):
     data = read_volume(cl, d, key, "tiny", size)
     want = raw.read_bytes()
     assert data[:len(want)] == want and data[len(want):] == bytes(size - len(want))
+    # The catalog keeps it across a restart.
+    cl.restart()
+    st, again = cl.call("GET", "/v1/images/tiny")
+    assert st == 200 and {k: again[k] for k in img} == img
     assert [e["message"] for e in events(cl, "image_imported")] == [
         f"image tiny imported: {size} bytes in volume tiny on device node {node_name(cl, 301)}"]
 

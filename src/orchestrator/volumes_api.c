@@ -92,42 +92,6 @@ int volumes_id_arg(json_t *body, const char *key, const char *what, uint64_t *re
 	return 0;
 }
 
-/* ---- images' base volumes (images.c) ------------------------------------------ */
-
-/*
- * Inside the store transaction of an operation on volume v (volumes_begin):
- * true, with the transaction rolled back and 409 answered, when v is an
- * image's base volume, which cannot `what` (image_volume); or, for
- * image_not_ready, the base volume of an image not `ready` yet (a clone
- * would copy half an upload).
- */
-static bool refuse_image_base(struct orch *o, const struct volume_rec *v, const char *what,
-			      struct http_resp *resp)
-{
-	struct image_rec img;
-
-	if (!v->image || o->store->vol->image_get(o->store, v->name, &img) < 0)
-		return false;
-	orch_refuse(o, resp, 409, "image_volume",
-		    "volume %s is the base volume of image %s: it cannot %s%s", v->name, img.name,
-		    what, strcmp(what, "delete") == 0 ? " (delete the image: disagg image delete)"
-						       : " (clone it and change the clone)");
-	return true;
-}
-
-static bool image_not_ready(struct orch *o, const struct volume_rec *v, struct http_resp *resp)
-{
-	struct image_rec img;
-
-	if (!v->image || o->store->vol->image_get(o->store, v->name, &img) < 0 ||
-	    !strcmp(img.state, "ready"))
-		return false;
-	orch_refuse(o, resp, 409, "image_not_ready",
-		    "volume %s is the base volume of image %s, which is %s: clone it once its import "
-		    "is committed", v->name, img.name, img.state);
-	return true;
-}
-
 /* ---- create and clone -------------------------------------------------------- */
 
 void volumes_make(struct orch *o, const struct volumes_new *a, const struct node_rec *dn,
@@ -208,7 +172,7 @@ static void clone_volume(struct orch *o, const struct volumes_new *a, struct htt
 
 	if (volumes_begin(o, a->from, &src, resp) < 0)
 		return;
-	if (image_not_ready(o, &src, resp))
+	if (volumes_image_not_ready(o, &src, resp))
 		return;
 	if (a->devnode && a->devnode != src.devnode) {
 		orch_refuse(o, resp, 400, "bad_request",
@@ -380,7 +344,7 @@ static void h_resize(struct orch *o, const char *name, const struct http_req *re
 		http_resp_json(resp, 200, volumes_json(&v, NULL));
 		return;
 	}
-	if (refuse_image_base(o, &v, "resize", resp))
+	if (volumes_image_refuse(o, &v, "be resized", resp))
 		return;
 	if (size < v.size && !shrink) {
 		orch_refuse(o, resp, 400, "bad_size",
@@ -427,7 +391,7 @@ void volumes_delete(struct orch *o, const char *name, bool image, struct http_re
 
 	if (volumes_begin(o, name, &v, resp) < 0)
 		return;
-	if (!image && refuse_image_base(o, &v, "delete", resp))
+	if (!image && volumes_image_refuse(o, &v, "be deleted", resp))
 		return;
 	if (v.slot_id) {
 		orch_refuse(o, resp, 409, "volume_attached",

@@ -20,7 +20,8 @@ import pytest
 
 import dproto as dp
 from test_cli import cli_env, disagg, table
-from test_orchestrator import orch_factory  # noqa: F401
+from test_disks import dc  # noqa: F401
+from test_orchestrator import computes, hb_factory, orch_factory  # noqa: F401
 from test_volumes import CLIENT, cl, err, events, on_node, open_with  # noqa: F401
 
 MiB = 1 << 20
@@ -330,3 +331,17 @@ def test_import_built_image(cl, cli, key):
     cli("volume", "delete", "root1")
     cli("image", "delete", "debian-12")
 
+
+
+def test_base_volume_attaches_read_only_only(dc, tmp_path):  # noqa: F811
+    """An image's base volume is not a guest's disk to write: read-only only."""
+    st, img = dc.call("POST", "/v1/images", {"name": "img", "size": "1M", "format": "raw"})
+    assert st == 201, img
+    assert dc.call("POST", "/v1/images/img/commit")[0] == 200
+    st, ans = dc.call("POST", "/v1/slots/a/disks", {"volume": "img"})
+    assert st == 409 and err(ans) == "image_volume", ans
+    assert "cannot be attached read-write" in ans["error"]["message"]
+    assert dc.call("GET", "/v1/volumes/img")[1]["attached"] is None
+    st, ans = dc.call("POST", "/v1/slots/a/disks", {"volume": "img", "read_only": True})
+    assert st == 201 and ans["read_only"] is True, ans
+    assert dc.call("DELETE", "/v1/slots/a/disks/img")[0] == 200

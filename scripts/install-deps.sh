@@ -6,7 +6,11 @@
 # `apt-get update` only then, and prints nothing when all is present.
 #
 #   scripts/install-deps.sh            build + test dependencies
-#   scripts/install-deps.sh --list     print the package list and exit
+#   scripts/install-deps.sh --image    only what scripts/build-image.sh needs
+#                                      (mmdebstrap, mkfs.ext4, qemu-img), and
+#                                      what booting the image by hand needs
+#                                      (a NoCloud seed: cloud-image-utils)
+#   scripts/install-deps.sh --list [--image]  print the package list and exit
 set -eu
 
 PKGS="
@@ -18,7 +22,22 @@ qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
 procps iproute2 curl systemd
 "
 
-if [ "${1:-}" = "--list" ]; then
+# The Debian guest image (scripts/build-image.sh) is optional: `make build`
+# does not pull these in.
+IMAGE_PKGS="
+mmdebstrap e2fsprogs qemu-utils cloud-image-utils ca-certificates
+"
+
+list=0
+for a in "$@"; do
+	case "$a" in
+	--list) list=1 ;;
+	--image) PKGS=$IMAGE_PKGS ;;
+	*) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+	esac
+done
+
+if [ "$list" = 1 ]; then
 	echo $PKGS
 	exit 0
 fi

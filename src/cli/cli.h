@@ -6,7 +6,8 @@
  * into a struct cli_args; client.c talks HTTP to the orchestrator
  * (libcurl); output.c formats tables, sizes, ages and progress; commands.c
  * implements the API subcommands (migrate.c the slot migrations,
- * regioncmd.c the shared regions, volumecmd.c the volumes); up.c and
+ * regioncmd.c the shared regions, volumecmd.c the volumes, imagecmd.c
+ * and imagefile.c the images); up.c and
  * cluster.c start, stop and describe a one-machine cluster (cluster.c also
  * has `down` and `status`). Internally functions return >= 0 or -errno;
  * the handlers return the process exit status (CLI_EXIT_*).
@@ -63,6 +64,8 @@ extern const struct cli_cmd cli_region_cmds[];
 extern const size_t cli_region_ncmds;
 extern const struct cli_cmd cli_volume_cmds[];
 extern const size_t cli_volume_ncmds;
+extern const struct cli_cmd cli_image_cmds[];
+extern const size_t cli_image_ncmds;
 
 /* Global state and the parsed command line, handed to every handler. */
 struct cli_args {
@@ -118,6 +121,9 @@ int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_s
  */
 int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, struct cli_resp *ret);
+/* cli_http with len bytes of data as the body (application/octet-stream), no progress. */
+int cli_http_bytes(const struct cli_args *a, const char *method, const char *path,
+		   const void *data, size_t len, struct cli_resp *ret);
 /*
  * cli_http, then: CLI_EXIT_UNREACHABLE without an answer, the server's
  * error (CLI_EXIT_ERROR) for a non-2xx one, CLI_EXIT_ERROR when want_json
@@ -211,6 +217,14 @@ int cli_parse_size(const struct cli_args *a, const char *what, const char *s, ui
 /* GET prefix + NAME and print the answer with `print` (--json: as it is). */
 int cli_show(struct cli_args *a, const char *prefix, const char *name,
 	     void (*print)(const json_t *));
+/*
+ * A list command: GET path, then a table (columns head[0..ncols), those of
+ * the bits of `right` right-aligned) with a row of `row` for each element of
+ * the answer's array `key`, or "no KEY" on stderr when it is empty (--json:
+ * the answer as it is). The exit status.
+ */
+int cli_list(struct cli_args *a, const char *path, const char *key, const char *const *head,
+	     int ncols, unsigned right, void (*row)(struct table *t, const json_t *x));
 /* DELETE prefix + NAME (progress: "deleting WHAT NAME"), then "WHAT NAME deleted". */
 int cli_delete(struct cli_args *a, const char *prefix, const char *name, const char *what,
 	       bool progress);

@@ -236,8 +236,16 @@ static void new_request_id(char *buf, size_t len)
 		snprintf(buf + 4 + 2 * i, len - 4 - 2 * i, "%02x", b[i]);
 }
 
+/* A request's body: len bytes of type (JSON text, or the bytes of an upload). */
+struct body {
+	const char *data;
+	size_t len;
+	const char *type;       /* "Content-Type: ..." */
+};
+
 /* One attempt. Returns the curl result; *resp holds whatever came back. */
-static CURLcode perform(const char *method, const char *url, const char *body, const char *reqid,
+static CURLcode perform(const char *method, const char *url, const struct body *body,
+			const char *reqid,
 			const struct cli_auth *auth, long timeout_ms, struct progress *prog,
 			struct cli_resp *resp, char *errbuf)
 {
@@ -252,7 +260,7 @@ static CURLcode perform(const char *method, const char *url, const char *body, c
 		return CURLE_OUT_OF_MEMORY;
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (body)
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		hdrs = curl_slist_append(hdrs, body->type);
 	if (reqid) {
 		snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", reqid);
 		hdrs = curl_slist_append(hdrs, hdr);
@@ -269,8 +277,8 @@ static CURLcode perform(const char *method, const char *url, const char *body, c
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
 	} else if (strcmp(method, "GET") != 0) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
@@ -340,10 +348,11 @@ static int report_curl_error(CURLcode rc, const char *errbuf, const char *url, c
 	return rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EHOSTUNREACH;
 }
 
-int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
-	     const char *progress, struct cli_resp *ret)
+/* cli_http with a body of any type (NULL: none). */
+static int http_do(const struct cli_args *a, const char *method, const char *path,
+		   const struct body *payload, const char *progress, struct cli_resp *ret)
 {
-	_cleanup_free_ char *base = NULL, *url = NULL, *payload = NULL, *token = NULL, *ca = NULL;
+	_cleanup_free_ char *base = NULL, *url = NULL, *token = NULL, *ca = NULL;
 	const char *source = NULL, *token_source = NULL;
 	struct cli_auth auth;
 	char reqid[64], errbuf[CURL_ERROR_SIZE];
@@ -375,11 +384,6 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 	auth = (struct cli_auth){ .token = token, .ca = ca };
 	if (asprintf(&url, "%s%s", base, path) < 0)
 		return -ENOMEM;
-	if (body) {
-		payload = json_dumps(body, JSON_COMPACT);
-		if (!payload)
-			return -ENOMEM;
-	}
 	if (mutating)
 		new_request_id(reqid, sizeof(reqid));
 	if (progress) {
@@ -439,6 +443,26 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 	if (token)
 		explicit_bzero(token, strlen(token));
 	return 0;
+}
+
+int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
+	     const char *progress, struct cli_resp *ret)
+{
+	_cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct body b = { text, text ? strlen(text) : 0, "Content-Type: application/json" };
+
+	*ret = (struct cli_resp){ 0 };
+	if (body && !text)
+		return -ENOMEM;
+	return http_do(a, method, path, body ? &b : NULL, progress, ret);
+}
+
+int cli_http_bytes(const struct cli_args *a, const char *method, const char *path,
+		   const void *data, size_t len, struct cli_resp *ret)
+{
+	struct body b = { data, len, "Content-Type: application/octet-stream" };
+
+	return http_do(a, method, path, &b, NULL, ret);
 }
 
 int cli_server_error(const struct cli_resp *r)

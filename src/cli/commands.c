@@ -82,6 +82,30 @@ int cli_show(struct cli_args *a, const char *prefix, const char *name,
 	return CLI_EXIT_OK;
 }
 
+int cli_list(struct cli_args *a, const char *path, const char *key, const char *const *head,
+	     int ncols, unsigned right, void (*row)(struct table *t, const json_t *x))
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	struct table t;
+	json_t *x;
+	size_t i;
+	int ret = cli_query(a, "GET", path, NULL, NULL, &r);
+
+	if (ret != CLI_MORE)
+		return ret;
+	table_init(&t, ncols, head);
+	for (int c = 0; c < ncols; c++)
+		t.right[c] = right & (1u << c);
+	json_array_foreach(json_object_get(r.json, key), i, x)
+		row(&t, x);
+	if (t.nrows == 0)
+		fprintf(stderr, "no %s\n", key);
+	else
+		table_print(&t);
+	table_free(&t);
+	return CLI_EXIT_OK;
+}
+
 int cli_delete(struct cli_args *a, const char *prefix, const char *name, const char *what,
 	       bool progress)
 {

@@ -146,7 +146,10 @@ static const struct cli_cmd *cmd_nth(size_t i)
 	if (i < cli_region_ncmds)
 		return &cli_region_cmds[i];
 	i -= cli_region_ncmds;
-	return i < cli_volume_ncmds ? &cli_volume_cmds[i] : NULL;
+	if (i < cli_volume_ncmds)
+		return &cli_volume_cmds[i];
+	i -= cli_volume_ncmds;
+	return i < cli_image_ncmds ? &cli_image_cmds[i] : NULL;
 }
 
 static const char global_help[] =

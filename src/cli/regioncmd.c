@@ -46,38 +46,27 @@ static void slot_list(const json_t *r, char *buf, size_t len)
 		snprintf(buf, len, "-");
 }
 
+static void region_row(struct table *t, const json_t *x)
+{
+	char size[32], home[32], holder[80], epoch[32], slots[256], age[32];
+
+	cli_size_of(x, "size_bytes", size, sizeof(size));
+	jtext(x, "home", home, sizeof(home));
+	jtext(x, "holder", holder, sizeof(holder));
+	jtext(x, "epoch", epoch, sizeof(epoch));
+	slot_list(x, slots, sizeof(slots));
+	fmt_age(jstr(x, "created"), age, sizeof(age));
+	table_rowf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"), text(x, "mode"),
+		   size, text(x, "state"), home, holder, epoch, slots, age);
+}
+
 static int cmd_region_ls(struct cli_args *a)
 {
 	static const char *const head[] = { "NAME", "MODE", "SIZE", "STATE", "HOME", "HOLDER",
 					    "EPOCH", "SLOTS", "AGE" };
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	struct table t;
-	json_t *x;
-	size_t i;
-	int ret = cli_query(a, "GET", "/v1/regions", NULL, NULL, &r);
 
-	if (ret != CLI_MORE)
-		return ret;
-	table_init(&t, ARRAY_SIZE(head), head);
-	t.right[2] = t.right[4] = t.right[6] = true;
-	json_array_foreach(json_object_get(r.json, "regions"), i, x) {
-		char size[32], home[32], holder[80], epoch[32], slots[256], age[32];
-
-		cli_size_of(x, "size_bytes", size, sizeof(size));
-		jtext(x, "home", home, sizeof(home));
-		jtext(x, "holder", holder, sizeof(holder));
-		jtext(x, "epoch", epoch, sizeof(epoch));
-		slot_list(x, slots, sizeof(slots));
-		fmt_age(jstr(x, "created"), age, sizeof(age));
-		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"),
-			   text(x, "mode"), size, text(x, "state"), home, holder, epoch, slots, age);
-	}
-	if (t.nrows == 0)
-		fprintf(stderr, "no regions\n");
-	else
-		table_print(&t);
-	table_free(&t);
-	return CLI_EXIT_OK;
+	return cli_list(a, "/v1/regions", "regions", head, ARRAY_SIZE(head),
+			1u << 2 | 1u << 4 | 1u << 6, region_row);
 }
 
 static void print_region(const json_t *r)

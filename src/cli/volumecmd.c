@@ -25,16 +25,24 @@ static const char *text(const json_t *o, const char *key)
 	return jstr(o, key) ? jstr(o, key) : "";
 }
 
+static void volume_row(struct table *t, const json_t *x)
+{
+	char size[32], dn[32], age[32];
+
+	cli_size_of(x, "size", size, sizeof(size));
+	jtext(x, "devnode", dn, sizeof(dn));
+	fmt_age(jstr(x, "created"), age, sizeof(age));
+	table_rowf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"), text(x, "state"), size,
+		   dn, json_is_true(json_object_get(x, "image")) ? "yes" : "", text(x, "origin"),
+		   text(x, "attached"), age);
+}
+
 static int cmd_volume_ls(struct cli_args *a)
 {
 	static const char *const head[] = { "NAME", "STATE", "SIZE", "DEVNODE", "IMAGE", "ORIGIN",
 					    "ATTACHED", "AGE" };
-	_cleanup_resp_ struct cli_resp r = { 0 };
 	_cleanup_free_ char *path = NULL;
-	struct table t;
 	uint64_t devnode;
-	json_t *x;
-	size_t i;
 	int ret;
 
 	if ((ret = cli_opt_u64(a, "devnode", 0, INT64_MAX, &devnode)))
@@ -42,27 +50,7 @@ static int cmd_volume_ls(struct cli_args *a)
 	if ((devnode ? asprintf(&path, "/v1/volumes?devnode=%" PRIu64, devnode)
 		     : asprintf(&path, "/v1/volumes")) < 0)
 		return CLI_EXIT_ERROR;
-	ret = cli_query(a, "GET", path, NULL, NULL, &r);
-	if (ret != CLI_MORE)
-		return ret;
-	table_init(&t, ARRAY_SIZE(head), head);
-	t.right[2] = t.right[3] = true;
-	json_array_foreach(json_object_get(r.json, "volumes"), i, x) {
-		char size[32], dn[32], age[32];
-
-		cli_size_of(x, "size", size, sizeof(size));
-		jtext(x, "devnode", dn, sizeof(dn));
-		fmt_age(jstr(x, "created"), age, sizeof(age));
-		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"), text(x, "state"),
-			   size, dn, json_is_true(json_object_get(x, "image")) ? "yes" : "",
-			   text(x, "origin"), text(x, "attached"), age);
-	}
-	if (t.nrows == 0)
-		fprintf(stderr, "no volumes\n");
-	else
-		table_print(&t);
-	table_free(&t);
-	return CLI_EXIT_OK;
+	return cli_list(a, path, "volumes", head, ARRAY_SIZE(head), 1u << 2 | 1u << 3, volume_row);
 }
 
 static void print_volume(const json_t *v)

@@ -60,6 +60,13 @@ static const char *const route_names[RT__MAX] = {
 	[RT_VOLUMES_RESIZE] = "volumes_resize",
 	[RT_VOLUMES_DELETE] = "volumes_delete",
 	[RT_VOLUMES_GRANT] = "volumes_grant",
+	[RT_IMAGES_IMPORT] = "images_import",
+	[RT_IMAGES_LIST] = "images_list",
+	[RT_IMAGES_GET] = "images_get",
+	[RT_IMAGES_UPLOAD] = "images_upload",
+	[RT_IMAGES_COMMIT] = "images_commit",
+	[RT_IMAGES_FILE] = "images_file",
+	[RT_IMAGES_DELETE] = "images_delete",
 	[RT_DISKS_LIST] = "disks_list",
 	[RT_DISKS_ATTACH] = "disks_attach",
 	[RT_DISKS_DETACH] = "disks_detach",
@@ -501,6 +508,8 @@ static enum orch_route dispatch(struct orch *o, const struct http_req *req,
 		return o->regions->route(o, p + 11, req, resp);
 	if (o->volumes && strncmp(p, "/v1/volumes", 11) == 0 && (p[11] == '\0' || p[11] == '/'))
 		return o->volumes->route(o, p + 11, req, resp, as_node);
+	if (o->images && strncmp(p, "/v1/images", 10) == 0 && (p[10] == '\0' || p[10] == '/'))
+		return o->images->route(o, p + 10, req, resp);
 	if (strcmp(p, "/v1/sections") == 0) {
 		if (is_method(req, "GET"))
 			h_sections(o, req, resp);

@@ -11,6 +11,7 @@
  * or SIGINT. It never stops a VM on its own: a restart leaves running VMs
  * alone and only asks the compute nodes what they run.
  */
+#include "images.h"
 #include "orch.h"
 #include "regions_api.h"
 #include "store_sqlite.h"
@@ -36,6 +37,7 @@
 struct orch_opts {
 	const char *http;
 	const char *db;
+	const char *images;
 	const char *keyfile;
 	const char *grant_keyfile;
 	const char *api_tokens;
@@ -51,6 +53,19 @@ struct orch_opts {
 	struct fabric_conf fabric;
 };
 
+/* --images, or images/ in the database's directory: malloc'd (NULL: no memory). */
+static char *images_dir_of(const struct orch_opts *opts)
+{
+	const char *slash = strrchr(opts->db, '/');
+	char *p;
+
+	if (opts->images)
+		return strdup(opts->images);
+	if (asprintf(&p, "%.*simages", slash ? (int)(slash - opts->db + 1) : 0, opts->db) < 0)
+		return NULL;
+	return p;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -61,6 +76,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --http HOST:PORT         REST API address (default 127.0.0.1:7000; port 0 picks one)\n"
 		"  --db PATH                SQLite database (default ./disagg.db)\n"
+		"  --images DIR             images' kernels and initramfs (default: images/ beside\n"
+		"                           the database)\n"
 		"  --key FILE               cluster key: 32 bytes, mode 0600 (required)\n"
 		"  --grant-key FILE         grant key, private half, PEM, mode 0600 (required): signs\n"
 		"                           grants; memory nodes get its public half\n"
@@ -105,6 +122,7 @@ enum {
 	OPT_HTTP_CERT,
 	OPT_HTTP_KEY,
 	OPT_HTTP_CA,
+	OPT_IMAGES,
 };
 
 static int parse_args(int argc, char **argv, struct orch_opts *o)
@@ -112,6 +130,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 	static const struct option longopts[] = {
 		{ "http", required_argument, NULL, OPT_HTTP },
 		{ "db", required_argument, NULL, OPT_DB },
+		{ "images", required_argument, NULL, OPT_IMAGES },
 		{ "key", required_argument, NULL, OPT_KEY },
 		{ "grant-key", required_argument, NULL, OPT_GRANT_KEY },
 		{ "node-id", required_argument, NULL, OPT_NODE },
@@ -152,6 +171,9 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_DB:
 			o->db = optarg;
+			break;
+		case OPT_IMAGES:
+			o->images = optarg;
 			break;
 		case OPT_KEY:
 			o->keyfile = optarg;
@@ -313,6 +335,11 @@ static int run(const struct orch_opts *opts)
 		goto out_curl;
 	}
 	store_sqlite_volumes(o->store);
+	o->images_dir = images_dir_of(opts);
+	if (!o->images_dir) {
+		r = -ENOMEM;
+		goto out_store;
+	}
 	r = mnpool_new(o, &o->mnpool);
 	if (r < 0)
 		goto out_store;
@@ -320,6 +347,7 @@ static int run(const struct orch_opts *opts)
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);
+	images_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
 	signal(SIGPIPE, SIG_IGN);
@@ -363,6 +391,7 @@ out_store:
 out_curl:
 	cclient_global_cleanup();
 out_free:
+	free(o->images_dir);
 	pthread_cond_destroy(&o->mon_cv);
 	pthread_mutex_destroy(&o->mon_mu);
 	pthread_mutex_destroy(&o->place_mu);

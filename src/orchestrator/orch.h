@@ -15,6 +15,8 @@
  *                struct orch_regions so that nothing here depends on them
  *   volumes*.c   the catalog of block volumes on device nodes (volumes.h),
  *                reached through the table struct orch_volumes
+ *   images*.c    images imported into base volumes (images.h), through
+ *                struct orch_images
  *   fence.c      ownership epochs of sections, fencing at each change of owner
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
@@ -83,6 +85,13 @@ enum orch_route {
 	RT_VOLUMES_RESIZE,
 	RT_VOLUMES_DELETE,
 	RT_VOLUMES_GRANT,
+	RT_IMAGES_IMPORT,
+	RT_IMAGES_LIST,
+	RT_IMAGES_GET,
+	RT_IMAGES_UPLOAD,
+	RT_IMAGES_COMMIT,
+	RT_IMAGES_FILE,
+	RT_IMAGES_DELETE,
 	RT_DISKS_LIST,
 	RT_DISKS_ATTACH,
 	RT_DISKS_DETACH,
@@ -208,6 +217,13 @@ struct orch_volumes {
 			    uint64_t to);
 };
 
+/* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */
+struct orch_images {
+	/* The /v1/images paths; rest follows "/v1/images" ("" or "/..."). */
+	enum orch_route (*route)(struct orch *o, const char *rest, const struct http_req *req,
+				 struct http_resp *resp);
+};
+
 struct orch {
 	struct store *store;
 	struct auth_key key;
@@ -219,6 +235,7 @@ struct orch {
 	int heartbeat_s;                /* told to nodes at registration */
 	uint64_t section_size;
 	int compute_timeout_ms;         /* long calls (VM start, hot-plug) */
+	char *images_dir;               /* images' kernels and initramfs (images.c); NULL: none */
 
 	pthread_mutex_t place_mu;       /* placement decisions and reservations */
 	struct mnpool *mnpool;
@@ -231,6 +248,7 @@ struct orch {
 
 	const struct orch_regions *regions;
 	const struct orch_volumes *volumes;
+	const struct orch_images *images;
 
 	struct route_stats routes[RT__MAX];
 	struct http_server *http;

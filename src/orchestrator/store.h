@@ -145,6 +145,24 @@ struct volume_rec {
 	int64_t created;
 };
 
+/*
+ * An image (images.c): a disk image imported into a base volume of the
+ * same name, with the kernel and initramfs to boot it, if it has them
+ * (files in the orchestrator's image directory).
+ */
+struct image_rec {
+	int64_t id;
+	char name[STORE_NAME_MAX];       /* its base volume's name too */
+	char state[STORE_STATE_MAX];     /* importing, ready, deleting */
+	char format[16];                 /* what was imported: raw, qcow2 */
+	uint64_t size;                   /* bytes of the disk (its base volume's size) */
+	int64_t volume_id;               /* the base volume */
+	uint64_t devnode;                /* its device node, filled by image_get/image_list */
+	uint64_t kernel_size, initrd_size; /* bytes; 0 = none */
+	char cmdline[256];               /* the kernel command line it boots with; "" = none */
+	int64_t created;
+};
+
 struct event_rec {
 	int64_t seq;
 	int64_t time;
@@ -254,6 +272,15 @@ struct store_volume_ops {
 			   size_t *ret_n);
 	int (*volume_update)(struct store *s, const struct volume_rec *rec);
 	int (*volume_delete)(struct store *s, int64_t id);
+	/*
+	 * Images (store_sqlite_images.c): image_insert sets rec->id (-EEXIST:
+	 * the name is taken); image_update writes state; lists are by name.
+	 */
+	int (*image_insert)(struct store *s, struct image_rec *rec);
+	int (*image_get)(struct store *s, const char *name, struct image_rec *ret);
+	int (*image_list)(struct store *s, struct image_rec **ret, size_t *ret_n);
+	int (*image_update)(struct store *s, const struct image_rec *rec);
+	int (*image_delete)(struct store *s, int64_t id);
 };
 
 struct store {

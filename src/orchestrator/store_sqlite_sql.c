@@ -134,6 +134,20 @@ const char *const store_sqlite_migrations[] = {
 	"CREATE TABLE IF NOT EXISTS volume_epochs ("
 	"  volume_id INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,"
 	"  epoch INTEGER NOT NULL DEFAULT 0);",
+	/* 9 -> 10: images (images.c): a disk image in a base volume, with its kernel and
+	 * initramfs sizes (IF NOT EXISTS, as 5 -> 6). The image goes with its base
+	 * volume's row. */
+	"CREATE TABLE IF NOT EXISTS images ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  state TEXT NOT NULL,"
+	"  format TEXT NOT NULL,"
+	"  size INTEGER NOT NULL,"
+	"  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,"
+	"  kernel_size INTEGER NOT NULL DEFAULT 0,"
+	"  initrd_size INTEGER NOT NULL DEFAULT 0,"
+	"  cmdline TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL);",
 };
 
 
@@ -160,6 +174,10 @@ const char *const store_sqlite_migrations[] = {
 	"(SELECT d.read_only FROM volume_disks d WHERE d.volume_id = v.id), 0) != 0, " \
 	"COALESCE((SELECT e.epoch FROM volume_epochs e WHERE e.volume_id = v.id), 0), "  \
 	"COALESCE((SELECT s.compute FROM slots s WHERE s.id = v.slot_id), 0) "
+#define IMAGE_COLS                                                                    \
+	"i.id, i.name, i.state, i.format, i.size, i.volume_id, "                      \
+	"COALESCE((SELECT v.devnode FROM volumes v WHERE v.id = i.volume_id), 0), "    \
+	"i.kernel_size, i.initrd_size, i.cmdline, i.created "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
 	"constraints, reason, created, op, page_key "
@@ -261,6 +279,13 @@ const char *const store_sqlite_sql[Q__MAX] = {
 			   "VALUES (?1, ?2, ?3)",
 	[Q_VOL_EPOCH_PUT] = "INSERT OR REPLACE INTO volume_epochs (volume_id, epoch) VALUES (?1, ?2)",
 	[Q_VOL_DELETE] = "DELETE FROM volumes WHERE id = ?1",
+	[Q_IMG_INSERT] =
+		"INSERT INTO images (name, state, format, size, volume_id, kernel_size, initrd_size, "
+		"cmdline, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[Q_IMG_GET] = "SELECT " IMAGE_COLS "FROM images i WHERE i.name = ?1",
+	[Q_IMG_LIST] = "SELECT " IMAGE_COLS "FROM images i ORDER BY i.name",
+	[Q_IMG_UPDATE] = "UPDATE images SET state = ?2 WHERE id = ?1",
+	[Q_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

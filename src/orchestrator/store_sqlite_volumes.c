@@ -6,7 +6,8 @@
  * slot it is attached to, and the state and run of an operation in
  * progress; version 8 adds the table `volume_disks`: an attached volume's
  * disk id on its compute agent and whether it is read-only; version 9 the
- * table `volume_epochs`: its ownership epoch), in the same
+ * table `volume_epochs`: its ownership epoch; version 10 images,
+ * store_sqlite_images.c), in the same
  * database and on the same connection as the rest, so that a volume's row
  * and its event share a transaction.
  */
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "store_sqlite_db.h"
+#include "store_sqlite_images.h"
 
 static void read_volume(sqlite3_stmt *p, struct volume_rec *o)
 {
@@ -166,6 +168,11 @@ static const struct store_volume_ops volume_ops = {
 	.volume_list = sq_volume_list,
 	.volume_update = sq_volume_update,
 	.volume_delete = sq_volume_delete,
+	.image_insert = store_sqlite_image_insert,
+	.image_get = store_sqlite_image_get,
+	.image_list = store_sqlite_image_list,
+	.image_update = store_sqlite_image_update,
+	.image_delete = store_sqlite_image_delete,
 };
 
 void store_sqlite_volumes(struct store *s)

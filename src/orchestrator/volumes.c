@@ -232,6 +232,36 @@ int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
 	return e;
 }
 
+/* ---- images' base volumes (images.c) ------------------------------------------ */
+
+bool volumes_image_refuse(struct orch *o, const struct volume_rec *v, const char *what,
+			  struct http_resp *resp)
+{
+	struct image_rec img;
+
+	if (!v->image || o->store->vol->image_get(o->store, v->name, &img) < 0)
+		return false;
+	orch_refuse(o, resp, 409, "image_volume",
+		    "volume %s is the base volume of image %s: it cannot %s%s", v->name, img.name,
+		    what, strcmp(what, "be deleted") == 0 ? " (delete the image: disagg image delete)"
+						       : " (clone it, and use the clone)");
+	return true;
+}
+
+bool volumes_image_not_ready(struct orch *o, const struct volume_rec *v,
+			     struct http_resp *resp)
+{
+	struct image_rec img;
+
+	if (!v->image || o->store->vol->image_get(o->store, v->name, &img) < 0 ||
+	    !strcmp(img.state, "ready"))
+		return false;
+	orch_refuse(o, resp, 409, "image_not_ready",
+		    "volume %s is the base volume of image %s, which is %s: clone it once its import "
+		    "is committed", v->name, img.name, img.state);
+	return true;
+}
+
 /* ---- device nodes ------------------------------------------------------------ */
 
 int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct http_resp *resp)

@@ -83,6 +83,19 @@ void volumes_end(struct orch *o, struct volume_rec *v);
 int volumes_drop(struct orch *o, const struct volume_rec *v, const char *kind,
 		 const char *fmt, ...) _printf_(4, 5);
 
+/*
+ * Inside the store transaction of an operation on volume v (volumes_begin):
+ * true, with the transaction rolled back and 409 answered, when v is an
+ * image's base volume (images.c), which cannot `what` (image_volume: be
+ * resized, deleted, attached read-write); or, for volumes_image_not_ready,
+ * the base volume of an image not `ready` yet (a clone would copy half an
+ * upload: image_not_ready).
+ */
+bool volumes_image_refuse(struct orch *o, const struct volume_rec *v, const char *what,
+			  struct http_resp *resp);
+bool volumes_image_not_ready(struct orch *o, const struct volume_rec *v,
+			     struct http_resp *resp);
+
 /* Node `id` as a device node: 0, or -errno with 404 / 400 (another kind) / 500 answered. */
 int volumes_devnode(struct orch *o, uint64_t id, struct node_rec *dn, struct http_resp *resp);
 /*

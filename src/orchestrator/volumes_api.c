@@ -23,15 +23,13 @@
 
 #include "log.h"
 #include "macro.h"
-#include "volumes.h"
 #include "volumes_disks.h"
 #include "volumes_migrate.h"
 
 /* ---- arguments ------------------------------------------------------------- */
 
-/* body[key], a volume name, into dst (absent and !required: ""). 0 or -EINVAL (400). */
-static int name_arg(json_t *body, const char *key, bool required, char dst[STORE_NAME_MAX],
-		    struct http_resp *resp)
+int volumes_name_arg(json_t *body, const char *key, bool required, char dst[STORE_NAME_MAX],
+		     struct http_resp *resp)
 {
 	json_t *v = json_object_get(body, key);
 	const char *s = json_string_value(v);
@@ -49,8 +47,7 @@ static int name_arg(json_t *body, const char *key, bool required, char dst[STORE
 	return 0;
 }
 
-/* body[key], a volume size (*ret 0 when absent). 0 or -EINVAL (400 bad_size). */
-static int size_arg(json_t *body, const char *key, uint64_t *ret, struct http_resp *resp)
+int volumes_size_arg(json_t *body, const char *key, uint64_t *ret, struct http_resp *resp)
 {
 	json_t *v = json_object_get(body, key);
 
@@ -80,9 +77,8 @@ static int bool_arg(json_t *body, const char *key, bool *ret, struct http_resp *
 	return 0;
 }
 
-/* body[key], a node id (*ret 0 when absent). 0 or -EINVAL (400). */
-static int id_arg(json_t *body, const char *key, const char *what, uint64_t *ret,
-		  struct http_resp *resp)
+int volumes_id_arg(json_t *body, const char *key, const char *what, uint64_t *ret,
+		   struct http_resp *resp)
 {
 	json_t *v = json_object_get(body, key);
 
@@ -99,20 +95,8 @@ static int id_arg(json_t *body, const char *key, const char *what, uint64_t *ret
 
 /* ---- create and clone -------------------------------------------------------- */
 
-struct create_args {
-	char name[STORE_NAME_MAX], from[STORE_NAME_MAX];
-	uint64_t size;          /* 0: a clone's source's */
-	uint64_t devnode;       /* 0: placement (a clone: its source's) */
-	bool image;
-};
-
-/*
- * Make volume a on device node dn: its row first (`creating`), then the
- * node's volume (a clone of src when src is not NULL, grown to a->size),
- * then the record. 201 with the volume, or the error answered.
- */
-static void make_volume(struct orch *o, const struct create_args *a, const struct node_rec *dn,
-			const struct volume_rec *src, struct http_resp *resp)
+void volumes_make(struct orch *o, const struct volumes_new *a, const struct node_rec *dn,
+		  const struct volume_rec *src, struct http_resp *resp, struct volume_rec *ret)
 {
 	_cleanup_mnc_ struct mnc *c = NULL;
 	struct store *st = o->store;
@@ -176,16 +160,20 @@ static void make_volume(struct orch *o, const struct create_args *a, const struc
 	log_info("volume %s %s: %" PRIu64 " bytes on device node %" PRIu64, v.name,
 		 src ? "cloned" : "created", v.size, dn->id);
 	http_resp_json(resp, 201, volumes_json(&v, NULL));
+	if (ret)
+		*ret = v;
 }
 
 /* A clone of a->from: on its device node, at least its size; the source is `cloning` meanwhile. */
-static void clone_volume(struct orch *o, const struct create_args *a, struct http_resp *resp)
+static void clone_volume(struct orch *o, const struct volumes_new *a, struct http_resp *resp)
 {
-	struct create_args ca = *a;
+	struct volumes_new ca = *a;
 	struct volume_rec src;
 	struct node_rec dn;
 
 	if (volumes_begin(o, a->from, &src, resp) < 0)
+		return;
+	if (volumes_image_not_ready(o, &src, resp))
 		return;
 	if (a->devnode && a->devnode != src.devnode) {
 		orch_refuse(o, resp, 400, "bad_request",
@@ -203,22 +191,49 @@ static void clone_volume(struct orch *o, const struct create_args *a, struct htt
 		return;
 	ca.size = MAX(a->size, src.size);
 	if (volumes_devnode(o, src.devnode, &dn, resp) == 0)
-		make_volume(o, &ca, &dn, &src, resp);
+		volumes_make(o, &ca, &dn, &src, resp, NULL);
 	volumes_end(o, &src);
+}
+
+int volumes_pick(struct orch *o, uint64_t devnode, struct node_rec *dn, struct http_resp *resp)
+{
+	int e;
+
+	if (devnode) {
+		if (volumes_devnode(o, devnode, dn, resp) < 0)
+			return -EINVAL;
+		if (dn->drained) {
+			http_resp_error(resp, 409, "conflict",
+					"device node %" PRIu64 " is drained: it takes no new volumes",
+					dn->id);
+			return -EBUSY;
+		}
+		return 0;
+	}
+	e = volumes_place(o, dn);
+	if (e == -ENODEV || e == -ENOSPC)
+		http_resp_error(resp, 409, "capacity", "%s",
+				e == -ENODEV ? "no device node is registered"
+					     : "every device node that is up is drained");
+	else if (e == -EHOSTDOWN)
+		http_resp_error(resp, 503, "node_unreachable",
+				"no device node is up (every one registered is down: no heartbeat)");
+	else if (e < 0)
+		volumes_store_error(resp, e);
+	return e;
 }
 
 static void h_create(struct orch *o, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "size", "devnode", "from", "image", NULL };
 	_cleanup_(json_decrefp) json_t *body = http_json_args(req, resp, keys);
-	struct create_args a;
+	struct volumes_new a;
 	struct node_rec dn;
-	int e;
 
-	if (!body || name_arg(body, "name", true, a.name, resp) < 0 ||
-	    size_arg(body, "size", &a.size, resp) < 0 ||
-	    id_arg(body, "devnode", "a device node", &a.devnode, resp) < 0 ||
-	    name_arg(body, "from", false, a.from, resp) < 0 ||
+	if (!body || volumes_name_arg(body, "name", true, a.name, resp) < 0 ||
+	    volumes_size_arg(body, "size", &a.size, resp) < 0 ||
+	    volumes_id_arg(body, "devnode", "a device node", &a.devnode, resp) < 0 ||
+	    volumes_name_arg(body, "from", false, a.from, resp) < 0 ||
 	    bool_arg(body, "image", &a.image, resp) < 0)
 		return;
 	if (a.from[0]) {
@@ -229,35 +244,8 @@ static void h_create(struct orch *o, const struct http_req *req, struct http_res
 		http_resp_error(resp, 400, "bad_size", "\"size\" is required (but for a clone)");
 		return;
 	}
-	if (a.devnode) {
-		if (volumes_devnode(o, a.devnode, &dn, resp) < 0)
-			return;
-		if (dn.drained) {
-			http_resp_error(resp, 409, "conflict",
-					"device node %" PRIu64 " is drained: it takes no new volumes",
-					dn.id);
-			return;
-		}
-	} else {
-		e = volumes_place(o, &dn);
-		if (e == -ENODEV || e == -ENOSPC) {
-			http_resp_error(resp, 409, "capacity", "%s",
-					e == -ENODEV ? "no device node is registered"
-						     : "every device node that is up is drained");
-			return;
-		}
-		if (e == -EHOSTDOWN) {
-			http_resp_error(resp, 503, "node_unreachable",
-					"no device node is up (every one registered is down: no "
-					"heartbeat)");
-			return;
-		}
-		if (e < 0) {
-			volumes_store_error(resp, e);
-			return;
-		}
-	}
-	make_volume(o, &a, &dn, NULL, resp);
+	if (volumes_pick(o, a.devnode, &dn, resp) == 0)
+		volumes_make(o, &a, &dn, NULL, resp, NULL);
 }
 
 /* ---- list, show ---------------------------------------------------------------- */
@@ -343,7 +331,7 @@ static void h_resize(struct orch *o, const char *name, const struct http_req *re
 	bool shrink;
 	int e;
 
-	if (!body || size_arg(body, "size", &size, resp) < 0 ||
+	if (!body || volumes_size_arg(body, "size", &size, resp) < 0 ||
 	    bool_arg(body, "shrink", &shrink, resp) < 0)
 		return;
 	if (!size) {
@@ -357,6 +345,8 @@ static void h_resize(struct orch *o, const char *name, const struct http_req *re
 		http_resp_json(resp, 200, volumes_json(&v, NULL));
 		return;
 	}
+	if (volumes_image_refuse(o, &v, "be resized", resp))
+		return;
 	if (size < v.size && !shrink) {
 		orch_refuse(o, resp, 400, "bad_size",
 			    "\"size\" %" PRIu64 " is smaller than volume %s's %" PRIu64
@@ -393,7 +383,7 @@ static void h_resize(struct orch *o, const char *name, const struct http_req *re
 	http_resp_json(resp, 200, volumes_json(&v, &live));
 }
 
-static void h_delete(struct orch *o, const char *name, struct http_resp *resp)
+void volumes_delete(struct orch *o, const char *name, bool image, struct http_resp *resp)
 {
 	_cleanup_mnc_ struct mnc *c = NULL;
 	struct volume_rec v;
@@ -401,6 +391,8 @@ static void h_delete(struct orch *o, const char *name, struct http_resp *resp)
 	int e;
 
 	if (volumes_begin(o, name, &v, resp) < 0)
+		return;
+	if (!image && volumes_image_refuse(o, &v, "be deleted", resp))
 		return;
 	if (v.slot_id) {
 		orch_refuse(o, resp, 409, "volume_attached",
@@ -448,7 +440,7 @@ static void h_grant(struct orch *o, const char *name, const struct http_req *req
 	uint64_t holder, expiry;
 	int e;
 
-	if (!body || id_arg(body, "holder", "a compute node", &holder, resp) < 0)
+	if (!body || volumes_id_arg(body, "holder", "a compute node", &holder, resp) < 0)
 		return;
 	if (!holder) {
 		http_resp_error(resp, 400, "bad_request", "\"holder\" (a compute node's id) is required");
@@ -541,7 +533,7 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 			return RT_VOLUMES_GET;
 		}
 		if (is_method(req, "DELETE")) {
-			h_delete(o, name, resp);
+			volumes_delete(o, name, false, resp);
 			return RT_VOLUMES_DELETE;
 		}
 		http_resp_error(resp, 405, "method_not_allowed", "use GET or DELETE on this path");

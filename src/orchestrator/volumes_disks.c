@@ -231,6 +231,8 @@ static void h_attach(struct orch *o, const char *sname, const struct http_req *r
 			    "slot %s is %s: volumes attach to running slots", sname, s.state);
 		return;
 	}
+	if (!json_is_true(ro) && volumes_image_refuse(o, &v, "be attached read-write", resp))
+		return;
 	v.slot_id = s.id;
 	snprintf(v.slot, sizeof(v.slot), "%s", s.name);
 	v.disk[0] = '\0';

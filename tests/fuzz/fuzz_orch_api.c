@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for the orchestrator's REST API (src/orchestrator/
  * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c,
- * regions*.c, volumes*.c with the disks of slots):
+ * regions*.c, volumes*.c with the disks of slots, images*.c):
  * routing, node ids and slot names in paths, strict JSON bodies,
  * registration and heartbeat documents, slot specifications, placement,
  * and the orchestrator's reading of the compute agents' answers.
@@ -18,8 +18,10 @@
  * that gets there at once: the orchestrator's waiting loops end), and a
  * memory node is unreachable. A device node never answers for real
  * (volumes_connect fails with an error the script picks), so the catalog
- * starts with device node 31 and its volumes v1 and v2 (an image) already
- * in the store: what attaches to slots needs no device node.
+ * starts with device node 31 and its volumes v1 and v2 already in the
+ * store, v2 the base volume of image v2 (importing, with a kernel): what
+ * attaches to slots and the image routes' checks need no device node. No
+ * image directory: kernel uploads are refused.
  *
  * Input layout: number of requests (1), the requests (fuzz_http.h), then
  * the peer's script: for each compute call a 16-bit status (0: no answer),
@@ -34,6 +36,7 @@
 #include <string.h>
 
 #include "fuzz_http.h"
+#include "images.h"
 #include "log.h"
 #include "orch.h"
 #include "regions_api.h"
@@ -223,12 +226,13 @@ int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret)
 	return c % 2 ? -EOPNOTSUPP : peer_errors[(c >> 1) % ARRAY_SIZE(peer_errors)];
 }
 
-/* Device node 31 and two volumes on it, as if created before. */
+/* Device node 31, two volumes on it and an image, as if created before. */
 static void seed_catalog(struct store *st)
 {
 	struct node_rec dn = { .id = 31, .registered = 1, .last_heartbeat = 1 };
 	struct volume_rec v = { .devnode = 31, .size = 1 << 20, .key = 0x1122334455667788ull,
 				.created = 1 };
+	struct image_rec img = { .created = 1 };
 
 	snprintf(dn.kind, sizeof(dn.kind), "devnode");
 	snprintf(dn.name, sizeof(dn.name), "dn31");
@@ -242,6 +246,14 @@ static void seed_catalog(struct store *st)
 	v.image = true;
 	v.key++;
 	CHECK(st->vol->volume_insert(st, &v) == 0);
+	/* v2 is the base volume of image v2, being imported, with a kernel. */
+	snprintf(img.name, sizeof(img.name), "v2");
+	snprintf(img.state, sizeof(img.state), "importing");
+	snprintf(img.format, sizeof(img.format), "qcow2");
+	img.size = v.size;
+	img.volume_id = v.id;
+	img.kernel_size = 4096;
+	CHECK(st->vol->image_insert(st, &img) == 0);
 }
 
 /* ---- requests --------------------------------------------------------------- */
@@ -279,6 +291,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed_catalog(o->store);
 	regions_start(o);
 	volumes_start(o);
+	images_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {
 		fz_http_serve(routes, nroutes, o, &reqs[i]);

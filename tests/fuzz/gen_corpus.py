@@ -608,6 +608,20 @@ def orch_api_seeds():
         req("POST", "/v1/volumes/v2/grant", {"holder": 21, "rights": "r", "ttl": 60}),
         req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics")],
         b"\x00\x01\x02\x03\x04\x05\x06\x07")
+    # v2 is also the base volume of image v2, being imported (fuzz_orch_api.c).
+    yield "images", orch_input(regs + [
+        req("POST", "/v1/images", {"name": "i1", "size": "1M", "format": "raw",
+                                   "kernel_size": 4096, "initrd_size": 512,
+                                   "cmdline": "root=LABEL=root"}),
+        req("GET", "/v1/images"), req("GET", "/v1/images/v2"),
+        req("PUT", "/v1/images/v2/disk?offset=0", {"x": 1}),
+        req("PUT", "/v1/images/v2/kernel?offset=0", {"x": 1}),
+        req("GET", "/v1/images/v2/kernel"), req("POST", "/v1/images/v2/commit"),
+        req("POST", "/v1/volumes", {"name": "c1", "from": "v2"}),
+        req("POST", "/v1/volumes/v2/resize", {"size": "2M"}),
+        req("DELETE", "/v1/volumes/v2"), req("DELETE", "/v1/images/v2"),
+        req("GET", "/metrics")],
+        b"\x00\x01\x02\x03")
 
 
 TARGETS = {

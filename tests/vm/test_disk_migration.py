@@ -11,9 +11,12 @@ RAM is all on the memory node and its disk is a device node's volume.
   destination grant's) and the source can write no more.
 - The destination only checks its grant read-only until the guest runs
   there: a migration that fails after the destination opened the volume
-  leaves the source writing as before, and a second migration works.
+  (its QEMU killed while the source waits at pre-switchover, with the
+  disk's rings stopped; or gone before the move) leaves the source
+  writing as before, and a later migration works.
 """
 import os
+import signal
 import threading
 import time
 
@@ -98,22 +101,39 @@ def test_disk_moves_with_the_vm_during_io(cluster, key):
 
 def test_failed_move_leaves_the_source_writing(cluster, key):
     dn, a1, a2, v, secs = boot_with_disk(cluster, key, "st")
+    # 1. The destination QEMU dies while the source waits at pre-switchover: QEMU
+    #    stopped the disk's rings there and starts them again when it resumes.
     dst = destination(a1, a2, dn, key, v, "st", secs, epoch=2)
-    # The destination goes away before the move: the migration fails, the source keeps going.
-    a2.delete("st")
-    st, res = migrate(a1, "st", dst["migration_uri"], expect=(503,))
-    assert a1.status("st")["state"] == "running", res
-    a1.guest("st", f"DWRITE vda {16 * MiB} {8 * MiB} 43")
-    a1.guest("st", "DFLUSH vda")
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", migrate(
+        a1, "st", dst["migration_uri"], expect=(503,), hold_at_switchover_ms=1500)))
+    t.start()
+    assert vmlib.wait_for(lambda: a1.status("st").get("migration_phase") == "pre-switchover",
+                          60, 0.02), a1.status("st")
+    os.kill(dst["pid"], signal.SIGKILL)
+    t.join(120)
+    assert "r" in out, "the migration did not answer"
+    assert a1.status("st")["state"] == "running", out["r"]
+    a1.guest("st", f"DWRITE vda {16 * MiB} {8 * MiB} 43", timeout_ms=120000)
+    a1.guest("st", "DFLUSH vda", timeout_ms=60000)
     assert a1.guest("st", f"DVERIFY vda {16 * MiB} {8 * MiB} 43")["mismatches"] == 0
-    assert epoch_of(dn, "st") == 1
-    # A second migration, with the epoch after that one, works.
+    assert epoch_of(dn, "st") == 1       # the destination only checked its grant
+    assert vmlib.wait_for(lambda: a2.status("st")["state"] == "failed", 15)
+    a2.delete("st")
+    # 2. The destination is gone before the migration starts.
     dst = destination(a1, a2, dn, key, v, "st", secs, epoch=3)
+    a2.delete("st")
+    migrate(a1, "st", dst["migration_uri"], expect=(503,))
+    assert a1.status("st")["state"] == "running"
+    a1.guest("st", f"DWRITE vda {24 * MiB} {4 * MiB} 44", timeout_ms=120000)
+    # 3. A migration with the epoch after those works.
+    dst = destination(a1, a2, dn, key, v, "st", secs, epoch=4)
     migrate(a1, "st", dst["migration_uri"])
     running(a2, "st")
     assert a2.guest("st", f"DVERIFY vda 0 {16 * MiB} 41")["mismatches"] == 0
     assert a2.guest("st", f"DVERIFY vda {16 * MiB} {8 * MiB} 43")["mismatches"] == 0
-    a2.guest("st", "DWRITE vda 0 4096 44")
-    assert epoch_of(dn, "st") == 3
+    assert a2.guest("st", f"DVERIFY vda {24 * MiB} {4 * MiB} 44")["mismatches"] == 0
+    a2.guest("st", "DWRITE vda 0 4096 45")
+    assert epoch_of(dn, "st") == 4
     a1.delete("st")
     a2.delete("st")

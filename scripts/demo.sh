@@ -12,11 +12,14 @@
 #   4. the slot grows by 256 MiB while it runs (hot-added sections), the
 #      guest uses the new memory; the per-node memory map is shown;
 #   5. it shrinks back, the guest's data is intact;
-#   6. it moves to the other compute node while it runs (its local half goes
-#      to the memory nodes first; only CPU and device state travel), then
-#      its memory moves from one memory node to the other, and the guest
-#      verifies its data after each move;
-#   7. the slot is deleted and the cluster stopped.
+#   6. a volume on the device node is attached to the running slot as a
+#      disk (the compute node is its vhost-user back end); the guest writes
+#      and verifies it;
+#   7. it moves to the other compute node while it runs (its local half goes
+#      to the memory nodes first; only CPU and device state travel; the disk
+#      comes along), then its memory moves from one memory node to the
+#      other, and the guest verifies its memory and its disk after each move;
+#   8. the slot is deleted and the cluster stopped.
 #
 # Each step prints what it did and how long it took. DEMO_KEEP=1 leaves the
 # cluster running at the end (stop it with `build/bin/disagg down --data DIR`).
@@ -99,21 +102,38 @@ slot_field() {   # slot_field EXPR: a Python expression over the slot's JSON `s`
 	disagg --json slot show web | python3 -c "import json, sys; s = json.load(sys.stdin); print($1)"
 }
 
-step "move the running slot to the other compute node (its local half goes to the memory nodes first; QEMU sends only CPU and device state)"
+step "a remote disk: a 64 MiB volume on the device node, attached to the running slot (the guest's virtio-blk driver takes it; the compute node serves it from the device node)"
+run disagg volume create data1 64M
+run disagg device attach web data1
+for _ in $(seq 100); do   # the guest's PCI hot-plug takes a moment
+	disagg slot guest web DISKS | grep -q 'vda' && break
+	sleep 0.3
+done
+run disagg slot guest web DISKS
+run disagg slot guest web "DWRITE vda 0 33554432 41"
+run disagg slot guest web "DFLUSH vda"
+run disagg slot guest web "DVERIFY vda 0 33554432 41"
+done_step
+
+step "move the running slot to the other compute node (its local half goes to the memory nodes first; QEMU sends only CPU and device state; the disk comes along)"
 dst=$((3 - $(slot_field 's["compute"]')))
 run disagg slot migrate web --to "$dst"
 run disagg slot guest web "VERIFY 1"
+run disagg slot guest web "DVERIFY vda 0 33554432 41"
+run disagg device ls
 done_step
 
 step "move the slot's memory to the other memory node while the guest runs"
 from=$(slot_field 's["sections"][0]["memnode"]')
 run disagg slot migrate-memory web --from "$from" --to $((201 - from))
 run disagg slot guest web "VERIFY 1"
+run disagg slot guest web "DVERIFY vda 0 33554432 41"
 run disagg section ls
 done_step
 
-step "delete the slot: the VM stops and its sections return to the memory nodes"
+step "delete the slot: the VM stops, its sections return to the memory nodes, its disk is detached (the volume keeps its data)"
 run disagg slot delete web
+run disagg volume delete data1
 run disagg node ls
 done_step
 

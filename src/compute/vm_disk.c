@@ -435,6 +435,27 @@ bool vm_disk_busy(struct vm *vm)
 	return false;
 }
 
+int vm_disk_grant(struct vm *vm, const struct proto_grant *g, bool apply)
+{
+	for (unsigned i = 0; vm->disks && i < VM_MAX_DISKS; i++) {
+		struct vm_disk *dk = &vm->disks->d[i];
+		struct proto_grant cur;
+
+		if (!dk->in_use)
+			continue;
+		vu_devnode_grant(dk->store, &cur);
+		if (cur.memnode_id != g->memnode_id || cur.section != g->section ||
+		    cur.generation != g->generation)
+			continue;
+		if (g->epoch < cur.epoch)
+			return -ESTALE;
+		if (apply)
+			vu_devnode_set_grant(dk->store, g);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- the lifecycle's hooks ------------------------------------------------------------ */
 
 static void disk_status(struct vm *vm, json_t *j)

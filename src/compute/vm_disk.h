@@ -16,6 +16,8 @@
 
 #include <stdbool.h>
 
+#include "disagg/proto.h"
+
 #include "http.h"
 #include "ext.h"
 #include "vm_types.h"
@@ -26,6 +28,13 @@ extern const struct vm_ext_ops vm_disk_ext;
 
 /* Has the VM a disk attached? (hot_lock held.) */
 bool vm_disk_busy(struct vm *vm);
+/*
+ * A renewed grant (vm_grants.c), hot_lock held: is g for the volume of one
+ * of the VM's disks (the same device node and volume key)? 0 if not, 1 if
+ * so (and, with apply, the disk opens the volume with g from its next
+ * connection on), -ESTALE if g's epoch is older than the disk's grant's.
+ */
+int vm_disk_grant(struct vm *vm, const struct proto_grant *g, bool apply);
 /* Everything under /v1/vms/NAME/disks (rest: what follows "/disks"). */
 void vm_disk_http(struct vm *vm, const char *rest, const struct http_req *req,
 		  struct http_resp *resp);

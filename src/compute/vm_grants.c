@@ -11,8 +11,12 @@
  * (pager_region_set_section with the same section); the agent's records
  * and its state file follow. All grants are checked before any is applied.
  *
+ * A grant may also be for the volume of one of the VM's disks (the same
+ * device node and volume key, vm_disk.h): the disk opens the volume with
+ * it from its next connection on (after an outage, a migration).
+ *
  * Answers {"renewed": N}; 400 for a malformed or foreign grant, 404
- * "no_section" for a section the VM does not have, 409 for a lower epoch
+ * "no_section" for a section or volume the VM does not have, 409 for a lower epoch
  * or a VM that is neither running nor degraded (a degraded VM may be
  * waiting for exactly these: vm/health.c).
  */
@@ -31,6 +35,7 @@
 #include "sections.h"
 #include "state.h"
 #include "vm.h"
+#include "vm_disk.h"
 #include "vm_internal.h"
 
 #define VM_MAX_GRANTS 4096
@@ -59,9 +64,19 @@ static int check_all(struct vm *vm, const struct proto_grant *gs, size_t n, char
 			return 400;
 		}
 		if (!s) {
+			int d = vm_disk_grant(vm, g, false);
+
+			if (d == -ESTALE) {
+				snprintf(err, errlen, "grant %zu is of an older epoch (%u) than the one "
+					 "its disk's volume is held with", i, g->epoch);
+				*code = "stale_epoch";
+				return 409;
+			}
+			if (d > 0)
+				continue;
 			snprintf(err, errlen, "grant %zu: the VM has no section %u (generation %u) on "
-				 "memory node %llu", i, g->section, g->generation,
-				 (unsigned long long)g->memnode_id);
+				 "memory node %llu, nor a disk of that volume", i, g->section,
+				 g->generation, (unsigned long long)g->memnode_id);
 			*code = "no_section";
 			return 404;
 		}
@@ -148,8 +163,10 @@ void vm_grants_http(struct vm *vm, const struct http_req *req, struct http_resp 
 			sec.grant = gs[i];
 		}
 		pthread_mutex_unlock(&vm->lock);
-		if (!rec)
+		if (!rec) {
+			done += vm_disk_grant(vm, &gs[i], true) > 0;   /* a disk's volume (checked) */
 			continue;
+		}
 		r = pager_section_find(p, &sec, &region, &index);
 		if (r == 0)
 			r = pager_region_set_section(p, region, index, &sec, false);

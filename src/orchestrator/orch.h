@@ -215,6 +215,8 @@ struct orch_volumes {
 	/* It ended: moved (the source handed the VM over from `from` to `to`) or not. */
 	void (*migrate_end)(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
 			    uint64_t to);
+	/* Grants (hex) for the volumes attached to slot s, appended to `grants` (renewal). */
+	void (*renew)(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
 };
 
 /* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */

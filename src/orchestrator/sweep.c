@@ -184,8 +184,9 @@ void sweep_all(struct orch *o)
  * --grant-ttl seconds (an hour at most) and, every third of that, sends
  * every running (or degraded) slot's compute node new grants for the
  * slot's remote sections (POST /v1/vms/NAME/grants, the agent's vm_grants.c), minted
- * with the section's current ownership epoch, and for the sections of the
- * shared regions it maps (read-only, read-write for the lock holder). A
+ * with the section's current ownership epoch, for the sections of the
+ * shared regions it maps (read-only, read-write for the lock holder), and
+ * for the volumes attached to it as disks (the volume's epoch). A
  * slot in another state (being created, resized or migrated, failed,
  * lost) is left for the next round: its flows mint fresh grants
  * themselves, and a third of the life of a grant is left when a round is
@@ -221,6 +222,8 @@ static char *renew_body(struct orch *o, const struct slot_rec *s, uint64_t expir
 	}
 	if (o->regions)
 		o->regions->renew(o, s, expiry, arr);   /* and of the regions it maps */
+	if (o->volumes)
+		o->volumes->renew(o, s, expiry, arr);   /* and of its disks' volumes */
 	if (json_array_size(arr) == 0) {
 		json_decref(arr);
 		return NULL;

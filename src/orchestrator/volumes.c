@@ -493,6 +493,24 @@ int volumes_of_slot(struct orch *o, int64_t slot_id, struct volume_rec **ret, si
 	return 0;
 }
 
+void volumes_renew(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants)
+{
+	_cleanup_free_ struct volume_rec *vs = NULL;
+	size_t n = 0;
+
+	if (volumes_of_slot(o, s->id, &vs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char hex[GRANT_HEX_LEN + 1];
+
+		/* A volume in an operation (attach, detach, migration): that one mints its grants. */
+		if (strcmp(vs[i].state, "ready") != 0 || !vs[i].disk[0])
+			continue;
+		if (volumes_grant(o, &vs[i], s->compute, !vs[i].read_only, expiry, hex) == 0)
+			json_array_append_new(grants, json_string(hex));
+	}
+}
+
 void volumes_agent_error(struct http_resp *resp, const struct node_rec *c, int status,
 			 json_t *ans, const char *what)
 {

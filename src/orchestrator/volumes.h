@@ -128,6 +128,12 @@ void volumes_node_json(struct orch *o, const struct node_rec *n, json_t *j);
 /* The volumes attached to slot `slot_id` (*ret malloc'd), in name order. 0 or -errno. */
 int volumes_of_slot(struct orch *o, int64_t slot_id, struct volume_rec **ret, size_t *ret_n);
 /*
+ * Renewal (sweep.c): grants for the disks of slot s (its volumes attached
+ * and at rest), held by its compute node, of their current epochs, valid
+ * until expiry, appended to `grants`.
+ */
+void volumes_renew(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
+/*
  * The answer for compute agent c's failure (status: HTTP or -errno; ans:
  * its answer): no answer 503 node_unreachable; no such VM (404) 409
  * not_running; its 409, 502, 503 and 504 with its own code

@@ -591,6 +591,7 @@ static const struct orch_volumes hooks = {
 	.slot_deleting = disks_slot_deleting,
 	.migrate_begin = volumes_migrate_begin,
 	.migrate_end = volumes_migrate_end,
+	.renew = volumes_renew,
 };
 
 void volumes_start(struct orch *o)

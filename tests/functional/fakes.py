@@ -690,13 +690,22 @@ class FakeCompute:
             match = [s for s in secs if which(fields(s["grant"])) == which(g)]
             if g[1] != self.node_id:
                 return h._err(400, "bad_request", "not our grant")
+            disk = [d for d in vm.get("disks", {}).values() if which(d["grant"]) == which(g)]
+            if not match and disk:     # a disk's volume (vm_disk_grant): taken for its next open
+                if g[5] < disk[0]["grant"][5]:
+                    return h._err(409, "stale_epoch", "older epoch")
+                new.append((disk[0], hx))
+                continue
             if not match:
                 return h._err(404, "no_section", "no such section")
             if g[5] < fields(match[0]["grant"])[5]:
                 return h._err(409, "stale_epoch", "older epoch")
             new.append((match[0], hx))
         for sec, hx in new:
-            sec["grant"] = hx
+            if "raw" in sec:           # a disk: its grant is kept unpacked (fake_disks.py)
+                sec["grant"], sec["raw"] = GRANT.unpack(bytes.fromhex(hx)), bytes.fromhex(hx)
+            else:
+                sec["grant"] = hx
         self.renewals.append((vm["name"], time.time(), [hx for _, hx in new]))
         return h._send(200, {"renewed": len(new)})
 

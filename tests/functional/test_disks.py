@@ -41,14 +41,14 @@ def _fresh_log():
     fd.LOG.clear()
 
 
-@pytest.fixture
-def dc(tmp_path, keyfile, key, orch_factory, computes, hb_factory):  # noqa: F811
+def disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory,  # noqa: F811
+                 extra=()):
     """An orchestrator on a plaintext fabric (device nodes speak no TLS yet),
     fake compute nodes 10 and 11 that open disks on the real device node
     301, a fake memory node 101; slots a and b (local memory) and r (remote
     memory), placed by the orchestrator; volumes data1 (8M) and data2 (4M)."""
     progs.CURRENT = None
-    orch = orch_factory(timeout=5, extra=["--fabric-plaintext"])
+    orch = orch_factory(timeout=5, extra=["--fabric-plaintext", *extra])
     mem = FakeMemnodes(key, fabric=None)
     hb = orch.hb = hb_factory(orch)
     c1, c2 = computes(COMPUTE), computes(OTHER)
@@ -71,6 +71,18 @@ def dc(tmp_path, keyfile, key, orch_factory, computes, hb_factory):  # noqa: F81
     yield orch
     dn.stop_all()
     mem.close()
+
+
+@pytest.fixture
+def dc(tmp_path, keyfile, key, orch_factory, computes, hb_factory):  # noqa: F811
+    yield from disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory)
+
+
+@pytest.fixture
+def dc_ttl(tmp_path, keyfile, key, orch_factory, computes, hb_factory):  # noqa: F811
+    """The same with --grant-ttl 12: renewals every 4 s."""
+    yield from disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory,
+                            extra=["--grant-ttl", "12"])
 
 
 def slot_compute(o, name):
@@ -346,3 +358,28 @@ def test_device_commands(dc):
 def test_device_usage_errors_exit_2(args, match):
     p = disagg("--url", "http://127.0.0.1:1", *args, check_rc=2)
     assert re.search(match, p.stderr), p.stderr
+
+
+def test_disk_grants_are_renewed(dc_ttl):
+    """A disk's volume grant expires with --grant-ttl like a section's, and
+    the renewal round sends the slot's compute node a new one for it too:
+    the same device node, volume, holder and epoch, a later expiry."""
+    t0 = time.time()
+    st, d = attach(dc_ttl, "a", "data1")
+    assert st == 201, d
+    fake = fake_of(dc_ttl, "a")
+    first = fake.vms["a"]["disks"]["disk0"]["grant"]
+    assert t0 + 11 <= first[6] <= time.time() + 12, first       # expiry: now + ttl
+    def of_a():
+        return [x for x in fake.renewals if x[0] == "a"]
+
+    # Slot a's memory is local: its renewals carry its disk's grant only.
+    assert wait_for(lambda: len(of_a()) >= 2, 15), fake.renewals
+    _, when, grants = of_a()[-1]
+    got = [GRANT.unpack(bytes.fromhex(hx)) for hx in grants]
+    mine = [g for g in got if g[0] == 301]
+    assert len(mine) == 1 and len(got) == 1, got
+    g = mine[0]
+    assert g[:6] == first[:6] and g[6] > first[6] and g[6] >= when + 11, (g, first)
+    # The fake took it: its disk's grant is the renewed one.
+    assert fake.vms["a"]["disks"]["disk0"]["grant"][6] >= g[6]

@@ -15,6 +15,7 @@
 #include "vu_devnode.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -40,6 +41,7 @@ struct dn_req {
 
 struct vu_devnode {
 	struct vu_devnode_conf conf;   /* its strings point into this object */
+	pthread_mutex_t grant_mu;      /* conf.grant: a renewal comes from another thread */
 	char volume[PROTO_VOL_NAME_SIZE];
 	char addr[PROTO_MAX_ADDR];
 	struct mnc *c;               /* NULL while the node is unreachable */
@@ -203,8 +205,23 @@ static void timer_arm(struct vu_devnode *s, bool on)
 	(void)timerfd_settime(s->timer_fd, 0, &t, NULL);
 }
 
+void vu_devnode_grant(struct vu_devnode *s, struct proto_grant *ret)
+{
+	pthread_mutex_lock(&s->grant_mu);
+	*ret = s->conf.grant;
+	pthread_mutex_unlock(&s->grant_mu);
+}
+
+void vu_devnode_set_grant(struct vu_devnode *s, const struct proto_grant *g)
+{
+	pthread_mutex_lock(&s->grant_mu);
+	s->conf.grant = *g;
+	pthread_mutex_unlock(&s->grant_mu);
+}
+
 static int connect_open(struct vu_devnode *s)
 {
+	struct proto_grant g;
 	struct mnc *c;
 	uint64_t size;
 	uint32_t h;
@@ -212,12 +229,13 @@ static int connect_open(struct vu_devnode *s)
 
 	if (r < 0)
 		return r;
+	vu_devnode_grant(s, &g);
 	/*
 	 * TAKEOVER: a device node cut off from us may still serve our earlier
 	 * connection; its writes must not land after the ones sent again here.
 	 */
-	r = dnc_open(c, &s->conf.grant, s->volume,
-		     s->conf.readonly ? PROTO_BLK_RDONLY : PROTO_BLK_TAKEOVER, &h, &size);
+	r = dnc_open(c, &g, s->volume, s->conf.readonly ? PROTO_BLK_RDONLY : PROTO_BLK_TAKEOVER,
+		     &h, &size);
 	if (r < 0) {
 		mnc_close(c);
 		return r;
@@ -430,6 +448,7 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	if (!s)
 		return -ENOMEM;
 	s->conf = *conf;
+	pthread_mutex_init(&s->grant_mu, NULL);
 	snprintf(s->volume, sizeof(s->volume), "%s", conf->volume);
 	s->conf.volume = s->volume;
 	/* Reconnections come long after the caller's string is gone. */
@@ -440,6 +459,7 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	if (r < 0) {
 		if (s->timer_fd >= 0)
 			close(s->timer_fd);
+		pthread_mutex_destroy(&s->grant_mu);
 		free(s);
 		return r;
 	}
@@ -458,5 +478,6 @@ void vu_devnode_free(struct vu_devnode *s)
 		mnc_close(s->c);
 	}
 	close(s->timer_fd);
+	pthread_mutex_destroy(&s->grant_mu);
 	free(s);
 }

@@ -51,6 +51,12 @@ struct vu_devnode_conf {
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 		   uint64_t *ret_size);
 void vu_devnode_free(struct vu_devnode *s);
+/*
+ * The grant it opens the volume with, or a new one (a renewal) for its
+ * next (re)connection: any thread, while the store's own thread serves.
+ */
+void vu_devnode_grant(struct vu_devnode *s, struct proto_grant *ret);
+void vu_devnode_set_grant(struct vu_devnode *s, const struct proto_grant *g);
 
 struct vu_devnode_stats {
 	uint64_t outages, reconnects, resent, failed_in_outage;

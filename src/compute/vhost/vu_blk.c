@@ -17,7 +17,9 @@
  * Before guest memory is unmapped or replaced (SET_MEM_TABLE,
  * REM_MEM_REG, RESET_OWNER, the end) and before a ring is stopped
  * (GET_VRING_BASE), every request in flight is waited for: the storage
- * back end may be writing into guest memory.
+ * back end may be writing into guest memory. A ring that starts (again)
+ * is served at once, kicked or not: what the guest made available while
+ * it was stopped is taken from where GET_VRING_BASE left it.
  */
 #include "vu_blk.h"
 
@@ -63,6 +65,7 @@ struct vu_blk {
 	struct vu_mem mem;
 	struct vu_log log;       /* SET_LOG_BASE's bitmap, used while VHOST_F_LOG_ALL is on */
 	struct vu_ring rings[VU_BLK_MAX_QUEUES];
+	bool look[VU_BLK_MAX_QUEUES];  /* a ring (re)started: serve what it has, kicked or not */
 	struct vu_blk_stats stats;
 };
 
@@ -425,6 +428,7 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 			return -EFAULT;
 		if (!(d->features & bit(VU_FEAT_PROTOCOL_FEATURES)))
 			r->enabled = true;
+		d->look[r - d->rings] = true;
 	}
 	return 0;
 }
@@ -547,6 +551,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		if (!r)
 			return -EINVAL;
 		r->enabled = m->state.num != 0;
+		d->look[r - d->rings] = r->enabled;
 		return 0;
 	case VU_GET_CONFIG: {
 		uint8_t cfg[VU_MAX_CONFIG];
@@ -690,6 +695,20 @@ int vu_blk_run(struct vu_blk *d)
 			k = on_message(d);
 			if (k == -ECONNRESET)
 				break;
+			if (k < 0)
+				return k;
+		}
+		/*
+		 * A ring that starts again (after GET_VRING_BASE stopped it: a
+		 * migration that failed, a device reset) may hold requests the
+		 * guest kicked for while it was disabled: that kick died with
+		 * the old eventfd, and the guest will not kick for them again.
+		 */
+		for (unsigned q = 0; q < d->conf.num_queues; q++) {
+			if (!d->look[q] || !d->rings[q].started || !d->rings[q].enabled)
+				continue;
+			d->look[q] = false;
+			k = queue_serve(d, q);
 			if (k < 0)
 				return k;
 		}

@@ -59,6 +59,7 @@
 #include "vm_outgoing.h"
 #include "vm_pagemeta.h"
 #include "vm_prefetch.h"
+#include "vmnet.h"
 
 #define OP_TIMEOUT_MS 60000
 
@@ -220,7 +221,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
-					    "hot_sections", "regions", "encryption_key", NULL };
+					    "hot_sections", "regions", "encryption_key", "net", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -277,6 +278,11 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	}
 	if ((v = json_object_get(j, "encryption_key")) && vm_pagemeta_key(v, &spec, resp) < 0)
 		goto out;
+	r = vmnet_parse(json_object_get(j, "net"), spec.name, &spec.net, err, sizeof(err));
+	if (r < 0) {
+		http_resp_error(resp, 400, r == -ENODEV ? "no_bridge" : "bad_request", "%s", err);
+		goto out;
+	}
 	append = json_string_value(json_object_get(j, "append"));
 	if (append && strlen(append) >= sizeof(spec.append)) {
 		http_resp_error(resp, 400, "bad_request", "\"append\" is too long");

@@ -340,6 +340,23 @@ static int report_curl_error(CURLcode rc, const char *errbuf, const char *url, c
 	return rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EHOSTUNREACH;
 }
 
+/* The URL of path at base (found at source), its token and CA: 0 or -errno. */
+static int request_target(const struct cli_args *a, const char *base, const char *source,
+			  const char *path, char **ret_url, char **ret_token,
+			  const char **ret_token_source, char **ret_ca)
+{
+	int r = cli_resolve_token(a, source, ret_token, ret_token_source);
+
+	if (r < 0)
+		return r;
+	*ret_ca = resolve_ca(a, source);
+	if (asprintf(ret_url, "%s%s", base, path) < 0) {
+		*ret_url = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int cli_http(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, struct cli_resp *ret)
 {
@@ -368,13 +385,10 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 		cli_err("cannot find the orchestrator: %s", strerror(-r));
 		return r;
 	}
-	r = cli_resolve_token(a, source, &token, &token_source);
+	r = request_target(a, base, source, path, &url, &token, &token_source, &ca);
 	if (r < 0)
 		return r;
-	ca = resolve_ca(a, source);
 	auth = (struct cli_auth){ .token = token, .ca = ca };
-	if (asprintf(&url, "%s%s", base, path) < 0)
-		return -ENOMEM;
 	if (body) {
 		payload = json_dumps(body, JSON_COMPACT);
 		if (!payload)
@@ -438,6 +452,31 @@ int cli_http(const struct cli_args *a, const char *method, const char *path, jso
 		fprintf(stderr, "hint: the orchestrator refused the token from %s\n", token_source);
 	if (token)
 		explicit_bzero(token, strlen(token));
+	return 0;
+}
+
+int cli_http_plain(const struct cli_args *a, const char *method, const char *path,
+		   const char *body, long timeout_ms, struct cli_resp *ret)
+{
+	_cleanup_free_ char *base = NULL, *url = NULL, *token = NULL, *ca = NULL;
+	const char *source = NULL, *token_source = NULL;
+	char errbuf[CURL_ERROR_SIZE];
+	struct cli_auth auth;
+	CURLcode rc;
+	int r;
+
+	*ret = (struct cli_resp){ 0 };
+	r = cli_resolve_url(a, &base, &source);
+	if (r >= 0)
+		r = request_target(a, base, source, path, &url, &token, &token_source, &ca);
+	if (r < 0)
+		return r;
+	auth = (struct cli_auth){ .token = token, .ca = ca };
+	rc = perform(method, url, body, NULL, &auth, timeout_ms, NULL, ret, errbuf);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	if (rc != CURLE_OK)
+		return rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EHOSTUNREACH;
 	return 0;
 }
 

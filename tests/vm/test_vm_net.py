@@ -6,7 +6,8 @@ derived from its name, the guest brings eth0 up by DHCP from QEMU's
 network, reaches a port of the host through 10.0.2.2 (NETCHECK), and the
 host port that the agent forwards to the guest's port 22 reaches the
 guest's listener there. The forward survives an agent restart that
-adopts the QEMU. A bridge this host lacks is refused with a clear error;
+adopts the QEMU; a compute migration's destination has the same card
+and its own forward. A bridge this host lacks is refused with a clear error;
 mode none gives a guest without a card.
 """
 import socket
@@ -94,3 +95,26 @@ def test_bridge_missing_and_mode_none(cluster):
     assert vm["net"] == {"mode": "none"}, vm
     assert a.guest("quiet", "NETINFO") == {"eth0": "-", "gw": "-"}
     a.delete("quiet")
+
+
+def test_card_moves_with_a_compute_migration(cluster, key):
+    """The destination has the same card (QEMU migrates only between the
+    same devices) and its own ssh port; the guest keeps its address and
+    answers on the new port."""
+    from test_compute_migration import incoming, migrate, regrant, running
+
+    mn = cluster.memnode()
+    a1, a2 = cluster.agent(1), cluster.agent(2)
+    secs = [mn.section(holder=1) for _ in range(2)]
+    net1 = a1.create("mover", secs)["net"]
+    # DHCP runs in the background of the guest's boot.
+    assert vmlib.wait_for(lambda: a1.guest("mover", "NETINFO")["eth0"] == "10.0.2.15/24", 30)
+    dst = incoming(a2, "mover", [regrant(key, s, 2) for s in secs])
+    a2.qemu_pids.add(dst["pid"])
+    assert dst["net"]["mac"] == net1["mac"] and dst["net"]["ssh"] != net1["ssh"], dst["net"]
+    migrate(a1, "mover", dst["migration_uri"])
+    running(a2, "mover")
+    assert a2.guest("mover", "NETINFO") == {"eth0": "10.0.2.15/24", "gw": "10.0.2.2"}
+    assert banner(dst["net"]["ssh"]).startswith("disagg-guest: no ssh server")
+    a1.delete("mover")
+    a2.delete("mover")

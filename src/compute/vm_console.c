@@ -147,8 +147,10 @@ static int con_send(int fd, const uint8_t *buf, size_t len)
 	while (off < len) {
 		ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
 
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n < 0)
-			return errno == EINTR ? 0 : -errno;
+			return -errno;
 		off += (size_t)n;
 	}
 	if (shutdown(fd, SHUT_WR) < 0)

@@ -85,7 +85,7 @@ root=$work/root
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,etc,lib/modules}
 cp "$busybox" "$root/bin/busybox"
 for app in sh mount umount insmod mkdir cat echo ls sleep poweroff reboot grep sed \
-	free dmesg mdev ln sync; do
+	free dmesg mdev ln sync ip udhcpc setsid ps kill hostname; do
 	ln -sf busybox "$root/bin/$app"
 done
 : >"$root/etc/modules.order"
@@ -97,11 +97,39 @@ if [ -e "$guest_bin" ]; then
 	cp "$(readlink -f "$guest_bin")" "$root/bin/disagg-guest"
 fi
 
+# udhcpc's hook (/init names it with -s): configure eth0 with the lease.
+mkdir -p "$root/etc/udhcpc"
+cat >"$root/etc/udhcpc/default.script" <<'DHCP'
+#!/bin/sh
+# udhcpc calls this with deconfig, bound, renew, leasefail or nak; the
+# lease is in the environment (interface, ip, mask, router, dns).
+case "$1" in
+deconfig)
+	ip addr flush dev "$interface"
+	ip link set "$interface" up
+	;;
+bound|renew)
+	ip addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	for gw in $router; do
+		ip route replace default via "$gw" dev "$interface"
+		break
+	done
+	: >/etc/resolv.conf
+	for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
+	echo "disagg-guest-init: $interface $ip/${mask:-24} gw ${router:--}" >/dev/console
+	;;
+esac
+exit 0
+DHCP
+chmod +x "$root/etc/udhcpc/default.script"
+
 cat >"$root/init" <<'INIT'
 #!/bin/sh
 # disagg guest init: mount the basics, load virtio modules in dependency
-# order, online hot-added memory as movable, then hand over to disagg-guest
-# (or to a shell on the console when it is absent).
+# order, online hot-added memory as movable, bring eth0 up by DHCP in the
+# background, offer a shell on the serial console (after Enter), then hand
+# over to disagg-guest (or to a shell on the console when it is absent).
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -114,7 +142,17 @@ for b in /sys/devices/system/memory/memory*/state; do
 	[ "$(cat "$b")" = offline ] && echo online_movable >"$b" 2>/dev/null
 done
 echo "disagg-guest-init: up, $(grep MemTotal /proc/meminfo)"
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+	# The network comes up meanwhile: boot does not wait for the lease.
+	ip link set eth0 up
+	udhcpc -f -S -i eth0 -s /etc/udhcpc/default.script -t 20 -T 1 >/dev/null 2>&1 </dev/null &
+fi
 if [ -x /bin/disagg-guest ]; then
+	# A root shell on the serial console once someone presses Enter there
+	# (`disagg slot console`): the log stays free of prompts until then.
+	echo "disagg-guest-init: press Enter for a shell on this console"
+	setsid -c sh -c 'read -r _; exec sh -i' </dev/ttyS0 >/dev/ttyS0 2>&1 &
 	exec /bin/disagg-guest
 fi
 if grep -q 'disagg.poweroff' /proc/cmdline; then

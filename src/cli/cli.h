@@ -40,6 +40,7 @@ struct cli_opt {
 	const char *name;    /* long name without "--" */
 	const char *metavar; /* NULL: a flag without a value */
 	const char *help;
+	char short_name;     /* a one-letter alias ("-i"), or 0 */
 };
 
 struct cli_args;
@@ -53,6 +54,7 @@ struct cli_cmd {
 	const char *more;    /* longer help (may be NULL) */
 	cli_handler_fn fn;
 	struct cli_opt opts[CLI_MAX_OPTS];
+	bool passthrough;    /* the words after "--" go to the command as they are (rest) */
 };
 
 /*
@@ -66,6 +68,8 @@ extern const struct cli_cmd cli_volume_cmds[];
 extern const size_t cli_volume_ncmds;
 extern const struct cli_cmd cli_image_cmds[];
 extern const size_t cli_image_ncmds;
+extern const struct cli_cmd cli_console_cmds[];   /* slot console, slot ssh (consolecmd.c) */
+extern const size_t cli_console_ncmds;
 
 /* Global state and the parsed command line, handed to every handler. */
 struct cli_args {
@@ -74,6 +78,8 @@ struct cli_args {
 	int nargs;
 	const char *args[CLI_MAX_ARGS];
 	const char *optval[CLI_MAX_OPTS]; /* value, or "" for a flag that was given */
+	char **rest;            /* a passthrough command: the words after "--" */
+	int nrest;
 	/* global options */
 	const char *url;        /* --url, or NULL */
 	const char *data_dir;   /* --data, or NULL */
@@ -140,6 +146,13 @@ int cli_query(const struct cli_args *a, const char *method, const char *path, js
 	      const char *progress, struct cli_resp *r);
 /* prefix + URL-escaped name + suffix (may be NULL), malloc'd (commands.c). */
 char *cli_path_with(const char *prefix, const char *name, const char *suffix);
+/*
+ * One request as it is: no request id, no retry, no progress, nothing
+ * printed (the interactive console, consolecmd.c). 0 when the server
+ * answered (any status), -errno when it could not be reached.
+ */
+int cli_http_plain(const struct cli_args *a, const char *method, const char *path,
+		   const char *body, long timeout_ms, struct cli_resp *ret);
 /* Print the server's error for a non-2xx answer; returns CLI_EXIT_ERROR. */
 int cli_server_error(const struct cli_resp *r);
 /* Bare GET against an arbitrary base URL with a token (may be NULL), used by `up` to poll. */
@@ -247,7 +260,6 @@ int cli_node_action(struct cli_args *a, const char *verb, const char *done);
 int cmd_slot_create(struct cli_args *a);
 int cmd_slot_ls(struct cli_args *a);
 int cmd_slot_show(struct cli_args *a);
-int cmd_slot_console(struct cli_args *a);
 int cmd_slot_guest(struct cli_args *a);
 int cmd_slot_delete(struct cli_args *a);
 int cmd_slot_resize(struct cli_args *a);

@@ -348,6 +348,23 @@ static int report_curl_error(CURLcode rc, const char *errbuf, const char *url, c
 	return rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EHOSTUNREACH;
 }
 
+/* The URL of path at base (found at source), its token and CA: 0 or -errno. */
+static int request_target(const struct cli_args *a, const char *base, const char *source,
+			  const char *path, char **ret_url, char **ret_token,
+			  const char **ret_token_source, char **ret_ca)
+{
+	int r = cli_resolve_token(a, source, ret_token, ret_token_source);
+
+	if (r < 0)
+		return r;
+	*ret_ca = resolve_ca(a, source);
+	if (asprintf(ret_url, "%s%s", base, path) < 0) {
+		*ret_url = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* cli_http with a body of any type (NULL: none). */
 static int http_do(const struct cli_args *a, const char *method, const char *path,
 		   const struct body *payload, const char *progress, struct cli_resp *ret)
@@ -377,13 +394,10 @@ static int http_do(const struct cli_args *a, const char *method, const char *pat
 		cli_err("cannot find the orchestrator: %s", strerror(-r));
 		return r;
 	}
-	r = cli_resolve_token(a, source, &token, &token_source);
+	r = request_target(a, base, source, path, &url, &token, &token_source, &ca);
 	if (r < 0)
 		return r;
-	ca = resolve_ca(a, source);
 	auth = (struct cli_auth){ .token = token, .ca = ca };
-	if (asprintf(&url, "%s%s", base, path) < 0)
-		return -ENOMEM;
 	if (mutating)
 		new_request_id(reqid, sizeof(reqid));
 	if (progress) {
@@ -463,6 +477,32 @@ int cli_http_bytes(const struct cli_args *a, const char *method, const char *pat
 	struct body b = { data, len, "Content-Type: application/octet-stream" };
 
 	return http_do(a, method, path, &b, NULL, ret);
+}
+
+int cli_http_plain(const struct cli_args *a, const char *method, const char *path,
+		   const char *body, long timeout_ms, struct cli_resp *ret)
+{
+	_cleanup_free_ char *base = NULL, *url = NULL, *token = NULL, *ca = NULL;
+	const char *source = NULL, *token_source = NULL;
+	char errbuf[CURL_ERROR_SIZE];
+	struct body b = { body, body ? strlen(body) : 0, "Content-Type: application/json" };
+	struct cli_auth auth;
+	CURLcode rc;
+	int r;
+
+	*ret = (struct cli_resp){ 0 };
+	r = cli_resolve_url(a, &base, &source);
+	if (r >= 0)
+		r = request_target(a, base, source, path, &url, &token, &token_source, &ca);
+	if (r < 0)
+		return r;
+	auth = (struct cli_auth){ .token = token, .ca = ca };
+	rc = perform(method, url, body ? &b : NULL, NULL, &auth, timeout_ms, NULL, ret, errbuf);
+	if (token)
+		explicit_bzero(token, strlen(token));
+	if (rc != CURLE_OK)
+		return rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EHOSTUNREACH;
+	return 0;
 }
 
 int cli_server_error(const struct cli_resp *r)

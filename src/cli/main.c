@@ -73,7 +73,7 @@ static const struct cli_cmd cmd_table[] = {
 	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
-	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no]",
+	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none]",
 	  1, 1, "create a slot and start its VM",
 	  "The orchestrator picks a compute node and memory nodes, allocates the\n"
 	  "sections and starts the VM; the command returns when the VM runs. SIZE is\n"
@@ -87,11 +87,11 @@ static const struct cli_cmd cmd_table[] = {
 	    { "policy", "POLICY", "placement: spread (default) or pack" },
 	    { "hotplug", "KIND", "memory hotplug: dimm (default) or virtio-mem" },
 	    { "encrypt", "yes|no",
-	      "seal pages sent to memory nodes with the slot's key (default yes)" } } },
+	      "seal pages sent to memory nodes with the slot's key (default yes)" },
+	    { "net", "MODE",
+	      "network card: user (default: QEMU's network, ssh forwarded), bridge:BR, none" } } },
 	{ "slot ls", "", 0, 0, "list slots", NULL, cmd_slot_ls, { { NULL } } },
 	{ "slot show", "NAME", 1, 1, "show a slot and where its memory lives", NULL, cmd_slot_show,
-	  { { NULL } } },
-	{ "slot console", "NAME", 1, 1, "print the VM's serial console", NULL, cmd_slot_console,
 	  { { NULL } } },
 	{ "slot guest", "NAME 'COMMAND ARGS'", 2, 2, "run a disagg-guest command inside the VM",
 	  "Sends one line of the guest helper's protocol (docs/guest.md) through the\n"
@@ -149,7 +149,10 @@ static const struct cli_cmd *cmd_nth(size_t i)
 	if (i < cli_volume_ncmds)
 		return &cli_volume_cmds[i];
 	i -= cli_volume_ncmds;
-	return i < cli_image_ncmds ? &cli_image_cmds[i] : NULL;
+	if (i < cli_image_ncmds)
+		return &cli_image_cmds[i];
+	i -= cli_image_ncmds;
+	return i < cli_console_ncmds ? &cli_console_cmds[i] : NULL;
 }
 
 static const char global_help[] =
@@ -220,7 +223,9 @@ static void print_cmd_help(FILE *f, const struct cli_cmd *c, bool full)
 		for (int i = 0; i < CLI_MAX_OPTS && c->opts[i].name; i++) {
 			char left[64];
 
-			snprintf(left, sizeof(left), "--%s%s%s", c->opts[i].name,
+			snprintf(left, sizeof(left), "%s%c%s--%s%s%s",
+				 c->opts[i].short_name ? "-" : "", c->opts[i].short_name,
+				 c->opts[i].short_name ? ", " : "", c->opts[i].name,
 				 c->opts[i].metavar ? " " : "",
 				 c->opts[i].metavar ? c->opts[i].metavar : "");
 			fprintf(f, "  %-18s %s\n", left, c->opts[i].help);
@@ -376,6 +381,17 @@ static int parse_global(struct cli_args *a, int argc, char **argv, int *i, bool 
 	return 0;
 }
 
+/* A flag's one-letter alias ("-i"): true if the command has it (now set). */
+static bool short_opt(struct cli_args *a, char c)
+{
+	for (int k = 0; k < CLI_MAX_OPTS && a->cmd->opts[k].name; k++)
+		if (a->cmd->opts[k].short_name == c && !a->cmd->opts[k].metavar) {
+			a->optval[k] = "";
+			return true;
+		}
+	return false;
+}
+
 /* A command option at argv[*i]; 1 if consumed, <0 (with the message printed) if bad. */
 static int parse_cmd_opt(struct cli_args *a, int argc, char **argv, int *i)
 {
@@ -419,6 +435,16 @@ int main(int argc, char **argv)
 
 		if (!opts_done && strcmp(s, "--") == 0) {
 			opts_done = true;
+			if (!a.cmd && nwords > 0 && !help && strcmp(words[0], "help") != 0) {
+				r = resolve_cmd(&a, words, nwords, false);
+				if (r < 0)
+					return -r;
+			}
+			if (a.cmd && a.cmd->passthrough) {
+				a.rest = argv + i + 1;
+				a.nrest = argc - i - 1;
+				break;
+			}
 			continue;
 		}
 		if (!opts_done && s[0] == '-' && s[1] != '\0') {
@@ -437,8 +463,10 @@ int main(int argc, char **argv)
 				if (r < 0)
 					return -r;
 			}
-			if (s[1] != '-')
+			if (s[1] != '-' && (s[2] != '\0' || !short_opt(&a, s[1])))
 				return cli_usage_error(&a, "unknown option %s", s);
+			if (s[1] != '-')
+				continue;
 			r = parse_cmd_opt(&a, argc, argv, &i);
 			if (r < 0)
 				return CLI_EXIT_USAGE;

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * The slot subcommands of disagg: create, ls, show, resize, delete, guest
- * and console (migrations are in migrate.c). Same rules as commands.c:
- * usage errors exit 2 before anything is sent, server errors print their
- * code and exit 1, an unreachable orchestrator exits 3.
+ * The slot subcommands of disagg: create, ls, show, resize, delete and
+ * guest (migrations are in migrate.c, console and ssh in consolecmd.c).
+ * Same rules as commands.c: usage errors exit 2 before anything is sent,
+ * server errors print their code and exit 1, an unreachable orchestrator
+ * exits 3.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -100,6 +101,21 @@ static void print_disks(json_t *disks)
 	putchar('\n');
 }
 
+/* "network:  user, ssh 127.0.0.1:40022 (mac 52:54:00:..)" (the slot's "net"). */
+static void print_net(const json_t *net)
+{
+	const char *mode = jstr(net, "mode"), *mac = jstr(net, "mac");
+
+	printf("%-15s %s", "network:", mode ? mode : "?");
+	if (jstr(net, "bridge"))
+		printf(" on bridge %s", jstr(net, "bridge"));
+	if (jstr(net, "ssh"))
+		printf(", ssh %s", jstr(net, "ssh"));
+	if (mac)
+		printf(" (mac %s)", mac);
+	putchar('\n');
+}
+
 static void print_slot(const json_t *slot)
 {
 	static const char *const keys[] = { "name", "state", "reason", "vcpus", "compute",
@@ -124,6 +140,8 @@ static void print_slot(const json_t *slot)
 		fmt_age(jstr(slot, "created"), age, sizeof(age));
 		printf("%-15s %s (%s ago)\n", "created:", jstr(slot, "created"), age);
 	}
+	if (json_object_get(slot, "net"))
+		print_net(json_object_get(slot, "net"));
 	if (json_array_size(json_object_get(slot, "disks")))
 		print_disks(json_object_get(slot, "disks"));
 	if (json_array_size(json_object_get(slot, "sections"))) {
@@ -190,6 +208,15 @@ int cmd_slot_create(struct cli_args *a)
 		if (strcmp(o, "yes") != 0 && strcmp(o, "no") != 0)
 			return cli_usage_error(a, "--encrypt is yes or no, not \"%s\"", o);
 		json_object_set_new(body, "encrypt", json_boolean(strcmp(o, "yes") == 0));
+	}
+	if ((o = cli_opt(a, "net"))) {
+		if (!strcmp(o, "user") || !strcmp(o, "none"))
+			json_object_set_new(body, "net", json_pack("{s:s}", "mode", o));
+		else if (!strncmp(o, "bridge:", 7) && o[7])
+			json_object_set_new(body, "net", json_pack("{s:s, s:s}", "mode", "bridge",
+								   "bridge", o + 7));
+		else
+			return cli_usage_error(a, "--net is user, bridge:BRIDGE or none, not \"%s\"", o);
 	}
 	fmt_size(memory, mem, sizeof(mem));
 	if (asprintf(&label, "creating slot %s (%" PRIu64 " vcpu%s, %s)", name, vcpus,
@@ -263,38 +290,3 @@ int cmd_slot_guest(struct cli_args *a)
 	}
 	return json_is_true(json_object_get(r.json, "ok")) ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
-
-int cmd_slot_console(struct cli_args *a)
-{
-	_cleanup_resp_ struct cli_resp r = { 0 };
-	_cleanup_free_ char *path = cli_path_with("/v1/slots/", slot_name_arg(a), "/console");
-	int ret;
-
-	if (!path)
-		return CLI_EXIT_ERROR;
-	ret = cli_call(a, "GET", path, NULL, NULL, false, &r);
-	if (ret)
-		return ret;
-	if (a->json) {
-		_cleanup_(json_decrefp) json_t *j = NULL;
-
-		/* The console is text; --json wraps it (a JSON answer is printed as is). */
-		if (json_is_object(r.json)) {
-			print_json(r.json);
-			return CLI_EXIT_OK;
-		}
-		j = json_pack("{s:s, s:s%}", "name", slot_name_arg(a), "console",
-			      r.body ? r.body : "", r.len);
-		if (!j)
-			j = json_pack("{s:s, s:s}", "name", slot_name_arg(a), "console",
-				      "(not valid UTF-8)");
-		print_json(j);
-		return CLI_EXIT_OK;
-	}
-	if (r.len)
-		fwrite(r.body, 1, r.len, stdout);
-	if (r.len && r.body[r.len - 1] != '\n')
-		putchar('\n');
-	return CLI_EXIT_OK;
-}
-

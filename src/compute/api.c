@@ -15,6 +15,7 @@
  *   PUT    /v1/vms/NAME/budget           {"bytes": N}: local cache budget
  *   POST   /v1/vms/NAME/flush            write back every dirty page
  *   GET    /v1/vms/NAME/console          the serial console log (text)
+ *   GET    /v1/vms/NAME/console/output   its bytes from an offset; POST .../input: type (vm_console.c)
  *   POST   /v1/vms/NAME/guest            {"command": "..."}: disagg-guest line protocol
  *   POST   /v1/vms/NAME/migrate          compute migration to {"uri": "tcp:HOST:PORT"}
  *   GET    /v1/vms/NAME/regions          its shared regions with their BARs (vm_shared_mig.c)
@@ -46,6 +47,7 @@
 #include "launch.h"
 #include "sections.h"
 #include "state.h"
+#include "vm_console.h"
 #include "vm_disk.h"
 #include "vm_evacuate.h"
 #include "vm_grants.h"
@@ -59,6 +61,7 @@
 #include "vm_outgoing.h"
 #include "vm_pagemeta.h"
 #include "vm_prefetch.h"
+#include "vmnet.h"
 
 #define OP_TIMEOUT_MS 60000
 
@@ -220,7 +223,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 {
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
-					    "hot_sections", "regions", "disks", "encryption_key", NULL };
+					    "hot_sections", "regions", "disks", "encryption_key", "net",
+					    NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -277,6 +281,11 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	}
 	if ((v = json_object_get(j, "encryption_key")) && vm_pagemeta_key(v, &spec, resp) < 0)
 		goto out;
+	r = vmnet_parse(json_object_get(j, "net"), spec.name, &spec.net, err, sizeof(err));
+	if (r < 0) {
+		http_resp_error(resp, 400, r == -ENODEV ? "no_bridge" : "bad_request", "%s", err);
+		goto out;
+	}
 	append = json_string_value(json_object_get(j, "append"));
 	if (append && strlen(append) >= sizeof(spec.append)) {
 		http_resp_error(resp, 400, "bad_request", "\"append\" is too long");
@@ -523,30 +532,6 @@ static void h_budget(struct vm *vm, const struct http_req *req, struct http_resp
 	json_decref(j);
 }
 
-static void h_console(struct vm *vm, struct http_resp *resp)
-{
-	_cleanup_close_ int fd = open(vm_console_path(vm), O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	off_t start = 0;
-	char *buf;
-	ssize_t n;
-
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		http_resp_text(resp, 200, "text/plain", strdup(""));
-		return;
-	}
-	if (st.st_size > (1 << 20))
-		start = st.st_size - (1 << 20); /* the last MiB */
-	buf = malloc((size_t)(st.st_size - start) + 1);
-	if (!buf) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	n = pread(fd, buf, (size_t)(st.st_size - start), start);
-	buf[n > 0 ? n : 0] = '\0';
-	http_resp_text(resp, 200, "text/plain; charset=utf-8", buf);
-}
-
 static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	static const char *const keys[] = { "command", "timeout_ms", NULL };
@@ -710,8 +695,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 			http_resp_error(resp, errno_http(r), "flush_failed", "%s", strerror(-r));
 		else
 			http_resp_json(resp, 200, vm_status(vm));
-	} else if (!strcmp(rest, "/console") && !strcmp(m, "GET"))
-		h_console(vm, resp);
+	} else if (!strncmp(rest, "/console", 8) && (!rest[8] || rest[8] == '/'))
+		vm_console_http(vm, rest + 8, req, resp);
 	else if (!strcmp(rest, "/guest") && !strcmp(m, "POST"))
 		h_guest(vm, req, resp);
 	else if (!strcmp(rest, "/migrate") && !strcmp(m, "POST"))

@@ -7,6 +7,7 @@
  * Then it leaves its running VMs running for the next agent, or stops
  * every VM with --stop-vms-on-exit. Options and API: docs/compute.md.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -80,6 +81,8 @@ static const char usage[] =
 	"  --writeback-delay-ms MS  background write-back of pages dirty this long (default\n"
 	"                           1000; 0: off, dirty pages wait for eviction or a flush)\n"
 	"                         (default 2000)\n"
+	"  --ssh-forward-addr ADDR  IPv4 address of the host end of each VM's ssh\n"
+	"                         forward (user network; default 127.0.0.1, 0.0.0.0: all)\n"
 	"  --stop-vms-on-exit     stop every VM at SIGTERM/SIGINT (default: leave running\n"
 	"                         VMs to the next agent on this run directory)\n"
 	"  --log-level LEVEL      error, warn, info, debug\n";
@@ -242,6 +245,7 @@ int main(int argc, char **argv)
 		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
 		{ "writeback-delay-ms", required_argument, NULL, 'W' },
 		{ "stop-vms-on-exit", no_argument, NULL, 'X' },
+		{ "ssh-forward-addr", required_argument, NULL, 'G' },
 		{ "node-credential", required_argument, NULL, 'c' },
 		{ "metrics-tokens", required_argument, NULL, 'M' },
 		APIAUTH_OPEN_OPTION,
@@ -263,7 +267,7 @@ int main(int argc, char **argv)
 	uint64_t memnode_timeout_ms = 2000, wb_delay_ms = 1000;
 	enum vm_memnode_policy policy = VM_MEMNODE_PAUSE;
 	struct sigaction sa = { .sa_handler = on_signal };
-	const char *orchestrator = NULL, *name = NULL, *advertise = NULL;
+	const char *orchestrator = NULL, *name = NULL, *advertise = NULL, *ssh_fwd = NULL;
 	const char *cred_file = NULL, *metrics_tokens = NULL, *http_cert = NULL;
 	bool api_open = false;
 	const char *http_key = NULL, *http_ca = NULL;
@@ -319,6 +323,14 @@ int main(int argc, char **argv)
 			break;
 		case 'X': stop_vms = true; break;
 		case 'a': accel = optarg; break;
+		case 'G':
+			if (inet_pton(AF_INET, optarg, &(struct in_addr){ 0 }) != 1) {
+				fprintf(stderr, "disagg-compute: --ssh-forward-addr %s: not an IPv4 address\n",
+					optarg);
+				return 2;
+			}
+			ssh_fwd = optarg;
+			break;
 		case 'S':
 			if (opt_size("section-size", optarg, 2u << 20, &section) < 0)
 				return 2;
@@ -434,7 +446,7 @@ int main(int argc, char **argv)
 		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
 		.writeback_delay_ms = wb_delay_ms ? (int)wb_delay_ms : -1,
 		.on_region_control = vm_ctl_request,
-		.opaque = &a,
+		.opaque = &a, .ssh_forward_addr = ssh_fwd,
 	};
 	/* Guests that lock a shared region through its control pages (vm_ctl.c). */
 	if (vm_ctl_start(&a.reg, node_id) < 0) {

@@ -48,6 +48,7 @@
 #include "litmus.h"
 #include "rbench.h"
 #include "diskcmd.h"
+#include "netcmd.h"
 #include "regioncmd.h"
 #include "rjob.h"
 
@@ -494,7 +495,7 @@ static void cmd_layout(void)
 static bool dispatch_table(char **av, int ac)
 {
 	static const struct guest_cmd *const tables[] = { region_cmds, rjob_cmds, litmus_cmds,
-							  rbench_cmds, disk_cmds };
+							  rbench_cmds, disk_cmds, net_cmds };
 
 	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
 		for (const struct guest_cmd *c = tables[t]; c->name; c++)
@@ -599,6 +600,7 @@ int main(void)
 			pause();
 	}
 	guest_set_channel(chan);
+	(void)net_listener_start();   /* the forwarded ssh port answers (netcmd.h) */
 	(void)scan_blocks(1, NULL, NULL, 0);
 	guest_reply("READY disagg-guest 1 memtotal_kb=%ld", meminfo_kb("MemTotal"));
 

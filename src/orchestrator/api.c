@@ -443,11 +443,18 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 			method_not_allowed(resp, "POST");
 		return RT_SLOTS_RESIZE;
 	}
-	if (strcmp(tail, "/console") == 0) {
+	if (strcmp(tail, "/console") == 0 || strcmp(tail, "/console/output") == 0) {
 		if (is_method(req, "GET"))
-			slots_console(o, name, resp);
+			slots_console(o, name, tail + 8, req, resp);
 		else
 			method_not_allowed(resp, "GET");
+		return RT_SLOTS_CONSOLE;
+	}
+	if (strcmp(tail, "/console/input") == 0) {
+		if (is_method(req, "POST"))
+			slots_console(o, name, tail + 8, req, resp);
+		else
+			method_not_allowed(resp, "POST");
 		return RT_SLOTS_CONSOLE;
 	}
 	if (strcmp(tail, "/migrate") == 0) {

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "macro.h"
 #include "miguri.h"
+#include "slotnet.h"
 
 /* ==== compute migration =================================================== */
 
@@ -120,6 +121,8 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 		json_object_set_new(b, "cache_bytes", json_integer(s->cache));
 	if (b && s->page_key[0])
 		json_object_set_new(b, "encryption_key", json_string(s->page_key));
+	if (b)   /* the same card (QEMU migrates only between the same devices) */
+		json_object_set_new(b, "net", slotnet_request(s));
 	return b;
 }
 
@@ -508,7 +511,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op, *regions = NULL, *disks = NULL;
 	bool along = false, moved = false;
 	uint64_t from = 0;
-	char why[512], path[160], target[STORE_ADDR_MAX + 16];
+	char why[512], path[160], target[STORE_ADDR_MAX + 16], dst_net[sizeof(s.net)] = "";
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
 		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
 	struct precopy_job pre = { 0 };
@@ -603,6 +606,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		snap_run(&snap);
 	status = mig_call(&dst, "POST", "/v1/vms", vmb, o->compute_timeout_ms, &ans);
 	(void)snap_join(&snap);
+	memcpy(dst_net, s.net, sizeof(dst_net));
+	slotnet_record(&s, json_object_get(ans, "net"), &dst, dst_net, sizeof(dst_net));
 	uri = json_string_value(json_object_get(ans, "migration_uri"));
 	if ((status == 200 || status == 201) && uri &&
 	    target_uri(uri, dst.http, target, sizeof(target)) < 0) {
@@ -749,6 +754,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	t_pf = mig_now_ms();
 	json_object_del(mig, "hot");
 	s.compute = dst.id;
+	memcpy(s.net, dst_net, sizeof(s.net));   /* the destination's ssh forward */
 	s.op[0] = '\0';
 	snprintf(s.state, sizeof(s.state), "running");
 	r = st->ops->begin(st);

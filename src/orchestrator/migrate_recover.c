@@ -454,3 +454,42 @@ void migrate_resolve_pending(struct orch *o)
 		log_warn("slot %s: %s (now %s)", s->name, s->reason, s->state);
 	}
 }
+
+/* ---- every slot at a restart (slots.c's operations) ------------------------ */
+
+void slots_recover(struct orch *o)
+{
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->slot_list(o->store, 0, 0, &slots, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct slot_rec *s = &slots[i];
+		const char *was = s->state;
+
+		if (!slots_transitional(was))
+			continue;
+		if (strcmp(was, "migrating") == 0 || strcmp(was, "unresolved") == 0) {
+			migrate_recover(o, s);
+			continue;
+		}
+		if (strcmp(was, "resizing") == 0) {
+			/* Sections are recorded as they are plugged: the record is right. */
+			snprintf(s->reason, sizeof(s->reason),
+				 "a resize was interrupted by an orchestrator restart");
+			slots_end_op(o, s, "running");
+		} else if (strcmp(was, "creating") == 0) {
+			/* Reconciliation makes it running if the VM did start. */
+			snprintf(s->reason, sizeof(s->reason),
+				 "orchestrator restarted while the slot was being created");
+			slots_end_op(o, s, "lost");
+		} else {
+			snprintf(s->reason, sizeof(s->reason),
+				 "orchestrator restarted while the slot was %s; delete it", was);
+			slots_end_op(o, s, "failed");
+		}
+		slots_event(o, "slot_recovered", s->compute, s->name, "slot %s: %s", s->name, s->reason);
+		log_warn("slot %s: %s", s->name, s->reason);
+	}
+}

@@ -400,13 +400,17 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp);
 void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		  struct http_resp *resp);
 void slots_delete(struct orch *o, const char *name, struct http_resp *resp);
-void slots_console(struct orch *o, const char *name, struct http_resp *resp);
+/* GET /v1/slots/NAME/console[/output], POST .../console/input (sub: "", "/output", "/input"). */
+void slots_console(struct orch *o, const char *name, const char *sub,
+		   const struct http_req *req, struct http_resp *resp);
 /* POST /v1/slots/NAME/guest: a disagg-guest command, forwarded to the compute node. */
 void slots_guest(struct orch *o, const char *name, const struct http_req *req,
 		 struct http_resp *resp);
 json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections);
-/* Slots interrupted by a restart (creating, resizing, deleting, migrating): settle them. */
+/* Slots interrupted by a restart (creating, resizing, deleting, migrating): settle them (migrate_recover.c). */
 void slots_recover(struct orch *o);
+/* A state in which an operation runs on the slot (creating, resizing, ...). */
+bool slots_transitional(const char *state);
 
 /* Helpers shared with migrate*.c. */
 int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slot,

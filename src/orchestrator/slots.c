@@ -14,6 +14,8 @@
  * section is freed on its memory node and the slot record removed, so
  * nothing half-allocated stays behind.
  *
+ * Restart (slots_recover) is in migrate_recover.c.
+ *
  * Resize: grow adds sections one at a time (allocate, grant, POST
  * /v1/vms/NAME/sections), keeping the slot's remote share; shrink removes
  * the last hot-added sections (DELETE .../sections/INDEX, then free). A
@@ -37,7 +39,9 @@
 #include "log.h"
 #include "macro.h"
 #include "pagekey.h"
+#include "jsonhttp.h"
 #include "secjson.h"
+#include "slotnet.h"
 
 #define PLACE_RETRIES 8
 #define SHORT_TIMEOUT_MS 10000
@@ -60,6 +64,7 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 		      s->page_key[0] != '\0');
 	if (!j)
 		return NULL;
+	json_object_set_new(j, "net", slotnet_json(s));
 	if (s->reason[0])
 		json_object_set_new(j, "reason", json_string(s->reason));
 	if (s->op[0]) {
@@ -280,7 +285,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 			struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "vcpus", "memory", "remote_percent", "cache",
-					    "policy", "hotplug", "constraints", "encrypt", NULL };
+					    "policy", "hotplug", "constraints", "encrypt", "net", NULL };
 	static const char *const ckeys[] = { "compute", "memory", NULL };
 	const char *bad = NULL, *name, *pol, *hp;
 	uint64_t mem, cache;
@@ -320,6 +325,8 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	}
 	a->s.memory = mem;
 	if (orch_page_key(body, a->s.page_key, resp) < 0)   /* guest memory at rest */
+		return -EINVAL;
+	if (slotnet_parse(body, &a->s, resp) < 0)           /* its network card */
 		return -EINVAL;
 	a->s.remote_percent = 100;
 	if ((v = json_object_get(body, "remote_percent"))) {
@@ -533,6 +540,8 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 			  a.s.page_key[0] ? a.s.page_key : NULL);
 	if (vmreq && a.s.cache >= 0)
 		json_object_set_new(vmreq, "cache_bytes", json_integer(a.s.cache));
+	if (vmreq)
+		json_object_set_new(vmreq, "net", slotnet_request(&a.s));
 	vmbody = vmreq ? json_dumps(vmreq, JSON_COMPACT) : NULL;
 	if (!vmbody) {
 		create_rollback(o, &a.s, &c, false, "out of memory");
@@ -554,6 +563,11 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	}
 
 	snprintf(a.s.state, sizeof(a.s.state), "running");
+	{
+		_cleanup_(json_decrefp) json_t *vm = json_loads(answer, 0, NULL);
+
+		slotnet_record(&a.s, json_object_get(vm, "net"), &c, a.s.net, sizeof(a.s.net));
+	}
 	r = st->ops->begin(st);
 	if (r == 0) {
 		r = st->ops->slot_update(st, &a.s);
@@ -619,7 +633,7 @@ void slots_get(struct orch *o, const char *name, struct http_resp *resp)
 		http_resp_json(resp, 200, slots_json(o, &s, true));
 }
 
-static bool transitional(const char *state)
+bool slots_transitional(const char *state)
 {
 	return !strcmp(state, "creating") || !strcmp(state, "resizing") ||
 	       !strcmp(state, "deleting") || !strcmp(state, "migrating") ||
@@ -647,7 +661,7 @@ int slots_begin_op(struct orch *o, const char *name, const char *const *from, co
 		st->ops->rollback(st);
 		return r;
 	}
-	if (transitional(s->state)) {
+	if (slots_transitional(s->state)) {
 		st->ops->rollback(st);
 		http_resp_error(resp, 409, "busy", "slot %s is %s", name, s->state);
 		return -EBUSY;
@@ -897,7 +911,7 @@ static void proxy(struct orch *o, const char *name, const char *method, const ch
 	_cleanup_free_ char *answer = NULL;
 	struct slot_rec s;
 	struct node_rec c;
-	char path[128];
+	char path[192];
 	int status;
 
 	if (slots_get_slot(o, name, &s, resp) < 0)
@@ -917,10 +931,35 @@ static void proxy(struct orch *o, const char *name, const char *method, const ch
 		resp->body = strdup("");
 }
 
-void slots_console(struct orch *o, const char *name, struct http_resp *resp)
+/*
+ * The console: "" its log (text), "/output" its bytes from an offset (a
+ * long poll of up to 5 s), "/input" typed bytes (docs/api.md).
+ */
+void slots_console(struct orch *o, const char *name, const char *sub,
+		   const struct http_req *req, struct http_resp *resp)
 {
-	proxy(o, name, "GET", "console", NULL, SHORT_TIMEOUT_MS, "the console",
-	      "text/plain; charset=utf-8", resp);
+	const char *from = http_req_query(req, "from"), *wait = http_req_query(req, "wait_ms");
+	uint64_t f = 0, w = 0;
+	char path[96];
+
+	if (!*sub) {
+		proxy(o, name, "GET", "console", NULL, SHORT_TIMEOUT_MS, "the console",
+		      "text/plain; charset=utf-8", resp);
+	} else if (!strcmp(sub, "/input")) {
+		proxy(o, name, "POST", "console/input", req->body, SHORT_TIMEOUT_MS,
+		      "the console input", "application/json", resp);
+	} else if ((from && u64_parse(from, &f) < 0) ||
+		   (wait && (u64_parse(wait, &w) < 0 || w > 5000))) {
+		http_resp_error(resp, 400, "bad_request",
+				"from must be a byte offset and wait_ms a number of ms up to 5000");
+	} else {
+		int n = snprintf(path, sizeof(path), "console/output?wait_ms=%" PRIu64, w);
+
+		if (from)
+			snprintf(path + n, sizeof(path) - (size_t)n, "&from=%" PRIu64, f);
+		proxy(o, name, "GET", path, NULL, SHORT_TIMEOUT_MS, "the console output",
+		      "application/json", resp);
+	}
 }
 
 void slots_guest(struct orch *o, const char *name, const struct http_req *req,
@@ -928,43 +967,4 @@ void slots_guest(struct orch *o, const char *name, const struct http_req *req,
 {
 	proxy(o, name, "POST", "guest", req->body, o->compute_timeout_ms, "the guest command",
 	      "application/json", resp);
-}
-
-/* ---- restart ------------------------------------------------------------- */
-
-void slots_recover(struct orch *o)
-{
-	_cleanup_free_ struct slot_rec *slots = NULL;
-	size_t n = 0;
-
-	if (o->store->ops->slot_list(o->store, 0, 0, &slots, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		struct slot_rec *s = &slots[i];
-		const char *was = s->state;
-
-		if (!transitional(was))
-			continue;
-		if (strcmp(was, "migrating") == 0 || strcmp(was, "unresolved") == 0) {
-			migrate_recover(o, s);
-			continue;
-		}
-		if (strcmp(was, "resizing") == 0) {
-			/* Sections are recorded as they are plugged: the record is right. */
-			snprintf(s->reason, sizeof(s->reason),
-				 "a resize was interrupted by an orchestrator restart");
-			slots_end_op(o, s, "running");
-		} else if (strcmp(was, "creating") == 0) {
-			/* Reconciliation makes it running if the VM did start. */
-			snprintf(s->reason, sizeof(s->reason),
-				 "orchestrator restarted while the slot was being created");
-			slots_end_op(o, s, "lost");
-		} else {
-			snprintf(s->reason, sizeof(s->reason),
-				 "orchestrator restarted while the slot was %s; delete it", was);
-			slots_end_op(o, s, "failed");
-		}
-		slots_event(o, "slot_recovered", s->compute, s->name, "slot %s: %s", s->name, s->reason);
-		log_warn("slot %s: %s", s->name, s->reason);
-	}
 }

@@ -71,6 +71,7 @@ struct slot_rec {
 	int64_t created;
 	char op[STORE_JSON_MAX];         /* JSON of a migration in progress, "" = none */
 	char page_key[65];               /* the slot's page key, hex (guest memory at rest); "" = pages in clear */
+	char net[256];                   /* JSON: its network card (slotnet.c); "" = none (a slot from before cards) */
 };
 
 struct section_rec {
@@ -202,7 +203,7 @@ struct store_ops {
 	/* compute 0 = all; memnode != 0: slots with a section there. */
 	int (*slot_list)(struct store *s, uint64_t compute, uint64_t memnode, struct slot_rec **ret,
 			 size_t *ret_n);
-	/* state, memory, reason, compute, op */
+	/* state, memory, reason, compute, op, net */
 	int (*slot_update)(struct store *s, const struct slot_rec *rec);
 	int (*slot_delete)(struct store *s, int64_t id);                   /* and its sections */
 

@@ -12,9 +12,8 @@
  * The connection is guarded by one recursive mutex: every operation takes
  * it, and begin() keeps it until commit()/rollback(), which makes a
  * transaction exclusive to its thread. Statements are prepared once and
- * cached (the SQL texts are in store_sqlite_sql.c, indexed by enum q;
- * the helpers every operation uses are in store_sqlite_db.h, the shared
- * regions' operations in store_sqlite_regions.c).
+ * cached (SQL texts: store_sqlite_sql.c, by enum q; helpers: store_sqlite_db.h;
+ * shared regions: store_sqlite_regions.c).
  */
 #include "store_sqlite.h"
 
@@ -24,12 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
 #include <sqlite3.h>
 
 #include "log.h"
 #include "macro.h"
-
 #include "store_sqlite_db.h"
 #include "store_sqlite_regions.h"
 
@@ -277,6 +274,7 @@ static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 	o->created = sqlite3_column_int64(p, 12);
 	sq_copy_text(o->op, sizeof(o->op), p, 13);
 	sq_copy_text(o->page_key, sizeof(o->page_key), p, 14);
+	sq_copy_text(o->net, sizeof(o->net), p, 15);
 }
 
 static int sq_slot_insert(struct store *s, struct slot_rec *o)
@@ -301,6 +299,7 @@ static int sq_slot_insert(struct store *s, struct slot_rec *o)
 		sq_bind_text(p, 11, o->reason);
 		sqlite3_bind_int64(p, 12, o->created);
 		sq_bind_text(p, 13, o->page_key);
+		sq_bind_text(p, 14, o->net);
 		r = sq_exec_done(st, p, "slot_insert");
 		if (r == 0)
 			o->id = sqlite3_last_insert_rowid(st->db);
@@ -372,6 +371,7 @@ static int sq_slot_update(struct store *s, const struct slot_rec *o)
 		sq_bind_text(p, 4, o->reason);
 		sqlite3_bind_int64(p, 5, (int64_t)o->compute);
 		sq_bind_text(p, 6, o->op);
+		sq_bind_text(p, 7, o->net);
 		r = sq_one_row(st, p, "slot_update");
 	}
 	sq_unlock(st);

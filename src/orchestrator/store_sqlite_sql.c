@@ -148,6 +148,9 @@ const char *const store_sqlite_migrations[] = {
 	"  initrd_size INTEGER NOT NULL DEFAULT 0,"
 	"  cmdline TEXT NOT NULL DEFAULT '',"
 	"  created INTEGER NOT NULL);",
+	/* 10 -> 11: the slot's network card (slotnet.c), JSON; '' = a slot from before
+	 * cards, whose VM has none. */
+	"ALTER TABLE slots ADD COLUMN net TEXT NOT NULL DEFAULT '';",
 };
 
 
@@ -180,7 +183,7 @@ const char *const store_sqlite_migrations[] = {
 	"i.kernel_size, i.initrd_size, i.cmdline, i.created "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
-	"constraints, reason, created, op, page_key "
+	"constraints, reason, created, op, page_key, net "
 
 const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_PUT] =
@@ -205,8 +208,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",
 	[Q_SLOT_INSERT] =
 		"INSERT INTO slots (name, state, vcpus, memory, remote_percent, cache, compute, "
-		"policy, hotplug, constraints, reason, created, page_key) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+		"policy, hotplug, constraints, reason, created, page_key, net) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
 	[Q_SLOT_GET] = "SELECT " SLOT_COLS "FROM slots WHERE name = ?1",
 	[Q_SLOT_LIST] = "SELECT " SLOT_COLS "FROM slots ORDER BY id",
 	[Q_SLOT_LIST_COMPUTE] = "SELECT " SLOT_COLS "FROM slots WHERE compute = ?1 ORDER BY id",
@@ -214,7 +217,7 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"SELECT " SLOT_COLS "FROM slots WHERE id IN "
 		"(SELECT slot_id FROM sections WHERE memnode = ?1) ORDER BY id",
 	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4, compute = ?5, "
-			  "op = ?6 WHERE id = ?1",
+			  "op = ?6, net = ?7 WHERE id = ?1",
 	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
 	[Q_SEC_ADD] =
 		"INSERT INTO sections (slot_id, idx, kind, memnode, section, generation, hot_index, "

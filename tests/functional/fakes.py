@@ -406,7 +406,7 @@ class FakeMemnodes:
 # compute nodes
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
-           "incoming", "hot_sections", "regions", "encryption_key", "disks"}
+           "incoming", "hot_sections", "regions", "encryption_key", "disks", "net"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
@@ -415,6 +415,31 @@ META_STORED = 1 << 63
 FAKE_SECTION_PAGES = (128 << 20) // 4096
 _incoming_lock = threading.Lock()
 _next_port = [40000]
+_next_ssh = [22000]
+
+
+def fake_mac(name):
+    """The real agent's MAC of a VM (vmnet_mac_from_name): 52:54:00 and FNV-1a bits."""
+    h = 2166136261
+    for b in name.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return "52:54:00:%02x:%02x:%02x" % ((h >> 16) & 0xFF, (h >> 8) & 0xFF, h & 0xFF)
+
+
+def _net(name, req):
+    """The card of a new VM as the real agent reports it: a new ssh port each time."""
+    req = req or {"mode": "user"}
+    if req.get("mode") == "none":
+        return {"mode": "none"}
+    with _incoming_lock:
+        _next_ssh[0] += 1
+        port = _next_ssh[0]
+    n = {"mode": req.get("mode", "user"), "mac": fake_mac(name)}
+    if n["mode"] == "bridge":
+        n.update(bridge=req["bridge"], tap="dgtap0")
+    else:
+        n["ssh"] = f"127.0.0.1:{port}"
+    return n
 
 
 def _grant_key(hexgrant):
@@ -448,6 +473,7 @@ class FakeCompute:
         self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
+        self.console_input = []       # bytes typed into the consoles, in order
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
         self.fail_memmig = {}         # phase -> (status, code)
         # phase -> "drop" (hang up, do nothing), "apply" (do it, then hang up) or
@@ -571,7 +597,7 @@ class FakeCompute:
              "memory_bytes": SECTION_SIZE * (len(vm["sections"]) + len(hot)),
              "sections": [_section_json(s) for s in vm["sections"]], "hot_sections": hot,
              "guest_memtotal_kb": 0, "cache_bytes": vm.get("cache_bytes"),
-             "encrypted": bool(vm.get("key"))}
+             "encrypted": bool(vm.get("key")), "net": vm["net"]}
         if vm.get("key") and j["state"] != "migrated":   # the real one: not once released
             j["page_meta_pending"] = bool(vm.get("meta_pending"))
         if "uri" in vm:
@@ -598,7 +624,8 @@ class FakeCompute:
                 "cache_bytes": body.get("cache_bytes"), "key": body.get("encryption_key"),
                 "meta_pending": bool(body.get("encryption_key")), "meta": {},
                 "max_sections": body.get("max_sections", 0),
-                "regions": fake_regions.incoming(body.get("regions", []))}
+                "regions": fake_regions.incoming(body.get("regions", [])),
+                "net": _net(body["name"], body.get("net")), "con": bytearray()}
 
     def _migrate(self, h, vm, body):
         if self.migrate_hangup:
@@ -667,6 +694,26 @@ class FakeCompute:
                                  "pause_us": 400, "ms": 2, "already": False,
                                  "vm": self._vm_json(vm)})
         return h._err(400, "bad_request", "bad phase")
+
+    def _console(self, h, vm, method, sub, body):
+        """console/output and console/input (vm_console.c): what is typed is echoed."""
+        q = dict(p.split("=", 1) if "=" in p else (p, "")
+                 for p in h.path.partition("?")[2].split("&") if p)
+        con = vm["con"]
+        if sub == "input" and method == "POST":
+            if not isinstance(body, dict) or set(body) != {"hex"}:
+                return h._err(400, "bad_request", "bad body")
+            data = bytes.fromhex(body["hex"])
+            self.console_input.append(data)
+            con += data.replace(b"\r", b"\r\n")
+            return h._send(200, {"bytes": len(data)})
+        if sub == "output" and method == "GET":
+            frm = int(q["from"]) if "from" in q else len(con)
+            frm = 0 if frm > len(con) else frm
+            data = bytes(con[frm:frm + 65536])
+            return h._send(200, {"from": frm, "next": frm + len(data), "hex": data.hex(),
+                                 "state": vm.get("state", "running")})
+        return h._err(404, "not_found", "no such path")
 
     def _renew(self, h, vm, body):
         """Renewed grants, checked as the agent checks them (vm_grants.c)."""
@@ -815,7 +862,7 @@ class FakeCompute:
             with self.lock:
                 return fake_disks.dispatch(self, h, method, m.groups(), body)
         m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
-                         r"(?:/(\d+|migrate|precopy))?)?", path)
+                         r"(?:/(\d+|migrate|precopy|output|input))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
         name, sub, idx = m.groups()
@@ -853,7 +900,10 @@ class FakeCompute:
                                           "hotplug": body.get("hotplug", "dimm"),
                                           "cache_bytes": body.get("cache_bytes"),
                                           "key": body.get("encryption_key"), "meta": {},
-                                          "max_sections": body.get("max_sections", 0)}
+                                          "max_sections": body.get("max_sections", 0),
+                                          "net": _net(body["name"], body.get("net")),
+                                          "con": bytearray(f"console of {body['name']}\n",
+                                                           "ascii")}
                 return h._send(201, self._vm_json(self.vms[body["name"]]))
             vm = self.vms.get(name)
             if vm is None:
@@ -868,8 +918,10 @@ class FakeCompute:
                 return self._migrate(h, vm, body)
             elif sub == "sections" and idx == "migrate" and method == "POST":
                 return self._memmig(h, vm, body)
-            elif sub == "console" and method == "GET":
-                return h._send(200, text=f"console of {name}\n")
+            elif sub == "console" and idx is None and method == "GET":
+                return h._send(200, text=vm["con"].decode(errors="replace"))
+            elif sub == "console":
+                return self._console(h, vm, method, idx, body)
             elif sub == "grants" and idx is None and method == "POST":
                 return self._renew(h, vm, body)
             elif sub == "page-meta":

@@ -24,6 +24,8 @@ static char *memory[] = { "-m", "256M,slots=4,maxmem=1G", "-object",
 static char *chan[] = { "-device", "virtio-serial", "-chardev", "socket,id=gch,path=/g",
 			"-device", "virtserialport,chardev=gch,name=org.disagg.guest", NULL };
 
+static char *net[] = { "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0", NULL };
+
 static struct qemu_argv_config config(char **const *extra, unsigned nextra, const char *accel)
 {
 	return (struct qemu_argv_config){
@@ -84,6 +86,16 @@ static void test_order(void)
 	ok(find(a, "-no-reboot") > 0, "-no-reboot");
 	ok(a->n >= 2 && !strcmp(a->v[a->n - 2], "-incoming") && !strcmp(a->v[a->n - 1], "defer"),
 	   "the features' arguments last");
+	qemu_argv_free(a);
+	memset(a, 0, sizeof(*a));
+	c = config(NULL, 0, "tcg");
+	c.console_sock = "/run/x/con.sock";
+	c.net = net;
+	is(qemu_argv_build(&c, a), 0, "with a console socket and a network card");
+	ok(find(a, "socket,id=con,path=/run/x/con.sock,server=on,wait=off,"
+		   "logfile=/run/x/console.log") > 0, "the serial console on its socket, logged");
+	ok(find(a, "virtio-net-pci,netdev=net0") > find(a, "virtserialport,chardev=gch,name=org.disagg.guest"),
+	   "the card after the guest channel");
 	qemu_argv_free(a);
 	memset(a, 0, sizeof(*a));
 	c = config(NULL, 0, "kvm");

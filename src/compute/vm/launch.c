@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Spawn a VM's QEMU: its command line (qemu_argv.c), the shim's
+ * Spawn a VM's QEMU: its command line (qemu_argv.c; the network card,
+ * vmnet.c, gets its port or tap first), the shim's
  * environment (LD_PRELOAD, the RAM directory, the shim socket, the uffd
  * features), stdout and stderr on DIR/qemu.log, and a pidfd for the
  * supervisor (supervise.c).
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "proc.h"
 #include "qemu_argv.h"
+#include "vmnet.h"
 
 extern char **environ;
 
@@ -45,8 +47,8 @@ static int vm_sock_path(struct vm *vm, const char *leaf, char *ret, char *err, s
 /* The command line of this VM into a: 0 or -errno (err says why). */
 static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errlen)
 {
-	char **hp = NULL, **gc = NULL, **ext[VM_EXT_MAX];
-	char chan[QEMU_SUN_PATH_MAX + 1], qmp[QEMU_SUN_PATH_MAX + 1];
+	char **hp = NULL, **gc = NULL, **net = NULL, **ext[VM_EXT_MAX];
+	char chan[QEMU_SUN_PATH_MAX + 1], qmp[QEMU_SUN_PATH_MAX + 1], con[QEMU_SUN_PATH_MAX + 1];
 	struct hotplug_config hc;
 	unsigned next = 0;
 	int r;
@@ -54,6 +56,8 @@ static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errl
 	r = vm_sock_path(vm, "guest.sock", chan, err, errlen);
 	if (r >= 0)
 		r = vm_sock_path(vm, "qmp.sock", qmp, err, errlen);
+	if (r >= 0)
+		r = vm_sock_path(vm, VM_CONSOLE_SOCK, con, err, errlen);
 	if (r < 0)
 		return r;
 	vm_layout_config(vm, &hc);
@@ -64,14 +68,16 @@ static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errl
 	}
 	r = guestchan_qemu_args("gch", chan, &gc);
 	if (r >= 0)
+		r = vmnet_qemu_args(&vm->spec.net, &net);
+	if (r >= 0)
 		r = vm_ext_qemu_args(vm, ext, &next);
 	if (r >= 0) {
 		struct qemu_argv_config c = {
 			.qemu = vm->env.qemu, .name = vm->spec.name, .accel = vm->env.accel,
 			.kernel = vm->env.kernel, .initrd = vm->env.initrd,
 			.append = vm->spec.append, .vcpus = vm->spec.vcpus,
-			.console_path = vm->console_path, .qmp_path = qmp,
-			.memory = hp, .guest_chan = gc, .extra = ext, .nextra = next,
+			.console_path = vm->console_path, .console_sock = con, .qmp_path = qmp,
+			.memory = hp, .guest_chan = gc, .net = net, .extra = ext, .nextra = next,
 		};
 
 		r = qemu_argv_build(&c, a);
@@ -84,6 +90,7 @@ static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errl
 		snprintf(err, errlen, "the QEMU command line: %s", strerror(-r));
 	hotplug_strv_free(hp);
 	guestchan_strv_free(gc);
+	hotplug_strv_free(net);
 	return r;
 }
 
@@ -99,12 +106,16 @@ int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	posix_spawnattr_t sa;
 	sigset_t none, dfl;
 	char logpath[PATH_MAX];
+	_cleanup_close_ int tapfd = -1;
 	int r;
 	pid_t pid;
 
 	if (!a)
 		return -ENOMEM;
-	r = build_argv(vm, a, err, errlen);
+	/* The ssh forward's port or the tap (vmnet.c), in the record once QEMU runs. */
+	r = vmnet_prepare(&vm->spec.net, vm->env.ssh_forward_addr, &tapfd, err, errlen);
+	if (r >= 0)
+		r = build_argv(vm, a, err, errlen);
 	if (r >= 0) {
 		r = qemu_envp_build(&ec, environ, &envp);
 		if (r < 0)
@@ -126,6 +137,8 @@ int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (tapfd >= 0)   /* -netdev tap,fd=3 */
+		posix_spawn_file_actions_adddup2(&fa, tapfd, VMNET_QEMU_TAP_FD);
 	/*
 	 * QEMU outlives the agent (a crash, a restart: adopt.c): its own
 	 * session, so that no signal to the agent's process group or terminal

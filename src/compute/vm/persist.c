@@ -16,7 +16,8 @@
  *    "budget": bytes or null, "base": [SEC...],
  *    "hot": [{"index", "plugged", "gpa", "slot", "section": SEC}...],
  *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL,
- *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}]}
+ *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}],
+ *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c)}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -37,6 +38,7 @@
 #include "dirtag.h"
 #include "sections.h"
 #include "state.h"
+#include "vmnet.h"
 
 #define RECORD_VERSION 1
 
@@ -102,6 +104,8 @@ static json_t *record_json(struct vm *vm)
 		json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	if (j)
 		json_object_set_new(j, "shared", shared_json(vm));
+	if (j)
+		json_object_set_new(j, "net", vmnet_json(&vm->spec.net));
 	if (j)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
@@ -353,6 +357,10 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 		return r;
 	snprintf(vm->base_path, sizeof(vm->base_path), "%s/ram-base", vm->dir);
 	r = load_shared(vm, json_object_get(j, "shared"), err, errlen);
+	if (r < 0)
+		return r;
+	/* The card (absent in records of agents before cards: none). */
+	r = vmnet_load(json_object_get(j, "net"), &vm->spec.net, err, errlen);
 	if (r < 0)
 		return r;
 	if (vm->spec.hotplug == VM_HOTPLUG_DIMM)

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The QEMU command-line builder: machine and CPU, the RAM (hotplug.c's
- * arguments), the guest image, the serial console on a file, the guest
- * channel, QMP, and whatever the features add (an incoming migration's
+ * arguments), the guest image, the serial console (a socket for input and
+ * a log file), the guest channel, the network card, QMP, and whatever the features add (an incoming migration's
  * -incoming and DIMMs). The first argument that does not fit fails the
  * whole build. And its environment: the shim's variables and the agent's
  * own, all of them.
@@ -77,10 +77,19 @@ int qemu_argv_build(const struct qemu_argv_config *c, struct qemu_argv *a)
 	qemu_argv_add(a, "-display");
 	qemu_argv_add(a, "none");
 	qemu_argv_add(a, "-chardev");
-	qemu_argv_add(a, "file,id=con,path=%s", c->console_path);
+	/*
+	 * With a socket, the log file still gets every byte the guest writes,
+	 * with or without a client (docs/compute.md, "The serial console").
+	 */
+	if (c->console_sock)
+		qemu_argv_add(a, "socket,id=con,path=%s,server=on,wait=off,logfile=%s",
+			      c->console_sock, c->console_path);
+	else
+		qemu_argv_add(a, "file,id=con,path=%s", c->console_path);
 	qemu_argv_add(a, "-serial");
 	qemu_argv_add(a, "chardev:con");
 	qemu_argv_add_strv(a, c->guest_chan);  /* virtio-serial port org.disagg.guest on guest.sock */
+	qemu_argv_add_strv(a, c->net);         /* the network card (vmnet.c), or nothing */
 	qemu_argv_add(a, "-qmp");
 	qemu_argv_add(a, "unix:%s,server=on,wait=off", c->qmp_path);
 	qemu_argv_add(a, "-no-reboot");

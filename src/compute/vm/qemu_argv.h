@@ -32,9 +32,11 @@ struct qemu_argv_config {
 	const char *qemu, *name, *accel, *kernel, *initrd, *append;
 	unsigned vcpus;
 	const char *console_path;     /* the serial console's file */
+	const char *console_sock;     /* its socket for input (NULL: the file only) */
 	const char *qmp_path;         /* QMP's socket */
 	char **memory;                /* -m, the RAM backends and devices (hotplug.c) */
 	char **guest_chan;            /* the guest channel's virtio-serial port (guestchan.c) */
+	char **net;                   /* the network card (vmnet.c) */
 	char **const *extra;          /* nextra more vectors (features: ext.h) */
 	unsigned nextra;
 };

@@ -50,6 +50,7 @@
 #include "state.h"
 #include "supervise.h"
 #include "vm_internal.h"
+#include "vmnet.h"
 
 static bool name_ok(const char *s)
 {
@@ -505,6 +506,7 @@ json_t *vm_status(struct vm *vm)
 	if (vm->state == VM_FAILED || vm->state == VM_DEGRADED)
 		json_object_set_new(j, "reason", json_string(vm->reason));
 	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
+	json_object_set_new(j, "net", vmnet_json(&vm->spec.net));
 	if (vm->spec.encrypt && vm->pager && !vm->released)
 		json_object_set_new(j, "page_meta_pending",
 				    json_boolean(pager_meta_pending(vm->pager)));

@@ -15,8 +15,10 @@
 
 #include "vm_types.h"
 
-/* The longest socket name in a VM directory (shim.sock, qmp.sock, guest.sock). */
+/* The longest socket name in a VM directory (shim.sock, qmp.sock, guest.sock, con.sock). */
 #define VM_LONGEST_SOCK "guest.sock"
+/* The serial console's socket: the guest's input (vm/vmcon.c); output also goes to console.log. */
+#define VM_CONSOLE_SOCK "con.sock"
 
 struct guestchan;
 struct hotplug;

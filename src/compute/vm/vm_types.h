@@ -52,6 +52,24 @@ struct vm_section {
 
 struct vm;
 
+/* A VM's network card (vmnet.c, docs/compute.md "Networks"). */
+enum vm_net_mode {
+	VM_NET_NONE = 0,              /* no card (and the record of an agent before cards) */
+	VM_NET_USER,                  /* QEMU's user-mode network, ssh forwarded from the host */
+	VM_NET_BRIDGE,                /* a tap on a bridge of the host */
+};
+
+#define VM_NET_IFNAMSIZ 16            /* IFNAMSIZ */
+
+struct vm_net {
+	enum vm_net_mode mode;
+	uint8_t mac[6];               /* locally administered, from the VM's name unless given */
+	char bridge[VM_NET_IFNAMSIZ]; /* bridge: the host's bridge */
+	char tap[VM_NET_IFNAMSIZ];    /* bridge: the tap the agent made ("" until QEMU starts) */
+	char ssh_host[64];            /* user: the forward's host address (IPv4) */
+	unsigned ssh_port;            /* user: its port (0 until QEMU starts) */
+};
+
 /* Agent-wide settings every VM shares. */
 struct vm_env {
 	const char *run_root;         /* tmpfs directory for run dirs */
@@ -75,6 +93,7 @@ struct vm_env {
 	 */
 	void (*on_region_control)(struct vm *vm, int region, int op);
 	void *opaque;
+	const char *ssh_forward_addr; /* user network: host address of the ssh forward (NULL: 127.0.0.1) */
 };
 
 /* A VM that migrated away keeps its paused QEMU until deleted, at most this long. */
@@ -97,6 +116,7 @@ struct vm_spec {
 	 */
 	bool encrypt;
 	uint8_t key[32];
+	struct vm_net net;            /* its network card */
 };
 
 #endif /* DISAGG_VM_TYPES_H */

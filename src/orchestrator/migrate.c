@@ -77,13 +77,24 @@ int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_
 	return e;
 }
 
+void mig_along_body(json_t *vmb, json_t *regions, json_t *disks)
+{
+	if (vmb && json_array_size(regions))
+		json_object_set(vmb, "regions", regions);
+	if (vmb && json_array_size(disks))
+		json_object_set(vmb, "disks", disks);
+}
+
 void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
-		   uint64_t to)
+		   uint64_t to, json_t **regions, json_t **disks)
 {
 	if (o->regions)
 		o->regions->migrate_end(o, s, moved, from, to);
 	if (o->volumes)
 		o->volumes->migrate_end(o, s, moved, from, to);
+	json_decref(*regions);
+	json_decref(*disks);
+	*regions = *disks = NULL;
 }
 
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */

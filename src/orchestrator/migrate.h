@@ -43,8 +43,11 @@ json_t *mig_entry(json_t *arr, const char *key, const char *value);
  */
 int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
 		    json_t **ret_regions, json_t **ret_disks, struct http_resp *resp);
+/* The destination's request body gets "regions" and "disks" (when not empty); accepts NULL. */
+void mig_along_body(json_t *vmb, json_t *regions, json_t *disks);
+/* Ends both, and drops the references mig_along_begin gave (*regions, *disks: NULL after). */
 void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
-		   uint64_t to);
+		   uint64_t to, json_t **regions, json_t **disks);
 
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */
 int mig_call(const struct node_rec *c, const char *method, const char *path, json_t *body,

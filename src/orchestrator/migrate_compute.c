@@ -586,10 +586,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
 	json_decref(ans);
 	ans = NULL;
-	if (vmb && json_array_size(regions))
-		json_object_set(vmb, "regions", regions);
-	if (vmb && json_array_size(disks))
-		json_object_set(vmb, "disks", disks);
+	mig_along_body(vmb, regions, disks);
 	if (!vmb) {
 		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
 		mig_finish(o, &s, "running");
@@ -794,9 +791,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				 (json_int_t)(mig_now_ms() - t_pf)));
 out:
 	if (along)
-		mig_along_end(o, &s, moved, from, dst.id);
-	json_decref(regions);
-	json_decref(disks);
+		mig_along_end(o, &s, moved, from, dst.id, &regions, &disks);
 	json_decref(mig);
 	json_decref(ans);
 	json_decref(vmb);

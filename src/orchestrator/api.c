@@ -430,7 +430,10 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 			return RT_SLOTS_GET;
 		}
 		if (is_method(req, "DELETE")) {
-			slots_delete(o, name, resp);
+			const char *keep = http_req_query(req, "keep_disk");
+
+			slots_delete(o, name, keep && (!strcmp(keep, "true") || !strcmp(keep, "1")),
+				     resp);
 			return RT_SLOTS_DELETE;
 		}
 		method_not_allowed(resp, "GET, DELETE");

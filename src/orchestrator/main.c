@@ -17,6 +17,7 @@
 #include "store_sqlite.h"
 #include "store_sqlite_volumes.h"
 #include "volumes_api.h"
+#include "volumes_boot.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -347,6 +348,7 @@ static int run(const struct orch_opts *opts)
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);
+	volumes_boot_start(o);
 	images_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
@@ -362,6 +364,9 @@ static int run(const struct orch_opts *opts)
 			  strerror(-r));
 		goto out_pool;
 	}
+	/* Where compute nodes fetch an image's kernel and initramfs (volumes_boot.c). */
+	snprintf(o->public_url, sizeof(o->public_url), "%s://%s",
+		 opts->http_cert ? "https" : "http", http_server_addr(o->http));
 	r = nodes_monitor_start(o);
 	if (r < 0) {
 		log_error("cannot start the monitor thread: %s", strerror(-r));

@@ -14,6 +14,7 @@ disk smaller than the image, an unknown image, an image without a kernel,
 an attached volume, the agent's refusal: the root volume is deleted). A
 slot's delete deletes its root volume unless ?keep_disk=true.
 """
+import http.client
 import json
 import os
 
@@ -51,6 +52,28 @@ def import_image(cli, tmp_path, name="deb", kernel=True):
     (out / "image.json").write_text(json.dumps(
         {"rootfs": "debian-12.ext4", "kernel": "vmlinuz", "initrd": "initrd.img"}))
     cli("image", "import", name, out)
+
+
+def fetch(o, method, path, token):
+    conn = http.client.HTTPConnection(*o.addr.rsplit(":", 1), timeout=30)
+    conn.request(method, path, headers={"Authorization": "Bearer " + token})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, r.getheader("Content-Length"), body
+
+
+def test_compute_node_fetches_kernel(dc, cli, tmp_path):  # noqa: F811
+    """A compute node's own token reads an image's kernel and initramfs (GET,
+    and HEAD for the size its cache is named by), and nothing else."""
+    import_image(cli, tmp_path)
+    tok = dc.auth.node_token(COMPUTE)
+    st, length, body = fetch(dc, "GET", "/v1/images/deb/kernel", tok)
+    assert st == 200 and len(body) == 64 * 1024
+    st, length, body = fetch(dc, "HEAD", "/v1/images/deb/initrd", tok)
+    assert st == 200 and int(length) == 900 and body == b""
+    assert fetch(dc, "GET", "/v1/images/deb", tok)[0] == 403
+    assert fetch(dc, "PUT", "/v1/images/deb/kernel?offset=0", tok)[0] == 403
 
 
 def vols(o):

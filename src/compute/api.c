@@ -586,8 +586,8 @@ static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp 
 	} else {
 		r = vm_guest_cmd(vm, cmd, timeout, line, sizeof(line));
 		if (r < 0 && r != -EIO)
-			http_resp_error(resp, errno_http(r), "guest_failed", "guest channel: %s",
-					strerror(-r));
+			http_resp_error(resp, r == -ENOTSUP ? 409 : errno_http(r), "guest_failed",
+					"guest channel: %s", r == -ENOTSUP ? line : strerror(-r));
 		else
 			http_resp_json(resp, 200, json_pack("{s:b, s:s}", "ok", r == 0, "reply", line));
 	}

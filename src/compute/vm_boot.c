@@ -189,7 +189,7 @@ static int boot_file(const struct vm_boot_fetch *f, json_t *v, const char *what,
 int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *spec,
 		  char *err, size_t errlen)
 {
-	static const char *const keys[] = { "kernel", "initrd", "append", NULL };
+	static const char *const keys[] = { "kernel", "initrd", "append", "guest_agent", NULL };
 	json_t *app, *v;
 	const char *k;
 	char buf[sizeof(spec->append)];
@@ -215,6 +215,13 @@ int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *s
 		snprintf(err, errlen, "\"boot\": \"kernel\" is required");
 		return -EINVAL;
 	}
+	v = json_object_get(boot, "guest_agent");
+	if (v && !json_is_boolean(v)) {
+		snprintf(err, errlen, "\"boot\": \"guest_agent\" must be true or false");
+		return -EINVAL;
+	}
+	/* An image's own kernel runs no disagg-guest: the VM runs once QEMU is up. */
+	spec->no_guest = !json_is_true(v);
 	app = json_object_get(boot, "append");
 	if (app && !json_is_string(app)) {
 		snprintf(err, errlen, "\"boot\": \"append\" must be a string");
@@ -322,13 +329,19 @@ static int write_file(const char *path, const char *text)
 	return 0;
 }
 
-/* Run argv, wait: 0 if it exited 0. */
+/* Run argv (its output dropped), wait: 0 if it exited 0. */
 static int run(char *const argv[])
 {
+	posix_spawn_file_actions_t fa;
 	pid_t pid;
 	int st, r;
 
-	r = posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ);
+	/* Their chatter (mkfs.fat's banner and warnings) stays out of the agent's log. */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
 	if (r != 0)
 		return -r;
 	while (waitpid(pid, &st, 0) < 0)

@@ -46,7 +46,8 @@ def test_disks_boot_and_seed_at_create(agent, devnode, key):
     j = agent.create("vm1", [{"kind": "local"}, {"kind": "local"}],
                      disks=[{"volume": "root1", "devnode": devnode.addr, "grant": grant,
                              "serial": "root1"}],
-                     boot={"kernel": kernel, "initrd": initrd, "append": "quiet"},
+                     boot={"kernel": kernel, "initrd": initrd, "append": "quiet",
+                           "guest_agent": True},
                      cloud_init={"hostname": "web", "user_data":
                                  "#cloud-config\nruncmd: [echo seed-marker-1234]\n"})
     assert [d["id"] for d in j["disks"]] == ["disk0"]
@@ -81,6 +82,7 @@ def test_ssh_keys_seed_and_refusals(agent, devnode, key):
         ({"boot": {"kernel": "/nonexistent/vmlinuz"}}, "/nonexistent/vmlinuz"),
         ({"boot": {"initrd": initrd}}, "\"kernel\" is required"),
         ({"boot": {"kernel": kernel, "cmdline": "x"}}, "unknown member"),
+        ({"boot": {"kernel": kernel, "guest_agent": "yes"}}, "guest_agent"),
         ({"boot": {"kernel": "http://127.0.0.1:9/v1/images/x/kernel"}}, "cannot fetch"),
         ({"cloud_init": {"hostname": "a b"}}, "hostname"),
         ({"cloud_init": {"ssh_authorized_keys": "k"}}, "ssh_authorized_keys"),

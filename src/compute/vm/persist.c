@@ -18,7 +18,8 @@
  *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL,
  *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}],
  *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c),
- *    "boot": {"kernel", "initrd"} (absent: the node's), "seed": PATH (absent: none)}
+ *    "boot": {"kernel", "initrd"} (absent: the node's), "seed": PATH (absent: none),
+ *    "guest_agent": false (absent: true; the guest runs no disagg-guest)}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -112,6 +113,8 @@ static json_t *record_json(struct vm *vm)
 							 "initrd", vm->spec.initrd));
 	if (j && vm->spec.seed[0])
 		json_object_set_new(j, "seed", json_string(vm->spec.seed));
+	if (j && vm->spec.no_guest)
+		json_object_set_new(j, "guest_agent", json_false());
 	if (j)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
@@ -357,6 +360,7 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 		snprintf(vm->spec.initrd, sizeof(vm->spec.initrd), "%s", i ? i : "");
 		snprintf(vm->spec.seed, sizeof(vm->spec.seed), "%s", sd ? json_string_value(sd) : "");
 	}
+	vm->spec.no_guest = json_is_false(json_object_get(j, "guest_agent"));
 	vm->env.accel = strcmp(accel, "kvm") == 0 ? "kvm" : "tcg";
 	vm->spec.vcpus = (unsigned)vcpus;
 	vm->spec.max_hot = (unsigned)max_hot;

@@ -22,7 +22,7 @@ import pytest
 
 import fake_disks as fd
 from test_cli import cli_env, disagg
-from test_disks import COMPUTE, dc, fake_of, volume  # noqa: F401
+from test_disks import COMPUTE, dc, disk_cluster, fake_of, volume  # noqa: F401
 from test_images import patterned
 from test_orchestrator import computes, hb_factory, orch_factory  # noqa: F401
 from test_volumes import events
@@ -158,3 +158,20 @@ def test_slot_image_refusals(dc, cli, tmp_path):  # noqa: F811
     v = vols(dc)
     assert "x-root" not in v and v["data1"]["attached"] is None and v["data1"]["state"] == "ready"
     assert fd.calls("attach") == [e for e in fd.calls("attach")]
+
+
+@pytest.fixture
+def dc_url(tmp_path, keyfile, key, orch_factory, computes, hb_factory):  # noqa: F811
+    """The disk cluster with --public-url (where compute nodes reach the API)."""
+    yield from disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory,
+                            extra=["--public-url", "https://orch.example:7443/"])
+
+
+def test_public_url(dc_url, tmp_path):
+    env = cli_env(DISAGG_TOKEN=dc_url.auth.token)
+    import_image(lambda *a: disagg("--url", f"http://{dc_url.addr}", *a, env=env, check_rc=0,
+                                   timeout=120), tmp_path)
+    st, s = dc_url.call("POST", "/v1/slots", {"name": "u", "memory": "128M", "image": "deb"})
+    assert st == 201, s
+    body = fake_of(dc_url, "u").create_bodies[-1]
+    assert body["boot"]["kernel"] == "https://orch.example:7443/v1/images/deb/kernel"

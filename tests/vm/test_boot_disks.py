@@ -96,3 +96,30 @@ def test_ssh_keys_seed_and_refusals(agent, devnode, key):
         assert words in j["error"]["message"], (extra, j)
     assert agent.call("GET", "/v1/vms")["vms"] == [] or all(
         v["name"] != "bad" for v in agent.call("GET", "/v1/vms")["vms"])
+
+
+def test_no_guest_agent_runs_and_is_adopted(tmp_path, keyfile):
+    """A "boot" whose guest runs no disagg-guest ("guest_agent": false, the
+    default): the VM runs once QEMU is up, a restarted agent adopts it
+    without a guest channel, and guest commands say why they cannot run."""
+    kernel, initrd = vmlib.guest_image()
+    a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
+    try:
+        j = a1.create("img", [{"kind": "local"}, {"kind": "local"}],
+                      boot={"kernel": kernel, "initrd": initrd})
+        assert j["state"] == "running", j
+        pid = j["pid"]
+        assert a1.stop() == 0
+    except BaseException:
+        a1.close()
+        raise
+    a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)
+    try:
+        a2.qemu_pids.add(pid)
+        st = a2.status("img")
+        assert st["state"] == "running" and st["pid"] == pid, st
+        code, j = a2.request("POST", "/v1/vms/img/guest", {"command": "MEMINFO"})
+        assert code == 409 and "no disagg-guest" in j["error"]["message"], j
+        a2.delete("img")
+    finally:
+        a2.close()

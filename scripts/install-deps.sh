@@ -20,6 +20,7 @@ libcurl4-openssl-dev liburing-dev
 python3 python3-pytest
 qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
 procps iproute2 curl systemd
+dosfstools mtools
 "
 
 # The Debian guest image (scripts/build-image.sh) is optional: `make build`

@@ -33,7 +33,8 @@ enum {
 
 /* ---- command table (main.c) ------------------------------------------------ */
 
-#define CLI_MAX_OPTS 8
+#define CLI_MAX_OPTS 16
+#define CLI_MAX_REPEAT 8  /* values of an option given more than once */
 #define CLI_MAX_ARGS 4
 
 struct cli_opt {
@@ -77,7 +78,9 @@ struct cli_args {
 	const char *argv0;
 	int nargs;
 	const char *args[CLI_MAX_ARGS];
-	const char *optval[CLI_MAX_OPTS]; /* value, or "" for a flag that was given */
+	const char *optval[CLI_MAX_OPTS]; /* value, or "" for a flag that was given (the last) */
+	const char *optall[CLI_MAX_OPTS][CLI_MAX_REPEAT]; /* every value, in order */
+	int optn[CLI_MAX_OPTS];
 	char **rest;            /* a passthrough command: the words after "--" */
 	int nrest;
 	/* global options */
@@ -90,6 +93,8 @@ struct cli_args {
 /* The value of option `name` of the current command, or NULL. */
 const char *cli_opt(const struct cli_args *a, const char *name);
 bool cli_flag(const struct cli_args *a, const char *name);
+/* The values of an option that may be given more than once: how many (*ret: them). */
+int cli_opt_all(const struct cli_args *a, const char *name, const char *const **ret);
 /* Option `opt` as a number <= max (dflt when absent); CLI_EXIT_USAGE (printed) if bad. */
 int cli_opt_u64(const struct cli_args *a, const char *opt, uint64_t dflt, uint64_t max,
 		uint64_t *ret);

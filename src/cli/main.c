@@ -73,15 +73,21 @@ static const struct cli_cmd cmd_table[] = {
 	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
-	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none]",
+	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] "
+	  "[--image IMG [--disk SIZE] [--ssh-key FILE]... [--user-data FILE] [--append ARGS]] "
+	  "[--volume NAME]...",
 	  1, 1, "create a slot and start its VM",
 	  "The orchestrator picks a compute node and memory nodes, allocates the\n"
 	  "sections and starts the VM; the command returns when the VM runs. SIZE is\n"
 	  "bytes or a number with K, M, G or T (binary: 512M, 1.5G); memory must be a\n"
-	  "whole number of sections (128M).",
+	  "whole number of sections (128M).\n"
+	  "With --image the VM boots that image from its own root disk, a clone of\n"
+	  "the image named NAME-root (deleted with the slot unless `slot delete\n"
+	  "--keep-disk`); --vcpus then defaults to 1 and --memory to 1G. cloud-init\n"
+	  "sets the host name (NAME) and the ssh keys, or runs --user-data.",
 	  cmd_slot_create,
-	  { { "vcpus", "N", "virtual CPUs (required)" },
-	    { "memory", "SIZE", "memory at boot (required)" },
+	  { { "vcpus", "N", "virtual CPUs (required, but for --image: 1)" },
+	    { "memory", "SIZE", "memory at boot (required, but for --image: 1G)" },
 	    { "remote", "PERCENT", "share of the memory on memory nodes (default 100)" },
 	    { "cache", "SIZE", "local cache budget for the remote part (default: no limit)" },
 	    { "policy", "POLICY", "placement: spread (default) or pack" },
@@ -89,7 +95,13 @@ static const struct cli_cmd cmd_table[] = {
 	    { "encrypt", "yes|no",
 	      "seal pages sent to memory nodes with the slot's key (default yes)" },
 	    { "net", "MODE",
-	      "network card: user (default: QEMU's network, ssh forwarded), bridge:BR, none" } } },
+	      "network card: user (default: QEMU's network, ssh forwarded), bridge:BR, none" },
+	    { "image", "IMG", "boot this image (disagg image import) from a root disk" },
+	    { "disk", "SIZE", "the root disk's size (default: the image's)" },
+	    { "ssh-key", "FILE", "a public key the user debian logs in with (repeatable)" },
+	    { "user-data", "FILE", "cloud-init user data (instead of --ssh-key)" },
+	    { "append", "ARGS", "more kernel command line for --image" },
+	    { "volume", "NAME", "attach this volume at create (repeatable)" } } },
 	{ "slot ls", "", 0, 0, "list slots", NULL, cmd_slot_ls, { { NULL } } },
 	{ "slot show", "NAME", 1, 1, "show a slot and where its memory lives", NULL, cmd_slot_show,
 	  { { NULL } } },
@@ -99,8 +111,10 @@ static const struct cli_cmd cmd_table[] = {
 	  "'MEMINFO', 'FILL 1 7 256' (256 MiB of pattern 7 as region 1), 'VERIFY 1'.\n"
 	  "Exits 1 when the guest answers ERR.",
 	  cmd_slot_guest, { { NULL } } },
-	{ "slot delete", "NAME", 1, 1, "stop the VM and free its sections", NULL, cmd_slot_delete,
-	  { { NULL } } },
+	{ "slot delete", "NAME [--keep-disk]", 1, 1, "stop the VM and free its sections",
+	  "A slot created with --image takes its root disk (NAME-root) with it unless\n"
+	  "--keep-disk: the volume then stays, free, for another slot.", cmd_slot_delete,
+	  { { "keep-disk", NULL, "keep the root disk of an --image slot" } } },
 	{ "slot resize", "NAME --memory SIZE", 1, 1, "grow or shrink a running slot's memory",
 	  "Grows by hot-adding sections, shrinks by hot-removing the last added ones.",
 	  cmd_slot_resize, { { "memory", "SIZE", "the new memory size (required)" } } },
@@ -175,6 +189,17 @@ const char *cli_opt(const struct cli_args *a, const char *name)
 		if (strcmp(a->cmd->opts[i].name, name) == 0)
 			return a->optval[i];
 	return NULL;
+}
+
+int cli_opt_all(const struct cli_args *a, const char *name, const char *const **ret)
+{
+	for (int i = 0; i < CLI_MAX_OPTS && a->cmd->opts[i].name; i++)
+		if (strcmp(a->cmd->opts[i].name, name) == 0) {
+			*ret = a->optall[i];
+			return a->optn[i];
+		}
+	*ret = NULL;
+	return 0;
 }
 
 bool cli_flag(const struct cli_args *a, const char *name)
@@ -414,6 +439,12 @@ static int parse_cmd_opt(struct cli_args *a, int argc, char **argv, int *i)
 				return cli_usage_error(a, "--%s needs a value (%s)", o->name, o->metavar),
 				       -EINVAL;
 			a->optval[k] = argv[++*i];
+		}
+		if (o->metavar) {
+			if (a->optn[k] >= CLI_MAX_REPEAT)
+				return cli_usage_error(a, "--%s is given more than %d times", o->name,
+						       CLI_MAX_REPEAT), -EINVAL;
+			a->optall[k][a->optn[k]++] = a->optval[k];
 		}
 		return 1;
 	}

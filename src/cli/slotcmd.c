@@ -6,6 +6,7 @@
  * server errors print their code and exit 1, an unreachable orchestrator
  * exits 3.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,9 @@ static void print_slot(const json_t *slot)
 	}
 	if (json_object_get(slot, "net"))
 		print_net(json_object_get(slot, "net"));
+	if (jstr(slot, "image"))
+		printf("%-15s %s, root disk %s\n", "image:", jstr(slot, "image"),
+		       jstr(slot, "root_disk") ? jstr(slot, "root_disk") : "?");
 	if (json_array_size(json_object_get(slot, "disks")))
 		print_disks(json_object_get(slot, "disks"));
 	if (json_array_size(json_object_get(slot, "sections"))) {
@@ -160,6 +164,92 @@ int cmd_slot_show(struct cli_args *a)
 	return cli_show(a, "/v1/slots/", slot_name_arg(a), print_slot);
 }
 
+/* A small text file (a public key, cloud-init user data) as a string: NULL (printed) if not. */
+static char *read_small(struct cli_args *a, const char *opt, const char *path, bool one_line)
+{
+	_cleanup_fclose_ FILE *f = fopen(path, "re");
+	char *buf = malloc(65537);
+	size_t n;
+
+	if (!f || !buf) {
+		free(buf);
+		cli_err("--%s %s: %s", opt, path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, 65536, f);
+	buf[n] = '\0';
+	if (n == 65536 && fgetc(f) != EOF) {
+		free(buf);
+		cli_err("--%s %s: more than 64 KiB", opt, path);
+		return NULL;
+	}
+	while (one_line && n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (one_line && (!n || strchr(buf, '\n'))) {
+		free(buf);
+		cli_err("--%s %s: not a public key (one line, as in id_ed25519.pub)", opt, path);
+		return NULL;
+	}
+	return buf;
+}
+
+/* --image, --disk, --ssh-key, --user-data, --append and --volume into body. */
+static int boot_args(struct cli_args *a, json_t *body)
+{
+	const char *const *vals;
+	const char *o;
+	uint64_t v;
+	int n, ret;
+
+	if ((o = cli_opt(a, "image")))
+		json_object_set_new(body, "image", json_string(o));
+	if (!o && (cli_opt(a, "disk") || cli_opt(a, "ssh-key") || cli_opt(a, "user-data") ||
+		   cli_opt(a, "append")))
+		return cli_usage_error(a, "--disk, --ssh-key, --user-data and --append go with "
+				       "--image");
+	if ((o = cli_opt(a, "disk"))) {
+		if ((ret = cli_parse_size(a, "--disk", o, &v)))
+			return ret;
+		json_object_set_new(body, "disk", json_integer((json_int_t)v));
+	}
+	if ((o = cli_opt(a, "append")))
+		json_object_set_new(body, "append", json_string(o));
+	if (cli_opt(a, "ssh-key") && cli_opt(a, "user-data"))
+		return cli_usage_error(a, "--ssh-key or --user-data (which then holds the keys), "
+				       "not both");
+	n = cli_opt_all(a, "ssh-key", &vals);
+	if (n) {
+		json_t *keys = json_array();
+
+		json_object_set_new(body, "ssh_keys", keys);
+		for (int i = 0; i < n; i++) {
+			char *k = read_small(a, "ssh-key", vals[i], true);
+
+			if (!k)
+				return CLI_EXIT_ERROR;
+			json_array_append_new(keys, json_string(k));
+			free(k);
+		}
+	}
+	if ((o = cli_opt(a, "user-data"))) {
+		char *ud = read_small(a, "user-data", o, false);
+
+		if (!ud)
+			return CLI_EXIT_ERROR;
+		json_object_set_new(body, "user_data", json_string(ud));
+		free(ud);
+	}
+	n = cli_opt_all(a, "volume", &vals);
+	if (n) {
+		json_t *vols = json_array();
+
+		json_object_set_new(body, "volumes", vols);
+		for (int i = 0; i < n; i++)
+			json_array_append_new(vols, json_string(vals[i]));
+	}
+	return 0;
+}
+
 int cmd_slot_create(struct cli_args *a)
 {
 	_cleanup_resp_ struct cli_resp r = { 0 };
@@ -172,13 +262,15 @@ int cmd_slot_create(struct cli_args *a)
 
 	if (!name[0])
 		return cli_usage_error(a, "the slot name must not be empty");
-	if (!cli_opt(a, "vcpus") || !cli_opt(a, "memory"))
-		return cli_usage_error(a, "--vcpus and --memory are required");
-	if ((ret = cli_parse_u64(a, "--vcpus", cli_opt(a, "vcpus"), 1024, &vcpus)))
+	if ((!cli_opt(a, "vcpus") || !cli_opt(a, "memory")) && !cli_opt(a, "image"))
+		return cli_usage_error(a, "--vcpus and --memory are required (but for --image)");
+	if ((ret = cli_parse_u64(a, "--vcpus", cli_opt(a, "vcpus") ? cli_opt(a, "vcpus") : "1",
+				 1024, &vcpus)))
 		return ret;
 	if (vcpus == 0)
 		return cli_usage_error(a, "--vcpus must be at least 1");
-	if ((ret = cli_parse_size(a, "--memory", cli_opt(a, "memory"), &memory)))
+	if ((ret = cli_parse_size(a, "--memory", cli_opt(a, "memory") ? cli_opt(a, "memory") : "1G",
+				  &memory)))
 		return ret;
 	body = json_pack("{s:s, s:I, s:I}", "name", name, "vcpus", (json_int_t)vcpus, "memory",
 			 (json_int_t)memory);
@@ -218,6 +310,8 @@ int cmd_slot_create(struct cli_args *a)
 		else
 			return cli_usage_error(a, "--net is user, bridge:BRIDGE or none, not \"%s\"", o);
 	}
+	if ((ret = boot_args(a, body)))
+		return ret;
 	fmt_size(memory, mem, sizeof(mem));
 	if (asprintf(&label, "creating slot %s (%" PRIu64 " vcpu%s, %s)", name, vcpus,
 		     vcpus == 1 ? "" : "s", mem) < 0)
@@ -262,7 +356,24 @@ int cmd_slot_resize(struct cli_args *a)
 
 int cmd_slot_delete(struct cli_args *a)
 {
-	return cli_delete(a, "/v1/slots/", slot_name_arg(a), "slot", true);
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *label = NULL, *path = NULL;
+	const char *name = slot_name_arg(a);
+	int ret;
+
+	if (!cli_flag(a, "keep-disk"))
+		return cli_delete(a, "/v1/slots/", name, "slot", true);
+	path = cli_path_with("/v1/slots/", name, "?keep_disk=true");
+	if (!path || asprintf(&label, "deleting slot %s", name) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_call(a, "DELETE", path, NULL, label, false, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		r.json ? print_json(r.json) : (void)puts("{}");
+	else
+		printf("slot %s deleted, its root disk kept\n", name);
+	return CLI_EXIT_OK;
 }
 
 /* One disagg-guest command line; exit 1 when the guest answers ERR. */

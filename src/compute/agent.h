@@ -25,6 +25,7 @@ struct agent {
 	uint64_t started_ns;
 	struct registrar *_Atomic reg; /* heartbeats (NULL without --orchestrator) */
 	struct apiauth_node auth;     /* who may call the API (--node-credential) */
+	const char *orch_ca;          /* --http-ca: an https:// orchestrator's CA (NULL: the system's) */
 };
 
 int agent_http_start(struct agent *a, const char *addr, const char *cert, const char *key);

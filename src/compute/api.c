@@ -48,7 +48,9 @@
 #include "sections.h"
 #include "state.h"
 #include "vm_console.h"
+#include "vm_boot.h"
 #include "vm_disk.h"
+#include "vm_disk_mig.h"
 #include "vm_evacuate.h"
 #include "vm_grants.h"
 #include "vm_shared.h"
@@ -224,7 +226,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
 					    "hot_sections", "regions", "disks", "encryption_key", "net",
-					    NULL };
+					    "boot", "cloud_init", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -319,13 +321,32 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 		goto out;
 	}
-	if (!listen && (json_object_get(j, "hot_sections") || json_object_get(j, "regions") ||
-			json_object_get(j, "disks"))) {
-		http_resp_error(resp, 400, "bad_request", "\"hot_sections\", \"regions\" and "
-				"\"disks\" are for an incoming VM (with \"incoming\")");
+	if (!listen && (json_object_get(j, "hot_sections") || json_object_get(j, "regions"))) {
+		http_resp_error(resp, 400, "bad_request", "\"hot_sections\" and \"regions\" are "
+				"for an incoming VM (with \"incoming\")");
+		goto out;
+	}
+	if (listen && (json_object_get(j, "boot") || json_object_get(j, "cloud_init"))) {
+		http_resp_error(resp, 400, "bad_request", "\"boot\" and \"cloud_init\" are for a "
+				"new VM, not an incoming one");
 		goto out;
 	}
 	spec.incoming = listen != NULL;
+	if (vm_boot_cloud_init_check(json_object_get(j, "cloud_init"), err, sizeof(err)) < 0) {
+		http_resp_error(resp, 400, "bad_request", "%s", err);
+		goto out;
+	}
+	{
+		struct vm_boot_fetch bf = { .run_root = a->env.run_root, .cafile = a->orch_ca,
+					    .bearer = a->auth.on ? a->auth.bearer : NULL };
+
+		r = vm_boot_parse(&bf, json_object_get(j, "boot"), &spec, err, sizeof(err));
+		if (r < 0) {
+			http_resp_error(resp, r == -EINVAL ? 400 : 502,
+					r == -EINVAL ? "bad_request" : "boot_unavailable", "%s", err);
+			goto out;
+		}
+	}
 
 	pthread_mutex_lock(&a->lock);
 	for (unsigned k = 0; k < AGENT_MAX_VMS; k++) {
@@ -360,9 +381,23 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	vm_ref(vm);   /* ours, for this request: a DELETE may drop the table's meanwhile */
 	pthread_mutex_unlock(&a->lock);
 
-	r = spec.incoming ? vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
-					      json_object_get(j, "disks"), err, sizeof(err))
-			  : vm_start(vm, err, sizeof(err));
+	if (spec.incoming) {
+		r = vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
+				      json_object_get(j, "disks"), err, sizeof(err));
+	} else {
+		r = vm_disk_prepare(vm, json_object_get(j, "disks"), false, err, sizeof(err));
+		if (r == 0 && json_object_get(j, "cloud_init")) {
+			r = vm_disk_seed_slot(vm);
+			if (r == -ENOSPC)
+				snprintf(err, sizeof(err), "no slot left for the cloud-init seed "
+					 "after %d disks", VM_MAX_DISKS);
+			if (r >= 0)
+				r = vm_boot_cloud_init(vm, json_object_get(j, "cloud_init"), err,
+						       sizeof(err));
+		}
+		if (r == 0)
+			r = vm_start(vm, err, sizeof(err));
+	}
 	if (r < 0) {
 		log_warn("vm %s: start failed: %s", spec.name, err);
 		http_resp_error(resp, errno_http(r) == 500 ? 500 : errno_http(r), "start_failed",
@@ -551,8 +586,8 @@ static void h_guest(struct vm *vm, const struct http_req *req, struct http_resp 
 	} else {
 		r = vm_guest_cmd(vm, cmd, timeout, line, sizeof(line));
 		if (r < 0 && r != -EIO)
-			http_resp_error(resp, errno_http(r), "guest_failed", "guest channel: %s",
-					strerror(-r));
+			http_resp_error(resp, r == -ENOTSUP ? 409 : errno_http(r), "guest_failed",
+					"guest channel: %s", r == -ENOTSUP ? line : strerror(-r));
 		else
 			http_resp_json(resp, 200, json_pack("{s:b, s:s}", "ok", r == 0, "reply", line));
 	}

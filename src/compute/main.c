@@ -481,6 +481,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	a.orch_ca = http_ca;
 	r = agent_http_start(&a, http, http_cert, http_key);
 	if (r < 0) {
 		fprintf(stderr, "disagg-compute: cannot serve HTTP%s on %s: %s\n",

@@ -291,7 +291,7 @@ static int attach(struct vm *vm, const struct vm_disk_req *q, json_t **ret, char
 	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
 		return -ENOMEM;
 	for (idx = 0; idx < VM_MAX_DISKS && !dk; idx++)
-		if (!vm->disks->d[idx].in_use)
+		if (!vm->disks->d[idx].in_use && !(vm->disks->reserved & (1u << idx)))
 			dk = &vm->disks->d[idx];
 	if (!dk) {
 		snprintf(err, errlen, "the VM has %d disks already", VM_MAX_DISKS);

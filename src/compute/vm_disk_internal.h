@@ -43,6 +43,7 @@ struct vm_disk {
 
 struct vm_disks {
 	struct vm_disk d[VM_MAX_DISKS];
+	unsigned reserved;           /* bit N: slot of disk N taken by the cloud-init seed */
 };
 
 /* A disk as POST .../disks asks for it (pointers into the request's JSON). */

@@ -10,6 +10,12 @@
  * stops the guest at the switchover nothing is in flight and the used
  * rings, which travel as guest memory, are final.
  *
+ * A new VM's disks ("disks" of POST /v1/vms) are prepared the same way
+ * before its QEMU starts, each volume opened for writing at once, disk N
+ * being the Nth of the array unless it names its "id"; a cloud-init seed
+ * (vm_boot.c) takes the next free slot, so that the guest finds it after
+ * the disks.
+ *
  * Destination: each disk of the incoming VM ("disks", as the source's
  * status shows them, with a grant for this node of the next ownership
  * epoch) gets its socket and thread before QEMU starts, and its device is
@@ -29,7 +35,8 @@
 #include "log.h"
 #include "vm_disk_internal.h"
 
-static int incoming_one(struct vm *vm, json_t *e, char *err, size_t errlen)
+static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char *err,
+		       size_t errlen)
 {
 	static const char *const keys[] = { "volume", "devnode", "grant", "read_only", "serial",
 					    "outage_ms", "id", "pci", "size", "queues", "socket",
@@ -59,14 +66,18 @@ static int incoming_one(struct vm *vm, json_t *e, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	if (!id || sscanf(id, "disk%u", &n) != 1 || n >= VM_MAX_DISKS ||
-	    snprintf(want, sizeof(want), "disk%u", n) < 0 || strcmp(want, id)) {
-		snprintf(err, errlen, "disk: \"id\" must be disk0 to disk%d (the source's)",
-			 VM_MAX_DISKS - 1);
+	if (!incoming && !id) {
+		n = (unsigned)pos;
+		snprintf(want, sizeof(want), "disk%u", n);
+		id = want;
+	} else if (!id || sscanf(id, "disk%u", &n) != 1 || n >= VM_MAX_DISKS ||
+		   snprintf(want, sizeof(want), "disk%u", n) < 0 || strcmp(want, id)) {
+		snprintf(err, errlen, "disk: \"id\" must be disk0 to disk%d%s", VM_MAX_DISKS - 1,
+			 incoming ? " (the source's)" : "");
 		return -EINVAL;
 	}
 	snprintf(want, sizeof(want), "0000:00:%02x.0", VM_DISK_PCI_SLOT + n);
-	if (!pci || strcmp(pci, want)) {
+	if ((incoming || pci) && (!pci || strcmp(pci, want))) {
 		snprintf(err, errlen, "disk %s: \"pci\" must be %s, where the source has it", id,
 			 want);
 		return -EINVAL;
@@ -81,7 +92,7 @@ static int incoming_one(struct vm *vm, json_t *e, char *err, size_t errlen)
 		snprintf(err, errlen, "disk %s is given twice", id);
 		return -EINVAL;
 	}
-	q.deferred = true;
+	q.deferred = incoming;
 	dk->lfd = dk->stop_efd = -1;
 	dk->in_use = true;
 	r = vm_disk_open(vm, dk, &q, why, sizeof(why));
@@ -97,12 +108,12 @@ static int incoming_one(struct vm *vm, json_t *e, char *err, size_t errlen)
 		snprintf(err, errlen, "disk %s (volume %s): %s", id, q.volume, why);
 		return r;   /* vm_disk_ext.free releases it with the VM */
 	}
-	log_info("vm %s: %s (volume %s of %s) comes with the migration", vm->spec.name, dk->id,
-		 dk->volume, dk->devnode);
+	log_info("vm %s: %s (volume %s of %s) %s", vm->spec.name, dk->id, dk->volume, dk->devnode,
+		 incoming ? "comes with the migration" : "is on the command line");
 	return 0;
 }
 
-int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen)
+int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size_t errlen)
 {
 	size_t i;
 	json_t *e;
@@ -116,7 +127,7 @@ int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen)
 	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
 		return -ENOMEM;
 	json_array_foreach(disks, i, e) {
-		int r = incoming_one(vm, e, err, errlen);
+		int r = prepare_one(vm, e, i, incoming, err, errlen);
 
 		if (r < 0)
 			return r;
@@ -139,16 +150,50 @@ static char *opt_escape(const char *s)
 	return o;
 }
 
-/* vm_disk_mig_ext.qemu_args: an incoming VM's disks on QEMU's command line. */
+int vm_disk_seed_slot(struct vm *vm)
+{
+	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
+		return -ENOMEM;
+	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
+		if (!vm->disks->d[i].in_use && !(vm->disks->reserved & (1u << i))) {
+			vm->disks->reserved |= 1u << i;
+			return (int)(VM_DISK_PCI_SLOT + i);
+		}
+	return -ENOSPC;
+}
+
+/* The read-only cloud-init seed, a local virtio disk (vm_boot.c). */
+static void seed_args(struct vm *vm, char **v, unsigned *n)
+{
+	char *path;
+	unsigned slot = 0;
+
+	for (unsigned i = 0; i < VM_MAX_DISKS && !slot; i++)
+		if (vm->disks->reserved & (1u << i))
+			slot = VM_DISK_PCI_SLOT + i;
+	if (!vm->spec.seed[0] || !slot)
+		return;
+	path = opt_escape(vm->spec.seed);
+	v[(*n)++] = strdup("-drive");
+	if (!path || asprintf(&v[(*n)++], "file=%s,if=none,id=seed,format=raw,readonly=on",
+			      path) < 0)
+		v[*n - 1] = NULL;
+	free(path);
+	v[(*n)++] = strdup("-device");
+	if (asprintf(&v[(*n)++], "virtio-blk-pci,id=seed-dev,drive=seed,addr=0x%x", slot) < 0)
+		v[*n - 1] = NULL;
+}
+
+/* vm_disk_mig_ext.qemu_args: the disks there are before QEMU starts, on its command line. */
 static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 {
 	unsigned n = 0;
 	char **v;
 
 	*ret_argv = NULL;
-	if (!vm->spec.incoming || !vm->disks)
+	if (!vm->disks)
 		return 0;
-	v = calloc(4 * VM_MAX_DISKS + 1, sizeof(*v));
+	v = calloc(4 * VM_MAX_DISKS + 5, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++) {
@@ -167,6 +212,7 @@ static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 			     dk->id, dk->id, dk->conf.num_queues, VM_DISK_PCI_SLOT + i) < 0)
 			v[n - 1] = NULL;
 	}
+	seed_args(vm, v, &n);
 	for (unsigned i = 0; i < n; i++)
 		if (!v[i]) {
 			for (unsigned k = 0; k < n; k++)

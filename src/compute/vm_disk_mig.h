@@ -8,6 +8,7 @@
 #define DISAGG_VM_DISK_MIG_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ext.h"
@@ -16,11 +17,17 @@
 extern const struct vm_ext_ops vm_disk_mig_ext;
 
 /*
- * The disks of an incoming VM, before QEMU starts: JSON array `disks`
- * (NULL: none) as docs/compute.md describes. -EINVAL with err for a bad
- * entry, or the device node's error. What was set up goes with the VM
- * (vm_disk_ext.free).
+ * The disks of a VM before QEMU starts: JSON array `disks` (NULL: none)
+ * as docs/compute.md describes, of an incoming VM (the source's ids and
+ * slots, volumes opened at first use) or a new one (opened now). -EINVAL
+ * with err for a bad entry, or the device node's error. What was set up
+ * goes with the VM (vm_disk_ext.free).
  */
-int vm_disk_incoming(struct vm *vm, json_t *disks, char *err, size_t errlen);
+int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size_t errlen);
+/*
+ * Reserve the first free disk slot for the cloud-init seed (after the
+ * disks prepared): its PCI slot, or -ENOSPC. Hot-plugged disks skip it.
+ */
+int vm_disk_seed_slot(struct vm *vm);
 
 #endif /* DISAGG_VM_DISK_MIG_H */

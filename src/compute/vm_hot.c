@@ -48,6 +48,8 @@ static int guest_refresh(struct vm *vm, uint64_t before_kb, int64_t delta_kb, in
 	char line[512];
 	int r;
 
+	if (!vm->guest)
+		return 0;   /* no disagg-guest: the kernel onlines it (memhp_default_state) */
 	for (;;) {
 		r = guestchan_cmd(vm->guest, timeout_ms, line, sizeof(line), "ONLINE");
 		if (r >= 0)

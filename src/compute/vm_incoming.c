@@ -337,7 +337,7 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	if (r == 0)
 		r = vm_shared_mig_incoming(vm, regions, err, errlen);
 	if (r == 0)
-		r = vm_disk_incoming(vm, disks, err, errlen);
+		r = vm_disk_prepare(vm, disks, true, err, errlen);
 	if (r < 0)
 		return r;
 	/* vm_start checks the boot sections' grants; the hot ones are ours to check. */

@@ -288,7 +288,37 @@ static void cmd_dbench(char **av, int ac)
 		    (double)ops * (double)bs / s / 1e6, guest_ms_since(t0));
 }
 
+/* "DFIND DEV BYTES TEXT": is TEXT in the first BYTES bytes of DEV? (a seed's content) */
+static void cmd_dfind(char **av, int ac)
+{
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(freep) char *buf = NULL;
+	uint64_t bytes;
+	char path[64];
+	ssize_t n;
+	size_t tl;
+
+	if (ac != 4 || strchr(av[1], '/') || strlen(av[1]) > 32 ||
+	    guest_parse_u64(av[2], 1, 16u << 20, &bytes) < 0 || !(tl = strlen(av[3])))
+		return guest_reply("ERR usage: DFIND DEV BYTES TEXT (BYTES at most 16 MiB)");
+	snprintf(path, sizeof(path), "/dev/%s", av[1]);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return guest_reply("ERR %s: %s", path, strerror(errno));
+	buf = malloc(bytes);
+	if (!buf)
+		return guest_reply("ERR out of memory");
+	n = pread(fd, buf, bytes, 0);
+	if (n < 0)
+		return guest_reply("ERR read %s: %s", path, strerror(errno));
+	for (size_t i = 0; i + tl <= (size_t)n; i++)
+		if (!memcmp(buf + i, av[3], tl))
+			return guest_reply("OK found=1 offset=%zu", i);
+	guest_reply("OK found=0 read=%zd", n);
+}
+
 const struct guest_cmd disk_cmds[] = {
+	{ "DFIND", cmd_dfind },
 	{ "DBENCH", cmd_dbench },
 	{ "DISKS", cmd_disks },
 	{ "DWRITE", cmd_dwrite },

@@ -430,7 +430,10 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 			return RT_SLOTS_GET;
 		}
 		if (is_method(req, "DELETE")) {
-			slots_delete(o, name, resp);
+			const char *keep = http_req_query(req, "keep_disk");
+
+			slots_delete(o, name, keep && (!strcmp(keep, "true") || !strcmp(keep, "1")),
+				     resp);
 			return RT_SLOTS_DELETE;
 		}
 		method_not_allowed(resp, "GET, DELETE");
@@ -595,6 +598,18 @@ static bool volume_grant_path(const char *p)
 	return slash && slash > p + 12 && strcmp(slash, "/grant") == 0;
 }
 
+/* GET or HEAD /v1/images/NAME/kernel|initrd: what a compute node boots. */
+static bool image_file_path(const struct http_req *req)
+{
+	const char *p = req->path, *slash;
+
+	if ((!is_method(req, "GET") && !is_method(req, "HEAD")) ||
+	    strncmp(p, "/v1/images/", 11) != 0)
+		return false;
+	slash = strchr(p + 11, '/');
+	return slash && slash > p + 11 && (!strcmp(slash, "/kernel") || !strcmp(slash, "/initrd"));
+}
+
 /*
  * Who may call what, when authentication is on (docs/api.md#authentication):
  *   GET /healthz                                     anyone (liveness probes)
@@ -602,6 +617,7 @@ static bool volume_grant_path(const char *p)
  *   POST /v1/nodes/ID/regions/NAME/lock|unlock       the same
  *   POST /v1/volumes/NAME/grant                      a people token, or a node
  *                                                    token (its own grants only)
+ *   GET|HEAD /v1/images/NAME/kernel|initrd           a people token or a node token
  *   /metrics and everything else                     a people token
  * True when the request may go on, with *ret_node the node it comes from
  * (0 for a person); else resp holds the refusal (401 or 403), counted.
@@ -627,10 +643,11 @@ static bool authorize(struct orch *o, const struct http_req *req, struct http_re
 			apiauth_refuse(resp, APIAUTH_INVALID, "invalid node token");
 			return false;
 		}
-		if (!node_route && !volume_grant_path(req->path)) {
+		if (!node_route && !volume_grant_path(req->path) && !image_file_path(req)) {
 			apiauth_refuse(resp, APIAUTH_FORBIDDEN,
 				       "a node token only registers and heartbeats its node, "
-				       "locks regions for its slots and asks for its volume grants");
+				       "locks regions for its slots, asks for its volume grants "
+				       "and fetches images' kernels");
 			return false;
 		}
 		if (hb && hb != id) {

@@ -498,7 +498,8 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 		h_upload(o, name, (enum images_part)part, req, resp);
 		return RT_IMAGES_UPLOAD;
 	}
-	if (is_method(req, "GET") && part != IMAGES_DISK) {
+	/* HEAD: the same answer without its body (the compute node's cache asks the size). */
+	if ((is_method(req, "GET") || is_method(req, "HEAD")) && part != IMAGES_DISK) {
 		h_file(o, name, (enum images_part)part, resp);
 		return RT_IMAGES_FILE;
 	}

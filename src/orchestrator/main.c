@@ -17,6 +17,7 @@
 #include "store_sqlite.h"
 #include "store_sqlite_volumes.h"
 #include "volumes_api.h"
+#include "volumes_boot.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +45,7 @@ struct orch_opts {
 	bool api_open;            /* --api-open */
 	const char *node_secret;
 	const char *http_cert, *http_key, *http_ca;
+	const char *public_url;         /* --public-url, or NULL: from --http */
 	uint64_t node_id;
 	uint64_t node_timeout;
 	uint64_t section_size;
@@ -92,6 +94,8 @@ static void usage(FILE *f)
 		"  --http-key FILE          ... and this PEM private key\n"
 		"  --http-ca FILE           call the compute agents over HTTPS, verified with this\n"
 		"                           CA certificate (PEM); default plain HTTP\n"
+		"  --public-url URL         where compute nodes reach this API to fetch images'\n"
+		"                           kernels (default: http(s)://the --http address)\n"
 		"  --node-id ID             our id towards memory nodes (default 1); must not be\n"
 		"                           the id of any node of the cluster\n"
 		FABRIC_HELP
@@ -123,6 +127,7 @@ enum {
 	OPT_HTTP_KEY,
 	OPT_HTTP_CA,
 	OPT_IMAGES,
+	OPT_PUBLIC_URL,
 };
 
 static int parse_args(int argc, char **argv, struct orch_opts *o)
@@ -146,6 +151,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
 		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
 		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		{ "public-url", required_argument, NULL, OPT_PUBLIC_URL },
 		FABRIC_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -198,6 +204,13 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_HTTP_CA:
 			o->http_ca = optarg;
+			break;
+		case OPT_PUBLIC_URL:
+			if (strncmp(optarg, "http://", 7) && strncmp(optarg, "https://", 8)) {
+				log_error("--public-url must be an http:// or https:// URL");
+				return -EINVAL;
+			}
+			o->public_url = optarg;
 			break;
 		case OPT_NODE:
 			if (opt_node_id(optarg, &o->node_id) < 0)
@@ -347,6 +360,7 @@ static int run(const struct orch_opts *opts)
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);
+	volumes_boot_start(o);
 	images_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
@@ -362,6 +376,16 @@ static int run(const struct orch_opts *opts)
 			  strerror(-r));
 		goto out_pool;
 	}
+	/* Where compute nodes fetch an image's kernel and initramfs (volumes_boot.c). */
+	if (opts->public_url)
+		snprintf(o->public_url, sizeof(o->public_url), "%.*s",
+			 (int)strcspn(opts->public_url, "\n"), opts->public_url);
+	else
+		snprintf(o->public_url, sizeof(o->public_url), "%s://%s",
+			 opts->http_cert ? "https" : "http", http_server_addr(o->http));
+	/* No trailing slash: image URLs are public_url + "/v1/images/..." */
+	for (size_t n = strlen(o->public_url); n && o->public_url[n - 1] == '/'; n--)
+		o->public_url[n - 1] = '\0';
 	r = nodes_monitor_start(o);
 	if (r < 0) {
 		log_error("cannot start the monitor thread: %s", strerror(-r));

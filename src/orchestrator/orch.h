@@ -44,6 +44,7 @@
 #include "grant.h"
 #include "macro.h"
 #include "http.h"
+#include "slotboot.h"
 #include "jsonhttp.h"
 #include "metrics.h"
 #include "store.h"
@@ -171,6 +172,8 @@ struct orch_regions {
 	void (*metrics)(struct orch *o, struct strbuf *sb);
 };
 
+
+
 /*
  * Block volumes on device nodes (volumes*.c, docs/api.md "Volumes"), as
  * the rest of the orchestrator reaches them; main.c sets orch.volumes
@@ -219,6 +222,32 @@ struct orch_volumes {
 	void (*renew)(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
 };
 
+
+/*
+ * Slots created from an image or with volumes (volumes_boot.c, docs/api.md
+ * "Slots"); main.c sets orch.boot (volumes_boot_start) when volumes exist.
+ */
+struct orch_boot;
+struct orch_boot_ops {
+	/*
+	 * A slot being created (`creating`, on compute node c): the image's
+	 * clone made (its root volume), it and the volumes asked for attached
+	 * (`attaching`, grants for c minted). "disks" and "boot" are added to
+	 * the VM's request vmreq. 0, or -errno with resp answered and nothing
+	 * left behind.
+	 */
+	int (*prepare)(struct orch *o, const struct slot_rec *s, const struct node_rec *c,
+		       const struct slotboot_req *req, json_t *vmreq, struct orch_boot **ret,
+		       struct http_resp *resp);
+	/* The VM started (ok: the attachments recorded) or not (undone, the root volume deleted); b freed. */
+	void (*done)(struct orch *o, struct orch_boot *b, bool ok);
+	/* Slot s's root volume and its image ("" when it has none). */
+	void (*root)(struct orch *o, const struct slot_rec *s, char root[STORE_NAME_MAX],
+		     char image[STORE_NAME_MAX]);
+	/* The slot of root volume `root` was deleted: the volume goes too unless keep. */
+	void (*deleted)(struct orch *o, const char *root, bool keep);
+};
+
 /* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */
 struct orch_images {
 	/* The /v1/images paths; rest follows "/v1/images" ("" or "/..."). */
@@ -238,6 +267,7 @@ struct orch {
 	uint64_t section_size;
 	int compute_timeout_ms;         /* long calls (VM start, hot-plug) */
 	char *images_dir;               /* images' kernels and initramfs (images.c); NULL: none */
+	char public_url[160];           /* "http(s)://HOST:PORT" compute nodes fetch images' files from */
 
 	pthread_mutex_t place_mu;       /* placement decisions and reservations */
 	struct mnpool *mnpool;
@@ -251,6 +281,7 @@ struct orch {
 	const struct orch_regions *regions;
 	const struct orch_volumes *volumes;
 	const struct orch_images *images;
+	const struct orch_boot_ops *boot;   /* NULL without volumes */
 
 	struct route_stats routes[RT__MAX];
 	struct http_server *http;
@@ -325,6 +356,14 @@ int place_compute(struct orch *o, const struct placement_req *pr, struct node_re
 int place_memnodes(struct orch *o, const struct placement_req *pr, size_t n,
 		   const uint64_t *avoid, size_t navoid, struct node_rec *ret,
 		   char *ret_why, size_t whylen);
+/* The placement request of slot s with its constraints cons (may be NULL). */
+void placement_from_slot(const struct slot_rec *s, json_t *cons, struct placement_req *pr);
+/*
+ * A create request's "constraints" (absent: {}) checked and written to out
+ * as JSON; *ret_cons: them in body (borrowed) or NULL. 0, or -EINVAL answered.
+ */
+int placement_parse_constraints(json_t *body, char *out, size_t outlen, json_t **ret_cons,
+				struct http_resp *resp);
 
 /* ---- mnpool.c ---------------------------------------------------------- */
 
@@ -399,7 +438,7 @@ void slots_list(struct orch *o, struct http_resp *resp);
 void slots_get(struct orch *o, const char *name, struct http_resp *resp);
 void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		  struct http_resp *resp);
-void slots_delete(struct orch *o, const char *name, struct http_resp *resp);
+void slots_delete(struct orch *o, const char *name, bool keep_disk, struct http_resp *resp);
 /* GET /v1/slots/NAME/console[/output], POST .../console/input (sub: "", "/output", "/input"). */
 void slots_console(struct orch *o, const char *name, const char *sub,
 		   const struct http_req *req, struct http_resp *resp);

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "macro.h"
@@ -163,4 +164,68 @@ int place_memnodes(struct orch *o, const struct placement_req *pr, size_t want,
 		return r;
 	}
 	return o->store->ops->commit(o->store);
+}
+
+void placement_from_slot(const struct slot_rec *s, json_t *cons, struct placement_req *pr)
+{
+	pr->vcpus = s->vcpus;
+	pr->policy = s->policy;
+	pr->compute_labels = cons ? json_object_get(cons, "compute") : NULL;
+	pr->memory_labels = cons ? json_object_get(cons, "memory") : NULL;
+}
+
+static int parse_labels(json_t *v, const char *what, struct http_resp *resp)
+{
+	const char *k;
+	json_t *x;
+
+	if (!v)
+		return 0;
+	if (!json_is_object(v)) {
+		http_resp_error(resp, 400, "bad_request", "constraint \"%s\" must be an object", what);
+		return -EINVAL;
+	}
+	json_object_foreach(v, k, x) {
+		if (!json_is_string(x)) {
+			http_resp_error(resp, 400, "bad_request",
+					"constraint %s.%s must be a string", what, k);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int placement_parse_constraints(json_t *body, char *out, size_t outlen, json_t **ret_cons,
+				struct http_resp *resp)
+{
+	static const char *const ckeys[] = { "compute", "memory", NULL };
+	const char *bad = NULL;
+	json_t *v;
+	char *cj;
+
+	snprintf(out, outlen, "{}");
+	*ret_cons = NULL;
+	if (!(v = json_object_get(body, "constraints")))
+		return 0;
+	if (!json_is_object(v)) {
+		http_resp_error(resp, 400, "bad_request", "\"constraints\" must be an object");
+		return -EINVAL;
+	}
+	if (json_check_keys(v, ckeys, &bad) < 0) {
+		http_resp_error(resp, 400, "unknown_field", "unknown constraint \"%s\"", bad);
+		return -EINVAL;
+	}
+	if (parse_labels(json_object_get(v, "compute"), "compute", resp) < 0 ||
+	    parse_labels(json_object_get(v, "memory"), "memory", resp) < 0)
+		return -EINVAL;
+	cj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!cj || strlen(cj) >= outlen) {
+		free(cj);
+		http_resp_error(resp, 400, "bad_request", "\"constraints\" too long");
+		return -EINVAL;
+	}
+	snprintf(out, outlen, "%s", cj);
+	free(cj);
+	*ret_cons = v;
+	return 0;
 }

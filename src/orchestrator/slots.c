@@ -157,14 +157,6 @@ int slots_event(struct orch *o, const char *kind, uint64_t node, const char *slo
 	return o->store->ops->event_add(o->store, kind, node, slot, msg);
 }
 
-static void placement_from(const struct slot_rec *s, json_t *cons, struct placement_req *pr)
-{
-	pr->vcpus = s->vcpus;
-	pr->policy = s->policy;
-	pr->compute_labels = cons ? json_object_get(cons, "compute") : NULL;
-	pr->memory_labels = cons ? json_object_get(cons, "memory") : NULL;
-}
-
 /*
  * Allocate one remote section for slot `s` on a placed memory node,
  * placing it again elsewhere when the node is full or unreachable. `mn` is
@@ -207,7 +199,7 @@ int slots_alloc_section(struct orch *o, const struct slot_rec *s, struct node_re
 	struct placement_req pr = { 0 };
 	int r;
 
-	placement_from(s, cons, &pr);
+	placement_from_slot(s, cons, &pr);
 	pthread_mutex_lock(&o->place_mu);
 	r = place_memnodes(o, &pr, 1, NULL, 0, ret_mn, why, whylen);
 	pthread_mutex_unlock(&o->place_mu);
@@ -254,43 +246,22 @@ json_t *slots_remote_json(struct orch *o, const struct node_rec *mn, uint64_t ho
 
 /* ---- parsing ------------------------------------------------------------- */
 
-static int parse_labels(json_t *v, const char *what, struct http_resp *resp)
-{
-	const char *k;
-	json_t *x;
-
-	if (!v)
-		return 0;
-	if (!json_is_object(v)) {
-		http_resp_error(resp, 400, "bad_request", "constraint \"%s\" must be an object", what);
-		return -EINVAL;
-	}
-	json_object_foreach(v, k, x) {
-		if (!json_is_string(x)) {
-			http_resp_error(resp, 400, "bad_request",
-					"constraint %s.%s must be a string", what, k);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
 struct create_args {
 	struct slot_rec s;
 	size_t nsec;
 	json_t *cons;   /* borrowed from the body */
+	struct slotboot_req boot;   /* an image, volumes, cloud-init (slotboot.h) */
 };
 
 static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 			struct http_resp *resp)
 {
 	static const char *const keys[] = { "name", "vcpus", "memory", "remote_percent", "cache",
-					    "policy", "hotplug", "constraints", "encrypt", "net", NULL };
-	static const char *const ckeys[] = { "compute", "memory", NULL };
-	const char *bad = NULL, *name, *pol, *hp;
+					    "policy", "hotplug", "constraints", "encrypt", "net", "image",
+					    "disk", "volumes", "ssh_keys", "user_data", "append", NULL };
+	const char *name, *pol, *hp;
 	uint64_t mem, cache;
 	json_t *v;
-	char *cj;
 
 	memset(a, 0, sizeof(*a));
 	if (http_check_keys(body, keys, resp) < 0)
@@ -327,6 +298,8 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	if (orch_page_key(body, a->s.page_key, resp) < 0)   /* guest memory at rest */
 		return -EINVAL;
 	if (slotnet_parse(body, &a->s, resp) < 0)           /* its network card */
+		return -EINVAL;
+	if (slotboot_parse(body, o->boot != NULL, &a->boot, resp) < 0) /* what it boots */
 		return -EINVAL;
 	a->s.remote_percent = 100;
 	if ((v = json_object_get(body, "remote_percent"))) {
@@ -366,29 +339,9 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 		}
 	}
 	snprintf(a->s.hotplug, sizeof(a->s.hotplug), "%s", hp);
-	snprintf(a->s.constraints, sizeof(a->s.constraints), "{}");
-	if ((v = json_object_get(body, "constraints"))) {
-		if (!json_is_object(v)) {
-			http_resp_error(resp, 400, "bad_request", "\"constraints\" must be an object");
-			return -EINVAL;
-		}
-		if (json_check_keys(v, ckeys, &bad) < 0) {
-			http_resp_error(resp, 400, "unknown_field", "unknown constraint \"%s\"", bad);
-			return -EINVAL;
-		}
-		if (parse_labels(json_object_get(v, "compute"), "compute", resp) < 0 ||
-		    parse_labels(json_object_get(v, "memory"), "memory", resp) < 0)
-			return -EINVAL;
-		cj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-		if (!cj || strlen(cj) >= sizeof(a->s.constraints)) {
-			free(cj);
-			http_resp_error(resp, 400, "bad_request", "\"constraints\" too long");
-			return -EINVAL;
-		}
-		snprintf(a->s.constraints, sizeof(a->s.constraints), "%s", cj);
-		free(cj);
-		a->cons = v;
-	}
+	if (placement_parse_constraints(body, a->s.constraints, sizeof(a->s.constraints),
+					&a->cons, resp) < 0)
+		return -EINVAL;
 	return 0;
 }
 
@@ -425,6 +378,14 @@ static void create_rollback(struct orch *o, const struct slot_rec *s, const stru
 	log_info("slot %s not created: %s", s->name, why);
 }
 
+/* The root volume and disks of a create: recorded (ok) or undone, once. */
+static void boot_end(struct orch *o, struct orch_boot **b, bool ok)
+{
+	if (*b)
+		o->boot->done(o, *b, ok);
+	*b = NULL;
+}
+
 void slots_create(struct orch *o, const struct http_req *req, struct http_resp *resp)
 {
 	struct store *st = o->store;
@@ -434,8 +395,9 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	struct node_rec c;
 	struct slot_rec old;
 	size_t nlocal, nremote;
-	json_t *body, *secs = NULL, *vmreq = NULL;
+	json_t *body, *secs = NULL, *vmreq = NULL, *ci;
 	_cleanup_free_ char *vmbody = NULL, *answer = NULL;
+	struct orch_boot *boot = NULL;
 	char why[512] = "";
 	int r, status;
 
@@ -446,7 +408,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 		goto out;
 	nlocal = locals_for(a.nsec, a.s.remote_percent);
 	nremote = a.nsec - nlocal;
-	placement_from(&a.s, a.cons, &pr);
+	placement_from_slot(&a.s, a.cons, &pr);
 	mns = calloc(nremote ? nremote : 1, sizeof(*mns));
 	if (!mns) {
 		http_resp_error(resp, 500, "internal", "out of memory");
@@ -533,7 +495,6 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 		}
 	}
 
-	/* Ask the compute node to start the VM. */
 	vmreq = json_pack("{s:s, s:I, s:O, s:s, s:i, s:s*}", "name", a.s.name, "vcpus",
 			  (json_int_t)a.s.vcpus, "sections", secs, "hotplug", a.s.hotplug,
 			  "max_sections", ORCH_HOT_MAX_SECTIONS, "encryption_key",
@@ -542,9 +503,17 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 		json_object_set_new(vmreq, "cache_bytes", json_integer(a.s.cache));
 	if (vmreq)
 		json_object_set_new(vmreq, "net", slotnet_request(&a.s));
+	if (vmreq && (ci = slotboot_cloud_init(&a.boot, a.s.name)))
+		json_object_set_new(vmreq, "cloud_init", ci);
+	/* Its root volume and disks (volumes_boot.c). */
+	if (vmreq && a.boot.any && o->boot->prepare(o, &a.s, &c, &a.boot, vmreq, &boot, resp) < 0) {
+		create_rollback(o, &a.s, &c, false, "its disks could not be made ready");
+		goto out;
+	}
 	vmbody = vmreq ? json_dumps(vmreq, JSON_COMPACT) : NULL;
 	if (!vmbody) {
 		create_rollback(o, &a.s, &c, false, "out of memory");
+		boot_end(o, &boot, false);
 		http_resp_error(resp, 500, "internal", "out of memory");
 		goto out;
 	}
@@ -559,6 +528,7 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 			snprintf(msg, sizeof(msg), "compute node %s answered HTTP %d", c.name,
 				 status);
 		create_rollback(o, &a.s, &c, true, msg);
+		boot_end(o, &boot, false);
 		goto out;
 	}
 
@@ -582,9 +552,11 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 	}
 	if (r < 0) {
 		create_rollback(o, &a.s, &c, true, "store failure");
+		boot_end(o, &boot, false);
 		store_error(resp, r);
 		goto out;
 	}
+	boot_end(o, &boot, true);
 	log_info("slot %s running on %s: %zu sections, %zu remote", a.s.name, c.name, a.nsec,
 		 nremote);
 	http_resp_json(resp, 201, slots_json(o, &a.s, true));
@@ -808,7 +780,7 @@ void slots_resize(struct orch *o, const char *name, const struct http_req *req,
 		boot += secs[i].hot_index < 0;
 	}
 	cons = json_loads(s.constraints, 0, NULL);
-	placement_from(&s, cons, &pr);
+	placement_from_slot(&s, cons, &pr);
 
 	if (want < boot) {
 		http_resp_error(resp, 409, "conflict",
@@ -848,8 +820,9 @@ out:
 
 /* ---- delete -------------------------------------------------------------- */
 
-void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
+void slots_delete(struct orch *o, const char *name, bool keep_disk, struct http_resp *resp)
 {
+	char root[STORE_NAME_MAX] = "", image[STORE_NAME_MAX];
 	struct store *st = o->store;
 	_cleanup_free_ struct section_rec *secs = NULL;
 	_cleanup_free_ char *answer = NULL;
@@ -869,6 +842,8 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 		slots_end_op(o, &s, prev);
 		return;
 	}
+	if (o->boot)
+		o->boot->root(o, &s, root, image);
 	if (st->ops->node_get(st, s.compute, &c) < 0)
 		memset(&c, 0, sizeof(c));
 	snprintf(path, sizeof(path), "/v1/vms/%s", s.name);
@@ -898,6 +873,8 @@ void slots_delete(struct orch *o, const char *name, struct http_resp *resp)
 		return;
 	}
 	log_info("slot %s deleted", s.name);
+	if (root[0])   /* its root volume goes with it, unless asked to keep it */
+		o->boot->deleted(o, root, keep_disk);
 	http_resp_text(resp, 204, "application/json", NULL);
 }
 

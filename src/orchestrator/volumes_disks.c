@@ -391,6 +391,15 @@ void disks_slot_json(struct orch *o, const struct slot_rec *s, json_t *j)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, disk_json(&vs[i]));
 	json_object_set_new(j, "disks", arr);
+	if (o->boot) {      /* a slot created from an image: which, its root disk */
+		char root[STORE_NAME_MAX], image[STORE_NAME_MAX];
+
+		o->boot->root(o, s, root, image);
+		if (root[0]) {
+			json_object_set_new(j, "image", json_string(image));
+			json_object_set_new(j, "root_disk", json_string(root));
+		}
+	}
 }
 
 int disks_slot_deleting(struct orch *o, const struct slot_rec *s, struct http_resp *resp)

@@ -188,6 +188,32 @@ def incoming(fake, name, entries, vcpus):
     return disks, None
 
 
+def at_create(fake, entries, vcpus):
+    """The "disks" of a new VM (each an attach's body plus an optional "id"),
+    opened at once as the real agent does before QEMU starts: ({id: disk},
+    None), or (None, (status, why)) with what was opened closed again."""
+    if not isinstance(entries, list) or len(entries) > MAX_DISKS:
+        return None, (400, f'"disks" must be a list of at most {MAX_DISKS} disks')
+    disks = {}
+    for i, e in enumerate(entries):
+        d, why = _entry(e, ATTACH_KEYS | {"id"}, vcpus)
+        ident = e.get("id", f"disk{i}") if isinstance(e, dict) else None
+        if why is None and (not isinstance(ident, str) or not re.fullmatch(r"disk\d", ident)
+                            or ident in disks):
+            why = (400, "bad_request", '"id" must be disk0 to disk7, once')
+        if why is None:
+            msg = _take(fake, d)
+            if msg is not None:
+                why = (502, "start_failed", msg)
+        if why is not None:
+            for x in disks.values():
+                _close(x)
+            return None, (why[0], why[2])
+        _place(fake, {"name": "vm"}, d, int(ident[4:]))
+        disks[ident] = d
+    return disks, None
+
+
 def arrive(fake, vm):
     """The incoming VM runs here now: its disks open their volumes with the
     destination's grants, as the real agent's do at the guest's first use

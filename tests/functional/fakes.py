@@ -406,7 +406,8 @@ class FakeMemnodes:
 # compute nodes
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
-           "incoming", "hot_sections", "regions", "encryption_key", "disks", "net"}
+           "incoming", "hot_sections", "regions", "encryption_key", "disks", "net", "boot",
+           "cloud_init"}
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
@@ -473,6 +474,7 @@ class FakeCompute:
         self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
+        self.create_bodies = []       # every POST /v1/vms body, in order
         self.console_input = []       # bytes typed into the consoles, in order
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
         self.fail_memmig = {}         # phase -> (status, code)
@@ -874,6 +876,7 @@ class FakeCompute:
                     return h._err(405, "method", "no")
                 if not isinstance(body, dict) or set(body) - VM_KEYS:
                     return h._err(400, "unknown_field", "bad body")
+                self.create_bodies.append(body)
                 for s in body.get("sections", []):
                     if set(s) - SECTION_KEYS or s.get("kind") not in ("local", "remote"):
                         return h._err(400, "bad_request", "bad section")
@@ -892,9 +895,10 @@ class FakeCompute:
                         return h._err(400, "bad_request", why)
                     self.vms[body["name"]] = dict(self._incoming(body), disks=disks)
                     return h._send(201, self._vm_json(self.vms[body["name"]]))
-                if "disks" in body:
-                    return h._err(400, "bad_request", '"disks" comes with "incoming" only')
-                self.vms[body["name"]] = {"name": body["name"], "vcpus": body["vcpus"],
+                disks, why = fake_disks.at_create(self, body.get("disks", []), body["vcpus"])
+                if why is not None:
+                    return h._err(why[0], "start_failed", why[1])
+                self.vms[body["name"]] = {"disks": disks,"name": body["name"], "vcpus": body["vcpus"],
                                           "sections": body["sections"], "hot": {},
                                           "next_hot": 0,
                                           "hotplug": body.get("hotplug", "dimm"),

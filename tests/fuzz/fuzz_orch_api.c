@@ -44,6 +44,7 @@
 #include "store_sqlite_volumes.h"
 #include "volumes.h"
 #include "volumes_api.h"
+#include "volumes_boot.h"
 
 static struct grant_key *fuzz_gkey;     /* the orchestrator's, made once */
 
@@ -291,6 +292,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	seed_catalog(o->store);
 	regions_start(o);
 	volumes_start(o);
+	volumes_boot_start(o);
 	images_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {

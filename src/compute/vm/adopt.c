@@ -223,19 +223,23 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	snprintf(path, sizeof(path), "%s/guest.sock", vm->dir);
-	r = guestchan_connect(path, ADOPT_QMP_MS, &vm->guest);
-	if (r < 0) {
+	r = vm->spec.no_guest ? 0 : guestchan_connect(path, ADOPT_QMP_MS, &vm->guest);
+	if (r == 0 && vm->spec.no_guest) {
+		vm_ext_guest_attached(vm);
+	} else if (r < 0) {
 		snprintf(err, errlen, "guest channel: %s", strerror(-r));
 		return r;
 	}
-	guestchan_resync(vm->guest);   /* answers owed to the earlier agent are dropped */
-	vm_ext_guest_attached(vm);
-	/* Best effort: a busy guest answers later, the VM runs regardless. */
-	if (guestchan_cmd(vm->guest, ADOPT_CMD_MS, line, sizeof(line), "MEMINFO") >= 0 &&
-	    guestchan_field_u64(line, "memtotal_kb", &kb) >= 0) {
-		pthread_mutex_lock(&vm->lock);
-		vm->guest_memtotal_kb = kb;
-		pthread_mutex_unlock(&vm->lock);
+	if (vm->guest) {
+		guestchan_resync(vm->guest);   /* answers owed to the earlier agent are dropped */
+		vm_ext_guest_attached(vm);
+		/* Best effort: a busy guest answers later, the VM runs regardless. */
+		if (guestchan_cmd(vm->guest, ADOPT_CMD_MS, line, sizeof(line), "MEMINFO") >= 0 &&
+		    guestchan_field_u64(line, "memtotal_kb", &kb) >= 0) {
+			pthread_mutex_lock(&vm->lock);
+			vm->guest_memtotal_kb = kb;
+			pthread_mutex_unlock(&vm->lock);
+		}
 	}
 	pthread_mutex_lock(&vm->lock);
 	r = vm->exited ? -ECHILD : 0;

@@ -6,6 +6,7 @@
  */
 #include "guest.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,6 +68,10 @@ int vm_guest_cmd(struct vm *vm, const char *cmd, int timeout_ms, char *ret, size
 {
 	int r;
 
+	if (vm->spec.no_guest) {
+		snprintf(ret, len, "the guest runs no disagg-guest (it booted its own kernel)");
+		return -ENOTSUP;
+	}
 	if (!vm->guest || vm_get_state(vm) != VM_RUNNING) {
 		snprintf(ret, len, "VM is not running");
 		return -ESRCH;

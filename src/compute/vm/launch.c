@@ -74,7 +74,9 @@ static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errl
 	if (r >= 0) {
 		struct qemu_argv_config c = {
 			.qemu = vm->env.qemu, .name = vm->spec.name, .accel = vm->env.accel,
-			.kernel = vm->env.kernel, .initrd = vm->env.initrd,
+			.kernel = vm->spec.kernel[0] ? vm->spec.kernel : vm->env.kernel,
+			.initrd = !vm->spec.kernel[0] ? vm->env.initrd
+				  : vm->spec.initrd[0] ? vm->spec.initrd : NULL,
 			.append = vm->spec.append, .vcpus = vm->spec.vcpus,
 			.console_path = vm->console_path, .console_sock = con, .qmp_path = qmp,
 			.memory = hp, .guest_chan = gc, .net = net, .extra = ext, .nextra = next,

@@ -17,7 +17,9 @@
  *    "hot": [{"index", "plugged", "gpa", "slot", "section": SEC}...],
  *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL,
  *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}],
- *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c)}
+ *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c),
+ *    "boot": {"kernel", "initrd"} (absent: the node's), "seed": PATH (absent: none),
+ *    "guest_agent": false (absent: true; the guest runs no disagg-guest)}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -106,6 +108,13 @@ static json_t *record_json(struct vm *vm)
 		json_object_set_new(j, "shared", shared_json(vm));
 	if (j)
 		json_object_set_new(j, "net", vmnet_json(&vm->spec.net));
+	if (j && vm->spec.kernel[0])
+		json_object_set_new(j, "boot", json_pack("{s:s, s:s}", "kernel", vm->spec.kernel,
+							 "initrd", vm->spec.initrd));
+	if (j && vm->spec.seed[0])
+		json_object_set_new(j, "seed", json_string(vm->spec.seed));
+	if (j && vm->spec.no_guest)
+		json_object_set_new(j, "guest_agent", json_false());
 	if (j)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
@@ -337,6 +346,21 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 			   (long long)ss, (unsigned long long)vm->env.section_size);
 	snprintf(vm->spec.name, sizeof(vm->spec.name), "%s", name);
 	snprintf(vm->spec.append, sizeof(vm->spec.append), "%s", append);
+	if (json_object_get(j, "boot") || json_object_get(j, "seed")) {
+		json_t *b = json_object_get(j, "boot"), *sd = json_object_get(j, "seed");
+		const char *k = json_string_value(json_object_get(b, "kernel"));
+		const char *i = json_string_value(json_object_get(b, "initrd"));
+
+		if ((b && (!k || !i || strlen(k) >= sizeof(vm->spec.kernel) ||
+			   strlen(i) >= sizeof(vm->spec.initrd))) ||
+		    (sd && (!json_is_string(sd) ||
+			    json_string_length(sd) >= sizeof(vm->spec.seed))))
+			return bad(err, errlen, "bad \"boot\" or \"seed\"");
+		snprintf(vm->spec.kernel, sizeof(vm->spec.kernel), "%s", k ? k : "");
+		snprintf(vm->spec.initrd, sizeof(vm->spec.initrd), "%s", i ? i : "");
+		snprintf(vm->spec.seed, sizeof(vm->spec.seed), "%s", sd ? json_string_value(sd) : "");
+	}
+	vm->spec.no_guest = json_is_false(json_object_get(j, "guest_agent"));
 	vm->env.accel = strcmp(accel, "kvm") == 0 ? "kvm" : "tcg";
 	vm->spec.vcpus = (unsigned)vcpus;
 	vm->spec.max_hot = (unsigned)max_hot;

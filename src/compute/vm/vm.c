@@ -216,7 +216,8 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "hotplug: %s", strerror(-r));
 		goto fail;
 	}
-	r = vm->spec.incoming ? 0 : vm_guest_connect(vm); /* incoming: once it arrived */
+	/* incoming: once it arrived; an image without disagg-guest: never */
+	r = vm->spec.incoming || vm->spec.no_guest ? 0 : vm_guest_connect(vm);
 	if (r < 0) {
 		struct pager_stats st = { 0 };
 

@@ -108,6 +108,9 @@ struct vm_spec {
 	enum vm_hotplug hotplug;
 	unsigned max_hot;             /* sections that can be hot-plugged */
 	char append[512];             /* extra kernel command line */
+	char kernel[512], initrd[512];/* "boot" (vm_boot.c): "" for the node's (env) */
+	char seed[512];               /* the cloud-init seed image ("" none) */
+	bool no_guest;                /* runs no disagg-guest: no guest channel ("boot") */
 	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
 	/*
 	 * Guest memory at rest (pager/crypt.h): pages leave sealed with this

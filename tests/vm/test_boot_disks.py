@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: MIT
+"""VM test: a new VM created with its disks, its boot files and a cloud-init
+seed (POST /v1/vms "disks", "boot", "cloud_init"; docs/compute.md,
+"Booting an image").
+
+The root disk is on QEMU's command line from the start: the guest sees
+vda when it boots, with no hot-plug. A "boot" naming this node's own
+kernel and initramfs by path boots as the default does. The cloud-init
+seed is a read-only local disk after the remote ones (vdb here) whose
+bytes hold the user-data.
+"""
+import pytest
+
+import dproto as dp
+import vmlib
+
+MiB = 1 << 20
+DEVNODE = 300
+AGENT = 1
+
+
+@pytest.fixture
+def devnode(tmp_path, key, keyfile):
+    d = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE)
+    yield d
+    assert d.stop() == 0
+
+
+@pytest.fixture
+def agent(tmp_path, keyfile):
+    a = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT)
+    yield a
+    a.close()
+
+
+def volume(d, key, name, size=32 * MiB):
+    c = dp.DevConn(d.addr).login(key, 9)
+    v = c.vol("VOL_CREATE", name, size)
+    c.close()
+    return dp.volume_grant(key, DEVNODE, AGENT, v["key"]).hex()
+
+
+def test_disks_boot_and_seed_at_create(agent, devnode, key):
+    grant = volume(devnode, key, "root1")
+    kernel, initrd = vmlib.guest_image()
+    j = agent.create("vm1", [{"kind": "local"}, {"kind": "local"}],
+                     disks=[{"volume": "root1", "devnode": devnode.addr, "grant": grant,
+                             "serial": "root1"}],
+                     boot={"kernel": kernel, "initrd": initrd, "append": "quiet",
+                           "guest_agent": True},
+                     cloud_init={"hostname": "web", "user_data":
+                                 "#cloud-config\nruncmd: [echo seed-marker-1234]\n"})
+    assert [d["id"] for d in j["disks"]] == ["disk0"]
+    assert j["disks"][0]["pci"] == "0000:00:18.0"
+    # At boot, no hot-plug: the root disk first, then the seed (no serial).
+    disks = agent.guest("vm1", "DISKS")["disks"].split(",")
+    assert sorted(disks) == [f"vda:{32 * MiB}:root1", f"vdb:{1024 * 1024}:-"], disks
+    f = agent.guest("vm1", "DFIND vdb 1048576 seed-marker-1234")
+    assert f["found"] == 1, f
+    assert agent.guest("vm1", "DFIND vdb 1048576 local-hostname:")["found"] == 1
+    agent.guest("vm1", f"DWRITE vda 0 {MiB} 5")
+    agent.guest("vm1", "DFLUSH vda")
+    assert agent.guest("vm1", f"DVERIFY vda 0 {MiB} 5")["mismatches"] == 0
+    # A disk hot-plugged later does not take the seed's slot.
+    grant2 = volume(devnode, key, "data2")
+    d = agent.call("POST", "/v1/vms/vm1/disks", {"volume": "data2", "devnode": devnode.addr,
+                                                  "grant": grant2})
+    assert d["id"] == "disk2", d
+    agent.delete("vm1")
+
+
+def test_ssh_keys_seed_and_refusals(agent, devnode, key):
+    kernel, initrd = vmlib.guest_image()
+    agent.create("vm2", [{"kind": "local"}, {"kind": "local"}],
+                 cloud_init={"ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nza test@x"]})
+    assert agent.guest("vm2", "DISKS")["disks"] == f"vda:{1024 * 1024}:-"
+    assert agent.guest("vm2", "DFIND vda 1048576 ssh_authorized_keys:")["found"] == 1
+    assert agent.guest("vm2", "DFIND vda 1048576 AAAAC3Nza")["found"] == 1
+    agent.delete("vm2")
+    bad = [
+        ({"boot": {"kernel": "relative/vmlinuz"}}, "absolute path"),
+        ({"boot": {"kernel": "/nonexistent/vmlinuz"}}, "/nonexistent/vmlinuz"),
+        ({"boot": {"initrd": initrd}}, "\"kernel\" is required"),
+        ({"boot": {"kernel": kernel, "cmdline": "x"}}, "unknown member"),
+        ({"boot": {"kernel": kernel, "guest_agent": "yes"}}, "guest_agent"),
+        ({"boot": {"kernel": "http://127.0.0.1:9/v1/images/x/kernel"}}, "cannot fetch"),
+        ({"cloud_init": {"hostname": "a b"}}, "hostname"),
+        ({"cloud_init": {"ssh_authorized_keys": "k"}}, "ssh_authorized_keys"),
+        ({"cloud_init": {"ssh_authorized_keys": ["k"], "user_data": "x"}}, "not both"),
+        ({"disks": [{"volume": "nope", "devnode": devnode.addr, "grant": "00"}]}, "grant"),
+    ]
+    for extra, words in bad:
+        st, j = agent.request("POST", "/v1/vms", dict(name="bad", sections=[{"kind": "local"}],
+                                                      **extra))
+        assert st in (400, 502), (extra, st, j)
+        assert words in j["error"]["message"], (extra, j)
+    assert agent.call("GET", "/v1/vms")["vms"] == [] or all(
+        v["name"] != "bad" for v in agent.call("GET", "/v1/vms")["vms"])
+
+
+def test_no_guest_agent_runs_and_is_adopted(tmp_path, keyfile):
+    """A "boot" whose guest runs no disagg-guest ("guest_agent": false, the
+    default): the VM runs once QEMU is up, a restarted agent adopts it
+    without a guest channel, and guest commands say why they cannot run."""
+    kernel, initrd = vmlib.guest_image()
+    a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
+    try:
+        j = a1.create("img", [{"kind": "local"}, {"kind": "local"}],
+                      boot={"kernel": kernel, "initrd": initrd})
+        assert j["state"] == "running", j
+        pid = j["pid"]
+        assert a1.stop() == 0
+    except BaseException:
+        a1.close()
+        raise
+    a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)
+    try:
+        a2.qemu_pids.add(pid)
+        st = a2.status("img")
+        assert st["state"] == "running" and st["pid"] == pid, st
+        code, j = a2.request("POST", "/v1/vms/img/guest", {"command": "MEMINFO"})
+        assert code == 409 and "no disagg-guest" in j["error"]["message"], j
+        a2.delete("img")
+    finally:
+        a2.close()

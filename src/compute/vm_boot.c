@@ -189,7 +189,8 @@ static int boot_file(const struct vm_boot_fetch *f, json_t *v, const char *what,
 int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *spec,
 		  char *err, size_t errlen)
 {
-	static const char *const keys[] = { "kernel", "initrd", "append", "guest_agent", NULL };
+	static const char *const keys[] = { "kernel", "initrd", "append", "guest_agent",
+					    "firmware", NULL };
 	json_t *app, *v;
 	const char *k;
 	char buf[sizeof(spec->append)];
@@ -211,8 +212,21 @@ int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *s
 			return -EINVAL;
 		}
 	}
-	if (!json_object_get(boot, "kernel")) {
-		snprintf(err, errlen, "\"boot\": \"kernel\" is required");
+	v = json_object_get(boot, "firmware");
+	if (v && !json_is_boolean(v)) {
+		snprintf(err, errlen, "\"boot\": \"firmware\" must be true or false");
+		return -EINVAL;
+	}
+	/* The firmware boots the first disk (its own boot loader): no kernel of ours. */
+	spec->firmware = json_is_true(v);
+	if (spec->firmware && (json_object_get(boot, "kernel") || json_object_get(boot, "initrd") ||
+			       json_object_get(boot, "append"))) {
+		snprintf(err, errlen, "\"boot\": \"firmware\" boots the first disk's own boot "
+			 "loader: no \"kernel\", \"initrd\" or \"append\" with it");
+		return -EINVAL;
+	}
+	if (!spec->firmware && !json_object_get(boot, "kernel")) {
+		snprintf(err, errlen, "\"boot\": \"kernel\" (or \"firmware\": true) is required");
 		return -EINVAL;
 	}
 	v = json_object_get(boot, "guest_agent");
@@ -236,6 +250,8 @@ int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *s
 		}
 		memcpy(spec->append, buf, sizeof(buf));
 	}
+	if (spec->firmware)
+		return 0;
 	r = boot_file(f, json_object_get(boot, "kernel"), "kernel", spec->kernel,
 		      sizeof(spec->kernel), err, errlen);
 	if (r == 0 && json_object_get(boot, "initrd"))

@@ -208,8 +208,10 @@ static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 			v[n - 1] = NULL;
 		free(path);
 		v[n++] = strdup("-device");
-		if (asprintf(&v[n++], "vhost-user-blk-pci,id=%s,chardev=chr-%s,num-queues=%u,addr=0x%x",
-			     dk->id, dk->id, dk->conf.num_queues, VM_DISK_PCI_SLOT + i) < 0)
+		/* Booting through the firmware: it boots the first disk's own boot loader. */
+		if (asprintf(&v[n++], "vhost-user-blk-pci,id=%s,chardev=chr-%s,num-queues=%u,addr=0x%x%s",
+			     dk->id, dk->id, dk->conf.num_queues, VM_DISK_PCI_SLOT + i,
+			     vm->spec.firmware && i == 0 ? ",bootindex=0" : "") < 0)
 			v[n - 1] = NULL;
 	}
 	seed_args(vm, v, &n);

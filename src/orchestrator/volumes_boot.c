@@ -156,6 +156,8 @@ static json_t *boot_json(struct orch *o, const struct image_rec *img, const char
 {
 	char k[400], i[400], cmd[1024];
 
+	if (!img->kernel_size)   /* a disk with its own boot loader: the firmware boots it */
+		return json_pack("{s:b}", "firmware", 1);
 	snprintf(k, sizeof(k), "%s/v1/images/%s/kernel", o->public_url, img->name);
 	snprintf(i, sizeof(i), "%s/v1/images/%s/initrd", o->public_url, img->name);
 	snprintf(cmd, sizeof(cmd), "%s%s%s", img->cmdline[0] ? img->cmdline : BOOT_CMDLINE,
@@ -191,9 +193,10 @@ static int boot_prepare(struct orch *o, const struct slot_rec *s, const struct n
 			http_resp_error(resp, 404, "not_found", "no image %s", req->image);
 		else if (e < 0)
 			volumes_store_error(resp, e);
-		else if (!img.kernel_size) {
-			http_resp_error(resp, 409, "image_no_kernel", "image %s has no kernel to boot "
-					"(import it with its kernel and initramfs)", req->image);
+		else if (!img.kernel_size && req->append) {
+			http_resp_error(resp, 400, "bad_request", "image %s has no kernel of its own "
+					"(the firmware boots its disk): \"append\" has no kernel to go to",
+					req->image);
 			e = -EINVAL;
 		} else if (root_name(s->name, b->root) < 0) {
 			http_resp_error(resp, 400, "bad_request", "slot %s: no volume can be named "

@@ -10,7 +10,8 @@ grown to --disk; the agent gets "disks" (the root disk first, then the
 initramfs on this orchestrator, root=LABEL=root and --append) and
 "cloud_init" (the slot's name as hostname, the ssh keys or user data);
 the slot shows its image and root disk. Refusals leave nothing behind (a
-disk smaller than the image, an unknown image, an image without a kernel,
+disk smaller than the image, an unknown image, `append` for an image
+without a kernel (which boots through the firmware),
 an attached volume, the agent's refusal: the root volume is deleted). A
 slot's delete deletes its root volume unless ?keep_disk=true.
 """
@@ -131,7 +132,7 @@ def test_slot_image_refusals(dc, cli, tmp_path):  # noqa: F811
     cases = [
         ({"image": "deb", "disk": "1M"}, 400, "at least as large"),
         ({"image": "nope"}, 404, "no image nope"),
-        ({"image": "nokernel"}, 409, "has no kernel"),
+        ({"image": "nokernel", "append": "quiet"}, 400, "no kernel of its own"),
         ({"disk": "8M"}, 400, "needs \"image\""),
         ({"image": "deb", "volumes": ["nope"]}, 404, "nope"),
         ({"image": "deb", "ssh_keys": ["a"], "user_data": "x"}, 400, "not both"),
@@ -158,6 +159,18 @@ def test_slot_image_refusals(dc, cli, tmp_path):  # noqa: F811
     v = vols(dc)
     assert "x-root" not in v and v["data1"]["attached"] is None and v["data1"]["state"] == "ready"
     assert fd.calls("attach") == [e for e in fd.calls("attach")]
+
+
+def test_image_without_kernel_boots_through_the_firmware(dc, cli, tmp_path):  # noqa: F811
+    """A disk with its own boot loader (imported without a kernel): the VM
+    is created with "boot": {"firmware": true} and the root disk first."""
+    import_image(cli, tmp_path, "own", kernel=False)
+    st, s = dc.call("POST", "/v1/slots", {"name": "fw", "memory": "128M", "image": "own"})
+    assert st == 201, s
+    body = fake_of(dc, "fw").create_bodies[-1]
+    assert body["boot"] == {"firmware": True}, body["boot"]
+    assert [d["volume"] for d in body["disks"]] == ["fw-root"]
+    assert dc.call("DELETE", "/v1/slots/fw")[0] == 204
 
 
 @pytest.fixture

@@ -7,8 +7,11 @@ The root disk is on QEMU's command line from the start: the guest sees
 vda when it boots, with no hot-plug. A "boot" naming this node's own
 kernel and initramfs by path boots as the default does. The cloud-init
 seed is a read-only local disk after the remote ones (vdb here) whose
-bytes hold the user-data.
+bytes hold the user-data. A "boot" of {"firmware": true} boots the root
+disk's own boot loader (a boot sector that writes to the serial port).
 """
+import os
+
 import pytest
 
 import dproto as dp
@@ -123,3 +126,39 @@ def test_no_guest_agent_runs_and_is_adopted(tmp_path, keyfile):
         a2.delete("img")
     finally:
         a2.close()
+
+
+def boot_sector(text):
+    """A 512-byte MBR that writes text to COM1 and halts (16-bit, loaded at 0x7c00)."""
+    code = bytes([0xFA,                       # cli
+                  0x31, 0xC0,                 # xor ax, ax
+                  0x8E, 0xD8,                 # mov ds, ax
+                  0xBA, 0xF8, 0x03,           # mov dx, 0x3f8
+                  0xBE, 0x16, 0x7C,           # mov si, 0x7c16 (the text, at offset 22)
+                  0xAC,                       # 11: lodsb
+                  0x84, 0xC0,                 # test al, al
+                  0x74, 0x03,                 # jz 19
+                  0xEE,                       # out dx, al
+                  0xEB, 0xF8,                 # jmp 11
+                  0xF4,                       # 19: hlt
+                  0xEB, 0xFD])                # jmp 19
+    assert len(code) == 22
+    sector = code + text.encode() + b"\0"
+    return sector.ljust(510, b"\0") + b"\x55\xaa"
+
+
+def test_firmware_boots_the_disks_own_boot_loader(agent, devnode, key):
+    grant = volume(devnode, key, "own1")
+    with open(os.path.join(devnode.data, "own1.vol"), "r+b") as f:
+        f.write(boot_sector("disagg: booted by the firmware from a remote disk\r\n"))
+    j = agent.create("fw", [{"kind": "local"}, {"kind": "local"}],
+                     disks=[{"volume": "own1", "devnode": devnode.addr, "grant": grant}],
+                     boot={"firmware": True})
+    assert j["state"] == "running", j
+    assert vmlib.wait_for(lambda: "booted by the firmware" in agent.console("fw"), 60), \
+        agent.console("fw")[-2000:]
+    # Firmware takes nothing of ours: no kernel, initrd or command line with it.
+    st, e = agent.request("POST", "/v1/vms", {"name": "fw2", "sections": [{"kind": "local"}],
+                                               "boot": {"firmware": True, "kernel": "/x"}})
+    assert st == 400 and "firmware" in e["error"]["message"], e
+    agent.delete("fw")

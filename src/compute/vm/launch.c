@@ -74,7 +74,8 @@ static int build_argv(struct vm *vm, struct qemu_argv *a, char *err, size_t errl
 	if (r >= 0) {
 		struct qemu_argv_config c = {
 			.qemu = vm->env.qemu, .name = vm->spec.name, .accel = vm->env.accel,
-			.kernel = vm->spec.kernel[0] ? vm->spec.kernel : vm->env.kernel,
+			.kernel = vm->spec.firmware ? NULL
+				  : vm->spec.kernel[0] ? vm->spec.kernel : vm->env.kernel,
 			.initrd = !vm->spec.kernel[0] ? vm->env.initrd
 				  : vm->spec.initrd[0] ? vm->spec.initrd : NULL,
 			.append = vm->spec.append, .vcpus = vm->spec.vcpus,

@@ -67,14 +67,17 @@ int qemu_argv_build(const struct qemu_argv_config *c, struct qemu_argv *a)
 	qemu_argv_add(a, "-smp");
 	qemu_argv_add(a, "%u,maxcpus=%u", c->vcpus, MAX(c->vcpus, 2u));
 	qemu_argv_add_strv(a, c->memory);      /* -m, boot RAM on its file, the virtio-mem device */
-	qemu_argv_add(a, "-kernel");
-	qemu_argv_add(a, "%s", c->kernel);
-	if (c->initrd) {
-		qemu_argv_add(a, "-initrd");
-		qemu_argv_add(a, "%s", c->initrd);
+	if (c->kernel) {          /* NULL: the firmware boots the first disk */
+		qemu_argv_add(a, "-kernel");
+		qemu_argv_add(a, "%s", c->kernel);
+		if (c->initrd) {
+			qemu_argv_add(a, "-initrd");
+			qemu_argv_add(a, "%s", c->initrd);
+		}
+		qemu_argv_add(a, "-append");
+		qemu_argv_add(a, "console=ttyS0 memhp_default_state=online_movable panic=1 %s",
+			      c->append);
 	}
-	qemu_argv_add(a, "-append");
-	qemu_argv_add(a, "console=ttyS0 memhp_default_state=online_movable panic=1 %s", c->append);
 	qemu_argv_add(a, "-nodefaults");
 	qemu_argv_add(a, "-display");
 	qemu_argv_add(a, "none");

@@ -29,7 +29,7 @@ struct qemu_argv {
 
 /* What goes on a VM's command line. The vectors are NULL-terminated; NULL: none. */
 struct qemu_argv_config {
-	const char *qemu, *name, *accel, *kernel, *initrd, *append;
+	const char *qemu, *name, *accel, *kernel, *initrd, *append;   /* kernel NULL: firmware boot */
 	unsigned vcpus;
 	const char *console_path;     /* the serial console's file */
 	const char *console_sock;     /* its socket for input (NULL: the file only) */

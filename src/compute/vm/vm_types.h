@@ -111,6 +111,7 @@ struct vm_spec {
 	char kernel[512], initrd[512];/* "boot" (vm_boot.c): "" for the node's (env) */
 	char seed[512];               /* the cloud-init seed image ("" none) */
 	bool no_guest;                /* runs no disagg-guest: no guest channel ("boot") */
+	bool firmware;                /* "boot": {"firmware": true}: no -kernel, the root disk boots (vm_boot.c) */
 	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
 	/*
 	 * Guest memory at rest (pager/crypt.h): pages leave sealed with this

@@ -170,6 +170,11 @@ def test_image_without_kernel_boots_through_the_firmware(dc, cli, tmp_path):  # 
     body = fake_of(dc, "fw").create_bodies[-1]
     assert body["boot"] == {"firmware": True}, body["boot"]
     assert [d["volume"] for d in body["disks"]] == ["fw-root"]
+    # A slot made from an image does not move yet: a clear refusal, nothing changed.
+    here = dc.call("GET", "/v1/slots/fw")[1]["compute"]
+    st, e = dc.call("POST", "/v1/slots/fw/migrate", {"to": 21 - here})   # nodes 10 and 11
+    assert st == 409 and e["error"]["code"] == "image_slot", e
+    assert dc.call("GET", "/v1/slots/fw")[1]["state"] == "running"
     assert dc.call("DELETE", "/v1/slots/fw")[0] == 204
 
 

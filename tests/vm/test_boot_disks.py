@@ -83,7 +83,7 @@ def test_ssh_keys_seed_and_refusals(agent, devnode, key):
     bad = [
         ({"boot": {"kernel": "relative/vmlinuz"}}, "absolute path"),
         ({"boot": {"kernel": "/nonexistent/vmlinuz"}}, "/nonexistent/vmlinuz"),
-        ({"boot": {"initrd": initrd}}, "\"kernel\" is required"),
+        ({"boot": {"initrd": initrd}}, "\"kernel\" (or \"firmware\": true) is required"),
         ({"boot": {"kernel": kernel, "cmdline": "x"}}, "unknown member"),
         ({"boot": {"kernel": kernel, "guest_agent": "yes"}}, "guest_agent"),
         ({"boot": {"kernel": "http://127.0.0.1:9/v1/images/x/kernel"}}, "cannot fetch"),

@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
 #include "vm_internal.h"
@@ -202,15 +203,9 @@ int vm_boot_parse(const struct vm_boot_fetch *f, json_t *boot, struct vm_spec *s
 		snprintf(err, errlen, "\"boot\" must be an object {\"kernel\", \"initrd\", \"append\"}");
 		return -EINVAL;
 	}
-	json_object_foreach(boot, k, v) {
-		bool known = false;
-
-		for (unsigned i = 0; keys[i] && !known; i++)
-			known = !strcmp(k, keys[i]);
-		if (!known) {
-			snprintf(err, errlen, "\"boot\": unknown member \"%s\"", k);
-			return -EINVAL;
-		}
+	if (json_check_keys(boot, keys, &k) < 0) {
+		snprintf(err, errlen, "\"boot\": unknown member \"%s\"", k);
+		return -EINVAL;
 	}
 	v = json_object_get(boot, "firmware");
 	if (v && !json_is_boolean(v)) {
@@ -288,15 +283,9 @@ int vm_boot_cloud_init_check(json_t *ci, char *err, size_t errlen)
 		snprintf(err, errlen, "\"cloud_init\" must be an object");
 		return -EINVAL;
 	}
-	json_object_foreach(ci, k, v) {
-		bool known = false;
-
-		for (unsigned n = 0; keys[n] && !known; n++)
-			known = !strcmp(k, keys[n]);
-		if (!known) {
-			snprintf(err, errlen, "\"cloud_init\": unknown member \"%s\"", k);
-			return -EINVAL;
-		}
+	if (json_check_keys(ci, keys, &k) < 0) {
+		snprintf(err, errlen, "\"cloud_init\": unknown member \"%s\"", k);
+		return -EINVAL;
 	}
 	v = json_object_get(ci, "hostname");
 	if (v && !hostname_ok(json_string_value(v))) {

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonhttp.h"
 #include "log.h"
 #include "vm_disk_internal.h"
 
@@ -49,22 +50,15 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 	char want[24], why[400];
 	unsigned n;
 	const char *k;
-	json_t *v;
 	int r;
 
 	if (!json_is_object(e)) {
 		snprintf(err, errlen, "each of \"disks\" must be an object");
 		return -EINVAL;
 	}
-	json_object_foreach(e, k, v) {
-		bool known = false;
-
-		for (unsigned i = 0; keys[i] && !known; i++)
-			known = !strcmp(k, keys[i]);
-		if (!known) {
-			snprintf(err, errlen, "disk: unknown member \"%s\"", k);
-			return -EINVAL;
-		}
+	if (json_check_keys(e, keys, &k) < 0) {
+		snprintf(err, errlen, "disk: unknown member \"%s\"", k);
+		return -EINVAL;
 	}
 	if (!incoming && !id) {
 		n = (unsigned)pos;

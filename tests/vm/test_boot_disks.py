@@ -14,7 +14,6 @@ import os
 
 import pytest
 
-import dproto as dp
 import vmlib
 
 MiB = 1 << 20
@@ -37,10 +36,8 @@ def agent(tmp_path, keyfile):
 
 
 def volume(d, key, name, size=32 * MiB):
-    c = dp.DevConn(d.addr).login(key, 9)
-    v = c.vol("VOL_CREATE", name, size)
-    c.close()
-    return dp.volume_grant(key, DEVNODE, AGENT, v["key"]).hex()
+    """A volume on d and a grant for this test's agent (vmlib.Devnode.volume)."""
+    return d.volume(name, size, holder=AGENT)[1]
 
 
 def test_disks_boot_and_seed_at_create(agent, devnode, key):

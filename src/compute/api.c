@@ -49,6 +49,7 @@
 #include "state.h"
 #include "vm_console.h"
 #include "vm_boot.h"
+#include "vm_boot_mig.h"
 #include "vm_disk.h"
 #include "vm_disk_mig.h"
 #include "vm_evacuate.h"
@@ -226,7 +227,7 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	static const char *const keys[] = { "name", "vcpus", "sections", "cache_bytes",
 					    "hotplug", "max_sections", "append", "incoming",
 					    "hot_sections", "regions", "disks", "encryption_key", "net",
-					    "boot", "cloud_init", NULL };
+					    "boot", "cloud_init", "seed", NULL };
 	_cleanup_free_ struct vm_hot_in *hot = NULL;
 	unsigned nhot = 0;
 	const char *listen = NULL;
@@ -326,9 +327,9 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 				"for an incoming VM (with \"incoming\")");
 		goto out;
 	}
-	if (listen && (json_object_get(j, "boot") || json_object_get(j, "cloud_init"))) {
-		http_resp_error(resp, 400, "bad_request", "\"boot\" and \"cloud_init\" are for a "
-				"new VM, not an incoming one");
+	if (!listen && json_object_get(j, "seed")) {
+		http_resp_error(resp, 400, "bad_request", "\"seed\" (where the source has its "
+				"seed drive) is for an incoming VM (with \"incoming\")");
 		goto out;
 	}
 	spec.incoming = listen != NULL;
@@ -381,9 +382,16 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	vm_ref(vm);   /* ours, for this request: a DELETE may drop the table's meanwhile */
 	pthread_mutex_unlock(&a->lock);
 
+	if (vm_boot_mig_record(vm, json_object_get(j, "boot"), json_object_get(j, "cloud_init")) < 0)
+		log_warn("vm %s: cannot keep what it boots: it cannot move to another node",
+			 spec.name);
 	if (spec.incoming) {
-		r = vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
-				      json_object_get(j, "disks"), err, sizeof(err));
+		/* The seed at the source's slot, before the disks (vm_boot_mig.c). */
+		r = vm_boot_mig_seed(vm, json_object_get(j, "cloud_init"), json_object_get(j, "seed"),
+				     err, sizeof(err));
+		if (r == 0)
+			r = vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
+					      json_object_get(j, "disks"), err, sizeof(err));
 	} else {
 		r = vm_disk_prepare(vm, json_object_get(j, "disks"), false, err, sizeof(err));
 		if (r == 0 && json_object_get(j, "cloud_init")) {
@@ -717,6 +725,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		vm_shared_http(vm, rest + 8, req, resp);
 	else if (!strncmp(rest, "/disks", 6) && (!rest[6] || rest[6] == '/'))
 		vm_disk_http(vm, rest + 6, req, resp);
+	else if (!strcmp(rest, "/boot"))
+		vm_boot_mig_http(vm, req, resp);
 	else if (!strncmp(rest, "/page-meta", 10) && (!rest[10] || rest[10] == '/'))
 		vm_pagemeta_http(vm, rest + 10, req, resp);
 	else if (!strncmp(rest, "/sections/", 10) && !strcmp(m, "DELETE"))

@@ -13,7 +13,11 @@
  * The cloud-init seed: meta-data (instance-id, local-hostname) and
  * user-data (a #cloud-config with the ssh keys, or the caller's text
  * verbatim) in a 1 MiB vfat image labelled "cidata", made with
- * mkfs.vfat -C and mcopy (dosfstools, mtools).
+ * mkfs.vfat -C and mcopy (dosfstools, mtools). The same input makes the
+ * same bytes on any node (the destination of a compute migration makes
+ * the seed again, vm_boot_mig.c): mkfs.vfat --invariant (dosfstools 4.2;
+ * an older one makes it without, its volume serial then differs) and the
+ * files' times fixed (SEED_MTIME, kept by mcopy -m).
  */
 #include "vm_boot.h"
 
@@ -36,6 +40,7 @@
 
 #define FETCH_TIMEOUT_MS 300000L
 #define SEED_USER_DATA_MAX 65536
+#define SEED_MTIME 946684800        /* 2000-01-01 UTC: the seed's files' time */
 
 extern char **environ;
 
@@ -322,16 +327,18 @@ int vm_boot_cloud_init_check(json_t *ci, char *err, size_t errlen)
 	return 0;
 }
 
+/* text into path, its times SEED_MTIME. */
 static int write_file(const char *path, const char *text)
 {
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	const struct timespec t[2] = { { .tv_sec = SEED_MTIME }, { .tv_sec = SEED_MTIME } };
 	size_t n = strlen(text);
 
 	if (fd < 0)
 		return -errno;
 	if (write(fd, text, n) != (ssize_t)n)
 		return -EIO;
-	return 0;
+	return futimens(fd, t) < 0 ? -errno : 0;
 }
 
 /* Run argv (its output dropped), wait: 0 if it exited 0. */
@@ -407,12 +414,17 @@ int vm_boot_cloud_init(struct vm *vm, json_t *ci, char *err, size_t errlen)
 	}
 	(void)unlink(seed);
 	{
-		char *mkfs[] = { (char *)"mkfs.vfat", (char *)"-n", (char *)"cidata", (char *)"-C",
-				 seed, (char *)"1024", NULL };
-		char *cp[] = { (char *)"mcopy", (char *)"-o", (char *)"-i", seed, md, ud,
-			       (char *)"::", NULL };
+		char *mkfs[] = { (char *)"mkfs.vfat", (char *)"--invariant", (char *)"-n",
+				 (char *)"cidata", (char *)"-C", seed, (char *)"1024", NULL };
+		char *cp[] = { (char *)"mcopy", (char *)"-m", (char *)"-o", (char *)"-i", seed, md,
+			       ud, (char *)"::", NULL };
 
 		r = run(mkfs);
+		if (r < 0) {       /* a mkfs.vfat without --invariant: without it */
+			(void)unlink(seed);
+			mkfs[1] = mkfs[0];
+			r = run(mkfs + 1);
+		}
 		if (r == 0)
 			r = run(cp);
 	}

@@ -23,7 +23,9 @@
  * checked read-only now (nothing is fenced); the first request of the
  * guest, which runs here only once the source stopped, opens it for
  * writing with the newer epoch and so fences the source's handle on the
- * device node (vu_devnode.h, "deferred").
+ * device node (vu_devnode.h, "deferred"). The seed, if the VM has one,
+ * is at the source's slot (vm_boot_mig.c reserves it before the disks are
+ * prepared, and no disk may take it).
  */
 #include "vm_disk_mig.h"
 
@@ -82,6 +84,10 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 		return r;
 	}
 	dk = &vm->disks->d[n];
+	if (vm->disks->reserved & (1u << n)) {
+		snprintf(err, errlen, "disk %s: its slot is the cloud-init seed's", id);
+		return -EINVAL;
+	}
 	if (dk->in_use) {
 		snprintf(err, errlen, "disk %s is given twice", id);
 		return -EINVAL;
@@ -156,16 +162,49 @@ int vm_disk_seed_slot(struct vm *vm)
 	return -ENOSPC;
 }
 
+/* The slot reserved for the seed, or -ENOENT. */
+static int seed_slot(struct vm *vm)
+{
+	for (unsigned i = 0; vm->disks && i < VM_MAX_DISKS; i++)
+		if (vm->disks->reserved & (1u << i))
+			return (int)(VM_DISK_PCI_SLOT + i);
+	return -ENOENT;
+}
+
+int vm_disk_seed_slot_at(struct vm *vm, const char *pci)
+{
+	unsigned slot, i;
+	char back[24];
+
+	if (!pci || sscanf(pci, "0000:00:%2x.0", &slot) != 1 || slot < VM_DISK_PCI_SLOT ||
+	    (i = slot - VM_DISK_PCI_SLOT) >= VM_MAX_DISKS ||
+	    snprintf(back, sizeof(back), "0000:00:%02x.0", slot) < 0 || strcmp(back, pci))
+		return -EINVAL;
+	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
+		return -ENOMEM;
+	if (vm->disks->d[i].in_use || vm->disks->reserved)
+		return -EBUSY;
+	vm->disks->reserved |= 1u << i;
+	return 0;
+}
+
+int vm_disk_seed_pci(struct vm *vm, char *ret, size_t n)
+{
+	int slot = seed_slot(vm);
+
+	if (slot < 0)
+		return slot;
+	snprintf(ret, n, "0000:00:%02x.0", (unsigned)slot);
+	return 0;
+}
+
 /* The read-only cloud-init seed, a local virtio disk (vm_boot.c). */
 static void seed_args(struct vm *vm, char **v, unsigned *n)
 {
+	int slot = seed_slot(vm);
 	char *path;
-	unsigned slot = 0;
 
-	for (unsigned i = 0; i < VM_MAX_DISKS && !slot; i++)
-		if (vm->disks->reserved & (1u << i))
-			slot = VM_DISK_PCI_SLOT + i;
-	if (!vm->spec.seed[0] || !slot)
+	if (!vm->spec.seed[0] || slot < 0)
 		return;
 	path = opt_escape(vm->spec.seed);
 	v[(*n)++] = strdup("-drive");
@@ -174,7 +213,8 @@ static void seed_args(struct vm *vm, char **v, unsigned *n)
 		v[*n - 1] = NULL;
 	free(path);
 	v[(*n)++] = strdup("-device");
-	if (asprintf(&v[(*n)++], "virtio-blk-pci,id=seed-dev,drive=seed,addr=0x%x", slot) < 0)
+	if (asprintf(&v[(*n)++], "virtio-blk-pci,id=seed-dev,drive=seed,addr=0x%x",
+		     (unsigned)slot) < 0)
 		v[*n - 1] = NULL;
 }
 

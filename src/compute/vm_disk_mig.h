@@ -29,5 +29,13 @@ int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size
  * disks prepared): its PCI slot, or -ENOSPC. Hot-plugged disks skip it.
  */
 int vm_disk_seed_slot(struct vm *vm);
+/*
+ * Reserve PCI address pci ("0000:00:SS.0", the source's) for the seed of
+ * an incoming VM, before its disks: 0, -EINVAL (not a disk slot) or
+ * -EBUSY (taken).
+ */
+int vm_disk_seed_slot_at(struct vm *vm, const char *pci);
+/* The seed's PCI address into ret (n bytes, 24 will do): 0, or -ENOENT (none reserved). */
+int vm_disk_seed_pci(struct vm *vm, char *ret, size_t n);
 
 #endif /* DISAGG_VM_DISK_MIG_H */

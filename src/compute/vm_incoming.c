@@ -11,7 +11,8 @@
  * is suspended until the migration completed. Shared regions come along
  * (vm_shared_mig.c): recorded before QEMU starts, their devices on its
  * command line, mapped and attached before migrate-incoming. So do remote
- * disks (vm_disk_mig.c): their back ends listen before QEMU starts.
+ * disks (vm_disk_mig.c): their back ends listen before QEMU starts. A VM
+ * booting an image's own kernel (no disagg-guest) gets no guest channel.
  */
 #include "vm_incoming.h"
 
@@ -133,7 +134,7 @@ static void incoming_done(struct vm *vm, struct vm_mig *m)
 	uint64_t kb = 0;
 	int r = 0;
 
-	if (!g)
+	if (!g && !vm->spec.no_guest)   /* an image's own kernel runs no disagg-guest */
 		r = guest_open(vm, m, &g);
 	pthread_mutex_lock(&vm->lock);
 	if (vm->state == VM_INCOMING) {
@@ -353,7 +354,7 @@ int vm_incoming_start(struct vm *vm, const char *listen, const struct vm_hot_in 
 	r = vm_start(vm, err, errlen);
 	if (r < 0)
 		return r;
-	if (guest_open(vm, m, &m->early_guest) < 0)
+	if (vm->spec.no_guest || guest_open(vm, m, &m->early_guest) < 0)
 		m->early_guest = NULL; /* try again once it arrived */
 	if (vm->spec.hotplug == VM_HOTPLUG_VIRTIO_MEM && nhot) {
 		r = incoming_vmem(vm, m, hot, nhot, err, errlen);

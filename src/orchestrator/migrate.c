@@ -62,39 +62,46 @@ json_t *mig_entry(json_t *arr, const char *key, const char *value)
 }
 
 int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
-		    json_t **ret_regions, json_t **ret_disks, struct http_resp *resp)
+		    struct mig_along *ret, struct http_resp *resp)
 {
-	int e = o->regions ? o->regions->migrate_begin(o, s, dst, ret_regions, resp) : 0;
+	int e = mig_boot_begin(o, s, &ret->boot, resp);
 
-	if (e < 0 || !o->volumes)
-		return e;
-	e = o->volumes->migrate_begin(o, s, dst, ret_disks, resp);
-	if (e < 0 && o->regions) {
-		o->regions->migrate_end(o, s, false, s->compute, dst->id);
-		json_decref(*ret_regions);
-		*ret_regions = NULL;
+	if (e == 0 && o->regions)
+		e = o->regions->migrate_begin(o, s, dst, &ret->regions, resp);
+	if (e == 0 && o->volumes) {
+		e = o->volumes->migrate_begin(o, s, dst, &ret->disks, resp);
+		if (e < 0 && o->regions)
+			o->regions->migrate_end(o, s, false, s->compute, dst->id);
+	}
+	if (e < 0) {
+		json_decref(ret->boot);
+		json_decref(ret->regions);
+		*ret = (struct mig_along){ 0 };
 	}
 	return e;
 }
 
-void mig_along_body(json_t *vmb, json_t *regions, json_t *disks)
+void mig_along_body(json_t *vmb, const struct mig_along *a)
 {
-	if (vmb && json_array_size(regions))
-		json_object_set(vmb, "regions", regions);
-	if (vmb && json_array_size(disks))
-		json_object_set(vmb, "disks", disks);
+	if (vmb && json_array_size(a->regions))
+		json_object_set(vmb, "regions", a->regions);
+	if (vmb && json_array_size(a->disks))
+		json_object_set(vmb, "disks", a->disks);
+	if (vmb && a->boot)
+		json_object_update(vmb, a->boot);
 }
 
 void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
-		   uint64_t to, json_t **regions, json_t **disks)
+		   uint64_t to, struct mig_along *a)
 {
 	if (o->regions)
 		o->regions->migrate_end(o, s, moved, from, to);
 	if (o->volumes)
 		o->volumes->migrate_end(o, s, moved, from, to);
-	json_decref(*regions);
-	json_decref(*disks);
-	*regions = *disks = NULL;
+	json_decref(a->regions);
+	json_decref(a->disks);
+	json_decref(a->boot);
+	*a = (struct mig_along){ 0 };
 }
 
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */

@@ -12,7 +12,8 @@
  * Local sections move to memory nodes first (evacuation): only remote
  * memory follows the VM. Shared regions go along (regions_migrate.c),
  * held still (state `migrating`) until the move ended, and so do disks
- * (volumes_migrate.c: the destination's grants of a new epoch).
+ * (volumes_migrate.c: the destination's grants of a new epoch), and what
+ * the VM boots: boot files and cloud-init seed (migrate_boot.c).
  */
 #include "migrate.h"
 
@@ -508,7 +509,8 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	bool prefetch = true, hot = false;
 	struct slot_rec s;
 	const char *uri;
-	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op, *regions = NULL, *disks = NULL;
+	json_t *body, *vmb = NULL, *ans = NULL, *mig = NULL, *op;
+	struct mig_along al = { 0 };
 	bool along = false, moved = false;
 	uint64_t from = 0;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16], dst_net[sizeof(s.net)] = "";
@@ -537,9 +539,12 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		goto out;
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
-	/* The regions it maps and its disks go with it: after begin_op, so no attach races it. */
+	/*
+	 * Its boot files and seed, the regions it maps and its disks go with it:
+	 * after begin_op, so no attach races it.
+	 */
 	from = s.compute;
-	if (mig_along_begin(o, &s, &dst, &regions, &disks, resp) < 0) {
+	if (mig_along_begin(o, &s, &dst, &al, resp) < 0) {
 		mig_finish(o, &s, "running");
 		goto out;
 	}
@@ -586,7 +591,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		vmb = incoming_body(o, &s, secs, n, &dst, json_object_get(ans, "hot_sections"));
 	json_decref(ans);
 	ans = NULL;
-	mig_along_body(vmb, regions, disks);
+	mig_along_body(vmb, &al);
 	if (!vmb) {
 		http_resp_error(resp, 500, "internal", "cannot build the destination's request");
 		mig_finish(o, &s, "running");
@@ -791,7 +796,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 				 (json_int_t)(mig_now_ms() - t_pf)));
 out:
 	if (along)
-		mig_along_end(o, &s, moved, from, dst.id, &regions, &disks);
+		mig_along_end(o, &s, moved, from, dst.id, &al);
 	json_decref(mig);
 	json_decref(ans);
 	json_decref(vmb);

@@ -165,19 +165,6 @@ int volumes_migrate_begin(struct orch *o, const struct slot_rec *s, const struct
 		*ret_disks = json_array();
 		return *ret_disks ? 0 : -ENOMEM;
 	}
-	if (o->boot) {
-		char root[STORE_NAME_MAX], image[STORE_NAME_MAX];
-
-		/* Its VM boots the image's kernel and has a local cloud-init seed drive. */
-		o->boot->root(o, s, root, image);
-		if (root[0]) {
-			http_resp_error(resp, 409, "image_slot", "slot %s was created from image %s: "
-					"such a slot does not move to another compute node yet (its "
-					"destination would need the same boot files and seed drive)",
-					s->name, image);
-			return -EBUSY;
-		}
-	}
 	e = o->store->ops->node_get(o->store, s->compute, &c);
 	if (e < 0) {
 		volumes_store_error(resp, e);

@@ -94,6 +94,7 @@ _ROUTES = [
     ("POST", r"/v1/vms/[^/]+/regions/[^/]+/release", "region_release"),
     ("POST", r"/v1/vms/[^/]+/regions/[^/]+/invalidate", "region_invalidate"),
     ("POST", r"/v1/vms/[^/]+/disks", "disk"),
+    ("GET", r"/v1/vms/[^/]+/boot", "vm_boot"),
     ("GET", r"/v1/vms/[^/]+/console/output", "console_output"),
     ("POST", r"/v1/vms/[^/]+/console/input", "console_input"),
 ]

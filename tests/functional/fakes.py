@@ -407,7 +407,8 @@ class FakeMemnodes:
 
 VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections", "append",
            "incoming", "hot_sections", "regions", "encryption_key", "disks", "net", "boot",
-           "cloud_init"}
+           "cloud_init", "seed"}
+SEED_SIZE = 1 << 20               # the real agent's cloud-init seed (vm_boot.c)
 SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
@@ -486,6 +487,7 @@ class FakeCompute:
         self.migrate_dies = None      # POST .../migrate: QEMU dies meanwhile (this reason)
         self.schema_errors = []       # answers that do not fit tests/schema/compute-agent.json
         self.incoming_fails = False   # an incoming VM fails instead of running
+        self.no_boot_route = False    # an agent older than GET /v1/vms/NAME/boot: 404
         # page metadata: a VM's "meta" is its table, {page: 24-byte entry}
         # (a test fills it); meta_writes_on_migrate: {page: entry} written
         # into the source's table while it migrates (after the pre-copy)
@@ -628,6 +630,21 @@ class FakeCompute:
                 "max_sections": body.get("max_sections", 0),
                 "regions": fake_regions.incoming(body.get("regions", [])),
                 "net": _net(body["name"], body.get("net")), "con": bytearray()}
+
+    @staticmethod
+    def _boot(body, ndisks):
+        """What the real agent keeps of a VM's boot (vm_boot_mig.c) and says at
+        GET .../boot: its seed after the disks of a new VM, the source's for
+        an incoming one; (record, None) or (None, why)."""
+        ci, seed = body.get("cloud_init"), body.get("seed")
+        if "incoming" in body and (ci is not None or seed is not None) and (
+                ci is None or not isinstance(seed, dict) or set(seed) - {"pci", "size"}
+                or seed.get("size", SEED_SIZE) != SEED_SIZE):
+            return None, "an incoming VM's \"cloud_init\" comes with \"seed\": {\"pci\", \"size\"}"
+        if ci is not None and "incoming" not in body:
+            seed = {"pci": "0000:00:%02x.0" % (0x18 + ndisks), "size": SEED_SIZE}
+        return {"boot": body.get("boot"), "cloud_init": ci,
+                "seed": dict(seed, size=SEED_SIZE) if ci is not None else None}, None
 
     def _migrate(self, h, vm, body):
         if self.migrate_hangup:
@@ -863,7 +880,7 @@ class FakeCompute:
         if m:
             with self.lock:
                 return fake_disks.dispatch(self, h, method, m.groups(), body)
-        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta)"
+        m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta|boot)"
                          r"(?:/(\d+|migrate|precopy|output|input))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
@@ -888,17 +905,24 @@ class FakeCompute:
                     return h._err(st, code, "refused by the fake")
                 if body["name"] in self.vms:
                     return h._err(409, "exists", "exists")
+                if "seed" in body and "incoming" not in body:
+                    return h._err(400, "bad_request", "\"seed\" is for an incoming VM")
+                boot, why = self._boot(body, len(body.get("disks", [])))
+                if why is not None:
+                    return h._err(400, "start_failed", why)
                 if "incoming" in body:
                     disks, why = fake_disks.incoming(self, body["name"], body.get("disks", []),
                                                      body["vcpus"])
                     if why is not None:
                         return h._err(400, "bad_request", why)
-                    self.vms[body["name"]] = dict(self._incoming(body), disks=disks)
+                    self.vms[body["name"]] = dict(self._incoming(body), disks=disks,
+                                                  boot=boot)
                     return h._send(201, self._vm_json(self.vms[body["name"]]))
                 disks, why = fake_disks.at_create(self, body.get("disks", []), body["vcpus"])
                 if why is not None:
                     return h._err(why[0], "start_failed", why[1])
-                self.vms[body["name"]] = {"disks": disks,"name": body["name"], "vcpus": body["vcpus"],
+                self.vms[body["name"]] = {"disks": disks, "boot": boot,
+                                          "name": body["name"], "vcpus": body["vcpus"],
                                           "sections": body["sections"], "hot": {},
                                           "next_hot": 0,
                                           "hotplug": body.get("hotplug", "dimm"),
@@ -920,6 +944,11 @@ class FakeCompute:
                     return h._send(204, text="")
             elif sub == "migrate" and method == "POST":
                 return self._migrate(h, vm, body)
+            elif sub == "boot" and idx is None and method == "GET" and self.no_boot_route:
+                return h._err(404, "not_found", "no such path")
+            elif sub == "boot" and idx is None and method == "GET":
+                return h._send(200, vm.get("boot") or {"boot": None, "cloud_init": None,
+                                                       "seed": None})
             elif sub == "sections" and idx == "migrate" and method == "POST":
                 return self._memmig(h, vm, body)
             elif sub == "console" and idx is None and method == "GET":

@@ -110,6 +110,19 @@ def test_slot_from_image(dc, cli, tmp_path):  # noqa: F811
     assert len(events(dc, "volume_attached")) == 2
     p = cli("slot", "show", "web")
     assert "deb" in p.stdout and "web-root" in p.stdout, p.stdout
+    # It moves: the destination gets the same boot files, cloud-init and the
+    # seed's slot (after the two disks) as the source's agent says them.
+    here = s["compute"]
+    assert fake.vms["web"]["boot"]["seed"] == {"pci": "0000:00:1a.0", "size": MiB}
+    p = cli("slot", "migrate", "web", "--to", str(21 - here))   # nodes 10 and 11
+    st, s = dc.call("GET", "/v1/slots/web")
+    assert s["compute"] == 21 - here and s["state"] == "running", s
+    dst = fake_of(dc, "web").create_bodies[-1]
+    assert "incoming" in dst and dst["boot"] == body["boot"], dst
+    assert dst["cloud_init"] == body["cloud_init"], dst
+    assert dst["seed"] == {"pci": "0000:00:1a.0", "size": MiB}, dst
+    assert [(d["id"], d["pci"]) for d in dst["disks"]] == [("disk0", "0000:00:18.0"),
+                                                            ("disk1", "0000:00:19.0")]
     # Delete: the root volume goes, the other volume stays, free.
     assert dc.call("DELETE", "/v1/slots/web")[0] == 204
     v = vols(dc)
@@ -170,11 +183,24 @@ def test_image_without_kernel_boots_through_the_firmware(dc, cli, tmp_path):  # 
     body = fake_of(dc, "fw").create_bodies[-1]
     assert body["boot"] == {"firmware": True}, body["boot"]
     assert [d["volume"] for d in body["disks"]] == ["fw-root"]
-    # A slot made from an image does not move yet: a clear refusal, nothing changed.
+    # An agent that cannot say what its VM boots (older than GET .../boot):
+    # a clear refusal, nothing changed.
     here = dc.call("GET", "/v1/slots/fw")[1]["compute"]
+    src = fake_of(dc, "fw")
+    src.no_boot_route = True
     st, e = dc.call("POST", "/v1/slots/fw/migrate", {"to": 21 - here})   # nodes 10 and 11
     assert st == 409 and e["error"]["code"] == "image_slot", e
-    assert dc.call("GET", "/v1/slots/fw")[1]["state"] == "running"
+    assert "does not say what its VM boots" in e["error"]["message"], e
+    s = dc.call("GET", "/v1/slots/fw")[1]
+    assert s["state"] == "running" and s["compute"] == here, s
+    assert volume(dc, "fw-root")["state"] == "ready"
+    # One that can: the destination boots through the firmware too, same seed.
+    src.no_boot_route = False
+    st, m = dc.call("POST", "/v1/slots/fw/migrate", {"to": 21 - here})
+    assert st == 200, m
+    dst = fake_of(dc, "fw").create_bodies[-1]
+    assert dst is not body and dst["boot"] == {"firmware": True}, dst
+    assert dst["cloud_init"] == body["cloud_init"] and dst["seed"]["pci"] == "0000:00:19.0"
     assert dc.call("DELETE", "/v1/slots/fw")[0] == 204
 
 

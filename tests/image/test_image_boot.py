@@ -5,9 +5,14 @@ scripts/build-image.sh builds the image into build/image (reused across
 runs), `disagg up` starts a cluster (TCG), `disagg image import` stores
 it, `disagg slot create --image --ssh-key` boots it from its clone on the
 device node, and the test logs in over ssh as debian (cloud-init put the
-key there), runs a command and prints how long the boot took. Skipped,
-with the reason, when mmdebstrap cannot run here or QEMU is missing.
+key there), runs a command and prints how long the boot took. Then the
+slot moves to the other compute node (`disagg slot migrate`: the
+destination fetches the same kernel and initramfs and makes the same
+seed at the same slot) and the test logs in again there, through the
+destination's forwarded port. Skipped, with the reason, when mmdebstrap
+cannot run here or QEMU is missing.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -19,6 +24,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = ROOT / "build" / "image"
 SSH_BUDGET_S = 600          # create -> ssh login, at most
+MOVED_SSH_BUDGET_S = 180    # migrate -> ssh login on the destination, at most
 
 
 def bindir():
@@ -56,11 +62,37 @@ def cluster(tmp_path):
         if check:
             assert p.returncode == 0, (args, p.stdout, p.stderr)
         return p
-    run("up", "--memnodes", "1", "--pool", "2G", "--accel", "tcg", "--fabric-plaintext")
+    run("up", "--memnodes", "1", "--computes", "2", "--pool", "2G", "--accel", "tcg",
+        "--fabric-plaintext")
+    run.data = tmp_path / "cluster"
     try:
         yield run
     finally:
         run("down", check=False)
+
+
+def ssh_argv(cluster, key):
+    """ssh as debian to slot web through its compute node's forwarded port."""
+    show = cluster("slot", "show", "web").stdout
+    ssh_addr = next(line.split("ssh ")[1].split()[0] for line in show.splitlines()
+                    if line.startswith("network:") and "ssh " in line)
+    host, port = ssh_addr.rsplit(":", 1)
+    return ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-i", str(key), "-p", port,
+            f"debian@{host}"]
+
+
+def login(cluster, argv, t0, budget):
+    """Seconds from t0 to the first ssh login (pytest.fail after budget)."""
+    deadline, last = t0 + budget, None
+    while time.monotonic() < deadline:
+        last = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=60)
+        if last.returncode == 0:
+            return time.monotonic() - t0
+        time.sleep(5)
+    console = cluster("slot", "console", "web", check=False, timeout=30).stdout
+    pytest.fail(f"no ssh login within {budget} s: {last.stderr if last else ''}\n"
+                f"console:\n{console[-3000:]}")
 
 
 def test_debian_boots_from_remote_root(cluster, tmp_path):
@@ -73,23 +105,8 @@ def test_debian_boots_from_remote_root(cluster, tmp_path):
     created = time.monotonic() - t0
     show = cluster("slot", "show", "web").stdout
     assert "debian-12, root disk web-root" in show, show
-    ssh_addr = next(line.split("ssh ")[1].split()[0] for line in show.splitlines()
-                    if line.startswith("network:") and "ssh " in line)
-    host, port = ssh_addr.rsplit(":", 1)
-    argv = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-i", str(key), "-p", port,
-            f"debian@{host}"]
-    deadline, last = t0 + SSH_BUDGET_S, None
-    while time.monotonic() < deadline:
-        last = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=60)
-        if last.returncode == 0:
-            break
-        time.sleep(5)
-    else:
-        console = cluster("slot", "console", "web", check=False, timeout=30).stdout
-        pytest.fail(f"no ssh login within {SSH_BUDGET_S} s: {last.stderr if last else ''}\n"
-                    f"console:\n{console[-3000:]}")
-    booted = time.monotonic() - t0
+    argv = ssh_argv(cluster, key)
+    booted = login(cluster, argv, t0, SSH_BUDGET_S)
     out = subprocess.run([*argv, "cat /etc/debian_version; hostname; lsblk -no LABEL /dev/vda"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -97,5 +114,24 @@ def test_debian_boots_from_remote_root(cluster, tmp_path):
     assert lines[0].startswith("12") and lines[1] == "web" and "root" in lines, out.stdout
     print(f"\nimage boot: slot create answered in {created:.1f} s, ssh login after "
           f"{booted:.1f} s (TCG)")
+
+    # It moves, and answers ssh there: same boot files, same seed at the same slot.
+    time.sleep(20)          # let the guest settle (an idle guest moves best under TCG)
+    here = json.loads(cluster("--json", "slot", "show", "web").stdout)["compute"]
+    comps = json.loads((cluster.data / "cluster.json").read_text())["components"]
+    (there,) = [x["node_id"] for x in comps
+                if x["name"].startswith("compute-") and x["node_id"] != here]
+    t1 = time.monotonic()
+    cluster("slot", "migrate", "web", "--to", there)
+    migrated = time.monotonic() - t1
+    assert json.loads(cluster("--json", "slot", "show", "web").stdout)["compute"] == there
+    argv = ssh_argv(cluster, key)
+    again = login(cluster, argv, t1, MOVED_SSH_BUDGET_S)
+    out = subprocess.run([*argv, "hostname; lsblk -no LABEL /dev/vdb; uptime"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split()[0] == "web", (out.stdout, out.stderr)
+    assert "cidata" in out.stdout.lower(), out.stdout
+    print(f"image slot moved in {migrated:.1f} s, ssh login there {again:.1f} s after the "
+          f"migrate command (TCG)")
     cluster("slot", "delete", "web")
     assert "web-root" not in cluster("volume", "ls").stdout

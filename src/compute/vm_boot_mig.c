@@ -76,7 +76,7 @@ static json_t *seed_json(struct vm *vm)
 void vm_boot_mig_http(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
 	char path[PATH_MAX];
-	json_t *j, *out;
+	json_t *j, *out, *boot, *ci;
 
 	if (strcmp(req->method, "GET") != 0) {
 		http_resp_error(resp, 405, "method_not_allowed", "use GET");
@@ -84,9 +84,10 @@ void vm_boot_mig_http(struct vm *vm, const struct http_req *req, struct http_res
 	}
 	record_path(vm, path, sizeof(path));
 	j = json_load_file(path, 0, NULL);
-	out = json_pack("{s:O, s:O, s:o}", "boot", json_object_get(j, "boot") ?: json_null(),
-			"cloud_init", json_object_get(j, "cloud_init") ?: json_null(), "seed",
-			seed_json(vm));
+	boot = json_object_get(j, "boot");
+	ci = json_object_get(j, "cloud_init");
+	out = json_pack("{s:O, s:O, s:o}", "boot", boot ? boot : json_null(), "cloud_init",
+			ci ? ci : json_null(), "seed", seed_json(vm));
 	json_decref(j);
 	if (!out) {
 		http_resp_error(resp, 500, "internal", "out of memory");

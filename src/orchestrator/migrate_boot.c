@@ -57,6 +57,10 @@ int mig_boot_begin(struct orch *o, const struct slot_rec *s, json_t **ret_boot,
 	snprintf(path, sizeof(path), "/v1/vms/%s/boot", s->name);
 	status = mig_call(&c, "GET", path, NULL, MIG_SHORT_TIMEOUT_MS, &ans);
 	mig_why(status, ans, why, sizeof(why));
+	if (status == 200 && root[0] && !json_is_object(json_object_get(ans, "boot"))) {
+		status = 404;   /* it cannot say after all */
+		snprintf(why, sizeof(why), "no \"boot\" in its answer");
+	}
 	if (status == 404 && !root[0]) {
 		/* An older agent: a slot with no image moves as before. */
 		*ret_boot = json_object();

@@ -66,6 +66,7 @@ def test_checker_refuses_what_it_must():
     assert agentschema.answer_def("POST", "/v1/vms/web/migrate", 503) == "error"
     assert agentschema.answer_def("DELETE", "/v1/vms/web", 204) is None
     assert agentschema.answer_def("GET", "/v1/vms/web/console", 200) is None
+    assert agentschema.answer_def("GET", "/v1/vms/web/boot", 200) == "vm_boot"
 
 
 def _call(fake, method, path, body=None):
@@ -95,6 +96,15 @@ def test_fake_answers_fit_the_schema():
         assert "grant" not in vm["sections"][1]
         assert _call(a, "GET", "/v1/vms/web")[0] == 200
         assert _call(a, "GET", "/v1/vms")[0] == 200
+        assert _call(a, "GET", "/v1/vms/web/boot") == (200, {"boot": None, "cloud_init": None,
+                                                            "seed": None})
+        st, ans = _call(a, "POST", "/v1/vms", {"name": "img", "vcpus": 1, "sections": [],
+                                               "boot": {"firmware": True},
+                                               "cloud_init": {"hostname": "img"}})
+        assert st == 201, ans
+        st, ans = _call(a, "GET", "/v1/vms/img/boot")
+        assert st == 200 and ans["seed"] == {"pci": "0000:00:18.0", "size": 1 << 20}, ans
+        assert _call(a, "DELETE", "/v1/vms/img")[0] == 204
         st, ans = _call(a, "POST", "/v1/vms/web/sections", {"section": _remote(102, 10, 4, 2)})
         assert st == 200 and ans["vm"]["hot_sections"][0]["section"] == 4, ans
         frm, to = _remote(101, 10, 1, 1), _remote(102, 10, 5, 3)

@@ -9,7 +9,11 @@ grown to --disk; the agent gets "disks" (the root disk first, then the
 --volume ones, each with its grant), "boot" (the image's kernel and
 initramfs on this orchestrator, root=LABEL=root and --append) and
 "cloud_init" (the slot's name as hostname, the ssh keys or user data);
-the slot shows its image and root disk. Refusals leave nothing behind (a
+the slot shows its image and root disk. It moves to another compute node:
+the destination's request has the same "boot" and "cloud_init" and the
+seed's slot ("seed") as the source agent says them (GET /v1/vms/NAME/boot);
+an agent that cannot say is refused (409 image_slot), nothing changed.
+Refusals leave nothing behind (a
 disk smaller than the image, an unknown image, `append` for an image
 without a kernel (which boots through the firmware),
 an attached volume, the agent's refusal: the root volume is deleted). A

@@ -327,11 +327,6 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 				"for an incoming VM (with \"incoming\")");
 		goto out;
 	}
-	if (!listen && json_object_get(j, "seed")) {
-		http_resp_error(resp, 400, "bad_request", "\"seed\" (where the source has its "
-				"seed drive) is for an incoming VM (with \"incoming\")");
-		goto out;
-	}
 	spec.incoming = listen != NULL;
 	if (vm_boot_cloud_init_check(json_object_get(j, "cloud_init"), err, sizeof(err)) < 0) {
 		http_resp_error(resp, 400, "bad_request", "%s", err);
@@ -382,27 +377,16 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 	vm_ref(vm);   /* ours, for this request: a DELETE may drop the table's meanwhile */
 	pthread_mutex_unlock(&a->lock);
 
-	if (vm_boot_mig_record(vm, json_object_get(j, "boot"), json_object_get(j, "cloud_init")) < 0)
-		log_warn("vm %s: cannot keep what it boots: it cannot move to another node",
-			 spec.name);
 	if (spec.incoming) {
-		/* The seed at the source's slot, before the disks (vm_boot_mig.c). */
-		r = vm_boot_mig_seed(vm, json_object_get(j, "cloud_init"), json_object_get(j, "seed"),
-				     err, sizeof(err));
+		/* Its seed at the source's slot, before its disks (vm_boot_mig.c). */
+		r = vm_boot_mig_prepare(vm, j, err, sizeof(err));
 		if (r == 0)
 			r = vm_incoming_start(vm, listen, hot, nhot, json_object_get(j, "regions"),
 					      json_object_get(j, "disks"), err, sizeof(err));
 	} else {
 		r = vm_disk_prepare(vm, json_object_get(j, "disks"), false, err, sizeof(err));
-		if (r == 0 && json_object_get(j, "cloud_init")) {
-			r = vm_disk_seed_slot(vm);
-			if (r == -ENOSPC)
-				snprintf(err, sizeof(err), "no slot left for the cloud-init seed "
-					 "after %d disks", VM_MAX_DISKS);
-			if (r >= 0)
-				r = vm_boot_cloud_init(vm, json_object_get(j, "cloud_init"), err,
-						       sizeof(err));
-		}
+		if (r == 0)
+			r = vm_boot_mig_prepare(vm, j, err, sizeof(err));
 		if (r == 0)
 			r = vm_start(vm, err, sizeof(err));
 	}

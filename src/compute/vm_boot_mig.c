@@ -33,6 +33,7 @@
 #include "jsonhttp.h"
 #include "macro.h"
 #include "vm_boot.h"
+#include "vm_disk.h"
 #include "vm_disk_mig.h"
 #include "vm_internal.h"
 
@@ -41,7 +42,8 @@ static void record_path(struct vm *vm, char *ret, size_t n)
 	snprintf(ret, n, "%s/boot.json", vm->dir);
 }
 
-int vm_boot_mig_record(struct vm *vm, json_t *boot, json_t *ci)
+/* Keep boot and ci (either may be NULL) in the VM's directory: 0, or -errno. */
+static int record(struct vm *vm, json_t *boot, json_t *ci)
 {
 	_cleanup_(json_decrefp) json_t *j = NULL;
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
@@ -96,16 +98,14 @@ void vm_boot_mig_http(struct vm *vm, const struct http_req *req, struct http_res
 	http_resp_json(resp, 200, out);
 }
 
-int vm_boot_mig_seed(struct vm *vm, json_t *ci, json_t *seed, char *err, size_t errlen)
+/* An incoming VM's seed slot: the source's, from "seed". 0, or -errno with err. */
+static int incoming_slot(struct vm *vm, json_t *ci, json_t *seed, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "pci", "size", NULL };
 	json_t *size = json_object_get(seed, "size");
 	const char *k;
-	struct stat st = { 0 };
 	int r;
 
-	if (!ci && !seed)
-		return 0;
 	if (!ci || !json_is_object(seed) || json_check_keys(seed, keys, &k) < 0 ||
 	    (size && !json_is_integer(size))) {
 		snprintf(err, errlen, "an incoming VM's \"cloud_init\" comes with \"seed\": "
@@ -113,12 +113,42 @@ int vm_boot_mig_seed(struct vm *vm, json_t *ci, json_t *seed, char *err, size_t 
 		return -EINVAL;
 	}
 	r = vm_disk_seed_slot_at(vm, json_string_value(json_object_get(seed, "pci")));
-	if (r < 0) {
+	if (r < 0)
 		snprintf(err, errlen, "\"seed\": \"pci\" must be a disk slot's address no disk "
 			 "takes (as the source's seed has it)");
-		return r == -ENOMEM ? r : -EINVAL;
+	return r == -ENOMEM ? r : r < 0 ? -EINVAL : 0;
+}
+
+int vm_boot_mig_prepare(struct vm *vm, json_t *req, char *err, size_t errlen)
+{
+	json_t *ci = json_object_get(req, "cloud_init"), *seed = json_object_get(req, "seed");
+	json_t *size = json_object_get(seed, "size");
+	struct stat st = { 0 };
+	int r;
+
+	if (seed && !vm->spec.incoming) {
+		snprintf(err, errlen, "\"seed\" (where the source has its seed drive) is for an "
+			 "incoming VM");
+		return -EINVAL;
 	}
-	r = vm_boot_cloud_init(vm, ci, err, errlen);
+	r = record(vm, json_object_get(req, "boot"), ci);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot keep what the VM boots in %s: %s", vm->dir,
+			 strerror(-r));
+		return r;
+	}
+	if (!ci && !seed)
+		return 0;
+	if (vm->spec.incoming) {
+		r = incoming_slot(vm, ci, seed, err, errlen);
+	} else {
+		r = vm_disk_seed_slot(vm);
+		if (r == -ENOSPC)
+			snprintf(err, errlen, "no slot left for the cloud-init seed after %d disks",
+				 VM_MAX_DISKS);
+	}
+	if (r >= 0)
+		r = vm_boot_cloud_init(vm, ci, err, errlen);
 	if (r < 0)
 		return r;
 	if (size && (stat(vm->spec.seed, &st) < 0 ||

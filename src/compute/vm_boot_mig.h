@@ -16,19 +16,16 @@
 
 struct vm;
 
-/*
- * Keep a created VM's "boot" and "cloud_init" as asked (either may be
- * NULL; both NULL: nothing) in its directory: 0, or -errno.
- */
-int vm_boot_mig_record(struct vm *vm, json_t *boot, json_t *ci);
 /* GET /v1/vms/NAME/boot: {"boot", "cloud_init", "seed": {"pci", "size"}}, null when none. */
 void vm_boot_mig_http(struct vm *vm, const struct http_req *req, struct http_resp *resp);
 /*
- * An incoming VM's seed, before its disks are prepared: "cloud_init" ci
- * and "seed" (the source's {"pci", "size"}) go together (both NULL:
- * none). The slot is reserved and the seed made from ci, its size
- * checked. 0, or -errno with err (-EINVAL: a bad request).
+ * Before QEMU starts, after a new VM's disks and before an incoming VM's:
+ * keep the request's "boot" and "cloud_init" as asked in the VM's
+ * directory, and make the seed of "cloud_init" (if any) in the first free
+ * disk slot of a new VM, or, for an incoming one, at the slot that its
+ * "seed" ({"pci", "size"}: the source's, which goes with "cloud_init")
+ * says, its size checked. 0, or -errno with err (-EINVAL: a bad request).
  */
-int vm_boot_mig_seed(struct vm *vm, json_t *ci, json_t *seed, char *err, size_t errlen);
+int vm_boot_mig_prepare(struct vm *vm, json_t *req, char *err, size_t errlen);
 
 #endif /* DISAGG_VM_BOOT_MIG_H */

@@ -4,12 +4,11 @@
  * share (docs/api.md, "Migration").
  *
  *   migrate.c          calling the compute agents, the slot's recorded
- *                      operation, small helpers
+ *                      operation, what goes along with a compute migration
+ *                      (the VM's boot files and seed), small helpers
  *   migrate_memory.c   memory migration (sections move, the VM stays)
  *   migrate_compute.c  compute migration (the VM moves, memory stays) and
  *                      the evacuation of local sections before it
- *   migrate_boot.c     what the VM boots (boot files, cloud-init seed), for
- *                      the destination of a compute migration
  *   migrate_recover.c  operations whose outcome is not known (a restart, a
  *                      request without answer): settled from the agents'
  *                      own view of the slot
@@ -39,12 +38,12 @@ json_t *mig_entry(json_t *arr, const char *key, const char *value);
 struct mig_along {
 	json_t *regions;      /* its "regions", or NULL */
 	json_t *disks;        /* its "disks", or NULL */
-	json_t *boot;         /* its "boot", "cloud_init" and "seed" (migrate_boot.c), or NULL */
+	json_t *boot;         /* its "boot", "cloud_init" and "seed", or NULL */
 };
 
 /*
  * A compute migration of slot s (`migrating`) to dst begins: what its VM
- * boots is asked from the source (migrate_boot.c), the shared regions it
+ * boots is asked from the source (migrate.c, boot_along), the shared regions it
  * maps and the volumes attached to it go along (struct orch_regions,
  * struct orch_volumes: migrate_begin). ret (zeroed by the caller): the
  * destination's members (new references). 0, or -errno with resp
@@ -57,15 +56,6 @@ void mig_along_body(json_t *vmb, const struct mig_along *a);
 /* Ends them, and drops the references mig_along_begin gave (*a zeroed after). */
 void mig_along_end(struct orch *o, const struct slot_rec *s, bool moved, uint64_t from,
 		   uint64_t to, struct mig_along *a);
-/*
- * What slot s's VM boots, as the source agent says it ("boot",
- * "cloud_init", "seed"), for the destination's request (*ret_boot: a new
- * object, maybe empty). 0, or -errno with resp answered: 409 image_slot
- * for a slot made from an image whose agent cannot say.
- */
-int mig_boot_begin(struct orch *o, const struct slot_rec *s, json_t **ret_boot,
-		   struct http_resp *resp);
-
 /* POST/GET/DELETE with a JSON body (may be NULL); returns the status or -errno. */
 int mig_call(const struct node_rec *c, const char *method, const char *path, json_t *body,
 	     int timeout_ms, json_t **ret);

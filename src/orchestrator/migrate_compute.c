@@ -12,8 +12,7 @@
  * Local sections move to memory nodes first (evacuation): only remote
  * memory follows the VM. Shared regions go along (regions_migrate.c),
  * held still (state `migrating`) until the move ended, and so do disks
- * (volumes_migrate.c: the destination's grants of a new epoch), and what
- * the VM boots: boot files and cloud-init seed (migrate_boot.c).
+ * (volumes_migrate.c: grants of a new epoch), and its boot files and seed.
  */
 #include "migrate.h"
 
@@ -539,10 +538,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 		goto out;
 	if (slots_begin_op(o, name, states, "migrating", &s, resp) < 0)
 		goto out;
-	/*
-	 * Its boot files and seed, the regions it maps and its disks go with it:
-	 * after begin_op, so no attach races it.
-	 */
+	/* Its boot files and seed, regions and disks go along: after begin_op, no attach races. */
 	from = s.compute;
 	if (mig_along_begin(o, &s, &dst, &al, resp) < 0) {
 		mig_finish(o, &s, "running");

@@ -90,7 +90,8 @@ static json_t *dest_members(json_t *ans)
  * here, so nothing needs undoing (*ret_boot: a new object). An agent that
  * cannot say (an older one answers 404) is refused with 409 image_slot
  * for a slot made from an image, whose destination could not start; any
- * other slot moves as before.
+ * other slot goes on as before whatever the answer (the steps after this
+ * one find an agent that does not answer).
  */
 static int boot_along(struct orch *o, const struct slot_rec *s, json_t **ret_boot,
 		      struct http_resp *resp)
@@ -115,8 +116,8 @@ static int boot_along(struct orch *o, const struct slot_rec *s, json_t **ret_boo
 		status = 404;   /* it cannot say after all */
 		snprintf(why, sizeof(why), "no \"boot\" in its answer");
 	}
-	if (status == 404 && !root[0]) {
-		/* An older agent: a slot with no image moves as before. */
+	if (status != 200 && !root[0]) {
+		/* An older agent, or none: a slot with no image goes on as before. */
 		*ret_boot = json_object();
 		return *ret_boot ? 0 : -ENOMEM;
 	}

@@ -125,8 +125,8 @@ def test_slot_from_image(dc, cli, tmp_path):  # noqa: F811
     assert "incoming" in dst and dst["boot"] == body["boot"], dst
     assert dst["cloud_init"] == body["cloud_init"], dst
     assert dst["seed"] == {"pci": "0000:00:1a.0", "size": MiB}, dst
-    assert [(d["id"], d["pci"]) for d in dst["disks"]] == [("disk0", "0000:00:18.0"),
-                                                            ("disk1", "0000:00:19.0")]
+    assert sorted((d["id"], d["pci"]) for d in dst["disks"]) == [
+        ("disk0", "0000:00:18.0"), ("disk1", "0000:00:19.0")]
     # Delete: the root volume goes, the other volume stays, free.
     assert dc.call("DELETE", "/v1/slots/web")[0] == 204
     v = vols(dc)

@@ -961,7 +961,7 @@ def test_migration_busy(orch, fakemem, computes, hb_factory):
         out["r"] = Api(orch.addr, token=orch.auth.token).call("POST", "/v1/slots/web/migrate", {"to": 11})
     t = threading.Thread(target=move)
     t.start()
-    time.sleep(0.4)
+    time.sleep(1.4)     # after the source said what the VM boots (GET .../boot, delayed too)
     s = orch.call("GET", "/v1/slots/web")[1]
     assert s["state"] == "migrating" and s["migration"]["kind"] == "compute"
     for method, path, body in [

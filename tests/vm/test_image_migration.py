@@ -73,7 +73,7 @@ def qemu_of(addr, slot):
     """The VM's QEMU command line (its pid from the agent), one string."""
     st, vm = http(addr, "GET", f"/v1/vms/{slot}")
     assert st == 200 and vm["state"] == "running", vm
-    return " ".join(vmlib.pid_cmdline(vm["pid"]))
+    return vmlib.pid_cmdline(vm["pid"])
 
 
 def guest_chan(cmdline):

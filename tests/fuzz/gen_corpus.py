@@ -486,7 +486,8 @@ def remote(section=1):
 def compute_api_seeds():
     yield "reads", req("GET", "/healthz") + req("GET", "/metrics") + req("GET", "/v1/vms") + \
         req("GET", "/v1/vms/vm0") + req("GET", "/v1/vms/vm1/console") + \
-        req("GET", "/v1/vms/vm0/heartbeats") + req("GET", "/v1/vms/nope")
+        req("GET", "/v1/vms/vm0/heartbeats") + req("GET", "/v1/vms/nope") + \
+        req("GET", "/v1/vms/vm0/boot") + req("POST", "/v1/vms/vm1/boot")
     yield "create", req("POST", "/v1/vms", {
         "name": "a", "vcpus": 2, "sections": [{"kind": "local"}, remote()],
         "cache_bytes": 1 << 20, "hotplug": "dimm", "max_sections": 4, "append": "quiet"})
@@ -494,6 +495,10 @@ def compute_api_seeds():
         "name": "b", "sections": [{"kind": "local"}], "hotplug": "virtio-mem",
         "incoming": {"listen": "127.0.0.1:4444"},
         "hot_sections": [dict(remote(2), index=0, gpa=4294967296, slot=1, plugged=True)]})
+    yield "create-incoming-image", req("POST", "/v1/vms", {
+        "name": "c", "sections": [{"kind": "local"}], "incoming": {"listen": "127.0.0.1:4445"},
+        "boot": {"firmware": True}, "cloud_init": {"hostname": "c", "user_data": "#x\n"},
+        "seed": {"pci": "0000:00:19.0", "size": 1048576}})
     yield "vm-ops", b"".join([
         req("POST", "/v1/vms/vm0/sections", {"section": remote(3)}),
         req("DELETE", "/v1/vms/vm0/sections/3"),

@@ -10,9 +10,12 @@
  * features MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS (so that a
  * hot-added DIMM arrives as ADD_MEM_REG) and LOG_SHMFD with the device
  * feature VHOST_F_LOG_ALL: the dirty log (vu_log.h), without which QEMU
- * refuses to migrate the VM. Not yet: INFLIGHT_SHMFD (a restarted back
- * end resending what was in flight); a migration needs none, since every
- * request is answered before a ring stops (below).
+ * refuses to migrate the VM; and INFLIGHT_SHMFD: each queue's in-flight log
+ * (vu_ring.h) lives in a memfd that QEMU keeps, so that a back end started
+ * again after the agent died serves again what was taken and not answered
+ * (QEMU reconnects to the socket: its chardev has `reconnect`). A
+ * migration needs no log, since every request is answered before a ring
+ * stops (below).
  *
  * Before guest memory is unmapped or replaced (SET_MEM_TABLE,
  * REM_MEM_REG, RESET_OWNER, the end) and before a ring is stopped
@@ -32,6 +35,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "vu_inflight.h"
 #include "vu_msg.h"
 
 /* virtio-blk feature bits. */
@@ -66,6 +70,7 @@ struct vu_blk {
 	struct vu_log log;       /* SET_LOG_BASE's bitmap, used while VHOST_F_LOG_ALL is on */
 	struct vu_ring rings[VU_BLK_MAX_QUEUES];
 	bool look[VU_BLK_MAX_QUEUES];  /* a ring (re)started: serve what it has, kicked or not */
+	struct vu_inflight infl; /* the queues' in-flight logs (GET_ or SET_INFLIGHT_FD) */
 	struct vu_blk_stats stats;
 };
 
@@ -91,7 +96,7 @@ static uint64_t dev_features(const struct vu_blk *d)
 
 static const uint64_t proto_features = 1ull << VU_PF_MQ | 1ull << VU_PF_LOG_SHMFD |
 				       1ull << VU_PF_REPLY_ACK | 1ull << VU_PF_CONFIG |
-				       1ull << VU_PF_CONFIGURE_MEM_SLOTS;
+				       1ull << VU_PF_INFLIGHT_SHMFD | 1ull << VU_PF_CONFIGURE_MEM_SLOTS;
 
 const struct vu_blk_stats *vu_blk_stats(const struct vu_blk *d)
 {
@@ -424,8 +429,18 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 		close(*slot);
 	*slot = fd;
 	if (m->request == VU_SET_VRING_KICK) {
-		if (vu_ring_start(r, &d->mem) < 0)
+		unsigned q = (unsigned)(r - d->rings);
+		int again;
+
+		r->infl = vu_inflight_queue(&d->infl, q, r->num);
+		if (vu_ring_start(r, &d->mem, &again) < 0)
 			return -EFAULT;
+		if (again > 0)
+			log_info("virtqueue %u: %d requests taken before the back end restarted are "
+				 "served again", q, again);
+		else if (again < 0)
+			log_warn("virtqueue %u: its in-flight log does not fit the ring (%s): not used",
+				 q, strerror(-again));
 		if (!(d->features & bit(VU_FEAT_PROTOCOL_FEATURES)))
 			r->enabled = true;
 		d->look[r - d->rings] = true;
@@ -433,14 +448,39 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 	return 0;
 }
 
+/* SET_ or GET_INFLIGHT_FD: nothing in flight while the logs change; rings find theirs at start. */
+static void infl_drop(struct vu_blk *d)
+{
+	drain(d);
+	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
+		d->rings[i].infl = NULL;
+}
+
 /* Handle one message; rep and *replen: a reply of its own (GET_*), else none. */
-static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *replen)
+static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *replen,
+		  int *ret_fd)
 {
 	struct vu_ring *r;
 	uint64_t u;
 
 	*replen = 0;
 	switch (m->request) {
+	case VU_GET_INFLIGHT_FD:
+		if (!(d->protocol_features & bit(VU_PF_INFLIGHT_SHMFD)))
+			return -EPROTO;
+		infl_drop(d);
+		*replen = VU_INFLIGHT_REPLY;
+		return vu_inflight_new(&d->infl, m, d->conf.num_queues, rep, ret_fd);
+	case VU_SET_INFLIGHT_FD: {
+		int fd = vu_msg_take_fd(m, 0), k = -EPROTO;
+
+		if (d->protocol_features & bit(VU_PF_INFLIGHT_SHMFD)) {
+			infl_drop(d);
+			k = vu_inflight_map(&d->infl, m, fd, d->conf.num_queues);
+		}
+		close(fd);
+		return k;
+	}
 	case VU_GET_FEATURES:
 		u = dev_features(d);
 		goto reply_u64;
@@ -583,7 +623,8 @@ static bool has_own_reply(uint32_t req)
 {
 	return req == VU_GET_FEATURES || req == VU_GET_PROTOCOL_FEATURES ||
 	       req == VU_GET_QUEUE_NUM || req == VU_GET_MAX_MEM_SLOTS ||
-	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_SET_LOG_BASE;
+	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_SET_LOG_BASE ||
+	       req == VU_GET_INFLIGHT_FD;
 }
 
 /* One message from QEMU: 0, or -errno to hang up (EOF: -ECONNRESET). */
@@ -592,7 +633,7 @@ static int on_message(struct vu_blk *d)
 	uint8_t rep[12 + VU_MAX_CONFIG];
 	struct vu_msg m;
 	uint32_t replen = 0;
-	int k = vu_msg_recv(d->sock, &m);
+	int k = vu_msg_recv(d->sock, &m), fd = -1;
 
 	if (k == 0)
 		return -ECONNRESET;
@@ -602,14 +643,18 @@ static int on_message(struct vu_blk *d)
 		return k;
 	} else {
 		log_debug("vhost-user: %s", vu_request_name(m.request));
-		k = handle(d, &m, rep, &replen);
+		k = handle(d, &m, rep, &replen, &fd);
 		if (k < 0)
 			log_warn("vhost-user: %s failed: %s", vu_request_name(m.request),
 				 strerror(-k));
 		vu_msg_close_fds(&m);
 	}
-	if (has_own_reply(m.request) && k >= 0)
-		return vu_msg_reply(d->sock, m.request, rep, replen, -1);
+	if (has_own_reply(m.request) && k >= 0) {
+		k = vu_msg_reply(d->sock, m.request, rep, replen, fd);
+		if (fd >= 0)
+			close(fd);
+		return k;
+	}
 	if ((m.flags & VU_F_NEED_REPLY) && (d->protocol_features & bit(VU_PF_REPLY_ACK))) {
 		uint64_t ack = k < 0 ? 1 : 0;
 
@@ -731,6 +776,7 @@ void vu_blk_free(struct vu_blk *d)
 		vu_ring_stop(&d->rings[i]);
 	vu_mem_clear(&d->mem);
 	vu_log_clear(&d->log);
+	vu_inflight_unmap(&d->infl);
 	close(d->stop_fd);
 	close(d->sock);
 	free(d);

@@ -435,6 +435,13 @@ static int probe(struct vu_devnode *s)
 	return r;
 }
 
+/* A node that does not answer now, as opposed to one that refuses us. */
+static bool unreachable(int r)
+{
+	return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
+	       r == -ECONNRESET || r == -ECONNABORTED || r == -EPIPE || r == -ENOTCONN;
+}
+
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 		   uint64_t *ret_size)
 {
@@ -456,6 +463,14 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	s->conf.conn.addr = s->addr;
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	r = s->timer_fd < 0 ? -errno : conf->deferred ? probe(s) : connect_open(s);
+	if (r < 0 && s->timer_fd >= 0 && conf->known_size && unreachable(r)) {
+		log_warn("device node %s: volume %s: %s; requests wait for it", s->addr, s->volume,
+			 strerror(-r));
+		s->size = conf->known_size;
+		s->deferred = false;
+		outage_begin(s);
+		r = 0;
+	}
 	if (r < 0) {
 		if (s->timer_fd >= 0)
 			close(s->timer_fd);

@@ -224,8 +224,8 @@ def test_disk_survives_agent_restart(tmp_path, devnode, key, keyfile):
 
 
 def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
-    """The agent restarts while the disk's device node is down: the VM is
-    adopted all the same (its disk starts in an outage, from the size the
+    """The agent stops (SIGTERM, leaving its VM running) and starts again
+    while the disk's device node is down: the VM is adopted all the same (its disk starts in an outage, from the size the
     record keeps), the guest's I/O waits, and completes once the node is
     back on its address."""
     dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE)
@@ -239,8 +239,7 @@ def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
         vmlib.wait_for(lambda: a1.guest("dvm", "DISKS")["disks"] != "", timeout=60)
         a1.guest("dvm", f"DWRITE vda 0 {4 * MiB} 71")
         a1.guest("dvm", "DFLUSH vda")
-        a1.proc.kill()
-        a1.proc.wait()
+        assert a1.stop() == 0            # SIGTERM: it leaves the VM running, its disk closed
         port = int(dn.addr.rsplit(":", 1)[1])
         assert dn.stop() == 0
         a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)

@@ -227,7 +227,8 @@ def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
     """The agent stops (SIGTERM, leaving its VM running) and starts again
     while the disk's device node is down: the VM is adopted all the same (its disk starts in an outage, from the size the
     record keeps), the guest's I/O waits, and completes once the node is
-    back on its address."""
+    back on its address. Then, the node gone again, a VM delete does not
+    wait for the requests that wait for it."""
     dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE)
     _, grant = volume(dn, key, "dd", size=32 * MiB)
     a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
@@ -260,7 +261,17 @@ def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
         assert done.get("r"), "the write did not complete once the node was back"
         assert a2.guest("dvm", f"DVERIFY vda 0 {4 * MiB} 71")["mismatches"] == 0
         assert a2.guest("dvm", f"DVERIFY vda {8 * MiB} {4 * MiB} 72")["mismatches"] == 0
+        # The node gone again, a write waiting: deleting the VM does not wait for it.
+        assert dn.stop() == 0
+        threading.Thread(target=lambda: a2.request(
+            "POST", "/v1/vms/dvm/guest", {"command": f"DWRITE vda 0 {MiB} 73",
+                                          "timeout_ms": 600000}, timeout=60),
+            daemon=True).start()
+        time.sleep(2)
+        t0 = time.monotonic()
         a2.delete("dvm")
+        assert time.monotonic() - t0 < 20, "the delete waited for the device node"
+        dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE, port=port)
     finally:
         if a2:
             assert a2.close() == []

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -154,6 +155,15 @@ void vu_blk_io_done(struct vu_blk_io *io, int err)
 		io->used_len = 1;    /* only the status byte was written */
 	log_in_bufs(d, &io->chain);
 	vu_ring_push(r, io->head, io->used_len);
+	free(io);
+}
+
+void vu_blk_io_drop(struct vu_blk_io *io)
+{
+	struct vu_ring *r = &io->dev->rings[io->queue];
+
+	if (r->inflight)
+		r->inflight--;
 	free(io);
 }
 
@@ -345,12 +355,56 @@ static int queue_serve(struct vu_blk *d, unsigned q)
 	return 0;
 }
 
-/* Wait until the storage back end holds no request: guest memory may go after. */
+static void abandon(struct vu_blk *d, const char *why)
+{
+	log_warn("%u requests not answered, %s: abandoned (QEMU's in-flight log keeps them for "
+		 "the next back end)", d->ops->inflight(d->store), why);
+	d->ops->abandon(d->store);
+}
+
+/*
+ * Wait until the storage back end holds no request: guest memory may go
+ * after. A device stopped meanwhile (vu_blk_stop: the VM is deleted, the
+ * agent leaves) or a QEMU that hung up (it quit, or was killed while it
+ * waited for GET_VRING_BASE's answer) waits no more for a device node
+ * that does not answer: what is left is abandoned.
+ */
 static void drain(struct vu_blk *d)
 {
 	while (d->ops->inflight(d->store)) {
-		struct pollfd p = { .fd = d->ops->poll_fd(d->store), .events = POLLIN };
+		struct pollfd p[3] = { { .fd = d->ops->poll_fd(d->store), .events = POLLIN },
+				       { .fd = d->stop_fd, .events = POLLIN },
+				       { .fd = d->sock, .events = POLLRDHUP } };
 
+		(void)poll(p, 3, 100);
+		if (d->ops->abandon && (p[1].revents & POLLIN)) {
+			abandon(d, "the device stops");
+			return;
+		}
+		if (d->ops->abandon && (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+			abandon(d, "QEMU hung up");
+			return;
+		}
+		d->ops->poll(d->store);
+	}
+}
+
+/* The device goes away: its requests end, or are abandoned after a while. */
+static void drain_or_abandon(struct vu_blk *d)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (d->ops->inflight(d->store)) {
+		struct pollfd p = { .fd = d->ops->poll_fd(d->store), .events = POLLIN };
+		long ms;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+		if (ms >= (long)VU_BLK_FREE_WAIT_MS && d->ops->abandon) {
+			abandon(d, "the device goes away");
+			return;
+		}
 		if (p.fd >= 0)
 			(void)poll(&p, 1, 100);
 		d->ops->poll(d->store);
@@ -771,7 +825,7 @@ void vu_blk_free(struct vu_blk *d)
 {
 	if (!d)
 		return;
-	drain(d);
+	drain_or_abandon(d);
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		vu_ring_stop(&d->rings[i]);
 	vu_mem_clear(&d->mem);

@@ -411,11 +411,36 @@ static unsigned dn_inflight(void *store)
 	return ((struct vu_devnode *)store)->inflight;
 }
 
+/* Drop every request unanswered: the ones on the wire come back with the connection. */
+static void dn_abandon(void *store)
+{
+	struct vu_devnode *s = store;
+
+	if (s->c) {
+		s->closing = true;
+		mnc_close(s->c);         /* its requests come back -ECANCELED: they wait */
+		s->c = NULL;
+		s->closing = false;
+	}
+	timer_arm(s, false);
+	while (s->wait_head) {
+		struct dn_req *q = s->wait_head;
+
+		s->wait_head = q->next;
+		free(q->bounce);
+		s->inflight--;
+		vu_blk_io_drop(q->io);
+		free(q);
+	}
+	s->wait_tail = NULL;
+}
+
 const struct vu_blk_store_ops vu_devnode_ops = {
 	.submit = dn_submit,
 	.poll_fd = dn_poll_fd,
 	.poll = dn_poll,
 	.inflight = dn_inflight,
+	.abandon = dn_abandon,
 };
 
 /* Deferred: check the grant read-only (nothing is fenced) and learn the size; keep nothing open. */

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * A device node's block volumes (volume.h): sparse raw files in a data
- * directory, made atomically, cloned by reflink or by their data extents.
+ * directory, made atomically, cloned by reflink or by their data extents
+ * (the kind "file"); block devices are the kind "block" (volume_block.c).
+ * Each operation asks the kind of the volume it names (dn_vol_kind_of).
  */
 #include "volume.h"
 
@@ -23,20 +25,16 @@
 #include "volume_int.h"
 
 #define SUFFIX ".vol"
-#define COPY_CHUNK (1u << 20)
+#define COPY_CHUNK DN_VOL_COPY_CHUNK
 #define KEY_XATTR "user.disagg.key"
+#define EPOCH_XATTR "user.disagg.epoch"
 
-struct dn_user {
-	char name[DN_VOLUME_NAME_MAX + 1];
-	unsigned n;
-};
+static const struct dn_vol_kind file_kind;
 
-struct dn_volumes {
-	int dirfd;
-	pthread_mutex_t mu;          /* users */
-	struct dn_user *users;
-	size_t nusers;
-};
+static const struct dn_vol_kind *kind_of(struct dn_volumes *vs, const char *name)
+{
+	return dn_vol_block_find(vs, name) ? &dn_vol_block_kind : &file_kind;
+}
 
 bool dn_volume_name_valid(const char *name)
 {
@@ -86,6 +84,7 @@ void dn_volumes_close(struct dn_volumes *vs)
 {
 	if (!vs)
 		return;
+	dn_vol_blocks_free(vs);
 	close(vs->dirfd);
 	pthread_mutex_destroy(&vs->mu);
 	free(vs->users);
@@ -101,7 +100,7 @@ static struct dn_user *user_find(struct dn_volumes *vs, const char *name)
 	return NULL;
 }
 
-static unsigned users_of(struct dn_volumes *vs, const char *name)
+unsigned dn_vol_users(struct dn_volumes *vs, const char *name)
 {
 	struct dn_user *u;
 	unsigned n;
@@ -140,17 +139,27 @@ void dn_vol_drop_unnamed(struct dn_volumes *vs, const char *tmp)
  * nonzero key, little-endian, in an extended attribute: it moves with the
  * file and is never shared by two volumes, even of one name over time.
  */
-static int key_set(int fd, bool create_only, uint64_t *ret)
+int dn_vol_new_key(uint8_t b[8], uint64_t *ret)
 {
-	uint8_t b[8];
 	uint64_t key = 0;
 
 	while (key == 0) {
-		if (getrandom(b, sizeof(b), 0) != sizeof(b))
+		if (getrandom(b, 8, 0) != 8)
 			return -EIO;
 		for (int i = 7; i >= 0; i--)
 			key = key << 8 | b[i];
 	}
+	*ret = key;
+	return 0;
+}
+
+static int key_set(int fd, bool create_only, uint64_t *ret)
+{
+	uint8_t b[8];
+	uint64_t key;
+
+	if (dn_vol_new_key(b, &key) < 0)
+		return -EIO;
 	if (fsetxattr(fd, KEY_XATTR, b, sizeof(b), create_only ? XATTR_CREATE : 0) < 0)
 		return -errno;
 	if (ret)
@@ -205,13 +214,18 @@ int dn_vol_publish(struct dn_volumes *vs, int fd, const char *tmp, const char *n
 	return r;
 }
 
-static bool exists(struct dn_volumes *vs, const char *name)
+bool dn_vol_file_exists(struct dn_volumes *vs, const char *name)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
 	struct stat st;
 
 	file_of(name, file, sizeof(file));
 	return fstatat(vs->dirfd, file, &st, 0) == 0;
+}
+
+static bool exists(struct dn_volumes *vs, const char *name)
+{
+	return dn_vol_block_find(vs, name) || dn_vol_file_exists(vs, name);
 }
 
 /* An fd of existing volume `name` opened with flags, and its stat; -errno. */
@@ -251,11 +265,16 @@ int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size)
 
 int dn_volume_delete(struct dn_volumes *vs, const char *name)
 {
-	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
-
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	if (users_of(vs, name))
+	return kind_of(vs, name)->remove(vs, name);
+}
+
+static int file_remove(struct dn_volumes *vs, const char *name)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+
+	if (dn_vol_users(vs, name))
 		return -EBUSY;
 	file_of(name, file, sizeof(file));
 	if (unlinkat(vs->dirfd, file, 0) < 0)
@@ -265,17 +284,22 @@ int dn_volume_delete(struct dn_volumes *vs, const char *name)
 
 int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
 {
+	if (!dn_volume_name_valid(name) || !size_valid(size))
+		return -EINVAL;
+	return kind_of(vs, name)->resize(vs, name, size, shrink);
+}
+
+static int file_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
+{
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 
-	if (!dn_volume_name_valid(name) || !size_valid(size))
-		return -EINVAL;
 	fd = open_volume(vs, name, O_RDWR, &st);
 	if (fd < 0)
 		return fd;
 	if (size < (uint64_t)st.st_size && !shrink)
 		return -EINVAL;
-	if (size < (uint64_t)st.st_size && users_of(vs, name))
+	if (size < (uint64_t)st.st_size && dn_vol_users(vs, name))
 		return -EBUSY;
 	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
 		return -errno;
@@ -331,32 +355,55 @@ static int sparse_copy(int src, int dst, off_t size)
 	return 0;
 }
 
+static int file_open_src(struct dn_volumes *vs, const char *name, int *ret_fd,
+			 uint64_t *ret_size)
+{
+	struct stat st;
+	int fd = open_volume(vs, name, O_RDONLY, &st);
+
+	if (fd < 0)
+		return fd;
+	*ret_fd = fd;
+	*ret_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The clone shares src's blocks where the filesystem can, else gets its data extents. */
+static int file_copy(int sfd, int dfd, uint64_t size, bool *ret_reflinked)
+{
+	*ret_reflinked = false;
+	if (ioctl(dfd, FICLONE, sfd) == 0) {
+		*ret_reflinked = true;
+		return 0;
+	}
+	if (errno != EOPNOTSUPP && errno != ENOTTY && errno != EXDEV && errno != EINVAL &&
+	    errno != ENOSYS)
+		return -errno;
+	if (ftruncate(dfd, (off_t)size) < 0)
+		return -errno;
+	return sparse_copy(sfd, dfd, (off_t)size);
+}
+
 int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 		    bool *ret_reflinked)
 {
+	const struct dn_vol_kind *k;
 	char tmp[DN_VOL_TMP_MAX];
 	_cleanup_close_ int sfd = -1, dfd = -1;
 	bool reflinked = false;
-	struct stat st;
+	uint64_t size;
 	int r;
 
 	if (!dn_volume_name_valid(src) || !dn_volume_name_valid(dst))
 		return -EINVAL;
-	sfd = open_volume(vs, src, O_RDONLY, &st);
-	if (sfd < 0)
-		return sfd;
+	k = kind_of(vs, src);
+	r = k->open_src(vs, src, &sfd, &size);
+	if (r < 0)
+		return r;
 	dfd = dn_vol_begin_new(vs, dst, tmp, sizeof(tmp));
 	if (dfd < 0)
 		return dfd;
-	if (ioctl(dfd, FICLONE, sfd) == 0) {
-		reflinked = true;
-		r = 0;
-	} else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV ||
-		   errno == EINVAL || errno == ENOSYS) {
-		r = ftruncate(dfd, st.st_size) < 0 ? -errno : sparse_copy(sfd, dfd, st.st_size);
-	} else {
-		r = -errno;
-	}
+	r = k->copy(sfd, dfd, size, &reflinked);
 	if (r == 0)
 		r = dn_vol_publish(vs, dfd, tmp, dst);
 	dn_vol_drop_unnamed(vs, tmp);
@@ -367,13 +414,18 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 
 int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
 {
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	return kind_of(vs, name)->stat(vs, name, ret);
+}
+
+static int file_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
+{
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 	uint64_t key;
 	int r;
 
-	if (!dn_volume_name_valid(name))
-		return -EINVAL;
 	fd = open_volume(vs, name, O_RDONLY | O_NONBLOCK, &st);
 	if (fd < 0)
 		return fd;
@@ -383,11 +435,12 @@ int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_inf
 	if (r < 0)
 		return r;
 	memset(ret, 0, sizeof(*ret));
+	ret->kind = DN_VOLUME_FILE;
 	ret->key = key;
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	ret->size = (uint64_t)st.st_size;
 	ret->allocated = (uint64_t)st.st_blocks * 512;
-	ret->users = users_of(vs, name);
+	ret->users = dn_vol_users(vs, name);
 	return 0;
 }
 
@@ -424,7 +477,7 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 			continue;
 		memcpy(name, de->d_name, len - strlen(SUFFIX));
 		name[len - strlen(SUFFIX)] = '\0';
-		if (!dn_volume_name_valid(name))
+		if (!dn_volume_name_valid(name) || dn_vol_block_find(vs, name))
 			continue;
 		if (n == cap) {
 			struct dn_volume_info *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
@@ -440,6 +493,10 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 			n++;
 	}
 	closedir(d);
+	if (dn_vol_block_list(vs, &v, &n, &cap) < 0) {
+		free(v);
+		return -ENOMEM;
+	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_info);
 	*ret = v;
@@ -447,18 +504,70 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 	return 0;
 }
 
-int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
-		   uint64_t *ret_size)
+static int epoch_xattr_read(const struct dn_epoch_store *s, uint32_t *ret)
+{
+	uint8_t b[4];
+	ssize_t n = fgetxattr(s->fd, EPOCH_XATTR, b, sizeof(b));
+
+	if (n < 0 && errno == ENODATA) {
+		*ret = 0;
+		return 0;
+	}
+	if (n != (ssize_t)sizeof(b))
+		return n < 0 ? -errno : -EBADMSG;
+	*ret = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return 0;
+}
+
+/* The new epoch is on the disk before anyone is told (a restart keeps the fence). */
+static int epoch_xattr_write(const struct dn_epoch_store *s, uint32_t e)
+{
+	uint8_t b[4] = { e & 0xff, e >> 8 & 0xff, e >> 16 & 0xff, e >> 24 };
+
+	if (fsetxattr(s->fd, EPOCH_XATTR, b, sizeof(b), 0) < 0 || fsync(s->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+static const struct dn_epoch_ops epoch_xattr_ops = {
+	.read = epoch_xattr_read,
+	.write = epoch_xattr_write,
+};
+
+static int file_open(struct dn_volumes *vs, const char *name, int flags,
+		     struct dn_volume_ref *ret)
 {
 	_cleanup_close_ int fd = -1;
-	struct dn_user *u;
 	struct stat st;
+	uint64_t key;
+	int r;
+
+	fd = open_volume(vs, name, O_RDWR | flags, &st);
+	if (fd < 0)
+		return fd;
+	r = dn_volume_key(fd, &key);
+	if (r < 0)
+		return r;
+	*ret = (struct dn_volume_ref){
+		.fd = fd, .size = (uint64_t)st.st_size, .key = key, .kind = DN_VOLUME_FILE,
+		.epoch = { .ops = &epoch_xattr_ops, .fd = fd },
+	};
+	TAKE_FD(fd);
+	return 0;
+}
+
+int dn_volume_open_ref(struct dn_volumes *vs, const char *name, int extra_flags,
+		       struct dn_volume_ref *ret)
+{
+	struct dn_volume_ref ref;
+	struct dn_user *u;
+	int r;
 
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	fd = open_volume(vs, name, O_RDWR | extra_flags, &st);
-	if (fd < 0)
-		return fd;
+	r = kind_of(vs, name)->open(vs, name, extra_flags, &ref);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&vs->mu);
 	u = user_find(vs, name);
 	if (!u) {
@@ -466,6 +575,7 @@ int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int
 
 		if (!nu) {
 			pthread_mutex_unlock(&vs->mu);
+			close(ref.fd);
 			return -ENOMEM;
 		}
 		vs->users = nu;
@@ -475,8 +585,20 @@ int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int
 	}
 	u->n++;
 	pthread_mutex_unlock(&vs->mu);
-	*ret_size = (uint64_t)st.st_size;
-	*ret_fd = TAKE_FD(fd);
+	*ret = ref;
+	return 0;
+}
+
+int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
+		   uint64_t *ret_size)
+{
+	struct dn_volume_ref ref;
+	int r = dn_volume_open_ref(vs, name, extra_flags, &ref);
+
+	if (r < 0)
+		return r;
+	*ret_fd = ref.fd;
+	*ret_size = ref.size;
 	return 0;
 }
 
@@ -490,3 +612,13 @@ void dn_volume_put(struct dn_volumes *vs, const char *name)
 		*u = vs->users[--vs->nusers];
 	pthread_mutex_unlock(&vs->mu);
 }
+
+static const struct dn_vol_kind file_kind = {
+	.name = "file",
+	.stat = file_stat,
+	.open = file_open,
+	.remove = file_remove,
+	.resize = file_resize,
+	.open_src = file_open_src,
+	.copy = file_copy,
+};

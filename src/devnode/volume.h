@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A device node's block volumes (volume.c; docs/devnode.md): each volume
- * is a sparse raw file NAME.vol in the node's data directory.
+ * is a sparse raw file NAME.vol in the node's data directory (kind
+ * "file"), or a block device the node was given (kind "block",
+ * volume_block.c; its key and epoch in a state file NAME.blk there).
  *
  * - Names are 1-63 characters of [a-z0-9_-], starting with a letter or a
  *   digit: they go into file names and URLs as they are.
@@ -20,6 +22,9 @@
  *   it is first looked at. The filesystem needs user xattrs (-EOPNOTSUPP).
  * - A volume that is open (dn_volume_open, until dn_volume_put) cannot be
  *   deleted or shrunk: -EBUSY.
+ * - A block device's volume is never made, deleted or resized here: its
+ *   name is taken (-EEXIST), delete and resize are -EOPNOTSUPP. It can be
+ *   the source of a clone (every block is read; the zeros stay holes).
  *
  * Every function returns 0 or -errno. Not thread-safe by itself beyond the
  * open counts, which take their own lock.
@@ -35,14 +40,50 @@
 #define DN_VOLUME_SECTOR   512ull
 #define DN_VOLUME_MAX_SIZE (1ull << 44)   /* 16 TiB */
 
+#define DN_VOLUME_DEV_MAX  256      /* a block device's path, NUL included */
+
 struct dn_volumes;
+
+enum dn_volume_kind {
+	DN_VOLUME_FILE,              /* NAME.vol in the data directory */
+	DN_VOLUME_BLOCK,             /* a block device given to the node */
+};
 
 struct dn_volume_info {
 	char name[DN_VOLUME_NAME_MAX + 1];
+	enum dn_volume_kind kind;
+	char device[DN_VOLUME_DEV_MAX]; /* DN_VOLUME_BLOCK: the device's path; else "" */
 	uint64_t size;               /* bytes the guest sees */
-	uint64_t allocated;          /* bytes the file takes on disk */
+	uint64_t allocated;          /* bytes the file takes on disk (a device: all of it) */
 	uint64_t key;                /* nonzero, random, new for every volume made (grants name it) */
 	unsigned users;              /* dn_volume_open without dn_volume_put */
+};
+
+/*
+ * Where a volume keeps its ownership epoch (fence.h reads and raises it
+ * through this; the volume's kind chooses): a file's extended attribute
+ * user.disagg.epoch, a block device's state file. write is durable when
+ * it returns 0; the caller serialises the writes of one volume.
+ */
+struct dn_epoch_store;
+struct dn_epoch_ops {
+	int (*read)(const struct dn_epoch_store *s, uint32_t *ret);   /* 0 if never raised */
+	int (*write)(const struct dn_epoch_store *s, uint32_t epoch);
+};
+
+struct dn_epoch_store {
+	const struct dn_epoch_ops *ops;
+	void *ctx;                   /* the kind's own (a block device's record) */
+	int fd;                      /* the volume, open */
+};
+
+/* An open volume (dn_volume_open_ref): its fd, size, key and epoch store. */
+struct dn_volume_ref {
+	int fd;
+	uint64_t size;
+	uint64_t key;
+	enum dn_volume_kind kind;
+	struct dn_epoch_store epoch;
 };
 
 /* Open (and make, mode 0700, if missing) the data directory dir. */
@@ -75,8 +116,21 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
  */
 int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
 		   uint64_t *ret_size);
+/* The same, with everything a BLK_OPEN checks (ret->fd is the caller's to close). */
+int dn_volume_open_ref(struct dn_volumes *vs, const char *name, int extra_flags,
+		       struct dn_volume_ref *ret);
 void dn_volume_put(struct dn_volumes *vs, const char *name);
-/* The key of the volume open at fd (made if it has none): check a grant against what is open. */
+/* The key of the file volume open at fd (made if it has none). */
 int dn_volume_key(int fd, uint64_t *ret);
+
+/*
+ * Serve the block device at path as volume `name` (volume_block.c), until
+ * dn_volumes_close. The device is opened O_EXCL, so no other device node
+ * (nor a mount) uses it meanwhile. -EINVAL (name), -EEXIST (a volume of
+ * that name), -ENOTBLK (not a block device), -EBUSY (in use elsewhere, or
+ * given twice), -ERANGE (its size is 0, not whole sectors or over the
+ * maximum), -EBADMSG (its state file is damaged), -errno of open.
+ */
+int dn_volume_add_block(struct dn_volumes *vs, const char *name, const char *path);
 
 #endif /* DISAGG_DEVNODE_VOLUME_H */

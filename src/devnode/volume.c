@@ -22,18 +22,43 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "volume_block.h"
 #include "volume_int.h"
 
 #define SUFFIX ".vol"
-#define COPY_CHUNK DN_VOL_COPY_CHUNK
+#define COPY_CHUNK (1u << 20)
 #define KEY_XATTR "user.disagg.key"
 #define EPOCH_XATTR "user.disagg.epoch"
 
+struct dn_user {
+	char name[DN_VOLUME_NAME_MAX + 1];
+	unsigned n;
+};
+
+struct dn_volumes {
+	int dirfd;
+	pthread_mutex_t mu;          /* users */
+	struct dn_user *users;
+	size_t nusers;
+	struct dn_blockdev **blocks; /* added before serving, fixed after: read without a lock */
+	size_t nblocks;
+};
+
 static const struct dn_vol_kind file_kind;
 
-static const struct dn_vol_kind *kind_of(struct dn_volumes *vs, const char *name)
+static struct dn_blockdev *block_find(struct dn_volumes *vs, const char *name)
 {
-	return dn_vol_block_find(vs, name) ? &dn_vol_block_kind : &file_kind;
+	for (size_t i = 0; i < vs->nblocks; i++)
+		if (!strcmp(dn_blockdev_name(vs->blocks[i]), name))
+			return vs->blocks[i];
+	return NULL;
+}
+
+/* The kind of volume `name` and what the store keeps of it (*ret_obj). */
+static const struct dn_vol_kind *kind_of(struct dn_volumes *vs, const char *name, void **ret_obj)
+{
+	*ret_obj = block_find(vs, name);
+	return *ret_obj ? &dn_vol_block_kind : &file_kind;
 }
 
 bool dn_volume_name_valid(const char *name)
@@ -84,7 +109,9 @@ void dn_volumes_close(struct dn_volumes *vs)
 {
 	if (!vs)
 		return;
-	dn_vol_blocks_free(vs);
+	for (size_t i = 0; i < vs->nblocks; i++)
+		dn_blockdev_free(vs->blocks[i]);
+	free(vs->blocks);
 	close(vs->dirfd);
 	pthread_mutex_destroy(&vs->mu);
 	free(vs->users);
@@ -100,7 +127,7 @@ static struct dn_user *user_find(struct dn_volumes *vs, const char *name)
 	return NULL;
 }
 
-unsigned dn_vol_users(struct dn_volumes *vs, const char *name)
+static unsigned users_of(struct dn_volumes *vs, const char *name)
 {
 	struct dn_user *u;
 	unsigned n;
@@ -139,7 +166,7 @@ void dn_vol_drop_unnamed(struct dn_volumes *vs, const char *tmp)
  * nonzero key, little-endian, in an extended attribute: it moves with the
  * file and is never shared by two volumes, even of one name over time.
  */
-int dn_vol_new_key(uint8_t b[8], uint64_t *ret)
+static int new_key(uint8_t b[8], uint64_t *ret)
 {
 	uint64_t key = 0;
 
@@ -158,7 +185,7 @@ static int key_set(int fd, bool create_only, uint64_t *ret)
 	uint8_t b[8];
 	uint64_t key;
 
-	if (dn_vol_new_key(b, &key) < 0)
+	if (new_key(b, &key) < 0)
 		return -EIO;
 	if (fsetxattr(fd, KEY_XATTR, b, sizeof(b), create_only ? XATTR_CREATE : 0) < 0)
 		return -errno;
@@ -214,7 +241,7 @@ int dn_vol_publish(struct dn_volumes *vs, int fd, const char *tmp, const char *n
 	return r;
 }
 
-bool dn_vol_file_exists(struct dn_volumes *vs, const char *name)
+static bool file_exists(struct dn_volumes *vs, const char *name)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
 	struct stat st;
@@ -225,7 +252,7 @@ bool dn_vol_file_exists(struct dn_volumes *vs, const char *name)
 
 static bool exists(struct dn_volumes *vs, const char *name)
 {
-	return dn_vol_block_find(vs, name) || dn_vol_file_exists(vs, name);
+	return block_find(vs, name) || file_exists(vs, name);
 }
 
 /* An fd of existing volume `name` opened with flags, and its stat; -errno. */
@@ -265,16 +292,18 @@ int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size)
 
 int dn_volume_delete(struct dn_volumes *vs, const char *name)
 {
+	void *obj;
+
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	return kind_of(vs, name)->remove(vs, name);
+	return kind_of(vs, name, &obj)->remove(vs, name, obj);
 }
 
-static int file_remove(struct dn_volumes *vs, const char *name)
+static int file_remove(struct dn_volumes *vs, const char *name, void *obj)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
 
-	if (dn_vol_users(vs, name))
+	if (users_of(vs, name))
 		return -EBUSY;
 	file_of(name, file, sizeof(file));
 	if (unlinkat(vs->dirfd, file, 0) < 0)
@@ -284,12 +313,15 @@ static int file_remove(struct dn_volumes *vs, const char *name)
 
 int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
 {
+	void *obj;
+
 	if (!dn_volume_name_valid(name) || !size_valid(size))
 		return -EINVAL;
-	return kind_of(vs, name)->resize(vs, name, size, shrink);
+	return kind_of(vs, name, &obj)->resize(vs, name, obj, size, shrink);
 }
 
-static int file_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
+static int file_resize(struct dn_volumes *vs, const char *name, void *obj, uint64_t size,
+		       bool shrink)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
@@ -299,7 +331,7 @@ static int file_resize(struct dn_volumes *vs, const char *name, uint64_t size, b
 		return fd;
 	if (size < (uint64_t)st.st_size && !shrink)
 		return -EINVAL;
-	if (size < (uint64_t)st.st_size && dn_vol_users(vs, name))
+	if (size < (uint64_t)st.st_size && users_of(vs, name))
 		return -EBUSY;
 	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
 		return -errno;
@@ -355,7 +387,7 @@ static int sparse_copy(int src, int dst, off_t size)
 	return 0;
 }
 
-static int file_open_src(struct dn_volumes *vs, const char *name, int *ret_fd,
+static int file_open_src(struct dn_volumes *vs, const char *name, void *obj, int *ret_fd,
 			 uint64_t *ret_size)
 {
 	struct stat st;
@@ -392,12 +424,13 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 	_cleanup_close_ int sfd = -1, dfd = -1;
 	bool reflinked = false;
 	uint64_t size;
+	void *obj;
 	int r;
 
 	if (!dn_volume_name_valid(src) || !dn_volume_name_valid(dst))
 		return -EINVAL;
-	k = kind_of(vs, src);
-	r = k->open_src(vs, src, &sfd, &size);
+	k = kind_of(vs, src, &obj);
+	r = k->open_src(vs, src, obj, &sfd, &size);
 	if (r < 0)
 		return r;
 	dfd = dn_vol_begin_new(vs, dst, tmp, sizeof(tmp));
@@ -414,12 +447,22 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 
 int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
 {
+	struct dn_volume_info info;
+	void *obj;
+	int r;
+
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	return kind_of(vs, name)->stat(vs, name, ret);
+	r = kind_of(vs, name, &obj)->stat(vs, name, obj, &info);
+	if (r < 0)
+		return r;
+	info.users = users_of(vs, name);
+	*ret = info;
+	return 0;
 }
 
-static int file_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
+static int file_stat(struct dn_volumes *vs, const char *name, void *obj,
+		     struct dn_volume_info *ret)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
@@ -440,7 +483,6 @@ static int file_stat(struct dn_volumes *vs, const char *name, struct dn_volume_i
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	ret->size = (uint64_t)st.st_size;
 	ret->allocated = (uint64_t)st.st_blocks * 512;
-	ret->users = dn_vol_users(vs, name);
 	return 0;
 }
 
@@ -450,25 +492,42 @@ static int cmp_info(const void *a, const void *b)
 		      ((const struct dn_volume_info *)b)->name);
 }
 
+/* Append the volume `name` to *v (n of cap): -ENOMEM; one that cannot be looked at is left out. */
+static int list_add(struct dn_volumes *vs, const char *name, struct dn_volume_info **v,
+		    size_t *n, size_t *cap)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 16;
+		struct dn_volume_info *nv = realloc(*v, c * sizeof(**v));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	if (dn_volume_stat(vs, name, &(*v)[*n]) == 0)
+		(*n)++;
+	return 0;
+}
+
 int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *ret_n)
 {
 	struct dn_volume_info *v = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	int fd = dup(vs->dirfd);
+	int r = 0, fd = dup(vs->dirfd);
 	DIR *d;
 
 	if (fd < 0)
 		return -errno;
 	d = fdopendir(fd);
 	if (!d) {
-		int r = -errno;   /* before close can change errno */
-
+		r = -errno;   /* before close can change errno */
 		close(fd);
 		return r;
 	}
 	rewinddir(d);
-	while ((de = readdir(d))) {
+	while (r == 0 && (de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char name[DN_VOLUME_NAME_MAX + 1];
 
@@ -477,25 +536,15 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 			continue;
 		memcpy(name, de->d_name, len - strlen(SUFFIX));
 		name[len - strlen(SUFFIX)] = '\0';
-		if (!dn_volume_name_valid(name) || dn_vol_block_find(vs, name))
-			continue;
-		if (n == cap) {
-			struct dn_volume_info *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
-
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		if (dn_volume_stat(vs, name, &v[n]) == 0)
-			n++;
+		if (dn_volume_name_valid(name) && !block_find(vs, name))
+			r = list_add(vs, name, &v, &n, &cap);
 	}
 	closedir(d);
-	if (dn_vol_block_list(vs, &v, &n, &cap) < 0) {
+	for (size_t i = 0; r == 0 && i < vs->nblocks; i++)
+		r = list_add(vs, dn_blockdev_name(vs->blocks[i]), &v, &n, &cap);
+	if (r < 0) {
 		free(v);
-		return -ENOMEM;
+		return r;
 	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_info);
@@ -534,7 +583,7 @@ static const struct dn_epoch_ops epoch_xattr_ops = {
 	.write = epoch_xattr_write,
 };
 
-static int file_open(struct dn_volumes *vs, const char *name, int flags,
+static int file_open(struct dn_volumes *vs, const char *name, void *obj, int flags,
 		     struct dn_volume_ref *ret)
 {
 	_cleanup_close_ int fd = -1;
@@ -561,11 +610,12 @@ int dn_volume_open_ref(struct dn_volumes *vs, const char *name, int extra_flags,
 {
 	struct dn_volume_ref ref;
 	struct dn_user *u;
+	void *obj;
 	int r;
 
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	r = kind_of(vs, name)->open(vs, name, extra_flags, &ref);
+	r = kind_of(vs, name, &obj)->open(vs, name, obj, extra_flags, &ref);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&vs->mu);
@@ -611,6 +661,30 @@ void dn_volume_put(struct dn_volumes *vs, const char *name)
 	if (u && u->n && --u->n == 0)
 		*u = vs->users[--vs->nusers];
 	pthread_mutex_unlock(&vs->mu);
+}
+
+int dn_volume_add_block(struct dn_volumes *vs, const char *name, const char *path)
+{
+	struct dn_blockdev *b, **nb;
+	uint8_t kb[8];
+	uint64_t key;
+	int r;
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	if (exists(vs, name))
+		return -EEXIST;
+	nb = realloc(vs->blocks, (vs->nblocks + 1) * sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	vs->blocks = nb;
+	r = new_key(kb, &key);
+	if (r == 0)
+		r = dn_blockdev_open(vs->dirfd, name, path, key, &b);
+	if (r < 0)
+		return r;
+	vs->blocks[vs->nblocks++] = b;
+	return 0;
 }
 
 static const struct dn_vol_kind file_kind = {

@@ -36,55 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DN_VOLUME_NAME_MAX 63
-#define DN_VOLUME_SECTOR   512ull
-#define DN_VOLUME_MAX_SIZE (1ull << 44)   /* 16 TiB */
-
-#define DN_VOLUME_DEV_MAX  256      /* a block device's path, NUL included */
+#include "volume_kind.h"
 
 struct dn_volumes;
-
-enum dn_volume_kind {
-	DN_VOLUME_FILE,              /* NAME.vol in the data directory */
-	DN_VOLUME_BLOCK,             /* a block device given to the node */
-};
-
-struct dn_volume_info {
-	char name[DN_VOLUME_NAME_MAX + 1];
-	enum dn_volume_kind kind;
-	char device[DN_VOLUME_DEV_MAX]; /* DN_VOLUME_BLOCK: the device's path; else "" */
-	uint64_t size;               /* bytes the guest sees */
-	uint64_t allocated;          /* bytes the file takes on disk (a device: all of it) */
-	uint64_t key;                /* nonzero, random, new for every volume made (grants name it) */
-	unsigned users;              /* dn_volume_open without dn_volume_put */
-};
-
-/*
- * Where a volume keeps its ownership epoch (fence.h reads and raises it
- * through this; the volume's kind chooses): a file's extended attribute
- * user.disagg.epoch, a block device's state file. write is durable when
- * it returns 0; the caller serialises the writes of one volume.
- */
-struct dn_epoch_store;
-struct dn_epoch_ops {
-	int (*read)(const struct dn_epoch_store *s, uint32_t *ret);   /* 0 if never raised */
-	int (*write)(const struct dn_epoch_store *s, uint32_t epoch);
-};
-
-struct dn_epoch_store {
-	const struct dn_epoch_ops *ops;
-	void *ctx;                   /* the kind's own (a block device's record) */
-	int fd;                      /* the volume, open */
-};
-
-/* An open volume (dn_volume_open_ref): its fd, size, key and epoch store. */
-struct dn_volume_ref {
-	int fd;
-	uint64_t size;
-	uint64_t key;
-	enum dn_volume_kind kind;
-	struct dn_epoch_store epoch;
-};
 
 /* Open (and make, mode 0700, if missing) the data directory dir. */
 int dn_volumes_open(const char *dir, struct dn_volumes **ret);

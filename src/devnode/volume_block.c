@@ -29,11 +29,12 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "volume.h"
-#include "volume_int.h"
+#include "volume_block.h"
 
 #define STATE_SUFFIX ".blk"
 #define STATE_MAX 4096
+#define STATE_TMP_MAX 80
+#define COPY_CHUNK (1u << 20)
 
 struct dn_blockdev {
 	char name[DN_VOLUME_NAME_MAX + 1];
@@ -42,26 +43,20 @@ struct dn_blockdev {
 	uint64_t size;
 	uint64_t key;
 	uint32_t epoch;              /* written under the fence lock (fence.c) */
-	struct dn_volumes *vs;
+	int dirfd;                   /* the data directory (the store's) */
 };
 
-struct dn_blockdev *dn_vol_block_find(struct dn_volumes *vs, const char *name)
+const char *dn_blockdev_name(const struct dn_blockdev *b)
 {
-	for (size_t i = 0; i < vs->nblocks; i++)
-		if (!strcmp(vs->blocks[i]->name, name))
-			return vs->blocks[i];
-	return NULL;
+	return b->name;
 }
 
-void dn_vol_blocks_free(struct dn_volumes *vs)
+void dn_blockdev_free(struct dn_blockdev *b)
 {
-	for (size_t i = 0; i < vs->nblocks; i++) {
-		close(vs->blocks[i]->fd);
-		free(vs->blocks[i]);
-	}
-	free(vs->blocks);
-	vs->blocks = NULL;
-	vs->nblocks = 0;
+	if (!b)
+		return;
+	close(b->fd);
+	free(b);
 }
 
 /* ---- the state file ------------------------------------------------------------- */
@@ -69,12 +64,12 @@ void dn_vol_blocks_free(struct dn_volumes *vs)
 /* Write b's state whole, atomically and durably. */
 static int state_save(const struct dn_blockdev *b)
 {
-	char file[DN_VOLUME_NAME_MAX + sizeof(STATE_SUFFIX)], tmp[DN_VOL_TMP_MAX], key[17];
+	char file[DN_VOLUME_NAME_MAX + sizeof(STATE_SUFFIX)], tmp[STATE_TMP_MAX], key[17];
 	_cleanup_free_ char *text = NULL;
 	_cleanup_close_ int fd = -1;
 	json_t *j;
 	size_t len;
-	int dirfd = b->vs->dirfd;
+	int dirfd = b->dirfd;
 
 	snprintf(key, sizeof(key), "%016" PRIx64, b->key);
 	j = json_pack("{s:s, s:s, s:I}", "device", b->path, "key", key, "epoch",
@@ -116,7 +111,7 @@ static int state_load(struct dn_blockdev *b)
 	int r = 0;
 
 	snprintf(file, sizeof(file), "%s" STATE_SUFFIX, b->name);
-	fd = openat(b->vs->dirfd, file, O_RDONLY | O_CLOEXEC);
+	fd = openat(b->dirfd, file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = read(fd, text, sizeof(text) - 1);
@@ -164,84 +159,49 @@ static int open_device(const char *path, uint64_t *ret_size)
 	return TAKE_FD(fd);
 }
 
-int dn_volume_add_block(struct dn_volumes *vs, const char *name, const char *path)
+int dn_blockdev_open(int dirfd, const char *name, const char *path, uint64_t new_key,
+		     struct dn_blockdev **ret)
 {
 	_cleanup_free_ struct dn_blockdev *b = NULL;
-	struct dn_blockdev **nb;
-	uint8_t kb[8];
 	int r;
 
-	if (!dn_volume_name_valid(name))
-		return -EINVAL;
-	if (strlen(path) >= DN_VOLUME_DEV_MAX)
+	if (strlen(path) >= DN_VOLUME_DEV_MAX || strlen(name) > DN_VOLUME_NAME_MAX)
 		return -ENAMETOOLONG;
-	if (dn_vol_block_find(vs, name) || dn_vol_file_exists(vs, name))
-		return -EEXIST;
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	snprintf(b->path, sizeof(b->path), "%s", path);
-	b->vs = vs;
+	b->dirfd = dirfd;
 	b->fd = open_device(path, &b->size);
 	if (b->fd < 0)
 		return b->fd;
 	r = state_load(b);
 	if (r == -ENOENT || r == -ESTALE) {
 		b->epoch = 0;
-		r = dn_vol_new_key(kb, &b->key);
-		if (r == 0)
-			r = state_save(b);
+		b->key = new_key;
+		r = state_save(b);
 	}
-	nb = r == 0 ? realloc(vs->blocks, (vs->nblocks + 1) * sizeof(*nb)) : NULL;
-	if (r == 0 && !nb)
-		r = -ENOMEM;
 	if (r < 0) {
 		close(b->fd);
 		return r;
 	}
-	vs->blocks = nb;
-	vs->blocks[vs->nblocks++] = TAKE_PTR(b);
+	*ret = TAKE_PTR(b);
 	return 0;
 }
 
 /* ---- the kind's operations --------------------------------------------------------- */
 
-static void info_of(struct dn_volumes *vs, const struct dn_blockdev *b,
-		    struct dn_volume_info *ret)
+static int block_stat(struct dn_volumes *vs, const char *name, void *obj,
+		      struct dn_volume_info *ret)
 {
+	const struct dn_blockdev *b = obj;
+
 	*ret = (struct dn_volume_info){
 		.kind = DN_VOLUME_BLOCK, .size = b->size, .allocated = b->size, .key = b->key,
-		.users = dn_vol_users(vs, b->name),
 	};
 	snprintf(ret->name, sizeof(ret->name), "%s", b->name);
 	snprintf(ret->device, sizeof(ret->device), "%s", b->path);
-}
-
-int dn_vol_block_list(struct dn_volumes *vs, struct dn_volume_info **v, size_t *n, size_t *cap)
-{
-	for (size_t i = 0; i < vs->nblocks; i++) {
-		if (*n == *cap) {
-			size_t c = *cap ? 2 * *cap : 16;
-			struct dn_volume_info *nv = realloc(*v, c * sizeof(**v));
-
-			if (!nv)
-				return -ENOMEM;
-			*v = nv;
-			*cap = c;
-		}
-		info_of(vs, vs->blocks[i], &(*v)[(*n)++]);
-	}
-	return 0;
-}
-
-static int block_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
-{
-	const struct dn_blockdev *b = dn_vol_block_find(vs, name);
-
-	if (!b)
-		return -ENOENT;
-	info_of(vs, b, ret);
 	return 0;
 }
 
@@ -282,15 +242,12 @@ static const struct dn_epoch_ops epoch_state_ops = {
 	.write = epoch_state_write,
 };
 
-static int block_open(struct dn_volumes *vs, const char *name, int flags,
+static int block_open(struct dn_volumes *vs, const char *name, void *obj, int flags,
 		      struct dn_volume_ref *ret)
 {
-	struct dn_blockdev *b = dn_vol_block_find(vs, name);
-	int fd;
+	struct dn_blockdev *b = obj;
+	int fd = reopen(b, O_RDWR | flags);
 
-	if (!b)
-		return -ENOENT;
-	fd = reopen(b, O_RDWR | flags);
 	if (fd < 0)
 		return fd;
 	*ret = (struct dn_volume_ref){
@@ -301,25 +258,23 @@ static int block_open(struct dn_volumes *vs, const char *name, int flags,
 }
 
 /* The operator gives the device (--block-device) and takes it away; the node does neither. */
-static int block_remove(struct dn_volumes *vs, const char *name)
+static int block_remove(struct dn_volumes *vs, const char *name, void *obj)
 {
 	return -EOPNOTSUPP;
 }
 
-static int block_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
+static int block_resize(struct dn_volumes *vs, const char *name, void *obj, uint64_t size,
+			bool shrink)
 {
 	return -EOPNOTSUPP;
 }
 
-static int block_open_src(struct dn_volumes *vs, const char *name, int *ret_fd,
+static int block_open_src(struct dn_volumes *vs, const char *name, void *obj, int *ret_fd,
 			  uint64_t *ret_size)
 {
-	struct dn_blockdev *b = dn_vol_block_find(vs, name);
-	int fd;
+	const struct dn_blockdev *b = obj;
+	int fd = reopen(b, O_RDONLY);
 
-	if (!b)
-		return -ENOENT;
-	fd = reopen(b, O_RDONLY);
 	if (fd < 0)
 		return fd;
 	*ret_fd = fd;
@@ -338,7 +293,7 @@ static bool all_zero(const uint8_t *p, size_t n)
  */
 static int block_copy(int sfd, int dfd, uint64_t size, bool *ret_reflinked)
 {
-	_cleanup_free_ uint8_t *buf = malloc(DN_VOL_COPY_CHUNK);
+	_cleanup_free_ uint8_t *buf = malloc(COPY_CHUNK);
 
 	*ret_reflinked = false;
 	if (!buf)
@@ -346,7 +301,7 @@ static int block_copy(int sfd, int dfd, uint64_t size, bool *ret_reflinked)
 	if (ftruncate(dfd, (off_t)size) < 0)
 		return -errno;
 	for (uint64_t off = 0; off < size;) {
-		size_t want = (size_t)MIN((uint64_t)DN_VOL_COPY_CHUNK, size - off);
+		size_t want = (size_t)MIN((uint64_t)COPY_CHUNK, size - off);
 		ssize_t n = pread(sfd, buf, want, (off_t)off);
 
 		if (n < 0 && errno == EINTR)

@@ -3,7 +3,7 @@
  * A device node's block volumes (volume.h): sparse raw files in a data
  * directory, made atomically, cloned by reflink or by their data extents
  * (the kind "file"); block devices are the kind "block" (volume_block.c).
- * Each operation asks the kind of the volume it names (dn_vol_kind_of).
+ * Each operation asks the kind of the volume it names (kind_of, volume_kind.h).
  */
 #include "volume.h"
 

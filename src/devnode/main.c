@@ -338,7 +338,11 @@ static const struct http_route dn_routes[] = {
 	{ "GET", "/metrics", false, http_metrics },
 };
 
-/* Registrar callback: the volumes and their bytes, at every heartbeat. */
+/*
+ * Registrar callback: the volumes and the bytes their files take in the
+ * data directory, at every heartbeat (placement puts new volumes there;
+ * a block device's volume takes none of it).
+ */
 static void dn_fill_capacity(void *opaque, json_t *body)
 {
 	struct dn_node *n = opaque;
@@ -349,7 +353,8 @@ static void dn_fill_capacity(void *opaque, json_t *body)
 	if (dn_volume_list(n->vols, &v, &nv) < 0)
 		return;
 	for (size_t i = 0; i < nv; i++)
-		bytes += v[i].allocated;
+		if (v[i].kind == DN_VOLUME_FILE)
+			bytes += v[i].allocated;
 	free(v);
 	json_object_set_new(body, "volumes", json_integer((json_int_t)nv));
 	json_object_set_new(body, "volume_bytes_allocated", json_integer((json_int_t)bytes));

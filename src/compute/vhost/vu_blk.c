@@ -36,6 +36,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "vu_blkcfg.h"
 #include "vu_inflight.h"
 #include "vu_msg.h"
 
@@ -56,7 +57,6 @@ enum { ST_OK = 0, ST_IOERR = 1, ST_UNSUPP = 2 };
 
 #define SECTOR 512u
 #define ID_BYTES 20u
-#define MAX_DZ_SECTORS (1u << 21)      /* 1 GiB per discard or write-zeroes */
 
 struct vu_blk {
 	int sock;
@@ -125,11 +125,6 @@ static void log_in_bufs(const struct vu_blk *d, const struct vu_chain *c)
 		return;
 	for (unsigned i = c->nout; i < c->nout + c->nin; i++)
 		vu_log_write(&d->log, c->gpa[i], c->iov[i].iov_len);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
 }
 
 void vu_blk_io_done(struct vu_blk_io *io, int err)
@@ -292,7 +287,7 @@ static int req_parse(struct vu_blk *d, struct vu_blk_io *io)
 		memcpy(&sector, seg, 8);
 		memcpy(&nsec, seg + 8, 4);
 		memcpy(&flags, seg + 12, 4);
-		if (nsec == 0 || nsec > MAX_DZ_SECTORS || (flags & ~1u) ||
+		if (nsec == 0 || nsec > VU_BLK_MAX_DZ_SECTORS || (flags & ~1u) ||
 		    (type == VU_BLK_T_DISCARD && flags))
 			return vu_blk_io_done(io, -EOPNOTSUPP), 1;
 		io->len = (uint64_t)nsec * SECTOR;
@@ -355,85 +350,37 @@ static int queue_serve(struct vu_blk *d, unsigned q)
 	return 0;
 }
 
-static void abandon(struct vu_blk *d, const char *why)
-{
-	log_warn("%u requests not answered, %s: abandoned (QEMU's in-flight log keeps them for "
-		 "the next back end)", d->ops->inflight(d->store), why);
-	d->ops->abandon(d->store);
-}
-
 /*
  * Wait until the storage back end holds no request: guest memory may go
- * after. A device stopped meanwhile (vu_blk_stop: the VM is deleted, the
- * agent leaves) or a QEMU that hung up (it quit, or was killed while it
- * waited for GET_VRING_BASE's answer) waits no more for a device node
- * that does not answer: what is left is abandoned.
+ * after. A device that goes away (vu_blk_free, after at most grace_ms),
+ * is stopped meanwhile (vu_blk_stop: the VM is deleted, the agent leaves)
+ * or whose QEMU hung up (it quit, or was killed while it waited for
+ * GET_VRING_BASE's answer) waits no more for a device node that does not
+ * answer: what is left is abandoned, flagged in QEMU's in-flight log.
  */
-static void drain(struct vu_blk *d)
+static void drain(struct vu_blk *d, bool going, unsigned grace_ms)
 {
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (d->ops->inflight(d->store)) {
 		struct pollfd p[3] = { { .fd = d->ops->poll_fd(d->store), .events = POLLIN },
 				       { .fd = d->stop_fd, .events = POLLIN },
 				       { .fd = d->sock, .events = POLLRDHUP } };
 
 		(void)poll(p, 3, 100);
-		if (d->ops->abandon && (p[1].revents & POLLIN)) {
-			abandon(d, "the device stops");
-			return;
-		}
-		if (d->ops->abandon && (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
-			abandon(d, "QEMU hung up");
-			return;
-		}
-		d->ops->poll(d->store);
-	}
-}
-
-/* The device goes away: its requests end, or are abandoned after a while. */
-static void drain_or_abandon(struct vu_blk *d)
-{
-	struct timespec t0, t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (d->ops->inflight(d->store)) {
-		struct pollfd p = { .fd = d->ops->poll_fd(d->store), .events = POLLIN };
-		long ms;
-
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-		if (ms >= (long)VU_BLK_FREE_WAIT_MS && d->ops->abandon) {
-			abandon(d, "the device goes away");
+		going |= (p[1].revents & POLLIN) || (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR));
+		if (d->ops->abandon && going &&
+		    (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= grace_ms) {
+			log_warn("%u requests not answered and the device goes: abandoned (QEMU's "
+				 "in-flight log keeps them for the next back end)",
+				 d->ops->inflight(d->store));
+			d->ops->abandon(d->store);
 			return;
 		}
-		if (p.fd >= 0)
-			(void)poll(&p, 1, 100);
 		d->ops->poll(d->store);
 	}
-}
-
-/* ---- config space ------------------------------------------------------------------ */
-
-static void config_render(const struct vu_blk *d, uint8_t cfg[VU_MAX_CONFIG])
-{
-	uint64_t sectors = d->conf.capacity / SECTOR;
-	uint16_t nq = (uint16_t)d->conf.num_queues;
-
-	memset(cfg, 0, VU_MAX_CONFIG);
-	memcpy(cfg, &sectors, 8);                    /* capacity */
-	/*
-	 * size_max (offset 8) stays 0 and SIZE_MAX unoffered: SeaBIOS keeps it
-	 * in 16 bits, and 1 MiB there makes it send empty reads for ever.
-	 */
-	put32(cfg + 12, VU_MAX_SEGS - 2);            /* seg_max */
-	put32(cfg + 20, SECTOR);                     /* blk_size */
-	cfg[32] = d->writeback;                      /* writeback */
-	memcpy(cfg + 34, &nq, 2);                    /* num_queues */
-	put32(cfg + 36, MAX_DZ_SECTORS);             /* max_discard_sectors */
-	put32(cfg + 40, 1);                          /* max_discard_seg */
-	put32(cfg + 44, 8);                          /* discard_sector_alignment (4 KiB) */
-	put32(cfg + 48, MAX_DZ_SECTORS);             /* max_write_zeroes_sectors */
-	put32(cfg + 52, 1);                          /* max_write_zeroes_seg */
-	cfg[56] = 1;                                 /* write_zeroes_may_unmap */
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -452,7 +399,7 @@ static void rings_remap(struct vu_blk *d)
 
 static int mem_table(struct vu_blk *d, struct vu_msg *m)
 {
-	drain(d);
+	drain(d, false, 0);
 	vu_mem_clear(&d->mem);
 	for (uint32_t i = 0; i < m->mem.n; i++) {
 		int fd = vu_msg_take_fd(m, i);
@@ -505,7 +452,7 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 /* SET_ or GET_INFLIGHT_FD: nothing in flight while the logs change; rings find theirs at start. */
 static void infl_drop(struct vu_blk *d)
 {
-	drain(d);
+	drain(d, false, 0);
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		d->rings[i].infl = NULL;
 }
@@ -570,7 +517,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		return k;   /* the answer is the same request, empty */
 	}
 	case VU_RESET_OWNER:
-		drain(d);
+		drain(d, false, 0);
 		for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++) {
 			vu_ring_stop(&d->rings[i]);
 			vu_ring_init(&d->rings[i]);
@@ -600,7 +547,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		return k;
 	}
 	case VU_REM_MEM_REG:
-		drain(d);
+		drain(d, false, 0);
 		u = (uint64_t)vu_mem_remove(&d->mem, &m->region);
 		rings_remap(d);
 		return (int)u;
@@ -630,7 +577,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		r = ring_of(d, m->state.index);
 		if (!r)
 			return -EINVAL;
-		drain(d);
+		drain(d, false, 0);
 		vu_ring_kick_guest(r);
 		u = (uint64_t)m->state.index | (uint64_t)r->last_avail << 32;
 		vu_ring_stop(r);
@@ -650,7 +597,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 	case VU_GET_CONFIG: {
 		uint8_t cfg[VU_MAX_CONFIG];
 
-		config_render(d, cfg);
+		vu_blk_config(cfg, d->conf.capacity, (uint16_t)d->conf.num_queues, d->writeback);
 		memcpy(rep, &m->config.offset, 4);
 		memcpy(rep + 4, &m->config.size, 4);
 		memcpy(rep + 8, &m->config.flags, 4);
@@ -825,7 +772,7 @@ void vu_blk_free(struct vu_blk *d)
 {
 	if (!d)
 		return;
-	drain_or_abandon(d);
+	drain(d, true, VU_BLK_FREE_WAIT_MS);
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		vu_ring_stop(&d->rings[i]);
 	vu_mem_clear(&d->mem);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A vhost-user-blk back end (vu_blk.c, vu_blkreq.c): QEMU's
+ * A vhost-user-blk back end (vu_blk.c, vu_blkcfg.c): QEMU's
  * vhost-user-blk-pci front end connects to its socket, hands it the
  * guest's memory and virtqueues, and the back end serves the guest's
  * virtio-blk requests straight from guest memory through a storage back

@@ -281,7 +281,7 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_VOL_LIST] = "SELECT " VOLUME_COLS "FROM volumes v WHERE (?1 = 0 OR v.devnode = ?1) "
 		       "ORDER BY v.name",
 	[Q_VOL_UPDATE] = "UPDATE volumes SET state = ?2, size = ?3, key = ?4, "
-			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
+			 "slot_id = NULLIF(?5, 0), run = ?6, kind = ?7 WHERE id = ?1",
 	[Q_VOL_DISK_PUT] = "INSERT OR REPLACE INTO volume_disks (volume_id, disk, read_only) "
 			   "VALUES (?1, ?2, ?3)",
 	[Q_VOL_EPOCH_PUT] = "INSERT OR REPLACE INTO volume_epochs (volume_id, epoch) VALUES (?1, ?2)",

@@ -128,6 +128,7 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 		sqlite3_bind_int64(p, 4, (int64_t)o->key);
 		sqlite3_bind_int64(p, 5, o->slot_id);
 		sqlite3_bind_int64(p, 6, o->run);
+		sq_bind_text(p, 7, o->kind[0] ? o->kind : "file");
 		r = sq_one_row(st, p, "volume_update");
 	}
 	if (r == 0) {

@@ -27,7 +27,6 @@
 
 #include "log.h"
 #include "macro.h"
-#include "volumes_api.h"
 
 /* The row of v (inserted `creating`) goes again: the adoption did not happen. */
 static void unadopt(struct orch *o, const struct volume_rec *v)
@@ -64,12 +63,13 @@ void volumes_adopt(struct orch *o, const char *name, const struct http_req *req,
 	struct volume_rec v = { .run = volumes_run(), .created = (int64_t)time(NULL) };
 	struct dnc_volume live;
 	struct node_rec dn;
-	int64_t epoch = 0;
+	int64_t devnode = 0, epoch = 0;
 	int e;
 
-	if (!body || volumes_id_arg(body, "devnode", "a device node", &v.devnode, resp) < 0 ||
+	if (!body || !http_json_int(body, "devnode", 1, INT64_MAX, &devnode, resp) ||
 	    !http_json_int(body, "epoch", 0, UINT32_MAX, &epoch, resp))
 		return;
+	v.devnode = (uint64_t)devnode;
 	if (dnc_name_check(name) < 0) {
 		http_resp_error(resp, 400, "bad_request",
 				"\"%s\" is not a volume name: 1 to 63 characters of [a-z0-9_-], "

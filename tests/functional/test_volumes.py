@@ -564,7 +564,7 @@ def test_volume_commands(cl, key):
 def test_help_lists_the_volume_commands():
     p = disagg("--help", check_rc=0)
     for cmd in ("volume create", "volume ls", "volume show", "volume clone", "volume resize",
-                "volume delete", "volume grant"):
+                "volume delete", "volume adopt", "volume grant"):
         assert re.search(rf"^  {cmd}\s", p.stdout, re.M), (cmd, p.stdout)
     assert "--devnodes N" in disagg("up", "-h", check_rc=0).stdout
 

@@ -15,7 +15,8 @@ attached to a slot through the API (the fake compute agent opens it on the
 real device node with the orchestrator's grant, so key and epoch are
 checked there) and detached, cloned from (a file), its resize refused
 (409 block_device), its delete a forget (the node keeps serving it, and it
-can be adopted again), and the CLI's words for all of it. And a database
+can be adopted again), the CLI's words for all of it, and a compute
+migration of its slot (the destination opens it at the next epoch). And a database
 of schema version 11 migrated: its volumes read as files."""
 import re
 import sqlite3
@@ -197,3 +198,24 @@ def test_a_database_of_version_11_reads_its_volumes_as_files(cl, key):
     db = sqlite3.connect(cl.db)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 12
     db.close()
+
+
+def test_an_adopted_block_device_moves_with_its_slot(bc, key):
+    assert adopt(bc, "fast0", 301)[0] == 201
+    assert attach(bc, "r", "fast0")[0] == 201
+    src = fake_of(bc, "r")
+    dst = bc.c2 if src is bc.c1 else bc.c1
+    st, ans = bc.call("POST", "/v1/slots/r/migrate", {"to": dst.node_id})
+    assert st == 200 and ans["slot"]["compute"] == dst.node_id, ans
+    # The destination opened it on the real device node with its grant of epoch 2.
+    (disk,) = dst.vms["r"]["disks"].values()
+    assert disk["volume"] == "fast0" and "conn" in disk and "open_error" not in disk, disk
+    v = volume(bc, "fast0")
+    assert (v["attached"], v["holder"], v["epoch"], v["kind"], v["open"]) == \
+        ("r", dst.node_id, 2, "block", 1), v
+    # Its kind is in the store.
+    bc.stop()
+    bc.start()
+    assert volume(bc, "fast0")["kind"] == "block"
+    st, ans = bc.call("POST", "/v1/volumes/fast0/resize", {"size": "128M"})
+    assert st == 409 and err(ans) == "block_device", ans

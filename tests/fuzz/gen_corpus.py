@@ -619,8 +619,10 @@ def orch_api_seeds():
         req("POST", "/v1/volumes/v1/resize", {"size": "2M"}),
         req("POST", "/v1/volumes/v1/resize", {"size": 512, "shrink": True}),
         req("POST", "/v1/volumes/v2/grant", {"holder": 21, "rights": "r", "ttl": 60}),
-        req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics")],
-        b"\x00\x01\x02\x03\x04\x05\x06\x07")
+        req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics"),
+        req("POST", "/v1/volumes/v9/adopt", {"devnode": 31}),
+        req("POST", "/v1/volumes/v1/adopt", {"devnode": 31, "epoch": 2})],
+        b"\x00\x01\x02\x03\x04\x05\x06\x07\x00")
     # v2 is also the base volume of image v2, being imported (fuzz_orch_api.c).
     yield "images", orch_input(regs + [
         req("POST", "/v1/images", {"name": "i1", "size": "1M", "format": "raw",

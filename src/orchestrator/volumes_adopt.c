@@ -135,8 +135,8 @@ void volumes_forget(struct orch *o, const struct volume_rec *v, struct http_resp
 
 	snprintf(msg, sizeof(msg),
 		 "volume %s forgotten: removed from the catalog only; device node %" PRIu64
-		 " keeps serving its block device (remove its --block-device to take it away)",
-		 v->name, v->devnode);
+		 " keeps serving its block device (remove its --block-device to take it away; "
+		 "adopt it again with epoch %" PRIu32 ")", v->name, v->devnode, v->epoch);
 	e = st->vol->volume_delete(st, v->id);
 	if (e == 0)
 		e = st->ops->event_add(st, "volume_forgotten", v->devnode, NULL, msg);
@@ -149,7 +149,7 @@ void volumes_forget(struct orch *o, const struct volume_rec *v, struct http_resp
 		return;
 	}
 	log_info("%s", msg);
-	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:b, s:s}", "name", v->name, "devnode",
-					     (json_int_t)v->devnode, "forgotten", true, "message",
-					     msg));
+	http_resp_json(resp, 200, json_pack("{s:s, s:I, s:b, s:I, s:s}", "name", v->name,
+					     "devnode", (json_int_t)v->devnode, "forgotten", true,
+					     "epoch", (json_int_t)v->epoch, "message", msg));
 }

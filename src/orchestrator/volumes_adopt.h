@@ -18,7 +18,8 @@ void volumes_adopt(struct orch *o, const char *name, const struct http_req *req,
 /*
  * Inside the store transaction of an operation on block volume v
  * (volumes_begin): drop its row with the event volume_forgotten, and
- * answer 200 {"name", "devnode", "forgotten": true, "message"}; the device
+ * answer 200 {"name", "devnode", "forgotten": true, "epoch", "message"}: the
+ * epoch to adopt it again with; the device
  * node, which cannot delete a block device, is not asked.
  */
 void volumes_forget(struct orch *o, const struct volume_rec *v, struct http_resp *resp);

@@ -219,3 +219,19 @@ def test_an_adopted_block_device_moves_with_its_slot(bc, key):
     assert volume(bc, "fast0")["kind"] == "block"
     st, ans = bc.call("POST", "/v1/volumes/fast0/resize", {"size": "128M"})
     assert st == 409 and err(ans) == "block_device", ans
+
+    # Forgotten at epoch 2: adopted again at epoch 0, the node refuses the next
+    # attach's writable open (its epoch 1 is over); adopted at the epoch the
+    # forget named, it attaches at epoch 3.
+    assert detach(bc, "r", "fast0")[0] == 200
+    st, ans = bc.call("DELETE", "/v1/volumes/fast0")
+    assert st == 200 and ans["epoch"] == 2 and "adopt it again with epoch 2" in ans["message"]
+    assert adopt(bc, "fast0", 301)[0] == 201
+    st, ans = attach(bc, "a", "fast0")
+    assert st == 502 and err(ans) == "attach_failed", ans
+    assert volume(bc, "fast0")["attached"] is None
+    assert bc.call("DELETE", "/v1/volumes/fast0")[0] == 200
+    assert adopt(bc, "fast0", 301, epoch=2)[0] == 201
+    st, ans = attach(bc, "a", "fast0")
+    assert st == 201, ans
+    assert volume(bc, "fast0")["epoch"] == 3

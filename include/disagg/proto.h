@@ -645,8 +645,9 @@ _Static_assert(sizeof(struct proto_blk_handle) == 8, "blk_handle size");
 /*
  * VOL_* (the orchestrator's capability): struct proto_vol_req.
  *   VOL_CREATE name, size: a zero-filled volume (EXIST if the name is taken).
- *   VOL_DELETE name (BUSY while open).
- *   VOL_RESIZE name, size, PROTO_VOL_SHRINK to allow shrinking (BUSY: open).
+ *   VOL_DELETE name (BUSY while open; NOTSUP for a block device's volume).
+ *   VOL_RESIZE name, size, PROTO_VOL_SHRINK to allow shrinking (BUSY: open;
+ *     NOTSUP for a block device's volume, whose size is the device's).
  *   VOL_CLONE name <- src: a copy of src (reflinked where the filesystem can).
  *   VOL_STAT name.
  * Reply: struct proto_volume (VOL_DELETE: empty). NOENT for a missing
@@ -658,6 +659,7 @@ _Static_assert(sizeof(struct proto_blk_handle) == 8, "blk_handle size");
 enum proto_vol_flags {
 	PROTO_VOL_SHRINK    = 1u << 0,  /* VOL_RESIZE may drop data past the new end */
 	PROTO_VOL_REFLINKED = 1u << 0,  /* proto_volume of VOL_CLONE: blocks are shared */
+	PROTO_VOL_BLOCK     = 1u << 1,  /* proto_volume: a block device given to the node */
 };
 
 struct proto_vol_req {
@@ -675,7 +677,7 @@ struct proto_volume {
 	uint64_t allocated;      /* bytes on the node's disk */
 	uint64_t key;            /* grants name it (section = low, generation = high half) */
 	uint32_t users;          /* open handles */
-	uint32_t flags;          /* PROTO_VOL_REFLINKED */
+	uint32_t flags;          /* PROTO_VOL_REFLINKED, PROTO_VOL_BLOCK */
 };
 _Static_assert(sizeof(struct proto_volume) == 96, "volume size");
 _Static_assert(8 + PROTO_VOL_MAX_LIST * sizeof(struct proto_volume) <= PROTO_MAX_REPLY,

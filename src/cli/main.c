@@ -246,11 +246,12 @@ static void print_cmd_help(FILE *f, const struct cli_cmd *c, bool full)
 	if (c->opts[0].name) {
 		fputs("\noptions:\n", f);
 		for (int i = 0; i < CLI_MAX_OPTS && c->opts[i].name; i++) {
-			char left[64];
+			char left[64], shortopt[8] = "";
 
-			snprintf(left, sizeof(left), "%s%c%s--%s%s%s",
-				 c->opts[i].short_name ? "-" : "", c->opts[i].short_name,
-				 c->opts[i].short_name ? ", " : "", c->opts[i].name,
+			/* "-x, " (a %c of a NUL short name would end the string there). */
+			if (c->opts[i].short_name)
+				snprintf(shortopt, sizeof(shortopt), "-%c, ", c->opts[i].short_name);
+			snprintf(left, sizeof(left), "%s--%s%s%s", shortopt, c->opts[i].name,
 				 c->opts[i].metavar ? " " : "",
 				 c->opts[i].metavar ? c->opts[i].metavar : "");
 			fprintf(f, "  %-18s %s\n", left, c->opts[i].help);

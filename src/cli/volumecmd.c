@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The volume subcommands of disagg (docs/cli.md, "Volumes"): create, ls,
- * show, clone, resize, delete and grant, on the orchestrator's
+ * show, clone, resize, delete, adopt and grant, on the orchestrator's
  * /v1/volumes (docs/api.md, "Volumes"), and `device attach|detach|ls`, the
  * volumes attached to slots (/v1/slots/NAME/disks, docs/api.md "Disks").
  * Same rules as commands.c: usage
@@ -32,15 +32,15 @@ static void volume_row(struct table *t, const json_t *x)
 	cli_size_of(x, "size", size, sizeof(size));
 	jtext(x, "devnode", dn, sizeof(dn));
 	fmt_age(jstr(x, "created"), age, sizeof(age));
-	table_rowf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"), text(x, "state"), size,
-		   dn, json_is_true(json_object_get(x, "image")) ? "yes" : "", text(x, "origin"),
+	table_rowf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", text(x, "name"), text(x, "state"),
+		   jstr(x, "kind") ? jstr(x, "kind") : "file", size, dn, json_is_true(json_object_get(x, "image")) ? "yes" : "", text(x, "origin"),
 		   text(x, "attached"), age);
 }
 
 static int cmd_volume_ls(struct cli_args *a)
 {
-	static const char *const head[] = { "NAME", "STATE", "SIZE", "DEVNODE", "IMAGE", "ORIGIN",
-					    "ATTACHED", "AGE" };
+	static const char *const head[] = { "NAME", "STATE", "KIND", "SIZE", "DEVNODE", "IMAGE",
+					    "ORIGIN", "ATTACHED", "AGE" };
 	_cleanup_free_ char *path = NULL;
 	uint64_t devnode;
 	int ret;
@@ -50,7 +50,7 @@ static int cmd_volume_ls(struct cli_args *a)
 	if ((devnode ? asprintf(&path, "/v1/volumes?devnode=%" PRIu64, devnode)
 		     : asprintf(&path, "/v1/volumes")) < 0)
 		return CLI_EXIT_ERROR;
-	return cli_list(a, path, "volumes", head, ARRAY_SIZE(head), 1u << 2 | 1u << 3, volume_row);
+	return cli_list(a, path, "volumes", head, ARRAY_SIZE(head), 1u << 3 | 1u << 4, volume_row);
 }
 
 static void print_volume(const json_t *v)
@@ -70,6 +70,11 @@ static void print_volume(const json_t *v)
 		printf("%-15s unknown: the device node does not answer (%s)\n", "allocated:",
 		       jstr(v, "devnode_error"));
 	}
+	if (jstr(v, "kind") && !strcmp(jstr(v, "kind"), "block"))
+		printf("%-15s block: a block device the device node serves (it cannot be resized,\n"
+		       "%-15s and deleting it only removes it from the catalog)\n", "kind:", "");
+	else
+		printf("%-15s file\n", "kind:");
 	printf("%-15s %s\n", "image:", json_is_true(json_object_get(v, "image")) ? "yes" : "no");
 	printf("%-15s %s\n", "cloned from:", jstr(v, "origin") ? jstr(v, "origin") : "-");
 	if (jstr(v, "attached"))
@@ -177,9 +182,54 @@ static int cmd_volume_resize(struct cli_args *a)
 	return CLI_EXIT_OK;
 }
 
+/* A file volume is deleted on its device node; a block device's is forgotten (the answer says). */
 static int cmd_volume_delete(struct cli_args *a)
 {
-	return cli_delete(a, "/v1/volumes/", a->args[0], "volume", true);
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *label = NULL, *path = cli_path_with("/v1/volumes/", a->args[0], NULL);
+	int ret;
+
+	if (!path || asprintf(&label, "deleting volume %s", a->args[0]) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_call(a, "DELETE", path, NULL, label, false, &r);
+	if (ret)
+		return ret;
+	if (a->json)
+		r.json ? print_json(r.json) : (void)puts("{}");
+	else if (jstr(r.json, "message"))
+		printf("%s\n", jstr(r.json, "message"));
+	else
+		printf("volume %s deleted\n", a->args[0]);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_volume_adopt(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_(json_decrefp) json_t *body = NULL;
+	_cleanup_free_ char *label = NULL, *path = NULL;
+	uint64_t devnode, epoch;
+	char size[32];
+	int ret;
+
+	if ((ret = cli_opt_u64(a, "devnode", 0, INT64_MAX, &devnode)) ||
+	    (ret = cli_opt_u64(a, "epoch", 0, UINT32_MAX, &epoch)))
+		return ret;
+	if (!devnode)
+		return cli_usage_error(a, "--devnode ID is required: the device node that has it");
+	path = cli_path_with("/v1/volumes/", a->args[0], "/adopt");
+	body = json_pack("{s:I, s:I}", "devnode", (json_int_t)devnode, "epoch", (json_int_t)epoch);
+	if (!path || !body ||
+	    asprintf(&label, "adopting volume %s of device node %" PRIu64, a->args[0], devnode) < 0)
+		return CLI_EXIT_ERROR;
+	ret = cli_query(a, "POST", path, body, label, &r);
+	if (ret != CLI_MORE)
+		return ret;
+	cli_size_of(r.json, "size", size, sizeof(size));
+	printf("volume %s adopted: a %s of %s on device node %" PRId64 "\n", text(r.json, "name"),
+	       !strcmp(text(r.json, "kind"), "block") ? "block device" : "file", size,
+	       jint(r.json, "devnode", -1));
+	return CLI_EXIT_OK;
 }
 
 /* The grant on stdout alone (for scripts), what it is for on stderr. */
@@ -339,8 +389,19 @@ const struct cli_cmd cli_volume_cmds[] = {
 	  "(refused while the volume is open or attached).",
 	  cmd_volume_resize, { { "shrink", NULL, "allow a smaller SIZE (drops data)" } } },
 	{ "volume delete", "NAME", 1, 1, "delete a volume and its data",
-	  "Refused while it is attached to a slot or open on its device node.", cmd_volume_delete,
+	  "Refused while it is attached to a slot or open on its device node. A block\n"
+	  "device's volume (kind block) is only removed from the catalog: its device node\n"
+	  "keeps serving it, and `volume adopt` brings it back.", cmd_volume_delete,
 	  { { NULL } } },
+	{ "volume adopt", "NAME --devnode ID [--epoch N]", 1, 1,
+	  "bring a volume a device node has already into the catalog",
+	  "A block device the node serves (--block-device NAME=PATH) or a file volume made\n"
+	  "there outside the catalog (disagg-dnctl). The orchestrator asks the node for its\n"
+	  "size, key and kind; then it can be listed, attached to slots and cloned from.\n"
+	  "--epoch: the ownership epoch its writers used outside the catalog, if not 0.",
+	  cmd_volume_adopt,
+	  { { "devnode", "ID", "the device node that has it (required)" },
+	    { "epoch", "N", "its ownership epoch on the node (default 0)" } } },
 	{ "volume grant", "NAME --holder ID [--read-only] [--ttl S]", 1, 1,
 	  "print a grant for a compute node to open the volume",
 	  "The grant (hex) goes to stdout, what it is for to stderr; the compute agent\n"

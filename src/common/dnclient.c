@@ -262,11 +262,12 @@ static int volume_decode(const void *p, struct dnc_volume *ret)
 
 	memcpy(&v, p, sizeof(v));
 	wire_volume_swap(&v);
-	if (wire_vol_name(v.name, name) < 0 || (v.flags & ~(uint32_t)PROTO_VOL_REFLINKED))
+	if (wire_vol_name(v.name, name) < 0 ||
+	    (v.flags & ~(uint32_t)(PROTO_VOL_REFLINKED | PROTO_VOL_BLOCK)))
 		return -EBADMSG;
 	*ret = (struct dnc_volume){
 		.size = v.size, .allocated = v.allocated, .key = v.key, .users = v.users,
-		.reflinked = v.flags & PROTO_VOL_REFLINKED,
+		.reflinked = v.flags & PROTO_VOL_REFLINKED, .block = v.flags & PROTO_VOL_BLOCK,
 	};
 	memcpy(ret->name, name, sizeof(name));
 	return 0;

@@ -49,6 +49,7 @@ struct dnc_volume {
 	uint64_t key;                      /* grants name it */
 	uint32_t users;                    /* open handles */
 	bool reflinked;                    /* VOL_CLONE: blocks are shared with the source */
+	bool block;                        /* a block device given to the node (else a file) */
 };
 
 /* 0 if `name` is a valid volume name (1-63 of [a-z0-9_-], first a letter or digit), else -EINVAL. */

@@ -11,8 +11,8 @@
  * Source: the "boot" and "cloud_init" of its POST /v1/vms are kept as
  * asked, URLs and all, in the VM's directory (boot.json), so that they
  * outlive an agent restart. GET /v1/vms/NAME/boot says them, and where
- * the seed is ("seed": its PCI address and its size in bytes; not after
- * an agent restart, whose adopted VM does not know its seed's slot).
+ * the seed is ("seed": its PCI address and its size in bytes; the slot
+ * is in the VM's record too, vm_disk.c, and so known after a restart).
  *
  * Destination: the orchestrator passes them on in the incoming VM's
  * POST /v1/vms. "boot" is parsed as for a new VM (vm_boot.c: a URL is

@@ -32,11 +32,13 @@
 #include <unistd.h>
 
 #include "dnclient.h"
+#include "ext.h"
 #include "grant.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "persist.h"
 #include "qmp.h"
 #include "state.h"
 #include "vm_internal.h"
@@ -165,7 +167,7 @@ int vm_disk_open(struct vm *vm, struct vm_disk *dk, const struct vm_disk_req *q,
 			  .timeout_ms = 5000 },
 		.volume = q->volume, .readonly = q->readonly,
 		.outage_ms = q->outage_ms >= 0 ? (unsigned)q->outage_ms : 30000,
-		.deferred = q->deferred,
+		.deferred = q->deferred, .known_size = q->known_size,
 	};
 	int r;
 
@@ -229,10 +231,11 @@ static int qmp_plug(struct vm *vm, struct vm_disk *dk, char *err, size_t errlen)
 	snprintf(chr, sizeof(chr), "chr-%s", dk->id);
 	/* A fixed slot: a migration's destination puts the device at the same address. */
 	snprintf(addr, sizeof(addr), "0x%x", VM_DISK_PCI_SLOT + (unsigned)(dk - vm->disks->d));
+	/* reconnect: QEMU connects again to a restarted agent (adoption) every second. */
 	r = qmp_executef(vm->qmp, QMP_MS, NULL, "chardev-add",
-			 "{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b}}}", "id", chr, "backend", "type",
-			 "socket", "data", "addr", "type", "unix", "data", "path", dk->sock,
-			 "server", 0);
+			 "{s:s, s:{s:s, s:{s:{s:s, s:{s:s}}, s:b, s:i}}}", "id", chr, "backend",
+			 "type", "socket", "data", "addr", "type", "unix", "data", "path", dk->sock,
+			 "server", 0, "reconnect", 1);
 	if (r == 0)
 		r = qmp_executef(vm->qmp, QMP_MS, NULL, "device_add", "{s:s, s:s, s:s, s:i, s:s}",
 				 "driver", "vhost-user-blk-pci", "id", dk->id, "chardev", chr,
@@ -281,6 +284,37 @@ static json_t *disk_json(const struct vm *vm, const struct vm_disk *dk)
 	return j;
 }
 
+void vm_disk_record(struct vm *vm, bool persist)
+{
+	json_t *a = json_array();
+	unsigned reserved = vm->disks ? vm->disks->reserved : 0;
+
+	for (unsigned i = 0; a && vm->disks && i < VM_MAX_DISKS; i++) {
+		struct vm_disk *dk = &vm->disks->d[i];
+		char hex[GRANT_HEX_LEN + 1];
+		struct proto_grant g;
+		json_t *e;
+
+		if (!dk->in_use || !dk->store)
+			continue;
+		vu_devnode_grant(dk->store, &g);
+		grant_to_hex(&g, hex);
+		e = disk_json(vm, dk);
+		if (e)
+			json_object_set_new(e, "grant", json_string(hex));
+		json_array_append_new(a, e);
+		explicit_bzero(hex, sizeof(hex));
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm_ext_record_set(vm, "disks", a && json_array_size(a) ? a : NULL);
+	vm_ext_record_set(vm, "disk_slots_reserved", reserved ? json_integer(reserved) : NULL);
+	if (a && !json_array_size(a))
+		json_decref(a);
+	if (persist)
+		(void)vm_persist_locked(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 static int attach(struct vm *vm, const struct vm_disk_req *q, json_t **ret, char *err,
 		  size_t errlen)
 {
@@ -317,6 +351,7 @@ static int attach(struct vm *vm, const struct vm_disk_req *q, json_t **ret, char
 	}
 	log_info("vm %s: volume %s of %s attached as %s (%llu MiB)", vm->spec.name, dk->volume,
 		 dk->devnode, dk->id, (unsigned long long)(dk->conf.capacity >> 20));
+	vm_disk_record(vm, true);   /* a restarted agent serves it again */
 	*ret = disk_json(vm, dk);
 	return 0;
 }
@@ -389,6 +424,7 @@ static void h_detach(struct vm *vm, const char *id, struct http_resp *resp)
 	if (r == 0) {
 		log_info("vm %s: %s (volume %s) detached", vm->spec.name, dk->id, dk->volume);
 		vm_disk_release(dk);
+		vm_disk_record(vm, true);
 	}
 	pthread_mutex_unlock(&vm->hot_lock);
 	if (r < 0)
@@ -449,8 +485,10 @@ int vm_disk_grant(struct vm *vm, const struct proto_grant *g, bool apply)
 			continue;
 		if (g->epoch < cur.epoch)
 			return -ESTALE;
-		if (apply)
+		if (apply) {
 			vu_devnode_set_grant(dk->store, g);
+			vm_disk_record(vm, false);   /* the caller writes vm.json */
+		}
 		return 1;
 	}
 	return 0;

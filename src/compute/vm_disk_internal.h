@@ -52,7 +52,15 @@ struct vm_disk_req {
 	bool readonly;
 	int64_t outage_ms;           /* -1: the default */
 	bool deferred;               /* a migration's destination: open for writing at first use */
+	uint64_t known_size;         /* a restarted agent's disk: its size (vu_devnode_conf) */
 };
+
+/*
+ * The disks' part of the VM record (ext.h): "disks", each as the status
+ * shows it with its grant, and "disk_slots_reserved"; written to vm.json
+ * now if `persist`. vm->lock not held.
+ */
+void vm_disk_record(struct vm *vm, bool persist);
 
 /* Fill q from a request object (its keys checked by the caller): -EINVAL with err. */
 int vm_disk_req_parse(json_t *j, struct vm_disk_req *q, char *err, size_t errlen);

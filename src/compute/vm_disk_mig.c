@@ -38,9 +38,19 @@
 #include "log.h"
 #include "vm_disk_internal.h"
 
-static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char *err,
+/* Where a VM's disks come from when they are prepared before QEMU is there or served again. */
+enum vm_disk_origin {
+	VM_DISK_NEW,                 /* a new VM: "disks" of POST /v1/vms, opened now */
+	VM_DISK_INCOMING,            /* a migration's destination: opened at first use */
+	VM_DISK_ADOPTED,             /* a restarted agent: the record's, opened now */
+};
+
+static int prepare_one(struct vm *vm, json_t *e, size_t pos, enum vm_disk_origin o, char *err,
 		       size_t errlen)
 {
+	static const char *const how[] = { "is on the command line", "comes with the migration",
+					   "is served again" };
+	bool incoming = o == VM_DISK_INCOMING, named = o != VM_DISK_NEW;
 	static const char *const keys[] = { "volume", "devnode", "grant", "read_only", "serial",
 					    "outage_ms", "id", "pci", "size", "queues", "socket",
 					    NULL };
@@ -62,7 +72,7 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 		snprintf(err, errlen, "disk: unknown member \"%s\"", k);
 		return -EINVAL;
 	}
-	if (!incoming && !id) {
+	if (!named && !id) {
 		n = (unsigned)pos;
 		snprintf(want, sizeof(want), "disk%u", n);
 		id = want;
@@ -73,7 +83,7 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 		return -EINVAL;
 	}
 	snprintf(want, sizeof(want), "0000:00:%02x.0", VM_DISK_PCI_SLOT + n);
-	if ((incoming || pci) && (!pci || strcmp(pci, want))) {
+	if ((named || pci) && (!pci || strcmp(pci, want))) {
 		snprintf(err, errlen, "disk %s: \"pci\" must be %s, where the source has it", id,
 			 want);
 		return -EINVAL;
@@ -93,6 +103,8 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 		return -EINVAL;
 	}
 	q.deferred = incoming;
+	if (o == VM_DISK_ADOPTED && json_is_integer(size) && json_integer_value(size) > 0)
+		q.known_size = (uint64_t)json_integer_value(size);
 	dk->lfd = dk->stop_efd = -1;
 	dk->in_use = true;
 	r = vm_disk_open(vm, dk, &q, why, sizeof(why));
@@ -109,11 +121,12 @@ static int prepare_one(struct vm *vm, json_t *e, size_t pos, bool incoming, char
 		return r;   /* vm_disk_ext.free releases it with the VM */
 	}
 	log_info("vm %s: %s (volume %s of %s) %s", vm->spec.name, dk->id, dk->volume, dk->devnode,
-		 incoming ? "comes with the migration" : "is on the command line");
+		 how[o]);
 	return 0;
 }
 
-int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size_t errlen)
+static int prepare_as(struct vm *vm, json_t *disks, enum vm_disk_origin o, char *err,
+		      size_t errlen)
 {
 	size_t i;
 	json_t *e;
@@ -127,12 +140,18 @@ int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size
 	if (!vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
 		return -ENOMEM;
 	json_array_foreach(disks, i, e) {
-		int r = prepare_one(vm, e, i, incoming, err, errlen);
+		int r = prepare_one(vm, e, i, o, err, errlen);
 
 		if (r < 0)
 			return r;
 	}
+	vm_disk_record(vm, false);   /* vm.json has it once QEMU is spawned */
 	return 0;
+}
+
+int vm_disk_prepare(struct vm *vm, json_t *disks, bool incoming, char *err, size_t errlen)
+{
+	return prepare_as(vm, disks, incoming ? VM_DISK_INCOMING : VM_DISK_NEW, err, errlen);
 }
 
 /* A comma in a QEMU option value is written twice. */
@@ -157,6 +176,7 @@ int vm_disk_seed_slot(struct vm *vm)
 	for (unsigned i = 0; i < VM_MAX_DISKS; i++)
 		if (!vm->disks->d[i].in_use && !(vm->disks->reserved & (1u << i))) {
 			vm->disks->reserved |= 1u << i;
+			vm_disk_record(vm, false);
 			return (int)(VM_DISK_PCI_SLOT + i);
 		}
 	return -ENOSPC;
@@ -185,6 +205,7 @@ int vm_disk_seed_slot_at(struct vm *vm, const char *pci)
 	if (vm->disks->d[i].in_use || vm->disks->reserved)
 		return -EBUSY;
 	vm->disks->reserved |= 1u << i;
+	vm_disk_record(vm, false);
 	return 0;
 }
 
@@ -238,7 +259,9 @@ static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 			continue;
 		path = opt_escape(dk->sock);
 		v[n++] = strdup("-chardev");
-		if (!path || asprintf(&v[n++], "socket,id=chr-%s,path=%s", dk->id, path) < 0)
+		/* reconnect: a restarted agent serves the disk again (vm_disk.c). */
+		if (!path || asprintf(&v[n++], "socket,id=chr-%s,path=%s,reconnect=1", dk->id,
+				      path) < 0)
 			v[n - 1] = NULL;
 		free(path);
 		v[n++] = strdup("-device");
@@ -260,7 +283,42 @@ static int disk_qemu_args(struct vm *vm, char ***ret_argv)
 	return 0;
 }
 
+/*
+ * vm_ext_ops.adopt: the disks of the record are served again. Each socket
+ * listens where it did; QEMU's chardev (reconnect=1) connects within a
+ * second and starts the device again, handing back the in-flight logs
+ * (vu_blk.h), so what the earlier agent took and never answered is sent
+ * to the device node again. The volume is opened for writing at once: the
+ * takeover fences the earlier agent's handle, which the device node may
+ * still hold.
+ */
+static int disk_adopt(struct vm *vm, json_t *rec, char *err, size_t errlen)
+{
+	json_t *disks = json_object_get(rec, "disks");
+	json_t *res = json_object_get(rec, "disk_slots_reserved");
+	int r;
+
+	if (res && (!json_is_integer(res) || json_integer_value(res) < 0 ||
+		    json_integer_value(res) >= 1 << VM_MAX_DISKS)) {
+		snprintf(err, errlen, "bad \"disk_slots_reserved\" in the record");
+		return -EINVAL;
+	}
+	if (!disks && !res)
+		return 0;
+	pthread_mutex_lock(&vm->hot_lock);
+	r = prepare_as(vm, disks, VM_DISK_ADOPTED, err, errlen);
+	if (r == 0 && res && !vm->disks && !(vm->disks = calloc(1, sizeof(*vm->disks))))
+		r = -ENOMEM;
+	if (r == 0 && res) {
+		vm->disks->reserved = (unsigned)json_integer_value(res);
+		vm_disk_record(vm, false);
+	}
+	pthread_mutex_unlock(&vm->hot_lock);
+	return r;
+}
+
 const struct vm_ext_ops vm_disk_mig_ext = {
 	.name = "disk-migration",
 	.qemu_args = disk_qemu_args,
+	.adopt = disk_adopt,
 };

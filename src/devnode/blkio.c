@@ -2,8 +2,9 @@
 /*
  * Block I/O on volumes through io_uring (blkio.h). Each request has a
  * slot; the slot's index is the SQE's user_data, so a completion finds
- * its request without a search, and a short transfer or a zero-range the
- * filesystem refuses is prepared again from the slot.
+ * its request without a search, and a short transfer or a zero-range (a
+ * punch) the filesystem or device refuses is prepared again from the slot,
+ * as a punch (a zero-range).
  */
 #include "blkio.h"
 
@@ -20,7 +21,7 @@
 struct slot {
 	struct dn_blk_req rq;
 	uint32_t moved;              /* READ, WRITE: bytes done so far */
-	bool punch;                  /* WRITE_ZEROES falls back to a punch */
+	bool fallback;               /* WRITE_ZEROES: a punch; DISCARD: a zero-range */
 };
 
 struct dn_blkio {
@@ -115,12 +116,15 @@ static int prep(struct dn_blkio *b, unsigned i)
 		io_uring_prep_fsync(sqe, rq->fd, IORING_FSYNC_DATASYNC);
 		break;
 	case DN_BLK_DISCARD:
-		io_uring_prep_fallocate(sqe, rq->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					(off_t)rq->off, (off_t)rq->len);
-		break;
 	case DN_BLK_WRITE_ZEROES:
+		/*
+		 * On a block device too: a punch is a discard that reads back as
+		 * zeros (BLKDISCARD's effect, where the device can), a zero-range
+		 * is BLKZEROOUT (the kernel writes zeros where it cannot offload).
+		 */
 		io_uring_prep_fallocate(sqe, rq->fd,
-					(s->punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
+					((rq->op == DN_BLK_DISCARD) != s->fallback
+						 ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
 						FALLOC_FL_KEEP_SIZE,
 					(off_t)rq->off, (off_t)rq->len);
 		break;
@@ -175,9 +179,9 @@ static bool complete(struct dn_blkio *b, unsigned i, int cres, int *res)
 		*res = -EIO;
 		return true;
 	}
-	if (s->rq.op == DN_BLK_WRITE_ZEROES && !s->punch &&
+	if ((s->rq.op == DN_BLK_WRITE_ZEROES || s->rq.op == DN_BLK_DISCARD) && !s->fallback &&
 	    (cres == -EOPNOTSUPP || cres == -EINVAL)) {
-		s->punch = true;
+		s->fallback = true;
 		if (prep(b, i) == 0)
 			return false;
 		*res = -EIO;

@@ -14,9 +14,12 @@
  *   res is `len` on success.
  * - FLUSH is fdatasync: it covers every write that completed before it
  *   was queued (virtio-blk's rule), not the ones still in flight.
- * - DISCARD punches a hole; WRITE_ZEROES zeroes the range in place
+ * - DISCARD punches a hole, or zeroes the range where the filesystem or
+ *   device cannot punch; WRITE_ZEROES zeroes the range in place
  *   (FALLOC_FL_ZERO_RANGE), or punches it where the filesystem cannot
- *   (tmpfs): either way the range reads as zeros and the size stays.
+ *   (tmpfs): either way the range reads as zeros and the size stays. On
+ *   a block device the kernel turns a punch into a discard that reads back
+ *   as zeros and a zero-range into BLKZEROOUT.
  * - res < 0 is -errno from the kernel, per request; the ring goes on.
  *
  * Not thread-safe: one thread uses a ring.

@@ -10,7 +10,8 @@
  *   ops.c      one handler per opcode: HELLO/AUTH (hsserver.h), BLK_*
  *              through grants, VOL_* for the orchestrator
  *   stats.c    counters, /metrics and /healthz
- *   volume.c, volume_import.c, blkio.c   the store and its I/O
+ *   volume.c, volume_block.c, volume_import.c, blkio.c   the store (files
+ *              and block devices given with --block-device) and its I/O
  *
  * A connection's thread owns everything of the connection (its handles,
  * its ring, its buffers): nothing of it is shared but the node's counters.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Ownership epochs and takeovers of volumes (fence.h).
+ * Ownership epochs and takeovers of volumes (fence.h). Where a volume
+ * keeps its epoch is its kind's business (struct dn_epoch_ops, volume.h).
  */
 #include "fence.h"
 
@@ -9,13 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "net.h"
 #include "volume.h"
-
-#define EPOCH_XATTR "user.disagg.epoch"
 
 struct dn_fvol {
 	struct dn_fvol *next;
@@ -55,34 +53,9 @@ void dn_fences_free(struct dn_fences *fs)
 	free(fs);
 }
 
-static int epoch_read(int fd, uint32_t *ret)
-{
-	uint8_t b[4];
-	ssize_t n = fgetxattr(fd, EPOCH_XATTR, b, sizeof(b));
-
-	if (n < 0 && errno == ENODATA) {
-		*ret = 0;
-		return 0;
-	}
-	if (n != (ssize_t)sizeof(b))
-		return n < 0 ? -errno : -EBADMSG;
-	*ret = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-	return 0;
-}
-
-/* The new epoch is on the disk before anyone is told (a restart keeps the fence). */
-static int epoch_write(int fd, uint32_t e)
-{
-	uint8_t b[4] = { e & 0xff, e >> 8 & 0xff, e >> 16 & 0xff, e >> 24 };
-
-	if (fsetxattr(fd, EPOCH_XATTR, b, sizeof(b), 0) < 0 || fsync(fd) < 0)
-		return -errno;
-	return 0;
-}
-
-/* fs->mu held: the volume's entry, made (with its epoch from the file) if new. */
-static int vol_get(struct dn_fences *fs, const char *name, uint64_t key, int fd,
-		   struct dn_fvol **ret)
+/* fs->mu held: the volume's entry, made (with its epoch from its store) if new. */
+static int vol_get(struct dn_fences *fs, const char *name, uint64_t key,
+		   const struct dn_epoch_store *es, struct dn_fvol **ret)
 {
 	struct dn_fvol *v;
 	int r;
@@ -95,7 +68,7 @@ static int vol_get(struct dn_fences *fs, const char *name, uint64_t key, int fd,
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	r = epoch_read(fd, &v->epoch);
+	r = es->ops->read(es, &v->epoch);
 	if (r < 0) {
 		free(v);
 		return r;
@@ -119,8 +92,9 @@ static unsigned fenced_writes(const struct dn_fvol *v)
 	return n;
 }
 
-int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, uint64_t holder,
-		  uint32_t epoch, bool writable, bool takeover, struct dn_fence *f)
+int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key,
+		  const struct dn_epoch_store *es, uint64_t holder, uint32_t epoch, bool writable,
+		  bool takeover, struct dn_fence *f)
 {
 	uint64_t end = now_ns() + DN_FENCE_WAIT_MS * 1000000ull;
 	struct dn_fvol *v;
@@ -128,7 +102,7 @@ int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, 
 	int r;
 
 	pthread_mutex_lock(&fs->mu);
-	r = vol_get(fs, name, key, fd, &v);
+	r = vol_get(fs, name, key, es, &v);
 	if (r == 0 && writable && epoch < v->epoch)
 		r = -EKEYREVOKED;
 	/*
@@ -137,7 +111,7 @@ int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, 
 	 * runs there) leaves the epoch and the writers alone.
 	 */
 	if (r == 0 && writable && epoch > v->epoch)
-		r = epoch_write(fd, epoch);
+		r = es->ops->write(es, epoch);   /* durable before anyone is told */
 	if (r < 0) {
 		pthread_mutex_unlock(&fs->mu);
 		return r;

@@ -3,8 +3,9 @@
  * Who may write a volume (fence.c): ownership epochs and takeovers, shared
  * by every connection of the device node.
  *
- * - Every volume has an ownership epoch, 0 until raised, kept in the
- *   file's extended attribute user.disagg.epoch. A writable BLK_OPEN
+ * - Every volume has an ownership epoch, 0 until raised, kept where its
+ *   kind keeps it (struct dn_epoch_store: a file's extended attribute
+ *   user.disagg.epoch, a block device's state file). A writable BLK_OPEN
  *   through a grant of an older epoch is refused (FENCED); one of a newer
  *   epoch raises it (durably) and fences every open handle of an older
  *   one. A compute migration opens with the next epoch, so that the source
@@ -33,6 +34,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "volume.h"
+
 #define DN_FENCE_WAIT_MS 10000     /* an open waits this long for fenced writes */
 
 struct dn_fences;
@@ -52,13 +55,14 @@ int dn_fences_new(struct dn_fences **ret);
 void dn_fences_free(struct dn_fences *fs);   /* accepts NULL; every handle has left */
 
 /*
- * Join the volume `name` of key `key` (open at fd) with handle f: -EKEYREVOKED for a
+ * Join the volume `name` of key `key` (its epoch in es) with handle f: -EKEYREVOKED for a
  * writable open of an epoch older than the volume's; -ETIMEDOUT when
  * fenced writes did not finish in DN_FENCE_WAIT_MS (f has not joined);
- * -errno of the epoch's attribute.
+ * -errno of the epoch's store.
  */
-int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key, int fd, uint64_t holder,
-		  uint32_t epoch, bool writable, bool takeover, struct dn_fence *f);
+int dn_fence_join(struct dn_fences *fs, const char *name, uint64_t key,
+		  const struct dn_epoch_store *es, uint64_t holder, uint32_t epoch, bool writable,
+		  bool takeover, struct dn_fence *f);
 void dn_fence_leave(struct dn_fences *fs, struct dn_fence *f);
 
 /* A write is about to go on a ring: false (and not counted) if f is fenced. */

@@ -37,8 +37,17 @@
 #include "registrar.h"
 #include "tls.h"
 
+#define DN_MAX_BLOCK_DEVICES 64
+
+struct dn_blockdev_opt {
+	char name[DN_VOLUME_NAME_MAX + 1];
+	const char *path;
+};
+
 struct dn_opts {
 	const char *data;
+	struct dn_blockdev_opt blockdevs[DN_MAX_BLOCK_DEVICES];
+	unsigned nblockdevs;
 	const char *listen;
 	const char *http;
 	const char *keyfile;
@@ -62,9 +71,12 @@ static void usage(FILE *f)
 		"                      [options]\n"
 		"\n"
 		"Device node of a disagg cluster: serves block volumes (sparse raw files\n"
-		"in DIR) to compute nodes over the disagg wire protocol.\n"
+		"in DIR, and block devices it is given) to compute nodes over the disagg\n"
+		"wire protocol.\n"
 		"\n"
 		"  --data DIR             the volume store (made 0700 if missing; needs user xattrs)\n"
+		"  --block-device NAME=PATH  serve the block device PATH as volume NAME (opened\n"
+		"                         exclusively; its key and epoch in DIR/NAME.blk); repeatable\n"
 		"  --listen HOST:PORT     protocol address (default 127.0.0.1:7300; port 0 picks one)\n"
 		"  --http HOST:PORT       serve GET /healthz and GET /metrics here (default: off)\n"
 		"  --key FILE             cluster key: 32 bytes, mode 0600 (required)\n"
@@ -112,6 +124,7 @@ enum {
 	OPT_HTTP_KEY,
 	OPT_HTTP_CA,
 	OPT_LOG,
+	OPT_BLOCK_DEVICE,
 };
 
 static int parse_num(const char *name, const char *arg, uint64_t min, uint64_t max,
@@ -122,6 +135,40 @@ static int parse_num(const char *name, const char *arg, uint64_t min, uint64_t m
 	if (opt_u64(name, arg, min, max, unit, &v) < 0)
 		return -EINVAL;
 	*ret = (unsigned)v;
+	return 0;
+}
+
+/* --block-device NAME=PATH: the name checked here, the device when the store is open. */
+static int parse_block_device(struct dn_opts *o, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	struct dn_blockdev_opt *b = &o->blockdevs[o->nblockdevs];
+	size_t len = eq ? (size_t)(eq - arg) : 0;
+
+	if (!eq || !eq[1]) {
+		log_error("--block-device '%s': give NAME=PATH (a volume name and a block device)",
+			  arg);
+		return -EINVAL;
+	}
+	if (o->nblockdevs == DN_MAX_BLOCK_DEVICES) {
+		log_error("--block-device: at most %u devices", DN_MAX_BLOCK_DEVICES);
+		return -EINVAL;
+	}
+	if (len < sizeof(b->name))
+		memcpy(b->name, arg, len);
+	b->name[len < sizeof(b->name) ? len : 0] = '\0';
+	if (len >= sizeof(b->name) || !dn_volume_name_valid(b->name)) {
+		log_error("--block-device '%s': '%.*s' is not a valid volume name (1-63 of "
+			  "[a-z0-9_-], starting with a letter or a digit)", arg, (int)len, arg);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < o->nblockdevs; i++)
+		if (!strcmp(o->blockdevs[i].name, b->name)) {
+			log_error("--block-device: volume name '%s' is given twice", b->name);
+			return -EINVAL;
+		}
+	b->path = eq + 1;
+	o->nblockdevs++;
 	return 0;
 }
 
@@ -150,6 +197,7 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "data", required_argument, NULL, OPT_DATA },
+		{ "block-device", required_argument, NULL, OPT_BLOCK_DEVICE },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "http", required_argument, NULL, OPT_HTTP },
 		{ "key", required_argument, NULL, OPT_KEY },
@@ -204,6 +252,10 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 		case OPT_HANDSHAKE:
 			if (parse_num("handshake-timeout-ms", optarg, 100, 600000, "ms",
 				      &o->limits.handshake_ms) < 0)
+				return -EINVAL;
+			break;
+		case OPT_BLOCK_DEVICE:
+			if (parse_block_device(o, optarg) < 0)
 				return -EINVAL;
 			break;
 		case APIAUTH_OPT_OPEN:
@@ -286,7 +338,11 @@ static const struct http_route dn_routes[] = {
 	{ "GET", "/metrics", false, http_metrics },
 };
 
-/* Registrar callback: the volumes and their bytes, at every heartbeat. */
+/*
+ * Registrar callback: the volumes and the bytes their files take in the
+ * data directory, at every heartbeat (placement puts new volumes there;
+ * a block device's volume takes none of it).
+ */
 static void dn_fill_capacity(void *opaque, json_t *body)
 {
 	struct dn_node *n = opaque;
@@ -297,7 +353,8 @@ static void dn_fill_capacity(void *opaque, json_t *body)
 	if (dn_volume_list(n->vols, &v, &nv) < 0)
 		return;
 	for (size_t i = 0; i < nv; i++)
-		bytes += v[i].allocated;
+		if (v[i].kind == DN_VOLUME_FILE)
+			bytes += v[i].allocated;
 	free(v);
 	json_object_set_new(body, "volumes", json_integer((json_int_t)nv));
 	json_object_set_new(body, "volume_bytes_allocated", json_integer((json_int_t)bytes));
@@ -384,6 +441,39 @@ static int open_node(const struct dn_opts *o, struct dn_node *n)
 	return r;
 }
 
+static const char *block_device_why(int r)
+{
+	switch (r) {
+	case -ENOTBLK: return "not a block device";
+	case -EEXIST: return "the name is taken by a file volume NAME.vol in the data directory";
+	case -EBUSY: return "in use (mounted, given twice, or opened exclusively elsewhere, "
+			    "such as by another device node)";
+	case -ERANGE: return "its size is 0, not whole 512-byte sectors, or over 16 TiB";
+	case -EBADMSG: return "its state file NAME.blk in the data directory is damaged";
+	default: return strerror(-r);
+	}
+}
+
+/* Every --block-device, or the first refusal (logged). */
+static int add_block_devices(const struct dn_opts *o, struct dn_node *n)
+{
+	for (unsigned i = 0; i < o->nblockdevs; i++) {
+		const struct dn_blockdev_opt *b = &o->blockdevs[i];
+		struct dn_volume_info info;
+		int r = dn_volume_add_block(n->vols, b->name, b->path);
+
+		if (r == 0)
+			r = dn_volume_stat(n->vols, b->name, &info);
+		if (r < 0) {
+			log_error("--block-device %s=%s: %s", b->name, b->path, block_device_why(r));
+			return r;
+		}
+		log_info("volume %s: block device %s, %llu bytes", b->name, b->path,
+			 (unsigned long long)info.size);
+	}
+	return 0;
+}
+
 static int run(const struct dn_opts *o)
 {
 	struct dn_node *n = calloc(1, sizeof(*n));
@@ -401,6 +491,10 @@ static int run(const struct dn_opts *o)
 			       o->api_open) < 0 ||
 	    open_node(o, n) < 0)
 		goto out;
+	if (add_block_devices(o, n) < 0) {
+		rc = 2;              /* a bad option, as the ones parse_args refuses */
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

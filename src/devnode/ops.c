@@ -121,10 +121,10 @@ static int handle_open(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 	struct proto_blk_open_req req;
 	struct proto_blk_open_rep rep;
 	char name[PROTO_VOL_NAME_SIZE];
+	struct dn_volume_ref ref;
 	bool rdonly;
-	uint64_t size, key;
 	unsigned i;
-	int fd, r;
+	int r;
 
 	r = wire_blk_open_decode(p, h->len, &req, name);
 	if (r < 0)
@@ -138,15 +138,15 @@ static int handle_open(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 		;
 	if (i == PROTO_BLK_MAX_HANDLES)
 		return -E2BIG;
-	r = dn_volume_open(n->vols, name, 0, &fd, &size);
+	r = dn_volume_open_ref(n->vols, name, 0, &ref);
 	if (r < 0)
 		return r == -EINVAL ? -EBADMSG : r;
-	r = dn_volume_key(fd, &key);
-	if (r == 0 && key != wire_vol_key_of_grant(&req.grant))
+	if (ref.key != wire_vol_key_of_grant(&req.grant))
 		r = grant_refused(c, name, -ESTALE);
 	if (r == 0) {
-		r = dn_fence_join(n->fences, name, key, fd, dn_conn_peer(c)->peer_id, req.grant.epoch,
-				  !rdonly, req.flags & PROTO_BLK_TAKEOVER, &hs[i].fence);
+		r = dn_fence_join(n->fences, name, ref.key, &ref.epoch, dn_conn_peer(c)->peer_id,
+				  req.grant.epoch, !rdonly, req.flags & PROTO_BLK_TAKEOVER,
+				  &hs[i].fence);
 		if (r == -EKEYREVOKED)
 			log_info("BLK_OPEN of %s by node %llu refused: epoch %u is over", name,
 				 (unsigned long long)dn_conn_peer(c)->peer_id, req.grant.epoch);
@@ -154,19 +154,19 @@ static int handle_open(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 			r = -EBUSY;
 	}
 	if (r < 0) {
-		close(fd);
+		close(ref.fd);
 		dn_volume_put(n->vols, name);
 		return r;
 	}
 	hs[i].used = true;
 	hs[i].rdonly = rdonly;
-	hs[i].fd = fd;
+	hs[i].fd = ref.fd;
 	hs[i].inflight = 0;
-	hs[i].size = size;
+	hs[i].size = ref.size;
 	memcpy(hs[i].name, name, sizeof(name));
 	log_debug("node %llu opened %s (handle %u%s)", (unsigned long long)dn_conn_peer(c)->peer_id,
 		  name, i, rdonly ? ", read-only" : "");
-	rep = (struct proto_blk_open_rep){ .handle = i, .flags = req.flags, .size = size };
+	rep = (struct proto_blk_open_rep){ .handle = i, .flags = req.flags, .size = ref.size };
 	wire_blk_open_rep_swap(&rep);
 	return dn_reply(c, h, PROTO_ST_OK, &rep, sizeof(rep));
 }
@@ -284,7 +284,8 @@ static void volume_wire(const struct dn_volume_info *v, bool reflinked, struct p
 {
 	*ret = (struct proto_volume){
 		.size = v->size, .allocated = v->allocated, .key = v->key, .users = v->users,
-		.flags = reflinked ? PROTO_VOL_REFLINKED : 0,
+		.flags = (reflinked ? PROTO_VOL_REFLINKED : 0) |
+			 (v->kind == DN_VOLUME_BLOCK ? PROTO_VOL_BLOCK : 0),
 	};
 	(void)wire_vol_name_put(ret->name, v->name);
 	wire_volume_swap(ret);
@@ -324,7 +325,10 @@ static int handle_vol(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
 	if (r == 0 && h->opcode != PROTO_OP_VOL_DELETE)
 		r = dn_volume_stat(vs, name, &info);
 	if (r < 0) {
-		if (r != -ENOENT && r != -EEXIST && r != -EBUSY)
+		if (r == -EOPNOTSUPP)
+			log_info("%s %s refused: a block device's volume is given and taken away "
+				 "with --block-device", proto_op_name(h->opcode), name);
+		else if (r != -ENOENT && r != -EEXIST && r != -EBUSY)
 			log_info("%s %s: %s", proto_op_name(h->opcode), name, strerror(-r));
 		return r == -EINVAL ? -EBADMSG : r;
 	}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * Observability of the device node: the Prometheus text for GET /metrics
- * and the JSON for GET /healthz. The counters are atomics bumped by the
+ * and the JSON for GET /healthz (with the block devices served and their
+ * paths). The counters are atomics bumped by the
  * connection threads; rendering reads them without locks.
  *
  * Metrics (all prefixed disagg_devnode_):
@@ -25,9 +26,11 @@
  */
 #include "stats.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "macro.h"
 #include "wire.h"
 
 static void counter(struct strbuf *sb, const char *name, const char *help, _Atomic uint64_t *v)
@@ -115,17 +118,23 @@ char *dn_stats_render(struct dn_node *n)
 
 char *dn_health_render(struct dn_node *n, bool *ret_ok)
 {
-	struct dn_volume_info *v = NULL;
-	struct strbuf sb;
+	_cleanup_free_ struct dn_volume_info *v = NULL;
+	json_t *j, *blocks = json_array();
 	size_t nv = 0;
+	char *out;
 	int r = dn_volume_list(n->vols, &v, &nv);
 
-	free(v);
-	*ret_ok = r == 0;
-	strbuf_init(&sb);
 	/* The store must be readable: a node that cannot list its volumes is not healthy. */
-	strbuf_printf(&sb, "{\"status\":\"%s\",\"node_id\":%llu,\"volumes\":%zu,\"connections\":%llu}\n",
-		      r == 0 ? "ok" : "error", (unsigned long long)n->node_id, nv,
-		      (unsigned long long)atomic_load(&n->stats.conns_open));
-	return strbuf_steal(&sb);
+	*ret_ok = r == 0;
+	for (size_t i = 0; blocks && i < nv; i++)
+		if (v[i].kind == DN_VOLUME_BLOCK)
+			json_array_append_new(blocks, json_pack("{s:s, s:s, s:I}", "name", v[i].name,
+								"device", v[i].device, "size",
+								(json_int_t)v[i].size));
+	j = json_pack("{s:s, s:I, s:I, s:I, s:o}", "status", r == 0 ? "ok" : "error", "node_id",
+		      (json_int_t)n->node_id, "volumes", (json_int_t)nv, "connections",
+		      (json_int_t)atomic_load(&n->stats.conns_open), "block_devices", blocks);
+	out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	return out;
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * A device node's block volumes (volume.h): sparse raw files in a data
- * directory, made atomically, cloned by reflink or by their data extents.
+ * directory, made atomically, cloned by reflink or by their data extents
+ * (the kind "file"); block devices are the kind "block" (volume_block.c).
+ * Each operation asks the kind of the volume it names (kind_of, volume_kind.h).
  */
 #include "volume.h"
 
@@ -20,11 +22,13 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "volume_block.h"
 #include "volume_int.h"
 
 #define SUFFIX ".vol"
 #define COPY_CHUNK (1u << 20)
 #define KEY_XATTR "user.disagg.key"
+#define EPOCH_XATTR "user.disagg.epoch"
 
 struct dn_user {
 	char name[DN_VOLUME_NAME_MAX + 1];
@@ -36,7 +40,26 @@ struct dn_volumes {
 	pthread_mutex_t mu;          /* users */
 	struct dn_user *users;
 	size_t nusers;
+	struct dn_blockdev **blocks; /* added before serving, fixed after: read without a lock */
+	size_t nblocks;
 };
+
+static const struct dn_vol_kind file_kind;
+
+static struct dn_blockdev *block_find(struct dn_volumes *vs, const char *name)
+{
+	for (size_t i = 0; i < vs->nblocks; i++)
+		if (!strcmp(dn_blockdev_name(vs->blocks[i]), name))
+			return vs->blocks[i];
+	return NULL;
+}
+
+/* The kind of volume `name` and what the store keeps of it (*ret_obj). */
+static const struct dn_vol_kind *kind_of(struct dn_volumes *vs, const char *name, void **ret_obj)
+{
+	*ret_obj = block_find(vs, name);
+	return *ret_obj ? &dn_vol_block_kind : &file_kind;
+}
 
 bool dn_volume_name_valid(const char *name)
 {
@@ -86,6 +109,9 @@ void dn_volumes_close(struct dn_volumes *vs)
 {
 	if (!vs)
 		return;
+	for (size_t i = 0; i < vs->nblocks; i++)
+		dn_blockdev_free(vs->blocks[i]);
+	free(vs->blocks);
 	close(vs->dirfd);
 	pthread_mutex_destroy(&vs->mu);
 	free(vs->users);
@@ -140,17 +166,27 @@ void dn_vol_drop_unnamed(struct dn_volumes *vs, const char *tmp)
  * nonzero key, little-endian, in an extended attribute: it moves with the
  * file and is never shared by two volumes, even of one name over time.
  */
-static int key_set(int fd, bool create_only, uint64_t *ret)
+static int new_key(uint8_t b[8], uint64_t *ret)
 {
-	uint8_t b[8];
 	uint64_t key = 0;
 
 	while (key == 0) {
-		if (getrandom(b, sizeof(b), 0) != sizeof(b))
+		if (getrandom(b, 8, 0) != 8)
 			return -EIO;
 		for (int i = 7; i >= 0; i--)
 			key = key << 8 | b[i];
 	}
+	*ret = key;
+	return 0;
+}
+
+static int key_set(int fd, bool create_only, uint64_t *ret)
+{
+	uint8_t b[8];
+	uint64_t key;
+
+	if (new_key(b, &key) < 0)
+		return -EIO;
 	if (fsetxattr(fd, KEY_XATTR, b, sizeof(b), create_only ? XATTR_CREATE : 0) < 0)
 		return -errno;
 	if (ret)
@@ -205,13 +241,18 @@ int dn_vol_publish(struct dn_volumes *vs, int fd, const char *tmp, const char *n
 	return r;
 }
 
-static bool exists(struct dn_volumes *vs, const char *name)
+static bool file_exists(struct dn_volumes *vs, const char *name)
 {
 	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
 	struct stat st;
 
 	file_of(name, file, sizeof(file));
 	return fstatat(vs->dirfd, file, &st, 0) == 0;
+}
+
+static bool exists(struct dn_volumes *vs, const char *name)
+{
+	return block_find(vs, name) || file_exists(vs, name);
 }
 
 /* An fd of existing volume `name` opened with flags, and its stat; -errno. */
@@ -251,10 +292,17 @@ int dn_volume_create(struct dn_volumes *vs, const char *name, uint64_t size)
 
 int dn_volume_delete(struct dn_volumes *vs, const char *name)
 {
-	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+	void *obj;
 
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
+	return kind_of(vs, name, &obj)->remove(vs, name, obj);
+}
+
+static int file_remove(struct dn_volumes *vs, const char *name, void *obj)
+{
+	char file[DN_VOLUME_NAME_MAX + sizeof(SUFFIX)];
+
 	if (users_of(vs, name))
 		return -EBUSY;
 	file_of(name, file, sizeof(file));
@@ -265,11 +313,19 @@ int dn_volume_delete(struct dn_volumes *vs, const char *name)
 
 int dn_volume_resize(struct dn_volumes *vs, const char *name, uint64_t size, bool shrink)
 {
-	_cleanup_close_ int fd = -1;
-	struct stat st;
+	void *obj;
 
 	if (!dn_volume_name_valid(name) || !size_valid(size))
 		return -EINVAL;
+	return kind_of(vs, name, &obj)->resize(vs, name, obj, size, shrink);
+}
+
+static int file_resize(struct dn_volumes *vs, const char *name, void *obj, uint64_t size,
+		       bool shrink)
+{
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
 	fd = open_volume(vs, name, O_RDWR, &st);
 	if (fd < 0)
 		return fd;
@@ -331,32 +387,56 @@ static int sparse_copy(int src, int dst, off_t size)
 	return 0;
 }
 
+static int file_open_src(struct dn_volumes *vs, const char *name, void *obj, int *ret_fd,
+			 uint64_t *ret_size)
+{
+	struct stat st;
+	int fd = open_volume(vs, name, O_RDONLY, &st);
+
+	if (fd < 0)
+		return fd;
+	*ret_fd = fd;
+	*ret_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The clone shares src's blocks where the filesystem can, else gets its data extents. */
+static int file_copy(int sfd, int dfd, uint64_t size, bool *ret_reflinked)
+{
+	*ret_reflinked = false;
+	if (ioctl(dfd, FICLONE, sfd) == 0) {
+		*ret_reflinked = true;
+		return 0;
+	}
+	if (errno != EOPNOTSUPP && errno != ENOTTY && errno != EXDEV && errno != EINVAL &&
+	    errno != ENOSYS)
+		return -errno;
+	if (ftruncate(dfd, (off_t)size) < 0)
+		return -errno;
+	return sparse_copy(sfd, dfd, (off_t)size);
+}
+
 int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 		    bool *ret_reflinked)
 {
+	const struct dn_vol_kind *k;
 	char tmp[DN_VOL_TMP_MAX];
 	_cleanup_close_ int sfd = -1, dfd = -1;
 	bool reflinked = false;
-	struct stat st;
+	uint64_t size;
+	void *obj;
 	int r;
 
 	if (!dn_volume_name_valid(src) || !dn_volume_name_valid(dst))
 		return -EINVAL;
-	sfd = open_volume(vs, src, O_RDONLY, &st);
-	if (sfd < 0)
-		return sfd;
+	k = kind_of(vs, src, &obj);
+	r = k->open_src(vs, src, obj, &sfd, &size);
+	if (r < 0)
+		return r;
 	dfd = dn_vol_begin_new(vs, dst, tmp, sizeof(tmp));
 	if (dfd < 0)
 		return dfd;
-	if (ioctl(dfd, FICLONE, sfd) == 0) {
-		reflinked = true;
-		r = 0;
-	} else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EXDEV ||
-		   errno == EINVAL || errno == ENOSYS) {
-		r = ftruncate(dfd, st.st_size) < 0 ? -errno : sparse_copy(sfd, dfd, st.st_size);
-	} else {
-		r = -errno;
-	}
+	r = k->copy(sfd, dfd, size, &reflinked);
 	if (r == 0)
 		r = dn_vol_publish(vs, dfd, tmp, dst);
 	dn_vol_drop_unnamed(vs, tmp);
@@ -367,13 +447,28 @@ int dn_volume_clone(struct dn_volumes *vs, const char *src, const char *dst,
 
 int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_info *ret)
 {
+	struct dn_volume_info info;
+	void *obj;
+	int r;
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	r = kind_of(vs, name, &obj)->stat(vs, name, obj, &info);
+	if (r < 0)
+		return r;
+	info.users = users_of(vs, name);
+	*ret = info;
+	return 0;
+}
+
+static int file_stat(struct dn_volumes *vs, const char *name, void *obj,
+		     struct dn_volume_info *ret)
+{
 	_cleanup_close_ int fd = -1;
 	struct stat st;
 	uint64_t key;
 	int r;
 
-	if (!dn_volume_name_valid(name))
-		return -EINVAL;
 	fd = open_volume(vs, name, O_RDONLY | O_NONBLOCK, &st);
 	if (fd < 0)
 		return fd;
@@ -383,11 +478,11 @@ int dn_volume_stat(struct dn_volumes *vs, const char *name, struct dn_volume_inf
 	if (r < 0)
 		return r;
 	memset(ret, 0, sizeof(*ret));
+	ret->kind = DN_VOLUME_FILE;
 	ret->key = key;
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	ret->size = (uint64_t)st.st_size;
 	ret->allocated = (uint64_t)st.st_blocks * 512;
-	ret->users = users_of(vs, name);
 	return 0;
 }
 
@@ -397,25 +492,42 @@ static int cmp_info(const void *a, const void *b)
 		      ((const struct dn_volume_info *)b)->name);
 }
 
+/* Append the volume `name` to *v (n of cap): -ENOMEM; one that cannot be looked at is left out. */
+static int list_add(struct dn_volumes *vs, const char *name, struct dn_volume_info **v,
+		    size_t *n, size_t *cap)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 16;
+		struct dn_volume_info *nv = realloc(*v, c * sizeof(**v));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	if (dn_volume_stat(vs, name, &(*v)[*n]) == 0)
+		(*n)++;
+	return 0;
+}
+
 int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *ret_n)
 {
 	struct dn_volume_info *v = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	int fd = dup(vs->dirfd);
+	int r = 0, fd = dup(vs->dirfd);
 	DIR *d;
 
 	if (fd < 0)
 		return -errno;
 	d = fdopendir(fd);
 	if (!d) {
-		int r = -errno;   /* before close can change errno */
-
+		r = -errno;   /* before close can change errno */
 		close(fd);
 		return r;
 	}
 	rewinddir(d);
-	while ((de = readdir(d))) {
+	while (r == 0 && (de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 		char name[DN_VOLUME_NAME_MAX + 1];
 
@@ -424,22 +536,16 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 			continue;
 		memcpy(name, de->d_name, len - strlen(SUFFIX));
 		name[len - strlen(SUFFIX)] = '\0';
-		if (!dn_volume_name_valid(name))
-			continue;
-		if (n == cap) {
-			struct dn_volume_info *nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof(*v));
-
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		if (dn_volume_stat(vs, name, &v[n]) == 0)
-			n++;
+		if (dn_volume_name_valid(name) && !block_find(vs, name))
+			r = list_add(vs, name, &v, &n, &cap);
 	}
 	closedir(d);
+	for (size_t i = 0; r == 0 && i < vs->nblocks; i++)
+		r = list_add(vs, dn_blockdev_name(vs->blocks[i]), &v, &n, &cap);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_info);
 	*ret = v;
@@ -447,18 +553,71 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
 	return 0;
 }
 
-int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
-		   uint64_t *ret_size)
+static int epoch_xattr_read(const struct dn_epoch_store *s, uint32_t *ret)
+{
+	uint8_t b[4];
+	ssize_t n = fgetxattr(s->fd, EPOCH_XATTR, b, sizeof(b));
+
+	if (n < 0 && errno == ENODATA) {
+		*ret = 0;
+		return 0;
+	}
+	if (n != (ssize_t)sizeof(b))
+		return n < 0 ? -errno : -EBADMSG;
+	*ret = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	return 0;
+}
+
+/* The new epoch is on the disk before anyone is told (a restart keeps the fence). */
+static int epoch_xattr_write(const struct dn_epoch_store *s, uint32_t e)
+{
+	uint8_t b[4] = { e & 0xff, e >> 8 & 0xff, e >> 16 & 0xff, e >> 24 };
+
+	if (fsetxattr(s->fd, EPOCH_XATTR, b, sizeof(b), 0) < 0 || fsync(s->fd) < 0)
+		return -errno;
+	return 0;
+}
+
+static const struct dn_epoch_ops epoch_xattr_ops = {
+	.read = epoch_xattr_read,
+	.write = epoch_xattr_write,
+};
+
+static int file_open(struct dn_volumes *vs, const char *name, void *obj, int flags,
+		     struct dn_volume_ref *ret)
 {
 	_cleanup_close_ int fd = -1;
-	struct dn_user *u;
 	struct stat st;
+	uint64_t key;
+	int r;
+
+	fd = open_volume(vs, name, O_RDWR | flags, &st);
+	if (fd < 0)
+		return fd;
+	r = dn_volume_key(fd, &key);
+	if (r < 0)
+		return r;
+	*ret = (struct dn_volume_ref){
+		.fd = fd, .size = (uint64_t)st.st_size, .key = key, .kind = DN_VOLUME_FILE,
+		.epoch = { .ops = &epoch_xattr_ops, .fd = fd },
+	};
+	TAKE_FD(fd);
+	return 0;
+}
+
+int dn_volume_open_ref(struct dn_volumes *vs, const char *name, int extra_flags,
+		       struct dn_volume_ref *ret)
+{
+	struct dn_volume_ref ref;
+	struct dn_user *u;
+	void *obj;
+	int r;
 
 	if (!dn_volume_name_valid(name))
 		return -EINVAL;
-	fd = open_volume(vs, name, O_RDWR | extra_flags, &st);
-	if (fd < 0)
-		return fd;
+	r = kind_of(vs, name, &obj)->open(vs, name, obj, extra_flags, &ref);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&vs->mu);
 	u = user_find(vs, name);
 	if (!u) {
@@ -466,6 +625,7 @@ int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int
 
 		if (!nu) {
 			pthread_mutex_unlock(&vs->mu);
+			close(ref.fd);
 			return -ENOMEM;
 		}
 		vs->users = nu;
@@ -475,8 +635,20 @@ int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int
 	}
 	u->n++;
 	pthread_mutex_unlock(&vs->mu);
-	*ret_size = (uint64_t)st.st_size;
-	*ret_fd = TAKE_FD(fd);
+	*ret = ref;
+	return 0;
+}
+
+int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
+		   uint64_t *ret_size)
+{
+	struct dn_volume_ref ref;
+	int r = dn_volume_open_ref(vs, name, extra_flags, &ref);
+
+	if (r < 0)
+		return r;
+	*ret_fd = ref.fd;
+	*ret_size = ref.size;
 	return 0;
 }
 
@@ -490,3 +662,37 @@ void dn_volume_put(struct dn_volumes *vs, const char *name)
 		*u = vs->users[--vs->nusers];
 	pthread_mutex_unlock(&vs->mu);
 }
+
+int dn_volume_add_block(struct dn_volumes *vs, const char *name, const char *path)
+{
+	struct dn_blockdev *b, **nb;
+	uint8_t kb[8];
+	uint64_t key;
+	int r;
+
+	if (!dn_volume_name_valid(name))
+		return -EINVAL;
+	if (exists(vs, name))
+		return -EEXIST;
+	nb = realloc(vs->blocks, (vs->nblocks + 1) * sizeof(*nb));
+	if (!nb)
+		return -ENOMEM;
+	vs->blocks = nb;
+	r = new_key(kb, &key);
+	if (r == 0)
+		r = dn_blockdev_open(vs->dirfd, name, path, key, &b);
+	if (r < 0)
+		return r;
+	vs->blocks[vs->nblocks++] = b;
+	return 0;
+}
+
+static const struct dn_vol_kind file_kind = {
+	.name = "file",
+	.stat = file_stat,
+	.open = file_open,
+	.remove = file_remove,
+	.resize = file_resize,
+	.open_src = file_open_src,
+	.copy = file_copy,
+};

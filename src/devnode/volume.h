@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A device node's block volumes (volume.c; docs/devnode.md): each volume
- * is a sparse raw file NAME.vol in the node's data directory.
+ * is a sparse raw file NAME.vol in the node's data directory (kind
+ * "file"), or a block device the node was given (kind "block",
+ * volume_block.c; its key and epoch in a state file NAME.blk there).
  *
  * - Names are 1-63 characters of [a-z0-9_-], starting with a letter or a
  *   digit: they go into file names and URLs as they are.
@@ -20,6 +22,9 @@
  *   it is first looked at. The filesystem needs user xattrs (-EOPNOTSUPP).
  * - A volume that is open (dn_volume_open, until dn_volume_put) cannot be
  *   deleted or shrunk: -EBUSY.
+ * - A block device's volume is never made, deleted or resized here: its
+ *   name is taken (-EEXIST), delete and resize are -EOPNOTSUPP. It can be
+ *   the source of a clone (every block is read; the zeros stay holes).
  *
  * Every function returns 0 or -errno. Not thread-safe by itself beyond the
  * open counts, which take their own lock.
@@ -31,19 +36,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DN_VOLUME_NAME_MAX 63
-#define DN_VOLUME_SECTOR   512ull
-#define DN_VOLUME_MAX_SIZE (1ull << 44)   /* 16 TiB */
+#include "volume_kind.h"
 
 struct dn_volumes;
-
-struct dn_volume_info {
-	char name[DN_VOLUME_NAME_MAX + 1];
-	uint64_t size;               /* bytes the guest sees */
-	uint64_t allocated;          /* bytes the file takes on disk */
-	uint64_t key;                /* nonzero, random, new for every volume made (grants name it) */
-	unsigned users;              /* dn_volume_open without dn_volume_put */
-};
 
 /* Open (and make, mode 0700, if missing) the data directory dir. */
 int dn_volumes_open(const char *dir, struct dn_volumes **ret);
@@ -75,8 +70,21 @@ int dn_volume_list(struct dn_volumes *vs, struct dn_volume_info **ret, size_t *r
  */
 int dn_volume_open(struct dn_volumes *vs, const char *name, int extra_flags, int *ret_fd,
 		   uint64_t *ret_size);
+/* The same, with everything a BLK_OPEN checks (ret->fd is the caller's to close). */
+int dn_volume_open_ref(struct dn_volumes *vs, const char *name, int extra_flags,
+		       struct dn_volume_ref *ret);
 void dn_volume_put(struct dn_volumes *vs, const char *name);
-/* The key of the volume open at fd (made if it has none): check a grant against what is open. */
+/* The key of the file volume open at fd (made if it has none). */
 int dn_volume_key(int fd, uint64_t *ret);
+
+/*
+ * Serve the block device at path as volume `name` (volume_block.c), until
+ * dn_volumes_close. The device is opened O_EXCL, so no other device node
+ * (nor a mount) uses it meanwhile. -EINVAL (name), -EEXIST (a volume of
+ * that name), -ENOTBLK (not a block device), -EBUSY (in use elsewhere, or
+ * given twice), -ERANGE (its size is 0, not whole sectors or over the
+ * maximum), -EBADMSG (its state file is damaged), -errno of open.
+ */
+int dn_volume_add_block(struct dn_volumes *vs, const char *name, const char *path);
 
 #endif /* DISAGG_DEVNODE_VOLUME_H */

@@ -60,6 +60,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_VOLUMES_RESIZE] = "volumes_resize",
 	[RT_VOLUMES_DELETE] = "volumes_delete",
 	[RT_VOLUMES_GRANT] = "volumes_grant",
+	[RT_VOLUMES_ADOPT] = "volumes_adopt",
 	[RT_IMAGES_IMPORT] = "images_import",
 	[RT_IMAGES_LIST] = "images_list",
 	[RT_IMAGES_GET] = "images_get",

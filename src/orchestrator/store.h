@@ -132,6 +132,9 @@ struct volume_rec {
 	uint64_t size;                   /* bytes */
 	uint64_t key;                    /* the device node's random key, which grants name; 0 while creating */
 	bool image;                      /* a base image */
+	char kind[8];                    /* "file" (a NAME.vol of the node's data directory) or
+					    "block" (a block device the node serves: it cannot be
+					    resized or deleted there); "" reads as "file" */
 	char origin[STORE_NAME_MAX];     /* the volume it was cloned from; "" = none */
 	int64_t slot_id;                 /* the slot it is attached to (or being attached to,
 					    detached from); 0 = none */

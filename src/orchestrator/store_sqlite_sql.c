@@ -151,6 +151,10 @@ const char *const store_sqlite_migrations[] = {
 	/* 10 -> 11: the slot's network card (slotnet.c), JSON; '' = a slot from before
 	 * cards, whose VM has none. */
 	"ALTER TABLE slots ADD COLUMN net TEXT NOT NULL DEFAULT '';",
+	/* 11 -> 12: a volume's kind (volumes_adopt.c): 'file' or 'block' (a block device
+	 * its device node serves, which the node neither resizes nor deletes). Every
+	 * volume before it was made by the orchestrator: a file. */
+	"ALTER TABLE volumes ADD COLUMN kind TEXT NOT NULL DEFAULT 'file';",
 };
 
 
@@ -176,7 +180,7 @@ const char *const store_sqlite_migrations[] = {
 	"v.slot_id IS NOT NULL AND COALESCE("                                           \
 	"(SELECT d.read_only FROM volume_disks d WHERE d.volume_id = v.id), 0) != 0, " \
 	"COALESCE((SELECT e.epoch FROM volume_epochs e WHERE e.volume_id = v.id), 0), "  \
-	"COALESCE((SELECT s.compute FROM slots s WHERE s.id = v.slot_id), 0) "
+	"COALESCE((SELECT s.compute FROM slots s WHERE s.id = v.slot_id), 0), v.kind "
 #define IMAGE_COLS                                                                    \
 	"i.id, i.name, i.state, i.format, i.size, i.volume_id, "                      \
 	"COALESCE((SELECT v.devnode FROM volumes v WHERE v.id = i.volume_id), 0), "    \
@@ -272,12 +276,12 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"ORDER BY a.region_id, a.slot_id",
 	[Q_VOL_INSERT] =
 		"INSERT INTO volumes (name, state, devnode, size, key, image, origin, slot_id, run, "
-		"created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULLIF(?8, 0), ?9, ?10)",
+		"created, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULLIF(?8, 0), ?9, ?10, ?11)",
 	[Q_VOL_GET] = "SELECT " VOLUME_COLS "FROM volumes v WHERE v.name = ?1",
 	[Q_VOL_LIST] = "SELECT " VOLUME_COLS "FROM volumes v WHERE (?1 = 0 OR v.devnode = ?1) "
 		       "ORDER BY v.name",
 	[Q_VOL_UPDATE] = "UPDATE volumes SET state = ?2, size = ?3, key = ?4, "
-			 "slot_id = NULLIF(?5, 0), run = ?6 WHERE id = ?1",
+			 "slot_id = NULLIF(?5, 0), run = ?6, kind = ?7 WHERE id = ?1",
 	[Q_VOL_DISK_PUT] = "INSERT OR REPLACE INTO volume_disks (volume_id, disk, read_only) "
 			   "VALUES (?1, ?2, ?3)",
 	[Q_VOL_EPOCH_PUT] = "INSERT OR REPLACE INTO volume_epochs (volume_id, epoch) VALUES (?1, ?2)",

@@ -7,7 +7,8 @@
  * progress; version 8 adds the table `volume_disks`: an attached volume's
  * disk id on its compute agent and whether it is read-only; version 9 the
  * table `volume_epochs`: its ownership epoch; version 10 images,
- * store_sqlite_images.c), in the same
+ * store_sqlite_images.c; version 12 the column `kind`: file or block),
+ * in the same
  * database and on the same connection as the rest, so that a volume's row
  * and its event share a transaction.
  */
@@ -37,6 +38,7 @@ static void read_volume(sqlite3_stmt *p, struct volume_rec *o)
 	o->read_only = sqlite3_column_int(p, 13) != 0;
 	o->epoch = (uint32_t)sqlite3_column_int64(p, 14);
 	o->holder = (uint64_t)sqlite3_column_int64(p, 15);
+	sq_copy_text(o->kind, sizeof(o->kind), p, 16);
 }
 
 static int sq_volume_insert(struct store *s, struct volume_rec *o)
@@ -58,6 +60,7 @@ static int sq_volume_insert(struct store *s, struct volume_rec *o)
 		sqlite3_bind_int64(p, 8, o->slot_id);
 		sqlite3_bind_int64(p, 9, o->run);
 		sqlite3_bind_int64(p, 10, o->created);
+		sq_bind_text(p, 11, o->kind[0] ? o->kind : "file");
 		r = sq_exec_done(st, p, "volume_insert");
 		if (r == 0)
 			o->id = sqlite3_last_insert_rowid(st->db);
@@ -125,6 +128,7 @@ static int sq_volume_update(struct store *s, const struct volume_rec *o)
 		sqlite3_bind_int64(p, 4, (int64_t)o->key);
 		sqlite3_bind_int64(p, 5, o->slot_id);
 		sqlite3_bind_int64(p, 6, o->run);
+		sq_bind_text(p, 7, o->kind[0] ? o->kind : "file");
 		r = sq_one_row(st, p, "volume_update");
 	}
 	if (r == 0) {

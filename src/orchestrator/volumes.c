@@ -69,8 +69,15 @@ json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live)
 		      "key", v->key ? json_string(key) : json_null(), "image", v->image, "origin",
 		      v->origin[0] ? json_string(v->origin) : json_null(), "attached",
 		      v->slot_id ? json_string(v->slot) : json_null(), "created", created);
-	if (j)
+	if (j) {
+		bool block = volumes_is_block(v);
+
 		json_object_set_new(j, "epoch", json_integer(v->epoch));
+		json_object_set_new(j, "kind", json_string(block ? "block" : "file"));
+		/* A block device's size is the device's, and deleting it forgets it (volumes_adopt.c). */
+		json_object_set_new(j, "resizable", json_boolean(!block));
+		json_object_set_new(j, "delete", json_string(block ? "forget" : "node"));
+	}
 	if (j && v->slot_id) {
 		json_object_set_new(j, "disk", v->disk[0] ? json_string(v->disk) : json_null());
 		json_object_set_new(j, "read_only", json_boolean(v->read_only));
@@ -644,6 +651,7 @@ int volumes_settle(struct orch *o, struct volume_rec *v)
 	if (r == 0) {
 		v->size = live.size;
 		v->key = live.key;
+		snprintf(v->kind, sizeof(v->kind), "%s", live.block ? "block" : "file");
 	}
 	return volumes_finish(o, v, "volume_settled",
 			      "volume %s was %s when the orchestrator stopped: %s, %" PRIu64

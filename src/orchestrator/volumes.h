@@ -12,6 +12,10 @@
  *   volumes_api.c  the /v1/volumes routes (create and clone, list, show,
  *                  resize, delete, grant) and the struct orch_volumes
  *                  table that main.c hands the orchestrator
+ *   volumes_adopt.c POST /v1/volumes/NAME/adopt: a volume a device node
+ *                  has already (a block device, or a file made outside
+ *                  the catalog) brought into the catalog; forgetting a
+ *                  block device's volume (its delete)
  *   volumes_disks.c volumes attached to slots as disks: the
  *                  /v1/slots/NAME/disks routes (volumes_disks.h)
  *   volumes_migrate.c the disks of a slot in its compute migration
@@ -32,6 +36,8 @@
 #ifndef DISAGG_ORCH_VOLUMES_H
 #define DISAGG_ORCH_VOLUMES_H
 
+#include <string.h>
+
 #include "dnclient.h"
 #include "orch.h"
 #include "volumes_conn.h"
@@ -45,6 +51,11 @@
 void volumes_store_error(struct http_resp *resp, int r);
 /* Volume `name`: 0, or -errno with 404 not_found / 500 answered. */
 int volumes_get(struct orch *o, const char *name, struct volume_rec *v, struct http_resp *resp);
+/* v is a block device its device node serves (kind "block"), not a file. */
+static inline bool volumes_is_block(const struct volume_rec *v)
+{
+	return strcmp(v->kind, "block") == 0;
+}
 /* The volume as the API shows it; live (may be NULL): its device node's VOL_STAT. */
 json_t *volumes_json(const struct volume_rec *v, const struct dnc_volume *live);
 

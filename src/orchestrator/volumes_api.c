@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The /v1/volumes paths of the orchestrator's API (docs/api.md,
- * "Volumes"): create (and clone), list, show, resize, delete and grant,
+ * "Volumes"): create (and clone), list, show, resize, delete and grant
+ * (adopt is volumes_adopt.c),
  * and the struct orch_volumes table that main.c hands the orchestrator
  * (with the disks of slots, volumes_disks.c).
  *
@@ -23,6 +24,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "volumes_adopt.h"
 #include "volumes_disks.h"
 #include "volumes_migrate.h"
 
@@ -109,6 +111,7 @@ void volumes_make(struct orch *o, const struct volumes_new *a, const struct node
 	snprintf(v.name, sizeof(v.name), "%s", a->name);
 	snprintf(v.state, sizeof(v.state), "creating");
 	snprintf(v.origin, sizeof(v.origin), "%s", src ? src->name : "");
+	snprintf(v.kind, sizeof(v.kind), "file");      /* a clone of a block device's too */
 	e = st->vol->volume_insert(st, &v);
 	if (e == -EEXIST) {
 		http_resp_error(resp, 409, "exists", "volume %s exists", a->name);
@@ -340,6 +343,12 @@ static void h_resize(struct orch *o, const char *name, const struct http_req *re
 	}
 	if (volumes_begin(o, name, &v, resp) < 0)
 		return;
+	if (volumes_is_block(&v)) {
+		orch_refuse(o, resp, 409, "block_device",
+			    "volume %s is a block device that device node %" PRIu64 " serves: its "
+			    "size is the device's, and it cannot be resized", name, v.devnode);
+		return;
+	}
 	if (size == v.size) {
 		o->store->ops->rollback(o->store);
 		http_resp_json(resp, 200, volumes_json(&v, NULL));
@@ -397,6 +406,10 @@ void volumes_delete(struct orch *o, const char *name, bool image, struct http_re
 	if (v.slot_id) {
 		orch_refuse(o, resp, 409, "volume_attached",
 			    "volume %s is attached to slot %s: detach it first", name, v.slot);
+		return;
+	}
+	if (volumes_is_block(&v)) {
+		volumes_forget(o, &v, resp);
 		return;
 	}
 	if (volumes_begin_commit(o, &v, "deleting", resp) < 0)
@@ -539,7 +552,8 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 		http_resp_error(resp, 405, "method_not_allowed", "use GET or DELETE on this path");
 		return RT_OTHER;
 	}
-	if (strcmp(tail, "/resize") != 0 && strcmp(tail, "/grant") != 0) {
+	if (strcmp(tail, "/resize") != 0 && strcmp(tail, "/grant") != 0 &&
+	    strcmp(tail, "/adopt") != 0) {
 		http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
 		return RT_OTHER;
 	}
@@ -550,6 +564,10 @@ static enum orch_route route(struct orch *o, const char *rest, const struct http
 	if (tail[1] == 'r') {
 		h_resize(o, name, req, resp);
 		return RT_VOLUMES_RESIZE;
+	}
+	if (tail[1] == 'a') {
+		volumes_adopt(o, name, req, resp);
+		return RT_VOLUMES_ADOPT;
 	}
 	h_grant(o, name, req, resp, as_node);
 	return RT_VOLUMES_GRANT;

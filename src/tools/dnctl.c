@@ -111,9 +111,10 @@ static json_t *vol_json(const struct dnc_volume *v)
 	char key[17];
 
 	snprintf(key, sizeof(key), "%016" PRIx64, v->key);
-	return json_pack("{s:s, s:I, s:I, s:s, s:I, s:b}", "name", v->name,
-			 "size", (json_int_t)v->size, "allocated", (json_int_t)v->allocated,
-			 "key", key, "users", (json_int_t)v->users, "reflinked", (int)v->reflinked);
+	return json_pack("{s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "name", v->name, "kind",
+			 v->block ? "block" : "file", "size", (json_int_t)v->size, "allocated",
+			 (json_int_t)v->allocated, "key", key, "users", (json_int_t)v->users,
+			 "reflinked", (int)v->reflinked);
 }
 
 /* A SIZE, OFFSET or LEN operand (K, M, G, T suffixes). */

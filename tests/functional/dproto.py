@@ -84,6 +84,7 @@ VOLUME = struct.Struct("<64sQQQII")         # 96: name, size, allocated, key, us
 BLK_RDONLY = 1
 BLK_TAKEOVER = 2
 VOL_SHRINK = VOL_REFLINKED = 1
+VOL_BLOCK = 2
 SECTOR = 512
 BLK_MAX_IO = 1 << 20
 
@@ -98,7 +99,8 @@ def volume_grant(key, devnode_id, holder_id, vkey, rights=R_READ | R_WRITE, expi
 def unpack_volume(b):
     name, size, alloc, vkey, users, flags = VOLUME.unpack(b)
     return dict(name=name.rstrip(b"\0").decode(), size=size, allocated=alloc, key=vkey,
-                users=users, reflinked=bool(flags & VOL_REFLINKED))
+                users=users, reflinked=bool(flags & VOL_REFLINKED),
+                kind="block" if flags & VOL_BLOCK else "file")
 
 
 class ProtoError(Exception):

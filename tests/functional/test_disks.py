@@ -42,11 +42,12 @@ def _fresh_log():
 
 
 def disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory,  # noqa: F811
-                 extra=()):
+                 extra=(), devnode_extra=()):
     """An orchestrator on a plaintext fabric (device nodes speak no TLS yet),
     fake compute nodes 10 and 11 that open disks on the real device node
     301, a fake memory node 101; slots a and b (local memory) and r (remote
-    memory), placed by the orchestrator; volumes data1 (8M) and data2 (4M)."""
+    memory), placed by the orchestrator; volumes data1 (8M) and data2 (4M).
+    devnode_extra: more options of the device node (--block-device)."""
     progs.CURRENT = None
     orch = orch_factory(timeout=5, extra=["--fabric-plaintext", *extra])
     mem = FakeMemnodes(key, fabric=None)
@@ -60,7 +61,7 @@ def disk_cluster(tmp_path, keyfile, key, orch_factory, computes, hb_factory,  # 
     hb.start()
     dn = Devnodes(tmp_path, keyfile, orch)
     orch.devnodes, orch.c1, orch.c2, orch.mem = dn, c1, c2, mem
-    orch.d301 = dn.start(301)
+    orch.d301 = dn.start(301, extra=devnode_extra)
     for name, remote in (("a", 0), ("b", 0), ("r", 100)):
         st, s = orch.call("POST", "/v1/slots", {"name": name, "memory": "128M",
                                                 "remote_percent": remote})

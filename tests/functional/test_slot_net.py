@@ -123,9 +123,9 @@ def test_database_from_before_cards(orch, fakemem, computes, hb_factory):
     assert orch.call("POST", "/v1/slots", {"name": "old", "vcpus": 1, "memory": "128M"})[0] == 201
     orch.stop()
     db = sqlite3.connect(orch.db)
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    db.execute("ALTER TABLE slots DROP COLUMN net")          # as a database of version 8
-    db.execute(f"PRAGMA user_version = {version - 1}")
+    db.execute("ALTER TABLE slots DROP COLUMN net")          # as a database of version 10
+    db.execute("ALTER TABLE volumes DROP COLUMN kind")       # (version 12's)
+    db.execute("PRAGMA user_version = 10")
     db.commit()
     db.close()
     orch.start()

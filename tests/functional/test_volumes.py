@@ -35,9 +35,9 @@ class Devnodes:
         self.tmp, self.keyfile, self.orch = tmp_path, keyfile, orch
         self.daemons = {}
 
-    def start(self, node_id, listen="127.0.0.1:0"):
+    def start(self, node_id, listen="127.0.0.1:0", extra=()):
         data = self.tmp / f"devnode-{node_id}.data"
-        argv = [find_prog("disagg-devnode"), "--data", str(data), "--listen", listen,
+        argv = [find_prog("disagg-devnode"), "--data", str(data), "--listen", listen, *extra,
                 "--key", self.keyfile, "--grant-pubkey", dp.grant_files(self.keyfile)[1],
                 "--node-id", str(node_id), "--fabric-plaintext",
                 "--orchestrator", f"http://{self.orch.addr}",
@@ -514,11 +514,12 @@ def test_volume_commands(cl, key):
     p = cli("volume", "create", "disk3", "128M", "--from", "base")
     assert p.stdout == "volume disk3 created: a clone of base, 128M on device node 301\n"
     head, rows = table(cli("volume", "ls").stdout)
-    assert head == ["NAME", "STATE", "SIZE", "DEVNODE", "IMAGE", "ORIGIN", "ATTACHED", "AGE"]
-    assert [r[:6] for r in rows] == [["base", "ready", "64M", "301", "yes", "-"],
-                                     ["disk1", "ready", "1G", "301", "-", "-"],
-                                     ["disk2", "ready", "64M", "301", "-", "base"],
-                                     ["disk3", "ready", "128M", "301", "-", "base"]]
+    assert head == ["NAME", "STATE", "KIND", "SIZE", "DEVNODE", "IMAGE", "ORIGIN", "ATTACHED",
+                    "AGE"]
+    assert [r[:7] for r in rows] == [["base", "ready", "file", "64M", "301", "yes", "-"],
+                                     ["disk1", "ready", "file", "1G", "301", "-", "-"],
+                                     ["disk2", "ready", "file", "64M", "301", "-", "base"],
+                                     ["disk3", "ready", "file", "128M", "301", "-", "base"]]
     j = json.loads(cli("--json", "volume", "ls", "--devnode", "301").stdout)
     assert len(j["volumes"]) == 4
     assert cli("volume", "ls", "--devnode", "302").stdout == ""
@@ -563,7 +564,7 @@ def test_volume_commands(cl, key):
 def test_help_lists_the_volume_commands():
     p = disagg("--help", check_rc=0)
     for cmd in ("volume create", "volume ls", "volume show", "volume clone", "volume resize",
-                "volume delete", "volume grant"):
+                "volume delete", "volume adopt", "volume grant"):
         assert re.search(rf"^  {cmd}\s", p.stdout, re.M), (cmd, p.stdout)
     assert "--devnodes N" in disagg("up", "-h", check_rc=0).stdout
 

@@ -12,8 +12,8 @@
  *   - then records: a kind byte, and
  *       0: a message: 2 bytes of length, then the message as QEMU sends it.
  *          The target attaches the fds the request needs, as QEMU does: the
- *          guest RAM memfd for SET_MEM_TABLE (one per region) and
- *          ADD_MEM_REG, an eventfd for SET_VRING_KICK/CALL/ERR (unless the
+ *          guest RAM memfd for SET_MEM_TABLE (one per region),
+ *          ADD_MEM_REG and SET_INFLIGHT_FD, an eventfd for SET_VRING_KICK/CALL/ERR (unless the
  *          message says "no fd"). Replies are read and dropped;
  *       1: a kick of queue (next byte % 8): the guest notifies;
  *       2: 2 bytes offset, 2 bytes length, bytes: the guest writes its memory
@@ -88,8 +88,8 @@ static void send_msg(int fd, const uint8_t *m, size_t len, int ram, int kicks[8]
 		memcpy(&n, m + VU_HDR_SIZE, 4);
 		for (uint32_t i = 0; i < n && nfds < VU_MAX_FDS; i++)
 			fds[nfds++] = ram;
-	} else if (req == VU_ADD_MEM_REG) {
-		fds[nfds++] = ram;
+	} else if (req == VU_ADD_MEM_REG || req == VU_SET_INFLIGHT_FD) {
+		fds[nfds++] = ram;   /* SET_INFLIGHT_FD: guest RAM as the logs, whatever it holds */
 	} else if ((req == VU_SET_VRING_KICK || req == VU_SET_VRING_CALL ||
 		    req == VU_SET_VRING_ERR) && len >= VU_HDR_SIZE + 8) {
 		memcpy(&u, m + VU_HDR_SIZE, 8);

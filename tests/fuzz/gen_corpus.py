@@ -318,6 +318,19 @@ def vhost_seeds():
     struct.pack_into("<QIHH", loop, desc + 32, 0x6000, 1, 3, 0)
     yield "descriptor-loop", struct.pack("<H", len(loop)) + bytes(loop) + setup + b"\x01\x00"
     yield "bad-size", struct.pack("<H", 0) + vu_rec(vu(2, b"\0" * 3)) + vu_rec(vu(1))
+    # In-flight logs: QEMU's GET, then a SET naming guest RAM (its bytes as the log,
+    # a flagged descriptor among them) before the ring starts: what a restarted back end sees.
+    inflight = bytearray(mem)
+    struct.pack_into("<QHHHH", inflight, 0, 0, 1, 8, 0, 0)       # version 1, 8 descriptors
+    struct.pack_into("<BxxxxxHQ", inflight, 16, 1, 0, 5)          # descriptor 0 in flight
+    infl_setup = setup.replace(vu_rec(vu(16, struct.pack("<Q", 0x8209))),
+                               vu_rec(vu(16, struct.pack("<Q", 0x9209))))
+    infl_msgs = b"".join(vu_rec(m) for m in [
+        vu(31, struct.pack("<QQHHI", 0, 0, 1, 8, 0)),
+        vu(32, struct.pack("<QQHHI", 1 << 20, 0, 1, 8, 0))])
+    cut = infl_setup.index(vu_rec(vu(8, struct.pack("<II", 0, 8))))
+    yield "inflight-resubmit", struct.pack("<H", len(inflight)) + bytes(inflight) + \
+        infl_setup[:cut] + infl_msgs + infl_setup[cut:] + b"\x01\x00"
     yield "mem-table", struct.pack("<H", 0) + vu_rec(vu(5, struct.pack("<II", 1, 0) + region)) + \
         vu_rec(vu(38, struct.pack("<Q", 0) + region)) + vu_rec(vu(36))
 
@@ -611,8 +624,10 @@ def orch_api_seeds():
         req("POST", "/v1/volumes/v1/resize", {"size": "2M"}),
         req("POST", "/v1/volumes/v1/resize", {"size": 512, "shrink": True}),
         req("POST", "/v1/volumes/v2/grant", {"holder": 21, "rights": "r", "ttl": 60}),
-        req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics")],
-        b"\x00\x01\x02\x03\x04\x05\x06\x07")
+        req("DELETE", "/v1/volumes/v2"), req("GET", "/v1/nodes/31"), req("GET", "/metrics"),
+        req("POST", "/v1/volumes/v9/adopt", {"devnode": 31}),
+        req("POST", "/v1/volumes/v1/adopt", {"devnode": 31, "epoch": 2})],
+        b"\x00\x01\x02\x03\x04\x05\x06\x07\x00")
     # v2 is also the base volume of image v2, being imported (fuzz_orch_api.c).
     yield "images", orch_input(regs + [
         req("POST", "/v1/images", {"name": "i1", "size": "1M", "format": "raw",

@@ -12,6 +12,10 @@ agent's mapping of guest RAM). The fabric is TLS, as deployed: the device
 node's certificate has role device.
 """
 import os
+import re
+import signal
+import threading
+import time
 
 import pytest
 
@@ -146,3 +150,131 @@ def test_disk_with_remote_memory(agent, devnode, key, tmp_path, keyfile):
         assert users(devnode, key, "r1") == 0
     finally:
         mn.stop()
+
+
+def test_disk_survives_agent_restart(tmp_path, devnode, key, keyfile):
+    """The agent killed (SIGKILL) while the guest writes, with the device
+    node frozen so that requests are surely in flight: QEMU's chardev
+    reconnects to the restarted agent, which takes the disk back from the
+    VM record and serves again what the dead agent took and never answered
+    (the in-flight log QEMU keeps). The guest's write completes, nothing
+    is lost, and the disk goes on working and detaches."""
+    _, grant = volume(devnode, key, "ar", size=64 * MiB)
+    a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
+    a2 = None
+    try:
+        j = a1.create("avm", [{"kind": "local"}, {"kind": "local"}], vcpus=2)
+        pid = j["pid"]
+        a1.call("POST", "/v1/vms/avm/disks", {"volume": "ar", "devnode": devnode.addr,
+                                               "grant": grant, "serial": "ar"})
+        vmlib.wait_for(lambda: a1.guest("avm", "DISKS")["disks"] != "", timeout=60)
+        a1.guest("avm", f"DWRITE vda {32 * MiB} {8 * MiB} 61")
+        a1.guest("avm", "DFLUSH vda")
+        # The node frozen, a write: its first requests wait on the agent for an answer.
+        os.kill(devnode.pid, signal.SIGSTOP)
+        def write():
+            try:
+                a1.request("POST", "/v1/vms/avm/guest",
+                           {"command": f"DWRITE vda 0 {24 * MiB} 62", "timeout_ms": 600000},
+                           timeout=30)
+            except OSError:
+                pass                    # the agent is killed before it answers
+
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        time.sleep(2.0)
+        a1.proc.kill()
+        a1.proc.wait()
+        os.kill(devnode.pid, signal.SIGCONT)
+        assert os.kill(pid, 0) is None                  # QEMU runs on
+        a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)
+        a2.qemu_pids.add(pid)
+        st = a2.status("avm")
+        assert st["state"] == "running" and st["pid"] == pid, st
+        assert [(d["id"], d["volume"], d["pci"]) for d in st["disks"]] == \
+            [("disk0", "ar", "0000:00:18.0")], st
+        # The guest's write finishes (a guest command waits for the one before).
+        v = a2.guest("avm", f"DVERIFY vda 0 {24 * MiB} 62")
+        assert v["mismatches"] == 0, v
+        v = a2.guest("avm", f"DVERIFY vda {32 * MiB} {8 * MiB} 61")
+        assert v["mismatches"] == 0, v
+        # What the dead agent had taken was served again from QEMU's in-flight log.
+        log = (tmp_path / "compute-1.log").read_text()
+        assert re.search(r"virtqueue \d+: \d+ requests taken before the back end restarted "
+                         r"are served again", log), log[-3000:]
+        # It goes on: a new write, flushed, is on the node; then a detach.
+        a2.guest("avm", f"DWRITE vda {40 * MiB} {4 * MiB} 63")
+        a2.guest("avm", "DFLUSH vda")
+        with open(os.path.join(devnode.data, "ar.vol"), "rb") as f:
+            f.seek(40 * MiB + 7 * 4096)
+            page = f.read(4096)
+        want = (40 * MiB + 7 * 4096) // 4096
+        assert page == b"".join(vmlib.pattern_word(63, want, i).to_bytes(8, "little")
+                                for i in range(512))
+        vmlib.wait_for(lambda: users(devnode, key, "ar") == 1, timeout=30)
+        a2.call("DELETE", "/v1/vms/avm/disks/disk0")
+        vmlib.wait_for(lambda: a2.guest("avm", "DISKS")["disks"] == "", timeout=60)
+        assert users(devnode, key, "ar") == 0
+        a2.delete("avm")
+    finally:
+        if a2:
+            assert a2.close() == []
+        else:
+            a1.close()
+
+
+def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
+    """The agent stops (SIGTERM, leaving its VM running) and starts again
+    while the disk's device node is down: the VM is adopted all the same (its disk starts in an outage, from the size the
+    record keeps), the guest's I/O waits, and completes once the node is
+    back on its address. Then, the node gone again, a VM delete does not
+    wait for the requests that wait for it."""
+    dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE)
+    _, grant = volume(dn, key, "dd", size=32 * MiB)
+    a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
+    a2 = None
+    try:
+        pid = a1.create("dvm", [{"kind": "local"}, {"kind": "local"}], vcpus=1)["pid"]
+        a1.call("POST", "/v1/vms/dvm/disks", {"volume": "dd", "devnode": dn.addr,
+                                               "grant": grant, "outage_ms": 120000})
+        vmlib.wait_for(lambda: a1.guest("dvm", "DISKS")["disks"] != "", timeout=60)
+        a1.guest("dvm", f"DWRITE vda 0 {4 * MiB} 71")
+        a1.guest("dvm", "DFLUSH vda")
+        assert a1.stop() == 0            # SIGTERM: it leaves the VM running, its disk closed
+        port = int(dn.addr.rsplit(":", 1)[1])
+        assert dn.stop() == 0
+        a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)
+        a2.qemu_pids.add(pid)
+        st = a2.status("dvm")
+        assert st["state"] == "running" and st["disks"][0]["outage_ms"] == 120000, st
+        done = {}
+
+        def write():
+            done["r"] = a2.guest("dvm", f"DWRITE vda {8 * MiB} {4 * MiB} 72")
+
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        time.sleep(3)
+        assert t.is_alive() and not done, "the write did not wait for the device node"
+        dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE, port=port)
+        t.join(timeout=120)
+        assert done.get("r"), "the write did not complete once the node was back"
+        assert a2.guest("dvm", f"DVERIFY vda 0 {4 * MiB} 71")["mismatches"] == 0
+        assert a2.guest("dvm", f"DVERIFY vda {8 * MiB} {4 * MiB} 72")["mismatches"] == 0
+        # The node gone again, a write waiting: deleting the VM does not wait for it.
+        assert dn.stop() == 0
+        threading.Thread(target=lambda: a2.request(
+            "POST", "/v1/vms/dvm/guest", {"command": f"DWRITE vda 0 {MiB} 73",
+                                          "timeout_ms": 600000}, timeout=60),
+            daemon=True).start()
+        time.sleep(2)
+        t0 = time.monotonic()
+        a2.delete("dvm")
+        assert time.monotonic() - t0 < 20, "the delete waited for the device node"
+        dn = vmlib.Devnode(tmp_path, key, keyfile, DEVNODE, port=port)
+    finally:
+        if a2:
+            assert a2.close() == []
+        else:
+            a1.close()
+        dn.stop()

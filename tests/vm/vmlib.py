@@ -201,11 +201,13 @@ class Devnode(Proc):
     """A disagg-devnode on loopback (TLS as the fabric is, certificate role
     device), its volumes in TMP/volumes-NODE_ID."""
 
-    def __init__(self, tmp, key, keyfile, node_id=300):
+    def __init__(self, tmp, key, keyfile, node_id=300, port=0):
+        """port: an earlier node's (started again on its data and address)."""
         self.data = str(pathlib.Path(tmp) / f"volumes-{node_id}")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
         super().__init__([find_prog("disagg-devnode"), "--data", self.data, "--listen",
                           f"127.0.0.1:{port}", "--key", keyfile, "--grant-pubkey",
                           dproto.grant_files(keyfile)[1], "--node-id", str(node_id),

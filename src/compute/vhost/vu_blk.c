@@ -10,9 +10,12 @@
  * features MQ, REPLY_ACK, CONFIG, CONFIGURE_MEM_SLOTS (so that a
  * hot-added DIMM arrives as ADD_MEM_REG) and LOG_SHMFD with the device
  * feature VHOST_F_LOG_ALL: the dirty log (vu_log.h), without which QEMU
- * refuses to migrate the VM. Not yet: INFLIGHT_SHMFD (a restarted back
- * end resending what was in flight); a migration needs none, since every
- * request is answered before a ring stops (below).
+ * refuses to migrate the VM; and INFLIGHT_SHMFD: each queue's in-flight log
+ * (vu_ring.h) lives in a memfd that QEMU keeps, so that a back end started
+ * again after the agent died serves again what was taken and not answered
+ * (QEMU reconnects to the socket: its chardev has `reconnect`). A
+ * migration needs no log, since every request is answered before a ring
+ * stops (below).
  *
  * Before guest memory is unmapped or replaced (SET_MEM_TABLE,
  * REM_MEM_REG, RESET_OWNER, the end) and before a ring is stopped
@@ -28,10 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "macro.h"
+#include "vu_blkcfg.h"
+#include "vu_inflight.h"
 #include "vu_msg.h"
 
 /* virtio-blk feature bits. */
@@ -51,7 +57,6 @@ enum { ST_OK = 0, ST_IOERR = 1, ST_UNSUPP = 2 };
 
 #define SECTOR 512u
 #define ID_BYTES 20u
-#define MAX_DZ_SECTORS (1u << 21)      /* 1 GiB per discard or write-zeroes */
 
 struct vu_blk {
 	int sock;
@@ -66,6 +71,7 @@ struct vu_blk {
 	struct vu_log log;       /* SET_LOG_BASE's bitmap, used while VHOST_F_LOG_ALL is on */
 	struct vu_ring rings[VU_BLK_MAX_QUEUES];
 	bool look[VU_BLK_MAX_QUEUES];  /* a ring (re)started: serve what it has, kicked or not */
+	struct vu_inflight infl; /* the queues' in-flight logs (GET_ or SET_INFLIGHT_FD) */
 	struct vu_blk_stats stats;
 };
 
@@ -91,7 +97,7 @@ static uint64_t dev_features(const struct vu_blk *d)
 
 static const uint64_t proto_features = 1ull << VU_PF_MQ | 1ull << VU_PF_LOG_SHMFD |
 				       1ull << VU_PF_REPLY_ACK | 1ull << VU_PF_CONFIG |
-				       1ull << VU_PF_CONFIGURE_MEM_SLOTS;
+				       1ull << VU_PF_INFLIGHT_SHMFD | 1ull << VU_PF_CONFIGURE_MEM_SLOTS;
 
 const struct vu_blk_stats *vu_blk_stats(const struct vu_blk *d)
 {
@@ -121,11 +127,6 @@ static void log_in_bufs(const struct vu_blk *d, const struct vu_chain *c)
 		vu_log_write(&d->log, c->gpa[i], c->iov[i].iov_len);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	memcpy(p, &v, 4);
-}
-
 void vu_blk_io_done(struct vu_blk_io *io, int err)
 {
 	struct vu_blk *d = io->dev;
@@ -149,6 +150,15 @@ void vu_blk_io_done(struct vu_blk_io *io, int err)
 		io->used_len = 1;    /* only the status byte was written */
 	log_in_bufs(d, &io->chain);
 	vu_ring_push(r, io->head, io->used_len);
+	free(io);
+}
+
+void vu_blk_io_drop(struct vu_blk_io *io)
+{
+	struct vu_ring *r = &io->dev->rings[io->queue];
+
+	if (r->inflight)
+		r->inflight--;
 	free(io);
 }
 
@@ -277,7 +287,7 @@ static int req_parse(struct vu_blk *d, struct vu_blk_io *io)
 		memcpy(&sector, seg, 8);
 		memcpy(&nsec, seg + 8, 4);
 		memcpy(&flags, seg + 12, 4);
-		if (nsec == 0 || nsec > MAX_DZ_SECTORS || (flags & ~1u) ||
+		if (nsec == 0 || nsec > VU_BLK_MAX_DZ_SECTORS || (flags & ~1u) ||
 		    (type == VU_BLK_T_DISCARD && flags))
 			return vu_blk_io_done(io, -EOPNOTSUPP), 1;
 		io->len = (uint64_t)nsec * SECTOR;
@@ -340,41 +350,37 @@ static int queue_serve(struct vu_blk *d, unsigned q)
 	return 0;
 }
 
-/* Wait until the storage back end holds no request: guest memory may go after. */
-static void drain(struct vu_blk *d)
+/*
+ * Wait until the storage back end holds no request: guest memory may go
+ * after. A device that goes away (vu_blk_free, after at most grace_ms),
+ * is stopped meanwhile (vu_blk_stop: the VM is deleted, the agent leaves)
+ * or whose QEMU hung up (it quit, or was killed while it waited for
+ * GET_VRING_BASE's answer) waits no more for a device node that does not
+ * answer: what is left is abandoned, flagged in QEMU's in-flight log.
+ */
+static void drain(struct vu_blk *d, bool going, unsigned grace_ms)
 {
-	while (d->ops->inflight(d->store)) {
-		struct pollfd p = { .fd = d->ops->poll_fd(d->store), .events = POLLIN };
+	struct timespec t0, t;
 
-		if (p.fd >= 0)
-			(void)poll(&p, 1, 100);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (d->ops->inflight(d->store)) {
+		struct pollfd p[3] = { { .fd = d->ops->poll_fd(d->store), .events = POLLIN },
+				       { .fd = d->stop_fd, .events = POLLIN },
+				       { .fd = d->sock, .events = POLLRDHUP } };
+
+		(void)poll(p, 3, 100);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		going |= (p[1].revents & POLLIN) || (p[2].revents & (POLLRDHUP | POLLHUP | POLLERR));
+		if (d->ops->abandon && going &&
+		    (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= grace_ms) {
+			log_warn("%u requests not answered and the device goes: abandoned (QEMU's "
+				 "in-flight log keeps them for the next back end)",
+				 d->ops->inflight(d->store));
+			d->ops->abandon(d->store);
+			return;
+		}
 		d->ops->poll(d->store);
 	}
-}
-
-/* ---- config space ------------------------------------------------------------------ */
-
-static void config_render(const struct vu_blk *d, uint8_t cfg[VU_MAX_CONFIG])
-{
-	uint64_t sectors = d->conf.capacity / SECTOR;
-	uint16_t nq = (uint16_t)d->conf.num_queues;
-
-	memset(cfg, 0, VU_MAX_CONFIG);
-	memcpy(cfg, &sectors, 8);                    /* capacity */
-	/*
-	 * size_max (offset 8) stays 0 and SIZE_MAX unoffered: SeaBIOS keeps it
-	 * in 16 bits, and 1 MiB there makes it send empty reads for ever.
-	 */
-	put32(cfg + 12, VU_MAX_SEGS - 2);            /* seg_max */
-	put32(cfg + 20, SECTOR);                     /* blk_size */
-	cfg[32] = d->writeback;                      /* writeback */
-	memcpy(cfg + 34, &nq, 2);                    /* num_queues */
-	put32(cfg + 36, MAX_DZ_SECTORS);             /* max_discard_sectors */
-	put32(cfg + 40, 1);                          /* max_discard_seg */
-	put32(cfg + 44, 8);                          /* discard_sector_alignment (4 KiB) */
-	put32(cfg + 48, MAX_DZ_SECTORS);             /* max_write_zeroes_sectors */
-	put32(cfg + 52, 1);                          /* max_write_zeroes_seg */
-	cfg[56] = 1;                                 /* write_zeroes_may_unmap */
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -393,7 +399,7 @@ static void rings_remap(struct vu_blk *d)
 
 static int mem_table(struct vu_blk *d, struct vu_msg *m)
 {
-	drain(d);
+	drain(d, false, 0);
 	vu_mem_clear(&d->mem);
 	for (uint32_t i = 0; i < m->mem.n; i++) {
 		int fd = vu_msg_take_fd(m, i);
@@ -424,8 +430,18 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 		close(*slot);
 	*slot = fd;
 	if (m->request == VU_SET_VRING_KICK) {
-		if (vu_ring_start(r, &d->mem) < 0)
+		unsigned q = (unsigned)(r - d->rings);
+		int again;
+
+		r->infl = vu_inflight_queue(&d->infl, q, r->num);
+		if (vu_ring_start(r, &d->mem, &again) < 0)
 			return -EFAULT;
+		if (again > 0)
+			log_info("virtqueue %u: %d requests taken before the back end restarted are "
+				 "served again", q, again);
+		else if (again < 0)
+			log_warn("virtqueue %u: its in-flight log does not fit the ring (%s): not used",
+				 q, strerror(-again));
 		if (!(d->features & bit(VU_FEAT_PROTOCOL_FEATURES)))
 			r->enabled = true;
 		d->look[r - d->rings] = true;
@@ -433,14 +449,39 @@ static int vring_fd(struct vu_blk *d, struct vu_msg *m)
 	return 0;
 }
 
+/* SET_ or GET_INFLIGHT_FD: nothing in flight while the logs change; rings find theirs at start. */
+static void infl_drop(struct vu_blk *d)
+{
+	drain(d, false, 0);
+	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
+		d->rings[i].infl = NULL;
+}
+
 /* Handle one message; rep and *replen: a reply of its own (GET_*), else none. */
-static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *replen)
+static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *replen,
+		  int *ret_fd)
 {
 	struct vu_ring *r;
 	uint64_t u;
 
 	*replen = 0;
 	switch (m->request) {
+	case VU_GET_INFLIGHT_FD:
+		if (!(d->protocol_features & bit(VU_PF_INFLIGHT_SHMFD)))
+			return -EPROTO;
+		infl_drop(d);
+		*replen = VU_INFLIGHT_REPLY;
+		return vu_inflight_new(&d->infl, m, d->conf.num_queues, rep, ret_fd);
+	case VU_SET_INFLIGHT_FD: {
+		int fd = vu_msg_take_fd(m, 0), k = -EPROTO;
+
+		if (d->protocol_features & bit(VU_PF_INFLIGHT_SHMFD)) {
+			infl_drop(d);
+			k = vu_inflight_map(&d->infl, m, fd, d->conf.num_queues);
+		}
+		close(fd);
+		return k;
+	}
 	case VU_GET_FEATURES:
 		u = dev_features(d);
 		goto reply_u64;
@@ -476,7 +517,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		return k;   /* the answer is the same request, empty */
 	}
 	case VU_RESET_OWNER:
-		drain(d);
+		drain(d, false, 0);
 		for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++) {
 			vu_ring_stop(&d->rings[i]);
 			vu_ring_init(&d->rings[i]);
@@ -506,7 +547,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		return k;
 	}
 	case VU_REM_MEM_REG:
-		drain(d);
+		drain(d, false, 0);
 		u = (uint64_t)vu_mem_remove(&d->mem, &m->region);
 		rings_remap(d);
 		return (int)u;
@@ -536,7 +577,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 		r = ring_of(d, m->state.index);
 		if (!r)
 			return -EINVAL;
-		drain(d);
+		drain(d, false, 0);
 		vu_ring_kick_guest(r);
 		u = (uint64_t)m->state.index | (uint64_t)r->last_avail << 32;
 		vu_ring_stop(r);
@@ -556,7 +597,7 @@ static int handle(struct vu_blk *d, struct vu_msg *m, uint8_t *rep, uint32_t *re
 	case VU_GET_CONFIG: {
 		uint8_t cfg[VU_MAX_CONFIG];
 
-		config_render(d, cfg);
+		vu_blk_config(cfg, d->conf.capacity, (uint16_t)d->conf.num_queues, d->writeback);
 		memcpy(rep, &m->config.offset, 4);
 		memcpy(rep + 4, &m->config.size, 4);
 		memcpy(rep + 8, &m->config.flags, 4);
@@ -583,7 +624,8 @@ static bool has_own_reply(uint32_t req)
 {
 	return req == VU_GET_FEATURES || req == VU_GET_PROTOCOL_FEATURES ||
 	       req == VU_GET_QUEUE_NUM || req == VU_GET_MAX_MEM_SLOTS ||
-	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_SET_LOG_BASE;
+	       req == VU_GET_VRING_BASE || req == VU_GET_CONFIG || req == VU_SET_LOG_BASE ||
+	       req == VU_GET_INFLIGHT_FD;
 }
 
 /* One message from QEMU: 0, or -errno to hang up (EOF: -ECONNRESET). */
@@ -592,7 +634,7 @@ static int on_message(struct vu_blk *d)
 	uint8_t rep[12 + VU_MAX_CONFIG];
 	struct vu_msg m;
 	uint32_t replen = 0;
-	int k = vu_msg_recv(d->sock, &m);
+	int k = vu_msg_recv(d->sock, &m), fd = -1;
 
 	if (k == 0)
 		return -ECONNRESET;
@@ -602,14 +644,18 @@ static int on_message(struct vu_blk *d)
 		return k;
 	} else {
 		log_debug("vhost-user: %s", vu_request_name(m.request));
-		k = handle(d, &m, rep, &replen);
+		k = handle(d, &m, rep, &replen, &fd);
 		if (k < 0)
 			log_warn("vhost-user: %s failed: %s", vu_request_name(m.request),
 				 strerror(-k));
 		vu_msg_close_fds(&m);
 	}
-	if (has_own_reply(m.request) && k >= 0)
-		return vu_msg_reply(d->sock, m.request, rep, replen, -1);
+	if (has_own_reply(m.request) && k >= 0) {
+		k = vu_msg_reply(d->sock, m.request, rep, replen, fd);
+		if (fd >= 0)
+			close(fd);
+		return k;
+	}
 	if ((m.flags & VU_F_NEED_REPLY) && (d->protocol_features & bit(VU_PF_REPLY_ACK))) {
 		uint64_t ack = k < 0 ? 1 : 0;
 
@@ -726,11 +772,12 @@ void vu_blk_free(struct vu_blk *d)
 {
 	if (!d)
 		return;
-	drain(d);
+	drain(d, true, VU_BLK_FREE_WAIT_MS);
 	for (unsigned i = 0; i < VU_BLK_MAX_QUEUES; i++)
 		vu_ring_stop(&d->rings[i]);
 	vu_mem_clear(&d->mem);
 	vu_log_clear(&d->log);
+	vu_inflight_unmap(&d->infl);
 	close(d->stop_fd);
 	close(d->sock);
 	free(d);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A vhost-user-blk back end (vu_blk.c, vu_blkreq.c): QEMU's
+ * A vhost-user-blk back end (vu_blk.c, vu_blkcfg.c): QEMU's
  * vhost-user-blk-pci front end connects to its socket, hands it the
  * guest's memory and virtqueues, and the back end serves the guest's
  * virtio-blk requests straight from guest memory through a storage back
@@ -67,7 +67,18 @@ struct vu_blk_store_ops {
 	void (*poll)(void *store);
 	/* Requests started and not done: the device waits for none before unmapping. */
 	unsigned (*inflight)(void *store);
+	/*
+	 * The device is going away and its requests have not all ended in
+	 * VU_BLK_FREE_WAIT_MS (a device node that does not answer): drop
+	 * every one without an answer (vu_blk_io_drop), none touching guest
+	 * memory afterwards. QEMU's in-flight log keeps them flagged, so a
+	 * back end after us (an agent started again) sends them again. NULL:
+	 * the device waits for them however long it takes.
+	 */
+	void (*abandon)(void *store);
 };
+
+#define VU_BLK_FREE_WAIT_MS 2000u
 
 struct vu_blk_conf {
 	uint64_t capacity;       /* bytes, a multiple of 512 */
@@ -89,11 +100,17 @@ int vu_blk_new(int sock, const struct vu_blk_conf *conf, const struct vu_blk_sto
 int vu_blk_run(struct vu_blk *d);
 /* Ask vu_blk_run to return (any thread). */
 void vu_blk_stop(struct vu_blk *d);
-/* After vu_blk_run returned: unmaps guest memory, closes everything. */
+/*
+ * After vu_blk_run returned: waits for the requests in flight (at most
+ * VU_BLK_FREE_WAIT_MS, then abandons them), unmaps guest memory, closes
+ * everything.
+ */
 void vu_blk_free(struct vu_blk *d);
 
 /* A request's end: 0, -EOPNOTSUPP (UNSUPP to the guest) or another -errno (IOERR). */
 void vu_blk_io_done(struct vu_blk_io *io, int err);
+/* A request dropped unanswered (vu_blk_store_ops.abandon). */
+void vu_blk_io_drop(struct vu_blk_io *io);
 
 struct vu_blk_stats {
 	uint64_t requests[14];   /* by type */

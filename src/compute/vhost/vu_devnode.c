@@ -411,11 +411,36 @@ static unsigned dn_inflight(void *store)
 	return ((struct vu_devnode *)store)->inflight;
 }
 
+/* Drop every request unanswered: the ones on the wire come back with the connection. */
+static void dn_abandon(void *store)
+{
+	struct vu_devnode *s = store;
+
+	if (s->c) {
+		s->closing = true;
+		mnc_close(s->c);         /* its requests come back -ECANCELED: they wait */
+		s->c = NULL;
+		s->closing = false;
+	}
+	timer_arm(s, false);
+	while (s->wait_head) {
+		struct dn_req *q = s->wait_head;
+
+		s->wait_head = q->next;
+		free(q->bounce);
+		s->inflight--;
+		vu_blk_io_drop(q->io);
+		free(q);
+	}
+	s->wait_tail = NULL;
+}
+
 const struct vu_blk_store_ops vu_devnode_ops = {
 	.submit = dn_submit,
 	.poll_fd = dn_poll_fd,
 	.poll = dn_poll,
 	.inflight = dn_inflight,
+	.abandon = dn_abandon,
 };
 
 /* Deferred: check the grant read-only (nothing is fenced) and learn the size; keep nothing open. */
@@ -433,6 +458,13 @@ static int probe(struct vu_devnode *s)
 	mnc_close(c);
 	s->deferred = r == 0;
 	return r;
+}
+
+/* A node that does not answer now, as opposed to one that refuses us. */
+static bool unreachable(int r)
+{
+	return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ENETUNREACH ||
+	       r == -ECONNRESET || r == -ECONNABORTED || r == -EPIPE || r == -ENOTCONN;
 }
 
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
@@ -456,6 +488,14 @@ int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 	s->conf.conn.addr = s->addr;
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	r = s->timer_fd < 0 ? -errno : conf->deferred ? probe(s) : connect_open(s);
+	if (r < 0 && s->timer_fd >= 0 && conf->known_size && unreachable(r)) {
+		log_warn("device node %s: volume %s: %s; requests wait for it", s->addr, s->volume,
+			 strerror(-r));
+		s->size = conf->known_size;
+		s->deferred = false;
+		outage_begin(s);
+		r = 0;
+	}
 	if (r < 0) {
 		if (s->timer_fd >= 0)
 			close(s->timer_fd);

@@ -40,13 +40,20 @@ struct vu_devnode_conf {
 	bool readonly;
 	unsigned outage_ms;            /* how long requests wait for an unreachable node */
 	bool deferred;                 /* open for writing at the first request only */
+	/*
+	 * Nonzero: the volume's size, known already (a restarted agent's
+	 * disk). If the node cannot be reached now, the store starts in an
+	 * outage instead of failing: requests wait, it reconnects.
+	 */
+	uint64_t known_size;
 };
 
 /*
  * Connect, open the volume (its size: *ret_size) and make the store
  * (it keeps copies of conf's address and volume name; conn.key and
  * conn.tls must outlive it):
- * the first connection must work (-errno of dnclient.h otherwise).
+ * the first connection must work (-errno of dnclient.h otherwise),
+ * unless the size is known and the node is only unreachable.
  */
 int vu_devnode_new(const struct vu_devnode_conf *conf, struct vu_devnode **ret,
 		   uint64_t *ret_size);

@@ -25,6 +25,7 @@ enum shape {
 	SH_MEM_REG,
 	SH_CONFIG,
 	SH_LOG,                  /* u64 size, u64 offset, and the log's fd */
+	SH_INFLIGHT,             /* u64 size, u64 offset, u16 queues, u16 queue size (+ fd: SET) */
 };
 
 static const struct {
@@ -51,8 +52,8 @@ static const struct {
 	[VU_SET_VRING_ENABLE] = { "SET_VRING_ENABLE", SH_STATE },
 	[VU_GET_CONFIG] = { "GET_CONFIG", SH_CONFIG },
 	[VU_SET_CONFIG] = { "SET_CONFIG", SH_CONFIG },
-	[VU_GET_INFLIGHT_FD] = { "GET_INFLIGHT_FD", SH_NONE },
-	[VU_SET_INFLIGHT_FD] = { "SET_INFLIGHT_FD", SH_NONE },
+	[VU_GET_INFLIGHT_FD] = { "GET_INFLIGHT_FD", SH_INFLIGHT },
+	[VU_SET_INFLIGHT_FD] = { "SET_INFLIGHT_FD", SH_INFLIGHT },
 	[VU_RESET_DEVICE] = { "RESET_DEVICE", SH_NONE },
 	[VU_GET_MAX_MEM_SLOTS] = { "GET_MAX_MEM_SLOTS", SH_EMPTY },
 	[VU_ADD_MEM_REG] = { "ADD_MEM_REG", SH_MEM_REG },
@@ -168,6 +169,16 @@ static int decode(struct vu_msg *m, const uint8_t *p)
 			return -EBADMSG;
 		memcpy(&m->log.mmap_size, p, 8);
 		memcpy(&m->log.mmap_offset, p + 8, 8);
+		return 0;
+	case SH_INFLIGHT:
+		/* QEMU sends the struct with its padding (24 bytes); 20 are enough. */
+		if ((sz != 20 && sz != 24) ||
+		    m->nfds != (m->request == VU_SET_INFLIGHT_FD ? 1u : 0u))
+			return -EBADMSG;
+		memcpy(&m->inflight.mmap_size, p, 8);
+		memcpy(&m->inflight.mmap_offset, p + 8, 8);
+		memcpy(&m->inflight.num_queues, p + 16, 2);
+		memcpy(&m->inflight.queue_size, p + 18, 2);
 		return 0;
 	default:
 		return -EOPNOTSUPP;

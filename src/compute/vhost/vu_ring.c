@@ -10,6 +10,8 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -44,6 +46,18 @@ struct vring_used_le {
 	struct vring_used_elem_le ring[];
 };
 
+_Static_assert(sizeof(struct vu_inflight_desc) == 16, "the in-flight log's layout");
+_Static_assert(offsetof(struct vu_inflight_q, desc) == 16, "the in-flight log's layout");
+
+#define INFLIGHT_ALIGN 64u
+
+uint64_t vu_inflight_q_size(uint16_t queue_size)
+{
+	uint64_t n = sizeof(struct vu_inflight_q) + (uint64_t)queue_size * sizeof(struct vu_inflight_desc);
+
+	return (n + INFLIGHT_ALIGN - 1) / INFLIGHT_ALIGN * INFLIGHT_ALIGN;
+}
+
 void vu_ring_init(struct vu_ring *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -63,6 +77,9 @@ void vu_ring_stop(struct vu_ring *r)
 	r->desc = NULL;
 	r->avail = NULL;
 	r->used = NULL;
+	free(r->resubmit);
+	r->resubmit = NULL;
+	r->nresubmit = r->resubmit_pos = 0;
 }
 
 int vu_ring_map(struct vu_ring *r, const struct vu_mem *mem)
@@ -75,14 +92,89 @@ int vu_ring_map(struct vu_ring *r, const struct vu_mem *mem)
 	return r->desc && r->avail && r->used ? 0 : -EFAULT;
 }
 
-int vu_ring_start(struct vu_ring *r, const struct vu_mem *mem)
+struct taken {
+	uint64_t counter;
+	uint16_t head;
+};
+
+static int taken_cmp(const void *a, const void *b)
+{
+	const struct taken *x = a, *y = b;
+
+	return x->counter < y->counter ? -1 : x->counter > y->counter;
+}
+
+/*
+ * What a back end before us left in the log (libvhost-user's reading of
+ * it, which QEMU's spec describes): a chain whose used entry was written
+ * but whose flag was not yet cleared is the last batch's head; every
+ * other flagged chain was taken and never answered. So the chains taken
+ * are the used ones plus the flagged ones, and taking goes on from there.
+ * The log is QEMU's memory, so it is checked like the rings are.
+ */
+static int inflight_resume(struct vu_ring *r)
+{
+	struct vu_inflight_q *q = r->infl;
+	struct taken *t;
+	uint16_t avail_idx;
+	unsigned n = 0;
+
+	if (q->desc_num != r->num || q->last_batch_head >= r->num)
+		return -EBADMSG;
+	if (!q->version) {
+		q->version = 1;          /* a new log: nothing was taken */
+		return 0;
+	}
+	if (q->used_idx != r->used_idx) {
+		q->desc[q->last_batch_head].inflight = 0;
+		__atomic_store_n(&q->used_idx, r->used_idx, __ATOMIC_RELEASE);
+	}
+	for (unsigned i = 0; i < r->num; i++)
+		n += q->desc[i].inflight == 1;
+	avail_idx = le16toh(__atomic_load_n(&r->avail->idx, __ATOMIC_ACQUIRE));
+	if ((uint16_t)(avail_idx - r->used_idx) < n)
+		return -EBADMSG;         /* more taken than the guest ever made available */
+	r->counter = 0;
+	r->last_avail = (uint16_t)(r->used_idx + n);
+	if (!n)
+		return 0;
+	t = calloc(n, sizeof(*t));
+	r->resubmit = calloc(n, sizeof(*r->resubmit));
+	if (!t || !r->resubmit) {
+		free(t);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (unsigned i = 0; i < r->num; i++)
+		if (q->desc[i].inflight == 1)
+			t[n++] = (struct taken){ q->desc[i].counter, (uint16_t)i };
+	qsort(t, n, sizeof(*t), taken_cmp);
+	for (unsigned i = 0; i < n; i++)
+		r->resubmit[i] = t[i].head;
+	r->counter = t[n - 1].counter + 1;
+	r->nresubmit = n;
+	r->resubmit_pos = 0;
+	free(t);
+	return (int)n;
+}
+
+int vu_ring_start(struct vu_ring *r, const struct vu_mem *mem, int *ret_resubmit)
 {
 	int k = vu_ring_map(r, mem);
 
+	*ret_resubmit = 0;
 	if (k < 0)
 		return k;
 	/* Go on from where the used ring is (a ring that served before, elsewhere). */
 	r->used_idx = le16toh(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE));
+	free(r->resubmit);
+	r->resubmit = NULL;
+	r->nresubmit = r->resubmit_pos = 0;
+	if (r->infl) {
+		*ret_resubmit = inflight_resume(r);
+		if (*ret_resubmit < 0)
+			r->infl = NULL;  /* serve without it, from SET_VRING_BASE */
+	}
 	r->started = true;
 	return 0;
 }
@@ -148,15 +240,25 @@ int vu_ring_pop(struct vu_ring *r, const struct vu_mem *mem, struct vu_chain *c)
 
 	if (!r->avail)
 		return 0;
-	avail_idx = le16toh(__atomic_load_n(&r->avail->idx, __ATOMIC_ACQUIRE));
-	if (avail_idx == r->last_avail)
-		return 0;
-	if ((uint16_t)(avail_idx - r->last_avail) > r->num)
-		return -EBADMSG;           /* the guest claims more than the ring holds */
-	head = le16toh(r->avail->ring[r->last_avail % r->num]);
-	if (head >= r->num)
-		return -EBADMSG;
-	r->last_avail++;
+	if (r->resubmit_pos < r->nresubmit) {
+		/* Taken by the back end before us, flagged in the log already. */
+		head = r->resubmit[r->resubmit_pos++];
+	} else {
+		avail_idx = le16toh(__atomic_load_n(&r->avail->idx, __ATOMIC_ACQUIRE));
+		if (avail_idx == r->last_avail)
+			return 0;
+		if ((uint16_t)(avail_idx - r->last_avail) > r->num)
+			return -EBADMSG;   /* the guest claims more than the ring holds */
+		head = le16toh(r->avail->ring[r->last_avail % r->num]);
+		if (head >= r->num)
+			return -EBADMSG;
+		r->last_avail++;
+		if (r->infl) {
+			/* Flagged before anything else is done with it. */
+			r->infl->desc[head].counter = r->counter++;
+			__atomic_store_n(&r->infl->desc[head].inflight, 1, __ATOMIC_RELEASE);
+		}
+	}
 	c->head = head;
 	c->nout = c->nin = 0;
 	i = head;
@@ -191,6 +293,8 @@ void vu_ring_push(struct vu_ring *r, uint16_t head, uint32_t len)
 
 	if (!r->used)
 		return;
+	if (r->infl)
+		__atomic_store_n(&r->infl->last_batch_head, head, __ATOMIC_RELEASE);
 	e = &r->used->ring[r->used_idx % r->num];
 	e->id = htole32(head);
 	e->len = htole32(len);
@@ -200,6 +304,10 @@ void vu_ring_push(struct vu_ring *r, uint16_t head, uint32_t len)
 	__atomic_store_n(&r->used->idx, htole16(r->used_idx), __ATOMIC_RELEASE);
 	if (r->log && (r->addr.flags & 1))
 		vu_log_write(r->log, r->addr.log + 2, 2);
+	if (r->infl && head < r->num) {
+		__atomic_store_n(&r->infl->desc[head].inflight, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&r->infl->used_idx, r->used_idx, __ATOMIC_RELEASE);
+	}
 	r->inflight--;
 	r->notify = true;
 }

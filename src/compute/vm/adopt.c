@@ -16,10 +16,13 @@
  *      each becomes a pager region whose resident remote pages are dirty
  *      and whose faults are woken (pager_adopt_region), since faults the
  *      dead agent read and never served are lost;
- *   3. reconnects QMP (after 2: QEMU's main loop may be blocked in a
+ *   3. lets the features take their part of the record back (the remote
+ *      disks listen again: QEMU's vhost-user chardevs reconnect, and the
+ *      back ends serve again what was in flight: vm_disk.c);
+ *   4. reconnects QMP (after 2: QEMU's main loop may be blocked in a
  *      fault) and, if the earlier agent died in the middle of a compute
  *      migration, cancels it and resumes the guest here;
- *   4. reconnects the guest channel (the guest may owe answers to
+ *   5. reconnects the guest channel (the guest may owe answers to
  *      commands of the earlier connection: resync).
  * Any failure stops that QEMU: without its uffds the guest would hang.
  * Its sections are not freed (the control plane decides).
@@ -209,6 +212,14 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 	pthread_mutex_unlock(&vm->lock);
 	if (r < 0)
 		return r;
+	/*
+	 * The features' state (its remote disks: QEMU reconnects to their
+	 * sockets, and the mappings of guest RAM their back ends make become
+	 * aliases of the regions just handed back).
+	 */
+	r = vm_ext_adopt(vm, vm->record, err, errlen);
+	if (r < 0)
+		return r;
 	r = qmp_connect(vm_qmp_path(vm), ADOPT_QMP_MS, &vm->qmp);
 	if (r < 0) {
 		snprintf(err, errlen, "QMP: %s", strerror(-r));
@@ -263,6 +274,8 @@ int vm_adopt(struct vm *vm, char *err, size_t errlen)
 	vm->state = VM_STARTING;
 	err[0] = '\0';
 	r = adopt_start(vm, err, errlen);
+	json_decref(vm->record);
+	vm->record = NULL;
 	if (r < 0) {
 		/* Ours, but it cannot be served: stop it (vm_free), keep the sections. */
 		vm_keep_sections(vm);

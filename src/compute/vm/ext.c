@@ -67,6 +67,38 @@ void vm_ext_status(struct vm *vm, json_t *j)
 			exts[i]->status(vm, j);
 }
 
+int vm_ext_adopt(struct vm *vm, json_t *rec, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < nexts; i++) {
+		int r = exts[i]->adopt ? exts[i]->adopt(vm, rec, err, errlen) : 0;
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void vm_ext_record_set(struct vm *vm, const char *key, json_t *v)
+{
+	if (!vm->ext_record && v)
+		vm->ext_record = json_object();
+	if (v && vm->ext_record)
+		(void)json_object_set_new(vm->ext_record, key, v);
+	else if (v)
+		json_decref(v);
+	else
+		(void)json_object_del(vm->ext_record, key);
+}
+
+void vm_ext_record_put(struct vm *vm, json_t *rec)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(vm->ext_record, k, v)
+		json_object_set_new(rec, k, json_deep_copy(v));
+}
+
 void vm_ext_free(struct vm *vm)
 {
 	/* The last registered goes first: a feature may use what an earlier one set up. */

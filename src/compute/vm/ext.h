@@ -7,7 +7,8 @@
  * registered table at that step. Today that is compute migration: the
  * incoming side adds QEMU arguments (vm_incoming.c), the migration record
  * hears the guest channel, adds status fields and is freed with the VM
- * (vm_migrate.c).
+ * (vm_migrate.c). Disks (vm_disk.c) keep their part of the VM record
+ * with vm_ext_record_set and take it back at adoption.
  */
 #ifndef DISAGG_VM_EXT_H
 #define DISAGG_VM_EXT_H
@@ -30,6 +31,12 @@ struct vm_ext_ops {
 	void (*status)(struct vm *vm, json_t *j);
 	/* First thing in vm_free and vm_detach: stop its threads, free its state. */
 	void (*free)(struct vm *vm);
+	/*
+	 * Adoption (adopt.c): rebuild the feature's state from the record
+	 * `rec` (vm.json as loaded), once the pager serves the VM's RAM again
+	 * and before QMP is reconnected. < 0, with err, stops the adoption.
+	 */
+	int (*adopt)(struct vm *vm, json_t *rec, char *err, size_t errlen);
 };
 
 /* At startup, before any VM: 0, -ENOSPC (more than VM_EXT_MAX), -EEXIST (twice). */
@@ -40,5 +47,15 @@ void vm_ext_strv_free(char **ret[VM_EXT_MAX], unsigned n);
 void vm_ext_guest_attached(struct vm *vm);
 void vm_ext_status(struct vm *vm, json_t *j);
 void vm_ext_free(struct vm *vm);
+int vm_ext_adopt(struct vm *vm, json_t *rec, char *err, size_t errlen);
+
+/*
+ * A feature's part of the VM record: member `key` of vm.json becomes v
+ * (taken; NULL removes it). Written to disk with the next vm_persist.
+ * Lock held.
+ */
+void vm_ext_record_set(struct vm *vm, const char *key, json_t *v);
+/* Every member set above into rec (persist.c; lock held). */
+void vm_ext_record_put(struct vm *vm, json_t *rec);
 
 #endif /* DISAGG_VM_EXT_H */

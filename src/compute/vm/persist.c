@@ -19,7 +19,8 @@
  *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}],
  *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c),
  *    "boot": {"kernel", "initrd"} (absent: the node's), "seed": PATH (absent: none),
- *    "guest_agent": false (absent: true; the guest runs no disagg-guest)}
+ *    "guest_agent": false (absent: true; the guest runs no disagg-guest),
+ *    and the features' members (ext.h): "disks" (vm_disk.c)}
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
  *
@@ -38,6 +39,7 @@
 #include "log.h"
 #include "macro.h"
 #include "dirtag.h"
+#include "ext.h"
 #include "sections.h"
 #include "state.h"
 #include "vmnet.h"
@@ -119,6 +121,8 @@ static json_t *record_json(struct vm *vm)
 		json_object_set_new(j, "budget", vm->spec.budget == UINT64_MAX
 							 ? json_null()
 							 : json_integer((json_int_t)vm->spec.budget));
+	if (j)
+		vm_ext_record_put(vm, j);   /* "disks" (vm_disk.c) */
 	return j;
 }
 
@@ -297,24 +301,14 @@ static int load_shared(struct vm *vm, json_t *arr, char *err, size_t errlen)
 	return 0;
 }
 
-int vm_persist_load(struct vm *vm, char *err, size_t errlen)
+static int load(struct vm *vm, json_t *j, char *err, size_t errlen)
 {
-	_cleanup_(json_decrefp) json_t *j = NULL;
 	const char *name, *state, *hp, *append, *accel;
 	int64_t version, pid, st, vcpus, ss, max_hot, plugged;
-	char path[PATH_MAX];
-	json_error_t je;
 	json_t *budget;
 	unsigned n;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/vm.json", vm->dir);
-	j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-	if (!j) {
-		if (access(path, F_OK) < 0)
-			return -errno;
-		return bad(err, errlen, "%s: %s", path, je.text);
-	}
 	if ((r = get_int(j, "version", RECORD_VERSION, RECORD_VERSION, &version, err, errlen)) ||
 	    (r = get_int(j, "pid", 0, INT32_MAX, &pid, err, errlen)) ||
 	    (r = get_int(j, "starttime", 0, INT64_MAX, &st, err, errlen)) ||
@@ -398,5 +392,28 @@ int vm_persist_load(struct vm *vm, char *err, size_t errlen)
 		     vm->vmem_secs, &n, err, errlen);
 	vm->vmem_plugged = (unsigned)plugged;
 	snprintf(vm->vmem_path, sizeof(vm->vmem_path), "%s/vmem", vm->dir);
+	return r;
+}
+
+int vm_persist_load(struct vm *vm, char *err, size_t errlen)
+{
+	_cleanup_(json_decrefp) json_t *j = NULL;
+	char path[PATH_MAX];
+	json_error_t je;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/vm.json", vm->dir);
+	j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		if (access(path, F_OK) < 0)
+			return -errno;
+		return bad(err, errlen, "%s: %s", path, je.text);
+	}
+	r = load(vm, j, err, errlen);
+	if (r == 0) {
+		/* The features read their members at adoption (ext.h). */
+		json_decref(vm->record);
+		vm->record = json_incref(j);
+	}
 	return r;
 }

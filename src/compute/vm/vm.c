@@ -334,6 +334,8 @@ static void close_and_free(struct vm *vm)
 		close(vm->stop_efd);
 	free(vm->spec.base);
 	free(vm->vmem_secs);
+	json_decref(vm->ext_record);
+	json_decref(vm->record);
 	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
 		vm_dirtag_give(&vm->shared[i]);
 	vm_pagemeta_free(vm);

@@ -150,7 +150,14 @@ struct vm {
 	/* Remote disks (vm_disk.c): that feature's, under hot_lock; NULL until the first. */
 	struct vm_disks *disks;
 
+	/*
+	 * The features' parts of the VM record (vm_ext_record_set, under
+	 * lock): persist.c writes each member into vm.json as it is.
+	 */
+	json_t *ext_record;
+
 	/* Adoption (adopt.c): QEMU started by an earlier instance of the agent. */
+	json_t *record;               /* the record loaded (persist.c), until adoption ends */
 	bool adopted;                 /* QEMU is not our child: its exit status is unknown */
 	int64_t qemu_starttime;       /* QEMU's start time (proc_starttime), in the record */
 	int readopt_n;                /* mappings the shim handed back; -1 until it is done */

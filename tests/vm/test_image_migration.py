@@ -14,12 +14,18 @@ writes a pattern to its root disk and reads the seed, then stays idle
 while `disagg slot migrate` moves it. On the destination: the agent says
 the same boot, cloud-init and seed slot (GET /v1/vms/NAME/boot), QEMU's
 seed device is at the same PCI address with a seed of the same bytes,
-and the guest answers, its disk's data verifies, its seed reads.
+and the guest answers, its disk's data verifies, its seed reads. The
+same after the source's agent was killed and restarted before the move:
+the restarted agent still says the boot, cloud-init and seed slot.
 """
 import hashlib
 import json
+import os
+import pathlib
 import re
 import shutil
+import signal
+import subprocess
 import time
 
 import pytest
@@ -148,3 +154,50 @@ def test_image_slot_moves_with_its_boot_files_and_seed(cluster, tmp_path):
     print(f"\nimage slot: booted and written in {booted:.1f} s, moved in {moved:.1f} s (TCG)")
     c.disagg("slot", "delete", "img", timeout=120)
     assert "img-root" not in c.disagg("volume", "ls").stdout
+
+
+def test_image_slot_moves_after_its_agent_restarted(cluster, tmp_path):
+    c = cluster
+    c.disagg("image", "import", "tiny", guest_image(tmp_path), timeout=300)
+    ud = tmp_path / "user-data"
+    ud.write_text(f"#cloud-config\nruncmd: [echo {MARKER}]\n")
+    c.disagg("slot", "create", "rs", "--image", "tiny", "--memory", "256M", "--remote", "100",
+             "--user-data", str(ud), timeout=300)
+    src, a1 = agent_of(c, "rs")
+    st, b1 = http(a1, "GET", "/v1/vms/rs/boot")
+    assert st == 200 and b1["seed"] == {"pci": "0000:00:19.0", "size": MiB}, b1
+    qemu = http(a1, "GET", "/v1/vms/rs")[1]["pid"]
+    # SIGKILL the source's agent and start it again: it adopts the VM.
+    comp = c.component(f"compute-{src}")
+    argv = pathlib.Path(f"/proc/{comp['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
+    os.kill(comp["pid"], signal.SIGKILL)
+    log = open(c.data / "logs" / f"compute-{src}-restarted.log", "ab")
+    restarted = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True)
+    log.close()
+    try:
+        def new_http():
+            n = next(x for x in c.json("node", "ls")["nodes"] if x["node_id"] == src)
+            return n["http"] if n["http"] != a1 and n.get("state", "up") == "up" else None
+        assert vmlib.wait_for(new_http, 60, 0.5), c.json("node", "ls")
+        a1b = new_http()
+        TOKENS[a1b] = TOKENS[a1]
+        assert vmlib.wait_for(lambda: http(a1b, "GET", "/v1/vms/rs")[1].get("state")
+                              == "running", 60, 0.5)
+        assert http(a1b, "GET", "/v1/vms/rs")[1]["pid"] == qemu
+        st, b2 = http(a1b, "GET", "/v1/vms/rs/boot")
+        assert st == 200 and b2 == b1, (b1, b2)
+        (dst,) = [x["node_id"] for x in c.info()["components"]
+                  if x["name"].startswith("compute-") and x["node_id"] != src]
+        c.disagg("slot", "migrate", "rs", "--to", str(dst), timeout=300)
+        node, a2 = agent_of(c, "rs")
+        assert node == dst
+        line2 = qemu_of(a2, "rs")
+        assert seed_of(line2)[0] == 0x19, line2
+        g = guest_chan(line2)
+        assert g.ok(f"DFIND vdb {MiB} {MARKER}", timeout=300)["found"] == 1
+        g.close()
+        c.disagg("slot", "delete", "rs", timeout=120)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(60)

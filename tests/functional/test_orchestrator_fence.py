@@ -150,7 +150,8 @@ def test_database_from_before_epochs_is_migrated(orch_factory, fakemem, computes
     db = sqlite3.connect(o.db)
     db.execute("ALTER TABLE sections DROP COLUMN epoch")
     db.execute("ALTER TABLE slots DROP COLUMN page_key")     # a version-2 database had neither,
-    db.execute("ALTER TABLE slots DROP COLUMN net")          # nor a network card
+    db.execute("ALTER TABLE slots DROP COLUMN net")          # nor a network card,
+    db.execute("ALTER TABLE volumes DROP COLUMN kind")       # nor volume kinds
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

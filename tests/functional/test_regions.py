@@ -674,7 +674,8 @@ def test_database_from_before_regions(orch_factory, memnodes, computes, hb_facto
     db = sqlite3.connect(o.db)
     for t in ("region_attachments", "region_sections", "regions"):
         db.execute(f"DROP TABLE {t}")
-    db.execute("ALTER TABLE slots DROP COLUMN net")          # a version-5 database had none
+    db.execute("ALTER TABLE slots DROP COLUMN net")          # a version-5 database had none,
+    db.execute("ALTER TABLE volumes DROP COLUMN kind")       # nor volume kinds
     db.execute("PRAGMA user_version = 5")
     db.commit()
     db.close()

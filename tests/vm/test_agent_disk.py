@@ -11,6 +11,7 @@ and the disk both ways and nothing is zeros or lost (the pager serves the
 agent's mapping of guest RAM). The fabric is TLS, as deployed: the device
 node's certificate has role device.
 """
+import json
 import os
 import re
 import signal
@@ -278,3 +279,32 @@ def test_disk_adopted_while_its_device_node_is_down(tmp_path, key, keyfile):
         else:
             a1.close()
         dn.stop()
+
+
+def test_a_bad_disk_record_is_not_adopted(tmp_path, devnode, key, keyfile):
+    """A VM record whose disks are malformed is input like any other: the
+    restarted agent says what is wrong, stops that QEMU and keeps running."""
+    _, grant = volume(devnode, key, "br", size=8 * MiB)
+    a1 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, keep_vms=True)
+    pid = a1.create("bvm", [{"kind": "local"}, {"kind": "local"}], vcpus=1)["pid"]
+    a1.call("POST", "/v1/vms/bvm/disks", {"volume": "br", "devnode": devnode.addr,
+                                           "grant": grant})
+    assert a1.stop() == 0
+    rec = os.path.join(a1.run_dir, "bvm", "vm.json")
+    with open(rec) as f:
+        j = json.load(f)
+    assert j["disks"][0]["volume"] == "br", j
+    j["disks"][0]["id"] = "disk99"
+    with open(rec, "w") as f:
+        json.dump(j, f)
+    a2 = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, run_dir=a1.run_dir)
+    try:
+        a2.qemu_pids.add(pid)
+        st, _ = a2.request("GET", "/v1/vms/bvm")
+        assert st == 404
+        vmlib.wait_for(lambda: not vmlib.pid_alive(pid), timeout=30)
+        log = (tmp_path / "compute-1.log").read_text()
+        assert re.search(r"vm bvm: cannot adopt QEMU \d+: disk: \"id\" must be disk0", log), \
+            log[-2000:]
+    finally:
+        assert a2.close() == []

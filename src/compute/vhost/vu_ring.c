@@ -58,6 +58,13 @@ uint64_t vu_inflight_q_size(uint16_t queue_size)
 	return (n + INFLIGHT_ALIGN - 1) / INFLIGHT_ALIGN * INFLIGHT_ALIGN;
 }
 
+static void resubmit_clear(struct vu_ring *r)
+{
+	free(r->resubmit);
+	r->resubmit = NULL;
+	r->nresubmit = r->resubmit_pos = 0;
+}
+
 void vu_ring_init(struct vu_ring *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -77,9 +84,7 @@ void vu_ring_stop(struct vu_ring *r)
 	r->desc = NULL;
 	r->avail = NULL;
 	r->used = NULL;
-	free(r->resubmit);
-	r->resubmit = NULL;
-	r->nresubmit = r->resubmit_pos = 0;
+	resubmit_clear(r);
 }
 
 int vu_ring_map(struct vu_ring *r, const struct vu_mem *mem)
@@ -167,9 +172,7 @@ int vu_ring_start(struct vu_ring *r, const struct vu_mem *mem, int *ret_resubmit
 		return k;
 	/* Go on from where the used ring is (a ring that served before, elsewhere). */
 	r->used_idx = le16toh(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE));
-	free(r->resubmit);
-	r->resubmit = NULL;
-	r->nresubmit = r->resubmit_pos = 0;
+	resubmit_clear(r);
 	if (r->infl) {
 		*ret_resubmit = inflight_resume(r);
 		if (*ret_resubmit < 0)

@@ -12,6 +12,7 @@
  *   POST   /v1/vms/NAME/sections         hot-add one section
  *   DELETE /v1/vms/NAME/sections/INDEX   hot-remove one section
  *   POST   /v1/vms/NAME/sections/migrate {"phase", "from", "to"}: move a section (vm_memmig.c)
+ *   POST   /v1/vms/NAME/sections/replica {"action": "drop", "replica"}: take a replica out (vm_replica.c)
  *   PUT    /v1/vms/NAME/budget           {"bytes": N}: local cache budget
  *   POST   /v1/vms/NAME/flush            write back every dirty page
  *   GET    /v1/vms/NAME/console          the serial console log (text)
@@ -64,6 +65,7 @@
 #include "vm_outgoing.h"
 #include "vm_pagemeta.h"
 #include "vm_prefetch.h"
+#include "vm_replica.h"
 #include "vmnet.h"
 
 #define OP_TIMEOUT_MS 60000
@@ -694,6 +696,8 @@ static void h_vms(void *opaque, const struct http_req *req, struct http_resp *re
 		h_add_section(vm, req, resp);
 	else if (!strcmp(rest, "/sections/migrate") && !strcmp(m, "POST"))
 		vm_memmig_http(vm, req, resp);
+	else if (!strcmp(rest, "/sections/replica") && !strcmp(m, "POST"))
+		vm_replica_http(vm, req, resp);
 	else if (!strcmp(rest, "/sections/evacuate") && !strcmp(m, "POST"))
 		vm_evacuate_http(vm, req, resp);
 	else if (!strcmp(rest, "/prefetch") && !strcmp(m, "POST"))
@@ -760,8 +764,12 @@ json_t *agent_vm_states(struct agent *a)
 
 	pthread_mutex_lock(&a->lock);
 	for (unsigned i = 0; i < AGENT_MAX_VMS && arr; i++)
-		if (a->vms[i])
-			json_array_append_new(arr, vm_brief(a->vms[i]));
+		if (a->vms[i]) {
+			json_t *b = vm_brief(a->vms[i]);
+
+			vm_replicas_brief(a->vms[i], b);   /* replicated sections taken out */
+			json_array_append_new(arr, b);
+		}
 	pthread_mutex_unlock(&a->lock);
 	return arr;
 }

@@ -4,7 +4,8 @@
  *
  * The orchestrator mints a slot's grants with an expiry and, while the
  * slot lives, sends new ones before the old expire (docs/security.md). Each
- * new grant must be for a remote section the VM has (same memory node,
+ * new grant must be for a remote section the VM has, or for one of its
+ * replicas (replicas.h; same memory node,
  * section and generation), held by this node, of an ownership epoch no
  * lower than the one in force: a renewal never hands a section back to an
  * older owner. The pager takes it without touching resident pages
@@ -40,12 +41,23 @@
 
 #define VM_MAX_GRANTS 4096
 
-/* The agent's record of the remote section that g names, or NULL (lock held). */
-static struct pager_section *record_of(struct vm *vm, const struct proto_grant *g)
+/*
+ * The agent's record of the remote section one of whose replicas g names
+ * (position 0 when it is not replicated), and that replica's grant now;
+ * NULL if none (lock held).
+ */
+static struct pager_section *record_of(struct vm *vm, const struct proto_grant *g,
+				       unsigned *ret_pos, struct proto_grant **ret_grant)
 {
-	struct pager_section m = { .kind = PAGER_SEC_REMOTE, .grant = *g };
+	struct pager_section m = { .kind = PAGER_SEC_REMOTE, .grant = *g }, *rec;
+	unsigned pos = 0;
 
-	return vm_section_record(vm, &m);
+	rec = vm_replica_record(vm, &m, &pos);
+	if (rec) {
+		*ret_pos = pos;
+		*ret_grant = pos ? &rec->more[pos - 1].grant : &rec->grant;
+	}
+	return rec;
 }
 
 /* Check every grant against the VM's records: 0, or an HTTP status with `err` set. */
@@ -54,7 +66,9 @@ static int check_all(struct vm *vm, const struct proto_grant *gs, size_t n, char
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct proto_grant *g = &gs[i];
-		const struct pager_section *s = record_of(vm, g);
+		struct proto_grant *now = NULL;
+		unsigned pos;
+		const struct pager_section *s = record_of(vm, g, &pos, &now);
 
 		if (g->holder_id != vm->env.node_id) {
 			snprintf(err, errlen, "grant %zu names node %llu as its holder, not this node "
@@ -80,9 +94,9 @@ static int check_all(struct vm *vm, const struct proto_grant *gs, size_t n, char
 			*code = "no_section";
 			return 404;
 		}
-		if (g->epoch < s->grant.epoch) {
+		if (g->epoch < now->epoch) {
 			snprintf(err, errlen, "grant %zu is of epoch %u, older than the one in force "
-				 "(%u)", i, g->epoch, s->grant.epoch);
+				 "(%u)", i, g->epoch, now->epoch);
 			*code = "stale_epoch";
 			return 409;
 		}
@@ -153,14 +167,18 @@ void vm_grants_http(struct vm *vm, const struct http_req *req, struct http_resp 
 	}
 	for (size_t i = 0; i < n && r == 0; i++) {
 		struct pager_section sec = { .kind = PAGER_SEC_REMOTE }, *rec;
-		unsigned index;
+		struct proto_grant *now = NULL;
+		unsigned index, pos = 0;
 		int region;
 
 		pthread_mutex_lock(&vm->lock);
-		rec = record_of(vm, &gs[i]);
+		rec = record_of(vm, &gs[i], &pos, &now);
 		if (rec) {
 			sec = *rec;
-			sec.grant = gs[i];
+			if (pos)
+				sec.more[pos - 1].grant = gs[i];
+			else
+				sec.grant = gs[i];
 		}
 		pthread_mutex_unlock(&vm->lock);
 		if (!rec) {
@@ -172,9 +190,9 @@ void vm_grants_http(struct vm *vm, const struct http_req *req, struct http_resp 
 			r = pager_region_set_section(p, region, index, &sec, false);
 		if (r == 0) {
 			pthread_mutex_lock(&vm->lock);
-			rec = record_of(vm, &gs[i]);
+			rec = record_of(vm, &gs[i], &pos, &now);
 			if (rec)
-				rec->grant = gs[i];
+				*now = gs[i];
 			pthread_mutex_unlock(&vm->lock);
 			done++;
 		}

@@ -27,6 +27,10 @@
  * when the node answers, just before our cont. The state is `degraded`
  * either way. With KVM the vCPU is kicked out of the fault and stops.
  *
+ * A replica that the pager took out (replicated sections, replicas.h) is
+ * no outage: the VM stays `running`; this thread only brings the VM's
+ * records up to date (vm_replicas_sync) and tells the orchestrator.
+ *
  * The pager's callback only records the transition: it runs on a pager
  * thread, which must not wait for QEMU.
  */
@@ -40,6 +44,7 @@
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
+#include "replicas.h"
 #include "state.h"
 
 #define HEALTH_STOP_MS 5000
@@ -54,6 +59,7 @@ struct vm_health {
 	bool grant_refused;          /* a fault parked on a refused grant, no renewal since */
 	bool integrity;              /* a fetched page failed authentication: for good */
 	bool changed, stopping;
+	bool replicas;               /* the pager took a replica out: sync the records */
 	char why[256];               /* the latest node that went down, and why */
 	bool paused;                 /* we sent QMP stop and no cont since */
 };
@@ -95,6 +101,22 @@ void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool do
 		h->down--;
 	}
 	h->changed = true;
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* pager_config.on_replica: a pager thread, no pager lock held. */
+void vm_health_replica(void *opaque, int region, unsigned index, unsigned replica,
+		       const struct pager_section *view, int err)
+{
+	struct vm *vm = opaque;
+	struct vm_health *h = vm->health;
+
+	(void)region, (void)index, (void)replica, (void)view, (void)err;
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->replicas = true;
 	pthread_cond_signal(&h->cv);
 	pthread_mutex_unlock(&h->mu);
 }
@@ -222,6 +244,13 @@ static void *health_main(void *arg)
 		char why[sizeof(h->why)];
 		unsigned down;
 
+		if (h->replicas) {
+			h->replicas = false;
+			pthread_mutex_unlock(&h->mu);
+			vm_replicas_sync(h->vm);
+			pthread_mutex_lock(&h->mu);
+			continue;
+		}
 		if (!h->changed) {
 			pthread_cond_wait(&h->cv, &h->mu);
 			continue;

@@ -121,6 +121,7 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 		.fail_mode = vm->env.memnode_policy == VM_MEMNODE_SIGBUS ? PAGER_FAIL_SIGBUS
 									 : PAGER_FAIL_BLOCK,
 		.on_node = vm_health_node,
+		.on_replica = vm_health_replica,
 		.on_fail = vm_health_fault,
 		.on_control = pager_control,
 		.opaque = vm,

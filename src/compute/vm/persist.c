@@ -22,7 +22,9 @@
  *    "guest_agent": false (absent: true; the guest runs no disagg-guest),
  *    and the features' members (ext.h): "disks" (vm_disk.c)}
  *   SEC = {"kind": "local"}
- *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"}
+ *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"
+ *          [, "replicas": [{"addr", "grant"}...], "out": [POSITION...]]}
+ *         (replicated sections, replicas.h: positions 1.. and those taken out)
  *
  * Loading checks every field (a record is input like any other) and says
  * what is wrong; the VM is then not adopted.
@@ -40,6 +42,7 @@
 #include "macro.h"
 #include "dirtag.h"
 #include "ext.h"
+#include "replicas.h"
 #include "sections.h"
 #include "state.h"
 #include "vmnet.h"
@@ -51,12 +54,24 @@
 static json_t *sec_json(const struct vm_section *s)
 {
 	char hex[GRANT_HEX_LEN + 1];
+	json_t *j, *reps, *out;
 
 	if (s->sec.kind != PAGER_SEC_REMOTE)
 		return json_pack("{s:s}", "kind", "local");
 	grant_to_hex(&s->sec.grant, hex);
-	return json_pack("{s:s, s:{s:s, s:s}, s:b}", "kind", "remote", "remote", "addr",
-			 s->sec.addr, "grant", hex, "free_on_release", s->free_on_release);
+	j = json_pack("{s:s, s:{s:s, s:s}, s:b}", "kind", "remote", "remote", "addr",
+		      s->sec.addr, "grant", hex, "free_on_release", s->free_on_release);
+	reps = vm_replicas_json(&s->sec, true);
+	out = vm_replicas_out_positions(&s->sec);
+	if (j && reps)
+		json_object_set_new(j, "replicas", reps);
+	else
+		json_decref(reps);
+	if (j && out)
+		json_object_set_new(j, "out", out);
+	else
+		json_decref(out);
+	return j;
 }
 
 /* Shared regions (vm_shared.c): [{"index", "region", "mode", "size", "writable", "sections"}]. */
@@ -194,7 +209,9 @@ static int get_sec(json_t *j, const char *what, struct vm_section *ret, char *er
 		return bad(err, errlen, "%s: not a section", what);
 	if (strcmp(kind, "remote") == 0) {
 		if (vm_parse_remote(json_object_get(j, "remote"), "remote", &s.sec, why,
-				    sizeof(why)) < 0)
+				    sizeof(why)) < 0 ||
+		    vm_replicas_parse(j, &s.sec, why, sizeof(why)) < 0 ||
+		    vm_replicas_out_parse(json_object_get(j, "out"), &s.sec, why, sizeof(why)) < 0)
 			return bad(err, errlen, "%s: %s", what, why);
 		s.free_on_release = json_is_true(json_object_get(j, "free_on_release"));
 	} else if (strcmp(kind, "local") != 0) {

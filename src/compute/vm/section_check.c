@@ -3,7 +3,8 @@
  * Section health checks. Without them a bad grant only shows when the
  * pager's first fetch is rejected, and the faulting vCPU then waits for
  * ever. Only a READ: another node (a migration's source) may still be
- * writing. Used before a VM starts (its boot sections), before a hot-add,
+ * writing. Every replica of a replicated section that is in is checked.
+ * Used before a VM starts (its boot sections), before a hot-add,
  * an incoming migration's hot sections and an evacuation's target.
  */
 #include "section_check.h"
@@ -102,6 +103,22 @@ int vm_check_section(struct vm *vm, const struct vm_section *s, char *err, size_
 	int r;
 
 	if (s->sec.kind != PAGER_SEC_REMOTE)
+		return 0;
+	/* A replicated section (docs/replication.md): each replica that is in, the same way. */
+	for (unsigned pos = 1; pos < s->sec.nrep; pos++) {
+		struct vm_section v = *s;
+
+		if (s->sec.out & (1u << pos))
+			continue;
+		v.sec.nrep = 0;
+		v.sec.out = 0;
+		snprintf(v.sec.addr, sizeof(v.sec.addr), "%s", s->sec.more[pos - 1].addr);
+		v.sec.grant = s->sec.more[pos - 1].grant;
+		r = vm_check_section(vm, &v, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (s->sec.out & 1u)
 		return 0;
 	if (g->holder_id != vm->env.node_id) {
 		snprintf(err, errlen, "the grant for section %u on %s names node %llu as its holder, not this node (%llu)",

@@ -19,6 +19,7 @@
 #include "macro.h"
 #include "mnadmin.h"
 #include "mnclient.h"
+#include "replicas.h"
 
 void vm_free_section(struct vm *vm, const struct vm_section *s)
 {
@@ -91,18 +92,29 @@ void vm_hot_release(struct vm *vm)
 
 json_t *vm_section_json(const struct vm_section *s)
 {
+	json_t *j, *reps;
+
 	if (s->sec.kind == PAGER_SEC_LOCAL)
 		return json_pack("{s:s}", "kind", "local");
 	/* Where it lives, never the grant; section and generation are unsigned 32-bit. */
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "kind", "remote", "addr", s->sec.addr,
-			 "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
-			 (json_int_t)s->sec.grant.section, "generation",
-			 (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
+	j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "kind", "remote", "addr", s->sec.addr,
+		      "memnode", (json_int_t)s->sec.grant.memnode_id, "section",
+		      (json_int_t)s->sec.grant.section, "generation",
+		      (json_int_t)s->sec.grant.generation, "free_on_release", s->free_on_release);
+	reps = vm_replicas_json(&s->sec, false);
+	if (j && reps) {
+		json_object_set_new(j, "in", json_boolean(!(s->sec.out & 1u)));
+		json_object_set_new(j, "replicas", reps);
+	} else {
+		json_decref(reps);
+	}
+	return j;
 }
 
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release", NULL };
+	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release",
+					    "replicas", NULL };
 	const char *kind, *bad = NULL, *addr, *grant;
 	struct vm_section s = { 0 };
 
@@ -137,6 +149,8 @@ int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen
 		snprintf(err, errlen, "\"grant\" must be %zu hex digits", (size_t)GRANT_HEX_LEN);
 		return -EINVAL;
 	}
+	if (vm_replicas_parse(j, &s.sec, err, errlen) < 0)
+		return -EINVAL;
 	*ret = s;
 	return 0;
 }
@@ -201,6 +215,48 @@ static bool same_remote(const struct pager_section *a, const struct pager_sectio
 	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&
 	       a->grant.memnode_id == b->grant.memnode_id && a->grant.section == b->grant.section &&
 	       a->grant.generation == b->grant.generation;
+}
+
+/* The replica position of s that match names, or -1. */
+static int replica_pos(const struct pager_section *s, const struct pager_section *m)
+{
+	struct pager_section v;
+
+	if (same_remote(s, m))
+		return 0;
+	for (unsigned pos = 1; s->kind == PAGER_SEC_REMOTE && pos < s->nrep; pos++) {
+		vm_replica_view(s, pos, &v);
+		if (same_remote(&v, m))
+			return (int)pos;
+	}
+	return -1;
+}
+
+struct pager_section *vm_replica_record(struct vm *vm, const struct pager_section *match,
+					unsigned *ret_pos)
+{
+	struct pager_section *rec;
+	int pos;
+
+	for (unsigned i = 0; i < vm->spec.nbase; i++)
+		if ((pos = replica_pos(&vm->spec.base[i].sec, match)) >= 0) {
+			*ret_pos = (unsigned)pos;
+			return &vm->spec.base[i].sec;
+		}
+	for (unsigned i = 0; i < vm->nhot; i++)
+		if (vm->hot[i].in_use && (pos = replica_pos(&vm->hot[i].sec.sec, match)) >= 0) {
+			*ret_pos = (unsigned)pos;
+			return &vm->hot[i].sec.sec;
+		}
+	for (unsigned i = 0; vm->vmem_secs && i < vm->spec.max_hot; i++)
+		if ((pos = replica_pos(&vm->vmem_secs[i].sec, match)) >= 0) {
+			*ret_pos = (unsigned)pos;
+			return &vm->vmem_secs[i].sec;
+		}
+	rec = vm_section_record(vm, match);     /* a shared region's: never replicated */
+	if (rec)
+		*ret_pos = 0;
+	return rec;
 }
 
 struct pager_section *vm_section_record(struct vm *vm, const struct pager_section *match)

@@ -22,11 +22,20 @@ unsigned vm_hot_count(struct vm *vm);   /* plugged hot sections; lock held */
  * or NULL. Lock held.
  */
 struct pager_section *vm_section_record(struct vm *vm, const struct pager_section *match);
+/*
+ * The same for any replica position (docs/replication.md): the record of
+ * the section one of whose replicas `match` names, and that position.
+ */
+struct pager_section *vm_replica_record(struct vm *vm, const struct pager_section *match,
+					unsigned *ret_pos);
 /* Free the hot sections (where asked) and unlink their files. Lock held. */
 void vm_hot_release(struct vm *vm);
 /* {"kind"[, "addr", "memnode", "section", "generation", "free_on_release"]}: never the grant. */
 json_t *vm_section_json(const struct vm_section *s);
-/* A section object of the API: {"kind": "local"} or {"kind": "remote", "addr", "grant"[, "free_on_release"]}. */
+/*
+ * A section object of the API: {"kind": "local"} or {"kind": "remote",
+ * "addr", "grant"[, "free_on_release"][, "replicas": [{"addr", "grant"}...]]}.
+ */
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
 /* The shared regions attached ([{"region", "mode", "size", "pci", "writable", "sections"}]); lock held. */
 json_t *vm_shared_json(struct vm *vm);

@@ -43,6 +43,7 @@
 #include "qemu_argv.h"
 #include "qmp.h"
 #include "ramfile.h"
+#include "replicas.h"
 #include "section_check.h"
 #include "sections.h"
 #include "shim_server.h"
@@ -510,6 +511,12 @@ json_t *vm_status(struct vm *vm)
 		json_object_set_new(j, "reason", json_string(vm->reason));
 	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	json_object_set_new(j, "net", vmnet_json(&vm->spec.net));
+	{
+		json_t *out = vm_replicas_out_json(vm);   /* replicated sections (replicas.h) */
+
+		if (out)
+			json_object_set_new(j, "replicas_out", out);
+	}
 	if (vm->spec.encrypt && vm->pager && !vm->released)
 		json_object_set_new(j, "page_meta_pending",
 				    json_boolean(pager_meta_pending(vm->pager)));

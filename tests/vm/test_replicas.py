@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: MIT
+"""Replicated far memory with a real guest (docs/replication.md), on a
+one-machine cluster of four memory nodes (`disagg up --memnodes 4`).
+
+A slot with `--replicas 2`, all of its memory remote and a cache of 25%:
+the guest FILLs a region larger than the cache (so its pages live on the
+memory nodes) and keeps rewriting a second one (WRITELOOP).
+
+- One memory node that holds replicas of the slot is SIGKILLed and never
+  comes back. The guest keeps running (it answers, the slot is never
+  `degraded` in its VM state), VERIFY finds 0 mismatches, the slot shows
+  `degraded (1/2 replicas)` and then is repaired onto another memory node
+  (2/2 again, no replica on the dead node, the two replicas of each
+  section on different nodes), with the events of each step.
+- Then a node of a repaired pair is killed as well: that loss is survived
+  too, and VERIFY (of both regions, after STOP) finds 0 mismatches, so the
+  repaired replica held the data.
+"""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from test_cluster import Cluster, alive, down, need_vm_host
+from test_migration_cluster import events, slot
+
+FILL_MB = 200            # region 1: more than the 128 MiB cache
+LOOP_MB = 48             # region 2: rewritten all along
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    need_vm_host()
+    c = Cluster(tmp_path / "cluster")
+    c.disagg("up", "--memnodes", "4", "--computes", "1", "--pool", "1G", "--accel", "tcg",
+             timeout=180)
+    pids = [x["pid"] for x in c.info()["components"]]
+    try:
+        yield c
+    finally:
+        down(c, pids)
+
+
+def guest_ok(c, name, command):
+    rc, out = c.guest(name, command)
+    assert rc == 0, f"{command}: {out}"
+    return out
+
+
+def verify(c, name, region):
+    out = guest_ok(c, name, f"VERIFY {region}")
+    assert "mismatches=0" in out, out
+
+
+def replica_nodes(s):
+    """[[memnode of each replica] per remote section] of slot JSON s."""
+    out = []
+    for sec in s["sections"]:
+        if sec.get("kind") != "remote":
+            continue
+        out.append([sec["memnode"]] + [r["memnode"] for r in sec.get("replicas", [])])
+    return out
+
+
+def memnode_pid(c, node_id):
+    for x in c.info()["components"]:
+        if x["kind"] == "memnode" and x.get("node_id") == node_id:
+            return x["pid"]
+    raise AssertionError(f"no memory node {node_id} in {c.info()['components']}")
+
+
+def kill_memnode(c, node_id):
+    pid = memnode_pid(c, node_id)
+    os.kill(pid, signal.SIGKILL)
+    end = time.time() + 10
+    while alive(pid) and time.time() < end:
+        time.sleep(0.05)
+    assert not alive(pid)
+
+
+def wait_redundancy(c, name, state, timeout):
+    end = time.time() + timeout
+    s = slot(c, name)
+    while time.time() < end:
+        s = slot(c, name)
+        if s.get("redundancy", {}).get("state") == state:
+            return s
+        time.sleep(0.5)
+    raise AssertionError(f"slot {name} never became {state}: "
+                         f"{json.dumps(s.get('redundancy'))} {replica_nodes(s)}")
+
+
+def test_replica_loss_repair_and_second_loss(cluster):
+    c = cluster
+    c.disagg("slot", "create", "r", "--vcpus", "1", "--memory", "512M", "--remote", "100",
+             "--cache", "128M", "--replicas", "2", timeout=300)
+    s = slot(c, "r")
+    assert s["replicas"] == 2
+    assert s["redundancy"]["state"] == "ok", s["redundancy"]
+    pairs = replica_nodes(s)
+    assert pairs and all(len(p) == 2 and p[0] != p[1] for p in pairs), pairs
+
+    guest_ok(c, "r", f"FILL 1 7 {FILL_MB}")
+    guest_ok(c, "r", f"FILL 2 9 {LOOP_MB}")
+    guest_ok(c, "r", "WRITELOOP 2 16")
+    time.sleep(2)
+
+    # The first loss: a node that holds a replica of the first section.
+    dead = pairs[0][0]
+    kill_memnode(c, dead)
+    t0 = time.time()
+    verify(c, "r", 1)
+    assert slot(c, "r")["state"] == "running"
+
+    s = wait_redundancy(c, "r", "ok", 180)
+    repaired_s = time.time() - t0
+    pairs = replica_nodes(s)
+    assert all(dead not in p and len(set(p)) == 2 for p in pairs), pairs
+    kinds = events(c)
+    assert "replica_out" in kinds and "replica_repaired" in kinds, kinds
+    print(f"repaired in {repaired_s:.1f} s: {pairs}")
+
+    # The second loss: a node of a repaired pair, not the first one.
+    second = next(n for p in pairs for n in p if n != dead)
+    kill_memnode(c, second)
+    verify(c, "r", 1)
+    guest_ok(c, "r", "STOP")
+    verify(c, "r", 2)
+    assert slot(c, "r")["state"] == "running"
+    s = wait_redundancy(c, "r", "ok", 180)
+    assert all(dead not in p and second not in p for p in replica_nodes(s))
+    c.disagg("slot", "delete", "r", timeout=120)

@@ -114,7 +114,7 @@ json_t *vm_section_json(const struct vm_section *s)
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "kind", "addr", "grant", "free_on_release",
-					    "replicas", NULL };
+					    "replicas", "out", NULL };
 	const char *kind, *bad = NULL, *addr, *grant;
 	struct vm_section s = { 0 };
 
@@ -149,7 +149,8 @@ int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen
 		snprintf(err, errlen, "\"grant\" must be %zu hex digits", (size_t)GRANT_HEX_LEN);
 		return -EINVAL;
 	}
-	if (vm_replicas_parse(j, &s.sec, err, errlen) < 0)
+	if (vm_replicas_parse(j, &s.sec, err, errlen) < 0 ||
+	    vm_replicas_out_parse(json_object_get(j, "out"), &s.sec, err, errlen) < 0)
 		return -EINVAL;
 	*ret = s;
 	return 0;

@@ -34,7 +34,8 @@ void vm_hot_release(struct vm *vm);
 json_t *vm_section_json(const struct vm_section *s);
 /*
  * A section object of the API: {"kind": "local"} or {"kind": "remote",
- * "addr", "grant"[, "free_on_release"][, "replicas": [{"addr", "grant"}...]]}.
+ * "addr", "grant"[, "free_on_release"][, "replicas": [{"addr", "grant"}...],
+ * "out": [POSITION...]]} (replicated sections, replicas.h).
  */
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
 /* The shared regions attached ([{"region", "mode", "size", "pci", "writable", "sections"}]); lock held. */

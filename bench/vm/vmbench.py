@@ -24,6 +24,10 @@ pair), same guest, same machine and boot RAM size:
               (on / off), with their min and max.
   remote_50   budget = 50% of the remote RAM
   remote_25   budget = 25%
+  remote_25_rep2  budget = 25%, every section with two replicas on two
+              memory nodes (docs/replication.md): each write-back goes to
+              both; its figure is over remote_25 of the same run
+              (replicated_25_ratio, target 1.3)
 
 Workloads in each VM (the guest times itself, docs/guest.md):
   cold    FILL+VERIFY of --cold-mb MiB of memory the guest never touched,
@@ -63,9 +67,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import plain  # noqa: E402
 
 TARGETS = {"remote_100_ratio": 1.3, "remote_100_cold_ratio": 1.5, "remote_25_ratio": 2.5,
-           "hotplug_dimm_ms": 1000}
+           "hotplug_dimm_ms": 1000, "replicated_25_ratio": 1.3}
 CONFIGS = [("plain", None), ("local", None), ("remote_100", 1.0),
-           ("remote_100_nowb", 1.0), ("remote_50", 0.5), ("remote_25", 0.25)]
+           ("remote_100_nowb", 1.0), ("remote_50", 0.5), ("remote_25", 0.25),
+           ("remote_25_rep2", 0.25)]
 
 
 def spread(vals):
@@ -183,7 +188,7 @@ def run_cleaner_pair(agents, mn, args, idle):
     return out
 
 
-def run_workloads(agents, mn, args):
+def run_workloads(agents, mn, mn2, args):
     nsec = args.sections
     remote_bytes = nsec * vmlib.SECTION
     res, plain_argv = {}, None
@@ -197,6 +202,10 @@ def run_workloads(agents, mn, args):
         else:
             secs = [mn.section() for _ in range(nsec)]
             extra = {"cache_bytes": int(remote_bytes * frac)}
+        if name.endswith("_rep2"):
+            for sec in secs:
+                r = mn2.section()
+                sec["replicas"] = [{"addr": r["addr"], "grant": r["grant"]}]
         vmname = "bench-" + name.replace("_", "")
         agent = agents["default"]
         j = agent.create(vmname, secs, vcpus=1, **extra)
@@ -300,6 +309,7 @@ def main():
     keyfile, key = vmlib.new_keyfile(tmp)
     pool = f"{(args.sections * 2 + args.hot + 4) * 128}M"   # sections are freed with each VM
     mn = vmlib.Memnode(tmp, key, keyfile, pool=pool)
+    mn2 = vmlib.Memnode(tmp, key, keyfile, node_id=102, pool=f"{(args.sections + 2) * 128}M")
     agent = vmlib.Agent(tmp, keyfile)
     nowb = vmlib.Agent(tmp, keyfile, node_id=2, extra=("--writeback-delay-ms", "0"))
     problems = []
@@ -307,13 +317,14 @@ def main():
         print(f"workloads in a {args.sections * 128} MiB guest (TCG, 1 vCPU), {args.reps} "
               f"repetitions each: cold FILL+VERIFY {args.cold_mb} MiB, warm FILL+VERIFY "
               f"{args.mb} MiB, RANDOM {args.random_s} s over {args.mb} MiB", flush=True)
-        wl = run_workloads({"default": agent, "nowb": nowb}, mn, args)
+        wl = run_workloads({"default": agent, "nowb": nowb}, mn, mn2, args)
         print("hotplug: request -> MemTotal moved in the guest", flush=True)
         hp = {m: run_hotplug(agent, mn, m, args.hot) for m in ("dimm", "virtio-mem")
               if args.hot > 0}
     finally:
         problems = agent.close() + nowb.close()
         mn.stop()
+        mn2.stop()
     out = {}
     done = [k for k, _ in CONFIGS if k in wl]   # remote_100_nowb: the pair, below
     for k in done:
@@ -341,6 +352,12 @@ def main():
             "unplug_dimm_ms": hp["dimm"]["remove_client_ms"],
             "unplug_virtiomem_ms": hp["virtio-mem"]["remove_client_ms"],
         })
+    if "remote_25_rep2" in wl and "remote_25" in wl:
+        # Replication's cost: the same workload with one replica, same run.
+        a, b = wl["remote_25_rep2"]["warm"], wl["remote_25"]["warm"]
+        out["replicated_25_ratio"] = round(a["median"] / b["median"], 3)
+        out["replicated_25_ratio_min"] = round(a["min"] / b["max"], 3)
+        out["replicated_25_ratio_max"] = round(a["max"] / b["min"], 3)
     out["targets"] = TARGETS
     out["pass"] = {k: out[k] <= v for k, v in TARGETS.items() if k in out}
     if "cleaner_pair" in wl:

@@ -7,7 +7,7 @@
 #   make chaos SEEDS=N  fault injection: N seeds of PER_SEED injections (default 20 x 10)
 #   make bench        every benchmark, medians in build/bench/summary.json
 #   make bench-memnode | bench-pager | bench-orchestrator | bench-vm | bench-migration
-#        | bench-shared | bench-devices
+#        | bench-shared | bench-devices | bench-replicas
 #                     one benchmark (results in build/bench/)
 #   make bench-compare  every benchmark, then the table against bench/baseline.json
 #   make clean
@@ -60,7 +60,7 @@ BENCH_REPS ?= 5
 GATE       := $(PY) bench/gate.py
 
 bench: bench-memnode bench-pager bench-orchestrator bench-vm bench-migration bench-shared \
-	bench-devices
+	bench-devices bench-replicas
 	@$(GATE) summary
 
 bench-memnode: build
@@ -89,6 +89,10 @@ clean:
 .PHONY: bench-vm
 bench-vm: build
 	@$(GATE) run vm -- $(PY) bench/vm/vmbench.py --json {json}
+
+.PHONY: bench-replicas
+bench-replicas: build
+	@$(GATE) run replicas -- $(PY) bench/vm/replbench.py --json {json}
 
 .PHONY: bench-migration
 bench-migration: build

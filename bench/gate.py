@@ -140,6 +140,17 @@ FIGURES = {
                            "warm FILL+VERIFY, budget 25%, over stock QEMU"),
     "vm.remote_25_random_ratio": ("vm", spread("remote_25_random_ratio"), "x", "lower",
                                   "random access at budget 25%: stock QEMU's op/s over ours"),
+    "vm.replicated_25_ratio": ("vm", spread("replicated_25_ratio"), "x", "lower",
+                               "warm FILL+VERIFY, budget 25%, two replicas over one "
+                               "(same run; target <= 1.3)"),
+    "replicas.replica_stall_ms": ("replicas", spread("replica_stall_ms"), "ms", "lower",
+                                  "longest guest heartbeat gap after a memory node holding "
+                                  "one replica is SIGKILLed (target <= 50)"),
+    "replicas.replica_detect_ms": ("replicas", key("replica_detect_ms"), "ms", "lower",
+                                   "from the kill until the agent reports the replica out"),
+    "replicas.repair_ratio_inv": ("replicas", spread("repair_ratio_inv"), "x", "lower",
+                                  "memory node COPY bandwidth over repair bandwidth with the "
+                                  "guest writing 50 MiB/s (target <= 2: repair at >= 50%)"),
     "vm.hotplug_dimm_ms": ("vm", spread("hotplug_dimm_ms", "hot"), "ms", "lower",
                            "hot-add of a remote section as a pc-dimm, until the guest sees it"),
     "shared.strict_pingpong_ratio": ("shared", spread("strict_pingpong_ratio"), "x", "lower",

@@ -10,6 +10,7 @@
 #include "core.h"
 #include "evict.h"
 #include "fault.h"
+#include "replica.h"
 
 int pager_new(const struct pager_config *cfg, struct pager **ret)
 {
@@ -60,6 +61,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	if (rc == 0)
 		rc = pager_mm_new(p);
 	if (rc == 0)
+		rc = pager_repl_new(p);
+	if (rc == 0)
 		rc = pager_fault_init(p);
 	if (rc < 0) {
 		pager_free(p);
@@ -87,6 +90,8 @@ static int start_locked(struct pager *p)
 		return -rc;
 	p->evictor_started = true;
 	rc = pager_nodes_start(p);
+	if (rc == 0)
+		rc = pager_repl_start(p);
 	if (rc < 0)
 		return rc;
 	return pager_fault_start(p);
@@ -115,6 +120,7 @@ void pager_free(struct pager *p)
 	if (p->evictor_started)
 		pthread_join(p->evictor, NULL);
 	pager_nodes_stop(p);
+	pager_repl_stop(p);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
 		pager_region_free(atomic_load(&p->regions[i]));
 	pager_mm_free(p);
@@ -123,6 +129,7 @@ void pager_free(struct pager *p)
 	pager_fault_fini(p);
 	pager_hot_free(p);
 	pager_nodes_free(p);
+	pager_repl_free(p);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->io_lock);
 	pthread_mutex_destroy(&p->admin_lock);

@@ -91,10 +91,30 @@ int pager_section_evacuate(struct pager *p, int region, unsigned index,
 			   const struct pager_section *target, uint64_t *ret_pages);
 /*
  * Which region and section index hold the remote section `match` (same
- * memory node id, section and generation)? -ENOENT if none, -EINVAL.
+ * memory node id, section and generation as position 0 of a section; a
+ * replica at another position is found by pager_section_find_replica)?
+ * -ENOENT if none, -EINVAL.
  */
 int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
 		       unsigned *ret_index);
+
+/*
+ * Which region, section index and position hold the remote section `s`
+ * (same memory node id, section and generation as one of its positions)?
+ * Every position of every remote section is looked at. 0, -ENOENT, -EINVAL.
+ */
+int pager_section_find_replica(struct pager *p, const struct pager_section *s, int *ret_region,
+			       unsigned *ret_index, unsigned *ret_replica);
+/*
+ * The control plane takes the replica `replica` (matched as above) out:
+ * it is never written nor read again by this pager (on_replica is called
+ * as for a failure, with err -ECANCELED). 0 (also if it was out already),
+ * -ENOENT (no such replica), -EINVAL, -EDEADLK (on a pager thread), -EBUSY
+ * (it is the only in-replica of its section: refused).
+ */
+int pager_replica_drop(struct pager *p, const struct pager_section *replica);
+/* The replicas out now: how many were written to ret (at most max). */
+int pager_replicas_out(struct pager *p, struct pager_replica_out *ret, size_t max);
 
 /* ---- for the pager's own layers ------------------------------------------- */
 

@@ -16,7 +16,10 @@
  *      faults are served from position 1 (the repaired replica on C),
  *      replica_failovers > 0, on_replica reports position 0;
  *   5. pager_replica_drop of the only in-replica is refused (-EBUSY), of
- *      the out one is 0, of an unknown one -ENOENT.
+ *      the out one is 0, of an unknown one -ENOENT;
+ *   6. position 0 is repaired onto a fourth node D (COPY from C), D is
+ *      stopped (SIGSTOP): the faults give up on it after
+ *      replica_timeout_ms and are served from C.
  * Skipped (exit 77) without userfaultfd or without a disagg-memnode binary.
  */
 #include "tap.h"
@@ -240,9 +243,12 @@ static struct pager_section view_of(const struct pager_section *s, unsigned k)
 
 /* ---- the phases ------------------------------------------------------------------- */
 
-/* 3. Migrate the out position 1 of R (its view `from`) to a new section on c, COPY from a. */
+/*
+ * Repair: migrate the out replica `from` of R (expected at position
+ * `want`) to a new section on c, COPY from node a (its section `live`).
+ */
 static int repair(struct mnspawn *a, struct mnspawn *c, const struct pager_section *live,
-		  const struct pager_section *from, struct pager_section *ret_to)
+		  const struct pager_section *from, unsigned want, struct pager_section *ret_to)
 {
 	struct pager_memmig_result res = { 0 };
 	struct proto_copy_rep rep = { 0 };
@@ -253,10 +259,10 @@ static int repair(struct mnspawn *a, struct mnspawn *c, const struct pager_secti
 	unsigned index = 99, pos = 99;
 
 	r = alloc_section(c, ret_to, a->node_id, &wgrant);
-	if (!ok(r == 0, "repair: a section on C: %s", strerror(-r)))
+	if (!ok(r == 0, "repair: a section on %s: %s", c->addr, strerror(-r)))
 		return r;
 	r = pager_section_find_replica(m.p, from, &region, &index, &pos);
-	ok(r == 0 && region == 0 && index == R && pos == 1,
+	ok(r == 0 && region == 0 && index == R && pos == want,
 	   "the out replica is found: region %d section %u position %u (%s)", region, index, pos,
 	   strerror(-r));
 	writers_start(&ws, 999);
@@ -267,7 +273,7 @@ static int repair(struct mnspawn *a, struct mnspawn *c, const struct pager_secti
 	r = mn_connect(a, &mc);
 	if (r == 0)
 		r = mnc_copy(mc, &live->grant, &wgrant, c->addr, &rep);
-	ok(r == 0, "repair: COPY A -> C: %s (%llu pages)", strerror(-r),
+	ok(r == 0, "repair: COPY %s -> %s: %s (%llu pages)", a->addr, c->addr, strerror(-r),
 	   (unsigned long long)rep.pages);
 	usleep(30000);
 	r = pager_section_migrate_commit_replica(m.p, region, index, pos, &res);
@@ -283,9 +289,9 @@ int main(int argc, char **argv)
 	struct pager_config cfg = { .name = "replica", .budget = LEN / 4, .fault_threads = 1,
 				    .fail_timeout_ms = 3000, .on_replica = on_replica,
 				    .replica_timeout_ms = 500 };
-	struct pager_section secs[NSEC], bview, aview, to, unknown;
+	struct pager_section secs[NSEC], bview, aview, to, to2, unknown;
 	struct pager_backend *be = NULL;
-	struct mnspawn a, b, c;
+	struct mnspawn a, b, c, d = { .pid = -1 };
 	struct pager_stats st;
 	struct pager_replica_out outs[4];
 	struct writers ws;
@@ -365,7 +371,7 @@ int main(int argc, char **argv)
 	   outs[0].view.nrep == 0, "pager_replicas_out lists B's replica");
 
 	/* 3. Repair: the out position moves to C, COPY from A. */
-	if (repair(&a, &c, &secs[R], &bview, &to) == 0) {
+	if (repair(&a, &c, &secs[R], &bview, 1, &to) == 0) {
 		pager_stats(m.p, &st);
 		ok(st.replicas_out == 0 && st.memmig_committed == 1,
 		   "no replica out after the repair (%llu)", (unsigned long long)st.replicas_out);
@@ -399,9 +405,41 @@ int main(int argc, char **argv)
 	r = pager_replica_drop(m.p, &unknown);
 	ok(r == -ENOENT, "dropping an unknown replica: %s", strerror(-r));
 	ok(map_mismatches() == 0, "every page still reads back");
+
+	/*
+	 * 6. A stalled replica: position 0 is repaired onto a new node D
+	 * (COPY from C), then D is stopped (SIGSTOP) with every page evicted:
+	 * the first fetch gives up on it after replica_timeout_ms and the
+	 * faults are served from C.
+	 */
+	r = mnspawn_start_keyed(&d, exe, 4 * LEN, SEC, 14, &a);
+	if (ok(r == 0, "memnode D at %s", d.addr) &&
+	    repair(&c, &d, &to, &aview, 0, &to2) == 0) {
+		pager_stats(m.p, &st);
+		ok(st.replicas_out == 0 && pager_flush(m.p) == 0 && drop_cache() &&
+		   node_mismatches(&d, &to2.grant) == 0, "D holds every page of R, none out");
+		kill(d.pid, SIGSTOP);
+		t0 = mono_us();
+		ok(map_mismatches() == 0, "with D stalled every page reads back (from C)");
+		mx = mono_us() - t0;
+		ok(mx < 1500000, "in %llu ms < 1.5 s (replica_timeout_ms %d, backend timeout 2 s)",
+		   (unsigned long long)mx / 1000, cfg.replica_timeout_ms);
+		pager_stats(m.p, &st);
+		ok(st.replica_failovers >= 2 && st.replicas_out == 1,
+		   "replica_failovers %llu, replicas_out %llu",
+		   (unsigned long long)st.replica_failovers, (unsigned long long)st.replicas_out);
+		for (t0 = mono_us(); cb_count() < 3 && mono_us() - t0 < 2000000;)
+			usleep(10000);
+		ok(cb_count() == 3 && cb[2].replica == 0 && cb[2].memnode == d.node_id &&
+		   cb[2].err == -ETIMEDOUT, "on_replica: position 0 (memnode %llu) out: %s",
+		   (unsigned long long)cb[2].memnode, strerror(-cb[2].err));
+		kill(d.pid, SIGCONT);
+	}
 	tmap_teardown(&m);
 out:
 	pager_backend_free(be);
+	if (d.pid != -1 || d.keypath[0])
+		mnspawn_stop(&d, true);
 	mnspawn_stop(&c, true);
 	mnspawn_stop(&b, true);
 	mnspawn_stop(&a, true);   /* last: its grant key is the others' */

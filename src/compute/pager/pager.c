@@ -42,6 +42,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 		p->cfg.writeback_delay_ms = 1000;
 	if (!p->cfg.reconcile_ms)
 		p->cfg.reconcile_ms = 10000;
+	if (p->cfg.replica_timeout_ms <= 0)
+		p->cfg.replica_timeout_ms = 1000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	atomic_store(&p->meta_pending, cfg->crypt && cfg->meta_pending);
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);

@@ -374,7 +374,23 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 	/* Nobody claims, installs or reads the section's descriptor now. */
 
 	same = pager_same_section(&r->sections[index], sec);
-	if (pager_tee_get(r, index) && !same && !discard) {
+	/*
+	 * The same section with renewed grants keeps its pages: its replicas
+	 * must be the same ones too (a new replica would be read without
+	 * holding the data; a replica moves only by memory migration).
+	 */
+	for (unsigned k = 0; same && k < MAX(pager_rep_n(sec), pager_rep_n(&r->sections[index]));
+	     k++) {
+		struct pager_section v;
+
+		pager_rep_view(sec, k, &v);
+		if (pager_rep_n(sec) != pager_rep_n(&r->sections[index]) ||
+		    !pager_rep_is(&r->sections[index], k, &v))
+			rc = -EINVAL;
+	}
+	if (rc < 0) {
+		/* nothing changes */
+	} else if (pager_tee_get(r, index) && !same && !discard) {
 		rc = -EBUSY;        /* being migrated: commit or abort first */
 	} else if (pager_tee_get(r, index) && !same) {
 		pager_tee_drop(p, r, index);  /* discarded: nothing left to move */

@@ -72,7 +72,11 @@ int pager_remove_region(struct pager *p, int region, bool writeback);
  * anyway). The new section starts empty.
  * Changing only the grant of the same remote section (same memory node id,
  * section and generation; e.g. a renewed grant) keeps the resident pages
- * and is always allowed.
+ * and is always allowed. For a replicated section (replica.h) "the same"
+ * means the same replicas at the same positions (-EINVAL otherwise: a
+ * replica is added or moved only by memory migration), and the replicas
+ * that are out stay out; another section (discard, or an idle one) has
+ * every replica in.
  * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK.
  */
 int pager_region_set_section(struct pager *p, int region, unsigned index,

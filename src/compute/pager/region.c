@@ -365,6 +365,10 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 		pthread_mutex_unlock(&p->admin_lock);
 		return pager_on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
 	}
+	if (r->shared && pager_rep_replicated(sec)) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EOPNOTSUPP;   /* shared regions are not replicated */
+	}
 	pg0 = (uint64_t)index * p->sec_pages;
 	n = p->sec_pages;
 	/* No eviction/flush batch in flight; fence; wait out the fault threads. */

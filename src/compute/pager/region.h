@@ -17,7 +17,8 @@ struct pager_region;
 /*
  * Add a mapping; may be called before or after pager_start(). Returns the
  * region index (a free slot: the lowest one, slots of removed regions are
- * reused) or -errno: -EINVAL, -ENOSPC (PAGER_MAX_REGIONS in use), -ENOMEM.
+ * reused) or -errno: -EINVAL, -ENOSPC (PAGER_MAX_REGIONS in use), -ENOMEM,
+ * -EOPNOTSUPP (a shared region with a replicated section, replica.h).
  *
  * Ownership: rc->uffd, rc->file_fd and rc->pagemap_fd stay the caller's.
  * The pager never closes them; it sets O_NONBLOCK on the uffd's file
@@ -77,7 +78,8 @@ int pager_remove_region(struct pager *p, int region, bool writeback);
  * replica is added or moved only by memory migration), and the replicas
  * that are out stay out; another section (discard, or an idle one) has
  * every replica in.
- * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK.
+ * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK,
+ * -EOPNOTSUPP (a replicated section for a shared region).
  */
 int pager_region_set_section(struct pager *p, int region, unsigned index,
 			     const struct pager_section *sec, bool discard);

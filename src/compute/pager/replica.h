@@ -48,6 +48,8 @@ void pager_rep_set(struct pager_section *s, unsigned k, const struct pager_secti
 /* Is position k of s the remote section `match` (memory node id, section, generation)? */
 bool pager_rep_is(const struct pager_section *s, unsigned k, const struct pager_section *match);
 
+/* ---- for the pager's own layers ------------------------------------------- */
+
 /* The out-mask of section sec of r (bit k: position k is out). Lock-free. */
 unsigned pager_rep_out(const struct pager_region *r, unsigned sec);
 /* Positions of section sec of r that are in, as a mask (never empty for a remote section). */
@@ -56,8 +58,9 @@ unsigned pager_rep_in(const struct pager_region *r, unsigned sec);
 int pager_rep_next_in(const struct pager_region *r, unsigned sec, int after);
 
 /*
- * Take position k of section sec of r out because of err. Lock-free (any
- * thread, any lock held). 0: taken out now (reported through on_replica
+ * Take position k of section sec of r out because of err. The bit is set
+ * by a CAS; only the report queue's leaf lock is taken (briefly), so any
+ * thread may call it with any pager lock held. 0: taken out now (reported through on_replica
  * later, from the report thread); -EALREADY: it was out; -EBUSY: it is the
  * only in-replica (never taken out); -ERANGE: no such position.
  */

@@ -60,7 +60,9 @@ static bool record_replace(struct vm *vm, const struct pager_section *from,
 {
 	struct pager_section *rec = vm_section_record(vm, from);
 
-	if (rec)
+	if (rec && pager_rep_replicated(rec))
+		pager_rep_set(rec, 0, to);   /* position 0 moved; the other replicas stay */
+	else if (rec)
 		*rec = *to;
 	return rec != NULL;
 }
@@ -69,19 +71,19 @@ static int do_begin(struct vm *vm, struct pager *p, const struct pager_section *
 		    const struct pager_section *to, char *err, size_t errlen)
 {
 	char nb[PROTO_MAX_ADDR + 64];
-	unsigned index;
+	unsigned index, replica;
 	int region, r;
 
 	if (vm_get_state(vm) != VM_RUNNING) {
 		snprintf(err, errlen, "VM is %s", vm_state_name(vm_get_state(vm)));
 		return -EBUSY;
 	}
-	r = pager_section_find(p, from, &region, &index);
+	r = pager_section_find_replica(p, from, &region, &index, &replica);
 	if (r < 0) {
 		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
 		return r;
 	}
-	r = pager_section_migrate_begin(p, region, index, to);
+	r = pager_section_migrate_begin_replica(p, region, index, replica, to);
 	if (r == -EBUSY)
 		snprintf(err, errlen, "a migration of this section is in progress (commit or abort it)");
 	else if (r == -EINVAL)
@@ -102,12 +104,12 @@ static int do_commit(struct vm *vm, struct pager *p, const struct pager_section 
 	struct pager_section target;
 	struct pager_stats st;
 	char nb[PROTO_MAX_ADDR + 64];
-	unsigned index;
+	unsigned index, replica;
 	int region, r;
 	bool recorded;
 
-	r = pager_section_find(p, from, &region, &index);
-	if (r == -ENOENT && pager_section_find(p, to, &region, &index) == 0 &&
+	r = pager_section_find_replica(p, from, &region, &index, &replica);
+	if (r == -ENOENT && pager_section_find_replica(p, to, &region, &index, &replica) == 0 &&
 	    pager_section_migration(p, region, index, &target) == -ENOENT) {
 		/* Committed already (a retried request): the section is `to`. */
 		ret->already = true;
@@ -117,7 +119,7 @@ static int do_commit(struct vm *vm, struct pager *p, const struct pager_section 
 		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
 		return r;
 	}
-	r = pager_section_migration(p, region, index, &target);
+	r = pager_section_migration_replica(p, region, index, NULL, &target);
 	if (r == -ENOENT) {
 		snprintf(err, errlen, "no migration of this section is in progress (begin first)");
 		return -EALREADY;
@@ -131,7 +133,7 @@ static int do_commit(struct vm *vm, struct pager *p, const struct pager_section 
 			 section_name(&target, nb, sizeof(nb)));
 		return -EALREADY;
 	}
-	r = pager_section_migrate_commit(p, region, index, &pr);
+	r = pager_section_migrate_commit_replica(p, region, index, replica, &pr);
 	if (r == -EREMOTEIO) {
 		pager_stats(p, &st);
 		snprintf(err, errlen,
@@ -167,15 +169,15 @@ static int do_commit(struct vm *vm, struct pager *p, const struct pager_section 
 static int do_abort(struct pager *p, const struct pager_section *from, char *err, size_t errlen)
 {
 	char nb[PROTO_MAX_ADDR + 64];
-	unsigned index;
+	unsigned index, replica;
 	int region, r;
 
-	r = pager_section_find(p, from, &region, &index);
+	r = pager_section_find_replica(p, from, &region, &index, &replica);
 	if (r < 0) {
 		snprintf(err, errlen, "the VM has no section %s", section_name(from, nb, sizeof(nb)));
 		return r;
 	}
-	r = pager_section_migrate_abort(p, region, index);
+	r = pager_section_migrate_abort_replica(p, region, index, replica);
 	if (r == -ENOENT) {
 		snprintf(err, errlen, "no migration of this section is in progress");
 		return -EALREADY;

@@ -164,6 +164,7 @@ static int start(struct setup *s, const char *exe, bool encrypt, int n)
 			r = grant_mint(s->mn.gkey, mnc_info(c)->node_id, my_id, ps.section,
 				       ps.generation, 0, PROTO_R_ALL, 0, &s->secs[i].grant);
 		s->secs[i].kind = PAGER_SEC_REMOTE;
+		s->secs[i].nrep = 0;           /* not replicated */
 		snprintf(s->secs[i].addr, sizeof(s->secs[i].addr), "%s", s->mn.addr);
 	}
 	mnc_close(c);

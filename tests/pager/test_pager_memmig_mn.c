@@ -86,6 +86,7 @@ static int alloc_section(const struct mnspawn *n, struct pager_section *ret, uin
 	if (r < 0)
 		return r;
 	ret->kind = PAGER_SEC_REMOTE;
+	ret->nrep = 0;                 /* not replicated */
 	snprintf(ret->addr, sizeof(ret->addr), "%s", n->addr);
 	if (ret_sec)
 		*ret_sec = s;

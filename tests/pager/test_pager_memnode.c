@@ -115,6 +115,7 @@ int main(int argc, char **argv)
 			r = grant_mint(mn.gkey, mnc_info(c)->node_id, my_id, s.section, s.generation, 0,
 				       PROTO_R_ALL, 0, &secs[i].grant);
 		secs[i].kind = PAGER_SEC_REMOTE;
+		secs[i].nrep = 0;           /* not replicated */
 		snprintf(secs[i].addr, sizeof(secs[i].addr), "%s", mn.addr);
 	}
 	mnc_close(c);

@@ -151,6 +151,12 @@ static int local_write_wait(void *conn)
 	return 0;
 }
 
+/* Writes are done (or refused) at submit: nothing fails in write_wait. */
+static int local_write_result(void *conn, const struct pager_section *s)
+{
+	return 0;
+}
+
 static void local_reset(void *conn)
 {
 }
@@ -180,6 +186,7 @@ static const struct pager_backend_ops local_ops = {
 	.write_wait = local_write_wait,
 	.reset = local_reset,
 	.max_pages = local_max_pages,
+	.write_result = local_write_result,
 	.destroy = local_destroy,
 };
 

@@ -12,6 +12,9 @@
  * reported by write_wait only when every other write of the round
  * succeeded, so that the pager can drop exactly what was refused and never
  * mistakes a real failure for it (docs/pager.md, "Fenced write-backs").
+ * Each node of a connection keeps the result of the round's writes to it
+ * (write_result), so that a replicated write-back knows which replica
+ * failed (sink.c).
  */
 #include "backend_memnode.h"
 
@@ -30,20 +33,27 @@ struct mn_be {
 	unsigned spin_us;
 };
 
+/* One memory node of a connection, and the result of this round's writes to it. */
+struct mn_node {
+	char addr[PROTO_MAX_ADDR];
+	struct mnc *c;
+	int werr;                     /* first failed write of this round (not fenced), or 0 */
+	int wfenced;                  /* -EKEYREVOKED or -ESTALE seen in this round, or 0 */
+	int wres;                     /* the last round's result (write_result) */
+};
+
 struct mn_conn {
 	struct mn_be *be;
-	struct {
-		char addr[PROTO_MAX_ADDR];
-		struct mnc *c;
-	} n[MN_MAX_NODES];
+	struct mn_node n[MN_MAX_NODES];
 	unsigned nn;
-	int werr;
-	int wfenced;                  /* -EKEYREVOKED or -ESTALE seen in this round, or 0 */
+	bool wround;                  /* writes submitted since the last write_wait */
+	int fetch_timeout_ms;         /* > 0: this deadline for fetches (a replica's) */
 	bool rdone;
 	int rstatus;
 };
 
-static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
+static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret_node,
+		       struct mnc **ret)
 {
 	unsigned i;
 	int r;
@@ -56,6 +66,7 @@ static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
 			return -ENOSPC;
 		snprintf(c->n[i].addr, sizeof(c->n[i].addr), "%s", addr);
 		c->n[i].c = NULL;
+		c->n[i].werr = c->n[i].wfenced = c->n[i].wres = 0;
 		c->nn++;
 	}
 	if (c->n[i].c && mnc_broken(c->n[i].c)) {
@@ -77,7 +88,14 @@ static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
 		}
 	}
 	*ret = c->n[i].c;
+	if (ret_node)
+		*ret_node = &c->n[i];
 	return 0;
+}
+
+static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
+{
+	return mn_get_node(c, addr, NULL, ret);
 }
 
 static int mn_conn_open(void *priv, void **ret)
@@ -98,9 +116,9 @@ static void mn_reset(void *conn)
 	for (unsigned i = 0; i < c->nn; i++) {
 		mnc_close(c->n[i].c);
 		c->n[i].c = NULL;
+		c->n[i].werr = c->n[i].wfenced = 0;
 	}
-	c->werr = 0;
-	c->wfenced = 0;
+	c->wround = false;
 }
 
 static void mn_conn_close(void *conn)
@@ -126,7 +144,9 @@ static int mn_read_one(struct mn_conn *c, struct mnc *m, const struct proto_gran
 	uint64_t t0, deadline;
 	int r;
 
-	if (!c->be->spin_us)
+	int timeout_ms = c->fetch_timeout_ms > 0 ? c->fetch_timeout_ms : c->be->timeout_ms;
+
+	if (!c->be->spin_us && c->fetch_timeout_ms <= 0)
 		return mnc_read(m, g, &e, 1, buf);
 	c->rdone = false;
 	r = mnc_read_async(m, g, &e, 1, buf, mn_read_done, c);
@@ -139,7 +159,7 @@ static int mn_read_one(struct mn_conn *c, struct mnc *m, const struct proto_gran
 		if (r < 0 && !c->rdone)
 			return r;
 	}
-	deadline = t0 + (uint64_t)(c->be->timeout_ms > 0 ? c->be->timeout_ms : 5000) * 1000000;
+	deadline = t0 + (uint64_t)(timeout_ms > 0 ? timeout_ms : 5000) * 1000000;
 	while (!c->rdone) {
 		uint64_t now = now_ns();
 
@@ -178,48 +198,83 @@ static int mn_fetch(void *conn, const struct pager_section *s, uint32_t page, ui
 
 static void mn_write_done(void *opaque, int status, size_t len)
 {
-	struct mn_conn *c = opaque;
+	struct mn_node *n = opaque;
 
 	if (status == -EKEYREVOKED || status == -ESTALE) {
-		if (!c->wfenced)
-			c->wfenced = status;
-	} else if (status < 0 && !c->werr) {
-		c->werr = status;
+		if (!n->wfenced)
+			n->wfenced = status;
+	} else if (status < 0 && !n->werr) {
+		n->werr = status;
 	}
+}
+
+/* The first write of a round forgets the last round's per-node results. */
+static void mn_round_begin(struct mn_conn *c)
+{
+	if (c->wround)
+		return;
+	c->wround = true;
+	for (unsigned i = 0; i < c->nn; i++)
+		c->n[i].werr = c->n[i].wfenced = c->n[i].wres = 0;
 }
 
 static int mn_write_submit(void *conn, const struct pager_section *s,
 			   const struct proto_extent *ext, uint32_t next, const void *data)
 {
 	struct mn_conn *c = conn;
+	struct mn_node *n;
 	struct mnc *m;
-	int r = mn_get(c, s->addr, &m);
+	int r;
 
+	mn_round_begin(c);
+	r = mn_get_node(c, s->addr, &n, &m);
 	if (r < 0)
 		return r;
-	return mnc_write_async(m, &s->grant, ext, next, data, mn_write_done, c);
+	return mnc_write_async(m, &s->grant, ext, next, data, mn_write_done, n);
 }
 
+/*
+ * Wait for every node's writes. The round's result: a failed write (not
+ * fenced) first, then a failed drain, then a fenced write. Each node keeps
+ * its own result in the same order (write_result).
+ */
 static int mn_write_wait(void *conn)
 {
 	struct mn_conn *c = conn;
-	int r = 0;
+	int werr = 0, derr = 0, fenced = 0;
 
 	for (unsigned i = 0; i < c->nn; i++) {
-		if (!c->n[i].c)
-			continue;
-		int d = mnc_drain(c->n[i].c);
-		if (d < 0 && !r)
-			r = d;
+		struct mn_node *n = &c->n[i];
+		int d = n->c ? mnc_drain(n->c) : 0;
+
+		n->wres = n->werr ? n->werr : d < 0 ? d : n->wfenced;
+		if (n->werr && !werr)
+			werr = n->werr;
+		if (d < 0 && !derr)
+			derr = d;
+		if (n->wfenced && !fenced)
+			fenced = n->wfenced;
+		n->werr = n->wfenced = 0;
 	}
-	if (c->werr) {
-		r = c->werr;
-		c->werr = 0;
-	}
-	if (!r)
-		r = c->wfenced;
-	c->wfenced = 0;
-	return r;
+	c->wround = false;
+	return werr ? werr : derr ? derr : fenced;
+}
+
+static int mn_write_result(void *conn, const struct pager_section *s)
+{
+	struct mn_conn *c = conn;
+
+	for (unsigned i = 0; i < c->nn; i++)
+		if (strcmp(c->n[i].addr, s->addr) == 0)
+			return c->n[i].wres;
+	return 0;
+}
+
+static void mn_fetch_timeout(void *conn, int timeout_ms)
+{
+	struct mn_conn *c = conn;
+
+	c->fetch_timeout_ms = timeout_ms;
 }
 
 /* Release regions' diffs (release.h): acknowledged like writes, by mn_write_wait. */
@@ -227,12 +282,15 @@ static int mn_diff_submit(void *conn, const struct pager_section *s, uint32_t np
 			  const void *body, size_t len)
 {
 	struct mn_conn *c = conn;
+	struct mn_node *n;
 	struct mnc *m;
-	int r = mn_get(c, s->addr, &m);
+	int r;
 
+	mn_round_begin(c);
+	r = mn_get_node(c, s->addr, &n, &m);
 	if (r < 0)
 		return r;
-	return mnc_write_diff_async(m, &s->grant, npages, body, len, mn_write_done, c);
+	return mnc_write_diff_async(m, &s->grant, npages, body, len, mn_write_done, n);
 }
 
 static uint32_t mn_max_pages(void *conn)
@@ -282,6 +340,8 @@ static const struct pager_backend_ops memnode_ops = {
 	.diff_submit = mn_diff_submit,
 	.reset = mn_reset,
 	.max_pages = mn_max_pages,
+	.write_result = mn_write_result,
+	.fetch_timeout = mn_fetch_timeout,
 	.destroy = mn_destroy,
 };
 

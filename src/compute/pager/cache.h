@@ -74,6 +74,8 @@ struct pager_region {
 	uint8_t *fence;              /* per section: being changed, fault threads keep off */
 	uint32_t *resets;            /* per section: page states reset (set_section), atomic */
 	struct pager_tee **tee;      /* per section: a second sink on it (sink.h) or NULL (io_lock) */
+	_Atomic uint8_t *rout;       /* per section: replica positions out, bit k (replica.h) */
+	_Atomic int *rerr;           /* per section and position: why it went out (replica.h) */
 	uint32_t gen;                /* slot generation (tags epoll events) */
 	_Atomic bool dead;           /* being removed: cancel fetches, serve nothing new */
 	_Atomic uint64_t next_seq;   /* end page of the last fetch (sequential detection) */

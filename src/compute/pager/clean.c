@@ -82,7 +82,7 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 		}
 		scanned++;
 		if (!pager_sec_remote(p, r, c->page) ||
-		    pager_sec_down(p, &r->sections[c->page / p->sec_pages])) {
+		    pager_sec_down(p, r, (unsigned)(c->page / p->sec_pages))) {
 			/* Local, or its memory node is down: nothing to write now. */
 			c->page = (c->page / p->sec_pages + 1) * p->sec_pages;
 			continue;

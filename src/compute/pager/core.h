@@ -19,7 +19,9 @@
  *               space_cond. Held briefly, never across I/O (a fault thread
  *               un-protects a page under it: one ioctl).
  *   leaf locks  source.c's node lock, hot.c's prefetch-queue lock, the
- *               local backend's lock: nothing is taken while one is held.
+ *               local backend's lock, replica.c's report-queue lock:
+ *               nothing is taken while one is held.
+ * A replica's out bit (replica.h) is set lock-free, by a CAS.
  * Fault threads take only `lock` (and the leaf locks); regions reach them
  * through RCU (rcu.h), not through admin_lock or io_lock.
  */
@@ -43,6 +45,7 @@ struct pager_region;
 struct pager_nodes;
 struct pager_hot;
 struct pager_mm;
+struct pager_repl;
 
 struct pager_ctr {
 	_Atomic uint64_t faults, faults_missing, faults_wp, faults_local, faults_alias;
@@ -64,6 +67,7 @@ struct pager_ctr {
 	_Atomic uint64_t release_pages_published, release_diff_bytes;
 	_Atomic uint64_t integrity_failures, pages_sealed;
 	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;
+	_Atomic uint64_t replica_failovers, replica_pages_written;
 };
 
 #define CTR_ADD(p, f, n) atomic_fetch_add_explicit(&(p)->c.f, (n), memory_order_relaxed)
@@ -123,6 +127,8 @@ struct pager {
 	struct pager_nodes *nodes;     /* memory nodes' failure state (source.c) */
 	struct pager_hot *hot;         /* hot pages and prefetch queue (hot.c) */
 	struct pager_mm *mm;           /* memory migrations (memmig.c) */
+	struct pager_repl *repl;       /* replicas taken out, to report (replica.c) */
+	_Atomic uint64_t replicas_out; /* replicas out now, all regions (replica.c) */
 	_Atomic bool meta_pending;     /* cfg.crypt's table not imported yet: remote faults wait */
 
 	struct pager_ctr c;

@@ -80,7 +80,7 @@ static unsigned select_victims(struct pager *p, unsigned want, struct pager_vict
 			else if (!(s & ST_DIRTY) && !async)
 				v[nclean++] = (struct pager_victim){ r, p->hand_page, s, false };
 			else if (ndirty < want && !r->release &&
-				 !pager_sec_down(p, &r->sections[p->hand_page / p->sec_pages]))
+				 !pager_sec_down(p, r, (unsigned)(p->hand_page / p->sec_pages)))
 				/* A dirty page of a down node waits: its write would fail. */
 				dirty[ndirty++] = (struct pager_victim){ r, p->hand_page, s, true };
 		}

@@ -47,6 +47,7 @@
 #include "log.h"
 #include "net.h"
 #include "region.h"
+#include "replica.h"
 #include "sink.h"
 #include "source.h"
 
@@ -69,6 +70,7 @@ struct pager_mm {
  */
 struct pager_memmig {
 	struct pager_tee tee;
+	unsigned pos;                /* the replica position that moves (0: unreplicated) */
 	struct pager_section target;
 	uint8_t *resend;             /* per page of the section: send to the target at commit */
 	uint64_t nresend;            /* pages flagged in resend[] */
@@ -313,8 +315,8 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 		}
 		while (j < n && !c->local[j] && c->pages[j] == c->pages[j - 1] + 1)
 			j++;
-		rc = pager_source_fetch(p, &p->evict_conn, &r->sections[c->index], c->pages[i],
-					j - i, c->buf + (size_t)i * PS, NULL, NULL);
+		rc = pager_source_fetch_sec(p, &p->evict_conn, r, c->index, c->pages[i], j - i,
+					    c->buf + (size_t)i * PS, NULL, NULL, NULL);
 		if (rc < 0)
 			return rc;
 		i = j;
@@ -358,8 +360,8 @@ static int resend_chunk(struct resend_ctx *c, struct pager_memmig *m)
 
 /* ---- API ------------------------------------------------------------------- */
 
-int pager_section_migration(struct pager *p, int region, unsigned index,
-			    struct pager_section *ret_target)
+int pager_section_migration_replica(struct pager *p, int region, unsigned index,
+				    unsigned *ret_replica, struct pager_section *ret_target)
 {
 	struct pager_region *r;
 	int rc = 0;
@@ -373,18 +375,21 @@ int pager_section_migration(struct pager *p, int region, unsigned index,
 
 		pthread_mutex_lock(&p->io_lock);
 		m = section_mig(r, index);
-		if (m)
+		if (m) {
 			*ret_target = m->target;
-		else
+			if (ret_replica)
+				*ret_replica = m->pos;
+		} else {
 			rc = -ENOENT;
+		}
 		pthread_mutex_unlock(&p->io_lock);
 	}
 	pthread_mutex_unlock(&p->admin_lock);
 	return rc;
 }
 
-int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
-				const struct pager_section *target)
+int pager_section_migrate_begin_replica(struct pager *p, int region, unsigned index,
+					unsigned replica, const struct pager_section *target)
 {
 	struct pager_memmig *m;
 	struct pager_region *r;
@@ -402,14 +407,20 @@ int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 		return -ENOMEM;
 	}
 	m->target = *target;
+	m->target.nrep = 0;
+	memset(m->target.more, 0, sizeof(m->target.more));
+	m->pos = replica;
 	m->begin_ns = now_ns();
 
 	pthread_mutex_lock(&p->admin_lock);
 	r = pager_region_get(p, region, index, &rc);
 	if (r && r->sections[index].kind != PAGER_SEC_REMOTE)
 		rc = -EINVAL;               /* a local section has nothing to move */
-	else if (r && pager_same_section(&r->sections[index], target))
-		rc = -EINVAL;               /* the target is the section itself */
+	else if (r && replica >= pager_rep_n(&r->sections[index]))
+		rc = -ERANGE;               /* no such replica position */
+	for (unsigned k = 0; rc == 0 && k < pager_rep_n(&r->sections[index]); k++)
+		if (pager_rep_is(&r->sections[index], k, target))
+			rc = -EINVAL;       /* the target is the section (one of its replicas) itself */
 	if (rc == 0) {
 		pthread_mutex_lock(&p->io_lock);
 		if (pager_tee_get(r, index)) {
@@ -425,12 +436,14 @@ int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
 	pthread_mutex_unlock(&p->admin_lock);
 	mig_free(m);
 	if (rc == 0)
-		log_debug("pager %s: region %d section %u: migration to %s section %u begins",
-			  p->name, region, index, target->addr, target->grant.section);
+		log_debug("pager %s: region %d section %u replica %u: migration to %s section %u "
+			  "begins", p->name, region, index, replica, target->addr,
+			  target->grant.section);
 	return rc;
 }
 
-int pager_section_migrate_abort(struct pager *p, int region, unsigned index)
+int pager_section_migrate_abort_replica(struct pager *p, int region, unsigned index,
+					unsigned replica)
 {
 	struct pager_region *r;
 	int rc = 0;
@@ -444,7 +457,7 @@ int pager_section_migrate_abort(struct pager *p, int region, unsigned index)
 
 		pthread_mutex_lock(&p->io_lock);
 		m = section_mig(r, index);
-		if (m) {
+		if (m && m->pos == replica) {
 			pager_tee_remove(r, index);
 			mig_end(p, m, false);
 		} else {
@@ -456,8 +469,8 @@ int pager_section_migrate_abort(struct pager *p, int region, unsigned index)
 	return rc;
 }
 
-int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
-				 struct pager_memmig_result *ret)
+int pager_section_migrate_commit_replica(struct pager *p, int region, unsigned index,
+					 unsigned replica, struct pager_memmig_result *ret)
 {
 	struct resend_ctx c = { .p = p, .index = index };
 	struct pager_memmig_result res = { 0 };
@@ -479,7 +492,7 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	pg0 = (uint64_t)index * p->sec_pages;
 	pthread_mutex_lock(&p->io_lock);
 	m = section_mig(r, index);
-	if (!m) {
+	if (!m || m->pos != replica) {
 		pthread_mutex_unlock(&p->io_lock);
 		rc = -ENOENT;
 		goto out;
@@ -544,7 +557,13 @@ int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
 	if (!err) {
 		/* 3. Switch: same pages, same state, new home. */
 		pthread_mutex_lock(&p->lock);
-		r->sections[index] = m->target;
+		if (pager_rep_replicated(&r->sections[index])) {
+			/* The target takes the position, in (it got every write since begin). */
+			pager_rep_set(&r->sections[index], m->pos, &m->target);
+			pager_rep_set_in(p, r, index, m->pos);
+		} else {
+			r->sections[index] = m->target;
+		}
 		pthread_mutex_unlock(&p->lock);
 		res.pages_dual = m->pages_dual;
 		pager_tee_remove(r, index);
@@ -585,6 +604,29 @@ out:
 	free(c.pages);
 	free(c.local);
 	return rc;
+}
+
+int pager_section_migration(struct pager *p, int region, unsigned index,
+			    struct pager_section *ret_target)
+{
+	return pager_section_migration_replica(p, region, index, NULL, ret_target);
+}
+
+int pager_section_migrate_begin(struct pager *p, int region, unsigned index,
+				const struct pager_section *target)
+{
+	return pager_section_migrate_begin_replica(p, region, index, 0, target);
+}
+
+int pager_section_migrate_commit(struct pager *p, int region, unsigned index,
+				 struct pager_memmig_result *ret)
+{
+	return pager_section_migrate_commit_replica(p, region, index, 0, ret);
+}
+
+int pager_section_migrate_abort(struct pager *p, int region, unsigned index)
+{
+	return pager_section_migrate_abort_replica(p, region, index, 0);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */

@@ -56,6 +56,28 @@ int pager_section_migrate_abort(struct pager *p, int region, unsigned index);
 int pager_section_migration(struct pager *p, int region, unsigned index,
 			    struct pager_section *ret_target);
 
+/*
+ * The same for replica position `replica` of a replicated section
+ * (replica.h; 0 for an unreplicated one, which is what the calls above
+ * do). One migration per section at a time, whatever its position. The
+ * writes go to the section's in-replicas and to the target; the re-send
+ * at commit reads the latest content from an in-replica; commit puts the
+ * target in position `replica` and makes it in. A position that is out can
+ * migrate: that is its repair (docs/replication.md), with the COPY from a
+ * live replica. begin: also -ERANGE (no such position) and -EINVAL (the
+ * target is one of the section's replicas). commit and abort: -ENOENT also
+ * when the migration in progress is of another position.
+ */
+int pager_section_migrate_begin_replica(struct pager *p, int region, unsigned index,
+					unsigned replica, const struct pager_section *target);
+int pager_section_migrate_commit_replica(struct pager *p, int region, unsigned index,
+					 unsigned replica, struct pager_memmig_result *ret);
+int pager_section_migrate_abort_replica(struct pager *p, int region, unsigned index,
+					unsigned replica);
+/* The target and the position (*ret_replica, may be NULL) of the migration in progress. */
+int pager_section_migration_replica(struct pager *p, int region, unsigned index,
+				    unsigned *ret_replica, struct pager_section *ret_target);
+
 /* ---- for the pager's own layers ------------------------------------------- */
 
 int pager_mm_new(struct pager *p);

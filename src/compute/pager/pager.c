@@ -10,6 +10,7 @@
 #include "core.h"
 #include "evict.h"
 #include "fault.h"
+#include "replica.h"
 
 int pager_new(const struct pager_config *cfg, struct pager **ret)
 {
@@ -41,6 +42,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 		p->cfg.writeback_delay_ms = 1000;
 	if (!p->cfg.reconcile_ms)
 		p->cfg.reconcile_ms = 10000;
+	if (p->cfg.replica_timeout_ms <= 0)
+		p->cfg.replica_timeout_ms = 1000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
 	atomic_store(&p->meta_pending, cfg->crypt && cfg->meta_pending);
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
@@ -59,6 +62,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 		rc = pager_nodes_new(p);
 	if (rc == 0)
 		rc = pager_mm_new(p);
+	if (rc == 0)
+		rc = pager_repl_new(p);
 	if (rc == 0)
 		rc = pager_fault_init(p);
 	if (rc < 0) {
@@ -87,6 +92,8 @@ static int start_locked(struct pager *p)
 		return -rc;
 	p->evictor_started = true;
 	rc = pager_nodes_start(p);
+	if (rc == 0)
+		rc = pager_repl_start(p);
 	if (rc < 0)
 		return rc;
 	return pager_fault_start(p);
@@ -115,6 +122,7 @@ void pager_free(struct pager *p)
 	if (p->evictor_started)
 		pthread_join(p->evictor, NULL);
 	pager_nodes_stop(p);
+	pager_repl_stop(p);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++)
 		pager_region_free(atomic_load(&p->regions[i]));
 	pager_mm_free(p);
@@ -123,6 +131,7 @@ void pager_free(struct pager *p)
 	pager_fault_fini(p);
 	pager_hot_free(p);
 	pager_nodes_free(p);
+	pager_repl_free(p);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->io_lock);
 	pthread_mutex_destroy(&p->admin_lock);

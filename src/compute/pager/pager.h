@@ -64,6 +64,7 @@
 #include "region.h"
 #include "serve_strict.h"
 #include "release.h"
+#include "replica.h"
 #include "share.h"
 #include "share_move.h"
 #include "source.h"

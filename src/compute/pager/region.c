@@ -23,6 +23,7 @@
 #include "flush.h"
 #include "log.h"
 #include "net.h"
+#include "replica.h"
 #include "sink.h"
 #include "uffd_compat.h"
 
@@ -85,6 +86,10 @@ void pager_region_free(struct pager_region *r)
 		free(atomic_exchange(&r->alias[i], NULL));   /* their uffds are their owners' */
 	for (uint32_t i = 0; r->tee && i < r->nsections; i++)
 		pager_tee_drop(r->owner, r, i);
+	for (uint32_t i = 0; r->rout && i < r->nsections; i++)
+		pager_rep_reset(r->owner, r, i);     /* its replicas out no longer count */
+	free((void *)r->rout);
+	free((void *)r->rerr);
 	free(r->tee);
 	free(r->sections);
 	free(r->st);
@@ -111,9 +116,14 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	if (!rc || rc->length == 0 || rc->length % secbytes || rc->base % PS || !rc->sections ||
 	    rc->uffd < 0 || rc->file_fd < 0)
 		return -EINVAL;
-	for (uint64_t i = 0; i < rc->length / secbytes; i++)
-		if (!pager_sec_valid(&rc->sections[i]))
+	for (uint64_t i = 0; i < rc->length / secbytes; i++) {
+		if (!pager_sec_valid(&rc->sections[i]) ||
+		    rc->sections[i].nrep > PAGER_MAX_REPLICAS)
 			return -EINVAL;
+		/* Shared regions (directories, diffs) have one copy of each section. */
+		if (rc->shared && pager_rep_replicated(&rc->sections[i]))
+			return -EOPNOTSUPP;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -134,9 +144,11 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r->resets = calloc(r->nsections, sizeof(*r->resets));
 	r->dir_rx = calloc(r->nsections, sizeof(*r->dir_rx));
 	r->tee = calloc(r->nsections, sizeof(*r->tee));
+	r->rout = calloc(r->nsections, sizeof(*r->rout));
+	r->rerr = calloc((size_t)r->nsections * PAGER_MAX_REPLICAS, sizeof(*r->rerr));
 	r->owner = p;
 	if (!r->sections || !r->st || !r->dep || !r->hist || !r->fence || !r->resets || !r->tee ||
-	    !r->dir_rx) {
+	    !r->dir_rx || !r->rout || !r->rerr) {
 		pager_region_free(r);
 		return -ENOMEM;
 	}
@@ -344,13 +356,18 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 	bool same, busy = false;
 	int rc = 0;
 
-	if (!p || !sec || region < 0 || region >= PAGER_MAX_REGIONS || !pager_sec_valid(sec))
+	if (!p || !sec || region < 0 || region >= PAGER_MAX_REGIONS || !pager_sec_valid(sec) ||
+	    sec->nrep > PAGER_MAX_REPLICAS)
 		return -EINVAL;
 	pthread_mutex_lock(&p->admin_lock);
 	r = atomic_load(&p->regions[region]);
 	if (pager_on_thread(p) || !r || index >= r->nsections) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return pager_on_thread(p) ? -EDEADLK : r ? -ERANGE : -ENOENT;
+	}
+	if (r->shared && pager_rep_replicated(sec)) {
+		pthread_mutex_unlock(&p->admin_lock);
+		return -EOPNOTSUPP;   /* shared regions are not replicated */
 	}
 	pg0 = (uint64_t)index * p->sec_pages;
 	n = p->sec_pages;
@@ -361,7 +378,23 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 	/* Nobody claims, installs or reads the section's descriptor now. */
 
 	same = pager_same_section(&r->sections[index], sec);
-	if (pager_tee_get(r, index) && !same && !discard) {
+	/*
+	 * The same section with renewed grants keeps its pages: its replicas
+	 * must be the same ones too (a new replica would be read without
+	 * holding the data; a replica moves only by memory migration).
+	 */
+	for (unsigned k = 0; same && k < MAX(pager_rep_n(sec), pager_rep_n(&r->sections[index]));
+	     k++) {
+		struct pager_section v;
+
+		pager_rep_view(sec, k, &v);
+		if (pager_rep_n(sec) != pager_rep_n(&r->sections[index]) ||
+		    !pager_rep_is(&r->sections[index], k, &v))
+			rc = -EINVAL;
+	}
+	if (rc < 0) {
+		/* nothing changes */
+	} else if (pager_tee_get(r, index) && !same && !discard) {
 		rc = -EBUSY;        /* being migrated: commit or abort first */
 	} else if (pager_tee_get(r, index) && !same) {
 		pager_tee_drop(p, r, index);  /* discarded: nothing left to move */
@@ -394,6 +427,12 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 			}
 		}
 		r->sections[index] = *sec;
+		/*
+		 * Another section: every replica is in. The same one (renewed
+		 * grants): the replicas that are out stay out (they are stale).
+		 */
+		if (!same)
+			pager_rep_reset(p, r, index);
 		pthread_mutex_unlock(&p->lock);
 		if (was_remote && !now_remote)
 			atomic_fetch_sub(&p->remote_pages, p->sec_pages);
@@ -433,6 +472,100 @@ int pager_section_find(struct pager *p, const struct pager_section *match, int *
 	}
 	pthread_mutex_unlock(&p->admin_lock);
 	return rc;
+}
+
+/* ---- replicas (replica.h): finding, dropping, listing -------------------------------- */
+
+static int find_locked(struct pager *p, const struct pager_section *s, int *ret_region,
+		       unsigned *ret_index, unsigned *ret_replica)
+{
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots); ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
+
+		for (uint32_t i = 0; r && i < r->nsections; i++)
+			for (unsigned k = 0; k < pager_rep_n(&r->sections[i]); k++)
+				if (pager_rep_is(&r->sections[i], k, s)) {
+					*ret_region = (int)ri;
+					*ret_index = i;
+					*ret_replica = k;
+					return 0;
+				}
+	}
+	return -ENOENT;
+}
+
+int pager_section_find_replica(struct pager *p, const struct pager_section *s, int *ret_region,
+			       unsigned *ret_index, unsigned *ret_replica)
+{
+	int region, rc;
+	unsigned index, replica;
+
+	if (!p || !s || s->kind != PAGER_SEC_REMOTE)
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	rc = find_locked(p, s, &region, &index, &replica);
+	pthread_mutex_unlock(&p->admin_lock);
+	if (rc < 0)
+		return rc;
+	if (ret_region)
+		*ret_region = region;
+	if (ret_index)
+		*ret_index = index;
+	if (ret_replica)
+		*ret_replica = replica;
+	return 0;
+}
+
+int pager_replica_drop(struct pager *p, const struct pager_section *replica)
+{
+	int region, rc;
+	unsigned index, k;
+
+	if (!p || !replica || replica->kind != PAGER_SEC_REMOTE)
+		return -EINVAL;
+	if (pager_on_thread(p))
+		return -EDEADLK;
+	pthread_mutex_lock(&p->admin_lock);
+	rc = find_locked(p, replica, &region, &index, &k);
+	if (rc == 0) {
+		struct pager_region *r = atomic_load(&p->regions[region]);
+
+		rc = pager_rep_n(&r->sections[index]) < 2 ? -EBUSY
+							  : pager_rep_take_out(p, r, index, k, -ECANCELED);
+		if (rc == -EALREADY)
+			rc = 0;
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
+}
+
+int pager_replicas_out(struct pager *p, struct pager_replica_out *ret, size_t max)
+{
+	size_t n = 0;
+
+	if (!p || (!ret && max))
+		return -EINVAL;
+	pthread_mutex_lock(&p->admin_lock);
+	for (unsigned ri = 0; ri < atomic_load(&p->nslots) && n < max; ri++) {
+		struct pager_region *r = atomic_load(&p->regions[ri]);
+
+		for (uint32_t i = 0; r && i < r->nsections && n < max; i++) {
+			unsigned out = pager_rep_out(r, i);
+
+			for (unsigned k = 0; k < pager_rep_n(&r->sections[i]) && n < max; k++) {
+				if (!(out & (1u << k)))
+					continue;
+				ret[n].region = (int)ri;
+				ret[n].index = i;
+				ret[n].replica = k;
+				pager_rep_view(&r->sections[i], k, &ret[n].view);
+				ret[n].err = atomic_load(&r->rerr[i * PAGER_MAX_REPLICAS + k]);
+				n++;
+			}
+		}
+	}
+	pthread_mutex_unlock(&p->admin_lock);
+	return (int)n;
 }
 
 /* ---- evacuation: a local section becomes remote --------------------------------- */
@@ -482,6 +615,7 @@ int pager_section_evacuate(struct pager *p, int region, unsigned index,
 	n = pager_file_runs(p, r, (uint64_t)index * p->sec_pages, p->sec_pages, true, mark_dirty);
 	pthread_mutex_lock(&p->lock);
 	r->sections[index] = *target;
+	pager_rep_reset(p, r, index);
 	pthread_mutex_unlock(&p->lock);
 	atomic_fetch_add(&p->remote_pages, p->sec_pages);
 	__atomic_store_n(&r->fence[index], 0, __ATOMIC_SEQ_CST);

@@ -17,7 +17,8 @@ struct pager_region;
 /*
  * Add a mapping; may be called before or after pager_start(). Returns the
  * region index (a free slot: the lowest one, slots of removed regions are
- * reused) or -errno: -EINVAL, -ENOSPC (PAGER_MAX_REGIONS in use), -ENOMEM.
+ * reused) or -errno: -EINVAL, -ENOSPC (PAGER_MAX_REGIONS in use), -ENOMEM,
+ * -EOPNOTSUPP (a shared region with a replicated section, replica.h).
  *
  * Ownership: rc->uffd, rc->file_fd and rc->pagemap_fd stay the caller's.
  * The pager never closes them; it sets O_NONBLOCK on the uffd's file
@@ -72,8 +73,13 @@ int pager_remove_region(struct pager *p, int region, bool writeback);
  * anyway). The new section starts empty.
  * Changing only the grant of the same remote section (same memory node id,
  * section and generation; e.g. a renewed grant) keeps the resident pages
- * and is always allowed.
- * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK.
+ * and is always allowed. For a replicated section (replica.h) "the same"
+ * means the same replicas at the same positions (-EINVAL otherwise: a
+ * replica is added or moved only by memory migration), and the replicas
+ * that are out stay out; another section (discard, or an idle one) has
+ * every replica in.
+ * -EINVAL, -ENOENT, -ERANGE (index beyond the region), -EBUSY, -EDEADLK,
+ * -EOPNOTSUPP (a replicated section for a shared region).
  */
 int pager_region_set_section(struct pager *p, int region, unsigned index,
 			     const struct pager_section *sec, bool discard);
@@ -91,10 +97,30 @@ int pager_section_evacuate(struct pager *p, int region, unsigned index,
 			   const struct pager_section *target, uint64_t *ret_pages);
 /*
  * Which region and section index hold the remote section `match` (same
- * memory node id, section and generation)? -ENOENT if none, -EINVAL.
+ * memory node id, section and generation as position 0 of a section; a
+ * replica at another position is found by pager_section_find_replica)?
+ * -ENOENT if none, -EINVAL.
  */
 int pager_section_find(struct pager *p, const struct pager_section *match, int *ret_region,
 		       unsigned *ret_index);
+
+/*
+ * Which region, section index and position hold the remote section `s`
+ * (same memory node id, section and generation as one of its positions)?
+ * Every position of every remote section is looked at. 0, -ENOENT, -EINVAL.
+ */
+int pager_section_find_replica(struct pager *p, const struct pager_section *s, int *ret_region,
+			       unsigned *ret_index, unsigned *ret_replica);
+/*
+ * The control plane takes the replica `replica` (matched as above) out:
+ * it is never written nor read again by this pager (on_replica is called
+ * as for a failure, with err -ECANCELED). 0 (also if it was out already),
+ * -ENOENT (no such replica), -EINVAL, -EDEADLK (on a pager thread), -EBUSY
+ * (it is the only in-replica of its section: refused).
+ */
+int pager_replica_drop(struct pager *p, const struct pager_section *replica);
+/* The replicas out now: how many were written to ret (at most max). */
+int pager_replicas_out(struct pager *p, struct pager_replica_out *ret, size_t max);
 
 /* ---- for the pager's own layers ------------------------------------------- */
 

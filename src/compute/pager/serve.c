@@ -368,6 +368,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	uint64_t wr_end = pg + 1;
 	bool sequential, fault_wake = false, early = false;
 	struct pager_stash_ent *se = NULL;  /* this fault's neighbours stay sealed in it */
+	struct pager_section fetched_from;  /* the replica asked last (source.h) */
 	uint8_t *buf = t->buf;
 	int64_t added = 0;
 	uint64_t t0 = now_ns();
@@ -399,12 +400,12 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 			CTR_ADD(p, faults_parked, 1);
 		return;
 	}
-	if (pager_sec_down(p, s)) {
+	if ((rc = pager_sec_down(p, r, (unsigned)sec)) != 0) {
 		/* Parked: woken when the node answers again (source.c). */
 		if (!pf_end) {
 			CTR_ADD(p, faults_parked, 1);
 			if (p->cfg.fail_mode == PAGER_FAIL_SIGBUS)
-				fail_fault(p, pager_node_down(p, s->grant.memnode_id), addr, tid);
+				fail_fault(p, rc, addr, tid);
 		}
 		return;
 	}
@@ -553,9 +554,10 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		struct fetch_where w = { r, sec };
 		uint64_t f0 = now_ns();
 
-		rc = pager_source_fetch(p, &t->conn, s, (uint32_t)(first - sec_start),
-					(uint32_t)(last - first + 1), buf + (first - start) * PS,
-					fetch_cancelled_cb, &w);
+		rc = pager_source_fetch_sec(p, &t->conn, r, (unsigned)sec,
+					    (uint32_t)(first - sec_start),
+					    (uint32_t)(last - first + 1), buf + (first - start) * PS,
+					    fetch_cancelled_cb, &w, &fetched_from);
 		hist_observe(&p->h_fetch, now_ns() - f0);
 		if (rc == -EBADMSG)
 			rc = -EPROTO;   /* a malformed reply: a transport error, not a bad page */
@@ -604,7 +606,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 		if (rc == -ECANCELED && (fetch_cancelled(r, sec) || atomic_load(&p->stop)))
 			return;   /* removal/section change: the fault stays parked */
 		if (pager_err_transport(rc))
-			pager_node_failed(p, s, rc);   /* later faults on it park at once */
+			pager_node_failed(p, &fetched_from, rc);   /* later faults on it park at once */
 		if (pf_end) {
 			log_debug("pager %s: prefetch: %s", p->name, strerror(-rc));
 			return;   /* a fault on these pages fetches (or parks) as usual */

@@ -139,7 +139,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 		CTR_ADD(p, faults_missing, 1);
 	if (atomic_load(&r->dead) || pager_sec_fenced(r, sec))
 		return;   /* parked: woken when the change is done (region.c) */
-	if (pager_sec_down(p, s)) {
+	if (pager_sec_down(p, r, (unsigned)sec)) {
 		CTR_ADD(p, faults_parked, 1);
 		return;   /* parked: woken when the node answers again (source.c) */
 	}

@@ -81,6 +81,8 @@ int pager_shared_switch(struct pager *p, int region, const struct pager_section 
 	for (unsigned k = 0; rc == 0 && k < n; k++)
 		if (!pager_sec_valid(&secs[k]) || secs[k].kind != PAGER_SEC_REMOTE)
 			rc = -EINVAL;
+		else if (secs[k].nrep >= 2)
+			rc = -EOPNOTSUPP;   /* shared regions are not replicated (region.c) */
 	if (rc < 0) {
 		pthread_mutex_unlock(&p->admin_lock);
 		return rc;

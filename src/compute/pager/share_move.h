@@ -43,7 +43,8 @@ int pager_shared_park(struct pager *p, int region, uint64_t *ret_flushed,
 /*
  * Parked `region` gets sections `secs` (n: all of them, in order); the
  * same section with another grant only takes the grant. -ENOTCONN (not
- * parked), -EINVAL (n not the region's count, a bad section), -ENOENT,
+ * parked), -EINVAL (n not the region's count, a bad section), -EOPNOTSUPP
+ * (a replicated section: shared regions are not replicated), -ENOENT,
  * -EDEADLK.
  */
 int pager_shared_switch(struct pager *p, int region, const struct pager_section *secs,

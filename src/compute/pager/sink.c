@@ -19,6 +19,8 @@
 #include "crypt.h"
 #include "log.h"
 #include "net.h"
+#include "replica.h"
+#include "source.h"
 
 #define MAX_TEE_OPS 4u             /* kinds of tee in one batch (one today: memmig) */
 
@@ -58,6 +60,105 @@ static void tees_wait(struct pager *p, struct pager_wb_group *g, unsigned ng)
 	}
 }
 
+static bool fenced_err(int err)
+{
+	return err == -EKEYREVOKED || err == -ESTALE;
+}
+
+/*
+ * Submit group g: to its section, or to each in-replica of a replicated
+ * one (a view each). A replica's submit failing for a transport reason is
+ * only its result (the others may acknowledge); any other failure fails
+ * the attempt.
+ */
+static int submit_group(const struct pager_backend_ops *ops, void *conn, struct pager_wb_group *g)
+{
+	struct pager_section v;
+	unsigned in;
+	int r;
+
+	g->sent = 0;
+	if (!g->r || !pager_rep_replicated(g->s))
+		return ops->write_submit(conn, g->s, g->ext, g->next, g->data);
+	in = pager_rep_in(g->r, g->sec);
+	for (unsigned k = 0; k < PAGER_MAX_REPLICAS; k++) {
+		if (!(in & (1u << k)))
+			continue;
+		pager_rep_view(g->s, k, &v);
+		r = ops->write_submit(conn, &v, g->ext, g->next, g->data);
+		if (r < 0 && !pager_err_transport(r))
+			return r;
+		g->rres[k] = r < 0 ? r : 0;
+		g->sent |= (uint8_t)(1u << k);
+	}
+	return 0;
+}
+
+/*
+ * The round failed with err: can the replicas save it? Each replica's
+ * result is its submit's or its node's (write_result). In a replicated
+ * group, a replica that failed for a transport reason while another
+ * acknowledged is taken out. The batch is written (0, or the fenced error
+ * seen) when every unreplicated group succeeded (or was fenced) and every
+ * replicated group has an acknowledging replica and no other failure;
+ * else err stands (the batch is retried, backend.c).
+ */
+static int wb_rescue(struct pager *p, void *conn, struct pager_wb_group *g, unsigned ng, int err)
+{
+	const struct pager_backend_ops *ops = p->cfg.backend->ops;
+	bool saved = true, any = false;
+	int fenced = 0;
+
+	if (!ops->write_result || fenced_err(err))
+		return err;
+	for (unsigned i = 0; i < ng; i++)
+		any |= g[i].sent != 0;
+	if (!any)
+		return err;
+	for (unsigned i = 0; i < ng; i++) {
+		unsigned acked = 0, failed = 0;
+		struct pager_section v;
+
+		if (!g[i].sent) {
+			int r = ops->write_result(conn, g[i].s);
+
+			if (fenced_err(r))
+				fenced = r;
+			else if (r < 0)
+				saved = false;
+			continue;
+		}
+		for (unsigned k = 0; k < PAGER_MAX_REPLICAS; k++) {
+			int r;
+
+			if (!(g[i].sent & (1u << k)))
+				continue;
+			pager_rep_view(g[i].s, k, &v);
+			r = g[i].rres[k] < 0 ? g[i].rres[k] : ops->write_result(conn, &v);
+			g[i].rres[k] = r;
+			if (r >= 0 || fenced_err(r)) {
+				acked |= 1u << k;
+				if (r < 0)
+					fenced = r;
+			} else {
+				failed |= 1u << k;
+			}
+		}
+		for (unsigned k = 0; acked && k < PAGER_MAX_REPLICAS; k++)
+			if ((failed & (1u << k)) && pager_err_transport(g[i].rres[k])) {
+				int t = pager_rep_take_out(p, g[i].r, g[i].sec, k, g[i].rres[k]);
+
+				if (t == 0 || t == -EALREADY) {
+					failed &= ~(1u << k);
+					g[i].sent &= (uint8_t)~(1u << k);
+				}
+			}
+		if (!acked || failed)
+			saved = false;
+	}
+	return saved ? fenced : err;
+}
+
 static int wb_cb(void *conn, void *arg)
 {
 	struct wb_io *io = arg;
@@ -65,13 +166,23 @@ static int wb_cb(void *conn, void *arg)
 	int r;
 
 	for (unsigned i = 0; i < io->ng; i++) {
-		r = ops->write_submit(conn, io->g[i].s, io->g[i].ext, io->g[i].next, io->g[i].data);
+		r = submit_group(ops, conn, &io->g[i]);
 		if (r < 0)
 			return r;
 	}
 	tees_submit(io->p, io->g, io->ng);
 	r = ops->write_wait(conn);
 	tees_wait(io->p, io->g, io->ng);
+	if (r < 0)
+		r = wb_rescue(io->p, conn, io->g, io->ng, r);
+	else
+		for (unsigned i = 0; i < io->ng; i++)   /* a replica's submit may have failed */
+			for (unsigned k = 0; k < PAGER_MAX_REPLICAS; k++)
+				if ((io->g[i].sent & (1u << k)) && io->g[i].rres[k] < 0) {
+					r = wb_rescue(io->p, conn, io->g, io->ng, io->g[i].rres[k]);
+					goto out;
+				}
+out:
 	return r;
 }
 
@@ -152,9 +263,13 @@ int pager_sink_write(struct pager *p, void **connp, struct pager_wb_group *g, un
 	if (err > 0)
 		err = 0;
 	if (!err)
-		for (unsigned i = 0; i < ng; i++)
+		for (unsigned i = 0; i < ng; i++) {
 			if (g[i].tee)
 				g[i].tee->ops->written(p, g[i].tee, &g[i]);
+			if (g[i].sent > 1)   /* positions >= 1 written */
+				CTR_ADD(p, replica_pages_written,
+					(uint64_t)g[i].npages * __builtin_popcount(g[i].sent & ~1u));
+		}
 	return err;
 }
 

@@ -14,6 +14,11 @@
  * consistent set of tees. A tee's failure never fails the write-back: the
  * tee decides what it means (a migration ends). The layers that write back
  * (writeback.c) know nothing about what a tee is for.
+ *
+ * A replicated section (replica.h) is written to each of its replicas
+ * that is in; a replica whose write failed for a transport reason while
+ * another acknowledged is taken out and the batch counts as written
+ * (docs/pager.md, "Replicated sections").
  */
 #ifndef DISAGG_PAGER_SINK_H
 #define DISAGG_PAGER_SINK_H
@@ -29,6 +34,8 @@ struct pager_tee;
 /* One write of a write-back batch: extents of one section, data in extent order. */
 struct pager_wb_group {
 	const struct pager_section *s;
+	struct pager_region *r;      /* s is r->sections[sec] (NULL: s is no region's, not replicated) */
+	unsigned sec;
 	uint64_t slot_page;          /* slot page index of the section's page 0 (crypt.h) */
 	struct pager_tee *tee;       /* the section's tee, or NULL */
 	struct proto_extent ext[PROTO_MAX_EXTENTS];
@@ -36,6 +43,9 @@ struct pager_wb_group {
 	const uint8_t *data;
 	bool teed;                   /* also submitted to the tee */
 	bool clear;                  /* a shared region's: not sealed (pager_rcrypt) */
+	/* Replicated sections (sink.c): the positions written this attempt, and their results. */
+	uint8_t sent;
+	int rres[PAGER_MAX_REPLICAS];
 };
 
 /*

@@ -24,6 +24,11 @@
  *     (UFFDIO_WAKE), so the parked threads fault again and are served.
  * cfg.on_node is called once per transition, from the thread that saw it,
  * with no pager lock held.
+ *
+ * A replicated section (replica.h) fails over instead: each in-replica but
+ * the last gets one attempt; a transport error takes it out and the next
+ * one is asked at once. Only its last in-replica's node is ever marked
+ * down by a fetch of it, and only then do its faults park.
  */
 #include "source.h"
 
@@ -35,6 +40,7 @@
 #include "cache.h"
 #include "log.h"
 #include "net.h"
+#include "replica.h"
 
 #define PAGER_MAX_NODES 64
 
@@ -86,6 +92,80 @@ int pager_source_fetch(struct pager *p, void **connp, const struct pager_section
 	return pager_retry_io(p, connp, fetch_cb, &f);
 }
 
+/*
+ * One attempt on replica view v, reconnecting once if the connection was
+ * broken (not after a timeout: a stalled node would cost it twice).
+ */
+static int fetch_once(struct pager *p, void **connp, struct fetch_arg *f)
+{
+	const struct pager_backend_ops *ops = f->ops;
+	int timeout = p->cfg.replica_timeout_ms > 0 ? p->cfg.replica_timeout_ms : 1000;
+	int r = 0;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!*connp) {
+			r = ops->conn_open(p->cfg.backend->priv, connp);
+			if (r < 0) {
+				*connp = NULL;
+				return r;
+			}
+		}
+		if (ops->fetch_timeout)
+			ops->fetch_timeout(*connp, timeout);
+		r = fetch_cb(*connp, f);
+		if (ops->fetch_timeout)
+			ops->fetch_timeout(*connp, 0);
+		if (r >= 0 || !pager_err_transport(r))
+			return r;
+		ops->reset(*connp);
+		if (r == -ETIMEDOUT)
+			return r;
+	}
+	return r;
+}
+
+int pager_source_fetch_sec(struct pager *p, void **connp, struct pager_region *r, unsigned sec,
+			   uint32_t page, uint32_t npages, void *buf, bool (*cancelled)(void *arg),
+			   void *arg, struct pager_section *ret_view)
+{
+	struct fetch_arg f = { p->cfg.backend->ops, NULL, page, npages, buf, cancelled, arg };
+	const struct pager_section *s = &r->sections[sec];
+	struct pager_section v;
+	bool failed = false;
+	int k = -1, rc;
+
+	if (!pager_rep_replicated(s)) {
+		if (ret_view)
+			*ret_view = *s;
+		return pager_source_fetch(p, connp, s, page, npages, buf, cancelled, arg);
+	}
+	for (;;) {
+		unsigned in = pager_rep_in(r, sec);
+
+		k = pager_rep_next_in(r, sec, k);
+		if (k < 0)          /* the ones before were taken out meanwhile: start again */
+			k = pager_rep_next_in(r, sec, -1);
+		pager_rep_view(s, (unsigned)k, &v);
+		if (ret_view)
+			*ret_view = v;
+		if (__builtin_popcount(in) <= 1) {
+			/* The last in-replica: as an unreplicated section (retried, parks). */
+			rc = pager_source_fetch(p, connp, &v, page, npages, buf, cancelled, arg);
+			break;
+		}
+		f.s = &v;
+		rc = fetch_once(p, connp, &f);
+		if (rc >= 0 || !pager_err_transport(rc))
+			break;
+		pager_count_error(p, rc, "replica fetch (failing over)");
+		failed = true;
+		(void)pager_rep_take_out(p, r, sec, (unsigned)k, rc);
+	}
+	if (rc >= 0 && failed)
+		CTR_ADD(p, replica_failovers, 1);
+	return rc;
+}
+
 /* ---- memory nodes ----------------------------------------------------------- */
 
 /* Is err a transport failure (the node may come back) rather than an answer? */
@@ -110,6 +190,25 @@ static struct pager_node *node_find(struct pager_nodes *t, uint64_t id)
 		if (t->nodes[i].id == id)
 			return &t->nodes[i];
 	return NULL;
+}
+
+int pager_sec_down(struct pager *p, const struct pager_region *r, unsigned sec)
+{
+	const struct pager_section *s = &r->sections[sec];
+	unsigned in;
+	int k;
+
+	if (s->kind != PAGER_SEC_REMOTE)
+		return 0;
+	if (!atomic_load_explicit(&p->nodes->ndown, memory_order_relaxed))
+		return 0;
+	if (!pager_rep_replicated(s))
+		return pager_node_down(p, s->grant.memnode_id);
+	in = pager_rep_in(r, sec);
+	if (__builtin_popcount(in) > 1)
+		return 0;     /* a fetch fails over */
+	k = __builtin_ctz(in);
+	return pager_node_down(p, k == 0 ? s->grant.memnode_id : s->more[k - 1].grant.memnode_id);
 }
 
 int pager_node_down(struct pager *p, uint64_t memnode_id)
@@ -171,9 +270,16 @@ static void wake_node(struct pager *p, uint64_t id)
 		if (!r || atomic_load(&r->dead))
 			continue;
 		for (uint32_t s = 0; s < r->nsections; s++)
-			if (r->sections[s].kind == PAGER_SEC_REMOTE &&
-			    r->sections[s].grant.memnode_id == id)
-				(void)pager_uffd_wake(r, (uint64_t)s * p->sec_pages, p->sec_pages);
+			for (unsigned k = 0; k < pager_rep_n(&r->sections[s]); k++) {
+				struct pager_section v;
+
+				pager_rep_view(&r->sections[s], k, &v);
+				if (v.kind == PAGER_SEC_REMOTE && v.grant.memnode_id == id) {
+					(void)pager_uffd_wake(r, (uint64_t)s * p->sec_pages,
+							      p->sec_pages);
+					break;
+				}
+			}
 	}
 	pthread_mutex_unlock(&p->admin_lock);
 }

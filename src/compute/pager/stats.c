@@ -65,6 +65,9 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->strict_grace_waits = LD(strict_grace_waits);
 	ret->release_pages_published = LD(release_pages_published);
 	ret->release_diff_bytes = LD(release_diff_bytes);
+	ret->replica_failovers = LD(replica_failovers);
+	ret->replica_pages_written = LD(replica_pages_written);
+	ret->replicas_out = atomic_load(&p->replicas_out);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
 	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
@@ -148,6 +151,8 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(strict_grace_waits, "strict directory requests asked again while a restarted memory node waited for its holders"),
 		C(release_pages_published, "pages of release shared regions whose diffs were published"),
 		C(release_diff_bytes, "changed bytes of release shared regions published as diffs"),
+		C(replica_failovers, "fetches served by another replica of a section after one failed"),
+		C(replica_pages_written, "pages written back to the extra replicas (positions 1..) of replicated sections"),
 #undef C
 	};
 
@@ -166,6 +171,9 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		      s.budget_pages == UINT64_MAX ? -1.0 : (double)s.budget_pages * PS);
 	metrics_gauge(sb, "disagg_pager_failed", "1 while a memory node of the pager is down", labels,
 		      s.failed ? 1 : 0);
+	metrics_gauge(sb, "disagg_pager_replicas_out",
+		      "replicas of sections taken out (stale until repaired)", labels,
+		      (double)s.replicas_out);
 	metrics_gauge(sb, "disagg_pager_nodes_down", "memory nodes of the pager down now", labels,
 		      (double)s.nodes_down);
 	snprintf(ml, sizeof(ml), "%s%smode=\"%s\"", labels, *labels ? "," : "",

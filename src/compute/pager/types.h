@@ -21,6 +21,7 @@
 #define PAGER_PAGE_SIZE      4096u
 #define PAGER_MAX_REGIONS    64
 #define PAGER_DEFAULT_SECTION (128u << 20)
+#define PAGER_MAX_REPLICAS   3     /* replica positions of one section (replica.h) */
 
 struct pager;
 struct pager_crypt;
@@ -32,11 +33,24 @@ enum pager_sec_kind {
 	PAGER_SEC_REMOTE = 1,
 };
 
+/* One more replica of a remote section (positions 1.. of struct pager_section). */
+struct pager_replica {
+	char addr[PROTO_MAX_ADDR];
+	struct proto_grant grant;
+};
+
 struct pager_section {
 	enum pager_sec_kind kind;
 	char addr[PROTO_MAX_ADDR];  /* memory node "host:port" (memnode backend) */
 	struct proto_grant grant;   /* names memnode, section and generation */
 	uint16_t dir_tag;           /* strict regions: this VM's holder tag at the directory */
+	/*
+	 * Replicated sections (replica.h, docs/pager.md "Replicated
+	 * sections"): replicas in all. 0 or 1: not replicated (addr/grant
+	 * only). >= 2: addr/grant is position 0 and more[i] is position i + 1.
+	 */
+	uint8_t nrep;
+	struct pager_replica more[PAGER_MAX_REPLICAS - 1];
 };
 
 /* ---- backends ----------------------------------------------------------- */
@@ -89,6 +103,22 @@ struct pager_backend_ops {
 	 */
 	int (*diff_submit)(void *conn, const struct pager_section *s, uint32_t npages,
 			   const void *body, size_t len);
+	/*
+	 * The result of the last round's writes (write_submit .. write_wait)
+	 * to the node of section s: 0, or the first error of the writes to
+	 * that node (a write to another node of the round does not count).
+	 * Valid after write_wait until the next write_submit. NULL: only the
+	 * round's result is known (replicated write-backs then retry as a
+	 * whole, sink.c).
+	 */
+	int (*write_result)(void *conn, const struct pager_section *s);
+	/*
+	 * The next fetches on conn give up after timeout_ms (0: the backend's
+	 * own timeout again). For one fetch of a replicated section, so that
+	 * a stalled replica costs replica_timeout_ms, not the full timeout.
+	 * NULL: the backend's timeout applies.
+	 */
+	void (*fetch_timeout)(void *conn, int timeout_ms);
 	void (*destroy)(void *be);
 };
 
@@ -142,6 +172,16 @@ enum pager_ctl {
  * fault: do not block, do not call back into the pager.
  */
 typedef void (*pager_control_fn)(void *opaque, int region, enum pager_ctl op);
+/*
+ * The pager took replica `replica` (a position, replica.h) of section
+ * `index` of region `region` out, because of err (a transport error, or
+ * -ECANCELED for pager_replica_drop). view: a section descriptor whose
+ * addr/grant are that replica's (nrep 0). Called once per replica taken
+ * out, from a pager thread, with no pager lock held: do not call back into
+ * the pager.
+ */
+typedef void (*pager_replica_fn)(void *opaque, int region, unsigned index, unsigned replica,
+				 const struct pager_section *view, int err);
 
 struct pager_config {
 	const char *name;             /* for metrics labels and logs */
@@ -161,6 +201,9 @@ struct pager_config {
 	pager_fail_fn on_fail;        /* called (from a pager thread) for each failed fault */
 	pager_node_fn on_node;        /* a memory node went down or came back */
 	pager_control_fn on_control;  /* a guest asked to lock or unlock a shared region */
+	pager_replica_fn on_replica;  /* a replica of a section was taken out (replica.h) */
+	/* A fetch from a replica while another is in gives up after this long; 0 = 1000. */
+	int replica_timeout_ms;
 	int probe_ms;                 /* probe a down memory node this often; 0 = 250 */
 	void *opaque;
 	bool allow_async_evict;       /* ASYNC_WP with a finite budget: UNSAFE, benchmarks only */
@@ -264,6 +307,9 @@ struct pager_stats {
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */
 	uint64_t pages_stash_opened;  /* of those, opened and installed (touched, or the thread was idle) */
 	uint64_t pages_stash_dropped; /* of those, not installed from it (given up, failed, section changed) */
+	uint64_t replica_failovers;   /* fetches served by another replica after one failed */
+	uint64_t replica_pages_written; /* pages written to replica positions >= 1 */
+	uint64_t replicas_out;        /* replicas out now, over all sections */
 	bool encrypted;               /* pages leave sealed (cfg.crypt) */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
 	uint64_t memmig_active;       /* migrations in progress now */
@@ -282,6 +328,14 @@ struct pager_stats {
 	struct hist busy_wait;        /* writes that waited for a write-back in flight */
 	struct hist strict;           /* strict faults that asked the directory, until installed */
 	struct hist recall;           /* strict recalls served here, the hold window included */
+};
+
+/* A replica out (replica.h, pager_replicas_out). */
+struct pager_replica_out {
+	int region;
+	unsigned index, replica;      /* section, position */
+	struct pager_section view;    /* addr/grant of that replica, nrep 0 */
+	int err;                      /* why it was taken out */
 };
 
 /* A memory node that is down (source.h). */

@@ -192,6 +192,8 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		if (!g || g->s != &v[i].r->sections[sec] || g->npages >= maxp) {
 			g = &groups[ng++];
 			g->s = &v[i].r->sections[sec];
+			g->r = v[i].r;
+			g->sec = sec;
 			g->slot_page = v[i].r->slot_page + (uint64_t)sec * p->sec_pages;
 			g->tee = pager_tee_get(v[i].r, sec);
 			g->teed = false;
@@ -207,6 +209,7 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		} else {
 			g = &groups[ng++];
 			*g = (struct pager_wb_group){ .s = &v[i].r->sections[sec],
+						      .r = v[i].r, .sec = sec,
 						      .slot_page = v[i].r->slot_page +
 								   (uint64_t)sec * p->sec_pages,
 						      .tee = pager_tee_get(v[i].r, sec), .data = d,

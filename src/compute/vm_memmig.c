@@ -58,12 +58,16 @@ static const char *section_name(const struct pager_section *s, char *buf, size_t
 static bool record_replace(struct vm *vm, const struct pager_section *from,
 			   const struct pager_section *to)
 {
-	struct pager_section *rec = vm_section_record(vm, from);
+	unsigned pos = 0;
+	struct pager_section *rec = vm_replica_record(vm, from, &pos);
 
-	if (rec && pager_rep_replicated(rec))
-		pager_rep_set(rec, 0, to);   /* position 0 moved; the other replicas stay */
-	else if (rec)
+	if (rec && pager_rep_replicated(rec)) {
+		/* That position moved (or was repaired): it is in; the others stay. */
+		pager_rep_set(rec, pos, to);
+		rec->out &= (uint8_t)~(1u << pos);
+	} else if (rec) {
 		*rec = *to;
+	}
 	return rec != NULL;
 }
 

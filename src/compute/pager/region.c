@@ -153,6 +153,8 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 		return -ENOMEM;
 	}
 	memcpy(r->sections, rc->sections, r->nsections * sizeof(*r->sections));
+	for (uint32_t i = 0; i < r->nsections; i++)
+		pager_rep_mark_recorded(p, r, i);   /* replicas a record names as out */
 	r->next_seq = UINT64_MAX;
 	r->slot_page = rc->slot_page;
 	r->shared = rc->shared;
@@ -433,6 +435,7 @@ int pager_region_set_section(struct pager *p, int region, unsigned index,
 		 */
 		if (!same)
 			pager_rep_reset(p, r, index);
+		pager_rep_mark_recorded(p, r, index);
 		pthread_mutex_unlock(&p->lock);
 		if (was_remote && !now_remote)
 			atomic_fetch_sub(&p->remote_pages, p->sec_pages);

@@ -140,6 +140,26 @@ int pager_rep_take_out(struct pager *p, struct pager_region *r, unsigned sec, un
 	return 0;
 }
 
+void pager_rep_mark_recorded(struct pager *p, struct pager_region *r, unsigned sec)
+{
+	const struct pager_section *s = &r->sections[sec];
+	unsigned n = pager_rep_n(s);
+	uint8_t cur, want;
+
+	if (!r->rout || n < 2 || !(s->out & ((1u << n) - 1)))
+		return;
+	cur = atomic_load(&r->rout[sec]);
+	do {
+		want = (uint8_t)(cur | (s->out & ((1u << n) - 1)));
+		if ((((1u << n) - 1) & ~want) == 0)
+			return;                /* a record that names every replica: none */
+	} while (!atomic_compare_exchange_weak(&r->rout[sec], &cur, want));
+	for (unsigned k = 0; k < n; k++)
+		if ((want & ~cur) & (1u << k))
+			atomic_store(&r->rerr[sec * PAGER_MAX_REPLICAS + k], -ESTALE);
+	atomic_fetch_add(&p->replicas_out, (uint64_t)__builtin_popcount((unsigned)(want & ~cur)));
+}
+
 void pager_rep_reset(struct pager *p, struct pager_region *r, unsigned sec)
 {
 	uint8_t old;

@@ -65,6 +65,13 @@ int pager_rep_next_in(const struct pager_region *r, unsigned sec, int after);
  * only in-replica (never taken out); -ERANGE: no such position.
  */
 int pager_rep_take_out(struct pager *p, struct pager_region *r, unsigned sec, unsigned k, int err);
+/*
+ * The positions the section's descriptor names as out (its `out`, from a
+ * record: they missed writes before) are out, quietly (no report: whoever
+ * recorded them knows). Never every position. After the descriptor was
+ * added or set.
+ */
+void pager_rep_mark_recorded(struct pager *p, struct pager_region *r, unsigned sec);
 /* Every position of section sec is in again (its descriptor was replaced); p->lock or fenced. */
 void pager_rep_reset(struct pager *p, struct pager_region *r, unsigned sec);
 /* Position k of section sec is in again (memory migration's commit). */

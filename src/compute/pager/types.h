@@ -50,6 +50,14 @@ struct pager_section {
 	 * only). >= 2: addr/grant is position 0 and more[i] is position i + 1.
 	 */
 	uint8_t nrep;
+	/*
+	 * Positions known to be out (bit k: position k), from a record (the
+	 * agent's vm.json, an incoming migration's map): they missed writes.
+	 * The pager takes them out when the section is added or set, and
+	 * never puts them in again except by a memory migration of that
+	 * position. The pager's own view is pager_replicas_out().
+	 */
+	uint8_t out;
 	struct pager_replica more[PAGER_MAX_REPLICAS - 1];
 };
 

@@ -38,6 +38,7 @@
 #include "vm_incoming.h"
 #include "vm_migrate.h"
 #include "vm_ctl.h"
+#include "vm_replica.h"
 #include "vm_disk.h"
 #include "vm_disk_mig.h"
 #include "vm_strict.h"
@@ -446,6 +447,7 @@ int main(int argc, char **argv)
 		.memnode_timeout_ms = (int)memnode_timeout_ms, .on_state = agent_vm_changed,
 		.writeback_delay_ms = wb_delay_ms ? (int)wb_delay_ms : -1,
 		.on_region_control = vm_ctl_request,
+		.on_replica = vm_replicas_sync,
 		.opaque = &a, .ssh_forward_addr = ssh_fwd,
 	};
 	/* Guests that lock a shared region through its control pages (vm_ctl.c). */

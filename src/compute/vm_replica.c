@@ -15,6 +15,17 @@
  *
  * The heartbeat's brief of each VM carries "replicas_out" (replicas.h),
  * from which the orchestrator repairs.
+ *
+ * The pager decides by itself that a replica is out (it failed while
+ * another one took the same write) and tells the VM's health thread
+ * (pager_config.on_replica), which calls vm_replicas_sync() (vm_env.on_replica):
+ * the pager's out positions go into the VM's records
+ * (struct pager_section.out), vm.json is written and a heartbeat kicked.
+ * The records are what a restarted agent gives the pager again: a replica
+ * that missed writes stays out. Between the pager's decision and vm.json
+ * there are a few milliseconds in which an agent that dies would forget
+ * it; the orchestrator, which repairs from the reports, hears of it
+ * through the same heartbeat.
  */
 #include "vm_replica.h"
 
@@ -23,8 +34,116 @@
 
 #include "http.h"
 #include "jsonhttp.h"
+#include "log.h"
+#include "macro.h"
+#include "pager_use.h"
+#include "persist.h"
 #include "replicas.h"
+#include "sections.h"
 #include "vm_internal.h"
+
+#define SYNC_MAX 64u                 /* out replicas read from the pager per sync */
+
+void vm_replicas_sync(struct vm *vm)
+{
+	struct pager_replica_out out[SYNC_MAX];
+	struct pager *p = vm_pager_get(vm);
+	bool changed = false;
+	int n;
+
+	if (!p)
+		return;
+	n = pager_replicas_out(p, out, ARRAY_SIZE(out));
+	vm_pager_put(vm, p);
+	if (n <= 0)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	for (int i = 0; i < n && i < (int)ARRAY_SIZE(out); i++) {
+		struct pager_section *rec;
+		unsigned pos;
+
+		rec = vm_replica_record(vm, &out[i].view, &pos);
+		if (!rec || (rec->out & (1u << pos)))
+			continue;
+		rec->out |= (uint8_t)(1u << pos);
+		changed = true;
+		log_warn("vm %s: replica %u of section %u on memory node %llu (%s) is out: %s; "
+			 "the section goes on from its other replicas", vm->spec.name, pos,
+			 out[i].view.grant.section, (unsigned long long)out[i].view.grant.memnode_id,
+			 out[i].view.addr, out[i].err ? strerror(-out[i].err) : "dropped");
+	}
+	if (changed) {
+		(void)vm_persist_locked(vm);
+		pthread_cond_broadcast(&vm->cond);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (changed && vm->env.on_state)
+		vm->env.on_state(vm->env.opaque);
+}
+
+
+int vm_replica_drop(struct vm *vm, const struct pager_section *match, char *err,
+		    size_t errlen)
+{
+	struct pager_section *rec, view;
+	struct pager *p;
+	unsigned pos;
+	int r = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	rec = vm_replica_record(vm, match, &pos);
+	if (rec && (rec->out & (1u << pos))) {
+		pthread_mutex_unlock(&vm->lock);
+		return 0;                   /* out already */
+	}
+	if (rec)
+		vm_replica_view(rec, pos, &view);
+	pthread_mutex_unlock(&vm->lock);
+	if (!rec || rec->nrep < 2) {
+		snprintf(err, errlen, "the VM has no replicated section with a replica %u "
+			 "(generation %u) on memory node %llu", match->grant.section,
+			 match->grant.generation, (unsigned long long)match->grant.memnode_id);
+		return -ENOENT;
+	}
+	p = vm_pager_get(vm);
+	if (p)
+		r = pager_replica_drop(p, &view);
+	vm_pager_put(vm, p);
+	if (r == -EDEADLK || r == -EBUSY) {
+		snprintf(err, errlen, "it is the only replica of its section that is in");
+		return -EDEADLK;
+	}
+	if (r < 0 && r != -ENOENT) {
+		snprintf(err, errlen, "pager: %s", strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&vm->lock);
+	rec = vm_replica_record(vm, match, &pos);
+	if (rec) {
+		unsigned in = 0;
+
+		for (unsigned k = 0; k < rec->nrep; k++)
+			in += !(rec->out & (1u << k)) && k != pos;
+		if (!in) {
+			r = -EDEADLK;
+			snprintf(err, errlen, "it is the only replica of its section that is in");
+		} else {
+			rec->out |= (uint8_t)(1u << pos);
+			(void)vm_persist_locked(vm);
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		return r;
+	log_warn("vm %s: replica %u of section %u on memory node %llu (%s) dropped by the "
+		 "control plane", vm->spec.name, pos, view.grant.section,
+		 (unsigned long long)view.grant.memnode_id, view.addr);
+	if (vm->env.on_state)
+		vm->env.on_state(vm->env.opaque);
+	return 0;
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
 
 static int get_u32(json_t *o, const char *key, uint64_t max, uint64_t *ret)
 {

@@ -29,7 +29,8 @@
  *
  * A replica that the pager took out (replicated sections, replicas.h) is
  * no outage: the VM stays `running`; this thread only brings the VM's
- * records up to date (vm_replicas_sync) and tells the orchestrator.
+ * records up to date (vm_env.on_replica, vm_replica.c) and tells the
+ * orchestrator.
  *
  * The pager's callback only records the transition: it runs on a pager
  * thread, which must not wait for QEMU.
@@ -44,7 +45,6 @@
 #include "log.h"
 #include "macro.h"
 #include "qmp.h"
-#include "replicas.h"
 #include "state.h"
 
 #define HEALTH_STOP_MS 5000
@@ -247,7 +247,8 @@ static void *health_main(void *arg)
 		if (h->replicas) {
 			h->replicas = false;
 			pthread_mutex_unlock(&h->mu);
-			vm_replicas_sync(h->vm);
+			if (h->vm->env.on_replica)
+				h->vm->env.on_replica(h->vm);
 			pthread_mutex_lock(&h->mu);
 			continue;
 		}

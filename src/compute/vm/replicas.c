@@ -1,16 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * A VM's replicated sections (replicas.h, docs/replication.md).
- *
- * The pager decides that a replica is out (it failed while another one
- * took the same write) and tells us through pager_config.on_replica; the
- * health thread then calls vm_replicas_sync(), which copies the pager's
- * out positions into the VM's records (struct pager_section.out), writes
- * vm.json and kicks a heartbeat. The records are what a restarted agent
- * gives the pager again: a replica that missed writes stays out. Between
- * the pager's decision and vm.json there are a few milliseconds in which
- * an agent that dies would forget it; the orchestrator, which repairs
- * from the reports, is told through the same heartbeat.
+ * A VM's remote sections as JSON, with their replicas (replicas.h,
+ * docs/replication.md): parsing and printing them, and the out positions
+ * the VM's records keep (what the pager took out, vm_replica.c).
  */
 #include "replicas.h"
 
@@ -20,11 +12,39 @@
 #include "grant.h"
 #include "log.h"
 #include "macro.h"
-#include "pager_use.h"
-#include "persist.h"
-#include "sections.h"
+#include "jsonhttp.h"
 
-#define SYNC_MAX 64u                 /* out replicas read from the pager per sync */
+int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
+		    size_t errlen)
+{
+	static const char *const keys[] = { "kind", "addr", "grant", NULL };
+	const char *bad = NULL, *addr, *grant, *kind;
+	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
+
+	if (!json_is_object(j)) {
+		snprintf(err, errlen, "\"%s\" must be an object {\"addr\": ..., \"grant\": ...}", name);
+		return -EINVAL;
+	}
+	if (json_check_keys(j, keys, &bad) < 0) {
+		snprintf(err, errlen, "unknown field \"%s\" in \"%s\"", bad, name);
+		return -EINVAL;
+	}
+	kind = json_string_value(json_object_get(j, "kind"));
+	addr = json_string_value(json_object_get(j, "addr"));
+	grant = json_string_value(json_object_get(j, "grant"));
+	if ((json_object_get(j, "kind") && (!kind || strcmp(kind, "remote"))) || !addr || !*addr ||
+	    strlen(addr) >= sizeof(s.addr) || !grant) {
+		snprintf(err, errlen, "\"%s\" needs \"addr\" (host:port) and \"grant\"", name);
+		return -EINVAL;
+	}
+	if (grant_from_hex(grant, &s.grant) < 0) {
+		snprintf(err, errlen, "\"%s\".grant must be %zu hex digits", name, (size_t)GRANT_HEX_LEN);
+		return -EINVAL;
+	}
+	snprintf(s.addr, sizeof(s.addr), "%s", addr);
+	*ret = s;
+	return 0;
+}
 
 int vm_replicas_parse(json_t *j, struct pager_section *s, char *err, size_t errlen)
 {
@@ -156,45 +176,6 @@ int vm_replicas_out_parse(json_t *arr, struct pager_section *s, char *err, size_
 	return 0;
 }
 
-/* ---- the pager's out replicas into the records ------------------------------- */
-
-void vm_replicas_sync(struct vm *vm)
-{
-	struct pager_replica_out out[SYNC_MAX];
-	struct pager *p = vm_pager_get(vm);
-	bool changed = false;
-	int n;
-
-	if (!p)
-		return;
-	n = pager_replicas_out(p, out, ARRAY_SIZE(out));
-	vm_pager_put(vm, p);
-	if (n <= 0)
-		return;
-	pthread_mutex_lock(&vm->lock);
-	for (int i = 0; i < n && i < (int)ARRAY_SIZE(out); i++) {
-		struct pager_section *rec;
-		unsigned pos;
-
-		rec = vm_replica_record(vm, &out[i].view, &pos);
-		if (!rec || (rec->out & (1u << pos)))
-			continue;
-		rec->out |= (uint8_t)(1u << pos);
-		changed = true;
-		log_warn("vm %s: replica %u of section %u on memory node %llu (%s) is out: %s; "
-			 "the section goes on from its other replicas", vm->spec.name, pos,
-			 out[i].view.grant.section, (unsigned long long)out[i].view.grant.memnode_id,
-			 out[i].view.addr, out[i].err ? strerror(-out[i].err) : "dropped");
-	}
-	if (changed) {
-		(void)vm_persist_locked(vm);
-		pthread_cond_broadcast(&vm->cond);
-	}
-	pthread_mutex_unlock(&vm->lock);
-	if (changed && vm->env.on_state)
-		vm->env.on_state(vm->env.opaque);
-}
-
 /* One record's out replicas onto arr. */
 static void out_of(const struct vm_section *s, json_t *arr)
 {
@@ -235,63 +216,3 @@ json_t *vm_replicas_out_json(struct vm *vm)
 	return arr;
 }
 
-int vm_replica_drop(struct vm *vm, const struct pager_section *match, char *err,
-		    size_t errlen)
-{
-	struct pager_section *rec, view;
-	struct pager *p;
-	unsigned pos;
-	int r = 0;
-
-	pthread_mutex_lock(&vm->lock);
-	rec = vm_replica_record(vm, match, &pos);
-	if (rec && (rec->out & (1u << pos))) {
-		pthread_mutex_unlock(&vm->lock);
-		return 0;                   /* out already */
-	}
-	if (rec)
-		vm_replica_view(rec, pos, &view);
-	pthread_mutex_unlock(&vm->lock);
-	if (!rec || rec->nrep < 2) {
-		snprintf(err, errlen, "the VM has no replicated section with a replica %u "
-			 "(generation %u) on memory node %llu", match->grant.section,
-			 match->grant.generation, (unsigned long long)match->grant.memnode_id);
-		return -ENOENT;
-	}
-	p = vm_pager_get(vm);
-	if (p)
-		r = pager_replica_drop(p, &view);
-	vm_pager_put(vm, p);
-	if (r == -EDEADLK || r == -EBUSY) {
-		snprintf(err, errlen, "it is the only replica of its section that is in");
-		return -EDEADLK;
-	}
-	if (r < 0 && r != -ENOENT) {
-		snprintf(err, errlen, "pager: %s", strerror(-r));
-		return r;
-	}
-	pthread_mutex_lock(&vm->lock);
-	rec = vm_replica_record(vm, match, &pos);
-	if (rec) {
-		unsigned in = 0;
-
-		for (unsigned k = 0; k < rec->nrep; k++)
-			in += !(rec->out & (1u << k)) && k != pos;
-		if (!in) {
-			r = -EDEADLK;
-			snprintf(err, errlen, "it is the only replica of its section that is in");
-		} else {
-			rec->out |= (uint8_t)(1u << pos);
-			(void)vm_persist_locked(vm);
-		}
-	}
-	pthread_mutex_unlock(&vm->lock);
-	if (r < 0)
-		return r;
-	log_warn("vm %s: replica %u of section %u on memory node %llu (%s) dropped by the "
-		 "control plane", vm->spec.name, pos, view.grant.section,
-		 (unsigned long long)view.grant.memnode_id, view.addr);
-	if (vm->env.on_state)
-		vm->env.on_state(vm->env.opaque);
-	return 0;
-}

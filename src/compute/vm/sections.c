@@ -179,38 +179,6 @@ json_t *vm_shared_json(struct vm *vm)
 	return arr;
 }
 
-int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
-		    size_t errlen)
-{
-	static const char *const keys[] = { "kind", "addr", "grant", NULL };
-	const char *bad = NULL, *addr, *grant, *kind;
-	struct pager_section s = { .kind = PAGER_SEC_REMOTE };
-
-	if (!json_is_object(j)) {
-		snprintf(err, errlen, "\"%s\" must be an object {\"addr\": ..., \"grant\": ...}", name);
-		return -EINVAL;
-	}
-	if (json_check_keys(j, keys, &bad) < 0) {
-		snprintf(err, errlen, "unknown field \"%s\" in \"%s\"", bad, name);
-		return -EINVAL;
-	}
-	kind = json_string_value(json_object_get(j, "kind"));
-	addr = json_string_value(json_object_get(j, "addr"));
-	grant = json_string_value(json_object_get(j, "grant"));
-	if ((json_object_get(j, "kind") && (!kind || strcmp(kind, "remote"))) || !addr || !*addr ||
-	    strlen(addr) >= sizeof(s.addr) || !grant) {
-		snprintf(err, errlen, "\"%s\" needs \"addr\" (host:port) and \"grant\"", name);
-		return -EINVAL;
-	}
-	if (grant_from_hex(grant, &s.grant) < 0) {
-		snprintf(err, errlen, "\"%s\".grant must be %zu hex digits", name, (size_t)GRANT_HEX_LEN);
-		return -EINVAL;
-	}
-	snprintf(s.addr, sizeof(s.addr), "%s", addr);
-	*ret = s;
-	return 0;
-}
-
 static bool same_remote(const struct pager_section *a, const struct pager_section *b)
 {
 	return a->kind == PAGER_SEC_REMOTE && b->kind == PAGER_SEC_REMOTE &&

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "replicas.h"
 #include "vm_internal.h"
 
 /* Free a section on its memory node if the control plane asked us to (free_on_release). */
@@ -40,8 +41,5 @@ json_t *vm_section_json(const struct vm_section *s);
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
 /* The shared regions attached ([{"region", "mode", "size", "pci", "writable", "sections"}]); lock held. */
 json_t *vm_shared_json(struct vm *vm);
-/* {"addr", "grant"[, "kind": "remote"]} -> a remote section. -EINVAL with err set. */
-int vm_parse_remote(json_t *j, const char *name, struct pager_section *ret, char *err,
-		    size_t errlen);
 
 #endif /* DISAGG_VM_SECTIONS_H */

@@ -92,6 +92,12 @@ struct vm_env {
 	 * acquire; vm_ctl.c). From a fault thread: must not block. May be NULL.
 	 */
 	void (*on_region_control)(struct vm *vm, int region, int op);
+	/*
+	 * The pager took a replica of a replicated section out (vm_replica.c
+	 * brings the VM's records up to date). From the VM's health thread.
+	 * May be NULL.
+	 */
+	void (*on_replica)(struct vm *vm);
 	void *opaque;
 	const char *ssh_forward_addr; /* user network: host address of the ssh forward (NULL: 127.0.0.1) */
 };

@@ -23,8 +23,9 @@ than the cache, rewrites it (WRITELOOP at --mbps MiB/s) and beats
             copied, over the COPY bandwidth of A to C measured in the same
             repetition on an idle section of the same size (target: at
             least 50%)
-  verify    STOP, then A is killed as well and the guest VERIFYs its region
-            from the repaired replicas: 0 mismatches or the run fails.
+  verify    STOP, then A's replicas are dropped (POST .../sections/replica)
+            and the guest VERIFYs its region, its evicted pages read from the
+            repaired replicas on C: 0 mismatches or the run fails.
 
 Writes --json (default build/bench/replicas.json). Each figure is the
 median of the repetitions with min and max.
@@ -161,16 +162,28 @@ def one_rep(i, tmp, key, keyfile, agent, a, args):
             pages += n
         rep_s = time.monotonic() - t_rep
         res["repair_mbps"] = round(pages * 4096 / 1e6 / rep_s, 1)
-        # The baseline: A COPYs an idle section of the same size to C.
+        # The baseline: A COPYs an idle section holding as many pages as a
+        # repaired one did (COPY skips pages never written) to C.
         idle_a, idle_c = a.section(), cmn.section()
+        _, _, isec, igen = grant_fields(idle_a)
+        wg = dproto.mint_grant(key, a.node_id, 900, isec, igen, dproto.R_WRITE)
+        want = max(pages // len(secs), 256)
+        with dproto.Conn(a.addr, timeout=120.0).login(key, 900) as c:
+            c.write_range(wg, 0, bytes([0x5a]) * (want * 4096))
         n, sec_s = copy(key, a, idle_a, cmn, idle_c)
         res["copy_mbps"] = round(n * 4096 / 1e6 / sec_s, 1) if sec_s > 0 else None
         a.free(idle_a)
         cmn.free(idle_c)
         agent.guest(name, "STOP")
+        # Served by the repaired replicas: A's are dropped first.
+        for s in secs:
+            _, _, sec, gen = grant_fields(s)
+            agent.call("POST", f"/v1/vms/{name}/sections/replica",
+                       {"action": "drop",
+                        "replica": {"memnode": a.node_id, "section": sec, "generation": gen}})
         out = agent.guest(name, "VERIFY 1")
-        if "mismatches=0" not in json.dumps(out):
-            raise AssertionError(f"VERIFY after repair: {out}")
+        if out.get("mismatches") != 0:
+            raise AssertionError(f"VERIFY from the repaired replicas: {out}")
         agent.delete(name)
     finally:
         for m in (b, cmn):
@@ -183,7 +196,7 @@ def one_rep(i, tmp, key, keyfile, agent, a, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--sections", type=int, default=2)
+    ap.add_argument("--sections", type=int, default=3)
     ap.add_argument("--mb", type=int, default=160, help="the guest's region (MiB)")
     ap.add_argument("--mbps", type=int, default=50, help="WRITELOOP rate (MiB/s)")
     ap.add_argument("--window-s", type=float, default=4.0)

@@ -85,6 +85,7 @@ _ROUTES = [
     ("DELETE", r"/v1/vms/[^/]+/sections/\d+", "hot_remove"),
     ("POST", r"/v1/vms/[^/]+/sections/migrate", "memmig"),
     ("POST", r"/v1/vms/[^/]+/sections/evacuate", "evacuate"),
+    ("POST", r"/v1/vms/[^/]+/sections/replica", "replica_drop"),
     ("POST", r"/v1/vms/[^/]+/migrate", "migrate"),
     ("POST", r"/v1/vms/[^/]+/prefetch", "prefetch"),
     ("POST", r"/v1/vms/[^/]+/grants", "grants"),

@@ -65,7 +65,8 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 {
 	struct vm *vm = opaque;
 	const struct vm_section *secs;
-	struct pager_section psecs[VM_MAX_SECTIONS];
+	/* On the heap: a replicated section's descriptor is about 1 KiB. */
+	_cleanup_free_ struct pager_section *psecs = NULL;
 	_cleanup_close_ int file_fd = -1;
 	struct pager *p;
 	unsigned n, first;
@@ -90,6 +91,9 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	if (first + msg->len / vm->env.section_size > n)
 		return -ERANGE;
 	n = (unsigned)(msg->len / vm->env.section_size);
+	psecs = calloc(n ? n : 1, sizeof(*psecs));
+	if (!psecs)
+		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++)
 		psecs[i] = secs[first + i].sec;
 	file_fd = open(msg->path, O_RDWR | O_CLOEXEC);

@@ -519,6 +519,8 @@ int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool 
 
 	if (!json_is_array(vms))
 		return -EPROTO;
+	if (o->replicas)   /* replicas its pagers took out ("replicas_out") */
+		o->replicas->vms_out(o, n, vms);
 	r = st->ops->slot_list(st, n->id, 0, &slots, &ns);
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		struct slot_rec *s = &slots[i];

@@ -73,7 +73,7 @@ static const struct cli_cmd cmd_table[] = {
 	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
-	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] "
+	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] [--replicas N] "
 	  "[--image IMG [--disk SIZE] [--ssh-key FILE]... [--user-data FILE] [--append ARGS]] "
 	  "[--volume NAME]...",
 	  1, 1, "create a slot and start its VM",
@@ -91,6 +91,8 @@ static const struct cli_cmd cmd_table[] = {
 	    { "remote", "PERCENT", "share of the memory on memory nodes (default 100)" },
 	    { "cache", "SIZE", "local cache budget for the remote part (default: no limit)" },
 	    { "policy", "POLICY", "placement: spread (default) or pack" },
+	    { "replicas", "N",
+	      "memory nodes holding each remote section, 1 to 3 (default: the orchestrator's)" },
 	    { "hotplug", "KIND", "memory hotplug: dimm (default) or virtio-mem" },
 	    { "encrypt", "yes|no",
 	      "seal pages sent to memory nodes with the slot's key (default yes)" },

@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: MIT
+"""Replicated far memory, the orchestrator's half (docs/replication.md):
+a real orchestrator, real memory nodes and the fake compute agent.
+
+A slot created with "replicas": N has each remote section on N distinct
+memory nodes (and zones, when memory nodes carry a zone label), refused
+with 409 no_capacity when that cannot be; the agent is sent the replicas
+with their grants; a replica the agent reports out makes the slot
+degraded until it is repaired onto another memory node (a COPY from the
+live replica); a memory node killed and declared down gets its replicas
+dropped and repaired; grant renewal covers the replicas; delete frees
+every replica."""
+import struct
+
+from dproto import Conn, wait_for
+from test_orchestrator import (computes, hb_factory, orch_factory,  # noqa: F401
+                               real_allocated)
+
+PAGE = 4096
+
+
+def start_cluster(orch_factory, memnodes, computes, hb_factory, zones, extra=()):
+    """An orchestrator, compute node 10 (fake, heartbeating its VM states) and
+    one real memory node per entry of zones (None: no zone label)."""
+    orch = orch_factory(timeout=3, extra=["--orphan-sweep", "1", *extra])
+    hb = hb_factory(orch)
+    c = computes(10)
+    hb.register(c.registration(), capacity=c.vm_states)
+    hb.start()
+    mns = [start_memnode(orch, memnodes, 101 + i, z) for i, z in enumerate(zones)]
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 1 + len(zones),
+                    15)
+    return orch, c, mns
+
+
+def start_memnode(orch, memnodes, node_id, zone=None):
+    extra = ["--orchestrator", orch.addr] + (["--label", f"zone={zone}"] if zone else [])
+    return memnodes.start(node_id=node_id, pool="1G", extra=extra)
+
+
+def positions(slot):
+    """{section index: [(memnode, section, generation, state), ...]} by position."""
+    out = {}
+    for x in slot["sections"]:
+        if x["kind"] != "remote":
+            continue
+        out[x["index"]] = [(x["memnode"], x["section"], x["generation"], x.get("state", "in"))]
+        out[x["index"]] += [(r["memnode"], r["section"], r["generation"], r["state"])
+                            for r in x.get("replicas", [])]
+    return out
+
+
+def grant_key(hexgrant):
+    memnode, _, sec, gen = struct.unpack_from("<QQII", bytes.fromhex(hexgrant))
+    return memnode, sec, gen
+
+
+def events(orch, kind=None):
+    evs = orch.call("GET", "/v1/events?limit=1000")[1]["events"]
+    return [e for e in evs if kind is None or e["kind"] == kind]
+
+
+def slot(orch, name):
+    st, s = orch.call("GET", f"/v1/slots/{name}")
+    assert st == 200, s
+    return s
+
+
+def held(m, key):
+    return {(s, g) for s, g, _ in real_allocated(m, key)}
+
+
+def test_create_renew_delete(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3,
+                                 extra=["--grant-ttl", "10"])
+    for bad in (0, 4, "2", 1.5, None):
+        st, e = orch.call("POST", "/v1/slots", {"name": "x", "memory": "256M", "replicas": bad})
+        assert st == 400 and "replicas" in e["error"]["message"], (bad, st, e)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "256M", "replicas": 2})
+    assert st == 201, s
+    assert s["replicas"] == 2 and s["redundancy"] == {
+        "state": "ok", "in": 2, "want": 2, "text": "ok (2/2 replicas)"}, s
+    pos = positions(s)
+    assert len(pos) == 2
+    for reps in pos.values():
+        assert len(reps) == 2 and len({r[0] for r in reps}) == 2, pos   # distinct nodes
+        assert all(r[3] == "in" for r in reps)
+    # The agent got each section's replica, with a grant for it.
+    sent = c.create_bodies[-1]["sections"]
+    for i, x in enumerate(sent):
+        assert len(x["replicas"]) == 1 and set(x["replicas"][0]) == {"addr", "grant"}
+        assert grant_key(x["replicas"][0]["grant"]) == pos[i][1][:3]
+    assert sum(len(held(m, key)) for m in mns) == 4
+    # GET /v1/slots (the list) says the same.
+    lst = orch.call("GET", "/v1/slots")[1]["slots"]
+    assert lst[0]["redundancy"]["text"] == "ok (2/2 replicas)"
+    # An unreplicated slot next to it: one replica, nothing else changes.
+    st, u = orch.call("POST", "/v1/slots", {"name": "u", "memory": "128M"})
+    assert st == 201 and u["replicas"] == 1 and "replicas" not in c.create_bodies[-1]["sections"][0]
+    # Grant renewal renews every replica's grant too.
+    want = {p[:3] for reps in pos.values() for p in reps}
+
+    def renewed():
+        return any(v == "r" and want <= {grant_key(g) for g in gs} for v, _, gs in c.renewals)
+    assert wait_for(renewed, 15), c.renewals
+    # Delete frees every replica; the free counts come back.
+    assert orch.call("DELETE", "/v1/slots/r")[0] == 204
+    assert orch.call("DELETE", "/v1/slots/u")[0] == 204
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 0, 10)
+    nodes = [n for n in orch.call("GET", "/v1/nodes")[1]["nodes"] if n["kind"] == "memnode"]
+    assert all(n["sections_free"] == n["sections_total"] for n in nodes), nodes
+
+
+def test_zones(orch_factory, memnodes, computes, hb_factory):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory,
+                                 ["a", "a", "b"])
+    zone = {101: "a", 102: "a", 103: "b"}
+    st, s = orch.call("POST", "/v1/slots", {"name": "z", "memory": "512M", "replicas": 2})
+    assert st == 201, s
+    for reps in positions(s).values():
+        assert {zone[r[0]] for r in reps} == {"a", "b"}, reps
+    st, e = orch.call("POST", "/v1/slots", {"name": "z3", "memory": "128M", "replicas": 3})
+    assert st == 409 and e["error"]["code"] == "no_capacity", e
+    assert "zone" in e["error"]["message"], e
+    assert orch.call("GET", "/v1/slots/z3")[0] == 404
+    # Without labels each node is a zone of its own: a fourth node makes room.
+    start_memnode(orch, memnodes, 104)
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 5, 10)
+    st, s3 = orch.call("POST", "/v1/slots", {"name": "z3", "memory": "128M", "replicas": 3})
+    assert st == 201, s3
+    reps = positions(s3)[0]
+    assert len({r[0] for r in reps}) == 3 and 104 in {r[0] for r in reps}
+
+
+def test_agent_reports_out_and_repair(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 2)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "128M", "replicas": 2})
+    assert st == 201, s
+    (p0, p1), = positions(s).values()
+    addr = {m.node_id: m.addr for m in mns}
+    # The guest's data, on the live replica (position 0).
+    sec0 = c.vms["r"]["sections"][0]
+    data = bytes(range(256)) * (2 * PAGE // 256)
+    with Conn(addr[p0[0]]) as x:
+        x.login(key, 10)
+        x.write(bytes.fromhex(sec0["grant"]), [(3, 2)], data)
+    # The pager took replica 1 out: the heartbeat says so.
+    c.take_out("r", *p1[:3], reason="connection refused")
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "degraded", 10)
+    s = slot(orch, "r")
+    assert s["redundancy"] == {"state": "degraded", "in": 1, "want": 2,
+                               "text": "degraded (1/2 replicas)"}, s
+    rep = s["sections"][0]["replicas"][0]
+    assert rep["state"] in ("out", "repairing") and rep["memnode"] == p1[0]
+    # No third memory node: the repair has no target and says so.
+    assert wait_for(lambda: events(orch, "replica_repair_failed"), 10)
+    assert slot(orch, "r")["redundancy"]["state"] == "degraded"
+    # A third memory node: repaired onto it, by a COPY from the live replica.
+    m3 = start_memnode(orch, memnodes, 103)
+    addr[103] = m3.addr
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok", 20), \
+        slot(orch, "r")
+    s = slot(orch, "r")
+    assert s["state"] == "running" and "migration" not in s
+    (q0, q1), = positions(s).values()
+    assert q0 == p0 and q1[0] == 103 and q1[3] == "in"
+    kinds = [e["kind"] for e in events(orch)]
+    for k in ("replica_out", "replica_repair_started", "replica_repaired"):
+        assert k in kinds, kinds
+    assert kinds.index("replica_out") < kinds.index("replica_repaired")
+    # The agent was asked to migrate the out replica to the new section.
+    assert ("r", p1[:3], q1[:3]) in c.memmig_commits, c.memmig_commits
+    new = c.vms["r"]["sections"][0]["replicas"][0]
+    assert grant_key(new["grant"]) == q1[:3]
+    with Conn(m3.addr) as x:
+        x.login(key, 10)
+        assert x.read(bytes.fromhex(new["grant"]), [(3, 2)]) == data
+    # The out section was freed on its (live) memory node.
+    m2 = next(m for m in mns if m.node_id == p1[0])
+    assert wait_for(lambda: (p1[1], p1[2]) not in held(m2, key), 10)
+    # Reported again (the agent's list still names the old one): ignored.
+    assert slot(orch, "r")["redundancy"]["state"] == "ok"
+    assert orch.call("DELETE", "/v1/slots/r")[0] == 204
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns + [m3]) == 0, 10)
+
+
+def test_memnode_down_drop_and_repair(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "128M", "replicas": 2})
+    assert st == 201, s
+    (p0, p1), = positions(s).values()
+    victim = next(m for m in mns if m.node_id == p1[0])
+    spare = next(m.node_id for m in mns if m.node_id not in (p0[0], p1[0]))
+    victim.kill9()
+    # Declared down: the replica is out, the agent told to drop it, and repaired.
+    assert wait_for(lambda: any(b["replica"] == dict(zip(("memnode", "section", "generation"),
+                                                          p1[:3]))
+                                for _, b in c.replica_calls), 20), c.replica_calls
+    assert all(b["action"] == "drop" for _, b in c.replica_calls)
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok" and
+                    positions(slot(orch, "r"))[0][1][0] == spare, 20), slot(orch, "r")
+    out = events(orch, "replica_out")
+    assert out and "down" in out[0]["message"], out
+    assert events(orch, "replica_repaired")
+    assert slot(orch, "r")["state"] == "running"
+    # An unreplicated slot's section on a down node keeps today's behaviour.
+    st, u = orch.call("POST", "/v1/slots", {"name": "u", "memory": "128M"})
+    assert st == 201 and u["replicas"] == 1

@@ -371,7 +371,7 @@ static int run(const struct orch_opts *opts)
 	if (r < 0)
 		goto out_store;
 	o->store->ops->request_abandon(o->store);
-	replicas_start(o, replicas_repair_recover);   /* before slots_recover: repairs too */
+	replicas_start(o, replicas_repair_hooks);   /* before slots_recover: repairs too */
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);

@@ -284,6 +284,23 @@ struct orch_replicas {
 	void (*vms_out)(struct orch *o, const struct node_rec *n, json_t *vms);
 	/* Slot s was left `migrating` by a repair (its op): settled. 0, or -ENOENT: not a repair. */
 	int (*recover)(struct orch *o, struct slot_rec *s);
+	/*
+	 * A memory migration of slot s from memory node `from` to `to` (of
+	 * section `only`, -1: all) is asked: 0 with *ret_n the replicas
+	 * (positions 1..) it moves, or -EBUSY with 409 answered when `to`
+	 * holds (or is in the zone of) another replica of a section that
+	 * moves, or a replica that would move is out.
+	 */
+	int (*memmig_check)(struct orch *o, const struct slot_rec *s, uint64_t from, uint64_t to,
+			    int64_t only, size_t *ret_n, struct http_resp *resp);
+	/*
+	 * Then, after its sections (position 0) moved: move those replicas,
+	 * one by one, as sections move; each appended to reps. How many
+	 * moved, or -errno with resp answered (the rest stays).
+	 */
+	int (*memmig)(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+		      const struct node_rec *from, const struct node_rec *to, int64_t only,
+		      json_t *reps, struct http_resp *resp);
 };
 
 /* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */

@@ -470,8 +470,9 @@ static struct orch_replicas replicas_ops = {
 	.vms_out = rep_vms_out,
 };
 
-void replicas_start(struct orch *o, int (*recover)(struct orch *o, struct slot_rec *s))
+void replicas_start(struct orch *o, void (*more)(struct orch_replicas *ops))
 {
-	replicas_ops.recover = recover;
+	if (more)
+		more(&replicas_ops);
 	o->replicas = &replicas_ops;
 }

@@ -19,10 +19,10 @@
 #define REPLICAS_MAX 3
 
 /*
- * Set orch.replicas (main.c, after the store has its replica operations),
- * its recover hook being replicas_repair.c's.
+ * Set orch.replicas (main.c, after the store has its replica operations);
+ * `more` (may be NULL) fills in the hooks of replicas_repair.c.
  */
-void replicas_start(struct orch *o, int (*recover)(struct orch *o, struct slot_rec *s));
+void replicas_start(struct orch *o, void (*more)(struct orch_replicas *ops));
 
 /* The zone of memory node n: its "zone" label, else "node:ID". */
 void replicas_zone(const struct node_rec *n, char *buf, size_t len);

@@ -31,6 +31,12 @@
  * replicas_repair_recover: committed, the replica is the new section;
  * otherwise the agent's migration is aborted, the new section freed and
  * the replica is out again, to be repaired anew.
+ *
+ * A memory migration (POST /v1/slots/NAME/migrate-memory) moves the
+ * replicas (positions 1..) on its source node after the sections
+ * themselves, each the same way (the COPY from the replica itself), never
+ * onto a memory node, nor into a zone, that holds another replica of the
+ * same section; an out replica is repaired, not migrated.
  */
 #include "replicas_repair.h"
 
@@ -226,22 +232,81 @@ static void repair_end(struct orch *o, struct slot_rec *s, struct replica_rec *r
 	mig_finish(o, s, "running");
 }
 
+/*
+ * Migrate replica r of slot s (compute node c; r on outn) to nx (allocated
+ * on ton): begin, COPY from the live replica `live` (on liven: r itself when
+ * it is in) to nx, commit. 1: the agent uses nx now; 0: it does not (its
+ * migration aborted, why says why). The store is the caller's.
+ */
+static int move_one(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+		    const struct node_rec *outn, const struct replica_rec *r,
+		    const struct node_rec *liven, const struct replica_rec *live,
+		    const struct node_rec *ton, const struct replica_rec *nx, char *why,
+		    size_t whylen)
+{
+	struct proto_copy_rep cr = { 0 };
+	struct proto_grant cg;
+	json_t *ans = NULL;
+	char w[256];
+	int e, status;
+
+	status = phase(o, s, c, "begin", outn, r, ton, nx, &ans);
+	if (status != 200) {
+		mig_why(status, ans, w, sizeof(w));
+		snprintf(why, whylen, "compute node %s refused to begin: %s", c->name, w);
+		json_decref(ans);
+		return 0;
+	}
+	json_decref(ans);
+	ans = NULL;
+	e = grant_mint(o->grant_key, ton->id, liven->id, nx->section, nx->generation, nx->epoch,
+		       PROTO_R_WRITE, orch_grant_expiry(o), &cg);
+	if (e == 0)
+		e = mnpool_copy(o->mnpool, liven, live->section, live->generation, &cg, ton->addr,
+				&cr);
+	if (e < 0) {
+		snprintf(why, whylen, "memory node %s could not copy to %s: %s", liven->name,
+			 ton->name, strerror(-e));
+		goto abort;
+	}
+	status = phase(o, s, c, "commit", outn, r, ton, nx, &ans);
+	if (status < 0) {
+		json_decref(ans);
+		ans = NULL;
+		status = phase(o, s, c, "commit", outn, r, ton, nx, &ans);
+	}
+	if (status < 0 && agent_uses(c, s->name, nx) == 1) {
+		json_decref(ans);
+		return 1;   /* no answer, but the agent's view of the VM names nx */
+	}
+	if (status != 200) {
+		mig_why(status, ans, w, sizeof(w));
+		snprintf(why, whylen, "the commit %s: %s", status < 0 ? "got no answer" : "failed",
+			 w);
+		goto abort;
+	}
+	json_decref(ans);
+	return 1;
+abort:
+	json_decref(ans);
+	phase(o, s, c, "abort", outn, r, ton, nx, NULL);
+	return 0;
+}
+
 /* 2. Repair reps[i] (out) of slot `name` from the live replica `live`. */
 static int repair_one(struct orch *o, const char *name, struct replica_rec *reps, size_t n,
 		      struct replica_rec *r, const struct replica_rec *live)
 {
 	static const char *const from[] = { "running", NULL };
 	struct http_resp resp = { 0 };
-	struct proto_copy_rep cr = { 0 };
 	struct node_rec c, outn, liven, ton;
 	uint64_t nodes[REPLICAS_MAX * 2], zn[REPLICAS_MAX * 2];
 	struct replica_rec nx = *r;
-	struct proto_grant cg;
 	struct slot_rec s;
 	size_t nn = 0, nz = 0;
 	char why[512] = "";
-	json_t *ans = NULL, *op;
-	int e, status;
+	json_t *op;
+	int e;
 
 	e = slots_begin_op(o, name, from, "migrating", &s, &resp);
 	free(resp.body);
@@ -285,61 +350,9 @@ static int repair_one(struct orch *o, const char *name, struct replica_rec *reps
 			"node %s from the live replica on %s", s.name, r->idx, r->replica,
 			ton.name, liven.name);
 
-	status = phase(o, &s, &c, "begin", &outn, r, &ton, &nx, &ans);
-	if (status != 200) {
-		char w[256];
-
-		mig_why(status, ans, w, sizeof(w));
-		snprintf(why, sizeof(why), "compute node %s refused to begin: %s", c.name, w);
-		json_decref(ans);
-		repair_end(o, &s, r, &nx, false, why);
-		return -EIO;
-	}
-	json_decref(ans);
-	ans = NULL;
-	e = grant_mint(o->grant_key, ton.id, liven.id, nx.section, nx.generation, nx.epoch,
-		       PROTO_R_WRITE, orch_grant_expiry(o), &cg);
-	if (e == 0)
-		e = mnpool_copy(o->mnpool, &liven, live->section, live->generation, &cg, ton.addr,
-				&cr);
-	if (e < 0) {
-		snprintf(why, sizeof(why), "memory node %s could not copy to %s: %s", liven.name,
-			 ton.name, strerror(-e));
-		goto abort;
-	}
-	status = phase(o, &s, &c, "commit", &outn, r, &ton, &nx, &ans);
-	if (status < 0) {
-		json_decref(ans);
-		ans = NULL;
-		status = phase(o, &s, &c, "commit", &outn, r, &ton, &nx, &ans);
-	}
-	if (status < 0) {
-		/* No answer: the agent's view of the VM decides. */
-		json_decref(ans);
-		if (agent_uses(&c, s.name, &nx) == 1) {
-			repair_end(o, &s, r, &nx, true, "the commit got no answer, the agent uses it");
-			return 0;
-		}
-		snprintf(why, sizeof(why), "the commit got no answer: %s", strerror(-status));
-		ans = NULL;
-		goto abort;
-	}
-	if (status != 200) {
-		char w[256];
-
-		mig_why(status, ans, w, sizeof(w));
-		snprintf(why, sizeof(why), "commit refused: %s", w);
-		goto abort;
-	}
-	json_decref(ans);
-	repair_end(o, &s, r, &nx, true, NULL);
-	return 0;
-abort:
-	json_decref(ans);
-	ans = NULL;
-	phase(o, &s, &c, "abort", &outn, r, &ton, &nx, NULL);
-	repair_end(o, &s, r, &nx, false, why);
-	return -EIO;
+	e = move_one(o, &s, &c, &outn, r, &liven, live, &ton, &nx, why, sizeof(why));
+	repair_end(o, &s, r, &nx, e == 1, e == 1 ? NULL : why);
+	return e == 1 ? 0 : -EIO;
 }
 
 static void tick(struct orch *o)
@@ -431,7 +444,7 @@ static void from_ref(json_t *j, struct replica_rec *r)
 	r->generation = (uint32_t)mig_jint(j, "generation", 0);
 }
 
-int replicas_repair_recover(struct orch *o, struct slot_rec *s)
+static int repair_recover(struct orch *o, struct slot_rec *s)
 {
 	struct store *st = o->store;
 	_cleanup_free_ struct replica_rec *reps = NULL;
@@ -467,4 +480,122 @@ int replicas_repair_recover(struct orch *o, struct slot_rec *s)
 		   uses == 1 ? "settled after an orchestrator restart"
 			     : "interrupted by an orchestrator restart");
 	return 0;
+}
+
+/* ---- memory migration of replicas ----------------------------------------------- */
+
+static int memmig_check(struct orch *o, const struct slot_rec *s, uint64_t fid, uint64_t tid,
+			int64_t only, size_t *ret_n, struct http_resp *resp)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	struct node_rec to, q;
+	char tz[STORE_NAME_MAX + 8], qz[STORE_NAME_MAX + 8];
+	size_t n = 0, moving = 0;
+
+	*ret_n = 0;
+	if (!st->rep || st->rep->replica_list(st, s->id, 0, &reps, &n) < 0 ||
+	    st->ops->node_get(st, tid, &to) < 0)
+		return 0;
+	replicas_zone(&to, tz, sizeof(tz));
+	for (size_t i = 0; i < n; i++) {
+		const struct replica_rec *r = &reps[i];
+
+		if (r->memnode != fid || (only >= 0 && r->idx != only))
+			continue;
+		if (strcmp(r->state, "in") != 0) {
+			http_resp_error(resp, 409, "conflict",
+					"slot %s section %" PRId64 ": its replica on memory node %"
+					PRIu64 " is %s: it is repaired, not migrated",
+					s->name, r->idx, fid, r->state);
+			return -EBUSY;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (reps[k].idx != r->idx || reps[k].replica == r->replica ||
+			    st->ops->node_get(st, reps[k].memnode, &q) < 0)
+				continue;
+			replicas_zone(&q, qz, sizeof(qz));
+			if (q.id == tid || strcmp(qz, tz) == 0) {
+				http_resp_error(resp, 409, "conflict",
+						"slot %s section %" PRId64 ": memory node %s %s "
+						"replica %" PRId64 " of it; the replicas of a section "
+						"stay on distinct nodes and zones", s->name, r->idx,
+						to.name, q.id == tid ? "holds" : "is in the zone of",
+						reps[k].replica);
+				return -EBUSY;
+			}
+		}
+		moving += r->replica >= 1;
+	}
+	*ret_n = moving;
+	return 0;
+}
+
+static int memmig(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+		  const struct node_rec *from, const struct node_rec *to, int64_t only,
+		  json_t *out, struct http_resp *resp)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t n = 0;
+	int moved = 0, e;
+
+	if (!st->rep || st->rep->replica_list(st, s->id, from->id, &reps, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct replica_rec *r = &reps[i], nx = *r;
+		char why[512];
+		json_t *op;
+
+		if (r->replica < 1 || (only >= 0 && r->idx != only) || strcmp(r->state, "in"))
+			continue;
+		e = mnpool_alloc(o->mnpool, to, (uint64_t)s->id, &nx.section, &nx.generation);
+		if (e < 0) {
+			if (e == -ENOSPC)
+				st->ops->node_set_free(st, to->id, 0);
+			http_resp_error(resp, e == -ENOSPC ? 409 : 503,
+					e == -ENOSPC ? "capacity" : "node_unreachable",
+					"memory node %s could not allocate for slot %s: %s", to->name,
+					s->name, strerror(-e));
+			return e;
+		}
+		st->ops->node_adjust_free(st, to->id, -1);
+		nx.memnode = to->id;
+		nx.epoch = r->epoch + 1;
+		op = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "kind", "repair", "index",
+			       (json_int_t)r->idx, "replica", (json_int_t)r->replica, "from",
+			       (json_int_t)from->id, "to", (json_int_t)to->id, "src", ref(r),
+			       "dst", ref(&nx));
+		mig_set_op(o, s, op);
+		json_decref(op);
+		if (move_one(o, s, c, from, r, from, r, to, &nx, why, sizeof(why)) != 1) {
+			replicas_free(o, &nx);
+			slots_event(o, "section_migration_failed", from->id, s->name,
+				    "slot %s section %" PRId64 " replica %" PRId64 ": migration from "
+				    "%s to %s abandoned: %s", s->name, r->idx, r->replica,
+				    from->name, to->name, why);
+			http_resp_error(resp, 503, "migration_failed",
+					"slot %s section %" PRId64 " replica %" PRId64 ": %s; it "
+					"stays on %s", s->name, r->idx, r->replica, why, from->name);
+			return -EIO;
+		}
+		replicas_record(o, &nx, "section_migrated", to->id,
+				"slot %s section %" PRId64 " replica %" PRId64 " moved from memory "
+				"node %s (section %" PRIu32 ") to %s (section %" PRIu32 ")", s->name,
+				r->idx, r->replica, from->name, r->section, to->name, nx.section);
+		replicas_free(o, r);
+		json_array_append_new(out, json_pack("{s:I, s:I, s:o, s:o}", "index",
+						     (json_int_t)r->idx, "replica",
+						     (json_int_t)r->replica, "from", ref(r), "to",
+						     ref(&nx)));
+		moved++;
+	}
+	return moved;
+}
+
+void replicas_repair_hooks(struct orch_replicas *ops)
+{
+	ops->recover = repair_recover;
+	ops->memmig_check = memmig_check;
+	ops->memmig = memmig;
 }

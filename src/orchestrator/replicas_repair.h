@@ -15,10 +15,9 @@ int replicas_repair_start(struct orch *o);
 /* Stop it (accepts a thread never started). */
 void replicas_repair_stop(struct orch *o);
 /*
- * Slot s was left `migrating` by a repair (its op has kind "repair"):
- * settle it from the agent's view (orch_replicas.recover). 0, or -ENOENT
- * when its op is not a repair's.
+ * The hooks of struct orch_replicas that are this file's (recover,
+ * memmig_check, memmig), for replicas_start.
  */
-int replicas_repair_recover(struct orch *o, struct slot_rec *s);
+void replicas_repair_hooks(struct orch_replicas *ops);
 
 #endif /* DISAGG_ORCH_REPLICAS_REPAIR_H */

@@ -206,3 +206,39 @@ def test_memnode_down_drop_and_repair(orch_factory, memnodes, computes, hb_facto
     # An unreplicated slot's section on a down node keeps today's behaviour.
     st, u = orch.call("POST", "/v1/slots", {"name": "u", "memory": "128M"})
     assert st == 201 and u["replicas"] == 1
+
+
+def test_resize_and_memory_migration(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "128M", "replicas": 2})
+    assert st == 201, s
+    # A hot-added section gets its replicas too, and loses them when removed.
+    st, s = orch.call("POST", "/v1/slots/r/resize", {"memory": "256M"})
+    assert st == 200, s
+    pos = positions(s)
+    assert len(pos) == 2 and all(len({r[0] for r in reps}) == 2 for reps in pos.values()), pos
+    hot = list(c.vms["r"]["hot"].values())[0]
+    assert len(hot["replicas"]) == 1 and grant_key(hot["replicas"][0]["grant"]) == pos[1][1][:3]
+    assert sum(len(held(m, key)) for m in mns) == 4
+    st, s = orch.call("POST", "/v1/slots/r/resize", {"memory": "128M"})
+    assert st == 200, s
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 2, 10)
+    (p0, p1), = positions(s).values()
+    third = next(m.node_id for m in mns if m.node_id not in (p0[0], p1[0]))
+    # Never onto a node holding another replica of the section.
+    st, e = orch.call("POST", "/v1/slots/r/migrate-memory", {"from": p1[0], "to": p0[0]})
+    assert st == 409 and "replica" in e["error"]["message"], e
+    assert slot(orch, "r")["state"] == "running"
+    # A replica moves on its own: begin, COPY from itself, commit.
+    st, ans = orch.call("POST", "/v1/slots/r/migrate-memory", {"from": p1[0], "to": third})
+    assert st == 200, ans
+    (q0, q1), = positions(ans["slot"]).values()
+    assert q0 == p0 and q1[0] == third and q1[3] == "in"
+    assert ans["sections"][0]["replica"] == 1
+    assert ("r", p1[:3], q1[:3]) in c.memmig_commits
+    m_old = next(m for m in mns if m.node_id == p1[0])
+    assert (p1[1], p1[2]) not in held(m_old, key)
+    # And position 0 cannot go where replica 1 now is.
+    st, e = orch.call("POST", "/v1/slots/r/migrate-memory", {"from": p0[0], "to": third})
+    assert st == 409, e
+    assert slot(orch, "r")["redundancy"]["state"] == "ok"

@@ -11,6 +11,7 @@ live replica); a memory node killed and declared down gets its replicas
 dropped and repaired; grant renewal covers the replicas; delete frees
 every replica."""
 import struct
+import threading
 
 from dproto import Conn, wait_for
 from test_orchestrator import (computes, hb_factory, orch_factory,  # noqa: F401
@@ -242,3 +243,43 @@ def test_resize_and_memory_migration(orch_factory, memnodes, computes, hb_factor
     st, e = orch.call("POST", "/v1/slots/r/migrate-memory", {"from": p0[0], "to": third})
     assert st == 409, e
     assert slot(orch, "r")["redundancy"]["state"] == "ok"
+
+
+def test_repair_failure_and_restart(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "128M", "replicas": 2})
+    assert st == 201, s
+    (p0, p1), = positions(s).values()
+    # The agent refuses the commit: the repair fails, its target is freed, retried later.
+    c.fail_memmig = {"commit": (409, "conflict")}
+    c.take_out("r", *p1[:3])
+    assert wait_for(lambda: events(orch, "replica_repair_failed"), 15)
+    assert slot(orch, "r")["redundancy"]["state"] == "degraded"
+    assert wait_for(lambda: slot(orch, "r")["state"] == "running", 10)
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 2, 10)
+    # The orchestrator dies in the middle of the next one (the agent slow to begin).
+    entered, release = threading.Event(), threading.Event()
+    dispatch = c._dispatch
+
+    def slow(h, method, path, body):
+        if path.endswith("/sections/migrate") and (body or {}).get("phase") == "begin":
+            entered.set()
+            release.wait(30)
+        return dispatch(h, method, path, body)
+    c._dispatch = slow
+    c.fail_memmig = {}
+    assert entered.wait(15)
+    assert slot(orch, "r")["state"] == "migrating"
+    assert slot(orch, "r")["migration"]["kind"] == "repair"
+    assert sum(len(held(m, key)) for m in mns) == 3      # its target is allocated
+    orch.d.kill9()
+    c._dispatch = dispatch
+    release.set()
+    orch.start()
+    # Settled at start (aborted, target freed, out again), then repaired anew.
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok", 30), slot(orch, "r")
+    msgs = [e["message"] for e in events(orch, "replica_repair_failed")]
+    assert any("restart" in m for m in msgs), msgs
+    assert events(orch, "replica_repaired")
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 2, 10)
+    assert slot(orch, "r")["state"] == "running"

@@ -383,11 +383,12 @@ static void rep_slot_json(struct orch *o, const struct slot_rec *s, json_t *j)
 			arr = json_array();
 			json_object_set_new(x, "replicas", arr);
 		}
-		json_t *e = json_pack("{s:I, s:I, s:I, s:I, s:s}", "replica",
+		json_t *e = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s}", "replica",
 				      (json_int_t)reps[i].replica, "memnode",
 				      (json_int_t)reps[i].memnode, "section",
 				      (json_int_t)reps[i].section, "generation",
-				      (json_int_t)reps[i].generation, "state", reps[i].state);
+				      (json_int_t)reps[i].generation, "epoch",
+				      (json_int_t)reps[i].epoch, "state", reps[i].state);
 
 		if (e && reps[i].reason[0])
 			json_object_set_new(e, "reason", json_string(reps[i].reason));

@@ -283,3 +283,29 @@ def test_repair_failure_and_restart(orch_factory, memnodes, computes, hb_factory
     assert events(orch, "replica_repaired")
     assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 2, 10)
     assert slot(orch, "r")["state"] == "running"
+
+
+def test_compute_migration(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 2)
+    c2 = computes(11)
+    hb = hb_factory(orch)
+    hb.register(c2.registration(), capacity=c2.vm_states)
+    hb.start()
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "256M", "replicas": 2})
+    assert st == 201 and s["compute"] == 10, s
+    st, ans = orch.call("POST", "/v1/slots/r/migrate", {"to": 11})
+    assert st == 200, ans
+    # Every replica is one ownership epoch later, and the destination got them.
+    for x, y in zip(s["sections"], ans["slot"]["sections"]):
+        assert y["epoch"] == x["epoch"] + 1
+        assert [r["epoch"] for r in y["replicas"]] == [r["epoch"] + 1 for r in x["replicas"]]
+    (_, _, body), = [x for x in c2.calls if x[:2] == ("POST", "/v1/vms")]
+    for sec, rec in zip(body["sections"], ans["slot"]["sections"]):
+        (rep,), want = sec["replicas"], rec["replicas"][0]
+        g = struct.unpack_from("<QQIIIIQ", bytes.fromhex(rep["grant"]))
+        assert (g[0], g[1], g[2], g[3]) == (want["memnode"], 11, want["section"],
+                                            want["generation"])
+        assert g[5] == want["epoch"] == 1, g
+    assert slot(orch, "r")["redundancy"]["state"] == "ok"
+    assert orch.call("DELETE", "/v1/slots/r")[0] == 204
+    assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 0, 10)

@@ -450,7 +450,7 @@ static int repair_recover(struct orch *o, struct slot_rec *s)
 	_cleanup_free_ struct replica_rec *reps = NULL;
 	_cleanup_(json_decrefp) json_t *op = json_loads(s->op, 0, NULL);
 	const char *kind = json_string_value(json_object_get(op, "kind"));
-	struct replica_rec *r = NULL, nx;
+	struct replica_rec *r = NULL, nx = { 0 };
 	struct node_rec c, outn, ton;
 	size_t n = 0;
 	int uses = -ENOENT;
@@ -462,12 +462,16 @@ static int repair_recover(struct orch *o, struct slot_rec *s)
 			if (reps[i].idx == mig_jint(op, "index", -1) &&
 			    reps[i].replica == mig_jint(op, "replica", -1))
 				r = &reps[i];
-	if (!r) {
+	if (r) {
+		nx = *r;
+		from_ref(json_object_get(op, "dst"), &nx);
+	}
+	if (!r || (r->memnode == nx.memnode && r->section == nx.section &&
+		   r->generation == nx.generation)) {
+		/* Gone with its slot's section, or recorded already: only the op is left. */
 		mig_finish(o, s, "running");
 		return 0;
 	}
-	nx = *r;
-	from_ref(json_object_get(op, "dst"), &nx);
 	nx.epoch = r->epoch + 1;
 	if (st->ops->node_get(st, s->compute, &c) == 0 &&
 	    st->ops->node_get(st, r->memnode, &outn) == 0 &&

@@ -389,6 +389,17 @@ static enum orch_route route_nodes(struct orch *o, const char *rest, const struc
 			method_not_allowed(resp, "POST");
 		return RT_NODES_DRAIN;
 	}
+	if (strcmp(tail, "/labels") == 0 || strcmp(tail, "/remove") == 0) {
+		if (!is_method(req, "POST"))
+			method_not_allowed(resp, "POST");
+		else if (!o->replicas)
+			http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+		else if (tail[1] == 'l')
+			o->replicas->node_labels(o, id, req, resp);
+		else
+			o->replicas->node_remove(o, id, resp);
+		return RT_NODES_DRAIN;
+	}
 	if (strcmp(tail, "/revoke") == 0) {
 		if (is_method(req, "POST"))
 			nodes_revoke(o, id, resp);

@@ -14,7 +14,7 @@
 #include "images.h"
 #include "orch.h"
 #include "regions_api.h"
-#include "replicas_repair.h"
+#include "replicas_nodes.h"
 #include "store_sqlite.h"
 #include "store_sqlite_replicas.h"
 #include "store_sqlite_volumes.h"
@@ -371,7 +371,7 @@ static int run(const struct orch_opts *opts)
 	if (r < 0)
 		goto out_store;
 	o->store->ops->request_abandon(o->store);
-	replicas_start(o, replicas_repair_hooks);   /* before slots_recover: repairs too */
+	replicas_start(o, replicas_nodes_hooks);   /* before slots_recover: repairs too */
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);

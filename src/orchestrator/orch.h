@@ -301,6 +301,11 @@ struct orch_replicas {
 	int (*memmig)(struct orch *o, struct slot_rec *s, const struct node_rec *c,
 		      const struct node_rec *from, const struct node_rec *to, int64_t only,
 		      json_t *reps, struct http_resp *resp);
+	/* POST /v1/nodes/ID/labels {"labels": {"zone": "b", "old": null}} (replicas_nodes.c). */
+	void (*node_labels)(struct orch *o, uint64_t id, const struct http_req *req,
+			    struct http_resp *resp);
+	/* POST /v1/nodes/ID/remove: drained, its replicas out, forgotten once nothing uses it. */
+	void (*node_remove)(struct orch *o, uint64_t id, struct http_resp *resp);
 };
 
 /* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */

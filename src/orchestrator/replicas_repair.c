@@ -355,6 +355,18 @@ static int repair_one(struct orch *o, const char *name, struct replica_rec *reps
 	return e == 1 ? 0 : -EIO;
 }
 
+void replicas_take_out_lost(struct orch *o)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	_cleanup_free_ struct slot_rec *slots = NULL;
+	size_t n = 0, ns = 0;
+
+	if (st->rep && st->rep->replica_list(st, 0, 0, &reps, &n) == 0 &&
+	    st->ops->slot_list(st, 0, 0, &slots, &ns) == 0)
+		take_out_lost(o, reps, n, slots, ns);
+}
+
 static void tick(struct orch *o)
 {
 	struct store *st = o->store;

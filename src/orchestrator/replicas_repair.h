@@ -19,5 +19,7 @@ void replicas_repair_stop(struct orch *o);
  * memmig_check, memmig), for replicas_start.
  */
 void replicas_repair_hooks(struct orch_replicas *ops);
+/* Take out now the in-replicas on memory nodes down or drained (as each tick does). */
+void replicas_take_out_lost(struct orch *o);
 
 #endif /* DISAGG_ORCH_REPLICAS_REPAIR_H */

@@ -322,6 +322,13 @@ struct store_replica_ops {
 	int (*replica_put)(struct store *s, const struct replica_rec *rec);
 	int (*replica_update)(struct store *s, const struct replica_rec *rec);
 	int (*replica_remove)(struct store *s, int64_t slot_id, int64_t idx);
+	/*
+	 * The operator's edits of a node that replication relies on
+	 * (replicas_nodes.c): its labels (JSON text: zones), and forgetting it
+	 * (-EEXIST while a slot, section, replica, region or volume names it).
+	 */
+	int (*node_set_labels)(struct store *s, uint64_t id, const char *labels);
+	int (*node_remove)(struct store *s, uint64_t id);
 };
 
 struct store {

@@ -6,7 +6,9 @@
  * rows of `section_replicas` (slot, index, position, memory node, section,
  * generation, epoch, state, reason), deleted with their slot. Listing
  * gives both, so that whoever looks at a section's replicas (placement,
- * the orphan sweep, repair) sees every position the same way.
+ * the orphan sweep, repair) sees every position the same way. And the
+ * operator's edits of nodes that replication relies on: labels (zones),
+ * and removing a node nothing names any more.
  */
 #include "store_sqlite_replicas.h"
 
@@ -85,11 +87,44 @@ static int sq_replica_remove(struct store *s, int64_t slot_id, int64_t idx)
 	return sq_exec_2i(sq_of(s), Q_REP_REMOVE, slot_id, idx, false, "replica_remove");
 }
 
+static int sq_node_set_labels(struct store *s, uint64_t id, const char *labels)
+{
+	struct sqlstore *st = sq_of(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	sq_lock(st);
+	if ((p = sq_stmt(st, Q_NODE_LABELS))) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		sq_bind_text(p, 2, labels);
+		r = sq_one_row(st, p, "node_set_labels");
+	}
+	sq_unlock(st);
+	return r;
+}
+
+static int sq_node_remove(struct store *s, uint64_t id)
+{
+	struct sqlstore *st = sq_of(s);
+	sqlite3_stmt *p;
+	int r = -EIO;
+
+	sq_lock(st);
+	if ((p = sq_stmt(st, Q_NODE_REMOVE))) {
+		sqlite3_bind_int64(p, 1, (int64_t)id);
+		r = sq_one_row(st, p, "node_remove");   /* a reference to it: -EEXIST */
+	}
+	sq_unlock(st);
+	return r;
+}
+
 static const struct store_replica_ops replica_ops = {
 	.replica_list = sq_replica_list,
 	.replica_put = sq_replica_put,
 	.replica_update = sq_replica_update,
 	.replica_remove = sq_replica_remove,
+	.node_set_labels = sq_node_set_labels,
+	.node_remove = sq_node_remove,
 };
 
 void store_sqlite_replicas(struct store *s)

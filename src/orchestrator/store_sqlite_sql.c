@@ -332,6 +332,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"state = ?8, reason = ?9 WHERE slot_id = ?1 AND idx = ?2 AND ?3 = 0 AND kind = 'remote'",
 	[Q_REP_REMOVE] =
 		"DELETE FROM section_replicas WHERE slot_id = ?1 AND (?2 < 0 OR idx = ?2)",
+	[Q_NODE_LABELS] = "UPDATE nodes SET labels = ?2 WHERE id = ?1",
+	[Q_NODE_REMOVE] = "DELETE FROM nodes WHERE id = ?1",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

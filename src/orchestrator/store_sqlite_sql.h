@@ -69,6 +69,8 @@ enum q {
 	Q_REP_UPDATE,
 	Q_REP_UPDATE0,
 	Q_REP_REMOVE,
+	Q_NODE_LABELS,
+	Q_NODE_REMOVE,
 	Q__MAX,
 };
 

@@ -309,3 +309,37 @@ def test_compute_migration(orch_factory, memnodes, computes, hb_factory, key):
     assert slot(orch, "r")["redundancy"]["state"] == "ok"
     assert orch.call("DELETE", "/v1/slots/r")[0] == 204
     assert wait_for(lambda: sum(len(held(m, key)) for m in mns) == 0, 10)
+
+
+def test_node_label_and_remove(orch_factory, memnodes, computes, hb_factory, key):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3)
+    st, e = orch.call("POST", "/v1/nodes/101/labels", {"labels": {"zone": 7}})
+    assert st == 400, e
+    assert orch.call("POST", "/v1/nodes/999/labels", {"labels": {"zone": "a"}})[0] == 404
+    for nid in (101, 102):
+        st, n = orch.call("POST", f"/v1/nodes/{nid}/labels", {"labels": {"zone": "a"}})
+        assert st == 200 and n["labels"] == {"zone": "a"}, n
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "256M", "replicas": 2})
+    assert st == 201, s
+    for reps in positions(s).values():
+        assert 103 in {r[0] for r in reps}, reps      # the only node outside zone a
+    # Remove 103: drained, its replicas out at once (the agent drops them), but
+    # nowhere to repair them (zone a only): 409 in_use, saying why.
+    st, e = orch.call("POST", "/v1/nodes/103/remove")
+    assert st == 409 and e["error"]["code"] == "in_use", e
+    assert {b["replica"]["memnode"] for _, b in c.replica_calls} == {103}
+    assert slot(orch, "r")["redundancy"]["state"] == "degraded"
+    assert wait_for(lambda: events(orch, "replica_repair_failed"), 10)
+    # 102 in zone b now (null removes a label): repaired there, then 103 goes.
+    st, n = orch.call("POST", "/v1/nodes/102/labels", {"labels": {"zone": "b", "x": None}})
+    assert st == 200 and n["labels"] == {"zone": "b"}
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok", 20), slot(orch, "r")
+    for reps in positions(slot(orch, "r")).values():
+        assert {r[0] for r in reps} == {101, 102}, reps
+    m103 = next(m for m in mns if m.node_id == 103)
+    assert wait_for(lambda: held(m103, key) == set(), 10)   # the out sections were freed
+    m103.kill9()
+    st, ans = orch.call("POST", "/v1/nodes/103/remove")
+    assert st == 200 and ans == {"node_id": 103, "removed": True}, ans
+    assert 103 not in [n["node_id"] for n in orch.call("GET", "/v1/nodes")[1]["nodes"]]
+    assert events(orch, "node_removed")

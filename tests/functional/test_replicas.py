@@ -343,3 +343,28 @@ def test_node_label_and_remove(orch_factory, memnodes, computes, hb_factory, key
     assert st == 200 and ans == {"node_id": 103, "removed": True}, ans
     assert 103 not in [n["node_id"] for n in orch.call("GET", "/v1/nodes")[1]["nodes"]]
     assert events(orch, "node_removed")
+
+
+def test_cli(orch_factory, memnodes, computes, hb_factory):
+    from test_cli import cli_env, disagg
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 2)
+    env = cli_env(DISAGG_URL=orch.addr, DISAGG_TOKEN=orch.auth.token)
+    p = disagg("slot", "create", "r", "--vcpus", 1, "--memory", "256M", "--replicas", 2,
+               env=env, check_rc=0)
+    assert slot(orch, "r")["replicas"] == 2, p.stdout
+    disagg("slot", "create", "x", "--vcpus", 1, "--memory", "128M", "--replicas", 4,
+           env=env, check_rc=2)
+    p = disagg("slot", "create", "y", "--vcpus", 1, "--memory", "128M", "--replicas", 3,
+               env=env)
+    assert p.returncode != 0 and "no_capacity" in p.stderr + p.stdout, (p.stdout, p.stderr)
+    assert "running, ok (2/2 replicas)" in disagg("slot", "ls", env=env, check_rc=0).stdout
+    out = disagg("slot", "show", "r", env=env, check_rc=0).stdout
+    assert "2 of each remote section, ok (2/2 replicas)" in out, out
+    c.take_out("r", *positions(slot(orch, "r"))[0][1][:3])
+    assert wait_for(lambda: "degraded (1/2 replicas)" in
+                    disagg("slot", "ls", env=env, check_rc=0).stdout, 10)
+    p = disagg("node", "label", 101, "zone=a", "rack=", env=env, check_rc=0)
+    assert '{"zone":"a"}' in p.stdout, p.stdout
+    disagg("node", "label", 101, "zone", env=env, check_rc=2)
+    p = disagg("node", "remove", 102, env=env)
+    assert p.returncode != 0 and "in_use" in p.stderr + p.stdout, (p.stdout, p.stderr)

@@ -252,7 +252,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"x.generation, x.hot_index, x.epoch FROM sections x JOIN slots s ON s.id = x.slot_id "
 		"WHERE (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
 		"ORDER BY x.slot_id, x.idx",
-	[Q_SEC_COUNT] = "SELECT COUNT(*) FROM sections WHERE kind = 'remote'",
+	[Q_SEC_COUNT] = "SELECT (SELECT COUNT(*) FROM sections WHERE kind = 'remote') + "
+			"(SELECT COUNT(*) FROM section_replicas)",
 	[Q_REQ_GET] = "SELECT status, body, method || ' ' || path FROM requests WHERE id = ?1",
 	[Q_REQ_INSERT] =
 		"INSERT INTO requests (id, method, path, status, created) VALUES (?1, ?2, ?3, 0, ?4)",

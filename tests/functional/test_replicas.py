@@ -92,6 +92,15 @@ def test_create_renew_delete(orch_factory, memnodes, computes, hb_factory, key):
         assert len(x["replicas"]) == 1 and set(x["replicas"][0]) == {"addr", "grant"}
         assert grant_key(x["replicas"][0]["grant"]) == pos[i][1][:3]
     assert sum(len(held(m, key)) for m in mns) == 4
+    # GET /v1/sections and GET /v1/nodes/ID list the replicas too.
+    secs = orch.call("GET", "/v1/sections?slot=r")[1]["sections"]
+    assert sorted((x["index"], x.get("replica", 0)) for x in secs) == [(0, 0), (0, 1), (1, 0),
+                                                                       (1, 1)]
+    n1 = pos[0][1][0]
+    on = orch.call("GET", f"/v1/nodes/{n1}")[1]
+    assert {"section": pos[0][1][1], "generation": pos[0][1][2], "slot": "r", "index": 0,
+            "replica": 1} in on["sections"], on
+    assert "disagg_orch_sections_allocated 4" in orch.call("GET", "/metrics")[1]
     # GET /v1/slots (the list) says the same.
     lst = orch.call("GET", "/v1/slots")[1]["slots"]
     assert lst[0]["redundancy"]["text"] == "ok (2/2 replicas)"

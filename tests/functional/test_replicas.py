@@ -377,3 +377,21 @@ def test_cli(orch_factory, memnodes, computes, hb_factory):
     disagg("node", "label", 101, "zone", env=env, check_rc=2)
     p = disagg("node", "remove", 102, env=env)
     assert p.returncode != 0 and "in_use" in p.stderr + p.stdout, (p.stdout, p.stderr)
+
+
+def test_default_replicas(orch_factory, memnodes, computes, hb_factory):
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None],
+                                 extra=["--replicas", "2"])
+    # One memory node: a slot with remote memory cannot have the default 2...
+    st, e = orch.call("POST", "/v1/slots", {"name": "a", "memory": "128M"})
+    assert st == 409 and e["error"]["code"] == "no_capacity", e
+    # ...unless it asks for 1, or has no remote memory.
+    st, s = orch.call("POST", "/v1/slots", {"name": "a", "memory": "128M", "replicas": 1})
+    assert st == 201 and s["replicas"] == 1, s
+    st, s = orch.call("POST", "/v1/slots", {"name": "b", "memory": "128M",
+                                            "remote_percent": 0})
+    assert st == 201 and s["replicas"] == 2 and s["redundancy"]["state"] == "ok", s
+    start_memnode(orch, memnodes, 102)
+    assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
+    st, s = orch.call("POST", "/v1/slots", {"name": "c", "memory": "128M"})
+    assert st == 201 and s["replicas"] == 2 and len(positions(s)[0]) == 2, s

@@ -301,6 +301,12 @@ struct orch_replicas {
 	int (*memmig)(struct orch *o, struct slot_rec *s, const struct node_rec *c,
 		      const struct node_rec *from, const struct node_rec *to, int64_t only,
 		      json_t *reps, struct http_resp *resp);
+	/*
+	 * A compute migration of slot s may begin: 0, or -EBUSY with 409
+	 * answered while a replica of it is not in (the destination would not
+	 * know it: it is repaired first).
+	 */
+	int (*compute_check)(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
 	/* POST /v1/nodes/ID/labels {"labels": {"zone": "b", "old": null}} (replicas_nodes.c). */
 	void (*node_labels)(struct orch *o, uint64_t id, const struct http_req *req,
 			    struct http_resp *resp);

@@ -462,6 +462,26 @@ static void rep_vms_out(struct orch *o, const struct node_rec *n, json_t *vms)
 	}
 }
 
+static int rep_compute_check(struct orch *o, const struct slot_rec *s, struct http_resp *resp)
+{
+	struct store *st = o->store;
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t n = 0;
+
+	if (!st->rep || st->rep->replica_list(st, s->id, 0, &reps, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(reps[i].state, "in") != 0) {
+			http_resp_error(resp, 409, "conflict",
+					"slot %s section %" PRId64 ": replica %" PRId64 " is %s (%s); "
+					"it is repaired before the slot moves: try again then",
+					s->name, reps[i].idx, reps[i].replica, reps[i].state,
+					reps[i].reason[0] ? reps[i].reason : "no reason");
+			return -EBUSY;
+		}
+	return 0;
+}
+
 static struct orch_replicas replicas_ops = {
 	.parse = rep_parse,
 	.add = rep_add,
@@ -469,6 +489,7 @@ static struct orch_replicas replicas_ops = {
 	.slot_json = rep_slot_json,
 	.agent_json = rep_agent_json,
 	.vms_out = rep_vms_out,
+	.compute_check = rep_compute_check,
 };
 
 void replicas_start(struct orch *o, void (*more)(struct orch_replicas *ops))

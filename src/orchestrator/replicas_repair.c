@@ -232,6 +232,21 @@ static void repair_end(struct orch *o, struct slot_rec *s, struct replica_rec *r
 	mig_finish(o, s, "running");
 }
 
+/* Is replica r (its section, generation) still in, by the store? */
+static bool still_in(struct orch *o, const struct replica_rec *r)
+{
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t n = 0;
+
+	if (o->store->rep->replica_list(o->store, r->slot_id, r->memnode, &reps, &n) < 0)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (reps[i].idx == r->idx && reps[i].replica == r->replica &&
+		    reps[i].section == r->section && reps[i].generation == r->generation)
+			return strcmp(reps[i].state, "in") == 0;
+	return false;
+}
+
 /*
  * Migrate replica r of slot s (compute node c; r on outn) to nx (allocated
  * on ton): begin, COPY from the live replica `live` (on liven: r itself when
@@ -259,6 +274,10 @@ static int move_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 	}
 	json_decref(ans);
 	ans = NULL;
+	if (!still_in(o, live)) {   /* taken out meanwhile: its copy would be stale */
+		snprintf(why, whylen, "the live replica on %s went out", liven->name);
+		goto abort;
+	}
 	e = grant_mint(o->grant_key, ton->id, liven->id, nx->section, nx->generation, nx->epoch,
 		       PROTO_R_WRITE, orch_grant_expiry(o), &cg);
 	if (e == 0)

@@ -50,7 +50,13 @@
 #include "macro.h"
 
 #define REPAIR_TICK_MS 1000
-#define REPAIR_RETRY_S 3
+#define REPAIR_RETRY_S 3         /* a replica whose repair failed waits this long */
+#define REPAIR_FAILED_MAX 64      /* failed repairs remembered (the oldest is forgotten) */
+
+struct failed_repair {
+	int64_t slot_id, idx, replica;
+	int64_t until;
+};
 
 static struct {
 	pthread_t thread;
@@ -58,7 +64,8 @@ static struct {
 	atomic_bool stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int64_t next_try;
+	struct failed_repair failed[REPAIR_FAILED_MAX];   /* only the repair thread's */
+	size_t nfailed;
 } rp = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static bool live_slot(const struct slot_rec *s)
@@ -386,6 +393,34 @@ void replicas_take_out_lost(struct orch *o)
 		take_out_lost(o, reps, n, slots, ns);
 }
 
+/* Did the repair of r fail a moment ago? (Others go first meanwhile.) */
+static bool failed_lately(const struct replica_rec *r, int64_t now)
+{
+	for (size_t i = 0; i < rp.nfailed; i++)
+		if (rp.failed[i].slot_id == r->slot_id && rp.failed[i].idx == r->idx &&
+		    rp.failed[i].replica == r->replica && rp.failed[i].until > now)
+			return true;
+	return false;
+}
+
+static void repair_failed(const struct replica_rec *r, int64_t now)
+{
+	size_t k = rp.nfailed;
+
+	for (size_t i = 0; i < rp.nfailed; i++)   /* the same one again, or one expired */
+		if ((rp.failed[i].slot_id == r->slot_id && rp.failed[i].idx == r->idx &&
+		     rp.failed[i].replica == r->replica) || rp.failed[i].until <= now) {
+			k = i;
+			break;
+		}
+	if (k == REPAIR_FAILED_MAX)
+		k = 0;   /* full of recent ones: the first goes */
+	else if (k == rp.nfailed)
+		rp.nfailed++;
+	rp.failed[k] = (struct failed_repair){ r->slot_id, r->idx, r->replica,
+					      now + REPAIR_RETRY_S };
+}
+
 static void tick(struct orch *o)
 {
 	struct store *st = o->store;
@@ -397,13 +432,12 @@ static void tick(struct orch *o)
 	    st->ops->slot_list(st, 0, 0, &slots, &ns) < 0)
 		return;
 	take_out_lost(o, reps, n, slots, ns);
-	if ((int64_t)time(NULL) < rp.next_try)
-		return;
 	for (size_t i = 0; i < n && !atomic_load(&rp.stop); i++) {
 		const struct slot_rec *s = slot_by_id(slots, ns, reps[i].slot_id);
 		const struct replica_rec *live = NULL;
 
-		if (strcmp(reps[i].state, "out") || !s || strcmp(s->state, "running"))
+		if (strcmp(reps[i].state, "out") || !s || strcmp(s->state, "running") ||
+		    failed_lately(&reps[i], (int64_t)time(NULL)))
 			continue;
 		for (size_t k = 0; k < n && !live; k++)
 			if (reps[k].slot_id == reps[i].slot_id && reps[k].idx == reps[i].idx &&
@@ -412,7 +446,7 @@ static void tick(struct orch *o)
 		if (!live)
 			continue;   /* nothing to copy from: the VM waits for a node */
 		if (repair_one(o, s->name, reps, n, &reps[i], live) < 0)
-			rp.next_try = (int64_t)time(NULL) + REPAIR_RETRY_S;
+			repair_failed(&reps[i], (int64_t)time(NULL));
 		return;   /* one repair per tick */
 	}
 }

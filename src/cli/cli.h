@@ -262,6 +262,8 @@ int cmd_node_undrain(struct cli_args *a);
 int cmd_node_revoke(struct cli_args *a);
 /* POST /v1/nodes/ID/VERB; prints "node ID DONE" (commands.c). */
 int cli_node_action(struct cli_args *a, const char *verb, const char *done);
+int cmd_node_label(struct cli_args *a);
+int cmd_node_remove(struct cli_args *a);
 int cmd_slot_create(struct cli_args *a);
 int cmd_slot_ls(struct cli_args *a);
 int cmd_slot_show(struct cli_args *a);

@@ -405,6 +405,50 @@ int cmd_node_undrain(struct cli_args *a)
 	return cli_node_action(a, "undrain", "undrained: it takes new slots and sections again");
 }
 
+int cmd_node_remove(struct cli_args *a)
+{
+	return cli_node_action(a, "remove", "removed: the orchestrator forgot it");
+}
+
+/* node label ID KEY=VALUE... (KEY=: remove the label) */
+int cmd_node_label(struct cli_args *a)
+{
+	_cleanup_resp_ struct cli_resp r = { 0 };
+	_cleanup_free_ char *path = NULL;
+	json_t *labels = json_object(), *body;
+	uint64_t id;
+	int ret = node_id_arg(a, &id);
+
+	for (int i = 1; ret == 0 && i < a->nargs; i++) {
+		const char *eq = strchr(a->args[i], '=');
+		char key[128];
+
+		if (!eq || eq == a->args[i] || (size_t)(eq - a->args[i]) >= sizeof(key)) {
+			ret = cli_usage_error(a, "labels are KEY=VALUE (KEY= removes one), not \"%s\"",
+					      a->args[i]);
+			break;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - a->args[i]), a->args[i]);
+		json_object_set_new(labels, key, eq[1] ? json_string(eq + 1) : json_null());
+	}
+	body = json_pack("{s:o}", "labels", labels);
+	if (ret == 0 && (!body || asprintf(&path, "/v1/nodes/%" PRIu64 "/labels", id) < 0))
+		ret = CLI_EXIT_ERROR;
+	if (ret == 0)
+		ret = cli_call(a, "POST", path, body, NULL, false, &r);
+	json_decref(body);
+	if (ret)
+		return ret;
+	if (a->json) {
+		r.json ? print_json(r.json) : (void)puts("{}");
+	} else {
+		_cleanup_free_ char *l = json_dumps(json_object_get(r.json, "labels"), JSON_COMPACT);
+
+		printf("node %" PRIu64 " labels: %s\n", id, l ? l : "?");
+	}
+	return CLI_EXIT_OK;
+}
+
 /* ---- sections -------------------------------------------------------------- */
 
 int cmd_section_ls(struct cli_args *a)

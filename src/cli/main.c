@@ -67,13 +67,22 @@ static const struct cli_cmd cmd_table[] = {
 	  "Existing slots and sections stay where they are.", cmd_node_drain, { { NULL } } },
 	{ "node undrain", "ID", 1, 1, "let a drained node take work again", NULL, cmd_node_undrain,
 	  { { NULL } } },
+	{ "node label", "ID KEY=VALUE...", 2, 4, "set (KEY=VALUE) or remove (KEY=) a node's labels",
+	  "A memory node's zone label decides where the replicas of a section go (distinct\n"
+	  "zones: docs/replication.md). Up to 3 at once. A node that registers again\n"
+	  "replaces the labels it registers with.", cmd_node_label, { { NULL } } },
+	{ "node remove", "ID", 1, 1, "forget a node (drained first; its replicas repaired elsewhere)",
+	  "Drains the node, takes its replicas out (they are repaired on other memory\n"
+	  "nodes) and forgets it once nothing uses it; until then it answers 409 in_use\n"
+	  "and says what still does. Stop the node first: one that heartbeats registers\n"
+	  "again.", cmd_node_remove, { { NULL } } },
 	{ "node revoke", "ID", 1, 1, "shut a node's certificate out of the fabric",
 	  "Memory nodes close its connections at once and refuse it from then on; the list is "
 	  "kept by the orchestrator and by every memory node. There is no undo: issue the node "
 	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
-	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] "
+	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] [--replicas N] "
 	  "[--image IMG [--disk SIZE] [--ssh-key FILE]... [--user-data FILE] [--append ARGS]] "
 	  "[--volume NAME]...",
 	  1, 1, "create a slot and start its VM",
@@ -91,6 +100,8 @@ static const struct cli_cmd cmd_table[] = {
 	    { "remote", "PERCENT", "share of the memory on memory nodes (default 100)" },
 	    { "cache", "SIZE", "local cache budget for the remote part (default: no limit)" },
 	    { "policy", "POLICY", "placement: spread (default) or pack" },
+	    { "replicas", "N",
+	      "memory nodes holding each remote section, 1 to 3 (default: the orchestrator's)" },
 	    { "hotplug", "KIND", "memory hotplug: dimm (default) or virtio-mem" },
 	    { "encrypt", "yes|no",
 	      "seal pages sent to memory nodes with the slot's key (default yes)" },

@@ -25,8 +25,9 @@ void cli_print_slots(json_t *slots)
 	table_init(&t, ARRAY_SIZE(head), head);
 	t.right[2] = t.right[3] = t.right[4] = t.right[5] = t.right[6] = true;
 	json_array_foreach(slots, i, s) {
-		char vc[32], mem[32], rem[32], cache[32], comp[32], age[32];
+		char vc[32], mem[32], rem[32], cache[32], comp[32], age[32], state[96];
 		const char *name = json_is_string(s) ? json_string_value(s) : jstr(s, "name");
+		json_t *red = json_object_get(s, "redundancy");
 
 		jtext(s, "vcpus", vc, sizeof(vc));
 		cli_size_of(s, "memory", mem, sizeof(mem));
@@ -37,8 +38,12 @@ void cli_print_slots(json_t *slots)
 		cli_size_of(s, "cache", cache, sizeof(cache));
 		jtext(s, "compute", comp, sizeof(comp));
 		fmt_age(jstr(s, "created"), age, sizeof(age));
+		/* A replicated slot's state says how many replicas it has in. */
+		snprintf(state, sizeof(state), "%s%s%s", jstr(s, "state") ? jstr(s, "state") : "",
+			 jint(s, "replicas", 1) > 1 && jstr(red, "text") ? ", " : "",
+			 jint(s, "replicas", 1) > 1 && jstr(red, "text") ? jstr(red, "text") : "");
 		table_rowf(&t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", name ? name : "",
-			   jstr(s, "state") ? jstr(s, "state") : "", vc, mem, rem, cache, comp,
+			   state, vc, mem, rem, cache, comp,
 			   jstr(s, "policy") ? jstr(s, "policy") : "", age);
 	}
 	if (t.nrows == 0)
@@ -131,6 +136,11 @@ static void print_slot(const json_t *slot)
 	printf("%-15s %s (%s)\n", "memory:", mem, sum);
 	if (json_object_get(slot, "remote_percent"))
 		printf("%-15s %" PRId64 "%%\n", "remote:", jint(slot, "remote_percent", 0));
+	if (jint(slot, "replicas", 1) > 1)
+		printf("%-15s %" PRId64 " of each remote section, %s\n", "replicas:",
+		       jint(slot, "replicas", 1),
+		       jstr(json_object_get(slot, "redundancy"), "text")
+			       ? jstr(json_object_get(slot, "redundancy"), "text") : "?");
 	cli_size_of(slot, "cache", cache, sizeof(cache));
 	printf("%-15s %s\n", "cache:", strcmp(cache, "-") == 0 ? "no limit" : cache);
 	if (json_is_boolean(json_object_get(slot, "encrypted")))
@@ -285,6 +295,13 @@ int cmd_slot_create(struct cli_args *a)
 		if ((ret = cli_parse_size(a, "--cache", o, &v)))
 			return ret;
 		json_object_set_new(body, "cache", json_integer((json_int_t)v));
+	}
+	if ((o = cli_opt(a, "replicas"))) {
+		if ((ret = cli_parse_u64(a, "--replicas", o, 3, &v)))
+			return ret;
+		if (v < 1)
+			return cli_usage_error(a, "--replicas is 1 to 3");
+		json_object_set_new(body, "replicas", json_integer((json_int_t)v));
 	}
 	if ((o = cli_opt(a, "policy"))) {
 		if (strcmp(o, "spread") != 0 && strcmp(o, "pack") != 0)

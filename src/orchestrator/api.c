@@ -235,7 +235,23 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 		slot_id = r < 0 ? 0 : s.id;
 	}
 	arr = json_array();
-	if (!region && r >= 0) {
+	if (!region && r >= 0 && o->store->rep) {
+		/* With replicas (positions 1.. say which, "replica"): the same, and them. */
+		_cleanup_free_ struct replica_rec *reps = NULL;
+
+		r = o->store->rep->replica_list(o->store, slot_id, (uint64_t)node, &reps, &n);
+		for (size_t i = 0; r >= 0 && i < n; i++) {
+			json_t *e = json_pack("{s:I, s:I, s:I, s:s, s:I}", "memnode",
+					      (json_int_t)reps[i].memnode, "section",
+					      (json_int_t)reps[i].section, "generation",
+					      (json_int_t)reps[i].generation, "slot", reps[i].slot,
+					      "index", (json_int_t)reps[i].idx);
+
+			if (e && reps[i].replica)
+				json_object_set_new(e, "replica", json_integer(reps[i].replica));
+			json_array_append_new(arr, e);
+		}
+	} else if (!region && r >= 0) {
 		/* Slots' sections: slot_id 0 lists every slot's. */
 		r = o->store->ops->section_list(o->store, slot_id, (uint64_t)node, &secs, &n);
 		for (size_t i = 0; r >= 0 && i < n; i++) {
@@ -387,6 +403,17 @@ static enum orch_route route_nodes(struct orch *o, const char *rest, const struc
 			nodes_drain(o, id, tail[1] == 'd', resp);
 		else
 			method_not_allowed(resp, "POST");
+		return RT_NODES_DRAIN;
+	}
+	if (strcmp(tail, "/labels") == 0 || strcmp(tail, "/remove") == 0) {
+		if (!is_method(req, "POST"))
+			method_not_allowed(resp, "POST");
+		else if (!o->replicas)
+			http_resp_error(resp, 404, "not_found", "no such path %s", req->path);
+		else if (tail[1] == 'l')
+			o->replicas->node_labels(o, id, req, resp);
+		else
+			o->replicas->node_remove(o, id, resp);
 		return RT_NODES_DRAIN;
 	}
 	if (strcmp(tail, "/revoke") == 0) {

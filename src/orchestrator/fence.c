@@ -64,6 +64,51 @@ int fence_section(struct orch *o, const struct section_rec *x, uint32_t epoch)
 	return r < 0 ? r : fence_section_on(o, &mn, x, epoch);
 }
 
+/* Every replica of section x (x->epoch raised) takes the new epoch (in the caller's transaction). */
+static int advance_replicas(struct orch *o, const struct section_rec *x)
+{
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	struct store *st = o->store;
+	size_t n = 0;
+	int r = st->rep ? st->rep->replica_list(st, x->slot_id, 0, &reps, &n) : 0;
+
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (reps[i].idx != x->idx)
+			continue;
+		reps[i].epoch = reps[i].replica ? MAX(reps[i].epoch + 1, x->epoch) : x->epoch;
+		r = st->rep->replica_update(st, &reps[i]);
+	}
+	return r;
+}
+
+/* Fence the replicas (positions 1..) of slot s at their epochs: how many failed. */
+static size_t fence_replicas(struct orch *o, const struct slot_rec *s)
+{
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t n = 0, failed = 0;
+
+	if (!o->store->rep || o->store->rep->replica_list(o->store, s->id, 0, &reps, &n) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		struct section_rec x = { .slot_id = s->id, .idx = reps[i].idx, .remote = true,
+					 .memnode = reps[i].memnode, .section = reps[i].section,
+					 .generation = reps[i].generation, .epoch = reps[i].epoch };
+		int r;
+
+		if (reps[i].replica < 1)
+			continue;
+		r = fence_section(o, &x, x.epoch);
+		if (r == 0 || r == -ENOENT || r == -ESTALE)
+			continue;
+		failed++;
+		slots_event(o, "fence_failed", x.memnode, s->name,
+			    "slot %s section %" PRId64 " replica %" PRId64 ": memory node %" PRIu64
+			    " did not learn epoch %" PRIu32 " (%s)", s->name, x.idx,
+			    reps[i].replica, x.memnode, x.epoch, strerror(-r));
+	}
+	return failed;
+}
+
 int fence_advance(struct orch *o, struct section_rec *secs, size_t n)
 {
 	struct store *st = o->store;
@@ -73,6 +118,10 @@ int fence_advance(struct orch *o, struct section_rec *secs, size_t n)
 		if (!secs[i].remote)
 			continue;
 		secs[i].epoch++;
+		if (st->rep) {   /* every replica, position 0 keeping its state */
+			r = advance_replicas(o, &secs[i]);
+			continue;
+		}
 		r = st->ops->section_remove(st, secs[i].slot_id, secs[i].idx);
 		if (r == 0)
 			r = st->ops->section_add(st, &secs[i]);
@@ -110,5 +159,6 @@ int fence_slot(struct orch *o, const struct slot_rec *s)
 			    "there will",
 			    s->name, secs[i].idx, secs[i].memnode, secs[i].epoch, strerror(-r));
 	}
+	failed += fence_replicas(o, s);
 	return failed ? -EIO : 0;
 }

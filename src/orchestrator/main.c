@@ -14,7 +14,9 @@
 #include "images.h"
 #include "orch.h"
 #include "regions_api.h"
+#include "replicas_nodes.h"
 #include "store_sqlite.h"
+#include "store_sqlite_replicas.h"
 #include "store_sqlite_volumes.h"
 #include "volumes_api.h"
 #include "volumes_boot.h"
@@ -52,6 +54,7 @@ struct orch_opts {
 	uint64_t compute_timeout;
 	uint64_t sweep_s;
 	uint64_t grant_ttl_s;
+	uint64_t replicas;
 	struct fabric_conf fabric;
 };
 
@@ -105,6 +108,8 @@ static void usage(FILE *f)
 		"  --orphan-sweep SECONDS   free sections no slot uses this often (default 10, 0: never)\n"
 		"  --grant-ttl SECONDS      life of the grants handed to compute nodes, renewed every\n"
 		"                           third of it while a slot runs (default 3600, 10 to 3600)\n"
+		"  --replicas N             replicas of each remote section of a slot that does not\n"
+		"                           say (1 to 3, default 1; docs/replication.md)\n"
 		"  --log-level LEVEL        error, warn, info (default) or debug\n"
 		"  --help                   show this help\n");
 }
@@ -120,6 +125,7 @@ enum {
 	OPT_CTIMEOUT,
 	OPT_SWEEP,
 	OPT_GRANT_TTL,
+	OPT_REPLICAS,
 	OPT_LOG,
 	OPT_API_TOKENS,
 	OPT_NODE_SECRET,
@@ -144,6 +150,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "compute-timeout", required_argument, NULL, OPT_CTIMEOUT },
 		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
 		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
+		{ "replicas", required_argument, NULL, OPT_REPLICAS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "api-tokens", required_argument, NULL, OPT_API_TOKENS },
 		APIAUTH_OPEN_OPTION,
@@ -167,6 +174,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		.compute_timeout = 120,
 		.sweep_s = 10,
 		.grant_ttl_s = 3600,
+		.replicas = 1,
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (fabric_opt(c, optarg, &o->fabric))
@@ -226,6 +234,10 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 			break;
 		case OPT_GRANT_TTL:
 			if (opt_u64("grant-ttl", optarg, 10, 3600, "seconds", &o->grant_ttl_s) < 0)
+				return -EINVAL;
+			break;
+		case OPT_REPLICAS:
+			if (opt_u64("replicas", optarg, 1, 3, "replicas", &o->replicas) < 0)
 				return -EINVAL;
 			break;
 		case OPT_SWEEP:
@@ -298,6 +310,7 @@ static int run(const struct orch_opts *opts)
 	o->compute_timeout_ms = (int)opts->compute_timeout * 1000;
 	o->sweep_s = (int)opts->sweep_s;
 	o->grant_ttl_s = (int)opts->grant_ttl_s;
+	o->replicas_default = (int)opts->replicas;
 	pthread_mutex_init(&o->place_mu, NULL);
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);
@@ -348,6 +361,7 @@ static int run(const struct orch_opts *opts)
 		goto out_curl;
 	}
 	store_sqlite_volumes(o->store);
+	store_sqlite_replicas(o->store);
 	o->images_dir = images_dir_of(opts);
 	if (!o->images_dir) {
 		r = -ENOMEM;
@@ -357,6 +371,7 @@ static int run(const struct orch_opts *opts)
 	if (r < 0)
 		goto out_store;
 	o->store->ops->request_abandon(o->store);
+	replicas_start(o, replicas_nodes_hooks);   /* before slots_recover: repairs too */
 	slots_recover(o);
 	regions_start(o);
 	volumes_start(o);
@@ -387,8 +402,11 @@ static int run(const struct orch_opts *opts)
 	for (size_t n = strlen(o->public_url); n && o->public_url[n - 1] == '/'; n--)
 		o->public_url[n - 1] = '\0';
 	r = nodes_monitor_start(o);
+	if (r == 0)
+		r = replicas_repair_start(o);
 	if (r < 0) {
 		log_error("cannot start the monitor thread: %s", strerror(-r));
+		nodes_monitor_stop(o);
 		goto out_api;
 	}
 	log_info("database %s, node id %" PRIu64 ", node timeout %d s, sections of %" PRIu64
@@ -405,6 +423,7 @@ static int run(const struct orch_opts *opts)
 	notify_stopping();
 	rc = 0;
 
+	replicas_repair_stop(o);
 	nodes_monitor_stop(o);
 out_api:
 	api_stop(o);

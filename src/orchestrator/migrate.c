@@ -157,8 +157,11 @@ static int boot_along(struct orch *o, const struct slot_rec *s, json_t **ret_boo
 int mig_along_begin(struct orch *o, const struct slot_rec *s, const struct node_rec *dst,
 		    struct mig_along *ret, struct http_resp *resp)
 {
-	int e = boot_along(o, s, &ret->boot, resp);
+	/* A replica out missed writes: it is repaired before the slot moves (replicas.c). */
+	int e = o->replicas ? o->replicas->compute_check(o, s, resp) : 0;
 
+	if (e == 0)
+		e = boot_along(o, s, &ret->boot, resp);
 	if (e == 0 && o->regions)
 		e = o->regions->migrate_begin(o, s, dst, &ret->regions, resp);
 	if (e == 0 && o->volumes) {

@@ -89,15 +89,15 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 
 	for (size_t i = 0; i < n; i++) {
 		struct node_rec mn;
-		json_t *x;
+		json_t *x = NULL;
 
 		if (!secs[i].remote) {
 			x = json_pack("{s:s}", "kind", "local");
 		} else if (o->store->ops->node_get(o->store, secs[i].memnode, &mn) == 0) {
 			x = slots_remote_json(o, &mn, dst->id, secs[i].section,
 					      secs[i].generation, secs[i].epoch);
-		} else {
-			x = NULL;
+			if (x && o->replicas)   /* and its replicas, with grants for dst */
+				o->replicas->agent_json(o, s, dst->id, &secs[i], x);
 		}
 		if (!x) {
 			json_decref(boot);

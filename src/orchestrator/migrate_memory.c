@@ -283,7 +283,7 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 	json_t *body, *reps = NULL, *v;
 	uint64_t fid = 0, tid = 0, t0 = mig_now_ms();
 	int64_t only = -1, maxpause = 0, copied = 0;
-	size_t n = 0, moved = 0, todo = 0;
+	size_t n = 0, moved = 0, todo = 0, nrep = 0;
 	int r = 0;
 
 	body = http_json_args(req, resp, keys);
@@ -333,6 +333,12 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 	for (size_t i = 0; i < n; i++)
 		todo += secs[i].remote && secs[i].memnode == fid &&
 			(only < 0 || secs[i].idx == only);
+	/* Replicas (replicas_repair.c): never two of a section on one node; they move too. */
+	if (o->replicas && o->replicas->memmig_check(o, &s, fid, tid, only, &nrep, resp) < 0) {
+		mig_finish(o, &s, "running");
+		goto out;
+	}
+	todo += nrep;
 	if (todo == 0) {
 		if (only >= 0)
 			http_resp_error(resp, 409, "conflict",
@@ -362,6 +368,12 @@ void migrate_memory(struct orch *o, const char *name, const struct http_req *req
 		maxpause = MAX(maxpause, mig_jint(rep, "pause_us", 0));
 		copied += mig_jint(rep, "bytes_copied", 0);
 		json_array_append_new(reps, rep);
+	}
+	if (r == 0 && nrep) {
+		int k = o->replicas->memmig(o, &s, &c, &from, &to, only, reps, resp);
+
+		r = k < 0 ? k : 0;
+		moved += k > 0 ? (size_t)k : 0;
 	}
 	if (r != -EINPROGRESS)
 		mig_finish(o, &s, "running");

@@ -404,6 +404,8 @@ static int settle(struct orch *o, struct slot_rec *s, const char *why, int timeo
 
 void migrate_recover(struct orch *o, struct slot_rec *s)
 {
+	if (o->replicas && o->replicas->recover(o, s) == 0)
+		return;   /* a repair of a replica (replicas_repair.c) */
 	if (settle(o, s, "was interrupted by an orchestrator restart", MIG_SHORT_TIMEOUT_MS) == 0)
 		return;
 	slots_event(o, "slot_recovered", s->compute, s->name, "slot %s: %s (now %s)", s->name,

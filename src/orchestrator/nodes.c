@@ -393,6 +393,9 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 		_cleanup_free_ struct section_rec *secs = NULL;
 		size_t ns = 0;
 
+		_cleanup_free_ struct replica_rec *reps = NULL;
+		size_t nr = 0;
+
 		if (st->ops->section_list(st, 0, id, &secs, &ns) == 0)
 			for (size_t i = 0; i < ns; i++)
 				json_array_append_new(
@@ -400,6 +403,15 @@ void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp)
 						       (json_int_t)secs[i].section, "generation",
 						       (json_int_t)secs[i].generation, "slot",
 						       secs[i].slot, "index", (json_int_t)secs[i].idx));
+		if (st->rep && st->rep->replica_list(st, 0, id, &reps, &nr) == 0)
+			for (size_t i = 0; i < nr; i++)   /* replicas: positions 1.. */
+				if (reps[i].replica)
+					json_array_append_new(arr, json_pack(
+						"{s:I, s:I, s:s, s:I, s:I}", "section",
+						(json_int_t)reps[i].section, "generation",
+						(json_int_t)reps[i].generation, "slot", reps[i].slot,
+						"index", (json_int_t)reps[i].idx, "replica",
+						(json_int_t)reps[i].replica));
 		if (o->regions)
 			(void)o->regions->sections(o, NULL, id, arr);   /* theirs: "region" */
 		json_object_set_new(j, "sections", arr);
@@ -519,6 +531,8 @@ int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool 
 
 	if (!json_is_array(vms))
 		return -EPROTO;
+	if (o->replicas)   /* replicas its pagers took out ("replicas_out") */
+		o->replicas->vms_out(o, n, vms);
 	r = st->ops->slot_list(st, n->id, 0, &slots, &ns);
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		struct slot_rec *s = &slots[i];

@@ -17,6 +17,8 @@
  *                reached through the table struct orch_volumes
  *   images*.c    images imported into base volumes (images.h), through
  *                struct orch_images
+ *   replicas*.c  replicated far memory (replicas.h): placement, state,
+ *                repair, through struct orch_replicas
  *   fence.c      ownership epochs of sections, fencing at each change of owner
  *   mnpool.c     cached authenticated connections to memory nodes
  *   cclient.c    HTTP client (libcurl) for the compute agents' API
@@ -249,6 +251,69 @@ struct orch_boot_ops {
 	void (*deleted)(struct orch *o, const char *root, bool keep);
 };
 
+/*
+ * Replicated far memory (replicas*.c, docs/replication.md), as the rest of
+ * the orchestrator reaches it; main.c sets orch.replicas (replicas_start;
+ * NULL: none, as in the fuzzer: every slot has one replica).
+ */
+struct orch_replicas {
+	/*
+	 * A create request's "replicas" (absent: --replicas) into s->replicas,
+	 * checked against the memory nodes slot s (its memory, remote share
+	 * and constraints cons parsed) may use: 0, or -EINVAL with resp
+	 * answered (400, or 409 no_capacity).
+	 */
+	int (*parse)(struct orch *o, json_t *body, struct slot_rec *s, json_t *cons,
+		     struct http_resp *resp);
+	/*
+	 * Remote section x of slot s (recorded, position 0) gets its other
+	 * replicas: placed on other memory nodes (and zones), allocated,
+	 * recorded; `sec` (its JSON for holder) gains "replicas". 0, or
+	 * -ENOSPC / -EHOSTUNREACH with why set (nothing left behind).
+	 */
+	int (*add)(struct orch *o, const struct slot_rec *s, uint64_t holder,
+		   const struct section_rec *x, json_t *sec, char *why, size_t whylen);
+	/* Free and forget the replicas (positions 1..) of section idx of slot s (-1: all). */
+	void (*drop)(struct orch *o, const struct slot_rec *s, int64_t idx);
+	/* Slot s's JSON j: "replicas", "redundancy", and each section's "replicas". */
+	void (*slot_json)(struct orch *o, const struct slot_rec *s, json_t *j);
+	/* Section x of slot s as sent to holder (sec): "replicas" with their grants. */
+	void (*agent_json)(struct orch *o, const struct slot_rec *s, uint64_t holder,
+			   const struct section_rec *x, json_t *sec);
+	/* A compute node's view of its VMs (heartbeat, GET /v1/vms): their "replicas_out". */
+	void (*vms_out)(struct orch *o, const struct node_rec *n, json_t *vms);
+	/* Slot s was left `migrating` by a repair (its op): settled. 0, or -ENOENT: not a repair. */
+	int (*recover)(struct orch *o, struct slot_rec *s);
+	/*
+	 * A memory migration of slot s from memory node `from` to `to` (of
+	 * section `only`, -1: all) is asked: 0 with *ret_n the replicas
+	 * (positions 1..) it moves, or -EBUSY with 409 answered when `to`
+	 * holds (or is in the zone of) another replica of a section that
+	 * moves, or a replica that would move is out.
+	 */
+	int (*memmig_check)(struct orch *o, const struct slot_rec *s, uint64_t from, uint64_t to,
+			    int64_t only, size_t *ret_n, struct http_resp *resp);
+	/*
+	 * Then, after its sections (position 0) moved: move those replicas,
+	 * one by one, as sections move; each appended to reps. How many
+	 * moved, or -errno with resp answered (the rest stays).
+	 */
+	int (*memmig)(struct orch *o, struct slot_rec *s, const struct node_rec *c,
+		      const struct node_rec *from, const struct node_rec *to, int64_t only,
+		      json_t *reps, struct http_resp *resp);
+	/*
+	 * A compute migration of slot s may begin: 0, or -EBUSY with 409
+	 * answered while a replica of it is not in (the destination would not
+	 * know it: it is repaired first).
+	 */
+	int (*compute_check)(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
+	/* POST /v1/nodes/ID/labels {"labels": {"zone": "b", "old": null}} (replicas_nodes.c). */
+	void (*node_labels)(struct orch *o, uint64_t id, const struct http_req *req,
+			    struct http_resp *resp);
+	/* POST /v1/nodes/ID/remove: drained, its replicas out, forgotten once nothing uses it. */
+	void (*node_remove)(struct orch *o, uint64_t id, struct http_resp *resp);
+};
+
 /* Images (images*.c, docs/api.md "Images"); main.c sets orch.images (images_start). */
 struct orch_images {
 	/* The /v1/images paths; rest follows "/v1/images" ("" or "/..."). */
@@ -282,6 +347,8 @@ struct orch {
 	const struct orch_regions *regions;
 	const struct orch_volumes *volumes;
 	const struct orch_images *images;
+	const struct orch_replicas *replicas;
+	int replicas_default;           /* --replicas: of a slot that does not say */
 	const struct orch_boot_ops *boot;   /* NULL without volumes */
 
 	struct route_stats routes[RT__MAX];

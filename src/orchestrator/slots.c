@@ -85,6 +85,8 @@ json_t *slots_json(struct orch *o, const struct slot_rec *s, bool with_sections)
 		if (o->volumes)
 			o->volumes->slot_json(o, s, j);
 	}
+	if (o->replicas)   /* "replicas", "redundancy", each section's replicas */
+		o->replicas->slot_json(o, s, j);
 	return j;
 }
 
@@ -258,7 +260,8 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 {
 	static const char *const keys[] = { "name", "vcpus", "memory", "remote_percent", "cache",
 					    "policy", "hotplug", "constraints", "encrypt", "net", "image",
-					    "disk", "volumes", "ssh_keys", "user_data", "append", NULL };
+					    "disk", "volumes", "ssh_keys", "user_data", "append", "replicas",
+					    NULL };
 	const char *name, *pol, *hp;
 	uint64_t mem, cache;
 	json_t *v;
@@ -342,7 +345,7 @@ static int parse_create(struct orch *o, json_t *body, struct create_args *a,
 	if (placement_parse_constraints(body, a->s.constraints, sizeof(a->s.constraints),
 					&a->cons, resp) < 0)
 		return -EINVAL;
-	return 0;
+	return o->replicas ? o->replicas->parse(o, body, &a->s, a->cons, resp) : 0;
 }
 
 /* ---- create -------------------------------------------------------------- */
@@ -364,6 +367,8 @@ static void create_rollback(struct orch *o, const struct slot_rec *s, const stru
 		for (size_t i = 0; i < n; i++)
 			if (secs[i].remote)
 				slots_free_remote(o, &secs[i]);
+	if (o->replicas)
+		o->replicas->drop(o, s, -1);
 	if (st->ops->begin(st) == 0) {
 		int r = st->ops->slot_delete(st, s->id);
 
@@ -491,6 +496,15 @@ void slots_create(struct orch *o, const struct http_req *req, struct http_resp *
 				st->ops->node_adjust_free(st, mns[k].id, +1);
 			create_rollback(o, &a.s, &c, false, "store failure");
 			store_error(resp, r);
+			goto out;
+		}
+		if (x.remote && o->replicas && (r = o->replicas->add(o, &a.s, c.id, &x,
+				json_array_get(secs, i), why, sizeof(why))) < 0) {
+			for (size_t k = i - nlocal + 1; k < nremote; k++)
+				st->ops->node_adjust_free(st, mns[k].id, +1);
+			create_rollback(o, &a.s, &c, false, why);
+			http_resp_error(resp, r == -ENOSPC ? 409 : 503, r == -ENOSPC ? "no_capacity"
+					: "node_unreachable", "slot %s: %s", a.s.name, why);
 			goto out;
 		}
 	}
@@ -684,14 +698,18 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 		pthread_mutex_unlock(&o->place_mu);
 		if (r == 0)
 			r = alloc_remote(o, s, pr, &mn, &x.section, &x.generation, why, sizeof(why));
+		x.memnode = mn.id;
+		sec = r ? NULL : slots_remote_json(o, &mn, c->id, x.section, x.generation, x.epoch);
+		if (sec && o->replicas && (r = o->replicas->add(o, s, c->id, &x, sec, why,
+								   sizeof(why))) < 0)
+			slots_free_remote(o, &x);   /* its replicas could not be placed */
 		if (r < 0) {
+			json_decref(sec);
 			http_resp_error(resp, r == -ENOSPC ? 409 : 503,
 					r == -ENOSPC ? "capacity" : "node_unreachable", "slot %s: %s",
 					s->name, why);
 			return r;
 		}
-		x.memnode = mn.id;
-		sec = slots_remote_json(o, &mn, c->id, x.section, x.generation, x.epoch);
 	}
 	ans = json_pack("{s:o}", "section", sec);
 	body = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
@@ -701,6 +719,8 @@ static int grow_one(struct orch *o, struct slot_rec *s, const struct node_rec *c
 		      : -ENOMEM;
 	if (status != 200 && status != 201) {
 		slots_compute_error(resp, c, "to hot-add a section", status, answer);
+		if (x.remote && o->replicas)
+			o->replicas->drop(o, s, x.idx);
 		if (x.remote)
 			slots_free_remote(o, &x);
 		return status < 0 ? status : -EIO;
@@ -731,6 +751,8 @@ static int shrink_one(struct orch *o, struct slot_rec *s, const struct node_rec 
 		slots_compute_error(resp, c, "to hot-remove a section", status, answer);
 		return status < 0 ? status : -EIO;
 	}
+	if (x->remote && o->replicas)
+		o->replicas->drop(o, s, x->idx);
 	if (x->remote)
 		slots_free_remote(o, x);
 	r = o->store->ops->section_remove(o->store, s->id, x->idx);
@@ -858,6 +880,8 @@ void slots_delete(struct orch *o, const char *name, bool keep_disk, struct http_
 		for (size_t i = 0; i < n; i++)
 			if (secs[i].remote)
 				slots_free_remote(o, &secs[i]);
+	if (o->replicas)
+		o->replicas->drop(o, &s, -1);
 	r = st->ops->begin(st);
 	if (r == 0) {
 		r = st->ops->slot_delete(st, s.id);

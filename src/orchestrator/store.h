@@ -72,6 +72,7 @@ struct slot_rec {
 	char op[STORE_JSON_MAX];         /* JSON of a migration in progress, "" = none */
 	char page_key[65];               /* the slot's page key, hex (guest memory at rest); "" = pages in clear */
 	char net[256];                   /* JSON: its network card (slotnet.c); "" = none (a slot from before cards) */
+	int64_t replicas;                /* replicas of each remote section, 1..3 (replicas.c) */
 };
 
 struct section_rec {
@@ -84,6 +85,25 @@ struct section_rec {
 	uint32_t generation;
 	int64_t hot_index;               /* compute agent's hot-plug index; -1 = boot RAM */
 	uint32_t epoch;                  /* remote: ownership epoch of its grants (fence.c) */
+};
+
+/*
+ * One replica of a slot's remote section (replicas.c): position 0 is the
+ * section itself (its sections row), positions 1.. its extra replicas
+ * (section_replicas rows). state: in, out (missed writes: not used until
+ * repaired), repairing.
+ */
+struct replica_rec {
+	int64_t slot_id;
+	char slot[STORE_NAME_MAX];       /* filled by replica_list */
+	int64_t idx;                     /* the section's position in the VM's memory */
+	int64_t replica;                 /* position, 0.. */
+	uint64_t memnode;
+	uint32_t section;
+	uint32_t generation;
+	uint32_t epoch;
+	char state[STORE_STATE_MAX];
+	char reason[STORE_ADDR_MAX];
 };
 
 /* A shared region (regions.c): memory on one memory node that slots map at once. */
@@ -287,8 +307,34 @@ struct store_volume_ops {
 	int (*image_delete)(struct store *s, int64_t id);
 };
 
+/*
+ * Replicas of slots' remote sections (store_sqlite_replicas.c). replica_list
+ * gives every position of every remote section (0 from sections, 1.. from
+ * section_replicas), slot_id / memnode 0 = any, ordered by slot, idx,
+ * position. replica_put inserts or replaces a position >= 1; replica_update
+ * writes memnode, section, generation, epoch, state and reason of any
+ * position (0: the sections row); replica_remove drops positions >= 1 of
+ * section idx (-1: of every section of the slot).
+ */
+struct store_replica_ops {
+	int (*replica_list)(struct store *s, int64_t slot_id, uint64_t memnode,
+			    struct replica_rec **ret, size_t *ret_n);
+	int (*replica_put)(struct store *s, const struct replica_rec *rec);
+	int (*replica_update)(struct store *s, const struct replica_rec *rec);
+	int (*replica_remove)(struct store *s, int64_t slot_id, int64_t idx);
+	/*
+	 * The operator's edits of a node that replication relies on
+	 * (replicas_nodes.c): its labels (JSON text: zones), and forgetting it
+	 * (-EEXIST while a slot, section, replica, region or volume names it).
+	 */
+	int (*node_set_labels)(struct store *s, uint64_t id, const char *labels);
+	int (*node_remove)(struct store *s, uint64_t id);
+};
+
 struct store {
 	const struct store_ops *ops;
+	/* Replicas of sections (store_sqlite_replicas.h); NULL: none. */
+	const struct store_replica_ops *rep;
 	/* The volume catalog, in the same database (store_sqlite_volumes.h); NULL: none. */
 	const struct store_volume_ops *vol;
 };

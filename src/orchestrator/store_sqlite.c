@@ -255,7 +255,6 @@ static int sq_node_stale(struct store *s, int64_t deadline, uint64_t **ret, size
 }
 
 /* ---- slots ------------------------------------------------------------- */
-
 static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -275,6 +274,7 @@ static void read_slot(sqlite3_stmt *p, struct slot_rec *o)
 	sq_copy_text(o->op, sizeof(o->op), p, 13);
 	sq_copy_text(o->page_key, sizeof(o->page_key), p, 14);
 	sq_copy_text(o->net, sizeof(o->net), p, 15);
+	o->replicas = sqlite3_column_int64(p, 16);
 }
 
 static int sq_slot_insert(struct store *s, struct slot_rec *o)
@@ -300,6 +300,7 @@ static int sq_slot_insert(struct store *s, struct slot_rec *o)
 		sqlite3_bind_int64(p, 12, o->created);
 		sq_bind_text(p, 13, o->page_key);
 		sq_bind_text(p, 14, o->net);
+		sqlite3_bind_int64(p, 15, o->replicas);
 		r = sq_exec_done(st, p, "slot_insert");
 		if (r == 0)
 			o->id = sqlite3_last_insert_rowid(st->db);
@@ -395,7 +396,6 @@ static int sq_slot_delete(struct store *s, int64_t id)
 }
 
 /* ---- sections ---------------------------------------------------------- */
-
 static int sq_section_add(struct store *s, const struct section_rec *o)
 {
 	struct sqlstore *st = sq_of(s);

@@ -155,6 +155,24 @@ const char *const store_sqlite_migrations[] = {
 	 * its device node serves, which the node neither resizes nor deletes). Every
 	 * volume before it was made by the orchestrator: a file. */
 	"ALTER TABLE volumes ADD COLUMN kind TEXT NOT NULL DEFAULT 'file';",
+	/* 12 -> 13: replicated far memory (replicas.c): the slot's number of replicas,
+	 * the state of position 0 of each section, and positions 1.. in a table of
+	 * their own (IF NOT EXISTS, as 5 -> 6). */
+	"ALTER TABLE slots ADD COLUMN replicas INTEGER NOT NULL DEFAULT 1;"
+	"ALTER TABLE sections ADD COLUMN state TEXT NOT NULL DEFAULT 'in';"
+	"ALTER TABLE sections ADD COLUMN reason TEXT NOT NULL DEFAULT '';"
+	"CREATE TABLE IF NOT EXISTS section_replicas ("
+	"  slot_id INTEGER NOT NULL REFERENCES slots(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL,"
+	"  replica INTEGER NOT NULL CHECK (replica >= 1),"
+	"  memnode INTEGER NOT NULL REFERENCES nodes(id),"
+	"  section INTEGER NOT NULL,"
+	"  generation INTEGER NOT NULL,"
+	"  epoch INTEGER NOT NULL DEFAULT 0,"
+	"  state TEXT NOT NULL DEFAULT 'in' CHECK (state IN ('in', 'out', 'repairing')),"
+	"  reason TEXT NOT NULL DEFAULT '',"
+	"  PRIMARY KEY (slot_id, idx, replica));"
+	"CREATE INDEX IF NOT EXISTS section_replicas_memnode ON section_replicas(memnode);",
 };
 
 
@@ -164,7 +182,8 @@ const char *const store_sqlite_migrations[] = {
 	"n.section_size, n.sections_total, n.sections_free, n.vcpus, n.registered, " \
 	"n.last_heartbeat, "                                                          \
 	"(SELECT COUNT(*) FROM slots s WHERE s.compute = n.id) + "                    \
-	"(SELECT COUNT(DISTINCT x.slot_id) FROM sections x WHERE x.memnode = n.id), " \
+	"(SELECT COUNT(DISTINCT x.slot_id) FROM (SELECT slot_id, memnode FROM sections "  \
+	" UNION ALL SELECT slot_id, memnode FROM section_replicas) x WHERE x.memnode = n.id), " \
 	"(SELECT COALESCE(SUM(s.vcpus), 0) FROM slots s WHERE s.compute = n.id "      \
 	" AND s.state NOT IN ('failed', 'lost')) "
 #define REGION_COLS                                                                       \
@@ -187,7 +206,7 @@ const char *const store_sqlite_migrations[] = {
 	"i.kernel_size, i.initrd_size, i.cmdline, i.created "
 #define SLOT_COLS                                                                         \
 	"id, name, state, vcpus, memory, remote_percent, cache, compute, policy, hotplug, " \
-	"constraints, reason, created, op, page_key, net "
+	"constraints, reason, created, op, page_key, net, replicas "
 
 const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_PUT] =
@@ -212,14 +231,15 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",
 	[Q_SLOT_INSERT] =
 		"INSERT INTO slots (name, state, vcpus, memory, remote_percent, cache, compute, "
-		"policy, hotplug, constraints, reason, created, page_key, net) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+		"policy, hotplug, constraints, reason, created, page_key, net, replicas) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, MAX(1, ?15))",
 	[Q_SLOT_GET] = "SELECT " SLOT_COLS "FROM slots WHERE name = ?1",
 	[Q_SLOT_LIST] = "SELECT " SLOT_COLS "FROM slots ORDER BY id",
 	[Q_SLOT_LIST_COMPUTE] = "SELECT " SLOT_COLS "FROM slots WHERE compute = ?1 ORDER BY id",
 	[Q_SLOT_LIST_MEMNODE] =
 		"SELECT " SLOT_COLS "FROM slots WHERE id IN "
-		"(SELECT slot_id FROM sections WHERE memnode = ?1) ORDER BY id",
+		"(SELECT slot_id FROM sections WHERE memnode = ?1 UNION "
+		"SELECT slot_id FROM section_replicas WHERE memnode = ?1) ORDER BY id",
 	[Q_SLOT_UPDATE] = "UPDATE slots SET state = ?2, memory = ?3, reason = ?4, compute = ?5, "
 			  "op = ?6, net = ?7 WHERE id = ?1",
 	[Q_SLOT_DELETE] = "DELETE FROM slots WHERE id = ?1",
@@ -232,7 +252,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"x.generation, x.hot_index, x.epoch FROM sections x JOIN slots s ON s.id = x.slot_id "
 		"WHERE (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
 		"ORDER BY x.slot_id, x.idx",
-	[Q_SEC_COUNT] = "SELECT COUNT(*) FROM sections WHERE kind = 'remote'",
+	[Q_SEC_COUNT] = "SELECT (SELECT COUNT(*) FROM sections WHERE kind = 'remote') + "
+			"(SELECT COUNT(*) FROM section_replicas)",
 	[Q_REQ_GET] = "SELECT status, body, method || ' ' || path FROM requests WHERE id = ?1",
 	[Q_REQ_INSERT] =
 		"INSERT INTO requests (id, method, path, status, created) VALUES (?1, ?2, ?3, 0, ?4)",
@@ -293,6 +314,27 @@ const char *const store_sqlite_sql[Q__MAX] = {
 	[Q_IMG_LIST] = "SELECT " IMAGE_COLS "FROM images i ORDER BY i.name",
 	[Q_IMG_UPDATE] = "UPDATE images SET state = ?2 WHERE id = ?1",
 	[Q_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
+	[Q_REP_LIST] =
+		"SELECT x.slot_id, s.name, x.idx, 0, x.memnode, x.section, x.generation, x.epoch, "
+		"x.state, x.reason FROM sections x JOIN slots s ON s.id = x.slot_id "
+		"WHERE x.kind = 'remote' AND (?1 = 0 OR x.slot_id = ?1) AND (?2 = 0 OR x.memnode = ?2) "
+		"UNION ALL SELECT r.slot_id, s.name, r.idx, r.replica, r.memnode, r.section, "
+		"r.generation, r.epoch, r.state, r.reason FROM section_replicas r "
+		"JOIN slots s ON s.id = r.slot_id "
+		"WHERE (?1 = 0 OR r.slot_id = ?1) AND (?2 = 0 OR r.memnode = ?2) ORDER BY 1, 3, 4",
+	[Q_REP_PUT] =
+		"INSERT OR REPLACE INTO section_replicas (slot_id, idx, replica, memnode, section, "
+		"generation, epoch, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[Q_REP_UPDATE] =
+		"UPDATE section_replicas SET memnode = ?4, section = ?5, generation = ?6, epoch = ?7, "
+		"state = ?8, reason = ?9 WHERE slot_id = ?1 AND idx = ?2 AND replica = ?3",
+	[Q_REP_UPDATE0] =
+		"UPDATE sections SET memnode = ?4, section = ?5, generation = ?6, epoch = ?7, "
+		"state = ?8, reason = ?9 WHERE slot_id = ?1 AND idx = ?2 AND ?3 = 0 AND kind = 'remote'",
+	[Q_REP_REMOVE] =
+		"DELETE FROM section_replicas WHERE slot_id = ?1 AND (?2 < 0 OR idx = ?2)",
+	[Q_NODE_LABELS] = "UPDATE nodes SET labels = ?2 WHERE id = ?1",
+	[Q_NODE_REMOVE] = "DELETE FROM nodes WHERE id = ?1",
 };
 
 const size_t store_sqlite_nmigrations = ARRAY_SIZE(store_sqlite_migrations);

@@ -99,7 +99,8 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 	_cleanup_free_ struct proto_section *held = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	_cleanup_free_ struct section_rec *used = NULL;
-	size_t nheld = 0, nslots = 0, nused = 0;
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t nheld = 0, nslots = 0, nused = 0, nreps = 0;
 	int r, freed = 0;
 
 	r = list_node(o, n, &held, &nheld);
@@ -108,6 +109,8 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 	r = st->ops->slot_list(st, 0, 0, &slots, &nslots);
 	if (r == 0)
 		r = st->ops->section_list(st, 0, n->id, &used, &nused);
+	if (r == 0 && st->rep)   /* replicas (positions 1..) are used too */
+		r = st->rep->replica_list(st, 0, n->id, &reps, &nreps);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < nheld; i++) {
@@ -133,6 +136,9 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 			for (size_t k = 0; k < nused && !in_use; k++)
 				in_use = used[k].remote && used[k].section == h->section &&
 					 used[k].generation == h->generation;
+			for (size_t k = 0; k < nreps && !in_use; k++)
+				in_use = reps[k].section == h->section &&
+					 reps[k].generation == h->generation;
 			if (in_use)
 				continue;
 		}
@@ -195,6 +201,29 @@ void sweep_all(struct orch *o)
  * that goes on, and its memory nodes refuse them then (docs/security.md).
  */
 
+/* Grants of the replicas (positions 1..) of slot s's sections, appended to arr. */
+static void renew_replicas(struct orch *o, const struct slot_rec *s, uint64_t expiry,
+			   json_t *arr)
+{
+	_cleanup_free_ struct replica_rec *reps = NULL;
+	size_t n = 0;
+
+	if (!o->store->rep || o->store->rep->replica_list(o->store, s->id, 0, &reps, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct proto_grant g;
+		char hex[GRANT_HEX_LEN + 1];
+
+		if (reps[i].replica < 1 ||
+		    grant_mint(o->grant_key, reps[i].memnode, s->compute, reps[i].section,
+			       reps[i].generation, reps[i].epoch, PROTO_R_READ | PROTO_R_WRITE,
+			       expiry, &g) < 0)
+			continue;
+		grant_to_hex(&g, hex);
+		json_array_append_new(arr, json_string(hex));
+	}
+}
+
 /* New grants of one slot as a JSON body; NULL if it has no remote section nor region. */
 static char *renew_body(struct orch *o, const struct slot_rec *s, uint64_t expiry)
 {
@@ -220,6 +249,7 @@ static char *renew_body(struct orch *o, const struct slot_rec *s, uint64_t expir
 		grant_to_hex(&g, hex);
 		json_array_append_new(arr, json_string(hex));
 	}
+	renew_replicas(o, s, expiry, arr);
 	if (o->regions)
 		o->regions->renew(o, s, expiry, arr);   /* and of the regions it maps */
 	if (o->volumes)

@@ -409,7 +409,21 @@ VM_KEYS = {"name", "vcpus", "sections", "cache_bytes", "hotplug", "max_sections"
            "incoming", "hot_sections", "regions", "encryption_key", "disks", "net", "boot",
            "cloud_init", "seed"}
 SEED_SIZE = 1 << 20               # the real agent's cloud-init seed (vm_boot.c)
-SECTION_KEYS = {"kind", "addr", "grant", "free_on_release"}
+SECTION_KEYS = {"kind", "addr", "grant", "free_on_release", "replicas"}
+
+
+def _remotes(vm):
+    """Every remote section of a VM and its replicas (dicts with a grant), as
+    (section dict, [its replica dicts]) pairs: position 0 first."""
+    secs = [s for s in vm["sections"] + list(vm["hot"].values()) if s.get("kind") == "remote"]
+    return [(s, s.get("replicas", [])) for s in secs]
+
+
+def _bad_replicas(s):
+    reps = s.get("replicas", [])
+    return not isinstance(reps, list) or any(
+        not isinstance(r, dict) or set(r) != {"addr", "grant"} or
+        len(r["grant"]) != 2 * GRANT.size or not r["addr"] for r in reps)
 _incoming = {}                    # migration URI -> (FakeCompute, VM name)
 META_RECORD = 28                  # page-meta record: page index (u32 LE) + 24-byte entry
 META_PART_MAX = 131072            # records in one part (the agent's VM_META_PART_MAX)
@@ -473,6 +487,8 @@ class FakeCompute:
         self.vms = {}
         self.calls = []
         self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
+        self.replica_calls = []       # (vm, body) of POST .../sections/replica
+        self.memmig_commits = []      # (vm, from key, to key) of committed section migrations
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
         self.create_bodies = []       # every POST /v1/vms body, in order
@@ -682,8 +698,11 @@ class FakeCompute:
         want = _grant_key(body["from"]["grant"])
         secs = list(enumerate(vm["sections"])) + [(("hot", k), s)
                                                   for k, s in vm["hot"].items()]
+        # A replica (any position) may be `from`: repair is this call on an out one.
+        secs += [(("replica", i, k), r) for i, s in secs for k, r in enumerate(s.get("replicas", []))]
         hit = [(i, s) for i, s in secs
-               if s.get("kind") == "remote" and _grant_key(s["grant"]) == want]
+               if (s.get("kind") == "remote" or isinstance(i, tuple) and i[0] == "replica") and
+               _grant_key(s["grant"]) == want]
         mig = vm.setdefault("memmig", {})
         if phase == "begin":
             if not hit:
@@ -699,8 +718,8 @@ class FakeCompute:
         if phase == "commit":
             to = mig.pop(want, None)
             if to is None and not hit and any(
-                    s.get("kind") == "remote" and _grant_key(s["grant"]) ==
-                    _grant_key(body["to"]["grant"]) for _, s in secs):
+                    (s.get("kind") == "remote" or isinstance(i, tuple) and i[0] == "replica") and _grant_key(s["grant"]) ==
+                    _grant_key(body["to"]["grant"]) for i, s in secs):
                 # Committed already (a repeated request): like the real agent.
                 return h._send(200, {"phase": "commit", "pages_resent": 0, "pages_dual": 0,
                                      "pause_us": 0, "ms": 0, "already": True,
@@ -709,10 +728,51 @@ class FakeCompute:
                 return h._err(409, "conflict", "no migration")
             i, s = hit[0]
             s["addr"], s["grant"] = to["addr"], to["grant"]
+            vm.get("out", {}).pop(want, None)     # `to` takes its position, in
+            self.memmig_commits.append((vm["name"], want, _grant_key(to["grant"])))
             return h._send(200, {"phase": "commit", "pages_resent": 3, "pages_dual": 5,
                                  "pause_us": 400, "ms": 2, "already": False,
                                  "vm": self._vm_json(vm)})
         return h._err(400, "bad_request", "bad phase")
+
+    def _replica(self, h, vm, body):
+        """POST .../sections/replica {"action": "drop", "replica": {memnode, section,
+        generation}} (docs/replication.md): the replica is out from now on."""
+        self.replica_calls.append((vm["name"], body))
+        if not isinstance(body, dict) or body.get("action") != "drop" or \
+                not isinstance(body.get("replica"), dict):
+            return h._err(400, "bad_request", "bad body")
+        r = body["replica"]
+        key = (r.get("memnode"), r.get("section"), r.get("generation"))
+        out = vm.setdefault("out", {})
+        for s, reps in _remotes(vm):
+            keys = [_grant_key(x["grant"]) for x in [s] + reps]
+            if key not in keys:
+                continue
+            if key in out:
+                return h._send(200, {"replica": r, "state": "out", "already": True})
+            if len([k for k in keys if k not in out]) == 1:
+                return h._err(409, "last_replica", "the only replica in")
+            out[key] = "dropped by the orchestrator"
+            return h._send(200, {"replica": r, "state": "out", "already": False})
+        return h._err(404, "not_found", "no such replica")
+
+    def take_out(self, name, memnode, section, generation, reason="connection refused"):
+        """The pager took a replica out (as the real one does on a transport error)."""
+        with self.lock:
+            self.vms[name].setdefault("out", {})[(memnode, section, generation)] = reason
+
+    def vm_states(self):
+        """A heartbeat's body: each VM's state and the replicas out (vm_states[])."""
+        with self.lock:
+            states = []
+            for v in self.vms.values():
+                e = {"name": v["name"], "state": v.get("state", "running")}
+                if v.get("out"):
+                    e["replicas_out"] = [{"memnode": k[0], "section": k[1], "generation": k[2],
+                                          "reason": why} for k, why in v["out"].items()]
+                states.append(e)
+            return {"vm_states": states}
 
     def _console(self, h, vm, method, sub, body):
         """console/output and console/input (vm_console.c): what is typed is echoed."""
@@ -746,6 +806,7 @@ class FakeCompute:
             return g[0], g[2], g[3]
 
         secs = [s for s in vm["sections"] + list(vm["hot"].values()) if s["kind"] == "remote"]
+        secs += [r for s in list(secs) for r in s.get("replicas", [])]
         secs += [s for r in vm.get("regions", {}).values() for s in r["sections"]]
         new = []
         for hx in body["grants"]:
@@ -881,7 +942,7 @@ class FakeCompute:
             with self.lock:
                 return fake_disks.dispatch(self, h, method, m.groups(), body)
         m = re.fullmatch(r"/v1/vms(?:/([^/]+))?(?:/(sections|console|migrate|grants|page-meta|boot)"
-                         r"(?:/(\d+|migrate|precopy|output|input))?)?", path)
+                         r"(?:/(\d+|migrate|precopy|output|input|replica))?)?", path)
         if not m:
             return h._err(404, "not_found", "no such path")
         name, sub, idx = m.groups()
@@ -898,7 +959,7 @@ class FakeCompute:
                     if set(s) - SECTION_KEYS or s.get("kind") not in ("local", "remote"):
                         return h._err(400, "bad_request", "bad section")
                     if s["kind"] == "remote" and (len(s.get("grant", "")) != 2 * GRANT.size or
-                                                  not s.get("addr")):
+                                                  not s.get("addr") or _bad_replicas(s)):
                         return h._err(400, "bad_request", "bad remote section")
                 if self.fail_create:
                     st, code = self.fail_create
@@ -951,6 +1012,8 @@ class FakeCompute:
                                                        "seed": None})
             elif sub == "sections" and idx == "migrate" and method == "POST":
                 return self._memmig(h, vm, body)
+            elif sub == "sections" and idx == "replica" and method == "POST":
+                return self._replica(h, vm, body)
             elif sub == "console" and idx is None and method == "GET":
                 return h._send(200, text=vm["con"].decode(errors="replace"))
             elif sub == "console":
@@ -960,7 +1023,8 @@ class FakeCompute:
             elif sub == "page-meta":
                 return self._page_meta(h, vm, method, idx, body)
             elif sub == "sections" and idx is None and method == "POST":
-                if not isinstance(body, dict) or set(body) != {"section"}:
+                if not isinstance(body, dict) or set(body) != {"section"} or \
+                        _bad_replicas(body["section"]):
                     return h._err(400, "bad_request", "bad body")
                 k = vm["next_hot"]
                 vm["next_hot"] += 1

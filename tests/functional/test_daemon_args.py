@@ -83,6 +83,8 @@ def test_bad_node_id_is_refused(prog, node_id, tmp_path, keyfile):
     ("disagg-memnode", "--pool", "lots", "size such as"),
     ("disagg-memnode", "--workers", "0", "1 to 256"),
     ("disagg-orchestrator", "--node-timeout", "86401", "1 to 86400 seconds"),
+    ("disagg-orchestrator", "--replicas", "4", "1 to 3 replicas"),
+    ("disagg-orchestrator", "--replicas", "0", "1 to 3 replicas"),
     ("disagg-compute", "--retire-migrated-ms", "0", "1 to 86400000 ms"),
     ("disagg-compute", "--writeback-delay-ms", "-5", "0 to 3600000 ms"),
 ])

@@ -152,6 +152,8 @@ def test_database_from_before_epochs_is_migrated(orch_factory, fakemem, computes
     db.execute("ALTER TABLE slots DROP COLUMN page_key")     # a version-2 database had neither,
     db.execute("ALTER TABLE slots DROP COLUMN net")          # nor a network card,
     db.execute("ALTER TABLE volumes DROP COLUMN kind")       # nor volume kinds
+    for t, c in (("slots", "replicas"), ("sections", "state"), ("sections", "reason")):
+        db.execute(f"ALTER TABLE {t} DROP COLUMN {c}")   # nor replicas (version 13's)
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()

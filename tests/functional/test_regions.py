@@ -676,6 +676,8 @@ def test_database_from_before_regions(orch_factory, memnodes, computes, hb_facto
         db.execute(f"DROP TABLE {t}")
     db.execute("ALTER TABLE slots DROP COLUMN net")          # a version-5 database had none,
     db.execute("ALTER TABLE volumes DROP COLUMN kind")       # nor volume kinds
+    for t, c in (("slots", "replicas"), ("sections", "state"), ("sections", "reason")):
+        db.execute(f"ALTER TABLE {t} DROP COLUMN {c}")   # nor replicas (version 13's)
     db.execute("PRAGMA user_version = 5")
     db.commit()
     db.close()

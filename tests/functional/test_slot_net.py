@@ -125,6 +125,8 @@ def test_database_from_before_cards(orch, fakemem, computes, hb_factory):
     db = sqlite3.connect(orch.db)
     db.execute("ALTER TABLE slots DROP COLUMN net")          # as a database of version 10
     db.execute("ALTER TABLE volumes DROP COLUMN kind")       # (version 12's)
+    for t, c in (("slots", "replicas"), ("sections", "state"), ("sections", "reason")):
+        db.execute(f"ALTER TABLE {t} DROP COLUMN {c}")   # nor replicas (version 13's)
     db.execute("PRAGMA user_version = 10")
     db.commit()
     db.close()

@@ -190,13 +190,15 @@ def test_a_database_of_version_11_reads_its_volumes_as_files(cl, key):
     cl.stop()
     db = sqlite3.connect(cl.db)
     db.execute("ALTER TABLE volumes DROP COLUMN kind")
+    for t, c in (("slots", "replicas"), ("sections", "state"), ("sections", "reason")):
+        db.execute(f"ALTER TABLE {t} DROP COLUMN {c}")   # nor replicas (version 13's)
     db.execute("PRAGMA user_version = 11")
     db.commit()
     db.close()
     cl.start()
     assert volume(cl, "old")["kind"] == "file"
     db = sqlite3.connect(cl.db)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 12
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 13
     db.close()
 
 

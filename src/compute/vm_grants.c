@@ -5,7 +5,7 @@
  * The orchestrator mints a slot's grants with an expiry and, while the
  * slot lives, sends new ones before the old expire (docs/security.md). Each
  * new grant must be for a remote section the VM has, or for one of its
- * replicas (replicas.h; same memory node,
+ * replicas (replica_json.h; same memory node,
  * section and generation), held by this node, of an ownership epoch no
  * lower than the one in force: a renewal never hands a section back to an
  * older owner. The pager takes it without touching resident pages

@@ -13,7 +13,7 @@
  * last_replica (it is its section's only replica that is in: dropping it
  * would lose the section).
  *
- * The heartbeat's brief of each VM carries "replicas_out" (replicas.h),
+ * The heartbeat's brief of each VM carries "replicas_out" (replica_json.h),
  * from which the orchestrator repairs.
  *
  * The pager decides by itself that a replica is out (it failed while
@@ -38,7 +38,7 @@
 #include "macro.h"
 #include "pager_use.h"
 #include "persist.h"
-#include "replicas.h"
+#include "replica_json.h"
 #include "sections.h"
 #include "vm_internal.h"
 

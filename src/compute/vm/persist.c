@@ -24,7 +24,7 @@
  *   SEC = {"kind": "local"}
  *       | {"kind": "remote", "remote": {"addr", "grant"}, "free_on_release"
  *          [, "replicas": [{"addr", "grant"}...], "out": [POSITION...]]}
- *         (replicated sections, replicas.h: positions 1.. and those taken out)
+ *         (replicated sections, replica_json.h: positions 1.. and those taken out)
  *
  * Loading checks every field (a record is input like any other) and says
  * what is wrong; the VM is then not adopted.
@@ -42,7 +42,7 @@
 #include "macro.h"
 #include "dirtag.h"
 #include "ext.h"
-#include "replicas.h"
+#include "replica_json.h"
 #include "sections.h"
 #include "state.h"
 #include "vmnet.h"

@@ -19,7 +19,7 @@
 #include "macro.h"
 #include "mnadmin.h"
 #include "mnclient.h"
-#include "replicas.h"
+#include "replica_json.h"
 
 void vm_free_section(struct vm *vm, const struct vm_section *s)
 {

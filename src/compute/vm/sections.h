@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "replicas.h"
+#include "replica_json.h"
 #include "vm_internal.h"
 
 /* Free a section on its memory node if the control plane asked us to (free_on_release). */
@@ -36,7 +36,7 @@ json_t *vm_section_json(const struct vm_section *s);
 /*
  * A section object of the API: {"kind": "local"} or {"kind": "remote",
  * "addr", "grant"[, "free_on_release"][, "replicas": [{"addr", "grant"}...],
- * "out": [POSITION...]]} (replicated sections, replicas.h).
+ * "out": [POSITION...]]} (replicated sections, replica_json.h).
  */
 int vm_parse_section(json_t *j, struct vm_section *ret, char *err, size_t errlen);
 /* The shared regions attached ([{"region", "mode", "size", "pci", "writable", "sections"}]); lock held. */

@@ -43,7 +43,7 @@
 #include "qemu_argv.h"
 #include "qmp.h"
 #include "ramfile.h"
-#include "replicas.h"
+#include "replica_json.h"
 #include "section_check.h"
 #include "sections.h"
 #include "shim_server.h"
@@ -512,7 +512,7 @@ json_t *vm_status(struct vm *vm)
 	json_object_set_new(j, "encrypted", json_boolean(vm->spec.encrypt));
 	json_object_set_new(j, "net", vmnet_json(&vm->spec.net));
 	{
-		json_t *out = vm_replicas_out_json(vm);   /* replicated sections (replicas.h) */
+		json_t *out = vm_replicas_out_json(vm);   /* replicated sections (replica_json.h) */
 
 		if (out)
 			json_object_set_new(j, "replicas_out", out);

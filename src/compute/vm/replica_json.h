@@ -6,8 +6,8 @@
  * adopted by a restarted agent never reads a stale replica; vm_replica.c
  * keeps them up to date).
  */
-#ifndef DISAGG_VM_REPLICAS_H
-#define DISAGG_VM_REPLICAS_H
+#ifndef DISAGG_VM_REPLICA_JSON_H
+#define DISAGG_VM_REPLICA_JSON_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,4 +46,4 @@ void vm_replica_view(const struct pager_section *s, unsigned pos, struct pager_s
  * [{"memnode", "section", "generation", "addr", "reason"}], or NULL.
  */
 json_t *vm_replicas_out_json(struct vm *vm);
-#endif /* DISAGG_VM_REPLICAS_H */
+#endif /* DISAGG_VM_REPLICA_JSON_H */

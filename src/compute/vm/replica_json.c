@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * A VM's remote sections as JSON, with their replicas (replicas.h,
+ * A VM's remote sections as JSON, with their replicas (replica_json.h,
  * docs/replication.md): parsing and printing them, and the out positions
  * the VM's records keep (what the pager took out, vm_replica.c).
  */
-#include "replicas.h"
+#include "replica_json.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -750,12 +750,12 @@ class FakeCompute:
             if key not in keys:
                 continue
             if key in out:
-                return h._send(200, {"replica": r, "state": "out", "already": True})
+                return h._send(200, {"dropped": True})
             if len([k for k in keys if k not in out]) == 1:
                 return h._err(409, "last_replica", "the only replica in")
             out[key] = "dropped by the orchestrator"
-            return h._send(200, {"replica": r, "state": "out", "already": False})
-        return h._err(404, "not_found", "no such replica")
+            return h._send(200, {"dropped": True})
+        return h._err(404, "no_replica", "no such replica")
 
     def take_out(self, name, memnode, section, generation, reason="connection refused"):
         """The pager took a replica out (as the real one does on a transport error)."""

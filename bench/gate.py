@@ -143,6 +143,9 @@ FIGURES = {
     "vm.replicated_25_ratio": ("vm", spread("replicated_25_ratio"), "x", "lower",
                                "warm FILL+VERIFY, budget 25%, two replicas over one "
                                "(same run; target <= 1.3)"),
+    "vm.replicated_25_random_ratio": ("vm", spread("replicated_25_random_ratio"), "x", "lower",
+                                      "random access at budget 25%: one replica's op/s over "
+                                      "two replicas' (same run)"),
     "replicas.replica_stall_ms": ("replicas", spread("replica_stall_ms"), "ms", "lower",
                                   "longest guest heartbeat gap after a memory node holding "
                                   "one replica is SIGKILLed (target <= 50)"),

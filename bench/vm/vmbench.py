@@ -358,6 +358,11 @@ def main():
         out["replicated_25_ratio"] = round(a["median"] / b["median"], 3)
         out["replicated_25_ratio_min"] = round(a["min"] / b["max"], 3)
         out["replicated_25_ratio_max"] = round(a["max"] / b["min"], 3)
+        # Random access: replication's slowdown (one replica's op/s over two's).
+        a, b = wl["remote_25_rep2"]["random"], wl["remote_25"]["random"]
+        out["replicated_25_random_ratio"] = round(b["median"] / a["median"], 3)
+        out["replicated_25_random_ratio_min"] = round(b["min"] / a["max"], 3)
+        out["replicated_25_random_ratio_max"] = round(b["max"] / a["min"], 3)
     out["targets"] = TARGETS
     out["pass"] = {k: out[k] <= v for k, v in TARGETS.items() if k in out}
     if "cleaner_pair" in wl:

@@ -140,3 +140,61 @@ def test_replica_loss_repair_and_second_loss(cluster):
     assert slot(c, "r")["state"] == "running"
     assert all(dead not in p and second not in p for p in replica_nodes(s))
     c.disagg("slot", "delete", "r", timeout=120)
+
+
+def test_replicated_slot_migrates(tmp_path):
+    """Compute migration and memory migration of a replicated slot (two
+    compute nodes, four memory nodes): the guest's memory verifies after
+    each move, every replica's epoch advanced with the compute move, the
+    memory move leaves no replica on its source node and never two
+    replicas of a section on one node, and a replica's node lost after
+    both moves is still survived."""
+    need_vm_host()
+    c = Cluster(tmp_path / "cluster")
+    c.disagg("up", "--memnodes", "4", "--computes", "2", "--pool", "1G", "--accel", "tcg",
+             timeout=180)
+    pids = [x["pid"] for x in c.info()["components"]]
+    try:
+        # One memory node drained while the slot is placed: the memory
+        # migration's target, which then holds no replica of any section.
+        spare = max(x["node_id"] for x in c.info()["components"] if x["kind"] == "memnode")
+        c.disagg("node", "drain", str(spare))
+        c.disagg("slot", "create", "m", "--vcpus", "1", "--memory", "512M", "--remote", "100",
+                 "--cache", "128M", "--replicas", "2", timeout=300)
+        c.disagg("node", "undrain", str(spare))
+        s = slot(c, "m")
+        assert all(spare not in p for p in replica_nodes(s)), replica_nodes(s)
+        guest_ok(c, "m", f"FILL 1 7 {FILL_MB}")
+
+        src = s["compute"]
+        dst = next(x["node_id"] for x in c.info()["components"]
+                   if x["kind"] == "compute" and x["node_id"] != src)
+        c.disagg("slot", "migrate", "m", "--to", str(dst), timeout=300)
+        s = slot(c, "m")
+        assert s["compute"] == dst and s["redundancy"]["state"] == "ok", s
+        for sec in s["sections"]:
+            assert sec["epoch"] == 1 and all(r["epoch"] == 1 for r in sec["replicas"]), sec
+        verify(c, "m", 1)
+
+        frm, to = replica_nodes(s)[0][1], spare    # frm holds replicas (position 1)
+        guest_ok(c, "m", f"FILL 2 9 {LOOP_MB}")
+        guest_ok(c, "m", "WRITELOOP 2 16")
+        p = c.disagg("slot", "migrate-memory", "m", "--from", str(frm), "--to", str(to),
+                     check=False, timeout=600)
+        assert p.returncode == 0, p.stdout + p.stderr
+        s = slot(c, "m")
+        pairs = replica_nodes(s)
+        assert all(len(set(pr)) == len(pr) and frm not in pr for pr in pairs), pairs
+        assert any(to in pr for pr in pairs), pairs
+        guest_ok(c, "m", "STOP")
+        verify(c, "m", 1)
+        verify(c, "m", 2)
+
+        lost = pairs[0][0]
+        kill_memnode(c, lost)
+        verify(c, "m", 1)
+        verify(c, "m", 2)
+        wait_redundancy(c, "m", "ok", 180)
+        c.disagg("slot", "delete", "m", timeout=120)
+    finally:
+        down(c, pids)

@@ -198,3 +198,47 @@ def test_replicated_slot_migrates(tmp_path):
         c.disagg("slot", "delete", "m", timeout=120)
     finally:
         down(c, pids)
+
+
+def test_frozen_replica_is_fenced_and_discarded(cluster):
+    """A memory node that stops answering everyone (SIGSTOP: its connections
+    stay open, nothing is refused, as in a partition) while the guest
+    writes: the pager takes its replicas out after the stall timeout, the
+    orchestrator repairs them elsewhere, and when the node answers again
+    (SIGCONT) with its old contents, its stale sections of the slot are
+    freed, never read: the guest's new pattern VERIFYs with 0 mismatches."""
+    c = cluster
+    c.disagg("slot", "create", "p", "--vcpus", "1", "--memory", "512M", "--remote", "100",
+             "--cache", "128M", "--replicas", "2", timeout=300)
+    s = slot(c, "p")
+    guest_ok(c, "p", f"FILL 1 7 {FILL_MB}")
+    frozen = replica_nodes(s)[0][0]
+    pid = memnode_pid(c, frozen)
+    stale = {(x["section"], x["generation"]) for x in
+             c.json("section", "ls", "--node", str(frozen))["sections"]}
+    assert stale
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        guest_ok(c, "p", "REWRITE 1 8")        # new contents: the frozen node misses them
+        assert slot(c, "p")["state"] in LIVE
+        s = wait_redundancy(c, "p", "ok", 240)
+        assert all(frozen not in p for p in replica_nodes(s)), replica_nodes(s)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Back, with the old pattern: what it held of the slot is freed, not
+    # read. The node's own count (its heartbeats) falls to what the
+    # orchestrator still places there.
+    end, used, named = time.time() + 120, None, None
+    while time.time() < end:
+        n = c.json("node", "show", str(frozen))
+        used = n["sections_total"] - n["sections_free"]
+        named = {(x["section"], x["generation"]) for x in
+                 c.json("section", "ls", "--node", str(frozen))["sections"]}
+        if used == len(named) and not (stale & named):
+            break
+        time.sleep(1)
+    assert used == len(named) and not (stale & named), (used, named, stale)
+    verify(c, "p", 1)
+    kinds = events(c)
+    assert "replica_out" in kinds and "replica_repaired" in kinds, kinds
+    c.disagg("slot", "delete", "p", timeout=120)

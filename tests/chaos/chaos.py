@@ -15,7 +15,11 @@ then VERIFY), region 2 is rewritten in the background by the guest itself
   2. after a random delay, injects one fault into one component:
      SIGKILL (then a restart with the same arguments and addresses) or
      SIGSTOP (then SIGCONT after a random hold) of a memory node, a
-     compute agent or the orchestrator, or SIGKILL of a slot's QEMU;
+     compute agent or the orchestrator, or SIGKILL of a slot's QEMU; a
+     partition of the memory node in its own network namespace; or
+     (memnode-lose, once per cluster) SIGKILL for good of a memory node
+     that holds replicas of the replicated slot `r` (--replicas 2) and no
+     section of another slot: `r` runs on and is repaired elsewhere;
   3. waits for the operation's answer and for every slot to settle;
   4. checks the invariants:
      - a slot shown `running` answers PING within 5 s;
@@ -56,10 +60,13 @@ import dproto  # noqa: E402
 
 OPS = ["none", "resize", "migrate", "migrate-memory"]
 FAULTS = ["memnode-kill", "memnode-stop", "agent-kill", "agent-stop",
-          "orchestrator-kill", "orchestrator-stop", "qemu-kill", "partition"]
+          "orchestrator-kill", "orchestrator-stop", "qemu-kill", "partition", "memnode-lose"]
 SETTLED = ("running", "degraded", "failed", "lost")
 SLOTS = {"a": ["--memory", "512M", "--cache", "128M"],
-         "b": ["--memory", "384M", "--remote", "67"]}
+         "b": ["--memory", "384M", "--remote", "67"],
+         # Replicated far memory (docs/replication.md): created after the
+         # namespace's memory node joined, so that node holds replicas only.
+         "r": ["--memory", "384M", "--cache", "96M", "--replicas", "2"]}
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 MB1, MB2 = 64, 32          # guest regions 1 (REWRITE/VERIFY) and 2 (WRITELOOP)
 
@@ -76,6 +83,7 @@ class Cluster:
         self.started = []  # processes this harness restarted
         self.key = None
         self.extra_memnodes = []   # not in cluster.json (the partitionable one)
+        self.lost = set()          # memory nodes lost for good (memnode-lose)
 
     def disagg(self, *args, timeout=300, check=True):
         try:
@@ -291,10 +299,14 @@ class Netns:
         return True
 
     def cut(self):
-        return self.ip("link", "set", self.host, "down").returncode == 0
+        # The namespace's end goes down: the host's end loses its carrier
+        # but keeps its route, so packets to the node are dropped (a
+        # partition: no answer at all). Taking the host's end down would
+        # remove the route and send them to the default route instead.
+        return self.ip("link", "set", self.peer, "down", ns=True).returncode == 0
 
     def heal(self):
-        self.ip("link", "set", self.host, "up")
+        self.ip("link", "set", self.peer, "up", ns=True)
 
     def remove(self):
         self.ip("link", "del", self.host)
@@ -356,7 +368,7 @@ class Chaos:
                     return
                 frm = self.rng.choice(nodes)
                 to = self.rng.choice([x["node_id"] for x in c.comps("memnode")
-                                      if x["node_id"] != frm])
+                                      if x["node_id"] != frm and x["node_id"] not in c.lost])
                 p = c.disagg("slot", "migrate-memory", name, "--from", str(frm), "--to",
                              str(to), check=False)
             result["rc"], result["out"] = p.returncode, (p.stdout + p.stderr)[-400:]
@@ -366,7 +378,7 @@ class Chaos:
     def victim(self, fault, name):
         c = self.c
         if fault.startswith("memnode"):
-            return self.rng.choice(c.comps("memnode"))
+            return self.rng.choice([x for x in c.comps("memnode") if x["node_id"] not in c.lost])
         if fault.startswith("agent"):
             s = c.slots().get(name)
             comps = c.comps("compute")
@@ -375,8 +387,30 @@ class Chaos:
             return self.rng.choice(comps)
         return c.comp("orchestrator")
 
+    def lose_victim(self):
+        """A live memory node that holds sections of the replicated slot and
+        none of an unreplicated one (its loss must be survivable), or None."""
+        c = self.c
+        secs = c.json("section", "ls")["sections"]
+        unrep = {x["memnode"] for x in secs if x.get("slot") != "r"}
+        rep = {x["memnode"] for x in secs if x.get("slot") == "r"}
+        cands = [x for x in c.comps("memnode") + c.extra_memnodes
+                 if x["node_id"] in rep and x["node_id"] not in unrep | c.lost]
+        return self.rng.choice(cands) if cands else None
+
     def inject(self, fault, name, record):
         c = self.c
+        if fault == "memnode-lose":
+            # One memory node per cluster dies for good: the replicated slot
+            # runs on, its replicas there are repaired elsewhere.
+            comp = self.lose_victim() if not c.lost else None
+            if not comp:
+                record["victim"] = "none (no memory node holds only replicas, or one is lost)"
+                return
+            record["victim"] = comp["name"] + " (for good)"
+            c.lost.add(comp["node_id"])
+            os.kill(comp["pid"], signal.SIGKILL)
+            return
         if fault == "partition":
             if not self.ns or not self.ns.ok:
                 record["victim"] = "none (no network namespace here)"
@@ -486,6 +520,8 @@ class Chaos:
                 seen = collections.Counter((x["memnode"], x["section"]) for x in secs)
                 leak += [f"section {k} held {n} times" for k, n in seen.items() if n > 1]
                 for mn in c.comps("memnode") + c.extra_memnodes:
+                    if mn["node_id"] in c.lost:
+                        continue
                     mine = {(x["section"], x["generation"]) for x in secs
                             if x["memnode"] == mn["node_id"]}
                     theirs = c.memnode_sections(mn)
@@ -575,10 +611,11 @@ def main():
         ch.faults = [f for f in a.faults.split(",") if f in FAULTS] or FAULTS
         try:
             c.up()
+            for name in ("a", "b"):
+                ch.create(name)
             if ns.create():
                 c.add_partitionable_memnode(ns)
-            for name in SLOTS:
-                ch.create(name)
+            ch.create("r")
             for i in range(a.per_seed):
                 ok &= ch.step(i)
         except Exception as e:  # noqa: BLE001 - a harness failure is a failure

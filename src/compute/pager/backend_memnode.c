@@ -20,6 +20,7 @@
 
 #include <string.h>
 
+#include "log.h"
 #include "mnclient.h"
 #include "mndiff.h"
 #include "net.h"
@@ -84,6 +85,18 @@ static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret
 		r = mnc_connect(&o, &c->n[i].c);
 		if (r < 0) {
 			c->n[i].c = NULL;
+			/*
+			 * Whoever answers at addr is not that memory node (its
+			 * certificate or its HELLO does not check out): for the
+			 * pager the node cannot be reached, as when nothing
+			 * answers, not a refused grant. It parks, or fails over
+			 * to another replica, and is retried.
+			 */
+			if (r == -EKEYREJECTED || r == -EPERM) {
+				log_debug("memory node %s: connection refused as not that node "
+					  "(%s): treated as unreachable", addr, strerror(-r));
+				r = -EPROTO;
+			}
 			return r;
 		}
 	}

@@ -84,12 +84,17 @@ def kill_memnode(c, node_id):
     assert not alive(pid)
 
 
-def wait_redundancy(c, name, state, timeout):
+def wait_redundancy(c, name, state, timeout, avoid=()):
+    """Slot `name` once its redundancy is `state` with no replica on a node
+    of `avoid`. A replica on a dead node that nobody has written or read
+    since counts as in until the orchestrator declares the node down
+    (--node-timeout, 15 s): the redundancy alone may read ok before."""
     end = time.time() + timeout
     s = slot(c, name)
     while time.time() < end:
         s = slot(c, name)
-        if s.get("redundancy", {}).get("state") == state:
+        if s.get("redundancy", {}).get("state") == state and \
+                not any(n in p for p in replica_nodes(s) for n in avoid):
             return s
         time.sleep(0.5)
     raise AssertionError(f"slot {name} never became {state}: "
@@ -118,7 +123,7 @@ def test_replica_loss_repair_and_second_loss(cluster):
     verify(c, "r", 1)
     assert slot(c, "r")["state"] in LIVE
 
-    s = wait_redundancy(c, "r", "ok", 180)
+    s = wait_redundancy(c, "r", "ok", 180, avoid=(dead,))
     repaired_s = time.time() - t0
     pairs = replica_nodes(s)
     assert all(dead not in p and len(set(p)) == 2 for p in pairs), pairs
@@ -133,7 +138,7 @@ def test_replica_loss_repair_and_second_loss(cluster):
     guest_ok(c, "r", "STOP")
     verify(c, "r", 2)
     assert slot(c, "r")["state"] in LIVE
-    s = wait_redundancy(c, "r", "ok", 180)
+    s = wait_redundancy(c, "r", "ok", 180, avoid=(dead, second))
     end = time.time() + 30
     while slot(c, "r")["state"] != "running" and time.time() < end:
         time.sleep(0.2)
@@ -194,7 +199,7 @@ def test_replicated_slot_migrates(tmp_path):
         kill_memnode(c, lost)
         verify(c, "m", 1)
         verify(c, "m", 2)
-        wait_redundancy(c, "m", "ok", 180)
+        wait_redundancy(c, "m", "ok", 180, avoid=(lost,))
         c.disagg("slot", "delete", "m", timeout=120)
     finally:
         down(c, pids)
@@ -221,7 +226,7 @@ def test_frozen_replica_is_fenced_and_discarded(cluster):
     try:
         guest_ok(c, "p", "REWRITE 1 8")        # new contents: the frozen node misses them
         assert slot(c, "p")["state"] in LIVE
-        s = wait_redundancy(c, "p", "ok", 240)
+        s = wait_redundancy(c, "p", "ok", 240, avoid=(frozen,))
         assert all(frozen not in p for p in replica_nodes(s)), replica_nodes(s)
     finally:
         os.kill(pid, signal.SIGCONT)

@@ -145,7 +145,7 @@ int vm_replica_drop(struct vm *vm, const struct pager_section *match, char *err,
 
 /* ---- HTTP ---------------------------------------------------------------- */
 
-static int get_u32(json_t *o, const char *key, uint64_t max, uint64_t *ret)
+static int get_uint(json_t *o, const char *key, uint64_t max, uint64_t *ret)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -177,9 +177,9 @@ void vm_replica_http(struct vm *vm, const struct http_req *req, struct http_resp
 		goto out;
 	}
 	if (!json_is_object(rep) || json_check_keys(rep, rkeys, &bad) < 0 ||
-	    get_u32(rep, "memnode", UINT64_MAX >> 1, &id) < 0 ||
-	    get_u32(rep, "section", UINT32_MAX, &sec) < 0 ||
-	    get_u32(rep, "generation", UINT32_MAX, &gen) < 0) {
+	    get_uint(rep, "memnode", UINT64_MAX >> 1, &id) < 0 ||
+	    get_uint(rep, "section", UINT32_MAX, &sec) < 0 ||
+	    get_uint(rep, "generation", UINT32_MAX, &gen) < 0) {
 		http_resp_error(resp, 400, "bad_request",
 				bad ? "unknown field \"%s\" in \"replica\""
 				    : "\"replica\" must be {\"memnode\", \"section\", \"generation\"}",

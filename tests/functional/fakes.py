@@ -769,8 +769,12 @@ class FakeCompute:
             for v in self.vms.values():
                 e = {"name": v["name"], "state": v.get("state", "running")}
                 if v.get("out"):
+                    # As the real agent's (vm_replica.c): where the replica lives, and why.
+                    addrs = {_grant_key(x["grant"]): x["addr"]
+                             for s, reps in _remotes(v) for x in [s] + reps}
                     e["replicas_out"] = [{"memnode": k[0], "section": k[1], "generation": k[2],
-                                          "reason": why} for k, why in v["out"].items()]
+                                          "addr": addrs.get(k, ""), "reason": why}
+                                         for k, why in v["out"].items()]
                 states.append(e)
             return {"vm_states": states}
 

@@ -27,7 +27,7 @@
  * when the node answers, just before our cont. The state is `degraded`
  * either way. With KVM the vCPU is kicked out of the fault and stops.
  *
- * A replica that the pager took out (replicated sections, replica_json.h) is
+ * A replica that the pager took out (replicated sections, docs/replication.md) is
  * no outage: the VM stays `running`; this thread only brings the VM's
  * records up to date (vm_env.on_replica, vm_replica.c) and tells the
  * orchestrator.

@@ -17,7 +17,7 @@ void vm_health_stop(struct vm *vm);   /* joins its thread; before the pager and 
 void vm_health_free(struct vm *vm);   /* after the pager is freed */
 /* pager_config.on_node (opaque: the VM): a pager thread, no pager lock held. */
 void vm_health_node(void *opaque, uint64_t memnode_id, const char *addr, bool down, int err);
-/* pager_config.on_replica: the pager took a replica out (replica_json.h). */
+/* pager_config.on_replica: the pager took a replica out (docs/replication.md; the records follow through vm_env.on_replica). */
 void vm_health_replica(void *opaque, int region, unsigned index, unsigned replica,
 		       const struct pager_section *view, int err);
 /* pager_config.on_fail: a fault parked on a grant the memory node refuses makes the VM degraded. */

@@ -31,11 +31,11 @@ int cmd_node_revoke(struct cli_args *a)
 }
 
 static const struct cli_cmd cmd_table[] = {
-	{ "up", "[--memnodes N] [--computes N] [--devnodes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--fabric-plaintext] [--timeout S]", 0, 0,
+	{ "up", "[--memnodes N] [--computes N] [--devnodes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--address IP] [--fabric-plaintext] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
 	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...), device nodes\n"
 	  "(ids 300, ...; only with --fabric-plaintext, as they do not speak TLS yet) and\n"
-	  "M compute nodes (ids 1, 2, ...) on 127.0.0.1 with free ports, detached, and\n"
+	  "M compute nodes (ids 1, 2, ...) on 127.0.0.1 (--address) with free ports, detached, and\n"
 	  "waits until every node is up. Everything lives in the data directory (--data):\n"
 	  "cluster.key, cluster.json (pids, addresses), orchestrator.db, logs/NAME.log.\n"
 	  "Commands run later find the orchestrator through DIR/cluster.json.",
@@ -48,6 +48,9 @@ static const struct cli_cmd cmd_table[] = {
 	    { "persistent", NULL, "memory nodes keep their pools in DIR/memnode-ID.pool, so a\n"
 	      "restarted memory node comes back with its sections" },
 	    { "accel", "MODE", "compute nodes' accelerator: auto, kvm or tcg (default auto)" },
+	    { "address", "IP", "the IPv4 address of this machine every daemon listens on\n"
+	      "(default 127.0.0.1; another one lets other hosts or network namespaces reach\n"
+	      "the cluster)" },
 	    { "fabric-plaintext", NULL, "memory-node connections without TLS (every daemon gets\n"
 	      "--fabric-plaintext): only to measure what TLS costs, never on a network" },
 	    { "timeout", "S", "seconds to wait for the nodes to come up (default 180)" } } },

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * `disagg up`, `disagg down` and `disagg status`: a whole cluster on one
- * machine, on loopback, with a fresh cluster key.
+ * machine, on loopback (or on the address --address names), with a fresh
+ * cluster key.
  *
  * `up` creates the data directory (cluster.key, orchestrator.db, logs/),
  * starts disagg-orchestrator, then the memory nodes, device nodes and
@@ -20,6 +21,7 @@
  * (build/bin holds symlinks), next to the executable it resolves to, in
  * the sibling directories of a meson build tree, then in PATH.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -583,6 +585,9 @@ int cmd_up(struct cli_args *a)
 	uint64_t nmem, ncomp, ndev, timeout_s, pool, deadline, start;
 	const char *accel = cli_opt(a, "accel") ? cli_opt(a, "accel") : "auto";
 	const char *pool_s = cli_opt(a, "pool") ? cli_opt(a, "pool") : "1G";
+	const char *addr = cli_opt(a, "address") ? cli_opt(a, "address") : "127.0.0.1";
+	char bind[INET_ADDRSTRLEN + 2];
+	struct in_addr in;
 	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
 	struct progress p = { 0 };
 	time_t now = time(NULL);
@@ -596,6 +601,10 @@ int cmd_up(struct cli_args *a)
 		return cli_usage_error(a, "--accel is auto, kvm or tcg, not \"%s\"", accel);
 	if (parse_size(pool_s, &pool) < 0 || pool == 0)
 		return cli_usage_error(a, "--pool must be a size such as 1G, not \"%s\"", pool_s);
+	if (inet_pton(AF_INET, addr, &in) != 1)
+		return cli_usage_error(a, "--address must be an IPv4 address such as 127.0.0.1, "
+				       "not \"%s\"", addr);
+	snprintf(bind, sizeof(bind), "%s:0", addr);
 
 	r = cluster_data_dir(a, &u.dir);
 	if (r < 0)
@@ -683,7 +692,7 @@ int cmd_up(struct cli_args *a)
 		struct comp *c = &u.comps[0];
 		_cleanup_free_ char *db = join(u.dir, "orchestrator.db");
 		/* Its own id (towards memory nodes) must differ from every node's: 1000. */
-		char *argv[] = { c->path, "--http", "127.0.0.1:0", "--db", db, "--key", u.key,
+		char *argv[] = { c->path, "--http", bind, "--db", db, "--key", u.key,
 				 "--grant-key", u.gkey, "--node-id", UP_ORCHESTRATOR_ID,
 				 "--api-tokens", u.auth.tokens, "--node-secret", u.auth.secret,
 				 "--tls-ca", u.ca, "--tls-cert", c->tls_cert, "--tls-key", c->tls_key,
@@ -724,7 +733,7 @@ int cmd_up(struct cli_args *a)
 		_cleanup_free_ char *cred = upauth_node_cred(&u.auth, u.dir, c->node_id);
 		struct upnode_conf conf = {
 			.dir = u.dir, .key = u.key, .gpub = u.gpub, .url = u.url, .ca = u.ca,
-			.rundir = rundir, .accel = accel, .pool = pool,
+			.rundir = rundir, .accel = accel, .bind = bind, .pool = pool,
 			.persistent = cli_flag(a, "persistent"),
 			.plaintext = cli_flag(a, "fabric-plaintext"),
 		};

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The command lines of the nodes `disagg up` starts, all on 127.0.0.1
+ * The command lines of the nodes `disagg up` starts, all on 127.0.0.1 (or --address)
  * with ports the kernel picks (docs/cli.md, "What `disagg up` does"):
  *
  *   memory node ID   disagg-memnode --listen 127.0.0.1:0 --http 127.0.0.1:0
@@ -120,8 +120,8 @@ char **upnode_argv(const struct upnode_conf *c, const char *kind, const char *pa
 	if (strcmp(kind, "devnode") == 0)
 		add(&s, "--data"), add(&s, "%s/devnode-%" PRId64 ".data", c->dir, id);
 	if (strcmp(kind, "compute") != 0)
-		add(&s, "--listen"), add(&s, "127.0.0.1:0");
-	add(&s, "--http"), add(&s, "127.0.0.1:0");
+		add(&s, "--listen"), add(&s, "%s", c->bind);
+	add(&s, "--http"), add(&s, "%s", c->bind);
 	add(&s, "--node-id"), add(&s, "%" PRId64, id);
 	if (strcmp(kind, "memnode") == 0) {
 		add(&s, "--pool"), add(&s, "%" PRIu64, c->pool);

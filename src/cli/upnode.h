@@ -20,6 +20,7 @@ struct upnode_conf {
 	const char *ca;               /* the cluster CA (DIR/tls/ca.pem) */
 	const char *rundir;           /* the parent of compute nodes' --run-dir, or NULL */
 	const char *accel;            /* compute nodes' --accel */
+	const char *bind;             /* "IP:0": every node's --listen and --http */
 	uint64_t pool;                /* memory nodes' --pool, bytes */
 	bool persistent;              /* memory nodes keep their pools in DIR */
 	bool plaintext;               /* --fabric-plaintext instead of certificates */

@@ -110,10 +110,10 @@ class Cluster:
     def comp(self, name):
         return next(c for c in self.comps() if c["name"] == name)
 
-    def up(self):
+    def up(self, address="127.0.0.1"):
         self.disagg("up", "--memnodes", "3", "--computes", "2", "--pool", "1G",
                     "--persistent", "--accel", os.environ.get("DISAGG_ACCEL", "tcg"),
-                    timeout=300)
+                    "--address", address, timeout=300)
         self.key = dproto.load_keys(self.data / "cluster.key")   # grant.key beside it
         for c in self.comps():
             with open(f"/proc/{c['pid']}/cmdline", "rb") as f:
@@ -202,18 +202,12 @@ class Cluster:
                 for s in self.json("slot", "ls")["slots"]}
 
     def add_partitionable_memnode(self, ns):
-        """Restart the orchestrator on every address (the namespace reaches
-        it through the veth) and start memory node 103 inside `ns`."""
-        orch = self.comp("orchestrator")
-        port = orch["http"].rsplit(":", 1)[1]
-        argv = self.argv["orchestrator"]
-        argv[argv.index("--http") + 1] = f"0.0.0.0:{port}"
-        os.kill(orch["pid"], signal.SIGTERM)
-        for _ in range(100):
-            if not os.path.exists(f"/proc/{orch['pid']}"):
-                break
-            time.sleep(0.1)
-        self.restart("orchestrator")
+        """Start memory node 103 inside `ns`. The rest of the cluster runs
+        on the host's end of the veth (up(address=...)), so that node 103
+        reaches every daemon as they reach each other: the orchestrator,
+        and the other memory nodes it copies sections to (memory migration,
+        repair of a replica)."""
+        port = self.comp("orchestrator")["http"].rsplit(":", 1)[1]
         argv = list(self.argv["memnode-100"])
         cert, key = self.tls_cert(103, "memory")
         cred = self.data / "node-103.cred"      # its own API credential (disagg up's secret)
@@ -311,6 +305,24 @@ class Netns:
     def remove(self):
         self.ip("link", "del", self.host)
         self.ip("netns", "del", self.name)
+
+
+def redundant(slot):
+    """A slot with all its replicas in (one without replicas is)."""
+    return (slot.get("redundancy") or {}).get("state", "ok") == "ok"
+
+
+def out_replicas(slot):
+    """The replicas that are not in (replica 0's state is its section's)."""
+    out = []
+    for x in slot.get("sections", []):
+        first = {"replica": 0, "memnode": x.get("memnode"), "state": x.get("state", "in"),
+                 "reason": x.get("reason", "")}
+        for r in [first] + x.get("replicas", []):
+            if r.get("state", "in") != "in":
+                out.append(f"section {x.get('index')} replica {r.get('replica')} on memory "
+                           f"node {r.get('memnode')}: {r.get('state')} ({r.get('reason', '')})")
+    return "; ".join(out) or "no replica named"
 
 
 class Chaos:
@@ -459,8 +471,12 @@ class Chaos:
         while time.time() < end:
             try:
                 slots = self.c.slots()
+                # Settled: no slot is degraded, and each replicated one is
+                # back to all its replicas (repair has had its time).
                 if all(s["state"] in SETTLED for s in slots.values()) and \
-                        not any(s["state"] == "degraded" for s in slots.values()):
+                        not any(s["state"] == "degraded" for s in slots.values()) and \
+                        not any(s["state"] == "running" and not redundant(s)
+                                for s in slots.values()):
                     return slots
             except Exception:  # noqa: BLE001 - the orchestrator may be restarting
                 pass
@@ -485,6 +501,9 @@ class Chaos:
             if s["state"] != "running":
                 bad.append(f"slot {name} stays {s['state']}: {s.get('reason')}")
                 continue
+            if not redundant(s):
+                bad.append(f"slot {name} stays {s['redundancy'].get('text')}: "
+                           f"{out_replicas(s)}")
             # Running: PING answers within 5 s, or the slot stops showing
             # `running` within those 5 s (a failure the orchestrator is
             # being told of; it must then carry a reason).
@@ -610,10 +629,10 @@ def main():
         ch = Chaos(c, seed, records, ns)
         ch.faults = [f for f in a.faults.split(",") if f in FAULTS] or FAULTS
         try:
-            c.up()
+            c.up(f"{ns.net}.1" if ns.create() else "127.0.0.1")
             for name in ("a", "b"):
                 ch.create(name)
-            if ns.create():
+            if ns.ok:
                 c.add_partitionable_memnode(ns)
             ch.create("r")
             for i in range(a.per_seed):

@@ -67,6 +67,10 @@ fi
 
 echo "install-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# Another apt run (unattended upgrades, a second install) holds the locks
+# for a while: wait for it rather than fail.
+LOCKWAIT="-o DPkg::Lock::Timeout=600"
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get $LOCKWAIT update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get $LOCKWAIT install -y -qq --no-install-recommends $missing >/dev/null

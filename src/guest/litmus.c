@@ -71,22 +71,34 @@ static inline uint64_t tag(uint64_t nonce, uint64_t low)
  * -ECONNABORTED (it gave up), or for role 1 -ESTALE (role 0 left this run
  * or began another one).
  */
+static int peer_at(const struct lit *L, uint64_t v, uint32_t step)
+{
+	if (v >> 32 != L->nonce)
+		return 0;
+	if ((uint32_t)v == STEP_ABORT)
+		return -ECONNABORTED;
+	return (uint32_t)v >= step;
+}
+
 static int wait_peer(struct lit *L, uint32_t step)
 {
 	const uint64_t *peer = L->seq[1 - L->role];
 	uint64_t spins = 0, deadline = 0;
+	int r;
 
 	for (;;) {
-		uint64_t v = ld(peer);
-
-		if (v >> 32 == L->nonce) {
-			if ((uint32_t)v == STEP_ABORT)
-				return -ECONNABORTED;
-			if ((uint32_t)v >= step)
-				return 0;
+		if ((r = peer_at(L, ld(peer), step)) != 0)
+			return r < 0 ? r : 0;
+		/*
+		 * Role 0 stores its last step before it leaves the run (hello
+		 * = 0): the step read above may predate both stores, so it is
+		 * read again once hello has changed. Only a step still short
+		 * then means that role 0 left without this one.
+		 */
+		if (L->role == 1 && ld(L->hello) != L->nonce) {
+			r = peer_at(L, ld(peer), step);
+			return r < 0 ? r : r ? 0 : -ESTALE;
 		}
-		if (L->role == 1 && ld(L->hello) != L->nonce)
-			return -ESTALE;
 		if (rjob_spin(&spins, &deadline))
 			return -ETIMEDOUT;
 	}

@@ -272,6 +272,8 @@ def closed_port():
     (["events", "--follow=yes"], r"--follow takes no value"),
     (["up", "--memnodes", "-1"], r"unknown option -1|--memnodes must be a number"),
     (["up", "--accel", "xen"], r"--accel is auto, kvm or tcg"),
+    (["up", "--address", "localhost"], r"--address must be an IPv4 address"),
+    (["up", "--address", "::1"], r"--address must be an IPv4 address"),
 ])
 def test_usage_errors_exit_2_with_help(args, match):
     p = disagg("--url", "http://127.0.0.1:1", *args, check_rc=2)

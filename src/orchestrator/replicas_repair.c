@@ -25,6 +25,13 @@
  *      puts the replica back `out` (event `replica_repair_failed`); the
  *      next try waits a few seconds.
  *
+ * Step 1 does not wait for a node's missed heartbeats (--node-timeout)
+ * when a pager has told of trouble: a memory node that holds an out
+ * replica (taken out by a compute node) is probed at each tick (connect,
+ * HELLO, PING within PROBE_TIMEOUT_MS), and while it does not answer its
+ * in-replicas are taken out as a down node's are (docs/replication.md,
+ * "Detection"). A node that answers is left to its heartbeats.
+ *
  * A commit that got no answer is decided by the agent's view of the VM
  * (GET /v1/vms/NAME names the new section or not). A restart in the middle
  * (the slot left `migrating` with a repair op) is settled the same way by
@@ -48,10 +55,13 @@
 
 #include "log.h"
 #include "macro.h"
+#include "mnclient.h"
 
 #define REPAIR_TICK_MS 1000
 #define REPAIR_RETRY_S 3         /* a replica whose repair failed waits this long */
 #define REPAIR_FAILED_MAX 64      /* failed repairs remembered (the oldest is forgotten) */
+#define PROBE_TIMEOUT_MS 500      /* a probed memory node answers within this */
+#define PROBE_MAX 4               /* memory nodes probed per tick */
 
 struct failed_repair {
 	int64_t slot_id, idx, replica;
@@ -121,22 +131,99 @@ static void tell_drop(struct orch *o, const struct slot_rec *s, const struct rep
 	json_decref(ans);
 }
 
-/* 1. Replicas on memory nodes that are down or drained: out. */
+/* Memory nodes that an out replica names and that did not answer a probe. */
+struct silent {
+	uint64_t id[PROBE_MAX];
+	int err[PROBE_MAX];
+	size_t n;
+};
+
+/* Does memory node n answer the orchestrator? 0, or -errno. */
+static int probe(struct orch *o, const struct node_rec *n)
+{
+	struct mnc_opts opts = {
+		.addr = n->addr, .key = &o->key, .orch_key = o->grant_key, .node_id = o->node_id,
+		.timeout_ms = PROBE_TIMEOUT_MS,
+	};
+	_cleanup_mnc_ struct mnc *c = NULL;
+	int r = mnc_connect(&opts, &c);
+
+	if (r == 0 && mnc_info(c)->node_id != n->id)
+		r = -ESTALE;
+	return r < 0 ? r : mnc_ping(c);
+}
+
+/*
+ * Probe the up memory nodes (PROBE_MAX at most) that hold an out replica
+ * and an in-replica that could be taken out; the silent ones into *ret.
+ */
+static void probe_suspects(struct orch *o, const struct replica_rec *reps, size_t n,
+			   struct silent *ret)
+{
+	uint64_t asked[PROBE_MAX];
+	size_t nasked = 0;
+
+	ret->n = 0;
+	for (size_t i = 0; i < n && nasked < PROBE_MAX && !atomic_load(&rp.stop); i++) {
+		const struct replica_rec *r = &reps[i];
+		bool seen = false, in = false;
+		struct node_rec mn;
+		int e;
+
+		if (strcmp(r->state, "out") != 0)
+			continue;
+		for (size_t k = 0; k < nasked; k++)
+			seen |= asked[k] == r->memnode;
+		for (size_t k = 0; k < n && !in; k++)
+			in = reps[k].memnode == r->memnode && !strcmp(reps[k].state, "in") &&
+			     others_in(reps, n, &reps[k]) > 0;
+		if (seen || !in || o->store->ops->node_get(o->store, r->memnode, &mn) < 0 ||
+		    strcmp(mn.state, "up") != 0 || mn.drained)
+			continue;
+		asked[nasked++] = mn.id;
+		e = probe(o, &mn);
+		if (e < 0) {
+			ret->id[ret->n] = mn.id;
+			ret->err[ret->n++] = e;
+		}
+	}
+}
+
+/* Why replica r's node is lost (down, drained, silent), or NULL when it is not. */
+static const char *lost_why(const struct node_rec *mn, const struct silent *sil, char *buf,
+			    size_t len)
+{
+	if (strcmp(mn->state, "up") != 0 || mn->drained) {
+		snprintf(buf, len, "memory node %s is %s", mn->name,
+			 mn->drained ? "drained" : mn->state);
+		return buf;
+	}
+	for (size_t k = 0; k < sil->n; k++)
+		if (sil->id[k] == mn->id) {
+			snprintf(buf, len, "memory node %s does not answer: %s (probed after a "
+				 "compute node took another of its replicas out)", mn->name,
+				 strerror(-sil->err[k]));
+			return buf;
+		}
+	return NULL;
+}
+
+/* 1. Replicas on memory nodes that are down, drained or silent: out. */
 static void take_out_lost(struct orch *o, struct replica_rec *reps, size_t n,
-			  const struct slot_rec *slots, size_t ns)
+			  const struct slot_rec *slots, size_t ns, const struct silent *sil)
 {
 	for (size_t i = 0; i < n && !atomic_load(&rp.stop); i++) {
 		struct replica_rec *r = &reps[i];
 		const struct slot_rec *s = slot_by_id(slots, ns, r->slot_id);
 		struct node_rec mn;
+		char why[sizeof(r->reason)];
 
 		if (strcmp(r->state, "in") || !s || !live_slot(s) ||
 		    o->store->ops->node_get(o->store, r->memnode, &mn) < 0 ||
-		    (strcmp(mn.state, "up") == 0 && !mn.drained) || others_in(reps, n, r) == 0)
+		    !lost_why(&mn, sil, why, sizeof(why)) || others_in(reps, n, r) == 0)
 			continue;
 		snprintf(r->state, sizeof(r->state), "out");
-		snprintf(r->reason, sizeof(r->reason), "memory node %s is %s", mn.name,
-			 mn.drained ? "drained" : mn.state);
+		snprintf(r->reason, sizeof(r->reason), "%s", why);
 		if (replicas_record(o, r, "replica_out", r->memnode,
 				    "slot %s section %" PRId64 " replica %" PRId64 " (memory node %s "
 				    "section %" PRIu32 ") is out: %s", s->name, r->idx, r->replica,
@@ -321,12 +408,13 @@ abort:
 
 /* 2. Repair reps[i] (out) of slot `name` from the live replica `live`. */
 static int repair_one(struct orch *o, const char *name, struct replica_rec *reps, size_t n,
-		      struct replica_rec *r, const struct replica_rec *live)
+		      struct replica_rec *r, const struct replica_rec *live,
+		      const struct silent *sil)
 {
 	static const char *const from[] = { "running", NULL };
 	struct http_resp resp = { 0 };
 	struct node_rec c, outn, liven, ton;
-	uint64_t nodes[REPLICAS_MAX * 2], zn[REPLICAS_MAX * 2];
+	uint64_t nodes[REPLICAS_MAX * 2 + PROBE_MAX], zn[REPLICAS_MAX * 2];
 	struct replica_rec nx = *r;
 	struct slot_rec s;
 	size_t nn = 0, nz = 0;
@@ -353,6 +441,8 @@ static int repair_one(struct orch *o, const char *name, struct replica_rec *reps
 		if (reps[i].replica != r->replica)
 			zn[nz++] = reps[i].memnode;
 	}
+	for (size_t k = 0; k < sil->n && nn < ARRAY_SIZE(nodes); k++)
+		nodes[nn++] = sil->id[k];   /* up by its heartbeats, but silent */
 	e = replicas_alloc(o, &s, nodes, nn, zn, nz, &ton, &nx.section, &nx.generation, why,
 			   sizeof(why));
 	if (e < 0) {
@@ -387,10 +477,11 @@ void replicas_take_out_lost(struct orch *o)
 	_cleanup_free_ struct replica_rec *reps = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	size_t n = 0, ns = 0;
+	struct silent none = { .n = 0 };   /* down and drained nodes only: nothing probed */
 
 	if (st->rep && st->rep->replica_list(st, 0, 0, &reps, &n) == 0 &&
 	    st->ops->slot_list(st, 0, 0, &slots, &ns) == 0)
-		take_out_lost(o, reps, n, slots, ns);
+		take_out_lost(o, reps, n, slots, ns, &none);
 }
 
 /* Did the repair of r fail a moment ago? (Others go first meanwhile.) */
@@ -427,11 +518,13 @@ static void tick(struct orch *o)
 	_cleanup_free_ struct replica_rec *reps = NULL;
 	_cleanup_free_ struct slot_rec *slots = NULL;
 	size_t n = 0, ns = 0;
+	struct silent sil;
 
 	if (st->rep->replica_list(st, 0, 0, &reps, &n) < 0 ||
 	    st->ops->slot_list(st, 0, 0, &slots, &ns) < 0)
 		return;
-	take_out_lost(o, reps, n, slots, ns);
+	probe_suspects(o, reps, n, &sil);
+	take_out_lost(o, reps, n, slots, ns, &sil);
 	for (size_t i = 0; i < n && !atomic_load(&rp.stop); i++) {
 		const struct slot_rec *s = slot_by_id(slots, ns, reps[i].slot_id);
 		const struct replica_rec *live = NULL;
@@ -445,7 +538,7 @@ static void tick(struct orch *o)
 				live = &reps[k];
 		if (!live)
 			continue;   /* nothing to copy from: the VM waits for a node */
-		if (repair_one(o, s->name, reps, n, &reps[i], live) < 0)
+		if (repair_one(o, s->name, reps, n, &reps[i], live, &sil) < 0)
 			repair_failed(&reps[i], (int64_t)time(NULL));
 		return;   /* one repair per tick */
 	}

@@ -20,11 +20,12 @@ from test_orchestrator import (computes, hb_factory, orch_factory,  # noqa: F401
 PAGE = 4096
 
 
-def start_cluster(orch_factory, memnodes, computes, hb_factory, zones, extra=()):
-    """An orchestrator, compute node 10 (fake, heartbeating its VM states) and
-    one real memory node per entry of zones (None: no zone label)."""
-    orch = orch_factory(timeout=3, extra=["--orphan-sweep", "1", *extra])
-    hb = hb_factory(orch)
+def start_cluster(orch_factory, memnodes, computes, hb_factory, zones, extra=(), timeout=3):
+    """An orchestrator, compute node 10 (fake, heartbeating its VM states
+    every second at most) and one real memory node per entry of zones
+    (None: no zone label)."""
+    orch = orch_factory(timeout=timeout, extra=["--orphan-sweep", "1", *extra])
+    hb = hb_factory(orch, interval=min(1, timeout / 3))
     c = computes(10)
     hb.register(c.registration(), capacity=c.vm_states)
     hb.start()
@@ -216,6 +217,51 @@ def test_memnode_down_drop_and_repair(orch_factory, memnodes, computes, hb_facto
     # An unreplicated slot's section on a down node keeps today's behaviour.
     st, u = orch.call("POST", "/v1/slots", {"name": "u", "memory": "128M"})
     assert st == 201 and u["replicas"] == 1
+
+
+def test_a_silent_memnode_is_probed_not_awaited(orch_factory, memnodes, computes, hb_factory,
+                                                key):
+    """Once a pager has taken a replica out, its memory node is probed: a
+    node that answers keeps its other replicas; a dead one has them taken
+    out and repaired at once, long before its heartbeats are missed
+    (--node-timeout 60)."""
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 3,
+                                 timeout=60)
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "384M", "replicas": 2})
+    assert st == 201, s
+    def on(node_id):
+        return [(i, p) for i, reps in positions(slot(orch, "r")).items() for p in reps
+                if p[0] == node_id]
+
+    # A replica out on a node that answers: only that one is repaired.
+    busiest = max(mns, key=lambda m: len(on(m.node_id)))
+    assert len(on(busiest.node_id)) >= 2, positions(s)     # 6 replicas on 3 nodes
+    c.take_out("r", *on(busiest.node_id)[0][1][:3])
+    assert wait_for(lambda: events(orch, "replica_repaired"), 20), events(orch)
+    assert len(events(orch, "replica_out")) == 1, events(orch, "replica_out")
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok", 20)
+    dead = max(mns, key=lambda m: len(on(m.node_id)))
+    on_dead = on(dead.node_id)
+    assert len(on_dead) >= 2, positions(slot(orch, "r"))
+    # The other node dies; its pager reports one of its replicas out.
+    dead.kill9()
+    c.take_out("r", *on_dead[0][1][:3])
+    msgs = lambda: [e["message"] for e in events(orch, "replica_out")]  # noqa: E731
+    silent = len(on_dead) - 1     # the others: taken out by the orchestrator
+    assert wait_for(lambda: sum("does not answer" in m for m in msgs()) == silent, 10), msgs()
+    assert any(f"section {on_dead[1][1][1]})" in m and "does not answer" in m
+               for m in msgs()), msgs()
+    # Both repaired elsewhere while its heartbeats still count it up.
+    assert wait_for(lambda: slot(orch, "r")["redundancy"]["state"] == "ok", 20), \
+        slot(orch, "r")
+    assert all(p[0] != dead.node_id for reps in positions(slot(orch, "r")).values()
+               for p in reps)
+    node = orch.call("GET", f"/v1/nodes/{dead.node_id}")[1]
+    assert node["state"] == "up", node
+    # The agent was told to drop the replica the orchestrator took out.
+    ref = dict(zip(("memnode", "section", "generation"), on_dead[1][1][:3]))
+    assert any(b["action"] == "drop" and b["replica"] == ref for _, b in c.replica_calls), \
+        c.replica_calls
 
 
 def test_resize_and_memory_migration(orch_factory, memnodes, computes, hb_factory, key):

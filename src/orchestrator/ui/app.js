@@ -35,6 +35,18 @@ function el(tag, attrs, ...kids) {
   return e;
 }
 
+// Re-render box with render(), keeping the keyboard focus on the element
+// with the same data-key (rows and cells are rebuilt on every refresh).
+function keepFocus(box, render) {
+  const a = document.activeElement;
+  const key = a && box.contains(a) ? a.dataset.key : null;
+  render();
+  if (key) {
+    const n = [...box.querySelectorAll('[data-key]')].find((x) => x.dataset.key === key);
+    if (n) n.focus({ preventScroll: true });
+  }
+}
+
 // ---- API ------------------------------------------------------------------
 
 class ApiError extends Error {
@@ -174,6 +186,10 @@ function cell(label, slot, info, extra) {
 }
 
 function renderMap() {
+  keepFocus($('memmap'), drawMap);
+}
+
+function drawMap() {
   const mm = $('map-memnodes');
   mm.replaceChildren();
   const by = new Map();
@@ -191,7 +207,8 @@ function renderMap() {
           (s.replica ? ` (replica ${s.replica})` : '');
       }
       cells.append(cell(s ? String(s.index) : '', s ? (s.slot || s.region) : null, info,
-        { 'data-section': i, 'data-slot': s ? (s.slot || '') : null }));
+        { 'data-section': i, 'data-slot': s ? (s.slot || '') : null,
+          'data-key': `m/${n.node_id}/${i}` }));
     }
     row.append(cells);
     mm.append(row);
@@ -210,7 +227,8 @@ function renderMap() {
         : `local on ${nodeName(d.compute)}`;
       const b = cell(x.kind === 'remote' ? 'R' : 'L', s.name,
         `slot ${s.name} section ${x.index}: ${where}`,
-        { 'data-index': x.index, 'data-kind': x.kind, 'data-memnode': x.memnode ?? null });
+        { 'data-index': x.index, 'data-kind': x.kind, 'data-memnode': x.memnode ?? null,
+          'data-key': `s/${s.name}/${x.index}` });
       if (x.kind !== 'remote') b.classList.add('local');
       cells.append(b);
     }
@@ -223,11 +241,18 @@ function renderMap() {
 // ---- slots --------------------------------------------------------------------
 
 function renderSlots() {
+  keepFocus($('slot-table'), drawSlots);
+  $('no-slots').hidden = st.slots.length > 0;
+  renderDetail();
+}
+
+function drawSlots() {
   const tb = $('slot-table').tBodies[0];
   tb.replaceChildren();
   for (const s of st.slots) {
     const d = st.details[s.name] || s;
     const tr = el('tr', { 'data-slot': s.name, 'data-compute': d.compute, tabindex: 0,
+      'data-key': s.name,
       class: st.selected === s.name ? 'sel' : null, 'aria-selected': st.selected === s.name },
       el('td', {}, el('span', { class: 'swatch' }), s.name),
       el('td', { class: 'state-cell' }, el('span', { class: 'state s-' + d.state, text: d.state })),
@@ -241,8 +266,6 @@ function renderSlots() {
     tr.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); select(s.name); } });
     tb.append(tr);
   }
-  $('no-slots').hidden = st.slots.length > 0;
-  renderDetail();
 }
 
 function options(sel, nodes, keep) {
@@ -271,6 +294,10 @@ function renderDetail() {
   const used = [...new Set((d.sections || []).filter((x) => x.kind === 'remote').map((x) => x.memnode))];
   options($('sd-mm-from'), st.nodes.filter((n) => used.includes(n.node_id)), true);
   options($('sd-mm-to'), st.nodes.filter((n) => n.kind === 'memnode'), true);
+  if ($('sd-mm-to').value === $('sd-mm-from').value) {
+    const other = st.nodes.find((n) => n.kind === 'memnode' && String(n.node_id) !== $('sd-mm-from').value);
+    if (other) $('sd-mm-to').value = String(other.node_id);
+  }
   if (document.activeElement !== $('sd-resize')) $('sd-resize').value = size(d.memory);
 }
 

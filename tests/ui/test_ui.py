@@ -8,8 +8,9 @@ In order, on one cluster and one browser: the page loads with no console
 errors and lists every node; a slot created through the page boots and
 shows `running`; a resize through the page shows the new sections in the
 memory map; a compute migration started from the CLI shows in the page
-within 2 s of its event; an error shows the CLI's text; a delete through
-the page. Screenshots (1280x800 and 390x844) go to build/ui-screenshots/.
+within 2 s of its event; a memory migration through the page moves the
+slot's cells between memory nodes; an error shows the CLI's text; a delete
+through the page, from the keyboard. Screenshots (1280x800 and 390x844) go to build/ui-screenshots/.
 
 Skipped, with the reason, when chromium, chromedriver or selenium is
 missing (scripts/install-deps.sh installs them), or when QEMU or the guest
@@ -18,6 +19,7 @@ image is.
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -31,10 +33,12 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SLOT = "web"
+SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 
 try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -110,6 +114,15 @@ class Cluster:
             return json.loads(r.read())
 
 
+def alive(pid):
+    """True for a running process; a zombie waiting for its reaper is gone."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 @pytest.fixture(scope="module")
 def cluster():
     need_browser()
@@ -126,13 +139,17 @@ def cluster():
     finally:
         c.disagg("down", check=False, timeout=120)
         time.sleep(0.2)
+        left = []
         for pid in pids:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            os.kill(pid, signal.SIGKILL)
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                left.append(pid)
+        reports = [f"{log}:\n{log.read_text(errors='replace')[-3000:]}"
+                   for log in (c.data / "logs").glob("*.log")
+                   if SANITIZER_RE.search(log.read_text(errors="replace"))]
         shutil.rmtree(top, ignore_errors=True)
+        assert not left, f"pids {left} survived disagg down"
+        assert not reports, "\n".join(reports)
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +325,29 @@ def test_cli_migration_shows_within_two_seconds(cluster, browser):
     assert severe(d) == []
 
 
+def test_memory_migration_through_the_page(cluster, browser):
+    d = browser
+    secs = cluster.api(f"/v1/sections?slot={SLOT}")["sections"]
+    src = secs[0]["memnode"]
+    dst = next(n["node_id"] for n in cluster.api("/v1/nodes")["nodes"]
+               if n["kind"] == "memnode" and n["node_id"] != src)
+    wait(d, lambda: js(d, "return document.getElementById('sd-title').textContent")
+         == f"Slot {SLOT}", 10, "the slot's detail")
+    js(d, "document.getElementById('sd-mm-from').value = arguments[0];"
+          "document.getElementById('sd-mm-to').value = arguments[1]", str(src), str(dst))
+    d.find_element(By.CSS_SELECTOR, "#migmem-form button[type=submit]").click()
+    confirm(d)
+    t0 = time.monotonic()
+    wait(d, lambda: all(m == str(dst) for m, _ in map_cells(d)[1]) and len(map_cells(d)[1]) == 4,
+         120, f"every section of the slot on memory node {dst} in the map")
+    print(f"memory migration through the page: the map showed it after "
+          f"{time.monotonic() - t0:.1f} s")
+    assert {s["memnode"] for s in cluster.api(f"/v1/sections?slot={SLOT}")["sections"]} == {dst}
+    got = js(d, "return [...document.querySelectorAll('#event-list li')].map(e => e.dataset.kind)")
+    assert "memory_migration_started" in got
+    assert severe(d) == []
+
+
 def test_phone_size_and_the_cli_error_text(cluster, browser):
     d = browser
     viewport(d, 390, 844, mobile=True)
@@ -340,7 +380,7 @@ def test_delete_through_the_page(cluster, browser):
     d = browser
     # From the keyboard: focus the slot's row, Enter selects it.
     js(d, "document.querySelector('#slot-table tr[data-slot=\"%s\"]').focus()" % SLOT)
-    d.switch_to.active_element.send_keys(Keys.ENTER)
+    ActionChains(d).send_keys(Keys.ENTER).perform()   # to whatever has the focus
     wait(d, lambda: js(d, "return document.getElementById('sd-title').textContent")
          == f"Slot {SLOT}", 10, "the slot's detail")
     js(d, "document.getElementById('sd-delete').click()")

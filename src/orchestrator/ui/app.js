@@ -16,7 +16,7 @@ const EVENTS_KEEP = 200;
 const st = {
   token: null,
   nodes: [], slots: [], details: {}, sections: [],
-  selected: null, pager: [], pagerSlot: null,
+  selected: null, pager: [], resizeFor: null,
   since: 0, polling: false, refreshTimer: null, refreshing: false, again: false,
 };
 
@@ -298,7 +298,11 @@ function renderDetail() {
     const other = st.nodes.find((n) => n.kind === 'memnode' && String(n.node_id) !== $('sd-mm-from').value);
     if (other) $('sd-mm-to').value = String(other.node_id);
   }
-  if (document.activeElement !== $('sd-resize')) $('sd-resize').value = size(d.memory);
+  // The size box follows the slot's memory when it changes, never while it is being edited.
+  if (st.resizeFor !== d.name + '/' + d.memory && document.activeElement !== $('sd-resize')) {
+    $('sd-resize').value = size(d.memory);
+    st.resizeFor = d.name + '/' + d.memory;
+  }
 }
 
 function select(name) {

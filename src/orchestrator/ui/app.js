@@ -347,9 +347,9 @@ function chart(title, pts) {
   svg.setAttribute('role', 'img');
   const last = pts.length ? pts[pts.length - 1][1] : null;
   svg.setAttribute('aria-label', `${title}: ${last === null ? 'no data' : Math.round(last)}`);
+  const max = Math.max(1, ...pts.map((p) => p[1]));
   if (pts.length > 1) {
     const t1 = pts[pts.length - 1][0], t0 = Math.min(pts[0][0], t1 - 60000);
-    const max = Math.max(1, ...pts.map((p) => p[1]));
     const line = document.createElementNS(NS, 'polyline');
     line.setAttribute('points', pts.map(([t, v]) =>
       `${((t - t0) / (t1 - t0) * W).toFixed(1)},${(H - 2 - v / max * (H - 4)).toFixed(1)}`).join(' '));
@@ -358,7 +358,8 @@ function chart(title, pts) {
   }
   return el('figure', { class: 'chart' }, svg,
     el('figcaption', {}, el('span', { text: title }), ' ',
-      el('strong', { text: last === null ? '–' : String(Math.round(last)) })));
+      el('span', {}, el('strong', { text: last === null ? '–' : String(Math.round(last)) }),
+        el('span', { class: 'muted', text: pts.length ? ` (max ${Math.round(max)})` : '' }))));
 }
 
 function renderCharts() {

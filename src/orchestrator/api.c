@@ -3,8 +3,10 @@
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
  * (/healthz, /metrics, /v1/sections); /v1/events is in events.c, the web
- * view (/ui/) in ui.c. Nodes and slots are in nodes.c, slots.c and migrate*.c, shared regions in regions*.c, volumes
- * (and the disks of slots, /v1/slots/NAME/disks) in volumes*.c.
+ * view (/ui/) in ui.c, /v1/slots/NAME/pager in slotpager.c (all three
+ * through struct orch_web). Nodes and slots are in nodes.c, slots.c and
+ * migrate*.c, shared regions in regions*.c, volumes (and the disks of
+ * slots, /v1/slots/NAME/disks) in volumes*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)

@@ -124,14 +124,11 @@ struct orch;
 #define ORCH_REGION_OWNER (1ull << 62)
 
 /*
- * Shared regions (regions*.c, docs/api.md "Shared regions"), as the rest
- * of the orchestrator reaches them; main.c sets orch.regions (NULL: none,
- * as in the fuzzer).
- */
-/*
- * The event log's long poll, the web view and the pager figures of a slot
- * (events.c, ui.c, slotpager.c), which api.c reaches through this table
- * (set by main.c) so that they depend on the rest and not the other way.
+ * The event log and its long poll, the web view and the pager figures of
+ * a slot (events.c, ui.c, slotpager.c), which api.c reaches through this
+ * table so that they depend on the rest and not the other way round;
+ * main.c sets orch.web (NULL: none, as in the fuzzer, where a long poll
+ * would hold an input for up to 30 s).
  */
 struct orch_web {
 	/* GET /v1/events?since=SEQ&limit=N&wait=SECONDS */
@@ -144,6 +141,11 @@ struct orch_web {
 	void (*pager)(struct orch *o, const char *name, struct http_resp *resp);
 };
 
+/*
+ * Shared regions (regions*.c, docs/api.md "Shared regions"), as the rest
+ * of the orchestrator reaches them; main.c sets orch.regions (NULL: none,
+ * as in the fuzzer).
+ */
 struct orch_regions {
 	/* The /v1/regions paths; rest follows "/v1/regions" ("" or "/..."). */
 	enum orch_route (*route)(struct orch *o, const char *rest, const struct http_req *req,

@@ -213,6 +213,18 @@ def slot_state(d):
 
 def test_page_loads_and_lists_every_node(cluster, browser):
     d = browser
+    # Without a token: the login form, and not a single call to the API.
+    d.get(cluster.url + "/ui/")
+    wait(d, lambda: js(d, "return !document.getElementById('login').hidden"), 10, "the login form")
+    assert js(d, "return document.getElementById('app').hidden")
+    assert severe(d) == []
+    # The token typed in the form.
+    d.find_element(By.ID, "token").send_keys(cluster.token + Keys.ENTER)
+    wait(d, lambda: js(d, "return document.getElementById('conn').textContent") == "connected",
+         10, "connected with the typed token")
+    # Logged out, then in again with the token in the address's fragment.
+    d.find_element(By.ID, "logout").click()
+    assert js(d, "return sessionStorage.length") == 0
     t0 = time.monotonic()
     d.get(cluster.url + "/ui/#token=" + cluster.token)
     nodes = cluster.api("/v1/nodes")["nodes"]

@@ -569,13 +569,22 @@ function start(token) {
   pollEvents();
 }
 
-function init() {
-  // A token in the address's fragment (never sent to the server) logs in and is removed.
+// A token in the address's fragment (never sent to the server): taken, and
+// removed from the address bar.
+function tokenFromFragment() {
   const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (m) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + location.search);
-  }
+  if (!m) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  return decodeURIComponent(m[1]);
+}
+
+function init() {
+  const fromUrl = tokenFromFragment();
+  if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  window.addEventListener('hashchange', () => {
+    const t = tokenFromFragment();
+    if (t) start(t);
+  });
   $('login-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const t = $('token').value.trim();

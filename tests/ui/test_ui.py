@@ -33,6 +33,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SLOT = "web"
+OTHER = "db"   # a second slot, made with the CLI
 SANITIZER_RE = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
 
 try:
@@ -296,6 +297,14 @@ def test_resize_through_the_page_shows_new_sections(cluster, browser):
         sorted(map_cells(d)[1])
     wait(d, lambda: "resized" in js(d, "return document.getElementById('flash').textContent"),
          10, "the resize's answer")
+    # A second slot, half local, from the CLI: the page shows it and its cells.
+    cluster.disagg("slot", "create", OTHER, "--vcpus", "1", "--memory", "256M",
+                   "--remote", "50")
+    wait(d, lambda: js(d, "return document.querySelectorAll("
+                          "'#map-slots .maprow[data-slot=\"%s\"] .cell').length" % OTHER) == 2,
+         20, f"slot {OTHER} in the memory map")
+    assert js(d, "return [...document.querySelectorAll('#map-slots .maprow[data-slot=\"%s\"] "
+                 ".cell')].map(c => c.dataset.kind).sort().join()" % OTHER) == "local,remote"
     time.sleep(4)   # a few more pager samples for the charts in the pictures
     shot(d, "slot-1280x800.png")
     full_shot(d, "webview-full.png")
@@ -399,6 +408,9 @@ def test_delete_through_the_page(cluster, browser):
     confirm(d)
     wait(d, lambda: js(d, "return document.querySelector('#slot-table tr[data-slot=\"%s\"]')"
                        % SLOT) is None, 60, "the slot gone from the page")
+    cluster.disagg("slot", "delete", OTHER)
+    wait(d, lambda: js(d, "return document.querySelectorAll('#slot-table tbody tr').length") == 0,
+         20, "no slot left in the page")
     assert cluster.api("/v1/sections")["sections"] == []
     assert js(d, "return document.querySelectorAll('#map-memnodes .cell:not(.free)').length") == 0
     assert severe(d) == []

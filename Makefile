@@ -12,12 +12,12 @@
 #   make bench-compare  every benchmark, then the table against bench/baseline.json
 #   make clean
 #
-# Variables: SUITES="unit fuzz functional vm" limits `make check`.
+# Variables: SUITES="unit fuzz functional vm ui" limits `make check`.
 
 BUILD    := build
 REL      := $(BUILD)/release
 CHK      := $(BUILD)/check
-SUITES   ?= unit fuzz functional vm
+SUITES   ?= unit fuzz functional vm ui
 MESON    := meson
 PY       := /usr/bin/python3
 

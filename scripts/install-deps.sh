@@ -21,6 +21,7 @@ python3 python3-pytest
 qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
 procps iproute2 curl systemd
 dosfstools mtools
+chromium chromium-driver python3-selenium
 "
 
 # The Debian guest image (scripts/build-image.sh) is optional: `make build`

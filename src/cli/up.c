@@ -480,6 +480,8 @@ static void print_up_summary(const struct up *u, const struct cli_args *a, doubl
 	printf("\norchestrator: %s\n", u->url);
 	printf("API token: in %s; other clients: export DISAGG_TOKEN=$(cat %s)\n", u->auth.tokens,
 	       u->auth.tokens);
+	printf("web view: %s/ui/ (log in with the API token, or open %s/ui/#token=$(cat %s))\n",
+	       u->url, u->url, u->auth.tokens);
 	if (default_dir)
 		printf("disagg commands find it through %s/cluster.json; other clients:\n"
 		       "  export DISAGG_URL=%s\n",

@@ -172,6 +172,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
 		MHD_add_response_header(mr, r->hdr_name, hdr_value);
 	if (r->www_authenticate)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
+	for (const char *const *h = r->headers; h && h[0] && h[1]; h += 2)
+		MHD_add_response_header(mr, h[0], h[1]);
 	ret = MHD_queue_response(conn, r->status > 0 ? (unsigned)r->status : MHD_HTTP_OK, mr);
 	MHD_destroy_response(mr);
 	return ret;

@@ -39,6 +39,7 @@ struct http_resp {
 	const char *hdr_name;     /* optional extra header (e.g. "X-Request-Id") */
 	char *hdr_value;          /* its value: malloc'd, freed by the server */
 	const char *www_authenticate; /* static: a WWW-Authenticate header (401 answers) */
+	const char *const *headers; /* static: more headers, name, value, ..., NULL */
 };
 
 /* Value of a query parameter, or NULL. */

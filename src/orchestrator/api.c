@@ -2,9 +2,11 @@
 /*
  * The orchestrator's REST API (docs/api.md): routing, X-Request-Id
  * idempotency, per-route metrics, and the small read-only endpoints
- * (/healthz, /metrics, /v1/sections, /v1/events). Nodes and slots are in
- * nodes.c, slots.c and migrate*.c, shared regions in regions*.c, volumes
- * (and the disks of slots, /v1/slots/NAME/disks) in volumes*.c.
+ * (/healthz, /metrics, /v1/sections); /v1/events is in events.c, the web
+ * view (/ui/) in ui.c, /v1/slots/NAME/pager in slotpager.c (all three
+ * through struct orch_web). Nodes and slots are in nodes.c, slots.c and
+ * migrate*.c, shared regions in regions*.c, volumes (and the disks of
+ * slots, /v1/slots/NAME/disks) in volumes*.c.
  *
  * Every request is answered with the X-Request-Id it was handled under
  * (the client's, or a generated one). A mutating request (POST, DELETE)
@@ -44,6 +46,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_SLOTS_GUEST] = "slots_guest",
 	[RT_SLOTS_MIGRATE] = "slots_migrate",
 	[RT_SLOTS_MIGRATE_MEMORY] = "slots_migrate_memory",
+	[RT_SLOTS_PAGER] = "slots_pager",
 	[RT_REGIONS_CREATE] = "regions_create",
 	[RT_REGIONS_LIST] = "regions_list",
 	[RT_REGIONS_GET] = "regions_get",
@@ -73,6 +76,7 @@ static const char *const route_names[RT__MAX] = {
 	[RT_DISKS_DETACH] = "disks_detach",
 	[RT_SECTIONS] = "sections",
 	[RT_EVENTS] = "events",
+	[RT_UI] = "ui",
 	[RT_HEALTHZ] = "healthz",
 	[RT_METRICS] = "metrics",
 	[RT_OTHER] = "other",
@@ -275,40 +279,6 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 	http_resp_json(resp, 200, json_pack("{s:o}", "sections", arr));
 }
 
-static void h_events(struct orch *o, const struct http_req *req, struct http_resp *resp)
-{
-	_cleanup_free_ struct event_rec *ev = NULL;
-	int64_t since, limit;
-	size_t n = 0;
-	json_t *arr;
-	int r;
-
-	if (query_int(req, "since", 0, &since) < 0 || query_int(req, "limit", 100, &limit) < 0 ||
-	    limit < 1 || limit > 10000) {
-		http_resp_error(resp, 400, "bad_request",
-				"since must be a sequence number, limit 1 to 10000");
-		return;
-	}
-	r = o->store->ops->event_list(o->store, since, limit, &ev, &n);
-	if (r < 0) {
-		http_resp_error(resp, 500, "internal", "store: %s", strerror(-r));
-		return;
-	}
-	arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		char t[32];
-
-		orch_fmt_time(ev[i].time, t, sizeof(t));
-		json_array_append_new(
-			arr, json_pack("{s:I, s:s, s:s, s:o, s:o, s:s}", "seq", (json_int_t)ev[i].seq,
-				       "time", t, "kind", ev[i].kind, "node",
-				       ev[i].node ? json_integer((json_int_t)ev[i].node) : json_null(),
-				       "slot", ev[i].slot[0] ? json_string(ev[i].slot) : json_null(),
-				       "message", ev[i].message));
-	}
-	http_resp_json(resp, 200, json_pack("{s:o}", "events", arr));
-}
-
 /* ---- routing ------------------------------------------------------------- */
 
 static bool is_method(const struct http_req *req, const char *m)
@@ -504,6 +474,13 @@ static enum orch_route route_slots(struct orch *o, const char *rest, const struc
 			method_not_allowed(resp, "POST");
 		return RT_SLOTS_MIGRATE_MEMORY;
 	}
+	if (o->web && strcmp(tail, "/pager") == 0) {
+		if (is_method(req, "GET"))
+			o->web->pager(o, name, resp);
+		else
+			method_not_allowed(resp, "GET");
+		return RT_SLOTS_PAGER;
+	}
 	if (strcmp(tail, "/guest") == 0) {
 		if (is_method(req, "POST"))
 			slots_guest(o, name, req, resp);
@@ -556,12 +533,16 @@ static enum orch_route dispatch(struct orch *o, const struct http_req *req,
 		return RT_SECTIONS;
 	}
 	if (strcmp(p, "/v1/events") == 0) {
-		if (is_method(req, "GET"))
-			h_events(o, req, resp);
+		if (!o->web)
+			http_resp_error(resp, 404, "not_found", "no such path %s", p);
+		else if (is_method(req, "GET"))
+			o->web->events(o, req, resp);
 		else
 			method_not_allowed(resp, "GET");
 		return RT_EVENTS;
 	}
+	if (o->web && o->web->is_ui(p))
+		return o->web->ui(req, resp);
 	http_resp_error(resp, 404, "not_found", "no such path %s", p);
 	return RT_OTHER;
 }
@@ -641,6 +622,7 @@ static bool image_file_path(const struct http_req *req)
 /*
  * Who may call what, when authentication is on (docs/api.md#authentication):
  *   GET /healthz                                     anyone (liveness probes)
+ *   GET /ui/...                                      anyone (the web view's files)
  *   POST /v1/nodes/register, /v1/nodes/ID/heartbeat a node token, ID's own
  *   POST /v1/nodes/ID/regions/NAME/lock|unlock       the same
  *   POST /v1/volumes/NAME/grant                      a people token, or a node
@@ -658,7 +640,8 @@ static bool authorize(struct orch *o, const struct http_req *req, struct http_re
 	bool node_route = hb || strcmp(req->path, "/v1/nodes/register") == 0;
 
 	*ret_node = 0;
-	if (!o->auth || strcmp(req->path, "/healthz") == 0)
+	if (!o->auth || strcmp(req->path, "/healthz") == 0 ||
+	    (o->web && o->web->is_ui(req->path)))
 		return true;
 	tok = apiauth_bearer_of(req);
 	if (!tok) {

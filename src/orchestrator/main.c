@@ -11,6 +11,7 @@
  * or SIGINT. It never stops a VM on its own: a restart leaves running VMs
  * alone and only asks the compute nodes what they run.
  */
+#include "events.h"
 #include "images.h"
 #include "orch.h"
 #include "regions_api.h"
@@ -360,6 +361,7 @@ static int run(const struct orch_opts *opts)
 		log_error("cannot open the database %s: %s", opts->db, strerror(-r));
 		goto out_curl;
 	}
+	events_start(o);   /* /v1/events (long polls wake on new events), /ui/, .../pager */
 	store_sqlite_volumes(o->store);
 	store_sqlite_replicas(o->store);
 	o->images_dir = images_dir_of(opts);

@@ -4,7 +4,10 @@
  *
  *   main.c       options, start-up, reconciliation, shutdown
  *   api.c        routing, X-Request-Id idempotency, /healthz, /metrics,
- *                sections and events
+ *                sections
+ *   events.c     GET /v1/events and its long poll         } reached through
+ *   ui.c         the web view's files (/ui/, ui_assets.h) } struct orch_web
+ *   slotpager.c  GET /v1/slots/NAME/pager                 } (main.c sets it)
  *   nodes.c      registration, heartbeats, the liveness monitor thread,
  *                drain, reconciliation with compute nodes
  *   placement.c  choosing the compute node and the memory nodes
@@ -72,6 +75,7 @@ enum orch_route {
 	RT_SLOTS_GUEST,
 	RT_SLOTS_MIGRATE,
 	RT_SLOTS_MIGRATE_MEMORY,
+	RT_SLOTS_PAGER,
 	RT_REGIONS_CREATE,
 	RT_REGIONS_LIST,
 	RT_REGIONS_GET,
@@ -101,6 +105,7 @@ enum orch_route {
 	RT_DISKS_DETACH,
 	RT_SECTIONS,
 	RT_EVENTS,
+	RT_UI,
 	RT_HEALTHZ,
 	RT_METRICS,
 	RT_OTHER,
@@ -117,6 +122,24 @@ struct orch;
 
 /* The owner of a region's sections on memory nodes: this bit | the region's id. */
 #define ORCH_REGION_OWNER (1ull << 62)
+
+/*
+ * The event log and its long poll, the web view and the pager figures of
+ * a slot (events.c, ui.c, slotpager.c), which api.c reaches through this
+ * table so that they depend on the rest and not the other way round;
+ * main.c sets orch.web (NULL: none, as in the fuzzer, where a long poll
+ * would hold an input for up to 30 s).
+ */
+struct orch_web {
+	/* GET /v1/events?since=SEQ&limit=N&wait=SECONDS */
+	void (*events)(struct orch *o, const struct http_req *req, struct http_resp *resp);
+	/* Is path the web view's (/ui, /ui/...)? Served without a token. */
+	bool (*is_ui)(const char *path);
+	/* GET /ui/ and /ui/FILE. */
+	enum orch_route (*ui)(const struct http_req *req, struct http_resp *resp);
+	/* GET /v1/slots/NAME/pager */
+	void (*pager)(struct orch *o, const char *name, struct http_resp *resp);
+};
 
 /*
  * Shared regions (regions*.c, docs/api.md "Shared regions"), as the rest
@@ -348,6 +371,7 @@ struct orch {
 	const struct orch_volumes *volumes;
 	const struct orch_images *images;
 	const struct orch_replicas *replicas;
+	const struct orch_web *web;         /* NULL: no /v1/events, /ui, .../pager */
 	int replicas_default;           /* --replicas: of a slot that does not say */
 	const struct orch_boot_ops *boot;   /* NULL without volumes */
 

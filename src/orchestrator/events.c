@@ -157,6 +157,8 @@ static void events_get(struct orch *o, const struct http_req *req, struct http_r
 				EVENTS_WAIT_MAX_S);
 		return;
 	}
+	if (o->events_no_wait)
+		wait = 0;
 	deadline = now_ns() + (uint64_t)wait * 1000000000ull;
 	for (;;) {
 		uint64_t gen = ev_generation();

@@ -127,8 +127,8 @@ struct orch;
  * The event log and its long poll, the web view and the pager figures of
  * a slot (events.c, ui.c, slotpager.c), which api.c reaches through this
  * table so that they depend on the rest and not the other way round;
- * main.c sets orch.web (NULL: none, as in the fuzzer, where a long poll
- * would hold an input for up to 30 s).
+ * main.c sets orch.web (NULL: none; the fuzzer sets it with
+ * orch.events_no_wait, as a long poll would hold an input for up to 30 s).
  */
 struct orch_web {
 	/* GET /v1/events?since=SEQ&limit=N&wait=SECONDS */
@@ -372,6 +372,7 @@ struct orch {
 	const struct orch_images *images;
 	const struct orch_replicas *replicas;
 	const struct orch_web *web;         /* NULL: no /v1/events, /ui, .../pager */
+	bool events_no_wait;                /* a long poll answers at once (the fuzzer) */
 	int replicas_default;           /* --replicas: of a slot that does not say */
 	const struct orch_boot_ops *boot;   /* NULL without volumes */
 

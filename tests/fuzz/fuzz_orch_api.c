@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for the orchestrator's REST API (src/orchestrator/
  * api.c and the handlers behind it: nodes.c, slots.c, migrate*.c,
- * regions*.c, volumes*.c with the disks of slots, images*.c):
+ * regions*.c, volumes*.c with the disks of slots, images*.c, and the web
+ * view's events.c (a long poll answers at once here), ui.c, slotpager.c):
  * routing, node ids and slot names in paths, strict JSON bodies,
  * registration and heartbeat documents, slot specifications, placement,
  * and the orchestrator's reading of the compute agents' answers.
@@ -36,6 +37,7 @@
 #include <string.h>
 
 #include "fuzz_http.h"
+#include "events.h"
 #include "images.h"
 #include "log.h"
 #include "orch.h"
@@ -294,6 +296,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	volumes_start(o);
 	volumes_boot_start(o);
 	images_start(o);
+	o->events_no_wait = true;
+	events_start(o);
 	routes = api_routes(&nroutes);
 	for (unsigned i = 0; i < n; i++) {
 		fz_http_serve(routes, nroutes, o, &reqs[i]);

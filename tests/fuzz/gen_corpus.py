@@ -554,6 +554,11 @@ def orch_api_seeds():
                                req("GET", "/v1/nodes"), req("GET", "/v1/slots"),
                                req("GET", "/v1/sections"), req("GET", "/v1/events"),
                                req("GET", "/v1/nodes/11"), req("GET", "/v1/slots/x")])
+    yield "web-view", orch_input(regs + [
+        req("GET", "/v1/events?since=0&limit=5&wait=30"), req("GET", "/v1/events?wait=31"),
+        req("GET", "/ui"), req("GET", "/ui/"), req("GET", "/ui/app.js"),
+        req("GET", "/ui/../orchestrator.db"), req("POST", "/v1/slots", slot),
+        req("GET", "/v1/slots/s1/pager"), req("POST", "/v1/slots/s1/pager")])
     yield "register-heartbeat-drain", orch_input(regs + [
         req("POST", "/v1/nodes/21/heartbeat",
             {"vcpus": 16, "vms": 1, "vm_states": [{"name": "s1", "state": "running"}]}),

@@ -10,8 +10,9 @@ shows `running`; a resize through the page shows the new sections in the
 memory map; a compute migration started from the CLI shows in the page
 within 2 s of its event; a memory migration through the page moves the
 slot's cells between memory nodes; an error shows the CLI's text; a delete
-through the page, from the keyboard. Screenshots (1280x800 and 390x844) go to ui-screenshots/ in the build tree
-(build/check/ui-screenshots/ under make check).
+through the page, from the keyboard. Screenshots (1280x800 and 390x844)
+go to ui-screenshots/ in the build tree (build/check/ui-screenshots/
+under make check).
 
 Skipped, with the reason, when chromium, chromedriver or selenium is
 missing (scripts/install-deps.sh installs them), or when QEMU or the guest

@@ -15,6 +15,7 @@
 #ifndef DISAGG_CLI_H
 #define DISAGG_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,6 +143,12 @@ int cli_http_bytes(const struct cli_args *a, const char *method, const char *pat
  */
 int cli_call(const struct cli_args *a, const char *method, const char *path, json_t *body,
 	     const char *progress, bool want_json, struct cli_resp *r);
+/*
+ * From now on a request under way ends (cli_http: -ECANCELED, nothing
+ * printed) once *flag is non-zero, within about a second: a signal
+ * handler sets it to stop a long poll (events --follow).
+ */
+void cli_cancel_on(volatile sig_atomic_t *flag);
 /*
  * cli_call for a JSON answer, which --json prints as is: CLI_EXIT_* when the
  * command is done (an error, or --json), CLI_MORE when the caller prints

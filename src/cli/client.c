@@ -105,6 +105,19 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *opaque)
 	return n;
 }
 
+/* Set by cli_cancel_on(): a transfer under way ends when *cancel is non-zero. */
+static volatile sig_atomic_t *cancel;
+
+void cli_cancel_on(volatile sig_atomic_t *flag)
+{
+	cancel = flag;
+}
+
+static bool cancelled(void)
+{
+	return cancel && *cancel;
+}
+
 static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
@@ -112,7 +125,7 @@ static int on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_
 
 	if (x->progress)
 		progress_tick(x->progress, NULL);
-	return 0;
+	return cancelled();   /* non-zero: curl ends the transfer (a long poll on Ctrl-C) */
 }
 
 int cli_resolve_url(const struct cli_args *a, char **ret_url, const char **ret_source)
@@ -294,7 +307,7 @@ static CURLcode perform(const char *method, const char *url, const struct body *
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (prog) {
+	if (prog || cancel) {
 		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -430,7 +443,7 @@ static int http_do(const struct cli_args *a, const char *method, const char *pat
 			}
 			continue;
 		}
-		if (rc == CURLE_OK || retried || !is_reset(rc))
+		if (rc == CURLE_OK || retried || !is_reset(rc) || cancelled())
 			break;
 		if (a->verbose)
 			fprintf(stderr, "< connection reset (%s); retrying with the same request id\n",
@@ -441,6 +454,8 @@ static int http_do(const struct cli_args *a, const char *method, const char *pat
 	if (rc != CURLE_OK) {
 		if (pp)
 			progress_end(pp, false, NULL);
+		if (rc == CURLE_ABORTED_BY_CALLBACK && cancelled())
+			return -ECANCELED;   /* the caller asked for it: nothing to report */
 		return report_curl_error(rc, errbuf, base, source, timeout_ms);
 	}
 	if (a->verbose)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "net.h"
 
 /*
  * Make a request and check the answer: 2xx with a JSON object body (unless
@@ -505,6 +506,8 @@ int cmd_section_ls(struct cli_args *a)
 
 /* ---- events ---------------------------------------------------------------- */
 
+#define EVENTS_WAIT_S 20   /* --follow's long poll (GET /v1/events?wait=, at most 30) */
+
 static volatile sig_atomic_t events_stop;
 
 static void on_sigint(int sig)
@@ -575,6 +578,7 @@ int cmd_events(struct cli_args *a)
 
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGTERM, &sa, NULL);
+		cli_cancel_on(&events_stop);   /* Ctrl-C ends a long poll under way */
 	}
 	/* Without --follow: one request with --limit, else page until nothing new comes. */
 	for (int pages = 0; !events_stop; pages++) {
@@ -583,12 +587,17 @@ int cmd_events(struct cli_args *a)
 		json_t *evs, *e;
 		size_t i, fresh = 0;
 		int n = snprintf(path, sizeof(path), "/v1/events");
+		uint64_t asked = now_ns();
 
 		if (last >= 0)
 			n += snprintf(path + n, sizeof(path) - n, "?since=%" PRId64, last);
 		if (limit)
-			snprintf(path + n, sizeof(path) - n, "%climit=%" PRIu64, last >= 0 ? '&' : '?',
-				 limit);
+			n += snprintf(path + n, sizeof(path) - n, "%climit=%" PRIu64,
+				      last >= 0 ? '&' : '?', limit);
+		/* Following: a long poll, answered as soon as an event is recorded. */
+		if (follow)
+			snprintf(path + n, sizeof(path) - n, "%cwait=%d",
+				 last >= 0 || limit ? '&' : '?', EVENTS_WAIT_S);
 		ret = cli_call(a, "GET", path, NULL, NULL, true, &r);
 		if (ret) {
 			if (events_stop)
@@ -608,7 +617,8 @@ int cmd_events(struct cli_args *a)
 		}
 		if (!follow && (limit || fresh == 0 || pages > 1000))
 			break;
-		if (follow && fresh == 0) {
+		/* An orchestrator without the long poll answers at once: poll each second. */
+		if (follow && fresh == 0 && now_ns() - asked < 1000000000ull) {
 			for (int k = 0; k < 10 && !events_stop; k++)
 				usleep(100 * 1000);
 		}

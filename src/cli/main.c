@@ -157,7 +157,8 @@ static const struct cli_cmd cmd_table[] = {
 	    { "slot", "NAME", "only sections of this slot" },
 	    { "region", "NAME", "only sections of this shared region" } } },
 	{ "events", "[--follow] [--since SEQ] [--limit N]", 0, 0, "show the orchestrator's events",
-	  "With --follow, keeps polling and prints new events as they come (Ctrl-C stops);\n"
+	  "With --follow, prints new events as they are recorded (a long poll of\n"
+	  "GET /v1/events?wait=; Ctrl-C stops);\n"
 	  "with --json, one JSON object per line.",
 	  cmd_events,
 	  { { "follow", NULL, "keep printing new events" },

@@ -497,7 +497,8 @@ def test_events_and_follow(stub):
     assert f.returncode == 0, errout
     assert not SAN_RE.search(errout), errout
     # polls asked only for what was new
-    assert any(r[1] == "/v1/events?since=1" for r in stub.requests), stub.requests[-3:]
+    assert any(r[1] == "/v1/events?since=1&wait=20" for r in stub.requests), \
+        stub.requests[-3:]
 
 
 # ---- disagg up / down with fake daemons ----------------------------------------------

@@ -3,12 +3,17 @@
 docs/webview.md): the long poll of GET /v1/events (`wait`), the page's
 files at /ui/ (no token, ETag, CSP, nosniff, the /ui redirect) and
 GET /v1/slots/NAME/pager. The page itself, in a browser, is tests/ui."""
+import json
+import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
+from conftest import find_prog
 from fakes import Api
+from test_cli import cli_env
 from test_orchestrator import (Orch, cluster, computes, err, fakemem,  # noqa: F401
                                hb_factory)
 
@@ -68,6 +73,36 @@ def test_events_long_poll(orch, fakemem, computes, hb_factory):
         assert ans["error"]["message"] == "wait must be 0 to 30 seconds"
     # A people token, as every /v1 path.
     assert Api(orch.addr).call("GET", "/v1/events?wait=1")[0] == 401
+    hb.stop()
+
+
+def test_cli_follow_is_a_long_poll(orch, fakemem, computes, hb_factory):
+    """`disagg events --follow` asks with wait=, so an event prints as soon
+    as it is recorded; Ctrl-C ends it in the middle of a long poll, with
+    status 0 and nothing on stderr."""
+    hb, _ = cluster(orch, fakemem, computes, hb_factory, nmem=1)
+    seq = last_seq(orch)
+    f = subprocess.Popen([find_prog("disagg"), "--url", f"http://{orch.addr}", "--json",
+                          "events", "--follow", "--since", str(seq)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=cli_env(DISAGG_TOKEN=orch.auth.token))
+    watchdog = threading.Timer(60, f.kill)      # a readline that never returns fails
+    watchdog.start()
+    try:
+        time.sleep(1.5)                 # its first long poll is under way by now
+        assert orch.call("POST", "/v1/nodes/101/drain")[0] == 200
+        ev = json.loads(f.stdout.readline())
+        assert ev["kind"] == "node_drained" and ev["seq"] > seq, ev
+        time.sleep(1.5)                 # the next long poll is under way
+        t0 = time.monotonic()
+        f.send_signal(signal.SIGINT)
+        out, errout = f.communicate(timeout=15)
+        stopped = time.monotonic() - t0
+    finally:
+        watchdog.cancel()
+        f.kill()
+    assert f.returncode == 0 and errout == "", (f.returncode, errout)
+    assert stopped < 10, stopped      # not the rest of its 20 s wait
     hb.stop()
 
 

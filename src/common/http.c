@@ -62,6 +62,25 @@ const char *http_req_query(const struct http_req *req, const char *key)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+int http_req_query_num(const struct http_req *req, const char *key, int64_t def, int64_t max,
+		       int64_t *ret)
+{
+	const char *v = http_req_query(req, key);
+	char *end;
+	long long x;
+
+	if (!v) {
+		*ret = def;
+		return 0;
+	}
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (errno || end == v || *end || x < 0 || x > max)
+		return -EINVAL;
+	*ret = x;
+	return 0;
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
 	if (!req || !req->conn || !name)

@@ -13,6 +13,7 @@
 #define DISAGG_HTTP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #define HTTP_MAX_BODY (4u << 20)
@@ -44,6 +45,9 @@ struct http_resp {
 
 /* Value of a query parameter, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *key);
+/* Numeric query parameter key: absent, def; else 0..max (-EINVAL otherwise). */
+int http_req_query_num(const struct http_req *req, const char *key, int64_t def, int64_t max,
+		       int64_t *ret);
 /* Value of a request header (case-insensitive name), or NULL. */
 const char *http_req_header(const struct http_req *req, const char *name);
 

@@ -191,24 +191,6 @@ static void h_metrics(struct orch *o, struct http_resp *resp)
 	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", out);
 }
 
-static int query_int(const struct http_req *req, const char *key, int64_t def, int64_t *ret)
-{
-	const char *v = http_req_query(req, key);
-	char *end;
-	long long x;
-
-	if (!v) {
-		*ret = def;
-		return 0;
-	}
-	errno = 0;
-	x = strtoll(v, &end, 10);
-	if (errno || end == v || *end || x < 0)
-		return -EINVAL;
-	*ret = x;
-	return 0;
-}
-
 /* GET /v1/sections?node=ID&slot=NAME&region=NAME: slots' and regions' remote sections. */
 static void h_sections(struct orch *o, const struct http_req *req, struct http_resp *resp)
 {
@@ -220,7 +202,7 @@ static void h_sections(struct orch *o, const struct http_req *req, struct http_r
 	json_t *arr;
 	int r = 0;
 
-	if (query_int(req, "node", 0, &node) < 0) {
+	if (http_req_query_num(req, "node", 0, INT64_MAX, &node) < 0) {
 		http_resp_error(resp, 400, "bad_request", "node must be a node id");
 		return;
 	}

@@ -106,26 +106,6 @@ static void ev_wait(uint64_t seen, int64_t ms)
 	pthread_mutex_unlock(&ev_mu);
 }
 
-/* A query parameter: absent = def; else a number in 0..max. */
-static int query_num(const struct http_req *req, const char *key, int64_t def, int64_t max,
-		     int64_t *ret)
-{
-	const char *v = http_req_query(req, key);
-	char *end;
-	long long x;
-
-	if (!v) {
-		*ret = def;
-		return 0;
-	}
-	errno = 0;
-	x = strtoll(v, &end, 10);
-	if (errno || end == v || *end || x < 0 || x > max)
-		return -EINVAL;
-	*ret = x;
-	return 0;
-}
-
 static json_t *event_json(const struct event_rec *e)
 {
 	char t[32];
@@ -146,13 +126,13 @@ static void events_get(struct orch *o, const struct http_req *req, struct http_r
 	json_t *arr;
 	int r;
 
-	if (query_num(req, "since", 0, INT64_MAX, &since) < 0 ||
-	    query_num(req, "limit", 100, 10000, &limit) < 0 || limit < 1) {
+	if (http_req_query_num(req, "since", 0, INT64_MAX, &since) < 0 ||
+	    http_req_query_num(req, "limit", 100, 10000, &limit) < 0 || limit < 1) {
 		http_resp_error(resp, 400, "bad_request",
 				"since must be a sequence number, limit 1 to 10000");
 		return;
 	}
-	if (query_num(req, "wait", 0, EVENTS_WAIT_MAX_S, &wait) < 0) {
+	if (http_req_query_num(req, "wait", 0, EVENTS_WAIT_MAX_S, &wait) < 0) {
 		http_resp_error(resp, 400, "bad_request", "wait must be 0 to %d seconds",
 				EVENTS_WAIT_MAX_S);
 		return;

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 static bool name_char(char c)
@@ -71,4 +72,27 @@ bool miguri_valid(const char *uri)
 	uint16_t port;
 
 	return miguri_parse(uri, host, sizeof(host), &port) == 0;
+}
+
+void miguri_listen(const char *http, char *buf, size_t len)
+{
+	const char *colon = strrchr(http, ':');
+	size_t hl = colon ? (size_t)(colon - http) : strlen(http);
+
+	snprintf(buf, len, "%.*s:0", (int)hl, http);
+}
+
+int miguri_target(const char *answered, const char *dst_http, char *buf, size_t len)
+{
+	const char *colon = strrchr(dst_http, ':');
+	char host[256];
+	uint16_t port;
+	int n;
+
+	if (!colon || miguri_parse(answered, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	n = snprintf(buf, len, "tcp:%.*s:%u", (int)(colon - dst_http), dst_http, (unsigned)port);
+	if (n < 0 || (size_t)n >= len || miguri_parse(buf, host, sizeof(host), &port) < 0)
+		return -EINVAL;
+	return 0;
 }

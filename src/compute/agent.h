@@ -32,8 +32,6 @@ int agent_http_start(struct agent *a, const char *addr, const char *cert, const 
 /* The API's routes (opaque: the agent), as the server is given them. */
 const struct http_route *agent_http_routes(size_t *ret_n);
 unsigned agent_vm_count(struct agent *a);
-/* [{"name", "state"[, "reason"]}] of every VM, for heartbeats (new reference). */
-json_t *agent_vm_states(struct agent *a);
 /* Stop every VM and free them. */
 void agent_shutdown(struct agent *a);
 

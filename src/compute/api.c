@@ -12,7 +12,7 @@
  *   POST   /v1/vms/NAME/sections         hot-add one section
  *   DELETE /v1/vms/NAME/sections/INDEX   hot-remove one section
  *   POST   /v1/vms/NAME/sections/migrate {"phase", "from", "to"}: move a section (vm_memmig.c)
- *   POST   /v1/vms/NAME/sections/replica {"action": "drop", "replica"}: take a replica out (vm_replica.c)
+ *   POST   /v1/vms/NAME/sections/replica {"action": "drop"|"hand-over"}: replicas out (vm_replica.c)
  *   PUT    /v1/vms/NAME/budget           {"bytes": N}: local cache budget
  *   POST   /v1/vms/NAME/flush            write back every dirty page
  *   GET    /v1/vms/NAME/console          the serial console log (text)
@@ -158,18 +158,20 @@ static void h_list(struct agent *a, struct http_resp *resp)
 	http_resp_json(resp, 200, json_pack("{s:o}", "vms", arr));
 }
 
-/* "incoming": {"listen": "HOST:PORT"} and "hot_sections": [{"index": N, section...}]. */
+/* "incoming": {"listen": "HOST:PORT", "replicas_pending"} and "hot_sections": [{"index": N, section...}]. */
 static int parse_incoming(json_t *j, const char **ret_listen, struct vm_hot_in **ret_hot,
 			  unsigned *ret_n, char *err, size_t errlen)
 {
-	static const char *const keys[] = { "listen", NULL };
+	static const char *const keys[] = { "listen", "replicas_pending", NULL };
 	json_t *in = json_object_get(j, "incoming"), *hs = json_object_get(j, "hot_sections"), *v;
+	json_t *rp = json_object_get(in, "replicas_pending");
 	const char *bad = NULL;
 	size_t i;
 
 	if (!json_is_object(in) || json_check_keys(in, keys, &bad) < 0 ||
-	    !json_is_string(json_object_get(in, "listen"))) {
-		snprintf(err, errlen, "\"incoming\" must be {\"listen\": \"HOST:PORT\"}");
+	    !json_is_string(json_object_get(in, "listen")) || (rp && !json_is_boolean(rp))) {
+		snprintf(err, errlen, "\"incoming\" must be {\"listen\": \"HOST:PORT\"} (and "
+			 "\"replicas_pending\": true|false)");
 		return -EINVAL;
 	}
 	*ret_listen = json_string_value(json_object_get(in, "listen"));
@@ -330,6 +332,8 @@ static void h_create(struct agent *a, const struct http_req *req, struct http_re
 		goto out;
 	}
 	spec.incoming = listen != NULL;
+	spec.replicas_pending = listen && json_is_true(json_object_get(json_object_get(j, "incoming"),
+								       "replicas_pending"));
 	if (vm_boot_cloud_init_check(json_object_get(j, "cloud_init"), err, sizeof(err)) < 0) {
 		http_resp_error(resp, 400, "bad_request", "%s", err);
 		goto out;
@@ -756,22 +760,6 @@ unsigned agent_vm_count(struct agent *a)
 		n += a->vms[i] != NULL;
 	pthread_mutex_unlock(&a->lock);
 	return n;
-}
-
-json_t *agent_vm_states(struct agent *a)
-{
-	json_t *arr = json_array();
-
-	pthread_mutex_lock(&a->lock);
-	for (unsigned i = 0; i < AGENT_MAX_VMS && arr; i++)
-		if (a->vms[i]) {
-			json_t *b = vm_brief(a->vms[i]);
-
-			vm_replicas_brief(a->vms[i], b);   /* replicated sections taken out */
-			json_array_append_new(arr, b);
-		}
-	pthread_mutex_unlock(&a->lock);
-	return arr;
 }
 
 const struct http_route *agent_http_routes(size_t *ret_n)

@@ -207,11 +207,28 @@ static void agent_leave(struct agent *a)
 	agent_shutdown(a);   /* the others (failed, migrated away ...) go */
 }
 
-/* Registrar callback: what changes between heartbeats. */
+/* [{"name", "state"[, "reason"], ...}] of every VM, for heartbeats (new reference). */
+static json_t *vm_states(struct agent *a)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&a->lock);
+	for (unsigned i = 0; i < AGENT_MAX_VMS && arr; i++)
+		if (a->vms[i]) {
+			json_t *b = vm_brief(a->vms[i]);
+
+			vm_replicas_brief(a->vms[i], b);   /* replicated sections taken out */
+			json_array_append_new(arr, b);
+		}
+	pthread_mutex_unlock(&a->lock);
+	return arr;
+}
+
+/* Registrar callback: what changes between heartbeats: each VM's brief. */
 static void agent_fill_heartbeat(void *opaque, json_t *body)
 {
 	json_object_set_new(body, "vms", json_integer(agent_vm_count(opaque)));
-	json_object_set_new(body, "vm_states", agent_vm_states(opaque));
+	json_object_set_new(body, "vm_states", vm_states(opaque));
 }
 
 /* vm_env.on_state: a VM changed state by itself; tell the orchestrator now. */

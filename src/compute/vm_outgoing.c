@@ -21,9 +21,11 @@
 #include "state.h"
 #include "vm_migrate.h"
 #include "vm_prefetch.h"
+#include "vm_replica.h"
 #include "vm_shared_mig.h"
 #include "vm_switchover.h"
 #include "pagemeta.h"
+#include "replica_json.h"
 
 #define SWITCHOVER_GRACE_MS 10000   /* after migrate-continue, past the deadline */
 #define CANCEL_WAIT_MS      10000   /* for QEMU to end a cancelled migration */
@@ -219,6 +221,8 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 			snprintf(err, errlen, "final flush at pre-switchover: %s", flush_error(r));
 			return r;
 		}
+		/* The replicas it took out (the last flush's too) are in the VM's records. */
+		vm_replicas_sync(vm);
 		/* The table that names what the memory nodes hold now, for the destination. */
 		r = vm_pagemeta_snapshot(vm);
 		if (r < 0) {
@@ -244,6 +248,21 @@ static int run_migration(struct vm *vm, const struct vm_migrate_opts *o, struct 
 				 strerror(-r));
 		return 0;
 	}
+}
+
+/*
+ * The replicas this VM's pager took out, as of its final flush: the
+ * destination drops them before its first fault (docs/replication.md,
+ * "Compute migration"). [] when none.
+ */
+static json_t *replicas_out(struct vm *vm)
+{
+	json_t *out;
+
+	pthread_mutex_lock(&vm->lock);
+	out = vm_replicas_out_json(vm);
+	pthread_mutex_unlock(&vm->lock);
+	return out ? out : json_array();
 }
 
 /*
@@ -361,6 +380,7 @@ int vm_migrate(struct vm *vm, const struct vm_migrate_opts *o, json_t **ret, cha
 			json_object_set_new(res, "hot_pages", json_integer((json_int_t)hot_pages));
 		}
 		vm_mig_hand_over(vm);
+		json_object_set_new(res, "replicas_out", replicas_out(vm));
 		if (vm_mig_last_heartbeat(m, &hb))
 			json_object_set_new(res, "last_heartbeat",
 					    json_pack("{s:I, s:I, s:I}", "seq", (json_int_t)hb.seq,

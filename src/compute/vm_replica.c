@@ -13,6 +13,18 @@
  * last_replica (it is its section's only replica that is in: dropping it
  * would lose the section).
  *
+ *   POST /v1/vms/NAME/sections/replica
+ *        {"action": "hand-over", "out": [{"memnode", "section", "generation"}, ...]}
+ *
+ * A compute migration's destination created with "incoming":
+ * {"replicas_pending": true} parks every fault on a remote page until
+ * this call: the replicas the source took out during its last flushes
+ * (its migrate answer's "replicas_out"), and any the orchestrator took
+ * out since it sent the VM, are dropped; entries the VM was not given are
+ * skipped. 200 {"dropped", "skipped", "pending": false}; 409 last_replica
+ * if it would leave a section with no replica in (the faults keep
+ * waiting).
+ *
  * The heartbeat's brief of each VM carries "replicas_out" (replica_json.h),
  * from which the orchestrator repairs.
  *
@@ -43,6 +55,7 @@
 #include "vm_internal.h"
 
 #define SYNC_MAX 64u                 /* out replicas read from the pager per sync */
+#define HAND_OVER_MAX 1024u          /* replicas in one hand-over */
 
 void vm_replicas_sync(struct vm *vm)
 {
@@ -156,39 +169,107 @@ static int get_uint(json_t *o, const char *key, uint64_t max, uint64_t *ret)
 	return 0;
 }
 
+/* {"memnode", "section", "generation"[, "addr"]}: the replica's grant fields in *m. */
+static int parse_replica(json_t *rep, struct pager_section *m, const char **bad)
+{
+	static const char *const rkeys[] = { "memnode", "section", "generation", "addr", NULL };
+	uint64_t id = 0, sec = 0, gen = 0;
+
+	*m = (struct pager_section){ .kind = PAGER_SEC_REMOTE };
+	if (!json_is_object(rep) || json_check_keys(rep, rkeys, bad) < 0 ||
+	    get_uint(rep, "memnode", UINT64_MAX >> 1, &id) < 0 ||
+	    get_uint(rep, "section", UINT32_MAX, &sec) < 0 ||
+	    get_uint(rep, "generation", UINT32_MAX, &gen) < 0)
+		return -EINVAL;
+	m->grant.memnode_id = id;
+	m->grant.section = (uint32_t)sec;
+	m->grant.generation = (uint32_t)gen;
+	return 0;
+}
+
+/*
+ * "hand-over" (a compute migration's destination, after the switchover):
+ * the replicas the source took out, and those the orchestrator took out
+ * meanwhile, are dropped here; then the faults that waited go on. A
+ * replica this VM was not given is skipped. All entries are checked
+ * before any is applied.
+ */
+static void hand_over(struct vm *vm, json_t *out, struct http_resp *resp)
+{
+	struct pager_section m;
+	size_t i, dropped = 0, skipped = 0;
+	const char *bad = NULL;
+	char err[256] = "";
+	json_t *e;
+	int r;
+
+	if (!json_is_array(out) || json_array_size(out) > HAND_OVER_MAX) {
+		http_resp_error(resp, 400, "bad_request", "\"out\" must be an array of at most %u "
+				"replicas", HAND_OVER_MAX);
+		return;
+	}
+	json_array_foreach(out, i, e)
+		if (parse_replica(e, &m, &bad) < 0) {
+			http_resp_error(resp, 400, "bad_request", "\"out\"[%zu]: %s%s%s", i,
+					bad ? "unknown field \"" : "must be {\"memnode\", \"section\", "
+					"\"generation\"}", bad ? bad : "", bad ? "\"" : "");
+			return;
+		}
+	json_array_foreach(out, i, e) {
+		(void)parse_replica(e, &m, &bad);
+		r = vm_replica_drop(vm, &m, err, sizeof(err));
+		if (r == -ENOENT) {
+			skipped++;
+		} else if (r == -EDEADLK) {
+			/* Nothing in to read from: the faults keep waiting (the slot fails). */
+			http_resp_error(resp, 409, "last_replica", "section %u (memory node %llu): %s",
+					m.grant.section, (unsigned long long)m.grant.memnode_id, err);
+			return;
+		} else if (r < 0) {
+			http_resp_error(resp, 500, "internal", "%s", err[0] ? err : strerror(-r));
+			return;
+		} else {
+			dropped++;
+		}
+	}
+	pthread_mutex_lock(&vm->lock);
+	vm_replicas_settle(vm);
+	pthread_mutex_unlock(&vm->lock);
+	log_info("vm %s: replicas handed over (%zu out, %zu not here): its faults go on",
+		 vm->spec.name, dropped, skipped);
+	http_resp_json(resp, 200, json_pack("{s:I, s:I, s:b}", "dropped", (json_int_t)dropped,
+					    "skipped", (json_int_t)skipped, "pending", 0));
+}
+
 void vm_replica_http(struct vm *vm, const struct http_req *req, struct http_resp *resp)
 {
-	static const char *const keys[] = { "action", "replica", NULL };
-	static const char *const rkeys[] = { "memnode", "section", "generation", "addr", NULL };
-	struct pager_section m = { .kind = PAGER_SEC_REMOTE };
+	static const char *const keys[] = { "action", "replica", "out", NULL };
+	struct pager_section m;
 	const char *action, *bad = NULL;
-	uint64_t id = 0, sec = 0, gen = 0;
 	char err[256] = "";
-	json_t *j, *rep;
+	json_t *j;
 	int r;
 
 	j = http_json_args(req, resp, keys);
 	if (!j)
 		return;
 	action = json_string_value(json_object_get(j, "action"));
-	rep = json_object_get(j, "replica");
-	if (!action || strcmp(action, "drop")) {
-		http_resp_error(resp, 400, "bad_request", "\"action\" must be \"drop\"");
+	if (action && strcmp(action, "hand-over") == 0 && !json_object_get(j, "replica")) {
+		hand_over(vm, json_object_get(j, "out"), resp);
 		goto out;
 	}
-	if (!json_is_object(rep) || json_check_keys(rep, rkeys, &bad) < 0 ||
-	    get_uint(rep, "memnode", UINT64_MAX >> 1, &id) < 0 ||
-	    get_uint(rep, "section", UINT32_MAX, &sec) < 0 ||
-	    get_uint(rep, "generation", UINT32_MAX, &gen) < 0) {
+	if (!action || strcmp(action, "drop") || json_object_get(j, "out")) {
+		http_resp_error(resp, 400, "bad_request", "\"action\" must be \"drop\" (with "
+				"\"replica\") or \"hand-over\" (with \"out\")");
+		goto out;
+	}
+	if (parse_replica(json_object_get(j, "replica"), &m, &bad) < 0) {
 		http_resp_error(resp, 400, "bad_request",
 				bad ? "unknown field \"%s\" in \"replica\""
 				    : "\"replica\" must be {\"memnode\", \"section\", \"generation\"}",
 				bad);
 		goto out;
 	}
-	m.grant.memnode_id = id;
-	m.grant.section = (uint32_t)sec;
-	m.grant.generation = (uint32_t)gen;
 	r = vm_replica_drop(vm, &m, err, sizeof(err));
 	if (r == -ENOENT)
 		http_resp_error(resp, 404, "no_replica", "%s", err);

@@ -130,6 +130,7 @@ struct mig_seen {
 	char reason[STORE_ADDR_MAX];  /* the agent's reason (failed, degraded), or "" */
 	bool migrating;
 	bool meta_pending;            /* a sealed VM waiting for its page-metadata table */
+	bool replicas_pending;        /* a replicated VM waiting for the replicas out (replicas.h) */
 };
 
 /*

@@ -31,35 +31,6 @@
 
 /* ==== compute migration =================================================== */
 
-/* "HOST:0" on the host part of a node's control address. */
-static void listen_addr(const char *http, char *buf, size_t len)
-{
-	const char *colon = strrchr(http, ':');
-	size_t hl = colon ? (size_t)(colon - http) : strlen(http);
-
-	snprintf(buf, len, "%.*s:0", (int)hl, http);
-}
-
-/*
- * The source's migration target: the port the destination answered (a
- * strict tcp:HOST:PORT) on the host it registered (dst_http's), so that a
- * destination cannot send the VM anywhere else. 0 or -EINVAL.
- */
-static int target_uri(const char *answered, const char *dst_http, char *buf, size_t len)
-{
-	const char *colon = strrchr(dst_http, ':');
-	char host[256];
-	uint16_t port;
-	int n;
-
-	if (!colon || miguri_parse(answered, host, sizeof(host), &port) < 0)
-		return -EINVAL;
-	n = snprintf(buf, len, "tcp:%.*s:%u", (int)(colon - dst_http), dst_http, (unsigned)port);
-	if (n < 0 || (size_t)n >= len || miguri_parse(buf, host, sizeof(host), &port) < 0)
-		return -EINVAL;
-	return 0;
-}
-
 /* Copy a DIMM's "gpa" and "slot" from the source's hot_sections entry of the same index. */
 static void copy_dimm_place(json_t *x, json_t *src_hot, int64_t index)
 {
@@ -112,7 +83,7 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 			json_array_append_new(hot, x);
 		}
 	}
-	listen_addr(dst->http, listen, sizeof(listen));
+	miguri_listen(dst->http, listen, sizeof(listen));
 	b = json_pack("{s:s, s:I, s:o, s:s, s:i, s:{s:s}, s:o}", "name", s->name, "vcpus",
 		      (json_int_t)s->vcpus, "sections", boot, "hotplug", s->hotplug,
 		      "max_sections", ORCH_HOT_MAX_SECTIONS, "incoming", "listen", listen,
@@ -121,6 +92,8 @@ static json_t *incoming_body(struct orch *o, const struct slot_rec *s,
 		json_object_set_new(b, "cache_bytes", json_integer(s->cache));
 	if (b && s->page_key[0])
 		json_object_set_new(b, "encryption_key", json_string(s->page_key));
+	if (b && s->replicas > 1 && o->replicas)   /* its faults wait for the hand-over */
+		json_object_set_new(json_object_get(b, "incoming"), "replicas_pending", json_true());
 	if (b)   /* the same card (QEMU migrates only between the same devices) */
 		json_object_set_new(b, "net", slotnet_request(s));
 	return b;
@@ -608,7 +581,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	slotnet_record(&s, json_object_get(ans, "net"), &dst, dst_net, sizeof(dst_net));
 	uri = json_string_value(json_object_get(ans, "migration_uri"));
 	if ((status == 200 || status == 201) && uri &&
-	    target_uri(uri, dst.http, target, sizeof(target)) < 0) {
+	    miguri_target(uri, dst.http, target, sizeof(target)) < 0) {
 		/* Never let a destination name where the source sends the VM. */
 		snprintf(why, sizeof(why), "it answered the migration URI \"%.100s\", not "
 			 "tcp:PORT on its registered host", uri);
@@ -718,7 +691,12 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 
 	moved = true;   /* the source handed it over: its regions' holders go with it */
 
-	/* 3. The source is done for good: fence it (fence.c). The destination runs it. */
+	/* 3a. The replicas the source took out while it moved (replicas_handover.c). */
+	if (s.replicas > 1 && o->replicas &&
+	    o->replicas->after_move(o, &s, &src, &dst, json_object_get(mig, "replicas_out"), resp) < 0)
+		goto out;
+
+	/* 3b. The source is done for good: fence it (fence.c). The destination runs it. */
 	if (s.page_key[0] && mig_meta_hand_over(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
 			 "moved, but its page metadata did not reach %.40s (%.120s)", dst.name, why);

@@ -237,6 +237,8 @@ static void see(const struct node_rec *c, const char *name, int timeout_ms,
 	ret->migrating = v.status == 200 && json_is_true(json_object_get(v.vm, "migrating"));
 	ret->meta_pending = v.status == 200 &&
 			    json_is_true(json_object_get(v.vm, "page_meta_pending"));
+	ret->replicas_pending = v.status == 200 &&
+				json_is_true(json_object_get(v.vm, "replicas_pending"));
 	view_done(&v);
 }
 
@@ -287,33 +289,48 @@ static const char *seen_text(const struct mig_seen *x, char *buf, size_t len)
 	return buf;
 }
 
-/*
- * The destination runs the slot but still waits for its page-metadata
- * table (the orchestrator stopped during the hand-over): the source's final
- * snapshot goes now. true when it did. A source that has no snapshot any
- * more (its VM or agent gone) never will: the slot fails, as a move whose
- * hand-over failed does (-1: settled). One that does not answer is asked
- * again later (0: `unresolved`). 1 when the table went.
- */
-static int meta_from_source(struct orch *o, struct slot_rec *s, const char *what,
-			     const struct node_rec *src, const struct node_rec *dst, bool have_src)
-{
-	char why[160] = "the source node is not known";
-	int r = have_src ? mig_meta_hand_over(src, dst, s->name, 0, why, sizeof(why)) : -ENODEV;
+/* What a compute migration's destination may still wait for after the switchover. */
+enum hand_over {
+	HAND_REPLICAS,   /* the replicas the source took out (replicas_handover.c) */
+	HAND_META,       /* a sealed slot's page-metadata table (migrate_pagemeta.c) */
+};
 
+/*
+ * The destination runs the slot but still waits for hand-over h (the
+ * orchestrator stopped during it, or it got no answer): it goes now. 1
+ * when it went. A source that cannot give it any more (its VM or agent
+ * gone; for the replicas, also a section that would have no replica in)
+ * never will: the slot fails, as a move whose hand-over failed does (-1:
+ * settled). One that does not answer is asked again later (0: `unresolved`).
+ */
+static int from_source(struct orch *o, struct slot_rec *s, const char *what, enum hand_over h,
+		       const struct node_rec *src, const struct node_rec *dst, bool have_src)
+{
+	const char *thing = h == HAND_META ? "its page metadata"
+					   : "which of its replicas missed writes";
+	char why[160] = "the source node is not known";
+	bool lost;
+	int r;
+
+	if (h == HAND_META) {
+		r = have_src ? mig_meta_hand_over(src, dst, s->name, 0, why, sizeof(why)) : -ENODEV;
+		lost = r == -ENOENT;
+	} else {
+		r = o->replicas->hand_over(o, s, have_src ? src : NULL, dst, NULL, why, sizeof(why));
+		lost = r != -EIO;
+	}
 	if (r == 0)
 		return 1;
-	if (r == -ENOENT) {
-		snprintf(s->reason, sizeof(s->reason),
-			 "%s; it moved to %s, but its page metadata is lost (%s)", what, dst->name,
-			 why);
+	if (lost) {
+		snprintf(s->reason, sizeof(s->reason), "%s; it moved to %s, but %s is lost (%.100s)",
+			 what, dst->name, thing, why);
 		fence_slot(o, s);
 		s->compute = dst->id;
 		mig_finish(o, s, "failed");
 		return -1;
 	}
-	mig_unresolved(o, s, "%s; it runs on %s, whose page metadata must still come from %s (%s)",
-		       what, dst->name, have_src ? src->name : "(unknown node)", why);
+	mig_unresolved(o, s, "%s; it runs on %s, which must still learn %s from %s (%s)", what,
+		       dst->name, thing, have_src ? src->name : "(unknown node)", why);
 	return 0;
 }
 
@@ -332,9 +349,11 @@ static int settle_compute(struct orch *o, struct slot_rec *s, json_t *op, const 
 	switch (mig_ask_owner(have_src ? &src : NULL, have_dst ? &dst : NULL, s->name,
 			      timeout_ms, &ss, &ds)) {
 	case MIG_OWNER_DEST:
-		/* The hand-over of a sealed slot's table may have been cut short. */
-		r = s->page_key[0] && ds.meta_pending ? meta_from_source(o, s, what, &src, &dst,
-									 have_src) : 1;
+		/* The hand-overs (replicas out, a sealed slot's table) may have been cut short. */
+		r = o->replicas && ds.replicas_pending
+			    ? from_source(o, s, what, HAND_REPLICAS, &src, &dst, have_src) : 1;
+		if (r > 0 && s->page_key[0] && ds.meta_pending)
+			r = from_source(o, s, what, HAND_META, &src, &dst, have_src);
 		if (r <= 0)
 			return r < 0;   /* failed: settled; not handed over yet: unresolved */
 		fence_slot(o, s);

@@ -330,6 +330,24 @@ struct orch_replicas {
 	 * know it: it is repaired first).
 	 */
 	int (*compute_check)(struct orch *o, const struct slot_rec *s, struct http_resp *resp);
+	/*
+	 * A compute migration of slot s from src (NULL: unknown) to dst
+	 * switched over (replicas_handover.c): the replicas the source took
+	 * out (outs: its migrate answer's "replicas_out"; not an array: asked
+	 * of src) are out in the store, and dst drops every replica out now
+	 * and lets its faults go on. 0, or -errno with why set: -ENOENT the
+	 * source's record is gone (which replicas missed writes is not known)
+	 * or dst has no such VM, -EDEADLK a section would have no replica in,
+	 * -EIO no answer (ask again).
+	 */
+	int (*hand_over)(struct orch *o, const struct slot_rec *s, const struct node_rec *src,
+			 const struct node_rec *dst, json_t *outs, char *why, size_t len);
+	/*
+	 * hand_over right after the switchover; when it fails the slot is
+	 * settled (`unresolved` for no answer, else `failed`) and resp answered.
+	 */
+	int (*after_move)(struct orch *o, struct slot_rec *s, const struct node_rec *src,
+			  const struct node_rec *dst, json_t *outs, struct http_resp *resp);
 	/* POST /v1/nodes/ID/labels {"labels": {"zone": "b", "old": null}} (replicas_nodes.c). */
 	void (*node_labels)(struct orch *o, uint64_t id, const struct http_req *req,
 			    struct http_resp *resp);

@@ -405,9 +405,9 @@ static void rep_slot_json(struct orch *o, const struct slot_rec *s, json_t *j)
 				      "want", (json_int_t)want, "text", text));
 }
 
-/* One entry of a VM's "replicas_out": that replica of slot s is out. */
-static void take_out(struct orch *o, const struct slot_rec *s, struct replica_rec *reps,
-		     size_t n, json_t *e)
+/* replicas.h */
+void replicas_take_out(struct orch *o, const struct slot_rec *s, struct replica_rec *reps,
+		       size_t n, json_t *e)
 {
 	json_t *mv = json_object_get(e, "memnode"), *sv = json_object_get(e, "section"),
 	       *gv = json_object_get(e, "generation");
@@ -458,7 +458,7 @@ static void rep_vms_out(struct orch *o, const struct node_rec *n, json_t *vms)
 		    s.compute != n->id || st->rep->replica_list(st, s.id, 0, &reps, &nr) < 0)
 			continue;
 		json_array_foreach(outs, k, e)
-			take_out(o, &s, reps, nr, e);
+			replicas_take_out(o, &s, reps, nr, e);
 	}
 }
 

@@ -52,4 +52,13 @@ json_t *replicas_entry(struct orch *o, const struct node_rec *mn, uint64_t holde
 int replicas_record(struct orch *o, const struct replica_rec *r, const char *kind,
 		    uint64_t node, const char *fmt, ...) _printf_(5, 6);
 
+/*
+ * One entry e of a VM's "replicas_out" ({"memnode", "section",
+ * "generation"[, "reason"]}): that replica of slot s, found in reps[0..n),
+ * is out (recorded with a replica_out event; its state in reps too). An
+ * entry that matches none, or one out already, changes nothing.
+ */
+void replicas_take_out(struct orch *o, const struct slot_rec *s, struct replica_rec *reps,
+		       size_t n, json_t *e);
+
 #endif /* DISAGG_ORCH_REPLICAS_H */

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "replicas_handover.h"
 
 static void store_failed(struct http_resp *resp, int r)
 {
@@ -174,6 +175,7 @@ static void node_remove(struct orch *o, uint64_t id, struct http_resp *resp)
 void replicas_nodes_hooks(struct orch_replicas *ops)
 {
 	replicas_repair_hooks(ops);
+	replicas_handover_hooks(ops);
 	ops->node_labels = node_labels;
 	ops->node_remove = node_remove;
 }

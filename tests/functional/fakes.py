@@ -488,6 +488,8 @@ class FakeCompute:
         self.calls = []
         self.renewals = []            # (vm, when, [grant hex]) taken by POST /grants
         self.replica_calls = []       # (vm, body) of POST .../sections/replica
+        self.out_on_migrate = []      # (memnode, section, generation) its last flushes take out
+        self.hand_over_fails = None   # (status, code) to refuse a replicas hand-over
         self.memmig_commits = []      # (vm, from key, to key) of committed section migrations
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
@@ -620,6 +622,10 @@ class FakeCompute:
              "encrypted": bool(vm.get("key")), "net": vm["net"]}
         if vm.get("key") and j["state"] != "migrated":   # the real one: not once released
             j["page_meta_pending"] = bool(vm.get("meta_pending"))
+        if vm.get("replicas_pending") and j["state"] != "migrated":
+            j["replicas_pending"] = True
+        if vm.get("out"):                 # as the real agent's status (vm.c)
+            j["replicas_out"] = self._outs(vm)
         if "uri" in vm:
             j["migration_uri"] = vm["uri"]
         if "migrating" in vm:
@@ -643,6 +649,7 @@ class FakeCompute:
                 "uri": uri, "hotplug": body.get("hotplug", "dimm"),
                 "cache_bytes": body.get("cache_bytes"), "key": body.get("encryption_key"),
                 "meta_pending": bool(body.get("encryption_key")), "meta": {},
+                "replicas_pending": bool(body["incoming"].get("replicas_pending")),
                 "max_sections": body.get("max_sections", 0),
                 "regions": fake_regions.incoming(body.get("regions", [])),
                 "net": _net(body["name"], body.get("net")), "con": bytearray()}
@@ -686,9 +693,11 @@ class FakeCompute:
         if vm.get("key"):                 # the final flush, then the snapshots
             vm["meta"].update(self.meta_writes_on_migrate)
             self._meta_final(vm)
+        for k in self.out_on_migrate:     # taken out by its flushes (the pager's view)
+            vm.setdefault("out", {})[k] = "it failed while its section was written: it missed writes"
         return h._send(200, {"ok": True, "uri": body["uri"], "total_ms": 21,
                              "downtime_ms": 8, "ram_transferred_bytes": 210100,
-                             "pause_ms": 7})
+                             "pause_ms": 7, "replicas_out": self._outs(vm)})
 
     def _memmig(self, h, vm, body):
         phase = body.get("phase")
@@ -735,10 +744,46 @@ class FakeCompute:
                                  "vm": self._vm_json(vm)})
         return h._err(400, "bad_request", "bad phase")
 
+    @staticmethod
+    def _outs(vm):
+        """The VM's "replicas_out", as the real agent's (vm_replica.c)."""
+        addrs = {_grant_key(x["grant"]): x["addr"] for s, reps in _remotes(vm) for x in [s] + reps}
+        return [{"memnode": k[0], "section": k[1], "generation": k[2], "addr": addrs.get(k, ""),
+                 "reason": why} for k, why in vm.get("out", {}).items()]
+
+    def _hand_over(self, h, vm, body):
+        """{"action": "hand-over", "out": [...]}: a migration's destination drops
+        those replicas it has, then its faults go on (vm_replica.c)."""
+        outs = body.get("out")
+        keyset = {"memnode", "section", "generation"}
+        if set(body) != {"action", "out"} or not isinstance(outs, list) or any(
+                not isinstance(e, dict) or not keyset <= set(e) <= keyset | {"addr"} or
+                any(not isinstance(e[k], int) or e[k] < 0 for k in keyset) for e in outs):
+            return h._err(400, "bad_request", "bad \"out\"")
+        if self.hand_over_fails:
+            return h._err(*self.hand_over_fails, "refused by the fake")
+        out, dropped, skipped = vm.setdefault("out", {}), 0, 0
+        for e in outs:
+            key = (e["memnode"], e["section"], e["generation"])
+            mine = [[_grant_key(x["grant"]) for x in [s] + reps] for s, reps in _remotes(vm)]
+            keys = next((ks for ks in mine if key in ks), None)
+            if keys is None:
+                skipped += 1
+                continue
+            if key not in out and len([k for k in keys if k not in out]) == 1:
+                return h._err(409, "last_replica", "it is the only replica of its section that is in")
+            out.setdefault(key, "dropped by the control plane")
+            dropped += 1
+        vm["replicas_pending"] = False
+        return h._send(200, {"dropped": dropped, "skipped": skipped, "pending": False})
+
     def _replica(self, h, vm, body):
         """POST .../sections/replica {"action": "drop", "replica": {memnode, section,
-        generation}} (docs/replication.md): the replica is out from now on."""
+        generation}} (docs/replication.md): the replica is out from now on; or
+        {"action": "hand-over", "out": [...]} (_hand_over)."""
         self.replica_calls.append((vm["name"], body))
+        if isinstance(body, dict) and body.get("action") == "hand-over" and "replica" not in body:
+            return self._hand_over(h, vm, body)
         if not isinstance(body, dict) or body.get("action") != "drop" or \
                 not isinstance(body.get("replica"), dict):
             return h._err(400, "bad_request", "bad body")
@@ -769,12 +814,7 @@ class FakeCompute:
             for v in self.vms.values():
                 e = {"name": v["name"], "state": v.get("state", "running")}
                 if v.get("out"):
-                    # As the real agent's (vm_replica.c): where the replica lives, and why.
-                    addrs = {_grant_key(x["grant"]): x["addr"]
-                             for s, reps in _remotes(v) for x in [s] + reps}
-                    e["replicas_out"] = [{"memnode": k[0], "section": k[1], "generation": k[2],
-                                          "addr": addrs.get(k, ""), "reason": why}
-                                         for k, why in v["out"].items()]
+                    e["replicas_out"] = self._outs(v)
                 states.append(e)
             return {"vm_states": states}
 

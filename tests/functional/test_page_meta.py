@@ -210,7 +210,7 @@ def test_a_restart_mid_hand_over_with_the_source_silent_asks_again(orch, fakemem
     c1._dispatch = silent
     orch.start()
     s = orch.call("GET", "/v1/slots/web")[1]
-    assert s["state"] == "unresolved" and "must still come from" in s["reason"], s
+    assert s["state"] == "unresolved" and "must still learn its page metadata from" in s["reason"], s
     assert c2.vms["web"]["meta_pending"] is True and "web" in c1.vms
     # The source answers again: the monitor finishes the hand-over.
     c1._dispatch = orig

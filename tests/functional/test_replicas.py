@@ -450,3 +450,79 @@ def test_default_replicas(orch_factory, memnodes, computes, hb_factory):
     assert wait_for(lambda: len(orch.call("GET", "/v1/nodes")[1]["nodes"]) == 3, 10)
     st, s = orch.call("POST", "/v1/slots", {"name": "c", "memory": "128M"})
     assert st == 201 and s["replicas"] == 2 and len(positions(s)[0]) == 2, s
+
+
+def handed_over(c, name):
+    """The keys of every replica the hand-overs to fake c named for VM name."""
+    return [{(e["memnode"], e["section"], e["generation"]) for e in b["out"]}
+            for vm, b in c.replica_calls if vm == name and b.get("action") == "hand-over"]
+
+
+def test_compute_migration_hands_over_replicas_out(orch_factory, memnodes, computes,
+                                                   hb_factory, key):
+    """A replica that the source takes out while the slot moves (its flush
+    rounds or final flush, after the destination was sent every replica):
+    the destination is created waiting ("replicas_pending"), the source's
+    answer names the replica, the orchestrator takes it out (an event, the
+    slot degraded) and tells the destination to drop it before its faults
+    go on. A hand-over that gets no answer leaves the slot `unresolved` and
+    is done again by the monitor (the source's record asked); one refused
+    because it would leave a section with no replica fails the slot."""
+    orch, c, mns = start_cluster(orch_factory, memnodes, computes, hb_factory, [None] * 2)
+    c2 = computes(11)
+    hb = hb_factory(orch)
+    hb.register(c2.registration(), capacity=c2.vm_states)
+    hb.start()
+    fakes = {10: c, 11: c2}
+
+    st, s = orch.call("POST", "/v1/slots", {"name": "r", "memory": "256M", "replicas": 2})
+    assert st == 201 and s["compute"] == 10, s
+    gone = positions(s)[0][0][:3]               # section 0, position 0
+    c.out_on_migrate = [gone]
+    st, ans = orch.call("POST", "/v1/slots/r/migrate", {"to": 11})
+    assert st == 200, ans
+    (_, _, body), = [x for x in c2.calls if x[:2] == ("POST", "/v1/vms")]
+    assert body["incoming"]["replicas_pending"] is True, body["incoming"]
+    assert handed_over(c2, "r") == [{gone}]
+    assert c2.vms["r"]["replicas_pending"] is False and gone in c2.vms["r"]["out"]
+    s = slot(orch, "r")
+    assert s["compute"] == 11 and s["state"] == "running", s
+    assert positions(s)[0][0][3] == "out", positions(s)
+    assert s["redundancy"]["state"] == "degraded", s["redundancy"]
+    assert any(e["slot"] == "r" for e in events(orch, "replica_out")), events(orch)
+    c.out_on_migrate = []
+
+    # No answer to the hand-over: unresolved, then the monitor hands over.
+    st, s = orch.call("POST", "/v1/slots", {"name": "q", "memory": "256M", "replicas": 2})
+    assert st == 201, s
+    to = 21 - s["compute"]
+    src, dst = fakes[s["compute"]], fakes[to]
+    gone = positions(s)[1][1][:3]               # section 1, position 1
+    src.out_on_migrate = [gone]
+    dst.hand_over_fails = (503, "busy")
+    st, e = orch.call("POST", "/v1/slots/q/migrate", {"to": to})
+    assert st == 503 and e["error"]["code"] == "migration_unresolved", e
+    assert "waits for the replicas" in e["error"]["message"], e
+    assert slot(orch, "q")["state"] == "unresolved"
+    assert dst.vms["q"]["replicas_pending"] is True
+    dst.hand_over_fails = None
+    assert wait_for(lambda: slot(orch, "q")["state"] == "running", 30), slot(orch, "q")
+    s = slot(orch, "q")
+    assert s["compute"] == to, s
+    assert dst.vms["q"]["replicas_pending"] is False and gone in dst.vms["q"]["out"]
+    assert handed_over(dst, "q")[-1] == {gone}
+    assert positions(s)[1][1][3] == "out", positions(s)
+    src.out_on_migrate = []
+
+    # The source took out both replicas of a section (it cannot: a fake
+    # that says so): the destination refuses, the slot fails, nothing is read.
+    st, s = orch.call("POST", "/v1/slots", {"name": "w", "memory": "128M", "replicas": 2})
+    assert st == 201, s
+    src, dst = fakes[s["compute"]], fakes[21 - s["compute"]]
+    src.out_on_migrate = [p[:3] for p in positions(s)[0]]
+    st, e = orch.call("POST", "/v1/slots/w/migrate", {"to": 21 - s["compute"]})
+    assert st == 503 and e["error"]["code"] == "migration_failed", e
+    assert "missed writes" in e["error"]["message"], e
+    assert slot(orch, "w")["state"] == "failed"
+    assert dst.vms["w"]["replicas_pending"] is True
+    src.out_on_migrate = []

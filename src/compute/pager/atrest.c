@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The pager's side of guest memory at rest (atrest.h): sealing write-back
- * groups, opening fetched pages, and the page-metadata table's hand-over.
+ * groups, opening fetched pages, and the page-metadata table's hand-over;
+ * also the hold of a compute migration's destination, which waits for that
+ * table and for the replicas the source took out (PAGER_HOLD_*).
  */
 #include "atrest.h"
 
@@ -36,9 +38,10 @@ void pager_meta_fresh(struct pager *p, struct pager_region *r)
 					   p->sec_pages);
 }
 
-void pager_meta_done(struct pager *p)
+void pager_hold_release(struct pager *p, unsigned bits)
 {
-	atomic_store(&p->meta_pending, false);
+	if (atomic_fetch_and(&p->hold, ~bits) & ~bits)
+		return;   /* something else is still to come */
 	pthread_mutex_lock(&p->admin_lock);
 	for (unsigned i = 0; i < PAGER_MAX_REGIONS; i++) {
 		struct pager_region *r = atomic_load(&p->regions[i]);
@@ -50,6 +53,11 @@ void pager_meta_done(struct pager *p)
 				(void)pager_uffd_wake(r, (uint64_t)s * p->sec_pages, p->sec_pages);
 	}
 	pthread_mutex_unlock(&p->admin_lock);
+}
+
+void pager_meta_done(struct pager *p)
+{
+	pager_hold_release(p, PAGER_HOLD_META);
 }
 
 int pager_meta_import(struct pager *p, const void *data, size_t len)
@@ -74,5 +82,5 @@ const void *pager_meta_table(struct pager *p, size_t *ret_len)
 
 bool pager_meta_pending(struct pager *p)
 {
-	return atomic_load(&p->meta_pending);
+	return atomic_load(&p->hold) & PAGER_HOLD_META;
 }

@@ -39,5 +39,11 @@ void pager_meta_done(struct pager *p);
 const void *pager_meta_table(struct pager *p, size_t *ret_len);
 /* Faults on remote pages wait for pager_meta_import. */
 bool pager_meta_pending(struct pager *p);
+/*
+ * A compute migration's destination: the hand-over `bits` (PAGER_HOLD_*,
+ * core.h) is here. When nothing is held any more, every parked fault on
+ * a remote page is woken.
+ */
+void pager_hold_release(struct pager *p, unsigned bits);
 
 #endif /* DISAGG_PAGER_ATREST_H */

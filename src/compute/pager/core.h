@@ -88,6 +88,10 @@ struct pager_ctr {
 				 (unsigned long long)n_, (what), strerror(-(err)));        \
 	} while (0)
 
+/* What a compute migration's destination waits for (struct pager.hold). */
+#define PAGER_HOLD_META     1u   /* the source's page-metadata table (atrest.h) */
+#define PAGER_HOLD_REPLICAS 2u   /* the replicas the source took out (region.h) */
+
 struct pager {
 	struct pager_config cfg;
 	char name[64];
@@ -129,7 +133,12 @@ struct pager {
 	struct pager_mm *mm;           /* memory migrations (memmig.c) */
 	struct pager_repl *repl;       /* replicas taken out, to report (replica.c) */
 	_Atomic uint64_t replicas_out; /* replicas out now, all regions (replica.c) */
-	_Atomic bool meta_pending;     /* cfg.crypt's table not imported yet: remote faults wait */
+	/*
+	 * A compute migration's destination waits for the source's hand-over
+	 * (PAGER_HOLD_*: its page-metadata table, its replicas' final state):
+	 * faults on remote pages park while any bit is set (pager_hold_release).
+	 */
+	_Atomic unsigned hold;
 
 	struct pager_ctr c;
 	struct hist h_fault, h_fetch, h_evict, h_writeback, h_memmig_pause;

@@ -45,7 +45,8 @@ int pager_new(const struct pager_config *cfg, struct pager **ret)
 	if (p->cfg.replica_timeout_ms <= 0)
 		p->cfg.replica_timeout_ms = 1000;
 	p->nthreads = cfg->fault_threads ? cfg->fault_threads : 1;
-	atomic_store(&p->meta_pending, cfg->crypt && cfg->meta_pending);
+	atomic_store(&p->hold, (cfg->crypt && cfg->meta_pending ? PAGER_HOLD_META : 0u) |
+			       (cfg->replicas_pending ? PAGER_HOLD_REPLICAS : 0u));
 	atomic_store(&p->budget_pages, cfg->budget == UINT64_MAX ? UINT64_MAX : cfg->budget / PS);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->io_lock, NULL);

@@ -571,6 +571,16 @@ int pager_replicas_out(struct pager *p, struct pager_replica_out *ret, size_t ma
 	return (int)n;
 }
 
+void pager_replicas_settled(struct pager *p)
+{
+	pager_hold_release(p, PAGER_HOLD_REPLICAS);
+}
+
+bool pager_replicas_pending(struct pager *p)
+{
+	return atomic_load(&p->hold) & PAGER_HOLD_REPLICAS;
+}
+
 /* ---- evacuation: a local section becomes remote --------------------------------- */
 
 /* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Fenced, io_lock held. */

@@ -121,6 +121,14 @@ int pager_section_find_replica(struct pager *p, const struct pager_section *s, i
 int pager_replica_drop(struct pager *p, const struct pager_section *replica);
 /* The replicas out now: how many were written to ret (at most max). */
 int pager_replicas_out(struct pager *p, struct pager_replica_out *ret, size_t max);
+/*
+ * A compute migration's destination (cfg.replicas_pending): the source's
+ * replicas out were dropped here (pager_replica_drop), so every parked
+ * fault on a remote page may go on. Idempotent.
+ */
+void pager_replicas_settled(struct pager *p);
+/* Faults on remote pages still wait for pager_replicas_settled. */
+bool pager_replicas_pending(struct pager *p);
 
 /* ---- for the pager's own layers ------------------------------------------- */
 

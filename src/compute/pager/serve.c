@@ -394,8 +394,8 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	 */
 	if (write && (atomic_load(&r->readonly) || pager_ctl_page(r, pg) || r->release))
 		write = false;
-	if (!r->shared && atomic_load_explicit(&p->meta_pending, memory_order_acquire)) {
-		/* Parked until the migration source's page table is here (atrest.h). */
+	if (!r->shared && atomic_load_explicit(&p->hold, memory_order_acquire)) {
+		/* Parked until the migration source's hand-over is here (pager_hold_release). */
 		if (!pf_end)
 			CTR_ADD(p, faults_parked, 1);
 		return;

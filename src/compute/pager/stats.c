@@ -132,7 +132,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(pages_cleaned, "pages written back by background write-back (they stay resident)"),
 		C(pages_unprotected, "pages made writable along with a neighbour's write-protect fault (written before, clean since a write-back)"),
 		C(pages_hot_prefetched, "pages fetched ahead of faults from a migration source's hot list"),
-		C(faults_parked, "faults left waiting for a memory node that does not answer"),
+		C(faults_parked, "faults left waiting for a memory node that does not answer, or for a migration source's hand-over"),
 		C(node_down_events, "memory nodes marked down (a fetch timed out or was refused)"),
 		C(node_up_events, "memory nodes that answered again after being down"),
 		C(integrity_failures, "fetched pages that failed authentication (a memory node changed, moved or replayed a page): never mapped"),

@@ -236,6 +236,13 @@ struct pager_config {
 	 */
 	struct pager_crypt *crypt;
 	bool meta_pending;
+	/*
+	 * A compute migration's destination of replicated sections: which
+	 * replicas the source took out during its last flushes comes after
+	 * the switchover (pager_replicas_settled); faults on remote pages
+	 * wait until then, so that a replica that missed writes is never read.
+	 */
+	bool replicas_pending;
 };
 
 struct pager_region_config {

@@ -23,6 +23,7 @@
  */
 #include "pager_use.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -107,6 +108,54 @@ static void pager_control(void *opaque, int region, enum pager_ctl op)
 		vm->env.on_region_control(vm, region, (int)op);
 }
 
+static void pending_path(struct vm *vm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/replicas.pending", vm->dir);
+}
+
+/*
+ * Does the new pager wait for the source's replicas out (pager_use.h)?
+ * The file says so to an agent that adopts the VM after a restart.
+ */
+static int replicas_pending_open(struct vm *vm, bool *ret, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	pending_path(vm, path, sizeof(path));
+	if (vm->adopted) {
+		*ret = access(path, F_OK) == 0;
+		return 0;
+	}
+	*ret = vm->spec.incoming && vm->spec.replicas_pending;
+	if (!*ret)
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		int e = -errno;
+
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(-e));
+		return e;
+	}
+	close(fd);
+	return 0;
+}
+
+void vm_replicas_settle(struct vm *vm)
+{
+	char path[PATH_MAX];
+
+	pending_path(vm, path, sizeof(path));
+	(void)unlink(path);
+	if (vm->pager && !vm->released)
+		pager_replicas_settled(vm->pager);
+}
+
+bool vm_replicas_pending(struct vm *vm)
+{
+	return vm->pager && !vm->released && pager_replicas_pending(vm->pager);
+}
+
 /* The memory-node backend and the pager, started (vm_start, adoption). */
 int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 {
@@ -140,6 +189,9 @@ int vm_pager_open(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	pc.backend = vm->backend;
+	r = replicas_pending_open(vm, &pc.replicas_pending, err, errlen);
+	if (r < 0)
+		return r;
 	if (vm->spec.encrypt) {
 		/* A migration's destination: faults wait for the source's table. */
 		r = vm_pagemeta_open(vm, &pc.meta_pending, err, errlen);

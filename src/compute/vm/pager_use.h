@@ -17,5 +17,14 @@ struct pager *vm_pager_get(struct vm *vm);
 void vm_pager_put(struct vm *vm, struct pager *p);   /* accepts NULL */
 void vm_release(struct vm *vm);        /* lock held: release now, or at the last put */
 void vm_release_wait(struct vm *vm);   /* lock held (vm_free): release, wait for the users */
+/*
+ * A compute migration's destination of replicated sections (spec
+ * replicas_pending; RUN_DIR/NAME/replicas.pending across an agent
+ * restart): the source's replicas out were dropped, faults on remote
+ * pages go on. Lock held. Idempotent.
+ */
+void vm_replicas_settle(struct vm *vm);
+/* Do faults on remote pages still wait for vm_replicas_settle? Lock held. */
+bool vm_replicas_pending(struct vm *vm);
 
 #endif /* DISAGG_VM_PAGER_USE_H */

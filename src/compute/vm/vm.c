@@ -517,6 +517,8 @@ json_t *vm_status(struct vm *vm)
 		if (out)
 			json_object_set_new(j, "replicas_out", out);
 	}
+	if (vm_replicas_pending(vm))   /* an incoming VM's faults wait for it (pager_use.h) */
+		json_object_set_new(j, "replicas_pending", json_true());
 	if (vm->spec.encrypt && vm->pager && !vm->released)
 		json_object_set_new(j, "page_meta_pending",
 				    json_boolean(pager_meta_pending(vm->pager)));

@@ -120,6 +120,12 @@ struct vm_spec {
 	bool firmware;                /* "boot": {"firmware": true}: no -kernel, the root disk boots (vm_boot.c) */
 	bool incoming;                /* start with -incoming defer (vm_incoming_start) */
 	/*
+	 * An incoming VM of replicated sections: which replicas the source
+	 * took out comes after the switchover (vm_replicas_settle); faults on
+	 * remote pages wait until then.
+	 */
+	bool replicas_pending;
+	/*
 	 * Guest memory at rest (pager/crypt.h): pages leave sealed with this
 	 * key, the slot's, from the control plane; kept 0600 in the run
 	 * directory (page.key) for an agent restart.

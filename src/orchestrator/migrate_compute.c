@@ -487,7 +487,7 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	uint64_t from = 0;
 	char why[512], path[160], target[STORE_ADDR_MAX + 16], dst_net[sizeof(s.net)] = "";
 	uint64_t tid = 0, t0 = mig_now_ms(), t_ready = 0, t_pre = 0, t_src = 0, t_meta = 0,
-		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0;
+		 t_moved = 0, t_running = 0, t_pf = 0, meta_gen = 0, t_join = 0, t_reps = 0;
 	struct precopy_job pre = { 0 };
 	struct snap_job snap = { 0 };
 	size_t n = 0;
@@ -692,11 +692,15 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	moved = true;   /* the source handed it over: its regions' holders go with it */
 
 	/* 3a. The replicas the source took out while it moved (replicas_handover.c). */
-	if (s.replicas > 1 && o->replicas &&
-	    o->replicas->after_move(o, &s, &src, &dst, json_object_get(mig, "replicas_out"), resp) < 0)
-		goto out;
+	t_reps = t_join;
+	if (s.replicas > 1 && o->replicas) {
+		if (o->replicas->after_move(o, &s, &src, &dst, json_object_get(mig, "replicas_out"),
+					    resp) < 0)
+			goto out;
+		t_reps = mig_now_ms();
+	}
 
-	/* 3b. The source is done for good: fence it (fence.c). The destination runs it. */
+	/* 3b. A sealed slot's page metadata; 3c. the source is done for good: fence it (fence.c). */
 	if (s.page_key[0] && mig_meta_hand_over(&src, &dst, s.name, meta_gen, why, 120) < 0) {
 		snprintf(s.reason, sizeof(s.reason),
 			 "moved, but its page metadata did not reach %.40s (%.120s)", dst.name, why);
@@ -754,15 +758,16 @@ void migrate_compute(struct orch *o, const char *name, const struct http_req *re
 	mig_vm_delete(&src, s.name);
 	log_info("slot %s moved from %s to %s", s.name, src.name, dst.name);
 	http_resp_json(resp, 200,
-		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+		       json_pack("{s:o, s:I, s:I, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 				 "slot",
 				 slots_json(o, &s, true), "from", (json_int_t)src.id, "to",
 				 (json_int_t)dst.id, "total_ms", (json_int_t)(mig_now_ms() - t0),
 				 "migration", mig ? mig : json_null(), "phases_ms",
 				 "prepare_destination", (json_int_t)(t_ready - t0),
 				 "page_meta_precopy", (json_int_t)(t_pre - t_ready + t_join - t_src),
-				 "migrate", (json_int_t)(t_src - t_pre), "page_meta",
-				 (json_int_t)(t_meta - t_join),
+				 "migrate", (json_int_t)(t_src - t_pre), "replicas",
+				 (json_int_t)(t_reps - t_join), "page_meta",
+				 (json_int_t)(t_meta - t_reps),
 				 "fence", (json_int_t)(t_moved - t_meta),
 				 "wait_running",
 				 (json_int_t)(t_running - t_moved), "prefetch",

@@ -831,8 +831,8 @@ def test_compute_migration(orch, fakemem, computes, hb_factory):
     assert ans["slot"]["compute"] == 11 and ans["slot"]["state"] == "running"
     # Where the time went, step by step, adding up to the total.
     ph = ans["phases_ms"]
-    assert set(ph) == {"prepare_destination", "page_meta_precopy", "migrate", "page_meta",
-                       "fence", "wait_running",
+    assert set(ph) == {"prepare_destination", "page_meta_precopy", "migrate", "replicas",
+                       "page_meta", "fence", "wait_running",
                        "prefetch", "finish"}
     assert all(v >= 0 for v in ph.values()) and sum(ph.values()) <= ans["total_ms"] + 1
     # Same sections, one ownership epoch later (test_orchestrator_fence.py).

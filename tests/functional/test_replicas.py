@@ -483,7 +483,7 @@ def test_compute_migration_hands_over_replicas_out(orch_factory, memnodes, compu
     assert st == 200, ans
     (_, _, body), = [x for x in c2.calls if x[:2] == ("POST", "/v1/vms")]
     assert body["incoming"]["replicas_pending"] is True, body["incoming"]
-    assert handed_over(c2, "r") == [{gone}]
+    assert handed_over(c2, "r") == [{gone}] and ans["phases_ms"]["replicas"] >= 0, ans
     assert c2.vms["r"]["replicas_pending"] is False and gone in c2.vms["r"]["out"]
     s = slot(orch, "r")
     assert s["compute"] == 11 and s["state"] == "running", s
@@ -491,6 +491,16 @@ def test_compute_migration_hands_over_replicas_out(orch_factory, memnodes, compu
     assert s["redundancy"]["state"] == "degraded", s["redundancy"]
     assert any(e["slot"] == "r" for e in events(orch, "replica_out")), events(orch)
     c.out_on_migrate = []
+
+    # An unreplicated slot's destination waits for no hand-over.
+    st, u = orch.call("POST", "/v1/slots", {"name": "u", "memory": "128M", "replicas": 1})
+    assert st == 201, u
+    st, ans = orch.call("POST", "/v1/slots/u/migrate", {"to": 21 - u["compute"]})
+    assert st == 200 and ans["phases_ms"]["replicas"] == 0, ans
+    body = [b for m, p, b in fakes[21 - u["compute"]].calls
+            if (m, p) == ("POST", "/v1/vms") and b["name"] == "u"][-1]
+    assert "replicas_pending" not in body["incoming"] and not handed_over(
+        fakes[21 - u["compute"]], "u"), body
 
     # No answer to the hand-over: unresolved, then the monitor hands over.
     st, s = orch.call("POST", "/v1/slots", {"name": "q", "memory": "256M", "replicas": 2})

@@ -38,6 +38,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #include "grant.h"
 #include "guest.h"
 #include "jsonhttp.h"
@@ -429,6 +431,12 @@ static void *free_later_main(void *arg)
 	vm_lower_priority(0);   /* a migrated-away record: the guest runs elsewhere */
 	vm_unref(fl->vm);
 	free(fl);
+	/*
+	 * Freeing the VM closed its fabric connections (a disk's TLS session):
+	 * this thread's OpenSSL state goes now, before agent_shutdown hears
+	 * that it is done, or a process that exits meanwhile leaves it behind.
+	 */
+	OPENSSL_thread_stop();
 	pthread_mutex_lock(&a->lock);
 	a->bg_frees--;
 	pthread_cond_broadcast(&a->bg_cond);

@@ -27,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "mnclient.h"
 #include "net.h"
@@ -322,6 +324,7 @@ static void *recaller_main(void *arg)
 	free(rr->kept);
 	rr->kept = NULL;
 	rr->nkept = 0;
+	OPENSSL_thread_stop();   /* its TLS state, before vm_strict_stop may see it exited */
 	recaller_exit(rr);
 	return NULL;
 }

@@ -191,8 +191,9 @@ static int parse_replica(json_t *rep, struct pager_section *m, const char **bad)
  * "hand-over" (a compute migration's destination, after the switchover):
  * the replicas the source took out, and those the orchestrator took out
  * meanwhile, are dropped here; then the faults that waited go on. A
- * replica this VM was not given is skipped. All entries are checked
- * before any is applied.
+ * replica this VM was not given is skipped. All entries are parsed
+ * before any is applied; a 409 (a section would have no replica in)
+ * leaves the entries before it dropped and the faults waiting.
  */
 static void hand_over(struct vm *vm, json_t *out, struct http_resp *resp)
 {

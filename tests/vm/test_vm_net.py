@@ -33,6 +33,16 @@ def banner(addr, timeout=20):
         return s.recv(200).decode()
 
 
+LEASE = {"eth0": "10.0.2.15/24", "gw": "10.0.2.2"}
+
+
+def lease_settled(agent, name, timeout=30):
+    """The guest's DHCP hook sets the address and then the default route
+    (two commands), so a connection on the link can work before the
+    route exists: wait for both."""
+    return vmlib.wait_for(lambda: agent.guest(name, "NETINFO") == LEASE, timeout)
+
+
 def test_user_network(cluster):
     a = cluster.agent()
     vm = a.create("web", LOCAL)
@@ -58,7 +68,7 @@ def test_user_network(cluster):
     ls.close()
     assert r["src"] == "10.0.2.15", r
     assert got == [b"disagg-guest netcheck from 10.0.2.15\n"], got
-    assert a.guest("web", "NETINFO") == {"eth0": "10.0.2.15/24", "gw": "10.0.2.2"}
+    assert lease_settled(a, "web"), a.guest("web", "NETINFO")
 
     # In: the forwarded ssh port reaches the guest's port 22.
     assert banner(net["ssh"]).startswith("disagg-guest: no ssh server"), net
@@ -108,7 +118,7 @@ def test_card_moves_with_a_compute_migration(cluster, key):
     secs = [mn.section(holder=1) for _ in range(2)]
     net1 = a1.create("mover", secs)["net"]
     # DHCP runs in the background of the guest's boot.
-    assert vmlib.wait_for(lambda: a1.guest("mover", "NETINFO")["eth0"] == "10.0.2.15/24", 30)
+    assert lease_settled(a1, "mover"), a1.guest("mover", "NETINFO")
     dst = incoming(a2, "mover", [regrant(key, s, 2) for s in secs])
     a2.qemu_pids.add(dst["pid"])
     assert dst["net"]["mac"] == net1["mac"] and dst["net"]["ssh"] != net1["ssh"], dst["net"]

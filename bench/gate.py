@@ -83,7 +83,10 @@ FIGURES = {
                                      "higher", "guest 1 MiB sequential read, our remote disk"),
     "devices.devnode_overhead_us": ("devices", spread("devnode_overhead_us"), "us", "lower",
                                     "device node 4 KiB read - io_uring read - loopback round "
-                                    "trip (target <= 15)"),
+                                    "trip, both ends on one CPU (target <= 15)"),
+    "devices.devnode_overhead_xcpu_us": ("devices", spread("devnode_overhead_us_xcpu"), "us",
+                                         "lower", "the same with the device node and the echo "
+                                         "server on the other CPU"),
     "memnode.read_4k_ratio": ("memnode", key("read_4k_ratio"), "x", "lower",
                               "4 KiB READ at QD1 over a bare TCP round trip of the same sizes"),
     "memnode.write_4k_ratio": ("memnode", key("write_4k_ratio"), "x", "lower",

@@ -16,14 +16,23 @@
  * The three QD1 figures alternate in rounds so that each sees the same
  * host; each is the median of every sample.
  *
+ * Where the two ends run decides most of a round trip on a small host:
+ * waking a thread on an idle CPU costs more than the whole exchange on one
+ * CPU. --cpus A,B pins this program to CPU A and the echo server to CPU B;
+ * the caller starts the device node on CPU B too (taskset), so that the
+ * round trip and the device node's read pay the same placement and their
+ * difference is the device node's own work. Without --cpus nothing is
+ * pinned and the scheduler may place the two differently.
+ *
  *   disagg-dnbench --addr HOST:PORT --key CLUSTERKEY --grant-key GRANTKEY
- *                  --data DIR [--size MIB] [--json PATH]
+ *                  --data DIR [--size MIB] [--cpus A,B] [--json PATH]
  *
  * DIR is the device node's --data (its volume file is read there). The
  * volume "dnbench" is made, filled, measured and deleted.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,6 +62,20 @@ static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint64_t next_block(uint64_t nblk)
 {
 	return bench_next(&rng, nblk);
+}
+
+static int cpu_client = -1, cpu_server = -1;
+
+static void pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		fprintf(stderr, "disagg-dnbench: pin to CPU %d: %s\n", cpu, strerror(errno));
 }
 
 static int die(const char *what, int r)
@@ -87,8 +110,10 @@ static int echo_start(pid_t *ret_pid)
 	if (lfd < 0 || net_local_addr(lfd, addr, sizeof(addr)) < 0)
 		return -EIO;
 	pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		pin(cpu_server);
 		echo_serve(lfd);
+	}
 	close(lfd);
 	if (pid < 0)
 		return -errno;
@@ -166,7 +191,8 @@ int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "addr", 1, 0, 'a' }, { "key", 1, 0, 'k' }, { "grant-key", 1, 0, 'g' },
-		{ "data", 1, 0, 'd' }, { "size", 1, 0, 's' }, { "json", 1, 0, 'j' }, { 0 },
+		{ "data", 1, 0, 'd' }, { "size", 1, 0, 's' }, { "json", 1, 0, 'j' },
+		{ "cpus", 1, 0, 'c' }, { 0 },
 	};
 	const char *addr = NULL, *keyfile = NULL, *gkeyfile = NULL, *data = NULL, *json = NULL;
 	uint64_t size = 64ull << 20, vsize, nblk, *ld, *lu, *lr;
@@ -191,12 +217,20 @@ int main(int argc, char **argv)
 		case 'd': data = optarg; break;
 		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
 		case 'j': json = optarg; break;
+		case 'c':
+			if (sscanf(optarg, "%d,%d", &cpu_client, &cpu_server) != 2 ||
+			    cpu_client < 0 || cpu_server < 0 || cpu_client >= CPU_SETSIZE ||
+			    cpu_server >= CPU_SETSIZE)
+				return die("--cpus wants A,B (two CPU numbers)", EINVAL);
+			break;
 		default:
 			fprintf(stderr, "usage: disagg-dnbench --addr HOST:PORT --key FILE "
-					"--grant-key FILE --data DIR [--size MIB] [--json PATH]\n");
+					"--grant-key FILE --data DIR [--size MIB] [--cpus A,B] "
+					"[--json PATH]\n");
 			return 2;
 		}
 	}
+	pin(cpu_client);
 	if (!addr || !keyfile || !gkeyfile || !data || !size)
 		return die("--addr, --key, --grant-key and --data are required", EINVAL);
 	signal(SIGPIPE, SIG_IGN);

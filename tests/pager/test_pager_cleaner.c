@@ -6,7 +6,9 @@
  * back an idle mapping's dirty pages after writeback_delay_ms (not before)
  * and leaves them resident; with the cleaner off nothing is written; a
  * page rewritten soon after each write-back waits longer for the next one,
- * and its cluster becomes writable on one fault; a sequential writer over
+ * and its cluster becomes writable on one fault; a region whose rewrites
+ * mostly come soon makes its pages without history wait longer too, until
+ * it stops; a sequential writer over
  * written-back pages takes a fault per window, not per page; and concurrent writers
  * with the cleaner active lose nothing.
  */
@@ -408,6 +410,69 @@ static void test_rewriter(void)
 	tmap_teardown(&m);
 }
 
+/* ---- the region's floor ------------------------------------------------------- */
+
+/*
+ * A guest's allocator gives a program other physical pages each run: once
+ * most rewrites of written-back pages come within their delay, a page with
+ * no history of its own waits longer too (cache.h, hist_floor), and the
+ * floor goes down once nothing is rewritten for a while (clean.c).
+ */
+#define FLOOR_PAGES 256u   /* HIST_FLOOR_SAMPLES: one decision */
+#define FLOOR_DECAY_MS (8u * 2u * DELAY)   /* HIST_SOON x the delay of floor 1 */
+
+/* Write [a, b) once (no history): the ms until it is written back. */
+static uint64_t clean_ms(struct tmap *m, uint64_t a, uint64_t b)
+{
+	read_write(m, a, b);
+	return wait_clean(m);
+}
+
+static void test_floor(void)
+{
+	struct tmap m;
+	uint64_t t0, t;
+	unsigned floor;
+	int r;
+
+	r = setup(&m, DELAY, 1);
+	if (!ok(r == 0, "setup (cleaner %d ms): %s", DELAY, strerror(-r)))
+		return;
+	t = clean_ms(&m, 4 * SPP, 4 * SPP + 16);
+	ok(stats(&m).cleaner_floor == 0, "no rewrites: floor 0 (16 pages cleaned after %llu ms)",
+	   (unsigned long long)t);
+
+	/* Section 0 written, written back, and all of it written again at once. */
+	read_write(&m, 0, FLOOR_PAGES);
+	(void)wait_clean(&m);
+	t0 = ms_now();
+	for (uint64_t i = 0; i < FLOOR_PAGES; i++)
+		write_page(&m, i * 7 % FLOOR_PAGES);
+	(void)dirty_settle(&m, FLOOR_PAGES);
+	floor = stats(&m).cleaner_floor;
+	ok(floor == 1, "%u rewrites within their delay: floor %u", FLOOR_PAGES, floor);
+	(void)wait_clean(&m);
+
+	/* A page written for the first time now waits twice the delay. */
+	t = clean_ms(&m, 5 * SPP, 5 * SPP + 16);
+	if (ms_now() - t0 < 3000)
+		ok(t >= DELAY * 3 / 2, "first write under floor 1: cleaned after %llu ms (>= %d)",
+		   (unsigned long long)t, DELAY * 3 / 2);
+	else
+		ok(1, "# SKIP too slow to time the floor");
+
+	/* Nothing rewritten for HIST_SOON times that delay: the floor goes. */
+	while (ms_now() - t0 < FLOOR_DECAY_MS + DELAY)
+		usleep(50000);
+	t = clean_ms(&m, 6 * SPP, 6 * SPP + 16);
+	floor = stats(&m).cleaner_floor;
+	ok(floor == 0, "after %llu ms without rewrites: floor %u (16 pages cleaned after %llu ms)",
+	   (unsigned long long)(ms_now() - t0), floor, (unsigned long long)t);
+	ok(pager_flush(m.p) == 0 && backend_bad(&m, 0, NPG) == 0, "flush: backend right");
+	ok(mapping_bad(&m) == 0, "the mapping reads right");
+	tmap_teardown(&m);
+}
+
 /* ---- writers with the cleaner active ----------------------------------------- */
 
 #define NW 4
@@ -492,6 +557,7 @@ int main(void)
 	test_count();
 	test_cleaner();
 	test_rewriter();
+	test_floor();
 	test_writers();
 	return tap_done();
 }

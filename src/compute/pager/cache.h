@@ -103,6 +103,11 @@ struct pager_region {
 	_Atomic bool parked;         /* shared, moving memory nodes: every fault waits (share_move.c) */
 	uint16_t *dep;               /* per page: write-back epoch it became dirty (or clean) in */
 	uint8_t *hist;               /* per page: write history, HIST_* (st_set) */
+	/* The cleaner's floor for the whole region (hist_floor; p->lock): */
+	uint8_t wb_floor;            /* a page waits delay << max(its level, this) */
+	uint16_t wb_floor_epoch;     /* when it was last set (clean.c lowers it after a while) */
+	uint32_t wb_redirty;         /* written-back pages written again, since then */
+	uint32_t wb_wasted;          /* ... of which within their delay */
 	_Atomic uint64_t ndirty;     /* pages that need write-back (st_needs_wb) */
 	_Atomic uint64_t nbusy;      /* pages BUSY */
 	/* Other mappings of its pages that the pager serves too (alias.h). */
@@ -141,6 +146,15 @@ static inline bool st_needs_wb(uint8_t s)
  * written back (nor write-protected) between two rewrites. The history is
  * forgotten when the page leaves the cache.
  *
+ * The guest's allocator hands a program different physical pages from one
+ * run to the next, so a guest that keeps rewriting its memory also writes
+ * pages with no history. The region keeps a floor for them (hist_floor):
+ * when half of HIST_FLOOR_SAMPLES rewrites of written-back pages came
+ * within their delay, every page of the region waits at least
+ * delay << wb_floor (up to HIST_FLOOR_MAX); under one in eight the floor
+ * goes down, and the cleaner lowers it when no rewrite has set it for
+ * HIST_SOON times its delay (clean.c).
+ *
  * HIST_DROPPED marks an absent page that was fetched as a sealed fault's
  * neighbour and given up unopened (stash.h); the next claim clears it, and
  * a fault on it tells the stash that giving neighbours up costs fetches.
@@ -153,12 +167,31 @@ enum {
 };
 #define HIST_EPOCHS 4u      /* write-back epochs per writeback_delay_ms (clean.c) */
 #define HIST_SOON 8u
+#define HIST_FLOOR_SAMPLES 256u
+#define HIST_FLOOR_MAX HIST_LEVEL_MAX
+
+/* One rewrite of a written-back page of r: wasted if within its delay. */
+static inline void hist_floor(struct pager_region *r, bool wasted, uint16_t epoch)
+{
+	r->wb_redirty++;
+	r->wb_wasted += wasted;
+	if (r->wb_redirty < HIST_FLOOR_SAMPLES)
+		return;
+	if (r->wb_wasted * 2 >= r->wb_redirty)
+		r->wb_floor = (uint8_t)MIN(r->wb_floor + 1u, HIST_FLOOR_MAX);
+	else if (r->wb_wasted * 8 < r->wb_redirty && r->wb_floor)
+		r->wb_floor--;
+	r->wb_redirty = r->wb_wasted = 0;
+	r->wb_floor_epoch = epoch;
+}
 
 static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoch)
 {
 	uint16_t since = (uint16_t)(epoch - r->dep[pg]);
 	uint8_t h = r->hist[pg], lvl = h & HIST_LEVEL;
 
+	if (h & HIST_WRITTEN)
+		hist_floor(r, since <= (HIST_EPOCHS << MAX(lvl, r->wb_floor)), epoch);
 	if (!(h & HIST_WRITTEN))
 		lvl = 0;            /* first write since it came in: no history */
 	else if (since <= (HIST_EPOCHS << lvl))

@@ -48,6 +48,21 @@ static bool cleaner_on(const struct pager *p)
 }
 
 /*
+ * The region's floor (cache.h) goes down one level when no rewrite has
+ * set it for HIST_SOON times its delay: the guest stopped rewriting, and
+ * its dirty pages are written back at the per-page pace again. p->lock.
+ */
+static void floor_decay(struct pager_region *r, uint16_t epoch)
+{
+	if (r->wb_floor &&
+	    (uint16_t)(epoch - r->wb_floor_epoch) > HIST_SOON * (CLEAN_EPOCHS << r->wb_floor)) {
+		r->wb_floor--;
+		r->wb_floor_epoch = epoch;
+		r->wb_redirty = r->wb_wasted = 0;
+	}
+}
+
+/*
  * Claim up to `max` pages, in cursor order (sorted by region and page),
  * that need writing back and became dirty more than CLEAN_EPOCHS << level epochs
  * before the current one (dirty for writeback_delay_ms at least). Looks
@@ -80,6 +95,8 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 			c->page = 0;
 			continue;
 		}
+		if (c->page == 0)
+			floor_decay(r, epoch);
 		scanned++;
 		if (!pager_sec_remote(p, r, c->page) ||
 		    pager_sec_down(p, r, (unsigned)(c->page / p->sec_pages))) {
@@ -90,7 +107,7 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 		s = st_get(r, c->page);
 		if (st_needs_wb(s) && !(s & ST_BUSY) &&
 		    (uint16_t)(epoch - r->dep[c->page]) >
-		    CLEAN_EPOCHS << (r->hist[c->page] & HIST_LEVEL)) {
+		    CLEAN_EPOCHS << MAX(r->hist[c->page] & HIST_LEVEL, r->wb_floor)) {
 			v[n++] = (struct pager_victim){ r, c->page, s, true };
 			st_set(r, c->page, s | ST_BUSY);
 		}

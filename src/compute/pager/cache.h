@@ -150,8 +150,12 @@ static inline bool st_needs_wb(uint8_t s)
  * run to the next, so a guest that keeps rewriting its memory also writes
  * pages with no history. The region keeps a floor for them (hist_floor):
  * when half of HIST_FLOOR_SAMPLES rewrites of written-back pages came
- * within their delay, every page of the region waits at least
- * delay << wb_floor (up to HIST_FLOOR_MAX); under one in eight the floor
+ * within their delay, every page of the region that is dirty again
+ * (HIST_REWRITTEN: written back at least once since it came in) waits at
+ * least delay << wb_floor (up to HIST_FLOOR_MAX). A page written for the
+ * first time since it came in is not held by the floor: a guest that
+ * fills its memory once has it written back after the delay, so that a
+ * compute migration finds little to flush. Under one in eight the floor
  * goes down, and the cleaner lowers it when no rewrite has set it for
  * HIST_SOON times its delay (clean.c).
  *
@@ -162,6 +166,7 @@ static inline bool st_needs_wb(uint8_t s)
 enum {
 	HIST_LEVEL     = 0x07,
 	HIST_LEVEL_MAX = 4,
+	HIST_REWRITTEN = 0x20,
 	HIST_DROPPED   = 0x40,
 	HIST_WRITTEN   = 0x80,
 };
@@ -201,7 +206,7 @@ static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoc
 		lvl = lvl < HIST_LEVEL_MAX ? lvl + 1 : lvl;
 	else if (lvl)
 		lvl--;
-	r->hist[pg] = HIST_WRITTEN | lvl;
+	r->hist[pg] = (uint8_t)(HIST_WRITTEN | (h & HIST_WRITTEN ? HIST_REWRITTEN : 0) | lvl);
 	r->dep[pg] = epoch;
 }
 

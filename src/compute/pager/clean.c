@@ -62,6 +62,14 @@ static void floor_decay(struct pager_region *r, uint16_t epoch)
 	}
 }
 
+/* How long page pg waits: its own level, or the region's floor for a rewrite. */
+static unsigned level(const struct pager_region *r, uint64_t pg)
+{
+	uint8_t h = r->hist[pg];
+
+	return h & HIST_REWRITTEN ? MAX(h & HIST_LEVEL, r->wb_floor) : h & HIST_LEVEL;
+}
+
 /*
  * Claim up to `max` pages, in cursor order (sorted by region and page),
  * that need writing back and became dirty more than CLEAN_EPOCHS << level epochs
@@ -106,8 +114,7 @@ static unsigned claim_old(struct pager *p, struct pager_cleaner *c, struct pager
 		}
 		s = st_get(r, c->page);
 		if (st_needs_wb(s) && !(s & ST_BUSY) &&
-		    (uint16_t)(epoch - r->dep[c->page]) >
-		    CLEAN_EPOCHS << MAX(r->hist[c->page] & HIST_LEVEL, r->wb_floor)) {
+		    (uint16_t)(epoch - r->dep[c->page]) > CLEAN_EPOCHS << level(r, c->page)) {
 			v[n++] = (struct pager_victim){ r, c->page, s, true };
 			st_set(r, c->page, s | ST_BUSY);
 		}

@@ -188,6 +188,7 @@ static inline void hist_floor(struct pager_region *r, bool wasted, uint16_t epoc
 		r->wb_floor--;
 	r->wb_redirty = r->wb_wasted = 0;
 	r->wb_floor_epoch = epoch;
+	atomic_store_explicit(&r->owner->cleaner_floor, r->wb_floor, memory_order_relaxed);
 }
 
 static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoch)

@@ -59,6 +59,8 @@ static void floor_decay(struct pager_region *r, uint16_t epoch)
 		r->wb_floor--;
 		r->wb_floor_epoch = epoch;
 		r->wb_redirty = r->wb_wasted = 0;
+		atomic_store_explicit(&r->owner->cleaner_floor, r->wb_floor,
+				      memory_order_relaxed);
 	}
 }
 

@@ -124,6 +124,7 @@ struct pager {
 	_Atomic uint64_t dirty_pages;  /* pages that need write-back, all regions (st_set) */
 	_Atomic uint64_t busy_pages;   /* pages BUSY, all regions (st_set) */
 	_Atomic uint32_t wb_epoch;     /* background write-back age clock (clean.c) */
+	_Atomic uint8_t cleaner_floor; /* a region's wb_floor, as last set (cache.h, stats) */
 
 	unsigned hand_region;          /* CLOCK hand (evict.c), under lock */
 	uint64_t hand_page;

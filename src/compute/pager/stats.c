@@ -7,7 +7,6 @@
 
 #include <string.h>
 
-#include "cache.h"
 #include "core.h"
 #include "memmig.h"
 #include "source.h"
@@ -70,15 +69,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->replica_pages_written = LD(replica_pages_written);
 	ret->replicas_out = atomic_load(&p->replicas_out);
 	ret->dirty_pages = atomic_load(&p->dirty_pages);
-	ret->cleaner_floor = 0;
-	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < atomic_load(&p->nslots); i++) {
-		const struct pager_region *r = atomic_load(&p->regions[i]);
-
-		if (r)
-			ret->cleaner_floor = MAX(ret->cleaner_floor, (unsigned)r->wb_floor);
-	}
-	pthread_mutex_unlock(&p->lock);
+	ret->cleaner_floor = atomic_load_explicit(&p->cleaner_floor, memory_order_relaxed);
 	pager_mm_stats(p, &ret->memmig_active, &ret->memmig_last_err);
 	ret->resident_pages = atomic_load(&p->resident);
 	ret->max_resident_pages = atomic_load(&p->max_resident);
@@ -178,8 +169,8 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		      "pages that need write-back (dirty or discarded)", labels,
 		      (double)s.dirty_pages);
 	metrics_gauge(sb, "disagg_pager_cleaner_floor",
-		      "background write-back waits delay << this at least, in the region that "
-		      "rewrites most (0-4)", labels, (double)s.cleaner_floor);
+		      "background write-back of rewritten pages waits delay << this at least "
+		      "(0-4), as last set in one of the pager's regions", labels, (double)s.cleaner_floor);
 	metrics_gauge(sb, "disagg_pager_budget_bytes", "local cache budget (-1: none)", labels,
 		      s.budget_pages == UINT64_MAX ? -1.0 : (double)s.budget_pages * PS);
 	metrics_gauge(sb, "disagg_pager_failed", "1 while a memory node of the pager is down", labels,

@@ -327,7 +327,7 @@ struct pager_stats {
 	uint64_t replicas_out;        /* replicas out now, over all sections */
 	bool encrypted;               /* pages leave sealed (cfg.crypt) */
 	uint64_t dirty_pages;         /* pages that need write-back now (dirty or discarded) */
-	unsigned cleaner_floor;       /* the highest write-back floor of a region (cache.h) */
+	unsigned cleaner_floor;       /* a region's write-back floor, as last set (cache.h) */
 	uint64_t memmig_active;       /* migrations in progress now */
 	int memmig_last_err;          /* why the last failed migration failed (0: none) */
 	uint64_t resident_pages;      /* remote pages resident now */

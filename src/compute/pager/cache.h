@@ -196,18 +196,20 @@ static inline void hist_dirty(struct pager_region *r, uint64_t pg, uint16_t epoc
 	uint16_t since = (uint16_t)(epoch - r->dep[pg]);
 	uint8_t h = r->hist[pg], lvl = h & HIST_LEVEL;
 
-	if (h & HIST_WRITTEN)
-		hist_floor(r, since <= (HIST_EPOCHS << MAX(lvl, r->wb_floor)), epoch);
-	if (!(h & HIST_WRITTEN))
-		lvl = 0;            /* first write since it came in: no history */
-	else if (since <= (HIST_EPOCHS << lvl))
+	if (!(h & HIST_WRITTEN)) {
+		r->hist[pg] = HIST_WRITTEN;   /* first write since it came in: no history */
+		r->dep[pg] = epoch;
+		return;
+	}
+	hist_floor(r, since <= (HIST_EPOCHS << MAX(lvl, r->wb_floor)), epoch);
+	if (since <= (HIST_EPOCHS << lvl))
 		/* Dirty again within its own delay: that write-back was wasted at once. */
 		lvl = MIN(lvl + 2, HIST_LEVEL_MAX);
 	else if (since <= HIST_SOON * (HIST_EPOCHS << lvl))
 		lvl = lvl < HIST_LEVEL_MAX ? lvl + 1 : lvl;
 	else if (lvl)
 		lvl--;
-	r->hist[pg] = (uint8_t)(HIST_WRITTEN | (h & HIST_WRITTEN ? HIST_REWRITTEN : 0) | lvl);
+	r->hist[pg] = (uint8_t)(HIST_WRITTEN | HIST_REWRITTEN | lvl);
 	r->dep[pg] = epoch;
 }
 

@@ -34,6 +34,7 @@
 #include "net.h"
 #include "pager_use.h"
 #include "vm_internal.h"
+#include "thread.h"
 
 struct vm_recaller {
 	struct vm *vm;
@@ -279,6 +280,7 @@ static void *recaller_main(void *arg)
 	bool was_open = false;
 	int warned = 0;
 
+	thread_start("strict-recall", THREAD_QUICK_SLICE_NS);
 	while (buf && !atomic_load(&rr->stop) && !pager_gone(vm)) {
 		_cleanup_mnc_ struct mnc *c = NULL;
 		int r;

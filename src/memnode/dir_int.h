@@ -82,13 +82,14 @@ struct dir_recall {
 
 struct mn_dir {
 	pthread_mutex_t mu;
-	pthread_cond_t cond;         /* the lease thread: a first recall, or stop */
+	pthread_cond_t cond;         /* the lease thread: an earlier deadline, or stop */
 	pthread_t thread;
 	bool started, stopping;
 	const struct mn_dir_ops *ops;
 	struct mn_table *table;
 	uint32_t nsections, npages;
 	uint64_t lease_ns, next_seq;
+	uint64_t lease_wake_ns;      /* when the lease thread looks next (under mu) */
 	struct dir_sec **secs;       /* by section index; NULL: not in strict use */
 	struct dir_recall *rtab[RTAB_SIZE];
 	struct dir_recall *oldest, *newest;

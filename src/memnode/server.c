@@ -58,6 +58,7 @@
 #include "tls.h"
 #include "tlsaccept.h"
 #include "wire.h"
+#include "thread.h"
 
 #define MN_RBUF_SIZE (64u << 10)
 
@@ -639,12 +640,10 @@ static int worker_wait_ms(struct mn_worker *w)
 
 	if (!w->conns)
 		return -1;
-	if (!w->next_sweep_ns)
-		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
-	if (now >= w->next_sweep_ns) {
+	if (w->next_sweep_ns && now >= w->next_sweep_ns)
 		worker_sweep(w);
+	if (!w->next_sweep_ns || now >= w->next_sweep_ns)
 		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
-	}
 	return net_ms_left(w->next_sweep_ns);
 }
 
@@ -654,6 +653,7 @@ static void *worker_main(void *arg)
 	struct mn_node *n = w->node;
 	struct epoll_event evs[64];
 
+	thread_start("mn-worker", THREAD_QUICK_SLICE_NS);
 	while (!atomic_load(&n->stopping)) {
 		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), worker_wait_ms(w));
 

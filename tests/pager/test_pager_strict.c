@@ -26,6 +26,7 @@
 #include "mnclient.h"
 #include "mnspawn.h"
 #include "net.h"
+#include "thread.h"
 
 #define PS    PAGER_PAGE_SIZE
 #define SEC   (4u << 20)
@@ -53,6 +54,7 @@ static void *recaller(void *arg)
 	struct mnc *c = NULL;
 	int r = mnc_connect(&o, &c);
 
+	thread_start("strict-recall", THREAD_QUICK_SLICE_NS);
 	if (r == 0)
 		r = mnc_dir_attach(c, &h->sec.grant, h->sec.dir_tag);
 	atomic_store(&h->attached, r == 0 ? 1 : r);
@@ -176,6 +178,7 @@ static void *pp_main(void *arg)
 	volatile uint64_t *w = (uint64_t *)(a->mem + 3 * PS);
 	uint64_t t0 = 0;
 
+	pthread_setname_np(pthread_self(), a->role ? "pingpong-b" : "pingpong-a");
 	for (uint64_t k = 0; k < PP_ROUNDS; k++) {
 		uint64_t want = 2 * k + a->role, t = now_ns();
 

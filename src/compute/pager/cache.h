@@ -369,6 +369,20 @@ static inline int pager_uffd_wp(struct pager_region *r, uint64_t pg, uint64_t np
 	return uffd_writeprotect(r->uffd, r->base + pg * PS, npages * PS, protect);
 }
 
+/*
+ * Un-protect [pg, pg+n) and leave its waiters asleep until pager_uffd_wake:
+ * a fault thread that wakes a vCPU before it has recorded the page's new
+ * state can be preempted by that vCPU on its own CPU and leave the state
+ * unrecorded (a recall waiting on it) until the next tick. The aliases'
+ * waiters are woken at once (rare: see alias.h).
+ */
+static inline int pager_uffd_unprotect_quiet(struct pager_region *r, uint64_t pg, uint64_t npages)
+{
+	if (atomic_load_explicit(&r->nalias, memory_order_acquire))
+		return pager_alias_wp_all(r, pg, npages, false);
+	return uffd_unprotect_nowake(r->uffd, r->base + pg * PS, npages * PS);
+}
+
 static inline int pager_punch(struct pager_region *r, uint64_t pg, uint64_t npages)
 {
 	return uffd_file_punch(r->file_fd, r->file_offset + pg * PS, npages * PS);

@@ -32,6 +32,7 @@
 #include "reldiff.h"
 #include "source.h"
 #include "writeback.h"
+#include "thread.h"
 
 static int cmp_victim(const void *a, const void *b)
 {
@@ -141,6 +142,7 @@ void *pager_evictor_main(void *arg)
 	struct pager_recon recon = { 0 };
 	long idle_wait_ms = pager_cleaner_idle_ms(p);
 
+	thread_name("pager-evict");
 	if (pager_cleaner_init(p, &c) < 0 || pager_wb_bufs_alloc(&b, p->batch) < 0) {
 		pager_wb_bufs_free(&b);
 		pager_cleaner_fini(&c);

@@ -38,6 +38,7 @@
 #include "serve_strict.h"
 #include "serve_wp.h"
 #include "uffd_compat.h"
+#include "thread.h"
 
 #define BACKLOG_MAX 256
 #define PAGER_UMSG_BATCH 16u        /* uffd messages read at once */
@@ -259,6 +260,7 @@ static void *fault_thread_main(void *arg)
 	struct pager *p = t->c.p;
 	int rc;
 
+	thread_start("pager-fault", THREAD_QUICK_SLICE_NS);
 	if (p->cfg.cpu_mask) {
 		cpu_set_t set;
 

@@ -27,6 +27,14 @@
  * the directory let the other node go on. That order is what makes every
  * page sequentially consistent across nodes.
  *
+ * Wake last (wake_last): the thread that faulted is woken only after the
+ * page's new state and the directory's answer are recorded, with the
+ * pager's lock released. Woken on this thread's CPU, a vCPU preempts it,
+ * and a vCPU that spins on the page keeps that CPU until the next tick
+ * (4 ms at HZ=250) while the kernel leaves this thread queued behind it;
+ * anything still to do after the wake (a recall of the page waits for it)
+ * then waits that long (bench/README, "Where a ping-pong round goes").
+ *
  * The hold window (Mirage's delta): a recall of a page the directory gave
  * this node less than PAGER_STRICT_HOLD_NS ago waits for the rest of that
  * time first. Without it, two vCPUs that take turns on a page (a lock, a
@@ -162,12 +170,11 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	}
 	if (wp && (st & ST_OWNED)) {
 		/* Ours already: written back by the cleaner since, nothing to ask. */
-		rc = pager_uffd_wp(r, pg, 1, false);
+		rc = pager_uffd_unprotect_quiet(r, pg, 1);
 		if (rc == 0)
 			st_set(r, pg, st | ST_DIRTY | ST_REF);
 		pthread_mutex_unlock(&p->lock);
-		if (rc < 0)
-			(void)pager_uffd_wake(r, pg, 1);
+		(void)pager_uffd_wake(r, pg, 1);   /* after the unlock: see wake_last */
 		return;
 	}
 	st_set(r, pg, st | ST_BUSY);
@@ -184,15 +191,16 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	dropped = present && (st_get(r, pg) & ST_RMV);   /* recalled while we waited */
 	pthread_mutex_unlock(&p->lock);
 	if (wp && had && !dropped) {
-		/* Our read copy is current: make it writable (this wakes the writer). */
-		rc = pager_uffd_wp(r, pg, 1, false);
+		/* Our read copy is current: make it writable (the writer is woken below). */
+		rc = pager_uffd_unprotect_quiet(r, pg, 1);
 	} else {
 		/* New data: replace a stale copy the directory no longer counted. */
 		if (present && !dropped)
 			(void)pager_punch(r, pg, 1);
 		rc = had ? -EPROTO :   /* "you have it" about a copy we no longer have */
 			   pager_install_pages(t, r, pg, 1, t->buf,
-					       write || wp ? 0 : UFFDIO_COPY_MODE_WP);
+					       UFFDIO_COPY_MODE_DONTWAKE |
+						       (write || wp ? 0 : UFFDIO_COPY_MODE_WP));
 	}
 	if (rc < 0) {
 		log_warn("pager %s: strict page %llu: install: %s", p->name,
@@ -215,6 +223,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	r->held_next = (r->held_next + 1) % PAGER_STRICT_HELD;
 	CTR_ADD(p, strict_taken, owned ? 1 : 0);
 	pthread_mutex_unlock(&p->lock);
+	(void)pager_uffd_wake(r, pg, 1);   /* last: see wake_last at the top */
 	if (!present)
 		pager_resident_add(p, 1);
 	hist_observe(&p->h_strict, now_ns() - t0);

@@ -117,6 +117,16 @@ int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect)
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
 }
 
+int uffd_unprotect_nowake(int uffd, uint64_t start, uint64_t len)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = start, .len = len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
+	};
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+}
+
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t mode,
 	      int64_t *ret_done)
 {

@@ -33,9 +33,11 @@ int pager_uffd_register(int uffd, uint64_t addr, uint64_t len);
 unsigned uffd_read(int uffd, struct uffd_msg *msgs, unsigned max);
 int uffd_wake(int uffd, uint64_t start, uint64_t len);
 int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect);
+/* Un-protect [start, start+len) without waking its waiters (uffd_wake does, later). */
+int uffd_unprotect_nowake(int uffd, uint64_t start, uint64_t len);
 /*
  * UFFDIO_COPY of len bytes from src to dst (mode: 0 or
- * UFFDIO_COPY_MODE_WP), or UFFDIO_ZEROPAGE of [dst, dst+len). *ret_done is
+ * UFFDIO_COPY_MODE_WP, with UFFDIO_COPY_MODE_DONTWAKE or not), or UFFDIO_ZEROPAGE of [dst, dst+len). *ret_done is
  * what the kernel reports: the bytes filled (also when it stopped early),
  * or a negative errno.
  */

@@ -19,6 +19,13 @@ Figures, each with the baseline it is judged against, from the same run:
 - strict_pingpong_nap_us: the same with a waiter that sleeps 20 us
   between two looks (RPINGPONG ... nap), so its vCPU leaves the CPU to
   them, as separate hosts would (strict_pingpong_nap_ratio, a second row).
+- strict_pingpong_p50_us, _p90_us, _p99_us: the percentiles of the
+  spin ping-pong's rounds as the guests timed them one by one (the mean of
+  the two guests'), strict_pingpong_p50_ratio the median round over
+  remote_fault_us, and strict_pingpong_slow_share the share of rounds of a
+  millisecond or more: a round that waited for a scheduler tick (a thread
+  that moves the page queued behind a spinning vCPU thread on one CPU). No
+  targets; they say whether the mean is the protocol or the stalls.
 - pingpong_*: where a spinning round goes (no target; the explanation
   of strict_pingpong_ratio), from the daemons' own metrics over the spin
   ping-pong, per round: directory requests (dir_requests), their time at
@@ -77,7 +84,9 @@ SAMPLE = re.compile(r"^(\w+)(\{[^}]*\})? (\S+)$")
 
 TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
            "exclusive_handover_ratio": 3.0, "release_publish_fraction": 0.5}
-BREAKDOWN = ("pingpong_dir_requests", "pingpong_dir_us", "pingpong_recall_us",
+BREAKDOWN = ("strict_pingpong_p50_us", "strict_pingpong_p90_us", "strict_pingpong_p99_us",
+             "strict_pingpong_p50_ratio", "strict_pingpong_slow_share",
+             "pingpong_dir_requests", "pingpong_dir_us", "pingpong_recall_us",
              "pingpong_recall_served_us", "pingpong_agent_fault_us", "pingpong_wp_faults",
              "pingpong_held", "pingpong_taken")
 READ_PAIRS = 3
@@ -185,6 +194,16 @@ def pingpong_breakdown(before, after, rounds, rtt_us):
     return out
 
 
+def round_spread(r, iters):
+    """The spin ping-pong's rounds, as each guest timed them (RPINGPONG):
+    their percentiles, and the share of rounds of a millisecond or more."""
+    out = {f"strict_pingpong_{q}_us": statistics.mean(float(x[f"{q}_us"]) for x in r)
+           for q in ("p50", "p90", "p99")}
+    rounds = sum(int(x["over_1ms"]) for x in r)
+    out["strict_pingpong_slow_share"] = rounds / max(1, len(r) * (iters - 1))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "shared.json"))
@@ -238,6 +257,8 @@ def main():
             r = both([pairs[1], pairs[0]], [f"RPINGPONG {PCI_STRICT} 1 {args.pingpong_iters}",
                                             f"RPINGPONG {PCI_STRICT} 0 {args.pingpong_iters}"])
             run["strict_pingpong_us"] = statistics.mean(float(x["rtt_us"]) for x in r)
+            run.update(round_spread(r, args.pingpong_iters))
+            run["strict_pingpong_p50_ratio"] = run["strict_pingpong_p50_us"] / run["remote_fault_us"]
             run.update(pingpong_breakdown(m_before, metrics_now(mn, pairs),
                                           args.pingpong_iters, run["strict_pingpong_us"]))
             job(a1, "va", f"RPOKE {PCI_STRICT} 8192 0")

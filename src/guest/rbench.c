@@ -18,27 +18,57 @@
 #define PINGPONG_WORD 8192
 #define PINGPONG_NAP_US 20   /* WAIT=nap: the waiter's sleep between two looks */
 
+/* Rounds whose duration is kept for the percentiles (the first ones of a longer run). */
+#define PINGPONG_SAMPLES 100000u
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The percentile q (0-100) of n sorted round times in tenths of a microsecond, in us. */
+static double pct_us(const uint32_t *v, uint64_t n, unsigned q)
+{
+	return n ? (double)v[(n - 1) * q / 100] / 10.0 : 0.0;
+}
+
 static void pingpong_run(struct rjob *j)
 {
 	uint64_t *w = rmap_word(&j->map, PINGPONG_WORD);
-	uint64_t role = j->arg[0], iters = j->arg[1], t0 = 0;
+	uint64_t role = j->arg[0], iters = j->arg[1], t0 = 0, prev = 0, n = 0, slow = 0;
+	uint32_t *lat = calloc(MIN_U64(iters, PINGPONG_SAMPLES), sizeof(*lat));
 	bool nap = j->arg[2];
 
+	if (!lat)
+		return rjob_result(j, "error reason=nomem");
 	for (uint64_t k = 0; k < iters; k++) {
-		uint64_t want = 2 * k + role, spins = 0, deadline = 0;
+		uint64_t want = 2 * k + role, spins = 0, deadline = 0, now;
 
 		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != want)
-			if ((nap && usleep(PINGPONG_NAP_US) < 0) || rjob_spin(&spins, &deadline))
+			if ((nap && usleep(PINGPONG_NAP_US) < 0) || rjob_spin(&spins, &deadline)) {
+				free(lat);
 				return rjob_result(j, "error reason=partner_timeout k=%" PRIu64
 						   " word=%" PRIu64, k, __atomic_load_n(w, __ATOMIC_RELAXED));
+			}
+		now = guest_now_ns();
 		if (k == 0)
-			t0 = guest_now_ns();    /* from the first hand-over on */
+			t0 = now;    /* from the first hand-over on */
+		else if (n < PINGPONG_SAMPLES)   /* one round: this write since our last */
+			lat[n++] = (uint32_t)MIN_U64((now - prev) / 100, UINT32_MAX);
+		slow += k && now - prev >= 1000000;
+		prev = now;
 		__atomic_store_n(w, want + 1, __ATOMIC_RELEASE);
 		atomic_store_explicit(&j->progress, k + 1, memory_order_relaxed);
 	}
-	rjob_result(j, "ok rtt_us=%.1f ms=%llu",
+	qsort(lat, n, sizeof(*lat), cmp_u32);
+	rjob_result(j, "ok rtt_us=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f max_us=%.1f "
+		    "over_1ms=%" PRIu64 " ms=%llu",
 		    iters > 1 ? (double)(guest_now_ns() - t0) / 1000.0 / (double)(iters - 1) : 0.0,
-		    guest_ms_since(j->t0));
+		    pct_us(lat, n, 50), pct_us(lat, n, 90), pct_us(lat, n, 99), pct_us(lat, n, 100),
+		    slow, guest_ms_since(j->t0));
+	free(lat);
 }
 
 static void cmd_rpingpong(char **av, int ac)

@@ -28,7 +28,8 @@ Figures, each with the baseline it is judged against, from the same run:
   targets; they say whether the mean is the protocol or the stalls.
 - pingpong_*: where a spinning round goes (no target; the explanation
   of strict_pingpong_ratio), from the daemons' own metrics over the spin
-  ping-pong, per round: directory requests (dir_requests), their time at
+  ping-pong, per round: directory requests (dir_requests; dir_writes of
+  them asked for ownership), their time at
   the memory node from arrival to reply, the other holder's recall
   included (dir_us), the recalls' share of it from sent to answered
   (recall_us), the holders' own time on them (recall_served_us: the hold
@@ -86,7 +87,7 @@ TARGETS = {"strict_pingpong_ratio": 4.0, "readmostly_ratio": 0.9,
            "exclusive_handover_ratio": 3.0, "release_publish_fraction": 0.5}
 BREAKDOWN = ("strict_pingpong_p50_us", "strict_pingpong_p90_us", "strict_pingpong_p99_us",
              "strict_pingpong_p50_ratio", "strict_pingpong_slow_share",
-             "pingpong_dir_requests", "pingpong_dir_us", "pingpong_recall_us",
+             "pingpong_dir_requests", "pingpong_dir_writes", "pingpong_dir_us", "pingpong_recall_us",
              "pingpong_recall_served_us", "pingpong_agent_fault_us", "pingpong_wp_faults",
              "pingpong_held", "pingpong_taken")
 READ_PAIRS = 3
@@ -185,6 +186,8 @@ def pingpong_breakdown(before, after, rounds, rtt_us):
         held += d(x1, x0, "disagg_pager_strict_held_total", vm=vm)
         taken += d(x1, x0, "disagg_pager_strict_taken_total", vm=vm)
     out = {"pingpong_dir_requests": n_dir / rounds,
+           "pingpong_dir_writes": d(m1, m0, "disagg_memnode_request_seconds_count",
+                                    op="dir_write") / rounds,
            "pingpong_dir_us": t_dir * 1e6 / rounds,
            "pingpong_recall_us": t_rec * 1e6 / rounds,
            "pingpong_recall_served_us": t_served * 1e6 / rounds,

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "thread.h"
 
 #define REG_TIMEOUT_MS 5000
 #define REG_BACKOFF_MIN_MS 500
@@ -205,6 +206,7 @@ static void *registrar_main(void *arg)
 	long backoff = REG_BACKOFF_MIN_MS, interval = 5000;
 	bool registered = false, failing = false;
 
+	thread_name("registrar");
 	pthread_mutex_lock(&r->mu);
 	while (!r->stopping) {
 		int st;

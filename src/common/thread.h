@@ -2,7 +2,7 @@
 /*
  * A daemon's own threads: a name that `top -H`, `ps -L` and `perf sched`
  * show, and a short scheduler slice for the threads that answer another
- * node while it waits (docs/performance.md, "Threads that others wait on").
+ * node while it waits (docs/operations.md, "Threads and scheduling").
  */
 #ifndef DISAGG_THREAD_H
 #define DISAGG_THREAD_H

@@ -46,6 +46,7 @@
 #include "vu_devnode.h"
 #include "vm_disk_internal.h"
 #include "vm_guestmem.h"
+#include "thread.h"
 
 /* ---- the disk's thread -------------------------------------------------------- */
 
@@ -53,6 +54,7 @@ static void *disk_main(void *arg)
 {
 	struct vm_disk *dk = arg;
 
+	thread_name("vm-disk");
 	while (!__atomic_load_n(&dk->stop, __ATOMIC_ACQUIRE)) {
 		struct pollfd p[2] = { { .fd = dk->lfd, .events = POLLIN },
 				       { .fd = dk->stop_efd, .events = POLLIN } };

@@ -32,6 +32,7 @@
 #include "vm_disk_mig.h"
 #include "vm_migrate.h"
 #include "vm_shared_mig.h"
+#include "thread.h"
 
 static bool split_host_port(const char *s, char *host, size_t hlen, unsigned *ret_port)
 {
@@ -194,6 +195,7 @@ static void *incoming_main(void *arg)
 	struct vm *vm = arg;
 	struct vm_mig *m = vm->mig;
 
+	thread_name("vm-incoming");
 	while (!atomic_load(&m->stop)) {
 		json_t *data = NULL, *info = NULL;
 		const char *st;

@@ -36,6 +36,7 @@
 #include "sections.h"
 #include "launch.h"
 #include "vm_shared_mig.h"
+#include "thread.h"
 
 #define SETTLE_SLICE_NS 1000000000ull   /* the settle thread checks m->stop this often */
 
@@ -165,6 +166,7 @@ static void *settle_main(void *arg)
 	uint64_t t0 = now_ns();
 	char state[256], note[400];
 
+	thread_name("vm-settle");
 	while (out == VM_MIG_PENDING && !atomic_load(&m->stop))
 		out = vm_mig_settle(vm, true, now_ns() + SETTLE_SLICE_NS, state, sizeof(state),
 				    note, sizeof(note));

@@ -40,6 +40,7 @@
 #include "net.h"
 #include "tls.h"
 #include "wire.h"
+#include "thread.h"
 
 #define RBUF_SIZE (64u << 10)
 
@@ -507,6 +508,7 @@ static void *conn_main(void *arg)
 {
 	struct dn_conn *c = arg;
 
+	thread_name("dn-conn");
 	if (handshake(c) == 0)
 		serve(c);
 	log_debug("connection closed (peer %llu)", (unsigned long long)c->peer.peer_id);

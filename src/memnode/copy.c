@@ -33,6 +33,7 @@
 #include "mnclient.h"
 #include "net.h"
 #include "wire.h"
+#include "thread.h"
 
 #define MN_COPY_BUFS 8
 #define MN_COPY_SCAN_MAX 8192    /* pages looked at per hold of the section lock */
@@ -227,6 +228,7 @@ static void *copy_main(void *arg)
 	uint32_t st;
 	int r;
 
+	thread_name("mn-copy");
 	r = copy_run(j);
 	for (unsigned i = 0; i < MN_COPY_BUFS; i++) {
 		free(j->bufs[i].ext);

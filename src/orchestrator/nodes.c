@@ -26,6 +26,7 @@
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "thread.h"
 
 #define MONITOR_TICK_MS 500
 #define REQUEST_TTL_S (24 * 3600)
@@ -660,6 +661,7 @@ static void *monitor_main(void *arg)
 	unsigned tick = 0;
 	int64_t last_sweep = now_s(), last_renew = now_s();
 
+	thread_name("orch-monitor");
 	/* First, what do the compute nodes run? (Never stops anything.) */
 	nodes_reconcile_all(o);
 	pthread_mutex_lock(&o->mon_mu);

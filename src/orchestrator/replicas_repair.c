@@ -56,6 +56,7 @@
 #include "log.h"
 #include "macro.h"
 #include "mnclient.h"
+#include "thread.h"
 
 #define REPAIR_TICK_MS 1000
 #define REPAIR_RETRY_S 3         /* a replica whose repair failed waits this long */
@@ -548,6 +549,7 @@ static void *repair_main(void *arg)
 {
 	struct orch *o = arg;
 
+	thread_name("orch-repair");
 	pthread_mutex_lock(&rp.mu);
 	while (!atomic_load(&rp.stop)) {
 		struct timespec ts;

@@ -15,6 +15,7 @@
 
 #include "cache.h"
 #include "log.h"
+#include "thread.h"
 
 /* A replica taken out, waiting to be reported. */
 struct rep_event {
@@ -186,6 +187,7 @@ static void *report_main(void *arg)
 	struct pager *p = arg;
 	struct pager_repl *q = p->repl;
 
+	thread_name("pager-repl");
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		struct rep_event *e = q->head;

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "net.h"
 #include "replica.h"
+#include "thread.h"
 
 #define PAGER_MAX_NODES 64
 
@@ -331,6 +332,7 @@ static void *health_main(void *arg)
 	struct pager_nodes *t = p->nodes;
 	void *conn = NULL, *buf = aligned_alloc(PS, PS);
 
+	thread_name("pager-health");
 	pthread_mutex_lock(&t->lock);
 	while (!atomic_load(&p->stop)) {
 		unsigned nn = atomic_load(&t->n);

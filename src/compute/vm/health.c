@@ -46,6 +46,7 @@
 #include "macro.h"
 #include "qmp.h"
 #include "state.h"
+#include "thread.h"
 
 #define HEALTH_STOP_MS 5000
 #define HEALTH_CONT_MS 30000
@@ -239,6 +240,7 @@ static void *health_main(void *arg)
 {
 	struct vm_health *h = arg;
 
+	thread_name("vm-health");
 	pthread_mutex_lock(&h->mu);
 	while (!h->stopping) {
 		char why[sizeof(h->why)];

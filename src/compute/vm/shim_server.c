@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "thread.h"
 
 #define SHIM_MAX_CONNS 6
 
@@ -132,6 +133,7 @@ static void *serve_main(void *arg)
 	struct pollfd pfd[2 + SHIM_MAX_CONNS];
 	int nconn = 0;
 
+	thread_name("shim-serve");
 	for (;;) {
 		pfd[0] = (struct pollfd){ .fd = s->stop_efd, .events = POLLIN };
 		pfd[1] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };

@@ -29,6 +29,7 @@
 #include "guest.h"
 #include "guestchan.h"
 #include "state.h"
+#include "thread.h"
 
 #define SUP_DRAIN_MS 200
 
@@ -42,6 +43,7 @@ static void *supervise_main(void *arg)
 	bool retired = false;
 	int status = 0;
 
+	thread_name("vm-supervise");
 	for (;;) {
 		int n = poll(pfd, 2, SUP_DRAIN_MS);
 

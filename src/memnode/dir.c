@@ -647,10 +647,13 @@ size_t mn_dir_drops(struct mn_dir *d, uint64_t after, struct mn_dir_drop *out, s
 int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsections,
 	       uint32_t npages, unsigned lease_ms, struct mn_dirtab *tab, struct mn_dir **ret)
 {
-	struct mn_dir *d = calloc(1, sizeof(*d));
+	struct mn_dir *d;
 	pthread_condattr_t ca;
 	int r;
 
+	if (!lease_ms)
+		return -EINVAL;   /* the lease thread looks every lease: it would spin */
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->secs = calloc(nsections ? nsections : 1, sizeof(*d->secs));

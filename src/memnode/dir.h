@@ -23,7 +23,7 @@
 /*
  * A directory for a pool of `nsections` sections of `npages` pages. Starts
  * the lease thread, which drops the holders that leave a recall unanswered
- * for lease_ms. tab (NULL: none; not owned) is where the attached holders
+ * for lease_ms (at least 1; -EINVAL for 0). tab (NULL: none; not owned) is where the attached holders
  * are kept on disk (dirtab.h), for mn_dir_grace_load (dir_grace.h) after a
  * restart.
  */

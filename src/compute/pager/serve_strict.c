@@ -33,7 +33,7 @@
  * and a vCPU that spins on the page keeps that CPU until the next tick
  * (4 ms at HZ=250) while the kernel leaves this thread queued behind it;
  * anything still to do after the wake (a recall of the page waits for it)
- * then waits that long (bench/README, "Where a ping-pong round goes").
+ * then waits that long (bench/README, "The ping-pong's ticks").
  *
  * The hold window (Mirage's delta): a recall of a page the directory gave
  * this node less than PAGER_STRICT_HOLD_NS ago waits for the rest of that

@@ -215,14 +215,26 @@ int main(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 'g': gkeyfile = optarg; break;
 		case 'd': data = optarg; break;
-		case 's': size = strtoull(optarg, NULL, 0) << 20; break;
 		case 'j': json = optarg; break;
-		case 'c':
-			if (sscanf(optarg, "%d,%d", &cpu_client, &cpu_server) != 2 ||
+		case 'c': {
+			char extra;
+
+			if (sscanf(optarg, "%d,%d%c", &cpu_client, &cpu_server, &extra) != 2 ||
 			    cpu_client < 0 || cpu_server < 0 || cpu_client >= CPU_SETSIZE ||
 			    cpu_server >= CPU_SETSIZE)
 				return die("--cpus wants A,B (two CPU numbers)", EINVAL);
 			break;
+		}
+		case 's': {
+			char *end;
+
+			errno = 0;
+			size = strtoull(optarg, &end, 10);
+			if (errno || *end || !size || size > (1ull << 20))
+				return die("--size wants MiB, 1 to 1048576", EINVAL);
+			size <<= 20;
+			break;
+		}
 		default:
 			fprintf(stderr, "usage: disagg-dnbench --addr HOST:PORT --key FILE "
 					"--grant-key FILE --data DIR [--size MIB] [--cpus A,B] "

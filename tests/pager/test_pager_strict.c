@@ -178,7 +178,7 @@ static void *pp_main(void *arg)
 	volatile uint64_t *w = (uint64_t *)(a->mem + 3 * PS);
 	uint64_t t0 = 0;
 
-	pthread_setname_np(pthread_self(), a->role ? "pingpong-b" : "pingpong-a");
+	thread_name(a->role ? "pingpong-b" : "pingpong-a");
 	for (uint64_t k = 0; k < PP_ROUNDS; k++) {
 		uint64_t want = 2 * k + a->role, t = now_ns();
 

@@ -107,24 +107,22 @@ int uffd_wake(int uffd, uint64_t start, uint64_t len)
 	return ioctl(uffd, UFFDIO_WAKE, &rg) < 0 ? -errno : 0;
 }
 
-int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect)
+static int wp_ioctl(int uffd, uint64_t start, uint64_t len, uint64_t mode)
 {
-	struct uffdio_writeprotect wp = {
-		.range = { .start = start, .len = len },
-		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0, /* WP|DONTWAKE is EINVAL */
-	};
+	struct uffdio_writeprotect wp = { .range = { .start = start, .len = len }, .mode = mode };
 
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
 }
 
+int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect)
+{
+	/* WP|DONTWAKE is EINVAL */
+	return wp_ioctl(uffd, start, len, protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0);
+}
+
 int uffd_unprotect_nowake(int uffd, uint64_t start, uint64_t len)
 {
-	struct uffdio_writeprotect wp = {
-		.range = { .start = start, .len = len },
-		.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE,
-	};
-
-	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) < 0 ? -errno : 0;
+	return wp_ioctl(uffd, start, len, UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
 }
 
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t mode,

@@ -37,7 +37,8 @@ int uffd_writeprotect(int uffd, uint64_t start, uint64_t len, bool protect);
 int uffd_unprotect_nowake(int uffd, uint64_t start, uint64_t len);
 /*
  * UFFDIO_COPY of len bytes from src to dst (mode: 0 or
- * UFFDIO_COPY_MODE_WP, with UFFDIO_COPY_MODE_DONTWAKE or not), or UFFDIO_ZEROPAGE of [dst, dst+len). *ret_done is
+ * UFFDIO_COPY_MODE_WP, with UFFDIO_COPY_MODE_DONTWAKE or not), or
+ * UFFDIO_ZEROPAGE of [dst, dst+len). *ret_done is
  * what the kernel reports: the bytes filled (also when it stopped early),
  * or a negative errno.
  */

@@ -159,6 +159,13 @@ enum proto_features {
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
 			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM,
 	PROTO_FEAT_BLK     = 1u << 9, /* a device node: BLK_* and VOL_* */
+	/*
+	 * A hint, offered only on connections that carry directory traffic
+	 * (recall channels, DIR_READ/DIR_WRITE): a memory node that has it
+	 * serves every such connection on one worker thread, so that a
+	 * recall and the answer it unblocks never cross between its threads.
+	 */
+	PROTO_FEAT_DIR_CONN = 1u << 10,
 };
 
 /* Grant rights. */

@@ -1,17 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The network side of the memory node: an acceptor and N worker threads,
- * each with its own epoll instance and its own connections.
- *
- * The acceptor (the main thread, accept.c) admits non-blocking sockets and
- * hands them round-robin to the workers through a pipe per worker. A worker
- * owns its connections completely: reading, framing, dispatching to the
- * handlers and writing replies all happen on it, so connections need no
- * locks. The only cross-thread paths are mn_conn_post() and mn_conn_push()
- * (the answers of COPY threads and of the directory, dir.c, and its
- * recalls), through the worker's post queue (obuf.h); connections are
- * reference-counted so a frame for a client gone meanwhile is dropped. A
- * recall channel is never closed for idleness; its closing is told to dir.c.
+ * A memory node's connections (worker.c runs the threads that own them):
+ * reading, framing, dispatching to the handlers and writing replies, all
+ * on the connection's worker, so connections need no locks.
  *
  * Framing: a connection reads into a 64 KiB buffer and takes as many
  * complete frames out of it as it holds (pipelining). Each header is
@@ -24,12 +15,8 @@
  * Before authentication: a connection may buffer only MN_PREAUTH_BUF
  * bytes (a frame larger than that is refused and the connection closed,
  * nothing is allocated for it), and must complete HELLO and AUTH within
- * the handshake timeout. Admission caps (admit.c) bound how many such
- * connections there are. Each worker sweeps its connections a few times
- * per timeout period: an unauthenticated one past the handshake timeout
- * is closed, and so is an authenticated one idle (nothing read, nothing
- * to write, nothing in flight) for longer than the idle timeout, if the
- * operator set one.
+ * the handshake timeout (worker.c's sweep). Admission caps (admit.c) bound
+ * how many such connections there are.
  *
  * Backpressure: replies queue per connection and go out with sendmsg()
  * of an iovec (over TLS: sealed into records that leave in one send(),
@@ -39,15 +26,11 @@
  * slow reader only ever holds a bounded amount of memory and never blocks
  * anyone else.
  */
-#include "memnode.h"
+#include "server_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -58,57 +41,6 @@
 #include "tls.h"
 #include "tlsaccept.h"
 #include "wire.h"
-#include "thread.h"
-
-#define MN_RBUF_SIZE (64u << 10)
-
-struct mn_worker {
-	struct mn_node *node;
-	unsigned idx;
-	pthread_t thread;
-	bool started;
-	int epfd;
-	int pipe_rd, pipe_wr;    /* new connection fds from the acceptor */
-	struct mn_postq posts;   /* frames from other threads; its eventfd also wakes for stop */
-	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
-	struct mn_conn *conns;
-	struct mn_conn *closed;  /* closed in this round of events: freed after it */
-	uint64_t next_sweep_ns;
-	uint64_t revoke_gen;     /* the revocation list last applied */
-};
-
-/* A connection handed from the acceptor to a worker. */
-struct mn_handoff {
-	int fd;
-	struct mn_peer *peer;
-};
-
-struct mn_conn {
-	int fd;
-	struct fio io;           /* plain or TLS (fio.h) */
-	bool tls_hs;             /* TLS handshake not finished yet */
-	uint32_t hs_want;        /* events the handshake waits for */
-	struct mn_worker *w;
-	struct mn_conn *prev, *next;
-	_Atomic int refs;
-	bool dead;
-	bool closing;            /* stop reading; close once the queue is written */
-	uint32_t ev;             /* epoll events registered */
-	struct mn_conn_auth auth;
-	struct mn_peer *peer;    /* its address's admission counts */
-	bool unauth;             /* still counted as unauthenticated */
-	uint64_t born_ns, active_ns;
-	/* input */
-	uint8_t *rbuf;
-	size_t rcap;             /* MN_PREAUTH_BUF until authenticated, then MN_RBUF_SIZE */
-	size_t rlen, rpos;
-	struct proto_hdr bighdr;
-	uint8_t *big;
-	size_t big_have;
-	/* output */
-	struct mn_outq out;
-	unsigned async;          /* requests answered later (COPY) */
-};
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -166,7 +98,7 @@ void mn_conn_queue(struct mn_conn *c, struct mn_obuf *ob)
 	mn_outq_push(&c->out, ob);
 }
 
-static void conn_close(struct mn_conn *c)
+void mn_conn_close(struct mn_conn *c)
 {
 	struct mn_worker *w = c->w;
 
@@ -199,15 +131,6 @@ static void conn_close(struct mn_conn *c)
 	w->closed = c;
 }
 
-/* The end of a round of events: let go of the connections closed in it. */
-static void worker_bury(struct mn_worker *w)
-{
-	for (struct mn_conn *c; (c = w->closed);) {
-		w->closed = c->next;
-		mn_conn_unref(c);
-	}
-}
-
 static int conn_flush(struct mn_conn *c)
 {
 	ssize_t wr = mn_outq_flush(&c->out, &c->io);
@@ -232,14 +155,14 @@ static void conn_update(struct mn_conn *c)
 	if (c->out.head || fio_wpending(&c->io))
 		want |= EPOLLOUT;
 	if (c->closing && !c->out.head && !fio_wpending(&c->io)) {
-		conn_close(c);
+		mn_conn_close(c);
 		return;
 	}
 	if (want == c->ev)
 		return;
 	ev.events = want;
 	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
-		conn_close(c);
+		mn_conn_close(c);
 		return;
 	}
 	c->ev = want;
@@ -371,7 +294,7 @@ static void conn_read(struct mn_conn *c)
 		}
 	} else {
 		if (conn_rbuf(c) < 0) {
-			conn_close(c);
+			mn_conn_close(c);
 			return;
 		}
 		if (c->rpos > 0) {
@@ -393,7 +316,7 @@ static void conn_read(struct mn_conn *c)
 	}
 	if (n == -EAGAIN)
 		return;
-	conn_close(c);          /* EOF or error */
+	mn_conn_close(c);          /* EOF or error */
 }
 
 /*
@@ -401,7 +324,7 @@ static void conn_read(struct mn_conn *c)
  * parsing stops when the output queue is over its cap, and writing may
  * bring it under again while no new input will arrive to wake us.
  */
-static void conn_pump(struct mn_conn *c)
+void mn_conn_pump(struct mn_conn *c)
 {
 	for (;;) {
 		bool blocked;
@@ -411,7 +334,7 @@ static void conn_pump(struct mn_conn *c)
 			return;
 		blocked = conn_over_cap(c);    /* parsing stopped at the cap */
 		if (conn_flush(c) < 0) {
-			conn_close(c);
+			mn_conn_close(c);
 			return;
 		}
 		if (blocked && !conn_over_cap(c))
@@ -442,11 +365,11 @@ static void conn_tls_handshake(struct mn_conn *c)
 		c->hs_want = st == MN_TLS_WANT_READ ? EPOLLIN : EPOLLOUT;
 	} else if (st == MN_TLS_FAILED) {
 		atomic_fetch_add(&n->stats.tls_fail[why], 1);
-		conn_close(c);
+		mn_conn_close(c);
 	} else if (mn_revoked_has(&n->revoked, id.node_id)) {
 		atomic_fetch_add(&n->stats.revoked_handshake, 1);
 		log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
-		conn_close(c);
+		mn_conn_close(c);
 	} else {
 		c->tls_hs = false;
 		c->auth.hs.has_cert = true;
@@ -455,14 +378,14 @@ static void conn_tls_handshake(struct mn_conn *c)
 	}
 }
 
-static void conn_event(struct mn_conn *c, uint32_t events)
+void mn_conn_event(struct mn_conn *c, uint32_t events)
 {
 	if (c->dead)
 		return;            /* closed earlier in this round of events */
 	/* Keep the memory alive while closing it on the way. */
 	atomic_fetch_add(&c->refs, 1);
 	if (events & EPOLLERR) {
-		conn_close(c);
+		mn_conn_close(c);
 		goto out;
 	}
 	if (c->tls_hs) {
@@ -476,325 +399,15 @@ static void conn_event(struct mn_conn *c, uint32_t events)
 		events |= EPOLLIN;     /* HELLO may have come with the handshake's end */
 	}
 	if ((events & EPOLLOUT) && conn_flush(c) < 0) {
-		conn_close(c);
+		mn_conn_close(c);
 		goto out;
 	}
 	if (events & EPOLLIN)
 		conn_read(c);
 	else if (events & EPOLLHUP)
-		conn_close(c);
+		mn_conn_close(c);
 	if (!c->dead)
-		conn_pump(c);
+		mn_conn_pump(c);
 out:
 	mn_conn_unref(c);
-}
-
-/* A connection the acceptor admitted but no worker took: undo its counts. */
-static void handoff_drop(struct mn_node *n, const struct mn_handoff *h)
-{
-	close(h->fd);
-	mn_admit_release(n->admit, h->peer, true);
-	atomic_fetch_sub(&n->stats.connections, 1);
-}
-
-static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct mn_conn *c = calloc(1, sizeof(*c));
-	int r;
-
-	if (!c) {
-		handoff_drop(w->node, h);
-		return;
-	}
-	c->fd = h->fd;
-	c->w = w;
-	r = mn_tls_conn_init(&c->io, w->node->tls, h->fd);
-	if (r < 0) {
-		handoff_drop(w->node, h);
-		free(c);
-		return;
-	}
-	c->tls_hs = r > 0;          /* the handshake comes first */
-	c->hs_want = EPOLLIN;
-	c->refs = 1;
-	c->out.tail = &c->out.head;
-	c->ev = EPOLLIN;
-	c->peer = h->peer;
-	c->unauth = true;
-	c->born_ns = c->active_ns = now_ns();
-	ev.data.ptr = c;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
-		fio_done(&c->io, false);
-		handoff_drop(w->node, h);
-		free(c);
-		return;
-	}
-	c->next = w->conns;
-	if (w->conns)
-		w->conns->prev = c;
-	w->conns = c;
-}
-
-/* ---- cross-thread replies --------------------------------------------------- */
-
-void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op)
-{
-	ob->conn = c;
-	ob->start_ns = start_ns;
-	ob->op = op;
-	ob->push = false;
-	mn_postq_push(&c->w->posts, ob);
-}
-
-void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob)
-{
-	mn_conn_ref(c);          /* dropped when the worker takes it */
-	ob->conn = c;
-	ob->push = true;
-	mn_postq_push(&c->w->posts, ob);
-}
-
-static void worker_take_posts(struct mn_worker *w, bool deliver)
-{
-	struct mn_obuf *list = mn_postq_take(&w->posts);
-
-	while (list) {
-		struct mn_obuf *ob = list;
-		struct mn_conn *c = ob->conn;
-
-		list = ob->next;
-		ob->conn = NULL;
-		if (deliver && !c->dead) {
-			if (!ob->push) {
-				c->async--;
-				hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
-			}
-			mn_conn_queue(c, ob);
-			conn_pump(c);
-		} else {
-			free(ob);
-		}
-		mn_conn_unref(c);
-	}
-}
-
-/* ---- workers ------------------------------------------------------------------ */
-
-static void worker_new_conns(struct mn_worker *w)
-{
-	struct mn_handoff hs[64];
-	ssize_t n = read(w->pipe_rd, hs, sizeof(hs));
-
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(hs[0]); i++)
-		conn_new(w, &hs[i]);
-}
-
-/* How often a worker looks for connections past their timeouts (ms). */
-static int sweep_period_ms(const struct mn_limits *lim)
-{
-	unsigned t = lim->handshake_ms;
-
-	if (lim->idle_ms && lim->idle_ms < t)
-		t = lim->idle_ms;
-	return (int)MIN(MAX(t / 8, 20u), 1000u);
-}
-
-/* Close the connections past the handshake or the idle timeout, or of revoked nodes. */
-static void worker_sweep(struct mn_worker *w)
-{
-	const struct mn_limits *lim = &w->node->limits;
-	uint64_t now = now_ns(), gen = atomic_load(&w->node->revoked.gen);
-	bool revoked = gen != w->revoke_gen;   /* a new revocation list */
-	struct mn_conn *c, *next;
-
-	w->revoke_gen = gen;
-	for (c = w->conns; c; c = next) {
-		uint64_t id = c->auth.hs.has_cert ? c->auth.hs.cert.node_id : c->auth.hs.peer_id;
-
-		next = c->next;
-		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
-			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
-			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
-			conn_close(c);
-		} else if (!c->auth.hs.authed) {
-			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
-				continue;
-			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
-			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
-			conn_close(c);
-		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big && !c->auth.dir_chan &&
-			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
-			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
-			log_debug("peer %llu idle for %u ms: closing",
-				  (unsigned long long)c->auth.hs.peer_id, lim->idle_ms);
-			conn_close(c);
-		}
-	}
-}
-
-/* epoll_wait's timeout: none without connections, else until the next sweep. */
-static int worker_wait_ms(struct mn_worker *w)
-{
-	uint64_t now = now_ns();
-
-	if (!w->conns)
-		return -1;
-	if (w->next_sweep_ns && now >= w->next_sweep_ns)
-		worker_sweep(w);
-	if (!w->next_sweep_ns || now >= w->next_sweep_ns)
-		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
-	return net_ms_left(w->next_sweep_ns);
-}
-
-static void *worker_main(void *arg)
-{
-	struct mn_worker *w = arg;
-	struct mn_node *n = w->node;
-	struct epoll_event evs[64];
-
-	thread_start("mn-worker", THREAD_QUICK_SLICE_NS);
-	while (!atomic_load(&n->stopping)) {
-		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), worker_wait_ms(w));
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("worker %u: epoll_wait: %s", w->idx, strerror(errno));
-			break;
-		}
-		for (int i = 0; i < k; i++) {
-			void *ptr = evs[i].data.ptr;
-
-			if (ptr == &w->pipe_tag) {
-				worker_new_conns(w);
-			} else if (ptr == &w->wake_tag) {
-				worker_take_posts(w, true);
-				if (atomic_load(&n->revoked.gen) != w->revoke_gen)
-					worker_sweep(w);
-			} else {
-				conn_event(ptr, evs[i].events);
-			}
-		}
-		worker_bury(w);
-	}
-	while (w->conns)
-		conn_close(w->conns);
-	worker_bury(w);
-	return NULL;
-}
-
-static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
-{
-	struct epoll_event ev = { .events = EPOLLIN };
-	int p[2], r;
-
-	w->node = n;
-	w->idx = idx;
-	w->epfd = w->pipe_rd = w->pipe_wr = w->posts.efd = -1;
-	r = mn_postq_init(&w->posts);
-	if (r < 0)
-		return r;
-
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (w->epfd < 0)
-		return -errno;
-	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-		return -errno;
-	w->pipe_rd = p[0];
-	w->pipe_wr = p[1];
-	ev.data.ptr = &w->pipe_tag;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->pipe_rd, &ev) < 0)
-		return -errno;
-	ev.data.ptr = &w->wake_tag;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->posts.efd, &ev) < 0)
-		return -errno;
-	return 0;
-}
-
-static void worker_destroy(struct mn_worker *w)
-{
-	struct mn_handoff pending[64];
-	ssize_t k;
-
-	/* Connections handed over but never picked up. */
-	if (w->pipe_rd >= 0) {
-		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0)
-			for (ssize_t i = 0; i < k / (ssize_t)sizeof(pending[0]); i++)
-				handoff_drop(w->node, &pending[i]);
-	}
-	while (w->conns)
-		conn_close(w->conns);
-	worker_take_posts(w, false);
-	worker_bury(w);
-	if (w->epfd >= 0)
-		close(w->epfd);
-	if (w->pipe_rd >= 0)
-		close(w->pipe_rd);
-	if (w->pipe_wr >= 0)
-		close(w->pipe_wr);
-	mn_postq_destroy(&w->posts);
-}
-
-int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
-{
-	int r;
-
-	n->listen_fd = listen_fd;
-	n->workers = calloc(nworkers, sizeof(*n->workers));
-	if (!n->workers)
-		return -ENOMEM;
-	for (unsigned i = 0; i < nworkers; i++) {
-		n->nworkers = i + 1;     /* mn_server_stop() cleans up what got this far */
-		r = worker_init(&n->workers[i], n, i);
-		if (r < 0)
-			return r;
-	}
-	for (unsigned i = 0; i < nworkers; i++) {
-		r = -pthread_create(&n->workers[i].thread, NULL, worker_main, &n->workers[i]);
-		if (r < 0)
-			return r;
-		n->workers[i].started = true;
-	}
-	return 0;
-}
-
-void mn_server_stop(struct mn_node *n)
-{
-	atomic_store(&n->stopping, true);
-	mn_server_kick(n);
-	for (unsigned i = 0; i < n->nworkers; i++) {
-		if (n->workers[i].started)
-			pthread_join(n->workers[i].thread, NULL);
-		worker_destroy(&n->workers[i]);
-	}
-	free(n->workers);
-	n->workers = NULL;
-	n->nworkers = 0;
-}
-
-void mn_server_kick(struct mn_node *n)
-{
-	for (unsigned i = 0; i < n->nworkers; i++)
-		if (n->workers[i].posts.efd >= 0)
-			mn_postq_kick(&n->workers[i].posts);
-}
-
-void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)
-{
-	struct mn_handoff h = { .fd = fd, .peer = peer };
-	struct mn_worker *w = &n->workers[n->next_worker++ % n->nworkers];
-
-	atomic_fetch_add(&n->stats.connections, 1);
-	atomic_fetch_add(&n->stats.connections_total, 1);
-	if (write(w->pipe_wr, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
-		log_warn("worker %u is not taking connections", w->idx);
-		handoff_drop(n, &h);
-	}
-}
-
-int mn_server_adopt(struct mn_node *n, int fd)
-{
-	mn_server_handoff(n, fd, NULL);     /* no address: never counted by admission */
-	return 0;
 }

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The memory node's network threads: the acceptor and N workers, each
+ * with its own epoll instance and its own connections (server.c).
+ *
+ * The acceptor (the main thread, accept.c) admits non-blocking sockets and
+ * hands them round-robin to the workers through a pipe per worker. A worker
+ * owns its connections completely. The only cross-thread paths are
+ * mn_conn_post() and mn_conn_push() (the answers of COPY threads and of the
+ * directory, dir.c, and its recalls), through the worker's post queue
+ * (obuf.h); connections are reference-counted so a frame for a client gone
+ * meanwhile is dropped. A recall channel is never closed for idleness; its
+ * closing is told to dir.c.
+ *
+ * Each worker sweeps its connections a few times per timeout period: an
+ * unauthenticated one past the handshake timeout is closed, and so is an
+ * authenticated one idle (nothing read, nothing to write, nothing in
+ * flight) for longer than the idle timeout, if the operator set one.
+ */
+#include "server_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "net.h"
+#include "tlsaccept.h"
+#include "thread.h"
+
+/* The end of a round of events: let go of the connections closed in it. */
+static void worker_bury(struct mn_worker *w)
+{
+	for (struct mn_conn *c; (c = w->closed);) {
+		w->closed = c->next;
+		mn_conn_unref(c);
+	}
+}
+
+/* A connection the acceptor admitted but no worker took: undo its counts. */
+static void handoff_drop(struct mn_node *n, const struct mn_handoff *h)
+{
+	close(h->fd);
+	mn_admit_release(n->admit, h->peer, true);
+	atomic_fetch_sub(&n->stats.connections, 1);
+}
+
+static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct mn_conn *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c) {
+		handoff_drop(w->node, h);
+		return;
+	}
+	c->fd = h->fd;
+	c->w = w;
+	r = mn_tls_conn_init(&c->io, w->node->tls, h->fd);
+	if (r < 0) {
+		handoff_drop(w->node, h);
+		free(c);
+		return;
+	}
+	c->tls_hs = r > 0;          /* the handshake comes first */
+	c->hs_want = EPOLLIN;
+	c->refs = 1;
+	c->out.tail = &c->out.head;
+	c->ev = EPOLLIN;
+	c->peer = h->peer;
+	c->unauth = true;
+	c->born_ns = c->active_ns = now_ns();
+	ev.data.ptr = c;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+		fio_done(&c->io, false);
+		handoff_drop(w->node, h);
+		free(c);
+		return;
+	}
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+}
+
+/* ---- cross-thread replies --------------------------------------------------- */
+
+void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op)
+{
+	ob->conn = c;
+	ob->start_ns = start_ns;
+	ob->op = op;
+	ob->push = false;
+	mn_postq_push(&c->w->posts, ob);
+}
+
+void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob)
+{
+	mn_conn_ref(c);          /* dropped when the worker takes it */
+	ob->conn = c;
+	ob->push = true;
+	mn_postq_push(&c->w->posts, ob);
+}
+
+static void worker_take_posts(struct mn_worker *w, bool deliver)
+{
+	struct mn_obuf *list = mn_postq_take(&w->posts);
+
+	while (list) {
+		struct mn_obuf *ob = list;
+		struct mn_conn *c = ob->conn;
+
+		list = ob->next;
+		ob->conn = NULL;
+		if (deliver && !c->dead) {
+			if (!ob->push) {
+				c->async--;
+				hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
+			}
+			mn_conn_queue(c, ob);
+			mn_conn_pump(c);
+		} else {
+			free(ob);
+		}
+		mn_conn_unref(c);
+	}
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void worker_new_conns(struct mn_worker *w)
+{
+	struct mn_handoff hs[64];
+	ssize_t n = read(w->pipe_rd, hs, sizeof(hs));
+
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(hs[0]); i++)
+		conn_new(w, &hs[i]);
+}
+
+/* How often a worker looks for connections past their timeouts (ms). */
+static int sweep_period_ms(const struct mn_limits *lim)
+{
+	unsigned t = lim->handshake_ms;
+
+	if (lim->idle_ms && lim->idle_ms < t)
+		t = lim->idle_ms;
+	return (int)MIN(MAX(t / 8, 20u), 1000u);
+}
+
+/* Close the connections past the handshake or the idle timeout, or of revoked nodes. */
+static void worker_sweep(struct mn_worker *w)
+{
+	const struct mn_limits *lim = &w->node->limits;
+	uint64_t now = now_ns(), gen = atomic_load(&w->node->revoked.gen);
+	bool revoked = gen != w->revoke_gen;   /* a new revocation list */
+	struct mn_conn *c, *next;
+
+	w->revoke_gen = gen;
+	for (c = w->conns; c; c = next) {
+		uint64_t id = c->auth.hs.has_cert ? c->auth.hs.cert.node_id : c->auth.hs.peer_id;
+
+		next = c->next;
+		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
+			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
+			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
+			mn_conn_close(c);
+		} else if (!c->auth.hs.authed) {
+			if (now - c->born_ns < (uint64_t)lim->handshake_ms * 1000000)
+				continue;
+			atomic_fetch_add(&w->node->stats.handshake_timeouts, 1);
+			log_debug("no authentication within %u ms: closing", lim->handshake_ms);
+			mn_conn_close(c);
+		} else if (lim->idle_ms && !c->out.head && !c->async && !c->big && !c->auth.dir_chan &&
+			   now - c->active_ns >= (uint64_t)lim->idle_ms * 1000000) {
+			atomic_fetch_add(&w->node->stats.idle_timeouts, 1);
+			log_debug("peer %llu idle for %u ms: closing",
+				  (unsigned long long)c->auth.hs.peer_id, lim->idle_ms);
+			mn_conn_close(c);
+		}
+	}
+}
+
+/* epoll_wait's timeout: none without connections, else until the next sweep. */
+static int worker_wait_ms(struct mn_worker *w)
+{
+	uint64_t now = now_ns();
+
+	if (!w->conns)
+		return -1;
+	if (w->next_sweep_ns && now >= w->next_sweep_ns)
+		worker_sweep(w);
+	if (!w->next_sweep_ns || now >= w->next_sweep_ns)
+		w->next_sweep_ns = now + (uint64_t)sweep_period_ms(&w->node->limits) * 1000000;
+	return net_ms_left(w->next_sweep_ns);
+}
+
+static void *worker_main(void *arg)
+{
+	struct mn_worker *w = arg;
+	struct mn_node *n = w->node;
+	struct epoll_event evs[64];
+
+	thread_start("mn-worker", THREAD_QUICK_SLICE_NS);
+	while (!atomic_load(&n->stopping)) {
+		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), worker_wait_ms(w));
+
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("worker %u: epoll_wait: %s", w->idx, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < k; i++) {
+			void *ptr = evs[i].data.ptr;
+
+			if (ptr == &w->pipe_tag) {
+				worker_new_conns(w);
+			} else if (ptr == &w->wake_tag) {
+				worker_take_posts(w, true);
+				if (atomic_load(&n->revoked.gen) != w->revoke_gen)
+					worker_sweep(w);
+			} else {
+				mn_conn_event(ptr, evs[i].events);
+			}
+		}
+		worker_bury(w);
+	}
+	while (w->conns)
+		mn_conn_close(w->conns);
+	worker_bury(w);
+	return NULL;
+}
+
+static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int p[2], r;
+
+	w->node = n;
+	w->idx = idx;
+	w->epfd = w->pipe_rd = w->pipe_wr = w->posts.efd = -1;
+	r = mn_postq_init(&w->posts);
+	if (r < 0)
+		return r;
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return -errno;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	w->pipe_rd = p[0];
+	w->pipe_wr = p[1];
+	ev.data.ptr = &w->pipe_tag;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->pipe_rd, &ev) < 0)
+		return -errno;
+	ev.data.ptr = &w->wake_tag;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->posts.efd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+static void worker_destroy(struct mn_worker *w)
+{
+	struct mn_handoff pending[64];
+	ssize_t k;
+
+	/* Connections handed over but never picked up. */
+	if (w->pipe_rd >= 0) {
+		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0)
+			for (ssize_t i = 0; i < k / (ssize_t)sizeof(pending[0]); i++)
+				handoff_drop(w->node, &pending[i]);
+	}
+	while (w->conns)
+		mn_conn_close(w->conns);
+	worker_take_posts(w, false);
+	worker_bury(w);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->pipe_rd >= 0)
+		close(w->pipe_rd);
+	if (w->pipe_wr >= 0)
+		close(w->pipe_wr);
+	mn_postq_destroy(&w->posts);
+}
+
+int mn_server_start(struct mn_node *n, int listen_fd, unsigned nworkers)
+{
+	int r;
+
+	n->listen_fd = listen_fd;
+	n->workers = calloc(nworkers, sizeof(*n->workers));
+	if (!n->workers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nworkers; i++) {
+		n->nworkers = i + 1;     /* mn_server_stop() cleans up what got this far */
+		r = worker_init(&n->workers[i], n, i);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < nworkers; i++) {
+		r = -pthread_create(&n->workers[i].thread, NULL, worker_main, &n->workers[i]);
+		if (r < 0)
+			return r;
+		n->workers[i].started = true;
+	}
+	return 0;
+}
+
+void mn_server_stop(struct mn_node *n)
+{
+	atomic_store(&n->stopping, true);
+	mn_server_kick(n);
+	for (unsigned i = 0; i < n->nworkers; i++) {
+		if (n->workers[i].started)
+			pthread_join(n->workers[i].thread, NULL);
+		worker_destroy(&n->workers[i]);
+	}
+	free(n->workers);
+	n->workers = NULL;
+	n->nworkers = 0;
+}
+
+void mn_server_kick(struct mn_node *n)
+{
+	for (unsigned i = 0; i < n->nworkers; i++)
+		if (n->workers[i].posts.efd >= 0)
+			mn_postq_kick(&n->workers[i].posts);
+}
+
+void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer)
+{
+	struct mn_handoff h = { .fd = fd, .peer = peer };
+	struct mn_worker *w = &n->workers[n->next_worker++ % n->nworkers];
+
+	atomic_fetch_add(&n->stats.connections, 1);
+	atomic_fetch_add(&n->stats.connections_total, 1);
+	if (write(w->pipe_wr, &h, sizeof(h)) != (ssize_t)sizeof(h)) {
+		log_warn("worker %u is not taking connections", w->idx);
+		handoff_drop(n, &h);
+	}
+}
+
+int mn_server_adopt(struct mn_node *n, int fd)
+{
+	mn_server_handoff(n, fd, NULL);     /* no address: never counted by admission */
+	return 0;
+}

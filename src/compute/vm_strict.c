@@ -70,7 +70,9 @@ static int channel_open(struct vm_recaller *rr, struct mnc **ret)
 {
 	struct vm *vm = rr->vm;
 	struct vm_shared s;
-	struct mnc_opts o = { .key = vm->env.key, .node_id = vm->env.node_id };
+	/* PROTO_FEAT_DIR_CONN: served on the directory's own worker, with the requests. */
+	struct mnc_opts o = { .key = vm->env.key, .node_id = vm->env.node_id,
+			      .features = PROTO_FEAT_ALL | PROTO_FEAT_DIR_CONN };
 	_cleanup_mnc_ struct mnc *c = NULL;
 	int r;
 

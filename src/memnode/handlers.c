@@ -86,7 +86,7 @@ static struct hs_server hs_of(const struct mn_node *n)
 {
 	return (struct hs_server){
 		.key = &n->key, .grant_key = n->grant_key, .node_id = n->node_id,
-		.features = PROTO_FEAT_ALL,
+		.features = PROTO_FEAT_ALL | PROTO_FEAT_DIR_CONN,
 	};
 }
 
@@ -127,6 +127,8 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 		return r;
 	/* Keep the connection: AUTH comes next. */
 	mn_conn_keep_open(c);
+	if (a->features & PROTO_FEAT_DIR_CONN)
+		mn_conn_dir_worker(c);
 	return 0;
 }
 

@@ -668,9 +668,9 @@ static int run(const struct mn_opts *o)
 	atomic_store(&n->stopping, true);
 	mn_copy_join_all(n);
 out_server:
+	http_server_stop(http);   /* its metrics read the workers and the directory */
 	mn_dir_stop(n->dir);      /* nothing more is posted to the workers */
 	mn_server_stop(n);
-	http_server_stop(http);
 out_table:
 	mn_dir_free(n->dir);      /* the connections it still points at */
 	mn_dirtab_close(n->dirtab);

@@ -230,6 +230,7 @@ struct mn_stats {
 	_Atomic uint64_t revoked_handshake;  /* TLS handshakes of revoked nodes refused */
 	_Atomic uint64_t revoked_hello;      /* HELLOs naming a revoked node refused */
 	_Atomic uint64_t revoked_closed;     /* live connections closed by a new list */
+	_Atomic uint64_t dir_conn_moves;     /* directory connections moved to worker 0 */
 	struct hist latency[PROTO_OP_MAX];
 };
 
@@ -283,6 +284,8 @@ int mn_server_adopt(struct mn_node *n, int fd);
 void mn_server_stop(struct mn_node *n);
 /* Wake every worker (a new revocation list). Safe from any thread. */
 void mn_server_kick(struct mn_node *n);
+/* The connections worker idx serves now (0 for no such worker). */
+unsigned mn_server_worker_conns(struct mn_node *n, unsigned idx);
 /* Hand an admitted connection (non-blocking fd) to a worker; closes it on failure. */
 void mn_server_handoff(struct mn_node *n, int fd, struct mn_peer *peer);
 
@@ -308,6 +311,8 @@ struct mn_node *mn_conn_node(struct mn_conn *c);
 /* Close once the queued replies are written (protocol errors), or cancel that. */
 void mn_conn_close_after_reply(struct mn_conn *c);
 void mn_conn_keep_open(struct mn_conn *c);
+/* Serve c on the directory's worker once this frame is answered (HELLO with PROTO_FEAT_DIR_CONN). */
+void mn_conn_dir_worker(struct mn_conn *c);
 /* Take a reference for a reply that another thread will post later (worker thread). */
 void mn_conn_hold(struct mn_conn *c);
 /*

@@ -111,12 +111,7 @@ void mn_conn_close(struct mn_conn *c)
 	fio_done(&c->io, !c->tls_hs);
 	close(c->fd);
 	c->fd = -1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	mn_worker_unlink(w, c);
 	mn_outq_clear(&c->out);
 	free(c->rbuf);
 	c->rbuf = NULL;
@@ -215,7 +210,8 @@ static void conn_preauth_oversize(struct mn_conn *c, const struct proto_hdr *h)
 /* Take every complete frame out of the input buffer. */
 static void conn_parse(struct mn_conn *c)
 {
-	while (!c->dead && !c->closing && !c->big && !conn_over_cap(c)) {
+	/* to_dir: nothing after the HELLO is taken here (mn_conn_move_to_dir). */
+	while (!c->dead && !c->closing && !c->big && !c->to_dir && !conn_over_cap(c)) {
 		size_t avail = c->rlen - c->rpos;
 		const uint8_t *p = c->rbuf + c->rpos;
 		struct proto_hdr h;
@@ -332,6 +328,8 @@ void mn_conn_pump(struct mn_conn *c)
 		conn_parse(c);
 		if (c->dead)
 			return;
+		if (c->to_dir && mn_conn_move_to_dir(c) > 0)
+			return;        /* the directory's worker goes on with it */
 		blocked = conn_over_cap(c);    /* parsing stopped at the cap */
 		if (conn_flush(c) < 0) {
 			mn_conn_close(c);

@@ -25,15 +25,17 @@ struct mn_worker {
 	struct mn_postq posts;   /* frames from other threads; its eventfd also wakes for stop */
 	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
 	struct mn_conn *conns;
+	_Atomic unsigned nconns; /* in conns (the metrics read it) */
 	struct mn_conn *closed;  /* closed in this round of events: freed after it */
 	uint64_t next_sweep_ns;
 	uint64_t revoke_gen;     /* the revocation list last applied */
 };
 
-/* A connection handed from the acceptor to a worker. */
+/* A connection handed to a worker: a new one from the acceptor, or one moved from another worker. */
 struct mn_handoff {
 	int fd;
 	struct mn_peer *peer;
+	struct mn_conn *conn;    /* moved (mn_conn_move), else NULL: a new fd */
 };
 
 struct mn_conn {
@@ -47,6 +49,7 @@ struct mn_conn {
 	bool dead;
 	bool closing;            /* stop reading; close once the queue is written */
 	uint32_t ev;             /* epoll events registered */
+	bool to_dir;             /* move to the directory's worker (mn_conn_dir_worker) */
 	struct mn_conn_auth auth;
 	struct mn_peer *peer;    /* its address's admission counts */
 	bool unauth;             /* still counted as unauthenticated */
@@ -69,5 +72,16 @@ void mn_conn_close(struct mn_conn *c);
 void mn_conn_pump(struct mn_conn *c);
 /* Handle epoll events on c (its worker's thread). */
 void mn_conn_event(struct mn_conn *c, uint32_t events);
+
+/* Add c to w's list, and take it off (w's thread). */
+void mn_worker_link(struct mn_worker *w, struct mn_conn *c);
+void mn_worker_unlink(struct mn_worker *w, struct mn_conn *c);
+/*
+ * Hand c (to_dir set) over to the directory's worker: from c's worker's
+ * thread, at the end of its events, before AUTH (nothing else knows c).
+ * 1: moved, and the caller must not touch c any more; 0: c is there
+ * already, or could not move (logged) and stays.
+ */
+int mn_conn_move_to_dir(struct mn_conn *c);
 
 #endif /* DISAGG_MEMNODE_SERVER_INT_H */

@@ -16,6 +16,7 @@
  *   connections                     open client connections
  *   connections_total               connections accepted
  *   connections_unauthenticated     open connections that have not authenticated
+ *   worker_connections{worker}      open connections each worker thread serves
  *   connections_rejected_total{reason}  connections refused: "max_conns" (the
  *                                   node's cap), "per_addr" (their address's
  *                                   cap), "unauthenticated" (the caps on
@@ -53,6 +54,8 @@
  *   dir_holders, dir_sections       holders attached, sections in strict use, now
  *   dir_reclaimed_pages_total       pages handed back by their holders after a restart
  *   dir_grace_sections              sections waiting for their holders after a restart, now
+ *   dir_conn_moves_total            directory connections (PROTO_FEAT_DIR_CONN) moved to
+ *                                   worker 0 after their HELLO, which serves them all
  */
 #include "memnode.h"
 
@@ -162,6 +165,12 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_gauge(&sb, "disagg_memnode_connections_unauthenticated",
 		      "Open connections that have not authenticated yet.", "",
 		      (double)mn_admit_unauth(n->admit));
+	for (unsigned i = 0; i < n->nworkers; i++) {
+		snprintf(labels, sizeof(labels), "worker=\"%u\"", i);
+		metrics_gauge(&sb, "disagg_memnode_worker_connections",
+			      i == 0 ? "Open connections each worker thread serves." : NULL, labels,
+			      (double)mn_server_worker_conns(n, i));
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(conn_counters); i++)
 		metrics_counter(&sb, conn_counters[i].name, conn_counters[i].help,
 				conn_counters[i].labels,
@@ -211,6 +220,9 @@ char *mn_stats_render(struct mn_node *n)
 			"Live connections closed because their node was revoked.", "",
 			atomic_load(&s->revoked_closed));
 	stats_dir(&sb, mn_dir_counters(n->dir));
+	metrics_counter(&sb, "disagg_memnode_dir_conn_moves_total",
+			"Directory connections moved to worker 0, which serves them all.", "",
+			atomic_load(&s->dir_conn_moves));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

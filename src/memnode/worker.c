@@ -81,10 +81,93 @@ static void conn_new(struct mn_worker *w, const struct mn_handoff *h)
 		free(c);
 		return;
 	}
+	mn_worker_link(w, c);
+}
+
+void mn_worker_link(struct mn_worker *w, struct mn_conn *c)
+{
+	c->prev = NULL;
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
+	atomic_fetch_add(&w->nconns, 1);
+}
+
+void mn_worker_unlink(struct mn_worker *w, struct mn_conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	atomic_fetch_sub(&w->nconns, 1);
+}
+
+/* ---- the directory's worker ------------------------------------------------- */
+
+/*
+ * Directory traffic on one worker: a connection that offers
+ * PROTO_FEAT_DIR_CONN in HELLO (recall channels and the connections that
+ * send DIR_READ and DIR_WRITE) moves to worker 0 once its HELLO is
+ * answered. A hand-over is then served on one thread: the request, the
+ * recall it sends to the holder, the holder's answer and the reply it
+ * unblocks. Spread over workers, the recall and the reply would each be
+ * a post to another thread, a wake-up on the other CPU (docs/operations.md,
+ * "Threads and scheduling"). Before AUTH nothing else knows the connection
+ * (no COPY, no directory entry), so no post can be on its way to the old
+ * worker while it moves.
+ */
+void mn_conn_dir_worker(struct mn_conn *c)
+{
+	c->to_dir = true;
+}
+
+int mn_conn_move_to_dir(struct mn_conn *c)
+{
+	struct mn_worker *w = c->w, *to = &w->node->workers[0];
+	struct mn_handoff h = { .fd = c->fd, .peer = c->peer, .conn = c };
+	struct epoll_event ev = { .events = c->ev, .data.ptr = c };
+
+	c->to_dir = false;
+	if (to == w)
+		return 0;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) < 0)
+		return 0;
+	mn_worker_unlink(w, c);
+	c->w = to;
+	/* The write publishes c: from here on it is the other worker's. */
+	if (write(to->pipe_wr, &h, sizeof(h)) == (ssize_t)sizeof(h)) {
+		atomic_fetch_add(&w->node->stats.dir_conn_moves, 1);
+		return 1;
+	}
+	log_warn("worker %u is not taking connections: a directory connection stays on %u",
+		 to->idx, w->idx);
+	c->w = w;
+	mn_worker_link(w, c);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+		mn_conn_close(c);
+	return 0;
+}
+
+/* A moved connection arrives: watch it and go on with what it has buffered. */
+static void conn_adopt(struct mn_worker *w, struct mn_conn *c)
+{
+	struct epoll_event ev = { .events = c->ev, .data.ptr = c };
+
+	mn_worker_link(w, c);
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		mn_conn_close(c);
+		return;
+	}
+	mn_conn_pump(c);
+}
+
+unsigned mn_server_worker_conns(struct mn_node *n, unsigned idx)
+{
+	return idx < n->nworkers ? atomic_load(&n->workers[idx].nconns) : 0;
 }
 
 /* ---- cross-thread replies --------------------------------------------------- */
@@ -137,8 +220,12 @@ static void worker_new_conns(struct mn_worker *w)
 	struct mn_handoff hs[64];
 	ssize_t n = read(w->pipe_rd, hs, sizeof(hs));
 
-	for (ssize_t i = 0; i < n / (ssize_t)sizeof(hs[0]); i++)
-		conn_new(w, &hs[i]);
+	for (ssize_t i = 0; i < n / (ssize_t)sizeof(hs[0]); i++) {
+		if (hs[i].conn)
+			conn_adopt(w, hs[i].conn);
+		else
+			conn_new(w, &hs[i]);
+	}
 }
 
 /* How often a worker looks for connections past their timeouts (ms). */
@@ -271,8 +358,12 @@ static void worker_destroy(struct mn_worker *w)
 	/* Connections handed over but never picked up. */
 	if (w->pipe_rd >= 0) {
 		while ((k = read(w->pipe_rd, pending, sizeof(pending))) > 0)
-			for (ssize_t i = 0; i < k / (ssize_t)sizeof(pending[0]); i++)
-				handoff_drop(w->node, &pending[i]);
+			for (ssize_t i = 0; i < k / (ssize_t)sizeof(pending[0]); i++) {
+				if (pending[i].conn)
+					mn_worker_link(w, pending[i].conn);   /* closed below */
+				else
+					handoff_drop(w->node, &pending[i]);
+			}
 	}
 	while (w->conns)
 		mn_conn_close(w->conns);
@@ -314,11 +405,12 @@ void mn_server_stop(struct mn_node *n)
 {
 	atomic_store(&n->stopping, true);
 	mn_server_kick(n);
-	for (unsigned i = 0; i < n->nworkers; i++) {
+	/* All stopped before any is destroyed: one may still move a connection to another. */
+	for (unsigned i = 0; i < n->nworkers; i++)
 		if (n->workers[i].started)
 			pthread_join(n->workers[i].thread, NULL);
+	for (unsigned i = 0; i < n->nworkers; i++)
 		worker_destroy(&n->workers[i]);
-	}
 	free(n->workers);
 	n->workers = NULL;
 	n->nworkers = 0;

@@ -51,6 +51,7 @@ FEAT_DIR_TAG = 64                      # directory holders (node, tag)
 FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
 FEAT_DIR_RECLAIM = 256                 # DIR_RECLAIM, DIR_GRACE (a restarted directory)
 FEAT_BLK = 512                         # a device node: BLK_* and VOL_*
+FEAT_DIR_CONN = 1024                   # a hint: directory traffic, served on the node's worker 0
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.

@@ -79,7 +79,8 @@ def metrics(d):
     text = urllib.request.urlopen(f"http://{d.http}/metrics", timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
-        if line.startswith("disagg_memnode_dir_") or line.startswith("disagg_memnode_requests"):
+        if line.startswith(("disagg_memnode_dir_", "disagg_memnode_requests",
+                            "disagg_memnode_worker_", "disagg_memnode_connections_total")):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
@@ -159,6 +160,50 @@ def test_invalidate_then_downgrade_moves_the_page_between_two_holders(memnodes, 
     assert m["disagg_memnode_dir_holders_lost_total"] == 0
     a.close()
     b.close()
+
+
+def test_directory_connections_are_served_by_worker_0(memnodes, key):
+    """A connection that offers FEAT_DIR_CONN moves to worker 0 once its
+    HELLO is answered, so that a recall and the reply it unblocks stay on
+    one thread; the others stay spread over the workers, and the moved
+    ones work as any other (over TLS when the tests run it)."""
+    workers = 3
+    d = start(memnodes, extra_args=["--workers", str(workers)])
+    sec, gen = section(d, key)
+
+    def per_worker():
+        m = metrics(d)
+        return [m[f'disagg_memnode_worker_connections{{worker="{i}"}}'] for i in range(workers)]
+
+    others = [plain(key, d, C, sec, gen) for _ in range(workers)]
+    assert dp.wait_for(lambda: per_worker() == [1] * workers)   # round robin, one each
+    m = metrics(d)
+    assert m["disagg_memnode_dir_conn_moves_total"] == 0
+    first = int(m["disagg_memnode_connections_total"]) % workers   # where the next one goes
+
+    feats = dp.FEAT_ALL | dp.FEAT_DIR_CONN
+    a = Holder(d, key, A, sec, gen, features=feats).attach()
+    b = Holder(d, key, B, sec, gen, features=feats).attach()
+    assert a.chan_conn.info["features"] & dp.FEAT_DIR_CONN
+    assert per_worker() == [1 + 4] + [1] * (workers - 1)
+    moved = sum(1 for k in range(4) if (first + k) % workers != 0)
+    assert metrics(d)["disagg_memnode_dir_conn_moves_total"] == moved
+
+    # A hand-over between the moved connections: B's write recalls A's copy.
+    assert a.read(5) == bytes(PAGE)
+    rid = b.io.send_dir("DIR_WRITE", b.grant, 5)
+    r = a.chan.recall()
+    assert (r["page"], r["mode"]) == (5, dp.INVALIDATE)
+    a.chan.ack(r["seq"])
+    status, data = reply(b.io, rid)
+    assert status == 0 and write_reply(data) == (False, bytes(PAGE))
+    for c, g in others:                            # the ones left where they were
+        assert c.read(g, [(6, 1)]) == bytes(PAGE)
+    a.close()
+    b.close()
+    for c, _ in others:
+        c.close()
+    assert dp.wait_for(lambda: per_worker() == [0] * workers)
 
 
 def test_two_vms_of_one_node_are_two_holders(memnodes, key):

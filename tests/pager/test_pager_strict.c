@@ -49,7 +49,8 @@ struct holder {
 static void *recaller(void *arg)
 {
 	struct holder *h = arg;
-	struct mnc_opts o = { .addr = h->mn->addr, .key = &h->mn->key, .node_id = h->id };
+	struct mnc_opts o = { .addr = h->mn->addr, .key = &h->mn->key, .node_id = h->id,
+			      .features = PROTO_FEAT_ALL | PROTO_FEAT_DIR_CONN };
 	static _Thread_local uint8_t buf[PS];
 	struct mnc *c = NULL;
 	int r = mnc_connect(&o, &c);

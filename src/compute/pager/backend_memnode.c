@@ -3,7 +3,9 @@
  * The "memnode" backend (backend_memnode.h): remote sections on memory
  * nodes through mnclient. A connection (one per pager thread; mnclient is
  * not thread-safe) keeps one mnc per memory-node address, connected on
- * first use. A fetch is one READ request; with spin_us it busy-polls for
+ * first use, and a second one for the coherence directory's requests if
+ * it sends any (PROTO_FEAT_DIR_CONN: the memory node serves those on one
+ * worker, with the recall channels). A fetch is one READ request; with spin_us it busy-polls for
  * the reply that long before it sleeps, which saves the scheduler wakeup
  * on this kind of machine. Write-backs are pipelined (mnc_write_async) and
  * waited for together.
@@ -38,6 +40,7 @@ struct mn_be {
 struct mn_node {
 	char addr[PROTO_MAX_ADDR];
 	struct mnc *c;
+	struct mnc *dc;               /* directory requests (PROTO_FEAT_DIR_CONN), opened on first use */
 	int werr;                     /* first failed write of this round (not fenced), or 0 */
 	int wfenced;                  /* -EKEYREVOKED or -ESTALE seen in this round, or 0 */
 	int wres;                     /* the last round's result (write_result) */
@@ -53,9 +56,10 @@ struct mn_conn {
 	int rstatus;
 };
 
-static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret_node,
+static int mn_get_node(struct mn_conn *c, const char *addr, bool dir, struct mn_node **ret_node,
 		       struct mnc **ret)
 {
+	struct mnc **mp;
 	unsigned i;
 	int r;
 
@@ -66,25 +70,32 @@ static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret
 		if (c->nn == MN_MAX_NODES)
 			return -ENOSPC;
 		snprintf(c->n[i].addr, sizeof(c->n[i].addr), "%s", addr);
-		c->n[i].c = NULL;
+		c->n[i].c = c->n[i].dc = NULL;
 		c->n[i].werr = c->n[i].wfenced = c->n[i].wres = 0;
 		c->nn++;
 	}
-	if (c->n[i].c && mnc_broken(c->n[i].c)) {
-		mnc_close(c->n[i].c);
-		c->n[i].c = NULL;
+	mp = dir ? &c->n[i].dc : &c->n[i].c;
+	if (*mp && mnc_broken(*mp)) {
+		mnc_close(*mp);
+		*mp = NULL;
 	}
-	if (!c->n[i].c) {
+	if (!*mp) {
+		/*
+		 * Directory requests have a connection of their own, which the
+		 * memory node serves on the worker of its recall channels
+		 * (PROTO_FEAT_DIR_CONN); fetches and write-backs stay spread.
+		 */
 		struct mnc_opts o = {
 			.addr = addr,
 			.key = &c->be->key,
 			.node_id = c->be->node_id,
 			.timeout_ms = c->be->timeout_ms,
+			.features = dir ? PROTO_FEAT_ALL | PROTO_FEAT_DIR_CONN : 0,
 		};
 
-		r = mnc_connect(&o, &c->n[i].c);
+		r = mnc_connect(&o, mp);
 		if (r < 0) {
-			c->n[i].c = NULL;
+			*mp = NULL;
 			/*
 			 * Whoever answers at addr is not that memory node (its
 			 * certificate or its HELLO does not check out): for the
@@ -100,7 +111,7 @@ static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret
 			return r;
 		}
 	}
-	*ret = c->n[i].c;
+	*ret = *mp;
 	if (ret_node)
 		*ret_node = &c->n[i];
 	return 0;
@@ -108,7 +119,7 @@ static int mn_get_node(struct mn_conn *c, const char *addr, struct mn_node **ret
 
 static int mn_get(struct mn_conn *c, const char *addr, struct mnc **ret)
 {
-	return mn_get_node(c, addr, NULL, ret);
+	return mn_get_node(c, addr, false, NULL, ret);
 }
 
 static int mn_conn_open(void *priv, void **ret)
@@ -128,7 +139,8 @@ static void mn_reset(void *conn)
 
 	for (unsigned i = 0; i < c->nn; i++) {
 		mnc_close(c->n[i].c);
-		c->n[i].c = NULL;
+		mnc_close(c->n[i].dc);
+		c->n[i].c = c->n[i].dc = NULL;
 		c->n[i].werr = c->n[i].wfenced = 0;
 	}
 	c->wround = false;
@@ -240,7 +252,7 @@ static int mn_write_submit(void *conn, const struct pager_section *s,
 	int r;
 
 	mn_round_begin(c);
-	r = mn_get_node(c, s->addr, &n, &m);
+	r = mn_get_node(c, s->addr, false, &n, &m);
 	if (r < 0)
 		return r;
 	return mnc_write_async(m, &s->grant, ext, next, data, mn_write_done, n);
@@ -300,7 +312,7 @@ static int mn_diff_submit(void *conn, const struct pager_section *s, uint32_t np
 	int r;
 
 	mn_round_begin(c);
-	r = mn_get_node(c, s->addr, &n, &m);
+	r = mn_get_node(c, s->addr, false, &n, &m);
 	if (r < 0)
 		return r;
 	return mnc_write_diff_async(m, &s->grant, npages, body, len, mn_write_done, n);
@@ -333,7 +345,7 @@ static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page
 {
 	struct mn_conn *c = conn;
 	struct mnc *m;
-	int r = mn_get(c, s->addr, &m);
+	int r = mn_get_node(c, s->addr, true, NULL, &m);
 
 	*ret_had_copy = *ret_owned = false;
 	if (r < 0)

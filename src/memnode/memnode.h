@@ -231,6 +231,7 @@ struct mn_stats {
 	_Atomic uint64_t revoked_hello;      /* HELLOs naming a revoked node refused */
 	_Atomic uint64_t revoked_closed;     /* live connections closed by a new list */
 	_Atomic uint64_t dir_conn_moves;     /* directory connections moved to worker 0 */
+	_Atomic uint64_t dir_conns;          /* open connections that offered PROTO_FEAT_DIR_CONN */
 	struct hist latency[PROTO_OP_MAX];
 };
 

@@ -107,6 +107,8 @@ void mn_conn_close(struct mn_conn *c)
 	c->dead = true;
 	if (c->auth.dir_chan)
 		mn_dir_conn_closed(w->node->dir, c);
+	if (c->dir_conn)
+		atomic_fetch_sub(&w->node->stats.dir_conns, 1);
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	fio_done(&c->io, !c->tls_hs);
 	close(c->fd);

@@ -49,7 +49,8 @@ struct mn_conn {
 	bool dead;
 	bool closing;            /* stop reading; close once the queue is written */
 	uint32_t ev;             /* epoll events registered */
-	bool to_dir;             /* move to the directory's worker (mn_conn_dir_worker) */
+	bool to_dir;             /* move to the directory's worker (mn_conn_move_to_dir) */
+	bool dir_conn;           /* counted in stats.dir_conns (mn_conn_dir_worker) */
 	struct mn_conn_auth auth;
 	struct mn_peer *peer;    /* its address's admission counts */
 	bool unauth;             /* still counted as unauthenticated */

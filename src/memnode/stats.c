@@ -56,6 +56,7 @@
  *   dir_grace_sections              sections waiting for their holders after a restart, now
  *   dir_conn_moves_total            directory connections (PROTO_FEAT_DIR_CONN) moved to
  *                                   worker 0 after their HELLO, which serves them all
+ *   dir_connections                 open connections that offered PROTO_FEAT_DIR_CONN
  */
 #include "memnode.h"
 
@@ -223,6 +224,9 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_counter(&sb, "disagg_memnode_dir_conn_moves_total",
 			"Directory connections moved to worker 0, which serves them all.", "",
 			atomic_load(&s->dir_conn_moves));
+	metrics_gauge(&sb, "disagg_memnode_dir_connections",
+		      "Open connections that carry directory traffic (on worker 0).", "",
+		      (double)atomic_load(&s->dir_conns));
 	metrics_counter(&sb, "disagg_memnode_denied_requests_total",
 			"Requests that need the orchestrator's capability, from another node.", "",
 			atomic_load(&s->denied));

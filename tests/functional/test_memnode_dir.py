@@ -186,6 +186,7 @@ def test_directory_connections_are_served_by_worker_0(memnodes, key):
     b = Holder(d, key, B, sec, gen, features=feats).attach()
     assert a.chan_conn.info["features"] & dp.FEAT_DIR_CONN
     assert per_worker() == [1 + 4] + [1] * (workers - 1)
+    assert metrics(d)["disagg_memnode_dir_connections"] == 4
     moved = sum(1 for k in range(4) if (first + k) % workers != 0)
     assert metrics(d)["disagg_memnode_dir_conn_moves_total"] == moved
 
@@ -204,6 +205,7 @@ def test_directory_connections_are_served_by_worker_0(memnodes, key):
     for c, _ in others:
         c.close()
     assert dp.wait_for(lambda: per_worker() == [0] * workers)
+    assert metrics(d)["disagg_memnode_dir_connections"] == 0
 
 
 def test_two_vms_of_one_node_are_two_holders(memnodes, key):

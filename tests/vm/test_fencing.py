@@ -23,9 +23,7 @@ hands the VM over, or, on agents that gave up at their deadline, resumes
 its copy of the guest); when it runs its copy, that copy writes too and
 its pager's write-backs are refused and dropped without failing it.
 """
-import http.client
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -54,22 +52,6 @@ def fence(mn, key, sections, epoch):
             mnid, _, sec, gen, *_ = dproto.GRANT.unpack(bytes.fromhex(s["grant"]))
             g = dproto.mint_grant(key, mnid, ORCH, sec, gen, dproto.R_WRITE, epoch=epoch)
             assert c.fence(g) == epoch
-
-
-def metric(text, name):
-    m = re.search(r"^" + re.escape(name) + r"(?:\{[^}]*\})? (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
-
-
-def memnode_metric(mn, name):
-    addr = re.search(r" http (\S+)", mn.ready_line).group(1)
-    host, port = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        c.request("GET", "/metrics")
-        return metric(c.getresponse().read().decode(), name)
-    finally:
-        c.close()
 
 
 def qmp_queued(agent, name):
@@ -133,7 +115,7 @@ def test_frozen_source_cannot_overwrite_after_handover(cluster, key):
     # The new owner writes, and writes back.
     a2.guest("z", "REWRITE 1 72")
     a2.call("POST", "/v1/vms/z/flush")
-    refused0 = memnode_metric(mn, "disagg_memnode_fenced_requests_total")
+    refused0 = mn.metric("disagg_memnode_fenced_requests_total")
 
     # The old owner's late write-backs and frees: refused, never applied.
     with mn.conn(as_node=1) as old:
@@ -152,7 +134,7 @@ def test_frozen_source_cannot_overwrite_after_handover(cluster, key):
                 raise AssertionError(f"the old owner freed section {sec}")
             except dproto.ProtoError as e:
                 assert e.status == dproto.ST["FENCED"], e
-    assert memnode_metric(mn, "disagg_memnode_fenced_requests_total") == refused0 + 4 * 9
+    assert mn.metric("disagg_memnode_fenced_requests_total") == refused0 + 4 * 9
     assert mn.count() == before + 4
     if zombie:
         # Its copy of the guest writes, and its pager writes back: dropped.

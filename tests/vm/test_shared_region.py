@@ -183,6 +183,9 @@ def test_strict_counter_and_litmus(pair):
     assert a1.guest("va", f"RPEEK {PCI0} 64")["value"] == 40000
     pa, pb = a1.status("va")["pager"], a2.status("vb")["pager"]
     assert pa["errors"] == 0 and pb["errors"] == 0, (pa, pb)
+    # Each agent's recall channel and directory requests offered the hint
+    # that keeps them on the memory node's worker 0 (test_memnode_dir).
+    assert mn.metric("disagg_memnode_dir_connections") == 4
 
     for test in ("mp", "sb"):
         a1.guest("va", f"RLITMUS {test} {PCI0} 0 2000")

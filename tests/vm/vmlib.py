@@ -256,6 +256,18 @@ class Memnode(Proc):
     def conn(self, as_node=900):
         return dproto.Conn(self.addr).login(self.key, as_node)
 
+    def metric(self, name):
+        """A sample of its /metrics (the first, whatever its labels), or None."""
+        host, port = self.http.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+        finally:
+            c.close()
+        m = re.search(r"^" + re.escape(name) + r"(?:\{[^}]*\})? (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
     def count(self):
         """Allocated sections on this node."""
         with self.conn() as c:

@@ -11,6 +11,7 @@ import pathlib
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -205,6 +206,38 @@ def test_directory_connections_are_served_by_worker_0(memnodes, key):
     for c, _ in others:
         c.close()
     assert dp.wait_for(lambda: per_worker() == [0] * workers)
+    assert metrics(d)["disagg_memnode_dir_connections"] == 0
+
+
+def test_connections_moving_to_worker_0_while_others_come_and_go(memnodes, key):
+    """Many clients at once, half of them offering FEAT_DIR_CONN: every one
+    is served (the moved ones from worker 0), and once they are gone no
+    connection is left counted on any worker."""
+    workers = 4
+    d = start(memnodes, extra_args=["--workers", str(workers)])
+    sec, gen = section(d, key)
+    g = dp.mint_grant(key, d.node_id, C, sec, gen, dp.R_READ | dp.R_WRITE)
+    errors = []
+    dp.Conn(d.addr).login(key, C, orch=False).close()   # C's certificate, made once
+
+    def client(i):
+        try:
+            feats = dp.FEAT_ALL | (dp.FEAT_DIR_CONN if i % 2 else 0)
+            with dp.Conn(d.addr).login(key, C, orch=False, features=feats) as c:
+                assert c.read(g, [(i % 64, 1)]) == bytes(PAGE)
+        except Exception as e:            # noqa: BLE001 - reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    m = metrics(d)
+    assert m["disagg_memnode_dir_conn_moves_total"] >= 16   # 32 hinted, 1 in 4 lands on 0
+    assert dp.wait_for(lambda: [metrics(d)[f'disagg_memnode_worker_connections{{worker="{i}"}}']
+                                for i in range(workers)] == [0] * workers)
     assert metrics(d)["disagg_memnode_dir_connections"] == 0
 
 

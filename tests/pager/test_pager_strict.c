@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "flush.h"
 #include "grant.h"
 #include "mnadmin.h"
 #include "mnclient.h"
@@ -274,6 +275,57 @@ int main(int argc, char **argv)
 		pthread_join(tb, NULL);
 		ok(pa.done && pb.done, "ping-pong of one page between the two: %.1f us a round "
 		   "(two hand-overs)", pa.rtt_us);
+	}
+
+	/*
+	 * Taken pages: page 5 becomes migratory (B's write upgrades its read
+	 * copy right after A's write); A's read then takes it writable, so A's
+	 * write faults no more and B's read gets it through A's recall.
+	 */
+	{
+		volatile uint64_t *pa5 = (uint64_t *)(a.m.mem + 5 * PS), *pb5 = (uint64_t *)(b.m.mem + 5 * PS);
+		volatile uint64_t *pa6 = (uint64_t *)(a.m.mem + 6 * PS), *pb6 = (uint64_t *)(b.m.mem + 6 * PS);
+		struct pager_stats s0, s1;
+		uint64_t v;
+
+		*pa5 = 1;
+		v = *pb5;
+		*pb5 = v + 1;
+		pager_stats(a.m.p, &s0);
+		v = *pa5;                                    /* taken */
+		pager_stats(a.m.p, &s1);
+		ok(v == 2 && s1.strict_taken == s0.strict_taken + 1,
+		   "a read of a migratory page takes it (%llu, taken +%llu)", (unsigned long long)v,
+		   (unsigned long long)(s1.strict_taken - s0.strict_taken));
+		*pa5 = 3;
+		pager_stats(a.m.p, &s0);
+		ok(s0.faults_wp == s1.faults_wp, "the write after the take faults no more (%llu)",
+		   (unsigned long long)(s0.faults_wp - s1.faults_wp));
+		ok(*pb5 == 3, "the other side reads that write through the recall");
+
+		/* B took it back with its read; it only reads: handed back clean. */
+		pager_stats(b.m.p, &s0);
+		v = *pa5;
+		pager_stats(b.m.p, &s1);
+		ok(v == 3 && s1.strict_taken_clean == s0.strict_taken_clean + 1,
+		   "a taken page only read goes back clean (%llu, clean +%llu)", (unsigned long long)v,
+		   (unsigned long long)(s1.strict_taken_clean - s0.strict_taken_clean));
+
+		/*
+		 * A taken page written, written back (the memory node has the new
+		 * content), then written to what it was when taken: still handed
+		 * back as changed, or the memory node's newer content would win.
+		 */
+		*pa6 = 7;
+		v = *pb6;
+		*pb6 = 8;
+		v = *pa6;                                    /* taken, content 8 */
+		*pa6 = 9;
+		r = pager_flush(a.m.p);
+		*pa6 = 8;
+		ok(r == 0 && v == 8 && *pb6 == 8,
+		   "a taken page written back, then set to its taken content, is handed back changed "
+		   "(flush %d, B reads %llu)", r, (unsigned long long)*pb6);
 	}
 
 	pager_stats(a.m.p, &sa);

@@ -42,7 +42,7 @@ void pager_handle_remove(struct pager *p, struct pager_region *r, uint64_t start
 			continue;
 		s = st_get(r, pg);
 		if (s & ST_BUSY) {
-			st_set(r, pg, (uint8_t)((s | ST_RMV) & ~ST_DIRTY));
+			st_set(r, pg, (uint8_t)((s | ST_RMV) & ~(ST_DIRTY | ST_SNAP)));
 		} else {
 			if (s & ST_PRESENT)
 				dropped++;

@@ -53,6 +53,7 @@ enum {
 	ST_REF     = 1u << 4,
 	ST_RMV     = 1u << 5,
 	ST_OWNED   = 1u << 6,   /* strict shared region: the directory made this node the writer */
+	ST_SNAP    = 1u << 7,   /* strict: taken writable, its content as given kept (r->snaps) */
 };
 
 /*
@@ -62,6 +63,19 @@ enum {
  */
 #define PAGER_STRICT_HELD    8
 #define PAGER_STRICT_HOLD_NS 50000ull
+
+/*
+ * Strict regions: a page the directory gives with ownership for a read (a
+ * migratory page) is installed writable, and its content as given is kept
+ * (ST_SNAP) for the last PAGER_STRICT_SNAPS pages taken (serve_strict.c,
+ * "Taken pages").
+ */
+#define PAGER_STRICT_SNAPS 16
+
+struct pager_snap {
+	uint64_t pg;                 /* UINT64_MAX: free */
+	uint8_t data[PAGER_PAGE_SIZE];
+};
 
 struct pager_region {
 	unsigned idx;
@@ -91,6 +105,8 @@ struct pager_region {
 	/* strict: the last pages the directory gave us, and when (the hold window, p->lock) */
 	uint64_t held_pg[PAGER_STRICT_HELD], held_ns[PAGER_STRICT_HELD];
 	unsigned held_next;
+	struct pager_snap *snaps;    /* strict: PAGER_STRICT_SNAPS of them (p->lock) */
+	unsigned snap_next;
 	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
 	bool release;                /* shared, mode release: twins and diffs (release.c) */
 	uint8_t **twin;              /* release, per page: its content when first written (p->lock) */

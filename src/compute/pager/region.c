@@ -98,6 +98,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->fence);
 	free(r->resets);
 	free((void *)r->dir_rx);
+	free(r->snaps);
 	for (uint64_t pg = 0; r->twin && pg < r->npages; pg++)
 		free(r->twin[pg]);
 	free(r->twin);
@@ -163,6 +164,15 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	if (r->strict && !p->cfg.backend->ops->dir_fetch) {
 		pager_region_free(r);
 		return -EOPNOTSUPP;   /* no coherence directory behind this backend */
+	}
+	if (r->strict) {
+		r->snaps = calloc(PAGER_STRICT_SNAPS, sizeof(*r->snaps));
+		if (!r->snaps) {
+			pager_region_free(r);
+			return -ENOMEM;
+		}
+		for (unsigned i = 0; i < PAGER_STRICT_SNAPS; i++)
+			r->snaps[i].pg = UINT64_MAX;
 	}
 	r->release = rc->shared && !rc->strict && rc->release;
 	r->ctl_armed[0] = r->ctl_armed[1] = true;   /* absent: a store faults */

@@ -9,9 +9,10 @@
  * write-protected), a write fault, or a write-protect fault on a read
  * copy, for ownership (ST_OWNED: installed or made writable, dirty). The
  * directory may answer a read with ownership (a migratory page, moving
- * from writer to writer): the copy is installed write-protected, clean and
- * ST_OWNED. A write-protect fault on a page this node owns (answered so,
- * or written back by the cleaner since) only un-protects it.
+ * from writer to writer): the copy is installed writable and ST_OWNED, its
+ * content as given kept ("Taken pages" below). A write-protect fault on a
+ * page this node owns (written back by the cleaner since) only
+ * un-protects it.
  *
  * While it waits for the directory the page is BUSY. A recall of the same
  * page (pager_strict_recall, from the agent's recall thread) waits for it
@@ -41,6 +42,17 @@
  * ping-pong) thrash: the waiting side's read takes the page back before
  * the vCPU that faulted for it has done its write, which then faults
  * again. Recalls of a page held longer are not delayed.
+ *
+ * Taken pages (ST_SNAP): a page the directory gives with ownership for a
+ * read (a migratory page: the node that takes it is expected to write it
+ * next) is installed writable, so the guest's write that follows does not
+ * fault again, and its content as given is kept. Its recall hands it back
+ * clean if it is still the same: the directory must hear whether the page
+ * was only read, which is what turns its migratory guess off, and the
+ * memory node holds that content already. Only the last PAGER_STRICT_SNAPS
+ * pages taken keep theirs; an older one loses ST_SNAP and counts as
+ * written. A write-back by the cleaner ends ST_SNAP (the memory node has
+ * newer content then), as does a write-protect fault.
  */
 #include "serve_strict.h"
 
@@ -55,6 +67,32 @@
 #include "serve.h"
 #include "source.h"
 #include "uffd_compat.h"
+
+/* Keep taken page pg's content as given (p->lock held). */
+static void snap_keep(struct pager_region *r, uint64_t pg, const void *data)
+{
+	struct pager_snap *sn = NULL;
+
+	for (unsigned i = 0; i < PAGER_STRICT_SNAPS && !sn; i++)
+		if (r->snaps[i].pg == pg)
+			sn = &r->snaps[i];
+	if (!sn) {
+		sn = &r->snaps[r->snap_next++ % PAGER_STRICT_SNAPS];
+		if (sn->pg != UINT64_MAX)
+			st_set(r, sn->pg, st_get(r, sn->pg) & (uint8_t)~ST_SNAP);
+	}
+	sn->pg = pg;
+	memcpy(sn->data, data, PS);
+}
+
+/* Taken page pg (ST_SNAP) has the content it was given (p->lock held). */
+static bool snap_same(const struct pager_region *r, uint64_t pg, const void *data)
+{
+	for (unsigned i = 0; i < PAGER_STRICT_SNAPS; i++)
+		if (r->snaps[i].pg == pg)
+			return memcmp(r->snaps[i].data, data, PS) == 0;
+	return false;
+}
 
 /* Ask the directory; transport failures retried until fail_timeout_ms, like fetches. */
 static int dir_ask(struct pager_fault_ctx *t, struct pager_region *r,
@@ -172,7 +210,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 		/* Ours already: written back by the cleaner since, nothing to ask. */
 		rc = pager_uffd_unprotect_quiet(r, pg, 1);
 		if (rc == 0)
-			st_set(r, pg, st | ST_DIRTY | ST_REF);
+			st_set(r, pg, (st | ST_DIRTY | ST_REF) & (uint8_t)~ST_SNAP);
 		pthread_mutex_unlock(&p->lock);
 		(void)pager_uffd_wake(r, pg, 1);   /* after the unlock: see wake_last */
 		return;
@@ -200,7 +238,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 		rc = had ? -EPROTO :   /* "you have it" about a copy we no longer have */
 			   pager_install_pages(t, r, pg, 1, t->buf,
 					       UFFDIO_COPY_MODE_DONTWAKE |
-						       (write || wp ? 0 : UFFDIO_COPY_MODE_WP));
+						       (write || wp || owned ? 0 : UFFDIO_COPY_MODE_WP));
 	}
 	if (rc < 0) {
 		log_warn("pager %s: strict page %llu: install: %s", p->name,
@@ -215,7 +253,10 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	 * recall that counts this answer must see this state (pager_strict_recall).
 	 */
 	pthread_mutex_lock(&p->lock);
+	if (owned && !write && !wp && !had)
+		snap_keep(r, pg, t->buf);     /* taken: writable, counted written unless unchanged */
 	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0) |
+			      (owned && !write && !wp ? ST_DIRTY | ST_OWNED | ST_SNAP : 0) |
 			      (owned ? ST_OWNED : 0));
 	atomic_fetch_add(&r->dir_rx[sec], 1);
 	r->held_pg[r->held_next] = pg;
@@ -290,7 +331,10 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 			ssize_t n = pread(r->file_fd, buf, PS, (off_t)(r->file_offset + pg * PS));
 
 			rc = n == (ssize_t)PS ? 0 : n < 0 ? -errno : -EIO;
-			*ret_dirty = rc == 0;
+			/* A taken page the guest only read: clean (see "Taken pages"). */
+			*ret_dirty = rc == 0 && !((st & ST_SNAP) && snap_same(r, pg, buf));
+			if (rc == 0 && !*ret_dirty)
+				CTR_ADD(p, strict_taken_clean, 1);
 		}
 		if (rc == 0 && invalidate) {
 			rc = pager_punch(r, pg, 1);
@@ -301,7 +345,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 				dropped = true;
 			}
 		} else if (rc == 0) {
-			st_set(r, pg, st & (uint8_t)~(ST_DIRTY | ST_OWNED));
+			st_set(r, pg, st & (uint8_t)~(ST_DIRTY | ST_OWNED | ST_SNAP));
 		}
 	} else if (!busy) {
 		st_set(r, pg, st & (uint8_t)~ST_OWNED);

@@ -260,13 +260,13 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 			if (cur & ST_PRESENT)
 				dropped++;
 		} else {
-			nv8 = cur & ~(ST_BUSY | ST_DIRTY);
+			nv8 = cur & ~(ST_BUSY | ST_DIRTY | ST_SNAP);
 			if (v[i].wb)
 				nv8 &= (uint8_t)~ST_DISCARD;
 		}
 		if (evict && err) {
 			/* Punch failed: the page is still there, keep it (clean now). */
-			nv8 = (cur & ~(ST_BUSY | ST_DIRTY | ST_RMV)) |
+			nv8 = (cur & ~(ST_BUSY | ST_DIRTY | ST_SNAP | ST_RMV)) |
 			      (v[i].wb ? 0 : (cur & ST_DISCARD));
 			if (cur & ST_PRESENT)
 				dropped--;

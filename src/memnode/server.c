@@ -330,8 +330,8 @@ void mn_conn_pump(struct mn_conn *c)
 		conn_parse(c);
 		if (c->dead)
 			return;
-		if (c->to_dir && mn_conn_move_to_dir(c) > 0)
-			return;        /* the directory's worker goes on with it */
+		if (c->to_dir && (mn_conn_move_to_dir(c) > 0 || c->dead))
+			return;        /* the directory's worker goes on with it, or it was closed */
 		blocked = conn_over_cap(c);    /* parsing stopped at the cap */
 		if (conn_flush(c) < 0) {
 			mn_conn_close(c);

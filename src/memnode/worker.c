@@ -122,6 +122,8 @@ void mn_worker_unlink(struct mn_worker *w, struct mn_conn *c)
  */
 void mn_conn_dir_worker(struct mn_conn *c)
 {
+	if (c->dir_conn)
+		return;              /* HELLO is refused twice anyway (hsserver.c) */
 	c->to_dir = c->dir_conn = true;
 	atomic_fetch_add(&c->w->node->stats.dir_conns, 1);
 }

@@ -320,6 +320,11 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 			pthread_mutex_unlock(&p->admin_lock);
 			return -ETIMEDOUT;
 		}
+		/*
+		 * Polled, not woken by the install: woken at once, the recall
+		 * took the page back before the vCPU had used it (bench/README,
+		 * "Taken pages installed writable", tried).
+		 */
 		usleep(20);
 		pthread_mutex_lock(&p->lock);
 	}

@@ -323,7 +323,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 		/*
 		 * Polled, not woken by the install: woken at once, the recall
 		 * took the page back before the vCPU had used it (bench/README,
-		 * "Taken pages installed writable", tried).
+		 * "The ping-pong's ticks", tried and dropped).
 		 */
 		usleep(20);
 		pthread_mutex_lock(&p->lock);

@@ -174,7 +174,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	uint64_t pg = (addr - r->base) / PS, sec = pg / p->sec_pages;
 	const struct pager_section *s = &r->sections[sec];
 	uint32_t page = (uint32_t)(pg % p->sec_pages);
-	bool had = false, owned = false, present, dropped;
+	bool had = false, owned = false, present, dropped, taken;
 	uint64_t t0 = now_ns();
 	uint8_t st;
 	int rc;
@@ -225,6 +225,8 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 		unclaim(p, r, pg, st, false);
 		return;
 	}
+	/* Ownership for a read: installed writable, its content kept ("Taken pages"). */
+	taken = owned && !write && !wp;
 	pthread_mutex_lock(&p->lock);
 	dropped = present && (st_get(r, pg) & ST_RMV);   /* recalled while we waited */
 	pthread_mutex_unlock(&p->lock);
@@ -238,7 +240,7 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 		rc = had ? -EPROTO :   /* "you have it" about a copy we no longer have */
 			   pager_install_pages(t, r, pg, 1, t->buf,
 					       UFFDIO_COPY_MODE_DONTWAKE |
-						       (write || wp || owned ? 0 : UFFDIO_COPY_MODE_WP));
+						       (write || wp || taken ? 0 : UFFDIO_COPY_MODE_WP));
 	}
 	if (rc < 0) {
 		log_warn("pager %s: strict page %llu: install: %s", p->name,
@@ -253,11 +255,10 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	 * recall that counts this answer must see this state (pager_strict_recall).
 	 */
 	pthread_mutex_lock(&p->lock);
-	if (owned && !write && !wp && !had)
-		snap_keep(r, pg, t->buf);     /* taken: writable, counted written unless unchanged */
-	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp ? ST_DIRTY | ST_OWNED : 0) |
-			      (owned && !write && !wp ? ST_DIRTY | ST_OWNED | ST_SNAP : 0) |
-			      (owned ? ST_OWNED : 0));
+	if (taken)
+		snap_keep(r, pg, t->buf);     /* counted written unless unchanged at its recall */
+	st_set(r, pg, ST_PRESENT | ST_REF | (write || wp || taken ? ST_DIRTY | ST_OWNED : 0) |
+			      (taken ? ST_SNAP : 0));
 	atomic_fetch_add(&r->dir_rx[sec], 1);
 	r->held_pg[r->held_next] = pg;
 	r->held_ns[r->held_next] = now_ns();

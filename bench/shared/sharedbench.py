@@ -36,7 +36,8 @@ Figures, each with the baseline it is judged against, from the same run:
   window, protecting, reading and punching the page), the two agents'
   strict fault service from the fault message to the install
   (agent_fault_us: summed over both guests, whose faults overlap),
-  write-protect faults, hold-window waits and migratory takes. recall_us
+  write-protect faults, hold-window waits (held; held_taken of them for
+  a taken page not written yet) and migratory takes. recall_us
   minus recall_served_us is the fabric and the wake-ups of the recall.
 - readmostly_ratio: two readers in each guest read 16 MiB of a strict
   region after a warm-up pass (read copies everywhere), against the same
@@ -89,7 +90,7 @@ BREAKDOWN = ("strict_pingpong_p50_us", "strict_pingpong_p90_us", "strict_pingpon
              "strict_pingpong_p50_ratio", "strict_pingpong_slow_share",
              "pingpong_dir_requests", "pingpong_dir_writes", "pingpong_dir_us", "pingpong_recall_us",
              "pingpong_recall_served_us", "pingpong_agent_fault_us", "pingpong_wp_faults",
-             "pingpong_held", "pingpong_taken")
+             "pingpong_held", "pingpong_held_taken", "pingpong_taken")
 READ_PAIRS = 3
 PCI_STRICT = "0000:00:10.0"
 PCI_EXCL = "0000:00:11.0"
@@ -178,12 +179,13 @@ def pingpong_breakdown(before, after, rounds, rtt_us):
     n_dir = sum(d(m1, m0, "disagg_memnode_request_seconds_count", op=o) for o in ops)
     t_dir = sum(d(m1, m0, "disagg_memnode_request_seconds_sum", op=o) for o in ops)
     t_rec = d(m1, m0, "disagg_memnode_dir_recall_seconds_sum")
-    t_agent = t_served = wp = held = taken = 0.0
+    t_agent = t_served = wp = held = held_taken = taken = 0.0
     for (vm, x0), (_, x1) in zip(a0, a1):
         t_agent += d(x1, x0, "disagg_pager_strict_fault_seconds_sum", vm=vm)
         t_served += d(x1, x0, "disagg_pager_strict_recall_seconds_sum", vm=vm)
         wp += d(x1, x0, "disagg_pager_faults_wp_total", vm=vm)
         held += d(x1, x0, "disagg_pager_strict_held_total", vm=vm)
+        held_taken += d(x1, x0, "disagg_pager_strict_held_taken_total", vm=vm)
         taken += d(x1, x0, "disagg_pager_strict_taken_total", vm=vm)
     out = {"pingpong_dir_requests": n_dir / rounds,
            "pingpong_dir_writes": d(m1, m0, "disagg_memnode_request_seconds_count",
@@ -193,6 +195,7 @@ def pingpong_breakdown(before, after, rounds, rtt_us):
            "pingpong_recall_served_us": t_served * 1e6 / rounds,
            "pingpong_agent_fault_us": t_agent * 1e6 / rounds,
            "pingpong_wp_faults": wp / rounds, "pingpong_held": held / rounds,
+           "pingpong_held_taken": held_taken / rounds,
            "pingpong_taken": taken / rounds}
     return out
 

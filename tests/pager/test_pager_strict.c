@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "cache.h"
 #include "flush.h"
 #include "grant.h"
 #include "mnadmin.h"
@@ -286,7 +287,7 @@ int main(int argc, char **argv)
 		volatile uint64_t *pa5 = (uint64_t *)(a.m.mem + 5 * PS), *pb5 = (uint64_t *)(b.m.mem + 5 * PS);
 		volatile uint64_t *pa6 = (uint64_t *)(a.m.mem + 6 * PS), *pb6 = (uint64_t *)(b.m.mem + 6 * PS);
 		struct pager_stats s0, s1;
-		uint64_t v;
+		uint64_t v, t0, t1;
 
 		*pa5 = 1;
 		v = *pb5;
@@ -301,15 +302,29 @@ int main(int argc, char **argv)
 		pager_stats(a.m.p, &s0);
 		ok(s0.faults_wp == s1.faults_wp, "the write after the take faults no more (%llu)",
 		   (unsigned long long)(s0.faults_wp - s1.faults_wp));
-		ok(*pb5 == 3, "the other side reads that write through the recall");
+		t0 = now_ns();
+		v = *pb5;                                    /* B takes it */
+		pager_stats(a.m.p, &s1);
+		ok(v == 3 && s1.strict_held_taken == s0.strict_held_taken,
+		   "the other side reads that write through the recall, at once (taken holds +%llu)",
+		   (unsigned long long)(s1.strict_held_taken - s0.strict_held_taken));
 
-		/* B took it back with its read; it only reads: handed back clean. */
+		/*
+		 * B only reads: A's read waits for B's taken hold window (B's
+		 * write may still come), then B hands the page back clean.
+		 */
 		pager_stats(b.m.p, &s0);
 		v = *pa5;
+		t1 = now_ns();
 		pager_stats(b.m.p, &s1);
 		ok(v == 3 && s1.strict_taken_clean == s0.strict_taken_clean + 1,
 		   "a taken page only read goes back clean (%llu, clean +%llu)", (unsigned long long)v,
 		   (unsigned long long)(s1.strict_taken_clean - s0.strict_taken_clean));
+		ok(s1.strict_held_taken == s0.strict_held_taken + 1 &&
+		   t1 - t0 >= PAGER_STRICT_TAKEN_HOLD_NS,
+		   "...after its taker held it unwritten for the taken hold window (+%llu, %.0f us)",
+		   (unsigned long long)(s1.strict_held_taken - s0.strict_held_taken),
+		   (double)(t1 - t0) / 1000.0);
 
 		/*
 		 * A taken page written, written back (the memory node has the new

@@ -63,7 +63,7 @@ struct pager_ctr {
 	_Atomic uint64_t shared_writes_waited;
 	_Atomic uint64_t shared_pages_dropped;
 	_Atomic uint64_t strict_reads, strict_writes, strict_recalls, strict_taken, strict_held,
-			 strict_grace_waits, strict_taken_clean;
+			 strict_grace_waits, strict_taken_clean, strict_held_taken;
 	_Atomic uint64_t release_pages_published, release_diff_bytes;
 	_Atomic uint64_t integrity_failures, pages_sealed;
 	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;

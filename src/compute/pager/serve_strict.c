@@ -43,6 +43,15 @@
  * the vCPU that faulted for it has done its write, which then faults
  * again. Recalls of a page held longer are not delayed.
  *
+ * A taken page (below) is held longer, up to PAGER_STRICT_TAKEN_HOLD_NS,
+ * for as long as it is unchanged: the directory gave it for a write to
+ * come, and the other side's read, which comes as soon as its copy is
+ * gone, would otherwise often take it back before the vCPU that faulted
+ * for it has run (a woken vCPU waits behind other threads on a busy CPU).
+ * That page went back clean, its taker faulted again, and each such turn
+ * cost a hand-over more (bench/README, "Taken pages held until written").
+ * A taker that only reads gives the page back after that time, clean.
+ *
  * Taken pages (ST_SNAP): a page the directory gives with ownership for a
  * read (a migratory page: the node that takes it is expected to write it
  * next) is installed writable, so the guest's write that follows does not
@@ -67,6 +76,9 @@
 #include "serve.h"
 #include "source.h"
 #include "uffd_compat.h"
+
+/* A recall that waits for an install in progress or for a taken page's write looks this often (us). */
+#define PAGER_STRICT_POLL_US 20
 
 /* Keep taken page pg's content as given (p->lock held). */
 static void snap_keep(struct pager_region *r, uint64_t pg, const void *data)
@@ -271,21 +283,50 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
 	hist_observe(&p->h_strict, now_ns() - t0);
 }
 
-/* The hold window (see the top): wait until page pg was ours long enough. */
-static void hold(struct pager *p, struct pager_region *r, uint64_t pg)
+/* Taken page pg still has the content it was given (buf: scratch for a page). */
+static bool taken_unchanged(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
+{
+	bool same;
+
+	if (pread(r->file_fd, buf, PS, (off_t)(r->file_offset + pg * PS)) != (ssize_t)PS)
+		return false;
+	pthread_mutex_lock(&p->lock);
+	same = (st_get(r, pg) & ST_SNAP) && snap_same(r, pg, buf);
+	pthread_mutex_unlock(&p->lock);
+	return same;
+}
+
+/*
+ * The hold window (see the top): wait until page pg was ours long enough,
+ * or, taken and not written yet, until it is written or the longer window
+ * ends (polled: its write wakes nobody).
+ */
+static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
 {
 	uint64_t since = 0, now;
+	bool held = false;
 
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < PAGER_STRICT_HELD; i++)
 		if (r->held_ns[i] && r->held_pg[i] == pg)
 			since = MAX(since, r->held_ns[i]);
 	pthread_mutex_unlock(&p->lock);
+	if (!since)
+		return;
 	now = now_ns();
-	if (since && now - since < PAGER_STRICT_HOLD_NS) {
-		CTR_ADD(p, strict_held, 1);
+	if (now - since < PAGER_STRICT_HOLD_NS) {
+		held = true;
 		usleep((useconds_t)((PAGER_STRICT_HOLD_NS - (now - since) + 999) / 1000));
 	}
+	if (now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS && taken_unchanged(p, r, pg, buf)) {
+		held = true;
+		CTR_ADD(p, strict_held_taken, 1);
+		do
+			usleep(PAGER_STRICT_POLL_US);
+		while (now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS && taken_unchanged(p, r, pg, buf));
+	}
+	if (held)
+		CTR_ADD(p, strict_held, 1);
 }
 
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
@@ -308,7 +349,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 	}
 	pg = (uint64_t)section * p->sec_pages + page;
 	deadline = now_ns() + ((uint64_t)p->cfg.fail_timeout_ms + 1000) * 1000000ull;
-	hold(p, r, pg);
+	hold(p, r, pg, buf);
 	pthread_mutex_lock(&p->lock);
 	/*
 	 * A fault installing an answer the directory sent before this recall
@@ -326,7 +367,7 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 		 * took the page back before the vCPU had used it (bench/README,
 		 * "The ping-pong's ticks", tried and dropped).
 		 */
-		usleep(20);
+		usleep(PAGER_STRICT_POLL_US);
 		pthread_mutex_lock(&p->lock);
 	}
 	busy = st & ST_BUSY;

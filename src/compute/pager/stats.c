@@ -63,6 +63,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->strict_taken = LD(strict_taken);
 	ret->strict_taken_clean = LD(strict_taken_clean);
 	ret->strict_held = LD(strict_held);
+	ret->strict_held_taken = LD(strict_held_taken);
 	ret->strict_grace_waits = LD(strict_grace_waits);
 	ret->release_pages_published = LD(release_pages_published);
 	ret->release_diff_bytes = LD(release_diff_bytes);
@@ -151,6 +152,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(strict_taken, "strict shared pages a read fault got with ownership (migratory: the write that follows asks nothing)"),
 		C(strict_taken_clean, "strict shared pages taken with ownership and recalled unchanged: handed back clean, read-shared from then on"),
 		C(strict_held, "recalls of strict shared pages that waited for the hold window (the page had just come)"),
+		C(strict_held_taken, "of those, recalls of a taken page that waited for its first write (up to the taken hold window)"),
 		C(strict_grace_waits, "strict directory requests asked again while a restarted memory node waited for its holders"),
 		C(release_pages_published, "pages of release shared regions whose diffs were published"),
 		C(release_diff_bytes, "changed bytes of release shared regions published as diffs"),

@@ -315,6 +315,7 @@ struct pager_stats {
 	uint64_t strict_taken;        /* read requests answered with ownership (migratory pages) */
 	uint64_t strict_taken_clean;  /* of those, recalled unchanged: handed back clean */
 	uint64_t strict_held;         /* recalls that waited for the hold window */
+	uint64_t strict_held_taken;   /* of those, for a taken page not written yet */
 	uint64_t strict_grace_waits;  /* strict requests asked again: a restarted directory's grace period */
 	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
 	uint64_t release_diff_bytes;  /* release regions: changed bytes published */

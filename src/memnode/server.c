@@ -328,6 +328,7 @@ void mn_conn_pump(struct mn_conn *c)
 		bool blocked;
 
 		conn_parse(c);
+		mn_worker_deliver_local(c->w, c);   /* what its frames finished elsewhere goes first */
 		if (c->dead)
 			return;
 		if (c->to_dir && (mn_conn_move_to_dir(c) > 0 || c->dead))

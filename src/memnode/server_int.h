@@ -23,6 +23,8 @@ struct mn_worker {
 	int epfd;
 	int pipe_rd, pipe_wr;    /* new connection fds from the acceptor */
 	struct mn_postq posts;   /* frames from other threads; its eventfd also wakes for stop */
+	struct mn_obuf *local, **local_tail;   /* posts made on this worker's own thread */
+	bool delivering;         /* in mn_worker_deliver_local() */
 	char pipe_tag, wake_tag; /* epoll data markers (their addresses) */
 	struct mn_conn *conns;
 	_Atomic unsigned nconns; /* in conns (the metrics read it) */
@@ -77,6 +79,13 @@ void mn_conn_event(struct mn_conn *c, uint32_t events);
 /* Add c to w's list, and take it off (w's thread). */
 void mn_worker_link(struct mn_worker *w, struct mn_conn *c);
 void mn_worker_unlink(struct mn_worker *w, struct mn_conn *c);
+/*
+ * Send the posts made on w's own thread (a reply the directory finished,
+ * a recall) now, in a connection's pump: before its own replies go out,
+ * and with no round of epoll_wait in between. Those for conn hold are only
+ * queued: its pump writes them next.
+ */
+void mn_worker_deliver_local(struct mn_worker *w, struct mn_conn *hold);
 /*
  * Hand c (to_dir set) over to the directory's worker: from c's worker's
  * thread, at the end of its events, before AUTH (nothing else knows c).

@@ -9,8 +9,13 @@
  * mn_conn_post() and mn_conn_push() (the answers of COPY threads and of the
  * directory, dir.c, and its recalls), through the worker's post queue
  * (obuf.h); connections are reference-counted so a frame for a client gone
- * meanwhile is dropped. A recall channel is never closed for idleness; its
- * closing is told to dir.c.
+ * meanwhile is dropped. A post made on the worker's own thread (the
+ * directory's connections all live on one worker) skips the queue: it goes
+ * out in the pump of the connection whose frame caused it, before that
+ * connection's own replies (mn_worker_deliver_local). A hand-over's reply
+ * thus leaves before the holder's acknowledgement is answered, and a
+ * recall leaves as soon as its request is read. A recall channel is never
+ * closed for idleness; its closing is told to dir.c.
  *
  * Each worker sweeps its connections a few times per timeout period: an
  * unauthenticated one past the handshake timeout is closed, and so is an
@@ -175,13 +180,28 @@ unsigned mn_server_worker_conns(struct mn_node *n, unsigned idx)
 
 /* ---- cross-thread replies --------------------------------------------------- */
 
+static __thread struct mn_worker *tl_worker;   /* the worker this thread runs, if any */
+
+static void post(struct mn_conn *c, struct mn_obuf *ob)
+{
+	struct mn_worker *w = c->w;
+
+	if (w != tl_worker) {
+		mn_postq_push(&w->posts, ob);
+		return;
+	}
+	ob->next = NULL;
+	*w->local_tail = ob;
+	w->local_tail = &ob->next;
+}
+
 void mn_conn_post(struct mn_conn *c, struct mn_obuf *ob, uint64_t start_ns, uint16_t op)
 {
 	ob->conn = c;
 	ob->start_ns = start_ns;
 	ob->op = op;
 	ob->push = false;
-	mn_postq_push(&c->w->posts, ob);
+	post(c, ob);
 }
 
 void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob)
@@ -189,7 +209,28 @@ void mn_conn_push(struct mn_conn *c, struct mn_obuf *ob)
 	mn_conn_ref(c);          /* dropped when the worker takes it */
 	ob->conn = c;
 	ob->push = true;
-	mn_postq_push(&c->w->posts, ob);
+	post(c, ob);
+}
+
+/* One posted frame to its connection (sent at once unless it is hold), or dropped. */
+static void post_deliver(struct mn_worker *w, struct mn_obuf *ob, bool deliver,
+			 struct mn_conn *hold)
+{
+	struct mn_conn *c = ob->conn;
+
+	ob->conn = NULL;
+	if (deliver && !c->dead) {
+		if (!ob->push) {
+			c->async--;
+			hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
+		}
+		mn_conn_queue(c, ob);
+		if (c != hold)
+			mn_conn_pump(c);
+	} else {
+		free(ob);
+	}
+	mn_conn_unref(c);
 }
 
 static void worker_take_posts(struct mn_worker *w, bool deliver)
@@ -198,22 +239,33 @@ static void worker_take_posts(struct mn_worker *w, bool deliver)
 
 	while (list) {
 		struct mn_obuf *ob = list;
-		struct mn_conn *c = ob->conn;
 
 		list = ob->next;
-		ob->conn = NULL;
-		if (deliver && !c->dead) {
-			if (!ob->push) {
-				c->async--;
-				hist_observe(&w->node->stats.latency[ob->op], now_ns() - ob->start_ns);
-			}
-			mn_conn_queue(c, ob);
-			mn_conn_pump(c);
-		} else {
-			free(ob);
-		}
-		mn_conn_unref(c);
+		post_deliver(w, ob, deliver, NULL);
 	}
+}
+
+static void worker_local_posts(struct mn_worker *w, bool deliver, struct mn_conn *hold)
+{
+	struct mn_obuf *ob;
+
+	/* A pump inside leaves what it adds to this loop. */
+	if (w->delivering)
+		return;
+	w->delivering = true;
+	while ((ob = w->local)) {
+		w->local = ob->next;
+		if (!w->local)
+			w->local_tail = &w->local;
+		post_deliver(w, ob, deliver, hold);
+	}
+	w->delivering = false;
+}
+
+void mn_worker_deliver_local(struct mn_worker *w, struct mn_conn *hold)
+{
+	if (w->local)
+		worker_local_posts(w, true, hold);
 }
 
 /* ---- workers ------------------------------------------------------------------ */
@@ -295,8 +347,12 @@ static void *worker_main(void *arg)
 	struct epoll_event evs[64];
 
 	thread_start("mn-worker", THREAD_QUICK_SLICE_NS);
+	tl_worker = w;
 	while (!atomic_load(&n->stopping)) {
-		int k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), worker_wait_ms(w));
+		int ms = worker_wait_ms(w), k;     /* its sweep may close connections */
+
+		mn_worker_deliver_local(w, NULL);   /* ... and so post: nothing would wake us for those */
+		k = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), ms);
 
 		if (k < 0) {
 			if (errno == EINTR)
@@ -316,11 +372,13 @@ static void *worker_main(void *arg)
 			} else {
 				mn_conn_event(ptr, evs[i].events);
 			}
+			mn_worker_deliver_local(w, NULL);   /* posts made outside a pump (a close, a sweep) */
 		}
 		worker_bury(w);
 	}
 	while (w->conns)
 		mn_conn_close(w->conns);
+	worker_local_posts(w, false, NULL);
 	worker_bury(w);
 	return NULL;
 }
@@ -333,6 +391,7 @@ static int worker_init(struct mn_worker *w, struct mn_node *n, unsigned idx)
 	w->node = n;
 	w->idx = idx;
 	w->epfd = w->pipe_rd = w->pipe_wr = w->posts.efd = -1;
+	w->local_tail = &w->local;
 	r = mn_postq_init(&w->posts);
 	if (r < 0)
 		return r;
@@ -371,6 +430,7 @@ static void worker_destroy(struct mn_worker *w)
 	while (w->conns)
 		mn_conn_close(w->conns);
 	worker_take_posts(w, false);
+	worker_local_posts(w, false, NULL);
 	worker_bury(w);
 	if (w->epfd >= 0)
 		close(w->epfd);

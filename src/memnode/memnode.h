@@ -232,6 +232,8 @@ struct mn_stats {
 	_Atomic uint64_t revoked_closed;     /* live connections closed by a new list */
 	_Atomic uint64_t dir_conn_moves;     /* directory connections moved to worker 0 */
 	_Atomic uint64_t dir_conns;          /* open connections that offered PROTO_FEAT_DIR_CONN */
+	_Atomic uint64_t posts_local;        /* frames posted on the connection's own worker (worker.c) */
+	_Atomic uint64_t posts_queued;       /* frames posted from another thread, through its queue */
 	struct hist latency[PROTO_OP_MAX];
 };
 

@@ -57,6 +57,9 @@
  *   dir_conn_moves_total            directory connections (PROTO_FEAT_DIR_CONN) moved to
  *                                   worker 0 after their HELLO, which serves them all
  *   dir_connections                 open connections that offered PROTO_FEAT_DIR_CONN
+ *   posts_total{path}               frames one thread made for a connection it does not
+ *                                   read: "local" on the connection's own worker (sent
+ *                                   from the pump), "queued" from another thread
  */
 #include "memnode.h"
 
@@ -224,6 +227,11 @@ char *mn_stats_render(struct mn_node *n)
 	metrics_counter(&sb, "disagg_memnode_dir_conn_moves_total",
 			"Directory connections moved to worker 0, which serves them all.", "",
 			atomic_load(&s->dir_conn_moves));
+	metrics_counter(&sb, "disagg_memnode_posts_total",
+			"Frames made for another connection than the one being read: on its own worker (local), or from another thread (queued).",
+			"path=\"local\"", atomic_load(&s->posts_local));
+	metrics_counter(&sb, "disagg_memnode_posts_total", NULL, "path=\"queued\"",
+			atomic_load(&s->posts_queued));
 	metrics_gauge(&sb, "disagg_memnode_dir_connections",
 		      "Open connections that carry directory traffic (on worker 0).", "",
 		      (double)atomic_load(&s->dir_conns));

@@ -187,9 +187,11 @@ static void post(struct mn_conn *c, struct mn_obuf *ob)
 	struct mn_worker *w = c->w;
 
 	if (w != tl_worker) {
+		atomic_fetch_add(&w->node->stats.posts_queued, 1);
 		mn_postq_push(&w->posts, ob);
 		return;
 	}
+	atomic_fetch_add(&w->node->stats.posts_local, 1);
 	ob->next = NULL;
 	*w->local_tail = ob;
 	w->local_tail = &ob->next;

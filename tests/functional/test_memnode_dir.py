@@ -81,7 +81,8 @@ def metrics(d):
     out = {}
     for line in text.splitlines():
         if line.startswith(("disagg_memnode_dir_", "disagg_memnode_requests",
-                            "disagg_memnode_worker_", "disagg_memnode_connections_total")):
+                            "disagg_memnode_worker_", "disagg_memnode_connections_total",
+                            "disagg_memnode_posts_total")):
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
@@ -193,12 +194,19 @@ def test_directory_connections_are_served_by_worker_0(memnodes, key):
 
     # A hand-over between the moved connections: B's write recalls A's copy.
     assert a.read(5) == bytes(PAGE)
+    m0 = metrics(d)
     rid = b.io.send_dir("DIR_WRITE", b.grant, 5)
     r = a.chan.recall()
     assert (r["page"], r["mode"]) == (5, dp.INVALIDATE)
     a.chan.ack(r["seq"])
     status, data = reply(b.io, rid)
     assert status == 0 and write_reply(data) == (False, bytes(PAGE))
+    # The recall and the reply it unblocked went from worker 0 to worker 0:
+    # sent from the pump, not through the post queue.
+    m1 = metrics(d)
+    posts = lambda m, path: m[f'disagg_memnode_posts_total{{path="{path}"}}']  # noqa: E731
+    assert posts(m1, "local") - posts(m0, "local") == 2
+    assert posts(m1, "queued") == posts(m0, "queued")
     for c, g in others:                            # the ones left where they were
         assert c.read(g, [(6, 1)]) == bytes(PAGE)
     a.close()

@@ -304,12 +304,13 @@ static bool taken_unchanged(struct pager *p, struct pager_region *r, uint64_t pg
 static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
 {
 	uint64_t since = 0, now;
-	bool held = false;
+	bool taken, held = false;
 
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < PAGER_STRICT_HELD; i++)
 		if (r->held_ns[i] && r->held_pg[i] == pg)
 			since = MAX(since, r->held_ns[i]);
+	taken = st_get(r, pg) & ST_SNAP;
 	pthread_mutex_unlock(&p->lock);
 	if (!since)
 		return;
@@ -318,7 +319,8 @@ static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf
 		held = true;
 		usleep((useconds_t)((PAGER_STRICT_HOLD_NS - (now - since) + 999) / 1000));
 	}
-	if (now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS && taken_unchanged(p, r, pg, buf)) {
+	if (taken && now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS &&
+	    taken_unchanged(p, r, pg, buf)) {
 		held = true;
 		CTR_ADD(p, strict_held_taken, 1);
 		do

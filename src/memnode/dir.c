@@ -599,9 +599,15 @@ int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void 
 	if (r->mode == PROTO_DIR_INVALIDATE)
 		s->copyset[p] &= (uint16_t)~(1u << r->holder);
 	if (s->owner[p] == r->holder) {
-		/* It owned the page and did not write it: read-shared, not migratory. */
+		/*
+		 * It owned the page and did not write it: read-shared, not
+		 * migratory. Dirty: it wrote it last (an owner's writes ask
+		 * nothing, so this is where the directory learns of them).
+		 */
 		if (!dirty)
 			s->mig[p] = 0;
+		else
+			s->lastw[p] = r->holder;
 		s->owner[p] = DIR_NONE;
 	}
 	recall_done(d, r);

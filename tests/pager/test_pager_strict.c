@@ -34,6 +34,7 @@
 #define SEC   (4u << 20)
 #define ITERS 20000
 #define MP_ROUNDS 300
+#define TAKEN_TRIES 5
 
 struct holder {
 	uint64_t id;
@@ -197,6 +198,48 @@ static void *pp_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Taken pages: page 5 becomes migratory (B's write upgrades its read copy
+ * right after A's write); A's read then takes it writable, so A's write
+ * faults no more and B's read gets it through A's recall (A wrote it: no
+ * taken hold). B only reads: A's read waits for B's taken hold window
+ * (B's write may still come), then B hands the page back clean.
+ */
+struct taken_try {
+	bool took, nowp, at_once, clean, held;
+	double us;
+};
+
+static void taken_try(struct holder *a, struct holder *b, uint64_t base, struct taken_try *t)
+{
+	volatile uint64_t *pa5 = (uint64_t *)(a->m.mem + 5 * PS), *pb5 = (uint64_t *)(b->m.mem + 5 * PS);
+	struct pager_stats s0, s1;
+	uint64_t v, t0, t1;
+
+	*pa5 = base + 1;
+	v = *pb5;
+	*pb5 = v + 1;
+	pager_stats(a->m.p, &s0);
+	v = *pa5;                                            /* taken */
+	pager_stats(a->m.p, &s1);
+	t->took = v == base + 2 && s1.strict_taken == s0.strict_taken + 1;
+	*pa5 = base + 3;
+	pager_stats(a->m.p, &s0);
+	t->nowp = s0.faults_wp == s1.faults_wp;
+	t0 = now_ns();
+	v = *pb5;                                            /* B takes it */
+	pager_stats(a->m.p, &s1);
+	t->at_once = v == base + 3 && s1.strict_held_taken == s0.strict_held_taken;
+	pager_stats(b->m.p, &s0);
+	v = *pa5;
+	t1 = now_ns();
+	pager_stats(b->m.p, &s1);
+	t->clean = v == base + 3 && s1.strict_taken_clean == s0.strict_taken_clean + 1;
+	t->held = s1.strict_held_taken == s0.strict_held_taken + 1 &&
+		  t1 - t0 >= PAGER_STRICT_TAKEN_HOLD_NS;
+	t->us = (double)(t1 - t0) / 1000.0;
+}
+
 int main(int argc, char **argv)
 {
 	struct mnc_opts mo = { 0 };
@@ -279,52 +322,36 @@ int main(int argc, char **argv)
 	}
 
 	/*
-	 * Taken pages: page 5 becomes migratory (B's write upgrades its read
-	 * copy right after A's write); A's read then takes it writable, so A's
-	 * write faults no more and B's read gets it through A's recall.
+	 * Taken pages (taken_try): B's taken hold is timing: a recall that
+	 * comes after the window finds nothing to wait for, so a loaded host
+	 * may miss it once; the round is tried again (the rest must hold in
+	 * every try, and a try after the first only takes the page again if
+	 * the directory learnt of the taker's write from its dirty hand-back).
 	 */
 	{
-		volatile uint64_t *pa5 = (uint64_t *)(a.m.mem + 5 * PS), *pb5 = (uint64_t *)(b.m.mem + 5 * PS);
 		volatile uint64_t *pa6 = (uint64_t *)(a.m.mem + 6 * PS), *pb6 = (uint64_t *)(b.m.mem + 6 * PS);
-		struct pager_stats s0, s1;
-		uint64_t v, t0, t1;
+		struct taken_try t;
+		bool took = true, nowp = true, at_once = true, clean = true;
+		unsigned k;
+		uint64_t v;
 
-		*pa5 = 1;
-		v = *pb5;
-		*pb5 = v + 1;
-		pager_stats(a.m.p, &s0);
-		v = *pa5;                                    /* taken */
-		pager_stats(a.m.p, &s1);
-		ok(v == 2 && s1.strict_taken == s0.strict_taken + 1,
-		   "a read of a migratory page takes it (%llu, taken +%llu)", (unsigned long long)v,
-		   (unsigned long long)(s1.strict_taken - s0.strict_taken));
-		*pa5 = 3;
-		pager_stats(a.m.p, &s0);
-		ok(s0.faults_wp == s1.faults_wp, "the write after the take faults no more (%llu)",
-		   (unsigned long long)(s0.faults_wp - s1.faults_wp));
-		t0 = now_ns();
-		v = *pb5;                                    /* B takes it */
-		pager_stats(a.m.p, &s1);
-		ok(v == 3 && s1.strict_held_taken == s0.strict_held_taken,
-		   "the other side reads that write through the recall, at once (taken holds +%llu)",
-		   (unsigned long long)(s1.strict_held_taken - s0.strict_held_taken));
-
-		/*
-		 * B only reads: A's read waits for B's taken hold window (B's
-		 * write may still come), then B hands the page back clean.
-		 */
-		pager_stats(b.m.p, &s0);
-		v = *pa5;
-		t1 = now_ns();
-		pager_stats(b.m.p, &s1);
-		ok(v == 3 && s1.strict_taken_clean == s0.strict_taken_clean + 1,
-		   "a taken page only read goes back clean (%llu, clean +%llu)", (unsigned long long)v,
-		   (unsigned long long)(s1.strict_taken_clean - s0.strict_taken_clean));
-		ok(s1.strict_held_taken == s0.strict_held_taken + 1 &&
-		   t1 - t0 >= PAGER_STRICT_TAKEN_HOLD_NS,
-		   "...after its taker held it unwritten for the taken hold window (+%llu, %.0f us)",
-		   (unsigned long long)(s1.strict_held_taken - s0.strict_held_taken),
-		   (double)(t1 - t0) / 1000.0);
+		for (k = 0; k < TAKEN_TRIES; k++) {
+			taken_try(&a, &b, 10 * k, &t);
+			took &= t.took;
+			nowp &= t.nowp;
+			at_once &= t.at_once;
+			clean &= t.clean;
+			diag("taken try %u: held %s, %.0f us", k + 1, t.held ? "yes" : "no", t.us);
+			if (t.held)
+				break;
+		}
+		ok(took, "a read of a migratory page takes it");
+		ok(nowp, "the write after the take faults no more");
+		ok(at_once, "the other side reads that write through the recall, at once (no taken hold)");
+		ok(clean, "a taken page only read goes back clean");
+		ok(k < TAKEN_TRIES,
+		   "...after its taker held it unwritten for the taken hold window (try %u of %u, %.0f us)",
+		   MIN(k + 1, TAKEN_TRIES), TAKEN_TRIES, t.us);
 
 		/*
 		 * A taken page written, written back (the memory node has the new

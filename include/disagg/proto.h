@@ -154,10 +154,12 @@ enum proto_features {
 	PROTO_FEAT_DIR_TAG = 1u << 6, /* directory holders (node, tag): several per node */
 	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
 	PROTO_FEAT_DIR_RECLAIM = 1u << 8, /* DIR_RECLAIM and DIR_GRACE (a restarted directory) */
+	PROTO_FEAT_DIR_QUIET = 1u << 11, /* DIR_RECALL_ACK with PROTO_DIR_QUIET (no reply if OK) */
 	/* Every feature of a memory node. */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
-			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM,
+			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM |
+			     PROTO_FEAT_DIR_QUIET,
 	PROTO_FEAT_BLK     = 1u << 9, /* a device node: BLK_* and VOL_* */
 	/*
 	 * A hint, offered only on connections that carry directory traffic
@@ -512,6 +514,7 @@ enum proto_dir_flags {
 	PROTO_DIR_HAD_COPY = 1u << 0,  /* DIR_WRITE reply: your copy is current, no page follows */
 	PROTO_DIR_DIRTY    = 1u << 1,  /* DIR_RECALL_ACK: the page follows (it was written) */
 	PROTO_DIR_OWNED    = 1u << 2,  /* DIR_READ reply (REQ_TAKE): you own the page now */
+	PROTO_DIR_QUIET    = 1u << 3,  /* DIR_RECALL_ACK: no reply unless it fails (DIR_QUIET) */
 };
 
 /* proto_dir_req.flags */

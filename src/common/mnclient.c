@@ -499,6 +499,20 @@ int mnc_dir_recall_ack(struct mnc *c, uint64_t seq, const void *dirty_page)
 			dirty_page ? PROTO_PAGE_SIZE : 0, NULL, 0, NULL);
 }
 
+int mnc_dir_recall_ack_quiet(struct mnc *c, uint64_t seq, const void *dirty_page)
+{
+	struct proto_dir_ack a = { .seq = seq,
+				   .flags = PROTO_DIR_QUIET | (dirty_page ? PROTO_DIR_DIRTY : 0) };
+
+	if (!c)
+		return -EINVAL;
+	if (!(c->info.features & PROTO_FEAT_DIR_QUIET))
+		return -EOPNOTSUPP;
+	wire_dir_ack_swap(&a);
+	return mnconn_send_only(c, PROTO_OP_DIR_RECALL_ACK, &a, sizeof(a), dirty_page,
+				dirty_page ? PROTO_PAGE_SIZE : 0, c->timeout_ms);
+}
+
 /* ---- polling ----------------------------------------------------------- */
 
 int mnc_poll(struct mnc *c, int timeout_ms)

@@ -147,9 +147,9 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  * (docs/protocol.md, "Coherence directory"; -EOPNOTSUPP if the node does
  * not offer it). A holder attaches one connection per section as its
  * recall channel: that connection is then used only for mnc_dir_attach,
- * mnc_dir_next_recall and mnc_dir_recall_ack (one thread owns it; one
- * channel may serve several sections). DIR_READ and DIR_WRITE go on the
- * holder's other connections. They may wait for other holders' recalls
+ * mnc_dir_next_recall, mnc_dir_recall_ack(_quiet), mnc_dir_reclaim and
+ * mnc_ping (one thread owns it; one channel may serve several sections).
+ * DIR_READ and DIR_WRITE go on the holder's other connections. They may wait for other holders' recalls
  * (at most a lease each): they wait up to ten times the connection's
  * timeout. -EUNATCH: the holder is not attached (never, or dropped:
  * attach again, after dropping every copy of the section); -EUSERS: the
@@ -201,6 +201,15 @@ int mnc_dir_next_recall(struct mnc *c, int timeout_ms, struct mnc_recall *ret);
  * answer (-EUNATCH: too late, we were dropped).
  */
 int mnc_dir_recall_ack(struct mnc *c, uint64_t seq, const void *dirty_page);
+/*
+ * The same answer with no reply when the node takes it (PROTO_DIR_QUIET;
+ * -EOPNOTSUPP unless PROTO_FEAT_DIR_QUIET was negotiated): 0 once it is
+ * sent. A refusal still comes back, and breaks the connection: a later
+ * call on c returns its error. The node took the answer once a later
+ * request on c is answered (mnc_ping: the node serves a connection's
+ * frames in order), so keep a dirty page until then.
+ */
+int mnc_dir_recall_ack_quiet(struct mnc *c, uint64_t seq, const void *dirty_page);
 
 /*
  * A synchronous request with a fixed-size payload `req` (little-endian

@@ -170,6 +170,8 @@ static int flush_send(struct mnc *c)
 			if (r->sent == r->total) {
 				c->sq_head = r->next;
 				r->next = MNC_NONE;
+				if (r->noreply)
+					complete(c, r, 0, 0);
 			}
 		}
 		if (c->sq_head == MNC_NONE)
@@ -247,6 +249,9 @@ static int start_reply(struct mnc *c, const uint8_t *hbuf)
 		return 0;
 	}
 	r = slot_find(c, h.req_id);
+	if (!r && c->chan && h.opcode == PROTO_OP_DIR_RECALL_ACK && h.status != PROTO_ST_OK &&
+	    h.req_id >> SLOT_BITS <= c->seq)
+		return proto_status_to_errno(h.status);  /* a quiet answer refused (its slot is gone) */
 	if (!r || r->op != h.opcode || in_sendq(r))
 		return -EBADMSG;
 	c->rh = h;
@@ -597,10 +602,14 @@ int mnconn_sync_wait(struct mnc *c, struct mnconn_sync *w, int ms)
 	return r < 0 ? r : -EIO;
 }
 
-int mnconn_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
-		size_t datalen, void *rep, size_t replen, bool exact, int ms, size_t *ret_len)
+/*
+ * A synchronous request, sent: reply (rep, replen, exact) unless noreply.
+ * Returns what mnconn_sync_wait returns.
+ */
+static int call_sync(struct mnc *c, struct mnconn_sync *w, uint16_t op, const void *req,
+		     size_t reqlen, const void *data, size_t datalen, void *rep, size_t replen,
+		     bool exact, bool noreply, int ms)
 {
-	struct mnconn_sync w = { 0 };
 	struct mnc_req *r;
 	int k;
 
@@ -612,12 +621,29 @@ int mnconn_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, cons
 	if (reqlen)
 		memcpy(r->head + PROTO_HDR_SIZE, req, reqlen);
 	r->done = mnconn_sync_done;
-	r->opaque = &w;
+	r->opaque = w;
 	r->rbuf = rep;
 	r->rlen = replen;
 	r->exact = exact;
+	r->noreply = noreply;
 	(void)mnconn_submit(c, r, op, reqlen, data, datalen);
-	k = mnconn_sync_wait(c, &w, ms);
+	return mnconn_sync_wait(c, w, ms);
+}
+
+int mnconn_send_only(struct mnc *c, uint16_t op, const void *req, size_t reqlen,
+		     const void *data, size_t datalen, int ms)
+{
+	struct mnconn_sync w = { 0 };
+
+	return call_sync(c, &w, op, req, reqlen, data, datalen, NULL, 0, false, true, ms);
+}
+
+int mnconn_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
+		size_t datalen, void *rep, size_t replen, bool exact, int ms, size_t *ret_len)
+{
+	struct mnconn_sync w = { 0 };
+	int k = call_sync(c, &w, op, req, reqlen, data, datalen, rep, replen, exact, false, ms);
+
 	if (k < 0)
 		return k;
 	if (ret_len)

@@ -30,6 +30,7 @@ struct mnc_req {
 	uint64_t id;                 /* 0 = free */
 	uint16_t op;
 	bool exact;                  /* reply payload must be exactly rlen (else <= rlen) */
+	bool noreply;                /* complete once sent: no reply comes when it succeeds */
 	int next;                    /* free list or send queue link */
 	mnc_done_fn done;
 	void *opaque;
@@ -111,5 +112,13 @@ int mnconn_sync_wait(struct mnc *c, struct mnconn_sync *w, int ms);
  */
 int mnconn_call(struct mnc *c, uint16_t op, const void *req, size_t reqlen, const void *data,
 		size_t datalen, void *rep, size_t replen, bool exact, int ms, size_t *ret_len);
+/*
+ * A request the server does not answer when it succeeds: it completes once
+ * written (returns then: data may be reused). A refusal arrives as a reply
+ * whose slot is gone, and breaks the connection (start_reply: only for
+ * DIR_RECALL_ACK on a recall channel, the one such request).
+ */
+int mnconn_send_only(struct mnc *c, uint16_t op, const void *req, size_t reqlen,
+		     const void *data, size_t datalen, int ms);
 
 #endif /* DISAGG_MNCONN_H */

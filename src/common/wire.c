@@ -339,7 +339,7 @@ int wire_dir_ack_decode(const void *payload, size_t len, struct proto_dir_ack *r
 		return -EBADMSG;
 	memcpy(&m, payload, sizeof(m));
 	wire_dir_ack_swap(&m);
-	if (m.rsvd != 0 || (m.flags & ~(uint32_t)PROTO_DIR_DIRTY))
+	if (m.rsvd != 0 || (m.flags & ~(uint32_t)(PROTO_DIR_DIRTY | PROTO_DIR_QUIET)))
 		return -EBADMSG;
 	if (len != sizeof(m) + (m.flags & PROTO_DIR_DIRTY ? PROTO_PAGE_SIZE : 0))
 		return -EBADMSG;

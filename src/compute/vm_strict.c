@@ -15,7 +15,17 @@
  * (pager_strict_keep): once attached again it hands them back
  * (DIR_RECLAIM), which a restarted node's directory takes in its grace
  * period, and says it is done; a node that dropped this one refuses them,
- * and those writes are lost, as documented. The thread ends when asked (detach, and
+ * and those writes are lost, as documented.
+ *
+ * Answers go quiet when the node offers it (PROTO_FEAT_DIR_QUIET): the node
+ * replies only to a refusal, so the thread does not wake once more per
+ * recall for an empty reply. Until a later reply on the channel shows that
+ * the node took them, the pages of those answers stay here (rr->sent, up
+ * to RECALL_UNCONFIRMED); a ping confirms them when the list is full or the
+ * channel idle. If the channel breaks first, they are handed back with
+ * the others, marked as given up in a recall answer (REQ_RECALLED).
+ *
+ * The thread ends when asked (detach, and
  * vm_free or vm_detach through vm_strict_ext) or when the VM's pager is
  * gone; an adopted VM's strict regions get their thread when its guest
  * channel is back (vm_strict_ext.guest_attached).
@@ -45,6 +55,8 @@ struct vm_recaller {
 	pthread_t thread;
 	struct pager_kept *kept;      /* changed pages to hand back (the thread's own) */
 	size_t nkept;
+	struct pager_kept *sent;      /* pages of quiet answers not confirmed yet (the top) */
+	size_t nsent;
 };
 
 #define RECALL_RETRY_MS 200   /* a channel that cannot be opened: the next try */
@@ -54,6 +66,8 @@ struct vm_recaller {
  * that long at most. A wake-up every 10 ms per strict region costs nothing.
  */
 #define RECALL_POLL_MS 10
+/* Dirty pages of quiet answers kept until a ping shows the node took them. */
+#define RECALL_UNCONFIRMED 16
 
 /* The region's section index of a recall, or -1 (lock held). */
 static int section_of(const struct vm_shared *s, const struct mnc_recall *rc)
@@ -91,6 +105,75 @@ static int channel_open(struct vm_recaller *rr, struct mnc **ret)
 	return 0;
 }
 
+/* Keep a page given up: to hand back after a broken channel. */
+static void keep_page(struct vm_recaller *rr, uint32_t section, uint32_t page, const void *data)
+{
+	struct pager_kept *n = realloc(rr->kept, (rr->nkept + 1) * sizeof(*n));
+
+	if (!n) {
+		log_warn("vm %s: out of memory: page %u of section %u is lost", rr->vm->spec.name,
+			 page, section);
+		return;
+	}
+	n[rr->nkept] = (struct pager_kept){ .section = section, .page = page, .recalled = true };
+	memcpy(n[rr->nkept].data, data, PAGER_PAGE_SIZE);
+	rr->kept = n;
+	rr->nkept++;
+}
+
+/* The channel broke: the quiet answers not confirmed are to hand back too. */
+static void sent_to_kept(struct vm_recaller *rr)
+{
+	if (rr->nsent)
+		log_info("vm %s: region %s: %zu quiet recall answers not confirmed: their pages "
+			 "are kept to hand back", rr->vm->spec.name, rr->vm->shared[rr->idx].id,
+			 rr->nsent);
+	for (size_t i = 0; i < rr->nsent; i++)
+		keep_page(rr, rr->sent[i].section, rr->sent[i].page, rr->sent[i].data);
+	rr->nsent = 0;
+}
+
+/* A ping answered: the node took every quiet answer sent before it. */
+static int confirm(struct vm_recaller *rr, struct mnc *c)
+{
+	int r;
+
+	if (!rr->nsent)
+		return 0;
+	r = mnc_ping(c);
+	if (r == 0)
+		rr->nsent = 0;
+	return r;
+}
+
+/* Send the answer; a quiet one's page stays in rr->sent until confirmed. */
+static int send_answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall *rc,
+		       uint32_t section, const uint8_t *dirty)
+{
+	struct pager_kept *slot = NULL;
+	int r;
+
+	if (!(mnc_info(c)->features & PROTO_FEAT_DIR_QUIET))
+		return mnc_dir_recall_ack(c, rc->seq, dirty);
+	if (dirty) {
+		if (!rr->sent && !(rr->sent = calloc(RECALL_UNCONFIRMED, sizeof(*rr->sent))))
+			return mnc_dir_recall_ack(c, rc->seq, dirty);
+		for (size_t i = 0; i < rr->nsent && !slot; i++)
+			if (rr->sent[i].section == section && rr->sent[i].page == rc->page)
+				slot = &rr->sent[i];   /* an older answer of the page: this one is newer */
+		if (!slot && rr->nsent == RECALL_UNCONFIRMED && (r = confirm(rr, c)) < 0)
+			return r;
+	}
+	r = mnc_dir_recall_ack_quiet(c, rc->seq, dirty);
+	if (r == 0 && dirty) {
+		if (!slot)
+			slot = &rr->sent[rr->nsent++];
+		*slot = (struct pager_kept){ .section = section, .page = rc->page, .recalled = true };
+		memcpy(slot->data, dirty, PAGER_PAGE_SIZE);
+	}
+	return r;
+}
+
 /* Answer one recall. */
 static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall *rc,
 		  uint8_t *buf)
@@ -116,23 +199,14 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 			 rc->section, strerror(-r));
 		return r;   /* unanswered: the directory's lease decides */
 	}
-	r = mnc_dir_recall_ack(c, rc->seq, dirty ? buf : NULL);
-	if (r < 0 && dirty) {
-		/*
-		 * The node may have died before it stored the page: our copy
-		 * is gone, so keep the page to hand back (the node prefers
-		 * what the page's next owner hands back, if it does).
-		 */
-		struct pager_kept *n = realloc(rr->kept, (rr->nkept + 1) * sizeof(*n));
-
-		if (n) {
-			n[rr->nkept] = (struct pager_kept){ .section = (uint32_t)k, .page = rc->page,
-							    .recalled = true };
-			memcpy(n[rr->nkept].data, buf, PAGER_PAGE_SIZE);
-			rr->kept = n;
-			rr->nkept++;
-		}
-	}
+	r = send_answer(rr, c, rc, (uint32_t)k, dirty ? buf : NULL);
+	/*
+	 * The node may have died before it stored the page: our copy is gone,
+	 * so keep the page to hand back (the node prefers what the page's next
+	 * owner hands back, if it does).
+	 */
+	if (r < 0 && dirty)
+		keep_page(rr, (uint32_t)k, rc->page, buf);
 	return r;
 }
 
@@ -149,6 +223,7 @@ static void keep_copies(struct vm_recaller *rr)
 	size_t n = 0;
 	int region;
 
+	sent_to_kept(rr);
 	if (!p)
 		return;
 	pthread_mutex_lock(&vm->lock);
@@ -308,7 +383,7 @@ static void *recaller_main(void *arg)
 
 			r = mnc_dir_next_recall(c, RECALL_POLL_MS, &rc);
 			if (r == -ETIMEDOUT) {
-				if (pager_gone(vm) || detached(rr))
+				if (pager_gone(vm) || detached(rr) || confirm(rr, c) < 0)
 					break;
 				continue;
 			}
@@ -318,16 +393,18 @@ static void *recaller_main(void *arg)
 				break;   /* reconnect (or the VM's pager is gone) */
 		}
 		/* Asked to stop: leave the directory before the channel closes. */
-		if (atomic_load(&rr->stop))
+		if (atomic_load(&rr->stop) && confirm(rr, c) == 0)
 			leave(rr, c);
 	}
 	free(buf);
+	sent_to_kept(rr);
 	if (rr->nkept)
 		log_warn("vm %s: region %s: %zu changed pages never handed back: their writes are lost",
 			 vm->spec.name, vm->shared[rr->idx].id, rr->nkept);
 	free(rr->kept);
 	rr->kept = NULL;
 	rr->nkept = 0;
+	free(rr->sent);
 	OPENSSL_thread_stop();   /* its TLS state, before vm_strict_stop may see it exited */
 	recaller_exit(rr);
 	return NULL;

@@ -566,7 +566,7 @@ int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *
 	return MN_DIR_DEFERRED;
 }
 
-int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty)
+int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty, bool quiet)
 {
 	struct dir_recall *r;
 	struct dir_sec *s;
@@ -610,6 +610,7 @@ int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void 
 			s->lastw[p] = r->holder;
 		s->owner[p] = DIR_NONE;
 	}
+	atomic_fetch_add(&d->cnt.acks[quiet], 1);
 	recall_done(d, r);
 out:
 	pthread_mutex_unlock(&d->mu);

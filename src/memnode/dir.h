@@ -58,8 +58,11 @@ int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag);
 int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *h,
 		   const struct proto_grant *g, uint16_t tag, uint32_t page, bool write,
 		   bool take, struct mn_obuf **ret);
-/* DIR_RECALL_ACK of recall `seq` on channel chan; dirty: the page, or NULL. */
-int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty);
+/*
+ * DIR_RECALL_ACK of recall `seq` on channel chan; dirty: the page, or NULL;
+ * quiet: no reply goes back if it succeeds (counted apart).
+ */
+int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty, bool quiet);
 /* Connection chan closed: the holders whose channel it was are dropped. */
 void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan);
 

@@ -51,6 +51,7 @@ struct mn_dir_counters {
 	_Atomic uint64_t holders_lost;   /* dropped: no answer within the lease, or channel closed */
 	_Atomic uint64_t pages_lost;     /* pages they owned (their unpublished writes are lost) */
 	_Atomic uint64_t dirty_pages;    /* pages stored from recall answers */
+	_Atomic uint64_t acks[2];        /* recall answers taken: [0] replied to, [1] quiet */
 	_Atomic uint64_t detached;       /* requests refused with DIR_DETACHED */
 	_Atomic uint64_t migrated;       /* reads answered with ownership (migratory pages) */
 	_Atomic uint64_t reclaimed;      /* pages stored from DIR_RECLAIM after a restart */

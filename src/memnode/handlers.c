@@ -678,12 +678,18 @@ static int handle_dir_ack(struct mn_conn *c, const struct proto_hdr *h, const ui
 {
 	struct proto_dir_ack ack;
 	const uint8_t *page;
+	bool quiet;
 	int r;
 
 	r = wire_dir_ack_decode(p, h->len, &ack, &page);
 	if (r < 0)
 		return r;
-	r = mn_dir_ack(mn_conn_node(c)->dir, c, ack.seq, page);
+	quiet = ack.flags & PROTO_DIR_QUIET;
+	if (quiet && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_QUIET))
+		return -EBADMSG;
+	r = mn_dir_ack(mn_conn_node(c)->dir, c, ack.seq, page, quiet);
+	if (r == 0 && quiet)
+		return 0;   /* the holder learns it was taken from the reply to a later frame */
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
 

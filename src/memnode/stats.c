@@ -50,6 +50,8 @@
  *                                   lease, or their recall channel closed
  *   dir_pages_lost_total            pages those holders owned (unpublished writes lost)
  *   dir_dirty_pages_total           pages stored from recall answers
+ *   dir_acks_total{reply}           recall answers taken: "answered" (a reply went back),
+ *                                   "quiet" (PROTO_DIR_QUIET: a reply only if it failed)
  *   dir_detached_total              requests refused with DIR_DETACHED
  *   dir_holders, dir_sections       holders attached, sections in strict use, now
  *   dir_reclaimed_pages_total       pages handed back by their holders after a restart
@@ -106,6 +108,11 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 			atomic_load(&d->pages_lost));
 	metrics_counter(sb, "disagg_memnode_dir_dirty_pages_total",
 			"Pages stored from the answers to recalls.", "", atomic_load(&d->dirty_pages));
+	metrics_counter(sb, "disagg_memnode_dir_acks_total",
+			"Recall answers taken, by whether a reply went back (quiet: only if it "
+			"failed).", "reply=\"answered\"", atomic_load(&d->acks[0]));
+	metrics_counter(sb, "disagg_memnode_dir_acks_total", NULL, "reply=\"quiet\"",
+			atomic_load(&d->acks[1]));
 	metrics_counter(sb, "disagg_memnode_dir_migrated_total",
 			"Directory reads answered with ownership (migratory pages).", "",
 			atomic_load(&d->migrated));

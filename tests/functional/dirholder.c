@@ -19,7 +19,12 @@
  *                with the page, and acted on after waiting for a grant
  * Any failure: "error ..." on stderr and exit status 1.
  *
- *   disagg-dirholder --addr HOST:PORT --key FILE --node-id ID --grant HEX
+ * --quiet: recalls are answered with no reply (mnc_dir_recall_ack_quiet),
+ * and a ping on the channel after every QUIET_BATCH answers with a page
+ * (and at quit) confirms that the node took them, as the compute agent
+ * does (vm_strict.c).
+ *
+ *   disagg-dirholder --addr HOST:PORT --key FILE --node-id ID --grant HEX [--quiet]
  *                    [--tls-ca F --tls-cert F --tls-key F | --fabric-plaintext]
  */
 #include <endian.h>
@@ -39,6 +44,8 @@
 
 enum { ST_NONE, ST_READ, ST_OWNED };
 
+#define QUIET_BATCH 8
+
 struct holder {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;        /* a grant received */
@@ -50,8 +57,24 @@ struct holder {
 	uint8_t *pages;             /* npages copies */
 	struct mnc *chan, *io;
 	atomic_bool stop;
-	unsigned recalls, dirty_acks, waits;
+	bool quiet;
+	unsigned recalls, dirty_acks, waits, unconfirmed;
 };
+
+/* Answer a recall; quiet: confirmed by a ping every QUIET_BATCH pages. */
+static int answer(struct holder *h, uint64_t seq, const void *dirty)
+{
+	int r;
+
+	if (!h->quiet)
+		return mnc_dir_recall_ack(h->chan, seq, dirty);
+	r = mnc_dir_recall_ack_quiet(h->chan, seq, dirty);
+	if (r == 0 && dirty && ++h->unconfirmed == QUIET_BATCH) {
+		r = mnc_ping(h->chan);
+		h->unconfirmed = 0;
+	}
+	return r;
+}
 
 static _Noreturn void die(const char *what, int r)
 {
@@ -74,6 +97,12 @@ static void *recall_main(void *arg)
 		bool dirty;
 		int r = mnc_dir_next_recall(h->chan, 100, &rc);
 
+		if (r == -ETIMEDOUT && h->unconfirmed) {
+			r = mnc_ping(h->chan);
+			h->unconfirmed = 0;
+			if (r == 0)
+				continue;
+		}
 		if (r == -ETIMEDOUT)
 			continue;
 		if (r < 0)
@@ -96,9 +125,15 @@ static void *recall_main(void *arg)
 		h->recalls++;
 		h->dirty_acks += dirty;
 		pthread_mutex_unlock(&h->mu);
-		r = mnc_dir_recall_ack(h->chan, rc.seq, dirty ? buf : NULL);
+		r = answer(h, rc.seq, dirty ? buf : NULL);
 		if (r < 0)
 			die("recall ack", r);
+	}
+	if (h->unconfirmed) {
+		int r = mnc_ping(h->chan);
+
+		if (r < 0)
+			die("confirming the quiet answers", r);
 	}
 	return NULL;
 }
@@ -212,6 +247,7 @@ int main(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "node-id", required_argument, NULL, 'n' },
 		{ "grant", required_argument, NULL, 'g' },
+		{ "quiet", no_argument, NULL, 'q' },
 		FABRIC_LONG_OPTIONS,
 		{},
 	};
@@ -231,6 +267,7 @@ int main(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 'n': o.node_id = strtoull(optarg, NULL, 10); break;
 		case 'g': grant = optarg; break;
+		case 'q': h.quiet = true; break;
 		default: return 2;
 		}
 	}

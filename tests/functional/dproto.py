@@ -52,14 +52,16 @@ FEAT_DIFF = 128                        # WRITE_DIFF (release regions)
 FEAT_DIR_RECLAIM = 256                 # DIR_RECLAIM, DIR_GRACE (a restarted directory)
 FEAT_BLK = 512                         # a device node: BLK_* and VOL_*
 FEAT_DIR_CONN = 1024                   # a hint: directory traffic, served on the node's worker 0
+FEAT_DIR_QUIET = 2048                  # DIR_RECALL_ACK with QUIET: no reply unless refused
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
-FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM
+FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM | FEAT_DIR_QUIET
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
+QUIET = 8                              # DIR_RECALL_ACK flag (FEAT_DIR_QUIET): no reply if taken
 REQ_TAKE = 1                           # DIR_REQ flag: a read that may take ownership
 REQ_DONE = 2                           # DIR_RECLAIM flag: no page, the holder is done
 REQ_RECALLED = 4                       # DIR_RECLAIM flag: the page of an unconfirmed recall answer
@@ -562,6 +564,20 @@ class Channel:
                 return None
             assert got is None, f"an unexpected reply on the channel: {got}"
         return self.pending.pop(0)
+
+    def ack_quiet(self, seq, dirty=None):
+        """Answer recall seq with QUIET: sent, nothing awaited (its request id)."""
+        return self.conn.send(OP["DIR_RECALL_ACK"],
+                              DIR_ACK.pack(seq, QUIET | (DIRTY if dirty is not None else 0), 0) +
+                              (dirty or b""))
+
+    def next_reply(self, timeout=5.0):
+        """The next frame that is not a recall: (request id, status, opcode)."""
+        end = time.time() + timeout
+        while True:
+            got = self._frame(max(end - time.time(), 0.01))
+            if got is not None:
+                return got[0], got[1], got[3]
 
     def ack(self, seq, dirty=None, flags=None, tail=b""):
         """Answer recall seq (dirty: the page written); raises ProtoError."""

@@ -348,6 +348,65 @@ def test_a_page_that_moves_from_writer_to_writer_migrates_with_one_request(memno
     b.close()
 
 
+def test_quiet_answers_get_no_reply_unless_refused(memnodes, key):
+    """DIR_RECALL_ACK with QUIET (FEAT_DIR_QUIET): the node takes it and
+    says nothing; a PING after it is answered next, so the holder knows the
+    answer was taken. A refused one is answered (its error), and QUIET
+    without the feature is a bad message."""
+    d = start(memnodes)
+    sec, gen = section(d, key)
+    feats = dp.FEAT_ALL | dp.FEAT_DIR_QUIET
+    a = Holder(d, key, A, sec, gen, features=feats).attach()
+    b = Holder(d, key, B, sec, gen, features=feats).attach()
+    assert a.chan_conn.info["features"] & dp.FEAT_DIR_QUIET
+    w, wg = plain(key, d, C, sec, gen)
+
+    # A reads, B writes: A's quiet clean answer lets B's write through.
+    assert a.read(5) == bytes(PAGE)
+    rid = b.io.send_dir("DIR_WRITE", b.grant, 5)
+    r = a.chan.recall()
+    assert r["mode"] == dp.INVALIDATE
+    a.chan.ack_quiet(r["seq"])
+    status, data = reply(b.io, rid)
+    assert status == 0 and write_reply(data) == (False, bytes(PAGE))
+
+    # A reads again: B answers quietly with its page, which A gets and the
+    # node stores; the first frame back on B's channel is its ping's reply.
+    mine = dp.pattern(3, sec, 1, first=5)
+    rid = a.io.send_dir("DIR_READ", a.grant, 5)
+    r = b.chan.recall()
+    assert r["mode"] == dp.DOWNGRADE
+    b.chan.ack_quiet(r["seq"], dirty=mine)
+    assert reply(a.io, rid) == (0, mine)
+    ping = b.chan_conn.send(dp.OP["PING"])
+    assert b.chan.next_reply() == (ping, 0, dp.OP["PING"])
+    assert w.read(wg, [(5, 1)]) == mine
+    assert a.chan.recall(0.2) is None and b.chan.recall(0.2) is None
+
+    # A quiet answer to no recall: refused, and the refusal does come back.
+    bad = b.chan.ack_quiet(12345)
+    assert b.chan.next_reply() == (bad, dp.ST["NOENT"], dp.OP["DIR_RECALL_ACK"])
+
+    m = metrics(d)
+    assert m['disagg_memnode_dir_acks_total{reply="quiet"}'] == 2
+    assert m['disagg_memnode_dir_acks_total{reply="answered"}'] == 0
+    assert m["disagg_memnode_dir_dirty_pages_total"] == 1
+
+    # Without the feature, QUIET is refused.
+    c = Holder(d, key, C, sec, gen).attach()
+    assert not c.chan_conn.info["features"] & dp.FEAT_DIR_QUIET
+    assert c.read(6) == bytes(PAGE)
+    rid = a.io.send_dir("DIR_WRITE", a.grant, 6)
+    r = c.chan.recall()
+    bad = c.chan.ack_quiet(r["seq"])
+    assert c.chan.next_reply() == (bad, dp.ST["BADMSG"], dp.OP["DIR_RECALL_ACK"])
+    # The bad frame closed C's channel: C is dropped, and A's write goes on.
+    assert reply(a.io, rid)[0] == 0
+    for h in (a, b, c):
+        h.close()
+    w.close()
+
+
 def test_writes_of_different_pages_recall_in_parallel(memnodes, key):
     d, sec, gen, a, b = two_holders(memnodes, key)
     for p in range(8):
@@ -636,7 +695,7 @@ def test_a_restarted_node_has_forgotten_its_holders(memnodes, key, tmp_path):
     a2.close()
 
 
-def dirholder(d, keyfile, key, node, sec, gen):
+def dirholder(d, keyfile, key, node, sec, gen, *extra):
     """A disagg-dirholder process (tests/functional/dirholder.c): a holder
     through the C client library, with its own recall thread."""
     build = pathlib.Path(os.environ.get("DISAGG_BUILD") or progs.ROOT / "build" / "release")
@@ -645,7 +704,7 @@ def dirholder(d, keyfile, key, node, sec, gen):
         pytest.fail(f"{exe} is not built")
     g = dp.mint_grant(key, d.node_id, node, sec, gen, dp.R_READ | dp.R_WRITE)
     return subprocess.Popen([str(exe), "--addr", d.addr, "--key", keyfile, "--node-id", str(node),
-                             "--grant", g.hex(), *progs.fabric_args(node, "compute")],
+                             "--grant", g.hex(), *extra, *progs.fabric_args(node, "compute")],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -658,14 +717,17 @@ def ask(p, *lines):
     return out
 
 
+@pytest.mark.parametrize("quiet", [False, True], ids=["answered", "quiet"])
 def test_two_holders_through_the_client_library_count_without_losing_one(memnodes, key,
-                                                                           keyfile):
+                                                                           keyfile, quiet):
     """Two holders add one to the same words, 400 and 100 times each, at
     once: ownership moves back and forth with every recall, the dirty page
-    travels in the answers, and not one increment is lost."""
+    travels in the answers, and not one increment is lost. Quiet: the
+    answers get no reply (a ping confirms them now and then)."""
     d = start(memnodes, lease_ms=5000)
     sec, gen = section(d, key)
-    hs = [dirholder(d, keyfile, key, n, sec, gen) for n in (A, B)]
+    hs = [dirholder(d, keyfile, key, n, sec, gen, *(["--quiet"] if quiet else []))
+          for n in (A, B)]
     for p in hs:
         p.stdin.write("inc 0 400 200\ninc 1 100 200\n")
         p.stdin.flush()
@@ -687,6 +749,8 @@ def test_two_holders_through_the_client_library_count_without_losing_one(memnode
     assert recalls == (m['disagg_memnode_dir_recalls_total{mode="invalidate"}'] +
                        m['disagg_memnode_dir_recalls_total{mode="downgrade"}'])
     assert m["disagg_memnode_dir_holders"] == 0
+    assert m['disagg_memnode_dir_acks_total{reply="quiet"}' if quiet else
+             'disagg_memnode_dir_acks_total{reply="answered"}'] == recalls
     # Published and detached: the node has the counts.
     c, g = plain(key, d, C, sec, gen)
     assert struct.unpack_from("<Q", c.read(g, [(0, 1)]))[0] == 800

@@ -48,7 +48,11 @@ struct holder {
 	uint64_t recalls;
 };
 
-/* The recall channel, as the agent runs it. */
+/*
+ * The recall channel, as the agent runs it, with answers that get a reply
+ * (the agent's are quiet when the node offers it: quiet_answers() below,
+ * test_memnode_dir.py and the VM tests).
+ */
 static void *recaller(void *arg)
 {
 	struct holder *h = arg;
@@ -240,6 +244,41 @@ static void taken_try(struct holder *a, struct holder *b, uint64_t base, struct 
 	t->us = (double)(t1 - t0) / 1000.0;
 }
 
+/*
+ * The client's quiet answers: mnc_dir_recall_ack_quiet returns once sent;
+ * one the node refuses (no such recall) breaks the channel with the
+ * node's error, seen by the next call; not negotiated, it is refused here.
+ */
+static void quiet_answers(const struct mnspawn *mn, const struct proto_section *s)
+{
+	struct mnc_opts o = { .addr = mn->addr, .key = &mn->key, .node_id = 103,
+			      .features = PROTO_FEAT_ALL };
+	struct proto_grant g;
+	struct mnc *c = NULL;
+	int r, q = -1;
+
+	r = grant_mint(mn->gkey, mn->node_id, 103, s->section, s->generation, 0, PROTO_R_ALL, 0,
+		       &g);
+	if (r == 0)
+		r = mnc_connect(&o, &c);
+	if (r == 0)
+		r = mnc_dir_attach(c, &g, 0);
+	if (r == 0)
+		q = mnc_dir_recall_ack_quiet(c, 987654321, NULL);
+	if (r == 0)
+		r = mnc_ping(c);
+	ok(q == 0 && r == -ENOENT, "a quiet answer to no recall: sent (%d), then its refusal "
+	   "breaks the channel: %s", q, strerror(-r));
+	mnc_close(c);
+	c = NULL;
+	o.features = PROTO_FEAT_ALL & ~PROTO_FEAT_DIR_QUIET;
+	r = mnc_connect(&o, &c);
+	if (r == 0)
+		r = mnc_dir_recall_ack_quiet(c, 1, NULL);
+	ok(r == -EOPNOTSUPP, "not negotiated, a quiet answer is not sent: %s", strerror(-r));
+	mnc_close(c);
+}
+
 int main(int argc, char **argv)
 {
 	struct mnc_opts mo = { 0 };
@@ -369,6 +408,8 @@ int main(int argc, char **argv)
 		   "a taken page written back, then set to its taken content, is handed back changed "
 		   "(flush %d, B reads %llu)", r, (unsigned long long)*pb6);
 	}
+
+	quiet_answers(&mn, &s);
 
 	pager_stats(a.m.p, &sa);
 	pager_stats(b.m.p, &sb);

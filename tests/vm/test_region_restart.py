@@ -14,7 +14,15 @@ no increment was lost and none was counted twice.
 Then guest a stores a word and the node dies at once, before a's
 background write-back: after the restart guest b reads that word. The
 memory node reports the page it took back.
+
+Last, the node dies with a recall answer unread: b reads a page that a
+wrote while a's agent is frozen (SIGSTOP), so the recall waits in a's
+socket; the node is frozen, a thawed, and a answers quietly (no reply
+comes for a recall answer the node takes) into the frozen node's socket.
+The node is killed and started again: a never saw its answer confirmed,
+hands the page back as given up in a recall, and b reads a's store.
 """
+import threading
 import os
 import re
 import signal
@@ -68,6 +76,41 @@ def progress(c, slot):
     return int(j["progress"])
 
 
+def agent_logs(c):
+    return "".join(f.read_text(errors="replace") for f in (c.data / "logs").glob("*.log"))
+
+
+def quiet_answer_lost(c, pci, mn, pid, argv):
+    """b's read of a page a wrote; the node dies with a's answer unread."""
+    guest_ok(c, "a", f"RPOKE {pci['a']} 12288 {0x5151}")
+    end = time.time() + 60
+    while (j := guest_ok(c, "a", "RJOB")).get("state") != "done":
+        assert time.time() < end, "the poke did not finish"
+        time.sleep(0.02)
+    assert j.get("result") == "ok", j
+    node_a = c.json("slot", "show", "a")["compute"]
+    agent_a = next(x["pid"] for x in c.info()["components"]
+                   if x["kind"] == "compute" and x["node_id"] == node_a)
+    before = agent_logs(c).count("quiet recall answers not confirmed")
+    got = {}
+    os.kill(agent_a, signal.SIGSTOP)       # well within the 1 s of a's background write-back
+    try:
+        peek = threading.Thread(target=lambda: got.update(
+            guest_ok(c, "b", f"RPEEK {pci['b']} 12288")))
+        peek.start()
+        time.sleep(0.3)                    # b faults; the node recalls the page from a
+        os.kill(pid, signal.SIGSTOP)
+    finally:
+        os.kill(agent_a, signal.SIGCONT)
+    time.sleep(1)                          # a answers, into the frozen node's socket
+    restart(c, pid, argv, "3")
+    peek.join(120)
+    assert not peek.is_alive(), "b's read never came back"
+    assert int(got["value"]) == 0x5151, got
+    assert agent_logs(c).count("quiet recall answers not confirmed") > before
+    assert memnode_metric(c, mn, "disagg_memnode_dir_holders_lost_total") == 0
+
+
 def test_strict_counter_survives_a_memnode_restart(cluster):
     c = cluster
     for name in ("a", "b"):
@@ -106,13 +149,16 @@ def test_strict_counter_survives_a_memnode_restart(cluster):
         assert time.time() < end, "the poke did not finish"
         time.sleep(0.02)
     assert j.get("result") == "ok", j
-    restart(c, pid, argv, "2")
+    pid = restart(c, pid, argv, "2")
     v = guest_ok(c, "b", f"RPEEK {pci['b']} 8192")
     assert int(v["value"]) == 0xabcdef, v
     assert memnode_metric(c, mn, "disagg_memnode_dir_reclaimed_pages_total") >= 1
     assert memnode_metric(c, mn, "disagg_memnode_dir_holders_lost_total") == 0
     agents = "".join(f.read_text(errors="replace") for f in (c.data / "logs").glob("*.log"))
     assert "handed back to the restarted memory node" in agents
+
+    # The node dies with a's quiet answer unread (see the top).
+    quiet_answer_lost(c, pci, mn, pid, argv)
     for name in ("a", "b"):
         c.disagg("region", "detach", "st", "--slot", name, timeout=120)
     c.disagg("region", "delete", "st")

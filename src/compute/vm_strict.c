@@ -121,15 +121,26 @@ static void keep_page(struct vm_recaller *rr, uint32_t section, uint32_t page, c
 	rr->nkept++;
 }
 
-/* The channel broke: the quiet answers not confirmed are to hand back too. */
+/*
+ * The channel broke: the quiet answers not confirmed are to hand back too,
+ * but not a page kept already: that is a later answer of it (one that
+ * failed on this channel), and the node stores what comes last.
+ */
 static void sent_to_kept(struct vm_recaller *rr)
 {
 	if (rr->nsent)
 		log_info("vm %s: region %s: %zu quiet recall answers not confirmed: their pages "
 			 "are kept to hand back", rr->vm->spec.name, rr->vm->shared[rr->idx].id,
 			 rr->nsent);
-	for (size_t i = 0; i < rr->nsent; i++)
-		keep_page(rr, rr->sent[i].section, rr->sent[i].page, rr->sent[i].data);
+	for (size_t i = 0; i < rr->nsent; i++) {
+		bool newer = false;
+
+		for (size_t j = 0; j < rr->nkept && !newer; j++)
+			newer = rr->kept[j].section == rr->sent[i].section &&
+				rr->kept[j].page == rr->sent[i].page;
+		if (!newer)
+			keep_page(rr, rr->sent[i].section, rr->sent[i].page, rr->sent[i].data);
+	}
 	rr->nsent = 0;
 }
 
@@ -383,7 +394,7 @@ static void *recaller_main(void *arg)
 
 			r = mnc_dir_next_recall(c, RECALL_POLL_MS, &rc);
 			if (r == -ETIMEDOUT) {
-				if (pager_gone(vm) || detached(rr) || confirm(rr, c) < 0)
+				if (pager_gone(vm) || confirm(rr, c) < 0 || detached(rr))
 					break;
 				continue;
 			}

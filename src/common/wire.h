@@ -71,7 +71,8 @@ void wire_dir_ack_swap(struct proto_dir_ack *m);
  * Directory frames (host order out): DIR_READ/DIR_WRITE requests (exact
  * size, rsvd 0); DIR_RECALL (exact size, a known mode, rsvd 0); and
  * DIR_RECALL_ACK, whose page (*ret_page, NULL when clean) follows only
- * with PROTO_DIR_DIRTY, which is its only flag.
+ * with PROTO_DIR_DIRTY; PROTO_DIR_QUIET is its only other flag (whether
+ * the connection negotiated it is the handler's check).
  */
 int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret);
 /*

@@ -195,7 +195,7 @@ static void dir_check(uint16_t op, const uint8_t *p, size_t len)
 	} else if (op == PROTO_OP_DIR_RECALL_ACK) {
 		if (wire_dir_ack_decode(p, len, &ack, &page) < 0)
 			return;
-		CHECK(ack.rsvd == 0 && !(ack.flags & ~(uint32_t)PROTO_DIR_DIRTY));
+		CHECK(ack.rsvd == 0 && !(ack.flags & ~(uint32_t)(PROTO_DIR_DIRTY | PROTO_DIR_QUIET)));
 		if (ack.flags & PROTO_DIR_DIRTY) {
 			CHECK(page == p + sizeof(ack) && len == sizeof(ack) + PROTO_PAGE_SIZE);
 			sink ^= page[0];

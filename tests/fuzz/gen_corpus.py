@@ -98,6 +98,8 @@ def frame_seeds():
         OP["DIR_RECALL_ACK"], struct.pack("<QII", 9, 2, 0) + bytes(range(256)) * 16)
     yield "frame-dir-ack-clean", bytes([MODE_FRAME]) + hdr(OP["DIR_RECALL_ACK"],
                                                            struct.pack("<QII", 9, 0, 0))
+    yield "frame-dir-ack-quiet", bytes([MODE_FRAME]) + hdr(   # QUIET | DIRTY
+        OP["DIR_RECALL_ACK"], struct.pack("<QII", 9, 10, 0) + bytes(PAGE))
     yield "frame-write-diff", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
         [(1, [(0, b"\x01\x02"), (9, b"\x03")]), (7, [(4000, bytes(96))])]))
     yield "frame-write-diff-odd", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
@@ -183,6 +185,7 @@ def memnode_seeds():
         hdr(OP["DIR_RECALL"], struct.pack("<QIIIIII", 1, 0, 1, 0, 1, 0, 0), req_id=10),
         hdr(OP["DIR_DETACH"], mn_grant(rights=1), req_id=11),
         hdr(OP["DIR_READ"], dreq(3), req_id=12),
+        hdr(OP["DIR_RECALL_ACK"], struct.pack("<QII", 3, 8, 0), req_id=14),   # quiet
         hdr(OP["PING"], b"", req_id=13)])
     yield "dir-alone", authed + hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0)) + dirs
     # WRITE_DIFF (feature bit 7) is negotiated with MN_SIGN (fuzz_memnode.c).

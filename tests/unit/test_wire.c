@@ -439,6 +439,9 @@ static void test_dir(void)
 	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE + 1, &ao, &page), -EBADMSG,
 	   "DIRTY with more than a page");
 	ok(page == NULL, "  failed decodes leave the page pointer alone");
+	put32(buf + 8, PROTO_DIR_DIRTY | PROTO_DIR_QUIET);
+	ok(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE, &ao, &page) == 0 &&
+	   ao.flags == (PROTO_DIR_DIRTY | PROTO_DIR_QUIET), "a quiet dirty DIR_RECALL_ACK decodes");
 	put32(buf + 8, PROTO_DIR_DIRTY | 4);
 	is(wire_dir_ack_decode(buf, sizeof(a) + PROTO_PAGE_SIZE, &ao, &page), -EBADMSG,
 	   "an unknown ack flag");

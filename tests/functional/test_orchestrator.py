@@ -9,9 +9,7 @@ registrar of disagg-memnode, and a small run of the scale benchmark.
 """
 import json
 import os
-import pathlib
 import re
-import struct
 import subprocess
 import sys
 import threading

@@ -149,11 +149,12 @@ int mnc_fence(struct mnc *c, const struct proto_grant *g, uint32_t *ret_epoch);
  * recall channel: that connection is then used only for mnc_dir_attach,
  * mnc_dir_next_recall, mnc_dir_recall_ack(_quiet), mnc_dir_reclaim and
  * mnc_ping (one thread owns it; one channel may serve several sections).
- * DIR_READ and DIR_WRITE go on the holder's other connections. They may wait for other holders' recalls
- * (at most a lease each): they wait up to ten times the connection's
- * timeout. -EUNATCH: the holder is not attached (never, or dropped:
- * attach again, after dropping every copy of the section); -EUSERS: the
- * section has PROTO_DIR_MAX_HOLDERS holders already. A holder is this node
+ * DIR_READ and DIR_WRITE go on the holder's other connections. They may
+ * wait for other holders' recalls (at most a lease each): they wait up to
+ * ten times the connection's timeout. -EUNATCH: the holder is not
+ * attached (never, or dropped: attach again, after dropping every copy of
+ * the section); -EUSERS: the section has PROTO_DIR_MAX_HOLDERS holders
+ * already. A holder is this node
  * and a `tag` (one per VM of this node that maps the section; 0 is the node
  * itself, and any other needs PROTO_FEAT_DIR_TAG: -EOPNOTSUPP without).
  */

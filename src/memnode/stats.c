@@ -235,7 +235,8 @@ char *mn_stats_render(struct mn_node *n)
 			"Directory connections moved to worker 0, which serves them all.", "",
 			atomic_load(&s->dir_conn_moves));
 	metrics_counter(&sb, "disagg_memnode_posts_total",
-			"Frames made for another connection than the one being read: on its own worker (local), or from another thread (queued).",
+			"Frames made for another connection than the one being read: on its own "
+			"worker (local), or from another thread (queued).",
 			"path=\"local\"", atomic_load(&s->posts_local));
 	metrics_counter(&sb, "disagg_memnode_posts_total", NULL, "path=\"queued\"",
 			atomic_load(&s->posts_queued));

@@ -227,8 +227,8 @@ const char *const store_sqlite_sql[Q__MAX] = {
 		"sections_total = CASE WHEN ?4 >= 0 THEN ?4 ELSE sections_total END, "
 		"vcpus = CASE WHEN ?5 >= 0 THEN ?5 ELSE vcpus END WHERE id = ?1",
 	/* A give-back may follow a heartbeat that counted it: never more than the node has. */
-	[Q_NODE_ADJ] = "UPDATE nodes SET sections_free = MAX(0, MIN(sections_free + ?2, "
-		       "CASE WHEN sections_total > 0 THEN sections_total ELSE sections_free + ?2 END)) "
+	[Q_NODE_ADJ] = "UPDATE nodes SET sections_free = MAX(0, CASE WHEN sections_total > 0 "
+		       "THEN MIN(sections_free + ?2, sections_total) ELSE sections_free + ?2 END) "
 		       "WHERE id = ?1",
 	[Q_NODE_SETFREE] = "UPDATE nodes SET sections_free = ?2 WHERE id = ?1",
 	[Q_NODE_STALE] = "SELECT id FROM nodes WHERE state = 'up' AND last_heartbeat < ?1",

@@ -17,7 +17,14 @@ ping-pong (RPINGPONG) while tracefs records the scheduler's events
   waited for a CPU: count, median, mean, waits over 300 us and their sum;
 - the guests' strict faults as seen by the trace (from the vCPU waking
   the fault thread to the fault thread waking the vCPU): median, p90 and
-  a histogram.
+  a histogram;
+- with --probes (perf needed: `perf probe` puts uprobes on the agent's
+  pager_serve_strict and pager_strict_recall), each hand-over's critical
+  path in two parts: *transfer*, from the holder's recall returning (its
+  answer goes out) to the taker's fault returning (the page installed,
+  the vCPU woken), and *turn*, from there to the taker's own recall
+  returning (its vCPU ran, wrote, and its recall thread saw the write),
+  with when the taker's recall came relative to its install.
 
 No target: an explanation of strict_pingpong_ratio (bench/README.md,
 "Taken pages held until written"). --keep writes the raw trace.
@@ -29,6 +36,7 @@ import pathlib
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -41,6 +49,8 @@ TRACING = pathlib.Path("/sys/kernel/tracing")
 EVENTS = "sched:sched_switch sched:sched_waking sched:sched_wakeup"
 LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\](.{5,6})\s+([\d.]+): (\w+): (.*)$")
 MOVERS = ("strict-recall", "pager-fault", "mn-worker")
+PROBES = ("pager_serve_strict", "pager_serve_strict%return",
+          "pager_strict_recall", "pager_strict_recall%return")
 
 
 def tracing(on, events=None):
@@ -90,6 +100,63 @@ def fault_spans(path):
     return sorted(spans)
 
 
+def probes(binary, on):
+    """Put (or take off) the uprobes of the hand-over path on `binary`;
+    returns their tracefs event names."""
+    if not on:
+        subprocess.run(["perf", "probe", "-q", "-d", "probe_disagg*:*"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return ""
+    probes(binary, False)
+    args = ["perf", "probe", "-q", "-x", binary]
+    for p in PROBES:
+        args += ["-a", p]
+    subprocess.run(args, check=True)
+    return " ".join(f"probe_disagg:{p.replace('%return', '__return')}" for p in PROBES)
+
+
+def thread_sides(agents):
+    """tid -> 0 or 1: the agent (and its QEMU) each thread belongs to."""
+    sides = {}
+    for side, a in enumerate(agents):
+        for pid in (a.pid, *a.qemu_pids):
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    sides[int(tid)] = side
+            except OSError:
+                pass
+    return sides
+
+
+def handovers(path, sides):
+    """Each hand-over's transfer and turn (see the top), in us, and the
+    taker's recall arrival relative to its install (negative: before)."""
+    ev = []
+    for comm, pid, _cpu, _flags, ts, name, _rest in parse(path):
+        if name.startswith(("pager_serve_strict", "pager_strict_recall")) and pid in sides:
+            kind = ("F" if "serve" in name else "R") + ("out" if "return" in name else "in")
+            ev.append((ts, sides[pid], kind))
+    out = {"transfer": [], "turn": [], "recall_lead": []}
+    pending = {}          # holder side -> the time its recall returned
+    installed = {}        # taker side -> (its install, the holder's answer)
+    recall_in = {0: None, 1: None}
+    for ts, side, kind in ev:
+        if kind == "Rin":
+            recall_in[side] = ts
+        elif kind == "Rout":
+            if side in installed:
+                t_w, _ = installed.pop(side)
+                out["turn"].append((ts - t_w) * 1e6)
+                if recall_in[side] is not None:
+                    out["recall_lead"].append((recall_in[side] - t_w) * 1e6)
+            pending[1 - side] = ts
+        elif kind == "Fout" and side in pending:
+            t_a = pending.pop(side)
+            out["transfer"].append((ts - t_a) * 1e6)
+            installed[side] = (ts, t_a)
+    return out
+
+
 def counters(before, after, iters):
     (m0, a0), (m1, a1) = before, after
     rows = {}
@@ -110,6 +177,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=400)
     ap.add_argument("--keep", help="write the raw trace here")
+    ap.add_argument("--probes", action="store_true",
+                    help="also time each hand-over's path (uprobes through perf probe)")
     args = ap.parse_args()
     if not (TRACING / "trace").exists() or not os.access(TRACING / "tracing_on", os.W_OK):
         sys.exit(f"pingtrace: {TRACING} is not there or not writable (root and tracefs needed)")
@@ -132,7 +201,10 @@ def main():
         (TRACING / "buffer_size_kb").write_text("20000")
         (TRACING / "trace").write_text("")
         before = sb.metrics_now(mn, pairs)
-        tracing(True, EVENTS)
+        events = EVENTS
+        if args.probes:
+            events += " " + probes(vmlib.find_prog("disagg-compute"), True)
+        tracing(True, events)
         try:
             r = sb.both([pairs[1], pairs[0]],
                         [f"RPINGPONG {sb.PCI_STRICT} 1 {args.iters}",
@@ -140,10 +212,13 @@ def main():
         finally:
             tracing(False, "")
         after = sb.metrics_now(mn, pairs)
+        sides = thread_sides(agents)
         raw = tmp / "trace.txt"
         shutil.copyfile(TRACING / "trace", raw)
         (TRACING / "trace").write_text("")
     finally:
+        if args.probes:   # after the copy: taking an event off clears the buffer
+            probes(None, False)
         for a in agents:
             a.close()
         mn.stop()
@@ -170,6 +245,15 @@ def main():
               f"p90 {spans[len(spans) * 9 // 10]:.0f} us; "
               + ", ".join(f"{lo:.0f}-{hi:.0f}: {sum(lo <= x < hi for x in spans)}"
                           for lo, hi in bins))
+    if args.probes:
+        h = handovers(raw, sides)
+        print("\nhand-overs (us): median, p25-p75, p90")
+        for k, v in h.items():
+            v.sort()
+            if v:
+                print(f"  {k:12s} n={len(v):5d} median {v[len(v) // 2]:7.0f} "
+                      f"p25-p75 {v[len(v) // 4]:6.0f}-{v[len(v) * 3 // 4]:6.0f} "
+                      f"p90 {v[len(v) * 9 // 10]:7.0f}")
     if args.keep:
         shutil.copyfile(raw, args.keep)
     shutil.rmtree(tmp, ignore_errors=True)

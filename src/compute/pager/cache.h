@@ -59,8 +59,8 @@ enum {
 /*
  * Strict regions: a page the directory gave this node is kept at least
  * PAGER_STRICT_HOLD_NS before a recall takes it (serve_strict.c), for the
- * last PAGER_STRICT_HELD pages given; a taken page (ST_SNAP) not written
- * yet, up to PAGER_STRICT_TAKEN_HOLD_NS.
+ * last PAGER_STRICT_HELD pages given; a taken page (ST_SNAP), instead,
+ * until it is written, up to PAGER_STRICT_TAKEN_HOLD_NS.
  */
 #define PAGER_STRICT_HELD    8
 #define PAGER_STRICT_HOLD_NS 50000ull

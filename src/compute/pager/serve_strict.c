@@ -43,14 +43,20 @@
  * the vCPU that faulted for it has done its write, which then faults
  * again. Recalls of a page held longer are not delayed.
  *
- * A taken page (below) is held longer, up to PAGER_STRICT_TAKEN_HOLD_NS,
- * for as long as it is unchanged: the directory gave it for a write to
- * come, and the other side's read, which comes as soon as its copy is
- * gone, would otherwise often take it back before the vCPU that faulted
- * for it has run (a woken vCPU waits behind other threads on a busy CPU).
- * That page went back clean, its taker faulted again, and each such turn
- * cost a hand-over more (bench/README, "Taken pages held until written").
- * A taker that only reads gives the page back after that time, clean.
+ * A taken page (below) is held, instead, for exactly as long as it is
+ * unchanged, up to PAGER_STRICT_TAKEN_HOLD_NS: the directory gave it for
+ * a write to come, and that write, the use the window waits for, shows in
+ * its content. Written, it goes at once: in a ping-pong the other side's
+ * read is usually waiting already, and the window's rest (and its timer,
+ * which wakes late by the timer slack) was most of a hand-over (bench/README,
+ * "Taken pages handed over once written"). Unwritten, the recall looks
+ * again and again, yielding the CPU, for PAGER_STRICT_SPIN_NS (a woken
+ * vCPU writes within microseconds of running), then every
+ * PAGER_STRICT_POLL_US; the other side's read would otherwise take it back
+ * before the vCPU that faulted for it has run, that page would go back
+ * clean, its taker fault again, and each such turn cost a hand-over more
+ * (bench/README, "Taken pages held until written"). A taker that only
+ * reads gives the page back after PAGER_STRICT_TAKEN_HOLD_NS, clean.
  *
  * Taken pages (ST_SNAP): a page the directory gives with ownership for a
  * read (a migratory page: the node that takes it is expected to write it
@@ -65,6 +71,7 @@
  */
 #include "serve_strict.h"
 
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,6 +86,8 @@
 
 /* A recall that waits for an install in progress or for a taken page's write looks this often (us). */
 #define PAGER_STRICT_POLL_US 20
+/* ...but for a taken page's write, it looks without sleeping for this long first (ns). */
+#define PAGER_STRICT_SPIN_NS 60000ull
 
 /* Keep taken page pg's content as given (p->lock held). */
 static void snap_keep(struct pager_region *r, uint64_t pg, const void *data)
@@ -297,14 +306,38 @@ static bool taken_unchanged(struct pager *p, struct pager_region *r, uint64_t pg
 }
 
 /*
- * The hold window (see the top): wait until page pg was ours long enough,
- * or, taken and not written yet, until it is written or the longer window
- * ends (polled: its write wakes nobody).
+ * A taken page's hold (see the top): until it is written, up to
+ * PAGER_STRICT_TAKEN_HOLD_NS after it came. Its write wakes nobody, so the
+ * recall looks: at once and, yielding, for PAGER_STRICT_SPIN_NS, then
+ * every PAGER_STRICT_POLL_US. A sleep's timer wakes it tens of
+ * microseconds late (the timer slack); a yield lets a vCPU queued on this
+ * CPU run its write first.
  */
+static void hold_taken(struct pager *p, struct pager_region *r, uint64_t pg, uint64_t since,
+		       void *buf)
+{
+	uint64_t t0 = now_ns(), now;
+	bool held = false;
+
+	while ((now = now_ns()) - since < PAGER_STRICT_TAKEN_HOLD_NS &&
+	       taken_unchanged(p, r, pg, buf)) {
+		held = true;
+		if (now - t0 < PAGER_STRICT_SPIN_NS)
+			sched_yield();
+		else
+			usleep(PAGER_STRICT_POLL_US);
+	}
+	if (held) {
+		CTR_ADD(p, strict_held, 1);
+		CTR_ADD(p, strict_held_taken, 1);
+	}
+}
+
+/* The hold window (see the top): wait until page pg was ours long enough. */
 static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf)
 {
 	uint64_t since = 0, now;
-	bool taken, held = false;
+	bool taken;
 
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < PAGER_STRICT_HELD; i++)
@@ -314,21 +347,15 @@ static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf
 	pthread_mutex_unlock(&p->lock);
 	if (!since)
 		return;
+	if (taken) {
+		hold_taken(p, r, pg, since, buf);
+		return;
+	}
 	now = now_ns();
 	if (now - since < PAGER_STRICT_HOLD_NS) {
-		held = true;
 		usleep((useconds_t)((PAGER_STRICT_HOLD_NS - (now - since) + 999) / 1000));
-	}
-	if (taken && now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS &&
-	    taken_unchanged(p, r, pg, buf)) {
-		held = true;
-		CTR_ADD(p, strict_held_taken, 1);
-		do
-			usleep(PAGER_STRICT_POLL_US);
-		while (now_ns() - since < PAGER_STRICT_TAKEN_HOLD_NS && taken_unchanged(p, r, pg, buf));
-	}
-	if (held)
 		CTR_ADD(p, strict_held, 1);
+	}
 }
 
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,

@@ -24,7 +24,9 @@ ping-pong (RPINGPONG) while tracefs records the scheduler's events
   answer goes out) to the taker's fault returning (the page installed,
   the vCPU woken), and *turn*, from there to the taker's own recall
   returning (its vCPU ran, wrote, and its recall thread saw the write),
-  with when the taker's recall came relative to its install.
+  with when the taker's recall came relative to its install;
+- per kind of thread that moves the page, who took its CPU while it could
+  still run (switched out runnable), and how long until it ran again.
 
 No target: an explanation of strict_pingpong_ratio (bench/README.md,
 "Taken pages held until written"). --keep writes the raw trace.
@@ -49,6 +51,8 @@ TRACING = pathlib.Path("/sys/kernel/tracing")
 EVENTS = "sched:sched_switch sched:sched_waking sched:sched_wakeup"
 LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[(\d+)\](.{5,6})\s+([\d.]+): (\w+): (.*)$")
 MOVERS = ("strict-recall", "pager-fault", "mn-worker")
+SWITCH = re.compile(r"prev_comm=(.+?) prev_pid=(\d+) prev_prio=\d+ prev_state=(\S+) "
+                    r"==> next_comm=(.+?) next_pid=(\d+)")
 PROBES = ("pager_serve_strict", "pager_serve_strict%return",
           "pager_strict_recall", "pager_strict_recall%return")
 
@@ -84,6 +88,23 @@ def wake_waits(path):
                 t0, who, by = waking.pop(nxt)
                 out[(who, by)].append((ts - t0) * 1e6)
     return out
+
+
+def preemptions(path):
+    """(preempted kind, by whom) -> list of waits in us, switched out
+    runnable to switched back in."""
+    out, waits = {}, collections.defaultdict(list)
+    for _comm, _pid, _cpu, _flags, ts, name, rest in parse(path):
+        if name != "sched_switch":
+            continue
+        m = SWITCH.search(rest)
+        prev, prev_pid, state, nxt, nxt_pid = m.groups()
+        if state.startswith("R") and prev in MOVERS:
+            out[int(prev_pid)] = (ts, prev, "vCPU" if "TCG" in nxt else nxt)
+        t0 = out.pop(int(nxt_pid), None)
+        if t0:
+            waits[t0[1:]].append((ts - t0[0]) * 1e6)
+    return waits
 
 
 def fault_spans(path):
@@ -238,6 +259,12 @@ def main():
         print(f"  {who:14s} by {by[:14]:14s} n={len(w):5d} median {w[len(w) // 2]:6.0f} "
               f"mean {statistics.mean(w):6.0f} over 300: {sum(x > 300 for x in w):4d} "
               f"sum {sum(w) / 1000:7.1f} ms")
+    print("\nswitched out runnable -> on a CPU again (us):")
+    pre = preemptions(raw)
+    for (who, by), w in sorted(pre.items(), key=lambda kv: -sum(kv[1]))[:10]:
+        w.sort()
+        print(f"  {who:14s} by {by[:14]:14s} n={len(w):5d} median {w[len(w) // 2]:6.0f} "
+              f"over 300: {sum(x > 300 for x in w):4d} sum {sum(w) / 1000:7.1f} ms")
     spans = fault_spans(raw)
     if spans:
         bins = ((0, 200), (200, 400), (400, 600), (600, 1000), (1000, 2000), (2000, 1e9))

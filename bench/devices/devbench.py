@@ -303,8 +303,8 @@ def main():
         if (k.startswith("ours_over") or k.startswith("devnode") or
                 k in ("rtt_us", "uring_read_4k_us")) and f"{k}_min" in res:
             print(f"{k:28} {res[k]:10.2f} ({res[k + '_min']:.2f}-{res[k + '_max']:.2f})")
-    print(f"targets: ours_over_nbd_qd1 >= 1, ours_over_nbd_qd32 >= 1.5, "
-          f"devnode_overhead_us <= 15")
+    print("targets: ours_over_nbd_qd1 >= 1, ours_over_nbd_qd32 >= 1.5, "
+          "devnode_overhead_us <= 15")
 
 
 if __name__ == "__main__":

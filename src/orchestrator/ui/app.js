@@ -16,7 +16,7 @@ const EVENTS_KEEP = 200;
 const st = {
   token: null,
   nodes: [], slots: [], details: {}, sections: [],
-  selected: null, pager: [], resizeFor: null,
+  selected: null, pager: [], resizeFor: null, deleting: new Set(),
   since: 0, polling: false, refreshTimer: null, refreshing: false, again: false,
 };
 
@@ -368,8 +368,13 @@ function renderCharts() {
 
 function live(d) { return d && (d.state === 'running' || d.state === 'degraded'); }
 
+// A slot being deleted from this page: its pager and console stop answering (503) while
+// its VM stops, so they are not polled (a failed request is an error in the console).
+function going(name) { return st.deleting.has(name); }
+
 async function pollPager() {
   const name = st.selected, d = name && st.details[name];
+  if (going(name)) { $('pager-note').textContent = '(slot being deleted)'; return; }
   if (!live(d)) { $('pager-note').textContent = d ? `(slot ${d.state})` : ''; return; }
   try {
     const r = await api('GET', `/v1/slots/${encodeURIComponent(name)}/pager`);
@@ -386,7 +391,7 @@ async function pollPager() {
 
 async function pollConsole() {
   const name = st.selected, d = name && st.details[name];
-  if (!live(d)) return;
+  if (!live(d) || going(name)) return;
   try {
     const text = await api('GET', `/v1/slots/${encodeURIComponent(name)}/console`);
     if (st.selected !== name) return;
@@ -494,8 +499,9 @@ function confirmAction(text) {
   });
 }
 
-async function act(text, method, path, body, okText) {
+async function act(text, method, path, body, okText, onConfirmed) {
   if (!(await confirmAction(text))) return false;
+  if (onConfirmed) onConfirmed();
   flash(text.replace(/\?$/, '') + ' …', true);
   try {
     await api(method, path, body);
@@ -541,8 +547,11 @@ function wireActions() {
   });
   $('sd-delete').addEventListener('click', async () => {
     const n = st.selected;
-    if (await act(`Delete slot ${n}? Its VM stops and its memory is freed.`, 'DELETE',
-      `/v1/slots/${encodeURIComponent(n)}`, undefined, `slot ${n} deleted`)) st.selected = null;
+    const ok = await act(`Delete slot ${n}? Its VM stops and its memory is freed.`, 'DELETE',
+      `/v1/slots/${encodeURIComponent(n)}`, undefined, `slot ${n} deleted`,
+      () => st.deleting.add(n));
+    st.deleting.delete(n);
+    if (ok) st.selected = null;
   });
 }
 

@@ -84,7 +84,10 @@
 #include "source.h"
 #include "uffd_compat.h"
 
-/* A recall that waits for an install in progress or for a taken page's write looks this often (us). */
+/*
+ * A recall that waits for an install in progress or for a taken page's
+ * write looks this often (us)...
+ */
 #define PAGER_STRICT_POLL_US 20
 /* ...but for a taken page's write, it looks without sleeping for this long first (ns). */
 #define PAGER_STRICT_SPIN_NS 60000ull

@@ -149,6 +149,37 @@ static void test_exclusive(struct pager_backend *be)
 	tmap_teardown(&a);
 }
 
+/*
+ * A sequential writer's window makes pages writable ahead of it, and
+ * those count as written: in a shared region that window stays a cluster
+ * (16 pages), so a release writes back at most a cluster more than the
+ * guest wrote. 20 pages written from page 0 made the window grow to 48
+ * before, and the release wrote back 48.
+ */
+static void test_write_ahead(struct pager_backend *be)
+{
+	struct pager_config cfg = { .budget = UINT64_MAX, .writeback_delay_ms = -1,
+				    .fail_timeout_ms = 2000 };
+	struct tmap a;
+	uint64_t n = 0;
+	int r;
+
+	tmap_shared = true;
+	tmap_readonly = false;
+	r = tmap_setup(&a, LEN, SEC, &cfg, 0, be, PAGER_DIRTY_SYNC_WP);
+	tmap_shared = false;
+	if (!ok(r == 0, "a shared region, writable (%d)", r))
+		return;
+	ok(tmap_fill_backend(&a, NULL) == 0, "region filled at version 1");
+	for (uint64_t pg = 0; pg < 20; pg++)
+		pat_fill(a.mem + pg * PS, pg, 3);
+	r = pager_shared_release(a.p, 0, &n);
+	ok(r == 0 && n >= 20 && n < 20 + 16, "20 pages written in a row: the release wrote back "
+	   "%llu (at most a cluster more) (%d)", (unsigned long long)n, r);
+	ok(pages_are(&a, 0, 20, 3) && pages_are(&a, 20, NPG, 1), "the pages read as written");
+	tmap_teardown(&a);
+}
+
 struct reader {
 	const volatile uint64_t *addr;
 	uint64_t value;
@@ -344,6 +375,7 @@ int main(void)
 	if (!ok(pager_backend_local_new(SEC, &be) == 0, "local backend"))
 		return tap_done();
 	test_exclusive(be);
+	test_write_ahead(be);
 	test_refusals(be);
 	test_move(be);
 	test_sealed_pager(be);

@@ -353,6 +353,11 @@ void pager_stash_install(struct pager_fault_ctx *t, struct pager_region *r,
 	pager_stash_put(t->stash, e);
 }
 
+uint32_t pager_write_ahead(const struct pager *p, const struct pager_region *r)
+{
+	return r->shared ? p->cluster : p->max_window;
+}
+
 /* A MISSING fault at addr, or a prefetch window (pf_end: fault.c's prefetch_step). */
 void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint64_t addr,
 			 bool write, uint32_t tid, uint64_t pf_end)
@@ -463,7 +468,7 @@ void pager_serve_missing(struct pager_fault_ctx *t, struct pager_region *r, uint
 	if (end <= pg)
 		end = pg + 1;
 	if (sequential && write)
-		wr_end = end;
+		wr_end = MIN(end, pg + pager_write_ahead(p, r));
 	if (t->stash && !pf_end) {
 		/* A sealed neighbour we hold (BUSY, ours): the guest is back in its cluster. */
 		struct pager_stash_ent *e = pager_stash_find(t->stash, r->idx, r->gen, pg);

@@ -43,6 +43,16 @@ void pager_serve_missing(struct pager_fault_ctx *c, struct pager_region *r, uint
  */
 void pager_stash_install(struct pager_fault_ctx *c, struct pager_region *r,
 			 struct pager_stash_ent *e);
+/*
+ * How many pages a sequential writer's window may make writable ahead of
+ * it, from its fault on (MISSING here, WP in serve_wp.c): pages made
+ * writable count as written, and are written back, whether the guest
+ * writes them or not. The prefetch window (max_window) for memory; a
+ * cluster for a shared region, where a hand-over writes back everything
+ * dirty (share.h): a window doubled to 256 pages past the end of a 1 MiB
+ * write made its release write back 1.9 MiB.
+ */
+uint32_t pager_write_ahead(const struct pager *p, const struct pager_region *r);
 /* Install one page (n == 1) from src with UFFDIO_COPY `mode`: -EEXIST if it is there already. */
 int pager_install_pages(struct pager_fault_ctx *c, struct pager_region *r, uint64_t pg,
 			uint64_t n, const uint8_t *src, uint64_t mode);

@@ -32,7 +32,8 @@ static bool wp_seq_extends(const struct pager_region *r, uint64_t pg)
  *
  * A sequential writer (this fault is on the page where the last window
  * ended) gets a window forward that doubles with each such fault, from a
- * cluster up to the prefetch window (max_window), over the resident pages
+ * cluster up to pager_write_ahead() (the prefetch window, max_window; a
+ * cluster in a shared region), over the resident pages
  * from pg on, as a MISSING fault's fetch window does: a guest that rewrites
  * a run of pages written back (and so write-protected) by the cleaner pays
  * a fault per window, not per page. The window's end becomes the next
@@ -44,8 +45,8 @@ static bool wp_seq_extends(const struct pager_region *r, uint64_t pg)
  * were write-protected only by a write-back, and a guest that rewrites its
  * memory writes them next.
  *
- * Either way the price of a wrong guess is the write-back of a few pages
- * that did not change. Pages written once, or only read, and away from a
+ * Either way the price of a wrong guess is the write-back of pages that
+ * did not change: up to a window past the end of a sequential write. Pages written once, or only read, and away from a
  * sequential writer stay protected, so a sparse writer's dirty set (and a
  * compute migration's flush) stays exact. p->lock held.
  */
@@ -62,7 +63,7 @@ static void wp_run(struct pager *p, struct pager_region *r, uint64_t pg, uint64_
 		uint32_t w = atomic_load_explicit(&r->wp_window, memory_order_relaxed);
 		uint64_t end;
 
-		*win = MIN(MAX(w * 2, p->cluster), p->max_window);
+		*win = MIN(MAX(w * 2, p->cluster), pager_write_ahead(p, r));
 		end = MIN(pg + *win, s1);
 		while (*b < end && wp_seq_extends(r, *b))
 			(*b)++;

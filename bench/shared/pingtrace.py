@@ -33,6 +33,7 @@ No target: an explanation of strict_pingpong_ratio (bench/README.md,
 """
 import argparse
 import collections
+import json
 import os
 import pathlib
 import re
@@ -197,7 +198,7 @@ def counters(before, after, iters):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iters", type=int, default=400)
-    ap.add_argument("--keep", help="write the raw trace here")
+    ap.add_argument("--keep", help="write the raw trace here (and its threads' sides to KEEP.sides.json)")
     ap.add_argument("--probes", action="store_true",
                     help="also time each hand-over's path (uprobes through perf probe)")
     args = ap.parse_args()
@@ -283,6 +284,8 @@ def main():
                       f"p90 {v[len(v) * 9 // 10]:7.0f}")
     if args.keep:
         shutil.copyfile(raw, args.keep)
+        with open(args.keep + ".sides.json", "w") as f:   # tid -> side, to read the trace
+            json.dump(sides, f)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -71,6 +71,7 @@ Figures, each with the baseline it is judged against, from the same run:
 Writes --json (default build/bench/shared.json).
 """
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -86,6 +87,7 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
 import vmlib  # noqa: E402
+import cpulayout  # noqa: E402
 
 SAMPLE = re.compile(r"^(\w+)(\{[^}]*\})? (\S+)$")
 
@@ -239,7 +241,18 @@ def main():
     ap.add_argument("--release-mib", type=int, default=64)
     ap.add_argument("--memnode-workers", type=int, default=0,
                     help="the memory node's --workers (default: its own, 2)")
+    ap.add_argument("--layout", choices=("shared", "split"), default="shared",
+                    help="split: the vCPUs on CPUs of their own, the daemons and QEMU's "
+                         "other threads on CPU 0 (cpulayout.py; default: shared, the "
+                         "scheduler places every thread)")
     args = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.layout == "split":
+            stack.enter_context(cpulayout.Split())
+        run_bench(args)
+
+
+def run_bench(args):
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-"))
     keyfile, key = vmlib.new_keyfile(tmp)
@@ -250,7 +263,8 @@ def main():
     a2 = vmlib.Agent(tmp, keyfile, node_id=2)
     res = {"params": {"reps": args.reps, "pingpong_iters": args.pingpong_iters,
                       "touch_pages": args.touch_pages, "release_mib": args.release_mib,
-                      "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls"},
+                      "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls",
+                      "layout": args.layout},
            "targets": TARGETS, "runs": []}
     try:
         local = [{"kind": "local"}, {"kind": "local"}]

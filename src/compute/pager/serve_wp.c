@@ -46,9 +46,10 @@ static bool wp_seq_extends(const struct pager_region *r, uint64_t pg)
  * memory writes them next.
  *
  * Either way the price of a wrong guess is the write-back of pages that
- * did not change: up to a window past the end of a sequential write. Pages written once, or only read, and away from a
- * sequential writer stay protected, so a sparse writer's dirty set (and a
- * compute migration's flush) stays exact. p->lock held.
+ * did not change: up to a window past the end of a sequential write.
+ * Pages written once, or only read, and away from a sequential writer
+ * stay protected, so a sparse writer's dirty set (and a compute
+ * migration's flush) stays exact. p->lock held.
  */
 static void wp_run(struct pager *p, struct pager_region *r, uint64_t pg, uint64_t *a,
 		   uint64_t *b, uint32_t *win)

@@ -72,10 +72,11 @@ def data_dirs():
 
 
 def restart_agent(c):
-    """SIGKILL compute-1; returns its command line (for start_agent)."""
+    """SIGKILL compute-1's whole process group; returns its command line
+    (for start_agent)."""
     agent = c.component("compute-1")
     argv = pathlib.Path(f"/proc/{agent['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
-    os.kill(agent["pid"], signal.SIGKILL)
+    os.killpg(os.getpgid(agent["pid"]), signal.SIGKILL)
     return argv
 
 
@@ -98,6 +99,12 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         guest_ok(c, "web", "FILL 1 7 160")
         guest_ok(c, "web", "WRITELOOP 1 16")
         qemu = agent_vm(c, "web")["pid"]
+        agent = c.component("compute-1")["pid"]
+        # Its own process group (no signal to the agent's group reaches
+        # it), in the agent's session: with autogroups, a session of its
+        # own would be a scheduling group of its own (launch.c).
+        assert os.getpgid(qemu) == qemu != os.getpgid(agent)
+        assert os.getsid(qemu) == os.getsid(agent)
         time.sleep(1)
 
         argv = restart_agent(c)

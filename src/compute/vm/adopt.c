@@ -4,7 +4,7 @@
  * it started and left running (SIGKILL, a crash, an upgrade). The guest
  * sees a pause no longer than the restart and loses nothing.
  *
- * While no agent runs, QEMU runs on (its own session, no pipe to the
+ * While no agent runs, QEMU runs on (its own process group, no pipe to the
  * agent: launch.c) and the shim inside it keeps a copy of every uffd, so a
  * fault simply waits. The new agent rebuilds `struct vm` from the record
  * (persist.c) and checks that its QEMU is the one recorded (pid, start

@@ -144,9 +144,18 @@ int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		posix_spawn_file_actions_adddup2(&fa, tapfd, VMNET_QEMU_TAP_FD);
 	/*
 	 * QEMU outlives the agent (a crash, a restart: adopt.c): its own
-	 * session, so that no signal to the agent's process group or terminal
-	 * reaches it; default signal handling and mask (the agent ignores
-	 * SIGPIPE); no pipe to the agent; no parent-death signal.
+	 * process group, so that no signal to the agent's process group or
+	 * from its terminal (^C, ^\) reaches it; default signal handling and
+	 * mask (the agent ignores SIGPIPE); no pipe to the agent; no
+	 * parent-death signal. Not its own session: with the kernel's
+	 * autogroups (no cgroup CPU controller in use), a new session is a
+	 * new scheduling group, and the agent's fault and recall threads
+	 * would then compete with each VM as a group rather than thread by
+	 * thread (docs/operations.md, "Threads and scheduling"). The price:
+	 * a QEMU stopped by job control (SIGSTOP) when its agent exits gets
+	 * SIGHUP, as every process group orphaned with a stopped member
+	 * does, and quits; disagg never stops QEMU's process (a pause is
+	 * QMP's stop).
 	 */
 	posix_spawnattr_init(&sa);
 	sigemptyset(&none);
@@ -157,7 +166,8 @@ int vm_spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	sigaddset(&dfl, SIGHUP);
 	posix_spawnattr_setsigmask(&sa, &none);
 	posix_spawnattr_setsigdefault(&sa, &dfl);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+	posix_spawnattr_setpgroup(&sa, 0);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 					      POSIX_SPAWN_SETSIGDEF);
 	r = posix_spawn(&pid, vm->env.qemu, &fa, &sa, a->v, envp);
 	posix_spawnattr_destroy(&sa);

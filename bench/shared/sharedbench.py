@@ -71,7 +71,6 @@ Figures, each with the baseline it is judged against, from the same run:
 Writes --json (default build/bench/shared.json).
 """
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -87,7 +86,6 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
 import vmlib  # noqa: E402
-import cpulayout  # noqa: E402
 
 SAMPLE = re.compile(r"^(\w+)(\{[^}]*\})? (\S+)$")
 
@@ -243,24 +241,34 @@ def main():
                     help="the memory node's --workers (default: its own, 2)")
     ap.add_argument("--layout", choices=("shared", "split"), default="shared",
                     help="split: the vCPUs on CPUs of their own, the daemons and QEMU's "
-                         "other threads on CPU 0 (cpulayout.py; default: shared, the "
-                         "scheduler places every thread)")
+                         "other threads on the first CPU, through the daemons' options "
+                         "(--vcpu-cpus, --housekeeping-cpus, --cpus; default: shared, "
+                         "the scheduler places every thread)")
     args = ap.parse_args()
-    with contextlib.ExitStack() as stack:
-        if args.layout == "split":
-            stack.enter_context(cpulayout.Split())
-        run_bench(args)
+    run_bench(args)
+
+
+def layout_args(layout):
+    """(the memory node's, each agent's) CPU placement options."""
+    if layout == "shared":
+        return [], []
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--layout split needs at least 2 CPUs")
+    house, vcpu = str(cpus[0]), ",".join(map(str, cpus[1:]))
+    return ["--cpus", house], ["--vcpu-cpus", vcpu, "--housekeeping-cpus", house]
 
 
 def run_bench(args):
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-"))
     keyfile, key = vmlib.new_keyfile(tmp)
+    mn_cpus, agent_cpus = layout_args(args.layout)
     mn = vmlib.Memnode(tmp, key, keyfile, node_id=101, pool="1G",
-                       extra=["--workers", str(args.memnode_workers)] if args.memnode_workers
-                       else [])
-    a1 = vmlib.Agent(tmp, keyfile, node_id=1)
-    a2 = vmlib.Agent(tmp, keyfile, node_id=2)
+                       extra=(["--workers", str(args.memnode_workers)] if args.memnode_workers
+                              else []) + mn_cpus)
+    a1 = vmlib.Agent(tmp, keyfile, node_id=1, extra=agent_cpus)
+    a2 = vmlib.Agent(tmp, keyfile, node_id=2, extra=agent_cpus)
     res = {"params": {"reps": args.reps, "pingpong_iters": args.pingpong_iters,
                       "touch_pages": args.touch_pages, "release_mib": args.release_mib,
                       "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls",

@@ -35,6 +35,7 @@
 #include "registrar.h"
 #include "rundir.h"
 #include "state.h"
+#include "vm_cpus.h"
 #include "vm_incoming.h"
 #include "vm_migrate.h"
 #include "vm_ctl.h"
@@ -73,6 +74,10 @@ static const char usage[] =
 	"  --http-ca FILE         CA certificate (PEM) that an https:// --orchestrator must\n"
 	"                         verify against (default: the system's)\n"
 	"  --vcpus N              vCPUs this node offers to slots (default 8 per host CPU)\n"
+	"  --vcpu-cpus LIST       run every VM's vCPU threads on these host CPUs (\"2-7\";\n"
+	"                         libvirt's vcpupin; default: where the scheduler puts them)\n"
+	"  --housekeeping-cpus LIST  run this agent's threads and QEMU's other threads\n"
+	"                         (main loop, I/O) on these CPUs (libvirt's emulatorpin)\n"
 	"  --retire-migrated-ms MS  stop the paused QEMU of a VM that migrated away if its\n"
 	"                         record is not deleted within MS (default 30000)\n"
 	"  --on-memnode-failure pause|kill|sigbus\n"
@@ -239,6 +244,8 @@ static void agent_vm_changed(void *opaque)
 	registrar_kick(atomic_load(&a->reg));
 }
 
+enum { OPT_VCPU_CPUS = 0x4701, OPT_HOUSE_CPUS };
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -258,6 +265,8 @@ int main(int argc, char **argv)
 		{ "label", required_argument, NULL, 'L' },
 		{ "advertise", required_argument, NULL, 'A' },
 		{ "vcpus", required_argument, NULL, 'V' },
+		{ "vcpu-cpus", required_argument, NULL, OPT_VCPU_CPUS },
+		{ "housekeeping-cpus", required_argument, NULL, OPT_HOUSE_CPUS },
 		{ "retire-migrated-ms", required_argument, NULL, 'R' },
 		{ "on-memnode-failure", required_argument, NULL, 'F' },
 		{ "memnode-timeout-ms", required_argument, NULL, 'T' },
@@ -293,7 +302,8 @@ int main(int argc, char **argv)
 	struct registrar *reg = NULL;
 	long vcpus = 8 * sysconf(_SC_NPROCESSORS_ONLN);
 	char cluster_id[RUNDIR_CLUSTER_ID_LEN + 1], err[1024];
-	bool stop_vms = false, default_dir = false;
+	bool stop_vms = false, default_dir = false, has_vcpu = false, has_house = false;
+	cpu_set_t vcpu_cpus, house_cpus;
 	struct vm_recover_stats rs;
 	const struct path_opt popts[] = {
 		{ 'r', "run-dir", run_dir }, { 'q', "qemu", qemu }, { 's', "shim", shim },
@@ -340,6 +350,16 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		case 'X': stop_vms = true; break;
+		case OPT_VCPU_CPUS:
+			if (opt_cpus("vcpu-cpus", optarg, &vcpu_cpus) < 0)
+				return 2;
+			has_vcpu = true;
+			break;
+		case OPT_HOUSE_CPUS:
+			if (opt_cpus("housekeeping-cpus", optarg, &house_cpus) < 0)
+				return 2;
+			has_house = true;
+			break;
 		case 'a': accel = optarg; break;
 		case 'G':
 			if (inet_pton(AF_INET, optarg, &(struct in_addr){ 0 }) != 1) {
@@ -396,6 +416,12 @@ int main(int argc, char **argv)
 	}
 	if (fabric_conf_check(&fabric) < 0)
 		return 2;
+	/* Before any thread: the agent's threads and its QEMUs inherit the set. */
+	r = vm_cpus_configure(has_vcpu ? &vcpu_cpus : NULL, has_house ? &house_cpus : NULL);
+	if (r < 0) {
+		fprintf(stderr, "disagg-compute: --housekeeping-cpus: %s\n", strerror(-r));
+		return 1;
+	}
 	if (tls_ctx_new(&fabric, CERT_ROLE_COMPUTE, node_id, &tls) < 0)
 		return 1;
 	mnc_set_tls(tls);         /* the pager's and the VMs' memory-node connections */
@@ -480,7 +506,7 @@ int main(int argc, char **argv)
 	 */
 	if (vm_ext_register(&vm_mig_ext) < 0 || vm_ext_register(&vm_incoming_ext) < 0 ||
 	    vm_ext_register(&vm_strict_ext) < 0 || vm_ext_register(&vm_disk_ext) < 0 ||
-	    vm_ext_register(&vm_disk_mig_ext) < 0) {
+	    vm_ext_register(&vm_disk_mig_ext) < 0 || vm_ext_register(&vm_cpus_ext) < 0) {
 		fprintf(stderr, "disagg-compute: cannot register the migration hooks\n");
 		return 1;
 	}

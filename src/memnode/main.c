@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 
+#include "cpulist.h"
 #include "apiauth.h"
 #include "dir_grace.h"
 #include "dirtab.h"
@@ -89,6 +90,7 @@ static void usage(FILE *f)
 		"  --state-dir DIR        keep the revocation list in DIR/revoked (made 0700);\n"
 		"                         without it the list lives in memory only\n"
 		"  --workers N            network worker threads (default 2)\n"
+		"  --cpus LIST            run every thread on these host CPUs (\"0-1\"; default: all)\n"
 		"  --orchestrator URL     register with the orchestrator and send heartbeats\n"
 		"  --name NAME            name shown by the orchestrator (default memnode-ID)\n"
 		"  --label KEY=VALUE      a placement label (repeatable), e.g. rack=r1\n"
@@ -170,6 +172,7 @@ enum {
 	OPT_STATE_DIR,
 	OPT_DIR_LEASE,
 	OPT_DIR_GRACE,
+	OPT_CPUS,
 };
 
 /* One of the connection caps and timeouts: a number in [min, max]. */
@@ -259,6 +262,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "dir-lease-ms", required_argument, NULL, OPT_DIR_LEASE },
 		{ "dir-grace-ms", required_argument, NULL, OPT_DIR_GRACE },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -368,6 +372,18 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 				return -EINVAL;
 			o->dir_lease_ms = (unsigned)v;
 			break;
+		case OPT_CPUS: {
+			cpu_set_t set;
+
+			/* Now, before any thread: they all inherit it. */
+			if (opt_cpus("cpus", optarg, &set) < 0)
+				return -EINVAL;
+			if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+				log_error("--cpus %s: %s", optarg, strerror(errno));
+				return -EINVAL;
+			}
+			break;
+		}
 		case OPT_DIR_GRACE:
 			if (opt_u64("dir-grace-ms", optarg, 0, 3600000, "ms", &v) < 0)
 				return -EINVAL;

@@ -87,6 +87,12 @@ def test_bad_node_id_is_refused(prog, node_id, tmp_path, keyfile):
     ("disagg-orchestrator", "--replicas", "0", "1 to 3 replicas"),
     ("disagg-compute", "--retire-migrated-ms", "0", "1 to 86400000 ms"),
     ("disagg-compute", "--writeback-delay-ms", "-5", "0 to 3600000 ms"),
+    ("disagg-compute", "--vcpu-cpus", "1-0", "a CPU list such as"),
+    ("disagg-compute", "--vcpu-cpus", "0,,1", "a CPU list such as"),
+    ("disagg-compute", "--vcpu-cpus", "5000", "CPU numbers below 1024"),
+    ("disagg-compute", "--housekeeping-cpus", "1000", "not among the CPUs this process may use"),
+    ("disagg-memnode", "--cpus", "", "a CPU list such as"),
+    ("disagg-memnode", "--cpus", "1000", "not among the CPUs this process may use"),
 ])
 def test_bad_values_name_the_option(prog, opt, value, hint, tmp_path, keyfile):
     p = run(argv(prog, tmp_path, keyfile) + [opt, value], check=False, timeout=30)

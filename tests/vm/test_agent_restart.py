@@ -125,7 +125,6 @@ def test_agent_sigkill_and_restart_keeps_the_guest(data_dirs):
         slot = c.json("slot", "show", "web")
         assert slot["state"] == "running", slot
         node = next(n for n in c.json("node", "ls")["nodes"] if n["kind"] == "compute")
-        http = node["http"]
         vm = agent_vm(c, "web", node["http"])
         assert vm["pid"] == qemu and vm["state"] == "running", vm
         assert alive(qemu)

@@ -225,6 +225,9 @@ static int adopt_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "QMP: %s", strerror(-r));
 		return r;
 	}
+	r = vm_ext_qmp_ready(vm, err, errlen);
+	if (r < 0)
+		return r;
 	r = settle_migration(vm, err, errlen);
 	if (r >= 0)
 		r = vm_layout_attach(vm);

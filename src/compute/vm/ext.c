@@ -53,6 +53,17 @@ int vm_ext_qemu_args(struct vm *vm, char **ret[VM_EXT_MAX], unsigned *ret_n)
 	return 0;
 }
 
+int vm_ext_qmp_ready(struct vm *vm, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < nexts; i++) {
+		int r = exts[i]->qmp_ready ? exts[i]->qmp_ready(vm, err, errlen) : 0;
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 void vm_ext_guest_attached(struct vm *vm)
 {
 	for (unsigned i = 0; i < nexts; i++)

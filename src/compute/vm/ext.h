@@ -8,7 +8,8 @@
  * incoming side adds QEMU arguments (vm_incoming.c), the migration record
  * hears the guest channel, adds status fields and is freed with the VM
  * (vm_migrate.c). Disks (vm_disk.c) keep their part of the VM record
- * with vm_ext_record_set and take it back at adoption.
+ * with vm_ext_record_set and take it back at adoption. CPU placement
+ * (vm_cpus.c) pins QEMU's threads once QMP answers.
  */
 #ifndef DISAGG_VM_EXT_H
 #define DISAGG_VM_EXT_H
@@ -25,6 +26,11 @@ struct vm_ext_ops {
 	 * malloc'ed strings, or NULL for none), before QEMU is spawned.
 	 */
 	int (*qemu_args)(struct vm *vm, char ***ret_argv);
+	/*
+	 * QMP is connected, before the guest channel (vm_start, adoption):
+	 * QEMU's threads exist. < 0, with err, fails the start or adoption.
+	 */
+	int (*qmp_ready)(struct vm *vm, char *err, size_t errlen);
 	/* The guest channel is connected (vm_start, adoption). */
 	void (*guest_attached)(struct vm *vm);
 	/* Add fields to vm_status's answer (lock not held). */
@@ -44,6 +50,8 @@ int vm_ext_register(const struct vm_ext_ops *ops);
 /* Every registered table's qemu_args, in order of registration (ret: nret vectors). */
 int vm_ext_qemu_args(struct vm *vm, char **ret[VM_EXT_MAX], unsigned *ret_n);
 void vm_ext_strv_free(char **ret[VM_EXT_MAX], unsigned n);
+/* Every registered table's qmp_ready, in order: the first error stops it. */
+int vm_ext_qmp_ready(struct vm *vm, char *err, size_t errlen);
 void vm_ext_guest_attached(struct vm *vm);
 void vm_ext_status(struct vm *vm, json_t *j);
 void vm_ext_free(struct vm *vm);

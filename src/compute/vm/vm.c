@@ -212,6 +212,9 @@ int vm_start(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "QEMU did not come up (QMP: %s): %s", strerror(-r), tail);
 		goto fail;
 	}
+	r = vm_ext_qmp_ready(vm, err, errlen);
+	if (r < 0)
+		goto fail;
 	r = vm_layout_attach(vm);
 	if (r < 0) {
 		snprintf(err, errlen, "hotplug: %s", strerror(-r));

@@ -122,18 +122,19 @@ static int cpus_qmp_ready(struct vm *vm, char *err, size_t errlen)
 	char vs[256] = "", hs[256] = "";
 	long tids[512];
 	unsigned others = 0;
-	int n = 0;
+	int n;
 
 	if (!conf.has_vcpu && !conf.has_house)
 		return 0;
-	n = vcpu_threads(vm, tids, (int)(sizeof(tids) / sizeof(tids[0])), err, errlen);
+	n = vcpu_threads(vm, tids, (int)ARRAY_SIZE(tids), err, errlen);
 	if (n < 0)
 		return n;
+	(void)cpulist_format(&conf.vcpu, vs, sizeof(vs));
+	(void)cpulist_format(&conf.house, hs, sizeof(hs));
 	for (int k = 0; k < n; k++) {
 		if (sched_setaffinity((pid_t)tids[k], sizeof(conf.vcpu), &conf.vcpu) < 0) {
 			int r = -errno;
 
-			(void)cpulist_format(&conf.vcpu, vs, sizeof(vs));
 			snprintf(err, errlen, "CPU placement: vCPU thread %ld to CPUs %s: %s", tids[k],
 				 vs, strerror(-r));
 			return r;
@@ -141,8 +142,6 @@ static int cpus_qmp_ready(struct vm *vm, char *err, size_t errlen)
 	}
 	if (conf.has_house)
 		others = place_others(vm, tids, n);
-	(void)cpulist_format(&conf.vcpu, vs, sizeof(vs));
-	(void)cpulist_format(&conf.house, hs, sizeof(hs));
 	log_info("vm %s: %d vCPU thread%s on CPUs %s, %u other QEMU thread%s on CPUs %s",
 		 vm->spec.name, n, n == 1 ? "" : "s", vs, others,
 		 others == 1 ? "" : "s", conf.has_house ? hs : "(as started)");

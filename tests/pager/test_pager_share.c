@@ -156,39 +156,11 @@ static void test_exclusive(struct pager_backend *be)
  * guest wrote. 20 pages written from page 0 made the window grow to 48
  * before, and the release wrote back 48.
  */
-static void test_write_ahead(struct pager_backend *be)
+static void write_ahead_case(struct pager_backend *be, bool read_first)
 {
 	struct pager_config cfg = { .budget = UINT64_MAX, .writeback_delay_ms = -1,
 				    .fail_timeout_ms = 2000 };
-	struct tmap a;
-	uint64_t n = 0;
-	int r;
-
-	tmap_shared = true;
-	tmap_readonly = false;
-	r = tmap_setup(&a, LEN, SEC, &cfg, 0, be, PAGER_DIRTY_SYNC_WP);
-	tmap_shared = false;
-	if (!ok(r == 0, "a shared region, writable (%d)", r))
-		return;
-	ok(tmap_fill_backend(&a, NULL) == 0, "region filled at version 1");
-	for (uint64_t pg = 0; pg < 20; pg++)
-		pat_fill(a.mem + pg * PS, pg, 3);
-	r = pager_shared_release(a.p, 0, &n);
-	ok(r == 0 && n >= 20 && n < 20 + 16, "20 pages written in a row: the release wrote back "
-	   "%llu (at most a cluster more) (%d)", (unsigned long long)n, r);
-	ok(pages_are(&a, 0, 20, 3) && pages_are(&a, 20, NPG, 1), "the pages read as written");
-	tmap_teardown(&a);
-}
-
-/*
- * The same cap on the write-protect path: pages read first are resident
- * and write-protected, so a sequential write over them takes write-protect
- * faults (serve_wp.c), whose window must not double past a cluster either.
- */
-static void test_write_ahead_wp(struct pager_backend *be)
-{
-	struct pager_config cfg = { .budget = UINT64_MAX, .writeback_delay_ms = -1,
-				    .fail_timeout_ms = 2000 };
+	uint32_t ver = read_first ? 4 : 3;
 	struct tmap a;
 	uint64_t n = 0, wp0;
 	int r;
@@ -200,17 +172,30 @@ static void test_write_ahead_wp(struct pager_backend *be)
 	if (!ok(r == 0, "a shared region, writable (%d)", r))
 		return;
 	ok(tmap_fill_backend(&a, NULL) == 0, "region filled at version 1");
-	ok(pages_are(&a, 0, NPG, 1), "every page read first: resident, write-protected");
+	if (read_first)
+		ok(pages_are(&a, 0, NPG, 1), "every page read first: resident, write-protected");
 	wp0 = STAT(a.p, faults_wp);
 	for (uint64_t pg = 0; pg < 20; pg++)
-		pat_fill(a.mem + pg * PS, pg, 4);
-	ok(STAT(a.p, faults_wp) > wp0,
-	   "the writes took write-protect faults");
+		pat_fill(a.mem + pg * PS, pg, ver);
+	if (read_first)
+		ok(STAT(a.p, faults_wp) > wp0, "the writes took write-protect faults");
 	r = pager_shared_release(a.p, 0, &n);
-	ok(r == 0 && n >= 20 && n < 20 + 16, "20 resident pages rewritten in a row: the release "
-	   "wrote back %llu (at most a cluster more) (%d)", (unsigned long long)n, r);
-	ok(pages_are(&a, 0, 20, 4) && pages_are(&a, 20, NPG, 1), "the pages read as written");
+	ok(r == 0 && n >= 20 && n < 20 + 16, "20 %s pages written in a row: the release wrote "
+	   "back %llu (at most a cluster more) (%d)", read_first ? "resident" : "missing",
+	   (unsigned long long)n, r);
+	ok(pages_are(&a, 0, 20, ver) && pages_are(&a, 20, NPG, 1), "the pages read as written");
 	tmap_teardown(&a);
+}
+
+/*
+ * Written while missing (the MISSING path, serve.c), and written after
+ * every page was read (resident and write-protected: the write-protect
+ * path, serve_wp.c). Either window must not double past a cluster.
+ */
+static void test_write_ahead(struct pager_backend *be)
+{
+	write_ahead_case(be, false);
+	write_ahead_case(be, true);
 }
 
 struct reader {
@@ -409,7 +394,6 @@ int main(void)
 		return tap_done();
 	test_exclusive(be);
 	test_write_ahead(be);
-	test_write_ahead_wp(be);
 	test_refusals(be);
 	test_move(be);
 	test_sealed_pager(be);

@@ -103,3 +103,35 @@ def test_memnode_cpus(tmp_path, key, keyfile, two_cpus):
         assert {c for _, c in threads(m.pid).values()} == {h}, threads(m.pid)
     finally:
         m.stop()
+
+
+def test_housekeeping_alone_leaves_the_vcpus_where_the_agent_was(tmp_path, key, keyfile,
+                                                                 two_cpus):
+    """--housekeeping-cpus without --vcpu-cpus: the agent and QEMU's other
+    threads on the set, the vCPUs on every CPU the agent had before (not on
+    the housekeeping set QEMU inherits)."""
+    h, _ = two_cpus
+    mine = cpulist(os.sched_getaffinity(0))
+    m = vmlib.Memnode(tmp_path, key, keyfile, node_id=101, pool="1G")
+    a = vmlib.Agent(str(tmp_path), keyfile, node_id=AGENT, extra=("--housekeeping-cpus", h))
+    try:
+        qemu = a.create("hk", [m.section(), m.section()], vcpus=2)["pid"]
+        vcpu, other, n = placement(qemu)
+        assert n == 2 and vcpu == {mine} and other == {h}, threads(qemu)
+        a.delete("hk")
+    finally:
+        a.close()
+        m.stop()
+
+
+def cpulist(cpus):
+    """The kernel's list form of a set of CPUs ("0-1,3")."""
+    out, cpus = [], sorted(cpus)
+    i = 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(out)

@@ -155,11 +155,12 @@ enum proto_features {
 	PROTO_FEAT_DIFF    = 1u << 7, /* WRITE_DIFF */
 	PROTO_FEAT_DIR_RECLAIM = 1u << 8, /* DIR_RECLAIM and DIR_GRACE (a restarted directory) */
 	PROTO_FEAT_DIR_QUIET = 1u << 11, /* DIR_RECALL_ACK with PROTO_DIR_QUIET (no reply if OK) */
+	PROTO_FEAT_DIR_VERSION = 1u << 12, /* DIR_RECALL's page version, DIR_RECLAIM's REQ_VERSION */
 	/* Every feature of a memory node. */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
 			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM |
-			     PROTO_FEAT_DIR_QUIET,
+			     PROTO_FEAT_DIR_QUIET | PROTO_FEAT_DIR_VERSION,
 	PROTO_FEAT_BLK     = 1u << 9, /* a device node: BLK_* and VOL_* */
 	/*
 	 * A hint, offered only on connections that carry directory traffic
@@ -500,6 +501,17 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  *   if no holder hands back the same page without it). Otherwise
  *   DIR_DETACHED; DONE is always accepted from an attached holder. Meanwhile
  *   DIR_READ and DIR_WRITE of the section answer DIR_GRACE. Reply: empty.
+ *   With PROTO_FEAT_DIR_VERSION a RECALLED page may carry PROTO_DIR_REQ_VERSION:
+ *   a struct proto_dir_version (the version of the recall it answered)
+ *   comes between the request and the page, and the page is stored only
+ *   if nobody was made its owner since that version.
+ *
+ * Page versions (PROTO_FEAT_DIR_VERSION): the node counts, per page, every
+ * time it makes a holder the page's owner (DIR_WRITE, or a DIR_READ that
+ * takes ownership), and keeps that count beside a pool that outlives the
+ * process. A DIR_RECALL sent to the owner carries the count of its
+ * ownership (0 without the feature, or to a holder that does not own the
+ * page). Counts wrap: compare them with serial arithmetic.
  */
 enum proto_dir_limits {
 	PROTO_DIR_MAX_HOLDERS = 16,
@@ -523,6 +535,7 @@ enum proto_dir_req_flags {
 	PROTO_DIR_REQ_DONE = 1u << 1,  /* DIR_RECLAIM: no page; the holder's reclaim is over */
 	PROTO_DIR_REQ_RECALLED = 1u << 2, /* DIR_RECLAIM: the page went out in a recall answer
 					     that the node may not have stored */
+	PROTO_DIR_REQ_VERSION = 1u << 3,  /* DIR_RECLAIM (RECALLED): a proto_dir_version follows */
 };
 
 struct proto_dir_req {
@@ -561,9 +574,16 @@ struct proto_dir_recall {
 	uint32_t page;
 	uint32_t mode;           /* enum proto_dir_mode */
 	uint32_t grants;
-	uint32_t rsvd;
+	uint32_t version;        /* the page's ownership version (PROTO_FEAT_DIR_VERSION), else 0 */
 };
 _Static_assert(sizeof(struct proto_dir_recall) == 32, "dir_recall size");
+
+/* DIR_RECLAIM with PROTO_DIR_REQ_VERSION: between the request and the page. */
+struct proto_dir_version {
+	uint32_t version;        /* the recall's (struct proto_dir_recall) */
+	uint32_t rsvd;           /* 0 */
+};
+_Static_assert(sizeof(struct proto_dir_version) == 8, "dir_version size");
 
 struct proto_dir_ack {
 	uint64_t seq;            /* the recall's */

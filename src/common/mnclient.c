@@ -433,21 +433,32 @@ int mnc_dir_read(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint3
 }
 
 int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
-		    const void *data, bool recalled)
+		    const void *data, bool recalled, uint32_t version)
 {
-	struct proto_dir_req req;
+	struct {
+		struct proto_dir_req req;
+		struct proto_dir_version v;
+	} m = { .v = { .version = htole32(version) } };
+	size_t len = sizeof(m.req);
 	int r;
 
-	if (c && !(c->info.features & PROTO_FEAT_DIR_RECLAIM))
+	if (!c)
+		return -EINVAL;
+	if (!(c->info.features & PROTO_FEAT_DIR_RECLAIM))
 		return -EOPNOTSUPP;
-	r = dir_req(c, g, tag, page, &req);
+	_Static_assert(sizeof(m) == sizeof(m.req) + sizeof(m.v), "no padding");
+	r = dir_req(c, g, tag, page, &m.req);
 	if (r < 0)
 		return r;
-	if (!data)
-		req.flags = htole16(PROTO_DIR_REQ_DONE);
-	else if (recalled)
-		req.flags = htole16(PROTO_DIR_REQ_RECALLED);
-	return dir_call(c, PROTO_OP_DIR_RECLAIM, &req, sizeof(req), data, data ? PROTO_PAGE_SIZE : 0,
+	if (!data) {
+		m.req.flags = htole16(PROTO_DIR_REQ_DONE);
+	} else if (recalled && (c->info.features & PROTO_FEAT_DIR_VERSION)) {
+		m.req.flags = htole16(PROTO_DIR_REQ_RECALLED | PROTO_DIR_REQ_VERSION);
+		len = sizeof(m);
+	} else if (recalled) {
+		m.req.flags = htole16(PROTO_DIR_REQ_RECALLED);
+	}
+	return dir_call(c, PROTO_OP_DIR_RECLAIM, &m, len, data, data ? PROTO_PAGE_SIZE : 0,
 			NULL, 0, NULL);
 }
 

@@ -182,12 +182,14 @@ int mnc_dir_write(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint
  * restart (data), or with data NULL say that the holder has nothing more of
  * the section. recalled: the page is one this holder gave up in a recall
  * answer that the node did not confirm (it may have stored it, and another
- * holder changed it since: the node prefers that holder's). -EUNATCH: the
- * node does not take it (no grace period, or the holder was not attached
- * before the restart): the page's writes are lost.
+ * holder changed it since: the node prefers that holder's); version: that
+ * recall's (struct mnc_recall), sent when PROTO_FEAT_DIR_VERSION was
+ * negotiated, so that the node also prefers what any later owner wrote.
+ * -EUNATCH: the node does not take it (no grace period, or the holder was
+ * not attached before the restart): the page's writes are lost.
  */
 int mnc_dir_reclaim(struct mnc *c, const struct proto_grant *g, uint16_t tag, uint32_t page,
-		    const void *data, bool recalled);
+		    const void *data, bool recalled, uint32_t version);
 /*
  * On an attached recall channel: wait up to timeout_ms (0: do not block,
  * <0: for ever) for the next recall (-ETIMEDOUT if none; other -errno:

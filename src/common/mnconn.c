@@ -203,7 +203,8 @@ static void recall_done(struct mnc *c)
 
 	if (r == 0)
 		r = fifo_push(&c->recalls, &(struct mnc_recall){ m.seq, m.section, m.generation,
-								 m.page, m.mode, m.grants });
+								 m.page, m.mode, m.grants,
+								 m.version });
 	if (r < 0)
 		mnconn_fail_all(c, -EBADMSG);
 }

@@ -33,12 +33,15 @@ typedef void (*mnc_done_fn)(void *opaque, int status, size_t len);
  * section the node had answered OK to us (since our attach) when it sent
  * the recall; act on it only once that many have been received (serial
  * arithmetic: (int32_t)(received - grants) >= 0), as a reply may still be
- * on its way on another connection.
+ * on its way on another connection. `version` (PROTO_FEAT_DIR_VERSION):
+ * the version of our ownership of the page, to give with the page to
+ * mnc_dir_reclaim() if the answer is never confirmed.
  */
 struct mnc_recall {
 	uint64_t seq;
 	uint32_t section, generation, page, mode;
 	uint32_t grants;
+	uint32_t version;            /* the page's ownership version (0 without the feature) */
 };
 #define MNC_RECALL_DOWNGRADE 1     /* PROTO_DIR_DOWNGRADE */
 #define MNC_RECALL_INVALIDATE 2    /* PROTO_DIR_INVALIDATE */

@@ -264,7 +264,7 @@ void wire_dir_recall_swap(struct proto_dir_recall *m)
 	LE32(m->page);
 	LE32(m->mode);
 	LE32(m->grants);
-	LE32(m->rsvd);
+	LE32(m->version);
 }
 
 void wire_dir_ack_swap(struct proto_dir_ack *m)
@@ -289,22 +289,37 @@ int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *r
 }
 
 int wire_dir_reclaim_decode(const void *payload, size_t len, struct proto_dir_req *ret,
-			    const uint8_t **ret_page)
+			    uint32_t *ret_version, const uint8_t **ret_page)
 {
+	const uint8_t *b = payload;
+	struct proto_dir_version v = { 0 };
 	struct proto_dir_req m;
+	size_t want;
 
 	if (!payload || len < sizeof(m))
 		return -EBADMSG;
 	memcpy(&m, payload, sizeof(m));
 	wire_dir_req_swap(&m);
-	if ((m.flags & ~(uint16_t)(PROTO_DIR_REQ_DONE | PROTO_DIR_REQ_RECALLED)) ||
-	    ((m.flags & PROTO_DIR_REQ_DONE) && (m.flags & PROTO_DIR_REQ_RECALLED)))
+	if ((m.flags & ~(uint16_t)(PROTO_DIR_REQ_DONE | PROTO_DIR_REQ_RECALLED |
+				   PROTO_DIR_REQ_VERSION)) ||
+	    ((m.flags & PROTO_DIR_REQ_DONE) && (m.flags & PROTO_DIR_REQ_RECALLED)) ||
+	    ((m.flags & PROTO_DIR_REQ_VERSION) && !(m.flags & PROTO_DIR_REQ_RECALLED)))
 		return -EBADMSG;
-	/* DONE carries no page; a page is exactly one. */
-	if (len != sizeof(m) + ((m.flags & PROTO_DIR_REQ_DONE) ? 0 : PROTO_PAGE_SIZE))
+	/* DONE carries no page; a page is exactly one, after the version if any. */
+	want = sizeof(m) + ((m.flags & PROTO_DIR_REQ_VERSION) ? sizeof(v) : 0) +
+	       ((m.flags & PROTO_DIR_REQ_DONE) ? 0 : PROTO_PAGE_SIZE);
+	if (len != want)
 		return -EBADMSG;
+	if (m.flags & PROTO_DIR_REQ_VERSION) {
+		memcpy(&v, b + sizeof(m), sizeof(v));
+		LE32(v.version);
+		LE32(v.rsvd);
+		if (v.rsvd)
+			return -EBADMSG;
+	}
 	*ret = m;
-	*ret_page = (m.flags & PROTO_DIR_REQ_DONE) ? NULL : (const uint8_t *)payload + sizeof(m);
+	*ret_version = v.version;
+	*ret_page = (m.flags & PROTO_DIR_REQ_DONE) ? NULL : b + len - PROTO_PAGE_SIZE;
 	return 0;
 }
 
@@ -356,7 +371,7 @@ int wire_dir_recall_decode(const void *payload, size_t len, struct proto_dir_rec
 	if (r < 0)
 		return r;
 	wire_dir_recall_swap(&m);
-	if (m.rsvd != 0 || (m.mode != PROTO_DIR_DOWNGRADE && m.mode != PROTO_DIR_INVALIDATE))
+	if (m.mode != PROTO_DIR_DOWNGRADE && m.mode != PROTO_DIR_INVALIDATE)
 		return -EBADMSG;
 	*ret = m;
 	return 0;

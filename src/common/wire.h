@@ -69,18 +69,19 @@ void wire_dir_ack_swap(struct proto_dir_ack *m);
 
 /*
  * Directory frames (host order out): DIR_READ/DIR_WRITE requests (exact
- * size, rsvd 0); DIR_RECALL (exact size, a known mode, rsvd 0); and
+ * size, rsvd 0); DIR_RECALL (exact size, a known mode); and
  * DIR_RECALL_ACK, whose page (*ret_page, NULL when clean) follows only
  * with PROTO_DIR_DIRTY; PROTO_DIR_QUIET is its only other flag (whether
  * the connection negotiated it is the handler's check).
  */
 int wire_dir_req_decode(const void *payload, size_t len, struct proto_dir_req *ret);
 /*
- * DIR_RECLAIM: a proto_dir_req, then the page (*ret_page) unless
- * PROTO_DIR_REQ_DONE; RECALLED only with a page.
+ * DIR_RECLAIM: a proto_dir_req, then with PROTO_DIR_REQ_VERSION (only with
+ * RECALLED) a proto_dir_version (*ret_version; 0 without), then the page
+ * (*ret_page) unless PROTO_DIR_REQ_DONE; RECALLED only with a page.
  */
 int wire_dir_reclaim_decode(const void *payload, size_t len, struct proto_dir_req *ret,
-			    const uint8_t **ret_page);
+			    uint32_t *ret_version, const uint8_t **ret_page);
 /* DIR_ATTACH and DIR_DETACH: a grant, then optionally a proto_dir_who (tag 0 without). */
 int wire_dir_who_decode(const void *payload, size_t len, struct proto_grant *ret_grant,
 			uint16_t *ret_tag);

@@ -23,7 +23,9 @@
  * the node took them, the pages of those answers stay here (rr->sent, up
  * to RECALL_UNCONFIRMED); a ping confirms them when the list is full or the
  * channel idle. If the channel breaks first, they are handed back with
- * the others, marked as given up in a recall answer (REQ_RECALLED).
+ * the others, marked as given up in a recall answer (REQ_RECALLED) and
+ * with the page version the recall carried: the node stores such a page
+ * only if nobody has owned it since (docs/protocol.md, "Page versions").
  *
  * The thread ends when asked (detach, and
  * vm_free or vm_detach through vm_strict_ext) or when the VM's pager is
@@ -105,8 +107,9 @@ static int channel_open(struct vm_recaller *rr, struct mnc **ret)
 	return 0;
 }
 
-/* Keep a page given up: to hand back after a broken channel. */
-static void keep_page(struct vm_recaller *rr, uint32_t section, uint32_t page, const void *data)
+/* Keep a page given up in a recall answer: to hand back after a broken channel. */
+static void keep_page(struct vm_recaller *rr, uint32_t section, uint32_t page, uint32_t version,
+		      const void *data)
 {
 	struct pager_kept *n = realloc(rr->kept, (rr->nkept + 1) * sizeof(*n));
 
@@ -115,7 +118,8 @@ static void keep_page(struct vm_recaller *rr, uint32_t section, uint32_t page, c
 			 page, section);
 		return;
 	}
-	n[rr->nkept] = (struct pager_kept){ .section = section, .page = page, .recalled = true };
+	n[rr->nkept] = (struct pager_kept){ .section = section, .page = page, .recalled = true,
+					    .version = version };
 	memcpy(n[rr->nkept].data, data, PAGER_PAGE_SIZE);
 	rr->kept = n;
 	rr->nkept++;
@@ -139,7 +143,8 @@ static void sent_to_kept(struct vm_recaller *rr)
 			newer = rr->kept[j].section == rr->sent[i].section &&
 				rr->kept[j].page == rr->sent[i].page;
 		if (!newer)
-			keep_page(rr, rr->sent[i].section, rr->sent[i].page, rr->sent[i].data);
+			keep_page(rr, rr->sent[i].section, rr->sent[i].page, rr->sent[i].version,
+				  rr->sent[i].data);
 	}
 	rr->nsent = 0;
 }
@@ -179,7 +184,8 @@ static int send_answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_r
 	if (r == 0 && dirty) {
 		if (!slot)
 			slot = &rr->sent[rr->nsent++];
-		*slot = (struct pager_kept){ .section = section, .page = rc->page, .recalled = true };
+		*slot = (struct pager_kept){ .section = section, .page = rc->page, .recalled = true,
+					     .version = rc->version };
 		memcpy(slot->data, dirty, PAGER_PAGE_SIZE);
 	}
 	return r;
@@ -213,11 +219,11 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 	r = send_answer(rr, c, rc, (uint32_t)k, dirty ? buf : NULL);
 	/*
 	 * The node may have died before it stored the page: our copy is gone,
-	 * so keep the page to hand back (the node prefers what the page's next
-	 * owner hands back, if it does).
+	 * so keep the page to hand back (the node prefers what any later
+	 * owner of the page wrote).
 	 */
 	if (r < 0 && dirty)
-		keep_page(rr, (uint32_t)k, rc->page, buf);
+		keep_page(rr, (uint32_t)k, rc->page, rc->version, buf);
 	return r;
 }
 
@@ -285,11 +291,12 @@ static int hand_back(struct vm_recaller *rr, struct mnc *c)
 		if (k->section >= s.nsec)
 			continue;
 		r = mnc_dir_reclaim(c, &s.secs[k->section].sec.grant, s.secs[k->section].sec.dir_tag,
-				    k->page, k->data, k->recalled);
+				    k->page, k->data, k->recalled, k->version);
 		taken += r == 0;
 	}
 	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
-		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL, false);
+		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL, false,
+				    0);
 	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
 		return r;
 	if (rr->nkept && taken == rr->nkept)

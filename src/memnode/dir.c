@@ -113,6 +113,7 @@ static void recall_send(struct mn_dir *d, struct dir_job *j, unsigned i, uint32_
 		.page = j->page,
 		.mode = mode,
 		.grants = hd->grants,
+		.version = hd->versions ? mn_dirtab_version(d->tab, j->s->idx, j->page) : 0,
 	};
 	struct mn_obuf *ob = r ? mn_request_new(PROTO_OP_DIR_RECALL, m.seq, sizeof(m)) : NULL;
 
@@ -209,6 +210,8 @@ static void job_finish(struct mn_dir *d, struct dir_job *j)
 		len = sizeof(w) + (had ? 0 : PROTO_PAGE_SIZE);
 	}
 	if (r == 0 && (j->write || j->migrate)) {
+		/* A new owner: counted on disk before it learns it (dir_grace.c). */
+		(void)mn_dirtab_bump(d->tab, s->idx, j->page);
 		s->owner[j->page] = j->holder;
 		s->copyset[j->page] = (uint16_t)bit;
 		if (j->write)
@@ -424,7 +427,7 @@ static void *lease_main(void *arg)
 /* ---- entry points --------------------------------------------------------------------- */
 
 int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		  uint16_t tag)
+		  uint16_t tag, bool versions)
 {
 	struct dir_sec *s = NULL;
 	struct dir_holder *hd;
@@ -452,6 +455,7 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 		hd = &s->h[i];
 		hd->chan = chan;
 		hd->grants = 0;
+		hd->versions = versions;
 		hd->incarnation++;
 		d->ops->ref(chan);
 		log_info("section %u: node %llu/%u attached again after the restart%s", s->idx,
@@ -475,6 +479,7 @@ int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_gra
 	hd->tag = tag;
 	hd->chan = chan;
 	hd->grants = 0;
+	hd->versions = versions;
 	hd->incarnation++;
 	d->ops->ref(chan);
 	mn_dirtab_set(d->tab, s->idx, (unsigned)i, hd->node, tag, s->generation);

@@ -43,10 +43,11 @@ const struct mn_dir_counters *mn_dir_counters(const struct mn_dir *d);
  */
 /*
  * Connection chan becomes the recall channel of holder (g->holder_id, tag)
- * for g->section; tag 0 without PROTO_FEAT_DIR_TAG.
+ * for g->section; tag 0 without PROTO_FEAT_DIR_TAG. versions: chan
+ * negotiated PROTO_FEAT_DIR_VERSION (its recalls carry the page's version).
  */
 int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		  uint16_t tag);
+		  uint16_t tag, bool versions);
 int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag);
 /*
  * DIR_READ (write false) or DIR_WRITE of page `page` by holder

@@ -24,6 +24,17 @@
  * dropped before the crash is refused, whatever it still believes it owns.
  * Only one holder owns a page at a time, so two reclaims of one page
  * cannot both be legitimate.
+ *
+ * A page given up in a recall answer the holder never saw confirmed
+ * (RECALLED) may or may not have been taken before the crash. If it was,
+ * the node may have given the page to a later owner, whose content is
+ * newer: in the pool already (its write-back, or its own answer), or
+ * handed back by it as owner. So such an answer loses to an owner's
+ * reclaim of the page, whichever comes first, and, when it carries the
+ * version of its recall, to any later owner: the version on disk counts
+ * owners, and it moves on only after the previous owner's answer was
+ * stored. An answer whose version is still the page's was either never
+ * taken or is what the pool holds: storing it is right either way.
  */
 #include "dir_grace.h"
 
@@ -93,8 +104,21 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms)
 	return r;
 }
 
+/*
+ * A recall answer of ownership `version` that the node had taken before it
+ * died, with a later owner since (serial arithmetic: versions wrap)? That
+ * owner's content is newer, wherever it is now: in the pool (written back,
+ * or its own answer taken), or about to be handed back by it.
+ */
+static bool superseded(const struct mn_dir *d, const struct dir_sec *s, uint32_t page,
+		       const uint32_t *version)
+{
+	return version && (int32_t)(*version - mn_dirtab_version(d->tab, s->idx, page)) < 0;
+}
+
 int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		   uint16_t tag, uint32_t page, const void *data, bool recalled)
+		   uint16_t tag, uint32_t page, const void *data, bool recalled,
+		   const uint32_t *version)
 {
 	struct dir_sec *s;
 	bool awaited;
@@ -121,6 +145,10 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		/* Its owner since handed it back: newer than this recall answer. */
 		log_debug("section %u: page %u of a recall answer ignored: its owner reclaimed it",
 			  s->idx, page);
+	} else if (data && recalled && superseded(d, s, page, version)) {
+		log_debug("section %u: page %u of a recall answer (version %u) ignored: taken "
+			  "before the restart, and owned by another since (version %u)", s->idx,
+			  page, *version, mn_dirtab_version(d->tab, s->idx, page));
 	} else if (data) {
 		r = d->ops->page_write(d->table, s->idx, s->generation, page, data);
 		if (r == 0 && !recalled)

@@ -28,9 +28,11 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms);
  * period and the holder was attached before the restart and attached
  * again on chan since. recalled: the holder gave the page up in a recall
  * answer just before the restart; it is stored only if no holder hands back
- * that page without it (0 either way).
+ * that page without it, and, with the version of that recall (version not
+ * NULL), only if nobody was made the page's owner after it (0 either way).
  */
 int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		   uint16_t tag, uint32_t page, const void *data, bool recalled);
+		   uint16_t tag, uint32_t page, const void *data, bool recalled,
+		   const uint32_t *version);
 
 #endif /* DISAGG_MEMNODE_DIR_GRACE_H */

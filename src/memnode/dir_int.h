@@ -28,6 +28,7 @@ struct dir_holder {
 	uint16_t tag;                /* which of the node's holders (PROTO_FEAT_DIR_TAG) */
 	uint32_t incarnation;        /* changes whenever the slot is attached or dropped */
 	uint32_t grants;             /* DIR_READ/DIR_WRITE answered OK since it attached */
+	bool versions;               /* its channel negotiated PROTO_FEAT_DIR_VERSION */
 	struct mn_conn *chan;        /* its recall channel (ops->ref); NULL: not back since a restart */
 };
 

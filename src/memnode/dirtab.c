@@ -3,11 +3,13 @@
  * The directory's holder table on disk (dirtab.h).
  *
  * File layout (little-endian): a 32-byte header (magic "DGDIRTAB", version
- * 1, the section count, PROTO_DIR_MAX_HOLDERS), then per section
- * PROTO_DIR_MAX_HOLDERS entries of 16 bytes (node u64, generation u32,
- * tag u16, used u16). An entry is written field by field with its `used`
- * word last, and cleared by that word alone: a process killed half-way
- * leaves either the old state or the new one.
+ * 2, the section count, PROTO_DIR_MAX_HOLDERS, pages per section), then per
+ * section PROTO_DIR_MAX_HOLDERS entries of 16 bytes (node u64, generation
+ * u32, tag u16, used u16), then per section and page its ownership version
+ * (u32). An entry is written field by field with its `used` word last, and
+ * cleared by that word alone: a process killed half-way leaves either the
+ * old state or the new one. A version is one aligned 32-bit store. The
+ * file is sparse: the versions of pages never in strict use take no space.
  */
 #include "dirtab.h"
 
@@ -25,7 +27,7 @@
 #include "macro.h"
 
 #define DIRTAB_MAGIC "DGDIRTAB"
-#define DIRTAB_VERSION 1u
+#define DIRTAB_VERSION 2u
 #define DIRTAB_HDR 32u
 
 struct dirtab_disk_ent {
@@ -39,37 +41,45 @@ _Static_assert(sizeof(struct dirtab_disk_ent) == 16, "dirtab entry size");
 struct mn_dirtab {
 	uint8_t *map;
 	size_t len;
-	uint32_t nsections;
+	uint32_t nsections, npages;
 	struct dirtab_disk_ent *ents;
+	uint32_t *versions;          /* [section * npages + page], little-endian */
 };
 
-static size_t table_len(uint32_t nsections)
+static size_t ents_len(uint32_t nsections)
 {
-	return DIRTAB_HDR + (size_t)nsections * PROTO_DIR_MAX_HOLDERS * sizeof(struct dirtab_disk_ent);
+	return (size_t)nsections * PROTO_DIR_MAX_HOLDERS * sizeof(struct dirtab_disk_ent);
 }
 
-static bool header_ok(const uint8_t *m, uint32_t nsections)
+static size_t table_len(uint32_t nsections, uint32_t npages)
 {
-	uint32_t v[3];
+	return DIRTAB_HDR + ents_len(nsections) + (size_t)nsections * npages * sizeof(uint32_t);
+}
+
+static bool header_ok(const uint8_t *m, uint32_t nsections, uint32_t npages)
+{
+	uint32_t v[4];
 
 	memcpy(v, m + 8, sizeof(v));
 	return memcmp(m, DIRTAB_MAGIC, 8) == 0 && le32toh(v[0]) == DIRTAB_VERSION &&
-	       le32toh(v[1]) == nsections && le32toh(v[2]) == PROTO_DIR_MAX_HOLDERS;
+	       le32toh(v[1]) == nsections && le32toh(v[2]) == PROTO_DIR_MAX_HOLDERS &&
+	       le32toh(v[3]) == npages;
 }
 
-static void header_write(uint8_t *m, uint32_t nsections)
+static void header_write(uint8_t *m, uint32_t nsections, uint32_t npages)
 {
-	uint32_t v[3] = { htole32(DIRTAB_VERSION), htole32(nsections),
-			  htole32(PROTO_DIR_MAX_HOLDERS) };
+	uint32_t v[4] = { htole32(DIRTAB_VERSION), htole32(nsections),
+			  htole32(PROTO_DIR_MAX_HOLDERS), htole32(npages) };
 
 	memset(m, 0, DIRTAB_HDR);
 	memcpy(m + 8, v, sizeof(v));
 	memcpy(m, DIRTAB_MAGIC, 8);
 }
 
-int mn_dirtab_open(const char *pool_path, uint32_t nsections, struct mn_dirtab **ret)
+int mn_dirtab_open(const char *pool_path, uint32_t nsections, uint32_t npages,
+		   struct mn_dirtab **ret)
 {
-	size_t len = table_len(nsections);
+	size_t len = table_len(nsections, npages);
 	_cleanup_close_ int fd = -1;
 	struct mn_dirtab *t;
 	char path[4096];
@@ -93,16 +103,22 @@ int mn_dirtab_open(const char *pool_path, uint32_t nsections, struct mn_dirtab *
 	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return -errno;
-	if (!fresh && !header_ok(m, nsections)) {
-		log_warn("%s: not a holder table of %u sections: starting an empty one", path,
-			 nsections);
-		memset(m, 0, len);
+	if (!fresh && !header_ok(m, nsections, npages)) {
+		log_warn("%s: not a holder table of %u sections of %u pages: starting an empty one",
+			 path, nsections, npages);
+		/* Emptied by truncation, so the file stays sparse. */
+		if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)len) < 0) {
+			int e = -errno;
+
+			munmap(m, len);
+			return e;
+		}
 		fresh = true;
 	} else if (fresh && st.st_size) {
 		log_warn("%s: sized for another pool: starting an empty one", path);
 	}
 	if (fresh)
-		header_write(m, nsections);
+		header_write(m, nsections, npages);
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		munmap(m, len);
@@ -111,7 +127,9 @@ int mn_dirtab_open(const char *pool_path, uint32_t nsections, struct mn_dirtab *
 	t->map = m;
 	t->len = len;
 	t->nsections = nsections;
+	t->npages = npages;
 	t->ents = (struct dirtab_disk_ent *)(t->map + DIRTAB_HDR);
+	t->versions = (uint32_t *)(t->map + DIRTAB_HDR + ents_len(nsections));
 	*ret = t;
 	return 0;
 }
@@ -168,4 +186,30 @@ bool mn_dirtab_get(const struct mn_dirtab *t, uint32_t section, unsigned slot,
 		.used = 1,
 	};
 	return true;
+}
+
+static uint32_t *version_word(const struct mn_dirtab *t, uint32_t section, uint32_t page)
+{
+	if (!t || section >= t->nsections || page >= t->npages)
+		return NULL;
+	return &t->versions[(size_t)section * t->npages + page];
+}
+
+uint32_t mn_dirtab_version(const struct mn_dirtab *t, uint32_t section, uint32_t page)
+{
+	uint32_t *w = version_word(t, section, page);
+
+	return w ? le32toh(__atomic_load_n(w, __ATOMIC_ACQUIRE)) : 0;
+}
+
+uint32_t mn_dirtab_bump(struct mn_dirtab *t, uint32_t section, uint32_t page)
+{
+	uint32_t *w = version_word(t, section, page);
+	uint32_t v;
+
+	if (!w)
+		return 0;
+	v = le32toh(__atomic_load_n(w, __ATOMIC_ACQUIRE)) + 1;
+	__atomic_store_n(w, htole32(v), __ATOMIC_RELEASE);
+	return v;
 }

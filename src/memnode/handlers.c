@@ -637,7 +637,8 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 		r = mn_dir_detach(n->dir, &g, tag);
 	} else {
 		mn_conn_auth(c)->dir_chan = true;  /* its closing is told to the directory */
-		r = mn_dir_attach(n->dir, c, &g, tag);
+		r = mn_dir_attach(n->dir, c, &g, tag,
+				  mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_VERSION);
 	}
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
@@ -696,18 +697,23 @@ static int handle_dir_ack(struct mn_conn *c, const struct proto_hdr *h, const ui
 /* DIR_RECLAIM, on the recall channel after a restart: a page (what a write needs), or DONE. */
 static int handle_dir_reclaim(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
+	uint32_t feats = mn_conn_auth(c)->hs.features;
 	struct proto_dir_req req;
 	const uint8_t *page;
+	uint32_t version;
 	int r;
 
-	r = wire_dir_reclaim_decode(p, h->len, &req, &page);
-	if (r == 0 && req.tag && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_TAG))
+	r = wire_dir_reclaim_decode(p, h->len, &req, &version, &page);
+	if (r == 0 && req.tag && !(feats & PROTO_FEAT_DIR_TAG))
 		r = -EBADMSG;
+	if (r == 0 && (req.flags & PROTO_DIR_REQ_VERSION) && !(feats & PROTO_FEAT_DIR_VERSION))
+		r = -EBADMSG;   /* only once negotiated */
 	if (r == 0)
 		r = dir_grant(c, &req.grant, page ? PROTO_R_READ | PROTO_R_WRITE : PROTO_R_READ, page);
 	if (r == 0)
 		r = mn_dir_reclaim(mn_conn_node(c)->dir, c, &req.grant, req.tag, req.page, page,
-				   req.flags & PROTO_DIR_REQ_RECALLED);
+				   req.flags & PROTO_DIR_REQ_RECALLED,
+				   req.flags & PROTO_DIR_REQ_VERSION ? &version : NULL);
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }
 

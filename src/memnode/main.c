@@ -611,7 +611,7 @@ static int run(const struct mn_opts *o)
 	}
 	/* A pool that outlives us keeps the directory's holders beside it (dirtab.h). */
 	r = mn_dirtab_open(o->backing == MN_BACK_ANON ? NULL : o->path, n->pool->nsections,
-			   &n->dirtab);
+			   n->pool->section_pages, &n->dirtab);
 	if (r < 0) {
 		log_error("%s.dir: %s", o->path, strerror(-r));
 		goto out_table;

@@ -53,11 +53,13 @@ FEAT_DIR_RECLAIM = 256                 # DIR_RECLAIM, DIR_GRACE (a restarted dir
 FEAT_BLK = 512                         # a device node: BLK_* and VOL_*
 FEAT_DIR_CONN = 1024                   # a hint: directory traffic, served on the node's worker 0
 FEAT_DIR_QUIET = 2048                  # DIR_RECALL_ACK with QUIET: no reply unless refused
+FEAT_DIR_VERSION = 4096                # DIR_RECALL carries the page's ownership version
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
-FEAT_EVERY = FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM | FEAT_DIR_QUIET
+FEAT_EVERY = (FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM | FEAT_DIR_QUIET |
+              FEAT_DIR_VERSION)
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
@@ -65,6 +67,7 @@ QUIET = 8                              # DIR_RECALL_ACK flag (FEAT_DIR_QUIET): n
 REQ_TAKE = 1                           # DIR_REQ flag: a read that may take ownership
 REQ_DONE = 2                           # DIR_RECLAIM flag: no page, the holder is done
 REQ_RECALLED = 4                       # DIR_RECLAIM flag: the page of an unconfirmed recall answer
+REQ_VERSION = 8                        # DIR_RECLAIM flag (RECALLED): a DIR_VERSION precedes the page
 DIR_MAX_HOLDERS = 16
 
 GRANT = struct.Struct("<QQIIIIQ64s")      # 104 bytes
@@ -75,7 +78,8 @@ STATS = struct.Struct("<QQIIQQQQQ")       # 64
 DIR_REQ = struct.Struct("<104sIHH")       # 112: grant, page, flags, tag
 DIR_WHO = struct.Struct("<HHI")           # 8 after DIR_ATTACH/DETACH's grant: tag, rsvd
 DIR_WRITE_REP = struct.Struct("<II")      # 8: flags, rsvd (+ the page unless HAD_COPY)
-DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, rsvd
+DIR_RECALL = struct.Struct("<QIIIIII")    # 32: seq, section, generation, page, mode, grants, version
+DIR_VERSION = struct.Struct("<II")        # 8 (DIR_RECLAIM with REQ_VERSION): version, rsvd
 DIR_ACK = struct.Struct("<QII")           # 16: seq, flags, rsvd (+ the page if DIRTY)
 # Device nodes (docs/protocol.md, "Device nodes").
 BLK_OPEN_REQ = struct.Struct("<104s64sII")  # 176: grant, name, flags, rsvd
@@ -465,13 +469,18 @@ class Conn:
         assert len(d) == DIR_WRITE_REP.size + PAGE, len(d)
         return bool(flags), d[DIR_WRITE_REP.size:]
 
-    def dir_reclaim(self, grant, page=0, data=None, tag=0, recalled=False):
+    def dir_reclaim(self, grant, page=0, data=None, tag=0, recalled=False, version=None):
         """DIR_RECLAIM on the recall channel: a page changed before the node
-        restarted (recalled: given up in an unconfirmed recall answer), or
-        with data None the holder's DONE for the section."""
+        restarted (recalled: given up in an unconfirmed recall answer, to
+        the recall of that `version` when given), or with data None the
+        holder's DONE for the section."""
         flags = REQ_DONE if data is None else REQ_RECALLED if recalled else 0
+        extra = b""
+        if version is not None:
+            flags |= REQ_VERSION
+            extra = DIR_VERSION.pack(version, 0)
         req = DIR_REQ.pack(grant, page, flags, tag)
-        self.call(OP["DIR_RECLAIM"], req + (data or b""))
+        self.call(OP["DIR_RECLAIM"], req + extra + (data or b""))
 
     def dir_write(self, grant, page, tag=0):
         """(had_copy, page or None)."""
@@ -544,10 +553,10 @@ class Channel:
             self.conn.sock.settimeout(10.0)
         if not flags & F_REPLY:
             assert op == OP["DIR_RECALL"] and status == 0, (op, status)
-            seq, sec, gen, page, mode, grants, rsvd = DIR_RECALL.unpack(payload)
-            assert rid == seq and rsvd == 0 and mode in (DOWNGRADE, INVALIDATE)
+            seq, sec, gen, page, mode, grants, version = DIR_RECALL.unpack(payload)
+            assert rid == seq and mode in (DOWNGRADE, INVALIDATE)
             self.pending.append(dict(seq=seq, section=sec, generation=gen, page=page,
-                                     mode=mode, grants=grants))
+                                     mode=mode, grants=grants, version=version))
             return None
         return rid, status, payload, op
 

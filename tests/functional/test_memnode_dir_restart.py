@@ -16,6 +16,10 @@ file pool, killed with SIGKILL and started again on the same file.
 - A page given up in a recall answer that the node may not have stored
   (RECALLED) is stored only if the page's next owner does not hand back
   its own, whichever comes first.
+- With the page's ownership version (FEAT_DIR_VERSION): such an answer is
+  stored only if nobody was made the page's owner after it, so it never
+  overwrites what a later owner wrote back, or answered itself, before
+  the crash.
 - DONE outside a grace period is harmless; malformed reclaims get BADMSG.
 - The node dying again in its grace period waits for the same holders
   at the next start; answers that come twice change nothing more.
@@ -165,11 +169,23 @@ def test_malformed_reclaims(memnodes, key, tmp_path):
         dp.DIR_REQ.pack(a.grant, 0, 0, 0) + bytes(PAGE - 1),             # short page
         dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE, 0) + bytes(PAGE),       # DONE with a page
         dp.DIR_REQ.pack(a.grant, 0, dp.REQ_TAKE, 0) + bytes(PAGE),       # a read's flag
-        dp.DIR_REQ.pack(a.grant, 0, 8, 0) + bytes(PAGE),                 # unknown flag
+        dp.DIR_REQ.pack(a.grant, 0, 16, 0) + bytes(PAGE),                # unknown flag
         dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE | dp.REQ_RECALLED, 0),  # DONE, recalled
     ]
-    for payload in cases:
-        conn = dp.Conn(d.addr).login(key, A, orch=False, features=FEATS)
+    ver = dp.DIR_VERSION.pack(1, 0)
+    vcases = [
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_VERSION, 0) + ver + bytes(PAGE),  # not RECALLED
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_RECALLED | dp.REQ_VERSION, 0) + bytes(PAGE),
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_RECALLED | dp.REQ_VERSION, 0) +
+        dp.DIR_VERSION.pack(1, 1) + bytes(PAGE),                         # rsvd
+        dp.DIR_REQ.pack(a.grant, 0, dp.REQ_DONE | dp.REQ_VERSION, 0) + ver,
+    ]
+    # REQ_VERSION only once FEAT_DIR_VERSION is negotiated.
+    cases += [(dp.DIR_REQ.pack(a.grant, 0, dp.REQ_RECALLED | dp.REQ_VERSION, 0) + ver +
+               bytes(PAGE), FEATS)]
+    for payload in cases + [(c, VFEATS) for c in vcases]:
+        payload, feats = payload if isinstance(payload, tuple) else (payload, FEATS)
+        conn = dp.Conn(d.addr).login(key, A, orch=False, features=feats)
         refused("BADMSG", conn.call, op, payload)
         conn.close()
     refused("RANGE", a.chan_conn.dir_reclaim, a.grant, 1 << 20, bytes(PAGE))
@@ -193,7 +209,7 @@ def test_a_recall_answer_never_overwrites_the_next_owners_page(memnodes, key, tm
     a, b = holder(d, key, A, sec, gen).attach(), holder(d, key, B, sec, gen).attach()
     old, newer = b"\x0a" * PAGE, b"\x0b" * PAGE
     assert a.write(3)[0] is False                 # A owns page 3 and changes it (old)
-    rid = b.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(b.grant, 3, 0, 0))
+    b.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(b.grant, 3, 0, 0))
     r = a.chan.recall()
     assert r and r["mode"] == dp.INVALIDATE and r["page"] == 3, r
     a.chan.ack(r["seq"], dirty=old)               # stored, and B owns the page ...
@@ -220,6 +236,114 @@ def test_a_recall_answer_never_overwrites_the_next_owners_page(memnodes, key, tm
     b3.chan_conn.dir_reclaim(b3.grant)
     assert b3.read(4) == old
     for h in (a3, b3):
+        h.close()
+
+
+VFEATS = FEATS | dp.FEAT_DIR_VERSION
+
+
+def handed_over(d, key, sec, gen, page, old):
+    """A owns `page` and changes it (old); B's DIR_WRITE recalls it, A's
+    answer is stored and B owns it: (a, b, the version of A's ownership)."""
+    a = Holder(d, key, A, sec, gen, features=VFEATS).attach()
+    b = Holder(d, key, B, sec, gen, features=VFEATS).attach()
+    assert a.write(page)[0] is False
+    b.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(b.grant, page, 0, 0))
+    r = a.chan.recall()
+    assert r and r["mode"] == dp.INVALIDATE and r["page"] == page, r
+    a.chan.ack(r["seq"], dirty=old)
+    assert b.io.recv()[1] == 0
+    return a, b, r["version"]
+
+
+def both_back(memnodes, key, args, sec, gen):
+    """Start the node again; A and B attach again: (node, a2, b2)."""
+    d = start(memnodes, **args)
+    return (d, Holder(d, key, A, sec, gen, features=VFEATS).attach(),
+            Holder(d, key, B, sec, gen, features=VFEATS).attach())
+
+
+def done_and_read(a2, b2, page):
+    """Both say they are done; what B reads of the page then."""
+    a2.chan_conn.dir_reclaim(a2.grant)
+    b2.chan_conn.dir_reclaim(b2.grant)
+    return b2.read(page)
+
+
+@pytest.mark.parametrize("how", ["written_back", "answered_first", "answered_last"])
+def test_a_stale_recall_answer_loses_to_a_later_owner(memnodes, key, tmp_path, how):
+    """A's answer was stored and B owned the page after it; B's newer
+    content reached the node before the crash, by B's write-back (so B has
+    nothing to hand back) or by B's own recall answer, which B hands back
+    too (it was not confirmed either). A hands back its answer, RECALLED,
+    after the restart: the node keeps B's content, whatever the order."""
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    old, newer = b"\x0a" * PAGE, b"\x0b" * PAGE
+    a, b, va = handed_over(d, key, sec, gen, 3, old)
+    vb = None
+    if how == "written_back":
+        b.io.write(b.grant, [(3, 1)], newer)       # B's background write-back
+    else:
+        a.io.send(dp.OP["DIR_READ"], dp.DIR_REQ.pack(a.grant, 3, 0, 0))
+        r = b.chan.recall()
+        assert r and r["mode"] == dp.DOWNGRADE and r["page"] == 3, r
+        vb = r["version"]
+        assert vb != va, (va, vb)                  # B's ownership came after A's
+        b.chan.ack(r["seq"], dirty=newer)
+        assert a.io.recv()[1] == 0
+    d.kill9()
+    d, a2, b2 = both_back(memnodes, key, args, sec, gen)
+    steps = [lambda: a2.chan_conn.dir_reclaim(a2.grant, 3, old, recalled=True, version=va)]
+    if vb is not None:
+        step_b = lambda: b2.chan_conn.dir_reclaim(b2.grant, 3, newer, recalled=True, version=vb)
+        steps = [step_b] + steps if how == "answered_first" else steps + [step_b]
+    for step in steps:
+        step()
+    assert done_and_read(a2, b2, 3) == newer
+    for h in (a, b, a2, b2):
+        h.close()
+
+
+def test_recalls_carry_the_version_only_once_negotiated(memnodes, key, tmp_path):
+    """Every new owner counts: the recall to the owner carries the count of
+    its ownership, to a holder that negotiated FEAT_DIR_VERSION only."""
+    d, _ = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a = Holder(d, key, A, sec, gen, features=VFEATS).attach()
+    b = holder(d, key, B, sec, gen).attach()        # without the feature
+    seen = {}
+    assert a.write(2)[0] is False                    # A owns page 2: the first owner
+    for who, other in ((a, b), (b, a), (a, b)):
+        other.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(other.grant, 2, 0, 0))
+        r = who.chan.recall()
+        assert r and r["page"] == 2, r
+        seen.setdefault(who.node, []).append(r["version"])
+        who.chan.ack(r["seq"])
+        assert other.io.recv()[1] == 0
+    assert seen[B] == [0], seen                      # not negotiated: 0
+    assert seen[A] == [1, 3], seen                   # B owned it in between (2)
+    for h in (a, b):
+        h.close()
+
+
+def test_an_unstored_recall_answer_with_its_version_is_stored(memnodes, key, tmp_path):
+    """The node dies with A's answer unread: nobody owned the page after A,
+    so the answer's version is still the page's, and it is stored."""
+    d, args = node(memnodes, tmp_path)
+    sec, gen = section(d, key)
+    a = Holder(d, key, A, sec, gen, features=VFEATS).attach()
+    b = Holder(d, key, B, sec, gen, features=VFEATS).attach()
+    assert a.write(6)[0] is False
+    b.io.send(dp.OP["DIR_WRITE"], dp.DIR_REQ.pack(b.grant, 6, 0, 0))
+    r = a.chan.recall()
+    assert r and r["page"] == 6, r
+    d.kill9()                                      # A's answer never reaches it
+    d, a2, b2 = both_back(memnodes, key, args, sec, gen)
+    mine = b"\x66" * PAGE
+    a2.chan_conn.dir_reclaim(a2.grant, 6, mine, recalled=True, version=r["version"])
+    assert done_and_read(a2, b2, 6) == mine
+    for h in (a, b, a2, b2):
         h.close()
 
 

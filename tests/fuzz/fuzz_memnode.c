@@ -327,10 +327,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
-		/* WRITE_DIFF and DIR_RECLAIM (beyond the flag byte) ride with F_SIGN. */
+		/* WRITE_DIFF, DIR_RECLAIM and page versions (beyond the flag byte) ride with F_SIGN. */
 		fz_handshake(sv[0], &fuzz_key, fuzz_gkey,
 			     ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
-				     (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM : 0),
+				     (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM |
+							       PROTO_FEAT_DIR_VERSION : 0),
 			     PEER_ID, NODE_ID);
 	fz_pump(sv[0], s, len);
 	close(sv[0]);

@@ -211,7 +211,11 @@ def memnode_seeds():
         hdr(OP["DIR_RECLAIM"], rreq(0, 2), req_id=6),                 # done
         hdr(OP["DIR_RECLAIM"], rreq(4096, 0) + bytes(PAGE), req_id=7),
         hdr(OP["DIR_RECLAIM"], rreq(0, 6), req_id=8),                 # done and recalled
-        hdr(OP["PING"], b"", req_id=9)])
+        hdr(OP["DIR_RECLAIM"], rreq(1, 12) + struct.pack("<II", 3, 0) + bytes(PAGE),
+            req_id=9),                                                # recalled, its version
+        hdr(OP["DIR_RECLAIM"], rreq(1, 8) + struct.pack("<II", 3, 0) + bytes(PAGE),
+            req_id=10),                                               # version, not recalled
+        hdr(OP["PING"], b"", req_id=11)])
     yield "dir-rival-silent", bytes([authed[0] | MN_RIVAL]) + dirs
     yield "dir-rival-answers", bytes([authed[0] | MN_RIVAL | MN_RIVAL_ANSWERS]) + dirs
 

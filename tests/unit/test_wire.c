@@ -9,6 +9,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "macro.h"
@@ -420,8 +421,10 @@ static void test_dir(void)
 		   m == PROTO_DIR_DOWNGRADE || m == PROTO_DIR_INVALIDATE ? 0 : -EBADMSG,
 		   "recall mode %u", m);
 	}
-	rc.rsvd = htole32(1);
-	is(wire_dir_recall_decode(&rc, sizeof(rc), &rco), -EBADMSG, "recall rsvd != 0");
+	rc.mode = htole32(PROTO_DIR_DOWNGRADE);
+	rc.version = htole32(0xfffffffe);
+	is(wire_dir_recall_decode(&rc, sizeof(rc), &rco), 0, "recall with a page version");
+	ok(rco.version == 0xfffffffe, "  the version");
 
 	wire_dir_ack_swap(&a);
 	memcpy(buf, &a, sizeof(a));
@@ -454,12 +457,57 @@ static void test_dir(void)
 	is_str(proto_op_name(PROTO_OP_DIR_RECALL_ACK), "dir_recall_ack", "DIR_RECALL_ACK is named");
 }
 
+/* DIR_RECLAIM: DONE, a page, a recall answer's page with and without its version. */
+static void test_dir_reclaim(void)
+{
+	static uint8_t buf[sizeof(struct proto_dir_req) + sizeof(struct proto_dir_version) +
+			   PROTO_PAGE_SIZE + 1];
+	const size_t rq = sizeof(struct proto_dir_req), vs = sizeof(struct proto_dir_version);
+	struct proto_dir_req r;
+	const uint8_t *page;
+	uint32_t v = 7;
+
+	memset(buf, 0, sizeof(buf));
+	put32(buf + offsetof(struct proto_dir_req, page), 42);
+	put16(buf + offsetof(struct proto_dir_req, flags), PROTO_DIR_REQ_DONE);
+	ok(wire_dir_reclaim_decode(buf, rq, &r, &v, &page) == 0 && !page && v == 0 &&
+	   r.page == 42, "DONE decodes: no page, version 0");
+	is(wire_dir_reclaim_decode(buf, rq + PROTO_PAGE_SIZE, &r, &v, &page), -EBADMSG,
+	   "DONE with a page");
+	put16(buf + offsetof(struct proto_dir_req, flags), 0);
+	ok(wire_dir_reclaim_decode(buf, rq + PROTO_PAGE_SIZE, &r, &v, &page) == 0 &&
+	   page == buf + rq, "an owner's page decodes");
+	is(wire_dir_reclaim_decode(buf, rq, &r, &v, &page), -EBADMSG, "a page missing");
+	put16(buf + offsetof(struct proto_dir_req, flags),
+	      PROTO_DIR_REQ_RECALLED | PROTO_DIR_REQ_VERSION);
+	put32(buf + rq, 0x80000001);
+	ok(wire_dir_reclaim_decode(buf, rq + vs + PROTO_PAGE_SIZE, &r, &v, &page) == 0 &&
+	   v == 0x80000001 && page == buf + rq + vs, "a recall answer with its version decodes");
+	is(wire_dir_reclaim_decode(buf, rq + PROTO_PAGE_SIZE, &r, &v, &page), -EBADMSG,
+	   "VERSION without the version");
+	is(wire_dir_reclaim_decode(buf, rq + vs + PROTO_PAGE_SIZE + 1, &r, &v, &page), -EBADMSG,
+	   "VERSION with a byte more");
+	put32(buf + rq + 4, 1);
+	is(wire_dir_reclaim_decode(buf, rq + vs + PROTO_PAGE_SIZE, &r, &v, &page), -EBADMSG,
+	   "version rsvd != 0");
+	put32(buf + rq + 4, 0);
+	put16(buf + offsetof(struct proto_dir_req, flags), PROTO_DIR_REQ_VERSION);
+	is(wire_dir_reclaim_decode(buf, rq + vs + PROTO_PAGE_SIZE, &r, &v, &page), -EBADMSG,
+	   "VERSION without RECALLED");
+	put16(buf + offsetof(struct proto_dir_req, flags), PROTO_DIR_REQ_DONE | PROTO_DIR_REQ_VERSION);
+	is(wire_dir_reclaim_decode(buf, rq + vs, &r, &v, &page), -EBADMSG, "VERSION with DONE");
+	put16(buf + offsetof(struct proto_dir_req, flags), 16);
+	is(wire_dir_reclaim_decode(buf, rq + PROTO_PAGE_SIZE, &r, &v, &page), -EBADMSG,
+	   "an unknown flag");
+}
+
 int main(void)
 {
 	test_header();
 	test_io();
 	test_fixed_and_status();
 	test_dir();
+	test_dir_reclaim();
 	done_testing();
 	return tap_exit();
 }

@@ -60,6 +60,7 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 struct pager_kept {
 	uint32_t section, page;      /* the region's section index, the page in it */
 	bool recalled;               /* given up in a recall answer the node did not confirm */
+	uint32_t version;            /* recalled: that recall's page version (mnc_recall) */
 	uint8_t data[4096];
 };
 

@@ -145,10 +145,12 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		/* Its owner since handed it back: newer than this recall answer. */
 		log_debug("section %u: page %u of a recall answer ignored: its owner reclaimed it",
 			  s->idx, page);
+		atomic_fetch_add(&d->cnt.superseded, 1);
 	} else if (data && recalled && superseded(d, s, page, version)) {
-		log_debug("section %u: page %u of a recall answer (version %u) ignored: taken "
-			  "before the restart, and owned by another since (version %u)", s->idx,
-			  page, *version, mn_dirtab_version(d->tab, s->idx, page));
+		log_info("section %u: page %u of a recall answer (version %u) set aside: the node "
+			 "had taken it, and the page has had an owner since (version %u)", s->idx,
+			 page, *version, mn_dirtab_version(d->tab, s->idx, page));
+		atomic_fetch_add(&d->cnt.superseded, 1);
 	} else if (data) {
 		r = d->ops->page_write(d->table, s->idx, s->generation, page, data);
 		if (r == 0 && !recalled)

@@ -55,6 +55,7 @@ struct mn_dir_counters {
 	_Atomic uint64_t detached;       /* requests refused with DIR_DETACHED */
 	_Atomic uint64_t migrated;       /* reads answered with ownership (migratory pages) */
 	_Atomic uint64_t reclaimed;      /* pages stored from DIR_RECLAIM after a restart */
+	_Atomic uint64_t superseded;     /* RECALLED pages set aside: a later owner's is newer */
 	_Atomic uint64_t grace_sections; /* sections in their grace period now */
 	_Atomic uint64_t holders;        /* attached now */
 	_Atomic uint64_t sections;       /* in strict use now */

@@ -55,6 +55,7 @@
  *   dir_detached_total              requests refused with DIR_DETACHED
  *   dir_holders, dir_sections       holders attached, sections in strict use, now
  *   dir_reclaimed_pages_total       pages handed back by their holders after a restart
+ *   dir_reclaim_superseded_total    recall answers handed back after a restart and set aside
  *   dir_grace_sections              sections waiting for their holders after a restart, now
  *   dir_conn_moves_total            directory connections (PROTO_FEAT_DIR_CONN) moved to
  *                                   worker 0 after their HELLO, which serves them all
@@ -126,6 +127,9 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 	metrics_counter(sb, "disagg_memnode_dir_reclaimed_pages_total",
 			"Pages their holders handed back after a restart (DIR_RECLAIM).", "",
 			atomic_load(&d->reclaimed));
+	metrics_counter(sb, "disagg_memnode_dir_reclaim_superseded_total",
+			"Pages of recall answers handed back after a restart and not stored: "
+			"a later owner's content was newer.", "", atomic_load(&d->superseded));
 	metrics_gauge(sb, "disagg_memnode_dir_grace_sections",
 		      "Sections waiting for their holders' reclaims after a restart, now.", "",
 		      (double)atomic_load(&d->grace_sections));

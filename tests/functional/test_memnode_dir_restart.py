@@ -301,6 +301,9 @@ def test_a_stale_recall_answer_loses_to_a_later_owner(memnodes, key, tmp_path, h
     for step in steps:
         step()
     assert done_and_read(a2, b2, 3) == newer
+    m = metrics(d)
+    assert m["disagg_memnode_dir_reclaim_superseded_total"] == 1, m   # A's answer
+    assert m["disagg_memnode_dir_reclaimed_pages_total"] == len(steps) - 1, m
     for h in (a, b, a2, b2):
         h.close()
 
@@ -343,6 +346,7 @@ def test_an_unstored_recall_answer_with_its_version_is_stored(memnodes, key, tmp
     mine = b"\x66" * PAGE
     a2.chan_conn.dir_reclaim(a2.grant, 6, mine, recalled=True, version=r["version"])
     assert done_and_read(a2, b2, 6) == mine
+    assert metrics(d)["disagg_memnode_dir_reclaim_superseded_total"] == 0
     for h in (a, b, a2, b2):
         h.close()
 

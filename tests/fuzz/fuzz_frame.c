@@ -190,8 +190,27 @@ static void dir_check(uint16_t op, const uint8_t *p, size_t len)
 	} else if (op == PROTO_OP_DIR_RECALL) {
 		if (wire_dir_recall_decode(p, len, &rc) < 0)
 			return;
-		CHECK(len == sizeof(rc) && rc.rsvd == 0);
+		CHECK(len == sizeof(rc));
 		CHECK(rc.mode == PROTO_DIR_DOWNGRADE || rc.mode == PROTO_DIR_INVALIDATE);
+	} else if (op == PROTO_OP_DIR_RECLAIM) {
+		uint32_t version = 1;
+		bool v, done;
+
+		if (wire_dir_reclaim_decode(p, len, &req, &version, &page) < 0)
+			return;
+		v = req.flags & PROTO_DIR_REQ_VERSION;
+		done = req.flags & PROTO_DIR_REQ_DONE;
+		CHECK(!v || (req.flags & PROTO_DIR_REQ_RECALLED));
+		CHECK(!done || !(req.flags & PROTO_DIR_REQ_RECALLED));
+		CHECK(v || version == 0);
+		CHECK(len == sizeof(req) + (v ? sizeof(struct proto_dir_version) : 0) +
+			     (done ? 0 : PROTO_PAGE_SIZE));
+		CHECK(done ? page == NULL : page == p + len - PROTO_PAGE_SIZE);
+		if (page) {
+			sink ^= page[0];
+			sink ^= page[PROTO_PAGE_SIZE - 1];
+		}
+		grant_check(&req.grant);
 	} else if (op == PROTO_OP_DIR_RECALL_ACK) {
 		if (wire_dir_ack_decode(p, len, &ack, &page) < 0)
 			return;
@@ -303,6 +322,7 @@ static void frame_check(const uint8_t *p, size_t size)
 	case PROTO_OP_DIR_READ:
 	case PROTO_OP_DIR_RECALL:
 	case PROTO_OP_DIR_RECALL_ACK:
+	case PROTO_OP_DIR_RECLAIM:
 		if (!reply)
 			dir_check(h.opcode, p, len);
 		break;

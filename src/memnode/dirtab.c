@@ -10,6 +10,7 @@
  * cleared by that word alone: a process killed half-way leaves either the
  * old state or the new one. A version is one aligned 32-bit store. The
  * file is sparse: the versions of pages never in strict use take no space.
+ * A format-1 table (no versions) is upgraded in place, its holders kept.
  */
 #include "dirtab.h"
 
@@ -66,6 +67,22 @@ static bool header_ok(const uint8_t *m, uint32_t nsections, uint32_t npages)
 	       le32toh(v[3]) == npages;
 }
 
+/*
+ * A format-1 table (holders, no versions) of this many sections, read from
+ * fd: kept, with every page's version 0, as that format behaved.
+ */
+static bool header_v1(int fd, uint32_t nsections)
+{
+	uint8_t m[DIRTAB_HDR];
+	uint32_t v[3];
+
+	if (pread(fd, m, sizeof(m), 0) != (ssize_t)sizeof(m))
+		return false;
+	memcpy(v, m + 8, sizeof(v));
+	return memcmp(m, DIRTAB_MAGIC, 8) == 0 && le32toh(v[0]) == 1 &&
+	       le32toh(v[1]) == nsections && le32toh(v[2]) == PROTO_DIR_MAX_HOLDERS;
+}
+
 static void header_write(uint8_t *m, uint32_t nsections, uint32_t npages)
 {
 	uint32_t v[4] = { htole32(DIRTAB_VERSION), htole32(nsections),
@@ -84,7 +101,7 @@ int mn_dirtab_open(const char *pool_path, uint32_t nsections, uint32_t npages,
 	struct mn_dirtab *t;
 	char path[4096];
 	struct stat st;
-	bool fresh;
+	bool fresh, upgrade;
 	void *m;
 
 	*ret = NULL;
@@ -95,7 +112,15 @@ int mn_dirtab_open(const char *pool_path, uint32_t nsections, uint32_t npages,
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return -errno;
-	fresh = (size_t)st.st_size != len;
+	/*
+	 * Format 1 (before page versions): extended with zeros, its header
+	 * rewritten last, so an upgrade cut short is done again next time.
+	 */
+	upgrade = ((size_t)st.st_size == DIRTAB_HDR + ents_len(nsections) ||
+		   (size_t)st.st_size == len) && header_v1(fd, nsections);
+	if (upgrade && ftruncate(fd, (off_t)len) < 0)
+		return -errno;
+	fresh = !upgrade && (size_t)st.st_size != len;
 	if (fresh && ftruncate(fd, 0) < 0)
 		return -errno;
 	if (fresh && ftruncate(fd, (off_t)len) < 0)
@@ -103,7 +128,11 @@ int mn_dirtab_open(const char *pool_path, uint32_t nsections, uint32_t npages,
 	m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return -errno;
-	if (!fresh && !header_ok(m, nsections, npages)) {
+	if (upgrade) {
+		header_write(m, nsections, npages);
+		log_info("%s: holder table upgraded to format %u (every page's version 0)", path,
+			 DIRTAB_VERSION);
+	} else if (!fresh && !header_ok(m, nsections, npages)) {
 		log_warn("%s: not a holder table of %u sections of %u pages: starting an empty one",
 			 path, nsections, npages);
 		/* Emptied by truncation, so the file stays sparse. */

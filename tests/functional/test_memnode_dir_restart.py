@@ -24,6 +24,7 @@ file pool, killed with SIGKILL and started again on the same file.
 - The node dying again in its grace period waits for the same holders
   at the next start; answers that come twice change nothing more.
 """
+import struct
 import time
 
 import pytest
@@ -363,6 +364,33 @@ def test_a_damaged_holder_table_forgets_the_holders(memnodes, key, tmp_path):
     a2.attach()
     refused("DIR_DETACHED", a2.chan_conn.dir_reclaim, a2.grant, 0, bytes(PAGE))
     assert a2.read(0) == bytes(PAGE)
+    for h in (a, a2):
+        h.close()
+
+
+@pytest.mark.parametrize("cut_short", [False, True])
+def test_a_format_1_holder_table_is_upgraded_with_its_holders(memnodes, key, tmp_path,
+                                                              cut_short):
+    """A table written before page versions (format 1: the holders only) is
+    kept: the holders still get their grace period, and every page's
+    version starts at 0. An upgrade cut short (extended, header not yet
+    rewritten) is done again."""
+    args, sec, gen, a = owner_then_crash(memnodes, key, tmp_path)
+    table = tmp_path / "pool.img.dir"
+    data = table.read_bytes()
+    assert data[:8] == b"DGDIRTAB" and struct.unpack_from("<I", data, 8)[0] == 2
+    nsections = struct.unpack_from("<I", data, 12)[0]
+    v1 = bytearray(data[:32 + nsections * dp.DIR_MAX_HOLDERS * 16])
+    struct.pack_into("<IIII", v1, 8, 1, nsections, dp.DIR_MAX_HOLDERS, 0)
+    table.write_bytes(bytes(v1) + (bytes(len(data) - len(v1)) if cut_short else b""))
+    d = start(memnodes, **args)
+    assert "upgraded to format 2" in d.stderr()
+    a2 = holder(d, key, A, sec, gen).attach()
+    changed = b"\x77" * PAGE
+    a2.chan_conn.dir_reclaim(a2.grant, 0, changed)
+    a2.chan_conn.dir_reclaim(a2.grant)
+    assert a2.read(0) == changed
+    assert table.stat().st_size == len(data)
     for h in (a, a2):
         h.close()
 

@@ -15,6 +15,13 @@ Then guest a stores a word and the node dies at once, before a's
 background write-back: after the restart guest b reads that word. The
 memory node reports the page it took back.
 
+test_exclusive_and_release_survive_a_memnode_restart: the other two
+modes. A locks an exclusive region and fills it, the node dies and comes
+back, A unlocks (its write-back waits for the node), B locks and
+verifies; A fills a release region without releasing, the node dies and
+comes back, A releases and B acquires and verifies. The restart loses
+nothing either guest wrote.
+
 Last, the node dies with a recall answer unread: b reads a page that a
 wrote while a's agent is frozen (SIGSTOP), so the recall waits in a's
 socket; the node is frozen, a thawed, and a answers quietly (no reply
@@ -162,3 +169,52 @@ def test_strict_counter_survives_a_memnode_restart(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "st", "--slot", name, timeout=120)
     c.disagg("region", "delete", "st")
+
+
+PAGES = 256
+
+
+def test_exclusive_and_release_survive_a_memnode_restart(cluster):
+    c = cluster
+    for name in ("a", "b"):
+        c.disagg("slot", "create", name, "--vcpus", "2", "--memory", "256M", timeout=300)
+    assert len({c.json("slot", "show", n)["compute"] for n in ("a", "b")}) == 2
+    pci = {}
+    for region, mode in (("ex", "exclusive"), ("rl", "release")):
+        c.disagg("region", "create", region, "--size", "128M", "--mode", mode)
+        for name in ("a", "b"):
+            c.disagg("region", "attach", region, "--slot", name, timeout=120)
+        pci[region] = {x["slot"]: x["pci"] for x in c.json("region", "show", region)["attachments"]}
+        for name in ("a", "b"):
+            wait_seen(c, name, pci[region][name])
+    mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")
+    with open(f"/proc/{mn['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    argv[argv.index("--listen") + 1] = mn["addr"]
+    argv[argv.index("--http") + 1] = mn["http"]
+
+    # Exclusive: a's changes are only in its agent when the node dies.
+    ex = pci["ex"]
+    c.disagg("region", "lock", "ex", "--slot", "a")
+    f = guest_ok(c, "a", f"RFILL {ex['a']} 611 {PAGES}")
+    assert int(f["pages"]) == PAGES, f
+    pid = restart(c, mn["pid"], argv, "1")
+    c.disagg("region", "unlock", "ex", "--slot", "a", timeout=120)
+    c.disagg("region", "lock", "ex", "--slot", "b", timeout=120)
+    v = guest_ok(c, "b", f"RVERIFY {ex['b']} 611 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    c.disagg("region", "unlock", "ex", "--slot", "b", timeout=120)
+
+    # Release: a's diffs are published after the restart.
+    rl = pci["rl"]
+    guest_ok(c, "a", f"RFILL {rl['a']} 612 {PAGES}")
+    pid = restart(c, pid, argv, "2")
+    out = c.disagg("region", "release", "rl", "--slot", "a", timeout=120).stdout
+    assert f"({PAGES} pages published" in out, out
+    c.disagg("region", "acquire", "rl", "--slot", "b", timeout=120)
+    v = guest_ok(c, "b", f"RVERIFY {rl['b']} 612 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    for region in ("ex", "rl"):
+        for name in ("a", "b"):
+            c.disagg("region", "detach", region, "--slot", name, timeout=120)
+        c.disagg("region", "delete", region)

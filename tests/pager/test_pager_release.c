@@ -136,6 +136,14 @@ static bool landed(struct storer *s)
 	return atomic_load(&s->done);
 }
 
+/* The memory node's open connections (STATS), or -1. */
+static int64_t connections(struct mnc *c)
+{
+	struct proto_stats_rep st;
+
+	return mnc_stats(c, &st) == 0 ? (int64_t)st.connections : -1;
+}
+
 static bool asked_for(struct holder *h, enum pager_ctl op, unsigned ms)
 {
 	for (unsigned i = 0; i < ms / 5 && atomic_load(&h->asked) != (int)op + 1; i++)
@@ -274,6 +282,9 @@ int main(int argc, char **argv)
 
 	if (mntap_start(argv[0], &mn, 4 * SEC, SEC, &s) < 0)
 		return tap_done();
+	mo = (struct mnc_opts){ .addr = mn.addr, .key = &mn.key, .orch_key = mn.gkey, .node_id = 1 };
+	r = mnc_connect(&mo, &c);
+	ok(r == 0 && connections(c) == 1, "the memory node counts one connection: ours");
 	/* A's cleaner is due after 20 ms: it must leave a release region alone. */
 	r = holder_start(&a, &mn, 101, &s, 20, UINT64_MAX);
 	if (r == 0)
@@ -282,6 +293,12 @@ int main(int argc, char **argv)
 		mnspawn_stop(&mn, true);
 		return tap_done();
 	}
+	for (int i = 0; i < 200 && connections(c) < 3; i++)
+		usleep(10 * 1000);
+	ok(connections(c) == 3,
+	   "each pager's write-back connection is open before any write-back (pager_wb_warm)");
+	mnc_close(c);
+	c = NULL;
 
 	write_half(a.m.mem, false);
 	write_half(b.m.mem, true);

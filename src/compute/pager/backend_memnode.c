@@ -354,6 +354,17 @@ static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page
 		     : mnc_dir_read(m, &s->grant, s->dir_tag, page, buf, ret_owned);
 }
 
+/* Connect to section s's node, and its replicas' (a write-back's nodes), ahead of time. */
+static int mn_connect_sec(void *conn, const struct pager_section *s)
+{
+	struct mnc *m;
+	int r = mn_get(conn, s->addr, &m);
+
+	for (unsigned k = 1; r == 0 && k < s->nrep; k++)
+		r = mn_get(conn, s->more[k - 1].addr, &m);
+	return r;
+}
+
 static const struct pager_backend_ops memnode_ops = {
 	.name = "memnode",
 	.conn_open = mn_conn_open,
@@ -366,6 +377,7 @@ static const struct pager_backend_ops memnode_ops = {
 	.reset = mn_reset,
 	.max_pages = mn_max_pages,
 	.write_result = mn_write_result,
+	.connect = mn_connect_sec,
 	.fetch_timeout = mn_fetch_timeout,
 	.destroy = mn_destroy,
 };

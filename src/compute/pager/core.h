@@ -118,6 +118,7 @@ struct pager {
 	bool started, evictor_started;
 	_Atomic bool stop;
 	void *evict_conn;              /* write-back connection (evictor, flush, memmig): io_lock */
+	_Atomic bool wb_warm;          /* a region was added: the evictor opens evict_conn's nodes */
 
 	_Atomic uint64_t resident, max_resident, budget_pages, remote_pages;
 	_Atomic int failed;            /* the evictor cannot run (-ENOMEM): nothing is evicted */

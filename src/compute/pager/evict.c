@@ -157,6 +157,14 @@ void *pager_evictor_main(void *arg)
 		int n;
 
 		pager_cleaner_tick(p, &c);
+		if (atomic_exchange(&p->wb_warm, false)) {
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_lock(&p->io_lock);
+			pager_wb_warm(p);
+			pthread_mutex_unlock(&p->io_lock);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
 		if (res > bud)
 			active = true;
 		if (active && res > low) {

@@ -238,6 +238,9 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	}
 	p->mode_set = true;
 	pthread_mutex_unlock(&p->admin_lock);
+	/* The evictor opens its write-back connection to the region's nodes now (pager_wb_warm). */
+	atomic_store(&p->wb_warm, true);
+	pthread_cond_signal(&p->evict_cond);
 	return (int)idx;
 fail:
 	pthread_mutex_unlock(&p->admin_lock);

@@ -121,6 +121,11 @@ struct pager_backend_ops {
 	 */
 	int (*write_result)(void *conn, const struct pager_section *s);
 	/*
+	 * Open on conn what a write-back to section s will use (its node, and
+	 * its replicas' nodes), ahead of the first one. NULL: nothing to open.
+	 */
+	int (*connect)(void *conn, const struct pager_section *s);
+	/*
 	 * The next fetches on conn give up after timeout_ms (0: the backend's
 	 * own timeout again). For one fetch of a replicated section, so that
 	 * a stalled replica costs replica_timeout_ms, not the full timeout.

@@ -28,6 +28,7 @@
 
 #include "budget.h"
 #include "cache.h"
+#include "log.h"
 #include "net.h"
 
 int pager_wb_bufs_alloc(struct pager_wb_bufs *b, unsigned n)
@@ -285,4 +286,35 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
 		hist_observe(&p->h_evict, now_ns() - t0);
 	}
 	return err ? err : (int)nwb;
+}
+
+void pager_wb_warm(struct pager *p)
+{
+	const struct pager_backend_ops *ops = p->cfg.backend->ops;
+	uint32_t n = atomic_load(&p->nslots);
+
+	if (!ops->connect)
+		return;
+	if (!p->evict_conn && ops->conn_open(p->cfg.backend->priv, &p->evict_conn) < 0) {
+		p->evict_conn = NULL;
+		return;
+	}
+	/* io_lock held: a region cannot be freed under us (pager_remove_region). */
+	for (uint32_t i = 0; i < n; i++) {
+		struct pager_region *r = atomic_load(&p->regions[i]);
+
+		for (uint32_t k = 0; r && k < r->nsections; k++) {
+			int e;
+
+			if (r->sections[k].kind != PAGER_SEC_REMOTE)
+				continue;
+			e = ops->connect(p->evict_conn, &r->sections[k]);
+			if (e < 0) {
+				log_debug("pager %s: write-back connection for region %u not opened "
+					  "ahead: %s", p->name, r->idx, strerror(-e));
+				ops->reset(p->evict_conn);
+				return;
+			}
+		}
+	}
 }

@@ -31,18 +31,29 @@ struct pager_wb_bufs {
 int pager_wb_bufs_alloc(struct pager_wb_bufs *b, unsigned n);
 void pager_wb_bufs_free(struct pager_wb_bufs *b);
 
+/* Write-protect n pages of r from pg on, retrying while the mapping changes (-EAGAIN). */
+int pager_wb_protect(struct pager_region *r, uint64_t pg, uint64_t n);
+/* Read n pages of r from pg on into d (the file's content); past the end of the file, zeros. */
+int pager_wb_read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d);
+
 /*
  * Write back (v[i].wb) and, for an eviction, punch a batch of BUSY victims
  * sorted by region and page; io_lock held. skip_wp: the pages are already
  * write-protected (async mode: PAGEMAP_SCAN did it). Returns pages written
  * back or -errno (then nothing is dropped: the victims are released).
  */
-/* Write-protect n pages of r from pg on, retrying while the mapping changes (-EAGAIN). */
-int pager_wb_protect(struct pager_region *r, uint64_t pg, uint64_t n);
-/* Read n pages of r from pg on into d (the file's content); past the end of the file, zeros. */
-int pager_wb_read_run(struct pager_region *r, uint64_t pg, unsigned n, uint8_t *d);
-
 int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool evict, bool skip_wp,
 		   struct pager_wb_bufs *b);
+
+/*
+ * Open the write-back connection to every memory node of every region now
+ * (the backend's connect op; io_lock held, the evictor's thread), so that
+ * the first write-back after a region is added does not pay the connection
+ * and its handshakes: an exclusive region's first unlock, a release
+ * region's first release (bench/README, "The first hand-over each way").
+ * Best effort: it stops at the first node it cannot reach, whose
+ * write-back will connect (and retry) as before.
+ */
+void pager_wb_warm(struct pager *p);
 
 #endif /* DISAGG_PAGER_WRITEBACK_H */

@@ -85,7 +85,7 @@ int http_server_start_tls(const char *addr, const struct http_route *routes, siz
 bool http_server_tls(const struct http_server *s);
 /* Is "host:port" a loopback address (127.0.0.0/8, ::1, localhost)? */
 bool http_addr_is_loopback(const char *addr);
-const char *http_server_addr(const struct http_server *s);
+const char *http_server_addr(const struct http_server *s);   /* NULL for NULL */
 void http_server_stop(struct http_server *s);   /* accepts NULL */
 
 /* Helpers for handlers: a JSON error body {"error":{"code":..,"message":..}}. */

@@ -19,22 +19,17 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "apiauth.h"
-#include "http.h"
+#include "daemon.h"
 #include "log.h"
 #include "macro.h"
-#include "net.h"
-#include "notify.h"
+#include "nodehttp.h"
 #include "opts.h"
-#include "registrar.h"
 #include "tls.h"
 
 #define DN_MAX_BLOCK_DEVICES 64
@@ -49,14 +44,11 @@ struct dn_opts {
 	struct dn_blockdev_opt blockdevs[DN_MAX_BLOCK_DEVICES];
 	unsigned nblockdevs;
 	const char *listen;
-	const char *http;
 	const char *keyfile;
 	const char *grant_keyfile;
 	uint64_t node_id;
 	struct dn_limits limits;
-	const char *orchestrator, *name, *advertise;
-	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
-	bool api_open;
+	struct nodehttp_opts node; /* --http, --orchestrator, --node-credential ... */
 	struct fabric_conf fabric;
 };
 
@@ -108,22 +100,12 @@ static void usage(FILE *f)
 enum {
 	OPT_DATA = 256,
 	OPT_LISTEN,
-	OPT_HTTP,
 	OPT_KEY,
 	OPT_GRANT_KEY,
 	OPT_NODE,
 	OPT_DEPTH,
 	OPT_MAX_CONNS,
 	OPT_HANDSHAKE,
-	OPT_ORCH,
-	OPT_NAME,
-	OPT_ADVERTISE,
-	OPT_NODE_CRED,
-	OPT_METRICS_TOKENS,
-	OPT_HTTP_CERT,
-	OPT_HTTP_KEY,
-	OPT_HTTP_CA,
-	OPT_LOG,
 	OPT_BLOCK_DEVICE,
 };
 
@@ -177,17 +159,8 @@ static const char **opt_string(struct dn_opts *o, int c)
 	switch (c) {
 	case OPT_DATA: return &o->data;
 	case OPT_LISTEN: return &o->listen;
-	case OPT_HTTP: return &o->http;
 	case OPT_KEY: return &o->keyfile;
 	case OPT_GRANT_KEY: return &o->grant_keyfile;
-	case OPT_ORCH: return &o->orchestrator;
-	case OPT_NAME: return &o->name;
-	case OPT_ADVERTISE: return &o->advertise;
-	case OPT_NODE_CRED: return &o->node_cred;
-	case OPT_METRICS_TOKENS: return &o->metrics_tokens;
-	case OPT_HTTP_CERT: return &o->http_cert;
-	case OPT_HTTP_KEY: return &o->http_key;
-	case OPT_HTTP_CA: return &o->http_ca;
 	default: return NULL;
 	}
 }
@@ -199,29 +172,24 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 		{ "data", required_argument, NULL, OPT_DATA },
 		{ "block-device", required_argument, NULL, OPT_BLOCK_DEVICE },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
-		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "http", required_argument, NULL, NODEHTTP_OPT_HTTP },
 		{ "key", required_argument, NULL, OPT_KEY },
 		{ "grant-pubkey", required_argument, NULL, OPT_GRANT_KEY },
 		{ "node-id", required_argument, NULL, OPT_NODE },
 		{ "depth", required_argument, NULL, OPT_DEPTH },
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
-		{ "orchestrator", required_argument, NULL, OPT_ORCH },
-		{ "name", required_argument, NULL, OPT_NAME },
-		{ "advertise", required_argument, NULL, OPT_ADVERTISE },
-		{ "node-credential", required_argument, NULL, OPT_NODE_CRED },
-		{ "metrics-tokens", required_argument, NULL, OPT_METRICS_TOKENS },
-		APIAUTH_OPEN_OPTION,
-		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
-		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
-		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		{ "orchestrator", required_argument, NULL, NODEHTTP_OPT_ORCH },
+		{ "name", required_argument, NULL, NODEHTTP_OPT_NAME },
+		{ "advertise", required_argument, NULL, NODEHTTP_OPT_ADVERTISE },
+		NODEHTTP_AUTH_OPTIONS,
 		FABRIC_LONG_OPTIONS,
-		{ "log-level", required_argument, NULL, OPT_LOG },
+		DAEMON_LOG_LEVEL_OPTION,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char **sp;
-	int c;
+	int c, r;
 
 	*o = (struct dn_opts){
 		.listen = "127.0.0.1:7300",
@@ -229,7 +197,7 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 			    .handshake_ms = DN_HANDSHAKE_MS },
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (fabric_opt(c, optarg, &o->fabric))
+		if (fabric_opt(c, optarg, &o->fabric) || nodehttp_opt(c, optarg, &o->node))
 			continue;
 		sp = opt_string(o, c);
 		if (sp) {
@@ -258,21 +226,10 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 			if (parse_block_device(o, optarg) < 0)
 				return -EINVAL;
 			break;
-		case APIAUTH_OPT_OPEN:
-			o->api_open = true;
-			break;
-		case OPT_LOG:
-			if (log_set_level_str(optarg) < 0) {
-				log_error("invalid --log-level '%s'", optarg);
-				return -EINVAL;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return -EINVAL;
+			r = daemon_opt(c, optarg, usage);
+			if (r != 0)
+				return r;
 		}
 	}
 	if (opt_done(argc, argv, o->keyfile) < 0)
@@ -281,18 +238,9 @@ static int parse_args(int argc, char **argv, struct dn_opts *o)
 		log_error("--data DIR is required (the volume store)");
 		return -EINVAL;
 	}
-	if (!o->grant_keyfile) {
-		log_error("--grant-pubkey FILE is required (the public half of the orchestrator's "
-			  "grant key)");
+	if (daemon_node_opts_check(o->grant_keyfile, o->node_id, &o->fabric) < 0)
 		return -EINVAL;
-	}
-	if (!o->node_id) {
-		log_error("--node-id ID is required");
-		return -EINVAL;
-	}
-	if (fabric_conf_check(&o->fabric) < 0)
-		return -EINVAL;
-	if (!o->http_cert != !o->http_key) {
+	if (!o->node.http_cert != !o->node.http_key) {
 		log_error("--http-cert and --http-key go together");
 		return -EINVAL;
 	}
@@ -304,39 +252,14 @@ static void http_healthz(void *opaque, const struct http_req *req, struct http_r
 	bool ok = false;
 	char *body = dn_health_render(opaque, &ok);
 
-	if (!body) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	http_resp_text(resp, ok ? 200 : 503, "application/json", body);
+	nodehttp_health(resp, body, ok);
 }
 
 static void http_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
-	_cleanup_free_ char *stats = NULL;
-	struct strbuf sb;
-	char *body;
-
-	if (!apiauth_node_authorize(&dn_auth, req, resp))
-		return;
-	stats = dn_stats_render(opaque);
-	strbuf_init(&sb);
-	if (stats)
-		strbuf_printf(&sb, "%s", stats);
-	apiauth_metrics(&sb, "devnode");
-	body = stats ? strbuf_steal(&sb) : NULL;
-	strbuf_free(&sb);
-	if (!body) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+	if (apiauth_node_authorize(&dn_auth, req, resp))
+		nodehttp_metrics(resp, dn_stats_render(opaque), "devnode");
 }
-
-static const struct http_route dn_routes[] = {
-	{ "GET", "/healthz", false, http_healthz },
-	{ "GET", "/metrics", false, http_metrics },
-};
 
 /*
  * Registrar callback: the volumes and the bytes their files take in the
@@ -363,22 +286,12 @@ static void dn_fill_capacity(void *opaque, json_t *body)
 static int dn_register(const struct dn_opts *o, struct dn_node *n, const char *addr,
 		       const char *http, struct registrar **ret)
 {
-	json_t *reg;
-	int r;
+	const struct nodehttp_opts *no = &o->node;
+	json_t *reg = json_pack("{s:I, s:s, s:s, s:s*, s:s*}", "node_id", (json_int_t)o->node_id,
+				"kind", "devnode", "addr", no->advertise ? no->advertise : addr,
+				"name", no->name, "http", http);
 
-	reg = json_pack("{s:I, s:s, s:s}", "node_id", (json_int_t)o->node_id, "kind", "devnode",
-			"addr", o->advertise ? o->advertise : addr);
-	if (!reg)
-		return -ENOMEM;
-	if (o->name)
-		json_object_set_new(reg, "name", json_string(o->name));
-	if (http)
-		json_object_set_new(reg, "http", json_string(http));
-	dn_fill_capacity(n, reg);
-	r = registrar_start_auth(o->orchestrator, reg, dn_fill_capacity, n,
-				 dn_auth.on ? dn_auth.bearer : NULL, o->http_ca, ret);
-	json_decref(reg);
-	return r;
+	return nodehttp_register(no, &dn_auth, reg, dn_fill_capacity, n, ret);
 }
 
 /* Accept until a signal comes on sfd. */
@@ -417,18 +330,9 @@ static int open_node(const struct dn_opts *o, struct dn_node *n)
 	n->node_id = o->node_id;
 	n->limits = o->limits;
 	n->dispatch = dn_dispatch;
-	r = auth_key_load(o->keyfile, &n->key);
-	if (r < 0) {
-		log_error("cannot load cluster key %s: %s%s", o->keyfile, strerror(-r),
-			  auth_key_hint(r));
+	r = daemon_keys_load(o->keyfile, &n->key, o->grant_keyfile, false, &n->grant_key);
+	if (r < 0)
 		return r;
-	}
-	r = grant_key_load(o->grant_keyfile, false, &n->grant_key);
-	if (r < 0) {
-		log_error("cannot load the grant key %s: %s%s", o->grant_keyfile, strerror(-r),
-			  grant_key_hint(r));
-		return r;
-	}
 	r = tls_ctx_new(&o->fabric, CERT_ROLE_DEVICE, o->node_id, &n->tls);
 	if (r < 0)
 		return r;
@@ -481,72 +385,33 @@ static int run(const struct dn_opts *o)
 	struct registrar *reg = NULL;
 	_cleanup_close_ int lfd = -1, sfd = -1;
 	char addr[PROTO_MAX_ADDR];
-	sigset_t mask;
-	int r, rc = 1;
+	int rc = 1;
 
 	if (!n)
 		return 1;
 	pthread_mutex_init(&n->mu, NULL);
-	if (apiauth_node_setup(&dn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http,
-			       o->api_open) < 0 ||
+	if (apiauth_node_setup(&dn_auth, o->node.node_cred, o->node.metrics_tokens, o->node_id,
+			       o->node.http, o->node.api_open) < 0 ||
 	    open_node(o, n) < 0)
 		goto out;
 	if (add_block_devices(o, n) < 0) {
 		rc = 2;              /* a bad option, as the ones parse_args refuses */
 		goto out;
 	}
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);   /* every thread inherits it */
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		log_error("signalfd: %s", strerror(errno));
+	/* Before the first thread (connections, HTTP): every thread inherits the mask. */
+	sfd = daemon_signalfd();
+	if (sfd < 0)
 		goto out;
-	}
-	lfd = net_listen_tcp(o->listen, true);
-	if (lfd < 0) {
-		log_error("cannot listen on %s: %s", o->listen, strerror(-lfd));
+	lfd = daemon_listen(o->listen, addr, sizeof(addr));
+	if (lfd < 0 || nodehttp_start(&o->node, http_healthz, http_metrics, n, &http) < 0)
 		goto out;
-	}
-	r = net_local_addr(lfd, addr, sizeof(addr));
-	if (r < 0) {
-		log_error("getsockname: %s", strerror(-r));
-		goto out;
-	}
-	if (o->http) {
-		r = http_server_start_tls(o->http, dn_routes, ARRAY_SIZE(dn_routes), n, o->http_cert,
-					  o->http_key, &http);
-		if (r < 0) {
-			log_error("cannot serve HTTP%s on %s: %s", o->http_cert ? "S" : "", o->http,
-				  strerror(-r));
-			goto out;
-		}
-	}
-	if (o->orchestrator) {
-		r = dn_register(o, n, addr, http ? http_server_addr(http) : NULL, &reg);
-		if (r < 0) {
-			log_error("cannot start the registrar: %s", strerror(-r));
-			goto out_http;
-		}
-	}
+	if (o->node.orchestrator && dn_register(o, n, addr, http_server_addr(http), &reg) < 0)
+		goto out_http;
 	log_info("node %" PRIu64 ": volumes in %s, depth %u per connection, %s fabric", n->node_id,
 		 o->data, n->limits.depth, n->tls ? "TLS" : "plaintext");
-	if (http)
-		printf("disagg-devnode listening on %s http %s\n", addr, http_server_addr(http));
-	else
-		printf("disagg-devnode listening on %s\n", addr);
-	fflush(stdout);
-	notify_ready();
+	daemon_ready("disagg-devnode", addr, http_server_addr(http));
 
-	r = accept_loop(n, lfd, sfd);
-	if (r < 0)
-		log_error("accept loop: %s", strerror(-r));
-	else
-		log_info("shutting down");
-	rc = r < 0 ? 1 : 0;
-	notify_stopping();
+	rc = daemon_stopped(accept_loop(n, lfd, sfd));
 	registrar_stop(reg);
 	dn_conn_stop_all(n);
 out_http:

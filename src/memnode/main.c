@@ -21,31 +21,24 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 
 #include "cpulist.h"
-#include "apiauth.h"
+#include "daemon.h"
 #include "dir_grace.h"
 #include "dirtab.h"
 #include "grantcache.h"
-#include "http.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "mnclient.h"
+#include "nodehttp.h"
 #include "tls.h"
 #include "opts.h"
-#include "registrar.h"
 #include "macro.h"
-#include "net.h"
-#include "notify.h"
 
 struct mn_opts {
 	const char *listen;
-	const char *http;
 	uint64_t pool_size;
 	uint64_t section_size;
 	enum mn_backing backing;
@@ -54,13 +47,9 @@ struct mn_opts {
 	const char *grant_keyfile;
 	uint64_t node_id;
 	unsigned workers;
-	const char *orchestrator;
-	const char *name;
-	const char *advertise;
 	json_t *labels;
 	struct mn_limits limits;
-	const char *node_cred, *metrics_tokens, *http_cert, *http_key, *http_ca;
-	bool api_open;             /* --api-open */
+	struct nodehttp_opts node; /* --http, --orchestrator, --node-credential ... */
 	struct fabric_conf fabric;
 	const char *state_dir;
 	unsigned dir_lease_ms, dir_grace_ms;
@@ -145,7 +134,6 @@ static int parse_backing(const char *s, struct mn_opts *o)
 
 enum {
 	OPT_LISTEN = 256,
-	OPT_HTTP,
 	OPT_POOL,
 	OPT_SECTION,
 	OPT_BACKING,
@@ -153,22 +141,13 @@ enum {
 	OPT_GRANT_KEY,
 	OPT_NODE,
 	OPT_WORKERS,
-	OPT_LOG,
-	OPT_ORCH,
-	OPT_NAME,
 	OPT_LABEL,
-	OPT_ADVERTISE,
 	OPT_MAX_CONNS,
 	OPT_MAX_PER_ADDR,
 	OPT_MAX_UNAUTH,
 	OPT_MAX_UNAUTH_PER_ADDR,
 	OPT_HANDSHAKE,
 	OPT_IDLE,
-	OPT_NODE_CRED,
-	OPT_METRICS_TOKENS,
-	OPT_HTTP_CERT,
-	OPT_HTTP_KEY,
-	OPT_HTTP_CA,
 	OPT_STATE_DIR,
 	OPT_DIR_LEASE,
 	OPT_DIR_GRACE,
@@ -233,7 +212,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
-		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "http", required_argument, NULL, NODEHTTP_OPT_HTTP },
 		{ "pool", required_argument, NULL, OPT_POOL },
 		{ "section-size", required_argument, NULL, OPT_SECTION },
 		{ "backing", required_argument, NULL, OPT_BACKING },
@@ -241,23 +220,18 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ "grant-pubkey", required_argument, NULL, OPT_GRANT_KEY },
 		{ "node-id", required_argument, NULL, OPT_NODE },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
-		{ "log-level", required_argument, NULL, OPT_LOG },
-		{ "orchestrator", required_argument, NULL, OPT_ORCH },
-		{ "name", required_argument, NULL, OPT_NAME },
+		DAEMON_LOG_LEVEL_OPTION,
+		{ "orchestrator", required_argument, NULL, NODEHTTP_OPT_ORCH },
+		{ "name", required_argument, NULL, NODEHTTP_OPT_NAME },
 		{ "label", required_argument, NULL, OPT_LABEL },
-		{ "advertise", required_argument, NULL, OPT_ADVERTISE },
+		{ "advertise", required_argument, NULL, NODEHTTP_OPT_ADVERTISE },
 		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 		{ "max-conns-per-addr", required_argument, NULL, OPT_MAX_PER_ADDR },
 		{ "max-unauth", required_argument, NULL, OPT_MAX_UNAUTH },
 		{ "max-unauth-per-addr", required_argument, NULL, OPT_MAX_UNAUTH_PER_ADDR },
 		{ "handshake-timeout-ms", required_argument, NULL, OPT_HANDSHAKE },
 		{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
-		{ "node-credential", required_argument, NULL, OPT_NODE_CRED },
-		{ "metrics-tokens", required_argument, NULL, OPT_METRICS_TOKENS },
-		APIAUTH_OPEN_OPTION,
-		{ "http-cert", required_argument, NULL, OPT_HTTP_CERT },
-		{ "http-key", required_argument, NULL, OPT_HTTP_KEY },
-		{ "http-ca", required_argument, NULL, OPT_HTTP_CA },
+		NODEHTTP_AUTH_OPTIONS,
 		FABRIC_LONG_OPTIONS,
 		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 		{ "dir-lease-ms", required_argument, NULL, OPT_DIR_LEASE },
@@ -267,7 +241,7 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		{ 0 },
 	};
 	uint64_t v;
-	int c;
+	int c, r;
 
 	*o = (struct mn_opts){
 		.listen = "127.0.0.1:7100",
@@ -286,14 +260,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 		},
 	};
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (fabric_opt(c, optarg, &o->fabric))
+		if (fabric_opt(c, optarg, &o->fabric) || nodehttp_opt(c, optarg, &o->node))
 			continue;
 		switch (c) {
 		case OPT_LISTEN:
 			o->listen = optarg;
-			break;
-		case OPT_HTTP:
-			o->http = optarg;
 			break;
 		case OPT_POOL:
 			if (opt_size("pool", optarg, 0, &o->pool_size) < 0)
@@ -325,44 +296,11 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 				return -EINVAL;
 			o->workers = (unsigned)v;
 			break;
-		case OPT_LOG:
-			if (log_set_level_str(optarg) < 0) {
-				log_error("invalid --log-level '%s'", optarg);
-				return -EINVAL;
-			}
-			break;
-		case OPT_ORCH:
-			o->orchestrator = optarg;
-			break;
-		case OPT_NODE_CRED:
-			o->node_cred = optarg;
-			break;
-		case APIAUTH_OPT_OPEN:
-			o->api_open = true;
-			break;
-		case OPT_METRICS_TOKENS:
-			o->metrics_tokens = optarg;
-			break;
-		case OPT_HTTP_CERT:
-			o->http_cert = optarg;
-			break;
-		case OPT_HTTP_KEY:
-			o->http_key = optarg;
-			break;
-		case OPT_HTTP_CA:
-			o->http_ca = optarg;
-			break;
-		case OPT_NAME:
-			o->name = optarg;
-			break;
 		case OPT_LABEL:
 			if (add_label(o, optarg) < 0) {
 				log_error("invalid --label '%s': use KEY=VALUE", optarg);
 				return -EINVAL;
 			}
-			break;
-		case OPT_ADVERTISE:
-			o->advertise = optarg;
 			break;
 		case OPT_STATE_DIR:
 			o->state_dir = optarg;
@@ -398,26 +336,14 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 			if (parse_limit(c, optarg, &o->limits) < 0)
 				return -EINVAL;
 			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return -EINVAL;
+			r = daemon_opt(c, optarg, usage);
+			if (r != 0)
+				return r;
 		}
 	}
-	if (opt_done(argc, argv, o->keyfile) < 0)
-		return -EINVAL;
-	if (!o->grant_keyfile) {
-		log_error("--grant-pubkey FILE is required (the public half of the orchestrator's "
-			  "grant key)");
-		return -EINVAL;
-	}
-	if (!o->node_id) {
-		log_error("--node-id ID is required");
-		return -EINVAL;
-	}
-	if (fabric_conf_check(&o->fabric) < 0)
+	if (opt_done(argc, argv, o->keyfile) < 0 ||
+	    daemon_node_opts_check(o->grant_keyfile, o->node_id, &o->fabric) < 0)
 		return -EINVAL;
 	if (!IS_POW2(o->section_size) || o->section_size < MN_MIN_SECTION_SIZE) {
 		log_error("--section-size must be a power of two of at least 2M");
@@ -434,41 +360,14 @@ static int parse_args(int argc, char **argv, struct mn_opts *o)
 
 static void http_healthz(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
-	char *body = mn_health_render(opaque);
-
-	if (!body) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	http_resp_text(resp, 200, "application/json", body);
+	nodehttp_health(resp, mn_health_render(opaque), true);
 }
 
 static void http_metrics(void *opaque, const struct http_req *req, struct http_resp *resp)
 {
-	_cleanup_free_ char *stats = NULL;
-	struct strbuf sb;
-	char *body;
-
-	if (!apiauth_node_authorize(&mn_auth, req, resp))
-		return;
-	stats = mn_stats_render(opaque);
-	strbuf_init(&sb);
-	if (stats)
-		strbuf_printf(&sb, "%s", stats);
-	apiauth_metrics(&sb, "memnode");
-	body = stats ? strbuf_steal(&sb) : NULL;
-	strbuf_free(&sb);
-	if (!body) {
-		http_resp_error(resp, 500, "internal", "out of memory");
-		return;
-	}
-	http_resp_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+	if (apiauth_node_authorize(&mn_auth, req, resp))
+		nodehttp_metrics(resp, mn_stats_render(opaque), "memnode");
 }
-
-static const struct http_route mn_routes[] = {
-	{ "GET", "/healthz", false, http_healthz },
-	{ "GET", "/metrics", false, http_metrics },
-};
 
 /*
  * Registrar callback: the current free section count, and the coherence
@@ -500,30 +399,14 @@ static void mn_fill_capacity(void *opaque, json_t *body)
 static int mn_register(const struct mn_opts *o, struct mn_node *n, const char *addr,
 		       const char *http, struct registrar **ret)
 {
-	json_t *reg;
-	int r;
+	const struct nodehttp_opts *no = &o->node;
+	json_t *reg = json_pack("{s:I, s:s, s:s, s:O*, s:I, s:I, s:s*, s:s*}", "node_id",
+				(json_int_t)o->node_id, "kind", "memnode", "addr",
+				no->advertise ? no->advertise : addr, "labels", o->labels,
+				"section_size", (json_int_t)n->pool->section_size, "sections_total",
+				(json_int_t)n->pool->nsections, "name", no->name, "http", http);
 
-	reg = json_pack("{s:I, s:s, s:s, s:O*, s:I, s:I}", "node_id", (json_int_t)o->node_id,
-			"kind", "memnode", "addr", o->advertise ? o->advertise : addr, "labels",
-			o->labels, "section_size", (json_int_t)n->pool->section_size,
-			"sections_total", (json_int_t)n->pool->nsections);
-	if (!reg)
-		return -ENOMEM;
-	if (o->name)
-		json_object_set_new(reg, "name", json_string(o->name));
-	if (http)
-		json_object_set_new(reg, "http", json_string(http));
-	mn_fill_capacity(n, reg);
-	r = registrar_start_auth(o->orchestrator, reg, mn_fill_capacity, n,
-				 mn_auth.on ? mn_auth.bearer : NULL, o->http_ca, ret);
-	json_decref(reg);
-	return r;
-}
-
-static int key_error(const char *path, int r)
-{
-	log_error("cannot load cluster key %s: %s%s", path, strerror(-r), auth_key_hint(r));
-	return 1;
+	return nodehttp_register(no, &mn_auth, reg, mn_fill_capacity, n, ret);
 }
 
 static int run(const struct mn_opts *o)
@@ -540,15 +423,14 @@ static int run(const struct mn_opts *o)
 	};
 	_cleanup_close_ int lfd = -1, sfd = -1;
 	char err[512] = "", addr[PROTO_MAX_ADDR];
-	sigset_t mask;
 	int r, rc = 1;
 
-	if (!o->http_cert != !o->http_key) {
+	if (!o->node.http_cert != !o->node.http_key) {
 		log_error("--http-cert and --http-key go together");
 		return 1;
 	}
-	if (apiauth_node_setup(&mn_auth, o->node_cred, o->metrics_tokens, o->node_id, o->http,
-			       o->api_open) < 0)
+	if (apiauth_node_setup(&mn_auth, o->node.node_cred, o->node.metrics_tokens, o->node_id,
+			       o->node.http, o->node.api_open) < 0)
 		return 1;
 	n = calloc(1, sizeof(*n));
 	if (!n)
@@ -562,17 +444,9 @@ static int run(const struct mn_opts *o)
 		goto out_free;
 	}
 
-	r = auth_key_load(o->keyfile, &n->key);
-	if (r < 0) {
-		rc = key_error(o->keyfile, r);
+	r = daemon_keys_load(o->keyfile, &n->key, o->grant_keyfile, false, &n->grant_key);
+	if (r < 0)
 		goto out_free;
-	}
-	r = grant_key_load(o->grant_keyfile, false, &n->grant_key);
-	if (r < 0) {
-		log_error("cannot load the grant key %s: %s%s", o->grant_keyfile, strerror(-r),
-			  grant_key_hint(r));
-		goto out_free;
-	}
 	r = tls_ctx_new(&o->fabric, CERT_ROLE_MEMORY, o->node_id, &n->tls);
 	if (r < 0)
 		goto out_free;
@@ -598,17 +472,10 @@ static int run(const struct mn_opts *o)
 		goto out_pool;
 	}
 
-	/* Signals: SIGTERM/SIGINT through a signalfd; every thread inherits the mask. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
-		log_error("signalfd: %s", strerror(errno));
+	/* Signals: SIGTERM/SIGINT through a signalfd, before the directory's thread. */
+	sfd = daemon_signalfd();
+	if (sfd < 0)
 		goto out_table;
-	}
 	/* A pool that outlives us keeps the directory's holders beside it (dirtab.h). */
 	r = mn_dirtab_open(o->backing == MN_BACK_ANON ? NULL : o->path, n->pool->nsections,
 			   n->pool->section_pages, &n->dirtab);
@@ -626,37 +493,16 @@ static int run(const struct mn_opts *o)
 		goto out_table;
 	}
 
-	lfd = net_listen_tcp(o->listen, true);
-	if (lfd < 0) {
-		log_error("cannot listen on %s: %s", o->listen, strerror(-lfd));
+	lfd = daemon_listen(o->listen, addr, sizeof(addr));
+	if (lfd < 0 || nodehttp_start(&o->node, http_healthz, http_metrics, n, &http) < 0)
 		goto out_table;
-	}
-	r = net_local_addr(lfd, addr, sizeof(addr));
-	if (r < 0) {
-		log_error("getsockname: %s", strerror(-r));
-		goto out_table;
-	}
-	if (o->http) {
-		r = http_server_start_tls(o->http, mn_routes, ARRAY_SIZE(mn_routes), n, o->http_cert,
-					  o->http_key, &http);
-		if (r < 0) {
-			log_error("cannot serve HTTP%s on %s: %s", o->http_cert ? "S" : "", o->http,
-				  strerror(-r));
-			goto out_table;
-		}
-	}
 	r = mn_server_start(n, lfd, o->workers);
 	if (r < 0) {
 		log_error("cannot start workers: %s", strerror(-r));
 		goto out_server;
 	}
-	if (o->orchestrator) {
-		r = mn_register(o, n, addr, http ? http_server_addr(http) : NULL, &reg);
-		if (r < 0) {
-			log_error("cannot start the registrar: %s", strerror(-r));
-			goto out_server;
-		}
-	}
+	if (o->node.orchestrator && mn_register(o, n, addr, http_server_addr(http), &reg) < 0)
+		goto out_server;
 
 	log_info("node %" PRIu64 ": %s pool of %" PRIu64 " MiB, %u sections of %" PRIu64
 		 " MiB, %u in use%s",
@@ -665,21 +511,9 @@ static int run(const struct mn_opts *o)
 		 n->pool->upgraded    ? " (recovered from the pool file, upgraded to version 2)"
 		 : n->pool->recovered ? " (recovered from the pool file)"
 				      : "");
-	if (http)
-		printf("disagg-memnode listening on %s http %s\n", addr, http_server_addr(http));
-	else
-		printf("disagg-memnode listening on %s\n", addr);
-	fflush(stdout);
-	notify_ready();
+	daemon_ready("disagg-memnode", addr, http_server_addr(http));
 
-	r = mn_server_run(n, sfd);
-	if (r < 0)
-		log_error("accept loop: %s", strerror(-r));
-	else
-		log_info("shutting down");
-	rc = r < 0 ? 1 : 0;
-	notify_stopping();
-
+	rc = daemon_stopped(mn_server_run(n, sfd));
 	registrar_stop(reg);
 	atomic_store(&n->stopping, true);
 	mn_copy_join_all(n);
@@ -707,18 +541,6 @@ out_free:
 	return rc;
 }
 
-/* Every connection is an fd: allow as many as the hard limit does. */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			log_debug("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-	}
-}
-
 int main(int argc, char **argv)
 {
 	struct mn_opts o;
@@ -730,7 +552,7 @@ int main(int argc, char **argv)
 		json_decref(o.labels);
 		return r > 0 ? 0 : 2;
 	}
-	raise_fd_limit();
+	daemon_raise_fd_limit();
 	r = run(&o);
 	json_decref(o.labels);
 	return r;

@@ -28,8 +28,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 
+#include "daemon.h"
 #include "jsonhttp.h"
 #include "log.h"
 #include "opts.h"
@@ -127,7 +127,6 @@ enum {
 	OPT_SWEEP,
 	OPT_GRANT_TTL,
 	OPT_REPLICAS,
-	OPT_LOG,
 	OPT_API_TOKENS,
 	OPT_NODE_SECRET,
 	OPT_HTTP_CERT,
@@ -152,7 +151,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "orphan-sweep", required_argument, NULL, OPT_SWEEP },
 		{ "grant-ttl", required_argument, NULL, OPT_GRANT_TTL },
 		{ "replicas", required_argument, NULL, OPT_REPLICAS },
-		{ "log-level", required_argument, NULL, OPT_LOG },
+		DAEMON_LOG_LEVEL_OPTION,
 		{ "api-tokens", required_argument, NULL, OPT_API_TOKENS },
 		APIAUTH_OPEN_OPTION,
 		{ "node-secret", required_argument, NULL, OPT_NODE_SECRET },
@@ -164,7 +163,7 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	int c;
+	int c, r;
 
 	*o = (struct orch_opts){
 		.http = "127.0.0.1:7000",
@@ -250,18 +249,10 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 				    &o->compute_timeout) < 0)
 				return -EINVAL;
 			break;
-		case OPT_LOG:
-			if (log_set_level_str(optarg) < 0) {
-				log_error("invalid --log-level '%s'", optarg);
-				return -EINVAL;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return -EINVAL;
+			r = daemon_opt(c, optarg, usage);
+			if (r != 0)
+				return r;
 		}
 	}
 	if (opt_done(argc, argv, o->keyfile) < 0)
@@ -288,12 +279,6 @@ static int parse_args(int argc, char **argv, struct orch_opts *o)
 	return 0;
 }
 
-static int key_error(const char *path, int r)
-{
-	log_error("cannot load cluster key %s: %s%s", path, strerror(-r), auth_key_hint(r));
-	return 1;
-}
-
 static int run(const struct orch_opts *opts)
 {
 	struct orch *o;
@@ -316,17 +301,9 @@ static int run(const struct orch_opts *opts)
 	pthread_mutex_init(&o->mon_mu, NULL);
 	pthread_cond_init(&o->mon_cv, NULL);
 
-	r = auth_key_load(opts->keyfile, &o->key);
-	if (r < 0) {
-		rc = key_error(opts->keyfile, r);
+	r = daemon_keys_load(opts->keyfile, &o->key, opts->grant_keyfile, true, &o->grant_key);
+	if (r < 0)
 		goto out_free;
-	}
-	r = grant_key_load(opts->grant_keyfile, true, &o->grant_key);
-	if (r < 0) {
-		log_error("cannot load the grant key %s: %s%s", opts->grant_keyfile, strerror(-r),
-			  grant_key_hint(r));
-		goto out_free;
-	}
 	if (opts->api_tokens) {
 		r = apiauth_tokens_load(opts->api_tokens, &o->api_tokens);
 		if (r < 0) {
@@ -381,11 +358,7 @@ static int run(const struct orch_opts *opts)
 	images_start(o);
 
 	/* Signals through sigwait; every thread inherits the mask. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	daemon_block_signals(&mask);
 
 	r = api_start(o, opts->http, opts->http_cert, opts->http_key);
 	if (r < 0) {
@@ -414,9 +387,7 @@ static int run(const struct orch_opts *opts)
 	log_info("database %s, node id %" PRIu64 ", node timeout %d s, sections of %" PRIu64
 		 " MiB",
 		 opts->db, o->node_id, o->node_timeout_s, o->section_size >> 20);
-	printf("disagg-orchestrator listening on %s\n", http_server_addr(o->http));
-	fflush(stdout);
-	notify_ready();
+	daemon_ready("disagg-orchestrator", http_server_addr(o->http), NULL);
 
 	do {
 		r = sigwait(&mask, &sig);
@@ -450,17 +421,6 @@ out_free:
 	return rc;
 }
 
-/* Many nodes mean many connections: allow as many fds as the hard limit does. */
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	struct orch_opts o;
@@ -470,6 +430,6 @@ int main(int argc, char **argv)
 	r = parse_args(argc, argv, &o);
 	if (r != 0)
 		return r > 0 ? 0 : 2;
-	raise_fd_limit();
+	daemon_raise_fd_limit();   /* many nodes, many connections */
 	return run(&o);
 }

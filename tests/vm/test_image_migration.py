@@ -171,16 +171,18 @@ def test_image_slot_moves_after_its_agent_restarted(cluster, tmp_path):
     comp = c.component(f"compute-{src}")
     argv = pathlib.Path(f"/proc/{comp['pid']}/cmdline").read_bytes().split(b"\0")[:-1]
     os.kill(comp["pid"], signal.SIGKILL)
-    log = open(c.data / "logs" / f"compute-{src}-restarted.log", "ab")
+    logpath = c.data / "logs" / f"compute-{src}-restarted.log"
+    log = open(logpath, "ab")
     restarted = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True)
     log.close()
     try:
-        def new_http():
-            n = next(x for x in c.json("node", "ls")["nodes"] if x["node_id"] == src)
-            return n["http"] if n["http"] != a1 and n.get("state", "up") == "up" else None
-        assert vmlib.wait_for(new_http, 60, 0.5), c.json("node", "ls")
-        a1b = new_http()
+        # Registered again (its HTTP port may even be the old one again).
+        def registered():
+            assert restarted.poll() is None, logpath.read_text(errors="replace")[-3000:]
+            return "registered with the orchestrator" in logpath.read_text(errors="replace")
+        assert vmlib.wait_for(registered, 120, 0.5), logpath.read_text(errors="replace")[-3000:]
+        a1b = next(x for x in c.json("node", "ls")["nodes"] if x["node_id"] == src)["http"]
         TOKENS[a1b] = TOKENS[a1]
         assert vmlib.wait_for(lambda: http(a1b, "GET", "/v1/vms/rs")[1].get("state")
                               == "running", 60, 0.5)

@@ -509,9 +509,10 @@ _Static_assert(sizeof(struct proto_revoke_req) == 8, "revoke_req size");
  * Page versions (PROTO_FEAT_DIR_VERSION): the node counts, per page, every
  * time it makes a holder the page's owner (DIR_WRITE, or a DIR_READ that
  * takes ownership), and keeps that count beside a pool that outlives the
- * process. A DIR_RECALL sent to the owner carries the count of its
- * ownership (0 without the feature, or to a holder that does not own the
- * page). Counts wrap: compare them with serial arithmetic.
+ * process (0 for ever without such a pool). Every DIR_RECALL carries the
+ * page's count (0 to a holder without the feature): sent to the owner, it
+ * is the count of that holder's ownership; to a holder of a read copy it
+ * means nothing. Counts wrap: compare them with serial arithmetic.
  */
 enum proto_dir_limits {
 	PROTO_DIR_MAX_HOLDERS = 16,

@@ -256,6 +256,30 @@ int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char
 	return TAKE_FD(lockfd);
 }
 
+/*
+ * The boot cache's files (regular files only, as vm_boot.c writes them),
+ * then the cache itself. The run directory is going: so are its copies.
+ */
+static void boot_cache_remove(int dfd)
+{
+	int fd = openat(dfd, RUNDIR_BOOT_CACHE, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			(void)unlinkat(dirfd(d), de->d_name, 0);   /* fails on a directory: left */
+	closedir(d);
+	(void)unlinkat(dfd, RUNDIR_BOOT_CACHE, AT_REMOVEDIR);
+}
+
 void rundir_release(const char *dir, int lockfd, int remove_dir)
 {
 	_cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -264,8 +288,10 @@ void rundir_release(const char *dir, int lockfd, int remove_dir)
 	if (dfd >= 0 && lockfd >= 0 && !has_vm_dir(dfd, name, sizeof(name))) {
 		(void)unlinkat(dfd, OWNER_FILE, 0);
 		(void)unlinkat(dfd, LOCK_FILE, 0);
-		if (remove_dir)
+		if (remove_dir) {
+			boot_cache_remove(dfd);
 			(void)rmdir(dir);   /* only if empty */
+		}
 	}
 	if (lockfd >= 0)
 		close(lockfd);

@@ -39,9 +39,13 @@ int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char
 
 /*
  * At a clean exit, when no VM directory is left: remove the owner record
- * and the lock (and the directory itself if remove_dir), then close lockfd.
- * With VM directories left (VMs that keep running), only close lockfd.
+ * and the lock (and, if remove_dir, the boot cache, RUNDIR_BOOT_CACHE, and
+ * the directory itself), then close lockfd. With VM directories left (VMs
+ * that keep running), only close lockfd.
  */
 void rundir_release(const char *dir, int lockfd, int remove_dir);
+
+/* The kernels and initramfs fetched for new VMs (vm_boot.c), inside the run directory. */
+#define RUNDIR_BOOT_CACHE "boot-cache"
 
 #endif /* DISAGG_RUNDIR_H */

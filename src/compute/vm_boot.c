@@ -36,6 +36,7 @@
 #include "jsonhttp.h"
 #include "log.h"
 #include "macro.h"
+#include "rundir.h"
 #include "vm_internal.h"
 
 #define FETCH_TIMEOUT_MS 300000L
@@ -119,7 +120,7 @@ static int fetch(const struct vm_boot_fetch *f, const char *url, char *ret, size
 		r = -EIO;
 		goto out;
 	}
-	snprintf(dir, sizeof(dir), "%s/boot-cache", f->run_root);
+	snprintf(dir, sizeof(dir), "%s/" RUNDIR_BOOT_CACHE, f->run_root);
 	(void)mkdir(dir, 0700);
 	cache_leaf(url, size, leaf, sizeof(leaf));
 	if ((size_t)snprintf(ret, retlen, "%s/%s", dir, leaf) >= retlen) {

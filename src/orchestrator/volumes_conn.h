@@ -14,9 +14,9 @@
 
 /*
  * An authenticated connection to device node dn, with the orchestrator's
- * capability: 0, -EOPNOTSUPP when this orchestrator speaks TLS on the
- * fabric (device nodes do not yet), -ESTALE when the node at dn's address
- * has another id, or dnc_connect()'s -errno.
+ * capability (over TLS on a TLS fabric, to a certificate of role device):
+ * 0, -ESTALE when the node at dn's address has another id, or
+ * dnc_connect()'s -errno.
  */
 int volumes_connect(struct orch *o, const struct node_rec *dn, struct mnc **ret);
 

@@ -581,10 +581,18 @@ static int handshake(struct mnc *c, const struct mnc_opts *o, uint64_t deadline)
 	return 0;
 }
 
+/* The deadline of a connection's connect and handshake. */
+static int connect_ms(const struct mnc_opts *opts)
+{
+	return opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms :
+	       opts->timeout_ms > 0	    ? opts->timeout_ms :
+					      DEFAULT_TIMEOUT;
+}
+
 int mnc_connect(const struct mnc_opts *opts, struct mnc **ret)
 {
 	int fd = !opts || !opts->addr || !opts->key || !ret ? -EINVAL :
-		 net_connect_tcp(opts->addr, opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT);
+		 net_connect_tcp(opts->addr, connect_ms(opts));
 
 	return fd < 0 ? fd : mnc_connect_fd(opts, fd, ret);
 }
@@ -606,7 +614,7 @@ int mnc_connect_fd(const struct mnc_opts *opts, int fd, struct mnc **ret)
 	c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT;
 	c->free_head = c->sq_head = c->sq_tail = MNC_NONE;
 	fifo_init(&c->recalls, sizeof(struct mnc_recall), MAX_RECALLS);
-	deadline = mnconn_deadline_after(c->timeout_ms);
+	deadline = mnconn_deadline_after(connect_ms(opts));
 	tls = opts->tls ? opts->tls : tls_default();
 	fio_init_plain(&c->io, fd, MNC_RCVTIMEO_MS);
 	r = tls ? tls_client_fio(tls, fd, deadline,

@@ -47,6 +47,7 @@ struct mnc_opts {
 	const struct grant_key *orch_key;
 	uint64_t node_id;              /* our node id (grants name it as holder) */
 	int timeout_ms;                /* connect, handshake and sync waits; 0 = 5000 */
+	int connect_timeout_ms;        /* > 0: connect and handshake only, instead */
 	/*
 	 * TLS on the fabric (tls.h): NULL takes the process's default
 	 * (mnc_set_tls), which is NULL for plaintext. Over TLS the server's

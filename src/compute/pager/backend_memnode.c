@@ -52,6 +52,7 @@ struct mn_conn {
 	unsigned nn;
 	bool wround;                  /* writes submitted since the last write_wait */
 	int fetch_timeout_ms;         /* > 0: this deadline for fetches (a replica's) */
+	int connect_timeout_ms;       /* > 0: this deadline for connections opened now */
 	bool rdone;
 	int rstatus;
 };
@@ -90,6 +91,7 @@ static int mn_get_node(struct mn_conn *c, const char *addr, bool dir, struct mn_
 			.key = &c->be->key,
 			.node_id = c->be->node_id,
 			.timeout_ms = c->be->timeout_ms,
+			.connect_timeout_ms = c->connect_timeout_ms,
 			.features = dir ? PROTO_FEAT_ALL | PROTO_FEAT_DIR_CONN : 0,
 		};
 
@@ -355,13 +357,17 @@ static int mn_dir_fetch(void *conn, const struct pager_section *s, uint32_t page
 }
 
 /* Connect to section s's node, and its replicas' (a write-back's nodes), ahead of time. */
-static int mn_connect_sec(void *conn, const struct pager_section *s)
+static int mn_connect_sec(void *conn, const struct pager_section *s, int timeout_ms)
 {
+	struct mn_conn *c = conn;
 	struct mnc *m;
-	int r = mn_get(conn, s->addr, &m);
+	int r;
 
+	c->connect_timeout_ms = timeout_ms;
+	r = mn_get(conn, s->addr, &m);
 	for (unsigned k = 1; r == 0 && k < s->nrep; k++)
 		r = mn_get(conn, s->more[k - 1].addr, &m);
+	c->connect_timeout_ms = 0;
 	return r;
 }
 

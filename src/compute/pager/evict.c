@@ -157,7 +157,8 @@ void *pager_evictor_main(void *arg)
 		int n;
 
 		pager_cleaner_tick(p, &c);
-		if (atomic_exchange(&p->wb_warm, false)) {
+		/* Within the budget only: a warm-up may wait PAGER_WB_WARM_MS for a node. */
+		if (res <= bud && atomic_exchange(&p->wb_warm, false)) {
 			pthread_mutex_unlock(&p->lock);
 			pthread_mutex_lock(&p->io_lock);
 			pager_wb_warm(p);

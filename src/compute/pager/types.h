@@ -122,9 +122,10 @@ struct pager_backend_ops {
 	int (*write_result)(void *conn, const struct pager_section *s);
 	/*
 	 * Open on conn what a write-back to section s will use (its node, and
-	 * its replicas' nodes), ahead of the first one. NULL: nothing to open.
+	 * its replicas' nodes), ahead of the first one, giving up on a node
+	 * that has not answered within timeout_ms. NULL: nothing to open.
 	 */
-	int (*connect)(void *conn, const struct pager_section *s);
+	int (*connect)(void *conn, const struct pager_section *s, int timeout_ms);
 	/*
 	 * The next fetches on conn give up after timeout_ms (0: the backend's
 	 * own timeout again). For one fetch of a replicated section, so that

@@ -308,11 +308,15 @@ void pager_wb_warm(struct pager *p)
 
 			if (r->sections[k].kind != PAGER_SEC_REMOTE)
 				continue;
-			e = ops->connect(p->evict_conn, &r->sections[k]);
+			/*
+			 * A node that does not answer soon is left to the
+			 * write-back's own connection: this thread evicts, and
+			 * a flush waits for io_lock.
+			 */
+			e = ops->connect(p->evict_conn, &r->sections[k], PAGER_WB_WARM_MS);
 			if (e < 0) {
 				log_debug("pager %s: write-back connection for region %u not opened "
 					  "ahead: %s", p->name, r->idx, strerror(-e));
-				ops->reset(p->evict_conn);
 				return;
 			}
 		}

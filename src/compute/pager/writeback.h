@@ -51,9 +51,12 @@ int pager_wb_batch(struct pager *p, struct pager_victim *v, unsigned nv, bool ev
  * the first write-back after a region is added does not pay the connection
  * and its handshakes: an exclusive region's first unlock, a release
  * region's first release (bench/README, "The first hand-over each way").
- * Best effort: it stops at the first node it cannot reach, whose
- * write-back will connect (and retry) as before.
+ * Best effort: it stops at the first node that does not answer within
+ * PAGER_WB_WARM_MS, whose write-back will connect (and retry) as before.
+ * The evictor does it only while the pager is within its budget: evicting
+ * comes first.
  */
+#define PAGER_WB_WARM_MS 300
 void pager_wb_warm(struct pager *p);
 
 #endif /* DISAGG_PAGER_WRITEBACK_H */

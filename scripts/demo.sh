@@ -3,8 +3,9 @@
 #
 # `make demo`: the main walk-through.
 #
-#   1. `disagg up`: an orchestrator, two compute nodes and two memory nodes
-#      on loopback, with a fresh cluster key;
+#   1. `disagg up`: an orchestrator, two compute nodes, two memory nodes and
+#      a device node on loopback, with a fresh cluster key and TLS on the
+#      fabric;
 #   2. a slot with 512 MiB of RAM, half of it on the memory nodes: a stock
 #      QEMU boots an unmodified Linux guest whose remote pages are served
 #      over the network by the pager;

@@ -34,10 +34,10 @@ static const struct cli_cmd cmd_table[] = {
 	{ "up", "[--memnodes N] [--computes N] [--devnodes N] [--pool SIZE] [--persistent] [--accel auto|kvm|tcg] [--address IP] [--fabric-plaintext] [--timeout S]", 0, 0,
 	  "start a cluster on this machine (loopback, fresh key)",
 	  "Starts disagg-orchestrator, N memory nodes (ids 100, 101, ...), device nodes\n"
-	  "(ids 300, ...; only with --fabric-plaintext, as they do not speak TLS yet) and\n"
-	  "M compute nodes (ids 1, 2, ...) on 127.0.0.1 (--address) with free ports, detached, and\n"
-	  "waits until every node is up. Everything lives in the data directory (--data):\n"
-	  "cluster.key, cluster.json (pids, addresses), orchestrator.db, logs/NAME.log.\n"
+	  "(ids 300, ...) and M compute nodes (ids 1, 2, ...) on 127.0.0.1 (--address) with\n"
+	  "free ports, detached, and waits until every node is up. Everything lives in the\n"
+	  "data directory (--data): cluster.key, cluster.json (pids, addresses),\n"
+	  "orchestrator.db, logs/NAME.log.\n"
 	  "Commands run later find the orchestrator through DIR/cluster.json.",
 	  cmd_up,
 	  { { "memnodes", "N", "memory nodes to start (default 2)" },

@@ -424,7 +424,7 @@ int main(int argc, char **argv)
 	}
 	if (tls_ctx_new(&fabric, CERT_ROLE_COMPUTE, node_id, &tls) < 0)
 		return 1;
-	mnc_set_tls(tls);         /* the pager's and the VMs' memory-node connections */
+	mnc_set_tls(tls);         /* every fabric connection: memory nodes, device nodes */
 	r = auth_key_load(keyfile, &key);
 	if (r < 0) {
 		fprintf(stderr, "disagg-compute: cannot load cluster key %s: %s%s\n", keyfile,

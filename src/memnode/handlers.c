@@ -114,7 +114,7 @@ static int handle_hello(struct mn_conn *c, const struct proto_hdr *h, const uint
 	}
 	if (r < 0)
 		return r;
-	if (mn_revoked_has(&n->revoked, req.node_id)) {
+	if (revlist_has(&n->revoked, req.node_id)) {
 		atomic_fetch_add(&n->stats.revoked_hello, 1);
 		log_info("HELLO from node %llu refused: it is revoked",
 			 (unsigned long long)req.node_id);
@@ -563,32 +563,10 @@ static int handle_stats(struct mn_conn *c, const struct proto_hdr *h, const uint
 static int handle_revoke(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
-	struct proto_revoke_req req;
-	_cleanup_free_ uint64_t *ids = NULL;
-	int r;
+	int r = revlist_set_wire(&n->revoked, p, h->len);
 
-	if (h->len < sizeof(req))
-		return -EBADMSG;
-	memcpy(&req, p, sizeof(req));
-	req.count = le32toh(req.count);
-	req.rsvd = le32toh(req.rsvd);
-	if (req.rsvd != 0 || req.count > PROTO_MAX_REVOKED ||
-	    h->len != sizeof(req) + (size_t)req.count * sizeof(uint64_t))
-		return -EBADMSG;
-	ids = malloc((req.count ? req.count : 1) * sizeof(*ids));
-	if (!ids)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < req.count; i++) {
-		uint64_t v;
-
-		memcpy(&v, p + sizeof(req) + (size_t)i * sizeof(v), sizeof(v));
-		ids[i] = le64toh(v);
-		if (ids[i] == 0)
-			return -EBADMSG;
-	}
-	r = mn_revoked_set(&n->revoked, ids, req.count);
 	if (r < 0)
-		return r == -ENOMEM ? r : -EIO;
+		return r;
 	mn_server_kick(n);      /* every worker closes the revoked nodes' connections */
 	return reply_with(c, h, NULL, 0);
 }

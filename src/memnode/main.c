@@ -451,7 +451,7 @@ static int run(const struct mn_opts *o)
 	if (r < 0)
 		goto out_free;
 	mnc_set_tls(n->tls);      /* COPY to other memory nodes */
-	r = mn_revoked_init(&n->revoked, o->state_dir);
+	r = revlist_init(&n->revoked, o->state_dir);
 	if (r < 0)
 		goto out_free;
 	r = mn_grant_cache_new(MN_GRANT_CACHE_BITS, &n->gcache);
@@ -535,7 +535,7 @@ out_free:
 	mn_grant_cache_free(n->gcache);
 	mnc_set_tls(NULL);
 	tls_ctx_free(n->tls);
-	mn_revoked_destroy(&n->revoked);
+	revlist_destroy(&n->revoked);
 	free(n);
 	apiauth_node_clear(&mn_auth);
 	return rc;

@@ -35,7 +35,7 @@
 #include "hsserver.h"
 #include "metrics.h"
 #include "obuf.h"
-#include "revoke.h"
+#include "revlist.h"
 #include "tlsaccept.h"
 #include "disagg/proto.h"
 
@@ -262,7 +262,7 @@ struct mn_node {
 	struct mn_limits limits;
 	struct mn_admit *admit;
 	struct tls_ctx *tls;           /* NULL: --fabric-plaintext */
-	struct mn_revoked revoked;     /* revoked node ids (revoke.h) */
+	struct revlist revoked;     /* revoked node ids (revlist.h) */
 	struct mn_dir *dir;            /* the coherence directory (dir.h) */
 	struct mn_dirtab *dirtab;      /* its holders on disk (dirtab.h), or NULL */
 	atomic_bool stopping;

@@ -367,7 +367,7 @@ static void conn_tls_handshake(struct mn_conn *c)
 	} else if (st == MN_TLS_FAILED) {
 		atomic_fetch_add(&n->stats.tls_fail[why], 1);
 		mn_conn_close(c);
-	} else if (mn_revoked_has(&n->revoked, id.node_id)) {
+	} else if (revlist_has(&n->revoked, id.node_id)) {
 		atomic_fetch_add(&n->stats.revoked_handshake, 1);
 		log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
 		mn_conn_close(c);

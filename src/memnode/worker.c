@@ -308,7 +308,7 @@ static void worker_sweep(struct mn_worker *w)
 		uint64_t id = c->auth.hs.has_cert ? c->auth.hs.cert.node_id : c->auth.hs.peer_id;
 
 		next = c->next;
-		if (revoked && id && mn_revoked_has(&w->node->revoked, id)) {
+		if (revoked && id && revlist_has(&w->node->revoked, id)) {
 			atomic_fetch_add(&w->node->stats.revoked_closed, 1);
 			log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
 			mn_conn_close(c);

@@ -71,7 +71,7 @@ const char *const store_sqlite_migrations[] = {
 	"ALTER TABLE sections ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;",
 	/* 3 -> 4: the slot's page key (guest memory at rest); existing slots are in clear. */
 	"ALTER TABLE slots ADD COLUMN page_key TEXT NOT NULL DEFAULT '';",
-	/* 4 -> 5: revoked node ids (certificates shut out of the fabric, revoke.c). */
+	/* 4 -> 5: revoked node ids (certificates shut out of the fabric, common/revlist.c). */
 	"CREATE TABLE IF NOT EXISTS revoked ("
 	"  node_id INTEGER PRIMARY KEY,"
 	"  time INTEGER NOT NULL);",

@@ -103,7 +103,7 @@ static struct mn_node *node_new(void)
 	CHECK(mn_admit_new(&n->limits, &n->admit) == 0);
 	CHECK(mn_grant_cache_new(4, &n->gcache) == 0);
 	pthread_mutex_init(&n->copy_mu, NULL);
-	CHECK(mn_revoked_init(&n->revoked, NULL) == 0);     /* REVOKE keeps its list in memory */
+	CHECK(revlist_init(&n->revoked, NULL) == 0);     /* REVOKE keeps its list in memory */
 	CHECK(mn_pool_open(&po, &n->pool, err, sizeof(err)) == 0);
 	CHECK(mn_table_init(&n->table, n->pool) == 0);
 	/* Generations from 0, not a random base: inputs replay, seeds' grants match. */
@@ -128,7 +128,7 @@ static void node_free(struct mn_node *n)
 	CHECK(atomic_load(&n->stats.connections) == 0);
 	mn_grant_cache_free(n->gcache);
 	mn_admit_free(n->admit);
-	mn_revoked_destroy(&n->revoked);
+	revlist_destroy(&n->revoked);
 	free(n);
 }
 

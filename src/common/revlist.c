@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
  * Revoked node ids: the list the orchestrator pushes (REVOKE), kept in
- * memory as a sorted array and, with --state-dir, in DIR/revoked (one
+ * memory as a sorted array and, given a state directory (the memory
+ * node's --state-dir, the device node's --data), in DIR/revoked (one
  * decimal id per line, replaced atomically: written to a temporary file,
- * synced, renamed, the directory synced). A connection whose certificate
- * (or, in plaintext, whose HELLO) names a revoked node is refused; a new
- * list makes every worker close the connections of the nodes on it.
+ * synced, renamed, the directory synced). The daemons refuse a connection
+ * whose certificate (or, in plaintext, whose HELLO) names a revoked node,
+ * and close the connections of the nodes on a new list.
  */
-#include "revoke.h"
+#include "revlist.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -79,7 +81,7 @@ static int persist(const char *dir, const uint64_t *ids, size_t n)
 	return 0;
 }
 
-int mn_revoked_init(struct mn_revoked *rv, const char *dir)
+int revlist_init(struct revlist *rv, const char *dir)
 {
 	_cleanup_free_ char *path = NULL;
 	_cleanup_fclose_ FILE *f = NULL;
@@ -138,14 +140,14 @@ int mn_revoked_init(struct mn_revoked *rv, const char *dir)
 	return 0;
 }
 
-void mn_revoked_destroy(struct mn_revoked *rv)
+void revlist_destroy(struct revlist *rv)
 {
 	free(rv->ids);
 	rv->ids = NULL;
 	pthread_rwlock_destroy(&rv->lock);
 }
 
-bool mn_revoked_has(struct mn_revoked *rv, uint64_t id)
+bool revlist_has(struct revlist *rv, uint64_t id)
 {
 	bool hit;
 
@@ -158,7 +160,7 @@ bool mn_revoked_has(struct mn_revoked *rv, uint64_t id)
 	return hit;
 }
 
-int mn_revoked_set(struct mn_revoked *rv, const uint64_t *ids, size_t count)
+int revlist_set(struct revlist *rv, const uint64_t *ids, size_t count)
 {
 	uint64_t *copy = malloc((count ? count : 1) * sizeof(*copy));
 	uint64_t *old;
@@ -188,4 +190,45 @@ int mn_revoked_set(struct mn_revoked *rv, const uint64_t *ids, size_t count)
 	atomic_fetch_add(&rv->gen, 1);
 	log_info("revocation list: %zu node id%s", count, count == 1 ? "" : "s");
 	return 0;
+}
+
+/* A REVOKE payload: *ret (malloc'ed, host order) and *ret_n, or -EBADMSG. */
+static int decode(const void *p, size_t len, uint64_t **ret, size_t *ret_n)
+{
+	struct proto_revoke_req req;
+	_cleanup_free_ uint64_t *ids = NULL;
+
+	if (len < sizeof(req))
+		return -EBADMSG;
+	memcpy(&req, p, sizeof(req));
+	req.count = le32toh(req.count);
+	req.rsvd = le32toh(req.rsvd);
+	if (req.rsvd != 0 || req.count > PROTO_MAX_REVOKED ||
+	    len != sizeof(req) + (size_t)req.count * sizeof(uint64_t))
+		return -EBADMSG;
+	ids = malloc((req.count ? req.count : 1) * sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < req.count; i++) {
+		uint64_t v;
+
+		memcpy(&v, (const uint8_t *)p + sizeof(req) + (size_t)i * sizeof(v), sizeof(v));
+		ids[i] = le64toh(v);
+		if (ids[i] == 0)
+			return -EBADMSG;
+	}
+	*ret = TAKE_PTR(ids);
+	*ret_n = req.count;
+	return 0;
+}
+
+int revlist_set_wire(struct revlist *rv, const void *p, size_t len)
+{
+	_cleanup_free_ uint64_t *ids = NULL;
+	size_t count = 0;
+	int r = decode(p, len, &ids, &count);
+
+	if (r == 0)
+		r = revlist_set(rv, ids, count);
+	return r == -EBADMSG || r == -ENOMEM ? r : r < 0 ? -EIO : 0;
 }

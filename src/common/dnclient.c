@@ -79,7 +79,7 @@ int dnc_connect(const struct mnc_opts *o, struct mnc **ret)
 	if (!o || !ret)
 		return -EINVAL;
 	opts = *o;
-	opts.features = PROTO_FEAT_BLK;
+	opts.features = PROTO_FEAT_BLK | PROTO_FEAT_REVOKE;   /* REVOKE: the orchestrator's */
 	opts.server_role = CERT_ROLE_DEVICE;     /* over TLS: a device node's certificate */
 	r = mnc_connect(&opts, &c);
 	if (r < 0)

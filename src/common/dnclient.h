@@ -5,7 +5,8 @@
  *
  * A device node speaks the memory node's framing and handshake, so a
  * device-node connection is a struct mnc (mnclient.h) made by
- * dnc_connect(), which offers PROTO_FEAT_BLK only. Everything of
+ * dnc_connect(), which offers PROTO_FEAT_BLK and PROTO_FEAT_REVOKE (the
+ * orchestrator pushes its revocation list with mnc_revoke()). Everything of
  * mnclient.h that is not about sections applies: one connection per
  * thread, pipelined requests, mnc_poll()/mnc_drain() run the callbacks of
  * the *_async calls, mnc_close() closes (and the node closes the
@@ -56,7 +57,7 @@ struct dnc_volume {
 int dnc_name_check(const char *name);
 
 /*
- * mnc_connect() offering PROTO_FEAT_BLK (o->features is ignored):
+ * mnc_connect() offering PROTO_FEAT_BLK | PROTO_FEAT_REVOKE (o->features is ignored):
  * -EPROTONOSUPPORT if the server does not serve block volumes.
  */
 int dnc_connect(const struct mnc_opts *o, struct mnc **ret);

@@ -21,6 +21,14 @@
  * validation gets an error reply and the connection closes once it is
  * written. At the end, requests still on the ring are waited for (the
  * kernel may still write their buffers) before anything is freed.
+ *
+ * Revocation: a connection whose certificate, or in plaintext whose
+ * HELLO, names a revoked node is refused (the TLS handshake here, HELLO
+ * in ops.c). The node id a connection speaks for is the one thing of it
+ * other threads read: a new list (REVOKE, on the orchestrator's
+ * connection) shuts the socket of every connection of a node on it, which
+ * wakes its thread's poll at once; the thread then ends as on any closed
+ * socket.
  */
 #include "conn.h"
 
@@ -66,6 +74,8 @@ struct dn_conn {
 	int fd;
 	struct fio io;           /* plain or TLS (fio.h) */
 	struct hs_peer peer;
+	_Atomic uint64_t node_id; /* whom it speaks for, once known (dn_conn_identify) */
+	_Atomic bool revoked;    /* shut for a revoked node: counted once */
 	bool closing;            /* take no more frames; close once the replies are out */
 	bool dead;               /* the socket failed: no more I/O on it */
 	uint64_t born_ns;
@@ -103,6 +113,30 @@ struct dn_handle *dn_conn_handles(struct dn_conn *c)
 void dn_conn_close_after_reply(struct dn_conn *c, bool close)
 {
 	c->closing = close;
+}
+
+int dn_conn_identify(struct dn_conn *c, uint64_t node_id)
+{
+	atomic_store(&c->node_id, node_id);
+	if (!revlist_has(&c->n->revoked, node_id))
+		return 0;
+	atomic_store(&c->revoked, true);   /* refused here: dn_conn_revoke_scan leaves it be */
+	return -EACCES;
+}
+
+void dn_conn_revoke_scan(struct dn_node *n)
+{
+	pthread_mutex_lock(&n->mu);
+	for (struct dn_conn *c = n->conns; c; c = c->next) {
+		uint64_t id = atomic_load(&c->node_id);
+
+		if (!id || !revlist_has(&n->revoked, id) || atomic_exchange(&c->revoked, true))
+			continue;
+		atomic_fetch_add(&n->stats.revoked_closed, 1);
+		log_info("node %llu is revoked: closing its connection", (unsigned long long)id);
+		(void)shutdown(c->fd, SHUT_RDWR);   /* wakes its poll; conn_free closes fd */
+	}
+	pthread_mutex_unlock(&n->mu);
 }
 
 static void out_push(struct dn_conn *c, uint8_t *data, size_t len)
@@ -501,6 +535,11 @@ static int handshake(struct dn_conn *c)
 	}
 	c->peer.has_cert = true;
 	c->peer.cert = id;
+	if (dn_conn_identify(c, id.node_id) < 0) {
+		atomic_fetch_add(&c->n->stats.revoked_handshake, 1);
+		log_info("TLS: node %llu is revoked: closing", (unsigned long long)id.node_id);
+		return -EACCES;
+	}
 	return 0;
 }
 

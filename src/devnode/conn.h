@@ -21,6 +21,15 @@ int dn_reply(struct dn_conn *c, const struct proto_hdr *req, uint32_t status, co
 	     size_t len);
 /* Close the connection once the queued replies are written (or cancel that). */
 void dn_conn_close_after_reply(struct dn_conn *c, bool close);
+/*
+ * The node id the connection speaks for (its certificate's, or its
+ * HELLO's): -EACCES when that node is revoked (the caller counts and
+ * closes), else 0. Set before the list is read, so that a list arriving
+ * meanwhile finds the connection in dn_conn_revoke_scan().
+ */
+int dn_conn_identify(struct dn_conn *c, uint64_t node_id);
+/* A new revocation list: shut the connections of the nodes on it now. */
+void dn_conn_revoke_scan(struct dn_node *n);
 
 /* An open volume of the connection (BLK_OPEN); handles index conn's table. */
 struct dn_handle {

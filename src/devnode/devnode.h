@@ -8,13 +8,15 @@
  *   conn.c     one thread per connection: framing, its io_uring ring
  *              (blkio.h), the bounded queues, the replies
  *   ops.c      one handler per opcode: HELLO/AUTH (hsserver.h), BLK_*
- *              through grants, VOL_* for the orchestrator
+ *              through grants, VOL_* and REVOKE for the orchestrator
  *   stats.c    counters, /metrics and /healthz
  *   volume.c, volume_block.c, volume_import.c, blkio.c   the store (files
  *              and block devices given with --block-device) and its I/O
  *
  * A connection's thread owns everything of the connection (its handles,
- * its ring, its buffers): nothing of it is shared but the node's counters.
+ * its ring, its buffers): nothing of it is shared but the node's counters,
+ * and the node id it speaks for, which a new revocation list reads to shut
+ * the connections of revoked nodes (dn_conn_revoke_scan).
  * conn.c reaches the handlers through n->dispatch, so that the two do not
  * include each other.
  */
@@ -32,6 +34,7 @@
 #include "grant.h"
 #include "hsserver.h"
 #include "metrics.h"
+#include "revlist.h"
 #include "volume.h"
 #include "disagg/proto.h"
 
@@ -58,7 +61,10 @@ struct dn_stats {
 	_Atomic uint64_t handshake_timeouts;
 	_Atomic uint64_t bad_frames;
 	_Atomic uint64_t grants_refused;
-	_Atomic uint64_t denied;           /* VOL_* without the orchestrator's capability */
+	_Atomic uint64_t denied;           /* VOL_*, REVOKE without the orchestrator's capability */
+	_Atomic uint64_t revoked_handshake; /* TLS handshakes of revoked nodes refused */
+	_Atomic uint64_t revoked_hello;    /* HELLOs naming a revoked node refused */
+	_Atomic uint64_t revoked_closed;   /* live connections closed by a new list */
 	_Atomic uint64_t requests[PROTO_OP_MAX];
 	_Atomic uint64_t errors[PROTO_OP_MAX];
 	_Atomic uint64_t bytes_read, bytes_written;
@@ -86,6 +92,7 @@ struct dn_node {
 	struct tls_ctx *tls;               /* TLS on the fabric, or NULL: plaintext */
 	struct dn_volumes *vols;
 	struct dn_fences *fences;          /* who may write which volume (fence.h) */
+	struct revlist revoked;            /* revoked node ids, in DATA/revoked (revlist.h) */
 	struct dn_limits limits;
 	struct dn_stats stats;
 	_Atomic bool stopping;

@@ -3,7 +3,8 @@
  * disagg-devnode: the device node daemon (docs/devnode.md).
  *
  * Parses the options, loads the cluster key and the orchestrator's public
- * grant key, opens the volume store, starts the optional HTTP endpoint
+ * grant key, opens the volume store and the revocation list kept beside
+ * it (DATA/revoked, revlist.h), starts the optional HTTP endpoint
  * (/healthz, /metrics) and the registrar, prints the ready line
  * ("disagg-devnode listening on ADDR [http ADDR]") and accepts connections
  * until SIGTERM or SIGINT, each served by a thread of its own (conn.c).
@@ -66,7 +67,8 @@ static void usage(FILE *f)
 		"in DIR, and block devices it is given) to compute nodes over the disagg\n"
 		"wire protocol.\n"
 		"\n"
-		"  --data DIR             the volume store (made 0700 if missing; needs user xattrs)\n"
+		"  --data DIR             the volume store (made 0700 if missing; needs user xattrs),\n"
+		"                         and the revocation list the orchestrator pushes (DIR/revoked)\n"
 		"  --block-device NAME=PATH  serve the block device PATH as volume NAME (opened\n"
 		"                         exclusively; its key and epoch in DIR/NAME.blk); repeatable\n"
 		"  --listen HOST:PORT     protocol address (default 127.0.0.1:7300; port 0 picks one)\n"
@@ -340,9 +342,11 @@ static int open_node(const struct dn_opts *o, struct dn_node *n)
 	if (r < 0)
 		return r;
 	r = dn_volumes_open(o->data, &n->vols);
-	if (r < 0)
+	if (r < 0) {
 		log_error("cannot open the volume store %s: %s", o->data, strerror(-r));
-	return r;
+		return r;
+	}
+	return revlist_init(&n->revoked, o->data);   /* DATA/revoked; errors logged */
 }
 
 static const char *block_device_why(int r)
@@ -421,6 +425,7 @@ out:
 	if (n->vols)
 		dn_volumes_close(n->vols);
 	dn_fences_free(n->fences);
+	revlist_destroy(&n->revoked);
 	grant_key_free(n->grant_key);
 	tls_ctx_free(n->tls);
 	memset(&n->key, 0, sizeof(n->key));

@@ -12,6 +12,10 @@
  * the rights, the expiry, and the volume's key against the file that was
  * opened (so a volume deleted and made again under its name is not the
  * one the grant was for). A handle then carries what it may do.
+ *
+ * REVOKE (the orchestrator's) replaces the revocation list (revlist.h,
+ * stored in DATA/revoked) and shuts the revoked nodes' connections; HELLO
+ * refuses a revoked node.
  */
 #include "ops.h"
 
@@ -34,13 +38,14 @@ struct dn_op_desc {
 	dn_handler_fn fn;
 	bool before_auth;        /* allowed before AUTH succeeded */
 	bool orch_only;          /* needs the orchestrator's capability */
+	uint32_t feature;        /* needs this feature negotiated (PROTO_FEAT_*), or 0 */
 };
 
 static struct hs_server hs_of(const struct dn_node *n)
 {
 	return (struct hs_server){
 		.key = &n->key, .grant_key = n->grant_key, .node_id = n->node_id,
-		.features = PROTO_FEAT_BLK,
+		.features = PROTO_FEAT_BLK | PROTO_FEAT_REVOKE,
 	};
 }
 
@@ -60,6 +65,12 @@ static int handle_hello(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p
 
 	dn_conn_close_after_reply(c, true);   /* whatever fails, the connection ends */
 	r = hs_hello_parse(dn_conn_peer(c), p, h->len, &req);
+	if (r == 0 && dn_conn_identify(c, req.node_id) < 0) {
+		atomic_fetch_add(&n->stats.revoked_hello, 1);
+		log_info("HELLO from node %llu refused: it is revoked",
+			 (unsigned long long)req.node_id);
+		r = -EACCES;
+	}
 	if (r == 0)
 		r = hs_hello_accept(&s, dn_conn_peer(c), &req, &rep);
 	if (r == 0)
@@ -381,6 +392,21 @@ static int handle_vol_list(struct dn_conn *c, const struct proto_hdr *h, uint8_t
 	return dn_reply(c, h, PROTO_ST_OK, out, sizeof(rep) + count * sizeof(struct proto_volume));
 }
 
+/* ---- revocation (the orchestrator's) ---------------------------------------------------- */
+
+/* The whole list: stored, then the revoked nodes' connections are shut. */
+static int handle_revoke(struct dn_conn *c, const struct proto_hdr *h, uint8_t *p,
+			 uint8_t **owned)
+{
+	struct dn_node *n = dn_conn_node(c);
+	int r = revlist_set_wire(&n->revoked, p, h->len);
+
+	if (r < 0)
+		return r;
+	dn_conn_revoke_scan(n);
+	return dn_reply(c, h, PROTO_ST_OK, NULL, 0);
+}
+
 /* ---- dispatch -------------------------------------------------------------------------- */
 
 static const struct dn_op_desc dn_ops[PROTO_OP_MAX] = {
@@ -400,6 +426,7 @@ static const struct dn_op_desc dn_ops[PROTO_OP_MAX] = {
 	[PROTO_OP_VOL_CLONE] = { handle_vol, false, true },
 	[PROTO_OP_VOL_STAT] = { handle_vol, false, true },
 	[PROTO_OP_VOL_LIST] = { handle_vol_list, false, true },
+	[PROTO_OP_REVOKE] = { handle_revoke, false, true, PROTO_FEAT_REVOKE },
 };
 
 void dn_dispatch(struct dn_conn *c, const struct proto_hdr *h, uint8_t *payload,
@@ -418,7 +445,7 @@ void dn_dispatch(struct dn_conn *c, const struct proto_hdr *h, uint8_t *payload,
 		dn_conn_close_after_reply(c, true);
 		return;
 	}
-	if (!d->fn) {
+	if (!d->fn || (d->feature && !(a->features & d->feature))) {
 		r = -EOPNOTSUPP;
 	} else if (d->orch_only && !a->orch) {
 		atomic_fetch_add(&n->stats.denied, 1);

@@ -21,7 +21,10 @@
  *   auth_failures_total           AUTHs refused
  *   tls_failures_total            TLS handshakes refused or timed out
  *   grants_rejected_total         BLK_OPENs refused for their grant
- *   denied_requests_total         VOL_* from anyone but the orchestrator
+ *   denied_requests_total         VOL_* and REVOKE from anyone but the orchestrator
+ *   revoked_nodes                 node ids on the revocation list (REVOKE)
+ *   revocation_refusals_total{stage}  revoked nodes refused: "handshake" (TLS), "hello"
+ *   revoked_connections_closed_total  live connections closed by a new list
  *   volumes, volume_bytes, volume_allocated_bytes   the store, now
  */
 #include "stats.h"
@@ -101,7 +104,16 @@ char *dn_stats_render(struct dn_node *n)
 	counter(&sb, "disagg_devnode_grants_rejected_total", "BLK_OPENs refused for their grant.",
 		&s->grants_refused);
 	counter(&sb, "disagg_devnode_denied_requests_total",
-		"Volume operations from anyone but the orchestrator.", &s->denied);
+		"Volume operations and REVOKEs from anyone but the orchestrator.", &s->denied);
+	metrics_gauge(&sb, "disagg_devnode_revoked_nodes", "Node ids on the revocation list.", "",
+		      (double)atomic_load(&n->revoked.count));
+	metrics_counter(&sb, "disagg_devnode_revocation_refusals_total",
+			"Connections of revoked nodes refused, by stage.", "stage=\"handshake\"",
+			atomic_load(&s->revoked_handshake));
+	metrics_counter(&sb, "disagg_devnode_revocation_refusals_total", NULL,
+			"stage=\"hello\"", atomic_load(&s->revoked_hello));
+	counter(&sb, "disagg_devnode_revoked_connections_closed_total",
+		"Live connections closed because their node was revoked.", &s->revoked_closed);
 	if (dn_volume_list(n->vols, &v, &nv) == 0) {
 		for (size_t i = 0; i < nv; i++) {
 			bytes += v[i].size;

@@ -379,8 +379,9 @@ static void test_features(void)
 	F.features = PROTO_FEAT_ALL;
 	is(conn(false, &c), -EPROTONOSUPPORT, "a memory node (no PROTO_FEAT_BLK) is refused");
 	F.features = PROTO_FEAT_ALL | PROTO_FEAT_BLK;
-	is(conn(false, &c), 0, "a node with more features than BLK");
-	is(mnc_info(c)->features, PROTO_FEAT_BLK, "...only BLK negotiated: the offer masks it");
+	is(conn(false, &c), 0, "a node with more features than BLK and REVOKE");
+	is(mnc_info(c)->features, PROTO_FEAT_BLK | PROTO_FEAT_REVOKE,
+	   "...only BLK and REVOKE negotiated: the offer masks it");
 	is(mnc_info(c)->node_id, NODE_ID, "...its node id");
 	mnc_close(c);
 	F.features = PROTO_FEAT_BLK;

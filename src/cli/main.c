@@ -27,7 +27,7 @@
 
 int cmd_node_revoke(struct cli_args *a)
 {
-	return cli_node_action(a, "revoke", "revoked: memory nodes refuse it from now on");
+	return cli_node_action(a, "revoke", "revoked: memory nodes and device nodes refuse it from now on");
 }
 
 static const struct cli_cmd cmd_table[] = {
@@ -80,9 +80,9 @@ static const struct cli_cmd cmd_table[] = {
 	  "and says what still does. Stop the node first: one that heartbeats registers\n"
 	  "again.", cmd_node_remove, { { NULL } } },
 	{ "node revoke", "ID", 1, 1, "shut a node's certificate out of the fabric",
-	  "Memory nodes close its connections at once and refuse it from then on; the list is "
-	  "kept by the orchestrator and by every memory node. There is no undo: issue the node "
-	  "a certificate with a new id.", cmd_node_revoke, { { NULL } } },
+	  "Memory nodes and device nodes close its connections at once and refuse it from then "
+	  "on; the list is kept by the orchestrator and by every memory and device node. There "
+	  "is no undo: issue the node a certificate with a new id.", cmd_node_revoke, { { NULL } } },
 	{ "slot create",
 	  "NAME --vcpus N --memory SIZE [--remote PERCENT] [--cache SIZE] [--policy spread|pack] "
 	  "[--hotplug dimm|virtio-mem] [--encrypt yes|no] [--net user|bridge:BR|none] [--replicas N] "

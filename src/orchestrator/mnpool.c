@@ -160,7 +160,10 @@ void mnpool_forget(struct mnpool *p, uint64_t id)
 	}
 }
 
-/* The whole revocation list, to a memory node (nodes_revoke, a new connection, a sweep). */
+/*
+ * The whole revocation list, to a memory node (nodes_revoke, a new
+ * connection, a sweep) or a device node (orch_volumes.revoke).
+ */
 int revoke_push(struct orch *o, struct mnc *c)
 {
 	_cleanup_free_ uint64_t *ids = NULL;

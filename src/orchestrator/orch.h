@@ -246,6 +246,11 @@ struct orch_volumes {
 			    uint64_t to);
 	/* Grants (hex) for the volumes attached to slot s, appended to `grants` (renewal). */
 	void (*renew)(struct orch *o, const struct slot_rec *s, uint64_t expiry, json_t *grants);
+	/*
+	 * The whole revocation list to device node dn, on a connection of its
+	 * own (POST /v1/nodes/ID/revoke, every sweep): 0 or -errno.
+	 */
+	int (*revoke)(struct orch *o, const struct node_rec *dn);
 };
 
 
@@ -433,7 +438,7 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 void nodes_list(struct orch *o, struct http_resp *resp);
 void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp);
 void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp);
-/* POST /v1/nodes/ID/revoke (nodes.c); the whole list to a memory node (mnpool.c) */
+/* POST /v1/nodes/ID/revoke (nodes.c); the whole list on a connection to a memory or device node (mnpool.c) */
 struct mnc;
 void nodes_revoke(struct orch *o, uint64_t id, struct http_resp *resp);
 int revoke_push(struct orch *o, struct mnc *c);

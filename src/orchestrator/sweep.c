@@ -21,6 +21,10 @@
  * outcome decides. Freed orphans are logged and recorded as events
  * (`section_orphan_freed`). The free is the orchestrator's (the authority
  * over epochs): it is sent with the highest epoch.
+ *
+ * Each sweep also pushes the revocation list to every up memory node (on
+ * the connection it lists sections with) and device node (one connection
+ * each), so that a node that was down at `disagg node revoke` has it soon.
  */
 #include "orch.h"
 
@@ -60,7 +64,7 @@ static int list_node(struct orch *o, const struct node_rec *n, struct proto_sect
 		return r;
 	if (mnc_info(c)->node_id != n->id)
 		return -ESTALE;
-	/* Every sweep also brings the node's revocation list up to date (revoke.c). */
+	/* Every sweep also brings the node's revocation list up to date (common/revlist.c). */
 	r = revoke_push(o, c);
 	if (r < 0)
 		log_warn("memory node %llu: cannot push the revocation list: %s",
@@ -165,22 +169,43 @@ int sweep_memnode(struct orch *o, const struct node_rec *n)
 	return freed;
 }
 
-void sweep_all(struct orch *o)
+/* The revocation list to every up device node (nodes_revoke tells them at once). */
+static void sweep_devnodes(struct orch *o)
 {
 	_cleanup_free_ struct node_rec *nodes = NULL;
 	size_t n = 0;
 
-	if (o->store->ops->node_list(o->store, "memnode", &nodes, &n) < 0)
+	if (!o->volumes || o->store->ops->node_list(o->store, "devnode", &nodes, &n) < 0)
 		return;
 	for (size_t i = 0; i < n && !atomic_load(&o->stopping); i++) {
 		int r;
 
 		if (strcmp(nodes[i].state, "up") != 0)
 			continue;
-		r = sweep_memnode(o, &nodes[i]);
+		r = o->volumes->revoke(o, &nodes[i]);
 		if (r < 0)
-			log_debug("orphan sweep of memory node %s: %s", nodes[i].name, strerror(-r));
+			log_debug("device node %s: cannot push the revocation list: %s", nodes[i].name,
+				  strerror(-r));
 	}
+}
+
+void sweep_all(struct orch *o)
+{
+	_cleanup_free_ struct node_rec *nodes = NULL;
+	size_t n = 0;
+
+	if (o->store->ops->node_list(o->store, "memnode", &nodes, &n) == 0)
+		for (size_t i = 0; i < n && !atomic_load(&o->stopping); i++) {
+			int r;
+
+			if (strcmp(nodes[i].state, "up") != 0)
+				continue;
+			r = sweep_memnode(o, &nodes[i]);
+			if (r < 0)
+				log_debug("orphan sweep of memory node %s: %s", nodes[i].name,
+					  strerror(-r));
+		}
+	sweep_devnodes(o);
 }
 
 /* ---- grant renewal ------------------------------------------------------ */

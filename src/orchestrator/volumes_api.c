@@ -599,6 +599,14 @@ static void metrics(struct orch *o, struct strbuf *sb)
 		      (double)bytes);
 }
 
+static int push_revocations(struct orch *o, const struct node_rec *dn)
+{
+	_cleanup_mnc_ struct mnc *c = NULL;
+	int r = volumes_connect(o, dn, &c);
+
+	return r < 0 ? r : revoke_push(o, c);
+}
+
 static const struct orch_volumes hooks = {
 	.route = route,
 	.usage = volumes_usage,
@@ -610,6 +618,7 @@ static const struct orch_volumes hooks = {
 	.migrate_begin = volumes_migrate_begin,
 	.migrate_end = volumes_migrate_end,
 	.renew = volumes_renew,
+	.revoke = push_revocations,
 };
 
 void volumes_start(struct orch *o)

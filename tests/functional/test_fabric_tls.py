@@ -365,13 +365,19 @@ def cut_off(conn, timeout=10):
     return False
 
 
-def test_revoke_cuts_a_node_off_and_keeps_it_out(memnodes, keyfile, key, fabric, tmp_path):
+def start_orch(tmp_path, keyfile, fabric):
+    """An orchestrator on the TLS fabric that sweeps every second (the
+    revocation tests here and in test_devnode_revoke.py)."""
     from conftest import Daemon
-    orch = Daemon([find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
+    return Daemon([find_prog("disagg-orchestrator"), "--http", "127.0.0.1:0",
                    "--db", str(tmp_path / "o.db"), "--key", keyfile,
                    "--grant-key", dp.grant_files(keyfile)[0], "--node-id", str(ORCH),
                    "--orphan-sweep", "1", "--api-open", *fabric.args(ORCH, "orchestrator")],
                   str(tmp_path / "orch.log"), r"disagg-orchestrator listening on (\S+)")
+
+
+def test_revoke_cuts_a_node_off_and_keeps_it_out(memnodes, keyfile, key, fabric, tmp_path):
+    orch = start_orch(tmp_path, keyfile, fabric)
     url = "http://" + orch.addr
 
     def registered(node_id):

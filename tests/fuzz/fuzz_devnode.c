@@ -17,8 +17,9 @@
  * The first input byte is a set of flags:
  *   bit 0    the target performs HELLO and AUTH first, as the orchestrator
  *            (a fuzzer cannot compute the challenge-response itself), so
- *            the stream runs with the capability for VOL_*; without it the
- *            stream must begin with its own HELLO;
+ *            the stream runs with the capability for VOL_* and REVOKE (its
+ *            list kept in memory only); without it the stream must begin
+ *            with its own HELLO;
  *   bit 1    every BLK_OPEN's grant is signed with the grant key, for this
  *            node, this peer and the key of "v", so the stream gets past
  *            the grant to a handle and the ring.
@@ -137,6 +138,7 @@ static struct dn_node *node_new(void)
 	CHECK(dn_fences_new(&n->fences) == 0);
 	n->limits = (struct dn_limits){ .depth = 4, .max_conns = 4, .handshake_ms = 5000 };
 	pthread_mutex_init(&n->mu, NULL);
+	CHECK(revlist_init(&n->revoked, NULL) == 0);
 	return n;
 }
 
@@ -145,6 +147,7 @@ static void node_free(struct dn_node *n)
 	dn_conn_stop_all(n);
 	CHECK(atomic_load(&n->stats.conns_open) == 0);
 	dn_fences_free(n->fences);
+	revlist_destroy(&n->revoked);
 	pthread_mutex_destroy(&n->mu);
 	free(n);
 }
@@ -183,7 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	CHECK(dn_conn_start(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
-		fz_handshake(sv[0], &fuzz_key, fuzz_gkey, PROTO_FEAT_BLK, PEER_ID, NODE_ID);
+		fz_handshake(sv[0], &fuzz_key, fuzz_gkey, PROTO_FEAT_BLK | PROTO_FEAT_REVOKE, PEER_ID,
+			     NODE_ID);
 	fz_pump(sv[0], s, len);
 	close(sv[0]);
 	node_free(n);

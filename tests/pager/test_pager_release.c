@@ -16,6 +16,7 @@
 #include "tap.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -268,6 +269,103 @@ static void test_small_budget(const struct mnspawn *mn, const struct proto_secti
 	holder_stop(&c);
 }
 
+/*
+ * The twins outlive the pager (an agent restart): A writes two pages of a
+ * release region with a twins' file and dies unreleased; B changes
+ * another byte of one of them and releases; a new pager over A's uffd,
+ * file and twins adopts the region and releases: only A's bytes go out
+ * (as diffs against the twins), so B's byte stays.
+ */
+#define TW_PG 1010                   /* pages TW_PG, TW_PG + 1: past SB_END, below the control pages */
+
+static uint8_t node_byte(struct mnc *m, const struct holder *h, uint64_t pg, unsigned i)
+{
+	static uint8_t page[PS];
+	struct proto_extent e = { (uint32_t)pg, 1 };
+
+	return m && mnc_read(m, &h->sec.grant, &e, 1, page) == 0 ? page[i] : 0xee;
+}
+
+static void test_twins_survive(const struct mnspawn *mn, const struct proto_section *s)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = 104 };
+	struct pager_region_config rc = { 0 };
+	struct pager_config cfg;
+	struct pager_stats st;
+	struct holder a, b;
+	struct mnc *m = NULL;
+	struct pager *p2 = NULL;
+	uint64_t n, bytes, pages = 0;
+	int tf = memfd_create("twins", MFD_CLOEXEC), region, r;
+
+	tmap_twin_fd = tf;
+	r = holder_start(&a, mn, 104, s, -1, UINT64_MAX);
+	tmap_twin_fd = 0;
+	if (!ok(tf > 0 && r == 0 && holder_start(&b, mn, 105, s, -1, UINT64_MAX) == 0,
+		"two more pagers, the first with a twins' file"))
+		return;
+	b.m.mem[TW_PG * PS + 1] = 0xb1;
+	ok(pager_release_publish(b.m.p, 0, &n, &bytes) == 0 && bytes == 1, "B released a byte");
+	a.m.mem[TW_PG * PS] = 0xa0;
+	a.m.mem[(TW_PG + 1) * PS + 5] = 0xa5;
+	ok(((volatile uint8_t *)a.m.mem)[(TW_PG + 3) * PS + 1] == 0,
+	   "A read a third page (cached, clean)");
+	ok(lseek(tf, TW_PG * PS, SEEK_DATA) == TW_PG * PS &&
+		   lseek(tf, (TW_PG + 2) * PS, SEEK_DATA) < 0,
+	   "A wrote two pages: their twins are in the file");
+
+	/* A's agent dies: its pager goes, unreleased; the mapping, uffd and files stay. */
+	pager_free(a.m.p);
+	a.m.p = NULL;
+	b.m.mem[TW_PG * PS + 2] = 0xb2;
+	ok(pager_release_publish(b.m.p, 0, &n, &bytes) == 0 && bytes == 1,
+	   "meanwhile B released another byte of the same page");
+
+	cfg = (struct pager_config){ .name = "release2", .budget = UINT64_MAX,
+				     .fail_timeout_ms = 3000, .on_control = on_control,
+				     .opaque = &a, .backend = a.be, .section_size = SEC };
+	rc.uffd = a.m.uffd;
+	rc.uffd_features = a.m.features;
+	rc.file_fd = a.m.memfd;
+	rc.base = (uintptr_t)a.m.mem;
+	rc.length = SEC;
+	rc.sections = &a.sec;
+	rc.pagemap_fd = -1;
+	rc.shared = rc.release = rc.control = true;
+	rc.twin_fd = tf;
+	r = pager_new(&cfg, &p2);
+	region = r < 0 ? r : pager_add_region(p2, &rc);
+	r = region < 0 ? region : pager_start(p2);
+	if (r == 0)
+		r = pager_adopt_region(p2, region, &pages);
+	ok(r == 0 && pages == 2, "a new pager adopted A's region: %llu pages kept: %s",
+	   (unsigned long long)pages, strerror(-r));
+	pager_stats(p2, &st);
+	ok(st.dirty_pages == 2 && st.resident_pages == 2 &&
+		   lseek(a.m.memfd, (TW_PG + 3) * PS, SEEK_DATA) != (TW_PG + 3) * PS,
+	   "it kept the two pages with a twin, dirty, and dropped the clean one (%llu dirty, "
+	   "%llu resident)", (unsigned long long)st.dirty_pages,
+	   (unsigned long long)st.resident_pages);
+	ok(pager_release_publish(p2, region, &n, &bytes) == 0 && n == 2 && bytes == 2,
+	   "its release publishes A's two bytes as diffs (%llu pages, %llu bytes)",
+	   (unsigned long long)n, (unsigned long long)bytes);
+	ok(lseek(tf, 0, SEEK_DATA) < 0, "the twins are gone from the file");
+	ok(mnc_connect(&mo, &m) == 0 && node_byte(m, &a, TW_PG, 0) == 0xa0 &&
+		   node_byte(m, &a, TW_PG, 1) == 0xb1 && node_byte(m, &a, TW_PG, 2) == 0xb2 &&
+		   node_byte(m, &a, TW_PG + 1, 5) == 0xa5,
+	   "the memory node has A's bytes and both of B's: nothing undone");
+	mnc_close(m);
+	ok(pager_release_acquire(p2, region, &n) == 0 && a.m.mem[TW_PG * PS + 2] == 0xb2 &&
+		   a.m.mem[TW_PG * PS] == 0xa0,
+	   "after its acquire A reads B's bytes beside its own");
+	pager_stats(p2, &st);
+	ok(st.failed == 0 && st.pages_written_back == 0, "no failure, no page sent whole");
+	pager_free(p2);
+	holder_stop(&b);
+	holder_stop(&a);
+	close(tf);
+}
+
 int main(int argc, char **argv)
 {
 	struct mnc_opts mo = { 0 };
@@ -343,6 +441,7 @@ int main(int argc, char **argv)
 	test_control_pages(&a);
 	test_bad_frames(&mn, &a);
 	test_small_budget(&mn, &s);
+	test_twins_survive(&mn, &s);
 
 	pager_stats(a.m.p, &st);
 	ok(st.release_pages_published >= NW + 3 && st.release_diff_bytes >= NW * PS / 2,

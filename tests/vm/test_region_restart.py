@@ -41,6 +41,7 @@ import pytest
 
 from test_cluster import running
 from test_region_cluster import guest_ok, wait_job, wait_seen
+from test_region_memmig import users
 
 ITERS = 20000000
 
@@ -218,3 +219,43 @@ def test_exclusive_and_release_survive_a_memnode_restart(cluster):
         for name in ("a", "b"):
             c.disagg("region", "detach", region, "--slot", name, timeout=120)
         c.disagg("region", "delete", region)
+
+
+def test_release_writes_survive_an_agent_restart(cluster):
+    """A release region's writes that were not released yet survive a
+    restart of their compute agent (SIGKILL; QEMU runs on): the twins are
+    in a file of the VM's run directory (REGION.twins), so the restarted
+    agent releases the same diffs. a and b write different bytes of the
+    same pages; a's agent dies and comes back; both release and acquire,
+    and each reads both halves. Before, the restarted agent dropped a's
+    pages with its twins, and a's writes were lost."""
+    c = cluster
+    pci = users(c, "release", "rr")
+    guest_ok(c, "a", f"RFILL {pci['a']} 713 {PAGES} lo")
+    guest_ok(c, "b", f"RFILL {pci['b']} 713 {PAGES} hi")
+
+    on_a = c.json("slot", "show", "a")["compute"]
+    agent = next(x for x in c.info()["components"] if x.get("node_id") == on_a)
+    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(agent["pid"], signal.SIGKILL)
+    log = open(c.data / "logs" / f"{agent['name']}-restarted.log", "w")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    log.close()
+    c.extra.append(p)
+    end = time.time() + 120
+    while c.guest("a", "PING")[0] != 0:
+        assert time.time() < end, "the restarted agent did not take a back"
+        time.sleep(0.5)
+
+    out = c.disagg("region", "release", "rr", "--slot", "a", timeout=120).stdout
+    assert f"({PAGES} pages published" in out, out
+    c.disagg("region", "release", "rr", "--slot", "b", timeout=120)
+    for name in ("a", "b"):
+        c.disagg("region", "acquire", "rr", "--slot", name, timeout=120)
+        v = guest_ok(c, name, f"RVERIFY {pci[name]} 713 {PAGES}")
+        assert int(v["mismatches"]) == 0, (name, v)
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "rr", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "rr")

@@ -79,6 +79,8 @@ struct pager_snap {
 	uint8_t data[PAGER_PAGE_SIZE];
 };
 
+struct pager_twins;
+
 struct pager_region {
 	unsigned idx;
 	int uffd, file_fd, pagemap_fd;
@@ -111,7 +113,12 @@ struct pager_region {
 	unsigned snap_next;
 	bool control;                /* shared: pages npages-2 (LOCK), npages-1 (UNLOCK) (share.h) */
 	bool release;                /* shared, mode release: twins and diffs (release.c) */
-	uint8_t **twin;              /* release, per page: its content when first written (p->lock) */
+	/*
+	 * release: the twins, each page's content when first written since
+	 * its last release (twin.c): page pg's at pg * PS of a file that
+	 * outlives the agent when the VM gives one (p->lock).
+	 */
+	struct pager_twins *twins;
 	/* release, per control page (0 RELEASE, 1 ACQUIRE), under p->lock (release.c): */
 	bool ctl_armed[2];           /* write-protected: a store traps */
 	bool ctl_req[2];             /* a guest's store waits for the operation */

@@ -21,6 +21,8 @@
 #include "cache.h"
 #include "log.h"
 #include "region.h"
+#include "relfault.h"
+#include "twin.h"
 
 /* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Returns how many were not PRESENT. */
 static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
@@ -39,6 +41,58 @@ static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t 
 	}
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+/*
+ * Release region: pages [a, b) have data in the file. Those with a twin
+ * were written since their last release: PRESENT|DIRTY, published as
+ * diffs at the next release. The others (and the control pages) are a
+ * clean cache that may be stale by now: dropped, fetched again. Returns
+ * how many were not PRESENT among those kept.
+ */
+static uint64_t mark_release(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	uint64_t n = 0, run = 0, pg;
+	int64_t gone = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (pg = a; pg < b && pg < r->npages; pg++) {
+		uint8_t s = st_get(r, pg);
+		bool keep = !(s & ST_BUSY) && pager_twin(r->twins, pg) && !pager_ctl_page(r, pg);
+
+		if (keep || (s & ST_BUSY)) {
+			if (run)
+				(void)pager_punch(r, pg - run, run);
+			run = 0;
+		}
+		if (s & ST_BUSY)
+			continue;   /* its owner decides (none is left after the grace period) */
+		if (keep) {
+			n += !(s & ST_PRESENT);
+			st_set(r, pg, (uint8_t)((s & ST_REF) | ST_PRESENT | ST_DIRTY));
+			pager_release_arm_locked(r, 0);   /* a RELEASE has work */
+			continue;
+		}
+		gone += (s & ST_PRESENT) != 0;   /* installed since the add, and counted */
+		st_set(r, pg, 0);
+		run++;
+	}
+	if (run)
+		(void)pager_punch(r, pg - run, run);
+	pthread_mutex_unlock(&p->lock);
+	if (gone)
+		pager_resident_add(p, -gone);
+	return n;
+}
+
+/* Release region: twins of pages that have no data (nothing to diff against them). */
+static void drop_orphan_twins(struct pager *p, struct pager_region *r)
+{
+	pthread_mutex_lock(&p->lock);
+	for (uint64_t pg = 0; pager_twin_count(r->twins) && pg < r->npages; pg++)
+		if (!(st_get(r, pg) & (ST_PRESENT | ST_BUSY)) && pager_twin(r->twins, pg))
+			pager_twin_drop(r->twins, pg, 1);
+	pthread_mutex_unlock(&p->lock);
 }
 
 int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages)
@@ -65,7 +119,9 @@ int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages)
 	for (uint32_t sec = 0; sec < r->nsections; sec++)
 		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
 			n += pager_file_runs(p, r, (uint64_t)sec * p->sec_pages, p->sec_pages, true,
-					     mark_resident);
+					     r->release ? mark_release : mark_resident);
+	if (r->release)
+		drop_orphan_twins(p, r);
 	for (uint32_t sec = 0; sec < r->nsections; sec++)
 		if (r->sections[sec].kind == PAGER_SEC_REMOTE)
 			__atomic_store_n(&r->fence[sec], 0, __ATOMIC_SEQ_CST);

@@ -19,7 +19,14 @@
  * flush before it is ever dropped). Faults the earlier pager read and
  * never served are lost: the whole region is woken, so every thread
  * blocked in a fault on it faults again and is served now.
- * *ret_pages (may be NULL): the pages found resident.
+ *
+ * A release region (twin.h) keeps only the pages that have a twin in its
+ * twins' file: written since their last release, they are DIRTY and go
+ * out as diffs at the next release (never whole). Its other pages are a
+ * clean cache that may be stale: dropped. A twin without its page is
+ * dropped too.
+ *
+ * *ret_pages (may be NULL): the pages found resident (and kept).
  * -EINVAL, -ENOENT (no such region), -EDEADLK (from a pager thread).
  */
 int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages);

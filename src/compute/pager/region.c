@@ -25,6 +25,7 @@
 #include "net.h"
 #include "replica.h"
 #include "sink.h"
+#include "twin.h"
 #include "uffd_compat.h"
 
 /* Called from a pager thread (on_fail)? It would wait for itself. admin_lock held. */
@@ -99,9 +100,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->resets);
 	free((void *)r->dir_rx);
 	free(r->snaps);
-	for (uint64_t pg = 0; r->twin && pg < r->npages; pg++)
-		free(r->twin[pg]);
-	free(r->twin);
+	pager_twins_free(r->twins);
 	free(r);
 }
 
@@ -179,7 +178,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	if (r->release) {
 		/* A backend without diffs cannot publish a release region. */
 		e = !p->cfg.backend->ops->diff_submit ? -EOPNOTSUPP :
-		    !(r->twin = calloc(r->npages, sizeof(*r->twin))) ? -ENOMEM : 0;
+		    pager_twins_new(rc->twin_fd > 0 ? rc->twin_fd : -1, r->npages, &r->twins);
 		if (e < 0) {
 			pager_region_free(r);
 			return e;

@@ -22,6 +22,7 @@
 #include "cache.h"
 #include "log.h"
 #include "relfault.h"
+#include "twin.h"
 #include "wirediff.h"
 #include "writeback.h"
 
@@ -119,7 +120,7 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 			*f = (struct rel_frame){ .s = s, .off = used };
 		}
 		/* Only the publisher frees twins, and faults leave a BUSY page alone. */
-		n = wire_diff_page_encode((uint32_t)(pg % p->sec_pages), r->twin[pg],
+		n = wire_diff_page_encode((uint32_t)(pg % p->sec_pages), pager_twin(r->twins, pg),
 					  b->pages + (size_t)i * PS, b->enc + used, &changed);
 		if (!n) {
 			if (!f->npages)
@@ -133,6 +134,16 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 		*ret_bytes += changed;
 	}
 	return rc;
+}
+
+/* The pages of b's run of consecutive pages that ends at b->pg[i]. */
+static uint64_t run_len(const struct rel_batch *b, unsigned i)
+{
+	unsigned k = i;
+
+	while (k > 0 && b->pg[k - 1] + 1 == b->pg[k])
+		k--;
+	return i - k + 1;
 }
 
 /* Settle a claimed batch: published (ok: clean, twins freed) or not (dirty still). */
@@ -150,8 +161,12 @@ static void settle(struct pager *p, struct rel_batch *b, bool ok)
 			st_set(r, pg, s & ~ST_BUSY);
 			continue;
 		}
-		free(r->twin[pg]);
-		r->twin[pg] = NULL;
+		/* The twins of a run of pages go in one punch (twin.h), at its last page. */
+		if (i + 1 == b->n || b->pg[i + 1] != pg + 1) {
+			uint64_t n = run_len(b, i);
+
+			pager_twin_drop(r->twins, pg + 1 - n, n);
+		}
 		if (s & ST_RMV) {
 			/* Discarded while we published: zeros, written at the next release. */
 			st_set(r, pg, ST_DISCARD);

@@ -9,25 +9,18 @@
 #include <stdlib.h>
 
 #include "cache.h"
+#include "twin.h"
 #include "writeback.h"
 
 int pager_release_twin_locked(struct pager_region *r, uint64_t pg)
 {
-	uint8_t *tw;
+	uint8_t tw[PS];
 	int rc;
 
-	if (r->twin[pg])
+	if (pager_twin(r->twins, pg))
 		return 0;
-	tw = malloc(PS);
-	if (!tw)
-		return -ENOMEM;
 	rc = pager_wb_read_run(r, pg, 1, tw);
-	if (rc < 0) {
-		free(tw);
-		return rc;
-	}
-	r->twin[pg] = tw;
-	return 0;
+	return rc < 0 ? rc : pager_twin_put(r->twins, pg, tw);
 }
 
 void pager_release_arm_locked(struct pager_region *r, unsigned k)

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "rcu.h"
 #include "region.h"
+#include "twin.h"
 
 struct pager_region *pager_shared_get(struct pager *p, int region, int *ret_err)
 {
@@ -103,8 +104,7 @@ static bool drop_clean(struct pager_region *r, uint64_t pg)
 	    (s & (ST_PRESENT | ST_DIRTY | ST_BUSY | ST_DISCARD | ST_RMV)) != ST_PRESENT)
 		return false;
 	st_set(r, pg, 0);
-	free(r->twin[pg]);
-	r->twin[pg] = NULL;
+	pager_twin_drop(r->twins, pg, 1);
 	return true;
 }
 
@@ -189,11 +189,8 @@ static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_o
 		stale += st_needs_wb(s);
 		if (s)
 			st_set(r, pg, 0);
-		if (r->release && r->twin[pg]) {
-			/* A twin goes with its page (a release region's fault that failed). */
-			free(r->twin[pg]);
-			r->twin[pg] = NULL;
-		}
+		if (r->release)   /* a twin goes with its page (a release region's fault that failed) */
+			pager_twin_drop(r->twins, pg, 1);
 	}
 	if (run)
 		(void)pager_punch(r, r->npages - run, run);

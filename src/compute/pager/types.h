@@ -272,6 +272,13 @@ struct pager_region_config {
 	bool strict;                  /* shared only: mode strict (coherent per page) */
 	bool control;                 /* shared, not strict: its last two pages are control pages */
 	bool release;                 /* shared, not strict: mode release, twins and diffs (release.h) */
+	/*
+	 * release: the twins' file (twin.h), at least length bytes, empty for
+	 * new memory; the VM's keeps them across an agent restart. 0 (a
+	 * zeroed config's) or -1: the pager makes its own. It stays the
+	 * caller's.
+	 */
+	int twin_fd;
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */

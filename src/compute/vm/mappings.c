@@ -19,6 +19,7 @@
 #include "macro.h"
 #include "pager_adopt.h"
 #include "pager_use.h"
+#include "ramfile.h"
 #include "shim_server.h"
 #include "launch.h"
 #include "state.h"
@@ -67,7 +68,7 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	const struct vm_section *secs;
 	/* On the heap: a replicated section's descriptor is about 1 KiB. */
 	_cleanup_free_ struct pager_section *psecs = NULL;
-	_cleanup_close_ int file_fd = -1;
+	_cleanup_close_ int file_fd = -1, twin_fd = -1;
 	struct pager *p;
 	unsigned n, first;
 	uint64_t pages = 0;
@@ -131,16 +132,22 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		 * guest fetches them again (a writable one's are adopted). A
 		 * strict region's directory dropped this node when nobody
 		 * answered its recalls: its copies, and any write not yet
-		 * published, are forgotten too. So are a release region's:
-		 * their twins went with the old agent, and a page published
-		 * whole would undo other VMs' writes to it.
+		 * published, are forgotten too. A release region's pages
+		 * with a twin (written since their last release) are adopted,
+		 * the others dropped (pager_adopt_region).
 		 */
-		if (adopt && (rc.readonly || rc.strict || rc.release)) {
+		if (adopt && (rc.readonly || rc.strict)) {
 			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)msg->offset, (off_t)msg->len) < 0)
 				return -errno;
 			adopt = false;
 		}
+	}
+	if (rc.release) {
+		twin_fd = vm_twins_open(msg->path, adopt);
+		if (twin_fd < 0)
+			return twin_fd;
+		rc.twin_fd = twin_fd;
 	}
 	p = vm_pager_get(vm);
 	/* New memory (not handed back, not a migration's): nothing of it is stored yet. */

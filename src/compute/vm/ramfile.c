@@ -8,6 +8,8 @@
 #include "ramfile.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +32,30 @@ int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path,
 		return r;
 	}
 	return 0;
+}
+
+static int twins_path(const char *region_path, char *buf, size_t len)
+{
+	return (size_t)snprintf(buf, len, "%s.twins", region_path) >= len ? -ENAMETOOLONG : 0;
+}
+
+int vm_twins_open(const char *region_path, bool keep)
+{
+	char path[PATH_MAX];
+	int fd, r = twins_path(region_path, path, sizeof(path));
+
+	if (r < 0)
+		return r;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | (keep ? 0 : O_TRUNC), 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+void vm_twins_remove(const char *region_path)
+{
+	char path[PATH_MAX];
+
+	if (twins_path(region_path, path, sizeof(path)) == 0)
+		(void)unlink(path);
 }
 
 int vm_remove_tree(int rootfd, const char *name)

@@ -1,17 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The files of a VM's run directory: the tmpfs RAM files QEMU maps
- * (ram-base, dimm-K, vmem) and the removal of the directory.
+ * (ram-base, dimm-K, vmem, region-NAME), release regions' twins, and the
+ * removal of the directory.
  */
 #ifndef DISAGG_VM_RAMFILE_H
 #define DISAGG_VM_RAMFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "vm_internal.h"
 
 /* DIR/leaf, created (O_EXCL) with `size` bytes; its path in ret_path: 0 or -errno. */
 int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path, size_t len);
+/*
+ * The twins' file of a release region whose backing file is region_path
+ * (REGION.twins beside it, pager/twin.h): opened, created if missing, and
+ * emptied unless keep (an agent restart's adoption keeps the twins the
+ * earlier agent left). An fd or -errno.
+ */
+int vm_twins_open(const char *region_path, bool keep);
+/* Remove it (a detached region). */
+void vm_twins_remove(const char *region_path);
 /* Remove the files of directory `name` (at rootfd), then the directory: 0 or -errno. */
 int vm_remove_tree(int rootfd, const char *name);
 /* Remove the VM's run directory and what is left in it. */

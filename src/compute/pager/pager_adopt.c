@@ -58,7 +58,7 @@ static uint64_t mark_release(struct pager *p, struct pager_region *r, uint64_t a
 	pthread_mutex_lock(&p->lock);
 	for (pg = a; pg < b && pg < r->npages; pg++) {
 		uint8_t s = st_get(r, pg);
-		bool keep = !(s & ST_BUSY) && pager_twin(r->twins, pg) && !pager_ctl_page(r, pg);
+		bool keep = !(s & ST_BUSY) && pager_twin_has(r->twins, pg) && !pager_ctl_page(r, pg);
 
 		if (keep || (s & ST_BUSY)) {
 			if (run)
@@ -90,7 +90,7 @@ static void drop_orphan_twins(struct pager *p, struct pager_region *r)
 {
 	pthread_mutex_lock(&p->lock);
 	for (uint64_t pg = 0; pager_twin_count(r->twins) && pg < r->npages; pg++)
-		if (!(st_get(r, pg) & (ST_PRESENT | ST_BUSY)) && pager_twin(r->twins, pg))
+		if (!(st_get(r, pg) & (ST_PRESENT | ST_BUSY)) && pager_twin_has(r->twins, pg))
 			pager_twin_drop(r->twins, pg, 1);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -41,6 +41,7 @@ struct rel_batch {
 	uint8_t st[REL_BATCH];        /* state when claimed */
 	unsigned n;
 	uint8_t *pages;               /* REL_BATCH pages: their content */
+	uint8_t *twins;               /* REL_BATCH pages: their twins (twin.h) */
 	uint8_t *enc;                 /* REL_BATCH * WIRE_DIFF_PAGE_MAX: the encoded diffs */
 	struct rel_frame f[REL_BATCH];
 	unsigned nf;
@@ -107,6 +108,8 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 		} else {
 			memset(b->pages + (size_t)i * PS, 0, (size_t)(j - i) * PS);   /* discarded */
 		}
+		if (rc == 0)
+			rc = pager_twins_read(r->twins, b->pg[i], j - i, b->twins + (size_t)i * PS);
 		i = j;
 	}
 	for (unsigned i = 0; i < b->n && rc == 0; i++) {
@@ -120,7 +123,8 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 			*f = (struct rel_frame){ .s = s, .off = used };
 		}
 		/* Only the publisher frees twins, and faults leave a BUSY page alone. */
-		n = wire_diff_page_encode((uint32_t)(pg % p->sec_pages), pager_twin(r->twins, pg),
+		n = wire_diff_page_encode((uint32_t)(pg % p->sec_pages),
+					  pager_twin_has(r->twins, pg) ? b->twins + (size_t)i * PS : NULL,
 					  b->pages + (size_t)i * PS, b->enc + used, &changed);
 		if (!n) {
 			if (!f->npages)
@@ -214,9 +218,10 @@ int pager_release_publish_locked(struct pager *p, struct pager_region *r, uint64
 	b = calloc(1, sizeof(*b));
 	if (b) {
 		b->pages = malloc((size_t)REL_BATCH * PS);
+		b->twins = malloc((size_t)REL_BATCH * PS);
 		b->enc = malloc((size_t)REL_BATCH * WIRE_DIFF_PAGE_MAX);
 	}
-	if (!b || !b->pages || !b->enc) {
+	if (!b || !b->pages || !b->twins || !b->enc) {
 		rc = -ENOMEM;
 		goto done;
 	}
@@ -243,6 +248,7 @@ int pager_release_publish_locked(struct pager *p, struct pager_region *r, uint64
 done:
 	if (b) {
 		free(b->pages);
+		free(b->twins);
 		free(b->enc);
 		free(b);
 	}

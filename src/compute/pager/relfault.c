@@ -17,7 +17,7 @@ int pager_release_twin_locked(struct pager_region *r, uint64_t pg)
 	uint8_t tw[PS];
 	int rc;
 
-	if (pager_twin(r->twins, pg))
+	if (pager_twin_has(r->twins, pg))
 		return 0;
 	rc = pager_wb_read_run(r, pg, 1, tw);
 	return rc < 0 ? rc : pager_twin_put(r->twins, pg, tw);

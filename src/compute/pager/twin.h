@@ -2,9 +2,9 @@
 /*
  * The twins of a release region (twin.c; release.h): page pg's content as
  * it was when it was first written since its last release, which its
- * diff is taken against. They live in a file, page pg's at offset pg * PS,
- * mapped shared: a page has a twin exactly when the file has data there
- * (tmpfs: SEEK_DATA is exact per page), and a dropped twin is punched.
+ * diff is taken against. They live in a file, page pg's at offset pg * PS:
+ * a page has a twin exactly when the file has data there (tmpfs:
+ * SEEK_DATA is exact per page), and a dropped twin is punched.
  *
  * The VM gives a file in its run directory (pager_region_config.twin_fd),
  * so that the twins outlive the agent: a restarted agent's pager finds
@@ -13,7 +13,9 @@
  * before the restart.
  * Without a file the pager makes a memfd of its own.
  *
- * Everything but init and free runs with p->lock held.
+ * Everything but init, free and pager_twins_read runs with p->lock held
+ * (a release reads the twins of the pages it has claimed BUSY: nobody
+ * else drops those).
  */
 #ifndef DISAGG_PAGER_TWIN_H
 #define DISAGG_PAGER_TWIN_H
@@ -31,8 +33,10 @@ struct pager_twins;
 int pager_twins_new(int fd, uint64_t npages, struct pager_twins **ret);
 void pager_twins_free(struct pager_twins *t);
 
-/* Page pg's twin, or NULL. */
-const uint8_t *pager_twin(const struct pager_twins *t, uint64_t pg);
+/* Does page pg have a twin? */
+bool pager_twin_has(const struct pager_twins *t, uint64_t pg);
+/* The twins of pages [pg, pg + n) into buf (zeros for a page without one): 0 or -errno. */
+int pager_twins_read(const struct pager_twins *t, uint64_t pg, uint64_t n, void *buf);
 /* Keep data (PS bytes) as page pg's twin, unless it has one: 0 or -errno. */
 int pager_twin_put(struct pager_twins *t, uint64_t pg, const void *data);
 /* Drop the twins of pages [pg, pg + n): punched from the file. */

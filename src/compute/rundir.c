@@ -16,7 +16,9 @@
  *   .lock   flock()ed by the running agent for its whole life (O_CLOEXEC:
  *           QEMU, which outlives the agent, never holds it).
  * An agent refuses, with a message that says which, a directory whose lock
- * another agent holds, one owned by another cluster or node id, and one
+ * another agent holds (after waiting up to 3 s for it: an agent killed a
+ * moment before holds it until its threads are gone), one owned by
+ * another cluster or node id, and one
  * that holds VM directories but no owner record (an older agent's, or not
  * an agent's at all: nobody's to touch).
  *
@@ -52,6 +54,9 @@
 #define OWNER_FILE ".owner"
 #define LOCK_FILE ".lock"
 #define OWNER_MAGIC "disagg-compute run directory"
+/* A lock held by an agent that is still exiting: 60 looks, 50 ms apart. */
+#define RUNDIR_LOCK_TRIES 60
+#define RUNDIR_LOCK_WAIT_MS 50
 
 int rundir_cluster_id(const struct auth_key *key, char ret[RUNDIR_CLUSTER_ID_LEN + 1])
 {
@@ -209,8 +214,17 @@ int rundir_claim(const char *dir, const char *cluster_id, uint64_t node_id, char
 		snprintf(err, errlen, "cannot open %s/%s: %s", dir, LOCK_FILE, strerror(-r));
 		return r;
 	}
-	if (flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+	/*
+	 * An agent killed a moment ago still holds the lock while its
+	 * threads exit (a restart right after a SIGKILL): wait for that
+	 * a little before calling the directory in use.
+	 */
+	for (unsigned i = 0; flock(lockfd, LOCK_EX | LOCK_NB) < 0; i++) {
 		r = -errno;
+		if (r == -EWOULDBLOCK && i < RUNDIR_LOCK_TRIES) {
+			usleep(RUNDIR_LOCK_WAIT_MS * 1000);
+			continue;
+		}
 		if (r != -EWOULDBLOCK) {
 			snprintf(err, errlen, "cannot lock %s/%s: %s", dir, LOCK_FILE, strerror(-r));
 			return r;

@@ -240,13 +240,15 @@ def test_release_writes_survive_an_agent_restart(cluster):
         argv = [a.decode() for a in f.read().split(b"\0") if a]
     os.kill(agent["pid"], signal.SIGKILL)
     log = open(c.data / "logs" / f"{agent['name']}-restarted.log", "w")
+    # Started at once: the new agent waits for the dying one's lock of the run directory.
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                          start_new_session=True)
     log.close()
     c.extra.append(p)
     end = time.time() + 120
     while c.guest("a", "PING")[0] != 0:
-        assert time.time() < end, "the restarted agent did not take a back"
+        assert time.time() < end and p.poll() is None, \
+            open(c.data / "logs" / f"{agent['name']}-restarted.log").read()[-2000:]
         time.sleep(0.5)
 
     out = c.disagg("region", "release", "rr", "--slot", "a", timeout=120).stdout

@@ -244,6 +244,10 @@ def main():
                          "other threads on the first CPU, through the daemons' options "
                          "(--vcpu-cpus, --housekeeping-cpus, --cpus; default: shared, "
                          "the scheduler places every thread)")
+    ap.add_argument("--backing", choices=("anon", "tmpfs", "file"), default="anon",
+                    help="the memory node's pool: anon (default), or a file on /dev/shm "
+                         "(tmpfs) or in the bench's temporary directory (file), which "
+                         "keeps the coherence directory's holder table and page versions")
     args = ap.parse_args()
     run_bench(args)
 
@@ -264,7 +268,13 @@ def run_bench(args):
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-"))
     keyfile, key = vmlib.new_keyfile(tmp)
     mn_cpus, agent_cpus = layout_args(args.layout)
-    mn = vmlib.Memnode(tmp, key, keyfile, node_id=101, pool="1G",
+    backing = None
+    if args.backing == "tmpfs":
+        shm = pathlib.Path(tempfile.mkdtemp(prefix="sharedbench-", dir="/dev/shm"))
+        backing = f"tmpfs:{shm}/pool"
+    elif args.backing == "file":
+        backing = f"file:{tmp}/pool"
+    mn = vmlib.Memnode(tmp, key, keyfile, node_id=101, pool="1G", backing=backing,
                        extra=(["--workers", str(args.memnode_workers)] if args.memnode_workers
                               else []) + mn_cpus)
     a1 = vmlib.Agent(tmp, keyfile, node_id=1, extra=agent_cpus)
@@ -272,7 +282,7 @@ def run_bench(args):
     res = {"params": {"reps": args.reps, "pingpong_iters": args.pingpong_iters,
                       "touch_pages": args.touch_pages, "release_mib": args.release_mib,
                       "fabric": os.environ.get("DISAGG_TEST_FABRIC") or "tls",
-                      "layout": args.layout},
+                      "layout": args.layout, "backing": args.backing},
            "targets": TARGETS, "runs": []}
     try:
         local = [{"kind": "local"}, {"kind": "local"}]
@@ -363,6 +373,12 @@ def run_bench(args):
         for a in (a1, a2):
             a.close()
         mn.stop()
+        if backing:   # the pool and its tables (a tmpfs's is memory)
+            pool = pathlib.Path(backing.split(":", 1)[1])
+            for f in pool.parent.glob(pool.name + "*"):
+                f.unlink()
+            if args.backing == "tmpfs":
+                pool.parent.rmdir()
 
     runs = res["runs"]
     for k in ("remote_fault_us", "strict_pingpong_us", "strict_pingpong_nap_us",

@@ -20,7 +20,7 @@ import sys
 MAGIC, VERSION = 0x31475344, 2
 MODE_FRAME, MODE_IO_READ, MODE_IO_WRITE, MODE_FIXED, MODE_GRANT_HEX, MODE_GRANT_RAW = range(6)
 OP = dict(HELLO=1, AUTH=2, PING=3, ALLOC=4, FREE=5, LIST=6, READ=7, WRITE=8, CAS=9,
-          FADD=10, COPY=11, STATS=12, FENCE=13, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
+          FADD=10, COPY=11, STATS=12, FENCE=13, REVOKE=14, DIR_ATTACH=15, DIR_READ=16, DIR_WRITE=17,
           DIR_RECALL=18, DIR_RECALL_ACK=19, DIR_DETACH=20, WRITE_DIFF=21, DIR_RECLAIM=22,
           BLK_OPEN=23, BLK_READ=24, BLK_WRITE=25, BLK_FLUSH=26, BLK_DISCARD=27,
           BLK_WRITE_ZEROES=28, BLK_CLOSE=29, VOL_CREATE=30, VOL_DELETE=31, VOL_RESIZE=32,
@@ -125,6 +125,17 @@ def mn_io(extents, pages=0, **kw):
     return body + bytes((i * 13) & 0xFF for i in range(pages * PAGE))
 
 
+def revoke_frames():
+    """REVOKE as the orchestrator: a list, a malformed one, then our own id."""
+    yield hdr(OP["REVOKE"], struct.pack("<II", 2, 0) + struct.pack("<QQ", 7, 9), req_id=1)
+    yield hdr(OP["REVOKE"], struct.pack("<II", 3, 0) + struct.pack("<Q", 7), req_id=2)
+    yield hdr(OP["REVOKE"], struct.pack("<II", 1, 0) + struct.pack("<Q", 0), req_id=3)
+    yield hdr(OP["PING"], b"", req_id=4)
+    yield hdr(OP["REVOKE"], struct.pack("<II", 0, 0), req_id=5)
+    yield hdr(OP["REVOKE"], struct.pack("<II", 1, 0) + struct.pack("<Q", PEER_ID), req_id=6)
+    yield hdr(OP["PING"], b"", req_id=7)
+
+
 def memnode_seeds():
     authed = bytes([MN_HANDSHAKE | MN_FEAT_ALL | MN_SIGN | MN_ADDRESSED])
     hello = struct.pack("<HHIQ", VERSION, VERSION, 7, PEER_ID) + b"\x01" * 32
@@ -167,6 +178,7 @@ def memnode_seeds():
         req_id=2) + hdr(OP["PING"], b"", req_id=3)
     yield "pipelined-pings", authed + b"".join(hdr(OP["PING"], b"", req_id=i)
                                                 for i in range(300))
+    yield "revoke", authed + b"".join(revoke_frames())
 
     # The directory: section 0 of generation 1 is the rival's (fuzz_memnode.c bit 6).
     def dreq(page, rights=3):
@@ -277,6 +289,7 @@ def devnode_seeds():
         hdr(OP["VOL_DELETE"], dn_vol(b"a"), req_id=8),
         hdr(OP["VOL_CREATE"], dn_vol(b"Bad", 512), req_id=9),
         hdr(OP["PING"], b"", req_id=10)])
+    yield "revoke", authed + b"".join(revoke_frames())
 
 
 # ---- fuzz_vhost: guest memory, then vhost-user messages, kicks and memory writes ----

@@ -438,7 +438,7 @@ void nodes_heartbeat(struct orch *o, uint64_t id, const struct http_req *req,
 void nodes_list(struct orch *o, struct http_resp *resp);
 void nodes_get(struct orch *o, uint64_t id, struct http_resp *resp);
 void nodes_drain(struct orch *o, uint64_t id, bool drain, struct http_resp *resp);
-/* POST /v1/nodes/ID/revoke (nodes.c); the whole list on a connection to a memory or device node (mnpool.c) */
+/* POST /v1/nodes/ID/revoke (sweep.c); the whole list on a connection to a memory or device node (mnpool.c) */
 struct mnc;
 void nodes_revoke(struct orch *o, uint64_t id, struct http_resp *resp);
 int revoke_push(struct orch *o, struct mnc *c);

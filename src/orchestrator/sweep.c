@@ -2,7 +2,9 @@
 /*
  * The monitor's periodic upkeep of sections: the orphan sweep (sections a
  * memory node holds for this orchestrator's slots that no slot uses any
- * more, freed) and grant renewal (at the end of this file).
+ * more, freed) and grant renewal (further down); and node revocation
+ * (POST /v1/nodes/ID/revoke, at the end), whose list every sweep pushes
+ * again.
  *
  * A free can fail: the memory node was killed, partitioned or restarting
  * when a section had to go (a failed memory migration's target, a deleted
@@ -324,4 +326,85 @@ unsigned grants_renew_all(struct orch *o)
 	if (renewed)
 		log_debug("grants renewed for %u slots (valid until %" PRIu64 ")", renewed, expiry);
 	return renewed;
+}
+
+/* ---- revocation ---------------------------------------------------------- */
+
+/* The whole list to every up node of `kind` ("memnode", "devnode"); the others' ids into fails. */
+static int revoke_tell(struct orch *o, uint64_t id, const char *kind, json_t *fails,
+		       size_t *ret_told)
+{
+	_cleanup_free_ struct node_rec *ns = NULL;
+	bool mem = strcmp(kind, "memnode") == 0;
+	const char *what = mem ? "memory node" : "device node";
+	size_t n = 0, told = 0;
+	int r = o->store->ops->node_list(o->store, kind, &ns, &n);
+
+	if (r < 0)
+		return r;
+	log_info("node %" PRIu64 " revoked: telling %zu %s%s", id, n, what, n == 1 ? "" : "s");
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ns[i].state, "up") != 0)
+			continue;   /* told when the orchestrator next connects to it, or sweeps */
+		if (mem)
+			r = mnpool_revoke(o->mnpool, &ns[i]);
+		else
+			r = o->volumes ? o->volumes->revoke(o, &ns[i]) : -EOPNOTSUPP;
+		if (r < 0) {
+			log_warn("%s %" PRIu64 " (%s): cannot push the revocation list: %s", what,
+				 ns[i].id, ns[i].addr, strerror(-r));
+			json_array_append_new(fails, json_integer((json_int_t)ns[i].id));
+		} else {
+			told++;
+		}
+	}
+	*ret_told = told;
+	return 0;
+}
+
+/*
+ * POST /v1/nodes/ID/revoke: store the id and push the whole list to every
+ * memory node and device node that is up; one that is not gets it when the
+ * orchestrator next connects to it (mnpool.c) or sweeps it (sweep.c).
+ */
+void nodes_revoke(struct orch *o, uint64_t id, struct http_resp *resp)
+{
+	struct store *st = o->store;
+	json_t *mfails = json_array(), *dfails = json_array();
+	size_t mtold = 0, dtold = 0;
+	char msg[128];
+	int r;
+
+	if (!mfails || !dfails) {
+		json_decref(mfails);
+		json_decref(dfails);
+		http_resp_error(resp, 500, "internal", "out of memory");
+		return;
+	}
+	if (id == 0) {
+		json_decref(mfails);
+		json_decref(dfails);
+		http_resp_error(resp, 400, "invalid", "node id 0 is not a node");
+		return;
+	}
+	r = st->ops->revoked_add(st, id, (int64_t)time(NULL));
+	if (r == 0) {
+		snprintf(msg, sizeof(msg), "node %" PRIu64 " revoked", id);
+		r = st->ops->event_add(st, "node_revoked", id, NULL, msg);
+	}
+	if (r == 0)
+		r = revoke_tell(o, id, "memnode", mfails, &mtold);
+	if (r == 0)
+		r = revoke_tell(o, id, "devnode", dfails, &dtold);
+	if (r < 0) {
+		json_decref(mfails);
+		json_decref(dfails);
+		http_resp_error(resp, 500, "store", "cannot store the revocation: %s", strerror(-r));
+		return;
+	}
+	http_resp_json(resp, 200,
+		       json_pack("{s:I, s:b, s:I, s:o, s:I, s:o}", "node_id", (json_int_t)id,
+				 "revoked", 1, "memnodes_told", (json_int_t)mtold, "memnodes_failed",
+				 mfails, "devnodes_told", (json_int_t)dtold, "devnodes_failed",
+				 dfails));
 }

@@ -127,7 +127,24 @@ def down(c, pids):
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"pid {pid} survived disagg down")
+    forget_run_dirs(pids)
     c.logs_clean()
+
+
+def forget_run_dirs(pids):
+    """Remove the empty default run directories (/dev/shm) that agents of
+    `pids` left: a test that kills an agent on purpose (SIGKILL) leaves its
+    lock and owner record there, which only that agent's next start would
+    clean up. A directory that still holds a VM's is left alone."""
+    for d in pathlib.Path("/dev/shm").glob("disagg-compute-*"):
+        try:
+            owner = (d / ".owner").read_text()
+            pid = int(re.search(r"^pid (\d+)$", owner, re.M).group(1))
+        except (OSError, AttributeError, ValueError):
+            continue
+        if pid in pids and not alive(pid) and \
+                not any(x.is_dir() for x in d.iterdir()):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def allocated_sections(c):

@@ -135,7 +135,8 @@ def forget_run_dirs(pids):
     """Remove the empty default run directories (/dev/shm) that agents of
     `pids` left: a test that kills an agent on purpose (SIGKILL) leaves its
     lock and owner record there, which only that agent's next start would
-    clean up. A directory that still holds a VM's is left alone."""
+    clean up. A directory that still holds a VM's is left alone (its boot
+    cache is not a VM's)."""
     for d in pathlib.Path("/dev/shm").glob("disagg-compute-*"):
         try:
             owner = (d / ".owner").read_text()
@@ -143,7 +144,7 @@ def forget_run_dirs(pids):
         except (OSError, AttributeError, ValueError):
             continue
         if pid in pids and not alive(pid) and \
-                not any(x.is_dir() for x in d.iterdir()):
+                not any(x.is_dir() and x.name != "boot-cache" for x in d.iterdir()):
             shutil.rmtree(d, ignore_errors=True)
 
 

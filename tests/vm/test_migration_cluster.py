@@ -28,7 +28,7 @@ import urllib.request
 
 import pytest
 
-from test_cluster import Cluster, alive, need_vm_host
+from test_cluster import Cluster, alive, forget_run_dirs, need_vm_host
 
 MiB = 1 << 20
 
@@ -50,6 +50,7 @@ def cluster(tmp_path):
             if alive(x["pid"]):
                 os.kill(x["pid"], signal.SIGKILL)
                 raise AssertionError(f"{x['name']} (pid {x['pid']}) survived disagg down")
+        forget_run_dirs([x["pid"] for x in comps])
         c.logs_clean()
 
 

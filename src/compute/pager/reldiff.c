@@ -140,20 +140,11 @@ static int encode(struct pager *p, struct rel_batch *b, uint32_t maxp, uint64_t 
 	return rc;
 }
 
-/* The pages of b's run of consecutive pages that ends at b->pg[i]. */
-static uint64_t run_len(const struct rel_batch *b, unsigned i)
-{
-	unsigned k = i;
-
-	while (k > 0 && b->pg[k - 1] + 1 == b->pg[k])
-		k--;
-	return i - k + 1;
-}
-
 /* Settle a claimed batch: published (ok: clean, twins freed) or not (dirty still). */
 static void settle(struct pager *p, struct rel_batch *b, bool ok)
 {
 	struct pager_region *r = b->r;
+	uint64_t run0 = 0;
 	int64_t gone = 0;
 
 	pthread_mutex_lock(&p->lock);
@@ -166,11 +157,10 @@ static void settle(struct pager *p, struct rel_batch *b, bool ok)
 			continue;
 		}
 		/* The twins of a run of pages go in one punch (twin.h), at its last page. */
-		if (i + 1 == b->n || b->pg[i + 1] != pg + 1) {
-			uint64_t n = run_len(b, i);
-
-			pager_twin_drop(r->twins, pg + 1 - n, n);
-		}
+		if (i == 0 || b->pg[i - 1] + 1 != pg)
+			run0 = pg;
+		if (i + 1 == b->n || b->pg[i + 1] != pg + 1)
+			pager_twin_drop(r->twins, run0, pg + 1 - run0);
 		if (s & ST_RMV) {
 			/* Discarded while we published: zeros, written at the next release. */
 			st_set(r, pg, ST_DISCARD);

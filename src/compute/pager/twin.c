@@ -4,9 +4,9 @@
  * pwrite of the whole page, before the page is made writable: a process
  * killed half-way leaves either no twin or a whole one, never a torn one
  * that a restarted agent's diff would be taken against. A release reads
- * them back with one pread a run, as it reads the pages: through a
- * mapping, each twin would cost a page fault there (a quarter more time
- * for a 64 MiB release).
+ * them back with one pread a run, as it reads the pages; a mapping of
+ * the file was slower (its faults, and a punch then unmaps too:
+ * bench/README, "A release region's twins in a file").
  */
 #include "twin.h"
 

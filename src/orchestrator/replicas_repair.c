@@ -292,15 +292,25 @@ static int phase(struct orch *o, const struct slot_rec *s, const struct node_rec
 	return status;
 }
 
-/* The repair of r ended: committed (nx is the replica now) or not (nx freed). */
+/*
+ * The repair of r ended: committed (nx is the replica now) or not (nx freed).
+ * The replica's row, its event and the slot's return to `running` are one
+ * transaction, so that nobody reads the slot's redundancy `ok` while it is
+ * still `migrating`; the sections are freed outside it (the memory nodes are
+ * asked over the network).
+ */
 static void repair_end(struct orch *o, struct slot_rec *s, struct replica_rec *r,
 		       struct replica_rec *nx, bool committed, const char *why)
 {
+	struct store *st = o->store;
+	struct replica_rec old = *r;
 	struct node_rec outn;
+	bool tx;
 
+	if (!committed)
+		replicas_free(o, nx);
+	tx = st->ops->begin(st) == 0;
 	if (committed) {
-		struct replica_rec old = *r;
-
 		snprintf(nx->state, sizeof(nx->state), "in");
 		nx->reason[0] = '\0';
 		replicas_record(o, nx, "replica_repaired", nx->memnode,
@@ -310,12 +320,7 @@ static void repair_end(struct orch *o, struct slot_rec *s, struct replica_rec *r
 				nx->section, old.memnode, old.section, why ? ": " : "", why ? why : "");
 		log_info("slot %s section %" PRId64 ": replica %" PRId64 " repaired on memory node %"
 			 PRIu64, s->name, r->idx, r->replica, nx->memnode);
-		/* Its old section goes if its node answers; else the orphan sweep's. */
-		if (o->store->ops->node_get(o->store, old.memnode, &outn) == 0 &&
-		    strcmp(outn.state, "up") == 0)
-			replicas_free(o, &old);
 	} else {
-		replicas_free(o, nx);
 		snprintf(r->state, sizeof(r->state), "out");
 		replicas_record(o, r, "replica_repair_failed", nx->memnode,
 				"slot %s section %" PRId64 " replica %" PRId64 " not repaired onto "
@@ -325,6 +330,12 @@ static void repair_end(struct orch *o, struct slot_rec *s, struct replica_rec *r
 			 s->name, r->idx, r->replica, why ? why : "failed");
 	}
 	mig_finish(o, s, "running");
+	if (tx && st->ops->commit(st) < 0)
+		log_warn("slot %s: the repair's end was not stored", s->name);
+	/* The old section goes if its node answers; else the orphan sweep's. */
+	if (committed && st->ops->node_get(st, old.memnode, &outn) == 0 &&
+	    strcmp(outn.state, "up") == 0)
+		replicas_free(o, &old);
 }
 
 /* Is replica r (its section, generation) still in, by the store? */

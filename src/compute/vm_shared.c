@@ -211,6 +211,7 @@ static void forget(struct vm *vm, int i)
 	unlink(vm->shared[i].path);
 	vm_twins_remove(vm->shared[i].path);
 	vm_dirtag_give(&vm->shared[i]);
+	free(vm->shared[i].kept);
 	memset(&vm->shared[i], 0, sizeof(vm->shared[i]));
 	vm->shared[i].region = -1;
 	(void)vm_persist_locked(vm);

@@ -8,14 +8,18 @@
  * acknowledged, with the page's data when this node had changed it.
  *
  * If the channel breaks, the directory may have dropped this node (its
- * lease ran out) or the memory node may have restarted: every cached page
- * of the region is dropped without write-back before the channel is
- * attached again, so that no copy the directory forgot is ever used. The
- * pages this node owned and had changed are kept aside first
- * (pager_strict_keep): once attached again it hands them back
- * (DIR_RECLAIM), which a restarted node's directory takes in its grace
- * period, and says it is done; a node that dropped this one refuses them,
- * and those writes are lost, as documented.
+ * lease ran out), kept its pages for it (an away holder, docs/memnode.md)
+ * or the memory node may have restarted: every cached page of the region
+ * is dropped without write-back before the channel is attached again, so
+ * that no copy the directory forgot is ever used. The pages this node
+ * owned and had changed are kept aside first (pager_strict_keep): once
+ * attached again it hands them back (DIR_RECLAIM), which a restarted
+ * node's directory takes in its grace period and an away holder's
+ * directory takes for the pages it still owns, and says it is done; a
+ * node that dropped this one refuses them, and those writes are lost, as
+ * documented. A restarted agent's region starts that way: the dead
+ * agent's page state is gone, so every page of the region's file is
+ * handed back (pager_strict_adopt, from vm/mappings.c).
  *
  * Answers go quiet when the node offers it (PROTO_FEAT_DIR_QUIET): the node
  * replies only to a refusal, so the thread does not wake once more per
@@ -300,8 +304,8 @@ static int hand_back(struct vm_recaller *rr, struct mnc *c)
 	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
 		return r;
 	if (rr->nkept && taken == rr->nkept)
-		log_info("vm %s: region %s: %zu changed pages handed back to the restarted memory node",
-			 vm->spec.name, s.id, taken);
+		log_info("vm %s: region %s: %zu changed pages handed back to the directory (it keeps "
+			 "those this node still owned there)", vm->spec.name, s.id, taken);
 	else if (rr->nkept)
 		log_warn("vm %s: region %s: the memory node took back %zu of %zu changed pages (%s): "
 			 "the writes to the others are lost", vm->spec.name, s.id, taken, rr->nkept,
@@ -450,6 +454,10 @@ int vm_strict_start(struct vm *vm, int idx)
 		return 0;
 	}
 	vm->shared[idx].rec = rr;
+	/* Handed back to a restarted agent: its file's pages go back first (mappings.c). */
+	rr->kept = TAKE_PTR(vm->shared[idx].kept);
+	rr->nkept = vm->shared[idx].nkept;
+	vm->shared[idx].nkept = 0;
 	pthread_mutex_unlock(&vm->lock);
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -458,6 +466,8 @@ int vm_strict_start(struct vm *vm, int idx)
 	if (r < 0) {
 		pthread_mutex_lock(&vm->lock);
 		vm->shared[idx].rec = NULL;
+		vm->shared[idx].kept = TAKE_PTR(rr->kept);
+		vm->shared[idx].nkept = rr->nkept;
 		pthread_mutex_unlock(&vm->lock);
 		free(rr);
 	}

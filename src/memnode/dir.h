@@ -23,12 +23,15 @@
 /*
  * A directory for a pool of `nsections` sections of `npages` pages. Starts
  * the lease thread, which drops the holders that leave a recall unanswered
- * for lease_ms (at least 1; -EINVAL for 0). tab (NULL: none; not owned) is where the attached holders
- * are kept on disk (dirtab.h), for mn_dir_grace_load (dir_grace.h) after a
- * restart.
+ * for lease_ms (at least 1; -EINVAL for 0), and those away (their channel
+ * closed while they held pages, dir_away.h) for longer than away_ms (0:
+ * dropped when the channel closes). tab (NULL: none; not owned) is where
+ * the attached holders are kept on disk (dirtab.h), for mn_dir_grace_load
+ * (dir_grace.h) after a restart.
  */
 int mn_dir_new(const struct mn_dir_ops *ops, struct mn_table *t, uint32_t nsections,
-	       uint32_t npages, unsigned lease_ms, struct mn_dirtab *tab, struct mn_dir **ret);
+	       uint32_t npages, unsigned lease_ms, unsigned away_ms, struct mn_dirtab *tab,
+	       struct mn_dir **ret);
 /* Stop the lease thread; from then on the directory sends and answers nothing. */
 void mn_dir_stop(struct mn_dir *d);
 /* After the server stopped: lets go of every connection still referenced. Accepts NULL. */
@@ -43,11 +46,12 @@ const struct mn_dir_counters *mn_dir_counters(const struct mn_dir *d);
  */
 /*
  * Connection chan becomes the recall channel of holder (g->holder_id, tag)
- * for g->section; tag 0 without PROTO_FEAT_DIR_TAG. versions: chan
- * negotiated PROTO_FEAT_DIR_VERSION (its recalls carry the page's version).
+ * for g->section; tag 0 without PROTO_FEAT_DIR_TAG. features: what chan
+ * negotiated (PROTO_FEAT_DIR_VERSION: its recalls carry the page's
+ * version; PROTO_FEAT_DIR_RECLAIM: it may be away, dir_away.h).
  */
 int mn_dir_attach(struct mn_dir *d, struct mn_conn *chan, const struct proto_grant *g,
-		  uint16_t tag, bool versions);
+		  uint16_t tag, uint32_t features);
 int mn_dir_detach(struct mn_dir *d, const struct proto_grant *g, uint16_t tag);
 /*
  * DIR_READ (write false) or DIR_WRITE of page `page` by holder
@@ -64,7 +68,10 @@ int mn_dir_request(struct mn_dir *d, struct mn_conn *c, const struct proto_hdr *
  * quiet: no reply goes back if it succeeds (counted apart).
  */
 int mn_dir_ack(struct mn_dir *d, struct mn_conn *chan, uint64_t seq, const void *dirty, bool quiet);
-/* Connection chan closed: the holders whose channel it was are dropped. */
+/*
+ * Connection chan closed: the holders whose channel it was are away
+ * (dir_away.h), or dropped if nothing of theirs is worth waiting for.
+ */
 void mn_dir_conn_closed(struct mn_dir *d, struct mn_conn *chan);
 
 /* Copy the drops with seq > after, oldest first, into out (up to max): how many. */

@@ -39,6 +39,7 @@
 #include "dir_grace.h"
 
 #include "dir_int.h"
+#include "dir_away.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -121,7 +122,7 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		   const uint32_t *version)
 {
 	struct dir_sec *s;
-	bool awaited;
+	bool awaited, away;
 	int i = -1, r = 0;
 
 	if (page >= d->npages)
@@ -136,11 +137,23 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		pthread_mutex_unlock(&d->mu);
 		return d->stopping ? -ESHUTDOWN : -EUNATCH;
 	}
-	awaited = s->grace && (s->expect & (1u << i));
+	away = s->h[i].back_by_ns && !s->grace;
+	awaited = (s->grace && (s->expect & (1u << i))) || away;
 	if (data && !awaited) {
-		/* No grace period for it: what it changed before is not taken. */
+		/* No grace period for it, not away: what it changed before is not taken. */
 		atomic_fetch_add(&d->cnt.detached, 1);
 		r = -EUNATCH;
+	} else if (data && away && s->owner[page] != i) {
+		/* Taken from it in a recall answer already (dir_away.c): the node's is newer. */
+		log_debug("section %u: page %u handed back by node %llu/%u ignored: it does not "
+			  "own it", s->idx, page, (unsigned long long)g->holder_id, tag);
+		atomic_fetch_add(&d->cnt.superseded, 1);
+	} else if (data && away) {
+		r = d->ops->page_write(d->table, s->idx, s->generation, page, data);
+		if (r == 0)
+			atomic_fetch_add(&d->cnt.reclaimed, 1);
+	} else if (away) {
+		dir_holder_back(d, s, (unsigned)i);     /* DONE */
 	} else if (data && recalled && (s->reclaimed[page / 8] & (1u << (page % 8)))) {
 		/* Its owner since handed it back: newer than this recall answer. */
 		log_debug("section %u: page %u of a recall answer ignored: its owner reclaimed it",

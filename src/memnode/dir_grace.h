@@ -26,7 +26,9 @@ int mn_dir_grace_load(struct mn_dir *d, unsigned grace_ms);
  * NULL the end of its reclaim of the section (0 whenever the holder is
  * attached on chan). A page: -EUNATCH unless the section is in its grace
  * period and the holder was attached before the restart and attached
- * again on chan since. recalled: the holder gave the page up in a recall
+ * again on chan since, or the holder is away (dir_away.h) and attached
+ * again on chan: then a page it still owns is stored, any other ignored,
+ * and DONE ends its absence. recalled: the holder gave the page up in a recall
  * answer just before the restart; it is stored only if no holder hands back
  * that page without it, and, with the version of that recall (version not
  * NULL), only if nobody was made the page's owner after it (0 either way).

@@ -20,7 +20,9 @@
 _Static_assert(PROTO_DIR_MAX_HOLDERS <= 16 && PROTO_DIR_MAX_HOLDERS < DIR_NONE,
 	       "a copyset is 16 bits, an owner a slot number below DIR_NONE");
 
-enum drop_why { DROP_LEASE, DROP_CLOSED, DROP_DETACH, DROP_REATTACH, DROP_RETIRE, DROP_GRACE };
+enum drop_why {
+	DROP_LEASE, DROP_CLOSED, DROP_DETACH, DROP_REATTACH, DROP_RETIRE, DROP_GRACE, DROP_AWAY,
+};
 
 struct dir_holder {
 	bool used;
@@ -29,7 +31,13 @@ struct dir_holder {
 	uint32_t incarnation;        /* changes whenever the slot is attached or dropped */
 	uint32_t grants;             /* DIR_READ/DIR_WRITE answered OK since it attached */
 	bool versions;               /* its channel negotiated PROTO_FEAT_DIR_VERSION */
+	bool reclaims;               /* ... PROTO_FEAT_DIR_RECLAIM: it can hand pages back */
 	struct mn_conn *chan;        /* its recall channel (ops->ref); NULL: not back since a restart */
+	/*
+	 * Not 0: its channel closed (or was replaced) while it held pages; until
+	 * then it may attach again, hand them back and say DONE (dir_away.c).
+	 */
+	uint64_t back_by_ns;
 };
 
 struct dir_job;
@@ -98,6 +106,8 @@ struct mn_dir {
 	struct mn_dirtab *tab;       /* the holders on disk (NULL: the pool dies with us) */
 	unsigned ngrace;             /* sections in their grace period */
 	uint64_t grace_deadline_ns;
+	uint64_t away_ns;            /* how long a holder whose channel closed may take to come back */
+	unsigned naway;              /* holders away now (dir_away.c) */
 	struct mn_dir_drop drops[MN_DIR_DROPS];   /* a ring: seq % MN_DIR_DROPS */
 	uint64_t ndrops;
 };

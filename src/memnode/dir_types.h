@@ -57,6 +57,8 @@ struct mn_dir_counters {
 	_Atomic uint64_t reclaimed;      /* pages stored from DIR_RECLAIM after a restart */
 	_Atomic uint64_t superseded;     /* RECALLED pages set aside: a later owner's is newer */
 	_Atomic uint64_t grace_sections; /* sections in their grace period now */
+	_Atomic uint64_t holders_away;   /* channel closed while holding pages: may come back, now */
+	_Atomic uint64_t holders_back;   /* away holders that came back and handed back their pages */
 	_Atomic uint64_t holders;        /* attached now */
 	_Atomic uint64_t sections;       /* in strict use now */
 	struct hist recall_latency;      /* recall sent -> answered (or its holder dropped) */

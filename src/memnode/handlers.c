@@ -615,8 +615,7 @@ static int handle_dir_attach(struct mn_conn *c, const struct proto_hdr *h, const
 		r = mn_dir_detach(n->dir, &g, tag);
 	} else {
 		mn_conn_auth(c)->dir_chan = true;  /* its closing is told to the directory */
-		r = mn_dir_attach(n->dir, c, &g, tag,
-				  mn_conn_auth(c)->hs.features & PROTO_FEAT_DIR_VERSION);
+		r = mn_dir_attach(n->dir, c, &g, tag, mn_conn_auth(c)->hs.features);
 	}
 	return r < 0 ? r : reply_with(c, h, NULL, 0);
 }

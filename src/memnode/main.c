@@ -106,7 +106,9 @@ static void usage(FILE *f)
 		"                         unanswered that long is dropped (default %u)\n"
 		"  --dir-grace-ms MS      after a restart of a tmpfs/file pool, the holders of\n"
 		"                         shared pages get that long to hand back what they\n"
-		"                         changed; 0: they lose it (default %u)\n"
+		"                         changed, and so does a holder whose recall channel\n"
+		"                         closed (its agent restarting); 0: they lose it\n"
+		"                         (default %u)\n"
 		"  --log-level LEVEL      error, warn, info (default) or debug\n"
 		"  --help                 show this help\n"
 		"\n"
@@ -485,7 +487,7 @@ static int run(const struct mn_opts *o)
 	}
 	/* Its lease thread inherits the signal mask: the signals go to the signalfd. */
 	r = mn_dir_new(&mn_dir_node_ops, &n->table, n->pool->nsections, n->pool->section_pages,
-		       o->dir_lease_ms, n->dirtab, &n->dir);
+		       o->dir_lease_ms, o->dir_grace_ms, n->dirtab, &n->dir);
 	if (r == 0)
 		r = mn_dir_grace_load(n->dir, o->dir_grace_ms);
 	if (r < 0) {

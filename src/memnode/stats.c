@@ -47,7 +47,11 @@
  *   dir_recalls_total{mode}         recalls sent: "downgrade", "invalidate"
  *   dir_recall_seconds              histogram: recall sent -> answered (or holder dropped)
  *   dir_holders_lost_total          holders dropped: a recall unanswered within the
- *                                   lease, or their recall channel closed
+ *                                   lease, or their recall channel closed and they were
+ *                                   not back within the grace period
+ *   dir_holders_away                holders whose channel closed while they held pages,
+ *                                   which may still come back and hand them back, now
+ *   dir_holders_back_total          away holders that came back and handed back their pages
  *   dir_pages_lost_total            pages those holders owned (unpublished writes lost)
  *   dir_dirty_pages_total           pages stored from recall answers
  *   dir_acks_total{reply}           recall answers taken: "answered" (a reply went back),
@@ -55,7 +59,8 @@
  *   dir_detached_total              requests refused with DIR_DETACHED
  *   dir_holders, dir_sections       holders attached, sections in strict use, now
  *   dir_reclaimed_pages_total       pages handed back by their holders after a restart
- *   dir_reclaim_superseded_total    recall answers handed back after a restart and set aside
+ *                                   (the node's, or theirs)
+ *   dir_reclaim_superseded_total    pages handed back and set aside: the node's were newer
  *   dir_grace_sections              sections waiting for their holders after a restart, now
  *   dir_conn_moves_total            directory connections (PROTO_FEAT_DIR_CONN) moved to
  *                                   worker 0 after their HELLO, which serves them all
@@ -103,7 +108,15 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 		     "", &d->recall_latency);
 	metrics_counter(sb, "disagg_memnode_dir_holders_lost_total",
 			"Holders dropped from a directory: a recall unanswered within the lease, "
-			"or their recall channel closed.", "", atomic_load(&d->holders_lost));
+			"or their recall channel closed and they were not back in time.", "",
+			atomic_load(&d->holders_lost));
+	metrics_gauge(sb, "disagg_memnode_dir_holders_away",
+		      "Holders whose recall channel closed while they held pages, which may "
+		      "still come back and hand them back, now.", "",
+		      (double)atomic_load(&d->holders_away));
+	metrics_counter(sb, "disagg_memnode_dir_holders_back_total",
+			"Away holders that came back and handed back their pages.", "",
+			atomic_load(&d->holders_back));
 	metrics_counter(sb, "disagg_memnode_dir_pages_lost_total",
 			"Pages the dropped holders owned: their unpublished writes are lost.", "",
 			atomic_load(&d->pages_lost));
@@ -125,11 +138,12 @@ static void stats_dir(struct strbuf *sb, const struct mn_dir_counters *d)
 	metrics_gauge(sb, "disagg_memnode_dir_sections", "Sections in strict use now.", "",
 		      (double)atomic_load(&d->sections));
 	metrics_counter(sb, "disagg_memnode_dir_reclaimed_pages_total",
-			"Pages their holders handed back after a restart (DIR_RECLAIM).", "",
+			"Pages their holders handed back after a restart, the node's or theirs "
+			"(DIR_RECLAIM).", "",
 			atomic_load(&d->reclaimed));
 	metrics_counter(sb, "disagg_memnode_dir_reclaim_superseded_total",
-			"Pages of recall answers handed back after a restart and not stored: "
-			"a later owner's content was newer.", "", atomic_load(&d->superseded));
+			"Pages handed back and not stored: the node's content was newer.", "",
+			atomic_load(&d->superseded));
 	metrics_gauge(sb, "disagg_memnode_dir_grace_sections",
 		      "Sections waiting for their holders' reclaims after a restart, now.", "",
 		      (double)atomic_load(&d->grace_sections));

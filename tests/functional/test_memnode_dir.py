@@ -8,6 +8,7 @@ Each holder has two connections, as a compute node would: its recall
 channel and one (or more) for its requests."""
 import os
 import pathlib
+import select
 import socket
 import struct
 import subprocess
@@ -25,6 +26,7 @@ ORCH = 5            # allocates sections, as the orchestrator
 A, B, C = 7, 8, 9   # holders
 PAGE = dp.PAGE
 LEASE_MS = 400
+RECL = dp.FEAT_ALL | dp.FEAT_DIR_RECLAIM   # a holder that can hand its pages back
 
 
 class Holder:
@@ -63,11 +65,12 @@ def section(d, key):
         return o.alloc(owner=1)
 
 
-def two_holders(memnodes, key, **kw):
+def two_holders(memnodes, key, features=dp.FEAT_ALL, **kw):
     """A node, a section, and holders A and B attached to it."""
     d = start(memnodes, **kw)
     sec, gen = section(d, key)
-    return d, sec, gen, Holder(d, key, A, sec, gen).attach(), Holder(d, key, B, sec, gen).attach()
+    return (d, sec, gen, Holder(d, key, A, sec, gen, features=features).attach(),
+            Holder(d, key, B, sec, gen, features=features).attach())
 
 
 def plain(key, d, node, sec, gen, rights=dp.R_READ | dp.R_WRITE):
@@ -488,7 +491,50 @@ def test_a_silent_holder_is_dropped_after_the_lease(memnodes, key):
     b.close()
 
 
-def test_a_closed_recall_channel_drops_the_holder(memnodes, key):
+def no_reply(conn, wait=0.3):
+    """Nothing has come on conn within `wait` seconds."""
+    sock = conn.sock
+    if getattr(sock, "pending", None) and sock.pending():
+        return False
+    return not select.select([sock], [], [], wait)[0]
+
+
+def test_a_holder_whose_channel_closed_is_dropped_when_not_back_in_time(memnodes, key):
+    """Its channel closed while it held pages: it is away for --dir-grace-ms
+    (its pages wait for it), then dropped as at a lease."""
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000,
+                                    extra_args=["--dir-grace-ms", "1000"])
+    assert a.write(4)[0] is False
+    a.read(5)
+    t0 = time.monotonic()
+    a.chan_conn.close()
+    assert dp.wait_for(lambda: metrics(d)["disagg_memnode_dir_holders_away"] == 1)
+    assert "the recall channel of node 7 closed" in d.stderr()
+    assert "is away: its pages wait 1000 ms" in d.stderr()
+    # A page it does not hold: no waiting.
+    assert b.write(6) == (False, bytes(PAGE))
+    # Its own requests: ask again (it is to hand its pages back first).
+    refused("DIR_GRACE", a.read, 7)
+    # One it owns: the write waits until A is dropped, then gets the node's page.
+    assert b.write(4) == (False, bytes(PAGE))
+    waited = time.monotonic() - t0
+    assert 0.9 <= waited < 5, waited
+    m = metrics(d)
+    assert m["disagg_memnode_dir_holders_lost_total"] == 1
+    assert m["disagg_memnode_dir_pages_lost_total"] == 1
+    assert m["disagg_memnode_dir_holders_away"] == 0
+    assert m["disagg_memnode_dir_holders_back_total"] == 0
+    assert "not back in time after its channel closed: unpublished writes lost" in d.stderr()
+    refused("DIR_DETACHED", a.read, 4)
+    # A holder whose request waits when it is dropped: the request ends.
+    rid = b.io.send_dir("DIR_WRITE", b.grant, 5)   # A's read copy is gone with it
+    assert reply(b.io, rid)[0] == 0
+    a.io.close()
+    b.close()
+
+
+def test_a_holder_that_cannot_hand_back_is_dropped_when_its_channel_closes(memnodes, key):
+    """Without FEAT_DIR_RECLAIM it could never say DONE: dropped at once."""
     d, sec, gen, a, b = two_holders(memnodes, key, lease_ms=30000)
     assert a.write(4)[0] is False
     a.chan_conn.close()
@@ -497,7 +543,7 @@ def test_a_closed_recall_channel_drops_the_holder(memnodes, key):
     assert b.write(4) == (False, bytes(PAGE))    # no recall to a holder that is gone
     assert time.monotonic() - t0 < 2
     refused("DIR_DETACHED", a.read, 4)
-    assert "the recall channel of node 7 closed" in d.stderr()
+    assert metrics(d)["disagg_memnode_dir_holders_away"] == 0
     # A holder whose request waits when its channel closes: the request ends.
     rid = a.io.send_dir("DIR_READ", a.grant, 4)
     assert reply(a.io, rid)[0] == dp.ST["DIR_DETACHED"]
@@ -505,8 +551,100 @@ def test_a_closed_recall_channel_drops_the_holder(memnodes, key):
     b.close()
 
 
+def test_a_holder_without_pages_is_dropped_when_its_channel_closes(memnodes, key):
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000)
+    a.chan_conn.close()
+    assert dp.wait_for(lambda: metrics(d)["disagg_memnode_dir_holders"] == 1)
+    m = metrics(d)
+    assert m["disagg_memnode_dir_holders_away"] == 0
+    assert m["disagg_memnode_dir_holders_lost_total"] == 0    # nothing of it is lost
+    assert "dropped: its channel closed, it owned no page" in d.stderr()
+    refused("DIR_DETACHED", a.read, 4)
+    a.io.close()
+    b.close()
+
+
+def test_an_away_holder_hands_back_its_pages(memnodes, key):
+    """An agent restarting: its channel closes while it owns pages and while
+    a recall of one of them waits for its answer. Attached again, it hands
+    back what its guest wrote; the node stores only the pages it still
+    owns, and the requests that waited read them."""
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000)
+    assert a.write(4)[0] is False and a.write(9)[0] is False and a.write(3)[0] is False
+    a.read(5)
+    rid9 = b.io.send_dir("DIR_WRITE", b.grant, 9)
+    assert a.chan.recall()["page"] == 9            # never answered
+    a.chan_conn.close()
+    assert dp.wait_for(lambda: metrics(d)["disagg_memnode_dir_holders_away"] == 1)
+    io2 = dp.Conn(d.addr).login(key, B, orch=False)
+    rid4 = io2.send_dir("DIR_WRITE", b.grant, 4)  # waits for A too
+    assert no_reply(b.io) and no_reply(io2)
+    # The lease passes nothing: an away holder has none (30 s here anyway).
+    a.chan_conn = dp.Conn(d.addr).login(key, A, orch=False, features=RECL)
+    a.chan = dp.Channel(a.chan_conn)
+    a.attach()
+    assert "node 7/0 attached again after its channel closed" in d.stderr()
+    refused("DIR_GRACE", a.read, 7)                # not done yet
+    x, y, z = b"\x11" * PAGE, b"\x22" * PAGE, b"\x33" * PAGE
+    a.chan_conn.dir_reclaim(a.grant, 4, x)
+    a.chan_conn.dir_reclaim(a.grant, 9, y, recalled=True)   # its unsent answer
+    a.chan_conn.dir_reclaim(a.grant, 6, z)         # never its page: ignored
+    assert no_reply(b.io) and no_reply(io2)        # nothing goes on before DONE
+    a.chan_conn.dir_reclaim(a.grant)               # DONE
+    status, data = reply(b.io, rid9)
+    assert status == 0 and write_reply(data) == (False, y)
+    status, data = reply(io2, rid4)
+    assert status == 0 and write_reply(data) == (False, x)
+    m = metrics(d)
+    assert m["disagg_memnode_dir_holders_back_total"] == 1
+    assert m["disagg_memnode_dir_holders_away"] == 0
+    assert m["disagg_memnode_dir_holders_lost_total"] == 0
+    assert m["disagg_memnode_dir_reclaimed_pages_total"] == 2
+    assert m["disagg_memnode_dir_reclaim_superseded_total"] == 1
+    assert "is back: the 3 pages it owned are as it handed them back" in d.stderr()
+    # It holds nothing now: B takes its read copy and its last page without a recall.
+    assert b.write(5) == (False, bytes(PAGE))
+    assert b.write(3) == (False, bytes(PAGE))     # not handed back: the node's page
+    assert a.chan.recall(0.2) is None
+    # And it is an ordinary holder again.
+    rid = a.io.send_dir("DIR_READ", a.grant, 4)
+    r = b.chan.recall()
+    b.chan.ack(r["seq"])
+    assert reply(a.io, rid) == (0, x)
+    # A second DONE changes nothing.
+    a.chan_conn.dir_reclaim(a.grant)
+    assert metrics(d)["disagg_memnode_dir_holders_back_total"] == 1
+    io2.close()
+    a.close()
+    b.close()
+
+
+def test_an_away_holder_that_comes_back_twice_keeps_its_first_deadline(memnodes, key):
+    """Attached again and gone again before DONE: still away, until the
+    first deadline."""
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000,
+                                    extra_args=["--dir-grace-ms", "1500"])
+    assert a.write(4)[0] is False
+    t0 = time.monotonic()
+    a.chan_conn.close()
+    assert dp.wait_for(lambda: metrics(d)["disagg_memnode_dir_holders_away"] == 1)
+    for _ in range(2):
+        a.chan_conn = dp.Conn(d.addr).login(key, A, orch=False, features=RECL)
+        a.attach()
+        a.chan_conn.close()
+        time.sleep(0.2)
+    assert b.write(4) == (False, bytes(PAGE))
+    assert 1.3 <= time.monotonic() - t0 < 5
+    assert metrics(d)["disagg_memnode_dir_holders_lost_total"] == 1
+    a.io.close()
+    b.close()
+
+
 def test_the_channel_closing_while_a_recall_waits(memnodes, key):
-    d, sec, gen, a, b = two_holders(memnodes, key, lease_ms=30000)
+    """With --dir-grace-ms 0 a closed channel drops its holder at once, as
+    before holders could be away: the waiting request goes on."""
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000,
+                                    extra_args=["--dir-grace-ms", "0"])
     assert a.write(9)[0] is False
     rid = b.io.send_dir("DIR_WRITE", b.grant, 9)
     assert a.chan.recall()["page"] == 9
@@ -514,7 +652,8 @@ def test_the_channel_closing_while_a_recall_waits(memnodes, key):
     a.chan_conn.close()                          # instead of an answer
     status, data = reply(b.io, rid)
     assert status == 0 and write_reply(data) == (False, bytes(PAGE))
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 2
+    assert metrics(d)["disagg_memnode_dir_holders_away"] == 0
     a.io.close()
     b.close()
 
@@ -571,16 +710,25 @@ def test_a_seventeenth_holder_is_refused(memnodes, key):
     assert dp.wait_for(lambda: metrics(d)["disagg_memnode_dir_sections"] == 0)
 
 
-def test_attaching_again_forgets_the_copies(memnodes, key):
-    d, sec, gen, a, b = two_holders(memnodes, key)
+def test_attaching_again_hands_back_and_forgets_the_copies(memnodes, key):
+    """A new channel while the node still has the old one open: the holder
+    lost its channel first. It is away until it has handed its pages back."""
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL)
     a.read(1)
     assert a.write(2)[0] is False
     old = a.chan_conn
-    a.chan_conn = dp.Conn(d.addr).login(key, A, orch=False)
+    a.chan_conn = dp.Conn(d.addr).login(key, A, orch=False, features=RECL)
     a.chan = dp.Channel(a.chan_conn)
     a.attach()                                     # a new channel replaces the old one
+    assert "node 7/0 attached on a new channel" in d.stderr()
+    rid = b.io.send_dir("DIR_WRITE", b.grant, 2)
+    assert no_reply(b.io)                          # waits for A's page
+    mine = b"\x5a" * PAGE
+    a.chan_conn.dir_reclaim(a.grant, 2, mine)
+    a.chan_conn.dir_reclaim(a.grant)               # DONE
+    status, data = reply(b.io, rid)
+    assert status == 0 and write_reply(data) == (False, mine)
     assert b.write(1) == (False, bytes(PAGE))      # no recall: A's copies are forgotten
-    assert b.write(2) == (False, bytes(PAGE))
     rid = a.io.send_dir("DIR_READ", a.grant, 2)
     r = b.chan.recall()
     assert r["grants"] == 2
@@ -590,7 +738,21 @@ def test_attaching_again_forgets_the_copies(memnodes, key):
     old.close()                                    # no longer a channel: nothing happens
     time.sleep(0.1)
     assert metrics(d)["disagg_memnode_dir_holders_lost_total"] == 0
-    assert a.read(2) == bytes(PAGE)
+    assert a.read(2) == mine
+    a.close()
+    b.close()
+
+
+def test_attaching_again_without_pages_forgets_the_holder_at_once(memnodes, key):
+    d, sec, gen, a, b = two_holders(memnodes, key, features=RECL)
+    old = a.chan_conn
+    a.chan_conn = dp.Conn(d.addr).login(key, A, orch=False)
+    a.chan = dp.Channel(a.chan_conn)
+    a.attach()
+    assert "attached again: its copies are forgotten" in d.stderr()
+    assert metrics(d)["disagg_memnode_dir_holders_away"] == 0
+    assert b.write(1) == (False, bytes(PAGE))
+    old.close()
     a.close()
     b.close()
 

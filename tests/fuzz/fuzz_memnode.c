@@ -110,7 +110,7 @@ static struct mn_node *node_new(void)
 	for (uint32_t i = 0; i < n->table.nsections; i++)
 		n->table.secs[i].generation = 0;
 	CHECK(mn_dir_new(&mn_dir_node_ops, &n->table, n->pool->nsections, n->pool->section_pages,
-			 LEASE_MS, NULL, &n->dir) == 0);
+			 LEASE_MS, LEASE_MS, NULL, &n->dir) == 0);
 	CHECK(mn_server_start(n, -1, 1) == 0);
 	return n;
 }

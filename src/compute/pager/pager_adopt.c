@@ -24,8 +24,8 @@
 #include "relfault.h"
 #include "twin.h"
 
-/* Pages [a, b) of r have data in the file: PRESENT|DIRTY. Returns how many were not PRESENT. */
-static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+uint64_t pager_adopt_mark(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b,
+			  uint8_t bits)
 {
 	uint64_t n = 0;
 
@@ -37,10 +37,16 @@ static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t 
 			continue;   /* its owner decides (none is left after the grace period) */
 		if (!(s & ST_PRESENT))
 			n++;
-		st_set(r, pg, (uint8_t)((s & ST_REF) | ST_PRESENT | ST_DIRTY));
+		st_set(r, pg, (uint8_t)((s & ST_REF) | ST_PRESENT | bits));
 	}
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+/* Pages [a, b) of r have data in the file: PRESENT|DIRTY. */
+static uint64_t mark_resident(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	return pager_adopt_mark(p, r, a, b, ST_DIRTY);
 }
 
 /*

@@ -10,6 +10,8 @@
 
 #include "types.h"
 
+struct pager_region;
+
 /*
  * Region `region` (just added with pager_add_region) maps a file that an
  * earlier pager served, and its uffd is the one that pager read: pages of
@@ -30,5 +32,13 @@
  * -EINVAL, -ENOENT (no such region), -EDEADLK (from a pager thread).
  */
 int pager_adopt_region(struct pager *p, int region, uint64_t *ret_pages);
+
+/*
+ * Pages [a, b) of r have data in the file: PRESENT, with `bits` (ST_*) as
+ * well, unless BUSY (for the pager's layers that adopt a region their own
+ * way, share.c). Returns how many were not PRESENT. Takes p->lock.
+ */
+uint64_t pager_adopt_mark(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b,
+			  uint8_t bits);
 
 #endif /* DISAGG_PAGER_ADOPT_H */

@@ -17,6 +17,7 @@
 #include "cache.h"
 #include "flush.h"
 #include "log.h"
+#include "pager_adopt.h"
 #include "rcu.h"
 #include "region.h"
 #include "twin.h"
@@ -155,8 +156,21 @@ static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept
 	return 0;
 }
 
-/* pager_shared_drop, keeping the strict pages this node changed first when keep is set. */
-static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_only,
+/*
+ * Pages [a, b) of an adopted strict region have data in the file: each
+ * counts as owned and changed (pager_strict_adopt). Returns how many were
+ * not PRESENT.
+ */
+static uint64_t mark_adopted(struct pager *p, struct pager_region *r, uint64_t a, uint64_t b)
+{
+	return pager_adopt_mark(p, r, a, b, ST_OWNED | ST_DIRTY);
+}
+
+/*
+ * pager_shared_drop, keeping the strict pages this node changed first when
+ * keep is set; adopt: every page with data in the file counts as changed.
+ */
+static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_only, bool adopt,
 			   struct pager_kept **keep, size_t *nkeep, int *ret_err)
 {
 	int64_t dropped = 0;
@@ -167,6 +181,9 @@ static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_o
 		__atomic_store_n(&r->fence[s], 1, __ATOMIC_SEQ_CST);
 	/* No fault thread is inside r now, and new faults on it wait (fenced). */
 	pager_rcu_synchronize(&p->rcu);
+	if (adopt)
+		pager_resident_add(p, (int64_t)pager_file_runs(p, r, 0, r->npages, true,
+							       mark_adopted));
 	pthread_mutex_lock(&p->lock);
 	if (keep)
 		*ret_err = keep_pages(p, r, keep, nkeep);
@@ -215,7 +232,7 @@ static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_o
 
 int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only)
 {
-	return shared_drop(p, r, clean_only, NULL, NULL, NULL);
+	return shared_drop(p, r, clean_only, false, NULL, NULL, NULL);
 }
 
 static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_dropped)
@@ -248,8 +265,8 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
 }
 
-int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
-		      uint64_t *ret_dropped)
+static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kept **ret,
+		       size_t *ret_n, uint64_t *ret_dropped)
 {
 	struct pager_region *r;
 	int rc, kerr = 0;
@@ -266,7 +283,7 @@ int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EINVAL;
 	}
-	*ret_dropped = (uint64_t)shared_drop(p, r, false, ret, ret_n, &kerr);
+	*ret_dropped = (uint64_t)shared_drop(p, r, false, adopt, ret, ret_n, &kerr);
 	if (kerr < 0)
 		log_warn("pager %s: region %d: keeping its changed pages failed (%s): they are lost",
 			 p->name, region, strerror(-kerr));
@@ -276,6 +293,20 @@ int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size
 	(void)pager_uffd_wake(r, 0, r->npages);   /* faults that met the fence ask again */
 	pthread_mutex_unlock(&p->admin_lock);
 	return 0;
+}
+
+int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
+		      uint64_t *ret_dropped)
+{
+	return strict_keep(p, region, false, ret, ret_n, ret_dropped);
+}
+
+int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
+		       uint64_t *ret_dropped)
+{
+	if (!ret)
+		return -EINVAL;
+	return strict_keep(p, region, true, ret, ret_n, ret_dropped);
 }
 
 int pager_shared_invalidate(struct pager *p, int region, uint64_t *ret_dropped)

@@ -69,11 +69,23 @@ struct pager_kept {
  * first keep a copy of every page this node owned and changed since its
  * last write-back (each write-protected before it is read, under the
  * region's fence, so no guest write is missed), in *ret (malloc'd, *ret_n
- * of them; NULL when none). If the memory node restarted, its directory
- * takes them back (DIR_RECLAIM); otherwise they are lost, as before.
+ * of them; NULL when none). The directory takes them back (DIR_RECLAIM)
+ * if the memory node restarted, or if it kept this node's pages while its
+ * channel was gone (an away holder, docs/memnode.md); otherwise they are
+ * lost.
  */
 int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
 		      uint64_t *ret_dropped);
+/*
+ * Strict region handed back by the shim to a restarted agent (the pager
+ * added it afresh): the page state of the dead pager is gone, so every
+ * page with data in the region's file (what the guest wrote to the pages
+ * that node owned, and copies) is kept as pager_strict_keep keeps a
+ * changed page, and then dropped. The directory stores those this node
+ * still owns there, and ignores the others.
+ */
+int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
+		       uint64_t *ret_dropped);
 
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);

@@ -21,15 +21,26 @@ static void set_all(struct vm_shared *s, uint16_t tag)
 		s->secs[k].sec.dir_tag = tag;
 }
 
-int vm_dirtag_take(struct vm_shared *s)
+static bool used(uint32_t t)
+{
+	return tags_used[t / 64] & (1ull << (t % 64));
+}
+
+int vm_dirtag_take_again(struct vm_shared *s, uint16_t want)
 {
 	int r = -EUSERS;
 
 	if (strcmp(s->mode, "strict") != 0 || !s->nsec)
 		return 0;
 	pthread_mutex_lock(&tags_mu);
+	if (want && !used(want)) {
+		tags_used[want / 64] |= 1ull << (want % 64);
+		set_all(s, want);
+		pthread_mutex_unlock(&tags_mu);
+		return 0;
+	}
 	for (uint32_t t = 1; t < NTAGS; t++)
-		if (!(tags_used[t / 64] & (1ull << (t % 64)))) {
+		if (!used(t)) {
 			tags_used[t / 64] |= 1ull << (t % 64);
 			set_all(s, (uint16_t)t);
 			r = 0;
@@ -37,6 +48,11 @@ int vm_dirtag_take(struct vm_shared *s)
 		}
 	pthread_mutex_unlock(&tags_mu);
 	return r;
+}
+
+int vm_dirtag_take(struct vm_shared *s)
+{
+	return vm_dirtag_take_again(s, 0);
 }
 
 void vm_dirtag_give(struct vm_shared *s)

@@ -14,6 +14,11 @@
 
 /* Give strict region s a tag (on every section): 0, or -EUSERS (none free). */
 int vm_dirtag_take(struct vm_shared *s);
+/*
+ * The same, tag `want` if it is free (the one s had before the agent
+ * restarted: the directory knows its holder by it), else another.
+ */
+int vm_dirtag_take_again(struct vm_shared *s, uint16_t want);
 /* Let s's tag go (no-op without one). */
 void vm_dirtag_give(struct vm_shared *s);
 

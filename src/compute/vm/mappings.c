@@ -69,9 +69,12 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	/* On the heap: a replicated section's descriptor is about 1 KiB. */
 	_cleanup_free_ struct pager_section *psecs = NULL;
 	_cleanup_close_ int file_fd = -1, twin_fd = -1;
+	_cleanup_free_ struct pager_kept *kept = NULL;
 	struct pager *p;
 	unsigned n, first;
 	uint64_t pages = 0;
+	size_t nkept = 0;
+	bool strict_adopt = false;
 	int hot, r;
 
 	pthread_mutex_lock(&vm->lock);
@@ -130,18 +133,20 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		 * Handed back to a restarted agent, a read-only region's pages
 		 * are clean copies that may be stale by now: drop them, the
 		 * guest fetches them again (a writable one's are adopted). A
-		 * strict region's directory dropped this node when nobody
-		 * answered its recalls: its copies, and any write not yet
-		 * published, are forgotten too. A release region's pages
+		 * strict region's pages are handed back to its directory, which
+		 * kept what this node owned while its agent was away, then
+		 * dropped (pager_strict_adopt, below). A release region's pages
 		 * with a twin (written since their last release) are adopted,
 		 * the others dropped (pager_adopt_region).
 		 */
-		if (adopt && (rc.readonly || rc.strict)) {
+		if (adopt && rc.readonly) {
 			if (fallocate(file_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				      (off_t)msg->offset, (off_t)msg->len) < 0)
 				return -errno;
 			adopt = false;
 		}
+		strict_adopt = adopt && rc.strict;
+		adopt = adopt && !rc.strict;
 	}
 	if (rc.release) {
 		twin_fd = vm_twins_open(msg->path, adopt);
@@ -168,6 +173,17 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		log_info("vm %s: took %s back from the shim (%llu resident pages to write back)",
 			 vm->spec.name, msg->path, (unsigned long long)pages);
 	}
+	if (strict_adopt) {
+		int e = pager_strict_adopt(p, r, &kept, &nkept, &pages);
+
+		if (e < 0) {
+			(void)pager_remove_region(p, r, false);
+			vm_pager_put(vm, p);
+			return e;
+		}
+		log_info("vm %s: took %s back from the shim: %zu pages of its file to hand back "
+			 "to the directory", vm->spec.name, msg->path, nkept);
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->nregions < ARRAY_SIZE(vm->regions)) {
 		vm->regions[vm->nregions].index = r;
@@ -179,8 +195,15 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	if (hot >= 0) {
 		vm->hot[hot].addr = msg->addr;
 	} else if (hot <= SHARED_HOT(0)) {
-		vm->shared[HOT_SHARED(hot)].addr = msg->addr;
-		vm->shared[HOT_SHARED(hot)].region = r;
+		struct vm_shared *s = &vm->shared[HOT_SHARED(hot)];
+
+		s->addr = msg->addr;
+		s->region = r;
+		if (strict_adopt) {
+			free(s->kept);
+			s->kept = TAKE_PTR(kept);
+			s->nkept = nkept;
+		}
 	} else if (hot == -2) {
 		vm->vmem_region = r;
 	} else {

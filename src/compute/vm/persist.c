@@ -16,7 +16,8 @@
  *    "budget": bytes or null, "base": [SEC...],
  *    "hot": [{"index", "plugged", "gpa", "slot", "section": SEC}...],
  *    "vmem_plugged", "vmem": [SEC...], "encrypted": BOOL,
- *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...]}],
+ *    "shared": [{"index", "region", "mode", "size", "writable", "sections": [SEC...],
+ *                "dir_tag" (strict: its holder tag at the directory)}],
  *    "net": {"mode", "mac", "ssh": "HOST:PORT", "bridge", "tap"} (vmnet.c),
  *    "boot": {"kernel", "initrd"} (absent: the node's), "seed": PATH (absent: none),
  *    "guest_agent": false (absent: true; the guest runs no disagg-guest),
@@ -88,10 +89,11 @@ static json_t *shared_json(struct vm *vm)
 		secs = json_array();
 		for (unsigned k = 0; k < s->nsec; k++)
 			json_array_append_new(secs, sec_json(&s->secs[k]));
-		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:I, s:b, s:o}", "index", (int)i,
-						     "region", s->id, "mode", s->mode, "size",
+		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:I, s:b, s:o, s:i}", "index",
+						     (int)i, "region", s->id, "mode", s->mode, "size",
 						     (json_int_t)s->size, "writable", s->writable,
-						     "sections", secs));
+						     "sections", secs, "dir_tag",
+						     s->nsec ? s->secs[0].sec.dir_tag : 0));
 	}
 	return arr;
 }
@@ -290,6 +292,7 @@ static int load_shared(struct vm *vm, json_t *arr, char *err, size_t errlen)
 		const char *mode = json_string_value(json_object_get(h, "mode"));
 		int64_t idx, size;
 		struct vm_shared *s;
+		json_int_t tag;
 		int r;
 
 		if ((r = get_int(h, "index", 0, VM_MAX_SHARED - 1, &idx, err, errlen)) ||
@@ -312,7 +315,9 @@ static int load_shared(struct vm *vm, json_t *arr, char *err, size_t errlen)
 		s->size = (uint64_t)size;
 		s->region = -1;
 		snprintf(s->path, sizeof(s->path), "%s/region-%s", vm->dir, id);
-		if (vm_dirtag_take(s) < 0)
+		/* Its tag of before: the directory may keep its pages for it (docs/memnode.md). */
+		tag = json_integer_value(json_object_get(h, "dir_tag"));
+		if (vm_dirtag_take_again(s, tag > 0 && tag <= UINT16_MAX ? (uint16_t)tag : 0) < 0)
 			return bad(err, errlen, "shared region %s: no directory holder tag left", id);
 	}
 	return 0;

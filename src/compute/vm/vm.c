@@ -340,8 +340,10 @@ static void close_and_free(struct vm *vm)
 	free(vm->vmem_secs);
 	json_decref(vm->ext_record);
 	json_decref(vm->record);
-	for (unsigned i = 0; i < VM_MAX_SHARED; i++)
+	for (unsigned i = 0; i < VM_MAX_SHARED; i++) {
 		vm_dirtag_give(&vm->shared[i]);
+		free(vm->shared[i].kept);
+	}
 	vm_pagemeta_free(vm);
 	vm_check_close(vm, true);
 	explicit_bzero(vm->spec.key, sizeof(vm->spec.key));

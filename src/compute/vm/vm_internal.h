@@ -61,6 +61,12 @@ struct vm_shared {
 	uint64_t addr;                /* where QEMU mapped it (0: not yet) */
 	int region;                   /* pager region, -1 until mapped */
 	struct vm_recaller *rec;      /* mode strict: its recall channel (vm_strict.c) */
+	/*
+	 * Mode strict, handed back to a restarted agent: the pages of the
+	 * region's file, for its recall thread to hand back (mappings.c).
+	 */
+	struct pager_kept *kept;
+	size_t nkept;
 	_Atomic int ctl_pending;      /* exclusive: 1 lock, 2 unlock asked by the guest (vm_ctl.c) */
 	_Atomic int ctl_sync;         /* release: bit 0 release, bit 1 acquire asked (vm_ctl.c) */
 };

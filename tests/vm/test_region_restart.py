@@ -68,7 +68,15 @@ def cluster(tmp_path):
 def memnode_metric(c, mn, name):
     req = urllib.request.Request(f"http://{mn['http']}/metrics",
                                  headers={"Authorization": f"Bearer {c.token_for(mn['http'])}"})
-    text = urllib.request.urlopen(req, timeout=10).read().decode()
+    try:
+        text = urllib.request.urlopen(req, timeout=10).read().decode()
+    except OSError as e:
+        # Which memory node process was it, and what did it say last?
+        logs = sorted((c.data / "logs").glob("memnode-restarted-*.log"))
+        last = logs[-1].read_text(errors="replace")[-3000:] if logs else "(none restarted)"
+        alive = [(p.pid, p.poll()) for p in c.extra]
+        raise AssertionError(f"{mn['http']}: {e}; restarted (pid, exit): {alive}; "
+                             f"last log: {last}") from e
     m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
     return float(m.group(1)) if m else None
 

@@ -209,7 +209,7 @@ static void forget(struct vm *vm, int i)
 {
 	pthread_mutex_lock(&vm->lock);
 	unlink(vm->shared[i].path);
-	vm_twins_remove(vm->shared[i].path);
+	vm_region_sides_remove(vm->shared[i].path);
 	vm_dirtag_give(&vm->shared[i]);
 	free(vm->shared[i].kept);
 	memset(&vm->shared[i], 0, sizeof(vm->shared[i]));

@@ -213,7 +213,7 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 	/* Not ours (any more), or not mapped: we hold no copy of it. */
 	r = k < 0 || region < 0 ? 0 : pager_strict_recall(p, region, (uint32_t)k, rc->page,
 							  rc->mode == MNC_RECALL_INVALIDATE,
-							  rc->grants, buf, &dirty);
+							  rc->grants, rc->version, buf, &dirty);
 	vm_pager_put(vm, p);
 	if (r < 0) {
 		log_warn("vm %s: recall of page %u of section %u: %s", vm->spec.name, rc->page,
@@ -282,6 +282,7 @@ static void keep_copies(struct vm_recaller *rr)
 static int hand_back(struct vm_recaller *rr, struct mnc *c)
 {
 	struct vm *vm = rr->vm;
+	struct pager *p;
 	struct vm_shared s;
 	size_t taken = 0;
 	int r = 0;
@@ -303,6 +304,11 @@ static int hand_back(struct vm_recaller *rr, struct mnc *c)
 				    0);
 	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
 		return r;
+	/* The answers kept on file went back with the rest, or never will (pager/answers.h). */
+	p = vm_pager_get(vm);
+	if (p && s.region >= 0)
+		(void)pager_strict_answers_clear(p, s.region);
+	vm_pager_put(vm, p);
 	if (rr->nkept && taken == rr->nkept)
 		log_info("vm %s: region %s: %zu changed pages handed back to the directory (it keeps "
 			 "those this node still owned there)", vm->spec.name, s.id, taken);

@@ -274,6 +274,15 @@ unsigned dir_holder_forget(struct mn_dir *d, struct dir_sec *s, unsigned i)
 	return owned;
 }
 
+bool dir_recall_pending(const struct mn_dir *d, const struct dir_sec *s, unsigned i, uint32_t page)
+{
+	for (unsigned b = 0; b < RTAB_SIZE; b++)
+		for (const struct dir_recall *r = d->rtab[b]; r; r = r->hnext)
+			if (r->job->s == s && r->holder == i && r->job->page == page)
+				return true;
+	return false;
+}
+
 void dir_holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_why why)
 {
 	static const char *const why_str[] = {

@@ -25,6 +25,8 @@ void dir_page_run(struct mn_dir *d, struct dir_sec *s, uint32_t p);
  * which may start requests that send other recalls).
  */
 struct dir_recall *dir_recalls_of(struct mn_dir *d, struct dir_sec *s, unsigned i, bool settle);
+/* Does a recall of page `page` wait for holder slot i of s (sent, or away: not yet)? */
+bool dir_recall_pending(const struct mn_dir *d, const struct dir_sec *s, unsigned i, uint32_t page);
 /* Holder slot i out of every entry of s (owner, last writer, copyset): how many it owned. */
 unsigned dir_holder_forget(struct mn_dir *d, struct dir_sec *s, unsigned i);
 /*

@@ -40,6 +40,7 @@
 
 #include "dir_int.h"
 #include "dir_away.h"
+#include "dir_core.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -143,8 +144,12 @@ int mn_dir_reclaim(struct mn_dir *d, struct mn_conn *chan, const struct proto_gr
 		/* No grace period for it, not away: what it changed before is not taken. */
 		atomic_fetch_add(&d->cnt.detached, 1);
 		r = -EUNATCH;
-	} else if (data && away && s->owner[page] != i) {
-		/* Taken from it in a recall answer already (dir_away.c): the node's is newer. */
+	} else if (data && away &&
+		   (s->owner[page] != i || (recalled && !dir_recall_pending(d, s, (unsigned)i, page)))) {
+		/*
+		 * Taken from it in a recall answer already (dir_away.c), or an
+		 * answer whose recall is over: the node's is newer.
+		 */
 		log_debug("section %u: page %u handed back by node %llu/%u ignored: it does not "
 			  "own it", s->idx, page, (unsigned long long)g->holder_id, tag);
 		atomic_fetch_add(&d->cnt.superseded, 1);

@@ -568,7 +568,8 @@ def test_an_away_holder_hands_back_its_pages(memnodes, key):
     """An agent restarting: its channel closes while it owns pages and while
     a recall of one of them waits for its answer. Attached again, it hands
     back what its guest wrote; the node stores only the pages it still
-    owns, and the requests that waited read them."""
+    owns (a page given up in a recall answer: only while that recall still
+    waits for it), and the requests that waited read them."""
     d, sec, gen, a, b = two_holders(memnodes, key, features=RECL, lease_ms=30000)
     assert a.write(4)[0] is False and a.write(9)[0] is False and a.write(3)[0] is False
     a.read(5)
@@ -589,6 +590,7 @@ def test_an_away_holder_hands_back_its_pages(memnodes, key):
     a.chan_conn.dir_reclaim(a.grant, 4, x)
     a.chan_conn.dir_reclaim(a.grant, 9, y, recalled=True)   # its unsent answer
     a.chan_conn.dir_reclaim(a.grant, 6, z)         # never its page: ignored
+    a.chan_conn.dir_reclaim(a.grant, 3, z, recalled=True)   # no recall of 3: an old answer
     assert no_reply(b.io) and no_reply(io2)        # nothing goes on before DONE
     a.chan_conn.dir_reclaim(a.grant)               # DONE
     status, data = reply(b.io, rid9)
@@ -600,7 +602,7 @@ def test_an_away_holder_hands_back_its_pages(memnodes, key):
     assert m["disagg_memnode_dir_holders_away"] == 0
     assert m["disagg_memnode_dir_holders_lost_total"] == 0
     assert m["disagg_memnode_dir_reclaimed_pages_total"] == 2
-    assert m["disagg_memnode_dir_reclaim_superseded_total"] == 1
+    assert m["disagg_memnode_dir_reclaim_superseded_total"] == 2
     assert "is back: the 3 pages it owned are as it handed them back" in d.stderr()
     # It holds nothing now: B takes its read copy and its last page without a recall.
     assert b.write(5) == (False, bytes(PAGE))

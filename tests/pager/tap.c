@@ -135,6 +135,7 @@ static int setup(struct tmap *m, size_t len, size_t secsize, const struct pager_
 	rc.strict = tmap_strict;
 	rc.release = rc.control = tmap_release;
 	rc.twin_fd = tmap_twin_fd;
+	rc.answers_fd = tmap_answers_fd;
 	if (mode == PAGER_DIRTY_ASYNC_WP) {
 		rc.pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (rc.pagemap_fd < 0)
@@ -154,6 +155,7 @@ int tmap_setup(struct tmap *m, size_t len, size_t secsize, const struct pager_co
 
 const char *tmap_dir;
 int tmap_twin_fd;
+int tmap_answers_fd;
 bool tmap_shared, tmap_readonly, tmap_strict, tmap_release;
 
 uint64_t tap_mono_ms(void)

@@ -86,6 +86,7 @@ struct pager_section tap_remote(uint64_t node, uint32_t section);
 /* NULL: the fixture's file is a memfd; else an O_TMPFILE in this (tmpfs) directory. */
 extern const char *tmap_dir;
 extern int tmap_twin_fd;    /* > 0: a release region's twins' file (pager/twin.h) */
+extern int tmap_answers_fd; /* > 0: a strict region's answers' file (pager/answers.h) */
 /* The fixture's region is a shared one (share.h), read-only at first if tmap_readonly. */
 extern bool tmap_shared, tmap_readonly, tmap_strict;   /* tmap_strict: mode strict */
 /* Mode release (release.h), with its RELEASE and ACQUIRE control pages. */

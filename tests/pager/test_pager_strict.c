@@ -20,7 +20,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "answers.h"
 #include "cache.h"
 #include "flush.h"
 #include "grant.h"
@@ -45,6 +48,7 @@ struct holder {
 	pthread_t th;
 	atomic_bool stop;
 	atomic_int attached;          /* 1 attached, -errno failed */
+	int answers;                  /* the region's answers' file (pager/answers.h) */
 	uint64_t recalls;
 };
 
@@ -77,8 +81,8 @@ static void *recaller(void *arg)
 		}
 		if (r == 0)
 			r = pager_strict_recall(h->m.p, 0, 0, rc.page,
-						rc.mode == MNC_RECALL_INVALIDATE, rc.grants, buf,
-						&dirty);
+						rc.mode == MNC_RECALL_INVALIDATE, rc.grants,
+						rc.version, buf, &dirty);
 		if (r == 0)
 			r = mnc_dir_recall_ack(c, rc.seq, dirty ? buf : NULL);
 		h->recalls++;
@@ -106,10 +110,15 @@ static int holder_start(struct holder *h, const struct mnspawn *mn, uint64_t id,
 		       &h->sec.grant);
 	if (r == 0)
 		r = pager_backend_memnode_new(&mn->key, id, 3000, 0, &h->be);
+	h->answers = memfd_create("answers", MFD_CLOEXEC);
+	if (h->answers < 0)
+		r = -errno;
 	tmap_shared = tmap_strict = true;
+	tmap_answers_fd = h->answers;
 	if (r == 0)
 		r = tmap_setup_secs(&h->m, SEC, SEC, &cfg, &h->sec, h->be, PAGER_DIRTY_SYNC_WP);
 	tmap_shared = tmap_strict = false;
+	tmap_answers_fd = 0;
 	if (r == 0)
 		r = -pthread_create(&h->th, NULL, recaller, h);
 	for (int i = 0; r == 0 && i < 500 && !atomic_load(&h->attached); i++)
@@ -123,6 +132,87 @@ static void holder_stop(struct holder *h)
 	pthread_join(h->th, NULL);
 	tmap_teardown(&h->m);
 	pager_backend_free(h->be);
+	close(h->answers);
+}
+
+/*
+ * The ring (answers.h): 40 answers of 10 pages in 32 slots. Each page's
+ * newest is read back, whatever the slot; a torn record (bad magic) is
+ * not an answer.
+ */
+static void answers_ring(void)
+{
+	_cleanup_free_ struct pager_kept *k = NULL;
+	uint8_t data[PS];
+	uint64_t next = 0;
+	size_t n = 0;
+	int fd = memfd_create("ring", MFD_CLOEXEC), r = fd < 0 ? -errno : 0;
+	bool newest = true;
+
+	for (uint64_t i = 0; r == 0 && i < 40; i++) {
+		memset(data, (int)i, sizeof(data));
+		r = pager_answer_keep(fd, i, 1, (uint32_t)(i % 10), (uint32_t)i, data);
+	}
+	if (r == 0)
+		r = pager_answers_read(fd, &k, &n, &next);
+	for (size_t j = 0; r == 0 && j < n; j++)
+		newest = newest && k[j].version == 30 + k[j].page && k[j].data[100] == 30 + k[j].page &&
+			 k[j].recalled && k[j].section == 1;
+	ok(r == 0 && n == 10 && next == 40 && newest,
+	   "40 answers of 10 pages in the ring: the newest of each (%zu, next %llu): %s", n,
+	   (unsigned long long)next, strerror(-r));
+	free(TAKE_PTR(k));
+	/* Slot 0 (answer 32, page 2) torn: its page half written over. */
+	memset(data, 0x77, sizeof(data));
+	if (r == 0 && pwrite(fd, data, 2048, 40 + 2048) != 2048)
+		r = -errno;
+	if (r == 0)
+		r = pager_answers_read(fd, &k, &n, &next);
+	ok(r == 0 && n == 10, "a torn record is skipped, page 2's older answer is read: %zu", n);
+	_Static_assert(PAGER_ANSWER_SLOTS == 32, "the test's slots");
+	for (size_t j = 0; r == 0 && j < n; j++)
+		if (k[j].page == 2)
+			ok(k[j].version == 22, "page 2: answer %u", k[j].version);
+	close(fd);
+}
+
+/*
+ * A page given up in a recall is on the answers' file before it leaves
+ * the mapping: A writes page 9, B's write takes it from A (INVALIDATE,
+ * dirty). The file then has page 9 as A wrote it, the newest answer of
+ * each page only; cleared, nothing.
+ */
+static void answers_on_file(struct holder *a, struct holder *b)
+{
+	_cleanup_free_ struct pager_kept *k = NULL;
+	uint64_t next = 0, before = 0;
+	size_t n = 0, n0 = 0;
+	bool found = false;
+	int r;
+
+	r = pager_answers_read(a->answers, &k, &n0, &before);
+	free(TAKE_PTR(k));
+	for (uint64_t v = 1; r == 0 && v <= 3; v++) {
+		*(volatile uint64_t *)(a->m.mem + 9 * PS) = 0xa9a9 + v;
+		*(volatile uint64_t *)(b->m.mem + 9 * PS) = 0xb9b9;
+	}
+	if (r == 0)
+		r = pager_answers_read(a->answers, &k, &n, &next);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (k[i].section == 0 && k[i].page == 9) {
+			ok(!found && k[i].recalled && *(uint64_t *)k[i].data == 0xa9a9 + 3,
+			   "page 9's newest answer is on A's file: %#llx",
+			   (unsigned long long)*(uint64_t *)k[i].data);
+			found = true;
+		}
+	ok(r == 0 && found && next >= before + 3,
+	   "three answers of page 9 kept on file (%llu -> %llu), one read back: %s",
+	   (unsigned long long)before, (unsigned long long)next, strerror(-r));
+	free(TAKE_PTR(k));
+	r = pager_strict_answers_clear(a->m.p, 0);
+	if (r == 0)
+		r = pager_answers_read(a->answers, &k, &n, NULL);
+	ok(r == 0 && n == 0, "cleared, the file has no answer: %zu, %s", n, strerror(-r));
 }
 
 struct counter_arg {
@@ -326,6 +416,8 @@ int main(int argc, char **argv)
 	ok(*(volatile uint64_t *)(b.m.mem + 8 * PS) == 0x5eed, "B reads A's write at once");
 	*(volatile uint64_t *)(b.m.mem + 8 * PS) = 0xbeef;
 	ok(*(volatile uint64_t *)(a.m.mem + 8 * PS) == 0xbeef, "A reads B's write back");
+	answers_on_file(&a, &b);
+	answers_ring();
 
 	ca = (struct counter_arg){ .mem = a.m.mem };
 	cb = (struct counter_arg){ .mem = b.m.mem };

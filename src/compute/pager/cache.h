@@ -119,6 +119,13 @@ struct pager_region {
 	 * outlives the agent when the VM gives one (p->lock).
 	 */
 	struct pager_twins *twins;
+	/*
+	 * strict: the changed pages given up in recall answers, on a file
+	 * that outlives the agent (answers.h), -1: none; the next answer's
+	 * number (p->lock).
+	 */
+	int answers_fd;
+	uint64_t answers_n;
 	/* release, per control page (0 RELEASE, 1 ACQUIRE), under p->lock (release.c): */
 	bool ctl_armed[2];           /* write-protected: a store traps */
 	bool ctl_req[2];             /* a guest's store waits for the operation */

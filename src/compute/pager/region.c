@@ -101,6 +101,8 @@ void pager_region_free(struct pager_region *r)
 	free((void *)r->dir_rx);
 	free(r->snaps);
 	pager_twins_free(r->twins);
+	if (r->answers_fd >= 0)
+		close(r->answers_fd);
 	free(r);
 }
 
@@ -127,6 +129,7 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	r->answers_fd = -1;
 	r->uffd = rc->uffd;
 	r->features = rc->uffd_features;
 	r->file_fd = rc->file_fd;
@@ -172,6 +175,13 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 		}
 		for (unsigned i = 0; i < PAGER_STRICT_SNAPS; i++)
 			r->snaps[i].pg = UINT64_MAX;
+	}
+	r->answers_fd = rc->strict && rc->answers_fd > 0 ?
+			       fcntl(rc->answers_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	if (rc->strict && rc->answers_fd > 0 && r->answers_fd < 0) {
+		e = -errno;
+		pager_region_free(r);
+		return e;
 	}
 	r->release = rc->shared && !rc->strict && rc->release;
 	r->ctl_armed[0] = r->ctl_armed[1] = true;   /* absent: a store faults */

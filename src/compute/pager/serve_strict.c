@@ -75,6 +75,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "answers.h"
 #include "budget.h"
 #include "cache.h"
 #include "log.h"
@@ -362,7 +363,8 @@ static void hold(struct pager *p, struct pager_region *r, uint64_t pg, void *buf
 }
 
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
-			bool invalidate, uint32_t grants, void *buf, bool *ret_dirty)
+			bool invalidate, uint32_t grants, uint32_t version, void *buf,
+			bool *ret_dirty)
 {
 	struct pager_region *r;
 	uint64_t pg, deadline, t0 = now_ns();
@@ -414,6 +416,15 @@ int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t 
 			*ret_dirty = rc == 0 && !((st & ST_SNAP) && snap_same(r, pg, buf));
 			if (rc == 0 && !*ret_dirty)
 				CTR_ADD(p, strict_taken_clean, 1);
+		}
+		/* On file before the page leaves: the agent may die before the node reads it. */
+		if (rc == 0 && invalidate && *ret_dirty && r->answers_fd >= 0) {
+			int e = pager_answer_keep(r->answers_fd, r->answers_n++, section, page,
+						  version, buf);
+
+			if (e < 0)
+				log_warn("pager %s: strict page %llu: its recall answer is not on "
+					 "file: %s", p->name, (unsigned long long)pg, strerror(-e));
 		}
 		if (rc == 0 && invalidate) {
 			rc = pager_punch(r, pg, 1);

@@ -25,13 +25,16 @@ void pager_serve_strict(struct pager_fault_ctx *t, struct pager_region *r, uint6
  * directory's answers to this node for the section (a fault installing an
  * answer sent before the recall is waited for). If this node had changed it,
  * *ret_dirty is set and buf (4 KiB) gets its data, for the directory to
- * keep. Returns once no write of this node can reach the page any more:
+ * keep; given up (invalidate) it is kept on the region's answers file
+ * first, with the recall's `version` (answers.h). Returns once no write of
+ * this node can reach the page any more:
  * answer the recall only then. 0, -ENOENT (no such region), -EINVAL (not
  * strict, out of range), -ETIMEDOUT (a fault on the page did not finish),
  * or an uffd error. Called from any thread but a pager thread.
  */
 int pager_strict_recall(struct pager *p, int region, uint32_t section, uint32_t page,
-			bool invalidate, uint32_t grants, void *buf, bool *ret_dirty);
+			bool invalidate, uint32_t grants, uint32_t version, void *buf,
+			bool *ret_dirty);
 
 /*
  * Did the directory answer DIR_DETACHED since the last call (it forgot this

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "answers.h"
 #include "budget.h"
 #include "cache.h"
 #include "flush.h"
@@ -265,6 +266,48 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
 }
 
+/*
+ * An adopted region's answers (answers.h) before the pages of its file:
+ * those of the pages the file holds are older than what it holds (the
+ * page came back after its answer), and go; the next answer follows the
+ * newest kept. Appended to *k (*n of them); -ENOMEM.
+ */
+static int with_answers(struct pager *p, struct pager_region *r, struct pager_kept **k, size_t *n)
+{
+	_cleanup_free_ struct pager_kept *a = NULL;
+	struct pager_kept *all;
+	size_t na = 0, m = 0;
+	uint64_t next = 0;
+	int rc = pager_answers_read(r->answers_fd, &a, &na, &next);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&p->lock);
+	r->answers_n = MAX(r->answers_n, next);
+	pthread_mutex_unlock(&p->lock);
+	all = na ? realloc(a, (na + *n) * sizeof(*all)) : NULL;
+	if (na && !all)
+		return -ENOMEM;
+	a = NULL;
+	for (size_t i = 0; i < na; i++) {
+		bool newer = false;
+
+		for (size_t j = 0; j < *n && !newer; j++)
+			newer = (*k)[j].section == all[i].section && (*k)[j].page == all[i].page;
+		if (!newer)
+			all[m++] = all[i];
+	}
+	if (!m) {
+		free(all);
+		return 0;
+	}
+	memcpy(all + m, *k, *n * sizeof(**k));
+	free(*k);
+	*k = all;
+	*n += m;
+	return 0;
+}
+
 static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kept **ret,
 		       size_t *ret_n, uint64_t *ret_dropped)
 {
@@ -284,6 +327,8 @@ static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kep
 		return -EINVAL;
 	}
 	*ret_dropped = (uint64_t)shared_drop(p, r, false, adopt, ret, ret_n, &kerr);
+	if (kerr == 0 && adopt && r->answers_fd >= 0)
+		kerr = with_answers(p, r, ret, ret_n);
 	if (kerr < 0)
 		log_warn("pager %s: region %d: keeping its changed pages failed (%s): they are lost",
 			 p->name, region, strerror(-kerr));
@@ -307,6 +352,19 @@ int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, siz
 	if (!ret)
 		return -EINVAL;
 	return strict_keep(p, region, true, ret, ret_n, ret_dropped);
+}
+
+int pager_strict_answers_clear(struct pager *p, int region)
+{
+	struct pager_region *r;
+	int rc;
+
+	r = pager_shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	rc = r->strict && r->answers_fd >= 0 ? pager_answers_clear(r->answers_fd) : 0;
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
 }
 
 int pager_shared_invalidate(struct pager *p, int region, uint64_t *ret_dropped)

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "types.h"
+
 struct pager;
 
 /*
@@ -56,14 +58,6 @@ int pager_shared_acquire(struct pager *p, int region, uint64_t *ret_dropped);
  */
 int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 
-/* A page of a strict region that this node owned and had changed (pager_strict_keep). */
-struct pager_kept {
-	uint32_t section, page;      /* the region's section index, the page in it */
-	bool recalled;               /* given up in a recall answer the node did not confirm */
-	uint32_t version;            /* recalled: that recall's page version (mnc_recall) */
-	uint8_t data[4096];
-};
-
 /*
  * Strict region whose recall channel broke: as pager_strict_reset, but
  * first keep a copy of every page this node owned and changed since its
@@ -81,11 +75,18 @@ int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size
  * added it afresh): the page state of the dead pager is gone, so every
  * page with data in the region's file (what the guest wrote to the pages
  * that node owned, and copies) is kept as pager_strict_keep keeps a
- * changed page, and then dropped. The directory stores those this node
- * still owns there, and ignores the others.
+ * changed page, and then dropped. The answers the dead agent kept on file
+ * (answers.h) come first, as pages given up in recalls, except those of
+ * pages the file holds again. The directory stores the pages this node
+ * still owns there, and the answers it never read, and ignores the rest.
  */
 int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
 		       uint64_t *ret_dropped);
+/*
+ * The answers kept on file (answers.h) were handed back: forget them. A
+ * region without that file: 0.
+ */
+int pager_strict_answers_clear(struct pager *p, int region);
 
 /* Is `region` a shared one that is writable now? (false: no such region) */
 bool pager_shared_writable(struct pager *p, int region);

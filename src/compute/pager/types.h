@@ -279,6 +279,20 @@ struct pager_region_config {
 	 * caller's.
 	 */
 	int twin_fd;
+	/*
+	 * strict: the answers' file (answers.h), kept by the VM across an
+	 * agent restart. 0 (a zeroed config's) or -1: none. It stays the
+	 * caller's.
+	 */
+	int answers_fd;
+};
+
+/* A page of a strict region that this node owned and had changed (pager_strict_keep). */
+struct pager_kept {
+	uint32_t section, page;      /* the region's section index, the page in it */
+	bool recalled;               /* given up in a recall answer the node did not confirm */
+	uint32_t version;            /* recalled: that recall's page version (mnc_recall) */
+	uint8_t data[4096];
 };
 
 /* What pager_section_migrate_commit() took (memmig.h). */

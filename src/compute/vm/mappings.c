@@ -68,7 +68,7 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 	const struct vm_section *secs;
 	/* On the heap: a replicated section's descriptor is about 1 KiB. */
 	_cleanup_free_ struct pager_section *psecs = NULL;
-	_cleanup_close_ int file_fd = -1, twin_fd = -1;
+	_cleanup_close_ int file_fd = -1, twin_fd = -1, answers_fd = -1;
 	_cleanup_free_ struct pager_kept *kept = NULL;
 	struct pager *p;
 	unsigned n, first;
@@ -153,6 +153,13 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 		if (twin_fd < 0)
 			return twin_fd;
 		rc.twin_fd = twin_fd;
+	}
+	if (rc.strict) {
+		/* Recall answers the node may not have read yet (pager/answers.h). */
+		answers_fd = vm_answers_open(msg->path, strict_adopt);
+		if (answers_fd < 0)
+			return answers_fd;
+		rc.answers_fd = answers_fd;
 	}
 	p = vm_pager_get(vm);
 	/* New memory (not handed back, not a migration's): nothing of it is stored yet. */

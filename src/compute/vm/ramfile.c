@@ -34,15 +34,15 @@ int vm_make_file(struct vm *vm, const char *leaf, uint64_t size, char *ret_path,
 	return 0;
 }
 
-static int twins_path(const char *region_path, char *buf, size_t len)
+static int side_path(const char *region_path, const char *suffix, char *buf, size_t len)
 {
-	return (size_t)snprintf(buf, len, "%s.twins", region_path) >= len ? -ENAMETOOLONG : 0;
+	return (size_t)snprintf(buf, len, "%s%s", region_path, suffix) >= len ? -ENAMETOOLONG : 0;
 }
 
-int vm_twins_open(const char *region_path, bool keep)
+static int side_open(const char *region_path, const char *suffix, bool keep)
 {
 	char path[PATH_MAX];
-	int fd, r = twins_path(region_path, path, sizeof(path));
+	int fd, r = side_path(region_path, suffix, path, sizeof(path));
 
 	if (r < 0)
 		return r;
@@ -50,12 +50,24 @@ int vm_twins_open(const char *region_path, bool keep)
 	return fd < 0 ? -errno : fd;
 }
 
-void vm_twins_remove(const char *region_path)
+int vm_twins_open(const char *region_path, bool keep)
 {
+	return side_open(region_path, ".twins", keep);
+}
+
+int vm_answers_open(const char *region_path, bool keep)
+{
+	return side_open(region_path, ".answers", keep);
+}
+
+void vm_region_sides_remove(const char *region_path)
+{
+	static const char *const suffixes[] = { ".twins", ".answers" };
 	char path[PATH_MAX];
 
-	if (twins_path(region_path, path, sizeof(path)) == 0)
-		(void)unlink(path);
+	for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
+		if (side_path(region_path, suffixes[i], path, sizeof(path)) == 0)
+			(void)unlink(path);
 }
 
 int vm_remove_tree(int rootfd, const char *name)

@@ -173,6 +173,25 @@ static void answers_ring(void)
 	for (size_t j = 0; r == 0 && j < n; j++)
 		if (k[j].page == 2)
 			ok(k[j].version == 22, "page 2: answer %u", k[j].version);
+	free(TAKE_PTR(k));
+	n = 0;
+	/* Pages kept at a broken channel, after the ring: pages 3 and 700 of 512-page sections. */
+	for (uint64_t pg = 3; r == 0 && pg <= 700; pg += 697) {
+		memset(data, (int)pg, sizeof(data));
+		r = pager_kept_write(fd, pg, data);
+	}
+	if (r == 0)
+		r = pager_kept_read(fd, 512, &k, &n);
+	ok(r == 0 && n == 2 && k[0].section == 0 && k[0].page == 3 && k[0].data[9] == 3 &&
+	   !k[0].recalled && k[1].section == 1 && k[1].page == 188 && k[1].data[4095] == (700 & 0xff),
+	   "two pages kept on file after the ring, read back: %zu, %s", n, strerror(-r));
+	free(TAKE_PTR(k));
+	n = 0;
+	if (r == 0)
+		r = pager_answers_clear(fd);
+	if (r == 0)
+		r = pager_kept_read(fd, 512, &k, &n);
+	ok(r == 0 && n == 0, "cleared: no page kept: %zu, %s", n, strerror(-r));
 	close(fd);
 }
 

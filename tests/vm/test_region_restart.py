@@ -308,6 +308,54 @@ def test_strict_writes_survive_an_agent_restart(cluster):
     c.disagg("region", "delete", "sa")
 
 
+def memnode_argv(c):
+    """The memory node, and the command line that starts it again as it was."""
+    mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")
+    with open(f"/proc/{mn['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    argv[argv.index("--listen") + 1] = mn["addr"]     # the grants name these addresses
+    argv[argv.index("--http") + 1] = mn["http"]
+    return mn, argv
+
+
+def test_strict_writes_survive_a_memnode_down_and_an_agent_restart(cluster):
+    """Two failures at once: the memory node dies, a's agent keeps the page
+    it owned and changed (on the region's answers file too), then a's
+    agent dies before the node is back. The node comes back on its pool
+    and waits for its holders; the restarted agent hands back what the
+    dead one kept, and b reads a's store. Before, the kept pages were only
+    in the dead agent's heap."""
+    c = cluster
+    pci = users(c, "strict", "sd")
+    mn, argv = memnode_argv(c)
+    poke(c, "a", pci["a"], 4096, 0x5d5d)
+    before = agent_logs(c).count("changed ones kept to hand back")
+    os.kill(mn["pid"], signal.SIGKILL)
+    end = time.time() + 30
+    while agent_logs(c).count("changed ones kept to hand back") <= before:
+        assert time.time() < end, "a's agent never kept its pages"
+        time.sleep(0.1)
+    on_a = c.json("slot", "show", "a")["compute"]
+    agent = next(x for x in c.info()["components"] if x.get("node_id") == on_a)
+    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
+        agent_argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(agent["pid"], signal.SIGKILL)
+    log = open(c.data / "logs" / "memnode-restarted-d.log", "w")
+    c.extra.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    log.close()
+    name = c.data / "logs" / f"{agent['name']}-restarted-d.log"
+    with open(name, "w") as log:
+        p = subprocess.Popen(agent_argv, stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    c.extra.append(p)
+    c.restarted = {agent["name"]: p}
+    got = guest_ok(c, "b", f"RPEEK {pci['b']} 4096")
+    assert int(got["value"]) == 0x5d5d, (got, open(name).read()[-3000:])
+    assert memnode_metric(c, mn, "disagg_memnode_dir_reclaimed_pages_total") >= 1
+    assert memnode_metric(c, mn, "disagg_memnode_dir_holders_lost_total") == 0
+    assert "pages of its file to hand back to the directory" in open(name).read()
+
+
 def test_release_writes_survive_an_agent_restart(cluster):
     """A release region's writes that were not released yet survive a
     restart of their compute agent (SIGKILL; QEMU runs on): the twins are

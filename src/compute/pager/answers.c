@@ -109,10 +109,76 @@ int pager_answers_read(int fd, struct pager_kept **ret, size_t *ret_n, uint64_t 
 	return 0;
 }
 
+_Static_assert(PAGER_ANSWER_SLOTS * sizeof(struct answer_rec) <= PAGER_KEPT_BASE,
+	       "the ring ends before the kept pages");
+
+int pager_kept_write(int fd, uint64_t pg, const void *data)
+{
+	ssize_t w = pwrite(fd, data, PAGER_PAGE_SIZE, (off_t)(PAGER_KEPT_BASE + pg * PAGER_PAGE_SIZE));
+
+	return w == (ssize_t)PAGER_PAGE_SIZE ? 0 : w < 0 ? -errno : -EIO;
+}
+
+/*
+ * The kept pages' runs: counted (into *count) when k is NULL, else read
+ * into k from index *count on, up to cap.
+ */
+static int kept_runs(int fd, uint64_t sec_pages, struct pager_kept *k, size_t *count, size_t cap)
+{
+	const off_t ps = PAGER_PAGE_SIZE, base = PAGER_KEPT_BASE;
+	off_t end = lseek(fd, 0, SEEK_END), off = base;
+
+	if (end < 0)
+		return -errno;
+	while (off < end) {
+		off_t a = lseek(fd, off, SEEK_DATA), b;
+
+		if (a < 0)
+			return errno == ENXIO ? 0 : -errno;   /* ENXIO: no data after off */
+		b = lseek(fd, a, SEEK_HOLE);
+		if (b < 0)
+			return -errno;
+		for (a -= (a - base) % ps; a < b; a += ps, (*count)++) {
+			uint64_t pg = (uint64_t)((a - base) / ps);
+
+			if (!k)
+				continue;
+			if (*count == cap)
+				return 0;   /* written since it was counted: the newer goes next time */
+			k[*count] = (struct pager_kept){ .section = (uint32_t)(pg / sec_pages),
+							 .page = (uint32_t)(pg % sec_pages) };
+			if (pread(fd, k[*count].data, PAGER_PAGE_SIZE, a) != ps)
+				return -EIO;
+		}
+		off = b;
+	}
+	return 0;
+}
+
+int pager_kept_read(int fd, uint64_t sec_pages, struct pager_kept **k, size_t *n)
+{
+	struct pager_kept *m;
+	size_t more = 0, at = *n;
+	int r = kept_runs(fd, sec_pages, NULL, &more, 0);
+
+	if (r < 0 || !more)
+		return r;
+	m = realloc(*k, (*n + more) * sizeof(**k));
+	if (!m)
+		return -ENOMEM;
+	*k = m;
+	r = kept_runs(fd, sec_pages, m, &at, *n + more);
+	*n = at;
+	return r;
+}
+
 int pager_answers_clear(int fd)
 {
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-		      (off_t)PAGER_ANSWER_SLOTS * (off_t)sizeof(struct answer_rec)) < 0)
+	off_t end = lseek(fd, 0, SEEK_END);
+
+	if (end < 0)
+		return -errno;
+	if (end && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, end) < 0)
 		return -errno;
 	return 0;
 }

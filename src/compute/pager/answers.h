@@ -10,9 +10,13 @@
  * a page only while its recall is still waiting for the answer
  * (docs/memnode.md, "Away holders").
  *
- * The file is a ring of PAGER_ANSWER_SLOTS records, one pwrite each: the
- * agent keeps at most 16 answers unconfirmed (vm_strict.c), so the ring
- * never overwrites one that may still be needed.
+ * The file starts with a ring of PAGER_ANSWER_SLOTS records, one pwrite
+ * each: the agent keeps at most 16 answers unconfirmed (vm_strict.c), so
+ * the ring never overwrites one that may still be needed. After it, from
+ * PAGER_KEPT_BASE, page pg of the region at pg * 4096 (a hole where none):
+ * the changed pages this node owned when its recall channel broke
+ * (pager_strict_keep), which it hands back once attached again. Both
+ * outlive the agent, and are cleared once handed back.
  */
 #ifndef DISAGG_PAGER_ANSWERS_H
 #define DISAGG_PAGER_ANSWERS_H
@@ -21,6 +25,7 @@
 #include <stdint.h>
 
 #define PAGER_ANSWER_SLOTS 32
+#define PAGER_KEPT_BASE    (256u * 1024)   /* past the ring, page-aligned */
 
 struct pager_kept;
 
@@ -33,7 +38,14 @@ int pager_answer_keep(int fd, uint64_t n, uint32_t section, uint32_t page, uint3
  * The number of the newest answer + 1 in *ret_next (where to go on).
  */
 int pager_answers_read(int fd, struct pager_kept **ret, size_t *ret_n, uint64_t *ret_next);
-/* Forget every answer (handed back). */
+/* Keep page pg of the region, changed, owned when the channel broke. */
+int pager_kept_write(int fd, uint64_t pg, const void *data);
+/*
+ * The pages kept so, as changed pages (not recalled) of section pg /
+ * sec_pages: appended to *k (*n of them, realloc'd).
+ */
+int pager_kept_read(int fd, uint64_t sec_pages, struct pager_kept **k, size_t *n);
+/* Forget every answer and kept page (handed back). */
 int pager_answers_clear(int fd);
 
 #endif /* DISAGG_PAGER_ANSWERS_H */

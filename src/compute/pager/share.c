@@ -118,7 +118,8 @@ static bool kept_page(uint8_t s)
 
 /*
  * Copy every kept_page() of r, write-protected first (p->lock held, r
- * fenced, no fault thread inside it: a guest write from now on waits).
+ * fenced, no fault thread inside it: a guest write from now on waits),
+ * onto the region's answers' file too when it has one (answers.h).
  */
 static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept **ret,
 		      size_t *ret_n)
@@ -150,6 +151,10 @@ static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept
 		}
 		k[n].section = (uint32_t)(pg / p->sec_pages);
 		k[n].page = (uint32_t)(pg % p->sec_pages);
+		/* On file too: the agent may die before it hands them back (answers.h). */
+		if (r->answers_fd >= 0 && (rc = pager_kept_write(r->answers_fd, pg, k[n].data)) < 0)
+			log_warn("pager %s: strict page %llu: not kept on file: %s", p->name,
+				 (unsigned long long)pg, strerror(-rc));
 		n++;
 	}
 	*ret = k;
@@ -266,42 +271,69 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
 }
 
+/* Mark the pages of list k in the bitmap `has`. */
+static void mark_pages(const struct pager *p, const struct pager_region *r, uint64_t *has,
+		       const struct pager_kept *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pg = (uint64_t)k[i].section * p->sec_pages + k[i].page;
+
+		if (pg < r->npages)
+			has[pg / 64] |= 1ull << (pg % 64);
+	}
+}
+
+/* Move the entries of k (n of them) whose page `has` lacks to the end of out (*m of them). */
+static void take_unmarked(const struct pager *p, const struct pager_region *r,
+			  const uint64_t *has, const struct pager_kept *k, size_t n,
+			  struct pager_kept *out, size_t *m)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t pg = (uint64_t)k[i].section * p->sec_pages + k[i].page;
+
+		if (pg >= r->npages || !(has[pg / 64] & (1ull << (pg % 64))))
+			out[(*m)++] = k[i];
+	}
+}
+
 /*
- * An adopted region's answers (answers.h) before the pages of its file:
- * those of the pages the file holds are older than what it holds (the
- * page came back after its answer), and go; the next answer follows the
- * newest kept. Appended to *k (*n of them); -ENOMEM.
+ * An adopted region's pages to hand back: the answers on its answers'
+ * file (answers.h), the pages kept there, then those of the region's file
+ * (*k, n of them; keep_pages has just kept them on file too, over older
+ * ones). Each page once, the newest: a page of the region's file came
+ * back after it was kept or given up in an answer, and a kept page was
+ * owned after its answer. Replaces *k.
  */
 static int with_answers(struct pager *p, struct pager_region *r, struct pager_kept **k, size_t *n)
 {
-	_cleanup_free_ struct pager_kept *a = NULL;
+	_cleanup_free_ struct pager_kept *a = NULL, *kept = NULL;
+	_cleanup_free_ uint64_t *has = calloc((r->npages + 63) / 64, sizeof(*has));
 	struct pager_kept *all;
-	size_t na = 0, m = 0;
+	size_t na = 0, nk = 0, m = 0;
 	uint64_t next = 0;
-	int rc = pager_answers_read(r->answers_fd, &a, &na, &next);
+	int rc;
 
+	if (!has)
+		return -ENOMEM;
+	rc = pager_answers_read(r->answers_fd, &a, &na, &next);
+	if (rc == 0)
+		rc = pager_kept_read(r->answers_fd, p->sec_pages, &kept, &nk);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&p->lock);
 	r->answers_n = MAX(r->answers_n, next);
 	pthread_mutex_unlock(&p->lock);
-	all = na ? realloc(a, (na + *n) * sizeof(*all)) : NULL;
-	if (na && !all)
-		return -ENOMEM;
-	a = NULL;
-	for (size_t i = 0; i < na; i++) {
-		bool newer = false;
-
-		for (size_t j = 0; j < *n && !newer; j++)
-			newer = (*k)[j].section == all[i].section && (*k)[j].page == all[i].page;
-		if (!newer)
-			all[m++] = all[i];
-	}
-	if (!m) {
-		free(all);
+	if (!na && !nk)
 		return 0;
-	}
-	memcpy(all + m, *k, *n * sizeof(**k));
+	all = malloc((na + nk + *n) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	mark_pages(p, r, has, *k, *n);
+	take_unmarked(p, r, has, kept, nk, all, &m);     /* the kept, unless in the file */
+	mark_pages(p, r, has, kept, nk);
+	take_unmarked(p, r, has, a, na, all, &m);        /* the answers, unless kept since */
+	if (*n)
+		memcpy(all + m, *k, *n * sizeof(**k));
 	free(*k);
 	*k = all;
 	*n += m;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * A strict region's recall answers on file (answers.h).
+ * A strict region's pages to hand back, on file (answers.h): recall
+ * answers in a ring, then the pages kept at a broken channel.
  *
  * A record is its header and the page, written with one pwrite. A killed
  * agent may leave it torn (the kernel copies a write page by page and

@@ -63,6 +63,7 @@ bool dir_holder_away(struct mn_dir *d, struct dir_sec *s, unsigned i, struct mn_
 	if (chan) {
 		d->ops->ref(chan);
 		hd->versions = versions;
+		hd->reclaims = true;     /* the caller's: only such a channel may make it away */
 	}
 	hd->grants = 0;
 	hd->incarnation++;          /* its requests queued before answer DIR_DETACHED */

@@ -69,8 +69,7 @@ bool dir_holder_away(struct mn_dir *d, struct dir_sec *s, unsigned i, struct mn_
 	hd->incarnation++;          /* its requests queued before answer DIR_DETACHED */
 	if (!hd->back_by_ns) {      /* away already: the first deadline stands */
 		hd->back_by_ns = now_ns() + d->away_ns;
-		d->naway++;
-		atomic_fetch_add(&d->cnt.holders_away, 1);
+		atomic_store(&d->cnt.holders_away, ++d->naway);
 		pthread_cond_signal(&d->cond);   /* the lease thread looks at its deadline */
 	}
 	log_info("section %u: node %llu/%u %s: its pages wait %llu ms for it to hand them back",
@@ -86,8 +85,7 @@ void dir_holder_back(struct mn_dir *d, struct dir_sec *s, unsigned i)
 	unsigned owned = dir_holder_forget(d, s, i);
 
 	hd->back_by_ns = 0;
-	d->naway--;
-	atomic_fetch_sub(&d->cnt.holders_away, 1);
+	atomic_store(&d->cnt.holders_away, --d->naway);
 	atomic_fetch_add(&d->cnt.holders_back, 1);
 	log_info("section %u: node %llu/%u is back: the %u pages it owned are as it handed "
 		 "them back", s->idx, (unsigned long long)hd->node, hd->tag, owned);

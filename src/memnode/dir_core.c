@@ -328,10 +328,8 @@ void dir_holder_drop(struct mn_dir *d, struct dir_sec *s, unsigned i, enum drop_
 	}
 	if (hd->chan)
 		d->ops->unref(hd->chan);
-	if (hd->back_by_ns) {
-		d->naway--;
-		atomic_fetch_sub(&d->cnt.holders_away, 1);
-	}
+	if (hd->back_by_ns)
+		atomic_store(&d->cnt.holders_away, --d->naway);
 	*hd = (struct dir_holder){ .incarnation = hd->incarnation + 1 };
 	s->nholders--;
 	s->expect &= (uint16_t)~(1u << i);

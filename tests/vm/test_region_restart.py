@@ -308,6 +308,31 @@ def test_strict_writes_survive_an_agent_restart(cluster):
     c.disagg("region", "delete", "sa")
 
 
+def test_a_strict_region_keeps_its_holder_tag_across_an_agent_restart(cluster):
+    """The directory knows a's place by (compute node, tag). a attaches t1
+    (tag 1) then t2 (tag 2) and detaches t1: the restarted agent would give
+    t2 tag 1, the lowest free, and the directory would take it for another
+    holder, refuse what it hands back and keep waiting for tag 2. vm.json
+    keeps t2's tag, and b reads a's store."""
+    c = cluster
+    users(c, "strict", "t1")
+    c.disagg("region", "create", "t2", "--size", "128M", "--mode", "strict")
+    for name in ("a", "b"):
+        c.disagg("region", "attach", "t2", "--slot", name, timeout=120)
+    pci = {x["slot"]: x["pci"] for x in c.json("region", "show", "t2")["attachments"]}
+    for name in ("a", "b"):
+        wait_seen(c, name, pci[name])
+    c.disagg("region", "detach", "t1", "--slot", "a", timeout=120)
+    poke(c, "a", pci["a"], 8192, 0x7a7a)
+    mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")
+    log = restart_agent(c, "a")
+    got = guest_ok(c, "b", f"RPEEK {pci['b']} 8192")
+    assert int(got["value"]) == 0x7a7a, (got, open(log).read()[-3000:])
+    assert memnode_metric(c, mn, "disagg_memnode_dir_holders_lost_total") == 0
+    assert re.search(r"node \d+/2 attached again after its channel closed",
+                     open(mn["log"]).read()), open(mn["log"]).read()[-3000:]
+
+
 def memnode_argv(c):
     """The memory node, and the command line that starts it again as it was."""
     mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")

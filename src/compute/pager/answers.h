@@ -41,10 +41,12 @@ int pager_answers_read(int fd, struct pager_kept **ret, size_t *ret_n, uint64_t 
 /* Keep page pg of the region, changed, owned when the channel broke. */
 int pager_kept_write(int fd, uint64_t pg, const void *data);
 /*
- * The pages kept so, as changed pages (not recalled) of section pg /
+ * The pages kept so, but those whose bit is set in skip (a bitmap by
+ * page, NULL: none), as changed pages (not recalled) of section pg /
  * sec_pages: appended to *k (*n of them, realloc'd).
  */
-int pager_kept_read(int fd, uint64_t sec_pages, struct pager_kept **k, size_t *n);
+int pager_kept_read(int fd, uint64_t sec_pages, const uint64_t *skip, struct pager_kept **k,
+		    size_t *n);
 /* Forget every answer and kept page (handed back). */
 int pager_answers_clear(int fd);
 

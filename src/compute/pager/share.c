@@ -271,11 +271,11 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
 }
 
-/* Mark the pages of list k in the bitmap `has`. */
+/* Mark the pages of list k (from index i0 on) in the bitmap `has`. */
 static void mark_pages(const struct pager *p, const struct pager_region *r, uint64_t *has,
-		       const struct pager_kept *k, size_t n)
+		       const struct pager_kept *k, size_t i0, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = i0; i < n; i++) {
 		uint64_t pg = (uint64_t)k[i].section * p->sec_pages + k[i].page;
 
 		if (pg < r->npages)
@@ -283,60 +283,48 @@ static void mark_pages(const struct pager *p, const struct pager_region *r, uint
 	}
 }
 
-/* Move the entries of k (n of them) whose page `has` lacks to the end of out (*m of them). */
-static void take_unmarked(const struct pager *p, const struct pager_region *r,
-			  const uint64_t *has, const struct pager_kept *k, size_t n,
-			  struct pager_kept *out, size_t *m)
-{
-	for (size_t i = 0; i < n; i++) {
-		uint64_t pg = (uint64_t)k[i].section * p->sec_pages + k[i].page;
-
-		if (pg >= r->npages || !(has[pg / 64] & (1ull << (pg % 64))))
-			out[(*m)++] = k[i];
-	}
-}
-
 /*
- * An adopted region's pages to hand back: the answers on its answers'
- * file (answers.h), the pages kept there, then those of the region's file
- * (*k, n of them; keep_pages has just kept them on file too, over older
- * ones). Each page once, the newest: a page of the region's file came
- * back after it was kept or given up in an answer, and a kept page was
- * owned after its answer. Replaces *k.
+ * An adopted region's pages to hand back, each once, the newest: those of
+ * the region's file (*k, n of them, which keep_pages has just kept on the
+ * answers' file too), then the pages kept on that file before (its
+ * channel had broken) and not in the region's file, then the answers
+ * (answers.h) of pages in neither: a page in the region's file came back
+ * after it was kept or given up in an answer, and a kept page was owned
+ * after its answer. Appended to *k.
  */
 static int with_answers(struct pager *p, struct pager_region *r, struct pager_kept **k, size_t *n)
 {
-	_cleanup_free_ struct pager_kept *a = NULL, *kept = NULL;
+	_cleanup_free_ struct pager_kept *a = NULL;
 	_cleanup_free_ uint64_t *has = calloc((r->npages + 63) / 64, sizeof(*has));
-	struct pager_kept *all;
-	size_t na = 0, nk = 0, m = 0;
+	size_t na = 0, n0 = *n;
 	uint64_t next = 0;
 	int rc;
 
 	if (!has)
 		return -ENOMEM;
-	rc = pager_answers_read(r->answers_fd, &a, &na, &next);
+	mark_pages(p, r, has, *k, 0, *n);
+	rc = pager_kept_read(r->answers_fd, p->sec_pages, has, k, n);
 	if (rc == 0)
-		rc = pager_kept_read(r->answers_fd, p->sec_pages, &kept, &nk);
+		rc = pager_answers_read(r->answers_fd, &a, &na, &next);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&p->lock);
 	r->answers_n = MAX(r->answers_n, next);
 	pthread_mutex_unlock(&p->lock);
-	if (!na && !nk)
-		return 0;
-	all = malloc((na + nk + *n) * sizeof(*all));
-	if (!all)
-		return -ENOMEM;
-	mark_pages(p, r, has, *k, *n);
-	take_unmarked(p, r, has, kept, nk, all, &m);     /* the kept, unless in the file */
-	mark_pages(p, r, has, kept, nk);
-	take_unmarked(p, r, has, a, na, all, &m);        /* the answers, unless kept since */
-	if (*n)
-		memcpy(all + m, *k, *n * sizeof(**k));
-	free(*k);
-	*k = all;
-	*n += m;
+	mark_pages(p, r, has, *k, n0, *n);
+	if (na) {
+		struct pager_kept *all = realloc(*k, (*n + na) * sizeof(*all));
+
+		if (!all)
+			return -ENOMEM;
+		*k = all;
+	}
+	for (size_t i = 0; i < na; i++) {
+		uint64_t pg = (uint64_t)a[i].section * p->sec_pages + a[i].page;
+
+		if (pg >= r->npages || !(has[pg / 64] & (1ull << (pg % 64))))
+			(*k)[(*n)++] = a[i];
+	}
 	return 0;
 }
 

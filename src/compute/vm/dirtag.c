@@ -26,6 +26,13 @@ static bool used(uint32_t t)
 	return tags_used[t / 64] & (1ull << (t % 64));
 }
 
+/* Tag t is s's now (tags_mu held). */
+static void take(struct vm_shared *s, uint32_t t)
+{
+	tags_used[t / 64] |= 1ull << (t % 64);
+	set_all(s, (uint16_t)t);
+}
+
 int vm_dirtag_take_again(struct vm_shared *s, uint16_t want)
 {
 	int r = -EUSERS;
@@ -34,15 +41,13 @@ int vm_dirtag_take_again(struct vm_shared *s, uint16_t want)
 		return 0;
 	pthread_mutex_lock(&tags_mu);
 	if (want && !used(want)) {
-		tags_used[want / 64] |= 1ull << (want % 64);
-		set_all(s, want);
+		take(s, want);
 		pthread_mutex_unlock(&tags_mu);
 		return 0;
 	}
 	for (uint32_t t = 1; t < NTAGS; t++)
 		if (!used(t)) {
-			tags_used[t / 64] |= 1ull << (t % 64);
-			set_all(s, (uint16_t)t);
+			take(s, t);
 			r = 0;
 			break;
 		}

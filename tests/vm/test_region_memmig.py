@@ -63,6 +63,11 @@ def users(c, mode, region, size="128M"):
         c.disagg("slot", "create", name, "--vcpus", "2", "--memory", "256M", timeout=300)
     on = {n: c.json("slot", "show", n)["compute"] for n in ("a", "b")}
     assert on["a"] != on["b"], on
+    return attach_users(c, mode, region, size)
+
+
+def attach_users(c, mode, region, size="128M"):
+    """A new region attached to slots a and b, seen by both guests: their PCI addresses."""
     c.disagg("region", "create", region, "--size", size, "--mode", mode)
     for name in ("a", "b"):
         c.disagg("region", "attach", region, "--slot", name, timeout=120)

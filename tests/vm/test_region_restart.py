@@ -46,7 +46,7 @@ import pytest
 
 from test_cluster import running
 from test_region_cluster import guest_ok, wait_job, wait_seen
-from test_region_memmig import users
+from test_region_memmig import attach_users, users
 
 ITERS = 20000000
 
@@ -134,20 +134,8 @@ def quiet_answer_lost(c, pci, mn, pid, argv):
 
 def test_strict_counter_survives_a_memnode_restart(cluster):
     c = cluster
-    for name in ("a", "b"):
-        c.disagg("slot", "create", name, "--vcpus", "2", "--memory", "256M", timeout=300)
-    assert len({c.json("slot", "show", n)["compute"] for n in ("a", "b")}) == 2
-    c.disagg("region", "create", "st", "--size", "128M", "--mode", "strict")
-    for name in ("a", "b"):
-        c.disagg("region", "attach", "st", "--slot", name, timeout=120)
-    pci = {x["slot"]: x["pci"] for x in c.json("region", "show", "st")["attachments"]}
-    for name in ("a", "b"):
-        wait_seen(c, name, pci[name])
-    mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")
-    with open(f"/proc/{mn['pid']}/cmdline", "rb") as f:
-        argv = [a.decode() for a in f.read().split(b"\0") if a]
-    argv[argv.index("--listen") + 1] = mn["addr"]     # the grants name these addresses
-    argv[argv.index("--http") + 1] = mn["http"]
+    pci = users(c, "strict", "st")
+    mn, argv = memnode_argv(c)
 
     for name in ("a", "b"):
         guest_ok(c, name, f"RCOUNTER {pci[name]} {ITERS}")
@@ -316,12 +304,7 @@ def test_a_strict_region_keeps_its_holder_tag_across_an_agent_restart(cluster):
     keeps t2's tag, and b reads a's store."""
     c = cluster
     users(c, "strict", "t1")
-    c.disagg("region", "create", "t2", "--size", "128M", "--mode", "strict")
-    for name in ("a", "b"):
-        c.disagg("region", "attach", "t2", "--slot", name, timeout=120)
-    pci = {x["slot"]: x["pci"] for x in c.json("region", "show", "t2")["attachments"]}
-    for name in ("a", "b"):
-        wait_seen(c, name, pci[name])
+    pci = attach_users(c, "strict", "t2")
     c.disagg("region", "detach", "t1", "--slot", "a", timeout=120)
     poke(c, "a", pci["a"], 8192, 0x7a7a)
     mn = next(x for x in c.info()["components"] if x["kind"] == "memnode")

@@ -156,11 +156,12 @@ enum proto_features {
 	PROTO_FEAT_DIR_RECLAIM = 1u << 8, /* DIR_RECLAIM and DIR_GRACE (a restarted directory) */
 	PROTO_FEAT_DIR_QUIET = 1u << 11, /* DIR_RECALL_ACK with PROTO_DIR_QUIET (no reply if OK) */
 	PROTO_FEAT_DIR_VERSION = 1u << 12, /* DIR_RECALL's page version, DIR_RECLAIM's REQ_VERSION */
+	PROTO_FEAT_DIFF_ONCE = 1u << 13, /* WRITE_DIFF with PROTO_DIFF_ONCE (applied at most once) */
 	/* Every feature of a memory node. */
 	PROTO_FEAT_ALL     = PROTO_FEAT_ATOMICS | PROTO_FEAT_COPY | PROTO_FEAT_FENCE |
 			     PROTO_FEAT_REVOKE | PROTO_FEAT_DIR | PROTO_FEAT_DIR_TAKE |
 			     PROTO_FEAT_DIR_TAG | PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM |
-			     PROTO_FEAT_DIR_QUIET | PROTO_FEAT_DIR_VERSION,
+			     PROTO_FEAT_DIR_QUIET | PROTO_FEAT_DIR_VERSION | PROTO_FEAT_DIFF_ONCE,
 	PROTO_FEAT_BLK     = 1u << 9, /* a device node: BLK_* and VOL_* */
 	/*
 	 * A hint, offered only on connections that carry directory traffic
@@ -364,13 +365,36 @@ _Static_assert(PROTO_MAX_PAYLOAD == sizeof(struct proto_io_req) +
  * runs' bytes in run order. Nothing follows the last page. Applied under
  * the section's lock like a WRITE (write right, epoch fenced); reply empty.
  * npages is at most the negotiated max_pages.
+ *
+ * With PROTO_DIFF_ONCE (PROTO_FEAT_DIFF_ONCE negotiated) a struct
+ * proto_diff_once comes between this struct and the page diffs: the node
+ * applies frame `frame` of batch `batch` of the writer (the grant's holder,
+ * `stream`) to the section at most once. It keeps, per section and writer,
+ * the newest batch it saw and which of its frames it applied; a frame it
+ * applied, or of an older batch, answers OK without a byte written. So a
+ * writer that does not know whether a frame landed (its connection broke,
+ * its process restarted) sends it again with the same ids.
  */
 struct proto_diff_req {
 	struct proto_grant grant;
 	uint32_t npages;     /* >= 1 */
-	uint32_t rsvd;
+	uint32_t flags;      /* enum proto_diff_flags */
 };
 _Static_assert(sizeof(struct proto_diff_req) == 112, "diff_req size");
+
+enum proto_diff_flags {
+	PROTO_DIFF_ONCE = 1u << 0,   /* a struct proto_diff_once follows */
+};
+
+struct proto_diff_once {
+	uint64_t stream;     /* the writer's, != 0 (one per region of a VM) */
+	uint64_t batch;      /* != 0, increasing within a stream */
+	uint32_t frame;      /* < PROTO_DIFF_ONCE_FRAMES: its index among the batch's frames here */
+	uint32_t rsvd;
+};
+_Static_assert(sizeof(struct proto_diff_once) == 24, "diff_once size");
+
+#define PROTO_DIFF_ONCE_FRAMES 256u
 
 struct proto_diff_page {
 	uint32_t page;       /* page index within the section */

@@ -13,16 +13,20 @@
 #include "wirediff.h"
 
 int mnc_write_diff_async(struct mnc *c, const struct proto_grant *g, uint32_t npages,
-			 const void *body, size_t len, mnc_done_fn done, void *opaque)
+			 const struct proto_diff_once *once, const void *body, size_t len,
+			 mnc_done_fn done, void *opaque)
 {
 	struct mnc_req *r;
+	size_t head;
 	int k;
 
 	if (!c || !g || !body || !npages)
 		return -EINVAL;
 	if (!(c->info.features & PROTO_FEAT_DIFF))
 		return -EOPNOTSUPP;
-	if (npages > c->info.max_pages || len > PROTO_MAX_PAYLOAD - sizeof(struct proto_diff_req))
+	if (!(c->info.features & PROTO_FEAT_DIFF_ONCE))
+		once = NULL;   /* an older node: applied as often as it comes */
+	if (npages > c->info.max_pages || len > PROTO_MAX_PAYLOAD - WIRE_DIFF_HEAD_MAX)
 		return -E2BIG;
 	k = mnconn_get_slot(c, &r);
 	if (k < 0)
@@ -30,15 +34,15 @@ int mnc_write_diff_async(struct mnc *c, const struct proto_grant *g, uint32_t np
 	r->done = done;
 	r->opaque = opaque;
 	r->exact = true;   /* empty reply */
-	wire_diff_req_encode(g, npages, r->head + PROTO_HDR_SIZE);
-	return mnconn_submit(c, r, PROTO_OP_WRITE_DIFF, sizeof(struct proto_diff_req), body, len);
+	head = wire_diff_req_encode(g, npages, once, r->head + PROTO_HDR_SIZE);
+	return mnconn_submit(c, r, PROTO_OP_WRITE_DIFF, head, body, len);
 }
 
-int mnc_write_diff(struct mnc *c, const struct proto_grant *g, uint32_t npages, const void *body,
-		   size_t len)
+int mnc_write_diff(struct mnc *c, const struct proto_grant *g, uint32_t npages,
+		   const struct proto_diff_once *once, const void *body, size_t len)
 {
 	struct mnconn_sync w = { 0 };
-	int r = mnc_write_diff_async(c, g, npages, body, len, mnconn_sync_done, &w);
+	int r = mnc_write_diff_async(c, g, npages, once, body, len, mnconn_sync_done, &w);
 
 	return r < 0 ? r : mnconn_sync_wait(c, &w, c->timeout_ms);
 }

@@ -34,28 +34,16 @@ static struct proto_diff_run run_at(const uint8_t *p)
 	return r;
 }
 
-int wire_diff_decode(const void *payload, size_t len, uint32_t section_pages, uint32_t max_pages,
-		     struct wire_diff *ret)
+int wire_diff_body_check(const void *body, size_t len, uint32_t npages, uint32_t section_pages,
+			 uint64_t *ret_bytes)
 {
-	const uint8_t *p = payload, *end;
-	struct proto_diff_req req;
+	const uint8_t *p = body, *end = p + len;
 	uint64_t bytes = 0;
 
-	if (len < sizeof(req))
-		return -EBADMSG;
-	memcpy(&req, p, sizeof(req));
-	wire_grant_swap(&req.grant);
-	req.npages = le32toh(req.npages);
-	req.rsvd = le32toh(req.rsvd);
-	if (req.rsvd != 0 || req.npages == 0)
-		return -EBADMSG;
-	if (req.npages > max_pages || req.npages > PROTO_MAX_PAGES)
-		return -E2BIG;
-	end = p + len;
-	p += sizeof(req);
-	for (uint32_t i = 0; i < req.npages; i++) {
+	for (uint32_t i = 0; i < npages; i++) {
 		struct proto_diff_page h;
 		uint32_t next = 0;    /* the first offset the next run may start at */
+		uint64_t pb = 0;      /* the bytes of this page's runs: at most a page */
 
 		if ((size_t)(end - p) < sizeof(h))
 			return -EBADMSG;
@@ -76,30 +64,82 @@ int wire_diff_decode(const void *payload, size_t len, uint32_t section_pages, ui
 			    (uint32_t)r.offset + r.len > PROTO_PAGE_SIZE)
 				return -EBADMSG;
 			next = (uint32_t)r.offset + r.len;
-			bytes += r.len;
+			pb += r.len;
 		}
-		/* The bytes of this page's runs: at most a page, since runs do not overlap. */
-		{
-			uint64_t pb = 0;
-			const uint8_t *rp = p - (size_t)h.nruns * sizeof(struct proto_diff_run);
-
-			for (uint32_t k = 0; k < h.nruns; k++)
-				pb += run_at(rp + (size_t)k * sizeof(struct proto_diff_run)).len;
-			if ((uint64_t)(end - p) < pb)
-				return -EBADMSG;
-			p += pb;
-		}
+		if ((uint64_t)(end - p) < pb)
+			return -EBADMSG;
+		p += pb;
+		bytes += pb;
 	}
 	if (p != end)
 		return -EBADMSG;
+	if (ret_bytes)
+		*ret_bytes = bytes;
+	return 0;
+}
+
+int wire_diff_decode(const void *payload, size_t len, uint32_t section_pages, uint32_t max_pages,
+		     struct wire_diff *ret)
+{
+	const uint8_t *p = payload;
+	struct proto_diff_req req;
+	struct proto_diff_once once = { 0 };
+	size_t head = sizeof(req);
+	uint64_t bytes = 0;
+	int r;
+
+	if (len < sizeof(req))
+		return -EBADMSG;
+	memcpy(&req, p, sizeof(req));
+	wire_grant_swap(&req.grant);
+	req.npages = le32toh(req.npages);
+	req.flags = le32toh(req.flags);
+	if ((req.flags & ~(uint32_t)PROTO_DIFF_ONCE) || req.npages == 0)
+		return -EBADMSG;
+	if (req.npages > max_pages || req.npages > PROTO_MAX_PAGES)
+		return -E2BIG;
+	if (req.flags & PROTO_DIFF_ONCE) {
+		if (len < head + sizeof(once))
+			return -EBADMSG;
+		memcpy(&once, p + head, sizeof(once));
+		once.stream = le64toh(once.stream);
+		once.batch = le64toh(once.batch);
+		once.frame = le32toh(once.frame);
+		once.rsvd = le32toh(once.rsvd);
+		if (!once.stream || !once.batch || once.frame >= PROTO_DIFF_ONCE_FRAMES || once.rsvd)
+			return -EBADMSG;
+		head += sizeof(once);
+	}
+	r = wire_diff_body_check(p + head, len - head, req.npages, section_pages, &bytes);
+	if (r < 0)
+		return r;
 	*ret = (struct wire_diff){
 		.grant = req.grant,
 		.npages = req.npages,
+		.once = once,
 		.bytes = bytes,
-		.body = (const uint8_t *)payload + sizeof(req),
-		.len = len - sizeof(req),
+		.body = p + head,
+		.len = len - head,
 	};
 	return 0;
+}
+
+size_t wire_diff_page_apply(const uint8_t *p, uint8_t *dst, uint32_t *ret_page)
+{
+	struct proto_diff_page h = page_at(p);
+	const uint8_t *runs = p + sizeof(h), *src;
+
+	src = runs + (size_t)h.nruns * sizeof(struct proto_diff_run);
+	for (uint32_t k = 0; k < h.nruns; k++) {
+		struct proto_diff_run r = run_at(runs + (size_t)k * sizeof(r));
+
+		if (dst)
+			memcpy(dst + r.offset, src, r.len);
+		src += r.len;
+	}
+	if (ret_page)
+		*ret_page = h.page;
+	return (size_t)(src - p);
 }
 
 void wire_diff_apply(const struct wire_diff *d, uint8_t *base)
@@ -107,18 +147,9 @@ void wire_diff_apply(const struct wire_diff *d, uint8_t *base)
 	const uint8_t *p = d->body;
 
 	for (uint32_t i = 0; i < d->npages; i++) {
-		struct proto_diff_page h = page_at(p);
-		const uint8_t *runs = p + sizeof(h), *src;
-		uint8_t *pg = base + (size_t)h.page * PROTO_PAGE_SIZE;
+		uint32_t page = page_at(p).page;
 
-		src = runs + (size_t)h.nruns * sizeof(struct proto_diff_run);
-		for (uint32_t k = 0; k < h.nruns; k++) {
-			struct proto_diff_run r = run_at(runs + (size_t)k * sizeof(r));
-
-			memcpy(pg + r.offset, src, r.len);
-			src += r.len;
-		}
-		p = src;
+		p += wire_diff_page_apply(p, base + (size_t)page * PROTO_PAGE_SIZE, NULL);
 	}
 }
 
@@ -180,10 +211,25 @@ size_t wire_diff_page_encode(uint32_t page, const uint8_t *twin, const uint8_t *
 	return (size_t)(dst - out);
 }
 
-void wire_diff_req_encode(const struct proto_grant *g, uint32_t npages, void *out)
+size_t wire_diff_req_encode(const struct proto_grant *g, uint32_t npages,
+			    const struct proto_diff_once *once, void *out)
 {
-	struct proto_diff_req req = { .grant = *g, .npages = htole32(npages) };
+	struct proto_diff_req req = {
+		.grant = *g,
+		.npages = htole32(npages),
+		.flags = htole32(once ? PROTO_DIFF_ONCE : 0),
+	};
+	struct proto_diff_once o;
 
 	wire_grant_swap(&req.grant);
 	memcpy(out, &req, sizeof(req));
+	if (!once)
+		return sizeof(req);
+	o = (struct proto_diff_once){
+		.stream = htole64(once->stream),
+		.batch = htole64(once->batch),
+		.frame = htole32(once->frame),
+	};
+	memcpy((uint8_t *)out + sizeof(req), &o, sizeof(o));
+	return sizeof(req) + sizeof(o);
 }

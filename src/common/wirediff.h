@@ -6,7 +6,8 @@
  * a whole request before it touches memory (wire_diff_decode) and then
  * applies it (wire_diff_apply). Decoding returns -EBADMSG (malformed: short,
  * trailing bytes, a run empty, overlapping, out of order or past the page,
- * reserved fields set), -E2BIG (too many pages or runs) or -ERANGE (a page
+ * reserved fields or unknown flags set, a PROTO_DIFF_ONCE id of 0 or a
+ * frame past PROTO_DIFF_ONCE_FRAMES), -E2BIG (too many pages or runs) or -ERANGE (a page
  * outside the section), like the other wire_* decoders.
  */
 #ifndef DISAGG_WIREDIFF_H
@@ -25,6 +26,7 @@
 struct wire_diff {
 	struct proto_grant grant;      /* host byte order */
 	uint32_t npages;
+	struct proto_diff_once once;   /* stream 0: not PROTO_DIFF_ONCE */
 	uint64_t bytes;                /* changed bytes over all pages */
 	const uint8_t *body;           /* the page diffs */
 	size_t len;                    /* their length */
@@ -33,8 +35,22 @@ struct wire_diff {
 int wire_diff_decode(const void *payload, size_t len, uint32_t section_pages, uint32_t max_pages,
 		     struct wire_diff *ret);
 
+/*
+ * Check `npages` page diffs (a request's body, `len` bytes) by the rules
+ * of wire_diff_decode: 0 and *ret_bytes (may be NULL) their changed bytes,
+ * or -EBADMSG, -E2BIG, -ERANGE.
+ */
+int wire_diff_body_check(const void *body, size_t len, uint32_t npages, uint32_t section_pages,
+			 uint64_t *ret_bytes);
+
 /* Apply a validated request to the section at `base` (its lock held). */
 void wire_diff_apply(const struct wire_diff *d, uint8_t *base);
+
+/*
+ * The checked page diff at p: its runs copied into the page at dst (NULL:
+ * none), its page into *ret_page (may be NULL). Returns its encoded length.
+ */
+size_t wire_diff_page_apply(const uint8_t *p, uint8_t *dst, uint32_t *ret_page);
 
 /*
  * Encode the diff of page `page` (section-relative): the bytes of `now`
@@ -46,7 +62,12 @@ void wire_diff_apply(const struct wire_diff *d, uint8_t *base);
 size_t wire_diff_page_encode(uint32_t page, const uint8_t *twin, const uint8_t *now, uint8_t *out,
 			     uint64_t *ret_changed);
 
-/* The request header of a WRITE_DIFF of npages page diffs, little-endian, into out (112 B). */
-void wire_diff_req_encode(const struct proto_grant *g, uint32_t npages, void *out);
+/*
+ * The request header of a WRITE_DIFF of npages page diffs, little-endian,
+ * into out: 112 bytes, or 136 with `once` (PROTO_DIFF_ONCE). Returns its size.
+ */
+#define WIRE_DIFF_HEAD_MAX (sizeof(struct proto_diff_req) + sizeof(struct proto_diff_once))
+size_t wire_diff_req_encode(const struct proto_grant *g, uint32_t npages,
+			    const struct proto_diff_once *once, void *out);
 
 #endif /* DISAGG_WIREDIFF_H */

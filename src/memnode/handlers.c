@@ -27,6 +27,7 @@
 #include "log.h"
 #include "macro.h"
 #include "net.h"
+#include "once.h"
 #include "wire.h"
 #include "wirediff.h"
 
@@ -400,23 +401,38 @@ static int handle_io(struct mn_conn *c, const struct proto_hdr *h, const uint8_t
  * WRITE_DIFF: a release region's diffs, byte runs of pages, applied like a
  * WRITE (write right, epoch fenced, under the section's lock). The whole
  * request is validated first (wirediff.c): a malformed one changes nothing.
+ * A frame with PROTO_DIFF_ONCE that this node applied before answers OK
+ * and changes nothing (once.h); its check and its apply are one step.
  */
 static int handle_write_diff(struct mn_conn *c, const struct proto_hdr *h, const uint8_t *p)
 {
 	struct mn_node *n = mn_conn_node(c);
+	bool once, apply = true;
 	struct wire_diff d;
 	int r;
 
 	r = wire_diff_decode(p, h->len, n->pool->section_pages, PROTO_MAX_PAGES, &d);
+	if (r == 0 && d.once.stream && !(mn_conn_auth(c)->hs.features & PROTO_FEAT_DIFF_ONCE))
+		r = -EBADMSG;   /* a flag it did not negotiate */
 	if (r == 0)
 		r = check_grant(c, &d.grant, PROTO_R_WRITE);
 	if (r == 0)
 		r = lock_section(c, &d.grant, true);
 	if (r < 0)
 		return r;
-	wire_diff_apply(&d, mn_pool_section(n->pool, d.grant.section));
+	once = d.once.stream && n->once;
+	if (once)
+		apply = mn_once_begin(n->once, d.grant.section, d.grant.generation,
+				      d.grant.holder_id, &d.once);
+	if (apply)
+		wire_diff_apply(&d, mn_pool_section(n->pool, d.grant.section));
+	if (once)
+		mn_once_end(n->once, d.grant.section);
 	mn_table_unlock(&n->table, d.grant.section);
-	atomic_fetch_add(&n->stats.bytes_written, d.bytes);
+	if (apply)
+		atomic_fetch_add(&n->stats.bytes_written, d.bytes);
+	else
+		atomic_fetch_add(&n->stats.diff_frames_repeated, 1);
 	return reply_with(c, h, NULL, 0);
 }
 

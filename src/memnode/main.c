@@ -33,6 +33,7 @@
 #include "log.h"
 #include "mnclient.h"
 #include "nodehttp.h"
+#include "once.h"
 #include "tls.h"
 #include "opts.h"
 #include "macro.h"
@@ -473,6 +474,11 @@ static int run(const struct mn_opts *o)
 		log_error("section table: %s", strerror(-r));
 		goto out_pool;
 	}
+	r = mn_once_new(n->table.nsections, &n->once);
+	if (r < 0) {
+		log_error("diff table: %s", strerror(-r));
+		goto out_table;
+	}
 
 	/* Signals: SIGTERM/SIGINT through a signalfd, before the directory's thread. */
 	sfd = daemon_signalfd();
@@ -526,6 +532,7 @@ out_server:
 out_table:
 	mn_dir_free(n->dir);      /* the connections it still points at */
 	mn_dirtab_close(n->dirtab);
+	mn_once_free(n->once);
 	mn_table_destroy(&n->table);
 out_pool:
 	mn_pool_close(n->pool);

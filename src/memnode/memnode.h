@@ -204,6 +204,7 @@ struct mn_stats {
 	_Atomic uint64_t errors;
 	_Atomic uint64_t bytes_read;
 	_Atomic uint64_t bytes_written;
+	_Atomic uint64_t diff_frames_repeated;   /* PROTO_DIFF_ONCE frames not applied again */
 	_Atomic uint64_t connections;        /* open now */
 	_Atomic uint64_t connections_total;  /* accepted since start */
 	_Atomic uint64_t rejected_conns;     /* refused over max_conns */
@@ -254,6 +255,7 @@ struct mn_node {
 	struct mn_grant_cache *gcache; /* grants whose signature verified (grantcache.h) */
 	struct mn_pool *pool;
 	struct mn_table table;
+	struct mn_once *once;          /* WRITE_DIFF frames applied (once.h), or NULL */
 	struct mn_stats stats;
 	unsigned nworkers;
 	struct mn_worker *workers;

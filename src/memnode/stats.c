@@ -10,6 +10,8 @@
  *   errors_total                    replies with a status other than OK
  *   bytes_read_total                page bytes served by READ
  *   bytes_written_total             page bytes stored by WRITE
+ *   diff_frames_repeated_total      WRITE_DIFF frames with PROTO_DIFF_ONCE that
+ *                                   came again and were not applied again
  *   request_seconds{op}             histogram: request received -> reply queued
  *   sections{state="used"|"free"}   sections of the pool
  *   section_bytes                   section size
@@ -172,6 +174,9 @@ char *mn_stats_render(struct mn_node *n)
 			atomic_load(&s->bytes_read));
 	metrics_counter(&sb, "disagg_memnode_bytes_written_total",
 			"Page bytes stored by WRITE.", "", atomic_load(&s->bytes_written));
+	metrics_counter(&sb, "disagg_memnode_diff_frames_repeated_total",
+			"WRITE_DIFF frames sent again and not applied again (PROTO_DIFF_ONCE).", "",
+			atomic_load(&s->diff_frames_repeated));
 	first = true;
 	for (unsigned op = 1; op < PROTO_OP_MAX; op++) {
 		snprintf(labels, sizeof(labels), "op=\"%s\"", proto_op_name(op));

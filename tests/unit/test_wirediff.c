@@ -25,7 +25,7 @@ static size_t one(uint32_t pg, const uint8_t *twin, const uint8_t *now, uint64_t
 	struct proto_grant g = { .section = 3 };
 	size_t n = wire_diff_page_encode(pg, twin, now, frame + REQ, changed);
 
-	wire_diff_req_encode(&g, 1, frame);
+	wire_diff_req_encode(&g, 1, NULL, frame);
 	return n ? REQ + n : 0;
 }
 
@@ -47,6 +47,58 @@ static void put16(size_t off, uint16_t v)
 {
 	v = htole16(v);
 	memcpy(frame + off, &v, 2);
+}
+
+/* PROTO_DIFF_ONCE: the ids between the header and the pages, checked. */
+static void test_once(uint8_t *twin, uint8_t *now)
+{
+	static uint8_t f[REQ + sizeof(struct proto_diff_once) + WIRE_DIFF_PAGE_MAX];
+	struct proto_grant g = { .section = 3 };
+	struct proto_diff_once id = { .stream = 0x1122334455667788ull, .batch = 9, .frame = 255 };
+	struct proto_diff_once saved;
+	uint8_t page[PS];
+	struct wire_diff d;
+	size_t head, n, len;
+	uint32_t pg = 0;
+
+	memset(twin, 0, PS);
+	memset(now, 0, PS);
+	now[7] = 0x77;
+	head = wire_diff_req_encode(&g, 1, &id, f);
+	n = wire_diff_page_encode(5, twin, now, f + head, NULL);
+	len = head + n;
+	is((long)head, (long)(REQ + sizeof(struct proto_diff_once)), "the ids follow the header");
+	ok(wire_diff_decode(f, len, 8, 256, &d) == 0 && d.once.stream == id.stream &&
+		   d.once.batch == 9 && d.once.frame == 255 && d.len == n && d.bytes == 1,
+	   "a frame with its ids decodes to them");
+	ok(wire_diff_decode(f, len - sizeof(struct proto_diff_once), 8, 256, &d) == -EBADMSG,
+	   "the flag without room for the ids");
+	ok(wire_diff_decode(f, REQ + 8, 8, 256, &d) == -EBADMSG, "ids cut short");
+	memcpy(&saved, f + REQ, sizeof(saved));
+	f[REQ + 16] = 0;   /* frame 255 -> 0 is fine; make it 256 */
+	f[REQ + 17] = 1;
+	ok(wire_diff_decode(f, len, 8, 256, &d) == -EBADMSG, "a frame index past 255");
+	memcpy(f + REQ, &saved, sizeof(saved));
+	f[REQ + 20] = 1;
+	ok(wire_diff_decode(f, len, 8, 256, &d) == -EBADMSG, "the ids' rsvd set");
+	memcpy(f + REQ, &saved, sizeof(saved));
+	memset(f + REQ, 0, 8);
+	ok(wire_diff_decode(f, len, 8, 256, &d) == -EBADMSG, "stream 0");
+	memcpy(f + REQ, &saved, sizeof(saved));
+	memset(f + REQ + 8, 0, 8);
+	ok(wire_diff_decode(f, len, 8, 256, &d) == -EBADMSG, "batch 0");
+	memcpy(f + REQ, &saved, sizeof(saved));
+	ok(wire_diff_decode(f, len, 8, 256, &d) == 0, "as it was, it decodes");
+
+	/* The body alone: checked and applied a page at a time. */
+	ok(wire_diff_body_check(f + head, n, 1, 8, NULL) == 0 &&
+		   wire_diff_body_check(f + head, n, 1, 5, NULL) == -ERANGE &&
+		   wire_diff_body_check(f + head, n - 1, 1, 8, NULL) == -EBADMSG,
+	   "a body checks alone (page 5 outside 5 pages: -ERANGE; a byte short: -EBADMSG)");
+	memset(page, 0xaa, PS);
+	ok(wire_diff_page_apply(f + head, page, &pg) == n && pg == 5 && page[7] == 0x77 &&
+		   page[6] == 0xaa && page[8] == 0xaa,
+	   "a page diff applies its runs only, and gives its page and length");
 }
 
 int main(void)
@@ -100,8 +152,8 @@ int main(void)
 	put16(REQ + 6, 1);
 	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "the page's rsvd set");
 	put16(REQ + 6, 0);
-	frame[108] = 1;
-	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "the request's rsvd set");
+	frame[108] = 2;
+	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "an unknown flag");
 	frame[108] = 0;
 	frame[104] = 0;
 	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "no page");
@@ -117,6 +169,7 @@ int main(void)
 	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "runs out of order");
 	put16(REQ + 8, 20);                        /* the same offset twice */
 	is(wire_diff_decode(frame, len, 8, 256, &d), -EBADMSG, "overlapping runs");
+	test_once(twin, now);
 	free(twin);
 	free(now);
 	done_testing();

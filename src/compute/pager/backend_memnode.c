@@ -306,7 +306,7 @@ static void mn_fetch_timeout(void *conn, int timeout_ms)
 
 /* Release regions' diffs (release.h): acknowledged like writes, by mn_write_wait. */
 static int mn_diff_submit(void *conn, const struct pager_section *s, uint32_t npages,
-			  const void *body, size_t len)
+			  const struct proto_diff_once *once, const void *body, size_t len)
 {
 	struct mn_conn *c = conn;
 	struct mn_node *n;
@@ -317,7 +317,7 @@ static int mn_diff_submit(void *conn, const struct pager_section *s, uint32_t np
 	r = mn_get_node(c, s->addr, false, &n, &m);
 	if (r < 0)
 		return r;
-	return mnc_write_diff_async(m, &s->grant, npages, body, len, mn_write_done, n);
+	return mnc_write_diff_async(m, &s->grant, npages, once, body, len, mn_write_done, n);
 }
 
 static uint32_t mn_max_pages(void *conn)

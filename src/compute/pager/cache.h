@@ -80,6 +80,7 @@ struct pager_snap {
 };
 
 struct pager_twins;
+struct pager_reljournal;
 
 struct pager_region {
 	unsigned idx;
@@ -119,6 +120,8 @@ struct pager_region {
 	 * outlives the agent when the VM gives one (p->lock).
 	 */
 	struct pager_twins *twins;
+	/* release: the batch of diffs being published, after the twins (reljournal.h). */
+	struct pager_reljournal *journal;
 	/*
 	 * strict: the changed pages given up in recall answers, on a file
 	 * that outlives the agent (answers.h), -1: none; the next answer's

@@ -64,7 +64,7 @@ struct pager_ctr {
 	_Atomic uint64_t shared_pages_dropped;
 	_Atomic uint64_t strict_reads, strict_writes, strict_recalls, strict_taken, strict_held,
 			 strict_grace_waits, strict_taken_clean, strict_held_taken;
-	_Atomic uint64_t release_pages_published, release_diff_bytes;
+	_Atomic uint64_t release_pages_published, release_diff_bytes, release_batches_resent;
 	_Atomic uint64_t integrity_failures, pages_sealed;
 	_Atomic uint64_t pages_stashed, pages_stash_opened, pages_stash_dropped;
 	_Atomic uint64_t replica_failovers, replica_pages_written;

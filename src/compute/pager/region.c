@@ -23,6 +23,7 @@
 #include "flush.h"
 #include "log.h"
 #include "net.h"
+#include "reljournal.h"
 #include "replica.h"
 #include "sink.h"
 #include "twin.h"
@@ -100,6 +101,7 @@ void pager_region_free(struct pager_region *r)
 	free(r->resets);
 	free((void *)r->dir_rx);
 	free(r->snaps);
+	pager_reljournal_close(r->journal);
 	pager_twins_free(r->twins);
 	if (r->answers_fd >= 0)
 		close(r->answers_fd);
@@ -189,6 +191,8 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 		/* A backend without diffs cannot publish a release region. */
 		e = !p->cfg.backend->ops->diff_submit ? -EOPNOTSUPP :
 		    pager_twins_new(rc->twin_fd > 0 ? rc->twin_fd : -1, r->npages, &r->twins);
+		if (e == 0)
+			e = pager_reljournal_open(r->twins, &r->journal);
 		if (e < 0) {
 			pager_region_free(r);
 			return e;

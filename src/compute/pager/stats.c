@@ -67,6 +67,7 @@ void pager_stats(struct pager *p, struct pager_stats *ret)
 	ret->strict_grace_waits = LD(strict_grace_waits);
 	ret->release_pages_published = LD(release_pages_published);
 	ret->release_diff_bytes = LD(release_diff_bytes);
+	ret->release_batches_resent = LD(release_batches_resent);
 	ret->replica_failovers = LD(replica_failovers);
 	ret->replica_pages_written = LD(replica_pages_written);
 	ret->replicas_out = atomic_load(&p->replicas_out);
@@ -156,6 +157,7 @@ void pager_render_metrics(struct pager *p, struct strbuf *sb, const char *labels
 		C(strict_grace_waits, "strict directory requests asked again while a restarted memory node waited for its holders"),
 		C(release_pages_published, "pages of release shared regions whose diffs were published"),
 		C(release_diff_bytes, "changed bytes of release shared regions published as diffs"),
+		C(release_batches_resent, "batches of release diffs sent again from the journal (a connection broke or the agent restarted before they were settled)"),
 		C(replica_failovers, "fetches served by another replica of a section after one failed"),
 		C(replica_pages_written, "pages written back to the extra replicas (positions 1..) of replicated sections"),
 #undef C

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>   /* memfd_create */
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -60,6 +61,7 @@ static int scan(struct pager_twins *t)
 int pager_twins_new(int fd, uint64_t npages, struct pager_twins **ret)
 {
 	_cleanup_free_ struct pager_twins *t = calloc(1, sizeof(*t));
+	struct stat sb;
 	int r;
 
 	if (!t)
@@ -71,7 +73,9 @@ int pager_twins_new(int fd, uint64_t npages, struct pager_twins **ret)
 		r = t->fd < 0 ? -errno : -ENOMEM;
 		goto fail;
 	}
-	if (ftruncate(t->fd, (off_t)(npages * PS)) < 0) {
+	/* Grown, never cut: a restarted agent's journal follows the twins (reljournal.h). */
+	if (fstat(t->fd, &sb) < 0 ||
+	    (sb.st_size < (off_t)(npages * PS) && ftruncate(t->fd, (off_t)(npages * PS)) < 0)) {
 		r = -errno;
 		goto fail;
 	}
@@ -113,22 +117,31 @@ int pager_twins_read(const struct pager_twins *t, uint64_t pg, uint64_t n, void 
 
 int pager_twin_put(struct pager_twins *t, uint64_t pg, const void *data)
 {
+	if (pg >= t->npages)
+		return -ERANGE;
+	return bit(t, pg) ? 0 : pager_twin_set(t, pg, data);
+}
+
+int pager_twin_set(struct pager_twins *t, uint64_t pg, const void *data)
+{
 	ssize_t n;
 
 	if (pg >= t->npages)
 		return -ERANGE;
-	if (bit(t, pg))
-		return 0;
 	n = pwrite(t->fd, data, PS, (off_t)(pg * PS));
 	if (n != (ssize_t)PS) {
 		int r = n < 0 ? -errno : -EIO;
 
-		(void)fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pg * PS),
-				PS);
+		/* A new twin half written is none; a page's old one stays (its space was there). */
+		if (!bit(t, pg))
+			(void)fallocate(t->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)(pg * PS), PS);
 		return r;
 	}
-	t->bits[pg / 64] |= 1ull << (pg % 64);
-	t->count++;
+	if (!bit(t, pg)) {
+		t->bits[pg / 64] |= 1ull << (pg % 64);
+		t->count++;
+	}
 	return 0;
 }
 
@@ -151,4 +164,14 @@ void pager_twin_drop(struct pager_twins *t, uint64_t pg, uint64_t n)
 uint64_t pager_twin_count(const struct pager_twins *t)
 {
 	return t ? t->count : 0;
+}
+
+int pager_twins_fd(const struct pager_twins *t)
+{
+	return t->fd;
+}
+
+uint64_t pager_twins_npages(const struct pager_twins *t)
+{
+	return t->npages;
 }

@@ -4,7 +4,8 @@
  * it was when it was first written since its last release, which its
  * diff is taken against. They live in a file, page pg's at offset pg * PS:
  * a page has a twin exactly when the file has data there (tmpfs:
- * SEEK_DATA is exact per page), and a dropped twin is punched.
+ * SEEK_DATA is exact per page), and a dropped twin is punched. The
+ * release journal follows at npages * PS (reljournal.h).
  *
  * The VM gives a file in its run directory (pager_region_config.twin_fd),
  * so that the twins outlive the agent: a restarted agent's pager finds
@@ -39,9 +40,14 @@ bool pager_twin_has(const struct pager_twins *t, uint64_t pg);
 int pager_twins_read(const struct pager_twins *t, uint64_t pg, uint64_t n, void *buf);
 /* Keep data (PS bytes) as page pg's twin, unless it has one: 0 or -errno. */
 int pager_twin_put(struct pager_twins *t, uint64_t pg, const void *data);
+/* Make data page pg's twin, whether it had one or not: 0 or -errno. */
+int pager_twin_set(struct pager_twins *t, uint64_t pg, const void *data);
 /* Drop the twins of pages [pg, pg + n): punched from the file. */
 void pager_twin_drop(struct pager_twins *t, uint64_t pg, uint64_t n);
 /* Pages with a twin. */
 uint64_t pager_twin_count(const struct pager_twins *t);
+/* The file (the journal follows the twins there: reljournal.h) and its pages of twins. */
+int pager_twins_fd(const struct pager_twins *t);
+uint64_t pager_twins_npages(const struct pager_twins *t);
 
 #endif /* DISAGG_PAGER_TWIN_H */

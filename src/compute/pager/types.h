@@ -106,11 +106,13 @@ struct pager_backend_ops {
 	/*
 	 * Release shared regions (release.h): queue a WRITE_DIFF of `npages`
 	 * page diffs of section s, encoded in body (wirediff.h; it lives until
-	 * write_wait, which waits for it as for the writes). NULL: the backend
-	 * cannot apply diffs (-EOPNOTSUPP).
+	 * write_wait, which waits for it as for the writes), applied at most
+	 * once under `once`'s ids (NULL: as often as it is sent; a node
+	 * without the feature ignores them). NULL: the backend cannot apply
+	 * diffs (-EOPNOTSUPP).
 	 */
 	int (*diff_submit)(void *conn, const struct pager_section *s, uint32_t npages,
-			   const void *body, size_t len);
+			   const struct proto_diff_once *once, const void *body, size_t len);
 	/*
 	 * The result of the last round's writes (write_submit .. write_wait)
 	 * to the node of section s: 0, or the first error of the writes to
@@ -346,6 +348,7 @@ struct pager_stats {
 	uint64_t strict_grace_waits;  /* strict requests asked again: a restarted directory's grace period */
 	uint64_t release_pages_published; /* release regions: pages whose diffs were published */
 	uint64_t release_diff_bytes;  /* release regions: changed bytes published */
+	uint64_t release_batches_resent; /* release regions: batches sent again from the journal */
 	uint64_t integrity_failures;  /* fetched pages that failed authentication (crypt.h) */
 	uint64_t pages_sealed;        /* pages sealed for write-back */
 	uint64_t pages_stashed;       /* a random fault's neighbours kept sealed after its wake (stash.h) */

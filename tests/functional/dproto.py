@@ -54,12 +54,13 @@ FEAT_BLK = 512                         # a device node: BLK_* and VOL_*
 FEAT_DIR_CONN = 1024                   # a hint: directory traffic, served on the node's worker 0
 FEAT_DIR_QUIET = 2048                  # DIR_RECALL_ACK with QUIET: no reply unless refused
 FEAT_DIR_VERSION = 4096                # DIR_RECALL carries the page's ownership version
+FEAT_DIFF_ONCE = 8192                  # WRITE_DIFF with ONCE: a frame applied at most once
 # What a Conn offers by default: not the directory's REQ_TAKE and holder
 # tags (tests of the plain directory frames rely on them being refused);
 # FEAT_EVERY is every bit this client knows.
 FEAT_ALL = FEAT_ATOMICS | FEAT_COPY | FEAT_FENCE | FEAT_REVOKE | FEAT_DIR | FEAT_DIFF
 FEAT_EVERY = (FEAT_ALL | FEAT_DIR_TAKE | FEAT_DIR_TAG | FEAT_DIR_RECLAIM | FEAT_DIR_QUIET |
-              FEAT_DIR_VERSION)
+              FEAT_DIR_VERSION | FEAT_DIFF_ONCE)
 # The coherence directory (docs/protocol.md, "Coherence directory").
 DOWNGRADE, INVALIDATE = 1, 2          # recall modes
 HAD_COPY, DIRTY, OWNED = 1, 2, 4      # DIR_WRITE reply flag, DIR_RECALL_ACK flag, DIR_READ (TAKE) reply flag
@@ -384,17 +385,21 @@ class Conn:
         self.call(OP["WRITE"], self.io_req(grant, extents) + data)
 
     @staticmethod
-    def diff_req(grant, pages, npages=None):
-        """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...]."""
+    def diff_req(grant, pages, npages=None, once=None):
+        """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...];
+        once, (stream, batch, frame): applied at most once (DIFF_ONCE)."""
         body = b""
         for page, runs in pages:
             body += struct.pack("<IHH", page, len(runs), 0)
             body += b"".join(struct.pack("<HH", off, len(data)) for off, data in runs)
             body += b"".join(data for _, data in runs)
-        return grant + struct.pack("<II", len(pages) if npages is None else npages, 0) + body
+        head = struct.pack("<II", len(pages) if npages is None else npages, 1 if once else 0)
+        if once:
+            head += struct.pack("<QQII", *once, 0)
+        return grant + head + body
 
-    def write_diff(self, grant, pages):
-        self.call(OP["WRITE_DIFF"], self.diff_req(grant, pages))
+    def write_diff(self, grant, pages, once=None):
+        self.call(OP["WRITE_DIFF"], self.diff_req(grant, pages, once=once))
 
     def read_range(self, grant, first, count, chunk=256):
         """Pipelined read of `count` pages from `first`."""

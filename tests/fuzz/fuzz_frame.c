@@ -237,11 +237,14 @@ static void diff_check(const uint8_t *p, size_t len)
 	static uint8_t out[sizeof(struct proto_diff_req) + WIRE_DIFF_PAGE_MAX];
 	struct wire_diff d, back;
 	uint64_t changed = 0, moved = 0;
+	size_t head;
 
 	if (wire_diff_decode(p, len, 8, PROTO_MAX_PAGES, &d) < 0)
 		return;
 	CHECK(d.npages >= 1 && d.npages <= PROTO_MAX_PAGES);
-	CHECK(d.body == p + sizeof(struct proto_diff_req) && d.len == len - sizeof(struct proto_diff_req));
+	head = sizeof(struct proto_diff_req) + (d.once.stream ? sizeof(struct proto_diff_once) : 0);
+	CHECK(d.body == p + head && d.len == len - head);
+	CHECK(!d.once.stream || (d.once.batch && d.once.frame < PROTO_DIFF_ONCE_FRAMES));
 	memset(sec, 0xa5, sizeof(sec));
 	memcpy(old, sec, sizeof(sec));
 	wire_diff_apply(&d, sec);

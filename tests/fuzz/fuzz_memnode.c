@@ -124,6 +124,7 @@ static void node_free(struct mn_node *n)
 	mn_dir_stop(n->dir);
 	mn_server_stop(n);
 	mn_dir_free(n->dir);
+	mn_once_free(n->once);
 	mn_table_destroy(&n->table);
 	mn_pool_close(n->pool);
 	pthread_mutex_destroy(&n->copy_mu);
@@ -329,11 +330,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	CHECK(mn_server_adopt(n, sv[1]) == 0);
 	if (flags & F_HANDSHAKE)
-		/* WRITE_DIFF, DIR_RECLAIM and page versions (beyond the flag byte) ride with F_SIGN. */
+		/* WRITE_DIFF (ONCE too), DIR_RECLAIM, page versions: with F_SIGN (beyond the flag byte). */
 		fz_handshake(sv[0], &fuzz_key, fuzz_gkey,
 			     ((flags >> F_FEAT_SHIFT) & PROTO_FEAT_ALL) |
 				     (flags & F_SIGN ? PROTO_FEAT_DIFF | PROTO_FEAT_DIR_RECLAIM |
-							       PROTO_FEAT_DIR_VERSION : 0),
+							       PROTO_FEAT_DIR_VERSION |
+							       PROTO_FEAT_DIFF_ONCE : 0),
 			     PEER_ID, NODE_ID);
 	fz_pump(sv[0], s, len);
 	close(sv[0]);

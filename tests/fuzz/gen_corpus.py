@@ -46,9 +46,12 @@ def io(extents, pages=0):
     return body + bytes((i * 7) & 0xFF for i in range(pages * PAGE))
 
 
-def diff(pages, g=None):
-    """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...]."""
-    body = (g or grant()) + struct.pack("<II", len(pages), 0)
+def diff(pages, g=None, once=None):
+    """A WRITE_DIFF payload: pages is [(page, [(offset, bytes), ...]), ...];
+    once, (stream, batch, frame): the ONCE ids."""
+    body = (g or grant()) + struct.pack("<II", len(pages), 1 if once else 0)
+    if once:
+        body += struct.pack("<QQII", *once, 0)
     for page, runs in pages:
         body += struct.pack("<IHH", page, len(runs), 0)
         body += b"".join(struct.pack("<HH", off, len(data)) for off, data in runs)
@@ -104,6 +107,8 @@ def frame_seeds():
         [(1, [(0, b"\x01\x02"), (9, b"\x03")]), (7, [(4000, bytes(96))])]))
     yield "frame-write-diff-odd", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
         [(2, [(i, b"\x5a") for i in range(1, PAGE, 2)])]))
+    yield "frame-write-diff-once", bytes([MODE_FRAME]) + hdr(OP["WRITE_DIFF"], diff(
+        [(3, [(8, b"\x01\x02")])], once=(0x1234, 7, 2)))
 
 
 
@@ -208,6 +213,15 @@ def memnode_seeds():
         hdr(OP["WRITE_DIFF"], diff([(3, [(4090, b"\x01" * 9)])], mn_grant()), req_id=4),
         hdr(OP["WRITE_DIFF"], diff([(4096, [(0, b"\x01")])], mn_grant()), req_id=5),
         hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01")])], mn_grant(rights=1)), req_id=6),
+        hdr(OP["PING"], b"", req_id=7)])
+    # ONCE ids (diff_once, negotiated with MN_SIGN): a frame, the same again, an older batch.
+    yield "write-diff-once", authed + b"".join([
+        hdr(OP["ALLOC"], struct.pack("<QII", 1, 0, 0), req_id=1),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x01")])], mn_grant(), (5, 2, 0)), req_id=2),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(0, b"\x02")])], mn_grant(), (5, 2, 0)), req_id=3),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(1, b"\x03")])], mn_grant(), (5, 1, 1)), req_id=4),
+        hdr(OP["WRITE_DIFF"], diff([(3, [(1, b"\x04")])], mn_grant(), (6, 1, 255)), req_id=5),
+        hdr(OP["READ"], mn_io([(3, 1)]), req_id=6),
         hdr(OP["PING"], b"", req_id=7)])
     # DIR_RECLAIM (negotiated with MN_SIGN): no grace period here, so pages are
     # refused; DONE is taken from an attached holder; bad flags and lengths.

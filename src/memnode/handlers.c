@@ -427,7 +427,7 @@ static int handle_write_diff(struct mn_conn *c, const struct proto_hdr *h, const
 	if (apply)
 		wire_diff_apply(&d, mn_pool_section(n->pool, d.grant.section));
 	if (once)
-		mn_once_end(n->once, d.grant.section);
+		mn_once_end(n->once, d.grant.section, d.grant.holder_id, &d.once, apply);
 	mn_table_unlock(&n->table, d.grant.section);
 	if (apply)
 		atomic_fetch_add(&n->stats.bytes_written, d.bytes);

@@ -474,7 +474,9 @@ static int run(const struct mn_opts *o)
 		log_error("section table: %s", strerror(-r));
 		goto out_pool;
 	}
-	r = mn_once_new(n->table.nsections, &n->once);
+	/* A pool that outlives us keeps the diff frames it applied beside it (once.h). */
+	r = mn_once_open(o->backing == MN_BACK_ANON ? NULL : o->path, n->table.nsections,
+			 &n->once);
 	if (r < 0) {
 		log_error("diff table: %s", strerror(-r));
 		goto out_table;

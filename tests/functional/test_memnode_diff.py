@@ -196,3 +196,26 @@ def test_malformed_ids_are_refused(section, key):
         assert c.read(g, [(5, 1)]) == bytes(PAGE), "a refused frame changed the page"
         c.write_diff(g, one, once=(1, 1, 0))
         assert c.read(g, [(5, 1)])[10] == 0x77
+
+
+def test_a_restarted_node_still_knows_the_frames_it_applied(memnodes, key, tmp_path):
+    """A persistent pool keeps its diff table beside it (POOL.once): a
+    frame applied before a kill -9 is not applied again after the restart,
+    even with another writer's byte in between."""
+    args = dict(pool="32M", section="16M", backing=f"file:{tmp_path / 'pool.img'}",
+                node_id=612)
+    d = memnodes.start(**args)
+    with dp.Conn(d.addr).login(key, 5) as o:
+        sec, gen = o.alloc(owner=1)
+    ga, gb = grant(key, d, A, sec, gen), grant(key, d, B, sec, gen)
+    with login_once(d, key, A) as a, login(d, key, B) as b:
+        a.write_diff(ga, [(2, [(0, b"\xa1")])], once=(77, 3, 0))
+        b.write_diff(gb, [(2, [(0, b"\xb1")])])
+    assert (tmp_path / "pool.img.once").exists()
+    d.kill9()
+    d = memnodes.start(**args)
+    with login_once(d, key, A) as a:
+        a.write_diff(ga, [(2, [(0, b"\xa1")])], once=(77, 3, 0))
+        a.write_diff(ga, [(2, [(1, b"\xa2")])], once=(77, 3, 1))
+        assert a.read(ga, [(2, 1)])[:2] == b"\xb1\xa2", "the frame was applied again"
+    assert repeated(d) == 1

@@ -107,7 +107,7 @@ static struct mn_node *node_new(void)
 	CHECK(revlist_init(&n->revoked, NULL) == 0);     /* REVOKE keeps its list in memory */
 	CHECK(mn_pool_open(&po, &n->pool, err, sizeof(err)) == 0);
 	CHECK(mn_table_init(&n->table, n->pool) == 0);
-	CHECK(mn_once_new(n->table.nsections, &n->once) == 0);
+	CHECK(mn_once_open(NULL, n->table.nsections, &n->once) == 0);
 	/* Generations from 0, not a random base: inputs replay, seeds' grants match. */
 	for (uint32_t i = 0; i < n->table.nsections; i++)
 		n->table.secs[i].generation = 0;

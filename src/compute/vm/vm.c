@@ -565,6 +565,8 @@ json_t *vm_status(struct vm *vm)
 				    json_integer((json_int_t)st.release_pages_published));
 		json_object_set_new(pj, "release_diff_bytes",
 				    json_integer((json_int_t)st.release_diff_bytes));
+		json_object_set_new(pj, "release_batches_resent",
+				    json_integer((json_int_t)st.release_batches_resent));
 	}
 	vm_ext_status(vm, j);
 	return j;

@@ -145,11 +145,6 @@ uint8_t *pager_reljournal_buf(struct pager_reljournal *j)
 	return j->enc;
 }
 
-uint64_t pager_reljournal_stream(const struct pager_reljournal *j)
-{
-	return j->h.stream;
-}
-
 uint64_t pager_reljournal_pending(const struct pager_reljournal *j,
 				  const struct pager_relj_frame **ret_frames, unsigned *ret_n)
 {

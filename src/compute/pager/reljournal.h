@@ -52,7 +52,6 @@ void pager_reljournal_close(struct pager_reljournal *j);
 
 /* The buffer a batch is encoded in: PAGER_RELJ_ENC bytes, the file's. */
 uint8_t *pager_reljournal_buf(struct pager_reljournal *j);
-uint64_t pager_reljournal_stream(const struct pager_reljournal *j);
 
 /* The pending batch: its id (0: none), frames and their count. */
 uint64_t pager_reljournal_pending(const struct pager_reljournal *j,

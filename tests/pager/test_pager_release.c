@@ -10,7 +10,9 @@
  * released keeps its content through an acquire. The RELEASE and ACQUIRE
  * control pages: a store waits until the VM did the work, lands at once
  * when there is nothing to do, and traps again once there is. A malformed
- * WRITE_DIFF changes nothing.
+ * WRITE_DIFF changes nothing. Two stores to RELEASE at once (two vCPUs):
+ * a write made after the first one's release began waits for a release
+ * that carries it.
  * Skipped (exit 77) without userfaultfd or a disagg-memnode binary.
  */
 #include "tap.h"
@@ -100,6 +102,8 @@ static bool pages_hold(const uint8_t *mem, unsigned want)
 
 struct storer {
 	volatile uint64_t *addr;
+	volatile uint8_t *data;       /* written first, if set (a vCPU's write, then its release) */
+	uint8_t val;
 	atomic_bool done;
 	pthread_t th;
 };
@@ -108,6 +112,8 @@ static void *store_main(void *arg)
 {
 	struct storer *s = arg;
 
+	if (s->data)
+		*s->data = s->val;
 	*s->addr = 1;
 	atomic_store(&s->done, true);
 	return NULL;
@@ -127,15 +133,23 @@ static bool store_lands(struct storer *s, uint8_t *mem, uint64_t pg, unsigned ms
 	return atomic_load(&s->done);
 }
 
-/* Did the store that waited land (within 2 s)? Joined if so. */
-static bool landed(struct storer *s)
+/* Did the store that waited land within ms? Joined if so. */
+static bool landed_within(struct storer *s, unsigned ms)
 {
-	for (int i = 0; i < 400 && !atomic_load(&s->done); i++)
+	for (unsigned i = 0; i < ms / 5 && !atomic_load(&s->done); i++)
 		usleep(5000);
 	if (atomic_load(&s->done))
 		pthread_join(s->th, NULL);
 	return atomic_load(&s->done);
 }
+
+/* Did the store that waited land (within 2 s)? Joined if so. */
+static bool landed(struct storer *s)
+{
+	return landed_within(s, 2000);
+}
+
+static uint8_t node_byte(struct mnc *m, const struct holder *h, uint64_t pg, unsigned i);
 
 /* The memory node's open connections (STATS), or -1. */
 static int64_t connections(struct mnc *c)
@@ -154,7 +168,7 @@ static bool asked_for(struct holder *h, enum pager_ctl op, unsigned ms)
 
 static void test_control_pages(struct holder *a)
 {
-	struct storer s;
+	struct storer s = { 0 };
 	uint64_t n, bytes;
 
 	atomic_store(&a->asked, 0);
@@ -185,6 +199,73 @@ static void test_control_pages(struct holder *a)
 	ok(asked_for(a, PAGER_CTL_ACQUIRE, 2000) && pager_release_acquire(a->m.p, 0, &n) == 0,
 	   "acquired");
 	ok(landed(&s), "and it landed");
+}
+
+/*
+ * Two vCPUs of one guest release at once ("two vCPUs" in docs/sharing.md). vCPU 1 wrote page TS_PG and
+ * stores to RELEASE; while that release is on the way (its frames sent,
+ * their acknowledgement not yet seen), vCPU 2 writes page TS_PG + 1 and
+ * stores to RELEASE too. vCPU 2's write came after the release claimed its
+ * pages, so that release does not carry it, and vCPU 2's store must not
+ * land on it: both stores wait for a second release, which does.
+ */
+#define TS_PG 202
+static const struct pager_backend_ops *ts_real;
+static struct pager_backend_ops ts_ops;
+static struct holder *ts_holder;
+static struct storer ts_second;
+static bool ts_trapped;
+
+static int ts_write_wait(void *conn)
+{
+	struct holder *h = ts_holder;
+	struct storer *s = &ts_second;
+
+	if (h) {
+		ts_holder = NULL;
+		atomic_store(&h->asked, 0);
+		s->data = (volatile uint8_t *)h->m.mem + (TS_PG + 1) * PS;
+		s->val = 0x62;
+		ts_trapped = !store_lands(s, h->m.mem, RELEASE_PG, 300) &&
+			     asked_for(h, PAGER_CTL_RELEASE, 2000);
+		s->data = NULL;
+	}
+	return ts_real->write_wait(conn);
+}
+
+static void test_two_stores(struct holder *a, const struct mnspawn *mn)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = a->id };
+	struct storer first = { 0 };
+	struct mnc *m = NULL;
+	uint64_t n, bytes;
+
+	atomic_store(&a->asked, 0);
+	first.data = (volatile uint8_t *)a->m.mem + TS_PG * PS;
+	first.val = 0x61;
+	ok(!store_lands(&first, a->m.mem, RELEASE_PG, 300) &&
+		   asked_for(a, PAGER_CTL_RELEASE, 2000),
+	   "vCPU 1 wrote a page and its store to RELEASE waits");
+	ts_real = a->be->ops;
+	ts_ops = *ts_real;
+	ts_ops.write_wait = ts_write_wait;
+	ts_holder = a;
+	a->be->ops = &ts_ops;
+	ok(pager_release_publish(a->m.p, 0, &n, &bytes) == 0 && n == 1,
+	   "the release publishes vCPU 1's page (%llu)", (unsigned long long)n);
+	a->be->ops = ts_real;
+	ok(ts_trapped, "meanwhile vCPU 2 wrote another page and its store to RELEASE trapped");
+	ok(!landed_within(&ts_second, 300), "vCPU 2's store does not land on that release");
+	ok(asked_for(a, PAGER_CTL_RELEASE, 2000), "the pager asked the VM to release again");
+	ok(mnc_connect(&mo, &m) == 0 && node_byte(m, a, TS_PG, 0) == 0x61 &&
+		   node_byte(m, a, TS_PG + 1, 0) == 0,
+	   "the node has vCPU 1's byte, not yet vCPU 2's");
+	ok(pager_release_publish(a->m.p, 0, &n, &bytes) == 0 && n == 1 && bytes == 1,
+	   "the second release publishes vCPU 2's page (%llu pages, %llu bytes)",
+	   (unsigned long long)n, (unsigned long long)bytes);
+	ok(landed(&ts_second) && landed(&first), "then both stores landed");
+	ok(node_byte(m, a, TS_PG + 1, 0) == 0x62, "and the node has vCPU 2's byte");
+	mnc_close(m);
 }
 
 /* Bad WRITE_DIFF frames at the memory node: refused, and the page is unchanged. */
@@ -382,6 +463,9 @@ int main(int argc, char **argv)
 		return tap_done();
 	mo = (struct mnc_opts){ .addr = mn.addr, .key = &mn.key, .orch_key = mn.gkey, .node_id = 1 };
 	r = mnc_connect(&mo, &c);
+	/* The set-up's admin connection may not be seen closed yet. */
+	for (int i = 0; r == 0 && i < 200 && connections(c) > 1; i++)
+		usleep(10 * 1000);
 	ok(r == 0 && connections(c) == 1, "the memory node counts one connection: ours");
 	/* A's cleaner is due after 20 ms: it must leave a release region alone. */
 	r = holder_start(&a, &mn, 101, &s, 20, UINT64_MAX);
@@ -439,6 +523,7 @@ int main(int argc, char **argv)
 	   a.m.mem[100 * PS + 1] == 0x22, "after A's release and acquire: both bytes");
 
 	test_control_pages(&a);
+	test_two_stores(&a, &mn);
 	test_bad_frames(&mn, &a);
 	test_small_budget(&mn, &s);
 	test_twins_survive(&mn, &s);

@@ -59,7 +59,7 @@ struct vm_recaller {
 	_Atomic bool exited;          /* the thread saw it and ended */
 	_Atomic bool attached;        /* its channel is open and attached (vm_strict_wait) */
 	pthread_t thread;
-	struct pager_kept *kept;      /* changed pages to hand back (the thread's own) */
+	struct pager_kept *kept;      /* recall answers' pages to hand back (then the file's) */
 	size_t nkept;
 	struct pager_kept *sent;      /* pages of quiet answers not confirmed yet (the top) */
 	size_t nsent;
@@ -233,13 +233,13 @@ static int answer(struct vm_recaller *rr, struct mnc *c, const struct mnc_recall
 
 /*
  * After a broken channel: forget every cached page (the directory may have
- * forgotten us), keeping the ones we changed to hand back.
+ * forgotten us), keeping the ones we changed to hand back (on the region's
+ * answers' file: pager_strict_keep).
  */
 static void keep_copies(struct vm_recaller *rr)
 {
 	struct vm *vm = rr->vm;
 	struct pager *p = vm_pager_get(vm);
-	struct pager_kept *k = NULL;
 	uint64_t dropped = 0;
 	size_t n = 0;
 	int region;
@@ -250,76 +250,97 @@ static void keep_copies(struct vm_recaller *rr)
 	pthread_mutex_lock(&vm->lock);
 	region = vm->shared[rr->idx].region;
 	pthread_mutex_unlock(&vm->lock);
-	if (region >= 0 && pager_strict_keep(p, region, &k, &n, &dropped) == 0 && dropped)
+	if (region >= 0 && pager_strict_keep(p, region, &n, &dropped) == 0 && dropped)
 		log_warn("vm %s: region %s: recall channel lost: %llu cached pages dropped, "
 			 "%zu changed ones kept to hand back", vm->spec.name, vm->shared[rr->idx].id,
 			 (unsigned long long)dropped, n);
 	vm_pager_put(vm, p);
-	if (n && !rr->nkept) {
-		rr->kept = TAKE_PTR(k);
-		rr->nkept = n;
-	} else if (n) {
-		/* Beside a page of an unconfirmed recall answer (answer()). */
-		struct pager_kept *all = realloc(rr->kept, (rr->nkept + n) * sizeof(*all));
+}
 
-		if (all) {
-			memcpy(all + rr->nkept, k, n * sizeof(*k));
-			rr->kept = all;
-			rr->nkept += n;
-		} else {
-			log_warn("vm %s: region %s: out of memory: %zu changed pages are lost",
-				 vm->spec.name, vm->shared[rr->idx].id, n);
-		}
-	}
-	free(k);
+/* Hand back one kept page: 1 taken, 0 not ours (skipped), or a channel error. */
+static int reclaim(struct mnc *c, const struct vm_shared *s, const struct pager_kept *k)
+{
+	int r;
+
+	if (k->section >= s->nsec)
+		return 0;
+	r = mnc_dir_reclaim(c, &s->secs[k->section].sec.grant, s->secs[k->section].sec.dir_tag,
+			    k->page, k->data, k->recalled, k->version);
+	return r < 0 ? r : 1;
 }
 
 /*
  * On the channel, attached again: hand back the pages kept, then say we
  * are done with each section (a directory waiting for us after a restart
- * stops waiting). 0, or a channel error (try again after reconnecting).
+ * stops waiting). First the pages of recall answers (rr->kept), then the
+ * pages kept on the region's file, read one at a time: a page on file was
+ * owned after any answer of it, and the node stores what comes last.
+ * 0, or a channel error (try again after reconnecting: the pages stay).
  */
 static int hand_back(struct vm_recaller *rr, struct mnc *c)
 {
 	struct vm *vm = rr->vm;
-	struct pager *p;
+	struct pager *p = vm_pager_get(vm);
+	_cleanup_free_ struct pager_kept *k = malloc(sizeof(*k));
 	struct vm_shared s;
-	size_t taken = 0;
-	int r = 0;
+	size_t taken = 0, tried = 0;
+	uint64_t pos = 0;
+	int r = k ? 0 : -ENOMEM;
 
 	pthread_mutex_lock(&vm->lock);
 	s = vm->shared[rr->idx];
 	pthread_mutex_unlock(&vm->lock);
-	for (size_t i = 0; i < rr->nkept && r == 0; i++) {
-		const struct pager_kept *k = &rr->kept[i];
-
-		if (k->section >= s.nsec)
-			continue;
-		r = mnc_dir_reclaim(c, &s.secs[k->section].sec.grant, s.secs[k->section].sec.dir_tag,
-				    k->page, k->data, k->recalled, k->version);
-		taken += r == 0;
+	for (size_t i = 0; i < rr->nkept && r >= 0; i++) {
+		r = reclaim(c, &s, &rr->kept[i]);
+		tried++;
+		taken += r > 0;
 	}
-	for (unsigned k = 0; r == 0 && k < s.nsec; k++)
-		r = mnc_dir_reclaim(c, &s.secs[k].sec.grant, s.secs[k].sec.dir_tag, 0, NULL, false,
+	while (r >= 0 && p && s.region >= 0 &&
+	       (r = pager_strict_kept_next(p, s.region, &pos, k)) > 0) {
+		r = reclaim(c, &s, k);
+		tried++;
+		taken += r > 0;
+	}
+	for (unsigned i = 0; r >= 0 && i < s.nsec; i++)
+		r = mnc_dir_reclaim(c, &s.secs[i].sec.grant, s.secs[i].sec.dir_tag, 0, NULL, false,
 				    0);
-	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP)
+	if (r < 0 && r != -EUNATCH && r != -EOPNOTSUPP) {
+		vm_pager_put(vm, p);
 		return r;
-	/* The answers kept on file went back with the rest, or never will (pager/answers.h). */
-	p = vm_pager_get(vm);
+	}
+	/* What was kept went back, or never will (pager/answers.h). */
 	if (p && s.region >= 0)
 		(void)pager_strict_answers_clear(p, s.region);
 	vm_pager_put(vm, p);
-	if (rr->nkept && taken == rr->nkept)
+	if (tried && taken == tried)
 		log_info("vm %s: region %s: %zu changed pages handed back to the directory (it keeps "
 			 "those this node still owned there)", vm->spec.name, s.id, taken);
-	else if (rr->nkept)
+	else if (tried)
 		log_warn("vm %s: region %s: the memory node took back %zu of %zu changed pages (%s): "
-			 "the writes to the others are lost", vm->spec.name, s.id, taken, rr->nkept,
+			 "the writes to the others are lost", vm->spec.name, s.id, taken, tried,
 			 strerror(-r));
 	free(rr->kept);
 	rr->kept = NULL;
 	rr->nkept = 0;
 	return 0;
+}
+
+/* How many pages the region's file keeps to hand back (the thread's end). */
+static size_t kept_on_file(struct vm_recaller *rr)
+{
+	struct pager *p = vm_pager_get(rr->vm);
+	_cleanup_free_ struct pager_kept *k = malloc(sizeof(*k));
+	uint64_t pos = 0;
+	size_t n = 0;
+	int region;
+
+	pthread_mutex_lock(&rr->vm->lock);
+	region = rr->vm->shared[rr->idx].region;
+	pthread_mutex_unlock(&rr->vm->lock);
+	while (k && p && region >= 0 && pager_strict_kept_next(p, region, &pos, k) > 0)
+		n++;
+	vm_pager_put(rr->vm, p);
+	return n;
 }
 
 static bool pager_gone(struct vm *vm)
@@ -426,7 +447,7 @@ static void *recaller_main(void *arg)
 	}
 	free(buf);
 	sent_to_kept(rr);
-	if (rr->nkept)
+	if (rr->nkept || (rr->nkept = kept_on_file(rr)))
 		log_warn("vm %s: region %s: %zu changed pages never handed back: their writes are lost",
 			 vm->spec.name, vm->shared[rr->idx].id, rr->nkept);
 	free(rr->kept);

@@ -120,70 +120,29 @@ int pager_kept_write(int fd, uint64_t pg, const void *data)
 	return w == (ssize_t)PAGER_PAGE_SIZE ? 0 : w < 0 ? -errno : -EIO;
 }
 
-/* Is page pg in bitmap skip (NULL: empty)? */
-static bool skipped(const uint64_t *skip, uint64_t pg)
-{
-	return skip && (skip[pg / 64] & (1ull << (pg % 64)));
-}
-
-/*
- * The kept pages' runs but those in skip: counted (into *count) when k is
- * NULL, else read into k from index *count on, up to cap.
- */
-static int kept_runs(int fd, uint64_t sec_pages, const uint64_t *skip, struct pager_kept *k,
-		     size_t *count, size_t cap)
+int pager_kept_next(int fd, uint64_t sec_pages, uint64_t *pg, struct pager_kept *out)
 {
 	const off_t ps = PAGER_PAGE_SIZE, base = PAGER_KEPT_BASE;
-	off_t end = lseek(fd, 0, SEEK_END), off = base;
+	off_t a = lseek(fd, base + (off_t)*pg * ps, SEEK_DATA);
+	uint64_t at;
 
-	if (end < 0)
-		return -errno;
-	while (off < end) {
-		off_t a = lseek(fd, off, SEEK_DATA), b;
-
-		if (a < 0)
-			return errno == ENXIO ? 0 : -errno;   /* ENXIO: no data after off */
-		b = lseek(fd, a, SEEK_HOLE);
-		if (b < 0)
-			return -errno;
-		for (a -= (a - base) % ps; a < b; a += ps) {
-			uint64_t pg = (uint64_t)((a - base) / ps);
-
-			if (skipped(skip, pg))
-				continue;
-			if (!k) {
-				(*count)++;
-				continue;
-			}
-			if (*count == cap)
-				return 0;   /* written since it was counted: the newer goes next time */
-			k[*count] = (struct pager_kept){ .section = (uint32_t)(pg / sec_pages),
-							 .page = (uint32_t)(pg % sec_pages) };
-			if (pread(fd, k[*count].data, PAGER_PAGE_SIZE, a) != ps)
-				return -EIO;
-			(*count)++;
-		}
-		off = b;
-	}
-	return 0;
+	if (a < 0)
+		return errno == ENXIO ? 0 : -errno;   /* ENXIO: no data after it */
+	a -= (a - base) % ps;
+	at = (uint64_t)((a - base) / ps);
+	*out = (struct pager_kept){ .section = (uint32_t)(at / sec_pages),
+				    .page = (uint32_t)(at % sec_pages) };
+	if (pread(fd, out->data, PAGER_PAGE_SIZE, a) != ps)
+		return -EIO;
+	*pg = at + 1;
+	return 1;
 }
 
-int pager_kept_read(int fd, uint64_t sec_pages, const uint64_t *skip, struct pager_kept **k,
-		    size_t *n)
+bool pager_kept_has(int fd, uint64_t pg)
 {
-	struct pager_kept *m;
-	size_t more = 0, at = *n;
-	int r = kept_runs(fd, sec_pages, skip, NULL, &more, 0);
+	off_t at = PAGER_KEPT_BASE + (off_t)pg * PAGER_PAGE_SIZE;
 
-	if (r < 0 || !more)
-		return r;
-	m = realloc(*k, (*n + more) * sizeof(**k));
-	if (!m)
-		return -ENOMEM;
-	*k = m;
-	r = kept_runs(fd, sec_pages, skip, m, &at, *n + more);
-	*n = at;
-	return r;
+	return lseek(fd, at, SEEK_DATA) == at;
 }
 
 int pager_answers_clear(int fd)

@@ -21,6 +21,7 @@
 #ifndef DISAGG_PAGER_ANSWERS_H
 #define DISAGG_PAGER_ANSWERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,12 +42,14 @@ int pager_answers_read(int fd, struct pager_kept **ret, size_t *ret_n, uint64_t 
 /* Keep page pg of the region, changed, owned when the channel broke. */
 int pager_kept_write(int fd, uint64_t pg, const void *data);
 /*
- * The pages kept so, but those whose bit is set in skip (a bitmap by
- * page, NULL: none), as changed pages (not recalled) of section pg /
- * sec_pages: appended to *k (*n of them, realloc'd).
+ * The first page kept so at or after page *pg of the region, as a changed
+ * page (not recalled) of section pg / sec_pages, into *out: 1, with *pg
+ * moved past it; 0 when there is none; -errno. One page at a time, so
+ * that a whole region kept costs no memory to hand back.
  */
-int pager_kept_read(int fd, uint64_t sec_pages, const uint64_t *skip, struct pager_kept **k,
-		    size_t *n);
+int pager_kept_next(int fd, uint64_t sec_pages, uint64_t *pg, struct pager_kept *out);
+/* Is page pg of the region kept so? */
+bool pager_kept_has(int fd, uint64_t pg);
 /* Forget every answer and kept page (handed back). */
 int pager_answers_clear(int fd);
 

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>   /* memfd_create */
 #include <unistd.h>
 
 #include "atrest.h"
@@ -178,9 +179,11 @@ int pager_add_region(struct pager *p, const struct pager_region_config *rc)
 		for (unsigned i = 0; i < PAGER_STRICT_SNAPS; i++)
 			r->snaps[i].pg = UINT64_MAX;
 	}
-	r->answers_fd = rc->strict && rc->answers_fd > 0 ?
-			       fcntl(rc->answers_fd, F_DUPFD_CLOEXEC, 3) : -1;
-	if (rc->strict && rc->answers_fd > 0 && r->answers_fd < 0) {
+	/* Without a file of the caller's, one in memory: kept pages always go to a file (share.c). */
+	r->answers_fd = !rc->strict ? -1 :
+			rc->answers_fd > 0 ? fcntl(rc->answers_fd, F_DUPFD_CLOEXEC, 3) :
+					     memfd_create("answers", MFD_CLOEXEC);
+	if (rc->strict && r->answers_fd < 0) {
 		e = -errno;
 		pager_region_free(r);
 		return e;

@@ -117,26 +117,19 @@ static bool kept_page(uint8_t s)
 }
 
 /*
- * Copy every kept_page() of r, write-protected first (p->lock held, r
- * fenced, no fault thread inside it: a guest write from now on waits),
- * onto the region's answers' file too when it has one (answers.h).
+ * Keep every kept_page() of r on the region's answers' file (answers.h),
+ * write-protected first (p->lock held, r fenced, no fault thread inside
+ * it: a guest write from now on waits). Nothing stays in memory: the
+ * recall thread hands them back from the file, one at a time. Returns how
+ * many were kept; one that cannot be written is lost with the drop, and
+ * said so.
  */
-static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept **ret,
-		      size_t *ret_n)
+static size_t keep_pages(struct pager *p, struct pager_region *r)
 {
-	struct pager_kept *k;
-	size_t n = 0;
+	uint8_t buf[PS];
+	size_t n = 0, lost = 0;
+	int err = 0;
 
-	for (uint64_t pg = 0; pg < r->npages; pg++)
-		n += kept_page(st_get(r, pg));
-	*ret = NULL;
-	*ret_n = 0;
-	if (!n)
-		return 0;
-	k = calloc(n, sizeof(*k));
-	if (!k)
-		return -ENOMEM;
-	n = 0;
 	for (uint64_t pg = 0; pg < r->npages; pg++) {
 		ssize_t got;
 		int rc;
@@ -144,22 +137,22 @@ static int keep_pages(struct pager *p, struct pager_region *r, struct pager_kept
 		if (!kept_page(st_get(r, pg)))
 			continue;
 		rc = pager_uffd_wp(r, pg, 1, true);
-		got = rc < 0 ? -1 : pread(r->file_fd, k[n].data, PS, (off_t)(r->file_offset + pg * PS));
-		if (got != (ssize_t)PS) {
-			free(k);
-			return rc < 0 ? rc : got < 0 ? -errno : -EIO;
+		got = rc < 0 ? -1 : pread(r->file_fd, buf, PS, (off_t)(r->file_offset + pg * PS));
+		if (rc == 0)
+			rc = got == (ssize_t)PS ? 0 : got < 0 ? -errno : -EIO;
+		if (rc == 0)
+			rc = pager_kept_write(r->answers_fd, pg, buf);
+		if (rc < 0) {
+			lost++;
+			err = rc;
+			continue;
 		}
-		k[n].section = (uint32_t)(pg / p->sec_pages);
-		k[n].page = (uint32_t)(pg % p->sec_pages);
-		/* On file too: the agent may die before it hands them back (answers.h). */
-		if (r->answers_fd >= 0 && (rc = pager_kept_write(r->answers_fd, pg, k[n].data)) < 0)
-			log_warn("pager %s: strict page %llu: not kept on file: %s", p->name,
-				 (unsigned long long)pg, strerror(-rc));
 		n++;
 	}
-	*ret = k;
-	*ret_n = n;
-	return 0;
+	if (lost)
+		log_warn("pager %s: region %u: %zu changed strict pages could not be kept (%s): "
+			 "their writes are lost", p->name, r->idx, lost, strerror(-err));
+	return n;
 }
 
 /*
@@ -177,7 +170,7 @@ static uint64_t mark_adopted(struct pager *p, struct pager_region *r, uint64_t a
  * keep is set; adopt: every page with data in the file counts as changed.
  */
 static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_only, bool adopt,
-			   struct pager_kept **keep, size_t *nkeep, int *ret_err)
+			   size_t *nkeep)
 {
 	int64_t dropped = 0;
 	uint64_t stale = 0, run = 0;
@@ -191,8 +184,8 @@ static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_o
 		pager_resident_add(p, (int64_t)pager_file_runs(p, r, 0, r->npages, true,
 							       mark_adopted));
 	pthread_mutex_lock(&p->lock);
-	if (keep)
-		*ret_err = keep_pages(p, r, keep, nkeep);
+	if (nkeep)
+		*nkeep = keep_pages(p, r);
 	for (uint64_t pg = 0; pg < r->npages; pg++) {
 		uint8_t s = st_get(r, pg);
 
@@ -238,7 +231,7 @@ static int64_t shared_drop(struct pager *p, struct pager_region *r, bool clean_o
 
 int64_t pager_shared_drop(struct pager *p, struct pager_region *r, bool clean_only)
 {
-	return shared_drop(p, r, clean_only, false, NULL, NULL, NULL);
+	return shared_drop(p, r, clean_only, false, NULL);
 }
 
 static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_dropped)
@@ -268,76 +261,53 @@ static int invalidate(struct pager *p, int region, bool acquire, uint64_t *ret_d
 
 int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped)
 {
-	return pager_strict_keep(p, region, NULL, NULL, ret_dropped);
-}
-
-/* Mark the pages of list k (from index i0 on) in the bitmap `has`. */
-static void mark_pages(const struct pager *p, const struct pager_region *r, uint64_t *has,
-		       const struct pager_kept *k, size_t i0, size_t n)
-{
-	for (size_t i = i0; i < n; i++) {
-		uint64_t pg = (uint64_t)k[i].section * p->sec_pages + k[i].page;
-
-		if (pg < r->npages)
-			has[pg / 64] |= 1ull << (pg % 64);
-	}
+	return pager_strict_keep(p, region, NULL, ret_dropped);
 }
 
 /*
- * An adopted region's pages to hand back, each once, the newest: those of
- * the region's file (*k, n of them, which keep_pages has just kept on the
- * answers' file too), then the pages kept on that file before (its
- * channel had broken) and not in the region's file, then the answers
- * (answers.h) of pages in neither: a page in the region's file came back
- * after it was kept or given up in an answer, and a kept page was owned
- * after its answer. Appended to *k.
+ * An adopted region's answers on file (answers.h) that go back with its
+ * kept pages: those of pages not kept. keep_pages has just written the
+ * pages of the region's file over the pages kept there before (its channel
+ * had broken), so the kept pages are the newest of each page: a page in
+ * the region's file came back after it was kept or given up in an answer,
+ * and a kept page was owned after its answer.
  */
-static int with_answers(struct pager *p, struct pager_region *r, struct pager_kept **k, size_t *n)
+static int with_answers(struct pager *p, struct pager_region *r, struct pager_kept **ret,
+			size_t *ret_n)
 {
 	_cleanup_free_ struct pager_kept *a = NULL;
-	_cleanup_free_ uint64_t *has = calloc((r->npages + 63) / 64, sizeof(*has));
-	size_t na = 0, n0 = *n;
+	size_t na = 0, n = 0;
 	uint64_t next = 0;
-	int rc;
+	int rc = pager_answers_read(r->answers_fd, &a, &na, &next);
 
-	if (!has)
-		return -ENOMEM;
-	mark_pages(p, r, has, *k, 0, *n);
-	rc = pager_kept_read(r->answers_fd, p->sec_pages, has, k, n);
-	if (rc == 0)
-		rc = pager_answers_read(r->answers_fd, &a, &na, &next);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&p->lock);
 	r->answers_n = MAX(r->answers_n, next);
 	pthread_mutex_unlock(&p->lock);
-	mark_pages(p, r, has, *k, n0, *n);
-	if (na) {
-		struct pager_kept *all = realloc(*k, (*n + na) * sizeof(*all));
-
-		if (!all)
-			return -ENOMEM;
-		*k = all;
-	}
 	for (size_t i = 0; i < na; i++) {
 		uint64_t pg = (uint64_t)a[i].section * p->sec_pages + a[i].page;
 
-		if (pg >= r->npages || !(has[pg / 64] & (1ull << (pg % 64))))
-			(*k)[(*n)++] = a[i];
+		if (pg < r->npages && !pager_kept_has(r->answers_fd, pg))
+			a[n++] = a[i];
 	}
+	*ret = n ? TAKE_PTR(a) : NULL;
+	*ret_n = n;
 	return 0;
 }
 
-static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kept **ret,
-		       size_t *ret_n, uint64_t *ret_dropped)
+static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kept **ret_answers,
+		       size_t *ret_nanswers, size_t *ret_kept, uint64_t *ret_dropped)
 {
 	struct pager_region *r;
-	int rc, kerr = 0;
+	int rc;
 
 	*ret_dropped = 0;
-	if (ret) {
-		*ret = NULL;
-		*ret_n = 0;
+	if (ret_kept)
+		*ret_kept = 0;
+	if (ret_answers) {
+		*ret_answers = NULL;
+		*ret_nanswers = 0;
 	}
 	r = pager_shared_get(p, region, &rc);
 	if (!r)
@@ -346,12 +316,10 @@ static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kep
 		pthread_mutex_unlock(&p->admin_lock);
 		return -EINVAL;
 	}
-	*ret_dropped = (uint64_t)shared_drop(p, r, false, adopt, ret, ret_n, &kerr);
-	if (kerr == 0 && adopt && r->answers_fd >= 0)
-		kerr = with_answers(p, r, ret, ret_n);
-	if (kerr < 0)
-		log_warn("pager %s: region %d: keeping its changed pages failed (%s): they are lost",
-			 p->name, region, strerror(-kerr));
+	*ret_dropped = (uint64_t)shared_drop(p, r, false, adopt, ret_kept);
+	if (adopt && (rc = with_answers(p, r, ret_answers, ret_nanswers)) < 0)
+		log_warn("pager %s: region %d: its recall answers on file cannot be read (%s): "
+			 "they are lost", p->name, region, strerror(-rc));
 	/* A new attachment: the directory counts its answers from 0 again. */
 	for (uint32_t s = 0; s < r->nsections; s++)
 		atomic_store(&r->dir_rx[s], 0);
@@ -360,18 +328,30 @@ static int strict_keep(struct pager *p, int region, bool adopt, struct pager_kep
 	return 0;
 }
 
-int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
-		      uint64_t *ret_dropped)
+int pager_strict_keep(struct pager *p, int region, size_t *ret_kept, uint64_t *ret_dropped)
 {
-	return strict_keep(p, region, false, ret, ret_n, ret_dropped);
+	return strict_keep(p, region, false, NULL, NULL, ret_kept, ret_dropped);
 }
 
-int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
-		       uint64_t *ret_dropped)
+int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret_answers,
+		       size_t *ret_nanswers, size_t *ret_kept, uint64_t *ret_dropped)
 {
-	if (!ret)
+	if (!ret_answers || !ret_nanswers || !ret_kept)
 		return -EINVAL;
-	return strict_keep(p, region, true, ret, ret_n, ret_dropped);
+	return strict_keep(p, region, true, ret_answers, ret_nanswers, ret_kept, ret_dropped);
+}
+
+int pager_strict_kept_next(struct pager *p, int region, uint64_t *pos, struct pager_kept *out)
+{
+	struct pager_region *r;
+	int rc;
+
+	r = pager_shared_get(p, region, &rc);
+	if (!r)
+		return rc;
+	rc = r->strict ? pager_kept_next(r->answers_fd, p->sec_pages, pos, out) : -EINVAL;
+	pthread_mutex_unlock(&p->admin_lock);
+	return rc;
 }
 
 int pager_strict_answers_clear(struct pager *p, int region)
@@ -382,7 +362,7 @@ int pager_strict_answers_clear(struct pager *p, int region)
 	r = pager_shared_get(p, region, &rc);
 	if (!r)
 		return rc;
-	rc = r->strict && r->answers_fd >= 0 ? pager_answers_clear(r->answers_fd) : 0;
+	rc = r->strict ? pager_answers_clear(r->answers_fd) : -EINVAL;
 	pthread_mutex_unlock(&p->admin_lock);
 	return rc;
 }

@@ -60,32 +60,37 @@ int pager_strict_reset(struct pager *p, int region, uint64_t *ret_dropped);
 
 /*
  * Strict region whose recall channel broke: as pager_strict_reset, but
- * first keep a copy of every page this node owned and changed since its
- * last write-back (each write-protected before it is read, under the
- * region's fence, so no guest write is missed), in *ret (malloc'd, *ret_n
- * of them; NULL when none). The directory takes them back (DIR_RECLAIM)
- * if the memory node restarted, or if it kept this node's pages while its
+ * first keep every page this node owned and changed since its last
+ * write-back (each write-protected before it is read, under the region's
+ * fence, so no guest write is missed) on the region's answers' file
+ * (answers.h), *ret_kept of them; pager_strict_kept_next reads them back
+ * one at a time. The directory takes them back (DIR_RECLAIM) if the
+ * memory node restarted, or if it kept this node's pages while its
  * channel was gone (an away holder, docs/memnode.md); otherwise they are
- * lost.
+ * lost. A page that cannot be written there is lost (logged).
  */
-int pager_strict_keep(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
-		      uint64_t *ret_dropped);
+int pager_strict_keep(struct pager *p, int region, size_t *ret_kept, uint64_t *ret_dropped);
 /*
  * Strict region handed back by the shim to a restarted agent (the pager
  * added it afresh): the page state of the dead pager is gone, so every
  * page with data in the region's file (what the guest wrote to the pages
  * that node owned, and copies) is kept as pager_strict_keep keeps a
- * changed page, and then dropped. The answers the dead agent kept on file
- * (answers.h) come first, as pages given up in recalls, except those of
- * pages the file holds again. The directory stores the pages this node
- * still owns there, and the answers it never read, and ignores the rest.
+ * changed page (over what the file kept before: these are newer), and
+ * then dropped. The answers the dead agent kept on file (answers.h) of
+ * pages not kept go in *ret_answers (malloc'd, at most
+ * PAGER_ANSWER_SLOTS; NULL when none), as pages given up in recalls: hand
+ * them back first. The directory stores the pages this node still owns
+ * there, and the answers it never read, and ignores the rest.
  */
-int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret, size_t *ret_n,
-		       uint64_t *ret_dropped);
+int pager_strict_adopt(struct pager *p, int region, struct pager_kept **ret_answers,
+		       size_t *ret_nanswers, size_t *ret_kept, uint64_t *ret_dropped);
 /*
- * The answers kept on file (answers.h) were handed back: forget them. A
- * region without that file: 0.
+ * The next page pager_strict_keep or pager_strict_adopt kept, at or after
+ * page *pos of the region (0 to start): 1 with *out and *pos moved past
+ * it, 0 when there is none, -errno.
  */
+int pager_strict_kept_next(struct pager *p, int region, uint64_t *pos, struct pager_kept *out);
+/* The answers and pages kept on file (answers.h) were handed back: forget them. */
 int pager_strict_answers_clear(struct pager *p, int region);
 
 /* Is `region` a shared one that is writable now? (false: no such region) */

@@ -283,7 +283,8 @@ struct pager_region_config {
 	int twin_fd;
 	/*
 	 * strict: the answers' file (answers.h), kept by the VM across an
-	 * agent restart. 0 (a zeroed config's) or -1: none. It stays the
+	 * agent restart. 0 (a zeroed config's) or -1: the pager makes its own
+	 * in memory (nothing outlives the process then). It stays the
 	 * caller's.
 	 */
 	int answers_fd;

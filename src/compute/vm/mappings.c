@@ -181,7 +181,8 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 			 vm->spec.name, msg->path, (unsigned long long)pages);
 	}
 	if (strict_adopt) {
-		int e = pager_strict_adopt(p, r, &kept, &nkept, &pages);
+		size_t onfile = 0;
+		int e = pager_strict_adopt(p, r, &kept, &nkept, &onfile, &pages);
 
 		if (e < 0) {
 			(void)pager_remove_region(p, r, false);
@@ -189,7 +190,8 @@ static int shim_map(void *opaque, const struct shim_msg *msg, int uffd, bool ado
 			return e;
 		}
 		log_info("vm %s: took %s back from the shim: %zu pages of its file to hand back "
-			 "to the directory", vm->spec.name, msg->path, nkept);
+			 "to the directory, and %zu recall answers", vm->spec.name, msg->path, onfile,
+			 nkept);
 	}
 	pthread_mutex_lock(&vm->lock);
 	if (vm->nregions < ARRAY_SIZE(vm->regions)) {

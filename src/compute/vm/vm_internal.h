@@ -62,8 +62,9 @@ struct vm_shared {
 	int region;                   /* pager region, -1 until mapped */
 	struct vm_recaller *rec;      /* mode strict: its recall channel (vm_strict.c) */
 	/*
-	 * Mode strict, handed back to a restarted agent: the pages of the
-	 * region's file, for its recall thread to hand back (mappings.c).
+	 * Mode strict, handed back to a restarted agent: the dead agent's
+	 * recall answers, for its recall thread to hand back before the pages
+	 * kept on the region's answers' file (mappings.c).
 	 */
 	struct pager_kept *kept;
 	size_t nkept;

@@ -207,14 +207,10 @@ static void written_back(const json_t *ans, char *buf, size_t len)
 		buf[0] = '\0';
 }
 
-/* "; invalidated: b, c; not reached: d (they read stale data until they are)" */
-static void invalidated(const json_t *ans, char *buf, size_t len)
+/* The slots of the answer's arrays keys[0] and keys[1], each after says[k], at buf + off. */
+static size_t slot_lists(const json_t *ans, const char *const keys[2], const char *const says[2],
+			 char *buf, size_t off, size_t len)
 {
-	static const char *const keys[] = { "invalidated", "not_invalidated" };
-	static const char *const says[] = { "; invalidated: ", "; not reached: " };
-	size_t off = 0;
-
-	buf[0] = '\0';
 	for (size_t k = 0; k < 2; k++) {
 		json_t *arr = json_object_get(ans, keys[k]), *x;
 		size_t i;
@@ -225,8 +221,44 @@ static void invalidated(const json_t *ans, char *buf, size_t len)
 							i ? ", " : says[k],
 							json_string_value(x) ? json_string_value(x) : "?");
 	}
+	return off;
+}
+
+/* "; invalidated: b, c; not reached: d (they read stale data until they are)" */
+static void invalidated(const json_t *ans, char *buf, size_t len)
+{
+	static const char *const keys[] = { "invalidated", "not_invalidated" };
+	static const char *const says[] = { "; invalidated: ", "; not reached: " };
+	size_t off;
+
+	buf[0] = '\0';
+	off = slot_lists(ans, keys, says, buf, 0, len);
 	if (json_array_size(json_object_get(ans, "not_invalidated")) && off < len)
 		snprintf(buf + off, len - off, " (they may read older data until they are)");
+}
+
+/*
+ * A release region's detach of a slot whose VM is gone: "; its VM is
+ * gone: fenced at epoch N; new grants: b; not reached: c (until the next
+ * renewal)".
+ */
+static void fenced_out(const json_t *ans, char *buf, size_t len)
+{
+	static const char *const keys[] = { "regranted", "not_regranted" };
+	static const char *const says[] = { "; new grants: ", "; not reached: " };
+	int64_t epoch = jint(ans, "fenced_epoch", -1), unfenced = jint(ans, "not_fenced_sections", 0);
+	size_t off;
+
+	buf[0] = '\0';
+	if (epoch < 0)
+		return;
+	off = (size_t)snprintf(buf, len, "; its VM is gone: fenced at epoch %" PRId64, epoch);
+	if (unfenced > 0 && off < len)
+		off += (size_t)snprintf(buf + off, len - off, " (%" PRId64 " sections not reached)",
+					unfenced);
+	off = slot_lists(ans, keys, says, buf, off, len);
+	if (json_array_size(json_object_get(ans, "not_regranted")) && off < len)
+		snprintf(buf + off, len - off, " (until the next renewal)");
 }
 
 /*
@@ -239,7 +271,7 @@ static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 	_cleanup_(json_decrefp) json_t *body = NULL;
 	_cleanup_free_ char *label = NULL, *path = NULL, *suffix = NULL;
 	const char *name = a->args[0], *slot = cli_opt(a, "slot");
-	char pci[64], more[160], inv[512];
+	char pci[64], more[160], inv[512], fence[512];
 	json_t *att;
 	int ret;
 
@@ -268,7 +300,8 @@ static int region_verb(struct cli_args *a, const char *verb, const char *doing)
 		       jstr(r.json, "mode") && strcmp(jstr(r.json, "mode"), "exclusive")
 			       ? jstr(r.json, "mode") : "");
 	} else if (!strcmp(verb, "detach")) {
-		printf("region %s detached from slot %s%s%s\n", name, slot, more, inv);
+		fenced_out(r.json, fence, sizeof(fence));
+		printf("region %s detached from slot %s%s%s%s\n", name, slot, more, inv, fence);
 	} else if (!strcmp(verb, "lock")) {
 		printf("region %s locked by slot %s (epoch %" PRId64 ")\n", name, slot,
 		       jint(r.json, "epoch", -1));

@@ -25,7 +25,9 @@
  * /v1/vms/NAME, regions_ask): "ask, don't guess". A slot whose VM is gone
  * (`failed`, `lost`) is detached and unlocked without its agent: the lock
  * then moves on only after the epoch was raised and the sections fenced,
- * so nothing that VM may still send can land.
+ * so nothing that VM may still send can land. In mode release, where
+ * every slot writes, the others get grants of the new epoch before the
+ * fence (fence_out).
  */
 #include "regions_flow.h"
 
@@ -151,6 +153,83 @@ static int fence_all(struct orch *o, struct region_rec *r)
 	r->epoch++;
 	e = o->store->ops->region_update(o->store, r);
 	return e < 0 ? e : regions_fence(o, r);
+}
+
+/* Read-write grants of r's epoch to attached slot a's agent (POST /v1/vms/NAME/grants). */
+static int regrant(struct orch *o, const struct region_rec *r, const struct region_attach_rec *a,
+		   char *why, size_t whylen)
+{
+	json_t *g = regions_grants(o, r, a->compute, true, orch_grant_expiry(o), false);
+	json_t *body = g ? json_pack("{s:o}", "grants", g) : NULL;
+	_cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	_cleanup_free_ char *ans = NULL;
+	char path[STORE_NAME_MAX + 32];
+	struct node_rec c;
+	int st;
+
+	json_decref(body);
+	if (!text) {
+		snprintf(why, whylen, "cannot mint its grants");
+		return -ENOMEM;
+	}
+	st = o->store->ops->node_get(o->store, a->compute, &c);
+	if (st < 0) {
+		snprintf(why, whylen, "its compute node %" PRIu64 " is not known", a->compute);
+		return st;
+	}
+	snprintf(path, sizeof(path), "/v1/vms/%s/grants", a->slot);
+	st = cclient_call(c.id, c.http, "POST", path, text, REGION_SHORT_TIMEOUT_MS, &ans);
+	if (st == 200)
+		return 0;
+	snprintf(why, whylen, "%s", st < 0 ? strerror(-st) : ans ? ans : "no answer");
+	return st < 0 ? st : -EIO;
+}
+
+/*
+ * Mode release: slot s, whose VM is gone, still holds write grants, and a
+ * release of it that comes late would land. Raise r's epoch (durably),
+ * give every other attached slot read-write grants of it, and only then
+ * fence each section at it: nothing the gone VM may still send lands. A
+ * release of another slot's that meets the fence before its new grants
+ * fails and is sent again, applied once (docs/sharing.md, "Sent again,
+ * applied once"); a slot that is not reached now gets the grants at the
+ * next renewal. 0, or -errno when the epoch could not be recorded.
+ */
+static int fence_out(struct orch *o, struct region_rec *r, const struct slot_rec *s,
+		     json_t *info)
+{
+	_cleanup_free_ struct region_attach_rec *att = NULL;
+	json_t *done = json_array(), *missed = json_array();
+	size_t n = 0;
+	int e;
+
+	r->epoch++;
+	e = o->store->ops->region_update(o->store, r);
+	if (e == 0)
+		e = o->store->ops->attach_list(o->store, r->id, 0, &att, &n);
+	for (size_t i = 0; e == 0 && i < n; i++) {
+		char why[256];
+
+		if (att[i].slot_id == s->id)
+			continue;
+		if (regrant(o, r, &att[i], why, sizeof(why)) == 0) {
+			json_array_append_new(done, json_string(att[i].slot));
+			continue;
+		}
+		json_array_append_new(missed, json_string(att[i].slot));
+		log_warn("region %s: slot %s did not take grants of epoch %" PRIu32 ": %s (its "
+			 "releases are refused until the next renewal)", r->name, att[i].slot,
+			 r->epoch, why);
+	}
+	if (e == 0) {
+		int failed = regions_fence(o, r);
+
+		json_object_set_new(info, "fenced_epoch", json_integer(r->epoch));
+		json_object_set_new(info, "not_fenced_sections", json_integer(MAX(failed, 0)));
+	}
+	json_object_set_new(info, "regranted", done);
+	json_object_set_new(info, "not_regranted", missed);
+	return e;
 }
 
 /* Tell every attached slot but `except` to drop its cached pages of r (only the stale ones). */
@@ -309,6 +388,10 @@ static int detach(struct orch *o, struct region_rec *r, const struct slot_rec *s
 	if (status == 200 && json_is_integer(json_object_get(ans, "flushed_pages")))
 		json_object_set(info, "flushed_pages", json_object_get(ans, "flushed_pages"));
 	json_decref(ans);
+	if (gone && !strcmp(r->mode, "release") && fence_out(o, r, s, info) < 0) {
+		http_resp_error(resp, 500, "internal", "store: cannot raise the epoch");
+		return -EIO;
+	}
 	e = forget_attachment(o, r, a);
 	if (e < 0) {
 		regions_store_error(resp, e);

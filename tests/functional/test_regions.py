@@ -563,6 +563,55 @@ def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, co
     assert st == 200 and ans["holder"] == "b", ans
 
 
+def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes, computes,
+                                                        hb_factory, key):
+    """Mode release: every slot holds write grants. Detaching a slot whose
+    compute node is lost gives the other slots read-write grants of a new
+    epoch first, then fences every section at it: a late release of the
+    lost VM is refused on the real memory node ("fenced out" in
+    docs/sharing.md), the other slot's writes
+    with its new grants land."""
+    orch = orch_factory(timeout=2)
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
+    assert st == 201, r
+    for slot in ("a", "b"):
+        assert post(orch, "p", "attach", slot)[0] == 200
+    epoch = orch.call("GET", "/v1/regions/p")[1]["epoch"]
+    x = r["sections"][0]
+    page = [(0, [(8, b"\xa1")])]
+    with Conn(m.addr).login(key, 10) as c:          # a writes at the epoch it holds
+        c.write_diff(mint_grant(key, 101, 10, x["section"], x["generation"], RW, epoch=epoch),
+                     page)
+
+    orch.hb.pause(10)                # compute node 10 (slot a) goes silent
+    c1.dead = True
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
+    c2.renewals.clear()
+    st, ans = post(orch, "p", "detach", "a")
+    assert st == 200, ans
+    assert ans["fenced_epoch"] == epoch + 1 and ans["not_fenced_sections"] == 0, ans
+    assert ans["regranted"] == ["b"] and ans["not_regranted"] == [], ans
+    r = orch.call("GET", "/v1/regions/p")[1]
+    assert r["epoch"] == epoch + 1 and r["state"] == "ready", r
+    assert [a["slot"] for a in r["attachments"]] == ["b"], r
+    # b took read-write grants of the new epoch (as the agent checks them).
+    got = [g for vm, _, gs in c2.renewals if vm == "b" for g in gs]
+    check_grants([decode_grant(g)[:6] for g in got], r, 11, RW, epoch + 1)
+    # A late release of the lost VM (its old grant) is refused; b's lands.
+    with Conn(m.addr).login(key, 10) as c:
+        with pytest.raises(ProtoError) as e:
+            c.write_diff(mint_grant(key, 101, 10, x["section"], x["generation"], RW,
+                                    epoch=epoch), [(0, [(9, b"\xa2")])])
+        assert e.value.status == ST["FENCED"], e.value
+    with Conn(m.addr).login(key, 11) as c:
+        c.write_diff(bytes.fromhex(got[0]), [(0, [(10, b"\xb1")])])
+        data = c.read(bytes.fromhex(got[0]), [(0, 1)])
+    assert data[8:11] == b"\xa1\x00\xb1", data[:16]
+    ev = [e for e in events(orch, "region_detached") if e["slot"] == "a"]
+    assert ev, events(orch)
+
+
 def test_a_lost_strict_holder_is_an_event(orch_factory, memnodes, computes, hb_factory, key):
     """A strict region's directory drops a holder that leaves a recall
     unanswered for the lease; the memory node says so in its heartbeats and

@@ -10,6 +10,7 @@ import re
 import pytest
 
 import fake_regions as fr
+from dproto import wait_for
 from test_cli import cli_env, disagg, table
 from test_orchestrator import computes, hb_factory, orch, orch_factory  # noqa: F401
 from test_regions import start
@@ -135,3 +136,26 @@ def test_region_commands(orch, memnodes, computes, hb_factory):
     assert re.search(r"^a\s+10\s+\S+\s+writes$", out, re.M), out
     cli("region", "detach", "r3", "--slot", "a")
     cli("region", "delete", "r3")
+
+
+def test_detaching_a_gone_release_slot_says_it_was_fenced_out(orch_factory, memnodes, computes,
+                                                              hb_factory):
+    """`region detach` of a release region's slot whose compute node is
+    lost: the line says the region was fenced at a new epoch and who got
+    grants of it (test_regions.py checks the fence on the memory node)."""
+    orch = orch_factory(timeout=2)
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    env = cli_env(DISAGG_TOKEN=orch.auth.token)
+
+    def cli(*args, rc=0):
+        return disagg("--url", f"http://{orch.addr}", *args, env=env, check_rc=rc)
+
+    cli("region", "create", "p", "--size", "128M", "--mode", "release")
+    for slot in ("a", "b"):
+        cli("region", "attach", "p", "--slot", slot)
+    orch.hb.pause(10)
+    c1.dead = True
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
+    p = cli("region", "detach", "p", "--slot", "a")
+    assert p.stdout == ("region p detached from slot a; its VM is gone: fenced at epoch 1; "
+                        "new grants: b\n"), p.stdout

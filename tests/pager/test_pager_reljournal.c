@@ -16,6 +16,8 @@
  *   (the landed frame is not applied again, the lost one is), makes it its
  *   pages' twins, and then publishes only what A's guest wrote after the
  *   failure. The node holds B's byte and all of A's.
+ * - A fence before the new grants (a gone slot fenced out): B's release
+ *   is refused and kept; with grants of the new epoch it goes again.
  * Skipped (exit 77) without userfaultfd or a disagg-memnode binary.
  */
 #include "tap.h"
@@ -140,6 +142,48 @@ static uint8_t node_byte(const struct mnspawn *mn, const struct holder *h, uint6
 	return v;
 }
 
+/*
+ * The orchestrator fenced a gone slot out (docs/api.md, "A slot whose VM
+ * is gone"): the section is at a new epoch before B has grants of it. B's
+ * release fails (FENCED), its page stays dirty and its batch in the
+ * journal; with the new grant the next release sends it, and it lands.
+ */
+#define P3 13
+static void fenced_then_regranted(const struct mnspawn *mn, struct holder *b)
+{
+	struct mnc_opts mo = { .addr = mn->addr, .key = &mn->key, .node_id = b->id };
+	struct pager_section sec = b->sec;
+	struct pager_stats st0, st;
+	struct mnc *c = NULL;
+	uint64_t n, bytes;
+	uint32_t epoch = 0;
+	int r;
+
+	b->m.mem[P3 * PS] = 0xb3;
+	r = grant_mint(mn->gkey, sec.grant.memnode_id, b->id, sec.grant.section,
+		       sec.grant.generation, sec.grant.epoch + 1, PROTO_R_ALL, 0, &sec.grant);
+	if (r == 0)
+		r = mnc_connect(&mo, &c);
+	if (r == 0)
+		r = mnc_fence(c, &sec.grant, &epoch);
+	mnc_close(c);
+	ok(r == 0 && epoch == b->sec.grant.epoch + 1, "the section is fenced at epoch %u: %s", epoch,
+	   strerror(-r));
+	pager_stats(b->m.p, &st0);
+	r = pager_release_publish(b->m.p, 0, &n, &bytes);
+	ok(r < 0 && node_byte(mn, b, P3, 0) == 0,
+	   "B's release with its old grant is refused, nothing lands (%s)", strerror(-r));
+	r = pager_region_set_section(b->m.p, 0, 0, &sec, false);
+	if (r == 0)
+		b->sec = sec;
+	r = r < 0 ? r : pager_release_publish(b->m.p, 0, &n, &bytes);
+	pager_stats(b->m.p, &st);
+	ok(r == 0 && node_byte(mn, b, P3, 0) == 0xb3 &&
+		   st.release_batches_resent == st0.release_batches_resent + 1,
+	   "with grants of the new epoch its next release sends the kept batch, and it lands: %s",
+	   strerror(-r));
+}
+
 /* A new pager on A's mapping and files, as a restarted agent's: its region in *ret_region. */
 static int restart(struct holder *a, int tf, struct pager **ret, int *ret_region)
 {
@@ -231,6 +275,7 @@ int main(int argc, char **argv)
 		   "after its acquire A reads B's byte and its own");
 		pager_free(p2);
 	}
+	fenced_then_regranted(&mn, &b);
 	holder_stop(&b);
 	holder_stop(&a);
 	close(tf);

@@ -373,8 +373,9 @@ static int detach(struct orch *o, struct region_rec *r, const struct slot_rec *s
 
 	if (r->holder == s->id && release(o, r, s, gone, info, resp) < 0)
 		return -EIO;
+	/* A gone VM's node is asked briefly: it is detached whatever it answers. */
 	status = regions_call(o, s->compute, s->name, r->name, NULL, "DELETE", NULL,
-			      o->compute_timeout_ms, &ans);
+			      gone ? REGION_SHORT_TIMEOUT_MS : o->compute_timeout_ms, &ans);
 	ok = status == 200 || status == 404 || gone;
 	if (!ok && status < 0)
 		ok = regions_ask(o, s->compute, s->name, r->name, NULL, 0) == REGION_VIEW_ABSENT;

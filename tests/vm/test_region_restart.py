@@ -33,6 +33,11 @@ test_strict_writes_survive_an_agent_restart and
 test_release_writes_survive_an_agent_restart: a compute agent is killed
 (SIGKILL; its QEMU runs on) and started again; what its guest wrote and
 had not published is not lost.
+
+test_a_gone_release_slot_is_fenced_out: a release region's user whose
+compute agent is killed becomes lost; its detach fences it out. The other
+user's agent takes grants of the new epoch and its release lands; the
+killed agent, started again, cannot publish what its guest wrote.
 """
 import threading
 import os
@@ -45,6 +50,7 @@ import urllib.request
 import pytest
 
 from test_cluster import running
+from test_migration_cluster import http
 from test_region_cluster import guest_ok, wait_job, wait_seen
 from test_region_memmig import attach_users, users
 
@@ -389,3 +395,60 @@ def test_release_writes_survive_an_agent_restart(cluster):
     for name in ("a", "b"):
         c.disagg("region", "detach", "rr", "--slot", name, timeout=120)
     c.disagg("region", "delete", "rr")
+
+
+def test_a_gone_release_slot_is_fenced_out(cluster):
+    """Mode release: a and b write different halves of the same pages.
+    a's compute agent is killed (its QEMU runs on) and slot a becomes
+    lost; `region detach` fences it out at a new epoch, b's agent took
+    read-write grants of it (the real agent's POST /grants), and b's
+    release and acquire go through. a's agent, started again, still maps
+    the region with its old grants: its release is refused, and b never
+    reads a's half."""
+    c = cluster
+    pci = users(c, "release", "rf")
+    guest_ok(c, "a", f"RFILL {pci['a']} 41 {PAGES} lo")
+    guest_ok(c, "b", f"RFILL {pci['b']} 41 {PAGES} hi")
+    on = c.json("slot", "show", "a")["compute"]
+    agent = next(x for x in c.info()["components"] if x.get("node_id") == on)
+    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(agent["pid"], signal.SIGKILL)
+    end = time.time() + 90
+    while c.json("slot", "show", "a")["state"] != "lost":
+        assert time.time() < end, c.json("slot", "show", "a")
+        time.sleep(0.5)
+    epoch = c.json("region", "show", "rf")["epoch"]
+    out = c.disagg("region", "detach", "rf", "--slot", "a", timeout=120).stdout
+    assert out == (f"region rf detached from slot a; its VM is gone: fenced at epoch "
+                   f"{epoch + 1}; new grants: b\n"), out
+    out = c.disagg("region", "release", "rf", "--slot", "b", timeout=120).stdout
+    assert f"({PAGES} pages published" in out, out
+    c.disagg("region", "acquire", "rf", "--slot", "b", timeout=120)
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 41 {PAGES} hi")
+    assert int(v["mismatches"]) == 0, v
+
+    # a's agent comes back with a's VM, which still maps the region.
+    log = open(c.data / "logs" / f"{agent['name']}-restarted-{len(c.extra)}.log", "w")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    log.close()
+    c.extra.append(p)
+    end = time.time() + 120
+    while c.guest("a", "PING")[0] != 0:
+        assert time.time() < end and p.poll() is None
+        time.sleep(0.5)
+    # Asked directly (the orchestrator refuses: a is not attached); its new address.
+    o = c.component("orchestrator")["http"]
+    nodes = http(o, "GET", "/v1/nodes", token=c.token_for(o))[1]["nodes"]
+    addr = next(n["http"] for n in nodes if n["node_id"] == on)
+    st, ans = http(addr, "POST", "/v1/vms/a/regions/rf/release", {},
+                   token=c.auth().orch_token(on), timeout=60)
+    assert st == 503 and ans["error"]["code"] == "release_failed", (st, ans)
+    c.disagg("region", "acquire", "rf", "--slot", "b", timeout=120)
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 41 {PAGES} lo")
+    assert int(v["mismatches"]) == PAGES, v
+    v = guest_ok(c, "b", f"RVERIFY {pci['b']} 41 {PAGES} hi")
+    assert int(v["mismatches"]) == 0, v
+    c.disagg("region", "detach", "rf", "--slot", "b", timeout=120)
+    c.disagg("region", "delete", "rf")

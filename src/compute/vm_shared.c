@@ -297,6 +297,7 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	char err[512] = "", dev[16], id[64];
 	uint64_t flushed = 0;
 	struct pager *p;
+	bool fenced = false;
 	int region, r = 0;
 
 	if (vm_shared_begin(vm, &p, resp) < 0)
@@ -308,6 +309,18 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	/* A holder's writes reach the memory node before the region goes. */
 	if (region >= 0 && pager_shared_writable(p, region))
 		r = pager_shared_release(p, region, &flushed);
+	/*
+	 * Fenced out (a newer epoch, the section freed: the orchestrator
+	 * detached this slot while its VM was gone): those writes can never
+	 * land, and keeping the region would only wedge the guest's next
+	 * release. They are lost, as for a lost lock holder.
+	 */
+	if (r == -EKEYREVOKED || r == -ESTALE) {
+		log_warn("vm %s: region %s was taken from this VM (%s): what it wrote since its "
+			 "last release is lost", vm->spec.name, id, strerror(-r));
+		fenced = true;
+		r = 0;
+	}
 	if (r < 0) {
 		http_resp_error(resp, 503, "release_failed", "writing the region back failed (%s): "
 				"it stays attached", strerror(-r));
@@ -325,7 +338,8 @@ static void h_detach(struct vm *vm, int i, struct http_resp *resp)
 	forget(vm, i);
 	log_info("vm %s: region %s detached (%llu pages written back)", vm->spec.name, id,
 		 (unsigned long long)flushed);
-	http_resp_json(resp, 200, json_pack("{s:I}", "flushed_pages", (json_int_t)flushed));
+	http_resp_json(resp, 200, json_pack("{s:I, s:b}", "flushed_pages", (json_int_t)flushed,
+					    "fenced", fenced));
 	vm_shared_end(vm, p);
 }
 

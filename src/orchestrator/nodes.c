@@ -538,6 +538,7 @@ int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool 
 	for (size_t i = 0; i < ns && r == 0; i++) {
 		struct slot_rec *s = &slots[i];
 		const char *vstate = NULL, *vreason = NULL, *kind = "slot_reconciled";
+		bool back = false;
 		size_t k;
 		json_t *vm;
 		char msg[512];
@@ -573,6 +574,8 @@ int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool 
 		} else if (strcmp(vstate, "running") == 0 && strcmp(s->state, "running") != 0) {
 			if (strcmp(s->state, "degraded") == 0)
 				kind = "slot_resumed";
+			else
+				back = true;   /* was lost: its VM may map stray regions */
 			snprintf(s->state, sizeof(s->state), "running");
 			s->reason[0] = '\0';
 		} else {
@@ -592,6 +595,8 @@ int nodes_apply_vms(struct orch *o, const struct node_rec *n, json_t *vms, bool 
 			st->ops->rollback(st);
 		if (r == 0)
 			log_info("%s", msg);
+		if (r == 0 && back && o->regions && o->regions->slot_back)
+			o->regions->slot_back(o, s);
 	}
 	return r;
 }

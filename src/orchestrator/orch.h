@@ -181,8 +181,10 @@ struct orch_regions {
 	 */
 	bool (*orphan)(struct orch *o, const struct node_rec *n, uint64_t owner, uint32_t sec,
 		       uint32_t gen);
-	/* The monitor, now and then: invalidations owed to attached slots. */
+	/* The monitor, now and then: invalidations owed to attached slots, stray regions. */
 	void (*upkeep)(struct orch *o);
+	/* Slot s runs again after it was lost: its VM may map regions it was detached from. */
+	void (*slot_back)(struct orch *o, const struct slot_rec *s);
 	/*
 	 * A heartbeat of memory node mn, with its directory's last lost
 	 * holders ("dir_drops", or NULL): events for the ones not seen yet.

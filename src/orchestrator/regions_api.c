@@ -12,6 +12,7 @@
 
 #include "regions.h"
 #include "regions_drops.h"
+#include "regions_strays.h"
 #include "regions_flow.h"
 #include "regions_memmig.h"
 #include "regions_migrate.h"
@@ -153,6 +154,7 @@ static const struct orch_regions hooks = {
 	.orphan = regions_orphan,
 	.upkeep = regions_upkeep,
 	.dir_drops = regions_dir_drops,
+	.slot_back = regions_slot_back,
 	.sections = sections,
 	.metrics = metrics,
 };

@@ -41,6 +41,7 @@
 #include "migrate.h"
 #include "regions.h"
 #include "regions_migrate.h"
+#include "regions_strays.h"
 
 /* {"slot": "S"}: the body (NULL once answered 400) and S. */
 static json_t *slot_body(const struct http_req *req, struct http_resp *resp, const char **ret)
@@ -749,6 +750,7 @@ void regions_upkeep(struct orch *o)
 	size_t n = 0;
 
 	unlock_gone_holders(o);
+	regions_strays_upkeep(o);
 	if (o->store->ops->attach_list(o->store, 0, 0, &att, &n) < 0)
 		return;
 	for (size_t i = 0; i < n; i++) {

@@ -6,7 +6,7 @@ agent API of the shared-regions contract, docs/api.md "Shared regions"):
 
     POST   /v1/vms/NAME/regions                 attach (201 {region, pci, ms})
     GET    /v1/vms/NAME/regions                 list for a migration ({regions: [...]})
-    DELETE /v1/vms/NAME/regions/ID              detach ({flushed_pages})
+    DELETE /v1/vms/NAME/regions/ID              detach ({flushed_pages, fenced})
     POST   /v1/vms/NAME/regions/ID/acquire      take the lock's grants ({dropped_pages, ms})
     POST   /v1/vms/NAME/regions/ID/release      write back, read-only ({flushed_pages, ms})
     POST   /v1/vms/NAME/regions/ID/invalidate   drop cached pages ({dropped_pages})
@@ -147,7 +147,7 @@ def dispatch(fake, h, method, groups, body):
     if what == "detach":
         del regions[rid]
         flushed = r.pop("dirty", 0) if r["writable"] else 0
-        return h._send(200, {"flushed_pages": flushed})
+        return h._send(200, {"flushed_pages": flushed, "fenced": False})
     if what == "invalidate":
         if body not in ({}, None):
             return h._err(400, "bad_request", "an empty object expected")

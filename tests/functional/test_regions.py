@@ -569,8 +569,9 @@ def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes,
     compute node is lost gives the other slots read-write grants of a new
     epoch first, then fences every section at it: a late release of the
     lost VM is refused on the real memory node ("fenced out" in
-    docs/sharing.md), the other slot's writes
-    with its new grants land."""
+    docs/sharing.md), the other slot's writes with its new grants land.
+    When a's node comes back with its VM, the monitor unplugs the region
+    it no longer is attached to."""
     orch = orch_factory(timeout=2)
     c1, c2, m = start(orch, memnodes, computes, hb_factory)
     st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
@@ -610,6 +611,16 @@ def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes,
     assert data[8:11] == b"\xa1\x00\xb1", data[:16]
     ev = [e for e in events(orch, "region_detached") if e["slot"] == "a"]
     assert ev, events(orch)
+    # a's node comes back with its VM, which still maps p: the monitor unplugs it.
+    assert "p" in c1.vms["a"]["regions"]
+    c1.dead = False
+    orch.hb.resume(10)
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "running", 15)
+    assert wait_for(lambda: "p" not in c1.vms["a"]["regions"], 15), c1.calls[-5:]
+    assert ("DELETE", "/v1/vms/a/regions/p") in [x[:2] for x in c1.calls], c1.calls[-5:]
+    assert wait_for(lambda: [e for e in events(orch, "region_detached")
+                             if "unplugged from slot a at its return" in e["message"]], 10)
+    assert not post(orch, "p", "release", "a")[0] == 200
 
 
 def test_a_lost_strict_holder_is_an_event(orch_factory, memnodes, computes, hb_factory, key):

@@ -403,8 +403,8 @@ def test_a_gone_release_slot_is_fenced_out(cluster):
     lost; `region detach` fences it out at a new epoch, b's agent took
     read-write grants of it (the real agent's POST /grants), and b's
     release and acquire go through. a's agent, started again, still maps
-    the region with its old grants: its release is refused, and b never
-    reads a's half."""
+    the region with its old grants: the orchestrator unplugs it, its
+    release on the way is refused, and b never reads a's half."""
     c = cluster
     pci = users(c, "release", "rf")
     guest_ok(c, "a", f"RFILL {pci['a']} 41 {PAGES} lo")
@@ -438,13 +438,26 @@ def test_a_gone_release_slot_is_fenced_out(cluster):
     while c.guest("a", "PING")[0] != 0:
         assert time.time() < end and p.poll() is None
         time.sleep(0.5)
-    # Asked directly (the orchestrator refuses: a is not attached); its new address.
+    # The monitor unplugs the region from a's VM: its agent's last release is refused.
     o = c.component("orchestrator")["http"]
+
+    def unplugged():
+        evs = http(o, "GET", "/v1/events?limit=1000", token=c.token_for(o))[1]["events"]
+        return [e for e in evs if e["kind"] == "region_detached"
+                and "unplugged from slot a at its return" in e["message"]]
+    end = time.time() + 60
+    while not (ev := unplugged()):
+        assert time.time() < end, agent_logs(c)[-3000:]
+        time.sleep(0.5)
+    assert "fenced out" in ev[0]["message"], ev
     nodes = http(o, "GET", "/v1/nodes", token=c.token_for(o))[1]["nodes"]
     addr = next(n["http"] for n in nodes if n["node_id"] == on)
-    st, ans = http(addr, "POST", "/v1/vms/a/regions/rf/release", {},
-                   token=c.auth().orch_token(on), timeout=60)
-    assert st == 503 and ans["error"]["code"] == "release_failed", (st, ans)
+    st, ans = http(addr, "GET", "/v1/vms/a", token=c.auth().orch_token(on))
+    assert st == 200 and ans["regions"] == [], (st, ans)
+    end = time.time() + 60                   # guest a runs on, without the device
+    while pci["a"] in guest_ok(c, "a", "REGIONS").get("regions", ""):
+        assert time.time() < end, "guest a still sees the region"
+        time.sleep(0.5)
     c.disagg("region", "acquire", "rf", "--slot", "b", timeout=120)
     v = guest_ok(c, "b", f"RVERIFY {pci['b']} 41 {PAGES} lo")
     assert int(v["mismatches"]) == PAGES, v

@@ -493,6 +493,7 @@ class FakeCompute:
         self.memmig_commits = []      # (vm, from key, to key) of committed section migrations
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
+        self.fail_renew = None        # (status, code) to refuse POST /v1/vms/NAME/grants
         self.create_bodies = []       # every POST /v1/vms body, in order
         self.console_input = []       # bytes typed into the consoles, in order
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate
@@ -840,6 +841,8 @@ class FakeCompute:
 
     def _renew(self, h, vm, body):
         """Renewed grants, checked as the agent checks them (vm_grants.c)."""
+        if self.fail_renew:
+            return h._err(*self.fail_renew, "refused by the fake")
         if not isinstance(body, dict) or set(body) != {"grants"} or \
                 not isinstance(body["grants"], list) or not body["grants"]:
             return h._err(400, "bad_request", "bad body")

@@ -623,6 +623,40 @@ def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes,
     assert not post(orch, "p", "release", "a")[0] == 200
 
 
+def test_a_release_slot_not_reached_at_a_fence_out_gets_the_grants_at_renewal(
+        orch_factory, memnodes, computes, hb_factory, key):
+    """The fence-out of a gone release slot when another slot's agent does
+    not take the new grants: the detach stands (the other slot is listed
+    as not regranted), that slot's writes with its old grant are refused,
+    and the next renewal brings it grants of the new epoch."""
+    orch = orch_factory(timeout=2, extra=["--grant-ttl", "10"])
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
+    assert st == 201, r
+    for slot in ("a", "b"):
+        assert post(orch, "p", "attach", slot)[0] == 200
+    epoch = orch.call("GET", "/v1/regions/p")[1]["epoch"]
+    orch.hb.pause(10)
+    c1.dead = True
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
+    c2.fail_renew = (503, "unavailable")
+    st, ans = post(orch, "p", "detach", "a")
+    assert st == 200 and ans["regranted"] == [] and ans["not_regranted"] == ["b"], ans
+    assert ans["fenced_epoch"] == epoch + 1, ans
+    x = ans["sections"][0]
+    with Conn(m.addr).login(key, 11) as c:
+        with pytest.raises(ProtoError) as e:
+            c.write_diff(mint_grant(key, 101, 11, x["section"], x["generation"], RW,
+                                    epoch=epoch), [(0, [(1, b"\x01")])])
+        assert e.value.status == ST["FENCED"], e.value
+    c2.fail_renew = None
+    c2.renewals.clear()
+    assert wait_for(lambda: [g for vm, _, gs in c2.renewals if vm == "b" for g in gs], 15)
+    got = [g for vm, _, gs in c2.renewals if vm == "b" for g in gs]
+    check_grants([decode_grant(g)[:6] for g in got], orch.call("GET", "/v1/regions/p")[1], 11,
+                 RW, epoch + 1)
+
+
 def test_a_lost_strict_holder_is_an_event(orch_factory, memnodes, computes, hb_factory, key):
     """A strict region's directory drops a holder that leaves a recall
     unanswered for the lease; the memory node says so in its heartbeats and

@@ -18,6 +18,7 @@
  *   failure. The node holds B's byte and all of A's.
  * - A fence before the new grants (a gone slot fenced out): B's release
  *   is refused and kept; with grants of the new epoch it goes again.
+ * - A park before a region moves sends a kept batch first.
  * Skipped (exit 77) without userfaultfd or a disagg-memnode binary.
  */
 #include "tap.h"
@@ -28,6 +29,7 @@
 
 #include "mnclient.h"
 #include "mntap.h"
+#include "share_move.h"
 
 #define PS    PAGER_PAGE_SIZE
 #define SEC   (4u << 20)
@@ -184,6 +186,41 @@ static void fenced_then_regranted(const struct mnspawn *mn, struct holder *b)
 	   strerror(-r));
 }
 
+/*
+ * A region about to move to another memory node parks (share_move.h):
+ * its write-back publishes, and a batch the journal keeps goes first, to
+ * the node that took part of it. So no batch outlives a move, and the new
+ * node (whose table of frames applied is empty) never sees one again.
+ */
+#define P4 14
+#define P5 15
+static void park_sends_the_batch(const struct mnspawn *mn, struct holder *b)
+{
+	struct pager_stats st0, st;
+	uint64_t n, bytes, flushed = 0, dropped = 0;
+	int r;
+
+	b->m.mem[P4 * PS] = 0xb4;
+	b->m.mem[P5 * PS] = 0xb5;
+	wrap(b, LOSE_FRAME1_AND_ACK);
+	r = pager_release_publish(b->m.p, 0, &n, &bytes);
+	b->be->ops = real;
+	ok(r < 0 && node_byte(mn, b, P4, 0) == 0xb4 && node_byte(mn, b, P5, 0) == 0,
+	   "B's release failed with one frame landed, one lost (%s)", strerror(-r));
+	pager_stats(b->m.p, &st0);
+	r = pager_shared_park(b->m.p, 0, &flushed, &dropped);
+	pager_stats(b->m.p, &st);
+	ok(r == 0 && st.release_batches_resent == st0.release_batches_resent + 1 &&
+		   node_byte(mn, b, P5, 0) == 0xb5,
+	   "parked for a move: the kept batch went first, to this node (%s)", strerror(-r));
+	ok(pager_shared_unpark(b->m.p, 0) == 1, "unparked");
+	r = pager_release_publish(b->m.p, 0, &n, &bytes);
+	pager_stats(b->m.p, &st0);
+	ok(r == 0 && n == 0 && st0.release_batches_resent == st.release_batches_resent,
+	   "the journal kept nothing to send to the next node (%llu pages)",
+	   (unsigned long long)n);
+}
+
 /* A new pager on A's mapping and files, as a restarted agent's: its region in *ret_region. */
 static int restart(struct holder *a, int tf, struct pager **ret, int *ret_region)
 {
@@ -276,6 +313,7 @@ int main(int argc, char **argv)
 		pager_free(p2);
 	}
 	fenced_then_regranted(&mn, &b);
+	park_sends_the_batch(&mn, &b);
 	holder_stop(&b);
 	holder_stop(&a);
 	close(tf);

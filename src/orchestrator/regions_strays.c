@@ -10,8 +10,10 @@
  * VM maps and unplugs each that the slot is not attached to (DELETE
  * /v1/vms/NAME/regions/ID: its agent's last release is refused, and what
  * the VM wrote since its previous one is lost), with event
- * region_detached. A slot whose agent does not answer is asked again at
- * the next upkeep.
+ * region_detached. A region it is attached to and its VM writes, but
+ * whose lock it lost while its VM was gone (the lock's lease), becomes
+ * read-only there again (demote): event region_demoted. A slot whose agent
+ * does not answer is asked again at the next upkeep.
  *
  * The slots to look at are kept in memory: an orchestrator that restarts
  * meanwhile still sees the slot come back from `lost` (the store keeps
@@ -73,6 +75,14 @@ static bool attached(struct orch *o, const struct slot_rec *s, const char *name)
 	return false;
 }
 
+/* Does slot s write region `name` (true when it cannot tell)? */
+static bool writes(struct orch *o, const struct slot_rec *s, const char *name)
+{
+	struct region_rec r;
+
+	return o->store->ops->region_get(o->store, name, &r) < 0 || regions_writes(&r, s->id);
+}
+
 /* Unplug region `name` from slot s's VM. 0, or -EIO to try again. */
 static int unplug(struct orch *o, const struct slot_rec *s, const char *name)
 {
@@ -101,7 +111,68 @@ static int unplug(struct orch *o, const struct slot_rec *s, const char *name)
 	return -EIO;
 }
 
-/* Unplug every region slot `name`'s VM maps and is not attached to: 0, or -EIO. */
+/*
+ * Slot s's VM writes region `name`, which s does not hold: the lock was
+ * taken back while its VM was gone (the lock's lease). Inside the region's
+ * operation, so that no lock moves meanwhile: read grants (its agent's
+ * write-back is refused, fenced, and dropped), then its cached pages
+ * dropped. Its guest's next write then waits for the lock, and its reads
+ * see the holder's releases. 0, or -EIO to try again.
+ */
+static int demote(struct orch *o, const struct slot_rec *s, const char *name)
+{
+	struct http_resp resp = { 0 };
+	struct region_rec r;
+	json_t *g, *body, *ans = NULL;
+	char why[256];
+	int status;
+
+	if (regions_begin(o, name, &r, &resp) < 0) {
+		free(resp.body);
+		return -EIO;   /* in an operation: later */
+	}
+	if (regions_writes(&r, s->id)) {
+		o->store->ops->rollback(o->store);   /* it holds it (again) */
+		return 0;
+	}
+	if (regions_begin_commit(o, &r, "unlocking", s->id, &resp) < 0) {
+		free(resp.body);
+		return -EIO;
+	}
+	g = regions_grants(o, &r, s->compute, false, orch_grant_expiry(o), false);
+	body = g ? json_pack("{s:o}", "grants", g) : NULL;
+	status = body ? regions_call(o, s->compute, s->name, r.name, "release", "POST", body,
+				     o->compute_timeout_ms, &ans) : -ENOMEM;
+	json_decref(body);
+	if (status == 200) {
+		json_decref(ans);
+		ans = NULL;
+		body = json_object();
+		status = regions_call(o, s->compute, s->name, r.name, "invalidate", "POST", body,
+				      REGION_SHORT_TIMEOUT_MS, &ans);
+		json_decref(body);
+	}
+	mig_why(status, ans, why, sizeof(why));
+	json_decref(ans);
+	if (status != 200) {
+		regions_finish(o, &r, "ready", NULL, 0, NULL, "-");
+		log_warn("slot %s: its VM writes region %s, whose lock it lost while it was gone, "
+			 "and could not be made read-only: %s (tried again)", s->name, name, why);
+		return -EIO;
+	}
+	regions_finish(o, &r, "ready", "region_demoted", s->compute, s->name,
+		       "region %s is read-only again in slot %s at its return: it lost the lock "
+		       "while its VM was gone (what it wrote since its last release is lost)",
+		       r.name, s->name);
+	log_warn("region %s: slot %s is back and read-only again (it lost the lock while its VM "
+		 "was gone)", r.name, s->name);
+	return 0;
+}
+
+/*
+ * Unplug every region slot `name`'s VM maps and is not attached to, and
+ * make read-only each it writes but does not hold: 0, or -EIO.
+ */
 static int strays_of(struct orch *o, const char *name)
 {
 	struct slot_rec s;
@@ -129,8 +200,15 @@ static int strays_of(struct orch *o, const char *name)
 	json_array_foreach(json_object_get(ans, "regions"), i, x) {
 		const char *id = json_string_value(json_object_get(x, "region"));
 
-		if (id && !attached(o, &s, id) && unplug(o, &s, id) < 0)
+		if (!id)
+			continue;
+		if (!attached(o, &s, id)) {
+			if (unplug(o, &s, id) < 0)
+				rc = -EIO;
+		} else if (json_is_true(json_object_get(x, "writable")) && !writes(o, &s, id) &&
+			   demote(o, &s, id) < 0) {
 			rc = -EIO;
+		}
 	}
 	json_decref(ans);
 	return rc;

@@ -532,7 +532,9 @@ def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, co
     """The lock's lease is the node timeout: a holder whose compute node
     misses heartbeats that long is lost, and the monitor takes the lock
     back (fenced at a new epoch: the lost VM's late writes are refused);
-    the other slot locks next."""
+    the other slot locks next. When a's node comes back with its VM, which
+    still writes the region, the monitor makes it read-only there and
+    drops its cached pages (event region_demoted)."""
     orch = orch_factory(timeout=2)
     c1, c2, m = start(orch, memnodes, computes, hb_factory)
     assert orch.call("POST", "/v1/regions", {"name": "r1", "size_bytes": SEC})[0] == 201
@@ -561,6 +563,21 @@ def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, co
     # The other user goes on: b takes the lock.
     st, ans = post(orch, "r1", "lock", "b")
     assert st == 200 and ans["holder"] == "b", ans
+    # a's node comes back with its VM, which still writes r1: read-only again, cache dropped.
+    assert c1.vms["a"]["regions"]["r1"]["writable"] is True
+    fr.LOG.clear()
+    c1.dead = False
+    orch.hb.resume(10)
+    assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "running", 15)
+    assert wait_for(lambda: c1.vms["a"]["regions"]["r1"]["writable"] is False, 15)
+    assert wait_for(lambda: [e[1] for e in fr.calls() if e[2] == "a"] == ["release",
+                                                                         "invalidate"], 10)
+    rel = [e[4] for e in fr.calls() if e[1] == "release"][0]
+    r = orch.call("GET", "/v1/regions/r1")[1]
+    check_grants(grants_of(rel), r, 10, R, epoch + 2)
+    assert r["holder"] == "b" and r["state"] == "ready", r
+    assert wait_for(lambda: events(orch, "region_demoted"), 10)
+    assert "a" in [x["slot"] for x in r["attachments"]], r
 
 
 def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes, computes,

@@ -38,6 +38,9 @@ test_a_gone_release_slot_is_fenced_out: a release region's user whose
 compute agent is killed becomes lost; its detach fences it out. The other
 user's agent takes grants of the new epoch and its release lands; the
 killed agent, started again, cannot publish what its guest wrote.
+test_a_lost_lock_holder_is_read_only_at_its_return: an exclusive holder
+whose agent is killed loses the lock (the lease); when its agent is back
+the region is read-only in its VM again and its stale pages dropped.
 """
 import threading
 import os
@@ -465,3 +468,53 @@ def test_a_gone_release_slot_is_fenced_out(cluster):
     assert int(v["mismatches"]) == 0, v
     c.disagg("region", "detach", "rf", "--slot", "b", timeout=120)
     c.disagg("region", "delete", "rf")
+
+
+def test_a_lost_lock_holder_is_read_only_at_its_return(cluster):
+    """Mode exclusive: a locks and fills the region; its compute agent is
+    killed (its QEMU runs on), slot a becomes lost and the monitor takes
+    the lock back (the lease). b locks, fills another pattern and
+    unlocks. a's agent, started again, still holds the region writable
+    with a's stale pages: the orchestrator makes it read-only and drops
+    its cached pages (event region_demoted), so a's guest reads b's
+    pattern, not its own."""
+    c = cluster
+    pci = users(c, "exclusive", "ex2")
+    c.disagg("region", "lock", "ex2", "--slot", "a", timeout=120)
+    guest_ok(c, "a", f"RFILL {pci['a']} 51 {PAGES}")
+    on = c.json("slot", "show", "a")["compute"]
+    agent = next(x for x in c.info()["components"] if x.get("node_id") == on)
+    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(agent["pid"], signal.SIGKILL)
+    end = time.time() + 90
+    while c.json("region", "show", "ex2")["holder"] is not None:
+        assert time.time() < end, c.json("region", "show", "ex2")
+        time.sleep(0.5)
+    c.disagg("region", "lock", "ex2", "--slot", "b", timeout=120)
+    guest_ok(c, "b", f"RFILL {pci['b']} 52 {PAGES}")
+    c.disagg("region", "unlock", "ex2", "--slot", "b", timeout=120)
+
+    log = open(c.data / "logs" / f"{agent['name']}-restarted-{len(c.extra)}.log", "w")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    log.close()
+    c.extra.append(p)
+    o = c.component("orchestrator")["http"]
+
+    def demoted():
+        evs = http(o, "GET", "/v1/events?limit=1000", token=c.token_for(o))[1]["events"]
+        return [e for e in evs if e["kind"] == "region_demoted" and e["slot"] == "a"]
+    end = time.time() + 120
+    while not demoted():
+        assert time.time() < end and p.poll() is None, agent_logs(c)[-3000:]
+        time.sleep(0.5)
+    nodes = http(o, "GET", "/v1/nodes", token=c.token_for(o))[1]["nodes"]
+    addr = next(n["http"] for n in nodes if n["node_id"] == on)
+    st, ans = http(addr, "GET", "/v1/vms/a", token=c.auth().orch_token(on))
+    assert st == 200 and [r["writable"] for r in ans["regions"]] == [False], (st, ans)
+    v = guest_ok(c, "a", f"RVERIFY {pci['a']} 52 {PAGES}")
+    assert int(v["mismatches"]) == 0, v
+    for name in ("a", "b"):
+        c.disagg("region", "detach", "ex2", "--slot", name, timeout=120)
+    c.disagg("region", "delete", "ex2")

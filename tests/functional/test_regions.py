@@ -580,6 +580,17 @@ def test_a_lost_holder_loses_the_lock_after_the_lease(orch_factory, memnodes, co
     assert "a" in [x["slot"] for x in r["attachments"]], r
 
 
+def release_users(orch, memnodes, computes, hb_factory):
+    """Release region p attached to slots a (node 10) and b (node 11):
+    start()'s three nodes, the region and its epoch."""
+    c1, c2, m = start(orch, memnodes, computes, hb_factory)
+    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
+    assert st == 201, r
+    for slot in ("a", "b"):
+        assert post(orch, "p", "attach", slot)[0] == 200
+    return c1, c2, m, r, orch.call("GET", "/v1/regions/p")[1]["epoch"]
+
+
 def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes, computes,
                                                         hb_factory, key):
     """Mode release: every slot holds write grants. Detaching a slot whose
@@ -590,12 +601,7 @@ def test_a_gone_release_slot_is_fenced_out_at_its_detach(orch_factory, memnodes,
     When a's node comes back with its VM, the monitor unplugs the region
     it no longer is attached to."""
     orch = orch_factory(timeout=2)
-    c1, c2, m = start(orch, memnodes, computes, hb_factory)
-    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
-    assert st == 201, r
-    for slot in ("a", "b"):
-        assert post(orch, "p", "attach", slot)[0] == 200
-    epoch = orch.call("GET", "/v1/regions/p")[1]["epoch"]
+    c1, c2, m, r, epoch = release_users(orch, memnodes, computes, hb_factory)
     x = r["sections"][0]
     page = [(0, [(8, b"\xa1")])]
     with Conn(m.addr).login(key, 10) as c:          # a writes at the epoch it holds
@@ -647,12 +653,7 @@ def test_a_release_slot_not_reached_at_a_fence_out_gets_the_grants_at_renewal(
     as not regranted), that slot's writes with its old grant are refused,
     and the next renewal brings it grants of the new epoch."""
     orch = orch_factory(timeout=2, extra=["--grant-ttl", "10"])
-    c1, c2, m = start(orch, memnodes, computes, hb_factory)
-    st, r = orch.call("POST", "/v1/regions", {"name": "p", "size_bytes": SEC, "mode": "release"})
-    assert st == 201, r
-    for slot in ("a", "b"):
-        assert post(orch, "p", "attach", slot)[0] == 200
-    epoch = orch.call("GET", "/v1/regions/p")[1]["epoch"]
+    c1, c2, m, r, epoch = release_users(orch, memnodes, computes, hb_factory)
     orch.hb.pause(10)
     c1.dead = True
     assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)

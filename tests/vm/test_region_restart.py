@@ -400,6 +400,27 @@ def test_release_writes_survive_an_agent_restart(cluster):
     c.disagg("region", "delete", "rr")
 
 
+def kill_agent(c, slot):
+    """SIGKILL the compute agent of `slot` (its QEMU runs on): its node id,
+    its cluster.json entry and its command line, to start it again."""
+    on = c.json("slot", "show", slot)["compute"]
+    agent = next(x for x in c.info()["components"] if x.get("node_id") == on)
+    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(agent["pid"], signal.SIGKILL)
+    return on, agent, argv
+
+
+def start_again(c, agent, argv):
+    """Start a killed agent again (kill_agent): its process."""
+    log = open(c.data / "logs" / f"{agent['name']}-restarted-{len(c.extra)}.log", "w")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    log.close()
+    c.extra.append(p)
+    return p
+
+
 def test_a_gone_release_slot_is_fenced_out(cluster):
     """Mode release: a and b write different halves of the same pages.
     a's compute agent is killed (its QEMU runs on) and slot a becomes
@@ -412,11 +433,7 @@ def test_a_gone_release_slot_is_fenced_out(cluster):
     pci = users(c, "release", "rf")
     guest_ok(c, "a", f"RFILL {pci['a']} 41 {PAGES} lo")
     guest_ok(c, "b", f"RFILL {pci['b']} 41 {PAGES} hi")
-    on = c.json("slot", "show", "a")["compute"]
-    agent = next(x for x in c.info()["components"] if x.get("node_id") == on)
-    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
-        argv = [a.decode() for a in f.read().split(b"\0") if a]
-    os.kill(agent["pid"], signal.SIGKILL)
+    on, agent, argv = kill_agent(c, "a")
     end = time.time() + 90
     while c.json("slot", "show", "a")["state"] != "lost":
         assert time.time() < end, c.json("slot", "show", "a")
@@ -432,11 +449,7 @@ def test_a_gone_release_slot_is_fenced_out(cluster):
     assert int(v["mismatches"]) == 0, v
 
     # a's agent comes back with a's VM, which still maps the region.
-    log = open(c.data / "logs" / f"{agent['name']}-restarted-{len(c.extra)}.log", "w")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    log.close()
-    c.extra.append(p)
+    p = start_again(c, agent, argv)
     end = time.time() + 120
     while c.guest("a", "PING")[0] != 0:
         assert time.time() < end and p.poll() is None
@@ -482,11 +495,7 @@ def test_a_lost_lock_holder_is_read_only_at_its_return(cluster):
     pci = users(c, "exclusive", "ex2")
     c.disagg("region", "lock", "ex2", "--slot", "a", timeout=120)
     guest_ok(c, "a", f"RFILL {pci['a']} 51 {PAGES}")
-    on = c.json("slot", "show", "a")["compute"]
-    agent = next(x for x in c.info()["components"] if x.get("node_id") == on)
-    with open(f"/proc/{agent['pid']}/cmdline", "rb") as f:
-        argv = [a.decode() for a in f.read().split(b"\0") if a]
-    os.kill(agent["pid"], signal.SIGKILL)
+    on, agent, argv = kill_agent(c, "a")
     end = time.time() + 90
     while c.json("region", "show", "ex2")["holder"] is not None:
         assert time.time() < end, c.json("region", "show", "ex2")
@@ -495,11 +504,7 @@ def test_a_lost_lock_holder_is_read_only_at_its_return(cluster):
     guest_ok(c, "b", f"RFILL {pci['b']} 52 {PAGES}")
     c.disagg("region", "unlock", "ex2", "--slot", "b", timeout=120)
 
-    log = open(c.data / "logs" / f"{agent['name']}-restarted-{len(c.extra)}.log", "w")
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    log.close()
-    c.extra.append(p)
+    p = start_again(c, agent, argv)
     o = c.component("orchestrator")["http"]
 
     def demoted():

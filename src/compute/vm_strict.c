@@ -404,6 +404,7 @@ static void *recaller_main(void *arg)
 	struct vm *vm = rr->vm;
 	uint8_t *buf = malloc(PAGER_PAGE_SIZE);
 	bool was_open = false;
+	size_t lost;
 	int warned = 0;
 
 	thread_start("strict-recall", THREAD_QUICK_SLICE_NS);
@@ -447,9 +448,10 @@ static void *recaller_main(void *arg)
 	}
 	free(buf);
 	sent_to_kept(rr);
-	if (rr->nkept || (rr->nkept = kept_on_file(rr)))
+	lost = rr->nkept + kept_on_file(rr);
+	if (lost)
 		log_warn("vm %s: region %s: %zu changed pages never handed back: their writes are lost",
-			 vm->spec.name, vm->shared[rr->idx].id, rr->nkept);
+			 vm->spec.name, vm->shared[rr->idx].id, lost);
 	free(rr->kept);
 	rr->kept = NULL;
 	rr->nkept = 0;

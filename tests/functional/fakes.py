@@ -493,7 +493,7 @@ class FakeCompute:
         self.memmig_commits = []      # (vm, from key, to key) of committed section migrations
         self.lock = threading.Lock()
         self.fail_create = None       # (status, code) to refuse POST /v1/vms
-        self.fail_renew = None        # (status, code) to refuse POST /v1/vms/NAME/grants
+        self.fail_renew = None        # (status, code) to refuse POST /v1/vms/NAME/grants (the agent's: 409 not_running)
         self.create_bodies = []       # every POST /v1/vms body, in order
         self.console_input = []       # bytes typed into the consoles, in order
         self.fail_migrate = None      # (status, code) to refuse POST .../migrate

@@ -657,7 +657,7 @@ def test_a_release_slot_not_reached_at_a_fence_out_gets_the_grants_at_renewal(
     orch.hb.pause(10)
     c1.dead = True
     assert wait_for(lambda: orch.call("GET", "/v1/slots/a")[1]["state"] == "lost", 15)
-    c2.fail_renew = (503, "unavailable")
+    c2.fail_renew = (409, "not_running")   # as the agent answers
     st, ans = post(orch, "p", "detach", "a")
     assert st == 200 and ans["regranted"] == [] and ans["not_regranted"] == ["b"], ans
     assert ans["fenced_epoch"] == epoch + 1, ans
